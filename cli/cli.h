@@ -1,0 +1,11 @@
+/* cli: the subcommands of the llamaserve binary. Each takes the arguments after its name
+ * (argv[0] is the subcommand) and returns the process exit status; each prints a one-line
+ * error and returns 2 on a bad flag, 1 on a failure such as an unreadable model. */
+#ifndef LS_CLI_H
+#define LS_CLI_H
+
+int cmd_generate(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+
+#endif

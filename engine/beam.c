@@ -1,0 +1,2 @@
+/* beam: placeholder until the module lands. */
+#include "beam.h"

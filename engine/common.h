@@ -1,0 +1,26 @@
+/* common: the few helpers every engine module shares.
+ * Errors are reported, never raised: a failing function returns -1 (or NULL) and writes a
+ * one-line message into the caller's buffer (err, errlen). Library code never exits or aborts. */
+#ifndef LS_COMMON_H
+#define LS_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define LS_ERR_LEN 256 /* a comfortable size for an error buffer */
+
+/* Formats a message into err (when err is not NULL) and returns -1, so that
+ * `return ls_fail(err, errlen, "bad %s", x);` reads as one statement. */
+int ls_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Checked size arithmetic: returns 0 and stores a*b (a+b) in *out, or -1 on overflow. */
+int ls_mul_size(size_t a, size_t b, size_t *out);
+int ls_add_size(size_t a, size_t b, size_t *out);
+
+/* Allocates n zeroed bytes aligned to 64 (a cache line); free with free(). NULL on failure. */
+void *ls_alloc(size_t n);
+
+/* Monotonic time in seconds. */
+double ls_now(void);
+
+#endif

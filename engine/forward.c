@@ -1,0 +1,2 @@
+/* forward: placeholder until the module lands. */
+#include "forward.h"

@@ -1,0 +1,49 @@
+/* forward: the LLaMA-2 forward pass over a batch of tokens that belong to one or more sequences,
+ * each with its own KV cache. A prompt is one sequence's run of consecutive positions (prefill);
+ * a batched decode step is one token from each of several sequences. Every layer is a plain
+ * function (outputs first, sizes last); fwd_decode strings them together. All scratch is sized
+ * once in fwd_create: nothing is allocated during a step. */
+#ifndef LS_FORWARD_H
+#define LS_FORWARD_H
+
+#include "kv_cache.h"
+#include "matmul.h"
+#include "model.h"
+#include "threadpool.h"
+
+#include <stdbool.h>
+
+typedef struct {
+    int n_tokens;
+    const int32_t *token; /* (n_tokens) */
+    const int32_t *pos;   /* (n_tokens) position of each token in its sequence */
+    const int32_t *seq;   /* (n_tokens) index of the token's sequence in caches[] */
+    const bool *logits;   /* (n_tokens) rows whose logits are wanted; NULL: only the last row */
+} fwd_batch;
+
+typedef struct fwd_ctx fwd_ctx;
+
+/* Scratch for batches of up to max_tokens rows (longer batches are processed in chunks).
+ * The pool is borrowed, not owned. NULL with a message on failure. */
+fwd_ctx *fwd_create(const model *m, int max_tokens, pool *p, char *err, size_t errlen);
+void fwd_free(fwd_ctx *f);
+
+/* Runs the batch. Tokens of one sequence must appear in increasing position order, and each
+ * token's position must be at most its cache's current length (no gaps) and below its n_ctx.
+ * Writes K/V for every token, then stores the logits (n_out, vocab_size) of the flagged rows,
+ * in batch order, into logits. Returns 0, or -1 with a message (bad id, position, cache). */
+int fwd_decode(fwd_ctx *f, kv_cache *const *caches, int n_caches, const fwd_batch *b,
+               float *logits, char *err, size_t errlen);
+
+/* The layers (scalar reference implementations). */
+/* out (T, C) = x / rms(x) * w, per row. */
+void rmsnorm(float *out, const float *x, const float *w, int T, int C, float eps);
+/* Rotates adjacent pairs (x[2i], x[2i+1]) of each head's first rope_dim dims by pos * theta^(-2i/rope_dim).
+ * x is (n_heads, head_dim) for one token. */
+void rope(float *x, int n_heads, int head_dim, int rope_dim, int pos, float theta);
+/* In place softmax over n values. */
+void softmax(float *x, int n);
+/* out (hidden) = silu(gate) * up, elementwise. */
+void swiglu(float *out, const float *gate, const float *up, int n);
+
+#endif

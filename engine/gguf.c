@@ -1,0 +1,2 @@
+/* gguf: placeholder until the module lands. */
+#include "gguf.h"

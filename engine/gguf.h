@@ -1,0 +1,96 @@
+/* gguf: a validating reader for GGUF v2/v3 files. The file is mapped read-only; keys, strings
+ * and tensor data point into the mapping. Every count, length, offset and size is checked
+ * against the mapping before it is used, so a truncated or hostile file yields an error that
+ * names the problem, never a read outside the mapping. */
+#ifndef LS_GGUF_H
+#define LS_GGUF_H
+
+#include "mapfile.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    GGUF_UINT8 = 0,
+    GGUF_INT8 = 1,
+    GGUF_UINT16 = 2,
+    GGUF_INT16 = 3,
+    GGUF_UINT32 = 4,
+    GGUF_INT32 = 5,
+    GGUF_FLOAT32 = 6,
+    GGUF_BOOL = 7,
+    GGUF_STRING = 8,
+    GGUF_ARRAY = 9,
+    GGUF_UINT64 = 10,
+    GGUF_INT64 = 11,
+    GGUF_FLOAT64 = 12,
+} gguf_type;
+
+typedef struct {
+    const char *s; /* into the mapping; NOT NUL-terminated; valid UTF-8 (checked) */
+    uint64_t len;
+} gguf_str;
+
+typedef struct gguf_value gguf_value;
+struct gguf_value {
+    gguf_type type;
+    union {
+        uint64_t u;   /* UINT8..UINT64 */
+        int64_t i;    /* INT8..INT64 */
+        double f;     /* FLOAT32, FLOAT64 */
+        bool b;
+        gguf_str str;
+        struct {
+            gguf_type elem;
+            uint64_t n;
+            gguf_value *items; /* (n), allocated by the reader */
+        } arr;
+    };
+};
+
+typedef struct {
+    gguf_str key;
+    gguf_value value;
+} gguf_kv;
+
+typedef struct {
+    gguf_str name;
+    uint32_t n_dims;
+    int64_t ne[4];   /* ne[0] fastest; unused dimensions are 1 */
+    uint32_t type;   /* ggml type number */
+    uint64_t offset; /* relative to the start of the data section */
+    const void *data;
+    uint64_t nbytes;
+} gguf_tensor;
+
+typedef struct {
+    mapfile map;
+    uint32_t version;
+    uint64_t alignment;
+    uint64_t n_kv;
+    gguf_kv *kv;         /* (n_kv) */
+    uint64_t n_tensors;
+    gguf_tensor *tensors; /* (n_tensors) */
+} gguf_file;
+
+/* Opens and validates path. NULL with a message on error; caller frees with gguf_close. */
+gguf_file *gguf_open(const char *path, char *err, size_t errlen);
+void gguf_close(gguf_file *f);
+
+/* Lookups: NULL when absent. */
+const gguf_value *gguf_get(const gguf_file *f, const char *key);
+const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name);
+
+/* Typed lookups: return 0 and store the value; 1 when the key is absent; -1 (with a message
+ * naming the key) when it has the wrong type or an out-of-range value. Integer getters accept
+ * any integer type whose value fits. */
+int gguf_get_int(const gguf_file *f, const char *key, int64_t *out, char *err, size_t errlen);
+int gguf_get_float(const gguf_file *f, const char *key, double *out, char *err, size_t errlen);
+int gguf_get_bool(const gguf_file *f, const char *key, bool *out, char *err, size_t errlen);
+int gguf_get_str(const gguf_file *f, const char *key, gguf_str *out, char *err, size_t errlen);
+
+bool gguf_str_eq(gguf_str s, const char *c);
+const char *gguf_type_name(gguf_type t);
+
+#endif

@@ -1,0 +1,34 @@
+/* kv_cache: the keys and values of one sequence, for every layer, up to n_ctx positions. Owned
+ * by one sequence (a server slot, a beam); not thread-safe: only the thread that runs the
+ * forward step touches it. Sized once at creation; never reallocates. */
+#ifndef LS_KV_CACHE_H
+#define LS_KV_CACHE_H
+
+#include "model.h"
+
+typedef enum { KV_F32 = 0, KV_F16 = 1 } kv_type;
+
+typedef struct {
+    int n_layers, n_ctx, kv_dim; /* kv_dim = n_kv_heads * head_dim */
+    kv_type type;
+    void *k;   /* (n_layers, n_ctx, kv_dim) of type */
+    void *v;   /* (n_layers, n_ctx, kv_dim) of type */
+    int n;     /* positions 0..n-1 hold valid entries */
+} kv_cache;
+
+/* NULL with a message when n_ctx is not positive or the memory cannot be had. */
+kv_cache *kv_create(const model_config *c, int n_ctx, kv_type type, char *err, size_t errlen);
+void kv_free(kv_cache *kv);
+size_t kv_bytes(const kv_cache *kv);
+
+void kv_clear(kv_cache *kv);
+/* Keeps positions 0..n-1 (n <= kv->n). */
+void kv_truncate(kv_cache *kv, int n);
+/* Copies src's first src->n positions into dst (same shape and type). 0, or -1 on mismatch. */
+int kv_copy(kv_cache *dst, const kv_cache *src);
+
+/* Row pointers for the forward pass. */
+void *kv_k_row(const kv_cache *kv, int layer, int pos);
+void *kv_v_row(const kv_cache *kv, int layer, int pos);
+
+#endif

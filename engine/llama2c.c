@@ -1,0 +1,2 @@
+/* llama2c: placeholder */
+#include "model.h"

@@ -1,0 +1,33 @@
+/* matmul: weights of any stored type times a block of activation rows. The one shape every
+ * projection in the model has: out (T, n_out) = x (T, n_in) @ W^T, W stored as (n_out, n_in)
+ * rows of its own type. For Q8_0/Q4_0 weights the activations are quantized to 8-bit blocks
+ * once per call and the dot products are integer. Work is split across the pool by output rows,
+ * so every output element is computed by the same sequence of operations whatever the thread
+ * count and whatever other rows share the block: results are bit-identical. */
+#ifndef LS_MATMUL_H
+#define LS_MATMUL_H
+
+#include "tensor.h"
+#include "threadpool.h"
+
+/* Scratch for the quantized activations of up to max_T rows of max_n_in elements. */
+typedef struct {
+    block_q8_act *xq; /* (max_T, max_n_in / QK) */
+    int max_T, max_n_in;
+} mm_scratch;
+
+int mm_scratch_init(mm_scratch *s, int max_T, int max_n_in);
+void mm_scratch_free(mm_scratch *s);
+
+/* out (T, n_out) = x (T, n_in) @ w^T with w->ne = {n_in, n_out}. T <= s->max_T. */
+void matmul(float *out, const float *x, const tensor *w, int T, mm_scratch *s, pool *p);
+
+/* Row kernels, the scalar reference of each type: dot product of one stored row (n elements)
+ * with F32 (or quantized) activations. */
+float dot_f32(const float *w, const float *x, int n);
+float dot_f16(const uint16_t *w, const float *x, int n);
+float dot_bf16(const uint16_t *w, const float *x, int n);
+float dot_q8_0(const block_q8_0 *w, const block_q8_act *x, int n);
+float dot_q4_0(const block_q4_0 *w, const block_q8_act *x, int n);
+
+#endif

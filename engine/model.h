@@ -1,0 +1,62 @@
+/* model: the blueprint (hyper-parameters) and the weights of one LLaMA-2-family model, loaded
+ * from a GGUF file or a llama2.c checkpoint. The weights are views into one read-only shared
+ * mapping and are never converted wholesale; a loaded model is immutable and may be used by any
+ * number of threads at once. */
+#ifndef LS_MODEL_H
+#define LS_MODEL_H
+
+#include "gguf.h"
+#include "mapfile.h"
+#include "tensor.h"
+#include "tokenizer.h"
+
+typedef struct {
+    int dim;        /* embedding length (C) */
+    int n_layers;   /* transformer blocks */
+    int n_heads;    /* query heads */
+    int n_kv_heads; /* key/value heads; divides n_heads */
+    int head_dim;   /* dim / n_heads */
+    int hidden_dim; /* SwiGLU feed-forward width */
+    int vocab_size;
+    int ctx_len;    /* training context length (a default, not a limit we enforce) */
+    int rope_dim;   /* leading dimensions of each head that RoPE rotates (usually head_dim) */
+    float rope_theta;
+    float norm_eps;
+} model_config;
+
+typedef struct {
+    tensor attn_norm; /* (dim) F32 */
+    tensor wq;        /* (n_heads * head_dim, dim): ne = {dim, n_heads*head_dim} */
+    tensor wk;        /* (n_kv_heads * head_dim, dim) */
+    tensor wv;        /* (n_kv_heads * head_dim, dim) */
+    tensor wo;        /* (dim, n_heads * head_dim) */
+    tensor ffn_norm;  /* (dim) F32 */
+    tensor w_gate;    /* (hidden_dim, dim)   "w1" in llama2.c, ffn_gate in GGUF */
+    tensor w_down;    /* (dim, hidden_dim)   "w2", ffn_down */
+    tensor w_up;      /* (hidden_dim, dim)   "w3", ffn_up */
+} layer_weights;
+
+typedef struct {
+    model_config cfg;
+    tensor tok_embd;  /* (vocab_size, dim) */
+    tensor out_norm;  /* (dim) F32 */
+    tensor output;    /* (vocab_size, dim); the same view as tok_embd when tied */
+    layer_weights *layers; /* (n_layers) */
+    tokenizer *tok;   /* NULL when the file carries none and none was given */
+    gguf_file *gguf;  /* the parsed GGUF file, or NULL for a llama2.c checkpoint */
+    mapfile map;      /* the llama2.c checkpoint mapping (GGUF files own theirs) */
+    char path[512];
+} model;
+
+/* Loads a model from path, choosing the format by content (GGUF magic, else llama2.c).
+ * tokenizer_path: a llama2.c tokenizer.bin, or a GGUF/ .bin to take it from; NULL uses the
+ * model's own (GGUF metadata) or, for a llama2.c checkpoint, "tokenizer.bin" beside it if
+ * present. Every size, offset and shape is checked against the file before use.
+ * Returns NULL with a message on error. Caller frees with model_free. */
+model *model_load(const char *path, const char *tokenizer_path, char *err, size_t errlen);
+void model_free(model *m);
+
+/* Bytes of weights read to generate one token (every matrix once). */
+size_t model_weight_bytes(const model *m);
+
+#endif

@@ -1,0 +1,2 @@
+/* sampler: placeholder until the module lands. */
+#include "sampler.h"

@@ -1,0 +1,2 @@
+/* threadpool: placeholder until the module lands. */
+#include "threadpool.h"

@@ -1,0 +1,2 @@
+/* tokenizer: placeholder until the module lands. */
+#include "tokenizer.h"

@@ -1,0 +1,77 @@
+/* tokenizer: SentencePiece-style BPE as Llama 2 uses it (score-ordered merges, byte fallback
+ * <0xNN>, the dummy-prefix space, BOS/EOS), built from a GGUF vocabulary or a llama2.c
+ * tokenizer.bin. A tokenizer is immutable after creation and safe to share between threads;
+ * the incremental decoder (tok_stream) is per sequence. */
+#ifndef LS_TOKENIZER_H
+#define LS_TOKENIZER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct tokenizer tokenizer;
+
+/* SentencePiece piece types (tokenizer.ggml.token_type). */
+enum { TOK_NORMAL = 1, TOK_UNKNOWN = 2, TOK_CONTROL = 3, TOK_USER_DEFINED = 4, TOK_UNUSED = 5,
+       TOK_BYTE = 6 };
+
+typedef struct {
+    int n_vocab;
+    const char *const *pieces; /* (n_vocab) piece bytes, not necessarily NUL-terminated */
+    const size_t *piece_lens;  /* (n_vocab) */
+    const float *scores;       /* (n_vocab) merge priority: higher merges first */
+    const int32_t *types;      /* (n_vocab) TOK_*; NULL: inferred (<0xNN> byte, <s> etc. control) */
+    int bos_id, eos_id, unk_id, pad_id; /* -1 when absent */
+    bool add_bos;              /* whether prompts get BOS by default */
+    bool add_dummy_prefix;     /* prepend a space (U+2581) to the text, as SentencePiece does */
+} tok_vocab;
+
+/* Copies the vocabulary (the arrays may be freed afterwards). NULL with a message on error
+ * (pieces that are not UTF-8, duplicate byte pieces, ids out of range...). */
+tokenizer *tok_create(const tok_vocab *v, char *err, size_t errlen);
+/* Reads a llama2.c tokenizer.bin of n_vocab entries. */
+tokenizer *tok_load_llama2c(const char *path, int n_vocab, char *err, size_t errlen);
+void tok_free(tokenizer *t);
+
+int tok_n_vocab(const tokenizer *t);
+int tok_bos(const tokenizer *t);
+int tok_eos(const tokenizer *t);
+bool tok_add_bos(const tokenizer *t);
+
+/* Encodes len bytes of text. Writes at most cap ids; returns the number of ids the full
+ * encoding has (which may exceed cap: call again with a bigger buffer), or -1 on error.
+ * add_bos prepends BOS. Text that is not valid UTF-8 is encoded byte by byte through the byte
+ * pieces, never rejected. */
+int tok_encode(const tokenizer *t, const char *text, size_t len, bool add_bos, int32_t *ids,
+               int cap);
+
+/* The bytes of one token as it appears in decoded text: U+2581 becomes a space, a byte piece
+ * <0xNN> becomes that byte, control tokens are empty. *len receives the length. */
+const char *tok_piece_bytes(const tokenizer *t, int id, char buf[8], size_t *len);
+/* The raw piece string (for display, e.g. "<0x0A>" or "\xe2\x96\x81the"). */
+const char *tok_piece(const tokenizer *t, int id, size_t *len);
+
+/* Decodes n ids into out (cap bytes, always NUL-terminated when cap > 0). Drops the leading
+ * space of the first text piece (control tokens such as BOS before it are ignored), as
+ * SentencePiece's decode does. Returns the full
+ * decoded length (which may exceed cap - 1). */
+size_t tok_decode(const tokenizer *t, const int32_t *ids, int n, char *out, size_t cap);
+
+/* Incremental decoder for streaming: feed ids one at a time, get back only complete UTF-8
+ * characters; bytes of a character split across tokens are held until it completes. */
+typedef struct {
+    const tokenizer *t;
+    unsigned char pending[8]; /* bytes of an incomplete UTF-8 character */
+    int n_pending;
+    bool strip_space;         /* drop the leading space of the next text (the dummy prefix) */
+} tok_stream;
+
+/* strip_leading_space: true when the stream starts right after BOS with no prompt text (the
+ * first generated piece's space is then the dummy prefix); false to continue a prompt. */
+void tok_stream_init(tok_stream *s, const tokenizer *t, bool strip_leading_space);
+/* Appends the text completed by token id to out (cap >= 16 bytes); returns its length. */
+size_t tok_stream_feed(tok_stream *s, int id, char *out, size_t cap);
+/* Flushes what is left at the end (an incomplete character becomes U+FFFD). */
+size_t tok_stream_flush(tok_stream *s, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,4 @@
+/* test_gguf: placeholder until the module's tests land. */
+#include "check.h"
+
+int main(void) { return check_summary(); }

@@ -1,0 +1,4 @@
+/* test_tokenizer: placeholder until the module's tests land. */
+#include "check.h"
+
+int main(void) { return check_summary(); }
