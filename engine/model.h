@@ -56,6 +56,10 @@ typedef struct {
 model *model_load(const char *path, const char *tokenizer_path, char *err, size_t errlen);
 void model_free(model *m);
 
+/* Loads only a tokenizer: from a GGUF file's metadata (a vocabulary-only GGUF is fine) or from a
+ * llama2.c tokenizer.bin. NULL with a message on error; caller frees with tok_free. */
+tokenizer *model_load_tokenizer(const char *path, char *err, size_t errlen);
+
 /* Bytes of weights read to generate one token (every matrix once). */
 size_t model_weight_bytes(const model *m);
 

@@ -29,7 +29,8 @@ typedef struct {
 /* Copies the vocabulary (the arrays may be freed afterwards). NULL with a message on error
  * (pieces that are not UTF-8, duplicate byte pieces, ids out of range...). */
 tokenizer *tok_create(const tok_vocab *v, char *err, size_t errlen);
-/* Reads a llama2.c tokenizer.bin of n_vocab entries. */
+/* Reads a llama2.c tokenizer.bin of n_vocab entries (n_vocab < 0: every entry in the file).
+ * BOS = 1, EOS = 2, UNK = 0 as llama2.c assumes. */
 tokenizer *tok_load_llama2c(const char *path, int n_vocab, char *err, size_t errlen);
 void tok_free(tokenizer *t);
 
