@@ -1,11 +1,272 @@
-/* cmd_generate: placeholder until the command lands. */
+/* cmd_generate: `llamaserve generate`, text from a prompt on the command line. Generated text
+ * goes to stdout as it is produced (or the ids, with --token-ids), timings to stderr. */
 #include "cli.h"
 
+#include "args.h"
+#include "common.h"
+#include "forward.h"
+#include "model.h"
+#include "sampler.h"
+
+#include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: llamaserve generate --model PATH [options]\n"
+            "\n"
+            "Generates text from a prompt and prints it as it is produced.\n"
+            "\n"
+            "  -m, --model PATH        model file (GGUF or llama2.c .bin)\n"
+            "      --tokenizer PATH    tokenizer (llama2.c tokenizer.bin or GGUF); default: the\n"
+            "                          model's own, or tokenizer.bin beside a .bin checkpoint\n"
+            "  -p, --prompt TEXT       prompt; without it generation starts from BOS alone\n"
+            "  -n, --n-predict N       tokens to generate (default 128; stops early at EOS)\n"
+            "      --temperature T     0 for greedy (default 0.8)\n"
+            "      --top-k K           keep the K most likely tokens, 0 = off (default 40)\n"
+            "      --top-p P           nucleus sampling, 1 = off (default 0.95)\n"
+            "      --min-p P           drop tokens below P x the best one, 0 = off (default 0.05)\n"
+            "      --repeat-penalty R  penalise recent tokens, 1 = off (default 1)\n"
+            "  -s, --seed S            random seed (default: random, printed on stderr)\n"
+            "      --beams B           beam search with B beams (deterministic; ignores sampling)\n"
+            "      --length-penalty L  beam score = logprob / length^L (default 1)\n"
+            "  -t, --threads N         threads for the matrix work (default 2)\n"
+            "      --ctx-size N        KV cache size in tokens (default: the model's context)\n"
+            "      --token-ids         print the generated token ids, separated by spaces\n"
+            "  -h, --help              this help\n");
+}
+
+typedef struct {
+    const char *model, *tokenizer, *prompt;
+    int n_predict, top_k, threads, beams, ctx_size;
+    double temperature, top_p, min_p, repeat_penalty, length_penalty;
+    uint64_t seed;
+    bool seed_set, token_ids;
+} gen_opts;
+
+static int parse(gen_opts *o, int argc, char **argv, char *err, size_t errlen) {
+    enum { O_TOKENIZER = 256, O_TEMP, O_TOPK, O_TOPP, O_MINP, O_REP, O_BEAMS, O_LP, O_CTX, O_IDS };
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'},      {"tokenizer", required_argument, 0, O_TOKENIZER},
+        {"prompt", required_argument, 0, 'p'},     {"n-predict", required_argument, 0, 'n'},
+        {"temperature", required_argument, 0, O_TEMP}, {"top-k", required_argument, 0, O_TOPK},
+        {"top-p", required_argument, 0, O_TOPP},   {"min-p", required_argument, 0, O_MINP},
+        {"repeat-penalty", required_argument, 0, O_REP}, {"seed", required_argument, 0, 's'},
+        {"beams", required_argument, 0, O_BEAMS},  {"length-penalty", required_argument, 0, O_LP},
+        {"threads", required_argument, 0, 't'},    {"ctx-size", required_argument, 0, O_CTX},
+        {"token-ids", no_argument, 0, O_IDS},      {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    *o = (gen_opts){.n_predict = 128, .top_k = 40, .threads = 2, .temperature = 0.8,
+                    .top_p = 0.95, .min_p = 0.05, .repeat_penalty = 1.0, .length_penalty = 1.0};
+    long long v;
+    int c;
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":m:p:n:s:t:h", opts, NULL)) != -1) {
+        int rc = 0;
+        switch (c) {
+        case 'm': o->model = optarg; break;
+        case O_TOKENIZER: o->tokenizer = optarg; break;
+        case 'p': o->prompt = optarg; break;
+        case 'n':
+            rc = cfg_parse_int(optarg, 0, 1 << 20, &v, "--n-predict", err, errlen);
+            o->n_predict = (int)v;
+            break;
+        case O_TEMP:
+            rc = cfg_parse_float(optarg, 0, 100, &o->temperature, "--temperature", err, errlen);
+            break;
+        case O_TOPK:
+            rc = cfg_parse_int(optarg, 0, 1 << 30, &v, "--top-k", err, errlen);
+            o->top_k = (int)v;
+            break;
+        case O_TOPP: rc = cfg_parse_float(optarg, 0, 1, &o->top_p, "--top-p", err, errlen); break;
+        case O_MINP: rc = cfg_parse_float(optarg, 0, 1, &o->min_p, "--min-p", err, errlen); break;
+        case O_REP:
+            rc = cfg_parse_float(optarg, 0.01, 100, &o->repeat_penalty, "--repeat-penalty", err,
+                                 errlen);
+            break;
+        case 's':
+            rc = cfg_parse_u64(optarg, &o->seed, "--seed", err, errlen);
+            o->seed_set = true;
+            break;
+        case O_BEAMS:
+            rc = cfg_parse_int(optarg, 1, 64, &v, "--beams", err, errlen);
+            o->beams = (int)v;
+            break;
+        case O_LP:
+            rc = cfg_parse_float(optarg, -10, 10, &o->length_penalty, "--length-penalty", err,
+                                 errlen);
+            break;
+        case 't':
+            rc = cfg_parse_int(optarg, 1, 256, &v, "--threads", err, errlen);
+            o->threads = (int)v;
+            break;
+        case O_CTX:
+            rc = cfg_parse_int(optarg, 1, 1 << 20, &v, "--ctx-size", err, errlen);
+            o->ctx_size = (int)v;
+            break;
+        case O_IDS: o->token_ids = true; break;
+        case 'h': return 1;
+        case ':': return ls_fail(err, errlen, "%s needs a value", argv[optind - 1]);
+        default: return ls_fail(err, errlen, "unknown option '%s'", argv[optind - 1]);
+        }
+        if (rc) return -1;
+    }
+    if (optind < argc) return ls_fail(err, errlen, "unexpected argument '%s'", argv[optind]);
+    if (!o->model) return ls_fail(err, errlen, "--model is required");
+    return 0;
+}
+
+/* Writes one generated token: its id, or the text it completes. */
+static void emit(const gen_opts *o, tok_stream *ts, int id, int i) {
+    if (o->token_ids) {
+        printf(i ? " %d" : "%d", id);
+    } else {
+        char buf[64];
+        size_t n = tok_stream_feed(ts, id, buf, sizeof buf);
+        fwrite(buf, 1, n, stdout);
+    }
+    fflush(stdout);
+}
+
+static void finish(const gen_opts *o, tok_stream *ts) {
+    if (!o->token_ids) {
+        char buf[64];
+        size_t n = tok_stream_flush(ts, buf, sizeof buf);
+        fwrite(buf, 1, n, stdout);
+    }
+    fputc('\n', stdout);
+    fflush(stdout);
+}
 
 int cmd_generate(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "llamaserve generate: not implemented yet\n");
-    return 1;
+    char err[LS_ERR_LEN] = "";
+    gen_opts o;
+    int prc = parse(&o, argc, argv, err, sizeof err);
+    if (prc == 1) {
+        usage(stdout);
+        return 0;
+    }
+    if (prc != 0) {
+        fprintf(stderr, "llamaserve generate: %s\n", err);
+        return 2;
+    }
+    int status = 1;
+    model *m = NULL;
+    pool *p = NULL;
+    fwd_ctx *f = NULL;
+    kv_cache *kv = NULL;
+    sampler *smp = NULL;
+    int32_t *ids = NULL;
+    float *logits = NULL;
+
+    double t0 = ls_now();
+    m = model_load(o.model, o.tokenizer, err, sizeof err);
+    if (!m) goto fail;
+    if (!m->tok) {
+        snprintf(err, sizeof err, "%s has no tokenizer: pass --tokenizer", o.model);
+        goto fail;
+    }
+    int n_ctx = o.ctx_size ? o.ctx_size : m->cfg.ctx_len;
+    const char *prompt = o.prompt ? o.prompt : "";
+    int n_prompt = tok_encode(m->tok, prompt, strlen(prompt), true, NULL, 0);
+    if (n_prompt < 1) {
+        snprintf(err, sizeof err, "cannot tokenize the prompt");
+        goto fail;
+    }
+    if (n_prompt >= n_ctx) {
+        snprintf(err, sizeof err, "the prompt has %d tokens; the context holds %d", n_prompt,
+                 n_ctx);
+        goto fail;
+    }
+    int cap = n_prompt + o.n_predict;
+    if (cap > n_ctx) cap = n_ctx;
+    ids = malloc((size_t)cap * sizeof *ids);
+    logits = malloc((size_t)m->cfg.vocab_size * sizeof *logits);
+    if (!ids || !logits) {
+        snprintf(err, sizeof err, "out of memory");
+        goto fail;
+    }
+    tok_encode(m->tok, prompt, strlen(prompt), true, ids, cap);
+    if (!(p = pool_create(o.threads))) {
+        snprintf(err, sizeof err, "cannot start %d threads", o.threads);
+        goto fail;
+    }
+    if (!(f = fwd_create(m, 64, p, err, sizeof err))) goto fail;
+    double t_load = ls_now() - t0;
+    tok_stream ts;
+    tok_stream_init(&ts, m->tok, n_prompt == 1);
+    int n_gen = 0;
+    double t_prefill = 0, t_gen0 = 0;
+
+    if (o.beams > 0) {
+        snprintf(err, sizeof err, "--beams: beam search is not wired in yet");
+        goto fail;
+    } else {
+        if (!(kv = kv_create(&m->cfg, n_ctx, KV_F32, err, sizeof err))) goto fail;
+        sampler_params sp;
+        sampler_params_default(&sp);
+        sp.temperature = (float)o.temperature;
+        sp.top_k = o.top_k;
+        sp.top_p = (float)o.top_p;
+        sp.min_p = (float)o.min_p;
+        sp.repeat_penalty = (float)o.repeat_penalty;
+        sp.penalty_last_n = 64;
+        sp.seed = o.seed_set ? o.seed : ((uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32));
+        if (!o.seed_set && o.temperature > 0)
+            fprintf(stderr, "seed: %llu\n", (unsigned long long)sp.seed);
+        if (!(smp = sampler_create(&sp, m->cfg.vocab_size))) {
+            snprintf(err, sizeof err, "out of memory");
+            goto fail;
+        }
+        /* prefill: the whole prompt as one batch, logits for its last row only */
+        int32_t *pos = malloc((size_t)cap * sizeof *pos), *seq = calloc((size_t)cap, sizeof *seq);
+        if (!pos || !seq) {
+            free(pos);
+            free(seq);
+            snprintf(err, sizeof err, "out of memory");
+            goto fail;
+        }
+        for (int i = 0; i < cap; i++) pos[i] = i;
+        double tp = ls_now();
+        fwd_batch b = {n_prompt, ids, pos, seq, NULL};
+        int rc = fwd_decode(f, &kv, 1, &b, logits, err, sizeof err);
+        t_prefill = ls_now() - tp;
+        t_gen0 = ls_now();
+        int n = n_prompt;
+        while (rc == 0 && n < cap) {
+            int id = sampler_sample(smp, logits, ids, n, 0, NULL);
+            if (id == tok_eos(m->tok)) break;
+            ids[n] = id;
+            emit(&o, &ts, id, n_gen++);
+            if (++n == cap) break;
+            fwd_batch step = {1, &ids[n - 1], &pos[n - 1], seq, NULL};
+            rc = fwd_decode(f, &kv, 1, &step, logits, err, sizeof err);
+        }
+        free(pos);
+        free(seq);
+        finish(&o, &ts);
+        if (rc != 0) goto fail;
+    }
+    double t_gen = ls_now() - t_gen0;
+    fprintf(stderr, "load %.3f s | prompt %d tokens, %.1f tok/s | generated %d tokens, %.1f tok/s\n",
+            t_load, n_prompt, t_prefill > 0 ? n_prompt / t_prefill : 0.0, n_gen,
+            t_gen > 0 ? n_gen / t_gen : 0.0);
+    status = 0;
+    goto done;
+fail:
+    fprintf(stderr, "llamaserve generate: %s\n", err);
+done:
+    sampler_free(smp);
+    kv_free(kv);
+    fwd_free(f);
+    pool_destroy(p);
+    model_free(m);
+    free(ids);
+    free(logits);
+    return status;
 }

@@ -1,2 +1,77 @@
-/* kv_cache: placeholder until the module lands. */
+/* kv_cache: one sequence's keys and values, (layer, n_ctx, kv_dim), in F32 or F16. Allocated
+ * once; clear/truncate only move the fill mark, copy moves just the filled positions. */
 #include "kv_cache.h"
+#include "common.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static size_t elem_bytes(kv_type t) { return t == KV_F16 ? 2 : 4; }
+
+kv_cache *kv_create(const model_config *c, int n_ctx, kv_type type, char *err, size_t errlen) {
+    if (n_ctx <= 0) {
+        ls_fail(err, errlen, "context size must be positive, got %d", n_ctx);
+        return NULL;
+    }
+    if (type != KV_F32 && type != KV_F16) {
+        ls_fail(err, errlen, "unknown KV cache type %d", (int)type);
+        return NULL;
+    }
+    kv_cache *kv = calloc(1, sizeof *kv);
+    if (!kv) goto oom;
+    kv->n_layers = c->n_layers;
+    kv->n_ctx = n_ctx;
+    kv->kv_dim = c->n_kv_heads * c->head_dim;
+    kv->type = type;
+    size_t n;
+    if (ls_mul_size((size_t)kv->n_layers * (size_t)kv->kv_dim, (size_t)n_ctx, &n) ||
+        ls_mul_size(n, elem_bytes(type), &n))
+        goto oom;
+    kv->k = ls_alloc(n);
+    kv->v = ls_alloc(n);
+    if (!kv->k || !kv->v) goto oom;
+    return kv;
+oom:
+    kv_free(kv);
+    ls_fail(err, errlen, "out of memory for a KV cache of %d positions", n_ctx);
+    return NULL;
+}
+
+void kv_free(kv_cache *kv) {
+    if (!kv) return;
+    free(kv->k);
+    free(kv->v);
+    free(kv);
+}
+
+size_t kv_bytes(const kv_cache *kv) {
+    return 2 * (size_t)kv->n_layers * (size_t)kv->n_ctx * (size_t)kv->kv_dim *
+           elem_bytes(kv->type);
+}
+
+void kv_clear(kv_cache *kv) { kv->n = 0; }
+
+void kv_truncate(kv_cache *kv, int n) {
+    if (n >= 0 && n < kv->n) kv->n = n;
+}
+
+int kv_copy(kv_cache *dst, const kv_cache *src) {
+    if (dst->n_layers != src->n_layers || dst->kv_dim != src->kv_dim || dst->type != src->type ||
+        dst->n_ctx < src->n)
+        return -1;
+    size_t row = (size_t)src->kv_dim * elem_bytes(src->type);
+    for (int l = 0; l < src->n_layers; l++) {
+        memcpy(kv_k_row(dst, l, 0), kv_k_row(src, l, 0), row * (size_t)src->n);
+        memcpy(kv_v_row(dst, l, 0), kv_v_row(src, l, 0), row * (size_t)src->n);
+    }
+    dst->n = src->n;
+    return 0;
+}
+
+static void *row_of(void *base, const kv_cache *kv, int layer, int pos) {
+    size_t idx = ((size_t)layer * (size_t)kv->n_ctx + (size_t)pos) * (size_t)kv->kv_dim;
+    return (uint8_t *)base + idx * elem_bytes(kv->type);
+}
+
+void *kv_k_row(const kv_cache *kv, int layer, int pos) { return row_of(kv->k, kv, layer, pos); }
+void *kv_v_row(const kv_cache *kv, int layer, int pos) { return row_of(kv->v, kv, layer, pos); }

@@ -1,2 +1,118 @@
-/* matmul: placeholder until the module lands. */
+/* matmul: out (T, n_out) = x (T, n_in) @ W^T for W of any stored type; scalar kernels.
+ * Each output element is one dot product of a weight row with an activation row, accumulated
+ * in a fixed order, so the result never depends on the thread count or on which other rows
+ * share the call. Never allocates: the quantized-activation buffer comes from mm_scratch. */
 #include "matmul.h"
+#include "common.h"
+
+#include <stdlib.h>
+
+int mm_scratch_init(mm_scratch *s, int max_T, int max_n_in) {
+    size_t n;
+    s->max_T = max_T;
+    s->max_n_in = max_n_in;
+    if (ls_mul_size((size_t)max_T * (size_t)((max_n_in + QK - 1) / QK), sizeof(block_q8_act), &n))
+        return -1;
+    s->xq = ls_alloc(n);
+    return s->xq ? 0 : -1;
+}
+
+void mm_scratch_free(mm_scratch *s) {
+    free(s->xq);
+    s->xq = NULL;
+}
+
+float dot_f32(const float *w, const float *x, int n) {
+    float sum = 0.0f;
+    for (int i = 0; i < n; i++) sum += w[i] * x[i];
+    return sum;
+}
+
+float dot_f16(const uint16_t *w, const float *x, int n) {
+    float sum = 0.0f;
+    for (int i = 0; i < n; i++) sum += f16_to_f32(w[i]) * x[i];
+    return sum;
+}
+
+float dot_bf16(const uint16_t *w, const float *x, int n) {
+    float sum = 0.0f;
+    for (int i = 0; i < n; i++) sum += bf16_to_f32(w[i]) * x[i];
+    return sum;
+}
+
+/* Quantized kernels: an exact integer sum per block, scaled once per block. */
+float dot_q8_0(const block_q8_0 *w, const block_q8_act *x, int n) {
+    float sum = 0.0f;
+    for (int b = 0; b < n / QK; b++) {
+        int32_t isum = 0;
+        for (int j = 0; j < QK; j++) isum += (int32_t)w[b].qs[j] * (int32_t)x[b].qs[j];
+        sum += (float)isum * (f16_to_f32(w[b].d) * x[b].d);
+    }
+    return sum;
+}
+
+float dot_q4_0(const block_q4_0 *w, const block_q8_act *x, int n) {
+    float sum = 0.0f;
+    for (int b = 0; b < n / QK; b++) {
+        int32_t isum = 0;
+        for (int j = 0; j < QK / 2; j++) {
+            isum += ((w[b].qs[j] & 0x0f) - 8) * (int32_t)x[b].qs[j];
+            isum += ((w[b].qs[j] >> 4) - 8) * (int32_t)x[b].qs[j + QK / 2];
+        }
+        sum += (float)isum * (f16_to_f32(w[b].d) * x[b].d);
+    }
+    return sum;
+}
+
+typedef struct {
+    float *out;
+    const float *x;
+    const block_q8_act *xq;
+    const tensor *w;
+    int T;
+} mm_job;
+
+static void mm_rows(void *arg, int ith, int nth) {
+    const mm_job *j = arg;
+    const int n_in = (int)j->w->ne[0], n_out = (int)j->w->ne[1];
+    const int per = (n_out + nth - 1) / nth;
+    const int r0 = ith * per, r1 = r0 + per < n_out ? r0 + per : n_out;
+    for (int r = r0; r < r1; r++) {
+        const void *row = tensor_row(j->w, r);
+        for (int t = 0; t < j->T; t++) {
+            float *o = &j->out[(size_t)t * n_out + r];
+            const float *xt = j->x + (size_t)t * n_in;
+            const block_q8_act *xqt = j->xq ? j->xq + (size_t)t * (n_in / QK) : NULL;
+            switch (j->w->type) {
+            case DT_F32: *o = dot_f32(row, xt, n_in); break;
+            case DT_F16: *o = dot_f16(row, xt, n_in); break;
+            case DT_BF16: *o = dot_bf16(row, xt, n_in); break;
+            case DT_Q8_0: *o = dot_q8_0(row, xqt, n_in); break;
+            case DT_Q4_0: *o = dot_q4_0(row, xqt, n_in); break;
+            }
+        }
+    }
+}
+
+typedef struct {
+    block_q8_act *xq;
+    const float *x;
+    int T, n_in;
+} quant_job;
+
+static void quant_rows(void *arg, int ith, int nth) {
+    const quant_job *j = arg;
+    for (int t = ith; t < j->T; t += nth)
+        quantize_row_q8_act(j->xq + (size_t)t * (j->n_in / QK), j->x + (size_t)t * j->n_in,
+                            j->n_in);
+}
+
+void matmul(float *out, const float *x, const tensor *w, int T, mm_scratch *s, pool *p) {
+    mm_job j = {out, x, NULL, w, T};
+    if (w->type == DT_Q8_0 || w->type == DT_Q4_0) {
+        quant_job q = {s->xq, x, T, (int)w->ne[0]};
+        pool_run(p, quant_rows, &q);
+        j.xq = s->xq;
+    }
+    pool_run(p, mm_rows, &j);
+}

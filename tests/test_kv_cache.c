@@ -1,4 +1,50 @@
-/* test_kv_cache: placeholder until the module's tests land. */
+/* test_kv_cache: sizes, clear, truncate and copy of a sequence's KV cache. */
 #include "check.h"
+#include "kv_cache.h"
 
-int main(void) { return check_summary(); }
+#include <string.h>
+
+int main(void) {
+    model_config c = {.dim = 64, .n_layers = 3, .n_heads = 8, .n_kv_heads = 2, .head_dim = 8};
+    char err[256];
+    CHECK(kv_create(&c, 0, KV_F32, err, sizeof err) == NULL && strstr(err, "context"),
+          "zero context is refused: %s", err);
+    CHECK(kv_create(&c, 4, (kv_type)7, err, sizeof err) == NULL, "unknown type is refused");
+    for (int ti = 0; ti < 2; ti++) {
+        kv_type t = ti ? KV_F16 : KV_F32;
+        size_t el = ti ? 2 : 4;
+        kv_cache *a = kv_create(&c, 10, t, err, sizeof err), *b = kv_create(&c, 10, t, err, 256);
+        kv_cache *small = kv_create(&c, 3, t, err, sizeof err);
+        CHECK(a && b && small, "create: %s", err);
+        if (!a || !b || !small) return check_summary();
+        CHECK(a->kv_dim == 16 && a->n == 0, "shape");
+        CHECK(kv_bytes(a) == 2 * 3 * 10 * 16 * el, "bytes %zu", kv_bytes(a));
+        /* rows are distinct and laid out (layer, pos, kv_dim) */
+        CHECK((char *)kv_k_row(a, 1, 2) - (char *)kv_k_row(a, 0, 0) == (10 + 2) * 16 * (long)el,
+              "row offsets");
+        for (int l = 0; l < 3; l++)
+            for (int p = 0; p < 6; p++) {
+                memset(kv_k_row(a, l, p), l * 16 + p + 1, 16 * el);
+                memset(kv_v_row(a, l, p), 100 + l * 16 + p, 16 * el);
+            }
+        a->n = 6;
+        CHECK(kv_copy(b, a) == 0 && b->n == 6, "copy");
+        bool same = true;
+        for (int l = 0; l < 3; l++)
+            for (int p = 0; p < 6; p++)
+                same = same && !memcmp(kv_k_row(a, l, p), kv_k_row(b, l, p), 16 * el) &&
+                       !memcmp(kv_v_row(a, l, p), kv_v_row(b, l, p), 16 * el);
+        CHECK(same, "copied rows equal");
+        CHECK(kv_copy(small, a) != 0, "a copy that does not fit is refused");
+        kv_truncate(b, 4);
+        CHECK(b->n == 4, "truncate to 4");
+        kv_truncate(b, 9);
+        CHECK(b->n == 4, "truncate never grows");
+        kv_clear(b);
+        CHECK(b->n == 0, "clear");
+        kv_free(a);
+        kv_free(b);
+        kv_free(small);
+    }
+    return check_summary();
+}

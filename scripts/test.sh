@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# test.sh [BUILD_DIR] [meson test args...]: runs the whole test suite of one build (default
+# build/) and ends with one line "N passed, N failed" counting the tests that ran.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+build=build
+if [ $# -gt 0 ] && [ -d "$1" ]; then build=$1; shift; fi
+ninja -C "$build" >/dev/null || { echo "test: build failed"; echo "0 passed, 1 failed"; exit 1; }
+meson test -C "$build" --print-errorlogs "$@"
+rc=$?
+/usr/bin/python3 - "$build/meson-logs/testlog.json" <<'PY'
+import json, sys
+passed = failed = 0
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r.get("result") in ("OK", "EXPECTEDFAIL"): passed += 1
+    elif r.get("result") == "SKIP": pass
+    else: failed += 1
+print(f"{passed} passed, {failed} failed")
+PY
+exit $rc
