@@ -9,6 +9,7 @@ static const struct {
     int (*fn)(int, char **);
     const char *what;
 } commands[] = {
+    {"serve", cmd_serve, "serve the OpenAI-compatible HTTP API"},
     {"generate", cmd_generate, "generate text from a prompt"},
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"inspect", cmd_inspect, "print a model file's metadata and tensors"},

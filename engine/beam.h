@@ -1,4 +1,71 @@
-/* beam: beam search (placeholder; the interface lands with the implementation). */
+/* beam: beam search over the forward pass. Keeps the `width` most likely continuations of a
+ * prompt, each with its own KV cache, advances them all in one batched fwd_decode per step, and
+ * returns the n_best finished hypotheses by length-normalised score. Deterministic: every tie is
+ * broken by a fixed order, and the forward pass is bit-identical whatever the thread count.
+ *
+ * The rules, step by step (the Hugging Face / vLLM convention):
+ *  - Each live beam proposes its 2 * width most likely next tokens (log_softmax of its logits,
+ *    ties to the lower id). All proposals are ranked by cumulative log-probability (ties: the
+ *    older beam, then the lower token id).
+ *  - Walking that ranking: a proposal of EOS ranked among the first `width` becomes a finished
+ *    hypothesis (lower-ranked EOS proposals are dropped); every other proposal becomes a live
+ *    beam until `width` beams are live. A beam that forks copies its parent's KV cache.
+ *  - A live beam that reaches max_new_tokens is finished without EOS.
+ *  - The search stops early once n_best hypotheses are finished and no live beam can still beat
+ *    the worst of them: a live beam's log-probability only falls as it grows, so its best
+ *    possible score is logprob / len^alpha at the most favourable length still reachable.
+ * Score: logprob / len ^ length_penalty, where logprob is the sum of the log_softmax of every
+ * generated token, EOS included, and len counts the generated tokens, EOS included (>= 1).
+ * length_penalty 0 ranks by raw log-probability; > 0 favours longer hypotheses. */
 #ifndef LS_BEAM_H
 #define LS_BEAM_H
+
+#include "forward.h"
+#include "kv_cache.h"
+#include "model.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define BEAM_MAX_WIDTH 64
+
+typedef struct {
+    int width;            /* live beams, 1..BEAM_MAX_WIDTH; 1 is greedy decoding */
+    int n_best;           /* finished hypotheses returned, 1..width */
+    int max_new_tokens;   /* >= 1; EOS counts as one */
+    float length_penalty; /* alpha in score = logprob / len^alpha */
+    int eos_id;           /* -1: none (every hypothesis runs to max_new_tokens) */
+    kv_type kv_type;      /* type of the per-beam caches */
+} beam_params;
+
+typedef struct {
+    int32_t *tokens;  /* (n_tokens) generated tokens only: no prompt, no EOS; caller frees via
+                         beam_results_free */
+    int n_tokens;
+    double logprob;   /* sum of log_softmax of the generated tokens, EOS included when ended_eos */
+    double score;     /* logprob / (n_tokens + ended_eos) ^ length_penalty */
+    bool ended_eos;   /* false: stopped at max_new_tokens */
+} beam_result;
+
+/* width 4, n_best 1, max_new_tokens 64, length_penalty 1, eos_id -1 (set it from tok_eos),
+ * KV_F32. */
+void beam_params_default(beam_params *p);
+
+/* The score of a hypothesis of len generated tokens (EOS included) and log-probability lp. */
+double beam_score(double logprob, int len, float length_penalty);
+
+/* Searches from prompt (n_prompt >= 1 tokens, usually starting with BOS) with the forward
+ * context f (made for m; its pool decides the threads). Allocates the width KV caches
+ * (n_prompt + max_new_tokens positions each) and all scratch before the first step, nothing
+ * inside the loop. Fills out[0 .. *n_out) (out has room for p->n_best) in non-increasing score,
+ * ties by higher logprob, then shorter, then lower token ids; *n_out == n_best on success.
+ * Returns 0, or -1 with a message (bad parameters, memory, a forward error) and *n_out == 0.
+ * Not thread-safe with respect to f. */
+int beam_search(const model *m, fwd_ctx *f, const int32_t *prompt, int n_prompt,
+                const beam_params *p, beam_result *out, int *n_out, char *err, size_t errlen);
+
+/* Frees the token arrays of r[0..n) (not r itself). */
+void beam_results_free(beam_result *r, int n);
+
 #endif

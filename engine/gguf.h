@@ -64,14 +64,19 @@ typedef struct {
     uint64_t nbytes;
 } gguf_tensor;
 
+#define GGUF_MAX_DEPTH 4 /* arrays nest at most this deep (an array of arrays is depth 2) */
+
 typedef struct {
     mapfile map;
     uint32_t version;
     uint64_t alignment;
     uint64_t n_kv;
-    gguf_kv *kv;         /* (n_kv) */
+    gguf_kv *kv;         /* (n_kv), in file order */
     uint64_t n_tensors;
-    gguf_tensor *tensors; /* (n_tensors) */
+    gguf_tensor *tensors; /* (n_tensors), in file order */
+    uint64_t data_offset; /* file offset of the data section (aligned); tensor offsets add to it */
+    uint64_t *kv_order;     /* (n_kv) indices of kv sorted by key, for lookups (internal) */
+    uint64_t *tensor_order; /* (n_tensors) indices sorted by name (internal) */
 } gguf_file;
 
 /* Opens and validates path. NULL with a message on error; caller frees with gguf_close. */
@@ -90,7 +95,19 @@ int gguf_get_float(const gguf_file *f, const char *key, double *out, char *err, 
 int gguf_get_bool(const gguf_file *f, const char *key, bool *out, char *err, size_t errlen);
 int gguf_get_str(const gguf_file *f, const char *key, gguf_str *out, char *err, size_t errlen);
 
+/* An array value whose elements all have type elem: 0 and *out; 1 when absent; -1 (with a
+ * message naming the key) when the key is not an array of elem. */
+int gguf_get_array(const gguf_file *f, const char *key, gguf_type elem, const gguf_value **out,
+                   char *err, size_t errlen);
+
 bool gguf_str_eq(gguf_str s, const char *c);
+/* "uint32", "string", ...; "?" for a number outside the enum. */
 const char *gguf_type_name(gguf_type t);
+
+/* The ggml tensor types the format defines (a superset of what the engine computes with):
+ * name ("F32", "Q4_K", ...) or NULL when unknown; elements and bytes per block (0 if unknown). */
+const char *gguf_ggml_type_name(uint32_t type);
+int gguf_ggml_block_elems(uint32_t type);
+size_t gguf_ggml_block_bytes(uint32_t type);
 
 #endif

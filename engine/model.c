@@ -1,2 +1,429 @@
-/* model: placeholder until the module lands. */
+/* model: turns a GGUF file or a llama2.c checkpoint into a model (config + weight views +
+ * tokenizer). Owns the model struct, its layer table and its tokenizer; the weights stay in the
+ * read-only mapping and are never copied or converted here. Every shape is checked against the
+ * header before a view is handed out, so the forward pass can trust them. */
 #include "model.h"
+#include "common.h"
+#include "llama2c.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MODEL_MAX_DIM (1 << 20)   /* generous caps that keep int arithmetic on sizes safe */
+#define MODEL_MAX_COUNT (1 << 24)
+
+int model_check_config(const model_config *c, char *err, size_t errlen) {
+    const struct {
+        const char *what;
+        int v, max;
+    } ranges[] = {
+        {"embedding length (dim)", c->dim, MODEL_MAX_DIM},
+        {"feed-forward length (hidden_dim)", c->hidden_dim, MODEL_MAX_DIM},
+        {"block count (n_layers)", c->n_layers, 65536},
+        {"head count (n_heads)", c->n_heads, 65536},
+        {"kv head count (n_kv_heads)", c->n_kv_heads, 65536},
+        {"vocab size", c->vocab_size, MODEL_MAX_COUNT},
+        {"context length", c->ctx_len, MODEL_MAX_COUNT},
+    };
+    for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++)
+        if (ranges[i].v <= 0 || ranges[i].v > ranges[i].max)
+            return ls_fail(err, errlen, "%s %d is out of range (1..%d)", ranges[i].what, ranges[i].v,
+                           ranges[i].max);
+    if (c->dim % c->n_heads != 0)
+        return ls_fail(err, errlen, "head count %d does not divide dim %d", c->n_heads, c->dim);
+    if (c->n_heads % c->n_kv_heads != 0)
+        return ls_fail(err, errlen, "kv head count %d does not divide head count %d",
+                       c->n_kv_heads, c->n_heads);
+    if (c->head_dim != c->dim / c->n_heads || c->head_dim % 2 != 0)
+        return ls_fail(err, errlen, "head dim %d must be dim / n_heads and even", c->head_dim);
+    if (c->rope_dim <= 0 || c->rope_dim > c->head_dim || c->rope_dim % 2 != 0)
+        return ls_fail(err, errlen, "rope dimension count %d must be even and in 2..head_dim %d",
+                       c->rope_dim, c->head_dim);
+    if (!(c->rope_theta > 0.0f) || !isfinite(c->rope_theta))
+        return ls_fail(err, errlen, "rope freq_base %g must be positive", (double)c->rope_theta);
+    if (!(c->norm_eps > 0.0f) || !isfinite(c->norm_eps))
+        return ls_fail(err, errlen, "rms norm epsilon %g must be positive", (double)c->norm_eps);
+    return 0;
+}
+
+/* ---- tokenizer from GGUF metadata ----------------------------------------------------------- */
+
+/* A special token id: def when absent, -1 with a message when out of [0, n_vocab). */
+static int token_id(const gguf_file *f, const char *key, int def, int n_vocab, int *out, char *err,
+                    size_t errlen) {
+    int64_t v;
+    int r = gguf_get_int(f, key, &v, err, errlen);
+    if (r < 0) return -1;
+    if (r == 1) {
+        *out = def;
+        return 0;
+    }
+    if (v < 0 || v >= n_vocab)
+        return ls_fail(err, errlen, "%s %lld is out of range (vocab of %d)", key, (long long)v,
+                       n_vocab);
+    *out = (int)v;
+    return 0;
+}
+
+static int bool_key(const gguf_file *f, const char *key, bool def, bool *out, char *err,
+                    size_t errlen) {
+    int r = gguf_get_bool(f, key, out, err, errlen);
+    if (r == 1) *out = def;
+    return r < 0 ? -1 : 0;
+}
+
+/* Builds the tokenizer a GGUF's metadata describes. err gets no path prefix. */
+static tokenizer *tok_from_gguf(const gguf_file *f, char *err, size_t errlen) {
+    tokenizer *tok = NULL;
+    const char **pieces = NULL;
+    size_t *lens = NULL;
+    float *scores = NULL;
+    int32_t *types = NULL;
+    gguf_str model_name;
+    int r = gguf_get_str(f, "tokenizer.ggml.model", &model_name, err, errlen);
+    if (r < 0) return NULL;
+    if (r == 1) {
+        ls_fail(err, errlen, "no tokenizer: missing key tokenizer.ggml.model");
+        return NULL;
+    }
+    if (!gguf_str_eq(model_name, "llama")) {
+        ls_fail(err, errlen, "unsupported tokenizer.ggml.model '%.*s' (only 'llama' is supported)",
+                (int)(model_name.len < 64 ? model_name.len : 64), model_name.s);
+        return NULL;
+    }
+    const gguf_value *tokens, *sc = NULL, *ty = NULL;
+    r = gguf_get_array(f, "tokenizer.ggml.tokens", GGUF_STRING, &tokens, err, errlen);
+    if (r < 0) return NULL;
+    if (r == 1) {
+        ls_fail(err, errlen, "missing key tokenizer.ggml.tokens");
+        return NULL;
+    }
+    if (tokens->arr.n == 0 || tokens->arr.n > MODEL_MAX_COUNT) {
+        ls_fail(err, errlen, "tokenizer.ggml.tokens has %llu entries (1..%d allowed)",
+                (unsigned long long)tokens->arr.n, MODEL_MAX_COUNT);
+        return NULL;
+    }
+    int n = (int)tokens->arr.n;
+    r = gguf_get_array(f, "tokenizer.ggml.scores", GGUF_FLOAT32, &sc, err, errlen);
+    if (r < 0) return NULL;
+    if (r == 0 && sc->arr.n != (uint64_t)n) {
+        ls_fail(err, errlen, "tokenizer.ggml.scores has %llu entries, tokens has %d",
+                (unsigned long long)sc->arr.n, n);
+        return NULL;
+    }
+    r = gguf_get_array(f, "tokenizer.ggml.token_type", GGUF_INT32, &ty, err, errlen);
+    if (r < 0) return NULL;
+    if (r == 0 && ty->arr.n != (uint64_t)n) {
+        ls_fail(err, errlen, "tokenizer.ggml.token_type has %llu entries, tokens has %d",
+                (unsigned long long)ty->arr.n, n);
+        return NULL;
+    }
+    tok_vocab v = {.n_vocab = n};
+    if (token_id(f, "tokenizer.ggml.bos_token_id", 1 < n ? 1 : -1, n, &v.bos_id, err, errlen) ||
+        token_id(f, "tokenizer.ggml.eos_token_id", 2 < n ? 2 : -1, n, &v.eos_id, err, errlen) ||
+        token_id(f, "tokenizer.ggml.unknown_token_id", 0, n, &v.unk_id, err, errlen) ||
+        token_id(f, "tokenizer.ggml.padding_token_id", -1, n, &v.pad_id, err, errlen) ||
+        bool_key(f, "tokenizer.ggml.add_bos_token", true, &v.add_bos, err, errlen) ||
+        bool_key(f, "tokenizer.ggml.add_space_prefix", true, &v.add_dummy_prefix, err, errlen))
+        return NULL;
+    pieces = malloc((size_t)n * sizeof *pieces);
+    lens = malloc((size_t)n * sizeof *lens);
+    scores = calloc((size_t)n, sizeof *scores); /* no scores: every merge ranks alike */
+    types = ty ? malloc((size_t)n * sizeof *types) : NULL;
+    if (!pieces || !lens || !scores || (ty && !types)) {
+        ls_fail(err, errlen, "out of memory for a vocabulary of %d", n);
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        pieces[i] = tokens->arr.items[i].str.s;
+        lens[i] = (size_t)tokens->arr.items[i].str.len;
+        if (sc) scores[i] = (float)sc->arr.items[i].f;
+        if (ty) types[i] = (int32_t)ty->arr.items[i].i;
+    }
+    v.pieces = pieces;
+    v.piece_lens = lens;
+    v.scores = scores;
+    v.types = types;
+    tok = tok_create(&v, err, errlen);
+done:
+    free(pieces);
+    free(lens);
+    free(scores);
+    free(types);
+    return tok;
+}
+
+/* ---- model from GGUF ----------------------------------------------------------------------- */
+
+static bool engine_type(uint32_t t) {
+    return t == DT_F32 || t == DT_F16 || t == DT_BF16 || t == DT_Q8_0 || t == DT_Q4_0;
+}
+
+/* Takes tensor `name` into out after checking its shape is {ne0, ne1} ({ne0} when vector) and
+ * its type is one the engine computes with (F32 only when vector). */
+static int take(const gguf_file *f, const char *name, int64_t ne0, int64_t ne1, bool vector,
+                tensor *out, char *err, size_t errlen) {
+    const gguf_tensor *t = gguf_find_tensor(f, name);
+    if (!t) return ls_fail(err, errlen, "missing tensor '%s'", name);
+    if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != 1 || t->ne[3] != 1)
+        return ls_fail(err, errlen,
+                       "tensor '%s' has shape [%lld, %lld, %lld, %lld], the header implies [%lld, %lld]",
+                       name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
+                       (long long)t->ne[3], (long long)ne0, (long long)ne1);
+    const char *tn = gguf_ggml_type_name(t->type);
+    if (vector && t->type != DT_F32)
+        return ls_fail(err, errlen, "tensor '%s' has type %s, norms must be F32", name, tn);
+    if (!engine_type(t->type))
+        return ls_fail(err, errlen,
+                       "tensor '%s' has type %s, which is not supported (F32, F16, BF16, Q8_0, Q4_0)",
+                       name, tn);
+    size_t align = t->type == DT_F32 ? 4 : 2;
+    if ((uintptr_t)t->data % align != 0)
+        return ls_fail(err, errlen, "tensor '%s' data is not %zu-byte aligned", name, align);
+    out->data = t->data;
+    out->type = (dtype)t->type;
+    out->n_dims = vector ? 1 : 2;
+    out->ne[0] = ne0;
+    out->ne[1] = ne1;
+    out->ne[2] = out->ne[3] = 1;
+    return 0;
+}
+
+/* An int key in 1..INT_MAX: required (def < 0) or def when absent. */
+static int int_key(const gguf_file *f, const char *key, int def, int *out, char *err,
+                   size_t errlen) {
+    int64_t v;
+    int r = gguf_get_int(f, key, &v, err, errlen);
+    if (r < 0) return -1;
+    if (r == 1) {
+        if (def < 0) return ls_fail(err, errlen, "missing key %s", key);
+        *out = def;
+        return 0;
+    }
+    if (v <= 0 || v > INT_MAX)
+        return ls_fail(err, errlen, "%s %lld is out of range", key, (long long)v);
+    *out = (int)v;
+    return 0;
+}
+
+static int float_key(const gguf_file *f, const char *key, float def, float *out, char *err,
+                     size_t errlen) {
+    double v;
+    int r = gguf_get_float(f, key, &v, err, errlen);
+    if (r < 0) return -1;
+    *out = r == 1 ? def : (float)v;
+    return 0;
+}
+
+/* Reads the config and every weight view of a GGUF into m. err gets no path prefix. */
+static int load_gguf_weights(model *m, char *err, size_t errlen) {
+    const gguf_file *f = m->gguf;
+    model_config *c = &m->cfg;
+    gguf_str arch;
+    int r = gguf_get_str(f, "general.architecture", &arch, err, errlen);
+    if (r < 0) return -1;
+    if (r == 1) return ls_fail(err, errlen, "missing key general.architecture");
+    if (!gguf_str_eq(arch, "llama"))
+        return ls_fail(err, errlen, "unsupported general.architecture '%.*s' (only 'llama')",
+                       (int)(arch.len < 64 ? arch.len : 64), arch.s);
+    if (int_key(f, "llama.context_length", -1, &c->ctx_len, err, errlen) ||
+        int_key(f, "llama.embedding_length", -1, &c->dim, err, errlen) ||
+        int_key(f, "llama.block_count", -1, &c->n_layers, err, errlen) ||
+        int_key(f, "llama.feed_forward_length", -1, &c->hidden_dim, err, errlen) ||
+        int_key(f, "llama.attention.head_count", -1, &c->n_heads, err, errlen) ||
+        int_key(f, "llama.attention.head_count_kv", c->n_heads, &c->n_kv_heads, err, errlen))
+        return -1;
+    c->head_dim = c->dim / c->n_heads;
+    if (int_key(f, "llama.rope.dimension_count", c->head_dim, &c->rope_dim, err, errlen) ||
+        float_key(f, "llama.rope.freq_base", 10000.0f, &c->rope_theta, err, errlen) ||
+        float_key(f, "llama.attention.layer_norm_rms_epsilon", 1e-5f, &c->norm_eps, err, errlen))
+        return -1;
+    const gguf_tensor *emb = gguf_find_tensor(f, "token_embd.weight");
+    if (!emb) return ls_fail(err, errlen, "missing tensor 'token_embd.weight'");
+    if (emb->ne[1] > MODEL_MAX_COUNT)
+        return ls_fail(err, errlen, "token_embd.weight has %lld rows, too many",
+                       (long long)emb->ne[1]);
+    c->vocab_size = (int)emb->ne[1];
+    int vocab_key = 0;
+    r = int_key(f, "llama.vocab_size", c->vocab_size, &vocab_key, err, errlen);
+    if (r < 0) return -1;
+    if (vocab_key != c->vocab_size)
+        return ls_fail(err, errlen, "llama.vocab_size %d disagrees with token_embd.weight's %d rows",
+                       vocab_key, c->vocab_size);
+    if (model_check_config(c, err, errlen) != 0) return -1;
+    /* each layer needs nine tensors: a block count the file cannot hold allocates nothing */
+    if ((uint64_t)c->n_layers > f->n_tensors / 9)
+        return ls_fail(err, errlen, "block_count %d needs more tensors than the file's %llu",
+                       c->n_layers, (unsigned long long)f->n_tensors);
+    int64_t dim = c->dim, hid = c->hidden_dim, vocab = c->vocab_size;
+    int64_t q_dim = (int64_t)c->n_heads * c->head_dim, kv_dim = (int64_t)c->n_kv_heads * c->head_dim;
+    if (take(f, "token_embd.weight", dim, vocab, false, &m->tok_embd, err, errlen) ||
+        take(f, "output_norm.weight", dim, 1, true, &m->out_norm, err, errlen))
+        return -1;
+    if (gguf_find_tensor(f, "output.weight")) {
+        if (take(f, "output.weight", dim, vocab, false, &m->output, err, errlen)) return -1;
+    } else {
+        m->output = m->tok_embd; /* tied embeddings */
+    }
+    m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
+    if (!m->layers) return ls_fail(err, errlen, "out of memory");
+    for (int l = 0; l < c->n_layers; l++) {
+        layer_weights *w = &m->layers[l];
+        const struct {
+            const char *name;
+            int64_t ne0, ne1;
+            tensor *out;
+        } want[] = {
+            {"attn_norm", dim, 1, &w->attn_norm}, {"attn_q", dim, q_dim, &w->wq},
+            {"attn_k", dim, kv_dim, &w->wk},      {"attn_v", dim, kv_dim, &w->wv},
+            {"attn_output", q_dim, dim, &w->wo},  {"ffn_norm", dim, 1, &w->ffn_norm},
+            {"ffn_gate", dim, hid, &w->w_gate},   {"ffn_down", hid, dim, &w->w_down},
+            {"ffn_up", dim, hid, &w->w_up},
+        };
+        for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
+            char name[64];
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, want[k].name);
+            bool vector = want[k].ne1 == 1 && strstr(want[k].name, "norm");
+            if (take(f, name, want[k].ne0, want[k].ne1, vector, want[k].out, err, errlen))
+                return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- entry points -------------------------------------------------------------------------- */
+
+/* 1 when the file at path starts with the GGUF magic, 0 when not, -1 when unreadable. */
+static int is_gguf(const char *path, char *err, size_t errlen) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return ls_fail(err, errlen, "%s: %s", path, strerror(errno));
+    char magic[4];
+    size_t n = fread(magic, 1, 4, fp);
+    fclose(fp);
+    return n == 4 && memcmp(magic, "GGUF", 4) == 0;
+}
+
+tokenizer *model_load_tokenizer(const char *path, char *err, size_t errlen) {
+    char sub[LS_ERR_LEN];
+    int g = is_gguf(path, err, errlen);
+    if (g < 0) return NULL;
+    if (g) {
+        gguf_file *f = gguf_open(path, err, errlen);
+        if (!f) return NULL;
+        tokenizer *t = tok_from_gguf(f, sub, sizeof sub);
+        if (!t) ls_fail(err, errlen, "%s: %s", path, sub);
+        gguf_close(f);
+        return t;
+    }
+    mapfile map;
+    if (map_open(&map, path, err, errlen) != 0) return NULL;
+    llama2c_layout lay;
+    int is_checkpoint = llama2c_parse(map.data, map.size, &lay, NULL, 0) == 0;
+    map_close(&map);
+    if (is_checkpoint) {
+        ls_fail(err, errlen, "%s is a llama2.c model checkpoint, not a tokenizer: pass its "
+                "tokenizer file (tokenizer.bin)", path);
+        return NULL;
+    }
+    return tok_load_llama2c(path, -1, err, errlen);
+}
+
+/* The tokenizer for a llama2.c checkpoint: tok_path, else tokenizer.bin beside the model, else
+ * none (*out stays NULL). */
+static int llama2c_tokenizer(model *m, const char *path, const char *tok_path, char *err,
+                             size_t errlen) {
+    char beside[1024];
+    if (!tok_path) {
+        const char *slash = strrchr(path, '/');
+        int dir_len = slash ? (int)(slash - path + 1) : 0;
+        if (snprintf(beside, sizeof beside, "%.*stokenizer.bin", dir_len, path) >= (int)sizeof beside)
+            return 0;
+        if (access(beside, F_OK) != 0) return 0;
+        tok_path = beside;
+    }
+    int g = is_gguf(tok_path, err, errlen);
+    if (g < 0) return -1;
+    m->tok = g ? model_load_tokenizer(tok_path, err, errlen)
+               : tok_load_llama2c(tok_path, m->cfg.vocab_size, err, errlen);
+    return m->tok ? 0 : -1;
+}
+
+model *model_load(const char *path, const char *tokenizer_path, char *err, size_t errlen) {
+    char sub[LS_ERR_LEN];
+    model *m = calloc(1, sizeof *m);
+    if (!m) {
+        ls_fail(err, errlen, "out of memory");
+        return NULL;
+    }
+    snprintf(m->path, sizeof m->path, "%s", path);
+    int g = is_gguf(path, err, errlen);
+    if (g < 0) goto fail;
+    if (g) {
+        m->gguf = gguf_open(path, err, errlen);
+        if (!m->gguf) goto fail;
+        if (load_gguf_weights(m, sub, sizeof sub) != 0) {
+            ls_fail(err, errlen, "%s: %s", path, sub);
+            goto fail;
+        }
+        if (tokenizer_path) {
+            m->tok = model_load_tokenizer(tokenizer_path, err, errlen);
+            if (!m->tok) goto fail;
+        } else {
+            m->tok = tok_from_gguf(m->gguf, sub, sizeof sub);
+            if (!m->tok) {
+                ls_fail(err, errlen, "%s: %s", path, sub);
+                goto fail;
+            }
+        }
+    } else {
+        if (llama2c_load_weights(m, path, sub, sizeof sub) != 0) {
+            ls_fail(err, errlen, "%s (no GGUF magic: read as a llama2.c checkpoint)", sub);
+            goto fail;
+        }
+        if (llama2c_tokenizer(m, path, tokenizer_path, err, errlen) != 0) goto fail;
+    }
+    if (m->tok && tok_n_vocab(m->tok) != m->cfg.vocab_size) {
+        ls_fail(err, errlen, "%s: the tokenizer has %d tokens but the model's vocab size is %d", path,
+                tok_n_vocab(m->tok), m->cfg.vocab_size);
+        goto fail;
+    }
+    return m;
+fail:
+    model_free(m);
+    return NULL;
+}
+
+void model_free(model *m) {
+    if (!m) return;
+    tok_free(m->tok);
+    free(m->layers);
+    gguf_close(m->gguf);
+    map_close(&m->map);
+    free(m);
+}
+
+/* Bytes of a tensor as stored. */
+static size_t tensor_bytes(const tensor *t) {
+    int be = gguf_ggml_block_elems(t->type);
+    if (be <= 0) return 0;
+    int64_t n = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
+    return (size_t)(n / be) * gguf_ggml_block_bytes(t->type);
+}
+
+size_t model_weight_bytes(const model *m) {
+    /* one row of the embedding, every layer's norms and matrices, the final norm, the classifier */
+    size_t total = tensor_bytes(&m->out_norm) + tensor_bytes(&m->output);
+    total += tensor_bytes(&m->tok_embd) / (size_t)(m->cfg.vocab_size > 0 ? m->cfg.vocab_size : 1);
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const layer_weights *w = &m->layers[l];
+        const tensor *ts[] = {&w->attn_norm, &w->wq,     &w->wk,     &w->wv,  &w->wo,
+                              &w->ffn_norm,  &w->w_gate, &w->w_down, &w->w_up};
+        for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++) total += tensor_bytes(ts[k]);
+    }
+    return total;
+}

@@ -44,7 +44,8 @@ typedef struct {
     int n_bias;
 } sampler_params;
 
-void sampler_params_default(sampler_params *p); /* temperature 1, everything else off, seed 0 */
+/* temperature 1, everything else off, seed 0; penalty_last_n 64 (used once a penalty is set). */
+void sampler_params_default(sampler_params *p);
 
 /* The log-probability of the chosen token and of the most likely alternatives, computed from the
  * model's own distribution: log_softmax of the raw logits, before any sampling transform. */
@@ -61,26 +62,54 @@ typedef struct {
 int sample_greedy(const float *logits, int n); /* argmax; the lowest id wins a tie */
 void sampler_apply_bias(float *logits, int n, const logit_bias *bias, int n_bias);
 /* history: the tokens seen so far (prompt and generated), the last last_n of them considered. */
+/* For each token that occurs c > 0 times among the last last_n (-1: all, 0: none) history
+ * entries: logit = logit > 0 ? logit / repeat : logit * repeat, then
+ * logit -= presence + frequency * c. Ids outside [0, n) are ignored. Allocates nothing: this is
+ * the readable reference, O(last_n^2); sampler_sample uses the counted form below. */
 void sampler_apply_penalties(float *logits, int n, const int32_t *history, int n_hist,
                              int last_n, float repeat, float presence, float frequency);
+/* The same in O(last_n) with a caller-owned count table counts (n), all zero on entry and left
+ * all zero on return. */
+void sampler_apply_penalties_counted(float *logits, int n, const int32_t *history, int n_hist,
+                                     int last_n, float repeat, float presence, float frequency,
+                                     int32_t *counts);
+/* Divides every logit by temperature; temperature <= 0 leaves them alone (the chain then takes
+ * the argmax instead of drawing). */
 void sampler_apply_temperature(float *logits, int n, float temperature);
-/* Candidate-list steps. cands is sorted by logit (descending) by these functions when needed;
- * each returns the new number of candidates (at least 1). */
+/* Candidate-list steps. cands is sorted by logit (descending; equal logits by ascending id; NaN
+ * ranks last) by these functions when needed; each returns the new number of candidates (at
+ * least 1 when n >= 1), the kept ones first, sorted. A step that is off (k <= 0 or k >= n,
+ * p >= 1, min_p <= 0) returns n and leaves the order alone.
+ * top_k selects the k best without sorting the rest (O(n + k log k)). top_p keeps the smallest
+ * sorted prefix whose probability (softmax over all n) sums to >= p, sorting lazily: only as
+ * long a prefix as the answer needs. min_p keeps the candidates whose probability is at least
+ * min_p times the largest (logit >= max + log(min_p)). top_p and min_p fill .p of the kept
+ * candidates with their probability among the n given. */
 int sampler_top_k(tok_cand *cands, int n, int k);
 int sampler_top_p(tok_cand *cands, int n, float p);
 int sampler_min_p(tok_cand *cands, int n, float min_p);
-/* Softmax over candidates (fills .p); then draws one with a uniform u in [0,1). */
+/* Softmax over candidates (fills .p, computed stably in double). */
 void sampler_softmax(tok_cand *cands, int n);
+/* Returns the id of candidate i such that P(< i) <= u * P(all) < P(<= i), with P the running
+ * sum of .p in list order (so .p need not be normalised); a candidate with p = 0 is never
+ * chosen. -1 when n < 1. */
 int sampler_draw(const tok_cand *cands, int n, float u);
-/* log_softmax of logits at id, and the k best alternatives. */
+/* log_softmax of logits at id, and the k best alternatives (k clamped to [0, SAMPLER_MAX_TOP]
+ * and to n; ties to the lower id), computed in double with max subtraction. */
 void sampler_logprobs(const float *logits, int n, int id, int k, sample_info *out);
 
 /* --- the chain --- */
 typedef struct sampler sampler;
+/* Allocates the candidate list, the logits copy and the count table (n_vocab each) once.
+ * NULL when n_vocab < 1 or memory is short. The sampler belongs to one sequence; not
+ * thread-safe. */
 sampler *sampler_create(const sampler_params *p, int n_vocab);
 void sampler_free(sampler *s);
 /* Picks the next token from logits (n_vocab, not modified). history as above. When info is not
- * NULL, fills it with n_top alternatives (0 <= n_top <= SAMPLER_MAX_TOP). */
+ * NULL, fills it with n_top alternatives (0 <= n_top <= SAMPLER_MAX_TOP). Allocates nothing.
+ * Temperature 0 takes the argmax after bias and penalties and draws nothing from the RNG;
+ * otherwise exactly one rng_uniform per call. Banned (-inf) and NaN logits are never drawn; if
+ * every token is banned the result is the lowest id. */
 int sampler_sample(sampler *s, const float *logits, const int32_t *history, int n_hist,
                    int n_top, sample_info *info);
 

@@ -1,16 +1,735 @@
-/* tokenizer: placeholder until the module lands. */
+/* tokenizer: SentencePiece BPE as Llama 2 uses it. Owns an immutable copy of the vocabulary (raw
+ * pieces, their decoded text, scores, types) and a hash table from piece bytes to id. Encoding
+ * allocates one working block per call and nothing per merge; decoding allocates nothing.
+ * Never reads files except in tok_load_llama2c, never exits, never logs.
+ *
+ * What SentencePiece does, checked against python3-sentencepiece on llama2-tokenizer.model and
+ * kjv-demo-tokenizer.model (both: identity normalizer, add_dummy_prefix, no
+ * remove_extra_whitespaces, byte_fallback), and what this file matches:
+ * - ' ' becomes U+2581; U+2581 is prepended to non-empty text. Tabs, newlines stay as they are.
+ * - Each byte that does not start a valid UTF-8 character (strictly: no overlongs, surrogates
+ *   or code points above U+10FFFF; a truncated sequence counts byte by byte) is replaced by
+ *   U+FFFD before the merges, so b"a\xffb" encodes like "a\uFFFDb".
+ * - Merges take the adjacent pair with the highest-scoring concatenation, ties to the left.
+ *   User-defined pieces are cut out first (longest match) and never merged further.
+ * - A final symbol that is not a piece becomes its bytes' <0xNN> pieces, or <unk> when the
+ *   vocabulary has no byte pieces (then consecutive <unk>s collapse into one).
+ * - Decoding drops the leading U+2581 of the first piece that is not a control piece (a byte
+ *   piece or <unk> first means nothing is dropped), turns <unk> into " \u2047 ", and decodes each
+ *   run of byte pieces as UTF-8 with one U+FFFD per byte that is not part of a valid character.
+ * Unused pieces (none in our vocabularies) are not merge targets here; SentencePiece merges into
+ * them and then splits them again, which can differ in contrived vocabularies. */
 #include "tokenizer.h"
 #include "common.h"
 
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SPACE_MARK "\xe2\x96\x81" /* U+2581, SentencePiece's visible space */
+#define REPLACEMENT "\xef\xbf\xbd" /* U+FFFD */
+#define UNK_TEXT " \xe2\x81\x87 " /* what SentencePiece prints for <unk> */
+
+/* One slot of the piece table: the piece's hash is kept beside its id so that a probe rarely
+ * has to touch the piece bytes. */
+typedef struct {
+    uint32_t hash;
+    int32_t id; /* -1: empty */
+} tok_slot;
+
+struct tokenizer {
+    int n_vocab;
+    char *raw;              /* all raw pieces, each NUL-terminated */
+    size_t *raw_off;        /* (n_vocab + 1) offsets into raw */
+    char *text;             /* all decoded texts (U+2581 -> ' ', <unk> -> UNK_TEXT, control -> "") */
+    size_t *text_off;       /* (n_vocab + 1) offsets into text */
+    float *scores;          /* (n_vocab) */
+    unsigned char *types;   /* (n_vocab) TOK_* */
+    tok_slot *slots;        /* (n_slots) open-addressing table, linear probing */
+    size_t n_slots;         /* a power of two, at least 2 * n_vocab */
+    int byte_id[256];       /* id of <0xNN>, -1 when absent */
+    bool has_bytes;         /* any byte piece: byte fallback instead of <unk> */
+    size_t max_user_len;    /* longest user-defined piece, 0 when there are none */
+    size_t max_text_len;    /* longest decoded text of one piece */
+    int bos_id, eos_id, unk_id, pad_id;
+    bool add_bos, add_dummy_prefix;
+};
+
+/* ---- UTF-8 ---- */
+
+/* The strict UTF-8 status of the bytes s[0..n): the length (1..4) of the valid character they
+ * start with, 0 when s[0] cannot start one, or -1 when they are a valid but incomplete prefix. */
+static int utf8_check(const unsigned char *s, size_t n) {
+    unsigned char c = s[0];
+    int need;
+    unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) need = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        need = 3;
+        if (c == 0xE0) lo = 0xA0; /* overlong */
+        if (c == 0xED) hi = 0x9F; /* surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        need = 4;
+        if (c == 0xF0) lo = 0x90; /* overlong */
+        if (c == 0xF4) hi = 0x8F; /* above U+10FFFF */
+    } else
+        return 0;
+    for (int i = 1; i < need; i++) {
+        if ((size_t)i >= n) return -1;
+        unsigned char lo_i = i == 1 ? lo : 0x80, hi_i = i == 1 ? hi : 0xBF;
+        if (s[i] < lo_i || s[i] > hi_i) return 0;
+    }
+    return need;
+}
+
+static bool utf8_valid(const char *p, size_t n) {
+    const unsigned char *s = (const unsigned char *)p;
+    for (size_t i = 0; i < n;) {
+        int c = utf8_check(s + i, n - i);
+        if (c <= 0) return false;
+        i += (size_t)c;
+    }
+    return true;
+}
+
+/* ---- piece lookup ---- */
+
+static uint32_t hash_bytes(const char *s, size_t n) {
+    uint32_t h = 2166136261u; /* FNV-1a: short keys, good enough spread for 32k pieces */
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+static inline const char *raw_of(const tokenizer *t, int id, size_t *len) {
+    *len = t->raw_off[id + 1] - t->raw_off[id] - 1;
+    return t->raw + t->raw_off[id];
+}
+
+/* The id of the piece with exactly these bytes, or -1. */
+static int lookup(const tokenizer *t, const char *s, size_t n) {
+    size_t mask = t->n_slots - 1;
+    uint32_t h = hash_bytes(s, n);
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        int32_t id = t->slots[i].id;
+        if (id < 0) return -1;
+        if (t->slots[i].hash != h) continue;
+        size_t len;
+        const char *p = raw_of(t, id, &len);
+        if (len == n && memcmp(p, s, n) == 0) return id;
+    }
+}
+
+int tok_piece_id(const tokenizer *t, const char *piece, size_t len) {
+    return lookup(t, piece, len);
+}
+
+/* "<0xNN>" with upper-case hex, as SentencePiece spells byte pieces: the byte, or -1. */
+static int parse_byte_piece(const char *s, size_t n) {
+    static const char hex[] = "0123456789ABCDEF";
+    if (n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>') return -1;
+    const char *a = memchr(hex, s[3], 16), *b = memchr(hex, s[4], 16);
+    if (!a || !b || !s[3] || !s[4]) return -1;
+    return (int)((a - hex) * 16 + (b - hex));
+}
+
+/* The byte a TOK_BYTE piece stands for. */
+static int byte_of(const tokenizer *t, int id) {
+    size_t n;
+    const char *p = raw_of(t, id, &n);
+    return parse_byte_piece(p, n);
+}
+
+/* ---- creation ---- */
+
+void tok_free(tokenizer *t) {
+    if (!t) return;
+    free(t->raw);
+    free(t->raw_off);
+    free(t->text);
+    free(t->text_off);
+    free(t->scores);
+    free(t->types);
+    free(t->slots);
+    free(t);
+}
+
+static bool id_ok(int id, int n) { return id >= -1 && id < n; }
+
 tokenizer *tok_create(const tok_vocab *v, char *err, size_t errlen) {
-    (void)v;
-    ls_fail(err, errlen, "tokenizer not implemented");
+    tokenizer *t = NULL;
+    int n = v ? v->n_vocab : 0;
+    if (!v || n <= 0 || !v->pieces || !v->piece_lens || !v->scores) {
+        ls_fail(err, errlen, "tokenizer: empty or incomplete vocabulary");
+        return NULL;
+    }
+    if (n > INT32_MAX / 4) {
+        ls_fail(err, errlen, "tokenizer: vocabulary of %d pieces is too large", n);
+        return NULL;
+    }
+    if (!id_ok(v->bos_id, n) || !id_ok(v->eos_id, n) || !id_ok(v->unk_id, n) ||
+        !id_ok(v->pad_id, n)) {
+        ls_fail(err, errlen, "tokenizer: special token id out of range (vocabulary of %d)", n);
+        return NULL;
+    }
+    size_t raw_total = 0;
+    for (int i = 0; i < n; i++) {
+        if (!v->pieces[i] && v->piece_lens[i]) {
+            ls_fail(err, errlen, "tokenizer: piece %d is missing", i);
+            return NULL;
+        }
+        if (ls_add_size(raw_total, v->piece_lens[i], &raw_total) ||
+            ls_add_size(raw_total, 1, &raw_total)) {
+            ls_fail(err, errlen, "tokenizer: vocabulary too large");
+            return NULL;
+        }
+        if (!utf8_valid(v->pieces[i], v->piece_lens[i])) {
+            ls_fail(err, errlen, "tokenizer: piece %d is not valid UTF-8", i);
+            return NULL;
+        }
+        if (isnan(v->scores[i])) {
+            ls_fail(err, errlen, "tokenizer: piece %d has a NaN score", i);
+            return NULL;
+        }
+        if (v->types && (v->types[i] < TOK_NORMAL || v->types[i] > TOK_BYTE)) {
+            ls_fail(err, errlen, "tokenizer: piece %d has unknown type %d", i, (int)v->types[i]);
+            return NULL;
+        }
+    }
+    size_t text_cap = raw_total + sizeof UNK_TEXT, n_slots = 16;
+    while (n_slots < 2 * (size_t)n) n_slots *= 2;
+    t = calloc(1, sizeof *t);
+    if (!t) goto oom;
+    t->n_vocab = n;
+    t->raw = malloc(raw_total ? raw_total : 1);
+    t->raw_off = malloc(((size_t)n + 1) * sizeof *t->raw_off);
+    t->text = malloc(text_cap);
+    t->text_off = malloc(((size_t)n + 1) * sizeof *t->text_off);
+    t->scores = malloc((size_t)n * sizeof *t->scores);
+    t->types = malloc((size_t)n);
+    t->slots = malloc(n_slots * sizeof *t->slots);
+    if (!t->raw || !t->raw_off || !t->text || !t->text_off || !t->scores || !t->types ||
+        !t->slots)
+        goto oom;
+    t->n_slots = n_slots;
+    for (size_t k = 0; k < n_slots; k++) t->slots[k] = (tok_slot){.hash = 0, .id = -1};
+    for (int b = 0; b < 256; b++) t->byte_id[b] = -1;
+    t->bos_id = v->bos_id;
+    t->eos_id = v->eos_id;
+    t->unk_id = v->unk_id;
+    t->pad_id = v->pad_id;
+    t->add_bos = v->add_bos;
+    t->add_dummy_prefix = v->add_dummy_prefix;
+
+    size_t roff = 0, toff = 0;
+    for (int i = 0; i < n; i++) {
+        const char *p = v->pieces[i];
+        size_t len = v->piece_lens[i];
+        int byte = parse_byte_piece(p, len);
+        int type;
+        if (v->types) type = v->types[i];
+        else if (i == v->unk_id) type = TOK_UNKNOWN;
+        else if (i == v->bos_id || i == v->eos_id || i == v->pad_id) type = TOK_CONTROL;
+        else if (byte >= 0) type = TOK_BYTE;
+        else type = TOK_NORMAL;
+        t->types[i] = (unsigned char)type;
+        t->scores[i] = v->scores[i] + 0.0f; /* -0.0 -> +0.0: they tie, as in SentencePiece */
+
+        t->raw_off[i] = roff;
+        if (len) memcpy(t->raw + roff, p, len);
+        t->raw[roff + len] = '\0';
+        roff += len + 1;
+
+        /* The decoded text. Byte pieces are handled byte by byte when decoding, so their text
+         * here is empty; control pieces print nothing. */
+        t->text_off[i] = toff;
+        if (type == TOK_UNKNOWN) {
+            memcpy(t->text + toff, UNK_TEXT, sizeof UNK_TEXT - 1);
+            toff += sizeof UNK_TEXT - 1;
+        } else if (type != TOK_CONTROL && type != TOK_BYTE) {
+            for (size_t j = 0; j < len;) {
+                if (len - j >= 3 && memcmp(p + j, SPACE_MARK, 3) == 0) {
+                    t->text[toff++] = ' ';
+                    j += 3;
+                } else {
+                    t->text[toff++] = p[j++];
+                }
+            }
+        }
+        size_t tlen = toff - t->text_off[i];
+        if (tlen > t->max_text_len) t->max_text_len = tlen;
+
+        if (type == TOK_BYTE) {
+            if (byte < 0) {
+                ls_fail(err, errlen, "tokenizer: byte piece %d is not of the form <0xNN>", i);
+                goto fail;
+            }
+            if (t->byte_id[byte] >= 0) {
+                ls_fail(err, errlen, "tokenizer: byte piece <0x%02X> appears twice (%d, %d)",
+                        byte, t->byte_id[byte], i);
+                goto fail;
+            }
+            t->byte_id[byte] = i;
+            t->has_bytes = true;
+        }
+        if (type == TOK_USER_DEFINED && len > t->max_user_len) t->max_user_len = len;
+
+        /* A duplicate piece keeps its first id, as the later one could never be produced. */
+        uint32_t h = hash_bytes(p, len);
+        for (size_t mask = n_slots - 1, k = h & mask;; k = (k + 1) & mask) {
+            int32_t other = t->slots[k].id;
+            if (other < 0) {
+                t->slots[k] = (tok_slot){.hash = h, .id = i};
+                break;
+            }
+            size_t olen;
+            const char *op = raw_of(t, other, &olen);
+            if (olen == len && memcmp(op, p, len) == 0) break;
+        }
+    }
+    t->raw_off[n] = roff;
+    t->text_off[n] = toff;
+    return t;
+oom:
+    ls_fail(err, errlen, "tokenizer: out of memory");
+fail:
+    tok_free(t);
     return NULL;
 }
+
+/* ---- accessors ---- */
+
+int tok_n_vocab(const tokenizer *t) { return t->n_vocab; }
+int tok_bos(const tokenizer *t) { return t->bos_id; }
+int tok_eos(const tokenizer *t) { return t->eos_id; }
+int tok_unk(const tokenizer *t) { return t->unk_id; }
+bool tok_add_bos(const tokenizer *t) { return t->add_bos; }
+int tok_type(const tokenizer *t, int id) {
+    return id >= 0 && id < t->n_vocab ? t->types[id] : 0;
+}
+size_t tok_stream_cap(const tokenizer *t) {
+    /* a piece's text, U+FFFD for up to 3 held bytes, a 4-byte character and the NUL */
+    return t->max_text_len + 3 * 3 + 4 + 1;
+}
+
+const char *tok_piece(const tokenizer *t, int id, size_t *len) {
+    if (id < 0 || id >= t->n_vocab) {
+        *len = 0;
+        return "";
+    }
+    return raw_of(t, id, len);
+}
+
+const char *tok_piece_bytes(const tokenizer *t, int id, char buf[8], size_t *len) {
+    if (id < 0 || id >= t->n_vocab) {
+        *len = 0;
+        return "";
+    }
+    if (t->types[id] == TOK_BYTE) {
+        buf[0] = (char)byte_of(t, id);
+        buf[1] = '\0';
+        *len = 1;
+        return buf;
+    }
+    *len = t->text_off[id + 1] - t->text_off[id];
+    return t->text + t->text_off[id];
+}
+
+/* ---- encoding ---- */
+
+/* One symbol of the text being merged: a byte range of the normalized text, linked to its
+ * live neighbours. A symbol absorbed into its left neighbour gets len 0 and is never reused. */
+typedef struct {
+    int32_t start, len;
+    int32_t prev, next; /* -1 at the ends */
+} tok_sym;
+
+/* A candidate merge of symbol left with its right neighbour. key orders candidates as
+ * SentencePiece does, higher score first and then the leftmost, packed into one integer so the
+ * heap compares without branches: the score made order-preserving in the high half, ~left in
+ * the low half. len is the pair's combined length when queued: every merge makes some symbol
+ * longer, so the candidate is stale exactly when the pair's current combined length differs. */
+typedef struct {
+    uint64_t key;
+    int32_t len;
+} tok_pair;
+
+static inline uint64_t pair_key(float score, int32_t left) {
+    uint32_t bits;
+    memcpy(&bits, &score, 4);
+    bits = bits & 0x80000000u ? ~bits : bits | 0x80000000u; /* -0.0 was made +0.0 at creation */
+    return (uint64_t)bits << 32 | (uint32_t)~(uint32_t)left;
+}
+
+static inline int32_t pair_left(const tok_pair *p) { return (int32_t)~(uint32_t)p->key; }
+
+/* A binary max-heap on key. */
+static void heap_push(tok_pair *h, size_t *n, tok_pair p) {
+    size_t i = (*n)++;
+    while (i > 0) {
+        size_t up = (i - 1) / 2;
+        if (h[up].key >= p.key) break;
+        h[i] = h[up];
+        i = up;
+    }
+    h[i] = p;
+}
+
+static tok_pair heap_pop(tok_pair *h, size_t *n) {
+    tok_pair top = h[0], last = h[--*n];
+    size_t i = 0, m = *n;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= m) break;
+        c += c + 1 < m && h[c + 1].key > h[c].key;
+        if (h[c].key <= last.key) break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (m) h[i] = last;
+    return top;
+}
+
+static inline bool mergeable(const tokenizer *t, int id) {
+    return id >= 0 && (t->types[id] == TOK_NORMAL || t->types[id] == TOK_USER_DEFINED);
+}
+
+/* Queues the merge of symbol l with its right neighbour when their concatenation is a piece. */
+static void try_pair(const tokenizer *t, const char *norm, const tok_sym *sym,
+                     const unsigned char *frozen, int32_t l, tok_pair *heap, size_t *n_heap) {
+    if (l < 0) return;
+    int32_t r = sym[l].next;
+    if (r < 0 || frozen[l] || frozen[r]) return;
+    int32_t len = sym[l].len + sym[r].len;
+    int id = lookup(t, norm + sym[l].start, (size_t)len);
+    if (!mergeable(t, id)) return;
+    heap_push(heap, n_heap, (tok_pair){.key = pair_key(t->scores[id], l), .len = len});
+}
+
+typedef struct {
+    int32_t *ids;
+    int cap;
+    long n;
+    bool last_unk; /* the last id came from an unknown symbol (for collapsing <unk> runs) */
+} id_out;
+
+static inline void put_id(id_out *o, int id) {
+    if (o->n < o->cap) o->ids[o->n] = id;
+    o->n++;
+}
+
+int tok_encode(const tokenizer *t, const char *text, size_t len, bool add_bos, int32_t *ids,
+               int cap) {
+    id_out o = {.ids = ids, .cap = ids ? cap : 0};
+    if (add_bos && t->bos_id >= 0) put_id(&o, t->bos_id);
+    if (len == 0) return (int)o.n;
+    if (!text || len > (size_t)(INT32_MAX - 8) / 3) return -1;
+
+    /* One block: symbols (<= len + 1), candidate heap (each merge queues at most two, so
+     * <= 3 * symbols), frozen flags, and the normalized text (<= 3 bytes per input byte). */
+    size_t n_max = len + 1, norm_cap = 3 * len + 3;
+    size_t bytes = n_max * (sizeof(tok_sym) + 3 * sizeof(tok_pair) + 1) + norm_cap;
+    char *block = malloc(bytes);
+    if (!block) return -1;
+    tok_sym *sym = (tok_sym *)block;
+    tok_pair *heap = (tok_pair *)(sym + n_max);
+    unsigned char *frozen = (unsigned char *)(heap + 3 * n_max);
+    char *norm = (char *)frozen + n_max;
+
+    /* Normalize: spaces to U+2581, the dummy prefix, invalid bytes to U+FFFD. */
+    const unsigned char *s = (const unsigned char *)text;
+    size_t pos = 0;
+    if (t->add_dummy_prefix) {
+        memcpy(norm, SPACE_MARK, 3);
+        pos = 3;
+    }
+    for (size_t i = 0; i < len;) {
+        int c = utf8_check(s + i, len - i);
+        if (c <= 0) {
+            memcpy(norm + pos, REPLACEMENT, 3);
+            pos += 3;
+            i++;
+        } else if (s[i] == ' ') {
+            memcpy(norm + pos, SPACE_MARK, 3);
+            pos += 3;
+            i++;
+        } else {
+            memcpy(norm + pos, s + i, (size_t)c);
+            pos += (size_t)c;
+            i += (size_t)c;
+        }
+    }
+
+    /* Split into characters, user-defined pieces (longest first) as frozen single symbols. */
+    int32_t n_sym = 0;
+    for (size_t p = 0; p < pos;) {
+        size_t l = 0;
+        bool fz = false;
+        for (size_t m = t->max_user_len < pos - p ? t->max_user_len : pos - p; m > 0; m--) {
+            int id = lookup(t, norm + p, m);
+            if (id >= 0 && t->types[id] == TOK_USER_DEFINED) {
+                l = m;
+                fz = true;
+                break;
+            }
+        }
+        if (!l) l = (size_t)utf8_check((const unsigned char *)norm + p, pos - p);
+        sym[n_sym] = (tok_sym){.start = (int32_t)p, .len = (int32_t)l, .prev = n_sym - 1,
+                               .next = -1};
+        if (n_sym > 0) sym[n_sym - 1].next = n_sym;
+        frozen[n_sym] = fz;
+        n_sym++;
+        p += l;
+    }
+
+    /* Merge the best pair until no adjacent pair forms a piece. */
+    size_t n_heap = 0;
+    for (int32_t i = 0; i + 1 < n_sym; i++) try_pair(t, norm, sym, frozen, i, heap, &n_heap);
+    while (n_heap > 0) {
+        tok_pair best = heap_pop(heap, &n_heap);
+        int32_t l = pair_left(&best), r = sym[l].next;
+        if (sym[l].len == 0 || r < 0 || sym[l].len + sym[r].len != best.len) continue;
+        sym[l].len += sym[r].len;
+        sym[r].len = 0;
+        sym[l].next = sym[r].next;
+        if (sym[l].next >= 0) sym[sym[l].next].prev = l;
+        try_pair(t, norm, sym, frozen, sym[l].prev, heap, &n_heap);
+        try_pair(t, norm, sym, frozen, l, heap, &n_heap);
+    }
+
+    /* Emit: pieces as they are, anything else through the byte pieces (or <unk>). */
+    int rc = 0;
+    for (int32_t i = n_sym > 0 ? 0 : -1; i >= 0; i = sym[i].next) {
+        const char *p = norm + sym[i].start;
+        int id = lookup(t, p, (size_t)sym[i].len);
+        int type = id >= 0 ? t->types[id] : 0;
+        if (type == TOK_NORMAL || type == TOK_USER_DEFINED || type == TOK_UNUSED) {
+            put_id(&o, id);
+            o.last_unk = false;
+        } else if (t->has_bytes) {
+            for (int32_t j = 0; j < sym[i].len; j++) {
+                int b = t->byte_id[(unsigned char)p[j]];
+                if (b < 0) b = t->unk_id;
+                if (b < 0) rc = -1;
+                put_id(&o, b);
+            }
+        } else if (t->unk_id >= 0) {
+            if (!o.last_unk) put_id(&o, t->unk_id);
+            o.last_unk = true;
+        } else {
+            rc = -1; /* nothing can stand for this text */
+        }
+    }
+    free(block);
+    if (rc < 0 || o.n > INT_MAX) return -1;
+    return (int)o.n;
+}
+
+/* ---- decoding ---- */
+
+/* Bytes written into a caller's buffer: what does not fit is counted but dropped, and the
+ * buffer stays NUL-terminated. */
+typedef struct {
+    char *out;
+    size_t cap, n;
+} text_out;
+
+static void put_text(text_out *o, const void *p, size_t n) {
+    if (o->cap > 0 && o->n < o->cap - 1) {
+        size_t room = o->cap - 1 - o->n, k = n < room ? n : room;
+        memcpy(o->out + o->n, p, k);
+        o->out[o->n + k] = '\0';
+    }
+    o->n += n;
+}
+
+/* Emits the held bytes that are settled: whole characters as they are, one U+FFFD for each
+ * byte that cannot begin a valid character. With at_end, an incomplete tail counts as invalid
+ * (nothing more can complete it). */
+static void drain_pending(tok_stream *s, text_out *o, bool at_end) {
+    int i = 0;
+    while (i < s->n_pending) {
+        int c = utf8_check(s->pending + i, (size_t)(s->n_pending - i));
+        if (c < 0 && !at_end) break;
+        if (c > 0) {
+            put_text(o, s->pending + i, (size_t)c);
+            i += c;
+        } else {
+            put_text(o, REPLACEMENT, 3);
+            i++;
+        }
+    }
+    memmove(s->pending, s->pending + i, (size_t)(s->n_pending - i));
+    s->n_pending -= i;
+}
+
+static void stream_feed(tok_stream *s, int id, text_out *o) {
+    const tokenizer *t = s->t;
+    if (id < 0 || id >= t->n_vocab || t->types[id] == TOK_CONTROL) return;
+    if (t->types[id] == TOK_BYTE) {
+        s->pending[s->n_pending++] = (unsigned char)byte_of(t, id);
+        s->strip_space = false;
+        drain_pending(s, o, false);
+        return;
+    }
+    /* A text piece is valid UTF-8 and so starts with a lead byte: held bytes can no longer
+     * complete. */
+    drain_pending(s, o, true);
+    const char *p = t->text + t->text_off[id];
+    size_t n = t->text_off[id + 1] - t->text_off[id], rn;
+    const char *raw = raw_of(t, id, &rn);
+    if (s->strip_space && rn >= 3 && memcmp(raw, SPACE_MARK, 3) == 0) {
+        p++;
+        n--;
+    }
+    s->strip_space = false;
+    put_text(o, p, n);
+}
+
+void tok_stream_init(tok_stream *s, const tokenizer *t, bool strip_leading_space) {
+    memset(s, 0, sizeof *s);
+    s->t = t;
+    s->strip_space = strip_leading_space;
+}
+
+size_t tok_stream_feed(tok_stream *s, int id, char *out, size_t cap) {
+    text_out o = {.out = out, .cap = cap};
+    if (cap > 0) out[0] = '\0';
+    stream_feed(s, id, &o);
+    return o.n < cap ? o.n : (cap ? cap - 1 : 0);
+}
+
+size_t tok_stream_flush(tok_stream *s, char *out, size_t cap) {
+    text_out o = {.out = out, .cap = cap};
+    if (cap > 0) out[0] = '\0';
+    drain_pending(s, &o, true);
+    return o.n < cap ? o.n : (cap ? cap - 1 : 0);
+}
+
+size_t tok_decode(const tokenizer *t, const int32_t *ids, int n, char *out, size_t cap) {
+    text_out o = {.out = out, .cap = cap};
+    if (cap > 0) out[0] = '\0';
+    tok_stream s;
+    tok_stream_init(&s, t, true);
+    for (int i = 0; i < n; i++) stream_feed(&s, ids[i], &o);
+    drain_pending(&s, &o, true);
+    return o.n;
+}
+
+/* ---- llama2.c tokenizer.bin ---- */
+
+/* The file is int32 max_token_length, then per token float32 score, int32 length and the
+ * piece bytes. llama2.c's exporter writes U+2581 as ' ' and BOS/EOS as "\n<s>\n" and
+ * "\n</s>\n"; both are undone here so that pieces read as the SentencePiece model spells them
+ * and encoding matches it. */
 tokenizer *tok_load_llama2c(const char *path, int n_vocab, char *err, size_t errlen) {
-    (void)path;
-    (void)n_vocab;
-    ls_fail(err, errlen, "tokenizer not implemented");
-    return NULL;
+    tokenizer *t = NULL;
+    unsigned char *data = NULL;
+    char *blob = NULL;
+    const char **pieces = NULL;
+    size_t *lens = NULL;
+    float *scores = NULL;
+    long size = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        ls_fail(err, errlen, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        ls_fail(err, errlen, "%s: cannot determine the file size", path);
+        goto done;
+    }
+    if (size < 4) {
+        ls_fail(err, errlen, "%s: too short for a tokenizer.bin", path);
+        goto done;
+    }
+    data = malloc((size_t)size);
+    if (!data || fread(data, 1, (size_t)size, f) != (size_t)size) {
+        ls_fail(err, errlen, "%s: cannot read %ld bytes", path, size);
+        goto done;
+    }
+    int32_t max_len;
+    memcpy(&max_len, data, 4);
+    if (max_len <= 0) {
+        ls_fail(err, errlen, "%s: bad max_token_length %d", path, (int)max_len);
+        goto done;
+    }
+    /* First pass: count and check every entry against the file size. */
+    size_t off = 4, count = 0, text_total = 0;
+    while (off < (size_t)size && (n_vocab < 0 || count < (size_t)n_vocab)) {
+        int32_t len;
+        if ((size_t)size - off < 8) {
+            ls_fail(err, errlen, "%s: entry %zu is truncated", path, count);
+            goto done;
+        }
+        memcpy(&len, data + off + 4, 4);
+        if (len < 0 || (size_t)len > (size_t)size - off - 8) {
+            ls_fail(err, errlen, "%s: entry %zu has length %d past the end of the file", path,
+                    count, (int)len);
+            goto done;
+        }
+        off += 8 + (size_t)len;
+        text_total += 3 * (size_t)len; /* ' ' may grow into U+2581 */
+        if (++count > INT32_MAX / 4) {
+            ls_fail(err, errlen, "%s: too many entries", path);
+            goto done;
+        }
+    }
+    if (count == 0 || (n_vocab >= 0 && count < (size_t)n_vocab)) {
+        ls_fail(err, errlen, "%s: has %zu entries, expected %d", path, count, n_vocab);
+        goto done;
+    }
+    pieces = malloc(count * sizeof *pieces);
+    lens = malloc(count * sizeof *lens);
+    scores = malloc(count * sizeof *scores);
+    blob = malloc(text_total + 1);
+    if (!pieces || !lens || !scores || !blob) {
+        ls_fail(err, errlen, "%s: out of memory", path);
+        goto done;
+    }
+    off = 4;
+    size_t boff = 0;
+    for (size_t i = 0; i < count; i++) {
+        int32_t len;
+        memcpy(&scores[i], data + off, 4);
+        memcpy(&len, data + off + 4, 4);
+        const unsigned char *p = data + off + 8;
+        off += 8 + (size_t)len;
+        pieces[i] = blob + boff;
+        if (i == 1 && len == 5 && memcmp(p, "\n<s>\n", 5) == 0) {
+            memcpy(blob + boff, "<s>", 3);
+            boff += 3;
+        } else if (i == 2 && len == 6 && memcmp(p, "\n</s>\n", 6) == 0) {
+            memcpy(blob + boff, "</s>", 4);
+            boff += 4;
+        } else {
+            for (int32_t j = 0; j < len; j++) {
+                if (p[j] == ' ') {
+                    memcpy(blob + boff, SPACE_MARK, 3);
+                    boff += 3;
+                } else {
+                    blob[boff++] = (char)p[j];
+                }
+            }
+        }
+        lens[i] = (size_t)(blob + boff - pieces[i]);
+    }
+    tok_vocab v = {.n_vocab = (int)count, .pieces = pieces, .piece_lens = lens,
+                   .scores = scores, .types = NULL, .bos_id = count > 1 ? 1 : -1,
+                   .eos_id = count > 2 ? 2 : -1, .unk_id = 0, .pad_id = -1, .add_bos = true,
+                   .add_dummy_prefix = true};
+    char why[LS_ERR_LEN];
+    t = tok_create(&v, why, sizeof why);
+    if (!t) ls_fail(err, errlen, "%s: %s", path, why);
+done:
+    fclose(f);
+    free(data);
+    free(blob);
+    free(pieces);
+    free(lens);
+    free(scores);
+    return t;
 }
-void tok_free(tokenizer *t) { (void)t; }

@@ -37,25 +37,35 @@ void tok_free(tokenizer *t);
 int tok_n_vocab(const tokenizer *t);
 int tok_bos(const tokenizer *t);
 int tok_eos(const tokenizer *t);
+int tok_unk(const tokenizer *t);
 bool tok_add_bos(const tokenizer *t);
+/* The TOK_* type of id (inferred ones included), 0 for an id out of range. */
+int tok_type(const tokenizer *t, int id);
+/* The id of the piece spelled exactly so (raw form, U+2581 for spaces), or -1. */
+int tok_piece_id(const tokenizer *t, const char *piece, size_t len);
 
 /* Encodes len bytes of text. Writes at most cap ids; returns the number of ids the full
  * encoding has (which may exceed cap: call again with a bigger buffer), or -1 on error.
- * add_bos prepends BOS. Text that is not valid UTF-8 is encoded byte by byte through the byte
- * pieces, never rejected. */
+ * add_bos prepends BOS. Text that is not valid UTF-8 is never rejected: as SentencePiece does,
+ * each byte that does not belong to a valid character is read as U+FFFD (which then encodes as
+ * a piece or through the byte pieces). -1 also when the text is over ~700 MB, memory runs out,
+ * or a symbol has neither a piece, a byte piece nor <unk> to stand for it. Thread-safe. */
 int tok_encode(const tokenizer *t, const char *text, size_t len, bool add_bos, int32_t *ids,
                int cap);
 
 /* The bytes of one token as it appears in decoded text: U+2581 becomes a space, a byte piece
- * <0xNN> becomes that byte, control tokens are empty. *len receives the length. */
+ * <0xNN> becomes that byte, control tokens are empty, <unk> is " \u2047 " as SentencePiece
+ * prints it. *len receives the length; an id out of range gives "". */
 const char *tok_piece_bytes(const tokenizer *t, int id, char buf[8], size_t *len);
 /* The raw piece string (for display, e.g. "<0x0A>" or "\xe2\x96\x81the"). */
 const char *tok_piece(const tokenizer *t, int id, size_t *len);
 
 /* Decodes n ids into out (cap bytes, always NUL-terminated when cap > 0). Drops the leading
  * space of the first text piece (control tokens such as BOS before it are ignored), as
- * SentencePiece's decode does. Returns the full
- * decoded length (which may exceed cap - 1). */
+ * SentencePiece's decode does; bytes of byte pieces that do not form valid UTF-8 become one
+ * U+FFFD each (SentencePiece again). Ids out of range are skipped. Returns the full decoded
+ * length (which may exceed cap - 1). The same text as a tok_stream started with
+ * strip_leading_space = true. */
 size_t tok_decode(const tokenizer *t, const int32_t *ids, int n, char *out, size_t cap);
 
 /* Incremental decoder for streaming: feed ids one at a time, get back only complete UTF-8
@@ -70,9 +80,14 @@ typedef struct {
 /* strip_leading_space: true when the stream starts right after BOS with no prompt text (the
  * first generated piece's space is then the dummy prefix); false to continue a prompt. */
 void tok_stream_init(tok_stream *s, const tokenizer *t, bool strip_leading_space);
-/* Appends the text completed by token id to out (cap >= 16 bytes); returns its length. */
+/* Writes the text completed by token id to out and NUL-terminates it; returns the bytes written.
+ * With cap >= tok_stream_cap(t) nothing is ever cut (64 bytes suffice for Llama 2's and the
+ * kjv-demo vocabularies); text beyond cap - 1 bytes is lost. Held bytes that can no longer
+ * complete a character become one U+FFFD each. Allocates nothing. */
 size_t tok_stream_feed(tok_stream *s, int id, char *out, size_t cap);
-/* Flushes what is left at the end (an incomplete character becomes U+FFFD). */
+/* Flushes what is left at the end (each held byte of an incomplete character becomes U+FFFD). */
 size_t tok_stream_flush(tok_stream *s, char *out, size_t cap);
+/* A buffer size for tok_stream_feed/flush that always holds one token's text. */
+size_t tok_stream_cap(const tokenizer *t);
 
 #endif

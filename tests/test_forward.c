@@ -1,4 +1,586 @@
-/* test_forward: placeholder until the module's tests land. */
+/* test_forward: engine/forward.c held to an independent float64 numpy reference
+ * (tests/reference/llama_ref.py, written from the LLaMA-2 equations) through the golden files
+ * tests/golden/forward-*.txt, which tests/reference/make_golden.py regenerates. Covers every
+ * weight type, whole-prompt prefill and token by token, greedy generation, bit-exact determinism
+ * (thread count, batching with other sequences, chunking) and the F16 KV cache. argv[1]: the BF16
+ * model meson writes at test time with tests/reference/write_gguf.py (skipped when absent).
+ *
+ * Tolerances: max abs logit error vs the reference over every position of every prompt, whole
+ * prompt and token by token. Measured on x86-64 (release and debug+ASan builds alike):
+ *   weights  measured   bound  note
+ *   F32      1.9e-5     1e-4   kjv (.gguf and .bin); stories260K 4.5e-5. Issue requirement.
+ *   F16      1.7e-5     1e-4   reference on the dequantized weights: F32 rounding only
+ *   BF16     1.8e-5     1e-4   likewise
+ *   Q8_0     0.109      0.25   the engine quantizes activations to 8-bit blocks (block_q8_act)
+ *   Q4_0     0.125      0.3    for integer dot products; the reference does not
+ * Q8_0/Q4_0 are also held, at each prompt's last position, to a reference that quantizes the
+ * activations the same way (llama_ref.quantize_act): measured 7.6e-6 (Q8_0), and 0.023 (Q4_0),
+ * where one activation of "meek" sits 2e-8 (relative) from a rounding tie (x/d = -45.4999999)
+ * and rounds the other way in F32; bound 0.05 for both, which still catches a wrong scale,
+ * block layout or rounding rule.
+ * KV F16 cache vs F32 cache: measured 2.2e-3, bound 5e-3.
+ * Greedy 200 tokens: F32 (.gguf == .bin == reference), stories260K, F16 and BF16 equal the
+ * reference exactly (required). Q8_0 and Q4_0 diverge from the plain reference (Q8_0: 200/200
+ * and 41/200 tokens; Q4_0: 167/200 and 32/200) but equal the activation-quantized reference
+ * 200/200 for both prompts; reported, not required (greedy margins there are 0.003-0.03, the
+ * size of a tie flip). Determinism: logits bit-identical with 1, 2 and 3 threads, batched with
+ * other sequences vs alone, and chunked prefill (engine or caller chunks) vs whole. */
 #include "check.h"
+#include "forward.h"
+#include "kv_cache.h"
+#include "model.h"
+#include "threadpool.h"
 
-int main(void) { return check_summary(); }
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_CASES 8
+#define MAX_PROMPT 64
+#define MAX_GREEDY 256
+#define MAX_VOCAB 65536
+#define MAX_ROWS 64 /* fwd_create's max_tokens: every prompt fits, so do the batched tests */
+
+/* ---- golden files ------------------------------------------------------------------------- */
+
+typedef struct {
+    char name[32];
+    int n_tokens;
+    int32_t tokens[MAX_PROMPT];
+    float *logits; /* (n_tokens, vocab) */
+    int n_greedy;
+    int32_t greedy[MAX_GREEDY];
+    /* Q8_0/Q4_0 only: the reference with activations quantized as the engine does */
+    float *qlogits; /* (vocab) at the last prompt position */
+    int n_qgreedy;
+    int32_t qgreedy[MAX_GREEDY];
+} gcase;
+
+typedef struct {
+    int vocab;
+    int n_cases;
+    gcase cases[MAX_CASES];
+} golden;
+
+static int parse_ints(char *s, int32_t *out, int max) {
+    char *end;
+    long n = strtol(s, &end, 10);
+    if (end == s || n < 0 || n > max) return -1;
+    for (long i = 0; i < n; i++) {
+        s = end;
+        out[i] = (int32_t)strtol(s, &end, 10);
+        if (end == s) return -1;
+    }
+    return (int)n;
+}
+
+/* Reads a golden file; 0, or -1 with a message on stderr. */
+static int golden_read(golden *g, const char *path) {
+    memset(g, 0, sizeof *g);
+    FILE *fp = fopen(path, "r");
+    if (!fp) {
+        fprintf(stderr, "cannot open %s\n", path);
+        return -1;
+    }
+    static float row[MAX_VOCAB];
+    char *line = NULL;
+    size_t cap = 0;
+    gcase *c = NULL;
+    int rc = 0, lineno = 0;
+    while (getline(&line, &cap, fp) > 0) {
+        lineno++;
+        char *arg = strchr(line, ' ');
+        arg = arg ? arg + 1 : line + strlen(line);
+        if (!strncmp(line, "case ", 5)) {
+            if (g->n_cases == MAX_CASES) goto bad;
+            c = &g->cases[g->n_cases++];
+            snprintf(c->name, sizeof c->name, "%.*s", (int)strcspn(arg, "\n"), arg);
+        } else if (!c) {
+            continue; /* comments and model lines before the first case */
+        } else if (!strncmp(line, "tokens ", 7)) {
+            if ((c->n_tokens = parse_ints(arg, c->tokens, MAX_PROMPT)) <= 0) goto bad;
+        } else if (!strncmp(line, "greedy ", 7)) {
+            if ((c->n_greedy = parse_ints(arg, c->greedy, MAX_GREEDY)) <= 0) goto bad;
+        } else if (!strncmp(line, "qgreedy ", 8)) {
+            if ((c->n_qgreedy = parse_ints(arg, c->qgreedy, MAX_GREEDY)) <= 0) goto bad;
+        } else if (!strncmp(line, "logits ", 7) || !strncmp(line, "qlogits ", 8)) {
+            bool q = line[0] == 'q';
+            char *s = arg, *end;
+            long pos = strtol(s, &end, 10);
+            int n = 0;
+            for (s = end;; s = end) {
+                float v = strtof(s, &end);
+                if (end == s) break;
+                if (n == MAX_VOCAB) goto bad;
+                row[n++] = v;
+            }
+            if (!g->vocab) g->vocab = n;
+            if (n != g->vocab || pos < 0 || pos >= c->n_tokens) goto bad;
+            if (q) {
+                if (pos != c->n_tokens - 1 || c->qlogits ||
+                    !(c->qlogits = malloc((size_t)n * sizeof(float))))
+                    goto bad;
+                memcpy(c->qlogits, row, (size_t)n * sizeof(float));
+                continue;
+            }
+            if (!c->logits && !(c->logits = calloc((size_t)c->n_tokens * n, sizeof(float))))
+                goto bad;
+            memcpy(c->logits + pos * n, row, (size_t)n * sizeof(float));
+        }
+    }
+    for (int i = 0; i < g->n_cases; i++)
+        if (!g->cases[i].logits) goto bad;
+    goto done;
+bad:
+    fprintf(stderr, "%s:%d: malformed golden file\n", path, lineno);
+    rc = -1;
+done:
+    free(line);
+    fclose(fp);
+    return rc;
+}
+
+static void golden_free(golden *g) {
+    for (int i = 0; i < g->n_cases; i++) {
+        free(g->cases[i].logits);
+        free(g->cases[i].qlogits);
+    }
+}
+
+/* ---- driving the engine ------------------------------------------------------------------- */
+
+static char err[512];
+
+static double max_abs_diff(const float *a, const float *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= m)) m = d; /* NaN counts as infinitely wrong */
+    }
+    return m;
+}
+
+static int argmax(const float *x, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i; /* the lowest id on ties, as numpy.argmax */
+    return best;
+}
+
+/* Runs n tokens of one sequence at positions kv->n.. as one fwd_decode call. all: out gets
+ * (n, vocab) logits, one row per token; else out gets the last row only. */
+static int run_seq(fwd_ctx *f, kv_cache *kv, const int32_t *tok, int n, bool all, float *out) {
+    int32_t pos[MAX_ROWS * 4], seq[MAX_ROWS * 4];
+    bool flag[MAX_ROWS * 4];
+    if (n > MAX_ROWS * 4) return -1;
+    for (int i = 0; i < n; i++) {
+        pos[i] = kv->n + i;
+        seq[i] = 0;
+        flag[i] = all || i == n - 1;
+    }
+    fwd_batch b = {.n_tokens = n, .token = tok, .pos = pos, .seq = seq, .logits = flag};
+    int rc = fwd_decode(f, &kv, 1, &b, out, err, sizeof err);
+    if (rc) fprintf(stderr, "fwd_decode: %s\n", err);
+    return rc;
+}
+
+/* Greedy continuation of prompt: n tokens into out. */
+static int run_greedy(fwd_ctx *f, kv_cache *kv, const gcase *c, int vocab, int n, int32_t *out) {
+    float *logits = malloc((size_t)vocab * sizeof(float));
+    int rc = -1;
+    if (!logits) return -1;
+    kv_clear(kv);
+    if (run_seq(f, kv, c->tokens, c->n_tokens, false, logits)) goto done;
+    for (int i = 0; i < n; i++) {
+        out[i] = argmax(logits, vocab);
+        if (i + 1 < n && run_seq(f, kv, &out[i], 1, false, logits)) goto done;
+    }
+    rc = 0;
+done:
+    free(logits);
+    return rc;
+}
+
+typedef struct {
+    model *m;
+    pool *p;
+    fwd_ctx *f;
+    kv_cache *kv;
+    golden g;
+    int vocab;
+} rig;
+
+static int rig_open(rig *r, const char *path, const char *tok, const char *golden_name,
+                    int n_threads, kv_type kvt) {
+    memset(r, 0, sizeof *r);
+    if (golden_read(&r->g, check_test_path(golden_name))) return -1;
+    r->m = model_load(path, tok, err, sizeof err);
+    CHECK(r->m != NULL, "model_load %s: %s", path, err);
+    if (!r->m) return -1;
+    r->vocab = r->m->cfg.vocab_size;
+    CHECK(r->vocab == r->g.vocab, "%s: vocab %d, golden has %d", path, r->vocab, r->g.vocab);
+    r->p = pool_create(n_threads);
+    CHECK(r->p != NULL, "pool_create");
+    if (!r->p) return -1;
+    r->f = fwd_create(r->m, MAX_ROWS, r->p, err, sizeof err);
+    CHECK(r->f != NULL, "fwd_create: %s", err);
+    r->kv = kv_create(&r->m->cfg, r->m->cfg.ctx_len, kvt, err, sizeof err);
+    CHECK(r->kv != NULL, "kv_create: %s", err);
+    return r->vocab == r->g.vocab && r->f && r->kv ? 0 : -1;
+}
+
+static void rig_close(rig *r) {
+    if (r->kv) kv_free(r->kv);
+    if (r->f) fwd_free(r->f);
+    if (r->p) pool_destroy(r->p);
+    if (r->m) model_free(r->m);
+    golden_free(&r->g);
+}
+
+/* ---- 1 and 2: logits and greedy tokens vs the reference ----------------------------------- */
+
+typedef struct {
+    const char *label;
+    const char *path;
+    const char *tok;    /* tokenizer for a llama2.c checkpoint; NULL for GGUF */
+    const char *golden; /* file under tests/ */
+    double tol;         /* max abs logit error vs the float64 reference */
+    bool greedy_exact;  /* greedy tokens must equal the reference's */
+    double qtol;        /* Q8_0/Q4_0: vs the reference that quantizes activations too */
+    int n_greedy_cases; /* how many of the golden's greedy continuations to run (time) */
+} spec;
+
+/* Logits of every case, whole prompt at once and token by token, against the golden; then the
+ * greedy continuations. Fills greedy[case] with the engine's tokens (for cross-file checks). */
+static void check_spec(const spec *s, int32_t greedy[MAX_CASES][MAX_GREEDY]) {
+    rig r;
+    if (rig_open(&r, s->path, s->tok, s->golden, 2, KV_F32)) {
+        CHECK(0, "%s: cannot set up", s->label);
+        rig_close(&r);
+        return;
+    }
+    float *out = malloc((size_t)MAX_PROMPT * r.vocab * sizeof(float));
+    double err_whole = 0, err_steps = 0, err_q = -1;
+    for (int ci = 0; ci < r.g.n_cases; ci++) {
+        const gcase *c = &r.g.cases[ci];
+        size_t nv = (size_t)r.vocab;
+        kv_clear(r.kv);
+        CHECK(run_seq(r.f, r.kv, c->tokens, c->n_tokens, true, out) == 0, "%s", c->name);
+        CHECK(r.kv->n == c->n_tokens, "%s: cache holds %d positions after a prefill of %d",
+              c->name, r.kv->n, c->n_tokens);
+        double e = max_abs_diff(out, c->logits, c->n_tokens * nv);
+        CHECK(e < s->tol, "%s %s prefill: max abs err %g >= %g", s->label, c->name, e, s->tol);
+        err_whole = fmax(err_whole, e);
+        if (c->qlogits) {
+            e = max_abs_diff(out + (c->n_tokens - 1) * nv, c->qlogits, nv);
+            CHECK(e < s->qtol, "%s %s: max abs err %g >= %g vs the activation-quantized "
+                  "reference", s->label, c->name, e, s->qtol);
+            err_q = fmax(err_q, e);
+        }
+
+        kv_clear(r.kv);
+        for (int i = 0; i < c->n_tokens; i++) {
+            CHECK(run_seq(r.f, r.kv, &c->tokens[i], 1, false, out) == 0, "%s", c->name);
+            e = max_abs_diff(out, c->logits + i * nv, nv);
+            CHECK(e < s->tol, "%s %s token %d: max abs err %g >= %g", s->label, c->name, i, e,
+                  s->tol);
+            err_steps = fmax(err_steps, e);
+        }
+    }
+    printf("%-22s logits max abs err: prefill %.3g, token by token %.3g (bound %g)\n", s->label,
+           err_whole, err_steps, s->tol);
+    if (err_q >= 0)
+        printf("%-22s logits max abs err vs the activation-quantized reference: %.3g (bound %g)\n",
+               s->label, err_q, s->qtol);
+
+    for (int ci = 0, n_run = 0; ci < r.g.n_cases && n_run < s->n_greedy_cases; ci++) {
+        const gcase *c = &r.g.cases[ci];
+        if (!c->n_greedy) continue;
+        n_run++;
+        int32_t *got = greedy[ci];
+        CHECK(run_greedy(r.f, r.kv, c, r.vocab, c->n_greedy, got) == 0, "%s", c->name);
+        int same = 0;
+        while (same < c->n_greedy && got[same] == c->greedy[same]) same++;
+        printf("%-22s greedy '%s': %d of %d tokens equal the reference%s\n", s->label, c->name,
+               same, c->n_greedy, same == c->n_greedy ? "" : " (first divergence)");
+        if (s->greedy_exact)
+            CHECK(same == c->n_greedy, "%s %s: greedy tokens differ from the reference at %d",
+                  s->label, c->name, same);
+        if (c->n_qgreedy) {
+            int qsame = 0;
+            while (qsame < c->n_qgreedy && got[qsame] == c->qgreedy[qsame]) qsame++;
+            printf("%-22s greedy '%s': %d of %d tokens equal the activation-quantized "
+                   "reference\n", s->label, c->name, qsame, c->n_qgreedy);
+        }
+    }
+    free(out);
+    rig_close(&r);
+}
+
+/* ---- 3: determinism ----------------------------------------------------------------------- */
+
+/* Every case's (n_tokens, vocab) prefill logits followed by 8 greedy decode steps' logits, with
+ * n_threads threads, into out (a buffer of rows). Returns the number of floats written. */
+static size_t trace(const char *path, const char *golden_name, int n_threads, float *out) {
+    rig r;
+    size_t n = 0;
+    if (rig_open(&r, path, NULL, golden_name, n_threads, KV_F32) == 0 && r.vocab <= 1024) {
+        for (int ci = 0; ci < r.g.n_cases; ci++) {
+            const gcase *c = &r.g.cases[ci];
+            kv_clear(r.kv);
+            run_seq(r.f, r.kv, c->tokens, c->n_tokens, true, out + n);
+            n += (size_t)c->n_tokens * r.vocab;
+            for (int step = 0; step < 8; step++) {
+                int32_t t = argmax(out + n - r.vocab, r.vocab);
+                run_seq(r.f, r.kv, &t, 1, false, out + n);
+                n += r.vocab;
+            }
+        }
+    }
+    rig_close(&r);
+    return n;
+}
+
+static void check_threads(const char *path, const char *golden_name, const char *label) {
+    size_t cap = (size_t)MAX_CASES * (MAX_PROMPT + 8) * 1024;
+    float *a = malloc(cap * sizeof(float)), *b = malloc(cap * sizeof(float));
+    size_t na = trace(path, golden_name, 1, a);
+    for (int nt = 2; nt <= 3; nt++) {
+        size_t nb = trace(path, golden_name, nt, b);
+        CHECK(na > 0 && na == nb && !memcmp(a, b, na * sizeof(float)),
+              "%s: logits with %d threads are not bit-identical to 1 thread (max diff %g)", label,
+              nt, na == nb ? max_abs_diff(a, b, na) : -1.0);
+    }
+    printf("%-22s 1, 2 and 3 threads: logits bit-identical\n", label);
+    free(a);
+    free(b);
+}
+
+/* Three sequences (cases A, B, C, each with its own cache) in one fwd_decode call, rows
+ * interleaved A0 B0 C0 A1 B1 ..., then one batched decode step; each sequence's logits must be
+ * bit-identical to running it alone. Also the engine's own chunking (max_tokens 5) and prefill
+ * in chunks of different sizes, whose results are reported and held within 1e-5. */
+static void check_batching(const char *path, const char *golden_name, const char *label) {
+    rig r;
+    if (rig_open(&r, path, NULL, golden_name, 2, KV_F32) || r.g.n_cases < 4) {
+        CHECK(0, "%s: cannot set up", label);
+        rig_close(&r);
+        return;
+    }
+    const int nv = r.vocab;
+    const gcase *cs[3] = {&r.g.cases[1], &r.g.cases[2], &r.g.cases[3]};
+    kv_cache *kv[3];
+    float *alone[3], *step_alone[3];
+    for (int s = 0; s < 3; s++) {
+        kv[s] = kv_create(&r.m->cfg, r.m->cfg.ctx_len, KV_F32, err, sizeof err);
+        alone[s] = malloc((size_t)cs[s]->n_tokens * nv * sizeof(float));
+        step_alone[s] = malloc((size_t)nv * sizeof(float));
+    }
+    int32_t next[3];
+    for (int s = 0; s < 3; s++) {
+        kv_clear(r.kv);
+        run_seq(r.f, r.kv, cs[s]->tokens, cs[s]->n_tokens, true, alone[s]);
+        next[s] = argmax(alone[s] + (size_t)(cs[s]->n_tokens - 1) * nv, nv);
+        run_seq(r.f, r.kv, &next[s], 1, false, step_alone[s]);
+    }
+
+    int32_t tok[MAX_ROWS], pos[MAX_ROWS], seq[MAX_ROWS];
+    bool flag[MAX_ROWS];
+    int n = 0, row_of[3][MAX_PROMPT];
+    for (int i = 0; i < MAX_PROMPT; i++)
+        for (int s = 0; s < 3; s++)
+            if (i < cs[s]->n_tokens && n < MAX_ROWS) {
+                tok[n] = cs[s]->tokens[i];
+                pos[n] = i;
+                seq[n] = s;
+                flag[n] = true;
+                row_of[s][i] = n++;
+            }
+    float *out = malloc((size_t)MAX_ROWS * nv * sizeof(float));
+    fwd_batch b = {.n_tokens = n, .token = tok, .pos = pos, .seq = seq, .logits = flag};
+    CHECK(fwd_decode(r.f, kv, 3, &b, out, err, sizeof err) == 0, "batched prefill: %s", err);
+    bool same = true;
+    for (int s = 0; s < 3; s++) {
+        CHECK(kv[s]->n == cs[s]->n_tokens, "sequence %d: cache holds %d", s, kv[s]->n);
+        for (int i = 0; i < cs[s]->n_tokens; i++)
+            same &= !memcmp(out + (size_t)row_of[s][i] * nv, alone[s] + (size_t)i * nv,
+                            (size_t)nv * sizeof(float));
+    }
+    CHECK(same, "%s: batched prefill of 3 sequences is not bit-identical to each alone", label);
+    /* one decode step of all three: rows in the order C, A, B to vary it */
+    for (int k = 0; k < 3; k++) {
+        int s = (k + 2) % 3;
+        tok[k] = next[s];
+        pos[k] = cs[s]->n_tokens;
+        seq[k] = s;
+        flag[k] = true;
+    }
+    b.n_tokens = 3;
+    CHECK(fwd_decode(r.f, kv, 3, &b, out, err, sizeof err) == 0, "batched step: %s", err);
+    for (int k = 0; k < 3; k++) {
+        int s = (k + 2) % 3;
+        CHECK(!memcmp(out + (size_t)k * nv, step_alone[s], (size_t)nv * sizeof(float)),
+              "%s: batched decode step of sequence %d differs from alone (max %g)", label, s,
+              max_abs_diff(out + (size_t)k * nv, step_alone[s], nv));
+    }
+    printf("%-22s 3 interleaved sequences in one call: logits bit-identical to each alone\n",
+           label);
+
+    /* the engine's own chunking: a context of max_tokens 5 given whole prompts */
+    fwd_ctx *small = fwd_create(r.m, 5, r.p, err, sizeof err);
+    CHECK(small != NULL, "fwd_create(5): %s", err);
+    const gcase *c = cs[2]; /* the longest prompt */
+    double e_small = 0;
+    if (small) {
+        kv_clear(r.kv);
+        CHECK(run_seq(small, r.kv, c->tokens, c->n_tokens, true, out) == 0, "max_tokens 5");
+        e_small = max_abs_diff(out, alone[2], (size_t)c->n_tokens * nv);
+        CHECK(e_small < 1e-5, "%s: max_tokens 5 vs whole: %g", label, e_small);
+        fwd_free(small);
+    }
+    /* prefill in chunks of the caller's choosing */
+    static const int plans[][8] = {{1, 19, 0}, {3, 7, 10, 0}, {8, 8, 4, 0}, {2, 2, 2, 2, 12, 0}};
+    double e_chunks = 0;
+    for (size_t pi = 0; pi < sizeof plans / sizeof plans[0]; pi++) {
+        kv_clear(r.kv);
+        int done = 0;
+        for (int k = 0; plans[pi][k] && done < c->n_tokens; k++) {
+            int len = plans[pi][k];
+            if (done + len > c->n_tokens) len = c->n_tokens - done;
+            CHECK(run_seq(r.f, r.kv, c->tokens + done, len, true, out + (size_t)done * nv) == 0,
+                  "chunk");
+            done += len;
+        }
+        if (done < c->n_tokens)
+            run_seq(r.f, r.kv, c->tokens + done, c->n_tokens - done, true,
+                    out + (size_t)done * nv);
+        double e = max_abs_diff(out, alone[2], (size_t)c->n_tokens * nv);
+        CHECK(e < 1e-5, "%s: prefill in chunks (plan %zu) vs whole: %g", label, pi, e);
+        e_chunks = fmax(e_chunks, e);
+    }
+    printf("%-22s chunked prefill vs whole: max abs diff %g (engine chunks), %g (caller chunks)%s\n",
+           label, e_small, e_chunks, e_small == 0 && e_chunks == 0 ? ": bit-identical" : "");
+
+    free(out);
+    for (int s = 0; s < 3; s++) {
+        kv_free(kv[s]);
+        free(alone[s]);
+        free(step_alone[s]);
+    }
+    rig_close(&r);
+}
+
+/* ---- 4: the F16 KV cache ------------------------------------------------------------------ */
+
+static void check_kv_f16(const char *path, const char *golden_name, double tol) {
+    rig a, b;
+    int ok = rig_open(&a, path, NULL, golden_name, 2, KV_F32) == 0 &&
+             rig_open(&b, path, NULL, golden_name, 2, KV_F16) == 0;
+    CHECK(ok, "KV F16: cannot set up");
+    double e_ref = 0, e_f32 = 0;
+    if (ok) {
+        float *x = malloc((size_t)MAX_PROMPT * a.vocab * sizeof(float));
+        float *y = malloc((size_t)MAX_PROMPT * a.vocab * sizeof(float));
+        for (int ci = 0; ci < a.g.n_cases; ci++) {
+            const gcase *c = &a.g.cases[ci];
+            size_t n = (size_t)c->n_tokens * a.vocab;
+            kv_clear(a.kv);
+            kv_clear(b.kv);
+            run_seq(a.f, a.kv, c->tokens, c->n_tokens, true, x);
+            run_seq(b.f, b.kv, c->tokens, c->n_tokens, true, y);
+            e_f32 = fmax(e_f32, max_abs_diff(x, y, n));
+            e_ref = fmax(e_ref, max_abs_diff(y, c->logits, n));
+        }
+        CHECK(e_f32 < tol, "KV F16 vs F32 cache: max abs diff %g >= %g", e_f32, tol);
+        printf("%-22s KV F16 cache: max abs diff %.3g vs the F32 cache, %.3g vs the reference "
+               "(bound %g)\n", "kjv-demo.gguf", e_f32, e_ref, tol);
+        free(x);
+        free(y);
+    }
+    rig_close(&a);
+    rig_close(&b);
+}
+
+/* ---- errors ------------------------------------------------------------------------------- */
+
+static void check_errors(const char *path) {
+    rig r;
+    if (rig_open(&r, path, NULL, "golden/forward-kjv-f32.txt", 1, KV_F32)) {
+        rig_close(&r);
+        return;
+    }
+    float *out = malloc((size_t)4 * r.vocab * sizeof(float));
+    int32_t tok[2] = {1, 300}, pos[2] = {0, 1}, seq[2] = {0, 0};
+    fwd_batch b = {.n_tokens = 1, .token = tok, .pos = pos, .seq = seq, .logits = NULL};
+    kv_clear(r.kv);
+    tok[0] = r.vocab;
+    err[0] = 0;
+    CHECK(fwd_decode(r.f, &r.kv, 1, &b, out, err, sizeof err) == -1 && err[0],
+          "token id = vocab_size accepted");
+    tok[0] = -1;
+    CHECK(fwd_decode(r.f, &r.kv, 1, &b, out, err, sizeof err) == -1, "token id -1 accepted");
+    tok[0] = 1;
+    pos[0] = 1; /* a gap: the cache is empty */
+    CHECK(fwd_decode(r.f, &r.kv, 1, &b, out, err, sizeof err) == -1, "position gap accepted");
+    pos[0] = 0;
+    seq[0] = 1; /* only one cache */
+    CHECK(fwd_decode(r.f, &r.kv, 1, &b, out, err, sizeof err) == -1, "bad sequence accepted");
+    seq[0] = 0;
+    kv_cache *tiny = kv_create(&r.m->cfg, 1, KV_F32, err, sizeof err);
+    b.n_tokens = 2;
+    CHECK(tiny && fwd_decode(r.f, &tiny, 1, &b, out, err, sizeof err) == -1,
+          "position beyond n_ctx accepted");
+    if (tiny) kv_free(tiny);
+    kv_clear(r.kv);
+    CHECK(fwd_decode(r.f, &r.kv, 1, &b, out, err, sizeof err) == 0, "valid batch: %s", err);
+    free(out);
+    rig_close(&r);
+}
+
+int main(int argc, char **argv) {
+    const char *bf16 = argc > 1 ? argv[1] : NULL;
+    char kjv_gguf[1024], kjv_bin[1024];
+    snprintf(kjv_gguf, sizeof kjv_gguf, "%s", check_model_path("kjv-demo.gguf"));
+    snprintf(kjv_bin, sizeof kjv_bin, "%s", check_model_path("kjv-demo.bin"));
+
+    /* Bounds: see the table at the top. */
+    const spec specs[] = {
+        {"kjv-demo.gguf F32", kjv_gguf, NULL, "golden/forward-kjv-f32.txt", 1e-4, true, 0, 2},
+        {"kjv-demo.bin F32", kjv_bin, check_model_path("kjv-demo-tokenizer.bin"),
+         "golden/forward-kjv-f32.txt", 1e-4, true, 0, 2},
+        {"stories260K.bin F32", check_model_path("stories260K.bin"),
+         check_model_path("stories260K-tok512-placeholder.bin"), "golden/forward-stories260K.txt",
+         1e-4, true, 0, 2},
+        {"kjv-demo-f16.gguf", check_model_path("kjv-demo-f16.gguf"), NULL,
+         "golden/forward-kjv-f16.txt", 1e-4, true, 0, 1},
+        {"kjv-demo-bf16.gguf", bf16, NULL, "golden/forward-kjv-bf16.txt", 1e-4, true, 0, 1},
+        {"kjv-demo-q8_0.gguf", check_model_path("kjv-demo-q8_0.gguf"), NULL,
+         "golden/forward-kjv-q8_0.txt", 0.25, false, 0.05, 1},
+        {"kjv-demo-q4_0.gguf", check_model_path("kjv-demo-q4_0.gguf"), NULL,
+         "golden/forward-kjv-q4_0.txt", 0.3, false, 0.05, 1},
+    };
+    static int32_t greedy[sizeof specs / sizeof specs[0]][MAX_CASES][MAX_GREEDY];
+    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
+        if (!specs[i].path) {
+            printf("%-22s skipped: no BF16 model path given (meson passes one)\n", specs[i].label);
+            continue;
+        }
+        check_spec(&specs[i], greedy[i]);
+    }
+    /* the same weights as GGUF and as a llama2.c checkpoint: the same tokens */
+    CHECK(!memcmp(greedy[0], greedy[1], sizeof greedy[0]),
+          "kjv-demo.gguf and kjv-demo.bin give different greedy tokens");
+
+    check_threads(kjv_gguf, "golden/forward-kjv-f32.txt", "kjv-demo.gguf F32");
+    check_threads(check_model_path("kjv-demo-q4_0.gguf"), "golden/forward-kjv-q4_0.txt",
+                  "kjv-demo-q4_0.gguf");
+    check_batching(kjv_gguf, "golden/forward-kjv-f32.txt", "kjv-demo.gguf F32");
+    check_batching(check_model_path("kjv-demo-q8_0.gguf"), "golden/forward-kjv-q8_0.txt",
+                   "kjv-demo-q8_0.gguf");
+    check_kv_f16(kjv_gguf, "golden/forward-kjv-f32.txt", 5e-3);
+    check_errors(kjv_gguf);
+    return check_summary();
+}

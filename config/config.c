@@ -1,0 +1,607 @@
+/* config: builds cfg_server from defaults, the JSON config file, LLAMASERVE_* variables and flags,
+ * in that order, each layer overriding the one before. Everything about a setting comes from its
+ * row in `settings` below; adding a setting is one row plus its struct field. Never exits, never
+ * logs; a bad value is an error even when a later layer would have overridden it. */
+#include "config.h"
+
+#include "args.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+enum kind { K_STR, K_INT, K_I64, K_BOOL, K_ENUM };
+enum { NOT_IN_FILE = 1, NON_EMPTY = 2, SECRET = 4 };
+
+typedef struct {
+    const char *key; /* JSON key; flag --key with '_' -> '-'; env LLAMASERVE_KEY upper-cased */
+    enum kind kind;
+    size_t offset, size;      /* the field in cfg_server; size is a string's capacity */
+    long long min, max;       /* K_INT, K_I64 */
+    const char *def_str;      /* K_STR */
+    long long def;            /* K_INT, K_I64, K_BOOL (0/1), K_ENUM (index into names) */
+    const char *const *names; /* K_ENUM, NULL-terminated */
+    char short_flag;          /* 0 = none */
+    const char *metavar, *help;
+    unsigned flags;
+} setting;
+
+#define FIELD(f) offsetof(cfg_server, f), sizeof(((cfg_server *)0)->f)
+#define STR(f, def, sh, mv, fl, h)                                                                 \
+    { #f, K_STR, FIELD(f), 0, 0, def, 0, NULL, sh, mv, h, fl }
+#define INT(f, def, lo, hi, sh, h)                                                                 \
+    { #f, K_INT, FIELD(f), lo, hi, NULL, def, NULL, sh, "N", h, 0 }
+#define ENUM(f, def, names, h)                                                                     \
+    { #f, K_ENUM, FIELD(f), 0, 0, NULL, def, names, 0, "NAME", h, 0 }
+
+static const char *const template_names[] = {"auto", "llama2", "chatml", "zephyr", "llama3", NULL};
+static const char *const kv_names[] = {"f16", "f32", NULL};
+static const char *const log_names[] = {"text", "json", NULL};
+
+/* Enum fields are written through an int (memcpy); they must be int-sized. */
+_Static_assert(sizeof(cfg_chat_template) == sizeof(int), "enum size");
+_Static_assert(sizeof(cfg_kv_type) == sizeof(int), "enum size");
+_Static_assert(sizeof(cfg_log_format) == sizeof(int), "enum size");
+
+/* The order here is the order of --help, --print-config and the example file. */
+static const setting settings[] = {
+    STR(config, "", 0, "FILE", NOT_IN_FILE, "JSON config file: an object with the keys below"),
+    STR(model, "", 'm', "PATH", 0, "model file (GGUF or llama2.c .bin); required to serve"),
+    STR(tokenizer, "", 0, "PATH", 0, "tokenizer file; empty = the model's own"),
+    STR(alias, "", 0, "NAME", 0,
+        "model name shown to clients; empty = the model file name\n"
+        "without its extension"),
+    ENUM(chat_template, CFG_TEMPLATE_AUTO, template_names,
+         "chat prompt format; auto = from the model file"),
+    STR(host, "127.0.0.1", 0, "ADDR", NON_EMPTY, "address to listen on"),
+    INT(port, 8080, 0, 65535, 0, "TCP port; 0 = any free port"),
+    INT(parallel, 4, 1, 256, 0, "slots: requests decoded at the same time"),
+    INT(ctx_size, 0, 0, 1048576, 0,
+        "KV cache size in tokens PER SLOT, so the cache holds\n"
+        "parallel x ctx_size tokens; 0 = the model's context length"),
+    INT(threads, 2, 1, 256, 't', "threads for the matrix work"),
+    INT(batch_size, 64, 1, 4096, 0, "most token rows in one forward step (the prefill chunk)"),
+    ENUM(kv_type, CFG_KV_F16, kv_names, "KV cache element type"),
+    INT(max_queue, 64, 0, 100000, 0,
+        "requests that may wait beyond the busy slots; more are refused"),
+    INT(max_body, 1048576, 1024, 1073741824, 0, "largest request body in bytes"),
+    INT(max_tokens_limit, 4096, 1, 1048576, 0, "the largest max_tokens a request may ask for"),
+    STR(api_key, "", 0, "KEY", SECRET,
+        "clients must send 'Authorization: Bearer KEY'; empty =\n"
+        "no auth (prefer the variable: ps shows flags)"),
+    INT(timeout, 600, 1, 86400, 0, "connection idle timeout in seconds"),
+    INT(shutdown_timeout, 10, 0, 3600, 0, "seconds running requests get to finish on shutdown"),
+    ENUM(log_format, CFG_LOG_TEXT, log_names, "log line format"),
+    {"log_requests", K_BOOL, FIELD(log_requests), 0, 0, NULL, 1, NULL, 0, "BOOL",
+     "log one line per request (--no-log-requests turns it off)", 0},
+    /* JSON numbers are doubles, exact up to 2^53 - 1: the largest seed a config file can hold. */
+    {"seed", K_I64, FIELD(seed), -1, 9007199254740991LL, NULL, -1, NULL, 0, "N",
+     "sampling seed when a request gives none; -1 = random per request", 0},
+};
+#define N_SETTINGS (sizeof settings / sizeof settings[0])
+
+#define ENV_PREFIX "LLAMASERVE_"
+#define MAX_FILE_BYTES (1 << 20)
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...) {
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+static void flag_name(const setting *s, char *out, size_t n) {
+    snprintf(out, n, "%s", s->key);
+    for (char *p = out; *p; p++)
+        if (*p == '_') *p = '-';
+}
+
+static void env_name(const setting *s, char *out, size_t n) {
+    snprintf(out, n, ENV_PREFIX "%s", s->key);
+    for (char *p = out; *p; p++)
+        *p = (char)toupper((unsigned char)*p);
+}
+
+static void *field(cfg_server *c, const setting *s) {
+    return (char *)c + s->offset;
+}
+static const void *cfield(const cfg_server *c, const setting *s) {
+    return (const char *)c + s->offset;
+}
+
+/* Value writers: each checks what the table says and stores, or fails naming `what`. */
+
+static int set_str(cfg_server *c, const setting *s, const char *v, const char *what, char *err,
+                   size_t errlen) {
+    size_t len = strlen(v);
+    if (len >= s->size) return fail(err, errlen, "%s: longer than %zu bytes", what, s->size - 1);
+    if ((s->flags & NON_EMPTY) && len == 0) return fail(err, errlen, "%s: must not be empty", what);
+    /* "***" is what --print-config shows for a key; feeding that output back must not make it
+     * the key. */
+    if ((s->flags & SECRET) && !strcmp(v, "***"))
+        return fail(err, errlen, "%s: \"***\" is --print-config's placeholder, not a key", what);
+    memcpy(field(c, s), v, len + 1);
+    return 0;
+}
+
+static void set_int(cfg_server *c, const setting *s, long long v) {
+    if (s->kind == K_I64) {
+        int64_t x = v;
+        memcpy(field(c, s), &x, sizeof x);
+    } else if (s->kind == K_BOOL) {
+        bool b = v != 0;
+        memcpy(field(c, s), &b, sizeof b);
+    } else {
+        int x = (int)v;
+        memcpy(field(c, s), &x, sizeof x);
+    }
+}
+
+static int set_enum(cfg_server *c, const setting *s, const char *v, const char *what, char *err,
+                    size_t errlen) {
+    char list[128] = "";
+    for (int i = 0; s->names[i]; i++) {
+        if (!strcmp(v, s->names[i])) {
+            set_int(c, s, i);
+            return 0;
+        }
+        size_t n = strlen(list);
+        snprintf(list + n, sizeof list - n, "%s%s", i ? ", " : "", s->names[i]);
+    }
+    return fail(err, errlen, "%s: '%s' is not one of %s", what, v, list);
+}
+
+static int parse_bool(const char *v, bool *out) {
+    static const char *const yes[] = {"true", "1", "yes", "on"}, *const no[] = {"false", "0", "no",
+                                                                                "off"};
+    for (size_t i = 0; i < 4; i++) {
+        if (!strcasecmp(v, yes[i])) return *out = true, 0;
+        if (!strcasecmp(v, no[i])) return *out = false, 0;
+    }
+    return -1;
+}
+
+/* A value given as text (a flag or an environment variable). */
+static int set_text(cfg_server *c, const setting *s, const char *v, const char *what, char *err,
+                    size_t errlen) {
+    long long x;
+    bool b;
+    switch (s->kind) {
+    case K_STR:
+        return set_str(c, s, v, what, err, errlen);
+    case K_ENUM:
+        return set_enum(c, s, v, what, err, errlen);
+    case K_BOOL:
+        if (parse_bool(v, &b))
+            return fail(err, errlen, "%s: '%s' is not a boolean (true/false, 1/0, yes/no, on/off)",
+                        what, v);
+        set_int(c, s, b);
+        return 0;
+    case K_INT:
+    case K_I64:
+        /* strtoll would skip leading blanks; a value with them is a typo, not a number. */
+        if (isspace((unsigned char)v[0]))
+            return fail(err, errlen, "%s: '%s' is not an integer", what, v);
+        if (cfg_parse_int(v, s->min, s->max, &x, what, err, errlen)) return -1;
+        set_int(c, s, x);
+        return 0;
+    }
+    return fail(err, errlen, "%s: unknown setting kind", what);
+}
+
+/* A value from the config file: the JSON type must match; integers must be whole and in range. */
+static int set_json(cfg_server *c, const setting *s, const cJSON *v, const char *what, char *err,
+                    size_t errlen) {
+    switch (s->kind) {
+    case K_STR:
+    case K_ENUM:
+        if (!cJSON_IsString(v)) return fail(err, errlen, "%s: expected a string", what);
+        return s->kind == K_STR ? set_str(c, s, v->valuestring, what, err, errlen)
+                                : set_enum(c, s, v->valuestring, what, err, errlen);
+    case K_BOOL:
+        if (!cJSON_IsBool(v)) return fail(err, errlen, "%s: expected true or false", what);
+        set_int(c, s, cJSON_IsTrue(v));
+        return 0;
+    case K_INT:
+    case K_I64: {
+        double d = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+        if (!isfinite(d) || d != floor(d) || d < (double)s->min || d > (double)s->max)
+            return fail(err, errlen, "%s: expected an integer in [%lld, %lld]", what, s->min,
+                        s->max);
+        set_int(c, s, (long long)d);
+        return 0;
+    }
+    }
+    return fail(err, errlen, "%s: unknown setting kind", what);
+}
+
+void cfg_defaults(cfg_server *c) {
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const setting *s = &settings[i];
+        if (s->kind == K_STR)
+            snprintf(field(c, s), s->size, "%s", s->def_str);
+        else
+            set_int(c, s, s->def);
+    }
+}
+
+void cfg_free(cfg_server *c) {
+    (void)c;
+}
+
+static const setting *find_key(const char *key) {
+    for (size_t i = 0; i < N_SETTINGS; i++)
+        if (!strcmp(settings[i].key, key)) return &settings[i];
+    return NULL;
+}
+
+/* Reads the whole file (at most MAX_FILE_BYTES) into a NUL-terminated buffer; caller frees. */
+static char *read_file(const char *path, size_t *len, char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fail(err, errlen, "config file %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc(MAX_FILE_BYTES + 1);
+    if (!buf) {
+        fail(err, errlen, "config file %s: out of memory", path);
+        goto fail;
+    }
+    *len = fread(buf, 1, MAX_FILE_BYTES + 1, f);
+    if (ferror(f)) {
+        fail(err, errlen, "config file %s: read error", path);
+        goto fail;
+    }
+    if (*len > MAX_FILE_BYTES) {
+        fail(err, errlen, "config file %s: larger than %d bytes", path, MAX_FILE_BYTES);
+        goto fail;
+    }
+    buf[*len] = '\0';
+    fclose(f);
+    return buf;
+fail:
+    free(buf);
+    fclose(f);
+    return NULL;
+}
+
+static int load_file(cfg_server *c, const char *path, char *err, size_t errlen) {
+    size_t len = 0;
+    char *buf = read_file(path, &len, err, errlen);
+    if (!buf) return -1;
+    int rc = -1;
+    bool seen[N_SETTINGS] = {0};
+    const char *end = NULL;
+    cJSON *root = NULL;
+    if (strlen(buf) != len) {
+        fail(err, errlen, "config file %s: contains a NUL byte", path);
+        goto fail;
+    }
+    /* len + 1: the NUL is part of what cJSON reads, so trailing text after the object fails. */
+    root = cJSON_ParseWithLengthOpts(buf, len + 1, &end, true);
+    if (!root) {
+        int line = 1, col = 1;
+        for (const char *p = buf; end && p < end && p < buf + len; p++, col++)
+            if (*p == '\n') line++, col = 0;
+        fail(err, errlen, "config file %s: malformed JSON at line %d, column %d", path, line, col);
+        goto fail;
+    }
+    if (!cJSON_IsObject(root)) {
+        fail(err, errlen, "config file %s: expected a JSON object {...}", path);
+        goto fail;
+    }
+    for (const cJSON *item = root->child; item; item = item->next) {
+        char what[512];
+        snprintf(what, sizeof what, "config file %s: key \"%s\"", path, item->string);
+        const setting *s = find_key(item->string);
+        if (!s || (s->flags & NOT_IN_FILE)) {
+            fail(err, errlen, "%s: unknown key", what);
+            goto fail;
+        }
+        if (seen[s - settings]) {
+            fail(err, errlen, "%s: appears twice", what);
+            goto fail;
+        }
+        seen[s - settings] = true;
+        if (set_json(c, s, item, what, err, errlen)) goto fail;
+    }
+    rc = 0;
+fail:
+    cJSON_Delete(root);
+    free(buf);
+    return rc;
+}
+
+static int load_env(cfg_server *c, char *err, size_t errlen) {
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        char name[64], what[96];
+        env_name(&settings[i], name, sizeof name);
+        const char *v = getenv(name);
+        if (!v) continue;
+        snprintf(what, sizeof what, "environment variable %s", name);
+        if (set_text(c, &settings[i], v, what, err, errlen)) return -1;
+    }
+    return 0;
+}
+
+/* alias defaults to the model's file name without its extension: models/tiny.gguf -> tiny. */
+static void default_alias(cfg_server *c) {
+    if (c->alias[0] || !c->model[0]) return;
+    const char *base = strrchr(c->model, '/');
+    base = base ? base + 1 : c->model;
+    const char *dot = strrchr(base, '.');
+    size_t len = dot && dot != base ? (size_t)(dot - base) : strlen(base);
+    if (len >= sizeof c->alias) len = sizeof c->alias - 1; /* a display name: cutting is fine */
+    memcpy(c->alias, base, len);
+    c->alias[len] = '\0';
+}
+
+/* One flag seen on the command line, applied after the file and the environment. */
+typedef struct {
+    const setting *s;
+    const char *value; /* NULL: a bare --bool or --no-bool */
+    bool negate;
+} flag_use;
+
+enum { OPT_HELP = 'h', OPT_PRINT = 1000, OPT_SET = 1100, OPT_NEG = 1400 };
+
+int cfg_load(cfg_server *c, int argc, char **argv, FILE *out, char *err, size_t errlen) {
+    struct option opts[2 * N_SETTINGS + 3];
+    char names[2 * N_SETTINGS][48];
+    char shorts[2 * N_SETTINGS + 8] = ":h";
+    size_t n_opts = 0;
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const setting *s = &settings[i];
+        flag_name(s, names[n_opts], sizeof names[n_opts]);
+        opts[n_opts] = (struct option){names[n_opts],
+                                       s->kind == K_BOOL ? optional_argument : required_argument,
+                                       NULL, OPT_SET + (int)i};
+        n_opts++;
+        if (s->kind == K_BOOL) {
+            memcpy(names[n_opts], "no-", 3);
+            flag_name(s, names[n_opts] + 3, sizeof names[n_opts] - 3);
+            opts[n_opts] = (struct option){names[n_opts], no_argument, NULL, OPT_NEG + (int)i};
+            n_opts++;
+        }
+        if (s->short_flag) {
+            size_t n = strlen(shorts);
+            shorts[n] = s->short_flag;
+            shorts[n + 1] = ':';
+            shorts[n + 2] = '\0';
+        }
+    }
+    opts[n_opts++] = (struct option){"help", no_argument, NULL, OPT_HELP};
+    opts[n_opts++] = (struct option){"print-config", no_argument, NULL, OPT_PRINT};
+    opts[n_opts] = (struct option){0, 0, 0, 0};
+
+    cfg_defaults(c);
+    int rc = -1;
+    bool help = false, print = false;
+    size_t n_uses = 0;
+    flag_use *uses = calloc((size_t)(argc > 0 ? argc : 1), sizeof *uses);
+    if (!uses) return fail(err, errlen, "out of memory");
+
+    /* Pass 1: collect the flags, so that --config is known before the file is read and the file
+     * and environment are applied beneath the flags whatever their order. */
+    int ch, li = -1;
+    opterr = 0;
+    optind = 0; /* glibc: 0 also resets getopt's state left from an earlier call */
+    while ((ch = getopt_long(argc, argv, shorts, opts, &li)) != -1) {
+        if (li >= 0 && ch != '?' && ch != ':') {
+            /* getopt_long takes unambiguous prefixes (--par for --parallel); we do not, so that
+             * adding a flag never changes what an old command line means. */
+            bool separate = opts[li].has_arg == required_argument && optarg == argv[optind - 1];
+            const char *arg = argv[optind - (separate ? 2 : 1)];
+            size_t n = strcspn(arg + 2, "=");
+            if (strncmp(arg, "--", 2) || strlen(opts[li].name) != n) {
+                fail(err, errlen, "unknown option '%.*s' (did you mean --%s?)",
+                     (int)strcspn(arg, "="), arg, opts[li].name);
+                goto done;
+            }
+        }
+        li = -1;
+        if (ch == OPT_HELP) {
+            help = true;
+        } else if (ch == OPT_PRINT) {
+            print = true;
+        } else if (ch >= OPT_SET && ch < OPT_SET + (int)N_SETTINGS) {
+            uses[n_uses++] = (flag_use){&settings[ch - OPT_SET], optarg, false};
+        } else if (ch >= OPT_NEG && ch < OPT_NEG + (int)N_SETTINGS) {
+            uses[n_uses++] = (flag_use){&settings[ch - OPT_NEG], NULL, true};
+        } else if (ch == ':') {
+            fail(err, errlen, "%s needs a value", argv[optind - 1]);
+            goto done;
+        } else if (ch == '?') {
+            if (optopt && optopt < 256)
+                fail(err, errlen, "unknown option '-%c'", optopt);
+            else
+                fail(err, errlen, "unknown option '%s'", argv[optind - 1]);
+            goto done;
+        } else {
+            const setting *s = NULL;
+            for (size_t i = 0; i < N_SETTINGS; i++)
+                if (settings[i].short_flag == ch) s = &settings[i];
+            if (!s) {
+                fail(err, errlen, "unknown option '-%c'", ch);
+                goto done;
+            }
+            uses[n_uses++] = (flag_use){s, optarg, false};
+        }
+    }
+    if (optind < argc) {
+        fail(err, errlen, "unexpected argument '%s'", argv[optind]);
+        goto done;
+    }
+    if (help) {
+        cfg_print_help(out);
+        rc = 1;
+        goto done;
+    }
+
+    /* The file's path: the last --config, else LLAMASERVE_CONFIG. */
+    const setting *config = find_key("config");
+    char config_env[64];
+    env_name(config, config_env, sizeof config_env);
+    const char *path = getenv(config_env);
+    const char *path_what = config_env;
+    for (size_t i = 0; i < n_uses; i++)
+        if (uses[i].s == config) path = uses[i].value, path_what = "--config";
+    if (path && *path) {
+        char what[96];
+        snprintf(what, sizeof what, "%s%s", path_what == config_env ? "environment variable " : "",
+                 path_what);
+        if (set_str(c, config, path, what, err, errlen) || load_file(c, path, err, errlen))
+            goto done;
+    }
+    if (load_env(c, err, errlen)) goto done;
+    for (size_t i = 0; i < n_uses; i++) {
+        const flag_use *u = &uses[i];
+        char what[64] = "--";
+        flag_name(u->s, what + 2, sizeof what - 2);
+        if (u->s->kind == K_BOOL && !u->value) {
+            set_int(c, u->s, !u->negate);
+        } else if (set_text(c, u->s, u->value, what, err, errlen)) {
+            goto done;
+        }
+    }
+    default_alias(c);
+    if (print) {
+        cfg_print_json(c, out);
+        rc = 1;
+        goto done;
+    }
+    if (!c->model[0]) {
+        fail(err, errlen,
+             "no model: pass --model PATH (-m), set LLAMASERVE_MODEL, or give "
+             "\"model\" in the config file");
+        goto done;
+    }
+    rc = 0;
+done:
+    free(uses);
+    return rc;
+}
+
+static void print_json_string(const char *s, FILE *out) {
+    fputc('"', out);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(out, "\\%c", *p);
+        else if (*p == '\n')
+            fputs("\\n", out);
+        else if (*p == '\t')
+            fputs("\\t", out);
+        else if (*p < 0x20)
+            fprintf(out, "\\u%04x", *p);
+        else
+            fputc(*p, out);
+    }
+    fputc('"', out);
+}
+
+void cfg_print_json(const cfg_server *c, FILE *out) {
+    const char *sep = "{\n";
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const setting *s = &settings[i];
+        if (s->flags & NOT_IN_FILE) continue;
+        fprintf(out, "%s  \"%s\": ", sep, s->key);
+        sep = ",\n";
+        const void *f = cfield(c, s);
+        int x;
+        int64_t x64;
+        bool b;
+        switch (s->kind) {
+        case K_STR:
+            print_json_string((s->flags & SECRET) && *(const char *)f ? "***" : f, out);
+            break;
+        case K_INT:
+            memcpy(&x, f, sizeof x);
+            fprintf(out, "%d", x);
+            break;
+        case K_I64:
+            memcpy(&x64, f, sizeof x64);
+            fprintf(out, "%lld", (long long)x64);
+            break;
+        case K_BOOL:
+            memcpy(&b, f, sizeof b);
+            fputs(b ? "true" : "false", out);
+            break;
+        case K_ENUM:
+            memcpy(&x, f, sizeof x);
+            print_json_string(s->names[x], out);
+            break;
+        }
+    }
+    fputs("\n}\n", out);
+}
+
+/* The default as --help shows it. */
+static void default_text(const setting *s, char *out, size_t n) {
+    switch (s->kind) {
+    case K_STR:
+        snprintf(out, n, "\"%s\"", s->def_str);
+        break;
+    case K_INT:
+    case K_I64:
+        snprintf(out, n, "%lld", s->def);
+        break;
+    case K_BOOL:
+        snprintf(out, n, "%s", s->def ? "true" : "false");
+        break;
+    case K_ENUM:
+        snprintf(out, n, "%s", s->names[s->def]);
+        break;
+    }
+}
+
+void cfg_print_help(FILE *out) {
+    fprintf(out,
+            "usage: llamaserve serve --model PATH [options]\n"
+            "\n"
+            "Serves the model over HTTP. Each setting comes from its flag, else its environment\n"
+            "variable, else the JSON config file (--config), else its default.\n"
+            "\n");
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const setting *s = &settings[i];
+        char flag[48], env[64], left[96], def[64], range[160] = "";
+        flag_name(s, flag, sizeof flag);
+        env_name(s, env, sizeof env);
+        if (s->short_flag)
+            snprintf(left, sizeof left, "-%c, --%s %s", s->short_flag, flag, s->metavar);
+        else if (s->kind == K_BOOL)
+            snprintf(left, sizeof left, "    --%s[=%s]", flag, s->metavar);
+        else
+            snprintf(left, sizeof left, "    --%s %s", flag, s->metavar);
+        default_text(s, def, sizeof def);
+        if (s->kind == K_INT || s->kind == K_I64)
+            snprintf(range, sizeof range, "; %lld..%lld", s->min, s->max);
+        fprintf(out, "  %-26s ", left);
+        for (const char *h = s->help; *h; h++) /* continuation lines line up with the first */
+            *h == '\n' ? fprintf(out, "\n  %-26s ", "") : fputc(*h, out);
+        fputc('\n', out);
+        if (s->kind == K_ENUM) {
+            fprintf(out, "  %-26s one of:", "");
+            for (int k = 0; s->names[k]; k++)
+                fprintf(out, " %s", s->names[k]);
+            fputc('\n', out);
+        }
+        fprintf(out, "  %-26s [default %s%s; env %s]\n", "", def, range, env);
+    }
+    fprintf(out,
+            "  %-26s print the effective configuration as JSON (api_key as \"***\") "
+            "and exit\n",
+            "    --print-config");
+    fprintf(out, "  %-26s this help\n", "-h, --help");
+}

@@ -1,0 +1,76 @@
+/* config: the server's settings, and the only code that reads flags, environment and the config
+ * file. Every setting lives in one table (config.c) that gives its default, its JSON key, its
+ * LLAMASERVE_<KEY> environment variable, its --flag, its range and its help line; precedence is
+ * flag > environment > file > default. Never exits and never logs: errors come back as -1 and a
+ * message that names the key, flag or variable. Not thread-safe (getopt, getenv): call once, from
+ * main, before any thread starts. */
+#ifndef LS_CONFIG_H
+#define LS_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* String capacities, terminating NUL included; a longer value is an error naming the key. */
+#define CFG_PATH_LEN 4096
+#define CFG_NAME_LEN 256
+
+typedef enum {
+    CFG_TEMPLATE_AUTO, /* from the model file's metadata */
+    CFG_TEMPLATE_LLAMA2,
+    CFG_TEMPLATE_CHATML,
+    CFG_TEMPLATE_ZEPHYR,
+    CFG_TEMPLATE_LLAMA3,
+} cfg_chat_template;
+
+typedef enum { CFG_KV_F16, CFG_KV_F32 } cfg_kv_type;
+typedef enum { CFG_LOG_TEXT, CFG_LOG_JSON } cfg_log_format;
+
+/* The effective configuration. Plain data with fixed buffers: copy it freely, share it read-only
+ * between threads once cfg_load has returned. Ranges are enforced by cfg_load. */
+typedef struct {
+    char config[CFG_PATH_LEN];    /* the config file that was read; "" = none */
+    char model[CFG_PATH_LEN];     /* model file; "" only when cfg_load returned 1 */
+    char tokenizer[CFG_PATH_LEN]; /* "" = the model's own tokenizer */
+    char alias[CFG_NAME_LEN];     /* model name for clients; cfg_load fills it from model */
+    cfg_chat_template chat_template;
+    char host[CFG_NAME_LEN]; /* address to listen on, never "" */
+    int port;                /* 0..65535; 0 = any free port */
+    int parallel;            /* slots, 1..256 */
+    int ctx_size;            /* KV cache tokens PER SLOT; 0 = the model's context length */
+    int threads;             /* 1..256 */
+    int batch_size;          /* most rows of one forward step (prefill chunk), 1..4096 */
+    cfg_kv_type kv_type;
+    int max_queue;              /* requests waiting beyond the busy slots, 0..100000 */
+    int max_body;               /* bytes, 1024..1073741824 */
+    int max_tokens_limit;       /* the largest max_tokens a request may ask, 1..1048576 */
+    char api_key[CFG_NAME_LEN]; /* "" = no authentication; never print it */
+    int timeout;                /* connection idle timeout, seconds, 1..86400 */
+    int shutdown_timeout;       /* seconds running requests get to finish, 0..3600 */
+    cfg_log_format log_format;
+    bool log_requests;
+    int64_t seed; /* default sampling seed; -1 = random per request */
+} cfg_server;
+
+/* Fills c with every default. */
+void cfg_defaults(cfg_server *c);
+
+/* Builds the configuration of `serve`: argv[0] is "serve"; then the environment (getenv) and the
+ * JSON file named by --config or LLAMASERVE_CONFIG. c's previous contents are ignored. Returns 0
+ * with c complete (a model is then required); 1 when --help or --print-config was handled and
+ * printed to out (the caller exits 0); -1 with a message in err on any bad flag, variable, key or
+ * value. Reorders argv (getopt_long) but keeps no pointer into it. */
+int cfg_load(cfg_server *c, int argc, char **argv, FILE *out, char *err, size_t errlen);
+
+/* Writes c as one JSON object, every key of the config file, api_key redacted as "***" when set.
+ * The output is itself a valid config file (that is how llamaserve.example.json is made). */
+void cfg_print_json(const cfg_server *c, FILE *out);
+
+/* Writes --help: every flag with its environment variable and default. */
+void cfg_print_help(FILE *out);
+
+/* Releases what c owns. Nothing today (fixed buffers); call it anyway so that can change. */
+void cfg_free(cfg_server *c);
+
+#endif

@@ -1,0 +1,865 @@
+/* api: OpenAI-compatible request parsing and response writing (see api.h). Validation is strict
+ * on the fields we know (type and range, with the offending field named in `param`) and
+ * lenient on fields we do not (ignored, as llama.cpp and vLLM do, so newer clients work). */
+#include "api.h"
+
+#include "common.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_STOP_BYTES 256
+
+void api_error_set(api_error *e, int status, const char *type, const char *param,
+                   const char *code, const char *fmt, ...) {
+    e->status = status;
+    e->type = type;
+    e->code = code;
+    snprintf(e->param, sizeof e->param, "%s", param ? param : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+}
+
+/* A 400 naming the offending field; returns -1 so that `return BAD(...)` reads as one. */
+static int bad(api_error *e, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int bad(api_error *e, const char *param, const char *fmt, ...) {
+    e->status = 400;
+    e->type = "invalid_request_error";
+    e->code = NULL;
+    snprintf(e->param, sizeof e->param, "%s", param ? param : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+#define BAD(param, ...) bad(e, param, __VA_ARGS__)
+
+char *api_error_json(const api_error *e) {
+    cJSON *root = cJSON_CreateObject(), *err = cJSON_AddObjectToObject(root, "error");
+    cJSON_AddStringToObject(err, "message", e->message);
+    cJSON_AddStringToObject(err, "type", e->type ? e->type : "invalid_request_error");
+    if (e->param[0]) cJSON_AddStringToObject(err, "param", e->param);
+    else cJSON_AddNullToObject(err, "param");
+    if (e->code) cJSON_AddStringToObject(err, "code", e->code);
+    else cJSON_AddNullToObject(err, "code");
+    char *s = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return s;
+}
+
+void api_call_free(api_call *c) {
+    free(c->echo_text);
+    gen_request_free(&c->req);
+    memset(c, 0, sizeof *c);
+}
+
+/* --- validation helpers --- */
+
+static bool utf8_valid(const char *s, size_t n) {
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = p[i];
+        int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        if (!len || i + len > n) return false;
+        uint32_t cp = len == 1 ? c : c & (0x7f >> len);
+        for (int k = 1; k < len; k++) {
+            if ((p[i + k] & 0xc0) != 0x80) return false;
+            cp = cp << 6 | (p[i + k] & 0x3f);
+        }
+        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += (size_t)len;
+    }
+    return true;
+}
+
+static bool is_null(const cJSON *v) { return !v || cJSON_IsNull(v); }
+
+/* Each returns 0 (absent or null leaves *out as is), or -1 with *e filled. */
+static int get_num(const cJSON *o, const char *k, double lo, double hi, double *out, api_error *e) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (is_null(v)) return 0;
+    if (!cJSON_IsNumber(v)) return BAD(k, "'%s' must be a number", k);
+    if (!isfinite(v->valuedouble) || v->valuedouble < lo || v->valuedouble > hi)
+        return BAD(k, "'%s' must be between %g and %g, got %g", k, lo, hi, v->valuedouble);
+    *out = v->valuedouble;
+    return 0;
+}
+
+static int get_int(const cJSON *o, const char *k, double lo, double hi, long long *out,
+                   api_error *e) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (is_null(v)) return 0;
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
+        return BAD(k, "'%s' must be an integer", k);
+    if (v->valuedouble < lo || v->valuedouble > hi)
+        return BAD(k, "'%s' must be between %.0f and %.0f, got %.0f", k, lo, hi, v->valuedouble);
+    *out = (long long)v->valuedouble;
+    return 0;
+}
+
+static int get_bool(const cJSON *o, const char *k, bool *out, api_error *e) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (is_null(v)) return 0;
+    if (!cJSON_IsBool(v)) return BAD(k, "'%s' must be a boolean", k);
+    *out = cJSON_IsTrue(v);
+    return 0;
+}
+
+static int get_str(const cJSON *o, const char *k, const char **out, api_error *e) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (is_null(v)) return 0;
+    if (!cJSON_IsString(v)) return BAD(k, "'%s' must be a string", k);
+    if (!utf8_valid(v->valuestring, strlen(v->valuestring)))
+        return BAD(k, "'%s' is not valid UTF-8", k);
+    *out = v->valuestring;
+    return 0;
+}
+
+static cJSON *parse_body(const char *body, size_t len, api_error *e) {
+    if (len == 0) return BAD(NULL, "the request body is empty; expected a JSON object"), NULL;
+    if (!utf8_valid(body, len)) return BAD(NULL, "the request body is not valid UTF-8"), NULL;
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(body, len, &end, false);
+    if (!root) {
+        BAD(NULL, "the request body is not valid JSON (near byte %ld)",
+            end ? (long)(end - body) : 0L);
+        return NULL;
+    }
+    while (end && (size_t)(end - body) < len && strchr(" \t\r\n", *end)) end++;
+    if (end && (size_t)(end - body) < len) {
+        cJSON_Delete(root);
+        BAD(NULL, "unexpected data after the JSON object (byte %ld)", (long)(end - body));
+        return NULL;
+    }
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        BAD(NULL, "the request body must be a JSON object");
+        return NULL;
+    }
+    return root;
+}
+
+static uint64_t fresh_seed(void) {
+    static atomic_ullong counter;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^
+                 (atomic_fetch_add(&counter, 1) * 0x9e3779b97f4a7c15ull);
+    return x;
+}
+
+/* The fields completions and chat share: sampling, stop, n, stream, max_tokens. */
+static int parse_common(const api_ctx *ctx, const cJSON *o, api_call *c, int default_max,
+                        api_error *e) {
+    gen_request *r = &c->req;
+    sampler_params *sp = &r->sp;
+    sampler_params_default(sp);
+    double temperature = 1.0, top_p = 1.0, min_p = 0.0, presence = 0, frequency = 0, rep = 1.0;
+    long long top_k = 0, n = 1, max_tokens = default_max, seed = ctx->default_seed;
+    const char *model_name = NULL, *user = NULL;
+    bool seed_given = false;
+    if (get_str(o, "model", &model_name, e) || get_str(o, "user", &user, e) ||
+        get_num(o, "temperature", 0, 2, &temperature, e) || get_num(o, "top_p", 0, 1, &top_p, e) ||
+        get_num(o, "min_p", 0, 1, &min_p, e) ||
+        get_num(o, "presence_penalty", -2, 2, &presence, e) ||
+        get_num(o, "frequency_penalty", -2, 2, &frequency, e) ||
+        get_num(o, "repeat_penalty", 0.01, 10, &rep, e) ||
+        get_int(o, "top_k", 0, 1e9, &top_k, e) || get_int(o, "n", 1, SCHED_MAX_N, &n, e) ||
+        get_int(o, "max_tokens", 0, 1e15, &max_tokens, e) ||
+        get_bool(o, "stream", &c->stream, e) || get_bool(o, "ignore_eos", &r->ignore_eos, e))
+        return -1;
+    if (c->chat && get_int(o, "max_completion_tokens", 0, 1e15, &max_tokens, e)) return -1;
+    const cJSON *sv = cJSON_GetObjectItemCaseSensitive(o, "seed");
+    if (!is_null(sv)) {
+        if (get_int(o, "seed", -9.2e18, 9.2e18, &seed, e)) return -1;
+        seed_given = true;
+    }
+    if (max_tokens > ctx->max_tokens_limit)
+        return BAD(c->chat ? "max_tokens" : "max_tokens",
+                   "'max_tokens' is %lld; this server allows at most %d", max_tokens,
+                   ctx->max_tokens_limit);
+    if (n > ctx->parallel)
+        return BAD("n", "'n' is %lld; this server runs at most %d sequences at once", n,
+                   ctx->parallel);
+    const cJSON *so = cJSON_GetObjectItemCaseSensitive(o, "stream_options");
+    if (!is_null(so)) {
+        if (!cJSON_IsObject(so)) return BAD("stream_options", "'stream_options' must be an object");
+        if (get_bool(so, "include_usage", &c->include_usage, e)) return -1;
+    }
+    /* stop: a string or up to 4 strings, none empty, each at most MAX_STOP_BYTES */
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(o, "stop");
+    if (!is_null(st)) {
+        const cJSON *items[SCHED_MAX_STOP];
+        int k = 0;
+        if (cJSON_IsString(st)) {
+            items[k++] = st;
+        } else if (cJSON_IsArray(st)) {
+            if (cJSON_GetArraySize(st) > SCHED_MAX_STOP)
+                return BAD("stop", "'stop' takes at most %d strings", SCHED_MAX_STOP);
+            const cJSON *it;
+            cJSON_ArrayForEach(it, st) items[k++] = it;
+        } else {
+            return BAD("stop", "'stop' must be a string or an array of strings");
+        }
+        for (int i = 0; i < k; i++) {
+            if (!cJSON_IsString(items[i])) return BAD("stop", "'stop' entries must be strings");
+            size_t len = strlen(items[i]->valuestring);
+            if (len == 0 || len > MAX_STOP_BYTES)
+                return BAD("stop", "each stop string must be 1 to %d bytes", MAX_STOP_BYTES);
+            if (!utf8_valid(items[i]->valuestring, len))
+                return BAD("stop", "a stop string is not valid UTF-8");
+            r->stop[r->n_stop] = strdup(items[i]->valuestring);
+            if (!r->stop[r->n_stop]) return BAD("stop", "out of memory");
+            r->n_stop++;
+        }
+    }
+    /* logit_bias: {"token id": bias in [-100, 100]} */
+    const cJSON *lb = cJSON_GetObjectItemCaseSensitive(o, "logit_bias");
+    if (!is_null(lb)) {
+        if (!cJSON_IsObject(lb)) return BAD("logit_bias", "'logit_bias' must be an object");
+        int cnt = cJSON_GetArraySize(lb);
+        if (cnt > ctx->m->cfg.vocab_size)
+            return BAD("logit_bias", "'logit_bias' has more entries than the vocabulary");
+        r->bias = calloc((size_t)(cnt ? cnt : 1), sizeof *r->bias);
+        if (!r->bias) return BAD("logit_bias", "out of memory");
+        const cJSON *it;
+        cJSON_ArrayForEach(it, lb) {
+            char *end = NULL;
+            long id = strtol(it->string, &end, 10);
+            if (!*it->string || *end || id < 0 || id >= ctx->m->cfg.vocab_size)
+                return BAD("logit_bias", "logit_bias key '%s' is not a token id in [0, %d)",
+                           it->string, ctx->m->cfg.vocab_size);
+            if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble) || it->valuedouble < -100 ||
+                it->valuedouble > 100)
+                return BAD("logit_bias", "logit_bias values must be numbers in [-100, 100]");
+            r->bias[r->n_bias].id = (int32_t)id;
+            r->bias[r->n_bias].bias = (float)it->valuedouble;
+            r->n_bias++;
+        }
+    }
+    (void)model_name; /* one model is served: any name is accepted, the served id answers */
+    (void)user;
+    r->max_tokens = (int)max_tokens;
+    r->n = (int)n;
+    r->n_top_logprobs = -1;
+    sp->temperature = (float)temperature;
+    sp->top_p = (float)top_p;
+    sp->top_k = (int)top_k;
+    sp->min_p = (float)min_p;
+    sp->presence_penalty = (float)presence;
+    sp->frequency_penalty = (float)frequency;
+    sp->repeat_penalty = (float)rep;
+    sp->penalty_last_n = -1;
+    sp->seed = seed_given || seed >= 0 ? (uint64_t)seed : fresh_seed();
+    sp->bias = r->bias;
+    sp->n_bias = r->n_bias;
+    return 0;
+}
+
+static int check_context(const api_ctx *ctx, api_call *c, bool max_given, api_error *e) {
+    gen_request *r = &c->req;
+    if (r->n_prompt >= ctx->ctx_size) {
+        api_error_set(e, 400, "invalid_request_error", c->chat ? "messages" : "prompt",
+                      "context_length_exceeded",
+                      "This model's maximum context length is %d tokens per slot; the prompt "
+                      "has %d tokens, leaving no room to generate",
+                      ctx->ctx_size, r->n_prompt);
+        return -1;
+    }
+    int room = ctx->ctx_size - r->n_prompt;
+    if (!max_given) {
+        if (r->max_tokens > room) r->max_tokens = room;
+    } else if (r->max_tokens > room) {
+        api_error_set(e, 400, "invalid_request_error", "max_tokens", "context_length_exceeded",
+                      "This model's maximum context length is %d tokens per slot; you requested "
+                      "%d tokens (%d in the prompt, %d for the completion)",
+                      ctx->ctx_size, r->n_prompt + r->max_tokens, r->n_prompt, r->max_tokens);
+        return -1;
+    }
+    return 0;
+}
+
+static int encode_text(const api_ctx *ctx, const char *text, bool add_bos, gen_request *r,
+                       api_error *e) {
+    size_t len = strlen(text);
+    int n = tok_encode(ctx->m->tok, text, len, add_bos, NULL, 0);
+    if (n < 0) return BAD("prompt", "the prompt cannot be tokenized");
+    r->prompt = malloc((size_t)(n ? n : 1) * sizeof *r->prompt);
+    if (!r->prompt) return BAD("prompt", "out of memory");
+    r->n_prompt = tok_encode(ctx->m->tok, text, len, add_bos, r->prompt, n);
+    return 0;
+}
+
+int api_parse_completion(const api_ctx *ctx, const char *body, size_t len, api_call *c,
+                         api_error *e) {
+    memset(c, 0, sizeof *c);
+    cJSON *o = parse_body(body, len, e);
+    if (!o) return -1;
+    int rc = -1;
+    if (parse_common(ctx, o, c, 16, e)) goto done;
+    long long logprobs = -1;
+    if (get_int(o, "logprobs", 0, 5, &logprobs, e) || get_bool(o, "echo", &c->echo, e)) goto done;
+    c->logprobs = (int)logprobs;
+    c->req.n_top_logprobs = (int)logprobs;
+    bool beam = false;
+    if (get_bool(o, "use_beam_search", &beam, e)) goto done;
+    if (beam) {
+        BAD("use_beam_search", "beam search is not available in this server yet");
+        goto done;
+    }
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "prompt");
+    if (is_null(p)) {
+        BAD("prompt", "'prompt' is required");
+        goto done;
+    }
+    /* a string; [string]; [ids]; [[ids]]: one prompt per request */
+    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 &&
+        (cJSON_IsString(p->child) || cJSON_IsArray(p->child)))
+        p = p->child;
+    if (cJSON_IsString(p)) {
+        if (!utf8_valid(p->valuestring, strlen(p->valuestring))) {
+            BAD("prompt", "'prompt' is not valid UTF-8");
+            goto done;
+        }
+        if (encode_text(ctx, p->valuestring, tok_add_bos(ctx->m->tok), &c->req, e)) goto done;
+        c->echo_text = strdup(p->valuestring);
+    } else if (cJSON_IsArray(p)) {
+        int n = cJSON_GetArraySize(p);
+        if (n == 0 || n > ctx->ctx_size) {
+            BAD("prompt", n ? "'prompt' has more tokens than the context holds"
+                            : "'prompt' must not be empty");
+            if (n) e->code = "context_length_exceeded";
+            goto done;
+        }
+        if (cJSON_IsString(p->child)) {
+            BAD("prompt", "only one prompt per request is supported; send one request each");
+            goto done;
+        }
+        c->req.prompt = malloc((size_t)n * sizeof *c->req.prompt);
+        if (!c->req.prompt) goto done;
+        const cJSON *it;
+        cJSON_ArrayForEach(it, p) {
+            if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) ||
+                it->valuedouble < 0 || it->valuedouble >= ctx->m->cfg.vocab_size) {
+                BAD("prompt", "'prompt' token ids must be integers in [0, %d)",
+                    ctx->m->cfg.vocab_size);
+                goto done;
+            }
+            c->req.prompt[c->req.n_prompt++] = (int32_t)it->valuedouble;
+        }
+        size_t cap = (size_t)n * 32 + 1;
+        c->echo_text = malloc(cap);
+        if (c->echo_text) tok_decode(ctx->m->tok, c->req.prompt, n, c->echo_text, cap);
+    } else {
+        BAD("prompt", "'prompt' must be a string, an array of strings or an array of token ids");
+        goto done;
+    }
+    bool max_given = !is_null(cJSON_GetObjectItemCaseSensitive(o, "max_tokens"));
+    if (check_context(ctx, c, max_given, e)) goto done;
+    rc = 0;
+done:
+    cJSON_Delete(o);
+    if (rc) api_call_free(c);
+    return rc;
+}
+
+int api_parse_chat(const api_ctx *ctx, const char *body, size_t len, api_call *c, api_error *e) {
+    memset(c, 0, sizeof *c);
+    c->chat = true;
+    cJSON *o = parse_body(body, len, e);
+    if (!o) return -1;
+    int rc = -1;
+    chat_message *msgs = NULL;
+    if (parse_common(ctx, o, c, ctx->max_tokens_limit, e)) goto done;
+    bool logprobs = false;
+    long long top = 0;
+    if (get_bool(o, "logprobs", &logprobs, e) || get_int(o, "top_logprobs", 0, 20, &top, e))
+        goto done;
+    if (top > 0 && !logprobs) {
+        BAD("top_logprobs", "'top_logprobs' requires 'logprobs': true");
+        goto done;
+    }
+    c->logprobs = logprobs ? (int)top : -1;
+    c->req.n_top_logprobs = c->logprobs;
+    const cJSON *ms = cJSON_GetObjectItemCaseSensitive(o, "messages");
+    if (!cJSON_IsArray(ms)) {
+        BAD("messages", "'messages' must be an array of messages");
+        goto done;
+    }
+    int n = cJSON_GetArraySize(ms);
+    if (n == 0) {
+        BAD("messages", "'messages' must not be empty");
+        goto done;
+    }
+    msgs = calloc((size_t)n, sizeof *msgs);
+    if (!msgs) goto done;
+    int i = 0;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, ms) {
+        char param[64];
+        snprintf(param, sizeof param, "messages[%d]", i);
+        if (!cJSON_IsObject(m)) {
+            BAD(param, "%s must be an object with 'role' and 'content'", param);
+            goto done;
+        }
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+        if (!cJSON_IsString(role) ||
+            (strcmp(role->valuestring, "system") && strcmp(role->valuestring, "user") &&
+             strcmp(role->valuestring, "assistant"))) {
+            BAD(param, "%s.role must be one of system, user, assistant", param);
+            goto done;
+        }
+        if (is_null(content) && !strcmp(role->valuestring, "assistant")) {
+            msgs[i].content = "";
+        } else if (cJSON_IsString(content)) {
+            if (!utf8_valid(content->valuestring, strlen(content->valuestring))) {
+                BAD(param, "%s.content is not valid UTF-8", param);
+                goto done;
+            }
+            msgs[i].content = content->valuestring;
+        } else {
+            BAD(param, "%s.content must be a string", param);
+            goto done;
+        }
+        msgs[i].role = role->valuestring;
+        i++;
+    }
+    int cap = ctx->ctx_size + 1;
+    c->req.prompt = malloc((size_t)cap * sizeof *c->req.prompt);
+    if (!c->req.prompt) goto done;
+    char err[LS_ERR_LEN];
+    int nt = chat_tokenize(ctx->m->tok, ctx->chat_fmt, msgs, n, tok_add_bos(ctx->m->tok),
+                           c->req.prompt, cap, err, sizeof err);
+    if (nt < 0) {
+        bool too_long = strstr(err, "ids") || strstr(err, "cap");
+        api_error_set(e, 400, "invalid_request_error", "messages",
+                      too_long ? "context_length_exceeded" : NULL, "%s", err);
+        goto done;
+    }
+    c->req.n_prompt = nt;
+    c->req.n_stop_ids = chat_stop_ids(ctx->m->tok, ctx->chat_fmt, c->req.stop_ids, 4);
+    bool max_given = !is_null(cJSON_GetObjectItemCaseSensitive(o, "max_tokens")) ||
+                     !is_null(cJSON_GetObjectItemCaseSensitive(o, "max_completion_tokens"));
+    if (check_context(ctx, c, max_given, e)) goto done;
+    rc = 0;
+done:
+    free(msgs);
+    cJSON_Delete(o);
+    if (rc) api_call_free(c);
+    return rc;
+}
+
+/* --- tokenize / detokenize --- */
+
+int api_parse_tokenize(const api_ctx *ctx, const char *body, size_t len, char **json_out,
+                       api_error *e) {
+    cJSON *o = parse_body(body, len, e);
+    if (!o) return -1;
+    int rc = -1;
+    const char *content = NULL;
+    bool add_special = false;
+    int32_t *ids = NULL;
+    if (get_str(o, "content", &content, e) || get_bool(o, "add_special", &add_special, e))
+        goto done;
+    if (!content) {
+        BAD("content", "'content' is required");
+        goto done;
+    }
+    int n = tok_encode(ctx->m->tok, content, strlen(content), add_special, NULL, 0);
+    ids = malloc((size_t)(n > 0 ? n : 1) * sizeof *ids);
+    if (n < 0 || !ids) {
+        BAD("content", "the text cannot be tokenized");
+        goto done;
+    }
+    tok_encode(ctx->m->tok, content, strlen(content), add_special, ids, n);
+    cJSON *out = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(out, "tokens");
+    for (int i = 0; i < n; i++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(ids[i]));
+    *json_out = cJSON_PrintUnformatted(out);
+    cJSON_Delete(out);
+    rc = 0;
+done:
+    free(ids);
+    cJSON_Delete(o);
+    return rc;
+}
+
+int api_parse_detokenize(const api_ctx *ctx, const char *body, size_t len, char **json_out,
+                         api_error *e) {
+    cJSON *o = parse_body(body, len, e);
+    if (!o) return -1;
+    int rc = -1;
+    int32_t *ids = NULL;
+    char *text = NULL;
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "tokens");
+    if (!cJSON_IsArray(t)) {
+        BAD("tokens", "'tokens' must be an array of token ids");
+        goto done;
+    }
+    int n = cJSON_GetArraySize(t), i = 0;
+    ids = malloc((size_t)(n ? n : 1) * sizeof *ids);
+    if (!ids) goto done;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, t) {
+        if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) ||
+            it->valuedouble < 0 || it->valuedouble >= ctx->m->cfg.vocab_size) {
+            BAD("tokens", "'tokens' must be integers in [0, %d)", ctx->m->cfg.vocab_size);
+            goto done;
+        }
+        ids[i++] = (int32_t)it->valuedouble;
+    }
+    size_t need = tok_decode(ctx->m->tok, ids, n, NULL, 0) + 1;
+    text = malloc(need);
+    if (!text) goto done;
+    tok_decode(ctx->m->tok, ids, n, text, need);
+    cJSON *out = cJSON_CreateObject();
+    /* byte tokens can leave a partial character: never put invalid UTF-8 on the wire */
+    if (utf8_valid(text, strlen(text))) cJSON_AddStringToObject(out, "content", text);
+    else cJSON_AddStringToObject(out, "content", "\xef\xbf\xbd");
+    *json_out = cJSON_PrintUnformatted(out);
+    cJSON_Delete(out);
+    rc = 0;
+done:
+    free(ids);
+    free(text);
+    cJSON_Delete(o);
+    return rc;
+}
+
+/* --- responses --- */
+
+static const char *finish_name(finish_reason f) {
+    switch (f) {
+    case FINISH_STOP: return "stop";
+    case FINISH_LENGTH: return "length";
+    default: return NULL;
+    }
+}
+
+/* A token's text for logprobs; "bytes:\xNN" for a byte that is not a whole character. */
+static void token_text(const tokenizer *t, int id, char *out, size_t cap, cJSON **bytes) {
+    char buf[8];
+    size_t n;
+    const char *p = tok_piece_bytes(t, id, buf, &n);
+    if (bytes) {
+        *bytes = cJSON_CreateArray();
+        for (size_t i = 0; i < n; i++)
+            cJSON_AddItemToArray(*bytes, cJSON_CreateNumber((unsigned char)p[i]));
+    }
+    if (utf8_valid(p, n)) {
+        snprintf(out, cap, "%.*s", (int)n, p);
+    } else {
+        size_t o = 0;
+        out[0] = '\0';
+        for (size_t i = 0; i < n && o + 12 < cap; i++)
+            o += (size_t)snprintf(out + o, cap - o, "bytes:\\x%02x", (unsigned char)p[i]);
+    }
+}
+
+/* Logprobs of tokens [from, to) of one choice, in the completions (legacy) or chat shape. */
+static cJSON *logprobs_json(const api_ctx *ctx, const api_call *c, const choice_out *o, int from,
+                            int to, size_t text_offset) {
+    const tokenizer *t = ctx->m->tok;
+    char txt[128];
+    if (c->chat) {
+        cJSON *lp = cJSON_CreateObject(), *content = cJSON_AddArrayToObject(lp, "content");
+        for (int i = from; i < to; i++) {
+            const gen_token *g = &o->toks[i];
+            cJSON *item = cJSON_CreateObject(), *bytes;
+            token_text(t, g->id, txt, sizeof txt, &bytes);
+            cJSON_AddStringToObject(item, "token", txt);
+            cJSON_AddNumberToObject(item, "logprob", g->logprob);
+            cJSON_AddItemToObject(item, "bytes", bytes);
+            cJSON *tops = cJSON_AddArrayToObject(item, "top_logprobs");
+            for (int k = 0; k < g->n_top; k++) {
+                cJSON *top = cJSON_CreateObject(), *tb;
+                token_text(t, g->top_id[k], txt, sizeof txt, &tb);
+                cJSON_AddStringToObject(top, "token", txt);
+                cJSON_AddNumberToObject(top, "logprob", g->top_logprob[k]);
+                cJSON_AddItemToObject(top, "bytes", tb);
+                cJSON_AddItemToArray(tops, top);
+            }
+            cJSON_AddItemToArray(content, item);
+        }
+        return lp;
+    }
+    cJSON *lp = cJSON_CreateObject();
+    cJSON *toks = cJSON_AddArrayToObject(lp, "tokens");
+    cJSON *tlp = cJSON_AddArrayToObject(lp, "token_logprobs");
+    cJSON *tops = cJSON_AddArrayToObject(lp, "top_logprobs");
+    cJSON *offs = cJSON_AddArrayToObject(lp, "text_offset");
+    size_t off = text_offset;
+    for (int i = from; i < to; i++) {
+        const gen_token *g = &o->toks[i];
+        char buf[8];
+        size_t n;
+        tok_piece_bytes(t, g->id, buf, &n);
+        token_text(t, g->id, txt, sizeof txt, NULL);
+        cJSON_AddItemToArray(toks, cJSON_CreateString(txt));
+        cJSON_AddItemToArray(tlp, cJSON_CreateNumber(g->logprob));
+        cJSON *top = cJSON_CreateObject();
+        for (int k = 0; k < g->n_top; k++) {
+            token_text(t, g->top_id[k], txt, sizeof txt, NULL);
+            if (!cJSON_GetObjectItemCaseSensitive(top, txt))
+                cJSON_AddNumberToObject(top, txt, g->top_logprob[k]);
+        }
+        cJSON_AddItemToArray(tops, top);
+        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off));
+        off += n;
+    }
+    return lp;
+}
+
+static cJSON *usage_json(const job *j) {
+    int gen = 0;
+    for (int c = 0; c < j->req.n; c++) gen += j->choices[c].n_gen;
+    cJSON *u = cJSON_CreateObject();
+    cJSON_AddNumberToObject(u, "prompt_tokens", j->req.n_prompt);
+    cJSON_AddNumberToObject(u, "completion_tokens", gen);
+    cJSON_AddNumberToObject(u, "total_tokens", j->req.n_prompt + gen);
+    return u;
+}
+
+static cJSON *envelope(const api_ctx *ctx, const api_call *c, const char *id, long created,
+                       bool chunk) {
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "id", id);
+    cJSON_AddStringToObject(r, "object", c->chat ? (chunk ? "chat.completion.chunk"
+                                                          : "chat.completion")
+                                                 : "text_completion");
+    cJSON_AddNumberToObject(r, "created", (double)created);
+    cJSON_AddStringToObject(r, "model", ctx->model_id);
+    return r;
+}
+
+static void add_text(cJSON *obj, const char *key, const char *s, size_t n) {
+    char *tmp = malloc(n + 1);
+    if (!tmp) return;
+    memcpy(tmp, s, n);
+    tmp[n] = '\0';
+    cJSON_AddStringToObject(obj, key, tmp);
+    free(tmp);
+}
+
+char *api_response_json(const api_ctx *ctx, const api_call *c, job *j, const char *id,
+                        long created) {
+    pthread_mutex_lock(&j->mu);
+    cJSON *r = envelope(ctx, c, id, created, false);
+    cJSON *choices = cJSON_AddArrayToObject(r, "choices");
+    for (int i = 0; i < j->req.n; i++) {
+        const choice_out *o = &j->choices[i];
+        cJSON *ch = cJSON_CreateObject();
+        cJSON_AddNumberToObject(ch, "index", i);
+        if (c->chat) {
+            cJSON *msg = cJSON_AddObjectToObject(ch, "message");
+            cJSON_AddStringToObject(msg, "role", "assistant");
+            add_text(msg, "content", o->text ? o->text : "", o->len);
+        } else if (c->echo && c->echo_text) {
+            size_t pl = strlen(c->echo_text);
+            char *both = malloc(pl + o->len + 1);
+            if (both) {
+                memcpy(both, c->echo_text, pl);
+                memcpy(both + pl, o->text ? o->text : "", o->len);
+                both[pl + o->len] = '\0';
+                cJSON_AddStringToObject(ch, "text", both);
+                free(both);
+            }
+        } else {
+            add_text(ch, "text", o->text ? o->text : "", o->len);
+        }
+        if (c->logprobs >= 0)
+            cJSON_AddItemToObject(ch, "logprobs", logprobs_json(ctx, c, o, 0, o->n_toks,
+                                                                c->echo && c->echo_text
+                                                                    ? strlen(c->echo_text)
+                                                                    : 0));
+        else cJSON_AddNullToObject(ch, "logprobs");
+        const char *fr = finish_name(o->finish);
+        if (fr) cJSON_AddStringToObject(ch, "finish_reason", fr);
+        else cJSON_AddNullToObject(ch, "finish_reason");
+        cJSON_AddItemToArray(choices, ch);
+    }
+    cJSON_AddItemToObject(r, "usage", usage_json(j));
+    pthread_mutex_unlock(&j->mu);
+    char *s = cJSON_PrintUnformatted(r);
+    cJSON_Delete(r);
+    return s;
+}
+
+char *api_models_json(const api_ctx *ctx, long created) {
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "object", "list");
+    cJSON *data = cJSON_AddArrayToObject(r, "data"), *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "id", ctx->model_id);
+    cJSON_AddStringToObject(m, "object", "model");
+    cJSON_AddNumberToObject(m, "created", (double)created);
+    cJSON_AddStringToObject(m, "owned_by", "llamaserve");
+    cJSON *meta = cJSON_AddObjectToObject(m, "meta");
+    cJSON_AddNumberToObject(meta, "n_ctx_train", ctx->m->cfg.ctx_len);
+    cJSON_AddNumberToObject(meta, "n_ctx_slot", ctx->ctx_size);
+    cJSON_AddNumberToObject(meta, "n_vocab", ctx->m->cfg.vocab_size);
+    cJSON_AddItemToArray(data, m);
+    char *s = cJSON_PrintUnformatted(r);
+    cJSON_Delete(r);
+    return s;
+}
+
+/* --- streaming --- */
+
+int api_stream_init(api_stream *st, const api_ctx *ctx, const api_call *c, job *j,
+                    const char *id, long created) {
+    memset(st, 0, sizeof *st);
+    st->ctx = ctx;
+    st->call = c;
+    st->j = j;
+    st->id = id;
+    st->created = created;
+    int n = j->req.n;
+    st->sent_len = calloc((size_t)n, sizeof *st->sent_len);
+    st->sent_toks = calloc((size_t)n, sizeof *st->sent_toks);
+    st->sent_finish = calloc((size_t)n, sizeof *st->sent_finish);
+    return st->sent_len && st->sent_toks && st->sent_finish ? 0 : -1;
+}
+
+void api_stream_free(api_stream *st) {
+    free(st->sent_len);
+    free(st->sent_toks);
+    free(st->sent_finish);
+}
+
+static void emit(char **buf, size_t *len, size_t *cap, cJSON *event) {
+    char *s = cJSON_PrintUnformatted(event);
+    cJSON_Delete(event);
+    if (!s) return;
+    size_t n = strlen(s), need = *len + n + 9;
+    if (need > *cap) {
+        size_t nc = need * 2;
+        char *nb = realloc(*buf, nc);
+        if (!nb) {
+            free(s);
+            return;
+        }
+        *buf = nb;
+        *cap = nc;
+    }
+    *len += (size_t)sprintf(*buf + *len, "data: %s\n\n", s);
+    free(s);
+}
+
+static void emit_raw(char **buf, size_t *len, size_t *cap, const char *s) {
+    size_t n = strlen(s);
+    if (*len + n + 1 > *cap) {
+        size_t nc = (*len + n + 1) * 2;
+        char *nb = realloc(*buf, nc);
+        if (!nb) return;
+        *buf = nb;
+        *cap = nc;
+    }
+    memcpy(*buf + *len, s, n + 1);
+    *len += n;
+}
+
+/* One chunk for choice i carrying text (may be empty) and/or a finish reason. */
+static cJSON *chunk(api_stream *st, int i, const char *text, size_t n, bool role,
+                    const char *finish, cJSON *logprobs) {
+    const api_call *c = st->call;
+    cJSON *r = envelope(st->ctx, c, st->id, st->created, true);
+    cJSON *choices = cJSON_AddArrayToObject(r, "choices"), *ch = cJSON_CreateObject();
+    cJSON_AddNumberToObject(ch, "index", i);
+    if (c->chat) {
+        cJSON *d = cJSON_AddObjectToObject(ch, "delta");
+        if (role) cJSON_AddStringToObject(d, "role", "assistant");
+        if (text) add_text(d, "content", text, n);
+    } else {
+        add_text(ch, "text", text ? text : "", text ? n : 0);
+    }
+    if (logprobs) cJSON_AddItemToObject(ch, "logprobs", logprobs);
+    else cJSON_AddNullToObject(ch, "logprobs");
+    if (finish) cJSON_AddStringToObject(ch, "finish_reason", finish);
+    else cJSON_AddNullToObject(ch, "finish_reason");
+    cJSON_AddItemToArray(choices, ch);
+    if (c->include_usage) cJSON_AddNullToObject(r, "usage");
+    return r;
+}
+
+bool api_stream_events(api_stream *st, char **buf, size_t *len, size_t *cap) {
+    const api_call *c = st->call;
+    job *j = st->j;
+    if (st->sent_done) return true;
+    if (c->chat && !st->sent_role) {
+        for (int i = 0; i < j->req.n; i++) emit(buf, len, cap, chunk(st, i, "", 0, true, NULL, NULL));
+        st->sent_role = true;
+    }
+    if (!c->chat && c->echo && c->echo_text && !st->echoed) {
+        for (int i = 0; i < j->req.n; i++)
+            emit(buf, len, cap, chunk(st, i, c->echo_text, strlen(c->echo_text), false, NULL,
+                                      NULL));
+        st->echoed = true;
+    }
+    for (int i = 0; i < j->req.n; i++) {
+        const choice_out *o = &j->choices[i];
+        if (st->sent_finish[i]) continue;
+        if (o->finish == FINISH_ERROR || o->finish == FINISH_CANCEL) {
+            api_error e;
+            api_error_set(&e, 500, "server_error", NULL, NULL, "%s",
+                          o->finish == FINISH_CANCEL ? "the request was cancelled (server shutting down)"
+                                                     : j->error);
+            char *s = api_error_json(&e);
+            if (s) {
+                emit_raw(buf, len, cap, "data: ");
+                emit_raw(buf, len, cap, s);
+                emit_raw(buf, len, cap, "\n\n");
+                free(s);
+            }
+            st->sent_finish[i] = true;
+            continue;
+        }
+        bool new_text = o->len > st->sent_len[i];
+        bool new_toks = c->logprobs >= 0 && o->n_toks > st->sent_toks[i];
+        if (new_text || (new_toks && o->finish == FINISH_NONE)) {
+            cJSON *lp = c->logprobs >= 0 ? logprobs_json(st->ctx, c, o, st->sent_toks[i],
+                                                         o->n_toks, st->sent_len[i])
+                                         : NULL;
+            emit(buf, len, cap, chunk(st, i, o->text + st->sent_len[i], o->len - st->sent_len[i],
+                                      false, NULL, lp));
+            st->sent_len[i] = o->len;
+            st->sent_toks[i] = o->n_toks;
+        }
+        if (o->finish != FINISH_NONE) {
+            cJSON *lp = c->logprobs >= 0 && o->n_toks > st->sent_toks[i]
+                            ? logprobs_json(st->ctx, c, o, st->sent_toks[i], o->n_toks,
+                                            st->sent_len[i])
+                            : NULL;
+            emit(buf, len, cap, chunk(st, i, c->chat ? NULL : "", 0, false,
+                                      finish_name(o->finish), lp));
+            st->sent_toks[i] = o->n_toks;
+            st->sent_finish[i] = true;
+        }
+    }
+    if (j->n_finished < j->req.n) return false;
+    bool failed = false;
+    for (int i = 0; i < j->req.n; i++)
+        failed = failed || j->choices[i].finish == FINISH_ERROR;
+    if (c->include_usage && !st->sent_usage && !failed) {
+        cJSON *r = envelope(st->ctx, c, st->id, st->created, true);
+        cJSON_AddArrayToObject(r, "choices");
+        cJSON_AddItemToObject(r, "usage", usage_json(j));
+        emit(buf, len, cap, r);
+        st->sent_usage = true;
+    }
+    if (!failed) emit_raw(buf, len, cap, "data: [DONE]\n\n");
+    st->sent_done = true;
+    return true;
+}

@@ -1,0 +1,84 @@
+/* api: the OpenAI-compatible wire format. Turns request bodies into validated gen_requests and
+ * a job's results into response JSON, in OpenAI's exact shapes (see shared/notes/wire-formats.md).
+ * No I/O and no threads of its own: http.c calls it; it reads a job only under job->mu. */
+#ifndef LS_API_H
+#define LS_API_H
+
+#include "chat.h"
+#include "scheduler.h"
+
+#include <stdbool.h>
+
+/* An error as OpenAI reports it: {"error":{"message","type","param","code"}}. */
+typedef struct {
+    int status;
+    const char *type; /* "invalid_request_error", "authentication_error", ... */
+    const char *code; /* NULL or e.g. "context_length_exceeded" */
+    char param[64];   /* "" for none */
+    char message[512];
+} api_error;
+
+/* What every request needs to know of the server. Read-only, shared by all HTTP threads. */
+typedef struct {
+    const model *m;
+    const char *model_id;  /* the served id (--alias) */
+    int ctx_size;          /* KV positions per slot */
+    int parallel;          /* slots: the largest n */
+    int max_tokens_limit;  /* the largest max_tokens a request may ask */
+    long long default_seed; /* -1: a fresh seed per request */
+    chat_format chat_fmt;
+} api_ctx;
+
+typedef struct {
+    bool chat;
+    bool stream, include_usage, echo;
+    int logprobs;         /* completions: -1 none, else alternatives 0..5; chat: -1 or 0..20 */
+    char *echo_text;      /* the prompt's text, for echo */
+    gen_request req;
+} api_call;
+
+void api_call_free(api_call *c);
+
+/* Parse and validate a body. 0, or -1 with *e filled (status 400). */
+int api_parse_completion(const api_ctx *ctx, const char *body, size_t len, api_call *out,
+                         api_error *e);
+int api_parse_chat(const api_ctx *ctx, const char *body, size_t len, api_call *out, api_error *e);
+int api_parse_tokenize(const api_ctx *ctx, const char *body, size_t len, char **json_out,
+                       api_error *e);
+int api_parse_detokenize(const api_ctx *ctx, const char *body, size_t len, char **json_out,
+                         api_error *e);
+
+/* Error body; caller frees. */
+char *api_error_json(const api_error *e);
+void api_error_set(api_error *e, int status, const char *type, const char *param,
+                   const char *code, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* The whole response of a finished job (non-streaming). Caller frees. */
+char *api_response_json(const api_ctx *ctx, const api_call *c, job *j, const char *id,
+                        long created);
+
+/* Streaming: the state of one stream, and the next events. */
+typedef struct {
+    const api_ctx *ctx;
+    const api_call *call;
+    job *j;
+    const char *id;
+    long created;
+    size_t *sent_len;   /* (n) bytes of each choice's text already sent */
+    int *sent_toks;     /* (n) tokens of each choice already sent (logprobs) */
+    bool *sent_finish;  /* (n) */
+    bool sent_role, sent_usage, sent_done, echoed;
+} api_stream;
+
+int api_stream_init(api_stream *st, const api_ctx *ctx, const api_call *c, job *j,
+                    const char *id, long created);
+void api_stream_free(api_stream *st);
+/* Appends to *buf (malloc'ed, grown as needed) the SSE events for everything new in the job
+ * since the last call, ending with the usage chunk and "data: [DONE]" once every choice has
+ * finished. Call with j->mu held. Returns true when the stream is complete. */
+bool api_stream_events(api_stream *st, char **buf, size_t *len, size_t *cap);
+
+/* GET /v1/models body. Caller frees. */
+char *api_models_json(const api_ctx *ctx, long created);
+
+#endif

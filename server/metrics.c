@@ -1,0 +1,121 @@
+/* metrics: lock-free counters and fixed-bucket histograms for /metrics. Routes are a small
+ * fixed set, so requests are counted in a table indexed by (route, status class). */
+#include "metrics.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const routes[] = {"/v1/completions", "/v1/chat/completions", "/v1/models",
+                                     "/health", "/metrics", "/tokenize", "/detokenize", "other"};
+#define N_ROUTES (sizeof routes / sizeof routes[0])
+static const int statuses[] = {200, 400, 401, 404, 405, 413, 429, 500, 503};
+#define N_STATUS (sizeof statuses / sizeof statuses[0])
+static atomic_ullong requests[N_ROUTES][N_STATUS + 1]; /* last column: any other status */
+static atomic_ullong prompt_tokens, generated_tokens;
+
+static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+#define N_BUCKETS (sizeof buckets / sizeof buckets[0])
+typedef struct {
+    atomic_ullong count[N_BUCKETS + 1]; /* per bucket (not cumulative); last: +Inf */
+    atomic_ullong sum_us;
+} histogram;
+static histogram ttft, itl;
+
+void metrics_request(const char *route, int status) {
+    size_t r = N_ROUTES - 1, c = N_STATUS;
+    for (size_t i = 0; i < N_ROUTES - 1; i++)
+        if (!strcmp(route, routes[i])) r = i;
+    for (size_t i = 0; i < N_STATUS; i++)
+        if (statuses[i] == status) c = i;
+    atomic_fetch_add_explicit(&requests[r][c], 1, memory_order_relaxed);
+}
+
+void metrics_tokens(unsigned long long prompt, unsigned long long generated) {
+    atomic_fetch_add_explicit(&prompt_tokens, prompt, memory_order_relaxed);
+    atomic_fetch_add_explicit(&generated_tokens, generated, memory_order_relaxed);
+}
+
+static void observe(histogram *h, double s) {
+    size_t b = 0;
+    while (b < N_BUCKETS && s > buckets[b]) b++;
+    atomic_fetch_add_explicit(&h->count[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum_us, (unsigned long long)(s * 1e6), memory_order_relaxed);
+}
+
+void metrics_ttft(double seconds) { observe(&ttft, seconds); }
+void metrics_itl(double seconds) { observe(&itl, seconds); }
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+} text;
+
+static void put(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(text *t, const char *fmt, ...) {
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(t->buf ? t->buf + t->len : NULL, t->buf ? t->cap - t->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) return;
+        if (t->buf && t->len + (size_t)n < t->cap) {
+            t->len += (size_t)n;
+            return;
+        }
+        size_t cap = (t->cap ? t->cap * 2 : 4096) + (size_t)n;
+        char *nb = realloc(t->buf, cap);
+        if (!nb) return;
+        t->buf = nb;
+        t->cap = cap;
+    }
+}
+
+static void put_histogram(text *t, const char *name, const char *help, histogram *h) {
+    put(t, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    unsigned long long cum = 0;
+    for (size_t b = 0; b <= N_BUCKETS; b++) {
+        cum += atomic_load_explicit(&h->count[b], memory_order_relaxed);
+        if (b < N_BUCKETS) put(t, "%s_bucket{le=\"%g\"} %llu\n", name, buckets[b], cum);
+        else put(t, "%s_bucket{le=\"+Inf\"} %llu\n", name, cum);
+    }
+    put(t, "%s_sum %.6f\n%s_count %llu\n", name,
+        (double)atomic_load_explicit(&h->sum_us, memory_order_relaxed) * 1e-6, name, cum);
+}
+
+char *metrics_render(int busy_slots, int slots, int queued) {
+    text t = {0};
+    put(&t, "# HELP llamaserve_requests_total HTTP requests by route and status.\n"
+            "# TYPE llamaserve_requests_total counter\n");
+    for (size_t r = 0; r < N_ROUTES; r++)
+        for (size_t c = 0; c <= N_STATUS; c++) {
+            unsigned long long v = atomic_load_explicit(&requests[r][c], memory_order_relaxed);
+            if (!v) continue;
+            if (c < N_STATUS)
+                put(&t, "llamaserve_requests_total{route=\"%s\",status=\"%d\"} %llu\n", routes[r],
+                    statuses[c], v);
+            else
+                put(&t, "llamaserve_requests_total{route=\"%s\",status=\"other\"} %llu\n",
+                    routes[r], v);
+        }
+    put(&t, "# HELP llamaserve_prompt_tokens_total Prompt tokens processed.\n"
+            "# TYPE llamaserve_prompt_tokens_total counter\nllamaserve_prompt_tokens_total %llu\n",
+        atomic_load(&prompt_tokens));
+    put(&t, "# HELP llamaserve_generated_tokens_total Tokens generated.\n"
+            "# TYPE llamaserve_generated_tokens_total counter\n"
+            "llamaserve_generated_tokens_total %llu\n",
+        atomic_load(&generated_tokens));
+    put(&t, "# HELP llamaserve_queue_depth Requests waiting for a slot.\n"
+            "# TYPE llamaserve_queue_depth gauge\nllamaserve_queue_depth %d\n", queued);
+    put(&t, "# HELP llamaserve_slots_busy Slots running a request.\n"
+            "# TYPE llamaserve_slots_busy gauge\nllamaserve_slots_busy %d\n", busy_slots);
+    put(&t, "# HELP llamaserve_slots_total Slots.\n"
+            "# TYPE llamaserve_slots_total gauge\nllamaserve_slots_total %d\n", slots);
+    put_histogram(&t, "llamaserve_time_to_first_token_seconds",
+                  "Time from request arrival to its first generated token.", &ttft);
+    put_histogram(&t, "llamaserve_inter_token_latency_seconds",
+                  "Time between consecutive generated tokens of a request.", &itl);
+    return t.buf;
+}

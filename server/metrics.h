@@ -1,0 +1,18 @@
+/* metrics: the server's counters and latency histograms, rendered in Prometheus text format.
+ * Every update is a relaxed atomic add, so any thread may record without a lock. */
+#ifndef LS_METRICS_H
+#define LS_METRICS_H
+
+#include <stddef.h>
+
+/* One HTTP request finished with this route and status. */
+void metrics_request(const char *route, int status);
+void metrics_tokens(unsigned long long prompt, unsigned long long generated);
+void metrics_ttft(double seconds);
+void metrics_itl(double seconds);
+
+/* Appends the exposition text (counters, histograms, and the given gauges) to a malloc'ed
+ * string; caller frees. */
+char *metrics_render(int busy_slots, int slots, int queued);
+
+#endif

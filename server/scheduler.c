@@ -1,0 +1,610 @@
+/* scheduler: the scheduler thread, its slots and its queue (see sched.h for the contract).
+ * Owns: the forward context and pool, every slot's KV cache, the queue. The scheduler thread is
+ * the only one that touches slots; HTTP threads touch a job only under job->mu, and the queue
+ * only under s->mu. Requests never share a slot, so a request's output depends only on its own
+ * tokens, parameters and seed: never on what runs beside it (forward.h's promise). */
+#include "scheduler.h"
+
+#include "common.h"
+#include "forward.h"
+#include "metrics.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    job *job;          /* NULL when the slot is free */
+    int choice;        /* which of the job's choices this slot produces */
+    kv_cache *kv;      /* (n_layers, ctx_size, kv_dim), allocated once */
+    sampler *smp;      /* created at admission with the request's parameters */
+    tok_stream ts;     /* complete UTF-8 characters only */
+    int32_t *hist;     /* (ctx_size) prompt then generated ids: penalties and positions */
+    int n_hist;
+    int n_fed;         /* ids of hist already in the KV cache (or scheduled this step) */
+    bool fed_this_step; /* prefill rows of this slot are in the step being built */
+    int n_gen;
+    char *held;        /* (held_cap) decoded text held back: it may begin a stop string */
+    size_t n_held, held_cap;
+    double t_last;     /* when this slot's previous token came out */
+} slot;
+
+struct sched {
+    const model *m;
+    sched_params p;
+    pool *pool;
+    fwd_ctx *fwd;
+    slot *slots;        /* (parallel) */
+    kv_cache **caches;  /* (parallel) slots[i].kv, the fwd_decode view */
+    int32_t *b_token, *b_pos, *b_seq, *b_slot; /* (max_rows) one forward step's rows */
+    bool *b_logits;     /* (max_rows) */
+    float *logits;      /* (max_rows, vocab) */
+    int max_rows;
+    pthread_t thread;
+
+    pthread_mutex_t mu; /* guards the fields below */
+    pthread_cond_t cv;  /* the scheduler waits here for work */
+    job *q_head, *q_tail;
+    int n_queued, n_queued_choices;
+    int n_busy;         /* slots holding a job */
+    bool stopping, draining;
+    bool cancel_all;    /* end every running and queued job at the next step */
+    unsigned long long n_steps;
+};
+
+void gen_request_free(gen_request *r) {
+    free(r->prompt);
+    for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
+    free(r->bias);
+    memset(r, 0, sizeof *r);
+}
+
+static void job_free(job *j) {
+    for (int c = 0; c < j->req.n && j->choices; c++) {
+        free(j->choices[c].text);
+        free(j->choices[c].toks);
+    }
+    free(j->choices);
+    gen_request_free(&j->req);
+    pthread_mutex_destroy(&j->mu);
+    pthread_cond_destroy(&j->cv);
+    free(j);
+}
+
+void job_release(job *j) {
+    if (j && atomic_fetch_sub(&j->refs, 1) == 1) job_free(j);
+}
+
+void job_wait(job *j) {
+    pthread_mutex_lock(&j->mu);
+    while (j->n_finished < j->req.n) pthread_cond_wait(&j->cv, &j->mu);
+    pthread_mutex_unlock(&j->mu);
+}
+
+/* --- output of one choice (scheduler thread, under job->mu) --- */
+
+static void out_append(choice_out *o, const char *text, size_t n) {
+    if (n == 0) return;
+    if (o->len + n + 1 > o->cap) {
+        size_t cap = (o->cap ? o->cap * 2 : 256) + n;
+        char *nt = realloc(o->text, cap);
+        if (!nt) return; /* out of memory: the text stops growing; never crash */
+        o->text = nt;
+        o->cap = cap;
+    }
+    memcpy(o->text + o->len, text, n);
+    o->len += n;
+    o->text[o->len] = '\0';
+}
+
+static void out_token(choice_out *o, const gen_token *t) {
+    if (o->n_toks == o->cap_toks) {
+        int cap = o->cap_toks ? o->cap_toks * 2 : 64;
+        gen_token *nt = realloc(o->toks, (size_t)cap * sizeof *nt);
+        if (!nt) return;
+        o->toks = nt;
+        o->cap_toks = cap;
+    }
+    o->toks[o->n_toks++] = *t;
+}
+
+/* --- slots --- */
+
+static void slot_finish(sched *s, slot *sl, finish_reason why) {
+    job *j = sl->job;
+    pthread_mutex_lock(&j->mu);
+    choice_out *o = &j->choices[sl->choice];
+    if (why == FINISH_LENGTH || why == FINISH_STOP) {
+        /* held text could have begun a stop string; it did not, so it is output */
+        char tail[16];
+        size_t n = tok_stream_flush(&sl->ts, tail, sizeof tail);
+        out_append(o, sl->held, sl->n_held);
+        out_append(o, tail, n);
+    }
+    o->finish = why;
+    j->n_finished++;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    metrics_tokens(sl->choice == 0 ? (unsigned long long)j->req.n_prompt : 0,
+                   (unsigned long long)sl->n_gen);
+    sampler_free(sl->smp);
+    sl->smp = NULL;
+    sl->job = NULL;
+    pthread_mutex_lock(&s->mu);
+    s->n_busy--;
+    pthread_mutex_unlock(&s->mu);
+    job_release(j); /* the scheduler's reference is held once per choice */
+}
+
+/* Finds where held text must be cut: the first complete stop string, if any. Otherwise
+ * *keep receives the length of the longest suffix that begins some stop string. */
+static long find_stop(const gen_request *r, const char *t, size_t n, size_t *keep) {
+    long cut = -1;
+    *keep = 0;
+    for (int i = 0; i < r->n_stop; i++) {
+        const char *st = r->stop[i];
+        size_t sl = strlen(st);
+        const char *hit = sl <= n ? memmem(t, n, st, sl) : NULL;
+        if (hit && (cut < 0 || hit - t < cut)) cut = hit - t;
+        for (size_t k = sl - 1 < n ? sl - 1 : n; k > *keep; k--)
+            if (!memcmp(t + n - k, st, k)) {
+                *keep = k;
+                break;
+            }
+    }
+    return cut;
+}
+
+/* Handles one sampled token for a slot; returns true when the choice has finished. */
+static bool slot_accept(sched *s, slot *sl, const float *logits, double now) {
+    job *j = sl->job;
+    const gen_request *r = &j->req;
+    sample_info info;
+    int n_top = r->n_top_logprobs;
+    int id = sampler_sample(sl->smp, logits, sl->hist, sl->n_hist, n_top > 0 ? n_top : 0,
+                            n_top >= 0 ? &info : NULL);
+    if (j->t_first == 0) {
+        j->t_first = now;
+        metrics_ttft(now - j->t_submit);
+    } else if (sl->t_last > 0) {
+        metrics_itl(now - sl->t_last);
+    }
+    sl->t_last = now;
+    bool end = id == tok_eos(s->m->tok) && !r->ignore_eos;
+    for (int i = 0; i < r->n_stop_ids; i++) end = end || id == r->stop_ids[i];
+    if (end) {
+        slot_finish(s, sl, FINISH_STOP);
+        return true;
+    }
+    sl->hist[sl->n_hist++] = id;
+    sl->n_gen++;
+    char piece[64];
+    size_t n = tok_stream_feed(&sl->ts, id, piece, sizeof piece);
+    bool stopped = false;
+    /* append to the held text, then release what can no longer begin a stop string */
+    if (sl->n_held + n > sl->held_cap) n = sl->held_cap - sl->n_held; /* bounded by api.c */
+    memcpy(sl->held + sl->n_held, piece, n);
+    sl->n_held += n;
+    size_t keep;
+    long cut = find_stop(r, sl->held, sl->n_held, &keep);
+    size_t release = cut >= 0 ? (size_t)cut : sl->n_held - keep;
+    pthread_mutex_lock(&j->mu);
+    choice_out *o = &j->choices[sl->choice];
+    o->n_gen = sl->n_gen;
+    if (n_top >= 0) {
+        gen_token t = {.id = id, .logprob = info.logprob, .n_top = info.n_top};
+        memcpy(t.top_id, info.top_id, sizeof t.top_id);
+        memcpy(t.top_logprob, info.top_logprob, sizeof t.top_logprob);
+        out_token(o, &t);
+    }
+    out_append(o, sl->held, release);
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    if (cut >= 0) {
+        sl->n_held = 0;
+        stopped = true;
+    } else {
+        memmove(sl->held, sl->held + release, sl->n_held - release);
+        sl->n_held -= release;
+    }
+    if (stopped) {
+        sl->ts.n_pending = 0; /* what follows the stop string is not output */
+        slot_finish(s, sl, FINISH_STOP);
+        return true;
+    }
+    if (sl->n_gen >= r->max_tokens || sl->n_hist >= s->p.ctx_size) {
+        slot_finish(s, sl, FINISH_LENGTH);
+        return true;
+    }
+    return false;
+}
+
+static int slot_admit(sched *s, slot *sl, job *j, int choice, char *err, size_t errlen) {
+    sampler_params sp = j->req.sp;
+    sp.seed += (uint64_t)choice; /* each choice its own stream, reproducible */
+    sl->smp = sampler_create(&sp, s->m->cfg.vocab_size);
+    if (!sl->smp) return ls_fail(err, errlen, "out of memory for a sampler");
+    sl->job = j;
+    sl->choice = choice;
+    kv_clear(sl->kv);
+    memcpy(sl->hist, j->req.prompt, (size_t)j->req.n_prompt * sizeof *sl->hist);
+    sl->n_hist = j->req.n_prompt;
+    sl->n_fed = 0;
+    sl->n_gen = 0;
+    sl->n_held = 0;
+    sl->t_last = 0;
+    /* the prompt's last token is BOS alone: the first piece's space is the dummy prefix */
+    tok_stream_init(&sl->ts, s->m->tok, j->req.n_prompt == 1);
+    return 0;
+}
+
+/* --- the loop --- */
+
+static void finish_unadmitted(job *j, finish_reason why);
+static void dequeue_cancelled(sched *s, job *j);
+
+/* Moves queued jobs into free slots, first come first served. Called with s->mu held. */
+static void admit_locked(sched *s, double now) {
+    while (s->q_head) {
+        job *j = s->q_head;
+        int free_slots = s->p.parallel - s->n_busy;
+        if (free_slots < j->req.n) break;
+        s->q_head = j->next;
+        if (!s->q_head) s->q_tail = NULL;
+        s->n_queued--;
+        s->n_queued_choices -= j->req.n;
+        j->t_admit = now;
+        if (atomic_load(&j->cancelled) || j->req.max_tokens == 0) {
+            finish_unadmitted(j, atomic_load(&j->cancelled) ? FINISH_CANCEL : FINISH_LENGTH);
+            continue;
+        }
+        int c = 0;
+        for (int i = 0; i < s->p.parallel && c < j->req.n; i++) {
+            if (s->slots[i].job) continue;
+            char err[LS_ERR_LEN];
+            if (slot_admit(s, &s->slots[i], j, c, err, sizeof err) != 0) break;
+            s->n_busy++;
+            c++;
+        }
+        for (; c < j->req.n; c++) { /* could not get a sampler: fail the rest */
+            pthread_mutex_lock(&j->mu);
+            j->choices[c].finish = FINISH_ERROR;
+            snprintf(j->error, sizeof j->error, "out of memory");
+            j->n_finished++;
+            pthread_cond_broadcast(&j->cv);
+            pthread_mutex_unlock(&j->mu);
+            job_release(j);
+        }
+    }
+}
+
+static void fail_slot(sched *s, slot *sl, const char *msg) {
+    pthread_mutex_lock(&sl->job->mu);
+    snprintf(sl->job->error, sizeof sl->job->error, "%s", msg);
+    pthread_mutex_unlock(&sl->job->mu);
+    slot_finish(s, sl, FINISH_ERROR);
+}
+
+/* One batched forward step over every busy slot. */
+static void step(sched *s) {
+    int rows = 0, n_decode = 0;
+    pthread_mutex_lock(&s->mu);
+    bool cancel_all = s->cancel_all;
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < s->p.parallel; i++) {
+        slot *sl = &s->slots[i];
+        if (!sl->job) continue;
+        if (cancel_all || atomic_load(&sl->job->cancelled)) {
+            slot_finish(s, sl, FINISH_CANCEL);
+            continue;
+        }
+        if (sl->n_fed < sl->job->req.n_prompt) continue;
+        /* decoding: feed the last sampled token */
+        s->b_token[rows] = sl->hist[sl->n_hist - 1];
+        s->b_pos[rows] = sl->n_hist - 1;
+        s->b_seq[rows] = i;
+        s->b_slot[rows] = i;
+        s->b_logits[rows] = true;
+        rows++;
+        n_decode++;
+    }
+    /* prefill fills what the decoding rows leave of the batch, oldest admission first */
+    int budget = s->p.batch_size - n_decode;
+    if (budget < 8) budget = 8;
+    for (int pass = 0; pass < s->p.parallel && budget > 0; pass++) {
+        slot *best = NULL;
+        int best_i = -1;
+        for (int i = 0; i < s->p.parallel; i++) {
+            slot *sl = &s->slots[i];
+            if (!sl->job || sl->n_fed >= sl->job->req.n_prompt || sl->fed_this_step) continue;
+            if (!best || sl->job->t_admit < best->job->t_admit) best = sl, best_i = i;
+        }
+        if (!best) break;
+        int left = best->job->req.n_prompt - best->n_fed;
+        int take = left < budget ? left : budget;
+        for (int k = 0; k < take; k++) {
+            int pos = best->n_fed + k;
+            s->b_token[rows] = best->hist[pos];
+            s->b_pos[rows] = pos;
+            s->b_seq[rows] = best_i;
+            s->b_slot[rows] = best_i;
+            s->b_logits[rows] = pos == best->job->req.n_prompt - 1;
+            rows++;
+        }
+        best->n_fed += take;
+        best->fed_this_step = true;
+        budget -= take;
+    }
+    for (int i = 0; i < s->p.parallel; i++) s->slots[i].fed_this_step = false;
+    if (rows == 0) return;
+
+    char err[LS_ERR_LEN];
+    fwd_batch b = {rows, s->b_token, s->b_pos, s->b_seq, s->b_logits};
+    if (fwd_decode(s->fwd, s->caches, s->p.parallel, &b, s->logits, err, sizeof err) != 0) {
+        for (int r = 0; r < rows; r++) {
+            slot *sl = &s->slots[s->b_slot[r]];
+            if (sl->job) fail_slot(s, sl, err);
+        }
+        return;
+    }
+    double now = ls_now();
+    int out = 0;
+    for (int r = 0; r < rows; r++) {
+        if (!s->b_logits[r]) continue;
+        slot *sl = &s->slots[s->b_slot[r]];
+        const float *lg = s->logits + (size_t)out++ * s->m->cfg.vocab_size;
+        if (sl->job) slot_accept(s, sl, lg, now);
+    }
+    pthread_mutex_lock(&s->mu);
+    s->n_steps++;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void *sched_main(void *arg) {
+    sched *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        admit_locked(s, ls_now());
+        while (!s->stopping && s->n_busy == 0 && !s->q_head) pthread_cond_wait(&s->cv, &s->mu);
+        if (s->stopping) {
+            pthread_mutex_unlock(&s->mu);
+            break;
+        }
+        admit_locked(s, ls_now());
+        pthread_mutex_unlock(&s->mu);
+        step(s);
+    }
+    /* shutting down: end what runs and what waits */
+    for (int i = 0; i < s->p.parallel; i++)
+        if (s->slots[i].job) slot_finish(s, &s->slots[i], FINISH_CANCEL);
+    pthread_mutex_lock(&s->mu);
+    dequeue_cancelled(s, NULL);
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+sched *sched_create(const model *m, const sched_params *p, char *err, size_t errlen) {
+    if (!m->tok) {
+        ls_fail(err, errlen, "the model has no tokenizer");
+        return NULL;
+    }
+    sched *s = calloc(1, sizeof *s);
+    if (!s) goto oom;
+    s->m = m;
+    s->p = *p;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    s->max_rows = p->batch_size + p->parallel;
+    s->slots = calloc((size_t)p->parallel, sizeof *s->slots);
+    s->caches = calloc((size_t)p->parallel, sizeof *s->caches);
+    s->b_token = calloc((size_t)s->max_rows, sizeof(int32_t));
+    s->b_pos = calloc((size_t)s->max_rows, sizeof(int32_t));
+    s->b_seq = calloc((size_t)s->max_rows, sizeof(int32_t));
+    s->b_slot = calloc((size_t)s->max_rows, sizeof(int32_t));
+    s->b_logits = calloc((size_t)s->max_rows, sizeof(bool));
+    s->logits = ls_alloc((size_t)s->max_rows * m->cfg.vocab_size * sizeof(float));
+    if (!s->slots || !s->caches || !s->b_token || !s->b_pos || !s->b_seq || !s->b_slot ||
+        !s->b_logits || !s->logits)
+        goto oom;
+    for (int i = 0; i < p->parallel; i++) {
+        slot *sl = &s->slots[i];
+        sl->kv = kv_create(&m->cfg, p->ctx_size, p->kv, err, errlen);
+        if (!sl->kv) goto fail;
+        s->caches[i] = sl->kv;
+        sl->hist = calloc((size_t)p->ctx_size, sizeof *sl->hist);
+        sl->held_cap = 4 * 256 + 64; /* stop strings are at most 256 bytes (api.c) */
+        sl->held = malloc(sl->held_cap);
+        if (!sl->hist || !sl->held) goto oom;
+    }
+    if (!(s->pool = pool_create(p->threads))) goto oom;
+    if (!(s->fwd = fwd_create(m, p->batch_size, s->pool, err, errlen))) goto fail;
+    if (pthread_create(&s->thread, NULL, sched_main, s) != 0) {
+        ls_fail(err, errlen, "cannot start the scheduler thread");
+        goto fail;
+    }
+    return s;
+oom:
+    ls_fail(err, errlen, "out of memory for %d slots of %d tokens", p->parallel, p->ctx_size);
+fail:
+    if (s) {
+        s->thread = 0;
+        s->stopping = true;
+        for (int i = 0; s->slots && i < p->parallel; i++) {
+            kv_free(s->slots[i].kv);
+            free(s->slots[i].hist);
+            free(s->slots[i].held);
+        }
+        fwd_free(s->fwd);
+        pool_destroy(s->pool);
+        free(s->slots);
+        free(s->caches);
+        free(s->b_token);
+        free(s->b_pos);
+        free(s->b_seq);
+        free(s->b_slot);
+        free(s->b_logits);
+        free(s->logits);
+        pthread_mutex_destroy(&s->mu);
+        pthread_cond_destroy(&s->cv);
+        free(s);
+    }
+    return NULL;
+}
+
+void sched_destroy(sched *s) {
+    if (!s) return;
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thread, NULL);
+    for (int i = 0; i < s->p.parallel; i++) {
+        kv_free(s->slots[i].kv);
+        free(s->slots[i].hist);
+        free(s->slots[i].held);
+    }
+    fwd_free(s->fwd);
+    pool_destroy(s->pool);
+    free(s->slots);
+    free(s->caches);
+    free(s->b_token);
+    free(s->b_pos);
+    free(s->b_seq);
+    free(s->b_slot);
+    free(s->b_logits);
+    free(s->logits);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+}
+
+job *sched_submit(sched *s, gen_request *req, int *status, char *err, size_t errlen) {
+    job *j = NULL;
+    *status = 400;
+    if (req->n < 1 || req->n > s->p.parallel) {
+        ls_fail(err, errlen, "n = %d needs %d slots; this server has %d", req->n, req->n,
+                s->p.parallel);
+        goto fail;
+    }
+    if (req->n_prompt < 1 || req->n_prompt >= s->p.ctx_size) {
+        ls_fail(err, errlen,
+                "the prompt has %d tokens; a slot's context holds %d (prompt plus at least one "
+                "generated token)",
+                req->n_prompt, s->p.ctx_size);
+        *status = 400;
+        goto fail;
+    }
+    j = calloc(1, sizeof *j);
+    if (!j || !(j->choices = calloc((size_t)req->n, sizeof *j->choices))) {
+        *status = 503;
+        ls_fail(err, errlen, "out of memory");
+        goto fail;
+    }
+    j->req = *req;
+    memset(req, 0, sizeof *req);
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_cond_init(&j->cv, NULL);
+    j->t_submit = ls_now();
+    atomic_init(&j->cancelled, false);
+    atomic_init(&j->refs, 1 + j->req.n); /* the caller's and one per choice */
+
+    pthread_mutex_lock(&s->mu);
+    int unclaimed = s->p.parallel - s->n_busy - s->n_queued_choices;
+    if (s->stopping || s->draining) {
+        pthread_mutex_unlock(&s->mu);
+        *status = 503;
+        ls_fail(err, errlen, "the server is shutting down");
+        goto fail_job;
+    }
+    if (unclaimed < j->req.n && s->n_queued >= s->p.max_queue) {
+        pthread_mutex_unlock(&s->mu);
+        *status = 503;
+        ls_fail(err, errlen, "the queue is full (%d waiting); try again later", s->n_queued);
+        goto fail_job;
+    }
+    if (s->q_tail) s->q_tail->next = j;
+    else s->q_head = j;
+    s->q_tail = j;
+    s->n_queued++;
+    s->n_queued_choices += j->req.n;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return j;
+fail_job:
+    atomic_store(&j->refs, 1);
+    job_release(j);
+    return NULL;
+fail:
+    if (j) free(j->choices);
+    free(j);
+    gen_request_free(req);
+    return NULL;
+}
+
+/* Ends a job that never got a slot. Called with s->mu held, the job already unlinked. */
+static void finish_unadmitted(job *j, finish_reason why) {
+    pthread_mutex_lock(&j->mu);
+    for (int c = 0; c < j->req.n; c++) j->choices[c].finish = why;
+    j->n_finished = j->req.n;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    for (int c = 0; c < j->req.n; c++) job_release(j);
+}
+
+/* Unlinks queued job j (or every queued job when j is NULL). Called with s->mu held. */
+static void dequeue_cancelled(sched *s, job *j) {
+    job **link = &s->q_head, *prev = NULL;
+    while (*link) {
+        job *q = *link;
+        if (j && q != j) {
+            prev = q;
+            link = &q->next;
+            continue;
+        }
+        *link = q->next;
+        if (s->q_tail == q) s->q_tail = prev;
+        s->n_queued--;
+        s->n_queued_choices -= q->req.n;
+        finish_unadmitted(q, FINISH_CANCEL);
+        if (j) break;
+    }
+}
+
+void sched_cancel(sched *s, job *j) {
+    atomic_store(&j->cancelled, true);
+    pthread_mutex_lock(&s->mu);
+    dequeue_cancelled(s, j); /* a queued job leaves the queue now, not when a slot frees */
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void sched_cancel_all(sched *s) {
+    pthread_mutex_lock(&s->mu);
+    s->draining = true;
+    s->cancel_all = true;
+    dequeue_cancelled(s, NULL);
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void sched_get_stats(sched *s, sched_stats *out) {
+    pthread_mutex_lock(&s->mu);
+    out->busy_slots = s->n_busy;
+    out->queued = s->n_queued;
+    out->slots = s->p.parallel;
+    out->steps = s->n_steps;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void sched_drain(sched *s) {
+    pthread_mutex_lock(&s->mu);
+    s->draining = true;
+    pthread_mutex_unlock(&s->mu);
+}
+
+int sched_active(sched *s) {
+    pthread_mutex_lock(&s->mu);
+    int n = s->n_busy + s->n_queued;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}

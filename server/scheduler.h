@@ -1,0 +1,120 @@
+/* scheduler: the scheduler. One thread owns the model's forward context and the slots (each a KV
+ * cache, a sampler and the text state of one sequence); HTTP threads hand it jobs through a
+ * bounded queue and read results back through the job's own mutex and condition variable.
+ * Each step admits queued jobs into free slots, then runs one batched forward pass that
+ * advances every decoding slot by one token and feeds newly admitted prompts in chunks
+ * (at most batch_size rows in all), so a long prompt never freezes running streams.
+ * Thread-safety: sched_submit/sched_cancel/job_* are called from any thread; everything else
+ * in sched.c runs on the scheduler thread. */
+#ifndef LS_SCHED_H
+#define LS_SCHED_H
+
+#include "kv_cache.h"
+#include "model.h"
+#include "sampler.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#define SCHED_MAX_STOP 4
+#define SCHED_MAX_N 16
+
+typedef enum { FINISH_NONE = 0, FINISH_STOP, FINISH_LENGTH, FINISH_ERROR, FINISH_CANCEL } finish_reason;
+
+/* A validated generation request (built by api.c). Owns prompt, stop strings and bias. */
+typedef struct {
+    int32_t *prompt; /* (n_prompt) token ids, BOS included where wanted */
+    int n_prompt;
+    int max_tokens;  /* tokens to generate at most (>= 0) */
+    int n;           /* choices, each its own sequence and slot; 1..SCHED_MAX_N */
+    char *stop[SCHED_MAX_STOP];
+    int n_stop;
+    sampler_params sp; /* sp.bias points at bias below */
+    logit_bias *bias;   /* (n_bias) */
+    int n_bias;
+    int n_top_logprobs; /* alternatives recorded per token; -1: no logprobs at all */
+    bool ignore_eos;
+    int32_t stop_ids[4]; /* besides EOS: ids that end the choice (a chat format's end of turn) */
+    int n_stop_ids;
+} gen_request;
+
+void gen_request_free(gen_request *r);
+
+/* One generated token as recorded for logprobs. */
+typedef struct {
+    int32_t id;
+    float logprob;
+    int n_top;
+    int32_t top_id[SAMPLER_MAX_TOP];
+    float top_logprob[SAMPLER_MAX_TOP];
+} gen_token;
+
+/* What one choice has produced so far. Written by the scheduler, read by the HTTP thread, both
+ * under job->mu. text only ever grows; it holds released text (complete UTF-8 characters, with
+ * anything that might begin a stop string held back until it cannot). */
+typedef struct {
+    char *text;
+    size_t len, cap;
+    gen_token *toks; /* (n_toks) generated tokens, in order */
+    int n_toks, cap_toks;
+    int n_gen;       /* tokens generated (the end-of-sequence token not counted) */
+    finish_reason finish;
+} choice_out;
+
+typedef struct job job;
+struct job {
+    gen_request req;
+    pthread_mutex_t mu;       /* guards everything below it */
+    pthread_cond_t cv;        /* signalled on every change */
+    choice_out *choices;      /* (req.n) */
+    int n_finished;           /* choices with finish != FINISH_NONE */
+    char error[256];          /* set with finish FINISH_ERROR */
+    double t_submit, t_admit, t_first; /* monotonic seconds; 0 until reached */
+    atomic_bool cancelled;    /* set by the client's thread; honoured at the next step */
+    atomic_int refs;          /* the submitter's reference and the scheduler's */
+    job *next;                /* queue link, scheduler-owned */
+};
+
+typedef struct sched sched;
+
+typedef struct {
+    int parallel;   /* slots */
+    int ctx_size;   /* KV positions per slot */
+    int batch_size; /* rows per forward step */
+    int threads;
+    int max_queue;  /* jobs waiting beyond the busy slots; 0 = none may wait */
+    kv_type kv;
+} sched_params;
+
+/* Starts the scheduler thread. The model is borrowed and must outlive the scheduler. */
+sched *sched_create(const model *m, const sched_params *p, char *err, size_t errlen);
+/* Stops accepting work, cancels what is queued or running, joins the thread, frees. */
+void sched_destroy(sched *s);
+
+/* Takes ownership of *req (also on failure). Returns a job holding one reference for the
+ * caller, or NULL with *status 503 (queue full or shutting down) or 400 (the request can never
+ * run here: n > slots, prompt + 1 > ctx_size) and a message. */
+job *sched_submit(sched *s, gen_request *req, int *status, char *err, size_t errlen);
+/* Asks the scheduler to stop the job (a disconnect): its slot is freed at the next step. */
+void sched_cancel(sched *s, job *j);
+/* Drops the caller's reference. */
+void job_release(job *j);
+/* Waits until every choice has finished (or cancel). */
+void job_wait(job *j);
+
+/* Gauges and counters for /metrics. */
+typedef struct {
+    int busy_slots, queued, slots;
+    unsigned long long steps; /* forward steps run */
+} sched_stats;
+void sched_get_stats(sched *s, sched_stats *out);
+
+/* Ends every queued and running job (FINISH_CANCEL) within one step, and admits no more. */
+void sched_cancel_all(sched *s);
+/* Stops admitting new jobs (sched_submit answers 503); running ones continue. */
+void sched_drain(sched *s);
+/* Number of jobs queued or running. */
+int sched_active(sched *s);
+
+#endif

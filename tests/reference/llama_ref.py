@@ -1,0 +1,381 @@
+"""llama_ref: an independent numpy reference of the LLaMA-2 forward pass, the test oracle for
+engine/forward.c. Written from the equations (RMSNorm, RoPE on adjacent pairs, grouped-query
+causal attention, SwiGLU), not from the engine's code, and computed in float64. It reads GGUF v3
+files (only what a llama model needs: metadata, tensor infos, F32/F16/BF16/Q8_0/Q4_0 data, which
+it dequantizes) and llama2.c .bin checkpoints. It is slow and simple on purpose; never a model
+for the engine's speed.
+
+Usage as a script:  python3 llama_ref.py MODEL [TOKEN_ID ...] [-n STEPS]
+prints the greedy continuation's token ids."""
+
+import struct
+import sys
+
+import numpy as np
+
+# ---------------------------------------------------------------------------------------------
+# GGUF reader
+
+GGML_F32, GGML_F16, GGML_Q4_0, GGML_Q8_0, GGML_BF16 = 0, 1, 2, 8, 30
+QK = 32
+
+# gguf metadata value types: (struct format, size) for the scalar ones
+_SCALAR = {0: ("<B", 1), 1: ("<b", 1), 2: ("<H", 2), 3: ("<h", 2), 4: ("<I", 4), 5: ("<i", 4),
+           6: ("<f", 4), 7: ("<?", 1), 10: ("<Q", 8), 11: ("<q", 8), 12: ("<d", 8)}
+GGUF_STRING, GGUF_ARRAY = 8, 9
+
+
+class _Cursor:
+    def __init__(self, buf):
+        self.buf = buf
+        self.off = 0
+
+    def take(self, fmt, size):
+        v = struct.unpack_from(fmt, self.buf, self.off)[0]
+        self.off += size
+        return v
+
+    def u32(self):
+        return self.take("<I", 4)
+
+    def u64(self):
+        return self.take("<Q", 8)
+
+    def string(self):
+        n = self.u64()
+        s = bytes(self.buf[self.off:self.off + n])
+        self.off += n
+        return s.decode("utf-8")
+
+    def value(self, vtype):
+        """Returns (python value); arrays are (elem_type, list)."""
+        if vtype in _SCALAR:
+            return self.take(*_SCALAR[vtype])
+        if vtype == GGUF_STRING:
+            return self.string()
+        if vtype == GGUF_ARRAY:
+            etype = self.u32()
+            n = self.u64()
+            return (etype, [self.value(etype) for _ in range(n)])
+        raise ValueError("unknown gguf value type %d" % vtype)
+
+
+class GGUF:
+    """A parsed GGUF file: kv (ordered list of (key, type, value)), tensors (ordered list of
+    dicts name/shape/type/offset), and the raw data section."""
+
+    def __init__(self, path):
+        with open(path, "rb") as f:
+            self.buf = f.read()
+        c = _Cursor(self.buf)
+        if self.buf[:4] != b"GGUF":
+            raise ValueError("%s: not a GGUF file" % path)
+        c.off = 4
+        self.version = c.u32()
+        if self.version not in (2, 3):
+            raise ValueError("unsupported GGUF version %d" % self.version)
+        n_tensors = c.u64()
+        n_kv = c.u64()
+        self.kv = []
+        for _ in range(n_kv):
+            key = c.string()
+            vtype = c.u32()
+            self.kv.append((key, vtype, c.value(vtype)))
+        self.meta = {k: v for k, _, v in self.kv}
+        self.tensors = []
+        for _ in range(n_tensors):
+            name = c.string()
+            n_dims = c.u32()
+            ne = [c.u64() for _ in range(n_dims)]
+            ttype = c.u32()
+            offset = c.u64()
+            self.tensors.append({"name": name, "ne": ne, "type": ttype, "offset": offset})
+        self.alignment = self.meta.get("general.alignment", 32)
+        self.data_start = (c.off + self.alignment - 1) // self.alignment * self.alignment
+        self.by_name = {t["name"]: t for t in self.tensors}
+
+    def raw(self, name):
+        """The tensor's bytes, its ne (fastest first) and its type."""
+        t = self.by_name[name]
+        n = int(np.prod(t["ne"]))
+        nbytes = _nbytes(t["type"], n)
+        start = self.data_start + t["offset"]
+        return self.buf[start:start + nbytes], t["ne"], t["type"]
+
+    def tensor(self, name):
+        """Dequantized float64 array, shaped (ne[-1], ..., ne[0]) (numpy row-major order)."""
+        data, ne, ttype = self.raw(name)
+        flat = dequantize(data, ttype, int(np.prod(ne)))
+        return flat.reshape(list(reversed(ne)))
+
+
+def _nbytes(ttype, n):
+    if ttype == GGML_F32:
+        return 4 * n
+    if ttype in (GGML_F16, GGML_BF16):
+        return 2 * n
+    if ttype == GGML_Q8_0:
+        return n // QK * 34
+    if ttype == GGML_Q4_0:
+        return n // QK * 18
+    raise ValueError("unsupported tensor type %d" % ttype)
+
+
+def bf16_to_f32(u16):
+    """uint16 array of BF16 bits -> float32 array (BF16 is the top half of an F32)."""
+    return (u16.astype(np.uint32) << 16).view(np.float32)
+
+
+def dequantize(data, ttype, n):
+    """n elements of type ttype in the bytes data -> float64 array (n)."""
+    if ttype == GGML_F32:
+        return np.frombuffer(data, dtype="<f4", count=n).astype(np.float64)
+    if ttype == GGML_F16:
+        return np.frombuffer(data, dtype="<f2", count=n).astype(np.float64)
+    if ttype == GGML_BF16:
+        return bf16_to_f32(np.frombuffer(data, dtype="<u2", count=n)).astype(np.float64)
+    nb = n // QK
+    if ttype == GGML_Q8_0:
+        blocks = np.frombuffer(data, dtype=np.uint8, count=nb * 34).reshape(nb, 34)
+        d = blocks[:, :2].copy().view("<f2").astype(np.float64)        # (nb, 1)
+        q = blocks[:, 2:].copy().view(np.int8).astype(np.float64)      # (nb, 32)
+        return (d * q).reshape(n)
+    if ttype == GGML_Q4_0:
+        blocks = np.frombuffer(data, dtype=np.uint8, count=nb * 18).reshape(nb, 18)
+        d = blocks[:, :2].copy().view("<f2").astype(np.float64)        # (nb, 1)
+        qs = blocks[:, 2:]                                              # (nb, 16)
+        lo = (qs & 0x0F).astype(np.float64) - 8.0                       # elements 0..15
+        hi = (qs >> 4).astype(np.float64) - 8.0                         # elements 16..31
+        return (d * np.concatenate([lo, hi], axis=1)).reshape(n)
+    raise ValueError("unsupported tensor type %d" % ttype)
+
+
+# ---------------------------------------------------------------------------------------------
+# Models: a config dict and float64 weights, matrices shaped (out, in) so y = W @ x.
+
+class Model:
+    def __init__(self, cfg, weights):
+        self.cfg = cfg   # dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, ctx_len,
+                         # head_dim, rope_dim, rope_theta, norm_eps
+        self.w = weights  # tok_embd (V, C), out_norm (C), output (V, C), layers: list of dicts
+
+
+def load_gguf(path):
+    g = GGUF(path)
+    arch = g.meta["general.architecture"]
+    m = lambda k, d=None: g.meta.get(arch + "." + k, d)
+    dim = m("embedding_length")
+    n_heads = m("attention.head_count")
+    head_dim = dim // n_heads
+    tok_embd = g.tensor("token_embd.weight")
+    cfg = {
+        "dim": dim,
+        "hidden_dim": m("feed_forward_length"),
+        "n_layers": m("block_count"),
+        "n_heads": n_heads,
+        "n_kv_heads": m("attention.head_count_kv", n_heads),
+        "vocab_size": tok_embd.shape[0],
+        "ctx_len": m("context_length"),
+        "head_dim": head_dim,
+        "rope_dim": m("rope.dimension_count", head_dim),
+        "rope_theta": m("rope.freq_base", 10000.0),
+        "norm_eps": m("attention.layer_norm_rms_epsilon", 1e-5),
+    }
+    quant = set()  # names of the matrices stored as Q8_0/Q4_0 (see forward's act_quant)
+    layers = []
+    for i in range(cfg["n_layers"]):
+        L = {}
+        for key, name in [("attn_norm", "attn_norm"), ("wq", "attn_q"), ("wk", "attn_k"),
+                          ("wv", "attn_v"), ("wo", "attn_output"), ("ffn_norm", "ffn_norm"),
+                          ("w1", "ffn_gate"), ("w2", "ffn_down"), ("w3", "ffn_up")]:
+            full = "blk.%d.%s.weight" % (i, name)
+            L[key] = g.tensor(full)
+            if g.by_name[full]["type"] in (GGML_Q8_0, GGML_Q4_0):
+                quant.add("%d.%s" % (i, key))
+        layers.append(L)
+    out_name = "output.weight" if "output.weight" in g.by_name else "token_embd.weight"
+    output = g.tensor(out_name) if out_name == "output.weight" else tok_embd
+    if g.by_name[out_name]["type"] in (GGML_Q8_0, GGML_Q4_0):
+        quant.add("output")
+    w = {"tok_embd": tok_embd, "out_norm": g.tensor("output_norm.weight"), "output": output,
+         "layers": layers, "quant": quant}
+    return Model(cfg, w)
+
+
+def load_llama2c(path):
+    """llama2.c legacy checkpoint: 7 int32 header, then F32 weights, each kind stacked over all
+    layers (all rms_att, then all wq, ...)."""
+    with open(path, "rb") as f:
+        buf = f.read()
+    dim, hidden, n_layers, n_heads, n_kv_heads, vocab, seq_len = struct.unpack_from("<7i", buf, 0)
+    shared = vocab > 0
+    vocab = abs(vocab)
+    head_dim = dim // n_heads
+    kv_dim = n_kv_heads * head_dim
+    arr = np.frombuffer(buf, dtype="<f4", offset=28)
+    off = [0]
+
+    def take(*shape):
+        n = int(np.prod(shape))
+        a = arr[off[0]:off[0] + n]
+        if a.size != n:
+            raise ValueError("%s: truncated checkpoint" % path)
+        off[0] += n
+        return a.astype(np.float64).reshape(shape)
+
+    tok_embd = take(vocab, dim)
+    rms_att = take(n_layers, dim)
+    wq = take(n_layers, n_heads * head_dim, dim)
+    wk = take(n_layers, kv_dim, dim)
+    wv = take(n_layers, kv_dim, dim)
+    wo = take(n_layers, dim, n_heads * head_dim)
+    rms_ffn = take(n_layers, dim)
+    w1 = take(n_layers, hidden, dim)
+    w2 = take(n_layers, dim, hidden)
+    w3 = take(n_layers, hidden, dim)
+    rms_final = take(dim)
+    take(seq_len * head_dim // 2)  # freq_cis_real (unused: RoPE is computed)
+    take(seq_len * head_dim // 2)  # freq_cis_imag
+    output = tok_embd if shared else take(vocab, dim)
+    cfg = {"dim": dim, "hidden_dim": hidden, "n_layers": n_layers, "n_heads": n_heads,
+           "n_kv_heads": n_kv_heads, "vocab_size": vocab, "ctx_len": seq_len,
+           "head_dim": head_dim, "rope_dim": head_dim, "rope_theta": 10000.0,
+           "norm_eps": float(np.float32(1e-5))}  # the F32 value a GGUF file would store
+    layers = [{"attn_norm": rms_att[i], "wq": wq[i], "wk": wk[i], "wv": wv[i], "wo": wo[i],
+               "ffn_norm": rms_ffn[i], "w1": w1[i], "w2": w2[i], "w3": w3[i]}
+              for i in range(n_layers)]
+    return Model(cfg, {"tok_embd": tok_embd, "out_norm": rms_final, "output": output,
+                       "layers": layers, "quant": set()})
+
+
+def load(path):
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    return load_gguf(path) if magic == b"GGUF" else load_llama2c(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# The forward pass, float64. x is (T, C): T consecutive positions of one sequence.
+
+def rmsnorm(x, w, eps):
+    """x (T, C) / sqrt(mean(x^2) + eps) * w (C)."""
+    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
+
+
+def rope(x, pos, rope_dim, theta):
+    """x (T, n_heads, head_dim); pos (T). Rotates pairs (x[2i], x[2i+1]), i < rope_dim/2, by the
+    angle pos * theta^(-2i/rope_dim)."""
+    i = np.arange(rope_dim // 2, dtype=np.float64)
+    freq = theta ** (-2.0 * i / rope_dim)                       # (rope_dim/2)
+    ang = np.asarray(pos, dtype=np.float64)[:, None] * freq     # (T, rope_dim/2)
+    cos = np.cos(ang)[:, None, :]
+    sin = np.sin(ang)[:, None, :]
+    out = x.copy()
+    a = x[:, :, 0:rope_dim:2]
+    b = x[:, :, 1:rope_dim:2]
+    out[:, :, 0:rope_dim:2] = a * cos - b * sin
+    out[:, :, 1:rope_dim:2] = a * sin + b * cos
+    return out
+
+
+def quantize_act(x):
+    """x (T, n) with n a multiple of 32 -> the values an 8-bit block quantization keeps: per block
+    of 32, d = max|x| / 127, q = round(x / d) (halves away from zero), value d * q. This is what
+    an engine does to activations before integer dot products with Q8_0/Q4_0 weights (the
+    weights themselves are already dequantized exactly)."""
+    T, n = x.shape
+    b = x.reshape(T, n // QK, QK)
+    d = np.abs(b).max(axis=-1, keepdims=True) / 127.0
+    inv = np.divide(1.0, d, out=np.zeros_like(d), where=d > 0)
+    v = b * inv
+    q = np.sign(v) * np.floor(np.abs(v) + 0.5)
+    return (q * d).reshape(T, n)
+
+
+def silu(x):
+    return x / (1.0 + np.exp(-x))
+
+
+class Cache:
+    """One sequence's keys and values: per layer a list of (T, n_kv_heads, head_dim) blocks."""
+
+    def __init__(self, n_layers):
+        self.k = [np.zeros((0, 0, 0)) for _ in range(n_layers)]
+        self.v = [np.zeros((0, 0, 0)) for _ in range(n_layers)]
+        self.n = 0
+
+
+def forward(model, tokens, cache, act_quant=False):
+    """Runs tokens (T ids) at positions cache.n.. and appends their K/V to cache.
+    Returns logits (T, vocab) float64. act_quant: the inputs of matrices stored as Q8_0/Q4_0
+    go through quantize_act first (a model of the engine's integer dot products)."""
+    c, w = model.cfg, model.w
+
+    def mm(x, W, name):  # x (T, n) @ W^T, W (out, n)
+        if act_quant and name in w["quant"]:
+            x = quantize_act(x)
+        return x @ W.T
+
+    T = len(tokens)
+    C, H, KVH, D = c["dim"], c["n_heads"], c["n_kv_heads"], c["head_dim"]
+    group = H // KVH
+    p0 = cache.n
+    pos = np.arange(p0, p0 + T)
+    x = w["tok_embd"][np.asarray(tokens)]                       # (T, C)
+    for li, L in enumerate(w["layers"]):
+        h = rmsnorm(x, L["attn_norm"], c["norm_eps"])
+        q = mm(h, L["wq"], "%d.wq" % li).reshape(T, H, D)
+        k = mm(h, L["wk"], "%d.wk" % li).reshape(T, KVH, D)
+        v = mm(h, L["wv"], "%d.wv" % li).reshape(T, KVH, D)
+        q = rope(q, pos, c["rope_dim"], c["rope_theta"])
+        k = rope(k, pos, c["rope_dim"], c["rope_theta"])
+        if p0 == 0:
+            cache.k[li], cache.v[li] = k, v
+        else:
+            cache.k[li] = np.concatenate([cache.k[li], k])
+            cache.v[li] = np.concatenate([cache.v[li], v])
+        K, V = cache.k[li], cache.v[li]                          # (S, KVH, D), S = p0 + T
+        S = K.shape[0]
+        # query head hq reads kv head hq // group
+        Kq = np.repeat(K, group, axis=1)                         # (S, H, D)
+        Vq = np.repeat(V, group, axis=1)
+        scores = np.einsum("thd,shd->hts", q, Kq) / np.sqrt(D)  # (H, T, S)
+        mask = np.arange(S)[None, :] > pos[:, None]              # (T, S) future positions
+        scores = np.where(mask[None], -np.inf, scores)
+        scores = scores - scores.max(axis=-1, keepdims=True)
+        p = np.exp(scores)
+        p /= p.sum(axis=-1, keepdims=True)
+        att = np.einsum("hts,shd->thd", p, Vq).reshape(T, H * D)
+        x = x + mm(att, L["wo"], "%d.wo" % li)
+        h = rmsnorm(x, L["ffn_norm"], c["norm_eps"])
+        ffn = silu(mm(h, L["w1"], "%d.w1" % li)) * mm(h, L["w3"], "%d.w3" % li)
+        x = x + mm(ffn, L["w2"], "%d.w2" % li)
+    cache.n = p0 + T
+    x = rmsnorm(x, w["out_norm"], c["norm_eps"])
+    return mm(x, w["output"], "output")                                     # (T, vocab)
+
+
+def greedy(model, prompt, n_steps):
+    """Greedy continuation: n_steps token ids after prompt (argmax, lowest id on ties)."""
+    cache = Cache(model.cfg["n_layers"])
+    logits = forward(model, prompt, cache)[-1]
+    out = []
+    for _ in range(n_steps):
+        t = int(np.argmax(logits))
+        out.append(t)
+        if len(out) == n_steps:
+            break
+        logits = forward(model, [t], cache)[-1]
+    return out
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    n = 50
+    if "-n" in args:
+        i = args.index("-n")
+        n = int(args[i + 1])
+        del args[i:i + 2]
+    mdl = load(args[0])
+    prompt = [int(a) for a in args[1:]] or [1]
+    print(" ".join(str(t) for t in greedy(mdl, prompt, n)))
