@@ -3,6 +3,7 @@
 #include "cli.h"
 
 #include "args.h"
+#include "beam.h"
 #include "common.h"
 #include "forward.h"
 #include "model.h"
@@ -204,8 +205,27 @@ int cmd_generate(int argc, char **argv) {
     double t_prefill = 0, t_gen0 = 0;
 
     if (o.beams > 0) {
-        snprintf(err, sizeof err, "--beams: beam search is not wired in yet");
-        goto fail;
+        if (cap - n_prompt < 1) {
+            snprintf(err, sizeof err, "--beams needs at least one token to generate (-n)");
+            goto fail;
+        }
+        beam_params bp;
+        beam_params_default(&bp);
+        bp.width = o.beams;
+        bp.n_best = 1;
+        bp.max_new_tokens = cap - n_prompt;
+        bp.length_penalty = (float)o.length_penalty;
+        bp.eos_id = tok_eos(m->tok);
+        beam_result best;
+        int n_out = 0;
+        t_gen0 = ls_now();
+        if (beam_search(m, f, ids, n_prompt, &bp, &best, &n_out, err, sizeof err) != 0)
+            goto fail;
+        for (int i = 0; i < best.n_tokens; i++) emit(&o, &ts, best.tokens[i], n_gen++);
+        finish(&o, &ts);
+        fprintf(stderr, "beam search: %d beams, log-probability %.4f, score %.4f\n", o.beams,
+                best.logprob, best.score);
+        beam_results_free(&best, n_out);
     } else {
         if (!(kv = kv_create(&m->cfg, n_ctx, KV_F32, err, sizeof err))) goto fail;
         sampler_params sp;

@@ -33,31 +33,50 @@ static void print_str(gguf_str s) {
     bool cut = n > INSPECT_STRING_SHOWN;
     if (cut) {
         n = INSPECT_STRING_SHOWN;
-        while (n > 0 && ((unsigned char)s.s[n] & 0xC0) == 0x80) n--; /* not inside a character */
+        while (n > 0 && ((unsigned char)s.s[n] & 0xC0) == 0x80)
+            n--; /* not inside a character */
     }
     putchar('"');
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s.s[i];
-        if (c == '"' || c == '\\') printf("\\%c", c);
-        else if (c == '\n') printf("\\n");
-        else if (c == '\t') printf("\\t");
-        else if (c < 0x20 || c == 0x7f) printf("\\x%02x", c);
-        else putchar(c);
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c == '\n')
+            printf("\\n");
+        else if (c == '\t')
+            printf("\\t");
+        else if (c < 0x20 || c == 0x7f)
+            printf("\\x%02x", c);
+        else
+            putchar(c);
     }
     printf(cut ? "\"... (%llu bytes)" : "\"", (unsigned long long)s.len);
 }
 
 static void print_value(const gguf_value *v) {
     switch (v->type) {
-    case GGUF_UINT8: case GGUF_UINT16: case GGUF_UINT32: case GGUF_UINT64:
+    case GGUF_UINT8:
+    case GGUF_UINT16:
+    case GGUF_UINT32:
+    case GGUF_UINT64:
         printf("%llu", (unsigned long long)v->u);
         break;
-    case GGUF_INT8: case GGUF_INT16: case GGUF_INT32: case GGUF_INT64:
+    case GGUF_INT8:
+    case GGUF_INT16:
+    case GGUF_INT32:
+    case GGUF_INT64:
         printf("%lld", (long long)v->i);
         break;
-    case GGUF_FLOAT32: case GGUF_FLOAT64: printf("%.9g", v->f); break;
-    case GGUF_BOOL: printf("%s", v->b ? "true" : "false"); break;
-    case GGUF_STRING: print_str(v->str); break;
+    case GGUF_FLOAT32:
+    case GGUF_FLOAT64:
+        printf("%.9g", v->f);
+        break;
+    case GGUF_BOOL:
+        printf("%s", v->b ? "true" : "false");
+        break;
+    case GGUF_STRING:
+        print_str(v->str);
+        break;
     case GGUF_ARRAY: {
         uint64_t n = v->arr.n;
         const char *tn = v->arr.elem == GGUF_STRING ? "string" : gguf_type_name(v->arr.elem);
@@ -109,7 +128,8 @@ static int inspect_gguf(const char *path) {
             const gguf_tensor *t = &f->tensors[i];
             printf("  %-32.*s %-6s ", (int)t->name.len, t->name.s, gguf_ggml_type_name(t->type));
             print_shape(t->ne, t->n_dims);
-            printf(" %12llu %12llu\n", (unsigned long long)t->offset, (unsigned long long)t->nbytes);
+            printf(" %12llu %12llu\n", (unsigned long long)t->offset,
+                   (unsigned long long)t->nbytes);
             total += t->nbytes;
         }
         printf("  %llu tensors, %llu bytes of weights\n", (unsigned long long)f->n_tensors,
@@ -125,11 +145,12 @@ static int inspect_gguf(const char *path) {
     model *m = model_load(path, NULL, err, sizeof err);
     if (m) {
         const model_config *c = &m->cfg;
-        printf("\nmodel: dim %d, %d layers, %d heads, %d kv heads, head dim %d, hidden %d, vocab %d,"
-               " context %d, rope dim %d theta %g, eps %g, %s output\n",
-               c->dim, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim, c->hidden_dim,
-               c->vocab_size, c->ctx_len, c->rope_dim, (double)c->rope_theta, (double)c->norm_eps,
-               m->output.data == m->tok_embd.data ? "tied" : "untied");
+        printf(
+            "\nmodel: dim %d, %d layers, %d heads, %d kv heads, head dim %d, hidden %d, vocab %d,"
+            " context %d, rope dim %d theta %g, eps %g, %s output\n",
+            c->dim, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim, c->hidden_dim,
+            c->vocab_size, c->ctx_len, c->rope_dim, (double)c->rope_theta, (double)c->norm_eps,
+            m->output.data == m->tok_embd.data ? "tied" : "untied");
         model_free(m);
     } else {
         printf("\nmodel: not loadable as a model: %s\n", err);
@@ -225,7 +246,9 @@ int cmd_inspect(int argc, char **argv) {
         if (!options_done && !strcmp(a, "--")) {
             options_done = true;
         } else if (!options_done && a[0] == '-' && a[1] != '\0') {
-            fprintf(stderr, "llamaserve inspect: unknown option '%s' (try 'llamaserve inspect --help')\n", a);
+            fprintf(stderr,
+                    "llamaserve inspect: unknown option '%s' (try 'llamaserve inspect --help')\n",
+                    a);
             return 2;
         } else if (path) {
             fprintf(stderr, "llamaserve inspect: one PATH expected, got '%s' and '%s'\n", path, a);

@@ -14,15 +14,14 @@
 #include <string.h>
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: llamaserve tokenize --model PATH [--no-bos] [--] [TEXT]\n"
-            "\n"
-            "Prints the token ids of TEXT, separated by spaces, on one line. Without TEXT, all\n"
-            "of standard input is tokenized as it is (bytes, newlines included).\n"
-            "\n"
-            "  -m, --model PATH   a GGUF model or vocabulary, or a llama2.c tokenizer.bin\n"
-            "      --no-bos       do not prepend the BOS token\n"
-            "  -h, --help         this help\n");
+    fprintf(f, "usage: llamaserve tokenize --model PATH [--no-bos] [--] [TEXT]\n"
+               "\n"
+               "Prints the token ids of TEXT, separated by spaces, on one line. Without TEXT, all\n"
+               "of standard input is tokenized as it is (bytes, newlines included).\n"
+               "\n"
+               "  -m, --model PATH   a GGUF model or vocabulary, or a llama2.c tokenizer.bin\n"
+               "      --no-bos       do not prepend the BOS token\n"
+               "  -h, --help         this help\n");
 }
 
 typedef struct {
@@ -43,16 +42,24 @@ static int parse(tok_opts *o, int argc, char **argv, char *err, size_t errlen) {
     optind = 1;
     while ((c = getopt_long(argc, argv, ":m:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'm': o->model = optarg; break;
-        case O_NO_BOS: o->no_bos = true; break;
-        case 'h': return 1;
-        case ':': return ls_fail(err, errlen, "%s needs a value", argv[optind - 1]);
+        case 'm':
+            o->model = optarg;
+            break;
+        case O_NO_BOS:
+            o->no_bos = true;
+            break;
+        case 'h':
+            return 1;
+        case ':':
+            return ls_fail(err, errlen, "%s needs a value", argv[optind - 1]);
         default:
             /* optopt names an unknown short option inside a cluster such as "-xyz"; argv[optind
              * - 1] is only right for a long one. A text that starts with '-' goes after "--". */
             if (optopt)
-                return ls_fail(err, errlen, "unknown option '-%c' (put a text that starts with "
-                               "'-' after --)", optopt);
+                return ls_fail(err, errlen,
+                               "unknown option '-%c' (put a text that starts with "
+                               "'-' after --)",
+                               optopt);
             return ls_fail(err, errlen, "unknown option '%s'", argv[optind - 1]);
         }
     }
@@ -122,7 +129,8 @@ int cmd_tokenize(int argc, char **argv) {
         snprintf(err, sizeof err, "cannot tokenize %zu bytes of text", len);
         goto fail;
     }
-    for (int i = 0; i < n; i++) printf(i ? " %d" : "%d", (int)ids[i]);
+    for (int i = 0; i < n; i++)
+        printf(i ? " %d" : "%d", (int)ids[i]);
     putchar('\n');
     if (fflush(stdout) != 0 || ferror(stdout)) {
         snprintf(err, sizeof err, "cannot write the ids to standard output");

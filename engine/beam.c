@@ -273,7 +273,7 @@ int beam_search(const model *m, fwd_ctx *f, const int32_t *prompt, int n_prompt,
             break;
         }
         int worst = hyp_worst(&s); /* next[0] is the best live beam: can it still win? */
-        if (worst >= 0 || live_bound(&s, s.next[0].logprob, t + 1) <= s.hyps[worst].score) break;
+        if (worst >= 0 && live_bound(&s, s.next[0].logprob, t + 1) <= s.hyps[worst].score) break;
 
         if (assign_caches(&s, n_next, err, errlen) != 0) goto done;
         for (int j = 0; j < n_next; j++) {

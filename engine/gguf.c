@@ -23,12 +23,14 @@ static const struct {
     int block_elems;
     size_t block_bytes;
 } ggml_types[] = {
-    {0, "F32", 1, 4},       {1, "F16", 1, 2},       {2, "Q4_0", 32, 18},   {3, "Q4_1", 32, 20},
-    {6, "Q5_0", 32, 22},    {7, "Q5_1", 32, 24},    {8, "Q8_0", 32, 34},   {9, "Q8_1", 32, 36},
-    {10, "Q2_K", 256, 84},  {11, "Q3_K", 256, 110}, {12, "Q4_K", 256, 144}, {13, "Q5_K", 256, 176},
-    {14, "Q6_K", 256, 210}, {15, "Q8_K", 256, 292}, {20, "IQ4_NL", 32, 18}, {23, "IQ4_XS", 256, 136},
-    {24, "I8", 1, 1},       {25, "I16", 1, 2},      {26, "I32", 1, 4},     {27, "I64", 1, 8},
-    {28, "F64", 1, 8},      {30, "BF16", 1, 2},
+    {0, "F32", 1, 4},         {1, "F16", 1, 2},       {2, "Q4_0", 32, 18},
+    {3, "Q4_1", 32, 20},      {6, "Q5_0", 32, 22},    {7, "Q5_1", 32, 24},
+    {8, "Q8_0", 32, 34},      {9, "Q8_1", 32, 36},    {10, "Q2_K", 256, 84},
+    {11, "Q3_K", 256, 110},   {12, "Q4_K", 256, 144}, {13, "Q5_K", 256, 176},
+    {14, "Q6_K", 256, 210},   {15, "Q8_K", 256, 292}, {20, "IQ4_NL", 32, 18},
+    {23, "IQ4_XS", 256, 136}, {24, "I8", 1, 1},       {25, "I16", 1, 2},
+    {26, "I32", 1, 4},        {27, "I64", 1, 8},      {28, "F64", 1, 8},
+    {30, "BF16", 1, 2},
 };
 
 static int ggml_type_index(uint32_t type) {
@@ -53,27 +55,39 @@ size_t gguf_ggml_block_bytes(uint32_t type) {
 }
 
 const char *gguf_type_name(gguf_type t) {
-    static const char *names[] = {"uint8", "int8",    "uint16", "int16", "uint32",
-                                  "int32", "float32", "bool",   "string", "array",
-                                  "uint64", "int64",  "float64"};
+    static const char *names[] = {"uint8",  "int8",    "uint16", "int16",  "uint32",
+                                  "int32",  "float32", "bool",   "string", "array",
+                                  "uint64", "int64",   "float64"};
     return (unsigned)t < sizeof names / sizeof names[0] ? names[t] : "?";
 }
 
 /* Bytes of a scalar value of type t; 0 for string/array/unknown. */
 static size_t scalar_size(gguf_type t) {
     switch (t) {
-    case GGUF_UINT8: case GGUF_INT8: case GGUF_BOOL: return 1;
-    case GGUF_UINT16: case GGUF_INT16: return 2;
-    case GGUF_UINT32: case GGUF_INT32: case GGUF_FLOAT32: return 4;
-    case GGUF_UINT64: case GGUF_INT64: case GGUF_FLOAT64: return 8;
-    default: return 0;
+    case GGUF_UINT8:
+    case GGUF_INT8:
+    case GGUF_BOOL:
+        return 1;
+    case GGUF_UINT16:
+    case GGUF_INT16:
+        return 2;
+    case GGUF_UINT32:
+    case GGUF_INT32:
+    case GGUF_FLOAT32:
+        return 4;
+    case GGUF_UINT64:
+    case GGUF_INT64:
+    case GGUF_FLOAT64:
+        return 8;
+    default:
+        return 0;
     }
 }
 
 /* The fewest bytes one element of type t can take in the file (for count checks). */
 static size_t min_value_size(gguf_type t) {
-    if (t == GGUF_STRING) return 8;     /* the length */
-    if (t == GGUF_ARRAY) return 4 + 8;  /* element type and count */
+    if (t == GGUF_STRING) return 8;    /* the length */
+    if (t == GGUF_ARRAY) return 4 + 8; /* element type and count */
     return scalar_size(t);
 }
 
@@ -86,13 +100,15 @@ typedef struct {
     size_t errlen;
 } cursor;
 
-static size_t cur_left(const cursor *c) { return c->size - c->pos; }
+static size_t cur_left(const cursor *c) {
+    return c->size - c->pos;
+}
 
 static int cur_read(cursor *c, void *out, size_t n, const char *what) {
     if (n > cur_left(c)) {
         memset(out, 0, n);
-        ls_fail(c->err, c->errlen, "truncated file: %s at offset %zu needs %zu bytes, %zu left", what,
-                c->pos, n, cur_left(c));
+        ls_fail(c->err, c->errlen, "truncated file: %s at offset %zu needs %zu bytes, %zu left",
+                what, c->pos, n, cur_left(c));
         return -1;
     }
     memcpy(out, c->p + c->pos, n); /* little-endian host assumed, as GGUF is little-endian */
@@ -100,21 +116,38 @@ static int cur_read(cursor *c, void *out, size_t n, const char *what) {
     return 0;
 }
 
-static int cur_u32(cursor *c, uint32_t *v, const char *what) { return cur_read(c, v, 4, what); }
-static int cur_u64(cursor *c, uint64_t *v, const char *what) { return cur_read(c, v, 8, what); }
+static int cur_u32(cursor *c, uint32_t *v, const char *what) {
+    return cur_read(c, v, 4, what);
+}
+static int cur_u64(cursor *c, uint64_t *v, const char *what) {
+    return cur_read(c, v, 8, what);
+}
 
 /* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF. */
 static bool utf8_valid(const uint8_t *s, size_t n) {
     size_t i = 0;
     while (i < n) {
         uint8_t b = s[i];
-        if (b < 0x80) { i++; continue; }
+        if (b < 0x80) {
+            i++;
+            continue;
+        }
         size_t len;
         uint32_t cp, min;
-        if ((b & 0xE0) == 0xC0) { len = 2; cp = b & 0x1F; min = 0x80; }
-        else if ((b & 0xF0) == 0xE0) { len = 3; cp = b & 0x0F; min = 0x800; }
-        else if ((b & 0xF8) == 0xF0) { len = 4; cp = b & 0x07; min = 0x10000; }
-        else return false;
+        if ((b & 0xE0) == 0xC0) {
+            len = 2;
+            cp = b & 0x1F;
+            min = 0x80;
+        } else if ((b & 0xF0) == 0xE0) {
+            len = 3;
+            cp = b & 0x0F;
+            min = 0x800;
+        } else if ((b & 0xF8) == 0xF0) {
+            len = 4;
+            cp = b & 0x07;
+            min = 0x10000;
+        } else
+            return false;
         if (len > n - i) return false;
         for (size_t k = 1; k < len; k++) {
             if ((s[i + k] & 0xC0) != 0x80) return false;
@@ -130,8 +163,9 @@ static int cur_str(cursor *c, gguf_str *out, uint64_t max_len, const char *what)
     uint64_t len;
     if (cur_u64(c, &len, what) != 0) return -1;
     if (len > cur_left(c))
-        return ls_fail(c->err, c->errlen, "%s: string length %llu at offset %zu exceeds the file (truncated?)",
-                       what, (unsigned long long)len, c->pos - 8);
+        return ls_fail(c->err, c->errlen,
+                       "%s: string length %llu at offset %zu exceeds the file (truncated?)", what,
+                       (unsigned long long)len, c->pos - 8);
     if (len > max_len)
         return ls_fail(c->err, c->errlen, "%s: string length %llu exceeds the limit %llu", what,
                        (unsigned long long)len, (unsigned long long)max_len);
@@ -148,7 +182,8 @@ static int cur_str(cursor *c, gguf_str *out, uint64_t max_len, const char *what)
 
 static void value_free(gguf_value *v) {
     if (v->type != GGUF_ARRAY || !v->arr.items) return;
-    for (uint64_t i = 0; i < v->arr.n; i++) value_free(&v->arr.items[i]);
+    for (uint64_t i = 0; i < v->arr.n; i++)
+        value_free(&v->arr.items[i]);
     free(v->arr.items);
     v->arr.items = NULL;
 }
@@ -159,26 +194,80 @@ static int read_value(cursor *c, gguf_type t, gguf_value *v, int depth, const ch
     memset(v, 0, sizeof *v);
     v->type = t;
     switch (t) {
-    case GGUF_UINT8: { uint8_t x; if (cur_read(c, &x, 1, key)) return -1; v->u = x; return 0; }
-    case GGUF_UINT16: { uint16_t x; if (cur_read(c, &x, 2, key)) return -1; v->u = x; return 0; }
-    case GGUF_UINT32: { uint32_t x; if (cur_read(c, &x, 4, key)) return -1; v->u = x; return 0; }
-    case GGUF_UINT64: { uint64_t x; if (cur_read(c, &x, 8, key)) return -1; v->u = x; return 0; }
-    case GGUF_INT8: { int8_t x; if (cur_read(c, &x, 1, key)) return -1; v->i = x; return 0; }
-    case GGUF_INT16: { int16_t x; if (cur_read(c, &x, 2, key)) return -1; v->i = x; return 0; }
-    case GGUF_INT32: { int32_t x; if (cur_read(c, &x, 4, key)) return -1; v->i = x; return 0; }
-    case GGUF_INT64: { int64_t x; if (cur_read(c, &x, 8, key)) return -1; v->i = x; return 0; }
-    case GGUF_FLOAT32: { float x; if (cur_read(c, &x, 4, key)) return -1; v->f = x; return 0; }
-    case GGUF_FLOAT64: { double x; if (cur_read(c, &x, 8, key)) return -1; v->f = x; return 0; }
+    case GGUF_UINT8: {
+        uint8_t x;
+        if (cur_read(c, &x, 1, key)) return -1;
+        v->u = x;
+        return 0;
+    }
+    case GGUF_UINT16: {
+        uint16_t x;
+        if (cur_read(c, &x, 2, key)) return -1;
+        v->u = x;
+        return 0;
+    }
+    case GGUF_UINT32: {
+        uint32_t x;
+        if (cur_read(c, &x, 4, key)) return -1;
+        v->u = x;
+        return 0;
+    }
+    case GGUF_UINT64: {
+        uint64_t x;
+        if (cur_read(c, &x, 8, key)) return -1;
+        v->u = x;
+        return 0;
+    }
+    case GGUF_INT8: {
+        int8_t x;
+        if (cur_read(c, &x, 1, key)) return -1;
+        v->i = x;
+        return 0;
+    }
+    case GGUF_INT16: {
+        int16_t x;
+        if (cur_read(c, &x, 2, key)) return -1;
+        v->i = x;
+        return 0;
+    }
+    case GGUF_INT32: {
+        int32_t x;
+        if (cur_read(c, &x, 4, key)) return -1;
+        v->i = x;
+        return 0;
+    }
+    case GGUF_INT64: {
+        int64_t x;
+        if (cur_read(c, &x, 8, key)) return -1;
+        v->i = x;
+        return 0;
+    }
+    case GGUF_FLOAT32: {
+        float x;
+        if (cur_read(c, &x, 4, key)) return -1;
+        v->f = x;
+        return 0;
+    }
+    case GGUF_FLOAT64: {
+        double x;
+        if (cur_read(c, &x, 8, key)) return -1;
+        v->f = x;
+        return 0;
+    }
     case GGUF_BOOL: {
         uint8_t x;
         if (cur_read(c, &x, 1, key)) return -1;
-        if (x > 1) return ls_fail(c->err, c->errlen, "%s: bool value %u is neither 0 nor 1", key, x);
+        if (x > 1)
+            return ls_fail(c->err, c->errlen, "%s: bool value %u is neither 0 nor 1", key, x);
         v->b = x;
         return 0;
     }
-    case GGUF_STRING: return cur_str(c, &v->str, UINT64_MAX, key);
-    case GGUF_ARRAY: break;
-    default: return ls_fail(c->err, c->errlen, "%s: unknown value type %u", key, (unsigned)t);
+    case GGUF_STRING:
+        return cur_str(c, &v->str, UINT64_MAX, key);
+    case GGUF_ARRAY:
+        break;
+    default:
+        return ls_fail(c->err, c->errlen, "%s: unknown value type %u", key, (unsigned)t);
     }
     if (depth >= GGUF_MAX_DEPTH)
         return ls_fail(c->err, c->errlen, "%s: arrays nested deeper than %d", key, GGUF_MAX_DEPTH);
@@ -190,14 +279,17 @@ static int read_value(cursor *c, gguf_type t, gguf_value *v, int depth, const ch
     /* Every element takes at least min_value_size bytes: a count the file cannot hold is
      * rejected before anything is allocated for it. */
     if (n > cur_left(c) / min_value_size((gguf_type)elem))
-        return ls_fail(c->err, c->errlen, "%s: array count %llu is more than the rest of the file can hold (truncated?)", key,
-                       (unsigned long long)n);
+        return ls_fail(
+            c->err, c->errlen,
+            "%s: array count %llu is more than the rest of the file can hold (truncated?)", key,
+            (unsigned long long)n);
     v->arr.elem = (gguf_type)elem;
     v->arr.n = n;
     if (n == 0) return 0;
     v->arr.items = calloc((size_t)n, sizeof *v->arr.items);
-    if (!v->arr.items) return ls_fail(c->err, c->errlen, "%s: out of memory for %llu items", key,
-                                      (unsigned long long)n);
+    if (!v->arr.items)
+        return ls_fail(c->err, c->errlen, "%s: out of memory for %llu items", key,
+                       (unsigned long long)n);
     for (uint64_t i = 0; i < n; i++) {
         if (read_value(c, (gguf_type)elem, &v->arr.items[i], depth + 1, key) != 0) {
             v->arr.n = i; /* free only what was read */
@@ -226,7 +318,8 @@ static int order_cmp(const void *a, const void *b) {
 
 /* Sorts indices 0..n-1 by keys[i]; returns the index of a duplicate key, or -1 when none. */
 static int64_t sort_unique(uint64_t *order, const gguf_str *keys, uint64_t n) {
-    for (uint64_t i = 0; i < n; i++) order[i] = i;
+    for (uint64_t i = 0; i < n; i++)
+        order[i] = i;
     sort_keys = keys;
     qsort(order, (size_t)n, sizeof *order, order_cmp);
     sort_keys = NULL;
@@ -245,8 +338,10 @@ static int64_t find_sorted(const uint64_t *order, uint64_t n, const void *base, 
         const gguf_str *s = (const gguf_str *)((const char *)base + order[mid] * stride);
         int r = str_cmp(*s, want);
         if (r == 0) return (int64_t)order[mid];
-        if (r < 0) lo = mid + 1;
-        else hi = mid;
+        if (r < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return -1;
 }
@@ -258,8 +353,10 @@ static int read_kvs(gguf_file *f, cursor *c) {
     size_t errlen = c->errlen;
     /* each pair takes at least 8 (key length) + 1 (key) + 4 (type) + 1 bytes */
     if (f->n_kv > cur_left(c) / 14)
-        return ls_fail(err, errlen, "metadata count %llu is more than the rest of the file can hold (truncated?)",
-                       (unsigned long long)f->n_kv);
+        return ls_fail(
+            err, errlen,
+            "metadata count %llu is more than the rest of the file can hold (truncated?)",
+            (unsigned long long)f->n_kv);
     f->kv = calloc(f->n_kv ? (size_t)f->n_kv : 1, sizeof *f->kv);
     f->kv_order = calloc(f->n_kv ? (size_t)f->n_kv : 1, sizeof *f->kv_order);
     if (!f->kv || !f->kv_order) return ls_fail(err, errlen, "out of memory for metadata");
@@ -270,10 +367,12 @@ static int read_kvs(gguf_file *f, cursor *c) {
         if (cur_str(c, &kv->key, GGUF_MAX_KEY_LEN, what) != 0) return -1;
         if (kv->key.len == 0) return ls_fail(err, errlen, "%s is empty", what);
         char key[96];
-        snprintf(key, sizeof key, "key '%.*s'", (int)(kv->key.len < 80 ? kv->key.len : 80), kv->key.s);
+        snprintf(key, sizeof key, "key '%.*s'", (int)(kv->key.len < 80 ? kv->key.len : 80),
+                 kv->key.s);
         uint32_t type;
         if (cur_u32(c, &type, key) != 0) return -1;
-        if (type > GGUF_FLOAT64) return ls_fail(err, errlen, "%s: unknown value type %u", key, type);
+        if (type > GGUF_FLOAT64)
+            return ls_fail(err, errlen, "%s: unknown value type %u", key, type);
         if (read_value(c, (gguf_type)type, &kv->value, 0, key) != 0) {
             kv->value.type = GGUF_UINT8; /* nothing to free */
             return -1;
@@ -281,7 +380,8 @@ static int read_kvs(gguf_file *f, cursor *c) {
     }
     gguf_str *keys = malloc((f->n_kv ? (size_t)f->n_kv : 1) * sizeof *keys);
     if (!keys) return ls_fail(err, errlen, "out of memory");
-    for (uint64_t i = 0; i < f->n_kv; i++) keys[i] = f->kv[i].key;
+    for (uint64_t i = 0; i < f->n_kv; i++)
+        keys[i] = f->kv[i].key;
     int64_t dup = sort_unique(f->kv_order, keys, f->n_kv);
     free(keys);
     if (dup >= 0)
@@ -295,7 +395,8 @@ static int read_tensor_infos(gguf_file *f, cursor *c) {
     size_t errlen = c->errlen;
     /* each info takes at least 8 + 1 (name) + 4 + 8 (one dim) + 4 + 8 bytes */
     if (f->n_tensors > cur_left(c) / 33)
-        return ls_fail(err, errlen, "tensor count %llu is more than the rest of the file can hold (truncated?)",
+        return ls_fail(err, errlen,
+                       "tensor count %llu is more than the rest of the file can hold (truncated?)",
                        (unsigned long long)f->n_tensors);
     size_t n = f->n_tensors ? (size_t)f->n_tensors : 1;
     f->tensors = calloc(n, sizeof *f->tensors);
@@ -312,7 +413,8 @@ static int read_tensor_infos(gguf_file *f, cursor *c) {
         if (cur_u32(c, &t->n_dims, nm) != 0) return -1;
         if (t->n_dims == 0 || t->n_dims > 4)
             return ls_fail(err, errlen, "%s: n_dims %u is not in 1..4", nm, t->n_dims);
-        for (int d = 0; d < 4; d++) t->ne[d] = 1;
+        for (int d = 0; d < 4; d++)
+            t->ne[d] = 1;
         size_t nelem = 1;
         for (uint32_t d = 0; d < t->n_dims; d++) {
             uint64_t ne;
@@ -327,15 +429,18 @@ static int read_tensor_infos(gguf_file *f, cursor *c) {
         if (bi < 0) return ls_fail(err, errlen, "%s: unknown tensor type %u", nm, t->type);
         if (t->ne[0] % ggml_types[bi].block_elems != 0)
             return ls_fail(err, errlen, "%s: row length %lld is not a multiple of %s's block of %d",
-                           nm, (long long)t->ne[0], ggml_types[bi].name, ggml_types[bi].block_elems);
+                           nm, (long long)t->ne[0], ggml_types[bi].name,
+                           ggml_types[bi].block_elems);
         size_t nb;
-        if (ls_mul_size(nelem / (size_t)ggml_types[bi].block_elems, ggml_types[bi].block_bytes, &nb))
+        if (ls_mul_size(nelem / (size_t)ggml_types[bi].block_elems, ggml_types[bi].block_bytes,
+                        &nb))
             return ls_fail(err, errlen, "%s: byte size overflows", nm);
         t->nbytes = nb;
     }
     gguf_str *names = malloc(n * sizeof *names);
     if (!names) return ls_fail(err, errlen, "out of memory");
-    for (uint64_t i = 0; i < f->n_tensors; i++) names[i] = f->tensors[i].name;
+    for (uint64_t i = 0; i < f->n_tensors; i++)
+        names[i] = f->tensors[i].name;
     int64_t dup = sort_unique(f->tensor_order, names, f->n_tensors);
     free(names);
     if (dup >= 0)
@@ -358,8 +463,9 @@ static int place_tensors(gguf_file *f, cursor *c) {
     f->data_offset = start;
     if (f->n_tensors == 0) return 0; /* a vocabulary-only file may end right after its infos */
     if (start > c->size)
-        return ls_fail(err, errlen, "truncated file: data section at %zu is past the end (%zu bytes)",
-                       start, c->size);
+        return ls_fail(err, errlen,
+                       "truncated file: data section at %zu is past the end (%zu bytes)", start,
+                       c->size);
     size_t data_size = c->size - start;
     const gguf_tensor **by_off = malloc((size_t)f->n_tensors * sizeof *by_off);
     if (!by_off) return ls_fail(err, errlen, "out of memory");
@@ -443,7 +549,8 @@ fail_nomsg:
 void gguf_close(gguf_file *f) {
     if (!f) return;
     if (f->kv)
-        for (uint64_t i = 0; i < f->n_kv; i++) value_free(&f->kv[i].value);
+        for (uint64_t i = 0; i < f->n_kv; i++)
+            value_free(&f->kv[i].value);
     free(f->kv);
     free(f->kv_order);
     free(f->tensors);
@@ -470,12 +577,19 @@ int gguf_get_int(const gguf_file *f, const char *key, int64_t *out, char *err, s
     const gguf_value *v = gguf_get(f, key);
     if (!v) return 1;
     switch (v->type) {
-    case GGUF_UINT8: case GGUF_UINT16: case GGUF_UINT32: case GGUF_UINT64:
-        if (v->u > INT64_MAX) return ls_fail(err, errlen, "%s: value %llu is out of range", key,
-                                             (unsigned long long)v->u);
+    case GGUF_UINT8:
+    case GGUF_UINT16:
+    case GGUF_UINT32:
+    case GGUF_UINT64:
+        if (v->u > INT64_MAX)
+            return ls_fail(err, errlen, "%s: value %llu is out of range", key,
+                           (unsigned long long)v->u);
         *out = (int64_t)v->u;
         return 0;
-    case GGUF_INT8: case GGUF_INT16: case GGUF_INT32: case GGUF_INT64:
+    case GGUF_INT8:
+    case GGUF_INT16:
+    case GGUF_INT32:
+    case GGUF_INT64:
         *out = v->i;
         return 0;
     default:
@@ -512,7 +626,8 @@ int gguf_get_str(const gguf_file *f, const char *key, gguf_str *out, char *err, 
     const gguf_value *v = gguf_get(f, key);
     if (!v) return 1;
     if (v->type != GGUF_STRING)
-        return ls_fail(err, errlen, "%s has type %s, expected string", key, gguf_type_name(v->type));
+        return ls_fail(err, errlen, "%s has type %s, expected string", key,
+                       gguf_type_name(v->type));
     *out = v->str;
     return 0;
 }

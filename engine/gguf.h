@@ -36,9 +36,9 @@ typedef struct gguf_value gguf_value;
 struct gguf_value {
     gguf_type type;
     union {
-        uint64_t u;   /* UINT8..UINT64 */
-        int64_t i;    /* INT8..INT64 */
-        double f;     /* FLOAT32, FLOAT64 */
+        uint64_t u; /* UINT8..UINT64 */
+        int64_t i;  /* INT8..INT64 */
+        double f;   /* FLOAT32, FLOAT64 */
         bool b;
         gguf_str str;
         struct {
@@ -71,11 +71,11 @@ typedef struct {
     uint32_t version;
     uint64_t alignment;
     uint64_t n_kv;
-    gguf_kv *kv;         /* (n_kv), in file order */
+    gguf_kv *kv; /* (n_kv), in file order */
     uint64_t n_tensors;
     gguf_tensor *tensors; /* (n_tensors), in file order */
     uint64_t data_offset; /* file offset of the data section (aligned); tensor offsets add to it */
-    uint64_t *kv_order;     /* (n_kv) indices of kv sorted by key, for lookups (internal) */
+    uint64_t *kv_order;   /* (n_kv) indices of kv sorted by key, for lookups (internal) */
     uint64_t *tensor_order; /* (n_tensors) indices sorted by name (internal) */
 } gguf_file;
 

@@ -26,8 +26,9 @@ static int count3(size_t a, size_t b, size_t c, size_t *out) {
 int llama2c_parse(const uint8_t *data, size_t size, llama2c_layout *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     if (size < LLAMA2C_HEADER_BYTES)
-        return ls_fail(err, errlen, "truncated llama2.c checkpoint: %zu bytes, the header alone is %d",
-                       size, LLAMA2C_HEADER_BYTES);
+        return ls_fail(err, errlen,
+                       "truncated llama2.c checkpoint: %zu bytes, the header alone is %d", size,
+                       LLAMA2C_HEADER_BYTES);
     int32_t h[7];
     memcpy(h, data, sizeof h);
     model_config *c = &out->cfg;
@@ -63,16 +64,19 @@ int llama2c_parse(const uint8_t *data, size_t size, llama2c_layout *out, char *e
     /* freq_cis_real and freq_cis_imag: (seq_len, head_size/2) each, unused (RoPE is computed) */
     bad |= ls_mul_size((size_t)c->ctx_len, (size_t)c->head_dim / 2, &n) ||
            place(&pos, &out->freq_cis_real, n) || place(&pos, &out->freq_cis_imag, n);
-    if (out->shared_classifier) out->wcls = out->tok_embd;
-    else bad |= ls_mul_size(vocab, dim, &n) || place(&pos, &out->wcls, n);
+    if (out->shared_classifier)
+        out->wcls = out->tok_embd;
+    else
+        bad |= ls_mul_size(vocab, dim, &n) || place(&pos, &out->wcls, n);
     if (bad) return ls_fail(err, errlen, "llama2.c header implies a size that overflows");
     out->file_size = pos;
     if (size != pos)
-        return ls_fail(err, errlen,
-                       "llama2.c checkpoint size %zu does not match the %zu bytes its header implies "
-                       "(dim %d, hidden %d, layers %d, heads %d, kv heads %d, vocab %d, seq_len %d)",
-                       size, pos, c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
-                       h[5], c->ctx_len);
+        return ls_fail(
+            err, errlen,
+            "llama2.c checkpoint size %zu does not match the %zu bytes its header implies "
+            "(dim %d, hidden %d, layers %d, heads %d, kv heads %d, vocab %d, seq_len %d)",
+            size, pos, c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, h[5],
+            c->ctx_len);
     return 0;
 }
 

@@ -19,8 +19,8 @@ typedef struct {
     model_config cfg;
     bool shared_classifier; /* vocab_size in the header was positive: output = token embedding */
     size_t tok_embd, rms_att, wq, wk, wv, wo, rms_ffn, w1, w2, w3, rms_final, freq_cis_real,
-        freq_cis_imag, wcls;       /* byte offsets; wcls == tok_embd when shared */
-    size_t file_size;              /* the exact size the header implies */
+        freq_cis_imag, wcls; /* byte offsets; wcls == tok_embd when shared */
+    size_t file_size;        /* the exact size the header implies */
 } llama2c_layout;
 
 /* Parses the header of a size-byte file and computes its layout. Returns 0, or -1 with a message

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MODEL_MAX_DIM (1 << 20)   /* generous caps that keep int arithmetic on sizes safe */
+#define MODEL_MAX_DIM (1 << 20) /* generous caps that keep int arithmetic on sizes safe */
 #define MODEL_MAX_COUNT (1 << 24)
 
 int model_check_config(const model_config *c, char *err, size_t errlen) {
@@ -32,13 +32,13 @@ int model_check_config(const model_config *c, char *err, size_t errlen) {
     };
     for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++)
         if (ranges[i].v <= 0 || ranges[i].v > ranges[i].max)
-            return ls_fail(err, errlen, "%s %d is out of range (1..%d)", ranges[i].what, ranges[i].v,
-                           ranges[i].max);
+            return ls_fail(err, errlen, "%s %d is out of range (1..%d)", ranges[i].what,
+                           ranges[i].v, ranges[i].max);
     if (c->dim % c->n_heads != 0)
         return ls_fail(err, errlen, "head count %d does not divide dim %d", c->n_heads, c->dim);
     if (c->n_heads % c->n_kv_heads != 0)
-        return ls_fail(err, errlen, "kv head count %d does not divide head count %d",
-                       c->n_kv_heads, c->n_heads);
+        return ls_fail(err, errlen, "kv head count %d does not divide head count %d", c->n_kv_heads,
+                       c->n_heads);
     if (c->head_dim != c->dim / c->n_heads || c->head_dim % 2 != 0)
         return ls_fail(err, errlen, "head dim %d must be dim / n_heads and even", c->head_dim);
     if (c->rope_dim <= 0 || c->rope_dim > c->head_dim || c->rope_dim % 2 != 0)
@@ -171,17 +171,19 @@ static int take(const gguf_file *f, const char *name, int64_t ne0, int64_t ne1, 
     const gguf_tensor *t = gguf_find_tensor(f, name);
     if (!t) return ls_fail(err, errlen, "missing tensor '%s'", name);
     if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != 1 || t->ne[3] != 1)
-        return ls_fail(err, errlen,
-                       "tensor '%s' has shape [%lld, %lld, %lld, %lld], the header implies [%lld, %lld]",
-                       name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
-                       (long long)t->ne[3], (long long)ne0, (long long)ne1);
+        return ls_fail(
+            err, errlen,
+            "tensor '%s' has shape [%lld, %lld, %lld, %lld], the header implies [%lld, %lld]", name,
+            (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3],
+            (long long)ne0, (long long)ne1);
     const char *tn = gguf_ggml_type_name(t->type);
     if (vector && t->type != DT_F32)
         return ls_fail(err, errlen, "tensor '%s' has type %s, norms must be F32", name, tn);
     if (!engine_type(t->type))
-        return ls_fail(err, errlen,
-                       "tensor '%s' has type %s, which is not supported (F32, F16, BF16, Q8_0, Q4_0)",
-                       name, tn);
+        return ls_fail(
+            err, errlen,
+            "tensor '%s' has type %s, which is not supported (F32, F16, BF16, Q8_0, Q4_0)", name,
+            tn);
     size_t align = t->type == DT_F32 ? 4 : 2;
     if ((uintptr_t)t->data % align != 0)
         return ls_fail(err, errlen, "tensor '%s' data is not %zu-byte aligned", name, align);
@@ -253,15 +255,17 @@ static int load_gguf_weights(model *m, char *err, size_t errlen) {
     r = int_key(f, "llama.vocab_size", c->vocab_size, &vocab_key, err, errlen);
     if (r < 0) return -1;
     if (vocab_key != c->vocab_size)
-        return ls_fail(err, errlen, "llama.vocab_size %d disagrees with token_embd.weight's %d rows",
-                       vocab_key, c->vocab_size);
+        return ls_fail(err, errlen,
+                       "llama.vocab_size %d disagrees with token_embd.weight's %d rows", vocab_key,
+                       c->vocab_size);
     if (model_check_config(c, err, errlen) != 0) return -1;
     /* each layer needs nine tensors: a block count the file cannot hold allocates nothing */
     if ((uint64_t)c->n_layers > f->n_tensors / 9)
         return ls_fail(err, errlen, "block_count %d needs more tensors than the file's %llu",
                        c->n_layers, (unsigned long long)f->n_tensors);
     int64_t dim = c->dim, hid = c->hidden_dim, vocab = c->vocab_size;
-    int64_t q_dim = (int64_t)c->n_heads * c->head_dim, kv_dim = (int64_t)c->n_kv_heads * c->head_dim;
+    int64_t q_dim = (int64_t)c->n_heads * c->head_dim,
+            kv_dim = (int64_t)c->n_kv_heads * c->head_dim;
     if (take(f, "token_embd.weight", dim, vocab, false, &m->tok_embd, err, errlen) ||
         take(f, "output_norm.weight", dim, 1, true, &m->out_norm, err, errlen))
         return -1;
@@ -308,7 +312,8 @@ static int is_gguf(const char *path, char *err, size_t errlen) {
     return n == 4 && memcmp(magic, "GGUF", 4) == 0;
 }
 
-tokenizer *model_load_tokenizer(const char *path, char *err, size_t errlen) {
+/* A tokenizer from a GGUF's metadata or a llama2.c tokenizer.bin of n_vocab entries (-1: all). */
+static tokenizer *load_tokenizer_file(const char *path, int n_vocab, char *err, size_t errlen) {
     char sub[LS_ERR_LEN];
     int g = is_gguf(path, err, errlen);
     if (g < 0) return NULL;
@@ -326,30 +331,34 @@ tokenizer *model_load_tokenizer(const char *path, char *err, size_t errlen) {
     int is_checkpoint = llama2c_parse(map.data, map.size, &lay, NULL, 0) == 0;
     map_close(&map);
     if (is_checkpoint) {
-        ls_fail(err, errlen, "%s is a llama2.c model checkpoint, not a tokenizer: pass its "
-                "tokenizer file (tokenizer.bin)", path);
+        ls_fail(err, errlen,
+                "%s is a llama2.c model checkpoint, not a tokenizer: pass its "
+                "tokenizer file (tokenizer.bin)",
+                path);
         return NULL;
     }
-    return tok_load_llama2c(path, -1, err, errlen);
+    return tok_load_llama2c(path, n_vocab, err, errlen);
+}
+
+tokenizer *model_load_tokenizer(const char *path, char *err, size_t errlen) {
+    return load_tokenizer_file(path, -1, err, errlen);
 }
 
 /* The tokenizer for a llama2.c checkpoint: tok_path, else tokenizer.bin beside the model, else
- * none (*out stays NULL). */
+ * none (m->tok stays NULL). */
 static int llama2c_tokenizer(model *m, const char *path, const char *tok_path, char *err,
                              size_t errlen) {
     char beside[1024];
     if (!tok_path) {
         const char *slash = strrchr(path, '/');
         int dir_len = slash ? (int)(slash - path + 1) : 0;
-        if (snprintf(beside, sizeof beside, "%.*stokenizer.bin", dir_len, path) >= (int)sizeof beside)
+        if (snprintf(beside, sizeof beside, "%.*stokenizer.bin", dir_len, path) >=
+            (int)sizeof beside)
             return 0;
         if (access(beside, F_OK) != 0) return 0;
         tok_path = beside;
     }
-    int g = is_gguf(tok_path, err, errlen);
-    if (g < 0) return -1;
-    m->tok = g ? model_load_tokenizer(tok_path, err, errlen)
-               : tok_load_llama2c(tok_path, m->cfg.vocab_size, err, errlen);
+    m->tok = load_tokenizer_file(tok_path, m->cfg.vocab_size, err, errlen);
     return m->tok ? 0 : -1;
 }
 
@@ -388,8 +397,8 @@ model *model_load(const char *path, const char *tokenizer_path, char *err, size_
         if (llama2c_tokenizer(m, path, tokenizer_path, err, errlen) != 0) goto fail;
     }
     if (m->tok && tok_n_vocab(m->tok) != m->cfg.vocab_size) {
-        ls_fail(err, errlen, "%s: the tokenizer has %d tokens but the model's vocab size is %d", path,
-                tok_n_vocab(m->tok), m->cfg.vocab_size);
+        ls_fail(err, errlen, "%s: the tokenizer has %d tokens but the model's vocab size is %d",
+                path, tok_n_vocab(m->tok), m->cfg.vocab_size);
         goto fail;
     }
     return m;
@@ -423,7 +432,8 @@ size_t model_weight_bytes(const model *m) {
         const layer_weights *w = &m->layers[l];
         const tensor *ts[] = {&w->attn_norm, &w->wq,     &w->wk,     &w->wv,  &w->wo,
                               &w->ffn_norm,  &w->w_gate, &w->w_down, &w->w_up};
-        for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++) total += tensor_bytes(ts[k]);
+        for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++)
+            total += tensor_bytes(ts[k]);
     }
     return total;
 }

@@ -29,9 +29,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SPACE_MARK "\xe2\x96\x81" /* U+2581, SentencePiece's visible space */
+#define SPACE_MARK "\xe2\x96\x81"  /* U+2581, SentencePiece's visible space */
 #define REPLACEMENT "\xef\xbf\xbd" /* U+FFFD */
-#define UNK_TEXT " \xe2\x81\x87 " /* what SentencePiece prints for <unk> */
+#define UNK_TEXT " \xe2\x81\x87 "  /* what SentencePiece prints for <unk> */
 
 /* One slot of the piece table: the piece's hash is kept beside its id so that a probe rarely
  * has to touch the piece bytes. */
@@ -42,18 +42,18 @@ typedef struct {
 
 struct tokenizer {
     int n_vocab;
-    char *raw;              /* all raw pieces, each NUL-terminated */
-    size_t *raw_off;        /* (n_vocab + 1) offsets into raw */
-    char *text;             /* all decoded texts (U+2581 -> ' ', <unk> -> UNK_TEXT, control -> "") */
-    size_t *text_off;       /* (n_vocab + 1) offsets into text */
-    float *scores;          /* (n_vocab) */
-    unsigned char *types;   /* (n_vocab) TOK_* */
-    tok_slot *slots;        /* (n_slots) open-addressing table, linear probing */
-    size_t n_slots;         /* a power of two, at least 2 * n_vocab */
-    int byte_id[256];       /* id of <0xNN>, -1 when absent */
-    bool has_bytes;         /* any byte piece: byte fallback instead of <unk> */
-    size_t max_user_len;    /* longest user-defined piece, 0 when there are none */
-    size_t max_text_len;    /* longest decoded text of one piece */
+    char *raw;            /* all raw pieces, each NUL-terminated */
+    size_t *raw_off;      /* (n_vocab + 1) offsets into raw */
+    char *text;           /* all decoded texts (U+2581 -> ' ', <unk> -> UNK_TEXT, control -> "") */
+    size_t *text_off;     /* (n_vocab + 1) offsets into text */
+    float *scores;        /* (n_vocab) */
+    unsigned char *types; /* (n_vocab) TOK_* */
+    tok_slot *slots;      /* (n_slots) open-addressing table, linear probing */
+    size_t n_slots;       /* a power of two, at least 2 * n_vocab */
+    int byte_id[256];     /* id of <0xNN>, -1 when absent */
+    bool has_bytes;       /* any byte piece: byte fallback instead of <unk> */
+    size_t max_user_len;  /* longest user-defined piece, 0 when there are none */
+    size_t max_text_len;  /* longest decoded text of one piece */
     int bos_id, eos_id, unk_id, pad_id;
     bool add_bos, add_dummy_prefix;
 };
@@ -67,7 +67,8 @@ static int utf8_check(const unsigned char *s, size_t n) {
     int need;
     unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
     if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) need = 2;
+    if (c >= 0xC2 && c <= 0xDF)
+        need = 2;
     else if (c >= 0xE0 && c <= 0xEF) {
         need = 3;
         if (c == 0xE0) lo = 0xA0; /* overlong */
@@ -100,7 +101,8 @@ static bool utf8_valid(const char *p, size_t n) {
 
 static uint32_t hash_bytes(const char *s, size_t n) {
     uint32_t h = 2166136261u; /* FNV-1a: short keys, good enough spread for 32k pieces */
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
     return h;
 }
 
@@ -157,7 +159,9 @@ void tok_free(tokenizer *t) {
     free(t);
 }
 
-static bool id_ok(int id, int n) { return id >= -1 && id < n; }
+static bool id_ok(int id, int n) {
+    return id >= -1 && id < n;
+}
 
 tokenizer *tok_create(const tok_vocab *v, char *err, size_t errlen) {
     tokenizer *t = NULL;
@@ -200,7 +204,8 @@ tokenizer *tok_create(const tok_vocab *v, char *err, size_t errlen) {
         }
     }
     size_t text_cap = raw_total + sizeof UNK_TEXT, n_slots = 16;
-    while (n_slots < 2 * (size_t)n) n_slots *= 2;
+    while (n_slots < 2 * (size_t)n)
+        n_slots *= 2;
     t = calloc(1, sizeof *t);
     if (!t) goto oom;
     t->n_vocab = n;
@@ -211,12 +216,13 @@ tokenizer *tok_create(const tok_vocab *v, char *err, size_t errlen) {
     t->scores = malloc((size_t)n * sizeof *t->scores);
     t->types = malloc((size_t)n);
     t->slots = malloc(n_slots * sizeof *t->slots);
-    if (!t->raw || !t->raw_off || !t->text || !t->text_off || !t->scores || !t->types ||
-        !t->slots)
+    if (!t->raw || !t->raw_off || !t->text || !t->text_off || !t->scores || !t->types || !t->slots)
         goto oom;
     t->n_slots = n_slots;
-    for (size_t k = 0; k < n_slots; k++) t->slots[k] = (tok_slot){.hash = 0, .id = -1};
-    for (int b = 0; b < 256; b++) t->byte_id[b] = -1;
+    for (size_t k = 0; k < n_slots; k++)
+        t->slots[k] = (tok_slot){.hash = 0, .id = -1};
+    for (int b = 0; b < 256; b++)
+        t->byte_id[b] = -1;
     t->bos_id = v->bos_id;
     t->eos_id = v->eos_id;
     t->unk_id = v->unk_id;
@@ -230,11 +236,16 @@ tokenizer *tok_create(const tok_vocab *v, char *err, size_t errlen) {
         size_t len = v->piece_lens[i];
         int byte = parse_byte_piece(p, len);
         int type;
-        if (v->types) type = v->types[i];
-        else if (i == v->unk_id) type = TOK_UNKNOWN;
-        else if (i == v->bos_id || i == v->eos_id || i == v->pad_id) type = TOK_CONTROL;
-        else if (byte >= 0) type = TOK_BYTE;
-        else type = TOK_NORMAL;
+        if (v->types)
+            type = v->types[i];
+        else if (i == v->unk_id)
+            type = TOK_UNKNOWN;
+        else if (i == v->bos_id || i == v->eos_id || i == v->pad_id)
+            type = TOK_CONTROL;
+        else if (byte >= 0)
+            type = TOK_BYTE;
+        else
+            type = TOK_NORMAL;
         t->types[i] = (unsigned char)type;
         t->scores[i] = v->scores[i] + 0.0f; /* -0.0 -> +0.0: they tie, as in SentencePiece */
 
@@ -268,8 +279,8 @@ tokenizer *tok_create(const tok_vocab *v, char *err, size_t errlen) {
                 goto fail;
             }
             if (t->byte_id[byte] >= 0) {
-                ls_fail(err, errlen, "tokenizer: byte piece <0x%02X> appears twice (%d, %d)",
-                        byte, t->byte_id[byte], i);
+                ls_fail(err, errlen, "tokenizer: byte piece <0x%02X> appears twice (%d, %d)", byte,
+                        t->byte_id[byte], i);
                 goto fail;
             }
             t->byte_id[byte] = i;
@@ -302,11 +313,21 @@ fail:
 
 /* ---- accessors ---- */
 
-int tok_n_vocab(const tokenizer *t) { return t->n_vocab; }
-int tok_bos(const tokenizer *t) { return t->bos_id; }
-int tok_eos(const tokenizer *t) { return t->eos_id; }
-int tok_unk(const tokenizer *t) { return t->unk_id; }
-bool tok_add_bos(const tokenizer *t) { return t->add_bos; }
+int tok_n_vocab(const tokenizer *t) {
+    return t->n_vocab;
+}
+int tok_bos(const tokenizer *t) {
+    return t->bos_id;
+}
+int tok_eos(const tokenizer *t) {
+    return t->eos_id;
+}
+int tok_unk(const tokenizer *t) {
+    return t->unk_id;
+}
+bool tok_add_bos(const tokenizer *t) {
+    return t->add_bos;
+}
 int tok_type(const tokenizer *t, int id) {
     return id >= 0 && id < t->n_vocab ? t->types[id] : 0;
 }
@@ -361,10 +382,12 @@ static inline uint64_t pair_key(float score, int32_t left) {
     uint32_t bits;
     memcpy(&bits, &score, 4);
     bits = bits & 0x80000000u ? ~bits : bits | 0x80000000u; /* -0.0 was made +0.0 at creation */
-    return (uint64_t)bits << 32 | (uint32_t)~(uint32_t)left;
+    return (uint64_t)bits << 32 | (uint32_t) ~(uint32_t)left;
 }
 
-static inline int32_t pair_left(const tok_pair *p) { return (int32_t)~(uint32_t)p->key; }
+static inline int32_t pair_left(const tok_pair *p) {
+    return (int32_t) ~(uint32_t)p->key;
+}
 
 /* A binary max-heap on key. */
 static void heap_push(tok_pair *h, size_t *n, tok_pair p) {
@@ -430,8 +453,10 @@ int tok_encode(const tokenizer *t, const char *text, size_t len, bool add_bos, i
 
     /* One block: symbols (<= len + 1), candidate heap (each merge queues at most two, so
      * <= 3 * symbols), frozen flags, and the normalized text (<= 3 bytes per input byte). */
-    size_t n_max = len + 1, norm_cap = 3 * len + 3;
-    size_t bytes = n_max * (sizeof(tok_sym) + 3 * sizeof(tok_pair) + 1) + norm_cap;
+    size_t n_max = len + 1, norm_cap = 3 * len + 3, bytes;
+    if (ls_mul_size(n_max, sizeof(tok_sym) + 3 * sizeof(tok_pair) + 1, &bytes) ||
+        ls_add_size(bytes, norm_cap, &bytes))
+        return -1;
     char *block = malloc(bytes);
     if (!block) return -1;
     tok_sym *sym = (tok_sym *)block;
@@ -477,8 +502,8 @@ int tok_encode(const tokenizer *t, const char *text, size_t len, bool add_bos, i
             }
         }
         if (!l) l = (size_t)utf8_check((const unsigned char *)norm + p, pos - p);
-        sym[n_sym] = (tok_sym){.start = (int32_t)p, .len = (int32_t)l, .prev = n_sym - 1,
-                               .next = -1};
+        sym[n_sym] =
+            (tok_sym){.start = (int32_t)p, .len = (int32_t)l, .prev = n_sym - 1, .next = -1};
         if (n_sym > 0) sym[n_sym - 1].next = n_sym;
         frozen[n_sym] = fz;
         n_sym++;
@@ -487,7 +512,8 @@ int tok_encode(const tokenizer *t, const char *text, size_t len, bool add_bos, i
 
     /* Merge the best pair until no adjacent pair forms a piece. */
     size_t n_heap = 0;
-    for (int32_t i = 0; i + 1 < n_sym; i++) try_pair(t, norm, sym, frozen, i, heap, &n_heap);
+    for (int32_t i = 0; i + 1 < n_sym; i++)
+        try_pair(t, norm, sym, frozen, i, heap, &n_heap);
     while (n_heap > 0) {
         tok_pair best = heap_pop(heap, &n_heap);
         int32_t l = pair_left(&best), r = sym[l].next;
@@ -614,7 +640,8 @@ size_t tok_decode(const tokenizer *t, const int32_t *ids, int n, char *out, size
     if (cap > 0) out[0] = '\0';
     tok_stream s;
     tok_stream_init(&s, t, true);
-    for (int i = 0; i < n; i++) stream_feed(&s, ids[i], &o);
+    for (int i = 0; i < n; i++)
+        stream_feed(&s, ids[i], &o);
     drain_pending(&s, &o, true);
     return o.n;
 }
@@ -642,8 +669,9 @@ tokenizer *tok_load_llama2c(const char *path, int n_vocab, char *err, size_t err
         ls_fail(err, errlen, "%s: cannot determine the file size", path);
         goto done;
     }
-    if (size < 4) {
-        ls_fail(err, errlen, "%s: too short for a tokenizer.bin", path);
+    if (size < 4 || size > (1L << 30)) {
+        /* the largest real vocabularies (~250k pieces) take a few MB */
+        ls_fail(err, errlen, "%s: %ld bytes is not the size of a tokenizer.bin", path, size);
         goto done;
     }
     data = malloc((size_t)size);
@@ -717,9 +745,16 @@ tokenizer *tok_load_llama2c(const char *path, int n_vocab, char *err, size_t err
         }
         lens[i] = (size_t)(blob + boff - pieces[i]);
     }
-    tok_vocab v = {.n_vocab = (int)count, .pieces = pieces, .piece_lens = lens,
-                   .scores = scores, .types = NULL, .bos_id = count > 1 ? 1 : -1,
-                   .eos_id = count > 2 ? 2 : -1, .unk_id = 0, .pad_id = -1, .add_bos = true,
+    tok_vocab v = {.n_vocab = (int)count,
+                   .pieces = pieces,
+                   .piece_lens = lens,
+                   .scores = scores,
+                   .types = NULL,
+                   .bos_id = count > 1 ? 1 : -1,
+                   .eos_id = count > 2 ? 2 : -1,
+                   .unk_id = 0,
+                   .pad_id = -1,
+                   .add_bos = true,
                    .add_dummy_prefix = true};
     char why[LS_ERR_LEN];
     t = tok_create(&v, why, sizeof why);

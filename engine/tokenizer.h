@@ -29,8 +29,12 @@ typedef struct {
 /* Copies the vocabulary (the arrays may be freed afterwards). NULL with a message on error
  * (pieces that are not UTF-8, duplicate byte pieces, ids out of range...). */
 tokenizer *tok_create(const tok_vocab *v, char *err, size_t errlen);
-/* Reads a llama2.c tokenizer.bin of n_vocab entries (n_vocab < 0: every entry in the file).
- * BOS = 1, EOS = 2, UNK = 0 as llama2.c assumes. */
+/* Reads a llama2.c tokenizer.bin of n_vocab entries (n_vocab < 0: every entry in the file,
+ * which must then end exactly after the last one; with n_vocab >= 0 bytes after entry n_vocab
+ * are ignored, as llama2.c does). BOS = 1, EOS = 2, UNK = 0 as llama2.c assumes; types are
+ * inferred; add_bos and add_dummy_prefix are true. llama2.c's exporter writes U+2581 as ' '
+ * and BOS/EOS as "\n<s>\n"/"\n</s>\n": both are undone, so pieces read as in the
+ * SentencePiece model and encoding matches it. Every length is checked against the file. */
 tokenizer *tok_load_llama2c(const char *path, int n_vocab, char *err, size_t errlen);
 void tok_free(tokenizer *t);
 

@@ -20,7 +20,8 @@ typedef struct {
 static void gb_put(gbuf *b, const void *p, size_t n) {
     if (b->n + n > b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 256;
-        while (cap < b->n + n) cap *= 2;
+        while (cap < b->n + n)
+            cap *= 2;
         b->p = realloc(b->p, cap);
         if (!b->p) abort();
         b->cap = cap;
@@ -28,15 +29,25 @@ static void gb_put(gbuf *b, const void *p, size_t n) {
     if (n) memcpy(b->p + b->n, p, n);
     b->n += n;
 }
-static void gb_u8(gbuf *b, uint8_t v) { gb_put(b, &v, 1); }
-static void gb_u32(gbuf *b, uint32_t v) { gb_put(b, &v, 4); }
-static void gb_u64(gbuf *b, uint64_t v) { gb_put(b, &v, 8); }
-static void gb_f32(gbuf *b, float v) { gb_put(b, &v, 4); }
+static void gb_u8(gbuf *b, uint8_t v) {
+    gb_put(b, &v, 1);
+}
+static void gb_u32(gbuf *b, uint32_t v) {
+    gb_put(b, &v, 4);
+}
+static void gb_u64(gbuf *b, uint64_t v) {
+    gb_put(b, &v, 8);
+}
+static void gb_f32(gbuf *b, float v) {
+    gb_put(b, &v, 4);
+}
 static void gb_strn(gbuf *b, const char *s, size_t n) {
     gb_u64(b, n);
     gb_put(b, s, n);
 }
-static void gb_str(gbuf *b, const char *s) { gb_strn(b, s, strlen(s)); }
+static void gb_str(gbuf *b, const char *s) {
+    gb_strn(b, s, strlen(s));
+}
 static void gb_free(gbuf *b) {
     free(b->p);
     memset(b, 0, sizeof *b);
@@ -79,7 +90,8 @@ static void gspec_init(gspec *s) {
 }
 
 static void gspec_free(gspec *s) {
-    for (int i = 0; i < s->n_kv; i++) gb_free(&s->kv[i].val);
+    for (int i = 0; i < s->n_kv; i++)
+        gb_free(&s->kv[i].val);
     s->n_kv = 0;
 }
 
@@ -114,10 +126,18 @@ static void kv_del(gspec *s, const char *key) {
     s->n_kv--;
 }
 
-static void kv_u32(gspec *s, const char *key, uint32_t v) { gb_u32(kv_set(s, key, 4), v); }
-static void kv_f32(gspec *s, const char *key, float v) { gb_f32(kv_set(s, key, 6), v); }
-static void kv_bool(gspec *s, const char *key, bool v) { gb_u8(kv_set(s, key, 7), v); }
-static void kv_str(gspec *s, const char *key, const char *v) { gb_str(kv_set(s, key, 8), v); }
+static void kv_u32(gspec *s, const char *key, uint32_t v) {
+    gb_u32(kv_set(s, key, 4), v);
+}
+static void kv_f32(gspec *s, const char *key, float v) {
+    gb_f32(kv_set(s, key, 6), v);
+}
+static void kv_bool(gspec *s, const char *key, bool v) {
+    gb_u8(kv_set(s, key, 7), v);
+}
+static void kv_str(gspec *s, const char *key, const char *v) {
+    gb_str(kv_set(s, key, 8), v);
+}
 
 static gtensor *t_find(gspec *s, const char *name) {
     for (int i = 0; i < s->n_t; i++)
@@ -156,16 +176,25 @@ static size_t gt_bytes(const gtensor *t) {
     for (uint32_t d = 0; d < t->n_dims && d < 4; d++)
         if (__builtin_mul_overflow(n, t->ne[d], &n) || n > (1u << 24)) return 64;
     switch (t->type) {
-    case 0: return (size_t)n * 4;
-    case 1: case 30: return (size_t)n * 2;
-    case 8: return (size_t)n / 32 * 34;
-    case 2: return (size_t)n / 32 * 18;
-    case 3: return (size_t)n / 32 * 20;
-    default: return 64;
+    case 0:
+        return (size_t)n * 4;
+    case 1:
+    case 30:
+        return (size_t)n * 2;
+    case 8:
+        return (size_t)n / 32 * 34;
+    case 2:
+        return (size_t)n / 32 * 18;
+    case 3:
+        return (size_t)n / 32 * 20;
+    default:
+        return 64;
     }
 }
 
-static size_t align_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
+static size_t align_up(size_t x, size_t a) {
+    return (x + a - 1) / a * a;
+}
 
 /* Serializes s into out (which it resets). */
 static void gspec_write(gspec *s, gbuf *out) {
@@ -184,7 +213,8 @@ static void gspec_write(gspec *s, gbuf *out) {
         gtensor *t = &s->t[i];
         gb_strn(out, t->name, t->name_len);
         gb_u32(out, t->n_dims);
-        for (uint32_t d = 0; d < t->n_dims; d++) gb_u64(out, t->ne[d]);
+        for (uint32_t d = 0; d < t->n_dims; d++)
+            gb_u64(out, t->ne[d]);
         gb_u32(out, t->type);
         uint64_t o = t->offset >= 0 ? (uint64_t)t->offset : off;
         gb_u64(out, o);
@@ -195,9 +225,11 @@ static void gspec_write(gspec *s, gbuf *out) {
     }
     if (s->n_t == 0) return;
     size_t start = align_up(out->n, s->align);
-    while (out->n < start) gb_u8(out, 0);
+    while (out->n < start)
+        gb_u8(out, 0);
     /* data: small F32 values (0.01 * ((i % 7) - 3)), whatever the type */
-    for (size_t i = 0; i < align_up(data_size, 4) / 4; i++) gb_f32(out, 0.01f * (float)((int)(i % 7) - 3));
+    for (size_t i = 0; i < align_up(data_size, 4) / 4; i++)
+        gb_f32(out, 0.01f * (float)((int)(i % 7) - 3));
 }
 
 static int write_bytes(const char *path, const void *p, size_t n) {
@@ -208,9 +240,23 @@ static int write_bytes(const char *path, const void *p, size_t n) {
 }
 
 /* Tiny model shape. */
-enum { TM_DIM = 32, TM_HEADS = 4, TM_KV_HEADS = 2, TM_HEAD_DIM = 8, TM_HIDDEN = 64, TM_LAYERS = 2,
-       TM_VOCAB = 264 };
-static const char *tm_words[] = {"\xe2\x96\x81" "a", "\xe2\x96\x81" "b", "ab", "\xe2\x96\x81" "ab", "c"};
+enum {
+    TM_DIM = 32,
+    TM_HEADS = 4,
+    TM_KV_HEADS = 2,
+    TM_HEAD_DIM = 8,
+    TM_HIDDEN = 64,
+    TM_LAYERS = 2,
+    TM_VOCAB = 264
+};
+static const char *tm_words[] = {"\xe2\x96\x81"
+                                 "a",
+                                 "\xe2\x96\x81"
+                                 "b",
+                                 "ab",
+                                 "\xe2\x96\x81"
+                                 "ab",
+                                 "c"};
 
 /* The vocabulary's tokens array with n entries (n <= TM_VOCAB). */
 static void tm_tokens(gspec *s, int n) {
@@ -219,11 +265,16 @@ static void tm_tokens(gspec *s, int n) {
     gb_u64(b, (uint64_t)n);
     for (int i = 0; i < n; i++) {
         char piece[16];
-        if (i == 0) strcpy(piece, "<unk>");
-        else if (i == 1) strcpy(piece, "<s>");
-        else if (i == 2) strcpy(piece, "</s>");
-        else if (i < 259) snprintf(piece, sizeof piece, "<0x%02X>", i - 3);
-        else strcpy(piece, tm_words[i - 259]);
+        if (i == 0)
+            strcpy(piece, "<unk>");
+        else if (i == 1)
+            strcpy(piece, "<s>");
+        else if (i == 2)
+            strcpy(piece, "</s>");
+        else if (i < 259)
+            snprintf(piece, sizeof piece, "<0x%02X>", i - 3);
+        else
+            strcpy(piece, tm_words[i - 259]);
         gb_str(b, piece);
     }
 }
@@ -246,11 +297,13 @@ static void tiny_model(gspec *s, uint32_t mat_type, bool untied) {
     gbuf *b = kv_set(s, "tokenizer.ggml.scores", 9);
     gb_u32(b, 6);
     gb_u64(b, TM_VOCAB);
-    for (int i = 0; i < TM_VOCAB; i++) gb_f32(b, i < 259 ? 0.0f : (float)(-(i - 258)));
+    for (int i = 0; i < TM_VOCAB; i++)
+        gb_f32(b, i < 259 ? 0.0f : (float)(-(i - 258)));
     b = kv_set(s, "tokenizer.ggml.token_type", 9);
     gb_u32(b, 5);
     gb_u64(b, TM_VOCAB);
-    for (int i = 0; i < TM_VOCAB; i++) gb_u32(b, i == 0 ? 2 : i < 3 ? 3 : i < 259 ? 6 : 1);
+    for (int i = 0; i < TM_VOCAB; i++)
+        gb_u32(b, i == 0 ? 2 : i < 3 ? 3 : i < 259 ? 6 : 1);
     kv_u32(s, "tokenizer.ggml.bos_token_id", 1);
     kv_u32(s, "tokenizer.ggml.eos_token_id", 2);
     kv_u32(s, "tokenizer.ggml.unknown_token_id", 0);

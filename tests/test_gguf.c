@@ -38,21 +38,41 @@ static const char *write_spec(gspec *s, const char *name, size_t cut) {
 
 /* ---- malformed GGUF files: one mutation of the valid tiny model each ------------------------- */
 
-static void m_magic(gspec *s) { memcpy(s->magic, "GGUG", 4); }
-static void m_v1(gspec *s) { s->version = 1; }
-static void m_v4(gspec *s) { s->version = 4; }
-static void m_nkv_huge(gspec *s) { s->n_kv_override = (int64_t)1 << 40; }
-static void m_nt_huge(gspec *s) { s->n_tensors_override = (int64_t)1 << 40; }
-static void m_nkv_short(gspec *s) { s->n_kv_override = s->n_kv - 1; } /* a kv read as a tensor */
+static void m_magic(gspec *s) {
+    memcpy(s->magic, "GGUG", 4);
+}
+static void m_v1(gspec *s) {
+    s->version = 1;
+}
+static void m_v4(gspec *s) {
+    s->version = 4;
+}
+static void m_nkv_huge(gspec *s) {
+    s->n_kv_override = (int64_t)1 << 40;
+}
+static void m_nt_huge(gspec *s) {
+    s->n_tensors_override = (int64_t)1 << 40;
+}
+static void m_nkv_short(gspec *s) {
+    s->n_kv_override = s->n_kv - 1;
+} /* a kv read as a tensor */
 static void m_str_huge(gspec *s) {
     gbuf *b = kv_set(s, "general.name", GGUF_STRING);
     gb_u64(b, (uint64_t)1 << 60);
     gb_put(b, "abc", 3);
 }
-static void m_key_utf8(gspec *s) { kv_str(s, "general.\xff", "x"); }
-static void m_val_utf8(gspec *s) { kv_str(s, "general.name", "caf\xc3\x28"); }
-static void m_overlong(gspec *s) { kv_str(s, "general.name", "\xc0\xaf"); }
-static void m_surrogate(gspec *s) { kv_str(s, "general.name", "\xed\xa0\x80"); }
+static void m_key_utf8(gspec *s) {
+    kv_str(s, "general.\xff", "x");
+}
+static void m_val_utf8(gspec *s) {
+    kv_str(s, "general.name", "caf\xc3\x28");
+}
+static void m_overlong(gspec *s) {
+    kv_str(s, "general.name", "\xc0\xaf");
+}
+static void m_surrogate(gspec *s) {
+    kv_str(s, "general.name", "\xed\xa0\x80");
+}
 static void m_dup_key(gspec *s) {
     kv_u32(s, "llama.block_count", TM_LAYERS);
     gkv *kv = &s->kv[s->n_kv++];
@@ -60,8 +80,12 @@ static void m_dup_key(gspec *s) {
     kv->val = (gbuf){0};
     gb_u32(&kv->val, TM_LAYERS);
 }
-static void m_empty_key(gspec *s) { kv_u32(s, "", 1); }
-static void m_vtype(gspec *s) { gb_u32(kv_set(s, "general.x", 13), 0); }
+static void m_empty_key(gspec *s) {
+    kv_u32(s, "", 1);
+}
+static void m_vtype(gspec *s) {
+    gb_u32(kv_set(s, "general.x", 13), 0);
+}
 static void m_arr_count(gspec *s) {
     gbuf *b = kv_set(s, "general.x", GGUF_ARRAY);
     gb_u32(b, GGUF_UINT32);
@@ -82,14 +106,30 @@ static void m_depth_bomb(gspec *s) {
     gb_u32(b, GGUF_UINT8);
     gb_u64(b, 0);
 }
-static void m_bool2(gspec *s) { gb_u8(kv_set(s, "tokenizer.ggml.add_bos_token", GGUF_BOOL), 2); }
-static void m_align48(gspec *s) { kv_u32(s, "general.alignment", 48); }
-static void m_align0(gspec *s) { kv_u32(s, "general.alignment", 0); }
-static void m_align_str(gspec *s) { kv_str(s, "general.alignment", "32"); }
-static void m_ndims5(gspec *s) { s->t[3].n_dims = 5; }
-static void m_ndims0(gspec *s) { s->t[3].n_dims = 0; }
-static void m_zero_dim(gspec *s) { t_find(s, "blk.0.attn_q.weight")->ne[1] = 0; }
-static void m_ttype(gspec *s) { t_find(s, "blk.0.attn_q.weight")->type = 99; }
+static void m_bool2(gspec *s) {
+    gb_u8(kv_set(s, "tokenizer.ggml.add_bos_token", GGUF_BOOL), 2);
+}
+static void m_align48(gspec *s) {
+    kv_u32(s, "general.alignment", 48);
+}
+static void m_align0(gspec *s) {
+    kv_u32(s, "general.alignment", 0);
+}
+static void m_align_str(gspec *s) {
+    kv_str(s, "general.alignment", "32");
+}
+static void m_ndims5(gspec *s) {
+    s->t[3].n_dims = 5;
+}
+static void m_ndims0(gspec *s) {
+    s->t[3].n_dims = 0;
+}
+static void m_zero_dim(gspec *s) {
+    t_find(s, "blk.0.attn_q.weight")->ne[1] = 0;
+}
+static void m_ttype(gspec *s) {
+    t_find(s, "blk.0.attn_q.weight")->type = 99;
+}
 static void m_dup_tensor(gspec *s) {
     gtensor *t = t_find(s, "blk.1.attn_q.weight");
     t->name[4] = '0';
@@ -99,44 +139,78 @@ static void m_name_huge(gspec *s) {
     memset(t->name, 'x', 300);
     t->name_len = 300;
 }
-static void m_misaligned(gspec *s) { t_find(s, "output_norm.weight")->offset = 32 * TM_VOCAB * 4 + 4; }
-static void m_oob(gspec *s) { s->t[s->n_t - 1].offset = (int64_t)1 << 40; }
-static void m_overlap(gspec *s) { t_find(s, "output_norm.weight")->offset = 0; }
+static void m_misaligned(gspec *s) {
+    t_find(s, "output_norm.weight")->offset = 32 * TM_VOCAB * 4 + 4;
+}
+static void m_oob(gspec *s) {
+    s->t[s->n_t - 1].offset = (int64_t)1 << 40;
+}
+static void m_overlap(gspec *s) {
+    t_find(s, "output_norm.weight")->offset = 0;
+}
 static void m_ne_overflow(gspec *s) {
     gtensor *t = t_find(s, "blk.0.attn_q.weight");
     t->ne[0] = (uint64_t)1 << 32;
     t->ne[1] = (uint64_t)1 << 32;
 }
-static void m_ne_neg(gspec *s) { t_find(s, "blk.0.attn_q.weight")->ne[0] = (uint64_t)1 << 63; }
+static void m_ne_neg(gspec *s) {
+    t_find(s, "blk.0.attn_q.weight")->ne[0] = (uint64_t)1 << 63;
+}
 static void m_q8_row(gspec *s) {
     gtensor *t = t_find(s, "blk.0.ffn_down.weight");
     t->type = 8; /* Q8_0 rows of 48: not whole blocks */
     t->ne[0] = 48;
 }
-static void m_no_block_count(gspec *s) { kv_del(s, "llama.block_count"); }
-static void m_dim_str(gspec *s) { kv_str(s, "llama.embedding_length", "32"); }
-static void m_kv_heads(gspec *s) { kv_u32(s, "llama.attention.head_count_kv", 3); }
-static void m_heads(gspec *s) { kv_u32(s, "llama.attention.head_count", 5); }
-static void m_no_tensor(gspec *s) { t_del(s, "blk.1.ffn_up.weight"); }
-static void m_no_embd(gspec *s) { t_del(s, "token_embd.weight"); }
-static void m_shape(gspec *s) { t_find(s, "blk.0.attn_k.weight")->ne[1] = TM_DIM; }
+static void m_no_block_count(gspec *s) {
+    kv_del(s, "llama.block_count");
+}
+static void m_dim_str(gspec *s) {
+    kv_str(s, "llama.embedding_length", "32");
+}
+static void m_kv_heads(gspec *s) {
+    kv_u32(s, "llama.attention.head_count_kv", 3);
+}
+static void m_heads(gspec *s) {
+    kv_u32(s, "llama.attention.head_count", 5);
+}
+static void m_no_tensor(gspec *s) {
+    t_del(s, "blk.1.ffn_up.weight");
+}
+static void m_no_embd(gspec *s) {
+    t_del(s, "token_embd.weight");
+}
+static void m_shape(gspec *s) {
+    t_find(s, "blk.0.attn_k.weight")->ne[1] = TM_DIM;
+}
 static void m_shape3d(gspec *s) {
     gtensor *t = t_find(s, "blk.0.ffn_up.weight");
     t->n_dims = 3;
     t->ne[1] = TM_HIDDEN / 2;
     t->ne[2] = 2;
 }
-static void m_norm_f16(gspec *s) { t_find(s, "output_norm.weight")->type = 1; }
-static void m_q4_1(gspec *s) { t_find(s, "blk.0.attn_q.weight")->type = 3; }
+static void m_norm_f16(gspec *s) {
+    t_find(s, "output_norm.weight")->type = 1;
+}
+static void m_q4_1(gspec *s) {
+    t_find(s, "blk.0.attn_q.weight")->type = 3;
+}
 static void m_vocab(gspec *s) {
     kv_del(s, "tokenizer.ggml.scores");
     kv_del(s, "tokenizer.ggml.token_type");
     tm_tokens(s, TM_VOCAB - 1);
 }
-static void m_arch(gspec *s) { kv_str(s, "general.architecture", "gpt2"); }
-static void m_no_arch(gspec *s) { kv_del(s, "general.architecture"); }
-static void m_tok_model(gspec *s) { kv_str(s, "tokenizer.ggml.model", "gpt2"); }
-static void m_no_tok(gspec *s) { kv_del(s, "tokenizer.ggml.model"); }
+static void m_arch(gspec *s) {
+    kv_str(s, "general.architecture", "gpt2");
+}
+static void m_no_arch(gspec *s) {
+    kv_del(s, "general.architecture");
+}
+static void m_tok_model(gspec *s) {
+    kv_str(s, "tokenizer.ggml.model", "gpt2");
+}
+static void m_no_tok(gspec *s) {
+    kv_del(s, "tokenizer.ggml.model");
+}
 static void m_scores_n(gspec *s) {
     gbuf *b = kv_set(s, "tokenizer.ggml.scores", GGUF_ARRAY);
     gb_u32(b, GGUF_FLOAT32);
@@ -149,13 +223,27 @@ static void m_tokens_type(gspec *s) {
     gb_u64(b, 1);
     gb_u8(b, 0);
 }
-static void m_bos(gspec *s) { kv_u32(s, "tokenizer.ggml.bos_token_id", 5000); }
-static void m_blocks(gspec *s) { kv_u32(s, "llama.block_count", 1000000); }
-static void m_dim_huge(gspec *s) { kv_u32(s, "llama.embedding_length", 0x80000000u); }
-static void m_vocab_key(gspec *s) { kv_u32(s, "llama.vocab_size", 100); }
-static void m_eps(gspec *s) { kv_f32(s, "llama.attention.layer_norm_rms_epsilon", -1.0f); }
-static void m_rope_dim(gspec *s) { kv_u32(s, "llama.rope.dimension_count", 7); }
-static void m_theta_nan(gspec *s) { kv_f32(s, "llama.rope.freq_base", NAN); }
+static void m_bos(gspec *s) {
+    kv_u32(s, "tokenizer.ggml.bos_token_id", 5000);
+}
+static void m_blocks(gspec *s) {
+    kv_u32(s, "llama.block_count", 1000000);
+}
+static void m_dim_huge(gspec *s) {
+    kv_u32(s, "llama.embedding_length", 0x80000000u);
+}
+static void m_vocab_key(gspec *s) {
+    kv_u32(s, "llama.vocab_size", 100);
+}
+static void m_eps(gspec *s) {
+    kv_f32(s, "llama.attention.layer_norm_rms_epsilon", -1.0f);
+}
+static void m_rope_dim(gspec *s) {
+    kv_u32(s, "llama.rope.dimension_count", 7);
+}
+static void m_theta_nan(gspec *s) {
+    kv_f32(s, "llama.rope.freq_base", NAN);
+}
 
 static const struct {
     const char *name;
@@ -248,9 +336,9 @@ static void test_good_gguf(void) {
         uint32_t type;
         bool untied;
         uint32_t version, align;
-    } good[] = {{"f32", 0, true, 3, 32},   {"tied", 0, false, 3, 32}, {"v2", 0, true, 2, 32},
-                {"align64", 0, true, 3, 64}, {"f16", 1, true, 3, 32}, {"bf16", 30, true, 3, 32},
-                {"q8_0", 8, false, 3, 32},  {"q4_0", 2, true, 3, 32}};
+    } good[] = {{"f32", 0, true, 3, 32},     {"tied", 0, false, 3, 32}, {"v2", 0, true, 2, 32},
+                {"align64", 0, true, 3, 64}, {"f16", 1, true, 3, 32},   {"bf16", 30, true, 3, 32},
+                {"q8_0", 8, false, 3, 32},   {"q4_0", 2, true, 3, 32}};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         gspec s;
         tiny_model(&s, good[i].type, good[i].untied);
@@ -304,7 +392,7 @@ static void test_roundtrip(void) {
     kv_bool(&s, "t.bool", true);
     kv_str(&s, "t.str", "h\xc3\xa9llo \xf0\x9f\x99\x82");
     gb_u64(kv_set(&s, "t.u64", GGUF_UINT64), (uint64_t)1 << 63);
-    gb_u64(kv_set(&s, "t.i64", GGUF_INT64), (uint64_t)-((int64_t)1 << 62));
+    gb_u64(kv_set(&s, "t.i64", GGUF_INT64), (uint64_t) - ((int64_t)1 << 62));
     double f64 = 3.25;
     gb_put(kv_set(&s, "t.f64", GGUF_FLOAT64), &f64, 8);
     gbuf *b = kv_set(&s, "t.arr_arr_str", GGUF_ARRAY); /* [["a", "bc"], []] */
@@ -312,7 +400,8 @@ static void test_roundtrip(void) {
     gb_u32(b, GGUF_STRING), gb_u64(b, 2), gb_str(b, "a"), gb_str(b, "bc");
     gb_u32(b, GGUF_STRING), gb_u64(b, 0);
     b = kv_set(&s, "t.depth4", GGUF_ARRAY); /* [[[[7, 8]]]]: the deepest allowed */
-    for (int d = 0; d < 3; d++) gb_u32(b, GGUF_ARRAY), gb_u64(b, 1);
+    for (int d = 0; d < 3; d++)
+        gb_u32(b, GGUF_ARRAY), gb_u64(b, 1);
     gb_u32(b, GGUF_INT16), gb_u64(b, 2);
     uint16_t seven = 7, eight = (uint16_t)-8;
     gb_put(b, &seven, 2), gb_put(b, &eight, 2);
@@ -363,9 +452,11 @@ static void test_roundtrip(void) {
                   v->arr.items[1].arr.elem == GGUF_STRING && v->arr.items[1].arr.n == 0,
               "array of arrays of strings");
         v = gguf_get(f, "t.depth4");
-        for (int d = 0; d < 3 && v; d++) v = v->arr.n == 1 ? &v->arr.items[0] : NULL;
+        for (int d = 0; d < 3 && v; d++)
+            v = v->arr.n == 1 ? &v->arr.items[0] : NULL;
         CHECK(v && v->arr.elem == GGUF_INT16 && v->arr.n == 2 && v->arr.items[0].i == 7 &&
-                  v->arr.items[1].i == -8, "four nested arrays");
+                  v->arr.items[1].i == -8,
+              "four nested arrays");
         v = gguf_get(f, "t.empty_f64");
         CHECK(v && v->arr.n == 0 && v->arr.elem == GGUF_FLOAT64, "empty");
         v = gguf_get(f, "t.bools");
@@ -378,25 +469,32 @@ static void test_roundtrip(void) {
         const gguf_value *arr;
         CHECK(gguf_get_int(f, "t.u32", &i, err, sizeof err) == 0 && i == 4000000000, "get_int u32");
         CHECK(gguf_get_int(f, "t.i8", &i, err, sizeof err) == 0 && i == -5, "get_int i8");
-        CHECK(gguf_get_int(f, "t.u64", &i, err, sizeof err) == -1 && strstr(err, "t.u64"), "u64 range");
-        CHECK(gguf_get_int(f, "t.str", &i, err, sizeof err) == -1 && strstr(err, "string"), "int type");
+        CHECK(gguf_get_int(f, "t.u64", &i, err, sizeof err) == -1 && strstr(err, "t.u64"),
+              "u64 range");
+        CHECK(gguf_get_int(f, "t.str", &i, err, sizeof err) == -1 && strstr(err, "string"),
+              "int type");
         CHECK(gguf_get_int(f, "t.absent", &i, err, sizeof err) == 1, "absent");
         CHECK(gguf_get_float(f, "t.f32", &d, err, sizeof err) == 0 && d == 1.5, "get_float");
         CHECK(gguf_get_float(f, "t.bool", &d, err, sizeof err) == -1, "float type");
         CHECK(gguf_get_bool(f, "t.bool", &bo, err, sizeof err) == 0 && bo, "get_bool");
-        CHECK(gguf_get_bool(f, "t.u8", &bo, err, sizeof err) == -1 && strstr(err, "bool"), "bool type");
+        CHECK(gguf_get_bool(f, "t.u8", &bo, err, sizeof err) == -1 && strstr(err, "bool"),
+              "bool type");
         CHECK(gguf_get_str(f, "t.str", &str, err, sizeof err) == 0 && str.len == 11, "get_str");
-        CHECK(gguf_get_str(f, "t.u8", &str, err, sizeof err) == -1 && strstr(err, "uint8"), "str type");
-        CHECK(gguf_get_array(f, "t.bools", GGUF_BOOL, &arr, err, sizeof err) == 0 && arr->arr.n == 3,
+        CHECK(gguf_get_str(f, "t.u8", &str, err, sizeof err) == -1 && strstr(err, "uint8"),
+              "str type");
+        CHECK(gguf_get_array(f, "t.bools", GGUF_BOOL, &arr, err, sizeof err) == 0 &&
+                  arr->arr.n == 3,
               "get_array");
         CHECK(gguf_get_array(f, "t.bools", GGUF_INT8, &arr, err, sizeof err) == -1 &&
-                  strstr(err, "array of bool"), "array type: %s", err);
+                  strstr(err, "array of bool"),
+              "array type: %s", err);
         CHECK(gguf_find_tensor(f, "token_embd.weight") == NULL, "no tensors");
         gguf_close(f);
     }
     /* five levels of arrays is one too many */
     b = kv_set(&s, "t.depth5", GGUF_ARRAY);
-    for (int d = 0; d < 4; d++) gb_u32(b, GGUF_ARRAY), gb_u64(b, 1);
+    for (int d = 0; d < 4; d++)
+        gb_u32(b, GGUF_ARRAY), gb_u64(b, 1);
     gb_u32(b, GGUF_UINT8), gb_u64(b, 0);
     path = write_spec(&s, "values.gguf", 0);
     gspec_free(&s);
@@ -418,9 +516,12 @@ static void test_truncated_real(void) {
     CHECK(write_bytes(path, src.data, src.size) == 0, "copy");
     /* every byte of the fixed header, every 37th of the metadata and tensor infos, then the data */
     size_t cuts[1200], n = 0;
-    for (size_t c = 0; c < 32; c++) cuts[n++] = c;
-    for (size_t c = 32; c < 24000; c += 37) cuts[n++] = c;
-    for (size_t k = 1; k < 64; k++) cuts[n++] = src.size / 64 * k;
+    for (size_t c = 0; c < 32; c++)
+        cuts[n++] = c;
+    for (size_t c = 32; c < 24000; c += 37)
+        cuts[n++] = c;
+    for (size_t k = 1; k < 64; k++)
+        cuts[n++] = src.size / 64 * k;
     cuts[n++] = src.size - 1;
     int n_bad = 0;
     for (size_t i = n; i-- > 0;) { /* longest first: each cut shortens the same file */
@@ -451,7 +552,8 @@ int main(void) {
     test_roundtrip();
     test_truncated_real();
     test_llama2c();
-    for (int i = n_written; i-- > 0;) unlink(written[i]);
+    for (int i = n_written; i-- > 0;)
+        unlink(written[i]);
     CHECK(rmdir(tmpdir) == 0, "removing %s", tmpdir);
     return check_summary();
 }

@@ -9,24 +9,34 @@
 #include <string.h>
 
 /* The mapping a model's weights must lie in. */
-static const mapfile *model_map(const model *m) { return m->gguf ? &m->gguf->map : &m->map; }
+static const mapfile *model_map(const model *m) {
+    return m->gguf ? &m->gguf->map : &m->map;
+}
 
 static bool inside(const model *m, const tensor *t, size_t bytes) {
     const mapfile *map = model_map(m);
     const uint8_t *p = t->data;
-    return p && p >= map->data && bytes <= map->size && (size_t)(p - map->data) <= map->size - bytes;
+    return p && p >= map->data && bytes <= map->size &&
+           (size_t)(p - map->data) <= map->size - bytes;
 }
 
-static size_t f32_bytes(const tensor *t) { return (size_t)(t->ne[0] * t->ne[1]) * sizeof(float); }
+static size_t f32_bytes(const tensor *t) {
+    return (size_t)(t->ne[0] * t->ne[1]) * sizeof(float);
+}
 
 /* Bytes of a tensor of type F32/F16/Q8_0/Q4_0 with rows of ne[0]. */
 static size_t bytes_of(const tensor *t) {
     size_t n = (size_t)(t->ne[0] * t->ne[1]);
     switch (t->type) {
-    case DT_F32: return n * 4;
-    case DT_F16: case DT_BF16: return n * 2;
-    case DT_Q8_0: return n / 32 * 34;
-    case DT_Q4_0: return n / 32 * 18;
+    case DT_F32:
+        return n * 4;
+    case DT_F16:
+    case DT_BF16:
+        return n * 2;
+    case DT_Q8_0:
+        return n / 32 * 34;
+    case DT_Q4_0:
+        return n / 32 * 18;
     }
     return 0;
 }
@@ -68,10 +78,14 @@ static void check_model(const model *m, const model_config *want, dtype mat_type
             const tensor *t;
             int64_t ne0, ne1;
             const char *name;
-        } ts[] = {{&w->attn_norm, dim, 1, "attn_norm"}, {&w->wq, dim, dim, "wq"},
-                  {&w->wk, dim, kv, "wk"},              {&w->wv, dim, kv, "wv"},
-                  {&w->wo, dim, dim, "wo"},             {&w->ffn_norm, dim, 1, "ffn_norm"},
-                  {&w->w_gate, dim, hid, "w_gate"},     {&w->w_down, hid, dim, "w_down"},
+        } ts[] = {{&w->attn_norm, dim, 1, "attn_norm"},
+                  {&w->wq, dim, dim, "wq"},
+                  {&w->wk, dim, kv, "wk"},
+                  {&w->wv, dim, kv, "wv"},
+                  {&w->wo, dim, dim, "wo"},
+                  {&w->ffn_norm, dim, 1, "ffn_norm"},
+                  {&w->w_gate, dim, hid, "w_gate"},
+                  {&w->w_down, hid, dim, "w_down"},
                   {&w->w_up, dim, hid, "w_up"}};
         for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++) {
             check_shape(ts[k].t, ts[k].ne0, ts[k].ne1, ts[k].name);
@@ -83,16 +97,27 @@ static void check_model(const model *m, const model_config *want, dtype mat_type
     }
 }
 
-static const model_config kjv = {.dim = 256, .n_layers = 4, .n_heads = 8, .n_kv_heads = 4,
-                                 .head_dim = 32, .hidden_dim = 704, .vocab_size = 1024,
+static const model_config kjv = {.dim = 256,
+                                 .n_layers = 4,
+                                 .n_heads = 8,
+                                 .n_kv_heads = 4,
+                                 .head_dim = 32,
+                                 .hidden_dim = 704,
+                                 .vocab_size = 1024,
                                  .ctx_len = 256};
-static const model_config stories = {.dim = 64, .n_layers = 5, .n_heads = 8, .n_kv_heads = 4,
-                                     .head_dim = 8, .hidden_dim = 172, .vocab_size = 512,
+static const model_config stories = {.dim = 64,
+                                     .n_layers = 5,
+                                     .n_heads = 8,
+                                     .n_kv_heads = 4,
+                                     .head_dim = 8,
+                                     .hidden_dim = 172,
+                                     .vocab_size = 512,
                                      .ctx_len = 512};
 
 static model *load(const char *name, const char *tok) {
     char err[LS_ERR_LEN] = "";
-    model *m = model_load(check_model_path(name), tok ? check_model_path(tok) : NULL, err, sizeof err);
+    model *m =
+        model_load(check_model_path(name), tok ? check_model_path(tok) : NULL, err, sizeof err);
     CHECK(m != NULL, "loading %s: %s", name, err);
     return m;
 }
@@ -104,10 +129,10 @@ static void check_same_weights(const model *a, const model *b) {
     CHECK(!memcmp(a->out_norm.data, b->out_norm.data, f32_bytes(&a->out_norm)), "out_norm differs");
     for (int l = 0; l < a->cfg.n_layers; l++) {
         const layer_weights *x = &a->layers[l], *y = &b->layers[l];
-        const tensor *xs[] = {&x->attn_norm, &x->wq, &x->wk, &x->wv, &x->wo,
-                              &x->ffn_norm, &x->w_gate, &x->w_down, &x->w_up};
-        const tensor *ys[] = {&y->attn_norm, &y->wq, &y->wk, &y->wv, &y->wo,
-                              &y->ffn_norm, &y->w_gate, &y->w_down, &y->w_up};
+        const tensor *xs[] = {&x->attn_norm, &x->wq,     &x->wk,     &x->wv,  &x->wo,
+                              &x->ffn_norm,  &x->w_gate, &x->w_down, &x->w_up};
+        const tensor *ys[] = {&y->attn_norm, &y->wq,     &y->wk,     &y->wv,  &y->wo,
+                              &y->ffn_norm,  &y->w_gate, &y->w_down, &y->w_up};
         for (int k = 0; k < 9; k++)
             CHECK(!memcmp(xs[k]->data, ys[k]->data, f32_bytes(xs[k])), "layer %d tensor %d differs",
                   l, k);
@@ -125,7 +150,8 @@ int main(void) {
         /* weight bytes: every layer's matrices and norms, the classifier, one embedding row */
         size_t per_layer = 4 * (256 * 256 * 2 + 256 * 128 * 2 + 3 * 256 * 704 + 2 * 256);
         size_t want = 4 * per_layer + 4 * (256 + 1024 * 256 + 256);
-        CHECK(model_weight_bytes(g) == want, "weight bytes %zu, want %zu", model_weight_bytes(g), want);
+        CHECK(model_weight_bytes(g) == want, "weight bytes %zu, want %zu", model_weight_bytes(g),
+              want);
     }
     /* the same file twice: two independent models sharing page-cache pages */
     model *g2 = load("kjv-demo.gguf", NULL);
@@ -155,7 +181,8 @@ int main(void) {
     const struct {
         const char *name;
         dtype type;
-    } variants[] = {{"kjv-demo-f16.gguf", DT_F16}, {"kjv-demo-q8_0.gguf", DT_Q8_0},
+    } variants[] = {{"kjv-demo-f16.gguf", DT_F16},
+                    {"kjv-demo-q8_0.gguf", DT_Q8_0},
                     {"kjv-demo-q4_0.gguf", DT_Q4_0}};
     for (size_t i = 0; i < 3; i++) {
         model *v = load(variants[i].name, NULL);
@@ -199,7 +226,8 @@ int main(void) {
     tok_free(t);
     err[0] = 0;
     t = model_load_tokenizer(check_model_path("kjv-demo.bin"), err, sizeof err);
-    CHECK(t == NULL && strstr(err, "checkpoint") && strstr(err, "tokenizer"), "checkpoint: %s", err);
+    CHECK(t == NULL && strstr(err, "checkpoint") && strstr(err, "tokenizer"), "checkpoint: %s",
+          err);
     tok_free(t);
     err[0] = 0;
     t = model_load_tokenizer(check_model_path("no-such-file.bin"), err, sizeof err);

@@ -148,17 +148,18 @@ def main():
     # binary and large input on stdin
     rc, out, err = run(["--model", llama_gguf, "--no-bos"], stdin=b"\x00\xff\xfe a\x00")
     check(rc == 0 and ids_of(out) == [29871, 3, 26308, 263, 3], "binary stdin: %r" % out)
-    n = 200000
+    n = 100000
     rc, out, err = run(["--model", llama_gguf, "--no-bos"], stdin=b"hello world " * n)
-    check(rc == 0 and ids_of(out) == [22172, 3186] * n + [29871], "2.4 MB of stdin")
+    check(rc == 0 and ids_of(out) == [22172, 3186] * n + [29871], "1.2 MB of stdin")
 
     # SentencePiece's ids for the golden corpora
     llama = golden("tokenizer-llama2.txt")
     kjv = golden("tokenizer-kjv.txt")
-    check_golden(llama_gguf, llama[::4], "llama2-vocab.gguf stdin", False)
-    check_golden(llama_bin, llama[1::8], "llama2-tokenizer.bin argv", True)
-    check_golden(kjv_gguf, kjv[::2], "kjv-demo.gguf stdin", False)
-    check_golden(kjv_bin, kjv[1::4], "kjv-demo-tokenizer.bin argv", True)
+    # (a sample: each run loads the vocabulary anew; tests/test_tokenizer.c checks every line)
+    check_golden(llama_gguf, llama[::10], "llama2-vocab.gguf stdin", False)
+    check_golden(llama_bin, llama[5::20], "llama2-tokenizer.bin argv", True)
+    check_golden(kjv_gguf, kjv[::5], "kjv-demo.gguf stdin", False)
+    check_golden(kjv_bin, kjv[2::10], "kjv-demo-tokenizer.bin argv", True)
 
     print("%d checks passed, %d failed" % (passed, failed))
     return 1 if failed else 0

@@ -38,14 +38,18 @@ static size_t unescape(char *s, size_t n) {
             continue;
         }
         char c = s[++i];
-        if (c == 't') s[o++] = '\t';
-        else if (c == 'n') s[o++] = '\n';
-        else if (c == 'r') s[o++] = '\r';
+        if (c == 't')
+            s[o++] = '\t';
+        else if (c == 'n')
+            s[o++] = '\n';
+        else if (c == 'r')
+            s[o++] = '\r';
         else if (c == 'x' && i + 2 < n) {
             char hex[3] = {s[i + 1], s[i + 2], 0};
             s[o++] = (char)strtol(hex, NULL, 16);
             i += 2;
-        } else s[o++] = c;
+        } else
+            s[o++] = c;
     }
     return o;
 }
@@ -58,6 +62,32 @@ static bool utf8_whole(const char *s, size_t n) {
         if (!k || i + k > n) return false;
         for (size_t j = 1; j < k; j++)
             if (((unsigned char)s[i + j] & 0xC0) != 0x80) return false;
+        i += k;
+    }
+    return true;
+}
+
+/* Strictly valid UTF-8 (no overlongs, surrogates or code points past U+10FFFF) without
+ * U+2581: the texts for which decode(encode(x)) == x holds (SentencePiece reads U+2581 in the
+ * input as a space and replaces invalid bytes with U+FFFD). */
+static bool round_trips(const char *p, size_t n) {
+    const unsigned char *s = (const unsigned char *)p;
+    for (size_t i = 0; i < n;) {
+        unsigned c = s[i];
+        size_t k = c < 0x80                 ? 1
+                   : c >= 0xC2 && c <= 0xDF ? 2
+                   : c >= 0xE0 && c <= 0xEF ? 3
+                   : c >= 0xF0 && c <= 0xF4 ? 4
+                                            : 0;
+        if (!k || i + k > n) return false;
+        uint32_t cp = k == 1 ? c : c & (0xFF >> (k + 1));
+        for (size_t j = 1; j < k; j++) {
+            if ((s[i + j] & 0xC0) != 0x80) return false;
+            cp = cp << 6 | (s[i + j] & 0x3F);
+        }
+        if ((k == 3 && cp < 0x800) || (k == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+            (cp >= 0xD800 && cp <= 0xDFFF) || cp == 0x2581)
+            return false;
         i += k;
     }
     return true;
@@ -88,7 +118,7 @@ static void check_golden(const tokenizer *t, const char *file, const char *what)
     char *data = read_all(check_test_path(file), &n);
     CHECK(data != NULL, "cannot read %s", file);
     if (!data) return;
-    int lines = 0, enc_bad = 0, dec_bad = 0, stream_bad = 0;
+    int lines = 0, enc_bad = 0, dec_bad = 0, stream_bad = 0, n_trip = 0, trip_bad = 0;
     int32_t *ids = malloc(sizeof(int32_t) * 200000), *want = malloc(sizeof(int32_t) * 200000);
     char *dec = malloc(1 << 20);
     for (char *line = data, *end; line < data + n; line = end + 1) {
@@ -104,7 +134,8 @@ static void check_golden(const tokenizer *t, const char *file, const char *what)
         int n_want = 0;
         for (char *p = tab1 + 1; p < tab2;) {
             want[n_want++] = (int32_t)strtol(p, &p, 10);
-            while (p < tab2 && *p == ' ') p++;
+            while (p < tab2 && *p == ' ')
+                p++;
         }
         const char *exp = line;
         size_t exp_len = text_len;
@@ -117,7 +148,8 @@ static void check_golden(const tokenizer *t, const char *file, const char *what)
         bool ok = got == n_want && !memcmp(ids, want, sizeof(int32_t) * (size_t)n_want);
         if (!ok && enc_bad++ < 5) {
             int at = 0;
-            while (at < got && at < n_want && ids[at] == want[at]) at++;
+            while (at < got && at < n_want && ids[at] == want[at])
+                at++;
             CHECK(ok, "%s: %s line %d (%zu bytes): %d ids, want %d; first difference at %d: %d",
                   what, file, lines, text_len, got, n_want, at, at < n_want ? want[at] : -1);
         }
@@ -128,6 +160,14 @@ static void check_golden(const tokenizer *t, const char *file, const char *what)
             CHECK(ok, "%s: %s line %d decodes to %zu bytes '%.60s', want %zu", what, file, lines,
                   dl, dec, exp_len);
 
+        if (round_trips(line, text_len)) {
+            n_trip++;
+            size_t rl = tok_decode(t, ids, got, dec, 1 << 20);
+            ok = got >= 0 && rl == text_len && !memcmp(dec, line, text_len);
+            if (!ok && trip_bad++ < 5)
+                CHECK(ok, "%s: %s line %d: decode(encode(x)) != x", what, file, lines);
+        }
+
         size_t sl;
         char *st = stream_all(t, want, n_want, true, &sl);
         ok = sl == dl && !memcmp(st, dec, sl);
@@ -135,10 +175,13 @@ static void check_golden(const tokenizer *t, const char *file, const char *what)
             CHECK(ok, "%s: %s line %d streams differently from tok_decode", what, file, lines);
         free(st);
     }
-    printf("%s: %s: %d lines, %d encode / %d decode / %d stream mismatches\n", what, file,
-           lines, enc_bad, dec_bad, stream_bad);
+    printf("%s: %s: %d lines, %d encode / %d decode / %d stream mismatches; %d of %d round "
+           "trips fail\n",
+           what, file, lines, enc_bad, dec_bad, stream_bad, trip_bad, n_trip);
     CHECK(lines > 100, "%s has only %d lines", file, lines);
-    CHECK(enc_bad == 0 && dec_bad == 0 && stream_bad == 0, "%s: %s mismatches", what, file);
+    CHECK(enc_bad == 0 && dec_bad == 0 && stream_bad == 0 && trip_bad == 0, "%s: %s mismatches",
+          what, file);
+    CHECK(n_trip > lines / 2, "%s: only %d round-trip lines", file, n_trip);
     free(ids);
     free(want);
     free(dec);
@@ -152,8 +195,7 @@ static void check_basics(const tokenizer *t) {
     CHECK(tok_add_bos(t), "add_bos");
     CHECK(tok_encode(t, "", 0, false, ids, 64) == 0, "empty text gives no ids");
     CHECK(tok_encode(t, "", 0, true, ids, 64) == 1 && ids[0] == 1, "empty text + BOS");
-    CHECK(tok_encode(t, "hello", 5, true, ids, 64) == 2 && ids[0] == 1 && ids[1] == 22172,
-          "hello");
+    CHECK(tok_encode(t, "hello", 5, true, ids, 64) == 2 && ids[0] == 1 && ids[1] == 22172, "hello");
     /* cap too small: the full count comes back, nothing past cap is written */
     ids[1] = -7;
     CHECK(tok_encode(t, "hello world", 11, true, ids, 1) == 3 && ids[1] == -7, "cap");
@@ -197,7 +239,8 @@ static void check_basics(const tokenizer *t) {
     tok_stream s;
     tok_stream_init(&s, t, false);
     int32_t emoji[] = {243, 162, 156, 133}; /* F0 9F 99 82 = U+1F642 */
-    for (int i = 0; i < 3; i++) CHECK(tok_stream_feed(&s, emoji[i], out, 16) == 0, "held");
+    for (int i = 0; i < 3; i++)
+        CHECK(tok_stream_feed(&s, emoji[i], out, 16) == 0, "held");
     CHECK(tok_stream_feed(&s, emoji[3], out, 16) == 4 && !strcmp(out, "\xf0\x9f\x99\x82"),
           "emoji completes");
     CHECK(tok_stream_flush(&s, out, 16) == 0, "nothing left");
@@ -215,8 +258,8 @@ static void check_basics(const tokenizer *t) {
 
 /* Byte-split text of every kind streams in whole characters and equals tok_decode. */
 static void check_stream_split(const tokenizer *t) {
-    const char *texts[] = {"🙂👨‍👩‍👧 中文字 𠀀𪚥 café ꙮ \xf4\x8f\xbf\xbf x", "  \t\n 日本語\n",
-                           "bad \xe2\x82 bytes \xff\xc3"};
+    const char *texts[] = {"🙂👨‍👩‍👧 中文字 𠀀𪚥 café ꙮ \xf4\x8f\xbf\xbf x",
+                           "  \t\n 日本語\n", "bad \xe2\x82 bytes \xff\xc3"};
     for (size_t k = 0; k < sizeof texts / sizeof texts[0]; k++) {
         int32_t ids[256];
         int n = tok_encode(t, texts[k], strlen(texts[k]), true, ids, 256);
@@ -234,8 +277,8 @@ static void check_stream_split(const tokenizer *t) {
 static void check_long(const tokenizer *t) {
     size_t n = 300000;
     char *text = malloc(n + 1);
-    const char *words[] = {"the ", "quick ", "brown ", "fox ", "jumps ", "  ", "\n", "日本 ",
-                           "🙂", "a", "1234 "};
+    const char *words[] = {"the ", "quick ", "brown ", "fox ", "jumps ", "  ",
+                           "\n",   "日本 ",  "🙂",   "a",    "1234 "};
     size_t o = 0;
     for (unsigned i = 0; o + 16 < n; i = i * 1103515245u + 12345u) {
         const char *w = words[(i >> 16) % 11];
@@ -248,7 +291,8 @@ static void check_long(const tokenizer *t) {
     CHECK(tok_encode(t, text, o, false, ids, cnt) == cnt, "same count twice");
     char *dec = malloc(o + 1);
     CHECK(tok_decode(t, ids, cnt, dec, o + 1) == o && !memcmp(dec, text, o), "long round trip");
-    int run = tok_encode(t, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 50, false, NULL, 0);
+    int run =
+        tok_encode(t, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 50, false, NULL, 0);
     CHECK(run > 0 && run < 50, "a run merges (%d ids)", run);
     free(text);
     free(ids);
@@ -259,11 +303,20 @@ static void check_long(const tokenizer *t) {
 static void check_small_vocab(void) {
     const char *p[] = {"<unk>", "<s>", "</s>", "a", "b", "ab", "bb", "c", "<x>", "\xe2\x96\x81"};
     size_t lens[10];
-    for (int i = 0; i < 10; i++) lens[i] = strlen(p[i]);
+    for (int i = 0; i < 10; i++)
+        lens[i] = strlen(p[i]);
     float sc[10] = {0, 0, 0, -5, -5, -1, -1, -5, 0, -5};
     int32_t ty[10] = {TOK_UNKNOWN, TOK_CONTROL, TOK_CONTROL, 1, 1, 1, 1, 1, TOK_USER_DEFINED, 1};
-    tok_vocab v = {.n_vocab = 10, .pieces = p, .piece_lens = lens, .scores = sc, .types = ty,
-                   .bos_id = 1, .eos_id = 2, .unk_id = 0, .pad_id = -1, .add_bos = true};
+    tok_vocab v = {.n_vocab = 10,
+                   .pieces = p,
+                   .piece_lens = lens,
+                   .scores = sc,
+                   .types = ty,
+                   .bos_id = 1,
+                   .eos_id = 2,
+                   .unk_id = 0,
+                   .pad_id = -1,
+                   .add_bos = true};
     char err[LS_ERR_LEN] = "";
     tokenizer *t = tok_create(&v, err, sizeof err);
     CHECK(t != NULL, "small vocab: %s", err);
@@ -289,8 +342,12 @@ static void check_small_vocab(void) {
     struct {
         int field;
         const char *why;
-    } bad[] = {{0, "no pieces"}, {1, "bos out of range"}, {2, "NaN score"},
-               {3, "unknown type"}, {4, "byte type that is not <0xNN>"}, {5, "not UTF-8"}};
+    } bad[] = {{0, "no pieces"},
+               {1, "bos out of range"},
+               {2, "NaN score"},
+               {3, "unknown type"},
+               {4, "byte type that is not <0xNN>"},
+               {5, "not UTF-8"}};
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
         tok_vocab w = v;
         float sc2[10];
@@ -348,8 +405,8 @@ static void check_hostile_bin(void) {
     CHECK(t && tok_n_vocab(t) == 3, "small valid file");
     tok_free(t);
     struct {
-        size_t cut;  /* bytes kept (0: all) */
-        int patch;   /* offset of an int32 to overwrite (-1: none) */
+        size_t cut; /* bytes kept (0: all) */
+        int patch;  /* offset of an int32 to overwrite (-1: none) */
         int32_t val;
         int n_vocab;
         const char *why;
