@@ -113,7 +113,9 @@ static int parse(gen_opts *o, int argc, char **argv, char *err, size_t errlen) {
         case O_IDS: o->token_ids = true; break;
         case 'h': return 1;
         case ':': return ls_fail(err, errlen, "%s needs a value", argv[optind - 1]);
-        default: return ls_fail(err, errlen, "unknown option '%s'", argv[optind - 1]);
+        default: /* optopt names an unknown short option, even inside a cluster like -xq */
+            if (optopt) return ls_fail(err, errlen, "unknown option '-%c'", optopt);
+            return ls_fail(err, errlen, "unknown option '%s'", argv[optind - 1]);
         }
         if (rc) return -1;
     }

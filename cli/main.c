@@ -13,6 +13,8 @@ static const struct {
     {"generate", cmd_generate, "generate text from a prompt"},
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"inspect", cmd_inspect, "print a model file's metadata and tensors"},
+    {"bench", cmd_bench, "measure prompt and generation speed (llama-bench style)"},
+    {"make-model", cmd_make_model, "write a random-weight model of a real shape"},
 };
 
 static void usage(FILE *f) {

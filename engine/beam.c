@@ -35,15 +35,16 @@ typedef struct {
 typedef struct {
     int B, V, max_new;
     kv_cache *kv[BEAM_MAX_WIDTH];
-    float *logits;      /* (B, V) logits of live beam b, row b */
-    tok_cand *cands;    /* (V) for the top-2B selection of one beam */
-    beam_prop *props;   /* (B * 2B) */
+    float *logits;    /* (B, V) logits of live beam b, row b */
+    tok_cand *cands;  /* (V) for the top-2B selection of one beam */
+    beam_prop *props; /* (B * 2B) */
     beam_live live[BEAM_MAX_WIDTH], next[BEAM_MAX_WIDTH];
-    int32_t *tok_live;  /* (B, max_new) tokens of live beam b, row b */
-    int32_t *tok_next;  /* (B, max_new) */
-    beam_hyp *hyps;     /* (n_best) finished hypotheses, unordered */
+    int32_t *tok_live; /* (B, max_new) tokens of live beam b, row b */
+    int32_t *tok_next; /* (B, max_new) */
+    beam_hyp *hyps;    /* (n_best) finished hypotheses, unordered */
     int n_hyps, n_best;
     float alpha;
+    int n_streamed; /* tokens already given to on_token */
 } search;
 
 void beam_params_default(beam_params *p) {
@@ -94,12 +95,14 @@ static int hyp_worst(const search *s) {
 /* Offers a finished hypothesis: tokens (n) of the live beam plus nothing (the EOS, if any, is
  * counted by ended_eos). Kept when there is room or it beats the worst kept one. */
 static void hyp_offer(search *s, const int32_t *tokens, int n, double logprob, bool ended_eos) {
-    beam_hyp h = {.tokens = (int32_t *)tokens, .n_tokens = n, .logprob = logprob,
-                  .ended_eos = ended_eos};
+    beam_hyp h = {
+        .tokens = (int32_t *)tokens, .n_tokens = n, .logprob = logprob, .ended_eos = ended_eos};
     h.score = beam_score(logprob, n + (ended_eos ? 1 : 0), s->alpha);
     int slot = hyp_worst(s);
-    if (slot < 0) slot = s->n_hyps++;
-    else if (hyp_cmp(&h, &s->hyps[slot]) >= 0) return;
+    if (slot < 0)
+        slot = s->n_hyps++;
+    else if (hyp_cmp(&h, &s->hyps[slot]) >= 0)
+        return;
     beam_hyp *d = &s->hyps[slot];
     memcpy(d->tokens, tokens, (size_t)n * sizeof *tokens);
     d->n_tokens = n;
@@ -116,14 +119,16 @@ static double live_bound(const search *s, double lp, int n_tok) {
 }
 
 static void search_free(search *s) {
-    for (int i = 0; i < BEAM_MAX_WIDTH; i++) kv_free(s->kv[i]);
+    for (int i = 0; i < BEAM_MAX_WIDTH; i++)
+        kv_free(s->kv[i]);
     free(s->logits);
     free(s->cands);
     free(s->props);
     free(s->tok_live);
     free(s->tok_next);
     if (s->hyps)
-        for (int i = 0; i < s->n_best; i++) free(s->hyps[i].tokens);
+        for (int i = 0; i < s->n_best; i++)
+            free(s->hyps[i].tokens);
     free(s->hyps);
 }
 
@@ -159,9 +164,11 @@ static int propose(search *s, int b, beam_prop *out) {
     double max = -INFINITY, sum = 0.0;
     for (int i = 0; i < s->V; i++)
         if (row[i] > max) max = row[i];
-    for (int i = 0; i < s->V; i++) sum += exp((double)row[i] - max);
+    for (int i = 0; i < s->V; i++)
+        sum += exp((double)row[i] - max);
     double lse = max + log(sum);
-    for (int i = 0; i < s->V; i++) s->cands[i] = (tok_cand){.id = i, .logit = row[i]};
+    for (int i = 0; i < s->V; i++)
+        s->cands[i] = (tok_cand){.id = i, .logit = row[i]};
     int k = sampler_top_k(s->cands, s->V, 2 * s->B);
     for (int i = 0; i < k; i++)
         out[i] = (beam_prop){.logprob = s->live[b].logprob + ((double)s->cands[i].logit - lse),
@@ -189,13 +196,33 @@ static int assign_caches(search *s, int n_next, char *err, size_t errlen) {
     int free_c = 0;
     for (int j = 0; j < n_next; j++) {
         if (s->next[j].cache >= 0) continue;
-        while (free_c < s->B && taken[free_c]) free_c++;
+        while (free_c < s->B && taken[free_c])
+            free_c++;
         if (free_c == s->B) return ls_fail(err, errlen, "beam: internal error, no free cache");
         const kv_cache *src = s->kv[s->live[s->next[j].parent].cache];
-        if (kv_copy(s->kv[free_c], src) != 0)
-            return ls_fail(err, errlen, "beam: kv_copy failed");
+        if (kv_copy(s->kv[free_c], src) != 0) return ls_fail(err, errlen, "beam: kv_copy failed");
         taken[free_c] = true;
         s->next[j].cache = free_c;
+    }
+    return 0;
+}
+
+/* Streams the tokens that every live beam (n_next of them, t + 1 tokens each) and every kept
+ * hypothesis now agree on. The set only ever narrows to descendants, so the common prefix only
+ * grows. Returns non-zero when the callback cancels. */
+static int stream_common(search *s, const beam_params *p, int n_next, int t) {
+    if (!p->on_token || n_next == 0) return 0;
+    const int32_t *best = s->tok_next; /* row 0 */
+    int limit = t + 1;
+    for (int h = 0; h < s->n_hyps; h++)
+        if (s->hyps[h].n_tokens < limit) limit = s->hyps[h].n_tokens;
+    for (; s->n_streamed < limit; s->n_streamed++) {
+        int k = s->n_streamed;
+        for (int j = 1; j < n_next; j++)
+            if (s->tok_next[(size_t)j * s->max_new + k] != best[k]) return 0;
+        for (int h = 0; h < s->n_hyps; h++)
+            if (s->hyps[h].tokens[k] != best[k]) return 0;
+        if (p->on_token(p->ctx, best[k]) != 0) return 1;
     }
     return 0;
 }
@@ -240,16 +267,18 @@ int beam_search(const model *m, fwd_ctx *f, const int32_t *prompt, int n_prompt,
     }
 
     /* Prefill the prompt once, into cache 0; other beams copy it when they fork. */
-    for (int i = 0; i < n_prompt; i++) pos_buf[i] = i;
-    fwd_batch pb = {.n_tokens = n_prompt, .token = prompt, .pos = pos_buf, .seq = seq_buf,
-                    .logits = NULL};
+    for (int i = 0; i < n_prompt; i++)
+        pos_buf[i] = i;
+    fwd_batch pb = {
+        .n_tokens = n_prompt, .token = prompt, .pos = pos_buf, .seq = seq_buf, .logits = NULL};
     if (fwd_decode(f, &s.kv[0], 1, &pb, s.logits, err, errlen) != 0) goto done;
     int n_live = 1;
     s.live[0] = (beam_live){.logprob = 0.0, .cache = 0};
 
     for (int t = 0; t < T; t++) { /* live beams hold t tokens; this step gives them t + 1 */
         int n_props = 0;
-        for (int b = 0; b < n_live; b++) n_props += propose(&s, b, s.props + n_props);
+        for (int b = 0; b < n_live; b++)
+            n_props += propose(&s, b, s.props + n_props);
         qsort(s.props, (size_t)n_props, sizeof *s.props, prop_cmp);
 
         int n_next = 0;
@@ -263,10 +292,14 @@ int beam_search(const model *m, fwd_ctx *f, const int32_t *prompt, int n_prompt,
             int32_t *ntoks = s.tok_next + (size_t)n_next * T;
             memcpy(ntoks, ptoks, (size_t)t * sizeof *ntoks);
             ntoks[t] = c->token;
-            s.next[n_next++] = (beam_live){.logprob = c->logprob, .cache = -1,
-                                           .parent = c->parent, .token = c->token};
+            s.next[n_next++] = (beam_live){
+                .logprob = c->logprob, .cache = -1, .parent = c->parent, .token = c->token};
         }
 
+        if (stream_common(&s, p, n_next, t) != 0) {
+            ls_fail(err, errlen, "beam: cancelled");
+            goto done;
+        }
         if (t + 1 == T || n_next == 0) { /* out of room: the live beams finish as they are */
             for (int j = 0; j < n_next; j++)
                 hyp_offer(&s, s.tok_next + (size_t)j * T, t + 1, s.next[j].logprob, false);
@@ -283,8 +316,8 @@ int beam_search(const model *m, fwd_ctx *f, const int32_t *prompt, int n_prompt,
             want[j] = true;
             step_kv[j] = s.kv[s.next[j].cache];
         }
-        fwd_batch sb = {.n_tokens = n_next, .token = step_tok, .pos = pos_buf, .seq = seq_buf,
-                        .logits = want};
+        fwd_batch sb = {
+            .n_tokens = n_next, .token = step_tok, .pos = pos_buf, .seq = seq_buf, .logits = want};
         if (fwd_decode(f, step_kv, n_next, &sb, s.logits, err, errlen) != 0) goto done;
 
         memcpy(s.live, s.next, (size_t)n_next * sizeof *s.live);
@@ -295,14 +328,20 @@ int beam_search(const model *m, fwd_ctx *f, const int32_t *prompt, int n_prompt,
     }
 
     qsort(s.hyps, (size_t)s.n_hyps, sizeof *s.hyps, hyp_cmp);
+    for (; p->on_token && s.n_hyps > 0 && s.n_streamed < s.hyps[0].n_tokens; s.n_streamed++) {
+        if (p->on_token(p->ctx, s.hyps[0].tokens[s.n_streamed]) != 0) {
+            ls_fail(err, errlen, "beam: cancelled");
+            goto done;
+        }
+    }
     for (int i = 0; i < s.n_hyps; i++) {
         beam_hyp *h = &s.hyps[i];
-        out[i] = (beam_result){.tokens = malloc((size_t)(h->n_tokens > 0 ? h->n_tokens : 1) *
-                                                sizeof *out[i].tokens),
-                               .n_tokens = h->n_tokens,
-                               .logprob = h->logprob,
-                               .score = h->score,
-                               .ended_eos = h->ended_eos};
+        out[i] = (beam_result){
+            .tokens = malloc((size_t)(h->n_tokens > 0 ? h->n_tokens : 1) * sizeof *out[i].tokens),
+            .n_tokens = h->n_tokens,
+            .logprob = h->logprob,
+            .score = h->score,
+            .ended_eos = h->ended_eos};
         if (!out[i].tokens) {
             beam_results_free(out, i);
             ls_fail(err, errlen, "beam: out of memory");

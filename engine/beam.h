@@ -30,26 +30,35 @@
 
 #define BEAM_MAX_WIDTH 64
 
+/* Streaming: called with each token of the best hypothesis, in order, as soon as it is certain
+ * (every live beam and every kept finished hypothesis starts with it, so every result will).
+ * By the time beam_search returns 0 the tokens streamed are exactly out[0].tokens. Returning
+ * non-zero cancels the search: beam_search then returns -1 ("cancelled"). Called on the thread
+ * that runs beam_search. */
+typedef int (*beam_token_fn)(void *ctx, int32_t token);
+
 typedef struct {
-    int width;            /* live beams, 1..BEAM_MAX_WIDTH; 1 is greedy decoding */
-    int n_best;           /* finished hypotheses returned, 1..width */
-    int max_new_tokens;   /* >= 1; EOS counts as one */
-    float length_penalty; /* alpha in score = logprob / len^alpha */
-    int eos_id;           /* -1: none (every hypothesis runs to max_new_tokens) */
-    kv_type kv_type;      /* type of the per-beam caches */
+    int width;              /* live beams, 1..BEAM_MAX_WIDTH; 1 is greedy decoding */
+    int n_best;             /* finished hypotheses returned, 1..width */
+    int max_new_tokens;     /* >= 1; EOS counts as one */
+    float length_penalty;   /* alpha in score = logprob / len^alpha */
+    int eos_id;             /* -1: none (every hypothesis runs to max_new_tokens) */
+    kv_type kv_type;        /* type of the per-beam caches */
+    beam_token_fn on_token; /* NULL: no streaming */
+    void *ctx;              /* passed to on_token */
 } beam_params;
 
 typedef struct {
-    int32_t *tokens;  /* (n_tokens) generated tokens only: no prompt, no EOS; caller frees via
-                         beam_results_free */
+    int32_t *tokens; /* (n_tokens) generated tokens only: no prompt, no EOS; caller frees via
+                        beam_results_free */
     int n_tokens;
-    double logprob;   /* sum of log_softmax of the generated tokens, EOS included when ended_eos */
-    double score;     /* logprob / (n_tokens + ended_eos) ^ length_penalty */
-    bool ended_eos;   /* false: stopped at max_new_tokens */
+    double logprob; /* sum of log_softmax of the generated tokens, EOS included when ended_eos */
+    double score;   /* logprob / (n_tokens + ended_eos) ^ length_penalty */
+    bool ended_eos; /* false: stopped at max_new_tokens */
 } beam_result;
 
 /* width 4, n_best 1, max_new_tokens 64, length_penalty 1, eos_id -1 (set it from tok_eos),
- * KV_F32. */
+ * KV_F32, no streaming. */
 void beam_params_default(beam_params *p);
 
 /* The score of a hypothesis of len generated tokens (EOS included) and log-probability lp. */

@@ -1,11 +1,23 @@
-/* matmul: out (T, n_out) = x (T, n_in) @ W^T for W of any stored type; scalar kernels.
- * Each output element is one dot product of a weight row with an activation row, accumulated
- * in a fixed order, so the result never depends on the thread count or on which other rows
- * share the call. Never allocates: the quantized-activation buffer comes from mm_scratch. */
+/* matmul: out (T, n_out) = x (T, n_in) @ W^T for W of any stored type. Holds the scalar
+ * kernels (the readable reference and the test oracle) and the dispatch to the SIMD kernels of
+ * matmul_avx2.c when the CPU has them. Each output element is one dot product of a weight row
+ * with an activation row, accumulated in a fixed order, so the result never depends on the
+ * thread count or on which other rows share the call. Never allocates: the quantized-activation
+ * buffer comes from mm_scratch. */
 #include "matmul.h"
 #include "common.h"
+#include "matmul_avx2.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
+
+static atomic_bool force_scalar; /* set by tests and benchmarks; read once per matmul call */
+
+void mm_force_scalar(bool on) { atomic_store_explicit(&force_scalar, on, memory_order_relaxed); }
+
+bool mm_using_simd(void) {
+    return !atomic_load_explicit(&force_scalar, memory_order_relaxed) && mm_avx2_supported();
+}
 
 int mm_scratch_init(mm_scratch *s, int max_T, int max_n_in) {
     size_t n;
@@ -70,13 +82,21 @@ typedef struct {
     const block_q8_act *xq;
     const tensor *w;
     int T;
+    bool simd;
 } mm_job;
 
+/* Thread ith's share: a contiguous run of output columns (weight rows), rounded to whole
+ * 4-row tiles; the reduction dimension is never split. */
 static void mm_rows(void *arg, int ith, int nth) {
     const mm_job *j = arg;
     const int n_in = (int)j->w->ne[0], n_out = (int)j->w->ne[1];
-    const int per = (n_out + nth - 1) / nth;
-    const int r0 = ith * per, r1 = r0 + per < n_out ? r0 + per : n_out;
+    const int per = ((n_out + nth - 1) / nth + 3) & ~3;
+    const int r0 = ith * per < n_out ? ith * per : n_out;
+    const int r1 = r0 + per < n_out ? r0 + per : n_out;
+    if (j->simd) {
+        if (r0 < r1) mm_rows_avx2(j->out, j->x, j->xq, j->w, j->T, r0, r1);
+        return;
+    }
     for (int r = r0; r < r1; r++) {
         const void *row = tensor_row(j->w, r);
         for (int t = 0; t < j->T; t++) {
@@ -98,20 +118,32 @@ typedef struct {
     block_q8_act *xq;
     const float *x;
     int T, n_in;
+    bool simd;
 } quant_job;
 
+/* Both quantizers give the same bytes; the SIMD one is only faster. */
 static void quant_rows(void *arg, int ith, int nth) {
     const quant_job *j = arg;
-    for (int t = ith; t < j->T; t += nth)
-        quantize_row_q8_act(j->xq + (size_t)t * (j->n_in / QK), j->x + (size_t)t * j->n_in,
-                            j->n_in);
+    for (int t = ith; t < j->T; t += nth) {
+        block_q8_act *dst = j->xq + (size_t)t * (j->n_in / QK);
+        const float *src = j->x + (size_t)t * j->n_in;
+        if (j->simd)
+            quantize_row_q8_act_avx2(dst, src, j->n_in);
+        else
+            quantize_row_q8_act(dst, src, j->n_in);
+    }
 }
 
 void matmul(float *out, const float *x, const tensor *w, int T, mm_scratch *s, pool *p) {
-    mm_job j = {out, x, NULL, w, T};
+    const bool simd = mm_using_simd();
+    mm_job j = {out, x, NULL, w, T, simd};
     if (w->type == DT_Q8_0 || w->type == DT_Q4_0) {
-        quant_job q = {s->xq, x, T, (int)w->ne[0]};
-        pool_run(p, quant_rows, &q);
+        quant_job q = {s->xq, x, T, (int)w->ne[0], simd};
+        /* a few rows are quicker to quantize here than to hand to the pool */
+        if (T < 2 * pool_size(p))
+            quant_rows(&q, 0, 1);
+        else
+            pool_run(p, quant_rows, &q);
         j.xq = s->xq;
     }
     pool_run(p, mm_rows, &j);

@@ -22,6 +22,16 @@ void mm_scratch_free(mm_scratch *s);
 /* out (T, n_out) = x (T, n_in) @ w^T with w->ne = {n_in, n_out}. T <= s->max_T. */
 void matmul(float *out, const float *x, const tensor *w, int T, mm_scratch *s, pool *p);
 
+/* Kernel choice. By default matmul uses the AVX2+FMA+F16C kernels (engine/matmul_avx2.c) when
+ * the CPU reports all three, else the scalar row kernels below. mm_force_scalar(true) makes
+ * every later matmul call use the scalar kernels (tests use it to check both paths; it is a
+ * process-wide switch, meant to be flipped between forward steps, not during one).
+ * SIMD results differ from the scalar ones by float rounding only (a few ulps of
+ * sum |w * x|; the integer block sums of Q8_0/Q4_0 are exact), and are just as deterministic. */
+void mm_force_scalar(bool on);
+/* True when matmul would use the SIMD kernels now. */
+bool mm_using_simd(void);
+
 /* Row kernels, the scalar reference of each type: dot product of one stored row (n elements)
  * with F32 (or quantized) activations. */
 float dot_f32(const float *w, const float *x, int n);

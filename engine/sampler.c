@@ -17,11 +17,14 @@ static uint64_t splitmix64(uint64_t *x) {
     return z ^ (z >> 31);
 }
 
-static inline uint64_t rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static inline uint64_t rotl64(uint64_t x, int k) {
+    return (x << k) | (x >> (64 - k));
+}
 
 void rng_seed(rng *r, uint64_t seed) {
     uint64_t x = seed;
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
+    for (int i = 0; i < 4; i++)
+        r->s[i] = splitmix64(&x);
 }
 
 uint64_t rng_next(rng *r) {
@@ -37,12 +40,16 @@ uint64_t rng_next(rng *r) {
     return out;
 }
 
-float rng_uniform(rng *r) { return (float)(rng_next(r) >> 40) * 0x1.0p-24f; }
+float rng_uniform(rng *r) {
+    return (float)(rng_next(r) >> 40) * 0x1.0p-24f;
+}
 
 /* ---------------------------------------------------------------- ordering */
 
 /* NaN compares as the lowest logit of all, so it can never be chosen over a number. */
-static inline float cand_key(float x) { return isnan(x) ? -INFINITY : x; }
+static inline float cand_key(float x) {
+    return isnan(x) ? -INFINITY : x;
+}
 
 /* true when a ranks before b: higher logit, then lower id (then NaN after -inf by id). */
 static inline bool cand_before(const tok_cand *a, const tok_cand *b) {
@@ -94,17 +101,22 @@ static void cands_partial_sort(tok_cand *c, int n, int k) {
         int i = lo, j = hi;
         /* Hoare partition: c[lo..j] rank at or before the pivot, c[i..hi] at or after. */
         while (i <= j) {
-            while (cand_before(&c[i], &pivot)) i++;
-            while (cand_before(&pivot, &c[j])) j--;
+            while (cand_before(&c[i], &pivot))
+                i++;
+            while (cand_before(&pivot, &c[j]))
+                j--;
             if (i <= j) {
                 cand_swap(&c[i], &c[j]);
                 i++;
                 j--;
             }
         }
-        if (k - 1 <= j) hi = j;
-        else if (k - 1 >= i) lo = i;
-        else break; /* the k-th lies between j and i: equal to the pivot, already in place */
+        if (k - 1 <= j)
+            hi = j;
+        else if (k - 1 >= i)
+            lo = i;
+        else
+            break; /* the k-th lies between j and i: equal to the pivot, already in place */
     }
     qsort(c, (size_t)k, sizeof *c, cand_cmp);
 }
@@ -122,8 +134,10 @@ void sampler_apply_bias(float *logits, int n, const logit_bias *bias, int n_bias
     for (int i = 0; i < n_bias; i++) {
         int32_t id = bias[i].id;
         if (id < 0 || id >= n) continue;
-        if (bias[i].bias <= -100.0f) logits[id] = -INFINITY;
-        else logits[id] += bias[i].bias;
+        if (bias[i].bias <= -100.0f)
+            logits[id] = -INFINITY;
+        else
+            logits[id] += bias[i].bias;
     }
 }
 
@@ -142,18 +156,20 @@ static bool penalties_off(float repeat, float presence, float frequency) {
     return (repeat == 1.0f || !(repeat > 0.0f)) && presence == 0.0f && frequency == 0.0f;
 }
 
-void sampler_apply_penalties(float *logits, int n, const int32_t *history, int n_hist,
-                             int last_n, float repeat, float presence, float frequency) {
+void sampler_apply_penalties(float *logits, int n, const int32_t *history, int n_hist, int last_n,
+                             float repeat, float presence, float frequency) {
     if (!history || last_n == 0 || penalties_off(repeat, presence, frequency)) return;
     int start = window_start(n_hist, last_n);
     for (int i = start; i < n_hist; i++) {
         int32_t id = history[i];
         if (id < 0 || id >= n) continue;
         bool seen_before = false; /* penalize each distinct token once, at its first occurrence */
-        for (int j = start; j < i && !seen_before; j++) seen_before = history[j] == id;
+        for (int j = start; j < i && !seen_before; j++)
+            seen_before = history[j] == id;
         if (seen_before) continue;
         int32_t count = 0;
-        for (int j = i; j < n_hist; j++) count += history[j] == id;
+        for (int j = i; j < n_hist; j++)
+            count += history[j] == id;
         logits[id] = penalize(logits[id], count, repeat, presence, frequency);
     }
 }
@@ -176,14 +192,16 @@ void sampler_apply_penalties_counted(float *logits, int n, const int32_t *histor
 
 void sampler_apply_temperature(float *logits, int n, float temperature) {
     if (!(temperature > 0.0f) || temperature == 1.0f) return;
-    for (int i = 0; i < n; i++) logits[i] /= temperature;
+    for (int i = 0; i < n; i++)
+        logits[i] /= temperature;
 }
 
 /* ---------------------------------------------------------------- candidate steps */
 
 static float cands_max(const tok_cand *c, int n) {
     float m = -INFINITY;
-    for (int i = 0; i < n; i++) m = fmaxf(m, cand_key(c[i].logit));
+    for (int i = 0; i < n; i++)
+        m = fmaxf(m, cand_key(c[i].logit));
     return m;
 }
 
@@ -202,7 +220,8 @@ int sampler_top_p(tok_cand *cands, int n, float p) {
         return 1;
     }
     double sum = 0.0;
-    for (int i = 0; i < n; i++) sum += exp((double)cand_key(cands[i].logit) - max);
+    for (int i = 0; i < n; i++)
+        sum += exp((double)cand_key(cands[i].logit) - max);
     double target = (double)p * sum;
     bool sorted = cands_sorted(cands, n);
     /* Lazy sort: a prefix of 64, then 512, 4096...; usually the first one holds the answer. */
@@ -250,11 +269,13 @@ void sampler_softmax(tok_cand *cands, int n) {
     if (n <= 0) return;
     float max = cands_max(cands, n);
     if (max == -INFINITY) { /* all banned: uniform, so that a draw still returns something */
-        for (int i = 0; i < n; i++) cands[i].p = 1.0f / (float)n;
+        for (int i = 0; i < n; i++)
+            cands[i].p = 1.0f / (float)n;
         return;
     }
     double sum = 0.0;
-    for (int i = 0; i < n; i++) sum += exp((double)cand_key(cands[i].logit) - max);
+    for (int i = 0; i < n; i++)
+        sum += exp((double)cand_key(cands[i].logit) - max);
     for (int i = 0; i < n; i++)
         cands[i].p = (float)(exp((double)cand_key(cands[i].logit) - max) / sum);
 }
@@ -262,7 +283,8 @@ void sampler_softmax(tok_cand *cands, int n) {
 int sampler_draw(const tok_cand *cands, int n, float u) {
     if (n < 1) return -1;
     double total = 0.0;
-    for (int i = 0; i < n; i++) total += cands[i].p > 0.0f ? (double)cands[i].p : 0.0;
+    for (int i = 0; i < n; i++)
+        total += cands[i].p > 0.0f ? (double)cands[i].p : 0.0;
     double target = (double)u * total, cum = 0.0;
     int last = -1;
     for (int i = 0; i < n; i++) {
@@ -279,10 +301,12 @@ void sampler_logprobs(const float *logits, int n, int id, int k, sample_info *ou
     out->id = id;
     if (n <= 0) return;
     double max = -INFINITY;
-    for (int i = 0; i < n; i++) max = fmax(max, (double)cand_key(logits[i]));
+    for (int i = 0; i < n; i++)
+        max = fmax(max, (double)cand_key(logits[i]));
     double sum = 0.0;
     if (max == -INFINITY) max = 0.0;
-    for (int i = 0; i < n; i++) sum += exp((double)cand_key(logits[i]) - max);
+    for (int i = 0; i < n; i++)
+        sum += exp((double)cand_key(logits[i]) - max);
     double lse = max + log(sum);
     out->logprob = (id >= 0 && id < n) ? (float)((double)cand_key(logits[id]) - lse) : -INFINITY;
     if (k > SAMPLER_MAX_TOP) k = SAMPLER_MAX_TOP;
@@ -365,16 +389,15 @@ void sampler_free(sampler *s) {
     free(s);
 }
 
-int sampler_sample(sampler *s, const float *logits, const int32_t *history, int n_hist,
-                   int n_top, sample_info *info) {
+int sampler_sample(sampler *s, const float *logits, const int32_t *history, int n_hist, int n_top,
+                   sample_info *info) {
     const sampler_params *p = &s->params;
     int n = s->n_vocab, id;
     float *work = s->logits;
     memcpy(work, logits, (size_t)n * sizeof *work);
     sampler_apply_bias(work, n, p->bias, p->n_bias);
-    sampler_apply_penalties_counted(work, n, history, n_hist, p->penalty_last_n,
-                                    p->repeat_penalty, p->presence_penalty, p->frequency_penalty,
-                                    s->counts);
+    sampler_apply_penalties_counted(work, n, history, n_hist, p->penalty_last_n, p->repeat_penalty,
+                                    p->presence_penalty, p->frequency_penalty, s->counts);
     if (!(p->temperature > 0.0f)) {
         id = sample_greedy(work, n);
     } else {

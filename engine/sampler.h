@@ -31,16 +31,17 @@ typedef struct {
 } logit_bias;
 
 typedef struct {
-    float temperature;       /* 0: greedy */
-    int top_k;               /* 0: off */
-    float top_p;             /* 1: off */
-    float min_p;             /* 0: off */
-    float repeat_penalty;    /* 1: off; llama.cpp style: positive logits divided, negative multiplied */
+    float temperature; /* 0: greedy */
+    int top_k;         /* 0: off */
+    float top_p;       /* 1: off */
+    float min_p;       /* 0: off */
+    float
+        repeat_penalty; /* 1: off; llama.cpp style: positive logits divided, negative multiplied */
     float presence_penalty;  /* 0: off; OpenAI style: subtracted once if the token appeared */
     float frequency_penalty; /* 0: off; subtracted per occurrence */
     int penalty_last_n;      /* how many recent tokens the penalties consider; -1: all, 0: none */
     uint64_t seed;
-    const logit_bias *bias;  /* (n_bias); copied at creation */
+    const logit_bias *bias; /* (n_bias); copied at creation */
     int n_bias;
 } sampler_params;
 
@@ -66,8 +67,8 @@ void sampler_apply_bias(float *logits, int n, const logit_bias *bias, int n_bias
  * entries: logit = logit > 0 ? logit / repeat : logit * repeat, then
  * logit -= presence + frequency * c. Ids outside [0, n) are ignored. Allocates nothing: this is
  * the readable reference, O(last_n^2); sampler_sample uses the counted form below. */
-void sampler_apply_penalties(float *logits, int n, const int32_t *history, int n_hist,
-                             int last_n, float repeat, float presence, float frequency);
+void sampler_apply_penalties(float *logits, int n, const int32_t *history, int n_hist, int last_n,
+                             float repeat, float presence, float frequency);
 /* The same in O(last_n) with a caller-owned count table counts (n), all zero on entry and left
  * all zero on return. */
 void sampler_apply_penalties_counted(float *logits, int n, const int32_t *history, int n_hist,
@@ -110,7 +111,7 @@ void sampler_free(sampler *s);
  * Temperature 0 takes the argmax after bias and penalties and draws nothing from the RNG;
  * otherwise exactly one rng_uniform per call. Banned (-inf) and NaN logits are never drawn; if
  * every token is banned the result is the lowest id. */
-int sampler_sample(sampler *s, const float *logits, const int32_t *history, int n_hist,
-                   int n_top, sample_info *info);
+int sampler_sample(sampler *s, const float *logits, const int32_t *history, int n_hist, int n_top,
+                   sample_info *info);
 
 #endif

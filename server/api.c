@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -438,16 +439,23 @@ int api_parse_chat(const api_ctx *ctx, const char *body, size_t len, api_call *c
         msgs[i].role = role->valuestring;
         i++;
     }
-    int cap = ctx->ctx_size + 1;
-    c->req.prompt = malloc((size_t)cap * sizeof *c->req.prompt);
+    /* Room for the whole prompt, however long: a byte never makes more than one token and
+     * a template adds under 128 bytes per message. A too-long prompt then tokenizes, and
+     * check_context answers context_length_exceeded; telling "too long" apart from other
+     * chat_tokenize failures by its message text missed it (the wording did not match). */
+    size_t cap = 128 * (size_t)(n + 1);
+    for (int k = 0; k < n; k++) cap += strlen(msgs[k].content);
+    if (cap > INT32_MAX) {
+        BAD("messages", "'messages' is too long");
+        goto done;
+    }
+    c->req.prompt = malloc(cap * sizeof *c->req.prompt);
     if (!c->req.prompt) goto done;
     char err[LS_ERR_LEN];
     int nt = chat_tokenize(ctx->m->tok, ctx->chat_fmt, msgs, n, tok_add_bos(ctx->m->tok),
-                           c->req.prompt, cap, err, sizeof err);
+                           c->req.prompt, (int)cap, err, sizeof err);
     if (nt < 0) {
-        bool too_long = strstr(err, "ids") || strstr(err, "cap");
-        api_error_set(e, 400, "invalid_request_error", "messages",
-                      too_long ? "context_length_exceeded" : NULL, "%s", err);
+        api_error_set(e, 400, "invalid_request_error", "messages", NULL, "%s", err);
         goto done;
     }
     c->req.n_prompt = nt;

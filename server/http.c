@@ -345,11 +345,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             memcpy(r->body + r->body_len, upload_data, n);
             r->body_len += n;
             r->body[r->body_len] = '\0';
-        } else if (!r->too_large) {
+        } else {
+            /* Over the limit part-way (a chunked upload has no Content-Length to check up
+             * front). libmicrohttpd refuses a response queued in the middle of an upload,
+             * which closed the connection without an answer; so the rest of the body is
+             * discarded as it comes (memory stays bounded, --timeout bounds the time) and
+             * dispatch answers 413 once the upload has ended. */
             r->too_large = true;
-            *upload_size = 0;
-            return fail(r, 413, "invalid_request_error", NULL, "%s",
-                        "the request body is larger than the server accepts (--max-body)");
         }
         *upload_size = 0;
         return MHD_YES;

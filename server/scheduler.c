@@ -478,6 +478,23 @@ void sched_destroy(sched *s) {
     free(s);
 }
 
+/* True when a job needing n slots would have to wait and max_queue jobs already wait.
+ * "Waiting" means beyond the slots: queued jobs that the scheduler thread has not yet moved
+ * into free slots are not waiting. Counting every queued job instead made a burst of
+ * requests that arrives before the scheduler thread runs see 503s while slots were free.
+ * Admission is first come first served and stops at the first job that does not fit, so
+ * the walk below mirrors admit_locked. Called with s->mu held; the queue is short (bounded
+ * by parallel + max_queue). */
+static bool queue_full_locked(const sched *s, int n) {
+    int free_slots = s->p.parallel - s->n_busy, waiting = 0;
+    for (const job *q = s->q_head; q; q = q->next) {
+        if (waiting == 0 && q->req.n <= free_slots) free_slots -= q->req.n;
+        else waiting++;
+    }
+    bool would_wait = waiting > 0 || n > free_slots;
+    return would_wait && waiting >= s->p.max_queue;
+}
+
 job *sched_submit(sched *s, gen_request *req, int *status, char *err, size_t errlen) {
     job *j = NULL;
     *status = 400;
@@ -509,17 +526,16 @@ job *sched_submit(sched *s, gen_request *req, int *status, char *err, size_t err
     atomic_init(&j->refs, 1 + j->req.n); /* the caller's and one per choice */
 
     pthread_mutex_lock(&s->mu);
-    int unclaimed = s->p.parallel - s->n_busy - s->n_queued_choices;
     if (s->stopping || s->draining) {
         pthread_mutex_unlock(&s->mu);
         *status = 503;
         ls_fail(err, errlen, "the server is shutting down");
         goto fail_job;
     }
-    if (unclaimed < j->req.n && s->n_queued >= s->p.max_queue) {
+    if (queue_full_locked(s, j->req.n)) {
         pthread_mutex_unlock(&s->mu);
         *status = 503;
-        ls_fail(err, errlen, "the queue is full (%d waiting); try again later", s->n_queued);
+        ls_fail(err, errlen, "the queue is full (%d waiting); try again later", s->p.max_queue);
         goto fail_job;
     }
     if (s->q_tail) s->q_tail->next = j;

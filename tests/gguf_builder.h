@@ -213,8 +213,8 @@ static void gspec_write(gspec *s, gbuf *out) {
         gtensor *t = &s->t[i];
         gb_strn(out, t->name, t->name_len);
         gb_u32(out, t->n_dims);
-        for (uint32_t d = 0; d < t->n_dims; d++)
-            gb_u64(out, t->ne[d]);
+        for (uint32_t d = 0; d < t->n_dims; d++) /* a 5th dim (a malformed case) is written as 1 */
+            gb_u64(out, d < 4 ? t->ne[d] : 1);
         gb_u32(out, t->type);
         uint64_t o = t->offset >= 0 ? (uint64_t)t->offset : off;
         gb_u64(out, o);

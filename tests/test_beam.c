@@ -20,8 +20,10 @@
 
 static double log_softmax_at(const float *row, int V, int id) {
     double max = -INFINITY, sum = 0;
-    for (int i = 0; i < V; i++) max = row[i] > max ? row[i] : max;
-    for (int i = 0; i < V; i++) sum += exp((double)row[i] - max);
+    for (int i = 0; i < V; i++)
+        max = row[i] > max ? row[i] : max;
+    for (int i = 0; i < V; i++)
+        sum += exp((double)row[i] - max);
     return (double)row[id] - max - log(sum);
 }
 
@@ -35,7 +37,8 @@ static int greedy(const model *m, fwd_ctx *f, const int32_t *prompt, int n_promp
     kv_cache *kv = kv_create(&m->cfg, n_prompt + max_new, KV_F32, err, sizeof err);
     float *logits = malloc((size_t)V * sizeof *logits);
     int32_t pos[256], seq[256] = {0};
-    for (int i = 0; i < n_prompt; i++) pos[i] = i;
+    for (int i = 0; i < n_prompt; i++)
+        pos[i] = i;
     fwd_batch b = {.n_tokens = n_prompt, .token = prompt, .pos = pos, .seq = seq};
     int n = -1;
     *ended = false;
@@ -125,20 +128,18 @@ static int ref_hyp_cmp(const void *pa, const void *pb) {
     return memcmp(a->tok, b->tok, (size_t)a->n * sizeof *a->tok);
 }
 
-/* The logits after prompt + seq (n tokens), into out (V). */
+/* The logits after prompt + seq (n tokens), into out (V): a new cache, one batch. */
 static int ref_logits(const model *m, fwd_ctx *f, const int32_t *prompt, int n_prompt,
                       const int32_t *seq_tok, int n, float *out) {
     char err[LS_ERR_LEN];
-    int32_t pos[256], seq[256] = {0};
-    for (int i = 0; i < n_prompt; i++) pos[i] = i;
-    kv_cache *kv = kv_create(&m->cfg, n_prompt + n + 1, KV_F32, err, sizeof err);
-    fwd_batch b = {.n_tokens = n_prompt, .token = prompt, .pos = pos, .seq = seq};
+    int32_t tok[256], pos[256], seq[256] = {0};
+    memcpy(tok, prompt, (size_t)n_prompt * sizeof *tok);
+    memcpy(tok + n_prompt, seq_tok, (size_t)n * sizeof *tok);
+    for (int i = 0; i < n_prompt + n; i++)
+        pos[i] = i;
+    kv_cache *kv = kv_create(&m->cfg, n_prompt + n, KV_F32, err, sizeof err);
+    fwd_batch b = {.n_tokens = n_prompt + n, .token = tok, .pos = pos, .seq = seq};
     int rc = kv ? fwd_decode(f, &kv, 1, &b, out, err, sizeof err) : -1;
-    for (int i = 0; rc == 0 && i < n; i++) {
-        int32_t p = n_prompt + i;
-        fwd_batch s = {.n_tokens = 1, .token = &seq_tok[i], .pos = &p, .seq = seq};
-        rc = fwd_decode(f, &kv, 1, &s, out, err, sizeof err);
-    }
     kv_free(kv);
     return rc;
 }
@@ -164,11 +165,12 @@ static int ref_beam(const model *m, fwd_ctx *f, const int32_t *prompt, int n_pro
         int n_props = 0;
         for (int b = 0; b < n_live; b++) {
             if (ref_logits(m, f, prompt, n_prompt, live[b].tok, live[b].n, logits) != 0) goto out;
-            for (int i = 0; i < V; i++) c[i] = (tok_cand){.id = i, .logit = logits[i]};
+            for (int i = 0; i < V; i++)
+                c[i] = (tok_cand){.id = i, .logit = logits[i]};
             qsort(c, (size_t)V, sizeof *c, ref_cand_cmp);
             for (int i = 0; i < 2 * B && i < V; i++)
-                props[n_props++] = (ref_prop){live[b].lp + log_softmax_at(logits, V, c[i].id), b,
-                                              c[i].id};
+                props[n_props++] =
+                    (ref_prop){live[b].lp + log_softmax_at(logits, V, c[i].id), b, c[i].id};
         }
         qsort(props, (size_t)n_props, sizeof *props, ref_prop_cmp);
         int n_next = 0;
@@ -185,7 +187,8 @@ static int ref_beam(const model *m, fwd_ctx *f, const int32_t *prompt, int n_pro
             h.tok[h.n++] = props[r].token;
             next[n_next++] = h;
         }
-        for (int j = 0; j < n_next; j++) live[j] = next[j];
+        for (int j = 0; j < n_next; j++)
+            live[j] = next[j];
         n_live = n_next;
     }
     for (int j = 0; j < n_live; j++) {
@@ -215,6 +218,19 @@ static bool same_results(const beam_result *a, const beam_result *b, int n) {
 static bool same_seq(const beam_result *a, const beam_result *b) {
     return a->n_tokens == b->n_tokens && a->ended_eos == b->ended_eos &&
            memcmp(a->tokens, b->tokens, (size_t)a->n_tokens * sizeof *a->tokens) == 0;
+}
+
+/* Collects streamed tokens; cancels once it holds cancel_at of them (0: never). */
+typedef struct {
+    int32_t tok[MAX_NEW + 1];
+    int n, cancel_at;
+} stream_log;
+
+static int on_token(void *ctx, int32_t token) {
+    stream_log *l = ctx;
+    if (l->n <= MAX_NEW) l->tok[l->n] = token;
+    l->n++;
+    return l->cancel_at > 0 && l->n >= l->cancel_at;
 }
 
 /* BOS + text through the model's tokenizer, or fixed ids when it has none. */
@@ -285,8 +301,8 @@ int main(void) {
                   "forced EOS: rc %d, %d tokens", rc, rc == 0 ? r[0].n_tokens : -1);
             if (rc == 0) {
                 double want = fresh_logprob(m, f1, prompt, n_prompt, &r[0], g[0]);
-                CHECK(fabs(r[0].logprob - want) < 1e-4, "forced EOS logprob %g vs %g",
-                      r[0].logprob, want);
+                CHECK(fabs(r[0].logprob - want) < 1e-4, "forced EOS logprob %g vs %g", r[0].logprob,
+                      want);
                 beam_results_free(r, n_out);
             }
         }
@@ -316,26 +332,36 @@ int main(void) {
         }
         beam_result r[4], r2[4], rb[2];
         int n_out = 0, n_out2 = 0, n_outb = 0;
+        stream_log slog = {.n = 0};
+        bp.on_token = on_token;
+        bp.ctx = &slog;
         int rc = beam_search(m, f1, vp, n_vp, &bp, r, &n_out, err, sizeof err);
-        CHECK(rc == 0 && n_out == 4, "width 4 (variant %d): rc %d n_out %d %s", variant, rc,
-              n_out, err);
+        bp.on_token = NULL;
+        CHECK(rc == 0 && n_out == 4, "width 4 (variant %d): rc %d n_out %d %s", variant, rc, n_out,
+              err);
         if (rc != 0) continue;
+        CHECK(slog.n == r[0].n_tokens &&
+                  memcmp(slog.tok, r[0].tokens, (size_t)r[0].n_tokens * sizeof *slog.tok) == 0,
+              "variant %d: streamed %d tokens, not the best hypothesis (%d)", variant, slog.n,
+              r[0].n_tokens);
         bool ordered = true, distinct = true, lengths = true, scores = true, lps = true;
         int n_eos = 0;
         for (int i = 0; i < n_out; i++) {
             if (i) ordered &= r[i].score <= r[i - 1].score;
-            for (int j = 0; j < i; j++) distinct &= !same_seq(&r[i], &r[j]);
+            for (int j = 0; j < i; j++)
+                distinct &= !same_seq(&r[i], &r[j]);
             int len = r[i].n_tokens + (r[i].ended_eos ? 1 : 0);
             lengths &= len >= 1 && len <= MAX_NEW && (r[i].ended_eos || len == MAX_NEW);
             scores &= fabs(r[i].score - r[i].logprob / pow(len, bp.length_penalty)) < 1e-12;
             n_eos += r[i].ended_eos;
             bool no_eos_inside = true;
-            for (int k = 0; k < r[i].n_tokens; k++) no_eos_inside &= r[i].tokens[k] != bp.eos_id;
+            for (int k = 0; k < r[i].n_tokens; k++)
+                no_eos_inside &= r[i].tokens[k] != bp.eos_id;
             lengths &= no_eos_inside;
             double want = fresh_logprob(m, f1, vp, n_vp, &r[i], bp.eos_id);
             lps &= fabs(r[i].logprob - want) < 1e-4;
-            CHECK(fabs(r[i].logprob - want) < 1e-4, "variant %d result %d: logprob %.8g, fresh %.8g",
-                  variant, i, r[i].logprob, want);
+            CHECK(fabs(r[i].logprob - want) < 1e-4,
+                  "variant %d result %d: logprob %.8g, fresh %.8g", variant, i, r[i].logprob, want);
         }
         CHECK(ordered, "variant %d: scores not non-increasing", variant);
         CHECK(distinct, "variant %d: duplicate hypotheses", variant);
@@ -384,9 +410,27 @@ int main(void) {
         int rc = beam_search(m, f2, prompt, n_prompt, &bp, r, &n_out, err, sizeof err);
         CHECK(rc == 0 && n_out == 3, "no EOS: %s", err);
         bool full = true;
-        for (int i = 0; rc == 0 && i < n_out; i++) full &= r[i].n_tokens == 6 && !r[i].ended_eos;
+        for (int i = 0; rc == 0 && i < n_out; i++)
+            full &= r[i].n_tokens == 6 && !r[i].ended_eos;
         CHECK(full, "no EOS: a hypothesis stopped early");
         if (rc == 0) beam_results_free(r, n_out);
+    }
+
+    /* The callback cancels: -1, a message, nothing returned (and nothing leaked under ASan). */
+    {
+        beam_params bp;
+        beam_params_default(&bp);
+        bp.max_new_tokens = MAX_NEW;
+        bp.eos_id = -1;
+        stream_log slog = {.n = 0, .cancel_at = 2};
+        bp.on_token = on_token;
+        bp.ctx = &slog;
+        beam_result r[1];
+        int n_out = 7;
+        err[0] = 0;
+        int rc = beam_search(m, f1, prompt2, n_prompt2, &bp, r, &n_out, err, sizeof err);
+        CHECK(rc == -1 && n_out == 0 && strstr(err, "cancel") && slog.n == 2,
+              "cancel: rc %d n_out %d '%s' after %d tokens", rc, n_out, err, slog.n);
     }
 
     /* Bad parameters are refused with a message, nothing returned. */

@@ -1,8 +1,11 @@
-/* test_matmul: every matmul path equals its scalar row kernel bit for bit, whatever the thread
- * count and the number of rows in the block; the row kernels agree with double-precision sums
- * over the dequantized operands. Sizes are deliberately awkward. */
+/* test_matmul: the scalar matmul path equals its row kernels bit for bit; the SIMD path equals
+ * its scalar twin within a tight tolerance; both are bit-identical whatever the thread count and
+ * the number of rows in the block; the row kernels agree with double-precision sums over the
+ * dequantized operands. Sizes are deliberately awkward (not multiples of the vector width, the
+ * block or the register tile). */
 #include "check.h"
 #include "matmul.h"
+#include "matmul_avx2.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -51,34 +54,69 @@ static float row_kernel(const tensor *w, int r, const float *x, const block_q8_a
     return NAN;
 }
 
+/* out (T, n_out) through matmul on a pool of `threads`, with the scalar or the SIMD kernels. */
+static void run(float *out, const float *x, const tensor *w, int T, mm_scratch *ms, int threads,
+                bool scalar) {
+    pool *p = pool_create(threads);
+    mm_force_scalar(scalar);
+    matmul(out, x, w, T, ms, p);
+    mm_force_scalar(false);
+    pool_destroy(p);
+}
+
+/* Checks one weight type and shape on both paths:
+ *  - scalar path: every output equals its row kernel bit for bit, whatever the thread count
+ *    and the block (T rows vs the row alone), and is close to the double-precision sum;
+ *  - SIMD path (when the CPU has it): bit-identical across 1/2/3 threads and between the row in
+ *    a block of T and the row alone (the determinism contract of matmul.h), and within
+ *    SIMD_TOL * sum|w * x| of the scalar twin for F32/F16/BF16 (float rounding only: the vector
+ *    kernels sum 8 lanes and then reduce); for Q8_0/Q4_0 equal to it bit for bit (the block
+ *    sums are exact integers and the float steps per block are the scalar kernel's). */
+#define SIMD_TOL 1e-5
 static void test_type(dtype t, int n_in, int n_out, int T) {
-    tensor w = make_weights(t, n_in, n_out, 11u + (unsigned)n_in);
+    tensor w = make_weights(t, n_in, n_out, 11u + (unsigned)n_in + (unsigned)n_out);
     float *x = malloc((size_t)T * n_in * sizeof *x);
     float *out = malloc((size_t)T * n_out * sizeof *out);
+    float *simd = malloc((size_t)T * n_out * sizeof *simd);
+    float *other = malloc((size_t)T * n_out * sizeof *other);
     float *out1 = malloc((size_t)n_out * sizeof *out1);
-    float *wrow = malloc((size_t)n_in * sizeof *wrow), *xrow = malloc((size_t)n_in * sizeof *xrow);
+    float *wrow = malloc((size_t)n_in * sizeof *wrow);
     block_q8_act *xq = malloc((size_t)(n_in / QK + 1) * sizeof *xq);
-    unsigned s = 99;
+    unsigned s = 99u + (unsigned)T;
     for (int i = 0; i < T * n_in; i++) x[i] = frand(&s) * 3.0f;
     bool quant = t == DT_Q8_0 || t == DT_Q4_0;
+    bool has_simd = mm_avx2_supported();
     mm_scratch ms;
     CHECK(mm_scratch_init(&ms, T, n_in) == 0, "scratch");
     int mismatches = 0, alone_mismatch = 0, inaccurate = 0;
+    int simd_threads = 0, simd_alone = 0, simd_far = 0;
+    double worst = 0;
+    if (has_simd) run(simd, x, &w, T, &ms, 1, false);
     for (int threads = 1; threads <= 3; threads++) {
-        pool *p = pool_create(threads);
-        matmul(out, x, &w, T, &ms, p);
+        run(out, x, &w, T, &ms, threads, true);
+        if (has_simd && threads > 1) {
+            run(other, x, &w, T, &ms, threads, false);
+            simd_threads += memcmp(other, simd, (size_t)T * n_out * sizeof(float)) != 0;
+        }
         for (int tt = 0; tt < T; tt++) {
             const float *xt = x + (size_t)tt * n_in;
             if (quant) quantize_row_q8_act(xq, xt, n_in);
             /* the same row alone in a block of one */
-            matmul(out1, xt, &w, 1, &ms, p);
+            run(out1, xt, &w, 1, &ms, threads, true);
             for (int r = 0; r < n_out; r++) {
                 float want = row_kernel(&w, r, xt, xq, n_in);
                 float got = out[(size_t)tt * n_out + r];
                 if (memcmp(&want, &got, 4) != 0) mismatches++;
                 if (memcmp(&out1[r], &got, 4) != 0) alone_mismatch++;
-                if (threads > 1) continue;
+            }
+            if (has_simd) {
+                run(out1, xt, &w, 1, &ms, threads, false);
+                simd_alone += memcmp(out1, simd + (size_t)tt * n_out, n_out * sizeof(float)) != 0;
+            }
+            if (threads > 1) continue;
+            for (int r = 0; r < n_out; r++) {
                 /* accuracy: the double sum over the dequantized operands */
+                float got = out[(size_t)tt * n_out + r];
                 dequantize_row(wrow, tensor_row(&w, r), t, n_in);
                 double ref = 0, mag = 0;
                 for (int i = 0; i < n_in; i++) {
@@ -87,34 +125,75 @@ static void test_type(dtype t, int n_in, int n_out, int T) {
                     mag += fabs((double)wrow[i] * xi);
                 }
                 if (fabs(ref - got) > 1e-5 * mag + 1e-6) inaccurate++;
+                if (!has_simd) continue;
+                double diff = fabs((double)simd[(size_t)tt * n_out + r] - got);
+                if (quant ? diff != 0 : diff > SIMD_TOL * mag + 1e-6) simd_far++;
+                if (mag > 0 && diff / mag > worst) worst = diff / mag;
             }
         }
-        pool_destroy(p);
     }
-    CHECK(mismatches == 0, "%s %dx%d T=%d: %d outputs differ from the scalar kernel",
-          dtype_name(t), n_out, n_in, T, mismatches);
-    CHECK(alone_mismatch == 0, "%s %dx%d T=%d: %d outputs depend on the block's other rows",
-          dtype_name(t), n_out, n_in, T, alone_mismatch);
-    CHECK(inaccurate == 0, "%s %dx%d T=%d: %d outputs far from the double reference",
-          dtype_name(t), n_out, n_in, T, inaccurate);
+    const char *tn = dtype_name(t);
+    CHECK(mismatches == 0, "%s %dx%d T=%d: %d outputs differ from the scalar kernel", tn, n_out,
+          n_in, T, mismatches);
+    CHECK(alone_mismatch == 0, "%s %dx%d T=%d: %d outputs depend on the block's other rows", tn,
+          n_out, n_in, T, alone_mismatch);
+    CHECK(inaccurate == 0, "%s %dx%d T=%d: %d outputs far from the double reference", tn, n_out,
+          n_in, T, inaccurate);
+    CHECK(simd_threads == 0, "%s %dx%d T=%d: SIMD outputs depend on the thread count", tn, n_out,
+          n_in, T);
+    CHECK(simd_alone == 0, "%s %dx%d T=%d: SIMD outputs of %d rows depend on the block's other rows",
+          tn, n_out, n_in, T, simd_alone);
+    CHECK(simd_far == 0, "%s %dx%d T=%d: %d SIMD outputs %s the scalar ones", tn, n_out, n_in, T,
+          simd_far, quant ? "differ from" : "beyond 1e-5 of sum|w*x| from");
+    if (has_simd && T == 7)
+        printf("%-5s %4dx%-4d T=%d: SIMD within %.2g of sum|w*x| of scalar\n", tn, n_out, n_in, T,
+               worst);
     mm_scratch_free(&ms);
     free((void *)w.data);
     free(x);
     free(out);
+    free(simd);
+    free(other);
     free(out1);
     free(wrow);
-    free(xrow);
     free(xq);
 }
 
+/* The SIMD activation quantizer writes the same bytes as the scalar one (zero blocks,
+ * ties at .5, large and tiny magnitudes). */
+static void test_quantize_act(void) {
+    if (!mm_avx2_supported()) return;
+    enum { N = QK * 40 };
+    float x[N];
+    block_q8_act a[N / QK], b[N / QK];
+    unsigned s = 5;
+    for (int i = 0; i < N; i++) x[i] = frand(&s) * (i < N / 2 ? 10.0f : 1e-3f);
+    for (int i = 0; i < QK; i++) x[i] = 0.0f;                 /* block 0: all zero */
+    for (int i = QK; i < 2 * QK; i++) x[i] = (float)(i - QK - 16) + 0.5f; /* .5 ties */
+    x[2 * QK] = 127.0f;
+    quantize_row_q8_act(a, x, N);
+    quantize_row_q8_act_avx2(b, x, N);
+    int diff = 0;
+    for (int i = 0; i < N / QK; i++)
+        diff += a[i].d != b[i].d || memcmp(a[i].qs, b[i].qs, QK) != 0;
+    CHECK(diff == 0, "SIMD activation quantizer differs from the scalar one in %d blocks", diff);
+}
+
 int main(void) {
+    printf("SIMD kernels: %s\n", mm_avx2_supported() ? "AVX2+FMA+F16C" : "none (scalar only)");
+    test_quantize_act();
     const dtype types[] = {DT_F32, DT_F16, DT_BF16, DT_Q8_0, DT_Q4_0};
     for (int i = 0; i < 5; i++) {
         bool quant = types[i] == DT_Q8_0 || types[i] == DT_Q4_0;
-        int n_in_a = quant ? 32 : 37, n_in_b = quant ? 32 * 23 : 701;
+        /* n_in: below, at and off the vector width; n_out: not a multiple of the 4-row tile */
+        int n_in_a = quant ? 32 : 37, n_in_b = quant ? 32 * 23 : 701, n_in_c = quant ? 64 : 8;
         test_type(types[i], n_in_a, 13, 1);
+        test_type(types[i], n_in_a, 6, 3);
         test_type(types[i], n_in_b, 29, 7);
         test_type(types[i], n_in_b, 3, 5);
+        test_type(types[i], n_in_b, 21, 1); /* 8-row decode tiles and a remainder */
+        test_type(types[i], n_in_c, 9, 7);
+        if (!quant) test_type(types[i], 5, 7, 3);
     }
     return check_summary();
 }

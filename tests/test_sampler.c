@@ -8,10 +8,13 @@
 #include <stdbool.h>
 #include <string.h>
 
-static bool near(double a, double b, double tol) { return fabs(a - b) <= tol; }
+static bool near(double a, double b, double tol) {
+    return fabs(a - b) <= tol;
+}
 
 static void fill_cands(tok_cand *c, const float *logits, const int *ids, int n) {
-    for (int i = 0; i < n; i++) c[i] = (tok_cand){.id = ids ? ids[i] : i, .logit = logits[i]};
+    for (int i = 0; i < n; i++)
+        c[i] = (tok_cand){.id = ids ? ids[i] : i, .logit = logits[i]};
 }
 
 /* The reference order: logit descending, id ascending. */
@@ -30,8 +33,7 @@ static void test_rng(void) {
     CHECK(r.s[0] == 0xe220a8397b1dcdafull && r.s[1] == 0x6e789e6aa1b965f4ull &&
               r.s[2] == 0x06c45d188009454full && r.s[3] == 0xf88bb8a8724c81ecull,
           "seed 0 state %llx", (unsigned long long)r.s[0]);
-    const uint64_t want0[3] = {0x99ec5f36cb75f2b4ull, 0xbf6e1f784956452aull,
-                               0x1a5f849d4933e6e0ull};
+    const uint64_t want0[3] = {0x99ec5f36cb75f2b4ull, 0xbf6e1f784956452aull, 0x1a5f849d4933e6e0ull};
     for (int i = 0; i < 3; i++) {
         uint64_t v = rng_next(&r);
         CHECK(v == want0[i], "seed 0 output %d: %llx", i, (unsigned long long)v);
@@ -81,8 +83,8 @@ static void test_greedy(void) {
 
 static void test_bias(void) {
     float l[] = {1, 2, 3, 4};
-    const logit_bias bias[] = {{1, 0.5f}, {2, -100.0f}, {3, -150.0f}, {7, 5.0f}, {-1, 5.0f},
-                               {0, -99.0f}};
+    const logit_bias bias[] = {{1, 0.5f}, {2, -100.0f}, {3, -150.0f},
+                               {7, 5.0f}, {-1, 5.0f},   {0, -99.0f}};
     sampler_apply_bias(l, 4, bias, 6);
     CHECK(l[0] == -98.0f, "bias -99 is a bias, not a ban: %g", l[0]);
     CHECK(l[1] == 2.5f, "bias +0.5: %g", l[1]);
@@ -125,13 +127,16 @@ static void test_penalties(void) {
     bool same = true, zero = true;
     for (int trial = 0; trial < 20; trial++) {
         float a[N], b[N];
-        for (int i = 0; i < N; i++) a[i] = b[i] = rng_uniform(&r) * 8 - 4;
-        for (int i = 0; i < H; i++) h[i] = (int32_t)(rng_next(&r) % (N + 5)) - 2;
+        for (int i = 0; i < N; i++)
+            a[i] = b[i] = rng_uniform(&r) * 8 - 4;
+        for (int i = 0; i < H; i++)
+            h[i] = (int32_t)(rng_next(&r) % (N + 5)) - 2;
         int last_n = trial % 4 == 0 ? -1 : (int)(rng_next(&r) % (H + 20));
         sampler_apply_penalties(a, N, h, H, last_n, 1.3f, 0.2f, 0.05f);
         sampler_apply_penalties_counted(b, N, h, H, last_n, 1.3f, 0.2f, 0.05f, counts);
         same &= memcmp(a, b, sizeof a) == 0;
-        for (int i = 0; i < N; i++) zero &= counts[i] == 0;
+        for (int i = 0; i < N; i++)
+            zero &= counts[i] == 0;
     }
     CHECK(same, "counted penalties differ from the reference");
     CHECK(zero, "count table not left zeroed");
@@ -175,7 +180,8 @@ static void test_top_k(void) {
         int k = 1 + (int)(rng_next(&r) % 300);
         qsort(b, N, sizeof *b, ref_cmp);
         ok &= sampler_top_k(a, N, k) == k;
-        for (int i = 0; i < k; i++) ok &= a[i].id == b[i].id;
+        for (int i = 0; i < k; i++)
+            ok &= a[i].id == b[i].id;
     }
     CHECK(ok, "top_k disagrees with a full sort");
 }
@@ -192,7 +198,7 @@ static void test_top_p(void) {
     struct {
         float p;
         int want;
-    } cases[] = {{0.0f, 1},     {0.4999f, 1},  {0.5001f, 2}, {0.7499f, 2}, {0.7501f, 3},
+    } cases[] = {{0.0f, 1},    {0.4999f, 1}, {0.5001f, 2}, {0.7499f, 2}, {0.7501f, 3},
                  {0.8749f, 3}, {0.8751f, 4}, {0.9999f, 4}, {1.0f, 4}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         quarter_cands(c);
@@ -223,7 +229,8 @@ static void test_top_p(void) {
         }
         qsort(b, N, sizeof *b, ref_cmp);
         double sum = 0, cum = 0;
-        for (int i = 0; i < N; i++) sum += exp((double)b[i].logit - b[0].logit);
+        for (int i = 0; i < N; i++)
+            sum += exp((double)b[i].logit - b[0].logit);
         int want = N;
         for (int i = 0; i < N; i++) {
             cum += exp((double)b[i].logit - b[0].logit);
@@ -234,7 +241,8 @@ static void test_top_p(void) {
         }
         int got = sampler_top_p(a, N, ps[t]);
         ok &= got == want;
-        for (int i = 0; i < got && i < want; i++) ok &= a[i].id == b[i].id;
+        for (int i = 0; i < got && i < want; i++)
+            ok &= a[i].id == b[i].id;
         CHECK(got == want, "flat top_p %g: %d want %d", ps[t], got, want);
     }
     CHECK(ok, "flat top_p prefix differs from the brute force");
@@ -254,7 +262,8 @@ static void test_min_p(void) {
         int n = sampler_min_p(c, 4, cases[i].m);
         CHECK(n == cases[i].want, "min_p %g keeps %d, want %d", cases[i].m, n, cases[i].want);
         bool sorted = true;
-        for (int j = 0; j < n; j++) sorted &= c[j].id == j;
+        for (int j = 0; j < n; j++)
+            sorted &= c[j].id == j;
         CHECK(sorted, "min_p %g: kept not sorted", cases[i].m);
     }
     fill_cands(c, l, ids, 4);
@@ -267,18 +276,18 @@ static void test_min_p(void) {
     fill_cands(c, l, ids, 4);
     sampler_min_p(c, 4, 0.1f);
     double z = 1 + exp(-1) + exp(-2) + exp(-3);
-    CHECK(near(c[0].p, 1 / z, 1e-6) && near(c[1].p, exp(-1) / z, 1e-6), "p filled: %g %g",
-          c[0].p, c[1].p);
+    CHECK(near(c[0].p, 1 / z, 1e-6) && near(c[1].p, exp(-1) / z, 1e-6), "p filled: %g %g", c[0].p,
+          c[1].p);
 }
 
 static void test_softmax_draw(void) {
     tok_cand c[3] = {{.id = 7, .logit = 0}, {.id = 9, .logit = logf(3.0f)}};
     sampler_softmax(c, 2);
-    CHECK(near(c[0].p, 0.25, 1e-7) && near(c[1].p, 0.75, 1e-7), "softmax: %g %g", c[0].p,
-          c[1].p);
+    CHECK(near(c[0].p, 0.25, 1e-7) && near(c[1].p, 0.75, 1e-7), "softmax: %g %g", c[0].p, c[1].p);
     /* Sums to 1 on large logits (max subtraction keeps exp finite). */
     tok_cand big[100];
-    for (int i = 0; i < 100; i++) big[i] = (tok_cand){.id = i, .logit = 1000.0f + (float)i * 0.1f};
+    for (int i = 0; i < 100; i++)
+        big[i] = (tok_cand){.id = i, .logit = 1000.0f + (float)i * 0.1f};
     sampler_softmax(big, 100);
     double s = 0;
     bool finite = true;
@@ -308,7 +317,8 @@ static void test_softmax_draw(void) {
 static void test_draw_distribution(void) {
     const float probs[5] = {0.4f, 0.3f, 0.15f, 0.1f, 0.05f};
     tok_cand c[5];
-    for (int i = 0; i < 5; i++) c[i] = (tok_cand){.id = 100 + i, .logit = logf(probs[i])};
+    for (int i = 0; i < 5; i++)
+        c[i] = (tok_cand){.id = 100 + i, .logit = logf(probs[i])};
     sampler_softmax(c, 5);
     enum { N = 200000 };
     int hits[5] = {0};
@@ -332,10 +342,12 @@ static void test_logprobs(void) {
     float l[N];
     rng r;
     rng_seed(&r, 3);
-    for (int i = 0; i < N; i++) l[i] = rng_uniform(&r) * 10 - 5;
+    for (int i = 0; i < N; i++)
+        l[i] = rng_uniform(&r) * 10 - 5;
     l[17] = l[42]; /* a tie */
     long double z = 0;
-    for (int i = 0; i < N; i++) z += expl((long double)l[i]);
+    for (int i = 0; i < N; i++)
+        z += expl((long double)l[i]);
     sample_info info;
     sampler_logprobs(l, N, 17, 5, &info);
     double direct = (double)logl(expl((long double)l[17]) / z);
@@ -356,7 +368,8 @@ static void test_logprobs(void) {
 
     /* Stable: shifting every logit by 1000 changes nothing (a float exp would overflow). */
     float sh[N];
-    for (int i = 0; i < N; i++) sh[i] = l[i] + 1000.0f;
+    for (int i = 0; i < N; i++)
+        sh[i] = l[i] + 1000.0f;
     sample_info s2;
     sampler_logprobs(sh, N, 17, 5, &s2);
     CHECK(isfinite(s2.logprob) && near(s2.logprob, direct, 1e-3), "shifted %g", s2.logprob);
@@ -374,7 +387,8 @@ static void test_logprobs(void) {
 }
 
 static void random_logits(rng *r, float *l, int n) {
-    for (int i = 0; i < n; i++) l[i] = (rng_uniform(r) - 0.5f) * 12.0f;
+    for (int i = 0; i < n; i++)
+        l[i] = (rng_uniform(r) - 0.5f) * 12.0f;
 }
 
 /* A fixed mixed configuration on a Llama-sized vocabulary. */
@@ -415,7 +429,8 @@ static void test_chain(void) {
     run_sequence(&p, V, STEPS, c);
     CHECK(memcmp(a, c, sizeof a) != 0, "different seeds, same sequence");
     bool in_range = true;
-    for (int i = 0; i < STEPS; i++) in_range &= a[i] >= 0 && a[i] < V;
+    for (int i = 0; i < STEPS; i++)
+        in_range &= a[i] >= 0 && a[i] < V;
     CHECK(in_range, "token out of range");
 
     /* The chain is the composition of the steps, in the documented order. */

@@ -1,0 +1,341 @@
+/* cmd_make_model: `llamaserve make-model`, writes a random-weight model of a real shape (for
+ * benchmarks: speed does not depend on the values) as GGUF or as a llama2.c checkpoint. The GGUF
+ * carries a minimal placeholder vocabulary (special tokens, the 256 byte pieces, filler pieces)
+ * so that it loads like any model; it is not a real tokenizer. Owns a tiny GGUF v3 writer; the
+ * weights are encoded with the engine's own f32_to_f16 / quantize_row_* functions. */
+#include "cli.h"
+
+#include "args.h"
+#include "common.h"
+#include "tensor.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: llamaserve make-model --shape SHAPE [--type TYPE] [--format FORMAT] OUT\n"
+               "\n"
+               "Writes a model with random weights of a real shape, for benchmarks.\n"
+               "\n"
+               "  --shape SHAPE     tinyllama (TinyLlama-1.1B: dim 2048, 22 layers, 32 heads,\n"
+               "                    4 KV heads, FFN 5632, vocab 32000) or stories110m (dim 768,\n"
+               "                    12 layers, 12 heads, FFN 2048, vocab 32000)\n"
+               "  --type TYPE       f32, f16, bf16, q8_0 or q4_0 for the matrices (default f16;\n"
+               "                    norms are always F32)\n"
+               "  --format FORMAT   gguf (default) or llama2c (F32 only, shared classifier)\n"
+               "  --seed S          random seed (default 1)\n"
+               "  -h, --help        this help\n");
+}
+
+typedef struct {
+    const char *name;
+    int dim, n_layers, n_heads, n_kv_heads, hidden_dim, vocab, ctx_len;
+    int tied; /* output shares the token embedding */
+} shape;
+
+static const shape shapes[] = {
+    {"tinyllama", 2048, 22, 32, 4, 5632, 32000, 2048, 0},
+    {"stories110m", 768, 12, 12, 12, 2048, 32000, 1024, 1},
+};
+
+/* ---- random values --------------------------------------------------------------------- */
+
+static uint64_t rng_state;
+
+/* Uniform in [-1, 1) (xorshift64*). */
+static float frand(void) {
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    uint64_t r = rng_state * 0x2545F4914F6CDD1Dull;
+    return (float)(r >> 40) * (1.0f / 8388608.0f) - 1.0f;
+}
+
+/* ---- writing ----------------------------------------------------------------------------- */
+
+typedef struct {
+    FILE *fp;
+    int failed;
+} out_file;
+
+static void put(out_file *o, const void *p, size_t n) {
+    if (!o->failed && fwrite(p, 1, n, o->fp) != n) o->failed = 1;
+}
+static void put_u32(out_file *o, uint32_t v) { put(o, &v, 4); }
+static void put_u64(out_file *o, uint64_t v) { put(o, &v, 8); }
+static void put_str(out_file *o, const char *s) {
+    put_u64(o, strlen(s));
+    put(o, s, strlen(s));
+}
+static void put_zeros(out_file *o, size_t n) {
+    static const char z[64];
+    while (n > 0) {
+        size_t k = n < sizeof z ? n : sizeof z;
+        put(o, z, k);
+        n -= k;
+    }
+}
+
+/* Writes n_rows rows of ne0 random values scaled by `scale`, encoded as type t. */
+static void put_random_rows(out_file *o, dtype t, int64_t ne0, int64_t n_rows, float scale,
+                            float *row, void *enc) {
+    for (int64_t r = 0; r < n_rows; r++) {
+        for (int64_t i = 0; i < ne0; i++) row[i] = frand() * scale;
+        switch (t) {
+        case DT_F32: put(o, row, (size_t)ne0 * 4); continue;
+        case DT_F16:
+            for (int64_t i = 0; i < ne0; i++) ((uint16_t *)enc)[i] = f32_to_f16(row[i]);
+            break;
+        case DT_BF16:
+            for (int64_t i = 0; i < ne0; i++) ((uint16_t *)enc)[i] = f32_to_bf16(row[i]);
+            break;
+        case DT_Q8_0: quantize_row_q8_0(enc, row, ne0); break;
+        case DT_Q4_0: quantize_row_q4_0(enc, row, ne0); break;
+        }
+        put(o, enc, dtype_row_bytes(t, ne0));
+    }
+}
+
+/* A norm vector: ones plus a little noise, like a trained model's. */
+static void put_norm(out_file *o, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float v = 1.0f + 0.1f * frand();
+        put(o, &v, 4);
+    }
+}
+
+/* One tensor of the model, in file order. */
+typedef struct {
+    char name[48];
+    int64_t ne0, ne1; /* ne1 = 1: a vector (norm, F32) */
+} tensor_spec;
+
+static int list_tensors(const shape *s, tensor_spec *ts) {
+    int n = 0, kv_dim = s->dim / s->n_heads * s->n_kv_heads;
+#define ADD(nm, a, b) (snprintf(ts[n].name, sizeof ts[n].name, "%s", nm), ts[n].ne0 = a, ts[n++].ne1 = b)
+    ADD("token_embd.weight", s->dim, s->vocab);
+    ADD("output_norm.weight", s->dim, 1);
+    if (!s->tied) ADD("output.weight", s->dim, s->vocab);
+    for (int l = 0; l < s->n_layers; l++) {
+        const struct {
+            const char *nm;
+            int64_t a, b;
+        } per[] = {{"attn_norm", s->dim, 1},         {"attn_q", s->dim, s->dim},
+                   {"attn_k", s->dim, kv_dim},       {"attn_v", s->dim, kv_dim},
+                   {"attn_output", s->dim, s->dim},  {"ffn_norm", s->dim, 1},
+                   {"ffn_gate", s->dim, s->hidden_dim}, {"ffn_down", s->hidden_dim, s->dim},
+                   {"ffn_up", s->dim, s->hidden_dim}};
+        for (size_t k = 0; k < sizeof per / sizeof per[0]; k++) {
+            char nm[48];
+            snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, per[k].nm);
+            ADD(nm, per[k].a, per[k].b);
+        }
+    }
+#undef ADD
+    return n;
+}
+
+#define GGUF_ALIGN 32
+
+static void put_kv_u32(out_file *o, const char *key, uint32_t v) {
+    put_str(o, key);
+    put_u32(o, 4 /* UINT32 */);
+    put_u32(o, v);
+}
+static void put_kv_f32(out_file *o, const char *key, float v) {
+    put_str(o, key);
+    put_u32(o, 6 /* FLOAT32 */);
+    put(o, &v, 4);
+}
+static void put_kv_str(out_file *o, const char *key, const char *v) {
+    put_str(o, key);
+    put_u32(o, 8 /* STRING */);
+    put_str(o, v);
+}
+
+/* The placeholder vocabulary: <unk> <s> </s>, <0x00>..<0xFF>, then "t<id>" pieces. */
+static void put_vocab(out_file *o, int vocab) {
+    char piece[32];
+    put_str(o, "tokenizer.ggml.tokens");
+    put_u32(o, 9 /* ARRAY */);
+    put_u32(o, 8 /* STRING */);
+    put_u64(o, (uint64_t)vocab);
+    for (int i = 0; i < vocab; i++) {
+        if (i < 3)
+            snprintf(piece, sizeof piece, "%s", i == 0 ? "<unk>" : i == 1 ? "<s>" : "</s>");
+        else if (i < 259)
+            snprintf(piece, sizeof piece, "<0x%02X>", i - 3);
+        else
+            snprintf(piece, sizeof piece, "t%d", i);
+        put_str(o, piece);
+    }
+    put_str(o, "tokenizer.ggml.scores");
+    put_u32(o, 9);
+    put_u32(o, 6 /* FLOAT32 */);
+    put_u64(o, (uint64_t)vocab);
+    for (int i = 0; i < vocab; i++) {
+        float sc = i < 259 ? 0.0f : -(float)i;
+        put(o, &sc, 4);
+    }
+    put_str(o, "tokenizer.ggml.token_type");
+    put_u32(o, 9);
+    put_u32(o, 5 /* INT32 */);
+    put_u64(o, (uint64_t)vocab);
+    for (int i = 0; i < vocab; i++) {
+        int32_t ty = i == 0 ? 2 : i < 3 ? 3 : i < 259 ? 6 : 1; /* unknown, control, byte, normal */
+        put(o, &ty, 4);
+    }
+}
+
+static size_t tensor_bytes(const tensor_spec *t, dtype mat) {
+    return t->ne1 == 1 ? (size_t)t->ne0 * 4 : dtype_row_bytes(mat, t->ne0) * (size_t)t->ne1;
+}
+
+static size_t align_up(size_t n) { return (n + GGUF_ALIGN - 1) / GGUF_ALIGN * GGUF_ALIGN; }
+
+static int write_gguf(out_file *o, const shape *s, dtype mat, float *row, void *enc) {
+    static tensor_spec ts[3 + 9 * 64];
+    int n = list_tensors(s, ts);
+    put(o, "GGUF", 4);
+    put_u32(o, 3);
+    put_u64(o, (uint64_t)n);
+    put_u64(o, 17);
+    put_kv_str(o, "general.architecture", "llama");
+    put_kv_str(o, "general.name", s->name);
+    put_kv_u32(o, "llama.context_length", (uint32_t)s->ctx_len);
+    put_kv_u32(o, "llama.embedding_length", (uint32_t)s->dim);
+    put_kv_u32(o, "llama.block_count", (uint32_t)s->n_layers);
+    put_kv_u32(o, "llama.feed_forward_length", (uint32_t)s->hidden_dim);
+    put_kv_u32(o, "llama.attention.head_count", (uint32_t)s->n_heads);
+    put_kv_u32(o, "llama.attention.head_count_kv", (uint32_t)s->n_kv_heads);
+    put_kv_u32(o, "llama.rope.dimension_count", (uint32_t)(s->dim / s->n_heads));
+    put_kv_f32(o, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
+    put_kv_f32(o, "llama.rope.freq_base", 10000.0f);
+    put_kv_str(o, "tokenizer.ggml.model", "llama");
+    put_vocab(o, s->vocab);
+    put_kv_u32(o, "tokenizer.ggml.bos_token_id", 1);
+    put_kv_u32(o, "tokenizer.ggml.eos_token_id", 2);
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        put_str(o, ts[i].name);
+        put_u32(o, ts[i].ne1 == 1 ? 1 : 2);
+        put_u64(o, (uint64_t)ts[i].ne0);
+        if (ts[i].ne1 != 1) put_u64(o, (uint64_t)ts[i].ne1);
+        put_u32(o, ts[i].ne1 == 1 ? DT_F32 : (uint32_t)mat);
+        put_u64(o, off);
+        off = align_up(off + tensor_bytes(&ts[i], mat));
+    }
+    long here = ftell(o->fp);
+    if (here < 0) return -1;
+    put_zeros(o, align_up((size_t)here) - (size_t)here);
+    for (int i = 0; i < n; i++) {
+        if (ts[i].ne1 == 1)
+            put_norm(o, ts[i].ne0);
+        else
+            put_random_rows(o, mat, ts[i].ne0, ts[i].ne1, 1.0f / sqrtf((float)ts[i].ne0), row,
+                            enc);
+        size_t b = tensor_bytes(&ts[i], mat);
+        put_zeros(o, align_up(b) - b);
+    }
+    return o->failed ? -1 : 0;
+}
+
+/* run.c's layout: header, then each kind of weight for all layers at once (see llama2c.h). */
+static int write_llama2c(out_file *o, const shape *s, float *row) {
+    int kv_dim = s->dim / s->n_heads * s->n_kv_heads, hd = s->dim / s->n_heads;
+    int32_t h[7] = {s->dim, s->hidden_dim, s->n_layers, s->n_heads, s->n_kv_heads, s->vocab,
+                    s->ctx_len};
+    put(o, h, sizeof h);
+    float sd = 1.0f / sqrtf((float)s->dim), sh = 1.0f / sqrtf((float)s->hidden_dim);
+    int L = s->n_layers;
+    put_random_rows(o, DT_F32, s->dim, s->vocab, sd, row, NULL);    /* token_embedding */
+    put_norm(o, (int64_t)L * s->dim);                               /* rms_att */
+    put_random_rows(o, DT_F32, s->dim, (int64_t)L * s->dim, sd, row, NULL);  /* wq */
+    put_random_rows(o, DT_F32, s->dim, (int64_t)L * kv_dim, sd, row, NULL);  /* wk */
+    put_random_rows(o, DT_F32, s->dim, (int64_t)L * kv_dim, sd, row, NULL);  /* wv */
+    put_random_rows(o, DT_F32, s->dim, (int64_t)L * s->dim, sd, row, NULL);  /* wo */
+    put_norm(o, (int64_t)L * s->dim);                               /* rms_ffn */
+    put_random_rows(o, DT_F32, s->dim, (int64_t)L * s->hidden_dim, sd, row, NULL); /* w1 */
+    put_random_rows(o, DT_F32, s->hidden_dim, (int64_t)L * s->dim, sh, row, NULL); /* w2 */
+    put_random_rows(o, DT_F32, s->dim, (int64_t)L * s->hidden_dim, sd, row, NULL); /* w3 */
+    put_norm(o, s->dim);                                            /* rms_final */
+    put_zeros(o, (size_t)s->ctx_len * (size_t)(hd / 2) * 4 * 2);    /* freq_cis_real, _imag */
+    return o->failed ? -1 : 0;
+}
+
+int cmd_make_model(int argc, char **argv) {
+    static const struct option opts[] = {{"shape", required_argument, 0, 'S'},
+                                          {"type", required_argument, 0, 'T'},
+                                          {"format", required_argument, 0, 'F'},
+                                          {"seed", required_argument, 0, 's'},
+                                          {"help", no_argument, 0, 'h'},
+                                          {0, 0, 0, 0}};
+    const char *shape_name = NULL, *type_name = "f16", *format = "gguf";
+    uint64_t seed = 1;
+    char err[LS_ERR_LEN];
+    int c;
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'S': shape_name = optarg; break;
+        case 'T': type_name = optarg; break;
+        case 'F': format = optarg; break;
+        case 's':
+            if (cfg_parse_u64(optarg, &seed, "--seed", err, sizeof err) != 0) {
+                fprintf(stderr, "llamaserve make-model: %s\n", err);
+                return 2;
+            }
+            break;
+        case 'h': usage(stdout); return 0;
+        case ':':
+            fprintf(stderr, "llamaserve make-model: %s needs a value\n", argv[optind - 1]);
+            return 2;
+        default:
+            fprintf(stderr, "llamaserve make-model: unknown option '%s'\n", argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (optind != argc - 1 || !shape_name) {
+        fprintf(stderr, "llamaserve make-model: need --shape and one output path\n");
+        return 2;
+    }
+    const shape *s = NULL;
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        if (!strcmp(shapes[i].name, shape_name)) s = &shapes[i];
+    static const struct {
+        const char *name;
+        dtype t;
+    } types[] = {{"f32", DT_F32}, {"f16", DT_F16}, {"bf16", DT_BF16}, {"q8_0", DT_Q8_0},
+                 {"q4_0", DT_Q4_0}};
+    int ti = -1;
+    for (int i = 0; i < 5; i++)
+        if (!strcmp(types[i].name, type_name)) ti = i;
+    bool llama2c = !strcmp(format, "llama2c");
+    if (!s || ti < 0 || (!llama2c && strcmp(format, "gguf")) ||
+        (llama2c && types[ti].t != DT_F32)) {
+        fprintf(stderr, "llamaserve make-model: bad --shape, --type or --format (llama2c is F32 "
+                        "only; see --help)\n");
+        return 2;
+    }
+    const char *path = argv[optind];
+    rng_state = seed * 0x9E3779B97F4A7C15ull + 1;
+    int max_row = s->hidden_dim > s->dim ? s->hidden_dim : s->dim;
+    float *row = malloc((size_t)max_row * sizeof *row);
+    void *enc = malloc((size_t)max_row * 4);
+    out_file o = {fopen(path, "wb"), 0};
+    int rc = -1;
+    if (row && enc && o.fp)
+        rc = llama2c ? write_llama2c(&o, s, row) : write_gguf(&o, s, types[ti].t, row, enc);
+    if (o.fp && fclose(o.fp) != 0) rc = -1;
+    free(row);
+    free(enc);
+    if (rc != 0) {
+        fprintf(stderr, "llamaserve make-model: cannot write %s\n", path);
+        return 1;
+    }
+    return 0;
+}

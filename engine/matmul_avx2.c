@@ -1,0 +1,307 @@
+/* matmul_avx2: AVX2+FMA+F16C register-tiled kernels for out (T, n_out) = x (T, n_in) @ W^T.
+ * A tile is RW (<= 4) consecutive weight rows times RT (<= 2) activation rows: each weight
+ * vector is loaded (and converted) once per k-step and used for RT activation rows, so a
+ * prefill or a batched decode step reads each weight row from memory once for the whole block.
+ * The accumulation of one (weight row, activation row) pair never depends on RW or RT (see
+ * matmul_avx2.h). The scalar kernels in matmul.c are the reference these are tested against.
+ * Never allocates; no global state besides the CPU-feature answer. */
+#include "matmul_avx2.h"
+
+#include <stddef.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+
+#define TARGET __attribute__((target("avx2,fma,f16c")))
+#define INLINE static inline __attribute__((always_inline)) TARGET
+#define RW_MAX 4 /* weight rows per tile */
+#define RT_MAX 2 /* activation rows per tile: 4x2 accumulators + 4 weight vectors fit 16 ymm */
+
+bool mm_avx2_supported(void) {
+    static int cached = -1; /* benign race: every thread computes the same answer */
+    int c = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (c < 0) {
+        __builtin_cpu_init();
+        c = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+            __builtin_cpu_supports("f16c");
+        __atomic_store_n(&cached, c, __ATOMIC_RELAXED);
+    }
+    return c;
+}
+
+/* The one horizontal reduction every pair ends with: (lanes 0-3 + lanes 4-7), then pairwise. */
+INLINE float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* ---- F32 / F16 / BF16 weights: F32 activations, FMA into one 8-lane accumulator per pair --- */
+
+/* 8 weights of row `row` from element k, as F32. */
+INLINE __m256 load8(dtype type, const void *row, int k) {
+    if (type == DT_F32) return _mm256_loadu_ps((const float *)row + k);
+    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)row + k));
+    if (type == DT_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)); /* BF16 */
+}
+
+/* The last n - k (< 8) weights, zero-padded to 8: the padded lanes add 0 * 0 to their sum. */
+INLINE __m256 load8_tail(dtype type, const void *row, int k, int n) {
+    float buf[8] = {0};
+    for (int i = k; i < n; i++)
+        buf[i - k] = type == DT_F32   ? ((const float *)row)[i]
+                     : type == DT_F16 ? f16_to_f32(((const uint16_t *)row)[i])
+                                      : bf16_to_f32(((const uint16_t *)row)[i]);
+    return _mm256_loadu_ps(buf);
+}
+
+/* One RW x RT tile: out[t * ldo + r] = dot(w row r, x row t) for r < RW, t < RT.
+ * w: RW rows of n elements, wstride bytes apart; x: RT rows of n floats, ldx apart. */
+INLINE void tile_float(dtype type, float *out, int ldo, const uint8_t *w, size_t wstride,
+                       const float *x, int ldx, int n, int RW, int RT) {
+    __m256 acc[RW_MAX][RT_MAX];
+#pragma GCC unroll 4
+    for (int r = 0; r < RW; r++)
+#pragma GCC unroll 2
+        for (int t = 0; t < RT; t++) acc[r][t] = _mm256_setzero_ps();
+    int k = 0;
+    for (; k + 8 <= n; k += 8) {
+        __m256 wv[RW_MAX];
+#pragma GCC unroll 4
+        for (int r = 0; r < RW; r++) wv[r] = load8(type, w + r * wstride, k);
+#pragma GCC unroll 2
+        for (int t = 0; t < RT; t++) {
+            __m256 xv = _mm256_loadu_ps(x + (size_t)t * ldx + k);
+#pragma GCC unroll 4
+            for (int r = 0; r < RW; r++) acc[r][t] = _mm256_fmadd_ps(wv[r], xv, acc[r][t]);
+        }
+    }
+    if (k < n) {
+        __m256 wv[RW_MAX];
+        for (int r = 0; r < RW; r++) wv[r] = load8_tail(type, w + r * wstride, k, n);
+        for (int t = 0; t < RT; t++) {
+            float buf[8] = {0};
+            memcpy(buf, x + (size_t)t * ldx + k, (size_t)(n - k) * sizeof(float));
+            __m256 xv = _mm256_loadu_ps(buf);
+            for (int r = 0; r < RW; r++) acc[r][t] = _mm256_fmadd_ps(wv[r], xv, acc[r][t]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < RW; r++)
+#pragma GCC unroll 2
+        for (int t = 0; t < RT; t++) out[(size_t)t * ldo + r] = hsum8(acc[r][t]);
+}
+
+/* Every tile of columns [r0, r1) and rows [0, T). */
+INLINE void rows_float(dtype type, float *out, const float *x, const tensor *w, int T, int r0,
+                       int r1) {
+    const int n = (int)w->ne[0], n_out = (int)w->ne[1];
+    const size_t rb = dtype_row_bytes(type, n);
+    const uint8_t *base = w->data;
+    int r = r0;
+    for (; r + RW_MAX <= r1; r += RW_MAX) {
+        int t = 0;
+        for (; t + RT_MAX <= T; t += RT_MAX)
+            tile_float(type, out + (size_t)t * n_out + r, n_out, base + r * rb, rb,
+                       x + (size_t)t * n, n, n, RW_MAX, RT_MAX);
+        for (; t < T; t++)
+            tile_float(type, out + (size_t)t * n_out + r, n_out, base + r * rb, rb,
+                       x + (size_t)t * n, n, n, RW_MAX, 1);
+    }
+    for (; r < r1; r++) {
+        int t = 0;
+        for (; t + RT_MAX <= T; t += RT_MAX)
+            tile_float(type, out + (size_t)t * n_out + r, n_out, base + r * rb, rb,
+                       x + (size_t)t * n, n, n, 1, RT_MAX);
+        for (; t < T; t++)
+            tile_float(type, out + (size_t)t * n_out + r, n_out, base + r * rb, rb,
+                       x + (size_t)t * n, n, n, 1, 1);
+    }
+}
+
+TARGET static void rows_f32(float *out, const float *x, const tensor *w, int T, int r0, int r1) {
+    rows_float(DT_F32, out, x, w, T, r0, r1);
+}
+TARGET static void rows_f16(float *out, const float *x, const tensor *w, int T, int r0, int r1) {
+    rows_float(DT_F16, out, x, w, T, r0, r1);
+}
+TARGET static void rows_bf16(float *out, const float *x, const tensor *w, int T, int r0, int r1) {
+    rows_float(DT_BF16, out, x, w, T, r0, r1);
+}
+
+/* ---- Q8_0 / Q4_0 weights: 8-bit activations, exact integer sums per block ------------------
+ * A block's 32 products are summed exactly in integers (maddubs into 16 int16, which cannot
+ * saturate here, then madd with ones into 8 int32, then a horizontal add). The float part then
+ * does, per pair and per block, exactly what dot_q8_0/dot_q4_0 do:
+ *     sum = sum + (float)isum * (d_w * d_x)     (mul, mul, add: three roundings, no FMA)
+ * with up to 8 pairs side by side in the lanes of one vector. So these kernels are bit-identical
+ * to the scalar ones, not merely close. A tile is RW x RT pairs with RW * RT <= 8: 8x1 for one
+ * activation row (decode), 4x2 for a block of rows (prefill, batched decode). */
+#define QP_MAX 8 /* pairs per quantized tile */
+
+/* Q8_0: a block's 32 signed weights. sign(w, x) negates w where x < 0, so a weight of -128
+ * (never written by quantize_row_q8_0, whose range is [-127, 127]) would wrap. */
+INLINE __m256i load_q8_0(const block_q8_0 *b) {
+    return _mm256_loadu_si256((const __m256i *)b->qs);
+}
+
+/* Q4_0: the 32 nibbles 0..15 (unsigned; element i < 16 in byte i, i + 16 in byte 16 + i). */
+INLINE __m256i load_q4_0(const block_q4_0 *b) {
+    __m128i q = _mm_loadu_si128((const __m128i *)b->qs);
+    __m128i lo = _mm_and_si128(q, _mm_set1_epi8(0x0f));
+    __m128i hi = _mm_and_si128(_mm_srli_epi16(q, 4), _mm_set1_epi8(0x0f));
+    return _mm256_set_m128i(hi, lo);
+}
+
+/* Lane i of the result = the sum of the 8 int32 lanes of v[i] (exact). */
+INLINE __m256i hsum8x8_epi32(const __m256i v[QP_MAX]) {
+    __m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    __m256i b = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+    /* a = [v0..v3 low-half sums | v0..v3 high-half sums], b likewise for v4..v7 */
+    return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20),
+                            _mm256_permute2x128_si256(a, b, 0x31));
+}
+
+/* One RW x RT tile over nb blocks: out[t * ldo + r] = dot(w row r, x row t). Pair (r, t) lives
+ * in lane r * RT + t. Q8_0: sum w*x = maddubs(|x|, sign(w, x)). Q4_0 with nibbles q = w + 8:
+ * sum w*x = maddubs(q, x) - 8 * sum x, where q <= 15 keeps every pair sum in int16. */
+INLINE void tile_quant(dtype type, float *out, int ldo, const uint8_t *w, size_t wstride,
+                       const block_q8_act *x, int ldx, int nb, int RW, int RT) {
+    const __m256i ones = _mm256_set1_epi16(1), eights = _mm256_set1_epi8(8);
+    __m256 sum = _mm256_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        __m256i p[QP_MAX];
+        float dw[QP_MAX], dx[QP_MAX];
+#pragma GCC unroll 8
+        for (int i = RW * RT; i < QP_MAX; i++) p[i] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int r = 0; r < RW; r++) {
+            __m256i wq;
+            if (type == DT_Q8_0) {
+                const block_q8_0 *blk = (const block_q8_0 *)(w + r * wstride) + b;
+                wq = load_q8_0(blk);
+                dw[r] = _cvtsh_ss(blk->d);
+            } else {
+                const block_q4_0 *blk = (const block_q4_0 *)(w + r * wstride) + b;
+                wq = load_q4_0(blk);
+                dw[r] = _cvtsh_ss(blk->d);
+            }
+#pragma GCC unroll 2
+            for (int t = 0; t < RT; t++) {
+                const block_q8_act *xb = x + (size_t)t * ldx + b;
+                __m256i xv = _mm256_loadu_si256((const __m256i *)xb->qs);
+                dx[t] = xb->d;
+                if (type == DT_Q8_0) {
+                    __m256i xabs = _mm256_sign_epi8(xv, xv);
+                    p[r * RT + t] =
+                        _mm256_madd_epi16(_mm256_maddubs_epi16(xabs, _mm256_sign_epi8(wq, xv)), ones);
+                } else {
+                    __m256i x8 = _mm256_madd_epi16(_mm256_maddubs_epi16(eights, xv), ones);
+                    p[r * RT + t] = _mm256_sub_epi32(
+                        _mm256_madd_epi16(_mm256_maddubs_epi16(wq, xv), ones), x8);
+                }
+            }
+        }
+        float scale[QP_MAX] = {0};
+#pragma GCC unroll 8
+        for (int r = 0; r < RW; r++)
+#pragma GCC unroll 2
+            for (int t = 0; t < RT; t++) scale[r * RT + t] = dw[r] * dx[t];
+        __m256 isum = _mm256_cvtepi32_ps(hsum8x8_epi32(p)); /* exact: |isum| < 2^24 */
+        sum = _mm256_add_ps(sum, _mm256_mul_ps(isum, _mm256_loadu_ps(scale)));
+    }
+    float res[QP_MAX];
+    _mm256_storeu_ps(res, sum);
+#pragma GCC unroll 8
+    for (int r = 0; r < RW; r++)
+#pragma GCC unroll 2
+        for (int t = 0; t < RT; t++) out[(size_t)t * ldo + r] = res[r * RT + t];
+}
+
+INLINE void rows_quant(dtype type, float *out, const block_q8_act *xq, const tensor *w, int T,
+                       int r0, int r1) {
+    const int n = (int)w->ne[0], n_out = (int)w->ne[1], nb = n / QK;
+    const size_t rb = dtype_row_bytes(type, n);
+    const uint8_t *base = w->data;
+    int r = r0;
+    if (T == 1)
+        for (; r + 8 <= r1; r += 8)
+            tile_quant(type, out + r, n_out, base + r * rb, rb, xq, nb, nb, 8, 1);
+    for (; r + 4 <= r1; r += 4) {
+        int t = 0;
+        for (; t + 2 <= T; t += 2)
+            tile_quant(type, out + (size_t)t * n_out + r, n_out, base + r * rb, rb,
+                       xq + (size_t)t * nb, nb, nb, 4, 2);
+        for (; t < T; t++)
+            tile_quant(type, out + (size_t)t * n_out + r, n_out, base + r * rb, rb,
+                       xq + (size_t)t * nb, nb, nb, 4, 1);
+    }
+    for (; r < r1; r++)
+        for (int t = 0; t < T; t++)
+            tile_quant(type, out + (size_t)t * n_out + r, n_out, base + r * rb, rb,
+                       xq + (size_t)t * nb, nb, nb, 1, 1);
+}
+
+TARGET static void rows_q8_0(float *out, const block_q8_act *xq, const tensor *w, int T, int r0,
+                             int r1) {
+    rows_quant(DT_Q8_0, out, xq, w, T, r0, r1);
+}
+TARGET static void rows_q4_0(float *out, const block_q8_act *xq, const tensor *w, int T, int r0,
+                             int r1) {
+    rows_quant(DT_Q4_0, out, xq, w, T, r0, r1);
+}
+
+void mm_rows_avx2(float *out, const float *x, const block_q8_act *xq, const tensor *w, int T,
+                  int r0, int r1) {
+    switch (w->type) {
+    case DT_F32: rows_f32(out, x, w, T, r0, r1); break;
+    case DT_F16: rows_f16(out, x, w, T, r0, r1); break;
+    case DT_BF16: rows_bf16(out, x, w, T, r0, r1); break;
+    case DT_Q8_0: rows_q8_0(out, xq, w, T, r0, r1); break;
+    case DT_Q4_0: rows_q4_0(out, xq, w, T, r0, r1); break;
+    }
+}
+
+/* Per block: d = max|x| / 127 and q = round-to-nearest-even(x * (1/d)), exactly the scalar
+ * quantizer's operations (cvtps rounds like lrintf in the default rounding mode). */
+TARGET void quantize_row_q8_act_avx2(block_q8_act *out, const float *x, int64_t n) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t i = 0; i < n / QK; i++) {
+        const float *xb = x + i * QK;
+        __m256 v[4], m = _mm256_setzero_ps();
+        for (int j = 0; j < 4; j++) {
+            v[j] = _mm256_loadu_ps(xb + 8 * j);
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[j]));
+        }
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        float d = _mm_cvtss_f32(h) / 127.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        out[i].d = d;
+        __m256 vid = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int j = 0; j < 4; j++) q[j] = _mm256_cvtps_epi32(_mm256_mul_ps(v[j], vid));
+        /* packs works within 128-bit lanes; the permute puts the 32-bit groups back in order */
+        __m256i q16a = _mm256_packs_epi32(q[0], q[1]), q16b = _mm256_packs_epi32(q[2], q[3]);
+        __m256i q8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(q16a, q16b), order);
+        _mm256_storeu_si256((__m256i *)out[i].qs, q8);
+    }
+}
+
+#else /* not x86: the scalar kernels are the only ones */
+
+bool mm_avx2_supported(void) { return false; }
+void mm_rows_avx2(float *out, const float *x, const block_q8_act *xq, const tensor *w, int T,
+                  int r0, int r1) {
+    (void)out, (void)x, (void)xq, (void)w, (void)T, (void)r0, (void)r1;
+}
+void quantize_row_q8_act_avx2(block_q8_act *out, const float *x, int64_t n) {
+    quantize_row_q8_act(out, x, n);
+}
+
+#endif

@@ -1,0 +1,27 @@
+/* matmul_avx2: the x86-64 AVX2+FMA+F16C kernels behind matmul (internal to engine/matmul.c and
+ * its tests). Compiled with function-level target attributes, so the library still runs on any
+ * x86-64 (and builds elsewhere: then mm_avx2_supported() is false and nothing else is called).
+ * Determinism: every (weight row, activation row) pair is accumulated in its own 8-lane
+ * register, in increasing k, with one fixed horizontal reduction at the end, whether it is
+ * computed in a 4x2 register tile or alone; so an output never depends on the tile it fell in,
+ * on T, or on the thread count. */
+#ifndef LS_MATMUL_AVX2_H
+#define LS_MATMUL_AVX2_H
+
+#include "tensor.h"
+
+#include <stdbool.h>
+
+/* True when the CPU reports AVX2, FMA and F16C (checked once). */
+bool mm_avx2_supported(void);
+
+/* out (T, n_out), columns [r0, r1) only: out[t][r] = dot(w row r, x row t), w->ne = {n_in,
+ * n_out}. x (T, n_in) F32 for F32/F16/BF16 weights; xq (T, n_in / QK) for Q8_0/Q4_0. */
+void mm_rows_avx2(float *out, const float *x, const block_q8_act *xq, const tensor *w, int T,
+                  int r0, int r1);
+
+/* Same result as quantize_row_q8_act, bit for bit (same rounding, same scale): out (n / QK)
+ * from x (n), n a multiple of QK. */
+void quantize_row_q8_act_avx2(block_q8_act *out, const float *x, int64_t n);
+
+#endif

@@ -1,0 +1,126 @@
+"""test_server_signal: shutdown and readiness of `llamaserve serve`, black-box.
+
+- SIGTERM during a stream: the stream finishes (the drain lets it) with data: [DONE] and a
+  properly terminated chunked body; the process exits 0.
+- SIGTERM with --shutdown-timeout 0 during a long stream: the stream ends with an error event
+  and a properly terminated body; a waiting non-streaming request gets an error response;
+  exit 0.
+- SIGINT on an idle server: exit 0.
+- /health says 503 while the model loads: the model path is a FIFO, so loading blocks in
+  open() until the test writes to it, a state the test controls without any timing.
+"""
+import json
+import os
+import signal
+import sys
+import tempfile
+import threading
+
+from server_harness import Runner, Server, Stream, check_error
+
+LONG = {"prompt": "In the beginning God", "max_tokens": 120, "temperature": 0.9, "seed": 8,
+        "ignore_eos": True, "stream": True}
+
+
+def test_sigterm_stream_completes(r):
+    with Server("--shutdown-timeout", "60", "--parallel", "2") as s:
+        st = Stream(s, "/v1/completions", LONG)
+        assert st.status == 200
+        for _ in range(2):
+            assert st.next_event() is not None
+        s.signal(signal.SIGTERM)
+        s.wait_line(r"SIGTERM: draining")
+        st.read_all()
+        assert st.error is None and st.ended, "stream not terminated cleanly: %r" % st.error
+        assert st.events[-1] == "[DONE]", st.events[-2:]
+        assert st.finish_reasons() == ["length"], st.finish_reasons()
+        n_text = sum(1 for e in st.json_events() if e["choices"] and e["choices"][0]["text"])
+        assert n_text >= 100, n_text  # it ran to its end, not cut short
+        rc = s.wait_exit()
+        assert rc == 0, "exit %d\n%s" % (rc, s.tail())
+        assert not s.sanitizer_report(), s.tail()
+
+
+def test_sigterm_cuts_stream_with_error_event(r):
+    s = Server("--shutdown-timeout", "0", "--parallel", "2")
+    try:
+        body = dict(LONG, max_tokens=230)
+        st = Stream(s, "/v1/completions", body)
+        assert st.status == 200 and st.next_event() is not None
+        # a non-streaming request that is running too
+        res = {}
+
+        def whole():
+            res["r"] = s.request("POST", "/v1/completions", dict(body, stream=False))
+        t = threading.Thread(target=whole)
+        t.start()
+        s.wait_metrics(lambda m: m["llamaserve_slots_busy"] == 2, "both running")
+        s.signal(signal.SIGTERM)
+        st.read_all()
+        t.join(120)
+        assert st.error is None and st.ended, "stream not terminated cleanly: %r" % st.error
+        last = st.events[-1]
+        if last != "[DONE]":  # cut: the last event is an error object
+            assert isinstance(last, dict) and set(last) == {"error"}, last
+            check_error(500, last, 500, what="error event")
+        status, hd, data = res["r"]
+        if status != 200:
+            check_error(status, json.loads(data), 503, what="cut non-streaming request")
+        rc = s.wait_exit()
+        assert rc == 0, "exit %d\n%s" % (rc, s.tail())
+        assert not s.sanitizer_report(), s.tail()
+        assert any("stopped" in l for l in s.stderr_lines), s.tail()
+    finally:
+        s.kill()
+
+
+def test_sigint_idle(r):
+    s = Server()
+    try:
+        st, obj, _ = s.json("GET", "/health")
+        assert st == 200
+        s.signal(signal.SIGINT)
+        rc = s.wait_exit()
+        assert rc == 0, "exit %d\n%s" % (rc, s.tail())
+        assert not s.sanitizer_report(), s.tail()
+    finally:
+        s.kill()
+
+
+def test_health_503_while_loading(r):
+    d = tempfile.mkdtemp(prefix="ls-fifo-")
+    fifo = os.path.join(d, "model.gguf")
+    os.mkfifo(fifo)
+    s = Server(model=fifo, wait_ready=False)
+    try:
+        # opening the FIFO for reading blocks until a writer comes: the server is listening,
+        # not ready, for as long as the test wants
+        st, obj, _ = s.json("GET", "/health")
+        check_error(st, obj, 503, what="/health while loading")
+        assert obj["error"]["message"] == "Loading model", obj
+        st, obj, hd = s.json("POST", "/v1/completions", {"prompt": "a", "max_tokens": 1})
+        check_error(st, obj, 503, what="completion while loading")
+        st, obj, hd = s.json("GET", "/v1/models")
+        check_error(st, obj, 503, what="models while loading")
+        # unblock the load with a file that is not a model: the server reports it and exits
+        with open(fifo, "wb") as w:
+            w.write(b"not a model file")
+        rc = s.wait_exit()
+        assert rc != 0, "a bad model file must fail the start"
+        assert not s.sanitizer_report(), s.tail()
+    finally:
+        s.kill()
+        os.unlink(fifo)
+        os.rmdir(d)
+
+
+def main():
+    runner = Runner("test_server_signal")
+    for t in (test_sigterm_stream_completes, test_sigterm_cuts_stream_with_error_event,
+              test_sigint_idle, test_health_503_while_loading):
+        runner.run(t, runner)
+    runner.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
