@@ -251,6 +251,19 @@ static int parse_common(const api_ctx *ctx, const cJSON *o, api_call *c, int def
             r->n_bias++;
         }
     }
+    /* beam search (an extension llama.cpp and vLLM dropped): best_of beams, the n best returned */
+    bool beam = false;
+    long long best_of = n;
+    double length_penalty = 1.0;
+    if (get_bool(o, "use_beam_search", &beam, e) || get_int(o, "best_of", 1, 16, &best_of, e) ||
+        get_num(o, "length_penalty", -10, 10, &length_penalty, e))
+        return -1;
+    if (beam) {
+        if (best_of < n) return BAD("best_of", "'best_of' (%lld) must be at least 'n' (%lld)",
+                                    best_of, n);
+        c->beam_width = (int)best_of;
+        c->length_penalty = (float)length_penalty;
+    }
     (void)model_name; /* one model is served: any name is accepted, the served id answers */
     (void)user;
     r->max_tokens = (int)max_tokens;
@@ -315,12 +328,6 @@ int api_parse_completion(const api_ctx *ctx, const char *body, size_t len, api_c
     if (get_int(o, "logprobs", 0, 5, &logprobs, e) || get_bool(o, "echo", &c->echo, e)) goto done;
     c->logprobs = (int)logprobs;
     c->req.n_top_logprobs = (int)logprobs;
-    bool beam = false;
-    if (get_bool(o, "use_beam_search", &beam, e)) goto done;
-    if (beam) {
-        BAD("use_beam_search", "beam search is not available in this server yet");
-        goto done;
-    }
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "prompt");
     if (is_null(p)) {
         BAD("prompt", "'prompt' is required");
@@ -857,9 +864,12 @@ bool api_stream_events(api_stream *st, char **buf, size_t *len, size_t *cap) {
         }
     }
     if (j->n_finished < j->req.n) return false;
+    /* an error event ends the stream: no usage chunk and no [DONE] after it (a cancel at
+     * shutdown is such an error too; a client would otherwise read [DONE] as success) */
     bool failed = false;
     for (int i = 0; i < j->req.n; i++)
-        failed = failed || j->choices[i].finish == FINISH_ERROR;
+        failed = failed || j->choices[i].finish == FINISH_ERROR ||
+                 j->choices[i].finish == FINISH_CANCEL;
     if (c->include_usage && !st->sent_usage && !failed) {
         cJSON *r = envelope(st->ctx, c, st->id, st->created, true);
         cJSON_AddArrayToObject(r, "choices");

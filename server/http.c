@@ -9,6 +9,7 @@
  * Owns: the daemon, per-request contexts. Reads the scheduler's jobs under job->mu only. */
 #include "http.h"
 
+#include "beamrun.h"
 #include "common.h"
 #include "metrics.h"
 
@@ -190,7 +191,10 @@ static enum MHD_Result run_generation(req_ctx *r, bool chat) {
     r->prompt_tokens = r->call.req.n_prompt;
     char err[LS_ERR_LEN];
     int status;
-    r->j = sched_submit(h->s, &r->call.req, &status, err, sizeof err);
+    if (r->call.beam_width > 0)
+        r->j = beamrun(h->ctx, &r->call, h->cfg.threads, &status, err, sizeof err);
+    else
+        r->j = sched_submit(h->s, &r->call.req, &status, err, sizeof err);
     if (!r->j) {
         api_error_set(&e, status, status == 503 ? "server_error" : "invalid_request_error", NULL,
                       status == 400 ? "context_length_exceeded" : NULL, "%s", err);

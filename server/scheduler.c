@@ -81,6 +81,36 @@ void job_wait(job *j) {
     pthread_mutex_unlock(&j->mu);
 }
 
+job *job_create_detached(gen_request *req) {
+    job *j = calloc(1, sizeof *j);
+    if (!j || !(j->choices = calloc((size_t)(req->n > 0 ? req->n : 1), sizeof *j->choices))) {
+        free(j);
+        gen_request_free(req);
+        return NULL;
+    }
+    j->req = *req;
+    memset(req, 0, sizeof *req);
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_cond_init(&j->cv, NULL);
+    j->t_submit = j->t_admit = ls_now();
+    atomic_init(&j->cancelled, false);
+    atomic_init(&j->refs, 1);
+    return j;
+}
+
+static void out_append(choice_out *o, const char *text, size_t n);
+
+void job_finish_choice(job *j, int c, const char *text, size_t len, int n_gen, finish_reason why) {
+    pthread_mutex_lock(&j->mu);
+    if (j->t_first == 0) j->t_first = ls_now();
+    out_append(&j->choices[c], text, len);
+    j->choices[c].n_gen = n_gen;
+    j->choices[c].finish = why;
+    j->n_finished++;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
 /* --- output of one choice (scheduler thread, under job->mu) --- */
 
 static void out_append(choice_out *o, const char *text, size_t n) {

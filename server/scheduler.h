@@ -96,6 +96,11 @@ void sched_destroy(sched *s);
  * caller, or NULL with *status 503 (queue full or shutting down) or 400 (the request can never
  * run here: n > slots, prompt + 1 > ctx_size) and a message. */
 job *sched_submit(sched *s, gen_request *req, int *status, char *err, size_t errlen);
+/* A job that no scheduler runs (beam search fills it whole): takes ownership of *req; the
+ * caller holds the one reference. NULL when out of memory. */
+job *job_create_detached(gen_request *req);
+/* Sets choice c's final text, token count and finish reason (any thread). */
+void job_finish_choice(job *j, int c, const char *text, size_t len, int n_gen, finish_reason why);
 /* Asks the scheduler to stop the job (a disconnect): its slot is freed at the next step. */
 void sched_cancel(sched *s, job *j);
 /* Drops the caller's reference. */

@@ -45,7 +45,7 @@ def test_sigterm_cuts_stream_with_error_event(r):
     s = Server("--shutdown-timeout", "0", "--parallel", "2")
     try:
         body = dict(LONG, max_tokens=230)
-        st = Stream(s, "/v1/completions", body)
+        st = Stream(s, "/v1/completions", dict(body, stream_options={"include_usage": True}))
         assert st.status == 200 and st.next_event() is not None
         # a non-streaming request that is running too
         res = {}
@@ -60,9 +60,14 @@ def test_sigterm_cuts_stream_with_error_event(r):
         t.join(120)
         assert st.error is None and st.ended, "stream not terminated cleanly: %r" % st.error
         last = st.events[-1]
-        if last != "[DONE]":  # cut: the last event is an error object
+        errors = [e for e in st.events if isinstance(e, dict) and "error" in e]
+        if last != "[DONE]":  # cut: the last event is an error object, and the only one
             assert isinstance(last, dict) and set(last) == {"error"}, last
             check_error(500, last, 500, what="error event")
+            assert errors == [last], errors
+            assert st.finish_reasons() == [], st.finish_reasons()
+        else:  # it completed before the signal came
+            assert errors == [] and st.finish_reasons() == ["length"], st.events[-3:]
         status, hd, data = res["r"]
         if status != 200:
             check_error(status, json.loads(data), 503, what="cut non-streaming request")
@@ -102,10 +107,26 @@ def test_health_503_while_loading(r):
         check_error(st, obj, 503, what="completion while loading")
         st, obj, hd = s.json("GET", "/v1/models")
         check_error(st, obj, 503, what="models while loading")
-        # unblock the load with a file that is not a model: the server reports it and exits
-        with open(fifo, "wb") as w:
-            w.write(b"not a model file")
+        # unblock the load with a file that is not a model: the server reports it and exits.
+        # The loader may open the path more than once, so a thread answers every open.
+        stop = threading.Event()
+
+        def feed():
+            while not stop.is_set():
+                try:
+                    fd = os.open(fifo, os.O_WRONLY)  # blocks until the server opens it
+                    try:
+                        os.write(fd, b"not a model file")
+                    finally:
+                        os.close(fd)
+                except OSError:
+                    pass
+        t = threading.Thread(target=feed, daemon=True)
+        t.start()
         rc = s.wait_exit()
+        stop.set()
+        os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))  # release a pending open
+        t.join(30)
         assert rc != 0, "a bad model file must fail the start"
         assert not s.sanitizer_report(), s.tail()
     finally:
