@@ -142,6 +142,10 @@ static void out_token(choice_out *o, const gen_token *t) {
 
 static void slot_finish(sched *s, slot *sl, finish_reason why) {
     job *j = sl->job;
+    /* counted before the client is woken, so a /metrics scrape sent after the response
+     * already includes this request's tokens */
+    metrics_tokens(sl->choice == 0 ? (unsigned long long)j->req.n_prompt : 0,
+                   (unsigned long long)sl->n_gen);
     pthread_mutex_lock(&j->mu);
     choice_out *o = &j->choices[sl->choice];
     if (why == FINISH_LENGTH || why == FINISH_STOP) {
@@ -155,8 +159,6 @@ static void slot_finish(sched *s, slot *sl, finish_reason why) {
     j->n_finished++;
     pthread_cond_broadcast(&j->cv);
     pthread_mutex_unlock(&j->mu);
-    metrics_tokens(sl->choice == 0 ? (unsigned long long)j->req.n_prompt : 0,
-                   (unsigned long long)sl->n_gen);
     sampler_free(sl->smp);
     sl->smp = NULL;
     sl->job = NULL;
@@ -193,8 +195,11 @@ static bool slot_accept(sched *s, slot *sl, const float *logits, double now) {
     int n_top = r->n_top_logprobs;
     int id = sampler_sample(sl->smp, logits, sl->hist, sl->n_hist, n_top > 0 ? n_top : 0,
                             n_top >= 0 ? &info : NULL);
-    if (j->t_first == 0) {
-        j->t_first = now;
+    pthread_mutex_lock(&j->mu); /* t_first is read by the request's thread */
+    bool first = j->t_first == 0;
+    if (first) j->t_first = now;
+    pthread_mutex_unlock(&j->mu);
+    if (first) {
         metrics_ttft(now - j->t_submit);
     } else if (sl->t_last > 0) {
         metrics_itl(now - sl->t_last);
@@ -283,7 +288,9 @@ static void admit_locked(sched *s, double now) {
         if (!s->q_head) s->q_tail = NULL;
         s->n_queued--;
         s->n_queued_choices -= j->req.n;
+        pthread_mutex_lock(&j->mu); /* read by the request's thread for its log line */
         j->t_admit = now;
+        pthread_mutex_unlock(&j->mu);
         if (atomic_load(&j->cancelled) || j->req.max_tokens == 0) {
             finish_unadmitted(j, atomic_load(&j->cancelled) ? FINISH_CANCEL : FINISH_LENGTH);
             continue;
@@ -296,7 +303,7 @@ static void admit_locked(sched *s, double now) {
             s->n_busy++;
             c++;
         }
-        for (; c < j->req.n; c++) { /* could not get a sampler: fail the rest */
+        for (int n = j->req.n; c < n; c++) { /* could not get a sampler: fail the rest */
             pthread_mutex_lock(&j->mu);
             j->choices[c].finish = FINISH_ERROR;
             snprintf(j->error, sizeof j->error, "out of memory");
@@ -594,7 +601,8 @@ static void finish_unadmitted(job *j, finish_reason why) {
     j->n_finished = j->req.n;
     pthread_cond_broadcast(&j->cv);
     pthread_mutex_unlock(&j->mu);
-    for (int c = 0; c < j->req.n; c++) job_release(j);
+    int n = j->req.n; /* j may be freed by the last release */
+    for (int c = 0; c < n; c++) job_release(j);
 }
 
 /* Unlinks queued job j (or every queued job when j is NULL). Called with s->mu held. */

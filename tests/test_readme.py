@@ -61,7 +61,7 @@ try:
         m = re.search(r"listening on http://[^:]+:(\d+)", line)
         if m:
             port = m.group(1)
-        if "ready" in line or "serve:" in line:
+        if "llamaserve: ready" in line or "llamaserve serve:" in line:
             break
     check(port is not None, "the server reports its port")
     for c in curls:
