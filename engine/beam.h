@@ -68,8 +68,10 @@ double beam_score(double logprob, int len, float length_penalty);
  * context f (made for m; its pool decides the threads). Allocates the width KV caches
  * (n_prompt + max_new_tokens positions each) and all scratch before the first step, nothing
  * inside the loop. Fills out[0 .. *n_out) (out has room for p->n_best) in non-increasing score,
- * ties by higher logprob, then shorter, then lower token ids; *n_out == n_best on success.
- * Returns 0, or -1 with a message (bad parameters, memory, a forward error) and *n_out == 0.
+ * ties by higher logprob, then shorter, then lower token ids; *n_out is n_best (fewer only
+ * when the vocabulary is too small to fill it).
+ * Returns 0, or -1 with a message (bad parameters, memory, a forward error, on_token cancelled)
+ * and *n_out == 0.
  * Not thread-safe with respect to f. */
 int beam_search(const model *m, fwd_ctx *f, const int32_t *prompt, int n_prompt,
                 const beam_params *p, beam_result *out, int *n_out, char *err, size_t errlen);

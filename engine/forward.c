@@ -5,6 +5,7 @@
  * same operations whatever the thread count or the batch's other rows (see matmul.h). */
 #include "forward.h"
 #include "common.h"
+#include "matmul_avx2.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -138,27 +139,48 @@ typedef struct {
 } attn_job;
 
 /* One (row, head) of causal attention over its sequence's cache, positions 0..pos, with an
- * online softmax (running max and sum) so no score buffer of context length is needed. */
+ * online softmax (running max and sum) so no score buffer of context length is needed.
+ * simd: compute the scores 8 positions at a time and the value updates 8 elements at a time
+ * with the AVX2 helpers, which do exactly the float operations of these loops (the result is
+ * bit-identical either way). */
 static void attention_head(float *out /* (head_dim) */, const float *q /* (head_dim) */,
-                           const kv_cache *kv, int layer, int kv_head, int n_pos, int head_dim) {
+                           const kv_cache *kv, int layer, int kv_head, int n_pos, int head_dim,
+                           bool simd) {
     const float scale = 1.0f / sqrtf((float)head_dim);
+    const bool f16 = kv->type == KV_F16;
+    const size_t esz = f16 ? 2 : 4, off = (size_t)kv_head * head_dim;
     float max = -INFINITY, sum = 0.0f;
+    float scores[8];
+    int scores_from = -8; /* scores[] holds positions scores_from..scores_from+7 */
     for (int i = 0; i < head_dim; i++) out[i] = 0.0f;
     for (int t = 0; t < n_pos; t++) {
         const void *krow = kv_k_row(kv, layer, t), *vrow = kv_v_row(kv, layer, t);
-        int off = kv_head * head_dim;
         float score = 0.0f;
-        for (int i = 0; i < head_dim; i++) score += q[i] * kv_get(krow, kv->type, off + i);
+        if (simd && t >= scores_from + 8 && t + 8 <= n_pos) {
+            attn_scores8_avx2(scores, q, (const char *)krow + off * esz, f16, (size_t)kv->kv_dim,
+                              head_dim);
+            scores_from = t;
+        }
+        if (t < scores_from + 8)
+            score = scores[t - scores_from];
+        else
+            for (int i = 0; i < head_dim; i++) score += q[i] * kv_get(krow, kv->type, off + i);
         score *= scale;
         if (score > max) {
             float shrink = expf(max - score); /* 0 on the first position */
             sum *= shrink;
-            for (int i = 0; i < head_dim; i++) out[i] *= shrink;
+            if (simd)
+                attn_scale_avx2(out, shrink, head_dim);
+            else
+                for (int i = 0; i < head_dim; i++) out[i] *= shrink;
             max = score;
         }
         float w = expf(score - max);
         sum += w;
-        for (int i = 0; i < head_dim; i++) out[i] += w * kv_get(vrow, kv->type, off + i);
+        if (simd)
+            attn_axpy_avx2(out, w, (const char *)vrow + off * esz, f16, head_dim);
+        else
+            for (int i = 0; i < head_dim; i++) out[i] += w * kv_get(vrow, kv->type, off + i);
     }
     for (int i = 0; i < head_dim; i++) out[i] /= sum;
 }
@@ -169,11 +191,12 @@ static void attention_rows(void *arg, int ith, int nth) {
     const int n_items = j->T * c->n_heads, q_dim = c->n_heads * c->head_dim;
     const int group = c->n_heads / c->n_kv_heads;
     const int per = (n_items + nth - 1) / nth;
+    const bool simd = mm_using_simd() && c->head_dim <= ATTN_MAX_HEAD_DIM;
     for (int it = ith * per; it < n_items && it < (ith + 1) * per; it++) {
         int t = it / c->n_heads, h = it % c->n_heads;
         attention_head(j->f->att + (size_t)t * q_dim + (size_t)h * c->head_dim,
                        j->f->q + (size_t)t * q_dim + (size_t)h * c->head_dim,
-                       j->caches[j->seq[t]], j->layer, h / group, j->pos[t] + 1, c->head_dim);
+                       j->caches[j->seq[t]], j->layer, h / group, j->pos[t] + 1, c->head_dim, simd);
     }
 }
 

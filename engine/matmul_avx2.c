@@ -58,26 +58,42 @@ INLINE __m256 load8_tail(dtype type, const void *row, int k, int n) {
     return _mm256_loadu_ps(buf);
 }
 
-/* One RW x RT tile: out[t * ldo + r] = dot(w row r, x row t) for r < RW, t < RT.
- * w: RW rows of n elements, wstride bytes apart; x: RT rows of n floats, ldx apart. */
+/* One RW x RT tile over k in [k0, k1): out[t * ldo + r] = dot(w row r, x row t) for r < RW,
+ * t < RT. w: RW rows of n elements, wstride bytes apart; x: RT rows of n floats, ldx apart.
+ * The K loop may be cut into chunks (first/last): between chunks the accumulators are parked
+ * in save (RT x RW_MAX vectors), which changes no operation, so a pair's result is the same
+ * whatever the chunking. The tail (n % 8 elements) belongs to the last chunk. */
 INLINE void tile_float(dtype type, float *out, int ldo, const uint8_t *w, size_t wstride,
-                       const float *x, int ldx, int n, int RW, int RT) {
+                       const float *x, int ldx, int k0, int k1, int n, __m256 *save, bool first,
+                       bool last, int RW, int RT) {
+    const int esz = type == DT_F32 ? 4 : 2;
     __m256 acc[RW_MAX][RT_MAX];
 #pragma GCC unroll 4
     for (int r = 0; r < RW; r++)
 #pragma GCC unroll 2
-        for (int t = 0; t < RT; t++) acc[r][t] = _mm256_setzero_ps();
-    int k = 0;
-    for (; k + 8 <= n; k += 8) {
+        for (int t = 0; t < RT; t++)
+            acc[r][t] = first ? _mm256_setzero_ps() : save[t * RW_MAX + r];
+    int k = k0;
+    for (; k + 8 <= k1; k += 8) {
         __m256 wv[RW_MAX];
 #pragma GCC unroll 4
-        for (int r = 0; r < RW; r++) wv[r] = load8(type, w + r * wstride, k);
+        for (int r = 0; r < RW; r++) {
+            wv[r] = load8(type, w + r * wstride, k);
+            /* the next tile's rows, one cache line per 64 bytes of weights */
+            if ((k * esz) % 64 == 0)
+                _mm_prefetch((const char *)(w + (r + RW) * wstride) + k * esz, _MM_HINT_T0);
+        }
 #pragma GCC unroll 2
         for (int t = 0; t < RT; t++) {
             __m256 xv = _mm256_loadu_ps(x + (size_t)t * ldx + k);
 #pragma GCC unroll 4
             for (int r = 0; r < RW; r++) acc[r][t] = _mm256_fmadd_ps(wv[r], xv, acc[r][t]);
         }
+    }
+    if (!last) {
+        for (int r = 0; r < RW; r++)
+            for (int t = 0; t < RT; t++) save[t * RW_MAX + r] = acc[r][t];
+        return;
     }
     if (k < n) {
         __m256 wv[RW_MAX];
@@ -95,30 +111,40 @@ INLINE void tile_float(dtype type, float *out, int ldo, const uint8_t *w, size_t
         for (int t = 0; t < RT; t++) out[(size_t)t * ldo + r] = hsum8(acc[r][t]);
 }
 
+#define KC 512 /* K chunk: 4 weight rows of it (8 KB in F32) stay in L1 across a row group */
+#define TG 64  /* activation rows per group: their parked accumulators take 8 KB */
+
+/* Columns [r, r + RW) x rows [t0, t1) of out, K cut into chunks of KC when several activation
+ * rows share the weights (so the weight chunk is reused from L1 while x streams from L2). */
+INLINE void rows_float_block(dtype type, float *out, const float *x, const uint8_t *wr, size_t rb,
+                             int n, int n_out, int t0, int t1, int RW) {
+    __m256 save[TG * RW_MAX];
+    const int kstep = t1 - t0 > RT_MAX ? KC : n;
+    for (int k0 = 0; k0 < n; k0 += kstep) {
+        int k1 = k0 + kstep < n ? k0 + kstep : n;
+        bool first = k0 == 0, last = k1 == n;
+        int t = t0;
+        for (; t + RT_MAX <= t1; t += RT_MAX)
+            tile_float(type, out + (size_t)t * n_out, n_out, wr, rb, x + (size_t)t * n, n, k0,
+                       k1, n, save + (t - t0) * RW_MAX, first, last, RW, RT_MAX);
+        for (; t < t1; t++)
+            tile_float(type, out + (size_t)t * n_out, n_out, wr, rb, x + (size_t)t * n, n, k0,
+                       k1, n, save + (t - t0) * RW_MAX, first, last, RW, 1);
+    }
+}
+
 /* Every tile of columns [r0, r1) and rows [0, T). */
 INLINE void rows_float(dtype type, float *out, const float *x, const tensor *w, int T, int r0,
                        int r1) {
     const int n = (int)w->ne[0], n_out = (int)w->ne[1];
     const size_t rb = dtype_row_bytes(type, n);
     const uint8_t *base = w->data;
-    int r = r0;
-    for (; r + RW_MAX <= r1; r += RW_MAX) {
-        int t = 0;
-        for (; t + RT_MAX <= T; t += RT_MAX)
-            tile_float(type, out + (size_t)t * n_out + r, n_out, base + r * rb, rb,
-                       x + (size_t)t * n, n, n, RW_MAX, RT_MAX);
-        for (; t < T; t++)
-            tile_float(type, out + (size_t)t * n_out + r, n_out, base + r * rb, rb,
-                       x + (size_t)t * n, n, n, RW_MAX, 1);
-    }
-    for (; r < r1; r++) {
-        int t = 0;
-        for (; t + RT_MAX <= T; t += RT_MAX)
-            tile_float(type, out + (size_t)t * n_out + r, n_out, base + r * rb, rb,
-                       x + (size_t)t * n, n, n, 1, RT_MAX);
-        for (; t < T; t++)
-            tile_float(type, out + (size_t)t * n_out + r, n_out, base + r * rb, rb,
-                       x + (size_t)t * n, n, n, 1, 1);
+    for (int t0 = 0; t0 < T; t0 += TG) {
+        int t1 = t0 + TG < T ? t0 + TG : T, r = r0;
+        for (; r + RW_MAX <= r1; r += RW_MAX)
+            rows_float_block(type, out + r, x, base + r * rb, rb, n, n_out, t0, t1, RW_MAX);
+        for (; r < r1; r++)
+            rows_float_block(type, out + r, x, base + r * rb, rb, n, n_out, t0, t1, 1);
     }
 }
 
@@ -150,17 +176,31 @@ INLINE __m256i load_q8_0(const block_q8_0 *b) {
 
 /* Q4_0: the 32 nibbles 0..15 (unsigned; element i < 16 in byte i, i + 16 in byte 16 + i). */
 INLINE __m256i load_q4_0(const block_q4_0 *b) {
-    __m128i q = _mm_loadu_si128((const __m128i *)b->qs);
-    __m128i lo = _mm_and_si128(q, _mm_set1_epi8(0x0f));
-    __m128i hi = _mm_and_si128(_mm_srli_epi16(q, 4), _mm_set1_epi8(0x0f));
-    return _mm256_set_m128i(hi, lo);
+    /* both halves get the 16 bytes; the high half is shifted right by 4 (no lane-crossing
+     * shuffle: those compete with the reduction below for the one shuffle port) */
+    __m256i q = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)b->qs));
+    q = _mm256_srlv_epi32(q, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4));
+    return _mm256_and_si256(q, _mm256_set1_epi8(0x0f));
+}
+
+/* a's even 32-bit lanes + b's odd ones, each summed with its neighbour: [a0+a1, b0+b1, a2+a3,
+ * b2+b3, ...]. Shifts, adds and a blend: no shuffle-port work. */
+INLINE __m256i pairsum_epi32(__m256i a, __m256i b) {
+    __m256i ea = _mm256_add_epi32(a, _mm256_srli_epi64(a, 32));
+    __m256i ob = _mm256_add_epi32(b, _mm256_slli_epi64(b, 32));
+    return _mm256_blend_epi32(ea, ob, 0xaa);
+}
+
+/* pairsum(v0, v1) = [v0 01, v1 01, v0 23, v1 23 | 45, 67] and pairsum(v2, v3) alike: the low
+ * 64-bit halves of both plus the high halves give [v0 0-3, v1 0-3, v2 0-3, v3 0-3 | 4-7]. */
+INLINE __m256i quadsum_epi32(__m256i a, __m256i b) {
+    return _mm256_add_epi32(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b));
 }
 
 /* Lane i of the result = the sum of the 8 int32 lanes of v[i] (exact). */
 INLINE __m256i hsum8x8_epi32(const __m256i v[QP_MAX]) {
-    __m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
-    __m256i b = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
-    /* a = [v0..v3 low-half sums | v0..v3 high-half sums], b likewise for v4..v7 */
+    __m256i a = quadsum_epi32(pairsum_epi32(v[0], v[1]), pairsum_epi32(v[2], v[3]));
+    __m256i b = quadsum_epi32(pairsum_epi32(v[4], v[5]), pairsum_epi32(v[6], v[7]));
     return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20),
                             _mm256_permute2x128_si256(a, b, 0x31));
 }
@@ -168,50 +208,92 @@ INLINE __m256i hsum8x8_epi32(const __m256i v[QP_MAX]) {
 /* One RW x RT tile over nb blocks: out[t * ldo + r] = dot(w row r, x row t). Pair (r, t) lives
  * in lane r * RT + t. Q8_0: sum w*x = maddubs(|x|, sign(w, x)). Q4_0 with nibbles q = w + 8:
  * sum w*x = maddubs(q, x) - 8 * sum x, where q <= 15 keeps every pair sum in int16. */
+/* F16 scales in the low 16 bits of each 32-bit lane, as F32: exact for every finite F16 (the
+ * exponent and mantissa move into F32 position, then a multiply by 2^112 rebiases the exponent,
+ * which also makes F16 subnormals exact normals). Infinity and NaN scales (never written by a
+ * quantizer) come out as large finite numbers, unlike f16_to_f32. Integer and multiply ports
+ * only: the shuffle port is kept for the sums. */
+INLINE __m256 f16_lo_to_f32(__m256i h) {
+    __m256i mag = _mm256_slli_epi32(_mm256_and_si256(h, _mm256_set1_epi32(0x7fff)), 13);
+    __m256 f = _mm256_mul_ps(_mm256_castsi256_ps(mag), _mm256_set1_ps(0x1p112f));
+    __m256i sign = _mm256_slli_epi32(_mm256_and_si256(h, _mm256_set1_epi32(0x8000)), 16);
+    return _mm256_or_ps(f, _mm256_castsi256_ps(sign));
+}
+
+/* b's 32-bit lanes of pair group k, a's elsewhere. Groups: the lanes i = r * RT + t of weight
+ * row k (by_row) or of activation row k (!by_row). vpblendd needs an immediate mask, hence the
+ * switch; it folds away once the tile shape is a constant. */
+INLINE __m256i blend_group(__m256i a, __m256i b, int RT, bool by_row, int k) {
+    if (!by_row) return RT == 2 && k == 1 ? _mm256_blend_epi32(a, b, 0xaa) : b;
+    if (RT == 2) {
+        switch (k) {
+        case 1: return _mm256_blend_epi32(a, b, 0x0c);
+        case 2: return _mm256_blend_epi32(a, b, 0x30);
+        case 3: return _mm256_blend_epi32(a, b, 0xc0);
+        }
+        return b;
+    }
+    switch (k) {
+    case 1: return _mm256_blend_epi32(a, b, 0x02);
+    case 2: return _mm256_blend_epi32(a, b, 0x04);
+    case 3: return _mm256_blend_epi32(a, b, 0x08);
+    case 4: return _mm256_blend_epi32(a, b, 0x10);
+    case 5: return _mm256_blend_epi32(a, b, 0x20);
+    case 6: return _mm256_blend_epi32(a, b, 0x40);
+    case 7: return _mm256_blend_epi32(a, b, 0x80);
+    }
+    return b;
+}
+
 INLINE void tile_quant(dtype type, float *out, int ldo, const uint8_t *w, size_t wstride,
                        const block_q8_act *x, int ldx, int nb, int RW, int RT) {
     const __m256i ones = _mm256_set1_epi16(1), eights = _mm256_set1_epi8(8);
+    const size_t bb = type == DT_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
     __m256 sum = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++) {
+        __m256i xv[RT_MAX], xs[RT_MAX]; /* Q8_0: |x|; Q4_0: 8 * sum of x per lane */
+        __m256 dx = _mm256_setzero_ps(); /* per lane: the activation row's scale */
+#pragma GCC unroll 2
+        for (int t = 0; t < RT; t++) {
+            const block_q8_act *xb = x + (size_t)t * ldx + b;
+            xv[t] = _mm256_loadu_si256((const __m256i *)xb->qs);
+            xs[t] = type == DT_Q8_0 ? _mm256_sign_epi8(xv[t], xv[t])
+                                    : _mm256_madd_epi16(_mm256_maddubs_epi16(eights, xv[t]), ones);
+            __m256 d = _mm256_broadcast_ss(&xb->d);
+            dx = t == 0 ? d
+                        : _mm256_castsi256_ps(blend_group(_mm256_castps_si256(dx),
+                                                          _mm256_castps_si256(d), RT, false, t));
+        }
         __m256i p[QP_MAX];
-        float dw[QP_MAX], dx[QP_MAX];
+        __m256i dwh = _mm256_setzero_si256(); /* per lane: the weight row's scale (F16 bits) */
 #pragma GCC unroll 8
         for (int i = RW * RT; i < QP_MAX; i++) p[i] = _mm256_setzero_si256();
 #pragma GCC unroll 8
         for (int r = 0; r < RW; r++) {
-            __m256i wq;
-            if (type == DT_Q8_0) {
-                const block_q8_0 *blk = (const block_q8_0 *)(w + r * wstride) + b;
-                wq = load_q8_0(blk);
-                dw[r] = _cvtsh_ss(blk->d);
-            } else {
-                const block_q4_0 *blk = (const block_q4_0 *)(w + r * wstride) + b;
-                wq = load_q4_0(blk);
-                dw[r] = _cvtsh_ss(blk->d);
-            }
+            const uint8_t *blk = w + r * wstride + (size_t)b * bb; /* d, then the quants */
+            /* the same block of the next tile's row: rows are short (a few cache lines), too
+             * short for the hardware prefetcher to ramp up on each */
+            _mm_prefetch((const char *)blk + RW * wstride, _MM_HINT_T0);
+            __m256i wq = type == DT_Q8_0 ? load_q8_0((const block_q8_0 *)blk)
+                                         : load_q4_0((const block_q4_0 *)blk);
+            int32_t d32;
+            memcpy(&d32, blk, 4); /* d and the first quant bytes; the high half is masked off */
+            __m256i d = _mm256_set1_epi32(d32);
+            dwh = r == 0 ? d : blend_group(dwh, d, RT, true, r);
 #pragma GCC unroll 2
             for (int t = 0; t < RT; t++) {
-                const block_q8_act *xb = x + (size_t)t * ldx + b;
-                __m256i xv = _mm256_loadu_si256((const __m256i *)xb->qs);
-                dx[t] = xb->d;
-                if (type == DT_Q8_0) {
-                    __m256i xabs = _mm256_sign_epi8(xv, xv);
-                    p[r * RT + t] =
-                        _mm256_madd_epi16(_mm256_maddubs_epi16(xabs, _mm256_sign_epi8(wq, xv)), ones);
-                } else {
-                    __m256i x8 = _mm256_madd_epi16(_mm256_maddubs_epi16(eights, xv), ones);
+                if (type == DT_Q8_0)
+                    p[r * RT + t] = _mm256_madd_epi16(
+                        _mm256_maddubs_epi16(xs[t], _mm256_sign_epi8(wq, xv[t])), ones);
+                else
                     p[r * RT + t] = _mm256_sub_epi32(
-                        _mm256_madd_epi16(_mm256_maddubs_epi16(wq, xv), ones), x8);
-                }
+                        _mm256_madd_epi16(_mm256_maddubs_epi16(wq, xv[t]), ones), xs[t]);
             }
         }
-        float scale[QP_MAX] = {0};
-#pragma GCC unroll 8
-        for (int r = 0; r < RW; r++)
-#pragma GCC unroll 2
-            for (int t = 0; t < RT; t++) scale[r * RT + t] = dw[r] * dx[t];
+        /* scale = d_w * d_x lane by lane: the same float product as the scalar kernel's */
+        __m256 scale = _mm256_mul_ps(f16_lo_to_f32(dwh), dx);
         __m256 isum = _mm256_cvtepi32_ps(hsum8x8_epi32(p)); /* exact: |isum| < 2^24 */
-        sum = _mm256_add_ps(sum, _mm256_mul_ps(isum, _mm256_loadu_ps(scale)));
+        sum = _mm256_add_ps(sum, _mm256_mul_ps(isum, scale));
     }
     float res[QP_MAX];
     _mm256_storeu_ps(res, sum);
@@ -293,6 +375,57 @@ TARGET void quantize_row_q8_act_avx2(block_q8_act *out, const float *x, int64_t 
     }
 }
 
+/* ---- attention (forward.c's attention_head) ------------------------------------------------
+ * These vectorise across positions (scores) or elements (values) without changing a single
+ * float operation of the scalar loops: each score is still q[0]*k[0] + q[1]*k[1] + ... in that
+ * order (a multiply, then an add; no FMA), and the value updates are elementwise. So the SIMD
+ * attention is bit-identical to the scalar one. */
+
+TARGET void attn_scores8_avx2(float s[8], const float *q, const void *k, bool f16,
+                              size_t stride, int head_dim) {
+    float kb[8 * ATTN_MAX_HEAD_DIM];
+    const float *base = k;
+    int ld = (int)stride;
+    if (f16) { /* the 8 rows as F32 (exact), then gathered like an F32 cache */
+        for (int j = 0; j < 8; j++) {
+            const uint16_t *row = (const uint16_t *)k + (size_t)j * stride;
+            int i = 0;
+            for (; i + 8 <= head_dim; i += 8)
+                _mm256_storeu_ps(kb + j * head_dim + i,
+                                 _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + i))));
+            for (; i < head_dim; i++) kb[j * head_dim + i] = f16_to_f32(row[i]);
+        }
+        base = kb;
+        ld = head_dim;
+    }
+    const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                           _mm256_set1_epi32(ld));
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < head_dim; i++)
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(q[i]),
+                                               _mm256_i32gather_ps(base + i, idx, 4)));
+    _mm256_storeu_ps(s, acc);
+}
+
+TARGET void attn_scale_avx2(float *out, float c, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_loadu_ps(out + i), _mm256_set1_ps(c)));
+    for (; i < n; i++) out[i] *= c;
+}
+
+TARGET void attn_axpy_avx2(float *out, float w, const void *v, bool f16, int n) {
+    int i = 0;
+    const __m256 wv = _mm256_set1_ps(w);
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)v + i)))
+                       : _mm256_loadu_ps((const float *)v + i);
+        _mm256_storeu_ps(out + i, _mm256_add_ps(_mm256_loadu_ps(out + i), _mm256_mul_ps(wv, x)));
+    }
+    for (; i < n; i++)
+        out[i] += w * (f16 ? f16_to_f32(((const uint16_t *)v)[i]) : ((const float *)v)[i]);
+}
+
 #else /* not x86: the scalar kernels are the only ones */
 
 bool mm_avx2_supported(void) { return false; }
@@ -302,6 +435,14 @@ void mm_rows_avx2(float *out, const float *x, const block_q8_act *xq, const tens
 }
 void quantize_row_q8_act_avx2(block_q8_act *out, const float *x, int64_t n) {
     quantize_row_q8_act(out, x, n);
+}
+void attn_scores8_avx2(float s[8], const float *q, const void *k, bool f16, size_t stride,
+                       int head_dim) {
+    (void)s, (void)q, (void)k, (void)f16, (void)stride, (void)head_dim;
+}
+void attn_scale_avx2(float *out, float c, int n) { (void)out, (void)c, (void)n; }
+void attn_axpy_avx2(float *out, float w, const void *v, bool f16, int n) {
+    (void)out, (void)w, (void)v, (void)f16, (void)n;
 }
 
 #endif

@@ -24,4 +24,14 @@ void mm_rows_avx2(float *out, const float *x, const block_q8_act *xq, const tens
  * from x (n), n a multiple of QK. */
 void quantize_row_q8_act_avx2(block_q8_act *out, const float *x, int64_t n);
 
+/* Attention helpers for forward.c, bit-identical to its scalar loops (the same multiplies and
+ * adds in the same order; no FMA). head_dim <= ATTN_MAX_HEAD_DIM for the scores.
+ * s (8): s[j] = sum over i (in increasing order) of q[i] * k[j * stride + i], k F32 or F16;
+ * out (n) *= c;  out (n) += w * v (n), v F32 or F16. */
+#define ATTN_MAX_HEAD_DIM 512
+void attn_scores8_avx2(float s[8], const float *q, const void *k, bool f16, size_t stride,
+                       int head_dim);
+void attn_scale_avx2(float *out, float c, int n);
+void attn_axpy_avx2(float *out, float w, const void *v, bool f16, int n);
+
 #endif

@@ -1,24 +1,51 @@
 /* threadpool: persistent workers that run one job at a time on behalf of the owning thread.
- * A job is published under the mutex with a generation counter; workers wake on a condition
- * variable, run their share, and the last to finish signals the owner. Owner: the thread that
- * calls pool_run (one at a time). Faster wake-up without a syscall per job is a performance
- * issue of its own; this is the simple, obviously correct version. */
+ * A job is published by bumping an atomic generation counter (release) after writing fn/ctx;
+ * workers spin on it for a short while (a decode step issues a few hundred jobs a few
+ * microseconds apart, and a futex wake per job would cost more than many of the jobs), then
+ * sleep on a condition variable. The owner waits for the atomic pending count to reach zero
+ * the same way (spin, then a condition variable). Nobody spins when the pool has more threads
+ * than the machine has CPUs: a spinner would only steal time from the thread it waits for.
+ * Owner: the thread that calls pool_run (one at a time).
+ * Memory order: fn/ctx are plain fields, published by the release increment of generation and
+ * read after the workers' acquire load; the workers' results are published by their release
+ * decrement of pending and the owner's acquire load. */
 #include "threadpool.h"
 
 #include <pthread.h>
+#include <unistd.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define cpu_relax() _mm_pause()
+#else
+#define cpu_relax() ((void)0)
+#endif
+
+/* Spin budgets adapt: a spin that ends in a sleep halves the next one, a spin that succeeds
+ * doubles it, between SPIN_MIN and SPIN_MAX pause iterations (SPIN_MAX is tens of
+ * microseconds, about the gap between two jobs of a decode step). On a quiet machine the spins
+ * succeed and no job costs a syscall; on a busy one (other processes want the CPUs) they fail,
+ * shrink, and the pool behaves like a plain condition-variable pool. */
+#define SPIN_MIN 16
+#define SPIN_MAX 4096
+
 struct pool {
     int n_threads;
-    pthread_t *threads;      /* (n_threads - 1) workers; the caller is thread 0 */
-    pthread_mutex_t mu;      /* guards everything below */
-    pthread_cond_t wake;     /* workers wait here for a new generation */
-    pthread_cond_t done;     /* the owner waits here for pending == 0 */
-    unsigned long generation;
-    int pending;             /* workers still running the current job */
-    bool quit;
-    pool_fn fn;
+    pthread_t *threads;         /* (n_threads - 1) workers; the caller is thread 0 */
+    atomic_uint generation;     /* bumped once per job (and once to quit) */
+    atomic_int pending;         /* workers still running the current job */
+    atomic_int sleepers;        /* workers blocked (or about to block) on wake */
+    atomic_bool owner_waiting;  /* the owner is blocked (or about to block) on done */
+    atomic_bool quit;
+    bool spin;                  /* n_threads <= CPUs online */
+    int owner_spin;             /* the owner's current spin budget (owner thread only) */
+    pthread_mutex_t mu;         /* guards only the sleep/wake hand-offs */
+    pthread_cond_t wake;        /* sleeping workers wait here for a new generation */
+    pthread_cond_t done;        /* the sleeping owner waits here for pending == 0 */
+    pool_fn fn;                 /* written by the owner before the generation bump */
     void *ctx;
 };
 
@@ -27,26 +54,64 @@ typedef struct {
     int ith;
 } worker_arg;
 
+/* A spin that succeeded earns a longer one next time; one that failed, a shorter one. */
+static int adapt(int budget, bool ok) {
+    if (ok) return budget * 2 < SPIN_MAX ? budget * 2 : SPIN_MAX;
+    return budget / 2 > SPIN_MIN ? budget / 2 : SPIN_MIN;
+}
+
+/* Waits until generation differs from seen and returns the new value. *spin: the worker's
+ * spin budget. */
+static unsigned wait_generation(pool *p, unsigned seen, int *spin) {
+    unsigned g;
+    for (int i = 0; p->spin && i < *spin; i++) {
+        g = atomic_load_explicit(&p->generation, memory_order_acquire);
+        if (g != seen) {
+            *spin = adapt(*spin, true);
+            return g;
+        }
+        cpu_relax();
+    }
+    *spin = adapt(*spin, false);
+    pthread_mutex_lock(&p->mu);
+    atomic_fetch_add(&p->sleepers, 1); /* seq_cst: ordered against the owner's bump */
+    while ((g = atomic_load(&p->generation)) == seen) pthread_cond_wait(&p->wake, &p->mu);
+    atomic_fetch_sub(&p->sleepers, 1);
+    pthread_mutex_unlock(&p->mu);
+    return g;
+}
+
 static void *worker_main(void *arg) {
     worker_arg *wa = arg;
     pool *p = wa->p;
     int ith = wa->ith;
     free(wa);
-    unsigned long seen = 0;
-    pthread_mutex_lock(&p->mu);
+    unsigned seen = 0;
+    int spin = SPIN_MAX;
     for (;;) {
-        while (!p->quit && p->generation == seen) pthread_cond_wait(&p->wake, &p->mu);
-        if (p->quit) break;
-        seen = p->generation;
-        pool_fn fn = p->fn;
-        void *ctx = p->ctx;
-        pthread_mutex_unlock(&p->mu);
-        fn(ctx, ith, p->n_threads);
-        pthread_mutex_lock(&p->mu);
-        if (--p->pending == 0) pthread_cond_signal(&p->done);
+        seen = wait_generation(p, seen, &spin);
+        if (atomic_load_explicit(&p->quit, memory_order_acquire)) break;
+        p->fn(p->ctx, ith, p->n_threads);
+        /* seq_cst: ordered against the owner's owner_waiting store, as in wait_generation */
+        if (atomic_fetch_sub(&p->pending, 1) == 1 && atomic_load(&p->owner_waiting)) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
-    pthread_mutex_unlock(&p->mu);
     return NULL;
+}
+
+/* Publishes a new generation and wakes any worker that went to sleep. */
+static void bump(pool *p) {
+    atomic_fetch_add(&p->generation, 1); /* seq_cst (and release) */
+    if (atomic_load(&p->sleepers) > 0) {
+        /* a worker counted as a sleeper checks generation under the mutex before waiting, so
+         * taking the mutex here cannot miss it */
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_broadcast(&p->wake);
+        pthread_mutex_unlock(&p->mu);
+    }
 }
 
 pool *pool_create(int n_threads) {
@@ -54,6 +119,14 @@ pool *pool_create(int n_threads) {
     pool *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     p->n_threads = n_threads;
+    atomic_init(&p->generation, 0);
+    atomic_init(&p->pending, 0);
+    atomic_init(&p->sleepers, 0);
+    atomic_init(&p->owner_waiting, false);
+    atomic_init(&p->quit, false);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    p->spin = cpus < 1 || n_threads <= cpus;
+    p->owner_spin = SPIN_MAX;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->wake, NULL);
     pthread_cond_init(&p->done, NULL);
@@ -85,10 +158,8 @@ fail:
 
 void pool_destroy(pool *p) {
     if (!p) return;
-    pthread_mutex_lock(&p->mu);
-    p->quit = true;
-    pthread_cond_broadcast(&p->wake);
-    pthread_mutex_unlock(&p->mu);
+    atomic_store_explicit(&p->quit, true, memory_order_release);
+    bump(p);
     for (int i = 1; i < p->n_threads; i++) pthread_join(p->threads[i - 1], NULL);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->wake);
@@ -104,15 +175,22 @@ void pool_run(pool *p, pool_fn fn, void *ctx) {
         fn(ctx, 0, 1);
         return;
     }
-    pthread_mutex_lock(&p->mu);
     p->fn = fn;
     p->ctx = ctx;
-    p->pending = p->n_threads - 1;
-    p->generation++;
-    pthread_cond_broadcast(&p->wake);
-    pthread_mutex_unlock(&p->mu);
+    atomic_store_explicit(&p->pending, p->n_threads - 1, memory_order_relaxed);
+    bump(p);
     fn(ctx, 0, p->n_threads);
+    for (int i = 0; p->spin && i < p->owner_spin; i++) {
+        if (atomic_load_explicit(&p->pending, memory_order_acquire) == 0) {
+            p->owner_spin = adapt(p->owner_spin, true);
+            return;
+        }
+        cpu_relax();
+    }
+    p->owner_spin = adapt(p->owner_spin, false);
     pthread_mutex_lock(&p->mu);
-    while (p->pending > 0) pthread_cond_wait(&p->done, &p->mu);
+    atomic_store(&p->owner_waiting, true);
+    while (atomic_load(&p->pending) > 0) pthread_cond_wait(&p->done, &p->mu);
+    atomic_store(&p->owner_waiting, false);
     pthread_mutex_unlock(&p->mu);
 }

@@ -192,13 +192,15 @@ class Server:
         failure; the short pause between polls paces them and synchronises nothing."""
         last = None
         deadline = time.monotonic() + limit_s
+        pause = 0.001
         while True:
             last = self.metrics()
             if pred(last):
                 return last
             if time.monotonic() > deadline:
                 break
-            threading.Event().wait(0.002)
+            threading.Event().wait(pause)  # backs off so polls do not starve the server
+            pause = min(pause * 2, 0.05)
         raise AssertionError("/metrics never showed %s; last: %s" % (what, {
             k: v for k, v in last.items() if "bucket" not in k}))
 
@@ -359,9 +361,10 @@ class Runner:
     def run(self, fn, *args):
         self.n += 1
         label = fn.__name__
+        t0 = time.monotonic()
         try:
             fn(*args)
-            print("ok   %s" % label, flush=True)
+            print("ok   %s (%.1fs)" % (label, time.monotonic() - t0), flush=True)
         except Exception as ex:  # noqa: BLE001 - every failure is reported, then the next runs
             self.failed.append(label)
             print("FAIL %s: %s" % (label, ex), flush=True)

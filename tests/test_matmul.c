@@ -179,9 +179,44 @@ static void test_quantize_act(void) {
     CHECK(diff == 0, "SIMD activation quantizer differs from the scalar one in %d blocks", diff);
 }
 
+/* The attention helpers do the scalar loops' float operations exactly: bit-identical results
+ * for F32 and F16 rows, head_dim not a multiple of 8. */
+static void test_attention_helpers(void) {
+    if (!mm_avx2_supported()) return;
+    enum { HD = 45, STRIDE = 3 * HD + 7 };
+    float q[HD], kf[8 * STRIDE], out_a[HD], out_b[HD], s8[8];
+    uint16_t kh[8 * STRIDE];
+    unsigned s = 17;
+    for (int i = 0; i < HD; i++) q[i] = frand(&s);
+    for (int i = 0; i < 8 * STRIDE; i++) {
+        kh[i] = f32_to_f16(frand(&s));
+        kf[i] = frand(&s);
+    }
+    int diff = 0;
+    for (int f16 = 0; f16 <= 1; f16++) {
+        attn_scores8_avx2(s8, q, f16 ? (const void *)kh : (const void *)kf, f16, STRIDE, HD);
+        for (int j = 0; j < 8; j++) {
+            float want = 0.0f;
+            for (int i = 0; i < HD; i++)
+                want += q[i] * (f16 ? f16_to_f32(kh[j * STRIDE + i]) : kf[j * STRIDE + i]);
+            diff += memcmp(&want, &s8[j], 4) != 0;
+        }
+        for (int i = 0; i < HD; i++) out_a[i] = out_b[i] = q[i];
+        attn_scale_avx2(out_a, 0.37f, HD);
+        attn_axpy_avx2(out_a, 0.81f, f16 ? (const void *)kh : (const void *)kf, f16, HD);
+        for (int i = 0; i < HD; i++) {
+            out_b[i] *= 0.37f;
+            out_b[i] += 0.81f * (f16 ? f16_to_f32(kh[i]) : kf[i]);
+        }
+        diff += memcmp(out_a, out_b, sizeof out_a) != 0;
+    }
+    CHECK(diff == 0, "attention helpers differ from the scalar loops in %d places", diff);
+}
+
 int main(void) {
     printf("SIMD kernels: %s\n", mm_avx2_supported() ? "AVX2+FMA+F16C" : "none (scalar only)");
     test_quantize_act();
+    test_attention_helpers();
     const dtype types[] = {DT_F32, DT_F16, DT_BF16, DT_Q8_0, DT_Q4_0};
     for (int i = 0; i < 5; i++) {
         bool quant = types[i] == DT_Q8_0 || types[i] == DT_Q4_0;

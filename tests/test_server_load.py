@@ -48,7 +48,7 @@ def run_threads(fns):
 def test_concurrent_streams_match_solo(s):
     bodies = []
     for i in range(8):
-        b = {"prompt": PROMPTS[i % 4], "max_tokens": 20, "stream": True}
+        b = {"prompt": PROMPTS[i % 4], "max_tokens": 16, "stream": True}
         if i < 4:
             b["temperature"] = 0
         else:
@@ -75,13 +75,15 @@ def test_concurrent_streams_match_solo(s):
 
 
 def test_disconnects_free_slots(s):
-    body = json.dumps({"prompt": PROMPTS[1], "max_tokens": 200, "temperature": 0.9,
+    # long requests (1000 tokens, --ctx-size 1024): they are still running when dropped
+    body = json.dumps({"prompt": PROMPTS[1], "max_tokens": 1000, "temperature": 0.9,
                        "seed": 3, "ignore_eos": True, "stream": True}).encode()
     req = post_bytes("/v1/completions", body)
-    # 20 streams dropped after one or two events, five at a time
-    for group in range(4):
+    # 20 streams dropped after one or two events, four at a time (one per slot: a fifth
+    # would wait in the queue for a slot)
+    for group in range(5):
         socks = []
-        for k in range(5):
+        for k in range(4):
             want = 1 + (group + k) % 2
             sock, got = raw_http(s.port, req, read_until=None)
             while got.count(b"data: ") < want:
@@ -103,8 +105,9 @@ def test_disconnects_free_slots(s):
     s.wait_metrics(lambda m: m["llamaserve_queue_depth"] == 10, "10 queued")
     for sock in queued:
         sock.close()
-    # the queued ones leave the queue while the running ones still run (200 tokens each)
+    # the queued ones leave the queue while the running ones still run
     m = s.wait_metrics(lambda m: m["llamaserve_queue_depth"] == 0, "the queue emptied")
+    assert m["llamaserve_slots_busy"] == 4, "the running streams ended early: %s" % m
     for sock in running:
         sock.close()
     s.wait_metrics(lambda m: busy_queue(m) == (0, 0), "0 busy slots, empty queue")
@@ -116,7 +119,7 @@ def test_disconnects_free_slots(s):
     assert st.text() == r["choices"][0]["text"]
     # a non-streaming request dropped while it waits also frees its slot
     sock, _ = raw_http(s.port, post_bytes("/v1/completions", json.dumps(
-        {"prompt": PROMPTS[2], "max_tokens": 200, "ignore_eos": True}).encode()))
+        {"prompt": PROMPTS[2], "max_tokens": 1000, "ignore_eos": True}).encode()))
     s.wait_metrics(lambda m: m["llamaserve_slots_busy"] == 1, "the non-streaming request runs")
     sock.close()
     s.wait_metrics(lambda m: busy_queue(m) == (0, 0), "0 busy after a dropped non-stream")
@@ -124,7 +127,7 @@ def test_disconnects_free_slots(s):
 
 def test_queue_overflow_503(s):
     # --parallel 2 --max-queue 1: two run, one waits, the rest are refused at once
-    long_body = {"prompt": PROMPTS[0], "max_tokens": 200, "temperature": 0.9, "seed": 11,
+    long_body = {"prompt": PROMPTS[0], "max_tokens": 400, "temperature": 0.9, "seed": 11,
                  "ignore_eos": True, "stream": True}
     from server_harness import Stream
     admitted = []
@@ -151,11 +154,16 @@ def test_queue_overflow_503(s):
     for st, hd, data in got:
         check_error(st, json.loads(data), 503, what="overflow")
         assert hd.get("retry-after", "").isdigit(), hd
+    # the precondition held throughout: nothing finished (a finish would have admitted the
+    # queued one, and nothing else can refill the queue)
+    m = s.metrics()
+    assert busy_queue(m) == (2, 1), "a long request ended during the overflow: %s" % (
+        busy_queue(m),)
     for st in admitted:
         st.read_all()
         assert st.ended and st.events[-1] == "[DONE]", st.events[-2:]
         assert len(st.text()) > 0 and st.finish_reasons() == ["length"]
-        assert sum(1 for e in st.json_events() if e["choices"][0]["text"]) <= 200
+        assert sum(1 for e in st.json_events() if e["choices"][0]["text"]) <= 400
     s.wait_metrics(lambda m: busy_queue(m) == (0, 0), "idle after the overflow")
     m = s.metrics()
     assert m.get('llamaserve_requests_total{route="/v1/completions",status="503"}', 0) >= 3, m
@@ -179,9 +187,10 @@ def main():
     runner = Runner("test_server_load")
     from server_harness import run_with_server
     run_with_server(runner, [test_concurrent_streams_match_solo, test_disconnects_free_slots],
-                    "--parallel", "4", "--max-queue", "16", "--no-log-requests")
-    run_with_server(runner, [test_queue_overflow_503], "--parallel", "2", "--max-queue", "1",
+                    "--parallel", "4", "--max-queue", "16", "--ctx-size", "1024",
                     "--no-log-requests")
+    run_with_server(runner, [test_queue_overflow_503], "--parallel", "2", "--max-queue", "1",
+                    "--ctx-size", "512", "--no-log-requests")
     runner.finish()
 
 
