@@ -420,6 +420,29 @@ static void *sched_main(void *arg) {
     return NULL;
 }
 
+/* Frees what sched_create allocated (any part may be missing); the thread is not running. */
+static void sched_free(sched *s) {
+    if (!s) return;
+    for (int i = 0; s->slots && i < s->p.parallel; i++) {
+        kv_free(s->slots[i].kv);
+        free(s->slots[i].hist);
+        free(s->slots[i].held);
+    }
+    fwd_free(s->fwd);
+    pool_destroy(s->pool);
+    free(s->slots);
+    free(s->caches);
+    free(s->b_token);
+    free(s->b_pos);
+    free(s->b_seq);
+    free(s->b_slot);
+    free(s->b_logits);
+    free(s->logits);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+}
+
 sched *sched_create(const model *m, const sched_params *p, char *err, size_t errlen) {
     if (!m->tok) {
         ls_fail(err, errlen, "the model has no tokenizer");
@@ -463,28 +486,7 @@ sched *sched_create(const model *m, const sched_params *p, char *err, size_t err
 oom:
     ls_fail(err, errlen, "out of memory for %d slots of %d tokens", p->parallel, p->ctx_size);
 fail:
-    if (s) {
-        s->thread = 0;
-        s->stopping = true;
-        for (int i = 0; s->slots && i < p->parallel; i++) {
-            kv_free(s->slots[i].kv);
-            free(s->slots[i].hist);
-            free(s->slots[i].held);
-        }
-        fwd_free(s->fwd);
-        pool_destroy(s->pool);
-        free(s->slots);
-        free(s->caches);
-        free(s->b_token);
-        free(s->b_pos);
-        free(s->b_seq);
-        free(s->b_slot);
-        free(s->b_logits);
-        free(s->logits);
-        pthread_mutex_destroy(&s->mu);
-        pthread_cond_destroy(&s->cv);
-        free(s);
-    }
+    sched_free(s);
     return NULL;
 }
 
@@ -495,24 +497,7 @@ void sched_destroy(sched *s) {
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
     pthread_join(s->thread, NULL);
-    for (int i = 0; i < s->p.parallel; i++) {
-        kv_free(s->slots[i].kv);
-        free(s->slots[i].hist);
-        free(s->slots[i].held);
-    }
-    fwd_free(s->fwd);
-    pool_destroy(s->pool);
-    free(s->slots);
-    free(s->caches);
-    free(s->b_token);
-    free(s->b_pos);
-    free(s->b_seq);
-    free(s->b_slot);
-    free(s->b_logits);
-    free(s->logits);
-    pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->cv);
-    free(s);
+    sched_free(s);
 }
 
 /* True when a job needing n slots would have to wait and max_queue jobs already wait.
