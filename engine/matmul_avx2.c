@@ -1,10 +1,14 @@
-/* matmul_avx2: AVX2+FMA+F16C register-tiled kernels for out (T, n_out) = x (T, n_in) @ W^T.
- * A tile is RW (<= 4) consecutive weight rows times RT (<= 2) activation rows: each weight
- * vector is loaded (and converted) once per k-step and used for RT activation rows, so a
- * prefill or a batched decode step reads each weight row from memory once for the whole block.
- * The accumulation of one (weight row, activation row) pair never depends on RW or RT (see
- * matmul_avx2.h). The scalar kernels in matmul.c are the reference these are tested against.
- * Never allocates; no global state besides the CPU-feature answer. */
+/* matmul_avx2: AVX2+FMA+F16C register-tiled kernels for out (T, n_out) = x (T, n_in) @ W^T,
+ * and the attention helpers of forward.c.
+ * F32/F16/BF16: a tile is RW (<= 4) consecutive weight rows times RT (<= 2) activation rows;
+ * each weight vector is loaded (and converted) once per k-step and used for RT activation rows,
+ * and with many activation rows K is cut into L1-sized chunks, so a prefill or a batched decode
+ * step reads each weight row from memory once for the whole block. A pair's accumulation never
+ * depends on RW, RT or the chunking (see matmul_avx2.h).
+ * Q8_0/Q4_0: 8 pairs per tile (8x1 for one activation row, 4x2 for several), exact integer
+ * block sums, and per block the scalar kernel's float steps, so bit-identical to matmul.c.
+ * The scalar kernels in matmul.c are the reference these are tested against (tests/test_matmul.c).
+ * Never allocates on the heap; no global state besides the CPU-feature answer. */
 #include "matmul_avx2.h"
 
 #include <stddef.h>

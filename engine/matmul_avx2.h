@@ -1,10 +1,13 @@
 /* matmul_avx2: the x86-64 AVX2+FMA+F16C kernels behind matmul (internal to engine/matmul.c and
  * its tests). Compiled with function-level target attributes, so the library still runs on any
  * x86-64 (and builds elsewhere: then mm_avx2_supported() is false and nothing else is called).
- * Determinism: every (weight row, activation row) pair is accumulated in its own 8-lane
- * register, in increasing k, with one fixed horizontal reduction at the end, whether it is
- * computed in a 4x2 register tile or alone; so an output never depends on the tile it fell in,
- * on T, or on the thread count. */
+ * Determinism: for F32/F16/BF16 every (weight row, activation row) pair is accumulated in its
+ * own 8-lane register, in increasing k, with one fixed horizontal reduction at the end, whether
+ * it is computed in a 4x2 register tile or alone and however K is chunked; so an output never
+ * depends on the tile it fell in, on T, or on the thread count. Results differ from the scalar
+ * kernels by float rounding only. For Q8_0/Q4_0 the block sums are exact integers and the float
+ * steps per block are the scalar kernel's (one pair per vector lane): bit-identical to
+ * dot_q8_0/dot_q4_0 (for finite F16 scales). */
 #ifndef LS_MATMUL_AVX2_H
 #define LS_MATMUL_AVX2_H
 

@@ -15,7 +15,9 @@
 #include <unistd.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -24,13 +26,15 @@
 #define cpu_relax() ((void)0)
 #endif
 
-/* Spin budgets adapt: a spin that ends in a sleep halves the next one, a spin that succeeds
- * doubles it, between SPIN_MIN and SPIN_MAX pause iterations (SPIN_MAX is tens of
- * microseconds, about the gap between two jobs of a decode step). On a quiet machine the spins
- * succeed and no job costs a syscall; on a busy one (other processes want the CPUs) they fail,
- * shrink, and the pool behaves like a plain condition-variable pool. */
+/* Spin budgets adapt, between SPIN_MIN and SPIN_MAX pause iterations (SPIN_MAX is some tens
+ * of microseconds, more than the gap between two jobs of a decode step). A spin that succeeds,
+ * or a sleep that ends within WAIT_SHORT_NS (a longer spin would have caught it), doubles the
+ * next budget; a sleep that lasts longer halves it. On a quiet machine the spins succeed and no
+ * job costs a syscall; on a busy one (other processes want the CPUs) the waits are long, the
+ * budgets shrink, and the pool behaves like a plain condition-variable pool. */
 #define SPIN_MIN 16
-#define SPIN_MAX 4096
+#define SPIN_MAX 8192
+#define WAIT_SHORT_NS 200000
 
 struct pool {
     int n_threads;
@@ -54,10 +58,16 @@ typedef struct {
     int ith;
 } worker_arg;
 
-/* A spin that succeeded earns a longer one next time; one that failed, a shorter one. */
+/* A wait that a spin covered (or could have) earns a longer spin next time; else a shorter. */
 static int adapt(int budget, bool ok) {
     if (ok) return budget * 2 < SPIN_MAX ? budget * 2 : SPIN_MAX;
     return budget / 2 > SPIN_MIN ? budget / 2 : SPIN_MIN;
+}
+
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 /* Waits until generation differs from seen and returns the new value. *spin: the worker's
@@ -72,12 +82,13 @@ static unsigned wait_generation(pool *p, unsigned seen, int *spin) {
         }
         cpu_relax();
     }
-    *spin = adapt(*spin, false);
+    int64_t t0 = now_ns();
     pthread_mutex_lock(&p->mu);
     atomic_fetch_add(&p->sleepers, 1); /* seq_cst: ordered against the owner's bump */
     while ((g = atomic_load(&p->generation)) == seen) pthread_cond_wait(&p->wake, &p->mu);
     atomic_fetch_sub(&p->sleepers, 1);
     pthread_mutex_unlock(&p->mu);
+    *spin = adapt(*spin, now_ns() - t0 < WAIT_SHORT_NS);
     return g;
 }
 
@@ -187,10 +198,11 @@ void pool_run(pool *p, pool_fn fn, void *ctx) {
         }
         cpu_relax();
     }
-    p->owner_spin = adapt(p->owner_spin, false);
+    int64_t t0 = now_ns();
     pthread_mutex_lock(&p->mu);
     atomic_store(&p->owner_waiting, true);
     while (atomic_load(&p->pending) > 0) pthread_cond_wait(&p->done, &p->mu);
     atomic_store(&p->owner_waiting, false);
     pthread_mutex_unlock(&p->mu);
+    p->owner_spin = adapt(p->owner_spin, now_ns() - t0 < WAIT_SHORT_NS);
 }
