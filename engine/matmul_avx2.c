@@ -210,8 +210,22 @@ INLINE __m256i hsum8x8_epi32(const __m256i v[QP_MAX]) {
 }
 
 /* One RW x RT tile over nb blocks: out[t * ldo + r] = dot(w row r, x row t). Pair (r, t) lives
- * in lane r * RT + t. Q8_0: sum w*x = maddubs(|x|, sign(w, x)). Q4_0 with nibbles q = w + 8:
- * sum w*x = maddubs(q, x) - 8 * sum x, where q <= 15 keeps every pair sum in int16. */
+ * in lane r * RT + t. Q8_0: sum w*x = maddubs(|x|, sign(w, x)), widened by madd. Q4_0 with
+ * nibbles q = w + 8: the int16 pair sums maddubs(q, x) - maddubs(8, x) (q <= 15: no saturation),
+ * summed in int16 (hsum8x8_epi16). */
+/* Lane i of the result = the sum of the 16 int16 lanes of v[i] (exact while every partial sum
+ * fits in int16: true for Q4_0, whose pair sums are at most 2 * 8 * 127 = 2032 in magnitude, so
+ * a 128-bit half sums to at most 16256 and both halves to 32512). Three levels of hadd leave
+ * [v0 .. v7] summed over each 128-bit half; the halves are added and widened once. Cheaper than
+ * widening every vector with madd first. */
+INLINE __m256i hsum8x8_epi16(const __m256i v[QP_MAX]) {
+    __m256i a = _mm256_hadd_epi16(_mm256_hadd_epi16(v[0], v[1]), _mm256_hadd_epi16(v[2], v[3]));
+    __m256i b = _mm256_hadd_epi16(_mm256_hadd_epi16(v[4], v[5]), _mm256_hadd_epi16(v[6], v[7]));
+    __m256i h = _mm256_hadd_epi16(a, b);
+    return _mm256_cvtepi16_epi32(
+        _mm_add_epi16(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
+}
+
 /* F16 scales in the low 16 bits of each 32-bit lane, as F32: exact for every finite F16 (the
  * exponent and mantissa move into F32 position, then a multiply by 2^112 rebiases the exponent,
  * which also makes F16 subnormals exact normals). Infinity and NaN scales (never written by a
@@ -255,14 +269,14 @@ INLINE void tile_quant(dtype type, float *out, int ldo, const uint8_t *w, size_t
     const size_t bb = type == DT_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
     __m256 sum = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++) {
-        __m256i xv[RT_MAX], xs[RT_MAX]; /* Q8_0: |x|; Q4_0: 8 * sum of x per lane */
+        __m256i xv[RT_MAX], xs[RT_MAX]; /* Q8_0: |x|; Q4_0: 8 * (x[2i] + x[2i+1]) in int16 */
         __m256 dx = _mm256_setzero_ps(); /* per lane: the activation row's scale */
 #pragma GCC unroll 2
         for (int t = 0; t < RT; t++) {
             const block_q8_act *xb = x + (size_t)t * ldx + b;
             xv[t] = _mm256_loadu_si256((const __m256i *)xb->qs);
             xs[t] = type == DT_Q8_0 ? _mm256_sign_epi8(xv[t], xv[t])
-                                    : _mm256_madd_epi16(_mm256_maddubs_epi16(eights, xv[t]), ones);
+                                    : _mm256_maddubs_epi16(eights, xv[t]);
             __m256 d = _mm256_broadcast_ss(&xb->d);
             dx = t == 0 ? d
                         : _mm256_castsi256_ps(blend_group(_mm256_castps_si256(dx),
@@ -289,14 +303,14 @@ INLINE void tile_quant(dtype type, float *out, int ldo, const uint8_t *w, size_t
                 if (type == DT_Q8_0)
                     p[r * RT + t] = _mm256_madd_epi16(
                         _mm256_maddubs_epi16(xs[t], _mm256_sign_epi8(wq, xv[t])), ones);
-                else
-                    p[r * RT + t] = _mm256_sub_epi32(
-                        _mm256_madd_epi16(_mm256_maddubs_epi16(wq, xv[t]), ones), xs[t]);
+                else /* int16 (q - 8) * x pair sums, |.| <= 2032 */
+                    p[r * RT + t] = _mm256_sub_epi16(_mm256_maddubs_epi16(wq, xv[t]), xs[t]);
             }
         }
         /* scale = d_w * d_x lane by lane: the same float product as the scalar kernel's */
         __m256 scale = _mm256_mul_ps(f16_lo_to_f32(dwh), dx);
-        __m256 isum = _mm256_cvtepi32_ps(hsum8x8_epi32(p)); /* exact: |isum| < 2^24 */
+        __m256i is = type == DT_Q8_0 ? hsum8x8_epi32(p) : hsum8x8_epi16(p);
+        __m256 isum = _mm256_cvtepi32_ps(is); /* exact: |isum| < 2^24 */
         sum = _mm256_add_ps(sum, _mm256_mul_ps(isum, scale));
     }
     float res[QP_MAX];

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# bench-server.sh MODEL [BIN] [THREADS]: starts `llamaserve serve --parallel 8` on MODEL and drives
+# it with 1, 2, 4 and 8 concurrent streaming clients (scripts/bench_server.py); prints a table of
+# aggregate tokens/s, time to first token and inter-token latency. A benchmark, not a test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+model=${1:?usage: bench-server.sh MODEL [BIN] [THREADS]}
+bin=${2:-build/llamaserve}
+threads=${3:-2}
+log=$(mktemp)
+"$bin" serve -m "$model" --port 0 --parallel 8 --threads "$threads" --ctx-size 256 \
+    --no-log-requests 2>"$log" &
+pid=$!
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -f "$log"' EXIT
+for _ in $(seq 600); do
+    grep -q "llamaserve: ready" "$log" && break
+    kill -0 $pid 2>/dev/null || { cat "$log"; exit 1; }
+    sleep 0.1
+done
+port=$(sed -n 's/.*listening on http:\/\/[^:]*:\([0-9]*\).*/\1/p' "$log" | head -n 1)
+echo "model $model, $threads threads, 8 slots, $(date -u +%Y-%m-%dT%H:%MZ), $(lscpu | sed -n 's/^Model name: *//p')"
+/usr/bin/python3 scripts/bench_server.py "$port" 64 32
+rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
+echo "server resident memory after the sweep: $((rss / 1024)) MiB (mapped weights included)"

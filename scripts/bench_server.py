@@ -1,0 +1,65 @@
+#!/usr/bin/python3
+"""bench_server: drives a running llamaserve with 1, 2, 4 and 8 concurrent streaming clients and
+reports, per concurrency level, the aggregate generated tokens per second, time to first token
+(p50, p99) and inter-token latency (p50, p99), measured on the client side from the SSE events.
+Prompts are token ids (the benchmark models carry a placeholder vocabulary), ignore_eos keeps
+every stream at exactly max_tokens. Usage: bench_server.py PORT [MAX_TOKENS] [PROMPT_LEN]"""
+import http.client
+import json
+import random
+import sys
+import threading
+import time
+
+port = int(sys.argv[1])
+max_tokens = int(sys.argv[2]) if len(sys.argv) > 2 else 64
+prompt_len = int(sys.argv[3]) if len(sys.argv) > 3 else 32
+
+
+def stream(seed, out):
+    rnd = random.Random(seed)
+    body = json.dumps({"prompt": [1] + [rnd.randrange(300, 30000) for _ in range(prompt_len - 1)],
+                       "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True,
+                       "stream": True})
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    t0 = time.monotonic()
+    c.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
+    r = c.getresponse()
+    times = []
+    buf = b""
+    while True:
+        chunk = r.read1(65536)
+        if not chunk:
+            break
+        buf += chunk
+        while b"\n\n" in buf:
+            ev, buf = buf.split(b"\n\n", 1)
+            if ev.startswith(b"data: ") and ev != b"data: [DONE]":
+                e = json.loads(ev[6:])
+                if e["choices"] and e["choices"][0].get("text"):
+                    times.append(time.monotonic())
+    c.close()
+    out.append((t0, times))
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] if xs else float("nan")
+
+
+print("| clients | aggregate tok/s | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms |")
+print("|---|---|---|---|---|---|")
+for clients in (1, 2, 4, 8):
+    results = []
+    threads = [threading.Thread(target=stream, args=(i, results)) for i in range(clients)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.monotonic() - t0
+    n_tokens = sum(len(ts) for _, ts in results)
+    ttft = [(ts[0] - start) * 1e3 for start, ts in results if ts]
+    itl = [(b - a) * 1e3 for _, ts in results for a, b in zip(ts, ts[1:])]
+    print(f"| {clients} | {n_tokens / wall:.1f} | {pct(ttft, 50):.0f} | {pct(ttft, 99):.0f} | "
+          f"{pct(itl, 50):.1f} | {pct(itl, 99):.1f} |", flush=True)
