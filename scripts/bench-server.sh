@@ -19,6 +19,6 @@ for _ in $(seq 600); do
 done
 port=$(sed -n 's/.*listening on http:\/\/[^:]*:\([0-9]*\).*/\1/p' "$log" | head -n 1)
 echo "model $model, $threads threads, 8 slots, $(date -u +%Y-%m-%dT%H:%MZ), $(lscpu | sed -n 's/^Model name: *//p')"
-/usr/bin/python3 scripts/bench_server.py "$port" 64 32
+/usr/bin/python3 scripts/bench_server.py "$port" "${MAX_TOKENS:-128}" 32
 rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
 echo "server resident memory after the sweep: $((rss / 1024)) MiB (mapped weights included)"
