@@ -11,6 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define FWD_MAX_ROPE_DIM 1024
+static void rope_freqs(double *freq, int rope_dim, float theta);
+
 struct fwd_ctx {
     const model *m;
     pool *p;
@@ -25,12 +28,26 @@ struct fwd_ctx {
     float *att;   /* (max_tokens, n_heads * head_dim) attention output */
     float *hb;    /* (max_tokens, hidden_dim) gate, then swiglu output */
     float *hb2;   /* (max_tokens, hidden_dim) up */
+    float *x_alt; /* (max_tokens, dim) the next residual stream (x and x_alt swap) */
+    double *rope_freq; /* (rope_dim / 2) theta^(-2i/rope_dim) */
+    /* prefill attention: rows grouped into blocks of up to ATTN_QB consecutive positions of
+     * one sequence; block b is rows qblock_rows[qblock_first[b] ...], qblock_n[b] of them */
+    int n_qblocks;
+    int *qblock_rows;  /* (max_tokens) */
+    int *qblock_first; /* (max_tokens) */
+    int *qblock_n;     /* (max_tokens) */
+    bool *row_taken;   /* (max_tokens) scratch of group_rows */
 };
 
 fwd_ctx *fwd_create(const model *m, int max_tokens, pool *p, char *err, size_t errlen) {
     const model_config *c = &m->cfg;
     if (max_tokens < 1) {
         ls_fail(err, errlen, "max_tokens must be positive, got %d", max_tokens);
+        return NULL;
+    }
+    if (c->rope_dim > FWD_MAX_ROPE_DIM) {
+        ls_fail(err, errlen, "rope dimension %d above the supported %d", c->rope_dim,
+                FWD_MAX_ROPE_DIM);
         return NULL;
     }
     fwd_ctx *f = calloc(1, sizeof *f);
@@ -52,8 +69,17 @@ fwd_ctx *fwd_create(const model *m, int max_tokens, pool *p, char *err, size_t e
     f->att = ls_alloc(T * q_dim * sizeof(float));
     f->hb = ls_alloc(T * c->hidden_dim * sizeof(float));
     f->hb2 = ls_alloc(T * c->hidden_dim * sizeof(float));
-    if (!f->x || !f->xb || !f->xb2 || !f->q || !f->k || !f->v || !f->att || !f->hb || !f->hb2)
+    f->x_alt = ls_alloc(T * c->dim * sizeof(float));
+    f->rope_freq = ls_alloc((size_t)(c->rope_dim / 2 + 1) * sizeof(double));
+    f->qblock_rows = ls_alloc(T * sizeof(int));
+    f->qblock_first = ls_alloc(T * sizeof(int));
+    f->qblock_n = ls_alloc(T * sizeof(int));
+    f->row_taken = ls_alloc(T * sizeof(bool));
+    if (!f->x || !f->xb || !f->xb2 || !f->q || !f->k || !f->v || !f->att || !f->hb || !f->hb2 ||
+        !f->x_alt || !f->rope_freq || !f->qblock_rows || !f->qblock_first || !f->qblock_n ||
+        !f->row_taken)
         goto oom;
+    rope_freqs(f->rope_freq, c->rope_dim, c->rope_theta);
     return f;
 oom:
     fwd_free(f);
@@ -73,6 +99,12 @@ void fwd_free(fwd_ctx *f) {
     free(f->att);
     free(f->hb);
     free(f->hb2);
+    free(f->x_alt);
+    free(f->rope_freq);
+    free(f->qblock_rows);
+    free(f->qblock_first);
+    free(f->qblock_n);
+    free(f->row_taken);
     free(f);
 }
 
@@ -131,21 +163,14 @@ static void kv_put(void *row, kv_type type, const float *src, int n) {
         memcpy(row, src, (size_t)n * sizeof(float));
 }
 
-typedef struct {
-    fwd_ctx *f;
-    kv_cache *const *caches;
-    const int32_t *pos, *seq;
-    int layer, T;
-} attn_job;
-
 /* One (row, head) of causal attention over its sequence's cache, positions 0..pos, with an
  * online softmax (running max and sum) so no score buffer of context length is needed.
  * simd: compute the scores 8 positions at a time and the value updates 8 elements at a time
  * with the AVX2 helpers, which do exactly the float operations of these loops (the result is
  * bit-identical either way). */
-static void attention_head(float *out /* (head_dim) */, const float *q /* (head_dim) */,
-                           const kv_cache *kv, int layer, int kv_head, int n_pos, int head_dim,
-                           bool simd) {
+static void attention_head_impl(float *out /* (head_dim) */, const float *q /* (head_dim) */,
+                                const kv_cache *kv, int layer, int kv_head, int n_pos,
+                                int head_dim, bool simd) {
     const float scale = 1.0f / sqrtf((float)head_dim);
     const bool f16 = kv->type == KV_F16;
     const size_t esz = f16 ? 2 : 4, off = (size_t)kv_head * head_dim;
@@ -185,63 +210,364 @@ static void attention_head(float *out /* (head_dim) */, const float *q /* (head_
     for (int i = 0; i < head_dim; i++) out[i] /= sum;
 }
 
-static void attention_rows(void *arg, int ith, int nth) {
-    const attn_job *j = arg;
-    const model_config *c = &j->f->m->cfg;
-    const int n_items = j->T * c->n_heads, q_dim = c->n_heads * c->head_dim;
-    const int group = c->n_heads / c->n_kv_heads;
-    const int per = (n_items + nth - 1) / nth;
-    const bool simd = mm_using_simd() && c->head_dim <= ATTN_MAX_HEAD_DIM;
-    for (int it = ith * per; it < n_items && it < (ith + 1) * per; it++) {
-        int t = it / c->n_heads, h = it % c->n_heads;
-        attention_head(j->f->att + (size_t)t * q_dim + (size_t)h * c->head_dim,
-                       j->f->q + (size_t)t * q_dim + (size_t)h * c->head_dim,
-                       j->caches[j->seq[t]], j->layer, h / group, j->pos[t] + 1, c->head_dim, simd);
+/* --- the step's work besides the matrix products, split over the pool ---
+ * Every kernel below does, for each output element, exactly the float operations of its scalar
+ * twin above, in the same order; the pool only decides which thread runs which rows, columns or
+ * (rows, head) items. So results are bit-identical whatever the thread count or batch. */
+
+/* x_out (C) = x + y (y NULL: x), out (C) = rmsnorm(x_out) * w, columns [c0, c1) only; the sum
+ * of squares always runs over the whole row, in rmsnorm's order. */
+static void add_rmsnorm_row(float *x_out, float *out, const float *x, const float *y,
+                            const float *w, int C, float eps, int c0, int c1) {
+    float ss = 0.0f;
+    if (y)
+        for (int i = 0; i < C; i++) {
+            float v = x[i] + y[i];
+            ss += v * v;
+        }
+    else
+        for (int i = 0; i < C; i++) ss += x[i] * x[i];
+    float scale = 1.0f / sqrtf(ss / (float)C + eps);
+    for (int i = c0; i < c1; i++) {
+        float v = y ? x[i] + y[i] : x[i];
+        if (x_out) x_out[i] = v;
+        out[i] = v * scale * w[i];
     }
 }
 
-static void add_rows(float *x, const float *y, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] += y[i];
+typedef struct {
+    float *x_out, *out;
+    const float *x, *y, *w;
+    int T, C;
+    float eps;
+} norm_job;
+
+static void norm_rows(void *arg, int ith, int nth) {
+    const norm_job *j = arg;
+    for (int t = ith; t < j->T; t += nth) {
+        size_t o = (size_t)t * j->C;
+        add_rmsnorm_row(j->x_out ? j->x_out + o : NULL, j->out + o, j->x + o,
+                        j->y ? j->y + o : NULL, j->w, j->C, j->eps, 0, j->C);
+    }
 }
 
-/* Runs rows [0, T) of one chunk through every layer; fills f->x with the final residual. */
+void fwd_add_rmsnorm(float *x_out, float *out, const float *x, const float *y, const float *w,
+                     int T, int C, float eps, pool *p) {
+    norm_job j = {x_out, out, x, y, w, T, C, eps};
+    /* one row alone: the whole row's sum of squares is the work, and splitting its columns
+     * would make every thread repeat it; the owner does it without a hand-off */
+    if (T < 2 || pool_size(p) < 2)
+        norm_rows(&j, 0, 1);
+    else
+        pool_run(p, norm_rows, &j);
+}
+
+typedef struct {
+    float *out;
+    const float *gate, *up;
+    size_t n;
+} swiglu_job;
+
+static void swiglu_part(void *arg, int ith, int nth) {
+    const swiglu_job *j = arg;
+    size_t per = ((j->n + (size_t)nth - 1) / (size_t)nth + 15) & ~(size_t)15; /* whole lines */
+    size_t i0 = per * (size_t)ith, i1 = i0 + per < j->n ? i0 + per : j->n;
+    if (i0 < i1) swiglu(j->out + i0, j->gate + i0, j->up + i0, (int)(i1 - i0));
+}
+
+void fwd_swiglu(float *out, const float *gate, const float *up, size_t n, pool *p) {
+    swiglu_job j = {out, gate, up, n};
+    pool_run(p, swiglu_part, &j);
+}
+
+/* freq (rope_dim / 2): theta^(-2i/rope_dim), as rope computes it. */
+static void rope_freqs(double *freq, int rope_dim, float theta) {
+    for (int i = 0; i < rope_dim / 2; i++) freq[i] = pow((double)theta, -2.0 * i / (double)rope_dim);
+}
+
+/* cs (rope_dim): cos, sin of pair i's angle at pos, in rope's precision. */
+static void rope_cos_sin(float *cs, const double *freq, int rope_dim, int pos) {
+    for (int i = 0; i < rope_dim / 2; i++) {
+        double angle = (double)pos * freq[i];
+        cs[2 * i] = (float)cos(angle);
+        cs[2 * i + 1] = (float)sin(angle);
+    }
+}
+
+/* rope on heads [h0, h1) of x (n_heads, head_dim) with a table from rope_cos_sin. */
+static void rope_heads(float *x, const float *cs, int head_dim, int rope_dim, int h0, int h1) {
+    for (int h = h0; h < h1; h++) {
+        float *xh = x + (size_t)h * head_dim;
+        for (int i = 0; i < rope_dim / 2; i++) {
+            float c = cs[2 * i], s = cs[2 * i + 1], x0 = xh[2 * i], x1 = xh[2 * i + 1];
+            xh[2 * i] = x0 * c - x1 * s;
+            xh[2 * i + 1] = x0 * s + x1 * c;
+        }
+    }
+}
+
+/* F32 copies of 8 consecutive F16 key rows' head slices: kb (8, head_dim) from rows of the
+ * given stride (exact conversions, so scores over them equal scores over the F16 rows). */
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+__attribute__((target("avx,f16c"))) static void keys8_f16_to_f32(float *kb, const uint16_t *k,
+                                                                 size_t stride, int head_dim) {
+    for (int j = 0; j < 8; j++) {
+        const uint16_t *row = k + (size_t)j * stride;
+        int i = 0;
+        for (; i + 8 <= head_dim; i += 8)
+            _mm256_storeu_ps(kb + j * head_dim + i,
+                             _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + i))));
+        for (; i < head_dim; i++) kb[j * head_dim + i] = f16_to_f32(row[i]);
+    }
+}
+#else
+static void keys8_f16_to_f32(float *kb, const uint16_t *k, size_t stride, int head_dim) {
+    for (int j = 0; j < 8; j++)
+        for (int i = 0; i < head_dim; i++) kb[j * head_dim + i] = f16_to_f32(k[j * stride + i]);
+}
+#endif
+
+/* Attention of nq query rows of one sequence and one head at consecutive positions
+ * pos0 .. pos0 + nq - 1 (row r sees positions 0 .. pos0 + r), blockwise: each block of
+ * ATTN_KB cached keys (converted to F32 once when the cache is F16) and values is used by every
+ * query row of the block while it is in L1. Each row keeps its own online softmax and sees the
+ * positions in increasing order with attention_head's float operations, so every row's result
+ * is bit-identical to attention_head's, whatever nq. nq <= ATTN_QB. */
+#define ATTN_KB 8
+#define ATTN_QB 8
+static void attention_block(float *const *out /* nq x (head_dim) */,
+                            const float *const *q /* nq x (head_dim) */, int nq, const kv_cache *kv, int layer, int kv_head, int pos0, int head_dim,
+                            bool simd) {
+    const float scale = 1.0f / sqrtf((float)head_dim);
+    const bool f16 = kv->type == KV_F16;
+    const size_t esz = f16 ? 2 : 4, off = (size_t)kv_head * head_dim;
+    float max[ATTN_QB], sum[ATTN_QB], scores[ATTN_KB];
+    float kb[ATTN_KB * ATTN_MAX_HEAD_DIM];
+    for (int r = 0; r < nq; r++) {
+        max[r] = -INFINITY;
+        sum[r] = 0.0f;
+        for (int i = 0; i < head_dim; i++) out[r][i] = 0.0f;
+    }
+    const int n_max = pos0 + nq;
+    for (int t0 = 0; t0 < n_max; t0 += ATTN_KB) {
+        const int kbn = n_max - t0 < ATTN_KB ? n_max - t0 : ATTN_KB;
+        const char *k0 = (const char *)kv_k_row(kv, layer, t0) + off * esz;
+        /* the block's keys for the 8-wide scores: the cache itself (F32) or an F32 copy */
+        const float *kbase = (const float *)k0;
+        size_t kstride = (size_t)kv->kv_dim;
+        if (simd && f16 && kbn == ATTN_KB && t0 + ATTN_KB <= n_max) {
+            keys8_f16_to_f32(kb, (const uint16_t *)k0, (size_t)kv->kv_dim, head_dim);
+            kbase = kb;
+            kstride = (size_t)head_dim;
+        }
+        const int r_first = t0 - pos0 > 0 ? t0 - pos0 : 0; /* rows that see position t0 */
+        for (int r = r_first; r < nq; r++) {
+            const float *qr = q[r];
+            float *o = out[r];
+            const int cnt = pos0 + r + 1 - t0 < kbn ? pos0 + r + 1 - t0 : kbn;
+            const bool s8 = simd && cnt == ATTN_KB;
+            if (s8) attn_scores8_avx2(scores, qr, kbase, false, kstride, head_dim);
+            for (int j = 0; j < cnt; j++) {
+                const int t = t0 + j;
+                float score = 0.0f;
+                if (s8)
+                    score = scores[j];
+                else {
+                    const void *krow = kv_k_row(kv, layer, t);
+                    for (int i = 0; i < head_dim; i++)
+                        score += qr[i] * kv_get(krow, kv->type, off + i);
+                }
+                score *= scale;
+                if (score > max[r]) {
+                    float shrink = expf(max[r] - score); /* 0 on the first position */
+                    sum[r] *= shrink;
+                    if (simd)
+                        attn_scale_avx2(o, shrink, head_dim);
+                    else
+                        for (int i = 0; i < head_dim; i++) o[i] *= shrink;
+                    max[r] = score;
+                }
+                float w = expf(score - max[r]);
+                sum[r] += w;
+                const void *vrow = kv_v_row(kv, layer, t);
+                if (simd)
+                    attn_axpy_avx2(o, w, (const char *)vrow + off * esz, f16, head_dim);
+                else
+                    for (int i = 0; i < head_dim; i++) o[i] += w * kv_get(vrow, kv->type, off + i);
+            }
+        }
+    }
+    for (int r = 0; r < nq; r++)
+        for (int i = 0; i < head_dim; i++) out[r][i] /= sum[r];
+}
+
+static bool attn_simd(int head_dim) { return mm_using_simd() && head_dim <= ATTN_MAX_HEAD_DIM; }
+
+void attention_head(float *out, const float *q, const kv_cache *kv, int layer, int kv_head,
+                    int n_pos, int head_dim) {
+    attention_head_impl(out, q, kv, layer, kv_head, n_pos, head_dim, false);
+}
+
+void attention_rows(float *out, const float *q, size_t q_stride, int nq, const kv_cache *kv,
+                    int layer, int kv_head, int pos0, int head_dim) {
+    const bool simd = attn_simd(head_dim);
+    for (int r0 = 0; r0 < nq; r0 += ATTN_QB) {
+        int n = nq - r0 < ATTN_QB ? nq - r0 : ATTN_QB;
+        float *o[ATTN_QB];
+        const float *qr[ATTN_QB];
+        for (int r = 0; r < n; r++) {
+            o[r] = out + (size_t)(r0 + r) * q_stride;
+            qr[r] = q + (size_t)(r0 + r) * q_stride;
+        }
+        attention_block(o, qr, n, kv, layer, kv_head, pos0 + r0, head_dim, simd);
+    }
+}
+
+/* Rows of a chunk with their sequence's K/V written to the cache, then attention. */
+typedef struct {
+    fwd_ctx *f;
+    kv_cache *const *caches;
+    const int32_t *pos, *seq;
+    int layer, T;
+} attn_job;
+
+/* RoPE on q and k of row t, kv heads [g0, g1) (and their query heads), then K/V of those heads
+ * into the row's cache. */
+static void rope_kv_row(const attn_job *j, int t, int g0, int g1, float *cs) {
+    fwd_ctx *f = j->f;
+    const model_config *c = &f->m->cfg;
+    const int hd = c->head_dim, kv_dim = c->n_kv_heads * hd, group = c->n_heads / c->n_kv_heads;
+    float *qt = f->q + (size_t)t * c->n_heads * hd, *kt = f->k + (size_t)t * kv_dim;
+    const float *vt = f->v + (size_t)t * kv_dim;
+    rope_cos_sin(cs, f->rope_freq, c->rope_dim, j->pos[t]);
+    rope_heads(qt, cs, hd, c->rope_dim, g0 * group, g1 * group);
+    rope_heads(kt, cs, hd, c->rope_dim, g0, g1);
+    kv_cache *kv = j->caches[j->seq[t]];
+    const size_t esz = kv->type == KV_F16 ? 2 : 4, off = (size_t)g0 * hd * esz;
+    kv_put((char *)kv_k_row(kv, j->layer, j->pos[t]) + off, kv->type, kt + (size_t)g0 * hd,
+           (g1 - g0) * hd);
+    kv_put((char *)kv_v_row(kv, j->layer, j->pos[t]) + off, kv->type, vt + (size_t)g0 * hd,
+           (g1 - g0) * hd);
+}
+
+/* Prefill: RoPE and K/V writes for whole rows (rows of one sequence need each other's K/V). */
+static void rope_kv_rows(void *arg, int ith, int nth) {
+    const attn_job *j = arg;
+    float cs[FWD_MAX_ROPE_DIM];
+    for (int t = ith; t < j->T; t += nth) rope_kv_row(j, t, 0, j->f->m->cfg.n_kv_heads, cs);
+}
+
+/* Every row from a different sequence (a decode step): per (row, kv head), RoPE, the K/V write
+ * and the attention of that kv head's query heads, in one hand-off. */
+static void rope_kv_attention_items(void *arg, int ith, int nth) {
+    const attn_job *j = arg;
+    const model_config *c = &j->f->m->cfg;
+    const int hd = c->head_dim, q_dim = c->n_heads * hd, group = c->n_heads / c->n_kv_heads;
+    const bool simd = attn_simd(hd);
+    float cs[FWD_MAX_ROPE_DIM];
+    for (int it = ith; it < j->T * c->n_kv_heads; it += nth) {
+        int t = it / c->n_kv_heads, g = it % c->n_kv_heads;
+        rope_kv_row(j, t, g, g + 1, cs);
+        for (int h = g * group; h < (g + 1) * group; h++) {
+            float *o = j->f->att + (size_t)t * q_dim + (size_t)h * hd;
+            const float *qh = j->f->q + (size_t)t * q_dim + (size_t)h * hd;
+            attention_block(&o, &qh, 1, j->caches[j->seq[t]], j->layer, g, j->pos[t], hd, simd);
+        }
+    }
+}
+
+/* Prefill: items (block of up to ATTN_QB rows of one sequence, head), dealt round-robin so
+ * that the long late blocks are shared. */
+static void attention_items(void *arg, int ith, int nth) {
+    const attn_job *j = arg;
+    const fwd_ctx *f = j->f;
+    const model_config *c = &f->m->cfg;
+    const int hd = c->head_dim, q_dim = c->n_heads * hd, group = c->n_heads / c->n_kv_heads;
+    const bool simd = attn_simd(hd);
+    for (int it = ith; it < f->n_qblocks * c->n_heads; it += nth) {
+        int b = it / c->n_heads, h = it % c->n_heads, n = f->qblock_n[b];
+        const int *rows = f->qblock_rows + f->qblock_first[b];
+        float *o[ATTN_QB];
+        const float *qr[ATTN_QB];
+        for (int r = 0; r < n; r++) {
+            o[r] = f->att + (size_t)rows[r] * q_dim + (size_t)h * hd;
+            qr[r] = f->q + (size_t)rows[r] * q_dim + (size_t)h * hd;
+        }
+        attention_block(o, qr, n, j->caches[j->seq[rows[0]]], j->layer, h / group,
+                        j->pos[rows[0]], hd, simd);
+    }
+}
+
+/* Groups the chunk's rows into prefill attention blocks (see fwd_ctx). Rows of one sequence are
+ * at consecutive positions in batch order (check_batch), so a block's positions are too.
+ * Returns true when no two rows share a sequence (a decode step). */
+static bool group_rows(fwd_ctx *f, const int32_t *seq, int T) {
+    bool *taken = f->row_taken;
+    for (int t = 0; t < T; t++) taken[t] = false;
+    int n_blocks = 0, n_rows = 0;
+    bool distinct = true;
+    for (int t = 0; t < T; t++) {
+        if (taken[t]) continue;
+        int n = 0;
+        f->qblock_first[n_blocks] = n_rows;
+        for (int u = t; u < T && n < ATTN_QB; u++)
+            if (!taken[u] && seq[u] == seq[t]) {
+                taken[u] = true;
+                f->qblock_rows[n_rows++] = u;
+                n++;
+            }
+        f->qblock_n[n_blocks++] = n;
+        distinct &= n == 1; /* two rows of a sequence would share a block */
+    }
+    f->n_qblocks = n_blocks;
+    return distinct;
+}
+
+/* Runs rows [0, T) of one chunk through every layer; leaves every row's final residual,
+ * normalised by out_norm, in f->xb. */
 static void forward_chunk(fwd_ctx *f, kv_cache *const *caches, const int32_t *token,
                           const int32_t *pos, const int32_t *seq, int T) {
     const model *m = f->m;
     const model_config *c = &m->cfg;
-    const int dim = c->dim, hd = c->head_dim, kv_dim = c->n_kv_heads * hd;
-    const int q_dim = c->n_heads * hd;
+    const int dim = c->dim;
 
     for (int t = 0; t < T; t++)
         dequantize_row(f->x + (size_t)t * dim, tensor_row(&m->tok_embd, token[t]),
                        m->tok_embd.type, dim);
+    const bool decode_step = group_rows(f, seq, T);
+    fwd_add_rmsnorm(NULL, f->xb, f->x, NULL, m->layers[0].attn_norm.data, T, dim, c->norm_eps,
+                    f->p);
 
     for (int l = 0; l < c->n_layers; l++) {
         const layer_weights *w = &m->layers[l];
-        /* attention */
-        rmsnorm(f->xb, f->x, w->attn_norm.data, T, dim, c->norm_eps);
+        float *tmp;
+        /* attention; f->xb holds rmsnorm(x) * attn_norm */
         matmul(f->q, f->xb, &w->wq, T, &f->mm, f->p);
         matmul(f->k, f->xb, &w->wk, T, &f->mm, f->p);
         matmul(f->v, f->xb, &w->wv, T, &f->mm, f->p);
-        for (int t = 0; t < T; t++) {
-            float *qt = f->q + (size_t)t * q_dim, *kt = f->k + (size_t)t * kv_dim;
-            rope(qt, c->n_heads, hd, c->rope_dim, pos[t], c->rope_theta);
-            rope(kt, c->n_kv_heads, hd, c->rope_dim, pos[t], c->rope_theta);
-            kv_cache *kv = caches[seq[t]];
-            kv_put(kv_k_row(kv, l, pos[t]), kv->type, kt, kv_dim);
-            kv_put(kv_v_row(kv, l, pos[t]), kv->type, f->v + (size_t)t * kv_dim, kv_dim);
-        }
         attn_job aj = {f, caches, pos, seq, l, T};
-        pool_run(f->p, attention_rows, &aj);
+        if (decode_step) {
+            pool_run(f->p, rope_kv_attention_items, &aj);
+        } else {
+            pool_run(f->p, rope_kv_rows, &aj);
+            pool_run(f->p, attention_items, &aj);
+        }
         matmul(f->xb2, f->att, &w->wo, T, &f->mm, f->p);
-        add_rows(f->x, f->xb2, (size_t)T * dim);
+        /* x += attention output; xb = rmsnorm(x) * ffn_norm */
+        fwd_add_rmsnorm(f->x_alt, f->xb, f->x, f->xb2, w->ffn_norm.data, T, dim, c->norm_eps,
+                        f->p);
+        tmp = f->x, f->x = f->x_alt, f->x_alt = tmp;
         /* feed-forward */
-        rmsnorm(f->xb, f->x, w->ffn_norm.data, T, dim, c->norm_eps);
         matmul(f->hb, f->xb, &w->w_gate, T, &f->mm, f->p);
         matmul(f->hb2, f->xb, &w->w_up, T, &f->mm, f->p);
-        swiglu(f->hb, f->hb, f->hb2, T * c->hidden_dim);
+        fwd_swiglu(f->hb, f->hb, f->hb2, (size_t)T * c->hidden_dim, f->p);
         matmul(f->xb2, f->hb, &w->w_down, T, &f->mm, f->p);
-        add_rows(f->x, f->xb2, (size_t)T * dim);
+        /* x += feed-forward output; xb = the next layer's input (or the classifier's) */
+        const float *next_norm =
+            l + 1 < c->n_layers ? m->layers[l + 1].attn_norm.data : m->out_norm.data;
+        fwd_add_rmsnorm(f->x_alt, f->xb, f->x, f->xb2, next_norm, T, dim, c->norm_eps, f->p);
+        tmp = f->x, f->x = f->x_alt, f->x_alt = tmp;
     }
 }
 
@@ -287,14 +613,15 @@ int fwd_decode(fwd_ctx *f, kv_cache *const *caches, int n_caches, const fwd_batc
             kv_cache *kv = caches[b->seq[start + t]];
             kv->n = b->pos[start + t] + 1;
         }
-        /* gather the rows whose logits are wanted, normalise, classify */
+        /* gather the normalised rows whose logits are wanted (in order), classify */
         int n_sel = 0;
         for (int t = 0; t < T; t++) {
             int row = start + t;
             bool want = b->logits ? b->logits[row] : row == b->n_tokens - 1;
             if (!want) continue;
-            rmsnorm(f->xb + (size_t)n_sel * dim, f->x + (size_t)t * dim, m->out_norm.data, 1,
-                    dim, m->cfg.norm_eps);
+            if (n_sel != t)
+                memcpy(f->xb + (size_t)n_sel * dim, f->xb + (size_t)t * dim,
+                       (size_t)dim * sizeof(float));
             n_sel++;
         }
         if (n_sel > 0) matmul(logits + n_out * vocab, f->xb, &m->output, n_sel, &f->mm, f->p);

@@ -45,5 +45,23 @@ void rope(float *x, int n_heads, int head_dim, int rope_dim, int pos, float thet
 void softmax(float *x, int n);
 /* out (hidden) = silu(gate) * up, elementwise. */
 void swiglu(float *out, const float *gate, const float *up, int n);
+/* out (head_dim): one query head q (head_dim) attending to positions 0 .. n_pos - 1 of kv_head
+ * in layer's cache, online softmax, scalar loops. */
+void attention_head(float *out, const float *q, const kv_cache *kv, int layer, int kv_head,
+                    int n_pos, int head_dim);
+
+/* The fast versions fwd_decode uses, exposed for the tests: split over the pool by rows or
+ * element ranges (never a reduction) and, per output element, the same float operations as
+ * the scalar twins above, so results are bit-identical to them whatever the thread count. */
+/* x_out (T, C) = x + y (y NULL: x; x_out NULL: not stored), out (T, C) = rmsnorm(x_out) * w.
+ * x_out must not alias x or y; out may alias nothing. */
+void fwd_add_rmsnorm(float *x_out, float *out, const float *x, const float *y, const float *w,
+                     int T, int C, float eps, pool *p);
+/* out (n) = swiglu(gate, up); out may be gate. */
+void fwd_swiglu(float *out, const float *gate, const float *up, size_t n, pool *p);
+/* out (nq, q_stride): attention_head for nq query rows q (nq, q_stride) of one head at
+ * positions pos0 .. pos0 + nq - 1, blockwise over the cache (SIMD when matmul uses it). */
+void attention_rows(float *out, const float *q, size_t q_stride, int nq, const kv_cache *kv,
+                    int layer, int kv_head, int pos0, int head_dim);
 
 #endif

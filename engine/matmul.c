@@ -26,12 +26,24 @@ int mm_scratch_init(mm_scratch *s, int max_T, int max_n_in) {
     if (ls_mul_size((size_t)max_T * (size_t)((max_n_in + QK - 1) / QK), sizeof(block_q8_act), &n))
         return -1;
     s->xq = ls_alloc(n);
-    return s->xq ? 0 : -1;
+    s->xr = NULL;
+    if (!s->xq) return -1;
+    if (ls_mul_size((size_t)((max_T + 3) / 4) * (size_t)((max_n_in + QK - 1) / QK),
+                    sizeof(q8_act_x4), &n))
+        goto fail;
+    s->xr = ls_alloc(n);
+    if (!s->xr) goto fail;
+    return 0;
+fail:
+    mm_scratch_free(s);
+    return -1;
 }
 
 void mm_scratch_free(mm_scratch *s) {
     free(s->xq);
+    free(s->xr);
     s->xq = NULL;
+    s->xr = NULL;
 }
 
 float dot_f32(const float *w, const float *x, int n) {
@@ -80,6 +92,7 @@ typedef struct {
     float *out;
     const float *x;
     const block_q8_act *xq;
+    const q8_act_x4 *xr; /* xq repacked for the VNNI kernels, or NULL */
     const tensor *w;
     int T;
     bool simd;
@@ -94,7 +107,7 @@ static void mm_rows(void *arg, int ith, int nth) {
     const int r0 = ith * per < n_out ? ith * per : n_out;
     const int r1 = r0 + per < n_out ? r0 + per : n_out;
     if (j->simd) {
-        if (r0 < r1) mm_rows_avx2(j->out, j->x, j->xq, j->w, j->T, r0, r1);
+        if (r0 < r1) mm_rows_avx2(j->out, j->x, j->xq, j->xr, j->w, j->T, r0, r1);
         return;
     }
     for (int r = r0; r < r1; r++) {
@@ -116,35 +129,44 @@ static void mm_rows(void *arg, int ith, int nth) {
 
 typedef struct {
     block_q8_act *xq;
+    q8_act_x4 *xr; /* also repack into this (groups of 4 rows), or NULL */
     const float *x;
     int T, n_in;
     bool simd;
 } quant_job;
 
-/* Both quantizers give the same bytes; the SIMD one is only faster. */
+/* Both quantizers give the same bytes; the SIMD one is only faster. Work goes by groups of 4
+ * rows, so a thread repacks the rows it has just quantized. */
 static void quant_rows(void *arg, int ith, int nth) {
     const quant_job *j = arg;
-    for (int t = ith; t < j->T; t += nth) {
-        block_q8_act *dst = j->xq + (size_t)t * (j->n_in / QK);
-        const float *src = j->x + (size_t)t * j->n_in;
-        if (j->simd)
-            quantize_row_q8_act_avx2(dst, src, j->n_in);
-        else
-            quantize_row_q8_act(dst, src, j->n_in);
+    const int nb = j->n_in / QK;
+    for (int g = ith; 4 * g < j->T; g += nth) {
+        for (int t = 4 * g; t < 4 * g + 4 && t < j->T; t++) {
+            block_q8_act *dst = j->xq + (size_t)t * nb;
+            const float *src = j->x + (size_t)t * j->n_in;
+            if (j->simd)
+                quantize_row_q8_act_avx2(dst, src, j->n_in);
+            else
+                quantize_row_q8_act(dst, src, j->n_in);
+        }
+        if (j->xr) mm_repack_x4(j->xr + (size_t)g * nb, j->xq, j->T, 4 * g, nb);
     }
 }
 
 void matmul(float *out, const float *x, const tensor *w, int T, mm_scratch *s, pool *p) {
     const bool simd = mm_using_simd();
-    mm_job j = {out, x, NULL, w, T, simd};
+    mm_job j = {out, x, NULL, NULL, w, T, simd};
     if (w->type == DT_Q8_0 || w->type == DT_Q4_0) {
-        quant_job q = {s->xq, x, T, (int)w->ne[0], simd};
+        /* one activation row (decode) stays on the AVX2 8x1 tiles: memory-bound anyway */
+        q8_act_x4 *xr = simd && T >= 2 && mm_avx512_supported() ? s->xr : NULL;
+        quant_job q = {s->xq, xr, x, T, (int)w->ne[0], simd};
         /* a few rows are quicker to quantize here than to hand to the pool */
         if (T < 2 * pool_size(p))
             quant_rows(&q, 0, 1);
         else
             pool_run(p, quant_rows, &q);
         j.xq = s->xq;
+        j.xr = xr;
     }
     pool_run(p, mm_rows, &j);
 }

@@ -12,7 +12,8 @@
 
 /* Scratch for the quantized activations of up to max_T rows of max_n_in elements. */
 typedef struct {
-    block_q8_act *xq; /* (max_T, max_n_in / QK) */
+    block_q8_act *xq;      /* (max_T, max_n_in / QK) */
+    struct q8_act_x4 *xr;  /* (ceil(max_T / 4), max_n_in / QK): xq repacked for the VNNI kernels */
     int max_T, max_n_in;
 } mm_scratch;
 
@@ -23,7 +24,8 @@ void mm_scratch_free(mm_scratch *s);
 void matmul(float *out, const float *x, const tensor *w, int T, mm_scratch *s, pool *p);
 
 /* Kernel choice. By default matmul uses the AVX2+FMA+F16C kernels (engine/matmul_avx2.c) when
- * the CPU reports all three, else the scalar row kernels below. mm_force_scalar(true) makes
+ * the CPU reports all three (and, for blocks of T >= 2 rows on CPUs with AVX-512 F/BW/VL and
+ * VNNI, the AVX-512 kernels there, which give the same bits), else the scalar row kernels below. mm_force_scalar(true) makes
  * every later matmul call use the scalar kernels (tests use it to check both paths; it is a
  * process-wide switch, meant to be flipped between forward steps, not during one).
  * SIMD results differ from the scalar ones by float rounding only (a few ulps of

@@ -7,6 +7,9 @@
  * depends on RW, RT or the chunking (see matmul_avx2.h).
  * Q8_0/Q4_0: 8 pairs per tile (8x1 for one activation row, 4x2 for several), exact integer
  * block sums, and per block the scalar kernel's float steps, so bit-identical to matmul.c.
+ * On CPUs with AVX-512 F/BW/VL + VNNI, blocks of T >= 2 rows take the kernels of the second half
+ * of this file instead (VNNI for Q8_0/Q4_0, 32-register 4x6 tiles for the float types); they
+ * give the same bits as the AVX2 ones.
  * The scalar kernels in matmul.c are the reference these are tested against (tests/test_matmul.c).
  * Never allocates on the heap; no global state besides the CPU-feature answer. */
 #include "matmul_avx2.h"
@@ -15,20 +18,31 @@
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>
+#include <stdatomic.h>
 
 #define TARGET __attribute__((target("avx2,fma,f16c")))
 #define INLINE static inline __attribute__((always_inline)) TARGET
 #define RW_MAX 4 /* weight rows per tile */
 #define RT_MAX 2 /* activation rows per tile: 4x2 accumulators + 4 weight vectors fit 16 ymm */
+#define RT_BIG 6 /* with AVX-512VL's 32 ymm registers: 4x6 accumulators (see rows_f32_vl) */
 
 bool mm_avx2_supported(void) {
     static int cached = -1; /* benign race: every thread computes the same answer */
     int c = __atomic_load_n(&cached, __ATOMIC_RELAXED);
     if (c < 0) {
-        __builtin_cpu_init();
-        c = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-            __builtin_cpu_supports("f16c");
+        /* CPUID leaf 1: ECX bit 12 FMA, 27 OSXSAVE, 29 F16C; leaf 7: EBX bit 5 AVX2; and the OS
+         * saves the ymm state (XCR0 bits 1, 2). Read directly: __builtin_cpu_supports has no
+         * "f16c" on clang. */
+        unsigned a, b, cx, d;
+        c = 0;
+        if (__get_cpuid(1, &a, &b, &cx, &d) && (cx & (1u << 12)) && (cx & (1u << 27)) &&
+            (cx & (1u << 29))) {
+            unsigned lo, hi;
+            __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+            c = (lo & 0x6) == 0x6 && __get_cpuid_count(7, 0, &a, &b, &cx, &d) && (b & (1u << 5));
+        }
         __atomic_store_n(&cached, c, __ATOMIC_RELAXED);
     }
     return c;
@@ -71,10 +85,10 @@ INLINE void tile_float(dtype type, float *out, int ldo, const uint8_t *w, size_t
                        const float *x, int ldx, int k0, int k1, int n, __m256 *save, bool first,
                        bool last, int RW, int RT) {
     const int esz = type == DT_F32 ? 4 : 2;
-    __m256 acc[RW_MAX][RT_MAX];
+    __m256 acc[RW_MAX][RT_BIG];
 #pragma GCC unroll 4
     for (int r = 0; r < RW; r++)
-#pragma GCC unroll 2
+#pragma GCC unroll 6
         for (int t = 0; t < RT; t++)
             acc[r][t] = first ? _mm256_setzero_ps() : save[t * RW_MAX + r];
     int k = k0;
@@ -87,7 +101,7 @@ INLINE void tile_float(dtype type, float *out, int ldo, const uint8_t *w, size_t
             if ((k * esz) % 64 == 0)
                 _mm_prefetch((const char *)(w + (r + RW) * wstride) + k * esz, _MM_HINT_T0);
         }
-#pragma GCC unroll 2
+#pragma GCC unroll 6
         for (int t = 0; t < RT; t++) {
             __m256 xv = _mm256_loadu_ps(x + (size_t)t * ldx + k);
 #pragma GCC unroll 4
@@ -111,23 +125,27 @@ INLINE void tile_float(dtype type, float *out, int ldo, const uint8_t *w, size_t
     }
 #pragma GCC unroll 4
     for (int r = 0; r < RW; r++)
-#pragma GCC unroll 2
+#pragma GCC unroll 6
         for (int t = 0; t < RT; t++) out[(size_t)t * ldo + r] = hsum8(acc[r][t]);
 }
 
-#define KC 512 /* K chunk: 4 weight rows of it (8 KB in F32) stay in L1 across a row group */
+#define KC 1024 /* K chunk: 4 weight rows of it (16 KB in F32) stay in L1 across a row group */
 #define TG 64  /* activation rows per group: their parked accumulators take 8 KB */
 
 /* Columns [r, r + RW) x rows [t0, t1) of out, K cut into chunks of KC when several activation
- * rows share the weights (so the weight chunk is reused from L1 while x streams from L2). */
+ * rows share the weights (so the weight chunk is reused from L1 while x streams from L2). Tiles
+ * of RT activation rows, then of 2 and 1 for the rest. */
 INLINE void rows_float_block(dtype type, float *out, const float *x, const uint8_t *wr, size_t rb,
-                             int n, int n_out, int t0, int t1, int RW) {
+                             int n, int n_out, int t0, int t1, int RW, int RT) {
     __m256 save[TG * RW_MAX];
     const int kstep = t1 - t0 > RT_MAX ? KC : n;
     for (int k0 = 0; k0 < n; k0 += kstep) {
         int k1 = k0 + kstep < n ? k0 + kstep : n;
         bool first = k0 == 0, last = k1 == n;
         int t = t0;
+        for (; RT > RT_MAX && t + RT <= t1; t += RT)
+            tile_float(type, out + (size_t)t * n_out, n_out, wr, rb, x + (size_t)t * n, n, k0,
+                       k1, n, save + (t - t0) * RW_MAX, first, last, RW, RT);
         for (; t + RT_MAX <= t1; t += RT_MAX)
             tile_float(type, out + (size_t)t * n_out, n_out, wr, rb, x + (size_t)t * n, n, k0,
                        k1, n, save + (t - t0) * RW_MAX, first, last, RW, RT_MAX);
@@ -139,27 +157,27 @@ INLINE void rows_float_block(dtype type, float *out, const float *x, const uint8
 
 /* Every tile of columns [r0, r1) and rows [0, T). */
 INLINE void rows_float(dtype type, float *out, const float *x, const tensor *w, int T, int r0,
-                       int r1) {
+                       int r1, int RT) {
     const int n = (int)w->ne[0], n_out = (int)w->ne[1];
     const size_t rb = dtype_row_bytes(type, n);
     const uint8_t *base = w->data;
     for (int t0 = 0; t0 < T; t0 += TG) {
         int t1 = t0 + TG < T ? t0 + TG : T, r = r0;
         for (; r + RW_MAX <= r1; r += RW_MAX)
-            rows_float_block(type, out + r, x, base + r * rb, rb, n, n_out, t0, t1, RW_MAX);
+            rows_float_block(type, out + r, x, base + r * rb, rb, n, n_out, t0, t1, RW_MAX, RT);
         for (; r < r1; r++)
-            rows_float_block(type, out + r, x, base + r * rb, rb, n, n_out, t0, t1, 1);
+            rows_float_block(type, out + r, x, base + r * rb, rb, n, n_out, t0, t1, 1, RT);
     }
 }
 
 TARGET static void rows_f32(float *out, const float *x, const tensor *w, int T, int r0, int r1) {
-    rows_float(DT_F32, out, x, w, T, r0, r1);
+    rows_float(DT_F32, out, x, w, T, r0, r1, RT_MAX);
 }
 TARGET static void rows_f16(float *out, const float *x, const tensor *w, int T, int r0, int r1) {
-    rows_float(DT_F16, out, x, w, T, r0, r1);
+    rows_float(DT_F16, out, x, w, T, r0, r1, RT_MAX);
 }
 TARGET static void rows_bf16(float *out, const float *x, const tensor *w, int T, int r0, int r1) {
-    rows_float(DT_BF16, out, x, w, T, r0, r1);
+    rows_float(DT_BF16, out, x, w, T, r0, r1, RT_MAX);
 }
 
 /* ---- Q8_0 / Q4_0 weights: 8-bit activations, exact integer sums per block ------------------
@@ -354,14 +372,223 @@ TARGET static void rows_q4_0(float *out, const block_q8_act *xq, const tensor *w
     rows_quant(DT_Q4_0, out, xq, w, T, r0, r1);
 }
 
-void mm_rows_avx2(float *out, const float *x, const block_q8_act *xq, const tensor *w, int T,
-                  int r0, int r1) {
+/* ---- Q8_0 / Q4_0 with AVX-512 VNNI (T >= 2) ------------------------------------------------
+ * A tile is 4 weight rows x NG groups of 4 activation rows; group g's 16 pairs sit in the 16
+ * int32/float lanes of one zmm, pair (weight row i, activation row 4g + t) in lane 4i + t. For
+ * each 4-byte column c of a block, vpshufd puts dword c of weight row i in all of 128-bit lane
+ * i and a 16-byte broadcast of the repacked activations puts dword c of row t in lane t of
+ * every 128-bit lane; one vpdpbusd adds the four products of every pair. Eight of them give the
+ * exact block sum of every pair with no horizontal reduction, and one weight unpack serves all
+ * 4 * NG activation rows. vpdpbusd multiplies unsigned by signed bytes, so the weights go in
+ * offset to unsigned (Q4_0: the nibble q = w + 8; Q8_0: w ^ 0x80 = w + 128) and the offset
+ * times the activation block's sum (q8_act_x4.s) is taken off: exact integers. The float steps
+ * per pair and block are then the scalar kernel's (mul, mul, add), so the results are the bits
+ * of dot_q8_0/dot_q4_0, as on the AVX2 path. */
+#define TARGET512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define INLINE512 static inline __attribute__((always_inline)) TARGET512
+#define NG_MAX 4 /* activation groups (of 4 rows) per tile */
+
+static atomic_int avx512_allowed = 1;
+
+void mm_avx512_allow(bool on) { atomic_store_explicit(&avx512_allowed, on, memory_order_relaxed); }
+
+bool mm_avx512_supported(void) {
+    static int cached = -1; /* benign race: every thread computes the same answer */
+    int c = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (c < 0) {
+        /* CPUID leaf 7: EBX bit 16 AVX512F, 30 AVX512BW, 31 AVX512VL; ECX bit 11 VNNI; and the
+         * OS must save the opmask and zmm state (XCR0 bits 1, 2, 5, 6, 7). Read directly rather
+         * than through __builtin_cpu_supports, whose feature names differ between compilers. */
+        unsigned a, b, cx, d;
+        c = 0;
+        if (mm_avx2_supported() && __get_cpuid_count(7, 0, &a, &b, &cx, &d)) {
+            bool has = (b & (1u << 16)) && (b & (1u << 30)) && (b & (1u << 31)) &&
+                       (cx & (1u << 11));
+            if (has) {
+                unsigned lo, hi;
+                __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+                c = (lo & 0xe6) == 0xe6;
+            }
+        }
+        __atomic_store_n(&cached, c, __ATOMIC_RELAXED);
+    }
+    return c && atomic_load_explicit(&avx512_allowed, memory_order_relaxed);
+}
+
+void mm_repack_x4(q8_act_x4 *xr, const block_q8_act *xq, int T, int t0, int nb) {
+    for (int b = 0; b < nb; b++) {
+        q8_act_x4 *o = &xr[b];
+        for (int t = 0; t < 4; t++) {
+            const block_q8_act *src = t0 + t < T ? &xq[(size_t)(t0 + t) * nb + b] : NULL;
+            int32_t sum = 0;
+            for (int c = 0; c < 8; c++) {
+                int32_t v = 0;
+                if (src) {
+                    memcpy(&v, src->qs + 4 * c, 4);
+                    for (int j = 0; j < 4; j++) sum += src->qs[4 * c + j];
+                }
+                o->q[c][t] = v;
+            }
+            o->d[t] = src ? src->d : 0.0f;
+            o->s[t] = sum;
+        }
+    }
+}
+
+/* Weight rows w[0..3], rb bytes long (a tail repeats the last row; its outputs are dropped) x groups
+ * xr[0 .. NG) (gstride blocks apart) over nb blocks; out[t * ldo + i] for i < nw, t < nt. */
+INLINE512 void tile_vnni(dtype type, float *out, int ldo, const uint8_t *const w[4], size_t rb,
+                         int nw, const q8_act_x4 *xr, size_t gstride, int nt, int nb, int NG) {
+    const size_t bb = type == DT_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
+    const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    const __m512i low4 = _mm512_set1_epi8(0x0f), bias = _mm512_set1_epi8((char)0x80);
+    const int sh = type == DT_Q8_0 ? 7 : 3; /* the weight offset, 128 or 8, as a shift */
+    __m512 sum[NG_MAX];
+#pragma GCC unroll 4
+    for (int g = 0; g < NG; g++) sum[g] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *blk[4];
+        uint16_t dh[4];
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            blk[i] = w[i] + (size_t)b * bb; /* d (F16), then the quants */
+            _mm_prefetch((const char *)blk[i] + 4 * rb, _MM_HINT_T0); /* the next tile's */
+            memcpy(&dh[i], blk[i], 2);
+        }
+        uint64_t d4 = (uint64_t)dh[0] | (uint64_t)dh[1] << 16 | (uint64_t)dh[2] << 32 |
+                      (uint64_t)dh[3] << 48;
+        /* exact F16 -> F32 (finite scales), the weight row's scale in lanes 4i .. 4i + 3 */
+        __m512 dw = _mm512_permutexvar_ps(
+            idx, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)d4))));
+        __m512i lo, hi; /* 128-bit lane i: weight row i's unsigned quants 0-15 / 16-31 */
+        __m512i z = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(blk[0] + 2)));
+        z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(blk[1] + 2)), 1);
+        z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(blk[2] + 2)), 2);
+        z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(blk[3] + 2)), 3);
+        if (type == DT_Q4_0) {
+            lo = _mm512_and_si512(z, low4);
+            hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), low4);
+        } else {
+            __m512i h = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(blk[0] + 18)));
+            h = _mm512_inserti32x4(h, _mm_loadu_si128((const __m128i *)(blk[1] + 18)), 1);
+            h = _mm512_inserti32x4(h, _mm_loadu_si128((const __m128i *)(blk[2] + 18)), 2);
+            h = _mm512_inserti32x4(h, _mm_loadu_si128((const __m128i *)(blk[3] + 18)), 3);
+            lo = _mm512_xor_si512(z, bias);
+            hi = _mm512_xor_si512(h, bias);
+        }
+        __m512i acc[NG_MAX];
+#pragma GCC unroll 4
+        for (int g = 0; g < NG; g++) acc[g] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; c++) {
+            __m512i a;
+            switch (c & 3) { /* vpshufd needs an immediate */
+            case 0: a = _mm512_shuffle_epi32(c < 4 ? lo : hi, (_MM_PERM_ENUM)0x00); break;
+            case 1: a = _mm512_shuffle_epi32(c < 4 ? lo : hi, (_MM_PERM_ENUM)0x55); break;
+            case 2: a = _mm512_shuffle_epi32(c < 4 ? lo : hi, (_MM_PERM_ENUM)0xaa); break;
+            default: a = _mm512_shuffle_epi32(c < 4 ? lo : hi, (_MM_PERM_ENUM)0xff); break;
+            }
+#pragma GCC unroll 4
+            for (int g = 0; g < NG; g++)
+                acc[g] = _mm512_dpbusd_epi32(
+                    acc[g], a,
+                    _mm512_broadcast_i32x4(
+                        _mm_loadu_si128((const __m128i *)xr[g * gstride + b].q[c])));
+        }
+#pragma GCC unroll 4
+        for (int g = 0; g < NG; g++) {
+            const q8_act_x4 *xb = &xr[g * gstride + b];
+            __m512i off = _mm512_slli_epi32(
+                _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)xb->s)), sh);
+            __m512 isum = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[g], off)); /* exact */
+            __m512 scale = _mm512_mul_ps(dw, _mm512_broadcast_f32x4(_mm_loadu_ps(xb->d)));
+            sum[g] = _mm512_add_ps(sum[g], _mm512_mul_ps(isum, scale));
+        }
+    }
+    for (int g = 0; g < NG; g++) {
+        float res[16];
+        _mm512_storeu_ps(res, sum[g]);
+        for (int t = 0; t < 4 && 4 * g + t < nt; t++)
+            for (int i = 0; i < nw; i++) out[(size_t)(4 * g + t) * ldo + i] = res[4 * i + t];
+    }
+}
+
+INLINE512 void rows_vnni(dtype type, float *out, const q8_act_x4 *xr, const tensor *w, int T,
+                         int r0, int r1) {
+    const int n = (int)w->ne[0], n_out = (int)w->ne[1], nb = n / QK, G = (T + 3) / 4;
+    const size_t rb = dtype_row_bytes(type, n);
+    const uint8_t *base = w->data;
+    for (int r = r0; r < r1; r += 4) {
+        int nw = r1 - r < 4 ? r1 - r : 4;
+        const uint8_t *wr[4];
+        for (int i = 0; i < 4; i++) wr[i] = base + (size_t)(r + (i < nw ? i : nw - 1)) * rb;
+        for (int g = 0; g < G; g += NG_MAX) {
+            float *o = out + (size_t)4 * g * n_out + r;
+            const q8_act_x4 *x = xr + (size_t)g * nb;
+            int nt = T - 4 * g;
+            switch (G - g < NG_MAX ? G - g : NG_MAX) {
+            case 1: tile_vnni(type, o, n_out, wr, rb, nw, x, nb, nt, nb, 1); break;
+            case 2: tile_vnni(type, o, n_out, wr, rb, nw, x, nb, nt, nb, 2); break;
+            case 3: tile_vnni(type, o, n_out, wr, rb, nw, x, nb, nt, nb, 3); break;
+            default: tile_vnni(type, o, n_out, wr, rb, nw, x, nb, nt, nb, 4); break;
+            }
+        }
+    }
+}
+
+/* ---- F32 / F16 / BF16 with AVX-512VL (T >= 2) -----------------------------------------------
+ * The AVX2 kernel above, compiled for AVX-512VL so that it has 32 ymm registers: tiles of 4
+ * weight rows x 6 activation rows (24 accumulators). Every pair's operations are the AVX2
+ * kernel's (the same FMAs in the same lanes and k order, the same reduction), so the results are
+ * the same bits; a weight vector (and its F16/BF16 conversion, which shares ports with the FMAs)
+ * now serves 6 activation rows instead of 2. */
+TARGET512 static void rows_f32_vl(float *out, const float *x, const tensor *w, int T, int r0,
+                                  int r1) {
+    rows_float(DT_F32, out, x, w, T, r0, r1, RT_BIG);
+}
+TARGET512 static void rows_f16_vl(float *out, const float *x, const tensor *w, int T, int r0,
+                                  int r1) {
+    rows_float(DT_F16, out, x, w, T, r0, r1, RT_BIG);
+}
+TARGET512 static void rows_bf16_vl(float *out, const float *x, const tensor *w, int T, int r0,
+                                   int r1) {
+    rows_float(DT_BF16, out, x, w, T, r0, r1, RT_BIG);
+}
+
+TARGET512 static void rows_q8_0_vnni(float *out, const q8_act_x4 *xr, const tensor *w, int T,
+                                     int r0, int r1) {
+    rows_vnni(DT_Q8_0, out, xr, w, T, r0, r1);
+}
+TARGET512 static void rows_q4_0_vnni(float *out, const q8_act_x4 *xr, const tensor *w, int T,
+                                     int r0, int r1) {
+    rows_vnni(DT_Q4_0, out, xr, w, T, r0, r1);
+}
+
+void mm_rows_avx2(float *out, const float *x, const block_q8_act *xq, const q8_act_x4 *xr,
+                  const tensor *w, int T, int r0, int r1) {
+    /* the AVX-512VL float kernels where the quantized ones would use VNNI: same bits */
+    const bool vl = T >= 2 && mm_avx512_supported();
     switch (w->type) {
-    case DT_F32: rows_f32(out, x, w, T, r0, r1); break;
-    case DT_F16: rows_f16(out, x, w, T, r0, r1); break;
-    case DT_BF16: rows_bf16(out, x, w, T, r0, r1); break;
-    case DT_Q8_0: rows_q8_0(out, xq, w, T, r0, r1); break;
-    case DT_Q4_0: rows_q4_0(out, xq, w, T, r0, r1); break;
+    case DT_F32:
+        if (vl) rows_f32_vl(out, x, w, T, r0, r1);
+        else rows_f32(out, x, w, T, r0, r1);
+        break;
+    case DT_F16:
+        if (vl) rows_f16_vl(out, x, w, T, r0, r1);
+        else rows_f16(out, x, w, T, r0, r1);
+        break;
+    case DT_BF16:
+        if (vl) rows_bf16_vl(out, x, w, T, r0, r1);
+        else rows_bf16(out, x, w, T, r0, r1);
+        break;
+    case DT_Q8_0:
+        if (xr) rows_q8_0_vnni(out, xr, w, T, r0, r1);
+        else rows_q8_0(out, xq, w, T, r0, r1);
+        break;
+    case DT_Q4_0:
+        if (xr) rows_q4_0_vnni(out, xr, w, T, r0, r1);
+        else rows_q4_0(out, xq, w, T, r0, r1);
+        break;
     }
 }
 
@@ -447,9 +674,14 @@ TARGET void attn_axpy_avx2(float *out, float w, const void *v, bool f16, int n) 
 #else /* not x86: the scalar kernels are the only ones */
 
 bool mm_avx2_supported(void) { return false; }
-void mm_rows_avx2(float *out, const float *x, const block_q8_act *xq, const tensor *w, int T,
-                  int r0, int r1) {
-    (void)out, (void)x, (void)xq, (void)w, (void)T, (void)r0, (void)r1;
+bool mm_avx512_supported(void) { return false; }
+void mm_avx512_allow(bool on) { (void)on; }
+void mm_repack_x4(q8_act_x4 *xr, const block_q8_act *xq, int T, int t0, int nb) {
+    (void)xr, (void)xq, (void)T, (void)t0, (void)nb;
+}
+void mm_rows_avx2(float *out, const float *x, const block_q8_act *xq, const q8_act_x4 *xr,
+                  const tensor *w, int T, int r0, int r1) {
+    (void)out, (void)x, (void)xq, (void)xr, (void)w, (void)T, (void)r0, (void)r1;
 }
 void quantize_row_q8_act_avx2(block_q8_act *out, const float *x, int64_t n) {
     quantize_row_q8_act(out, x, n);

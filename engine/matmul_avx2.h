@@ -18,10 +18,36 @@
 /* True when the CPU reports AVX2, FMA and F16C (checked once). */
 bool mm_avx2_supported(void);
 
+/* True when the CPU (and the OS) also give AVX-512 F/BW/VL with VNNI (checked once) and
+ * mm_avx512_allow has not turned them off. Then the kernels for T >= 2 activation rows use
+ * AVX-512: Q8_0/Q4_0 vpdpbusd on activations repacked by mm_repack_x4 (exact integer block
+ * sums, the scalar kernel's float steps per block); F32/F16/BF16 the AVX2 kernel with 32 ymm
+ * registers and taller tiles. The results are the AVX2 kernels' bits. */
+bool mm_avx512_supported(void);
+/* Process-wide switch (default on) so that tests can check the AVX2 kernels on AVX-512 CPUs;
+ * flip it between matmul calls, not during one. */
+void mm_avx512_allow(bool on);
+
+/* The Q8 blocks of 4 activation rows (rows past T are zero), one block position, laid out for
+ * the VNNI kernels: a 16-byte broadcast of q[c] puts dword c of the 4 rows in every 128-bit
+ * lane. */
+typedef struct q8_act_x4 {
+    int32_t q[8][4]; /* q[c][t]: bytes 4c .. 4c + 3 of row t's quants */
+    float d[4];      /* row t's scale */
+    int32_t s[4];    /* row t's sum of quants (exact) */
+} q8_act_x4;
+
+/* xr (nb) for rows [t0, t0 + 4) of xq (T, nb); rows >= T are zero. */
+void mm_repack_x4(q8_act_x4 *xr, const block_q8_act *xq, int T, int t0, int nb);
+
 /* out (T, n_out), columns [r0, r1) only: out[t][r] = dot(w row r, x row t), w->ne = {n_in,
- * n_out}. x (T, n_in) F32 for F32/F16/BF16 weights; xq (T, n_in / QK) for Q8_0/Q4_0. */
-void mm_rows_avx2(float *out, const float *x, const block_q8_act *xq, const tensor *w, int T,
-                  int r0, int r1);
+ * n_out}. x (T, n_in) F32 for F32/F16/BF16 weights; xq (T, n_in / QK) for Q8_0/Q4_0, and xr
+ * (ceil(T / 4), n_in / QK) the same through mm_repack_x4 or NULL. With xr the VNNI kernels run
+ * (give it only when mm_avx512_supported()), else the AVX2 ones; F32/F16/BF16 with T >= 2 use
+ * the AVX-512VL build of the AVX2 kernel when mm_avx512_supported(). The results are the same
+ * bits whichever runs. */
+void mm_rows_avx2(float *out, const float *x, const block_q8_act *xq, const q8_act_x4 *xr,
+                  const tensor *w, int T, int r0, int r1);
 
 /* Same result as quantize_row_q8_act, bit for bit (same rounding, same scale): out (n / QK)
  * from x (n), n a multiple of QK. */

@@ -213,13 +213,56 @@ static void test_attention_helpers(void) {
     CHECK(diff == 0, "attention helpers differ from the scalar loops in %d places", diff);
 }
 
+/* The AVX-512 kernels (when the CPU has them) give the AVX2 kernels' bits, every type: the
+ * float ones hold two AVX2 pairs per zmm, the quantized ones sum blocks exactly. Shapes cover
+ * the K chunks (n_in > 512 with more than one tile of row pairs), the groups of row pairs
+ * (T > 72), ragged tiles and tails of n_in, n_out and T. */
+static void test_avx512_matches_avx2(void) {
+    if (!mm_avx512_supported()) return;
+    const dtype types[] = {DT_F32, DT_F16, DT_BF16, DT_Q8_0, DT_Q4_0};
+    const int shapes[][3] = {{701, 13, 75}, {37, 29, 2}, {37, 7, 9}, {1030, 9, 21}};
+    pool *p = pool_create(2);
+    for (int i = 0; i < 5; i++)
+        for (int s = 0; s < 4; s++) {
+            bool quant = types[i] == DT_Q8_0 || types[i] == DT_Q4_0;
+            int n_in = quant ? (shapes[s][0] / QK + 1) * QK : shapes[s][0];
+            int n_out = shapes[s][1], T = shapes[s][2];
+            tensor w = make_weights(types[i], n_in, n_out, 5u + (unsigned)s);
+            float *x = malloc((size_t)T * n_in * sizeof *x);
+            float *a = malloc((size_t)T * n_out * sizeof *a);
+            float *b = malloc((size_t)T * n_out * sizeof *b);
+            unsigned seed = 7u + (unsigned)s;
+            for (int k = 0; k < T * n_in; k++) x[k] = frand(&seed) * 2.0f;
+            mm_scratch ms;
+            CHECK(mm_scratch_init(&ms, T, n_in) == 0, "scratch");
+            matmul(a, x, &w, T, &ms, p);
+            mm_avx512_allow(false);
+            matmul(b, x, &w, T, &ms, p);
+            mm_avx512_allow(true);
+            CHECK(memcmp(a, b, (size_t)T * n_out * sizeof *a) == 0,
+                  "%s %dx%d T=%d: AVX-512 and AVX2 kernels differ", dtype_name(types[i]), n_out,
+                  n_in, T);
+            mm_scratch_free(&ms);
+            free((void *)w.data);
+            free(x);
+            free(a);
+            free(b);
+        }
+    pool_destroy(p);
+}
+
 int main(void) {
     printf("SIMD kernels: %s\n", mm_avx2_supported() ? "AVX2+FMA+F16C" : "none (scalar only)");
     test_quantize_act();
     test_attention_helpers();
-    const dtype types[] = {DT_F32, DT_F16, DT_BF16, DT_Q8_0, DT_Q4_0};
-    for (int i = 0; i < 5; i++) {
+    test_avx512_matches_avx2();
+    const dtype types[] = {DT_F32, DT_F16, DT_BF16, DT_Q8_0, DT_Q4_0, DT_Q8_0, DT_Q4_0};
+    printf("AVX-512 VNNI kernels: %s\n", mm_avx512_supported() ? "yes" : "no");
+    for (int i = 0; i < 7; i++) {
         bool quant = types[i] == DT_Q8_0 || types[i] == DT_Q4_0;
+        /* the quantized types twice: with the AVX-512 VNNI kernels (when the CPU has them),
+         * then with the AVX2 ones; both must equal the scalar twins bit for bit */
+        mm_avx512_allow(i < 5);
         /* n_in: below, at and off the vector width; n_out: not a multiple of the 4-row tile */
         int n_in_a = quant ? 32 : 37, n_in_b = quant ? 32 * 23 : 701, n_in_c = quant ? 64 : 8;
         test_type(types[i], n_in_a, 13, 1);
@@ -229,6 +272,9 @@ int main(void) {
         test_type(types[i], n_in_b, 21, 1); /* 8-row decode tiles and a remainder */
         test_type(types[i], n_in_c, 9, 7);
         if (!quant) test_type(types[i], 5, 7, 3);
+        test_type(types[i], n_in_b, 30, 2);  /* a group of 4 activation rows, half empty */
+        test_type(types[i], n_in_c, 31, 21); /* 4 groups of 4 rows per tile, and a ragged one */
     }
+    mm_avx512_allow(true);
     return check_summary();
 }

@@ -33,9 +33,9 @@ def test_sigterm_stream_completes(r):
         st.read_all()
         assert st.error is None and st.ended, "stream not terminated cleanly: %r" % st.error
         assert st.events[-1] == "[DONE]", st.events[-2:]
+        # "length" is only reached at max_tokens: the stream ran to its end, not cut short (the
+        # number of events is no measure: text produced between two reads shares one event)
         assert st.finish_reasons() == ["length"], st.finish_reasons()
-        n_text = sum(1 for e in st.json_events() if e["choices"] and e["choices"][0]["text"])
-        assert n_text >= 100, n_text  # it ran to its end, not cut short
         rc = s.wait_exit()
         assert rc == 0, "exit %d\n%s" % (rc, s.tail())
         assert not s.sanitizer_report(), s.tail()
