@@ -153,6 +153,10 @@ static void quant_rows(void *arg, int ith, int nth) {
     }
 }
 
+static int64_t inline_macs = 1 << 18; /* see matmul(); tests set 0 to exercise the pool */
+
+void mm_set_inline_macs(int64_t macs) { inline_macs = macs; }
+
 void matmul(float *out, const float *x, const tensor *w, int T, mm_scratch *s, pool *p) {
     const bool simd = mm_using_simd();
     mm_job j = {out, x, NULL, NULL, w, T, simd};
@@ -168,5 +172,11 @@ void matmul(float *out, const float *x, const tensor *w, int T, mm_scratch *s, p
         j.xq = s->xq;
         j.xr = xr;
     }
-    pool_run(p, mm_rows, &j);
+    /* Below about a quarter of a million multiply-adds, waking the pool costs more than the
+     * work (and far more when another process holds the other core); the split by output rows
+     * gives the same bits on one thread as on many. */
+    if ((int64_t)w->ne[0] * w->ne[1] * T < inline_macs)
+        mm_rows(&j, 0, 1);
+    else
+        pool_run(p, mm_rows, &j);
 }

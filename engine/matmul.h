@@ -20,6 +20,11 @@ typedef struct {
 int mm_scratch_init(mm_scratch *s, int max_T, int max_n_in);
 void mm_scratch_free(mm_scratch *s);
 
+/* Products smaller than macs multiply-adds (default 2^18) run on the calling thread alone:
+ * waking the pool would cost more. The result is the same bits either way; tests set 0 so that
+ * every product goes through the pool. Call before any matmul, from one thread. */
+void mm_set_inline_macs(int64_t macs);
+
 /* out (T, n_out) = x (T, n_in) @ w^T with w->ne = {n_in, n_out}. T <= s->max_T. */
 void matmul(float *out, const float *x, const tensor *w, int T, mm_scratch *s, pool *p);
 

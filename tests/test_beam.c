@@ -4,6 +4,7 @@
  * count or on n_best beyond the hypotheses returned; bad parameters are refused. */
 #include "beam.h"
 #include "check.h"
+#include "matmul.h"
 #include "common.h"
 #include "forward.h"
 #include "model.h"
@@ -245,6 +246,7 @@ static int encode(const model *m, const char *text, int32_t *out /* (64) */) {
 }
 
 int main(void) {
+    mm_set_inline_macs(0); /* every product through the pool: the thread tests mean it */
     char err[LS_ERR_LEN] = "";
     model *m = model_load(check_model_path("kjv-demo.gguf"), NULL, err, sizeof err);
     CHECK(m != NULL, "model_load: %s", err);

@@ -27,6 +27,7 @@
  * Determinism: logits bit-identical with 1, 2 and 3 threads, batched with other sequences vs
  * alone, and prefill in chunks (the engine's or the caller's) vs whole. */
 #include "check.h"
+#include "matmul.h"
 #include "forward.h"
 #include "kv_cache.h"
 #include "model.h"
@@ -646,6 +647,7 @@ static void check_kernels(void) {
 }
 
 int main(int argc, char **argv) {
+    mm_set_inline_macs(0); /* every product through the pool: the thread tests mean it */
     const char *bf16 = argc > 1 ? argv[1] : NULL;
     char kjv_gguf[1024], kjv_bin[1024];
     snprintf(kjv_gguf, sizeof kjv_gguf, "%s", check_model_path("kjv-demo.gguf"));

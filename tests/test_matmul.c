@@ -252,6 +252,7 @@ static void test_avx512_matches_avx2(void) {
 }
 
 int main(void) {
+    mm_set_inline_macs(0); /* every product through the pool: the thread tests mean it */
     printf("SIMD kernels: %s\n", mm_avx2_supported() ? "AVX2+FMA+F16C" : "none (scalar only)");
     test_quantize_act();
     test_attention_helpers();
