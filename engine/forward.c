@@ -277,7 +277,11 @@ static void swiglu_part(void *arg, int ith, int nth) {
 
 void fwd_swiglu(float *out, const float *gate, const float *up, size_t n, pool *p) {
     swiglu_job j = {out, gate, up, n};
-    pool_run(p, swiglu_part, &j);
+    /* a few thousand elements cost less than a hand-off (see mm_set_inline_macs) */
+    if ((int64_t)n * 16 < mm_inline_macs())
+        swiglu_part(&j, 0, 1);
+    else
+        pool_run(p, swiglu_part, &j);
 }
 
 /* freq (rope_dim / 2): theta^(-2i/rope_dim), as rope computes it. */
@@ -536,6 +540,8 @@ static void forward_chunk(fwd_ctx *f, kv_cache *const *caches, const int32_t *to
         dequantize_row(f->x + (size_t)t * dim, tensor_row(&m->tok_embd, token[t]),
                        m->tok_embd.type, dim);
     const bool decode_step = group_rows(f, seq, T);
+    int64_t attn_macs = 0; /* scores and weighted values of every row, for every head */
+    for (int t = 0; t < T; t++) attn_macs += 2 * (int64_t)(pos[t] + 1) * c->n_heads * c->head_dim;
     fwd_add_rmsnorm(NULL, f->xb, f->x, NULL, m->layers[0].attn_norm.data, T, dim, c->norm_eps,
                     f->p);
 
@@ -547,7 +553,9 @@ static void forward_chunk(fwd_ctx *f, kv_cache *const *caches, const int32_t *to
         matmul(f->k, f->xb, &w->wk, T, &f->mm, f->p);
         matmul(f->v, f->xb, &w->wv, T, &f->mm, f->p);
         attn_job aj = {f, caches, pos, seq, l, T};
-        if (decode_step) {
+        if (decode_step && attn_macs < mm_inline_macs()) {
+            rope_kv_attention_items(&aj, 0, 1); /* small: cheaper than a hand-off, same bits */
+        } else if (decode_step) {
             pool_run(f->p, rope_kv_attention_items, &aj);
         } else {
             pool_run(f->p, rope_kv_rows, &aj);

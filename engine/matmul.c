@@ -156,6 +156,7 @@ static void quant_rows(void *arg, int ith, int nth) {
 static int64_t inline_macs = 1 << 18; /* see matmul(); tests set 0 to exercise the pool */
 
 void mm_set_inline_macs(int64_t macs) { inline_macs = macs; }
+int64_t mm_inline_macs(void) { return inline_macs; }
 
 void matmul(float *out, const float *x, const tensor *w, int T, mm_scratch *s, pool *p) {
     const bool simd = mm_using_simd();

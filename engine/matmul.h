@@ -24,6 +24,8 @@ void mm_scratch_free(mm_scratch *s);
  * waking the pool would cost more. The result is the same bits either way; tests set 0 so that
  * every product goes through the pool. Call before any matmul, from one thread. */
 void mm_set_inline_macs(int64_t macs);
+/* The threshold in force; the forward pass applies it to its other jobs too. */
+int64_t mm_inline_macs(void);
 
 /* out (T, n_out) = x (T, n_in) @ w^T with w->ne = {n_in, n_out}. T <= s->max_T. */
 void matmul(float *out, const float *x, const tensor *w, int T, mm_scratch *s, pool *p);
