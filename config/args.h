@@ -8,6 +8,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Formats a message into err (when not NULL) and returns -1: `return cfg_fail(...)`. */
+int cfg_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Each returns 0 and stores the value, or -1 with a message that names `what`. */
 int cfg_parse_int(const char *s, long long min, long long max, long long *out, const char *what,
                   char *err, size_t errlen);

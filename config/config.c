@@ -89,17 +89,7 @@ static const setting settings[] = {
 #define ENV_PREFIX "LLAMASERVE_"
 #define MAX_FILE_BYTES (1 << 20)
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
+
 
 static void flag_name(const setting *s, char *out, size_t n) {
     snprintf(out, n, "%s", s->key);
@@ -125,12 +115,12 @@ static const void *cfield(const cfg_server *c, const setting *s) {
 static int set_str(cfg_server *c, const setting *s, const char *v, const char *what, char *err,
                    size_t errlen) {
     size_t len = strlen(v);
-    if (len >= s->size) return fail(err, errlen, "%s: longer than %zu bytes", what, s->size - 1);
-    if ((s->flags & NON_EMPTY) && len == 0) return fail(err, errlen, "%s: must not be empty", what);
+    if (len >= s->size) return cfg_fail(err, errlen, "%s: longer than %zu bytes", what, s->size - 1);
+    if ((s->flags & NON_EMPTY) && len == 0) return cfg_fail(err, errlen, "%s: must not be empty", what);
     /* "***" is what --print-config shows for a key; feeding that output back must not make it
      * the key. */
     if ((s->flags & SECRET) && !strcmp(v, "***"))
-        return fail(err, errlen, "%s: \"***\" is --print-config's placeholder, not a key", what);
+        return cfg_fail(err, errlen, "%s: \"***\" is --print-config's placeholder, not a key", what);
     memcpy(field(c, s), v, len + 1);
     return 0;
 }
@@ -159,7 +149,7 @@ static int set_enum(cfg_server *c, const setting *s, const char *v, const char *
         size_t n = strlen(list);
         snprintf(list + n, sizeof list - n, "%s%s", i ? ", " : "", s->names[i]);
     }
-    return fail(err, errlen, "%s: '%s' is not one of %s", what, v, list);
+    return cfg_fail(err, errlen, "%s: '%s' is not one of %s", what, v, list);
 }
 
 static int parse_bool(const char *v, bool *out) {
@@ -184,7 +174,7 @@ static int set_text(cfg_server *c, const setting *s, const char *v, const char *
         return set_enum(c, s, v, what, err, errlen);
     case K_BOOL:
         if (parse_bool(v, &b))
-            return fail(err, errlen, "%s: '%s' is not a boolean (true/false, 1/0, yes/no, on/off)",
+            return cfg_fail(err, errlen, "%s: '%s' is not a boolean (true/false, 1/0, yes/no, on/off)",
                         what, v);
         set_int(c, s, b);
         return 0;
@@ -192,12 +182,12 @@ static int set_text(cfg_server *c, const setting *s, const char *v, const char *
     case K_I64:
         /* strtoll would skip leading blanks; a value with them is a typo, not a number. */
         if (isspace((unsigned char)v[0]))
-            return fail(err, errlen, "%s: '%s' is not an integer", what, v);
+            return cfg_fail(err, errlen, "%s: '%s' is not an integer", what, v);
         if (cfg_parse_int(v, s->min, s->max, &x, what, err, errlen)) return -1;
         set_int(c, s, x);
         return 0;
     }
-    return fail(err, errlen, "%s: unknown setting kind", what);
+    return cfg_fail(err, errlen, "%s: unknown setting kind", what);
 }
 
 /* A value from the config file: the JSON type must match; integers must be whole and in range. */
@@ -206,24 +196,24 @@ static int set_json(cfg_server *c, const setting *s, const cJSON *v, const char 
     switch (s->kind) {
     case K_STR:
     case K_ENUM:
-        if (!cJSON_IsString(v)) return fail(err, errlen, "%s: expected a string", what);
+        if (!cJSON_IsString(v)) return cfg_fail(err, errlen, "%s: expected a string", what);
         return s->kind == K_STR ? set_str(c, s, v->valuestring, what, err, errlen)
                                 : set_enum(c, s, v->valuestring, what, err, errlen);
     case K_BOOL:
-        if (!cJSON_IsBool(v)) return fail(err, errlen, "%s: expected true or false", what);
+        if (!cJSON_IsBool(v)) return cfg_fail(err, errlen, "%s: expected true or false", what);
         set_int(c, s, cJSON_IsTrue(v));
         return 0;
     case K_INT:
     case K_I64: {
         double d = cJSON_IsNumber(v) ? v->valuedouble : NAN;
         if (!isfinite(d) || d != floor(d) || d < (double)s->min || d > (double)s->max)
-            return fail(err, errlen, "%s: expected an integer in [%lld, %lld]", what, s->min,
+            return cfg_fail(err, errlen, "%s: expected an integer in [%lld, %lld]", what, s->min,
                         s->max);
         set_int(c, s, (long long)d);
         return 0;
     }
     }
-    return fail(err, errlen, "%s: unknown setting kind", what);
+    return cfg_fail(err, errlen, "%s: unknown setting kind", what);
 }
 
 void cfg_defaults(cfg_server *c) {
@@ -251,21 +241,21 @@ static const setting *find_key(const char *key) {
 static char *read_file(const char *path, size_t *len, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        fail(err, errlen, "config file %s: %s", path, strerror(errno));
+        cfg_fail(err, errlen, "config file %s: %s", path, strerror(errno));
         return NULL;
     }
     char *buf = malloc(MAX_FILE_BYTES + 1);
     if (!buf) {
-        fail(err, errlen, "config file %s: out of memory", path);
+        cfg_fail(err, errlen, "config file %s: out of memory", path);
         goto fail;
     }
     *len = fread(buf, 1, MAX_FILE_BYTES + 1, f);
     if (ferror(f)) {
-        fail(err, errlen, "config file %s: read error", path);
+        cfg_fail(err, errlen, "config file %s: read error", path);
         goto fail;
     }
     if (*len > MAX_FILE_BYTES) {
-        fail(err, errlen, "config file %s: larger than %d bytes", path, MAX_FILE_BYTES);
+        cfg_fail(err, errlen, "config file %s: larger than %d bytes", path, MAX_FILE_BYTES);
         goto fail;
     }
     buf[*len] = '\0';
@@ -286,7 +276,7 @@ static int load_file(cfg_server *c, const char *path, char *err, size_t errlen) 
     const char *end = NULL;
     cJSON *root = NULL;
     if (strlen(buf) != len) {
-        fail(err, errlen, "config file %s: contains a NUL byte", path);
+        cfg_fail(err, errlen, "config file %s: contains a NUL byte", path);
         goto fail;
     }
     /* len + 1: the NUL is part of what cJSON reads, so trailing text after the object fails. */
@@ -295,11 +285,11 @@ static int load_file(cfg_server *c, const char *path, char *err, size_t errlen) 
         int line = 1, col = 1;
         for (const char *p = buf; end && p < end && p < buf + len; p++, col++)
             if (*p == '\n') line++, col = 0;
-        fail(err, errlen, "config file %s: malformed JSON at line %d, column %d", path, line, col);
+        cfg_fail(err, errlen, "config file %s: malformed JSON at line %d, column %d", path, line, col);
         goto fail;
     }
     if (!cJSON_IsObject(root)) {
-        fail(err, errlen, "config file %s: expected a JSON object {...}", path);
+        cfg_fail(err, errlen, "config file %s: expected a JSON object {...}", path);
         goto fail;
     }
     for (const cJSON *item = root->child; item; item = item->next) {
@@ -307,11 +297,11 @@ static int load_file(cfg_server *c, const char *path, char *err, size_t errlen) 
         snprintf(what, sizeof what, "config file %s: key \"%s\"", path, item->string);
         const setting *s = find_key(item->string);
         if (!s || (s->flags & NOT_IN_FILE)) {
-            fail(err, errlen, "%s: unknown key", what);
+            cfg_fail(err, errlen, "%s: unknown key", what);
             goto fail;
         }
         if (seen[s - settings]) {
-            fail(err, errlen, "%s: appears twice", what);
+            cfg_fail(err, errlen, "%s: appears twice", what);
             goto fail;
         }
         seen[s - settings] = true;
@@ -391,7 +381,7 @@ int cfg_load(cfg_server *c, int argc, char **argv, FILE *out, char *err, size_t 
     bool help = false, print = false;
     size_t n_uses = 0;
     flag_use *uses = calloc((size_t)(argc > 0 ? argc : 1), sizeof *uses);
-    if (!uses) return fail(err, errlen, "out of memory");
+    if (!uses) return cfg_fail(err, errlen, "out of memory");
 
     /* Pass 1: collect the flags, so that --config is known before the file is read and the file
      * and environment are applied beneath the flags whatever their order. */
@@ -406,7 +396,7 @@ int cfg_load(cfg_server *c, int argc, char **argv, FILE *out, char *err, size_t 
             const char *arg = argv[optind - (separate ? 2 : 1)];
             size_t n = strcspn(arg + 2, "=");
             if (strncmp(arg, "--", 2) || strlen(opts[li].name) != n) {
-                fail(err, errlen, "unknown option '%.*s' (did you mean --%s?)",
+                cfg_fail(err, errlen, "unknown option '%.*s' (did you mean --%s?)",
                      (int)strcspn(arg, "="), arg, opts[li].name);
                 goto done;
             }
@@ -421,27 +411,27 @@ int cfg_load(cfg_server *c, int argc, char **argv, FILE *out, char *err, size_t 
         } else if (ch >= OPT_NEG && ch < OPT_NEG + (int)N_SETTINGS) {
             uses[n_uses++] = (flag_use){&settings[ch - OPT_NEG], NULL, true};
         } else if (ch == ':') {
-            fail(err, errlen, "%s needs a value", argv[optind - 1]);
+            cfg_fail(err, errlen, "%s needs a value", argv[optind - 1]);
             goto done;
         } else if (ch == '?') {
             if (optopt && optopt < 256)
-                fail(err, errlen, "unknown option '-%c'", optopt);
+                cfg_fail(err, errlen, "unknown option '-%c'", optopt);
             else
-                fail(err, errlen, "unknown option '%s'", argv[optind - 1]);
+                cfg_fail(err, errlen, "unknown option '%s'", argv[optind - 1]);
             goto done;
         } else {
             const setting *s = NULL;
             for (size_t i = 0; i < N_SETTINGS; i++)
                 if (settings[i].short_flag == ch) s = &settings[i];
             if (!s) {
-                fail(err, errlen, "unknown option '-%c'", ch);
+                cfg_fail(err, errlen, "unknown option '-%c'", ch);
                 goto done;
             }
             uses[n_uses++] = (flag_use){s, optarg, false};
         }
     }
     if (optind < argc) {
-        fail(err, errlen, "unexpected argument '%s'", argv[optind]);
+        cfg_fail(err, errlen, "unexpected argument '%s'", argv[optind]);
         goto done;
     }
     if (help) {
@@ -483,7 +473,7 @@ int cfg_load(cfg_server *c, int argc, char **argv, FILE *out, char *err, size_t 
         goto done;
     }
     if (!c->model[0]) {
-        fail(err, errlen,
+        cfg_fail(err, errlen,
              "no model: pass --model PATH (-m), set LLAMASERVE_MODEL, or give "
              "\"model\" in the config file");
         goto done;
