@@ -8,8 +8,9 @@
  * Q8_0/Q4_0: 8 pairs per tile (8x1 for one activation row, 4x2 for several), exact integer
  * block sums, and per block the scalar kernel's float steps, so bit-identical to matmul.c.
  * On CPUs with AVX-512 F/BW/VL + VNNI, blocks of T >= 2 rows take the kernels of the second half
- * of this file instead (VNNI for Q8_0/Q4_0, 32-register 4x6 tiles for the float types); they
- * give the same bits as the AVX2 ones.
+ * of this file instead (VNNI for Q8_0/Q4_0, 32-register 4x6 tiles for the float types), and so
+ * does Q4_0 decode (T = 1: VNNI tiles of 16 weight rows); they give the same bits as the AVX2
+ * ones.
  * The scalar kernels in matmul.c are the reference these are tested against (tests/test_matmul.c).
  * Never allocates on the heap; no global state besides the CPU-feature answer. */
 #include "matmul_avx2.h"
@@ -536,6 +537,80 @@ INLINE512 void rows_vnni(dtype type, float *out, const q8_act_x4 *xr, const tens
     }
 }
 
+/* ---- Q4_0 decode (T = 1) with AVX-512 VNNI --------------------------------------------------
+ * A tile is 16 weight rows x the one activation row. Group g (rows 4g .. 4g + 3) has one zmm:
+ * 128-bit lane i holds a block of weight row 4g + i (its 16 quant bytes: the low nibbles are
+ * elements 0-15, the high ones 16-31), the activation block's two halves are broadcast
+ * to every 128-bit lane, and two vpdpbusd leave in dword c of lane i the sum of the 8 products
+ * of weight row 4g + i at bytes 4c .. 4c + 3 of both halves. The weight offset (8) times
+ * the activation's sums is taken off first (the accumulators start at -offset * x dwords: exact
+ * integers). One 4 x 4 transpose-and-add of the 4 groups then gives, in lane 4i + j, the exact
+ * block sum of weight row 4j + i, so the float steps per block (mul, mul, add: the scalar
+ * kernel's) run for 16 pairs in one zmm; the 16 scales come in one gather. Bit-identical to
+ * dot_q4_0 and to the AVX2 8x1 tiles, which still take the rows past the last full tile of 16.
+ * (The same layout for Q8_0, two 16-byte halves per row offset by 128, ran slower than the AVX2
+ * tiles on the memory-bound Q8_0 decode: tg 2 threads 23.8 -> 21-22 tok/s; not kept.) */
+INLINE512 void tile_vnni_dec(float *out, const uint8_t *w, size_t rb, const block_q8_act *x,
+                             int nb) {
+    const size_t bb = sizeof(block_q4_0);
+    const __m512i gidx = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15),
+        _mm512_set1_epi32((int)rb));
+    const __m512i low4 = _mm512_set1_epi8(0x0f), woff = _mm512_set1_epi8(8);
+    __m512 sum = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *wb = w + (size_t)b * bb; /* row 0's block b: d (F16), then the quants */
+        /* the next tile's rows, every other block (36 bytes: every line is touched; every
+         * block was slower, and so was every fourth) */
+        if ((b & 1) == 0)
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++)
+                _mm_prefetch((const char *)wb + (size_t)(16 + i) * rb, _MM_HINT_T0);
+        const __m512i xlo = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)x[b].qs));
+        const __m512i xhi =
+            _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(x[b].qs + 16)));
+        const __m512i zero = _mm512_setzero_si512();
+        const __m512i noff = _mm512_sub_epi32(
+            zero, _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, woff, xlo), woff, xhi));
+        __m512i acc[4];
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++) {
+            const uint8_t *r = wb + (size_t)4 * g * rb + 2;
+            __m512i z = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)r));
+            z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(r + rb)), 1);
+            z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(r + 2 * rb)), 2);
+            z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(r + 3 * rb)), 3);
+            __m512i lo = _mm512_and_si512(z, low4);
+            __m512i hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), low4);
+            acc[g] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(noff, lo, xlo), hi, xhi);
+        }
+        /* per 128-bit lane i: [A0+A2, B0+B2, A1+A3, B1+B3], then the 64-bit halves: [A, B, C, D] */
+        __m512i t0 = _mm512_add_epi32(_mm512_unpacklo_epi32(acc[0], acc[1]),
+                                      _mm512_unpackhi_epi32(acc[0], acc[1]));
+        __m512i t1 = _mm512_add_epi32(_mm512_unpacklo_epi32(acc[2], acc[3]),
+                                      _mm512_unpackhi_epi32(acc[2], acc[3]));
+        __m512i is = _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1), _mm512_unpackhi_epi64(t0, t1));
+        /* the 16 weight scales (F16 in the low half of the gathered dwords), exact to F32 */
+        __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(gidx, wb, 1)));
+        __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(x[b].d));
+        sum = _mm512_add_ps(sum, _mm512_mul_ps(_mm512_cvtepi32_ps(is), scale)); /* exact cvt */
+    }
+    float res[16];
+    _mm512_storeu_ps(res, sum);
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) out[4 * j + i] = res[4 * i + j];
+}
+
+TARGET512 static void rows_q4_0_vnni_dec(float *out, const block_q8_act *xq, const tensor *w,
+                                         int r0, int r1) {
+    const int n = (int)w->ne[0], nb = n / QK;
+    const size_t rb = dtype_row_bytes(DT_Q4_0, n);
+    const uint8_t *base = w->data;
+    int r = r0;
+    for (; r + 16 <= r1; r += 16) tile_vnni_dec(out + r, base + (size_t)r * rb, rb, xq, nb);
+    if (r < r1) rows_quant(DT_Q4_0, out, xq, w, 1, r, r1);
+}
+
 /* ---- F32 / F16 / BF16 with AVX-512VL (T >= 2) -----------------------------------------------
  * The AVX2 kernel above, compiled for AVX-512VL so that it has 32 ymm registers: tiles of 4
  * weight rows x 6 activation rows (24 accumulators). Every pair's operations are the AVX2
@@ -568,6 +643,9 @@ void mm_rows_avx2(float *out, const float *x, const block_q8_act *xq, const q8_a
                   const tensor *w, int T, int r0, int r1) {
     /* the AVX-512VL float kernels where the quantized ones would use VNNI: same bits */
     const bool vl = T >= 2 && mm_avx512_supported();
+    /* one activation row of Q4_0: the VNNI decode tiles (16 weight rows), same bits; Q8_0
+     * decode stays on the AVX2 8x1 tiles (memory-bound; see tile_vnni_dec) */
+    const bool dec = T == 1 && mm_avx512_supported();
     switch (w->type) {
     case DT_F32:
         if (vl) rows_f32_vl(out, x, w, T, r0, r1);
@@ -587,6 +665,7 @@ void mm_rows_avx2(float *out, const float *x, const block_q8_act *xq, const q8_a
         break;
     case DT_Q4_0:
         if (xr) rows_q4_0_vnni(out, xr, w, T, r0, r1);
+        else if (dec) rows_q4_0_vnni_dec(out, xq, w, r0, r1);
         else rows_q4_0(out, xq, w, T, r0, r1);
         break;
     }

@@ -220,10 +220,12 @@ static void test_attention_helpers(void) {
 static void test_avx512_matches_avx2(void) {
     if (!mm_avx512_supported()) return;
     const dtype types[] = {DT_F32, DT_F16, DT_BF16, DT_Q8_0, DT_Q4_0};
-    const int shapes[][3] = {{701, 13, 75}, {37, 29, 2}, {37, 7, 9}, {1030, 9, 21}};
+    /* T = 1 with n_out 53: tiles of 16 decode rows (VNNI) and a ragged rest */
+    const int shapes[][3] = {{701, 13, 75}, {37, 29, 2}, {37, 7, 9}, {1030, 9, 21}, {701, 53, 1},
+                             {37, 16, 1}};
     pool *p = pool_create(2);
     for (int i = 0; i < 5; i++)
-        for (int s = 0; s < 4; s++) {
+        for (int s = 0; s < 6; s++) {
             bool quant = types[i] == DT_Q8_0 || types[i] == DT_Q4_0;
             int n_in = quant ? (shapes[s][0] / QK + 1) * QK : shapes[s][0];
             int n_out = shapes[s][1], T = shapes[s][2];
@@ -271,6 +273,9 @@ int main(void) {
         test_type(types[i], n_in_b, 29, 7);
         test_type(types[i], n_in_b, 3, 5);
         test_type(types[i], n_in_b, 21, 1); /* 8-row decode tiles and a remainder */
+        /* decode: 16-row VNNI tiles (one, or one per thread) with ragged rests */
+        test_type(types[i], n_in_b, 53, 1);
+        test_type(types[i], n_in_a, 35, 1);
         test_type(types[i], n_in_c, 9, 7);
         if (!quant) test_type(types[i], 5, 7, 3);
         test_type(types[i], n_in_b, 30, 2);  /* a group of 4 activation rows, half empty */
