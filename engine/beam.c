@@ -296,7 +296,7 @@ int beam_search(const model *m, fwd_ctx *f, const int32_t *prompt, int n_prompt,
                 .logprob = c->logprob, .cache = -1, .parent = c->parent, .token = c->token};
         }
 
-        if (stream_common(&s, p, n_next, t) != 0) {
+        if (stream_common(&s, p, n_next, t) != 0 || (p->should_stop && p->should_stop(p->ctx))) {
             ls_fail(err, errlen, "beam: cancelled");
             goto done;
         }

@@ -45,7 +45,8 @@ typedef struct {
     int eos_id;             /* -1: none (every hypothesis runs to max_new_tokens) */
     kv_type kv_type;        /* type of the per-beam caches */
     beam_token_fn on_token; /* NULL: no streaming */
-    void *ctx;              /* passed to on_token */
+    void *ctx;              /* passed to on_token and should_stop */
+    int (*should_stop)(void *ctx); /* NULL, or polled once per step: non-zero cancels */
 } beam_params;
 
 typedef struct {

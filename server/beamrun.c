@@ -39,8 +39,8 @@ static void beam_text(const api_ctx *ctx, const gen_request *r, const beam_resul
     free(text);
 }
 
-job *beamrun(const api_ctx *ctx, api_call *c, int threads, int *status, char *err,
-             size_t errlen) {
+job *beamrun(const api_ctx *ctx, api_call *c, int threads, int (*gone)(void *), void *gone_ctx,
+             int *status, char *err, size_t errlen) {
     job *j = NULL;
     pool *p = NULL;
     fwd_ctx *f = NULL;
@@ -65,12 +65,14 @@ job *beamrun(const api_ctx *ctx, api_call *c, int threads, int *status, char *er
     bp.max_new_tokens = r->max_tokens > 0 ? r->max_tokens : 1;
     bp.length_penalty = c->length_penalty;
     bp.eos_id = r->ignore_eos ? -1 : tok_eos(ctx->m->tok);
+    bp.should_stop = gone;
+    bp.ctx = gone_ctx;
     if (!(p = pool_create(threads)) || !(f = fwd_create(ctx->m, 64, p, err, errlen))) {
         if (!p) ls_fail(err, errlen, "cannot start threads");
         goto fail;
     }
     if (beam_search(ctx->m, f, r->prompt, r->n_prompt, &bp, res, &n_out, err, errlen) != 0) {
-        *status = 400;
+        *status = gone && gone(gone_ctx) ? 499 : 400;
         goto fail;
     }
     for (int i = 0; i < n_out && i < r->n; i++) beam_text(ctx, r, &res[i], j, i);

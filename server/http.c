@@ -67,6 +67,9 @@ static bool client_gone(struct MHD_Connection *c) {
     return (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
 }
 
+/* client_gone for beamrun's per-step poll. */
+static int beam_client_gone(void *conn) { return client_gone(conn); }
+
 /* Waits for a change in j (or a timeout slice). Called with j->mu held. */
 static void wait_slice(job *j) {
     struct timespec ts;
@@ -192,12 +195,15 @@ static enum MHD_Result run_generation(req_ctx *r, bool chat) {
     char err[LS_ERR_LEN];
     int status;
     if (r->call.beam_width > 0)
-        r->j = beamrun(h->ctx, &r->call, h->cfg.threads, &status, err, sizeof err);
+        r->j = beamrun(h->ctx, &r->call, h->cfg.threads, beam_client_gone, r->conn, &status,
+                       err, sizeof err);
     else
         r->j = sched_submit(h->s, &r->call.req, &status, err, sizeof err);
     if (!r->j) {
+        if (status == 499) return MHD_NO; /* the client left during its beam search */
+        /* api.c has already refused prompts that do not fit (context_length_exceeded) */
         api_error_set(&e, status, status == 503 ? "server_error" : "invalid_request_error", NULL,
-                      status == 400 ? "context_length_exceeded" : NULL, "%s", err);
+                      NULL, "%s", err);
         return send_error(r, &e);
     }
     make_id(h, chat ? "chatcmpl-" : "cmpl-", r->id, sizeof r->id);

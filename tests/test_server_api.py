@@ -5,10 +5,13 @@ shapes, streaming against non-streaming output, usage counts, n > 1, logprobs, e
 strings that span tokens, multi-byte characters in streams, /v1/models, /health, /metrics,
 /tokenize and /detokenize. Exits non-zero and names what failed.
 """
+import json
 import re
 import sys
 
-from server_harness import Runner, Server, run_with_server
+import subprocess
+
+from server_harness import BIN, MODEL, Runner, Server, raw_http, run_with_server
 
 ALIAS = "kjv-test"
 PROMPT = "In the beginning God"
@@ -468,6 +471,60 @@ def test_multibyte_stream(s):
     assert e["choices"][0]["text"].startswith("—"), e
 
 
+def test_beam_search(s):
+    """use_beam_search: the best beam equals `generate --beams`, best_of 1 is greedy, the n best
+    come back, streaming gives the same text, and bad combinations are 400s."""
+    body = {"prompt": PROMPT, "max_tokens": 20, "use_beam_search": True, "best_of": 4, "n": 2}
+    r = s.post("/v1/completions", body)
+    assert len(r["choices"]) == 2 and all(c["text"] for c in r["choices"]), r
+    assert r["choices"][0]["text"] != r["choices"][1]["text"], r
+    assert r["usage"]["completion_tokens"] > 0, r["usage"]
+    cli = subprocess.run([BIN, "generate", "-m", MODEL, "-p", PROMPT, "-n", "20", "--beams", "4"],
+                         capture_output=True, timeout=120)
+    assert cli.returncode == 0, cli.stderr
+    assert r["choices"][0]["text"] == cli.stdout.decode().rstrip("\n"), (r, cli.stdout)
+    one = s.post("/v1/completions", dict(body, best_of=1, n=1))
+    g = s.post("/v1/completions", greedy(max_tokens=20))
+    assert one["choices"][0]["text"] == g["choices"][0]["text"], (one, g)
+    st = s.stream("/v1/completions", dict(body, n=1, stream=True))
+    assert st.text() == r["choices"][0]["text"], (st.text(), r)
+    chat = s.post("/v1/chat/completions", {"messages": [{"role": "user", "content": "Who?"}],
+                                           "max_tokens": 10, "use_beam_search": True,
+                                           "best_of": 3})
+    assert chat["choices"][0]["message"]["content"], chat
+    status, err, _ = s.json("POST", "/v1/completions", dict(body, best_of=1, n=2))
+    assert status == 400 and err["error"]["param"] == "best_of", err
+
+
+def test_beam_search_client_leaves(s):
+    """A client that leaves during a long beam search ends it: while it runs a second search gets
+    503, once the client has gone the next one is served (each poll is a real request with a
+    bounded count, not a sleep)."""
+    key = 'llamaserve_requests_total{route="/v1/completions",status="other"}'
+    before = s.metrics().get(key, 0)
+    long = json.dumps({"prompt": PROMPT, "max_tokens": 200, "use_beam_search": True,
+                       "best_of": 16, "ignore_eos": True}).encode()
+    sock, _ = raw_http(s.port, b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                       b"application/json\r\nContent-Length: " + str(len(long)).encode() +
+                       b"\r\n\r\n" + long)
+    small = {"prompt": PROMPT, "max_tokens": 2, "use_beam_search": True, "best_of": 2}
+    for _ in range(2000):  # until the long search holds the beam lock
+        status, r, _ = s.json("POST", "/v1/completions", small)
+        if status == 503:
+            break
+    assert status == 503, "the long beam search was never seen running"
+    sock.close()
+    for _ in range(2000):
+        status, r, _ = s.json("POST", "/v1/completions", small)
+        if status == 200:
+            break
+        assert status == 503, (status, r)
+    assert status == 200, "the abandoned beam search never ended"
+    # it was cut, not finished: its request is logged as abandoned (499), never as answered
+    left = s.wait_metrics(lambda m: m.get(key, 0) >= before + 1, "the abandoned request counted")
+    assert left, "the abandoned beam search was not recorded as cut"
+
+
 def main():
     runner = Runner("test_server_api")
     run_with_server(runner, [
@@ -477,7 +534,7 @@ def main():
         test_max_tokens_zero_and_one, test_n_choices, test_legacy_logprobs, test_echo,
         test_chat_shape_and_stream, test_chat_prompt_tokens_single_bos, test_chat_logprobs,
         test_chat_n, test_stop_strings_spanning_tokens, test_chat_stop, test_multibyte_stream,
-        test_metrics_format,
+        test_metrics_format, test_beam_search, test_beam_search_client_leaves,
     ], "--alias", ALIAS, "--parallel", "4", "--seed", "-1")
     runner.finish()
 
