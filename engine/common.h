@@ -4,6 +4,7 @@
 #ifndef LS_COMMON_H
 #define LS_COMMON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,6 +20,9 @@ int ls_add_size(size_t a, size_t b, size_t *out);
 
 /* Allocates n zeroed bytes aligned to 64 (a cache line); free with free(). NULL on failure. */
 void *ls_alloc(size_t n);
+
+/* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF. */
+bool ls_utf8_valid(const char *s, size_t n);
 
 /* Monotonic time in seconds. */
 double ls_now(void);

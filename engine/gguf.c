@@ -123,42 +123,6 @@ static int cur_u64(cursor *c, uint64_t *v, const char *what) {
     return cur_read(c, v, 8, what);
 }
 
-/* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF. */
-static bool utf8_valid(const uint8_t *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        uint8_t b = s[i];
-        if (b < 0x80) {
-            i++;
-            continue;
-        }
-        size_t len;
-        uint32_t cp, min;
-        if ((b & 0xE0) == 0xC0) {
-            len = 2;
-            cp = b & 0x1F;
-            min = 0x80;
-        } else if ((b & 0xF0) == 0xE0) {
-            len = 3;
-            cp = b & 0x0F;
-            min = 0x800;
-        } else if ((b & 0xF8) == 0xF0) {
-            len = 4;
-            cp = b & 0x07;
-            min = 0x10000;
-        } else
-            return false;
-        if (len > n - i) return false;
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xC0) != 0x80) return false;
-            cp = (cp << 6) | (s[i + k] & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-        i += len;
-    }
-    return true;
-}
-
 static int cur_str(cursor *c, gguf_str *out, uint64_t max_len, const char *what) {
     uint64_t len;
     if (cur_u64(c, &len, what) != 0) return -1;
@@ -171,7 +135,7 @@ static int cur_str(cursor *c, gguf_str *out, uint64_t max_len, const char *what)
                        (unsigned long long)len, (unsigned long long)max_len);
     out->s = (const char *)(c->p + c->pos);
     out->len = len;
-    if (!utf8_valid((const uint8_t *)out->s, (size_t)len))
+    if (!ls_utf8_valid(out->s, (size_t)len))
         return ls_fail(c->err, c->errlen, "%s: string at offset %zu is not valid UTF-8", what,
                        c->pos - 8);
     c->pos += (size_t)len;

@@ -87,16 +87,6 @@ static int utf8_check(const unsigned char *s, size_t n) {
     return need;
 }
 
-static bool utf8_valid(const char *p, size_t n) {
-    const unsigned char *s = (const unsigned char *)p;
-    for (size_t i = 0; i < n;) {
-        int c = utf8_check(s + i, n - i);
-        if (c <= 0) return false;
-        i += (size_t)c;
-    }
-    return true;
-}
-
 /* ---- piece lookup ---- */
 
 static uint32_t hash_bytes(const char *s, size_t n) {
@@ -190,7 +180,7 @@ tokenizer *tok_create(const tok_vocab *v, char *err, size_t errlen) {
             ls_fail(err, errlen, "tokenizer: vocabulary too large");
             return NULL;
         }
-        if (!utf8_valid(v->pieces[i], v->piece_lens[i])) {
+        if (!ls_utf8_valid(v->pieces[i], v->piece_lens[i])) {
             ls_fail(err, errlen, "tokenizer: piece %d is not valid UTF-8", i);
             return NULL;
         }

@@ -66,26 +66,6 @@ void api_call_free(api_call *c) {
 
 /* --- validation helpers --- */
 
-static bool utf8_valid(const char *s, size_t n) {
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = p[i];
-        int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-        if (!len || i + len > n) return false;
-        uint32_t cp = len == 1 ? c : c & (0x7f >> len);
-        for (int k = 1; k < len; k++) {
-            if ((p[i + k] & 0xc0) != 0x80) return false;
-            cp = cp << 6 | (p[i + k] & 0x3f);
-        }
-        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += (size_t)len;
-    }
-    return true;
-}
-
 static bool is_null(const cJSON *v) { return !v || cJSON_IsNull(v); }
 
 /* Each returns 0 (absent or null leaves *out as is), or -1 with *e filled. */
@@ -123,7 +103,7 @@ static int get_str(const cJSON *o, const char *k, const char **out, api_error *e
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
     if (is_null(v)) return 0;
     if (!cJSON_IsString(v)) return BAD(k, "'%s' must be a string", k);
-    if (!utf8_valid(v->valuestring, strlen(v->valuestring)))
+    if (!ls_utf8_valid(v->valuestring, strlen(v->valuestring)))
         return BAD(k, "'%s' is not valid UTF-8", k);
     *out = v->valuestring;
     return 0;
@@ -131,7 +111,7 @@ static int get_str(const cJSON *o, const char *k, const char **out, api_error *e
 
 static cJSON *parse_body(const char *body, size_t len, api_error *e) {
     if (len == 0) return BAD(NULL, "the request body is empty; expected a JSON object"), NULL;
-    if (!utf8_valid(body, len)) return BAD(NULL, "the request body is not valid UTF-8"), NULL;
+    if (!ls_utf8_valid(body, len)) return BAD(NULL, "the request body is not valid UTF-8"), NULL;
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(body, len, &end, false);
     if (!root) {
@@ -220,7 +200,7 @@ static int parse_common(const api_ctx *ctx, const cJSON *o, api_call *c, int def
             size_t len = strlen(items[i]->valuestring);
             if (len == 0 || len > MAX_STOP_BYTES)
                 return BAD("stop", "each stop string must be 1 to %d bytes", MAX_STOP_BYTES);
-            if (!utf8_valid(items[i]->valuestring, len))
+            if (!ls_utf8_valid(items[i]->valuestring, len))
                 return BAD("stop", "a stop string is not valid UTF-8");
             r->stop[r->n_stop] = strdup(items[i]->valuestring);
             if (!r->stop[r->n_stop]) return BAD("stop", "out of memory");
@@ -338,7 +318,7 @@ int api_parse_completion(const api_ctx *ctx, const char *body, size_t len, api_c
         (cJSON_IsString(p->child) || cJSON_IsArray(p->child)))
         p = p->child;
     if (cJSON_IsString(p)) {
-        if (!utf8_valid(p->valuestring, strlen(p->valuestring))) {
+        if (!ls_utf8_valid(p->valuestring, strlen(p->valuestring))) {
             BAD("prompt", "'prompt' is not valid UTF-8");
             goto done;
         }
@@ -434,7 +414,7 @@ int api_parse_chat(const api_ctx *ctx, const char *body, size_t len, api_call *c
         if (is_null(content) && !strcmp(role->valuestring, "assistant")) {
             msgs[i].content = "";
         } else if (cJSON_IsString(content)) {
-            if (!utf8_valid(content->valuestring, strlen(content->valuestring))) {
+            if (!ls_utf8_valid(content->valuestring, strlen(content->valuestring))) {
                 BAD(param, "%s.content is not valid UTF-8", param);
                 goto done;
             }
@@ -542,7 +522,7 @@ int api_parse_detokenize(const api_ctx *ctx, const char *body, size_t len, char 
     tok_decode(ctx->m->tok, ids, n, text, need);
     cJSON *out = cJSON_CreateObject();
     /* byte tokens can leave a partial character: never put invalid UTF-8 on the wire */
-    if (utf8_valid(text, strlen(text))) cJSON_AddStringToObject(out, "content", text);
+    if (ls_utf8_valid(text, strlen(text))) cJSON_AddStringToObject(out, "content", text);
     else cJSON_AddStringToObject(out, "content", "\xef\xbf\xbd");
     *json_out = cJSON_PrintUnformatted(out);
     cJSON_Delete(out);
@@ -574,7 +554,7 @@ static void token_text(const tokenizer *t, int id, char *out, size_t cap, cJSON 
         for (size_t i = 0; i < n; i++)
             cJSON_AddItemToArray(*bytes, cJSON_CreateNumber((unsigned char)p[i]));
     }
-    if (utf8_valid(p, n)) {
+    if (ls_utf8_valid(p, n)) {
         snprintf(out, cap, "%.*s", (int)n, p);
     } else {
         size_t o = 0;
