@@ -130,28 +130,23 @@ void dequantize_row(float *out, const void *src, dtype t, int64_t n) {
     }
 }
 
+/* One block of 32 values to 8-bit codes: d = max|x| / 127, q = round(x / d). Returns d; the
+ * two Q8 formats differ only in how they store it. */
+static float q8_block(int8_t qs[QK], const float *xb) {
+    float amax = 0.0f;
+    for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(xb[j]));
+    float d = amax / 127.0f;
+    float id = d != 0.0f ? 1.0f / d : 0.0f;
+    for (int j = 0; j < QK; j++) qs[j] = (int8_t)lrintf(xb[j] * id);
+    return d;
+}
+
 void quantize_row_q8_0(block_q8_0 *out, const float *x, int64_t n) {
-    for (int64_t i = 0; i < n / QK; i++) {
-        const float *xb = x + i * QK;
-        float amax = 0.0f;
-        for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(xb[j]));
-        float d = amax / 127.0f;
-        float id = d != 0.0f ? 1.0f / d : 0.0f;
-        out[i].d = f32_to_f16(d);
-        for (int j = 0; j < QK; j++) out[i].qs[j] = (int8_t)lrintf(xb[j] * id);
-    }
+    for (int64_t i = 0; i < n / QK; i++) out[i].d = f32_to_f16(q8_block(out[i].qs, x + i * QK));
 }
 
 void quantize_row_q8_act(block_q8_act *out, const float *x, int64_t n) {
-    for (int64_t i = 0; i < n / QK; i++) {
-        const float *xb = x + i * QK;
-        float amax = 0.0f;
-        for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(xb[j]));
-        float d = amax / 127.0f;
-        float id = d != 0.0f ? 1.0f / d : 0.0f;
-        out[i].d = d;
-        for (int j = 0; j < QK; j++) out[i].qs[j] = (int8_t)lrintf(xb[j] * id);
-    }
+    for (int64_t i = 0; i < n / QK; i++) out[i].d = q8_block(out[i].qs, x + i * QK);
 }
 
 void quantize_row_q4_0(block_q4_0 *out, const float *x, int64_t n) {
