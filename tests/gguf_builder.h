@@ -258,6 +258,20 @@ static const char *tm_words[] = {"\xe2\x96\x81"
                                  "ab",
                                  "c"};
 
+/* Piece i of the test vocabulary: the three specials, the 256 byte pieces, then word. */
+static void tm_piece(char piece[16], int i, const char *word) {
+    if (i == 0)
+        strcpy(piece, "<unk>");
+    else if (i == 1)
+        strcpy(piece, "<s>");
+    else if (i == 2)
+        strcpy(piece, "</s>");
+    else if (i < 259)
+        snprintf(piece, 16, "<0x%02X>", i - 3);
+    else
+        snprintf(piece, 16, "%s", word);
+}
+
 /* The vocabulary's tokens array with n entries (n <= TM_VOCAB). */
 static void tm_tokens(gspec *s, int n) {
     gbuf *b = kv_set(s, "tokenizer.ggml.tokens", 9);
@@ -265,16 +279,7 @@ static void tm_tokens(gspec *s, int n) {
     gb_u64(b, (uint64_t)n);
     for (int i = 0; i < n; i++) {
         char piece[16];
-        if (i == 0)
-            strcpy(piece, "<unk>");
-        else if (i == 1)
-            strcpy(piece, "<s>");
-        else if (i == 2)
-            strcpy(piece, "</s>");
-        else if (i < 259)
-            snprintf(piece, sizeof piece, "<0x%02X>", i - 3);
-        else
-            strcpy(piece, tm_words[i - 259]);
+        tm_piece(piece, i, i >= 259 ? tm_words[i - 259] : NULL);
         gb_str(b, piece);
     }
 }

@@ -70,16 +70,7 @@ static void l2_write_tokenizer(const char *path, int n) {
     gb_u32(&b, 16);
     for (int i = 0; i < n; i++) {
         char piece[16];
-        if (i == 0)
-            strcpy(piece, "<unk>");
-        else if (i == 1)
-            strcpy(piece, "<s>");
-        else if (i == 2)
-            strcpy(piece, "</s>");
-        else if (i < 259)
-            snprintf(piece, sizeof piece, "<0x%02X>", i - 3);
-        else
-            strcpy(piece, tm_words[(i - 259) % 5]);
+        tm_piece(piece, i, i >= 259 ? tm_words[(i - 259) % 5] : NULL);
         gb_f32(&b, i < 259 ? 0.0f : (float)-i);
         gb_u32(&b, (uint32_t)strlen(piece));
         gb_put(&b, piece, strlen(piece));
