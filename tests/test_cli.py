@@ -10,23 +10,12 @@ import os
 import subprocess
 import sys
 
-BIN = os.environ.get("LS_BIN", "build/llamaserve")
-MODELS = os.environ.get("LS_MODELS_DIR", "../shared/models")
-TESTS = os.environ.get("LS_TESTS_DIR", "tests")
+from checklib import BIN, MODELS, TESTS, check, summary
+
 KJV = os.path.join(MODELS, "kjv-demo.gguf")
 KJV_BIN = os.path.join(MODELS, "kjv-demo.bin")
 KJV_TOK = os.path.join(MODELS, "kjv-demo-tokenizer.bin")
 
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what)
 
 
 def run(*args, stdin=b""):
@@ -138,5 +127,4 @@ for bad in (("-n", "-5"), ("-n", "12abc"), ("--temperature", "-1"), ("--top-p", 
 rc, out, err = run("generate", "-m", KJV, "-p", "And " * 400, "-n", "4")
 check(rc != 0 and "context" in err, f"a prompt longer than the context is refused: {err!r}")
 
-print(f"{passed} checks passed, {failed} failed")
-sys.exit(1 if failed else 0)
+sys.exit(summary())

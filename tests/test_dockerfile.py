@@ -10,21 +10,10 @@ import shlex
 import subprocess
 import sys
 
-BIN = os.environ.get("LS_BIN", "build/llamaserve")
-TESTS = os.environ.get("LS_TESTS_DIR", "tests")
-MODELS = os.environ.get("LS_MODELS_DIR", "../shared/models")
+from checklib import BIN, MODELS, TESTS, check, summary
+
 ROOT = os.path.dirname(os.path.abspath(TESTS))
 
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what)
 
 
 # join continuation lines into instructions
@@ -81,5 +70,4 @@ if p.returncode == 0:
     check(conf["host"] == "0.0.0.0" and conf["port"] == 8080, f"listens on 0.0.0.0:8080: {conf}")
     check(conf["model"] == run_env["LLAMASERVE_MODEL"], "the model comes from LLAMASERVE_MODEL")
 
-print(f"{passed} checks passed, {failed} failed")
-sys.exit(1 if failed else 0)
+sys.exit(summary())

@@ -9,20 +9,10 @@ import re
 import subprocess
 import sys
 
-BIN = os.environ.get("LS_BIN", "build/llamaserve")
-TESTS = os.environ.get("LS_TESTS_DIR", "tests")
+from checklib import BIN, TESTS, check, summary
+
 ROOT = os.path.dirname(os.path.abspath(TESTS))
 
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what)
 
 
 text = open(os.path.join(ROOT, "README.md")).read()
@@ -86,5 +76,4 @@ finally:
         rc = -1
     check(rc == 0, f"the server exits 0 on SIGTERM ({rc})")
 
-print(f"{passed} checks passed, {failed} failed")
-sys.exit(1 if failed else 0)
+sys.exit(summary())

@@ -7,21 +7,9 @@ import os
 import subprocess
 import sys
 
-BIN = os.environ.get("LS_BIN", "build/llamaserve")
-MODELS = os.environ.get("LS_MODELS_DIR", "../shared/models")
-TESTS = os.environ.get("LS_TESTS_DIR", "tests")
-
-passed = 0
-failed = 0
+from checklib import BIN, MODELS, TESTS, check, summary
 
 
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what)
 
 
 def run(args, stdin=b""):
@@ -161,8 +149,7 @@ def main():
     check_golden(kjv_gguf, kjv[::5], "kjv-demo.gguf stdin", False)
     check_golden(kjv_bin, kjv[2::10], "kjv-demo-tokenizer.bin argv", True)
 
-    print("%d checks passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return summary()
 
 
 if __name__ == "__main__":
