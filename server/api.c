@@ -288,12 +288,15 @@ static int check_context(const api_ctx *ctx, api_call *c, bool max_given, api_er
 
 static int encode_text(const api_ctx *ctx, const char *text, bool add_bos, gen_request *r,
                        api_error *e) {
+    /* A prompt longer than the context is refused anyway (check_context), so one pass into a
+     * buffer of ctx_size + 1 ids suffices: a larger count means "too long", not "encode again". */
     size_t len = strlen(text);
-    int n = tok_encode(ctx->m->tok, text, len, add_bos, NULL, 0);
-    if (n < 0) return BAD("prompt", "the prompt cannot be tokenized");
-    r->prompt = malloc((size_t)(n ? n : 1) * sizeof *r->prompt);
+    int cap = ctx->ctx_size + 1;
+    r->prompt = malloc((size_t)cap * sizeof *r->prompt);
     if (!r->prompt) return BAD("prompt", "out of memory");
-    r->n_prompt = tok_encode(ctx->m->tok, text, len, add_bos, r->prompt, n);
+    int n = tok_encode(ctx->m->tok, text, len, add_bos, r->prompt, cap);
+    if (n < 0) return BAD("prompt", "the prompt cannot be tokenized");
+    r->n_prompt = n; /* n > cap: check_context reports the full count, nothing reads past cap */
     return 0;
 }
 
