@@ -6,6 +6,7 @@
 #include "beam.h"
 #include "common.h"
 #include "forward.h"
+#include "metrics.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -52,6 +53,7 @@ job *beamrun(const api_ctx *ctx, api_call *c, int threads, int (*gone)(void *), 
         gen_request_free(&c->req);
         return NULL;
     }
+    metrics_beam_running(1);
     *status = 503;
     if (!(j = job_create_detached(&c->req))) {
         ls_fail(err, errlen, "out of memory");
@@ -85,6 +87,7 @@ fail:
 done:
     fwd_free(f);
     pool_destroy(p);
+    metrics_beam_running(-1);
     pthread_mutex_unlock(&busy);
     return j;
 }

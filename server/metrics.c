@@ -15,6 +15,7 @@ static const int statuses[] = {200, 400, 401, 404, 405, 413, 429, 500, 503};
 #define N_STATUS (sizeof statuses / sizeof statuses[0])
 static atomic_ullong requests[N_ROUTES][N_STATUS + 1]; /* last column: any other status */
 static atomic_ullong prompt_tokens, generated_tokens;
+static atomic_int beam_running;
 
 static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
 #define N_BUCKETS (sizeof buckets / sizeof buckets[0])
@@ -46,6 +47,7 @@ static void observe(histogram *h, double s) {
 }
 
 void metrics_ttft(double seconds) { observe(&ttft, seconds); }
+void metrics_beam_running(int delta) { atomic_fetch_add_explicit(&beam_running, delta, memory_order_relaxed); }
 void metrics_itl(double seconds) { observe(&itl, seconds); }
 
 typedef struct {
@@ -111,6 +113,9 @@ char *metrics_render(int busy_slots, int slots, int queued) {
             "# TYPE llamaserve_queue_depth gauge\nllamaserve_queue_depth %d\n", queued);
     put(&t, "# HELP llamaserve_slots_busy Slots running a request.\n"
             "# TYPE llamaserve_slots_busy gauge\nllamaserve_slots_busy %d\n", busy_slots);
+    put(&t, "# HELP llamaserve_beam_searches_running Beam searches running (outside the slots).\n"
+            "# TYPE llamaserve_beam_searches_running gauge\nllamaserve_beam_searches_running %d\n",
+        atomic_load(&beam_running));
     put(&t, "# HELP llamaserve_slots_total Slots.\n"
             "# TYPE llamaserve_slots_total gauge\nllamaserve_slots_total %d\n", slots);
     put_histogram(&t, "llamaserve_time_to_first_token_seconds",

@@ -10,6 +10,8 @@ void metrics_request(const char *route, int status);
 void metrics_tokens(unsigned long long prompt, unsigned long long generated);
 void metrics_ttft(double seconds);
 void metrics_itl(double seconds);
+/* A beam search started (+1) or ended (-1). */
+void metrics_beam_running(int delta);
 
 /* Appends the exposition text (counters, histograms, and the given gauges) to a malloc'ed
  * string; caller frees. */
