@@ -8,8 +8,9 @@
  * Q8_0/Q4_0: 8 pairs per tile (8x1 for one activation row, 4x2 for several), exact integer
  * block sums, and per block the scalar kernel's float steps, so bit-identical to matmul.c.
  * On CPUs with AVX-512 F/BW/VL + VNNI, blocks of T >= 2 rows take the kernels of the second half
- * of this file instead (VNNI for Q8_0/Q4_0, 32-register 4x6 tiles for the float types), and so
- * does Q4_0 decode (T = 1: VNNI tiles of 16 weight rows); they give the same bits as the AVX2
+ * of this file instead (VNNI for Q8_0/Q4_0; for the float types zmm tiles of 8 weight rows x 6
+ * activation rows holding two AVX2 pairs per register, weights converted once per K chunk into
+ * an L1 buffer), and so does Q4_0 decode (T = 1: VNNI tiles of 16 weight rows); they give the same bits as the AVX2
  * ones.
  * The scalar kernels in matmul.c are the reference these are tested against (tests/test_matmul.c).
  * Never allocates on the heap; no global state besides the CPU-feature answer. */
@@ -27,7 +28,6 @@
 #define INLINE static inline __attribute__((always_inline)) TARGET
 #define RW_MAX 4 /* weight rows per tile */
 #define RT_MAX 2 /* activation rows per tile: 4x2 accumulators + 4 weight vectors fit 16 ymm */
-#define RT_BIG 6 /* with AVX-512VL's 32 ymm registers: 4x6 accumulators (see rows_f32_vl) */
 
 bool mm_avx2_supported(void) {
     static int cached = -1; /* benign race: every thread computes the same answer */
@@ -86,7 +86,7 @@ INLINE void tile_float(dtype type, float *out, int ldo, const uint8_t *w, size_t
                        const float *x, int ldx, int k0, int k1, int n, __m256 *save, bool first,
                        bool last, int RW, int RT) {
     const int esz = type == DT_F32 ? 4 : 2;
-    __m256 acc[RW_MAX][RT_BIG];
+    __m256 acc[RW_MAX][RT_MAX];
 #pragma GCC unroll 4
     for (int r = 0; r < RW; r++)
 #pragma GCC unroll 6
@@ -130,23 +130,20 @@ INLINE void tile_float(dtype type, float *out, int ldo, const uint8_t *w, size_t
         for (int t = 0; t < RT; t++) out[(size_t)t * ldo + r] = hsum8(acc[r][t]);
 }
 
-#define KC 1024 /* K chunk: 4 weight rows of it (16 KB in F32) stay in L1 across a row group */
+#define KC 512 /* K chunk: the tile's weight rows of it stay in L1 across a row group */
 #define TG 64  /* activation rows per group: their parked accumulators take 8 KB */
 
 /* Columns [r, r + RW) x rows [t0, t1) of out, K cut into chunks of KC when several activation
  * rows share the weights (so the weight chunk is reused from L1 while x streams from L2). Tiles
- * of RT activation rows, then of 2 and 1 for the rest. */
+ * of RT_MAX activation rows, then of 1 for the rest. */
 INLINE void rows_float_block(dtype type, float *out, const float *x, const uint8_t *wr, size_t rb,
-                             int n, int n_out, int t0, int t1, int RW, int RT) {
+                             int n, int n_out, int t0, int t1, int RW) {
     __m256 save[TG * RW_MAX];
     const int kstep = t1 - t0 > RT_MAX ? KC : n;
     for (int k0 = 0; k0 < n; k0 += kstep) {
         int k1 = k0 + kstep < n ? k0 + kstep : n;
         bool first = k0 == 0, last = k1 == n;
         int t = t0;
-        for (; RT > RT_MAX && t + RT <= t1; t += RT)
-            tile_float(type, out + (size_t)t * n_out, n_out, wr, rb, x + (size_t)t * n, n, k0,
-                       k1, n, save + (t - t0) * RW_MAX, first, last, RW, RT);
         for (; t + RT_MAX <= t1; t += RT_MAX)
             tile_float(type, out + (size_t)t * n_out, n_out, wr, rb, x + (size_t)t * n, n, k0,
                        k1, n, save + (t - t0) * RW_MAX, first, last, RW, RT_MAX);
@@ -158,27 +155,27 @@ INLINE void rows_float_block(dtype type, float *out, const float *x, const uint8
 
 /* Every tile of columns [r0, r1) and rows [0, T). */
 INLINE void rows_float(dtype type, float *out, const float *x, const tensor *w, int T, int r0,
-                       int r1, int RT) {
+                       int r1) {
     const int n = (int)w->ne[0], n_out = (int)w->ne[1];
     const size_t rb = dtype_row_bytes(type, n);
     const uint8_t *base = w->data;
     for (int t0 = 0; t0 < T; t0 += TG) {
         int t1 = t0 + TG < T ? t0 + TG : T, r = r0;
         for (; r + RW_MAX <= r1; r += RW_MAX)
-            rows_float_block(type, out + r, x, base + r * rb, rb, n, n_out, t0, t1, RW_MAX, RT);
+            rows_float_block(type, out + r, x, base + r * rb, rb, n, n_out, t0, t1, RW_MAX);
         for (; r < r1; r++)
-            rows_float_block(type, out + r, x, base + r * rb, rb, n, n_out, t0, t1, 1, RT);
+            rows_float_block(type, out + r, x, base + r * rb, rb, n, n_out, t0, t1, 1);
     }
 }
 
 TARGET static void rows_f32(float *out, const float *x, const tensor *w, int T, int r0, int r1) {
-    rows_float(DT_F32, out, x, w, T, r0, r1, RT_MAX);
+    rows_float(DT_F32, out, x, w, T, r0, r1);
 }
 TARGET static void rows_f16(float *out, const float *x, const tensor *w, int T, int r0, int r1) {
-    rows_float(DT_F16, out, x, w, T, r0, r1, RT_MAX);
+    rows_float(DT_F16, out, x, w, T, r0, r1);
 }
 TARGET static void rows_bf16(float *out, const float *x, const tensor *w, int T, int r0, int r1) {
-    rows_float(DT_BF16, out, x, w, T, r0, r1, RT_MAX);
+    rows_float(DT_BF16, out, x, w, T, r0, r1);
 }
 
 /* ---- Q8_0 / Q4_0 weights: 8-bit activations, exact integer sums per block ------------------
@@ -611,23 +608,172 @@ TARGET512 static void rows_q4_0_vnni_dec(float *out, const block_q8_act *xq, con
     if (r < r1) rows_quant(DT_Q4_0, out, xq, w, 1, r, r1);
 }
 
-/* ---- F32 / F16 / BF16 with AVX-512VL (T >= 2) -----------------------------------------------
- * The AVX2 kernel above, compiled for AVX-512VL so that it has 32 ymm registers: tiles of 4
- * weight rows x 6 activation rows (24 accumulators). Every pair's operations are the AVX2
- * kernel's (the same FMAs in the same lanes and k order, the same reduction), so the results are
- * the same bits; a weight vector (and its F16/BF16 conversion, which shares ports with the FMAs)
- * now serves 6 activation rows instead of 2. */
+/* ---- F32 / F16 / BF16 with AVX-512 (T >= 2) -------------------------------------------------
+ * Two AVX2 pairs per zmm: the low 8 lanes hold pair (row r, row t) and the high 8 lanes pair
+ * (row r + 1, row t), so one 512-bit FMA does two of the AVX2 kernel's 256-bit FMAs, on the same
+ * lanes in the same k order; the tail is zero-padded the same way and each half ends with the
+ * same hsum8. So every output is the AVX2 kernel's bits, while this CPU class issues two 512-bit
+ * FMAs per cycle (twice the ymm rate). A tile is 2 * RP weight rows (RP zmm of two rows each)
+ * times RT activation rows; the 8-lane activation vector is broadcast to both halves by a
+ * plain load. */
+#define RP_MAX 4 /* zmm weight vectors (row pairs) per tile */
+#define RT_ZMM 6 /* activation rows per tile: 4 x 6 accumulators + 4 weight vectors + 1 */
+
+/* 8 weights from element k of row a (low half) and row b (high half), as F32. */
+INLINE512 __m512 load8x2(dtype type, const uint8_t *a, const uint8_t *b, int k) {
+    if (type == DT_F32)
+        return _mm512_castpd_ps(_mm512_insertf64x4(
+            _mm512_castpd256_pd512(_mm256_loadu_pd((const double *)((const float *)a + k))),
+            _mm256_loadu_pd((const double *)((const float *)b + k)), 1));
+    __m256i h = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)((const uint16_t *)a + k))),
+        _mm_loadu_si128((const __m128i *)((const uint16_t *)b + k)), 1);
+    if (type == DT_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); /* BF16 */
+}
+
+/* x[k .. k + 8) in both halves. */
+INLINE512 __m512 bcast8(const float *x) {
+    return _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_loadu_pd((const double *)x)));
+}
+
+/* tile_float's contract for 2 * RP weight rows: the same operations per pair, two pairs per
+ * register. The full 8-element steps read the weights from wp when it is given (the chunk
+ * [k0, k1) packed by rows_float512_block: pair p's step j at wp[p * (KC / 8) + j]), else from
+ * w; the tail always from w. save holds RT x RP_MAX zmm. */
+INLINE512 void tile_float512(dtype type, float *out, int ldo, const uint8_t *w, size_t wstride,
+                             const __m512 *wp, const float *x, int ldx, int k0, int k1, int n,
+                             __m512 *save, bool first, bool last, int RP, int RT) {
+    const int esz = type == DT_F32 ? 4 : 2;
+    __m512 acc[RP_MAX][RT_ZMM];
+#pragma GCC unroll 4
+    for (int p = 0; p < RP; p++)
+#pragma GCC unroll 12
+        for (int t = 0; t < RT; t++)
+            acc[p][t] = first ? _mm512_setzero_ps() : save[t * RP_MAX + p];
+    int k = k0;
+    if (wp) { /* the weights from the packed L1 buffer */
+        for (; k + 8 <= k1; k += 8, wp++) {
+#pragma GCC unroll 12
+            for (int t = 0; t < RT; t++) {
+                __m512 xv = bcast8(x + (size_t)t * ldx + k);
+#pragma GCC unroll 4
+                for (int p = 0; p < RP; p++)
+                    acc[p][t] = _mm512_fmadd_ps(wp[p * (KC / 8)], xv, acc[p][t]);
+            }
+        }
+    }
+    for (; k + 8 <= k1; k += 8) {
+        __m512 wv[RP_MAX];
+#pragma GCC unroll 4
+        for (int p = 0; p < RP; p++) {
+            const uint8_t *a = w + 2 * p * wstride;
+            wv[p] = load8x2(type, a, a + wstride, k);
+            if ((k * esz) % 64 == 0) { /* the next tile's rows */
+                _mm_prefetch((const char *)(a + 2 * RP * wstride) + k * esz, _MM_HINT_T0);
+                _mm_prefetch((const char *)(a + (2 * RP + 1) * wstride) + k * esz, _MM_HINT_T0);
+            }
+        }
+#pragma GCC unroll 12
+        for (int t = 0; t < RT; t++) {
+            __m512 xv = bcast8(x + (size_t)t * ldx + k);
+#pragma GCC unroll 4
+            for (int p = 0; p < RP; p++) acc[p][t] = _mm512_fmadd_ps(wv[p], xv, acc[p][t]);
+        }
+    }
+    if (!last) {
+        for (int p = 0; p < RP; p++)
+            for (int t = 0; t < RT; t++) save[t * RP_MAX + p] = acc[p][t];
+        return;
+    }
+    if (k < n) {
+        __m512 wv[RP_MAX];
+        for (int p = 0; p < RP; p++) {
+            const uint8_t *a = w + 2 * p * wstride;
+            wv[p] = _mm512_castpd_ps(_mm512_insertf64x4(
+                _mm512_castpd256_pd512(_mm256_castps_pd(load8_tail(type, a, k, n))),
+                _mm256_castps_pd(load8_tail(type, a + wstride, k, n)), 1));
+        }
+        for (int t = 0; t < RT; t++) {
+            float buf[8] = {0};
+            memcpy(buf, x + (size_t)t * ldx + k, (size_t)(n - k) * sizeof(float));
+            __m512 xv = bcast8(buf);
+            for (int p = 0; p < RP; p++) acc[p][t] = _mm512_fmadd_ps(wv[p], xv, acc[p][t]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int p = 0; p < RP; p++)
+#pragma GCC unroll 12
+        for (int t = 0; t < RT; t++) {
+            __m512d v = _mm512_castps_pd(acc[p][t]);
+            out[(size_t)t * ldo + 2 * p] = hsum8(_mm256_castpd_ps(_mm512_castpd512_pd256(v)));
+            out[(size_t)t * ldo + 2 * p + 1] = hsum8(_mm256_castpd_ps(_mm512_extractf64x4_pd(v, 1)));
+        }
+}
+
+/* rows_float_block with zmm tiles: columns [r, r + 2 * RP) x rows [t0, t1). With many
+ * activation rows, each K chunk of the weight rows is first converted to F32 pairs in an L1
+ * buffer (exact: F16 and BF16 are subsets of F32), which every tile of the group then reads. */
+INLINE512 void rows_float512_block(dtype type, float *out, const float *x, const uint8_t *wr,
+                                   size_t rb, int n, int n_out, int t0, int t1, int RP) {
+    __m512 save[TG * RP_MAX];
+    _Alignas(64) __m512 wbuf[RP_MAX * (KC / 8)];
+    const bool many = t1 - t0 > RT_MAX;
+    const int kstep = many ? KC : n;
+    for (int k0 = 0; k0 < n; k0 += kstep) {
+        int k1 = k0 + kstep < n ? k0 + kstep : n;
+        bool first = k0 == 0, last = k1 == n;
+        const __m512 *wp = NULL;
+        if (many) {
+            for (int p = 0; p < RP; p++) {
+                const uint8_t *a = wr + 2 * p * rb;
+                for (int k = k0; k + 8 <= k1; k += 8)
+                    wbuf[p * (KC / 8) + (k - k0) / 8] = load8x2(type, a, a + rb, k);
+            }
+            wp = wbuf;
+        }
+        int t = t0;
+        for (; t + RT_ZMM <= t1; t += RT_ZMM)
+            tile_float512(type, out + (size_t)t * n_out, n_out, wr, rb, wp, x + (size_t)t * n, n,
+                          k0, k1, n, save + (t - t0) * RP_MAX, first, last, RP, RT_ZMM);
+        for (; t + 2 <= t1; t += 2)
+            tile_float512(type, out + (size_t)t * n_out, n_out, wr, rb, wp, x + (size_t)t * n, n,
+                          k0, k1, n, save + (t - t0) * RP_MAX, first, last, RP, 2);
+        for (; t < t1; t++)
+            tile_float512(type, out + (size_t)t * n_out, n_out, wr, rb, wp, x + (size_t)t * n, n,
+                          k0, k1, n, save + (t - t0) * RP_MAX, first, last, RP, 1);
+    }
+}
+
+/* rows_float with zmm tiles of 2 * RP_MAX weight rows; the last rows in pairs, then alone
+ * (an AVX2 tile: the same bits). */
+INLINE512 void rows_float512(dtype type, float *out, const float *x, const tensor *w, int T,
+                             int r0, int r1) {
+    const int n = (int)w->ne[0], n_out = (int)w->ne[1];
+    const size_t rb = dtype_row_bytes(type, n);
+    const uint8_t *base = w->data;
+    for (int t0 = 0; t0 < T; t0 += TG) {
+        int t1 = t0 + TG < T ? t0 + TG : T, r = r0;
+        for (; r + 2 * RP_MAX <= r1; r += 2 * RP_MAX)
+            rows_float512_block(type, out + r, x, base + r * rb, rb, n, n_out, t0, t1, RP_MAX);
+        for (; r + 2 <= r1; r += 2)
+            rows_float512_block(type, out + r, x, base + r * rb, rb, n, n_out, t0, t1, 1);
+        for (; r < r1; r++)
+            rows_float_block(type, out + r, x, base + r * rb, rb, n, n_out, t0, t1, 1);
+    }
+}
+
 TARGET512 static void rows_f32_vl(float *out, const float *x, const tensor *w, int T, int r0,
                                   int r1) {
-    rows_float(DT_F32, out, x, w, T, r0, r1, RT_BIG);
+    rows_float512(DT_F32, out, x, w, T, r0, r1);
 }
 TARGET512 static void rows_f16_vl(float *out, const float *x, const tensor *w, int T, int r0,
                                   int r1) {
-    rows_float(DT_F16, out, x, w, T, r0, r1, RT_BIG);
+    rows_float512(DT_F16, out, x, w, T, r0, r1);
 }
 TARGET512 static void rows_bf16_vl(float *out, const float *x, const tensor *w, int T, int r0,
                                    int r1) {
-    rows_float(DT_BF16, out, x, w, T, r0, r1, RT_BIG);
+    rows_float512(DT_BF16, out, x, w, T, r0, r1);
 }
 
 TARGET512 static void rows_q8_0_vnni(float *out, const q8_act_x4 *xr, const tensor *w, int T,

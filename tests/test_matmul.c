@@ -215,17 +215,19 @@ static void test_attention_helpers(void) {
 
 /* The AVX-512 kernels (when the CPU has them) give the AVX2 kernels' bits, every type: the
  * float ones hold two AVX2 pairs per zmm, the quantized ones sum blocks exactly. Shapes cover
- * the K chunks (n_in > 512 with more than one tile of row pairs), the groups of row pairs
- * (T > 72), ragged tiles and tails of n_in, n_out and T. */
+ * the K chunks (n_in > 512, packed weights when T > 2), the groups of activation rows (T > 64),
+ * ragged tiles (row counts not a multiple of 8 or 2, T not a multiple of 6) and tails of n_in
+ * (n_in % 8 != 0, and n_in < 8). */
 static void test_avx512_matches_avx2(void) {
     if (!mm_avx512_supported()) return;
     const dtype types[] = {DT_F32, DT_F16, DT_BF16, DT_Q8_0, DT_Q4_0};
     /* T = 1 with n_out 53: tiles of 16 decode rows (VNNI) and a ragged rest */
     const int shapes[][3] = {{701, 13, 75}, {37, 29, 2}, {37, 7, 9}, {1030, 9, 21}, {701, 53, 1},
-                             {37, 16, 1}};
+                             {37, 16, 1}, {5, 11, 12}, {2048, 19, 13}};
+    const int n_shapes = (int)(sizeof shapes / sizeof shapes[0]);
     pool *p = pool_create(2);
     for (int i = 0; i < 5; i++)
-        for (int s = 0; s < 6; s++) {
+        for (int s = 0; s < n_shapes; s++) {
             bool quant = types[i] == DT_Q8_0 || types[i] == DT_Q4_0;
             int n_in = quant ? (shapes[s][0] / QK + 1) * QK : shapes[s][0];
             int n_out = shapes[s][1], T = shapes[s][2];
