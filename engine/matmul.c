@@ -162,8 +162,10 @@ void matmul(float *out, const float *x, const tensor *w, int T, mm_scratch *s, p
     const bool simd = mm_using_simd();
     mm_job j = {out, x, NULL, NULL, w, T, simd};
     if (w->type == DT_Q8_0 || w->type == DT_Q4_0) {
-        /* one activation row (decode) needs no repacking: the Q4_0 VNNI decode tiles read xq */
-        q8_act_x4 *xr = simd && T >= 2 && mm_avx512_supported() ? s->xr : NULL;
+        /* one activation row needs no repacking, nor up to MM_DEC_T_MAX of Q4_0: the VNNI
+         * decode tiles read xq */
+        const bool dec = w->type == DT_Q4_0 && T <= MM_DEC_T_MAX;
+        q8_act_x4 *xr = simd && T >= 2 && !dec && mm_avx512_supported() ? s->xr : NULL;
         quant_job q = {s->xq, xr, x, T, (int)w->ne[0], simd};
         /* a few rows are quicker to quantize here than to hand to the pool */
         if (T < 2 * pool_size(p))

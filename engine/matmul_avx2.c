@@ -535,8 +535,10 @@ INLINE512 void rows_vnni(dtype type, float *out, const q8_act_x4 *xr, const tens
     }
 }
 
-/* ---- Q4_0 decode (T = 1) with AVX-512 VNNI --------------------------------------------------
- * A tile is 16 weight rows x the one activation row. Group g (rows 4g .. 4g + 3) has one zmm:
+/* ---- Q4_0 decode (T <= MM_DEC_T_MAX) with AVX-512 VNNI ---------------------------------------
+ * A tile is 16 weight rows x NT (1 to 3) activation rows: one weight unpack serves them all
+ * (the VNNI GEMM tiles below, built for 16 activation rows, would waste most lanes). For each
+ * activation row: group g (rows 4g .. 4g + 3) has one zmm:
  * 128-bit lane i holds a block of weight row 4g + i (its 16 quant bytes: the low nibbles are
  * elements 0-15, the high ones 16-31), the activation block's two halves are broadcast
  * to every 128-bit lane, and two vpdpbusd leave in dword c of lane i the sum of the 8 products
@@ -547,15 +549,18 @@ INLINE512 void rows_vnni(dtype type, float *out, const q8_act_x4 *xr, const tens
  * kernel's) run for 16 pairs in one zmm; the 16 scales come in one gather. Bit-identical to
  * dot_q4_0 and to the AVX2 8x1 tiles, which still take the rows past the last full tile of 16.
  * (The same layout for Q8_0, two 16-byte halves per row offset by 128, ran slower than the AVX2
- * tiles on the memory-bound Q8_0 decode: tg 2 threads 23.8 -> 21-22 tok/s; not kept.) */
-INLINE512 void tile_vnni_dec(float *out, const uint8_t *w, size_t rb, const block_q8_act *x,
-                             int nb) {
+ * tiles on the memory-bound Q8_0 decode: tg 2 threads 23.8 -> 21-22 tok/s; not kept.)
+ * out[t * ldo + i]: activation row t (x + t * nb), weight row i. */
+INLINE512 void tile_vnni_dec(float *out, size_t ldo, const uint8_t *w, size_t rb,
+                             const block_q8_act *x, int nb, int NT) {
     const size_t bb = sizeof(block_q4_0);
     const __m512i gidx = _mm512_mullo_epi32(
         _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15),
         _mm512_set1_epi32((int)rb));
     const __m512i low4 = _mm512_set1_epi8(0x0f), woff = _mm512_set1_epi8(8);
-    __m512 sum = _mm512_setzero_ps();
+    __m512 sum[MM_DEC_T_MAX];
+#pragma GCC unroll 3
+    for (int t = 0; t < NT; t++) sum[t] = _mm512_setzero_ps();
     for (int b = 0; b < nb; b++) {
         const uint8_t *wb = w + (size_t)b * bb; /* row 0's block b: d (F16), then the quants */
         /* the next tile's rows, every other block (36 bytes: every line is touched; every
@@ -566,13 +571,16 @@ INLINE512 void tile_vnni_dec(float *out, const uint8_t *w, size_t rb, const bloc
 #pragma GCC unroll 16
             for (int i = 0; i < 16; i++)
                 _mm_prefetch((const char *)wb + (size_t)(16 + i) * rb, _MM_HINT_T1);
-        const __m512i xlo = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)x[b].qs));
-        const __m512i xhi =
-            _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(x[b].qs + 16)));
+        __m512i xlo[MM_DEC_T_MAX], xhi[MM_DEC_T_MAX], noff[MM_DEC_T_MAX], acc[MM_DEC_T_MAX][4];
         const __m512i zero = _mm512_setzero_si512();
-        const __m512i noff = _mm512_sub_epi32(
-            zero, _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, woff, xlo), woff, xhi));
-        __m512i acc[4];
+#pragma GCC unroll 3
+        for (int t = 0; t < NT; t++) {
+            const block_q8_act *xb = &x[(size_t)t * nb + b];
+            xlo[t] = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)xb->qs));
+            xhi[t] = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(xb->qs + 16)));
+            noff[t] = _mm512_sub_epi32(
+                zero, _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, woff, xlo[t]), woff, xhi[t]));
+        }
 #pragma GCC unroll 4
         for (int g = 0; g < 4; g++) {
             const uint8_t *r = wb + (size_t)4 * g * rb + 2;
@@ -582,33 +590,47 @@ INLINE512 void tile_vnni_dec(float *out, const uint8_t *w, size_t rb, const bloc
             z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(r + 3 * rb)), 3);
             __m512i lo = _mm512_and_si512(z, low4);
             __m512i hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), low4);
-            acc[g] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(noff, lo, xlo), hi, xhi);
+#pragma GCC unroll 3
+            for (int t = 0; t < NT; t++)
+                acc[t][g] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(noff[t], lo, xlo[t]), hi, xhi[t]);
         }
-        /* per 128-bit lane i: [A0+A2, B0+B2, A1+A3, B1+B3], then the 64-bit halves: [A, B, C, D] */
-        __m512i t0 = _mm512_add_epi32(_mm512_unpacklo_epi32(acc[0], acc[1]),
-                                      _mm512_unpackhi_epi32(acc[0], acc[1]));
-        __m512i t1 = _mm512_add_epi32(_mm512_unpacklo_epi32(acc[2], acc[3]),
-                                      _mm512_unpackhi_epi32(acc[2], acc[3]));
-        __m512i is = _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1), _mm512_unpackhi_epi64(t0, t1));
         /* the 16 weight scales (F16 in the low half of the gathered dwords), exact to F32 */
         __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(gidx, wb, 1)));
-        __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(x[b].d));
-        sum = _mm512_add_ps(sum, _mm512_mul_ps(_mm512_cvtepi32_ps(is), scale)); /* exact cvt */
+#pragma GCC unroll 3
+        for (int t = 0; t < NT; t++) {
+            /* per 128-bit lane i: [A0+A2, B0+B2, A1+A3, B1+B3], then the 64-bit halves:
+             * [A, B, C, D] */
+            __m512i t0 = _mm512_add_epi32(_mm512_unpacklo_epi32(acc[t][0], acc[t][1]),
+                                          _mm512_unpackhi_epi32(acc[t][0], acc[t][1]));
+            __m512i t1 = _mm512_add_epi32(_mm512_unpacklo_epi32(acc[t][2], acc[t][3]),
+                                          _mm512_unpackhi_epi32(acc[t][2], acc[t][3]));
+            __m512i is = _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1),
+                                          _mm512_unpackhi_epi64(t0, t1));
+            __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(x[(size_t)t * nb + b].d));
+            sum[t] = _mm512_add_ps(sum[t], _mm512_mul_ps(_mm512_cvtepi32_ps(is), scale)); /* exact cvt */
+        }
     }
-    float res[16];
-    _mm512_storeu_ps(res, sum);
-    for (int i = 0; i < 4; i++)
-        for (int j = 0; j < 4; j++) out[4 * j + i] = res[4 * i + j];
+    for (int t = 0; t < NT; t++) {
+        float res[16];
+        _mm512_storeu_ps(res, sum[t]);
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++) out[(size_t)t * ldo + 4 * j + i] = res[4 * i + j];
+    }
 }
 
 TARGET512 static void rows_q4_0_vnni_dec(float *out, const block_q8_act *xq, const tensor *w,
-                                         int r0, int r1) {
+                                         int T, int r0, int r1) {
     const int n = (int)w->ne[0], nb = n / QK;
-    const size_t rb = dtype_row_bytes(DT_Q4_0, n);
+    const size_t rb = dtype_row_bytes(DT_Q4_0, n), ldo = (size_t)w->ne[1];
     const uint8_t *base = w->data;
     int r = r0;
-    for (; r + 16 <= r1; r += 16) tile_vnni_dec(out + r, base + (size_t)r * rb, rb, xq, nb);
-    if (r < r1) rows_quant(DT_Q4_0, out, xq, w, 1, r, r1);
+    for (; r + 16 <= r1; r += 16) {
+        const uint8_t *wr = base + (size_t)r * rb;
+        if (T == 1) tile_vnni_dec(out + r, ldo, wr, rb, xq, nb, 1);
+        else if (T == 2) tile_vnni_dec(out + r, ldo, wr, rb, xq, nb, 2);
+        else tile_vnni_dec(out + r, ldo, wr, rb, xq, nb, 3);
+    }
+    if (r < r1) rows_quant(DT_Q4_0, out, xq, w, T, r, r1);
 }
 
 /* ---- F32 / F16 / BF16 with AVX-512 (T >= 2) -------------------------------------------------
@@ -790,11 +812,11 @@ TARGET512 static void rows_q4_0_vnni(float *out, const q8_act_x4 *xr, const tens
 
 void mm_rows_avx2(float *out, const float *x, const block_q8_act *xq, const q8_act_x4 *xr,
                   const tensor *w, int T, int r0, int r1) {
-    /* the AVX-512VL float kernels where the quantized ones would use VNNI: same bits */
+    /* the zmm float tiles where the quantized ones would use VNNI: same bits */
     const bool vl = T >= 2 && mm_avx512_supported();
-    /* one activation row of Q4_0: the VNNI decode tiles (16 weight rows), same bits; Q8_0
-     * decode stays on the AVX2 8x1 tiles (memory-bound; see tile_vnni_dec) */
-    const bool dec = T == 1 && mm_avx512_supported();
+    /* up to MM_DEC_T_MAX activation rows of Q4_0: the VNNI decode tiles (16 weight rows), same
+     * bits; Q8_0 decode stays on the AVX2 8x1 tiles (memory-bound; see tile_vnni_dec) */
+    const bool dec = T <= MM_DEC_T_MAX && mm_avx512_supported();
     switch (w->type) {
     case DT_F32:
         if (vl) rows_f32_vl(out, x, w, T, r0, r1);
@@ -813,8 +835,8 @@ void mm_rows_avx2(float *out, const float *x, const block_q8_act *xq, const q8_a
         else rows_q8_0(out, xq, w, T, r0, r1);
         break;
     case DT_Q4_0:
-        if (xr) rows_q4_0_vnni(out, xr, w, T, r0, r1);
-        else if (dec) rows_q4_0_vnni_dec(out, xq, w, r0, r1);
+        if (dec) rows_q4_0_vnni_dec(out, xq, w, T, r0, r1);
+        else if (xr) rows_q4_0_vnni(out, xr, w, T, r0, r1);
         else rows_q4_0(out, xq, w, T, r0, r1);
         break;
     }

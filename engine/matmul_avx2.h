@@ -22,9 +22,13 @@ bool mm_avx2_supported(void);
  * mm_avx512_allow has not turned them off. Then the kernels for T >= 2 activation rows use
  * AVX-512: Q8_0/Q4_0 vpdpbusd on activations repacked by mm_repack_x4 (exact integer block
  * sums, the scalar kernel's float steps per block); F32/F16/BF16 512-bit FMAs that each do two
- * pairs' AVX2 operations (lanes 0-7 and 8-15). Q4_0 with one activation row (decode) uses VNNI tiles of 16
- * weight rows on xq as it is. The results are the AVX2 kernels' bits. */
+ * pairs' AVX2 operations (lanes 0-7 and 8-15). Q4_0 with up to MM_DEC_T_MAX activation rows
+ * (decode) uses VNNI tiles of 16 weight rows on xq as it is. The results are the AVX2 kernels'
+ * bits. */
 bool mm_avx512_supported(void);
+/* Q4_0 with up to this many activation rows (decode, small batched steps) runs the VNNI decode
+ * tiles on xq when mm_avx512_supported(), and needs no repacked xr. */
+#define MM_DEC_T_MAX 3
 /* Process-wide switch (default on) so that tests can check the AVX2 kernels on AVX-512 CPUs;
  * flip it between matmul calls, not during one. */
 void mm_avx512_allow(bool on);
@@ -44,10 +48,10 @@ void mm_repack_x4(q8_act_x4 *xr, const block_q8_act *xq, int T, int t0, int nb);
 /* out (T, n_out), columns [r0, r1) only: out[t][r] = dot(w row r, x row t), w->ne = {n_in,
  * n_out}. x (T, n_in) F32 for F32/F16/BF16 weights; xq (T, n_in / QK) for Q8_0/Q4_0, and xr
  * (ceil(T / 4), n_in / QK) the same through mm_repack_x4 or NULL. With xr the VNNI kernels run
- * (give it only when mm_avx512_supported()), else the AVX2 ones (but Q4_0 with T = 1 runs the
- * VNNI decode tiles when mm_avx512_supported()); F32/F16/BF16 with T >= 2 use
- * the zmm tiles when mm_avx512_supported(). The results are the same
- * bits whichever runs. */
+ * (give it only when mm_avx512_supported()), else the AVX2 ones (but Q4_0 with T <=
+ * MM_DEC_T_MAX runs the VNNI decode tiles when mm_avx512_supported(), whatever xr is);
+ * F32/F16/BF16 with T >= 2 use the zmm tiles when mm_avx512_supported(). The results are the
+ * same bits whichever runs. */
 void mm_rows_avx2(float *out, const float *x, const block_q8_act *xq, const q8_act_x4 *xr,
                   const tensor *w, int T, int r0, int r1);
 

@@ -217,13 +217,13 @@ static void test_attention_helpers(void) {
  * float ones hold two AVX2 pairs per zmm, the quantized ones sum blocks exactly. Shapes cover
  * the K chunks (n_in > 512, packed weights when T > 2), the groups of activation rows (T > 64),
  * ragged tiles (row counts not a multiple of 8 or 2, T not a multiple of 6) and tails of n_in
- * (n_in % 8 != 0, and n_in < 8). */
+ * (n_in % 8 != 0, and n_in < 8), and the Q4_0 decode tiles for T = 1, 2 and 3. */
 static void test_avx512_matches_avx2(void) {
     if (!mm_avx512_supported()) return;
     const dtype types[] = {DT_F32, DT_F16, DT_BF16, DT_Q8_0, DT_Q4_0};
     /* T = 1 with n_out 53: tiles of 16 decode rows (VNNI) and a ragged rest */
     const int shapes[][3] = {{701, 13, 75}, {37, 29, 2}, {37, 7, 9}, {1030, 9, 21}, {701, 53, 1},
-                             {37, 16, 1}, {5, 11, 12}, {2048, 19, 13}};
+                             {37, 16, 1}, {5, 11, 12}, {2048, 19, 13}, {701, 35, 3}};
     const int n_shapes = (int)(sizeof shapes / sizeof shapes[0]);
     pool *p = pool_create(2);
     for (int i = 0; i < 5; i++)
@@ -281,6 +281,7 @@ int main(void) {
         test_type(types[i], n_in_c, 9, 7);
         if (!quant) test_type(types[i], 5, 7, 3);
         test_type(types[i], n_in_b, 30, 2);  /* a group of 4 activation rows, half empty */
+        test_type(types[i], n_in_b, 53, 3);  /* Q4_0: 16-row decode tiles for 3 rows */
         test_type(types[i], n_in_c, 31, 21); /* 4 groups of 4 rows per tile, and a ragged one */
     }
     mm_avx512_allow(true);
