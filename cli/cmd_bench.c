@@ -10,7 +10,6 @@
 #include "forward.h"
 #include "kv_cache.h"
 #include "matmul.h"
-#include "matmul_avx2.h"
 #include "model.h"
 #include "threadpool.h"
 
@@ -266,8 +265,8 @@ int cmd_bench(int argc, char **argv) {
     if (bw_after > bw) bw = bw_after;
     size_t wbytes = model_weight_bytes(m);
     double roof = bw > 0 ? bw * 1e9 / (double)wbytes : 0; /* tokens per second */
-    /* one-row steps (tg) always use AVX2; blocks of rows (pp) AVX-512 where the CPU has it */
-    const char *kernels = !mm_using_simd() ? "scalar" : mm_avx512_supported() ? "avx2+avx512" : "avx2";
+    /* on x86, AVX-512 runs blocks of rows (pp) and Q4_0 decode where the CPU has it */
+    const char *kernels = mm_kernels();
     const char *wtype = dtype_name(m->layers[0].wq.type);
 
     if (o.json) {

@@ -406,7 +406,10 @@ static void attention_block(float *const *out /* nq x (head_dim) */,
         for (int i = 0; i < head_dim; i++) out[r][i] /= sum[r];
 }
 
-static bool attn_simd(int head_dim) { return mm_using_simd() && head_dim <= ATTN_MAX_HEAD_DIM; }
+/* The attention helpers are x86 (AVX2) only; elsewhere the scalar loops, the same bits. */
+static bool attn_simd(int head_dim) {
+    return mm_using_simd() && mm_avx2_supported() && head_dim <= ATTN_MAX_HEAD_DIM;
+}
 
 void attention_head(float *out, const float *q, const kv_cache *kv, int layer, int kv_head,
                     int n_pos, int head_dim) {

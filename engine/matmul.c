@@ -7,6 +7,7 @@
 #include "matmul.h"
 #include "common.h"
 #include "matmul_avx2.h"
+#include "matmul_neon.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -16,7 +17,14 @@ static atomic_bool force_scalar; /* set by tests and benchmarks; read once per m
 void mm_force_scalar(bool on) { atomic_store_explicit(&force_scalar, on, memory_order_relaxed); }
 
 bool mm_using_simd(void) {
-    return !atomic_load_explicit(&force_scalar, memory_order_relaxed) && mm_avx2_supported();
+    return !atomic_load_explicit(&force_scalar, memory_order_relaxed) &&
+           (mm_avx2_supported() || mm_neon_supported());
+}
+
+const char *mm_kernels(void) {
+    if (!mm_using_simd()) return "scalar";
+    if (mm_neon_supported()) return "neon";
+    return mm_avx512_supported() ? "avx2+avx512" : "avx2";
 }
 
 int mm_scratch_init(mm_scratch *s, int max_T, int max_n_in) {
@@ -107,7 +115,11 @@ static void mm_rows(void *arg, int ith, int nth) {
     const int r0 = ith * per < n_out ? ith * per : n_out;
     const int r1 = r0 + per < n_out ? r0 + per : n_out;
     if (j->simd) {
-        if (r0 < r1) mm_rows_avx2(j->out, j->x, j->xq, j->xr, j->w, j->T, r0, r1);
+        if (r0 >= r1) return;
+        if (mm_neon_supported())
+            mm_rows_neon(j->out, j->x, j->xq, j->w, j->T, r0, r1);
+        else
+            mm_rows_avx2(j->out, j->x, j->xq, j->xr, j->w, j->T, r0, r1);
         return;
     }
     for (int r = r0; r < r1; r++) {

@@ -32,14 +32,18 @@ void matmul(float *out, const float *x, const tensor *w, int T, mm_scratch *s, p
 
 /* Kernel choice. By default matmul uses the AVX2+FMA+F16C kernels (engine/matmul_avx2.c) when
  * the CPU reports all three (and, for blocks of T >= 2 rows on CPUs with AVX-512 F/BW/VL and
- * VNNI, the AVX-512 kernels there, which give the same bits), else the scalar row kernels below. mm_force_scalar(true) makes
+ * VNNI, the AVX-512 kernels there, which give the same bits), the NEON kernels
+ * (engine/matmul_neon.c) on AArch64, else the scalar row kernels below. mm_force_scalar(true) makes
  * every later matmul call use the scalar kernels (tests use it to check both paths; it is a
  * process-wide switch, meant to be flipped between forward steps, not during one).
  * SIMD results differ from the scalar ones by float rounding only (a few ulps of
  * sum |w * x|; the integer block sums of Q8_0/Q4_0 are exact), and are just as deterministic. */
 void mm_force_scalar(bool on);
-/* True when matmul would use the SIMD kernels now. */
+/* True when matmul would use the SIMD kernels now (AVX2 and AVX-512 on x86-64, NEON on
+ * AArch64: engine/matmul_neon.c, the same contract). */
 bool mm_using_simd(void);
+/* The kernels matmul uses now: "scalar", "avx2", "avx2+avx512" or "neon". */
+const char *mm_kernels(void);
 
 /* Row kernels, the scalar reference of each type: dot product of one stored row (n elements)
  * with F32 (or quantized) activations. */

@@ -85,7 +85,7 @@ static void test_type(dtype t, int n_in, int n_out, int T) {
     unsigned s = 99u + (unsigned)T;
     for (int i = 0; i < T * n_in; i++) x[i] = frand(&s) * 3.0f;
     bool quant = t == DT_Q8_0 || t == DT_Q4_0;
-    bool has_simd = mm_avx2_supported();
+    bool has_simd = mm_using_simd();
     mm_scratch ms;
     CHECK(mm_scratch_init(&ms, T, n_in) == 0, "scratch");
     int mismatches = 0, alone_mismatch = 0, inaccurate = 0;
@@ -257,7 +257,7 @@ static void test_avx512_matches_avx2(void) {
 
 int main(void) {
     mm_set_inline_macs(0); /* every product through the pool: the thread tests mean it */
-    printf("SIMD kernels: %s\n", mm_avx2_supported() ? "AVX2+FMA+F16C" : "none (scalar only)");
+    printf("SIMD kernels: %s\n", mm_kernels());
     test_quantize_act();
     test_attention_helpers();
     test_avx512_matches_avx2();

@@ -1,0 +1,26 @@
+/* matmul_neon: the AArch64 Advanced SIMD (NEON) kernels behind matmul (internal to
+ * engine/matmul.c and its tests). Advanced SIMD and the F16 <-> F32 conversions are part of
+ * every AArch64 CPU, so nothing is probed at run time; on other architectures
+ * mm_neon_supported() is false and nothing else is called.
+ * Determinism, as on x86: for F32/F16/BF16 every (weight row, activation row) pair has its own
+ * two 4-lane accumulators (elements k % 8 < 4 and >= 4), filled in increasing k with fused
+ * multiply-adds and reduced in one fixed order, whatever the tile, T, the chunking of rows or
+ * the thread count; the results differ from the scalar kernels by float rounding only. For
+ * Q8_0/Q4_0 the block sums are exact integers and the float steps per block are the scalar
+ * kernel's, so the results are dot_q8_0/dot_q4_0's bits. */
+#ifndef LS_MATMUL_NEON_H
+#define LS_MATMUL_NEON_H
+
+#include "tensor.h"
+
+#include <stdbool.h>
+
+/* True on AArch64 (little-endian), false elsewhere. */
+bool mm_neon_supported(void);
+
+/* out (T, n_out), columns [r0, r1) only: out[t][r] = dot(w row r, x row t), w->ne = {n_in,
+ * n_out}; x (T, n_in) F32 for F32/F16/BF16 weights, xq (T, n_in / QK) for Q8_0/Q4_0. */
+void mm_rows_neon(float *out, const float *x, const block_q8_act *xq, const tensor *w, int T,
+                  int r0, int r1);
+
+#endif

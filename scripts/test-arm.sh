@@ -1,0 +1,25 @@
+#!/bin/sh
+# test-arm.sh [OUT_DIR]: builds the matmul kernel test (tests/test_matmul.c with the engine) for
+# AArch64 with Debian's cross compiler and runs it under qemu-user, so that the NEON kernels
+# (engine/matmul_neon.c) are checked against their scalar twins on an x86-64 machine. The meson
+# suite runs it as `neon_kernels`. Exit 77 (meson's "skipped") when the cross compiler or qemu
+# is missing (scripts/setup.sh installs both) or when this machine is AArch64 itself, where the
+# native test_matmul already runs the NEON kernels.
+set -eu
+src=$(cd "$(dirname "$0")/.." && pwd)
+cc=aarch64-linux-gnu-gcc
+qemu=qemu-aarch64
+if [ "$(uname -m)" = aarch64 ]; then
+    echo "SKIP: native AArch64 (test_matmul covers the NEON kernels)"
+    exit 77
+fi
+if ! command -v "$cc" >/dev/null 2>&1 || ! command -v "$qemu" >/dev/null 2>&1; then
+    echo "SKIP: $cc or $qemu not installed"
+    exit 77
+fi
+out=${1:-$(mktemp -d)}
+mkdir -p "$out"
+# the engine's warning flags, as errors: this is the only build of the NEON code
+"$cc" -std=c17 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -I"$src/engine" -I"$src/tests" \
+    "$src"/engine/*.c "$src/tests/test_matmul.c" -lm -lpthread -o "$out/test_matmul_aarch64"
+QEMU_LD_PREFIX=/usr/aarch64-linux-gnu "$qemu" "$out/test_matmul_aarch64"
