@@ -109,9 +109,28 @@ static int get_str(const cJSON *o, const char *k, const char **out, api_error *e
     return 0;
 }
 
+/* Byte offset of the first NUL in body, raw or written as the escape \u0000, or -1. cJSON
+ * keeps strings NUL-terminated, so such a string would be cut short without a word. An
+ * unescaped backslash is only valid inside a string, so skipping each escaped character is
+ * enough to tell "\\u0000" (a backslash, then text) from "\u0000". */
+static long nul_offset(const char *body, size_t len) {
+    for (size_t i = 0; i < len; i++) {
+        if (body[i] == '\0') return (long)i;
+        if (body[i] != '\\' || i + 1 >= len) continue;
+        if (body[i + 1] == 'u' && i + 6 <= len && memcmp(body + i + 2, "0000", 4) == 0)
+            return (long)i;
+        i++; /* the escaped character */
+    }
+    return -1;
+}
+
 static cJSON *parse_body(const char *body, size_t len, api_error *e) {
     if (len == 0) return BAD(NULL, "the request body is empty; expected a JSON object"), NULL;
     if (!ls_utf8_valid(body, len)) return BAD(NULL, "the request body is not valid UTF-8"), NULL;
+    long nul = nul_offset(body, len);
+    if (nul >= 0)
+        return BAD(NULL, "the request body contains a NUL character (byte %ld); strings may not "
+                         "contain U+0000", nul), NULL;
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(body, len, &end, false);
     if (!root) {

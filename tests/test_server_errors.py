@@ -45,6 +45,11 @@ CASES = [
     ("trailing garbage", "POST", C, b'{"prompt":"a"} x', 400, None, None),
     ("NaN literal", "POST", C, b'{"prompt":"a","temperature":NaN}', 400, None, None),
     ("nesting bomb", "POST", C, nested(3000), 400, None, None),
+    # cJSON would cut these strings short at the NUL: refused instead
+    ("escaped NUL in prompt", "POST", C, b'{"prompt":"In the\\u0000 beginning"}', 400, None, None),
+    ("raw NUL in prompt", "POST", C, b'{"prompt":"In the\x00 beginning"}', 400, None, None),
+    ("escaped NUL in chat", "POST", CH,
+     b'{"messages":[{"role":"user","content":"a\\u0000b"}]}', 400, None, None),
     ("prompt missing", "POST", C, {"max_tokens": 3}, 400, "prompt", None),
     ("prompt wrong type", "POST", C, comp(prompt=5), 400, "prompt", None),
     ("prompt object", "POST", C, comp(prompt={"a": 1}), 400, "prompt", None),
@@ -224,9 +229,22 @@ def test_alive_after(s):
     assert b'status="400"' in data and b'status="405"' in data and b'status="401"' in data
 
 
+def test_escaped_backslash_not_nul(s):
+    # "\\u0000" in JSON is a backslash and the text u0000, not a NUL: accepted, and the prompt
+    # keeps every character (/tokenize counts the same tokens as for the text itself)
+    body = b'{"content":"In the \\\\u0000 beginning"}'
+    st, hd, data = s.request("POST", "/tokenize", body, AUTH)
+    assert st == 200, data
+    st2, _, ref = s.request("POST", "/tokenize",
+                            json.dumps({"content": "In the \\u0000 beginning"}).encode(), AUTH)
+    assert st2 == 200 and json.loads(data) == json.loads(ref), (data, ref)
+    assert len(json.loads(data)["tokens"]) > 4, data
+
+
 def main():
     runner = Runner("test_server_errors")
-    run_with_server(runner, [test_error_matrix, test_auth, test_body_limits_raw, test_alive_after],
+    run_with_server(runner, [test_error_matrix, test_auth, test_body_limits_raw,
+                             test_escaped_backslash_not_nul, test_alive_after],
                     "--parallel", "2", "--max-body", MAX_BODY, "--ctx-size", CTX,
                     env={"LLAMASERVE_API_KEY": KEY})
     runner.finish()
