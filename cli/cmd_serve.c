@@ -72,6 +72,7 @@ int cmd_serve(int argc, char **argv) {
         .threads = cfg.threads,
         .max_queue = cfg.max_queue,
         .kv = cfg.kv_type == CFG_KV_F32 ? KV_F32 : KV_F16,
+        .prompt_cache = cfg.prompt_cache,
     };
     if (!(s = sched_create(m, &sp, err, sizeof err))) goto fail;
     bool detected = false;

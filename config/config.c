@@ -68,6 +68,9 @@ static const setting settings[] = {
     INT(threads, 2, 1, 256, 't', "threads for the matrix work"),
     INT(batch_size, 64, 1, 4096, 0, "most token rows in one forward step (the prefill chunk)"),
     ENUM(kv_type, CFG_KV_F16, kv_names, "KV cache element type"),
+    {"prompt_cache", K_BOOL, FIELD(prompt_cache), 0, 0, NULL, 1, NULL, 0, "BOOL",
+     "a new prompt reuses the longest prefix a free slot's KV\n"
+     "cache holds (--no-prompt-cache turns it off)", 0},
     INT(max_queue, 64, 0, 100000, 0,
         "requests that may wait beyond the busy slots; more are refused"),
     INT(max_body, 1048576, 1024, 1073741824, 0, "largest request body in bytes"),

@@ -181,6 +181,9 @@ static int parse_common(const api_ctx *ctx, const cJSON *o, api_call *c, int def
         get_int(o, "max_tokens", 0, 1e15, &max_tokens, e) ||
         get_bool(o, "stream", &c->stream, e) || get_bool(o, "ignore_eos", &r->ignore_eos, e))
         return -1;
+    /* llama.cpp's field: false computes the whole prompt even when a slot has it cached */
+    r->cache_prompt = true;
+    if (get_bool(o, "cache_prompt", &r->cache_prompt, e)) return -1;
     if (c->chat && get_int(o, "max_completion_tokens", 0, 1e15, &max_tokens, e)) return -1;
     const cJSON *sv = cJSON_GetObjectItemCaseSensitive(o, "seed");
     if (!is_null(sv)) {
@@ -640,13 +643,20 @@ static cJSON *logprobs_json(const api_ctx *ctx, const api_call *c, const choice_
     return lp;
 }
 
+/* OpenAI's usage object. prompt_tokens counts the prompt once whatever n is; its
+ * cached_tokens are the prompt tokens every choice found in its slot's cache. */
 static cJSON *usage_json(const job *j) {
-    int gen = 0;
-    for (int c = 0; c < j->req.n; c++) gen += j->choices[c].n_gen;
+    int gen = 0, cached = j->req.n_prompt;
+    for (int c = 0; c < j->req.n; c++) {
+        gen += j->choices[c].n_gen;
+        if (j->choices[c].n_cached < cached) cached = j->choices[c].n_cached;
+    }
     cJSON *u = cJSON_CreateObject();
     cJSON_AddNumberToObject(u, "prompt_tokens", j->req.n_prompt);
     cJSON_AddNumberToObject(u, "completion_tokens", gen);
     cJSON_AddNumberToObject(u, "total_tokens", j->req.n_prompt + gen);
+    cJSON *d = cJSON_AddObjectToObject(u, "prompt_tokens_details");
+    cJSON_AddNumberToObject(d, "cached_tokens", cached);
     return u;
 }
 

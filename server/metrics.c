@@ -14,7 +14,7 @@ static const char *const routes[] = {"/v1/completions", "/v1/chat/completions", 
 static const int statuses[] = {200, 400, 401, 404, 405, 413, 429, 500, 503};
 #define N_STATUS (sizeof statuses / sizeof statuses[0])
 static atomic_ullong requests[N_ROUTES][N_STATUS + 1]; /* last column: any other status */
-static atomic_ullong prompt_tokens, generated_tokens;
+static atomic_ullong prompt_tokens, generated_tokens, cached_tokens;
 static atomic_int beam_running;
 
 static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
@@ -32,6 +32,10 @@ void metrics_request(const char *route, int status) {
     for (size_t i = 0; i < N_STATUS; i++)
         if (statuses[i] == status) c = i;
     atomic_fetch_add_explicit(&requests[r][c], 1, memory_order_relaxed);
+}
+
+void metrics_prompt_cached(unsigned long long n) {
+    atomic_fetch_add_explicit(&cached_tokens, n, memory_order_relaxed);
 }
 
 void metrics_tokens(unsigned long long prompt, unsigned long long generated) {
@@ -105,6 +109,11 @@ char *metrics_render(int busy_slots, int slots, int queued) {
     put(&t, "# HELP llamaserve_prompt_tokens_total Prompt tokens processed.\n"
             "# TYPE llamaserve_prompt_tokens_total counter\nllamaserve_prompt_tokens_total %llu\n",
         atomic_load(&prompt_tokens));
+    put(&t, "# HELP llamaserve_prompt_tokens_cached_total Prompt tokens found in a slot's KV "
+            "cache (not computed again).\n"
+            "# TYPE llamaserve_prompt_tokens_cached_total counter\n"
+            "llamaserve_prompt_tokens_cached_total %llu\n",
+        atomic_load(&cached_tokens));
     put(&t, "# HELP llamaserve_generated_tokens_total Tokens generated.\n"
             "# TYPE llamaserve_generated_tokens_total counter\n"
             "llamaserve_generated_tokens_total %llu\n",

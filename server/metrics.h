@@ -8,6 +8,8 @@
 /* One HTTP request finished with this route and status. */
 void metrics_request(const char *route, int status);
 void metrics_tokens(unsigned long long prompt, unsigned long long generated);
+/* Prompt tokens a request found in its slot's KV cache (the prompt cache). */
+void metrics_prompt_cached(unsigned long long n);
 void metrics_ttft(double seconds);
 void metrics_itl(double seconds);
 /* A beam search started (+1) or ended (-1). */

@@ -254,17 +254,30 @@ static bool slot_accept(sched *s, slot *sl, const float *logits, double now) {
     return false;
 }
 
-static int slot_admit(sched *s, slot *sl, job *j, int choice, char *err, size_t errlen) {
+/* Tokens at the start of prompt (n) that sl's KV cache already holds. */
+static int cached_prefix(const slot *sl, const int32_t *prompt, int n) {
+    int lim = sl->kv->n < n ? sl->kv->n : n, k = 0;
+    while (k < lim && sl->hist[k] == prompt[k]) k++;
+    return k;
+}
+
+/* reuse: positions of the slot's KV cache kept (a prefix of the prompt, shorter than it). */
+static int slot_admit(sched *s, slot *sl, job *j, int choice, int reuse, char *err,
+                      size_t errlen) {
     sampler_params sp = j->req.sp;
     sp.seed += (uint64_t)choice; /* each choice its own stream, reproducible */
     sl->smp = sampler_create(&sp, s->m->cfg.vocab_size);
     if (!sl->smp) return ls_fail(err, errlen, "out of memory for a sampler");
     sl->job = j;
     sl->choice = choice;
-    kv_clear(sl->kv);
+    kv_truncate(sl->kv, reuse);
     memcpy(sl->hist, j->req.prompt, (size_t)j->req.n_prompt * sizeof *sl->hist);
     sl->n_hist = j->req.n_prompt;
-    sl->n_fed = 0;
+    sl->n_fed = reuse;
+    pthread_mutex_lock(&j->mu);
+    j->choices[choice].n_cached = reuse;
+    pthread_mutex_unlock(&j->mu);
+    metrics_prompt_cached((unsigned long long)reuse);
     sl->n_gen = 0;
     sl->n_held = 0;
     sl->t_last = 0;
@@ -296,12 +309,21 @@ static void admit_locked(sched *s, double now) {
             continue;
         }
         int c = 0;
-        for (int i = 0; i < s->p.parallel && c < j->req.n; i++) {
-            if (s->slots[i].job) continue;
+        const bool cache = s->p.prompt_cache && j->req.cache_prompt;
+        for (; c < j->req.n; c++) {
+            /* the free slot with the longest cached prefix (the first one when none has any);
+             * the last prompt token is always computed: its logits start the generation */
+            int best = -1, best_k = -1;
+            for (int i = 0; i < s->p.parallel; i++) {
+                if (s->slots[i].job) continue;
+                int k = cache ? cached_prefix(&s->slots[i], j->req.prompt, j->req.n_prompt - 1)
+                              : 0;
+                if (k > best_k) best = i, best_k = k;
+            }
             char err[LS_ERR_LEN];
-            if (slot_admit(s, &s->slots[i], j, c, err, sizeof err) != 0) break;
+            if (best < 0 || slot_admit(s, &s->slots[best], j, c, best_k, err, sizeof err) != 0)
+                break;
             s->n_busy++;
-            c++;
         }
         for (int n = j->req.n; c < n; c++) { /* could not get a sampler: fail the rest */
             pthread_mutex_lock(&j->mu);
@@ -380,6 +402,7 @@ static void step(sched *s) {
     if (fwd_decode(s->fwd, s->caches, s->p.parallel, &b, s->logits, err, sizeof err) != 0) {
         for (int r = 0; r < rows; r++) {
             slot *sl = &s->slots[s->b_slot[r]];
+            kv_clear(sl->kv); /* nothing in it is trusted for a later prompt */
             if (sl->job) fail_slot(s, sl, err);
         }
         return;

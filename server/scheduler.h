@@ -4,6 +4,11 @@
  * Each step admits queued jobs into free slots, then runs one batched forward pass that
  * advances every decoding slot by one token and feeds newly admitted prompts in chunks
  * (at most batch_size rows in all), so a long prompt never freezes running streams.
+ * Prompt cache: a slot's KV cache outlives its request. A new request goes to the free slot
+ * whose cached tokens share the longest prefix with its prompt, and only the rest of the prompt
+ * is computed (at least its last token, whose logits start the generation). The forward pass
+ * gives every row the same bits however the rows are batched or chunked, so the output is the
+ * same as from an empty cache.
  * Thread-safety: sched_submit/sched_cancel/job_* are called from any thread; everything else
  * in sched.c runs on the scheduler thread. */
 #ifndef LS_SCHED_H
@@ -37,6 +42,7 @@ typedef struct {
     bool ignore_eos;
     int32_t stop_ids[4]; /* besides EOS: ids that end the choice (a chat format's end of turn) */
     int n_stop_ids;
+    bool cache_prompt;   /* may reuse a slot's cached prefix (sched_params.prompt_cache too) */
 } gen_request;
 
 void gen_request_free(gen_request *r);
@@ -59,6 +65,7 @@ typedef struct {
     gen_token *toks; /* (n_toks) generated tokens, in order */
     int n_toks, cap_toks;
     int n_gen;       /* tokens generated (the end-of-sequence token not counted) */
+    int n_cached;    /* prompt tokens found in the slot's KV cache at admission (not computed) */
     finish_reason finish;
 } choice_out;
 
@@ -85,6 +92,7 @@ typedef struct {
     int threads;
     int max_queue;  /* jobs waiting beyond the busy slots; 0 = none may wait */
     kv_type kv;
+    bool prompt_cache; /* a free slot keeps its KV cache; a new prompt reuses its longest prefix */
 } sched_params;
 
 /* Starts the scheduler thread. The model is borrowed and must outlive the scheduler. */
