@@ -311,14 +311,16 @@ static void admit_locked(sched *s, double now) {
         int c = 0;
         const bool cache = s->p.prompt_cache && j->req.cache_prompt;
         for (; c < j->req.n; c++) {
-            /* the free slot with the longest cached prefix (the first one when none has any);
-             * the last prompt token is always computed: its logits start the generation */
+            /* the free slot with the longest cached prefix; among equals the one whose cache
+             * holds least (what it drops is the cheapest to lose). The last prompt token is
+             * always computed: its logits start the generation. */
             int best = -1, best_k = -1;
             for (int i = 0; i < s->p.parallel; i++) {
-                if (s->slots[i].job) continue;
-                int k = cache ? cached_prefix(&s->slots[i], j->req.prompt, j->req.n_prompt - 1)
-                              : 0;
-                if (k > best_k) best = i, best_k = k;
+                const slot *sl = &s->slots[i];
+                if (sl->job) continue;
+                int k = cache ? cached_prefix(sl, j->req.prompt, j->req.n_prompt - 1) : 0;
+                if (k > best_k || (k == best_k && sl->kv->n < s->slots[best].kv->n))
+                    best = i, best_k = k;
             }
             char err[LS_ERR_LEN];
             if (best < 0 || slot_admit(s, &s->slots[best], j, c, best_k, err, sizeof err) != 0)
