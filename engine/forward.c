@@ -310,78 +310,79 @@ static void rope_heads(float *x, const float *cs, int head_dim, int rope_dim, in
     }
 }
 
-/* F32 copies of 8 consecutive F16 key rows' head slices: kb (8, head_dim) from rows of the
- * given stride (exact conversions, so scores over them equal scores over the F16 rows). */
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-__attribute__((target("avx,f16c"))) static void keys8_f16_to_f32(float *kb, const uint16_t *k,
-                                                                 size_t stride, int head_dim) {
-    for (int j = 0; j < 8; j++) {
-        const uint16_t *row = k + (size_t)j * stride;
-        int i = 0;
-        for (; i + 8 <= head_dim; i += 8)
-            _mm256_storeu_ps(kb + j * head_dim + i,
-                             _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + i))));
-        for (; i < head_dim; i++) kb[j * head_dim + i] = f16_to_f32(row[i]);
-    }
-}
-#else
-static void keys8_f16_to_f32(float *kb, const uint16_t *k, size_t stride, int head_dim) {
-    for (int j = 0; j < 8; j++)
-        for (int i = 0; i < head_dim; i++) kb[j * head_dim + i] = f16_to_f32(k[j * stride + i]);
-}
-#endif
-
-/* Attention of nq query rows of one sequence and one head at consecutive positions
- * pos0 .. pos0 + nq - 1 (row r sees positions 0 .. pos0 + r), blockwise: each block of
- * ATTN_KB cached keys (converted to F32 once when the cache is F16) and values is used by every
- * query row of the block while it is in L1. Each row keeps its own online softmax and sees the
+/* Attention of nq query rows of one sequence and one kv head at positions pos0 + r * step (row
+ * r sees positions 0 .. pos0 + r * step): step 1 for consecutive prompt rows of one query head,
+ * step 0 for the query heads of one kv head at one position (a decode row). Blockwise: each block of
+ * ATTN_KB cached keys and values is used by every query row of the block while it is in L1;
+ * with the SIMD helpers a full block's keys are laid out transposed once (attn_keys8_t_avx2)
+ * for all its query rows, and each row takes the block's 8 values in one pass over its output
+ * (attn_accum8_avx2). Each row keeps its own online softmax and sees the
  * positions in increasing order with attention_head's float operations, so every row's result
  * is bit-identical to attention_head's, whatever nq. nq <= ATTN_QB. */
 #define ATTN_KB 8
 #define ATTN_QB 8
 static void attention_block(float *const *out /* nq x (head_dim) */,
-                            const float *const *q /* nq x (head_dim) */, int nq, const kv_cache *kv, int layer, int kv_head, int pos0, int head_dim,
-                            bool simd) {
+                            const float *const *q /* nq x (head_dim) */, int nq,
+                            const kv_cache *kv, int layer, int kv_head, int pos0, int step,
+                            int head_dim, bool simd) {
     const float scale = 1.0f / sqrtf((float)head_dim);
     const bool f16 = kv->type == KV_F16;
     const size_t esz = f16 ? 2 : 4, off = (size_t)kv_head * head_dim;
-    float max[ATTN_QB], sum[ATTN_QB], scores[ATTN_KB];
-    float kb[ATTN_KB * ATTN_MAX_HEAD_DIM];
+    float max[ATTN_QB], sum[ATTN_QB], scores[ATTN_QB * ATTN_KB];
+    float kt[ATTN_KB * ATTN_MAX_HEAD_DIM];
     for (int r = 0; r < nq; r++) {
         max[r] = -INFINITY;
         sum[r] = 0.0f;
         for (int i = 0; i < head_dim; i++) out[r][i] = 0.0f;
     }
-    const int n_max = pos0 + nq;
+    const int n_max = pos0 + (nq - 1) * step + 1;
     for (int t0 = 0; t0 < n_max; t0 += ATTN_KB) {
         const int kbn = n_max - t0 < ATTN_KB ? n_max - t0 : ATTN_KB;
         const char *k0 = (const char *)kv_k_row(kv, layer, t0) + off * esz;
-        /* the block's keys for the 8-wide scores: the cache itself (F32) or an F32 copy */
-        const float *kbase = (const float *)k0;
-        size_t kstride = (size_t)kv->kv_dim;
-        if (simd && f16 && kbn == ATTN_KB && t0 + ATTN_KB <= n_max) {
-            keys8_f16_to_f32(kb, (const uint16_t *)k0, (size_t)kv->kv_dim, head_dim);
-            kbase = kb;
-            kstride = (size_t)head_dim;
+        const bool full = simd && kbn == ATTN_KB;
+        /* rows that see all 8 positions of a full block: r_full .. nq - 1 */
+        int r_full = step ? t0 + ATTN_KB - 1 - pos0 : 0;
+        if (r_full < 0) r_full = 0;
+        if (full) { /* the keys transposed once, then the 8-wide scores of those rows */
+            attn_keys8_t_avx2(kt, k0, f16, (size_t)kv->kv_dim, head_dim);
+            if (r_full < nq)
+                attn_scores8t_rows_avx2(scores + r_full * ATTN_KB, q + r_full, nq - r_full, kt,
+                                        head_dim);
         }
-        const int r_first = t0 - pos0 > 0 ? t0 - pos0 : 0; /* rows that see position t0 */
+        /* rows that see position t0 (with step 0, every row sees every position) */
+        const int r_first = step && t0 > pos0 ? t0 - pos0 : 0;
         for (int r = r_first; r < nq; r++) {
             const float *qr = q[r];
             float *o = out[r];
-            const int cnt = pos0 + r + 1 - t0 < kbn ? pos0 + r + 1 - t0 : kbn;
-            const bool s8 = simd && cnt == ATTN_KB;
-            if (s8) attn_scores8_avx2(scores, qr, kbase, false, kstride, head_dim);
+            const int last = pos0 + r * step; /* the row's own position */
+            const int cnt = last + 1 - t0 < kbn ? last + 1 - t0 : kbn;
+            const bool s8 = full && cnt == ATTN_KB;
+            if (s8) {
+                /* the row's softmax steps for the 8 positions first (scalar, in order), then
+                 * the 8 value rows in one pass over out: per element the same operations */
+                float shrink[ATTN_KB], w[ATTN_KB];
+                unsigned char rescale[ATTN_KB];
+                for (int j = 0; j < ATTN_KB; j++) {
+                    float score = scores[r * ATTN_KB + j] * scale;
+                    rescale[j] = score > max[r];
+                    if (rescale[j]) {
+                        shrink[j] = expf(max[r] - score); /* 0 on the first position */
+                        sum[r] *= shrink[j];
+                        max[r] = score;
+                    }
+                    w[j] = expf(score - max[r]);
+                    sum[r] += w[j];
+                }
+                attn_accum8_avx2(o, rescale, shrink, w,
+                                 (const char *)kv_v_row(kv, layer, t0) + off * esz, f16,
+                                 (size_t)kv->kv_dim, head_dim);
+                continue;
+            }
             for (int j = 0; j < cnt; j++) {
                 const int t = t0 + j;
+                const void *krow = kv_k_row(kv, layer, t);
                 float score = 0.0f;
-                if (s8)
-                    score = scores[j];
-                else {
-                    const void *krow = kv_k_row(kv, layer, t);
-                    for (int i = 0; i < head_dim; i++)
-                        score += qr[i] * kv_get(krow, kv->type, off + i);
-                }
+                for (int i = 0; i < head_dim; i++) score += qr[i] * kv_get(krow, kv->type, off + i);
                 score *= scale;
                 if (score > max[r]) {
                     float shrink = expf(max[r] - score); /* 0 on the first position */
@@ -427,7 +428,7 @@ void attention_rows(float *out, const float *q, size_t q_stride, int nq, const k
             o[r] = out + (size_t)(r0 + r) * q_stride;
             qr[r] = q + (size_t)(r0 + r) * q_stride;
         }
-        attention_block(o, qr, n, kv, layer, kv_head, pos0 + r0, head_dim, simd);
+        attention_block(o, qr, n, kv, layer, kv_head, pos0 + r0, 1, head_dim, simd);
     }
 }
 
@@ -476,10 +477,16 @@ static void rope_kv_attention_items(void *arg, int ith, int nth) {
     for (int it = ith; it < j->T * c->n_kv_heads; it += nth) {
         int t = it / c->n_kv_heads, g = it % c->n_kv_heads;
         rope_kv_row(j, t, g, g + 1, cs);
-        for (int h = g * group; h < (g + 1) * group; h++) {
-            float *o = j->f->att + (size_t)t * q_dim + (size_t)h * hd;
-            const float *qh = j->f->q + (size_t)t * q_dim + (size_t)h * hd;
-            attention_block(&o, &qh, 1, j->caches[j->seq[t]], j->layer, g, j->pos[t], hd, simd);
+        /* the kv head's query heads share each block of keys (up to ATTN_QB at a time) */
+        for (int h0 = g * group; h0 < (g + 1) * group; h0 += ATTN_QB) {
+            const int n = (g + 1) * group - h0 < ATTN_QB ? (g + 1) * group - h0 : ATTN_QB;
+            float *o[ATTN_QB];
+            const float *qh[ATTN_QB];
+            for (int r = 0; r < n; r++) {
+                o[r] = j->f->att + (size_t)t * q_dim + (size_t)(h0 + r) * hd;
+                qh[r] = j->f->q + (size_t)t * q_dim + (size_t)(h0 + r) * hd;
+            }
+            attention_block(o, qh, n, j->caches[j->seq[t]], j->layer, g, j->pos[t], 0, hd, simd);
         }
     }
 }
@@ -502,7 +509,7 @@ static void attention_items(void *arg, int ith, int nth) {
             qr[r] = f->q + (size_t)rows[r] * q_dim + (size_t)h * hd;
         }
         attention_block(o, qr, n, j->caches[j->seq[rows[0]]], j->layer, h / group,
-                        j->pos[rows[0]], hd, simd);
+                        j->pos[rows[0]], 1, hd, simd);
     }
 }
 

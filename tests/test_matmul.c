@@ -209,6 +209,37 @@ static void test_attention_helpers(void) {
             out_b[i] += 0.81f * (f16 ? f16_to_f32(kh[i]) : kf[i]);
         }
         diff += memcmp(out_a, out_b, sizeof out_a) != 0;
+        /* the block form: 8 value rows in one pass, rescaling before rows 0, 3 and 6 */
+        const unsigned char rescale[8] = {1, 0, 0, 1, 0, 0, 1, 0};
+        const float shrink[8] = {0.0f, 1, 1, 0.61f, 1, 1, 0.093f, 1};
+        float w[8];
+        for (int j = 0; j < 8; j++) w[j] = frand(&s) + 0.5f;
+        for (int i = 0; i < HD; i++) out_a[i] = out_b[i] = q[i];
+        attn_accum8_avx2(out_a, rescale, shrink, w, f16 ? (const void *)kh : (const void *)kf,
+                         f16, STRIDE, HD);
+        for (int j = 0; j < 8; j++)
+            for (int i = 0; i < HD; i++) {
+                if (rescale[j]) out_b[i] *= shrink[j];
+                out_b[i] += w[j] * (f16 ? f16_to_f32(kh[j * STRIDE + i]) : kf[j * STRIDE + i]);
+            }
+        diff += memcmp(out_a, out_b, sizeof out_a) != 0;
+        /* the transposed keys and the scores over them */
+        float kt[8 * HD], s8t[8];
+        attn_keys8_t_avx2(kt, f16 ? (const void *)kh : (const void *)kf, f16, STRIDE, HD);
+        attn_scores8t_avx2(s8t, q, kt, HD);
+        diff += memcmp(s8t, s8, sizeof s8) != 0;
+        /* seven query rows at once (a group of four, then three alone) */
+        float qs[7][HD], srows[7 * 8];
+        const float *qp[7];
+        for (int r = 0; r < 7; r++) {
+            for (int i = 0; i < HD; i++) qs[r][i] = frand(&s);
+            qp[r] = qs[r];
+        }
+        attn_scores8t_rows_avx2(srows, qp, 7, kt, HD);
+        for (int r = 0; r < 7; r++) {
+            attn_scores8t_avx2(s8t, qs[r], kt, HD);
+            diff += memcmp(s8t, srows + 8 * r, sizeof s8t) != 0;
+        }
     }
     CHECK(diff == 0, "attention helpers differ from the scalar loops in %d places", diff);
 }
