@@ -5,6 +5,7 @@
  * same operations whatever the thread count or the batch's other rows (see matmul.h). */
 #include "forward.h"
 #include "common.h"
+#include "attention_avx2.h"
 #include "matmul_avx2.h"
 
 #include <math.h>
@@ -164,48 +165,28 @@ static void kv_put(void *row, kv_type type, const float *src, int n) {
 }
 
 /* One (row, head) of causal attention over its sequence's cache, positions 0..pos, with an
- * online softmax (running max and sum) so no score buffer of context length is needed.
- * simd: compute the scores 8 positions at a time and the value updates 8 elements at a time
- * with the AVX2 helpers, which do exactly the float operations of these loops (the result is
- * bit-identical either way). */
-static void attention_head_impl(float *out /* (head_dim) */, const float *q /* (head_dim) */,
-                                const kv_cache *kv, int layer, int kv_head, int n_pos,
-                                int head_dim, bool simd) {
+ * online softmax (running max and sum) so no score buffer of context length is needed. The
+ * plain reference: attention_block computes the same bits blockwise. */
+void attention_head(float *out /* (head_dim) */, const float *q /* (head_dim) */,
+                    const kv_cache *kv, int layer, int kv_head, int n_pos, int head_dim) {
     const float scale = 1.0f / sqrtf((float)head_dim);
-    const bool f16 = kv->type == KV_F16;
-    const size_t esz = f16 ? 2 : 4, off = (size_t)kv_head * head_dim;
+    const size_t off = (size_t)kv_head * head_dim;
     float max = -INFINITY, sum = 0.0f;
-    float scores[8];
-    int scores_from = -8; /* scores[] holds positions scores_from..scores_from+7 */
     for (int i = 0; i < head_dim; i++) out[i] = 0.0f;
     for (int t = 0; t < n_pos; t++) {
         const void *krow = kv_k_row(kv, layer, t), *vrow = kv_v_row(kv, layer, t);
         float score = 0.0f;
-        if (simd && t >= scores_from + 8 && t + 8 <= n_pos) {
-            attn_scores8_avx2(scores, q, (const char *)krow + off * esz, f16, (size_t)kv->kv_dim,
-                              head_dim);
-            scores_from = t;
-        }
-        if (t < scores_from + 8)
-            score = scores[t - scores_from];
-        else
-            for (int i = 0; i < head_dim; i++) score += q[i] * kv_get(krow, kv->type, off + i);
+        for (int i = 0; i < head_dim; i++) score += q[i] * kv_get(krow, kv->type, off + i);
         score *= scale;
         if (score > max) {
             float shrink = expf(max - score); /* 0 on the first position */
             sum *= shrink;
-            if (simd)
-                attn_scale_avx2(out, shrink, head_dim);
-            else
-                for (int i = 0; i < head_dim; i++) out[i] *= shrink;
+            for (int i = 0; i < head_dim; i++) out[i] *= shrink;
             max = score;
         }
         float w = expf(score - max);
         sum += w;
-        if (simd)
-            attn_axpy_avx2(out, w, (const char *)vrow + off * esz, f16, head_dim);
-        else
-            for (int i = 0; i < head_dim; i++) out[i] += w * kv_get(vrow, kv->type, off + i);
+        for (int i = 0; i < head_dim; i++) out[i] += w * kv_get(vrow, kv->type, off + i);
     }
     for (int i = 0; i < head_dim; i++) out[i] /= sum;
 }
@@ -410,11 +391,6 @@ static void attention_block(float *const *out /* nq x (head_dim) */,
 /* The attention helpers are x86 (AVX2) only; elsewhere the scalar loops, the same bits. */
 static bool attn_simd(int head_dim) {
     return mm_using_simd() && mm_avx2_supported() && head_dim <= ATTN_MAX_HEAD_DIM;
-}
-
-void attention_head(float *out, const float *q, const kv_cache *kv, int layer, int kv_head,
-                    int n_pos, int head_dim) {
-    attention_head_impl(out, q, kv, layer, kv_head, n_pos, head_dim, false);
 }
 
 void attention_rows(float *out, const float *q, size_t q_stride, int nq, const kv_cache *kv,

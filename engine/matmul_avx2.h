@@ -59,27 +59,4 @@ void mm_rows_avx2(float *out, const float *x, const block_q8_act *xq, const q8_a
  * from x (n), n a multiple of QK. */
 void quantize_row_q8_act_avx2(block_q8_act *out, const float *x, int64_t n);
 
-/* Attention helpers for forward.c, bit-identical to its scalar loops (the same multiplies and
- * adds in the same order; no FMA). head_dim <= ATTN_MAX_HEAD_DIM for the scores.
- * s (8): s[j] = sum over i (in increasing order) of q[i] * k[j * stride + i], k F32 or F16;
- * out (n) *= c;  out (n) += w * v (n), v F32 or F16. */
-#define ATTN_MAX_HEAD_DIM 512
-void attn_scores8_avx2(float s[8], const float *q, const void *k, bool f16, size_t stride,
-                       int head_dim);
-/* The same in two parts, so that a block of 8 keys is laid out once for many query rows:
- * kt (head_dim, 8): kt[i * 8 + j] = k[j * stride + i] as F32 (exact); then s[j] = sum over i
- * (in increasing order) of q[i] * kt[i * 8 + j]. */
-void attn_keys8_t_avx2(float *kt, const void *k, bool f16, size_t stride, int head_dim);
-void attn_scores8t_avx2(float s[8], const float *q, const float *kt, int head_dim);
-/* attn_scores8t_avx2 for nq query rows q[r] into s + 8 r, interleaved (the same bits). */
-void attn_scores8t_rows_avx2(float *s, const float *const *q, int nq, const float *kt,
-                             int head_dim);
-void attn_scale_avx2(float *out, float c, int n);
-/* Eight value rows v + j * stride (F32 or F16) into out (head_dim), in j order, each element
- * as the scalar loops do it: out *= shrink[j] when rescale[j], then out += w[j] * v[j]. out
- * stays in registers across the 8 rows. */
-void attn_accum8_avx2(float *out, const unsigned char rescale[8], const float shrink[8],
-                      const float w[8], const void *v, bool f16, size_t stride, int head_dim);
-void attn_axpy_avx2(float *out, float w, const void *v, bool f16, int n);
-
 #endif

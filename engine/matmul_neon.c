@@ -17,7 +17,9 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
-bool mm_neon_supported(void) { return true; }
+bool mm_neon_supported(void) {
+    return true;
+}
 
 /* 8 weights of a row from element k, as F32 (all three conversions are exact). */
 INLINE void load8(dtype type, const void *row, int k, float32x4_t v[2]) {
@@ -53,11 +55,13 @@ INLINE void tile_float(dtype type, float *out, size_t ldo, const uint8_t *w, siz
                        const float *x, int n, int NW, int NT) {
     float32x4_t acc[4][2][2];
     for (int r = 0; r < NW; r++)
-        for (int t = 0; t < NT; t++) acc[r][t][0] = acc[r][t][1] = vdupq_n_f32(0.0f);
+        for (int t = 0; t < NT; t++)
+            acc[r][t][0] = acc[r][t][1] = vdupq_n_f32(0.0f);
     int k = 0;
     for (; k + 8 <= n; k += 8) {
         float32x4_t wv[4][2];
-        for (int r = 0; r < NW; r++) load8(type, w + r * rb, k, wv[r]);
+        for (int r = 0; r < NW; r++)
+            load8(type, w + r * rb, k, wv[r]);
         for (int t = 0; t < NT; t++) {
             float32x4_t x0 = vld1q_f32(x + (size_t)t * n + k);
             float32x4_t x1 = vld1q_f32(x + (size_t)t * n + k + 4);
@@ -69,7 +73,8 @@ INLINE void tile_float(dtype type, float *out, size_t ldo, const uint8_t *w, siz
     }
     if (k < n) {
         float32x4_t wv[4][2];
-        for (int r = 0; r < NW; r++) load8_tail(type, w + r * rb, k, n, wv[r]);
+        for (int r = 0; r < NW; r++)
+            load8_tail(type, w + r * rb, k, n, wv[r]);
         for (int t = 0; t < NT; t++) {
             float buf[8] = {0};
             memcpy(buf, x + (size_t)t * n + k, (size_t)(n - k) * sizeof(float));
@@ -96,12 +101,16 @@ static void rows_float(dtype type, float *out, const float *x, const tensor *w, 
         const bool two = t + 1 < T;
         int r = r0;
         for (; r + 4 <= r1; r += 4) {
-            if (two) tile_float(type, o + r, ldo, base + r * rb, rb, xt, n, 4, 2);
-            else tile_float(type, o + r, ldo, base + r * rb, rb, xt, n, 4, 1);
+            if (two)
+                tile_float(type, o + r, ldo, base + r * rb, rb, xt, n, 4, 2);
+            else
+                tile_float(type, o + r, ldo, base + r * rb, rb, xt, n, 4, 1);
         }
         for (; r < r1; r++) {
-            if (two) tile_float(type, o + r, ldo, base + r * rb, rb, xt, n, 1, 2);
-            else tile_float(type, o + r, ldo, base + r * rb, rb, xt, n, 1, 1);
+            if (two)
+                tile_float(type, o + r, ldo, base + r * rb, rb, xt, n, 1, 2);
+            else
+                tile_float(type, o + r, ldo, base + r * rb, rb, xt, n, 1, 1);
         }
     }
 }
@@ -150,7 +159,8 @@ static void rows_quant(dtype type, float *out, const block_q8_act *xq, const ten
                     sum[i] += (float)block_dot(w0, w1, xb->qs) * (dw * xb->d);
                 }
             }
-            for (int i = 0; i < nt; i++) out[(size_t)(t0 + i) * ldo + r] = sum[i];
+            for (int i = 0; i < nt; i++)
+                out[(size_t)(t0 + i) * ldo + r] = sum[i];
         }
     }
 }
@@ -160,15 +170,21 @@ void mm_rows_neon(float *out, const float *x, const block_q8_act *xq, const tens
     switch (w->type) {
     case DT_F32:
     case DT_F16:
-    case DT_BF16: rows_float(w->type, out, x, w, T, r0, r1); break;
+    case DT_BF16:
+        rows_float(w->type, out, x, w, T, r0, r1);
+        break;
     case DT_Q8_0:
-    case DT_Q4_0: rows_quant(w->type, out, xq, w, T, r0, r1); break;
+    case DT_Q4_0:
+        rows_quant(w->type, out, xq, w, T, r0, r1);
+        break;
     }
 }
 
 #else /* not AArch64: the kernels of matmul_avx2.c or the scalar ones */
 
-bool mm_neon_supported(void) { return false; }
+bool mm_neon_supported(void) {
+    return false;
+}
 
 void mm_rows_neon(float *out, const float *x, const block_q8_act *xq, const tensor *w, int T,
                   int r0, int r1) {

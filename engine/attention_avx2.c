@@ -1,0 +1,172 @@
+/* attention_avx2: AVX2 helpers for forward.c's blockwise attention (see attention_avx2.h):
+ * a block of 8 keys transposed once, scores over it for several query rows, and the block's
+ * 8 value rows added to a row's output in one pass. Bit-identical to forward.c's scalar loops
+ * (tests/test_matmul.c compares every helper with its loop). */
+#include "attention_avx2.h"
+
+#include "tensor.h"
+
+#include <stdint.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+
+#define TARGET __attribute__((target("avx2,fma,f16c")))
+#define INLINE static inline __attribute__((always_inline)) TARGET
+
+/* 8 rows of 8 floats (rows r[0..7], each from element i) stored transposed: kt[c * 8 + j] =
+ * r[j][i + c] for c < 8. */
+INLINE void transpose8(float *kt, const __m256 r[8]) {
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+    _mm256_storeu_ps(kt + 0, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(kt + 8, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(kt + 16, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(kt + 24, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(kt + 32, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(kt + 40, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(kt + 48, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(kt + 56, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+
+TARGET void attn_keys8_t_avx2(float *kt, const void *k, bool f16, size_t stride, int head_dim) {
+    int i = 0;
+    for (; i + 8 <= head_dim; i += 8) {
+        __m256 r[8];
+        for (int j = 0; j < 8; j++)
+            r[j] = f16 ? _mm256_cvtph_ps(_mm_loadu_si128(
+                             (const __m128i *)((const uint16_t *)k + (size_t)j * stride + i)))
+                       : _mm256_loadu_ps((const float *)k + (size_t)j * stride + i);
+        transpose8(kt + (size_t)i * 8, r);
+    }
+    for (; i < head_dim; i++)
+        for (int j = 0; j < 8; j++)
+            kt[i * 8 + j] = f16 ? f16_to_f32(((const uint16_t *)k)[(size_t)j * stride + i])
+                                : ((const float *)k)[(size_t)j * stride + i];
+}
+
+TARGET void attn_scores8t_avx2(float s[8], const float *q, const float *kt, int head_dim) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < head_dim; i++)
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(q[i]), _mm256_loadu_ps(kt + 8 * i)));
+    _mm256_storeu_ps(s, acc);
+}
+
+TARGET void attn_scores8t_rows_avx2(float *s, const float *const *q, int nq, const float *kt,
+                                    int head_dim) {
+    int r = 0;
+    for (; r + 4 <= nq; r += 4) { /* four independent chains of adds in flight */
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int i = 0; i < head_dim; i++) {
+            __m256 k = _mm256_loadu_ps(kt + 8 * i);
+            a0 = _mm256_add_ps(a0, _mm256_mul_ps(_mm256_set1_ps(q[r][i]), k));
+            a1 = _mm256_add_ps(a1, _mm256_mul_ps(_mm256_set1_ps(q[r + 1][i]), k));
+            a2 = _mm256_add_ps(a2, _mm256_mul_ps(_mm256_set1_ps(q[r + 2][i]), k));
+            a3 = _mm256_add_ps(a3, _mm256_mul_ps(_mm256_set1_ps(q[r + 3][i]), k));
+        }
+        _mm256_storeu_ps(s + 8 * r, a0);
+        _mm256_storeu_ps(s + 8 * (r + 1), a1);
+        _mm256_storeu_ps(s + 8 * (r + 2), a2);
+        _mm256_storeu_ps(s + 8 * (r + 3), a3);
+    }
+    for (; r < nq; r++)
+        attn_scores8t_avx2(s + 8 * r, q[r], kt, head_dim);
+}
+
+TARGET void attn_accum8_avx2(float *out, const unsigned char rescale[8], const float shrink[8],
+                             const float w[8], const void *v, bool f16, size_t stride,
+                             int head_dim) {
+    const float *vf = v;
+    const uint16_t *vh = v;
+    int i = 0;
+    for (; i + 32 <= head_dim; i += 32) { /* four chunks: four independent chains in flight */
+        __m256 o[4];
+        for (int c = 0; c < 4; c++)
+            o[c] = _mm256_loadu_ps(out + i + 8 * c);
+        for (int j = 0; j < 8; j++) {
+            const __m256 sh = _mm256_set1_ps(shrink[j]), wj = _mm256_set1_ps(w[j]);
+            for (int c = 0; c < 4; c++) {
+                const size_t at = (size_t)j * stride + i + 8 * c;
+                __m256 x = f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vh + at)))
+                               : _mm256_loadu_ps(vf + at);
+                if (rescale[j]) o[c] = _mm256_mul_ps(o[c], sh);
+                o[c] = _mm256_add_ps(o[c], _mm256_mul_ps(wj, x));
+            }
+        }
+        for (int c = 0; c < 4; c++)
+            _mm256_storeu_ps(out + i + 8 * c, o[c]);
+    }
+    for (; i + 8 <= head_dim; i += 8) {
+        __m256 o = _mm256_loadu_ps(out + i);
+        for (int j = 0; j < 8; j++) {
+            const size_t at = (size_t)j * stride + i;
+            __m256 x = f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vh + at)))
+                           : _mm256_loadu_ps(vf + at);
+            if (rescale[j]) o = _mm256_mul_ps(o, _mm256_set1_ps(shrink[j]));
+            o = _mm256_add_ps(o, _mm256_mul_ps(_mm256_set1_ps(w[j]), x));
+        }
+        _mm256_storeu_ps(out + i, o);
+    }
+    for (; i < head_dim; i++) {
+        float x = out[i];
+        for (int j = 0; j < 8; j++) {
+            const size_t at = (size_t)j * stride + i;
+            if (rescale[j]) x *= shrink[j];
+            x += w[j] * (f16 ? f16_to_f32(vh[at]) : vf[at]);
+        }
+        out[i] = x;
+    }
+}
+
+TARGET void attn_scale_avx2(float *out, float c, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_loadu_ps(out + i), _mm256_set1_ps(c)));
+    for (; i < n; i++)
+        out[i] *= c;
+}
+
+TARGET void attn_axpy_avx2(float *out, float w, const void *v, bool f16, int n) {
+    int i = 0;
+    const __m256 wv = _mm256_set1_ps(w);
+    for (; i + 8 <= n; i += 8) {
+        __m256 x =
+            f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)v + i)))
+                : _mm256_loadu_ps((const float *)v + i);
+        _mm256_storeu_ps(out + i, _mm256_add_ps(_mm256_loadu_ps(out + i), _mm256_mul_ps(wv, x)));
+    }
+    for (; i < n; i++)
+        out[i] += w * (f16 ? f16_to_f32(((const uint16_t *)v)[i]) : ((const float *)v)[i]);
+}
+
+#else /* not x86: forward.c runs its scalar loops */
+
+void attn_keys8_t_avx2(float *kt, const void *k, bool f16, size_t stride, int head_dim) {
+    (void)kt, (void)k, (void)f16, (void)stride, (void)head_dim;
+}
+void attn_scores8t_avx2(float s[8], const float *q, const float *kt, int head_dim) {
+    (void)s, (void)q, (void)kt, (void)head_dim;
+}
+void attn_scores8t_rows_avx2(float *s, const float *const *q, int nq, const float *kt,
+                             int head_dim) {
+    (void)s, (void)q, (void)nq, (void)kt, (void)head_dim;
+}
+void attn_accum8_avx2(float *out, const unsigned char rescale[8], const float shrink[8],
+                      const float w[8], const void *v, bool f16, size_t stride, int head_dim) {
+    (void)out, (void)rescale, (void)shrink, (void)w, (void)v, (void)f16, (void)stride;
+    (void)head_dim;
+}
+void attn_scale_avx2(float *out, float c, int n) {
+    (void)out, (void)c, (void)n;
+}
+void attn_axpy_avx2(float *out, float w, const void *v, bool f16, int n) {
+    (void)out, (void)w, (void)v, (void)f16, (void)n;
+}
+
+#endif
