@@ -309,7 +309,9 @@ static enum MHD_Result dispatch(req_ctx *r, const char *url, const char *method)
         sched_stats st;
         sched_get_stats(h->s, &st);
         return send_text(r, 200, "text/plain; version=0.0.4",
-                         metrics_render(st.busy_slots, st.slots, st.queued), false);
+                         metrics_render(st.busy_slots, st.slots, st.queued, st.kv_tokens,
+                                        st.kv_capacity),
+                         false);
     }
     case R_COMPLETIONS: return run_generation(r, false);
     case R_CHAT: return run_generation(r, true);
@@ -382,9 +384,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         record_job(r, r->j);
     }
     if (!r->status) r->status = 499; /* the client left before an answer */
+    double total = ls_now() - r->t_start;
+    /* before the request counter, so a scrape that sees the request sees its duration */
+    if (r->status == 200 && (!strcmp(r->route, "/v1/completions") ||
+                             !strcmp(r->route, "/v1/chat/completions")))
+        metrics_duration(total);
     metrics_request(r->route, r->status);
     if (h->cfg.log_requests) {
-        double total = ls_now() - r->t_start;
         if (h->cfg.log_format == CFG_LOG_JSON)
             fprintf(stderr,
                     "{\"event\":\"request\",\"route\":\"%s\",\"status\":%d,\"prompt_tokens\":%d,"

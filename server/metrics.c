@@ -23,7 +23,7 @@ typedef struct {
     atomic_ullong count[N_BUCKETS + 1]; /* per bucket (not cumulative); last: +Inf */
     atomic_ullong sum_us;
 } histogram;
-static histogram ttft, itl;
+static histogram ttft, itl, duration;
 
 void metrics_request(const char *route, int status) {
     size_t r = N_ROUTES - 1, c = N_STATUS;
@@ -53,6 +53,7 @@ static void observe(histogram *h, double s) {
 void metrics_ttft(double seconds) { observe(&ttft, seconds); }
 void metrics_beam_running(int delta) { atomic_fetch_add_explicit(&beam_running, delta, memory_order_relaxed); }
 void metrics_itl(double seconds) { observe(&itl, seconds); }
+void metrics_duration(double seconds) { observe(&duration, seconds); }
 
 typedef struct {
     char *buf;
@@ -91,7 +92,8 @@ static void put_histogram(text *t, const char *name, const char *help, histogram
         (double)atomic_load_explicit(&h->sum_us, memory_order_relaxed) * 1e-6, name, cum);
 }
 
-char *metrics_render(int busy_slots, int slots, int queued) {
+char *metrics_render(int busy_slots, int slots, int queued, long long kv_tokens,
+                     long long kv_capacity) {
     text t = {0};
     put(&t, "# HELP llamaserve_requests_total HTTP requests by route and status.\n"
             "# TYPE llamaserve_requests_total counter\n");
@@ -127,9 +129,22 @@ char *metrics_render(int busy_slots, int slots, int queued) {
         atomic_load(&beam_running));
     put(&t, "# HELP llamaserve_slots_total Slots.\n"
             "# TYPE llamaserve_slots_total gauge\nllamaserve_slots_total %d\n", slots);
+    put(&t, "# HELP llamaserve_kv_cache_tokens Tokens held in the slots' KV caches (running "
+            "requests and the prompt prefixes kept for later ones).\n"
+            "# TYPE llamaserve_kv_cache_tokens gauge\nllamaserve_kv_cache_tokens %lld\n",
+        kv_tokens);
+    put(&t, "# HELP llamaserve_kv_cache_capacity_tokens Tokens the slots' KV caches can hold "
+            "(slots x ctx_size).\n"
+            "# TYPE llamaserve_kv_cache_capacity_tokens gauge\n"
+            "llamaserve_kv_cache_capacity_tokens %lld\n",
+        kv_capacity);
     put_histogram(&t, "llamaserve_time_to_first_token_seconds",
                   "Time from request arrival to its first generated token.", &ttft);
     put_histogram(&t, "llamaserve_inter_token_latency_seconds",
                   "Time between consecutive generated tokens of a request.", &itl);
+    put_histogram(&t, "llamaserve_request_duration_seconds",
+                  "Time from arrival to the end of the answer, completions and chat requests "
+                  "answered 200.",
+                  &duration);
     return t.buf;
 }

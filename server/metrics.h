@@ -12,11 +12,14 @@ void metrics_tokens(unsigned long long prompt, unsigned long long generated);
 void metrics_prompt_cached(unsigned long long n);
 void metrics_ttft(double seconds);
 void metrics_itl(double seconds);
+/* A completions or chat request answered 200, from arrival to its last byte. */
+void metrics_duration(double seconds);
 /* A beam search started (+1) or ended (-1). */
 void metrics_beam_running(int delta);
 
 /* Appends the exposition text (counters, histograms, and the given gauges) to a malloc'ed
  * string; caller frees. */
-char *metrics_render(int busy_slots, int slots, int queued);
+char *metrics_render(int busy_slots, int slots, int queued, long long kv_tokens,
+                     long long kv_capacity);
 
 #endif

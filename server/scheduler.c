@@ -50,6 +50,7 @@ struct sched {
     bool stopping, draining;
     bool cancel_all;    /* end every running and queued job at the next step */
     unsigned long long n_steps;
+    long long kv_tokens; /* sum of the slots' kv->n after the last step (for /metrics) */
 };
 
 void gen_request_free(gen_request *r) {
@@ -417,8 +418,11 @@ static void step(sched *s) {
         const float *lg = s->logits + (size_t)out++ * s->m->cfg.vocab_size;
         if (sl->job) slot_accept(s, sl, lg, now);
     }
+    long long kv_tokens = 0;
+    for (int i = 0; i < s->p.parallel; i++) kv_tokens += s->slots[i].kv->n;
     pthread_mutex_lock(&s->mu);
     s->n_steps++;
+    s->kv_tokens = kv_tokens;
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -657,6 +661,8 @@ void sched_get_stats(sched *s, sched_stats *out) {
     out->queued = s->n_queued;
     out->slots = s->p.parallel;
     out->steps = s->n_steps;
+    out->kv_tokens = s->kv_tokens;
+    out->kv_capacity = (long long)s->p.parallel * s->p.ctx_size;
     pthread_mutex_unlock(&s->mu);
 }
 

@@ -120,6 +120,7 @@ void job_wait(job *j);
 typedef struct {
     int busy_slots, queued, slots;
     unsigned long long steps; /* forward steps run */
+    long long kv_tokens, kv_capacity; /* positions held in the slots' KV caches, and the most */
 } sched_stats;
 void sched_get_stats(sched *s, sched_stats *out);
 

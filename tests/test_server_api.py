@@ -146,13 +146,18 @@ def test_metrics_format(s):
     assert after["llamaserve_prompt_tokens_total"] >= before["llamaserve_prompt_tokens_total"] + \
         r["usage"]["prompt_tokens"], (before, after)
     for name in ("llamaserve_slots_busy", "llamaserve_queue_depth", "llamaserve_slots_total",
-                 "llamaserve_prompt_tokens_total", "llamaserve_generated_tokens_total"):
+                 "llamaserve_prompt_tokens_total", "llamaserve_generated_tokens_total",
+                 "llamaserve_kv_cache_tokens", "llamaserve_kv_cache_capacity_tokens"):
         assert name in after, name
     assert after["llamaserve_slots_total"] == 4
+    # the finished request's prompt and output stay cached (the prompt cache), within capacity
+    kv, cap = after["llamaserve_kv_cache_tokens"], after["llamaserve_kv_cache_capacity_tokens"]
+    assert r["usage"]["prompt_tokens"] <= kv <= cap and cap % 4 == 0, (kv, cap)
     st, hd, data = s.request("GET", "/metrics")
     assert hd.get("content-type", "").startswith("text/plain"), hd
     text = data.decode()
-    for h in ("llamaserve_time_to_first_token_seconds", "llamaserve_inter_token_latency_seconds"):
+    for h in ("llamaserve_time_to_first_token_seconds", "llamaserve_inter_token_latency_seconds",
+              "llamaserve_request_duration_seconds"):
         assert "# TYPE %s histogram" % h in text, h
         buckets = [(k, v) for k, v in after.items() if k.startswith(h + "_bucket{")]
         assert buckets and buckets[-1][0].endswith('le="+Inf"}'), buckets
