@@ -1,0 +1,346 @@
+/* api_response: OpenAI-compatible responses (see api.h): the whole JSON answer of a finished
+ * job, /v1/models, and the Server-Sent Events of a stream, in the exact shapes of
+ * shared/notes/wire-formats.md. Reads a job only under job->mu (the callers hold it); no I/O. */
+#include "api.h"
+
+#include "common.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* --- responses --- */
+
+static const char *finish_name(finish_reason f) {
+    switch (f) {
+    case FINISH_STOP: return "stop";
+    case FINISH_LENGTH: return "length";
+    default: return NULL;
+    }
+}
+
+/* A token's text for logprobs; "bytes:\xNN" for a byte that is not a whole character. */
+static void token_text(const tokenizer *t, int id, char *out, size_t cap, cJSON **bytes) {
+    char buf[8];
+    size_t n;
+    const char *p = tok_piece_bytes(t, id, buf, &n);
+    if (bytes) {
+        *bytes = cJSON_CreateArray();
+        for (size_t i = 0; i < n; i++)
+            cJSON_AddItemToArray(*bytes, cJSON_CreateNumber((unsigned char)p[i]));
+    }
+    if (ls_utf8_valid(p, n)) {
+        snprintf(out, cap, "%.*s", (int)n, p);
+    } else {
+        size_t o = 0;
+        out[0] = '\0';
+        for (size_t i = 0; i < n && o + 12 < cap; i++)
+            o += (size_t)snprintf(out + o, cap - o, "bytes:\\x%02x", (unsigned char)p[i]);
+    }
+}
+
+/* Logprobs of tokens [from, to) of one choice, in the completions (legacy) or chat shape. */
+static cJSON *logprobs_json(const api_ctx *ctx, const api_call *c, const choice_out *o, int from,
+                            int to, size_t text_offset) {
+    const tokenizer *t = ctx->m->tok;
+    char txt[128];
+    if (c->chat) {
+        cJSON *lp = cJSON_CreateObject(), *content = cJSON_AddArrayToObject(lp, "content");
+        for (int i = from; i < to; i++) {
+            const gen_token *g = &o->toks[i];
+            cJSON *item = cJSON_CreateObject(), *bytes;
+            token_text(t, g->id, txt, sizeof txt, &bytes);
+            cJSON_AddStringToObject(item, "token", txt);
+            cJSON_AddNumberToObject(item, "logprob", g->logprob);
+            cJSON_AddItemToObject(item, "bytes", bytes);
+            cJSON *tops = cJSON_AddArrayToObject(item, "top_logprobs");
+            for (int k = 0; k < g->n_top; k++) {
+                cJSON *top = cJSON_CreateObject(), *tb;
+                token_text(t, g->top_id[k], txt, sizeof txt, &tb);
+                cJSON_AddStringToObject(top, "token", txt);
+                cJSON_AddNumberToObject(top, "logprob", g->top_logprob[k]);
+                cJSON_AddItemToObject(top, "bytes", tb);
+                cJSON_AddItemToArray(tops, top);
+            }
+            cJSON_AddItemToArray(content, item);
+        }
+        return lp;
+    }
+    cJSON *lp = cJSON_CreateObject();
+    cJSON *toks = cJSON_AddArrayToObject(lp, "tokens");
+    cJSON *tlp = cJSON_AddArrayToObject(lp, "token_logprobs");
+    cJSON *tops = cJSON_AddArrayToObject(lp, "top_logprobs");
+    cJSON *offs = cJSON_AddArrayToObject(lp, "text_offset");
+    size_t off = text_offset;
+    for (int i = from; i < to; i++) {
+        const gen_token *g = &o->toks[i];
+        char buf[8];
+        size_t n;
+        tok_piece_bytes(t, g->id, buf, &n);
+        token_text(t, g->id, txt, sizeof txt, NULL);
+        cJSON_AddItemToArray(toks, cJSON_CreateString(txt));
+        cJSON_AddItemToArray(tlp, cJSON_CreateNumber(g->logprob));
+        cJSON *top = cJSON_CreateObject();
+        for (int k = 0; k < g->n_top; k++) {
+            token_text(t, g->top_id[k], txt, sizeof txt, NULL);
+            if (!cJSON_GetObjectItemCaseSensitive(top, txt))
+                cJSON_AddNumberToObject(top, txt, g->top_logprob[k]);
+        }
+        cJSON_AddItemToArray(tops, top);
+        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off));
+        off += n;
+    }
+    return lp;
+}
+
+/* OpenAI's usage object. prompt_tokens counts the prompt once whatever n is; its
+ * cached_tokens are the prompt tokens every choice found in its slot's cache. */
+static cJSON *usage_json(const job *j) {
+    int gen = 0, cached = j->req.n_prompt;
+    for (int c = 0; c < j->req.n; c++) {
+        gen += j->choices[c].n_gen;
+        if (j->choices[c].n_cached < cached) cached = j->choices[c].n_cached;
+    }
+    cJSON *u = cJSON_CreateObject();
+    cJSON_AddNumberToObject(u, "prompt_tokens", j->req.n_prompt);
+    cJSON_AddNumberToObject(u, "completion_tokens", gen);
+    cJSON_AddNumberToObject(u, "total_tokens", j->req.n_prompt + gen);
+    cJSON *d = cJSON_AddObjectToObject(u, "prompt_tokens_details");
+    cJSON_AddNumberToObject(d, "cached_tokens", cached);
+    return u;
+}
+
+static cJSON *envelope(const api_ctx *ctx, const api_call *c, const char *id, long created,
+                       bool chunk) {
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "id", id);
+    cJSON_AddStringToObject(r, "object", c->chat ? (chunk ? "chat.completion.chunk"
+                                                          : "chat.completion")
+                                                 : "text_completion");
+    cJSON_AddNumberToObject(r, "created", (double)created);
+    cJSON_AddStringToObject(r, "model", ctx->model_id);
+    return r;
+}
+
+static void add_text(cJSON *obj, const char *key, const char *s, size_t n) {
+    char *tmp = malloc(n + 1);
+    if (!tmp) return;
+    memcpy(tmp, s, n);
+    tmp[n] = '\0';
+    cJSON_AddStringToObject(obj, key, tmp);
+    free(tmp);
+}
+
+char *api_response_json(const api_ctx *ctx, const api_call *c, job *j, const char *id,
+                        long created) {
+    pthread_mutex_lock(&j->mu);
+    cJSON *r = envelope(ctx, c, id, created, false);
+    cJSON *choices = cJSON_AddArrayToObject(r, "choices");
+    for (int i = 0; i < j->req.n; i++) {
+        const choice_out *o = &j->choices[i];
+        cJSON *ch = cJSON_CreateObject();
+        cJSON_AddNumberToObject(ch, "index", i);
+        if (c->chat) {
+            cJSON *msg = cJSON_AddObjectToObject(ch, "message");
+            cJSON_AddStringToObject(msg, "role", "assistant");
+            add_text(msg, "content", o->text ? o->text : "", o->len);
+        } else if (c->echo && c->echo_text) {
+            size_t pl = strlen(c->echo_text);
+            char *both = malloc(pl + o->len + 1);
+            if (both) {
+                memcpy(both, c->echo_text, pl);
+                memcpy(both + pl, o->text ? o->text : "", o->len);
+                both[pl + o->len] = '\0';
+                cJSON_AddStringToObject(ch, "text", both);
+                free(both);
+            }
+        } else {
+            add_text(ch, "text", o->text ? o->text : "", o->len);
+        }
+        if (c->logprobs >= 0)
+            cJSON_AddItemToObject(ch, "logprobs", logprobs_json(ctx, c, o, 0, o->n_toks,
+                                                                c->echo && c->echo_text
+                                                                    ? strlen(c->echo_text)
+                                                                    : 0));
+        else cJSON_AddNullToObject(ch, "logprobs");
+        const char *fr = finish_name(o->finish);
+        if (fr) cJSON_AddStringToObject(ch, "finish_reason", fr);
+        else cJSON_AddNullToObject(ch, "finish_reason");
+        cJSON_AddItemToArray(choices, ch);
+    }
+    cJSON_AddItemToObject(r, "usage", usage_json(j));
+    pthread_mutex_unlock(&j->mu);
+    char *s = cJSON_PrintUnformatted(r);
+    cJSON_Delete(r);
+    return s;
+}
+
+char *api_models_json(const api_ctx *ctx, long created) {
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "object", "list");
+    cJSON *data = cJSON_AddArrayToObject(r, "data"), *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "id", ctx->model_id);
+    cJSON_AddStringToObject(m, "object", "model");
+    cJSON_AddNumberToObject(m, "created", (double)created);
+    cJSON_AddStringToObject(m, "owned_by", "llamaserve");
+    cJSON *meta = cJSON_AddObjectToObject(m, "meta");
+    cJSON_AddNumberToObject(meta, "n_ctx_train", ctx->m->cfg.ctx_len);
+    cJSON_AddNumberToObject(meta, "n_ctx_slot", ctx->ctx_size);
+    cJSON_AddNumberToObject(meta, "n_vocab", ctx->m->cfg.vocab_size);
+    cJSON_AddItemToArray(data, m);
+    char *s = cJSON_PrintUnformatted(r);
+    cJSON_Delete(r);
+    return s;
+}
+
+/* --- streaming --- */
+
+int api_stream_init(api_stream *st, const api_ctx *ctx, const api_call *c, job *j,
+                    const char *id, long created) {
+    memset(st, 0, sizeof *st);
+    st->ctx = ctx;
+    st->call = c;
+    st->j = j;
+    st->id = id;
+    st->created = created;
+    int n = j->req.n;
+    st->sent_len = calloc((size_t)n, sizeof *st->sent_len);
+    st->sent_toks = calloc((size_t)n, sizeof *st->sent_toks);
+    st->sent_finish = calloc((size_t)n, sizeof *st->sent_finish);
+    return st->sent_len && st->sent_toks && st->sent_finish ? 0 : -1;
+}
+
+void api_stream_free(api_stream *st) {
+    free(st->sent_len);
+    free(st->sent_toks);
+    free(st->sent_finish);
+}
+
+static void emit(char **buf, size_t *len, size_t *cap, cJSON *event) {
+    char *s = cJSON_PrintUnformatted(event);
+    cJSON_Delete(event);
+    if (!s) return;
+    size_t n = strlen(s), need = *len + n + 9;
+    if (need > *cap) {
+        size_t nc = need * 2;
+        char *nb = realloc(*buf, nc);
+        if (!nb) {
+            free(s);
+            return;
+        }
+        *buf = nb;
+        *cap = nc;
+    }
+    *len += (size_t)sprintf(*buf + *len, "data: %s\n\n", s);
+    free(s);
+}
+
+static void emit_raw(char **buf, size_t *len, size_t *cap, const char *s) {
+    size_t n = strlen(s);
+    if (*len + n + 1 > *cap) {
+        size_t nc = (*len + n + 1) * 2;
+        char *nb = realloc(*buf, nc);
+        if (!nb) return;
+        *buf = nb;
+        *cap = nc;
+    }
+    memcpy(*buf + *len, s, n + 1);
+    *len += n;
+}
+
+/* One chunk for choice i carrying text (may be empty) and/or a finish reason. */
+static cJSON *chunk(api_stream *st, int i, const char *text, size_t n, bool role,
+                    const char *finish, cJSON *logprobs) {
+    const api_call *c = st->call;
+    cJSON *r = envelope(st->ctx, c, st->id, st->created, true);
+    cJSON *choices = cJSON_AddArrayToObject(r, "choices"), *ch = cJSON_CreateObject();
+    cJSON_AddNumberToObject(ch, "index", i);
+    if (c->chat) {
+        cJSON *d = cJSON_AddObjectToObject(ch, "delta");
+        if (role) cJSON_AddStringToObject(d, "role", "assistant");
+        if (text) add_text(d, "content", text, n);
+    } else {
+        add_text(ch, "text", text ? text : "", text ? n : 0);
+    }
+    if (logprobs) cJSON_AddItemToObject(ch, "logprobs", logprobs);
+    else cJSON_AddNullToObject(ch, "logprobs");
+    if (finish) cJSON_AddStringToObject(ch, "finish_reason", finish);
+    else cJSON_AddNullToObject(ch, "finish_reason");
+    cJSON_AddItemToArray(choices, ch);
+    if (c->include_usage) cJSON_AddNullToObject(r, "usage");
+    return r;
+}
+
+bool api_stream_events(api_stream *st, char **buf, size_t *len, size_t *cap) {
+    const api_call *c = st->call;
+    job *j = st->j;
+    if (st->sent_done) return true;
+    if (c->chat && !st->sent_role) {
+        for (int i = 0; i < j->req.n; i++) emit(buf, len, cap, chunk(st, i, "", 0, true, NULL, NULL));
+        st->sent_role = true;
+    }
+    if (!c->chat && c->echo && c->echo_text && !st->echoed) {
+        for (int i = 0; i < j->req.n; i++)
+            emit(buf, len, cap, chunk(st, i, c->echo_text, strlen(c->echo_text), false, NULL,
+                                      NULL));
+        st->echoed = true;
+    }
+    for (int i = 0; i < j->req.n; i++) {
+        const choice_out *o = &j->choices[i];
+        if (st->sent_finish[i]) continue;
+        if (o->finish == FINISH_ERROR || o->finish == FINISH_CANCEL) {
+            api_error e;
+            api_error_set(&e, 500, "server_error", NULL, NULL, "%s",
+                          o->finish == FINISH_CANCEL ? "the request was cancelled (server shutting down)"
+                                                     : j->error);
+            char *s = api_error_json(&e);
+            if (s) {
+                emit_raw(buf, len, cap, "data: ");
+                emit_raw(buf, len, cap, s);
+                emit_raw(buf, len, cap, "\n\n");
+                free(s);
+            }
+            st->sent_finish[i] = true;
+            continue;
+        }
+        bool new_text = o->len > st->sent_len[i];
+        bool new_toks = c->logprobs >= 0 && o->n_toks > st->sent_toks[i];
+        if (new_text || (new_toks && o->finish == FINISH_NONE)) {
+            cJSON *lp = c->logprobs >= 0 ? logprobs_json(st->ctx, c, o, st->sent_toks[i],
+                                                         o->n_toks, st->sent_len[i])
+                                         : NULL;
+            emit(buf, len, cap, chunk(st, i, o->text + st->sent_len[i], o->len - st->sent_len[i],
+                                      false, NULL, lp));
+            st->sent_len[i] = o->len;
+            st->sent_toks[i] = o->n_toks;
+        }
+        if (o->finish != FINISH_NONE) {
+            cJSON *lp = c->logprobs >= 0 && o->n_toks > st->sent_toks[i]
+                            ? logprobs_json(st->ctx, c, o, st->sent_toks[i], o->n_toks,
+                                            st->sent_len[i])
+                            : NULL;
+            emit(buf, len, cap, chunk(st, i, c->chat ? NULL : "", 0, false,
+                                      finish_name(o->finish), lp));
+            st->sent_toks[i] = o->n_toks;
+            st->sent_finish[i] = true;
+        }
+    }
+    if (j->n_finished < j->req.n) return false;
+    /* an error event ends the stream: no usage chunk and no [DONE] after it (a cancel at
+     * shutdown is such an error too; a client would otherwise read [DONE] as success) */
+    bool failed = false;
+    for (int i = 0; i < j->req.n; i++)
+        failed = failed || j->choices[i].finish == FINISH_ERROR ||
+                 j->choices[i].finish == FINISH_CANCEL;
+    if (c->include_usage && !st->sent_usage && !failed) {
+        cJSON *r = envelope(st->ctx, c, st->id, st->created, true);
+        cJSON_AddArrayToObject(r, "choices");
+        cJSON_AddItemToObject(r, "usage", usage_json(j));
+        emit(buf, len, cap, r);
+        st->sent_usage = true;
+    }
+    if (!failed) emit_raw(buf, len, cap, "data: [DONE]\n\n");
+    st->sent_done = true;
+    return true;
+}
