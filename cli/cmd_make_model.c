@@ -84,17 +84,11 @@ static void put_random_rows(out_file *o, dtype t, int64_t ne0, int64_t n_rows, f
                             float *row, void *enc) {
     for (int64_t r = 0; r < n_rows; r++) {
         for (int64_t i = 0; i < ne0; i++) row[i] = frand() * scale;
-        switch (t) {
-        case DT_F32: put(o, row, (size_t)ne0 * 4); continue;
-        case DT_F16:
-            for (int64_t i = 0; i < ne0; i++) ((uint16_t *)enc)[i] = f32_to_f16(row[i]);
-            break;
-        case DT_BF16:
-            for (int64_t i = 0; i < ne0; i++) ((uint16_t *)enc)[i] = f32_to_bf16(row[i]);
-            break;
-        case DT_Q8_0: quantize_row_q8_0(enc, row, ne0); break;
-        case DT_Q4_0: quantize_row_q4_0(enc, row, ne0); break;
+        if (t == DT_F32) { /* as it is (enc may be NULL then) */
+            put(o, row, (size_t)ne0 * sizeof(float));
+            continue;
         }
+        quantize_row(enc, row, t, ne0);
         put(o, enc, dtype_row_bytes(t, ne0));
     }
 }

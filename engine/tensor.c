@@ -171,3 +171,17 @@ void quantize_row_q4_0(block_q4_0 *out, const float *x, int64_t n) {
         }
     }
 }
+
+void quantize_row(void *out, const float *x, dtype t, int64_t n) {
+    switch (t) {
+    case DT_F32: memcpy(out, x, (size_t)n * sizeof(float)); return;
+    case DT_F16:
+        for (int64_t i = 0; i < n; i++) ((uint16_t *)out)[i] = f32_to_f16(x[i]);
+        return;
+    case DT_BF16:
+        for (int64_t i = 0; i < n; i++) ((uint16_t *)out)[i] = f32_to_bf16(x[i]);
+        return;
+    case DT_Q8_0: quantize_row_q8_0(out, x, n); return;
+    case DT_Q4_0: quantize_row_q4_0(out, x, n); return;
+    }
+}

@@ -74,5 +74,8 @@ void dequantize_row(float *out, const void *src, dtype t, int64_t n);
 void quantize_row_q8_0(block_q8_0 *out, const float *x, int64_t n);
 void quantize_row_q4_0(block_q4_0 *out, const float *x, int64_t n);
 void quantize_row_q8_act(block_q8_act *out, const float *x, int64_t n);
+/* The inverse of dequantize_row: n floats into a row of type t at out (F32 copied, F16/BF16
+ * rounded to nearest even, Q8_0/Q4_0 by the quantizers above). */
+void quantize_row(void *out, const float *x, dtype t, int64_t n);
 
 #endif

@@ -23,21 +23,8 @@ static tensor make_weights(dtype t, int n_in, int n_out, unsigned seed) {
     uint8_t *data = malloc(dtype_row_bytes(t, n_in) * n_out + 64);
     unsigned s = seed;
     for (int i = 0; i < n_in * n_out; i++) w[i] = frand(&s);
-    for (int r = 0; r < n_out; r++) {
-        const float *src = w + (size_t)r * n_in;
-        uint8_t *dst = data + dtype_row_bytes(t, n_in) * r;
-        switch (t) {
-        case DT_F32: memcpy(dst, src, (size_t)n_in * 4); break;
-        case DT_F16:
-            for (int i = 0; i < n_in; i++) ((uint16_t *)dst)[i] = f32_to_f16(src[i]);
-            break;
-        case DT_BF16:
-            for (int i = 0; i < n_in; i++) ((uint16_t *)dst)[i] = f32_to_bf16(src[i]);
-            break;
-        case DT_Q8_0: quantize_row_q8_0((block_q8_0 *)dst, src, n_in); break;
-        case DT_Q4_0: quantize_row_q4_0((block_q4_0 *)dst, src, n_in); break;
-        }
-    }
+    for (int r = 0; r < n_out; r++)
+        quantize_row(data + dtype_row_bytes(t, n_in) * r, w + (size_t)r * n_in, t, n_in);
     free(w);
     tensor ten = {data, t, 2, {n_in, n_out, 1, 1}};
     return ten;

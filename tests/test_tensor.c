@@ -109,8 +109,39 @@ static void test_sizes(void) {
     CHECK(!dtype_supported(3) && dtype_supported(30), "supported types");
 }
 
+/* quantize_row writes what each type's own encoder writes, and F32/F16/BF16 come back through
+ * dequantize_row as those encoders' exact values. */
+static void test_quantize_row(void) {
+    enum { N = 32 * 5 };
+    static float x[N], y[N];
+    static uint8_t a[N * 4], b[N * 4];
+    unsigned s = 11;
+    for (int i = 0; i < N; i++) x[i] = frand(&s) * 3.0f;
+    const dtype types[] = {DT_F32, DT_F16, DT_BF16, DT_Q8_0, DT_Q4_0};
+    for (int k = 0; k < 5; k++) {
+        dtype t = types[k];
+        quantize_row(a, x, t, N);
+        for (int i = 0; i < N; i++) {
+            if (t == DT_F32) memcpy(b + 4 * i, &x[i], 4);
+            if (t == DT_F16 || t == DT_BF16) {
+                uint16_t h = t == DT_F16 ? f32_to_f16(x[i]) : f32_to_bf16(x[i]);
+                memcpy(b + 2 * i, &h, 2);
+            }
+        }
+        if (t == DT_Q8_0) quantize_row_q8_0((block_q8_0 *)b, x, N);
+        if (t == DT_Q4_0) quantize_row_q4_0((block_q4_0 *)b, x, N);
+        CHECK(memcmp(a, b, dtype_row_bytes(t, N)) == 0, "%s: quantize_row differs from the type's encoder",
+              dtype_name(t));
+        if (t == DT_F32) {
+            dequantize_row(y, a, t, N);
+            CHECK(memcmp(x, y, sizeof x) == 0, "F32 round trip is exact");
+        }
+    }
+}
+
 int main(void) {
     test_f16();
+    test_quantize_row();
     test_bf16();
     test_roundtrip(DT_Q8_0);
     test_roundtrip(DT_Q4_0);
