@@ -5,11 +5,10 @@ tokens (the way a chat client resends its history), run twice: with the cache an
 "cache_prompt": false. Reports time to first token per turn (client side, streaming) and the
 cached_tokens the server reports. Prompts are token ids (the benchmark models carry a
 placeholder vocabulary). Usage: bench_prompt_cache.py PORT [FIRST] [NEW] [TURNS] [ANSWER]"""
-import http.client
-import json
 import random
 import sys
-import time
+
+from sse_client import post_stream
 
 port = int(sys.argv[1])
 first = int(sys.argv[2]) if len(sys.argv) > 2 else 256
@@ -20,29 +19,11 @@ answer = int(sys.argv[5]) if len(sys.argv) > 5 else 16
 
 def turn(prompt, cache):
     """(seconds to the first token, cached_tokens, the answer's token count)."""
-    body = json.dumps({"prompt": prompt, "max_tokens": answer, "temperature": 0,
-                       "ignore_eos": True, "stream": True, "cache_prompt": cache,
-                       "stream_options": {"include_usage": True}})
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-    t0 = time.monotonic()
-    c.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
-    r = c.getresponse()
-    ttft, usage, buf = None, None, b""
-    while True:
-        chunk = r.read1(65536)
-        if not chunk:
-            break
-        buf += chunk
-        while b"\n\n" in buf:
-            ev, buf = buf.split(b"\n\n", 1)
-            if not ev.startswith(b"data: ") or ev == b"data: [DONE]":
-                continue
-            e = json.loads(ev[6:])
-            if e["choices"] and ttft is None:
-                ttft = time.monotonic() - t0
-            if e.get("usage"):
-                usage = e["usage"]
-    c.close()
+    t0, events = post_stream(port, {"prompt": prompt, "max_tokens": answer, "temperature": 0,
+                                    "ignore_eos": True, "stream": True, "cache_prompt": cache,
+                                    "stream_options": {"include_usage": True}})
+    ttft = next(t for t, e in events if e["choices"]) - t0
+    usage = events[-1][1]["usage"]  # include_usage: the last event carries it
     return ttft, usage["prompt_tokens_details"]["cached_tokens"], usage["completion_tokens"]
 
 

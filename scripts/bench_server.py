@@ -5,12 +5,12 @@ included), the steady decode rate (clients / median inter-token latency), time t
 (p50, p99) and inter-token latency (p50, p99), measured on the client side from the SSE events.
 Prompts are token ids (the benchmark models carry a placeholder vocabulary), ignore_eos keeps
 every stream at exactly max_tokens. Usage: bench_server.py PORT [MAX_TOKENS] [PROMPT_LEN]"""
-import http.client
-import json
 import random
 import sys
 import threading
 import time
+
+from sse_client import post_stream
 
 port = int(sys.argv[1])
 max_tokens = int(sys.argv[2]) if len(sys.argv) > 2 else 64
@@ -19,28 +19,10 @@ prompt_len = int(sys.argv[3]) if len(sys.argv) > 3 else 32
 
 def stream(seed, out):
     rnd = random.Random(seed)
-    body = json.dumps({"prompt": [1] + [rnd.randrange(300, 30000) for _ in range(prompt_len - 1)],
-                       "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True,
-                       "stream": True})
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-    t0 = time.monotonic()
-    c.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
-    r = c.getresponse()
-    times = []
-    buf = b""
-    while True:
-        chunk = r.read1(65536)
-        if not chunk:
-            break
-        buf += chunk
-        while b"\n\n" in buf:
-            ev, buf = buf.split(b"\n\n", 1)
-            if ev.startswith(b"data: ") and ev != b"data: [DONE]":
-                e = json.loads(ev[6:])
-                if e["choices"] and e["choices"][0].get("text"):
-                    times.append(time.monotonic())
-    c.close()
-    out.append((t0, times))
+    t0, events = post_stream(port, {
+        "prompt": [1] + [rnd.randrange(300, 30000) for _ in range(prompt_len - 1)],
+        "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True, "stream": True})
+    out.append((t0, [t for t, e in events if e["choices"] and e["choices"][0].get("text")]))
 
 
 def pct(xs, p):

@@ -130,8 +130,8 @@ static void test_quantize_row(void) {
         }
         if (t == DT_Q8_0) quantize_row_q8_0((block_q8_0 *)b, x, N);
         if (t == DT_Q4_0) quantize_row_q4_0((block_q4_0 *)b, x, N);
-        CHECK(memcmp(a, b, dtype_row_bytes(t, N)) == 0, "%s: quantize_row differs from the type's encoder",
-              dtype_name(t));
+        CHECK(memcmp(a, b, dtype_row_bytes(t, N)) == 0,
+              "%s: quantize_row differs from the type's encoder", dtype_name(t));
         if (t == DT_F32) {
             dequantize_row(y, a, t, N);
             CHECK(memcmp(x, y, sizeof x) == 0, "F32 round trip is exact");
