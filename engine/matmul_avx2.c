@@ -742,7 +742,7 @@ INLINE512 void tile_float512(dtype type, float *out, int ldo, const uint8_t *w, 
 INLINE512 void rows_float512_block(dtype type, float *out, const float *x, const uint8_t *wr,
                                    size_t rb, int n, int n_out, int t0, int t1, int RP) {
     __m512 save[TG * RP_MAX];
-    _Alignas(64) __m512 wbuf[RP_MAX * (KC / 8)];
+    __m512 wbuf[RP_MAX * (KC / 8)]; /* 16 KiB, 64-byte aligned as every __m512 */
     const bool many = t1 - t0 > RT_MAX;
     const int kstep = many ? KC : n;
     for (int k0 = 0; k0 < n; k0 += kstep) {

@@ -385,10 +385,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
     if (!r->status) r->status = 499; /* the client left before an answer */
     double total = ls_now() - r->t_start;
-    /* before the request counter, so a scrape that sees the request sees its duration */
-    if (r->status == 200 && (!strcmp(r->route, "/v1/completions") ||
-                             !strcmp(r->route, "/v1/chat/completions")))
-        metrics_duration(total);
+    /* before the request counter, so a scrape that sees the request sees its duration; only
+     * completions and chat have a job */
+    if (r->j && r->status == 200) metrics_duration(total);
     metrics_request(r->route, r->status);
     if (h->cfg.log_requests) {
         if (h->cfg.log_format == CFG_LOG_JSON)
