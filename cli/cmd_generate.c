@@ -5,6 +5,7 @@
 #include "args.h"
 #include "beam.h"
 #include "common.h"
+#include "config.h"
 #include "forward.h"
 #include "model.h"
 #include "sampler.h"
@@ -18,11 +19,12 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: llamaserve generate --model PATH [options]\n"
+            "usage: llamaserve generate [--model PATH] [options]\n"
             "\n"
             "Generates text from a prompt and prints it as it is produced.\n"
             "\n"
-            "  -m, --model PATH        model file (GGUF or llama2.c .bin)\n"
+            "  -m, --model PATH        model file (GGUF or llama2.c .bin); default: the embedded\n"
+            "                          demo model (kjv-demo-q8_0.gguf)\n"
             "      --tokenizer PATH    tokenizer (llama2.c tokenizer.bin or GGUF); default: the\n"
             "                          model's own, or tokenizer.bin beside a .bin checkpoint\n"
             "  -p, --prompt TEXT       prompt; without it generation starts from BOS alone\n"
@@ -120,7 +122,13 @@ static int parse(gen_opts *o, int argc, char **argv, char *err, size_t errlen) {
         if (rc) return -1;
     }
     if (optind < argc) return ls_fail(err, errlen, "unexpected argument '%s'", argv[optind]);
-    if (!o->model) return ls_fail(err, errlen, "--model is required");
+    if (!o->model) {
+        static char demo[4096]; /* the embedded demo model, when no --model is given */
+        if (cfg_find_demo_model(demo, sizeof demo, err, errlen)) return -1;
+        o->model = demo;
+        fprintf(stderr, "llamaserve generate: no --model given: using the embedded demo model %s\n",
+                demo);
+    }
     return 0;
 }
 

@@ -57,8 +57,13 @@ int cmd_serve(int argc, char **argv) {
     sched *s = NULL;
     http_server *h = http_start(&cfg, err, sizeof err);
     if (!h) goto fail;
-    fprintf(stderr, "llamaserve: listening on http://%s:%d (loading %s)\n", cfg.host,
-            http_port(h), cfg.model);
+    static const char *const origin[] = {
+        [CFG_MODEL_GIVEN] = "",
+        [CFG_MODEL_MODELS_DIR] = ", the one .gguf in models_dir",
+        [CFG_MODEL_EMBEDDED] = ", the embedded demo model: no --model given",
+    };
+    fprintf(stderr, "llamaserve: listening on http://%s:%d (loading %s%s)\n", cfg.host,
+            http_port(h), cfg.model, origin[cfg.model_origin]);
     m = model_load(cfg.model, cfg.tokenizer[0] ? cfg.tokenizer : NULL, err, sizeof err);
     if (!m) goto fail;
     if (!m->tok) {

@@ -8,6 +8,7 @@
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -15,6 +16,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
+
+#ifndef LS_DEMO_MODEL
+#define LS_DEMO_MODEL "kjv-demo-q8_0.gguf"
+#endif
+#ifndef LS_DATA_DIR
+#define LS_DATA_DIR "/usr/local/share/llamaserve"
+#endif
+#ifndef LS_SOURCE_MODELS_DIR
+#define LS_SOURCE_MODELS_DIR "models"
+#endif
 
 enum kind { K_STR, K_INT, K_I64, K_BOOL, K_ENUM };
 enum { NOT_IN_FILE = 1, NON_EMPTY = 2, SECRET = 4 };
@@ -52,7 +64,12 @@ _Static_assert(sizeof(cfg_log_format) == sizeof(int), "enum size");
 /* The order here is the order of --help, --print-config and the example file. */
 static const setting settings[] = {
     STR(config, "", 0, "FILE", NOT_IN_FILE, "JSON config file: an object with the keys below"),
-    STR(model, "", 'm', "PATH", 0, "model file (GGUF or llama2.c .bin); required to serve"),
+    STR(model, "", 'm', "PATH", 0,
+        "model file (GGUF or llama2.c .bin); empty = the one .gguf\n"
+        "in models_dir, else the embedded demo model"),
+    STR(models_dir, "", 0, "DIR", 0,
+        "without a model: serve the one .gguf file in this folder\n"
+        "(the container sets /models); empty = none"),
     STR(tokenizer, "", 0, "PATH", 0, "tokenizer file; empty = the model's own"),
     STR(alias, "", 0, "NAME", 0,
         "model name shown to clients; empty = the model file name\n"
@@ -341,6 +358,79 @@ static void default_alias(cfg_server *c) {
     c->alias[len] = '\0';
 }
 
+int cfg_find_demo_model(char *out, size_t n, char *err, size_t errlen) {
+    char exe[CFG_PATH_LEN] = "";
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) {
+        exe[len] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = '\0';
+    } else {
+        exe[0] = '\0';
+    }
+    char places[4][CFG_PATH_LEN];
+    int n_places = 0;
+    if (exe[0]) {
+        snprintf(places[n_places++], CFG_PATH_LEN, "%s/%s", exe, LS_DEMO_MODEL);
+        snprintf(places[n_places++], CFG_PATH_LEN, "%s/../share/llamaserve/%s", exe, LS_DEMO_MODEL);
+    }
+    snprintf(places[n_places++], CFG_PATH_LEN, "%s/%s", LS_DATA_DIR, LS_DEMO_MODEL);
+    snprintf(places[n_places++], CFG_PATH_LEN, "%s/%s", LS_SOURCE_MODELS_DIR, LS_DEMO_MODEL);
+    for (int i = 0; i < n_places; i++) {
+        if (access(places[i], R_OK) == 0 && strlen(places[i]) < n) {
+            snprintf(out, n, "%s", places[i]);
+            return 0;
+        }
+    }
+    char list[4 * 256] = "";
+    for (int i = 0; i < n_places; i++) {
+        size_t used = strlen(list);
+        snprintf(list + used, sizeof list - used, "%s%.200s", i ? ", " : "", places[i]);
+    }
+    return cfg_fail(err, errlen, "no model given (--model PATH), and the demo model is in none of: %s",
+                    list);
+}
+
+/* The one .gguf file in dir: 0 with its path, 1 when dir holds none (or does not exist), -1 with
+ * a message when it holds several (which one to serve is the user's choice, not ours). */
+static int model_in_dir(const char *dir, char *out, size_t n, char *err, size_t errlen) {
+    DIR *d = opendir(dir);
+    if (!d) return 1;
+    char first[256] = "", second[256] = "";
+    int found = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t len = strlen(e->d_name);
+        if (e->d_name[0] == '.' || len < 5 || strcasecmp(e->d_name + len - 5, ".gguf")) continue;
+        snprintf(found++ ? second : first, sizeof first, "%s", e->d_name);
+        if (found > 1) break;
+    }
+    closedir(d);
+    if (found == 0) return 1;
+    if (found > 1)
+        return cfg_fail(err, errlen,
+                        "models_dir %s holds several .gguf files (%s, %s, ...): choose one with "
+                        "--model or LLAMASERVE_MODEL",
+                        dir, first, second);
+    if ((size_t)snprintf(out, n, "%s/%s", dir, first) >= n)
+        return cfg_fail(err, errlen, "models_dir %s: path too long", dir);
+    return 0;
+}
+
+/* No model given: the one in models_dir, else the embedded demo model. */
+static int default_model(cfg_server *c, char *err, size_t errlen) {
+    if (c->models_dir[0]) {
+        int rc = model_in_dir(c->models_dir, c->model, sizeof c->model, err, errlen);
+        if (rc < 0) return -1;
+        if (rc == 0) {
+            c->model_origin = CFG_MODEL_MODELS_DIR;
+            return 0;
+        }
+    }
+    if (cfg_find_demo_model(c->model, sizeof c->model, err, errlen)) return -1;
+    c->model_origin = CFG_MODEL_EMBEDDED;
+    return 0;
+}
+
 /* One flag seen on the command line, applied after the file and the environment. */
 typedef struct {
     const setting *s;
@@ -469,16 +559,11 @@ int cfg_load(cfg_server *c, int argc, char **argv, FILE *out, char *err, size_t 
             goto done;
         }
     }
+    if (!c->model[0] && !print && default_model(c, err, errlen)) goto done;
     default_alias(c);
     if (print) {
         cfg_print_json(c, out);
         rc = 1;
-        goto done;
-    }
-    if (!c->model[0]) {
-        cfg_fail(err, errlen,
-             "no model: pass --model PATH (-m), set LLAMASERVE_MODEL, or give "
-             "\"model\" in the config file");
         goto done;
     }
     rc = 0;
@@ -561,7 +646,7 @@ static void default_text(const setting *s, char *out, size_t n) {
 
 void cfg_print_help(FILE *out) {
     fprintf(out,
-            "usage: llamaserve serve --model PATH [options]\n"
+            "usage: llamaserve serve [--model PATH] [options]\n"
             "\n"
             "Serves the model over HTTP. Each setting comes from its flag, else its environment\n"
             "variable, else the JSON config file (--config), else its default.\n"

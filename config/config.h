@@ -25,6 +25,12 @@ typedef enum {
 } cfg_chat_template;
 
 typedef enum { CFG_KV_F16, CFG_KV_F32 } cfg_kv_type;
+/* Where the model path came from. */
+typedef enum {
+    CFG_MODEL_GIVEN,      /* --model, LLAMASERVE_MODEL or the config file */
+    CFG_MODEL_MODELS_DIR, /* the one .gguf file in models_dir */
+    CFG_MODEL_EMBEDDED,   /* the demo model shipped with llamaserve (cfg_find_demo_model) */
+} cfg_model_origin;
 typedef enum { CFG_LOG_TEXT, CFG_LOG_JSON } cfg_log_format;
 
 /* The effective configuration. Plain data with fixed buffers: copy it freely, share it read-only
@@ -32,6 +38,8 @@ typedef enum { CFG_LOG_TEXT, CFG_LOG_JSON } cfg_log_format;
 typedef struct {
     char config[CFG_PATH_LEN];    /* the config file that was read; "" = none */
     char model[CFG_PATH_LEN];     /* model file; "" only when cfg_load returned 1 */
+    char models_dir[CFG_PATH_LEN]; /* without a model: the one .gguf here; "" = none */
+    cfg_model_origin model_origin;
     char tokenizer[CFG_PATH_LEN]; /* "" = the model's own tokenizer */
     char alias[CFG_NAME_LEN];     /* model name for clients; cfg_load fills it from model */
     cfg_chat_template chat_template;
@@ -63,6 +71,12 @@ void cfg_defaults(cfg_server *c);
  * printed to out (the caller exits 0); -1 with a message in err on any bad flag, variable, key or
  * value. Reorders argv (getopt_long) but keeps no pointer into it. */
 int cfg_load(cfg_server *c, int argc, char **argv, FILE *out, char *err, size_t errlen);
+
+/* Finds the demo model shipped with llamaserve (LS_DEMO_MODEL, kjv-demo-q8_0.gguf), the model
+ * `serve` and `generate` use when none is given. Looks, in order, next to the running binary, in
+ * ../share/llamaserve beside it, at the installed data path and in the source tree it was built
+ * from. Returns 0 with the path in out, or -1 with a message naming every place it looked. */
+int cfg_find_demo_model(char *out, size_t n, char *err, size_t errlen);
 
 /* Writes c as one JSON object, every key of the config file, api_key redacted as "***" when set.
  * The output is itself a valid config file (that is how llamaserve.example.json is made). */

@@ -1,16 +1,12 @@
 #!/usr/bin/env bash
-# setup.sh: installs what llamaserve needs to build and test (Debian packages, only those
-# missing), then configures a release build in build/ and builds it. Idempotent.
+# setup.sh: installs what llamaserve needs to BUILD (Debian packages, only those missing), then
+# configures a release build in build/ and builds the program. Needs nothing outside this
+# repository. The test-only packages (numpy, sentencepiece, the AArch64 cross compiler, qemu,
+# podman, nginx, npm packages) are installed by scripts/test.sh when it first runs. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(gcc libc6-dev meson ninja-build pkg-config libmicrohttpd-dev libcjson-dev
-          python3 python3-numpy python3-sentencepiece curl)
-# the AArch64 NEON kernels are tested on x86-64 with a cross compiler and qemu-user
-# (scripts/test-arm.sh); on AArch64 the native tests cover them
-if [ "$(uname -m)" = x86_64 ]; then
-    packages+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
-fi
+packages=(gcc libc6-dev meson ninja-build pkg-config libmicrohttpd-dev libcjson-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -21,16 +17,6 @@ if [ ${#missing[@]} -gt 0 ]; then
     [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
-
-# the Node test drives the server with the official openai package (pinned by package-lock.json);
-# without Node.js that one test is skipped
-if command -v npm >/dev/null 2>&1; then
-    if [ ! -d tests/node/node_modules/openai ]; then
-        npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
-    fi
-else
-    echo "setup: npm not found: the Node client test will be skipped"
 fi
 
 if [ -f build/build.ninja ]; then

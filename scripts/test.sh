@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # test.sh [BUILD_DIR] [meson test args...]: runs the whole test suite of one build (default
-# build/) and ends with one line "N passed, N failed" counting the tests that ran.
+# build/) and ends with one line "N passed, N failed" counting the tests that ran. Installs the
+# test-only packages first (scripts/test-deps.sh) when they are missing, and configures BUILD_DIR
+# when scripts/setup.sh has not.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/test-deps.sh || { echo "test: installing the test packages failed"; echo "0 passed, 1 failed"; exit 1; }
 build=build
 if [ $# -gt 0 ] && [ -d "$1" ]; then build=$1; shift; fi
+[ -f "$build/build.ninja" ] || meson setup "$build" --buildtype=release >/dev/null ||
+    { echo "test: meson setup failed"; echo "0 passed, 1 failed"; exit 1; }
 ninja -C "$build" >/dev/null || { echo "test: build failed"; echo "0 passed, 1 failed"; exit 1; }
 meson test -C "$build" --print-errorlogs "$@"
 rc=$?

@@ -123,8 +123,40 @@ static void test_defaults(void) {
     CHECK(load(&c, "--model", "dir.d/plain") == 0 && !strcmp(c.alias, "plain"), "%s", c.alias);
     CHECK(load(&c, "-m", "a.gguf", "--alias", "mine") == 0 && !strcmp(c.alias, "mine"), "%s",
           c.alias);
-    /* Without a model there is nothing to serve. */
-    CHECK(load(&c, "--port", "1") == -1 && strstr(err, "model"), "%s", err);
+    /* Without a model: the embedded demo model, found in the source tree this was built from. */
+    CHECK(load(&c, "--port", "1") == 0, "%s", err);
+    CHECK(c.model_origin == CFG_MODEL_EMBEDDED && strstr(c.model, "/kjv-demo-q8_0.gguf") &&
+              !strcmp(c.alias, "kjv-demo-q8_0") && access(c.model, R_OK) == 0,
+          "%s %s", c.model, c.alias);
+    CHECK(load(&c, "-m", "given.gguf") == 0 && c.model_origin == CFG_MODEL_GIVEN, "%s", c.model);
+    cfg_free(&c);
+}
+
+/* models_dir: its one .gguf file is served when no model is given; none falls through to the
+ * demo model; several are an error naming them. */
+static void test_models_dir(void) {
+    cfg_server c;
+    char dir[] = "/tmp/ls_models_XXXXXX", path[300];
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    CHECK(load(&c, "--models-dir", dir) == 0 && c.model_origin == CFG_MODEL_EMBEDDED, "%s", err);
+    snprintf(path, sizeof path, "%s/notes.txt", dir);
+    fclose(fopen(path, "w"));
+    snprintf(path, sizeof path, "%s/mine.gguf", dir);
+    fclose(fopen(path, "w"));
+    CHECK(load(&c, "--models-dir", dir) == 0 && c.model_origin == CFG_MODEL_MODELS_DIR &&
+              !strcmp(c.model, path) && !strcmp(c.alias, "mine"),
+          "%s %s", c.model, err);
+    CHECK(load(&c, "--models-dir", dir, "-m", "x.gguf") == 0 && !strcmp(c.model, "x.gguf"),
+          "a given model wins: %s", c.model);
+    char path2[300];
+    snprintf(path2, sizeof path2, "%s/other.GGUF", dir);
+    fclose(fopen(path2, "w"));
+    CHECK(load(&c, "--models-dir", dir) == -1 && strstr(err, "several"), "%s", err);
+    remove(path);
+    remove(path2);
+    snprintf(path, sizeof path, "%s/notes.txt", dir);
+    remove(path);
+    rmdir(dir);
     cfg_free(&c);
 }
 
@@ -432,6 +464,7 @@ int main(void) {
         return 1;
     }
     test_defaults();
+    test_models_dir();
     test_precedence();
     test_bad_values();
     test_bad_files_and_flags();
