@@ -96,6 +96,55 @@ float dot_q4_0(const block_q4_0 *w, const block_q8_act *x, int n) {
     return sum;
 }
 
+/* The other block types (Q4_1, Q5_x, K-quants, IQ4): each block of the weight row dequantized
+ * into an L1 buffer, then multiplied with the F32 activations in element order (one running
+ * sum, so the bits never depend on threads or batching). The reference for these types until
+ * they get integer kernels. */
+float dot_dequant(const void *w, dtype t, const float *x, int n) {
+    float buf[QK_K];
+    const int be = dtype_block_elems(t);
+    const size_t bb = dtype_block_bytes(t);
+    float sum = 0.0f;
+    for (int b = 0; b < n / be; b++) {
+        dequantize_row(buf, (const uint8_t *)w + (size_t)b * bb, t, be);
+        for (int i = 0; i < be; i++) sum += buf[i] * x[b * be + i];
+    }
+    return sum;
+}
+
+/* Output rows r0..r1 of a dequant-type product: each weight block is dequantized once for up
+ * to 64 activation rows, which each accumulate in element order exactly as dot_dequant does
+ * (the same bits; a prompt's rows no longer each dequantize the whole matrix). */
+static void rows_dequant(float *out, const float *x, const tensor *w, int T, int r0, int r1) {
+    enum { TB = 64 };
+    float buf[QK_K], acc[TB];
+    const int n_in = (int)w->ne[0], n_out = (int)w->ne[1], be = dtype_block_elems(w->type);
+    const size_t bb = dtype_block_bytes(w->type);
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *row = tensor_row(w, r);
+        for (int t0 = 0; t0 < T; t0 += TB) {
+            const int tn = T - t0 < TB ? T - t0 : TB;
+            for (int t = 0; t < tn; t++) acc[t] = 0.0f;
+            for (int b = 0; b < n_in / be; b++) {
+                dequantize_row(buf, row + (size_t)b * bb, w->type, be);
+                for (int t = 0; t < tn; t++) {
+                    const float *xb = x + (size_t)(t0 + t) * n_in + (size_t)b * be;
+                    float sum = acc[t];
+                    for (int i = 0; i < be; i++) sum += buf[i] * xb[i];
+                    acc[t] = sum;
+                }
+            }
+            for (int t = 0; t < tn; t++) out[(size_t)(t0 + t) * n_out + r] = acc[t];
+        }
+    }
+}
+
+/* The types the SIMD kernels (matmul_avx2.c, matmul_neon.c) compute; the rest go to the scalar
+ * kernels whatever the CPU. */
+static bool simd_type(dtype t) {
+    return t == DT_F32 || t == DT_F16 || t == DT_BF16 || t == DT_Q8_0 || t == DT_Q4_0;
+}
+
 typedef struct {
     float *out;
     const float *x;
@@ -122,6 +171,10 @@ static void mm_rows(void *arg, int ith, int nth) {
             mm_rows_avx2(j->out, j->x, j->xq, j->xr, j->w, j->T, r0, r1);
         return;
     }
+    if (!simd_type(j->w->type)) {
+        rows_dequant(j->out, j->x, j->w, j->T, r0, r1);
+        return;
+    }
     for (int r = r0; r < r1; r++) {
         const void *row = tensor_row(j->w, r);
         for (int t = 0; t < j->T; t++) {
@@ -134,6 +187,7 @@ static void mm_rows(void *arg, int ith, int nth) {
             case DT_BF16: *o = dot_bf16(row, xt, n_in); break;
             case DT_Q8_0: *o = dot_q8_0(row, xqt, n_in); break;
             case DT_Q4_0: *o = dot_q4_0(row, xqt, n_in); break;
+            default: break; /* rows_dequant */
             }
         }
     }
@@ -171,7 +225,7 @@ void mm_set_inline_macs(int64_t macs) { inline_macs = macs; }
 int64_t mm_inline_macs(void) { return inline_macs; }
 
 void matmul(float *out, const float *x, const tensor *w, int T, mm_scratch *s, pool *p) {
-    const bool simd = mm_using_simd();
+    const bool simd = mm_using_simd() && simd_type(w->type);
     mm_job j = {out, x, NULL, NULL, w, T, simd};
     if (w->type == DT_Q8_0 || w->type == DT_Q4_0) {
         /* one activation row needs no repacking, nor up to MM_DEC_T_MAX of Q4_0: the VNNI

@@ -52,5 +52,8 @@ float dot_f16(const uint16_t *w, const float *x, int n);
 float dot_bf16(const uint16_t *w, const float *x, int n);
 float dot_q8_0(const block_q8_0 *w, const block_q8_act *x, int n);
 float dot_q4_0(const block_q4_0 *w, const block_q8_act *x, int n);
+/* Any other block type (Q4_1, Q5_0, Q5_1, Q2_K..Q6_K, IQ4_NL, IQ4_XS): the row dequantized block
+ * by block and multiplied with F32 activations. No SIMD twin yet: every CPU runs this. */
+float dot_dequant(const void *w, dtype t, const float *x, int n);
 
 #endif

@@ -160,9 +160,7 @@ done:
 
 /* ---- model from GGUF ----------------------------------------------------------------------- */
 
-static bool engine_type(uint32_t t) {
-    return t == DT_F32 || t == DT_F16 || t == DT_BF16 || t == DT_Q8_0 || t == DT_Q4_0;
-}
+static bool engine_type(uint32_t t) { return dtype_supported(t); }
 
 /* Takes tensor `name` into out after checking its shape is {ne0, ne1} ({ne0} when vector) and
  * its type is one the engine computes with (F32 only when vector). */
@@ -182,8 +180,9 @@ static int take(const gguf_file *f, const char *name, int64_t ne0, int64_t ne1, 
     if (!engine_type(t->type))
         return ls_fail(
             err, errlen,
-            "tensor '%s' has type %s, which is not supported (F32, F16, BF16, Q8_0, Q4_0)", name,
-            tn);
+            "tensor '%s' has type %s, which is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_1, "
+            "Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS)",
+            name, tn ? tn : "unknown");
     size_t align = t->type == DT_F32 ? 4 : 2;
     if ((uintptr_t)t->data % align != 0)
         return ls_fail(err, errlen, "tensor '%s' data is not %zu-byte aligned", name, align);

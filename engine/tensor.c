@@ -5,30 +5,59 @@
 #include <math.h>
 #include <string.h>
 
-const char *dtype_name(uint32_t type) {
-    switch (type) {
-    case DT_F32: return "F32";
-    case DT_F16: return "F16";
-    case DT_Q4_0: return "Q4_0";
-    case DT_Q8_0: return "Q8_0";
-    case DT_BF16: return "BF16";
-    default: return NULL;
-    }
+_Static_assert(sizeof(block_q4_0) == 18 && sizeof(block_q4_1) == 20, "ggml block sizes");
+_Static_assert(sizeof(block_q5_0) == 22 && sizeof(block_q5_1) == 24, "ggml block sizes");
+_Static_assert(sizeof(block_q8_0) == 34 && sizeof(block_iq4_nl) == 18, "ggml block sizes");
+_Static_assert(sizeof(block_q2_K) == 84 && sizeof(block_q3_K) == 110, "ggml block sizes");
+_Static_assert(sizeof(block_q4_K) == 144 && sizeof(block_q5_K) == 176, "ggml block sizes");
+_Static_assert(sizeof(block_q6_K) == 210 && sizeof(block_iq4_xs) == 136, "ggml block sizes");
+
+/* Every supported type: its name, elements per block and bytes per block. */
+static const struct {
+    dtype type;
+    const char *name;
+    int block_elems;
+    size_t block_bytes;
+} types[] = {
+    {DT_F32, "F32", 1, 4},
+    {DT_F16, "F16", 1, 2},
+    {DT_BF16, "BF16", 1, 2},
+    {DT_Q8_0, "Q8_0", QK, sizeof(block_q8_0)},
+    {DT_Q4_0, "Q4_0", QK, sizeof(block_q4_0)},
+    {DT_Q4_1, "Q4_1", QK, sizeof(block_q4_1)},
+    {DT_Q5_0, "Q5_0", QK, sizeof(block_q5_0)},
+    {DT_Q5_1, "Q5_1", QK, sizeof(block_q5_1)},
+    {DT_Q2_K, "Q2_K", QK_K, sizeof(block_q2_K)},
+    {DT_Q3_K, "Q3_K", QK_K, sizeof(block_q3_K)},
+    {DT_Q4_K, "Q4_K", QK_K, sizeof(block_q4_K)},
+    {DT_Q5_K, "Q5_K", QK_K, sizeof(block_q5_K)},
+    {DT_Q6_K, "Q6_K", QK_K, sizeof(block_q6_K)},
+    {DT_IQ4_NL, "IQ4_NL", QK, sizeof(block_iq4_nl)},
+    {DT_IQ4_XS, "IQ4_XS", QK_K, sizeof(block_iq4_xs)},
+};
+#define N_TYPES (sizeof types / sizeof types[0])
+
+static int type_index(uint32_t type) {
+    for (size_t i = 0; i < N_TYPES; i++)
+        if ((uint32_t)types[i].type == type) return (int)i;
+    return -1;
 }
 
-bool dtype_supported(uint32_t type) { return dtype_name(type) != NULL; }
+const char *dtype_name(uint32_t type) {
+    int i = type_index(type);
+    return i < 0 ? NULL : types[i].name;
+}
 
-int dtype_block_elems(dtype t) { return (t == DT_Q4_0 || t == DT_Q8_0) ? QK : 1; }
+bool dtype_supported(uint32_t type) { return type_index(type) >= 0; }
+
+int dtype_block_elems(dtype t) {
+    int i = type_index(t);
+    return i < 0 ? 0 : types[i].block_elems;
+}
 
 size_t dtype_block_bytes(dtype t) {
-    switch (t) {
-    case DT_F32: return 4;
-    case DT_F16:
-    case DT_BF16: return 2;
-    case DT_Q4_0: return sizeof(block_q4_0);
-    case DT_Q8_0: return sizeof(block_q8_0);
-    }
-    return 0;
+    int i = type_index(t);
+    return i < 0 ? 0 : types[i].block_bytes;
 }
 
 size_t dtype_row_bytes(dtype t, int64_t n) {
@@ -95,6 +124,163 @@ uint16_t f32_to_bf16(float f) {
     return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
 }
 
+/* ---- the block types beyond Q8_0/Q4_0: one block of each to floats ----------------------- */
+
+/* IQ4_NL's and IQ4_XS's 16 levels. */
+static const int8_t iq4_levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                      1,    13,   25,  38,  53,  69,  89,  113};
+
+/* Q4_K/Q5_K: sub-block j's 6-bit scale and min from the 12 packed bytes: bytes 0-3 hold the low
+ * 6 bits of scales 0-3, bytes 4-7 those of mins 0-3, bytes 8-11 the low 4 bits of scale and min
+ * 4-7, whose top 2 bits sit in the top bits of bytes 0-7. */
+static void scale_min_k4(int j, const uint8_t *q, int *sc, int *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+/* Q3_K: the sixteen 6-bit scales (minus 32) from the 12 packed bytes: scale i's low 4 bits are
+ * nibble (i % 8) of bytes 0-7 (low nibbles for i < 8), its high 2 bits are bits 2*(i / 4 % 2)..
+ * of byte 8 + i % 4 ... as ggml packs them: byte 8 + (i % 4), bits 2 * (i / 4). */
+static void scales_q3_k(int out[16], const uint8_t *s) {
+    for (int i = 0; i < 16; i++) {
+        int lo = i < 8 ? s[i] & 0x0f : s[i - 8] >> 4;
+        int hi = (s[8 + i % 4] >> (2 * (i / 4))) & 3;
+        out[i] = (lo | (hi << 4)) - 32;
+    }
+}
+
+static void dequantize_block(float *y, const uint8_t *blk, dtype t) {
+    switch (t) {
+    case DT_Q4_1: {
+        const block_q4_1 *b = (const block_q4_1 *)blk;
+        const float d = f16_to_f32(b->d), m = f16_to_f32(b->m);
+        for (int j = 0; j < QK / 2; j++) {
+            y[j] = d * (float)(b->qs[j] & 0x0f) + m;
+            y[j + QK / 2] = d * (float)(b->qs[j] >> 4) + m;
+        }
+        return;
+    }
+    case DT_Q5_0:
+    case DT_Q5_1: {
+        const bool q51 = t == DT_Q5_1;
+        const block_q5_1 *b1 = (const block_q5_1 *)blk;
+        const block_q5_0 *b0 = (const block_q5_0 *)blk;
+        const float d = f16_to_f32(q51 ? b1->d : b0->d), m = q51 ? f16_to_f32(b1->m) : 0.0f;
+        const uint8_t *qh8 = q51 ? b1->qh : b0->qh, *qs = q51 ? b1->qs : b0->qs;
+        const uint32_t qh = (uint32_t)qh8[0] | (uint32_t)qh8[1] << 8 | (uint32_t)qh8[2] << 16 |
+                            (uint32_t)qh8[3] << 24;
+        for (int j = 0; j < QK / 2; j++) {
+            int lo = (qs[j] & 0x0f) | (int)((qh >> j) & 1) << 4;
+            int hi = (qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4;
+            if (q51) {
+                y[j] = d * (float)lo + m;
+                y[j + QK / 2] = d * (float)hi + m;
+            } else {
+                y[j] = d * (float)(lo - 16);
+                y[j + QK / 2] = d * (float)(hi - 16);
+            }
+        }
+        return;
+    }
+    case DT_IQ4_NL: {
+        const block_iq4_nl *b = (const block_iq4_nl *)blk;
+        const float d = f16_to_f32(b->d);
+        for (int j = 0; j < QK / 2; j++) {
+            y[j] = d * (float)iq4_levels[b->qs[j] & 0x0f];
+            y[j + QK / 2] = d * (float)iq4_levels[b->qs[j] >> 4];
+        }
+        return;
+    }
+    case DT_IQ4_XS: {
+        const block_iq4_xs *b = (const block_iq4_xs *)blk;
+        const float d = f16_to_f32(b->d);
+        for (int ib = 0; ib < QK_K / 32; ib++) {
+            int ls = ((b->scales_l[ib / 2] >> (4 * (ib % 2))) & 0x0f) |
+                     (((b->scales_h >> (2 * ib)) & 3) << 4);
+            const float dl = d * (float)(ls - 32);
+            const uint8_t *qs = b->qs + 16 * ib;
+            for (int j = 0; j < 16; j++) {
+                y[32 * ib + j] = dl * (float)iq4_levels[qs[j] & 0x0f];
+                y[32 * ib + j + 16] = dl * (float)iq4_levels[qs[j] >> 4];
+            }
+        }
+        return;
+    }
+    case DT_Q2_K: {
+        /* element 128 * h + 32 * k + l (k < 4, l < 32) is bits 2k..2k+1 of qs[32 * h + l], in
+         * sub-block 8 * h + 2 * k + l / 16 */
+        const block_q2_K *b = (const block_q2_K *)blk;
+        const float d = f16_to_f32(b->d), dmin = f16_to_f32(b->dmin);
+        for (int i = 0; i < QK_K; i++) {
+            const int h = i / 128, k = (i % 128) / 32, l = i % 32;
+            const uint8_t sc = b->scales[8 * h + 2 * k + l / 16];
+            const int q = (b->qs[32 * h + l] >> (2 * k)) & 3;
+            y[i] = d * (float)(sc & 0x0f) * (float)q - dmin * (float)(sc >> 4);
+        }
+        return;
+    }
+    case DT_Q3_K: {
+        /* low bits as in Q2_K; the high bit of element 128 * h + 32 * k + l is bit 4h + k of
+         * hmask[l] */
+        const block_q3_K *b = (const block_q3_K *)blk;
+        const float d = f16_to_f32(b->d);
+        int sc[16];
+        scales_q3_k(sc, b->scales);
+        for (int i = 0; i < QK_K; i++) {
+            const int h = i / 128, k = (i % 128) / 32, l = i % 32;
+            int q = (b->qs[32 * h + l] >> (2 * k)) & 3;
+            if (!((b->hmask[l] >> (4 * h + k)) & 1)) q -= 4;
+            y[i] = d * (float)sc[8 * h + 2 * k + l / 16] * (float)q;
+        }
+        return;
+    }
+    case DT_Q4_K:
+    case DT_Q5_K: {
+        /* element 64 * p + l (l < 32) is the low nibble of qs[32 * p + l], element 64 * p + 32 + l
+         * its high nibble; sub-blocks 2p and 2p + 1; Q5_K's fifth bit is bit 2p (2p + 1) of qh[l] */
+        const bool q5 = t == DT_Q5_K;
+        const block_q4_K *b4 = (const block_q4_K *)blk;
+        const block_q5_K *b5 = (const block_q5_K *)blk;
+        const float d = f16_to_f32(q5 ? b5->d : b4->d), dmin = f16_to_f32(q5 ? b5->dmin : b4->dmin);
+        const uint8_t *scales = q5 ? b5->scales : b4->scales, *qs = q5 ? b5->qs : b4->qs;
+        for (int p = 0; p < 4; p++) {
+            for (int half = 0; half < 2; half++) {
+                int sc, m;
+                scale_min_k4(2 * p + half, scales, &sc, &m);
+                const float dl = d * (float)sc, ml = dmin * (float)m;
+                for (int l = 0; l < 32; l++) {
+                    int q = half ? qs[32 * p + l] >> 4 : qs[32 * p + l] & 0x0f;
+                    if (q5 && ((b5->qh[l] >> (2 * p + half)) & 1)) q += 16;
+                    y[64 * p + 32 * half + l] = dl * (float)q - ml;
+                }
+            }
+        }
+        return;
+    }
+    case DT_Q6_K: {
+        /* element 128 * h + 32 * k + l: low 4 bits from ql[64 * h + 32 * (k % 2) + l] (low nibble
+         * for k < 2), high 2 bits are bits 2k..2k+1 of qh[32 * h + l]; scale
+         * scales[8 * h + 2 * k + l / 16] */
+        const block_q6_K *b = (const block_q6_K *)blk;
+        const float d = f16_to_f32(b->d);
+        for (int i = 0; i < QK_K; i++) {
+            const int h = i / 128, k = (i % 128) / 32, l = i % 32;
+            const uint8_t lb = b->ql[64 * h + 32 * (k % 2) + l];
+            const int lo = k < 2 ? lb & 0x0f : lb >> 4;
+            const int hi = (b->qh[32 * h + l] >> (2 * k)) & 3;
+            y[i] = d * (float)b->scales[8 * h + 2 * k + l / 16] * (float)((lo | (hi << 4)) - 32);
+        }
+        return;
+    }
+    default: return;
+    }
+}
+
 void dequantize_row(float *out, const void *src, dtype t, int64_t n) {
     switch (t) {
     case DT_F32: memcpy(out, src, (size_t)n * sizeof(float)); return;
@@ -125,6 +311,13 @@ void dequantize_row(float *out, const void *src, dtype t, int64_t n) {
                 out[i * QK + j + QK / 2] = d * (float)((b[i].qs[j] >> 4) - 8);
             }
         }
+        return;
+    }
+    default: {
+        const int be = dtype_block_elems(t);
+        const size_t bb = dtype_block_bytes(t);
+        for (int64_t i = 0; i < n / be; i++)
+            dequantize_block(out + i * be, (const uint8_t *)src + (size_t)i * bb, t);
         return;
     }
     }
@@ -172,16 +365,17 @@ void quantize_row_q4_0(block_q4_0 *out, const float *x, int64_t n) {
     }
 }
 
-void quantize_row(void *out, const float *x, dtype t, int64_t n) {
+int quantize_row(void *out, const float *x, dtype t, int64_t n) {
     switch (t) {
-    case DT_F32: memcpy(out, x, (size_t)n * sizeof(float)); return;
+    case DT_F32: memcpy(out, x, (size_t)n * sizeof(float)); return 0;
     case DT_F16:
         for (int64_t i = 0; i < n; i++) ((uint16_t *)out)[i] = f32_to_f16(x[i]);
-        return;
+        return 0;
     case DT_BF16:
         for (int64_t i = 0; i < n; i++) ((uint16_t *)out)[i] = f32_to_bf16(x[i]);
-        return;
-    case DT_Q8_0: quantize_row_q8_0(out, x, n); return;
-    case DT_Q4_0: quantize_row_q4_0(out, x, n); return;
+        return 0;
+    case DT_Q8_0: quantize_row_q8_0(out, x, n); return 0;
+    case DT_Q4_0: quantize_row_q4_0(out, x, n); return 0;
+    default: return -1;
     }
 }

@@ -13,11 +13,22 @@ typedef enum {
     DT_F32 = 0,
     DT_F16 = 1,
     DT_Q4_0 = 2,
+    DT_Q4_1 = 3,
+    DT_Q5_0 = 6,
+    DT_Q5_1 = 7,
     DT_Q8_0 = 8,
+    DT_Q2_K = 10,
+    DT_Q3_K = 11,
+    DT_Q4_K = 12,
+    DT_Q5_K = 13,
+    DT_Q6_K = 14,
+    DT_IQ4_NL = 20,
+    DT_IQ4_XS = 23,
     DT_BF16 = 30,
 } dtype;
 
-#define QK 32 /* elements per block in Q8_0 and Q4_0 */
+#define QK 32    /* elements per block in Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL */
+#define QK_K 256 /* elements per super-block in the K-quants and IQ4_XS */
 
 /* Q8_0: 32 signed bytes and one F16 scale; value = d * qs[i]. 34 bytes. */
 typedef struct {
@@ -31,6 +42,89 @@ typedef struct {
     uint16_t d; /* F16 bits */
     uint8_t qs[QK / 2];
 } block_q4_0;
+
+/* The other block layouts, byte for byte as ggml writes them (all fields little-endian, F16
+ * scales as bits). Sizes are checked by _Static_assert in tensor.c. */
+
+/* Q4_1: value = d * nibble + m; nibbles laid out as in Q4_0. 20 bytes. */
+typedef struct {
+    uint16_t d, m;
+    uint8_t qs[QK / 2];
+} block_q4_1;
+
+/* Q5_0: a 5-bit code per element: the nibble as in Q4_0, bit 4 from bit i of the little-endian
+ * 32-bit qh; value = d * (code - 16). 22 bytes. */
+typedef struct {
+    uint16_t d;
+    uint8_t qh[4];
+    uint8_t qs[QK / 2];
+} block_q5_0;
+
+/* Q5_1: codes as in Q5_0; value = d * code + m. 24 bytes. */
+typedef struct {
+    uint16_t d, m;
+    uint8_t qh[4];
+    uint8_t qs[QK / 2];
+} block_q5_1;
+
+/* Q2_K: 16 sub-blocks of 16; scales[i] holds sub-block i's 4-bit scale (low) and 4-bit min
+ * (high); 2-bit codes, four per byte; value = d * scale * code - dmin * min. 84 bytes. */
+typedef struct {
+    uint8_t scales[QK_K / 16];
+    uint8_t qs[QK_K / 4];
+    uint16_t d, dmin;
+} block_q2_K;
+
+/* Q3_K: 16 sub-blocks of 16; 2 low bits in qs, the third bit in hmask (a clear bit subtracts 4);
+ * sixteen 6-bit scales packed in 12 bytes, offset by 32; value = d * (scale - 32) * code.
+ * 110 bytes. */
+typedef struct {
+    uint8_t hmask[QK_K / 8];
+    uint8_t qs[QK_K / 4];
+    uint8_t scales[12];
+    uint16_t d;
+} block_q3_K;
+
+/* Q4_K: 8 sub-blocks of 32 with 6-bit scales and mins packed in 12 bytes; value =
+ * d * scale * nibble - dmin * min. 144 bytes. */
+typedef struct {
+    uint16_t d, dmin;
+    uint8_t scales[12];
+    uint8_t qs[QK_K / 2];
+} block_q4_K;
+
+/* Q5_K: Q4_K plus a fifth bit per element in qh. 176 bytes. */
+typedef struct {
+    uint16_t d, dmin;
+    uint8_t scales[12];
+    uint8_t qh[QK_K / 8];
+    uint8_t qs[QK_K / 2];
+} block_q5_K;
+
+/* Q6_K: 16 sub-blocks of 16 with signed 8-bit scales; 6-bit codes as 4 low bits (ql) and 2 high
+ * bits (qh); value = d * scale * (code - 32). 210 bytes. */
+typedef struct {
+    uint8_t ql[QK_K / 2];
+    uint8_t qh[QK_K / 4];
+    int8_t scales[QK_K / 16];
+    uint16_t d;
+} block_q6_K;
+
+/* IQ4_NL: 4-bit indices into a fixed non-linear table of 16 values, nibbles as in Q4_0;
+ * value = d * table[index]. 18 bytes. */
+typedef struct {
+    uint16_t d;
+    uint8_t qs[QK / 2];
+} block_iq4_nl;
+
+/* IQ4_XS: IQ4_NL's table over 8 sub-blocks of 32, each with a 6-bit scale (4 low bits in
+ * scales_l, 2 high bits in scales_h) offset by 32. 136 bytes. */
+typedef struct {
+    uint16_t d;
+    uint16_t scales_h;
+    uint8_t scales_l[QK_K / 64];
+    uint8_t qs[QK_K / 2];
+} block_iq4_xs;
 
 /* Activations quantized for integer dot products against Q8_0/Q4_0 weights: like Q8_0 but with
  * an F32 scale (never stored in files). */
@@ -49,7 +143,7 @@ typedef struct {
 /* "F32", "Q4_0", ...; NULL for a type this engine does not support. */
 const char *dtype_name(uint32_t type);
 bool dtype_supported(uint32_t type);
-/* Elements per block (1 for F32/F16/BF16, 32 for Q8_0/Q4_0), bytes per block. */
+/* Elements per block (1 for F32/F16/BF16, 32 or 256 for the block types), bytes per block. */
 int dtype_block_elems(dtype t);
 size_t dtype_block_bytes(dtype t);
 /* Bytes of a row of n elements; n must be a multiple of the block size. */
@@ -66,7 +160,8 @@ uint16_t f32_to_f16(float f);
 float bf16_to_f32(uint16_t h);
 uint16_t f32_to_bf16(float f);
 
-/* Converts n elements of type t at src into out (n floats). n is a multiple of the block size. */
+/* Converts n elements of type t at src into out (n floats). n is a multiple of the block size.
+ * Every supported type; the scalar reference the kernels are tested against. */
 void dequantize_row(float *out, const void *src, dtype t, int64_t n);
 
 /* Quantizes n floats (n a multiple of QK) into blocks, the way llama.cpp's reference quantizers
@@ -74,8 +169,9 @@ void dequantize_row(float *out, const void *src, dtype t, int64_t n);
 void quantize_row_q8_0(block_q8_0 *out, const float *x, int64_t n);
 void quantize_row_q4_0(block_q4_0 *out, const float *x, int64_t n);
 void quantize_row_q8_act(block_q8_act *out, const float *x, int64_t n);
-/* The inverse of dequantize_row: n floats into a row of type t at out (F32 copied, F16/BF16
- * rounded to nearest even, Q8_0/Q4_0 by the quantizers above). */
-void quantize_row(void *out, const float *x, dtype t, int64_t n);
+/* The inverse of dequantize_row for F32, F16, BF16, Q8_0 and Q4_0: n floats into a row of type
+ * t at out (F32 copied, F16/BF16 rounded to nearest even, Q8_0/Q4_0 by the quantizers above).
+ * Returns -1 (writing nothing) for a type it cannot encode. */
+int quantize_row(void *out, const float *x, dtype t, int64_t n);
 
 #endif

@@ -23,10 +23,10 @@ static int check_n_pass, check_n_fail;
 
 /* A file under ../shared/models (LS_MODELS_DIR is set by meson). */
 static inline const char *check_model_path(const char *name) {
-    static char buf[8][1024];
+    static char buf[32][1024];
     static int next;
     const char *dir = getenv("LS_MODELS_DIR");
-    char *out = buf[next++ % 8];
+    char *out = buf[next++ % 32];
     snprintf(out, 1024, "%s/%s", dir ? dir : "../shared/models", name);
     return out;
 }

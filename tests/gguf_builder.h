@@ -187,6 +187,8 @@ static size_t gt_bytes(const gtensor *t) {
         return (size_t)n / 32 * 18;
     case 3:
         return (size_t)n / 32 * 20;
+    case 9:
+        return (size_t)n / 32 * 36;
     default:
         return 64;
     }

@@ -14,6 +14,13 @@
  *   BF16     8.6e-6 / 1.8e-5 1e-4   likewise
  *   Q8_0     0.109           0.25   the engine quantizes activations to 8-bit blocks (block_q8_act)
  *   Q4_0     0.125           0.3    for integer dot products; the reference does not
+ *   Q4_1, Q5_0, Q5_1 (llama.cpp's files: all matrices of that type, output Q6_K), Q3_K_M (Q3_K,
+ *   Q4_K, Q5_K, Q5_0, Q6_K): 1.5e-5 to 1.9e-5, bound 1e-4: these types are dequantized block by
+ *   block and multiplied with F32 activations (dot_dequant), so only F32 rounding remains; the
+ *   reference's dequantizers are numpy code written from the block layouts (llama_ref.py).
+ *   Q2_K, Q4_K_M, Q5_K_M, Q6_K (mixes that also hold Q4_0 or Q8_0 tensors): 0.05-0.08, bound
+ *   0.3; against the reference that quantizes the activations of just those tensors: 1.4e-5
+ *   (Q4_K_M), 5.5e-5 (Q5_K_M), 2.8e-3 (Q6_K), 6.5e-3 (Q2_K), bound 0.05.
  * Q8_0/Q4_0 are also held, at each prompt's last position, to a reference that quantizes the
  * activations the same way (llama_ref.quantize_act): measured 7.6e-6 (Q8_0), and 0.023 (Q4_0),
  * where one activation of "meek" sits 2e-8 (relative) from a rounding tie (x/d = -45.4999999)
@@ -654,6 +661,9 @@ int main(int argc, char **argv) {
     snprintf(kjv_bin, sizeof kjv_bin, "%s", check_model_path("kjv-demo.bin"));
 
     /* Bounds: see the table at the top. */
+#define MIX(t, tol, exact)                                                                         \
+    {"kjv-demo-" t ".gguf", check_model_path("kjv-demo-" t ".gguf"), NULL,                         \
+     "golden/forward-kjv-" t ".txt", tol, exact, 0.05, 1}
     const spec specs[] = {
         {"kjv-demo.gguf F32", kjv_gguf, NULL, "golden/forward-kjv-f32.txt", 1e-4, true, 0, 2},
         {"kjv-demo.bin F32", kjv_bin, check_model_path("kjv-demo-tokenizer.bin"),
@@ -668,6 +678,10 @@ int main(int argc, char **argv) {
          "golden/forward-kjv-q8_0.txt", 0.25, false, 0.05, 1},
         {"kjv-demo-q4_0.gguf", check_model_path("kjv-demo-q4_0.gguf"), NULL,
          "golden/forward-kjv-q4_0.txt", 0.3, false, 0.05, 1},
+        /* llama.cpp's mixes: see the table at the top */
+        MIX("q4_1", 1e-4, true), MIX("q5_0", 1e-4, true), MIX("q5_1", 1e-4, true),
+        MIX("q2_k", 0.3, false), MIX("q3_k_m", 1e-4, true), MIX("q4_k_m", 0.3, false),
+        MIX("q5_k_m", 0.3, false), MIX("q6_k", 0.3, false),
     };
     static int32_t greedy[sizeof specs / sizeof specs[0]][MAX_CASES][MAX_GREEDY];
     for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
@@ -687,6 +701,10 @@ int main(int argc, char **argv) {
     check_batching(kjv_gguf, "golden/forward-kjv-f32.txt", "kjv-demo.gguf F32");
     check_batching(check_model_path("kjv-demo-q8_0.gguf"), "golden/forward-kjv-q8_0.txt",
                    "kjv-demo-q8_0.gguf");
+    check_threads(check_model_path("kjv-demo-q4_k_m.gguf"), "golden/forward-kjv-q4_k_m.txt",
+                  "kjv-demo-q4_k_m.gguf");
+    check_batching(check_model_path("kjv-demo-q4_k_m.gguf"), "golden/forward-kjv-q4_k_m.txt",
+                   "kjv-demo-q4_k_m.gguf");
     check_kv_f16(kjv_gguf, "golden/forward-kjv-f32.txt", 5e-3);
     check_errors(kjv_gguf);
     check_kernels();

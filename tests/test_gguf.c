@@ -191,8 +191,8 @@ static void m_shape3d(gspec *s) {
 static void m_norm_f16(gspec *s) {
     t_find(s, "output_norm.weight")->type = 1;
 }
-static void m_q4_1(gspec *s) {
-    t_find(s, "blk.0.attn_q.weight")->type = 3;
+static void m_q8_1(gspec *s) { /* a type GGUF defines and the engine does not compute */
+    t_find(s, "blk.0.attn_q.weight")->type = 9;
 }
 static void m_vocab(gspec *s) {
     kv_del(s, "tokenizer.ggml.scores");
@@ -294,7 +294,7 @@ static const struct {
     {"shape", m_shape, "blk.0.attn_k.weight' has shape", 0},
     {"shape3d", m_shape3d, "shape", 0},
     {"norm_f16", m_norm_f16, "must be F32", 0},
-    {"q4_1", m_q4_1, "Q4_1, which is not supported", 0},
+    {"q8_1", m_q8_1, "'blk.0.attn_q.weight' has type Q8_1, which is not supported", 0},
     {"vocab_mismatch", m_vocab, "vocab size", 0},
     {"arch", m_arch, "gpt2", 0},
     {"no_arch", m_no_arch, "general.architecture", 0},

@@ -17,11 +17,36 @@ static float frand(unsigned *s) {
     return (float)(*s >> 8) / (float)(1u << 23) - 1.0f;
 }
 
-/* Builds an (n_out, n_in) weight tensor of type t from random values; caller frees t->data. */
+/* Byte offsets of the F16 scales in one block of each type the engine cannot encode (-1 ends). */
+static const int *f16_fields(dtype t) {
+    static const int d0[] = {0, -1}, dm[] = {0, 2, -1}, q2k[] = {80, 82, -1}, q3k[] = {108, -1},
+                     q6k[] = {208, -1};
+    switch (t) {
+    case DT_Q4_1: case DT_Q5_1: case DT_Q4_K: case DT_Q5_K: return dm;
+    case DT_Q2_K: return q2k;
+    case DT_Q3_K: return q3k;
+    case DT_Q6_K: return q6k;
+    default: return d0;
+    }
+}
+
+/* Builds an (n_out, n_in) weight tensor of type t from random values (random codes and scales
+ * for the types quantize_row cannot write); caller frees t->data. */
 static tensor make_weights(dtype t, int n_in, int n_out, unsigned seed) {
     float *w = malloc((size_t)n_in * n_out * sizeof *w);
     uint8_t *data = malloc(dtype_row_bytes(t, n_in) * n_out + 64);
     unsigned s = seed;
+    if (quantize_row(data, (float[QK_K]){0}, t, dtype_block_elems(t)) != 0) {
+        size_t nbytes = dtype_row_bytes(t, n_in) * n_out, bb = dtype_block_bytes(t);
+        for (size_t i = 0; i < nbytes; i++) data[i] = (uint8_t)(frand(&s) * 128.0f + 128.0f);
+        for (size_t b = 0; b < nbytes / bb; b++)
+            for (const int *f = f16_fields(t); *f >= 0; f++) {
+                uint16_t h = f32_to_f16(frand(&s) * 0.05f);
+                memcpy(data + b * bb + *f, &h, 2);
+            }
+        free(w);
+        return (tensor){data, t, 2, {n_in, n_out, 1, 1}};
+    }
     for (int i = 0; i < n_in * n_out; i++) w[i] = frand(&s);
     for (int r = 0; r < n_out; r++)
         quantize_row(data + dtype_row_bytes(t, n_in) * r, w + (size_t)r * n_in, t, n_in);
@@ -38,8 +63,8 @@ static float row_kernel(const tensor *w, int r, const float *x, const block_q8_a
     case DT_BF16: return dot_bf16(row, x, n);
     case DT_Q8_0: return dot_q8_0(row, xq, n);
     case DT_Q4_0: return dot_q4_0(row, xq, n);
+    default: return dot_dequant(row, w->type, x, n);
     }
-    return NAN;
 }
 
 /* out (T, n_out) through matmul on a pool of `threads`, with the scalar or the SIMD kernels. */
@@ -302,5 +327,15 @@ int main(void) {
         test_type(types[i], n_in_c, 31, 21); /* 4 groups of 4 rows per tile, and a ragged one */
     }
     mm_avx512_allow(true);
+    /* the types computed by dequantizing blocks (dot_dequant): one block, several, and more
+     * than the 64 activation rows rows_dequant takes at a time */
+    const dtype deq[] = {DT_Q4_1, DT_Q5_0, DT_Q5_1, DT_Q2_K, DT_Q3_K,
+                         DT_Q4_K, DT_Q5_K, DT_Q6_K, DT_IQ4_NL, DT_IQ4_XS};
+    for (size_t i = 0; i < sizeof deq / sizeof deq[0]; i++) {
+        int be = dtype_block_elems(deq[i]);
+        test_type(deq[i], be, 13, 1);
+        test_type(deq[i], 3 * be, 29, 7);
+        test_type(deq[i], 2 * be, 9, 70);
+    }
     return check_summary();
 }

@@ -106,7 +106,29 @@ static void test_sizes(void) {
     CHECK(sizeof(block_q4_0) == 18, "Q4_0 block is 18 bytes");
     CHECK(dtype_row_bytes(DT_Q4_0, 64) == 36, "Q4_0 row bytes");
     CHECK(dtype_row_bytes(DT_BF16, 5) == 10, "BF16 row bytes");
-    CHECK(!dtype_supported(3) && dtype_supported(30), "supported types");
+    CHECK(!dtype_supported(9) && dtype_supported(3) && dtype_supported(23) && dtype_supported(30),
+          "supported types");
+    CHECK(dtype_row_bytes(DT_Q4_K, 512) == 288 && dtype_row_bytes(DT_Q5_0, 64) == 44, "row bytes");
+}
+
+/* IQ4_NL and IQ4_XS (no llama.cpp-made file in ../shared to compare with the numpy reference):
+ * elements worked out by hand from the layout. Levels: index 0 -> -127, 1 -> -104, 8 -> 1,
+ * 15 -> 113. */
+static void test_iq4(void) {
+    block_iq4_nl nl = {.d = 0x3c00 /* 1.0 */};
+    nl.qs[0] = 0xf0; /* element 0: index 0; element 16: index 15 */
+    nl.qs[3] = 0x81; /* element 3: index 1; element 19: index 8 */
+    float y[QK_K];
+    dequantize_row(y, &nl, DT_IQ4_NL, QK);
+    CHECK(y[0] == -127 && y[16] == 113 && y[3] == -104 && y[19] == 1, "IQ4_NL: %g %g %g %g", y[0],
+          y[16], y[3], y[19]);
+    block_iq4_xs xs = {.d = 0x3800 /* 0.5 */, .scales_h = 0x6 /* sub-block 0: 2, 1: 1 */};
+    xs.scales_l[0] = 0x21; /* sub-block 0 low bits 1 (scale 33 - 32 = 1), 1: 2 (18 - 32 = -14) */
+    xs.qs[0] = 0x18;       /* element 0: index 8; element 16: index 1 */
+    xs.qs[16] = 0x0f;      /* element 32: index 15; element 48: index 0 */
+    dequantize_row(y, &xs, DT_IQ4_XS, QK_K);
+    CHECK(y[0] == 0.5f && y[16] == -52 && y[32] == -791 && y[48] == 889,
+          "IQ4_XS: %g %g %g %g", y[0], y[16], y[32], y[48]);
 }
 
 /* quantize_row writes what each type's own encoder writes, and F32/F16/BF16 come back through
@@ -142,6 +164,7 @@ static void test_quantize_row(void) {
 int main(void) {
     test_f16();
     test_quantize_row();
+    test_iq4();
     test_bf16();
     test_roundtrip(DT_Q8_0);
     test_roundtrip(DT_Q4_0);

@@ -1,8 +1,9 @@
 """llama_ref: an independent numpy reference of the LLaMA-2 forward pass, the test oracle for
 engine/forward.c. Written from the equations (RMSNorm, RoPE on adjacent pairs, grouped-query
 causal attention, SwiGLU), not from the engine's code, and computed in float64. It reads GGUF v3
-files (only what a llama model needs: metadata, tensor infos, F32/F16/BF16/Q8_0/Q4_0 data, which
-it dequantizes) and llama2.c .bin checkpoints. It is slow and simple on purpose; never a model
+files (only what a llama model needs: metadata, tensor infos, and the data of every tensor type
+the engine reads, which it dequantizes: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K,
+IQ4_NL, IQ4_XS, each written from the block layout ggml documents) and llama2.c .bin checkpoints. It is slow and simple on purpose; never a model
 for the engine's speed.
 
 Usage as a script:  python3 llama_ref.py MODEL [TOKEN_ID ...] [-n STEPS]
@@ -17,7 +18,18 @@ import numpy as np
 # GGUF reader
 
 GGML_F32, GGML_F16, GGML_Q4_0, GGML_Q8_0, GGML_BF16 = 0, 1, 2, 8, 30
+GGML_Q4_1, GGML_Q5_0, GGML_Q5_1 = 3, 6, 7
+GGML_Q2_K, GGML_Q3_K, GGML_Q4_K, GGML_Q5_K, GGML_Q6_K = 10, 11, 12, 13, 14
+GGML_IQ4_NL, GGML_IQ4_XS = 20, 23
 QK = 32
+QK_K = 256
+# type -> (elements per block, bytes per block) for the block types
+BLOCKS = {GGML_Q8_0: (32, 34), GGML_Q4_0: (32, 18), GGML_Q4_1: (32, 20), GGML_Q5_0: (32, 22),
+          GGML_Q5_1: (32, 24), GGML_Q2_K: (256, 84), GGML_Q3_K: (256, 110),
+          GGML_Q4_K: (256, 144), GGML_Q5_K: (256, 176), GGML_Q6_K: (256, 210),
+          GGML_IQ4_NL: (32, 18), GGML_IQ4_XS: (256, 136)}
+IQ4_LEVELS = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113],
+                      dtype=np.float64)
 
 # gguf metadata value types: (struct format, size) for the scalar ones
 _SCALAR = {0: ("<B", 1), 1: ("<b", 1), 2: ("<H", 2), 3: ("<h", 2), 4: ("<I", 4), 5: ("<i", 4),
@@ -114,10 +126,9 @@ def _nbytes(ttype, n):
         return 4 * n
     if ttype in (GGML_F16, GGML_BF16):
         return 2 * n
-    if ttype == GGML_Q8_0:
-        return n // QK * 34
-    if ttype == GGML_Q4_0:
-        return n // QK * 18
+    if ttype in BLOCKS:
+        be, bb = BLOCKS[ttype]
+        return n // be * bb
     raise ValueError("unsupported tensor type %d" % ttype)
 
 
@@ -147,7 +158,110 @@ def dequantize(data, ttype, n):
         lo = (qs & 0x0F).astype(np.float64) - 8.0                       # elements 0..15
         hi = (qs >> 4).astype(np.float64) - 8.0                         # elements 16..31
         return (d * np.concatenate([lo, hi], axis=1)).reshape(n)
+    if ttype in BLOCKS:
+        be, bb = BLOCKS[ttype]
+        blocks = np.frombuffer(data, dtype=np.uint8, count=n // be * bb).reshape(n // be, bb)
+        return _dequantize_blocks(blocks, ttype).reshape(n)
     raise ValueError("unsupported tensor type %d" % ttype)
+
+
+def _f16(blocks, at):
+    """The F16 field at byte offset `at` of every block -> float64 (nb, 1)."""
+    return blocks[:, at:at + 2].copy().view("<f2").astype(np.float64)
+
+
+def _nibbles(qs):
+    """(nb, 16) bytes -> (nb, 32) codes: the low nibbles are elements 0..15, the high 16..31."""
+    return np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.int64)
+
+
+def _bits(b):
+    """(nb, k) bytes -> (nb, 8k) bits, bit j of byte i at 8i + j (little-endian bit order)."""
+    return np.unpackbits(b, axis=1, bitorder="little").astype(np.int64)
+
+
+def _crumbs(qs):
+    """Q2_K/Q3_K low bits: (nb, 64) bytes -> (nb, 256) 2-bit codes. Each half of 128 elements
+    reads 32 bytes four times: pass p takes bits 2p..2p+1 of each byte, for 32 elements."""
+    out = []
+    for half in range(2):
+        q = qs[:, 32 * half:32 * half + 32]
+        for p in range(4):
+            out.append((q >> (2 * p)) & 3)
+    return np.concatenate(out, axis=1).astype(np.int64)
+
+
+def _k4_scales(sc):
+    """Q4_K/Q5_K: 12 bytes -> eight 6-bit scales and eight 6-bit mins, (nb, 8) each. Scales and
+    mins 0..3: low 6 bits of bytes 0..3 and 4..7. Entries 4..7: low nibble (scale) and high
+    nibble (min) of bytes 8..11, with the top two bits of bytes 0..3 (scale) and 4..7 (min)."""
+    sc = sc.astype(np.int64)
+    scale = np.concatenate([sc[:, 0:4] & 63, (sc[:, 8:12] & 15) | ((sc[:, 0:4] >> 6) << 4)], 1)
+    mins = np.concatenate([sc[:, 4:8] & 63, (sc[:, 8:12] >> 4) | ((sc[:, 4:8] >> 6) << 4)], 1)
+    return scale, mins
+
+
+def _dequantize_blocks(b, t):
+    """(nb, block bytes) -> (nb, block elements) float64 for the block types beyond Q8_0/Q4_0."""
+    nb = b.shape[0]
+    if t == GGML_Q4_1:                                # d, m, 16 bytes of nibbles
+        return _f16(b, 0) * _nibbles(b[:, 4:20]) + _f16(b, 2)
+    if t in (GGML_Q5_0, GGML_Q5_1):                   # d, [m], 4 bytes of fifth bits, nibbles
+        o = 4 if t == GGML_Q5_1 else 2
+        q = _nibbles(b[:, o + 4:o + 20]) | (_bits(b[:, o:o + 4]) << 4)
+        if t == GGML_Q5_0:
+            return _f16(b, 0) * (q - 16)
+        return _f16(b, 0) * q + _f16(b, 2)
+    if t == GGML_IQ4_NL:                              # d, 16 bytes of 4-bit table indices
+        return _f16(b, 0) * IQ4_LEVELS[_nibbles(b[:, 2:18])]
+    if t == GGML_IQ4_XS:                              # d, scales_h (u16), scales_l[4], qs[128]
+        sh = b[:, 2:4].copy().view("<u2").astype(np.int64)                   # (nb, 1)
+        sl = b[:, 4:8].astype(np.int64)
+        ls = np.stack([((sl[:, i // 2] >> (4 * (i % 2))) & 15) | (((sh[:, 0] >> (2 * i)) & 3) << 4)
+                       for i in range(8)], axis=1) - 32                     # (nb, 8)
+        q = np.concatenate([_nibbles(b[:, 8 + 16 * i:24 + 16 * i]) for i in range(8)], axis=1)
+        return _f16(b, 0) * np.repeat(ls, 32, axis=1) * IQ4_LEVELS[q]
+    if t == GGML_Q2_K:                                # scales[16], qs[64], d, dmin
+        sc = b[:, 0:16].astype(np.int64)
+        q = _crumbs(b[:, 16:80])
+        d, dmin = _f16(b, 80), _f16(b, 82)
+        return d * np.repeat(sc & 15, 16, axis=1) * q - dmin * np.repeat(sc >> 4, 16, axis=1)
+    if t == GGML_Q3_K:                                # hmask[32], qs[64], scales[12], d
+        high = _bits(b[:, 0:32]).reshape(nb, 32, 8)   # [l, bit]: element 32 * bit + l
+        high = high.transpose(0, 2, 1).reshape(nb, 256)
+        q = _crumbs(b[:, 32:96]) - 4 * (1 - high)
+        s = b[:, 96:108].astype(np.int64)
+        lo = np.concatenate([s[:, 0:8] & 15, s[:, 0:8] >> 4], axis=1)      # scales 0..15
+        hi = np.concatenate([(s[:, 8:12] >> (2 * k)) & 3 for k in range(4)], axis=1)
+        scale = (lo | (hi << 4)) - 32
+        return _f16(b, 108) * np.repeat(scale, 16, axis=1) * q
+    if t in (GGML_Q4_K, GGML_Q5_K):                   # d, dmin, scales[12], [qh[32]], qs[128]
+        scale, mins = _k4_scales(b[:, 4:16])
+        o = 48 if t == GGML_Q5_K else 16
+        q = np.concatenate([_nibbles_32(b[:, o + 32 * i:o + 32 * i + 32]) for i in range(4)], 1)
+        if t == GGML_Q5_K:
+            high = _bits(b[:, 16:48]).reshape(nb, 32, 8).transpose(0, 2, 1).reshape(nb, 256)
+            q = q + 16 * high
+        return (_f16(b, 0) * np.repeat(scale, 32, axis=1) * q
+                - _f16(b, 2) * np.repeat(mins, 32, axis=1))
+    if t == GGML_Q6_K:                                # ql[128], qh[64], scales[16] (int8), d
+        ql, qh = b[:, 0:128].astype(np.int64), b[:, 128:192].astype(np.int64)
+        parts = []
+        for half in range(2):
+            l4 = ql[:, 64 * half:64 * half + 64]
+            h2 = qh[:, 32 * half:32 * half + 32]
+            lows = [l4[:, 0:32] & 15, l4[:, 32:64] & 15, l4[:, 0:32] >> 4, l4[:, 32:64] >> 4]
+            for k in range(4):
+                parts.append(lows[k] | (((h2 >> (2 * k)) & 3) << 4))
+        q = np.concatenate(parts, axis=1) - 32
+        sc = b[:, 192:208].copy().view(np.int8).astype(np.int64)
+        return _f16(b, 208) * np.repeat(sc, 16, axis=1) * q
+    raise ValueError("unsupported tensor type %d" % t)
+
+
+def _nibbles_32(qs):
+    """Q4_K/Q5_K: (nb, 32) bytes -> (nb, 64) codes: low nibbles are the first 32 elements."""
+    return np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.int64)
 
 
 # ---------------------------------------------------------------------------------------------

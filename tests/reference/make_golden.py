@@ -54,6 +54,10 @@ STORIES_GREEDY = ["short", "bos"]
 
 N_GREEDY = 200
 
+# llama.cpp's quantizations of kjv-demo beyond Q8_0/Q4_0 (see ../shared/models/README.md): files
+# that mix several block types, as the files people download do
+MIXES = ["q4_1", "q5_0", "q5_1", "q2_k", "q3_k_m", "q4_k_m", "q5_k_m", "q6_k"]
+
 
 def greedy_with_margin(model, prompt, n, act_quant=False):
     """Greedy continuation like llama_ref.greedy, also returning the smallest top1-top2 gap."""
@@ -137,7 +141,7 @@ def main(argv):
     del b
 
     # Smaller numbers for the types whose tolerances are far above F32 rounding.
-    for typ in ["f16", "q8_0", "q4_0"]:
+    for typ in ["f16", "q8_0", "q4_0"] + MIXES:
         f = "kjv-demo-%s.gguf" % typ
         write_golden(os.path.join(golden, "forward-kjv-%s.txt" % typ), [f], R.load(mp(f)),
                      prompts, KJV_GREEDY, "%.7g",
