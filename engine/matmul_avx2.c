@@ -838,7 +838,7 @@ void mm_rows_avx2(float *out, const float *x, const block_q8_act *xq, const q8_a
         if (dec) rows_q4_0_vnni_dec(out, xq, w, T, r0, r1);
         else if (xr) rows_q4_0_vnni(out, xr, w, T, r0, r1);
         else rows_q4_0(out, xq, w, T, r0, r1);
-        break;
+        break;    default: break; /* matmul sends only the types above here (simd_type in matmul.c) */
     }
 }
 

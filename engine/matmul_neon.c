@@ -176,7 +176,7 @@ void mm_rows_neon(float *out, const float *x, const block_q8_act *xq, const tens
     case DT_Q8_0:
     case DT_Q4_0:
         rows_quant(w->type, out, xq, w, T, r0, r1);
-        break;
+        break;    default: break; /* matmul sends only the types above here (simd_type in matmul.c) */
     }
 }
 
