@@ -14,6 +14,7 @@ static const struct {
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"inspect", cmd_inspect, "print a model file's metadata and tensors"},
     {"bench", cmd_bench, "measure prompt and generation speed (llama-bench style)"},
+    {"perplexity", cmd_perplexity, "perplexity on a text file (llama-perplexity's method)"},
     {"make-model", cmd_make_model, "write a random-weight model of a real shape"},
 };
 

@@ -1,0 +1,70 @@
+#!/usr/bin/python3
+"""test_perplexity: `llamaserve perplexity` against an independent computation of the same
+number: the text tokenized by sentencepiece (kjv-demo-tokenizer.model, with BOS), cut into
+windows of c tokens whose first token becomes BOS, each run through the float64 numpy reference
+(tests/reference/llama_ref.py) from an empty cache, the second half scored (llama.cpp's method).
+Also: the JSON line's fields, and clear errors for bad arguments."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from checklib import BIN, MODELS, TESTS, check, summary
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(TESTS, "reference"))
+import llama_ref as R  # noqa: E402
+
+MODEL = os.path.join(MODELS, "kjv-demo.gguf")
+TEXT = os.path.join(MODELS, "kjv-heldout.txt")
+C, CHUNKS = 64, 3
+
+
+def ours(*args):
+    return subprocess.run([BIN, "perplexity", *args], capture_output=True, text=True, timeout=300)
+
+
+def reference():
+    import sentencepiece as spm
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(MODELS, "kjv-demo-tokenizer.model"))
+    ids = [1] + sp.encode(open(TEXT, encoding="utf-8").read())
+    model = R.load(MODEL)
+    nlls = []
+    for k in range(CHUNKS):
+        window = ids[k * C:(k + 1) * C]
+        window[0] = 1
+        logits = R.forward(model, window, R.Cache(model.cfg["n_layers"]))
+        for j in range(C // 2, C - 1):
+            row = logits[j]
+            mx = row.max()
+            nlls.append(math.log(np.exp(row - mx).sum()) + mx - row[window[j + 1]])
+    return math.exp(sum(nlls) / len(nlls)), len(nlls)
+
+
+p = ours("-m", MODEL, "-f", TEXT, "-c", str(C), "--chunks", str(CHUNKS), "--json")
+check(p.returncode == 0, f"perplexity exits 0: {p.stderr[-500:]}")
+last = json.loads(p.stdout.strip().splitlines()[-1]) if p.returncode == 0 else {}
+check(set(last) == {"ppl", "ppl_stderr", "chunks", "tokens_scored"}, f"JSON fields: {last}")
+check(last.get("chunks") == CHUNKS and last.get("tokens_scored") == CHUNKS * (C // 2 - 1),
+      f"windows and scored tokens: {last}")
+check(p.stderr.count("] ppl ") == CHUNKS, "one progress line per window on stderr")
+want, n = reference()
+got = last.get("ppl", float("nan"))
+# the engine keeps an F16 KV cache, as llama.cpp does; the reference is float64 throughout
+check(abs(got - want) / want < 2e-3, f"ppl {got} vs the reference {want} ({n} tokens)")
+print(f"ppl: ours {got:.5f}, reference {want:.5f}, relative difference {abs(got - want) / want:.2e}")
+
+# errors: a message and a non-zero status, nothing on stdout
+for args, words in [((), "--file"), (("-f", "/nonexistent/x.txt"), "cannot open"),
+                    (("-m", MODEL, "-f", TEXT, "-c", "100000"), "context length"),
+                    (("-m", MODEL, "-f", TEXT, "-c", "2"), "--ctx-size"),
+                    (("-m", MODEL, "-f", os.path.join(MODELS, "README.md"), "-c", "256",
+                      "--bogus"), "unknown option")]:
+    q = ours(*args)
+    check(q.returncode != 0 and words in q.stderr and q.stdout == "",
+          f"perplexity {args}: rc {q.returncode}, {q.stderr!r}")
+
+sys.exit(summary())
