@@ -23,7 +23,8 @@ static void usage(FILE *f) {
                "  --shape SHAPE     tinyllama (TinyLlama-1.1B: dim 2048, 22 layers, 32 heads,\n"
                "                    4 KV heads, FFN 5632, vocab 32000) or stories110m (dim 768,\n"
                "                    12 layers, 12 heads, FFN 2048, vocab 32000)\n"
-               "  --type TYPE       f32, f16, bf16, q8_0 or q4_0 for the matrices (default f16;\n"
+               "  --type TYPE       f32, f16, bf16, q8_0, q4_0, q5_0, q4_k, q5_k or q6_k for the\n"
+               "                    matrices (default f16; the last four get random codes;\n"
                "                    norms are always F32)\n"
                "  --format FORMAT   gguf (default) or llama2c (F32 only, shared classifier)\n"
                "  --seed S          random seed (default 1)\n"
@@ -79,7 +80,21 @@ static void put_zeros(out_file *o, size_t n) {
     }
 }
 
-/* Writes n_rows rows of ne0 random values scaled by `scale`, encoded as type t. */
+/* Byte offsets of the F16 scales in a block of a type quantize_row cannot encode (-1 ends). */
+static const int *f16_fields(dtype t) {
+    static const int d0[] = {0, -1}, dm[] = {0, 2, -1}, q2k[] = {80, 82, -1}, q3k[] = {108, -1},
+                     q6k[] = {208, -1};
+    switch (t) {
+    case DT_Q4_1: case DT_Q5_1: case DT_Q4_K: case DT_Q5_K: return dm;
+    case DT_Q2_K: return q2k;
+    case DT_Q3_K: return q3k;
+    case DT_Q6_K: return q6k;
+    default: return d0;
+    }
+}
+
+/* Writes n_rows rows of ne0 random values scaled by `scale`, encoded as type t; for the types
+ * quantize_row cannot encode (the K-quants, ...), random codes with scales of that size. */
 static void put_random_rows(out_file *o, dtype t, int64_t ne0, int64_t n_rows, float scale,
                             float *row, void *enc) {
     for (int64_t r = 0; r < n_rows; r++) {
@@ -88,7 +103,16 @@ static void put_random_rows(out_file *o, dtype t, int64_t ne0, int64_t n_rows, f
             put(o, row, (size_t)ne0 * sizeof(float));
             continue;
         }
-        quantize_row(enc, row, t, ne0);
+        if (quantize_row(enc, row, t, ne0) != 0) {
+            uint8_t *b = enc;
+            const size_t bytes = dtype_row_bytes(t, ne0), bb = dtype_block_bytes(t);
+            for (size_t i = 0; i < bytes; i++) b[i] = (uint8_t)(frand() * 128.0f + 128.0f);
+            for (size_t k = 0; k < bytes / bb; k++)
+                for (const int *f = f16_fields(t); *f >= 0; f++) {
+                    uint16_t h = f32_to_f16(scale / 16.0f);
+                    memcpy(b + k * bb + *f, &h, 2);
+                }
+        }
         put(o, enc, dtype_row_bytes(t, ne0));
     }
 }
@@ -303,10 +327,11 @@ int cmd_make_model(int argc, char **argv) {
     static const struct {
         const char *name;
         dtype t;
-    } types[] = {{"f32", DT_F32}, {"f16", DT_F16}, {"bf16", DT_BF16}, {"q8_0", DT_Q8_0},
-                 {"q4_0", DT_Q4_0}};
+    } types[] = {{"f32", DT_F32},   {"f16", DT_F16},   {"bf16", DT_BF16},
+                 {"q8_0", DT_Q8_0}, {"q4_0", DT_Q4_0}, {"q5_0", DT_Q5_0},
+                 {"q4_k", DT_Q4_K}, {"q5_k", DT_Q5_K}, {"q6_k", DT_Q6_K}};
     int ti = -1;
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < (int)(sizeof types / sizeof types[0]); i++)
         if (!strcmp(types[i].name, type_name)) ti = i;
     bool llama2c = !strcmp(format, "llama2c");
     if (!s || ti < 0 || (!llama2c && strcmp(format, "gguf")) ||

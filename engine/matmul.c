@@ -8,7 +8,9 @@
 #include "common.h"
 #include "matmul_avx2.h"
 #include "matmul_neon.h"
+#include "quant_dot_avx2.h"
 
+#include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -35,7 +37,12 @@ int mm_scratch_init(mm_scratch *s, int max_T, int max_n_in) {
         return -1;
     s->xq = ls_alloc(n);
     s->xr = NULL;
+    s->xk = NULL;
     if (!s->xq) return -1;
+    if (ls_mul_size((size_t)max_T * (size_t)((max_n_in + QK_K - 1) / QK_K), sizeof(block_q8_K), &n))
+        goto fail;
+    s->xk = ls_alloc(n);
+    if (!s->xk) goto fail;
     if (ls_mul_size((size_t)((max_T + 3) / 4) * (size_t)((max_n_in + QK - 1) / QK),
                     sizeof(q8_act_x4), &n))
         goto fail;
@@ -50,8 +57,10 @@ fail:
 void mm_scratch_free(mm_scratch *s) {
     free(s->xq);
     free(s->xr);
+    free(s->xk);
     s->xq = NULL;
     s->xr = NULL;
+    s->xk = NULL;
 }
 
 float dot_f32(const float *w, const float *x, int n) {
@@ -96,46 +105,32 @@ float dot_q4_0(const block_q4_0 *w, const block_q8_act *x, int n) {
     return sum;
 }
 
-/* The other block types (Q4_1, Q5_x, K-quants, IQ4): each block of the weight row dequantized
- * into an L1 buffer, then multiplied with the F32 activations in element order (one running
- * sum, so the bits never depend on threads or batching). The reference for these types until
- * they get integer kernels. */
-float dot_dequant(const void *w, dtype t, const float *x, int n) {
-    float buf[QK_K];
-    const int be = dtype_block_elems(t);
-    const size_t bb = dtype_block_bytes(t);
-    float sum = 0.0f;
-    for (int b = 0; b < n / be; b++) {
-        dequantize_row(buf, (const uint8_t *)w + (size_t)b * bb, t, be);
-        for (int i = 0; i < be; i++) sum += buf[i] * x[b * be + i];
-    }
-    return sum;
+bool dtype_uses_q8_K(dtype t) {
+    return t == DT_Q2_K || t == DT_Q3_K || t == DT_Q4_K || t == DT_Q5_K || t == DT_Q6_K ||
+           t == DT_IQ4_XS;
 }
 
-/* Output rows r0..r1 of a dequant-type product: each weight block is dequantized once for up
- * to 64 activation rows, which each accumulate in element order exactly as dot_dequant does
- * (the same bits; a prompt's rows no longer each dequantize the whole matrix). */
-static void rows_dequant(float *out, const float *x, const tensor *w, int T, int r0, int r1) {
-    enum { TB = 64 };
-    float buf[QK_K], acc[TB];
-    const int n_in = (int)w->ne[0], n_out = (int)w->ne[1], be = dtype_block_elems(w->type);
-    const size_t bb = dtype_block_bytes(w->type);
-    for (int r = r0; r < r1; r++) {
-        const uint8_t *row = tensor_row(w, r);
-        for (int t0 = 0; t0 < T; t0 += TB) {
-            const int tn = T - t0 < TB ? T - t0 : TB;
-            for (int t = 0; t < tn; t++) acc[t] = 0.0f;
-            for (int b = 0; b < n_in / be; b++) {
-                dequantize_row(buf, row + (size_t)b * bb, w->type, be);
-                for (int t = 0; t < tn; t++) {
-                    const float *xb = x + (size_t)(t0 + t) * n_in + (size_t)b * be;
-                    float sum = acc[t];
-                    for (int i = 0; i < be; i++) sum += buf[i] * xb[i];
-                    acc[t] = sum;
-                }
-            }
-            for (int t = 0; t < tn; t++) out[(size_t)(t0 + t) * n_out + r] = acc[t];
-        }
+/* The types whose activations are quantized in 32-element blocks (block_q8_act). */
+static bool uses_q8_act(dtype t) {
+    return t == DT_Q8_0 || t == DT_Q4_0 || t == DT_Q4_1 || t == DT_Q5_0 || t == DT_Q5_1 ||
+           t == DT_IQ4_NL;
+}
+
+float dot_row(const void *w, dtype t, const block_q8_act *xq, const block_q8_K *xk, int n) {
+    switch (t) {
+    case DT_Q8_0: return dot_q8_0(w, xq, n);
+    case DT_Q4_0: return dot_q4_0(w, xq, n);
+    case DT_Q4_1: return dot_q4_1(w, xq, n);
+    case DT_Q5_0: return dot_q5_0(w, xq, n);
+    case DT_Q5_1: return dot_q5_1(w, xq, n);
+    case DT_IQ4_NL: return dot_iq4_nl(w, xq, n);
+    case DT_Q2_K: return dot_q2_K(w, xk, n);
+    case DT_Q3_K: return dot_q3_K(w, xk, n);
+    case DT_Q4_K: return dot_q4_K(w, xk, n);
+    case DT_Q5_K: return dot_q5_K(w, xk, n);
+    case DT_Q6_K: return dot_q6_K(w, xk, n);
+    case DT_IQ4_XS: return dot_iq4_xs(w, xk, n);
+    default: return NAN; /* float types: dot_f32/f16/bf16 */
     }
 }
 
@@ -149,7 +144,8 @@ typedef struct {
     float *out;
     const float *x;
     const block_q8_act *xq;
-    const q8_act_x4 *xr; /* xq repacked for the VNNI kernels, or NULL */
+    const block_q8_K *xk; /* the activations in 256-element blocks, or NULL */
+    const q8_act_x4 *xr;  /* xq repacked for the VNNI kernels, or NULL */
     const tensor *w;
     int T;
     bool simd;
@@ -165,14 +161,12 @@ static void mm_rows(void *arg, int ith, int nth) {
     const int r1 = r0 + per < n_out ? r0 + per : n_out;
     if (j->simd) {
         if (r0 >= r1) return;
-        if (mm_neon_supported())
+        if (!simd_type(j->w->type)) /* a type only quant_dot_avx2.c has kernels for */
+            qdot_rows_avx2(j->out, j->xq, j->xk, j->w, j->T, r0, r1);
+        else if (mm_neon_supported())
             mm_rows_neon(j->out, j->x, j->xq, j->w, j->T, r0, r1);
         else
             mm_rows_avx2(j->out, j->x, j->xq, j->xr, j->w, j->T, r0, r1);
-        return;
-    }
-    if (!simd_type(j->w->type)) {
-        rows_dequant(j->out, j->x, j->w, j->T, r0, r1);
         return;
     }
     for (int r = r0; r < r1; r++) {
@@ -181,13 +175,12 @@ static void mm_rows(void *arg, int ith, int nth) {
             float *o = &j->out[(size_t)t * n_out + r];
             const float *xt = j->x + (size_t)t * n_in;
             const block_q8_act *xqt = j->xq ? j->xq + (size_t)t * (n_in / QK) : NULL;
+            const block_q8_K *xkt = j->xk ? j->xk + (size_t)t * (n_in / QK_K) : NULL;
             switch (j->w->type) {
             case DT_F32: *o = dot_f32(row, xt, n_in); break;
             case DT_F16: *o = dot_f16(row, xt, n_in); break;
             case DT_BF16: *o = dot_bf16(row, xt, n_in); break;
-            case DT_Q8_0: *o = dot_q8_0(row, xqt, n_in); break;
-            case DT_Q4_0: *o = dot_q4_0(row, xqt, n_in); break;
-            default: break; /* rows_dequant */
+            default: *o = dot_row(row, j->w->type, xqt, xkt, n_in); break;
             }
         }
     }
@@ -195,7 +188,8 @@ static void mm_rows(void *arg, int ith, int nth) {
 
 typedef struct {
     block_q8_act *xq;
-    q8_act_x4 *xr; /* also repack into this (groups of 4 rows), or NULL */
+    q8_act_x4 *xr;  /* also repack into this (groups of 4 rows), or NULL */
+    block_q8_K *xk; /* instead of xq: 256-element blocks */
     const float *x;
     int T, n_in;
     bool simd;
@@ -207,7 +201,10 @@ static void quant_rows(void *arg, int ith, int nth) {
     const quant_job *j = arg;
     const int nb = j->n_in / QK;
     for (int g = ith; 4 * g < j->T; g += nth) {
-        for (int t = 4 * g; t < 4 * g + 4 && t < j->T; t++) {
+        for (int t = 4 * g; j->xk && t < 4 * g + 4 && t < j->T; t++)
+            quantize_row_q8_K(j->xk + (size_t)t * (j->n_in / QK_K), j->x + (size_t)t * j->n_in,
+                              j->n_in);
+        for (int t = 4 * g; j->xq && t < 4 * g + 4 && t < j->T; t++) {
             block_q8_act *dst = j->xq + (size_t)t * nb;
             const float *src = j->x + (size_t)t * j->n_in;
             if (j->simd)
@@ -215,7 +212,7 @@ static void quant_rows(void *arg, int ith, int nth) {
             else
                 quantize_row_q8_act(dst, src, j->n_in);
         }
-        if (j->xr) mm_repack_x4(j->xr + (size_t)g * nb, j->xq, j->T, 4 * g, nb);
+        if (j->xq && j->xr) mm_repack_x4(j->xr + (size_t)g * nb, j->xq, j->T, 4 * g, nb);
     }
 }
 
@@ -225,21 +222,28 @@ void mm_set_inline_macs(int64_t macs) { inline_macs = macs; }
 int64_t mm_inline_macs(void) { return inline_macs; }
 
 void matmul(float *out, const float *x, const tensor *w, int T, mm_scratch *s, pool *p) {
-    const bool simd = mm_using_simd() && simd_type(w->type);
-    mm_job j = {out, x, NULL, NULL, w, T, simd};
-    if (w->type == DT_Q8_0 || w->type == DT_Q4_0) {
+    const bool simd = mm_using_simd() && (simd_type(w->type) || qdot_avx2_has(w->type));
+    mm_job j = {out, x, NULL, NULL, NULL, w, T, simd};
+    if (dtype_uses_q8_K(w->type)) {
+        quant_job q = {NULL, NULL, s->xk, x, T, (int)w->ne[0], false};
+        if (T < 2 * pool_size(p))
+            quant_rows(&q, 0, 1);
+        else
+            pool_run(p, quant_rows, &q);
+        j.xk = s->xk;
+    } else if (uses_q8_act(w->type)) {
         /* one activation row needs no repacking, nor up to MM_DEC_T_MAX of Q4_0: the VNNI
          * decode tiles read xq */
         const bool dec = w->type == DT_Q4_0 && T <= MM_DEC_T_MAX;
         q8_act_x4 *xr = simd && T >= 2 && !dec && mm_avx512_supported() ? s->xr : NULL;
-        quant_job q = {s->xq, xr, x, T, (int)w->ne[0], simd};
+        quant_job q = {s->xq, simd_type(w->type) ? xr : NULL, NULL, x, T, (int)w->ne[0], simd};
         /* a few rows are quicker to quantize here than to hand to the pool */
         if (T < 2 * pool_size(p))
             quant_rows(&q, 0, 1);
         else
             pool_run(p, quant_rows, &q);
         j.xq = s->xq;
-        j.xr = xr;
+        j.xr = q.xr;
     }
     /* Below about a quarter of a million multiply-adds, waking the pool costs more than the
      * work (and far more when another process holds the other core); the split by output rows

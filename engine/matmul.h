@@ -13,6 +13,7 @@
 /* Scratch for the quantized activations of up to max_T rows of max_n_in elements. */
 typedef struct {
     block_q8_act *xq;      /* (max_T, max_n_in / QK) */
+    block_q8_K *xk;        /* (max_T, max_n_in / QK_K): for the K-quants and IQ4_XS */
     struct q8_act_x4 *xr;  /* (ceil(max_T / 4), max_n_in / QK): xq repacked for the VNNI kernels */
     int max_T, max_n_in;
 } mm_scratch;
@@ -52,8 +53,25 @@ float dot_f16(const uint16_t *w, const float *x, int n);
 float dot_bf16(const uint16_t *w, const float *x, int n);
 float dot_q8_0(const block_q8_0 *w, const block_q8_act *x, int n);
 float dot_q4_0(const block_q4_0 *w, const block_q8_act *x, int n);
-/* Any other block type (Q4_1, Q5_0, Q5_1, Q2_K..Q6_K, IQ4_NL, IQ4_XS): the row dequantized block
- * by block and multiplied with F32 activations. No SIMD twin yet: every CPU runs this. */
-float dot_dequant(const void *w, dtype t, const float *x, int n);
+/* The other block types (engine/quant_dot.c): exact integer sums per block against 8-bit
+ * activations, 32-element blocks (block_q8_act) for Q4_1/Q5_0/Q5_1/IQ4_NL and 256-element ones
+ * (block_q8_K) for the K-quants and IQ4_XS. */
+float dot_q4_1(const block_q4_1 *w, const block_q8_act *x, int n);
+float dot_q5_0(const block_q5_0 *w, const block_q8_act *x, int n);
+float dot_q5_1(const block_q5_1 *w, const block_q8_act *x, int n);
+float dot_iq4_nl(const block_iq4_nl *w, const block_q8_act *x, int n);
+float dot_q2_K(const block_q2_K *w, const block_q8_K *x, int n);
+float dot_q3_K(const block_q3_K *w, const block_q8_K *x, int n);
+float dot_q4_K(const block_q4_K *w, const block_q8_K *x, int n);
+float dot_q5_K(const block_q5_K *w, const block_q8_K *x, int n);
+float dot_q6_K(const block_q6_K *w, const block_q8_K *x, int n);
+float dot_iq4_xs(const block_iq4_xs *w, const block_q8_K *x, int n);
+/* n (a multiple of QK_K) floats into n / QK_K activation blocks. */
+void quantize_row_q8_K(block_q8_K *out, const float *x, int64_t n);
+/* True for the types whose activations are quantized in 256-element blocks (block_q8_K). */
+bool dtype_uses_q8_K(dtype t);
+/* Dot product of one stored row of any block type with its quantized activations (xq for the
+ * 32-element types, xk for the 256-element ones): the scalar kernel of that type. */
+float dot_row(const void *w, dtype t, const block_q8_act *xq, const block_q8_K *xk, int n);
 
 #endif

@@ -126,27 +126,13 @@ uint16_t f32_to_bf16(float f) {
 
 /* ---- the block types beyond Q8_0/Q4_0: one block of each to floats ----------------------- */
 
-/* IQ4_NL's and IQ4_XS's 16 levels. */
-static const int8_t iq4_levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+const int8_t iq4_levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                       1,    13,   25,  38,  53,  69,  89,  113};
 
-/* Q4_K/Q5_K: sub-block j's 6-bit scale and min from the 12 packed bytes: bytes 0-3 hold the low
- * 6 bits of scales 0-3, bytes 4-7 those of mins 0-3, bytes 8-11 the low 4 bits of scale and min
- * 4-7, whose top 2 bits sit in the top bits of bytes 0-7. */
-static void scale_min_k4(int j, const uint8_t *q, int *sc, int *m) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4);
-        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-    }
-}
-
 /* Q3_K: the sixteen 6-bit scales (minus 32) from the 12 packed bytes: scale i's low 4 bits are
- * nibble (i % 8) of bytes 0-7 (low nibbles for i < 8), its high 2 bits are bits 2*(i / 4 % 2)..
- * of byte 8 + i % 4 ... as ggml packs them: byte 8 + (i % 4), bits 2 * (i / 4). */
-static void scales_q3_k(int out[16], const uint8_t *s) {
+ * the low (i < 8) or high nibble of byte i % 8, its high 2 bits are bits 2 * (i / 4) of byte
+ * 8 + i % 4. */
+void q3_K_scales(int out[16], const uint8_t *s) {
     for (int i = 0; i < 16; i++) {
         int lo = i < 8 ? s[i] & 0x0f : s[i - 8] >> 4;
         int hi = (s[8 + i % 4] >> (2 * (i / 4))) & 3;
@@ -230,7 +216,7 @@ static void dequantize_block(float *y, const uint8_t *blk, dtype t) {
         const block_q3_K *b = (const block_q3_K *)blk;
         const float d = f16_to_f32(b->d);
         int sc[16];
-        scales_q3_k(sc, b->scales);
+        q3_K_scales(sc, b->scales);
         for (int i = 0; i < QK_K; i++) {
             const int h = i / 128, k = (i % 128) / 32, l = i % 32;
             int q = (b->qs[32 * h + l] >> (2 * k)) & 3;
@@ -251,7 +237,7 @@ static void dequantize_block(float *y, const uint8_t *blk, dtype t) {
         for (int p = 0; p < 4; p++) {
             for (int half = 0; half < 2; half++) {
                 int sc, m;
-                scale_min_k4(2 * p + half, scales, &sc, &m);
+                k4_scale_min(2 * p + half, scales, &sc, &m);
                 const float dl = d * (float)sc, ml = dmin * (float)m;
                 for (int l = 0; l < 32; l++) {
                     int q = half ? qs[32 * p + l] >> 4 : qs[32 * p + l] & 0x0f;

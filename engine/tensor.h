@@ -126,6 +126,33 @@ typedef struct {
     uint8_t qs[QK_K / 2];
 } block_iq4_xs;
 
+/* The packed parts of the block types, shared by the dequantizers and the dot products. */
+extern const int8_t iq4_levels[16]; /* IQ4_NL's and IQ4_XS's 16 values */
+/* Q4_K/Q5_K: sub-block j's (0..7) 6-bit scale and min from the 12 packed scale bytes: bytes 0-3
+ * hold the low 6 bits of scales 0-3, bytes 4-7 those of mins 0-3, bytes 8-11 the low 4 bits of
+ * scale (low nibble) and min (high nibble) 4-7, whose top 2 bits sit in the top bits of bytes
+ * 0-3 (scales) and 4-7 (mins). Inline: the SIMD kernels call it per sub-block. */
+static inline void k4_scale_min(int j, const uint8_t *q, int *sc, int *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+/* Q3_K: the sixteen 6-bit scales, minus 32, from the 12 packed scale bytes. */
+void q3_K_scales(int out[16], const uint8_t *scales);
+
+/* Activations quantized for the K-quants and IQ4_XS: 256 values as 8-bit codes with an F32
+ * scale (d = max|x| / 127, as block_q8_act), and the sum of each 16 codes (for the mins).
+ * Never stored in files. */
+typedef struct {
+    float d;
+    int8_t qs[QK_K];
+    int16_t bsums[QK_K / 16];
+} block_q8_K;
+
 /* Activations quantized for integer dot products against Q8_0/Q4_0 weights: like Q8_0 but with
  * an F32 scale (never stored in files). */
 typedef struct {

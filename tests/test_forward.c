@@ -12,25 +12,25 @@
  *                                   4.9e-5 / 4.5e-5 (a plain float32 numpy forward: 3.3e-5)
  *   F16      9.5e-6 / 1.7e-5 1e-4   reference on the dequantized weights: F32 rounding only
  *   BF16     8.6e-6 / 1.8e-5 1e-4   likewise
- *   Q8_0     0.109           0.25   the engine quantizes activations to 8-bit blocks (block_q8_act)
- *   Q4_0     0.125           0.3    for integer dot products; the reference does not
- *   Q4_1, Q5_0, Q5_1 (llama.cpp's files: all matrices of that type, output Q6_K), Q3_K_M (Q3_K,
- *   Q4_K, Q5_K, Q5_0, Q6_K): 1.5e-5 to 1.9e-5, bound 1e-4: these types are dequantized block by
- *   block and multiplied with F32 activations (dot_dequant), so only F32 rounding remains; the
- *   reference's dequantizers are numpy code written from the block layouts (llama_ref.py).
- *   Q2_K, Q4_K_M, Q5_K_M, Q6_K (mixes that also hold Q4_0 or Q8_0 tensors): 0.05-0.08, bound
- *   0.3; against the reference that quantizes the activations of just those tensors: 1.4e-5
- *   (Q4_K_M), 5.5e-5 (Q5_K_M), 2.8e-3 (Q6_K), 6.5e-3 (Q2_K), bound 0.05.
- * Q8_0/Q4_0 are also held, at each prompt's last position, to a reference that quantizes the
- * activations the same way (llama_ref.quantize_act): measured 7.6e-6 (Q8_0), and 0.023 (Q4_0),
- * where one activation of "meek" sits 2e-8 (relative) from a rounding tie (x/d = -45.4999999)
- * and rounds the other way in F32; bound 0.05 for both, which still catches a wrong scale,
- * block layout or rounding rule.
+ *   Q8_0     0.109           0.25   the engine quantizes activations to 8-bit blocks for its
+ *   Q4_0     0.125           0.3    integer dot products; the plain reference does not
+ *   llama.cpp's mixes (Q4_1, Q5_0, Q5_1, Q2_K, Q3_K_M, Q4_K_M, Q5_K_M, Q6_K): 0.12-0.16, bound
+ *   0.3, for the same reason (activation blocks of 32, or 256 for the K-quants and IQ4_XS).
+ * Every file is also held, at each prompt's last position, to the reference that quantizes the
+ * activations as the engine does (llama_ref.quantize_act: per block d = max|x| / 127 and
+ * q = x * (1 / d) in float32, rounded half to even): measured 6.7e-6 to 9.5e-6 (Q8_0, Q4_0,
+ * Q4_1, Q5_0, Q2_K, Q3_K_M, Q6_K), bound 1e-4. Q5_1, Q4_K_M and Q5_K_M measure 0.13, 0.049 and
+ * 0.054, bound 0.2: in them an activation of the BOS token sits within 3e-6 to 1.5e-5 (in units
+ * of the code, i.e. a few float32 ulps) of a rounding tie, which the engine's float32 and the
+ * reference's float64 resolve differently, and every prompt starts with BOS. (The quantized
+ * token embeddings make such ties common: Q5_0's BOS hits one exactly, which the float32
+ * rounding rule above resolves as the engine does.)
  * KV F16 cache vs F32 cache: measured 2.3e-3, bound 5e-3.
  * Greedy 200 tokens: F32 (.gguf == .bin == reference), stories260K, F16 and BF16 equal the
- * reference exactly (required). Q8_0 and Q4_0 diverge from the plain reference ("moses": 41 and
- * 32 tokens agree; "beginning": 200 and 167) but equal the activation-quantized reference
- * 200/200; reported, not required (greedy margins there are 0.003-0.03, the size of a tie flip).
+ * reference exactly (required). The quantized files diverge from the plain reference and, after
+ * a near-tie somewhere along 200 steps, from the activation-quantized one too (Q8_0 "moses":
+ * 41 and 200 tokens agree; Q4_0 32 and 32); reported, not required (greedy margins there are
+ * 0.003-0.03, the size of a tie flip).
  * Determinism: logits bit-identical with 1, 2 and 3 threads, batched with other sequences vs
  * alone, and prefill in chunks (the engine's or the caller's) vs whole. */
 #include "check.h"
@@ -661,9 +661,9 @@ int main(int argc, char **argv) {
     snprintf(kjv_bin, sizeof kjv_bin, "%s", check_model_path("kjv-demo.bin"));
 
     /* Bounds: see the table at the top. */
-#define MIX(t, tol, exact)                                                                         \
+#define MIX(t, qtol)                                                                               \
     {"kjv-demo-" t ".gguf", check_model_path("kjv-demo-" t ".gguf"), NULL,                         \
-     "golden/forward-kjv-" t ".txt", tol, exact, 0.05, 1}
+     "golden/forward-kjv-" t ".txt", 0.3, false, qtol, 1}
     const spec specs[] = {
         {"kjv-demo.gguf F32", kjv_gguf, NULL, "golden/forward-kjv-f32.txt", 1e-4, true, 0, 2},
         {"kjv-demo.bin F32", kjv_bin, check_model_path("kjv-demo-tokenizer.bin"),
@@ -675,13 +675,12 @@ int main(int argc, char **argv) {
          "golden/forward-kjv-f16.txt", 1e-4, true, 0, 1},
         {"kjv-demo-bf16.gguf", bf16, NULL, "golden/forward-kjv-bf16.txt", 1e-4, true, 0, 1},
         {"kjv-demo-q8_0.gguf", check_model_path("kjv-demo-q8_0.gguf"), NULL,
-         "golden/forward-kjv-q8_0.txt", 0.25, false, 0.05, 1},
+         "golden/forward-kjv-q8_0.txt", 0.25, false, 1e-4, 1},
         {"kjv-demo-q4_0.gguf", check_model_path("kjv-demo-q4_0.gguf"), NULL,
-         "golden/forward-kjv-q4_0.txt", 0.3, false, 0.05, 1},
+         "golden/forward-kjv-q4_0.txt", 0.3, false, 1e-4, 1},
         /* llama.cpp's mixes: see the table at the top */
-        MIX("q4_1", 1e-4, true), MIX("q5_0", 1e-4, true), MIX("q5_1", 1e-4, true),
-        MIX("q2_k", 0.3, false), MIX("q3_k_m", 1e-4, true), MIX("q4_k_m", 0.3, false),
-        MIX("q5_k_m", 0.3, false), MIX("q6_k", 0.3, false),
+        MIX("q4_1", 1e-4), MIX("q5_0", 1e-4), MIX("q2_k", 1e-4), MIX("q3_k_m", 1e-4),
+        MIX("q6_k", 1e-4), MIX("q5_1", 0.2), MIX("q4_k_m", 0.2), MIX("q5_k_m", 0.2),
     };
     static int32_t greedy[sizeof specs / sizeof specs[0]][MAX_CASES][MAX_GREEDY];
     for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {

@@ -55,7 +55,8 @@ static tensor make_weights(dtype t, int n_in, int n_out, unsigned seed) {
     return ten;
 }
 
-static float row_kernel(const tensor *w, int r, const float *x, const block_q8_act *xq, int n) {
+static float row_kernel(const tensor *w, int r, const float *x, const block_q8_act *xq,
+                        const block_q8_K *xk, int n) {
     const void *row = tensor_row(w, r);
     switch (w->type) {
     case DT_F32: return dot_f32(row, x, n);
@@ -63,7 +64,7 @@ static float row_kernel(const tensor *w, int r, const float *x, const block_q8_a
     case DT_BF16: return dot_bf16(row, x, n);
     case DT_Q8_0: return dot_q8_0(row, xq, n);
     case DT_Q4_0: return dot_q4_0(row, xq, n);
-    default: return dot_dequant(row, w->type, x, n);
+    default: return dot_row(row, w->type, xq, xk, n);
     }
 }
 
@@ -95,9 +96,11 @@ static void test_type(dtype t, int n_in, int n_out, int T) {
     float *out1 = malloc((size_t)n_out * sizeof *out1);
     float *wrow = malloc((size_t)n_in * sizeof *wrow);
     block_q8_act *xq = malloc((size_t)(n_in / QK + 1) * sizeof *xq);
+    block_q8_K *xk = malloc((size_t)(n_in / QK_K + 1) * sizeof *xk);
     unsigned s = 99u + (unsigned)T;
     for (int i = 0; i < T * n_in; i++) x[i] = frand(&s) * 3.0f;
-    bool quant = t == DT_Q8_0 || t == DT_Q4_0;
+    /* every block type computes on quantized activations: 256-element blocks (kq) or 32 */
+    bool kq = dtype_uses_q8_K(t), quant = dtype_block_elems(t) > 1 && !kq;
     bool has_simd = mm_using_simd();
     mm_scratch ms;
     CHECK(mm_scratch_init(&ms, T, n_in) == 0, "scratch");
@@ -114,10 +117,11 @@ static void test_type(dtype t, int n_in, int n_out, int T) {
         for (int tt = 0; tt < T; tt++) {
             const float *xt = x + (size_t)tt * n_in;
             if (quant) quantize_row_q8_act(xq, xt, n_in);
+            if (kq) quantize_row_q8_K(xk, xt, n_in);
             /* the same row alone in a block of one */
             run(out1, xt, &w, 1, &ms, threads, true);
             for (int r = 0; r < n_out; r++) {
-                float want = row_kernel(&w, r, xt, xq, n_in);
+                float want = row_kernel(&w, r, xt, xq, xk, n_in);
                 float got = out[(size_t)tt * n_out + r];
                 if (memcmp(&want, &got, 4) != 0) mismatches++;
                 if (memcmp(&out1[r], &got, 4) != 0) alone_mismatch++;
@@ -133,14 +137,16 @@ static void test_type(dtype t, int n_in, int n_out, int T) {
                 dequantize_row(wrow, tensor_row(&w, r), t, n_in);
                 double ref = 0, mag = 0;
                 for (int i = 0; i < n_in; i++) {
-                    double xi = quant ? (double)xq[i / QK].d * xq[i / QK].qs[i % QK] : xt[i];
+                    double xi = quant ? (double)xq[i / QK].d * xq[i / QK].qs[i % QK]
+                                : kq  ? (double)xk[i / QK_K].d * xk[i / QK_K].qs[i % QK_K]
+                                      : xt[i];
                     ref += (double)wrow[i] * xi;
                     mag += fabs((double)wrow[i] * xi);
                 }
                 if (fabs(ref - got) > 1e-5 * mag + 1e-6) inaccurate++;
                 if (!has_simd) continue;
                 double diff = fabs((double)simd[(size_t)tt * n_out + r] - got);
-                if (quant ? diff != 0 : diff > SIMD_TOL * mag + 1e-6) simd_far++;
+                if (quant || kq ? diff != 0 : diff > SIMD_TOL * mag + 1e-6) simd_far++;
                 if (mag > 0 && diff / mag > worst) worst = diff / mag;
             }
         }
@@ -170,6 +176,7 @@ static void test_type(dtype t, int n_in, int n_out, int T) {
     free(out1);
     free(wrow);
     free(xq);
+    free(xk);
 }
 
 /* The SIMD activation quantizer writes the same bytes as the scalar one (zero blocks,
@@ -327,8 +334,7 @@ int main(void) {
         test_type(types[i], n_in_c, 31, 21); /* 4 groups of 4 rows per tile, and a ragged one */
     }
     mm_avx512_allow(true);
-    /* the types computed by dequantizing blocks (dot_dequant): one block, several, and more
-     * than the 64 activation rows rows_dequant takes at a time */
+    /* the other block types (engine/quant_dot.c): one block, several, many activation rows */
     const dtype deq[] = {DT_Q4_1, DT_Q5_0, DT_Q5_1, DT_Q2_K, DT_Q3_K,
                          DT_Q4_K, DT_Q5_K, DT_Q6_K, DT_IQ4_NL, DT_IQ4_XS};
     for (size_t i = 0; i < sizeof deq / sizeof deq[0]; i++) {

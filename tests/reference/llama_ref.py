@@ -295,7 +295,9 @@ def load_gguf(path):
         "rope_theta": m("rope.freq_base", 10000.0),
         "norm_eps": m("attention.layer_norm_rms_epsilon", 1e-5),
     }
-    quant = set()  # names of the matrices stored as Q8_0/Q4_0 (see forward's act_quant)
+    # the matrices stored in a block type, with the block length of the engine's activation
+    # quantization for them: 256 for the K-quants and IQ4_XS, else 32 (see forward's act_quant)
+    quant = {}
     layers = []
     for i in range(cfg["n_layers"]):
         L = {}
@@ -304,13 +306,13 @@ def load_gguf(path):
                           ("w1", "ffn_gate"), ("w2", "ffn_down"), ("w3", "ffn_up")]:
             full = "blk.%d.%s.weight" % (i, name)
             L[key] = g.tensor(full)
-            if g.by_name[full]["type"] in (GGML_Q8_0, GGML_Q4_0):
-                quant.add("%d.%s" % (i, key))
+            if g.by_name[full]["type"] in BLOCKS:
+                quant["%d.%s" % (i, key)] = act_block(g.by_name[full]["type"])
         layers.append(L)
     out_name = "output.weight" if "output.weight" in g.by_name else "token_embd.weight"
     output = g.tensor(out_name) if out_name == "output.weight" else tok_embd
-    if g.by_name[out_name]["type"] in (GGML_Q8_0, GGML_Q4_0):
-        quant.add("output")
+    if g.by_name[out_name]["type"] in BLOCKS:
+        quant["output"] = act_block(g.by_name[out_name]["type"])
     w = {"tok_embd": tok_embd, "out_norm": g.tensor("output_norm.weight"), "output": output,
          "layers": layers, "quant": quant}
     return Model(cfg, w)
@@ -359,7 +361,7 @@ def load_llama2c(path):
                "ffn_norm": rms_ffn[i], "w1": w1[i], "w2": w2[i], "w3": w3[i]}
               for i in range(n_layers)]
     return Model(cfg, {"tok_embd": tok_embd, "out_norm": rms_final, "output": output,
-                       "layers": layers, "quant": set()})
+                       "layers": layers, "quant": {}})
 
 
 def load(path):
@@ -392,18 +394,25 @@ def rope(x, pos, rope_dim, theta):
     return out
 
 
-def quantize_act(x):
-    """x (T, n) with n a multiple of 32 -> the values an 8-bit block quantization keeps: per block
-    of 32, d = max|x| / 127, q = round(x / d) (halves away from zero), value d * q. This is what
-    an engine does to activations before integer dot products with Q8_0/Q4_0 weights (the
-    weights themselves are already dequantized exactly)."""
+def act_block(ttype):
+    """The activation block length an engine pairs with weights of ttype: 256 for the K-quants
+    and IQ4_XS (whose scales cover 256 elements), 32 for the other block types."""
+    return QK_K if BLOCKS[ttype][0] == QK_K else QK
+
+
+def quantize_act(x, block=QK):
+    """x (T, n) with n a multiple of block -> the values an 8-bit block quantization keeps: per
+    block, d = max|x| / 127, q = round(x * (1 / d)), value d * q, with d, 1 / d and the product
+    in float32 and q rounded half to even. This is what an engine does to activations before
+    integer dot products with block-quantized weights (the weights themselves are already
+    dequantized exactly). The float32 steps matter where activations sit on exact ties: the rows
+    of a quantized token embedding hold few distinct values, whose ratios often end in .5."""
     T, n = x.shape
-    b = x.reshape(T, n // QK, QK)
-    d = np.abs(b).max(axis=-1, keepdims=True) / 127.0
-    inv = np.divide(1.0, d, out=np.zeros_like(d), where=d > 0)
-    v = b * inv
-    q = np.sign(v) * np.floor(np.abs(v) + 0.5)
-    return (q * d).reshape(T, n)
+    b = x.reshape(T, n // block, block).astype(np.float32)
+    d = np.abs(b).max(axis=-1, keepdims=True) / np.float32(127.0)
+    inv = np.divide(np.float32(1.0), d, out=np.zeros_like(d), where=d > 0)
+    q = np.rint(b * inv)
+    return (q.astype(np.float64) * d.astype(np.float64)).reshape(T, n)
 
 
 def silu(x):
@@ -421,13 +430,13 @@ class Cache:
 
 def forward(model, tokens, cache, act_quant=False):
     """Runs tokens (T ids) at positions cache.n.. and appends their K/V to cache.
-    Returns logits (T, vocab) float64. act_quant: the inputs of matrices stored as Q8_0/Q4_0
+    Returns logits (T, vocab) float64. act_quant: the inputs of matrices stored in a block type
     go through quantize_act first (a model of the engine's integer dot products)."""
     c, w = model.cfg, model.w
 
     def mm(x, W, name):  # x (T, n) @ W^T, W (out, n)
         if act_quant and name in w["quant"]:
-            x = quantize_act(x)
+            x = quantize_act(x, w["quant"][name])
         return x @ W.T
 
     T = len(tokens)

@@ -12,10 +12,10 @@ Format (one record a line, space separated; the C test parses it):
     logits POS v...           the vocab_size logits after prompt position POS
     greedy N id...            the greedy continuation of the prompt (argmax, n tokens)
     margin X                  the smallest top1 - top2 logit gap along that continuation
-    qlogits POS v...          (Q8_0/Q4_0 only) the logits of the last prompt position when the
+    qlogits POS v...          (block types only) the logits of the last prompt position when the
                               reference also quantizes the activations as the engine does
                               (llama_ref.quantize_act): a tight check of the integer paths
-    qgreedy N id...           (Q8_0/Q4_0 only) the greedy continuation of that variant
+    qgreedy N id...           (block types only) the greedy continuation of that variant
     qmargin X
     end                       ends the case
 The quantized and half types hold the reference run on the dequantized weights; the engine's

@@ -1,0 +1,207 @@
+/* quant_dot_avx2: AVX2 twins of the scalar dot products in quant_dot.c, for the types of the
+ * mixes people download most (Q4_K_M: Q4_K, Q6_K, Q5_0; Q5_K_M: Q5_K, Q6_K, Q5_1; Q4_1).
+ * Each computes the same exact integers per block as its scalar twin (codes times activation
+ * codes with maddubs/madd, then the block's scales), and then the scalar twin's float steps per
+ * block, in the same order: the results are the same bits. One weight row against one
+ * activation row at a time; decode is bound by reading the weights, which this does once per
+ * activation row (a prefill's later rows find the row in cache). Never allocates. */
+#include "quant_dot_avx2.h"
+
+#include "matmul_avx2.h"
+
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+
+#define TARGET __attribute__((target("avx2,fma,f16c")))
+#define INLINE static inline __attribute__((always_inline)) TARGET
+
+/* F16 bits to F32 with F16C: the same value as f16_to_f32 (exact for every finite half), without
+ * a call (which would cost a vzeroupper and spills in these loops). */
+INLINE float h2f(uint16_t h) {
+    return _cvtsh_ss(h);
+}
+
+/* The exact sum of 8 int32 lanes. */
+INLINE int32_t hsum_i32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* 32 unsigned codes (each < 64) times 32 signed activation codes, as 8 int32 partial sums. */
+INLINE __m256i dot32(__m256i codes, __m256i x) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(codes, x), _mm256_set1_epi16(1));
+}
+
+/* The 32 nibbles of a 16-byte Q4_0-style block in element order (low nibbles first). */
+INLINE __m256i nibbles32(const uint8_t *qs) {
+    const __m128i q = _mm_loadu_si128((const __m128i *)qs), m4 = _mm_set1_epi8(0x0f);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4), _mm_and_si128(q, m4));
+}
+
+/* 0x10 in byte j where bit j of the 32-bit little-endian qh is set: Q5_0/Q5_1's fifth bits. */
+INLINE __m256i fifth_bits(const uint8_t qh[4]) {
+    uint32_t h;
+    memcpy(&h, qh, 4);
+    const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
+                                          2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32((int)h), shuf);
+    b = _mm256_cmpeq_epi8(_mm256_and_si256(b, bit), bit);
+    return _mm256_and_si256(b, _mm256_set1_epi8(0x10));
+}
+
+INLINE int32_t act_sum32(__m256i x) {
+    return hsum_i32(dot32(_mm256_set1_epi8(1), x));
+}
+
+/* Q4_1, Q5_0, Q5_1 against 32-element activation blocks. */
+INLINE float dot_q32(dtype t, const uint8_t *w, const block_q8_act *x, int n) {
+    const size_t bb = t == DT_Q4_1 ? sizeof(block_q4_1)
+                      : t == DT_Q5_0 ? sizeof(block_q5_0) : sizeof(block_q5_1);
+    float sum = 0.0f;
+    for (int b = 0; b < n / QK; b++) {
+        const uint8_t *blk = w + (size_t)b * bb;
+        const __m256i xv = _mm256_loadu_si256((const __m256i *)x[b].qs);
+        uint16_t d16, m16 = 0;
+        memcpy(&d16, blk, 2);
+        __m256i codes;
+        if (t == DT_Q4_1) {
+            memcpy(&m16, blk + 2, 2);
+            codes = nibbles32(blk + 4);
+        } else if (t == DT_Q5_0) {
+            codes = _mm256_or_si256(nibbles32(blk + 6), fifth_bits(blk + 2));
+        } else {
+            memcpy(&m16, blk + 2, 2);
+            codes = _mm256_or_si256(nibbles32(blk + 8), fifth_bits(blk + 4));
+        }
+        int32_t isum = hsum_i32(dot32(codes, xv));
+        const float d = h2f(d16);
+        if (t == DT_Q5_0) {
+            isum -= 16 * act_sum32(xv); /* codes - 16 */
+            sum += (float)isum * (d * x[b].d);
+        } else {
+            sum += (float)isum * (d * x[b].d) + (float)act_sum32(xv) * (h2f(m16) * x[b].d);
+        }
+    }
+    return sum;
+}
+
+/* Q4_K and Q5_K: eight sub-blocks of 32 with 6-bit scales and mins. */
+INLINE float dot_q45_K(bool q5, const uint8_t *w, const block_q8_K *x, int n) {
+    const size_t bb = q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    const __m256i m4 = _mm256_set1_epi8(0x0f), x10 = _mm256_set1_epi8(0x10);
+    float sum = 0.0f;
+    for (int b = 0; b < n / QK_K; b++) {
+        const block_q4_K *b4 = (const block_q4_K *)(w + (size_t)b * bb);
+        const block_q5_K *b5 = (const block_q5_K *)b4;
+        const uint8_t *scales = q5 ? b5->scales : b4->scales, *qs = q5 ? b5->qs : b4->qs;
+        const __m256i qh = q5 ? _mm256_loadu_si256((const __m256i *)b5->qh) : _mm256_setzero_si256();
+        __m256i acc = _mm256_setzero_si256();
+        int32_t msum = 0;
+        for (int p = 0; p < 4; p++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * p));
+            for (int half = 0; half < 2; half++) {
+                const int s = 2 * p + half;
+                int sc, m;
+                k4_scale_min(s, scales, &sc, &m);
+                __m256i c = half ? _mm256_and_si256(_mm256_srli_epi16(q, 4), m4)
+                                 : _mm256_and_si256(q, m4);
+                if (q5) {
+                    const __m256i bit = _mm256_set1_epi8((char)(1 << s));
+                    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(qh, bit), bit);
+                    c = _mm256_or_si256(c, _mm256_and_si256(set, x10));
+                }
+                const __m256i xv = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * s));
+                acc = _mm256_add_epi32(
+                    acc, _mm256_madd_epi16(_mm256_maddubs_epi16(c, xv), _mm256_set1_epi16((short)sc)));
+                msum += m * (x[b].bsums[2 * s] + x[b].bsums[2 * s + 1]);
+            }
+        }
+        const int32_t isum = hsum_i32(acc);
+        const uint16_t d = q5 ? b5->d : b4->d, dmin = q5 ? b5->dmin : b4->dmin;
+        sum += (float)isum * (h2f(d) * x[b].d) - (float)msum * (h2f(dmin) * x[b].d);
+    }
+    return sum;
+}
+
+/* Q6_K: 16 sub-blocks of 16 with int8 scales; codes - 32 as codes, minus 32 x the sums. */
+INLINE float dot_q6_K_avx2(const block_q6_K *w, const block_q8_K *x, int n) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
+    float sum = 0.0f;
+    for (int b = 0; b < n / QK_K; b++) {
+        __m256i acc = _mm256_setzero_si256();
+        int32_t ssum = 0; /* sum over sub-blocks of scale x activation sum */
+        for (int s = 0; s < 16; s++) ssum += w[b].scales[s] * x[b].bsums[s];
+        for (int h = 0; h < 2; h++) {
+            const __m256i A = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h));
+            const __m256i B = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h + 32));
+            const __m256i H = _mm256_loadu_si256((const __m256i *)(w[b].qh + 32 * h));
+            const __m256i c[4] = {
+                _mm256_or_si256(_mm256_and_si256(A, m4), _mm256_and_si256(_mm256_slli_epi16(H, 4), m30)),
+                _mm256_or_si256(_mm256_and_si256(B, m4), _mm256_and_si256(_mm256_slli_epi16(H, 2), m30)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(A, 4), m4), _mm256_and_si256(H, m30)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(B, 4), m4),
+                                _mm256_and_si256(_mm256_srli_epi16(H, 2), m30)),
+            };
+            for (int k = 0; k < 4; k++) {
+                const int s = 8 * h + 2 * k; /* elements 16s .. 16s + 31: sub-blocks s, s + 1 */
+                const __m256i xv = _mm256_loadu_si256((const __m256i *)(x[b].qs + 16 * s));
+                const __m256i sc = _mm256_set_m128i(_mm_set1_epi16(w[b].scales[s + 1]),
+                                                    _mm_set1_epi16(w[b].scales[s]));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(c[k], xv), sc));
+            }
+        }
+        const int32_t isum = hsum_i32(acc) - 32 * ssum;
+        sum += (float)isum * (h2f(w[b].d) * x[b].d);
+    }
+    return sum;
+}
+
+TARGET static float row_dot(dtype t, const uint8_t *row, const block_q8_act *xq,
+                            const block_q8_K *xk, int n) {
+    switch (t) {
+    case DT_Q4_1:
+    case DT_Q5_0:
+    case DT_Q5_1: return dot_q32(t, row, xq, n);
+    case DT_Q4_K: return dot_q45_K(false, row, xk, n);
+    case DT_Q5_K: return dot_q45_K(true, row, xk, n);
+    case DT_Q6_K: return dot_q6_K_avx2((const block_q6_K *)row, xk, n);
+    default: return 0.0f; /* qdot_avx2_has said no */
+    }
+}
+
+bool qdot_avx2_has(dtype t) {
+    return mm_avx2_supported() && (t == DT_Q4_1 || t == DT_Q5_0 || t == DT_Q5_1 || t == DT_Q4_K ||
+                                   t == DT_Q5_K || t == DT_Q6_K);
+}
+
+void qdot_rows_avx2(float *out, const block_q8_act *xq, const block_q8_K *xk, const tensor *w,
+                    int T, int r0, int r1) {
+    const int n = (int)w->ne[0], n_out = (int)w->ne[1];
+    const int nbq = n / QK, nbk = n / QK_K;
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *row = tensor_row(w, r);
+        for (int t = 0; t < T; t++)
+            out[(size_t)t * n_out + r] =
+                row_dot(w->type, row, xq ? xq + (size_t)t * nbq : NULL,
+                        xk ? xk + (size_t)t * nbk : NULL, n);
+    }
+}
+
+#else /* not x86: the scalar kernels */
+
+bool qdot_avx2_has(dtype t) {
+    (void)t;
+    return false;
+}
+
+void qdot_rows_avx2(float *out, const block_q8_act *xq, const block_q8_K *xk, const tensor *w,
+                    int T, int r0, int r1) {
+    (void)out, (void)xq, (void)xk, (void)w, (void)T, (void)r0, (void)r1;
+}
+
+#endif

@@ -1,0 +1,20 @@
+/* quant_dot_avx2: AVX2 kernels for some of the block types beyond Q8_0/Q4_0 (internal to
+ * engine/matmul.c and its tests); the same bits as their scalar twins in quant_dot.c. */
+#ifndef LS_QUANT_DOT_AVX2_H
+#define LS_QUANT_DOT_AVX2_H
+
+#include "matmul.h"
+
+#include <stdbool.h>
+
+/* True when this CPU has AVX2 and there is a kernel here for type t (Q4_1, Q5_0, Q5_1, Q4_K,
+ * Q5_K, Q6_K). */
+bool qdot_avx2_has(dtype t);
+
+/* out (T, n_out), columns [r0, r1) only: out[t][r] = dot(w row r, activation row t), with xq
+ * (T, n_in / QK) for the 32-element types and xk (T, n_in / QK_K) for the K-quants. Call only
+ * when qdot_avx2_has(w->type). */
+void qdot_rows_avx2(float *out, const block_q8_act *xq, const block_q8_K *xk, const tensor *w,
+                    int T, int r0, int r1);
+
+#endif
