@@ -135,8 +135,8 @@ int cmd_serve(int argc, char **argv) {
         .chat_fmt = chat_format_for_model(m, chat_setting(cfg.chat_template), &detected),
     };
     http_set_ready(h, s, &ctx);
-    summary_log_ready(&(summary_in){&cfg, m, &sp, http_port(h), chat_format_name(ctx.chat_fmt),
-                                    detected});
+    summary_log_ready(
+        &(summary_in){&cfg, m, &sp, http_port(h), chat_format_name(ctx.chat_fmt), detected});
 
     int sig = 0;
     sigwait(&sigs, &sig);

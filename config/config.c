@@ -95,7 +95,8 @@ static const setting settings[] = {
     ENUM(kv_type, CFG_KV_F16, kv_names, "KV cache element type"),
     {"prompt_cache", K_BOOL, FIELD(prompt_cache), 0, 0, NULL, 1, NULL, 0, "BOOL",
      "a new prompt reuses the longest prefix a free slot's KV\n"
-     "cache holds (--no-prompt-cache turns it off)", 0, NULL},
+     "cache holds (--no-prompt-cache turns it off)",
+     0, NULL},
     INT(max_queue, 64, 0, 100000, 0,
         "requests that may wait beyond the busy slots; more are refused"),
     INT(max_body, 1048576, 1024, 1073741824, 0, "largest request body in bytes"),
@@ -110,8 +111,7 @@ static const setting settings[] = {
      APPEND, check_origins},
     INT(timeout, 600, 1, 86400, 0, "connection idle timeout in seconds"),
     INT(shutdown_timeout, 10, 0, 3600, 0, "seconds running requests get to finish on shutdown"),
-    ENUM(log_format, CFG_LOG_TEXT, log_names,
-         "log line format; json = every line one JSON object"),
+    ENUM(log_format, CFG_LOG_TEXT, log_names, "log line format; json = every line one JSON object"),
     STR(log_file, "", 0, "PATH", 0, "append the log lines to this file; empty = stderr"),
     {"log_requests", K_BOOL, FIELD(log_requests), 0, 0, NULL, 1, NULL, 0, "BOOL",
      "log one line per request (--no-log-requests turns it off)", 0, NULL},
@@ -165,10 +165,12 @@ static int set_str(cfg_server *c, const setting *s, const char *v, const char *w
  * stops and returns fn's value when it is not 0. */
 static int each_origin(const char *list, int (*fn)(const char *e, size_t n, void *arg), void *arg) {
     for (const char *p = list;;) {
-        while (*p == ' ' || *p == '\t') p++;
+        while (*p == ' ' || *p == '\t')
+            p++;
         size_t n = strcspn(p, ",");
         size_t t = n;
-        while (t > 0 && (p[t - 1] == ' ' || p[t - 1] == '\t')) t--;
+        while (t > 0 && (p[t - 1] == ' ' || p[t - 1] == '\t'))
+            t--;
         int rc = fn(p, t, arg);
         if (rc) return rc;
         if (!p[n]) return 0;
@@ -188,7 +190,8 @@ static int check_one_origin(const char *e, size_t n, void *arg) {
     origin_check *oc = arg;
     if (n == 1 && e[0] == '*') return 0;
     size_t i = 0;
-    while (i < n && (isalnum((unsigned char)e[i]) || (i > 0 && strchr("+.-", e[i])))) i++;
+    while (i < n && (isalnum((unsigned char)e[i]) || (i > 0 && strchr("+.-", e[i]))))
+        i++;
     bool ok = i > 0 && isalpha((unsigned char)e[0]) && n - i > 3 && !strncmp(e + i, "://", 3);
     for (size_t k = i + 3; ok && k < n; k++)
         ok = e[k] > ' ' && e[k] < 0x7f && !strchr("/?#,", e[k]);

@@ -79,7 +79,8 @@ const char *cfg_llamacpp_hint(const char *arg, char *long_name, size_t cap) {
                 return hints[i].hint;
             }
             p += len;
-            while (*p == ' ') p++;
+            while (*p == ' ')
+                p++;
         }
     }
     return NULL;

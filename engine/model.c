@@ -445,7 +445,8 @@ static void count_tensor(model_stats *st, const tensor *t) {
     st->bytes += bytes;
     st->n_tensors++;
     int k = 0;
-    while (k < st->n_types && st->types[k].type != t->type) k++;
+    while (k < st->n_types && st->types[k].type != t->type)
+        k++;
     if (k == MODEL_MAX_TYPES) return; /* more types than any loadable model has: totals only */
     if (k == st->n_types) {
         st->n_types++;

@@ -99,9 +99,8 @@ static void add_cors(const req_ctx *r, struct MHD_Response *res) {
     }
     MHD_add_response_header(res, "Vary", "Origin");
     if (r->cors == 1)
-        MHD_add_response_header(
-            res, "Access-Control-Allow-Origin",
-            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin"));
+        MHD_add_response_header(res, "Access-Control-Allow-Origin",
+                                MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin"));
 }
 
 static enum MHD_Result send_text(req_ctx *r, int status, const char *type, char *body,

@@ -49,7 +49,9 @@ static void put_n(buf *b, const char *s, size_t n) {
     b->p[b->len] = '\0';
 }
 
-static void put(buf *b, const char *s) { put_n(b, s, strlen(s)); }
+static void put(buf *b, const char *s) {
+    put_n(b, s, strlen(s));
+}
 
 static void putf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void putf(buf *b, const char *fmt, ...) {

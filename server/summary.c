@@ -13,17 +13,23 @@
 
 const char *summary_origin_name(cfg_model_origin o) {
     switch (o) {
-    case CFG_MODEL_MODELS_DIR: return "models_dir";
-    case CFG_MODEL_EMBEDDED: return "embedded";
-    default: return "given";
+    case CFG_MODEL_MODELS_DIR:
+        return "models_dir";
+    case CFG_MODEL_EMBEDDED:
+        return "embedded";
+    default:
+        return "given";
     }
 }
 
 static const char *origin_text(cfg_model_origin o) {
     switch (o) {
-    case CFG_MODEL_MODELS_DIR: return "the one .gguf in models_dir";
-    case CFG_MODEL_EMBEDDED: return "the embedded demo model: no --model given";
-    default: return "given";
+    case CFG_MODEL_MODELS_DIR:
+        return "the one .gguf in models_dir";
+    case CFG_MODEL_EMBEDDED:
+        return "the embedded demo model: no --model given";
+    default:
+        return "given";
     }
 }
 
@@ -36,7 +42,8 @@ static void meta_str(const model *m, const char *key, char *out, size_t n) {
 }
 
 /* Appends a formatted line to the text block. */
-static void line(char *block, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void line(char *block, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static void line(char *block, size_t cap, const char *fmt, ...) {
     size_t len = strlen(block);
     if (len + 1 >= cap) return;
@@ -62,8 +69,8 @@ void summary_log_ready(const summary_in *in) {
     snprintf(address, sizeof address, strchr(cfg->host, ':') ? "http://[%s]:%d" : "http://%s:%d",
              cfg->host, in->port);
     const char *kv_type = sp->kv == KV_F32 ? "f32" : "f16";
-    uint64_t kv_total =
-        (uint64_t)kv_bytes_per_token(&m->cfg, sp->kv) * (uint64_t)sp->parallel * (uint64_t)sp->ctx_size;
+    uint64_t kv_total = (uint64_t)kv_bytes_per_token(&m->cfg, sp->kv) * (uint64_t)sp->parallel *
+                        (uint64_t)sp->ctx_size;
     const char *kernels = mm_kernels();
 
     cJSON *f = cJSON_CreateObject();

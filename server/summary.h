@@ -18,7 +18,7 @@ typedef struct {
     const sched_params *sp; /* what the scheduler was started with (ctx_size resolved) */
     int port;               /* the port bound (cfg->port may be 0) */
     const char *chat_template;
-    bool chat_detected;     /* the template came from the model file, not the fallback */
+    bool chat_detected; /* the template came from the model file, not the fallback */
 } summary_in;
 
 void summary_log_ready(const summary_in *in);

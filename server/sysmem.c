@@ -37,7 +37,8 @@ static void walk_cgroup(const char *dir, const char *path, const char *file, sys
     snprintf(rel, sizeof rel, "%s", path);
     for (;;) {
         size_t len = strlen(rel);
-        while (len > 0 && rel[len - 1] == '/') rel[--len] = '\0';
+        while (len > 0 && rel[len - 1] == '/')
+            rel[--len] = '\0';
         char p[1024];
         snprintf(p, sizeof p, "%s%s/%s", dir, rel, file);
         uint64_t v = read_limit(p);
@@ -159,7 +160,6 @@ void sysmem_kv_message(const sysmem_fit *fit, const sysmem_info *mi, int paralle
         len += snprintf(out + len, n - (size_t)len, ", or --parallel %d with --ctx-size %d",
                         fit->max_parallel, ctx);
     if (len < 0 || (size_t)len >= n) return;
-    snprintf(out + len, n - (size_t)len, "%s", !strcmp(kv_type, "f32")
-                                                   ? "; --kv-type f16 halves the cache."
-                                                   : ".");
+    snprintf(out + len, n - (size_t)len, "%s",
+             !strcmp(kv_type, "f32") ? "; --kv-type f16 halves the cache." : ".");
 }

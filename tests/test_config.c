@@ -447,16 +447,18 @@ static void test_cors_origin(void) {
               !strcmp(c.cors_origin, "http://localhost:3000,https://chat.example.com"),
           "%s %s", c.cors_origin, err);
     setenv("LLAMASERVE_CORS_ORIGIN", "http://a.example, http://b.example:8080", 1);
-    CHECK(load(&c, "-m", "m") == 0 && !strcmp(c.cors_origin, "http://a.example, http://b.example:8080"),
+    CHECK(load(&c, "-m", "m") == 0 &&
+              !strcmp(c.cors_origin, "http://a.example, http://b.example:8080"),
           "%s %s", c.cors_origin, err);
     /* a flag replaces the environment's list, then adds to its own */
     CHECK(load(&c, "-m", "m", "--cors-origin=*") == 0 && !strcmp(c.cors_origin, "*"), "%s",
           c.cors_origin);
     unsetenv("LLAMASERVE_CORS_ORIGIN");
-    const char *p = write_tmp("cors.json", "{\"model\": \"m\", \"cors_origin\": \"http://x.test\"}");
+    const char *p =
+        write_tmp("cors.json", "{\"model\": \"m\", \"cors_origin\": \"http://x.test\"}");
     CHECK(load(&c, "--config", p) == 0 && !strcmp(c.cors_origin, "http://x.test"), "%s", err);
-    const char *bad[] = {"http://x.test/", "localhost:3000", "http://", "*,", "http://a b",
-                         "://x", "http://x.test/path"};
+    const char *bad[] = {"http://x.test/", "localhost:3000", "http://",           "*,",
+                         "http://a b",     "://x",           "http://x.test/path"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         CHECK(load(&c, "-m", "m", "--cors-origin", bad[i]) == -1 && strstr(err, "--cors-origin") &&
                   strstr(err, "origin"),

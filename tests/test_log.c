@@ -51,10 +51,11 @@ static void test_text(void) {
     if (!text) return;
     const char *ts = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z ";
     char want[512];
-    snprintf(want, sizeof want,
-             "%sinfo  request route=/v1/models status=200 total_s=0.0125 path=\"a b\\\\\"c\" ok=true "
-             "types.F32=9$",
-             ts);
+    snprintf(
+        want, sizeof want,
+        "%sinfo  request route=/v1/models status=200 total_s=0.0125 path=\"a b\\\\\"c\" ok=true "
+        "types.F32=9$",
+        ts);
     CHECK(matches(text, want), "request line:\n%s", text);
     snprintf(want, sizeof want, "%swarn  two lines 7$", ts);
     CHECK(matches(text, want), "one physical line:\n%s", text);
@@ -65,7 +66,8 @@ static void test_text(void) {
     snprintf(want, sizeof want, "%serror   second$", ts);
     CHECK(matches(text, want), "block line:\n%s", text);
     int lines = 0;
-    for (const char *p = text; (p = strchr(p, '\n')); p++) lines++;
+    for (const char *p = text; (p = strchr(p, '\n')); p++)
+        lines++;
     CHECK(lines == 5, "%d lines:\n%s", lines, text);
     unlink(path);
 }

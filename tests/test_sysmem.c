@@ -123,10 +123,13 @@ static void test_message(void) {
     sysmem_kv_fit(2048, 4, 256, mi.available, &fit);
     char msg[1024];
     sysmem_kv_message(&fit, &mi, 4, 256, "f32", msg, sizeof msg);
-    const char *want[] = {"4 slots x 256 tokens", "2.0 MiB", "1.0 MiB is available",
+    const char *want[] = {"4 slots x 256 tokens",
+                          "2.0 MiB",
+                          "1.0 MiB is available",
                           "cgroup limit in /sys/fs/cgroup/memory.max",
                           "--ctx-size 128 with --parallel 4 (-c 512)",
-                          "--parallel 2 with --ctx-size 256", "--kv-type f16"};
+                          "--parallel 2 with --ctx-size 256",
+                          "--kv-type f16"};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         CHECK(strstr(msg, want[i]), "lacks '%s': %s", want[i], msg);
     mi.cgroup_limit = SYSMEM_NONE;
@@ -155,7 +158,9 @@ int main(void) {
     test_fit();
     test_message();
     /* the files, then the folders, deepest first */
-    const char *files[] = {"proc/meminfo", "proc/self/cgroup", "sys/fs/cgroup/a/b/memory.max",
+    const char *files[] = {"proc/meminfo",
+                           "proc/self/cgroup",
+                           "sys/fs/cgroup/a/b/memory.max",
                            "sys/fs/cgroup/memory/x/y/memory.limit_in_bytes",
                            "sys/fs/cgroup/memory/x/memory.limit_in_bytes",
                            "sys/fs/cgroup/memory/memory.limit_in_bytes"};
