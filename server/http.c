@@ -113,7 +113,7 @@ static enum MHD_Result send_text(req_ctx *r, int status, const char *type, char 
         free(body);
         return MHD_NO;
     }
-    if (type) MHD_add_response_header(res, "Content-Type", type);
+    MHD_add_response_header(res, "Content-Type", type);
     add_cors(r, res);
     if (retry_after) MHD_add_response_header(res, "Retry-After", "1");
     if (status == 401) MHD_add_response_header(res, "WWW-Authenticate", "Bearer");
