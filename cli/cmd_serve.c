@@ -1,7 +1,9 @@
-/* cmd_serve: `llamaserve serve`. Reads the configuration (config/), starts listening at once
- * (so /health can say 503 while the model loads), loads the model, starts the scheduler, then
- * waits for SIGINT/SIGTERM: stop accepting, let running requests finish for up to
- * shutdown_timeout seconds, end the rest, exit 0. */
+/* cmd_serve: `llamaserve serve`. Reads the configuration (config/), sets up the log (server/log.h:
+ * every line from here on has a timestamp and a level, text or JSON), starts listening at once
+ * (so /health can say 503 while the model loads), loads the model, refuses a KV cache that would
+ * not fit in memory, starts the scheduler, logs the startup summary, then waits for
+ * SIGINT/SIGTERM: stop accepting, let running requests finish for up to shutdown_timeout
+ * seconds, end the rest, exit 0. */
 #include "cli.h"
 
 #include "api.h"
@@ -9,7 +11,11 @@
 #include "common.h"
 #include "config.h"
 #include "http.h"
+#include "kv_cache.h"
+#include "log.h"
 #include "scheduler.h"
+#include "summary.h"
+#include "sysmem.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -35,13 +41,56 @@ static void wait_idle(sched *s, double deadline) {
     }
 }
 
+/* 0 when the KV cache of sp fits in the memory this process may have; else logs why not, with
+ * the settings that fit, and returns -1. */
+static int check_kv_memory(const model *m, const sched_params *sp) {
+    sysmem_info mi;
+    sysmem_read("", &mi);
+    sysmem_fit fit;
+    uint64_t per_token = kv_bytes_per_token(&m->cfg, sp->kv);
+    if (!sysmem_kv_fit(per_token, sp->parallel, sp->ctx_size, mi.available, &fit)) return 0;
+    const char *kv_type = sp->kv == KV_F32 ? "f32" : "f16";
+    char msg[1024];
+    sysmem_kv_message(&fit, &mi, sp->parallel, sp->ctx_size, kv_type, msg, sizeof msg);
+    cJSON *f = cJSON_CreateObject();
+    if (f) {
+        cJSON_AddNumberToObject(f, "parallel", sp->parallel);
+        cJSON_AddNumberToObject(f, "ctx_size", sp->ctx_size);
+        cJSON_AddStringToObject(f, "kv_type", kv_type);
+        cJSON_AddNumberToObject(f, "kv_bytes_per_token", (double)per_token);
+        cJSON_AddNumberToObject(f, "kv_cache_bytes", (double)fit.need);
+        cJSON_AddNumberToObject(f, "available_bytes", (double)mi.available);
+        cJSON_AddNumberToObject(f, "max_ctx_size", fit.max_ctx);
+        cJSON_AddNumberToObject(f, "max_parallel", fit.max_parallel);
+    }
+    log_fields(LOG_ERROR, msg, f);
+    cJSON_Delete(f);
+    return -1;
+}
+
+static void log_listening(const cfg_server *cfg, int port) {
+    cJSON *f = cJSON_CreateObject();
+    if (f) {
+        cJSON_AddStringToObject(f, "model_path", cfg->model);
+        cJSON_AddStringToObject(f, "model_origin", summary_origin_name(cfg->model_origin));
+    }
+    char msg[400];
+    snprintf(msg, sizeof msg, "listening on http://%s:%d, loading the model", cfg->host, port);
+    log_fields(LOG_INFO, msg, f);
+    cJSON_Delete(f);
+}
+
 int cmd_serve(int argc, char **argv) {
     static cfg_server cfg; /* large (paths): not on the stack */
     char err[LS_ERR_LEN] = "";
     int rc = cfg_load(&cfg, argc, argv, stdout, err, sizeof err);
     if (rc == 1) return 0;
     if (rc != 0) {
-        fprintf(stderr, "llamaserve serve: %s\n", err);
+        log_msg(LOG_ERROR, "llamaserve serve: %s", err); /* text: the format is not known yet */
+        return 2;
+    }
+    if (log_setup(cfg.log_format == CFG_LOG_JSON, cfg.log_file, err, sizeof err)) {
+        log_msg(LOG_ERROR, "llamaserve serve: %s", err);
         return 2;
     }
     /* every thread started from here on inherits these blocked; main takes them by sigwait */
@@ -57,13 +106,7 @@ int cmd_serve(int argc, char **argv) {
     sched *s = NULL;
     http_server *h = http_start(&cfg, err, sizeof err);
     if (!h) goto fail;
-    static const char *const origin[] = {
-        [CFG_MODEL_GIVEN] = "",
-        [CFG_MODEL_MODELS_DIR] = ", the one .gguf in models_dir",
-        [CFG_MODEL_EMBEDDED] = ", the embedded demo model: no --model given",
-    };
-    fprintf(stderr, "llamaserve: listening on http://%s:%d (loading %s%s)\n", cfg.host,
-            http_port(h), cfg.model, origin[cfg.model_origin]);
+    log_listening(&cfg, http_port(h));
     m = model_load(cfg.model, cfg.tokenizer[0] ? cfg.tokenizer : NULL, err, sizeof err);
     if (!m) goto fail;
     if (!m->tok) {
@@ -79,6 +122,7 @@ int cmd_serve(int argc, char **argv) {
         .kv = cfg.kv_type == CFG_KV_F32 ? KV_F32 : KV_F16,
         .prompt_cache = cfg.prompt_cache,
     };
+    if (check_kv_memory(m, &sp)) goto done; /* logged with its numbers */
     if (!(s = sched_create(m, &sp, err, sizeof err))) goto fail;
     bool detected = false;
     api_ctx ctx = {
@@ -91,15 +135,12 @@ int cmd_serve(int argc, char **argv) {
         .chat_fmt = chat_format_for_model(m, chat_setting(cfg.chat_template), &detected),
     };
     http_set_ready(h, s, &ctx);
-    fprintf(stderr,
-            "llamaserve: ready: model %s as '%s', %d slots x %d tokens, %d threads, chat "
-            "template %s%s\n",
-            cfg.model, cfg.alias, sp.parallel, sp.ctx_size, sp.threads,
-            chat_format_name(ctx.chat_fmt), detected ? "" : " (fallback)");
+    summary_log_ready(
+        &(summary_in){&cfg, m, &sp, http_port(h), chat_format_name(ctx.chat_fmt), detected});
 
     int sig = 0;
     sigwait(&sigs, &sig);
-    fprintf(stderr, "llamaserve: %s: draining (up to %d s)\n", sig == SIGINT ? "SIGINT" : "SIGTERM",
+    log_msg(LOG_INFO, "%s: draining (up to %d s)", sig == SIGINT ? "SIGINT" : "SIGTERM",
             cfg.shutdown_timeout);
     http_quiesce(h);
     sched_drain(s);
@@ -111,14 +152,15 @@ int cmd_serve(int argc, char **argv) {
     sched_destroy(s);
     s = NULL;
     status = 0;
-    fprintf(stderr, "llamaserve: stopped\n");
+    log_msg(LOG_INFO, "stopped");
     goto done;
 fail:
-    fprintf(stderr, "llamaserve serve: %s\n", err);
+    log_msg(LOG_ERROR, "llamaserve serve: %s", err);
 done:
     http_stop(h);
     sched_destroy(s);
     model_free(m);
     cfg_free(&cfg);
+    log_close();
     return status;
 }

@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include "args.h"
+#include "llamacpp.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -29,7 +30,9 @@
 #endif
 
 enum kind { K_STR, K_INT, K_I64, K_BOOL, K_ENUM };
-enum { NOT_IN_FILE = 1, NON_EMPTY = 2, SECRET = 4 };
+/* APPEND: a repeated flag adds to the comma-separated list instead of replacing it (the file and
+ * the environment give the whole list at once). */
+enum { NOT_IN_FILE = 1, NON_EMPTY = 2, SECRET = 4, APPEND = 8 };
 
 typedef struct {
     const char *key; /* JSON key; flag --key with '_' -> '-'; env LLAMASERVE_KEY upper-cased */
@@ -42,15 +45,17 @@ typedef struct {
     char short_flag;          /* 0 = none */
     const char *metavar, *help;
     unsigned flags;
+    /* K_STR: checks a value's form beyond its length; 0, or -1 with a message naming what */
+    int (*check)(const char *v, const char *what, char *err, size_t errlen);
 } setting;
 
 #define FIELD(f) offsetof(cfg_server, f), sizeof(((cfg_server *)0)->f)
 #define STR(f, def, sh, mv, fl, h)                                                                 \
-    { #f, K_STR, FIELD(f), 0, 0, def, 0, NULL, sh, mv, h, fl }
+    { #f, K_STR, FIELD(f), 0, 0, def, 0, NULL, sh, mv, h, fl, NULL }
 #define INT(f, def, lo, hi, sh, h)                                                                 \
-    { #f, K_INT, FIELD(f), lo, hi, NULL, def, NULL, sh, "N", h, 0 }
+    { #f, K_INT, FIELD(f), lo, hi, NULL, def, NULL, sh, "N", h, 0, NULL }
 #define ENUM(f, def, names, h)                                                                     \
-    { #f, K_ENUM, FIELD(f), 0, 0, NULL, def, names, 0, "NAME", h, 0 }
+    { #f, K_ENUM, FIELD(f), 0, 0, NULL, def, names, 0, "NAME", h, 0, NULL }
 
 static const char *const template_names[] = {"auto", "llama2", "chatml", "zephyr", "llama3", NULL};
 static const char *const kv_names[] = {"f16", "f32", NULL};
@@ -60,6 +65,8 @@ static const char *const log_names[] = {"text", "json", NULL};
 _Static_assert(sizeof(cfg_chat_template) == sizeof(int), "enum size");
 _Static_assert(sizeof(cfg_kv_type) == sizeof(int), "enum size");
 _Static_assert(sizeof(cfg_log_format) == sizeof(int), "enum size");
+
+static int check_origins(const char *v, const char *what, char *err, size_t errlen);
 
 /* The order here is the order of --help, --print-config and the example file. */
 static const setting settings[] = {
@@ -71,7 +78,7 @@ static const setting settings[] = {
         "without a model: serve the one .gguf file in this folder\n"
         "(the container sets /models); empty = none"),
     STR(tokenizer, "", 0, "PATH", 0, "tokenizer file; empty = the model's own"),
-    STR(alias, "", 0, "NAME", 0,
+    STR(alias, "", 'a', "NAME", 0,
         "model name shown to clients; empty = the model file name\n"
         "without its extension"),
     ENUM(chat_template, CFG_TEMPLATE_AUTO, template_names,
@@ -81,13 +88,15 @@ static const setting settings[] = {
     INT(parallel, 4, 1, 256, 0, "slots: requests decoded at the same time"),
     INT(ctx_size, 0, 0, 1048576, 0,
         "KV cache size in tokens PER SLOT, so the cache holds\n"
-        "parallel x ctx_size tokens; 0 = the model's context length"),
+        "parallel x ctx_size tokens; 0 = the model's context length.\n"
+        "llama.cpp's --ctx-size is the TOTAL: use -c for that"),
     INT(threads, 2, 1, 256, 't', "threads for the matrix work"),
-    INT(batch_size, 64, 1, 4096, 0, "most token rows in one forward step (the prefill chunk)"),
+    INT(batch_size, 64, 1, 4096, 'b', "most token rows in one forward step (the prefill chunk)"),
     ENUM(kv_type, CFG_KV_F16, kv_names, "KV cache element type"),
     {"prompt_cache", K_BOOL, FIELD(prompt_cache), 0, 0, NULL, 1, NULL, 0, "BOOL",
      "a new prompt reuses the longest prefix a free slot's KV\n"
-     "cache holds (--no-prompt-cache turns it off)", 0},
+     "cache holds (--no-prompt-cache turns it off)",
+     0, NULL},
     INT(max_queue, 64, 0, 100000, 0,
         "requests that may wait beyond the busy slots; more are refused"),
     INT(max_body, 1048576, 1024, 1073741824, 0, "largest request body in bytes"),
@@ -95,21 +104,27 @@ static const setting settings[] = {
     STR(api_key, "", 0, "KEY", SECRET,
         "clients must send 'Authorization: Bearer KEY'; empty =\n"
         "no auth (prefer the variable: ps shows flags)"),
+    {"cors_origin", K_STR, FIELD(cors_origin), 0, 0, "", 0, NULL, 0, "ORIGIN",
+     "let browser pages from ORIGIN (scheme://host[:port], or *)\n"
+     "call the API (CORS); repeat the flag for several, or give a\n"
+     "comma-separated list; empty = CORS off",
+     APPEND, check_origins},
     INT(timeout, 600, 1, 86400, 0, "connection idle timeout in seconds"),
     INT(shutdown_timeout, 10, 0, 3600, 0, "seconds running requests get to finish on shutdown"),
-    ENUM(log_format, CFG_LOG_TEXT, log_names, "log line format"),
+    ENUM(log_format, CFG_LOG_TEXT, log_names, "log line format; json = every line one JSON object"),
+    STR(log_file, "", 0, "PATH", 0, "append the log lines to this file; empty = stderr"),
     {"log_requests", K_BOOL, FIELD(log_requests), 0, 0, NULL, 1, NULL, 0, "BOOL",
-     "log one line per request (--no-log-requests turns it off)", 0},
+     "log one line per request (--no-log-requests turns it off)", 0, NULL},
     /* JSON numbers are doubles, exact up to 2^53 - 1: the largest seed a config file can hold. */
-    {"seed", K_I64, FIELD(seed), -1, 9007199254740991LL, NULL, -1, NULL, 0, "N",
-     "sampling seed when a request gives none; -1 = random per request", 0},
+    {"seed", K_I64, FIELD(seed), -1, 9007199254740991LL, NULL, -1, NULL, 's', "N",
+     "sampling seed when a request gives none; -1 = random per request", 0, NULL},
 };
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
 
 #define ENV_PREFIX "LLAMASERVE_"
 #define MAX_FILE_BYTES (1 << 20)
-
-
+/* -c N, llama.cpp's total context: at most every slot at the largest ctx_size */
+#define MAX_CTX_TOTAL (256LL * 1048576)
 
 static void flag_name(const setting *s, char *out, size_t n) {
     snprintf(out, n, "%s", s->key);
@@ -141,8 +156,78 @@ static int set_str(cfg_server *c, const setting *s, const char *v, const char *w
      * the key. */
     if ((s->flags & SECRET) && !strcmp(v, "***"))
         return cfg_fail(err, errlen, "%s: \"***\" is --print-config's placeholder, not a key", what);
+    if (s->check && s->check(v, what, err, errlen)) return -1;
     memcpy(field(c, s), v, len + 1);
     return 0;
+}
+
+/* The entries of a comma-separated origin list, blanks around each trimmed: calls fn on each;
+ * stops and returns fn's value when it is not 0. */
+static int each_origin(const char *list, int (*fn)(const char *e, size_t n, void *arg), void *arg) {
+    for (const char *p = list;;) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        size_t n = strcspn(p, ",");
+        size_t t = n;
+        while (t > 0 && (p[t - 1] == ' ' || p[t - 1] == '\t'))
+            t--;
+        int rc = fn(p, t, arg);
+        if (rc) return rc;
+        if (!p[n]) return 0;
+        p += n + 1;
+    }
+}
+
+typedef struct {
+    const char *what;
+    char *err;
+    size_t errlen;
+} origin_check;
+
+/* An origin as a browser sends it: "*", or scheme://host[:port] with no path (a trailing slash
+ * is the usual slip, and would never match). */
+static int check_one_origin(const char *e, size_t n, void *arg) {
+    origin_check *oc = arg;
+    if (n == 1 && e[0] == '*') return 0;
+    size_t i = 0;
+    while (i < n && (isalnum((unsigned char)e[i]) || (i > 0 && strchr("+.-", e[i]))))
+        i++;
+    bool ok = i > 0 && isalpha((unsigned char)e[0]) && n - i > 3 && !strncmp(e + i, "://", 3);
+    for (size_t k = i + 3; ok && k < n; k++)
+        ok = e[k] > ' ' && e[k] < 0x7f && !strchr("/?#,", e[k]);
+    if (ok) return 0;
+    return cfg_fail(oc->err, oc->errlen,
+                    "%s: '%.*s' is not an origin: give scheme://host[:port] with no path (e.g. "
+                    "http://localhost:3000), or *",
+                    oc->what, (int)n, e);
+}
+
+static int check_origins(const char *v, const char *what, char *err, size_t errlen) {
+    if (!*v) return 0; /* CORS off */
+    origin_check oc = {what, err, errlen};
+    return each_origin(v, check_one_origin, &oc);
+}
+
+typedef struct {
+    const char *origin;
+    size_t len;
+    int found;
+} origin_match;
+
+static int match_one_origin(const char *e, size_t n, void *arg) {
+    origin_match *om = arg;
+    if (n == 1 && e[0] == '*')
+        om->found = 2;
+    else if (n == om->len && !strncasecmp(e, om->origin, n) && om->found < 1)
+        om->found = 1;
+    return 0;
+}
+
+int cfg_cors_match(const char *list, const char *origin, size_t len) {
+    if (!list[0]) return 0;
+    origin_match om = {origin, len, 0};
+    each_origin(list, match_one_origin, &om);
+    return om.found;
 }
 
 static void set_int(cfg_server *c, const setting *s, long long v) {
@@ -433,17 +518,87 @@ static int default_model(cfg_server *c, char *err, size_t errlen) {
 
 /* One flag seen on the command line, applied after the file and the environment. */
 typedef struct {
-    const setting *s;
+    const setting *s;  /* NULL: -c, llama.cpp's total context */
     const char *value; /* NULL: a bare --bool or --no-bool */
     bool negate;
 } flag_use;
 
-enum { OPT_HELP = 'h', OPT_PRINT = 1000, OPT_SET = 1100, OPT_NEG = 1400 };
+enum { OPT_HELP = 'h', OPT_CTX_TOTAL = 'c', OPT_PRINT = 1000, OPT_SET = 1100, OPT_NEG = 1400 };
+
+/* Before getopt: rewrites llama.cpp's several-letter single-dash spellings of our flags (-np)
+ * to our long names in args (a copy of argv), and refuses a llama.cpp flag we do not take with
+ * a hint. Walks the words as getopt will, so that a flag's value ("--api-key -np") is never
+ * taken for a flag. */
+static int rewrite_llamacpp(int argc, char **args, const struct option *opts, const char *shorts,
+                            char *err, size_t errlen) {
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(args[i], "--")) break;
+        if (args[i][0] != '-' || !args[i][1]) continue; /* an operand: getopt reports it */
+        const char *ours = cfg_llamacpp_alias(args[i]);
+        if (ours) args[i] = (char *)ours; /* getopt permutes the pointers, never writes the text */
+        const char *a = args[i];
+        /* before our short flags: "-tb" is llama.cpp's --threads-batch, not "-t b" */
+        char name[48];
+        const char *hint = cfg_llamacpp_hint(a, name, sizeof name);
+        if (hint) {
+            int n = (int)strcspn(a, "=");
+            if (!strncmp(a, name, (size_t)n) && !name[n])
+                return cfg_fail(err, errlen, "unknown option '%.*s' (a llama.cpp flag): %s", n, a,
+                                hint);
+            return cfg_fail(err, errlen, "unknown option '%.*s' (llama.cpp's %s): %s", n, a, name,
+                            hint);
+        }
+        if (a[1] == '-') {
+            size_t n = strcspn(a + 2, "=");
+            for (const struct option *o = opts; o->name; o++)
+                if (strlen(o->name) == n && !strncmp(o->name, a + 2, n)) {
+                    if (o->has_arg == required_argument && !a[2 + n]) i++; /* its value follows */
+                    break;
+                }
+        } else {
+            /* a cluster of short flags ("-t4", "-m PATH"): the first that takes a value ends it */
+            for (const char *p = a + 1; *p && *p != ':'; p++) {
+                const char *sf = strchr(shorts + 1, *p);
+                if (!sf) break; /* unknown: getopt reports it */
+                if (sf[1] == ':') {
+                    if (!p[1]) i++;
+                    break;
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+/* -c N: llama.cpp's total context, shared by the slots (its n_ctx / n_parallel). */
+static int apply_ctx_total(cfg_server *c, const char *v, char *err, size_t errlen) {
+    long long total;
+    if (cfg_parse_int(v, 1, MAX_CTX_TOTAL, &total, "-c", err, errlen)) {
+        if (!strcmp(v, "0"))
+            return cfg_fail(err, errlen,
+                            "-c 0: the model's context shared by the slots is not supported; "
+                            "--ctx-size 0 gives every slot the model's context");
+        return -1;
+    }
+    long long per_slot = total / c->parallel;
+    if (per_slot < 1)
+        return cfg_fail(err, errlen,
+                        "-c %lld: the total context is shared by %d slots (--parallel), which "
+                        "leaves less than one token each",
+                        total, c->parallel);
+    if (per_slot > 1048576)
+        return cfg_fail(err, errlen,
+                        "-c %lld: %lld tokens per slot is more than the largest --ctx-size, "
+                        "1048576",
+                        total, per_slot);
+    c->ctx_size = (int)per_slot;
+    return 0;
+}
 
 int cfg_load(cfg_server *c, int argc, char **argv, FILE *out, char *err, size_t errlen) {
     struct option opts[2 * N_SETTINGS + 3];
     char names[2 * N_SETTINGS][48];
-    char shorts[2 * N_SETTINGS + 8] = ":h";
+    char shorts[2 * N_SETTINGS + 8] = ":hc:";
     size_t n_opts = 0;
     for (size_t i = 0; i < N_SETTINGS; i++) {
         const setting *s = &settings[i];
@@ -474,19 +629,28 @@ int cfg_load(cfg_server *c, int argc, char **argv, FILE *out, char *err, size_t 
     bool help = false, print = false;
     size_t n_uses = 0;
     flag_use *uses = calloc((size_t)(argc > 0 ? argc : 1), sizeof *uses);
-    if (!uses) return cfg_fail(err, errlen, "out of memory");
+    /* getopt permutes the words it parses and the llama.cpp rewrite replaces some: a copy
+     * leaves the caller's argv as it was */
+    char **args = calloc((size_t)(argc > 0 ? argc : 0) + 1, sizeof *args);
+    if (!uses || !args) {
+        cfg_fail(err, errlen, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < argc; i++)
+        args[i] = argv[i];
+    if (rewrite_llamacpp(argc, args, opts, shorts, err, errlen)) goto done;
 
     /* Pass 1: collect the flags, so that --config is known before the file is read and the file
      * and environment are applied beneath the flags whatever their order. */
     int ch, li = -1;
     opterr = 0;
     optind = 0; /* glibc: 0 also resets getopt's state left from an earlier call */
-    while ((ch = getopt_long(argc, argv, shorts, opts, &li)) != -1) {
+    while ((ch = getopt_long(argc, args, shorts, opts, &li)) != -1) {
         if (li >= 0 && ch != '?' && ch != ':') {
             /* getopt_long takes unambiguous prefixes (--par for --parallel); we do not, so that
              * adding a flag never changes what an old command line means. */
-            bool separate = opts[li].has_arg == required_argument && optarg == argv[optind - 1];
-            const char *arg = argv[optind - (separate ? 2 : 1)];
+            bool separate = opts[li].has_arg == required_argument && optarg == args[optind - 1];
+            const char *arg = args[optind - (separate ? 2 : 1)];
             size_t n = strcspn(arg + 2, "=");
             if (strncmp(arg, "--", 2) || strlen(opts[li].name) != n) {
                 cfg_fail(err, errlen, "unknown option '%.*s' (did you mean --%s?)",
@@ -499,18 +663,20 @@ int cfg_load(cfg_server *c, int argc, char **argv, FILE *out, char *err, size_t 
             help = true;
         } else if (ch == OPT_PRINT) {
             print = true;
+        } else if (ch == OPT_CTX_TOTAL) {
+            uses[n_uses++] = (flag_use){NULL, optarg, false};
         } else if (ch >= OPT_SET && ch < OPT_SET + (int)N_SETTINGS) {
             uses[n_uses++] = (flag_use){&settings[ch - OPT_SET], optarg, false};
         } else if (ch >= OPT_NEG && ch < OPT_NEG + (int)N_SETTINGS) {
             uses[n_uses++] = (flag_use){&settings[ch - OPT_NEG], NULL, true};
         } else if (ch == ':') {
-            cfg_fail(err, errlen, "%s needs a value", argv[optind - 1]);
+            cfg_fail(err, errlen, "%s needs a value", args[optind - 1]);
             goto done;
         } else if (ch == '?') {
             if (optopt && optopt < 256)
                 cfg_fail(err, errlen, "unknown option '-%c'", optopt);
             else
-                cfg_fail(err, errlen, "unknown option '%s'", argv[optind - 1]);
+                cfg_fail(err, errlen, "unknown option '%s'", args[optind - 1]);
             goto done;
         } else {
             const setting *s = NULL;
@@ -524,7 +690,7 @@ int cfg_load(cfg_server *c, int argc, char **argv, FILE *out, char *err, size_t 
         }
     }
     if (optind < argc) {
-        cfg_fail(err, errlen, "unexpected argument '%s'", argv[optind]);
+        cfg_fail(err, errlen, "unexpected argument '%s'", args[optind]);
         goto done;
     }
     if (help) {
@@ -549,16 +715,36 @@ int cfg_load(cfg_server *c, int argc, char **argv, FILE *out, char *err, size_t 
             goto done;
     }
     if (load_env(c, err, errlen)) goto done;
+    const char *ctx_total = NULL; /* the last -c, unless a later --ctx-size overrode it */
+    bool appended[N_SETTINGS] = {0};
     for (size_t i = 0; i < n_uses; i++) {
         const flag_use *u = &uses[i];
+        if (!u->s) {
+            ctx_total = u->value;
+            continue;
+        }
         char what[64] = "--";
         flag_name(u->s, what + 2, sizeof what - 2);
+        if (!strcmp(u->s->key, "ctx_size")) ctx_total = NULL;
         if (u->s->kind == K_BOOL && !u->value) {
             set_int(c, u->s, !u->negate);
+        } else if ((u->s->flags & APPEND) && appended[u->s - settings]) {
+            /* the flag's earlier values (not the file's or the environment's) plus this one */
+            char list[CFG_PATH_LEN];
+            const char *prev = cfield(c, u->s);
+            if ((size_t)snprintf(list, sizeof list, "%s,%s", prev, u->value) >= sizeof list) {
+                cfg_fail(err, errlen, "%s: the values together are longer than %zu bytes", what,
+                         sizeof list - 1);
+                goto done;
+            }
+            if (set_text(c, u->s, list, what, err, errlen)) goto done;
         } else if (set_text(c, u->s, u->value, what, err, errlen)) {
             goto done;
         }
+        appended[u->s - settings] = true;
     }
+    /* after every layer, so that the division uses the final --parallel */
+    if (ctx_total && apply_ctx_total(c, ctx_total, err, errlen)) goto done;
     if (!c->model[0] && !print && default_model(c, err, errlen)) goto done;
     default_alias(c);
     if (print) {
@@ -569,6 +755,7 @@ int cfg_load(cfg_server *c, int argc, char **argv, FILE *out, char *err, size_t 
     rc = 0;
 done:
     free(uses);
+    free(args);
     return rc;
 }
 
@@ -676,10 +863,22 @@ void cfg_print_help(FILE *out) {
             fputc('\n', out);
         }
         fprintf(out, "  %-26s [default %s%s; env %s]\n", "", def, range, env);
+        if (!strcmp(s->key, "ctx_size"))
+            fprintf(out,
+                    "  %-26s TOTAL context as llama.cpp's -c means it, shared by the\n"
+                    "  %-26s slots: ctx_size = N / parallel, rounded down (-c 8192\n"
+                    "  %-26s with 4 slots = --ctx-size 2048); flag only\n",
+                    "-c N", "", "");
     }
     fprintf(out,
             "  %-26s print the effective configuration as JSON (api_key as \"***\") "
             "and exit\n",
             "    --print-config");
     fprintf(out, "  %-26s this help\n", "-h, --help");
+    fprintf(out,
+            "\n"
+            "llama.cpp's server flags -m, -c, -np, -t, -b, -a, -s, -to, --host and --port mean\n"
+            "what they mean there (-np = --parallel, -to = --timeout); mind that -c is the total\n"
+            "context and --ctx-size the context of each slot. A llama.cpp flag llamaserve does\n"
+            "not take (-ngl, -fa, --n-predict, ...) is an error that says what to use instead.\n");
 }

@@ -46,7 +46,8 @@ typedef struct {
     char host[CFG_NAME_LEN]; /* address to listen on, never "" */
     int port;                /* 0..65535; 0 = any free port */
     int parallel;            /* slots, 1..256 */
-    int ctx_size;            /* KV cache tokens PER SLOT; 0 = the model's context length */
+    int ctx_size;            /* KV cache tokens PER SLOT; 0 = the model's context length (-c N,
+                                llama.cpp's total, is stored here as N / parallel) */
     int threads;             /* 1..256 */
     int batch_size;          /* most rows of one forward step (prefill chunk), 1..4096 */
     cfg_kv_type kv_type;
@@ -55,9 +56,12 @@ typedef struct {
     int max_body;               /* bytes, 1024..1073741824 */
     int max_tokens_limit;       /* the largest max_tokens a request may ask, 1..1048576 */
     char api_key[CFG_NAME_LEN]; /* "" = no authentication; never print it */
+    char cors_origin[CFG_PATH_LEN]; /* origins allowed by CORS, comma-separated, each "*" or
+                                       scheme://host[:port]; "" = CORS off */
     int timeout;                /* connection idle timeout, seconds, 1..86400 */
     int shutdown_timeout;       /* seconds running requests get to finish, 0..3600 */
     cfg_log_format log_format;
+    char log_file[CFG_PATH_LEN]; /* log lines are appended here; "" = stderr */
     bool log_requests;
     int64_t seed; /* default sampling seed; -1 = random per request */
 } cfg_server;
@@ -69,7 +73,9 @@ void cfg_defaults(cfg_server *c);
  * JSON file named by --config or LLAMASERVE_CONFIG. c's previous contents are ignored. Returns 0
  * with c complete (a model is then required); 1 when --help or --print-config was handled and
  * printed to out (the caller exits 0); -1 with a message in err on any bad flag, variable, key or
- * value. Reorders argv (getopt_long) but keeps no pointer into it. */
+ * value. llama.cpp's spellings (-np, -c, -b, -a, ...) are taken as llama.cpp means them, and a
+ * llama.cpp flag we do not take is an error naming what to use instead. Neither changes argv
+ * nor keeps a pointer into it. */
 int cfg_load(cfg_server *c, int argc, char **argv, FILE *out, char *err, size_t errlen);
 
 /* Finds the demo model shipped with llamaserve (LS_DEMO_MODEL, kjv-demo-q8_0.gguf), the model
@@ -81,6 +87,11 @@ int cfg_find_demo_model(char *out, size_t n, char *err, size_t errlen);
 /* Writes c as one JSON object, every key of the config file, api_key redacted as "***" when set.
  * The output is itself a valid config file (that is how llamaserve.example.json is made). */
 void cfg_print_json(const cfg_server *c, FILE *out);
+
+/* Whether origin (len bytes, not NUL-terminated) is allowed by the cors_origin list: 2 when
+ * the list holds "*", 1 when it holds origin itself (ASCII case-insensitive, as hosts are), 0
+ * otherwise (and always when the list is ""). Thread-safe. */
+int cfg_cors_match(const char *list, const char *origin, size_t len);
 
 /* Writes --help: every flag with its environment variable and default. */
 void cfg_print_help(FILE *out);

@@ -44,6 +44,11 @@ void kv_free(kv_cache *kv) {
     free(kv);
 }
 
+size_t kv_bytes_per_token(const model_config *c, kv_type type) {
+    return 2 * (size_t)c->n_layers * (size_t)c->n_kv_heads * (size_t)c->head_dim *
+           elem_bytes(type);
+}
+
 size_t kv_bytes(const kv_cache *kv) {
     return 2 * (size_t)kv->n_layers * (size_t)kv->n_ctx * (size_t)kv->kv_dim *
            elem_bytes(kv->type);

@@ -20,6 +20,9 @@ typedef struct {
 kv_cache *kv_create(const model_config *c, int n_ctx, kv_type type, char *err, size_t errlen);
 void kv_free(kv_cache *kv);
 size_t kv_bytes(const kv_cache *kv);
+/* Bytes one position takes in a cache of this model and type (keys and values, every layer):
+ * kv_bytes of a cache of n_ctx positions is n_ctx times this. */
+size_t kv_bytes_per_token(const model_config *c, kv_type type);
 
 void kv_clear(kv_cache *kv);
 /* Keeps positions 0..n-1 (n <= kv->n). */

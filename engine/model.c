@@ -436,3 +436,37 @@ size_t model_weight_bytes(const model *m) {
     }
     return total;
 }
+
+static void count_tensor(model_stats *st, const tensor *t) {
+    if (!t->data) return;
+    int64_t n = tensor_nelements(t);
+    size_t bytes = tensor_bytes(t);
+    st->n_params += n;
+    st->bytes += bytes;
+    st->n_tensors++;
+    int k = 0;
+    while (k < st->n_types && st->types[k].type != t->type)
+        k++;
+    if (k == MODEL_MAX_TYPES) return; /* more types than any loadable model has: totals only */
+    if (k == st->n_types) {
+        st->n_types++;
+        st->types[k].type = t->type;
+    }
+    st->types[k].n_tensors++;
+    st->types[k].n_params += n;
+    st->types[k].bytes += bytes;
+}
+
+void model_get_stats(const model *m, model_stats *out) {
+    memset(out, 0, sizeof *out);
+    count_tensor(out, &m->tok_embd);
+    count_tensor(out, &m->out_norm);
+    if (m->output.data != m->tok_embd.data) count_tensor(out, &m->output);
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const layer_weights *w = &m->layers[l];
+        const tensor *ts[] = {&w->attn_norm, &w->wq,     &w->wk,     &w->wv,  &w->wo,
+                              &w->ffn_norm,  &w->w_gate, &w->w_down, &w->w_up};
+        for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++)
+            count_tensor(out, ts[k]);
+    }
+}

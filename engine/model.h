@@ -63,4 +63,21 @@ tokenizer *model_load_tokenizer(const char *path, char *err, size_t errlen);
 /* Bytes of weights read to generate one token (every matrix once). */
 size_t model_weight_bytes(const model *m);
 
+/* What the weights hold: parameters and bytes in all, and per element type (a tied output
+ * matrix counted once, as it is stored once). */
+#define MODEL_MAX_TYPES 8
+typedef struct {
+    int64_t n_params;
+    size_t bytes;
+    int n_tensors;
+    int n_types;
+    struct {
+        dtype type;
+        int n_tensors;
+        int64_t n_params;
+        size_t bytes;
+    } types[MODEL_MAX_TYPES]; /* (n_types), in order of first appearance */
+} model_stats;
+void model_get_stats(const model *m, model_stats *out);
+
 #endif

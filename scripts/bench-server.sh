@@ -13,7 +13,7 @@ log=$(mktemp)
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -f "$log"' EXIT
 for _ in $(seq 600); do
-    grep -q "llamaserve: ready" "$log" && break
+    grep -q "ready: serving" "$log" && break
     kill -0 $pid 2>/dev/null || { cat "$log"; exit 1; }
     sleep 0.1
 done

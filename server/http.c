@@ -11,13 +11,17 @@
 
 #include "beamrun.h"
 #include "common.h"
+#include "log.h"
 #include "metrics.h"
 
 #include <microhttpd.h>
 
 #include <arpa/inet.h>
+#include <ctype.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +31,7 @@
 #include <time.h>
 
 #define WAIT_SLICE_MS 50 /* how often a waiting connection checks that its client is still there */
+#define CORS_MAX_AGE "7200" /* seconds a browser may reuse a preflight answer (Chromium's cap) */
 
 struct http_server {
     struct MHD_Daemon *d;
@@ -46,6 +51,7 @@ typedef struct {
     int status;
     int prompt_tokens, completion_tokens;
     double t_start, t_queue, t_first; /* seconds: arrival, admission wait, first token */
+    int cors;               /* cfg_cors_match of the request's Origin: 0 none, 1 listed, 2 "*" */
     /* streaming state, owned by the content reader */
     api_call call;
     job *j;
@@ -82,6 +88,21 @@ static void wait_slice(job *j) {
     pthread_cond_timedwait(&j->cv, &j->mu, &ts);
 }
 
+/* CORS headers of every response while cors_origin is set: "*" for any origin when the list
+ * holds "*", else the request's own Origin when it is listed, with Vary: Origin so that a cache
+ * never hands one origin's answer to another. */
+static void add_cors(const req_ctx *r, struct MHD_Response *res) {
+    if (!r->h->cfg.cors_origin[0]) return;
+    if (r->cors == 2) {
+        MHD_add_response_header(res, "Access-Control-Allow-Origin", "*");
+        return;
+    }
+    MHD_add_response_header(res, "Vary", "Origin");
+    if (r->cors == 1)
+        MHD_add_response_header(res, "Access-Control-Allow-Origin",
+                                MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin"));
+}
+
 static enum MHD_Result send_text(req_ctx *r, int status, const char *type, char *body,
                                  bool retry_after) {
     r->status = status;
@@ -93,6 +114,7 @@ static enum MHD_Result send_text(req_ctx *r, int status, const char *type, char 
         return MHD_NO;
     }
     MHD_add_response_header(res, "Content-Type", type);
+    add_cors(r, res);
     if (retry_after) MHD_add_response_header(res, "Retry-After", "1");
     if (status == 401) MHD_add_response_header(res, "WWW-Authenticate", "Bearer");
     enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)status, res);
@@ -219,6 +241,7 @@ static enum MHD_Result run_generation(req_ctx *r, bool chat) {
         if (!res) return MHD_NO;
         MHD_add_response_header(res, "Content-Type", "text/event-stream");
         MHD_add_response_header(res, "Cache-Control", "no-cache");
+        add_cors(r, res);
         enum MHD_Result rc = MHD_queue_response(r->conn, 200, res);
         MHD_destroy_response(res);
         return rc;
@@ -245,6 +268,41 @@ static enum MHD_Result run_generation(req_ctx *r, bool chat) {
         return send_error(r, &e);
     }
     return send_json(r, 200, api_response_json(h->ctx, &r->call, j, r->id, created));
+}
+
+/* --- CORS --- */
+
+/* Access-Control-Request-Headers as a browser sends it: header names (HTTP tokens) separated by
+ * commas and blanks; anything else is not echoed. */
+static bool header_list_ok(const char *s) {
+    size_t n = strlen(s);
+    if (n == 0 || n > 1024) return false;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && !strchr("!#$%&'*+-.^_`|~, ", *s)) return false;
+    return true;
+}
+
+/* The answer to a preflight from an allowed origin: 204 with what the browser asked may be sent.
+ * Authorization and Content-Type are always allowed; headers a client library adds of its own
+ * (the OpenAI SDKs send x-stainless-*) are echoed from the request, or its real request would
+ * be blocked. */
+static enum MHD_Result send_preflight(req_ctx *r) {
+    r->status = 204;
+    struct MHD_Response *res =
+        MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (!res) return MHD_NO;
+    add_cors(r, res);
+    MHD_add_response_header(res, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    const char *asked =
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Access-Control-Request-Headers");
+    char allow[1100] = "Authorization, Content-Type";
+    if (asked && header_list_ok(asked))
+        snprintf(allow + strlen(allow), sizeof allow - strlen(allow), ", %s", asked);
+    MHD_add_response_header(res, "Access-Control-Allow-Headers", allow);
+    MHD_add_response_header(res, "Access-Control-Max-Age", CORS_MAX_AGE);
+    enum MHD_Result rc = MHD_queue_response(r->conn, 204, res);
+    MHD_destroy_response(res);
+    return rc;
 }
 
 /* --- routing --- */
@@ -275,6 +333,11 @@ static enum MHD_Result dispatch(req_ctx *r, const char *url, const char *method)
             r->route = routes[i].path;
             if (!strcmp(method, routes[i].method)) rt = &routes[i];
         }
+    /* A preflight from an allowed origin, before the API key: browsers send preflights without
+     * credentials. Any other OPTIONS request is routed as before (405). */
+    if (r->cors && !strcmp(method, "OPTIONS") &&
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Access-Control-Request-Method"))
+        return send_preflight(r);
     if (!path_known) return fail(r, 404, "invalid_request_error", NULL, "no route %s", url);
     if (!rt) {
         api_error e;
@@ -339,6 +402,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->conn = conn;
         r->route = "other";
         r->t_start = ls_now();
+        const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+        r->cors = cfg_cors_match(h->cfg.cors_origin, origin ? origin : "",
+                                 origin ? strlen(origin) : 0);
         *con_cls = r;
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > (unsigned long long)h->cfg.max_body) {
@@ -372,6 +438,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return dispatch(r, url, method);
 }
 
+/* One line per request, after its last byte: the route, the status, tokens and latencies. */
+static void log_request(const req_ctx *r, double total) {
+    cJSON *f = cJSON_CreateObject();
+    if (!f) return;
+    cJSON_AddStringToObject(f, "route", r->route);
+    cJSON_AddNumberToObject(f, "status", r->status);
+    cJSON_AddNumberToObject(f, "prompt_tokens", r->prompt_tokens);
+    cJSON_AddNumberToObject(f, "completion_tokens", r->completion_tokens);
+    /* to the 0.1 ms, so the numbers print short */
+    cJSON_AddNumberToObject(f, "queue_s", round(r->t_queue * 1e4) / 1e4);
+    cJSON_AddNumberToObject(f, "ttft_s", round(r->t_first * 1e4) / 1e4);
+    cJSON_AddNumberToObject(f, "total_s", round(total * 1e4) / 1e4);
+    log_fields(LOG_INFO, "request", f);
+    cJSON_Delete(f);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
     (void)conn;
@@ -389,20 +471,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
      * completions and chat have a job */
     if (r->j && r->status == 200) metrics_duration(total);
     metrics_request(r->route, r->status);
-    if (h->cfg.log_requests) {
-        if (h->cfg.log_format == CFG_LOG_JSON)
-            fprintf(stderr,
-                    "{\"event\":\"request\",\"route\":\"%s\",\"status\":%d,\"prompt_tokens\":%d,"
-                    "\"completion_tokens\":%d,\"queue_s\":%.4f,\"ttft_s\":%.4f,\"total_s\":%.4f}\n",
-                    r->route, r->status, r->prompt_tokens, r->completion_tokens, r->t_queue,
-                    r->t_first, total);
-        else
-            fprintf(stderr,
-                    "request route=%s status=%d tokens_in=%d tokens_out=%d queue=%.3fs "
-                    "ttft=%.3fs total=%.3fs\n",
-                    r->route, r->status, r->prompt_tokens, r->completion_tokens, r->t_queue,
-                    r->t_first, total);
-    }
+    if (h->cfg.log_requests) log_request(r, total);
     if (r->j) {
         api_stream_free(&r->st);
         job_release(r->j);
@@ -411,6 +480,18 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     free(r->body);
     free(r->out);
     free(r);
+}
+
+/* libmicrohttpd's own messages (a failed accept, a socket error), into our log. */
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    msg[strcspn(msg, "\n")] = '\0';
+    cJSON *f = cJSON_CreateObject();
+    if (f) cJSON_AddStringToObject(f, "source", "libmicrohttpd");
+    log_fields(LOG_WARN, msg, f);
+    cJSON_Delete(f);
 }
 
 http_server *http_start(const cfg_server *cfg, char *err, size_t errlen) {
@@ -442,6 +523,8 @@ http_server *http_start(const cfg_server *cfg, char *err, size_t errlen) {
     }
     unsigned limit = (unsigned)(cfg->parallel + cfg->max_queue + 64);
     h->d = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, h,
+                            /* first, or libmicrohttpd prints the earlier options' errors itself */
+                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
                             MHD_OPTION_SOCK_ADDR, addr,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->timeout,
                             MHD_OPTION_CONNECTION_LIMIT, limit,

@@ -1,7 +1,8 @@
 """server_harness: starts `llamaserve serve` on a free port and talks HTTP to it (stdlib only).
 
 Used by the test_server_*.py black-box tests. The server is started with --port 0; the port is
-read from its "listening on" stderr line and readiness from its "ready" line (never a sleep).
+read from its "listening on" log line and readiness from its "ready: serving" line (never a
+sleep), in either log format.
 Every timeout here only turns a hang into a failure; nothing waits for time to pass.
 Sanitizer builds: a server whose stderr shows an ASan/UBSan/TSan report, or that exits non-zero
 after SIGTERM, fails the test that stopped it.
@@ -25,6 +26,8 @@ MODELS = os.environ.get("LS_MODELS_DIR",
 MODEL = os.path.join(MODELS, "kjv-demo.gguf")
 START_TIMEOUT = 120   # seconds until "ready"; generous for sanitizer builds
 IO_TIMEOUT = 120      # per socket operation
+# the startup summary's first line (text) or its msg (JSON): the server takes requests
+READY = r"ready: serving '"
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                    "WARNING: ThreadSanitizer", "ERROR: ThreadSanitizer")
 
@@ -56,7 +59,7 @@ class Server:
             m = self.wait_line(r"listening on http://[^:]+:(\d+)")
             self.port = int(m.group(1))
             if wait_ready:
-                self.wait_line(r"llamaserve: ready:")
+                self.wait_line(READY)
         except BaseException:
             self.kill()
             raise

@@ -252,6 +252,8 @@ static void test_bad_values(void) {
         {"model", long_json, long_path},
         {"api_key", "\"***\"", "***"},
         {"alias", "false", long_path},
+        {"cors_origin", "\"http://x/\"", "localhost"},
+        {"log_file", "7", long_path},
     };
     cfg_server c;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -354,6 +356,130 @@ static void test_bad_files_and_flags(void) {
     cfg_free(&c);
 }
 
+/* llama.cpp's spellings: the shared flags mean what they mean there, -c is the total context
+ * divided among the slots, and the flags we do not take are errors naming what to use. */
+static void test_llamacpp_flags(void) {
+    cfg_server c;
+    CHECK(load(&c, "-m", "m.gguf", "-np", "3", "-t", "5", "-b", "32", "-a", "mine", "--host",
+               "0.0.0.0", "--port", "9", "-s", "11", "-to", "30") == 0,
+          "%s", err);
+    CHECK(c.parallel == 3 && c.threads == 5 && c.batch_size == 32 && !strcmp(c.alias, "mine") &&
+              !strcmp(c.host, "0.0.0.0") && c.port == 9 && c.seed == 11 && c.timeout == 30,
+          "aliases: %d %d %d %s %s %d %lld %d", c.parallel, c.threads, c.batch_size, c.alias,
+          c.host, c.port, (long long)c.seed, c.timeout);
+    /* -c is the total, rounded down per slot, whatever the order of -c and -np */
+    CHECK(load(&c, "-m", "m", "-c", "8192", "-np", "4") == 0 && c.ctx_size == 2048, "%d %s",
+          c.ctx_size, err);
+    CHECK(load(&c, "-m", "m", "-np", "3", "-c", "1000") == 0 && c.ctx_size == 333, "%d %s",
+          c.ctx_size, err);
+    CHECK(load(&c, "-m", "m", "-c", "1000") == 0 && c.ctx_size == 250, "default 4 slots: %d",
+          c.ctx_size);
+    setenv("LLAMASERVE_PARALLEL", "2", 1);
+    CHECK(load(&c, "-m", "m", "-c", "1000") == 0 && c.ctx_size == 500, "env parallel: %d",
+          c.ctx_size);
+    unsetenv("LLAMASERVE_PARALLEL");
+    /* --ctx-size stays per slot; of -c and --ctx-size the last one wins */
+    CHECK(load(&c, "-m", "m", "--ctx-size", "1000", "-np", "4") == 0 && c.ctx_size == 1000, "%d",
+          c.ctx_size);
+    CHECK(load(&c, "-m", "m", "-c", "8192", "--ctx-size", "100") == 0 && c.ctx_size == 100, "%d",
+          c.ctx_size);
+    CHECK(load(&c, "-m", "m", "--ctx-size", "100", "-c", "8192") == 0 && c.ctx_size == 2048, "%d",
+          c.ctx_size);
+    CHECK(load(&c, "-m", "m", "-c", "3", "-np", "4") == -1 && strstr(err, "-c 3") &&
+              strstr(err, "4 slots"),
+          "%s", err);
+    CHECK(load(&c, "-m", "m", "-c", "0") == -1 && strstr(err, "--ctx-size 0"), "%s", err);
+    CHECK(load(&c, "-m", "m", "-c", "x") == -1 && strstr(err, "-c"), "%s", err);
+    CHECK(load(&c, "-m", "m", "-np", "1", "-c", "2000000") == -1 && strstr(err, "1048576"), "%s",
+          err);
+    /* a value that looks like a llama.cpp flag is still a value */
+    CHECK(load(&c, "-m", "m", "--api-key", "-np") == 0 && !strcmp(c.api_key, "-np"), "%s", err);
+    CHECK(load(&c, "-m", "m", "--alias", "-ngl") == 0 && !strcmp(c.alias, "-ngl"), "%s", err);
+    CHECK(load(&c, "-m", "-fa") == 0 && !strcmp(c.model, "-fa"), "%s", err);
+    /* the caller's argv is left as it was */
+    char *argv[] = {"serve", "x", "-np", "2", "-m", "m", NULL};
+    CHECK(cfg_load(&c, 6, argv, stdout, err, sizeof err) == -1, "stray x");
+    CHECK(!strcmp(argv[1], "x") && !strcmp(argv[2], "-np") && !strcmp(argv[4], "-m"), "argv");
+
+    const struct {
+        const char *arg, *want;
+    } refused[] = {
+        {"-ngl", "CPU"},
+        {"--n-gpu-layers=99", "CPU"},
+        {"--gpu-layers", "CPU"},
+        {"-fa", "--flash-attn"},
+        {"-tb", "-t/--threads"},
+        {"--threads-batch", "-t/--threads"},
+        {"-n", "max_tokens"},
+        {"--n-predict", "--max-tokens-limit"},
+        {"-cb", "always on"},
+        {"--metrics", "always"},
+        {"--mlock", "drop it"},
+        {"--no-mmap", "memory-mapped"},
+        {"--embedding", "no embeddings"},
+        {"--jinja", "--chat-template"},
+        {"--rope-freq-base", "model file"},
+        {"-ctk", "--kv-type"},
+        {"-ub", "--batch-size"},
+        {"-hf", "-m PATH"},
+        {"-v", "--log-format"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        char want[64];
+        snprintf(want, sizeof want, "'%.*s'", (int)strcspn(refused[i].arg, "="), refused[i].arg);
+        CHECK(load(&c, "-m", "m", refused[i].arg, "1") == -1 && strstr(err, want) &&
+                  strstr(err, refused[i].want),
+              "%s: %s", refused[i].arg, err);
+    }
+    /* none of the refused spellings is one of ours (each of ours is accepted above or below) */
+    CHECK(load(&c, "-m", "m", "--timeout", "5", "--log-format", "json", "--log-file", "/tmp/x",
+               "--chat-template", "chatml", "--api-key", "k", "--seed", "1") == 0,
+          "%s", err);
+    cfg_free(&c);
+}
+
+/* cors_origin: a comma-separated list from the file or the environment, repeatable as a flag. */
+static void test_cors_origin(void) {
+    cfg_server c;
+    CHECK(load(&c, "-m", "m") == 0 && c.cors_origin[0] == '\0', "off by default");
+    CHECK(load(&c, "-m", "m", "--cors-origin", "http://localhost:3000", "--cors-origin",
+               "https://chat.example.com") == 0 &&
+              !strcmp(c.cors_origin, "http://localhost:3000,https://chat.example.com"),
+          "%s %s", c.cors_origin, err);
+    setenv("LLAMASERVE_CORS_ORIGIN", "http://a.example, http://b.example:8080", 1);
+    CHECK(load(&c, "-m", "m") == 0 &&
+              !strcmp(c.cors_origin, "http://a.example, http://b.example:8080"),
+          "%s %s", c.cors_origin, err);
+    /* a flag replaces the environment's list, then adds to its own */
+    CHECK(load(&c, "-m", "m", "--cors-origin=*") == 0 && !strcmp(c.cors_origin, "*"), "%s",
+          c.cors_origin);
+    unsetenv("LLAMASERVE_CORS_ORIGIN");
+    const char *p =
+        write_tmp("cors.json", "{\"model\": \"m\", \"cors_origin\": \"http://x.test\"}");
+    CHECK(load(&c, "--config", p) == 0 && !strcmp(c.cors_origin, "http://x.test"), "%s", err);
+    const char *bad[] = {"http://x.test/", "localhost:3000", "http://",           "*,",
+                         "http://a b",     "://x",           "http://x.test/path"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK(load(&c, "-m", "m", "--cors-origin", bad[i]) == -1 && strstr(err, "--cors-origin") &&
+                  strstr(err, "origin"),
+              "%s: %s", bad[i], err);
+    CHECK(load(&c, "-m", "m", "--cors-origin", "http://ok.test", "--cors-origin", "bad/") == -1 &&
+              strstr(err, "'bad/'"),
+          "%s", err);
+
+    const char *list = "http://a.example, HTTPS://B.example:8443 ,http://c.example";
+    CHECK(cfg_cors_match(list, "http://a.example", 16) == 1, "first");
+    CHECK(cfg_cors_match(list, "https://b.example:8443", 22) == 1, "case and blanks");
+    CHECK(cfg_cors_match(list, "http://c.example", 16) == 1, "last");
+    CHECK(cfg_cors_match(list, "http://evil.example", 19) == 0, "not listed");
+    CHECK(cfg_cors_match(list, "http://a.exampl", 15) == 0, "a prefix is not a match");
+    CHECK(cfg_cors_match(list, "http://a.example.evil", 21) == 0, "nor a longer one");
+    CHECK(cfg_cors_match("http://a.example,*", "http://z", 8) == 2, "wildcard");
+    CHECK(cfg_cors_match("*", "http://a.example", 16) == 2, "wildcard alone");
+    CHECK(cfg_cors_match("", "http://a.example", 16) == 0, "off");
+    cfg_free(&c);
+}
+
 static void test_help(void) {
     cfg_server c;
     char *text = NULL;
@@ -379,7 +505,16 @@ static void test_help(void) {
                           "one of: auto llama2 chatml zephyr llama3",
                           "--max-tokens-limit",
                           "LLAMASERVE_SHUTDOWN_TIMEOUT",
-                          "\"127.0.0.1\""};
+                          "\"127.0.0.1\"",
+                          "-c N",
+                          "TOTAL context",
+                          "-np",
+                          "-b, --batch-size",
+                          "-a, --alias",
+                          "--cors-origin",
+                          "LLAMASERVE_CORS_ORIGIN",
+                          "--log-file",
+                          "LLAMASERVE_LOG_FILE"};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         CHECK(text && strstr(text, want[i]), "--help lacks %s", want[i]);
     free(text);
@@ -468,6 +603,8 @@ int main(void) {
     test_precedence();
     test_bad_values();
     test_bad_files_and_flags();
+    test_llamacpp_flags();
+    test_cors_origin();
     test_help();
     test_print_config();
     test_example_file();

@@ -51,7 +51,7 @@ try:
         m = re.search(r"listening on http://[^:]+:(\d+)", line)
         if m:
             port = m.group(1)
-        if "llamaserve: ready" in line or "llamaserve serve:" in line:
+        if "ready: serving" in line or "llamaserve serve:" in line:
             break
     check(port is not None, "the server reports its port")
     for c in curls:
