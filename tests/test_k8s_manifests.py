@@ -26,7 +26,7 @@ NODE_DIR = os.path.join(HERE, "node")
 VALIDATOR = os.path.join(NODE_DIR, "k8s_validate.mjs")
 K8S_DIR = os.path.join(HERE, "..", "deploy", "kubernetes")
 KINDS = {"Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler"}
-CANCEL_WAIT_S = 5  # after the drain, llamaserve waits this long for cancelled requests (cmd_serve.c)
+CANCEL_WAIT_S = 5  # after the drain, llamaserve waits this long for the cancelled (cmd_serve.c)
 USER_ID = 10001    # the image's numeric USER
 
 

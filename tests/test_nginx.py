@@ -56,8 +56,9 @@ class Nginx:
         os.chmod(self.dir, 0o755)  # root's nginx runs its workers as nobody
         self.access_log = os.path.join(self.dir, "access.log")
         site = open(SITE_CONF, encoding="utf-8").read()
-        site = replace_once(site, "server 127.0.0.1:8081 ", "server 127.0.0.1:%d " % upstream_ports[0])
-        site = replace_once(site, "server 127.0.0.1:8082 ", "server 127.0.0.1:%d " % upstream_ports[1])
+        for shipped, port in zip((8081, 8082), upstream_ports):
+            site = replace_once(site, "server 127.0.0.1:%d " % shipped,
+                                "server 127.0.0.1:%d " % port)
         site = replace_once(site, "/var/log/nginx/llamaserve-access.log", self.access_log)
         last = None
         for _ in range(3):  # the free port may be taken between free_port() and nginx's bind
@@ -140,7 +141,8 @@ class Nginx:
             entries = self.log()
             if pred(entries):
                 return entries
-            assert time.monotonic() < deadline, "access log never showed %s: %s" % (what, entries[-5:])
+            assert time.monotonic() < deadline, \
+                "access log never showed %s: %s" % (what, entries[-5:])
             threading.Event().wait(pause)
             pause = min(pause * 2, 0.05)
 
@@ -401,9 +403,9 @@ def test_kill_during_load(ctx):
         load.killed_at = (t_kill, time.monotonic())
         load.kill_done.set()
     finally:
-        load.kill_done.set()
-        if load.killed_at is None:
+        if load.killed_at is None:  # the kill never came: let the clients finish
             load.killed_at = (time.monotonic(), time.monotonic())
+        load.kill_done.set()
         for t in load.threads:
             t.join(IO_TIMEOUT * 2)
     t_kill, t_dead = load.killed_at
