@@ -13,6 +13,7 @@ COPY engine/ engine/
 COPY server/ server/
 COPY config/ config/
 COPY cli/ cli/
+COPY webui/ webui/
 COPY tests/ tests/
 COPY scripts/ scripts/
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends ca-certificates \

@@ -78,6 +78,8 @@ static const setting settings[] = {
          "chat prompt format; auto = from the model file"),
     STR(host, "127.0.0.1", 0, "ADDR", NON_EMPTY, "address to listen on"),
     INT(port, 8080, 0, 65535, 0, "TCP port; 0 = any free port"),
+    {"webui", K_BOOL, FIELD(webui), 0, 0, NULL, 1, NULL, 0, "BOOL",
+     "serve the chat page at / (--no-webui turns it off: / is 404)", 0},
     INT(parallel, 4, 1, 256, 0, "slots: requests decoded at the same time"),
     INT(ctx_size, 0, 0, 1048576, 0,
         "KV cache size in tokens PER SLOT, so the cache holds\n"

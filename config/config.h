@@ -45,6 +45,7 @@ typedef struct {
     cfg_chat_template chat_template;
     char host[CFG_NAME_LEN]; /* address to listen on, never "" */
     int port;                /* 0..65535; 0 = any free port */
+    bool webui;              /* serve the chat page at / (server/webui.h) */
     int parallel;            /* slots, 1..256 */
     int ctx_size;            /* KV cache tokens PER SLOT; 0 = the model's context length */
     int threads;             /* 1..256 */
