@@ -206,8 +206,11 @@ function statsText(usage, t) {
   const n = usage.completion_tokens;
   const parts = [];
   let first = `${n} token${n === 1 ? "" : "s"}`;
-  // decoding speed: the tokens after the first over the time after the first arrived
-  if (n >= 2 && t.last > t.first) first += `, ${fmt((n - 1) / ((t.last - t.first) / 1000), 1)} tokens/s`;
+  // Generation speed: the tokens after the first over the time since the first arrived. When
+  // the whole answer came in one read (a short answer, a busy browser) there is no such time:
+  // then the tokens over the whole request, prompt processing included.
+  const rate = n >= 2 && t.last - t.first > 0 ? (n - 1) / (t.last - t.first) : n / (t.end - t.start);
+  if (n > 0) first += `, ${fmt(rate * 1000, 1)} tokens/s`;
   parts.push(first);
   if (t.first) parts.push(`first token ${fmt((t.first - t.start) / 1000, 2)} s`);
   const cached = usage.prompt_tokens_details?.cached_tokens ?? 0;
@@ -242,7 +245,7 @@ async function send() {
   const controller = new AbortController();
   setRunning(controller);
   ui.status.textContent = "Generating…";
-  const t = { start: performance.now(), first: 0, last: 0 };
+  const t = { start: performance.now(), first: 0, last: 0, end: 0 };
   let usage = null;
   let failure = null; // a message to show as an error
 
@@ -301,6 +304,7 @@ async function send() {
   } else {
     reply.dataset.state = "done";
     if (usage) {
+      t.end = performance.now();
       stats.textContent = statsText(usage, t);
       stats.dataset.completionTokens = usage.completion_tokens;
       stats.dataset.promptTokens = usage.prompt_tokens;

@@ -315,6 +315,7 @@ try {
     await p.keyboard.type(apiKey);
     await p.keyboard.press("Enter");
     await p.waitForFunction((a) => document.getElementById("model-name").textContent === a, {}, alias);
+    await setSetting(p, "#set-max-tokens", "20"); // another origin: its own settings
     assert.equal(await p.$eval("#key-form", (f) => f.hidden), true);
     // the refused message went back into the box: Enter sends it again, now with the key
     await p.focus("#prompt");
