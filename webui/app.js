@@ -316,15 +316,17 @@ async function send() {
     if (!answer) reply.remove();
     addMessage("error", "Error", failure);
     ui.status.textContent = "Error";
-    // a refused turn is not part of the conversation: it goes back into the box to retry
-    if (!answer) {
-      history.pop();
-      if (!ui.prompt.value) ui.prompt.value = text;
-    }
   } else {
     ui.status.textContent = controller.signal.aborted ? "Stopped" : "Done";
   }
-  if (answer) history.push({ role: "assistant", content: answer });
+  if (answer || reply.dataset.state === "done") {
+    history.push({ role: "assistant", content: answer });
+  } else {
+    // a turn with no answer (refused, or stopped before the first token) is not part of the
+    // conversation: its text goes back into the box, to send again
+    history.pop();
+    if (!ui.prompt.value) ui.prompt.value = text;
+  }
 }
 
 // --- wiring ---
