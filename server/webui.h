@@ -18,7 +18,6 @@ typedef struct {
 /* The generated table (webui_files.c in the build folder). */
 extern const webui_file webui_files[];
 extern const size_t webui_n_files;
-extern const size_t webui_total_bytes;
 
 /* Sent with every file. The page's script and style come from this server only, never inline
  * (so no inline event handler runs) nor from anywhere else, and it talks to this server only.
