@@ -78,8 +78,6 @@ static const setting settings[] = {
          "chat prompt format; auto = from the model file"),
     STR(host, "127.0.0.1", 0, "ADDR", NON_EMPTY, "address to listen on"),
     INT(port, 8080, 0, 65535, 0, "TCP port; 0 = any free port"),
-    {"webui", K_BOOL, FIELD(webui), 0, 0, NULL, 1, NULL, 0, "BOOL",
-     "serve the chat page at / (--no-webui turns it off: / is 404)", 0},
     INT(parallel, 4, 1, 256, 0, "slots: requests decoded at the same time"),
     INT(ctx_size, 0, 0, 1048576, 0,
         "KV cache size in tokens PER SLOT, so the cache holds\n"
@@ -94,6 +92,8 @@ static const setting settings[] = {
         "requests that may wait beyond the busy slots; more are refused"),
     INT(max_body, 1048576, 1024, 1073741824, 0, "largest request body in bytes"),
     INT(max_tokens_limit, 4096, 1, 1048576, 0, "the largest max_tokens a request may ask for"),
+    {"webui", K_BOOL, FIELD(webui), 0, 0, NULL, 1, NULL, 0, "BOOL",
+     "serve the chat page at / (--no-webui turns it off: / is 404)", 0},
     STR(api_key, "", 0, "KEY", SECRET,
         "clients must send 'Authorization: Bearer KEY'; empty =\n"
         "no auth (prefer the variable: ps shows flags)"),

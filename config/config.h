@@ -45,7 +45,6 @@ typedef struct {
     cfg_chat_template chat_template;
     char host[CFG_NAME_LEN]; /* address to listen on, never "" */
     int port;                /* 0..65535; 0 = any free port */
-    bool webui;              /* serve the chat page at / (server/webui.h) */
     int parallel;            /* slots, 1..256 */
     int ctx_size;            /* KV cache tokens PER SLOT; 0 = the model's context length */
     int threads;             /* 1..256 */
@@ -55,6 +54,7 @@ typedef struct {
     int max_queue;              /* requests waiting beyond the busy slots, 0..100000 */
     int max_body;               /* bytes, 1024..1073741824 */
     int max_tokens_limit;       /* the largest max_tokens a request may ask, 1..1048576 */
+    bool webui;                 /* serve the chat page at / (server/webui.h) */
     char api_key[CFG_NAME_LEN]; /* "" = no authentication; never print it */
     int timeout;                /* connection idle timeout, seconds, 1..86400 */
     int shutdown_timeout;       /* seconds running requests get to finish, 0..3600 */
