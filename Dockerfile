@@ -11,9 +11,10 @@ WORKDIR /src
 COPY meson.build ./
 COPY engine/ engine/
 COPY server/ server/
+# the chat page and the script that embeds it (meson runs it)
+COPY webui/ webui/
 COPY config/ config/
 COPY cli/ cli/
-COPY webui/ webui/
 COPY tests/ tests/
 COPY scripts/ scripts/
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends ca-certificates \

@@ -6,13 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(python3 python3-numpy python3-sentencepiece curl)
-# the chat page is tested in a real browser (tests/test_webui.py drives it with puppeteer-core)
-packages+=(chromium)
 # the AArch64 NEON kernels are tested on x86-64 with a cross compiler and qemu-user
 # (scripts/test-arm.sh); on AArch64 the native tests cover them
 if [ "$(uname -m)" = x86_64 ]; then
     packages+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
 fi
+# the chat page is tested in a real browser (tests/test_webui.py drives it with puppeteer-core)
+packages+=(chromium)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,5 +1,5 @@
 /* webui: the chat page served at GET / (the files of webui/, turned into C arrays at build time
- * by scripts/embed_webui.py). Constant data and one function that answers a request for a file:
+ * by webui/embed.py). Constant data and one function that answers a request for a file:
  * no state, safe from any thread. Serves only the files in its table, never the file system. */
 #ifndef LS_WEBUI_H
 #define LS_WEBUI_H
