@@ -11,6 +11,8 @@ WORKDIR /src
 COPY meson.build ./
 COPY engine/ engine/
 COPY server/ server/
+# the chat page and the script that embeds it (meson runs it)
+COPY webui/ webui/
 COPY config/ config/
 COPY cli/ cli/
 COPY tests/ tests/

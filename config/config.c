@@ -101,6 +101,14 @@ static const setting settings[] = {
         "requests that may wait beyond the busy slots; more are refused"),
     INT(max_body, 1048576, 1024, 1073741824, 0, "largest request body in bytes"),
     INT(max_tokens_limit, 4096, 1, 1048576, 0, "the largest max_tokens a request may ask for"),
+    /* designated: a member added to `setting` later is 0 here without a warning */
+    {.key = "webui",
+     .kind = K_BOOL,
+     .offset = offsetof(cfg_server, webui),
+     .size = sizeof(bool),
+     .def = 1,
+     .metavar = "BOOL",
+     .help = "serve the chat page at / (--no-webui turns it off: / is 404)"},
     STR(api_key, "", 0, "KEY", SECRET,
         "clients must send 'Authorization: Bearer KEY'; empty =\n"
         "no auth (prefer the variable: ps shows flags)"),

@@ -55,6 +55,7 @@ typedef struct {
     int max_queue;              /* requests waiting beyond the busy slots, 0..100000 */
     int max_body;               /* bytes, 1024..1073741824 */
     int max_tokens_limit;       /* the largest max_tokens a request may ask, 1..1048576 */
+    bool webui;                 /* serve the chat page at / (server/webui.h) */
     char api_key[CFG_NAME_LEN]; /* "" = no authentication; never print it */
     char cors_origin[CFG_PATH_LEN]; /* origins allowed by CORS, comma-separated, each "*" or
                                        scheme://host[:port]; "" = CORS off */

@@ -11,6 +11,8 @@ packages=(python3 python3-numpy python3-sentencepiece curl nginx)
 if [ "$(uname -m)" = x86_64 ]; then
     packages+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
 fi
+# the chat page is tested in a real browser (tests/test_webui.py drives it with puppeteer-core)
+packages+=(chromium)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -23,12 +25,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# the Node tests drive the server with the official openai package (pinned by package-lock.json);
-# without Node.js those tests are skipped
+# the Node tests drive the server with the official openai package and the chat page with
+# puppeteer-core, which drives the Debian chromium above and never downloads a browser of its own
+# (pinned by package-lock.json); without Node.js those tests are skipped
 if command -v npm >/dev/null 2>&1; then
     if [ ! -f tests/node/node_modules/.package-lock.json ] ||
         [ tests/node/package-lock.json -nt tests/node/node_modules/.package-lock.json ]; then
-        npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+        PUPPETEER_SKIP_DOWNLOAD=1 npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
     fi
 else
     echo "test-deps: npm not found: the Node client tests will be skipped"

@@ -13,6 +13,7 @@
 #include "common.h"
 #include "log.h"
 #include "metrics.h"
+#include "webui.h"
 
 #include <microhttpd.h>
 
@@ -325,6 +326,14 @@ static const route routes[] = {
 
 static enum MHD_Result dispatch(req_ctx *r, const char *url, const char *method) {
     http_server *h = r->h;
+    /* the chat page: static, so before the API key (the page asks for the key itself) */
+    const webui_file *page = h->cfg.webui ? webui_find(url) : NULL;
+    if (page) {
+        r->route = page->path;
+        if (!strcmp(method, "GET") || !strcmp(method, "HEAD"))
+            return webui_respond(r->conn, page, &r->status);
+        return fail(r, 405, "invalid_request_error", NULL, "%s is not allowed here", method);
+    }
     const route *rt = NULL;
     bool path_known = false;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
