@@ -50,7 +50,7 @@ static const struct {
     {"--ssl-key-file --ssl-cert-file", "TLS is not built in: put a proxy such as nginx in front"},
     {"--lora --lora-scaled --control-vector", "adapters are not supported"},
     {"--slots --slot-save-path --props --no-slots", "llamaserve has no slot endpoints; drop it"},
-    {"--path --no-webui --webui --api-prefix", "llamaserve serves no web UI; drop it"},
+    {"--path --api-prefix", "llamaserve serves its own chat page at / and the API at /v1; drop it"},
     {"--verbose -v --verbosity -lv --log-verbosity --log-disable --log-colors",
      "use --log-format, --log-file and --no-log-requests"},
     {"--cache-reuse", "the prompt cache is on by default (--prompt-cache)"},
