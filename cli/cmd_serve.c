@@ -10,6 +10,7 @@
 #include "chat.h"
 #include "common.h"
 #include "config.h"
+#include "gguf.h"
 #include "http.h"
 #include "kv_cache.h"
 #include "log.h"
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static chat_format chat_setting(cfg_chat_template t) {
     switch (t) {
@@ -80,6 +82,50 @@ static void log_listening(const cfg_server *cfg, int port) {
     cJSON_Delete(f);
 }
 
+/* The mapped model file, for the SIGBUS handler: a page of it that the file no longer backs
+ * (truncated, or rewritten in place) faults on the next read. */
+static const uint8_t *mapped_lo, *mapped_hi;
+
+/* Exit status when the model file changed under the mapping: distinct, so that a supervisor
+ * (or a test) can tell it from a crash and from a bad configuration. */
+#define EXIT_MODEL_CHANGED 3
+
+/* Writes the prepared line and exits: the process cannot continue without its weights. Only
+ * async-signal-safe calls. A SIGBUS outside the mapping is not ours to explain: the default
+ * action then ends the process as it would have. */
+static void on_sigbus(int sig, siginfo_t *si, void *uc) {
+    (void)uc;
+    const uint8_t *a = si->si_addr;
+    if (a >= mapped_lo && a < mapped_hi) {
+        log_fatal_now();
+        _exit(EXIT_MODEL_CHANGED);
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* Arms on_sigbus for the model's mapping (not needed with --no-mmap: a private copy cannot
+ * lose its pages). */
+static void guard_mapping(const model *m, const char *path) {
+    const mapfile *map = m->gguf ? &m->gguf->map : &m->map;
+    if (!map->data) return;
+    char msg[CFG_PATH_LEN + 256];
+    snprintf(msg, sizeof msg,
+             "the model file %s was truncated or overwritten while mapped (SIGBUS): exiting. "
+             "Replace model files by writing the new file elsewhere and renaming it over the "
+             "old one, or run with --no-mmap",
+             path);
+    log_prepare_fatal(msg);
+    mapped_lo = map->data;
+    mapped_hi = map->data + map->size;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_sigbus;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, NULL);
+}
+
 int cmd_serve(int argc, char **argv) {
     static cfg_server cfg; /* large (paths): not on the stack */
     char err[LS_ERR_LEN] = "";
@@ -107,8 +153,10 @@ int cmd_serve(int argc, char **argv) {
     http_server *h = http_start(&cfg, err, sizeof err);
     if (!h) goto fail;
     log_listening(&cfg, http_port(h));
+    map_set_private_copy(!cfg.mmap);
     m = model_load(cfg.model, cfg.tokenizer[0] ? cfg.tokenizer : NULL, err, sizeof err);
     if (!m) goto fail;
+    if (cfg.mmap) guard_mapping(m, cfg.model);
     if (!m->tok) {
         snprintf(err, sizeof err, "%.200s has no tokenizer: pass --tokenizer", cfg.model);
         goto fail;

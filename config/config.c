@@ -93,6 +93,9 @@ static const setting settings[] = {
     INT(threads, 2, 1, 256, 't', "threads for the matrix work"),
     INT(batch_size, 64, 1, 4096, 'b', "most token rows in one forward step (the prefill chunk)"),
     ENUM(kv_type, CFG_KV_F16, kv_names, "KV cache element type"),
+    {"mmap", K_BOOL, FIELD(mmap), 0, 0, NULL, 1, NULL, 0, "BOOL",
+     "map the model file (shared, read-only); --no-mmap reads it\n"
+     "into private memory, immune to the file being replaced", 0, NULL},
     {"prompt_cache", K_BOOL, FIELD(prompt_cache), 0, 0, NULL, 1, NULL, 0, "BOOL",
      "a new prompt reuses the longest prefix a free slot's KV\n"
      "cache holds (--no-prompt-cache turns it off)",

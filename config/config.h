@@ -51,6 +51,7 @@ typedef struct {
     int threads;             /* 1..256 */
     int batch_size;          /* most rows of one forward step (prefill chunk), 1..4096 */
     cfg_kv_type kv_type;
+    bool mmap;                  /* map the model file; false: read it into private memory */
     bool prompt_cache;          /* reuse a free slot's cached prompt prefix */
     int max_queue;              /* requests waiting beyond the busy slots, 0..100000 */
     int max_body;               /* bytes, 1024..1073741824 */

@@ -34,7 +34,6 @@ static const struct {
     {"--cache-type-k -ctk --cache-type-v -ctv",
      "use --kv-type f16|f32: one type for keys and values"},
     {"--mlock", "not supported: the weights are memory-mapped read-only; drop it"},
-    {"--no-mmap", "the weights are always memory-mapped; drop it"},
     {"--embedding --embeddings --pooling --reranking --rerank",
      "llamaserve serves completions and chat, no embeddings or reranking"},
     {"--jinja --chat-template-file --chat-template-kwargs",

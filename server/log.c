@@ -238,6 +238,68 @@ void log_msg(log_level level, const char *fmt, ...) {
     log_block(level, tmp, NULL, NULL);
 }
 
+/* ---- the one line a fatal signal handler may write ------------------------------------------ */
+
+/* The line after its timestamp, formatted by log_prepare_fatal; fatal_len 0 = none. */
+static char fatal_rest[2048];
+static atomic_size_t fatal_len;
+
+void log_prepare_fatal(const char *msg) {
+    buf b = {0};
+    if (atomic_load(&json_format)) {
+        put(&b, "\",\"level\":\"error\",\"msg\":");
+        put_json_string(&b, msg);
+        put(&b, "}\n");
+    } else {
+        putf(&b, " %-5s ", log_level_name(LOG_ERROR));
+        put_text(&b, msg);
+        put(&b, "\n");
+    }
+    atomic_store(&fatal_len, 0);
+    if (!b.failed && b.len < sizeof fatal_rest) {
+        memcpy(fatal_rest, b.p, b.len);
+        atomic_store(&fatal_len, b.len);
+    }
+    free(b.p);
+}
+
+/* Digits of v, zero-padded to width, at p; returns the end. Async-signal-safe. */
+static char *digits(char *p, long v, int width) {
+    for (int i = width - 1; i >= 0; i--, v /= 10) p[i] = (char)('0' + v % 10);
+    return p + width;
+}
+
+void log_fatal_now(void) {
+    const size_t n = atomic_load(&fatal_len);
+    if (n == 0) return;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts); /* async-signal-safe, unlike gmtime_r */
+    /* the civil date of a day count since 1970-01-01 (days to years of 400, 100, 4 and 1) */
+    long days = (long)(ts.tv_sec / 86400), sec = (long)(ts.tv_sec % 86400);
+    long z = days + 719468, era = z / 146097, doe = z - era * 146097;
+    long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    long doy = doe - (365 * yoe + yoe / 4 - yoe / 100), mp = (5 * doy + 2) / 153;
+    long day = doy - (153 * mp + 2) / 5 + 1, month = mp < 10 ? mp + 3 : mp - 9;
+    long year = yoe + era * 400 + (month <= 2);
+    char line[64 + sizeof fatal_rest], *p = line;
+    if (atomic_load(&json_format)) {
+        memcpy(p, "{\"ts\":\"", 7);
+        p += 7;
+    }
+    p = digits(p, year, 4), *p++ = '-', p = digits(p, month, 2), *p++ = '-';
+    p = digits(p, day, 2), *p++ = 'T', p = digits(p, sec / 3600, 2), *p++ = ':';
+    p = digits(p, sec / 60 % 60, 2), *p++ = ':', p = digits(p, sec % 60, 2), *p++ = '.';
+    p = digits(p, ts.tv_nsec / 1000000, 3), *p++ = 'Z';
+    memcpy(p, fatal_rest, n);
+    p += n;
+    /* no lock: the caller exits next, and a writer holding the lock may be the faulting thread */
+    for (const char *q = line; q < p;) {
+        ssize_t w = write(out_fd, q, (size_t)(p - q));
+        if (w <= 0) break;
+        q += w;
+    }
+}
+
 int log_setup(bool json, const char *path, char *err, size_t errlen) {
     atomic_store(&json_format, json);
     if (!path || !*path) return 0;

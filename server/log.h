@@ -30,6 +30,12 @@ void log_fields(log_level level, const char *msg, const cJSON *fields);
  * '\n') as a line of its own with the same timestamp and level, all in one write. */
 void log_block(log_level level, const char *msg, const cJSON *fields, const char *text);
 
+/* For a fatal signal handler: log_prepare_fatal formats an error line with msg now (after
+ * log_setup; call again when the format changes), and log_fatal_now writes it with the current
+ * time, async-signal-safely (no lock, no allocation), for a handler that exits right after. */
+void log_prepare_fatal(const char *msg);
+void log_fatal_now(void);
+
 /* The format's name of a level: "info", "warn", "error". */
 const char *log_level_name(log_level level);
 

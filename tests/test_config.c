@@ -129,6 +129,7 @@ static void test_defaults(void) {
               !strcmp(c.alias, "kjv-demo-q8_0") && access(c.model, R_OK) == 0,
           "%s %s", c.model, c.alias);
     CHECK(load(&c, "-m", "given.gguf") == 0 && c.model_origin == CFG_MODEL_GIVEN, "%s", c.model);
+    CHECK(c.mmap && load(&c, "--no-mmap") == 0 && !c.mmap, "--no-mmap: %s", err);
     cfg_free(&c);
 }
 
@@ -415,7 +416,6 @@ static void test_llamacpp_flags(void) {
         {"-cb", "always on"},
         {"--metrics", "always"},
         {"--mlock", "drop it"},
-        {"--no-mmap", "memory-mapped"},
         {"--embedding", "no embeddings"},
         {"--jinja", "--chat-template"},
         {"--rope-freq-base", "model file"},

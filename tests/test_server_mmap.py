@@ -1,0 +1,99 @@
+#!/usr/bin/python3
+"""test_server_mmap: the model file changing under a running server.
+
+- Truncating the mapped model file while serving: the next read of a lost page faults
+  (SIGBUS), and the server exits with status 3 and one log line that names the file and says
+  what to do, instead of dying with a bare signal.
+- The same with --no-mmap: the weights are a private copy, so the server keeps serving, and
+  answers exactly as before the file changed.
+- A broken file given with --no-mmap is still refused with a message.
+"""
+import os
+import shutil
+import sys
+import tempfile
+
+from checklib import MODELS
+from server_harness import Runner, Server, ServerError
+
+REQ = {"prompt": "And the LORD said unto Moses", "max_tokens": 12, "temperature": 0}
+
+
+def copy_model(tmp):
+    path = os.path.join(tmp, "model.gguf")
+    shutil.copyfile(os.path.join(MODELS, "kjv-demo.gguf"), path)  # F32: 13.9 MB of weights
+    return path
+
+
+def test_truncated_while_mapped(r):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = copy_model(tmp)
+        s = Server(model=path)
+        try:
+            status, obj, _ = s.json("POST", "/v1/completions", REQ)
+            assert status == 200, (status, obj)
+            os.truncate(path, 1 << 20)  # the weights past 1 MiB are gone from under the mapping
+            try:
+                s.json("POST", "/v1/completions", REQ)
+            except Exception:  # noqa: BLE001 - the connection dies with the server
+                pass
+            rc = s.wait_exit()
+            assert rc == 3, "exit status %s, want 3; stderr:\n%s" % (rc, s.tail())
+            lines = [l for l in s.stderr_lines if "truncated or overwritten" in l]
+            assert len(lines) == 1 and path in lines[0] and "--no-mmap" in lines[0] \
+                and " error " in lines[0], s.tail()
+        finally:
+            s.kill()
+
+
+def test_truncated_json_log(r):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = copy_model(tmp)
+        s = Server("--log-format", "json", model=path)
+        try:
+            assert s.json("POST", "/v1/completions", REQ)[0] == 200
+            os.truncate(path, 1 << 20)
+            try:
+                s.json("POST", "/v1/completions", REQ)
+            except Exception:  # noqa: BLE001
+                pass
+            assert s.wait_exit() == 3, s.tail()
+            import json
+            last = json.loads(s.stderr_lines[-1])
+            assert last["level"] == "error" and path in last["msg"] and last["ts"].endswith("Z"), last
+        finally:
+            s.kill()
+
+
+def test_no_mmap_keeps_serving(r):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = copy_model(tmp)
+        with Server("--no-mmap", model=path) as s:
+            status, before, _ = s.json("POST", "/v1/completions", REQ)
+            assert status == 200, (status, before)
+            os.truncate(path, 1 << 20)
+            with open(path, "r+b") as f:  # and overwritten in place
+                f.write(b"\0" * 4096)
+            status, after, _ = s.json("POST", "/v1/completions", REQ)
+            assert status == 200, (status, after)
+            assert after["choices"][0]["text"] == before["choices"][0]["text"], (before, after)
+
+
+def test_no_mmap_bad_file(r):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "bad.gguf")
+        with open(path, "wb") as f:
+            f.write(b"GGUF\x03\x00\x00\x00")
+        try:
+            Server("--no-mmap", model=path)
+        except ServerError as ex:
+            assert "bad.gguf" in str(ex), ex
+            return
+        raise AssertionError("a truncated GGUF was served")
+
+
+r = Runner("test_server_mmap")
+for t in (test_truncated_while_mapped, test_truncated_json_log, test_no_mmap_keeps_serving,
+          test_no_mmap_bad_file):
+    r.run(t, r)
+r.finish()
