@@ -2,9 +2,10 @@
  * mixes people download most (Q4_K_M: Q4_K, Q6_K, Q5_0; Q5_K_M: Q5_K, Q6_K, Q5_1; Q4_1).
  * Each computes the same exact integers per block as its scalar twin (codes times activation
  * codes with maddubs/madd, then the block's scales), and then the scalar twin's float steps per
- * block, in the same order: the results are the same bits. One weight row against one
- * activation row at a time; decode is bound by reading the weights, which this does once per
- * activation row (a prefill's later rows find the row in cache). Never allocates. */
+ * block, in the same order: the results are the same bits. The K-quants decode each weight
+ * block once for a group of up to 8 activation rows (prefill); the 32-element types go one
+ * weight row against one activation row (a prefill's later rows find the row in cache).
+ * Never allocates. */
 #include "quant_dot_avx2.h"
 
 #include "matmul_avx2.h"
@@ -90,87 +91,150 @@ INLINE float dot_q32(dtype t, const uint8_t *w, const block_q8_act *x, int n) {
     return sum;
 }
 
-/* Q4_K and Q5_K: eight sub-blocks of 32 with 6-bit scales and mins. */
-INLINE float dot_q45_K(bool q5, const uint8_t *w, const block_q8_K *x, int n) {
-    const size_t bb = q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
+/* Q4_K and Q5_K: eight sub-blocks of 32 with 6-bit scales and mins. A block is decoded once
+ * (k4_block) and then multiplied with each activation row of a group. */
+typedef struct {
+    __m256i c[8]; /* sub-block s's 32 codes (0..31) */
+    int sc[8], m[8];
+    float d, dmin;
+} k4_block;
+
+INLINE void decode_q45_K(k4_block *kb, bool q5, const uint8_t *blk) {
+    const block_q4_K *b4 = (const block_q4_K *)blk;
+    const block_q5_K *b5 = (const block_q5_K *)blk;
+    const uint8_t *scales = q5 ? b5->scales : b4->scales, *qs = q5 ? b5->qs : b4->qs;
     const __m256i m4 = _mm256_set1_epi8(0x0f), x10 = _mm256_set1_epi8(0x10);
-    float sum = 0.0f;
-    for (int b = 0; b < n / QK_K; b++) {
-        const block_q4_K *b4 = (const block_q4_K *)(w + (size_t)b * bb);
-        const block_q5_K *b5 = (const block_q5_K *)b4;
-        const uint8_t *scales = q5 ? b5->scales : b4->scales, *qs = q5 ? b5->qs : b4->qs;
-        const __m256i qh = q5 ? _mm256_loadu_si256((const __m256i *)b5->qh) : _mm256_setzero_si256();
-        __m256i acc = _mm256_setzero_si256();
-        int32_t msum = 0;
-        for (int p = 0; p < 4; p++) {
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * p));
-            for (int half = 0; half < 2; half++) {
-                const int s = 2 * p + half;
-                int sc, m;
-                k4_scale_min(s, scales, &sc, &m);
-                __m256i c = half ? _mm256_and_si256(_mm256_srli_epi16(q, 4), m4)
-                                 : _mm256_and_si256(q, m4);
-                if (q5) {
-                    const __m256i bit = _mm256_set1_epi8((char)(1 << s));
-                    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(qh, bit), bit);
-                    c = _mm256_or_si256(c, _mm256_and_si256(set, x10));
-                }
-                const __m256i xv = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * s));
-                acc = _mm256_add_epi32(
-                    acc, _mm256_madd_epi16(_mm256_maddubs_epi16(c, xv), _mm256_set1_epi16((short)sc)));
-                msum += m * (x[b].bsums[2 * s] + x[b].bsums[2 * s + 1]);
+    const __m256i qh = q5 ? _mm256_loadu_si256((const __m256i *)b5->qh) : _mm256_setzero_si256();
+    for (int p = 0; p < 4; p++) {
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * p));
+        for (int half = 0; half < 2; half++) {
+            const int s = 2 * p + half;
+            k4_scale_min(s, scales, &kb->sc[s], &kb->m[s]);
+            __m256i c = half ? _mm256_and_si256(_mm256_srli_epi16(q, 4), m4) : _mm256_and_si256(q, m4);
+            if (q5) {
+                const __m256i bit = _mm256_set1_epi8((char)(1 << s));
+                const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(qh, bit), bit);
+                c = _mm256_or_si256(c, _mm256_and_si256(set, x10));
             }
+            kb->c[s] = c;
         }
-        const int32_t isum = hsum_i32(acc);
-        const uint16_t d = q5 ? b5->d : b4->d, dmin = q5 ? b5->dmin : b4->dmin;
-        sum += (float)isum * (h2f(d) * x[b].d) - (float)msum * (h2f(dmin) * x[b].d);
     }
-    return sum;
+    kb->d = h2f(q5 ? b5->d : b4->d);
+    kb->dmin = h2f(q5 ? b5->dmin : b4->dmin);
+}
+
+/* sum += this block's share, the float steps of dot_q4_K/dot_q5_K. */
+INLINE void acc_q45_K(const k4_block *kb, const block_q8_K *x, float *sum) {
+    __m256i acc = _mm256_setzero_si256();
+    int32_t msum = 0;
+    for (int s = 0; s < 8; s++) {
+        const __m256i xv = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * s));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(kb->c[s], xv),
+                                                      _mm256_set1_epi16((short)kb->sc[s])));
+        msum += kb->m[s] * (x->bsums[2 * s] + x->bsums[2 * s + 1]);
+    }
+    *sum += (float)hsum_i32(acc) * (kb->d * x->d) - (float)msum * (kb->dmin * x->d);
 }
 
 /* Q6_K: 16 sub-blocks of 16 with int8 scales; codes - 32 as codes, minus 32 x the sums. */
-INLINE float dot_q6_K_avx2(const block_q6_K *w, const block_q8_K *x, int n) {
+typedef struct {
+    __m256i c[8]; /* elements 32j .. 32j + 31 (sub-blocks 2j, 2j + 1) */
+    __m256i sc[8]; /* the two sub-blocks' scales, 8 int16 lanes each */
+    const int8_t *scales;
+    float d;
+} k6_block;
+
+INLINE void decode_q6_K(k6_block *kb, const block_q6_K *w) {
     const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
-    float sum = 0.0f;
-    for (int b = 0; b < n / QK_K; b++) {
-        __m256i acc = _mm256_setzero_si256();
-        int32_t ssum = 0; /* sum over sub-blocks of scale x activation sum */
-        for (int s = 0; s < 16; s++) ssum += w[b].scales[s] * x[b].bsums[s];
-        for (int h = 0; h < 2; h++) {
-            const __m256i A = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h));
-            const __m256i B = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h + 32));
-            const __m256i H = _mm256_loadu_si256((const __m256i *)(w[b].qh + 32 * h));
-            const __m256i c[4] = {
-                _mm256_or_si256(_mm256_and_si256(A, m4), _mm256_and_si256(_mm256_slli_epi16(H, 4), m30)),
-                _mm256_or_si256(_mm256_and_si256(B, m4), _mm256_and_si256(_mm256_slli_epi16(H, 2), m30)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(A, 4), m4), _mm256_and_si256(H, m30)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(B, 4), m4),
-                                _mm256_and_si256(_mm256_srli_epi16(H, 2), m30)),
-            };
-            for (int k = 0; k < 4; k++) {
-                const int s = 8 * h + 2 * k; /* elements 16s .. 16s + 31: sub-blocks s, s + 1 */
-                const __m256i xv = _mm256_loadu_si256((const __m256i *)(x[b].qs + 16 * s));
-                const __m256i sc = _mm256_set_m128i(_mm_set1_epi16(w[b].scales[s + 1]),
-                                                    _mm_set1_epi16(w[b].scales[s]));
-                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(c[k], xv), sc));
-            }
-        }
-        const int32_t isum = hsum_i32(acc) - 32 * ssum;
-        sum += (float)isum * (h2f(w[b].d) * x[b].d);
+    for (int h = 0; h < 2; h++) {
+        const __m256i A = _mm256_loadu_si256((const __m256i *)(w->ql + 64 * h));
+        const __m256i B = _mm256_loadu_si256((const __m256i *)(w->ql + 64 * h + 32));
+        const __m256i H = _mm256_loadu_si256((const __m256i *)(w->qh + 32 * h));
+        kb->c[4 * h + 0] = _mm256_or_si256(_mm256_and_si256(A, m4),
+                                           _mm256_and_si256(_mm256_slli_epi16(H, 4), m30));
+        kb->c[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(B, m4),
+                                           _mm256_and_si256(_mm256_slli_epi16(H, 2), m30));
+        kb->c[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(A, 4), m4),
+                                           _mm256_and_si256(H, m30));
+        kb->c[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(B, 4), m4),
+                                           _mm256_and_si256(_mm256_srli_epi16(H, 2), m30));
     }
-    return sum;
+    for (int j = 0; j < 8; j++)
+        kb->sc[j] = _mm256_set_m128i(_mm_set1_epi16(w->scales[2 * j + 1]),
+                                     _mm_set1_epi16(w->scales[2 * j]));
+    kb->scales = w->scales;
+    kb->d = h2f(w->d);
 }
 
-TARGET static float row_dot(dtype t, const uint8_t *row, const block_q8_act *xq,
-                            const block_q8_K *xk, int n) {
+INLINE void acc_q6_K(const k6_block *kb, const block_q8_K *x, float *sum) {
+    __m256i acc = _mm256_setzero_si256();
+    int32_t ssum = 0; /* sum over sub-blocks of scale x activation sum */
+    for (int s = 0; s < 16; s++) ssum += kb->scales[s] * x->bsums[s];
+    for (int j = 0; j < 8; j++) {
+        const __m256i xv = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * j));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(kb->c[j], xv), kb->sc[j]));
+    }
+    *sum += (float)(hsum_i32(acc) - 32 * ssum) * (kb->d * x->d);
+}
+
+/* The K-quant rows: each weight block decoded once for a group of up to KT activation rows,
+ * each of which accumulates its blocks in order, exactly as the scalar kernel does. */
+#define KT 8
+INLINE void rows_k(dtype t, float *out, const block_q8_K *xk, const tensor *w, int T, int r0,
+                   int r1) {
+    const int n = (int)w->ne[0], n_out = (int)w->ne[1], nb = n / QK_K;
+    const size_t bb = dtype_block_bytes(t);
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *row = tensor_row(w, r);
+        for (int t0 = 0; t0 < T; t0 += KT) {
+            const int tn = T - t0 < KT ? T - t0 : KT;
+            float sum[KT] = {0};
+            for (int b = 0; b < nb; b++) {
+                const uint8_t *blk = row + (size_t)b * bb;
+                /* one row (decode) gets its own copy of the loop, so that the decoded block
+                 * can stay in registers */
+                if (t == DT_Q6_K) {
+                    k6_block kb;
+                    decode_q6_K(&kb, (const block_q6_K *)blk);
+                    if (tn == 1)
+                        acc_q6_K(&kb, xk + (size_t)t0 * nb + b, &sum[0]);
+                    else
+                        for (int i = 0; i < tn; i++)
+                            acc_q6_K(&kb, xk + (size_t)(t0 + i) * nb + b, &sum[i]);
+                } else {
+                    k4_block kb;
+                    decode_q45_K(&kb, t == DT_Q5_K, blk);
+                    if (tn == 1)
+                        acc_q45_K(&kb, xk + (size_t)t0 * nb + b, &sum[0]);
+                    else
+                        for (int i = 0; i < tn; i++)
+                            acc_q45_K(&kb, xk + (size_t)(t0 + i) * nb + b, &sum[i]);
+                }
+            }
+            for (int i = 0; i < tn; i++) out[(size_t)(t0 + i) * n_out + r] = sum[i];
+        }
+    }
+}
+
+TARGET static void rows_q4_K(float *out, const block_q8_K *xk, const tensor *w, int T, int r0,
+                             int r1) {
+    rows_k(DT_Q4_K, out, xk, w, T, r0, r1);
+}
+TARGET static void rows_q5_K(float *out, const block_q8_K *xk, const tensor *w, int T, int r0,
+                             int r1) {
+    rows_k(DT_Q5_K, out, xk, w, T, r0, r1);
+}
+TARGET static void rows_q6_K(float *out, const block_q8_K *xk, const tensor *w, int T, int r0,
+                             int r1) {
+    rows_k(DT_Q6_K, out, xk, w, T, r0, r1);
+}
+
+TARGET static float row_dot(dtype t, const uint8_t *row, const block_q8_act *xq, int n) {
     switch (t) {
     case DT_Q4_1:
     case DT_Q5_0:
     case DT_Q5_1: return dot_q32(t, row, xq, n);
-    case DT_Q4_K: return dot_q45_K(false, row, xk, n);
-    case DT_Q5_K: return dot_q45_K(true, row, xk, n);
-    case DT_Q6_K: return dot_q6_K_avx2((const block_q6_K *)row, xk, n);
-    default: return 0.0f; /* qdot_avx2_has said no */
+    default: return 0.0f; /* the K-quants: rows_k */
     }
 }
 
@@ -182,13 +246,18 @@ bool qdot_avx2_has(dtype t) {
 void qdot_rows_avx2(float *out, const block_q8_act *xq, const block_q8_K *xk, const tensor *w,
                     int T, int r0, int r1) {
     const int n = (int)w->ne[0], n_out = (int)w->ne[1];
-    const int nbq = n / QK, nbk = n / QK_K;
+    const int nbq = n / QK;
+    switch (w->type) {
+    case DT_Q4_K: rows_q4_K(out, xk, w, T, r0, r1); return;
+    case DT_Q5_K: rows_q5_K(out, xk, w, T, r0, r1); return;
+    case DT_Q6_K: rows_q6_K(out, xk, w, T, r0, r1); return;
+    default: break;
+    }
     for (int r = r0; r < r1; r++) {
         const uint8_t *row = tensor_row(w, r);
         for (int t = 0; t < T; t++)
             out[(size_t)t * n_out + r] =
-                row_dot(w->type, row, xq ? xq + (size_t)t * nbq : NULL,
-                        xk ? xk + (size_t)t * nbk : NULL, n);
+                row_dot(w->type, row, xq + (size_t)t * nbq, n);
     }
 }
 
