@@ -9,6 +9,7 @@
 #include "forward.h"
 #include "metrics.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -347,6 +348,22 @@ static void fail_slot(sched *s, slot *sl, const char *msg) {
     slot_finish(s, sl, FINISH_ERROR);
 }
 
+/* Prefill rows one step may add beside n_decode decoding rows: what the batch leaves, but at
+ * least SCHED_MIN_PREFILL, so that prompts progress while every other slot decodes. */
+#define SCHED_MIN_PREFILL 8
+static int prefill_budget(int batch_size, int n_decode) {
+    int budget = batch_size - n_decode;
+    return budget < SCHED_MIN_PREFILL ? SCHED_MIN_PREFILL : budget;
+}
+
+/* The most rows step can build: n_decode <= parallel decoding rows plus their prefill budget.
+ * n_decode + prefill_budget(b, n_decode) = max(b, n_decode + SCHED_MIN_PREFILL) grows with
+ * n_decode, so it is largest at n_decode = parallel (not batch_size + parallel: with a batch
+ * smaller than SCHED_MIN_PREFILL that overflowed the row buffers). */
+static int step_max_rows(int batch_size, int parallel) {
+    return parallel + prefill_budget(batch_size, parallel);
+}
+
 /* One batched forward step over every busy slot. */
 static void step(sched *s) {
     int rows = 0, n_decode = 0;
@@ -371,8 +388,8 @@ static void step(sched *s) {
         n_decode++;
     }
     /* prefill fills what the decoding rows leave of the batch, oldest admission first */
-    int budget = s->p.batch_size - n_decode;
-    if (budget < 8) budget = 8;
+    int budget = prefill_budget(s->p.batch_size, n_decode);
+    assert(n_decode + budget <= s->max_rows);
     for (int pass = 0; pass < s->p.parallel && budget > 0; pass++) {
         slot *best = NULL;
         int best_i = -1;
@@ -398,6 +415,7 @@ static void step(sched *s) {
         budget -= take;
     }
     for (int i = 0; i < s->p.parallel; i++) s->slots[i].fed_this_step = false;
+    assert(rows <= s->max_rows);
     if (rows == 0) return;
 
     char err[LS_ERR_LEN];
@@ -483,7 +501,7 @@ sched *sched_create(const model *m, const sched_params *p, char *err, size_t err
     s->p = *p;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
-    s->max_rows = p->batch_size + p->parallel;
+    s->max_rows = step_max_rows(p->batch_size, p->parallel);
     s->slots = calloc((size_t)p->parallel, sizeof *s->slots);
     s->caches = calloc((size_t)p->parallel, sizeof *s->caches);
     s->b_token = calloc((size_t)s->max_rows, sizeof(int32_t));
