@@ -16,8 +16,6 @@
 #include <string.h>
 #include <time.h>
 
-#define MAX_STOP_BYTES 256
-
 void api_error_set(api_error *e, int status, const char *type, const char *param,
                    const char *code, const char *fmt, ...) {
     e->status = status;
@@ -203,7 +201,7 @@ static int parse_common(const api_ctx *ctx, const cJSON *o, api_call *c, int def
         if (!cJSON_IsObject(so)) return BAD("stream_options", "'stream_options' must be an object");
         if (get_bool(so, "include_usage", &c->include_usage, e)) return -1;
     }
-    /* stop: a string or up to 4 strings, none empty, each at most MAX_STOP_BYTES */
+    /* stop: a string or up to 4 strings, none empty, each at most SCHED_MAX_STOP_BYTES */
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(o, "stop");
     if (!is_null(st)) {
         const cJSON *items[SCHED_MAX_STOP];
@@ -221,8 +219,8 @@ static int parse_common(const api_ctx *ctx, const cJSON *o, api_call *c, int def
         for (int i = 0; i < k; i++) {
             if (!cJSON_IsString(items[i])) return BAD("stop", "'stop' entries must be strings");
             size_t len = strlen(items[i]->valuestring);
-            if (len == 0 || len > MAX_STOP_BYTES)
-                return BAD("stop", "each stop string must be 1 to %d bytes", MAX_STOP_BYTES);
+            if (len == 0 || len > SCHED_MAX_STOP_BYTES)
+                return BAD("stop", "each stop string must be 1 to %d bytes", SCHED_MAX_STOP_BYTES);
             if (!ls_utf8_valid(items[i]->valuestring, len))
                 return BAD("stop", "a stop string is not valid UTF-8");
             r->stop[r->n_stop] = strdup(items[i]->valuestring);
@@ -374,7 +372,7 @@ int api_parse_completion(const api_ctx *ctx, const char *body, size_t len, api_c
             }
             c->req.prompt[c->req.n_prompt++] = (int32_t)it->valuedouble;
         }
-        size_t cap = (size_t)n * 32 + 1;
+        size_t cap = tok_decode(ctx->m->tok, c->req.prompt, n, NULL, 0) + 1;
         c->echo_text = malloc(cap);
         if (c->echo_text) tok_decode(ctx->m->tok, c->req.prompt, n, c->echo_text, cap);
     } else {

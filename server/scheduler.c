@@ -27,6 +27,8 @@ typedef struct {
     int n_gen;
     char *held;        /* (held_cap) decoded text held back: it may begin a stop string */
     size_t n_held, held_cap;
+    char *piece;       /* (piece_cap) the text one token completes: tok_stream_cap bytes */
+    size_t piece_cap;
     double t_last;     /* when this slot's previous token came out */
 } slot;
 
@@ -152,10 +154,9 @@ static void slot_finish(sched *s, slot *sl, finish_reason why) {
     choice_out *o = &j->choices[sl->choice];
     if (why == FINISH_LENGTH || why == FINISH_STOP) {
         /* held text could have begun a stop string; it did not, so it is output */
-        char tail[16];
-        size_t n = tok_stream_flush(&sl->ts, tail, sizeof tail);
+        size_t n = tok_stream_flush(&sl->ts, sl->piece, sl->piece_cap);
         out_append(o, sl->held, sl->n_held);
-        out_append(o, tail, n);
+        out_append(o, sl->piece, n);
     }
     o->finish = why;
     j->n_finished++;
@@ -215,12 +216,12 @@ static bool slot_accept(sched *s, slot *sl, const float *logits, double now) {
     }
     sl->hist[sl->n_hist++] = id;
     sl->n_gen++;
-    char piece[64];
-    size_t n = tok_stream_feed(&sl->ts, id, piece, sizeof piece);
+    size_t n = tok_stream_feed(&sl->ts, id, sl->piece, sl->piece_cap);
     bool stopped = false;
-    /* append to the held text, then release what can no longer begin a stop string */
-    if (sl->n_held + n > sl->held_cap) n = sl->held_cap - sl->n_held; /* bounded by api.c */
-    memcpy(sl->held + sl->n_held, piece, n);
+    /* append to the held text, then release what can no longer begin a stop string: what
+     * stays held is shorter than the longest stop string (see sched_create) */
+    assert(n < sl->piece_cap && sl->n_held + n <= sl->held_cap);
+    memcpy(sl->held + sl->n_held, sl->piece, n);
     sl->n_held += n;
     size_t keep;
     long cut = find_stop(r, sl->held, sl->n_held, &keep);
@@ -474,6 +475,7 @@ static void sched_free(sched *s) {
         kv_free(s->slots[i].kv);
         free(s->slots[i].hist);
         free(s->slots[i].held);
+        free(s->slots[i].piece);
     }
     fwd_free(s->fwd);
     pool_destroy(s->pool);
@@ -519,9 +521,13 @@ sched *sched_create(const model *m, const sched_params *p, char *err, size_t err
         if (!sl->kv) goto fail;
         s->caches[i] = sl->kv;
         sl->hist = calloc((size_t)p->ctx_size, sizeof *sl->hist);
-        sl->held_cap = 4 * 256 + 64; /* stop strings are at most 256 bytes (api.c) */
+        /* after each token, held keeps less than the longest stop string; then one token's
+         * text (at most piece_cap - 1 bytes) is appended */
+        sl->piece_cap = tok_stream_cap(m->tok);
+        sl->held_cap = SCHED_MAX_STOP_BYTES + sl->piece_cap;
         sl->held = malloc(sl->held_cap);
-        if (!sl->hist || !sl->held) goto oom;
+        sl->piece = malloc(sl->piece_cap);
+        if (!sl->hist || !sl->held || !sl->piece) goto oom;
     }
     if (!(s->pool = pool_create(p->threads))) goto oom;
     if (!(s->fwd = fwd_create(m, p->batch_size, s->pool, err, errlen))) goto fail;
