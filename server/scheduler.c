@@ -95,7 +95,7 @@ job *job_create_detached(gen_request *req) {
     j->req = *req;
     memset(req, 0, sizeof *req);
     pthread_mutex_init(&j->mu, NULL);
-    pthread_cond_init(&j->cv, NULL);
+    ls_cond_init_monotonic(&j->cv); /* http.c times its waits on it */
     j->t_submit = j->t_admit = ls_now();
     atomic_init(&j->cancelled, false);
     atomic_init(&j->refs, 1);
@@ -595,7 +595,7 @@ job *sched_submit(sched *s, gen_request *req, int *status, char *err, size_t err
     j->req = *req;
     memset(req, 0, sizeof *req);
     pthread_mutex_init(&j->mu, NULL);
-    pthread_cond_init(&j->cv, NULL);
+    ls_cond_init_monotonic(&j->cv); /* http.c times its waits on it */
     j->t_submit = ls_now();
     atomic_init(&j->cancelled, false);
     atomic_init(&j->refs, 1 + j->req.n); /* the caller's and one per choice */
