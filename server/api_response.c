@@ -143,6 +143,7 @@ static void add_text(cJSON *obj, const char *key, const char *s, size_t n) {
 
 char *api_response_json(const api_ctx *ctx, const api_call *c, job *j, const char *id,
                         long created) {
+    api_json_init();
     pthread_mutex_lock(&j->mu);
     cJSON *r = envelope(ctx, c, id, created, false);
     cJSON *choices = cJSON_AddArrayToObject(r, "choices");
@@ -186,6 +187,7 @@ char *api_response_json(const api_ctx *ctx, const api_call *c, job *j, const cha
 }
 
 char *api_models_json(const api_ctx *ctx, long created) {
+    api_json_init();
     cJSON *r = cJSON_CreateObject();
     cJSON_AddStringToObject(r, "object", "list");
     cJSON *data = cJSON_AddArrayToObject(r, "data"), *m = cJSON_CreateObject();
@@ -282,6 +284,7 @@ static cJSON *chunk(api_stream *st, int i, const char *text, size_t n, bool role
 }
 
 bool api_stream_events(api_stream *st, char **buf, size_t *len, size_t *cap) {
+    api_json_init();
     const api_call *c = st->call;
     job *j = st->j;
     if (st->sent_done) return true;
