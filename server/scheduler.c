@@ -102,12 +102,17 @@ job *job_create_detached(gen_request *req) {
     return j;
 }
 
-static void out_append(choice_out *o, const char *text, size_t n);
+static bool out_append(choice_out *o, const char *text, size_t n);
+
+#define OUT_OF_MEMORY_TEXT "out of memory for the generated text"
 
 void job_finish_choice(job *j, int c, const char *text, size_t len, int n_gen, finish_reason why) {
     pthread_mutex_lock(&j->mu);
     if (j->t_first == 0) j->t_first = ls_now();
-    out_append(&j->choices[c], text, len);
+    if (!out_append(&j->choices[c], text, len)) { /* an error, never a shorter text */
+        why = FINISH_ERROR;
+        snprintf(j->error, sizeof j->error, OUT_OF_MEMORY_TEXT);
+    }
     j->choices[c].n_gen = n_gen;
     j->choices[c].finish = why;
     j->n_finished++;
@@ -117,29 +122,33 @@ void job_finish_choice(job *j, int c, const char *text, size_t len, int n_gen, f
 
 /* --- output of one choice (scheduler thread, under job->mu) --- */
 
-static void out_append(choice_out *o, const char *text, size_t n) {
-    if (n == 0) return;
+/* Each returns false when memory ran out; the caller then ends the choice with an error
+ * (text or logprobs that stop growing would pass for a complete answer). */
+static bool out_append(choice_out *o, const char *text, size_t n) {
+    if (n == 0) return true;
     if (o->len + n + 1 > o->cap) {
         size_t cap = (o->cap ? o->cap * 2 : 256) + n;
         char *nt = realloc(o->text, cap);
-        if (!nt) return; /* out of memory: the text stops growing; never crash */
+        if (!nt) return false;
         o->text = nt;
         o->cap = cap;
     }
     memcpy(o->text + o->len, text, n);
     o->len += n;
     o->text[o->len] = '\0';
+    return true;
 }
 
-static void out_token(choice_out *o, const gen_token *t) {
+static bool out_token(choice_out *o, const gen_token *t) {
     if (o->n_toks == o->cap_toks) {
         int cap = o->cap_toks ? o->cap_toks * 2 : 64;
         gen_token *nt = realloc(o->toks, (size_t)cap * sizeof *nt);
-        if (!nt) return;
+        if (!nt) return false;
         o->toks = nt;
         o->cap_toks = cap;
     }
     o->toks[o->n_toks++] = *t;
+    return true;
 }
 
 /* --- slots --- */
@@ -155,8 +164,10 @@ static void slot_finish(sched *s, slot *sl, finish_reason why) {
     if (why == FINISH_LENGTH || why == FINISH_STOP) {
         /* held text could have begun a stop string; it did not, so it is output */
         size_t n = tok_stream_flush(&sl->ts, sl->piece, sl->piece_cap);
-        out_append(o, sl->held, sl->n_held);
-        out_append(o, sl->piece, n);
+        if (!out_append(o, sl->held, sl->n_held) || !out_append(o, sl->piece, n)) {
+            why = FINISH_ERROR;
+            snprintf(j->error, sizeof j->error, OUT_OF_MEMORY_TEXT);
+        }
     }
     o->finish = why;
     j->n_finished++;
@@ -189,6 +200,8 @@ static long find_stop(const gen_request *r, const char *t, size_t n, size_t *kee
     }
     return cut;
 }
+
+static void fail_slot(sched *s, slot *sl, const char *msg);
 
 /* Handles one sampled token for a slot; returns true when the choice has finished. */
 static bool slot_accept(sched *s, slot *sl, const float *logits, double now) {
@@ -229,15 +242,20 @@ static bool slot_accept(sched *s, slot *sl, const float *logits, double now) {
     pthread_mutex_lock(&j->mu);
     choice_out *o = &j->choices[sl->choice];
     o->n_gen = sl->n_gen;
+    bool kept = true;
     if (n_top >= 0) {
         gen_token t = {.id = id, .logprob = info.logprob, .n_top = info.n_top};
         memcpy(t.top_id, info.top_id, sizeof t.top_id);
         memcpy(t.top_logprob, info.top_logprob, sizeof t.top_logprob);
-        out_token(o, &t);
+        kept = out_token(o, &t);
     }
-    out_append(o, sl->held, release);
+    kept = kept && out_append(o, sl->held, release);
     pthread_cond_broadcast(&j->cv);
     pthread_mutex_unlock(&j->mu);
+    if (!kept) {
+        fail_slot(s, sl, OUT_OF_MEMORY_TEXT);
+        return true;
+    }
     if (cut >= 0) {
         sl->n_held = 0;
         stopped = true;

@@ -1,24 +1,41 @@
-/* test_api_oom: allocation failure in the request parsers (server/api.c, with the tokenizer and
- * chat renderer they call), by injection: this test links with -Wl,--wrap for malloc, calloc,
- * realloc, strdup and free, so every allocation the parsers make (cJSON's too: api.c routes it
- * through malloc) passes through the wrappers below. For each request, a clean run counts its
- * allocations; then, for every N up to that count, the Nth allocation fails and the parser must
- * return -1 with the error filled as a 503 "out of memory" (never left unset, never blamed on
- * the request as a 400) and must leave nothing allocated. Only the parsers are covered: the
- * scheduler, the responses and http.c are not exercised here. */
+/* test_api_oom: allocation failure by injection. This test links with -Wl,--wrap for malloc,
+ * calloc, realloc, strdup and free, so every allocation of the code under test (cJSON's too:
+ * api.c routes it through malloc) passes through the wrappers below. A clean run counts the
+ * allocations; then, for every N up to that count, the Nth fails.
+ * - The request parsers (server/api.c, with the tokenizer and chat renderer they call): each
+ *   must return -1 with the error filled as a 503 "out of memory" (never left unset, never
+ *   blamed on the request as a 400) and leave nothing allocated.
+ * - A generation through the scheduler (submit, admission, the text and logprobs it appends):
+ *   the request must fail with "out of memory" (503 at submission, or its choice ending with
+ *   FINISH_ERROR), never end as a normal answer with text or logprobs silently missing; and
+ *   the scheduler must serve a clean request afterwards.
+ * Not covered: the response writers (api_response.c) and http.c. */
 #include "api.h"
 #include "check.h"
 #include "common.h"
 #include "model.h"
+#include "scheduler.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
-/* --- the injector (single-threaded: the parsers start no threads) --- */
+/* --- the injector (atomic: the scheduler thread allocates too) --- */
 
-static bool counting; /* while a request runs */
-static long n_allocs; /* allocations attempted while counting */
-static long fail_at;  /* 0: none fails; else the fail_at-th attempt returns NULL */
-static long live;     /* allocations made while counting and not yet freed */
+static atomic_bool counting; /* while a request runs */
+static atomic_long n_allocs; /* allocations attempted while counting */
+static atomic_long fail_at;  /* 0: none fails; else the fail_at-th attempt returns NULL */
+static atomic_long live;     /* allocations made while counting and not yet freed */
+
+static void count_from(long fail) {
+    atomic_store(&n_allocs, 0);
+    atomic_store(&fail_at, fail);
+    atomic_store(&live, 0);
+    atomic_store(&counting, true);
+}
+
+static void count_stop(void) {
+    atomic_store(&counting, false);
+}
 
 void *__real_malloc(size_t n);
 void *__real_calloc(size_t a, size_t b);
@@ -32,39 +49,39 @@ char *__wrap_strdup(const char *s);
 void __wrap_free(void *p);
 
 static bool inject(void) {
-    return counting && ++n_allocs == fail_at;
+    return atomic_load(&counting) && atomic_fetch_add(&n_allocs, 1) + 1 == atomic_load(&fail_at);
 }
 
 void *__wrap_malloc(size_t n) {
     if (inject()) return NULL;
     void *p = __real_malloc(n);
-    live += p && counting;
+    atomic_fetch_add(&live, p && atomic_load(&counting));
     return p;
 }
 
 void *__wrap_calloc(size_t a, size_t b) {
     if (inject()) return NULL;
     void *p = __real_calloc(a, b);
-    live += p && counting;
+    atomic_fetch_add(&live, p && atomic_load(&counting));
     return p;
 }
 
 void *__wrap_realloc(void *p, size_t n) {
     if (inject()) return NULL;
     void *q = __real_realloc(p, n);
-    live += q && !p && counting;
+    atomic_fetch_add(&live, q && !p && atomic_load(&counting));
     return q;
 }
 
 char *__wrap_strdup(const char *s) {
     if (inject()) return NULL;
     char *p = __real_strdup(s);
-    live += p && counting;
+    atomic_fetch_add(&live, p && atomic_load(&counting));
     return p;
 }
 
 void __wrap_free(void *p) {
-    live -= p && counting;
+    atomic_fetch_sub(&live, p && atomic_load(&counting));
     __real_free(p);
 }
 
@@ -120,9 +137,9 @@ static int run(const api_ctx *ctx, int r, api_error *e) {
 
 static void test_request(const api_ctx *ctx, int r) {
     api_error e;
-    counting = true, n_allocs = 0, fail_at = 0, live = 0;
+    count_from(0);
     int rc = run(ctx, r, &e);
-    counting = false;
+    count_stop();
     long total = n_allocs;
     CHECK(rc == 0 && live == 0, "request %d without failures: rc %d (%s), %ld left allocated", r,
           rc, rc ? e.message : "", live);
@@ -130,14 +147,15 @@ static void test_request(const api_ctx *ctx, int r) {
     int bad = 0;
     for (long n = 1; n <= total; n++) {
         memset(&e, 0xa5, sizeof e); /* an unset error shows as garbage, not as a zeroed one */
-        counting = true, n_allocs = 0, fail_at = n, live = 0;
+        count_from(n);
         rc = run(ctx, r, &e);
-        counting = false;
+        count_stop();
         bool filled = rc == -1 && e.status == 503 && e.type && !strcmp(e.type, "server_error") &&
                       memchr(e.message, '\0', sizeof e.message) &&
                       strstr(e.message, "out of memory") && memchr(e.param, '\0', sizeof e.param);
         if ((!filled || live != 0) && bad++ < 5)
-            CHECK(0, "request %d, allocation %ld of %ld failing: rc %d, status %d, message \"%.80s\","
+            CHECK(0,
+                  "request %d, allocation %ld of %ld failing: rc %d, status %d, message \"%.80s\","
                   " %ld left allocated",
                   r, n, total, rc, e.status,
                   memchr(e.message, '\0', sizeof e.message) ? e.message : "(unset)", live);
@@ -146,17 +164,88 @@ static void test_request(const api_ctx *ctx, int r) {
     printf("request %d: %ld allocations, each failed once\n", r, total);
 }
 
+/* One generation with the Nth allocation from submission to the end failing (0: none).
+ * Returns the allocations counted; *ok says whether the outcome was right. */
+static long generate(const api_ctx *ctx, sched *s, long fail, bool *ok) {
+    const char *body = "{\"prompt\":\"In the beginning\",\"max_tokens\":120,\"logprobs\":1,"
+                       "\"temperature\":0,\"ignore_eos\":true}";
+    api_call call;
+    api_error e;
+    char err[LS_ERR_LEN] = "";
+    *ok = false;
+    if (api_parse_completion(ctx, body, strlen(body), &call, &e) != 0) {
+        CHECK(0, "parse: %s", e.message);
+        return 0;
+    }
+    int status = 0;
+    count_from(fail);
+    job *j = sched_submit(s, &call.req, &status, err, sizeof err);
+    if (j) job_wait(j); /* every allocation of the request is made before it finishes */
+    count_stop();
+    long total = n_allocs;
+    if (!j) {
+        *ok = fail > 0 && status == 503 && strstr(err, "out of memory");
+        if (!*ok) CHECK(0, "allocation %ld failing: submit %d \"%s\"", fail, status, err);
+    } else {
+        pthread_mutex_lock(&j->mu);
+        const choice_out *o = &j->choices[0];
+        if (fail == 0)
+            *ok = o->finish == FINISH_LENGTH && o->n_gen == 120 && o->n_toks == 120 && o->len > 0;
+        else
+            *ok = o->finish == FINISH_ERROR && strstr(j->error, "out of memory");
+        if (!*ok)
+            CHECK(0, "allocation %ld failing: finish %d, %d tokens, %d logprobs, %zu bytes, \"%s\"",
+                  fail, (int)o->finish, o->n_gen, o->n_toks, o->len, j->error);
+        pthread_mutex_unlock(&j->mu);
+        job_release(j);
+    }
+    api_call_free(&call);
+    return total;
+}
+
+static void test_scheduler(const model *m, const api_ctx *ctx) {
+    sched_params sp = {.parallel = 1,
+                       .ctx_size = 256,
+                       .batch_size = 64,
+                       .threads = 1,
+                       .max_queue = 1,
+                       .kv = KV_F32,
+                       .prompt_cache = false};
+    char err[LS_ERR_LEN] = "";
+    sched *s = sched_create(m, &sp, err, sizeof err);
+    CHECK(s != NULL, "sched_create: %s", err);
+    if (!s) return;
+    bool ok;
+    long total = generate(ctx, s, 0, &ok);
+    CHECK(ok && total > 0, "a clean generation (%ld allocations)", total);
+    int bad = 0;
+    for (long n = 1; n <= total && bad < 5; n++) {
+        generate(ctx, s, n, &ok);
+        bad += !ok;
+    }
+    CHECK(bad == 0, "%d injected failures in a generation handled wrongly", bad);
+    generate(ctx, s, 0, &ok);
+    CHECK(ok, "a clean generation after the failures");
+    printf("generation: %ld allocations, each failed once\n", total);
+    sched_destroy(s);
+}
+
 int main(void) {
     char err[LS_ERR_LEN] = "";
     model *m = model_load(check_model_path("kjv-demo.gguf"), NULL, err, sizeof err);
     CHECK(m != NULL, "model_load: %s", err);
     if (!m) return check_summary();
-    api_ctx ctx = {.m = m, .model_id = "kjv-demo", .ctx_size = 256, .parallel = 2,
-                   .max_tokens_limit = 128, .default_seed = -1,
+    api_ctx ctx = {.m = m,
+                   .model_id = "kjv-demo",
+                   .ctx_size = 256,
+                   .parallel = 2,
+                   .max_tokens_limit = 128,
+                   .default_seed = -1,
                    .chat_fmt = chat_format_for_model(m, CHAT_AUTO, NULL)};
     api_json_init(); /* before counting: cJSON's hooks are installed once */
     for (int r = 0; r < (int)(sizeof requests / sizeof requests[0]); r++)
         test_request(&ctx, r);
+    test_scheduler(m, &ctx);
     model_free(m);
     return check_summary();
 }
