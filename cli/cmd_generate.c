@@ -132,22 +132,21 @@ static int parse(gen_opts *o, int argc, char **argv, char *err, size_t errlen) {
     return 0;
 }
 
-/* Writes one generated token: its id, or the text it completes. */
-static void emit(const gen_opts *o, tok_stream *ts, int id, int i) {
+/* Writes one generated token: its id, or the text it completes. buf holds
+ * tok_stream_cap bytes, so that no token's text is cut. */
+static void emit(const gen_opts *o, tok_stream *ts, int id, int i, char *buf, size_t cap) {
     if (o->token_ids) {
         printf(i ? " %d" : "%d", id);
     } else {
-        char buf[64];
-        size_t n = tok_stream_feed(ts, id, buf, sizeof buf);
+        size_t n = tok_stream_feed(ts, id, buf, cap);
         fwrite(buf, 1, n, stdout);
     }
     fflush(stdout);
 }
 
-static void finish(const gen_opts *o, tok_stream *ts) {
+static void finish(const gen_opts *o, tok_stream *ts, char *buf, size_t cap) {
     if (!o->token_ids) {
-        char buf[64];
-        size_t n = tok_stream_flush(ts, buf, sizeof buf);
+        size_t n = tok_stream_flush(ts, buf, cap);
         fwrite(buf, 1, n, stdout);
     }
     fputc('\n', stdout);
@@ -174,6 +173,8 @@ int cmd_generate(int argc, char **argv) {
     sampler *smp = NULL;
     int32_t *ids = NULL;
     float *logits = NULL;
+    char *piece = NULL;
+    size_t piece_cap = 0;
 
     double t0 = ls_now();
     m = model_load(o.model, o.tokenizer, err, sizeof err);
@@ -198,7 +199,9 @@ int cmd_generate(int argc, char **argv) {
     if (cap > n_ctx) cap = n_ctx;
     ids = malloc((size_t)cap * sizeof *ids);
     logits = malloc((size_t)m->cfg.vocab_size * sizeof *logits);
-    if (!ids || !logits) {
+    piece_cap = tok_stream_cap(m->tok);
+    piece = malloc(piece_cap);
+    if (!ids || !logits || !piece) {
         snprintf(err, sizeof err, "out of memory");
         goto fail;
     }
@@ -231,8 +234,9 @@ int cmd_generate(int argc, char **argv) {
         t_gen0 = ls_now();
         if (beam_search(m, f, ids, n_prompt, &bp, &best, &n_out, err, sizeof err) != 0)
             goto fail;
-        for (int i = 0; i < best.n_tokens; i++) emit(&o, &ts, best.tokens[i], n_gen++);
-        finish(&o, &ts);
+        for (int i = 0; i < best.n_tokens; i++)
+            emit(&o, &ts, best.tokens[i], n_gen++, piece, piece_cap);
+        finish(&o, &ts, piece, piece_cap);
         fprintf(stderr, "beam search: %d beams, log-probability %.4f, score %.4f\n", o.beams,
                 best.logprob, best.score);
         beam_results_free(&best, n_out);
@@ -272,14 +276,14 @@ int cmd_generate(int argc, char **argv) {
             int id = sampler_sample(smp, logits, ids, n, 0, NULL);
             if (id == tok_eos(m->tok)) break;
             ids[n] = id;
-            emit(&o, &ts, id, n_gen++);
+            emit(&o, &ts, id, n_gen++, piece, piece_cap);
             if (++n == cap) break;
             fwd_batch step = {1, &ids[n - 1], &pos[n - 1], seq, NULL};
             rc = fwd_decode(f, &kv, 1, &step, logits, err, sizeof err);
         }
         free(pos);
         free(seq);
-        finish(&o, &ts);
+        finish(&o, &ts, piece, piece_cap);
         if (rc != 0) goto fail;
     }
     double t_gen = ls_now() - t_gen0;
@@ -298,5 +302,6 @@ done:
     model_free(m);
     free(ids);
     free(logits);
+    free(piece);
     return status;
 }

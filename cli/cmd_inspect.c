@@ -83,8 +83,10 @@ static void print_value(const gguf_value *v) {
         printf("[%llu %s%s", (unsigned long long)n, tn, n == 1 ? "" : "s");
         uint64_t shown = n <= INSPECT_ARRAY_ALL ? n : INSPECT_ARRAY_SHOWN;
         for (uint64_t i = 0; i < shown; i++) {
+            gguf_value e;
+            if (gguf_arr_get(v, i, &e) != 0) break;
             printf(i ? ", " : ": ");
-            print_value(&v->arr.items[i]);
+            print_value(&e);
         }
         printf(shown < n ? ", ...]" : "]");
         break;

@@ -4,6 +4,7 @@
 #ifndef LS_COMMON_H
 #define LS_COMMON_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -26,5 +27,12 @@ bool ls_utf8_valid(const char *s, size_t n);
 
 /* Monotonic time in seconds. */
 double ls_now(void);
+
+/* A condition variable whose timed waits run on CLOCK_MONOTONIC, so that a step of the wall
+ * clock can neither stall a timed wait nor make it spin. 0, or an errno value. */
+int ls_cond_init_monotonic(pthread_cond_t *cv);
+/* Waits on cv (made by ls_cond_init_monotonic, mu held) for at most ms milliseconds; returns
+ * pthread_cond_timedwait's result (0, ETIMEDOUT, ...). */
+int ls_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, long ms);
 
 #endif

@@ -1,8 +1,8 @@
 /* gguf: a validating reader for GGUF v2/v3 files (header, metadata, tensor infos, data section).
- * Owns the mapping and the parsed tables of one file; strings and tensor data point into the
- * mapping. Never reads outside the mapping, never allocates more than a count that has first been
- * checked against the bytes left in the file, and never interprets what the keys mean (that is
- * model.c's job). */
+ * Owns the mapping and the parsed tables of one file; strings, metadata arrays and tensor data
+ * point into the mapping (arrays are views: validated once, decoded on demand). Never reads outside
+ * the mapping, never allocates more than a count that has first been checked against the bytes left
+ * in the file, and never interprets what the keys mean (that is model.c's job). */
 #include "gguf.h"
 #include "common.h"
 
@@ -147,11 +147,106 @@ static int cur_str(cursor *c, gguf_str *out, uint64_t max_len, const char *what)
 /* ---- metadata values ------------------------------------------------------------------------ */
 
 static void value_free(gguf_value *v) {
-    if (v->type != GGUF_ARRAY || !v->arr.items) return;
-    for (uint64_t i = 0; i < v->arr.n; i++)
-        value_free(&v->arr.items[i]);
-    free(v->arr.items);
-    v->arr.items = NULL;
+    if (v->type != GGUF_ARRAY) return;
+    free((void *)v->arr.index); /* the file owns it (see read_value) */
+    v->arr.index = NULL;
+}
+
+/* Sizes and contents of values already validated by read_value: these read the mapping
+ * without checks, and only ever at offsets read_value has walked. */
+static uint64_t value_size(const uint8_t *p, gguf_type t);
+
+static uint64_t elems_size(const uint8_t *p, gguf_type elem, uint64_t n) {
+    size_t sz = scalar_size(elem);
+    if (sz) return n * sz;
+    uint64_t off = 0;
+    for (uint64_t i = 0; i < n; i++)
+        off += value_size(p + off, elem);
+    return off;
+}
+
+static uint64_t value_size(const uint8_t *p, gguf_type t) {
+    uint64_t n;
+    if (t == GGUF_STRING) {
+        memcpy(&n, p, 8);
+        return 8 + n;
+    }
+    if (t == GGUF_ARRAY) {
+        uint32_t elem;
+        memcpy(&elem, p, 4);
+        memcpy(&n, p + 4, 8);
+        return 12 + elems_size(p + 12, (gguf_type)elem, n); /* depth <= GGUF_MAX_DEPTH */
+    }
+    return scalar_size(t);
+}
+
+/* Decodes the validated value of type t at p into v (strings and arrays as views). */
+static void decode_at(const uint8_t *p, gguf_type t, gguf_value *v) {
+    memset(v, 0, sizeof *v);
+    v->type = t;
+    switch (t) {
+    case GGUF_UINT8:
+        v->u = p[0];
+        break;
+    case GGUF_INT8:
+        v->i = (int8_t)p[0];
+        break;
+    case GGUF_BOOL:
+        v->b = p[0] != 0;
+        break;
+    case GGUF_UINT16: {
+        uint16_t x;
+        memcpy(&x, p, 2);
+        v->u = x;
+        break;
+    }
+    case GGUF_INT16: {
+        int16_t x;
+        memcpy(&x, p, 2);
+        v->i = x;
+        break;
+    }
+    case GGUF_UINT32: {
+        uint32_t x;
+        memcpy(&x, p, 4);
+        v->u = x;
+        break;
+    }
+    case GGUF_INT32: {
+        int32_t x;
+        memcpy(&x, p, 4);
+        v->i = x;
+        break;
+    }
+    case GGUF_FLOAT32: {
+        float x;
+        memcpy(&x, p, 4);
+        v->f = x;
+        break;
+    }
+    case GGUF_UINT64:
+        memcpy(&v->u, p, 8);
+        break;
+    case GGUF_INT64:
+        memcpy(&v->i, p, 8);
+        break;
+    case GGUF_FLOAT64:
+        memcpy(&v->f, p, 8);
+        break;
+    case GGUF_STRING:
+        memcpy(&v->str.len, p, 8);
+        v->str.s = (const char *)p + 8;
+        break;
+    case GGUF_ARRAY: {
+        uint32_t elem;
+        memcpy(&elem, p, 4);
+        v->arr.elem = (gguf_type)elem;
+        memcpy(&v->arr.n, p + 4, 8);
+        v->arr.data = p + 12;
+        v->arr.nbytes = elems_size(v->arr.data, v->arr.elem, v->arr.n);
+        break;
+    }
+    }
 }
 
 /* Reads one value of type t into v; depth counts enclosing arrays. On error v holds nothing
@@ -249,20 +344,40 @@ static int read_value(cursor *c, gguf_type t, gguf_value *v, int depth, const ch
             c->err, c->errlen,
             "%s: array count %llu is more than the rest of the file can hold (truncated?)", key,
             (unsigned long long)n);
+    /* The elements stay in the mapping (a view); they are validated here, once, so that
+     * gguf_arr_get can decode them without checks. */
     v->arr.elem = (gguf_type)elem;
     v->arr.n = n;
-    if (n == 0) return 0;
-    v->arr.items = calloc((size_t)n, sizeof *v->arr.items);
-    if (!v->arr.items)
-        return ls_fail(c->err, c->errlen, "%s: out of memory for %llu items", key,
-                       (unsigned long long)n);
+    v->arr.data = c->p + c->pos;
+    size_t start = c->pos, sz = scalar_size((gguf_type)elem);
+    if (sz) { /* n * sz fits: checked against the bytes left above */
+        for (uint64_t i = 0; elem == GGUF_BOOL && i < n; i++)
+            if (c->p[c->pos + i] > 1)
+                return ls_fail(c->err, c->errlen, "%s: bool value %u is neither 0 nor 1", key,
+                               c->p[c->pos + i]);
+        c->pos += (size_t)n * sz;
+        v->arr.nbytes = c->pos - start;
+        return 0;
+    }
+    /* strings or arrays: a top-level array keeps the offset of every GGUF_ARR_STRIDE-th
+     * element, so that gguf_arr_get walks at most GGUF_ARR_STRIDE - 1 elements */
+    uint64_t *index = NULL;
+    if (depth == 0 && n > 0) {
+        index = malloc((size_t)((n - 1) / GGUF_ARR_STRIDE + 1) * sizeof *index);
+        if (!index)
+            return ls_fail(c->err, c->errlen, "%s: out of memory for the index of %llu items", key,
+                           (unsigned long long)n);
+    }
     for (uint64_t i = 0; i < n; i++) {
-        if (read_value(c, (gguf_type)elem, &v->arr.items[i], depth + 1, key) != 0) {
-            v->arr.n = i; /* free only what was read */
-            value_free(v);
+        if (index && i % GGUF_ARR_STRIDE == 0) index[i / GGUF_ARR_STRIDE] = c->pos - start;
+        gguf_value e; /* nested: allocates nothing (depth > 0) */
+        if (read_value(c, (gguf_type)elem, &e, depth + 1, key) != 0) {
+            free(index);
             return -1;
         }
     }
+    v->arr.index = index;
+    v->arr.nbytes = c->pos - start;
     return 0;
 }
 
@@ -609,6 +724,24 @@ int gguf_get_array(const gguf_file *f, const char *key, gguf_type elem, const gg
         return ls_fail(err, errlen, "%s is an array of %s, expected an array of %s", key,
                        gguf_type_name(v->arr.elem), gguf_type_name(elem));
     *out = v;
+    return 0;
+}
+
+int gguf_arr_get(const gguf_value *a, uint64_t i, gguf_value *out) {
+    if (a->type != GGUF_ARRAY || i >= a->arr.n) return -1;
+    gguf_type t = a->arr.elem;
+    size_t sz = scalar_size(t);
+    uint64_t off = 0, k = 0;
+    if (sz) {
+        off = i * sz, k = i;
+    } else if (a->arr.index) {
+        k = i / GGUF_ARR_STRIDE * GGUF_ARR_STRIDE;
+        off = a->arr.index[i / GGUF_ARR_STRIDE];
+    }
+    for (; k < i; k++)
+        off += value_size(a->arr.data + off, t);
+    if (off >= a->arr.nbytes) return -1; /* never for a value this reader made */
+    decode_at(a->arr.data + off, t, out);
     return 0;
 }
 

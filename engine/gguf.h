@@ -1,7 +1,7 @@
-/* gguf: a validating reader for GGUF v2/v3 files. The file is mapped read-only; keys, strings
- * and tensor data point into the mapping. Every count, length, offset and size is checked
- * against the mapping before it is used, so a truncated or hostile file yields an error that
- * names the problem, never a read outside the mapping. */
+/* gguf: a validating reader for GGUF v2/v3 files. The file is mapped read-only; keys, strings,
+ * metadata arrays and tensor data point into the mapping. Every count, length, offset and size is
+ * checked against the mapping before it is used, so a truncated or hostile file yields an error
+ * that names the problem, never a read outside the mapping. */
 #ifndef LS_GGUF_H
 #define LS_GGUF_H
 
@@ -41,10 +41,14 @@ struct gguf_value {
         double f;   /* FLOAT32, FLOAT64 */
         bool b;
         gguf_str str;
-        struct {
+        struct { /* a view into the mapping: read elements with gguf_arr_get */
             gguf_type elem;
             uint64_t n;
-            gguf_value *items; /* (n), allocated by the reader */
+            const uint8_t *data;   /* the first element's bytes (validated at open) */
+            uint64_t nbytes;       /* bytes of all n elements */
+            const uint64_t *index; /* strings and arrays at the top level: the offset from data
+                                      of every GGUF_ARR_STRIDE-th element (owned by the file);
+                                      NULL otherwise (elements are found by walking) */
         } arr;
     };
 };
@@ -65,6 +69,10 @@ typedef struct {
 } gguf_tensor;
 
 #define GGUF_MAX_DEPTH 4 /* arrays nest at most this deep (an array of arrays is depth 2) */
+/* Metadata arrays are not copied: a value is a view of its bytes in the mapping, so metadata
+ * costs memory in proportion to the file (an index entry of 8 bytes per GGUF_ARR_STRIDE
+ * elements of variable size, each of which takes at least 8 bytes in the file). */
+#define GGUF_ARR_STRIDE 64
 
 typedef struct {
     mapfile map;
@@ -99,6 +107,11 @@ int gguf_get_str(const gguf_file *f, const char *key, gguf_str *out, char *err, 
  * message naming the key) when the key is not an array of elem. */
 int gguf_get_array(const gguf_file *f, const char *key, gguf_type elem, const gguf_value **out,
                    char *err, size_t errlen);
+/* Element i of array a, decoded from the mapping into *out as gguf_get returns values (a string
+ * or a nested array is again a view; FLOAT32 widens to f). 0, or -1 when a is not an array or i
+ * is out of range. Strings and arrays are found from the nearest index entry (top-level arrays)
+ * or by walking from the first element (nested arrays). Allocates nothing; thread-safe. */
+int gguf_arr_get(const gguf_value *a, uint64_t i, gguf_value *out);
 
 bool gguf_str_eq(gguf_str s, const char *c);
 /* "uint32", "string", ...; "?" for a number outside the enum. */

@@ -139,11 +139,16 @@ static tokenizer *tok_from_gguf(const gguf_file *f, char *err, size_t errlen) {
         ls_fail(err, errlen, "out of memory for a vocabulary of %d", n);
         goto done;
     }
-    for (int i = 0; i < n; i++) {
-        pieces[i] = tokens->arr.items[i].str.s;
-        lens[i] = (size_t)tokens->arr.items[i].str.len;
-        if (sc) scores[i] = (float)sc->arr.items[i].f;
-        if (ty) types[i] = (int32_t)ty->arr.items[i].i;
+    for (int i = 0; i < n; i++) { /* every index is in range: the counts were checked above */
+        gguf_value e;
+        if (gguf_arr_get(tokens, (uint64_t)i, &e) != 0) {
+            ls_fail(err, errlen, "tokenizer.ggml.tokens: no entry %d", i);
+            goto done;
+        }
+        pieces[i] = e.str.s;
+        lens[i] = (size_t)e.str.len;
+        if (sc && gguf_arr_get(sc, (uint64_t)i, &e) == 0) scores[i] = (float)e.f;
+        if (ty && gguf_arr_get(ty, (uint64_t)i, &e) == 0) types[i] = (int32_t)e.i;
     }
     v.pieces = pieces;
     v.piece_lens = lens;

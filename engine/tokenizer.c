@@ -448,7 +448,7 @@ int tok_encode(const tokenizer *t, const char *text, size_t len, bool add_bos, i
         ls_add_size(bytes, norm_cap, &bytes))
         return -1;
     char *block = malloc(bytes);
-    if (!block) return -1;
+    if (!block) return TOK_ENOMEM;
     tok_sym *sym = (tok_sym *)block;
     tok_pair *heap = (tok_pair *)(sym + n_max);
     unsigned char *frozen = (unsigned char *)(heap + 3 * n_max);

@@ -49,11 +49,13 @@ int tok_type(const tokenizer *t, int id);
 int tok_piece_id(const tokenizer *t, const char *piece, size_t len);
 
 /* Encodes len bytes of text. Writes at most cap ids; returns the number of ids the full
- * encoding has (which may exceed cap: call again with a bigger buffer), or -1 on error.
- * add_bos prepends BOS. Text that is not valid UTF-8 is never rejected: as SentencePiece does,
- * each byte that does not belong to a valid character is read as U+FFFD (which then encodes as
- * a piece or through the byte pieces). -1 also when the text is over ~700 MB, memory runs out,
- * or a symbol has neither a piece, a byte piece nor <unk> to stand for it. Thread-safe. */
+ * encoding has (which may exceed cap: call again with a bigger buffer), or a negative value on
+ * error. add_bos prepends BOS. Text that is not valid UTF-8 is never rejected: as SentencePiece
+ * does, each byte that does not belong to a valid character is read as U+FFFD (which then
+ * encodes as a piece or through the byte pieces). -1 when the text is over ~700 MB or a symbol
+ * has neither a piece, a byte piece nor <unk> to stand for it; TOK_ENOMEM when memory runs
+ * out (the caller's fault in the first cases, the server's in the last). Thread-safe. */
+#define TOK_ENOMEM (-2)
 int tok_encode(const tokenizer *t, const char *text, size_t len, bool add_bos, int32_t *ids,
                int cap);
 

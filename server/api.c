@@ -8,6 +8,7 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -15,8 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#define MAX_STOP_BYTES 256
 
 void api_error_set(api_error *e, int status, const char *type, const char *param,
                    const char *code, const char *fmt, ...) {
@@ -46,7 +45,45 @@ static int bad(api_error *e, const char *param, const char *fmt, ...) {
 }
 #define BAD(param, ...) bad(e, param, __VA_ARGS__)
 
+/* A 503 for memory that ran out: the server's trouble, not the request's. Returns -1. */
+static int oom(api_error *e) {
+    api_error_set(e, 503, "server_error", NULL, NULL, "out of memory");
+    return -1;
+}
+
+/* What a request that fails without a reason gets: every parser fills this first, so that
+ * the caller never sends an error nobody set. */
+static void preset(api_error *e) {
+    api_error_set(e, 500, "server_error", NULL, NULL, "internal error");
+}
+
+/* cJSON allocates through json_malloc, so that a parse that ran out of memory can be told
+ * from a body that is not JSON (cJSON returns NULL for both). json_oom is per thread, cleared
+ * before each parse. */
+static _Thread_local bool json_oom;
+
+static void *json_malloc(size_t n) {
+    void *p = malloc(n);
+    if (!p) json_oom = true;
+    return p;
+}
+
+static void json_free(void *p) {
+    free(p);
+}
+
+static void json_hooks(void) {
+    cJSON_Hooks h = {json_malloc, json_free};
+    cJSON_InitHooks(&h);
+}
+
+void api_json_init(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, json_hooks);
+}
+
 char *api_error_json(const api_error *e) {
+    api_json_init();
     cJSON *root = cJSON_CreateObject(), *err = cJSON_AddObjectToObject(root, "error");
     cJSON_AddStringToObject(err, "message", e->message);
     cJSON_AddStringToObject(err, "type", e->type ? e->type : "invalid_request_error");
@@ -133,7 +170,10 @@ static cJSON *parse_body(const char *body, size_t len, api_error *e) {
         return BAD(NULL, "the request body contains a NUL character (byte %ld); strings may not "
                          "contain U+0000", nul), NULL;
     const char *end = NULL;
+    api_json_init();
+    json_oom = false;
     cJSON *root = cJSON_ParseWithLengthOpts(body, len, &end, false);
+    if (!root && json_oom) return oom(e), NULL;
     if (!root) {
         BAD(NULL, "the request body is not valid JSON (near byte %ld)",
             end ? (long)(end - body) : 0L);
@@ -203,7 +243,7 @@ static int parse_common(const api_ctx *ctx, const cJSON *o, api_call *c, int def
         if (!cJSON_IsObject(so)) return BAD("stream_options", "'stream_options' must be an object");
         if (get_bool(so, "include_usage", &c->include_usage, e)) return -1;
     }
-    /* stop: a string or up to 4 strings, none empty, each at most MAX_STOP_BYTES */
+    /* stop: a string or up to 4 strings, none empty, each at most SCHED_MAX_STOP_BYTES */
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(o, "stop");
     if (!is_null(st)) {
         const cJSON *items[SCHED_MAX_STOP];
@@ -221,12 +261,12 @@ static int parse_common(const api_ctx *ctx, const cJSON *o, api_call *c, int def
         for (int i = 0; i < k; i++) {
             if (!cJSON_IsString(items[i])) return BAD("stop", "'stop' entries must be strings");
             size_t len = strlen(items[i]->valuestring);
-            if (len == 0 || len > MAX_STOP_BYTES)
-                return BAD("stop", "each stop string must be 1 to %d bytes", MAX_STOP_BYTES);
+            if (len == 0 || len > SCHED_MAX_STOP_BYTES)
+                return BAD("stop", "each stop string must be 1 to %d bytes", SCHED_MAX_STOP_BYTES);
             if (!ls_utf8_valid(items[i]->valuestring, len))
                 return BAD("stop", "a stop string is not valid UTF-8");
             r->stop[r->n_stop] = strdup(items[i]->valuestring);
-            if (!r->stop[r->n_stop]) return BAD("stop", "out of memory");
+            if (!r->stop[r->n_stop]) return oom(e);
             r->n_stop++;
         }
     }
@@ -238,7 +278,7 @@ static int parse_common(const api_ctx *ctx, const cJSON *o, api_call *c, int def
         if (cnt > ctx->m->cfg.vocab_size)
             return BAD("logit_bias", "'logit_bias' has more entries than the vocabulary");
         r->bias = calloc((size_t)(cnt ? cnt : 1), sizeof *r->bias);
-        if (!r->bias) return BAD("logit_bias", "out of memory");
+        if (!r->bias) return oom(e);
         const cJSON *it;
         cJSON_ArrayForEach(it, lb) {
             char *end = NULL;
@@ -316,8 +356,9 @@ static int encode_text(const api_ctx *ctx, const char *text, bool add_bos, gen_r
     size_t len = strlen(text);
     int cap = ctx->ctx_size + 1;
     r->prompt = malloc((size_t)cap * sizeof *r->prompt);
-    if (!r->prompt) return BAD("prompt", "out of memory");
+    if (!r->prompt) return oom(e);
     int n = tok_encode(ctx->m->tok, text, len, add_bos, r->prompt, cap);
+    if (n == TOK_ENOMEM) return oom(e);
     if (n < 0) return BAD("prompt", "the prompt cannot be tokenized");
     r->n_prompt = n; /* n > cap: check_context reports the full count, nothing reads past cap */
     return 0;
@@ -326,6 +367,7 @@ static int encode_text(const api_ctx *ctx, const char *text, bool add_bos, gen_r
 int api_parse_completion(const api_ctx *ctx, const char *body, size_t len, api_call *c,
                          api_error *e) {
     memset(c, 0, sizeof *c);
+    preset(e);
     cJSON *o = parse_body(body, len, e);
     if (!o) return -1;
     int rc = -1;
@@ -349,7 +391,10 @@ int api_parse_completion(const api_ctx *ctx, const char *body, size_t len, api_c
             goto done;
         }
         if (encode_text(ctx, p->valuestring, tok_add_bos(ctx->m->tok), &c->req, e)) goto done;
-        c->echo_text = strdup(p->valuestring);
+        if (c->echo && !(c->echo_text = strdup(p->valuestring))) {
+            oom(e);
+            goto done;
+        }
     } else if (cJSON_IsArray(p)) {
         int n = cJSON_GetArraySize(p);
         if (n == 0 || n > ctx->ctx_size) {
@@ -363,7 +408,10 @@ int api_parse_completion(const api_ctx *ctx, const char *body, size_t len, api_c
             goto done;
         }
         c->req.prompt = malloc((size_t)n * sizeof *c->req.prompt);
-        if (!c->req.prompt) goto done;
+        if (!c->req.prompt) {
+            oom(e);
+            goto done;
+        }
         const cJSON *it;
         cJSON_ArrayForEach(it, p) {
             if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) ||
@@ -374,9 +422,14 @@ int api_parse_completion(const api_ctx *ctx, const char *body, size_t len, api_c
             }
             c->req.prompt[c->req.n_prompt++] = (int32_t)it->valuedouble;
         }
-        size_t cap = (size_t)n * 32 + 1;
-        c->echo_text = malloc(cap);
-        if (c->echo_text) tok_decode(ctx->m->tok, c->req.prompt, n, c->echo_text, cap);
+        if (c->echo) { /* the prompt's text, only for echo */
+            size_t cap = tok_decode(ctx->m->tok, c->req.prompt, n, NULL, 0) + 1;
+            if (!(c->echo_text = malloc(cap))) {
+                oom(e);
+                goto done;
+            }
+            tok_decode(ctx->m->tok, c->req.prompt, n, c->echo_text, cap);
+        }
     } else {
         BAD("prompt", "'prompt' must be a string, an array of strings or an array of token ids");
         goto done;
@@ -393,6 +446,7 @@ done:
 int api_parse_chat(const api_ctx *ctx, const char *body, size_t len, api_call *c, api_error *e) {
     memset(c, 0, sizeof *c);
     c->chat = true;
+    preset(e);
     cJSON *o = parse_body(body, len, e);
     if (!o) return -1;
     int rc = -1;
@@ -419,7 +473,10 @@ int api_parse_chat(const api_ctx *ctx, const char *body, size_t len, api_call *c
         goto done;
     }
     msgs = calloc((size_t)n, sizeof *msgs);
-    if (!msgs) goto done;
+    if (!msgs) {
+        oom(e);
+        goto done;
+    }
     int i = 0;
     const cJSON *m;
     cJSON_ArrayForEach(m, ms) {
@@ -463,10 +520,17 @@ int api_parse_chat(const api_ctx *ctx, const char *body, size_t len, api_call *c
         goto done;
     }
     c->req.prompt = malloc(cap * sizeof *c->req.prompt);
-    if (!c->req.prompt) goto done;
+    if (!c->req.prompt) {
+        oom(e);
+        goto done;
+    }
     char err[LS_ERR_LEN];
     int nt = chat_tokenize(ctx->m->tok, ctx->chat_fmt, msgs, n, tok_add_bos(ctx->m->tok),
                            c->req.prompt, (int)cap, err, sizeof err);
+    if (nt == CHAT_ENOMEM) {
+        api_error_set(e, 503, "server_error", NULL, NULL, "%s", err);
+        goto done;
+    }
     if (nt < 0) {
         api_error_set(e, 400, "invalid_request_error", "messages", NULL, "%s", err);
         goto done;
@@ -488,6 +552,7 @@ done:
 
 int api_parse_tokenize(const api_ctx *ctx, const char *body, size_t len, char **json_out,
                        api_error *e) {
+    preset(e);
     cJSON *o = parse_body(body, len, e);
     if (!o) return -1;
     int rc = -1;
@@ -501,16 +566,31 @@ int api_parse_tokenize(const api_ctx *ctx, const char *body, size_t len, char **
         goto done;
     }
     int n = tok_encode(ctx->m->tok, content, strlen(content), add_special, NULL, 0);
-    ids = malloc((size_t)(n > 0 ? n : 1) * sizeof *ids);
-    if (n < 0 || !ids) {
+    if (n == TOK_ENOMEM) {
+        oom(e);
+        goto done;
+    }
+    if (n < 0) {
         BAD("content", "the text cannot be tokenized");
         goto done;
     }
-    tok_encode(ctx->m->tok, content, strlen(content), add_special, ids, n);
-    cJSON *out = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(out, "tokens");
-    for (int i = 0; i < n; i++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(ids[i]));
-    *json_out = cJSON_PrintUnformatted(out);
+    if (!(ids = malloc((size_t)(n > 0 ? n : 1) * sizeof *ids)) ||
+        tok_encode(ctx->m->tok, content, strlen(content), add_special, ids, n) != n) {
+        oom(e); /* the same text encoded once already: only memory can fail now */
+        goto done;
+    }
+    cJSON *out = cJSON_CreateObject(), *arr = out ? cJSON_AddArrayToObject(out, "tokens") : NULL;
+    bool built = arr != NULL;
+    for (int i = 0; built && i < n; i++) {
+        cJSON *num = cJSON_CreateNumber(ids[i]);
+        built = num && cJSON_AddItemToArray(arr, num);
+    }
+    *json_out = built ? cJSON_PrintUnformatted(out) : NULL;
     cJSON_Delete(out);
+    if (!*json_out) {
+        oom(e);
+        goto done;
+    }
     rc = 0;
 done:
     free(ids);
@@ -520,6 +600,7 @@ done:
 
 int api_parse_detokenize(const api_ctx *ctx, const char *body, size_t len, char **json_out,
                          api_error *e) {
+    preset(e);
     cJSON *o = parse_body(body, len, e);
     if (!o) return -1;
     int rc = -1;
@@ -532,7 +613,10 @@ int api_parse_detokenize(const api_ctx *ctx, const char *body, size_t len, char 
     }
     int n = cJSON_GetArraySize(t), i = 0;
     ids = malloc((size_t)(n ? n : 1) * sizeof *ids);
-    if (!ids) goto done;
+    if (!ids) {
+        oom(e);
+        goto done;
+    }
     const cJSON *it;
     cJSON_ArrayForEach(it, t) {
         if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) ||
@@ -544,14 +628,22 @@ int api_parse_detokenize(const api_ctx *ctx, const char *body, size_t len, char 
     }
     size_t need = tok_decode(ctx->m->tok, ids, n, NULL, 0) + 1;
     text = malloc(need);
-    if (!text) goto done;
+    if (!text) {
+        oom(e);
+        goto done;
+    }
     tok_decode(ctx->m->tok, ids, n, text, need);
     cJSON *out = cJSON_CreateObject();
     /* byte tokens can leave a partial character: never put invalid UTF-8 on the wire */
-    if (ls_utf8_valid(text, strlen(text))) cJSON_AddStringToObject(out, "content", text);
-    else cJSON_AddStringToObject(out, "content", "\xef\xbf\xbd");
-    *json_out = cJSON_PrintUnformatted(out);
+    const char *content = ls_utf8_valid(text, strlen(text)) ? text : "\xef\xbf\xbd";
+    *json_out = out && cJSON_AddStringToObject(out, "content", content)
+                    ? cJSON_PrintUnformatted(out)
+                    : NULL;
     cJSON_Delete(out);
+    if (!*json_out) {
+        oom(e);
+        goto done;
+    }
     rc = 0;
 done:
     free(ids);

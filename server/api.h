@@ -42,7 +42,9 @@ typedef struct {
 
 void api_call_free(api_call *c);
 
-/* Parse and validate a body. 0, or -1 with *e filled (status 400). */
+/* Parse and validate a body. 0, or -1 with *e always filled: status 400 naming what is wrong
+ * with the request, or 503 "out of memory" (500 for a failure without a reason, never left
+ * unset). Nothing is left allocated on failure. */
 int api_parse_completion(const api_ctx *ctx, const char *body, size_t len, api_call *out,
                          api_error *e);
 int api_parse_chat(const api_ctx *ctx, const char *body, size_t len, api_call *out, api_error *e);
@@ -51,7 +53,11 @@ int api_parse_tokenize(const api_ctx *ctx, const char *body, size_t len, char **
 int api_parse_detokenize(const api_ctx *ctx, const char *body, size_t len, char **json_out,
                          api_error *e);
 
-/* Error body; caller frees. */
+/* Routes cJSON's allocations through api.c, so that a parse that runs out of memory is told
+ * from a body that is not JSON. Every api function calls it first; idempotent, thread-safe. */
+void api_json_init(void);
+
+/* Error body; caller frees. NULL when memory runs out. */
 char *api_error_json(const api_error *e);
 void api_error_set(api_error *e, int status, const char *type, const char *param,
                    const char *code, const char *fmt, ...) __attribute__((format(printf, 6, 7)));

@@ -20,7 +20,12 @@ static const char *finish_name(finish_reason f) {
     }
 }
 
-/* A token's text for logprobs; "bytes:\xNN" for a byte that is not a whole character. */
+/* A token's text for logprobs; "bytes:\xNN" for a byte that is not a whole character. out
+ * holds token_text_cap(t) bytes: a piece's whole text, or the 12 bytes of one such byte. */
+static size_t token_text_cap(const tokenizer *t) {
+    return tok_stream_cap(t) + 16;
+}
+
 static void token_text(const tokenizer *t, int id, char *out, size_t cap, cJSON **bytes) {
     char buf[8];
     size_t n;
@@ -44,20 +49,22 @@ static void token_text(const tokenizer *t, int id, char *out, size_t cap, cJSON 
 static cJSON *logprobs_json(const api_ctx *ctx, const api_call *c, const choice_out *o, int from,
                             int to, size_t text_offset) {
     const tokenizer *t = ctx->m->tok;
-    char txt[128];
+    size_t cap = token_text_cap(t);
+    char *txt = malloc(cap);
+    if (!txt) return NULL;
     if (c->chat) {
         cJSON *lp = cJSON_CreateObject(), *content = cJSON_AddArrayToObject(lp, "content");
         for (int i = from; i < to; i++) {
             const gen_token *g = &o->toks[i];
             cJSON *item = cJSON_CreateObject(), *bytes;
-            token_text(t, g->id, txt, sizeof txt, &bytes);
+            token_text(t, g->id, txt, cap, &bytes);
             cJSON_AddStringToObject(item, "token", txt);
             cJSON_AddNumberToObject(item, "logprob", g->logprob);
             cJSON_AddItemToObject(item, "bytes", bytes);
             cJSON *tops = cJSON_AddArrayToObject(item, "top_logprobs");
             for (int k = 0; k < g->n_top; k++) {
                 cJSON *top = cJSON_CreateObject(), *tb;
-                token_text(t, g->top_id[k], txt, sizeof txt, &tb);
+                token_text(t, g->top_id[k], txt, cap, &tb);
                 cJSON_AddStringToObject(top, "token", txt);
                 cJSON_AddNumberToObject(top, "logprob", g->top_logprob[k]);
                 cJSON_AddItemToObject(top, "bytes", tb);
@@ -65,6 +72,7 @@ static cJSON *logprobs_json(const api_ctx *ctx, const api_call *c, const choice_
             }
             cJSON_AddItemToArray(content, item);
         }
+        free(txt);
         return lp;
     }
     cJSON *lp = cJSON_CreateObject();
@@ -78,12 +86,12 @@ static cJSON *logprobs_json(const api_ctx *ctx, const api_call *c, const choice_
         char buf[8];
         size_t n;
         tok_piece_bytes(t, g->id, buf, &n);
-        token_text(t, g->id, txt, sizeof txt, NULL);
+        token_text(t, g->id, txt, cap, NULL);
         cJSON_AddItemToArray(toks, cJSON_CreateString(txt));
         cJSON_AddItemToArray(tlp, cJSON_CreateNumber(g->logprob));
         cJSON *top = cJSON_CreateObject();
         for (int k = 0; k < g->n_top; k++) {
-            token_text(t, g->top_id[k], txt, sizeof txt, NULL);
+            token_text(t, g->top_id[k], txt, cap, NULL);
             if (!cJSON_GetObjectItemCaseSensitive(top, txt))
                 cJSON_AddNumberToObject(top, txt, g->top_logprob[k]);
         }
@@ -91,6 +99,7 @@ static cJSON *logprobs_json(const api_ctx *ctx, const api_call *c, const choice_
         cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off));
         off += n;
     }
+    free(txt);
     return lp;
 }
 
@@ -134,6 +143,7 @@ static void add_text(cJSON *obj, const char *key, const char *s, size_t n) {
 
 char *api_response_json(const api_ctx *ctx, const api_call *c, job *j, const char *id,
                         long created) {
+    api_json_init();
     pthread_mutex_lock(&j->mu);
     cJSON *r = envelope(ctx, c, id, created, false);
     cJSON *choices = cJSON_AddArrayToObject(r, "choices");
@@ -177,6 +187,7 @@ char *api_response_json(const api_ctx *ctx, const api_call *c, job *j, const cha
 }
 
 char *api_models_json(const api_ctx *ctx, long created) {
+    api_json_init();
     cJSON *r = cJSON_CreateObject();
     cJSON_AddStringToObject(r, "object", "list");
     cJSON *data = cJSON_AddArrayToObject(r, "data"), *m = cJSON_CreateObject();
@@ -273,6 +284,7 @@ static cJSON *chunk(api_stream *st, int i, const char *text, size_t n, bool role
 }
 
 bool api_stream_events(api_stream *st, char **buf, size_t *len, size_t *cap) {
+    api_json_init();
     const api_call *c = st->call;
     job *j = st->j;
     if (st->sent_done) return true;

@@ -19,8 +19,10 @@ static void beam_text(const api_ctx *ctx, const gen_request *r, const beam_resul
                       int choice) {
     tok_stream ts;
     tok_stream_init(&ts, ctx->m->tok, r->n_prompt == 1);
-    size_t cap = (size_t)b->n_tokens * 64 + 64, len = 0;
-    char *text = malloc(cap);
+    /* each token, and the flush, completes at most tok_stream_cap - 1 bytes */
+    size_t piece = tok_stream_cap(ctx->m->tok), cap, len = 0;
+    char *text = NULL;
+    if (ls_mul_size((size_t)b->n_tokens + 1, piece, &cap) == 0) text = malloc(cap);
     if (!text) {
         job_finish_choice(j, choice, "", 0, b->n_tokens, FINISH_ERROR);
         return;

@@ -154,7 +154,9 @@ static void flush_text(sink *k) {
     bool room = k->n < k->cap;
     int got = tok_encode(k->t, k->text.s, k->text.len, false, room ? k->ids + k->n : NULL,
                          room ? k->cap - (int)k->n : 0);
-    if (got < 0)
+    if (got == TOK_ENOMEM)
+        k->text.oom = true;
+    else if (got < 0)
         k->encode_failed = true;
     else
         k->n += got;
@@ -324,7 +326,10 @@ static int render(sink *k, chat_format f, const chat_message *msgs, int n, char 
         return ls_fail(err, errlen, "unknown chat format %d", (int)f);
     if (!msgs || n <= 0) return ls_fail(err, errlen, "messages must not be empty");
     role *roles = malloc((size_t)n * sizeof *roles);
-    if (!roles) return ls_fail(err, errlen, "out of memory rendering %d chat messages", n);
+    if (!roles) {
+        ls_fail(err, errlen, "out of memory rendering %d chat messages", n);
+        return CHAT_ENOMEM;
+    }
     int rc = validate(msgs, n, roles, err, errlen);
     if (rc == 0) {
         switch (f) {
@@ -344,7 +349,10 @@ static int render(sink *k, chat_format f, const chat_message *msgs, int n, char 
         }
     }
     free(roles);
-    if (rc == 0 && k->text.oom) rc = ls_fail(err, errlen, "out of memory rendering the prompt");
+    if (rc == 0 && k->text.oom) {
+        ls_fail(err, errlen, "out of memory rendering the prompt");
+        rc = CHAT_ENOMEM;
+    }
     return rc;
 }
 
@@ -369,7 +377,10 @@ int chat_tokenize(const tokenizer *t, chat_format f, const chat_message *msgs, i
     }
     int rc = render(&k, f, msgs, n, err, errlen);
     if (rc == 0) flush_text(&k);
-    if (rc == 0 && k.text.oom) rc = ls_fail(err, errlen, "out of memory tokenizing the prompt");
+    if (rc == 0 && k.text.oom) {
+        ls_fail(err, errlen, "out of memory tokenizing the prompt");
+        rc = CHAT_ENOMEM;
+    }
     if (rc == 0 && k.encode_failed)
         rc = ls_fail(err, errlen,
                      "the prompt could not be tokenized (too long, or a "
@@ -377,7 +388,7 @@ int chat_tokenize(const tokenizer *t, chat_format f, const chat_message *msgs, i
     if (rc == 0 && k.n > cap)
         rc = ls_fail(err, errlen, "the prompt is %ld tokens, more than the %d allowed", k.n, cap);
     free(k.text.s);
-    return rc < 0 ? -1 : (int)k.n;
+    return rc == CHAT_ENOMEM ? CHAT_ENOMEM : rc < 0 ? -1 : (int)k.n;
 }
 
 /* ---- generation ---- */

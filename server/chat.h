@@ -75,7 +75,9 @@ char *chat_render(chat_format f, const chat_message *msgs, int n, char *err, siz
 /* The prompt as token ids for tokenizer t: BOS first (once, when add_bos and t has one; pass
  * tok_add_bos(t) for the model's own default), then the format's text and special ids.
  * Writes at most cap ids and returns how many it wrote; -1 with a message on any error above
- * or when the prompt needs more than cap ids (the message gives the full count). */
+ * or when the prompt needs more than cap ids (the message gives the full count); CHAT_ENOMEM
+ * with a message when memory runs out (not the request's fault). */
+#define CHAT_ENOMEM (-2)
 int chat_tokenize(const tokenizer *t, chat_format f, const chat_message *msgs, int n, bool add_bos,
                   int32_t *ids, int cap, char *err, size_t errlen);
 

@@ -77,16 +77,10 @@ static bool client_gone(struct MHD_Connection *c) {
 /* client_gone for beamrun's per-step poll. */
 static int beam_client_gone(void *conn) { return client_gone(conn); }
 
-/* Waits for a change in j (or a timeout slice). Called with j->mu held. */
+/* Waits for a change in j (or a timeout slice). Called with j->mu held; j->cv runs on the
+ * monotonic clock (scheduler.c). */
 static void wait_slice(job *j) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += WAIT_SLICE_MS * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&j->cv, &j->mu, &ts);
+    ls_cond_wait_ms(&j->cv, &j->mu, WAIT_SLICE_MS);
 }
 
 /* CORS headers of every response while cors_origin is set: "*" for any origin when the list

@@ -9,6 +9,7 @@
 #include "forward.h"
 #include "metrics.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,8 @@ typedef struct {
     int n_gen;
     char *held;        /* (held_cap) decoded text held back: it may begin a stop string */
     size_t n_held, held_cap;
+    char *piece;       /* (piece_cap) the text one token completes: tok_stream_cap bytes */
+    size_t piece_cap;
     double t_last;     /* when this slot's previous token came out */
 } slot;
 
@@ -92,19 +95,24 @@ job *job_create_detached(gen_request *req) {
     j->req = *req;
     memset(req, 0, sizeof *req);
     pthread_mutex_init(&j->mu, NULL);
-    pthread_cond_init(&j->cv, NULL);
+    ls_cond_init_monotonic(&j->cv); /* http.c times its waits on it */
     j->t_submit = j->t_admit = ls_now();
     atomic_init(&j->cancelled, false);
     atomic_init(&j->refs, 1);
     return j;
 }
 
-static void out_append(choice_out *o, const char *text, size_t n);
+static bool out_append(choice_out *o, const char *text, size_t n);
+
+#define OUT_OF_MEMORY_TEXT "out of memory for the generated text"
 
 void job_finish_choice(job *j, int c, const char *text, size_t len, int n_gen, finish_reason why) {
     pthread_mutex_lock(&j->mu);
     if (j->t_first == 0) j->t_first = ls_now();
-    out_append(&j->choices[c], text, len);
+    if (!out_append(&j->choices[c], text, len)) { /* an error, never a shorter text */
+        why = FINISH_ERROR;
+        snprintf(j->error, sizeof j->error, OUT_OF_MEMORY_TEXT);
+    }
     j->choices[c].n_gen = n_gen;
     j->choices[c].finish = why;
     j->n_finished++;
@@ -114,29 +122,33 @@ void job_finish_choice(job *j, int c, const char *text, size_t len, int n_gen, f
 
 /* --- output of one choice (scheduler thread, under job->mu) --- */
 
-static void out_append(choice_out *o, const char *text, size_t n) {
-    if (n == 0) return;
+/* Each returns false when memory ran out; the caller then ends the choice with an error
+ * (text or logprobs that stop growing would pass for a complete answer). */
+static bool out_append(choice_out *o, const char *text, size_t n) {
+    if (n == 0) return true;
     if (o->len + n + 1 > o->cap) {
         size_t cap = (o->cap ? o->cap * 2 : 256) + n;
         char *nt = realloc(o->text, cap);
-        if (!nt) return; /* out of memory: the text stops growing; never crash */
+        if (!nt) return false;
         o->text = nt;
         o->cap = cap;
     }
     memcpy(o->text + o->len, text, n);
     o->len += n;
     o->text[o->len] = '\0';
+    return true;
 }
 
-static void out_token(choice_out *o, const gen_token *t) {
+static bool out_token(choice_out *o, const gen_token *t) {
     if (o->n_toks == o->cap_toks) {
         int cap = o->cap_toks ? o->cap_toks * 2 : 64;
         gen_token *nt = realloc(o->toks, (size_t)cap * sizeof *nt);
-        if (!nt) return;
+        if (!nt) return false;
         o->toks = nt;
         o->cap_toks = cap;
     }
     o->toks[o->n_toks++] = *t;
+    return true;
 }
 
 /* --- slots --- */
@@ -151,10 +163,11 @@ static void slot_finish(sched *s, slot *sl, finish_reason why) {
     choice_out *o = &j->choices[sl->choice];
     if (why == FINISH_LENGTH || why == FINISH_STOP) {
         /* held text could have begun a stop string; it did not, so it is output */
-        char tail[16];
-        size_t n = tok_stream_flush(&sl->ts, tail, sizeof tail);
-        out_append(o, sl->held, sl->n_held);
-        out_append(o, tail, n);
+        size_t n = tok_stream_flush(&sl->ts, sl->piece, sl->piece_cap);
+        if (!out_append(o, sl->held, sl->n_held) || !out_append(o, sl->piece, n)) {
+            why = FINISH_ERROR;
+            snprintf(j->error, sizeof j->error, OUT_OF_MEMORY_TEXT);
+        }
     }
     o->finish = why;
     j->n_finished++;
@@ -188,6 +201,8 @@ static long find_stop(const gen_request *r, const char *t, size_t n, size_t *kee
     return cut;
 }
 
+static void fail_slot(sched *s, slot *sl, const char *msg);
+
 /* Handles one sampled token for a slot; returns true when the choice has finished. */
 static bool slot_accept(sched *s, slot *sl, const float *logits, double now) {
     job *j = sl->job;
@@ -214,12 +229,12 @@ static bool slot_accept(sched *s, slot *sl, const float *logits, double now) {
     }
     sl->hist[sl->n_hist++] = id;
     sl->n_gen++;
-    char piece[64];
-    size_t n = tok_stream_feed(&sl->ts, id, piece, sizeof piece);
+    size_t n = tok_stream_feed(&sl->ts, id, sl->piece, sl->piece_cap);
     bool stopped = false;
-    /* append to the held text, then release what can no longer begin a stop string */
-    if (sl->n_held + n > sl->held_cap) n = sl->held_cap - sl->n_held; /* bounded by api.c */
-    memcpy(sl->held + sl->n_held, piece, n);
+    /* append to the held text, then release what can no longer begin a stop string: what
+     * stays held is shorter than the longest stop string (see sched_create) */
+    assert(n < sl->piece_cap && sl->n_held + n <= sl->held_cap);
+    memcpy(sl->held + sl->n_held, sl->piece, n);
     sl->n_held += n;
     size_t keep;
     long cut = find_stop(r, sl->held, sl->n_held, &keep);
@@ -227,15 +242,20 @@ static bool slot_accept(sched *s, slot *sl, const float *logits, double now) {
     pthread_mutex_lock(&j->mu);
     choice_out *o = &j->choices[sl->choice];
     o->n_gen = sl->n_gen;
+    bool kept = true;
     if (n_top >= 0) {
         gen_token t = {.id = id, .logprob = info.logprob, .n_top = info.n_top};
         memcpy(t.top_id, info.top_id, sizeof t.top_id);
         memcpy(t.top_logprob, info.top_logprob, sizeof t.top_logprob);
-        out_token(o, &t);
+        kept = out_token(o, &t);
     }
-    out_append(o, sl->held, release);
+    kept = kept && out_append(o, sl->held, release);
     pthread_cond_broadcast(&j->cv);
     pthread_mutex_unlock(&j->mu);
+    if (!kept) {
+        fail_slot(s, sl, OUT_OF_MEMORY_TEXT);
+        return true;
+    }
     if (cut >= 0) {
         sl->n_held = 0;
         stopped = true;
@@ -347,6 +367,22 @@ static void fail_slot(sched *s, slot *sl, const char *msg) {
     slot_finish(s, sl, FINISH_ERROR);
 }
 
+/* Prefill rows one step may add beside n_decode decoding rows: what the batch leaves, but at
+ * least SCHED_MIN_PREFILL, so that prompts progress while every other slot decodes. */
+#define SCHED_MIN_PREFILL 8
+static int prefill_budget(int batch_size, int n_decode) {
+    int budget = batch_size - n_decode;
+    return budget < SCHED_MIN_PREFILL ? SCHED_MIN_PREFILL : budget;
+}
+
+/* The most rows step can build: n_decode <= parallel decoding rows plus their prefill budget.
+ * n_decode + prefill_budget(b, n_decode) = max(b, n_decode + SCHED_MIN_PREFILL) grows with
+ * n_decode, so it is largest at n_decode = parallel (not batch_size + parallel: with a batch
+ * smaller than SCHED_MIN_PREFILL that overflowed the row buffers). */
+static int step_max_rows(int batch_size, int parallel) {
+    return parallel + prefill_budget(batch_size, parallel);
+}
+
 /* One batched forward step over every busy slot. */
 static void step(sched *s) {
     int rows = 0, n_decode = 0;
@@ -371,8 +407,8 @@ static void step(sched *s) {
         n_decode++;
     }
     /* prefill fills what the decoding rows leave of the batch, oldest admission first */
-    int budget = s->p.batch_size - n_decode;
-    if (budget < 8) budget = 8;
+    int budget = prefill_budget(s->p.batch_size, n_decode);
+    assert(n_decode + budget <= s->max_rows);
     for (int pass = 0; pass < s->p.parallel && budget > 0; pass++) {
         slot *best = NULL;
         int best_i = -1;
@@ -398,6 +434,7 @@ static void step(sched *s) {
         budget -= take;
     }
     for (int i = 0; i < s->p.parallel; i++) s->slots[i].fed_this_step = false;
+    assert(rows <= s->max_rows);
     if (rows == 0) return;
 
     char err[LS_ERR_LEN];
@@ -456,6 +493,7 @@ static void sched_free(sched *s) {
         kv_free(s->slots[i].kv);
         free(s->slots[i].hist);
         free(s->slots[i].held);
+        free(s->slots[i].piece);
     }
     fwd_free(s->fwd);
     pool_destroy(s->pool);
@@ -483,7 +521,7 @@ sched *sched_create(const model *m, const sched_params *p, char *err, size_t err
     s->p = *p;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
-    s->max_rows = p->batch_size + p->parallel;
+    s->max_rows = step_max_rows(p->batch_size, p->parallel);
     s->slots = calloc((size_t)p->parallel, sizeof *s->slots);
     s->caches = calloc((size_t)p->parallel, sizeof *s->caches);
     s->b_token = calloc((size_t)s->max_rows, sizeof(int32_t));
@@ -501,9 +539,13 @@ sched *sched_create(const model *m, const sched_params *p, char *err, size_t err
         if (!sl->kv) goto fail;
         s->caches[i] = sl->kv;
         sl->hist = calloc((size_t)p->ctx_size, sizeof *sl->hist);
-        sl->held_cap = 4 * 256 + 64; /* stop strings are at most 256 bytes (api.c) */
+        /* after each token, held keeps less than the longest stop string; then one token's
+         * text (at most piece_cap - 1 bytes) is appended */
+        sl->piece_cap = tok_stream_cap(m->tok);
+        sl->held_cap = SCHED_MAX_STOP_BYTES + sl->piece_cap;
         sl->held = malloc(sl->held_cap);
-        if (!sl->hist || !sl->held) goto oom;
+        sl->piece = malloc(sl->piece_cap);
+        if (!sl->hist || !sl->held || !sl->piece) goto oom;
     }
     if (!(s->pool = pool_create(p->threads))) goto oom;
     if (!(s->fwd = fwd_create(m, p->batch_size, s->pool, err, errlen))) goto fail;
@@ -571,7 +613,7 @@ job *sched_submit(sched *s, gen_request *req, int *status, char *err, size_t err
     j->req = *req;
     memset(req, 0, sizeof *req);
     pthread_mutex_init(&j->mu, NULL);
-    pthread_cond_init(&j->cv, NULL);
+    ls_cond_init_monotonic(&j->cv); /* http.c times its waits on it */
     j->t_submit = ls_now();
     atomic_init(&j->cancelled, false);
     atomic_init(&j->refs, 1 + j->req.n); /* the caller's and one per choice */

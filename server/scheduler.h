@@ -23,6 +23,7 @@
 #include <stdbool.h>
 
 #define SCHED_MAX_STOP 4
+#define SCHED_MAX_STOP_BYTES 256 /* the longest stop string (api.c refuses longer ones) */
 #define SCHED_MAX_N 16
 
 typedef enum { FINISH_NONE = 0, FINISH_STOP, FINISH_LENGTH, FINISH_ERROR, FINISH_CANCEL } finish_reason;

@@ -117,7 +117,7 @@ static gbuf *kv_set(gspec *s, const char *key, uint32_t type) {
     return &kv->val;
 }
 
-static void kv_del(gspec *s, const char *key) {
+static inline void kv_del(gspec *s, const char *key) {
     gkv *kv = kv_find(s, key);
     if (!kv) return;
     gb_free(&kv->val);
@@ -161,7 +161,7 @@ static gtensor *t_add(gspec *s, const char *name, uint32_t type, uint64_t ne0, u
     return t;
 }
 
-static void t_del(gspec *s, const char *name) {
+static inline void t_del(gspec *s, const char *name) {
     gtensor *t = t_find(s, name);
     if (!t) return;
     int i = (int)(t - s->t);

@@ -1,14 +1,16 @@
 /* test_gguf: the GGUF reader and the llama2.c loader against files this test writes itself: a
  * valid tiny model in several variants, one malformed file per kind of damage (each must fail
- * with a message naming the problem), every metadata value type round-tripping, and every prefix
- * class of the real kjv-demo.gguf (truncation must fail cleanly). Files live in a mkdtemp
- * directory that is removed at the end. */
+ * with a message naming the problem), every metadata value type round-tripping, large arrays
+ * read as views (opening them allocates in proportion to a small fraction of the file), and
+ * every prefix class of the real kjv-demo.gguf (truncation must fail cleanly). Files live in a
+ * mkdtemp directory that is removed at the end. */
 #include "check.h"
 #include "common.h"
 #include "gguf.h"
 #include "gguf_builder.h"
 #include "model.h"
 
+#include <malloc.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -378,6 +380,13 @@ static void test_good_gguf(void) {
 
 /* ---- every value type round-trips ---------------------------------------------------------- */
 
+/* Element i of array a (a zeroed value, type UINT8, when there is none). */
+static gguf_value item(const gguf_value *a, uint64_t i) {
+    gguf_value e;
+    if (!a || gguf_arr_get(a, i, &e) != 0) memset(&e, 0, sizeof e);
+    return e;
+}
+
 static void test_roundtrip(void) {
     gspec s;
     gspec_init(&s);
@@ -447,20 +456,27 @@ static void test_roundtrip(void) {
         v = gguf_get(f, "t.f64");
         CHECK(v && v->type == GGUF_FLOAT64 && v->f == 3.25, "f64");
         v = gguf_get(f, "t.arr_arr_str");
-        CHECK(v && v->arr.elem == GGUF_ARRAY && v->arr.n == 2 && v->arr.items[0].arr.n == 2 &&
-                  gguf_str_eq(v->arr.items[0].arr.items[1].str, "bc") &&
-                  v->arr.items[1].arr.elem == GGUF_STRING && v->arr.items[1].arr.n == 0,
+        gguf_value a0 = item(v, 0), a1 = item(v, 1);
+        CHECK(v && v->arr.elem == GGUF_ARRAY && v->arr.n == 2 && a0.arr.n == 2 &&
+                  gguf_str_eq(item(&a0, 1).str, "bc") && gguf_str_eq(item(&a0, 0).str, "a") &&
+                  a1.arr.elem == GGUF_STRING && a1.arr.n == 0,
               "array of arrays of strings");
+        gguf_value e;
+        CHECK(v && gguf_arr_get(v, 2, &e) == -1 && gguf_arr_get(&a0, 2, &e) == -1 &&
+                  gguf_arr_get(&a1, 0, &e) == -1 && gguf_arr_get(&a0, UINT64_MAX, &e) == -1,
+              "index out of range");
+        CHECK(gguf_arr_get(gguf_get(f, "t.u8"), 0, &e) == -1, "not an array");
         v = gguf_get(f, "t.depth4");
-        for (int d = 0; d < 3 && v; d++)
-            v = v->arr.n == 1 ? &v->arr.items[0] : NULL;
-        CHECK(v && v->arr.elem == GGUF_INT16 && v->arr.n == 2 && v->arr.items[0].i == 7 &&
-                  v->arr.items[1].i == -8,
+        gguf_value d4 = v ? *v : (gguf_value){0};
+        for (int d = 0; d < 3; d++)
+            d4 = d4.type == GGUF_ARRAY && d4.arr.n == 1 ? item(&d4, 0) : (gguf_value){0};
+        CHECK(d4.type == GGUF_ARRAY && d4.arr.elem == GGUF_INT16 && d4.arr.n == 2 &&
+                  item(&d4, 0).i == 7 && item(&d4, 1).i == -8,
               "four nested arrays");
         v = gguf_get(f, "t.empty_f64");
         CHECK(v && v->arr.n == 0 && v->arr.elem == GGUF_FLOAT64, "empty");
         v = gguf_get(f, "t.bools");
-        CHECK(v && v->arr.n == 3 && v->arr.items[0].b && !v->arr.items[1].b, "bools");
+        CHECK(v && v->arr.n == 3 && item(v, 0).b && !item(v, 1).b && item(v, 2).b, "bools");
         /* typed getters */
         int64_t i;
         double d;
@@ -500,6 +516,97 @@ static void test_roundtrip(void) {
     gspec_free(&s);
     f = gguf_open(path, err, sizeof err);
     CHECK(f == NULL && strstr(err, "t.depth5") && strstr(err, "nested"), "depth 5: %s", err);
+    gguf_close(f);
+}
+
+/* ---- large arrays: views into the mapping, memory in proportion to the file --------------- */
+
+/* Bytes the allocator has handed out and not taken back: the sanitizers' count in their
+ * builds, glibc's otherwise (arena bytes in use plus mmapped chunks). */
+extern size_t __sanitizer_get_current_allocated_bytes(void) __attribute__((weak));
+static size_t heap_in_use(void) {
+    if (__sanitizer_get_current_allocated_bytes) return __sanitizer_get_current_allocated_bytes();
+    struct mallinfo2 mi = mallinfo2();
+    return mi.uordblks + mi.hblkhd;
+}
+
+#define BIG_U8 (4u << 20) /* a 4 MiB uint8 array: 128 MiB when each element was a gguf_value */
+#define N_STRS 200000
+
+static void str_of(char *out, size_t cap, uint64_t i) {
+    snprintf(out, cap, "s%llu", (unsigned long long)(i * 7919 % 1000003));
+}
+
+static void test_large_arrays(void) {
+    gspec s;
+    gspec_init(&s);
+    gbuf *b = kv_set(&s, "t.big_u8", GGUF_ARRAY);
+    gb_u32(b, GGUF_UINT8), gb_u64(b, BIG_U8);
+    for (uint32_t i = 0; i < BIG_U8; i++)
+        gb_u8(b, (uint8_t)(i * 31));
+    b = kv_set(&s, "t.strs", GGUF_ARRAY);
+    gb_u32(b, GGUF_STRING), gb_u64(b, N_STRS);
+    for (uint64_t i = 0; i < N_STRS; i++) {
+        char str[32];
+        str_of(str, sizeof str, i);
+        gb_str(b, str);
+    }
+    b = kv_set(&s, "t.nested", GGUF_ARRAY); /* [[1000 strings], [1000 strings]]: walked */
+    gb_u32(b, GGUF_ARRAY), gb_u64(b, 2);
+    for (int k = 0; k < 2; k++) {
+        gb_u32(b, GGUF_STRING), gb_u64(b, 1000);
+        for (uint64_t i = 0; i < 1000; i++) {
+            char str[32];
+            str_of(str, sizeof str, i + 1000 * (uint64_t)k);
+            gb_str(b, str);
+        }
+    }
+    gbuf out = {0};
+    gspec_write(&s, &out);
+    size_t file_size = out.n;
+    const char *path = tmp_path("large-arrays.gguf");
+    CHECK(write_bytes(path, out.p, out.n) == 0, "writing %s", path);
+    gb_free(&out);
+    gspec_free(&s);
+
+    char err[LS_ERR_LEN] = "";
+    size_t before = heap_in_use();
+    gguf_file *f = gguf_open(path, err, sizeof err);
+    size_t after = heap_in_use();
+    CHECK(f != NULL, "large arrays: %s", err);
+    if (!f) return;
+    /* the bound: a thirty-second of the file (the string index takes 8 bytes per 64 strings of
+     * at least 8 bytes each) plus a fixed allowance for the tables and the file struct */
+    size_t used = after > before ? after - before : 0, bound = file_size / 32 + 65536;
+    CHECK(used <= bound, "opening a %zu-byte file allocated %zu bytes (bound %zu)", file_size, used,
+          bound);
+    printf("large arrays: a %zu-byte file, %zu bytes allocated to open it\n", file_size, used);
+
+    const gguf_value *v = gguf_get(f, "t.big_u8");
+    CHECK(v && v->arr.n == BIG_U8 && item(v, 0).u == 0 && item(v, 1).u == 31 &&
+              item(v, BIG_U8 - 1).u == (uint8_t)((BIG_U8 - 1) * 31),
+          "uint8 elements");
+    v = gguf_get(f, "t.strs");
+    static const uint64_t probe[] = {0, 1, 62, 63, 64, 65, 127, 128, 4097, N_STRS - 1};
+    int bad = 0;
+    for (size_t k = 0; v && k < sizeof probe / sizeof probe[0]; k++) {
+        char want[32];
+        str_of(want, sizeof want, probe[k]);
+        bad += !gguf_str_eq(item(v, probe[k]).str, want);
+    }
+    for (uint64_t i = 0; v && i < N_STRS; i += 997) { /* a sweep across the strides */
+        char want[32];
+        str_of(want, sizeof want, i);
+        bad += !gguf_str_eq(item(v, i).str, want);
+    }
+    CHECK(v && v->arr.n == N_STRS && bad == 0, "%d strings read back wrong", bad);
+    gguf_value e;
+    CHECK(v && gguf_arr_get(v, N_STRS, &e) == -1, "past the last string");
+    v = gguf_get(f, "t.nested");
+    gguf_value inner = item(v, 1);
+    char want[32];
+    str_of(want, sizeof want, 1999);
+    CHECK(inner.arr.n == 1000 && gguf_str_eq(item(&inner, 999).str, want), "nested strings");
     gguf_close(f);
 }
 
@@ -550,6 +657,7 @@ int main(void) {
     test_good_gguf();
     test_bad_gguf();
     test_roundtrip();
+    test_large_arrays();
     test_truncated_real();
     test_llama2c();
     for (int i = n_written; i-- > 0;)

@@ -1,0 +1,145 @@
+/* test_api: server/api.c, api_response.c and the scheduler's text path, in process, on a tiny
+ * model written with gguf_builder whose vocabulary holds pieces longer than any fixed decode
+ * buffer the server once used (64 bytes per generated token, 32 per echoed prompt token, 128
+ * per logprobs token). A logit bias forces the long piece, so its text must come back whole:
+ * generated text, echoed prompt and logprobs tokens. */
+#include "api.h"
+#include "check.h"
+#include "common.h"
+#include "gguf_builder.h"
+#include "model.h"
+#include "scheduler.h"
+
+#include <cjson/cJSON.h>
+#include <string.h>
+#include <unistd.h>
+
+#define LONG_ID 263 /* the last piece of the tiny vocabulary, replaced by LONG_PIECE */
+
+static char long_piece[256]; /* 75 x U+00E9: 150 bytes, longer than every old buffer */
+
+static void make_long_piece(void) {
+    for (int i = 0; i < 75; i++)
+        memcpy(long_piece + 2 * i, "\xc3\xa9", 2);
+    long_piece[150] = '\0';
+}
+
+/* The tiny model with piece LONG_ID replaced by long_piece. */
+static int write_model(const char *path) {
+    gspec s;
+    tiny_model(&s, 0, false);
+    gbuf *b = kv_set(&s, "tokenizer.ggml.tokens", 9);
+    gb_u32(b, 8);
+    gb_u64(b, TM_VOCAB);
+    for (int i = 0; i < TM_VOCAB; i++) {
+        char piece[16];
+        tm_piece(piece, i, i >= 259 ? tm_words[i - 259] : NULL);
+        gb_str(b, i == LONG_ID ? long_piece : piece);
+    }
+    gbuf out = {0};
+    gspec_write(&s, &out);
+    int rc = write_bytes(path, out.p, out.n);
+    gb_free(&out);
+    gspec_free(&s);
+    return rc;
+}
+
+static api_ctx ctx_for(const model *m) {
+    api_ctx c = {.m = m,
+                 .model_id = "tiny",
+                 .ctx_size = 32,
+                 .parallel = 1,
+                 .max_tokens_limit = 16,
+                 .default_seed = 1,
+                 .chat_fmt = CHAT_LLAMA2};
+    return c;
+}
+
+#define FORCE_LONG "\"logit_bias\":{\"263\":100},\"temperature\":0"
+
+/* Three generated long pieces come back whole, and so do their logprobs tokens. */
+static void test_generated_text(const model *m) {
+    const api_ctx ctx = ctx_for(m);
+    sched_params sp = {.parallel = 1,
+                       .ctx_size = 32,
+                       .batch_size = 4,
+                       .threads = 1,
+                       .max_queue = 1,
+                       .kv = KV_F32,
+                       .prompt_cache = false};
+    char err[LS_ERR_LEN] = "";
+    sched *s = sched_create(m, &sp, err, sizeof err);
+    CHECK(s != NULL, "sched_create: %s", err);
+    if (!s) return;
+    const char *body =
+        "{\"prompt\":[1],\"max_tokens\":3,\"logprobs\":1,\"ignore_eos\":true," FORCE_LONG "}";
+    api_call call;
+    api_error e;
+    CHECK(api_parse_completion(&ctx, body, strlen(body), &call, &e) == 0, "parse: %s", e.message);
+    int status = 0;
+    job *j = sched_submit(s, &call.req, &status, err, sizeof err);
+    CHECK(j != NULL, "submit: %d %s", status, err);
+    if (j) {
+        job_wait(j);
+        char want[3 * sizeof long_piece];
+        snprintf(want, sizeof want, "%s%s%s", long_piece, long_piece, long_piece);
+        pthread_mutex_lock(&j->mu);
+        const choice_out *o = &j->choices[0];
+        CHECK(o->len == strlen(want) && o->text && !strcmp(o->text, want),
+              "generated %zu bytes, want %zu", o->len, strlen(want));
+        pthread_mutex_unlock(&j->mu);
+        char *json = api_response_json(&ctx, &call, j, "cmpl-test", 0); /* locks j->mu */
+        cJSON *root = json ? cJSON_Parse(json) : NULL;
+        const cJSON *toks = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(
+                cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(root, "choices"), 0),
+                "logprobs"),
+            "tokens");
+        const cJSON *t0 = cJSON_GetArrayItem(toks, 0);
+        CHECK(cJSON_GetArraySize(toks) == 3 && cJSON_IsString(t0) &&
+                  !strcmp(t0->valuestring, long_piece),
+              "logprobs token: %s", cJSON_IsString(t0) ? t0->valuestring : "(none)");
+        cJSON_Delete(root);
+        free(json);
+        job_release(j);
+    }
+    api_call_free(&call);
+    sched_destroy(s);
+}
+
+/* A prompt of long pieces given as ids echoes whole. */
+static void test_echo(const model *m) {
+    const api_ctx ctx = ctx_for(m);
+    const char *body = "{\"prompt\":[263,263,263],\"echo\":true,\"max_tokens\":1}";
+    api_call call;
+    api_error e;
+    CHECK(api_parse_completion(&ctx, body, strlen(body), &call, &e) == 0, "parse: %s", e.message);
+    char want[3 * sizeof long_piece];
+    snprintf(want, sizeof want, "%s%s%s", long_piece, long_piece, long_piece);
+    CHECK(call.echo_text && !strcmp(call.echo_text, want), "echo: %zu bytes, want %zu",
+          call.echo_text ? strlen(call.echo_text) : 0, strlen(want));
+    api_call_free(&call);
+}
+
+int main(void) {
+    make_long_piece();
+    char dir[] = "/tmp/ls-test-api-XXXXXX";
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    char path[64];
+    snprintf(path, sizeof path, "%s/long-piece.gguf", dir);
+    CHECK(write_model(path) == 0, "writing %s", path);
+    char err[LS_ERR_LEN] = "";
+    model *m = model_load(path, NULL, err, sizeof err);
+    CHECK(m != NULL, "model_load: %s", err);
+    if (m) {
+        test_generated_text(m);
+        test_echo(m);
+        model_free(m);
+    }
+    unlink(path);
+    rmdir(dir);
+    return check_summary();
+}

@@ -1,0 +1,251 @@
+/* test_api_oom: allocation failure by injection. This test links with -Wl,--wrap for malloc,
+ * calloc, realloc, strdup and free, so every allocation of the code under test (cJSON's too:
+ * api.c routes it through malloc) passes through the wrappers below. A clean run counts the
+ * allocations; then, for every N up to that count, the Nth fails.
+ * - The request parsers (server/api.c, with the tokenizer and chat renderer they call): each
+ *   must return -1 with the error filled as a 503 "out of memory" (never left unset, never
+ *   blamed on the request as a 400) and leave nothing allocated.
+ * - A generation through the scheduler (submit, admission, the text and logprobs it appends):
+ *   the request must fail with "out of memory" (503 at submission, or its choice ending with
+ *   FINISH_ERROR), never end as a normal answer with text or logprobs silently missing; and
+ *   the scheduler must serve a clean request afterwards.
+ * Not covered: the response writers (api_response.c) and http.c. */
+#include "api.h"
+#include "check.h"
+#include "common.h"
+#include "model.h"
+#include "scheduler.h"
+
+#include <stdatomic.h>
+#include <string.h>
+
+/* --- the injector (atomic: the scheduler thread allocates too) --- */
+
+static atomic_bool counting; /* while a request runs */
+static atomic_long n_allocs; /* allocations attempted while counting */
+static atomic_long fail_at;  /* 0: none fails; else the fail_at-th attempt returns NULL */
+static atomic_long live;     /* allocations made while counting and not yet freed */
+
+static void count_from(long fail) {
+    atomic_store(&n_allocs, 0);
+    atomic_store(&fail_at, fail);
+    atomic_store(&live, 0);
+    atomic_store(&counting, true);
+}
+
+static void count_stop(void) {
+    atomic_store(&counting, false);
+}
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t a, size_t b);
+void *__real_realloc(void *p, size_t n);
+char *__real_strdup(const char *s);
+void __real_free(void *p);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t a, size_t b);
+void *__wrap_realloc(void *p, size_t n);
+char *__wrap_strdup(const char *s);
+void __wrap_free(void *p);
+
+static bool inject(void) {
+    return atomic_load(&counting) && atomic_fetch_add(&n_allocs, 1) + 1 == atomic_load(&fail_at);
+}
+
+void *__wrap_malloc(size_t n) {
+    if (inject()) return NULL;
+    void *p = __real_malloc(n);
+    atomic_fetch_add(&live, p && atomic_load(&counting));
+    return p;
+}
+
+void *__wrap_calloc(size_t a, size_t b) {
+    if (inject()) return NULL;
+    void *p = __real_calloc(a, b);
+    atomic_fetch_add(&live, p && atomic_load(&counting));
+    return p;
+}
+
+void *__wrap_realloc(void *p, size_t n) {
+    if (inject()) return NULL;
+    void *q = __real_realloc(p, n);
+    atomic_fetch_add(&live, q && !p && atomic_load(&counting));
+    return q;
+}
+
+char *__wrap_strdup(const char *s) {
+    if (inject()) return NULL;
+    char *p = __real_strdup(s);
+    atomic_fetch_add(&live, p && atomic_load(&counting));
+    return p;
+}
+
+void __wrap_free(void *p) {
+    atomic_fetch_sub(&live, p && atomic_load(&counting));
+    __real_free(p);
+}
+
+/* --- the requests --- */
+
+typedef enum { K_COMPLETION, K_CHAT, K_TOKENIZE, K_DETOKENIZE } kind;
+
+static const struct {
+    kind k;
+    const char *body;
+} requests[] = {
+    {K_COMPLETION, "{\"prompt\":\"In the beginning God created\",\"max_tokens\":4,"
+                   "\"stop\":[\"light\",\"And\"],\"logit_bias\":{\"5\":1.5,\"7\":-2},"
+                   "\"echo\":true,\"logprobs\":2,\"seed\":3}"},
+    {K_COMPLETION, "{\"prompt\":[1,450,3,100],\"echo\":true,\"max_tokens\":2}"},
+    {K_COMPLETION, "{\"prompt\":[\"And the earth\"],\"n\":2,\"stream\":true,"
+                   "\"stream_options\":{\"include_usage\":true}}"},
+    {K_CHAT, "{\"messages\":[{\"role\":\"system\",\"content\":\"Be brief.\"},"
+             "{\"role\":\"user\",\"content\":\"Who made the light?\"},"
+             "{\"role\":\"assistant\",\"content\":\"God.\"},"
+             "{\"role\":\"user\",\"content\":\"When?\"}],\"stop\":\"x\",\"logprobs\":true,"
+             "\"top_logprobs\":2}"},
+    {K_TOKENIZE, "{\"content\":\"In the beginning was the Word\",\"add_special\":true}"},
+    {K_DETOKENIZE, "{\"tokens\":[1,450,3,100,200]}"},
+};
+
+/* Runs request r once; returns the parser's result and fills *e. */
+static int run(const api_ctx *ctx, int r, api_error *e) {
+    const char *b = requests[r].body;
+    size_t len = strlen(b);
+    api_call call;
+    char *json = NULL;
+    int rc = -1;
+    switch (requests[r].k) {
+    case K_COMPLETION:
+        rc = api_parse_completion(ctx, b, len, &call, e);
+        if (rc == 0) api_call_free(&call);
+        break;
+    case K_CHAT:
+        rc = api_parse_chat(ctx, b, len, &call, e);
+        if (rc == 0) api_call_free(&call);
+        break;
+    case K_TOKENIZE:
+        rc = api_parse_tokenize(ctx, b, len, &json, e);
+        break;
+    case K_DETOKENIZE:
+        rc = api_parse_detokenize(ctx, b, len, &json, e);
+        break;
+    }
+    free(json);
+    return rc;
+}
+
+static void test_request(const api_ctx *ctx, int r) {
+    api_error e;
+    count_from(0);
+    int rc = run(ctx, r, &e);
+    count_stop();
+    long total = n_allocs;
+    CHECK(rc == 0 && live == 0, "request %d without failures: rc %d (%s), %ld left allocated", r,
+          rc, rc ? e.message : "", live);
+    CHECK(total > 0, "request %d allocates nothing: the wrappers are not linked", r);
+    int bad = 0;
+    for (long n = 1; n <= total; n++) {
+        memset(&e, 0xa5, sizeof e); /* an unset error shows as garbage, not as a zeroed one */
+        count_from(n);
+        rc = run(ctx, r, &e);
+        count_stop();
+        bool filled = rc == -1 && e.status == 503 && e.type && !strcmp(e.type, "server_error") &&
+                      memchr(e.message, '\0', sizeof e.message) &&
+                      strstr(e.message, "out of memory") && memchr(e.param, '\0', sizeof e.param);
+        if ((!filled || live != 0) && bad++ < 5)
+            CHECK(0,
+                  "request %d, allocation %ld of %ld failing: rc %d, status %d, message \"%.80s\","
+                  " %ld left allocated",
+                  r, n, total, rc, e.status,
+                  memchr(e.message, '\0', sizeof e.message) ? e.message : "(unset)", live);
+    }
+    CHECK(bad == 0, "request %d: %d of %ld injected failures handled wrongly", r, bad, total);
+    printf("request %d: %ld allocations, each failed once\n", r, total);
+}
+
+/* One generation with the Nth allocation from submission to the end failing (0: none).
+ * Returns the allocations counted; *ok says whether the outcome was right. */
+static long generate(const api_ctx *ctx, sched *s, long fail, bool *ok) {
+    const char *body = "{\"prompt\":\"In the beginning\",\"max_tokens\":120,\"logprobs\":1,"
+                       "\"temperature\":0,\"ignore_eos\":true}";
+    api_call call;
+    api_error e;
+    char err[LS_ERR_LEN] = "";
+    *ok = false;
+    if (api_parse_completion(ctx, body, strlen(body), &call, &e) != 0) {
+        CHECK(0, "parse: %s", e.message);
+        return 0;
+    }
+    int status = 0;
+    count_from(fail);
+    job *j = sched_submit(s, &call.req, &status, err, sizeof err);
+    if (j) job_wait(j); /* every allocation of the request is made before it finishes */
+    count_stop();
+    long total = n_allocs;
+    if (!j) {
+        *ok = fail > 0 && status == 503 && strstr(err, "out of memory");
+        if (!*ok) CHECK(0, "allocation %ld failing: submit %d \"%s\"", fail, status, err);
+    } else {
+        pthread_mutex_lock(&j->mu);
+        const choice_out *o = &j->choices[0];
+        if (fail == 0)
+            *ok = o->finish == FINISH_LENGTH && o->n_gen == 120 && o->n_toks == 120 && o->len > 0;
+        else
+            *ok = o->finish == FINISH_ERROR && strstr(j->error, "out of memory");
+        if (!*ok)
+            CHECK(0, "allocation %ld failing: finish %d, %d tokens, %d logprobs, %zu bytes, \"%s\"",
+                  fail, (int)o->finish, o->n_gen, o->n_toks, o->len, j->error);
+        pthread_mutex_unlock(&j->mu);
+        job_release(j);
+    }
+    api_call_free(&call);
+    return total;
+}
+
+static void test_scheduler(const model *m, const api_ctx *ctx) {
+    sched_params sp = {.parallel = 1,
+                       .ctx_size = 256,
+                       .batch_size = 64,
+                       .threads = 1,
+                       .max_queue = 1,
+                       .kv = KV_F32,
+                       .prompt_cache = false};
+    char err[LS_ERR_LEN] = "";
+    sched *s = sched_create(m, &sp, err, sizeof err);
+    CHECK(s != NULL, "sched_create: %s", err);
+    if (!s) return;
+    bool ok;
+    long total = generate(ctx, s, 0, &ok);
+    CHECK(ok && total > 0, "a clean generation (%ld allocations)", total);
+    int bad = 0;
+    for (long n = 1; n <= total && bad < 5; n++) {
+        generate(ctx, s, n, &ok);
+        bad += !ok;
+    }
+    CHECK(bad == 0, "%d injected failures in a generation handled wrongly", bad);
+    generate(ctx, s, 0, &ok);
+    CHECK(ok, "a clean generation after the failures");
+    printf("generation: %ld allocations, each failed once\n", total);
+    sched_destroy(s);
+}
+
+int main(void) {
+    char err[LS_ERR_LEN] = "";
+    model *m = model_load(check_model_path("kjv-demo.gguf"), NULL, err, sizeof err);
+    CHECK(m != NULL, "model_load: %s", err);
+    if (!m) return check_summary();
+    api_ctx ctx = {.m = m,
+                   .model_id = "kjv-demo",
+                   .ctx_size = 256,
+                   .parallel = 2,
+                   .max_tokens_limit = 128,
+                   .default_seed = -1,
+                   .chat_fmt = chat_format_for_model(m, CHAT_AUTO, NULL)};
+    api_json_init(); /* before counting: cJSON's hooks are installed once */
+    for (int r = 0; r < (int)(sizeof requests / sizeof requests[0]); r++)
+        test_request(&ctx, r);
+    test_scheduler(m, &ctx);
+    model_free(m);
+    return check_summary();
+}
