@@ -386,10 +386,11 @@ if podman run -d --name "$name" "${RUN_COMMON[@]}" --network host -e LLAMASERVE_
 import sys
 lines = open(sys.argv[1]).read().splitlines()
 drain = [i for i, l in enumerate(lines) if "SIGTERM: draining" in l]
-done = [i for i, l in enumerate(lines) if "route=/v1/completions" in l and "tokens_out=2000" in l]
+done = [i for i, l in enumerate(lines) if "route=/v1/completions" in l and
+        ("completion_tokens=2000" in l or "tokens_out=2000" in l)]
 print(lines[drain[0]] if drain else "no drain line", "/", lines[done[0]] if done else "no request line")
 sys.exit(0 if drain and done and drain[0] < done[0] else 1)' "$TMP/stop.log"
-    if grep -q "llamaserve: stopped" "$TMP/stop.log"; then ok "podman stop: the server says stopped"
+    if grep -qE '(^|\s)stopped$' "$TMP/stop.log"; then ok "podman stop: the server says stopped"
     else bad "podman stop: no 'stopped' line: $(tail -n 3 "$TMP/stop.log")"; fi
 else
     cat "$TMP/$name.run"

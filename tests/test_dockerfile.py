@@ -126,7 +126,7 @@ def copy_into(dest_root, workdir, args, rules):
     return copied
 
 
-def loaded_model(binary, argv, env, timeout=60):
+def loaded_model(binary, argv, env, timeout=20):
     """Starts binary with argv on a free loopback port and returns the model path its
     'listening on' line names (None if it exits first); then stops it."""
     p = subprocess.Popen([binary] + argv + ["--host", "127.0.0.1", "--port", "0"], env=env,
@@ -143,7 +143,9 @@ def loaded_model(binary, argv, env, timeout=60):
             if not chunk:
                 break
             buf += chunk
-            m = re.search(rb"listening on \S+ \(loading ([^,)\s]+)", buf)
+            # "listening on URL, loading the model model_path=PATH ..." (or, in older
+            # builds, "listening on URL (loading PATH, ...)")
+            m = re.search(rb"listening on \S+ .*?(?:model_path=|\(loading )([^,)\s]+)", buf)
             if m:
                 model = m.group(1).decode()
     finally:
