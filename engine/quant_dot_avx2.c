@@ -177,6 +177,86 @@ INLINE void acc_q6_K(const k6_block *kb, const block_q8_K *x, float *sum) {
     *sum += (float)(hsum_i32(acc) - 32 * ssum) * (kb->d * x->d);
 }
 
+#define PF_AHEAD 1024 /* bytes of weights prefetched ahead of the block being read */
+
+/* One activation row (decode): the same integers and float steps as acc_q45_K, computed straight
+ * from the block without storing it decoded. */
+INLINE float dot1_q45_K(bool q5, const uint8_t *row, const block_q8_K *x, int nb) {
+    const size_t bb = q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    const __m256i m4 = _mm256_set1_epi8(0x0f), x10 = _mm256_set1_epi8(0x10);
+    float sum = 0.0f;
+    for (int b = 0; b < nb; b++) {
+        const block_q4_K *b4 = (const block_q4_K *)(row + (size_t)b * bb);
+        const block_q5_K *b5 = (const block_q5_K *)b4;
+        /* the weights a few blocks ahead (the next row's, at the end of this one: rows are
+         * contiguous): one row at a time is too few streams for the hardware prefetcher */
+        for (size_t ahead = PF_AHEAD; ahead < PF_AHEAD + bb; ahead += 64)
+            _mm_prefetch((const char *)b4 + ahead, _MM_HINT_T0);
+        const uint8_t *scales = q5 ? b5->scales : b4->scales, *qs = q5 ? b5->qs : b4->qs;
+        const __m256i qh = q5 ? _mm256_loadu_si256((const __m256i *)b5->qh) : _mm256_setzero_si256();
+        __m256i acc = _mm256_setzero_si256();
+        int32_t msum = 0;
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; p++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * p));
+#pragma GCC unroll 2
+            for (int half = 0; half < 2; half++) {
+                const int s = 2 * p + half;
+                int sc, m;
+                k4_scale_min(s, scales, &sc, &m);
+                __m256i c = half ? _mm256_and_si256(_mm256_srli_epi16(q, 4), m4) : _mm256_and_si256(q, m4);
+                if (q5) {
+                    const __m256i bit = _mm256_set1_epi8((char)(1 << s));
+                    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(qh, bit), bit);
+                    c = _mm256_or_si256(c, _mm256_and_si256(set, x10));
+                }
+                const __m256i xv = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * s));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(c, xv),
+                                                              _mm256_set1_epi16((short)sc)));
+                msum += m * (x[b].bsums[2 * s] + x[b].bsums[2 * s + 1]);
+            }
+        }
+        const float d = h2f(q5 ? b5->d : b4->d), dmin = h2f(q5 ? b5->dmin : b4->dmin);
+        sum += (float)hsum_i32(acc) * (d * x[b].d) - (float)msum * (dmin * x[b].d);
+    }
+    return sum;
+}
+
+INLINE float dot1_q6_K(const block_q6_K *w, const block_q8_K *x, int nb) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
+    float sum = 0.0f;
+    for (int b = 0; b < nb; b++) {
+        for (size_t ahead = PF_AHEAD; ahead < PF_AHEAD + sizeof *w; ahead += 64)
+            _mm_prefetch((const char *)&w[b] + ahead, _MM_HINT_T0);
+        __m256i acc = _mm256_setzero_si256();
+        int32_t ssum = 0;
+        for (int s = 0; s < 16; s++) ssum += w[b].scales[s] * x[b].bsums[s];
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            const __m256i A = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h));
+            const __m256i B = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h + 32));
+            const __m256i H = _mm256_loadu_si256((const __m256i *)(w[b].qh + 32 * h));
+            const __m256i c[4] = {
+                _mm256_or_si256(_mm256_and_si256(A, m4), _mm256_and_si256(_mm256_slli_epi16(H, 4), m30)),
+                _mm256_or_si256(_mm256_and_si256(B, m4), _mm256_and_si256(_mm256_slli_epi16(H, 2), m30)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(A, 4), m4), _mm256_and_si256(H, m30)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(B, 4), m4),
+                                _mm256_and_si256(_mm256_srli_epi16(H, 2), m30)),
+            };
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const int j = 4 * h + k;
+                const __m256i xv = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * j));
+                const __m256i sc = _mm256_set_m128i(_mm_set1_epi16(w[b].scales[2 * j + 1]),
+                                                    _mm_set1_epi16(w[b].scales[2 * j]));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(c[k], xv), sc));
+            }
+        }
+        sum += (float)(hsum_i32(acc) - 32 * ssum) * (h2f(w[b].d) * x[b].d);
+    }
+    return sum;
+}
+
 /* The K-quant rows: each weight block decoded once for a group of up to KT activation rows,
  * each of which accumulates its blocks in order, exactly as the scalar kernel does. */
 #define KT 8
@@ -184,6 +264,12 @@ INLINE void rows_k(dtype t, float *out, const block_q8_K *xk, const tensor *w, i
                    int r1) {
     const int n = (int)w->ne[0], n_out = (int)w->ne[1], nb = n / QK_K;
     const size_t bb = dtype_block_bytes(t);
+    if (T == 1) {
+        for (int r = r0; r < r1; r++)
+            out[r] = t == DT_Q6_K ? dot1_q6_K((const block_q6_K *)tensor_row(w, r), xk, nb)
+                                  : dot1_q45_K(t == DT_Q5_K, tensor_row(w, r), xk, nb);
+        return;
+    }
     for (int r = r0; r < r1; r++) {
         const uint8_t *row = tensor_row(w, r);
         for (int t0 = 0; t0 < T; t0 += KT) {
@@ -191,24 +277,16 @@ INLINE void rows_k(dtype t, float *out, const block_q8_K *xk, const tensor *w, i
             float sum[KT] = {0};
             for (int b = 0; b < nb; b++) {
                 const uint8_t *blk = row + (size_t)b * bb;
-                /* one row (decode) gets its own copy of the loop, so that the decoded block
-                 * can stay in registers */
                 if (t == DT_Q6_K) {
                     k6_block kb;
                     decode_q6_K(&kb, (const block_q6_K *)blk);
-                    if (tn == 1)
-                        acc_q6_K(&kb, xk + (size_t)t0 * nb + b, &sum[0]);
-                    else
-                        for (int i = 0; i < tn; i++)
-                            acc_q6_K(&kb, xk + (size_t)(t0 + i) * nb + b, &sum[i]);
+                    for (int i = 0; i < tn; i++)
+                        acc_q6_K(&kb, xk + (size_t)(t0 + i) * nb + b, &sum[i]);
                 } else {
                     k4_block kb;
                     decode_q45_K(&kb, t == DT_Q5_K, blk);
-                    if (tn == 1)
-                        acc_q45_K(&kb, xk + (size_t)t0 * nb + b, &sum[0]);
-                    else
-                        for (int i = 0; i < tn; i++)
-                            acc_q45_K(&kb, xk + (size_t)(t0 + i) * nb + b, &sum[i]);
+                    for (int i = 0; i < tn; i++)
+                        acc_q45_K(&kb, xk + (size_t)(t0 + i) * nb + b, &sum[i]);
                 }
             }
             for (int i = 0; i < tn; i++) out[(size_t)(t0 + i) * n_out + r] = sum[i];
