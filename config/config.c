@@ -120,7 +120,15 @@ static const setting settings[] = {
      "call the API (CORS); repeat the flag for several, or give a\n"
      "comma-separated list; empty = CORS off",
      APPEND, check_origins},
-    INT(timeout, 600, 1, 86400, 0, "connection idle timeout in seconds"),
+    INT(timeout, 10, 1, 86400, 0,
+        "idle timeout: seconds a connection may go without a byte\n"
+        "either way while the server waits on the client (between\n"
+        "keep-alive requests, a stalled upload or reader); waiting\n"
+        "for tokens does not count"),
+    INT(request_timeout, 30, 1, 86400, 0,
+        "seconds a request (line, headers and body) may take to\n"
+        "arrive, counted from the connection's start or the end of\n"
+        "its previous response, however it trickles in"),
     INT(shutdown_timeout, 10, 0, 3600, 0, "seconds running requests get to finish on shutdown"),
     ENUM(log_format, CFG_LOG_TEXT, log_names, "log line format; json = every line one JSON object"),
     STR(log_file, "", 0, "PATH", 0, "append the log lines to this file; empty = stderr"),

@@ -60,7 +60,8 @@ typedef struct {
     char api_key[CFG_NAME_LEN]; /* "" = no authentication; never print it */
     char cors_origin[CFG_PATH_LEN]; /* origins allowed by CORS, comma-separated, each "*" or
                                        scheme://host[:port]; "" = CORS off */
-    int timeout;                /* connection idle timeout, seconds, 1..86400 */
+    int timeout;                /* idle timeout, seconds, 1..86400 (see config.c) */
+    int request_timeout;        /* whole-request deadline, seconds, 1..86400 */
     int shutdown_timeout;       /* seconds running requests get to finish, 0..3600 */
     cfg_log_format log_format;
     char log_file[CFG_PATH_LEN]; /* log lines are appended here; "" = stderr */
