@@ -70,11 +70,17 @@ static int check_kv_memory(const model *m, const sched_params *sp) {
     return -1;
 }
 
-static void log_listening(const cfg_server *cfg, int port) {
+static void log_listening(const cfg_server *cfg, const http_server *h) {
+    int port = http_port(h), max_conns;
+    unsigned long long open_files;
+    http_limits(h, &open_files, &max_conns);
     cJSON *f = cJSON_CreateObject();
     if (f) {
         cJSON_AddStringToObject(f, "model_path", cfg->model);
         cJSON_AddStringToObject(f, "model_origin", summary_origin_name(cfg->model_origin));
+        /* RLIMIT_NOFILE as raised for the connection limit */
+        cJSON_AddNumberToObject(f, "open_files_limit", (double)open_files);
+        cJSON_AddNumberToObject(f, "max_connections", max_conns);
     }
     char msg[400];
     snprintf(msg, sizeof msg, "listening on http://%s:%d, loading the model", cfg->host, port);
@@ -152,7 +158,7 @@ int cmd_serve(int argc, char **argv) {
     sched *s = NULL;
     http_server *h = http_start(&cfg, err, sizeof err);
     if (!h) goto fail;
-    log_listening(&cfg, http_port(h));
+    log_listening(&cfg, h);
     map_set_private_copy(!cfg.mmap);
     m = model_load(cfg.model, cfg.tokenizer[0] ? cfg.tokenizer : NULL, err, sizeof err);
     if (!m) goto fail;
@@ -169,6 +175,8 @@ int cmd_serve(int argc, char **argv) {
         .max_queue = cfg.max_queue,
         .kv = cfg.kv_type == CFG_KV_F32 ? KV_F32 : KV_F16,
         .prompt_cache = cfg.prompt_cache,
+        .on_progress = http_progress, /* the scheduler wakes the connections waiting on it */
+        .progress_arg = h,
     };
     if (check_kv_memory(m, &sp)) goto done; /* logged with its numbers */
     if (!(s = sched_create(m, &sp, err, sizeof err))) goto fail;
@@ -195,8 +203,7 @@ int cmd_serve(int argc, char **argv) {
     wait_idle(s, ls_now() + cfg.shutdown_timeout);
     sched_cancel_all(s);
     wait_idle(s, ls_now() + 5);
-    http_stop(h); /* joins the connection threads: none touches the scheduler after this */
-    h = NULL;
+    http_stop(h); /* no request touches the scheduler after this */
     sched_destroy(s);
     s = NULL;
     status = 0;
@@ -206,7 +213,8 @@ fail:
     log_msg(LOG_ERROR, "llamaserve serve: %s", err);
 done:
     http_stop(h);
-    sched_destroy(s);
+    sched_destroy(s); /* before http_free: it calls http_progress */
+    http_free(h);
     model_free(m);
     cfg_free(&cfg);
     log_close();

@@ -1,12 +1,37 @@
 /* http: routes, authentication, body limits and response writing over libmicrohttpd.
  *
- * Why a thread per connection: a streaming response waits for tokens that the scheduler
- * produces at its own pace. With one thread per connection, that wait is a plain condition
- * variable wait in the content-reader callback, and the same thread can notice the client going
- * away (poll for POLLRDHUP on the socket) between waits, so a disconnect cancels its request
- * within one decoding step, whether it is queued or streaming. The number of connections, and so
- * of threads, is capped (slots + queue + a margin), and idle connections time out.
- * Owns: the daemon, per-request contexts. Reads the scheduler's jobs under job->mu only. */
+ * Design: an event loop, never a thread per connection. An idle socket costs libmicrohttpd's
+ * connection record, our conn_ctx and kernel buffers, never a thread.
+ * Threads:
+ *  - HTTP_LOOP_THREADS libmicrohttpd workers (MHD_USE_EPOLL_INTERNAL_THREAD with a thread pool).
+ *    Each connection lives on one worker, which runs every callback for it: on_request,
+ *    stream_reader, on_completed, on_connection. No callback ever waits: a request that needs
+ *    the scheduler submits its job and suspends its connection (MHD_suspend_connection) until
+ *    there is something to write.
+ *  - The notifier (notifier_main). The scheduler calls http_progress after every step and
+ *    whenever it has ended jobs; the notifier then looks at every suspended request: it resumes
+ *    (MHD_resume_connection) a stream whose job has new output and a whole response whose job
+ *    has finished, and polls each suspended socket once, so a client that leaves is noticed
+ *    within one decoding step. It also enforces the request deadline (--request-timeout): every
+ *    connection that has not yet delivered a whole request sits, oldest first, in a FIFO, and
+ *    the notifier shuts down the socket of any that is still there at its deadline; the worker
+ *    then sees the end of the stream and closes it. The idle timeout (--timeout) is
+ *    libmicrohttpd's own; suspended connections are exempt from it.
+ *  - One thread per running beam search (beam_main): the search runs there on its own forward
+ *    context while the connection is suspended; the thread resumes it when done.
+ * Who resumes whom: only the notifier (job progress, client gone, shutdown), a beam thread (its
+ * own connection, once) and http_stop. A connection is suspended only by its own worker, and
+ * only with h->mu held after checking that nothing it waits for has happened yet, so a wakeup
+ * cannot be lost; r->suspended (under h->mu) says whether it is suspended, so a connection is
+ * never resumed twice.
+ * Gone or half-closed: a reset or a failed write is gone. An end of stream alone may be a
+ * client that shut down its sending side and still reads (shutdown(SHUT_WR)), so it is probed
+ * once: an SSE comment on a stream, an interim "100 Continue" on a waiting HTTP/1.1 request. A
+ * client that really left answers the probe with a reset, seen at the next poll.
+ * Lock order: h->mu, then a job's j->mu, then libmicrohttpd's own locks (MHD_suspend/resume
+ * under h->mu). The scheduler calls http_progress holding none of its locks. Nothing is
+ * formatted under h->mu.
+ * Owns: the daemon, per-connection and per-request contexts, the notifier thread. */
 #include "http.h"
 
 #include "beamrun.h"
@@ -19,6 +44,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -27,12 +53,31 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
-#include <unistd.h>
 #include <time.h>
+#include <unistd.h>
 
-#define WAIT_SLICE_MS 50 /* how often a waiting connection checks that its client is still there */
 #define CORS_MAX_AGE "7200" /* seconds a browser may reuse a preflight answer (Chromium's cap) */
+#define HTTP_LOOP_THREADS 4  /* event-loop workers: a slow parse on one leaves three answering */
+#define HTTP_MAX_CONNECTIONS 4096 /* open sockets at most; idle ones cost no thread */
+#define FD_RESERVE 64        /* descriptors besides the connections: model, log, epoll, ... */
+#define SAFETY_TICK_S 1.0    /* a missed wakeup costs at most this (none is expected) */
+#define PROBE_HTTP "HTTP/1.1 100 Continue\r\n\r\n"
+#define PROBE_SSE ":\n\n"
+
+typedef struct req_ctx req_ctx;
+
+/* One connection, from accept to close (libmicrohttpd's socket context). */
+typedef struct conn_ctx {
+    int fd;
+    double deadline;         /* monotonic seconds by which the whole request must be in */
+    bool armed;              /* in the deadline FIFO (under h->mu) */
+    bool timed_out;          /* the notifier shut it down at its deadline (under h->mu) */
+    struct conn_ctx *prev, *next; /* deadline FIFO, oldest first (under h->mu) */
+} conn_ctx;
+
+enum { W_NONE, W_STREAM, W_WHOLE, W_BEAM }; /* what a suspended request waits for */
 
 struct http_server {
     struct MHD_Daemon *d;
@@ -41,47 +86,65 @@ struct http_server {
     sched *s;               /* set once by http_set_ready, before ready becomes true */
     const api_ctx *ctx;
     atomic_ullong next_id;
+    unsigned max_conns;     /* the connection limit after RLIMIT_NOFILE */
+    unsigned long long nofile; /* RLIMIT_NOFILE's soft limit at startup */
+
+    /* Lock order: mu, then j->mu, then libmicrohttpd's locks (see the top of this file). */
+    pthread_mutex_t mu;     /* guards everything below */
+    pthread_cond_t cv;      /* the notifier waits here; http_stop waits here for beams */
+    bool progress;          /* http_progress was called since the notifier last looked */
+    bool quit;              /* the notifier ends */
+    atomic_bool stopping;   /* http_stop began: nothing suspends any more (written under mu) */
+    int n_beams;            /* beam threads running */
+    int n_gen;              /* open requests that hold a job or run a beam search */
+    req_ctx *waiting;       /* suspended requests that wait on a job (W_STREAM, W_WHOLE) */
+    conn_ctx *dl_head, *dl_tail; /* deadline FIFO */
+    struct pollfd *pfd;     /* (pfd_cap) the notifier's poll set */
+    size_t pfd_cap;
+    pthread_t notifier;
+    bool notifier_started;
 };
 
-typedef struct {
+struct req_ctx {
     http_server *h;
+    conn_ctx *cc;
     const char *route;      /* for metrics and the log line */
     char *body;             /* (body_len) bytes received, up to max_body */
     size_t body_len;
     bool too_large;
+    bool http10;            /* an HTTP/1.0 client: no interim (1xx) responses */
+    bool dispatched;        /* the whole request has arrived and was routed */
     int status;
     int prompt_tokens, completion_tokens;
     double t_start, t_queue, t_first; /* seconds: arrival, admission wait, first token */
     int cors;               /* cfg_cors_match of the request's Origin: 0 none, 1 listed, 2 "*" */
-    /* streaming state, owned by the content reader */
     api_call call;
     job *j;
-    api_stream st;
-    char *out;              /* pending event bytes */
-    size_t out_len, out_cap, out_pos;
+    long created;
     char id[40];
     struct MHD_Connection *conn;
-} req_ctx;
+    /* streaming state, owned by the worker */
+    api_stream st;
+    bool st_init;
+    char *out;              /* pending event bytes */
+    size_t out_len, out_cap, out_pos;
+    /* waiting: under h->mu (a beam thread owns probed while its search runs) */
+    int wait;               /* W_* */
+    bool suspended;
+    bool gone;              /* the client reset the connection or a probe failed */
+    bool probed;            /* an end of stream was seen and probed */
+    bool probe_pending;     /* a stream must write PROBE_SSE */
+    unsigned long long seen; /* job_mark when it suspended */
+    req_ctx *wprev, *wnext; /* h->waiting */
+    /* beam search */
+    pthread_t beam;
+    bool beam_started, beam_joined, beam_done;
+    bool counted;           /* in h->n_gen */
+    int beam_status;
+    char beam_err[LS_ERR_LEN];
+};
 
 /* --- small helpers --- */
-
-static bool client_gone(struct MHD_Connection *c) {
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (!ci) return true;
-    struct pollfd p = {.fd = ci->connect_fd, .events = POLLRDHUP};
-    if (poll(&p, 1, 0) <= 0) return false;
-    return (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
-}
-
-/* client_gone for beamrun's per-step poll. */
-static int beam_client_gone(void *conn) { return client_gone(conn); }
-
-/* Waits for a change in j (or a timeout slice). Called with j->mu held; j->cv runs on the
- * monotonic clock (scheduler.c). */
-static void wait_slice(job *j) {
-    ls_cond_wait_ms(&j->cv, &j->mu, WAIT_SLICE_MS);
-}
 
 /* CORS headers of every response while cors_origin is set: "*" for any origin when the list
  * holds "*", else the request's own Origin when it is listed, with Vary: Origin so that a cache
@@ -162,6 +225,233 @@ static void make_id(http_server *h, const char *prefix, char *out, size_t cap) {
     out[n] = '\0';
 }
 
+/* Request framing (RFC 9112 6.3): Transfer-Encoding together with Content-Length, or two
+ * Content-Length values that differ, are how a request is smuggled past a proxy that reads the
+ * framing the other way; so is a transfer coding we do not implement. */
+typedef struct {
+    int n_cl, n_te;
+    bool cl_differ, te_unknown;
+    char cl[32];
+} framing;
+
+static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value) {
+    (void)kind;
+    framing *f = cls;
+    if (!value) value = "";
+    while (*value == ' ' || *value == '\t') value++;
+    if (!strcasecmp(key, "Content-Length")) {
+        if (f->n_cl++ == 0) snprintf(f->cl, sizeof f->cl, "%s", value);
+        else if (strcmp(f->cl, value) != 0) f->cl_differ = true;
+    } else if (!strcasecmp(key, "Transfer-Encoding")) {
+        f->n_te++;
+        size_t n = strlen(value);
+        while (n > 0 && (value[n - 1] == ' ' || value[n - 1] == '\t')) n--;
+        if (n != 7 || strncasecmp(value, "chunked", 7) != 0) f->te_unknown = true;
+    }
+    return MHD_YES;
+}
+
+/* 0 when the framing is sound; else answers 400 or 501 and returns the queue result + 1. */
+static int check_framing(req_ctx *r, enum MHD_Result *rc) {
+    framing f = {0};
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, framing_header, &f);
+    const char *why = NULL;
+    if (f.n_cl > 0 && f.n_te > 0) why = "Content-Length together with Transfer-Encoding";
+    else if (f.cl_differ) why = "Content-Length headers that differ";
+    else if (f.n_te > 1) why = "more than one Transfer-Encoding header";
+    if (why) {
+        *rc = fail(r, 400, "invalid_request_error", NULL, "ambiguous request framing: %s", why);
+        return 1;
+    }
+    if (f.te_unknown) {
+        *rc = fail(r, 501, "invalid_request_error", NULL, "%s",
+                   "the only transfer coding accepted is chunked");
+        return 1;
+    }
+    return 0;
+}
+
+/* --- waiting for the scheduler --- */
+
+/* A number that grows whenever j has something new for its client: text, logprob tokens or a
+ * finished choice. Called with j->mu held. */
+static unsigned long long job_mark_locked(const job *j) {
+    unsigned long long m = (unsigned long long)j->n_finished;
+    for (int c = 0; c < j->req.n; c++)
+        m += (unsigned long long)j->choices[c].len + (unsigned long long)j->choices[c].n_toks;
+    return m;
+}
+
+/* Whether what r waits for has happened since it recorded r->seen. Called with h->mu held. */
+static bool has_news(req_ctx *r) {
+    pthread_mutex_lock(&r->j->mu);
+    bool news = r->wait == W_WHOLE ? r->j->n_finished == r->j->req.n
+                                   : job_mark_locked(r->j) != r->seen;
+    pthread_mutex_unlock(&r->j->mu);
+    return news;
+}
+
+/* Resumes a suspended request. Called with h->mu held. */
+static void wake_locked(http_server *h, req_ctx *r) {
+    if (!r->suspended) return;
+    if (r->wait == W_STREAM || r->wait == W_WHOLE) {
+        if (r->wprev) r->wprev->wnext = r->wnext;
+        else h->waiting = r->wnext;
+        if (r->wnext) r->wnext->wprev = r->wprev;
+        r->wprev = r->wnext = NULL;
+    }
+    r->suspended = false;
+    MHD_resume_connection(r->conn);
+}
+
+/* Suspends r's connection until its job has news (see has_news; seen is the job's mark the
+ * caller has already answered), the client leaves, or shutdown. False, without suspending, when
+ * one of those has already happened: the caller looks again. Called on r's worker. */
+static bool suspend_wait(req_ctx *r, int wait, unsigned long long seen) {
+    http_server *h = r->h;
+    pthread_mutex_lock(&h->mu);
+    r->wait = wait;
+    r->seen = seen;
+    bool now = atomic_load(&h->stopping) || r->gone || r->probe_pending || has_news(r);
+    if (!now) {
+        MHD_suspend_connection(r->conn);
+        r->suspended = true;
+        r->wprev = NULL;
+        r->wnext = h->waiting;
+        if (h->waiting) h->waiting->wprev = r;
+        h->waiting = r;
+    }
+    pthread_mutex_unlock(&h->mu);
+    return !now;
+}
+
+/* beamrun's per-step question, on the beam thread (which owns the suspended connection): the
+ * server stops, or the client has gone. A reset is gone; an end of stream alone may be a
+ * half-closed client that still reads, so the first one is probed with an interim response
+ * (nothing else has been written yet), which a client that left answers with a reset. */
+static int beam_gone(void *arg) {
+    req_ctx *r = arg;
+    if (atomic_load(&r->h->stopping)) return 1;
+    if (!r->cc) return 0;
+    struct pollfd p = {.fd = r->cc->fd, .events = POLLRDHUP};
+    if (poll(&p, 1, 0) <= 0) return 0;
+    if (p.revents & (POLLERR | POLLHUP | POLLNVAL)) return 1;
+    if ((p.revents & POLLRDHUP) && !r->probed) {
+        r->probed = true;
+        return !r->http10 &&
+               send(r->cc->fd, PROBE_HTTP, strlen(PROBE_HTTP), MSG_NOSIGNAL | MSG_DONTWAIT) < 0;
+    }
+    return 0;
+}
+
+/* The notifier's look at every waiting request: resume those whose job has news or whose
+ * client has gone, probe those that half-closed. Called with h->mu held. */
+static void scan_waiting(http_server *h) {
+    size_t n = 0;
+    for (req_ctx *r = h->waiting; r; r = r->wnext) n++;
+    if (n > h->pfd_cap) {
+        struct pollfd *np = realloc(h->pfd, n * 2 * sizeof *np);
+        if (!np) return; /* the safety tick tries again */
+        h->pfd = np;
+        h->pfd_cap = n * 2;
+    }
+    size_t i = 0;
+    for (req_ctx *r = h->waiting; r; r = r->wnext)
+        h->pfd[i++] = (struct pollfd){.fd = r->cc ? r->cc->fd : -1, .events = POLLRDHUP};
+    if (n > 0 && poll(h->pfd, n, 0) < 0) return;
+    i = 0;
+    for (req_ctx *r = h->waiting, *next; r; r = next, i++) {
+        next = r->wnext;
+        short ev = h->pfd[i].revents;
+        if (ev & (POLLERR | POLLHUP | POLLNVAL)) {
+            r->gone = true;
+        } else if ((ev & POLLRDHUP) && !r->probed) {
+            r->probed = true;
+            if (r->wait == W_STREAM) r->probe_pending = true;
+            else if (!r->http10 && send(r->cc->fd, PROBE_HTTP, strlen(PROBE_HTTP),
+                                        MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+                r->gone = true;
+        }
+        if (r->gone || r->probe_pending || has_news(r)) wake_locked(h, r);
+    }
+}
+
+/* Shuts down the socket of every connection whose request has not arrived by its deadline;
+ * its worker then reads the end of the stream and closes it. Called with h->mu held. */
+static void sweep_deadlines(http_server *h, double now) {
+    while (h->dl_head && h->dl_head->deadline <= now) {
+        conn_ctx *c = h->dl_head;
+        h->dl_head = c->next;
+        if (h->dl_head) h->dl_head->prev = NULL;
+        else h->dl_tail = NULL;
+        c->prev = c->next = NULL;
+        c->armed = false;
+        c->timed_out = true;
+        shutdown(c->fd, SHUT_RDWR);
+    }
+}
+
+/* The deadline FIFO: every entry has the same timeout, so appending keeps it sorted.
+ * Called with h->mu held. */
+static void disarm_locked(http_server *h, conn_ctx *c) {
+    if (!c->armed) return;
+    if (c->prev) c->prev->next = c->next;
+    else h->dl_head = c->next;
+    if (c->next) c->next->prev = c->prev;
+    else h->dl_tail = c->prev;
+    c->prev = c->next = NULL;
+    c->armed = false;
+}
+
+static void arm_locked(http_server *h, conn_ctx *c, double now) {
+    disarm_locked(h, c);
+    c->deadline = now + h->cfg.request_timeout;
+    c->armed = true;
+    c->prev = h->dl_tail;
+    if (h->dl_tail) h->dl_tail->next = c;
+    else h->dl_head = c;
+    h->dl_tail = c;
+    if (c == h->dl_head) pthread_cond_signal(&h->cv); /* the notifier's next wakeup moved */
+}
+
+static void timespec_at(struct timespec *ts, double t) {
+    ts->tv_sec = (time_t)t;
+    ts->tv_nsec = (long)((t - (double)ts->tv_sec) * 1e9);
+    if (ts->tv_nsec >= 1000000000L) ts->tv_sec++, ts->tv_nsec -= 1000000000L;
+}
+
+static void *notifier_main(void *arg) {
+    http_server *h = arg;
+    pthread_mutex_lock(&h->mu);
+    while (!h->quit) {
+        if (!h->progress) {
+            double wake = h->dl_head ? h->dl_head->deadline : INFINITY;
+            if (h->waiting && ls_now() + SAFETY_TICK_S < wake) wake = ls_now() + SAFETY_TICK_S;
+            if (isinf(wake)) {
+                pthread_cond_wait(&h->cv, &h->mu);
+            } else {
+                struct timespec ts;
+                timespec_at(&ts, wake);
+                pthread_cond_timedwait(&h->cv, &h->mu, &ts); /* CLOCK_MONOTONIC (http_start) */
+            }
+        }
+        h->progress = false;
+        sweep_deadlines(h, ls_now());
+        scan_waiting(h);
+    }
+    pthread_mutex_unlock(&h->mu);
+    return NULL;
+}
+
+void http_progress(void *arg) {
+    http_server *h = arg;
+    pthread_mutex_lock(&h->mu);
+    h->progress = true;
+    pthread_cond_signal(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+}
+
 /* --- generation --- */
 
 static void record_job(req_ctx *r, job *j) {
@@ -172,6 +462,17 @@ static void record_job(req_ctx *r, job *j) {
     if (j->t_admit > 0) r->t_queue = j->t_admit - j->t_submit;
     if (j->t_first > 0) r->t_first = j->t_first - j->t_submit;
     pthread_mutex_unlock(&j->mu);
+}
+
+/* Flags the notifier set, read on the worker. */
+static void take_flags(req_ctx *r, bool *gone, bool *probe, bool *stopping) {
+    http_server *h = r->h;
+    pthread_mutex_lock(&h->mu);
+    *gone = r->gone;
+    *probe = r->probe_pending;
+    r->probe_pending = false;
+    *stopping = atomic_load(&h->stopping);
+    pthread_mutex_unlock(&h->mu);
 }
 
 static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
@@ -187,49 +488,39 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
         }
         r->out_len = r->out_pos = 0;
         if (r->st.sent_done) return MHD_CONTENT_READER_END_OF_STREAM;
-        pthread_mutex_lock(&j->mu);
-        bool done = api_stream_events(&r->st, &r->out, &r->out_len, &r->out_cap);
-        while (!done && r->out_len == 0) {
-            wait_slice(j);
-            if (client_gone(r->conn)) {
-                pthread_mutex_unlock(&j->mu);
-                sched_cancel(r->h->s, j);
-                return MHD_CONTENT_READER_END_WITH_ERROR;
-            }
-            done = api_stream_events(&r->st, &r->out, &r->out_len, &r->out_cap);
+        bool gone, probe, stopping;
+        take_flags(r, &gone, &probe, &stopping);
+        if (gone) {
+            sched_cancel(r->h->s, j);
+            return MHD_CONTENT_READER_END_WITH_ERROR;
         }
+        if (probe && max >= strlen(PROBE_SSE)) {
+            memcpy(buf, PROBE_SSE, strlen(PROBE_SSE));
+            return (ssize_t)strlen(PROBE_SSE);
+        }
+        pthread_mutex_lock(&j->mu);
+        unsigned long long mark = job_mark_locked(j);
+        bool done = api_stream_events(&r->st, &r->out, &r->out_len, &r->out_cap);
         pthread_mutex_unlock(&j->mu);
+        if (done || r->out_len > 0) continue;
+        if (stopping) {
+            sched_cancel(r->h->s, j);
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+        if (suspend_wait(r, W_STREAM, mark)) return 0; /* resumed when there is more */
     }
 }
 
-static enum MHD_Result run_generation(req_ctx *r, bool chat) {
+/* The answer of a job that has finished (or a stream of one that runs). */
+static enum MHD_Result respond_job(req_ctx *r) {
     http_server *h = r->h;
-    api_error e;
-    if ((chat ? api_parse_chat : api_parse_completion)(h->ctx, r->body, r->body_len, &r->call,
-                                                       &e) != 0)
-        return send_error(r, &e);
-    r->prompt_tokens = r->call.req.n_prompt;
-    char err[LS_ERR_LEN];
-    int status;
-    if (r->call.beam_width > 0)
-        r->j = beamrun(h->ctx, &r->call, h->cfg.threads, beam_client_gone, r->conn, &status,
-                       err, sizeof err);
-    else
-        r->j = sched_submit(h->s, &r->call.req, &status, err, sizeof err);
-    if (!r->j) {
-        if (status == 499) return MHD_NO; /* the client left during its beam search */
-        /* api.c has already refused prompts that do not fit (context_length_exceeded) */
-        api_error_set(&e, status, status == 503 ? "server_error" : "invalid_request_error", NULL,
-                      NULL, "%s", err);
-        return send_error(r, &e);
-    }
-    make_id(h, chat ? "chatcmpl-" : "cmpl-", r->id, sizeof r->id);
-    long created = (long)time(NULL);
+    job *j = r->j;
     if (r->call.stream) {
-        if (api_stream_init(&r->st, h->ctx, &r->call, r->j, r->id, created) != 0) {
-            sched_cancel(h->s, r->j);
+        if (api_stream_init(&r->st, h->ctx, &r->call, j, r->id, r->created) != 0) {
+            sched_cancel(h->s, j);
             return fail(r, 500, "server_error", NULL, "%s", "out of memory");
         }
+        r->st_init = true;
         r->status = 200;
         struct MHD_Response *res =
             MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_reader, r, NULL);
@@ -241,28 +532,124 @@ static enum MHD_Result run_generation(req_ctx *r, bool chat) {
         MHD_destroy_response(res);
         return rc;
     }
-    /* whole response: wait for the job, watching for the client to leave */
-    job *j = r->j;
-    pthread_mutex_lock(&j->mu);
-    while (j->n_finished < j->req.n) {
-        wait_slice(j);
-        if (client_gone(r->conn)) {
-            pthread_mutex_unlock(&j->mu);
+    for (;;) {
+        bool gone, probe, stopping;
+        take_flags(r, &gone, &probe, &stopping);
+        if (gone) {
             sched_cancel(h->s, j);
-            return MHD_NO;
+            return MHD_NO; /* on_completed counts 499 */
         }
+        pthread_mutex_lock(&j->mu);
+        bool finished = j->n_finished == j->req.n;
+        pthread_mutex_unlock(&j->mu);
+        if (finished) break;
+        if (stopping) {
+            sched_cancel(h->s, j);
+            return fail(r, 503, "server_error", NULL, "%s",
+                        "the request was cancelled (server shutting down)");
+        }
+        if (suspend_wait(r, W_WHOLE, 0)) return MHD_YES; /* on_request again once resumed */
     }
     bool failed = false;
+    pthread_mutex_lock(&j->mu);
     for (int c = 0; c < j->req.n; c++)
         failed = failed || j->choices[c].finish == FINISH_ERROR ||
                  j->choices[c].finish == FINISH_CANCEL;
     pthread_mutex_unlock(&j->mu);
     if (failed) {
+        api_error e;
         api_error_set(&e, 503, "server_error", NULL, NULL, "%s",
                       j->error[0] ? j->error : "the request was cancelled (server shutting down)");
         return send_error(r, &e);
     }
-    return send_json(r, 200, api_response_json(h->ctx, &r->call, j, r->id, created));
+    return send_json(r, 200, api_response_json(h->ctx, &r->call, j, r->id, r->created));
+}
+
+static void *beam_main(void *arg) {
+    req_ctx *r = arg;
+    http_server *h = r->h;
+    job *j = beamrun(h->ctx, &r->call, h->cfg.threads, beam_gone, r, &r->beam_status, r->beam_err,
+                     sizeof r->beam_err);
+    pthread_mutex_lock(&h->mu);
+    r->j = j;
+    r->beam_done = true;
+    h->n_beams--;
+    wake_locked(h, r);
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    return NULL;
+}
+
+/* Starts r's beam search on a thread of its own and suspends the connection until it ends. */
+static enum MHD_Result start_beam(req_ctx *r) {
+    http_server *h = r->h;
+    pthread_mutex_lock(&h->mu);
+    if (atomic_load(&h->stopping)) {
+        pthread_mutex_unlock(&h->mu);
+        return fail(r, 503, "server_error", NULL, "%s", "the server is shutting down");
+    }
+    r->wait = W_BEAM;
+    MHD_suspend_connection(r->conn);
+    r->suspended = true;
+    h->n_beams++;
+    h->n_gen++;
+    r->counted = true;
+    if (pthread_create(&r->beam, NULL, beam_main, r) == 0) {
+        r->beam_started = true;
+    } else {
+        r->beam_done = true;
+        r->beam_status = 503;
+        snprintf(r->beam_err, sizeof r->beam_err, "cannot start a thread for the beam search");
+        h->n_beams--;
+        wake_locked(h, r);
+    }
+    pthread_mutex_unlock(&h->mu);
+    return MHD_YES;
+}
+
+/* on_request once the beam thread has resumed the connection. */
+static enum MHD_Result beam_finished(req_ctx *r) {
+    if (r->beam_started && !r->beam_joined) {
+        pthread_join(r->beam, NULL);
+        r->beam_joined = true;
+    }
+    r->wait = W_NONE;
+    if (!r->j) {
+        if (r->beam_status == 499) return MHD_NO; /* the client left during its search */
+        if (!r->beam_err[0]) snprintf(r->beam_err, sizeof r->beam_err, "beam search failed");
+        api_error e;
+        api_error_set(&e, r->beam_status,
+                      r->beam_status == 503 ? "server_error" : "invalid_request_error", NULL,
+                      NULL, "%s", r->beam_err);
+        return send_error(r, &e);
+    }
+    return respond_job(r);
+}
+
+static enum MHD_Result run_generation(req_ctx *r, bool chat) {
+    http_server *h = r->h;
+    api_error e;
+    if ((chat ? api_parse_chat : api_parse_completion)(h->ctx, r->body, r->body_len, &r->call,
+                                                       &e) != 0)
+        return send_error(r, &e);
+    r->prompt_tokens = r->call.req.n_prompt;
+    make_id(h, chat ? "chatcmpl-" : "cmpl-", r->id, sizeof r->id);
+    r->created = (long)time(NULL);
+    if (r->call.beam_width > 0) return start_beam(r);
+    char err[LS_ERR_LEN];
+    int status;
+    r->j = sched_submit(h->s, &r->call.req, &status, err, sizeof err);
+    if (!r->j) {
+        /* api.c has already refused prompts that do not fit (context_length_exceeded) */
+        api_error_set(&e, status, status == 503 ? "server_error" : "invalid_request_error", NULL,
+                      NULL, "%s", err);
+        return send_error(r, &e);
+    }
+    pthread_mutex_lock(&h->mu);
+    h->n_gen++;
+    r->counted = true;
+    pthread_mutex_unlock(&h->mu);
+    return respond_job(r);
 }
 
 /* --- CORS --- */
@@ -392,10 +779,46 @@ static enum MHD_Result dispatch(req_ctx *r, const char *url, const char *method)
     return MHD_NO;
 }
 
+
+/* Whether dispatch would ask this request for the API key: the same order as dispatch (the
+ * chat page, a preflight, unknown paths, wrong methods and /health come before the key). */
+static bool needs_key(const req_ctx *r, const char *url, const char *method) {
+    const http_server *h = r->h;
+    if (!h->cfg.api_key[0] || (h->cfg.webui && webui_find(url))) return false;
+    if (r->cors && !strcmp(method, "OPTIONS") &&
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Access-Control-Request-Method"))
+        return false;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
+        if (!strcmp(url, routes[i].path) && !strcmp(method, routes[i].method))
+            return routes[i].kind != R_HEALTH;
+    return false;
+}
+
+/* The first call for a request, once its headers are in and before its body is read: the
+ * framing, the API key and the declared size are checked here, so that a request refused for
+ * any of them never has its body read (libmicrohttpd closes the connection after the answer). */
+static enum MHD_Result on_headers(req_ctx *r, const char *url, const char *method) {
+    http_server *h = r->h;
+    enum MHD_Result rc;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
+        if (!strcmp(url, routes[i].path)) r->route = routes[i].path; /* as dispatch sets it */
+    if (check_framing(r, &rc)) return rc;
+    if (needs_key(r, url, method) && !authorized(h, r->conn)) {
+        return fail(r, 401, "authentication_error", "invalid_api_key", "%s",
+                    "missing or invalid API key (send 'Authorization: Bearer KEY')");
+    }
+    const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Length");
+    if (cl && strtoull(cl, NULL, 10) > (unsigned long long)h->cfg.max_body) {
+        r->too_large = true;
+        return fail(r, 413, "invalid_request_error", NULL, "%s",
+                    "the request body is larger than the server accepts (--max-body)");
+    }
+    return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_size, void **con_cls) {
-    (void)version;
     http_server *h = cls;
     req_ctx *r = *con_cls;
     if (!r) {
@@ -405,17 +828,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->conn = conn;
         r->route = "other";
         r->t_start = ls_now();
+        r->http10 = version && !strcmp(version, "HTTP/1.0");
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        r->cc = ci ? ci->socket_context : NULL;
         const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
         r->cors = cfg_cors_match(h->cfg.cors_origin, origin ? origin : "",
                                  origin ? strlen(origin) : 0);
         *con_cls = r;
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-        if (cl && strtoull(cl, NULL, 10) > (unsigned long long)h->cfg.max_body) {
-            r->too_large = true;
-            return fail(r, 413, "invalid_request_error", NULL, "%s",
-                        "the request body is larger than the server accepts (--max-body)");
+        enum MHD_Result rc = on_headers(r, url, method);
+        if (r->status && r->cc) { /* answered already: no deadline for a body never read */
+            pthread_mutex_lock(&h->mu);
+            disarm_locked(h, r->cc);
+            pthread_mutex_unlock(&h->mu);
         }
-        return MHD_YES;
+        return rc;
     }
     if (*upload_size > 0) {
         size_t n = *upload_size;
@@ -430,14 +857,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             /* Over the limit part-way (a chunked upload has no Content-Length to check up
              * front). libmicrohttpd refuses a response queued in the middle of an upload,
              * which closed the connection without an answer; so the rest of the body is
-             * discarded as it comes (memory stays bounded, --timeout bounds the time) and
-             * dispatch answers 413 once the upload has ended. */
+             * discarded as it comes (memory stays bounded, --request-timeout bounds the time)
+             * and dispatch answers 413 once the upload has ended. */
             r->too_large = true;
         }
         *upload_size = 0;
         return MHD_YES;
     }
+    if (r->dispatched) { /* resumed */
+        if (r->wait == W_BEAM) return beam_finished(r);
+        if (r->wait == W_WHOLE) return respond_job(r);
+        return MHD_NO; /* nothing else suspends in on_request */
+    }
     if (r->status) return MHD_YES; /* already answered (413 during the upload) */
+    r->dispatched = true;
+    if (r->cc) { /* the whole request is in: its deadline no longer applies */
+        pthread_mutex_lock(&h->mu);
+        disarm_locked(h, r->cc);
+        pthread_mutex_unlock(&h->mu);
+    }
     return dispatch(r, url, method);
 }
 
@@ -457,6 +895,17 @@ static void log_request(const req_ctx *r, double total) {
     cJSON_Delete(f);
 }
 
+/* The status a request is counted and logged with. A generation whose answer did not reach
+ * its client in full is 499 (client closed request, as nginx counts it), whatever status was
+ * queued; a request cut by its deadline is 408. */
+static int final_status(const req_ctx *r, enum MHD_RequestTerminationCode toe, bool timed_out) {
+    if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && r->status) return r->status;
+    if (toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN) return r->status ? r->status : 503;
+    if (timed_out && !r->dispatched) return 408;
+    if (!r->status || r->counted) return 499;
+    return r->status;
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
     (void)conn;
@@ -464,11 +913,19 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     req_ctx *r = *con_cls;
     if (!r) return;
     *con_cls = NULL;
+    if (r->beam_started && !r->beam_joined) pthread_join(r->beam, NULL); /* it has resumed us */
+    pthread_mutex_lock(&h->mu);
+    bool timed_out = r->cc && r->cc->timed_out;
+    if (r->suspended) wake_locked(h, r); /* never expected: unlink before r is freed */
+    if (r->cc && !r->cc->timed_out) arm_locked(h, r->cc, ls_now()); /* the next request's */
+    if (r->counted) h->n_gen--;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
     if (r->j) {
         if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) sched_cancel(h->s, r->j);
         record_job(r, r->j);
     }
-    if (!r->status) r->status = 499; /* the client left before an answer */
+    r->status = final_status(r, toe, timed_out);
     double total = ls_now() - r->t_start;
     /* before the request counter, so a scrape that sees the request sees its duration; only
      * completions and chat have a job */
@@ -476,13 +933,43 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     metrics_request(r->route, r->status);
     if (h->cfg.log_requests) log_request(r, total);
     if (r->j) {
-        api_stream_free(&r->st);
+        if (r->st_init) api_stream_free(&r->st);
         job_release(r->j);
     }
     api_call_free(&r->call);
     free(r->body);
     free(r->out);
     free(r);
+}
+
+/* Connections from accept to close: each gets a conn_ctx and a request deadline. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+    http_server *h = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        conn_ctx *c = ci ? calloc(1, sizeof *c) : NULL;
+        if (!c) {
+            if (ci) shutdown(ci->connect_fd, SHUT_RDWR); /* no deadline possible: refuse it */
+            return;
+        }
+        c->fd = ci->connect_fd;
+        *socket_context = c;
+        pthread_mutex_lock(&h->mu);
+        arm_locked(h, c, ls_now());
+        pthread_mutex_unlock(&h->mu);
+        metrics_connections(1);
+        return;
+    }
+    conn_ctx *c = *socket_context; /* MHD_CONNECTION_NOTIFY_CLOSED, before the socket closes */
+    if (!c) return;
+    *socket_context = NULL;
+    pthread_mutex_lock(&h->mu);
+    disarm_locked(h, c);
+    pthread_mutex_unlock(&h->mu);
+    free(c);
+    metrics_connections(-1);
 }
 
 /* libmicrohttpd's own messages (a failed accept, a socket error), into our log. */
@@ -497,6 +984,25 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
     cJSON_Delete(f);
 }
 
+/* Raises RLIMIT_NOFILE's soft limit to what HTTP_MAX_CONNECTIONS needs (as far as the hard
+ * limit allows) and returns the connection limit that fits under it. */
+static unsigned fd_limit(unsigned long long *nofile) {
+    struct rlimit rl;
+    unsigned long long need = HTTP_MAX_CONNECTIONS + FD_RESERVE;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        *nofile = 0;
+        return 256; /* unknown: a cautious guess */
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+        rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+        struct rlimit nl = {want, rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &nl) == 0) rl.rlim_cur = want;
+    }
+    *nofile = rl.rlim_cur == RLIM_INFINITY ? need : rl.rlim_cur;
+    if (*nofile >= need) return HTTP_MAX_CONNECTIONS;
+    return *nofile > 2 * FD_RESERVE ? (unsigned)(*nofile - FD_RESERVE) : FD_RESERVE;
+}
+
 http_server *http_start(const cfg_server *cfg, char *err, size_t errlen) {
     http_server *h = calloc(1, sizeof *h);
     if (!h) {
@@ -505,11 +1011,17 @@ http_server *http_start(const cfg_server *cfg, char *err, size_t errlen) {
     }
     h->cfg = *cfg;
     atomic_init(&h->ready, false);
+    atomic_init(&h->stopping, false);
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* ls_now's clock: a clock step is no wait */
+    pthread_cond_init(&h->cv, &ca);
+    pthread_condattr_destroy(&ca);
     struct sockaddr_in6 a6 = {0};
     struct sockaddr_in a4 = {0};
     struct sockaddr *addr;
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (inet_pton(AF_INET, cfg->host, &a4.sin_addr) == 1) {
         a4.sin_family = AF_INET;
         a4.sin_port = htons((uint16_t)cfg->port);
@@ -520,31 +1032,44 @@ http_server *http_start(const cfg_server *cfg, char *err, size_t errlen) {
         addr = (struct sockaddr *)&a6;
         flags |= MHD_USE_IPv6;
     } else {
-        free(h);
         ls_fail(err, errlen, "host '%s' is not an IPv4 or IPv6 address", cfg->host);
-        return NULL;
+        goto fail;
     }
-    unsigned limit = (unsigned)(cfg->parallel + cfg->max_queue + 64);
+    h->max_conns = fd_limit(&h->nofile);
+    if (pthread_create(&h->notifier, NULL, notifier_main, h) != 0) {
+        ls_fail(err, errlen, "cannot start the notifier thread");
+        goto fail;
+    }
+    h->notifier_started = true;
     h->d = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, h,
                             /* first, or libmicrohttpd prints the earlier options' errors itself */
                             MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
                             MHD_OPTION_SOCK_ADDR, addr,
+                            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTP_LOOP_THREADS,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->timeout,
-                            MHD_OPTION_CONNECTION_LIMIT, limit,
+                            MHD_OPTION_CONNECTION_LIMIT, h->max_conns,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+                            MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
                             MHD_OPTION_END);
     if (!h->d) {
-        free(h);
         ls_fail(err, errlen, "cannot listen on %s:%d (address in use or not permitted)",
                 cfg->host, cfg->port);
-        return NULL;
+        goto fail;
     }
     return h;
+fail:
+    http_free(h);
+    return NULL;
 }
 
 int http_port(const http_server *h) {
     const union MHD_DaemonInfo *i = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
     return i ? i->port : -1;
+}
+
+void http_limits(const http_server *h, unsigned long long *open_files, int *max_connections) {
+    *open_files = h->nofile;
+    *max_connections = (int)h->max_conns;
 }
 
 void http_set_ready(http_server *h, sched *s, const api_ctx *ctx) {
@@ -559,7 +1084,37 @@ void http_quiesce(http_server *h) {
 }
 
 void http_stop(http_server *h) {
-    if (!h) return;
+    if (!h || !h->d) return;
+    pthread_mutex_lock(&h->mu);
+    atomic_store(&h->stopping, true); /* from here on nothing suspends */
+    while (h->waiting) wake_locked(h, h->waiting);
+    /* Beam searches end within a step (beam_gone); each resumes its own connection, and
+     * libmicrohttpd must not be stopped while one is still suspended. Requests whose job has
+     * ended get a moment to write their last bytes. */
+    double until = ls_now() + 5;
+    while (h->n_beams > 0 || (h->n_gen > 0 && ls_now() < until)) {
+        struct timespec ts;
+        timespec_at(&ts, h->n_beams > 0 ? ls_now() + 1 : until);
+        pthread_cond_timedwait(&h->cv, &h->mu, &ts);
+        while (h->waiting) wake_locked(h, h->waiting);
+    }
+    pthread_mutex_unlock(&h->mu);
     MHD_stop_daemon(h->d);
+    h->d = NULL;
+}
+
+void http_free(http_server *h) {
+    if (!h) return;
+    http_stop(h);
+    if (h->notifier_started) {
+        pthread_mutex_lock(&h->mu);
+        h->quit = true;
+        pthread_cond_signal(&h->cv);
+        pthread_mutex_unlock(&h->mu);
+        pthread_join(h->notifier, NULL);
+    }
+    free(h->pfd);
+    pthread_mutex_destroy(&h->mu);
+    pthread_cond_destroy(&h->cv);
     free(h);
 }

@@ -1,7 +1,8 @@
 /* http: the libmicrohttpd front end. Parses and routes requests, checks the API key, hands
  * generation to the scheduler and writes results back (JSON, or Server-Sent Events over chunked
- * HTTP). Never touches the model's tensors. Threads: one per connection (see http.c for why);
- * http_* functions are called from the main thread only. */
+ * HTTP). Never touches the model's tensors. Threads: a small pool of event-loop workers, a
+ * notifier and one thread per running beam search (see the top of http.c); http_* functions
+ * are called from the main thread only, except http_progress (the scheduler thread). */
 #ifndef LS_HTTP_H
 #define LS_HTTP_H
 
@@ -20,7 +21,16 @@ int http_port(const http_server *h);
 void http_set_ready(http_server *h, sched *s, const api_ctx *ctx);
 /* Stops accepting new connections; open ones are served until http_stop. */
 void http_quiesce(http_server *h);
-/* Closes every connection (their threads end) and frees the server. */
+/* RLIMIT_NOFILE's soft limit as raised at startup, and the connection limit under it. */
+void http_limits(const http_server *h, unsigned long long *open_files, int *max_connections);
+/* The scheduler's on_progress hook (sched_params): wakes the connections waiting on jobs.
+ * Any thread; quick; callable from http_start until http_free. */
+void http_progress(void *h);
+/* Stops serving: resumes every waiting request, lets beam searches end and finished requests
+ * write their last bytes (up to 5 s), then closes every connection. After it no request calls
+ * the scheduler. Idempotent. */
 void http_stop(http_server *h);
+/* http_stop, then frees the server (after the scheduler that calls http_progress is gone). */
+void http_free(http_server *h);
 
 #endif

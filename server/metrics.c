@@ -11,11 +11,13 @@
 static const char *const routes[] = {"/v1/completions", "/v1/chat/completions", "/v1/models",
                                      "/health", "/metrics", "/tokenize", "/detokenize", "other"};
 #define N_ROUTES (sizeof routes / sizeof routes[0])
-static const int statuses[] = {200, 400, 401, 404, 405, 413, 429, 500, 503};
+/* 408: the request did not arrive within --request-timeout; 499: the client left first */
+static const int statuses[] = {200, 400, 401, 404, 405, 408, 413, 429, 499, 500, 501, 503};
 #define N_STATUS (sizeof statuses / sizeof statuses[0])
 static atomic_ullong requests[N_ROUTES][N_STATUS + 1]; /* last column: any other status */
 static atomic_ullong prompt_tokens, generated_tokens, cached_tokens;
 static atomic_int beam_running;
+static atomic_int connections; /* open HTTP connections */
 
 static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
 #define N_BUCKETS (sizeof buckets / sizeof buckets[0])
@@ -51,6 +53,7 @@ static void observe(histogram *h, double s) {
 }
 
 void metrics_ttft(double seconds) { observe(&ttft, seconds); }
+void metrics_connections(int delta) { atomic_fetch_add_explicit(&connections, delta, memory_order_relaxed); }
 void metrics_beam_running(int delta) { atomic_fetch_add_explicit(&beam_running, delta, memory_order_relaxed); }
 void metrics_itl(double seconds) { observe(&itl, seconds); }
 void metrics_duration(double seconds) { observe(&duration, seconds); }
@@ -127,6 +130,9 @@ char *metrics_render(int busy_slots, int slots, int queued, long long kv_tokens,
     put(&t, "# HELP llamaserve_beam_searches_running Beam searches running (outside the slots).\n"
             "# TYPE llamaserve_beam_searches_running gauge\nllamaserve_beam_searches_running %d\n",
         atomic_load(&beam_running));
+    put(&t, "# HELP llamaserve_http_connections Open HTTP connections (idle ones included).\n"
+            "# TYPE llamaserve_http_connections gauge\nllamaserve_http_connections %d\n",
+        atomic_load(&connections));
     put(&t, "# HELP llamaserve_slots_total Slots.\n"
             "# TYPE llamaserve_slots_total gauge\nllamaserve_slots_total %d\n", slots);
     put(&t, "# HELP llamaserve_kv_cache_tokens Tokens held in the slots' KV caches (running "

@@ -14,6 +14,8 @@ void metrics_ttft(double seconds);
 void metrics_itl(double seconds);
 /* A completions or chat request answered 200, from arrival to its last byte. */
 void metrics_duration(double seconds);
+/* An HTTP connection opened (+1) or closed (-1). */
+void metrics_connections(int delta);
 /* A beam search started (+1) or ended (-1). */
 void metrics_beam_running(int delta);
 

@@ -463,11 +463,20 @@ static void step(sched *s) {
     pthread_mutex_unlock(&s->mu);
 }
 
+static void progress(sched *s) {
+    if (s->p.on_progress) s->p.on_progress(s->p.progress_arg);
+}
+
 static void *sched_main(void *arg) {
     sched *s = arg;
     for (;;) {
         pthread_mutex_lock(&s->mu);
         admit_locked(s, ls_now());
+        if (!s->stopping && s->n_busy == 0 && !s->q_head) {
+            pthread_mutex_unlock(&s->mu);
+            progress(s); /* admission may have ended jobs (max_tokens 0, cancelled) */
+            pthread_mutex_lock(&s->mu);
+        }
         while (!s->stopping && s->n_busy == 0 && !s->q_head) pthread_cond_wait(&s->cv, &s->mu);
         if (s->stopping) {
             pthread_mutex_unlock(&s->mu);
@@ -476,6 +485,7 @@ static void *sched_main(void *arg) {
         admit_locked(s, ls_now());
         pthread_mutex_unlock(&s->mu);
         step(s);
+        progress(s);
     }
     /* shutting down: end what runs and what waits */
     for (int i = 0; i < s->p.parallel; i++)
@@ -483,6 +493,7 @@ static void *sched_main(void *arg) {
     pthread_mutex_lock(&s->mu);
     dequeue_cancelled(s, NULL);
     pthread_mutex_unlock(&s->mu);
+    progress(s);
     return NULL;
 }
 

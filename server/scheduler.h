@@ -94,6 +94,11 @@ typedef struct {
     int max_queue;  /* jobs waiting beyond the busy slots; 0 = none may wait */
     kv_type kv;
     bool prompt_cache; /* a free slot keeps its KV cache; a new prompt reuses its longest prefix */
+    /* Called on the scheduler thread with no lock held after every step and whenever that
+     * thread has ended jobs, so that the HTTP front end can wake the connections waiting on
+     * them. Must be quick and must not call sched_*. NULL: none. */
+    void (*on_progress)(void *arg);
+    void *progress_arg;
 } sched_params;
 
 /* Starts the scheduler thread. The model is borrowed and must outlive the scheduler. */

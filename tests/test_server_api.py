@@ -520,7 +520,7 @@ def test_beam_search_client_leaves(s):
     """A client that leaves during a long beam search ends it: /metrics shows the search
     running, then, once the client has gone, not running, with the request logged as abandoned
     (499) and never answered; the next search is served."""
-    key = 'llamaserve_requests_total{route="/v1/completions",status="other"}'
+    key = 'llamaserve_requests_total{route="/v1/completions",status="499"}'
     running = "llamaserve_beam_searches_running"
     before = s.metrics().get(key, 0)
     long = json.dumps({"prompt": PROMPT, "max_tokens": 200, "use_beam_search": True,
