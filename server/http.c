@@ -59,10 +59,10 @@
 #include <unistd.h>
 
 #define CORS_MAX_AGE "7200" /* seconds a browser may reuse a preflight answer (Chromium's cap) */
-#define HTTP_LOOP_THREADS 4  /* event-loop workers: a slow parse on one leaves three answering */
+#define HTTP_LOOP_THREADS 4 /* event-loop workers: a slow parse on one leaves three answering */
 #define HTTP_MAX_CONNECTIONS 4096 /* open sockets at most; idle ones cost no thread */
-#define FD_RESERVE 64        /* descriptors besides the connections: model, log, epoll, ... */
-#define SAFETY_TICK_S 1.0    /* a missed wakeup costs at most this (none is expected) */
+#define FD_RESERVE 64             /* descriptors besides the connections: model, log, epoll, ... */
+#define SAFETY_TICK_S 1.0         /* a missed wakeup costs at most this (none is expected) */
 #define PROBE_HTTP "HTTP/1.1 100 Continue\r\n\r\n"
 #define PROBE_SSE ":\n\n"
 
@@ -71,9 +71,9 @@ typedef struct req_ctx req_ctx;
 /* One connection, from accept to close (libmicrohttpd's socket context). */
 typedef struct conn_ctx {
     int fd;
-    double deadline;         /* monotonic seconds by which the whole request must be in */
-    bool armed;              /* in the deadline FIFO (under h->mu) */
-    bool timed_out;          /* the notifier shut it down at its deadline (under h->mu) */
+    double deadline;              /* monotonic seconds by which the whole request must be in */
+    bool armed;                   /* in the deadline FIFO (under h->mu) */
+    bool timed_out;               /* the notifier shut it down at its deadline (under h->mu) */
     struct conn_ctx *prev, *next; /* deadline FIFO, oldest first (under h->mu) */
 } conn_ctx;
 
@@ -83,23 +83,23 @@ struct http_server {
     struct MHD_Daemon *d;
     cfg_server cfg;
     atomic_bool ready;
-    sched *s;               /* set once by http_set_ready, before ready becomes true */
+    sched *s; /* set once by http_set_ready, before ready becomes true */
     const api_ctx *ctx;
     atomic_ullong next_id;
-    unsigned max_conns;     /* the connection limit after RLIMIT_NOFILE */
+    unsigned max_conns;        /* the connection limit after RLIMIT_NOFILE */
     unsigned long long nofile; /* RLIMIT_NOFILE's soft limit at startup */
 
     /* Lock order: mu, then j->mu, then libmicrohttpd's locks (see the top of this file). */
-    pthread_mutex_t mu;     /* guards everything below */
-    pthread_cond_t cv;      /* the notifier waits here; http_stop waits here for beams */
-    bool progress;          /* http_progress was called since the notifier last looked */
-    bool quit;              /* the notifier ends */
-    atomic_bool stopping;   /* http_stop began: nothing suspends any more (written under mu) */
-    int n_beams;            /* beam threads running */
-    int n_gen;              /* open requests that hold a job or run a beam search */
-    req_ctx *waiting;       /* suspended requests that wait on a job (W_STREAM, W_WHOLE) */
+    pthread_mutex_t mu;          /* guards everything below */
+    pthread_cond_t cv;           /* the notifier waits here; http_stop waits here for beams */
+    bool progress;               /* http_progress was called since the notifier last looked */
+    bool quit;                   /* the notifier ends */
+    atomic_bool stopping;        /* http_stop began: nothing suspends any more (written under mu) */
+    int n_beams;                 /* beam threads running */
+    int n_gen;                   /* open requests that hold a job or run a beam search */
+    req_ctx *waiting;            /* suspended requests that wait on a job (W_STREAM, W_WHOLE) */
     conn_ctx *dl_head, *dl_tail; /* deadline FIFO */
-    struct pollfd *pfd;     /* (pfd_cap) the notifier's poll set */
+    struct pollfd *pfd;          /* (pfd_cap) the notifier's poll set */
     size_t pfd_cap;
     pthread_t notifier;
     bool notifier_started;
@@ -108,16 +108,16 @@ struct http_server {
 struct req_ctx {
     http_server *h;
     conn_ctx *cc;
-    const char *route;      /* for metrics and the log line */
-    char *body;             /* (body_len) bytes received, up to max_body */
+    const char *route; /* for metrics and the log line */
+    char *body;        /* (body_len) bytes received, up to max_body */
     size_t body_len;
     bool too_large;
-    bool http10;            /* an HTTP/1.0 client: no interim (1xx) responses */
-    bool dispatched;        /* the whole request has arrived and was routed */
+    bool http10;     /* an HTTP/1.0 client: no interim (1xx) responses */
+    bool dispatched; /* the whole request has arrived and was routed */
     int status;
     int prompt_tokens, completion_tokens;
     double t_start, t_queue, t_first; /* seconds: arrival, admission wait, first token */
-    int cors;               /* cfg_cors_match of the request's Origin: 0 none, 1 listed, 2 "*" */
+    int cors; /* cfg_cors_match of the request's Origin: 0 none, 1 listed, 2 "*" */
     api_call call;
     job *j;
     long created;
@@ -126,20 +126,20 @@ struct req_ctx {
     /* streaming state, owned by the worker */
     api_stream st;
     bool st_init;
-    char *out;              /* pending event bytes */
+    char *out; /* pending event bytes */
     size_t out_len, out_cap, out_pos;
     /* waiting: under h->mu (a beam thread owns probed while its search runs) */
-    int wait;               /* W_* */
+    int wait; /* W_* */
     bool suspended;
-    bool gone;              /* the client reset the connection or a probe failed */
-    bool probed;            /* an end of stream was seen and probed */
-    bool probe_pending;     /* a stream must write PROBE_SSE */
+    bool gone;               /* the client reset the connection or a probe failed */
+    bool probed;             /* an end of stream was seen and probed */
+    bool probe_pending;      /* a stream must write PROBE_SSE */
     unsigned long long seen; /* job_mark when it suspended */
-    req_ctx *wprev, *wnext; /* h->waiting */
+    req_ctx *wprev, *wnext;  /* h->waiting */
     /* beam search */
     pthread_t beam;
     bool beam_started, beam_joined, beam_done;
-    bool counted;           /* in h->n_gen */
+    bool counted; /* in h->n_gen */
     int beam_status;
     char beam_err[LS_ERR_LEN];
 };
@@ -164,9 +164,9 @@ static void add_cors(const req_ctx *r, struct MHD_Response *res) {
 static enum MHD_Result send_text(req_ctx *r, int status, const char *type, char *body,
                                  bool retry_after) {
     r->status = status;
-    struct MHD_Response *res = MHD_create_response_from_buffer(
-        body ? strlen(body) : 0, body ? body : (void *)"", body ? MHD_RESPMEM_MUST_FREE
-                                                                : MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *res =
+        MHD_create_response_from_buffer(body ? strlen(body) : 0, body ? body : (void *)"",
+                                        body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (!res) {
         free(body);
         return MHD_NO;
@@ -239,14 +239,18 @@ static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const 
     (void)kind;
     framing *f = cls;
     if (!value) value = "";
-    while (*value == ' ' || *value == '\t') value++;
+    while (*value == ' ' || *value == '\t')
+        value++;
     if (!strcasecmp(key, "Content-Length")) {
-        if (f->n_cl++ == 0) snprintf(f->cl, sizeof f->cl, "%s", value);
-        else if (strcmp(f->cl, value) != 0) f->cl_differ = true;
+        if (f->n_cl++ == 0)
+            snprintf(f->cl, sizeof f->cl, "%s", value);
+        else if (strcmp(f->cl, value) != 0)
+            f->cl_differ = true;
     } else if (!strcasecmp(key, "Transfer-Encoding")) {
         f->n_te++;
         size_t n = strlen(value);
-        while (n > 0 && (value[n - 1] == ' ' || value[n - 1] == '\t')) n--;
+        while (n > 0 && (value[n - 1] == ' ' || value[n - 1] == '\t'))
+            n--;
         if (n != 7 || strncasecmp(value, "chunked", 7) != 0) f->te_unknown = true;
     }
     return MHD_YES;
@@ -257,9 +261,12 @@ static int check_framing(req_ctx *r, enum MHD_Result *rc) {
     framing f = {0};
     MHD_get_connection_values(r->conn, MHD_HEADER_KIND, framing_header, &f);
     const char *why = NULL;
-    if (f.n_cl > 0 && f.n_te > 0) why = "Content-Length together with Transfer-Encoding";
-    else if (f.cl_differ) why = "Content-Length headers that differ";
-    else if (f.n_te > 1) why = "more than one Transfer-Encoding header";
+    if (f.n_cl > 0 && f.n_te > 0)
+        why = "Content-Length together with Transfer-Encoding";
+    else if (f.cl_differ)
+        why = "Content-Length headers that differ";
+    else if (f.n_te > 1)
+        why = "more than one Transfer-Encoding header";
     if (why) {
         *rc = fail(r, 400, "invalid_request_error", NULL, "ambiguous request framing: %s", why);
         return 1;
@@ -286,8 +293,8 @@ static unsigned long long job_mark_locked(const job *j) {
 /* Whether what r waits for has happened since it recorded r->seen. Called with h->mu held. */
 static bool has_news(req_ctx *r) {
     pthread_mutex_lock(&r->j->mu);
-    bool news = r->wait == W_WHOLE ? r->j->n_finished == r->j->req.n
-                                   : job_mark_locked(r->j) != r->seen;
+    bool news =
+        r->wait == W_WHOLE ? r->j->n_finished == r->j->req.n : job_mark_locked(r->j) != r->seen;
     pthread_mutex_unlock(&r->j->mu);
     return news;
 }
@@ -296,8 +303,10 @@ static bool has_news(req_ctx *r) {
 static void wake_locked(http_server *h, req_ctx *r) {
     if (!r->suspended) return;
     if (r->wait == W_STREAM || r->wait == W_WHOLE) {
-        if (r->wprev) r->wprev->wnext = r->wnext;
-        else h->waiting = r->wnext;
+        if (r->wprev)
+            r->wprev->wnext = r->wnext;
+        else
+            h->waiting = r->wnext;
         if (r->wnext) r->wnext->wprev = r->wprev;
         r->wprev = r->wnext = NULL;
     }
@@ -349,7 +358,8 @@ static int beam_gone(void *arg) {
  * client has gone, probe those that half-closed. Called with h->mu held. */
 static void scan_waiting(http_server *h) {
     size_t n = 0;
-    for (req_ctx *r = h->waiting; r; r = r->wnext) n++;
+    for (req_ctx *r = h->waiting; r; r = r->wnext)
+        n++;
     if (n > h->pfd_cap) {
         struct pollfd *np = realloc(h->pfd, n * 2 * sizeof *np);
         if (!np) return; /* the safety tick tries again */
@@ -368,7 +378,8 @@ static void scan_waiting(http_server *h) {
             r->gone = true;
         } else if ((ev & POLLRDHUP) && !r->probed) {
             r->probed = true;
-            if (r->wait == W_STREAM) r->probe_pending = true;
+            if (r->wait == W_STREAM)
+                r->probe_pending = true;
             else if (!r->http10 && send(r->cc->fd, PROBE_HTTP, strlen(PROBE_HTTP),
                                         MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
                 r->gone = true;
@@ -383,8 +394,10 @@ static void sweep_deadlines(http_server *h, double now) {
     while (h->dl_head && h->dl_head->deadline <= now) {
         conn_ctx *c = h->dl_head;
         h->dl_head = c->next;
-        if (h->dl_head) h->dl_head->prev = NULL;
-        else h->dl_tail = NULL;
+        if (h->dl_head)
+            h->dl_head->prev = NULL;
+        else
+            h->dl_tail = NULL;
         c->prev = c->next = NULL;
         c->armed = false;
         c->timed_out = true;
@@ -396,21 +409,27 @@ static void sweep_deadlines(http_server *h, double now) {
  * Called with h->mu held. */
 static void disarm_locked(http_server *h, conn_ctx *c) {
     if (!c->armed) return;
-    if (c->prev) c->prev->next = c->next;
-    else h->dl_head = c->next;
-    if (c->next) c->next->prev = c->prev;
-    else h->dl_tail = c->prev;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        h->dl_head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else
+        h->dl_tail = c->prev;
     c->prev = c->next = NULL;
     c->armed = false;
 }
 
-static void arm_locked(http_server *h, conn_ctx *c, double now) {
+static void arm_locked(http_server *h, conn_ctx *c) {
     disarm_locked(h, c);
-    c->deadline = now + h->cfg.request_timeout;
+    c->deadline = ls_now() + h->cfg.request_timeout; /* under mu: the FIFO stays sorted */
     c->armed = true;
     c->prev = h->dl_tail;
-    if (h->dl_tail) h->dl_tail->next = c;
-    else h->dl_head = c;
+    if (h->dl_tail)
+        h->dl_tail->next = c;
+    else
+        h->dl_head = c;
     h->dl_tail = c;
     if (c == h->dl_head) pthread_cond_signal(&h->cv); /* the notifier's next wakeup moved */
 }
@@ -458,7 +477,8 @@ static void record_job(req_ctx *r, job *j) {
     pthread_mutex_lock(&j->mu);
     r->prompt_tokens = j->req.n_prompt;
     r->completion_tokens = 0;
-    for (int c = 0; c < j->req.n; c++) r->completion_tokens += j->choices[c].n_gen;
+    for (int c = 0; c < j->req.n; c++)
+        r->completion_tokens += j->choices[c].n_gen;
     if (j->t_admit > 0) r->t_queue = j->t_admit - j->t_submit;
     if (j->t_first > 0) r->t_first = j->t_first - j->t_submit;
     pthread_mutex_unlock(&j->mu);
@@ -553,8 +573,8 @@ static enum MHD_Result respond_job(req_ctx *r) {
     bool failed = false;
     pthread_mutex_lock(&j->mu);
     for (int c = 0; c < j->req.n; c++)
-        failed = failed || j->choices[c].finish == FINISH_ERROR ||
-                 j->choices[c].finish == FINISH_CANCEL;
+        failed =
+            failed || j->choices[c].finish == FINISH_ERROR || j->choices[c].finish == FINISH_CANCEL;
     pthread_mutex_unlock(&j->mu);
     if (failed) {
         api_error e;
@@ -619,8 +639,8 @@ static enum MHD_Result beam_finished(req_ctx *r) {
         if (!r->beam_err[0]) snprintf(r->beam_err, sizeof r->beam_err, "beam search failed");
         api_error e;
         api_error_set(&e, r->beam_status,
-                      r->beam_status == 503 ? "server_error" : "invalid_request_error", NULL,
-                      NULL, "%s", r->beam_err);
+                      r->beam_status == 503 ? "server_error" : "invalid_request_error", NULL, NULL,
+                      "%s", r->beam_err);
         return send_error(r, &e);
     }
     return respond_job(r);
@@ -757,28 +777,29 @@ static enum MHD_Result dispatch(req_ctx *r, const char *url, const char *method)
     api_error e;
     char *json = NULL;
     switch (rt->kind) {
-    case R_MODELS: return send_json(r, 200, api_models_json(h->ctx, (long)time(NULL)));
+    case R_MODELS:
+        return send_json(r, 200, api_models_json(h->ctx, (long)time(NULL)));
     case R_METRICS: {
         sched_stats st;
         sched_get_stats(h->s, &st);
-        return send_text(r, 200, "text/plain; version=0.0.4",
-                         metrics_render(st.busy_slots, st.slots, st.queued, st.kv_tokens,
-                                        st.kv_capacity),
-                         false);
+        return send_text(
+            r, 200, "text/plain; version=0.0.4",
+            metrics_render(st.busy_slots, st.slots, st.queued, st.kv_tokens, st.kv_capacity),
+            false);
     }
-    case R_COMPLETIONS: return run_generation(r, false);
-    case R_CHAT: return run_generation(r, true);
+    case R_COMPLETIONS:
+        return run_generation(r, false);
+    case R_CHAT:
+        return run_generation(r, true);
     case R_TOKENIZE:
         if (api_parse_tokenize(h->ctx, r->body, r->body_len, &json, &e)) return send_error(r, &e);
         return send_json(r, 200, json);
     case R_DETOKENIZE:
-        if (api_parse_detokenize(h->ctx, r->body, r->body_len, &json, &e))
-            return send_error(r, &e);
+        if (api_parse_detokenize(h->ctx, r->body, r->body_len, &json, &e)) return send_error(r, &e);
         return send_json(r, 200, json);
     }
     return MHD_NO;
 }
-
 
 /* Whether dispatch would ask this request for the API key: the same order as dispatch (the
  * chat page, a preflight, unknown paths, wrong methods and /health come before the key). */
@@ -817,8 +838,8 @@ static enum MHD_Result on_headers(req_ctx *r, const char *url, const char *metho
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_size, void **con_cls) {
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **con_cls) {
     http_server *h = cls;
     req_ctx *r = *con_cls;
     if (!r) {
@@ -833,8 +854,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
         r->cc = ci ? ci->socket_context : NULL;
         const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
-        r->cors = cfg_cors_match(h->cfg.cors_origin, origin ? origin : "",
-                                 origin ? strlen(origin) : 0);
+        r->cors =
+            cfg_cors_match(h->cfg.cors_origin, origin ? origin : "", origin ? strlen(origin) : 0);
         *con_cls = r;
         enum MHD_Result rc = on_headers(r, url, method);
         if (r->status && r->cc) { /* answered already: no deadline for a body never read */
@@ -901,7 +922,7 @@ static void log_request(const req_ctx *r, double total) {
 static int final_status(const req_ctx *r, enum MHD_RequestTerminationCode toe, bool timed_out) {
     if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && r->status) return r->status;
     if (toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN) return r->status ? r->status : 503;
-    if (timed_out && !r->dispatched) return 408;
+    if (!r->dispatched && (timed_out || toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED)) return 408;
     if (!r->status || r->counted) return 499;
     return r->status;
 }
@@ -917,7 +938,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     pthread_mutex_lock(&h->mu);
     bool timed_out = r->cc && r->cc->timed_out;
     if (r->suspended) wake_locked(h, r); /* never expected: unlink before r is freed */
-    if (r->cc && !r->cc->timed_out) arm_locked(h, r->cc, ls_now()); /* the next request's */
+    if (r->cc && !r->cc->timed_out) arm_locked(h, r->cc); /* the next request's */
     if (r->counted) h->n_gen--;
     pthread_cond_broadcast(&h->cv);
     pthread_mutex_unlock(&h->mu);
@@ -957,7 +978,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         c->fd = ci->connect_fd;
         *socket_context = c;
         pthread_mutex_lock(&h->mu);
-        arm_locked(h, c, ls_now());
+        arm_locked(h, c);
         pthread_mutex_unlock(&h->mu);
         metrics_connections(1);
         return;
@@ -1041,6 +1062,8 @@ http_server *http_start(const cfg_server *cfg, char *err, size_t errlen) {
         goto fail;
     }
     h->notifier_started = true;
+    /* one option per line */
+    /* clang-format off */
     h->d = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, h,
                             /* first, or libmicrohttpd prints the earlier options' errors itself */
                             MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
@@ -1051,9 +1074,10 @@ http_server *http_start(const cfg_server *cfg, char *err, size_t errlen) {
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
                             MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
                             MHD_OPTION_END);
+    /* clang-format on */
     if (!h->d) {
-        ls_fail(err, errlen, "cannot listen on %s:%d (address in use or not permitted)",
-                cfg->host, cfg->port);
+        ls_fail(err, errlen, "cannot listen on %s:%d (address in use or not permitted)", cfg->host,
+                cfg->port);
         goto fail;
     }
     return h;
@@ -1087,7 +1111,8 @@ void http_stop(http_server *h) {
     if (!h || !h->d) return;
     pthread_mutex_lock(&h->mu);
     atomic_store(&h->stopping, true); /* from here on nothing suspends */
-    while (h->waiting) wake_locked(h, h->waiting);
+    while (h->waiting)
+        wake_locked(h, h->waiting);
     /* Beam searches end within a step (beam_gone); each resumes its own connection, and
      * libmicrohttpd must not be stopped while one is still suspended. Requests whose job has
      * ended get a moment to write their last bytes. */
@@ -1096,7 +1121,8 @@ void http_stop(http_server *h) {
         struct timespec ts;
         timespec_at(&ts, h->n_beams > 0 ? ls_now() + 1 : until);
         pthread_cond_timedwait(&h->cv, &h->mu, &ts);
-        while (h->waiting) wake_locked(h, h->waiting);
+        while (h->waiting)
+            wake_locked(h, h->waiting);
     }
     pthread_mutex_unlock(&h->mu);
     MHD_stop_daemon(h->d);

@@ -53,7 +53,9 @@ static void observe(histogram *h, double s) {
 }
 
 void metrics_ttft(double seconds) { observe(&ttft, seconds); }
-void metrics_connections(int delta) { atomic_fetch_add_explicit(&connections, delta, memory_order_relaxed); }
+void metrics_connections(int delta) {
+    atomic_fetch_add_explicit(&connections, delta, memory_order_relaxed);
+}
 void metrics_beam_running(int delta) { atomic_fetch_add_explicit(&beam_running, delta, memory_order_relaxed); }
 void metrics_itl(double seconds) { observe(&itl, seconds); }
 void metrics_duration(double seconds) { observe(&duration, seconds); }
