@@ -111,7 +111,9 @@ static void test_defaults(void) {
     CHECK(c.port == 8080 && c.parallel == 4 && c.ctx_size == 0 && c.threads == 2, "ints");
     CHECK(c.batch_size == 64 && c.kv_type == CFG_KV_F16 && c.max_queue == 64, "ints");
     CHECK(c.max_body == 1048576 && c.max_tokens_limit == 4096 && !strcmp(c.api_key, ""), "ints");
-    CHECK(c.timeout == 10 && c.request_timeout == 30 && c.shutdown_timeout == 10 && c.log_format == CFG_LOG_TEXT, "ints");
+    CHECK(c.timeout == 10 && c.request_timeout == 30 && c.shutdown_timeout == 10 &&
+              c.log_format == CFG_LOG_TEXT,
+          "ints");
     CHECK(c.log_requests && c.seed == -1 && !strcmp(c.config, ""), "bool, seed");
     cfg_free(&c);
 
