@@ -1,5 +1,5 @@
-/* beamrun: beam-search requests. They run outside the slot scheduler, in the requesting
- * connection's thread, on a forward context and KV caches of their own, one search at a time
+/* beamrun: beam-search requests. They run outside the slot scheduler, on a thread http.c
+ * starts for each search (the connection waits suspended), on a forward context and KV caches of their own, one search at a time
  * (a second concurrent one gets 503): engine/beam.c's search is a loop over whole steps that
  * cannot yet interleave with the scheduler's batches. A client that leaves ends its search at
  * the next step. The result is returned whole, or streamed

@@ -301,11 +301,14 @@ def test_client_left_is_499(s):
     sock, got = raw_http(s.port, post_bytes("/v1/completions", json.dumps(
         dict(long, stream=True)).encode()), read_until=b"data: ")
     sock.close()
-    # a waiting request dropped while it runs (its client sent everything and closed)
+    s.wait_metrics(lambda m: count(m, 499) == count(before, 499) + 1 and
+                   m["llamaserve_slots_busy"] == 0, "the dropped stream counted 499, slot free")
+    # a waiting request dropped while it runs (its client sent everything and closed: an end
+    # of stream, probed, then a reset)
     sock, _ = raw_http(s.port, post_bytes("/v1/completions", json.dumps(long).encode()))
-    s.wait_metrics(lambda m: m["llamaserve_slots_busy"] >= 1, "the request runs")
+    s.wait_metrics(lambda m: m["llamaserve_slots_busy"] == 1, "the request runs")
     sock.close()
-    m = s.wait_metrics(lambda m: count(m, 499) >= count(before, 499) + 2 and
+    m = s.wait_metrics(lambda m: count(m, 499) == count(before, 499) + 2 and
                        m["llamaserve_slots_busy"] == 0, "two requests counted 499, slots free")
     assert count(m, 200) == count(before, 200), "a dropped request counted as 200"
     assert any("status=499" in l and "/v1/completions" in l for l in s.stderr_lines), \
