@@ -1037,12 +1037,12 @@ http_server *http_start(const cfg_server *cfg, char *err, size_t errlen) {
     h->cfg = *cfg;
     atomic_init(&h->ready, false);
     atomic_init(&h->stopping, false);
+    if (ls_cond_init_monotonic(&h->cv) != 0) { /* ls_now's clock: a clock step is no wait */
+        free(h);
+        ls_fail(err, errlen, "cannot make a condition variable");
+        return NULL;
+    }
     pthread_mutex_init(&h->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* ls_now's clock: a clock step is no wait */
-    pthread_cond_init(&h->cv, &ca);
-    pthread_condattr_destroy(&ca);
     struct sockaddr_in6 a6 = {0};
     struct sockaddr_in a4 = {0};
     struct sockaddr *addr;
