@@ -8,15 +8,16 @@
  *    stream_reader, on_completed, on_connection. No callback ever waits: a request that needs
  *    the scheduler submits its job and suspends its connection (MHD_suspend_connection) until
  *    there is something to write.
- *  - The notifier (notifier_main). The scheduler calls http_progress after every step and
- *    whenever it has ended jobs; the notifier then looks at every suspended request: it resumes
- *    (MHD_resume_connection) a stream whose job has new output and a whole response whose job
- *    has finished, and polls each suspended socket once, so a client that leaves is noticed
- *    within one decoding step. It also enforces the request deadline (--request-timeout): every
- *    connection that has not yet delivered a whole request sits, oldest first, in a FIFO, and
- *    the notifier shuts down the socket of any that is still there at its deadline; the worker
- *    then sees the end of the stream and closes it. The idle timeout (--timeout) is
- *    libmicrohttpd's own; suspended connections are exempt from it.
+ *  - The notifier (http_notifier_main; the waiting machinery lives in http_wait.c). The
+ *    scheduler calls http_progress after every step and whenever it has ended jobs; the
+ *    notifier then looks at every suspended request: it resumes (MHD_resume_connection) a
+ *    stream whose job has new output and a whole response whose job has finished, and polls
+ *    each suspended socket once, so a client that leaves is noticed within one decoding step.
+ *    It also enforces the request deadline (--request-timeout): every connection that has not
+ *    yet delivered a whole request sits, oldest first, in a FIFO, and the notifier shuts down
+ *    the socket of any that is still there at its deadline; the worker then sees the end of the
+ *    stream and closes it. The idle timeout (--timeout) is libmicrohttpd's own; suspended
+ *    connections are exempt from it.
  *  - One thread per running beam search (beam_main): the search runs there on its own forward
  *    context while the connection is suspended; the thread resumes it when done.
  * Who resumes whom: only the notifier (job progress, client gone, shutdown), a beam thread (its
@@ -32,7 +33,7 @@
  * under h->mu). The scheduler calls http_progress holding none of its locks. Nothing is
  * formatted under h->mu.
  * Owns: the daemon, per-connection and per-request contexts, the notifier thread. */
-#include "http.h"
+#include "http_internal.h"
 
 #include "beamrun.h"
 #include "common.h"
@@ -57,7 +58,6 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-
 #define CORS_MAX_AGE "7200" /* seconds a browser may reuse a preflight answer (Chromium's cap) */
 #define HTTP_LOOP_THREADS 4 /* event-loop workers: a slow parse on one leaves three answering */
 #define HTTP_MAX_CONNECTIONS 4096 /* open sockets at most; idle ones cost no thread */
@@ -65,88 +65,7 @@
  * mapped rather than malloc'ed, so an idle connection touches none of it: 1,100 open sockets
  * cost 0.98 KiB of resident memory each, against 4.6 KiB at the 32 KiB default. */
 #define HTTP_CONN_POOL (64 * 1024)
-#define FD_RESERVE 64     /* descriptors besides the connections: model, log, epoll, ... */
-#define SAFETY_TICK_S 1.0 /* a missed wakeup costs at most this (none is expected) */
-#define PROBE_HTTP "HTTP/1.1 100 Continue\r\n\r\n"
-#define PROBE_SSE ":\n\n"
-
-typedef struct req_ctx req_ctx;
-
-/* One connection, from accept to close (libmicrohttpd's socket context). */
-typedef struct conn_ctx {
-    int fd;
-    double deadline;              /* monotonic seconds by which the whole request must be in */
-    bool armed;                   /* in the deadline FIFO (under h->mu) */
-    bool timed_out;               /* the notifier shut it down at its deadline (under h->mu) */
-    struct conn_ctx *prev, *next; /* deadline FIFO, oldest first (under h->mu) */
-} conn_ctx;
-
-enum { W_NONE, W_STREAM, W_WHOLE, W_BEAM }; /* what a suspended request waits for */
-
-struct http_server {
-    struct MHD_Daemon *d;
-    cfg_server cfg;
-    atomic_bool ready;
-    sched *s; /* set once by http_set_ready, before ready becomes true */
-    const api_ctx *ctx;
-    atomic_ullong next_id;
-    unsigned max_conns;        /* the connection limit after RLIMIT_NOFILE */
-    unsigned long long nofile; /* RLIMIT_NOFILE's soft limit at startup */
-
-    /* Lock order: mu, then j->mu, then libmicrohttpd's locks (see the top of this file). */
-    pthread_mutex_t mu;          /* guards everything below */
-    pthread_cond_t cv;           /* the notifier waits here; http_stop waits here for beams */
-    bool progress;               /* http_progress was called since the notifier last looked */
-    bool quit;                   /* the notifier ends */
-    atomic_bool stopping;        /* http_stop began: nothing suspends any more (written under mu) */
-    int n_beams;                 /* beam threads running */
-    int n_gen;                   /* open requests that hold a job or run a beam search */
-    req_ctx *waiting;            /* suspended requests that wait on a job (W_STREAM, W_WHOLE) */
-    conn_ctx *dl_head, *dl_tail; /* deadline FIFO */
-    struct pollfd *pfd;          /* (pfd_cap) the notifier's poll set */
-    size_t pfd_cap;
-    pthread_t notifier;
-    bool notifier_started;
-};
-
-struct req_ctx {
-    http_server *h;
-    conn_ctx *cc;
-    const char *route; /* for metrics and the log line */
-    char *body;        /* (body_len) bytes received, up to max_body */
-    size_t body_len;
-    bool too_large;
-    bool http10;     /* an HTTP/1.0 client: no interim (1xx) responses */
-    bool dispatched; /* the whole request has arrived and was routed */
-    int status;
-    int prompt_tokens, completion_tokens;
-    double t_start, t_queue, t_first; /* seconds: arrival, admission wait, first token */
-    int cors; /* cfg_cors_match of the request's Origin: 0 none, 1 listed, 2 "*" */
-    api_call call;
-    job *j;
-    long created;
-    char id[40];
-    struct MHD_Connection *conn;
-    /* streaming state, owned by the worker */
-    api_stream st;
-    bool st_init;
-    char *out; /* pending event bytes */
-    size_t out_len, out_cap, out_pos;
-    /* waiting: under h->mu (a beam thread owns probed while its search runs) */
-    int wait; /* W_* */
-    bool suspended;
-    bool gone;               /* the client reset the connection or a probe failed */
-    bool probed;             /* an end of stream was seen and probed */
-    bool probe_pending;      /* a stream must write PROBE_SSE */
-    unsigned long long seen; /* job_mark when it suspended */
-    req_ctx *wprev, *wnext;  /* h->waiting */
-    /* beam search */
-    pthread_t beam;
-    bool beam_started, beam_joined, beam_done;
-    bool counted; /* in h->n_gen */
-    int beam_status;
-    char beam_err[LS_ERR_LEN];
-};
+#define FD_RESERVE 64 /* descriptors besides the connections: model, log, epoll, ... */
 
 /* --- small helpers --- */
 
@@ -283,198 +202,6 @@ static int check_framing(req_ctx *r, enum MHD_Result *rc) {
     return 0;
 }
 
-/* --- waiting for the scheduler --- */
-
-/* A number that grows whenever j has something new for its client: text, logprob tokens or a
- * finished choice. Called with j->mu held. */
-static unsigned long long job_mark_locked(const job *j) {
-    unsigned long long m = (unsigned long long)j->n_finished;
-    for (int c = 0; c < j->req.n; c++)
-        m += (unsigned long long)j->choices[c].len + (unsigned long long)j->choices[c].n_toks;
-    return m;
-}
-
-/* Whether what r waits for has happened since it recorded r->seen. Called with h->mu held. */
-static bool has_news(req_ctx *r) {
-    pthread_mutex_lock(&r->j->mu);
-    bool news =
-        r->wait == W_WHOLE ? r->j->n_finished == r->j->req.n : job_mark_locked(r->j) != r->seen;
-    pthread_mutex_unlock(&r->j->mu);
-    return news;
-}
-
-/* Resumes a suspended request. Called with h->mu held. */
-static void wake_locked(http_server *h, req_ctx *r) {
-    if (!r->suspended) return;
-    if (r->wait == W_STREAM || r->wait == W_WHOLE) {
-        if (r->wprev)
-            r->wprev->wnext = r->wnext;
-        else
-            h->waiting = r->wnext;
-        if (r->wnext) r->wnext->wprev = r->wprev;
-        r->wprev = r->wnext = NULL;
-    }
-    r->suspended = false;
-    MHD_resume_connection(r->conn);
-}
-
-/* Suspends r's connection until its job has news (see has_news; seen is the job's mark the
- * caller has already answered), the client leaves, or shutdown. False, without suspending, when
- * one of those has already happened: the caller looks again. Called on r's worker. */
-static bool suspend_wait(req_ctx *r, int wait, unsigned long long seen) {
-    http_server *h = r->h;
-    pthread_mutex_lock(&h->mu);
-    r->wait = wait;
-    r->seen = seen;
-    bool now = atomic_load(&h->stopping) || r->gone || r->probe_pending || has_news(r);
-    if (!now) {
-        MHD_suspend_connection(r->conn);
-        r->suspended = true;
-        r->wprev = NULL;
-        r->wnext = h->waiting;
-        if (h->waiting) h->waiting->wprev = r;
-        h->waiting = r;
-    }
-    pthread_mutex_unlock(&h->mu);
-    return !now;
-}
-
-/* beamrun's per-step question, on the beam thread (which owns the suspended connection): the
- * server stops, or the client has gone. A reset is gone; an end of stream alone may be a
- * half-closed client that still reads, so the first one is probed with an interim response
- * (nothing else has been written yet), which a client that left answers with a reset. */
-static int beam_gone(void *arg) {
-    req_ctx *r = arg;
-    if (atomic_load(&r->h->stopping)) return 1;
-    if (!r->cc) return 0;
-    struct pollfd p = {.fd = r->cc->fd, .events = POLLRDHUP};
-    if (poll(&p, 1, 0) <= 0) return 0;
-    if (p.revents & (POLLERR | POLLHUP | POLLNVAL)) return 1;
-    if ((p.revents & POLLRDHUP) && !r->probed) {
-        r->probed = true;
-        return !r->http10 &&
-               send(r->cc->fd, PROBE_HTTP, strlen(PROBE_HTTP), MSG_NOSIGNAL | MSG_DONTWAIT) < 0;
-    }
-    return 0;
-}
-
-/* The notifier's look at every waiting request: resume those whose job has news or whose
- * client has gone, probe those that half-closed. Called with h->mu held. */
-static void scan_waiting(http_server *h) {
-    size_t n = 0;
-    for (req_ctx *r = h->waiting; r; r = r->wnext)
-        n++;
-    if (n > h->pfd_cap) {
-        struct pollfd *np = realloc(h->pfd, n * 2 * sizeof *np);
-        if (!np) return; /* the safety tick tries again */
-        h->pfd = np;
-        h->pfd_cap = n * 2;
-    }
-    size_t i = 0;
-    for (req_ctx *r = h->waiting; r; r = r->wnext)
-        h->pfd[i++] = (struct pollfd){.fd = r->cc ? r->cc->fd : -1, .events = POLLRDHUP};
-    if (n > 0 && poll(h->pfd, n, 0) < 0) return;
-    i = 0;
-    for (req_ctx *r = h->waiting, *next; r; r = next, i++) {
-        next = r->wnext;
-        short ev = h->pfd[i].revents;
-        if (ev & (POLLERR | POLLHUP | POLLNVAL)) {
-            r->gone = true;
-        } else if ((ev & POLLRDHUP) && !r->probed) {
-            r->probed = true;
-            if (r->wait == W_STREAM)
-                r->probe_pending = true;
-            else if (!r->http10 && send(r->cc->fd, PROBE_HTTP, strlen(PROBE_HTTP),
-                                        MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-                r->gone = true;
-        }
-        if (r->gone || r->probe_pending || has_news(r)) wake_locked(h, r);
-    }
-}
-
-/* Shuts down the socket of every connection whose request has not arrived by its deadline;
- * its worker then reads the end of the stream and closes it. Called with h->mu held. */
-static void sweep_deadlines(http_server *h, double now) {
-    while (h->dl_head && h->dl_head->deadline <= now) {
-        conn_ctx *c = h->dl_head;
-        h->dl_head = c->next;
-        if (h->dl_head)
-            h->dl_head->prev = NULL;
-        else
-            h->dl_tail = NULL;
-        c->prev = c->next = NULL;
-        c->armed = false;
-        c->timed_out = true;
-        shutdown(c->fd, SHUT_RDWR);
-    }
-}
-
-/* The deadline FIFO: every entry has the same timeout, so appending keeps it sorted.
- * Called with h->mu held. */
-static void disarm_locked(http_server *h, conn_ctx *c) {
-    if (!c->armed) return;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        h->dl_head = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    else
-        h->dl_tail = c->prev;
-    c->prev = c->next = NULL;
-    c->armed = false;
-}
-
-static void arm_locked(http_server *h, conn_ctx *c) {
-    disarm_locked(h, c);
-    c->deadline = ls_now() + h->cfg.request_timeout; /* under mu: the FIFO stays sorted */
-    c->armed = true;
-    c->prev = h->dl_tail;
-    if (h->dl_tail)
-        h->dl_tail->next = c;
-    else
-        h->dl_head = c;
-    h->dl_tail = c;
-    if (c == h->dl_head) pthread_cond_signal(&h->cv); /* the notifier's next wakeup moved */
-}
-
-static void timespec_at(struct timespec *ts, double t) {
-    ts->tv_sec = (time_t)t;
-    ts->tv_nsec = (long)((t - (double)ts->tv_sec) * 1e9);
-    if (ts->tv_nsec >= 1000000000L) ts->tv_sec++, ts->tv_nsec -= 1000000000L;
-}
-
-static void *notifier_main(void *arg) {
-    http_server *h = arg;
-    pthread_mutex_lock(&h->mu);
-    while (!h->quit) {
-        if (!h->progress) {
-            double wake = h->dl_head ? h->dl_head->deadline : INFINITY;
-            if (h->waiting && ls_now() + SAFETY_TICK_S < wake) wake = ls_now() + SAFETY_TICK_S;
-            if (isinf(wake)) {
-                pthread_cond_wait(&h->cv, &h->mu);
-            } else {
-                struct timespec ts;
-                timespec_at(&ts, wake);
-                pthread_cond_timedwait(&h->cv, &h->mu, &ts); /* CLOCK_MONOTONIC (http_start) */
-            }
-        }
-        h->progress = false;
-        sweep_deadlines(h, ls_now());
-        scan_waiting(h);
-    }
-    pthread_mutex_unlock(&h->mu);
-    return NULL;
-}
-
-void http_progress(void *arg) {
-    http_server *h = arg;
-    pthread_mutex_lock(&h->mu);
-    h->progress = true;
-    pthread_cond_signal(&h->cv);
-    pthread_mutex_unlock(&h->mu);
-}
-
 /* --- generation --- */
 
 static void record_job(req_ctx *r, job *j) {
@@ -523,7 +250,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
             return (ssize_t)strlen(PROBE_SSE);
         }
         pthread_mutex_lock(&j->mu);
-        unsigned long long mark = job_mark_locked(j);
+        unsigned long long mark = http_job_mark_locked(j);
         bool done = api_stream_events(&r->st, &r->out, &r->out_len, &r->out_cap);
         pthread_mutex_unlock(&j->mu);
         if (done || r->out_len > 0) continue;
@@ -531,7 +258,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
             sched_cancel(r->h->s, j);
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
-        if (suspend_wait(r, W_STREAM, mark)) return 0; /* resumed when there is more */
+        if (http_suspend_wait(r, W_STREAM, mark)) return 0; /* resumed when there is more */
     }
 }
 
@@ -572,7 +299,7 @@ static enum MHD_Result respond_job(req_ctx *r) {
             return fail(r, 503, "server_error", NULL, "%s",
                         "the request was cancelled (server shutting down)");
         }
-        if (suspend_wait(r, W_WHOLE, 0)) return MHD_YES; /* on_request again once resumed */
+        if (http_suspend_wait(r, W_WHOLE, 0)) return MHD_YES; /* on_request again once resumed */
     }
     bool failed = false;
     pthread_mutex_lock(&j->mu);
@@ -592,13 +319,13 @@ static enum MHD_Result respond_job(req_ctx *r) {
 static void *beam_main(void *arg) {
     req_ctx *r = arg;
     http_server *h = r->h;
-    job *j = beamrun(h->ctx, &r->call, h->cfg.threads, beam_gone, r, &r->beam_status, r->beam_err,
-                     sizeof r->beam_err);
+    job *j = beamrun(h->ctx, &r->call, h->cfg.threads, http_beam_gone, r, &r->beam_status,
+                     r->beam_err, sizeof r->beam_err);
     pthread_mutex_lock(&h->mu);
     r->j = j;
     r->beam_done = true;
     h->n_beams--;
-    wake_locked(h, r);
+    http_wake_locked(h, r);
     pthread_cond_broadcast(&h->cv);
     pthread_mutex_unlock(&h->mu);
     return NULL;
@@ -625,7 +352,7 @@ static enum MHD_Result start_beam(req_ctx *r) {
         r->beam_status = 503;
         snprintf(r->beam_err, sizeof r->beam_err, "cannot start a thread for the beam search");
         h->n_beams--;
-        wake_locked(h, r);
+        http_wake_locked(h, r);
     }
     pthread_mutex_unlock(&h->mu);
     return MHD_YES;
@@ -864,7 +591,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         enum MHD_Result rc = on_headers(r, url, method);
         if (r->status && r->cc) { /* answered already: no deadline for a body never read */
             pthread_mutex_lock(&h->mu);
-            disarm_locked(h, r->cc);
+            http_disarm_locked(h, r->cc);
             pthread_mutex_unlock(&h->mu);
         }
         return rc;
@@ -898,7 +625,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     r->dispatched = true;
     if (r->cc) { /* the whole request is in: its deadline no longer applies */
         pthread_mutex_lock(&h->mu);
-        disarm_locked(h, r->cc);
+        http_disarm_locked(h, r->cc);
         pthread_mutex_unlock(&h->mu);
     }
     return dispatch(r, url, method);
@@ -941,8 +668,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (r->beam_started && !r->beam_joined) pthread_join(r->beam, NULL); /* it has resumed us */
     pthread_mutex_lock(&h->mu);
     bool timed_out = r->cc && r->cc->timed_out;
-    if (r->suspended) wake_locked(h, r); /* never expected: unlink before r is freed */
-    if (r->cc && !r->cc->timed_out) arm_locked(h, r->cc); /* the next request's */
+    if (r->suspended) http_wake_locked(h, r); /* never expected: unlink before r is freed */
+    if (r->cc && !r->cc->timed_out) http_arm_locked(h, r->cc); /* the next request's */
     if (r->counted) h->n_gen--;
     pthread_cond_broadcast(&h->cv);
     pthread_mutex_unlock(&h->mu);
@@ -982,7 +709,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         c->fd = ci->connect_fd;
         *socket_context = c;
         pthread_mutex_lock(&h->mu);
-        arm_locked(h, c);
+        http_arm_locked(h, c);
         pthread_mutex_unlock(&h->mu);
         metrics_connections(1);
         return;
@@ -991,7 +718,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     if (!c) return;
     *socket_context = NULL;
     pthread_mutex_lock(&h->mu);
-    disarm_locked(h, c);
+    http_disarm_locked(h, c);
     pthread_mutex_unlock(&h->mu);
     free(c);
     metrics_connections(-1);
@@ -1061,7 +788,7 @@ http_server *http_start(const cfg_server *cfg, char *err, size_t errlen) {
         goto fail;
     }
     h->max_conns = fd_limit(&h->nofile);
-    if (pthread_create(&h->notifier, NULL, notifier_main, h) != 0) {
+    if (pthread_create(&h->notifier, NULL, http_notifier_main, h) != 0) {
         ls_fail(err, errlen, "cannot start the notifier thread");
         goto fail;
     }
@@ -1117,17 +844,17 @@ void http_stop(http_server *h) {
     pthread_mutex_lock(&h->mu);
     atomic_store(&h->stopping, true); /* from here on nothing suspends */
     while (h->waiting)
-        wake_locked(h, h->waiting);
-    /* Beam searches end within a step (beam_gone); each resumes its own connection, and
+        http_wake_locked(h, h->waiting);
+    /* Beam searches end within a step (http_beam_gone); each resumes its own connection, and
      * libmicrohttpd must not be stopped while one is still suspended. Requests whose job has
      * ended get a moment to write their last bytes. */
     double until = ls_now() + 5;
     while (h->n_beams > 0 || (h->n_gen > 0 && ls_now() < until)) {
         struct timespec ts;
-        timespec_at(&ts, h->n_beams > 0 ? ls_now() + 1 : until);
+        http_timespec_at(&ts, h->n_beams > 0 ? ls_now() + 1 : until);
         pthread_cond_timedwait(&h->cv, &h->mu, &ts);
         while (h->waiting)
-            wake_locked(h, h->waiting);
+            http_wake_locked(h, h->waiting);
     }
     pthread_mutex_unlock(&h->mu);
     MHD_stop_daemon(h->d);
