@@ -1,0 +1,1123 @@
+/* grammar: GBNF parsing, the pushdown matcher and the trie-walked token mask (see grammar.h).
+ * Representation: a grammar is a table of rules; a rule is a list of alternatives; an
+ * alternative is a run of elements in one flat array, closed by an E_END element. An element
+ * is a character class (sorted, merged code-point ranges; negation is resolved at parse time)
+ * or a reference to a rule. Groups and repetitions become rules of their own, so the matcher
+ * sees only classes and references. A parse position is a stack of element indices whose top
+ * is the next class to match and whose lower entries are where to continue once the rule above
+ * ends; a state is the set of such stacks (alternation makes several). The empty stack means
+ * the root has been matched completely. */
+#include "grammar.h"
+
+#include "tokenizer.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GRAM_MAX_STACK 512  /* elements deep one stack may grow (nesting of the text) */
+#define GRAM_MAX_ELEMS 200000
+#define GRAM_MAX_REPEAT 10000
+#define GRAM_CACHE 8        /* masks remembered per state */
+#define CP_MAX 0x10FFFFu
+
+enum { E_END = 0, E_CHAR, E_REF };
+
+typedef struct {
+    int type;
+    int a, n; /* E_CHAR: ranges rng[a .. a+n); E_REF: rule a */
+} g_elem;
+
+typedef struct {
+    char *name;   /* NULL for a group or repetition made by the parser */
+    int alt0;     /* alternatives alt[alt0 .. alt0+n_alt) */
+    int n_alt;
+    bool defined;
+    size_t pos;   /* where it was defined, or first referenced while undefined */
+} g_rule;
+
+struct gram_rules {
+    g_elem *el;
+    int n_el, cap_el;
+    uint32_t *rng; /* (n_rng, 2) lo, hi inclusive */
+    int n_rng, cap_rng;
+    int *alt;      /* element index where each alternative starts */
+    int n_alt, cap_alt;
+    g_rule *rules;
+    int n_rules, cap_rules;
+    int root;
+};
+
+/* ------------------------------------------------------------------ growable arrays */
+
+static bool grow(void **p, int *cap, int need, size_t size) {
+    if (need <= *cap) return true;
+    int nc = *cap ? *cap * 2 : 16;
+    while (nc < need) nc *= 2;
+    void *q = realloc(*p, (size_t)nc * size);
+    if (!q) return false;
+    *p = q;
+    *cap = nc;
+    return true;
+}
+
+/* --------------------------------------------------------------------------- parser */
+
+typedef struct {
+    g_elem *e;
+    int n, cap;
+} seq;
+
+typedef struct {
+    const char *s;
+    size_t n, pos;
+    gram_rules *g;
+    char *err;
+    size_t errlen;
+    bool failed;
+} parser;
+
+static void fail_at(parser *p, size_t pos, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void fail_at(parser *p, size_t pos, const char *fmt, ...) {
+    if (p->failed) return;
+    p->failed = true;
+    if (!p->err || !p->errlen) return;
+    int line = 1, col = 1;
+    for (size_t i = 0; i < pos && i < p->n; i++) {
+        if (p->s[i] == '\n') line++, col = 1;
+        else col++;
+    }
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    snprintf(p->err, p->errlen, "grammar: %s at line %d, column %d (offset %zu)", msg, line, col,
+             pos);
+}
+
+static bool is_name_char(int c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '_';
+}
+
+static int peek(const parser *p, size_t off) {
+    return p->pos + off < p->n ? (unsigned char)p->s[p->pos + off] : -1;
+}
+
+/* Skips blanks, newlines and # comments. GBNF ends a rule at a newline; here a rule ends where
+ * the next `name ::=` begins, which accepts every grammar GBNF accepts. */
+static void skip_space(parser *p) {
+    while (p->pos < p->n) {
+        int c = p->s[p->pos];
+        if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+            p->pos++;
+        } else if (c == '#') {
+            while (p->pos < p->n && p->s[p->pos] != '\n') p->pos++;
+        } else {
+            break;
+        }
+    }
+}
+
+static size_t name_len_at(const parser *p, size_t at) {
+    size_t k = 0;
+    while (at + k < p->n && is_name_char((unsigned char)p->s[at + k])) k++;
+    return k;
+}
+
+/* Whether `name ::=` starts at the current position. */
+static bool at_rule_start(const parser *p) {
+    size_t k = name_len_at(p, p->pos);
+    if (!k) return false;
+    size_t i = p->pos + k;
+    while (i < p->n && (p->s[i] == ' ' || p->s[i] == '\t')) i++;
+    return i + 3 <= p->n && memcmp(p->s + i, "::=", 3) == 0;
+}
+
+static int rule_find(parser *p, const char *name, size_t len, size_t pos) {
+    gram_rules *g = p->g;
+    for (int i = 0; i < g->n_rules; i++)
+        if (g->rules[i].name && strlen(g->rules[i].name) == len &&
+            memcmp(g->rules[i].name, name, len) == 0)
+            return i;
+    if (!grow((void **)&g->rules, &g->cap_rules, g->n_rules + 1, sizeof *g->rules)) goto oom;
+    g_rule *r = &g->rules[g->n_rules];
+    memset(r, 0, sizeof *r);
+    if (name) {
+        r->name = malloc(len + 1);
+        if (!r->name) goto oom;
+        memcpy(r->name, name, len);
+        r->name[len] = 0;
+    }
+    r->pos = pos;
+    return g->n_rules++;
+oom:
+    fail_at(p, pos, "out of memory");
+    return -1;
+}
+
+static int rule_new_synthetic(parser *p, size_t pos) { return rule_find(p, NULL, 0, pos); }
+
+static bool seq_push(parser *p, seq *s, g_elem e) {
+    if (!grow((void **)&s->e, &s->cap, s->n + 1, sizeof *s->e)) {
+        fail_at(p, p->pos, "out of memory");
+        return false;
+    }
+    s->e[s->n++] = e;
+    return true;
+}
+
+/* Stores the alternatives alts[0..n) (each closed here by E_END) as rule r's definition. */
+static bool rule_define(parser *p, int r, seq *alts, int n) {
+    gram_rules *g = p->g;
+    int total = 0;
+    for (int i = 0; i < n; i++) total += alts[i].n + 1;
+    if (g->n_el + total > GRAM_MAX_ELEMS) {
+        fail_at(p, p->pos, "grammar too large (over %d elements)", GRAM_MAX_ELEMS);
+        return false;
+    }
+    if (!grow((void **)&g->el, &g->cap_el, g->n_el + total, sizeof *g->el) ||
+        !grow((void **)&g->alt, &g->cap_alt, g->n_alt + n, sizeof *g->alt)) {
+        fail_at(p, p->pos, "out of memory");
+        return false;
+    }
+    g->rules[r].alt0 = g->n_alt;
+    g->rules[r].n_alt = n;
+    g->rules[r].defined = true;
+    for (int i = 0; i < n; i++) {
+        g->alt[g->n_alt++] = g->n_el;
+        memcpy(g->el + g->n_el, alts[i].e, (size_t)alts[i].n * sizeof *g->el);
+        g->n_el += alts[i].n;
+        g->el[g->n_el++] = (g_elem){.type = E_END};
+    }
+    return true;
+}
+
+/* Adds a class of ranges (pairs, n of them) and returns its element. */
+static bool add_class(parser *p, uint32_t *pairs, int n, bool negate, g_elem *out) {
+    /* sort by lo (insertion: classes are short), merge overlapping and adjacent ranges */
+    for (int i = 1; i < n; i++) {
+        uint32_t lo = pairs[2 * i], hi = pairs[2 * i + 1];
+        int j = i;
+        while (j > 0 && pairs[2 * (j - 1)] > lo) {
+            pairs[2 * j] = pairs[2 * (j - 1)];
+            pairs[2 * j + 1] = pairs[2 * (j - 1) + 1];
+            j--;
+        }
+        pairs[2 * j] = lo;
+        pairs[2 * j + 1] = hi;
+    }
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        if (m > 0 && pairs[2 * i] <= pairs[2 * (m - 1) + 1] + 1) {
+            if (pairs[2 * i + 1] > pairs[2 * (m - 1) + 1]) pairs[2 * (m - 1) + 1] = pairs[2 * i + 1];
+        } else {
+            pairs[2 * m] = pairs[2 * i];
+            pairs[2 * m + 1] = pairs[2 * i + 1];
+            m++;
+        }
+    }
+    gram_rules *g = p->g;
+    if (!grow((void **)&g->rng, &g->cap_rng, g->n_rng + m + 1, 2 * sizeof *g->rng)) {
+        fail_at(p, p->pos, "out of memory");
+        return false;
+    }
+    int start = g->n_rng;
+    if (!negate) {
+        for (int i = 0; i < m; i++) {
+            g->rng[2 * g->n_rng] = pairs[2 * i];
+            g->rng[2 * g->n_rng + 1] = pairs[2 * i + 1];
+            g->n_rng++;
+        }
+    } else { /* the complement within [0, CP_MAX]: at most m + 1 ranges */
+        uint32_t next = 0;
+        for (int i = 0; i < m; i++) {
+            if (pairs[2 * i] > next) {
+                g->rng[2 * g->n_rng] = next;
+                g->rng[2 * g->n_rng + 1] = pairs[2 * i] - 1;
+                g->n_rng++;
+            }
+            next = pairs[2 * i + 1] + 1;
+        }
+        if (next <= CP_MAX) {
+            g->rng[2 * g->n_rng] = next;
+            g->rng[2 * g->n_rng + 1] = CP_MAX;
+            g->n_rng++;
+        }
+    }
+    *out = (g_elem){.type = E_CHAR, .a = start, .n = g->n_rng - start};
+    return true;
+}
+
+/* Decodes one UTF-8 character of the grammar text; -1 (and an error) when invalid. */
+static long read_utf8(parser *p) {
+    int c = peek(p, 0);
+    if (c < 0x80) {
+        p->pos++;
+        return c;
+    }
+    int need = c >= 0xF0 && c <= 0xF4 ? 3 : c >= 0xE0 ? 2 : c >= 0xC2 && c < 0xE0 ? 1 : -1;
+    if (need < 0 || c > 0xF4) goto bad;
+    long v = c & (0x3F >> need);
+    for (int i = 1; i <= need; i++) {
+        int b = peek(p, (size_t)i);
+        if (b < 0 || (b & 0xC0) != 0x80) goto bad;
+        v = (v << 6) | (b & 0x3F);
+    }
+    p->pos += (size_t)need + 1;
+    return v;
+bad:
+    fail_at(p, p->pos, "invalid UTF-8 in the grammar");
+    return -1;
+}
+
+static long read_hex(parser *p, int digits) {
+    long v = 0;
+    for (int i = 0; i < digits; i++) {
+        int c = peek(p, 0);
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0) {
+            fail_at(p, p->pos, "expected %d hex digits", digits);
+            return -1;
+        }
+        v = v * 16 + d;
+        p->pos++;
+    }
+    if (v > (long)CP_MAX) {
+        fail_at(p, p->pos, "code point beyond U+10FFFF");
+        return -1;
+    }
+    return v;
+}
+
+/* One character of a literal or class, escapes resolved; -1 on error. */
+static long read_char(parser *p) {
+    if (p->pos >= p->n) {
+        fail_at(p, p->pos, "unexpected end of grammar");
+        return -1;
+    }
+    if (p->s[p->pos] != '\\') return read_utf8(p);
+    size_t at = p->pos;
+    p->pos++;
+    int c = peek(p, 0);
+    p->pos++;
+    switch (c) {
+    case 'n': return '\n';
+    case 't': return '\t';
+    case 'r': return '\r';
+    case '0': return 0;
+    case 'x': return read_hex(p, 2);
+    case 'u': return read_hex(p, 4);
+    case 'U': return read_hex(p, 8);
+    case '\\': case '"': case '[': case ']': case '-': case '^': case '/': case '\'':
+        return c;
+    default:
+        fail_at(p, at, "unknown escape '\\%c'", c > 32 && c < 127 ? c : '?');
+        return -1;
+    }
+}
+
+static int parse_alternates(parser *p, int rule, bool nested);
+
+/* Wraps a run of elements into a rule of its own when a postfix operator needs one element. */
+static bool as_one_elem(parser *p, seq *atom, size_t pos, g_elem *out) {
+    if (atom->n == 1) {
+        *out = atom->e[0];
+        return true;
+    }
+    int r = rule_new_synthetic(p, pos);
+    if (r < 0 || !rule_define(p, r, atom, 1)) return false;
+    *out = (g_elem){.type = E_REF, .a = r};
+    return true;
+}
+
+/* x repeated min..max times (max < 0: unbounded) appended to s. */
+static bool add_repeat(parser *p, seq *s, g_elem x, long min, long max, size_t pos) {
+    for (long i = 0; i < min; i++)
+        if (!seq_push(p, s, x)) return false;
+    if (max < 0) { /* star ::= x star | () */
+        int r = rule_new_synthetic(p, pos);
+        if (r < 0) return false;
+        g_elem ref = {.type = E_REF, .a = r};
+        seq alts[2] = {{0}, {0}};
+        bool ok = seq_push(p, &alts[0], x) && seq_push(p, &alts[0], ref) &&
+                  rule_define(p, r, alts, 2);
+        free(alts[0].e);
+        return ok && seq_push(p, s, ref);
+    }
+    /* opt_1 ::= x | (); opt_k ::= x opt_{k-1} | () */
+    g_elem inner = {0};
+    bool have_inner = false;
+    for (long k = 1; k <= max - min; k++) {
+        int r = rule_new_synthetic(p, pos);
+        if (r < 0) return false;
+        seq alts[2] = {{0}, {0}};
+        bool ok = seq_push(p, &alts[0], x) && (!have_inner || seq_push(p, &alts[0], inner)) &&
+                  rule_define(p, r, alts, 2);
+        free(alts[0].e);
+        if (!ok) return false;
+        inner = (g_elem){.type = E_REF, .a = r};
+        have_inner = true;
+    }
+    return !have_inner || seq_push(p, s, inner);
+}
+
+static long read_uint(parser *p) {
+    long v = 0;
+    int c = peek(p, 0);
+    if (c < '0' || c > '9') return -1;
+    while ((c = peek(p, 0)) >= '0' && c <= '9') {
+        if (v > GRAM_MAX_REPEAT) v = GRAM_MAX_REPEAT + 1;
+        else v = v * 10 + (c - '0');
+        p->pos++;
+    }
+    return v;
+}
+
+/* One atom (literal, class, '.', group or rule name) with its postfix operator, into s. */
+static bool parse_item(parser *p, seq *s) {
+    size_t start = p->pos;
+    int c = peek(p, 0);
+    seq atom = {0};
+    if (c == '"') {
+        p->pos++;
+        while (p->pos < p->n && p->s[p->pos] != '"') {
+            long ch = read_char(p);
+            g_elem e;
+            uint32_t pr[2] = {(uint32_t)ch, (uint32_t)ch};
+            if (ch < 0 || !add_class(p, pr, 1, false, &e) || !seq_push(p, &atom, e)) goto fail;
+        }
+        if (p->pos >= p->n) {
+            fail_at(p, start, "unterminated string literal");
+            goto fail;
+        }
+        p->pos++;
+        if (atom.n == 0) { /* "" matches the empty string: nothing to add */
+            skip_space(p);
+            free(atom.e);
+            return true;
+        }
+    } else if (c == '[') {
+        p->pos++;
+        bool neg = peek(p, 0) == '^';
+        if (neg) p->pos++;
+        uint32_t *pairs = NULL;
+        int n = 0, cap = 0;
+        while (p->pos < p->n && p->s[p->pos] != ']') {
+            long lo = read_char(p), hi = lo;
+            if (lo >= 0 && peek(p, 0) == '-' && peek(p, 1) != ']' && peek(p, 1) >= 0) {
+                p->pos++;
+                hi = read_char(p);
+                if (hi >= 0 && hi < lo) fail_at(p, start, "character range out of order");
+            }
+            if (p->failed || !grow((void **)&pairs, &cap, n + 1, 2 * sizeof *pairs)) {
+                if (!p->failed) fail_at(p, p->pos, "out of memory");
+                free(pairs);
+                goto fail;
+            }
+            pairs[2 * n] = (uint32_t)lo;
+            pairs[2 * n + 1] = (uint32_t)hi;
+            n++;
+        }
+        if (p->pos >= p->n) {
+            free(pairs);
+            fail_at(p, start, "unterminated character class");
+            goto fail;
+        }
+        p->pos++;
+        g_elem e;
+        bool ok = add_class(p, pairs ? pairs : (uint32_t[2]){0, 0}, n, neg, &e);
+        free(pairs);
+        if (!ok || !seq_push(p, &atom, e)) goto fail;
+    } else if (c == '.') {
+        p->pos++;
+        g_elem e;
+        uint32_t pr[2] = {0, CP_MAX};
+        if (!add_class(p, pr, 1, false, &e) || !seq_push(p, &atom, e)) goto fail;
+    } else if (c == '(') {
+        p->pos++;
+        int r = rule_new_synthetic(p, start);
+        if (r < 0 || parse_alternates(p, r, true) < 0) goto fail;
+        if (peek(p, 0) != ')') {
+            fail_at(p, p->pos, "expected ')' to close the group opened at offset %zu", start);
+            goto fail;
+        }
+        p->pos++;
+        if (!seq_push(p, &atom, (g_elem){.type = E_REF, .a = r})) goto fail;
+    } else if (c >= 0 && is_name_char(c)) {
+        size_t k = name_len_at(p, p->pos);
+        int r = rule_find(p, p->s + p->pos, k, p->pos);
+        p->pos += k;
+        if (r < 0 || !seq_push(p, &atom, (g_elem){.type = E_REF, .a = r})) goto fail;
+    } else {
+        fail_at(p, p->pos, c < 0 ? "unexpected end of grammar" : "unexpected character '%c'",
+                c >= 32 && c < 127 ? c : '?');
+        goto fail;
+    }
+    skip_space(p);
+    c = peek(p, 0);
+    long min = 1, max = 1;
+    if (c == '*') min = 0, max = -1;
+    else if (c == '+') min = 1, max = -1;
+    else if (c == '?') min = 0, max = 1;
+    if (c == '*' || c == '+' || c == '?') {
+        p->pos++;
+    } else if (c == '{') {
+        size_t bpos = p->pos;
+        p->pos++;
+        skip_space(p);
+        min = read_uint(p);
+        skip_space(p);
+        max = min;
+        if (peek(p, 0) == ',') {
+            p->pos++;
+            skip_space(p);
+            max = peek(p, 0) == '}' ? -1 : read_uint(p);
+            if (max == -1 && peek(p, 0) != '}') min = -1;
+            skip_space(p);
+        }
+        if (min < 0 || peek(p, 0) != '}') {
+            fail_at(p, bpos, "malformed repetition {m}, {m,} or {m,n}");
+            goto fail;
+        }
+        p->pos++;
+        if (min > GRAM_MAX_REPEAT || max > GRAM_MAX_REPEAT) {
+            fail_at(p, bpos, "repetition bound over %d", GRAM_MAX_REPEAT);
+            goto fail;
+        }
+        if (max >= 0 && max < min) {
+            fail_at(p, bpos, "repetition {%ld,%ld} has max below min", min, max);
+            goto fail;
+        }
+    }
+    if (min == 1 && max == 1) {
+        for (int i = 0; i < atom.n; i++)
+            if (!seq_push(p, s, atom.e[i])) goto fail;
+    } else {
+        g_elem x;
+        if (!as_one_elem(p, &atom, start, &x) || !add_repeat(p, s, x, min, max, start))
+            goto fail;
+    }
+    skip_space(p);
+    free(atom.e);
+    return true;
+fail:
+    free(atom.e);
+    return false;
+}
+
+/* alternates ::= sequence ('|' sequence)*, defining rule. Stops at ')' (nested), at the next
+ * `name ::=` or at the end. */
+static int parse_alternates(parser *p, int rule, bool nested) {
+    seq *alts = NULL;
+    int n = 0, cap = 0, rc = -1;
+    skip_space(p);
+    for (;;) {
+        if (!grow((void **)&alts, &cap, n + 1, sizeof *alts)) {
+            fail_at(p, p->pos, "out of memory");
+            goto out;
+        }
+        memset(&alts[n], 0, sizeof alts[n]);
+        n++;
+        for (;;) {
+            int c = peek(p, 0);
+            if (c < 0 || c == '|' || c == ')' || (!nested && at_rule_start(p))) break;
+            if (!parse_item(p, &alts[n - 1])) goto out;
+        }
+        if (peek(p, 0) != '|') break;
+        p->pos++;
+        skip_space(p);
+    }
+    if (!nested && peek(p, 0) == ')') {
+        fail_at(p, p->pos, "unmatched ')'");
+        goto out;
+    }
+    if (rule_define(p, rule, alts, n)) rc = 0;
+out:
+    for (int i = 0; i < n; i++) free(alts[i].e);
+    free(alts);
+    return rc;
+}
+
+/* nullable[r]: rule r can match the empty string. */
+static void compute_nullable(const gram_rules *g, bool *nullable) {
+    memset(nullable, 0, (size_t)g->n_rules * sizeof *nullable);
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (int r = 0; r < g->n_rules; r++) {
+            if (nullable[r]) continue;
+            for (int a = 0; a < g->rules[r].n_alt && !nullable[r]; a++) {
+                const g_elem *e = &g->el[g->alt[g->rules[r].alt0 + a]];
+                while (e->type == E_REF && nullable[e->a]) e++;
+                if (e->type == E_END) nullable[r] = changed = true;
+            }
+        }
+    }
+}
+
+/* Depth-first search for a rule that can reach itself without consuming input. */
+static int left_cycle(const gram_rules *g, const bool *nullable, int r, char *color) {
+    color[r] = 1;
+    for (int a = 0; a < g->rules[r].n_alt; a++) {
+        for (const g_elem *e = &g->el[g->alt[g->rules[r].alt0 + a]]; e->type == E_REF; e++) {
+            if (color[e->a] == 1) return e->a;
+            if (color[e->a] == 0) {
+                int c = left_cycle(g, nullable, e->a, color);
+                if (c >= 0) return c;
+            }
+            if (!nullable[e->a]) break;
+        }
+    }
+    color[r] = 2;
+    return -1;
+}
+
+gram_rules *gram_parse(const char *text, size_t len, char *err, size_t errlen) {
+    if (err && errlen) err[0] = 0;
+    gram_rules *g = calloc(1, sizeof *g);
+    parser p = {.s = text, .n = text ? len : 0, .g = g, .err = err, .errlen = errlen};
+    bool *nullable = NULL;
+    char *color = NULL;
+    if (!g) {
+        fail_at(&p, 0, "out of memory");
+        return NULL;
+    }
+    skip_space(&p);
+    while (!p.failed && p.pos < p.n) {
+        size_t start = p.pos;
+        size_t k = name_len_at(&p, p.pos);
+        if (!k || !at_rule_start(&p)) {
+            fail_at(&p, p.pos, "expected a rule definition 'name ::= ...'");
+            break;
+        }
+        int r = rule_find(&p, p.s + p.pos, k, p.pos);
+        if (r < 0) break;
+        if (g->rules[r].defined) {
+            fail_at(&p, start, "rule '%s' is defined twice", g->rules[r].name);
+            break;
+        }
+        g->rules[r].pos = start;
+        p.pos += k;
+        while (p.s[p.pos] != ':') p.pos++;
+        p.pos += 3;
+        if (parse_alternates(&p, r, false) < 0) break;
+    }
+    if (p.failed) goto fail;
+    for (int r = 0; r < g->n_rules; r++)
+        if (!g->rules[r].defined) {
+            fail_at(&p, g->rules[r].pos, "rule '%s' is used but never defined", g->rules[r].name);
+            goto fail;
+        }
+    g->root = -1;
+    for (int r = 0; r < g->n_rules; r++)
+        if (g->rules[r].name && strcmp(g->rules[r].name, "root") == 0) g->root = r;
+    if (g->root < 0) {
+        fail_at(&p, p.n, "no 'root' rule");
+        goto fail;
+    }
+    nullable = malloc((size_t)g->n_rules * sizeof *nullable);
+    color = calloc((size_t)g->n_rules, 1);
+    if (!nullable || !color) {
+        fail_at(&p, 0, "out of memory");
+        goto fail;
+    }
+    compute_nullable(g, nullable);
+    for (int r = 0; r < g->n_rules; r++) {
+        if (color[r]) continue;
+        int c = left_cycle(g, nullable, r, color);
+        if (c >= 0) {
+            if (g->rules[c].name)
+                fail_at(&p, g->rules[c].pos, "rule '%s' is left-recursive", g->rules[c].name);
+            else
+                fail_at(&p, g->rules[c].pos,
+                        "a repetition of something that may be empty (or left recursion)");
+            goto fail;
+        }
+    }
+    free(nullable);
+    free(color);
+    return g;
+fail:
+    free(nullable);
+    free(color);
+    gram_rules_free(g);
+    return NULL;
+}
+
+void gram_rules_free(gram_rules *g) {
+    if (!g) return;
+    for (int i = 0; i < g->n_rules; i++) free(g->rules[i].name);
+    free(g->rules);
+    free(g->el);
+    free(g->rng);
+    free(g->alt);
+    free(g);
+}
+
+int gram_rules_count(const gram_rules *g) { return g ? g->n_rules : 0; }
+
+/* ------------------------------------------------------------------------ the trie */
+
+typedef struct {
+    int child0, n_child; /* children are nodes child0 .. child0+n_child-1 */
+    int tok0, n_tok;     /* tokens spelled exactly by this node's path: order[tok0 ..] */
+} trie_node;
+
+struct gram_vocab {
+    int n_vocab, eos_id;
+    char *bytes;        /* every token's bytes, concatenated */
+    size_t *off, *len;  /* (n_vocab) */
+    trie_node *node;    /* node 0 is the root */
+    uint8_t *edge;      /* (n_nodes) the byte leading into each node */
+    int n_nodes;
+    int *order;         /* (n_vocab) token ids sorted by bytes */
+};
+
+static const gram_vocab *sort_vocab; /* qsort has no context argument; set only while building */
+static int cmp_tok(const void *a, const void *b) {
+    const gram_vocab *v = sort_vocab;
+    int x = *(const int *)a, y = *(const int *)b;
+    size_t lx = v->len[x], ly = v->len[y], m = lx < ly ? lx : ly;
+    int c = memcmp(v->bytes + v->off[x], v->bytes + v->off[y], m);
+    if (c) return c;
+    if (lx != ly) return lx < ly ? -1 : 1;
+    return x < y ? -1 : x > y;
+}
+
+/* Builds node from the sorted tokens order[lo, hi) that share their first depth bytes. */
+static void trie_build(gram_vocab *v, int node, int lo, int hi, size_t depth) {
+    int i = lo;
+    while (i < hi && v->len[v->order[i]] == depth) i++;
+    v->node[node].tok0 = lo;
+    v->node[node].n_tok = i - lo;
+    int groups = 0;
+    for (int j = i; j < hi;) {
+        uint8_t b = (uint8_t)v->bytes[v->off[v->order[j]] + depth];
+        while (j < hi && (uint8_t)v->bytes[v->off[v->order[j]] + depth] == b) j++;
+        groups++;
+    }
+    int child0 = v->n_nodes;
+    v->n_nodes += groups;
+    v->node[node].child0 = child0;
+    v->node[node].n_child = groups;
+    int c = 0;
+    for (int j = i; j < hi; c++) {
+        uint8_t b = (uint8_t)v->bytes[v->off[v->order[j]] + depth];
+        int k = j;
+        while (k < hi && (uint8_t)v->bytes[v->off[v->order[k]] + depth] == b) k++;
+        v->edge[child0 + c] = b;
+        trie_build(v, child0 + c, j, k, depth + 1);
+        j = k;
+    }
+}
+
+gram_vocab *gram_vocab_create(int n_vocab, const char *const *bytes, const size_t *lens,
+                              int eos_id) {
+    if (n_vocab < 1) return NULL;
+    gram_vocab *v = calloc(1, sizeof *v);
+    if (!v) return NULL;
+    v->n_vocab = n_vocab;
+    v->eos_id = eos_id;
+    size_t total = 0;
+    for (int i = 0; i < n_vocab; i++) total += lens[i];
+    v->bytes = malloc(total ? total : 1);
+    v->off = malloc((size_t)n_vocab * sizeof *v->off);
+    v->len = malloc((size_t)n_vocab * sizeof *v->len);
+    v->order = malloc((size_t)n_vocab * sizeof *v->order);
+    v->node = calloc(total + 1, sizeof *v->node);
+    v->edge = calloc(total + 1, 1);
+    if (!v->bytes || !v->off || !v->len || !v->order || !v->node || !v->edge) goto fail;
+    size_t at = 0;
+    int n = 0;
+    for (int i = 0; i < n_vocab; i++) {
+        v->off[i] = at;
+        v->len[i] = lens[i];
+        if (lens[i]) memcpy(v->bytes + at, bytes[i], lens[i]);
+        at += lens[i];
+        if (lens[i] && i != eos_id) v->order[n++] = i; /* empty and EOS tokens stay off the trie */
+    }
+    sort_vocab = v;
+    qsort(v->order, (size_t)n, sizeof *v->order, cmp_tok);
+    sort_vocab = NULL;
+    v->n_nodes = 1;
+    trie_build(v, 0, 0, n, 0);
+    return v;
+fail:
+    gram_vocab_free(v);
+    return NULL;
+}
+
+gram_vocab *gram_vocab_from_tokenizer(const tokenizer *t) {
+    int n = tok_n_vocab(t);
+    char *store = NULL;
+    const char **bytes = malloc((size_t)n * sizeof *bytes);
+    size_t *lens = malloc((size_t)n * sizeof *lens), *offs = malloc((size_t)n * sizeof *offs);
+    size_t total = 0, cap = 0;
+    gram_vocab *v = NULL;
+    if (!bytes || !lens || !offs) goto out;
+    for (int i = 0; i < n; i++) {
+        char buf[8];
+        size_t len;
+        const char *b = tok_piece_bytes(t, i, buf, &len);
+        int type = tok_type(t, i);
+        if (type == TOK_CONTROL || type == TOK_UNKNOWN || type == TOK_UNUSED) len = 0;
+        if (total + len > cap) {
+            size_t nc = cap ? cap * 2 : 4096;
+            while (nc < total + len) nc *= 2;
+            char *q = realloc(store, nc);
+            if (!q) goto out;
+            store = q;
+            cap = nc;
+        }
+        if (len) memcpy(store + total, b, len);
+        offs[i] = total;
+        lens[i] = len;
+        total += len;
+    }
+    for (int i = 0; i < n; i++) bytes[i] = store ? store + offs[i] : "";
+    v = gram_vocab_create(n, bytes, lens, tok_eos(t));
+out:
+    free(store);
+    free(bytes);
+    free(lens);
+    free(offs);
+    return v;
+}
+
+void gram_vocab_free(gram_vocab *v) {
+    if (!v) return;
+    free(v->bytes);
+    free(v->off);
+    free(v->len);
+    free(v->order);
+    free(v->node);
+    free(v->edge);
+    free(v);
+}
+
+int gram_vocab_n(const gram_vocab *v) { return v ? v->n_vocab : 0; }
+
+/* ---------------------------------------------------------------------- the matcher */
+
+/* Stack sets live in a growable int arena: each stack is [len, e_0 .. e_len-1] (e_len-1 the
+ * top), a set is the stacks in [start, end). Sets nest like the trie walk: a child's set is
+ * appended after its parent's and dropped on return. */
+typedef struct {
+    int *a;
+    int n, cap;
+} arena;
+
+typedef struct {
+    int *key; /* [need, val, stacks...] of the state the mask belongs to */
+    int n_key, cap_key;
+    uint32_t *mask;
+    unsigned long stamp;
+    bool used;
+} mask_entry;
+
+struct gram_state {
+    const gram_rules *g;
+    const gram_vocab *v;
+    arena cur;          /* the current set: the whole of cur */
+    int need;           /* continuation bytes still expected for the current character */
+    uint32_t val;       /* the bits of that character so far */
+    arena work;         /* scratch for accepting and masking */
+    bool oom;
+    mask_entry cache[GRAM_CACHE];
+    unsigned long clock;
+};
+
+static bool arena_reserve(arena *w, int more) {
+    return grow((void **)&w->a, &w->cap, w->n + more, sizeof *w->a);
+}
+
+/* Appends stack (len) to the set that starts at set0 unless it is already there. */
+static int set_add(arena *w, int set0, const int *stk, int len) {
+    for (int i = set0; i < w->n; i += w->a[i] + 1)
+        if (w->a[i] == len && memcmp(w->a + i + 1, stk, (size_t)len * sizeof *stk) == 0) return 0;
+    if (!arena_reserve(w, len + 1)) return -1;
+    w->a[w->n++] = len;
+    memcpy(w->a + w->n, stk, (size_t)len * sizeof *stk);
+    w->n += len;
+    return 0;
+}
+
+/* Resolves stack src (len) until its top is a class or it is empty, adding every resulting
+ * stack to the set at set0: an ended alternative pops, a reference is replaced by where to
+ * continue after it and each of the rule's alternatives is pushed in turn. A reference that
+ * ends its alternative is popped before pushing (tail position), so right recursion such as
+ * x* never grows the stack. */
+static int expand(const gram_rules *g, arena *w, int set0, const int *src, int len, int depth) {
+    int buf[GRAM_MAX_STACK];
+    if (depth > 4 * GRAM_MAX_STACK) return -1;
+    memcpy(buf, src, (size_t)len * sizeof *buf);
+    for (;;) {
+        while (len > 0 && g->el[buf[len - 1]].type == E_END) len--;
+        if (len == 0 || g->el[buf[len - 1]].type == E_CHAR) return set_add(w, set0, buf, len);
+        int pos = buf[len - 1];
+        const g_rule *r = &g->rules[g->el[pos].a];
+        if (g->el[pos + 1].type == E_END) len--;
+        else buf[len - 1] = pos + 1;
+        if (len + 1 > GRAM_MAX_STACK) return -1;
+        for (int a = 0; a < r->n_alt; a++) {
+            buf[len] = g->alt[r->alt0 + a];
+            if (a + 1 == r->n_alt) { /* the last alternative continues in this frame */
+                len++;
+                break;
+            }
+            if (expand(g, w, set0, buf, len + 1, depth + 1) < 0) return -1;
+        }
+        if (r->n_alt == 0) return 0;
+    }
+}
+
+static bool class_has(const gram_rules *g, const g_elem *e, uint32_t c) {
+    const uint32_t *r = g->rng + 2 * e->a;
+    for (int i = 0; i < e->n; i++)
+        if (c >= r[2 * i] && c <= r[2 * i + 1]) return true;
+    return false;
+}
+
+static bool class_meets(const gram_rules *g, const g_elem *e, uint32_t lo, uint32_t hi) {
+    const uint32_t *r = g->rng + 2 * e->a;
+    for (int i = 0; i < e->n; i++)
+        if (r[2 * i] <= hi && lo <= r[2 * i + 1]) return true;
+    return false;
+}
+
+/* The set [s0, s1) advanced by code point c, appended at the arena's end. Returns -1 when
+ * memory is short; the new set is [s1', w->n) where s1' is the arena end on entry. */
+static int set_advance(const gram_rules *g, arena *w, int s0, int s1, uint32_t c) {
+    int set0 = w->n;
+    int buf[GRAM_MAX_STACK];
+    for (int i = s0; i < s1; i += w->a[i] + 1) {
+        int len = w->a[i];
+        if (len == 0) continue;
+        const g_elem *top = &g->el[w->a[i + len]];
+        if (!class_has(g, top, c)) continue;
+        memcpy(buf, w->a + i + 1, (size_t)len * sizeof *buf);
+        buf[len - 1]++;
+        if (expand(g, w, set0, buf, len, 0) < 0) return -1;
+    }
+    return 0;
+}
+
+/* The stacks of [s0, s1) whose next class can hold some character in [lo, hi]; returns false
+ * when all of them can (the set is then reused as it is), else appends the kept ones. */
+static int set_filter(const gram_rules *g, arena *w, int s0, int s1, uint32_t lo, uint32_t hi,
+                      int *f0, int *f1) {
+    bool all = true;
+    for (int i = s0; i < s1 && all; i += w->a[i] + 1)
+        all = w->a[i] > 0 && class_meets(g, &g->el[w->a[i + w->a[i]]], lo, hi);
+    if (all) {
+        *f0 = s0, *f1 = s1;
+        return 0;
+    }
+    *f0 = w->n;
+    for (int i = s0; i < s1; i += w->a[i] + 1) {
+        int len = w->a[i];
+        if (len == 0 || !class_meets(g, &g->el[w->a[i + len]], lo, hi)) continue;
+        if (!arena_reserve(w, len + 1)) return -1;
+        memmove(w->a + w->n, w->a + i, (size_t)(len + 1) * sizeof *w->a);
+        w->n += len + 1;
+    }
+    *f1 = w->n;
+    return 0;
+}
+
+/* UTF-8 decoding one byte at a time: returns 1 with *cp when a character completes, 0 while
+ * more bytes are needed, -1 for a byte that cannot appear here. */
+static int utf8_step(int *need, uint32_t *val, uint8_t b, uint32_t *cp) {
+    if (*need == 0) {
+        if (b < 0x80) {
+            *cp = b;
+            return 1;
+        }
+        if (b >= 0xC2 && b <= 0xDF) *need = 1, *val = b & 0x1F;
+        else if (b >= 0xE0 && b <= 0xEF) *need = 2, *val = b & 0x0F;
+        else if (b >= 0xF0 && b <= 0xF4) *need = 3, *val = b & 0x07;
+        else return -1;
+        return 0;
+    }
+    if ((b & 0xC0) != 0x80) return -1;
+    *val = (*val << 6) | (b & 0x3F);
+    if (--*need == 0) {
+        *cp = *val;
+        return *cp <= CP_MAX ? 1 : -1;
+    }
+    return 0;
+}
+
+/* One byte applied to the set [*s0, *s1) with partial character (*need, *val). Returns 1 with
+ * the new set in [*s0, *s1) (appended, or the same), 0 when it dies, -1 on memory. */
+static int step_byte(const gram_rules *g, arena *w, int *s0, int *s1, int *need, uint32_t *val,
+                     uint8_t b) {
+    uint32_t cp;
+    int r = utf8_step(need, val, b, &cp);
+    if (r < 0) return 0;
+    int n0 = w->n, f0, f1;
+    if (r == 1) {
+        if (set_advance(g, w, *s0, *s1, cp) < 0) return -1;
+        f0 = n0, f1 = w->n;
+    } else {
+        int shift = 6 * *need;
+        uint32_t lo = *val << shift, hi = lo | ((1u << shift) - 1);
+        if (set_filter(g, w, *s0, *s1, lo, hi, &f0, &f1) < 0) return -1;
+    }
+    if (f0 == f1) return 0;
+    *s0 = f0, *s1 = f1;
+    return 1;
+}
+
+gram_state *gram_state_create(const gram_rules *g, const gram_vocab *v) {
+    gram_state *st = calloc(1, sizeof *st);
+    if (!st) return NULL;
+    st->g = g;
+    st->v = v;
+    const g_rule *root = &g->rules[g->root];
+    for (int a = 0; a < root->n_alt; a++) {
+        int start = g->alt[root->alt0 + a];
+        if (expand(g, &st->cur, 0, &start, 1, 0) < 0) goto fail;
+    }
+    if (v) {
+        size_t words = ((size_t)v->n_vocab + 31) / 32;
+        for (int i = 0; i < GRAM_CACHE; i++) {
+            st->cache[i].mask = malloc(words * sizeof(uint32_t));
+            if (!st->cache[i].mask) goto fail;
+        }
+    }
+    return st;
+fail:
+    gram_state_free(st);
+    return NULL;
+}
+
+void gram_state_free(gram_state *st) {
+    if (!st) return;
+    free(st->cur.a);
+    free(st->work.a);
+    for (int i = 0; i < GRAM_CACHE; i++) {
+        free(st->cache[i].key);
+        free(st->cache[i].mask);
+    }
+    free(st);
+}
+
+int gram_state_accept_bytes(gram_state *st, const char *bytes, size_t n) {
+    arena *w = &st->work;
+    w->n = 0;
+    if (!arena_reserve(w, st->cur.n)) return -1;
+    memcpy(w->a, st->cur.a, (size_t)st->cur.n * sizeof *w->a);
+    w->n = st->cur.n;
+    int s0 = 0, s1 = w->n, need = st->need;
+    uint32_t val = st->val;
+    for (size_t i = 0; i < n; i++) {
+        if (step_byte(st->g, w, &s0, &s1, &need, &val, (uint8_t)bytes[i]) != 1) return -1;
+        if (s0 > 0 && (size_t)s0 > (size_t)st->cur.n * 4 + 4096) { /* compact: keep it small */
+            memmove(w->a, w->a + s0, (size_t)(s1 - s0) * sizeof *w->a);
+            w->n = s1 - s0;
+            s1 -= s0;
+            s0 = 0;
+        }
+    }
+    st->cur.n = 0;
+    if (!arena_reserve(&st->cur, s1 - s0)) return -1;
+    memcpy(st->cur.a, w->a + s0, (size_t)(s1 - s0) * sizeof *w->a);
+    st->cur.n = s1 - s0;
+    st->need = need;
+    st->val = val;
+    return 0;
+}
+
+bool gram_state_can_end(const gram_state *st) {
+    if (st->need) return false;
+    for (int i = 0; i < st->cur.n; i += st->cur.a[i] + 1)
+        if (st->cur.a[i] == 0) return true;
+    return false;
+}
+
+bool gram_state_done(const gram_state *st) {
+    return st->need == 0 && st->cur.n == 1 && st->cur.a[0] == 0;
+}
+
+int gram_state_n_stacks(const gram_state *st) {
+    int k = 0;
+    for (int i = 0; i < st->cur.n; i += st->cur.a[i] + 1) k++;
+    return k;
+}
+
+int gram_state_accept_token(gram_state *st, int id) {
+    const gram_vocab *v = st->v;
+    if (!v || id < 0 || id >= v->n_vocab) return -1;
+    if (id == v->eos_id) return gram_state_can_end(st) ? 0 : -1;
+    if (v->len[id] == 0) return -1;
+    return gram_state_accept_bytes(st, v->bytes + v->off[id], v->len[id]);
+}
+
+/* The trie walk: every token below node whose bytes keep some stack alive is set in mask. */
+static int walk(gram_state *st, int node, int s0, int s1, int need, uint32_t val,
+                uint32_t *mask, int *count) {
+    const gram_vocab *v = st->v;
+    const trie_node *nd = &v->node[node];
+    for (int t = 0; t < nd->n_tok; t++) {
+        int id = v->order[nd->tok0 + t];
+        mask[id >> 5] |= 1u << (id & 31);
+    }
+    *count += nd->n_tok;
+    arena *w = &st->work;
+    for (int c = 0; c < nd->n_child; c++) {
+        int child = nd->child0 + c, mark = w->n, a0 = s0, a1 = s1, nneed = need;
+        uint32_t nval = val;
+        int r = step_byte(st->g, w, &a0, &a1, &nneed, &nval, v->edge[child]);
+        if (r < 0) return -1;
+        if (r == 1 && walk(st, child, a0, a1, nneed, nval, mask, count) < 0) return -1;
+        w->n = mark;
+    }
+    return 0;
+}
+
+int gram_state_mask(gram_state *st, uint32_t *mask) {
+    const gram_vocab *v = st->v;
+    size_t words = ((size_t)v->n_vocab + 31) / 32;
+    int n_key = st->cur.n + 2;
+    /* the cache: the same state always gives the same mask */
+    for (int i = 0; i < GRAM_CACHE; i++) {
+        mask_entry *e = &st->cache[i];
+        if (e->used && e->n_key == n_key && e->key[0] == st->need && e->key[1] == (int)st->val &&
+            memcmp(e->key + 2, st->cur.a, (size_t)st->cur.n * sizeof *e->key) == 0) {
+            memcpy(mask, e->mask, words * sizeof *mask);
+            e->stamp = ++st->clock;
+            int k = 0;
+            for (size_t j = 0; j < words; j++) k += __builtin_popcount(mask[j]);
+            return k;
+        }
+    }
+    memset(mask, 0, words * sizeof *mask);
+    int count = 0;
+    arena *w = &st->work;
+    w->n = 0;
+    if (!arena_reserve(w, st->cur.n)) return -1;
+    memcpy(w->a, st->cur.a, (size_t)st->cur.n * sizeof *w->a);
+    w->n = st->cur.n;
+    if (walk(st, 0, 0, w->n, st->need, st->val, mask, &count) < 0) return -1;
+    if (v->eos_id >= 0 && v->eos_id < v->n_vocab && gram_state_can_end(st)) {
+        mask[v->eos_id >> 5] |= 1u << (v->eos_id & 31);
+        count++;
+    }
+    mask_entry *e = &st->cache[0];
+    for (int i = 1; i < GRAM_CACHE && e->used; i++)
+        if (!st->cache[i].used || st->cache[i].stamp < e->stamp) e = &st->cache[i];
+    if (grow((void **)&e->key, &e->cap_key, n_key, sizeof *e->key)) {
+        e->key[0] = st->need;
+        e->key[1] = (int)st->val;
+        memcpy(e->key + 2, st->cur.a, (size_t)st->cur.n * sizeof *e->key);
+        e->n_key = n_key;
+        memcpy(e->mask, mask, words * sizeof *mask);
+        e->stamp = ++st->clock;
+        e->used = true;
+    }
+    return count;
+}
