@@ -928,25 +928,31 @@ static int set_filter(const gram_rules *g, arena *w, int s0, int s1, uint32_t lo
     return 0;
 }
 
-/* UTF-8 decoding one byte at a time: returns 1 with *cp when a character completes, 0 while
- * more bytes are needed, -1 for a byte that cannot appear here. */
+/* UTF-8 decoding one byte at a time. *need packs the continuation bytes still expected (low 4
+ * bits) and the whole sequence's length (above), which bounds the character from below: a
+ * 4-byte sequence is at least U+10000 (shorter forms are overlong, invalid). Returns 1 with
+ * *cp when a character completes, 0 while more bytes are needed, -1 for a byte that cannot
+ * appear here. */
+static const uint32_t utf8_min[5] = {0, 0, 0x80, 0x800, 0x10000};
 static int utf8_step(int *need, uint32_t *val, uint8_t b, uint32_t *cp) {
     if (*need == 0) {
         if (b < 0x80) {
             *cp = b;
             return 1;
         }
-        if (b >= 0xC2 && b <= 0xDF) *need = 1, *val = b & 0x1F;
-        else if (b >= 0xE0 && b <= 0xEF) *need = 2, *val = b & 0x0F;
-        else if (b >= 0xF0 && b <= 0xF4) *need = 3, *val = b & 0x07;
+        if (b >= 0xC2 && b <= 0xDF) *need = 1 | 2 << 4, *val = b & 0x1F;
+        else if (b >= 0xE0 && b <= 0xEF) *need = 2 | 3 << 4, *val = b & 0x0F;
+        else if (b >= 0xF0 && b <= 0xF4) *need = 3 | 4 << 4, *val = b & 0x07;
         else return -1;
         return 0;
     }
     if ((b & 0xC0) != 0x80) return -1;
     *val = (*val << 6) | (b & 0x3F);
-    if (--*need == 0) {
+    int len = *need >> 4;
+    if ((--*need & 15) == 0) {
+        *need = 0;
         *cp = *val;
-        return *cp <= CP_MAX ? 1 : -1;
+        return *cp <= CP_MAX && *cp >= utf8_min[len] ? 1 : -1;
     }
     return 0;
 }
@@ -963,8 +969,11 @@ static int step_byte(const gram_rules *g, arena *w, int *s0, int *s1, int *need,
         if (set_advance(g, w, *s0, *s1, cp) < 0) return -1;
         f0 = n0, f1 = w->n;
     } else {
-        int shift = 6 * *need;
+        int shift = 6 * (*need & 15);
         uint32_t lo = *val << shift, hi = lo | ((1u << shift) - 1);
+        if (lo < utf8_min[*need >> 4]) lo = utf8_min[*need >> 4];
+        if (hi > CP_MAX) hi = CP_MAX;
+        if (lo > hi) return 0;
         if (set_filter(g, w, *s0, *s1, lo, hi, &f0, &f1) < 0) return -1;
     }
     if (f0 == f1) return 0;

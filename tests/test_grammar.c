@@ -131,6 +131,18 @@ static void test_utf8(void) {
     CHECK(match_n(g, "\xc3\xa9\xe4\xb8\xad\x80", 6) == -1, "a stray continuation byte");
     CHECK(match_n(g, "\xc3\xa9\xe4\xb8\xad\xff", 6) == -1, "0xff");
     gram_rules_free(g);
+    /* overlong forms can never spell an ASCII character */
+    g = parse("root ::= [\\x00-\\x7f]+");
+    CHECK(match_n(g, "\xf0", 1) == -1, "4-byte lead: at least U+10000");
+    CHECK(match_n(g, "\xe0\x80", 2) == -1, "3-byte overlong");
+    CHECK(match_n(g, "\xc1\x81", 2) == -1, "2-byte overlong");
+    CHECK(match_n(g, "\xc2", 1) == -1, "U+0080.. is not ASCII");
+    CHECK(match_n(g, "\x7f", 1) == 1, "DEL is");
+    gram_rules_free(g);
+    g = parse("root ::= [\\U00010000-\\U00010fff]");
+    CHECK(match_n(g, "\xf0", 1) == 0 && match_n(g, "\xf0\x90", 2) == 0, "4-byte prefix");
+    CHECK(match_n(g, "\xf0\x91", 2) == -1 && match_n(g, "\xe0", 1) == -1, "out of range");
+    gram_rules_free(g);
 }
 
 /* ------------------------------------------------------ masks vs the naive reference */
