@@ -20,6 +20,8 @@
 #define GRAM_MAX_ELEMS 200000
 #define GRAM_MAX_REPEAT 10000
 #define GRAM_CACHE 8        /* masks remembered per state */
+#define GRAM_MEMO 256       /* advances remembered during one trie walk */
+#define GRAM_MEMO_SCAN 48   /* how many of the most recent a lookup looks at */
 #define CP_MAX 0x10FFFFu
 
 enum { E_END = 0, E_CHAR, E_REF };
@@ -799,6 +801,7 @@ void gram_vocab_free(gram_vocab *v) {
 }
 
 int gram_vocab_n(const gram_vocab *v) { return v ? v->n_vocab : 0; }
+int gram_vocab_eos(const gram_vocab *v) { return v ? v->eos_id : -1; }
 
 /* ---------------------------------------------------------------------- the matcher */
 
@@ -828,6 +831,13 @@ struct gram_state {
     bool oom;
     mask_entry cache[GRAM_CACHE];
     unsigned long clock;
+    /* During a walk: the set [s0, s1) advanced by any character that the stacks of sig (bit i:
+     * the i-th stack's class holds it) accept is [r0, r1). Entries die with their sets. */
+    struct {
+        int s0, s1, r0, r1;
+        uint64_t sig;
+    } memo[GRAM_MEMO];
+    int n_memo;
 };
 
 static bool arena_reserve(arena *w, int more) {
@@ -1077,14 +1087,59 @@ static int walk(gram_state *st, int node, int s0, int s1, int need, uint32_t val
     }
     *count += nd->n_tok;
     arena *w = &st->work;
+    const gram_rules *g = st->g;
+    int mark = w->n, memo_mark = st->n_memo;
     for (int c = 0; c < nd->n_child; c++) {
-        int child = nd->child0 + c, mark = w->n, a0 = s0, a1 = s1, nneed = need;
-        uint32_t nval = val;
-        int r = step_byte(st->g, w, &a0, &a1, &nneed, &nval, v->edge[child]);
-        if (r < 0) return -1;
-        if (r == 1 && walk(st, child, a0, a1, nneed, nval, mask, count) < 0) return -1;
-        w->n = mark;
+        int child = nd->child0 + c, a0 = s0, a1 = s1, nneed = need;
+        uint32_t nval = val, cp;
+        int u = utf8_step(&nneed, &nval, v->edge[child], &cp);
+        if (u < 0) continue;
+        if (u == 0) { /* inside a character: keep the stacks that some completion could suit */
+            int shift = 6 * (nneed & 15);
+            uint32_t lo = nval << shift, hi = lo | ((1u << shift) - 1);
+            if (lo < utf8_min[nneed >> 4]) lo = utf8_min[nneed >> 4];
+            if (hi > CP_MAX) hi = CP_MAX;
+            if (lo > hi) continue;
+            if (set_filter(g, w, s0, s1, lo, hi, &a0, &a1) < 0) return -1;
+        } else {
+            /* which stacks take cp decides the result: characters alike share one advance
+             * (inside a JSON string, nearly every byte of every token) */
+            uint64_t sig = 0;
+            int k = 0;
+            for (int i = s0; i < s1; i += w->a[i] + 1, k++) {
+                int len = w->a[i];
+                if (len && k < 64 && class_has(g, &g->el[w->a[i + len]], cp)) sig |= 1ull << k;
+                else if (len && k >= 64 && class_has(g, &g->el[w->a[i + len]], cp)) sig = ~0ull;
+            }
+            if (sig == 0) continue;
+            bool memo = k <= 64, found = false;
+            for (int e = st->n_memo - 1; memo && e >= 0 && e >= st->n_memo - GRAM_MEMO_SCAN; e--)
+                if (st->memo[e].s0 == s0 && st->memo[e].s1 == s1 && st->memo[e].sig == sig) {
+                    a0 = st->memo[e].r0, a1 = st->memo[e].r1, found = true;
+                    break;
+                }
+            if (!found) {
+                int n0 = w->n;
+                if (set_advance(g, w, s0, s1, cp) < 0) return -1;
+                a0 = n0, a1 = w->n;
+                if (a1 - a0 == s1 - s0 &&
+                    memcmp(w->a + a0, w->a + s0, (size_t)(s1 - s0) * sizeof *w->a) == 0) {
+                    w->n = n0; /* the same set: reuse it, so that its memo entries apply */
+                    a0 = s0, a1 = s1;
+                }
+                if (memo && st->n_memo < GRAM_MEMO) {
+                    st->memo[st->n_memo].s0 = s0, st->memo[st->n_memo].s1 = s1;
+                    st->memo[st->n_memo].r0 = a0, st->memo[st->n_memo].r1 = a1;
+                    st->memo[st->n_memo].sig = sig;
+                    st->n_memo++;
+                }
+            }
+        }
+        if (a0 == a1) continue;
+        if (walk(st, child, a0, a1, nneed, nval, mask, count) < 0) return -1;
     }
+    w->n = mark;
+    st->n_memo = memo_mark;
     return 0;
 }
 
@@ -1111,6 +1166,7 @@ int gram_state_mask(gram_state *st, uint32_t *mask) {
     if (!arena_reserve(w, st->cur.n)) return -1;
     memcpy(w->a, st->cur.a, (size_t)st->cur.n * sizeof *w->a);
     w->n = st->cur.n;
+    st->n_memo = 0;
     if (walk(st, 0, 0, w->n, st->need, st->val, mask, &count) < 0) return -1;
     if (v->eos_id >= 0 && v->eos_id < v->n_vocab && gram_state_can_end(st)) {
         mask[v->eos_id >> 5] |= 1u << (v->eos_id & 31);

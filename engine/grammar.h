@@ -37,6 +37,7 @@ typedef struct tokenizer tokenizer;
 gram_vocab *gram_vocab_from_tokenizer(const tokenizer *t);
 void gram_vocab_free(gram_vocab *v);
 int gram_vocab_n(const gram_vocab *v);
+int gram_vocab_eos(const gram_vocab *v);
 
 /* A fresh state at the start of g's root rule. Both are borrowed and must outlive the state.
  * NULL when memory is short. */
