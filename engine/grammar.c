@@ -190,7 +190,7 @@ static bool rule_define(parser *p, int r, seq *alts, int n) {
     g->rules[r].defined = true;
     for (int i = 0; i < n; i++) {
         g->alt[g->n_alt++] = g->n_el;
-        memcpy(g->el + g->n_el, alts[i].e, (size_t)alts[i].n * sizeof *g->el);
+        if (alts[i].n) memcpy(g->el + g->n_el, alts[i].e, (size_t)alts[i].n * sizeof *g->el);
         g->n_el += alts[i].n;
         g->el[g->n_el++] = (g_elem){.type = E_END};
     }
