@@ -310,8 +310,9 @@ static int parse_common(const api_ctx *ctx, const cJSON *o, api_call *c, int def
     }
     /* constrained output: grammar, json_schema, response_format (json_schema.c) */
     char gparam[64], gmsg[512];
-    if (json_request_grammar(o, &r->grammar, gparam, sizeof gparam, gmsg, sizeof gmsg) < 0)
-        return BAD(gparam, "%s", gmsg);
+    int grc = json_request_grammar(o, &r->grammar, gparam, sizeof gparam, gmsg, sizeof gmsg);
+    if (grc == -2) return oom(e);
+    if (grc < 0) return BAD(gparam, "%s", gmsg);
     if (r->grammar && beam)
         return BAD("use_beam_search", "a grammar with beam search is not supported");
     (void)model_name; /* one model is served: any name is accepted, the served id answers */

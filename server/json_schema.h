@@ -26,7 +26,8 @@ char *json_schema_to_gbnf(const cJSON *schema, bool strict, char *err, size_t er
  * schema, llama.cpp's field) and `response_format` (OpenAI's: text, json_object, json_schema);
  * at most one may constrain. Also refuses `tools` and a `tool_choice` other than "none", which
  * are not supported yet. 0 with *out the parsed grammar (NULL: unconstrained; caller frees),
- * or -1 with the offending field in param and a message naming the position or schema path. */
+ * or -1 with the offending field in param and a message naming the position or schema path,
+ * or -2 when memory ran out (the request itself may be fine). */
 typedef struct gram_rules gram_rules;
 int json_request_grammar(const cJSON *body, gram_rules **out, char *param, size_t paramlen,
                          char *msg, size_t msglen);
