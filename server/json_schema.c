@@ -505,6 +505,104 @@ static const cJSON *resolve_ref(conv *c, const char *ref, const char *path) {
     return t;
 }
 
+/* --- oneOf: enforced only where no value can match two branches --- */
+
+enum { T_NULL = 1, T_BOOL = 2, T_OBJECT = 4, T_ARRAY = 8, T_STRING = 16, T_INT = 32,
+       T_FRAC = 64, T_ANY = 127 };
+
+static unsigned value_type(const cJSON *v) {
+    if (cJSON_IsNull(v)) return T_NULL;
+    if (cJSON_IsBool(v)) return T_BOOL;
+    if (cJSON_IsObject(v)) return T_OBJECT;
+    if (cJSON_IsArray(v)) return T_ARRAY;
+    if (cJSON_IsString(v)) return T_STRING;
+    return v->valuedouble == floor(v->valuedouble) ? T_INT : T_FRAC;
+}
+
+static unsigned type_name_mask(const char *t) {
+    return strcmp(t, "null") == 0      ? T_NULL
+           : strcmp(t, "boolean") == 0 ? T_BOOL
+           : strcmp(t, "object") == 0  ? T_OBJECT
+           : strcmp(t, "array") == 0   ? T_ARRAY
+           : strcmp(t, "string") == 0  ? T_STRING
+           : strcmp(t, "integer") == 0 ? T_INT
+           : strcmp(t, "number") == 0  ? T_INT | T_FRAC
+                                       : T_ANY;
+}
+
+/* The JSON types schema node may accept (T_ANY when unsure); *values gets its const/enum list
+ * (a const alone: the const itself), else NULL. */
+static unsigned schema_types(conv *c, const cJSON *node, const cJSON **values, int depth) {
+    *values = NULL;
+    if (!cJSON_IsObject(node) || depth > 32) return T_ANY;
+    const cJSON *ref = get(node, "$ref");
+    if (cJSON_IsString(ref)) {
+        const cJSON *t = NULL;
+        if (strncmp(ref->valuestring, "#/$defs/", 8) == 0)
+            t = get(get(c->root, "$defs"), ref->valuestring + 8);
+        else if (strncmp(ref->valuestring, "#/definitions/", 14) == 0)
+            t = get(get(c->root, "definitions"), ref->valuestring + 14);
+        return t ? schema_types(c, t, values, depth + 1) : T_ANY;
+    }
+    const cJSON *cst = get(node, "const"), *en = get(node, "enum");
+    if (cst) {
+        *values = cst;
+        return value_type(cst);
+    }
+    if (cJSON_IsArray(en)) {
+        unsigned m = 0;
+        const cJSON *v;
+        cJSON_ArrayForEach(v, en) m |= value_type(v);
+        *values = en;
+        return m;
+    }
+    const cJSON *list = get(node, "anyOf") ? get(node, "anyOf") : get(node, "oneOf");
+    if (cJSON_IsArray(list)) {
+        unsigned m = 0;
+        const cJSON *v, *ignored;
+        cJSON_ArrayForEach(v, list) m |= schema_types(c, v, &ignored, depth + 1);
+        return m;
+    }
+    const cJSON *type = get(node, "type");
+    if (cJSON_IsString(type)) return type_name_mask(type->valuestring);
+    if (cJSON_IsArray(type)) {
+        unsigned m = 0;
+        const cJSON *v;
+        cJSON_ArrayForEach(v, type) m |= cJSON_IsString(v) ? type_name_mask(v->valuestring) : T_ANY;
+        return m;
+    }
+    if (get(node, "properties") || get(node, "required") || get(node, "additionalProperties"))
+        return T_OBJECT;
+    if (get(node, "items") || get(node, "prefixItems")) return T_ARRAY;
+    return T_ANY;
+}
+
+/* A list of values: const (one value) or enum (an array). */
+static bool values_meet(const cJSON *a, const cJSON *b) {
+    const cJSON *x = cJSON_IsArray(a) ? a->child : a;
+    for (; x; x = cJSON_IsArray(a) ? x->next : NULL) {
+        const cJSON *y = cJSON_IsArray(b) ? b->child : b;
+        for (; y; y = cJSON_IsArray(b) ? y->next : NULL)
+            if (cJSON_Compare(x, y, true)) return true;
+    }
+    return false;
+}
+
+/* Whether no value can match two branches of list, as far as types and value lists tell. */
+static bool branches_disjoint(conv *c, const cJSON *list) {
+    int n = cJSON_GetArraySize(list);
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++) {
+            const cJSON *va, *vb;
+            unsigned a = schema_types(c, cJSON_GetArrayItem(list, i), &va, 0);
+            unsigned b = schema_types(c, cJSON_GetArrayItem(list, j), &vb, 0);
+            if (!(a & b)) continue;
+            if (va && vb && !values_meet(va, vb)) continue;
+            return false;
+        }
+    return true;
+}
+
 static int gen(conv *c, const cJSON *node, const char *path) {
     if (c->failed) return -1;
     if (cJSON_IsTrue(node)) {
@@ -581,6 +679,13 @@ static int gen(conv *c, const cJSON *node, const char *path) {
             if (in_list(annotations, k->string) || strcmp(k->string, kw) == 0) continue;
             snprintf(sub, sizeof sub, "%s/%s", path, k->string);
             fail(c, sub, "'%s' beside '%s' is not supported", k->string, kw);
+            goto out;
+        }
+        if (one && !branches_disjoint(c, one)) {
+            snprintf(sub, sizeof sub, "%s/oneOf", path);
+            fail(c, sub, "'oneOf' whose branches may overlap cannot be enforced (a value that "
+                         "matches two is invalid); branches of different types or values are "
+                         "supported, or use anyOf");
             goto out;
         }
         int i = 0;

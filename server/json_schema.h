@@ -4,6 +4,8 @@
  * Some constructs come out tighter than the schema, always valid: object keys in the order
  * the schema lists them; no extra keys unless additionalProperties says so and the schema
  * declares no properties; numbers of at most 16 digits; February has 28 days in `date`.
+ * oneOf is enforced only when its branches cannot overlap (different types or const/enum
+ * values); otherwise it is refused like any construct we cannot express.
  * Pure functions of their input; thread-safe. */
 #ifndef LS_JSON_SCHEMA_H
 #define LS_JSON_SCHEMA_H

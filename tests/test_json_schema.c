@@ -137,6 +137,13 @@ static void test_errors_and_refs(void) {
     expect_error("false", "at #");
     expect_error("{\"anyOf\":[{\"type\":\"null\"}],\"type\":\"null\"}", "at #/type");
     expect_error("{\"allOf\":[{},{}]}", "at #/allOf");
+    expect_error("{\"oneOf\":[{\"type\":\"integer\"},{\"type\":\"number\"}]}", "at #/oneOf");
+    expect_error("{\"oneOf\":[{\"enum\":[1,2]},{\"const\":2}]}", "at #/oneOf");
+    expect_error("{\"oneOf\":[{\"type\":\"string\"},{}]}", "at #/oneOf");
+    gram_rules *one = conv("{\"oneOf\":[{\"enum\":[1,\"a\"]},{\"const\":2},{\"type\":\"null\"},"
+                           "{\"properties\":{}}]}", NULL, 0);
+    CHECK(one && accepts(one, "2") && accepts(one, "{}") && !accepts(one, "3"), "disjoint oneOf");
+    gram_rules_free(one);
     char err[256];
     gram_rules *g = conv("{\"$ref\":\"#/$defs/list\",\"$defs\":{\"list\":{\"type\":\"array\","
                          "\"items\":{\"$ref\":\"#/$defs/list\"}}}}", err, sizeof err);
