@@ -786,7 +786,8 @@ int json_request_grammar(const cJSON *body, gram_rules **out, char *param, size_
                         "'tool_choice' other than \"none\" is not supported by this server yet");
     const cJSON *g = get(body, "grammar"), *js = get(body, "json_schema"),
                 *rf = get(body, "response_format");
-    if (cJSON_IsNull(g)) g = NULL;
+    if (cJSON_IsNull(g) || (cJSON_IsString(g) && !g->valuestring[0])) g = NULL; /* llama.cpp:
+        an empty grammar is none */
     if (cJSON_IsNull(js)) js = NULL;
     if (cJSON_IsNull(rf)) rf = NULL;
     const char *field = NULL; /* which field constrains */

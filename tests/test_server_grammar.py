@@ -182,6 +182,8 @@ def test_errors(srv):
     bad(dict(m, tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}]),
         "tools", "not supported", CH)
     bad(dict(m, tool_choice="required"), "tool_choice", "not supported", CH)
+    r = srv.post(C, dict(p, grammar=""))  # llama.cpp's clients send an empty grammar for none
+    assert r["choices"][0]["finish_reason"] in ("stop", "length"), r
     r = srv.post(CH, dict(m, tool_choice="none"))
     assert r["choices"][0]["finish_reason"] in ("stop", "length"), r
 
