@@ -22,7 +22,7 @@ from server_harness import Runner, check_error, run_with_server
 C, CH = "/v1/completions", "/v1/chat/completions"
 SCHEMAS = sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                         "schemas", "*.json")))
-SEEDS = (1, 2, 3)
+SEEDS = (1, 2)  # 18 outputs: enough to see every branch, quick under TSan
 
 
 def format_checker(cls):
