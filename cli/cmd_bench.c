@@ -2,12 +2,18 @@
  * token-generation (tg: n single-token steps) speed, in the manner of llama.cpp's llama-bench,
  * plus a memory read-bandwidth probe through the same thread pool, so that tg can be stated as a
  * fraction of its roofline (bandwidth / bytes of weights read per token). Needs no tokenizer:
- * the tokens are random ids. Results to stdout (a table, or one JSON object with --json). */
+ * the tokens are random ids. Results to stdout (a table, or one JSON object with --json).
+ * With --grammar, a further run of n constrained steps measures the grammar's cost per token
+ * (the mask and the advance) against the decode time, in a vocabulary of the model's or
+ * --vocab's (a GGUF: Llama's SentencePiece or Llama 3's byte-level BPE). */
 #include "cli.h"
 
 #include "args.h"
 #include "common.h"
 #include "forward.h"
+#include "gguf.h"
+#include "grammar.h"
+#include "sampler.h"
 #include "kv_cache.h"
 #include "matmul.h"
 #include "model.h"
@@ -33,24 +39,28 @@ static void usage(FILE *f) {
                "      --kv-f16         F16 KV cache (default F32)\n"
                "      --scalar         use the scalar kernels, not the SIMD ones\n"
                "      --bw-mib N       size of the bandwidth probe's buffer (default 1024; 0 = skip)\n"
+               "      --grammar FILE   also time a GBNF grammar's mask and advance per token\n"
+               "      --vocab PATH     the grammar's vocabulary from this GGUF (default: the\n"
+               "                       model's); random logits when its size is not the model's\n"
                "      --json           print one JSON object\n"
                "  -h, --help           this help\n");
 }
 
 typedef struct {
-    const char *model;
+    const char *model, *grammar, *vocab;
     int n_prompt, n_gen, threads, reps, bw_mib;
     bool json, scalar, kv_f16;
 } bench_opts;
 
 static int parse(bench_opts *o, int argc, char **argv, char *err, size_t errlen) {
-    enum { O_JSON = 256, O_SCALAR, O_KVF16, O_BW };
+    enum { O_JSON = 256, O_SCALAR, O_KVF16, O_BW, O_GRAMMAR, O_VOCAB };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"n-prompt", required_argument, 0, 'p'},
         {"n-gen", required_argument, 0, 'n'}, {"threads", required_argument, 0, 't'},
         {"reps", required_argument, 0, 'r'},  {"json", no_argument, 0, O_JSON},
         {"scalar", no_argument, 0, O_SCALAR}, {"kv-f16", no_argument, 0, O_KVF16},
         {"bw-mib", required_argument, 0, O_BW}, {"help", no_argument, 0, 'h'},
+        {"grammar", required_argument, 0, O_GRAMMAR}, {"vocab", required_argument, 0, O_VOCAB},
         {0, 0, 0, 0}};
     *o = (bench_opts){.n_prompt = 128, .n_gen = 64, .threads = 2, .reps = 3, .bw_mib = 1024};
     long long v;
@@ -82,6 +92,8 @@ static int parse(bench_opts *o, int argc, char **argv, char *err, size_t errlen)
             o->bw_mib = (int)v;
             break;
         case O_JSON: o->json = true; break;
+        case O_GRAMMAR: o->grammar = optarg; break;
+        case O_VOCAB: o->vocab = optarg; break;
         case O_SCALAR: o->scalar = true; break;
         case O_KVF16: o->kv_f16 = true; break;
         case 'h': return 1;
@@ -93,6 +105,7 @@ static int parse(bench_opts *o, int argc, char **argv, char *err, size_t errlen)
     if (optind < argc) return ls_fail(err, errlen, "unexpected argument '%s'", argv[optind]);
     if (!o->model) return ls_fail(err, errlen, "--model is required");
     if (o->n_prompt + o->n_gen < 1) return ls_fail(err, errlen, "nothing to do: -p 0 -n 0");
+    if (o->grammar && o->n_gen < 1) return ls_fail(err, errlen, "--grammar needs -n > 0");
     return 0;
 }
 
@@ -179,6 +192,194 @@ static double run_tg(fwd_ctx *f, kv_cache *kv, const int32_t *tok, const int32_t
     return ls_now() - t0;
 }
 
+/* ---- grammar ----------------------------------------------------------------------------- */
+
+/* A byte-level BPE vocabulary (GPT-2's scheme, Llama 3's): each byte is spelled by one code
+ * point, printable bytes by themselves and the 68 others by U+0100 upward in byte order. */
+static gram_vocab *vocab_bpe(const gguf_file *g, char *err, size_t errlen) {
+    const gguf_value *toks = NULL, *types = NULL;
+    int64_t eos = -1;
+    if (gguf_get_array(g, "tokenizer.ggml.tokens", GGUF_STRING, &toks, err, errlen) != 0) {
+        if (!err[0]) ls_fail(err, errlen, "no tokenizer.ggml.tokens");
+        return NULL;
+    }
+    gguf_get_array(g, "tokenizer.ggml.token_type", GGUF_INT32, &types, err, errlen);
+    gguf_get_int(g, "tokenizer.ggml.eos_token_id", &eos, err, errlen);
+    int byte_of[324]; /* code point -> byte */
+    for (int i = 0; i < 324; i++) byte_of[i] = -1;
+    int next = 256;
+    for (int b = 0; b < 256; b++) {
+        bool self = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+        byte_of[self ? b : next++] = b;
+    }
+    int n = (int)toks->arr.n;
+    char *store = malloc(toks->arr.n ? (size_t)toks->arr.n * 64 : 1);
+    const char **bytes = malloc((size_t)n * sizeof *bytes);
+    size_t *lens = calloc((size_t)n, sizeof *lens);
+    gram_vocab *v = NULL;
+    if (!store || !bytes || !lens) goto out;
+    size_t at = 0;
+    for (int i = 0; i < n; i++) {
+        gguf_value tv, yv;
+        if (gguf_arr_get(toks, (uint64_t)i, &tv) != 0) tv.str = (gguf_str){"", 0};
+        gguf_str s = tv.str;
+        bytes[i] = store + at;
+        /* only normal tokens print */
+        bool special = types && (gguf_arr_get(types, (uint64_t)i, &yv) != 0 || yv.i != 1);
+        for (uint64_t k = 0; k < s.len && !special && lens[i] < 64;) {
+            unsigned char c = (unsigned char)s.s[k];
+            uint32_t cp = c;
+            int w = c < 0x80 ? 1 : c < 0xE0 ? 2 : 3;
+            if (w == 2) cp = (uint32_t)(c & 0x1F) << 6 | (s.s[k + 1] & 0x3F);
+            if (w == 3) cp = (uint32_t)(c & 0x0F) << 12 | (uint32_t)(s.s[k + 1] & 0x3F) << 6 |
+                             (s.s[k + 2] & 0x3F);
+            k += (uint64_t)w;
+            if (cp >= 324 || byte_of[cp] < 0) { special = true; break; }
+            store[at + lens[i]++] = (char)byte_of[cp];
+        }
+        if (special) lens[i] = 0;
+        at += lens[i];
+    }
+    v = gram_vocab_create(n, bytes, lens, (int)eos);
+    if (!v) ls_fail(err, errlen, "out of memory for the vocabulary trie");
+out:
+    free(store);
+    free(bytes);
+    free(lens);
+    return v;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+typedef struct {
+    int n_vocab, n_steps, n_done;
+    double build_ms, mask_ms, p50_ms, p95_ms, max_ms, decode_ms;
+    bool random_logits;
+} grammar_result;
+
+/* n constrained steps: decode (or random logits), mask, sample at temperature 1, advance; a
+ * finished or stuck grammar starts again. */
+static int run_grammar(const bench_opts *o, const model *m, fwd_ctx *f, kv_cache *kv,
+                       float *logits, grammar_result *res, char *err, size_t errlen) {
+    int rc = -1;
+    char *text = NULL;
+    gram_rules *g = NULL;
+    gram_vocab *v = NULL;
+    gram_state *st = NULL;
+    sampler *smp = NULL;
+    uint32_t *mask = NULL;
+    float *rnd = NULL;
+    double *step_ms = NULL;
+    tokenizer *tok = NULL;
+    gguf_file *gf = NULL;
+    FILE *fp = fopen(o->grammar, "rb");
+    if (!fp) return ls_fail(err, errlen, "cannot open %s", o->grammar);
+    fseek(fp, 0, SEEK_END);
+    long len = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    text = malloc((size_t)len + 1);
+    if (!text || fread(text, 1, (size_t)len, fp) != (size_t)len) {
+        fclose(fp);
+        ls_fail(err, errlen, "cannot read %s", o->grammar);
+        goto out;
+    }
+    fclose(fp);
+    if (!(g = gram_parse(text, (size_t)len, err, errlen))) goto out;
+    double t0 = ls_now();
+    if (o->vocab) {
+        if (!(gf = gguf_open(o->vocab, err, errlen))) goto out;
+        gguf_str kind = {0};
+        gguf_get_str(gf, "tokenizer.ggml.model", &kind, err, errlen);
+        if (gguf_str_eq(kind, "gpt2")) {
+            t0 = ls_now();
+            v = vocab_bpe(gf, err, errlen);
+        } else {
+            if (!(tok = model_load_tokenizer(o->vocab, err, errlen))) goto out;
+            t0 = ls_now();
+            v = gram_vocab_from_tokenizer(tok);
+        }
+    } else {
+        v = gram_vocab_from_tokenizer(m->tok);
+    }
+    if (!v) {
+        if (!err[0]) ls_fail(err, errlen, "out of memory for the vocabulary trie");
+        goto out;
+    }
+    res->build_ms = (ls_now() - t0) * 1e3;
+    int nv = gram_vocab_n(v);
+    res->n_vocab = nv;
+    res->random_logits = nv != m->cfg.vocab_size;
+    sampler_params sp;
+    sampler_params_default(&sp);
+    sp.seed = 1;
+    smp = sampler_create(&sp, nv);
+    mask = malloc(((size_t)nv + 31) / 32 * sizeof *mask);
+    rnd = malloc((size_t)nv * sizeof *rnd);
+    st = gram_state_create(g, v);
+    step_ms = malloc((size_t)o->n_gen * sizeof *step_ms);
+    if (!smp || !mask || !rnd || !st || !step_ms) {
+        ls_fail(err, errlen, "out of memory");
+        goto out;
+    }
+    rng r;
+    rng_seed(&r, 7);
+    kv_clear(kv);
+    int32_t id = 1, seq = 0;
+    for (int i = 0; i < o->n_gen; i++) {
+        const float *lg = rnd;
+        if (!res->random_logits) {
+            int32_t pos = i;
+            fwd_batch b = {1, &id, &pos, &seq, NULL};
+            if (fwd_decode(f, &kv, 1, &b, logits, err, errlen) != 0) goto out;
+            lg = logits;
+        } else {
+            for (int k = 0; k < nv; k++) rnd[k] = 4.0f * rng_uniform(&r);
+        }
+        double t1 = ls_now();
+        int allowed = gram_state_mask(st, mask);
+        double t2 = ls_now();
+        id = allowed > 0 ? sampler_sample_masked(smp, lg, mask, NULL, 0, 0, NULL) : 0;
+        double t3 = ls_now();
+        if (allowed > 0) gram_state_accept_token(st, id);
+        double t4 = ls_now();
+        double ms = ((t2 - t1) + (t4 - t3)) * 1e3;
+        res->mask_ms += ms;
+        step_ms[i] = ms;
+        if (allowed <= 0 || id == gram_vocab_eos(v) || gram_state_done(st)) {
+            /* finished (or stuck): start again */
+            gram_state_free(st);
+            if (!(st = gram_state_create(g, v))) {
+                ls_fail(err, errlen, "out of memory");
+                goto out;
+            }
+            res->n_done++;
+        }
+        if (id < 0 || id >= m->cfg.vocab_size) id = 1; /* a random-logit id fed back */
+    }
+    res->n_steps = o->n_gen;
+    res->mask_ms /= o->n_gen;
+    qsort(step_ms, (size_t)o->n_gen, sizeof *step_ms, cmp_double);
+    res->p50_ms = step_ms[o->n_gen / 2];
+    res->p95_ms = step_ms[(o->n_gen * 95) / 100 < o->n_gen ? (o->n_gen * 95) / 100 : o->n_gen - 1];
+    res->max_ms = step_ms[o->n_gen - 1];
+    rc = 0;
+out:
+    gram_state_free(st);
+    sampler_free(smp);
+    free(mask);
+    free(rnd);
+    free(step_ms);
+    gram_vocab_free(v);
+    gram_rules_free(g);
+    tok_free(tok);
+    gguf_close(gf);
+    free(text);
+    return rc;
+}
+
 static void json_str(const char *s) {
     putchar('"');
     for (; *s; s++) {
@@ -261,6 +462,9 @@ int cmd_bench(int argc, char **argv) {
     double pp, pp_sd, tg, tg_sd;
     mean_sd(pp_s, o.reps, &pp, &pp_sd);
     mean_sd(tg_s, o.reps, &tg, &tg_sd);
+    grammar_result gr = {0};
+    if (o.grammar && run_grammar(&o, m, f, kv, logits, &gr, err, sizeof err) < 0) goto fail;
+    gr.decode_ms = tg > 0 ? 1e3 / tg : 0;
     double bw_after = o.bw_mib > 0 ? probe_bandwidth(p, (size_t)o.bw_mib << 20) : 0;
     if (bw_after > bw) bw = bw_after;
     size_t wbytes = model_weight_bytes(m);
@@ -276,9 +480,22 @@ int cmd_bench(int argc, char **argv) {
                "\"n_gen\": %d, \"reps\": %d, \"kv\": \"%s\", \"weights_bytes\": %zu, "
                "\"pp_tok_s\": %.3f, \"pp_tok_s_sd\": %.3f, \"tg_tok_s\": %.3f, "
                "\"tg_tok_s_sd\": %.3f, \"bandwidth_gb_s\": %.3f, \"roofline_tg_tok_s\": %.3f, "
-               "\"tg_roofline_frac\": %.4f}\n",
+               "\"tg_roofline_frac\": %.4f",
                wtype, kernels, o.threads, o.n_prompt, o.n_gen, o.reps, o.kv_f16 ? "f16" : "f32",
                wbytes, pp, pp_sd, tg, tg_sd, bw, roof, roof > 0 ? tg / roof : 0.0);
+        if (o.grammar) {
+            printf(", \"grammar\": {\"file\": ");
+            json_str(o.grammar);
+            printf(", \"n_vocab\": %d, \"random_logits\": %s, \"trie_build_ms\": %.3f, "
+                   "\"grammar_ms_per_token\": %.4f, \"grammar_p50_ms\": %.4f, "
+                   "\"grammar_p95_ms\": %.4f, \"grammar_max_ms\": %.4f, "
+                   "\"decode_ms_per_token\": %.3f, \"overhead_frac\": %.4f, "
+                   "\"completions\": %d}",
+                   gr.n_vocab, gr.random_logits ? "true" : "false", gr.build_ms, gr.mask_ms,
+                   gr.p50_ms, gr.p95_ms, gr.max_ms, gr.decode_ms, gr.decode_ms > 0 ? gr.mask_ms / gr.decode_ms : 0.0,
+                   gr.n_done);
+        }
+        printf("}\n");
     } else {
         printf("model: %s (%s, %.3f GB of weights per token), %d threads, %s kernels\n", o.model,
                wtype, (double)wbytes / 1e9, o.threads, kernels);
@@ -292,6 +509,15 @@ int cmd_bench(int argc, char **argv) {
         if (bw > 0)
             printf("read bandwidth %.2f GB/s with %d threads: roofline %.2f tok/s\n", bw,
                    o.threads, roof);
+        if (o.grammar)
+            printf("grammar %s, %d-token vocabulary%s: mask + advance %.3f ms/token (median "
+                   "%.3f, p95 %.3f, max %.3f), "
+                   "decode %.2f ms/token: %.2f%% overhead; trie built in %.1f ms; %d "
+                   "completions in %d steps\n",
+                   o.grammar, gr.n_vocab, gr.random_logits ? " (random logits)" : "",
+                   gr.mask_ms, gr.p50_ms, gr.p95_ms, gr.max_ms, gr.decode_ms,
+                   gr.decode_ms > 0 ? 100 * gr.mask_ms / gr.decode_ms : 0.0, gr.build_ms,
+                   gr.n_done, gr.n_steps);
     }
     status = 0;
     goto done;

@@ -391,10 +391,26 @@ void sampler_free(sampler *s) {
 
 int sampler_sample(sampler *s, const float *logits, const int32_t *history, int n_hist, int n_top,
                    sample_info *info) {
+    return sampler_sample_masked(s, logits, NULL, history, n_hist, n_top, info);
+}
+
+static bool allowed(const uint32_t *allow, int id) {
+    return !allow || (allow[id >> 5] >> (id & 31)) & 1u;
+}
+
+int sampler_sample_masked(sampler *s, const float *logits, const uint32_t *allow,
+                          const int32_t *history, int n_hist, int n_top, sample_info *info) {
     const sampler_params *p = &s->params;
     int n = s->n_vocab, id;
     float *work = s->logits;
     memcpy(work, logits, (size_t)n * sizeof *work);
+    int first_allowed = -1;
+    if (allow) {
+        for (int i = 0; i < n; i++) {
+            if (!allowed(allow, i)) work[i] = -INFINITY;
+            else if (first_allowed < 0) first_allowed = i;
+        }
+    }
     sampler_apply_bias(work, n, p->bias, p->n_bias);
     sampler_apply_penalties_counted(work, n, history, n_hist, p->penalty_last_n, p->repeat_penalty,
                                     p->presence_penalty, p->frequency_penalty, s->counts);
@@ -418,6 +434,7 @@ int sampler_sample(sampler *s, const float *logits, const int32_t *history, int 
             id = sampler_draw(s->cands, nc, u);
         }
     }
+    if (first_allowed >= 0 && !allowed(allow, id)) id = first_allowed; /* all banned by bias */
     if (info) sampler_logprobs(logits, n, id, n_top, info);
     return id;
 }

@@ -113,5 +113,11 @@ void sampler_free(sampler *s);
  * every token is banned the result is the lowest id. */
 int sampler_sample(sampler *s, const float *logits, const int32_t *history, int n_hist, int n_top,
                    sample_info *info);
+/* The same, allowing only the tokens whose bit is set in allow (bit i of word i / 32; NULL:
+ * every token): the others are banned first, before bias, penalties and temperature, as a
+ * grammar needs. When every allowed token is banned by bias, the lowest allowed id is chosen;
+ * when allow has no bit set at all, the lowest id. */
+int sampler_sample_masked(sampler *s, const float *logits, const uint32_t *allow,
+                          const int32_t *history, int n_hist, int n_top, sample_info *info);
 
 #endif

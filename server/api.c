@@ -5,6 +5,7 @@
 #include "api.h"
 
 #include "common.h"
+#include "json_schema.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -307,6 +308,13 @@ static int parse_common(const api_ctx *ctx, const cJSON *o, api_call *c, int def
         c->beam_width = (int)best_of;
         c->length_penalty = (float)length_penalty;
     }
+    /* constrained output: grammar, json_schema, response_format (json_schema.c) */
+    char gparam[64], gmsg[512];
+    int grc = json_request_grammar(o, &r->grammar, gparam, sizeof gparam, gmsg, sizeof gmsg);
+    if (grc == -2) return oom(e);
+    if (grc < 0) return BAD(gparam, "%s", gmsg);
+    if (r->grammar && beam)
+        return BAD("use_beam_search", "a grammar with beam search is not supported");
     (void)model_name; /* one model is served: any name is accepted, the served id answers */
     (void)user;
     r->max_tokens = (int)max_tokens;

@@ -30,11 +30,14 @@ typedef struct {
     char *piece;       /* (piece_cap) the text one token completes: tok_stream_cap bytes */
     size_t piece_cap;
     double t_last;     /* when this slot's previous token came out */
+    gram_state *gs;    /* the request's grammar state, or NULL */
+    uint32_t *mask;    /* ((vocab + 31) / 32) tokens the grammar allows next */
 } slot;
 
 struct sched {
     const model *m;
     sched_params p;
+    gram_vocab *gvocab; /* the vocabulary's token trie for grammars, read-only */
     pool *pool;
     fwd_ctx *fwd;
     slot *slots;        /* (parallel) */
@@ -60,6 +63,7 @@ void gen_request_free(gen_request *r) {
     free(r->prompt);
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
     free(r->bias);
+    gram_rules_free(r->grammar);
     memset(r, 0, sizeof *r);
 }
 
@@ -175,6 +179,8 @@ static void slot_finish(sched *s, slot *sl, finish_reason why) {
     pthread_mutex_unlock(&j->mu);
     sampler_free(sl->smp);
     sl->smp = NULL;
+    gram_state_free(sl->gs);
+    sl->gs = NULL;
     sl->job = NULL;
     pthread_mutex_lock(&s->mu);
     s->n_busy--;
@@ -209,8 +215,19 @@ static bool slot_accept(sched *s, slot *sl, const float *logits, double now) {
     const gen_request *r = &j->req;
     sample_info info;
     int n_top = r->n_top_logprobs;
-    int id = sampler_sample(sl->smp, logits, sl->hist, sl->n_hist, n_top > 0 ? n_top : 0,
-                            n_top >= 0 ? &info : NULL);
+    if (sl->gs) { /* the grammar allows these tokens; none: it cannot go on in this vocabulary */
+        int allowed = gram_state_mask(sl->gs, sl->mask);
+        if (allowed < 0) {
+            fail_slot(s, sl, "out of memory for the grammar");
+            return true;
+        }
+        if (allowed == 0) {
+            slot_finish(s, sl, FINISH_STOP);
+            return true;
+        }
+    }
+    int id = sampler_sample_masked(sl->smp, logits, sl->gs ? sl->mask : NULL, sl->hist,
+                                   sl->n_hist, n_top > 0 ? n_top : 0, n_top >= 0 ? &info : NULL);
     pthread_mutex_lock(&j->mu); /* t_first is read by the request's thread */
     bool first = j->t_first == 0;
     if (first) j->t_first = now;
@@ -221,8 +238,12 @@ static bool slot_accept(sched *s, slot *sl, const float *logits, double now) {
         metrics_itl(now - sl->t_last);
     }
     sl->t_last = now;
-    bool end = id == tok_eos(s->m->tok) && !r->ignore_eos;
+    bool end = id == tok_eos(s->m->tok) && (!r->ignore_eos || sl->gs);
     for (int i = 0; i < r->n_stop_ids; i++) end = end || id == r->stop_ids[i];
+    if (sl->gs && !end && gram_state_accept_token(sl->gs, id) < 0) { /* allowed: only memory */
+        fail_slot(s, sl, "out of memory for the grammar");
+        return true;
+    }
     if (end) {
         slot_finish(s, sl, FINISH_STOP);
         return true;
@@ -268,6 +289,10 @@ static bool slot_accept(sched *s, slot *sl, const float *logits, double now) {
         slot_finish(s, sl, FINISH_STOP);
         return true;
     }
+    if (sl->gs && gram_state_done(sl->gs)) { /* complete, and nothing else may follow */
+        slot_finish(s, sl, FINISH_STOP);
+        return true;
+    }
     if (sl->n_gen >= r->max_tokens || sl->n_hist >= s->p.ctx_size) {
         slot_finish(s, sl, FINISH_LENGTH);
         return true;
@@ -289,6 +314,11 @@ static int slot_admit(sched *s, slot *sl, job *j, int choice, int reuse, char *e
     sp.seed += (uint64_t)choice; /* each choice its own stream, reproducible */
     sl->smp = sampler_create(&sp, s->m->cfg.vocab_size);
     if (!sl->smp) return ls_fail(err, errlen, "out of memory for a sampler");
+    if (j->req.grammar && !(sl->gs = gram_state_create(j->req.grammar, s->gvocab))) {
+        sampler_free(sl->smp);
+        sl->smp = NULL;
+        return ls_fail(err, errlen, "out of memory for a grammar state");
+    }
     sl->job = j;
     sl->choice = choice;
     kv_truncate(sl->kv, reuse);
@@ -505,7 +535,9 @@ static void sched_free(sched *s) {
         free(s->slots[i].hist);
         free(s->slots[i].held);
         free(s->slots[i].piece);
+        free(s->slots[i].mask);
     }
+    gram_vocab_free(s->gvocab);
     fwd_free(s->fwd);
     pool_destroy(s->pool);
     free(s->slots);
@@ -556,8 +588,13 @@ sched *sched_create(const model *m, const sched_params *p, char *err, size_t err
         sl->held_cap = SCHED_MAX_STOP_BYTES + sl->piece_cap;
         sl->held = malloc(sl->held_cap);
         sl->piece = malloc(sl->piece_cap);
-        if (!sl->hist || !sl->held || !sl->piece) goto oom;
+        int n_mask = m->cfg.vocab_size > tok_n_vocab(m->tok) ? m->cfg.vocab_size
+                                                             : tok_n_vocab(m->tok);
+        sl->mask = calloc(((size_t)n_mask + 31) / 32, sizeof *sl->mask); /* ids past the
+            tokenizer's stay 0: never allowed */
+        if (!sl->hist || !sl->held || !sl->piece || !sl->mask) goto oom;
     }
+    if (!(s->gvocab = gram_vocab_from_tokenizer(m->tok))) goto oom;
     if (!(s->pool = pool_create(p->threads))) goto oom;
     if (!(s->fwd = fwd_create(m, p->batch_size, s->pool, err, errlen))) goto fail;
     if (pthread_create(&s->thread, NULL, sched_main, s) != 0) {

@@ -14,6 +14,7 @@
 #ifndef LS_SCHED_H
 #define LS_SCHED_H
 
+#include "grammar.h"
 #include "kv_cache.h"
 #include "model.h"
 #include "sampler.h"
@@ -44,6 +45,7 @@ typedef struct {
     int32_t stop_ids[4]; /* besides EOS: ids that end the choice (a chat format's end of turn) */
     int n_stop_ids;
     bool cache_prompt;   /* may reuse a slot's cached prefix (sched_params.prompt_cache too) */
+    gram_rules *grammar; /* NULL, or the grammar every choice's text must follow */
 } gen_request;
 
 void gen_request_free(gen_request *r);

@@ -104,6 +104,12 @@ static const struct {
              "{\"role\":\"assistant\",\"content\":\"God.\"},"
              "{\"role\":\"user\",\"content\":\"When?\"}],\"stop\":\"x\",\"logprobs\":true,"
              "\"top_logprobs\":2}"},
+    {K_COMPLETION, "{\"prompt\":\"And\",\"response_format\":{\"type\":\"json_schema\","
+                   "\"json_schema\":{\"name\":\"x\",\"schema\":{\"type\":\"object\","
+                   "\"properties\":{\"a\":{\"enum\":[1,\"b\"]},\"c\":{\"type\":\"integer\","
+                   "\"minimum\":3,\"maximum\":77}},\"required\":[\"a\"]}}}}"},
+    {K_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+             "\"grammar\":\"root ::= (\\\"a\\\" | [b-d]{1,3})+\"}"},
     {K_TOKENIZE, "{\"content\":\"In the beginning was the Word\",\"add_special\":true}"},
     {K_DETOKENIZE, "{\"tokens\":[1,450,3,100,200]}"},
 };

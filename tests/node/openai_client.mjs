@@ -2,7 +2,8 @@
 // Started by tests/test_server_node.py with LS_PORT (the server's port) and LS_API_KEY set.
 // Checks that streaming chat and completions parse in the SDK and concatenate to the
 // non-streamed text, that models.list works, and that a bad request surfaces as the SDK's
-// BadRequestError with the server's error fields. Exits 1 on the first failure.
+// BadRequestError with the server's error fields, and that response_format json_schema gives
+// parseable objects that follow the schema. Exits 1 on the first failure.
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 
@@ -132,4 +133,60 @@ await check("bad request surfaces as BadRequestError", async () => {
 await check("wrong key surfaces as AuthenticationError", async () => {
   const bad = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: "wrong", maxRetries: 0 });
   await assert.rejects(bad.models.list(), (e) => e instanceof OpenAI.AuthenticationError);
+});
+
+await check("response_format json_schema returns parseable, valid objects", async () => {
+  const schema = {
+    type: "object",
+    properties: {
+      name: { type: "string", minLength: 1, maxLength: 12 },
+      age: { type: "integer", minimum: 0, maximum: 150 },
+      role: { enum: ["king", "prophet", "scribe"] },
+      tags: { type: "array", items: { type: "string", maxLength: 6 }, maxItems: 3 },
+    },
+    required: ["name", "age", "role", "tags"],
+    additionalProperties: false,
+  };
+  for (const seed of [1, 2, 3]) {
+    const r = await client.chat.completions.create({
+      model: "m",
+      messages: [{ role: "user", content: "Describe a person of the Bible." }],
+      max_tokens: 200,
+      seed,
+      response_format: { type: "json_schema", json_schema: { name: "person", schema, strict: true } },
+    });
+    assert.equal(r.choices[0].finish_reason, "stop");
+    const o = JSON.parse(r.choices[0].message.content);
+    assert.deepEqual(Object.keys(o).sort(), ["age", "name", "role", "tags"]);
+    assert.ok(typeof o.name === "string" && o.name.length >= 1 && [...o.name].length <= 12, o.name);
+    assert.ok(Number.isInteger(o.age) && o.age >= 0 && o.age <= 150, String(o.age));
+    assert.ok(["king", "prophet", "scribe"].includes(o.role), o.role);
+    assert.ok(Array.isArray(o.tags) && o.tags.length <= 3);
+    for (const t of o.tags) assert.ok(typeof t === "string" && [...t].length <= 6, t);
+  }
+});
+
+await check("response_format json_schema streams a JSON object", async () => {
+  const stream = await client.chat.completions.create({
+    model: "m",
+    messages: [{ role: "user", content: "JSON" }],
+    max_tokens: 200,
+    seed: 4,
+    stream: true,
+    response_format: { type: "json_schema", json_schema: { name: "x", schema: { type: "object", properties: { ok: { type: "boolean" } }, required: ["ok"] } } },
+  });
+  let got = "";
+  for await (const chunk of stream) got += chunk.choices[0]?.delta?.content ?? "";
+  assert.equal(typeof JSON.parse(got).ok, "boolean");
+});
+
+await check("tools are refused by name until supported", async () => {
+  await assert.rejects(
+    client.chat.completions.create({
+      model: "m",
+      messages: [{ role: "user", content: "hi" }],
+      tools: [{ type: "function", function: { name: "f", parameters: { type: "object" } } }],
+    }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === "tools",
+  );
 });
