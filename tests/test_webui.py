@@ -35,9 +35,11 @@ def main():
     shot = os.path.join(os.path.dirname(os.path.abspath(BIN)), "webui-screenshot.png")
 
     def browser():
-        # one slot, so that the second turn surely finds the first in its cache; a 4096-token
-        # slot, so that an answer runs long enough to be watched growing and stopped
-        with Server("--alias", ALIAS, "--parallel", "1", "--ctx-size", "4096") as s, \
+        # one slot, so that the second turn surely finds the first in its cache; a 32768-token
+        # slot, so that an answer runs long enough (seconds, even on an idle machine) to be
+        # watched growing and stopped before it ends by itself
+        with Server("--alias", ALIAS, "--parallel", "1", "--ctx-size", "32768",
+                    "--max-tokens-limit", "32000") as s, \
                 Server("--alias", ALIAS, "--parallel", "1",
                        env={"LLAMASERVE_API_KEY": KEY}) as k:
             env = dict(os.environ, LS_PORT=str(s.port), LS_KEY_PORT=str(k.port), LS_API_KEY=KEY,

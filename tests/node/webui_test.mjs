@@ -1,5 +1,6 @@
 // webui_test: the chat page (GET /) in a real headless Chromium, driven by puppeteer-core.
-// Started by tests/test_webui.py with LS_PORT (a server without a key, --ctx-size 4096,
+// Started by tests/test_webui.py with LS_PORT (a server without a key, --ctx-size 32768,
+// --max-tokens-limit 32000,
 // one slot), LS_KEY_PORT and LS_API_KEY (a server that wants that key), LS_ALIAS (the model
 // name both serve), LS_CHROMIUM and LS_SCREENSHOT (where the picture of a finished
 // conversation goes). Every wait has a deadline and waits for a condition, never for time.
@@ -236,7 +237,7 @@ try {
 
   await check("the answer grows as it streams, and Stop ends it and frees the slot", async () => {
     await page.click("#new-chat");
-    await setSetting(page, "#set-max-tokens", "3000");
+    await setSetting(page, "#set-max-tokens", "30000");
     const before = await metrics(base);
     // every length the answer's text takes, as the page shows it
     await page.evaluate(() => {
@@ -268,16 +269,16 @@ try {
     }
     assert.equal(m.llamaserve_slots_busy, 0, "busy slots after Stop");
     const generated = m.llamaserve_generated_tokens_total - before.llamaserve_generated_tokens_total;
-    assert.ok(generated < 3000, `the stopped answer ran to ${generated} of 3000 tokens`);
+    assert.ok(generated < 30000, `the stopped answer ran to ${generated} of 30000 tokens`);
     console.log(`     stopped after ${generated} tokens; ${lengths.length} text lengths seen`);
   });
 
   await check("a server error shows as a message", async () => {
     await page.click("#new-chat");
-    await setSetting(page, "#set-max-tokens", "5000"); // over --max-tokens-limit (4096)
+    await setSetting(page, "#set-max-tokens", "40000"); // over --max-tokens-limit (32000)
     await sendMessage(page, "Too long");
     await page.waitForSelector("#log .msg.error[role=alert]");
-    assert.match(await text(page, "#log .msg.error .text"), /at most 4096/);
+    assert.match(await text(page, "#log .msg.error .text"), /at most 32000/);
     assert.equal(await page.$$eval("#log .msg.assistant", (m) => m.length), 0);
     assert.equal(await page.$eval("#prompt", (el) => el.value), "Too long", "the refused text returns to the box");
     await setSetting(page, "#set-max-tokens", "20");
