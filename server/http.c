@@ -54,6 +54,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -137,7 +138,7 @@ static bool authorized(const http_server *h, struct MHD_Connection *c) {
 
 static void make_id(http_server *h, const char *prefix, char *out, size_t cap) {
     static const char digits[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    uint64_t x = atomic_fetch_add(&h->next_id, 1) * 0x9e3779b97f4a7c15ull ^ (uint64_t)time(NULL);
+    uint64_t x = atomic_fetch_add(&h->next_id, 1) * 0x9e3779b97f4a7c15ull ^ h->id_salt;
     size_t n = (size_t)snprintf(out, cap, "%s", prefix);
     for (int i = 0; i < 24 && n + 1 < cap; i++) {
         x ^= x >> 31;
@@ -762,6 +763,10 @@ http_server *http_start(const cfg_server *cfg, char *err, size_t errlen) {
         return NULL;
     }
     h->cfg = *cfg;
+    /* a counter alone repeats in every process (replicas behind one balancer started in the
+     * same second gave the same ids): salt it with random bits */
+    if (getrandom(&h->id_salt, sizeof h->id_salt, 0) != (ssize_t)sizeof h->id_salt)
+        h->id_salt = (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid() << 32;
     atomic_init(&h->ready, false);
     atomic_init(&h->stopping, false);
     if (ls_cond_init_monotonic(&h->cv) != 0) { /* ls_now's clock: a clock step is no wait */

@@ -38,6 +38,7 @@ struct http_server {
     sched *s; /* set once by http_set_ready, before ready becomes true */
     const api_ctx *ctx;
     atomic_ullong next_id;
+    uint64_t id_salt; /* random per process: ids never repeat across replicas */
     unsigned max_conns;        /* the connection limit after RLIMIT_NOFILE */
     unsigned long long nofile; /* RLIMIT_NOFILE's soft limit at startup */
 

@@ -537,6 +537,19 @@ def test_beam_search_client_leaves(s):
     assert r["choices"][0]["text"], r
 
 
+def test_ids_differ_across_processes(s):
+    """Two servers (replicas behind one balancer) never hand out the same completion id: each
+    salts its counter with random bits (they used to repeat for servers started in the same
+    second)."""
+    body = {"prompt": "In the beginning", "max_tokens": 1, "temperature": 0}
+    with Server("--parallel", "1") as other:
+        first = other.post("/v1/completions", body)["id"]
+        second = s.post("/v1/completions", body)["id"]
+        with Server("--parallel", "1") as third:
+            assert len({first, second, third.post("/v1/completions", body)["id"]}) == 3, \
+                (first, second)
+
+
 def main():
     runner = Runner("test_server_api")
     run_with_server(runner, [
@@ -547,6 +560,7 @@ def main():
         test_chat_shape_and_stream, test_chat_prompt_tokens_single_bos, test_chat_logprobs,
         test_chat_n, test_stop_strings_spanning_tokens, test_chat_stop, test_multibyte_stream,
         test_metrics_format, test_beam_search, test_beam_search_client_leaves,
+        test_ids_differ_across_processes,
     ], "--alias", ALIAS, "--parallel", "4", "--seed", "-1")
     runner.finish()
 
