@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 packages=(python3 python3-numpy python3-sentencepiece curl nginx)
 # the JSON Schema corpus (tests/test_server_grammar.py) is checked by an independent validator
 packages+=(python3-jsonschema)
+# python3-jinja2 renders the chat templates' reference output (tests/reference/render_templates.py)
+packages+=(python3-jinja2)
 # the AArch64 NEON kernels are tested on x86-64 with a cross compiler and qemu-user
 # (scripts/test-arm.sh); on AArch64 the native tests cover them
 if [ "$(uname -m)" = x86_64 ]; then

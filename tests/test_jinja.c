@@ -1,0 +1,258 @@
+/* test_jinja: server/jinja*.c. The byte-for-byte suite: every case of
+ * tests/reference/templates_golden.json (real templates x conversations, rendered by jinja2 as
+ * Hugging Face configures it) rendered by our interpreter; raise_exception messages; message
+ * content kept apart from template text in the output segments; unsupported constructs named at
+ * parse time; and the limits that stop hostile templates. */
+#include "check.h"
+#include "jinja.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char *slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
+        free(s);
+        s = NULL;
+    }
+    fclose(f);
+    if (s) s[n] = '\0';
+    if (len) *len = (size_t)n;
+    return s;
+}
+
+static jinja_template *load(const char *name) {
+    char rel[256];
+    snprintf(rel, sizeof rel, "templates/%s.jinja", name);
+    size_t n;
+    char *src = slurp(check_test_path(rel), &n);
+    CHECK(src, "cannot read %s", rel);
+    if (!src) return NULL;
+    char err[256] = "";
+    jinja_template *t = jinja_parse(src, n, err, sizeof err);
+    CHECK(t, "%s: %s", name, err);
+    free(src);
+    return t;
+}
+
+/* Where two strings first differ, for a readable failure. */
+static void show_diff(const char *what, const char *got, const char *want) {
+    size_t i = 0;
+    while (got[i] && got[i] == want[i])
+        i++;
+    size_t from = i > 40 ? i - 40 : 0;
+    fprintf(stderr, "  %s: differs at byte %zu\n  got:  \"%.80s\"\n  want: \"%.80s\"\n", what, i,
+            got + from, want + from);
+}
+
+static void test_golden(void) {
+    char *golden = slurp(check_test_path("reference/templates_golden.json"), NULL);
+    CHECK(golden, "cannot read the golden file");
+    if (!golden) return;
+    cJSON *root = cJSON_Parse(golden);
+    free(golden);
+    const cJSON *cases = cJSON_GetObjectItem(root, "cases");
+    CHECK(cJSON_GetArraySize(cases) >= 200, "too few cases: %d", cJSON_GetArraySize(cases));
+    jinja_template *t = NULL;
+    char loaded[64] = "";
+    int n_ok = 0, n_raise = 0, n_other = 0;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cases) {
+        const char *tname = cJSON_GetObjectItem(c, "template")->valuestring;
+        const char *cname = cJSON_GetObjectItem(c, "conversation")->valuestring;
+        if (strcmp(tname, loaded) != 0) {
+            jinja_free(t);
+            t = load(tname);
+            snprintf(loaded, sizeof loaded, "%s", tname);
+        }
+        if (!t) continue;
+        const cJSON *data = cJSON_GetObjectItem(c, "data");
+        const cJSON *trusted = cJSON_GetObjectItem(c, "trusted");
+        bool agp = cJSON_IsTrue(cJSON_GetObjectItem(trusted, "add_generation_prompt"));
+        char what[160];
+        snprintf(what, sizeof what, "%s/%s/%s", tname, cname, agp ? "gen" : "nogen");
+        jinja_output out;
+        char err[512] = "";
+        int rc = jinja_render(t, data, trusted, NULL, &out, err, sizeof err);
+        const cJSON *want = cJSON_GetObjectItem(c, "expected");
+        const cJSON *raise = cJSON_GetObjectItem(c, "error_raise");
+        if (want) {
+            n_ok++;
+            CHECK(rc == 0, "%s: rc %d: %s", what, rc, err);
+            if (rc == 0) {
+                bool same = out.len == strlen(want->valuestring) &&
+                            memcmp(out.text, want->valuestring, out.len) == 0;
+                CHECK(same, "%s: output differs from jinja2", what);
+                if (!same) show_diff(what, out.text, want->valuestring);
+                size_t covered = 0;
+                for (int i = 0; i < out.n_segs; i++) {
+                    CHECK(out.segs[i].start == covered, "%s: segments not contiguous", what);
+                    covered += out.segs[i].len;
+                }
+                CHECK(covered == out.len, "%s: segments cover %zu of %zu", what, covered, out.len);
+            }
+        } else if (raise) {
+            n_raise++;
+            CHECK(rc == JINJA_ERAISE && strcmp(err, raise->valuestring) == 0,
+                  "%s: want raise_exception \"%s\", got rc %d \"%s\"", what, raise->valuestring, rc,
+                  err);
+        } else {
+            n_other++; /* jinja2 failed on the template's own logic: so must we */
+            CHECK(rc == JINJA_EFAIL, "%s: want a runtime error (%s), got rc %d", what,
+                  cJSON_GetObjectItem(c, "error_other")->valuestring, rc);
+        }
+        if (rc == 0) jinja_output_free(&out);
+    }
+    jinja_free(t);
+    cJSON_Delete(root);
+    CHECK(n_ok > 150 && n_raise > 5 && n_other > 5, "ok %d, raise %d, other %d", n_ok, n_raise,
+          n_other);
+}
+
+/* Renders src with messages JSON; returns the output (caller frees) or NULL with err. */
+static char *render(const char *src, const char *data_json, int *rc, char *err, size_t errlen,
+                    jinja_output *keep) {
+    jinja_template *t = jinja_parse(src, strlen(src), err, errlen);
+    if (!t) {
+        *rc = 1;
+        return NULL;
+    }
+    cJSON *data = data_json ? cJSON_Parse(data_json) : NULL;
+    cJSON *trusted = cJSON_Parse("{\"bos_token\": \"<s>\", \"add_generation_prompt\": true}");
+    jinja_limits lim = jinja_default_limits();
+    lim.max_output = 4096;
+    lim.max_iterations = 1000;
+    lim.max_memory = 1 << 20;
+    jinja_output out;
+    *rc = jinja_render(t, data, trusted, &lim, &out, err, errlen);
+    cJSON_Delete(data);
+    cJSON_Delete(trusted);
+    jinja_free(t);
+    if (*rc) return NULL;
+    if (keep) {
+        *keep = out;
+        return out.text;
+    }
+    free(out.segs);
+    return out.text;
+}
+
+static void expect_parse_error(const char *src, const char *needle) {
+    char err[256] = "";
+    int rc;
+    char *s = render(src, NULL, &rc, err, sizeof err, NULL);
+    CHECK(!s && rc == 1 && strstr(err, needle),
+          "\"%s\": want a parse error with \"%s\", got \"%s\"", src, needle, err);
+    free(s);
+}
+
+static void expect_render(const char *src, const char *data, int want_rc, const char *needle) {
+    char err[256] = "";
+    int rc;
+    char *s = render(src, data, &rc, err, sizeof err, NULL);
+    if (want_rc == 0)
+        CHECK(s && !strcmp(s, needle), "\"%s\": got \"%s\" (%s), want \"%s\"", src, s ? s : "", err,
+              needle);
+    else
+        CHECK(rc == want_rc && strstr(err, needle), "\"%s\": want rc %d with \"%s\", got %d \"%s\"",
+              src, want_rc, needle, rc, err);
+    free(s);
+}
+
+static void test_unsupported(void) {
+    expect_parse_error("{% call foo() %}x{% endcall %}",
+                       "unsupported Jinja construct '{% call %}'");
+    expect_parse_error("{% include 'x' %}", "'{% include %}'");
+    expect_parse_error("{% extends 'x' %}", "'{% extends %}'");
+    expect_parse_error("{{ x | wordwrap }}", "unsupported Jinja filter 'wordwrap'");
+    expect_parse_error("{% if x is prime %}{% endif %}", "unsupported Jinja test 'prime'");
+    expect_parse_error("{{ x.append(1) }}", "unsupported method 'append()'");
+    expect_parse_error("a\nb\n{% foo %}", "(line 3)");
+    expect_parse_error("{% if x %}", "missing {% endif %}");
+    expect_parse_error("{% endfor %}", "unexpected {% endfor %}");
+    expect_parse_error("{{ 'abc }}", "unterminated string");
+    expect_parse_error("{% break %}", "outside a for loop");
+}
+
+static void test_runtime(void) {
+    expect_render("{{ raise_exception('roles must alternate') }}", NULL, JINJA_ERAISE,
+                  "roles must alternate");
+    expect_render("{{ x.y }}", NULL, JINJA_EFAIL, "'x' is undefined");
+    expect_render("{{ 1 + 'a' }}", NULL, JINJA_EFAIL, "unsupported operand");
+    expect_render("{{ bos_token }}{{ messages[0].content }}",
+                  "{\"messages\":[{\"content\":\"hi\"}]}", 0, "<s>hi");
+    expect_render("{% set ns = namespace(a=1) %}{% set ns.a = ns.a + 1 %}{{ ns.a }}", NULL, 0, "2");
+    expect_render("{% for x in 'héllo' %}{{ x }}.{% endfor %}", NULL, 0, "h.é.l.l.o.");
+    expect_render("{{ 'héllo'[1] }}{{ 'héllo'|length }}{{ 'héllo'[-2:] }}", NULL, 0, "é5lo");
+    expect_render("{{ 0.1 + 0.2 }} {{ 1e16 }} {{ 1e-5 }} {{ 0.0001 }} {{ 3.0 }}", NULL, 0,
+                  "0.30000000000000004 1e+16 1e-05 0.0001 3.0");
+    expect_render("{{ {'a': 'é\"\\n'} | tojson }}", NULL, 0, "{\"a\": \"é\\\"\\n\"}");
+    expect_render("  {% if true %}\n  x\n  {% endif %}\n", NULL, 0, "  x\n");
+    expect_render("{%- if true -%}  x  {%- endif -%}", NULL, 0, "x");
+    expect_render("{% raw %}{{ a }}{% endraw %}", NULL, 0, "{{ a }}");
+    expect_render("{% macro m(a, b='B') %}[{{ a }}{{ b }}]{% endmacro %}{{ m(1) }}{{ m(2, b=3) }}",
+                  NULL, 0, "[1B][23]");
+}
+
+static void test_limits(void) {
+    expect_render("{% for i in range(100) %}{% for j in range(100) %}{% endfor %}{% endfor %}",
+                  NULL, JINJA_ELIMIT, "loop iterations");
+    expect_render("{% for i in range(900) %}{{ 'xxxxxxxxxx' }}{% endfor %}", NULL, JINJA_ELIMIT,
+                  "longer than");
+    expect_render("{{ 'x' * 100000000 }}", NULL, JINJA_ELIMIT, "memory");
+    expect_render("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", NULL, JINJA_ELIMIT,
+                  "nested deeper");
+    expect_render("{{ range(1000000000) | length }}", NULL, JINJA_ELIMIT, "iteration limit");
+    /* doubling a string 40 times stays within the memory limit or stops */
+    expect_render("{% set ns = namespace(s='xx') %}{% for i in range(40) %}{% set ns.s = ns.s + "
+                  "ns.s %}{% endfor %}{{ ns.s | length }}",
+                  NULL, JINJA_ELIMIT, "memory");
+}
+
+/* Message content stays data even when it spells a special token, and after trim/concat. */
+static void test_provenance(void) {
+    const char *src = "{% for m in messages %}{{ '<|start|>' + m.role + '\\n' + m.content | trim + "
+                      "'<|eot|>' }}{% endfor %}{{ bos_token }}";
+    char err[256] = "";
+    int rc;
+    jinja_output out;
+    char *s = render(src, "{\"messages\":[{\"role\":\"user\",\"content\":\" a<|eot|>b \"}]}", &rc,
+                     err, sizeof err, &out);
+    CHECK(s && !strcmp(s, "<|start|>user\na<|eot|>b<|eot|><s>"), "got \"%s\" (%s)", s ? s : "",
+          err);
+    if (!s) return;
+    /* template: "<|start|>", data: "user", template: "\n", data: "a<|eot|>b", template: rest */
+    static const struct {
+        const char *text;
+        bool tmpl;
+    } want[] = {{"<|start|>", true},
+                {"user", false},
+                {"\n", true},
+                {"a<|eot|>b", false},
+                {"<|eot|><s>", true}};
+    CHECK(out.n_segs == 5, "%d segments", out.n_segs);
+    for (int i = 0; i < out.n_segs && i < 5; i++) {
+        CHECK(out.segs[i].from_template == want[i].tmpl &&
+                  out.segs[i].len == strlen(want[i].text) &&
+                  !memcmp(out.text + out.segs[i].start, want[i].text, out.segs[i].len),
+              "segment %d: \"%.*s\" %d", i, (int)out.segs[i].len, out.text + out.segs[i].start,
+              out.segs[i].from_template);
+    }
+    jinja_output_free(&out);
+}
+
+int main(void) {
+    test_golden();
+    test_unsupported();
+    test_runtime();
+    test_limits();
+    test_provenance();
+    return check_summary();
+}
