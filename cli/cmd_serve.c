@@ -21,6 +21,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,6 +34,40 @@ static chat_format chat_setting(cfg_chat_template t) {
     case CFG_TEMPLATE_LLAMA3: return CHAT_LLAMA3;
     default: return CHAT_AUTO;
     }
+}
+
+/* The chat template: --chat-template-file's text, --chat-template, or the model's own (see
+ * chat_template_load). NULL with a message: an unreadable file, or a template the interpreter
+ * cannot run (the message names the construct and the flags that override it). */
+static chat_template *load_chat_template(const cfg_server *cfg, const model *m, char *err,
+                                         size_t errlen) {
+    char *src = NULL;
+    size_t len = 0;
+    if (cfg->chat_template_file[0]) {
+        FILE *f = fopen(cfg->chat_template_file, "rb");
+        if (f) {
+            src = malloc(1 << 20); /* templates are a few KB; 1 MiB is generous */
+            len = src ? fread(src, 1, 1 << 20, f) : 0;
+            if (src && !feof(f)) {
+                free(src);
+                src = NULL;
+                snprintf(err, errlen, "--chat-template-file %.200s: larger than 1 MiB",
+                         cfg->chat_template_file);
+                fclose(f);
+                return NULL;
+            }
+            fclose(f);
+        }
+        if (!src) {
+            snprintf(err, errlen, "--chat-template-file %.200s: cannot read it",
+                     cfg->chat_template_file);
+            return NULL;
+        }
+    }
+    chat_template *ct = chat_template_load(m, chat_setting(cfg->chat_template), src, len,
+                                           cfg->chat_template_file, err, errlen);
+    free(src);
+    return ct;
 }
 
 /* Waits until no request is queued or running, or until deadline (monotonic seconds). */
@@ -156,6 +191,7 @@ int cmd_serve(int argc, char **argv) {
     int status = 1;
     model *m = NULL;
     sched *s = NULL;
+    chat_template *ct = NULL;
     http_server *h = http_start(&cfg, err, sizeof err);
     if (!h) goto fail;
     log_listening(&cfg, h);
@@ -180,7 +216,7 @@ int cmd_serve(int argc, char **argv) {
     };
     if (check_kv_memory(m, &sp)) goto done; /* logged with its numbers */
     if (!(s = sched_create(m, &sp, err, sizeof err))) goto fail;
-    bool detected = false;
+    if (!(ct = load_chat_template(&cfg, m, err, sizeof err))) goto fail;
     api_ctx ctx = {
         .m = m,
         .model_id = cfg.alias,
@@ -188,11 +224,13 @@ int cmd_serve(int argc, char **argv) {
         .parallel = sp.parallel,
         .max_tokens_limit = cfg.max_tokens_limit,
         .default_seed = (long long)cfg.seed,
-        .chat_fmt = chat_format_for_model(m, chat_setting(cfg.chat_template), &detected),
+        .chat_fmt = chat_template_family(ct),
+        .chat = ct,
     };
     http_set_ready(h, s, &ctx);
-    summary_log_ready(
-        &(summary_in){&cfg, m, &sp, http_port(h), chat_format_name(ctx.chat_fmt), detected});
+    summary_log_ready(&(summary_in){&cfg, m, &sp, http_port(h), chat_template_name(ct),
+                                    !strcmp(chat_template_source(ct), "from the model file"),
+                                    chat_template_source(ct)});
 
     int sig = 0;
     sigwait(&sigs, &sig);
@@ -215,6 +253,7 @@ done:
     http_stop(h);
     sched_destroy(s); /* before http_free: it calls http_progress */
     http_free(h);
+    chat_template_free(ct); /* after http_free: no request renders with it any more */
     model_free(m);
     cfg_free(&cfg);
     log_close();

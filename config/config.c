@@ -82,7 +82,11 @@ static const setting settings[] = {
         "model name shown to clients; empty = the model file name\n"
         "without its extension"),
     ENUM(chat_template, CFG_TEMPLATE_AUTO, template_names,
-         "chat prompt format; auto = from the model file"),
+         "chat prompt format; auto = the model file's Jinja template,\n"
+         "else llama2; a name = that built-in format"),
+    STR(chat_template_file, "", 0, "PATH", 0,
+        "a Jinja chat template file to render prompts with, over\n"
+        "the model's own and --chat-template; empty = none"),
     STR(host, "127.0.0.1", 0, "ADDR", NON_EMPTY, "address to listen on"),
     INT(port, 8080, 0, 65535, 0, "TCP port; 0 = any free port"),
     INT(parallel, 4, 1, 256, 0, "slots: requests decoded at the same time"),

@@ -43,6 +43,7 @@ typedef struct {
     char tokenizer[CFG_PATH_LEN]; /* "" = the model's own tokenizer */
     char alias[CFG_NAME_LEN];     /* model name for clients; cfg_load fills it from model */
     cfg_chat_template chat_template;
+    char chat_template_file[CFG_PATH_LEN]; /* a Jinja template file; "" = none */
     char host[CFG_NAME_LEN]; /* address to listen on, never "" */
     int port;                /* 0..65535; 0 = any free port */
     int parallel;            /* slots, 1..256 */

@@ -36,8 +36,9 @@ static const struct {
     {"--mlock", "not supported: the weights are memory-mapped read-only; drop it"},
     {"--embedding --embeddings --pooling --reranking --rerank",
      "llamaserve serves completions and chat, no embeddings or reranking"},
-    {"--jinja --chat-template-file --chat-template-kwargs",
-     "chat formats are built in: use --chat-template auto|llama2|chatml|zephyr|llama3"},
+    {"--jinja --no-jinja --chat-template-kwargs",
+     "the model's Jinja chat template is always rendered; --chat-template-file PATH or "
+     "--chat-template auto|llama2|chatml|zephyr|llama3 override it"},
     {"--rope-freq-base --rope-freq-scale --rope-scaling --rope-scale --yarn-orig-ctx "
      "--yarn-ext-factor --yarn-attn-factor --yarn-beta-slow --yarn-beta-fast",
      "RoPE settings come from the model file"},

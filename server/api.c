@@ -458,7 +458,6 @@ int api_parse_chat(const api_ctx *ctx, const char *body, size_t len, api_call *c
     cJSON *o = parse_body(body, len, e);
     if (!o) return -1;
     int rc = -1;
-    chat_message *msgs = NULL;
     if (parse_common(ctx, o, c, ctx->max_tokens_limit, e)) goto done;
     bool logprobs = false;
     long long top = 0;
@@ -470,77 +469,15 @@ int api_parse_chat(const api_ctx *ctx, const char *body, size_t len, api_call *c
     }
     c->logprobs = logprobs ? (int)top : -1;
     c->req.n_top_logprobs = c->logprobs;
-    const cJSON *ms = cJSON_GetObjectItemCaseSensitive(o, "messages");
-    if (!cJSON_IsArray(ms)) {
-        BAD("messages", "'messages' must be an array of messages");
-        goto done;
-    }
-    int n = cJSON_GetArraySize(ms);
-    if (n == 0) {
-        BAD("messages", "'messages' must not be empty");
-        goto done;
-    }
-    msgs = calloc((size_t)n, sizeof *msgs);
-    if (!msgs) {
-        oom(e);
-        goto done;
-    }
-    int i = 0;
-    const cJSON *m;
-    cJSON_ArrayForEach(m, ms) {
-        char param[64];
-        snprintf(param, sizeof param, "messages[%d]", i);
-        if (!cJSON_IsObject(m)) {
-            BAD(param, "%s must be an object with 'role' and 'content'", param);
-            goto done;
-        }
-        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
-        const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
-        if (!cJSON_IsString(role) ||
-            (strcmp(role->valuestring, "system") && strcmp(role->valuestring, "user") &&
-             strcmp(role->valuestring, "assistant"))) {
-            BAD(param, "%s.role must be one of system, user, assistant", param);
-            goto done;
-        }
-        if (is_null(content) && !strcmp(role->valuestring, "assistant")) {
-            msgs[i].content = "";
-        } else if (cJSON_IsString(content)) {
-            if (!ls_utf8_valid(content->valuestring, strlen(content->valuestring))) {
-                BAD(param, "%s.content is not valid UTF-8", param);
-                goto done;
-            }
-            msgs[i].content = content->valuestring;
-        } else {
-            BAD(param, "%s.content must be a string", param);
-            goto done;
-        }
-        msgs[i].role = role->valuestring;
-        i++;
-    }
-    /* Room for the whole prompt, however long: a byte never makes more than one token and
-     * a template adds under 128 bytes per message. A too-long prompt then tokenizes, and
-     * check_context answers context_length_exceeded; telling "too long" apart from other
-     * chat_tokenize failures by its message text missed it (the wording did not match). */
-    size_t cap = 128 * (size_t)(n + 1);
-    for (int k = 0; k < n; k++) cap += strlen(msgs[k].content);
-    if (cap > INT32_MAX) {
-        BAD("messages", "'messages' is too long");
-        goto done;
-    }
-    c->req.prompt = malloc(cap * sizeof *c->req.prompt);
-    if (!c->req.prompt) {
-        oom(e);
-        goto done;
-    }
-    char err[LS_ERR_LEN];
-    int nt = chat_tokenize(ctx->m->tok, ctx->chat_fmt, msgs, n, tok_add_bos(ctx->m->tok),
-                           c->req.prompt, (int)cap, err, sizeof err);
-    if (nt == CHAT_ENOMEM) {
-        api_error_set(e, 503, "server_error", NULL, NULL, "%s", err);
-        goto done;
-    }
-    if (nt < 0) {
-        api_error_set(e, 400, "invalid_request_error", "messages", NULL, "%s", err);
+    /* the template and the message shapes are chat_template.c's (shared with /apply-template) */
+    chat_error ce;
+    int nt;
+    if (chat_prompt_tokenize(api_chat_template(ctx), ctx->m->tok,
+                             cJSON_GetObjectItemCaseSensitive(o, "messages"),
+                             cJSON_GetObjectItemCaseSensitive(o, "tools"), &c->req.prompt, &nt,
+                             &ce)) {
+        api_error_set(e, ce.status, ce.status == 400 ? "invalid_request_error" : "server_error",
+                      ce.param[0] ? ce.param : NULL, NULL, "%s", ce.message);
         goto done;
     }
     c->req.n_prompt = nt;
@@ -550,9 +487,43 @@ int api_parse_chat(const api_ctx *ctx, const char *body, size_t len, api_call *c
     if (check_context(ctx, c, max_given, e)) goto done;
     rc = 0;
 done:
-    free(msgs);
     cJSON_Delete(o);
     if (rc) api_call_free(c);
+    return rc;
+}
+
+const chat_template *api_chat_template(const api_ctx *ctx) {
+    return ctx->chat ? ctx->chat : chat_template_builtin(ctx->chat_fmt);
+}
+
+int api_parse_apply_template(const api_ctx *ctx, const char *body, size_t len, char **json_out,
+                             api_error *e) {
+    preset(e);
+    cJSON *o = parse_body(body, len, e);
+    if (!o) return -1;
+    int rc = -1;
+    char *text = NULL;
+    bool agp = true;
+    chat_error ce;
+    if (get_bool(o, "add_generation_prompt", &agp, e)) goto done;
+    if (chat_apply(api_chat_template(ctx), cJSON_GetObjectItemCaseSensitive(o, "messages"),
+                   cJSON_GetObjectItemCaseSensitive(o, "tools"), agp, &text, &ce)) {
+        api_error_set(e, ce.status, ce.status == 400 ? "invalid_request_error" : "server_error",
+                      ce.param[0] ? ce.param : NULL, NULL, "%s", ce.message);
+        goto done;
+    }
+    cJSON *out = cJSON_CreateObject();
+    *json_out = out && cJSON_AddStringToObject(out, "prompt", text) ? cJSON_PrintUnformatted(out)
+                                                                     : NULL;
+    cJSON_Delete(out);
+    if (!*json_out) {
+        oom(e);
+        goto done;
+    }
+    rc = 0;
+done:
+    free(text);
+    cJSON_Delete(o);
     return rc;
 }
 

@@ -27,7 +27,8 @@ typedef struct {
     int parallel;          /* slots: the largest n */
     int max_tokens_limit;  /* the largest max_tokens a request may ask */
     long long default_seed; /* -1: a fresh seed per request */
-    chat_format chat_fmt;
+    chat_format chat_fmt;   /* the prompt format's family (stop tokens); the format itself */
+    const chat_template *chat; /* when chat is NULL (tests) */
 } api_ctx;
 
 typedef struct {
@@ -48,6 +49,13 @@ void api_call_free(api_call *c);
 int api_parse_completion(const api_ctx *ctx, const char *body, size_t len, api_call *out,
                          api_error *e);
 int api_parse_chat(const api_ctx *ctx, const char *body, size_t len, api_call *out, api_error *e);
+/* POST /apply-template, as llama.cpp has it: {"messages": [...], "tools"?,
+ * "add_generation_prompt"? (default true)} -> {"prompt": "..."}, the rendered text, without
+ * generating. Errors as api_parse_chat's. */
+int api_parse_apply_template(const api_ctx *ctx, const char *body, size_t len, char **json_out,
+                             api_error *e);
+/* ctx->chat, or the built-in format ctx->chat_fmt. */
+const chat_template *api_chat_template(const api_ctx *ctx);
 int api_parse_tokenize(const api_ctx *ctx, const char *body, size_t len, char **json_out,
                        api_error *e);
 int api_parse_detokenize(const api_ctx *ctx, const char *body, size_t len, char **json_out,

@@ -1,9 +1,11 @@
-/* chat: turns an OpenAI-style list of chat messages into a prompt, in one of four well-known
- * chat formats (Llama-2 [INST]/<<SYS>>, ChatML, Zephyr, Llama-3), chosen by a --chat-template
- * setting or guessed from the model's GGUF `tokenizer.chat_template` (a Jinja string we never
- * execute: substring heuristics only). Owns nothing beyond what a call returns; no state, so
- * every function is thread-safe. Never runs the model, never exits.
+/* chat: turns an OpenAI-style list of chat messages into a prompt. A model's own Jinja chat
+ * template (`tokenizer.chat_template`) is rendered by jinja.h's interpreter (chat_template.c,
+ * the second half of this header); the four built-in formats below (Llama-2 [INST]/<<SYS>>,
+ * ChatML, Zephyr, Llama-3) serve files that carry no template and --chat-template NAME. Owns
+ * nothing beyond what a call returns; every function is thread-safe. Never runs the model,
+ * never exits.
  *
+ * Built-in formats:
  * BOS, once. The rendered text (chat_render) never starts with a BOS string ("<s>",
  * "<|begin_of_text|>"): chat_tokenize puts the tokenizer's BOS id in front itself, once, when
  * asked (add_bos). Every other special token of a format (Llama-2's inner "</s><s>" between
@@ -14,13 +16,15 @@
  * between two special ids is encoded on its own (SentencePiece then adds its dummy-prefix
  * space after every special token, as Meta's per-turn encoding and llama.cpp do).
  *
- * Fallback: a model with no template or one we do not recognise gets the Llama-2 format. The
- * kjv-demo model has no chat template (it is not a chat model: expect Bible text, not answers). */
+ * Fallback: a model with no template gets the Llama-2 format. The kjv-demo model has no chat
+ * template (it is not a chat model: expect Bible text, not answers). */
 #ifndef LS_CHAT_H
 #define LS_CHAT_H
 
 #include "model.h"
 #include "tokenizer.h"
+
+#include <cjson/cJSON.h>
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -90,5 +94,59 @@ int chat_stop_ids(const tokenizer *t, chat_format f, int32_t *ids, int cap);
 /* The end-of-turn text of format f ("<|im_end|>", "<|eot_id|>", "</s>"): a stop string for
  * when t has no such piece and the model spells it out in text. Never NULL. */
 const char *chat_stop_text(chat_format f);
+
+/* ---- chat templates (chat_template.c) ----
+ * What serve renders prompts with: the model's own Jinja `tokenizer.chat_template` (run by
+ * jinja.h's interpreter, with bos_token/eos_token from the vocabulary), a template file, or one
+ * of the built-in formats above. Parsed once at startup, immutable after: thread-safe. */
+
+typedef struct chat_template chat_template;
+
+/* A request error: status 400 (the request's fault; param names the field) or 503 (memory). */
+typedef struct {
+    int status;
+    char param[96];
+    char message[512];
+} chat_error;
+
+/* The template for model m (m may be NULL in tests), in this order: file_src (len bytes: the
+ * text of --chat-template-file, named file_name; NULL for none); the built-in format setting
+ * when it is not CHAT_AUTO; the model file's tokenizer.chat_template; else the Llama-2 built-in
+ * format (the file carries no template). A Jinja template is parsed here, so one that uses a
+ * construct the interpreter lacks fails at startup: NULL with a message that names the construct
+ * and the flags that override it. Caller frees with chat_template_free. */
+chat_template *chat_template_load(const model *m, chat_format setting, const char *file_src,
+                                  size_t file_len, const char *file_name, char *err,
+                                  size_t errlen);
+void chat_template_free(chat_template *ct);
+/* A static template for a built-in format (CHAT_AUTO: llama2). Never freed. */
+const chat_template *chat_template_builtin(chat_format f);
+/* "jinja", or the built-in format's name. */
+const char *chat_template_name(const chat_template *ct);
+/* Where it came from: "from the model file", "from --chat-template-file"... */
+const char *chat_template_source(const chat_template *ct);
+/* The format family, for stop tokens: the built-in format, or chat_format_detect's guess from
+ * the Jinja source. */
+chat_format chat_template_family(const chat_template *ct);
+bool chat_template_is_jinja(const chat_template *ct);
+
+/* The messages a client sent (a JSON array), as templates see them: 'developer' is read as
+ * 'system'; content may be a string, null (assistant only) or a list of {"type":"text"} parts,
+ * joined with "\n" into one string; any other part type is a 400 naming it; tool messages and
+ * assistant tool_calls pass through unchanged. 0 and *out (caller frees), or -1 with e. */
+int chat_messages_normalize(const cJSON *messages, cJSON **out, chat_error *e);
+
+/* The prompt as text (NUL-terminated, caller frees), as POST /apply-template returns it. tools:
+ * the request's tools (NULL: none). add_generation_prompt as the template reads it. A template's
+ * raise_exception(msg) is a 400 whose message is msg. 0, or -1 with e. */
+int chat_apply(const chat_template *ct, const cJSON *messages, const cJSON *tools,
+               bool add_generation_prompt, char **text, chat_error *e);
+
+/* The prompt as token ids for t, with the generation prompt: *ids (caller frees), *n. Special
+ * pieces (control and user-defined tokens) are recognised in template text only; message
+ * content is always plain text. BOS: the template's own when its text starts with it, else the
+ * tokenizer's default (tok_add_bos); never two. 0, or -1 with e. */
+int chat_prompt_tokenize(const chat_template *ct, const tokenizer *t, const cJSON *messages,
+                         const cJSON *tools, int32_t **ids, int *n, chat_error *e);
 
 #endif

@@ -446,7 +446,8 @@ typedef struct {
     int kind;
 } route;
 
-enum { R_HEALTH, R_MODELS, R_METRICS, R_COMPLETIONS, R_CHAT, R_TOKENIZE, R_DETOKENIZE };
+enum { R_HEALTH, R_MODELS, R_METRICS, R_COMPLETIONS, R_CHAT, R_TOKENIZE, R_DETOKENIZE,
+       R_APPLY_TEMPLATE };
 static const route routes[] = {
     {"/health", "GET", R_HEALTH},
     {"/v1/models", "GET", R_MODELS},
@@ -455,6 +456,7 @@ static const route routes[] = {
     {"/v1/chat/completions", "POST", R_CHAT},
     {"/tokenize", "POST", R_TOKENIZE},
     {"/detokenize", "POST", R_DETOKENIZE},
+    {"/apply-template", "POST", R_APPLY_TEMPLATE},
 };
 
 static enum MHD_Result dispatch(req_ctx *r, const char *url, const char *method) {
@@ -528,6 +530,10 @@ static enum MHD_Result dispatch(req_ctx *r, const char *url, const char *method)
         return send_json(r, 200, json);
     case R_DETOKENIZE:
         if (api_parse_detokenize(h->ctx, r->body, r->body_len, &json, &e)) return send_error(r, &e);
+        return send_json(r, 200, json);
+    case R_APPLY_TEMPLATE:
+        if (api_parse_apply_template(h->ctx, r->body, r->body_len, &json, &e))
+            return send_error(r, &e);
         return send_json(r, 200, json);
     }
     return MHD_NO;

@@ -88,6 +88,8 @@ typedef struct {
     /* parser */
     int at;
     int loop_depth, macro_depth;
+    size_t lc_pos; /* line_at's cursor: src[0..lc_pos) holds lc_line - 1 newlines */
+    int lc_line;
 } P;
 
 static void *fail(P *P, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -165,6 +167,17 @@ static int count_lines(const char *s, size_t n) {
     for (size_t i = 0; i < n; i++)
         k += s[i] == '\n';
     return k;
+}
+
+/* The line of src[pos]; positions only grow, so the count goes on from the last call. */
+static int line_at(P *P, size_t pos) {
+    if (pos < P->lc_pos) {
+        P->lc_pos = 0;
+        P->lc_line = 1;
+    }
+    P->lc_line += count_lines(P->src + P->lc_pos, pos - P->lc_pos);
+    P->lc_pos = pos;
+    return P->lc_line;
 }
 
 /* Reads a string literal at P->pos (a quote); Python escapes. */
@@ -403,8 +416,9 @@ static int lex(P *P) {
                 l--;
             if ((l > a && src[l - 1] == '\n') || (l == a && (a > start || line_starting))) b = l;
         }
+        P->line = line_at(P, a); /* tags and trimmed whitespace count too */
         add_text(P, src + a, b - a);
-        P->line += count_lines(src + start, text_end - start);
+        P->line = line_at(P, text_end);
         if (!open) break;
         P->pos = text_end + 2 + (mod == '-' || mod == '+');
         bool strip_after;
@@ -1186,7 +1200,7 @@ static bool body(P *P, const char *const *ends, nvec *out, const char **ended) {
 
 jinja_template *jinja_parse(const char *src, size_t len, char *err, size_t errlen) {
     pool p = {0};
-    P st = {.p = &p, .src = src, .len = len, .line = 1, .err = err, .errlen = errlen};
+    P st = {.p = &p, .src = src, .len = len, .line = 1, .err = err, .errlen = errlen, .lc_line = 1};
     jinja_template *t = NULL;
     if (!src) {
         snprintf(err, errlen, "no template");

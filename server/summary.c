@@ -126,8 +126,9 @@ void summary_log_ready(const summary_in *in) {
          slotbytes);
     line(block, sizeof block, "  compute    %d threads, %s kernels, batches of up to %d rows",
          sp->threads, kernels, sp->batch_size);
-    line(block, sizeof block, "  chat       %s template%s", in->chat_template,
-         in->chat_detected ? " (from the model file)" : " (fallback: the model file names none)");
+    line(block, sizeof block, "  chat       %s template (%s)", in->chat_template,
+         in->chat_source ? in->chat_source
+         : in->chat_detected ? "from the model file" : "fallback: the model file names none");
     line(block, sizeof block, "  listening  %s (%s%s%s)", address,
          cfg->api_key[0] ? "API key required" : "no API key",
          cfg->cors_origin[0] ? "; CORS for " : "", cfg->cors_origin);

@@ -18,7 +18,8 @@ typedef struct {
     const sched_params *sp; /* what the scheduler was started with (ctx_size resolved) */
     int port;               /* the port bound (cfg->port may be 0) */
     const char *chat_template;
-    bool chat_detected; /* the template came from the model file, not the fallback */
+    bool chat_detected;      /* the template came from the model file */
+    const char *chat_source; /* where it came from, e.g. "from --chat-template-file" */
 } summary_in;
 
 void summary_log_ready(const summary_in *in);
