@@ -188,6 +188,17 @@ static int bad(chat_error *e, int status, const char *param, const char *fmt, ..
 
 static const char *const roles[] = {"system", "user", "assistant", "tool", "developer"};
 
+/* A deep copy, or NULL. cJSON 1.7.15's cJSON_Duplicate can return a copy that silently lacks
+ * a part whose allocation failed: a copy that does not compare equal counts as a failure. */
+static cJSON *dup(const cJSON *x) {
+    cJSON *c = cJSON_Duplicate(x, true);
+    if (c && !cJSON_Compare(x, c, true)) {
+        cJSON_Delete(c);
+        return NULL;
+    }
+    return c;
+}
+
 /* One message as the template sees it: a copy with the developer role read as system and a
  * list of text parts joined into one string. */
 static int normalize_one(const cJSON *m, int i, cJSON **out, chat_error *e) {
@@ -203,10 +214,12 @@ static int normalize_one(const cJSON *m, int i, cJSON **out, chat_error *e) {
     if (!cJSON_IsString(role) || r == sizeof roles / sizeof roles[0])
         return bad(e, 400, param, "%s.role must be one of system, user, assistant, tool, developer",
                    param);
-    cJSON *c = cJSON_Duplicate(m, true);
+    cJSON *c = dup(m);
     if (!c) return OOM(e);
-    if (r == 4 && !cJSON_ReplaceItemInObjectCaseSensitive(c, "role", cJSON_CreateString("system")))
-        goto oom;
+    /* developer -> system, in place: the shorter string fits where the longer one was, so
+     * nothing is allocated (cJSON 1.7.15's replace functions lose a key silently when their
+     * allocation fails) */
+    if (r == 4) cJSON_SetValuestring(cJSON_GetObjectItemCaseSensitive(c, "role"), "system");
     const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
     const cJSON *calls = cJSON_GetObjectItemCaseSensitive(m, "tool_calls");
     if (calls && !cJSON_IsNull(calls) && (!cJSON_IsArray(calls) || r != 2)) {
@@ -245,8 +258,9 @@ static int normalize_one(const cJSON *m, int i, cJSON **out, chat_error *e) {
             total += strlen(text->valuestring) + 1;
             k++;
         }
-        /* parts joined with a newline, as llama.cpp joins them for templates that take text */
-        char *joined = malloc(total), *w = joined;
+        /* parts joined with a newline, as llama.cpp joins them for templates that take text;
+         * the copy's content item becomes that string in place (no key to allocate) */
+        char *joined = cJSON_malloc(total), *w = joined;
         if (!joined) goto oom;
         k = 0;
         cJSON_ArrayForEach(p, content) {
@@ -257,12 +271,11 @@ static int normalize_one(const cJSON *m, int i, cJSON **out, chat_error *e) {
             w += n;
         }
         *w = '\0';
-        cJSON *js = cJSON_CreateString(joined);
-        free(joined);
-        if (!js || !cJSON_ReplaceItemInObjectCaseSensitive(c, "content", js)) {
-            cJSON_Delete(js);
-            goto oom;
-        }
+        cJSON *ci = cJSON_GetObjectItemCaseSensitive(c, "content");
+        cJSON_Delete(ci->child);
+        ci->child = NULL;
+        ci->type = cJSON_String;
+        ci->valuestring = joined;
     } else if (!cJSON_IsNull(content) || r != 2) {
         /* null content: an assistant message (e.g. one that only calls tools) */
         cJSON_Delete(c);
@@ -309,10 +322,15 @@ static int render_jinja(const chat_template *ct, cJSON *msgs, const cJSON *tools
     cJSON *data = cJSON_CreateObject(), *trusted = cJSON_CreateObject();
     int rc = -1;
     if (!data || !trusted) goto oom;
-    /* the variables Hugging Face passes: messages, tools (None when absent), documents */
-    cJSON *tl = tools && !cJSON_IsNull(tools) ? cJSON_Duplicate(tools, true) : cJSON_CreateNull();
-    if (!tl || !cJSON_AddItemReferenceToObject(data, "messages", msgs) ||
-        !cJSON_AddItemToObject(data, "tools", tl) || !cJSON_AddNullToObject(data, "documents") ||
+    /* the variables Hugging Face passes: messages, tools (None when absent), documents. msgs
+     * is lent to data and taken back before data is deleted; a failed add leaves an item ours */
+    cJSON *tl = tools && !cJSON_IsNull(tools) ? dup(tools) : cJSON_CreateNull();
+    if (!tl || !cJSON_AddItemToObject(data, "tools", tl)) {
+        cJSON_Delete(tl);
+        goto oom;
+    }
+    if (!cJSON_AddItemToObject(data, "messages", msgs)) goto oom;
+    if (!cJSON_AddNullToObject(data, "documents") ||
         !cJSON_AddBoolToObject(trusted, "add_generation_prompt", agp) ||
         !cJSON_AddStringToObject(trusted, "bos_token", ct->bos ? ct->bos : "") ||
         !cJSON_AddStringToObject(trusted, "eos_token", ct->eos ? ct->eos : ""))
@@ -332,6 +350,7 @@ static int render_jinja(const chat_template *ct, cJSON *msgs, const cJSON *tools
 oom:
     OOM(e);
 done:
+    if (data) cJSON_DetachItemFromObjectCaseSensitive(data, "messages");
     cJSON_Delete(data);
     cJSON_Delete(trusted);
     return rc;

@@ -9,6 +9,7 @@
  *   the request must fail with "out of memory" (503 at submission, or its choice ending with
  *   FINISH_ERROR), never end as a normal answer with text or logprobs silently missing; and
  *   the scheduler must serve a clean request afterwards.
+ * - The same for a chat request and /apply-template rendered by a Jinja template (jinja*.c).
  * Not covered: the response writers (api_response.c) and http.c. */
 #include "api.h"
 #include "check.h"
@@ -87,7 +88,7 @@ void __wrap_free(void *p) {
 
 /* --- the requests --- */
 
-typedef enum { K_COMPLETION, K_CHAT, K_TOKENIZE, K_DETOKENIZE } kind;
+typedef enum { K_COMPLETION, K_CHAT, K_TOKENIZE, K_DETOKENIZE, K_APPLY } kind;
 
 static const struct {
     kind k;
@@ -112,7 +113,15 @@ static const struct {
              "\"grammar\":\"root ::= (\\\"a\\\" | [b-d]{1,3})+\"}"},
     {K_TOKENIZE, "{\"content\":\"In the beginning was the Word\",\"add_special\":true}"},
     {K_DETOKENIZE, "{\"tokens\":[1,450,3,100,200]}"},
+    /* rendered by a Jinja template (main sets ctx.chat for these two) */
+    {K_CHAT, "{\"messages\":[{\"role\":\"developer\",\"content\":\"Be brief.\"},"
+             "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"Who\"},"
+             "{\"type\":\"text\",\"text\":\"made it?\"}]}]}"},
+    {K_APPLY, "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"},{\"role\":"
+              "\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"1\"}]},"
+              "{\"role\":\"tool\",\"content\":\"r\"}]}"},
 };
+#define N_JINJA_REQUESTS 2 /* the last ones */
 
 /* Runs request r once; returns the parser's result and fills *e. */
 static int run(const api_ctx *ctx, int r, api_error *e) {
@@ -135,6 +144,9 @@ static int run(const api_ctx *ctx, int r, api_error *e) {
         break;
     case K_DETOKENIZE:
         rc = api_parse_detokenize(ctx, b, len, &json, e);
+        break;
+    case K_APPLY:
+        rc = api_parse_apply_template(ctx, b, len, &json, e);
         break;
     }
     free(json);
@@ -249,8 +261,22 @@ int main(void) {
                    .default_seed = -1,
                    .chat_fmt = chat_format_for_model(m, CHAT_AUTO, NULL)};
     api_json_init(); /* before counting: cJSON's hooks are installed once */
-    for (int r = 0; r < (int)(sizeof requests / sizeof requests[0]); r++)
+    int n_req = (int)(sizeof requests / sizeof requests[0]);
+    for (int r = 0; r < n_req - N_JINJA_REQUESTS; r++)
         test_request(&ctx, r);
+    /* the chat template interpreter, its arena and the message shapes */
+    static const char tmpl[] =
+        "{{ bos_token }}{% set ns = namespace(n=0) %}{% for m in messages %}"
+        "{% set ns.n = ns.n + 1 %}<|{{ m.role }}|>{{ m.content | trim if m.content is string }}"
+        "{{ m.tool_calls | tojson if m.tool_calls }}{{ eos_token }}{% endfor %}"
+        "{{ tools | tojson if tools }}{{ ns.n }}{% if add_generation_prompt %}<|assistant|>"
+        "{% endif %}";
+    ctx.chat = chat_template_load(m, CHAT_AUTO, tmpl, strlen(tmpl), "test", err, sizeof err);
+    CHECK(ctx.chat, "chat_template_load: %s", err);
+    for (int r = n_req - N_JINJA_REQUESTS; ctx.chat && r < n_req; r++)
+        test_request(&ctx, r);
+    chat_template_free((chat_template *)ctx.chat);
+    ctx.chat = NULL;
     test_scheduler(m, &ctx);
     model_free(m);
     return check_summary();
