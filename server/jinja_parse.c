@@ -879,7 +879,7 @@ static jnode *math1(P *P) {
 }
 
 static jnode *compare(P *P) {
-    jnode *n = math1(P);
+    jnode *n = math1(P), *last = NULL; /* last: the right operand of the previous comparison */
     for (;;) {
         token *t = peek(P);
         int op = is_op(t, "==")     ? BIN_EQ
@@ -896,8 +896,16 @@ static jnode *compare(P *P) {
         }
         if (!n || !op) return n;
         next(P);
-        /* a chain a < b < c is rare in templates; it parses left-associated */
-        n = bin(P, op, n, math1(P), t->line);
+        jnode *rhs = math1(P);
+        if (!last) {
+            n = bin(P, op, n, rhs, t->line);
+        } else { /* a < b < c is (a < b) and (b < c), as in Python (b evaluated twice) */
+            jnode *m = mk(P, E_AND, t->line);
+            if (!m || !(m->b = bin(P, op, last, rhs, t->line))) return NULL;
+            m->a = n;
+            n = m;
+        }
+        last = rhs;
     }
 }
 

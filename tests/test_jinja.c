@@ -197,6 +197,8 @@ static void test_runtime(void) {
     expect_render("  {% if true %}\n  x\n  {% endif %}\n", NULL, 0, "  x\n");
     expect_render("{%- if true -%}  x  {%- endif -%}", NULL, 0, "x");
     expect_render("{% raw %}{{ a }}{% endraw %}", NULL, 0, "{{ a }}");
+    expect_render("{{ 1 < 2 < 3 }} {{ 3 > 2 > 2 }} {{ 1 == 1 in [1] }}", NULL, 0,
+                  "True False True");
     expect_render("{% macro m(a, b='B') %}[{{ a }}{{ b }}]{% endmacro %}{{ m(1) }}{{ m(2, b=3) }}",
                   NULL, 0, "[1B][23]");
 }
