@@ -357,7 +357,8 @@ static int lex_tag(P *P, char endc) {
             continue;
         }
         size_t k = 0;
-        while (k < sizeof ops / sizeof ops[0] && strncmp(s, ops[k], strlen(ops[k])) != 0)
+        while (k < sizeof ops / sizeof ops[0] &&
+               (strlen(ops[k]) > left || memcmp(s, ops[k], strlen(ops[k])) != 0))
             k++;
         if (k == sizeof ops / sizeof ops[0])
             return fail(P, P->line, "unexpected character '%c' in a tag", c), -1;
@@ -436,18 +437,19 @@ static int lex(P *P) {
             if (!strip_after && P->pos < len && src[P->pos] == '\n') P->pos++; /* trim_blocks */
         } else if (kind == '%' && tag_is(src + P->pos, len - P->pos, "raw")) {
             /* {% raw %}...{% endraw %}: the text between, untouched */
-            const char *e = strstr(src + P->pos, "%}");
-            if (!e || (size_t)(e - src) >= len) return fail(P, P->line, "unterminated raw tag"), -1;
+            /* the source need not be NUL-terminated (a GGUF string): searches stay within len */
+            const char *e = memmem(src + P->pos, len - P->pos, "%}", 2);
+            if (!e) return fail(P, P->line, "unterminated raw tag"), -1;
             bool strip_in = e[-1] == '-';
             size_t body = (size_t)(e - src) + 2;
             size_t i = body, endtag = 0, endclose = 0;
-            for (; i + 1 < len; i++) {
+            for (; i + 2 < len; i++) {
                 if (src[i] == '{' && src[i + 1] == '%') {
                     size_t j = i + 2 + (src[i + 2] == '-' || src[i + 2] == '+');
                     if (tag_is(src + j, len - j, "endraw")) {
                         endtag = i;
-                        const char *c = strstr(src + j, "%}");
-                        endclose = (size_t)(c - src);
+                        const char *c = memmem(src + j, len - j, "%}", 2);
+                        endclose = c ? (size_t)(c - src) : 0;
                         break;
                     }
                 }

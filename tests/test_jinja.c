@@ -7,6 +7,7 @@
 #include "jinja.h"
 
 #include <cjson/cJSON.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -250,11 +251,80 @@ static void test_provenance(void) {
     jinja_output_free(&out);
 }
 
+/* Malformed templates: deterministic mutations of the real ones (a byte deleted, one of Jinja's
+ * delimiters inserted, the source cut short) must parse or fail with a message, and render or
+ * fail with a message, never crash (the sanitizer builds watch the memory). */
+static void test_mutations(void) {
+    static const char *const names[] = {"llama2",      "llama3_1", "qwen3",   "gemma3",
+                                        "deepseek_v3", "zephyr",   "mistral", "features"};
+    static const char ins[] = "{}%#-+'\"()[]|.~,:=\n ";
+    cJSON *data =
+        cJSON_Parse("{\"messages\":[{\"role\":\"system\",\"content\":\"s\"},{\"role\":\"user\","
+                    "\"content\":\"u\"},{\"role\":\"assistant\",\"content\":\"a\",\"tool_calls\":[{"
+                    "\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]}],"
+                    "\"tools\":null}");
+    cJSON *trusted = cJSON_Parse("{\"bos_token\":\"<s>\",\"add_generation_prompt\":true}");
+    jinja_limits lim = jinja_default_limits();
+    lim.max_memory = 4 << 20;
+    uint32_t seed = 12345;
+    int parsed = 0, rendered = 0, total = 0;
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        char rel[128];
+        snprintf(rel, sizeof rel, "templates/%s.jinja", names[k]);
+        size_t n;
+        char *src = slurp(check_test_path(rel), &n);
+        if (!src) continue;
+        char *buf = malloc(n + 2);
+        for (int i = 0; buf && i < 150; i++, total++) {
+            seed = seed * 1103515245u + 12345u;
+            size_t at = (seed >> 8) % (n + 1), m = n;
+            memcpy(buf, src, n);
+            switch (i % 3) {
+            case 0: /* delete a byte */
+                if (at < n) memmove(buf + at, buf + at + 1, n - at - 1), m = n - 1;
+                break;
+            case 1: /* insert a delimiter character */
+                memmove(buf + at + 1, buf + at, n - at);
+                buf[at] = ins[(seed >> 20) % (sizeof ins - 1)];
+                m = n + 1;
+                break;
+            default: /* cut short */
+                m = at;
+            }
+            char err[256] = "";
+            /* exactly m bytes, no NUL after them (as a GGUF string): ASan sees any overread */
+            char *exact = malloc(m ? m : 1);
+            if (!exact) break;
+            memcpy(exact, buf, m);
+            jinja_template *t = jinja_parse(exact, m, err, sizeof err);
+            free(exact);
+            CHECK(t || err[0], "%s mutation %d: parse failed without a message", names[k], i);
+            if (!t) continue;
+            parsed++;
+            jinja_output out;
+            int rc = jinja_render(t, data, trusted, &lim, &out, err, sizeof err);
+            CHECK(rc == 0 || err[0], "%s mutation %d: render failed without a message", names[k],
+                  i);
+            if (rc == 0) {
+                rendered++;
+                jinja_output_free(&out);
+            }
+            jinja_free(t);
+        }
+        free(buf);
+        free(src);
+    }
+    printf("mutations: %d, %d parsed, %d rendered\n", total, parsed, rendered);
+    cJSON_Delete(data);
+    cJSON_Delete(trusted);
+}
+
 int main(void) {
     test_golden();
     test_unsupported();
     test_runtime();
     test_limits();
     test_provenance();
+    test_mutations();
     return check_summary();
 }
