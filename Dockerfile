@@ -12,7 +12,7 @@
 FROM debian:bookworm-slim AS build
 RUN apt-get update -qq \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-       gcc libc6-dev meson ninja-build pkg-config libmicrohttpd-dev libcjson-dev \
+       gcc libc6-dev meson ninja-build pkg-config libmicrohttpd-dev libcjson-dev libpcre2-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY meson.build meson_options.txt ./
@@ -31,7 +31,7 @@ RUN meson setup build -Dtests=false --buildtype=release \
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update -qq \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-       libmicrohttpd12 libcjson1 \
+       libmicrohttpd12 libcjson1 libpcre2-8-0 \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
     && groupadd --gid 10001 llamaserve \
     && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \

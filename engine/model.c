@@ -84,15 +84,19 @@ static tokenizer *tok_from_gguf(const gguf_file *f, char *err, size_t errlen) {
     size_t *lens = NULL;
     float *scores = NULL;
     int32_t *types = NULL;
-    gguf_str model_name;
+    const char **merges = NULL;
+    size_t *merge_lens = NULL;
+    gguf_str model_name, pre = {0};
     int r = gguf_get_str(f, "tokenizer.ggml.model", &model_name, err, errlen);
     if (r < 0) return NULL;
     if (r == 1) {
         ls_fail(err, errlen, "no tokenizer: missing key tokenizer.ggml.model");
         return NULL;
     }
-    if (!gguf_str_eq(model_name, "llama")) {
-        ls_fail(err, errlen, "unsupported tokenizer.ggml.model '%.*s' (only 'llama' is supported)",
+    bool bpe = gguf_str_eq(model_name, "gpt2");
+    if (!bpe && !gguf_str_eq(model_name, "llama")) {
+        ls_fail(err, errlen,
+                "unsupported tokenizer.ggml.model '%.*s' (supported: 'llama', 'gpt2')",
                 (int)(model_name.len < 64 ? model_name.len : 64), model_name.s);
         return NULL;
     }
@@ -129,8 +133,37 @@ static tokenizer *tok_from_gguf(const gguf_file *f, char *err, size_t errlen) {
         token_id(f, "tokenizer.ggml.unknown_token_id", 0, n, &v.unk_id, err, errlen) ||
         token_id(f, "tokenizer.ggml.padding_token_id", -1, n, &v.pad_id, err, errlen) ||
         bool_key(f, "tokenizer.ggml.add_bos_token", true, &v.add_bos, err, errlen) ||
-        bool_key(f, "tokenizer.ggml.add_space_prefix", true, &v.add_dummy_prefix, err, errlen))
+        bool_key(f, "tokenizer.ggml.add_space_prefix", !bpe, &v.add_dummy_prefix, err, errlen))
         return NULL;
+    /* end of generation besides EOS: -1 marks an absent key */
+    int eog[2];
+    if (token_id(f, "tokenizer.ggml.eot_token_id", -1, n, &eog[0], err, errlen) ||
+        token_id(f, "tokenizer.ggml.eom_token_id", -1, n, &eog[1], err, errlen))
+        return NULL;
+    v.eog_ids = eog;
+    v.n_eog = 2;
+    const gguf_value *mg = NULL;
+    if (bpe) {
+        v.kind = TOK_BPE;
+        v.add_dummy_prefix = false; /* byte-level BPE encodes spaces as they are */
+        if (v.unk_id == 0 && gguf_get(f, "tokenizer.ggml.unknown_token_id") == NULL)
+            v.unk_id = -1; /* SentencePiece's default id 0 is an ordinary piece here */
+        r = gguf_get_array(f, "tokenizer.ggml.merges", GGUF_STRING, &mg, err, errlen);
+        if (r < 0) return NULL;
+        if (r == 1) {
+            ls_fail(err, errlen, "missing key tokenizer.ggml.merges (tokenizer.ggml.model gpt2)");
+            return NULL;
+        }
+        if (mg->arr.n > MODEL_MAX_COUNT) {
+            ls_fail(err, errlen, "tokenizer.ggml.merges has %llu entries (at most %d)",
+                    (unsigned long long)mg->arr.n, MODEL_MAX_COUNT);
+            return NULL;
+        }
+        r = gguf_get_str(f, "tokenizer.ggml.pre", &pre, err, errlen);
+        if (r < 0) return NULL;
+        v.pre = pre.s;
+        v.pre_len = (size_t)pre.len;
+    }
     pieces = malloc((size_t)n * sizeof *pieces);
     lens = malloc((size_t)n * sizeof *lens);
     scores = calloc((size_t)n, sizeof *scores); /* no scores: every merge ranks alike */
@@ -150,6 +183,28 @@ static tokenizer *tok_from_gguf(const gguf_file *f, char *err, size_t errlen) {
         if (sc && gguf_arr_get(sc, (uint64_t)i, &e) == 0) scores[i] = (float)e.f;
         if (ty && gguf_arr_get(ty, (uint64_t)i, &e) == 0) types[i] = (int32_t)e.i;
     }
+    if (mg) {
+        int nm = (int)mg->arr.n;
+        merges = malloc((size_t)(nm ? nm : 1) * sizeof *merges);
+        merge_lens = malloc((size_t)(nm ? nm : 1) * sizeof *merge_lens);
+        if (!merges || !merge_lens) {
+            ls_fail(err, errlen, "out of memory for %d merges", nm);
+            goto done;
+        }
+        /* one walk over the array: each element follows the previous one in the mapping */
+        gguf_value e;
+        for (int i = 0; i < nm; i++) {
+            if (gguf_arr_get(mg, (uint64_t)i, &e) != 0) {
+                ls_fail(err, errlen, "tokenizer.ggml.merges: no entry %d", i);
+                goto done;
+            }
+            merges[i] = e.str.s;
+            merge_lens[i] = (size_t)e.str.len;
+        }
+        v.merges = merges;
+        v.merge_lens = merge_lens;
+        v.n_merges = nm;
+    }
     v.pieces = pieces;
     v.piece_lens = lens;
     v.scores = scores;
@@ -160,6 +215,8 @@ done:
     free(lens);
     free(scores);
     free(types);
+    free(merges);
+    free(merge_lens);
     return tok;
 }
 

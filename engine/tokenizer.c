@@ -21,6 +21,7 @@
  * them and then splits them again, which can differ in contrived vocabularies. */
 #include "tokenizer.h"
 #include "common.h"
+#include "tokenizer_bpe.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -56,6 +57,18 @@ struct tokenizer {
     size_t max_text_len;  /* longest decoded text of one piece */
     int bos_id, eos_id, unk_id, pad_id;
     bool add_bos, add_dummy_prefix;
+    tok_kind kind;
+    bpe_model *bpe;       /* TOK_BPE: merges and pre-tokenizer; NULL for TOK_SPM */
+    unsigned char *eog;   /* (n_vocab) 1: the id ends generation */
+    size_t max_special_len; /* longest control or user-defined piece (tok_encode_special) */
+    bool special_first[256];  /* whether some such piece starts with this byte */
+};
+
+/* Pieces that end a turn in the common chat formats (tok_is_eog), when control or
+ * user-defined. */
+static const char *const eog_pieces[] = {
+    "<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", "<|im_end|>", "<|end|>", "<|endoftext|>",
+    "<end_of_turn>", "<|END_OF_TURN_TOKEN|>", "<｜end▁of▁sentence｜>",
 };
 
 /* ---- UTF-8 ---- */
@@ -146,6 +159,8 @@ void tok_free(tokenizer *t) {
     free(t->scores);
     free(t->types);
     free(t->slots);
+    free(t->eog);
+    bpe_free(t->bpe);
     free(t);
 }
 
@@ -206,8 +221,11 @@ tokenizer *tok_create(const tok_vocab *v, char *err, size_t errlen) {
     t->scores = malloc((size_t)n * sizeof *t->scores);
     t->types = malloc((size_t)n);
     t->slots = malloc(n_slots * sizeof *t->slots);
-    if (!t->raw || !t->raw_off || !t->text || !t->text_off || !t->scores || !t->types || !t->slots)
+    t->eog = calloc((size_t)n, 1);
+    if (!t->raw || !t->raw_off || !t->text || !t->text_off || !t->scores || !t->types ||
+        !t->slots || !t->eog)
         goto oom;
+    t->kind = v->kind;
     t->n_slots = n_slots;
     for (size_t k = 0; k < n_slots; k++)
         t->slots[k] = (tok_slot){.hash = 0, .id = -1};
@@ -247,9 +265,11 @@ tokenizer *tok_create(const tok_vocab *v, char *err, size_t errlen) {
         /* The decoded text. Byte pieces are handled byte by byte when decoding, so their text
          * here is empty; control pieces print nothing. */
         t->text_off[i] = toff;
-        if (type == TOK_UNKNOWN) {
+        if (type == TOK_UNKNOWN && t->kind == TOK_SPM) {
             memcpy(t->text + toff, UNK_TEXT, sizeof UNK_TEXT - 1);
             toff += sizeof UNK_TEXT - 1;
+        } else if (t->kind == TOK_BPE) {
+            if (type != TOK_CONTROL) toff += bpe_piece_to_bytes(p, len, t->text + toff);
         } else if (type != TOK_CONTROL && type != TOK_BYTE) {
             for (size_t j = 0; j < len;) {
                 if (len - j >= 3 && memcmp(p + j, SPACE_MARK, 3) == 0) {
@@ -277,6 +297,10 @@ tokenizer *tok_create(const tok_vocab *v, char *err, size_t errlen) {
             t->has_bytes = true;
         }
         if (type == TOK_USER_DEFINED && len > t->max_user_len) t->max_user_len = len;
+        if ((type == TOK_USER_DEFINED || type == TOK_CONTROL) && len >= 2) {
+            if (len > t->max_special_len) t->max_special_len = len;
+            t->special_first[(unsigned char)p[0]] = true;
+        }
 
         /* A duplicate piece keeps its first id, as the later one could never be produced. */
         uint32_t h = hash_bytes(p, len);
@@ -293,6 +317,24 @@ tokenizer *tok_create(const tok_vocab *v, char *err, size_t errlen) {
     }
     t->raw_off[n] = roff;
     t->text_off[n] = toff;
+
+    if (t->eos_id >= 0) t->eog[t->eos_id] = 1;
+    for (int i = 0; i < v->n_eog; i++)
+        if (v->eog_ids && v->eog_ids[i] >= 0 && v->eog_ids[i] < n) t->eog[v->eog_ids[i]] = 1;
+    for (size_t k = 0; k < sizeof eog_pieces / sizeof eog_pieces[0]; k++) {
+        int id = lookup(t, eog_pieces[k], strlen(eog_pieces[k]));
+        if (id >= 0 && (t->types[id] == TOK_CONTROL || t->types[id] == TOK_USER_DEFINED))
+            t->eog[id] = 1;
+    }
+    if (t->kind == TOK_BPE) {
+        if (n > 0 && (!v->merges || !v->merge_lens) && v->n_merges > 0) {
+            ls_fail(err, errlen, "tokenizer: merges missing");
+            goto fail;
+        }
+        t->bpe = bpe_create(t, v->merges, v->merge_lens, v->n_merges, v->pre, v->pre_len, NULL,
+                            err, errlen);
+        if (!t->bpe) goto fail;
+    }
     return t;
 oom:
     ls_fail(err, errlen, "tokenizer: out of memory");
@@ -318,11 +360,19 @@ int tok_unk(const tokenizer *t) {
 bool tok_add_bos(const tokenizer *t) {
     return t->add_bos;
 }
+tok_kind tok_get_kind(const tokenizer *t) {
+    return t->kind;
+}
+bool tok_is_eog(const tokenizer *t, int id) {
+    return id >= 0 && id < t->n_vocab && t->eog[id];
+}
 int tok_type(const tokenizer *t, int id) {
     return id >= 0 && id < t->n_vocab ? t->types[id] : 0;
 }
 size_t tok_stream_cap(const tokenizer *t) {
-    /* a piece's text, U+FFFD for up to 3 held bytes, a 4-byte character and the NUL */
+    /* a piece's text, U+FFFD for up to 3 held bytes, a 4-byte character and the NUL; a
+     * byte-level piece's bytes may each become U+FFFD */
+    if (t->kind == TOK_BPE) return 3 * (t->max_text_len + 3) + 4 + 1;
     return t->max_text_len + 3 * 3 + 4 + 1;
 }
 
@@ -434,11 +484,21 @@ static inline void put_id(id_out *o, int id) {
     o->n++;
 }
 
+static void put_id_cb(void *ctx, int id) {
+    put_id(ctx, id);
+}
+
 int tok_encode(const tokenizer *t, const char *text, size_t len, bool add_bos, int32_t *ids,
                int cap) {
     id_out o = {.ids = ids, .cap = ids ? cap : 0};
     if (add_bos && t->bos_id >= 0) put_id(&o, t->bos_id);
     if (len == 0) return (int)o.n;
+    if (!text) return -1;
+    if (t->kind == TOK_BPE) {
+        int rc = bpe_encode(t->bpe, t, text, len, put_id_cb, &o);
+        if (rc < 0) return rc;
+        return o.n > INT_MAX ? -1 : (int)o.n;
+    }
     if (!text || len > (size_t)(INT32_MAX - 8) / 3) return -1;
 
     /* One block: symbols (<= len + 1), candidate heap (each merge queues at most two, so
@@ -544,6 +604,52 @@ int tok_encode(const tokenizer *t, const char *text, size_t len, bool add_bos, i
     return (int)o.n;
 }
 
+/* The special piece (control or user-defined, two bytes or more) spelled at s, longest
+ * first: its id, with *n its length; -1 when none starts here. */
+static int special_at(const tokenizer *t, const char *s, size_t left, size_t *n) {
+    size_t m = t->max_special_len < left ? t->max_special_len : left;
+    if (!t->special_first[(unsigned char)s[0]]) return -1;
+    for (; m >= 2; m--) {
+        int id = lookup(t, s, m);
+        if (id >= 0 && (t->types[id] == TOK_CONTROL || t->types[id] == TOK_USER_DEFINED)) {
+            *n = m;
+            return id;
+        }
+    }
+    return -1;
+}
+
+int tok_encode_special(const tokenizer *t, const char *text, size_t len, bool add_bos,
+                       int32_t *ids, int cap) {
+    long n = 0;
+    if (add_bos && t->bos_id >= 0) {
+        if (ids && n < cap) ids[n] = t->bos_id;
+        n++;
+    }
+    if (len && !text) return -1;
+    size_t seg = 0; /* start of the plain text not yet encoded */
+    for (size_t i = 0; i <= len;) {
+        size_t m = 0;
+        int id = i < len ? special_at(t, text + i, len - i, &m) : -1;
+        if (id < 0 && i < len) {
+            i++;
+            continue;
+        }
+        if (i > seg) { /* the plain text before this special piece (or the end) */
+            int room = ids && n < cap ? cap - (int)n : 0;
+            int k = tok_encode(t, text + seg, i - seg, false, room ? ids + n : NULL, room);
+            if (k < 0) return k;
+            n += k;
+        }
+        if (id < 0) break; /* the end */
+        if (ids && n < cap) ids[n] = id;
+        n++;
+        i += m;
+        seg = i;
+    }
+    return n > INT_MAX ? -1 : (int)n;
+}
+
 /* ---- decoding ---- */
 
 /* Bytes written into a caller's buffer: what does not fit is counted but dropped, and the
@@ -585,6 +691,16 @@ static void drain_pending(tok_stream *s, text_out *o, bool at_end) {
 static void stream_feed(tok_stream *s, int id, text_out *o) {
     const tokenizer *t = s->t;
     if (id < 0 || id >= t->n_vocab || t->types[id] == TOK_CONTROL) return;
+    if (t->kind == TOK_BPE) {
+        /* a byte-level piece is any bytes: hold them until they complete characters */
+        const unsigned char *p = (const unsigned char *)t->text + t->text_off[id];
+        size_t n = t->text_off[id + 1] - t->text_off[id];
+        for (size_t i = 0; i < n; i++) {
+            s->pending[s->n_pending++] = p[i];
+            drain_pending(s, o, false);
+        }
+        return;
+    }
     if (t->types[id] == TOK_BYTE) {
         s->pending[s->n_pending++] = (unsigned char)byte_of(t, id);
         s->strip_space = false;

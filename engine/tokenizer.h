@@ -15,6 +15,10 @@ typedef struct tokenizer tokenizer;
 enum { TOK_NORMAL = 1, TOK_UNKNOWN = 2, TOK_CONTROL = 3, TOK_USER_DEFINED = 4, TOK_UNUSED = 5,
        TOK_BYTE = 6 };
 
+/* How text becomes pieces: SentencePiece BPE by score (tokenizer.ggml.model = llama) or
+ * byte-level BPE by merge rank after a regex split (gpt2: GPT-2, Llama 3). */
+typedef enum { TOK_SPM = 0, TOK_BPE = 1 } tok_kind;
+
 typedef struct {
     int n_vocab;
     const char *const *pieces; /* (n_vocab) piece bytes, not necessarily NUL-terminated */
@@ -24,6 +28,17 @@ typedef struct {
     int bos_id, eos_id, unk_id, pad_id; /* -1 when absent */
     bool add_bos;              /* whether prompts get BOS by default */
     bool add_dummy_prefix;     /* prepend a space (U+2581) to the text, as SentencePiece does */
+    tok_kind kind;             /* TOK_SPM unless set */
+    /* TOK_BPE only: the merges "LEFT RIGHT" in rank order and the pre-tokenizer's name
+     * (tokenizer.ggml.pre; NULL: "default"). Pieces are in byte-level spelling. */
+    const char *const *merges;
+    const size_t *merge_lens;
+    int n_merges;
+    const char *pre;
+    size_t pre_len;
+    /* End of generation besides eos_id (tokenizer.ggml.eot_token_id, eom_token_id, ...). */
+    const int *eog_ids;
+    int n_eog;
 } tok_vocab;
 
 /* Copies the vocabulary (the arrays may be freed afterwards). NULL with a message on error
@@ -43,12 +58,19 @@ int tok_bos(const tokenizer *t);
 int tok_eos(const tokenizer *t);
 int tok_unk(const tokenizer *t);
 bool tok_add_bos(const tokenizer *t);
+tok_kind tok_get_kind(const tokenizer *t);
+/* Whether id ends generation: EOS, the vocabulary's eot/eom ids, and the control (or
+ * user-defined) pieces that end a turn in the common chat formats: <|eot_id|>, <|eom_id|>,
+ * <|end_of_text|>, <|im_end|>, <|end|>, <|endoftext|>, <end_of_turn>, <|END_OF_TURN_TOKEN|>. */
+bool tok_is_eog(const tokenizer *t, int id);
 /* The TOK_* type of id (inferred ones included), 0 for an id out of range. */
 int tok_type(const tokenizer *t, int id);
 /* The id of the piece spelled exactly so (raw form, U+2581 for spaces), or -1. */
 int tok_piece_id(const tokenizer *t, const char *piece, size_t len);
 
-/* Encodes len bytes of text. Writes at most cap ids; returns the number of ids the full
+/* Encodes len bytes of text as plain text: the spelling of a special piece (<|eot_id|>,
+ * <s>...) in the text is never that piece, so user text cannot inject control tokens (chat
+ * templates and requests that ask for it use tok_encode_special). Writes at most cap ids; returns the number of ids the full
  * encoding has (which may exceed cap: call again with a bigger buffer), or a negative value on
  * error. add_bos prepends BOS. Text that is not valid UTF-8 is never rejected: as SentencePiece
  * does, each byte that does not belong to a valid character is read as U+FFFD (which then
@@ -58,6 +80,12 @@ int tok_piece_id(const tokenizer *t, const char *piece, size_t len);
 #define TOK_ENOMEM (-2)
 int tok_encode(const tokenizer *t, const char *text, size_t len, bool add_bos, int32_t *ids,
                int cap);
+
+/* As tok_encode, but the exact spelling of a control or user-defined piece anywhere in the
+ * text is that piece (longest match first); the text between them is encoded as tok_encode
+ * does. For text from a chat template or a request's parse_special. */
+int tok_encode_special(const tokenizer *t, const char *text, size_t len, bool add_bos,
+                       int32_t *ids, int cap);
 
 /* The bytes of one token as it appears in decoded text: U+2581 becomes a space, a byte piece
  * <0xNN> becomes that byte, control tokens are empty, <unk> is " \u2047 " as SentencePiece

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(gcc libc6-dev meson ninja-build pkg-config libmicrohttpd-dev libcjson-dev)
+packages=(gcc libc6-dev meson ninja-build pkg-config libmicrohttpd-dev libcjson-dev libpcre2-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

