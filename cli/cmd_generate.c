@@ -274,7 +274,7 @@ int cmd_generate(int argc, char **argv) {
         int n = n_prompt;
         while (rc == 0 && n < cap) {
             int id = sampler_sample(smp, logits, ids, n, 0, NULL);
-            if (id == tok_eos(m->tok)) break;
+            if (tok_is_eog(m->tok, id)) break; /* EOS, <|eot_id|>, <|im_end|>, ... */
             ids[n] = id;
             emit(&o, &ts, id, n_gen++, piece, piece_cap);
             if (++n == cap) break;

@@ -285,7 +285,8 @@ int beam_search(const model *m, fwd_ctx *f, const int32_t *prompt, int n_prompt,
         for (int r = 0; r < n_props && n_next < B; r++) {
             const beam_prop *c = &s.props[r];
             const int32_t *ptoks = s.tok_live + (size_t)c->parent * T;
-            if (c->token == p->eos_id) {
+            if (c->token == p->eos_id ||
+                (p->eos_id >= 0 && m->tok && tok_is_eog(m->tok, c->token))) {
                 if (r < B) hyp_offer(&s, ptoks, t, c->logprob, true);
                 continue;
             }

@@ -42,7 +42,8 @@ typedef struct {
     int n_best;             /* finished hypotheses returned, 1..width */
     int max_new_tokens;     /* >= 1; EOS counts as one */
     float length_penalty;   /* alpha in score = logprob / len^alpha */
-    int eos_id;             /* -1: none (every hypothesis runs to max_new_tokens) */
+    int eos_id;             /* -1: none (every hypothesis runs to max_new_tokens); otherwise
+                               the tokenizer's other end-of-generation ids end one too */
     kv_type kv_type;        /* type of the per-beam caches */
     beam_token_fn on_token; /* NULL: no streaming */
     void *ctx;              /* passed to on_token and should_stop */

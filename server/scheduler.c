@@ -238,7 +238,7 @@ static bool slot_accept(sched *s, slot *sl, const float *logits, double now) {
         metrics_itl(now - sl->t_last);
     }
     sl->t_last = now;
-    bool end = id == tok_eos(s->m->tok) && (!r->ignore_eos || sl->gs);
+    bool end = tok_is_eog(s->m->tok, id) && (!r->ignore_eos || sl->gs); /* EOS, <|eot_id|>... */
     for (int i = 0; i < r->n_stop_ids; i++) end = end || id == r->stop_ids[i];
     if (sl->gs && !end && gram_state_accept_token(sl->gs, id) < 0) { /* allowed: only memory */
         fail_slot(s, sl, "out of memory for the grammar");

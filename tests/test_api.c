@@ -2,7 +2,8 @@
  * model written with gguf_builder whose vocabulary holds pieces longer than any fixed decode
  * buffer the server once used (64 bytes per generated token, 32 per echoed prompt token, 128
  * per logprobs token). A logit bias forces the long piece, so its text must come back whole:
- * generated text, echoed prompt and logprobs tokens. */
+ * generated text, echoed prompt and logprobs tokens. Pieces EOT_ID (<|eot_id|>, a control
+ * piece) and EOT_KEY_ID (tokenizer.ggml.eot_token_id) end generation as EOS does. */
 #include "api.h"
 #include "check.h"
 #include "common.h"
@@ -15,6 +16,8 @@
 #include <unistd.h>
 
 #define LONG_ID 263 /* the last piece of the tiny vocabulary, replaced by LONG_PIECE */
+#define EOT_ID 262     /* replaced by the control piece <|eot_id|> */
+#define EOT_KEY_ID 261 /* named by tokenizer.ggml.eot_token_id */
 
 static char long_piece[256]; /* 75 x U+00E9: 150 bytes, longer than every old buffer */
 
@@ -34,8 +37,14 @@ static int write_model(const char *path) {
     for (int i = 0; i < TM_VOCAB; i++) {
         char piece[16];
         tm_piece(piece, i, i >= 259 ? tm_words[i - 259] : NULL);
-        gb_str(b, i == LONG_ID ? long_piece : piece);
+        gb_str(b, i == LONG_ID ? long_piece : i == EOT_ID ? "<|eot_id|>" : piece);
     }
+    b = kv_set(&s, "tokenizer.ggml.token_type", 9);
+    gb_u32(b, 5);
+    gb_u64(b, TM_VOCAB);
+    for (int i = 0; i < TM_VOCAB; i++)
+        gb_u32(b, i == 0 ? 2 : i < 3 || i == EOT_ID ? 3 : i < 259 ? 6 : 1);
+    kv_u32(&s, "tokenizer.ggml.eot_token_id", EOT_KEY_ID);
     gbuf out = {0};
     gspec_write(&s, &out);
     int rc = write_bytes(path, out.p, out.n);
@@ -107,6 +116,53 @@ static void test_generated_text(const model *m) {
     sched_destroy(s);
 }
 
+/* Forcing an end-of-generation piece ends the choice at once with "stop" and no text; with
+ * ignore_eos it runs to max_tokens and the control piece still prints nothing. */
+static void test_eog(const model *m) {
+    const api_ctx ctx = ctx_for(m);
+    sched_params sp = {.parallel = 1, .ctx_size = 32, .batch_size = 4, .threads = 1,
+                       .max_queue = 1, .kv = KV_F32, .prompt_cache = false};
+    char err[LS_ERR_LEN] = "";
+    sched *s = sched_create(m, &sp, err, sizeof err);
+    CHECK(s != NULL, "sched_create: %s", err);
+    if (!s) return;
+    const struct {
+        int id;
+        bool ignore_eos;
+        finish_reason finish;
+        int n_gen;
+    } cases[] = {{EOT_ID, false, FINISH_STOP, 0}, {EOT_KEY_ID, false, FINISH_STOP, 0},
+                 {2, false, FINISH_STOP, 0},      {EOT_ID, true, FINISH_LENGTH, 3},
+                 {LONG_ID, false, FINISH_LENGTH, 3}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        char body[256];
+        snprintf(body, sizeof body,
+                 "{\"prompt\":[1],\"max_tokens\":3,\"ignore_eos\":%s,"
+                 "\"logit_bias\":{\"%d\":100},\"temperature\":0}",
+                 cases[k].ignore_eos ? "true" : "false", cases[k].id);
+        api_call call;
+        api_error e;
+        CHECK(api_parse_completion(&ctx, body, strlen(body), &call, &e) == 0, "parse: %s",
+              e.message);
+        int status = 0;
+        job *j = sched_submit(s, &call.req, &status, err, sizeof err);
+        CHECK(j != NULL, "submit: %d %s", status, err);
+        if (j) {
+            job_wait(j);
+            pthread_mutex_lock(&j->mu);
+            const choice_out *o = &j->choices[0];
+            bool text_ok = cases[k].id == LONG_ID ? o->len == 3 * strlen(long_piece) : o->len == 0;
+            CHECK(o->finish == cases[k].finish && o->n_gen == cases[k].n_gen && text_ok,
+                  "eog case %zu (id %d): finish %d, %d tokens, %zu bytes of text", k,
+                  cases[k].id, (int)o->finish, o->n_gen, o->len);
+            pthread_mutex_unlock(&j->mu);
+            job_release(j);
+        }
+        api_call_free(&call);
+    }
+    sched_destroy(s);
+}
+
 /* A prompt of long pieces given as ids echoes whole. */
 static void test_echo(const model *m) {
     const api_ctx ctx = ctx_for(m);
@@ -137,6 +193,7 @@ int main(void) {
     if (m) {
         test_generated_text(m);
         test_echo(m);
+        test_eog(m);
         model_free(m);
     }
     unlink(path);
