@@ -1,12 +1,15 @@
 /* cmd_make_model: `llamaserve make-model`, writes a random-weight model of a real shape (for
  * benchmarks: speed does not depend on the values) as GGUF or as a llama2.c checkpoint. The GGUF
  * carries a minimal placeholder vocabulary (special tokens, the 256 byte pieces, filler pieces)
- * so that it loads like any model; it is not a real tokenizer. Owns a tiny GGUF v3 writer; the
- * weights are encoded with the engine's own f32_to_f16 / quantize_row_* functions. */
+ * so that it loads like any model, or the tokenizer.* metadata of a vocabulary GGUF given with
+ * --vocab (a real tokenizer, e.g. Llama 3's). Llama 3 shapes get rope_freqs.weight by Meta's
+ * Llama 3.1 formula. Owns a tiny GGUF v3 writer; the weights are encoded with the engine's own
+ * f32_to_f16 / quantize_row_* functions. */
 #include "cli.h"
 
 #include "args.h"
 #include "common.h"
+#include "gguf.h"
 #include "tensor.h"
 
 #include <getopt.h>
@@ -21,8 +24,14 @@ static void usage(FILE *f) {
                "Writes a model with random weights of a real shape, for benchmarks.\n"
                "\n"
                "  --shape SHAPE     tinyllama (TinyLlama-1.1B: dim 2048, 22 layers, 32 heads,\n"
-               "                    4 KV heads, FFN 5632, vocab 32000) or stories110m (dim 768,\n"
-               "                    12 layers, 12 heads, FFN 2048, vocab 32000)\n"
+               "                    4 KV heads, FFN 5632, vocab 32000), stories110m (dim 768,\n"
+               "                    12 layers, 12 heads, FFN 2048, vocab 32000), llama3.2-1b\n"
+               "                    (dim 2048, 16 layers, 32 heads, 8 KV heads, FFN 8192, tied,\n"
+               "                    RoPE base 500000 with Llama 3.1 rope_freqs; needs --vocab)\n"
+               "                    or tiny-llama3 (a test shape: dim 64, 2 layers, 4 heads,\n"
+               "                    2 KV heads, FFN 160, vocab 512, rope_freqs)\n"
+               "  --vocab GGUF      copy the tokenizer (every tokenizer.* key) from this GGUF;\n"
+               "                    the vocabulary size is then its token count\n"
                "  --type TYPE       f32, f16, bf16, q8_0, q4_0, q5_0, q4_k, q5_k or q6_k for the\n"
                "                    matrices (default f16; the last four get random codes;\n"
                "                    norms are always F32)\n"
@@ -35,12 +44,35 @@ typedef struct {
     const char *name;
     int dim, n_layers, n_heads, n_kv_heads, hidden_dim, vocab, ctx_len;
     int tied; /* output shares the token embedding */
+    float rope_theta;
+    /* Llama 3.1 rope scaling (rope_freqs.weight); factor 0: none */
+    float rope_factor, low_freq_factor, high_freq_factor;
+    int original_ctx;
+    int needs_vocab; /* only with --vocab (a placeholder vocabulary would not be this model) */
 } shape;
 
 static const shape shapes[] = {
-    {"tinyllama", 2048, 22, 32, 4, 5632, 32000, 2048, 0},
-    {"stories110m", 768, 12, 12, 12, 2048, 32000, 1024, 1},
+    {"tinyllama", 2048, 22, 32, 4, 5632, 32000, 2048, 0, 10000.0f, 0, 0, 0, 0, 0},
+    {"stories110m", 768, 12, 12, 12, 2048, 32000, 1024, 1, 10000.0f, 0, 0, 0, 0, 0},
+    /* Llama 3.2 1B's config.json: rope_scaling factor 32, low 1, high 4, original 8192 */
+    {"llama3.2-1b", 2048, 16, 32, 8, 8192, 128256, 131072, 1, 500000.0f, 32, 1, 4, 8192, 1},
+    /* small enough for tests; the original context (64) puts pairs in all three bands of the
+     * formula (kept, blended, divided) */
+    {"tiny-llama3", 64, 2, 4, 2, 160, 512, 256, 1, 10000.0f, 8, 1, 4, 64, 0},
 };
+
+/* Llama 3.1's frequency scaling (Meta's apply_scaling): the divisor of pair i's frequency, as
+ * rope_freqs.weight holds it. */
+static float llama3_rope_factor(const shape *s, int i) {
+    int rope_dim = s->dim / s->n_heads;
+    double freq = pow((double)s->rope_theta, -2.0 * i / rope_dim);
+    double wavelen = 2.0 * M_PI / freq, ctx = s->original_ctx;
+    if (wavelen < ctx / s->high_freq_factor) return 1.0f;
+    if (wavelen > ctx / s->low_freq_factor) return s->rope_factor;
+    double smooth = (ctx / wavelen - s->low_freq_factor) /
+                    (s->high_freq_factor - s->low_freq_factor);
+    return (float)(1.0 / ((1.0 - smooth) / s->rope_factor + smooth));
+}
 
 /* ---- random values --------------------------------------------------------------------- */
 
@@ -128,7 +160,7 @@ static void put_norm(out_file *o, int64_t n) {
 /* One tensor of the model, in file order. */
 typedef struct {
     char name[48];
-    int64_t ne0, ne1; /* ne1 = 1: a vector (norm, F32) */
+    int64_t ne0, ne1; /* ne1 = 1: a vector (norm or rope_freqs, F32) */
 } tensor_spec;
 
 static int list_tensors(const shape *s, tensor_spec *ts) {
@@ -137,6 +169,7 @@ static int list_tensors(const shape *s, tensor_spec *ts) {
     ADD("token_embd.weight", s->dim, s->vocab);
     ADD("output_norm.weight", s->dim, 1);
     if (!s->tied) ADD("output.weight", s->dim, s->vocab);
+    if (s->rope_factor > 0) ADD("rope_freqs.weight", s->dim / s->n_heads / 2, 1);
     for (int l = 0; l < s->n_layers; l++) {
         const struct {
             const char *nm;
@@ -214,13 +247,63 @@ static size_t tensor_bytes(const tensor_spec *t, dtype mat) {
 
 static size_t align_up(size_t n) { return (n + GGUF_ALIGN - 1) / GGUF_ALIGN * GGUF_ALIGN; }
 
-static int write_gguf(out_file *o, const shape *s, dtype mat, float *row, void *enc) {
-    static tensor_spec ts[3 + 9 * 64];
+/* Copies one metadata pair as it is in the file: scalars re-encoded, strings and arrays as their
+ * bytes (arrays are views of the mapping, already validated). */
+static void put_kv_copy(out_file *o, const gguf_kv *kv) {
+    const gguf_value *v = &kv->value;
+    put_u64(o, kv->key.len);
+    put(o, kv->key.s, kv->key.len);
+    put_u32(o, (uint32_t)v->type);
+    static const size_t size[] = {[GGUF_UINT8] = 1,   [GGUF_INT8] = 1,   [GGUF_UINT16] = 2,
+                                  [GGUF_INT16] = 2,   [GGUF_UINT32] = 4, [GGUF_INT32] = 4,
+                                  [GGUF_FLOAT32] = 4, [GGUF_BOOL] = 1,   [GGUF_UINT64] = 8,
+                                  [GGUF_INT64] = 8,   [GGUF_FLOAT64] = 8};
+    switch (v->type) {
+    case GGUF_STRING:
+        put_u64(o, v->str.len);
+        put(o, v->str.s, v->str.len);
+        break;
+    case GGUF_ARRAY:
+        put_u32(o, (uint32_t)v->arr.elem);
+        put_u64(o, v->arr.n);
+        put(o, v->arr.data, v->arr.nbytes);
+        break;
+    case GGUF_FLOAT32: {
+        float f = (float)v->f;
+        put(o, &f, 4);
+        break;
+    }
+    case GGUF_FLOAT64: put(o, &v->f, 8); break;
+    case GGUF_BOOL: {
+        uint8_t b = v->b;
+        put(o, &b, 1);
+        break;
+    }
+    default: { /* integers, little-endian as the file */
+        uint64_t u = v->type == GGUF_INT8 || v->type == GGUF_INT16 || v->type == GGUF_INT32 ||
+                             v->type == GGUF_INT64
+                         ? (uint64_t)v->i
+                         : v->u;
+        put(o, &u, size[v->type]);
+    }
+    }
+}
+
+static bool is_tokenizer_key(const gguf_kv *kv) {
+    return kv->key.len > 10 && memcmp(kv->key.s, "tokenizer.", 10) == 0;
+}
+
+static int write_gguf(out_file *o, const shape *s, dtype mat, const gguf_file *vocab, float *row,
+                      void *enc) {
+    static tensor_spec ts[4 + 9 * 64];
     int n = list_tensors(s, ts);
+    uint64_t n_kv = 12 + (vocab ? 0 : 6);
+    for (uint64_t i = 0; vocab && i < vocab->n_kv; i++)
+        n_kv += is_tokenizer_key(&vocab->kv[i]);
     put(o, "GGUF", 4);
     put_u32(o, 3);
     put_u64(o, (uint64_t)n);
-    put_u64(o, 17);
+    put_u64(o, n_kv);
     put_kv_str(o, "general.architecture", "llama");
     put_kv_str(o, "general.name", s->name);
     put_kv_u32(o, "llama.context_length", (uint32_t)s->ctx_len);
@@ -231,11 +314,17 @@ static int write_gguf(out_file *o, const shape *s, dtype mat, float *row, void *
     put_kv_u32(o, "llama.attention.head_count_kv", (uint32_t)s->n_kv_heads);
     put_kv_u32(o, "llama.rope.dimension_count", (uint32_t)(s->dim / s->n_heads));
     put_kv_f32(o, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
-    put_kv_f32(o, "llama.rope.freq_base", 10000.0f);
-    put_kv_str(o, "tokenizer.ggml.model", "llama");
-    put_vocab(o, s->vocab);
-    put_kv_u32(o, "tokenizer.ggml.bos_token_id", 1);
-    put_kv_u32(o, "tokenizer.ggml.eos_token_id", 2);
+    put_kv_f32(o, "llama.rope.freq_base", s->rope_theta);
+    put_kv_u32(o, "llama.vocab_size", (uint32_t)s->vocab);
+    if (vocab) {
+        for (uint64_t i = 0; i < vocab->n_kv; i++)
+            if (is_tokenizer_key(&vocab->kv[i])) put_kv_copy(o, &vocab->kv[i]);
+    } else {
+        put_kv_str(o, "tokenizer.ggml.model", "llama");
+        put_vocab(o, s->vocab);
+        put_kv_u32(o, "tokenizer.ggml.bos_token_id", 1);
+        put_kv_u32(o, "tokenizer.ggml.eos_token_id", 2);
+    }
     size_t off = 0;
     for (int i = 0; i < n; i++) {
         put_str(o, ts[i].name);
@@ -250,7 +339,12 @@ static int write_gguf(out_file *o, const shape *s, dtype mat, float *row, void *
     if (here < 0) return -1;
     put_zeros(o, align_up((size_t)here) - (size_t)here);
     for (int i = 0; i < n; i++) {
-        if (ts[i].ne1 == 1)
+        if (!strcmp(ts[i].name, "rope_freqs.weight")) {
+            for (int k = 0; k < ts[i].ne0; k++) {
+                float f = llama3_rope_factor(s, k);
+                put(o, &f, 4);
+            }
+        } else if (ts[i].ne1 == 1)
             put_norm(o, ts[i].ne0);
         else
             put_random_rows(o, mat, ts[i].ne0, ts[i].ne1, 1.0f / sqrtf((float)ts[i].ne0), row,
@@ -289,9 +383,10 @@ int cmd_make_model(int argc, char **argv) {
                                           {"type", required_argument, 0, 'T'},
                                           {"format", required_argument, 0, 'F'},
                                           {"seed", required_argument, 0, 's'},
+                                          {"vocab", required_argument, 0, 'V'},
                                           {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};
-    const char *shape_name = NULL, *type_name = "f16", *format = "gguf";
+    const char *shape_name = NULL, *type_name = "f16", *format = "gguf", *vocab_path = NULL;
     uint64_t seed = 1;
     char err[LS_ERR_LEN];
     int c;
@@ -302,6 +397,7 @@ int cmd_make_model(int argc, char **argv) {
         case 'S': shape_name = optarg; break;
         case 'T': type_name = optarg; break;
         case 'F': format = optarg; break;
+        case 'V': vocab_path = optarg; break;
         case 's':
             if (cfg_parse_u64(optarg, &seed, "--seed", err, sizeof err) != 0) {
                 fprintf(stderr, "llamaserve make-model: %s\n", err);
@@ -340,6 +436,29 @@ int cmd_make_model(int argc, char **argv) {
                         "only; see --help)\n");
         return 2;
     }
+    shape sv = *s; /* the vocabulary size follows --vocab */
+    gguf_file *vocab = NULL;
+    if (vocab_path) {
+        const gguf_value *tokens;
+        if (llama2c) {
+            fprintf(stderr, "llamaserve make-model: --vocab is for GGUF output\n");
+            return 2;
+        }
+        vocab = gguf_open(vocab_path, err, sizeof err);
+        if (!vocab || gguf_get_array(vocab, "tokenizer.ggml.tokens", GGUF_STRING, &tokens, err,
+                                     sizeof err) != 0) {
+            fprintf(stderr, "llamaserve make-model: %s: %s\n", vocab_path,
+                    vocab ? (err[0] ? err : "no tokenizer.ggml.tokens") : err);
+            gguf_close(vocab);
+            return 1;
+        }
+        sv.vocab = (int)tokens->arr.n;
+    } else if (s->needs_vocab) {
+        fprintf(stderr, "llamaserve make-model: --shape %s needs --vocab (a vocabulary GGUF such "
+                        "as llama3-vocab.gguf)\n", s->name);
+        return 2;
+    }
+    s = &sv;
     const char *path = argv[optind];
     rng_state = seed * 0x9E3779B97F4A7C15ull + 1;
     int max_row = s->hidden_dim > s->dim ? s->hidden_dim : s->dim;
@@ -348,7 +467,9 @@ int cmd_make_model(int argc, char **argv) {
     out_file o = {fopen(path, "wb"), 0};
     int rc = -1;
     if (row && enc && o.fp)
-        rc = llama2c ? write_llama2c(&o, s, row) : write_gguf(&o, s, types[ti].t, row, enc);
+        rc = llama2c ? write_llama2c(&o, s, row)
+                     : write_gguf(&o, s, types[ti].t, vocab, row, enc);
+    gguf_close(vocab);
     if (o.fp && fclose(o.fp) != 0) rc = -1;
     free(row);
     free(enc);

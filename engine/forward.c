@@ -13,7 +13,7 @@
 #include <string.h>
 
 #define FWD_MAX_ROPE_DIM 1024
-static void rope_freqs(double *freq, int rope_dim, float theta);
+static void rope_freqs(double *freq, const model *m);
 
 struct fwd_ctx {
     const model *m;
@@ -80,7 +80,7 @@ fwd_ctx *fwd_create(const model *m, int max_tokens, pool *p, char *err, size_t e
         !f->x_alt || !f->rope_freq || !f->qblock_rows || !f->qblock_first || !f->qblock_n ||
         !f->row_taken)
         goto oom;
-    rope_freqs(f->rope_freq, c->rope_dim, c->rope_theta);
+    rope_freqs(f->rope_freq, m);
     return f;
 oom:
     fwd_free(f);
@@ -265,9 +265,15 @@ void fwd_swiglu(float *out, const float *gate, const float *up, size_t n, pool *
         pool_run(p, swiglu_part, &j);
 }
 
-/* freq (rope_dim / 2): theta^(-2i/rope_dim), as rope computes it. */
-static void rope_freqs(double *freq, int rope_dim, float theta) {
-    for (int i = 0; i < rope_dim / 2; i++) freq[i] = pow((double)theta, -2.0 * i / (double)rope_dim);
+/* freq (rope_dim / 2): theta^(-2i/rope_dim), as rope computes it, divided by the linear
+ * scaling factor and by rope_freqs.weight's factor of pair i (Llama 3.1+) when present. */
+static void rope_freqs(double *freq, const model *m) {
+    const model_config *c = &m->cfg;
+    double scale = c->rope_scale > 0.0f ? (double)c->rope_scale : 1.0;
+    for (int i = 0; i < c->rope_dim / 2; i++) {
+        freq[i] = pow((double)c->rope_theta, -2.0 * i / (double)c->rope_dim) / scale;
+        if (m->rope_factors) freq[i] /= (double)m->rope_factors[i];
+    }
 }
 
 /* cs (rope_dim): cos, sin of pair i's angle at pos, in rope's precision. */

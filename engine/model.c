@@ -46,6 +46,9 @@ int model_check_config(const model_config *c, char *err, size_t errlen) {
                        c->rope_dim, c->head_dim);
     if (!(c->rope_theta > 0.0f) || !isfinite(c->rope_theta))
         return ls_fail(err, errlen, "rope freq_base %g must be positive", (double)c->rope_theta);
+    if (!(c->rope_scale >= 0.0f) || !isfinite(c->rope_scale))
+        return ls_fail(err, errlen, "rope scaling factor %g must be positive",
+                       (double)c->rope_scale);
     if (!(c->norm_eps > 0.0f) || !isfinite(c->norm_eps))
         return ls_fail(err, errlen, "rms norm epsilon %g must be positive", (double)c->norm_eps);
     return 0;
@@ -284,6 +287,27 @@ static int float_key(const gguf_file *f, const char *key, float def, float *out,
 }
 
 /* Reads the config and every weight view of a GGUF into m. err gets no path prefix. */
+/* llama.rope.scaling.type: none (or absent) gives 1, linear gives llama.rope.scaling.factor
+ * (or the older llama.rope.scale_linear); others (yarn, longrope) are refused by name. */
+static int rope_scaling(const gguf_file *f, float *scale, char *err, size_t errlen) {
+    gguf_str type;
+    *scale = 1.0f;
+    int r = gguf_get_str(f, "llama.rope.scaling.type", &type, err, errlen);
+    if (r < 0) return -1;
+    if (r == 1 || gguf_str_eq(type, "linear")) {
+        if (float_key(f, "llama.rope.scale_linear", 1.0f, scale, err, errlen)) return -1;
+        if (r == 0 && float_key(f, "llama.rope.scaling.factor", *scale, scale, err, errlen))
+            return -1;
+    } else if (!gguf_str_eq(type, "none")) {
+        return ls_fail(err, errlen,
+                       "unsupported llama.rope.scaling.type '%.*s' (supported: none, linear)",
+                       (int)(type.len < 32 ? type.len : 32), type.s);
+    }
+    if (!(*scale > 0.0f) || !isfinite(*scale))
+        return ls_fail(err, errlen, "rope scaling factor %g must be positive", (double)*scale);
+    return 0;
+}
+
 static int load_gguf_weights(model *m, char *err, size_t errlen) {
     const gguf_file *f = m->gguf;
     model_config *c = &m->cfg;
@@ -304,7 +328,8 @@ static int load_gguf_weights(model *m, char *err, size_t errlen) {
     c->head_dim = c->dim / c->n_heads;
     if (int_key(f, "llama.rope.dimension_count", c->head_dim, &c->rope_dim, err, errlen) ||
         float_key(f, "llama.rope.freq_base", 10000.0f, &c->rope_theta, err, errlen) ||
-        float_key(f, "llama.attention.layer_norm_rms_epsilon", 1e-5f, &c->norm_eps, err, errlen))
+        float_key(f, "llama.attention.layer_norm_rms_epsilon", 1e-5f, &c->norm_eps, err, errlen) ||
+        rope_scaling(f, &c->rope_scale, err, errlen))
         return -1;
     const gguf_tensor *emb = gguf_find_tensor(f, "token_embd.weight");
     if (!emb) return ls_fail(err, errlen, "missing tensor 'token_embd.weight'");
@@ -334,6 +359,16 @@ static int load_gguf_weights(model *m, char *err, size_t errlen) {
         if (take(f, "output.weight", dim, vocab, false, &m->output, err, errlen)) return -1;
     } else {
         m->output = m->tok_embd; /* tied embeddings */
+    }
+    if (gguf_find_tensor(f, "rope_freqs.weight")) { /* Llama 3.1+: per-pair frequency factors */
+        tensor rf;
+        if (take(f, "rope_freqs.weight", c->rope_dim / 2, 1, true, &rf, err, errlen)) return -1;
+        const float *ff = rf.data;
+        for (int i = 0; i < c->rope_dim / 2; i++)
+            if (!(ff[i] > 0.0f) || !isfinite(ff[i]))
+                return ls_fail(err, errlen, "rope_freqs.weight[%d] = %g must be positive", i,
+                               (double)ff[i]);
+        m->rope_factors = ff;
     }
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
     if (!m->layers) return ls_fail(err, errlen, "out of memory");

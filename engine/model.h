@@ -21,6 +21,8 @@ typedef struct {
     int ctx_len;    /* training context length (a default, not a limit we enforce) */
     int rope_dim;   /* leading dimensions of each head that RoPE rotates (usually head_dim) */
     float rope_theta;
+    float rope_scale; /* linear RoPE scaling (llama.rope.scaling.factor): every frequency is
+                         divided by it; 0 or 1: none */
     float norm_eps;
 } model_config;
 
@@ -41,6 +43,8 @@ typedef struct {
     tensor tok_embd;  /* (vocab_size, dim) */
     tensor out_norm;  /* (dim) F32 */
     tensor output;    /* (vocab_size, dim); the same view as tok_embd when tied */
+    const float *rope_factors; /* (rope_dim / 2) rope_freqs.weight (Llama 3.1+): pair i's
+                                  frequency is divided by rope_factors[i]; NULL when absent */
     layer_weights *layers; /* (n_layers) */
     tokenizer *tok;   /* NULL when the file carries none and none was given */
     gguf_file *gguf;  /* the parsed GGUF file, or NULL for a llama2.c checkpoint */

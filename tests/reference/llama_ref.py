@@ -270,7 +270,7 @@ def _nibbles_32(qs):
 class Model:
     def __init__(self, cfg, weights):
         self.cfg = cfg   # dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, ctx_len,
-                         # head_dim, rope_dim, rope_theta, norm_eps
+                         # head_dim, rope_dim, rope_theta, rope_scale, rope_factors, norm_eps
         self.w = weights  # tok_embd (V, C), out_norm (C), output (V, C), layers: list of dicts
 
 
@@ -293,6 +293,10 @@ def load_gguf(path):
         "head_dim": head_dim,
         "rope_dim": m("rope.dimension_count", head_dim),
         "rope_theta": m("rope.freq_base", 10000.0),
+        "rope_scale": rope_scale(m),
+        # Llama 3.1+: per-pair frequency factors (llama3_rope_factors says how they are made)
+        "rope_factors": (g.tensor("rope_freqs.weight").astype(np.float64)
+                         if "rope_freqs.weight" in g.by_name else None),
         "norm_eps": m("attention.layer_norm_rms_epsilon", 1e-5),
     }
     # the matrices stored in a block type, with the block length of the engine's activation
@@ -378,11 +382,43 @@ def rmsnorm(x, w, eps):
     return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
 
 
-def rope(x, pos, rope_dim, theta):
-    """x (T, n_heads, head_dim); pos (T). Rotates pairs (x[2i], x[2i+1]), i < rope_dim/2, by the
-    angle pos * theta^(-2i/rope_dim)."""
+def rope_scale(m):
+    """Linear position interpolation (Chen et al. 2023, "Extending Context Window of Large
+    Language Models via Positional Interpolation"): positions, equivalently frequencies, are
+    divided by llama.rope.scaling.factor when llama.rope.scaling.type is linear."""
+    kind = m("rope.scaling.type", "linear" if m("rope.scale_linear") else "none")
+    if kind == "none":
+        return 1.0
+    if kind != "linear":
+        raise ValueError("rope scaling %r is not in the reference" % kind)
+    return float(m("rope.scaling.factor", m("rope.scale_linear", 1.0)))
+
+
+def llama3_rope_factors(rope_dim, theta, factor, low_freq_factor, high_freq_factor,
+                        original_context):
+    """Llama 3.1's frequency scaling, as Meta publishes it (apply_scaling in llama-models'
+    reference model): wavelengths shorter than original_context / high_freq_factor keep their
+    frequency, longer than original_context / low_freq_factor are divided by factor, and those
+    between blend the two linearly in original_context / wavelength. Returns the divisor of
+    each pair's frequency, which is what a GGUF's rope_freqs.weight holds."""
     i = np.arange(rope_dim // 2, dtype=np.float64)
-    freq = theta ** (-2.0 * i / rope_dim)                       # (rope_dim/2)
+    freq = theta ** (-2.0 * i / rope_dim)
+    wavelen = 2 * np.pi / freq
+    smooth = (original_context / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
+    scaled = np.where(wavelen < original_context / high_freq_factor, freq,
+                      np.where(wavelen > original_context / low_freq_factor, freq / factor,
+                               (1 - smooth) * freq / factor + smooth * freq))
+    return freq / scaled
+
+
+def rope(x, pos, rope_dim, theta, scale=1.0, factors=None):
+    """x (T, n_heads, head_dim); pos (T). Rotates pairs (x[2i], x[2i+1]), i < rope_dim/2, by the
+    angle pos * theta^(-2i/rope_dim) / scale / factors[i] (scale: linear scaling; factors:
+    rope_freqs.weight, Llama 3.1+)."""
+    i = np.arange(rope_dim // 2, dtype=np.float64)
+    freq = theta ** (-2.0 * i / rope_dim) / scale               # (rope_dim/2)
+    if factors is not None:
+        freq = freq / factors
     ang = np.asarray(pos, dtype=np.float64)[:, None] * freq     # (T, rope_dim/2)
     cos = np.cos(ang)[:, None, :]
     sin = np.sin(ang)[:, None, :]
@@ -450,8 +486,9 @@ def forward(model, tokens, cache, act_quant=False):
         q = mm(h, L["wq"], "%d.wq" % li).reshape(T, H, D)
         k = mm(h, L["wk"], "%d.wk" % li).reshape(T, KVH, D)
         v = mm(h, L["wv"], "%d.wv" % li).reshape(T, KVH, D)
-        q = rope(q, pos, c["rope_dim"], c["rope_theta"])
-        k = rope(k, pos, c["rope_dim"], c["rope_theta"])
+        rs = (c["rope_dim"], c["rope_theta"], c.get("rope_scale", 1.0), c.get("rope_factors"))
+        q = rope(q, pos, *rs)
+        k = rope(k, pos, *rs)
         if p0 == 0:
             cache.k[li], cache.v[li] = k, v
         else:

@@ -4,6 +4,10 @@ on the models in ../shared/models. Regenerate with
 
     /usr/bin/python3 tests/reference/make_golden.py [MODELS_DIR] [GOLDEN_DIR]
 
+(forward-tiny-llama3.txt needs the built binary, build/llamaserve or $LS_BIN: its make-model
+writes the model, which the reference then reads; only that golden:
+    /usr/bin/python3 tests/reference/make_golden.py --tiny-llama3 [GOLDEN_DIR])
+
 Format (one record a line, space separated; the C test parses it):
     # comment
     model FILE                the model file(s) the golden is for
@@ -120,7 +124,39 @@ def write_golden(path, model_files, model, prompts, greedy_names, fmt, note, dec
     print("wrote %s (%d bytes)" % (path, os.path.getsize(path)))
 
 
+# tiny-llama3 (make-model's test shape: Llama 3 layout with rope_freqs.weight): the prompts run
+# past the model's "original context" of 64 positions, where the scaled frequencies matter.
+TINY_LLAMA3_PROMPTS = [
+    ("short", None, [1, 300, 301, 302, 303]),
+    ("long", None, [1] + [(37 * i + 11) % 509 + 3 for i in range(79)]),
+]
+
+
+def tiny_llama3(golden):
+    exe = os.environ.get("LS_BIN", os.path.join(HERE, "..", "..", "build", "llamaserve"))
+    with tempfile.TemporaryDirectory() as tmp:
+        f = os.path.join(tmp, "tiny-llama3.gguf")
+        import subprocess
+        subprocess.run([exe, "make-model", "--shape", "tiny-llama3", "--type", "f32", f],
+                       check=True)
+        model = R.load(f)
+    c = model.cfg
+    # the factors in the file are Meta's published formula (make-model's shape: factor 8,
+    # low 1, high 4, original context 64)
+    want = R.llama3_rope_factors(c["rope_dim"], c["rope_theta"], 8.0, 1.0, 4.0, 64)
+    assert np.abs(c["rope_factors"] - want).max() < 1e-6 * want.max(), (c["rope_factors"], want)
+    assert (want == 1).any() and (want == 8).any() and ((want > 1) & (want < 8)).any()
+    write_golden(os.path.join(golden, "forward-tiny-llama3.txt"), ["tiny-llama3.gguf"], model,
+                 TINY_LLAMA3_PROMPTS, ["short"], "%.9g",
+                 "make-model --shape tiny-llama3 --type f32 (seed 1): F32 weights, rope base "
+                 "10000 with rope_freqs.weight %s, float64 reference"
+                 % " ".join("%.6g" % v for v in c["rope_factors"]))
+
+
 def main(argv):
+    if len(argv) > 1 and argv[1] == "--tiny-llama3":
+        tiny_llama3(argv[2] if len(argv) > 2 else os.path.join(HERE, "..", "golden"))
+        return 0
     models = argv[1] if len(argv) > 1 else os.path.join(HERE, "..", "..", "..", "shared", "models")
     golden = argv[2] if len(argv) > 2 else os.path.join(HERE, "..", "golden")
     mp = lambda f: os.path.join(models, f)
@@ -158,6 +194,7 @@ def main(argv):
     write_golden(os.path.join(golden, "forward-stories260K.txt"), ["stories260K.bin"],
                  R.load(mp("stories260K.bin")), STORIES_PROMPTS, STORIES_GREEDY, "%.9g",
                  "F32 weights (llama2.c, shared classifier), float64 reference")
+    tiny_llama3(golden)
     return 0
 
 
