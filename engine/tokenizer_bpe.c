@@ -66,13 +66,22 @@ static const bpe_pre *find_pre(const char *name, size_t len) {
 
 /* ---- byte-level alphabet ---- */
 
-/* GPT-2's bytes_to_unicode: the code point that stands for byte b. */
+/* GPT-2's bytes_to_unicode: printable bytes stand for themselves; the 68 others (0..32,
+ * 127..160, 173) take U+0100.. in byte order. byte_to_cp and cp_to_byte are its two directions
+ * in closed form (cp_to_byte: -1 for a code point outside the alphabet). */
 static unsigned byte_to_cp(unsigned b) {
-    if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174) return b;
-    unsigned n = 0; /* b's rank among the bytes that are remapped */
-    for (unsigned c = 0; c < b; c++)
-        if (!((c >= 33 && c <= 126) || (c >= 161 && c <= 172) || c >= 174)) n++;
-    return 256 + n;
+    if (b <= 32) return 256 + b;
+    if (b >= 127 && b <= 160) return 289 + (b - 127);
+    if (b == 173) return 323;
+    return b;
+}
+
+static int cp_to_byte(unsigned cp) {
+    if ((cp >= 33 && cp <= 126) || (cp >= 161 && cp <= 255 && cp != 173)) return (int)cp;
+    if (cp >= 256 && cp <= 288) return (int)(cp - 256);
+    if (cp >= 289 && cp <= 322) return (int)(cp - 289 + 127);
+    if (cp == 323) return 173;
+    return -1;
 }
 
 static size_t put_utf8(unsigned cp, char *out) {
@@ -134,13 +143,6 @@ static int utf8_next(const unsigned char *s, size_t n, unsigned *cp) {
 }
 
 size_t bpe_piece_to_bytes(const char *piece, size_t len, char *out) {
-    static int cp_to_byte[324]; /* filled once; every writer stores the same values */
-    static volatile int ready;
-    if (!ready) {
-        for (unsigned b = 0; b < 256; b++)
-            cp_to_byte[byte_to_cp(b)] = (int)b + 1;
-        ready = 1;
-    }
     const unsigned char *s = (const unsigned char *)piece;
     size_t o = 0;
     for (size_t i = 0; i < len;) {
@@ -150,8 +152,9 @@ size_t bpe_piece_to_bytes(const char *piece, size_t len, char *out) {
             out[o++] = (char)s[i++];
             continue;
         }
-        if (cp < 324 && cp_to_byte[cp]) {
-            out[o++] = (char)(cp_to_byte[cp] - 1);
+        int b = cp_to_byte(cp);
+        if (b >= 0) {
+            out[o++] = (char)b;
         } else {
             memcpy(out + o, s + i, (size_t)k);
             o += (size_t)k;
