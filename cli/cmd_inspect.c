@@ -10,6 +10,7 @@
 #include "model.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -153,6 +154,19 @@ static int inspect_gguf(const char *path) {
             c->dim, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim, c->hidden_dim,
             c->vocab_size, c->ctx_len, c->rope_dim, (double)c->rope_theta, (double)c->norm_eps,
             m->output.data == m->tok_embd.data ? "tied" : "untied");
+        if (c->rope_scale > 0.0f && c->rope_scale != 1.0f)
+            printf("rope scaling: linear, factor %g\n", (double)c->rope_scale);
+        if (m->rope_factors) {
+            float lo = m->rope_factors[0], hi = lo;
+            for (int i = 1; i < c->rope_dim / 2; i++) {
+                lo = fminf(lo, m->rope_factors[i]);
+                hi = fmaxf(hi, m->rope_factors[i]);
+            }
+            printf("rope scaling: rope_freqs.weight, %d frequency divisors from %g to %g\n",
+                   c->rope_dim / 2, (double)lo, (double)hi);
+        }
+        if (m->tok && tok_get_kind(m->tok) == TOK_BPE)
+            printf("tokenizer: byte-level BPE, %d pieces\n", tok_n_vocab(m->tok));
         model_free(m);
     } else {
         printf("\nmodel: not loadable as a model: %s\n", err);
