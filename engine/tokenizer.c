@@ -58,17 +58,24 @@ struct tokenizer {
     int bos_id, eos_id, unk_id, pad_id;
     bool add_bos, add_dummy_prefix;
     tok_kind kind;
-    bpe_model *bpe;       /* TOK_BPE: merges and pre-tokenizer; NULL for TOK_SPM */
-    unsigned char *eog;   /* (n_vocab) 1: the id ends generation */
-    size_t max_special_len; /* longest control or user-defined piece (tok_encode_special) */
-    bool special_first[256];  /* whether some such piece starts with this byte */
+    bpe_model *bpe;          /* TOK_BPE: merges and pre-tokenizer; NULL for TOK_SPM */
+    unsigned char *eog;      /* (n_vocab) 1: the id ends generation */
+    size_t max_special_len;  /* longest control or user-defined piece (tok_encode_special) */
+    bool special_first[256]; /* whether some such piece starts with this byte */
 };
 
 /* Pieces that end a turn in the common chat formats (tok_is_eog), when control or
  * user-defined. */
 static const char *const eog_pieces[] = {
-    "<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", "<|im_end|>", "<|end|>", "<|endoftext|>",
-    "<end_of_turn>", "<|END_OF_TURN_TOKEN|>", "<｜end▁of▁sentence｜>",
+    "<|eot_id|>",
+    "<|eom_id|>",
+    "<|end_of_text|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<|endoftext|>",
+    "<end_of_turn>",
+    "<|END_OF_TURN_TOKEN|>",
+    "<｜end▁of▁sentence｜>",
 };
 
 /* ---- UTF-8 ---- */
@@ -331,8 +338,8 @@ tokenizer *tok_create(const tok_vocab *v, char *err, size_t errlen) {
             ls_fail(err, errlen, "tokenizer: merges missing");
             goto fail;
         }
-        t->bpe = bpe_create(t, v->merges, v->merge_lens, v->n_merges, v->pre, v->pre_len, NULL,
-                            err, errlen);
+        t->bpe = bpe_create(t, v->merges, v->merge_lens, v->n_merges, v->pre, v->pre_len, NULL, err,
+                            errlen);
         if (!t->bpe) goto fail;
     }
     return t;
@@ -619,8 +626,8 @@ static int special_at(const tokenizer *t, const char *s, size_t left, size_t *n)
     return -1;
 }
 
-int tok_encode_special(const tokenizer *t, const char *text, size_t len, bool add_bos,
-                       int32_t *ids, int cap) {
+int tok_encode_special(const tokenizer *t, const char *text, size_t len, bool add_bos, int32_t *ids,
+                       int cap) {
     long n = 0;
     if (add_bos && t->bos_id >= 0) {
         if (ids && n < cap) ids[n] = t->bos_id;

@@ -23,9 +23,14 @@
 
 /* ---- pre-tokenizers: one entry each ---- */
 
+#define BPE_MAX_STAGES 2
+
+/* A pre-tokenizer: its regexes split the text in turn (each stage splits every piece of the
+ * previous one, matches and the gaps between them both kept, as Hugging Face's Sequence of
+ * Split pre-tokenizers does: a lookahead never sees past its piece). */
 typedef struct {
-    const char *names; /* tokenizer.ggml.pre values, separated by '|' */
-    const char *regex; /* PCRE2 with UTF and UCP */
+    const char *names;                 /* tokenizer.ggml.pre values, separated by '|' */
+    const char *regex[BPE_MAX_STAGES]; /* PCRE2 with UTF and UCP; NULL ends early */
     bool ignore_merges; /* a word that is a piece as a whole is not merged up from bytes */
 } bpe_pre;
 
@@ -33,24 +38,26 @@ typedef struct {
  * leading non-letter non-digit, digits in groups of 1..3, punctuation runs with an optional
  * leading space and trailing newlines, newline runs, whitespace not followed by text, the rest
  * of the whitespace. */
-#define PRE_LLAMA3                                                                                \
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "                    \
+#define PRE_LLAMA3                                                                                 \
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "                     \
     "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 /* GPT-2's split. */
-#define PRE_GPT2                                                                                  \
+#define PRE_GPT2                                                                                   \
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
-/* SmolLM's: GPT-2's with single digits. */
-#define PRE_SMOLLM                                                                                \
-    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
 
+/* Verified against a reference: llama-bpe (tests/golden/tokenizer-llama3.txt). gpt2 is the
+ * pattern of Hugging Face's ByteLevel pre-tokenizer; smollm is SmolLM's tokenizer.json
+ * (Digits with individual_digits, then ByteLevel); neither has a golden file yet. A file
+ * without tokenizer.ggml.pre gets gpt2. llama.cpp's "default" is a different sequence of four
+ * regexes: it is refused rather than guessed. */
 static const bpe_pre bpe_pres[] = {
-    {"llama-bpe|llama3|llama-v3", PRE_LLAMA3, true},
-    {"default|gpt-2|gpt2", PRE_GPT2, false},
-    {"smollm", PRE_SMOLLM, false},
+    {"llama-bpe|llama3|llama-v3", {PRE_LLAMA3, NULL}, true},
+    {"gpt-2|gpt2", {PRE_GPT2, NULL}, false},
+    {"smollm", {"\\p{N}", PRE_GPT2}, false},
 };
 
-const char *const bpe_pre_names[] = {"llama-bpe", "llama3", "llama-v3", "default", "gpt-2",
-                                     "gpt2", "smollm", NULL};
+const char *const bpe_pre_names[] = {"llama-bpe", "llama3", "llama-v3", "gpt-2",
+                                     "gpt2",      "smollm", NULL};
 
 static const bpe_pre *find_pre(const char *name, size_t len) {
     for (size_t i = 0; i < sizeof bpe_pres / sizeof bpe_pres[0]; i++) {
@@ -174,11 +181,12 @@ typedef struct {
 } bpe_slot;
 
 struct bpe_model {
-    pcre2_code *re;
-    bool jit;
+    pcre2_code *re[BPE_MAX_STAGES]; /* the stages; NULL after the last */
+    bool jit[BPE_MAX_STAGES];
+    int n_stages;
     bool ignore_merges;
-    bpe_slot *slots; /* (n_slots) open addressing, linear probing */
-    size_t n_slots;  /* a power of two, at least 2 * merges */
+    bpe_slot *slots;         /* (n_slots) open addressing, linear probing */
+    size_t n_slots;          /* a power of two, at least 2 * merges */
     int32_t byte_piece[256]; /* id of byte b's byte-level character, -1 when absent */
     int n_merges;
 };
@@ -200,7 +208,8 @@ static const bpe_slot *find_merge(const bpe_model *b, int32_t l, int32_t r) {
 
 void bpe_free(bpe_model *b) {
     if (!b) return;
-    pcre2_code_free(b->re);
+    for (int i = 0; i < BPE_MAX_STAGES; i++)
+        pcre2_code_free(b->re[i]);
     free(b->slots);
     free(b);
 }
@@ -209,14 +218,14 @@ bpe_model *bpe_create(const tokenizer *t, const char *const *merges, const size_
                       int n_merges, const char *pre, size_t pre_len, int *n_skipped, char *err,
                       size_t errlen) {
     if (!pre || pre_len == 0) {
-        pre = "default";
-        pre_len = 7;
+        pre = "gpt2";
+        pre_len = 4;
     }
     const bpe_pre *p = find_pre(pre, pre_len);
     if (!p) {
         ls_fail(err, errlen,
                 "tokenizer: unsupported tokenizer.ggml.pre '%.*s' (supported: llama-bpe, "
-                "default, smollm)",
+                "gpt2, smollm)",
                 (int)(pre_len < 64 ? pre_len : 64), pre);
         return NULL;
     }
@@ -228,18 +237,21 @@ bpe_model *bpe_create(const tokenizer *t, const char *const *merges, const size_
     bpe_model *b = calloc(1, sizeof *b);
     if (!b) goto oom;
     b->ignore_merges = p->ignore_merges;
-    int code;
-    PCRE2_SIZE at;
-    b->re = pcre2_compile((PCRE2_SPTR)p->regex, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP,
-                          &code, &at, NULL);
-    if (!b->re) {
-        PCRE2_UCHAR msg[160];
-        pcre2_get_error_message(code, msg, sizeof msg);
-        ls_fail(err, errlen, "tokenizer: pre-tokenizer regex: %s at %zu", (char *)msg,
-                (size_t)at);
-        goto fail;
+    for (int i = 0; i < BPE_MAX_STAGES && p->regex[i]; i++) {
+        int code;
+        PCRE2_SIZE at;
+        b->re[i] = pcre2_compile((PCRE2_SPTR)p->regex[i], PCRE2_ZERO_TERMINATED,
+                                 PCRE2_UTF | PCRE2_UCP, &code, &at, NULL);
+        if (!b->re[i]) {
+            PCRE2_UCHAR msg[160];
+            pcre2_get_error_message(code, msg, sizeof msg);
+            ls_fail(err, errlen, "tokenizer: pre-tokenizer regex: %s at %zu", (char *)msg,
+                    (size_t)at);
+            goto fail;
+        }
+        b->jit[i] = pcre2_jit_compile(b->re[i], PCRE2_JIT_COMPLETE) == 0;
+        b->n_stages = i + 1;
     }
-    b->jit = pcre2_jit_compile(b->re, PCRE2_JIT_COMPLETE) == 0;
 
     for (unsigned c = 0; c < 256; c++) {
         char s[4];
@@ -369,8 +381,8 @@ static int encode_word(const bpe_model *b, const tokenizer *t, const unsigned ch
     for (size_t i = 0; i < n; i++) {
         int32_t id = b->byte_piece[w[i]];
         if (id < 0) return -1;
-        sym[i] = (bpe_sym){.id = id, .len = 1, .prev = (int32_t)i - 1,
-                           .next = i + 1 < n ? (int32_t)i + 1 : -1};
+        sym[i] = (bpe_sym){
+            .id = id, .len = 1, .prev = (int32_t)i - 1, .next = i + 1 < n ? (int32_t)i + 1 : -1};
     }
     size_t n_heap = 0;
     for (size_t i = 0; i + 1 < n; i++)
@@ -378,8 +390,7 @@ static int encode_word(const bpe_model *b, const tokenizer *t, const unsigned ch
     while (n_heap > 0) {
         bpe_cand c = heap_pop(heap, &n_heap);
         int32_t l = (int32_t)(uint32_t)c.key, r = sym[l].next;
-        if (sym[l].len == 0 || r < 0 || sym[l].id != c.left_id || sym[r].id != c.right_id)
-            continue;
+        if (sym[l].len == 0 || r < 0 || sym[l].id != c.left_id || sym[r].id != c.right_id) continue;
         const bpe_slot *s = find_merge(b, c.left_id, c.right_id);
         sym[l].id = s->result;
         sym[l].len += sym[r].len;
@@ -394,14 +405,61 @@ static int encode_word(const bpe_model *b, const tokenizer *t, const unsigned ch
     return 0;
 }
 
+typedef struct {
+    const bpe_model *b;
+    const tokenizer *t;
+    pcre2_match_data *md[BPE_MAX_STAGES];
+    bpe_sym *sym;
+    bpe_cand *heap;
+    char *spell;
+    void (*put)(void *, int);
+    void *ctx;
+} split_ctx;
+
+/* Splits the n bytes at s with stage `stage` and every later one, then encodes the words. The
+ * subject is the piece alone, so a lookahead such as \s+(?!\S) ends at the piece's end. */
+static int split(const split_ctx *c, int stage, const unsigned char *s, size_t n) {
+    if (stage >= c->b->n_stages || stage >= BPE_MAX_STAGES)
+        return encode_word(c->b, c->t, s, n, c->sym, c->heap, c->spell, c->put, c->ctx);
+    pcre2_code *re = c->b->re[stage];
+    pcre2_match_data *md = c->md[stage];
+    size_t at = 0;
+    int rc = 0;
+    while (at < n && rc == 0) {
+        int m = c->b->jit[stage] ? pcre2_jit_match(re, s, n, at, PCRE2_NO_UTF_CHECK, md, NULL)
+                                 : pcre2_match(re, s, n, at, PCRE2_NO_UTF_CHECK, md, NULL);
+        size_t m0, m1;
+        if (m == PCRE2_ERROR_NOMATCH) {
+            m0 = m1 = n; /* the rest is one piece */
+        } else if (m < 0) {
+            return m == PCRE2_ERROR_NOMEMORY ? TOK_ENOMEM : -1;
+        } else {
+            PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+            m0 = ov[0];
+            m1 = ov[1];
+        }
+        /* bytes the regex skipped form their own piece, as the Split pre-tokenizer keeps them */
+        if (m0 > at) rc = split(c, stage + 1, s + at, m0 - at);
+        if (rc == 0 && m1 > m0) rc = split(c, stage + 1, s + m0, m1 - m0);
+        if (rc == 0 && m1 == m0 && m1 < n) { /* an empty match: the next character is a piece */
+            unsigned cp;
+            size_t k = (size_t)utf8_next(s + m1, n - m1, &cp); /* valid: normalized */
+            rc = split(c, stage + 1, s + m1, k);
+            m1 += k;
+        }
+        at = m1;
+    }
+    return rc;
+}
+
 int bpe_encode(const bpe_model *b, const tokenizer *t, const char *text, size_t len,
                void (*put)(void *ctx, int id), void *ctx) {
     if (len == 0) return 0;
     if (len > (size_t)(INT32_MAX / 16)) return -1;
     /* One block: the normalized text (<= 3 bytes per input byte), symbols, the heap (each merge
      * queues at most two candidates: <= 3 per symbol) and the spelling (<= 2 bytes per byte). */
-    size_t n_norm = 3 * len, bytes = n_norm + n_norm * (sizeof(bpe_sym) + 3 * sizeof(bpe_cand)) +
-                                     2 * n_norm + 16;
+    size_t n_norm = 3 * len,
+           bytes = n_norm + n_norm * (sizeof(bpe_sym) + 3 * sizeof(bpe_cand)) + 2 * n_norm + 16;
     char *block = malloc(bytes);
     if (!block) return TOK_ENOMEM;
     bpe_sym *sym = (bpe_sym *)block;
@@ -425,42 +483,15 @@ int bpe_encode(const bpe_model *b, const tokenizer *t, const char *text, size_t 
         }
     }
 
+    split_ctx sc = {b, t, {NULL}, sym, heap, spell, put, ctx};
     int rc = 0;
-    pcre2_match_data *md = pcre2_match_data_create_from_pattern(b->re, NULL);
-    if (!md) {
-        free(block);
-        return TOK_ENOMEM;
+    for (int i = 0; i < b->n_stages && rc == 0; i++) {
+        sc.md[i] = pcre2_match_data_create_from_pattern(b->re[i], NULL);
+        if (!sc.md[i]) rc = TOK_ENOMEM;
     }
-    size_t at = 0;
-    while (at < pos) {
-        int m = b->jit ? pcre2_jit_match(b->re, norm, pos, at, PCRE2_NO_UTF_CHECK, md, NULL)
-                       : pcre2_match(b->re, norm, pos, at, PCRE2_NO_UTF_CHECK, md, NULL);
-        size_t m0, m1;
-        if (m == PCRE2_ERROR_NOMATCH) {
-            m0 = m1 = pos; /* the rest is one word (the patterns cover everything, though) */
-        } else if (m < 0) {
-            rc = m == PCRE2_ERROR_NOMEMORY ? TOK_ENOMEM : -1;
-            break;
-        } else {
-            PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
-            m0 = ov[0];
-            m1 = ov[1];
-        }
-        /* bytes the regex skipped form their own word, as the Split pre-tokenizer keeps them */
-        if (m0 > at) rc = encode_word(b, t, norm + at, m0 - at, sym, heap, spell, put, ctx);
-        if (rc == 0 && m1 > m0)
-            rc = encode_word(b, t, norm + m0, m1 - m0, sym, heap, spell, put, ctx);
-        if (rc != 0) break;
-        if (m1 == m0 && m1 < pos) { /* an empty match: the next character is a word */
-            unsigned cp;
-            size_t k = (size_t)utf8_next(norm + m1, pos - m1, &cp); /* valid: normalized */
-            rc = encode_word(b, t, norm + m1, k, sym, heap, spell, put, ctx);
-            m1 += k;
-        }
-        at = m1;
-        if (rc != 0) break;
-    }
-    pcre2_match_data_free(md);
+    if (rc == 0) rc = split(&sc, 0, norm, pos);
+    for (int i = 0; i < b->n_stages; i++)
+        pcre2_match_data_free(sc.md[i]);
     free(block);
     return rc;
 }

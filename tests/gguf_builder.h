@@ -287,7 +287,7 @@ static void tm_tokens(gspec *s, int n) {
 }
 
 /* A valid llama model: TM_LAYERS layers, matrices of mat_type, tied when !untied. */
-static void tiny_model(gspec *s, uint32_t mat_type, bool untied) {
+static inline void tiny_model(gspec *s, uint32_t mat_type, bool untied) {
     gspec_init(s);
     kv_str(s, "general.architecture", "llama");
     kv_str(s, "general.name", "tiny");

@@ -86,8 +86,11 @@ static double max_err(const model *m, const gcase *cases, int n_cases) {
                 all[i] = true;
             }
             kv_clear(kv);
-            fwd_batch b = {.n_tokens = cases[c].n_tokens, .token = cases[c].tokens,
-                           .pos = pos, .seq = seq, .logits = all};
+            fwd_batch b = {.n_tokens = cases[c].n_tokens,
+                           .token = cases[c].tokens,
+                           .pos = pos,
+                           .seq = seq,
+                           .logits = all};
             if (fwd_decode(f, &kv, 1, &b, out, err, sizeof err) != 0) {
                 CHECK(0, "fwd_decode: %s", err);
                 e = INFINITY;
@@ -111,8 +114,8 @@ static void check_golden(const char *path) {
     if (!m) return;
     CHECK(m->rope_factors != NULL, "rope_freqs.weight was not read");
     gcase cases[4];
-    int n = read_golden(check_test_path("golden/forward-tiny-llama3.txt"), m->cfg.vocab_size,
-                        cases, 4);
+    int n =
+        read_golden(check_test_path("golden/forward-tiny-llama3.txt"), m->cfg.vocab_size, cases, 4);
     CHECK(n == 2, "golden cases: %d", n);
     if (n > 0 && m->rope_factors) {
         double e = max_err(m, cases, n);

@@ -4,6 +4,7 @@
  * decoder, small hand-made vocabularies and hostile tokenizer.bin files. */
 #include "check.h"
 #include "common.h"
+#include "gguf_builder.h"
 #include "model.h"
 #include "tokenizer.h"
 
@@ -463,8 +464,8 @@ static void check_llama3(void) {
         CHECK(tok_type(t, ids[i]) != TOK_CONTROL, "plain text gave control id %d", ids[i]);
     n = tok_encode_special(t, chat, strlen(chat), true, ids, 64);
     int32_t want[] = {128000, 128006, 882, 128007, 271, 13347, 128009};
-    CHECK(n == 7 && !memcmp(ids, want, sizeof want), "special: %d ids, [1] %d [6] %d", n,
-          ids[1], ids[6]);
+    CHECK(n == 7 && !memcmp(ids, want, sizeof want), "special: %d ids, [1] %d [6] %d", n, ids[1],
+          ids[6]);
     CHECK(tok_encode_special(t, chat, strlen(chat), true, NULL, 0) == 7, "special count only");
     CHECK(tok_encode_special(t, chat, strlen(chat), true, ids, 3) == 7 && ids[2] == 882,
           "special with a short buffer");
@@ -473,8 +474,7 @@ static void check_llama3(void) {
      * piece (Llama 3.0 has no <|eom_id|>: 128008 is reserved there) or text */
     CHECK(tok_is_eog(t, 128001) && tok_is_eog(t, 128009), "EOS and eot end generation");
     CHECK(!tok_is_eog(t, 128000) && !tok_is_eog(t, 128008) && !tok_is_eog(t, 13347) &&
-              !tok_is_eog(t, -1) &&
-              !tok_is_eog(t, 128256),
+              !tok_is_eog(t, -1) && !tok_is_eog(t, 128256),
           "BOS, text and out-of-range ids do not");
 
     /* a character split across pieces streams whole: " 🦙" is 11410 ("\x20\xf0\x9f") 99 247 */
@@ -503,10 +503,69 @@ static void check_llama3(void) {
     k = tok_encode(t, text, big, false, NULL, 0);
     double ms = (ls_now() - t0) * 1e3;
     CHECK(k > 0, "1 MB of prose: %d", k);
-    printf("llama3-vocab.gguf: 1 MB of prose in %.0f ms (%.1f MB/s), %d tokens\n", ms,
-           1e3 / ms, k);
+    printf("llama3-vocab.gguf: 1 MB of prose in %.0f ms (%.1f MB/s), %d tokens\n", ms, 1e3 / ms, k);
     free(text);
     tok_free(t);
+}
+
+/* The pre-tokenizer table on a hand-made byte-level vocabulary (the 256 byte characters and
+ * "ĠĠ" from the merge "Ġ Ġ"): "a  1" splits as [a][ ][ ][1] under llama-bpe and gpt2 (the
+ * lookahead of \s+(?!\S) sees the digit), but SmolLM splits digits off first, so its
+ * [a  ] piece ends in two spaces that merge: [a][  ][1]. An unknown name is refused. */
+static void check_pre_tokenizers(void) {
+    const char *pres[] = {"llama-bpe", "gpt2", "smollm", "default"};
+    const int want_n[] = {4, 4, 3, -1};
+    char path[] = "/tmp/ls-test-pre-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0) return;
+    close(fd);
+    for (int k = 0; k < 4; k++) {
+        gspec s;
+        gspec_init(&s);
+        kv_str(&s, "tokenizer.ggml.model", "gpt2");
+        kv_str(&s, "tokenizer.ggml.pre", pres[k]);
+        gbuf *b = kv_set(&s, "tokenizer.ggml.tokens", 9);
+        gb_u32(b, 8);
+        gb_u64(b, 257);
+        for (unsigned c = 0; c < 256; c++) { /* GPT-2's byte-level alphabet, in byte order */
+            unsigned cp = c <= 32                ? 256 + c
+                          : c >= 127 && c <= 160 ? 289 + c - 127
+                          : c == 173             ? 323
+                                                 : c;
+            char u[3] = {(char)cp, 0, 0};
+            if (cp >= 0x80) {
+                u[0] = (char)(0xC0 | cp >> 6);
+                u[1] = (char)(0x80 | (cp & 0x3F));
+            }
+            gb_str(b, u);
+        }
+        gb_str(b, "\xc4\xa0\xc4\xa0"); /* ĠĠ, id 256 */
+        b = kv_set(&s, "tokenizer.ggml.merges", 9);
+        gb_u32(b, 8);
+        gb_u64(b, 1);
+        gb_str(b, "\xc4\xa0 \xc4\xa0");
+        gbuf out = {0};
+        gspec_write(&s, &out);
+        CHECK(write_bytes(path, out.p, out.n) == 0, "write %s", path);
+        gb_free(&out);
+        gspec_free(&s);
+        char err[LS_ERR_LEN] = "";
+        tokenizer *t = model_load_tokenizer(path, err, sizeof err);
+        if (want_n[k] < 0) {
+            CHECK(t == NULL && strstr(err, "default"), "pre %s accepted: %s", pres[k], err);
+            tok_free(t);
+            continue;
+        }
+        CHECK(t != NULL, "pre %s: %s", pres[k], err);
+        if (!t) continue;
+        int32_t ids[8];
+        int n = tok_encode(t, "a  1", 4, false, ids, 8);
+        CHECK(n == want_n[k] && ids[0] == 'a' && ids[n - 1] == '1' &&
+                  (n == 4 ? ids[1] == 32 && ids[2] == 32 : ids[1] == 256),
+              "pre %s: %d ids [%d %d %d]", pres[k], n, ids[0], ids[1], ids[2]);
+        tok_free(t);
+    }
+    unlink(path);
 }
 
 int main(void) {
@@ -535,6 +594,7 @@ int main(void) {
         tok_free(t);
     }
     check_llama3();
+    check_pre_tokenizers();
     check_small_vocab();
     check_hostile_bin();
     return check_summary();
