@@ -1,7 +1,8 @@
 /* tokenizer: SentencePiece-style BPE as Llama 2 uses it (score-ordered merges, byte fallback
  * <0xNN>, the dummy-prefix space, BOS/EOS), built from a GGUF vocabulary or a llama2.c
- * tokenizer.bin. A tokenizer is immutable after creation and safe to share between threads;
- * the incremental decoder (tok_stream) is per sequence. */
+ * tokenizer.bin, and byte-level BPE as GPT-2 and Llama 3 use it (tokenizer_bpe.c: a regex
+ * pre-tokenizer, merges by rank). A tokenizer is immutable after creation and safe to share
+ * between threads; the incremental decoder (tok_stream) is per sequence. */
 #ifndef LS_TOKENIZER_H
 #define LS_TOKENIZER_H
 
