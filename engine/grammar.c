@@ -28,6 +28,7 @@ typedef struct {
 
 struct gram_vocab {
     int n_vocab, eos_id;
+    uint32_t *end;      /* ((n_vocab + 31) / 32) bit i: token i ends generation (EOS, EOG) */
     char *bytes;        /* every token's bytes, concatenated */
     size_t *off, *len;  /* (n_vocab) */
     trie_node *node;    /* node 0 is the root */
@@ -81,6 +82,12 @@ gram_vocab *gram_vocab_create(int n_vocab, const char *const *bytes, const size_
     if (!v) return NULL;
     v->n_vocab = n_vocab;
     v->eos_id = eos_id;
+    v->end = calloc(((size_t)n_vocab + 31) / 32, sizeof *v->end);
+    if (!v->end) {
+        free(v);
+        return NULL;
+    }
+    if (eos_id >= 0 && eos_id < n_vocab) v->end[eos_id >> 5] |= 1u << (eos_id & 31);
     size_t total = 0;
     for (int i = 0; i < n_vocab; i++) total += lens[i];
     v->bytes = malloc(total ? total : 1);
@@ -113,8 +120,9 @@ fail:
 gram_vocab *gram_vocab_from_tokenizer(const tokenizer *t) {
     int n = tok_n_vocab(t);
     char *store = NULL;
-    const char **bytes = malloc((size_t)n * sizeof *bytes);
-    size_t *lens = malloc((size_t)n * sizeof *lens), *offs = malloc((size_t)n * sizeof *offs);
+    /* calloc: gcc's -Wmaybe-uninitialized (AArch64, -O2) cannot see that every element is set */
+    const char **bytes = calloc((size_t)n, sizeof *bytes);
+    size_t *lens = calloc((size_t)n, sizeof *lens), *offs = malloc((size_t)n * sizeof *offs);
     size_t total = 0, cap = 0;
     gram_vocab *v = NULL;
     if (!bytes || !lens || !offs) goto out;
@@ -139,6 +147,8 @@ gram_vocab *gram_vocab_from_tokenizer(const tokenizer *t) {
     }
     for (int i = 0; i < n; i++) bytes[i] = store ? store + offs[i] : "";
     v = gram_vocab_create(n, bytes, lens, tok_eos(t));
+    for (int i = 0; v && i < n; i++) /* <|eot_id|>, <|im_end|>, ... end a grammar as EOS does */
+        if (tok_is_eog(t, i)) v->end[i >> 5] |= 1u << (i & 31);
 out:
     free(store);
     free(bytes);
@@ -155,6 +165,7 @@ void gram_vocab_free(gram_vocab *v) {
     free(v->order);
     free(v->node);
     free(v->edge);
+    free(v->end);
     free(v);
 }
 
@@ -429,7 +440,7 @@ int gram_state_n_stacks(const gram_state *st) {
 int gram_state_accept_token(gram_state *st, int id) {
     const gram_vocab *v = st->v;
     if (!v || id < 0 || id >= v->n_vocab) return -1;
-    if (id == v->eos_id) return gram_state_can_end(st) ? 0 : -1;
+    if ((v->end[id >> 5] >> (id & 31)) & 1) return gram_state_can_end(st) ? 0 : -1;
     if (v->len[id] == 0) return -1;
     return gram_state_accept_bytes(st, v->bytes + v->off[id], v->len[id]);
 }
@@ -526,10 +537,11 @@ int gram_state_mask(gram_state *st, uint32_t *mask) {
     w->n = st->cur.n;
     st->n_memo = 0;
     if (walk(st, 0, 0, w->n, st->need, st->val, mask, &count) < 0) return -1;
-    if (v->eos_id >= 0 && v->eos_id < v->n_vocab && gram_state_can_end(st)) {
-        mask[v->eos_id >> 5] |= 1u << (v->eos_id & 31);
-        count++;
-    }
+    if (gram_state_can_end(st))
+        for (size_t i = 0; i < words; i++) {
+            count += __builtin_popcount(v->end[i] & ~mask[i]);
+            mask[i] |= v->end[i];
+        }
     mask_entry *e = &st->cache[0];
     for (int i = 1; i < GRAM_CACHE && e->used; i++)
         if (!st->cache[i].used || st->cache[i].stamp < e->stamp) e = &st->cache[i];

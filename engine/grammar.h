@@ -32,7 +32,8 @@ int gram_rules_count(const gram_rules *g);
 gram_vocab *gram_vocab_create(int n_vocab, const char *const *bytes, const size_t *lens,
                               int eos_id);
 /* The same from a tokenizer: each token's decoded bytes (tok_piece_bytes); control and unknown
- * tokens are never allowed; EOS is the tokenizer's. */
+ * tokens are never allowed; EOS and every end-of-generation token (tok_is_eog: <|eot_id|>,
+ * <|im_end|>, ...) are allowed where the grammar may end. */
 typedef struct tokenizer tokenizer;
 gram_vocab *gram_vocab_from_tokenizer(const tokenizer *t);
 void gram_vocab_free(gram_vocab *v);

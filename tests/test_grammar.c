@@ -284,6 +284,37 @@ static void test_masks_kjv(void) {
     tok_free(t);
 }
 
+/* Llama 3: a grammar ends on any end-of-generation token (<|eot_id|>, which a chat ends with),
+ * not only on EOS (<|end_of_text|>), and on neither before it may end. */
+static void test_eog_llama3(void) {
+    char err[256];
+    tokenizer *t = model_load_tokenizer(check_model_path("llama3-vocab.gguf"), err, sizeof err);
+    CHECK(t != NULL, "llama3 tokenizer: %s", err);
+    if (!t) return;
+    const int eot = tok_piece_id(t, "<|eot_id|>", 10), eos = tok_eos(t), n = tok_n_vocab(t);
+    CHECK(eot >= 0 && eot != eos && tok_is_eog(t, eot), "<|eot_id|> is %d", eot);
+    gram_vocab *v = gram_vocab_from_tokenizer(t);
+    const char *text = "root ::= \"yes\" | \"no\"";
+    gram_rules *g = gram_parse(text, strlen(text), err, sizeof err);
+    gram_state *st = v && g ? gram_state_create(g, v) : NULL;
+    uint32_t *mask = calloc(((size_t)n + 31) / 32, sizeof *mask);
+    CHECK(st && mask, "grammar over the llama3 vocabulary: %s", err);
+    if (st && mask) {
+#define ALLOWED(id) ((mask[(id) >> 5] >> ((id) & 31)) & 1)
+        CHECK(gram_state_mask(st, mask) > 0 && !ALLOWED(eot) && !ALLOWED(eos), "no end at start");
+        CHECK(gram_state_accept_token(st, eot) != 0, "<|eot_id|> refused before the end");
+        CHECK(gram_state_accept_bytes(st, "no", 2) == 0, "\"no\"");
+        CHECK(gram_state_mask(st, mask) >= 2 && ALLOWED(eot) && ALLOWED(eos), "both end tokens");
+        CHECK(gram_state_accept_token(st, eot) == 0, "<|eot_id|> accepted at the end");
+#undef ALLOWED
+    }
+    free(mask);
+    gram_state_free(st);
+    gram_rules_free(g);
+    gram_vocab_free(v);
+    tok_free(t);
+}
+
 /* sampler_sample_masked only ever picks allowed tokens, greedy or not, and is deterministic. */
 static void test_sampler_mask(void) {
     float logits[64];
@@ -309,6 +340,7 @@ int main(void) {
     test_utf8();
     test_masks_synthetic();
     test_masks_kjv();
+    test_eog_llama3();
     test_sampler_mask();
     return check_summary();
 }
