@@ -48,24 +48,26 @@ static char *expected(const gen_request *r, const int32_t *ids, int n, bool stri
     FUZZ_CHECK(text && piece);
     tok_stream ts;
     tok_stream_init(&ts, t, strip);
-    int i;
-    for (i = 0; i < n; i++) {
-        if (ids[i] == tok_eos(t) && !r->ignore_eos) break;
-        size_t k = tok_stream_feed(&ts, ids[i], piece, cap);
-        memcpy(text + n_text, piece, k);
-        n_text += k;
+    for (int i = 0; i <= n; i++) {
+        if (i == n || (ids[i] == tok_eos(t) && !r->ignore_eos)) {
+            /* the end: held bytes of an incomplete character become U+FFFD */
+            n_text += tok_stream_flush(&ts, text + n_text, 64);
+            i = n;
+        } else {
+            size_t k = tok_stream_feed(&ts, ids[i], piece, cap);
+            memcpy(text + n_text, piece, k);
+            n_text += k;
+        }
         long cut = -1;
         for (int s = 0; s < r->n_stop; s++) {
             const char *hit = memmem(text, n_text, r->stop[s], strlen(r->stop[s]));
             if (hit && (cut < 0 || hit - text < cut)) cut = hit - text;
         }
         if (cut >= 0) {
-            *len = (size_t)cut;
-            free(piece);
-            return text;
+            n_text = (size_t)cut;
+            break;
         }
     }
-    n_text += tok_stream_flush(&ts, text + n_text, 64);
     *len = n_text;
     free(piece);
     return text;
