@@ -322,8 +322,9 @@ bool api_stream_events(api_stream *st, char **buf, size_t *len, size_t *cap) {
             cJSON *lp = c->logprobs >= 0 ? logprobs_json(st->ctx, c, o, st->sent_toks[i],
                                                          o->n_toks, st->sent_len[i])
                                          : NULL;
-            emit(buf, len, cap, chunk(st, i, o->text + st->sent_len[i], o->len - st->sent_len[i],
-                                      false, NULL, lp));
+            /* o->text is still NULL when only logprobs are new (no byte of text yet) */
+            emit(buf, len, cap, chunk(st, i, o->text ? o->text + st->sent_len[i] : NULL,
+                                      o->len - st->sent_len[i], false, NULL, lp));
             st->sent_len[i] = o->len;
             st->sent_toks[i] = o->n_toks;
         }

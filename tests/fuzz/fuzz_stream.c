@@ -13,6 +13,10 @@
 
 #include "../../server/scheduler.c"
 
+#include "api.h"
+
+#include <cjson/cJSON.h>
+
 static model fake; /* the tokenizer and the config sizes only: no weights */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
@@ -73,6 +77,60 @@ static char *expected(const gen_request *r, const int32_t *ids, int n, bool stri
     return text;
 }
 
+/* The stream's events: JSON chunks whose texts join into the choice's text (a NUL byte reads
+ * as U+FFFD: JSON strings here cannot hold one), one finish reason, the usage chunk when asked,
+ * then [DONE]. */
+static void check_events(const char *sse, size_t len, bool chat, bool usage, const char *want,
+                         size_t want_len) {
+    char *joined = malloc(3 * want_len + 1), *expect = malloc(3 * want_len + 1);
+    FUZZ_CHECK(joined && expect);
+    size_t n_joined = 0, n_expect = 0;
+    for (size_t i = 0; i < want_len; i++) {
+        if (want[i]) {
+            expect[n_expect++] = want[i];
+        } else {
+            memcpy(expect + n_expect, "\xef\xbf\xbd", 3);
+            n_expect += 3;
+        }
+    }
+    int finishes = 0, usages = 0;
+    bool done = false;
+    const char *p = sse, *end = sse + len;
+    while (p < end) {
+        const char *sep = memmem(p, (size_t)(end - p), "\n\n", 2);
+        FUZZ_CHECK(sep && !done && strncmp(p, "data: ", 6) == 0);
+        char *event = strndup(p + 6, (size_t)(sep - p - 6));
+        FUZZ_CHECK(event);
+        p = sep + 2;
+        if (strcmp(event, "[DONE]") == 0) {
+            done = true;
+            free(event);
+            continue;
+        }
+        cJSON *e = cJSON_Parse(event);
+        FUZZ_CHECK(e);
+        free(event);
+        const cJSON *ch = cJSON_GetArrayItem(cJSON_GetObjectItem(e, "choices"), 0);
+        usages += cJSON_IsObject(cJSON_GetObjectItem(e, "usage"));
+        if (ch) {
+            const cJSON *t = chat ? cJSON_GetObjectItem(cJSON_GetObjectItem(ch, "delta"), "content")
+                                  : cJSON_GetObjectItem(ch, "text");
+            if (cJSON_IsString(t)) {
+                size_t k = strlen(t->valuestring);
+                FUZZ_CHECK(n_joined + k <= n_expect);
+                memcpy(joined + n_joined, t->valuestring, k);
+                n_joined += k;
+            }
+            finishes += cJSON_IsString(cJSON_GetObjectItem(ch, "finish_reason"));
+        }
+        cJSON_Delete(e);
+    }
+    FUZZ_CHECK(done && finishes == 1 && usages == (usage ? 1 : 0));
+    FUZZ_CHECK(n_joined == n_expect && memcmp(joined, expect, n_expect) == 0);
+    free(joined);
+    free(expect);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
     const uint8_t *p = data + 1, *end = data + size;
@@ -131,12 +189,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FUZZ_CHECK(slot_admit(&s, &sl, j, 0, 0, err, sizeof err) == 0);
     float *logits = calloc((size_t)fake.cfg.vocab_size, sizeof *logits);
     FUZZ_CHECK(logits);
-    bool done = false;
+    /* the client's side: the stream's events after every token (api_response.c) */
+    api_ctx actx = {.m = &fake,
+                    .model_id = "kjv",
+                    .ctx_size = s.p.ctx_size,
+                    .parallel = 1,
+                    .max_tokens_limit = n_ids,
+                    .default_seed = 1,
+                    .chat_fmt = CHAT_LLAMA2};
+    api_call call = {.chat = data[0] & 0x80,
+                     .stream = true,
+                     .include_usage = data[0] & 0x08,
+                     .logprobs = j->req.n_top_logprobs};
+    api_stream st;
+    FUZZ_CHECK(api_stream_init(&st, &actx, &call, j, "cmpl-fuzz", 1) == 0);
+    char *sse = NULL;
+    size_t sse_len = 0, sse_cap = 0;
+    bool done = false, complete = false;
     for (int i = 0; i < n_ids && !done; i++) {
         logits[ids[i]] = 10.0f;
         done = slot_accept(&s, &sl, logits, ls_now());
         logits[ids[i]] = 0.0f;
+        pthread_mutex_lock(&j->mu);
+        complete = api_stream_events(&st, &sse, &sse_len, &sse_cap);
+        pthread_mutex_unlock(&j->mu);
     }
+    FUZZ_CHECK(complete);
+    check_events(sse, sse_len, call.chat, call.include_usage, want, want_len);
+    free(sse);
+    api_stream_free(&st);
     FUZZ_CHECK(done && s.n_busy == 0 && j->n_finished == 1);
     const choice_out *o = &j->choices[0];
     FUZZ_CHECK(o->finish == FINISH_STOP || o->finish == FINISH_LENGTH);
