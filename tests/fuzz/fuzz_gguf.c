@@ -1,13 +1,35 @@
 /* fuzz_gguf: the GGUF reader (engine/gguf.c) and what model.c builds from it, on any bytes: the
- * file is parsed, every key is looked up through each typed getter, then the tokenizer and the
- * whole model are loaded from it. Properties: no crash, no leak; a lookup finds each key that
- * was read; a tensor view lies inside the file. */
+ * file is parsed, every key is looked up through each typed getter and every array element read
+ * through gguf_arr_get, then the tokenizer and the whole model are loaded from it. Properties: no
+ * crash, no leak; a lookup finds each key that was read; array elements, strings and tensor views
+ * lie inside the file. */
 #include "fuzz.h"
 
 #include "gguf.h"
 #include "model.h"
 
 #include <string.h>
+
+/* Whether n bytes at p lie inside the file. */
+static bool in_file(const gguf_file *f, const void *p, uint64_t n) {
+    const uint8_t *b = f->map.data, *q = p;
+    return n == 0 || (b && q >= b && n <= f->map.size && (size_t)(q - b) <= f->map.size - n);
+}
+
+/* Every element of array a (a view into the mapping) through gguf_arr_get: each has the array's
+ * element type and lies in the file; index n is refused. At most 2048 elements per array, so that
+ * the walk over nested arrays stays fast. */
+static void walk_array(const gguf_file *f, const gguf_value *a) {
+    FUZZ_CHECK(in_file(f, a->arr.data, a->arr.nbytes));
+    gguf_value v;
+    for (uint64_t i = 0; i < a->arr.n && i < 2048; i++) {
+        FUZZ_CHECK(gguf_arr_get(a, i, &v) == 0);
+        FUZZ_CHECK(v.type == a->arr.elem);
+        if (v.type == GGUF_STRING) FUZZ_CHECK(in_file(f, v.str.s, v.str.len));
+        if (v.type == GGUF_ARRAY) walk_array(f, &v);
+    }
+    FUZZ_CHECK(gguf_arr_get(a, a->arr.n, &v) == -1);
+}
 
 static void walk(const gguf_file *f) {
     char err[256];
@@ -29,6 +51,7 @@ static void walk(const gguf_file *f) {
         gguf_get_str(f, key, &sv, err, sizeof err);
         for (int t = GGUF_UINT8; t <= GGUF_FLOAT64; t++)
             gguf_get_array(f, key, (gguf_type)t, &av, err, sizeof err);
+        if (kv->value.type == GGUF_ARRAY) walk_array(f, &kv->value);
     }
     for (uint64_t i = 0; i < f->n_tensors; i++) {
         const gguf_tensor *t = &f->tensors[i];
