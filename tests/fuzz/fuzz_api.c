@@ -39,6 +39,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 
 /* A refusal: every field a response needs is filled. */
 static void check_error(const api_error *e) {
+    if (e->status != 400 || !e->type || !e->message[0])
+        fprintf(stderr, "refused with status %d, type %s, param '%.64s': %.512s\n", e->status,
+                e->type ? e->type : "(none)", e->param, e->message);
     FUZZ_CHECK(e->status == 400 && e->type && e->message[0]);
     FUZZ_CHECK(memchr(e->param, '\0', sizeof e->param) &&
                memchr(e->message, '\0', sizeof e->message));
