@@ -10,11 +10,11 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-all_targets=(gguf llama2c tokenizer api chat stream config)
+all_targets=(gguf llama2c tokenizer api chat jinja stream config)
 # the longest input worth trying per target (bytes): GGUF headers with a vocabulary are the
 # largest; the rest are requests, texts and token lists
 declare -A max_len=([gguf]=8192 [llama2c]=4096 [tokenizer]=1024 [api]=4096 [chat]=2048
-    [stream]=1024 [config]=4096)
+    [jinja]=4096 [stream]=1024 [config]=4096)
 seconds=25
 targets=()
 while [ $# -gt 0 ]; do
