@@ -132,11 +132,22 @@ static cJSON *envelope(const api_ctx *ctx, const api_call *c, const char *id, lo
     return r;
 }
 
+/* n bytes of text as a JSON string. A cJSON string ends at its first NUL, so a NUL byte the
+ * model generated (the <0x00> byte piece) would silently drop the rest: it goes out as U+FFFD. */
 static void add_text(cJSON *obj, const char *key, const char *s, size_t n) {
-    char *tmp = malloc(n + 1);
+    size_t n_nul = 0, k = 0;
+    for (size_t i = 0; i < n; i++) n_nul += s[i] == '\0';
+    char *tmp = malloc(n + 2 * n_nul + 1);
     if (!tmp) return;
-    memcpy(tmp, s, n);
-    tmp[n] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        if (s[i]) {
+            tmp[k++] = s[i];
+        } else {
+            memcpy(tmp + k, "\xef\xbf\xbd", 3);
+            k += 3;
+        }
+    }
+    tmp[k] = '\0';
     cJSON_AddStringToObject(obj, key, tmp);
     free(tmp);
 }
@@ -161,8 +172,7 @@ char *api_response_json(const api_ctx *ctx, const api_call *c, job *j, const cha
             if (both) {
                 memcpy(both, c->echo_text, pl);
                 memcpy(both + pl, o->text ? o->text : "", o->len);
-                both[pl + o->len] = '\0';
-                cJSON_AddStringToObject(ch, "text", both);
+                add_text(ch, "text", both, pl + o->len);
                 free(both);
             }
         } else {
@@ -322,8 +332,9 @@ bool api_stream_events(api_stream *st, char **buf, size_t *len, size_t *cap) {
             cJSON *lp = c->logprobs >= 0 ? logprobs_json(st->ctx, c, o, st->sent_toks[i],
                                                          o->n_toks, st->sent_len[i])
                                          : NULL;
-            emit(buf, len, cap, chunk(st, i, o->text + st->sent_len[i], o->len - st->sent_len[i],
-                                      false, NULL, lp));
+            /* o->text is still NULL when only logprobs are new (no byte of text yet) */
+            emit(buf, len, cap, chunk(st, i, o->text ? o->text + st->sent_len[i] : NULL,
+                                      o->len - st->sent_len[i], false, NULL, lp));
             st->sent_len[i] = o->len;
             st->sent_toks[i] = o->n_toks;
         }

@@ -190,9 +190,18 @@ static const char *const roles[] = {"system", "user", "assistant", "tool", "deve
 
 /* A deep copy, or NULL. cJSON 1.7.15's cJSON_Duplicate can return a copy that silently lacks
  * a part whose allocation failed: a copy that does not compare equal counts as a failure. */
+/* Whether b has a node for every node of a, in the same places (a copy cut short by a failed
+ * allocation does not). Not cJSON_Compare: it matches object members by key, so an object with a
+ * duplicate key, which a client may send, never equals its own copy. */
+static bool same_shape(const cJSON *a, const cJSON *b) {
+    for (; a && b; a = a->next, b = b->next)
+        if (a->type != b->type || !same_shape(a->child, b->child)) return false;
+    return !a && !b;
+}
+
 static cJSON *dup(const cJSON *x) {
     cJSON *c = cJSON_Duplicate(x, true);
-    if (c && !cJSON_Compare(x, c, true)) {
+    if (c && (c->type != x->type || !same_shape(x->child, c->child))) {
         cJSON_Delete(c);
         return NULL;
     }

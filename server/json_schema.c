@@ -845,7 +845,9 @@ int json_request_grammar(const cJSON *body, gram_rules **out, char *param, size_
     if (schema) {
         char path[256];
         text = json_schema_to_gbnf(schema, strict, err, sizeof err, path, sizeof path);
-        if (!text && strstr(err, "out of memory")) return -2;
+        /* only json_schema_to_gbnf's own out-of-memory message starts so; other messages may
+         * quote the schema, so a substring match would read a client's text as our failure */
+        if (!text && strncmp(err, "out of memory", 13) == 0) return -2;
         if (!text)
             return req_fail(param, paramlen, field, msg, msglen, "invalid or unsupported JSON "
                             "Schema: %s", err);
@@ -853,7 +855,7 @@ int json_request_grammar(const cJSON *body, gram_rules **out, char *param, size_
     }
     *out = gram_parse(gtext, strlen(gtext), err, sizeof err);
     free(text);
-    if (!*out && strstr(err, "out of memory")) return -2;
+    if (!*out && strncmp(err, "grammar: out of memory", 22) == 0) return -2;
     if (!*out)
         return req_fail(param, paramlen, field, msg, msglen, "%s%s",
                         schema ? "the JSON Schema gave an invalid grammar (a bug): " : "", err);

@@ -157,6 +157,8 @@ static bool out_token(choice_out *o, const gen_token *t) {
 
 /* --- slots --- */
 
+static long find_stop(const gen_request *r, const char *t, size_t n, size_t *keep);
+
 static void slot_finish(sched *s, slot *sl, finish_reason why) {
     job *j = sl->job;
     /* counted before the client is woken, so a /metrics scrape sent after the response
@@ -166,9 +168,18 @@ static void slot_finish(sched *s, slot *sl, finish_reason why) {
     pthread_mutex_lock(&j->mu);
     choice_out *o = &j->choices[sl->choice];
     if (why == FINISH_LENGTH || why == FINISH_STOP) {
-        /* held text could have begun a stop string; it did not, so it is output */
-        size_t n = tok_stream_flush(&sl->ts, sl->piece, sl->piece_cap);
-        if (!out_append(o, sl->held, sl->n_held) || !out_append(o, sl->piece, n)) {
+        /* held text could have begun a stop string; it did not, so it is output, with the
+         * flushed bytes (U+FFFD for an incomplete character), which may complete one */
+        size_t n = tok_stream_flush(&sl->ts, sl->piece, sl->piece_cap), keep;
+        assert(n < sl->piece_cap && sl->n_held + n <= sl->held_cap);
+        memcpy(sl->held + sl->n_held, sl->piece, n);
+        sl->n_held += n;
+        long cut = find_stop(&j->req, sl->held, sl->n_held, &keep);
+        if (cut >= 0) {
+            sl->n_held = (size_t)cut;
+            why = FINISH_STOP;
+        }
+        if (!out_append(o, sl->held, sl->n_held)) {
             why = FINISH_ERROR;
             snprintf(j->error, sizeof j->error, OUT_OF_MEMORY_TEXT);
         }
