@@ -112,19 +112,6 @@ static void put_zeros(out_file *o, size_t n) {
     }
 }
 
-/* Byte offsets of the F16 scales in a block of a type quantize_row cannot encode (-1 ends). */
-static const int *f16_fields(dtype t) {
-    static const int d0[] = {0, -1}, dm[] = {0, 2, -1}, q2k[] = {80, 82, -1}, q3k[] = {108, -1},
-                     q6k[] = {208, -1};
-    switch (t) {
-    case DT_Q4_1: case DT_Q5_1: case DT_Q4_K: case DT_Q5_K: return dm;
-    case DT_Q2_K: return q2k;
-    case DT_Q3_K: return q3k;
-    case DT_Q6_K: return q6k;
-    default: return d0;
-    }
-}
-
 /* Writes n_rows rows of ne0 random values scaled by `scale`, encoded as type t; for the types
  * quantize_row cannot encode (the K-quants, ...), random codes with scales of that size. */
 static void put_random_rows(out_file *o, dtype t, int64_t ne0, int64_t n_rows, float scale,
@@ -140,7 +127,7 @@ static void put_random_rows(out_file *o, dtype t, int64_t ne0, int64_t n_rows, f
             const size_t bytes = dtype_row_bytes(t, ne0), bb = dtype_block_bytes(t);
             for (size_t i = 0; i < bytes; i++) b[i] = (uint8_t)(frand() * 128.0f + 128.0f);
             for (size_t k = 0; k < bytes / bb; k++)
-                for (const int *f = f16_fields(t); *f >= 0; f++) {
+                for (const int *f = dtype_f16_fields(t); *f >= 0; f++) {
                     uint16_t h = f32_to_f16(scale / 16.0f);
                     memcpy(b + k * bb + *f, &h, 2);
                 }

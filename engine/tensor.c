@@ -43,6 +43,19 @@ static int type_index(uint32_t type) {
     return -1;
 }
 
+const int *dtype_f16_fields(dtype t) {
+    static const int none[] = {-1}, d0[] = {0, -1}, dm[] = {0, 2, -1}, q2k[] = {80, 82, -1},
+                     q3k[] = {108, -1}, q6k[] = {208, -1};
+    switch (t) {
+    case DT_F16: case DT_BF16: case DT_F32: return none;
+    case DT_Q4_1: case DT_Q5_1: case DT_Q4_K: case DT_Q5_K: return dm;
+    case DT_Q2_K: return q2k;
+    case DT_Q3_K: return q3k;
+    case DT_Q6_K: return q6k;
+    default: return d0; /* Q8_0, Q4_0, Q5_0, IQ4_NL, IQ4_XS: d first */
+    }
+}
+
 const char *dtype_name(uint32_t type) {
     int i = type_index(type);
     return i < 0 ? NULL : types[i].name;

@@ -187,6 +187,11 @@ uint16_t f32_to_f16(float f);
 float bf16_to_f32(uint16_t h);
 uint16_t f32_to_bf16(float f);
 
+/* Byte offsets, within one block of type t, of its F16 scale fields (d; and m or dmin where the
+ * type has one), ending with -1; for the types without F16 scales, only -1. Writers of random
+ * blocks (make-model, tests) use it to put finite scales there. */
+const int *dtype_f16_fields(dtype t);
+
 /* Converts n elements of type t at src into out (n floats). n is a multiple of the block size.
  * Every supported type; the scalar reference the kernels are tested against. */
 void dequantize_row(float *out, const void *src, dtype t, int64_t n);

@@ -17,19 +17,6 @@ static float frand(unsigned *s) {
     return (float)(*s >> 8) / (float)(1u << 23) - 1.0f;
 }
 
-/* Byte offsets of the F16 scales in one block of each type the engine cannot encode (-1 ends). */
-static const int *f16_fields(dtype t) {
-    static const int d0[] = {0, -1}, dm[] = {0, 2, -1}, q2k[] = {80, 82, -1}, q3k[] = {108, -1},
-                     q6k[] = {208, -1};
-    switch (t) {
-    case DT_Q4_1: case DT_Q5_1: case DT_Q4_K: case DT_Q5_K: return dm;
-    case DT_Q2_K: return q2k;
-    case DT_Q3_K: return q3k;
-    case DT_Q6_K: return q6k;
-    default: return d0;
-    }
-}
-
 /* Builds an (n_out, n_in) weight tensor of type t from random values (random codes and scales
  * for the types quantize_row cannot write); caller frees t->data. */
 static tensor make_weights(dtype t, int n_in, int n_out, unsigned seed) {
@@ -40,7 +27,7 @@ static tensor make_weights(dtype t, int n_in, int n_out, unsigned seed) {
         size_t nbytes = dtype_row_bytes(t, n_in) * n_out, bb = dtype_block_bytes(t);
         for (size_t i = 0; i < nbytes; i++) data[i] = (uint8_t)(frand(&s) * 128.0f + 128.0f);
         for (size_t b = 0; b < nbytes / bb; b++)
-            for (const int *f = f16_fields(t); *f >= 0; f++) {
+            for (const int *f = dtype_f16_fields(t); *f >= 0; f++) {
                 uint16_t h = f32_to_f16(frand(&s) * 0.05f);
                 memcpy(data + b * bb + *f, &h, 2);
             }
