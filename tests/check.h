@@ -21,6 +21,25 @@ static int check_n_pass, check_n_fail;
         }                                                                                          \
     } while (0)
 
+/* The whole file, NUL-terminated (its length in *len when len is not NULL); NULL when it cannot
+ * be read. Caller frees. */
+static inline char *check_slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
+        free(s);
+        s = NULL;
+    }
+    fclose(f);
+    if (s) s[n] = '\0';
+    if (s && len) *len = (size_t)n;
+    return s;
+}
+
 /* A file under ../shared/models (LS_MODELS_DIR is set by meson). */
 static inline const char *check_model_path(const char *name) {
     static char buf[32][1024];

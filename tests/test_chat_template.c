@@ -12,28 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
-        free(s);
-        s = NULL;
-    }
-    fclose(f);
-    if (s) s[n] = '\0';
-    *len = (size_t)n;
-    return s;
-}
-
 static chat_template *load_file(const model *m, const char *name) {
     char rel[128], err[LS_ERR_LEN] = "";
     snprintf(rel, sizeof rel, "templates/%s.jinja", name);
     size_t n = 0;
-    char *src = slurp(check_test_path(rel), &n);
+    char *src = check_slurp(check_test_path(rel), &n);
     CHECK(src, "cannot read %s", rel);
     chat_template *ct = src ? chat_template_load(m, CHAT_AUTO, src, n, rel, err, sizeof err) : NULL;
     CHECK(ct, "%s: %s", name, err);
@@ -201,7 +184,7 @@ static void test_model_file_template(void) {
     if (!g) return;
     gguf_str s;
     size_t n = 0;
-    char *want = slurp(check_test_path("templates/llama3.jinja"), &n);
+    char *want = check_slurp(check_test_path("templates/llama3.jinja"), &n);
     CHECK(gguf_get_str(g, "tokenizer.chat_template", &s, err, sizeof err) == 0 && want &&
               (size_t)s.len == n && !memcmp(s.s, want, n),
           "the GGUF's template differs from templates/llama3.jinja (%s)", err);

@@ -12,28 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
-        free(s);
-        s = NULL;
-    }
-    fclose(f);
-    if (s) s[n] = '\0';
-    if (len) *len = (size_t)n;
-    return s;
-}
-
 static jinja_template *load(const char *name) {
     char rel[256];
     snprintf(rel, sizeof rel, "templates/%s.jinja", name);
     size_t n;
-    char *src = slurp(check_test_path(rel), &n);
+    char *src = check_slurp(check_test_path(rel), &n);
     CHECK(src, "cannot read %s", rel);
     if (!src) return NULL;
     char err[256] = "";
@@ -54,7 +37,7 @@ static void show_diff(const char *what, const char *got, const char *want) {
 }
 
 static void test_golden(void) {
-    char *golden = slurp(check_test_path("reference/templates_golden.json"), NULL);
+    char *golden = check_slurp(check_test_path("reference/templates_golden.json"), NULL);
     CHECK(golden, "cannot read the golden file");
     if (!golden) return;
     cJSON *root = cJSON_Parse(golden);
@@ -272,7 +255,7 @@ static void test_mutations(void) {
         char rel[128];
         snprintf(rel, sizeof rel, "templates/%s.jinja", names[k]);
         size_t n;
-        char *src = slurp(check_test_path(rel), &n);
+        char *src = check_slurp(check_test_path(rel), &n);
         if (!src) continue;
         char *buf = malloc(n + 2);
         for (int i = 0; buf && i < 150; i++, total++) {
