@@ -496,6 +496,14 @@ const chat_template *api_chat_template(const api_ctx *ctx) {
     return ctx->chat ? ctx->chat : chat_template_builtin(ctx->chat_fmt);
 }
 
+/* {"key": value} as compact JSON text (caller frees), or NULL when memory runs out. */
+static char *one_string_object(const char *key, const char *value) {
+    cJSON *out = cJSON_CreateObject();
+    char *json = out && cJSON_AddStringToObject(out, key, value) ? cJSON_PrintUnformatted(out) : NULL;
+    cJSON_Delete(out);
+    return json;
+}
+
 int api_parse_apply_template(const api_ctx *ctx, const char *body, size_t len, char **json_out,
                              api_error *e) {
     preset(e);
@@ -512,11 +520,7 @@ int api_parse_apply_template(const api_ctx *ctx, const char *body, size_t len, c
                       ce.param[0] ? ce.param : NULL, NULL, "%s", ce.message);
         goto done;
     }
-    cJSON *out = cJSON_CreateObject();
-    *json_out = out && cJSON_AddStringToObject(out, "prompt", text) ? cJSON_PrintUnformatted(out)
-                                                                     : NULL;
-    cJSON_Delete(out);
-    if (!*json_out) {
+    if (!(*json_out = one_string_object("prompt", text))) {
         oom(e);
         goto done;
     }
@@ -612,14 +616,9 @@ int api_parse_detokenize(const api_ctx *ctx, const char *body, size_t len, char 
         goto done;
     }
     tok_decode(ctx->m->tok, ids, n, text, need);
-    cJSON *out = cJSON_CreateObject();
     /* byte tokens can leave a partial character: never put invalid UTF-8 on the wire */
     const char *content = ls_utf8_valid(text, strlen(text)) ? text : "\xef\xbf\xbd";
-    *json_out = out && cJSON_AddStringToObject(out, "content", content)
-                    ? cJSON_PrintUnformatted(out)
-                    : NULL;
-    cJSON_Delete(out);
-    if (!*json_out) {
+    if (!(*json_out = one_string_object("content", content))) {
         oom(e);
         goto done;
     }
