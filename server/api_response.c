@@ -6,6 +6,7 @@
 #include "common.h"
 
 #include <cjson/cJSON.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,16 +21,19 @@ static const char *finish_name(finish_reason f) {
     }
 }
 
-/* A token's text for logprobs; "bytes:\xNN" for a byte that is not a whole character. out
- * holds token_text_cap(t) bytes: a piece's whole text, or the 12 bytes of one such byte. */
+/* A token's text for logprobs, its first `keep` bytes only (SIZE_MAX: all; a stop string cut
+ * the rest); "bytes:\xNN" for a byte that is not a whole character. out holds
+ * token_text_cap(t) bytes: a piece's whole text, or the 12 bytes of one such byte. */
 static size_t token_text_cap(const tokenizer *t) {
     return tok_stream_cap(t) + 16;
 }
 
-static void token_text(const tokenizer *t, int id, char *out, size_t cap, cJSON **bytes) {
+static void token_text(const tokenizer *t, int id, size_t keep, char *out, size_t cap,
+                       cJSON **bytes) {
     char buf[8];
     size_t n;
     const char *p = tok_piece_bytes(t, id, buf, &n);
+    if (n > keep) n = keep;
     if (bytes) {
         *bytes = cJSON_CreateArray();
         for (size_t i = 0; i < n; i++)
@@ -45,9 +49,34 @@ static void token_text(const tokenizer *t, int id, char *out, size_t cap, cJSON 
     }
 }
 
-/* Logprobs of tokens [from, to) of one choice, in the completions (legacy) or chat shape. */
+/* Where token i's text begins in its choice's text. */
+static size_t tok_start(const choice_out *o, int i) {
+    return i > 0 ? o->toks[i - 1].text_end : 0;
+}
+
+/* The end of the run of tokens from `from` on whose text lies in the choice's first len bytes
+ * (its released text). Before the choice finishes a token counts once its text is there
+ * whole. Once it has finished, every token counts unless a stop string cut the text; then
+ * only those whose text begins before the cut (the last one's part before it, token_bytes).
+ * So the joined tokens are the text, and the cut stop string has no logprobs. */
+static int toks_within(const choice_out *o, int from, size_t len, bool finished) {
+    if (finished && o->n_toks > 0 && o->toks[o->n_toks - 1].text_end <= len) return o->n_toks;
+    int to = from;
+    while (to < o->n_toks && tok_start(o, to) < len && (finished || o->toks[to].text_end <= len))
+        to++;
+    return to;
+}
+
+/* Bytes of token i's text inside the first len bytes of the text (SIZE_MAX: all of it). */
+static size_t token_bytes(const choice_out *o, int i, size_t len) {
+    return o->toks[i].text_end > len ? len - tok_start(o, i) : SIZE_MAX;
+}
+
+/* Logprobs of tokens [from, to) of one choice, in the completions (legacy) or chat shape; len:
+ * the choice's text length (a cut token shows its part before it); base: where the choice's
+ * text begins in the returned text (after an echoed prompt). */
 static cJSON *logprobs_json(const api_ctx *ctx, const api_call *c, const choice_out *o, int from,
-                            int to, size_t text_offset) {
+                            int to, size_t len, size_t base) {
     const tokenizer *t = ctx->m->tok;
     size_t cap = token_text_cap(t);
     char *txt = malloc(cap);
@@ -57,14 +86,14 @@ static cJSON *logprobs_json(const api_ctx *ctx, const api_call *c, const choice_
         for (int i = from; i < to; i++) {
             const gen_token *g = &o->toks[i];
             cJSON *item = cJSON_CreateObject(), *bytes;
-            token_text(t, g->id, txt, cap, &bytes);
+            token_text(t, g->id, token_bytes(o, i, len), txt, cap, &bytes);
             cJSON_AddStringToObject(item, "token", txt);
             cJSON_AddNumberToObject(item, "logprob", g->logprob);
             cJSON_AddItemToObject(item, "bytes", bytes);
             cJSON *tops = cJSON_AddArrayToObject(item, "top_logprobs");
             for (int k = 0; k < g->n_top; k++) {
                 cJSON *top = cJSON_CreateObject(), *tb;
-                token_text(t, g->top_id[k], txt, cap, &tb);
+                token_text(t, g->top_id[k], SIZE_MAX, txt, cap, &tb);
                 cJSON_AddStringToObject(top, "token", txt);
                 cJSON_AddNumberToObject(top, "logprob", g->top_logprob[k]);
                 cJSON_AddItemToObject(top, "bytes", tb);
@@ -80,24 +109,19 @@ static cJSON *logprobs_json(const api_ctx *ctx, const api_call *c, const choice_
     cJSON *tlp = cJSON_AddArrayToObject(lp, "token_logprobs");
     cJSON *tops = cJSON_AddArrayToObject(lp, "top_logprobs");
     cJSON *offs = cJSON_AddArrayToObject(lp, "text_offset");
-    size_t off = text_offset;
     for (int i = from; i < to; i++) {
         const gen_token *g = &o->toks[i];
-        char buf[8];
-        size_t n;
-        tok_piece_bytes(t, g->id, buf, &n);
-        token_text(t, g->id, txt, cap, NULL);
+        token_text(t, g->id, token_bytes(o, i, len), txt, cap, NULL);
         cJSON_AddItemToArray(toks, cJSON_CreateString(txt));
         cJSON_AddItemToArray(tlp, cJSON_CreateNumber(g->logprob));
         cJSON *top = cJSON_CreateObject();
         for (int k = 0; k < g->n_top; k++) {
-            token_text(t, g->top_id[k], txt, cap, NULL);
+            token_text(t, g->top_id[k], SIZE_MAX, txt, cap, NULL);
             if (!cJSON_GetObjectItemCaseSensitive(top, txt))
                 cJSON_AddNumberToObject(top, txt, g->top_logprob[k]);
         }
         cJSON_AddItemToArray(tops, top);
-        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off));
-        off += n;
+        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)(base + tok_start(o, i))));
     }
     free(txt);
     return lp;
@@ -152,6 +176,11 @@ static void add_text(cJSON *obj, const char *key, const char *s, size_t n) {
     free(tmp);
 }
 
+/* Bytes of the echoed prompt before a completion's text. */
+static size_t echo_len(const api_call *c) {
+    return !c->chat && c->echo && c->echo_text ? strlen(c->echo_text) : 0;
+}
+
 char *api_response_json(const api_ctx *ctx, const api_call *c, job *j, const char *id,
                         long created) {
     api_json_init();
@@ -179,10 +208,9 @@ char *api_response_json(const api_ctx *ctx, const api_call *c, job *j, const cha
             add_text(ch, "text", o->text ? o->text : "", o->len);
         }
         if (c->logprobs >= 0)
-            cJSON_AddItemToObject(ch, "logprobs", logprobs_json(ctx, c, o, 0, o->n_toks,
-                                                                c->echo && c->echo_text
-                                                                    ? strlen(c->echo_text)
-                                                                    : 0));
+            cJSON_AddItemToObject(ch, "logprobs",
+                                  logprobs_json(ctx, c, o, 0, toks_within(o, 0, o->len, true),
+                                                o->len, echo_len(c)));
         else cJSON_AddNullToObject(ch, "logprobs");
         const char *fr = finish_name(o->finish);
         if (fr) cJSON_AddStringToObject(ch, "finish_reason", fr);
@@ -326,26 +354,26 @@ bool api_stream_events(api_stream *st, char **buf, size_t *len, size_t *cap) {
             st->sent_finish[i] = true;
             continue;
         }
-        bool new_text = o->len > st->sent_len[i];
-        bool new_toks = c->logprobs >= 0 && o->n_toks > st->sent_toks[i];
-        if (new_text || (new_toks && o->finish == FINISH_NONE)) {
-            cJSON *lp = c->logprobs >= 0 ? logprobs_json(st->ctx, c, o, st->sent_toks[i],
-                                                         o->n_toks, st->sent_len[i])
+        /* with logprobs, text goes out with the tokens it came from, once they are whole */
+        bool finished = o->finish != FINISH_NONE;
+        int to = c->logprobs >= 0 ? toks_within(o, st->sent_toks[i], o->len, finished) : 0;
+        size_t text_to = o->len;
+        if (c->logprobs >= 0 && !finished)
+            text_to = to > 0 && o->toks[to - 1].text_end > st->sent_len[i]
+                          ? o->toks[to - 1].text_end : st->sent_len[i];
+        if (text_to > st->sent_len[i] || to > st->sent_toks[i]) {
+            cJSON *lp = c->logprobs >= 0 ? logprobs_json(st->ctx, c, o, st->sent_toks[i], to,
+                                                         o->len, echo_len(c))
                                          : NULL;
             /* o->text is still NULL when only logprobs are new (no byte of text yet) */
             emit(buf, len, cap, chunk(st, i, o->text ? o->text + st->sent_len[i] : NULL,
-                                      o->len - st->sent_len[i], false, NULL, lp));
-            st->sent_len[i] = o->len;
-            st->sent_toks[i] = o->n_toks;
+                                      text_to - st->sent_len[i], false, NULL, lp));
+            st->sent_len[i] = text_to;
+            st->sent_toks[i] = to;
         }
-        if (o->finish != FINISH_NONE) {
-            cJSON *lp = c->logprobs >= 0 && o->n_toks > st->sent_toks[i]
-                            ? logprobs_json(st->ctx, c, o, st->sent_toks[i], o->n_toks,
-                                            st->sent_len[i])
-                            : NULL;
+        if (finished) {
             emit(buf, len, cap, chunk(st, i, c->chat ? NULL : "", 0, false,
-                                      finish_name(o->finish), lp));
-            st->sent_toks[i] = o->n_toks;
+                                      finish_name(o->finish), NULL));
             st->sent_finish[i] = true;
         }
     }

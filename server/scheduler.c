@@ -276,7 +276,8 @@ static bool slot_accept(sched *s, slot *sl, const float *logits, double now) {
     o->n_gen = sl->n_gen;
     bool kept = true;
     if (n_top >= 0) {
-        gen_token t = {.id = id, .logprob = info.logprob, .n_top = info.n_top};
+        gen_token t = {.id = id, .logprob = info.logprob, .n_top = info.n_top,
+                       .text_end = o->len + sl->n_held}; /* released plus held text */
         memcpy(t.top_id, info.top_id, sizeof t.top_id);
         memcpy(t.top_logprob, info.top_logprob, sizeof t.top_logprob);
         kept = out_token(o, &t);

