@@ -98,6 +98,7 @@ char *api_error_json(const api_error *e) {
 }
 
 void api_call_free(api_call *c) {
+    for (int i = 0; i < c->n_echo; i++) free(c->echo_text[i]);
     free(c->echo_text);
     gen_request_free(&c->req);
     memset(c, 0, sizeof *c);
@@ -334,41 +335,121 @@ static int parse_common(const api_ctx *ctx, const cJSON *o, api_call *c, int def
     return 0;
 }
 
-static int check_context(const api_ctx *ctx, api_call *c, bool max_given, api_error *e) {
+/* Checks that a prompt of n_prompt tokens leaves room for the completion (called once per
+ * prompt; without max_tokens given, the completion shrinks to the room left). */
+static int check_context(const api_ctx *ctx, api_call *c, int n_prompt, bool max_given,
+                         api_error *e) {
     gen_request *r = &c->req;
-    if (r->n_prompt >= ctx->ctx_size) {
+    if (n_prompt >= ctx->ctx_size) {
         api_error_set(e, 400, "invalid_request_error", c->chat ? "messages" : "prompt",
                       "context_length_exceeded",
                       "This model's maximum context length is %d tokens per slot; the prompt "
                       "has %d tokens, leaving no room to generate",
-                      ctx->ctx_size, r->n_prompt);
+                      ctx->ctx_size, n_prompt);
         return -1;
     }
-    int room = ctx->ctx_size - r->n_prompt;
+    int room = ctx->ctx_size - n_prompt;
     if (!max_given) {
         if (r->max_tokens > room) r->max_tokens = room;
     } else if (r->max_tokens > room) {
         api_error_set(e, 400, "invalid_request_error", "max_tokens", "context_length_exceeded",
                       "This model's maximum context length is %d tokens per slot; you requested "
                       "%d tokens (%d in the prompt, %d for the completion)",
-                      ctx->ctx_size, r->n_prompt + r->max_tokens, r->n_prompt, r->max_tokens);
+                      ctx->ctx_size, n_prompt + r->max_tokens, n_prompt, r->max_tokens);
         return -1;
     }
     return 0;
 }
 
-static int encode_text(const api_ctx *ctx, const char *text, bool add_bos, gen_request *r,
-                       api_error *e) {
-    /* A prompt longer than the context is refused anyway (check_context), so one pass into a
-     * buffer of ctx_size + 1 ids suffices: a larger count means "too long", not "encode again". */
-    size_t len = strlen(text);
-    int cap = ctx->ctx_size + 1;
-    r->prompt = malloc((size_t)cap * sizeof *r->prompt);
-    if (!r->prompt) return oom(e);
-    int n = tok_encode(ctx->m->tok, text, len, add_bos, r->prompt, cap);
-    if (n == TOK_ENOMEM) return oom(e);
-    if (n < 0) return BAD("prompt", "the prompt cannot be tokenized");
-    r->n_prompt = n; /* n > cap: check_context reports the full count, nothing reads past cap */
+/* One prompt, a string or an array of token ids, into *ids (malloc'ed; caller frees, also on
+ * failure) and *n (more than ctx_size ids: too long, check_context refuses it; only the first
+ * ctx_size + 1 are stored). With echo, its text into *echo (caller frees). */
+static int parse_prompt(const api_ctx *ctx, const cJSON *p, int32_t **ids, int *n, char **echo,
+                        api_error *e) {
+    if (cJSON_IsString(p)) {
+        /* A prompt longer than the context is refused anyway (check_context), so one pass into
+         * a buffer of ctx_size + 1 ids suffices: a larger count means "too long". */
+        int cap = ctx->ctx_size + 1;
+        if (!(*ids = malloc((size_t)cap * sizeof **ids))) return oom(e);
+        *n = tok_encode(ctx->m->tok, p->valuestring, strlen(p->valuestring),
+                        tok_add_bos(ctx->m->tok), *ids, cap);
+        if (*n == TOK_ENOMEM) return oom(e);
+        if (*n < 0) return BAD("prompt", "the prompt cannot be tokenized");
+        if (echo && !(*echo = strdup(p->valuestring))) return oom(e);
+        return 0;
+    }
+    if (!cJSON_IsArray(p))
+        return BAD("prompt", "'prompt' must be a string, an array of token ids, or an array of "
+                             "those");
+    int len = cJSON_GetArraySize(p);
+    if (len == 0) return BAD("prompt", "'prompt' must not be empty");
+    if (len > ctx->ctx_size) {
+        BAD("prompt", "'prompt' has more tokens than the context holds");
+        e->code = "context_length_exceeded";
+        return -1;
+    }
+    if (!(*ids = malloc((size_t)len * sizeof **ids))) return oom(e);
+    *n = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, p) {
+        if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) ||
+            it->valuedouble < 0 || it->valuedouble >= ctx->m->cfg.vocab_size)
+            return BAD("prompt", "'prompt' token ids must be integers in [0, %d)",
+                       ctx->m->cfg.vocab_size);
+        (*ids)[(*n)++] = (int32_t)it->valuedouble;
+    }
+    if (echo) { /* the prompt's text, only for echo */
+        size_t cap = tok_decode(ctx->m->tok, *ids, *n, NULL, 0) + 1;
+        if (!(*echo = malloc(cap))) return oom(e);
+        tok_decode(ctx->m->tok, *ids, *n, *echo, cap);
+    }
+    return 0;
+}
+
+/* Appends ids to the request's prompt, ending prompt i of np. */
+static int add_prompt(gen_request *r, const int32_t *ids, int n, int i, int np, api_error *e) {
+    int32_t *all = realloc(r->prompt, (size_t)(r->n_prompt + n) * sizeof *all);
+    if (!all) return oom(e);
+    r->prompt = all;
+    memcpy(all + r->n_prompt, ids, (size_t)n * sizeof *ids);
+    r->n_prompt += n;
+    if (np > 1) {
+        if (!r->prompt_end && !(r->prompt_end = calloc((size_t)np, sizeof *r->prompt_end)))
+            return oom(e);
+        r->prompt_end[i] = r->n_prompt;
+    }
+    return 0;
+}
+
+/* `prompt`: a string, an array of ids, or an array of several of those, each its own prompt
+ * with n choices (the request's choices become n for each prompt, in order). */
+static int parse_prompts(const api_ctx *ctx, const cJSON *o, api_call *c, api_error *e) {
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "prompt");
+    if (is_null(p)) return BAD("prompt", "'prompt' is required");
+    /* a string or an array of ids is one prompt; otherwise each item is one */
+    bool several = cJSON_IsArray(p) && p->child && !cJSON_IsNumber(p->child);
+    int np = several ? cJSON_GetArraySize(p) : 1, n = c->req.n;
+    if ((long long)np * n > ctx->parallel)
+        return BAD("prompt", "%d prompts with n = %d need %lld slots at once; this server has %d",
+                   np, n, (long long)np * n, ctx->parallel);
+    if (np > 1 && c->beam_width > 0)
+        return BAD("prompt", "several prompts with 'use_beam_search' are not supported");
+    bool max_given = !is_null(cJSON_GetObjectItemCaseSensitive(o, "max_tokens"));
+    if (c->echo && !(c->echo_text = calloc((size_t)np, sizeof *c->echo_text))) return oom(e);
+    const cJSON *it = several ? p->child : p;
+    for (int i = 0; i < np; i++, it = it->next) {
+        int32_t *ids = NULL;
+        int len = 0;
+        char *echo = NULL;
+        int rc = parse_prompt(ctx, it, &ids, &len, c->echo ? &echo : NULL, e);
+        if (c->echo) c->echo_text[c->n_echo++] = echo;
+        rc = rc ? rc : check_context(ctx, c, len, max_given, e);
+        rc = rc ? rc : add_prompt(&c->req, ids, len, i, np, e);
+        free(ids);
+        if (rc) return rc;
+    }
+    c->req.n_prompts = np;
+    c->req.n = np * n;
     return 0;
 }
 
@@ -384,66 +465,7 @@ int api_parse_completion(const api_ctx *ctx, const char *body, size_t len, api_c
     if (get_int(o, "logprobs", 0, 5, &logprobs, e) || get_bool(o, "echo", &c->echo, e)) goto done;
     c->logprobs = (int)logprobs;
     c->req.n_top_logprobs = (int)logprobs;
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "prompt");
-    if (is_null(p)) {
-        BAD("prompt", "'prompt' is required");
-        goto done;
-    }
-    /* a string; [string]; [ids]; [[ids]]: one prompt per request */
-    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 &&
-        (cJSON_IsString(p->child) || cJSON_IsArray(p->child)))
-        p = p->child;
-    if (cJSON_IsString(p)) {
-        if (!ls_utf8_valid(p->valuestring, strlen(p->valuestring))) {
-            BAD("prompt", "'prompt' is not valid UTF-8");
-            goto done;
-        }
-        if (encode_text(ctx, p->valuestring, tok_add_bos(ctx->m->tok), &c->req, e)) goto done;
-        if (c->echo && !(c->echo_text = strdup(p->valuestring))) {
-            oom(e);
-            goto done;
-        }
-    } else if (cJSON_IsArray(p)) {
-        int n = cJSON_GetArraySize(p);
-        if (n == 0 || n > ctx->ctx_size) {
-            BAD("prompt", n ? "'prompt' has more tokens than the context holds"
-                            : "'prompt' must not be empty");
-            if (n) e->code = "context_length_exceeded";
-            goto done;
-        }
-        if (cJSON_IsString(p->child)) {
-            BAD("prompt", "only one prompt per request is supported; send one request each");
-            goto done;
-        }
-        c->req.prompt = malloc((size_t)n * sizeof *c->req.prompt);
-        if (!c->req.prompt) {
-            oom(e);
-            goto done;
-        }
-        const cJSON *it;
-        cJSON_ArrayForEach(it, p) {
-            if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) ||
-                it->valuedouble < 0 || it->valuedouble >= ctx->m->cfg.vocab_size) {
-                BAD("prompt", "'prompt' token ids must be integers in [0, %d)",
-                    ctx->m->cfg.vocab_size);
-                goto done;
-            }
-            c->req.prompt[c->req.n_prompt++] = (int32_t)it->valuedouble;
-        }
-        if (c->echo) { /* the prompt's text, only for echo */
-            size_t cap = tok_decode(ctx->m->tok, c->req.prompt, n, NULL, 0) + 1;
-            if (!(c->echo_text = malloc(cap))) {
-                oom(e);
-                goto done;
-            }
-            tok_decode(ctx->m->tok, c->req.prompt, n, c->echo_text, cap);
-        }
-    } else {
-        BAD("prompt", "'prompt' must be a string, an array of strings or an array of token ids");
-        goto done;
-    }
-    bool max_given = !is_null(cJSON_GetObjectItemCaseSensitive(o, "max_tokens"));
-    if (check_context(ctx, c, max_given, e)) goto done;
+    if (parse_prompts(ctx, o, c, e)) goto done;
     rc = 0;
 done:
     cJSON_Delete(o);
@@ -484,7 +506,7 @@ int api_parse_chat(const api_ctx *ctx, const char *body, size_t len, api_call *c
     c->req.n_stop_ids = chat_stop_ids(ctx->m->tok, ctx->chat_fmt, c->req.stop_ids, 4);
     bool max_given = !is_null(cJSON_GetObjectItemCaseSensitive(o, "max_tokens")) ||
                      !is_null(cJSON_GetObjectItemCaseSensitive(o, "max_completion_tokens"));
-    if (check_context(ctx, c, max_given, e)) goto done;
+    if (check_context(ctx, c, c->req.n_prompt, max_given, e)) goto done;
     rc = 0;
 done:
     cJSON_Delete(o);

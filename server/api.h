@@ -35,7 +35,8 @@ typedef struct {
     bool chat;
     bool stream, include_usage, echo;
     int logprobs;         /* completions: -1 none, else alternatives 0..5; chat: -1 or 0..20 */
-    char *echo_text;      /* the prompt's text, for echo */
+    char **echo_text;     /* (n_echo) each prompt's text, for echo; else NULL */
+    int n_echo;
     int beam_width;       /* 0: sampling; else beam search with this many beams (best_of) */
     float length_penalty; /* beam score = logprob / length^length_penalty */
     gen_request req;

@@ -127,14 +127,22 @@ static cJSON *logprobs_json(const api_ctx *ctx, const api_call *c, const choice_
     return lp;
 }
 
-/* OpenAI's usage object. prompt_tokens counts the prompt once whatever n is; its
- * cached_tokens are the prompt tokens every choice found in its slot's cache. */
+/* OpenAI's usage object. prompt_tokens counts each prompt once whatever n is; its
+ * cached_tokens are, summed over the prompts, the prompt tokens every choice of that prompt
+ * found in its slot's cache. */
 static cJSON *usage_json(const job *j) {
-    int gen = 0, cached = j->req.n_prompt;
+    int gen = 0, cached = 0, least = 0;
     for (int c = 0; c < j->req.n; c++) {
+        int len, k;
+        gen_request_prompt(&j->req, c, &len, &k);
+        if (k == 0) {
+            cached += least;
+            least = len;
+        }
         gen += j->choices[c].n_gen;
-        if (j->choices[c].n_cached < cached) cached = j->choices[c].n_cached;
+        if (j->choices[c].n_cached < least) least = j->choices[c].n_cached;
     }
+    cached += least;
     cJSON *u = cJSON_CreateObject();
     cJSON_AddNumberToObject(u, "prompt_tokens", j->req.n_prompt);
     cJSON_AddNumberToObject(u, "completion_tokens", gen);
@@ -176,9 +184,16 @@ static void add_text(cJSON *obj, const char *key, const char *s, size_t n) {
     free(tmp);
 }
 
-/* Bytes of the echoed prompt before a completion's text. */
-static size_t echo_len(const api_call *c) {
-    return !c->chat && c->echo && c->echo_text ? strlen(c->echo_text) : 0;
+/* The echoed prompt before choice i's text (NULL: none). c->req is the job's now. */
+static const char *echo_of(const api_call *c, const job *j, int i) {
+    if (c->chat || !c->echo || !c->echo_text) return NULL;
+    int np = j->req.n_prompts > 1 ? j->req.n_prompts : 1;
+    return c->echo_text[i / (j->req.n / np)];
+}
+
+static size_t echo_len(const api_call *c, const job *j, int i) {
+    const char *e = echo_of(c, j, i);
+    return e ? strlen(e) : 0;
 }
 
 char *api_response_json(const api_ctx *ctx, const api_call *c, job *j, const char *id,
@@ -195,11 +210,12 @@ char *api_response_json(const api_ctx *ctx, const api_call *c, job *j, const cha
             cJSON *msg = cJSON_AddObjectToObject(ch, "message");
             cJSON_AddStringToObject(msg, "role", "assistant");
             add_text(msg, "content", o->text ? o->text : "", o->len);
-        } else if (c->echo && c->echo_text) {
-            size_t pl = strlen(c->echo_text);
+        } else if (echo_of(c, j, i)) {
+            const char *echo = echo_of(c, j, i);
+            size_t pl = strlen(echo);
             char *both = malloc(pl + o->len + 1);
             if (both) {
-                memcpy(both, c->echo_text, pl);
+                memcpy(both, echo, pl);
                 memcpy(both + pl, o->text ? o->text : "", o->len);
                 add_text(ch, "text", both, pl + o->len);
                 free(both);
@@ -210,7 +226,7 @@ char *api_response_json(const api_ctx *ctx, const api_call *c, job *j, const cha
         if (c->logprobs >= 0)
             cJSON_AddItemToObject(ch, "logprobs",
                                   logprobs_json(ctx, c, o, 0, toks_within(o, 0, o->len, true),
-                                                o->len, echo_len(c)));
+                                                o->len, echo_len(c, j, i)));
         else cJSON_AddNullToObject(ch, "logprobs");
         const char *fr = finish_name(o->finish);
         if (fr) cJSON_AddStringToObject(ch, "finish_reason", fr);
@@ -332,7 +348,7 @@ bool api_stream_events(api_stream *st, char **buf, size_t *len, size_t *cap) {
     }
     if (!c->chat && c->echo && c->echo_text && !st->echoed) {
         for (int i = 0; i < j->req.n; i++)
-            emit(buf, len, cap, chunk(st, i, c->echo_text, strlen(c->echo_text), false, NULL,
+            emit(buf, len, cap, chunk(st, i, echo_of(c, j, i), echo_len(c, j, i), false, NULL,
                                       NULL));
         st->echoed = true;
     }
@@ -363,7 +379,7 @@ bool api_stream_events(api_stream *st, char **buf, size_t *len, size_t *cap) {
                           ? o->toks[to - 1].text_end : st->sent_len[i];
         if (text_to > st->sent_len[i] || to > st->sent_toks[i]) {
             cJSON *lp = c->logprobs >= 0 ? logprobs_json(st->ctx, c, o, st->sent_toks[i], to,
-                                                         o->len, echo_len(c))
+                                                         o->len, echo_len(c, j, i))
                                          : NULL;
             /* o->text is still NULL when only logprobs are new (no byte of text yet) */
             emit(buf, len, cap, chunk(st, i, o->text ? o->text + st->sent_len[i] : NULL,

@@ -22,6 +22,7 @@ typedef struct {
     tok_stream ts;     /* complete UTF-8 characters only */
     int32_t *hist;     /* (ctx_size) prompt then generated ids: penalties and positions */
     int n_hist;
+    int n_prompt;      /* the first n_prompt ids of hist are the prompt */
     int n_fed;         /* ids of hist already in the KV cache (or scheduled this step) */
     bool fed_this_step; /* prefill rows of this slot are in the step being built */
     int n_gen;
@@ -61,10 +62,20 @@ struct sched {
 
 void gen_request_free(gen_request *r) {
     free(r->prompt);
+    free(r->prompt_end);
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
     free(r->bias);
     gram_rules_free(r->grammar);
     memset(r, 0, sizeof *r);
+}
+
+const int32_t *gen_request_prompt(const gen_request *r, int c, int *len, int *k) {
+    int np = r->n_prompts > 1 ? r->n_prompts : 1, per = r->n / np, p = c / per;
+    assert(np == 1 || r->prompt_end);
+    int start = p > 0 ? r->prompt_end[p - 1] : 0, end = np > 1 ? r->prompt_end[p] : r->n_prompt;
+    *len = end - start;
+    if (k) *k = c % per;
+    return r->prompt + start;
 }
 
 static void job_free(job *j) {
@@ -163,7 +174,9 @@ static void slot_finish(sched *s, slot *sl, finish_reason why) {
     job *j = sl->job;
     /* counted before the client is woken, so a /metrics scrape sent after the response
      * already includes this request's tokens */
-    metrics_tokens(sl->choice == 0 ? (unsigned long long)j->req.n_prompt : 0,
+    int first_of_prompt; /* a prompt's tokens count once, with its first choice */
+    gen_request_prompt(&j->req, sl->choice, &(int){0}, &first_of_prompt);
+    metrics_tokens(first_of_prompt == 0 ? (unsigned long long)sl->n_prompt : 0,
                    (unsigned long long)sl->n_gen);
     pthread_mutex_lock(&j->mu);
     choice_out *o = &j->choices[sl->choice];
@@ -322,8 +335,10 @@ static int cached_prefix(const slot *sl, const int32_t *prompt, int n) {
 /* reuse: positions of the slot's KV cache kept (a prefix of the prompt, shorter than it). */
 static int slot_admit(sched *s, slot *sl, job *j, int choice, int reuse, char *err,
                       size_t errlen) {
+    int n_prompt, k;
+    const int32_t *prompt = gen_request_prompt(&j->req, choice, &n_prompt, &k);
     sampler_params sp = j->req.sp;
-    sp.seed += (uint64_t)choice; /* each choice its own stream, reproducible */
+    sp.seed += (uint64_t)k; /* each choice of a prompt its own stream, reproducible */
     sl->smp = sampler_create(&sp, s->m->cfg.vocab_size);
     if (!sl->smp) return ls_fail(err, errlen, "out of memory for a sampler");
     if (j->req.grammar && !(sl->gs = gram_state_create(j->req.grammar, s->gvocab))) {
@@ -334,8 +349,8 @@ static int slot_admit(sched *s, slot *sl, job *j, int choice, int reuse, char *e
     sl->job = j;
     sl->choice = choice;
     kv_truncate(sl->kv, reuse);
-    memcpy(sl->hist, j->req.prompt, (size_t)j->req.n_prompt * sizeof *sl->hist);
-    sl->n_hist = j->req.n_prompt;
+    memcpy(sl->hist, prompt, (size_t)n_prompt * sizeof *sl->hist);
+    sl->n_hist = sl->n_prompt = n_prompt;
     sl->n_fed = reuse;
     pthread_mutex_lock(&j->mu);
     j->choices[choice].n_cached = reuse;
@@ -345,7 +360,7 @@ static int slot_admit(sched *s, slot *sl, job *j, int choice, int reuse, char *e
     sl->n_held = 0;
     sl->t_last = 0;
     /* the prompt's last token is BOS alone: the first piece's space is the dummy prefix */
-    tok_stream_init(&sl->ts, s->m->tok, j->req.n_prompt == 1);
+    tok_stream_init(&sl->ts, s->m->tok, n_prompt == 1);
     return 0;
 }
 
@@ -374,6 +389,8 @@ static void admit_locked(sched *s, double now) {
         int c = 0;
         const bool cache = s->p.prompt_cache && j->req.cache_prompt;
         for (; c < j->req.n; c++) {
+            int n_prompt;
+            const int32_t *prompt = gen_request_prompt(&j->req, c, &n_prompt, NULL);
             /* the free slot with the longest cached prefix; among equals the one whose cache
              * holds least (what it drops is the cheapest to lose). The last prompt token is
              * always computed: its logits start the generation. */
@@ -381,7 +398,7 @@ static void admit_locked(sched *s, double now) {
             for (int i = 0; i < s->p.parallel; i++) {
                 const slot *sl = &s->slots[i];
                 if (sl->job) continue;
-                int k = cache ? cached_prefix(sl, j->req.prompt, j->req.n_prompt - 1) : 0;
+                int k = cache ? cached_prefix(sl, prompt, n_prompt - 1) : 0;
                 if (k > best_k || (k == best_k && sl->kv->n < s->slots[best].kv->n))
                     best = i, best_k = k;
             }
@@ -438,7 +455,7 @@ static void step(sched *s) {
             slot_finish(s, sl, FINISH_CANCEL);
             continue;
         }
-        if (sl->n_fed < sl->job->req.n_prompt) continue;
+        if (sl->n_fed < sl->n_prompt) continue;
         /* decoding: feed the last sampled token */
         s->b_token[rows] = sl->hist[sl->n_hist - 1];
         s->b_pos[rows] = sl->n_hist - 1;
@@ -456,11 +473,11 @@ static void step(sched *s) {
         int best_i = -1;
         for (int i = 0; i < s->p.parallel; i++) {
             slot *sl = &s->slots[i];
-            if (!sl->job || sl->n_fed >= sl->job->req.n_prompt || sl->fed_this_step) continue;
+            if (!sl->job || sl->n_fed >= sl->n_prompt || sl->fed_this_step) continue;
             if (!best || sl->job->t_admit < best->job->t_admit) best = sl, best_i = i;
         }
         if (!best) break;
-        int left = best->job->req.n_prompt - best->n_fed;
+        int left = best->n_prompt - best->n_fed;
         int take = left < budget ? left : budget;
         for (int k = 0; k < take; k++) {
             int pos = best->n_fed + k;
@@ -468,7 +485,7 @@ static void step(sched *s) {
             s->b_pos[rows] = pos;
             s->b_seq[rows] = best_i;
             s->b_slot[rows] = best_i;
-            s->b_logits[rows] = pos == best->job->req.n_prompt - 1;
+            s->b_logits[rows] = pos == best->n_prompt - 1;
             rows++;
         }
         best->n_fed += take;
@@ -656,13 +673,22 @@ job *sched_submit(sched *s, gen_request *req, int *status, char *err, size_t err
                 s->p.parallel);
         goto fail;
     }
-    if (req->n_prompt < 1 || req->n_prompt >= s->p.ctx_size) {
-        ls_fail(err, errlen,
-                "the prompt has %d tokens; a slot's context holds %d (prompt plus at least one "
-                "generated token)",
-                req->n_prompt, s->p.ctx_size);
-        *status = 400;
+    int np = req->n_prompts > 1 ? req->n_prompts : 1;
+    if (req->n % np != 0 ||
+        (np > 1 && (!req->prompt_end || req->prompt_end[np - 1] != req->n_prompt))) {
+        ls_fail(err, errlen, "%d choices do not divide among %d prompts", req->n, np);
         goto fail;
+    }
+    for (int c = 0; c < req->n; c++) {
+        int len;
+        gen_request_prompt(req, c, &len, NULL);
+        if (len < 1 || len >= s->p.ctx_size) {
+            ls_fail(err, errlen,
+                    "the prompt has %d tokens; a slot's context holds %d (prompt plus at least "
+                    "one generated token)",
+                    len, s->p.ctx_size);
+            goto fail;
+        }
     }
     j = calloc(1, sizeof *j);
     if (!j || !(j->choices = calloc((size_t)req->n, sizeof *j->choices))) {

@@ -31,10 +31,14 @@ typedef enum { FINISH_NONE = 0, FINISH_STOP, FINISH_LENGTH, FINISH_ERROR, FINISH
 
 /* A validated generation request (built by api.c). Owns prompt, stop strings and bias. */
 typedef struct {
-    int32_t *prompt; /* (n_prompt) token ids, BOS included where wanted */
-    int n_prompt;
+    int32_t *prompt; /* (n_prompt) token ids, BOS included where wanted: every prompt, one
+                        after another */
+    int n_prompt;    /* in all prompts */
+    int n_prompts;   /* prompts; 0 means 1 */
+    int *prompt_end; /* (n_prompts) where each prompt ends in prompt; NULL for one prompt */
     int max_tokens;  /* tokens to generate at most (>= 0) */
-    int n;           /* choices, each its own sequence and slot; 1..SCHED_MAX_N */
+    int n;           /* choices in all, each its own sequence and slot; n / n_prompts for each
+                        prompt, prompt p's being choices p * (n / n_prompts) onwards */
     char *stop[SCHED_MAX_STOP];
     int n_stop;
     sampler_params sp; /* sp.bias points at bias below */
@@ -49,6 +53,10 @@ typedef struct {
 } gen_request;
 
 void gen_request_free(gen_request *r);
+/* The prompt that choice c runs: its ids, their count in *len, and in *k (may be NULL) c's
+ * place among that prompt's choices (its sampler's seed offset, so that a prompt's choices are
+ * the same whether it comes alone or with others). */
+const int32_t *gen_request_prompt(const gen_request *r, int c, int *len, int *k);
 
 /* One generated token as recorded for logprobs. */
 typedef struct {
@@ -112,7 +120,7 @@ void sched_destroy(sched *s);
 
 /* Takes ownership of *req (also on failure). Returns a job holding one reference for the
  * caller, or NULL with *status 503 (queue full or shutting down) or 400 (the request can never
- * run here: n > slots, prompt + 1 > ctx_size) and a message. */
+ * run here: n > slots, a prompt + 1 > ctx_size) and a message. */
 job *sched_submit(sched *s, gen_request *req, int *status, char *err, size_t errlen);
 /* A job that no scheduler runs (beam search fills it whole): takes ownership of *req; the
  * caller holds the one reference. NULL when out of memory. */

@@ -107,10 +107,67 @@ def test_chat_logprobs_end_at_stop(s):
         assert toks == [i["token"] for i in content], (stop, toks)
 
 
+# --- several prompts ---
+
+PROMPTS = [PROMPT, "And the LORD said", "Thou shalt"]
+
+
+def test_several_prompts(s):
+    """One choice per prompt (n for each), index in order, each the same as its prompt alone;
+    usage sums over the prompts. Streams carry each choice's index."""
+    ids = s.tokenize(PROMPTS[2], add_special=True)
+    for extra, n in (({"temperature": 0}, 1), ({"temperature": 0.9, "seed": 11}, 2)):
+        prompts = [PROMPTS[0], PROMPTS[1]] if n == 2 else [PROMPTS[0], PROMPTS[1], ids]
+        body = dict(extra, prompt=prompts, n=n, max_tokens=10, logprobs=1)
+        r = s.post("/v1/completions", body)
+        assert [c["index"] for c in r["choices"]] == list(range(len(prompts) * n)), r
+        alone = [s.post("/v1/completions", dict(body, prompt=p)) for p in prompts]
+        want = [c for a in alone for c in a["choices"]]
+        for got, w in zip(r["choices"], want):
+            assert (got["text"], got["finish_reason"]) == (w["text"], w["finish_reason"]), \
+                (got, w)
+            assert got["logprobs"]["tokens"] == w["logprobs"]["tokens"], (got, w)
+        for k in ("prompt_tokens", "completion_tokens", "total_tokens"):
+            assert r["usage"][k] == sum(a["usage"][k] for a in alone), (k, r["usage"])
+        st = s.stream("/v1/completions", dict(body, stream=True,
+                                              stream_options={"include_usage": True}))
+        assert st.status == 200 and st.events[-1] == "[DONE]", st.events[-3:]
+        for i, w in enumerate(want):
+            assert st.text(i) == w["text"], (i, st.text(i), w["text"])
+            assert st.finish_reasons(i) == [w["finish_reason"]], i
+        assert {k: st.usage()[k] for k in ("prompt_tokens", "completion_tokens")} == \
+            {k: r["usage"][k] for k in ("prompt_tokens", "completion_tokens")}, st.usage()
+    # echo: each choice echoes its own prompt
+    e = s.post("/v1/completions", {"prompt": PROMPTS[:2], "max_tokens": 3, "temperature": 0,
+                                   "echo": True})
+    for c, p in zip(e["choices"], PROMPTS[:2]):
+        assert c["text"].startswith(p) and len(c["text"]) > len(p), (c, p)
+
+
+def test_several_prompts_refused(s):
+    """More choices than slots, a too long prompt among several, beam search over several, an
+    empty or malformed item: 400s naming prompt."""
+    long_ids = [1] + [400] * 300
+    for body, code in (({"prompt": PROMPTS, "n": 2}, None),
+                       ({"prompt": ["a"] * 5}, None),
+                       ({"prompt": ["a", long_ids]}, "context_length_exceeded"),
+                       ({"prompt": PROMPTS[:2], "use_beam_search": True, "best_of": 2}, None),
+                       ({"prompt": ["a", []]}, None),
+                       ({"prompt": ["a", 5]}, None),
+                       ({"prompt": ["a", ["b"]]}, None),
+                       ({"prompt": []}, None)):
+        st, obj, _ = s.json("POST", "/v1/completions", dict(body, max_tokens=2))
+        check_error(st, obj, 400, param="prompt", code=code, what=str(body)[:60])
+    # still serving, every slot free
+    r = s.post("/v1/completions", {"prompt": PROMPTS + ["x"], "max_tokens": 2})
+    assert len(r["choices"]) == 4, r
+
+
 def main():
     runner = Runner("test_server_openai")
     run_with_server(runner, [
         test_completion_logprobs_end_at_stop, test_chat_logprobs_end_at_stop,
+        test_several_prompts, test_several_prompts_refused,
     ], "--parallel", "4", "--seed", "-1")
     runner.finish()
 

@@ -55,12 +55,16 @@ static void check_error(const api_error *e) {
 
 static void check_call(const api_ctx *ctx, const api_call *c) {
     const gen_request *r = &c->req;
-    FUZZ_CHECK(r->n_prompt >= 1 && r->n_prompt < ctx->ctx_size && r->prompt);
+    FUZZ_CHECK(r->n_prompt >= 1 && r->prompt);
     for (int i = 0; i < r->n_prompt; i++)
         FUZZ_CHECK(r->prompt[i] >= 0 && r->prompt[i] < ctx->m->cfg.vocab_size);
     FUZZ_CHECK(r->max_tokens >= 0 && r->max_tokens <= ctx->max_tokens_limit);
-    FUZZ_CHECK(r->n_prompt + r->max_tokens <= ctx->ctx_size);
-    FUZZ_CHECK(r->n >= 1 && r->n <= SCHED_MAX_N);
+    FUZZ_CHECK(r->n >= 1 && r->n <= ctx->parallel);
+    for (int c = 0; c < r->n; c++) { /* each choice's prompt fits with its completion */
+        int len;
+        gen_request_prompt(r, c, &len, NULL);
+        FUZZ_CHECK(len >= 1 && len + r->max_tokens <= ctx->ctx_size);
+    }
     FUZZ_CHECK(r->n_stop >= 0 && r->n_stop <= SCHED_MAX_STOP);
     for (int i = 0; i < r->n_stop; i++) {
         size_t n = strlen(r->stop[i]);
