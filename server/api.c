@@ -204,6 +204,52 @@ static uint64_t fresh_seed(void) {
     return x;
 }
 
+/* Sampling fields that beam search does not use (it ranks by the model's own log-probabilities):
+ * given with any other value than these, they would be ignored without a word. */
+static const struct {
+    const char *field;
+    double neutral, also;
+} beam_unused[] = {
+    {"temperature", 1, 0}, {"top_p", 1, 1}, {"top_k", 0, 0}, {"min_p", 0, 0},
+    {"presence_penalty", 0, 0}, {"frequency_penalty", 0, 0}, {"repeat_penalty", 1, 1},
+};
+
+/* Beam search (an extension llama.cpp and vLLM dropped): use_beam_search with best_of beams,
+ * the n best returned, ranked with length_penalty. Without it, best_of other than n and
+ * length_penalty other than 1 would be silently ignored: they are refused. The sampling
+ * fields' types and ranges are checked already. */
+static int parse_beam(const cJSON *o, api_call *c, long long n, api_error *e) {
+    bool beam = false;
+    long long best_of = n;
+    double length_penalty = 1.0;
+    if (get_bool(o, "use_beam_search", &beam, e) || get_int(o, "best_of", 1, 16, &best_of, e) ||
+        get_num(o, "length_penalty", -10, 10, &length_penalty, e))
+        return -1;
+    if (!beam) {
+        if (best_of != n)
+            return BAD("best_of", "'best_of' other than 'n' needs 'use_beam_search': true (this "
+                                  "server returns every sampled choice)");
+        if (length_penalty != 1.0)
+            return BAD("length_penalty", "'length_penalty' applies only with 'use_beam_search'");
+        return 0;
+    }
+    if (best_of < n)
+        return BAD("best_of", "'best_of' (%lld) must be at least 'n' (%lld)", best_of, n);
+    for (size_t i = 0; i < sizeof beam_unused / sizeof beam_unused[0]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, beam_unused[i].field);
+        if (cJSON_IsNumber(v) && v->valuedouble != beam_unused[i].neutral &&
+            v->valuedouble != beam_unused[i].also)
+            return BAD(beam_unused[i].field, "'%s' has no effect on beam search, which ranks by "
+                       "the model's log-probabilities; leave it out", beam_unused[i].field);
+    }
+    const cJSON *lb = cJSON_GetObjectItemCaseSensitive(o, "logit_bias");
+    if (cJSON_IsObject(lb) && lb->child)
+        return BAD("logit_bias", "'logit_bias' is not supported with beam search");
+    c->beam_width = (int)best_of;
+    c->length_penalty = (float)length_penalty;
+    return 0;
+}
+
 /* The fields completions and chat share: sampling, stop, n, stream, max_tokens. */
 static int parse_common(const api_ctx *ctx, const cJSON *o, api_call *c, int default_max,
                         api_error *e) {
@@ -296,19 +342,8 @@ static int parse_common(const api_ctx *ctx, const cJSON *o, api_call *c, int def
             r->n_bias++;
         }
     }
-    /* beam search (an extension llama.cpp and vLLM dropped): best_of beams, the n best returned */
-    bool beam = false;
-    long long best_of = n;
-    double length_penalty = 1.0;
-    if (get_bool(o, "use_beam_search", &beam, e) || get_int(o, "best_of", 1, 16, &best_of, e) ||
-        get_num(o, "length_penalty", -10, 10, &length_penalty, e))
-        return -1;
-    if (beam) {
-        if (best_of < n) return BAD("best_of", "'best_of' (%lld) must be at least 'n' (%lld)",
-                                    best_of, n);
-        c->beam_width = (int)best_of;
-        c->length_penalty = (float)length_penalty;
-    }
+    if (parse_beam(o, c, n, e)) return -1;
+    bool beam = c->beam_width > 0;
     /* constrained output: grammar, json_schema, response_format (json_schema.c) */
     char gparam[64], gmsg[512];
     int grc = json_request_grammar(o, &r->grammar, gparam, sizeof gparam, gmsg, sizeof gmsg);
@@ -465,12 +500,44 @@ int api_parse_completion(const api_ctx *ctx, const char *body, size_t len, api_c
     if (get_int(o, "logprobs", 0, 5, &logprobs, e) || get_bool(o, "echo", &c->echo, e)) goto done;
     c->logprobs = (int)logprobs;
     c->req.n_top_logprobs = (int)logprobs;
+    const char *suffix = NULL;
+    if (get_str(o, "suffix", &suffix, e)) goto done;
+    if (suffix && suffix[0]) { /* "" is what some clients send for none */
+        BAD("suffix", "'suffix' (text after the insertion) is not supported: this server "
+                      "continues the prompt only");
+        goto done;
+    }
+    if (c->beam_width > 0 && c->logprobs >= 0) {
+        BAD("logprobs", "'logprobs' is not supported with beam search");
+        goto done;
+    }
     if (parse_prompts(ctx, o, c, e)) goto done;
     rc = 0;
 done:
     cJSON_Delete(o);
     if (rc) api_call_free(c);
     return rc;
+}
+
+/* Chat fields for what this server cannot do (legacy function calling, audio output): a 400
+ * naming them, unless they ask for nothing. */
+static int refuse_chat_extras(const cJSON *o, api_error *e) {
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, "functions"),
+                *fc = cJSON_GetObjectItemCaseSensitive(o, "function_call"),
+                *mod = cJSON_GetObjectItemCaseSensitive(o, "modalities"),
+                *audio = cJSON_GetObjectItemCaseSensitive(o, "audio");
+    if (!is_null(f)) return BAD("functions", "'functions' (function calling) is not supported");
+    if (!is_null(fc) && !(cJSON_IsString(fc) && strcmp(fc->valuestring, "none") == 0))
+        return BAD("function_call", "'function_call' other than \"none\" is not supported");
+    if (!is_null(audio)) return BAD("audio", "audio output is not supported");
+    if (is_null(mod)) return 0;
+    const cJSON *it;
+    if (!cJSON_IsArray(mod)) return BAD("modalities", "'modalities' must be an array");
+    cJSON_ArrayForEach(it, mod) {
+        if (!cJSON_IsString(it) || strcmp(it->valuestring, "text") != 0)
+            return BAD("modalities", "the only output modality supported is \"text\"");
+    }
+    return 0;
 }
 
 int api_parse_chat(const api_ctx *ctx, const char *body, size_t len, api_call *c, api_error *e) {
@@ -491,6 +558,11 @@ int api_parse_chat(const api_ctx *ctx, const char *body, size_t len, api_call *c
     }
     c->logprobs = logprobs ? (int)top : -1;
     c->req.n_top_logprobs = c->logprobs;
+    if (c->beam_width > 0 && c->logprobs >= 0) {
+        BAD("logprobs", "'logprobs' is not supported with beam search");
+        goto done;
+    }
+    if (refuse_chat_extras(o, e)) goto done;
     /* the template and the message shapes are chat_template.c's (shared with /apply-template) */
     chat_error ce;
     int nt;

@@ -797,9 +797,12 @@ int json_request_grammar(const cJSON *body, gram_rules **out, char *param, size_
     bool strict = false;
     if (rf) {
         const cJSON *t = get(rf, "type");
-        if (!cJSON_IsObject(rf) || !cJSON_IsString(t))
+        if (!cJSON_IsObject(rf))
             return req_fail(param, paramlen, "response_format", msg, msglen,
                             "'response_format' must be an object with a string 'type'");
+        if (!cJSON_IsString(t))
+            return req_fail(param, paramlen, "response_format.type", msg, msglen,
+                            "'response_format.type' must be a string");
         if (strcmp(t->valuestring, "json_object") == 0) {
             field = "response_format";
             gtext = json_object_gbnf();
@@ -808,15 +811,15 @@ int json_request_grammar(const cJSON *body, gram_rules **out, char *param, size_
             const cJSON *st = cJSON_IsObject(j) ? get(j, "strict") : NULL;
             schema = cJSON_IsObject(j) ? get(j, "schema") : NULL;
             if (!schema)
-                return req_fail(param, paramlen, "response_format", msg, msglen,
+                return req_fail(param, paramlen, "response_format.json_schema", msg, msglen,
                                 "'response_format.json_schema.schema' is required");
             if (st && !cJSON_IsNull(st) && !cJSON_IsBool(st))
-                return req_fail(param, paramlen, "response_format", msg, msglen,
-                                "'response_format.json_schema.strict' must be a boolean");
+                return req_fail(param, paramlen, "response_format.json_schema.strict", msg,
+                                msglen, "'response_format.json_schema.strict' must be a boolean");
             strict = cJSON_IsTrue(st);
             field = "response_format";
         } else if (strcmp(t->valuestring, "text") != 0) {
-            return req_fail(param, paramlen, "response_format", msg, msglen,
+            return req_fail(param, paramlen, "response_format.type", msg, msglen,
                             "'response_format.type' must be 'text', 'json_object' or "
                             "'json_schema', got '%s'", t->valuestring);
         }

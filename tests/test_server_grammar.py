@@ -173,8 +173,9 @@ def test_errors(srv):
         "name": "x", "schema": {"type": "object", "properties": {
             "a": {"type": "array", "items": {"not": {}}}}}}}), "response_format",
         "#/properties/a/items/not")
-    bad(dict(p, response_format={"type": "xml"}), "response_format", "'xml'")
-    bad(dict(p, response_format={"type": "json_schema"}), "response_format", "schema")
+    bad(dict(p, response_format={"type": "xml"}), "response_format.type", "'xml'")
+    bad(dict(p, response_format={"type": "json_schema"}), "response_format.json_schema",
+        "schema")
     bad(dict(p, grammar='root ::= "a"', json_schema={}), "grammar", "at most one")
     bad(dict(p, grammar='root ::= "a"', use_beam_search=True, best_of=2), "use_beam_search",
         "beam")

@@ -3,6 +3,7 @@
 several prompts in one request, unsupported values refused with a 400 naming the field, and
 system_fingerprint. Exits non-zero and names what failed.
 """
+import json
 import sys
 
 from server_harness import Runner, check_error, run_with_server
@@ -163,11 +164,117 @@ def test_several_prompts_refused(s):
     assert len(r["choices"]) == 4, r
 
 
+# --- unsupported values ---
+
+C, CH = "/v1/completions", "/v1/chat/completions"
+BOTH = (C, CH)
+BEAM = {"use_beam_search": True, "best_of": 2}
+FUNC = [{"name": "f", "parameters": {"type": "object"}}]
+# (extra fields, the param the 400 names, routes)
+BAD_VALUES = [
+    ({"response_format": {"type": "sound"}}, "response_format.type", BOTH),
+    ({"response_format": {"type": 5}}, "response_format.type", BOTH),
+    ({"response_format": "json"}, "response_format", BOTH),
+    ({"response_format": {"type": "json_schema"}}, "response_format.json_schema", BOTH),
+    ({"response_format": {"type": "json_schema", "json_schema": {
+        "schema": {"type": "object"}, "strict": "yes"}}}, "response_format.json_schema.strict",
+     BOTH),
+    ({"best_of": 3}, "best_of", BOTH),
+    ({"length_penalty": 0.5}, "length_penalty", BOTH),
+    (dict(BEAM, temperature=0.7), "temperature", BOTH),
+    (dict(BEAM, top_p=0.5), "top_p", BOTH),
+    (dict(BEAM, top_k=5), "top_k", BOTH),
+    (dict(BEAM, min_p=0.1), "min_p", BOTH),
+    (dict(BEAM, presence_penalty=1), "presence_penalty", BOTH),
+    (dict(BEAM, frequency_penalty=1), "frequency_penalty", BOTH),
+    (dict(BEAM, repeat_penalty=1.3), "repeat_penalty", BOTH),
+    (dict(BEAM, logit_bias={"5": 3}), "logit_bias", BOTH),
+    (dict(BEAM, logprobs=1), "logprobs", (C,)),
+    (dict(BEAM, logprobs=True), "logprobs", (CH,)),
+    (dict(BEAM, best_of=1, n=2), "best_of", BOTH),
+    ({"suffix": "Amen."}, "suffix", (C,)),
+    ({"functions": FUNC}, "functions", (CH,)),
+    ({"function_call": "auto"}, "function_call", (CH,)),
+    ({"modalities": ["text", "audio"]}, "modalities", (CH,)),
+    ({"audio": {"voice": "alloy", "format": "wav"}}, "audio", (CH,)),
+    ({"tools": [{"type": "function", "function": FUNC[0]}]}, "tools", (CH,)),
+    ({"tool_choice": "required"}, "tool_choice", (CH,)),
+    ({"temperature": 3}, "temperature", BOTH),
+    ({"top_p": "x"}, "top_p", BOTH),
+    ({"top_k": -1}, "top_k", BOTH),
+    ({"min_p": 2}, "min_p", BOTH),
+    ({"presence_penalty": 3}, "presence_penalty", BOTH),
+    ({"frequency_penalty": -3}, "frequency_penalty", BOTH),
+    ({"repeat_penalty": 0}, "repeat_penalty", BOTH),
+    ({"n": 0}, "n", BOTH),
+    ({"n": 5}, "n", BOTH),
+    ({"max_tokens": -1}, "max_tokens", BOTH),
+    ({"stop": 5}, "stop", BOTH),
+    ({"stop": ["a", "b", "c", "d", "e"]}, "stop", BOTH),
+    ({"stop": [""]}, "stop", BOTH),
+    ({"logit_bias": {"x": 1}}, "logit_bias", BOTH),
+    ({"logit_bias": {"5": 101}}, "logit_bias", BOTH),
+    ({"seed": 1.5}, "seed", BOTH),
+    ({"stream": "yes"}, "stream", BOTH),
+    ({"stream_options": 1}, "stream_options", BOTH),
+    ({"stream_options": {"include_usage": 1}}, "include_usage", BOTH),
+    ({"ignore_eos": 1}, "ignore_eos", BOTH),
+    ({"cache_prompt": "no"}, "cache_prompt", BOTH),
+    ({"model": 5}, "model", BOTH),
+    ({"user": 5}, "user", BOTH),
+    ({"grammar": 5}, "grammar", BOTH),
+    ({"json_schema": {"type": "string", "format": "email"}}, "json_schema", BOTH),
+    ({"logprobs": 6}, "logprobs", (C,)),
+    ({"echo": "yes"}, "echo", (C,)),
+    ({"suffix": 5}, "suffix", (C,)),
+    ({"prompt": 5}, "prompt", (C,)),
+    ({"logprobs": 1}, "logprobs", (CH,)),
+    ({"logprobs": True, "top_logprobs": 21}, "top_logprobs", (CH,)),
+    ({"top_logprobs": 2}, "top_logprobs", (CH,)),
+    ({"max_completion_tokens": -1}, "max_completion_tokens", (CH,)),
+    ({"messages": "hi"}, "messages", (CH,)),
+]
+# values that ask for nothing we lack: accepted
+GOOD_VALUES = [
+    ({"response_format": {"type": "text"}}, BOTH),
+    ({"response_format": {"type": "json_object"}}, BOTH),
+    ({"response_format": {"type": "json_schema", "json_schema": {
+        "name": "n", "strict": True, "schema": {"type": "object", "properties": {
+            "a": {"type": "integer"}}, "required": ["a"]}}}}, BOTH),
+    ({"best_of": 1}, BOTH),
+    ({"length_penalty": 1}, BOTH),
+    (dict(BEAM, temperature=0, seed=3, length_penalty=0.5), BOTH),
+    ({"suffix": ""}, (C,)),
+    ({"function_call": "none", "modalities": ["text"]}, (CH,)),
+]
+
+
+def test_unsupported_values_refused(s):
+    base = {C: {"prompt": "a", "max_tokens": 4}, CH: {
+        "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}}
+    for extra, param, routes in BAD_VALUES:
+        for route in routes:
+            st, obj, _ = s.json("POST", route, dict(base[route], **extra))
+            check_error(st, obj, 400, param=param, what="%s %s" % (route, extra))
+    for extra, routes in GOOD_VALUES:
+        for route in routes:
+            r = s.post(route, dict(base[route], **extra))
+            assert r["choices"][0]["finish_reason"] in ("stop", "length"), (route, extra, r)
+    # json_object still constrains: the text is a JSON object
+    r = s.post(CH, dict(base[CH], max_tokens=60, seed=2, temperature=1,
+                        response_format={"type": "json_object"}))
+    c = r["choices"][0]
+    if c["finish_reason"] == "stop":
+        assert isinstance(json.loads(c["message"]["content"]), dict), c
+    else:
+        assert c["message"]["content"].lstrip().startswith("{"), c
+
+
 def main():
     runner = Runner("test_server_openai")
     run_with_server(runner, [
         test_completion_logprobs_end_at_stop, test_chat_logprobs_end_at_stop,
-        test_several_prompts, test_several_prompts_refused,
+        test_several_prompts, test_several_prompts_refused, test_unsupported_values_refused,
     ], "--parallel", "4", "--seed", "-1")
     runner.finish()
 
