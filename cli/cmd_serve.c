@@ -10,6 +10,7 @@
 #include "chat.h"
 #include "common.h"
 #include "config.h"
+#include "fingerprint.h"
 #include "gguf.h"
 #include "http.h"
 #include "kv_cache.h"
@@ -217,6 +218,8 @@ int cmd_serve(int argc, char **argv) {
     if (check_kv_memory(m, &sp)) goto done; /* logged with its numbers */
     if (!(s = sched_create(m, &sp, err, sizeof err))) goto fail;
     if (!(ct = load_chat_template(&cfg, m, err, sizeof err))) goto fail;
+    char fingerprint[FP_LEN];
+    if (fp_model_fingerprint(cfg.model, fingerprint, err, sizeof err)) goto fail;
     api_ctx ctx = {
         .m = m,
         .model_id = cfg.alias,
@@ -226,6 +229,7 @@ int cmd_serve(int argc, char **argv) {
         .default_seed = (long long)cfg.seed,
         .chat_fmt = chat_template_family(ct),
         .chat = ct,
+        .fingerprint = fingerprint,
     };
     http_set_ready(h, s, &ctx);
     summary_log_ready(&(summary_in){&cfg, m, &sp, http_port(h), chat_template_name(ct),

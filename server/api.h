@@ -29,6 +29,7 @@ typedef struct {
     long long default_seed; /* -1: a fresh seed per request */
     chat_format chat_fmt;   /* the prompt format's family (stop tokens); the format itself */
     const chat_template *chat; /* when chat is NULL (tests) */
+    const char *fingerprint;   /* system_fingerprint (fingerprint.h); NULL: none sent */
 } api_ctx;
 
 typedef struct {

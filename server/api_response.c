@@ -161,6 +161,7 @@ static cJSON *envelope(const api_ctx *ctx, const api_call *c, const char *id, lo
                                                  : "text_completion");
     cJSON_AddNumberToObject(r, "created", (double)created);
     cJSON_AddStringToObject(r, "model", ctx->model_id);
+    if (ctx->fingerprint) cJSON_AddStringToObject(r, "system_fingerprint", ctx->fingerprint);
     return r;
 }
 

@@ -4,9 +4,11 @@ several prompts in one request, unsupported values refused with a 400 naming the
 system_fingerprint. Exits non-zero and names what failed.
 """
 import json
+import os
+import re
 import sys
 
-from server_harness import Runner, check_error, run_with_server
+from server_harness import MODELS, Runner, Server, check_error, run_with_server
 
 PROMPT = "In the beginning God"
 
@@ -270,11 +272,40 @@ def test_unsupported_values_refused(s):
         assert c["message"]["content"].lstrip().startswith("{"), c
 
 
+# --- system_fingerprint ---
+
+FP = re.compile(r"^fp_[0-9a-f]{16}$")
+
+
+def fingerprints(s):
+    """The system_fingerprint of every response and stream chunk of both routes: one value."""
+    seen = set()
+    for route, body in ((C, greedy(max_tokens=3)), (CH, chat_body(max_tokens=3))):
+        seen.add(s.post(route, body)["system_fingerprint"])
+        st = s.stream(route, dict(body, stream=True, stream_options={"include_usage": True}))
+        evs = st.json_events()
+        assert evs and all("system_fingerprint" in e for e in evs), evs
+        seen |= {e["system_fingerprint"] for e in evs}
+    assert len(seen) == 1 and FP.match(next(iter(seen))), seen
+    return seen.pop()
+
+
+def test_system_fingerprint(s):
+    """On every response and chunk; the same after a restart with the same file; another for
+    another model file."""
+    fp = fingerprints(s)
+    with Server("--parallel", "1") as again:
+        assert fingerprints(again) == fp, "a restart changed the fingerprint"
+    with Server("--parallel", "1", model=os.path.join(MODELS, "kjv-demo-f16.gguf")) as other:
+        assert fingerprints(other) != fp, "another model file, the same fingerprint"
+
+
 def main():
     runner = Runner("test_server_openai")
     run_with_server(runner, [
         test_completion_logprobs_end_at_stop, test_chat_logprobs_end_at_stop,
         test_several_prompts, test_several_prompts_refused, test_unsupported_values_refused,
+        test_system_fingerprint,
     ], "--parallel", "4", "--seed", "-1")
     runner.finish()
 
