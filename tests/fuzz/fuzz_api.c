@@ -60,6 +60,9 @@ static void check_call(const api_ctx *ctx, const api_call *c) {
         FUZZ_CHECK(r->prompt[i] >= 0 && r->prompt[i] < ctx->m->cfg.vocab_size);
     FUZZ_CHECK(r->max_tokens >= 0 && r->max_tokens <= ctx->max_tokens_limit);
     FUZZ_CHECK(r->n >= 1 && r->n <= ctx->parallel);
+    int np = r->n_prompts > 1 ? r->n_prompts : 1;
+    FUZZ_CHECK(r->n % np == 0 && (np == 1 || r->prompt_end[np - 1] == r->n_prompt));
+    FUZZ_CHECK(!c->echo || c->chat || c->n_echo == np);
     for (int c = 0; c < r->n; c++) { /* each choice's prompt fits with its completion */
         int len;
         gen_request_prompt(r, c, &len, NULL);
