@@ -402,6 +402,8 @@ static int check_context(const api_ctx *ctx, api_call *c, int n_prompt, bool max
 static int parse_prompt(const api_ctx *ctx, const cJSON *p, int32_t **ids, int *n, char **echo,
                         api_error *e) {
     if (cJSON_IsString(p)) {
+        if (!ls_utf8_valid(p->valuestring, strlen(p->valuestring)))
+            return BAD("prompt", "'prompt' is not valid UTF-8");
         /* A prompt longer than the context is refused anyway (check_context), so one pass into
          * a buffer of ctx_size + 1 ids suffices: a larger count means "too long". */
         int cap = ctx->ctx_size + 1;
