@@ -161,10 +161,10 @@ static int add_item(const cJSON *it, int i, cJSON *msgs, api_error *e) {
 /* The chat request q for the Responses request o: the messages (instructions first as the
  * system message), max_output_tokens as max_tokens, and the sampling fields both share. */
 static int to_chat(const api_ctx *ctx, const cJSON *o, cJSON *q, api_error *e) {
-    /* the same name and meaning in both: validated by the chat parser (llama.cpp's sampling
-     * extensions too, which the chat route accepts) */
+    /* the same name and meaning in both: validated by the chat parser (and the extensions
+     * the chat route takes from llama.cpp: seed, top_k, min_p, stop) */
     static const char *const same[] = {"model", "temperature", "top_p", "stream",
-                                       "seed",  "top_k",       "min_p"};
+                                       "seed",  "top_k",       "min_p", "stop"};
     for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, same[i]);
         if (given(v) && !put(q, same[i], cJSON_Duplicate(v, true))) return oom(e);
