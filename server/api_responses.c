@@ -2,7 +2,8 @@
  * translated into a chat request and parsed by api.c's chat parser, so it runs as any chat job;
  * the job's results come back as a response object or as the stream's semantic events.
  * Owns only a call's resp_echo. Stores nothing: `store` is accepted only as false (or absent),
- * and every field that needs a stored response, a tool or non-text input is a 400 naming it. */
+ * and every field that needs a stored response, a tool, reasoning or non-text input is a 400
+ * naming it; text.format's JSON outputs become chat's response_format. */
 #include "api_internal.h"
 
 #include "common.h"
@@ -41,7 +42,7 @@ static bool append(cJSON *arr, cJSON *v) {
 /* --- the request --- */
 
 /* The Responses API's fields that need what this server does not have (stored responses,
- * tools, structured or reasoning output): each accepted only at its "off" value. */
+ * tools, reasoning): each accepted only at its "off" value. */
 static int refuse_unsupported(const cJSON *o, api_error *e) {
     const cJSON *v;
     if (cJSON_IsTrue(v = cJSON_GetObjectItemCaseSensitive(o, "store")))
@@ -83,15 +84,8 @@ static int refuse_unsupported(const cJSON *o, api_error *e) {
     if (given(v)) {
         const cJSON *it;
         if (!cJSON_IsObject(v)) return BAD("text", "'text' must be an object");
-        cJSON_ArrayForEach(it, v) {
-            if (!given(it)) continue;
-            const cJSON *type = cJSON_GetObjectItemCaseSensitive(it, "type");
-            if (strcmp(it->string, "format") != 0)
-                return BAD("text", "'text.%.40s' is not supported by this server", it->string);
-            if (!cJSON_IsString(type) || strcmp(type->valuestring, "text") != 0)
-                return BAD("text.format", "'text.format' may only be {\"type\": \"text\"} "
-                                          "(structured output is not supported here)");
-        }
+        cJSON_ArrayForEach(it, v) if (given(it) && strcmp(it->string, "format") != 0)
+            return BAD("text", "'text.%.40s' is not supported by this server", it->string);
     }
     v = cJSON_GetObjectItemCaseSensitive(o, "metadata");
     if (given(v) && !cJSON_IsObject(v)) return BAD("metadata", "'metadata' must be an object");
@@ -158,6 +152,33 @@ static int add_item(const cJSON *it, int i, cJSON *msgs, api_error *e) {
     return 0;
 }
 
+/* text.format as chat's response_format: text (nothing to add), json_object, or json_schema
+ * with its name, schema and strict one level up; the chat parser validates the schema. */
+static int add_format(const cJSON *o, cJSON *q, api_error *e) {
+    const cJSON *text = cJSON_GetObjectItemCaseSensitive(o, "text");
+    const cJSON *f = cJSON_IsObject(text) ? cJSON_GetObjectItemCaseSensitive(text, "format") : NULL;
+    if (!given(f)) return 0;
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(f, "type");
+    if (!cJSON_IsObject(f) || !cJSON_IsString(type) ||
+        (strcmp(type->valuestring, "text") != 0 && strcmp(type->valuestring, "json_object") != 0 &&
+         strcmp(type->valuestring, "json_schema") != 0))
+        return BAD("text.format", "'text.format' must be an object with 'type' text, "
+                                  "json_object or json_schema");
+    if (!strcmp(type->valuestring, "text")) return 0;
+    cJSON *rf = cJSON_CreateObject();
+    if (!put(q, "response_format", rf) || !put(rf, "type", cJSON_CreateString(type->valuestring)))
+        return oom(e);
+    if (!strcmp(type->valuestring, "json_object")) return 0;
+    cJSON *js = cJSON_CreateObject();
+    if (!put(rf, "json_schema", js)) return oom(e);
+    static const char *const keys[] = {"name", "schema", "strict"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(f, keys[i]);
+        if (given(v) && !put(js, keys[i], cJSON_Duplicate(v, true))) return oom(e);
+    }
+    return 0;
+}
+
 /* The chat request q for the Responses request o: the messages (instructions first as the
  * system message), max_output_tokens as max_tokens, and the sampling fields both share. */
 static int to_chat(const api_ctx *ctx, const cJSON *o, cJSON *q, api_error *e) {
@@ -179,6 +200,7 @@ static int to_chat(const api_ctx *ctx, const cJSON *o, cJSON *q, api_error *e) {
                        v->valuedouble, ctx->max_tokens_limit);
         if (!put(q, "max_tokens", cJSON_CreateNumber(v->valuedouble))) return oom(e);
     }
+    if (add_format(o, q, e)) return -1;
     cJSON *msgs = cJSON_CreateArray();
     if (!put(q, "messages", msgs)) return oom(e);
     v = cJSON_GetObjectItemCaseSensitive(o, "instructions");
@@ -222,15 +244,21 @@ static cJSON *echo_fields(const cJSON *o) {
     ok = ok && ECHO("metadata", cJSON_CreateObject());
     ok = ok && ECHO("parallel_tool_calls", cJSON_CreateTrue());
     ok = ok && put(r, "previous_response_id", cJSON_CreateNull());
-    cJSON *reasoning = cJSON_CreateObject();
-    ok = ok && put(r, "reasoning", reasoning) && put(reasoning, "effort", cJSON_CreateNull()) &&
+    cJSON *reasoning = ok ? cJSON_AddObjectToObject(r, "reasoning") : NULL;
+    ok = reasoning && put(reasoning, "effort", cJSON_CreateNull()) &&
          put(reasoning, "summary", cJSON_CreateNull());
     ok = ok && put(r, "service_tier", cJSON_CreateString("default"));
     ok = ok && put(r, "store", cJSON_CreateFalse());
     ok = ok && ECHO("temperature", cJSON_CreateNumber(1));
-    cJSON *text = cJSON_CreateObject(), *format = cJSON_CreateObject();
-    ok = ok && put(r, "text", text) && put(text, "format", format) &&
-         put(format, "type", cJSON_CreateString("text"));
+    v = cJSON_GetObjectItemCaseSensitive(o, "text");
+    v = cJSON_IsObject(v) ? cJSON_GetObjectItemCaseSensitive(v, "format") : NULL;
+    cJSON *text = ok ? cJSON_AddObjectToObject(r, "text") : NULL;
+    if (given(v)) {
+        ok = text && put(text, "format", cJSON_Duplicate(v, true));
+    } else {
+        cJSON *format = text ? cJSON_AddObjectToObject(text, "format") : NULL;
+        ok = format && put(format, "type", cJSON_CreateString("text"));
+    }
     ok = ok && ECHO("tool_choice", cJSON_CreateString("auto"));
     ok = ok && put(r, "tools", cJSON_CreateArray());
     ok = ok && put(r, "top_logprobs", cJSON_CreateNumber(0));
@@ -248,6 +276,8 @@ static void rename_param(api_error *e) {
     if (!strncmp(e->param, "messages", 8)) snprintf(e->param, sizeof e->param, "input");
     else if (!strcmp(e->param, "max_tokens"))
         snprintf(e->param, sizeof e->param, "max_output_tokens");
+    else if (!strcmp(e->param, "response_format"))
+        snprintf(e->param, sizeof e->param, "text.format");
 }
 
 int api_parse_responses(const api_ctx *ctx, const char *body, size_t len, api_call *c,

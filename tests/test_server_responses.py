@@ -4,7 +4,8 @@ The reference is the chat route (tested on its own in test_server_api.py): a Res
 runs the same prompt as the chat request it stands for, so its text and token counts must equal
 chat's, greedy. Checks the response object's shape, the semantic SSE events (names, order,
 sequence numbers, the deltas adding up to the whole text), completed and incomplete answers,
-and that every unsupported field or input type is a 400 naming it.
+structured output (text.format as chat's response_format), and that every unsupported field
+or input type is a 400 naming it.
 """
 import json
 import sys
@@ -28,8 +29,9 @@ def chat(srv, messages, max_tokens, **kw):
     return srv.post("/v1/chat/completions", body)
 
 
-def check_response(r, status, text=None):
+def check_response(r, status, text=None, fmt=None):
     """The response object of a finished request, and its one message."""
+    fmt = fmt or {"type": "text"}
     assert set(r) == RESPONSE_KEYS, sorted(set(r) ^ RESPONSE_KEYS)
     assert r["id"].startswith("resp_") and len(r["id"]) > 10, r["id"]
     assert r["object"] == "response" and r["model"] == ALIAS, r
@@ -39,7 +41,7 @@ def check_response(r, status, text=None):
         assert r["incomplete_details"] == {"reason": "max_output_tokens"}, r
     else:
         assert r["incomplete_details"] is None, r
-    assert r["store"] is False and r["tools"] == [] and r["text"] == {"format": {"type": "text"}}
+    assert r["store"] is False and r["tools"] == [] and r["text"] == {"format": fmt}, r
     assert len(r["output"]) == 1, r["output"]
     m = r["output"][0]
     assert set(m) == {"type", "id", "status", "role", "content"}, m
@@ -66,7 +68,8 @@ def same_as_chat(srv, body, messages, max_tokens, **chat_kw):
     r = srv.post("/v1/responses", body)
     c = chat(srv, messages, max_tokens, **chat_kw)
     want = "completed" if c["choices"][0]["finish_reason"] == "stop" else "incomplete"
-    check_response(r, want, c["choices"][0]["message"]["content"])
+    check_response(r, want, c["choices"][0]["message"]["content"],
+                   body.get("text", {}).get("format"))
     assert r["usage"]["input_tokens"] == c["usage"]["prompt_tokens"], (r["usage"], c["usage"])
     assert r["usage"]["output_tokens"] == c["usage"]["completion_tokens"], (r["usage"], c["usage"])
     return r
@@ -224,11 +227,13 @@ BAD = [
     ({"input": QUESTION, "truncation": "auto"}, "truncation", "truncation auto"),
     ({"input": QUESTION, "top_logprobs": 3}, "top_logprobs", "top_logprobs"),
     ({"input": QUESTION, "reasoning": {"effort": "high"}}, "reasoning", "reasoning effort"),
-    ({"input": QUESTION, "text": {"format": {"type": "json_object"}}}, "text.format",
-     "json_object"),
+    ({"input": QUESTION, "text": {"format": {"type": "xml"}}}, "text.format", "format xml"),
+    ({"input": QUESTION, "text": {"format": "json"}}, "text.format", "format a string"),
+    ({"input": QUESTION, "text": {"format": {"type": "json_schema", "name": "x"}}},
+     "text.format", "json_schema without a schema"),
     ({"input": QUESTION, "text": {"format": {"type": "json_schema", "name": "x",
-                                             "schema": {"type": "object"}}}},
-     "text.format", "json_schema"),
+                                             "schema": {"type": "frobnicate"}}}},
+     "text.format", "json_schema with a bad schema"),
     ({"input": QUESTION, "text": {"verbosity": "low"}}, "text", "verbosity"),
     ({"input": QUESTION, "metadata": "x"}, "metadata", "metadata not an object"),
 ]
@@ -258,6 +263,26 @@ def test_accepted_at_their_off_values(srv):
         {"k": "v"}, "u1", 0.5, False), r
 
 
+def test_structured_output(srv):
+    """text.format json_schema and json_object: chat's response_format, the same output."""
+    schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 12},
+                                               "age": {"type": "integer"}},
+              "required": ["name", "age"], "additionalProperties": False}
+    fmt = {"type": "json_schema", "name": "person", "schema": schema, "strict": True}
+    messages = [{"role": "user", "content": "Describe a person of the Bible."}]
+    r = same_as_chat(srv, {"input": messages, "max_output_tokens": 120, "temperature": 0,
+                           "text": {"format": fmt}},
+                     messages, 120, response_format={"type": "json_schema", "json_schema": {
+                         "name": "person", "schema": schema, "strict": True}})
+    assert r["status"] == "completed", r
+    o = json.loads(r["output"][0]["content"][0]["text"])
+    assert sorted(o) == ["age", "name"] and isinstance(o["age"], int), o
+    r = same_as_chat(srv, {"input": messages, "max_output_tokens": 120, "temperature": 0,
+                           "text": {"format": {"type": "json_object"}}},
+                     messages, 120, response_format={"type": "json_object"})
+    assert isinstance(json.loads(r["output"][0]["content"][0]["text"]), dict), r
+
+
 def test_metrics_label(srv):
     srv.post("/v1/responses", {"input": QUESTION, "max_output_tokens": 1})
     m = srv.metrics()
@@ -270,7 +295,7 @@ def main():
     run_with_server(runner, [
         test_string_input_and_instructions, test_message_list_input, test_completed_and_incomplete,
         test_stream, test_stream_completed, test_errors, test_accepted_at_their_off_values,
-        test_metrics_label,
+        test_structured_output, test_metrics_label,
     ], "--alias", ALIAS, "--parallel", "2")
     runner.finish()
 
