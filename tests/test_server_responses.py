@@ -247,6 +247,11 @@ def test_errors(srv):
     check_error(st, obj, 400, what="not JSON")
     st, obj, _ = srv.json("POST", "/v1/responses", {"input": "And God said " * 400})
     check_error(st, obj, 400, param="input", code="context_length_exceeded", what="too long")
+    st, models, _ = srv.json("GET", "/v1/models")
+    n_ctx = models["data"][0]["meta"]["n_ctx_slot"]
+    st, obj, _ = srv.json("POST", "/v1/responses", {"input": QUESTION, "max_output_tokens": n_ctx})
+    check_error(st, obj, 400, param="max_output_tokens", code="context_length_exceeded",
+                what="prompt and max_output_tokens over the context")
     st, obj, _ = srv.json("GET", "/v1/responses")
     check_error(st, obj, 405, what="GET")
 
