@@ -14,14 +14,17 @@
 #include <string.h>
 
 /* A 400 naming the field; -1, so that `return BAD(...)` reads as one. */
-#define BAD(param, ...) (api_error_set(e, 400, "invalid_request_error", param, NULL, __VA_ARGS__), -1)
+#define BAD(param, ...)                                                                            \
+    (api_error_set(e, 400, "invalid_request_error", param, NULL, __VA_ARGS__), -1)
 
 static int oom(api_error *e) {
     api_error_set(e, 503, "server_error", NULL, NULL, "out of memory");
     return -1;
 }
 
-static bool given(const cJSON *v) { return v && !cJSON_IsNull(v); }
+static bool given(const cJSON *v) {
+    return v && !cJSON_IsNull(v);
+}
 
 /* obj[k] = v, taking v; false (v freed) when v is NULL or memory runs out. */
 static bool put(cJSON *obj, const char *k, cJSON *v) {
@@ -60,8 +63,8 @@ static int refuse_unsupported(const cJSON *o, api_error *e) {
     if (given(v) && (!cJSON_IsArray(v) || cJSON_GetArraySize(v) > 0))
         return BAD("tools", "'tools' is not supported by this server (text output only)");
     v = cJSON_GetObjectItemCaseSensitive(o, "tool_choice");
-    if (given(v) && !(cJSON_IsString(v) && (!strcmp(v->valuestring, "auto") ||
-                                             !strcmp(v->valuestring, "none"))))
+    if (given(v) && !(cJSON_IsString(v) &&
+                      (!strcmp(v->valuestring, "auto") || !strcmp(v->valuestring, "none"))))
         return BAD("tool_choice", "'tool_choice' may only be \"auto\" or \"none\" (no tools)");
     v = cJSON_GetObjectItemCaseSensitive(o, "include");
     if (given(v) && (!cJSON_IsArray(v) || cJSON_GetArraySize(v) > 0))
@@ -77,15 +80,19 @@ static int refuse_unsupported(const cJSON *o, api_error *e) {
     if (given(v)) {
         const cJSON *it;
         if (!cJSON_IsObject(v)) return BAD("reasoning", "'reasoning' must be an object");
-        cJSON_ArrayForEach(it, v) if (given(it))
-            return BAD("reasoning", "'reasoning' is not supported: this model does not reason");
+        cJSON_ArrayForEach(it, v) {
+            if (given(it))
+                return BAD("reasoning", "'reasoning' is not supported: this model does not reason");
+        }
     }
     v = cJSON_GetObjectItemCaseSensitive(o, "text");
     if (given(v)) {
         const cJSON *it;
         if (!cJSON_IsObject(v)) return BAD("text", "'text' must be an object");
-        cJSON_ArrayForEach(it, v) if (given(it) && strcmp(it->string, "format") != 0)
-            return BAD("text", "'text.%.40s' is not supported by this server", it->string);
+        cJSON_ArrayForEach(it, v) {
+            if (given(it) && strcmp(it->string, "format") != 0)
+                return BAD("text", "'text.%.40s' is not supported by this server", it->string);
+        }
     }
     v = cJSON_GetObjectItemCaseSensitive(o, "metadata");
     if (given(v) && !cJSON_IsObject(v)) return BAD("metadata", "'metadata' must be an object");
@@ -103,8 +110,10 @@ static int add_part(const cJSON *p, const char *param, cJSON *parts, api_error *
         strcmp(type->valuestring, "output_text") != 0) {
         char tp[80];
         snprintf(tp, sizeof tp, "%s.type", param);
-        return BAD(tp, "%s: content type '%.40s' is not supported (only input_text and "
-                       "output_text)", param, type->valuestring);
+        return BAD(tp,
+                   "%s: content type '%.40s' is not supported (only input_text and "
+                   "output_text)",
+                   param, type->valuestring);
     }
     if (!cJSON_IsString(text)) return BAD(param, "%s.text must be a string", param);
     cJSON *q = cJSON_CreateObject();
@@ -128,7 +137,8 @@ static int add_item(const cJSON *it, int i, cJSON *msgs, api_error *e) {
     static const char *const roles[] = {"user", "system", "developer", "assistant"};
     const cJSON *role = cJSON_GetObjectItemCaseSensitive(it, "role");
     size_t r = 0;
-    while (cJSON_IsString(role) && r < 4 && strcmp(role->valuestring, roles[r]) != 0) r++;
+    while (cJSON_IsString(role) && r < 4 && strcmp(role->valuestring, roles[r]) != 0)
+        r++;
     if (!cJSON_IsString(role) || r == 4) {
         snprintf(param, sizeof param, "input[%d].role", i);
         return BAD(param, "%s must be one of user, system, developer, assistant", param);
@@ -196,8 +206,8 @@ static int to_chat(const api_ctx *ctx, const cJSON *o, cJSON *q, api_error *e) {
             return BAD("max_output_tokens", "'max_output_tokens' must be a positive integer");
         if (v->valuedouble > ctx->max_tokens_limit)
             return BAD("max_output_tokens",
-                       "'max_output_tokens' is %.0f; this server allows at most %d",
-                       v->valuedouble, ctx->max_tokens_limit);
+                       "'max_output_tokens' is %.0f; this server allows at most %d", v->valuedouble,
+                       ctx->max_tokens_limit);
         if (!put(q, "max_tokens", cJSON_CreateNumber(v->valuedouble))) return oom(e);
     }
     if (add_format(o, q, e)) return -1;
@@ -224,7 +234,9 @@ static int to_chat(const api_ctx *ctx, const cJSON *o, cJSON *q, api_error *e) {
         return BAD("input", "'input' must be a string or a non-empty list of messages");
     int i = 0;
     const cJSON *it;
-    cJSON_ArrayForEach(it, in) if (add_item(it, i++, msgs, e)) return -1;
+    cJSON_ArrayForEach(it, in) {
+        if (add_item(it, i++, msgs, e)) return -1;
+    }
     return 0;
 }
 
@@ -234,8 +246,8 @@ static cJSON *echo_fields(const cJSON *o) {
     cJSON *r = cJSON_CreateObject();
     const cJSON *v;
     bool ok = r != NULL;
-#define ECHO(key, otherwise)                                                                   \
-    (v = cJSON_GetObjectItemCaseSensitive(o, key),                                            \
+#define ECHO(key, otherwise)                                                                       \
+    (v = cJSON_GetObjectItemCaseSensitive(o, key),                                                 \
      put(r, key, given(v) ? cJSON_Duplicate(v, true) : (otherwise)))
     ok = ok && put(r, "background", cJSON_CreateFalse());
     ok = ok && ECHO("instructions", cJSON_CreateNull());
@@ -273,7 +285,8 @@ static cJSON *echo_fields(const cJSON *o) {
 
 /* Chat's names for the fields the Responses API names otherwise. */
 static void rename_param(api_error *e) {
-    if (!strncmp(e->param, "messages", 8)) snprintf(e->param, sizeof e->param, "input");
+    if (!strncmp(e->param, "messages", 8))
+        snprintf(e->param, sizeof e->param, "input");
     else if (!strcmp(e->param, "max_tokens"))
         snprintf(e->param, sizeof e->param, "max_output_tokens");
     else if (!strcmp(e->param, "response_format"))
@@ -330,9 +343,10 @@ static cJSON *message_item(const choice_out *o, const char *mid, bool done) {
     cJSON *m = cJSON_CreateObject();
     cJSON_AddStringToObject(m, "type", "message");
     cJSON_AddStringToObject(m, "id", mid);
-    cJSON_AddStringToObject(m, "status", !done                       ? "in_progress"
-                                         : o->finish == FINISH_LENGTH ? "incomplete"
-                                                                      : "completed");
+    cJSON_AddStringToObject(m, "status",
+                            !done                        ? "in_progress"
+                            : o->finish == FINISH_LENGTH ? "incomplete"
+                                                         : "completed");
     cJSON_AddStringToObject(m, "role", "assistant");
     cJSON *content = cJSON_AddArrayToObject(m, "content");
     if (done) cJSON_AddItemToArray(content, text_part(o->text, o->len));
@@ -354,8 +368,8 @@ static cJSON *usage_object(const job *j) {
 
 /* The response object: in progress (no output yet), or the finished job's: "completed", or
  * "incomplete" when the output was cut at max_output_tokens (or at the context's end). */
-static cJSON *response_object(const api_ctx *ctx, const api_call *c, const job *j,
-                              const char *id, long created, bool done) {
+static cJSON *response_object(const api_ctx *ctx, const api_call *c, const job *j, const char *id,
+                              long created, bool done) {
     const choice_out *o = &j->choices[0];
     bool cut = done && o->finish == FINISH_LENGTH;
     char mid[64];
@@ -369,14 +383,17 @@ static cJSON *response_object(const api_ctx *ctx, const api_call *c, const job *
     if (cut)
         cJSON_AddStringToObject(cJSON_AddObjectToObject(r, "incomplete_details"), "reason",
                                 "max_output_tokens");
-    else cJSON_AddNullToObject(r, "incomplete_details");
+    else
+        cJSON_AddNullToObject(r, "incomplete_details");
     cJSON_AddStringToObject(r, "model", ctx->model_id);
     cJSON *output = cJSON_AddArrayToObject(r, "output");
     if (done) cJSON_AddItemToArray(output, message_item(o, mid, true));
     const cJSON *it;
     cJSON_ArrayForEach(it, c->resp_echo) put(r, it->string, cJSON_Duplicate(it, true));
-    if (done) cJSON_AddItemToObject(r, "usage", usage_object(j));
-    else cJSON_AddNullToObject(r, "usage");
+    if (done)
+        cJSON_AddItemToObject(r, "usage", usage_object(j));
+    else
+        cJSON_AddNullToObject(r, "usage");
     return r;
 }
 
@@ -420,8 +437,8 @@ static void stream_open(api_stream *st, const char *mid, char **buf, size_t *len
     static const char *const life[] = {"response.created", "response.in_progress"};
     for (int k = 0; k < 2; k++) {
         cJSON *ev = event(st, life[k]);
-        cJSON_AddItemToObject(ev, "response", response_object(st->ctx, st->call, st->j, st->id,
-                                                              st->created, false));
+        cJSON_AddItemToObject(
+            ev, "response", response_object(st->ctx, st->call, st->j, st->id, st->created, false));
         send_event(buf, len, cap, ev);
     }
     cJSON *ev = event(st, "response.output_item.added");
@@ -448,8 +465,8 @@ static void stream_close(api_stream *st, const char *mid, char **buf, size_t *le
     cJSON_AddItemToObject(ev, "item", message_item(o, mid, true));
     send_event(buf, len, cap, ev);
     ev = event(st, o->finish == FINISH_LENGTH ? "response.incomplete" : "response.completed");
-    cJSON_AddItemToObject(ev, "response", response_object(st->ctx, st->call, st->j, st->id,
-                                                          st->created, true));
+    cJSON_AddItemToObject(ev, "response",
+                          response_object(st->ctx, st->call, st->j, st->id, st->created, true));
     send_event(buf, len, cap, ev);
 }
 
@@ -467,10 +484,11 @@ bool api_responses_stream_events(api_stream *st, char **buf, size_t *len, size_t
         /* the error event ends the stream, as OpenAI's does */
         cJSON *ev = event(st, "error");
         cJSON_AddStringToObject(ev, "code", "server_error");
-        cJSON_AddStringToObject(ev, "message", o->finish == FINISH_CANCEL
-                                                   ? "the request was cancelled (server shutting "
-                                                     "down)"
-                                                   : st->j->error);
+        cJSON_AddStringToObject(ev, "message",
+                                o->finish == FINISH_CANCEL
+                                    ? "the request was cancelled (server shutting "
+                                      "down)"
+                                    : st->j->error);
         cJSON_AddNullToObject(ev, "param");
         send_event(buf, len, cap, ev);
         st->sent_done = true;
