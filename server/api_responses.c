@@ -131,6 +131,13 @@ static int add_item(const cJSON *it, int i, cJSON *msgs, api_error *e) {
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(it, "type");
     if (given(type) && !(cJSON_IsString(type) && !strcmp(type->valuestring, "message"))) {
         snprintf(param, sizeof param, "input[%d].type", i);
+        /* what the Vercel AI SDK sends for an earlier answer unless told store: false */
+        if (cJSON_IsString(type) && !strcmp(type->valuestring, "item_reference"))
+            return BAD(param,
+                       "%s: 'item_reference' needs a stored response and this server "
+                       "stores none: send the message itself (the Vercel AI SDK does "
+                       "with providerOptions.openai.store = false)",
+                       param);
         return BAD(param, "%s: input item type '%.40s' is not supported (only messages)", param,
                    cJSON_IsString(type) ? type->valuestring : "?");
     }

@@ -243,6 +243,11 @@ def test_errors(srv):
     for body, param, what in BAD:
         st, obj, _ = srv.json("POST", "/v1/responses", body)
         check_error(st, obj, 400, param=param, what=what)
+    # what the Vercel AI SDK sends for an earlier answer by default: the way out is named
+    st, obj, _ = srv.json("POST", "/v1/responses", {"input": [
+        {"role": "user", "content": "Hi"}, {"type": "item_reference", "id": "msg_1"}]})
+    check_error(st, obj, 400, param="input[1].type", what="item_reference")
+    assert "store = false" in obj["error"]["message"], obj
     st, obj, _ = srv.json("POST", "/v1/responses", "{not json")
     check_error(st, obj, 400, what="not JSON")
     st, obj, _ = srv.json("POST", "/v1/responses", {"input": "And God said " * 400})
