@@ -4,13 +4,14 @@ The reference is the chat route (tested on its own in test_server_api.py): a Res
 runs the same prompt as the chat request it stands for, so its text and token counts must equal
 chat's, greedy. Checks the response object's shape, the semantic SSE events (names, order,
 sequence numbers, the deltas adding up to the whole text), completed and incomplete answers,
-structured output (text.format as chat's response_format), and that every unsupported field
-or input type is a 400 naming it.
+structured output (text.format as chat's response_format), that every unsupported field or
+input type is a 400 naming it, and that a stream cut by shutdown ends with an error event.
 """
 import json
+import signal
 import sys
 
-from server_harness import Runner, check_error, run_with_server
+from server_harness import Runner, Server, check_error, run_with_server
 
 ALIAS = "kjv-resp"
 QUESTION = "Who made the heaven?"
@@ -121,18 +122,19 @@ def test_completed_and_incomplete(srv):
     assert word not in r["output"][0]["content"][0]["text"], r["output"]
 
 
-def read_sse(srv, body):
-    """(event name, data) for each event of a streamed response; every event has both."""
+def open_sse(srv, body):
+    """A streaming POST /v1/responses: (connection, response), its headers checked."""
     c = srv.conn()
-    try:
-        c.request("POST", "/v1/responses", body=json.dumps(body).encode(),
-                  headers={"Content-Type": "application/json"})
-        resp = c.getresponse()
-        assert resp.status == 200, (resp.status, resp.read())
-        assert resp.getheader("Content-Type") == "text/event-stream", resp.getheaders()
-        raw = resp.read().decode("utf-8")
-    finally:
-        c.close()
+    c.request("POST", "/v1/responses", body=json.dumps(body).encode(),
+              headers={"Content-Type": "application/json"})
+    resp = c.getresponse()
+    assert resp.status == 200, (resp.status, resp.read())
+    assert resp.getheader("Content-Type") == "text/event-stream", resp.getheaders()
+    return c, resp
+
+
+def parse_sse(raw):
+    """(event name, data) for each event of a stream's text; every event has both."""
     assert raw.endswith("\n\n"), raw[-80:]
     events = []
     for block in raw[:-2].split("\n\n"):
@@ -141,6 +143,14 @@ def read_sse(srv, body):
         assert lines[0].startswith("event: ") and lines[1].startswith("data: "), block
         events.append((lines[0][7:], json.loads(lines[1][6:])))
     return events
+
+
+def read_sse(srv, body):
+    c, resp = open_sse(srv, body)
+    try:
+        return parse_sse(resp.read().decode("utf-8"))
+    finally:
+        c.close()
 
 
 def test_stream(srv):
@@ -300,6 +310,36 @@ def test_metrics_label(srv):
     assert m.get(key, 0) >= 1, [k for k in m if "requests_total" in k]
 
 
+def test_shutdown_cuts_stream_with_error_event(runner):
+    """SIGTERM with --shutdown-timeout 0 mid-stream: an error event ends a properly terminated
+    body, numbered after the rest; no response.completed; the server exits 0."""
+    # 4000 tokens (--ctx-size 4096): far from done when the signal comes
+    s = Server("--shutdown-timeout", "0", "--ctx-size", "4096", "--alias", ALIAS)
+    try:
+        c, resp = open_sse(s, {"input": QUESTION, "max_output_tokens": 4000, "stream": True})
+        head = b""
+        while b"response.output_text.delta" not in head:
+            line = resp.readline()
+            assert line, head
+            head += line
+        s.signal(signal.SIGTERM)
+        raw = (head + resp.read()).decode("utf-8")  # a cut chunked body raises here
+        c.close()
+        events = parse_sse(raw)
+        names = [n for n, _ in events]
+        assert names[-1] == "error" and names.count("error") == 1, names[-3:]
+        assert not any(n in names for n in ("response.completed", "response.incomplete")), names
+        err = events[-1][1]
+        assert set(err) == {"type", "sequence_number", "code", "message", "param"}, err
+        assert err["code"] == "server_error" and err["message"], err
+        assert [d["sequence_number"] for _, d in events] == list(range(len(events)))
+        rc = s.wait_exit()
+        assert rc == 0, "exit %d\n%s" % (rc, s.tail())
+        assert not s.sanitizer_report(), s.tail()
+    finally:
+        s.kill()
+
+
 def main():
     runner = Runner("test_server_responses")
     run_with_server(runner, [
@@ -307,6 +347,7 @@ def main():
         test_stream, test_stream_completed, test_errors, test_accepted_at_their_off_values,
         test_structured_output, test_metrics_label,
     ], "--alias", ALIAS, "--parallel", "2")
+    runner.run(test_shutdown_cuts_stream_with_error_event, runner)
     runner.finish()
 
 
