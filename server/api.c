@@ -4,6 +4,7 @@
  * vLLM do, so newer clients work). */
 #include "api.h"
 
+#include "api_internal.h"
 #include "common.h"
 #include "json_schema.h"
 
@@ -100,6 +101,7 @@ char *api_error_json(const api_error *e) {
 void api_call_free(api_call *c) {
     for (int i = 0; i < c->n_echo; i++) free(c->echo_text[i]);
     free(c->echo_text);
+    cJSON_Delete(c->resp_echo);
     gen_request_free(&c->req);
     memset(c, 0, sizeof *c);
 }
@@ -544,10 +546,18 @@ static int refuse_chat_extras(const cJSON *o, api_error *e) {
 
 int api_parse_chat(const api_ctx *ctx, const char *body, size_t len, api_call *c, api_error *e) {
     memset(c, 0, sizeof *c);
-    c->chat = true;
     preset(e);
     cJSON *o = parse_body(body, len, e);
     if (!o) return -1;
+    int rc = api_parse_chat_object(ctx, o, c, e);
+    cJSON_Delete(o);
+    return rc;
+}
+
+int api_parse_chat_object(const api_ctx *ctx, const cJSON *o, api_call *c, api_error *e) {
+    memset(c, 0, sizeof *c);
+    c->chat = true;
+    preset(e);
     int rc = -1;
     if (parse_common(ctx, o, c, ctx->max_tokens_limit, e)) goto done;
     bool logprobs = false;
@@ -583,9 +593,13 @@ int api_parse_chat(const api_ctx *ctx, const char *body, size_t len, api_call *c
     if (check_context(ctx, c, c->req.n_prompt, max_given, e)) goto done;
     rc = 0;
 done:
-    cJSON_Delete(o);
     if (rc) api_call_free(c);
     return rc;
+}
+
+cJSON *api_body_parse(const char *body, size_t len, api_error *e) {
+    preset(e);
+    return parse_body(body, len, e);
 }
 
 const chat_template *api_chat_template(const api_ctx *ctx) {

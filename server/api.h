@@ -1,6 +1,7 @@
 /* api: the OpenAI-compatible wire format. Turns request bodies into validated gen_requests
  * (api.c) and a job's results into response JSON and stream events (api_response.c), in
- * OpenAI's exact shapes (see shared/notes/wire-formats.md).
+ * OpenAI's exact shapes (see shared/notes/wire-formats.md); the Responses API's requests and
+ * answers are api_responses.c's.
  * No I/O and no threads of its own: http.c calls it; it reads a job only under job->mu. */
 #ifndef LS_API_H
 #define LS_API_H
@@ -40,6 +41,8 @@ typedef struct {
     int n_echo;
     int beam_width;       /* 0: sampling; else beam search with this many beams (best_of) */
     float length_penalty; /* beam score = logprob / length^length_penalty */
+    bool responses;          /* POST /v1/responses: a chat call answered in its shapes */
+    struct cJSON *resp_echo; /* responses: the request fields its answers repeat (owned) */
     gen_request req;
 } api_call;
 
@@ -51,6 +54,11 @@ void api_call_free(api_call *c);
 int api_parse_completion(const api_ctx *ctx, const char *body, size_t len, api_call *out,
                          api_error *e);
 int api_parse_chat(const api_ctx *ctx, const char *body, size_t len, api_call *out, api_error *e);
+/* POST /v1/responses, OpenAI's Responses API (its text subset), run as a chat call
+ * (api_responses.c): api_response_json and api_stream_events then answer in its shapes.
+ * Errors as api_parse_chat's, with the Responses API's field names in `param`. */
+int api_parse_responses(const api_ctx *ctx, const char *body, size_t len, api_call *out,
+                        api_error *e);
 /* POST /apply-template, as llama.cpp has it: {"messages": [...], "tools"?,
  * "add_generation_prompt"? (default true)} -> {"prompt": "..."}, the rendered text, without
  * generating. Errors as api_parse_chat's. */
@@ -87,6 +95,7 @@ typedef struct {
     int *sent_toks;     /* (n) tokens of each choice already sent (logprobs) */
     bool *sent_finish;  /* (n) */
     bool sent_role, sent_usage, sent_done, echoed;
+    int seq; /* responses: the next event's sequence_number */
 } api_stream;
 
 int api_stream_init(api_stream *st, const api_ctx *ctx, const api_call *c, job *j,

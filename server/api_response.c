@@ -3,6 +3,7 @@
  * shared/notes/wire-formats.md. Reads a job only under job->mu (the callers hold it); no I/O. */
 #include "api.h"
 
+#include "api_internal.h"
 #include "common.h"
 
 #include <cjson/cJSON.h>
@@ -199,6 +200,7 @@ static size_t echo_len(const api_call *c, const job *j, int i) {
 
 char *api_response_json(const api_ctx *ctx, const api_call *c, job *j, const char *id,
                         long created) {
+    if (c->responses) return api_responses_json(ctx, c, j, id, created);
     api_json_init();
     pthread_mutex_lock(&j->mu);
     cJSON *r = envelope(ctx, c, id, created, false);
@@ -342,6 +344,7 @@ bool api_stream_events(api_stream *st, char **buf, size_t *len, size_t *cap) {
     api_json_init();
     const api_call *c = st->call;
     job *j = st->j;
+    if (c->responses) return api_responses_stream_events(st, buf, len, cap);
     if (st->sent_done) return true;
     if (c->chat && !st->sent_role) {
         for (int i = 0; i < j->req.n; i++) emit(buf, len, cap, chunk(st, i, "", 0, true, NULL, NULL));
@@ -411,4 +414,19 @@ bool api_stream_events(api_stream *st, char **buf, size_t *len, size_t *cap) {
     if (!failed) emit_raw(buf, len, cap, "data: [DONE]\n\n");
     st->sent_done = true;
     return true;
+}
+
+/* --- for api_responses.c --- */
+
+void api_text_add(cJSON *obj, const char *key, const char *s, size_t n) {
+    add_text(obj, key, s, n);
+}
+
+void api_sse_append(char **buf, size_t *len, size_t *cap, const char *event, cJSON *data) {
+    if (event) {
+        emit_raw(buf, len, cap, "event: ");
+        emit_raw(buf, len, cap, event);
+        emit_raw(buf, len, cap, "\n");
+    }
+    emit(buf, len, cap, data);
 }

@@ -378,14 +378,16 @@ static enum MHD_Result beam_finished(req_ctx *r) {
     return respond_job(r);
 }
 
-static enum MHD_Result run_generation(req_ctx *r, bool chat) {
+typedef int (*api_parser)(const api_ctx *, const char *, size_t, api_call *, api_error *);
+
+/* Completions, chat and responses: parse, then a job (or a beam search) answered as parse made
+ * the call; ids are id_prefix and 24 random characters. */
+static enum MHD_Result run_generation(req_ctx *r, api_parser parse, const char *id_prefix) {
     http_server *h = r->h;
     api_error e;
-    if ((chat ? api_parse_chat : api_parse_completion)(h->ctx, r->body, r->body_len, &r->call,
-                                                       &e) != 0)
-        return send_error(r, &e);
+    if (parse(h->ctx, r->body, r->body_len, &r->call, &e) != 0) return send_error(r, &e);
     r->prompt_tokens = r->call.req.n_prompt;
-    make_id(h, chat ? "chatcmpl-" : "cmpl-", r->id, sizeof r->id);
+    make_id(h, id_prefix, r->id, sizeof r->id);
     r->created = (long)time(NULL);
     if (r->call.beam_width > 0) return start_beam(r);
     char err[LS_ERR_LEN];
@@ -447,7 +449,7 @@ typedef struct {
 } route;
 
 enum { R_HEALTH, R_MODELS, R_METRICS, R_COMPLETIONS, R_CHAT, R_TOKENIZE, R_DETOKENIZE,
-       R_APPLY_TEMPLATE };
+       R_APPLY_TEMPLATE, R_RESPONSES };
 static const route routes[] = {
     {"/health", "GET", R_HEALTH},
     {"/v1/models", "GET", R_MODELS},
@@ -457,6 +459,7 @@ static const route routes[] = {
     {"/tokenize", "POST", R_TOKENIZE},
     {"/detokenize", "POST", R_DETOKENIZE},
     {"/apply-template", "POST", R_APPLY_TEMPLATE},
+    {"/v1/responses", "POST", R_RESPONSES},
 };
 
 static enum MHD_Result dispatch(req_ctx *r, const char *url, const char *method) {
@@ -522,9 +525,11 @@ static enum MHD_Result dispatch(req_ctx *r, const char *url, const char *method)
             false);
     }
     case R_COMPLETIONS:
-        return run_generation(r, false);
+        return run_generation(r, api_parse_completion, "cmpl-");
     case R_CHAT:
-        return run_generation(r, true);
+        return run_generation(r, api_parse_chat, "chatcmpl-");
+    case R_RESPONSES:
+        return run_generation(r, api_parse_responses, "resp_");
     case R_TOKENIZE:
         if (api_parse_tokenize(h->ctx, r->body, r->body_len, &json, &e)) return send_error(r, &e);
         return send_json(r, 200, json);

@@ -8,7 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const routes[] = {"/v1/completions", "/v1/chat/completions", "/v1/models",
+static const char *const routes[] = {"/v1/completions", "/v1/chat/completions", "/v1/responses",
+                                     "/v1/models",
                                      "/health", "/metrics", "/tokenize", "/detokenize", "other"};
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 /* 408: the request did not arrive within --request-timeout; 499: the client left first */

@@ -88,7 +88,7 @@ void __wrap_free(void *p) {
 
 /* --- the requests --- */
 
-typedef enum { K_COMPLETION, K_CHAT, K_TOKENIZE, K_DETOKENIZE, K_APPLY } kind;
+typedef enum { K_COMPLETION, K_CHAT, K_TOKENIZE, K_DETOKENIZE, K_APPLY, K_RESPONSES } kind;
 
 static const struct {
     kind k;
@@ -111,6 +111,12 @@ static const struct {
                    "\"minimum\":3,\"maximum\":77}},\"required\":[\"a\"]}}}}"},
     {K_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
              "\"grammar\":\"root ::= (\\\"a\\\" | [b-d]{1,3})+\"}"},
+    {K_RESPONSES, "{\"input\":[{\"role\":\"developer\",\"content\":\"Be brief.\"},"
+                  "{\"type\":\"message\",\"role\":\"user\",\"content\":[{\"type\":"
+                  "\"input_text\",\"text\":\"Who\"},{\"type\":\"input_text\",\"text\":\"made it?\"}]}],"
+                  "\"max_output_tokens\":5,\"metadata\":{\"k\":\"v\"},"
+                  "\"text\":{\"format\":{\"type\":\"json_schema\",\"name\":\"x\",\"schema\":"
+                  "{\"type\":\"object\"}}},\"store\":false,\"stream\":true}"},
     {K_TOKENIZE, "{\"content\":\"In the beginning was the Word\",\"add_special\":true}"},
     {K_DETOKENIZE, "{\"tokens\":[1,450,3,100,200]}"},
     /* rendered by a Jinja template (main sets ctx.chat for these two) */
@@ -137,6 +143,10 @@ static int run(const api_ctx *ctx, int r, api_error *e) {
         break;
     case K_CHAT:
         rc = api_parse_chat(ctx, b, len, &call, e);
+        if (rc == 0) api_call_free(&call);
+        break;
+    case K_RESPONSES:
+        rc = api_parse_responses(ctx, b, len, &call, e);
         if (rc == 0) api_call_free(&call);
         break;
     case K_TOKENIZE:

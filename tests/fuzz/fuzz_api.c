@@ -1,5 +1,5 @@
 /* fuzz_api: every endpoint's request parser (server/api.c: api_parse_completion, _chat,
- * _tokenize, _detokenize) on each input, as a request body, with the kjv-demo model's tokenizer
+ * _tokenize, _detokenize; api_responses.c: api_parse_responses) on each input, as a request body, with the kjv-demo model's tokenizer
  * and a small context (so the length checks are reached); the input's length picks the chat
  * format. Properties: no crash, no leak; a refused body fills the error (status 400, a message,
  * an error JSON that parses); an accepted one is within every limit the scheduler relies on
@@ -104,6 +104,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (api_parse_chat(ctx, body, size, &c, &e) == 0) {
         check_call(ctx, &c);
         FUZZ_CHECK(c.chat);
+        api_call_free(&c);
+    } else {
+        check_error(&e);
+    }
+    memset(&e, 0, sizeof e);
+    if (api_parse_responses(ctx, body, size, &c, &e) == 0) {
+        check_call(ctx, &c);
+        FUZZ_CHECK(c.chat && c.responses && c.resp_echo && c.req.n == 1);
         api_call_free(&c);
     } else {
         check_error(&e);

@@ -3,7 +3,8 @@
 // Checks that streaming chat and completions parse in the SDK and concatenate to the
 // non-streamed text, that models.list works, and that a bad request surfaces as the SDK's
 // BadRequestError with the server's error fields, and that response_format json_schema gives
-// parseable objects that follow the schema. Exits 1 on the first failure.
+// parseable objects that follow the schema, and that responses.create (the Responses API),
+// streamed and not, gives the chat route's text. Exits 1 on the first failure.
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 
@@ -188,5 +189,93 @@ await check("tools are refused by name until supported", async () => {
       tools: [{ type: "function", function: { name: "f", parameters: { type: "object" } } }],
     }),
     (e) => e instanceof OpenAI.BadRequestError && e.param === "tools",
+  );
+});
+
+// The Responses API: the same prompt as a chat request, so the same text (greedy).
+const QUESTION = "Who made the heaven?";
+const chatText = async (max_tokens) =>
+  (
+    await client.chat.completions.create({
+      model: "m",
+      messages: [
+        { role: "system", content: "Answer briefly." },
+        { role: "user", content: QUESTION },
+      ],
+      max_tokens,
+      temperature: 0,
+    })
+  ).choices[0].message.content;
+
+await check("responses.create gives the chat route's text", async () => {
+  const r = await client.responses.create({
+    model: "gpt-4.1-mini",
+    instructions: "Answer briefly.",
+    input: [{ role: "user", content: [{ type: "input_text", text: QUESTION }] }],
+    max_output_tokens: 12,
+    temperature: 0,
+    store: false,
+  });
+  assert.equal(r.object, "response");
+  assert.ok(r.id.startsWith("resp_"), r.id);
+  assert.equal(r.model, "kjv-node");
+  assert.equal(r.status, "incomplete");
+  assert.deepEqual(r.incomplete_details, { reason: "max_output_tokens" });
+  assert.equal(r.output_text, await chatText(12)); // output_text: the SDK joins output[]
+  assert.equal(r.output[0].content[0].text, r.output_text);
+  assert.equal(r.usage.output_tokens, 12);
+  assert.equal(r.usage.total_tokens, r.usage.input_tokens + r.usage.output_tokens);
+});
+
+await check("responses.create streaming events add up", async () => {
+  const stream = await client.responses.create({
+    model: "m",
+    instructions: "Answer briefly.",
+    input: QUESTION,
+    max_output_tokens: 10,
+    temperature: 0,
+    stream: true,
+  });
+  const types = [];
+  let text = "";
+  let last = null;
+  for await (const ev of stream) {
+    assert.equal(ev.sequence_number, types.length);
+    types.push(ev.type);
+    if (ev.type === "response.output_text.delta") text += ev.delta;
+    last = ev;
+  }
+  assert.equal(types[0], "response.created");
+  assert.equal(last.type, "response.incomplete");
+  assert.equal(text, await chatText(10));
+  assert.equal(last.response.output[0].content[0].text, text);
+});
+
+await check("responses.stream helper: final response", async () => {
+  const runner = client.responses.stream({
+    model: "m",
+    instructions: "Answer briefly.",
+    input: QUESTION,
+    max_output_tokens: 8,
+    temperature: 0,
+  });
+  let deltas = "";
+  runner.on("response.output_text.delta", (ev) => (deltas += ev.delta));
+  const final = await runner.finalResponse();
+  assert.equal(final.output_text, await chatText(8));
+  assert.equal(deltas, final.output_text);
+});
+
+await check("responses: unsupported input is a BadRequestError naming it", async () => {
+  await assert.rejects(
+    client.responses.create({
+      model: "m",
+      input: [{ role: "user", content: [{ type: "input_image", image_url: "https://example.com/a.png" }] }],
+    }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === "input[0].content[0].type",
+  );
+  await assert.rejects(
+    client.responses.create({ model: "m", input: "hi", store: true }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === "store",
   );
 });
