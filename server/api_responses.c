@@ -290,14 +290,24 @@ static cJSON *echo_fields(const cJSON *o) {
     return NULL;
 }
 
+/* response_format[.json_schema][.rest] as text.format[.rest]: the Responses API flattens the
+ * json_schema object into text.format. */
+static void rename_format_param(api_error *e) {
+    const char *rest = e->param + 15;
+    if (!strncmp(rest, ".json_schema", 12)) rest += 12;
+    char tail[sizeof e->param];
+    snprintf(tail, sizeof tail, "%s", rest);
+    snprintf(e->param, sizeof e->param, "text.format%s", tail);
+}
+
 /* Chat's names for the fields the Responses API names otherwise. */
 static void rename_param(api_error *e) {
     if (!strncmp(e->param, "messages", 8))
         snprintf(e->param, sizeof e->param, "input");
     else if (!strcmp(e->param, "max_tokens"))
         snprintf(e->param, sizeof e->param, "max_output_tokens");
-    else if (!strcmp(e->param, "response_format"))
-        snprintf(e->param, sizeof e->param, "text.format");
+    else if (!strncmp(e->param, "response_format", 15))
+        rename_format_param(e);
 }
 
 int api_parse_responses(const api_ctx *ctx, const char *body, size_t len, api_call *c,
