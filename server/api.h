@@ -1,6 +1,7 @@
 /* api: the OpenAI-compatible wire format. Turns request bodies into validated gen_requests
  * (api.c) and a job's results into response JSON and stream events (api_response.c), in
- * OpenAI's exact shapes (see shared/notes/wire-formats.md).
+ * OpenAI's exact shapes (see shared/notes/wire-formats.md); llama.cpp's native routes are in
+ * api_native.c, on the same parsing.
  * No I/O and no threads of its own: http.c calls it; it reads a job only under job->mu. */
 #ifndef LS_API_H
 #define LS_API_H
