@@ -428,8 +428,13 @@ cJSON *api_token_pieces(const api_ctx *ctx, const int32_t *ids, int n) {
             }
         } else { /* llama.cpp's form for bytes that are not whole characters */
             piece = cJSON_CreateArray();
-            for (size_t k = 0; piece && k < len; k++)
-                cJSON_AddItemToArray(piece, cJSON_CreateNumber((unsigned char)p[k]));
+            for (size_t k = 0; piece && k < len; k++) {
+                cJSON *b = cJSON_CreateNumber((unsigned char)p[k]);
+                if (!b || !cJSON_AddItemToArray(piece, b)) {
+                    cJSON_Delete(piece);
+                    piece = NULL;
+                }
+            }
         }
         ok = o && piece && cJSON_AddNumberToObject(o, "id", ids[i]) &&
              cJSON_AddItemToObject(o, "piece", piece) && cJSON_AddItemToArray(arr, o);
