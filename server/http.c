@@ -474,8 +474,17 @@ static enum MHD_Result send_slots(req_ctx *r) {
                     "This server does not support slots endpoint. Start it with `--slots`");
     sched_slot_info *info = calloc((size_t)h->ctx->parallel, sizeof *info);
     if (!info) return fail(r, 503, "server_error", NULL, "%s", "out of memory");
-    int n = sched_get_slots(h->s, info, h->ctx->parallel);
-    char *json = api_slots_json(h->ctx, info, n < h->ctx->parallel ? n : h->ctx->parallel);
+    int n = sched_get_slots(h->s, info, h->ctx->parallel), idle = 0;
+    n = n < h->ctx->parallel ? n : h->ctx->parallel;
+    for (int i = 0; i < n; i++) idle += !info[i].busy;
+    /* llama.cpp's ?fail_on_no_slot (any value): 503 while every slot is busy, for balancers */
+    if (!idle && MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "fail_on_no_slot")) {
+        free(info);
+        api_error e;
+        api_error_set(&e, 503, "unavailable_error", NULL, NULL, "no slot available");
+        return send_error(r, &e);
+    }
+    char *json = api_slots_json(h->ctx, info, n);
     free(info);
     return json ? send_json(r, 200, json) : fail(r, 503, "server_error", NULL, "%s", "out of memory");
 }

@@ -267,6 +267,14 @@ def test_slots_idle_and_processing(s):
     busy = [x for x in slots(s) if x["is_processing"]]
     assert len(busy) == 1 and busy[0]["id"] == first["id_slot"], busy
     assert busy[0]["id_task"] > 0 and busy[0]["next_token"]["has_next_token"] is True
+    # ?fail_on_no_slot: 200 while one slot is free, 503 once both run
+    assert s.json("GET", "/slots?fail_on_no_slot=1")[0] == 200
+    st2 = Stream(s, "/completion", body, AUTH)
+    assert st2.next_event()["stop"] is False
+    code, obj, hd = s.json("GET", "/slots?fail_on_no_slot=1")
+    check_error(code, obj, 503)
+    assert "retry-after" in hd, hd
+    st2.c.close()
     st.c.close()  # the client leaves: the slot is freed and shows idle, its cache kept
     s.wait_metrics(lambda m: m["llamaserve_slots_busy"] == 0, "the dropped stream's slot freed")
     after = slots(s)
