@@ -1,6 +1,6 @@
-/* api_internal: the helpers of api.c and api_response.c that api_native.c shares, so that llama.cpp's
- * native route validates sampling, stop strings and logit_bias exactly as the OpenAI routes
- * do. Only api*.c include it. Each returns 0, or -1 with *e filled (as api.h's parsers). */
+/* api_internal: the helpers of api.c and api_response.c that api_native.c shares, so that
+ * llama.cpp's native route validates sampling, stop strings and logit_bias exactly as the OpenAI
+ * routes do. Only api*.c include it. Each returns 0, or -1 with *e filled (as api.h's parsers). */
 #ifndef LS_API_INTERNAL_H
 #define LS_API_INTERNAL_H
 
@@ -19,8 +19,7 @@ int api_common_parse(const api_ctx *ctx, const cJSON *o, api_call *c, int defaul
  * the room left unless max_given (then asking past it is a 400). */
 int api_context_check(const api_ctx *ctx, api_call *c, bool max_given, api_error *e);
 /* Absent or null leaves *out as it is. */
-int api_get_int(const cJSON *o, const char *k, double lo, double hi, long long *out,
-                api_error *e);
+int api_get_int(const cJSON *o, const char *k, double lo, double hi, long long *out, api_error *e);
 int api_get_bool(const cJSON *o, const char *k, bool *out, api_error *e);
 uint64_t api_fresh_seed(void);
 /* A 503 "out of memory"; returns -1. */

@@ -30,12 +30,29 @@ static const struct {
     const char *key;
     double off;
 } unsupported[] = {
-    {"dynatemp_range", 0},   {"n_indent", 0},        {"n_keep", 0},          {"n_cmpl", 1},
-    {"n_cache_reuse", 0},    {"typical_p", 1},       {"dry_multiplier", 0},  {"xtc_probability", 0},
-    {"mirostat", 0},         {"min_keep", 0},        {"t_max_predict_ms", 0}, {"id_slot", -1},
-    {"top_n_sigma", -1},     {"n_discard", 0},       {"post_sampling_probs", 0},
-    {"return_progress", 0},  {"samplers", NAN},      {"lora", NAN},         {"response_fields", NAN},
-    {"multimodal_data", NAN}, {"image_data", NAN},   {"input_extra", NAN},  {"input_prefix", NAN},
+    {"dynatemp_range", 0},
+    {"n_indent", 0},
+    {"n_keep", 0},
+    {"n_cmpl", 1},
+    {"n_cache_reuse", 0},
+    {"typical_p", 1},
+    {"dry_multiplier", 0},
+    {"xtc_probability", 0},
+    {"mirostat", 0},
+    {"min_keep", 0},
+    {"t_max_predict_ms", 0},
+    {"id_slot", -1},
+    {"top_n_sigma", -1},
+    {"n_discard", 0},
+    {"post_sampling_probs", 0},
+    {"return_progress", 0},
+    {"samplers", NAN},
+    {"lora", NAN},
+    {"response_fields", NAN},
+    {"multimodal_data", NAN},
+    {"image_data", NAN},
+    {"input_extra", NAN},
+    {"input_prefix", NAN},
     {"input_suffix", NAN},
 };
 
@@ -77,8 +94,10 @@ static int append_text(const api_ctx *ctx, const char *text, bool bos, gen_reque
  * BOS goes first when the prompt begins with a string). One prompt per request. */
 static int native_prompt(const api_ctx *ctx, const cJSON *p, gen_request *r, api_error *e) {
     const char *why = NULL;
-    if (!p || cJSON_IsNull(p)) why = "'prompt' is required";
-    else if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 0) why = "'prompt' must not be empty";
+    if (!p || cJSON_IsNull(p))
+        why = "'prompt' is required";
+    else if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 0)
+        why = "'prompt' must not be empty";
     if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && cJSON_IsArray(p->child)) p = p->child;
     bool several = false, has_id = false;
     const cJSON *it;
@@ -125,16 +144,14 @@ static void native_defaults(const cJSON *o, sampler_params *sp) {
     if (!cJSON_GetObjectItemCaseSensitive(o, "min_p")) sp->min_p = (float)NATIVE_MIN_P;
 }
 
-int api_parse_native(const api_ctx *ctx, const char *body, size_t len, api_call *c,
-                     api_error *e) {
+int api_parse_native(const api_ctx *ctx, const char *body, size_t len, api_call *c, api_error *e) {
     memset(c, 0, sizeof *c);
     cJSON *o = api_body_parse(body, len, e);
     if (!o) return -1;
     int rc = -1;
     c->native = true;
     long long n_predict = -1, n_probs = 0, last_n = NATIVE_REPEAT_LAST_N, seed = 0;
-    if (refuse_unsupported(o, e) ||
-        api_common_parse(ctx, o, c, ctx->max_tokens_limit, e) ||
+    if (refuse_unsupported(o, e) || api_common_parse(ctx, o, c, ctx->max_tokens_limit, e) ||
         api_get_int(o, "n_predict", -1, 1e15, &n_predict, e) ||
         api_get_int(o, "n_probs", 0, SAMPLER_MAX_TOP, &n_probs, e) ||
         api_get_int(o, "repeat_last_n", -1, 1e9, &last_n, e) ||
@@ -181,8 +198,10 @@ static cJSON *token_json(const tokenizer *t, int32_t id, float logprob) {
     const char *p = tok_piece_bytes(t, id, buf, &n);
     cJSON *o = cJSON_CreateObject(), *bytes = cJSON_AddArrayToObject(o, "bytes");
     cJSON_AddNumberToObject(o, "id", id);
-    if (ls_utf8_valid(p, n)) api_text_add(o, "token", p, n);
-    else cJSON_AddStringToObject(o, "token", "\xef\xbf\xbd");
+    if (ls_utf8_valid(p, n))
+        api_text_add(o, "token", p, n);
+    else
+        cJSON_AddStringToObject(o, "token", "\xef\xbf\xbd");
     for (size_t i = 0; i < n; i++)
         cJSON_AddItemToArray(bytes, cJSON_CreateNumber((unsigned char)p[i]));
     cJSON_AddNumberToObject(o, "logprob", logprob);
@@ -205,7 +224,8 @@ static cJSON *probs_json(const api_ctx *ctx, const choice_out *o, int from, int 
 
 static cJSON *ids_json(const choice_out *o, int from, int to) {
     cJSON *arr = cJSON_CreateArray();
-    for (int i = from; i < to; i++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(o->toks[i].id));
+    for (int i = from; i < to; i++)
+        cJSON_AddItemToArray(arr, cJSON_CreateNumber(o->toks[i].id));
     return arr;
 }
 
@@ -233,9 +253,9 @@ static cJSON *params_json(const api_ctx *ctx, const api_call *c, const gen_reque
     cJSON_AddNumberToObject(p, "n_probs", c && c->logprobs > 0 ? c->logprobs : 0);
     cJSON_AddBoolToObject(p, "cache_prompt", !r || r->cache_prompt);
     cJSON_AddBoolToObject(p, "grammar", r && r->grammar); /* the rules are not echoed */
-    cJSON *smp = cJSON_AddArrayToObject(p, "samplers"); /* sampler.h's fixed chain */
-    static const char *const chain[] = {"logit_bias", "penalties", "temperature", "top_k",
-                                        "top_p", "min_p"};
+    cJSON *smp = cJSON_AddArrayToObject(p, "samplers");   /* sampler.h's fixed chain */
+    static const char *const chain[] = {"logit_bias", "penalties", "temperature",
+                                        "top_k",      "top_p",     "min_p"};
     for (size_t i = 0; i < sizeof chain / sizeof chain[0]; i++)
         cJSON_AddItemToArray(smp, cJSON_CreateString(chain[i]));
     cJSON_AddBoolToObject(p, "timings_per_token", c && c->timings_per_token);
@@ -244,10 +264,14 @@ static cJSON *params_json(const api_ctx *ctx, const api_call *c, const gen_reque
 
 static const char *stop_type(const choice_out *o) {
     switch (o->finish) {
-    case FINISH_NONE: return "none";
-    case FINISH_LENGTH: return "limit";
-    case FINISH_STOP: return o->stop_word ? "word" : "eos";
-    default: return "none"; /* errors are answered as errors, never with this */
+    case FINISH_NONE:
+        return "none";
+    case FINISH_LENGTH:
+        return "limit";
+    case FINISH_STOP:
+        return o->stop_word ? "word" : "eos";
+    default:
+        return "none"; /* errors are answered as errors, never with this */
     }
 }
 
@@ -269,7 +293,8 @@ static cJSON *final_json(const api_ctx *ctx, const api_call *c, const job *j, bo
     cJSON *res = cJSON_CreateObject();
     cJSON_AddNumberToObject(res, "index", 0);
     api_text_add(res, "content", o->text && !stream ? o->text : "", stream ? 0 : o->len);
-    cJSON_AddItemToObject(res, "tokens", ids_json(o, 0, c->return_tokens && !stream ? o->n_toks : 0));
+    cJSON_AddItemToObject(res, "tokens",
+                          ids_json(o, 0, c->return_tokens && !stream ? o->n_toks : 0));
     cJSON_AddNumberToObject(res, "id_slot", o->slot - 1);
     cJSON_AddBoolToObject(res, "stop", true);
     cJSON_AddStringToObject(res, "model", ctx->model_id);
@@ -278,8 +303,8 @@ static cJSON *final_json(const api_ctx *ctx, const api_call *c, const job *j, bo
     cJSON_AddItemToObject(res, "generation_settings", params_json(ctx, c, r));
     add_prompt(ctx, res, r);
     cJSON_AddBoolToObject(res, "has_new_line", o->len && memchr(o->text, '\n', o->len));
-    cJSON_AddBoolToObject(res, "truncated", o->finish == FINISH_LENGTH &&
-                                                r->n_prompt + o->n_gen >= ctx->ctx_size);
+    cJSON_AddBoolToObject(res, "truncated",
+                          o->finish == FINISH_LENGTH && r->n_prompt + o->n_gen >= ctx->ctx_size);
     cJSON_AddStringToObject(res, "stop_type", stop_type(o));
     cJSON_AddStringToObject(res, "stopping_word", o->stop_word ? r->stop[o->stop_word - 1] : "");
     cJSON_AddNumberToObject(res, "tokens_cached", o->n_cached);
@@ -327,8 +352,9 @@ bool api_native_stream_events(api_stream *st, char **buf, size_t *len, size_t *c
     if (o->finish == FINISH_ERROR || o->finish == FINISH_CANCEL) {
         api_error e;
         api_error_set(&e, 500, "server_error", NULL, NULL, "%s",
-                      o->finish == FINISH_CANCEL ? "the request was cancelled (server shutting down)"
-                                                 : j->error);
+                      o->finish == FINISH_CANCEL
+                          ? "the request was cancelled (server shutting down)"
+                          : j->error);
         char *s = api_error_json(&e);
         cJSON *ev = s ? cJSON_Parse(s) : NULL;
         free(s);
