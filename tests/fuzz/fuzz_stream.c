@@ -175,6 +175,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     pthread_mutex_init(&s.mu, NULL);
     pthread_cond_init(&s.cv, NULL);
     slot sl = {0};
+    sched_slot_info pub = {0}; /* what /slots shows of it: slot_finish updates it */
+    s.slots = &sl;
+    s.pub = &pub;
     sl.kv = kv_create(&fake.cfg, s.p.ctx_size, KV_F32, err, sizeof err);
     sl.hist = calloc((size_t)s.p.ctx_size, sizeof *sl.hist);
     sl.piece_cap = tok_stream_cap(fake.tok); /* as sched_create sizes them */
