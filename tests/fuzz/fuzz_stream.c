@@ -95,6 +95,7 @@ static void check_events(const char *sse, size_t len, bool chat, bool usage, con
     }
     int finishes = 0, usages = 0;
     bool done = false;
+    FUZZ_CHECK(sse); /* a complete stream has sent its last event */
     const char *p = sse, *end = sse + len;
     while (p < end) {
         const char *sep = memmem(p, (size_t)(end - p), "\n\n", 2);
