@@ -18,7 +18,7 @@ KEY = "native-test-key"
 AUTH = {"Authorization": "Bearer " + KEY}
 ALIAS = "kjv-native"
 PROMPT = "And God said unto Moses"
-CTX = 2048
+CTX = 4096  # per slot: the long streams of the /slots test run for seconds
 
 # --- the shapes, from llama.cpp's tools/server/README.md ---
 # "Response format" of POST /completion: the fields it lists
