@@ -262,6 +262,27 @@ static cJSON *params_json(const api_ctx *ctx, const api_call *c, const gen_reque
     return p;
 }
 
+/* How many of o's tokens lie wholly in its text: all of them, but a stop string's (and a
+ * token that straddles its start) are cut from the text, so their probabilities go too, as
+ * llama.cpp drops them. */
+static int tokens_in_text(const api_ctx *ctx, const gen_request *r, const choice_out *o) {
+    if (!o->stop_word) return o->n_toks;
+    size_t end = 0;
+    bool strip = r->n_prompt == 1; /* a BOS-only prompt: the first text's space is dropped */
+    int k = 0;
+    for (; k < o->n_toks; k++) {
+        char buf[8];
+        size_t n;
+        const char *p = tok_piece_bytes(ctx->m->tok, o->toks[k].id, buf, &n);
+        if (strip && n > 0) {
+            n -= p[0] == ' ';
+            strip = false;
+        }
+        if ((end += n) > o->len) break;
+    }
+    return k;
+}
+
 static const char *stop_type(const choice_out *o) {
     switch (o->finish) {
     case FINISH_NONE:
@@ -310,7 +331,8 @@ static cJSON *final_json(const api_ctx *ctx, const api_call *c, const job *j, bo
     cJSON_AddNumberToObject(res, "tokens_cached", o->n_cached);
     cJSON_AddItemToObject(res, "timings", api_timings_json(j, ls_now()));
     if (c->logprobs > 0 && !stream)
-        cJSON_AddItemToObject(res, "completion_probabilities", probs_json(ctx, o, 0, o->n_toks));
+        cJSON_AddItemToObject(res, "completion_probabilities",
+                              probs_json(ctx, o, 0, tokens_in_text(ctx, r, o)));
     return res;
 }
 

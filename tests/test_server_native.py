@@ -125,10 +125,12 @@ def test_stop_types(s):
     long = native(s, greedy(n_predict=24))["content"]
     word = long.split()[3]
     cut = long.index(word)
-    r = native(s, greedy(n_predict=24, stop=["zzz", word]))
+    r = native(s, greedy(n_predict=24, stop=["zzz", word], n_probs=1))
     seen.add(r["stop_type"])
     assert r["stop_type"] == "word" and r["stopping_word"] == word, r
     assert r["content"] == long[:cut], (r["content"], long, word)
+    # the stop string's tokens are cut with it: the probabilities are those of the text
+    assert "".join(p["token"] for p in r["completion_probabilities"]) == r["content"], r
     # EOS (id 2) made certain by a bias: generation ends at once
     r = native(s, greedy(logit_bias=[[2, 100]]))
     seen.add(r["stop_type"])
