@@ -230,6 +230,7 @@ int cmd_serve(int argc, char **argv) {
         .chat_fmt = chat_template_family(ct),
         .chat = ct,
         .fingerprint = fingerprint,
+        .model_path = cfg.model,
     };
     http_set_ready(h, s, &ctx);
     summary_log_ready(&(summary_in){&cfg, m, &sp, http_port(h), chat_template_name(ct),

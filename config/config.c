@@ -117,8 +117,15 @@ static const setting settings[] = {
      .metavar = "BOOL",
      .help = "serve the chat page at / (--no-webui turns it off: / is 404)"},
     STR(api_key, "", 0, "KEY", SECRET,
-        "clients must send 'Authorization: Bearer KEY'; empty =\n"
-        "no auth (prefer the variable: ps shows flags)"),
+        "clients must send 'Authorization: Bearer KEY' (or\n"
+        "'X-Api-Key: KEY'); empty = no auth (prefer the variable:\n"
+        "ps shows flags)"),
+    {"public_models", K_BOOL, FIELD(public_models), 0, 0, NULL, 1, NULL, 0, "BOOL",
+     "answer GET /v1/models and /models without the API key, as\n"
+     "/health is (--no-public-models asks for the key)",
+     0, NULL},
+    {"slots", K_BOOL, FIELD(slots), 0, 0, NULL, 1, NULL, 0, "BOOL",
+     "serve GET /slots, each slot's state (--no-slots: 501)", 0, NULL},
     {"cors_origin", K_STR, FIELD(cors_origin), 0, 0, "", 0, NULL, 0, "ORIGIN",
      "let browser pages from ORIGIN (scheme://host[:port], or *)\n"
      "call the API (CORS); repeat the flag for several, or give a\n"

@@ -59,6 +59,8 @@ typedef struct {
     int max_tokens_limit;       /* the largest max_tokens a request may ask, 1..1048576 */
     bool webui;                 /* serve the chat page at / (server/webui.h) */
     char api_key[CFG_NAME_LEN]; /* "" = no authentication; never print it */
+    bool public_models;         /* GET /v1/models and /models need no API key */
+    bool slots;                 /* serve GET /slots */
     char cors_origin[CFG_PATH_LEN]; /* origins allowed by CORS, comma-separated, each "*" or
                                        scheme://host[:port]; "" = CORS off */
     int timeout;                /* idle timeout, seconds, 1..86400 (see config.c) */

@@ -49,7 +49,9 @@ static const struct {
     {"--api-key-file", "use LLAMASERVE_API_KEY or the config file's api_key"},
     {"--ssl-key-file --ssl-cert-file", "TLS is not built in: put a proxy such as nginx in front"},
     {"--lora --lora-scaled --control-vector", "adapters are not supported"},
-    {"--slots --slot-save-path --props --no-slots", "llamaserve has no slot endpoints; drop it"},
+    {"--slot-save-path --props",
+     "llamaserve cannot save slots or change properties; drop it (GET /slots and /props are "
+     "served)"},
     {"--path --api-prefix", "llamaserve serves its own chat page at / and the API at /v1; drop it"},
     {"--verbose -v --verbosity -lv --log-verbosity --log-disable --log-colors",
      "use --log-format, --log-file and --no-log-requests"},

@@ -2,9 +2,8 @@
  * in api_response.c). Validation is strict on the fields we know (type and range, with the
  * offending field named in `param`) and lenient on fields we do not (ignored, as llama.cpp and
  * vLLM do, so newer clients work). */
-#include "api.h"
-
 #include "api_internal.h"
+
 #include "common.h"
 #include "json_schema.h"
 
@@ -245,10 +244,95 @@ static int parse_beam(const cJSON *o, api_call *c, long long n, api_error *e) {
                        "the model's log-probabilities; leave it out", beam_unused[i].field);
     }
     const cJSON *lb = cJSON_GetObjectItemCaseSensitive(o, "logit_bias");
-    if (cJSON_IsObject(lb) && lb->child)
+    if ((cJSON_IsObject(lb) || cJSON_IsArray(lb)) && lb->child)
         return BAD("logit_bias", "'logit_bias' is not supported with beam search");
     c->beam_width = (int)best_of;
     c->length_penalty = (float)length_penalty;
+    return 0;
+}
+
+/* Appends one bias entry to r->bias (grown as needed). */
+static int add_bias(gen_request *r, int *cap, int32_t id, float bias, api_error *e) {
+    if (r->n_bias == *cap) {
+        int nc = *cap ? 2 * *cap : 16;
+        logit_bias *nb = realloc(r->bias, (size_t)nc * sizeof *nb);
+        if (!nb) return oom(e);
+        r->bias = nb;
+        *cap = nc;
+    }
+    r->bias[r->n_bias].id = id;
+    r->bias[r->n_bias].bias = bias;
+    r->n_bias++;
+    return 0;
+}
+
+/* A bias value: a number in [-100, 100], or (pairs only) false, which bans the token. */
+static int bias_value(const cJSON *v, bool pairs, float *out, api_error *e) {
+    if (pairs && cJSON_IsFalse(v)) {
+        *out = -100.0f; /* the sampler bans a token at -100 or less */
+        return 0;
+    }
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < -100 ||
+        v->valuedouble > 100)
+        return BAD("logit_bias", pairs ? "logit_bias biases must be numbers in [-100, 100] or false"
+                                       : "logit_bias values must be numbers in [-100, 100]");
+    *out = (float)v->valuedouble;
+    return 0;
+}
+
+/* One [token, bias] pair of llama.cpp's list form: the token an id, or a string whose every
+ * token (encoded without BOS) gets the bias. */
+static int bias_pair(const api_ctx *ctx, const cJSON *pair, gen_request *r, int *cap,
+                     api_error *e) {
+    int vocab = ctx->m->cfg.vocab_size;
+    if (!cJSON_IsArray(pair) || cJSON_GetArraySize(pair) != 2)
+        return BAD("logit_bias", "logit_bias list entries must be [token, bias] pairs");
+    const cJSON *tok = pair->child, *val = tok->next;
+    float bias = 0;
+    if (bias_value(val, true, &bias, e)) return -1;
+    if (cJSON_IsNumber(tok)) {
+        double id = tok->valuedouble;
+        if (id != floor(id) || id < 0 || id >= vocab)
+            return BAD("logit_bias", "logit_bias token %g is not a token id in [0, %d)", id, vocab);
+        return add_bias(r, cap, (int32_t)id, bias, e);
+    }
+    if (!cJSON_IsString(tok) || !tok->valuestring[0])
+        return BAD("logit_bias", "a logit_bias token must be an id or a non-empty string");
+    size_t len = strlen(tok->valuestring);
+    int n = tok_encode(ctx->m->tok, tok->valuestring, len, false, NULL, 0);
+    if (n == TOK_ENOMEM) return oom(e);
+    if (n < 0) return BAD("logit_bias", "a logit_bias string cannot be tokenized");
+    int32_t *ids = malloc((size_t)(n ? n : 1) * sizeof *ids);
+    if (!ids) return oom(e);
+    int rc = tok_encode(ctx->m->tok, tok->valuestring, len, false, ids, n) == n ? 0 : oom(e);
+    for (int i = 0; rc == 0 && i < n; i++) rc = add_bias(r, cap, ids[i], bias, e);
+    free(ids);
+    return rc;
+}
+
+/* logit_bias: OpenAI's {"token id": bias in [-100, 100]}, or llama.cpp's list of [token, bias]
+ * pairs (token an id or a string, bias a number or false). Fills r->bias. */
+static int parse_bias(const api_ctx *ctx, const cJSON *lb, gen_request *r, api_error *e) {
+    if (is_null(lb)) return 0;
+    int cap = 0;
+    const cJSON *it;
+    if (cJSON_IsArray(lb)) {
+        cJSON_ArrayForEach(it, lb) if (bias_pair(ctx, it, r, &cap, e)) return -1;
+        return 0;
+    }
+    if (!cJSON_IsObject(lb))
+        return BAD("logit_bias", "'logit_bias' must be an object or a list of [token, bias] pairs");
+    if (cJSON_GetArraySize(lb) > ctx->m->cfg.vocab_size)
+        return BAD("logit_bias", "'logit_bias' has more entries than the vocabulary");
+    cJSON_ArrayForEach(it, lb) {
+        char *end = NULL;
+        long id = strtol(it->string, &end, 10);
+        float bias = 0;
+        if (!*it->string || *end || id < 0 || id >= ctx->m->cfg.vocab_size)
+            return BAD("logit_bias", "logit_bias key '%s' is not a token id in [0, %d)",
+                       it->string, ctx->m->cfg.vocab_size);
+        if (bias_value(it, false, &bias, e) || add_bias(r, &cap, (int32_t)id, bias, e)) return -1;
+    }
     return 0;
 }
 
@@ -320,30 +404,8 @@ static int parse_common(const api_ctx *ctx, const cJSON *o, api_call *c, int def
             r->n_stop++;
         }
     }
-    /* logit_bias: {"token id": bias in [-100, 100]} */
-    const cJSON *lb = cJSON_GetObjectItemCaseSensitive(o, "logit_bias");
-    if (!is_null(lb)) {
-        if (!cJSON_IsObject(lb)) return BAD("logit_bias", "'logit_bias' must be an object");
-        int cnt = cJSON_GetArraySize(lb);
-        if (cnt > ctx->m->cfg.vocab_size)
-            return BAD("logit_bias", "'logit_bias' has more entries than the vocabulary");
-        r->bias = calloc((size_t)(cnt ? cnt : 1), sizeof *r->bias);
-        if (!r->bias) return oom(e);
-        const cJSON *it;
-        cJSON_ArrayForEach(it, lb) {
-            char *end = NULL;
-            long id = strtol(it->string, &end, 10);
-            if (!*it->string || *end || id < 0 || id >= ctx->m->cfg.vocab_size)
-                return BAD("logit_bias", "logit_bias key '%s' is not a token id in [0, %d)",
-                           it->string, ctx->m->cfg.vocab_size);
-            if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble) || it->valuedouble < -100 ||
-                it->valuedouble > 100)
-                return BAD("logit_bias", "logit_bias values must be numbers in [-100, 100]");
-            r->bias[r->n_bias].id = (int32_t)id;
-            r->bias[r->n_bias].bias = (float)it->valuedouble;
-            r->n_bias++;
-        }
-    }
+    if (parse_bias(ctx, cJSON_GetObjectItemCaseSensitive(o, "logit_bias"), r, e)) return -1;
+    if (get_bool(o, "timings_per_token", &c->timings_per_token, e)) return -1;
     if (parse_beam(o, c, n, e)) return -1;
     bool beam = c->beam_width > 0;
     /* constrained output: grammar, json_schema, response_format (json_schema.c) */
@@ -650,9 +712,10 @@ int api_parse_tokenize(const api_ctx *ctx, const char *body, size_t len, char **
     if (!o) return -1;
     int rc = -1;
     const char *content = NULL;
-    bool add_special = false;
+    bool add_special = false, with_pieces = false;
     int32_t *ids = NULL;
-    if (get_str(o, "content", &content, e) || get_bool(o, "add_special", &add_special, e))
+    if (get_str(o, "content", &content, e) || get_bool(o, "add_special", &add_special, e) ||
+        get_bool(o, "with_pieces", &with_pieces, e))
         goto done;
     if (!content) {
         BAD("content", "'content' is required");
@@ -672,7 +735,16 @@ int api_parse_tokenize(const api_ctx *ctx, const char *body, size_t len, char **
         oom(e); /* the same text encoded once already: only memory can fail now */
         goto done;
     }
-    cJSON *out = cJSON_CreateObject(), *arr = out ? cJSON_AddArrayToObject(out, "tokens") : NULL;
+    cJSON *out = cJSON_CreateObject(), *arr = NULL;
+    if (with_pieces) {
+        if (out && (arr = api_token_pieces(ctx, ids, n)) && !cJSON_AddItemToObject(out, "tokens", arr)) {
+            cJSON_Delete(arr);
+            arr = NULL;
+        }
+        n = 0; /* the pieces are in */
+    } else if (out) {
+        arr = cJSON_AddArrayToObject(out, "tokens");
+    }
     bool built = arr != NULL;
     for (int i = 0; built && i < n; i++) {
         cJSON *num = cJSON_CreateNumber(ids[i]);
@@ -738,4 +810,32 @@ done:
     free(text);
     cJSON_Delete(o);
     return rc;
+}
+
+/* --- what api_native.c shares (api_internal.h) --- */
+
+int api_common_parse(const api_ctx *ctx, const cJSON *o, api_call *c, int default_max,
+                     api_error *e) {
+    return parse_common(ctx, o, c, default_max, e);
+}
+
+int api_context_check(const api_ctx *ctx, api_call *c, bool max_given, api_error *e) {
+    return check_context(ctx, c, c->req.n_prompt, max_given, e);
+}
+
+int api_get_int(const cJSON *o, const char *k, double lo, double hi, long long *out,
+                api_error *e) {
+    return get_int(o, k, lo, hi, out, e);
+}
+
+int api_get_bool(const cJSON *o, const char *k, bool *out, api_error *e) {
+    return get_bool(o, k, out, e);
+}
+
+uint64_t api_fresh_seed(void) {
+    return fresh_seed();
+}
+
+int api_oom(api_error *e) {
+    return oom(e);
 }

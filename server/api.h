@@ -1,7 +1,8 @@
 /* api: the OpenAI-compatible wire format. Turns request bodies into validated gen_requests
  * (api.c) and a job's results into response JSON and stream events (api_response.c), in
  * OpenAI's exact shapes (see shared/notes/wire-formats.md); the Responses API's requests and
- * answers are api_responses.c's.
+ * answers are api_responses.c's, llama.cpp's native routes are api_native.c's, on the same
+ * parsing.
  * No I/O and no threads of its own: http.c calls it; it reads a job only under job->mu. */
 #ifndef LS_API_H
 #define LS_API_H
@@ -9,6 +10,7 @@
 #include "chat.h"
 #include "scheduler.h"
 
+#include <cjson/cJSON.h>
 #include <stdbool.h>
 
 /* An error as OpenAI reports it: {"error":{"message","type","param","code"}}. */
@@ -31,10 +33,15 @@ typedef struct {
     chat_format chat_fmt;   /* the prompt format's family (stop tokens); the format itself */
     const chat_template *chat; /* when chat is NULL (tests) */
     const char *fingerprint;   /* system_fingerprint (fingerprint.h); NULL: none sent */
+    const char *model_path;    /* the model file, for GET /props (NULL: "") */
 } api_ctx;
 
 typedef struct {
     bool chat;
+    bool native;            /* llama.cpp's POST /completion (api_native.c) */
+    bool return_tokens;     /* native: the generated ids in "tokens" */
+    bool timings_per_token; /* llama.cpp's "timings" in the response and in every chunk */
+    int n_predict;          /* native: n_predict as asked (-1: until the end or the context) */
     bool stream, include_usage, echo;
     int logprobs;         /* completions: -1 none, else alternatives 0..5; chat: -1 or 0..20 */
     char **echo_text;     /* (n_echo) each prompt's text, for echo; else NULL */
@@ -108,5 +115,35 @@ bool api_stream_events(api_stream *st, char **buf, size_t *len, size_t *cap);
 
 /* GET /v1/models body. Caller frees. */
 char *api_models_json(const api_ctx *ctx, long created);
+
+/* llama.cpp's "timings" object of job j at monotonic time now (a job that runs is timed up to
+ * now): cache_n, prompt_n, prompt_ms, prompt_per_token_ms, prompt_per_second, predicted_n,
+ * predicted_ms, predicted_per_token_ms, predicted_per_second, over all of j's choices. Call
+ * with j->mu held. NULL when memory runs out. */
+cJSON *api_timings_json(const job *j, double now);
+
+/* --- llama.cpp's native API (api_native.c) --- */
+
+/* POST /completion (and /completions): llama.cpp's request fields (prompt as a string, ids or
+ * a mixed list; n_predict, n_probs, return_tokens, logit_bias pairs, ...). A llama.cpp field
+ * we do not implement, given a value other than its "off" value, is a 400 naming it. Errors as
+ * api_parse_completion's. */
+int api_parse_native(const api_ctx *ctx, const char *body, size_t len, api_call *out,
+                     api_error *e);
+/* The whole answer of a finished native job (content, tokens, stop_type, timings, ...). Caller
+ * frees; NULL when memory runs out. */
+char *api_native_json(const api_ctx *ctx, const api_call *c, job *j);
+/* The native stream's events ("data: {json}", one per new piece of output, the last with
+ * "stop": true and the stats; no [DONE]). As api_stream_events, which calls it for native
+ * calls. */
+bool api_native_stream_events(api_stream *st, char **buf, size_t *len, size_t *cap);
+/* GET /props: n_ctx, total_slots, chat_template, default_generation_settings, model_path,
+ * model_alias, build_info. Caller frees; NULL when memory runs out. */
+char *api_props_json(const api_ctx *ctx);
+/* GET /slots: one object per slot of the snapshot (n of them). Caller frees. */
+char *api_slots_json(const api_ctx *ctx, const sched_slot_info *slots, int n);
+/* POST /tokenize's answer for with_pieces: [{"id","piece"}], piece a string, or its bytes
+ * when they are not valid UTF-8. NULL when memory runs out. */
+cJSON *api_token_pieces(const api_ctx *ctx, const int32_t *ids, int n);
 
 #endif

@@ -198,10 +198,49 @@ static size_t echo_len(const api_call *c, const job *j, int i) {
     return e ? strlen(e) : 0;
 }
 
+/* A rate: n per `ms` milliseconds, scaled to `unit` (1e3: per second); 0 for no time. */
+static double per(double n, double ms, double unit) {
+    return ms > 0 ? n * unit / ms : 0;
+}
+
+cJSON *api_timings_json(const job *j, double now) {
+    int gen = 0, cached = j->req.n_prompt;
+    for (int c = 0; c < j->req.n; c++) {
+        gen += j->choices[c].n_gen;
+        if (j->choices[c].n_cached < cached) cached = j->choices[c].n_cached;
+    }
+    /* the prompt: admission to the first token; the rest: first token to the end (or now) */
+    double end = j->t_end > 0 && j->n_finished == j->req.n ? j->t_end : now;
+    double prompt_ms = j->t_first > 0 && j->t_admit > 0 ? (j->t_first - j->t_admit) * 1e3 : 0;
+    double predicted_ms = j->t_first > 0 && end > j->t_first ? (end - j->t_first) * 1e3 : 0;
+    int prompt_n = j->req.n_prompt - cached;
+    cJSON *t = cJSON_CreateObject();
+    if (!t) return NULL;
+    cJSON_AddNumberToObject(t, "cache_n", cached);
+    cJSON_AddNumberToObject(t, "prompt_n", prompt_n);
+    cJSON_AddNumberToObject(t, "prompt_ms", prompt_ms);
+    cJSON_AddNumberToObject(t, "prompt_per_token_ms", per(prompt_ms, prompt_n, 1));
+    cJSON_AddNumberToObject(t, "prompt_per_second", per(prompt_n, prompt_ms, 1e3));
+    cJSON_AddNumberToObject(t, "predicted_n", gen);
+    cJSON_AddNumberToObject(t, "predicted_ms", predicted_ms);
+    cJSON_AddNumberToObject(t, "predicted_per_token_ms", per(predicted_ms, gen, 1));
+    if (!cJSON_AddNumberToObject(t, "predicted_per_second", per(gen, predicted_ms, 1e3))) {
+        cJSON_Delete(t);
+        return NULL;
+    }
+    return t;
+}
+
+/* "timings" on obj when the call asked for it (timings_per_token). Called with j->mu held. */
+static void add_timings(cJSON *obj, const api_call *c, const job *j) {
+    if (c->timings_per_token) cJSON_AddItemToObject(obj, "timings", api_timings_json(j, ls_now()));
+}
+
 char *api_response_json(const api_ctx *ctx, const api_call *c, job *j, const char *id,
                         long created) {
     if (c->responses) return api_responses_json(ctx, c, j, id, created);
     api_json_init();
+    if (c->native) return api_native_json(ctx, c, j);
     pthread_mutex_lock(&j->mu);
     cJSON *r = envelope(ctx, c, id, created, false);
     cJSON *choices = cJSON_AddArrayToObject(r, "choices");
@@ -237,6 +276,7 @@ char *api_response_json(const api_ctx *ctx, const api_call *c, job *j, const cha
         cJSON_AddItemToArray(choices, ch);
     }
     cJSON_AddItemToObject(r, "usage", usage_json(j));
+    add_timings(r, c, j);
     pthread_mutex_unlock(&j->mu);
     char *s = cJSON_PrintUnformatted(r);
     cJSON_Delete(r);
@@ -337,6 +377,7 @@ static cJSON *chunk(api_stream *st, int i, const char *text, size_t n, bool role
     else cJSON_AddNullToObject(ch, "finish_reason");
     cJSON_AddItemToArray(choices, ch);
     if (c->include_usage) cJSON_AddNullToObject(r, "usage");
+    add_timings(r, c, st->j);
     return r;
 }
 
@@ -345,6 +386,7 @@ bool api_stream_events(api_stream *st, char **buf, size_t *len, size_t *cap) {
     const api_call *c = st->call;
     job *j = st->j;
     if (c->responses) return api_responses_stream_events(st, buf, len, cap);
+    if (c->native) return api_native_stream_events(st, buf, len, cap);
     if (st->sent_done) return true;
     if (c->chat && !st->sent_role) {
         for (int i = 0; i < j->req.n; i++) emit(buf, len, cap, chunk(st, i, "", 0, true, NULL, NULL));

@@ -297,7 +297,7 @@ static void rename_format_param(api_error *e) {
     if (!strncmp(rest, ".json_schema", 12)) rest += 12;
     char tail[sizeof e->param];
     snprintf(tail, sizeof tail, "%s", rest);
-    snprintf(e->param, sizeof e->param, "text.format%s", tail);
+    snprintf(e->param, sizeof e->param, "text.format%.*s", (int)(sizeof e->param - 12), tail);
 }
 
 /* Chat's names for the fields the Responses API names otherwise. */

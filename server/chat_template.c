@@ -23,6 +23,7 @@ struct chat_template {
     jinja_template *jinja;   /* NULL: the built-in format fmt */
     chat_format fmt;         /* built-in format, or the family guessed from the Jinja source */
     const char *source;      /* where it came from, for the startup summary */
+    char *text;              /* the Jinja source (GET /props shows it); NULL for a built-in */
     char *bos, *eos;         /* the vocabulary's BOS/EOS pieces (template variables) */
     special_piece *specials; /* control and user-defined pieces, by first byte, longest first */
     int n_specials;
@@ -83,6 +84,7 @@ static int collect_specials(chat_template *ct, const tokenizer *t) {
 void chat_template_free(chat_template *ct) {
     if (!ct) return;
     jinja_free(ct->jinja);
+    free(ct->text);
     free(ct->bos);
     free(ct->eos);
     free(ct->specials);
@@ -141,6 +143,12 @@ chat_template *chat_template_load(const model *m, chat_format setting, const cha
         goto fail;
     }
     ct->fmt = chat_format_detect(src, len);
+    if (!(ct->text = malloc(len + 1))) {
+        ls_fail(err, errlen, "out of memory for the chat template");
+        goto fail;
+    }
+    memcpy(ct->text, src, len);
+    ct->text[len] = '\0';
     return ct;
 fail:
     chat_template_free(ct);
@@ -166,6 +174,9 @@ const char *chat_template_source(const chat_template *ct) {
 }
 chat_format chat_template_family(const chat_template *ct) {
     return ct->fmt;
+}
+const char *chat_template_text(const chat_template *ct) {
+    return ct->text ? ct->text : "";
 }
 bool chat_template_is_jinja(const chat_template *ct) {
     return ct->jinja != NULL;

@@ -45,6 +45,7 @@ struct sched {
     kv_cache **caches;  /* (parallel) slots[i].kv, the fwd_decode view */
     int32_t *b_token, *b_pos, *b_seq, *b_slot; /* (max_rows) one forward step's rows */
     bool *b_logits;     /* (max_rows) */
+    sched_slot_info *pub; /* (parallel) what GET /slots shows; under mu */
     float *logits;      /* (max_rows, vocab) */
     int max_rows;
     pthread_t thread;
@@ -57,6 +58,7 @@ struct sched {
     bool stopping, draining;
     bool cancel_all;    /* end every running and queued job at the next step */
     unsigned long long n_steps;
+    unsigned long long next_task; /* the last id_task given */
     long long kv_tokens; /* sum of the slots' kv->n after the last step (for /metrics) */
 };
 
@@ -130,6 +132,7 @@ void job_finish_choice(job *j, int c, const char *text, size_t len, int n_gen, f
     }
     j->choices[c].n_gen = n_gen;
     j->choices[c].finish = why;
+    j->t_end = ls_now();
     j->n_finished++;
     pthread_cond_broadcast(&j->cv);
     pthread_mutex_unlock(&j->mu);
@@ -169,6 +172,7 @@ static bool out_token(choice_out *o, const gen_token *t) {
 /* --- slots --- */
 
 static long find_stop(const gen_request *r, const char *t, size_t n, size_t *keep);
+static int stop_at(const gen_request *r, const char *t, size_t n, size_t cut);
 
 static void slot_finish(sched *s, slot *sl, finish_reason why) {
     job *j = sl->job;
@@ -189,6 +193,7 @@ static void slot_finish(sched *s, slot *sl, finish_reason why) {
         sl->n_held += n;
         long cut = find_stop(&j->req, sl->held, sl->n_held, &keep);
         if (cut >= 0) {
+            o->stop_word = 1 + stop_at(&j->req, sl->held, sl->n_held, (size_t)cut);
             sl->n_held = (size_t)cut;
             why = FINISH_STOP;
         }
@@ -198,6 +203,7 @@ static void slot_finish(sched *s, slot *sl, finish_reason why) {
         }
     }
     o->finish = why;
+    j->t_end = ls_now();
     j->n_finished++;
     pthread_cond_broadcast(&j->cv);
     pthread_mutex_unlock(&j->mu);
@@ -208,6 +214,10 @@ static void slot_finish(sched *s, slot *sl, finish_reason why) {
     sl->job = NULL;
     pthread_mutex_lock(&s->mu);
     s->n_busy--;
+    sched_slot_info *pub = &s->pub[sl - s->slots];
+    pub->busy = false;
+    pub->id_task = 0;
+    pub->n_past = sl->kv->n;
     pthread_mutex_unlock(&s->mu);
     job_release(j); /* the scheduler's reference is held once per choice */
 }
@@ -229,6 +239,15 @@ static long find_stop(const gen_request *r, const char *t, size_t n, size_t *kee
             }
     }
     return cut;
+}
+
+/* The index of the stop string found at t + cut (find_stop's cut); the first that fits. */
+static int stop_at(const gen_request *r, const char *t, size_t n, size_t cut) {
+    for (int i = 0; i < r->n_stop; i++) {
+        size_t sl = strlen(r->stop[i]);
+        if (cut + sl <= n && !memcmp(t + cut, r->stop[i], sl)) return i;
+    }
+    return 0; /* not reached: cut is where one of them begins */
 }
 
 static void fail_slot(sched *s, slot *sl, const char *msg);
@@ -287,6 +306,7 @@ static bool slot_accept(sched *s, slot *sl, const float *logits, double now) {
     pthread_mutex_lock(&j->mu);
     choice_out *o = &j->choices[sl->choice];
     o->n_gen = sl->n_gen;
+    if (cut >= 0) o->stop_word = 1 + stop_at(r, sl->held, sl->n_held, (size_t)cut);
     bool kept = true;
     if (n_top >= 0) {
         gen_token t = {.id = id, .logprob = info.logprob, .n_top = info.n_top,
@@ -354,6 +374,7 @@ static int slot_admit(sched *s, slot *sl, job *j, int choice, int reuse, char *e
     sl->n_fed = reuse;
     pthread_mutex_lock(&j->mu);
     j->choices[choice].n_cached = reuse;
+    j->choices[choice].slot = 1 + (int)(sl - s->slots);
     pthread_mutex_unlock(&j->mu);
     metrics_prompt_cached((unsigned long long)reuse);
     sl->n_gen = 0;
@@ -406,6 +427,10 @@ static void admit_locked(sched *s, double now) {
             if (best < 0 || slot_admit(s, &s->slots[best], j, c, best_k, err, sizeof err) != 0)
                 break;
             s->n_busy++;
+            s->pub[best].busy = true;
+            s->pub[best].id_task = j->id_task;
+            s->pub[best].n_past = best_k;
+            s->pub[best].n_decoded = 0;
         }
         for (int n = j->req.n; c < n; c++) { /* could not get a sampler: fail the rest */
             pthread_mutex_lock(&j->mu);
@@ -517,6 +542,10 @@ static void step(sched *s) {
     long long kv_tokens = 0;
     for (int i = 0; i < s->p.parallel; i++) kv_tokens += s->slots[i].kv->n;
     pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < s->p.parallel; i++) {
+        s->pub[i].n_past = s->slots[i].kv->n;
+        s->pub[i].n_decoded = s->slots[i].job ? s->slots[i].n_gen : 0;
+    }
     s->n_steps++;
     s->kv_tokens = kv_tokens;
     pthread_mutex_unlock(&s->mu);
@@ -576,6 +605,7 @@ static void sched_free(sched *s) {
     free(s->b_seq);
     free(s->b_slot);
     free(s->b_logits);
+    free(s->pub);
     free(s->logits);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
@@ -601,12 +631,15 @@ sched *sched_create(const model *m, const sched_params *p, char *err, size_t err
     s->b_seq = calloc((size_t)s->max_rows, sizeof(int32_t));
     s->b_slot = calloc((size_t)s->max_rows, sizeof(int32_t));
     s->b_logits = calloc((size_t)s->max_rows, sizeof(bool));
+    s->pub = calloc((size_t)p->parallel, sizeof *s->pub);
     s->logits = ls_alloc((size_t)s->max_rows * m->cfg.vocab_size * sizeof(float));
     if (!s->slots || !s->caches || !s->b_token || !s->b_pos || !s->b_seq || !s->b_slot ||
-        !s->b_logits || !s->logits)
+        !s->b_logits || !s->pub || !s->logits)
         goto oom;
     for (int i = 0; i < p->parallel; i++) {
         slot *sl = &s->slots[i];
+        s->pub[i].id = i;
+        s->pub[i].n_ctx = p->ctx_size;
         sl->kv = kv_create(&m->cfg, p->ctx_size, p->kv, err, errlen);
         if (!sl->kv) goto fail;
         s->caches[i] = sl->kv;
@@ -717,6 +750,7 @@ job *sched_submit(sched *s, gen_request *req, int *status, char *err, size_t err
         ls_fail(err, errlen, "the queue is full (%d waiting); try again later", s->p.max_queue);
         goto fail_job;
     }
+    j->id_task = ++s->next_task; /* j->mu not needed: nobody else has j yet */
     if (s->q_tail) s->q_tail->next = j;
     else s->q_head = j;
     s->q_tail = j;
@@ -740,6 +774,7 @@ fail:
 static void finish_unadmitted(job *j, finish_reason why) {
     pthread_mutex_lock(&j->mu);
     for (int c = 0; c < j->req.n; c++) j->choices[c].finish = why;
+    j->t_end = ls_now();
     j->n_finished = j->req.n;
     pthread_cond_broadcast(&j->cv);
     pthread_mutex_unlock(&j->mu);
@@ -803,6 +838,14 @@ void sched_drain(sched *s) {
 int sched_active(sched *s) {
     pthread_mutex_lock(&s->mu);
     int n = s->n_busy + s->n_queued;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+int sched_get_slots(sched *s, sched_slot_info *out, int cap) {
+    pthread_mutex_lock(&s->mu);
+    int n = s->p.parallel;
+    memcpy(out, s->pub, (size_t)(cap < n ? cap : n) * sizeof *out);
     pthread_mutex_unlock(&s->mu);
     return n;
 }

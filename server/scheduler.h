@@ -79,6 +79,8 @@ typedef struct {
     int n_toks, cap_toks;
     int n_gen;       /* tokens generated (the end-of-sequence token not counted) */
     int n_cached;    /* prompt tokens found in the slot's KV cache at admission (not computed) */
+    int slot;        /* 1 + the index of the slot that runs it; 0 until admitted */
+    int stop_word;   /* 1 + the index in req.stop of the stop string that ended it; 0 none */
     finish_reason finish;
 } choice_out;
 
@@ -91,6 +93,8 @@ struct job {
     int n_finished;           /* choices with finish != FINISH_NONE */
     char error[256];          /* set with finish FINISH_ERROR */
     double t_submit, t_admit, t_first; /* monotonic seconds; 0 until reached */
+    double t_end;             /* when a choice last finished (monotonic seconds); 0 until then */
+    unsigned long long id_task; /* the scheduler's number for it (from 1; 0: detached) */
     atomic_bool cancelled;    /* set by the client's thread; honoured at the next step */
     atomic_int refs;          /* the submitter's reference and the scheduler's */
     job *next;                /* queue link, scheduler-owned */
@@ -141,6 +145,19 @@ typedef struct {
     long long kv_tokens, kv_capacity; /* positions held in the slots' KV caches, and the most */
 } sched_stats;
 void sched_get_stats(sched *s, sched_stats *out);
+
+/* One slot as GET /slots shows it: a snapshot, taken under the scheduler's lock. n_past and
+ * n_decoded are as of the last finished step. */
+typedef struct {
+    int id;                     /* the slot's index */
+    bool busy;                  /* holds a running choice */
+    unsigned long long id_task; /* its job's id_task; 0 when idle */
+    int n_ctx;                  /* KV positions of the slot */
+    int n_past;                 /* positions its KV cache holds (kept after a request ends) */
+    int n_decoded;              /* tokens generated for the running choice */
+} sched_slot_info;
+/* Fills out[0..min(cap, slots)) and returns the number of slots. Any thread. */
+int sched_get_slots(sched *s, sched_slot_info *out, int cap);
 
 /* Ends every queued and running job (FINISH_CANCEL) within one step, and admits no more. */
 void sched_cancel_all(sched *s);

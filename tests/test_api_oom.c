@@ -9,7 +9,8 @@
  *   the request must fail with "out of memory" (503 at submission, or its choice ending with
  *   FINISH_ERROR), never end as a normal answer with text or logprobs silently missing; and
  *   the scheduler must serve a clean request afterwards.
- * - The same for a chat request and /apply-template rendered by a Jinja template (jinja*.c).
+ * - The same for a chat request and /apply-template rendered by a Jinja template (jinja*.c),
+ *   and for llama.cpp's /completion (api_native.c) and /tokenize's with_pieces.
  * Not covered: the response writers (api_response.c) and http.c. */
 #include "api.h"
 #include "check.h"
@@ -88,7 +89,7 @@ void __wrap_free(void *p) {
 
 /* --- the requests --- */
 
-typedef enum { K_COMPLETION, K_CHAT, K_TOKENIZE, K_DETOKENIZE, K_APPLY, K_RESPONSES } kind;
+typedef enum { K_COMPLETION, K_CHAT, K_TOKENIZE, K_DETOKENIZE, K_APPLY, K_RESPONSES, K_NATIVE } kind;
 
 static const struct {
     kind k;
@@ -119,6 +120,10 @@ static const struct {
                   "{\"type\":\"object\"}}},\"store\":false,\"stream\":true}"},
     {K_TOKENIZE, "{\"content\":\"In the beginning was the Word\",\"add_special\":true}"},
     {K_DETOKENIZE, "{\"tokens\":[1,450,3,100,200]}"},
+    {K_TOKENIZE, "{\"content\":\"And \\u00e1\",\"with_pieces\":true}"},
+    /* llama.cpp's /completion: a mixed prompt, bias pairs with a string and false */
+    {K_NATIVE, "{\"prompt\":[1,\"In the beginning\",450],\"n_predict\":4,\"n_probs\":2,"
+               "\"logit_bias\":[[5,1.5],[\"light\",false]],\"stop\":[\"And\"]}"},
     /* rendered by a Jinja template (main sets ctx.chat for these two) */
     {K_CHAT, "{\"messages\":[{\"role\":\"developer\",\"content\":\"Be brief.\"},"
              "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"Who\"},"
@@ -157,6 +162,10 @@ static int run(const api_ctx *ctx, int r, api_error *e) {
         break;
     case K_APPLY:
         rc = api_parse_apply_template(ctx, b, len, &json, e);
+        break;
+    case K_NATIVE:
+        rc = api_parse_native(ctx, b, len, &call, e);
+        if (rc == 0) api_call_free(&call);
         break;
     }
     free(json);

@@ -146,6 +146,7 @@ static void check_events(const char *sse, size_t len, bool chat, bool usage, boo
     }
     int finishes = 0, usages = 0;
     bool done = false;
+    FUZZ_CHECK(sse); /* a complete stream has sent its last event */
     const char *p = sse, *end = sse + len;
     while (p < end) {
         const char *sep = memmem(p, (size_t)(end - p), "\n\n", 2);
@@ -226,6 +227,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     pthread_mutex_init(&s.mu, NULL);
     pthread_cond_init(&s.cv, NULL);
     slot sl = {0};
+    sched_slot_info pub = {0}; /* what /slots shows of it: slot_finish updates it */
+    s.slots = &sl;
+    s.pub = &pub;
     sl.kv = kv_create(&fake.cfg, s.p.ctx_size, KV_F32, err, sizeof err);
     sl.hist = calloc((size_t)s.p.ctx_size, sizeof *sl.hist);
     sl.piece_cap = tok_stream_cap(fake.tok); /* as sched_create sizes them */

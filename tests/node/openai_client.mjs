@@ -133,7 +133,11 @@ await check("bad request surfaces as BadRequestError", async () => {
 
 await check("wrong key surfaces as AuthenticationError", async () => {
   const bad = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: "wrong", maxRetries: 0 });
-  await assert.rejects(bad.models.list(), (e) => e instanceof OpenAI.AuthenticationError);
+  // (models.list needs no key: /v1/models is public by default, for model pickers)
+  await assert.rejects(
+    bad.completions.create({ model: "m", prompt: "a", max_tokens: 1 }),
+    (e) => e instanceof OpenAI.AuthenticationError,
+  );
 });
 
 await check("response_format json_schema returns parseable, valid objects", async () => {
