@@ -22,6 +22,8 @@ typedef struct {
     tok_stream ts;     /* complete UTF-8 characters only */
     int32_t *hist;     /* (ctx_size) prompt then generated ids: penalties and positions */
     int n_hist;
+    int n_prompt;      /* the choice's prompt: hist[0 .. n_prompt) */
+    double *embd_acc;  /* (dim) an embedding choice's pooled hidden states so far */
     int n_fed;         /* ids of hist already in the KV cache (or scheduled this step) */
     bool fed_this_step; /* prefill rows of this slot are in the step being built */
     int n_gen;
@@ -44,7 +46,9 @@ struct sched {
     kv_cache **caches;  /* (parallel) slots[i].kv, the fwd_decode view */
     int32_t *b_token, *b_pos, *b_seq, *b_slot; /* (max_rows) one forward step's rows */
     bool *b_logits;     /* (max_rows) */
+    bool *b_hidden;     /* (max_rows) rows of embedding choices */
     float *logits;      /* (max_rows, vocab) */
+    float *hidden;      /* (max_rows, dim) their final hidden states */
     int max_rows;
     pthread_t thread;
 
@@ -63,6 +67,7 @@ void gen_request_free(gen_request *r) {
     free(r->prompt);
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
     free(r->bias);
+    free(r->input_off);
     gram_rules_free(r->grammar);
     memset(r, 0, sizeof *r);
 }
@@ -71,6 +76,7 @@ static void job_free(job *j) {
     for (int c = 0; c < j->req.n && j->choices; c++) {
         free(j->choices[c].text);
         free(j->choices[c].toks);
+        free(j->choices[c].embd);
     }
     free(j->choices);
     gen_request_free(&j->req);
@@ -163,11 +169,13 @@ static void slot_finish(sched *s, slot *sl, finish_reason why) {
     job *j = sl->job;
     /* counted before the client is woken, so a /metrics scrape sent after the response
      * already includes this request's tokens */
-    metrics_tokens(sl->choice == 0 ? (unsigned long long)j->req.n_prompt : 0,
-                   (unsigned long long)sl->n_gen);
+    unsigned long long prompt = j->req.embed         ? (unsigned long long)sl->n_prompt
+                                : sl->choice == 0 ? (unsigned long long)j->req.n_prompt
+                                                  : 0;
+    metrics_tokens(prompt, (unsigned long long)sl->n_gen);
     pthread_mutex_lock(&j->mu);
     choice_out *o = &j->choices[sl->choice];
-    if (why == FINISH_LENGTH || why == FINISH_STOP) {
+    if (!j->req.embed && (why == FINISH_LENGTH || why == FINISH_STOP)) {
         /* held text could have begun a stop string; it did not, so it is output, with the
          * flushed bytes (U+FFFD for an incomplete character), which may complete one */
         size_t n = tok_stream_flush(&sl->ts, sl->piece, sl->piece_cap), keep;
@@ -321,10 +329,19 @@ static int cached_prefix(const slot *sl, const int32_t *prompt, int n) {
 /* reuse: positions of the slot's KV cache kept (a prefix of the prompt, shorter than it). */
 static int slot_admit(sched *s, slot *sl, job *j, int choice, int reuse, char *err,
                       size_t errlen) {
-    sampler_params sp = j->req.sp;
-    sp.seed += (uint64_t)choice; /* each choice its own stream, reproducible */
-    sl->smp = sampler_create(&sp, s->m->cfg.vocab_size);
-    if (!sl->smp) return ls_fail(err, errlen, "out of memory for a sampler");
+    const int32_t *prompt = j->req.prompt;
+    int n_prompt = j->req.n_prompt;
+    if (j->req.embed) { /* its own input; every row's hidden state is pooled: none reused */
+        prompt += j->req.input_off[choice];
+        n_prompt = j->req.input_off[choice + 1] - j->req.input_off[choice];
+        reuse = 0;
+        embd_reset(sl->embd_acc, s->m->cfg.dim);
+    } else {
+        sampler_params sp = j->req.sp;
+        sp.seed += (uint64_t)choice; /* each choice its own stream, reproducible */
+        sl->smp = sampler_create(&sp, s->m->cfg.vocab_size);
+        if (!sl->smp) return ls_fail(err, errlen, "out of memory for a sampler");
+    }
     if (j->req.grammar && !(sl->gs = gram_state_create(j->req.grammar, s->gvocab))) {
         sampler_free(sl->smp);
         sl->smp = NULL;
@@ -333,8 +350,8 @@ static int slot_admit(sched *s, slot *sl, job *j, int choice, int reuse, char *e
     sl->job = j;
     sl->choice = choice;
     kv_truncate(sl->kv, reuse);
-    memcpy(sl->hist, j->req.prompt, (size_t)j->req.n_prompt * sizeof *sl->hist);
-    sl->n_hist = j->req.n_prompt;
+    memcpy(sl->hist, prompt, (size_t)n_prompt * sizeof *sl->hist);
+    sl->n_hist = sl->n_prompt = n_prompt;
     sl->n_fed = reuse;
     pthread_mutex_lock(&j->mu);
     j->choices[choice].n_cached = reuse;
@@ -344,7 +361,7 @@ static int slot_admit(sched *s, slot *sl, job *j, int choice, int reuse, char *e
     sl->n_held = 0;
     sl->t_last = 0;
     /* the prompt's last token is BOS alone: the first piece's space is the dummy prefix */
-    tok_stream_init(&sl->ts, s->m->tok, j->req.n_prompt == 1);
+    tok_stream_init(&sl->ts, s->m->tok, n_prompt == 1);
     return 0;
 }
 
@@ -353,26 +370,48 @@ static int slot_admit(sched *s, slot *sl, job *j, int choice, int reuse, char *e
 static void finish_unadmitted(job *j, finish_reason why);
 static void dequeue_cancelled(sched *s, job *j);
 
+/* Free slots queued job q needs before it can start: every choice of a generation job at once,
+ * one for an embedding job, which then takes what is free (start_take) and the rest later. */
+static int start_need(const job *q) {
+    return q->req.embed ? 1 : q->req.n - q->n_admitted;
+}
+
+static int start_take(const job *q, int free_slots) {
+    int left = q->req.n - q->n_admitted;
+    return q->req.embed && left > free_slots ? free_slots : left;
+}
+
+/* Takes the queue's head out of the queue. Called with s->mu held. */
+static void unlink_head_locked(sched *s) {
+    job *j = s->q_head;
+    s->q_head = j->next;
+    if (!s->q_head) s->q_tail = NULL;
+    s->n_queued--;
+    s->n_queued_choices -= j->req.n - j->n_admitted;
+}
+
 /* Moves queued jobs into free slots, first come first served. Called with s->mu held. */
 static void admit_locked(sched *s, double now) {
     while (s->q_head) {
         job *j = s->q_head;
         int free_slots = s->p.parallel - s->n_busy;
-        if (free_slots < j->req.n) break;
-        s->q_head = j->next;
-        if (!s->q_head) s->q_tail = NULL;
-        s->n_queued--;
-        s->n_queued_choices -= j->req.n;
+        bool cancelled = atomic_load(&j->cancelled);
+        if (!cancelled && start_need(j) > free_slots) break;
+        int first = j->n_admitted, end = first + start_take(j, free_slots);
         pthread_mutex_lock(&j->mu); /* read by the request's thread for its log line */
-        j->t_admit = now;
+        if (first == 0) j->t_admit = now;
         pthread_mutex_unlock(&j->mu);
-        if (atomic_load(&j->cancelled) || j->req.max_tokens == 0) {
-            finish_unadmitted(j, atomic_load(&j->cancelled) ? FINISH_CANCEL : FINISH_LENGTH);
+        if (cancelled || (!j->req.embed && j->req.max_tokens == 0)) {
+            unlink_head_locked(s);
+            finish_unadmitted(j, cancelled ? FINISH_CANCEL : FINISH_LENGTH);
             continue;
         }
-        int c = 0;
-        const bool cache = s->p.prompt_cache && j->req.cache_prompt;
-        for (; c < j->req.n; c++) {
+        s->n_queued_choices -= end - first;
+        j->n_admitted = end;
+        if (end == j->req.n) unlink_head_locked(s); /* subtracts no more choices */
+        int c = first;
+        const bool cache = s->p.prompt_cache && j->req.cache_prompt && !j->req.embed;
+        for (; c < end; c++) {
             /* the free slot with the longest cached prefix; among equals the one whose cache
              * holds least (what it drops is the cheapest to lose). The last prompt token is
              * always computed: its logits start the generation. */
@@ -389,7 +428,7 @@ static void admit_locked(sched *s, double now) {
                 break;
             s->n_busy++;
         }
-        for (int n = j->req.n; c < n; c++) { /* could not get a sampler: fail the rest */
+        for (; c < end; c++) { /* could not get a sampler: fail the rest */
             pthread_mutex_lock(&j->mu);
             j->choices[c].finish = FINISH_ERROR;
             snprintf(j->error, sizeof j->error, "out of memory");
@@ -406,6 +445,18 @@ static void fail_slot(sched *s, slot *sl, const char *msg) {
     snprintf(sl->job->error, sizeof sl->job->error, "%s", msg);
     pthread_mutex_unlock(&sl->job->mu);
     slot_finish(s, sl, FINISH_ERROR);
+}
+
+/* An embedding choice whose last row has run: its embedding, then the end of the choice. The
+ * request's thread reads embd only after slot_finish has counted the choice (under j->mu). */
+static void embed_finish(sched *s, slot *sl, double now) {
+    job *j = sl->job;
+    embd_finish(j->choices[sl->choice].embd, sl->embd_acc, sl->n_prompt, s->m->cfg.dim,
+                s->p.pooling);
+    pthread_mutex_lock(&j->mu);
+    if (j->t_first == 0) j->t_first = now;
+    pthread_mutex_unlock(&j->mu);
+    slot_finish(s, sl, FINISH_STOP);
 }
 
 /* Prefill rows one step may add beside n_decode decoding rows: what the batch leaves, but at
@@ -427,6 +478,7 @@ static int step_max_rows(int batch_size, int parallel) {
 /* One batched forward step over every busy slot. */
 static void step(sched *s) {
     int rows = 0, n_decode = 0;
+    bool any_hidden = false;
     pthread_mutex_lock(&s->mu);
     bool cancel_all = s->cancel_all;
     pthread_mutex_unlock(&s->mu);
@@ -437,13 +489,14 @@ static void step(sched *s) {
             slot_finish(s, sl, FINISH_CANCEL);
             continue;
         }
-        if (sl->n_fed < sl->job->req.n_prompt) continue;
+        if (sl->n_fed < sl->n_prompt) continue;
         /* decoding: feed the last sampled token */
         s->b_token[rows] = sl->hist[sl->n_hist - 1];
         s->b_pos[rows] = sl->n_hist - 1;
         s->b_seq[rows] = i;
         s->b_slot[rows] = i;
         s->b_logits[rows] = true;
+        s->b_hidden[rows] = false;
         rows++;
         n_decode++;
     }
@@ -455,21 +508,24 @@ static void step(sched *s) {
         int best_i = -1;
         for (int i = 0; i < s->p.parallel; i++) {
             slot *sl = &s->slots[i];
-            if (!sl->job || sl->n_fed >= sl->job->req.n_prompt || sl->fed_this_step) continue;
+            if (!sl->job || sl->n_fed >= sl->n_prompt || sl->fed_this_step) continue;
             if (!best || sl->job->t_admit < best->job->t_admit) best = sl, best_i = i;
         }
         if (!best) break;
-        int left = best->job->req.n_prompt - best->n_fed;
+        int left = best->n_prompt - best->n_fed;
         int take = left < budget ? left : budget;
+        const bool embed = best->job->req.embed;
         for (int k = 0; k < take; k++) {
             int pos = best->n_fed + k;
             s->b_token[rows] = best->hist[pos];
             s->b_pos[rows] = pos;
             s->b_seq[rows] = best_i;
             s->b_slot[rows] = best_i;
-            s->b_logits[rows] = pos == best->job->req.n_prompt - 1;
+            s->b_logits[rows] = !embed && pos == best->n_prompt - 1;
+            s->b_hidden[rows] = embed;
             rows++;
         }
+        any_hidden |= embed;
         best->n_fed += take;
         best->fed_this_step = true;
         budget -= take;
@@ -479,7 +535,8 @@ static void step(sched *s) {
     if (rows == 0) return;
 
     char err[LS_ERR_LEN];
-    fwd_batch b = {rows, s->b_token, s->b_pos, s->b_seq, s->b_logits};
+    fwd_batch b = {rows, s->b_token, s->b_pos, s->b_seq, s->b_logits,
+                   any_hidden ? s->b_hidden : NULL, s->hidden};
     if (fwd_decode(s->fwd, s->caches, s->p.parallel, &b, s->logits, err, sizeof err) != 0) {
         for (int r = 0; r < rows; r++) {
             slot *sl = &s->slots[s->b_slot[r]];
@@ -489,8 +546,15 @@ static void step(sched *s) {
         return;
     }
     double now = ls_now();
-    int out = 0;
+    int out = 0, n_hidden = 0;
     for (int r = 0; r < rows; r++) {
+        if (any_hidden && s->b_hidden[r]) { /* an embedding's rows come in position order */
+            slot *sl = &s->slots[s->b_slot[r]];
+            const int dim = s->m->cfg.dim;
+            embd_add(sl->embd_acc, s->hidden + (size_t)n_hidden++ * dim, dim, s->p.pooling);
+            if (s->b_pos[r] == sl->n_prompt - 1 && sl->job) embed_finish(s, sl, now);
+            continue;
+        }
         if (!s->b_logits[r]) continue;
         slot *sl = &s->slots[s->b_slot[r]];
         const float *lg = s->logits + (size_t)out++ * s->m->cfg.vocab_size;
@@ -547,6 +611,7 @@ static void sched_free(sched *s) {
         free(s->slots[i].held);
         free(s->slots[i].piece);
         free(s->slots[i].mask);
+        free(s->slots[i].embd_acc);
     }
     gram_vocab_free(s->gvocab);
     fwd_free(s->fwd);
@@ -558,7 +623,9 @@ static void sched_free(sched *s) {
     free(s->b_seq);
     free(s->b_slot);
     free(s->b_logits);
+    free(s->b_hidden);
     free(s->logits);
+    free(s->hidden);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s);
@@ -583,9 +650,11 @@ sched *sched_create(const model *m, const sched_params *p, char *err, size_t err
     s->b_seq = calloc((size_t)s->max_rows, sizeof(int32_t));
     s->b_slot = calloc((size_t)s->max_rows, sizeof(int32_t));
     s->b_logits = calloc((size_t)s->max_rows, sizeof(bool));
+    s->b_hidden = calloc((size_t)s->max_rows, sizeof(bool));
     s->logits = ls_alloc((size_t)s->max_rows * m->cfg.vocab_size * sizeof(float));
+    s->hidden = ls_alloc((size_t)s->max_rows * m->cfg.dim * sizeof(float));
     if (!s->slots || !s->caches || !s->b_token || !s->b_pos || !s->b_seq || !s->b_slot ||
-        !s->b_logits || !s->logits)
+        !s->b_logits || !s->b_hidden || !s->logits || !s->hidden)
         goto oom;
     for (int i = 0; i < p->parallel; i++) {
         slot *sl = &s->slots[i];
@@ -603,7 +672,8 @@ sched *sched_create(const model *m, const sched_params *p, char *err, size_t err
                                                              : tok_n_vocab(m->tok);
         sl->mask = calloc(((size_t)n_mask + 31) / 32, sizeof *sl->mask); /* ids past the
             tokenizer's stay 0: never allowed */
-        if (!sl->hist || !sl->held || !sl->piece || !sl->mask) goto oom;
+        sl->embd_acc = calloc((size_t)m->cfg.dim, sizeof *sl->embd_acc);
+        if (!sl->hist || !sl->held || !sl->piece || !sl->mask || !sl->embd_acc) goto oom;
     }
     if (!(s->gvocab = gram_vocab_from_tokenizer(m->tok))) goto oom;
     if (!(s->pool = pool_create(p->threads))) goto oom;
@@ -637,25 +707,40 @@ void sched_destroy(sched *s) {
  * Admission is first come first served and stops at the first job that does not fit, so
  * the walk below mirrors admit_locked. Called with s->mu held; the queue is short (bounded
  * by parallel + max_queue). */
-static bool queue_full_locked(const sched *s, int n) {
+static bool queue_full_locked(const sched *s, const job *j) {
     int free_slots = s->p.parallel - s->n_busy, waiting = 0;
     for (const job *q = s->q_head; q; q = q->next) {
-        if (waiting == 0 && q->req.n <= free_slots) free_slots -= q->req.n;
+        if (waiting == 0 && start_need(q) <= free_slots) free_slots -= start_take(q, free_slots);
         else waiting++;
     }
-    bool would_wait = waiting > 0 || n > free_slots;
+    bool would_wait = waiting > 0 || start_need(j) > free_slots;
     return would_wait && waiting >= s->p.max_queue;
+}
+
+/* An embedding request's inputs: 1..SCHED_MAX_INPUTS of them, each 1..ctx_size ids. */
+static int check_inputs(const sched *s, const gen_request *req, char *err, size_t errlen) {
+    if (req->n < 1 || req->n > SCHED_MAX_INPUTS || !req->input_off)
+        return ls_fail(err, errlen, "%d inputs; 1 to %d are accepted", req->n, SCHED_MAX_INPUTS);
+    for (int c = 0; c < req->n; c++) {
+        int n = req->input_off[c + 1] - req->input_off[c];
+        if (n < 1 || n > s->p.ctx_size)
+            return ls_fail(err, errlen, "input %d has %d tokens; a slot's context holds %d", c,
+                           n, s->p.ctx_size);
+    }
+    return 0;
 }
 
 job *sched_submit(sched *s, gen_request *req, int *status, char *err, size_t errlen) {
     job *j = NULL;
     *status = 400;
-    if (req->n < 1 || req->n > s->p.parallel) {
+    if (req->embed) {
+        if (check_inputs(s, req, err, errlen) != 0) goto fail;
+    } else if (req->n < 1 || req->n > s->p.parallel) {
         ls_fail(err, errlen, "n = %d needs %d slots; this server has %d", req->n, req->n,
                 s->p.parallel);
         goto fail;
     }
-    if (req->n_prompt < 1 || req->n_prompt >= s->p.ctx_size) {
+    if (!req->embed && (req->n_prompt < 1 || req->n_prompt >= s->p.ctx_size)) {
         ls_fail(err, errlen,
                 "the prompt has %d tokens; a slot's context holds %d (prompt plus at least one "
                 "generated token)",
@@ -669,6 +754,13 @@ job *sched_submit(sched *s, gen_request *req, int *status, char *err, size_t err
         ls_fail(err, errlen, "out of memory");
         goto fail;
     }
+    for (int c = 0; req->embed && c < req->n; c++)
+        if (!(j->choices[c].embd = malloc((size_t)s->m->cfg.dim * sizeof(float)))) {
+            for (int k = 0; k < c; k++) free(j->choices[k].embd);
+            *status = 503;
+            ls_fail(err, errlen, "out of memory");
+            goto fail;
+        }
     j->req = *req;
     memset(req, 0, sizeof *req);
     pthread_mutex_init(&j->mu, NULL);
@@ -684,7 +776,7 @@ job *sched_submit(sched *s, gen_request *req, int *status, char *err, size_t err
         ls_fail(err, errlen, "the server is shutting down");
         goto fail_job;
     }
-    if (queue_full_locked(s, j->req.n)) {
+    if (queue_full_locked(s, j)) {
         pthread_mutex_unlock(&s->mu);
         *status = 503;
         ls_fail(err, errlen, "the queue is full (%d waiting); try again later", s->p.max_queue);
@@ -709,15 +801,18 @@ fail:
     return NULL;
 }
 
-/* Ends a job that never got a slot. Called with s->mu held, the job already unlinked. */
+/* Ends the choices of a job that never got a slot (those of an embedding job's inputs beyond
+ * n_admitted; the admitted ones end in their slots). Called with s->mu held, the job already
+ * unlinked. */
 static void finish_unadmitted(job *j, finish_reason why) {
+    const int first = j->n_admitted, n = j->req.n; /* j may be freed by the last release */
+    j->n_admitted = n;
     pthread_mutex_lock(&j->mu);
-    for (int c = 0; c < j->req.n; c++) j->choices[c].finish = why;
-    j->n_finished = j->req.n;
+    for (int c = first; c < n; c++) j->choices[c].finish = why;
+    j->n_finished += n - first;
     pthread_cond_broadcast(&j->cv);
     pthread_mutex_unlock(&j->mu);
-    int n = j->req.n; /* j may be freed by the last release */
-    for (int c = 0; c < n; c++) job_release(j);
+    for (int c = first; c < n; c++) job_release(j);
 }
 
 /* Unlinks queued job j (or every queued job when j is NULL). Called with s->mu held. */
@@ -733,7 +828,7 @@ static void dequeue_cancelled(sched *s, job *j) {
         *link = q->next;
         if (s->q_tail == q) s->q_tail = prev;
         s->n_queued--;
-        s->n_queued_choices -= q->req.n;
+        s->n_queued_choices -= q->req.n - q->n_admitted;
         finish_unadmitted(q, FINISH_CANCEL);
         if (j) break;
     }
