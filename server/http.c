@@ -404,6 +404,27 @@ static enum MHD_Result run_generation(req_ctx *r, bool chat) {
     return respond_job(r);
 }
 
+/* An embedding request: its inputs run as one prefill-only job (scheduler.h). */
+static enum MHD_Result run_embeddings(req_ctx *r) {
+    http_server *h = r->h;
+    api_error e;
+    if (api_parse_embeddings(h->ctx, r->body, r->body_len, &r->call, &e) != 0)
+        return send_error(r, &e);
+    r->prompt_tokens = r->call.req.n_prompt;
+    char err[LS_ERR_LEN];
+    int status;
+    if (!(r->j = sched_submit(h->s, &r->call.req, &status, err, sizeof err))) {
+        api_error_set(&e, status, status == 503 ? "server_error" : "invalid_request_error",
+                      status == 503 ? NULL : "input", NULL, "%s", err);
+        return send_error(r, &e);
+    }
+    pthread_mutex_lock(&h->mu);
+    h->n_gen++;
+    r->counted = true;
+    pthread_mutex_unlock(&h->mu);
+    return respond_job(r);
+}
+
 /* --- CORS --- */
 
 /* Access-Control-Request-Headers as a browser sends it: header names (HTTP tokens) separated by
@@ -447,7 +468,7 @@ typedef struct {
 } route;
 
 enum { R_HEALTH, R_MODELS, R_METRICS, R_COMPLETIONS, R_CHAT, R_TOKENIZE, R_DETOKENIZE,
-       R_APPLY_TEMPLATE };
+       R_APPLY_TEMPLATE, R_EMBEDDINGS };
 static const route routes[] = {
     {"/health", "GET", R_HEALTH},
     {"/v1/models", "GET", R_MODELS},
@@ -457,6 +478,8 @@ static const route routes[] = {
     {"/tokenize", "POST", R_TOKENIZE},
     {"/detokenize", "POST", R_DETOKENIZE},
     {"/apply-template", "POST", R_APPLY_TEMPLATE},
+    {"/v1/embeddings", "POST", R_EMBEDDINGS},
+    {"/embeddings", "POST", R_EMBEDDINGS}, /* llama.cpp's spelling */
 };
 
 static enum MHD_Result dispatch(req_ctx *r, const char *url, const char *method) {
@@ -525,6 +548,8 @@ static enum MHD_Result dispatch(req_ctx *r, const char *url, const char *method)
         return run_generation(r, false);
     case R_CHAT:
         return run_generation(r, true);
+    case R_EMBEDDINGS:
+        return run_embeddings(r);
     case R_TOKENIZE:
         if (api_parse_tokenize(h->ctx, r->body, r->body_len, &json, &e)) return send_error(r, &e);
         return send_json(r, 200, json);
