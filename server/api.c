@@ -682,10 +682,11 @@ static int add_input(const api_ctx *ctx, const cJSON *v, api_call *c, int *cap, 
     return 0;
 }
 
-int api_parse_embeddings(const api_ctx *ctx, const char *body, size_t len, api_call *c,
-                         api_error *e) {
+int api_parse_embeddings(const api_ctx *ctx, const char *body, size_t len, bool llama,
+                         api_call *c, api_error *e) {
     memset(c, 0, sizeof *c);
     c->embed = c->req.embed = true;
+    c->embed_llama = llama;
     preset(e);
     cJSON *o = parse_body(body, len, e);
     if (!o) return -1;
@@ -697,12 +698,17 @@ int api_parse_embeddings(const api_ctx *ctx, const char *body, size_t len, api_c
         goto done;
     }
     c->base64 = fmt && !strcmp(fmt, "base64");
+    if (c->base64 && llama) { /* llama.cpp ignores it here; a silent float would mislead */
+        BAD("encoding_format", "'encoding_format' \"base64\" is served on /v1/embeddings only");
+        goto done;
+    }
     if (!is_null(cJSON_GetObjectItemCaseSensitive(o, "dimensions"))) {
         BAD("dimensions", "'dimensions' is not supported: embeddings have the model's %d",
             ctx->m->cfg.dim);
         goto done;
     }
     const cJSON *in = cJSON_GetObjectItemCaseSensitive(o, "input");
+    if (is_null(in) && llama) in = cJSON_GetObjectItemCaseSensitive(o, "content");
     if (is_null(in)) {
         BAD("input", "'input' is required");
         goto done;

@@ -39,6 +39,7 @@ typedef struct {
     int beam_width;       /* 0: sampling; else beam search with this many beams (best_of) */
     float length_penalty; /* beam score = logprob / length^length_penalty */
     bool embed;           /* POST /v1/embeddings: req.embed, one choice per input */
+    bool embed_llama;     /* POST /embeddings: llama.cpp's own answer, [{index, embedding}] */
     bool base64;          /* embeddings: encoding_format "base64" (little-endian float32) */
     gen_request req;
 } api_call;
@@ -51,13 +52,14 @@ void api_call_free(api_call *c);
 int api_parse_completion(const api_ctx *ctx, const char *body, size_t len, api_call *out,
                          api_error *e);
 int api_parse_chat(const api_ctx *ctx, const char *body, size_t len, api_call *out, api_error *e);
-/* POST /v1/embeddings (and llama.cpp's /embeddings): {"input": a string, an array of strings,
- * an array of ids or an array of arrays of ids, "encoding_format"?: "float" | "base64",
- * "model"?: ignored}. Strings get BOS as completion prompts do; id arrays are taken as given.
- * Each input is one choice (1..SCHED_MAX_INPUTS), non-empty and at most ctx_size tokens;
- * "dimensions" is refused. Errors as api_parse_completion's. */
-int api_parse_embeddings(const api_ctx *ctx, const char *body, size_t len, api_call *out,
-                         api_error *e);
+/* POST /v1/embeddings: {"input": a string, an array of strings, an array of ids or an array
+ * of arrays of ids, "encoding_format"?: "float" | "base64", "model"?: ignored}. Strings get
+ * BOS as completion prompts do; id arrays are taken as given. Each input is one choice
+ * (1..SCHED_MAX_INPUTS), non-empty and at most ctx_size tokens; "dimensions" is refused.
+ * llama: llama.cpp's POST /embeddings, which also takes "content" for "input" and answers in
+ * its own shape, floats only (base64 is refused). Errors as api_parse_completion's. */
+int api_parse_embeddings(const api_ctx *ctx, const char *body, size_t len, bool llama,
+                         api_call *out, api_error *e);
 /* POST /apply-template, as llama.cpp has it: {"messages": [...], "tools"?,
  * "add_generation_prompt"? (default true)} -> {"prompt": "..."}, the rendered text, without
  * generating. Errors as api_parse_chat's. */

@@ -421,24 +421,38 @@ done:
 }
 
 /* {"object":"list","data":[{"object":"embedding","index":i,"embedding":...}],"model",
- * "usage":{"prompt_tokens","total_tokens"}}, the inputs in request order. */
+ * "usage":{"prompt_tokens","total_tokens"}}, the inputs in request order; llama.cpp's
+ * /embeddings: [{"index":i,"embedding":[[...]]}] (one pooled vector per input). */
 static char *embeddings_json(const api_ctx *ctx, const api_call *c, job *j) {
     const int dim = ctx->m->cfg.dim;
-    cJSON *r = cJSON_CreateObject();
-    bool ok = r && cJSON_AddStringToObject(r, "object", "list");
-    cJSON *data = ok ? cJSON_AddArrayToObject(r, "data") : NULL;
+    const bool llama = c->embed_llama;
+    cJSON *r = llama ? cJSON_CreateArray() : cJSON_CreateObject();
+    bool ok = r && (llama || cJSON_AddStringToObject(r, "object", "list"));
+    cJSON *data = !ok ? NULL : llama ? r : cJSON_AddArrayToObject(r, "data");
     ok = data != NULL;
     pthread_mutex_lock(&j->mu);
     for (int i = 0; ok && i < j->req.n; i++) {
         cJSON *e = cJSON_CreateObject(), *v = embedding_value(j->choices[i].embd, dim, c->base64);
-        ok = e && v && cJSON_AddStringToObject(e, "object", "embedding") &&
+        cJSON *outer = llama ? cJSON_CreateArray() : NULL;
+        ok = e && v && (!llama || outer) &&
+             (llama || cJSON_AddStringToObject(e, "object", "embedding")) &&
              cJSON_AddNumberToObject(e, "index", i);
+        if (ok && llama) {
+            cJSON_AddItemToArray(outer, v);
+            v = outer, outer = NULL;
+        }
         if (ok) cJSON_AddItemToObject(e, "embedding", v);
         else cJSON_Delete(v);
+        cJSON_Delete(outer);
         if (e) cJSON_AddItemToArray(data, e);
     }
     int n_prompt = j->req.n_prompt;
     pthread_mutex_unlock(&j->mu);
+    if (llama) {
+        char *s = ok ? cJSON_PrintUnformatted(r) : NULL;
+        cJSON_Delete(r);
+        return s;
+    }
     cJSON *u = ok ? cJSON_CreateObject() : NULL;
     ok = ok && u && cJSON_AddStringToObject(r, "model", ctx->model_id) &&
          cJSON_AddNumberToObject(u, "prompt_tokens", n_prompt) &&

@@ -404,11 +404,12 @@ static enum MHD_Result run_generation(req_ctx *r, bool chat) {
     return respond_job(r);
 }
 
-/* An embedding request: its inputs run as one prefill-only job (scheduler.h). */
-static enum MHD_Result run_embeddings(req_ctx *r) {
+/* An embedding request (llama: llama.cpp's /embeddings): its inputs run as one prefill-only
+ * job (scheduler.h). */
+static enum MHD_Result run_embeddings(req_ctx *r, bool llama) {
     http_server *h = r->h;
     api_error e;
-    if (api_parse_embeddings(h->ctx, r->body, r->body_len, &r->call, &e) != 0)
+    if (api_parse_embeddings(h->ctx, r->body, r->body_len, llama, &r->call, &e) != 0)
         return send_error(r, &e);
     r->prompt_tokens = r->call.req.n_prompt;
     char err[LS_ERR_LEN];
@@ -468,7 +469,7 @@ typedef struct {
 } route;
 
 enum { R_HEALTH, R_MODELS, R_METRICS, R_COMPLETIONS, R_CHAT, R_TOKENIZE, R_DETOKENIZE,
-       R_APPLY_TEMPLATE, R_EMBEDDINGS };
+       R_APPLY_TEMPLATE, R_EMBEDDINGS, R_EMBEDDINGS_LLAMA };
 static const route routes[] = {
     {"/health", "GET", R_HEALTH},
     {"/v1/models", "GET", R_MODELS},
@@ -479,7 +480,7 @@ static const route routes[] = {
     {"/detokenize", "POST", R_DETOKENIZE},
     {"/apply-template", "POST", R_APPLY_TEMPLATE},
     {"/v1/embeddings", "POST", R_EMBEDDINGS},
-    {"/embeddings", "POST", R_EMBEDDINGS}, /* llama.cpp's spelling */
+    {"/embeddings", "POST", R_EMBEDDINGS_LLAMA}, /* llama.cpp's own answer shape */
 };
 
 static enum MHD_Result dispatch(req_ctx *r, const char *url, const char *method) {
@@ -549,7 +550,8 @@ static enum MHD_Result dispatch(req_ctx *r, const char *url, const char *method)
     case R_CHAT:
         return run_generation(r, true);
     case R_EMBEDDINGS:
-        return run_embeddings(r);
+    case R_EMBEDDINGS_LLAMA:
+        return run_embeddings(r, rt->kind == R_EMBEDDINGS_LLAMA);
     case R_TOKENIZE:
         if (api_parse_tokenize(h->ctx, r->body, r->body_len, &json, &e)) return send_error(r, &e);
         return send_json(r, 200, json);

@@ -9,8 +9,9 @@ Tolerance: the largest difference of any element of the unit vectors. Measured o
 (release) 7.0e-8 (kjv) and 8.7e-8 (tiny); bound 1e-5, float32 rounding through a few layers
 (the logits of the same forward pass are held to 1e-4 in test_forward.c).
 Also: the response shape, inputs as strings, ids and arrays of them (more inputs than slots),
-BOS as llama.cpp adds it, base64 equal to the floats, the same bits alone or batched, the
-un-prefixed route, the prompt cache after an embedding, and 400s naming each bad field."""
+BOS as llama.cpp adds it, base64 equal to the floats, the same bits alone or batched,
+llama.cpp's own /embeddings shape, the prompt cache after an embedding, and 400s naming each
+bad field."""
 import base64
 import os
 import subprocess
@@ -94,9 +95,19 @@ def kjv_tests(ref):
             got = np.frombuffer(base64.b64decode(y["embedding"]), dtype="<f4")
             assert got.tolist() == np.array(x["embedding"], dtype=np.float32).tolist()
 
-    def unprefixed_route(s):
-        a = embed(s, TEXTS[2], path="/embeddings")["data"][0]["embedding"]
-        assert a == embed(s, TEXTS[2])["data"][0]["embedding"]
+    def llamacpp_route(s):
+        # llama.cpp's /embeddings: [{"index", "embedding": [[pooled vector]]}], "content" too
+        oai = embed(s, TEXTS[:2])["data"]
+        got = embed(s, TEXTS[:2], path="/embeddings")
+        assert isinstance(got, list) and [set(x) for x in got] == [{"index", "embedding"}] * 2
+        assert [x["index"] for x in got] == [0, 1]
+        assert [x["embedding"] for x in got] == [[d["embedding"]] for d in oai]
+        st, obj, _ = s.json("POST", "/embeddings", {"content": TEXTS[1]})
+        assert st == 200 and obj[0]["embedding"] == [oai[1]["embedding"]], obj
+        st, obj, _ = s.json("POST", "/embeddings", {"input": "a", "encoding_format": "base64"})
+        check_error(st, obj, 400, param="encoding_format")
+        st, obj, _ = s.json("POST", "/v1/embeddings", {"content": "a"})
+        check_error(st, obj, 400, param="input")
 
     def prompt_cache_after_embedding(s):
         body = {"prompt": TEXTS[1], "max_tokens": 12, "temperature": 0}
@@ -135,7 +146,7 @@ def kjv_tests(ref):
         s.wait_metrics(lambda m: m.get("llamaserve_slots_busy") == 0, "no slot left busy")
 
     return [against_reference, response_shape_and_bos, same_bits_alone_or_batched,
-            base64_is_the_floats, unprefixed_route, prompt_cache_after_embedding, bad_requests]
+            base64_is_the_floats, llamacpp_route, prompt_cache_after_embedding, bad_requests]
 
 
 def main():
