@@ -88,7 +88,7 @@ void __wrap_free(void *p) {
 
 /* --- the requests --- */
 
-typedef enum { K_COMPLETION, K_CHAT, K_TOKENIZE, K_DETOKENIZE, K_APPLY } kind;
+typedef enum { K_COMPLETION, K_CHAT, K_TOKENIZE, K_DETOKENIZE, K_APPLY, K_EMBED } kind;
 
 static const struct {
     kind k;
@@ -113,6 +113,8 @@ static const struct {
              "\"grammar\":\"root ::= (\\\"a\\\" | [b-d]{1,3})+\"}"},
     {K_TOKENIZE, "{\"content\":\"In the beginning was the Word\",\"add_special\":true}"},
     {K_DETOKENIZE, "{\"tokens\":[1,450,3,100,200]}"},
+    {K_EMBED, "{\"input\":[\"In the beginning\",[1,450,3],\"And the earth\",\"a\",\"b\"],"
+              "\"encoding_format\":\"base64\"}"},
     /* rendered by a Jinja template (main sets ctx.chat for these two) */
     {K_CHAT, "{\"messages\":[{\"role\":\"developer\",\"content\":\"Be brief.\"},"
              "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"Who\"},"
@@ -147,6 +149,10 @@ static int run(const api_ctx *ctx, int r, api_error *e) {
         break;
     case K_APPLY:
         rc = api_parse_apply_template(ctx, b, len, &json, e);
+        break;
+    case K_EMBED:
+        rc = api_parse_embeddings(ctx, b, len, false, &call, e);
+        if (rc == 0) api_call_free(&call);
         break;
     }
     free(json);
