@@ -10,9 +10,11 @@ Tolerance: the largest difference of any element of the unit vectors. Measured o
 (the logits of the same forward pass are held to 1e-4 in test_forward.c).
 Also: the response shape, inputs as strings, ids and arrays of them (more inputs than slots),
 BOS as llama.cpp adds it, base64 equal to the floats, the same bits alone or batched,
-llama.cpp's own /embeddings shape, the prompt cache after an embedding, and 400s naming each
-bad field."""
+llama.cpp's own /embeddings shape, the prompt cache after an embedding, embeddings beside a
+running generation, a client that leaves mid-request (slots and queue freed), and 400s naming
+each bad field."""
 import base64
+import json
 import os
 import subprocess
 import sys
@@ -20,7 +22,8 @@ import tempfile
 
 import numpy as np
 
-from server_harness import BIN, MODELS, MODEL, Runner, Server, check_error, run_with_server
+from server_harness import (BIN, MODELS, MODEL, Runner, Stream, check_error, post_bytes,
+                            raw_http, run_with_server)
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference"))
@@ -117,6 +120,28 @@ def kjv_tests(ref):
             again = s.post("/v1/completions", body)["choices"][0]["text"]
             assert again == first, (again, first)
 
+    def beside_a_generation(s):
+        alone = [d["embedding"] for d in embed(s, TEXTS)["data"]]
+        st = Stream(s, "/v1/completions", {"prompt": TEXTS[0], "max_tokens": 200, "stream": True,
+                                           "ignore_eos": True, "temperature": 0})
+        assert st.next_event() is not None  # it is decoding in a slot
+        assert [d["embedding"] for d in embed(s, TEXTS)["data"]] == alone
+        st.read_all()
+        assert st.events[-1] == "[DONE]" and st.error is None
+
+    def client_leaves_mid_request(s):
+        def left(m):
+            return m.get('llamaserve_requests_total{route="other",status="499"}', 0)
+        before = s.metrics()
+        # 2048 inputs of ~100 tokens: still running long after the client has left
+        body = json.dumps({"input": ["In the beginning " * 25] * 2048}).encode()
+        sock, _ = raw_http(s.port, post_bytes("/v1/embeddings", body))
+        s.wait_metrics(lambda m: m["llamaserve_slots_busy"] == 2, "the inputs run")
+        sock.close()
+        s.wait_metrics(lambda m: left(m) == left(before) + 1 and m["llamaserve_slots_busy"] == 0
+                       and m["llamaserve_queue_depth"] == 0, "499 counted, slots and queue free")
+        assert len(embed(s, TEXTS)["data"]) == len(TEXTS)
+
     def bad_requests(s):
         cases = [
             ({"input": ""}, "input", None),
@@ -146,7 +171,8 @@ def kjv_tests(ref):
         s.wait_metrics(lambda m: m.get("llamaserve_slots_busy") == 0, "no slot left busy")
 
     return [against_reference, response_shape_and_bos, same_bits_alone_or_batched,
-            base64_is_the_floats, llamacpp_route, prompt_cache_after_embedding, bad_requests]
+            base64_is_the_floats, llamacpp_route, prompt_cache_after_embedding,
+            beside_a_generation, client_leaves_mid_request, bad_requests]
 
 
 def main():
