@@ -21,8 +21,8 @@ typedef struct {
     const bool *logits;   /* (n_tokens) rows whose logits are wanted; NULL: only the last row */
     /* Embeddings: rows whose final hidden state (after the output norm, before the output
      * matrix) is wanted; NULL (a decode step): none, and nothing below is touched. */
-    const bool *hidden;   /* (n_tokens) */
-    float *hidden_out;    /* (n_hidden, dim) out: the flagged rows' states, in batch order */
+    const bool *hidden; /* (n_tokens) */
+    float *hidden_out;  /* (n_hidden, dim) out: the flagged rows' states, in batch order */
 } fwd_batch;
 
 typedef struct fwd_ctx fwd_ctx;

@@ -682,8 +682,8 @@ static int add_input(const api_ctx *ctx, const cJSON *v, api_call *c, int *cap, 
     return 0;
 }
 
-int api_parse_embeddings(const api_ctx *ctx, const char *body, size_t len, bool llama,
-                         api_call *c, api_error *e) {
+int api_parse_embeddings(const api_ctx *ctx, const char *body, size_t len, bool llama, api_call *c,
+                         api_error *e) {
     memset(c, 0, sizeof *c);
     c->embed = c->req.embed = true;
     c->embed_llama = llama;

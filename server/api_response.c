@@ -401,7 +401,8 @@ static cJSON *embedding_value(const float *v, int dim, bool b64) {
         for (int i = 0; i < dim; i++) {
             uint32_t u;
             memcpy(&u, &v[i], 4);
-            for (int k = 0; k < 4; k++) bytes[4 * i + k] = (unsigned char)(u >> 8 * k);
+            for (int k = 0; k < 4; k++)
+                bytes[4 * i + k] = (unsigned char)(u >> 8 * k);
         }
         base64(text, bytes, (size_t)dim * 4);
         out = cJSON_CreateString(text);
@@ -441,8 +442,10 @@ static char *embeddings_json(const api_ctx *ctx, const api_call *c, job *j) {
             cJSON_AddItemToArray(outer, v);
             v = outer, outer = NULL;
         }
-        if (ok) cJSON_AddItemToObject(e, "embedding", v);
-        else cJSON_Delete(v);
+        if (ok)
+            cJSON_AddItemToObject(e, "embedding", v);
+        else
+            cJSON_Delete(v);
         cJSON_Delete(outer);
         if (e) cJSON_AddItemToArray(data, e);
     }

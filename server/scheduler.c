@@ -169,7 +169,7 @@ static void slot_finish(sched *s, slot *sl, finish_reason why) {
     job *j = sl->job;
     /* counted before the client is woken, so a /metrics scrape sent after the response
      * already includes this request's tokens */
-    unsigned long long prompt = j->req.embed         ? (unsigned long long)sl->n_prompt
+    unsigned long long prompt = j->req.embed      ? (unsigned long long)sl->n_prompt
                                 : sl->choice == 0 ? (unsigned long long)j->req.n_prompt
                                                   : 0;
     metrics_tokens(prompt, (unsigned long long)sl->n_gen);
@@ -535,8 +535,13 @@ static void step(sched *s) {
     if (rows == 0) return;
 
     char err[LS_ERR_LEN];
-    fwd_batch b = {rows, s->b_token, s->b_pos, s->b_seq, s->b_logits,
-                   any_hidden ? s->b_hidden : NULL, s->hidden};
+    fwd_batch b = {.n_tokens = rows,
+                   .token = s->b_token,
+                   .pos = s->b_pos,
+                   .seq = s->b_seq,
+                   .logits = s->b_logits,
+                   .hidden = any_hidden ? s->b_hidden : NULL,
+                   .hidden_out = s->hidden};
     if (fwd_decode(s->fwd, s->caches, s->p.parallel, &b, s->logits, err, sizeof err) != 0) {
         for (int r = 0; r < rows; r++) {
             slot *sl = &s->slots[s->b_slot[r]];
@@ -710,7 +715,8 @@ void sched_destroy(sched *s) {
 static bool queue_full_locked(const sched *s, const job *j) {
     int free_slots = s->p.parallel - s->n_busy, waiting = 0;
     for (const job *q = s->q_head; q; q = q->next) {
-        if (waiting == 0 && start_need(q) <= free_slots) free_slots -= start_take(q, free_slots);
+        if (waiting == 0 && start_need(q) <= free_slots)
+            free_slots -= start_take(q, free_slots);
         else waiting++;
     }
     bool would_wait = waiting > 0 || start_need(j) > free_slots;
@@ -724,8 +730,8 @@ static int check_inputs(const sched *s, const gen_request *req, char *err, size_
     for (int c = 0; c < req->n; c++) {
         int n = req->input_off[c + 1] - req->input_off[c];
         if (n < 1 || n > s->p.ctx_size)
-            return ls_fail(err, errlen, "input %d has %d tokens; a slot's context holds %d", c,
-                           n, s->p.ctx_size);
+            return ls_fail(err, errlen, "input %d has %d tokens; a slot's context holds %d", c, n,
+                           s->p.ctx_size);
     }
     return 0;
 }
@@ -756,7 +762,8 @@ job *sched_submit(sched *s, gen_request *req, int *status, char *err, size_t err
     }
     for (int c = 0; req->embed && c < req->n; c++)
         if (!(j->choices[c].embd = malloc((size_t)s->m->cfg.dim * sizeof(float)))) {
-            for (int k = 0; k < c; k++) free(j->choices[k].embd);
+            for (int k = 0; k < c; k++)
+                free(j->choices[k].embd);
             *status = 503;
             ls_fail(err, errlen, "out of memory");
             goto fail;
@@ -808,11 +815,13 @@ static void finish_unadmitted(job *j, finish_reason why) {
     const int first = j->n_admitted, n = j->req.n; /* j may be freed by the last release */
     j->n_admitted = n;
     pthread_mutex_lock(&j->mu);
-    for (int c = first; c < n; c++) j->choices[c].finish = why;
+    for (int c = first; c < n; c++)
+        j->choices[c].finish = why;
     j->n_finished += n - first;
     pthread_cond_broadcast(&j->cv);
     pthread_mutex_unlock(&j->mu);
-    for (int c = first; c < n; c++) job_release(j);
+    for (int c = first; c < n; c++)
+        job_release(j);
 }
 
 /* Unlinks queued job j (or every queued job when j is NULL). Called with s->mu held. */

@@ -678,8 +678,10 @@ static void check_hidden(const char *path, const char *golden_name) {
     bool all[MAX_ROWS], want[MAX_ROWS];
     kv_clear(r.kv);
     run_seq(r.f, r.kv, a->tokens, a->n_tokens, true, plain);
-    for (int i = 0; i < a->n_tokens; i++) pos[i] = i, seq[i] = 0, all[i] = true;
-    fwd_batch b = {a->n_tokens, a->tokens, pos, seq, all, all, alone};
+    for (int i = 0; i < a->n_tokens; i++)
+        pos[i] = i, seq[i] = 0, all[i] = true;
+    fwd_batch b = {.n_tokens = a->n_tokens, .token = a->tokens, .pos = pos, .seq = seq,
+                   .logits = all, .hidden = all, .hidden_out = alone};
     kv_clear(r.kv);
     CHECK(fwd_decode(r.f, &r.kv, 1, &b, lg, err, sizeof err) == 0, "hidden: %s", err);
     CHECK(!memcmp(lg, plain, (size_t)a->n_tokens * nv * sizeof(float)),
@@ -689,7 +691,8 @@ static void check_hidden(const char *path, const char *golden_name) {
         for (int v = 0; v < nv; v++) {
             dequantize_row(wrow, tensor_row(&r.m->output, v), r.m->output.type, dim);
             double dot = 0;
-            for (int i = 0; i < dim; i++) dot += (double)alone[(size_t)t * dim + i] * wrow[i];
+            for (int i = 0; i < dim; i++)
+                dot += (double)alone[(size_t)t * dim + i] * wrow[i];
             double d = fabs(dot - plain[(size_t)t * nv + v]);
             if (!(d <= worst)) worst = d;
         }
@@ -697,13 +700,12 @@ static void check_hidden(const char *path, const char *golden_name) {
     /* interleaved with sequence 1 (whose rows are not asked for), in one batch */
     int n = 0;
     for (int i = 0; i < MAX_PROMPT && n < MAX_ROWS - 1; i++) {
-        if (i < o->n_tokens)
-            tok[n] = o->tokens[i], pos[n] = i, seq[n] = 1, want[n] = false, n++;
-        if (i < a->n_tokens)
-            tok[n] = a->tokens[i], pos[n] = i, seq[n] = 0, want[n] = true, n++;
+        if (i < o->n_tokens) tok[n] = o->tokens[i], pos[n] = i, seq[n] = 1, want[n] = false, n++;
+        if (i < a->n_tokens) tok[n] = a->tokens[i], pos[n] = i, seq[n] = 0, want[n] = true, n++;
     }
     kv_cache *kvs[2] = {r.kv, kv2};
-    fwd_batch bm = {n, tok, pos, seq, NULL, want, mixed};
+    fwd_batch bm = {.n_tokens = n, .token = tok, .pos = pos, .seq = seq, .hidden = want,
+                    .hidden_out = mixed};
     kv_clear(r.kv);
     CHECK(kv2 && fwd_decode(r.f, kvs, 2, &bm, lg, err, sizeof err) == 0, "hidden mix: %s", err);
     CHECK(!memcmp(mixed, alone, (size_t)a->n_tokens * dim * sizeof(float)),
@@ -719,12 +721,14 @@ static void check_pooling(void) {
     double acc[2];
     float out[2];
     embd_reset(acc, 2);
-    for (int i = 0; i < 3; i++) embd_add(acc, rows[i], 2, EMBD_POOL_MEAN);
+    for (int i = 0; i < 3; i++)
+        embd_add(acc, rows[i], 2, EMBD_POOL_MEAN);
     embd_finish(out, acc, 3, 2, EMBD_POOL_MEAN); /* mean (3, 4): norm 5 */
     CHECK(fabsf(out[0] - 0.6f) < 1e-7f && fabsf(out[1] - 0.8f) < 1e-7f, "mean %g %g", out[0],
           out[1]);
     embd_reset(acc, 2);
-    for (int i = 0; i < 3; i++) embd_add(acc, rows[i], 2, EMBD_POOL_LAST);
+    for (int i = 0; i < 3; i++)
+        embd_add(acc, rows[i], 2, EMBD_POOL_LAST);
     embd_finish(out, acc, 3, 2, EMBD_POOL_LAST); /* (6, 8): norm 10 */
     CHECK(fabsf(out[0] - 0.6f) < 1e-7f && fabsf(out[1] - 0.8f) < 1e-7f, "last %g %g", out[0],
           out[1]);

@@ -1,9 +1,9 @@
 /* fuzz_api: every endpoint's request parser (server/api.c: api_parse_completion, _chat,
- * _tokenize, _detokenize, _embeddings) on each input, as a request body, with the kjv-demo model's tokenizer
- * and a small context (so the length checks are reached); the input's length picks the chat
- * format. Properties: no crash, no leak; a refused body fills the error (status 400, a message,
- * an error JSON that parses); an accepted one is within every limit the scheduler relies on
- * (ids in the vocabulary, prompt plus max_tokens within the context, n, stop strings), and a
+ * _tokenize, _detokenize, _embeddings) on each input, as a request body, with the kjv-demo model's
+ * tokenizer and a small context (so the length checks are reached); the input's length picks the
+ * chat format. Properties: no crash, no leak; a refused body fills the error (status 400, a
+ * message, an error JSON that parses); an accepted one is within every limit the scheduler relies
+ * on (ids in the vocabulary, prompt plus max_tokens within the context, n, stop strings), and a
  * tokenize/detokenize answer is JSON; accepted embedding inputs are each 1..ctx_size ids in
  * the vocabulary. */
 #include "fuzz.h"
