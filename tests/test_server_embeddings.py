@@ -6,8 +6,8 @@ output norm, mean- or last-pooled, then unit length, written from the math) on t
   - a tiny random F32 model of another shape (make-model --shape tiny-llama3 with the kjv
     vocabulary: dim 64, 2 layers, Llama 3.1 rope factors), --pooling last.
 Tolerance: the largest difference of any element of the unit vectors. Measured on x86-64
-(release) 7.0e-8 (kjv) and 8.7e-8 (tiny); bound 1e-5, float32 rounding through a few layers
-(the logits of the same forward pass are held to 1e-4 in test_forward.c).
+(release and ASan debugoptimized builds) 7.0e-8 (kjv) and 8.7e-8 (tiny); bound 1e-6: float32
+rounding through a few layers (the logits of the same pass are held to 1e-4 in test_forward.c).
 Also: the response shape, inputs as strings, ids and arrays of them (more inputs than slots),
 BOS as llama.cpp adds it, base64 equal to the floats, the same bits alone or batched,
 llama.cpp's own /embeddings shape, the prompt cache after an embedding, embeddings beside a
@@ -29,7 +29,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference"))
 import llama_ref as R  # noqa: E402
 
-TOL = 1e-5
+TOL = 1e-6
 TEXTS = ["In the beginning God created the heaven and the earth.",
          "And the LORD said unto Moses",
          "Jesus wept.",
