@@ -174,7 +174,7 @@ static void mean_sd(const double *x, int n, double *mean, double *sd) {
 static double run_pp(fwd_ctx *f, kv_cache *kv, const int32_t *tok, const int32_t *pos,
                      const int32_t *seq, int n, float *logits, char *err, size_t errlen) {
     kv_clear(kv);
-    fwd_batch b = {n, tok, pos, seq, NULL};
+    fwd_batch b = {.n_tokens = n, .token = tok, .pos = pos, .seq = seq};
     double t0 = ls_now();
     if (fwd_decode(f, &kv, 1, &b, logits, err, errlen) != 0) return -1;
     return ls_now() - t0;
@@ -186,7 +186,7 @@ static double run_tg(fwd_ctx *f, kv_cache *kv, const int32_t *tok, const int32_t
     kv_clear(kv);
     double t0 = ls_now();
     for (int i = 0; i < n; i++) {
-        fwd_batch b = {1, &tok[i], &pos[i], seq, NULL};
+        fwd_batch b = {.n_tokens = 1, .token = &tok[i], .pos = &pos[i], .seq = seq};
         if (fwd_decode(f, &kv, 1, &b, logits, err, errlen) != 0) return -1;
     }
     return ls_now() - t0;
@@ -332,7 +332,7 @@ static int run_grammar(const bench_opts *o, const model *m, fwd_ctx *f, kv_cache
         const float *lg = rnd;
         if (!res->random_logits) {
             int32_t pos = i;
-            fwd_batch b = {1, &id, &pos, &seq, NULL};
+            fwd_batch b = {.n_tokens = 1, .token = &id, .pos = &pos, .seq = &seq};
             if (fwd_decode(f, &kv, 1, &b, logits, err, errlen) != 0) goto out;
             lg = logits;
         } else {

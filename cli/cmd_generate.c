@@ -267,7 +267,7 @@ int cmd_generate(int argc, char **argv) {
         }
         for (int i = 0; i < cap; i++) pos[i] = i;
         double tp = ls_now();
-        fwd_batch b = {n_prompt, ids, pos, seq, NULL};
+        fwd_batch b = {.n_tokens = n_prompt, .token = ids, .pos = pos, .seq = seq};
         int rc = fwd_decode(f, &kv, 1, &b, logits, err, sizeof err);
         t_prefill = ls_now() - tp;
         t_gen0 = ls_now();
@@ -278,7 +278,7 @@ int cmd_generate(int argc, char **argv) {
             ids[n] = id;
             emit(&o, &ts, id, n_gen++, piece, piece_cap);
             if (++n == cap) break;
-            fwd_batch step = {1, &ids[n - 1], &pos[n - 1], seq, NULL};
+            fwd_batch step = {.n_tokens = 1, .token = &ids[n - 1], .pos = &pos[n - 1], .seq = seq};
             rc = fwd_decode(f, &kv, 1, &step, logits, err, sizeof err);
         }
         free(pos);

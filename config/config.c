@@ -60,11 +60,13 @@ typedef struct {
 static const char *const template_names[] = {"auto", "llama2", "chatml", "zephyr", "llama3", NULL};
 static const char *const kv_names[] = {"f16", "f32", NULL};
 static const char *const log_names[] = {"text", "json", NULL};
+static const char *const pooling_names[] = {"mean", "last", NULL};
 
 /* Enum fields are written through an int (memcpy); they must be int-sized. */
 _Static_assert(sizeof(cfg_chat_template) == sizeof(int), "enum size");
 _Static_assert(sizeof(cfg_kv_type) == sizeof(int), "enum size");
 _Static_assert(sizeof(cfg_log_format) == sizeof(int), "enum size");
+_Static_assert(sizeof(cfg_pooling) == sizeof(int), "enum size");
 
 static int check_origins(const char *v, const char *what, char *err, size_t errlen);
 
@@ -97,6 +99,9 @@ static const setting settings[] = {
     INT(threads, 2, 1, 256, 't', "threads for the matrix work"),
     INT(batch_size, 64, 1, 4096, 'b', "most token rows in one forward step (the prefill chunk)"),
     ENUM(kv_type, CFG_KV_F16, kv_names, "KV cache element type"),
+    ENUM(pooling, CFG_POOL_MEAN, pooling_names,
+         "embeddings: mean = the average of every token's final\n"
+         "hidden state, last = the last token's; then unit length"),
     {"mmap", K_BOOL, FIELD(mmap), 0, 0, NULL, 1, NULL, 0, "BOOL",
      "map the model file (shared, read-only); --no-mmap reads it\n"
      "into private memory, immune to the file being replaced", 0, NULL},

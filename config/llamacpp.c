@@ -34,8 +34,9 @@ static const struct {
     {"--cache-type-k -ctk --cache-type-v -ctv",
      "use --kv-type f16|f32: one type for keys and values"},
     {"--mlock", "not supported: the weights are memory-mapped read-only; drop it"},
-    {"--embedding --embeddings --pooling --reranking --rerank",
-     "llamaserve serves completions and chat, no embeddings or reranking"},
+    {"--embedding --embeddings",
+     "llamaserve always serves /v1/embeddings beside completions and chat; drop it"},
+    {"--reranking --rerank", "reranking is not supported"},
     {"--jinja --no-jinja --chat-template-kwargs",
      "the model's Jinja chat template is always rendered; --chat-template-file PATH or "
      "--chat-template auto|llama2|chatml|zephyr|llama3 override it"},

@@ -605,7 +605,7 @@ int fwd_decode(fwd_ctx *f, kv_cache *const *caches, int n_caches, const fwd_batc
     const int dim = m->cfg.dim, vocab = m->cfg.vocab_size;
     if (check_batch(f, caches, n_caches, b, err, errlen) != 0) return -1;
 
-    size_t n_out = 0;
+    size_t n_out = 0, n_hidden = 0;
     for (int start = 0; start < b->n_tokens; start += f->max_tokens) {
         int T = b->n_tokens - start < f->max_tokens ? b->n_tokens - start : f->max_tokens;
         forward_chunk(f, caches, b->token + start, b->pos + start, b->seq + start, T);
@@ -613,6 +613,11 @@ int fwd_decode(fwd_ctx *f, kv_cache *const *caches, int n_caches, const fwd_batc
             kv_cache *kv = caches[b->seq[start + t]];
             kv->n = b->pos[start + t] + 1;
         }
+        if (b->hidden) /* before the gather below overwrites rows of xb */
+            for (int t = 0; t < T; t++)
+                if (b->hidden[start + t])
+                    memcpy(b->hidden_out + n_hidden++ * dim, f->xb + (size_t)t * dim,
+                           (size_t)dim * sizeof(float));
         /* gather the normalised rows whose logits are wanted (in order), classify */
         int n_sel = 0;
         for (int t = 0; t < T; t++) {

@@ -839,3 +839,120 @@ uint64_t api_fresh_seed(void) {
 int api_oom(api_error *e) {
     return oom(e);
 }
+
+/* --- embeddings --- */
+
+/* Appends input number c->req.n (a string, or an array of ids) to the embedding request:
+ * its ids at the end of req.prompt (grown to hold *cap), its end in req.input_off. */
+static int add_input(const api_ctx *ctx, const cJSON *v, api_call *c, int *cap, api_error *e) {
+    gen_request *r = &c->req;
+    const int idx = r->n, room = ctx->ctx_size + 1; /* one more: "too long" shows as a count */
+    if (idx >= SCHED_MAX_INPUTS)
+        return BAD("input", "'input' has more than %d inputs", SCHED_MAX_INPUTS);
+    if (r->n_prompt + room > *cap) {
+        int ncap = *cap * 2 > r->n_prompt + room ? *cap * 2 : r->n_prompt + room;
+        int32_t *np = realloc(r->prompt, (size_t)ncap * sizeof *np);
+        if (!np) return oom(e);
+        r->prompt = np;
+        *cap = ncap;
+    }
+    int32_t *ids = r->prompt + r->n_prompt;
+    int n = 0;
+    if (cJSON_IsString(v)) {
+        size_t len = strlen(v->valuestring);
+        if (len == 0) return BAD("input", "'input' %d is an empty string", idx);
+        if (!ls_utf8_valid(v->valuestring, len))
+            return BAD("input", "'input' %d is not valid UTF-8", idx);
+        n = tok_encode(ctx->m->tok, v->valuestring, len, tok_add_bos(ctx->m->tok), ids, room);
+        if (n == TOK_ENOMEM) return oom(e);
+        if (n < 0) return BAD("input", "'input' %d cannot be tokenized", idx);
+    } else if (cJSON_IsArray(v)) {
+        const cJSON *it;
+        cJSON_ArrayForEach(it, v) {
+            if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) ||
+                it->valuedouble < 0 || it->valuedouble >= ctx->m->cfg.vocab_size)
+                return BAD("input", "'input' token ids must be integers in [0, %d)",
+                           ctx->m->cfg.vocab_size);
+            if (n < room) ids[n] = (int32_t)it->valuedouble;
+            n++;
+        }
+        if (n == 0) return BAD("input", "'input' %d is an empty array of token ids", idx);
+    } else {
+        return BAD("input", "'input' must be a string, an array of strings, an array of token "
+                            "ids or an array of arrays of token ids");
+    }
+    if (n > ctx->ctx_size) {
+        api_error_set(e, 400, "invalid_request_error", "input", "context_length_exceeded",
+                      "'input' %d has %d tokens; this model's context holds %d tokens per slot",
+                      idx, n, ctx->ctx_size);
+        return -1;
+    }
+    r->n_prompt += n;
+    r->input_off[++r->n] = r->n_prompt;
+    return 0;
+}
+
+int api_parse_embeddings(const api_ctx *ctx, const char *body, size_t len, bool llama, api_call *c,
+                         api_error *e) {
+    memset(c, 0, sizeof *c);
+    c->embed = c->req.embed = true;
+    c->embed_llama = llama;
+    preset(e);
+    cJSON *o = parse_body(body, len, e);
+    if (!o) return -1;
+    int rc = -1, cap = 0;
+    const char *fmt = NULL;
+    if (get_str(o, "encoding_format", &fmt, e)) goto done;
+    if (fmt && strcmp(fmt, "float") != 0 && strcmp(fmt, "base64") != 0) {
+        BAD("encoding_format", "'encoding_format' must be \"float\" or \"base64\"");
+        goto done;
+    }
+    c->base64 = fmt && !strcmp(fmt, "base64");
+    if (c->base64 && llama) { /* llama.cpp ignores it here; a silent float would mislead */
+        BAD("encoding_format", "'encoding_format' \"base64\" is served on /v1/embeddings only");
+        goto done;
+    }
+    if (!is_null(cJSON_GetObjectItemCaseSensitive(o, "dimensions"))) {
+        BAD("dimensions", "'dimensions' is not supported: embeddings have the model's %d",
+            ctx->m->cfg.dim);
+        goto done;
+    }
+    const cJSON *in = cJSON_GetObjectItemCaseSensitive(o, "input");
+    if (is_null(in) && llama) in = cJSON_GetObjectItemCaseSensitive(o, "content");
+    if (is_null(in)) {
+        BAD("input", "'input' is required");
+        goto done;
+    }
+    /* one input: a string or an array of ids; else an array of them */
+    bool many = cJSON_IsArray(in) && in->child && !cJSON_IsNumber(in->child);
+    int n = many ? cJSON_GetArraySize(in) : 1;
+    if (cJSON_IsArray(in) && !in->child) {
+        BAD("input", "'input' must not be empty");
+        goto done;
+    }
+    if (n > SCHED_MAX_INPUTS) {
+        BAD("input", "'input' has %d inputs; at most %d are accepted", n, SCHED_MAX_INPUTS);
+        goto done;
+    }
+    if (!(c->req.input_off = calloc((size_t)n + 1, sizeof *c->req.input_off))) {
+        oom(e);
+        goto done;
+    }
+    if (!many) {
+        if (add_input(ctx, in, c, &cap, e)) goto done;
+    } else {
+        const cJSON *it;
+        cJSON_ArrayForEach(it, in) {
+            if (cJSON_IsNumber(it)) {
+                BAD("input", "'input' mixes token ids with other inputs");
+                goto done;
+            }
+            if (add_input(ctx, it, c, &cap, e)) goto done;
+        }
+    }
+    rc = 0;
+done:
+    cJSON_Delete(o);
+    if (rc) api_call_free(c);
+    return rc;
+}

@@ -50,6 +50,9 @@ typedef struct {
     float length_penalty; /* beam score = logprob / length^length_penalty */
     bool responses;          /* POST /v1/responses: a chat call answered in its shapes */
     struct cJSON *resp_echo; /* responses: the request fields its answers repeat (owned) */
+    bool embed;           /* POST /v1/embeddings: req.embed, one choice per input */
+    bool embed_llama;     /* POST /embeddings: llama.cpp's own answer, [{index, embedding}] */
+    bool base64;          /* embeddings: encoding_format "base64" (little-endian float32) */
     gen_request req;
 } api_call;
 
@@ -66,6 +69,14 @@ int api_parse_chat(const api_ctx *ctx, const char *body, size_t len, api_call *o
  * Errors as api_parse_chat's, with the Responses API's field names in `param`. */
 int api_parse_responses(const api_ctx *ctx, const char *body, size_t len, api_call *out,
                         api_error *e);
+/* POST /v1/embeddings: {"input": a string, an array of strings, an array of ids or an array
+ * of arrays of ids, "encoding_format"?: "float" | "base64", "model"?: ignored}. Strings get
+ * BOS as completion prompts do; id arrays are taken as given. Each input is one choice
+ * (1..SCHED_MAX_INPUTS), non-empty and at most ctx_size tokens; "dimensions" is refused.
+ * llama: llama.cpp's POST /embeddings, which also takes "content" for "input" and answers in
+ * its own shape, floats only (base64 is refused). Errors as api_parse_completion's. */
+int api_parse_embeddings(const api_ctx *ctx, const char *body, size_t len, bool llama,
+                         api_call *out, api_error *e);
 /* POST /apply-template, as llama.cpp has it: {"messages": [...], "tools"?,
  * "add_generation_prompt"? (default true)} -> {"prompt": "..."}, the rendered text, without
  * generating. Errors as api_parse_chat's. */
@@ -87,7 +98,8 @@ char *api_error_json(const api_error *e);
 void api_error_set(api_error *e, int status, const char *type, const char *param,
                    const char *code, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
-/* The whole response of a finished job (non-streaming). Caller frees. */
+/* The whole response of a finished job (non-streaming; an embedding job's list of embeddings
+ * when c->embed). Caller frees. */
 char *api_response_json(const api_ctx *ctx, const api_call *c, job *j, const char *id,
                         long created);
 

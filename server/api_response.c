@@ -235,12 +235,14 @@ cJSON *api_timings_json(const job *j, double now) {
 static void add_timings(cJSON *obj, const api_call *c, const job *j) {
     if (c->timings_per_token) cJSON_AddItemToObject(obj, "timings", api_timings_json(j, ls_now()));
 }
+static char *embeddings_json(const api_ctx *ctx, const api_call *c, job *j);
 
 char *api_response_json(const api_ctx *ctx, const api_call *c, job *j, const char *id,
                         long created) {
     if (c->responses) return api_responses_json(ctx, c, j, id, created);
     api_json_init();
     if (c->native) return api_native_json(ctx, c, j);
+    if (c->embed) return embeddings_json(ctx, c, j);
     pthread_mutex_lock(&j->mu);
     cJSON *r = envelope(ctx, c, id, created, false);
     cJSON *choices = cJSON_AddArrayToObject(r, "choices");
@@ -471,4 +473,98 @@ void api_sse_append(char **buf, size_t *len, size_t *cap, const char *event, cJS
         emit_raw(buf, len, cap, "\n");
     }
     emit(buf, len, cap, data);
+}
+
+/* --- embeddings --- */
+
+/* out (4 * ((n + 2) / 3) + 1 bytes) = the standard base64 of in (n bytes), NUL-terminated. */
+static void base64(char *out, const unsigned char *in, size_t n) {
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)in[i] << 16 | (i + 1 < n ? (unsigned)in[i + 1] << 8 : 0) |
+                     (i + 2 < n ? in[i + 2] : 0);
+        out[o++] = abc[v >> 18 & 63];
+        out[o++] = abc[v >> 12 & 63];
+        out[o++] = i + 1 < n ? abc[v >> 6 & 63] : '=';
+        out[o++] = i + 2 < n ? abc[v & 63] : '=';
+    }
+    out[o] = '\0';
+}
+
+/* One embedding (dim) as OpenAI sends it: a JSON array of numbers, each written with the 9
+ * significant digits that give its float32 back exactly, or the base64 of its little-endian
+ * float32 bytes. NULL when memory runs out. */
+static cJSON *embedding_value(const float *v, int dim, bool b64) {
+    unsigned char *bytes = malloc((size_t)dim * 4);
+    char *text = malloc(b64 ? 4 * (((size_t)dim * 4 + 2) / 3) + 1 : (size_t)dim * 18 + 3);
+    cJSON *out = NULL;
+    if (!bytes || !text) goto done;
+    if (b64) {
+        for (int i = 0; i < dim; i++) {
+            uint32_t u;
+            memcpy(&u, &v[i], 4);
+            for (int k = 0; k < 4; k++)
+                bytes[4 * i + k] = (unsigned char)(u >> 8 * k);
+        }
+        base64(text, bytes, (size_t)dim * 4);
+        out = cJSON_CreateString(text);
+    } else {
+        size_t n = 0;
+        text[n++] = '[';
+        for (int i = 0; i < dim; i++) /* "-1.23456789e-38," is at most 16 bytes */
+            n += (size_t)snprintf(text + n, 18, "%s%.9g", i ? "," : "", (double)v[i]);
+        text[n++] = ']';
+        text[n] = '\0';
+        out = cJSON_CreateRaw(text);
+    }
+done:
+    free(bytes);
+    free(text);
+    return out;
+}
+
+/* {"object":"list","data":[{"object":"embedding","index":i,"embedding":...}],"model",
+ * "usage":{"prompt_tokens","total_tokens"}}, the inputs in request order; llama.cpp's
+ * /embeddings: [{"index":i,"embedding":[[...]]}] (one pooled vector per input). */
+static char *embeddings_json(const api_ctx *ctx, const api_call *c, job *j) {
+    const int dim = ctx->m->cfg.dim;
+    const bool llama = c->embed_llama;
+    cJSON *r = llama ? cJSON_CreateArray() : cJSON_CreateObject();
+    bool ok = r && (llama || cJSON_AddStringToObject(r, "object", "list"));
+    cJSON *data = !ok ? NULL : llama ? r : cJSON_AddArrayToObject(r, "data");
+    ok = data != NULL;
+    pthread_mutex_lock(&j->mu);
+    for (int i = 0; ok && i < j->req.n; i++) {
+        cJSON *e = cJSON_CreateObject(), *v = embedding_value(j->choices[i].embd, dim, c->base64);
+        cJSON *outer = llama ? cJSON_CreateArray() : NULL;
+        ok = e && v && (!llama || outer) &&
+             (llama || cJSON_AddStringToObject(e, "object", "embedding")) &&
+             cJSON_AddNumberToObject(e, "index", i);
+        if (ok && llama) {
+            cJSON_AddItemToArray(outer, v);
+            v = outer, outer = NULL;
+        }
+        if (ok)
+            cJSON_AddItemToObject(e, "embedding", v);
+        else
+            cJSON_Delete(v);
+        cJSON_Delete(outer);
+        if (e) cJSON_AddItemToArray(data, e);
+    }
+    int n_prompt = j->req.n_prompt;
+    pthread_mutex_unlock(&j->mu);
+    if (llama) {
+        char *s = ok ? cJSON_PrintUnformatted(r) : NULL;
+        cJSON_Delete(r);
+        return s;
+    }
+    cJSON *u = ok ? cJSON_CreateObject() : NULL;
+    ok = ok && u && cJSON_AddStringToObject(r, "model", ctx->model_id) &&
+         cJSON_AddNumberToObject(u, "prompt_tokens", n_prompt) &&
+         cJSON_AddNumberToObject(u, "total_tokens", n_prompt);
+    if (u) cJSON_AddItemToObject(r, "usage", u);
+    char *s = ok ? cJSON_PrintUnformatted(r) : NULL;
+    cJSON_Delete(r);
+    return s;
 }

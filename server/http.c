@@ -413,6 +413,28 @@ static enum MHD_Result run_generation(req_ctx *r, api_parser parse, const char *
     return respond_job(r);
 }
 
+/* An embedding request (llama: llama.cpp's /embeddings): its inputs run as one prefill-only
+ * job (scheduler.h). */
+static enum MHD_Result run_embeddings(req_ctx *r, bool llama) {
+    http_server *h = r->h;
+    api_error e;
+    if (api_parse_embeddings(h->ctx, r->body, r->body_len, llama, &r->call, &e) != 0)
+        return send_error(r, &e);
+    r->prompt_tokens = r->call.req.n_prompt;
+    char err[LS_ERR_LEN];
+    int status;
+    if (!(r->j = sched_submit(h->s, &r->call.req, &status, err, sizeof err))) {
+        api_error_set(&e, status, status == 503 ? "server_error" : "invalid_request_error",
+                      status == 503 ? NULL : "input", NULL, "%s", err);
+        return send_error(r, &e);
+    }
+    pthread_mutex_lock(&h->mu);
+    h->n_gen++;
+    r->counted = true;
+    pthread_mutex_unlock(&h->mu);
+    return respond_job(r);
+}
+
 /* --- CORS --- */
 
 /* Access-Control-Request-Headers as a browser sends it: header names (HTTP tokens) separated by
@@ -456,7 +478,7 @@ typedef struct {
 } route;
 
 enum { R_HEALTH, R_MODELS, R_METRICS, R_COMPLETIONS, R_CHAT, R_NATIVE, R_TOKENIZE, R_DETOKENIZE,
-       R_APPLY_TEMPLATE, R_PROPS, R_SLOTS, R_RESPONSES };
+       R_APPLY_TEMPLATE, R_PROPS, R_SLOTS, R_RESPONSES, R_EMBEDDINGS, R_EMBEDDINGS_LLAMA };
 #define ROUTE_ROW(path, method, kind, pub) {path, method, kind, pub},
 static const route routes[] = {HTTP_ROUTES(ROUTE_ROW)};
 
@@ -565,6 +587,9 @@ static enum MHD_Result dispatch(req_ctx *r, const char *url, const char *method)
                     : fail(r, 503, "server_error", NULL, "%s", "out of memory");
     case R_SLOTS:
         return send_slots(r);
+    case R_EMBEDDINGS:
+    case R_EMBEDDINGS_LLAMA:
+        return run_embeddings(r, rt->kind == R_EMBEDDINGS_LLAMA);
     case R_TOKENIZE:
         if (api_parse_tokenize(h->ctx, r->body, r->body_len, &json, &e)) return send_error(r, &e);
         return send_json(r, 200, json);

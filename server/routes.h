@@ -24,7 +24,9 @@ enum { PUB_NO, PUB_ALWAYS, PUB_MODELS };
     X("/apply-template",      "POST", R_APPLY_TEMPLATE, PUB_NO)         \
     X("/props",               "GET",  R_PROPS,          PUB_NO)         \
     X("/slots",               "GET",  R_SLOTS,          PUB_NO)         \
-    X("/v1/responses",        "POST", R_RESPONSES,      PUB_NO)
+    X("/v1/responses",        "POST", R_RESPONSES,      PUB_NO)         \
+    X("/v1/embeddings",       "POST", R_EMBEDDINGS,     PUB_NO)         \
+    X("/embeddings",          "POST", R_EMBEDDINGS_LLAMA, PUB_NO) /* llama.cpp's own shape */
 /* clang-format on */
 
 #endif

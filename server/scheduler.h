@@ -9,11 +9,15 @@
  * is computed (at least its last token, whose logits start the generation). The forward pass
  * gives every row the same bits however the rows are batched or chunked, so the output is the
  * same as from an empty cache.
+ * Embedding jobs are prefill only: each input is a choice in a slot of its own, batched with
+ * everything else, its rows' final hidden states pooled (embed.h) instead of sampled. A job with
+ * more inputs than slots takes slots as they free up, oldest job first, in input order.
  * Thread-safety: sched_submit/sched_cancel/job_* are called from any thread; everything else
  * in sched.c runs on the scheduler thread. */
 #ifndef LS_SCHED_H
 #define LS_SCHED_H
 
+#include "embed.h"
 #include "grammar.h"
 #include "kv_cache.h"
 #include "model.h"
@@ -26,6 +30,7 @@
 #define SCHED_MAX_STOP 4
 #define SCHED_MAX_STOP_BYTES 256 /* the longest stop string (api.c refuses longer ones) */
 #define SCHED_MAX_N 16
+#define SCHED_MAX_INPUTS 2048 /* embedding inputs per job (OpenAI's limit) */
 
 typedef enum { FINISH_NONE = 0, FINISH_STOP, FINISH_LENGTH, FINISH_ERROR, FINISH_CANCEL } finish_reason;
 
@@ -50,12 +55,18 @@ typedef struct {
     int n_stop_ids;
     bool cache_prompt;   /* may reuse a slot's cached prefix (sched_params.prompt_cache too) */
     gram_rules *grammar; /* NULL, or the grammar every choice's text must follow */
+    /* Embeddings: prefill only, no sampling. Choice c is input c, the ids
+     * prompt[input_off[c] .. input_off[c + 1]); n (1..SCHED_MAX_INPUTS) may exceed the slots.
+     * max_tokens, stop, sp and the rest are unused. */
+    bool embed;
+    int *input_off; /* (n + 1) when embed, else NULL */
 } gen_request;
 
 void gen_request_free(gen_request *r);
 /* The prompt that choice c runs: its ids, their count in *len, and in *k (may be NULL) c's
  * place among that prompt's choices (its sampler's seed offset, so that a prompt's choices are
- * the same whether it comes alone or with others). */
+ * the same whether it comes alone or with others). An embedding job's choice c runs input c
+ * (k 0). */
 const int32_t *gen_request_prompt(const gen_request *r, int c, int *len, int *k);
 
 /* One generated token as recorded for logprobs. */
@@ -81,6 +92,7 @@ typedef struct {
     int n_cached;    /* prompt tokens found in the slot's KV cache at admission (not computed) */
     int slot;        /* 1 + the index of the slot that runs it; 0 until admitted */
     int stop_word;   /* 1 + the index in req.stop of the stop string that ended it; 0 none */
+    float *embd;     /* (dim) embedding jobs: the pooled embedding, complete once finished */
     finish_reason finish;
 } choice_out;
 
@@ -97,6 +109,7 @@ struct job {
     unsigned long long id_task; /* the scheduler's number for it (from 1; 0: detached) */
     atomic_bool cancelled;    /* set by the client's thread; honoured at the next step */
     atomic_int refs;          /* the submitter's reference and the scheduler's */
+    int n_admitted;           /* choices given a slot so far (under the scheduler's mutex) */
     job *next;                /* queue link, scheduler-owned */
 };
 
@@ -110,6 +123,7 @@ typedef struct {
     int max_queue;  /* jobs waiting beyond the busy slots; 0 = none may wait */
     kv_type kv;
     bool prompt_cache; /* a free slot keeps its KV cache; a new prompt reuses its longest prefix */
+    embd_pooling pooling; /* embedding jobs' pooling */
     /* Called on the scheduler thread with no lock held after every step and whenever that
      * thread has ended jobs, so that the HTTP front end can wake the connections waiting on
      * them. Must be quick and must not call sched_*. NULL: none. */
@@ -124,7 +138,8 @@ void sched_destroy(sched *s);
 
 /* Takes ownership of *req (also on failure). Returns a job holding one reference for the
  * caller, or NULL with *status 503 (queue full or shutting down) or 400 (the request can never
- * run here: n > slots, a prompt + 1 > ctx_size) and a message. */
+ * run here: n > slots, a prompt + 1 > ctx_size; embeddings: an input empty or over ctx_size)
+ * and a message. */
 job *sched_submit(sched *s, gen_request *req, int *status, char *err, size_t errlen);
 /* A job that no scheduler runs (beam search fills it whole): takes ownership of *req; the
  * caller holds the one reference. NULL when out of memory. */

@@ -89,7 +89,8 @@ void __wrap_free(void *p) {
 
 /* --- the requests --- */
 
-typedef enum { K_COMPLETION, K_CHAT, K_TOKENIZE, K_DETOKENIZE, K_APPLY, K_RESPONSES, K_NATIVE } kind;
+typedef enum { K_COMPLETION, K_CHAT, K_TOKENIZE, K_DETOKENIZE, K_APPLY, K_RESPONSES, K_NATIVE,
+               K_EMBED } kind;
 
 static const struct {
     kind k;
@@ -124,6 +125,8 @@ static const struct {
     /* llama.cpp's /completion: a mixed prompt, bias pairs with a string and false */
     {K_NATIVE, "{\"prompt\":[1,\"In the beginning\",450],\"n_predict\":4,\"n_probs\":2,"
                "\"logit_bias\":[[5,1.5],[\"light\",false]],\"stop\":[\"And\"]}"},
+    {K_EMBED, "{\"input\":[\"In the beginning\",[1,450,3],\"And the earth\",\"a\",\"b\"],"
+              "\"encoding_format\":\"base64\"}"},
     /* rendered by a Jinja template (main sets ctx.chat for these two) */
     {K_CHAT, "{\"messages\":[{\"role\":\"developer\",\"content\":\"Be brief.\"},"
              "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"Who\"},"
@@ -165,6 +168,10 @@ static int run(const api_ctx *ctx, int r, api_error *e) {
         break;
     case K_NATIVE:
         rc = api_parse_native(ctx, b, len, &call, e);
+        if (rc == 0) api_call_free(&call);
+        break;
+    case K_EMBED:
+        rc = api_parse_embeddings(ctx, b, len, false, &call, e);
         if (rc == 0) api_call_free(&call);
         break;
     }

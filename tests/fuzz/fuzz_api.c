@@ -1,10 +1,11 @@
 /* fuzz_api: every endpoint's request parser (server/api.c: api_parse_completion, _chat,
- * _tokenize, _detokenize; api_responses.c: api_parse_responses) on each input, as a request body, with the kjv-demo model's tokenizer
- * and a small context (so the length checks are reached); the input's length picks the chat
- * format. Properties: no crash, no leak; a refused body fills the error (status 400, a message,
- * an error JSON that parses); an accepted one is within every limit the scheduler relies on
- * (ids in the vocabulary, prompt plus max_tokens within the context, n, stop strings), and a
- * tokenize/detokenize answer is JSON. */
+ * _tokenize, _detokenize, _embeddings; api_responses.c: api_parse_responses) on each input, as
+ * a request body, with the kjv-demo model's tokenizer and a small context (so the length checks
+ * are reached); the input's length picks the chat format. Properties: no crash, no leak; a
+ * refused body fills the error (status 400, a message, an error JSON that parses); an accepted
+ * one is within every limit the scheduler relies on (ids in the vocabulary, prompt plus
+ * max_tokens within the context, n, stop strings), and a tokenize/detokenize answer is JSON;
+ * accepted embedding inputs are each 1..ctx_size ids in the vocabulary. */
 #include "fuzz.h"
 
 #include "api.h"
@@ -112,6 +113,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (api_parse_responses(ctx, body, size, &c, &e) == 0) {
         check_call(ctx, &c);
         FUZZ_CHECK(c.chat && c.responses && c.resp_echo && c.req.n == 1);
+        api_call_free(&c);
+    } else {
+        check_error(&e);
+    }
+    memset(&e, 0, sizeof e);
+    if (api_parse_embeddings(ctx, body, size, size % 2, &c, &e) == 0) {
+        const gen_request *r = &c.req;
+        FUZZ_CHECK(r->embed && r->n >= 1 && r->n <= SCHED_MAX_INPUTS && r->input_off[0] == 0 &&
+                   r->input_off[r->n] == r->n_prompt);
+        for (int i = 0; i < r->n; i++) {
+            int len = r->input_off[i + 1] - r->input_off[i];
+            FUZZ_CHECK(len >= 1 && len <= ctx->ctx_size);
+        }
+        for (int i = 0; i < r->n_prompt; i++)
+            FUZZ_CHECK(r->prompt[i] >= 0 && r->prompt[i] < ctx->m->cfg.vocab_size);
         api_call_free(&c);
     } else {
         check_error(&e);

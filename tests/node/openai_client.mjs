@@ -3,8 +3,10 @@
 // Checks that streaming chat and completions parse in the SDK and concatenate to the
 // non-streamed text, that models.list works, and that a bad request surfaces as the SDK's
 // BadRequestError with the server's error fields, and that response_format json_schema gives
-// parseable objects that follow the schema, and that responses.create (the Responses API),
-// streamed and not, gives the chat route's text. Exits 1 on the first failure.
+// parseable objects that follow the schema, that responses.create (the Responses API),
+// streamed and not, gives the chat route's text, and that embeddings.create gives the same
+// vectors as floats, as base64 and as the SDK's default (base64 it decodes). Exits 1 on the
+// first failure.
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 
@@ -281,5 +283,42 @@ await check("responses: unsupported input is a BadRequestError naming it", async
   await assert.rejects(
     client.responses.create({ model: "m", input: "hi", store: true }),
     (e) => e instanceof OpenAI.BadRequestError && e.param === "store",
+  );
+});
+
+await check("embeddings.create: a string and an array, float and base64", async () => {
+  const texts = ["In the beginning", "Jesus wept.", "And the LORD said unto Moses"];
+  const floats = await client.embeddings.create({
+    model: "m",
+    input: texts,
+    encoding_format: "float",
+  });
+  assert.equal(floats.object, "list");
+  assert.equal(floats.model, "kjv-node");
+  assert.deepEqual(floats.data.map((d) => d.index), [0, 1, 2]);
+  assert.ok(floats.usage.prompt_tokens > 3 && floats.usage.total_tokens === floats.usage.prompt_tokens);
+  for (const d of floats.data) {
+    assert.equal(d.object, "embedding");
+    assert.equal(d.embedding.length, 256);
+    const norm = Math.hypot(...d.embedding);
+    assert.ok(Math.abs(norm - 1) < 1e-5, String(norm));
+  }
+  // the JSON numbers have the 9 digits that give each float32 back exactly
+  const f32 = floats.data.map((d) => d.embedding.map(Math.fround));
+  // without encoding_format the SDK asks for base64 and decodes it: the same numbers
+  const dflt = await client.embeddings.create({ model: "m", input: texts[1] });
+  assert.equal(dflt.data.length, 1);
+  assert.deepEqual(dflt.data[0].embedding, f32[1]);
+  // asked for base64 itself, it gets the string: little-endian float32 bytes
+  const b64 = await client.embeddings.create({ model: "m", input: texts, encoding_format: "base64" });
+  for (const [i, d] of b64.data.entries()) {
+    assert.equal(typeof d.embedding, "string");
+    const buf = Buffer.from(d.embedding, "base64");
+    const got = Array.from({ length: buf.length / 4 }, (_, k) => buf.readFloatLE(4 * k));
+    assert.deepEqual(got, f32[i]);
+  }
+  await assert.rejects(
+    client.embeddings.create({ model: "m", input: "a", dimensions: 16 }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === "dimensions",
   );
 });
