@@ -736,10 +736,10 @@ out:
     return c->failed ? -1 : rule;
 }
 
-char *json_schema_to_gbnf(const cJSON *schema, bool strict, char *err, size_t errlen,
-                          char *path, size_t pathlen) {
+char *json_schema_gbnf_rules(const cJSON *schema, bool strict, int *next_rule, int *top,
+                            char *err, size_t errlen, char *path, size_t pathlen) {
     conv c = {.root = schema, .strict = strict, .err = err, .errlen = errlen, .path = path,
-              .pathlen = pathlen};
+              .pathlen = pathlen, .n_rules = *next_rule};
     if (err && errlen) err[0] = 0;
     if (path && pathlen) path[0] = 0;
     int r = gen(&c, schema, "#");
@@ -748,12 +748,25 @@ char *json_schema_to_gbnf(const cJSON *schema, bool strict, char *err, size_t er
         free(c.rules.s);
         return NULL;
     }
+    *next_rule = c.n_rules;
+    *top = r;
+    return c.rules.s;
+}
+
+const char *json_schema_fixed_gbnf(void) { return fixed_rules; }
+
+char *json_schema_to_gbnf(const cJSON *schema, bool strict, char *err, size_t errlen,
+                          char *path, size_t pathlen) {
+    int next = 0, r;
+    char *rules = json_schema_gbnf_rules(schema, strict, &next, &r, err, errlen, path, pathlen);
+    if (!rules) return NULL;
     sbuf out = {0};
-    sb_add(&out, "root ::= r%d\n%s%s", r, fixed_rules, c.rules.s);
-    free(c.rules.s);
+    sb_add(&out, "root ::= r%d\n%s%s", r, fixed_rules, rules);
+    free(rules);
     if (out.oom) {
         free(out.s);
-        fail(&c, "#", "out of memory");
+        if (err && errlen) snprintf(err, errlen, "out of memory at #");
+        if (path && pathlen) snprintf(path, pathlen, "#");
         return NULL;
     }
     return out.s;
@@ -776,14 +789,6 @@ static int req_fail(char *param, size_t paramlen, const char *p, char *msg, size
 int json_request_grammar(const cJSON *body, gram_rules **out, char *param, size_t paramlen,
                          char *msg, size_t msglen) {
     *out = NULL;
-    const cJSON *tools = get(body, "tools"), *choice = get(body, "tool_choice");
-    if (tools && !cJSON_IsNull(tools))
-        return req_fail(param, paramlen, "tools", msg, msglen,
-                        "'tools' (function calling) is not supported by this server yet");
-    if (choice && !cJSON_IsNull(choice) &&
-        !(cJSON_IsString(choice) && strcmp(choice->valuestring, "none") == 0))
-        return req_fail(param, paramlen, "tool_choice", msg, msglen,
-                        "'tool_choice' other than \"none\" is not supported by this server yet");
     const cJSON *g = get(body, "grammar"), *js = get(body, "json_schema"),
                 *rf = get(body, "response_format");
     if (cJSON_IsNull(g) || (cJSON_IsString(g) && !g->valuestring[0])) g = NULL; /* llama.cpp:

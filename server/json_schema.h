@@ -24,10 +24,17 @@ const char *json_object_gbnf(void);
 char *json_schema_to_gbnf(const cJSON *schema, bool strict, char *err, size_t errlen,
                           char *path, size_t pathlen);
 
+/* For grammars that combine several schemas (tools.c): the rules of schema alone, named
+ * rN with N counting from *next_rule (advanced past them), without a root rule and without the
+ * fixed rules they use (json_schema_fixed_gbnf: ws, value, string, number...; add them once).
+ * *top: the number of the schema's own rule. NULL with err/path as json_schema_to_gbnf. */
+char *json_schema_gbnf_rules(const cJSON *schema, bool strict, int *next_rule, int *top,
+                            char *err, size_t errlen, char *path, size_t pathlen);
+const char *json_schema_fixed_gbnf(void);
+
 /* The request fields that ask for constrained output: `grammar` (GBNF), `json_schema` (a
  * schema, llama.cpp's field) and `response_format` (OpenAI's: text, json_object, json_schema);
- * at most one may constrain. Also refuses `tools` and a `tool_choice` other than "none", which
- * are not supported yet. 0 with *out the parsed grammar (NULL: unconstrained; caller frees),
+ * at most one may constrain (`tools` are tools.c's). 0 with *out the parsed grammar (NULL: unconstrained; caller frees),
  * or -1 with the offending field in param and a message naming the position or schema path,
  * or -2 when memory ran out (the request itself may be fine). */
 typedef struct gram_rules gram_rules;
