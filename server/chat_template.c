@@ -24,6 +24,7 @@ struct chat_template {
     chat_format fmt;         /* built-in format, or the family guessed from the Jinja source */
     const char *source;      /* where it came from, for the startup summary */
     char *bos, *eos;         /* the vocabulary's BOS/EOS pieces (template variables) */
+    char *text;              /* the Jinja source (tools.c reads its tool syntax); NULL: built-in */
     special_piece *specials; /* control and user-defined pieces, by first byte, longest first */
     int n_specials;
     int first[257]; /* specials[first[b]..first[b+1]) start with byte b */
@@ -83,6 +84,7 @@ static int collect_specials(chat_template *ct, const tokenizer *t) {
 void chat_template_free(chat_template *ct) {
     if (!ct) return;
     jinja_free(ct->jinja);
+    free(ct->text);
     free(ct->bos);
     free(ct->eos);
     free(ct->specials);
@@ -140,6 +142,10 @@ chat_template *chat_template_load(const model *m, chat_format setting, const cha
                 OVERRIDE_HINT);
         goto fail;
     }
+    if (!(ct->text = dup_n(src, len))) {
+        ls_fail(err, errlen, "out of memory for the chat template");
+        goto fail;
+    }
     ct->fmt = chat_format_detect(src, len);
     return ct;
 fail:
@@ -163,6 +169,9 @@ const char *chat_template_name(const chat_template *ct) {
 }
 const char *chat_template_source(const chat_template *ct) {
     return ct->source;
+}
+const char *chat_template_text(const chat_template *ct) {
+    return ct->text;
 }
 chat_format chat_template_family(const chat_template *ct) {
     return ct->fmt;
