@@ -99,6 +99,7 @@ char *api_error_json(const api_error *e) {
 
 void api_call_free(api_call *c) {
     free(c->echo_text);
+    tools_req_free(c->tools);
     gen_request_free(&c->req);
     memset(c, 0, sizeof *c);
 }
@@ -384,6 +385,12 @@ int api_parse_completion(const api_ctx *ctx, const char *body, size_t len, api_c
     if (get_int(o, "logprobs", 0, 5, &logprobs, e) || get_bool(o, "echo", &c->echo, e)) goto done;
     c->logprobs = (int)logprobs;
     c->req.n_top_logprobs = (int)logprobs;
+    const char *chat_only[] = {"tools", "tool_choice", "parallel_tool_calls"};
+    for (int i = 0; i < 3; i++)
+        if (!is_null(cJSON_GetObjectItemCaseSensitive(o, chat_only[i]))) {
+            BAD(chat_only[i], "'%s' is supported on /v1/chat/completions only", chat_only[i]);
+            goto done;
+        }
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "prompt");
     if (is_null(p)) {
         BAD("prompt", "'prompt' is required");
@@ -469,13 +476,30 @@ int api_parse_chat(const api_ctx *ctx, const char *body, size_t len, api_call *c
     }
     c->logprobs = logprobs ? (int)top : -1;
     c->req.n_top_logprobs = c->logprobs;
-    /* the template and the message shapes are chat_template.c's (shared with /apply-template) */
+    /* the template and the message shapes are chat_template.c's (shared with /apply-template);
+     * tools, tool_choice and the grammar that forces a call are tools.c's */
     chat_error ce;
     int nt;
-    if (chat_prompt_tokenize(api_chat_template(ctx), ctx->m->tok,
-                             cJSON_GetObjectItemCaseSensitive(o, "messages"),
-                             cJSON_GetObjectItemCaseSensitive(o, "tools"), &c->req.prompt, &nt,
-                             &ce)) {
+    cJSON *msgs = NULL, *tools = NULL;
+    gram_rules *tg = NULL;
+    int trc = tools_setup(api_chat_template(ctx), o, true, &c->tools, &msgs, &tools, &tg, &ce);
+    if (trc == 0 && tg && (c->req.grammar || c->beam_width)) {
+        gram_rules_free(tg);
+        snprintf(ce.param, sizeof ce.param, "tool_choice");
+        snprintf(ce.message, sizeof ce.message, "'tool_choice' \"required\" or a named "
+                 "function cannot be combined with %s", c->beam_width ? "beam search"
+                 : "'grammar', 'json_schema' or a JSON 'response_format'");
+        ce.status = 400;
+        trc = -1;
+    } else if (tg) {
+        c->req.grammar = tg;
+    }
+    if (trc == 0)
+        trc = chat_prompt_tokenize(api_chat_template(ctx), ctx->m->tok, msgs, tools,
+                                   &c->req.prompt, &nt, &ce);
+    cJSON_Delete(msgs);
+    cJSON_Delete(tools);
+    if (trc) {
         api_error_set(e, ce.status, ce.status == 400 ? "invalid_request_error" : "server_error",
                       ce.param[0] ? ce.param : NULL, NULL, "%s", ce.message);
         goto done;
@@ -514,8 +538,14 @@ int api_parse_apply_template(const api_ctx *ctx, const char *body, size_t len, c
     bool agp = true;
     chat_error ce;
     if (get_bool(o, "add_generation_prompt", &agp, e)) goto done;
-    if (chat_apply(api_chat_template(ctx), cJSON_GetObjectItemCaseSensitive(o, "messages"),
-                   cJSON_GetObjectItemCaseSensitive(o, "tools"), agp, &text, &ce)) {
+    cJSON *msgs = NULL, *tools = NULL;
+    tools_req *t = NULL;
+    int trc = tools_setup(api_chat_template(ctx), o, false, &t, &msgs, &tools, NULL, &ce);
+    tools_req_free(t);
+    if (trc == 0) trc = chat_apply(api_chat_template(ctx), msgs, tools, agp, &text, &ce);
+    cJSON_Delete(msgs);
+    cJSON_Delete(tools);
+    if (trc) {
         api_error_set(e, ce.status, ce.status == 400 ? "invalid_request_error" : "server_error",
                       ce.param[0] ? ce.param : NULL, NULL, "%s", ce.message);
         goto done;

@@ -7,6 +7,7 @@
 
 #include "chat.h"
 #include "scheduler.h"
+#include "tools.h"
 
 #include <stdbool.h>
 
@@ -38,6 +39,7 @@ typedef struct {
     char *echo_text;      /* the prompt's text, for echo */
     int beam_width;       /* 0: sampling; else beam search with this many beams (best_of) */
     float length_penalty; /* beam score = logprob / length^length_penalty */
+    tools_req *tools;     /* chat: the tools whose calls the output is read for; NULL: none */
     gen_request req;
 } api_call;
 
@@ -84,6 +86,7 @@ typedef struct {
     size_t *sent_len;   /* (n) bytes of each choice's text already sent */
     int *sent_toks;     /* (n) tokens of each choice already sent (logprobs) */
     bool *sent_finish;  /* (n) */
+    int *sent_calls;    /* (n) tool calls of each choice already sent */
     bool sent_role, sent_usage, sent_done, echoed;
 } api_stream;
 
