@@ -174,11 +174,21 @@ static void detect_syntax(const chat_template *ct, tools_syntax *syntax, bool *n
 /* ------------------------------------------------------------------ the prompt */
 
 /* Native templates read tool_calls[].function.arguments as an object (Llama 3.1's tojson
- * would quote a string twice): each string that holds a JSON object becomes that object. */
+ * would quote a string twice): each string that holds a JSON object becomes that object. And
+ * an assistant's null content becomes "" (Qwen3's template tests `'</think>' in content`). */
 static int args_to_objects(cJSON *msgs, chat_error *e) {
     cJSON *m;
     cJSON_ArrayForEach(m, msgs) {
-        cJSON *call;
+        cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content"), *call;
+        if (cJSON_IsNull(content)) {
+            cJSON *empty = cJSON_CreateString("");
+            if (!empty) return oom(e);
+            cJSON_Delete(cJSON_DetachItemViaPointer(m, content));
+            if (!cJSON_AddItemToObjectCS(m, "content", empty)) {
+                cJSON_Delete(empty);
+                return oom(e);
+            }
+        }
         cJSON_ArrayForEach(call, get(m, "tool_calls")) {
             cJSON *fn = cJSON_GetObjectItemCaseSensitive(call, "function");
             cJSON *a = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
