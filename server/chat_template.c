@@ -423,7 +423,10 @@ int chat_apply(const chat_template *ct, const cJSON *messages, const cJSON *tool
         if (cm) {
             char err[LS_ERR_LEN];
             *text = chat_render(ct->fmt, cm, n, err, sizeof err);
-            rc = *text ? 0 : bad(e, 400, "messages", "%s", err);
+            /* chat_render's only failures besides the request's: "out of memory ..." */
+            rc = *text                                     ? 0
+                 : strncmp(err, "out of memory", 13) == 0 ? OOM(e)
+                                                          : bad(e, 400, "messages", "%s", err);
             free(cm);
         }
     }
