@@ -37,6 +37,47 @@ static const cJSON *get(const cJSON *o, const char *k) {
 
 static bool absent(const cJSON *v) { return !v || cJSON_IsNull(v); }
 
+/* A growing string; oom set once an allocation failed (the text is then dropped). */
+typedef struct {
+    char *s;
+    size_t n, cap;
+    bool oom;
+} sbuf;
+
+static void sb_add(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_add(sbuf *b, const char *fmt, ...) {
+    if (b->oom) return;
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (k < 0 || b->n + (size_t)k + 1 > b->cap) {
+        size_t nc = b->cap ? b->cap * 2 : 256;
+        while (k >= 0 && nc < b->n + (size_t)k + 1) nc *= 2;
+        char *q = k < 0 ? NULL : realloc(b->s, nc);
+        if (!q) {
+            b->oom = true;
+            return;
+        }
+        b->s = q;
+        b->cap = nc;
+    }
+    va_start(ap, fmt);
+    vsnprintf(b->s + b->n, b->cap - b->n, fmt, ap);
+    va_end(ap);
+    b->n += (size_t)k;
+}
+
+/* The text (caller frees; "" when nothing was added), or NULL after an allocation failed. */
+static char *sb_take(sbuf *b) {
+    if (!b->oom && !b->s) sb_add(b, "%s", "");
+    if (b->oom) {
+        free(b->s);
+        b->s = NULL;
+    }
+    return b->s;
+}
+
 /* OpenAI's rule for function names: 1 to 64 of [a-zA-Z0-9_-]. It also keeps names out of
  * the need for escaping in the grammar and the prompt. */
 static bool valid_name(const char *s) {
@@ -159,16 +200,129 @@ static void detect_syntax(const chat_template *ct, tools_syntax *syntax, bool *n
     const char *s = chat_template_text(ct);
     *syntax = TOOLS_HERMES;
     *native = false;
-    if (!s || !strstr(s, "tools")) return;
-    if (strstr(s, "<tool_call>")) {
-        *native = true;
-    } else if (strstr(s, "[TOOL_CALLS]")) {
-        *syntax = TOOLS_MISTRAL;
-        *native = true;
-    } else if (strstr(s, "<|start_header_id|>")) {
-        *syntax = TOOLS_LLAMA3;
-        *native = true;
+    if (!s || !strstr(s, "tool")) return; /* no word of tools: the generic format */
+    *native = true; /* the template renders tools and tool turns its own way */
+    if (strstr(s, "<tool_call>")) *syntax = TOOLS_HERMES;
+    else if (strstr(s, "[TOOL_CALLS]")) *syntax = TOOLS_MISTRAL;
+    else if (strstr(s, "<|start_header_id|>")) *syntax = TOOLS_LLAMA3;
+}
+
+/* ------------------------------------------------------------------ JSON syntax */
+
+/* Whether s[*p..n) starts with one JSON value (RFC 8259), advancing *p past it; allocates
+ * nothing, so that a cJSON parse that failed on valid JSON is known to have run out of memory.
+ * Lone UTF-16 surrogates fail, as they do in cJSON; depth is bounded like cJSON's. */
+static bool json_value(const char *s, size_t n, size_t *p, int depth);
+
+static size_t ws_at(const char *s, size_t n, size_t p) {
+    while (p < n && (s[p] == ' ' || s[p] == '\n' || s[p] == '\r' || s[p] == '\t')) p++;
+    return p;
+}
+
+static long hex4(const char *s, size_t n, size_t p) {
+    if (p + 4 > n) return -1;
+    long v = 0;
+    for (size_t i = p; i < p + 4; i++) {
+        char c = s[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0) return -1;
+        v = v * 16 + d;
     }
+    return v;
+}
+
+static bool json_string(const char *s, size_t n, size_t *p) {
+    size_t i = *p + 1;
+    while (i < n && s[i] != '"') {
+        if ((unsigned char)s[i] < 0x20) return false;
+        if (s[i++] != '\\') continue;
+        if (i >= n) return false;
+        if (strchr("\"\\/bfnrt", s[i]) && s[i]) {
+            i++;
+            continue;
+        }
+        long u = s[i] == 'u' ? hex4(s, n, i + 1) : -1;
+        if (u < 0 || (u >= 0xDC00 && u <= 0xDFFF)) return false;
+        i += 5;
+        if (u >= 0xD800 && u <= 0xDBFF) { /* a high surrogate wants its low one */
+            long lo = i + 1 < n && s[i] == '\\' && s[i + 1] == 'u' ? hex4(s, n, i + 2) : -1;
+            if (lo < 0xDC00 || lo > 0xDFFF) return false;
+            i += 6;
+        }
+    }
+    if (i >= n) return false;
+    *p = i + 1;
+    return true;
+}
+
+static bool json_number(const char *s, size_t n, size_t *p) {
+    size_t i = *p;
+    if (i < n && s[i] == '-') i++;
+    if (i < n && s[i] == '0') i++;
+    else if (i < n && s[i] >= '1' && s[i] <= '9') while (i < n && s[i] >= '0' && s[i] <= '9') i++;
+    else return false;
+    if (i < n && s[i] == '.') {
+        if (++i >= n || s[i] < '0' || s[i] > '9') return false;
+        while (i < n && s[i] >= '0' && s[i] <= '9') i++;
+    }
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        if (++i < n && (s[i] == '+' || s[i] == '-')) i++;
+        if (i >= n || s[i] < '0' || s[i] > '9') return false;
+        while (i < n && s[i] >= '0' && s[i] <= '9') i++;
+    }
+    *p = i;
+    return true;
+}
+
+/* The members of an object or the items of an array, from just past its opening bracket. */
+static bool json_container(const char *s, size_t n, size_t *p, int depth) {
+    char close = s[*p] == '{' ? '}' : ']';
+    size_t i = ws_at(s, n, *p + 1);
+    if (i < n && s[i] == close) {
+        *p = i + 1;
+        return true;
+    }
+    for (;;) {
+        if (close == '}') {
+            if (i >= n || s[i] != '"' || !json_string(s, n, &i)) return false;
+            i = ws_at(s, n, i);
+            if (i >= n || s[i] != ':') return false;
+            i = ws_at(s, n, i + 1);
+        }
+        if (!json_value(s, n, &i, depth + 1)) return false;
+        i = ws_at(s, n, i);
+        if (i < n && s[i] == ',') {
+            i = ws_at(s, n, i + 1);
+            continue;
+        }
+        if (i < n && s[i] == close) break;
+        return false;
+    }
+    *p = i + 1;
+    return true;
+}
+
+static bool json_value(const char *s, size_t n, size_t *p, int depth) {
+    size_t i = *p;
+    if (i >= n || depth > 1000) return false;
+    if (s[i] == '{' || s[i] == '[') return json_container(s, n, p, depth);
+    if (s[i] == '"') return json_string(s, n, p);
+    const char *lits[] = {"true", "false", "null"};
+    for (int k = 0; k < 3; k++) {
+        size_t l = strlen(lits[k]);
+        if (n - i >= l && memcmp(s + i, lits[k], l) == 0) {
+            *p = i + l;
+            return true;
+        }
+    }
+    return json_number(s, n, p);
+}
+
+/* Whether text is one JSON value, whitespace around it allowed. */
+static bool json_valid(const char *text) {
+    size_t n = strlen(text), p = ws_at(text, n, 0);
+    return json_value(text, n, &p, 0) && ws_at(text, n, p) == n;
 }
 
 /* ------------------------------------------------------------------ the prompt */
@@ -194,6 +348,7 @@ static int args_to_objects(cJSON *msgs, chat_error *e) {
             cJSON *a = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
             if (!cJSON_IsString(a)) continue;
             cJSON *obj = cJSON_Parse(a->valuestring);
+            if (!obj && json_valid(a->valuestring)) return oom(e); /* valid: memory failed */
             if (!cJSON_IsObject(obj)) {
                 cJSON_Delete(obj);
                 continue;
@@ -209,68 +364,60 @@ static int args_to_objects(cJSON *msgs, chat_error *e) {
     return 0;
 }
 
-/* Appends text to a memstream-built string. */
-static void put_call(FILE *f, const char *name, const cJSON *args) {
+/* One earlier call as a <tool_call> block. Arguments sent as JSON text (the wire form) go in
+ * as written; anything else is printed as JSON. */
+static void put_call(sbuf *f, const char *name, const cJSON *args) {
+    const char *raw = cJSON_IsString(args) ? args->valuestring : NULL;
+    while (raw && (*raw == ' ' || *raw == '\n' || *raw == '\t' || *raw == '\r')) raw++;
     char *a = NULL;
-    if (cJSON_IsString(args)) { /* the wire form: JSON text; printed again, compact */
-        cJSON *p = cJSON_Parse(args->valuestring);
-        a = p ? cJSON_PrintUnformatted(p) : NULL;
-        cJSON_Delete(p);
-        if (!a) a = cJSON_PrintUnformatted(args); /* not JSON: kept as the string it is */
-    } else {
-        a = args ? cJSON_PrintUnformatted(args) : NULL;
+    if (!raw || *raw != '{') {
+        if (args && !(a = cJSON_PrintUnformatted(args))) f->oom = true;
     }
-    fprintf(f, "<tool_call>\n{\"name\": \"%s\", \"arguments\": %s}\n</tool_call>", name,
-            a ? a : "{}");
+    sb_add(f, "<tool_call>\n{\"name\": \"%s\", \"arguments\": %s}\n</tool_call>", name,
+           raw && *raw == '{' ? cJSON_GetStringValue(args) : a ? a : "{}");
     free(a);
 }
 
-/* The system text that offers t's tools in the generic format. */
-static void put_offer(FILE *f, const tools_req *t) {
-    fputs("You may call functions to answer. The functions, as JSON:\n<tools>\n", f);
+/* The system text that offers t's tools in the generic format: short, as a small model's
+ * context is (the demo model has 256 positions). */
+static void put_offer(sbuf *f, const tools_req *t) {
+    sb_add(f, "%s", "You may call these functions:\n<tools>\n");
     const cJSON *it;
     cJSON_ArrayForEach(it, t->tools) {
         char *s = cJSON_PrintUnformatted(get(it, "function"));
-        fprintf(f, "%s\n", s ? s : "");
+        if (!s) f->oom = true;
+        sb_add(f, "%s\n", s ? s : "");
         free(s);
     }
-    fputs("</tools>\nTo call a function, answer with one block per call:\n<tool_call>\n"
-          "{\"name\": <the function's name>, \"arguments\": <its arguments as a JSON object>}\n"
-          "</tool_call>",
-          f);
+    sb_add(f, "%s", "</tools>\nTo call one, answer <tool_call>\n{\"name\": ..., \"arguments\": "
+                    "{...}}\n</tool_call>");
 }
 
 /* One message of the generic format: {role, content} with content as text. NULL when memory
  * is short or the history is malformed (e names which). */
 static char *generic_text(const cJSON *m, int i, chat_error *e) {
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    if (!f) return oom(e), NULL;
+    sbuf b = {0}, *f = &b;
     const cJSON *content = get(m, "content"), *calls = get(m, "tool_calls"), *call;
     const char *role = get(m, "role")->valuestring;
     bool tool = strcmp(role, "tool") == 0;
-    if (tool) fputs("<tool_response>\n", f);
-    if (cJSON_IsString(content)) fputs(content->valuestring, f);
-    if (tool) fputs("\n</tool_response>", f);
+    if (tool) sb_add(f, "%s", "<tool_response>\n");
+    if (cJSON_IsString(content)) sb_add(f, "%s", content->valuestring);
+    if (tool) sb_add(f, "%s", "\n</tool_response>");
     int k = 0;
     cJSON_ArrayForEach(call, calls) {
         const cJSON *fn = get(call, "function"), *name = get(fn, "name");
         if (!cJSON_IsString(name) || !valid_name(name->valuestring)) {
-            fclose(f);
-            free(text);
+            free(b.s);
             char p[96];
             snprintf(p, sizeof p, "messages[%d].tool_calls[%d]", i, k);
             return bad(e, p, "%s.function.name must be a function's name", p), NULL;
         }
-        if (ftell(f) > 0) fputc('\n', f);
+        if (f->n > 0) sb_add(f, "%c", '\n');
         put_call(f, name->valuestring, get(fn, "arguments"));
         k++;
     }
-    if (fclose(f) != 0 || !text) {
-        free(text);
-        return oom(e), NULL;
-    }
+    char *text = sb_take(f);
+    if (!text) return oom(e), NULL;
     return text;
 }
 
@@ -290,19 +437,17 @@ static cJSON *text_message(const char *role, const char *content) {
 static cJSON *generic_messages(const cJSON *msgs, const tools_req *offer, chat_error *e) {
     cJSON *out = cJSON_CreateArray();
     char *sys = NULL, *text = NULL;
-    size_t sys_len = 0;
     if (!out) goto oom;
     const cJSON *m = msgs->child;
     if (offer) {
-        FILE *f = open_memstream(&sys, &sys_len);
-        if (!f) goto oom;
+        sbuf b = {0}, *f = &b;
         const cJSON *first = get(m, "content");
         if (strcmp(get(m, "role")->valuestring, "system") == 0) {
-            if (cJSON_IsString(first)) fprintf(f, "%s\n\n", first->valuestring);
+            if (cJSON_IsString(first)) sb_add(f, "%s\n\n", first->valuestring);
             m = m->next;
         }
         put_offer(f, offer);
-        if (fclose(f) != 0 || !sys) goto oom;
+        if (!(sys = sb_take(f))) goto oom;
         cJSON *sm = text_message("system", sys);
         if (!sm || !cJSON_AddItemToArray(out, sm)) goto oom;
     }
@@ -349,19 +494,19 @@ fail:
 /* ------------------------------------------------------------------ the forcing grammar */
 
 /* text as a GBNF string literal. */
-static void put_lit(FILE *f, const char *text) {
-    fputc('"', f);
+static void put_lit(sbuf *f, const char *text) {
+    sb_add(f, "%c", '"');
     for (const char *s = text; *s; s++) {
-        if (*s == '"' || *s == '\\') fprintf(f, "\\%c", *s);
-        else if (*s == '\n') fputs("\\n", f);
-        else fputc(*s, f);
+        if (*s == '"' || *s == '\\') sb_add(f, "\\%c", *s);
+        else if (*s == '\n') sb_add(f, "%s", "\\n");
+        else sb_add(f, "%c", *s);
     }
-    fputc('"', f);
+    sb_add(f, "%c", '"');
 }
 
 /* The rule "callK ::= ..." for tool k: its name and arguments that follow its parameters'
  * schema (none: an empty object), in t's syntax. *next: json_schema's rule counter. */
-static int put_call_rule(FILE *f, const tools_req *t, const cJSON *tool, int k, int *next,
+static int put_call_rule(sbuf *f, const tools_req *t, const cJSON *tool, int k, int *next,
                          chat_error *e) {
     const cJSON *params = get(get(tool, "function"), "parameters");
     char args[32] = "\"{\" ws \"}\"", head[160];
@@ -374,7 +519,7 @@ static int put_call_rule(FILE *f, const tools_req *t, const cJSON *tool, int k, 
         if (!rules)
             return bad(e, "tools", "tools[%d].function.parameters: invalid or unsupported JSON "
                        "Schema: %s", k, err);
-        fputs(rules, f);
+        sb_add(f, "%s", rules);
         free(rules);
         snprintf(args, sizeof args, "r%d", top);
     }
@@ -389,49 +534,43 @@ static int put_call_rule(FILE *f, const tools_req *t, const cJSON *tool, int k, 
     default:
         snprintf(head, sizeof head, "<tool_call>\n{\"name\": \"%s\", \"arguments\": ", name);
     }
-    fprintf(f, "call%d ::= ", k);
+    sb_add(f, "call%d ::= ", k);
     put_lit(f, head);
-    fprintf(f, " %s ", args);
+    sb_add(f, " %s ", args);
     put_lit(f, t->syntax == TOOLS_HERMES ? "}\n</tool_call>" : "}");
-    fputc('\n', f);
+    sb_add(f, "%c", '\n');
     return 0;
 }
 
 /* The GBNF text of tool_choice required / named (see tools.h). Caller frees. */
 static char *call_gbnf(const tools_req *t, chat_error *e) {
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    if (!f) return oom(e), NULL;
+    sbuf b = {0}, *f = &b;
     int next = 0, k = 0, n_alt = 0;
     const cJSON *it;
-    fputs("call ::=", f);
+    sb_add(f, "%s", "call ::=");
     cJSON_ArrayForEach(it, t->tools) {
         if (t->choice != TOOL_CHOICE_NAMED || strcmp(tool_name(it), t->forced) == 0)
-            fprintf(f, "%s call%d", n_alt++ ? " |" : "", k);
+            sb_add(f, "%s call%d", n_alt++ ? " |" : "", k);
         k++;
     }
-    fputc('\n', f);
+    sb_add(f, "%c", '\n');
     k = 0;
     cJSON_ArrayForEach(it, t->tools) {
         if ((t->choice != TOOL_CHOICE_NAMED || strcmp(tool_name(it), t->forced) == 0) &&
             put_call_rule(f, t, it, k, &next, e)) {
-            fclose(f);
-            free(text);
+            free(b.s);
             return NULL;
         }
         k++;
     }
     int more = t->parallel ? TOOLS_MAX_CALLS - 1 : 0;
     if (t->syntax == TOOLS_MISTRAL)
-        fprintf(f, "root ::= \"[TOOL_CALLS][\" call ( \", \" call ){0,%d} \"]\"\n", more);
+        sb_add(f, "root ::= \"[TOOL_CALLS][\" call ( \", \" call ){0,%d} \"]\"\n", more);
     else
-        fprintf(f, "root ::= call ( \"\\n\" call ){0,%d}\n", more);
-    fputs(json_schema_fixed_gbnf(), f);
-    if (fclose(f) != 0 || !text) {
-        free(text);
-        return oom(e), NULL;
-    }
+        sb_add(f, "root ::= call ( \"\\n\" call ){0,%d}\n", more);
+    sb_add(f, "%s", json_schema_fixed_gbnf());
+    char *text = sb_take(f);
+    if (!text) return oom(e), NULL;
     return text;
 }
 

@@ -9,12 +9,12 @@
  *          the generic format below)
  *  llama3  {"name": "f", "parameters": {...}}, optionally after <|python_tag|>  (Llama 3.1/3.2)
  *  mistral [TOOL_CALLS][{"name": "f", "arguments": {...}}, ...]
- * A Jinja template that renders tools in one of these syntaxes gets `tools` and the messages
- * as they are (tool_calls arguments parsed into objects, as Hugging Face templates expect).
- * Any other template (the built-in formats, the demo model, Jinja templates without tools) gets
- * the generic format: the tools are described in the system message, in the hermes syntax; an
- * assistant's tool_calls become <tool_call> blocks of its text and tool results become a user
- * turn of <tool_response> blocks.
+ * A Jinja template that speaks of tools at all gets `tools` and the messages as they are
+ * (tool_calls arguments parsed into objects, as Hugging Face templates expect), and the syntax
+ * it shows (hermes when it shows none of the three). The built-in formats (the demo model)
+ * and Jinja templates without a word of tools get the generic format: the tools are described
+ * in the system message, in the hermes syntax; an assistant's tool_calls become <tool_call>
+ * blocks of its text and tool results become a user turn of <tool_response> blocks.
  * tool_choice "none": the template is not told of the tools and the output is never read as a
  * call (OpenAI's "the model will not call any tool"); the history still renders. */
 #ifndef LS_TOOLS_H

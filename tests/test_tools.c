@@ -272,11 +272,52 @@ static void test_generic_messages(void) {
     cJSON_Delete(o);
 }
 
+/* Native templates get arguments as objects when the string holds one; other strings (not
+ * JSON, or JSON of another kind) stay strings, and are no error. */
+static void test_native_arguments(void) {
+    chat_template *ct = jinja("{% for m in messages %}{{ m.tool_calls | tojson }}{% endfor %}");
+    const char *args[][2] = {{"{\\\"c\\\": [1, 2.5e3, \\\"\\\\u00e9\\\"]}", "object"},
+                             {"{c: 1}", "string"},
+                             {"[1]", "string"},
+                             {"{\\\"c\\\": \\\"\\\\ud800\\\"}", "string"}};
+    for (size_t i = 0; i < sizeof args / sizeof *args; i++) {
+        char buf[512];
+        snprintf(buf, sizeof buf,
+                 "{\"messages\":[{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{"
+                 "\"id\":\"1\",\"type\":\"function\",\"function\":{\"name\":\"w\","
+                 "\"arguments\":\"%s\"}}]}]}",
+                 args[i][0]);
+        cJSON *o = cJSON_Parse(buf), *msgs, *tools;
+        CHECK(o != NULL, "%s", buf);
+        tools_req *t;
+        chat_error e;
+        int rc = tools_setup(ct, o, false, &t, &msgs, &tools, NULL, &e);
+        CHECK(rc == 0, "%s: %s", args[i][0], rc ? e.message : "");
+        if (rc == 0) {
+            const cJSON *a = cJSON_GetObjectItem(
+                cJSON_GetObjectItem(
+                    cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetArrayItem(msgs, 0),
+                                                           "tool_calls"),
+                                       0),
+                    "function"),
+                "arguments");
+            bool obj = cJSON_IsObject(a);
+            CHECK(obj == (strcmp(args[i][1], "object") == 0), "%s: %s", args[i][0],
+                  obj ? "object" : "not an object");
+            cJSON_Delete(msgs);
+            cJSON_Delete(tools);
+        }
+        cJSON_Delete(o);
+    }
+    chat_template_free(ct);
+}
+
 int main(void) {
     test_scan_hermes();
     test_scan_llama3_mistral();
     test_grammar();
     test_errors();
     test_generic_messages();
+    test_native_arguments();
     return check_summary();
 }
