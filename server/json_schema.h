@@ -3,7 +3,9 @@
  * error naming its schema path (e.g. "#/properties/name/pattern"), never a looser grammar.
  * Some constructs come out tighter than the schema, always valid: object keys in the order
  * the schema lists them; no extra keys unless additionalProperties says so and the schema
- * declares no properties; numbers of at most 16 digits; February has 28 days in `date`.
+ * declares no properties; numbers of at most 16 digits, and without an exponent when they have
+ * bounds (minimum/maximum on a number: whole-number bounds only); February has 28 days in
+ * `date`.
  * oneOf is enforced only when its branches cannot overlap (different types or const/enum
  * values); otherwise it is refused like any construct we cannot express.
  * Pure functions of their input; thread-safe. */

@@ -57,6 +57,50 @@ static void test_integers(void) {
     range(137, 1099, "{\"type\":\"integer\",\"minimum\":137,\"maximum\":1099}");
 }
 
+static void expect_error(const char *schema, const char *path);
+
+/* A number in [lo, hi] (ends exclusive where said; no bound: +-1e9): every hundredth from -30
+ * to 30, written as "x.xx", "x.x" and, when whole, "x", accepted exactly when in range. */
+static void number_range(const char *schema, double lo, bool elo, double hi, bool ehi) {
+    char err[256];
+    gram_rules *g = conv(schema, err, sizeof err);
+    CHECK(g != NULL, "%s: %s", schema, err);
+    if (!g) return;
+    int bad = 0;
+    for (int k = -3000; k <= 3000; k++) {
+        double x = k / 100.0;
+        bool want = (elo ? x > lo : x >= lo) && (ehi ? x < hi : x <= hi);
+        char forms[3][32];
+        int nf = 0;
+        snprintf(forms[nf++], sizeof forms[0], "%.2f", x);
+        if (k % 10 == 0) snprintf(forms[nf++], sizeof forms[0], "%.1f", x);
+        if (k % 100 == 0) snprintf(forms[nf++], sizeof forms[0], "%d", k / 100);
+        for (int f = 0; f < nf; f++)
+            if (accepts(g, forms[f]) != want && bad++ < 5)
+                CHECK(0, "%s: %s %s", schema, forms[f], want ? "rejected" : "taken");
+    }
+    CHECK(bad == 0, "%s: %d wrong", schema, bad);
+    CHECK(!accepts(g, "1e1") && !accepts(g, "01") && !accepts(g, "1."), "%s: forms", schema);
+    gram_rules_free(g);
+}
+
+static void test_numbers(void) {
+    number_range("{\"type\":\"number\",\"minimum\":0,\"maximum\":10}", 0, false, 10, false);
+    number_range("{\"type\":\"number\",\"exclusiveMinimum\":0,\"exclusiveMaximum\":10}", 0,
+                 true, 10, true);
+    number_range("{\"type\":\"number\",\"minimum\":-12,\"exclusiveMaximum\":-3}", -12, false,
+                 -3, true);
+    number_range("{\"type\":\"number\",\"exclusiveMinimum\":-7,\"maximum\":0}", -7, true, 0,
+                 false);
+    number_range("{\"type\":\"number\",\"minimum\":2}", 2, false, 1e9, false);
+    number_range("{\"type\":\"number\",\"exclusiveMaximum\":-1}", -1e9, false, -1, true);
+    number_range("{\"type\":\"number\",\"minimum\":-1,\"exclusiveMinimum\":-1,\"maximum\":5,"
+                 "\"exclusiveMaximum\":9}", -1, true, 5, false);
+    number_range("{\"type\":\"number\",\"minimum\":4,\"maximum\":4}", 4, false, 4, false);
+    expect_error("{\"type\":\"number\",\"minimum\":0.5}", "at #/minimum");
+    expect_error("{\"type\":\"number\",\"minimum\":3,\"exclusiveMaximum\":3}", "at #");
+}
+
 static void test_objects(void) {
     char err[256];
     gram_rules *g = conv("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},"
@@ -165,6 +209,7 @@ static void test_errors_and_refs(void) {
 
 int main(void) {
     test_integers();
+    test_numbers();
     test_objects();
     test_arrays_strings();
     test_errors_and_refs();
