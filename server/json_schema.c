@@ -4,6 +4,7 @@
 #include "json_schema.h"
 
 #include "grammar.h"
+#include "json_regex.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -129,7 +130,7 @@ static const char *const annotations[] = {"title", "description", "$schema", "$i
 static const char *const handled[] = {"type", "enum", "const", "anyOf", "oneOf", "allOf", "$ref",
                                       "properties", "required", "additionalProperties", "items",
                                       "prefixItems", "minItems", "maxItems", "minLength",
-                                      "maxLength", "format", "minimum", "maximum",
+                                      "maxLength", "format", "pattern", "minimum", "maximum",
                                       "exclusiveMinimum", "exclusiveMaximum", NULL};
 
 static bool in_list(const char *const *list, const char *k) {
@@ -352,8 +353,26 @@ static int gen_number(conv *c, const cJSON *node, const char *path, sbuf *b) {
     return 0;
 }
 
+/* A string that matches `pattern` (json_regex.h), alone: with a length or format it is
+ * refused, as the two cannot be combined in one grammar here. */
+static int gen_pattern(conv *c, const cJSON *node, const cJSON *pat, const char *path,
+                       sbuf *b) {
+    char sub[512], err[256];
+    snprintf(sub, sizeof sub, "%s/pattern", path);
+    if (!cJSON_IsString(pat)) return fail(c, sub, "'pattern' must be a string");
+    if (get(node, "format") || get(node, "minLength") || get(node, "maxLength"))
+        return fail(c, sub, "'pattern' together with format, minLength or maxLength is not "
+                            "supported");
+    char *expr = json_regex_gbnf(pat->valuestring, err, sizeof err);
+    if (!expr) return fail(c, sub, "%s%s", strcmp(err, "out of memory") ? "pattern: " : "", err);
+    sb_add(b, "\"\\\"\" %s \"\\\"\"", expr);
+    free(expr);
+    return 0;
+}
+
 static int gen_string(conv *c, const cJSON *node, const char *path, sbuf *b) {
-    const cJSON *f = get(node, "format");
+    const cJSON *f = get(node, "format"), *pat = get(node, "pattern");
+    if (pat) return gen_pattern(c, node, pat, path, b);
     long long mn = get_count(c, node, "minLength", 0, path);
     long long mx = get_count(c, node, "maxLength", -1, path);
     if (mn == -2 || mx == -2) return -1;
@@ -787,7 +806,8 @@ static int gen(conv *c, const cJSON *node, const char *path) {
     } else if (get(node, "items") || get(node, "prefixItems") || get(node, "minItems") ||
                get(node, "maxItems")) {
         gen_array(c, node, path, &b);
-    } else if (get(node, "minLength") || get(node, "maxLength") || get(node, "format")) {
+    } else if (get(node, "minLength") || get(node, "maxLength") || get(node, "format") ||
+               get(node, "pattern")) {
         gen_string(c, node, path, &b);
     } else if (get(node, "minimum") || get(node, "maximum") || get(node, "exclusiveMinimum") ||
                get(node, "exclusiveMaximum")) {

@@ -101,6 +101,49 @@ static void test_numbers(void) {
     expect_error("{\"type\":\"number\",\"minimum\":3,\"exclusiveMaximum\":3}", "at #");
 }
 
+/* pattern: the strings a schema's regular expression matches, as JSON text. */
+static void pattern(const char *re_json, const char *const *yes, const char *const *no) {
+    char schema[512], err[256];
+    snprintf(schema, sizeof schema, "{\"type\":\"string\",\"pattern\":%s}", re_json);
+    gram_rules *g = conv(schema, err, sizeof err);
+    CHECK(g != NULL, "%s: %s", schema, err);
+    if (!g) return;
+    for (; *yes; yes++) CHECK(accepts(g, *yes), "%s: %s rejected", schema, *yes);
+    for (; *no; no++) CHECK(!accepts(g, *no), "%s: %s taken", schema, *no);
+    gram_rules_free(g);
+}
+
+static void test_patterns(void) {
+    pattern("\"^[A-Z]{3}-\\\\d{2,4}$\"", (const char *[]){"\"ABC-12\"", "\"XYZ-9999\"", NULL},
+            (const char *[]){"\"AB-12\"", "\"ABC-1\"", "\"ABC-12345\"", "\"abc-12\"", NULL});
+    pattern("\"^(yea|nay)( verily)?$\"", (const char *[]){"\"yea\"", "\"nay verily\"", NULL},
+            (const char *[]){"\"yea verily verily\"", "\"nay \"", "\"\"", NULL});
+    /* unanchored: anywhere in the string */
+    pattern("\"LORD\"", (const char *[]){"\"LORD\"", "\"the LORD God\"", "\"LORDS\"", NULL},
+            (const char *[]){"\"Lord\"", "\"\"", NULL});
+    pattern("\"^a\"", (const char *[]){"\"a\"", "\"abc\"", NULL}, (const char *[]){"\"ba\"", NULL});
+    pattern("\"b$\"", (const char *[]){"\"b\"", "\"ab\"", NULL}, (const char *[]){"\"ba\"", NULL});
+    /* a quote and a backslash in the pattern are escaped in the JSON text */
+    pattern("\"^\\\"[a-z]*\\\"$\"", (const char *[]){"\"\\\"ab\\\"\"", NULL},
+            (const char *[]){"\"\\\"ab\"", "\"ab\"", NULL});
+    pattern("\"^\\\\\\\\[.]$\"", (const char *[]){"\"\\\\.\"", NULL},
+            (const char *[]){"\"\\\\a\"", NULL});
+    /* classes: negation never yields '"', '\\' or a control character; \\s its escapes */
+    pattern("\"^[^a]{2}$\"", (const char *[]){"\"bc\"", "\"\u00e9\u00e8\"", NULL},
+            (const char *[]){"\"ab\"", "\"b\\\"\"", "\"b\\\\\\\\\"", NULL});
+    pattern("\"^x\\\\sy$\"", (const char *[]){"\"x y\"", "\"x\\ty\"", NULL},
+            (const char *[]){"\"xy\"", NULL});
+    pattern("\"^[\u00e0-\u00ff]+\\\\.?$\"", (const char *[]){"\"\u00e9\u00e8.\"", NULL},
+            (const char *[]){"\"e\"", NULL});
+    pattern("\"^(?:ab|c)+?$\"", (const char *[]){"\"abcab\"", NULL}, (const char *[]){"\"abb\"", NULL});
+    expect_error("{\"type\":\"string\",\"pattern\":\"(?=x)\"}", "at #/pattern");
+    expect_error("{\"type\":\"string\",\"pattern\":\"(a)\\\\1\"}", "at #/pattern");
+    expect_error("{\"type\":\"string\",\"pattern\":\"^a|b$\"}", "at #/pattern");
+    expect_error("{\"type\":\"string\",\"pattern\":\"a{2,1}\"}", "at #/pattern");
+    expect_error("{\"type\":\"string\",\"pattern\":\"[a\"}", "at #/pattern");
+    expect_error("{\"type\":\"string\",\"pattern\":\"a\",\"maxLength\":3}", "at #/pattern");
+}
+
 static void test_objects(void) {
     char err[256];
     gram_rules *g = conv("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},"
@@ -171,7 +214,8 @@ static void expect_error(const char *schema, const char *path) {
 }
 
 static void test_errors_and_refs(void) {
-    expect_error("{\"properties\":{\"a\":{\"pattern\":\"x\"}}}", "at #/properties/a/pattern");
+    expect_error("{\"properties\":{\"a\":{\"pattern\":\"\\\\bx\"}}}",
+                 "at #/properties/a/pattern");
     expect_error("{\"type\":\"string\",\"format\":\"email\"}", "at #/format");
     expect_error("{\"type\":\"thing\"}", "at #/type");
     expect_error("{\"$ref\":\"http://x/y\"}", "at #/$ref");
@@ -210,6 +254,7 @@ static void test_errors_and_refs(void) {
 int main(void) {
     test_integers();
     test_numbers();
+    test_patterns();
     test_objects();
     test_arrays_strings();
     test_errors_and_refs();
