@@ -565,7 +565,8 @@ static char *call_gbnf(const tools_req *t, chat_error *e) {
     }
     int more = t->parallel ? TOOLS_MAX_CALLS - 1 : 0;
     if (t->syntax == TOOLS_MISTRAL)
-        sb_add(f, "root ::= \"[TOOL_CALLS][\" call ( \", \" call ){0,%d} \"]\"\n", more);
+        sb_add(f, "root ::= \"[\" call ( \", \" call ){0,%d} \"]\"\n", more); /* the
+            [TOOL_CALLS] marker is a control token: the model may not spell it in text */
     else
         sb_add(f, "root ::= call ( \"\\n\" call ){0,%d}\n", more);
     sb_add(f, "%s", json_schema_fixed_gbnf());
@@ -757,6 +758,14 @@ static bool find_first(const tools_req *t, const char *text, size_t len, bool fi
     if (t->syntax != TOOLS_LLAMA3) {
         const char *open = t->syntax == TOOLS_HERMES ? "<tool_call>" : "[TOOL_CALLS]";
         const char *m = memmem(text, len, open, strlen(open));
+        size_t p = skip_ws(text, 0, len);
+        /* Mistral's marker is a control token, which decodes to no text: an answer that
+         * begins with an array is read as calls too */
+        if (!m && t->syntax == TOOLS_MISTRAL && (p == len ? !final : text[p] == '[')) {
+            out->content_len = 0;
+            *at = p;
+            return p < len;
+        }
         if (!m && !final) out->content_len = len - partial_marker(text, len, open);
         *at = m ? (size_t)(m - text) : len;
         return m != NULL;
@@ -784,7 +793,7 @@ int tools_scan(const tools_req *t, const char *text, size_t len, bool final, too
     out->content_len = p;
     size_t tail = p;
     for (;;) {
-        size_t q = p + (open ? strlen(open) : 0);
+        size_t q = p + (open && starts(text, p, len, open) ? strlen(open) : 0);
         if (!open && starts(text, q, len, PYTHON_TAG)) q += strlen(PYTHON_TAG);
         q = skip_ws(text, q, len);
         long ext = json_extent(text + q, len - q);

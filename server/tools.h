@@ -8,7 +8,9 @@
  *  hermes  <tool_call>\n{"name": "f", "arguments": {...}}\n</tool_call>  (Hermes, Qwen; also
  *          the generic format below)
  *  llama3  {"name": "f", "parameters": {...}}, optionally after <|python_tag|>  (Llama 3.1/3.2)
- *  mistral [TOOL_CALLS][{"name": "f", "arguments": {...}}, ...]
+ *  mistral [TOOL_CALLS][{"name": "f", "arguments": {...}}, ...], or the array alone at the
+ *          start of the answer ([TOOL_CALLS] is a control token, which decodes to no text; the
+ *          forcing grammar writes the array alone)
  * A Jinja template that speaks of tools at all gets `tools` and the messages as they are
  * (tool_calls arguments parsed into objects, as Hugging Face templates expect), and the syntax
  * it shows (hermes when it shows none of the three). The built-in formats (the demo model)

@@ -131,6 +131,11 @@ static void test_scan_llama3_mistral(void) {
     const char *undeclared = "ok [TOOL_CALLS][" CALL ", {\"name\": \"x\", \"arguments\": {}}]";
     expect_scan(t, undeclared, true, strlen(undeclared), 0, NULL); /* all or nothing */
     expect_scan(t, "ok [TOOL_C", false, 3, 0, NULL);
+    /* the marker is a control token, decoded to nothing: an array that begins the answer */
+    expect_scan(t, " [" CALL "]", true, 1, 1, ARGS);
+    expect_scan(t, " [" CALL ", {\"na", false, 1, 0, NULL);
+    expect_scan(t, "  ", false, 0, 0, NULL);
+    expect_scan(t, "[1, 2]", true, 6, 0, NULL);
     char id[32];
     tools_call_id(t, "chatcmpl-1", 0, 0, id);
     CHECK(strlen(id) == 9, "a mistral call id has 9 characters: %s", id);
