@@ -101,6 +101,7 @@ void api_call_free(api_call *c) {
     for (int i = 0; i < c->n_echo; i++) free(c->echo_text[i]);
     free(c->echo_text);
     cJSON_Delete(c->resp_echo);
+    tools_req_free(c->tools);
     gen_request_free(&c->req);
     memset(c, 0, sizeof *c);
 }
@@ -573,6 +574,12 @@ int api_parse_completion(const api_ctx *ctx, const char *body, size_t len, api_c
                       "continues the prompt only");
         goto done;
     }
+    const char *chat_only[] = {"tools", "tool_choice", "parallel_tool_calls"};
+    for (int i = 0; i < 3; i++)
+        if (!is_null(cJSON_GetObjectItemCaseSensitive(o, chat_only[i]))) {
+            BAD(chat_only[i], "'%s' is supported on /v1/chat/completions only", chat_only[i]);
+            goto done;
+        }
     if (c->beam_width > 0 && c->logprobs >= 0) {
         BAD("logprobs", "'logprobs' is not supported with beam search");
         goto done;
@@ -585,16 +592,11 @@ done:
     return rc;
 }
 
-/* Chat fields for what this server cannot do (legacy function calling, audio output): a 400
- * naming them, unless they ask for nothing. */
+/* Chat fields for what this server cannot do (audio output): a 400 naming them, unless they
+ * ask for nothing. (The legacy functions/function_call are tools.c's to refuse.) */
 static int refuse_chat_extras(const cJSON *o, api_error *e) {
-    const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, "functions"),
-                *fc = cJSON_GetObjectItemCaseSensitive(o, "function_call"),
-                *mod = cJSON_GetObjectItemCaseSensitive(o, "modalities"),
+    const cJSON *mod = cJSON_GetObjectItemCaseSensitive(o, "modalities"),
                 *audio = cJSON_GetObjectItemCaseSensitive(o, "audio");
-    if (!is_null(f)) return BAD("functions", "'functions' (function calling) is not supported");
-    if (!is_null(fc) && !(cJSON_IsString(fc) && strcmp(fc->valuestring, "none") == 0))
-        return BAD("function_call", "'function_call' other than \"none\" is not supported");
     if (!is_null(audio)) return BAD("audio", "audio output is not supported");
     if (is_null(mod)) return 0;
     const cJSON *it;
@@ -637,13 +639,30 @@ int api_parse_chat_object(const api_ctx *ctx, const cJSON *o, api_call *c, api_e
         goto done;
     }
     if (refuse_chat_extras(o, e)) goto done;
-    /* the template and the message shapes are chat_template.c's (shared with /apply-template) */
+    /* the template and the message shapes are chat_template.c's (shared with /apply-template);
+     * tools, tool_choice and the grammar that forces a call are tools.c's */
     chat_error ce;
     int nt;
-    if (chat_prompt_tokenize(api_chat_template(ctx), ctx->m->tok,
-                             cJSON_GetObjectItemCaseSensitive(o, "messages"),
-                             cJSON_GetObjectItemCaseSensitive(o, "tools"), &c->req.prompt, &nt,
-                             &ce)) {
+    cJSON *msgs = NULL, *tools = NULL;
+    gram_rules *tg = NULL;
+    int trc = tools_setup(api_chat_template(ctx), o, true, &c->tools, &msgs, &tools, &tg, &ce);
+    if (trc == 0 && tg && (c->req.grammar || c->beam_width)) {
+        gram_rules_free(tg);
+        snprintf(ce.param, sizeof ce.param, "tool_choice");
+        snprintf(ce.message, sizeof ce.message, "'tool_choice' \"required\" or a named "
+                 "function cannot be combined with %s", c->beam_width ? "beam search"
+                 : "'grammar', 'json_schema' or a JSON 'response_format'");
+        ce.status = 400;
+        trc = -1;
+    } else if (tg) {
+        c->req.grammar = tg;
+    }
+    if (trc == 0)
+        trc = chat_prompt_tokenize(api_chat_template(ctx), ctx->m->tok, msgs, tools,
+                                   &c->req.prompt, &nt, &ce);
+    cJSON_Delete(msgs);
+    cJSON_Delete(tools);
+    if (trc) {
         api_error_set(e, ce.status, ce.status == 400 ? "invalid_request_error" : "server_error",
                       ce.param[0] ? ce.param : NULL, NULL, "%s", ce.message);
         goto done;
@@ -686,8 +705,14 @@ int api_parse_apply_template(const api_ctx *ctx, const char *body, size_t len, c
     bool agp = true;
     chat_error ce;
     if (get_bool(o, "add_generation_prompt", &agp, e)) goto done;
-    if (chat_apply(api_chat_template(ctx), cJSON_GetObjectItemCaseSensitive(o, "messages"),
-                   cJSON_GetObjectItemCaseSensitive(o, "tools"), agp, &text, &ce)) {
+    cJSON *msgs = NULL, *tools = NULL;
+    tools_req *t = NULL;
+    int trc = tools_setup(api_chat_template(ctx), o, false, &t, &msgs, &tools, NULL, &ce);
+    tools_req_free(t);
+    if (trc == 0) trc = chat_apply(api_chat_template(ctx), msgs, tools, agp, &text, &ce);
+    cJSON_Delete(msgs);
+    cJSON_Delete(tools);
+    if (trc) {
         api_error_set(e, ce.status, ce.status == 400 ? "invalid_request_error" : "server_error",
                       ce.param[0] ? ce.param : NULL, NULL, "%s", ce.message);
         goto done;

@@ -9,6 +9,7 @@
 
 #include "chat.h"
 #include "scheduler.h"
+#include "tools.h"
 
 #include <cjson/cJSON.h>
 #include <stdbool.h>
@@ -53,6 +54,7 @@ typedef struct {
     bool embed;           /* POST /v1/embeddings: req.embed, one choice per input */
     bool embed_llama;     /* POST /embeddings: llama.cpp's own answer, [{index, embedding}] */
     bool base64;          /* embeddings: encoding_format "base64" (little-endian float32) */
+    tools_req *tools;     /* chat: the tools whose calls the output is read for; NULL: none */
     gen_request req;
 } api_call;
 
@@ -113,6 +115,7 @@ typedef struct {
     size_t *sent_len;   /* (n) bytes of each choice's text already sent */
     int *sent_toks;     /* (n) tokens of each choice already sent (logprobs) */
     bool *sent_finish;  /* (n) */
+    int *sent_calls;    /* (n) tool calls of each choice already sent */
     bool sent_role, sent_usage, sent_done, echoed;
     int seq; /* responses: the next event's sequence_number */
 } api_stream;

@@ -425,7 +425,8 @@ char *api_props_json(const api_ctx *ctx) {
     cJSON_AddNumberToObject(r, "total_slots", ctx->parallel);
     cJSON_AddStringToObject(r, "model_path", ctx->model_path ? ctx->model_path : "");
     cJSON_AddStringToObject(r, "model_alias", ctx->model_id);
-    cJSON_AddStringToObject(r, "chat_template", chat_template_text(api_chat_template(ctx)));
+    const char *tmpl = chat_template_text(api_chat_template(ctx));
+    cJSON_AddStringToObject(r, "chat_template", tmpl ? tmpl : "");
     cJSON *mod = cJSON_AddObjectToObject(r, "modalities");
     cJSON_AddBoolToObject(mod, "vision", false);
     cJSON_AddBoolToObject(mod, "audio", false);

@@ -237,6 +237,69 @@ static void add_timings(cJSON *obj, const api_call *c, const job *j) {
 }
 static char *embeddings_json(const api_ctx *ctx, const api_call *c, job *j);
 
+/* --- tool calls (tools.h reads them; these put them in OpenAI's shapes) --- */
+
+static bool blank(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!strchr(" \t\r\n", s[i])) return false;
+    return true;
+}
+
+/* A choice's answer text when it made calls: the text before the calls and after them, right-
+ * trimmed (caller frees; *n its length, 0 meaning content null). Without calls: all of it. */
+static char *tool_content(const tools_parsed *p, const char *text, size_t len, size_t *n) {
+    size_t nc = p->content_len, nt = len - p->tail_off;
+    char *s = malloc(nc + nt + 1);
+    if (!s) return NULL;
+    memcpy(s, text, nc);
+    memcpy(s + nc, text + p->tail_off, nt);
+    *n = nc + nt;
+    if (p->n_calls)
+        while (*n && blank(s + *n - 1, 1)) (*n)--;
+    s[*n] = '\0';
+    return s;
+}
+
+/* {"id","type":"function","function":{"name","arguments"}}; with index (streams), the
+ * arguments are "" here and follow in fragments. */
+static cJSON *call_json(const api_call *c, const char *id, int i, int k, const tool_call *tc,
+                        bool stream) {
+    char call_id[32];
+    tools_call_id(c->tools, id, i, k, call_id);
+    cJSON *o = cJSON_CreateObject();
+    if (stream) cJSON_AddNumberToObject(o, "index", k);
+    cJSON_AddStringToObject(o, "id", call_id);
+    cJSON_AddStringToObject(o, "type", "function");
+    cJSON *fn = cJSON_AddObjectToObject(o, "function");
+    cJSON_AddStringToObject(fn, "name", tc->name);
+    cJSON_AddStringToObject(fn, "arguments", stream ? "" : tc->arguments);
+    return o;
+}
+
+/* The message of a choice read for tool calls: content (null when the answer is only calls)
+ * and tool_calls; *fr becomes "tool_calls" when the choice stopped after its calls. */
+static void tool_message(const api_call *c, const char *id, int i, const choice_out *o,
+                         cJSON *msg, const char **fr) {
+    const char *text = o->text ? o->text : "";
+    tools_parsed p;
+    if (tools_scan(c->tools, text, o->len, true, &p)) { /* memory: the text as it is */
+        memset(&p, 0, sizeof p);
+        p.content_len = p.tail_off = o->len;
+    }
+    size_t n = 0;
+    char *content = tool_content(&p, text, o->len, &n);
+    if (p.n_calls && n == 0) cJSON_AddNullToObject(msg, "content");
+    else add_text(msg, "content", content ? content : text, content ? n : o->len);
+    free(content);
+    if (p.n_calls) {
+        cJSON *arr = cJSON_AddArrayToObject(msg, "tool_calls");
+        for (int k = 0; k < p.n_calls; k++)
+            cJSON_AddItemToArray(arr, call_json(c, id, i, k, &p.calls[k], false));
+        if (o->finish == FINISH_STOP) *fr = "tool_calls";
+    }
+    tools_parsed_free(&p);
+}
+
 char *api_response_json(const api_ctx *ctx, const api_call *c, job *j, const char *id,
                         long created) {
     if (c->responses) return api_responses_json(ctx, c, j, id, created);
@@ -250,10 +313,12 @@ char *api_response_json(const api_ctx *ctx, const api_call *c, job *j, const cha
         const choice_out *o = &j->choices[i];
         cJSON *ch = cJSON_CreateObject();
         cJSON_AddNumberToObject(ch, "index", i);
+        const char *fr = finish_name(o->finish);
         if (c->chat) {
             cJSON *msg = cJSON_AddObjectToObject(ch, "message");
             cJSON_AddStringToObject(msg, "role", "assistant");
-            add_text(msg, "content", o->text ? o->text : "", o->len);
+            if (tools_active(c->tools)) tool_message(c, id, i, o, msg, &fr);
+            else add_text(msg, "content", o->text ? o->text : "", o->len);
         } else if (echo_of(c, j, i)) {
             const char *echo = echo_of(c, j, i);
             size_t pl = strlen(echo);
@@ -272,7 +337,6 @@ char *api_response_json(const api_ctx *ctx, const api_call *c, job *j, const cha
                                   logprobs_json(ctx, c, o, 0, toks_within(o, 0, o->len, true),
                                                 o->len, echo_len(c, j, i)));
         else cJSON_AddNullToObject(ch, "logprobs");
-        const char *fr = finish_name(o->finish);
         if (fr) cJSON_AddStringToObject(ch, "finish_reason", fr);
         else cJSON_AddNullToObject(ch, "finish_reason");
         cJSON_AddItemToArray(choices, ch);
@@ -318,13 +382,15 @@ int api_stream_init(api_stream *st, const api_ctx *ctx, const api_call *c, job *
     st->sent_len = calloc((size_t)n, sizeof *st->sent_len);
     st->sent_toks = calloc((size_t)n, sizeof *st->sent_toks);
     st->sent_finish = calloc((size_t)n, sizeof *st->sent_finish);
-    return st->sent_len && st->sent_toks && st->sent_finish ? 0 : -1;
+    st->sent_calls = calloc((size_t)n, sizeof *st->sent_calls);
+    return st->sent_len && st->sent_toks && st->sent_finish && st->sent_calls ? 0 : -1;
 }
 
 void api_stream_free(api_stream *st) {
     free(st->sent_len);
     free(st->sent_toks);
     free(st->sent_finish);
+    free(st->sent_calls);
 }
 
 static void emit(char **buf, size_t *len, size_t *cap, cJSON *event) {
@@ -383,6 +449,82 @@ static cJSON *chunk(api_stream *st, int i, const char *text, size_t n, bool role
     return r;
 }
 
+/* A chunk whose delta carries one tool call's header or a fragment of its arguments. */
+static cJSON *tool_chunk(api_stream *st, int i, cJSON *call) {
+    cJSON *ev = chunk(st, i, NULL, 0, false, NULL, NULL);
+    cJSON *d = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(ev, "choices"), 0), "delta");
+    cJSON *arr = cJSON_AddArrayToObject(d, "tool_calls");
+    if (!cJSON_AddItemToArray(arr, call)) cJSON_Delete(call);
+    return ev;
+}
+
+/* Each new complete call of choice i: a delta with index, id, type and name (arguments ""),
+ * then its arguments in fragments of at most 24 bytes, cut between characters. */
+static void stream_calls(api_stream *st, int i, const tools_parsed *p, char **buf, size_t *len,
+                         size_t *cap) {
+    for (int k = st->sent_calls[i]; k < p->n_calls; k++) {
+        emit(buf, len, cap, tool_chunk(st, i, call_json(st->call, st->id, i, k, &p->calls[k],
+                                                        true)));
+        const char *a = p->calls[k].arguments;
+        for (size_t off = 0, n = strlen(a); off < n;) {
+            size_t m = n - off > 24 ? 24 : n - off;
+            while (off + m < n && ((unsigned char)a[off + m] & 0xC0) == 0x80) m++;
+            cJSON *frag = cJSON_CreateObject(), *fn;
+            cJSON_AddNumberToObject(frag, "index", k);
+            fn = cJSON_AddObjectToObject(frag, "function");
+            char piece[32];
+            snprintf(piece, sizeof piece, "%.*s", (int)m, a + off);
+            cJSON_AddStringToObject(fn, "arguments", piece);
+            emit(buf, len, cap, tool_chunk(st, i, frag));
+            off += m;
+        }
+    }
+    st->sent_calls[i] = p->n_calls;
+}
+
+/* The events of choice i when its text is read for tool calls: answer text as soon as it
+ * cannot be part of a call (trailing blanks held back, as calls may follow), each call once
+ * complete, and at the end the rest of the text and finish_reason "tool_calls" after calls.
+ * Logprobs of such a choice come with its last chunk. */
+static void stream_tool_choice(api_stream *st, int i, char **buf, size_t *len, size_t *cap) {
+    const api_call *c = st->call;
+    const choice_out *o = &st->j->choices[i];
+    const char *text = o->text ? o->text : "";
+    bool final = o->finish != FINISH_NONE;
+    tools_parsed p;
+    if (tools_scan(c->tools, text, o->len, final, &p)) {
+        if (!final) return; /* memory: again at the next event */
+        memset(&p, 0, sizeof p);
+        p.content_len = p.tail_off = o->len;
+    }
+    size_t n = p.content_len;
+    char *content = NULL;
+    if (final) content = tool_content(&p, text, o->len, &n);
+    else
+        while (n > st->sent_len[i] && blank(text + n - 1, 1)) n--;
+    const char *src = content ? content : text;
+    if (n > st->sent_len[i]) {
+        emit(buf, len, cap, chunk(st, i, src + st->sent_len[i], n - st->sent_len[i], false,
+                                  NULL, NULL));
+        st->sent_len[i] = n;
+    }
+    free(content);
+    stream_calls(st, i, &p, buf, len, cap);
+    if (final) {
+        int to = toks_within(o, st->sent_toks[i], o->len, true);
+        cJSON *lp = c->logprobs >= 0
+                        ? logprobs_json(st->ctx, c, o, st->sent_toks[i], to, o->len, 0)
+                        : NULL;
+        const char *fr = p.n_calls && o->finish == FINISH_STOP ? "tool_calls"
+                                                               : finish_name(o->finish);
+        emit(buf, len, cap, chunk(st, i, NULL, 0, false, fr, lp));
+        st->sent_toks[i] = to;
+        st->sent_finish[i] = true;
+    }
+    tools_parsed_free(&p);
+}
+
 bool api_stream_events(api_stream *st, char **buf, size_t *len, size_t *cap) {
     api_json_init();
     const api_call *c = st->call;
@@ -416,6 +558,10 @@ bool api_stream_events(api_stream *st, char **buf, size_t *len, size_t *cap) {
                 free(s);
             }
             st->sent_finish[i] = true;
+            continue;
+        }
+        if (c->chat && tools_active(c->tools)) {
+            stream_tool_choice(st, i, buf, len, cap);
             continue;
         }
         /* with logprobs, text goes out with the tokens it came from, once they are whole */

@@ -127,15 +127,34 @@ static const struct {
                "\"logit_bias\":[[5,1.5],[\"light\",false]],\"stop\":[\"And\"]}"},
     {K_EMBED, "{\"input\":[\"In the beginning\",[1,450,3],\"And the earth\",\"a\",\"b\"],"
               "\"encoding_format\":\"base64\"}"},
-    /* rendered by a Jinja template (main sets ctx.chat for these two) */
+    /* tools (tools.c): the generic format's offer and history, the forcing grammar */
+    {K_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"Ur?\"}],\"tools\":[{\"type\":"
+             "\"function\",\"function\":{\"name\":\"w\",\"parameters\":{\"type\":\"object\","
+             "\"properties\":{\"c\":{\"type\":\"string\",\"maxLength\":8}},\"required\":"
+             "[\"c\"]}}}],\"tool_choice\":\"required\",\"parallel_tool_calls\":false}"},
+    {K_APPLY, "{\"messages\":[{\"role\":\"system\",\"content\":\"S\"},{\"role\":\"user\","
+              "\"content\":\"Hi\"},{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{"
+              "\"id\":\"1\",\"type\":\"function\",\"function\":{\"name\":\"w\",\"arguments\":"
+              "\"{\\\"c\\\":1}\"}},{\"id\":\"2\",\"type\":\"function\",\"function\":{\"name\":"
+              "\"w\",\"arguments\":{\"c\":2}}}]},{\"role\":\"tool\",\"content\":\"r1\"},"
+              "{\"role\":\"tool\",\"content\":\"r2\"}],\"tools\":[{\"type\":\"function\","
+              "\"function\":{\"name\":\"w\"}}]}"},
+    /* rendered by a Jinja template (main sets ctx.chat for the last N_JINJA_REQUESTS) */
     {K_CHAT, "{\"messages\":[{\"role\":\"developer\",\"content\":\"Be brief.\"},"
              "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"Who\"},"
              "{\"type\":\"text\",\"text\":\"made it?\"}]}]}"},
     {K_APPLY, "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"},{\"role\":"
               "\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"1\"}]},"
               "{\"role\":\"tool\",\"content\":\"r\"}]}"},
+    {K_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"},{\"role\":"
+             "\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"1\",\"type\":\"function\","
+             "\"function\":{\"name\":\"w\",\"arguments\":\"{\\\"c\\\":1}\"}}]},{\"role\":"
+             "\"tool\",\"content\":\"r\"}],\"tools\":[{\"type\":\"function\",\"function\":{"
+             "\"name\":\"w\",\"parameters\":{\"type\":\"object\",\"properties\":{\"c\":{"
+             "\"type\":\"integer\"}}}}}],\"tool_choice\":{\"type\":\"function\",\"function\":{"
+             "\"name\":\"w\"}}}"},
 };
-#define N_JINJA_REQUESTS 2 /* the last ones */
+#define N_JINJA_REQUESTS 3 /* the last ones */
 
 /* Runs request r once; returns the parser's result and fills *e. */
 static int run(const api_ctx *ctx, int r, api_error *e) {

@@ -199,7 +199,6 @@ BAD_VALUES = [
     ({"function_call": "auto"}, "function_call", (CH,)),
     ({"modalities": ["text", "audio"]}, "modalities", (CH,)),
     ({"audio": {"voice": "alloy", "format": "wav"}}, "audio", (CH,)),
-    ({"tools": [{"type": "function", "function": FUNC[0]}]}, "tools", (CH,)),
     ({"tool_choice": "required"}, "tool_choice", (CH,)),
     ({"temperature": 3}, "temperature", BOTH),
     ({"top_p": "x"}, "top_p", BOTH),

@@ -3,10 +3,10 @@
 // Checks that streaming chat and completions parse in the SDK and concatenate to the
 // non-streamed text, that models.list works, and that a bad request surfaces as the SDK's
 // BadRequestError with the server's error fields, and that response_format json_schema gives
-// parseable objects that follow the schema, that responses.create (the Responses API),
-// streamed and not, gives the chat route's text, and that embeddings.create gives the same
-// vectors as floats, as base64 and as the SDK's default (base64 it decodes). Exits 1 on the
-// first failure.
+// parseable objects that follow the schema (more of that, and tool calls, with other clients
+// too: structured_clients.mjs), that responses.create (the Responses API), streamed and not,
+// gives the chat route's text, and that embeddings.create gives the same vectors as floats, as
+// base64 and as the SDK's default (base64 it decodes). Exits 1 on the first failure.
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 
@@ -187,16 +187,6 @@ await check("response_format json_schema streams a JSON object", async () => {
   assert.equal(typeof JSON.parse(got).ok, "boolean");
 });
 
-await check("tools are refused by name until supported", async () => {
-  await assert.rejects(
-    client.chat.completions.create({
-      model: "m",
-      messages: [{ role: "user", content: "hi" }],
-      tools: [{ type: "function", function: { name: "f", parameters: { type: "object" } } }],
-    }),
-    (e) => e instanceof OpenAI.BadRequestError && e.param === "tools",
-  );
-});
 
 // The Responses API: the same prompt as a chat request, so the same text (greedy).
 const QUESTION = "Who made the heaven?";
