@@ -5,8 +5,8 @@
  * same operations whatever the thread count or the batch's other rows (see matmul.h). */
 #include "forward.h"
 #include "common.h"
-#include "attention_avx2.h"
-#include "matmul_avx2.h"
+#include "x86/attention_avx2.h"
+#include "x86/x86.h"
 
 #include <math.h>
 #include <stdlib.h>
