@@ -97,7 +97,7 @@ static int parse(gen_opts *o, int argc, char **argv, char *err, size_t errlen) {
             o->seed_set = true;
             break;
         case O_BEAMS:
-            rc = cfg_parse_int(optarg, 1, 64, &v, "--beams", err, errlen);
+            rc = cfg_parse_int(optarg, 1, BEAM_MAX_WIDTH, &v, "--beams", err, errlen);
             o->beams = (int)v;
             break;
         case O_LP:
@@ -210,7 +210,7 @@ int cmd_generate(int argc, char **argv) {
         snprintf(err, sizeof err, "cannot start %d threads", o.threads);
         goto fail;
     }
-    if (!(f = fwd_create(m, 64, p, err, sizeof err))) goto fail;
+    if (!(f = fwd_create(m, FWD_STEP_ROWS, p, err, sizeof err))) goto fail;
     double t_load = ls_now() - t0;
     tok_stream ts;
     tok_stream_init(&ts, m->tok, n_prompt == 1);

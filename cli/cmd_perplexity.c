@@ -201,7 +201,7 @@ int cmd_perplexity(int argc, char **argv) {
         snprintf(err, sizeof err, "cannot start %d threads", o.threads);
         goto fail;
     }
-    if (!(f = fwd_create(m, 64, p, err, sizeof err))) goto fail;
+    if (!(f = fwd_create(m, FWD_STEP_ROWS, p, err, sizeof err))) goto fail;
     if (!(kv = kv_create(&m->cfg, c, KV_F16, err, sizeof err))) goto fail;
     pos = malloc((size_t)c * sizeof *pos);
     seq = calloc((size_t)c, sizeof *seq);

@@ -299,7 +299,7 @@ static int parse_common(const api_ctx *ctx, const cJSON *o, api_call *c, int def
     bool beam = false;
     long long best_of = n;
     double length_penalty = 1.0;
-    if (get_bool(o, "use_beam_search", &beam, e) || get_int(o, "best_of", 1, 16, &best_of, e) ||
+    if (get_bool(o, "use_beam_search", &beam, e) || get_int(o, "best_of", 1, API_MAX_BEST_OF, &best_of, e) ||
         get_num(o, "length_penalty", -10, 10, &length_penalty, e))
         return -1;
     if (beam) {
@@ -481,7 +481,7 @@ int api_parse_chat(const api_ctx *ctx, const char *body, size_t len, api_call *c
         goto done;
     }
     c->req.n_prompt = nt;
-    c->req.n_stop_ids = chat_stop_ids(ctx->m->tok, ctx->chat_fmt, c->req.stop_ids, 4);
+    c->req.n_stop_ids = chat_stop_ids(ctx->m->tok, ctx->chat_fmt, c->req.stop_ids, SCHED_MAX_STOP_IDS);
     bool max_given = !is_null(cJSON_GetObjectItemCaseSensitive(o, "max_tokens")) ||
                      !is_null(cJSON_GetObjectItemCaseSensitive(o, "max_completion_tokens"));
     if (check_context(ctx, c, max_given, e)) goto done;

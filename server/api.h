@@ -5,6 +5,7 @@
 #ifndef LS_API_H
 #define LS_API_H
 
+#include "beam.h"
 #include "chat.h"
 #include "scheduler.h"
 
@@ -30,6 +31,11 @@ typedef struct {
     chat_format chat_fmt;   /* the prompt format's family (stop tokens); the format itself */
     const chat_template *chat; /* when chat is NULL (tests) */
 } api_ctx;
+
+/* best_of, the beams of a beam search: at most this many (and n <= best_of, so the n results
+ * fit an array of this size) */
+#define API_MAX_BEST_OF 16
+_Static_assert(API_MAX_BEST_OF <= BEAM_MAX_WIDTH, "best_of must be a width beam_search takes");
 
 typedef struct {
     bool chat;
