@@ -5,6 +5,7 @@
  * in the file, and never interprets what the keys mean (that is model.c's job). */
 #include "gguf.h"
 #include "common.h"
+#include "tensor.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,47 +15,6 @@
 #define GGUF_DEFAULT_ALIGNMENT 32
 #define GGUF_MAX_KEY_LEN 65535
 #define GGUF_MAX_NAME_LEN 255
-
-/* ---- ggml tensor types ------------------------------------------------------------------- */
-
-static const struct {
-    uint32_t type;
-    const char *name;
-    int block_elems;
-    size_t block_bytes;
-} ggml_types[] = {
-    {0, "F32", 1, 4},         {1, "F16", 1, 2},       {2, "Q4_0", 32, 18},
-    {3, "Q4_1", 32, 20},      {6, "Q5_0", 32, 22},    {7, "Q5_1", 32, 24},
-    {8, "Q8_0", 32, 34},      {9, "Q8_1", 32, 36},    {10, "Q2_K", 256, 84},
-    {11, "Q3_K", 256, 110},   {12, "Q4_K", 256, 144}, {13, "Q5_K", 256, 176},
-    {14, "Q6_K", 256, 210},   {15, "Q8_K", 256, 292}, {16, "IQ2_XXS", 256, 66},
-    {17, "IQ2_XS", 256, 74},  {18, "IQ3_XXS", 256, 98}, {19, "IQ1_S", 256, 50},
-    {20, "IQ4_NL", 32, 18},   {21, "IQ3_S", 256, 110}, {22, "IQ2_S", 256, 82},
-    {23, "IQ4_XS", 256, 136}, {24, "I8", 1, 1},       {25, "I16", 1, 2},
-    {26, "I32", 1, 4},        {27, "I64", 1, 8},      {28, "F64", 1, 8},
-    {30, "BF16", 1, 2},
-};
-
-static int ggml_type_index(uint32_t type) {
-    for (size_t i = 0; i < sizeof ggml_types / sizeof ggml_types[0]; i++)
-        if (ggml_types[i].type == type) return (int)i;
-    return -1;
-}
-
-const char *gguf_ggml_type_name(uint32_t type) {
-    int i = ggml_type_index(type);
-    return i < 0 ? NULL : ggml_types[i].name;
-}
-
-int gguf_ggml_block_elems(uint32_t type) {
-    int i = ggml_type_index(type);
-    return i < 0 ? 0 : ggml_types[i].block_elems;
-}
-
-size_t gguf_ggml_block_bytes(uint32_t type) {
-    int i = ggml_type_index(type);
-    return i < 0 ? 0 : ggml_types[i].block_bytes;
-}
 
 const char *gguf_type_name(gguf_type t) {
     static const char *names[] = {"uint8",  "int8",    "uint16", "int16",  "uint32",
@@ -506,15 +466,13 @@ static int read_tensor_infos(gguf_file *f, cursor *c) {
             t->ne[d] = (int64_t)ne;
         }
         if (cur_u32(c, &t->type, nm) != 0 || cur_u64(c, &t->offset, nm) != 0) return -1;
-        int bi = ggml_type_index(t->type);
-        if (bi < 0) return ls_fail(err, errlen, "%s: unknown tensor type %u", nm, t->type);
-        if (t->ne[0] % ggml_types[bi].block_elems != 0)
+        const int be = dtype_ggml_block_elems(t->type);
+        if (be == 0) return ls_fail(err, errlen, "%s: unknown tensor type %u", nm, t->type);
+        if (t->ne[0] % be != 0)
             return ls_fail(err, errlen, "%s: row length %lld is not a multiple of %s's block of %d",
-                           nm, (long long)t->ne[0], ggml_types[bi].name,
-                           ggml_types[bi].block_elems);
+                           nm, (long long)t->ne[0], dtype_ggml_name(t->type), be);
         size_t nb;
-        if (ls_mul_size(nelem / (size_t)ggml_types[bi].block_elems, ggml_types[bi].block_bytes,
-                        &nb))
+        if (ls_mul_size(nelem / (size_t)be, dtype_ggml_block_bytes(t->type), &nb))
             return ls_fail(err, errlen, "%s: byte size overflows", nm);
         t->nbytes = nb;
     }

@@ -239,7 +239,7 @@ static int take(const gguf_file *f, const char *name, int64_t ne0, int64_t ne1, 
             "tensor '%s' has shape [%lld, %lld, %lld, %lld], the header implies [%lld, %lld]", name,
             (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3],
             (long long)ne0, (long long)ne1);
-    const char *tn = gguf_ggml_type_name(t->type);
+    const char *tn = dtype_ggml_name(t->type);
     if (vector && t->type != DT_F32)
         return ls_fail(err, errlen, "tensor '%s' has type %s, norms must be F32", name, tn);
     if (!engine_type(t->type))
@@ -514,10 +514,10 @@ void model_free(model *m) {
 
 /* Bytes of a tensor as stored. */
 static size_t tensor_bytes(const tensor *t) {
-    int be = gguf_ggml_block_elems(t->type);
+    int be = dtype_ggml_block_elems(t->type);
     if (be <= 0) return 0;
     int64_t n = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
-    return (size_t)(n / be) * gguf_ggml_block_bytes(t->type);
+    return (size_t)(n / be) * dtype_ggml_block_bytes(t->type);
 }
 
 size_t model_weight_bytes(const model *m) {

@@ -175,6 +175,12 @@ int dtype_block_elems(dtype t);
 size_t dtype_block_bytes(dtype t);
 /* Bytes of a row of n elements; n must be a multiple of the block size. */
 size_t dtype_row_bytes(dtype t, int64_t n);
+/* The same for every ggml tensor type a GGUF file may hold (a superset of what the engine
+ * computes with; gguf.c checks a file's layout with them): name ("F32", "IQ2_XS", ...) or NULL
+ * when unknown; elements and bytes per block (0 if unknown). */
+const char *dtype_ggml_name(uint32_t type);
+int dtype_ggml_block_elems(uint32_t type);
+size_t dtype_ggml_block_bytes(uint32_t type);
 
 int64_t tensor_nelements(const tensor *t);
 /* Pointer to row r of a matrix. */
