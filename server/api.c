@@ -233,7 +233,7 @@ static int parse_common(const api_ctx *ctx, const cJSON *o, api_call *c, int def
         seed_given = true;
     }
     if (max_tokens > ctx->max_tokens_limit)
-        return BAD(c->chat ? "max_tokens" : "max_tokens",
+        return BAD("max_tokens",
                    "'max_tokens' is %lld; this server allows at most %d", max_tokens,
                    ctx->max_tokens_limit);
     if (n > ctx->parallel)

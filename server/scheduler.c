@@ -51,7 +51,7 @@ struct sched {
     pthread_mutex_t mu; /* guards the fields below */
     pthread_cond_t cv;  /* the scheduler waits here for work */
     job *q_head, *q_tail;
-    int n_queued, n_queued_choices;
+    int n_queued;
     int n_busy;         /* slots holding a job */
     bool stopping, draining;
     bool cancel_all;    /* end every running and queued job at the next step */
@@ -362,7 +362,6 @@ static void admit_locked(sched *s, double now) {
         s->q_head = j->next;
         if (!s->q_head) s->q_tail = NULL;
         s->n_queued--;
-        s->n_queued_choices -= j->req.n;
         pthread_mutex_lock(&j->mu); /* read by the request's thread for its log line */
         j->t_admit = now;
         pthread_mutex_unlock(&j->mu);
@@ -694,7 +693,6 @@ job *sched_submit(sched *s, gen_request *req, int *status, char *err, size_t err
     else s->q_head = j;
     s->q_tail = j;
     s->n_queued++;
-    s->n_queued_choices += j->req.n;
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
     return j;
@@ -733,7 +731,6 @@ static void dequeue_cancelled(sched *s, job *j) {
         *link = q->next;
         if (s->q_tail == q) s->q_tail = prev;
         s->n_queued--;
-        s->n_queued_choices -= q->req.n;
         finish_unadmitted(q, FINISH_CANCEL);
         if (j) break;
     }
