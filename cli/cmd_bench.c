@@ -396,14 +396,8 @@ int cmd_bench(int argc, char **argv) {
     char err[LS_ERR_LEN] = "";
     bench_opts o;
     int prc = parse(&o, argc, argv, err, sizeof err);
-    if (prc == 1) {
-        usage(stdout);
-        return 0;
-    }
-    if (prc != 0) {
-        fprintf(stderr, "llamaserve bench: %s\n", err);
-        return 2;
-    }
+    int parsed = cli_parsed(prc, "bench", usage, err);
+    if (parsed >= 0) return parsed;
     int status = 1;
     model *m = NULL;
     pool *p = NULL;
@@ -431,10 +425,7 @@ int cmd_bench(int argc, char **argv) {
         tok[i] = (int32_t)((r >> 8) % (uint32_t)m->cfg.vocab_size);
         pos[i] = i;
     }
-    if (!(p = pool_create(o.threads))) {
-        snprintf(err, sizeof err, "cannot start %d threads", o.threads);
-        goto fail;
-    }
+    if (!(p = cli_pool(o.threads, err, sizeof err))) goto fail;
     mm_force_scalar(o.scalar);
     int max_tokens = o.n_prompt > 1 ? o.n_prompt : 1;
     if (!(f = fwd_create(m, max_tokens, p, err, sizeof err))) goto fail;

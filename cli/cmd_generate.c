@@ -157,14 +157,8 @@ int cmd_generate(int argc, char **argv) {
     char err[LS_ERR_LEN] = "";
     gen_opts o;
     int prc = parse(&o, argc, argv, err, sizeof err);
-    if (prc == 1) {
-        usage(stdout);
-        return 0;
-    }
-    if (prc != 0) {
-        fprintf(stderr, "llamaserve generate: %s\n", err);
-        return 2;
-    }
+    int parsed = cli_parsed(prc, "generate", usage, err);
+    if (parsed >= 0) return parsed;
     int status = 1;
     model *m = NULL;
     pool *p = NULL;
@@ -177,12 +171,7 @@ int cmd_generate(int argc, char **argv) {
     size_t piece_cap = 0;
 
     double t0 = ls_now();
-    m = model_load(o.model, o.tokenizer, err, sizeof err);
-    if (!m) goto fail;
-    if (!m->tok) {
-        snprintf(err, sizeof err, "%s has no tokenizer: pass --tokenizer", o.model);
-        goto fail;
-    }
+    if (!(m = cli_load_model(o.model, o.tokenizer, true, err, sizeof err))) goto fail;
     int n_ctx = o.ctx_size ? o.ctx_size : m->cfg.ctx_len;
     const char *prompt = o.prompt ? o.prompt : "";
     int n_prompt = tok_encode(m->tok, prompt, strlen(prompt), true, NULL, 0);
@@ -206,10 +195,7 @@ int cmd_generate(int argc, char **argv) {
         goto fail;
     }
     tok_encode(m->tok, prompt, strlen(prompt), true, ids, cap);
-    if (!(p = pool_create(o.threads))) {
-        snprintf(err, sizeof err, "cannot start %d threads", o.threads);
-        goto fail;
-    }
+    if (!(p = cli_pool(o.threads, err, sizeof err))) goto fail;
     if (!(f = fwd_create(m, FWD_STEP_ROWS, p, err, sizeof err))) goto fail;
     double t_load = ls_now() - t0;
     tok_stream ts;

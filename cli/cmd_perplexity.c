@@ -140,14 +140,8 @@ int cmd_perplexity(int argc, char **argv) {
     char err[LS_ERR_LEN] = "";
     ppl_opts o;
     int prc = parse(&o, argc, argv, err, sizeof err);
-    if (prc == 1) {
-        usage(stdout);
-        return 0;
-    }
-    if (prc != 0) {
-        fprintf(stderr, "llamaserve perplexity: %s\n", err);
-        return 2;
-    }
+    int parsed = cli_parsed(prc, "perplexity", usage, err);
+    if (parsed >= 0) return parsed;
     int status = 1;
     model *m = NULL;
     pool *p = NULL;
@@ -158,12 +152,7 @@ int cmd_perplexity(int argc, char **argv) {
     bool *want = NULL;
     float *logits = NULL;
 
-    m = model_load(o.model, o.tokenizer, err, sizeof err);
-    if (!m) goto fail;
-    if (!m->tok) {
-        snprintf(err, sizeof err, "%.200s has no tokenizer: pass --tokenizer", o.model);
-        goto fail;
-    }
+    if (!(m = cli_load_model(o.model, o.tokenizer, true, err, sizeof err))) goto fail;
     const int c = o.ctx ? o.ctx : (m->cfg.ctx_len < 512 ? m->cfg.ctx_len : 512);
     if (c > m->cfg.ctx_len) {
         snprintf(err, sizeof err, "--ctx-size %d exceeds the model's context length %d", c,
@@ -197,10 +186,7 @@ int cmd_perplexity(int argc, char **argv) {
     fprintf(stderr, "perplexity: %d tokens, %d windows of %d, %d scored per window\n", n_tok,
             n_chunks, c, n_scored);
 
-    if (!(p = pool_create(o.threads))) {
-        snprintf(err, sizeof err, "cannot start %d threads", o.threads);
-        goto fail;
-    }
+    if (!(p = cli_pool(o.threads, err, sizeof err))) goto fail;
     if (!(f = fwd_create(m, FWD_STEP_ROWS, p, err, sizeof err))) goto fail;
     if (!(kv = kv_create(&m->cfg, c, KV_F16, err, sizeof err))) goto fail;
     pos = malloc((size_t)c * sizeof *pos);
