@@ -196,12 +196,9 @@ static void dequantize_block(float *y, const uint8_t *blk, dtype t) {
         const block_q5_1 *b1 = (const block_q5_1 *)blk;
         const block_q5_0 *b0 = (const block_q5_0 *)blk;
         const float d = f16_to_f32(q51 ? b1->d : b0->d), m = q51 ? f16_to_f32(b1->m) : 0.0f;
-        const uint8_t *qh8 = q51 ? b1->qh : b0->qh, *qs = q51 ? b1->qs : b0->qs;
-        const uint32_t qh = (uint32_t)qh8[0] | (uint32_t)qh8[1] << 8 | (uint32_t)qh8[2] << 16 |
-                            (uint32_t)qh8[3] << 24;
+        const uint8_t *qh = q51 ? b1->qh : b0->qh, *qs = q51 ? b1->qs : b0->qs;
         for (int j = 0; j < QK / 2; j++) {
-            int lo = (qs[j] & 0x0f) | (int)((qh >> j) & 1) << 4;
-            int hi = (qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4;
+            int lo = q5_code(qh, qs, j), hi = q5_code(qh, qs, j + QK / 2);
             if (q51) {
                 y[j] = d * (float)lo + m;
                 y[j + QK / 2] = d * (float)hi + m;
