@@ -10,6 +10,7 @@
 #include "x86/quant_avx2.h"
 #include "x86/x86.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -226,6 +227,7 @@ void mm_set_inline_macs(int64_t macs) { inline_macs = macs; }
 int64_t mm_inline_macs(void) { return inline_macs; }
 
 void matmul(float *out, const float *x, const tensor *w, int T, mm_scratch *s, pool *p) {
+    assert(T >= 0 && T <= s->max_T && w->ne[0] <= s->max_n_in); /* the scratch's size */
     const bool simd = mm_using_simd() && (simd_type(w->type) || qdot_avx2_has(w->type));
     mm_job j = {out, x, NULL, NULL, NULL, w, T, simd};
     if (dtype_uses_q8_K(w->type)) {
