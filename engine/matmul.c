@@ -1,9 +1,9 @@
 /* matmul: out (T, n_out) = x (T, n_in) @ W^T for W of any stored type. Holds the scalar
- * kernels (the readable reference and the test oracle) and the dispatch to the SIMD kernels of
- * engine/x86/ and engine/arm/ when the CPU has them. Each output element is one dot product of a weight row
- * with an activation row, accumulated in a fixed order, so the result never depends on the
- * thread count or on which other rows share the call. Never allocates: the quantized-activation
- * buffer comes from mm_scratch. */
+ * kernels (the readable reference and the test oracle) and the dispatch to the SIMD kernels
+ * of engine/x86/ and engine/arm/ when the CPU has them. Each output element is one dot product
+ * of a weight row with an activation row, accumulated in a fixed order, so the result never
+ * depends on the thread count or on which other rows share the call. Never allocates: the
+ * quantized-activation buffer comes from mm_scratch. */
 #include "matmul.h"
 #include "common.h"
 #include "arm/neon.h"
@@ -135,8 +135,8 @@ float dot_row(const void *w, dtype t, const block_q8_act *xq, const block_q8_K *
     }
 }
 
-/* The types the SIMD kernels (x86/avx2.c, x86/avx512.c, arm/neon.c) compute; the rest go to the scalar
- * kernels whatever the CPU. */
+/* The types the SIMD kernels (x86/avx2.c, x86/avx512.c, arm/neon.c) compute; the rest go to
+ * the scalar kernels whatever the CPU. */
 static bool simd_type(dtype t) {
     return t == DT_F32 || t == DT_F16 || t == DT_BF16 || t == DT_Q8_0 || t == DT_Q4_0;
 }
