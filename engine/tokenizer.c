@@ -175,51 +175,45 @@ static bool id_ok(int id, int n) {
     return id >= -1 && id < n;
 }
 
-tokenizer *tok_create(const tok_vocab *v, char *err, size_t errlen) {
-    tokenizer *t = NULL;
+/* Checks what tok_create is given: counts, special ids, every piece (present, UTF-8, a score,
+ * a known type). Sets *raw_total to the bytes of all pieces with their NULs. */
+static int check_vocab(const tok_vocab *v, size_t *raw_total, char *err, size_t errlen) {
     int n = v ? v->n_vocab : 0;
-    if (!v || n <= 0 || !v->pieces || !v->piece_lens || !v->scores) {
-        ls_fail(err, errlen, "tokenizer: empty or incomplete vocabulary");
-        return NULL;
-    }
-    if (n > INT32_MAX / 4) {
-        ls_fail(err, errlen, "tokenizer: vocabulary of %d pieces is too large", n);
-        return NULL;
-    }
+    if (!v || n <= 0 || !v->pieces || !v->piece_lens || !v->scores)
+        return ls_fail(err, errlen, "tokenizer: empty or incomplete vocabulary");
+    if (n > INT32_MAX / 4)
+        return ls_fail(err, errlen, "tokenizer: vocabulary of %d pieces is too large", n);
     if (!id_ok(v->bos_id, n) || !id_ok(v->eos_id, n) || !id_ok(v->unk_id, n) ||
-        !id_ok(v->pad_id, n)) {
-        ls_fail(err, errlen, "tokenizer: special token id out of range (vocabulary of %d)", n);
-        return NULL;
-    }
-    size_t raw_total = 0;
+        !id_ok(v->pad_id, n))
+        return ls_fail(err, errlen, "tokenizer: special token id out of range (vocabulary of %d)",
+                       n);
+    *raw_total = 0;
     for (int i = 0; i < n; i++) {
-        if (!v->pieces[i] && v->piece_lens[i]) {
-            ls_fail(err, errlen, "tokenizer: piece %d is missing", i);
-            return NULL;
-        }
-        if (ls_add_size(raw_total, v->piece_lens[i], &raw_total) ||
-            ls_add_size(raw_total, 1, &raw_total)) {
-            ls_fail(err, errlen, "tokenizer: vocabulary too large");
-            return NULL;
-        }
-        if (!ls_utf8_valid(v->pieces[i], v->piece_lens[i])) {
-            ls_fail(err, errlen, "tokenizer: piece %d is not valid UTF-8", i);
-            return NULL;
-        }
-        if (isnan(v->scores[i])) {
-            ls_fail(err, errlen, "tokenizer: piece %d has a NaN score", i);
-            return NULL;
-        }
-        if (v->types && (v->types[i] < TOK_NORMAL || v->types[i] > TOK_BYTE)) {
-            ls_fail(err, errlen, "tokenizer: piece %d has unknown type %d", i, (int)v->types[i]);
-            return NULL;
-        }
+        if (!v->pieces[i] && v->piece_lens[i])
+            return ls_fail(err, errlen, "tokenizer: piece %d is missing", i);
+        if (ls_add_size(*raw_total, v->piece_lens[i], raw_total) ||
+            ls_add_size(*raw_total, 1, raw_total))
+            return ls_fail(err, errlen, "tokenizer: vocabulary too large");
+        if (!ls_utf8_valid(v->pieces[i], v->piece_lens[i]))
+            return ls_fail(err, errlen, "tokenizer: piece %d is not valid UTF-8", i);
+        if (isnan(v->scores[i]))
+            return ls_fail(err, errlen, "tokenizer: piece %d has a NaN score", i);
+        if (v->types && (v->types[i] < TOK_NORMAL || v->types[i] > TOK_BYTE))
+            return ls_fail(err, errlen, "tokenizer: piece %d has unknown type %d", i,
+                           (int)v->types[i]);
     }
+    return 0;
+}
+
+/* A tokenizer for v's n pieces with every table allocated (raw_total bytes of pieces), the hash
+ * slots empty and the special ids copied; NULL when out of memory. */
+static tokenizer *alloc_tokenizer(const tok_vocab *v, size_t raw_total) {
+    const int n = v->n_vocab;
     size_t text_cap = raw_total + sizeof UNK_TEXT, n_slots = 16;
     while (n_slots < 2 * (size_t)n)
         n_slots *= 2;
-    t = calloc(1, sizeof *t);
-    if (!t) goto oom;
+    tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
     t->n_vocab = n;
     t->raw = malloc(raw_total ? raw_total : 1);
     t->raw_off = malloc(((size_t)n + 1) * sizeof *t->raw_off);
@@ -230,8 +224,10 @@ tokenizer *tok_create(const tok_vocab *v, char *err, size_t errlen) {
     t->slots = malloc(n_slots * sizeof *t->slots);
     t->eog = calloc((size_t)n, 1);
     if (!t->raw || !t->raw_off || !t->text || !t->text_off || !t->scores || !t->types ||
-        !t->slots || !t->eog)
-        goto oom;
+        !t->slots || !t->eog) {
+        tok_free(t);
+        return NULL;
+    }
     t->kind = v->kind;
     t->n_slots = n_slots;
     for (size_t k = 0; k < n_slots; k++)
@@ -244,97 +240,124 @@ tokenizer *tok_create(const tok_vocab *v, char *err, size_t errlen) {
     t->pad_id = v->pad_id;
     t->add_bos = v->add_bos;
     t->add_dummy_prefix = v->add_dummy_prefix;
+    return t;
+}
 
-    size_t roff = 0, toff = 0;
-    for (int i = 0; i < n; i++) {
-        const char *p = v->pieces[i];
-        size_t len = v->piece_lens[i];
-        int byte = parse_byte_piece(p, len);
-        int type;
-        if (v->types)
-            type = v->types[i];
-        else if (i == v->unk_id)
-            type = TOK_UNKNOWN;
-        else if (i == v->bos_id || i == v->eos_id || i == v->pad_id)
-            type = TOK_CONTROL;
-        else if (byte >= 0)
-            type = TOK_BYTE;
-        else
-            type = TOK_NORMAL;
-        t->types[i] = (unsigned char)type;
-        t->scores[i] = v->scores[i] + 0.0f; /* -0.0 -> +0.0: they tie, as in SentencePiece */
+/* Piece i's type: the vocabulary's own, else guessed from the special ids and the <0xNN> form
+ * (byte >= 0) as llama2.c vocabularies need. */
+static int piece_type(const tok_vocab *v, int i, int byte) {
+    if (v->types) return v->types[i];
+    if (i == v->unk_id) return TOK_UNKNOWN;
+    if (i == v->bos_id || i == v->eos_id || i == v->pad_id) return TOK_CONTROL;
+    return byte >= 0 ? TOK_BYTE : TOK_NORMAL;
+}
 
-        t->raw_off[i] = roff;
-        if (len) memcpy(t->raw + roff, p, len);
-        t->raw[roff + len] = '\0';
-        roff += len + 1;
-
-        /* The decoded text. Byte pieces are handled byte by byte when decoding, so their text
-         * here is empty; control pieces print nothing. */
-        t->text_off[i] = toff;
-        if (type == TOK_UNKNOWN && t->kind == TOK_SPM) {
-            memcpy(t->text + toff, UNK_TEXT, sizeof UNK_TEXT - 1);
-            toff += sizeof UNK_TEXT - 1;
-        } else if (t->kind == TOK_BPE) {
-            if (type != TOK_CONTROL) toff += bpe_piece_to_bytes(p, len, t->text + toff);
-        } else if (type != TOK_CONTROL && type != TOK_BYTE) {
-            for (size_t j = 0; j < len;) {
-                if (len - j >= 3 && memcmp(p + j, SPACE_MARK, 3) == 0) {
-                    t->text[toff++] = ' ';
-                    j += 3;
-                } else {
-                    t->text[toff++] = p[j++];
-                }
+/* Appends piece p (len bytes) of the given type as decoded text at t->text + *toff. Byte pieces
+ * are handled byte by byte when decoding, so their text here is empty; control pieces print
+ * nothing. */
+static void add_piece_text(tokenizer *t, int type, const char *p, size_t len, size_t *toff) {
+    if (type == TOK_UNKNOWN && t->kind == TOK_SPM) {
+        memcpy(t->text + *toff, UNK_TEXT, sizeof UNK_TEXT - 1);
+        *toff += sizeof UNK_TEXT - 1;
+    } else if (t->kind == TOK_BPE) {
+        if (type != TOK_CONTROL) *toff += bpe_piece_to_bytes(p, len, t->text + *toff);
+    } else if (type != TOK_CONTROL && type != TOK_BYTE) {
+        for (size_t j = 0; j < len;) {
+            if (len - j >= 3 && memcmp(p + j, SPACE_MARK, 3) == 0) {
+                t->text[(*toff)++] = ' ';
+                j += 3;
+            } else {
+                t->text[(*toff)++] = p[j++];
             }
-        }
-        size_t tlen = toff - t->text_off[i];
-        if (tlen > t->max_text_len) t->max_text_len = tlen;
-
-        if (type == TOK_BYTE) {
-            if (byte < 0) {
-                ls_fail(err, errlen, "tokenizer: byte piece %d is not of the form <0xNN>", i);
-                goto fail;
-            }
-            if (t->byte_id[byte] >= 0) {
-                ls_fail(err, errlen, "tokenizer: byte piece <0x%02X> appears twice (%d, %d)", byte,
-                        t->byte_id[byte], i);
-                goto fail;
-            }
-            t->byte_id[byte] = i;
-            t->has_bytes = true;
-        }
-        if (type == TOK_USER_DEFINED && len > t->max_user_len) t->max_user_len = len;
-        if ((type == TOK_USER_DEFINED || type == TOK_CONTROL) && len >= 2) {
-            if (len > t->max_special_len) t->max_special_len = len;
-            t->special_first[(unsigned char)p[0]] = true;
-        }
-
-        /* A duplicate piece keeps its first id, as the later one could never be produced. */
-        uint32_t h = hash_bytes(p, len);
-        for (size_t mask = n_slots - 1, k = h & mask;; k = (k + 1) & mask) {
-            int32_t other = t->slots[k].id;
-            if (other < 0) {
-                t->slots[k] = (tok_slot){.hash = h, .id = i};
-                break;
-            }
-            size_t olen;
-            const char *op = raw_of(t, other, &olen);
-            if (olen == len && memcmp(op, p, len) == 0) break;
         }
     }
-    t->raw_off[n] = roff;
-    t->text_off[n] = toff;
+}
 
+/* Piece i into the lookup table. A duplicate piece keeps its first id, as the later one could
+ * never be produced. */
+static void hash_insert(tokenizer *t, int i, const char *p, size_t len) {
+    uint32_t h = hash_bytes(p, len);
+    for (size_t mask = t->n_slots - 1, k = h & mask;; k = (k + 1) & mask) {
+        int32_t other = t->slots[k].id;
+        if (other < 0) {
+            t->slots[k] = (tok_slot){.hash = h, .id = i};
+            return;
+        }
+        size_t olen;
+        const char *op = raw_of(t, other, &olen);
+        if (olen == len && memcmp(op, p, len) == 0) return;
+    }
+}
+
+/* Piece i of v into every table of t (raw and text at *roff and *toff, which it advances), and
+ * into the byte and special-piece summaries. -1 with a message on a bad byte piece. */
+static int add_piece(tokenizer *t, const tok_vocab *v, int i, size_t *roff, size_t *toff,
+                     char *err, size_t errlen) {
+    const char *p = v->pieces[i];
+    size_t len = v->piece_lens[i];
+    int byte = parse_byte_piece(p, len);
+    int type = piece_type(v, i, byte);
+    t->types[i] = (unsigned char)type;
+    t->scores[i] = v->scores[i] + 0.0f; /* -0.0 -> +0.0: they tie, as in SentencePiece */
+
+    t->raw_off[i] = *roff;
+    if (len) memcpy(t->raw + *roff, p, len);
+    t->raw[*roff + len] = '\0';
+    *roff += len + 1;
+
+    t->text_off[i] = *toff;
+    add_piece_text(t, type, p, len, toff);
+    size_t tlen = *toff - t->text_off[i];
+    if (tlen > t->max_text_len) t->max_text_len = tlen;
+
+    if (type == TOK_BYTE) {
+        if (byte < 0)
+            return ls_fail(err, errlen, "tokenizer: byte piece %d is not of the form <0xNN>", i);
+        if (t->byte_id[byte] >= 0)
+            return ls_fail(err, errlen, "tokenizer: byte piece <0x%02X> appears twice (%d, %d)",
+                           byte, t->byte_id[byte], i);
+        t->byte_id[byte] = i;
+        t->has_bytes = true;
+    }
+    if (type == TOK_USER_DEFINED && len > t->max_user_len) t->max_user_len = len;
+    if ((type == TOK_USER_DEFINED || type == TOK_CONTROL) && len >= 2) {
+        if (len > t->max_special_len) t->max_special_len = len;
+        t->special_first[(unsigned char)p[0]] = true;
+    }
+    hash_insert(t, i, p, len);
+    return 0;
+}
+
+/* The end-of-generation ids: EOS, the vocabulary's list, and the known end-of-turn pieces
+ * where they are special. */
+static void mark_eog(tokenizer *t, const tok_vocab *v) {
     if (t->eos_id >= 0) t->eog[t->eos_id] = 1;
     for (int i = 0; i < v->n_eog; i++)
-        if (v->eog_ids && v->eog_ids[i] >= 0 && v->eog_ids[i] < n) t->eog[v->eog_ids[i]] = 1;
+        if (v->eog_ids && v->eog_ids[i] >= 0 && v->eog_ids[i] < t->n_vocab)
+            t->eog[v->eog_ids[i]] = 1;
     for (size_t k = 0; k < sizeof eog_pieces / sizeof eog_pieces[0]; k++) {
         int id = lookup(t, eog_pieces[k], strlen(eog_pieces[k]));
         if (id >= 0 && (t->types[id] == TOK_CONTROL || t->types[id] == TOK_USER_DEFINED))
             t->eog[id] = 1;
     }
+}
+
+tokenizer *tok_create(const tok_vocab *v, char *err, size_t errlen) {
+    size_t raw_total;
+    if (check_vocab(v, &raw_total, err, errlen) != 0) return NULL;
+    tokenizer *t = alloc_tokenizer(v, raw_total);
+    if (!t) {
+        ls_fail(err, errlen, "tokenizer: out of memory");
+        return NULL;
+    }
+    size_t roff = 0, toff = 0;
+    for (int i = 0; i < v->n_vocab; i++)
+        if (add_piece(t, v, i, &roff, &toff, err, errlen) != 0) goto fail;
+    t->raw_off[v->n_vocab] = roff;
+    t->text_off[v->n_vocab] = toff;
+    mark_eog(t, v);
     if (t->kind == TOK_BPE) {
-        if (n > 0 && (!v->merges || !v->merge_lens) && v->n_merges > 0) {
+        if ((!v->merges || !v->merge_lens) && v->n_merges > 0) {
             ls_fail(err, errlen, "tokenizer: merges missing");
             goto fail;
         }
@@ -343,8 +366,6 @@ tokenizer *tok_create(const tok_vocab *v, char *err, size_t errlen) {
         if (!t->bpe) goto fail;
     }
     return t;
-oom:
-    ls_fail(err, errlen, "tokenizer: out of memory");
 fail:
     tok_free(t);
     return NULL;
