@@ -516,6 +516,110 @@ static void put_id_cb(void *ctx, int id) {
     put_id(ctx, id);
 }
 
+/* SentencePiece step 1: text (len) normalized into norm (<= 3 bytes per input byte + 3):
+ * spaces to U+2581, the dummy prefix, invalid bytes to U+FFFD. Returns norm's length. */
+static size_t spm_normalize(const tokenizer *t, const char *text, size_t len, char *norm) {
+    const unsigned char *s = (const unsigned char *)text;
+    size_t pos = 0;
+    if (t->add_dummy_prefix) {
+        memcpy(norm, SPACE_MARK, 3);
+        pos = 3;
+    }
+    for (size_t i = 0; i < len;) {
+        int c = utf8_check(s + i, len - i);
+        if (c <= 0) {
+            memcpy(norm + pos, REPLACEMENT, 3);
+            pos += 3;
+            i++;
+        } else if (s[i] == ' ') {
+            memcpy(norm + pos, SPACE_MARK, 3);
+            pos += 3;
+            i++;
+        } else {
+            memcpy(norm + pos, s + i, (size_t)c);
+            pos += (size_t)c;
+            i += (size_t)c;
+        }
+    }
+    return pos;
+}
+
+/* Step 2: norm (pos bytes) split into characters, user-defined pieces (longest first) as
+ * frozen single symbols, linked in order in sym. Returns the symbol count. */
+static int32_t spm_split(const tokenizer *t, const char *norm, size_t pos, tok_sym *sym,
+                         unsigned char *frozen) {
+    int32_t n_sym = 0;
+    for (size_t p = 0; p < pos;) {
+        size_t l = 0;
+        bool fz = false;
+        for (size_t m = t->max_user_len < pos - p ? t->max_user_len : pos - p; m > 0; m--) {
+            int id = lookup(t, norm + p, m);
+            if (id >= 0 && t->types[id] == TOK_USER_DEFINED) {
+                l = m;
+                fz = true;
+                break;
+            }
+        }
+        if (!l) l = (size_t)utf8_check((const unsigned char *)norm + p, pos - p);
+        sym[n_sym] =
+            (tok_sym){.start = (int32_t)p, .len = (int32_t)l, .prev = n_sym - 1, .next = -1};
+        if (n_sym > 0) sym[n_sym - 1].next = n_sym;
+        frozen[n_sym] = fz;
+        n_sym++;
+        p += l;
+    }
+    return n_sym;
+}
+
+/* Step 3: merge the best pair until no adjacent pair forms a piece (heap: room for 3 * n_sym
+ * candidates). */
+static void spm_merge(const tokenizer *t, const char *norm, tok_sym *sym,
+                      const unsigned char *frozen, int32_t n_sym, tok_pair *heap) {
+    size_t n_heap = 0;
+    for (int32_t i = 0; i + 1 < n_sym; i++)
+        try_pair(t, norm, sym, frozen, i, heap, &n_heap);
+    while (n_heap > 0) {
+        tok_pair best = heap_pop(heap, &n_heap);
+        int32_t l = pair_left(&best), r = sym[l].next;
+        if (sym[l].len == 0 || r < 0 || sym[l].len + sym[r].len != best.len) continue;
+        sym[l].len += sym[r].len;
+        sym[r].len = 0;
+        sym[l].next = sym[r].next;
+        if (sym[l].next >= 0) sym[sym[l].next].prev = l;
+        try_pair(t, norm, sym, frozen, sym[l].prev, heap, &n_heap);
+        try_pair(t, norm, sym, frozen, l, heap, &n_heap);
+    }
+}
+
+/* Step 4: the ids of the merged symbols into o: pieces as they are, anything else through the
+ * byte pieces (or <unk>). -1 when nothing can stand for some text. */
+static int spm_emit(const tokenizer *t, const char *norm, const tok_sym *sym, int32_t n_sym,
+                    id_out *o) {
+    int rc = 0;
+    for (int32_t i = n_sym > 0 ? 0 : -1; i >= 0; i = sym[i].next) {
+        const char *p = norm + sym[i].start;
+        int id = lookup(t, p, (size_t)sym[i].len);
+        int type = id >= 0 ? t->types[id] : 0;
+        if (type == TOK_NORMAL || type == TOK_USER_DEFINED || type == TOK_UNUSED) {
+            put_id(o, id);
+            o->last_unk = false;
+        } else if (t->has_bytes) {
+            for (int32_t j = 0; j < sym[i].len; j++) {
+                int b = t->byte_id[(unsigned char)p[j]];
+                if (b < 0) b = t->unk_id;
+                if (b < 0) rc = -1;
+                put_id(o, b);
+            }
+        } else if (t->unk_id >= 0) {
+            if (!o->last_unk) put_id(o, t->unk_id);
+            o->last_unk = true;
+        } else {
+            rc = -1; /* nothing can stand for this text */
+        }
+    }
+    return rc;
+}
+
 int tok_encode(const tokenizer *t, const char *text, size_t len, bool add_bos, int32_t *ids,
                int cap) {
     id_out o = {.ids = ids, .cap = ids ? cap : 0};
@@ -542,91 +646,10 @@ int tok_encode(const tokenizer *t, const char *text, size_t len, bool add_bos, i
     unsigned char *frozen = (unsigned char *)(heap + 3 * n_max);
     char *norm = (char *)frozen + n_max;
 
-    /* Normalize: spaces to U+2581, the dummy prefix, invalid bytes to U+FFFD. */
-    const unsigned char *s = (const unsigned char *)text;
-    size_t pos = 0;
-    if (t->add_dummy_prefix) {
-        memcpy(norm, SPACE_MARK, 3);
-        pos = 3;
-    }
-    for (size_t i = 0; i < len;) {
-        int c = utf8_check(s + i, len - i);
-        if (c <= 0) {
-            memcpy(norm + pos, REPLACEMENT, 3);
-            pos += 3;
-            i++;
-        } else if (s[i] == ' ') {
-            memcpy(norm + pos, SPACE_MARK, 3);
-            pos += 3;
-            i++;
-        } else {
-            memcpy(norm + pos, s + i, (size_t)c);
-            pos += (size_t)c;
-            i += (size_t)c;
-        }
-    }
-
-    /* Split into characters, user-defined pieces (longest first) as frozen single symbols. */
-    int32_t n_sym = 0;
-    for (size_t p = 0; p < pos;) {
-        size_t l = 0;
-        bool fz = false;
-        for (size_t m = t->max_user_len < pos - p ? t->max_user_len : pos - p; m > 0; m--) {
-            int id = lookup(t, norm + p, m);
-            if (id >= 0 && t->types[id] == TOK_USER_DEFINED) {
-                l = m;
-                fz = true;
-                break;
-            }
-        }
-        if (!l) l = (size_t)utf8_check((const unsigned char *)norm + p, pos - p);
-        sym[n_sym] =
-            (tok_sym){.start = (int32_t)p, .len = (int32_t)l, .prev = n_sym - 1, .next = -1};
-        if (n_sym > 0) sym[n_sym - 1].next = n_sym;
-        frozen[n_sym] = fz;
-        n_sym++;
-        p += l;
-    }
-
-    /* Merge the best pair until no adjacent pair forms a piece. */
-    size_t n_heap = 0;
-    for (int32_t i = 0; i + 1 < n_sym; i++)
-        try_pair(t, norm, sym, frozen, i, heap, &n_heap);
-    while (n_heap > 0) {
-        tok_pair best = heap_pop(heap, &n_heap);
-        int32_t l = pair_left(&best), r = sym[l].next;
-        if (sym[l].len == 0 || r < 0 || sym[l].len + sym[r].len != best.len) continue;
-        sym[l].len += sym[r].len;
-        sym[r].len = 0;
-        sym[l].next = sym[r].next;
-        if (sym[l].next >= 0) sym[sym[l].next].prev = l;
-        try_pair(t, norm, sym, frozen, sym[l].prev, heap, &n_heap);
-        try_pair(t, norm, sym, frozen, l, heap, &n_heap);
-    }
-
-    /* Emit: pieces as they are, anything else through the byte pieces (or <unk>). */
-    int rc = 0;
-    for (int32_t i = n_sym > 0 ? 0 : -1; i >= 0; i = sym[i].next) {
-        const char *p = norm + sym[i].start;
-        int id = lookup(t, p, (size_t)sym[i].len);
-        int type = id >= 0 ? t->types[id] : 0;
-        if (type == TOK_NORMAL || type == TOK_USER_DEFINED || type == TOK_UNUSED) {
-            put_id(&o, id);
-            o.last_unk = false;
-        } else if (t->has_bytes) {
-            for (int32_t j = 0; j < sym[i].len; j++) {
-                int b = t->byte_id[(unsigned char)p[j]];
-                if (b < 0) b = t->unk_id;
-                if (b < 0) rc = -1;
-                put_id(&o, b);
-            }
-        } else if (t->unk_id >= 0) {
-            if (!o.last_unk) put_id(&o, t->unk_id);
-            o.last_unk = true;
-        } else {
-            rc = -1; /* nothing can stand for this text */
-        }
-    }
+    const size_t n_norm = spm_normalize(t, text, len, norm);
+    const int32_t n_sym = spm_split(t, norm, n_norm, sym, frozen);
+    spm_merge(t, norm, sym, frozen, n_sym, heap);
+    int rc = spm_emit(t, norm, sym, n_sym, &o);
     free(block);
     if (rc < 0 || o.n > INT_MAX) return -1;
     return (int)o.n;
