@@ -809,6 +809,86 @@ size_t tok_decode(const tokenizer *t, const int32_t *ids, int n, char *out, size
  * piece bytes. llama2.c's exporter writes U+2581 as ' ' and BOS/EOS as "\n<s>\n" and
  * "\n</s>\n"; both are undone here so that pieces read as the SentencePiece model spells them
  * and encoding matches it. */
+/* tokenizer.bin at path, whole, into *data (caller frees) and *size. */
+static int read_tokenizer_bin(const char *path, unsigned char **data, size_t *size, char *err,
+                              size_t errlen) {
+    long n = 0;
+    int rc = -1;
+    FILE *f = fopen(path, "rb");
+    if (!f) return ls_fail(err, errlen, "%s: %s", path, strerror(errno));
+    if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        ls_fail(err, errlen, "%s: cannot determine the file size", path);
+        goto done;
+    }
+    if (n < 4 || n > (1L << 30)) {
+        /* the largest real vocabularies (~250k pieces) take a few MB */
+        ls_fail(err, errlen, "%s: %ld bytes is not the size of a tokenizer.bin", path, n);
+        goto done;
+    }
+    *data = malloc((size_t)n);
+    if (!*data || fread(*data, 1, (size_t)n, f) != (size_t)n) {
+        ls_fail(err, errlen, "%s: cannot read %ld bytes", path, n);
+        goto done;
+    }
+    *size = (size_t)n;
+    rc = 0;
+done:
+    fclose(f);
+    return rc;
+}
+
+/* First pass over tokenizer.bin's entries (data, size): each checked against the file size;
+ * *count entries (n_vocab of them when n_vocab >= 0), *text_total the bytes their pieces may
+ * take once converted. */
+static int count_llama2c_entries(const char *path, const unsigned char *data, size_t size,
+                                 int n_vocab, size_t *count, size_t *text_total, char *err,
+                                 size_t errlen) {
+    int32_t max_len;
+    memcpy(&max_len, data, 4);
+    if (max_len <= 0)
+        return ls_fail(err, errlen, "%s: bad max_token_length %d", path, (int)max_len);
+    size_t off = 4;
+    *count = 0;
+    *text_total = 0;
+    while (off < size && (n_vocab < 0 || *count < (size_t)n_vocab)) {
+        int32_t len;
+        if (size - off < 8) return ls_fail(err, errlen, "%s: entry %zu is truncated", path, *count);
+        memcpy(&len, data + off + 4, 4);
+        if (len < 0 || (size_t)len > size - off - 8)
+            return ls_fail(err, errlen, "%s: entry %zu has length %d past the end of the file",
+                           path, *count, (int)len);
+        off += 8 + (size_t)len;
+        *text_total += 3 * (size_t)len; /* ' ' may grow into U+2581 */
+        if (++*count > INT32_MAX / 4) return ls_fail(err, errlen, "%s: too many entries", path);
+    }
+    if (*count == 0 || (n_vocab >= 0 && *count < (size_t)n_vocab))
+        return ls_fail(err, errlen, "%s: has %zu entries, expected %d", path, *count, n_vocab);
+    return 0;
+}
+
+/* Entry i's piece p (len bytes) as the tokenizer stores it, at out: llama2.c's "\n<s>\n" and
+ * "\n</s>\n" as <s> and </s>, spaces as U+2581. Returns the bytes written (<= 3 * len). */
+static size_t llama2c_piece(char *out, size_t i, const unsigned char *p, int32_t len) {
+    if (i == 1 && len == 5 && memcmp(p, "\n<s>\n", 5) == 0) {
+        memcpy(out, "<s>", 3);
+        return 3;
+    }
+    if (i == 2 && len == 6 && memcmp(p, "\n</s>\n", 6) == 0) {
+        memcpy(out, "</s>", 4);
+        return 4;
+    }
+    size_t n = 0;
+    for (int32_t j = 0; j < len; j++) {
+        if (p[j] == ' ') {
+            memcpy(out + n, SPACE_MARK, 3);
+            n += 3;
+        } else {
+            out[n++] = (char)p[j];
+        }
+    }
+    return n;
+}
+
 tokenizer *tok_load_llama2c(const char *path, int n_vocab, char *err, size_t errlen) {
     tokenizer *t = NULL;
     unsigned char *data = NULL;
@@ -816,57 +896,10 @@ tokenizer *tok_load_llama2c(const char *path, int n_vocab, char *err, size_t err
     const char **pieces = NULL;
     size_t *lens = NULL;
     float *scores = NULL;
-    long size = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        ls_fail(err, errlen, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        ls_fail(err, errlen, "%s: cannot determine the file size", path);
+    size_t size = 0, count = 0, text_total = 0;
+    if (read_tokenizer_bin(path, &data, &size, err, errlen) ||
+        count_llama2c_entries(path, data, size, n_vocab, &count, &text_total, err, errlen))
         goto done;
-    }
-    if (size < 4 || size > (1L << 30)) {
-        /* the largest real vocabularies (~250k pieces) take a few MB */
-        ls_fail(err, errlen, "%s: %ld bytes is not the size of a tokenizer.bin", path, size);
-        goto done;
-    }
-    data = malloc((size_t)size);
-    if (!data || fread(data, 1, (size_t)size, f) != (size_t)size) {
-        ls_fail(err, errlen, "%s: cannot read %ld bytes", path, size);
-        goto done;
-    }
-    int32_t max_len;
-    memcpy(&max_len, data, 4);
-    if (max_len <= 0) {
-        ls_fail(err, errlen, "%s: bad max_token_length %d", path, (int)max_len);
-        goto done;
-    }
-    /* First pass: count and check every entry against the file size. */
-    size_t off = 4, count = 0, text_total = 0;
-    while (off < (size_t)size && (n_vocab < 0 || count < (size_t)n_vocab)) {
-        int32_t len;
-        if ((size_t)size - off < 8) {
-            ls_fail(err, errlen, "%s: entry %zu is truncated", path, count);
-            goto done;
-        }
-        memcpy(&len, data + off + 4, 4);
-        if (len < 0 || (size_t)len > (size_t)size - off - 8) {
-            ls_fail(err, errlen, "%s: entry %zu has length %d past the end of the file", path,
-                    count, (int)len);
-            goto done;
-        }
-        off += 8 + (size_t)len;
-        text_total += 3 * (size_t)len; /* ' ' may grow into U+2581 */
-        if (++count > INT32_MAX / 4) {
-            ls_fail(err, errlen, "%s: too many entries", path);
-            goto done;
-        }
-    }
-    if (count == 0 || (n_vocab >= 0 && count < (size_t)n_vocab)) {
-        ls_fail(err, errlen, "%s: has %zu entries, expected %d", path, count, n_vocab);
-        goto done;
-    }
     pieces = malloc(count * sizeof *pieces);
     lens = malloc(count * sizeof *lens);
     scores = malloc(count * sizeof *scores);
@@ -875,32 +908,15 @@ tokenizer *tok_load_llama2c(const char *path, int n_vocab, char *err, size_t err
         ls_fail(err, errlen, "%s: out of memory", path);
         goto done;
     }
-    off = 4;
-    size_t boff = 0;
+    size_t off = 4, boff = 0;
     for (size_t i = 0; i < count; i++) {
         int32_t len;
         memcpy(&scores[i], data + off, 4);
         memcpy(&len, data + off + 4, 4);
-        const unsigned char *p = data + off + 8;
-        off += 8 + (size_t)len;
         pieces[i] = blob + boff;
-        if (i == 1 && len == 5 && memcmp(p, "\n<s>\n", 5) == 0) {
-            memcpy(blob + boff, "<s>", 3);
-            boff += 3;
-        } else if (i == 2 && len == 6 && memcmp(p, "\n</s>\n", 6) == 0) {
-            memcpy(blob + boff, "</s>", 4);
-            boff += 4;
-        } else {
-            for (int32_t j = 0; j < len; j++) {
-                if (p[j] == ' ') {
-                    memcpy(blob + boff, SPACE_MARK, 3);
-                    boff += 3;
-                } else {
-                    blob[boff++] = (char)p[j];
-                }
-            }
-        }
-        lens[i] = (size_t)(blob + boff - pieces[i]);
+        lens[i] = llama2c_piece(blob + boff, i, data + off + 8, len);
+        boff += lens[i];
+        off += 8 + (size_t)len;
     }
     tok_vocab v = {.n_vocab = (int)count,
                    .pieces = pieces,
@@ -917,7 +933,6 @@ tokenizer *tok_load_llama2c(const char *path, int n_vocab, char *err, size_t err
     t = tok_create(&v, why, sizeof why);
     if (!t) ls_fail(err, errlen, "%s: %s", path, why);
 done:
-    fclose(f);
     free(data);
     free(blob);
     free(pieces);
