@@ -179,60 +179,9 @@ void q3_K_scales(int out[16], const uint8_t *s) {
     }
 }
 
-static void dequantize_block(float *y, const uint8_t *blk, dtype t) {
+/* One block of the K-quants Q2_K..Q6_K (QK_K elements) into y; dequantize_block's share. */
+static void dequantize_k_block(float *y, const uint8_t *blk, dtype t) {
     switch (t) {
-    case DT_Q4_1: {
-        const block_q4_1 *b = (const block_q4_1 *)blk;
-        const float d = f16_to_f32(b->d), m = f16_to_f32(b->m);
-        for (int j = 0; j < QK / 2; j++) {
-            y[j] = d * (float)(b->qs[j] & 0x0f) + m;
-            y[j + QK / 2] = d * (float)(b->qs[j] >> 4) + m;
-        }
-        return;
-    }
-    case DT_Q5_0:
-    case DT_Q5_1: {
-        const bool q51 = t == DT_Q5_1;
-        const block_q5_1 *b1 = (const block_q5_1 *)blk;
-        const block_q5_0 *b0 = (const block_q5_0 *)blk;
-        const float d = f16_to_f32(q51 ? b1->d : b0->d), m = q51 ? f16_to_f32(b1->m) : 0.0f;
-        const uint8_t *qh = q51 ? b1->qh : b0->qh, *qs = q51 ? b1->qs : b0->qs;
-        for (int j = 0; j < QK / 2; j++) {
-            int lo = q5_code(qh, qs, j), hi = q5_code(qh, qs, j + QK / 2);
-            if (q51) {
-                y[j] = d * (float)lo + m;
-                y[j + QK / 2] = d * (float)hi + m;
-            } else {
-                y[j] = d * (float)(lo - 16);
-                y[j + QK / 2] = d * (float)(hi - 16);
-            }
-        }
-        return;
-    }
-    case DT_IQ4_NL: {
-        const block_iq4_nl *b = (const block_iq4_nl *)blk;
-        const float d = f16_to_f32(b->d);
-        for (int j = 0; j < QK / 2; j++) {
-            y[j] = d * (float)iq4_levels[b->qs[j] & 0x0f];
-            y[j + QK / 2] = d * (float)iq4_levels[b->qs[j] >> 4];
-        }
-        return;
-    }
-    case DT_IQ4_XS: {
-        const block_iq4_xs *b = (const block_iq4_xs *)blk;
-        const float d = f16_to_f32(b->d);
-        for (int ib = 0; ib < QK_K / 32; ib++) {
-            int ls = ((b->scales_l[ib / 2] >> (4 * (ib % 2))) & 0x0f) |
-                     (((b->scales_h >> (2 * ib)) & 3) << 4);
-            const float dl = d * (float)(ls - 32);
-            const uint8_t *qs = b->qs + 16 * ib;
-            for (int j = 0; j < 16; j++) {
-                y[32 * ib + j] = dl * (float)iq4_levels[qs[j] & 0x0f];
-                y[32 * ib + j + 16] = dl * (float)iq4_levels[qs[j] >> 4];
-            }
-        }
-        return;
-    }
     case DT_Q2_K: {
         /* element 128 * h + 32 * k + l (k < 4, l < 32) is bits 2k..2k+1 of qs[32 * h + l], in
          * sub-block 8 * h + 2 * k + l / 16 */
@@ -300,6 +249,64 @@ static void dequantize_block(float *y, const uint8_t *blk, dtype t) {
         return;
     }
     default: return;
+    }
+}
+
+static void dequantize_block(float *y, const uint8_t *blk, dtype t) {
+    switch (t) {
+    case DT_Q4_1: {
+        const block_q4_1 *b = (const block_q4_1 *)blk;
+        const float d = f16_to_f32(b->d), m = f16_to_f32(b->m);
+        for (int j = 0; j < QK / 2; j++) {
+            y[j] = d * (float)(b->qs[j] & 0x0f) + m;
+            y[j + QK / 2] = d * (float)(b->qs[j] >> 4) + m;
+        }
+        return;
+    }
+    case DT_Q5_0:
+    case DT_Q5_1: {
+        const bool q51 = t == DT_Q5_1;
+        const block_q5_1 *b1 = (const block_q5_1 *)blk;
+        const block_q5_0 *b0 = (const block_q5_0 *)blk;
+        const float d = f16_to_f32(q51 ? b1->d : b0->d), m = q51 ? f16_to_f32(b1->m) : 0.0f;
+        const uint8_t *qh = q51 ? b1->qh : b0->qh, *qs = q51 ? b1->qs : b0->qs;
+        for (int j = 0; j < QK / 2; j++) {
+            int lo = q5_code(qh, qs, j), hi = q5_code(qh, qs, j + QK / 2);
+            if (q51) {
+                y[j] = d * (float)lo + m;
+                y[j + QK / 2] = d * (float)hi + m;
+            } else {
+                y[j] = d * (float)(lo - 16);
+                y[j + QK / 2] = d * (float)(hi - 16);
+            }
+        }
+        return;
+    }
+    case DT_IQ4_NL: {
+        const block_iq4_nl *b = (const block_iq4_nl *)blk;
+        const float d = f16_to_f32(b->d);
+        for (int j = 0; j < QK / 2; j++) {
+            y[j] = d * (float)iq4_levels[b->qs[j] & 0x0f];
+            y[j + QK / 2] = d * (float)iq4_levels[b->qs[j] >> 4];
+        }
+        return;
+    }
+    case DT_IQ4_XS: {
+        const block_iq4_xs *b = (const block_iq4_xs *)blk;
+        const float d = f16_to_f32(b->d);
+        for (int ib = 0; ib < QK_K / 32; ib++) {
+            int ls = ((b->scales_l[ib / 2] >> (4 * (ib % 2))) & 0x0f) |
+                     (((b->scales_h >> (2 * ib)) & 3) << 4);
+            const float dl = d * (float)(ls - 32);
+            const uint8_t *qs = b->qs + 16 * ib;
+            for (int j = 0; j < 16; j++) {
+                y[32 * ib + j] = dl * (float)iq4_levels[qs[j] & 0x0f];
+                y[32 * ib + j + 16] = dl * (float)iq4_levels[qs[j] >> 4];
+            }
+        }
+        return;
+    }
+    default: dequantize_k_block(y, blk, t); return;
     }
 }
 
