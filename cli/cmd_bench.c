@@ -392,6 +392,64 @@ static void json_str(const char *s) {
     putchar('"');
 }
 
+/* What a run measured, for the report. */
+typedef struct {
+    const char *wtype, *kernels; /* the weights' type, the kernels used */
+    size_t wbytes;               /* weights read per token */
+    double pp, pp_sd, tg, tg_sd; /* tokens per second, mean and standard deviation */
+    double bw, roof;             /* read bandwidth (GB/s), the decode roofline (tok/s) */
+} bench_result;
+
+static void print_json(const bench_opts *o, const bench_result *r, const grammar_result *gr) {
+    printf("{\"model\": ");
+    json_str(o->model);
+    printf(", \"type\": \"%s\", \"kernels\": \"%s\", \"threads\": %d, \"n_prompt\": %d, "
+           "\"n_gen\": %d, \"reps\": %d, \"kv\": \"%s\", \"weights_bytes\": %zu, "
+           "\"pp_tok_s\": %.3f, \"pp_tok_s_sd\": %.3f, \"tg_tok_s\": %.3f, "
+           "\"tg_tok_s_sd\": %.3f, \"bandwidth_gb_s\": %.3f, \"roofline_tg_tok_s\": %.3f, "
+           "\"tg_roofline_frac\": %.4f",
+           r->wtype, r->kernels, o->threads, o->n_prompt, o->n_gen, o->reps,
+           o->kv_f16 ? "f16" : "f32", r->wbytes, r->pp, r->pp_sd, r->tg, r->tg_sd, r->bw, r->roof,
+           r->roof > 0 ? r->tg / r->roof : 0.0);
+    if (o->grammar) {
+        printf(", \"grammar\": {\"file\": ");
+        json_str(o->grammar);
+        printf(", \"n_vocab\": %d, \"random_logits\": %s, \"trie_build_ms\": %.3f, "
+               "\"grammar_ms_per_token\": %.4f, \"grammar_p50_ms\": %.4f, "
+               "\"grammar_p95_ms\": %.4f, \"grammar_max_ms\": %.4f, "
+               "\"decode_ms_per_token\": %.3f, \"overhead_frac\": %.4f, "
+               "\"completions\": %d}",
+               gr->n_vocab, gr->random_logits ? "true" : "false", gr->build_ms, gr->mask_ms,
+               gr->p50_ms, gr->p95_ms, gr->max_ms, gr->decode_ms,
+               gr->decode_ms > 0 ? gr->mask_ms / gr->decode_ms : 0.0, gr->n_done);
+    }
+    printf("}\n");
+}
+
+static void print_text(const bench_opts *o, const bench_result *r, const grammar_result *gr) {
+    printf("model: %s (%s, %.3f GB of weights per token), %d threads, %s kernels\n", o->model,
+           r->wtype, (double)r->wbytes / 1e9, o->threads, r->kernels);
+    if (o->n_prompt > 0)
+        printf("pp%-5d %10.2f ± %.2f tok/s\n", o->n_prompt, r->pp, r->pp_sd);
+    if (o->n_gen > 0) {
+        printf("tg%-5d %10.2f ± %.2f tok/s", o->n_gen, r->tg, r->tg_sd);
+        if (r->roof > 0) printf("   (%.0f%% of the roofline)", 100 * r->tg / r->roof);
+        putchar('\n');
+    }
+    if (r->bw > 0)
+        printf("read bandwidth %.2f GB/s with %d threads: roofline %.2f tok/s\n", r->bw,
+               o->threads, r->roof);
+    if (o->grammar)
+        printf("grammar %s, %d-token vocabulary%s: mask + advance %.3f ms/token (median "
+               "%.3f, p95 %.3f, max %.3f), "
+               "decode %.2f ms/token: %.2f%% overhead; trie built in %.1f ms; %d "
+               "completions in %d steps\n",
+               o->grammar, gr->n_vocab, gr->random_logits ? " (random logits)" : "",
+               gr->mask_ms, gr->p50_ms, gr->p95_ms, gr->max_ms, gr->decode_ms,
+               gr->decode_ms > 0 ? 100 * gr->mask_ms / gr->decode_ms : 0.0, gr->build_ms,
+               gr->n_done, gr->n_steps);
+}
+
 int cmd_bench(int argc, char **argv) {
     char err[LS_ERR_LEN] = "";
     bench_opts o;
@@ -464,52 +522,11 @@ int cmd_bench(int argc, char **argv) {
     const char *kernels = mm_kernels();
     const char *wtype = dtype_name(m->layers[0].wq.type);
 
-    if (o.json) {
-        printf("{\"model\": ");
-        json_str(o.model);
-        printf(", \"type\": \"%s\", \"kernels\": \"%s\", \"threads\": %d, \"n_prompt\": %d, "
-               "\"n_gen\": %d, \"reps\": %d, \"kv\": \"%s\", \"weights_bytes\": %zu, "
-               "\"pp_tok_s\": %.3f, \"pp_tok_s_sd\": %.3f, \"tg_tok_s\": %.3f, "
-               "\"tg_tok_s_sd\": %.3f, \"bandwidth_gb_s\": %.3f, \"roofline_tg_tok_s\": %.3f, "
-               "\"tg_roofline_frac\": %.4f",
-               wtype, kernels, o.threads, o.n_prompt, o.n_gen, o.reps, o.kv_f16 ? "f16" : "f32",
-               wbytes, pp, pp_sd, tg, tg_sd, bw, roof, roof > 0 ? tg / roof : 0.0);
-        if (o.grammar) {
-            printf(", \"grammar\": {\"file\": ");
-            json_str(o.grammar);
-            printf(", \"n_vocab\": %d, \"random_logits\": %s, \"trie_build_ms\": %.3f, "
-                   "\"grammar_ms_per_token\": %.4f, \"grammar_p50_ms\": %.4f, "
-                   "\"grammar_p95_ms\": %.4f, \"grammar_max_ms\": %.4f, "
-                   "\"decode_ms_per_token\": %.3f, \"overhead_frac\": %.4f, "
-                   "\"completions\": %d}",
-                   gr.n_vocab, gr.random_logits ? "true" : "false", gr.build_ms, gr.mask_ms,
-                   gr.p50_ms, gr.p95_ms, gr.max_ms, gr.decode_ms, gr.decode_ms > 0 ? gr.mask_ms / gr.decode_ms : 0.0,
-                   gr.n_done);
-        }
-        printf("}\n");
-    } else {
-        printf("model: %s (%s, %.3f GB of weights per token), %d threads, %s kernels\n", o.model,
-               wtype, (double)wbytes / 1e9, o.threads, kernels);
-        if (o.n_prompt > 0)
-            printf("pp%-5d %10.2f ± %.2f tok/s\n", o.n_prompt, pp, pp_sd);
-        if (o.n_gen > 0) {
-            printf("tg%-5d %10.2f ± %.2f tok/s", o.n_gen, tg, tg_sd);
-            if (roof > 0) printf("   (%.0f%% of the roofline)", 100 * tg / roof);
-            putchar('\n');
-        }
-        if (bw > 0)
-            printf("read bandwidth %.2f GB/s with %d threads: roofline %.2f tok/s\n", bw,
-                   o.threads, roof);
-        if (o.grammar)
-            printf("grammar %s, %d-token vocabulary%s: mask + advance %.3f ms/token (median "
-                   "%.3f, p95 %.3f, max %.3f), "
-                   "decode %.2f ms/token: %.2f%% overhead; trie built in %.1f ms; %d "
-                   "completions in %d steps\n",
-                   o.grammar, gr.n_vocab, gr.random_logits ? " (random logits)" : "",
-                   gr.mask_ms, gr.p50_ms, gr.p95_ms, gr.max_ms, gr.decode_ms,
-                   gr.decode_ms > 0 ? 100 * gr.mask_ms / gr.decode_ms : 0.0, gr.build_ms,
-                   gr.n_done, gr.n_steps);
-    }
+    const bench_result res = {wtype, kernels, wbytes, pp, pp_sd, tg, tg_sd, bw, roof};
+    if (o.json)
+        print_json(&o, &res, &gr);
+    else
+        print_text(&o, &res, &gr);
     status = 0;
     goto done;
 fail:
