@@ -262,10 +262,65 @@ typedef struct {
 
 /* n constrained steps: decode (or random logits), mask, sample at temperature 1, advance; a
  * finished or stuck grammar starts again. */
+/* The grammar file at path, parsed; NULL with a message. */
+static gram_rules *load_grammar(const char *path, char *err, size_t errlen) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        ls_fail(err, errlen, "cannot open %s", path);
+        return NULL;
+    }
+    fseek(fp, 0, SEEK_END);
+    long len = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    char *text = malloc((size_t)len + 1);
+    gram_rules *g = NULL;
+    if (!text || fread(text, 1, (size_t)len, fp) != (size_t)len)
+        ls_fail(err, errlen, "cannot read %s", path);
+    else
+        g = gram_parse(text, (size_t)len, err, errlen);
+    fclose(fp);
+    free(text);
+    return g;
+}
+
+/* The vocabulary trie the grammar runs against: --vocab's (a byte-level BPE GGUF's, or any
+ * other tokenizer's), else the model's; *build_ms the trie's build time. What it loads for
+ * --vocab goes to *tok or *gf, for the caller to free. NULL on failure (err may be empty: out
+ * of memory). */
+static gram_vocab *grammar_vocab(const bench_opts *o, const model *m, tokenizer **tok,
+                                 gguf_file **gf, double *build_ms, char *err, size_t errlen) {
+    gram_vocab *v;
+    double t0 = ls_now();
+    if (o->vocab) {
+        if (!(*gf = gguf_open(o->vocab, err, errlen))) return NULL;
+        gguf_str kind = {0};
+        gguf_get_str(*gf, "tokenizer.ggml.model", &kind, err, errlen);
+        if (gguf_str_eq(kind, "gpt2")) {
+            t0 = ls_now();
+            v = vocab_bpe(*gf, err, errlen);
+        } else {
+            if (!(*tok = model_load_tokenizer(o->vocab, err, errlen))) return NULL;
+            t0 = ls_now();
+            v = gram_vocab_from_tokenizer(*tok);
+        }
+    } else {
+        v = gram_vocab_from_tokenizer(m->tok);
+    }
+    *build_ms = (ls_now() - t0) * 1e3;
+    return v;
+}
+
+/* The median, 95th percentile and maximum of the n steps' times (sorted here). */
+static void step_stats(grammar_result *res, double *step_ms, int n) {
+    qsort(step_ms, (size_t)n, sizeof *step_ms, cmp_double);
+    res->p50_ms = step_ms[n / 2];
+    res->p95_ms = step_ms[(n * 95) / 100 < n ? (n * 95) / 100 : n - 1];
+    res->max_ms = step_ms[n - 1];
+}
+
 static int run_grammar(const bench_opts *o, const model *m, fwd_ctx *f, kv_cache *kv,
                        float *logits, grammar_result *res, char *err, size_t errlen) {
     int rc = -1;
-    char *text = NULL;
     gram_rules *g = NULL;
     gram_vocab *v = NULL;
     gram_state *st = NULL;
@@ -275,40 +330,11 @@ static int run_grammar(const bench_opts *o, const model *m, fwd_ctx *f, kv_cache
     double *step_ms = NULL;
     tokenizer *tok = NULL;
     gguf_file *gf = NULL;
-    FILE *fp = fopen(o->grammar, "rb");
-    if (!fp) return ls_fail(err, errlen, "cannot open %s", o->grammar);
-    fseek(fp, 0, SEEK_END);
-    long len = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    text = malloc((size_t)len + 1);
-    if (!text || fread(text, 1, (size_t)len, fp) != (size_t)len) {
-        fclose(fp);
-        ls_fail(err, errlen, "cannot read %s", o->grammar);
-        goto out;
-    }
-    fclose(fp);
-    if (!(g = gram_parse(text, (size_t)len, err, errlen))) goto out;
-    double t0 = ls_now();
-    if (o->vocab) {
-        if (!(gf = gguf_open(o->vocab, err, errlen))) goto out;
-        gguf_str kind = {0};
-        gguf_get_str(gf, "tokenizer.ggml.model", &kind, err, errlen);
-        if (gguf_str_eq(kind, "gpt2")) {
-            t0 = ls_now();
-            v = vocab_bpe(gf, err, errlen);
-        } else {
-            if (!(tok = model_load_tokenizer(o->vocab, err, errlen))) goto out;
-            t0 = ls_now();
-            v = gram_vocab_from_tokenizer(tok);
-        }
-    } else {
-        v = gram_vocab_from_tokenizer(m->tok);
-    }
-    if (!v) {
+    if (!(g = load_grammar(o->grammar, err, errlen))) return -1;
+    if (!(v = grammar_vocab(o, m, &tok, &gf, &res->build_ms, err, errlen))) {
         if (!err[0]) ls_fail(err, errlen, "out of memory for the vocabulary trie");
         goto out;
     }
-    res->build_ms = (ls_now() - t0) * 1e3;
     int nv = gram_vocab_n(v);
     res->n_vocab = nv;
     res->random_logits = nv != m->cfg.vocab_size;
@@ -361,10 +387,7 @@ static int run_grammar(const bench_opts *o, const model *m, fwd_ctx *f, kv_cache
     }
     res->n_steps = o->n_gen;
     res->mask_ms /= o->n_gen;
-    qsort(step_ms, (size_t)o->n_gen, sizeof *step_ms, cmp_double);
-    res->p50_ms = step_ms[o->n_gen / 2];
-    res->p95_ms = step_ms[(o->n_gen * 95) / 100 < o->n_gen ? (o->n_gen * 95) / 100 : o->n_gen - 1];
-    res->max_ms = step_ms[o->n_gen - 1];
+    step_stats(res, step_ms, o->n_gen);
     rc = 0;
 out:
     gram_state_free(st);
@@ -376,7 +399,6 @@ out:
     gram_rules_free(g);
     tok_free(tok);
     gguf_close(gf);
-    free(text);
     return rc;
 }
 
