@@ -5,9 +5,10 @@
  * same operations whatever the thread count or the batch's other rows (see matmul.h). */
 #include "forward.h"
 #include "common.h"
-#include "attention_avx2.h"
-#include "matmul_avx2.h"
+#include "x86/attention_avx2.h"
+#include "x86/x86.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -312,6 +313,7 @@ static void attention_block(float *const *out /* nq x (head_dim) */,
                             const float *const *q /* nq x (head_dim) */, int nq,
                             const kv_cache *kv, int layer, int kv_head, int pos0, int step,
                             int head_dim, bool simd) {
+    assert(nq >= 1 && nq <= ATTN_QB && (!simd || head_dim <= ATTN_MAX_HEAD_DIM));
     const float scale = 1.0f / sqrtf((float)head_dim);
     const bool f16 = kv->type == KV_F16;
     const size_t esz = f16 ? 2 : 4, off = (size_t)kv_head * head_dim;
@@ -524,6 +526,7 @@ static bool group_rows(fwd_ctx *f, const int32_t *seq, int T) {
  * normalised by out_norm, in f->xb. */
 static void forward_chunk(fwd_ctx *f, kv_cache *const *caches, const int32_t *token,
                           const int32_t *pos, const int32_t *seq, int T) {
+    assert(T >= 1 && T <= f->max_tokens); /* the scratch's rows */
     const model *m = f->m;
     const model_config *c = &m->cfg;
     const int dim = c->dim;

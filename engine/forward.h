@@ -27,6 +27,10 @@ typedef struct {
 
 typedef struct fwd_ctx fwd_ctx;
 
+/* Rows per step of the forward contexts that generate, perplexity and beam search make (the
+ * server sizes its own by --batch-size): a prompt's chunk, or one token of every beam. */
+#define FWD_STEP_ROWS 64
+
 /* Scratch for batches of up to max_tokens rows (longer batches are processed in chunks).
  * The pool is borrowed, not owned. NULL with a message on failure. */
 fwd_ctx *fwd_create(const model *m, int max_tokens, pool *p, char *err, size_t errlen);

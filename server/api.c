@@ -224,7 +224,7 @@ static int parse_beam(const cJSON *o, api_call *c, long long n, api_error *e) {
     bool beam = false;
     long long best_of = n;
     double length_penalty = 1.0;
-    if (get_bool(o, "use_beam_search", &beam, e) || get_int(o, "best_of", 1, 16, &best_of, e) ||
+    if (get_bool(o, "use_beam_search", &beam, e) || get_int(o, "best_of", 1, API_MAX_BEST_OF, &best_of, e) ||
         get_num(o, "length_penalty", -10, 10, &length_penalty, e))
         return -1;
     if (!beam) {
@@ -367,7 +367,7 @@ static int parse_common(const api_ctx *ctx, const cJSON *o, api_call *c, int def
         seed_given = true;
     }
     if (max_tokens > ctx->max_tokens_limit)
-        return BAD(c->chat ? "max_tokens" : "max_tokens",
+        return BAD("max_tokens",
                    "'max_tokens' is %lld; this server allows at most %d", max_tokens,
                    ctx->max_tokens_limit);
     if (n > ctx->parallel)
@@ -668,7 +668,7 @@ int api_parse_chat_object(const api_ctx *ctx, const cJSON *o, api_call *c, api_e
         goto done;
     }
     c->req.n_prompt = nt;
-    c->req.n_stop_ids = chat_stop_ids(ctx->m->tok, ctx->chat_fmt, c->req.stop_ids, 4);
+    c->req.n_stop_ids = chat_stop_ids(ctx->m->tok, ctx->chat_fmt, c->req.stop_ids, SCHED_MAX_STOP_IDS);
     bool max_given = !is_null(cJSON_GetObjectItemCaseSensitive(o, "max_tokens")) ||
                      !is_null(cJSON_GetObjectItemCaseSensitive(o, "max_completion_tokens"));
     if (check_context(ctx, c, c->req.n_prompt, max_given, e)) goto done;

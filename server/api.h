@@ -7,6 +7,7 @@
 #ifndef LS_API_H
 #define LS_API_H
 
+#include "beam.h"
 #include "chat.h"
 #include "scheduler.h"
 #include "tools.h"
@@ -36,6 +37,11 @@ typedef struct {
     const char *fingerprint;   /* system_fingerprint (fingerprint.h); NULL: none sent */
     const char *model_path;    /* the model file, for GET /props (NULL: "") */
 } api_ctx;
+
+/* best_of, the beams of a beam search: at most this many (and n <= best_of, so the n results
+ * fit an array of this size) */
+#define API_MAX_BEST_OF 16
+_Static_assert(API_MAX_BEST_OF <= BEAM_MAX_WIDTH, "best_of must be a width beam_search takes");
 
 typedef struct {
     bool chat;

@@ -56,7 +56,7 @@ struct sched {
     pthread_mutex_t mu; /* guards the fields below */
     pthread_cond_t cv;  /* the scheduler waits here for work */
     job *q_head, *q_tail;
-    int n_queued, n_queued_choices;
+    int n_queued;
     int n_busy;         /* slots holding a job */
     bool stopping, draining;
     bool cancel_all;    /* end every running and queued job at the next step */
@@ -425,7 +425,6 @@ static void unlink_head_locked(sched *s) {
     s->q_head = j->next;
     if (!s->q_head) s->q_tail = NULL;
     s->n_queued--;
-    s->n_queued_choices -= j->req.n - j->n_admitted;
 }
 
 /* Moves queued jobs into free slots, first come first served. Called with s->mu held. */
@@ -444,7 +443,6 @@ static void admit_locked(sched *s, double now) {
             finish_unadmitted(j, cancelled ? FINISH_CANCEL : FINISH_LENGTH);
             continue;
         }
-        s->n_queued_choices -= end - first;
         j->n_admitted = end;
         if (end == j->req.n) unlink_head_locked(s); /* subtracts no more choices */
         int c = first;
@@ -855,7 +853,6 @@ job *sched_submit(sched *s, gen_request *req, int *status, char *err, size_t err
     else s->q_head = j;
     s->q_tail = j;
     s->n_queued++;
-    s->n_queued_choices += j->req.n;
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
     return j;
@@ -900,7 +897,6 @@ static void dequeue_cancelled(sched *s, job *j) {
         *link = q->next;
         if (s->q_tail == q) s->q_tail = prev;
         s->n_queued--;
-        s->n_queued_choices -= q->req.n - q->n_admitted;
         finish_unadmitted(q, FINISH_CANCEL);
         if (j) break;
     }

@@ -31,6 +31,7 @@
 #define SCHED_MAX_STOP_BYTES 256 /* the longest stop string (api.c refuses longer ones) */
 #define SCHED_MAX_N 16
 #define SCHED_MAX_INPUTS 2048 /* embedding inputs per job (OpenAI's limit) */
+#define SCHED_MAX_STOP_IDS 4 /* token ids besides EOS that end a choice (chat_stop_ids' cap) */
 
 typedef enum { FINISH_NONE = 0, FINISH_STOP, FINISH_LENGTH, FINISH_ERROR, FINISH_CANCEL } finish_reason;
 
@@ -51,7 +52,7 @@ typedef struct {
     int n_bias;
     int n_top_logprobs; /* alternatives recorded per token; -1: no logprobs at all */
     bool ignore_eos;
-    int32_t stop_ids[4]; /* besides EOS: ids that end the choice (a chat format's end of turn) */
+    int32_t stop_ids[SCHED_MAX_STOP_IDS]; /* besides EOS: ids that end the choice (a chat format's end of turn) */
     int n_stop_ids;
     bool cache_prompt;   /* may reuse a slot's cached prefix (sched_params.prompt_cache too) */
     gram_rules *grammar; /* NULL, or the grammar every choice's text must follow */

@@ -72,13 +72,13 @@ static void check_call(const api_ctx *ctx, const api_call *c) {
     FUZZ_CHECK(r->n_stop >= 0 && r->n_stop <= SCHED_MAX_STOP);
     for (int i = 0; i < r->n_stop; i++) {
         size_t n = strlen(r->stop[i]);
-        FUZZ_CHECK(n >= 1 && n <= 256 && ls_utf8_valid(r->stop[i], n));
+        FUZZ_CHECK(n >= 1 && n <= SCHED_MAX_STOP_BYTES && ls_utf8_valid(r->stop[i], n));
     }
     FUZZ_CHECK(r->n_bias >= 0 && (r->n_bias == 0 || r->bias));
     for (int i = 0; i < r->n_bias; i++)
         FUZZ_CHECK(r->bias[i].id >= 0 && r->bias[i].id < ctx->m->cfg.vocab_size);
     FUZZ_CHECK(c->logprobs >= -1 && c->logprobs <= 20 && r->n_top_logprobs <= SAMPLER_MAX_TOP);
-    FUZZ_CHECK(r->n_stop_ids >= 0 && r->n_stop_ids <= 4);
+    FUZZ_CHECK(r->n_stop_ids >= 0 && r->n_stop_ids <= SCHED_MAX_STOP_IDS);
 }
 
 static void check_json(char *s) {
