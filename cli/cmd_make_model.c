@@ -362,7 +362,7 @@ int cmd_make_model(int argc, char **argv) {
     int max_row = s->hidden_dim > s->dim ? s->hidden_dim : s->dim;
     float *row = malloc((size_t)max_row * sizeof *row);
     void *enc = malloc((size_t)max_row * 4);
-    gw_file o = {fopen(path, "wb"), 0};
+    gw_file o = {fopen(path, "wb"), 0, 0};
     int rc = -1;
     if (row && enc && o.fp)
         rc = llama2c ? write_llama2c(&o, s, row)

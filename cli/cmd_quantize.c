@@ -173,9 +173,8 @@ static uint64_t plan(qinput *in, const quant_ftype *ft, bool pure) {
 
 /* ---- metadata --------------------------------------------------------------------------- */
 
-/* The metadata of a llama2.c IN: its config as llama.* keys and its tokenizer. Returns the
- * number of pairs (a failed gw_file writes nothing: that is how the caller counts them). */
-static uint64_t put_llama2c_kvs(gw_file *o, const model *m, const char *path) {
+/* The metadata of a llama2.c IN: its config as llama.* keys and its tokenizer. */
+static void put_llama2c_kvs(gw_file *o, const model *m, const char *path) {
     const model_config *c = &m->cfg;
     const tokenizer *t = m->tok;
     const char *base = strrchr(path, '/');
@@ -211,12 +210,7 @@ static uint64_t put_llama2c_kvs(gw_file *o, const model *m, const char *path) {
     }
     gw_kv_u32(o, "tokenizer.ggml.bos_token_id", (uint32_t)tok_bos(t));
     gw_kv_u32(o, "tokenizer.ggml.eos_token_id", (uint32_t)tok_eos(t));
-    uint64_t n_kv = 19;
-    if (tok_unk(t) >= 0) {
-        gw_kv_u32(o, "tokenizer.ggml.unknown_token_id", (uint32_t)tok_unk(t));
-        n_kv++;
-    }
-    return n_kv;
+    if (tok_unk(t) >= 0) gw_kv_u32(o, "tokenizer.ggml.unknown_token_id", (uint32_t)tok_unk(t));
 }
 
 /* The pairs quantize sets itself (never copied from IN). */
@@ -230,8 +224,9 @@ static void put_header(gw_file *o, const qinput *in, const quant_ftype *ft, cons
     if (in->gguf) {
         for (uint64_t i = 0; i < in->gguf->n_kv; i++) n_kv += !replaced_key(&in->gguf->kv[i]);
     } else {
-        gw_file count = {NULL, 1};
-        n_kv += put_llama2c_kvs(&count, in->l2c, path);
+        gw_file count = {NULL, 1, 0}; /* failed: counts the pairs, writes nothing */
+        put_llama2c_kvs(&count, in->l2c, path);
+        n_kv += count.n_kv;
     }
     gw_put(o, "GGUF", 4);
     gw_u32(o, 3);
@@ -346,7 +341,7 @@ static int write_file(const char *out_path, const qinput *in, const quant_ftype 
     mode_t um = umask(0);
     umask(um);
     fchmod(fd, 0666 & ~um); /* as an ordinary new file, not mkstemp's 0600 */
-    gw_file o = {fdopen(fd, "wb"), 0};
+    gw_file o = {fdopen(fd, "wb"), 0, 0};
     int rc = -1;
     if (!o.fp) {
         close(fd);

@@ -24,21 +24,25 @@ void gw_zeros(gw_file *o, size_t n) {
 }
 
 void gw_kv_u32(gw_file *o, const char *key, uint32_t v) {
+    o->n_kv++;
     gw_str(o, key);
     gw_u32(o, GGUF_UINT32);
     gw_u32(o, v);
 }
 void gw_kv_f32(gw_file *o, const char *key, float v) {
+    o->n_kv++;
     gw_str(o, key);
     gw_u32(o, GGUF_FLOAT32);
     gw_put(o, &v, 4);
 }
 void gw_kv_str(gw_file *o, const char *key, const char *v) {
+    o->n_kv++;
     gw_str(o, key);
     gw_u32(o, GGUF_STRING);
     gw_str(o, v);
 }
 void gw_kv_array(gw_file *o, const char *key, gguf_type elem, uint64_t n) {
+    o->n_kv++;
     gw_str(o, key);
     gw_u32(o, GGUF_ARRAY);
     gw_u32(o, (uint32_t)elem);
@@ -46,6 +50,7 @@ void gw_kv_array(gw_file *o, const char *key, gguf_type elem, uint64_t n) {
 }
 
 void gw_kv_copy(gw_file *o, const gguf_kv *kv) {
+    o->n_kv++;
     const gguf_value *v = &kv->value;
     gw_strn(o, kv->key.s, kv->key.len);
     gw_u32(o, (uint32_t)v->type);

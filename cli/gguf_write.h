@@ -12,7 +12,8 @@
 
 typedef struct {
     FILE *fp;
-    int failed; /* set by the first short write; later writes do nothing */
+    int failed;    /* set by the first short write; later writes do nothing */
+    uint64_t n_kv; /* metadata pairs written so far (a failed gw_file counts without writing) */
 } gw_file;
 
 void gw_put(gw_file *o, const void *p, size_t n);
