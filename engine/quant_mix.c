@@ -80,11 +80,12 @@ static const struct {
     {T_FFN_DOWN,    DT_IQ4_XS, L_FIRST_8TH,   DT_Q5_K},
 };
 
-/* A block that does not divide the row length: the type llama.cpp falls back to. */
+/* A block that does not divide the row length: the type llama.cpp falls back to (Q2_K and Q3_K
+ * to Q4_0, as the shared kjv-demo-q2_k.gguf shows; some llama.cpp versions chose IQ4_NL). */
 static const struct {
     dtype from, to;
 } fallbacks[] = {
-    {DT_Q2_K, DT_IQ4_NL}, {DT_Q3_K, DT_IQ4_NL}, {DT_IQ4_XS, DT_IQ4_NL},
+    {DT_Q2_K, DT_Q4_0},   {DT_Q3_K, DT_Q4_0},   {DT_IQ4_XS, DT_IQ4_NL},
     {DT_Q4_K, DT_Q5_0},   {DT_Q5_K, DT_Q5_1},   {DT_Q6_K, DT_Q8_0},
 };
 

@@ -46,8 +46,8 @@ typedef struct {
 bool quant_wants(const quant_tensor_info *ti);
 /* The type a quantized tensor gets in file type ft: ft's base type changed by llama.cpp's rules
  * for the output matrix, attn_v, attn_output and ffn_down (unless pure), then changed to the
- * fallback type when its block does not divide the row length (Q2_K, Q3_K, IQ4_XS -> IQ4_NL,
- * Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0; F16 when even that does not divide). */
+ * fallback type when its block does not divide the row length (Q2_K, Q3_K -> Q4_0; IQ4_XS ->
+ * IQ4_NL; Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0; F16 when even that does not divide). */
 dtype quant_tensor_type(const quant_ftype *ft, bool pure, const quant_tensor_info *ti);
 
 #endif

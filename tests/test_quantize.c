@@ -135,7 +135,8 @@ static void test_mix_rules(void) {
     CHECK(type_of("Q8_0", false, "output.weight", 2048) == DT_Q8_0, "Q8_0's output");
     CHECK(type_of("Q4_K_M", false, "output.weight", 100) == DT_Q8_0, "an odd output row");
     CHECK(type_of("F16", false, "output.weight", 2048) == DT_F16, "F16 has no rules");
-    CHECK(type_of("Q2_K", false, "blk.0.ffn_gate.weight", 704) == DT_IQ4_NL, "Q2_K fallback");
+    CHECK(type_of("Q2_K", false, "blk.0.ffn_gate.weight", 704) == DT_Q4_0, "Q2_K fallback");
+    CHECK(type_of("IQ4_XS", true, "blk.0.ffn_gate.weight", 704) == DT_IQ4_NL, "IQ4_XS fallback");
     CHECK(type_of("Q6_K", true, "blk.0.ffn_gate.weight", 704) == DT_Q8_0, "Q6_K fallback");
     CHECK(type_of("Q5_K_M", true, "blk.0.ffn_gate.weight", 704) == DT_Q5_1, "Q5_K fallback");
     CHECK(type_of("Q4_0", true, "blk.0.ffn_gate.weight", 100) == DT_F16, "no block divides");
