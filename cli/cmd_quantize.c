@@ -289,7 +289,8 @@ static void progress(bool tty, int i, int n, const qtensor *q, int64_t done, int
             bar, (int)(100 * done / (rows ? rows : 1)), done == rows ? "\n" : "");
 }
 
-static int put_data(gw_file *o, const qinput *in, pool *p, char *err, size_t errlen) {
+static int put_data(gw_file *o, const qinput *in, pool *p, const char *out_path, char *err,
+                    size_t errlen) {
     size_t max_ne0 = 1;
     for (int i = 0; i < in->n; i++)
         if ((size_t)in->t[i].ne[0] > max_ne0) max_ne0 = (size_t)in->t[i].ne[0];
@@ -322,7 +323,7 @@ static int put_data(gw_file *o, const qinput *in, pool *p, char *err, size_t err
         const uint64_t end = q->nbytes % in->alignment;
         gw_zeros(o, end ? in->alignment - end : 0);
         if (o->failed) {
-            snprintf(err, errlen, "write failed: %s", strerror(errno));
+            snprintf(err, errlen, "cannot write %s: %s", out_path, strerror(errno));
             rc = -1;
         }
     }
@@ -357,7 +358,7 @@ static int write_file(const char *out_path, const qinput *in, const quant_ftype 
         snprintf(err, errlen, "cannot write %s: %s", out_path, strerror(errno));
         goto fail;
     }
-    if (put_data(&o, in, p, err, errlen) != 0) goto fail;
+    if (put_data(&o, in, p, out_path, err, errlen) != 0) goto fail;
     if (fflush(o.fp) != 0 || fsync(fileno(o.fp)) != 0) {
         snprintf(err, errlen, "cannot write %s: %s", out_path, strerror(errno));
         goto fail;
