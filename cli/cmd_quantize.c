@@ -25,7 +25,7 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: llamaserve quantize IN OUT TYPE [--pure] [--threads N] [--tokenizer PATH]\n"
+            "usage: llamaserve quantize IN OUT TYPE [--pure] [-t N] [--tokenizer PATH]\n"
             "\n"
             "Writes OUT, a GGUF copy of the F32/F16/BF16 model IN with its matrices quantized.\n"
             "\n"
@@ -36,7 +36,7 @@ static void usage(FILE *f) {
             "                    type, as llama.cpp does (docs/QUANTIZATION.md)\n"
             "  --pure            one type for every matrix: TYPE's base type (Q4_K for Q4_K_M);\n"
             "                    a row its block does not divide still falls back\n"
-            "  --threads N       threads that split each matrix's rows (default 2)\n"
+            "  -t, --threads N   threads that split each matrix's rows (default 2)\n"
             "  --tokenizer PATH  the tokenizer.bin of a llama2.c checkpoint IN (required then)\n"
             "  -h, --help        this help\n");
 }
@@ -392,7 +392,7 @@ int cmd_quantize(int argc, char **argv) {
                                           {0, 0, 0, 0}};
     const char *tok_path = NULL;
     bool pure = false;
-    uint64_t n_threads = 2;
+    long long n_threads = 2;
     char err[LS_ERR_LEN] = "";
     int c;
     opterr = 0;
@@ -402,9 +402,8 @@ int cmd_quantize(int argc, char **argv) {
         case 'p': pure = true; break;
         case 'k': tok_path = optarg; break;
         case 't':
-            if (cfg_parse_u64(optarg, &n_threads, "--threads", err, sizeof err) != 0 ||
-                n_threads < 1 || n_threads > 256) {
-                ERR("%s", err[0] ? err : "--threads must be 1..256");
+            if (cfg_parse_int(optarg, 1, 256, &n_threads, "--threads", err, sizeof err) != 0) {
+                ERR("%s", err);
                 return 2;
             }
             break;
