@@ -1,9 +1,9 @@
 #!/usr/bin/python3
-"""test_quantize_cli: `llamaserve quantize` end to end on kjv-demo. The tensor types of every mix
-equal those of the llama.cpp-made files in ../shared/models; the Q4_K_M file's perplexity is
-within 1% of llama.cpp's Q4_K_M; every --pure type decodes through the numpy dequantizers
-(tests/reference, written from the formats) within its documented error and loads in the engine;
-metadata and alignment survive (a BF16 input with general.alignment 64 included); a llama2.c
+"""test_quantize_cli: `llamaserve quantize` end to end on kjv-demo. The tensor types, metadata,
+data offset and file size of every mix equal those of the llama.cpp-made files in
+../shared/models; the Q4_K_M file's perplexity is within 1% of llama.cpp's Q4_K_M; every --pure
+type decodes through the numpy dequantizers (tests/reference, written from the formats) within its
+documented error and loads in the engine; metadata and alignment survive (a BF16 input with general.alignment 64 included); a llama2.c
 checkpoint gives the same tensors as the GGUF; threads do not change a byte; progress is a bar
 on a terminal and plain lines otherwise; bad input gives one line and a non-zero status."""
 import json
@@ -66,7 +66,13 @@ for arg, stem, ftype in MIXES + [("Q4_0 --pure", "q4_0", 2)]:
     ours_t, theirs_t = types(dst), types(theirs)
     diff = {k: (ours_t.get(k), v) for k, v in theirs_t.items() if ours_t.get(k) != v}
     check(not diff and len(ours_t) == len(theirs_t), f"{arg}: tensor types differ: {diff}")
-    check(R.GGUF(dst).meta.get("general.file_type") == ftype, f"{arg}: general.file_type")
+    ours_g, theirs_g = R.GGUF(dst), R.GGUF(theirs)
+    check(ours_g.meta.get("general.file_type") == ftype, f"{arg}: general.file_type")
+    # llama-quantize copies the metadata as we do: the same pairs, values and order
+    check(ours_g.kv == theirs_g.kv, f"{arg}: metadata differs from llama.cpp's file")
+    check(ours_g.data_start == theirs_g.data_start and len(ours_g.buf) == len(theirs_g.buf),
+          f"{arg}: data offset {ours_g.data_start} and size {len(ours_g.buf)} vs llama.cpp's "
+          f"{theirs_g.data_start} and {len(theirs_g.buf)}")
 
 # ---- Q4_K_M's perplexity against llama.cpp's (16 windows of 256: quick under the sanitizers) ---
 ours_ppl = ppl(out("mix-q4_k_m.gguf"), 16)
