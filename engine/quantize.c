@@ -6,6 +6,7 @@
  * scales as stored. No I/O, no allocation; thread-safe. */
 #include "quantize.h"
 
+#include <assert.h>
 #include <math.h>
 #include <string.h>
 
@@ -345,6 +346,7 @@ int quant_row(void *out, const float *x, dtype t, int64_t n) {
     const int be = dtype_block_elems(t);
     const size_t bb = dtype_block_bytes(t);
     if (be == 0) return -1;
+    assert(n % be == 0); /* whole blocks only: the callers choose types that divide the row */
     uint8_t *o = out;
     for (int64_t i = 0; i < n / be && be > 1; i++) {
         const float *xb = x + i * be;
