@@ -17,6 +17,7 @@ int cmd_serve(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_make_model(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 
 /* Shared steps (cli_common.c). What a subcommand does with its parse()'s answer prc (0: go on,
  * 1: --help, else an error in err): returns -1 to go on, 0 after printing the usage to stdout,

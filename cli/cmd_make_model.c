@@ -3,13 +3,14 @@
  * carries a minimal placeholder vocabulary (special tokens, the 256 byte pieces, filler pieces)
  * so that it loads like any model, or the tokenizer.* metadata of a vocabulary GGUF given with
  * --vocab (a real tokenizer, e.g. Llama 3's). Llama 3 shapes get rope_freqs.weight by Meta's
- * Llama 3.1 formula. Owns a tiny GGUF v3 writer; the weights are encoded with the engine's own
+ * Llama 3.1 formula. Writes through gguf_write.h; the weights are encoded with the engine's own
  * f32_to_f16 / quantize_row_* functions. */
 #include "cli.h"
 
 #include "args.h"
 #include "common.h"
 #include "gguf.h"
+#include "gguf_write.h"
 #include "tensor.h"
 
 #include <getopt.h>
@@ -89,37 +90,14 @@ static float frand(void) {
 
 /* ---- writing ----------------------------------------------------------------------------- */
 
-typedef struct {
-    FILE *fp;
-    int failed;
-} out_file;
-
-static void put(out_file *o, const void *p, size_t n) {
-    if (!o->failed && fwrite(p, 1, n, o->fp) != n) o->failed = 1;
-}
-static void put_u32(out_file *o, uint32_t v) { put(o, &v, 4); }
-static void put_u64(out_file *o, uint64_t v) { put(o, &v, 8); }
-static void put_str(out_file *o, const char *s) {
-    put_u64(o, strlen(s));
-    put(o, s, strlen(s));
-}
-static void put_zeros(out_file *o, size_t n) {
-    static const char z[64];
-    while (n > 0) {
-        size_t k = n < sizeof z ? n : sizeof z;
-        put(o, z, k);
-        n -= k;
-    }
-}
-
 /* Writes n_rows rows of ne0 random values scaled by `scale`, encoded as type t; for the types
  * quantize_row cannot encode (the K-quants, ...), random codes with scales of that size. */
-static void put_random_rows(out_file *o, dtype t, int64_t ne0, int64_t n_rows, float scale,
+static void put_random_rows(gw_file *o, dtype t, int64_t ne0, int64_t n_rows, float scale,
                             float *row, void *enc) {
     for (int64_t r = 0; r < n_rows; r++) {
         for (int64_t i = 0; i < ne0; i++) row[i] = frand() * scale;
         if (t == DT_F32) { /* as it is (enc may be NULL then) */
-            put(o, row, (size_t)ne0 * sizeof(float));
+            gw_put(o, row, (size_t)ne0 * sizeof(float));
             continue;
         }
         if (quantize_row(enc, row, t, ne0) != 0) {
@@ -132,15 +110,15 @@ static void put_random_rows(out_file *o, dtype t, int64_t ne0, int64_t n_rows, f
                     memcpy(b + k * bb + *f, &h, 2);
                 }
         }
-        put(o, enc, dtype_row_bytes(t, ne0));
+        gw_put(o, enc, dtype_row_bytes(t, ne0));
     }
 }
 
 /* A norm vector: ones plus a little noise, like a trained model's. */
-static void put_norm(out_file *o, int64_t n) {
+static void put_norm(gw_file *o, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         float v = 1.0f + 0.1f * frand();
-        put(o, &v, 4);
+        gw_put(o, &v, 4);
     }
 }
 
@@ -178,29 +156,10 @@ static int list_tensors(const shape *s, tensor_spec *ts) {
 
 #define GGUF_ALIGN 32
 
-static void put_kv_u32(out_file *o, const char *key, uint32_t v) {
-    put_str(o, key);
-    put_u32(o, 4 /* UINT32 */);
-    put_u32(o, v);
-}
-static void put_kv_f32(out_file *o, const char *key, float v) {
-    put_str(o, key);
-    put_u32(o, 6 /* FLOAT32 */);
-    put(o, &v, 4);
-}
-static void put_kv_str(out_file *o, const char *key, const char *v) {
-    put_str(o, key);
-    put_u32(o, 8 /* STRING */);
-    put_str(o, v);
-}
-
 /* The placeholder vocabulary: <unk> <s> </s>, <0x00>..<0xFF>, then "t<id>" pieces. */
-static void put_vocab(out_file *o, int vocab) {
+static void put_vocab(gw_file *o, int vocab) {
     char piece[32];
-    put_str(o, "tokenizer.ggml.tokens");
-    put_u32(o, 9 /* ARRAY */);
-    put_u32(o, 8 /* STRING */);
-    put_u64(o, (uint64_t)vocab);
+    gw_kv_array(o, "tokenizer.ggml.tokens", GGUF_STRING, (uint64_t)vocab);
     for (int i = 0; i < vocab; i++) {
         if (i < 3)
             snprintf(piece, sizeof piece, "%s", i == 0 ? "<unk>" : i == 1 ? "<s>" : "</s>");
@@ -208,23 +167,17 @@ static void put_vocab(out_file *o, int vocab) {
             snprintf(piece, sizeof piece, "<0x%02X>", i - 3);
         else
             snprintf(piece, sizeof piece, "t%d", i);
-        put_str(o, piece);
+        gw_str(o, piece);
     }
-    put_str(o, "tokenizer.ggml.scores");
-    put_u32(o, 9);
-    put_u32(o, 6 /* FLOAT32 */);
-    put_u64(o, (uint64_t)vocab);
+    gw_kv_array(o, "tokenizer.ggml.scores", GGUF_FLOAT32, (uint64_t)vocab);
     for (int i = 0; i < vocab; i++) {
         float sc = i < 259 ? 0.0f : -(float)i;
-        put(o, &sc, 4);
+        gw_put(o, &sc, 4);
     }
-    put_str(o, "tokenizer.ggml.token_type");
-    put_u32(o, 9);
-    put_u32(o, 5 /* INT32 */);
-    put_u64(o, (uint64_t)vocab);
+    gw_kv_array(o, "tokenizer.ggml.token_type", GGUF_INT32, (uint64_t)vocab);
     for (int i = 0; i < vocab; i++) {
         int32_t ty = i == 0 ? 2 : i < 3 ? 3 : i < 259 ? 6 : 1; /* unknown, control, byte, normal */
-        put(o, &ty, 4);
+        gw_put(o, &ty, 4);
     }
 }
 
@@ -234,102 +187,60 @@ static size_t tensor_bytes(const tensor_spec *t, dtype mat) {
 
 static size_t align_up(size_t n) { return (n + GGUF_ALIGN - 1) / GGUF_ALIGN * GGUF_ALIGN; }
 
-/* Copies one metadata pair as it is in the file: scalars re-encoded, strings and arrays as their
- * bytes (arrays are views of the mapping, already validated). */
-static void put_kv_copy(out_file *o, const gguf_kv *kv) {
-    const gguf_value *v = &kv->value;
-    put_u64(o, kv->key.len);
-    put(o, kv->key.s, kv->key.len);
-    put_u32(o, (uint32_t)v->type);
-    static const size_t size[] = {[GGUF_UINT8] = 1,   [GGUF_INT8] = 1,   [GGUF_UINT16] = 2,
-                                  [GGUF_INT16] = 2,   [GGUF_UINT32] = 4, [GGUF_INT32] = 4,
-                                  [GGUF_FLOAT32] = 4, [GGUF_BOOL] = 1,   [GGUF_UINT64] = 8,
-                                  [GGUF_INT64] = 8,   [GGUF_FLOAT64] = 8};
-    switch (v->type) {
-    case GGUF_STRING:
-        put_u64(o, v->str.len);
-        put(o, v->str.s, v->str.len);
-        break;
-    case GGUF_ARRAY:
-        put_u32(o, (uint32_t)v->arr.elem);
-        put_u64(o, v->arr.n);
-        put(o, v->arr.data, v->arr.nbytes);
-        break;
-    case GGUF_FLOAT32: {
-        float f = (float)v->f;
-        put(o, &f, 4);
-        break;
-    }
-    case GGUF_FLOAT64: put(o, &v->f, 8); break;
-    case GGUF_BOOL: {
-        uint8_t b = v->b;
-        put(o, &b, 1);
-        break;
-    }
-    default: { /* integers, little-endian as the file */
-        uint64_t u = v->type == GGUF_INT8 || v->type == GGUF_INT16 || v->type == GGUF_INT32 ||
-                             v->type == GGUF_INT64
-                         ? (uint64_t)v->i
-                         : v->u;
-        put(o, &u, size[v->type]);
-    }
-    }
-}
-
 static bool is_tokenizer_key(const gguf_kv *kv) {
     return kv->key.len > 10 && memcmp(kv->key.s, "tokenizer.", 10) == 0;
 }
 
-static int write_gguf(out_file *o, const shape *s, dtype mat, const gguf_file *vocab, float *row,
+static int write_gguf(gw_file *o, const shape *s, dtype mat, const gguf_file *vocab, float *row,
                       void *enc) {
     static tensor_spec ts[4 + 9 * 64];
     int n = list_tensors(s, ts);
     uint64_t n_kv = 12 + (vocab ? 0 : 6);
     for (uint64_t i = 0; vocab && i < vocab->n_kv; i++)
         n_kv += is_tokenizer_key(&vocab->kv[i]);
-    put(o, "GGUF", 4);
-    put_u32(o, 3);
-    put_u64(o, (uint64_t)n);
-    put_u64(o, n_kv);
-    put_kv_str(o, "general.architecture", "llama");
-    put_kv_str(o, "general.name", s->name);
-    put_kv_u32(o, "llama.context_length", (uint32_t)s->ctx_len);
-    put_kv_u32(o, "llama.embedding_length", (uint32_t)s->dim);
-    put_kv_u32(o, "llama.block_count", (uint32_t)s->n_layers);
-    put_kv_u32(o, "llama.feed_forward_length", (uint32_t)s->hidden_dim);
-    put_kv_u32(o, "llama.attention.head_count", (uint32_t)s->n_heads);
-    put_kv_u32(o, "llama.attention.head_count_kv", (uint32_t)s->n_kv_heads);
-    put_kv_u32(o, "llama.rope.dimension_count", (uint32_t)(s->dim / s->n_heads));
-    put_kv_f32(o, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
-    put_kv_f32(o, "llama.rope.freq_base", s->rope_theta);
-    put_kv_u32(o, "llama.vocab_size", (uint32_t)s->vocab);
+    gw_put(o, "GGUF", 4);
+    gw_u32(o, 3);
+    gw_u64(o, (uint64_t)n);
+    gw_u64(o, n_kv);
+    gw_kv_str(o, "general.architecture", "llama");
+    gw_kv_str(o, "general.name", s->name);
+    gw_kv_u32(o, "llama.context_length", (uint32_t)s->ctx_len);
+    gw_kv_u32(o, "llama.embedding_length", (uint32_t)s->dim);
+    gw_kv_u32(o, "llama.block_count", (uint32_t)s->n_layers);
+    gw_kv_u32(o, "llama.feed_forward_length", (uint32_t)s->hidden_dim);
+    gw_kv_u32(o, "llama.attention.head_count", (uint32_t)s->n_heads);
+    gw_kv_u32(o, "llama.attention.head_count_kv", (uint32_t)s->n_kv_heads);
+    gw_kv_u32(o, "llama.rope.dimension_count", (uint32_t)(s->dim / s->n_heads));
+    gw_kv_f32(o, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
+    gw_kv_f32(o, "llama.rope.freq_base", s->rope_theta);
+    gw_kv_u32(o, "llama.vocab_size", (uint32_t)s->vocab);
     if (vocab) {
         for (uint64_t i = 0; i < vocab->n_kv; i++)
-            if (is_tokenizer_key(&vocab->kv[i])) put_kv_copy(o, &vocab->kv[i]);
+            if (is_tokenizer_key(&vocab->kv[i])) gw_kv_copy(o, &vocab->kv[i]);
     } else {
-        put_kv_str(o, "tokenizer.ggml.model", "llama");
+        gw_kv_str(o, "tokenizer.ggml.model", "llama");
         put_vocab(o, s->vocab);
-        put_kv_u32(o, "tokenizer.ggml.bos_token_id", 1);
-        put_kv_u32(o, "tokenizer.ggml.eos_token_id", 2);
+        gw_kv_u32(o, "tokenizer.ggml.bos_token_id", 1);
+        gw_kv_u32(o, "tokenizer.ggml.eos_token_id", 2);
     }
     size_t off = 0;
     for (int i = 0; i < n; i++) {
-        put_str(o, ts[i].name);
-        put_u32(o, ts[i].ne1 == 1 ? 1 : 2);
-        put_u64(o, (uint64_t)ts[i].ne0);
-        if (ts[i].ne1 != 1) put_u64(o, (uint64_t)ts[i].ne1);
-        put_u32(o, ts[i].ne1 == 1 ? DT_F32 : (uint32_t)mat);
-        put_u64(o, off);
+        gw_str(o, ts[i].name);
+        gw_u32(o, ts[i].ne1 == 1 ? 1 : 2);
+        gw_u64(o, (uint64_t)ts[i].ne0);
+        if (ts[i].ne1 != 1) gw_u64(o, (uint64_t)ts[i].ne1);
+        gw_u32(o, ts[i].ne1 == 1 ? DT_F32 : (uint32_t)mat);
+        gw_u64(o, off);
         off = align_up(off + tensor_bytes(&ts[i], mat));
     }
     long here = ftell(o->fp);
     if (here < 0) return -1;
-    put_zeros(o, align_up((size_t)here) - (size_t)here);
+    gw_zeros(o, align_up((size_t)here) - (size_t)here);
     for (int i = 0; i < n; i++) {
         if (!strcmp(ts[i].name, "rope_freqs.weight")) {
             for (int k = 0; k < ts[i].ne0; k++) {
                 float f = llama3_rope_factor(s, k);
-                put(o, &f, 4);
+                gw_put(o, &f, 4);
             }
         } else if (ts[i].ne1 == 1)
             put_norm(o, ts[i].ne0);
@@ -337,17 +248,17 @@ static int write_gguf(out_file *o, const shape *s, dtype mat, const gguf_file *v
             put_random_rows(o, mat, ts[i].ne0, ts[i].ne1, 1.0f / sqrtf((float)ts[i].ne0), row,
                             enc);
         size_t b = tensor_bytes(&ts[i], mat);
-        put_zeros(o, align_up(b) - b);
+        gw_zeros(o, align_up(b) - b);
     }
     return o->failed ? -1 : 0;
 }
 
 /* run.c's layout: header, then each kind of weight for all layers at once (see llama2c.h). */
-static int write_llama2c(out_file *o, const shape *s, float *row) {
+static int write_llama2c(gw_file *o, const shape *s, float *row) {
     int kv_dim = s->dim / s->n_heads * s->n_kv_heads, hd = s->dim / s->n_heads;
     int32_t h[7] = {s->dim, s->hidden_dim, s->n_layers, s->n_heads, s->n_kv_heads, s->vocab,
                     s->ctx_len};
-    put(o, h, sizeof h);
+    gw_put(o, h, sizeof h);
     float sd = 1.0f / sqrtf((float)s->dim), sh = 1.0f / sqrtf((float)s->hidden_dim);
     int L = s->n_layers;
     put_random_rows(o, DT_F32, s->dim, s->vocab, sd, row, NULL);    /* token_embedding */
@@ -361,7 +272,7 @@ static int write_llama2c(out_file *o, const shape *s, float *row) {
     put_random_rows(o, DT_F32, s->hidden_dim, (int64_t)L * s->dim, sh, row, NULL); /* w2 */
     put_random_rows(o, DT_F32, s->dim, (int64_t)L * s->hidden_dim, sd, row, NULL); /* w3 */
     put_norm(o, s->dim);                                            /* rms_final */
-    put_zeros(o, (size_t)s->ctx_len * (size_t)(hd / 2) * 4 * 2);    /* freq_cis_real, _imag */
+    gw_zeros(o, (size_t)s->ctx_len * (size_t)(hd / 2) * 4 * 2);    /* freq_cis_real, _imag */
     return o->failed ? -1 : 0;
 }
 
@@ -451,7 +362,7 @@ int cmd_make_model(int argc, char **argv) {
     int max_row = s->hidden_dim > s->dim ? s->hidden_dim : s->dim;
     float *row = malloc((size_t)max_row * sizeof *row);
     void *enc = malloc((size_t)max_row * 4);
-    out_file o = {fopen(path, "wb"), 0};
+    gw_file o = {fopen(path, "wb"), 0, 0};
     int rc = -1;
     if (row && enc && o.fp)
         rc = llama2c ? write_llama2c(&o, s, row)

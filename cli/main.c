@@ -15,6 +15,7 @@ static const struct {
     {"inspect", cmd_inspect, "print a model file's metadata and tensors"},
     {"bench", cmd_bench, "measure prompt and generation speed (llama-bench style)"},
     {"perplexity", cmd_perplexity, "perplexity on a text file (llama-perplexity's method)"},
+    {"quantize", cmd_quantize, "write a quantized copy of a model (llama-quantize's types)"},
     {"make-model", cmd_make_model, "write a random-weight model of a real shape"},
 };
 

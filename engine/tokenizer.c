@@ -397,6 +397,9 @@ bool tok_is_eog(const tokenizer *t, int id) {
 int tok_type(const tokenizer *t, int id) {
     return id >= 0 && id < t->n_vocab ? t->types[id] : 0;
 }
+float tok_score(const tokenizer *t, int id) {
+    return id >= 0 && id < t->n_vocab ? t->scores[id] : 0.0f;
+}
 size_t tok_stream_cap(const tokenizer *t) {
     /* a piece's text, U+FFFD for up to 3 held bytes, a 4-byte character and the NUL; a
      * byte-level piece's bytes may each become U+FFFD */

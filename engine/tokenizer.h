@@ -66,6 +66,8 @@ tok_kind tok_get_kind(const tokenizer *t);
 bool tok_is_eog(const tokenizer *t, int id);
 /* The TOK_* type of id (inferred ones included), 0 for an id out of range. */
 int tok_type(const tokenizer *t, int id);
+/* The merge score of id (tokenizer.ggml.scores), 0 for an id out of range. */
+float tok_score(const tokenizer *t, int id);
 /* The id of the piece spelled exactly so (raw form, U+2581 for spaces), or -1. */
 int tok_piece_id(const tokenizer *t, const char *piece, size_t len);
 
