@@ -9,6 +9,11 @@
  * is computed (at least its last token, whose logits start the generation). The forward pass
  * gives every row the same bits however the rows are batched or chunked, so the output is the
  * same as from an empty cache.
+ * Speculative decoding (prompt lookup, engine/spec.h): a decoding slot may also feed draft
+ * tokens after its last one, as further rows of the same step; each row's logits are sampled in
+ * turn exactly as plain decoding would, and the slot advances while the sampled token equals
+ * the draft. The rows' bits do not depend on the batch, and the sampler draws once per token
+ * either way, so the output is the same token for token as without drafts, greedy or seeded.
  * Thread-safety: sched_submit/sched_cancel/job_* are called from any thread; everything else
  * in sched.c runs on the scheduler thread. */
 #ifndef LS_SCHED_H
@@ -26,6 +31,7 @@
 #define SCHED_MAX_STOP 4
 #define SCHED_MAX_STOP_BYTES 256 /* the longest stop string (api.c refuses longer ones) */
 #define SCHED_MAX_N 16
+#define SCHED_MAX_DRAFT 32 /* draft tokens one slot verifies in a step at most */
 
 typedef enum { FINISH_NONE = 0, FINISH_STOP, FINISH_LENGTH, FINISH_ERROR, FINISH_CANCEL } finish_reason;
 
@@ -46,6 +52,9 @@ typedef struct {
     int n_stop_ids;
     bool cache_prompt;   /* may reuse a slot's cached prefix (sched_params.prompt_cache too) */
     gram_rules *grammar; /* NULL, or the grammar every choice's text must follow */
+    int spec_n_max;      /* draft tokens verified per step at most (0..SCHED_MAX_DRAFT); 0: no
+                            speculative decoding; -1: sched_params.spec_ngram */
+    int spec_n_min;      /* a shorter draft is not verified (0..spec_n_max) */
 } gen_request;
 
 void gen_request_free(gen_request *r);
@@ -69,6 +78,7 @@ typedef struct {
     int n_toks, cap_toks;
     int n_gen;       /* tokens generated (the end-of-sequence token not counted) */
     int n_cached;    /* prompt tokens found in the slot's KV cache at admission (not computed) */
+    int n_drafted, n_accepted; /* speculative decoding: draft tokens verified, and accepted */
     finish_reason finish;
 } choice_out;
 
@@ -96,6 +106,8 @@ typedef struct {
     int max_queue;  /* jobs waiting beyond the busy slots; 0 = none may wait */
     kv_type kv;
     bool prompt_cache; /* a free slot keeps its KV cache; a new prompt reuses its longest prefix */
+    int spec_ngram;    /* prompt-lookup draft tokens per step for requests that do not say;
+                          0: off (0..SCHED_MAX_DRAFT) */
     /* Called on the scheduler thread with no lock held after every step and whenever that
      * thread has ended jobs, so that the HTTP front end can wake the connections waiting on
      * them. Must be quick and must not call sched_*. NULL: none. */
