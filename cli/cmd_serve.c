@@ -211,6 +211,7 @@ int cmd_serve(int argc, char **argv) {
         .max_queue = cfg.max_queue,
         .kv = cfg.kv_type == CFG_KV_F32 ? KV_F32 : KV_F16,
         .prompt_cache = cfg.prompt_cache,
+        .spec_ngram = cfg.spec_ngram,
         .on_progress = http_progress, /* the scheduler wakes the connections waiting on it */
         .progress_arg = h,
     };

@@ -104,6 +104,9 @@ static const setting settings[] = {
      "a new prompt reuses the longest prefix a free slot's KV\n"
      "cache holds (--no-prompt-cache turns it off)",
      0, NULL},
+    INT(spec_ngram, 8, 0, 32, 0,
+        "speculative decoding by prompt lookup: draft tokens verified\n"
+        "per step at most, for requests that do not say; 0 = off"),
     INT(max_queue, 64, 0, 100000, 0,
         "requests that may wait beyond the busy slots; more are refused"),
     INT(max_body, 1048576, 1024, 1073741824, 0, "largest request body in bytes"),

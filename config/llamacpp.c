@@ -56,7 +56,7 @@ static const struct {
     {"--cache-reuse", "the prompt cache is on by default (--prompt-cache)"},
     {"--numa", "not supported; drop it"},
     {"--ctx-size-draft -cd --model-draft -md --draft-max --draft-min",
-     "speculative decoding is not supported"},
+     "a draft model is not supported; llamaserve drafts by prompt lookup: --spec-ngram N"},
 };
 
 const char *cfg_llamacpp_alias(const char *arg) {
