@@ -510,7 +510,7 @@ static int add_decode_rows(sched *s, int i, int rows, int *draft_budget) {
  * the draft removed), with the same output as without the draft. Then the KV entries of the
  * rejected draft tokens are dropped, so that the cache holds only hist's tokens (the prompt
  * cache compares them), and the next draft's length adapts: doubled after a full acceptance,
- * else one more than was accepted. logits: (1 + n_draft, vocab). */
+ * else as many as were accepted (at least 1, and n_min). logits: (1 + n_draft, vocab). */
 static void slot_verify(sched *s, slot *sl, const float *logits, double now) {
     const int vocab = s->m->cfg.vocab_size, n_old = sl->n_hist, k = sl->n_draft;
     int accepted = 0;
@@ -532,7 +532,7 @@ static void slot_verify(sched *s, slot *sl, const float *logits, double now) {
     int lo = sl->spec_n_min > 1 ? sl->spec_n_min : 1;
     if (accepted == k) sl->spec_len = 2 * sl->spec_len < sl->spec_n_max ? 2 * sl->spec_len
                                                                          : sl->spec_n_max;
-    else sl->spec_len = accepted + 1 > lo ? accepted + 1 : lo;
+    else sl->spec_len = accepted > lo ? accepted : lo;
     sl->spec_misses = accepted > 0 ? 0 : sl->spec_misses + 1;
     sl->spec_wait = 0;
     if (sl->spec_misses > 0)
