@@ -10,17 +10,28 @@ static inline int32_t seq_at(const int32_t *hist, int n_hist, const int32_t *dra
 }
 
 /* The token that followed the most recent earlier occurrence of the sequence's last n tokens
- * (the sequence is hist then draft, len tokens in all), or -1 when there is none. */
-static int32_t ngram_next(const int32_t *hist, int n_hist, const int32_t *draft, int len, int n) {
-    if (len < n + 1) return -1;
-    /* an occurrence starting at m is followed by token m + n, which must exist: m + n < len */
-    for (int m = len - n - 1; m >= 0; m--) {
-        int k = 0;
-        while (k < n && seq_at(hist, n_hist, draft, m + k) ==
-                            seq_at(hist, n_hist, draft, len - n + k))
-            k++;
-        if (k == n) return seq_at(hist, n_hist, draft, m + n);
+ * (the sequence is hist then draft, len tokens in all), for the largest n in [lo, hi] that has
+ * one; -1 when none has. One backward pass over the earlier end positions e (the follower
+ * e + 1 must exist): the first e where a match of length >= n ends is n's most recent
+ * occurrence, and a match of length hi ends the search, since the longest n wins. */
+static int32_t ngram_next(const int32_t *hist, int n_hist, const int32_t *draft, int len, int lo,
+                          int hi) {
+    int32_t found[SPEC_NGRAM_MAX + 1];
+    for (int n = 0; n <= SPEC_NGRAM_MAX; n++) found[n] = -1;
+    if (len < lo + 1) return -1;
+    const int32_t last = seq_at(hist, n_hist, draft, len - 1);
+    for (int e = len - 2; e >= 0; e--) {
+        if (seq_at(hist, n_hist, draft, e) != last) continue;
+        int n = 1; /* the length of the match that ends at e */
+        while (n < hi && e - n >= 0 &&
+               seq_at(hist, n_hist, draft, e - n) == seq_at(hist, n_hist, draft, len - 1 - n))
+            n++;
+        for (int q = lo; q <= n; q++)
+            if (found[q] < 0) found[q] = seq_at(hist, n_hist, draft, e + 1);
+        if (n == hi) break;
     }
+    for (int n = hi; n >= lo; n--)
+        if (found[n] >= 0) return found[n];
     return -1;
 }
 
@@ -30,10 +41,8 @@ int spec_ngram_draft(const int32_t *hist, int n_hist, int ngram_min, int ngram_m
     if (ngram_max > SPEC_NGRAM_MAX) ngram_max = SPEC_NGRAM_MAX;
     if (ngram_min < 1) ngram_min = 1;
     int k = 0;
-    while (k < n_max) {
-        int32_t next = -1;
-        for (int n = ngram_max; n >= ngram_min && next < 0; n--)
-            next = ngram_next(hist, n_hist, draft, n_hist + k, n);
+    while (k < n_max && ngram_min <= ngram_max) {
+        int32_t next = ngram_next(hist, n_hist, draft, n_hist + k, ngram_min, ngram_max);
         if (next < 0) break;
         draft[k++] = next;
     }
