@@ -39,7 +39,7 @@ typedef struct {
     int n_draft;
     int spec_n_max, spec_n_min;
     int spec_len;      /* draft tokens tried next step: grows on success, shrinks on misses */
-    int spec_misses;   /* verifications in a row that accepted nothing */
+    int spec_misses;   /* verifications in a row that accepted less than half their draft */
     int spec_wait;     /* steps to decode without a draft before trying again */
     int n_drafted, n_accepted;
 } slot;
@@ -339,12 +339,13 @@ static int cached_prefix(const slot *sl, const int32_t *prompt, int n) {
 }
 
 /* Speculative decoding's adaptive draft length (slot_verify): a slot's first draft has at most
- * SCHED_SPEC_START tokens; after k verifications in a row that accepted nothing, the slot
+ * SCHED_SPEC_START tokens; after k verifications in a row that accepted less than half their
+ * draft (a draft token must be accepted about half the time to pay for its row), the slot
  * decodes 2^k steps (at most SCHED_SPEC_MAX_WAIT) without drafting. A rejected draft row costs
  * a fraction of a step (about half of one on the small demo model, whose rows are compute
  * bound), so text that does not repeat itself pays for a draft once per SCHED_SPEC_MAX_WAIT
  * steps at most. */
-#define SCHED_SPEC_START 4
+#define SCHED_SPEC_START 1
 #define SCHED_SPEC_MAX_WAIT 32
 
 /* reuse: positions of the slot's KV cache kept (a prefix of the prompt, shorter than it). */
@@ -533,7 +534,7 @@ static void slot_verify(sched *s, slot *sl, const float *logits, double now) {
     if (accepted == k) sl->spec_len = 2 * sl->spec_len < sl->spec_n_max ? 2 * sl->spec_len
                                                                          : sl->spec_n_max;
     else sl->spec_len = accepted > lo ? accepted : lo;
-    sl->spec_misses = accepted > 0 ? 0 : sl->spec_misses + 1;
+    sl->spec_misses = 2 * accepted >= k ? 0 : sl->spec_misses + 1;
     sl->spec_wait = 0;
     if (sl->spec_misses > 0)
         sl->spec_wait = sl->spec_misses >= 5 ? SCHED_SPEC_MAX_WAIT : 1 << sl->spec_misses;
