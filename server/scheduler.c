@@ -377,6 +377,8 @@ static int slot_admit(sched *s, slot *sl, job *j, int choice, int reuse, char *e
     if (sl->spec_n_max > SCHED_MAX_DRAFT) sl->spec_n_max = SCHED_MAX_DRAFT;
     sl->spec_n_min = j->req.spec_n_min;
     sl->spec_len = sl->spec_n_max < SCHED_SPEC_START ? sl->spec_n_max : SCHED_SPEC_START;
+    if (sl->spec_len < sl->spec_n_min && sl->spec_n_min <= sl->spec_n_max)
+        sl->spec_len = sl->spec_n_min; /* else (n_min above the server's n_max) no draft fits */
     sl->spec_misses = sl->spec_wait = 0;
     sl->n_draft = sl->n_drafted = sl->n_accepted = 0;
     /* the prompt's last token is BOS alone: the first piece's space is the dummy prefix */
