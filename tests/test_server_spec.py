@@ -175,7 +175,8 @@ def test_default_off(s):
     assert spec_counts(s)[0] == d0
     on = s.post(C, {"prompt": PROMPTS[4], "max_tokens": 60, "temperature": 0,
                     "speculative": {"n_max": 8, "n_min": 2}})
-    assert spec_counts(s)[0] > d0 and output(on) == output(r)
+    assert spec_counts(s)[0] > d0, (d0, spec_counts(s))
+    assert output(on) == output(r), (output(on), output(r))
 
 
 def main():
