@@ -2,7 +2,11 @@
  * followed by the draft written so far, read through seq_at so that nothing is copied. */
 #include "spec.h"
 
+#include "common.h"
+#include "tokenizer.h"
+
 #include <assert.h>
+#include <string.h>
 
 /* Token i of hist (n_hist) followed by draft. */
 static inline int32_t seq_at(const int32_t *hist, int n_hist, const int32_t *draft, int i) {
@@ -47,4 +51,25 @@ int spec_ngram_draft(const int32_t *hist, int n_hist, int ngram_min, int ngram_m
         draft[k++] = next;
     }
     return k;
+}
+
+int spec_check_draft_vocab(const model *target, const model *draft, char *err, size_t errlen) {
+    if (draft->cfg.vocab_size != target->cfg.vocab_size)
+        return ls_fail(err, errlen, "the draft model has %d logits per token, the model %d: "
+                       "a draft model needs the same vocabulary", draft->cfg.vocab_size,
+                       target->cfg.vocab_size);
+    const tokenizer *a = target->tok, *b = draft->tok;
+    if (!a || !b) return ls_fail(err, errlen, "the draft model has no tokenizer to compare");
+    if (tok_n_vocab(a) != tok_n_vocab(b) || tok_bos(a) != tok_bos(b) || tok_eos(a) != tok_eos(b))
+        return ls_fail(err, errlen, "the draft model's vocabulary differs from the model's "
+                       "(%d tokens, BOS %d, EOS %d against %d, %d, %d)", tok_n_vocab(b),
+                       tok_bos(b), tok_eos(b), tok_n_vocab(a), tok_bos(a), tok_eos(a));
+    for (int id = 0; id < tok_n_vocab(a); id++) {
+        size_t la = 0, lb = 0;
+        const char *pa = tok_piece(a, id, &la), *pb = tok_piece(b, id, &lb);
+        if (la != lb || (la && memcmp(pa, pb, la)))
+            return ls_fail(err, errlen, "the draft model's vocabulary differs from the model's "
+                           "at token %d", id);
+    }
+    return 0;
 }

@@ -6,6 +6,9 @@
 #ifndef LS_SPEC_H
 #define LS_SPEC_H
 
+#include "model.h"
+
+#include <stddef.h>
 #include <stdint.h>
 
 /* The longest suffix matched (tokens); spec_ngram_draft tries ngram_max down to ngram_min. */
@@ -19,5 +22,9 @@
  * on the tokens before it, never on n_max. O(n_max * n_hist * ngram_max) comparisons at most. */
 int spec_ngram_draft(const int32_t *hist, int n_hist, int ngram_min, int ngram_max,
                      int32_t *draft, int n_max);
+
+/* 0 when draft can draft for target: the same number of logits and the same tokens (every
+ * piece's bytes, BOS and EOS). Else -1 with a message naming the first difference. */
+int spec_check_draft_vocab(const model *target, const model *draft, char *err, size_t errlen);
 
 #endif

@@ -1,10 +1,12 @@
 /* test_spec: engine/spec.c's prompt-lookup drafts on hand-worked sequences, and against a
  * second, naive implementation (build the whole sequence, scan it forwards keeping the last
- * match) on random sequences over small alphabets, where matches are frequent. */
+ * match) on random sequences over small alphabets, where matches are frequent; and the check
+ * that a draft model shares the model's vocabulary, on the demo model's files. */
 #include "check.h"
 #include "spec.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define N(a) ((int)(sizeof(a) / sizeof(a)[0]))
@@ -91,8 +93,31 @@ static void test_random(void) {
     CHECK(drafted > 1000, "the random histories drafted only %d tokens", drafted);
 }
 
+static void test_draft_vocab(void) {
+    char err[256] = "";
+    model *f32 = model_load(check_model_path("kjv-demo.gguf"), NULL, err, sizeof err);
+    model *q4 = model_load(check_model_path("kjv-demo-q4_0.gguf"), NULL, err, sizeof err);
+    model *bin = model_load(check_model_path("kjv-demo.bin"), NULL, err, sizeof err); /* none */
+    model *other = model_load(check_model_path("stories260K.bin"), NULL, err, sizeof err);
+    CHECK(f32 && q4 && bin && other, "%s", err);
+    if (f32 && q4 && bin && other) {
+        CHECK(spec_check_draft_vocab(f32, q4, err, sizeof err) == 0, "%s", err);
+        CHECK(spec_check_draft_vocab(f32, other, err, sizeof err) == -1 &&
+                  strstr(err, "same vocabulary"),
+              "%s", err);
+        CHECK(bin->tok == NULL && spec_check_draft_vocab(f32, bin, err, sizeof err) == -1 &&
+                  strstr(err, "no tokenizer"),
+              "%s", err);
+    }
+    model_free(f32);
+    model_free(q4);
+    model_free(bin);
+    model_free(other);
+}
+
 int main(void) {
     test_hand();
     test_random();
+    test_draft_vocab();
     return check_summary();
 }
