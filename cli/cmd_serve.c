@@ -15,6 +15,7 @@
 #include "kv_cache.h"
 #include "log.h"
 #include "scheduler.h"
+#include "spec.h"
 #include "summary.h"
 #include "sysmem.h"
 
@@ -189,7 +190,7 @@ int cmd_serve(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
 
     int status = 1;
-    model *m = NULL;
+    model *m = NULL, *draft = NULL;
     sched *s = NULL;
     chat_template *ct = NULL;
     http_server *h = http_start(&cfg, err, sizeof err);
@@ -203,6 +204,17 @@ int cmd_serve(int argc, char **argv) {
         snprintf(err, sizeof err, "%.200s has no tokenizer: pass --tokenizer", cfg.model);
         goto fail;
     }
+    if (cfg.model_draft[0]) {
+        char derr[LS_ERR_LEN];
+        if (!(draft = model_load(cfg.model_draft, NULL, derr, sizeof derr))) {
+            snprintf(err, sizeof err, "--model-draft %.60s: %.170s", cfg.model_draft, derr);
+            goto fail;
+        }
+        if (spec_check_draft_vocab(m, draft, derr, sizeof derr)) {
+            snprintf(err, sizeof err, "--model-draft %.60s: %.170s", cfg.model_draft, derr);
+            goto fail;
+        }
+    }
     sched_params sp = {
         .parallel = cfg.parallel,
         .ctx_size = cfg.ctx_size ? cfg.ctx_size : m->cfg.ctx_len,
@@ -212,6 +224,7 @@ int cmd_serve(int argc, char **argv) {
         .kv = cfg.kv_type == CFG_KV_F32 ? KV_F32 : KV_F16,
         .prompt_cache = cfg.prompt_cache,
         .spec_ngram = cfg.spec_ngram,
+        .draft = draft,
         .on_progress = http_progress, /* the scheduler wakes the connections waiting on it */
         .progress_arg = h,
     };
@@ -256,6 +269,7 @@ done:
     http_free(h);
     chat_template_free(ct); /* after http_free: no request renders with it any more */
     model_free(m);
+    model_free(draft);
     cfg_free(&cfg);
     log_close();
     return status;

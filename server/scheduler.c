@@ -42,6 +42,8 @@ typedef struct {
     int spec_misses;   /* verifications in a row that accepted less than half their draft */
     int spec_wait;     /* steps to decode without a draft before trying again */
     int n_drafted, n_accepted;
+    kv_cache *dkv;     /* (n_layers, ctx_size, kv_dim) of the draft model, or NULL: a prefix of
+                          hist (positions past hist's are dropped as the main cache's are) */
 } slot;
 
 struct sched {
@@ -50,6 +52,9 @@ struct sched {
     gram_vocab *gvocab; /* the vocabulary's token trie for grammars, read-only */
     pool *pool;
     fwd_ctx *fwd;
+    fwd_ctx *dfwd;      /* the draft model's forward context, or NULL */
+    int32_t *d_token, *d_pos, *d_seq; /* (ctx_size) one draft-model call's rows */
+    float *d_logits;    /* (vocab) its last row's logits */
     slot *slots;        /* (parallel) */
     kv_cache **caches;  /* (parallel) slots[i].kv, the fwd_decode view */
     int32_t *b_token, *b_pos, *b_seq, *b_slot; /* (max_rows) one forward step's rows */
@@ -363,6 +368,7 @@ static int slot_admit(sched *s, slot *sl, job *j, int choice, int reuse, char *e
     sl->job = j;
     sl->choice = choice;
     kv_truncate(sl->kv, reuse);
+    if (sl->dkv && sl->dkv->n > reuse) kv_truncate(sl->dkv, reuse);
     memcpy(sl->hist, j->req.prompt, (size_t)j->req.n_prompt * sizeof *sl->hist);
     sl->n_hist = j->req.n_prompt;
     sl->n_fed = reuse;
@@ -468,11 +474,37 @@ static int step_max_rows(int batch_size, int parallel) {
  * far more often in text that does not copy, where the rows are mostly wasted. */
 #define SCHED_SPEC_NGRAM_MIN 2
 
+/* Proposes up to n tokens with the draft model: feeds it the tokens of hist its cache lacks
+ * (a whole prompt at a slot's first draft), then its own greedy tokens one at a time. Returns
+ * how many (0 when its forward pass fails: the step goes on without a draft). */
+static int draft_model_propose(sched *s, slot *sl, int n) {
+    kv_cache *dkv = sl->dkv;
+    char err[LS_ERR_LEN];
+    int k = 0;
+    if (dkv->n >= sl->n_hist) kv_truncate(dkv, sl->n_hist - 1); /* the last token's logits */
+    while (k < n) {
+        int rows = 0, from = k == 0 ? dkv->n : sl->n_hist + k - 1;
+        int to = k == 0 ? sl->n_hist : from + 1; /* positions [from, to) */
+        for (int p = from; p < to; p++, rows++) {
+            s->d_token[rows] = p < sl->n_hist ? sl->hist[p] : sl->draft[p - sl->n_hist];
+            s->d_pos[rows] = p;
+            s->d_seq[rows] = 0;
+        }
+        fwd_batch b = {rows, s->d_token, s->d_pos, s->d_seq, NULL}; /* the last row's logits */
+        if (rows < 1 || fwd_decode(s->dfwd, &sl->dkv, 1, &b, s->d_logits, err, sizeof err)) {
+            kv_clear(dkv);
+            return 0;
+        }
+        sl->draft[k++] = sample_greedy(s->d_logits, s->p.draft->cfg.vocab_size);
+    }
+    return k;
+}
+
 /* The draft a decoding slot verifies this step: prompt lookup over its tokens, at most limit
  * tokens, none when the request turned speculation off or when the draft would be shorter than
  * the request's n_min. Never more than the request may still generate after its bonus token,
  * nor past the end of the slot's context. */
-static int slot_draft(const sched *s, slot *sl, int limit) {
+static int slot_draft(sched *s, slot *sl, int limit) {
     const gen_request *r = &sl->job->req;
     int n = sl->spec_len < limit ? sl->spec_len : limit;
     if (n > r->max_tokens - sl->n_gen - 1) n = r->max_tokens - sl->n_gen - 1;
@@ -482,8 +514,9 @@ static int slot_draft(const sched *s, slot *sl, int limit) {
         return 0;
     }
     if (n <= 0 || n < sl->spec_n_min) return 0;
-    int k = spec_ngram_draft(sl->hist, sl->n_hist, SCHED_SPEC_NGRAM_MIN, SPEC_NGRAM_MAX,
-                             sl->draft, n);
+    int k = sl->dkv ? draft_model_propose(s, sl, n)
+                    : spec_ngram_draft(sl->hist, sl->n_hist, SCHED_SPEC_NGRAM_MIN,
+                                       SPEC_NGRAM_MAX, sl->draft, n);
     return k < sl->spec_n_min ? 0 : k;
 }
 
@@ -531,6 +564,7 @@ static void slot_verify(sched *s, slot *sl, const float *logits, double now) {
     while (valid - n_old < k && valid < sl->n_hist && sl->hist[valid] == sl->draft[valid - n_old])
         valid++;
     if (sl->kv->n > valid) kv_truncate(sl->kv, valid);
+    if (sl->dkv && sl->dkv->n > valid) kv_truncate(sl->dkv, valid);
     metrics_spec((unsigned long long)k, (unsigned long long)accepted);
     int lo = sl->spec_n_min > 1 ? sl->spec_n_min : 1;
     if (accepted == k) sl->spec_len = 2 * sl->spec_len < sl->spec_n_max ? 2 * sl->spec_len
@@ -667,6 +701,7 @@ static void sched_free(sched *s) {
     if (!s) return;
     for (int i = 0; s->slots && i < s->p.parallel; i++) {
         kv_free(s->slots[i].kv);
+        kv_free(s->slots[i].dkv);
         free(s->slots[i].hist);
         free(s->slots[i].held);
         free(s->slots[i].piece);
@@ -674,6 +709,11 @@ static void sched_free(sched *s) {
     }
     gram_vocab_free(s->gvocab);
     fwd_free(s->fwd);
+    fwd_free(s->dfwd);
+    free(s->d_token);
+    free(s->d_pos);
+    free(s->d_seq);
+    free(s->d_logits);
     pool_destroy(s->pool);
     free(s->slots);
     free(s->caches);
@@ -728,10 +768,21 @@ sched *sched_create(const model *m, const sched_params *p, char *err, size_t err
         sl->mask = calloc(((size_t)n_mask + 31) / 32, sizeof *sl->mask); /* ids past the
             tokenizer's stay 0: never allowed */
         if (!sl->hist || !sl->held || !sl->piece || !sl->mask) goto oom;
+        if (p->draft && !(sl->dkv = kv_create(&p->draft->cfg, p->ctx_size, p->kv, err, errlen)))
+            goto fail;
     }
     if (!(s->gvocab = gram_vocab_from_tokenizer(m->tok))) goto oom;
     if (!(s->pool = pool_create(p->threads))) goto oom;
     if (!(s->fwd = fwd_create(m, p->batch_size, s->pool, err, errlen))) goto fail;
+    if (p->draft) {
+        if (spec_check_draft_vocab(m, p->draft, err, errlen)) goto fail;
+        if (!(s->dfwd = fwd_create(p->draft, p->batch_size, s->pool, err, errlen))) goto fail;
+        s->d_token = calloc((size_t)p->ctx_size, sizeof(int32_t));
+        s->d_pos = calloc((size_t)p->ctx_size, sizeof(int32_t));
+        s->d_seq = calloc((size_t)p->ctx_size, sizeof(int32_t));
+        s->d_logits = ls_alloc((size_t)p->draft->cfg.vocab_size * sizeof(float));
+        if (!s->d_token || !s->d_pos || !s->d_seq || !s->d_logits) goto oom;
+    }
     if (pthread_create(&s->thread, NULL, sched_main, s) != 0) {
         ls_fail(err, errlen, "cannot start the scheduler thread");
         goto fail;

@@ -14,6 +14,8 @@
  * turn exactly as plain decoding would, and the slot advances while the sampled token equals
  * the draft. The rows' bits do not depend on the batch, and the sampler draws once per token
  * either way, so the output is the same token for token as without drafts, greedy or seeded.
+ * With a draft model (sched_params.draft), each slot also keeps that model's KV cache, and the
+ * draft is the draft model's greedy continuation instead.
  * Thread-safety: sched_submit/sched_cancel/job_* are called from any thread; everything else
  * in sched.c runs on the scheduler thread. */
 #ifndef LS_SCHED_H
@@ -108,6 +110,9 @@ typedef struct {
     bool prompt_cache; /* a free slot keeps its KV cache; a new prompt reuses its longest prefix */
     int spec_ngram;    /* prompt-lookup draft tokens per step for requests that do not say;
                           0: off (0..SCHED_MAX_DRAFT) */
+    const model *draft; /* NULL, or a model with the same vocabulary (spec_check_draft_vocab)
+                           whose greedy tokens are the drafts instead of prompt lookup; borrowed,
+                           must outlive the scheduler */
     /* Called on the scheduler thread with no lock held after every step and whenever that
      * thread has ended jobs, so that the HTTP front end can wake the connections waiting on
      * them. Must be quick and must not call sched_*. NULL: none. */

@@ -7,12 +7,16 @@ greedy and seeded alike, alone and with other requests in the batch, with stop s
 max_tokens that end a choice in the middle of a draft, with a grammar, with n > 1; the prompt
 cache stays right after rejected drafts; /metrics counts drafted and accepted tokens, and drafts
 really are accepted on text that repeats; bad "speculative" fields are 400s; --spec-ngram 0
-turns the default off.
+turns the default off. With --model-draft (a small model with the same vocabulary drafting
+greedily, here the Q4_0 copy of the demo model): the same output, its drafts accepted, the
+prompt cache right; a model with another vocabulary is refused at startup.
 """
+import os
+import subprocess
 import sys
 import threading
 
-from server_harness import Runner, Server, check_error, run_with_server
+from server_harness import BIN, MODEL, MODELS, Runner, Server, check_error, run_with_server
 
 C = "/v1/completions"
 # Greedy continuations of these fall into loops that copy the text before them (the demo model
@@ -179,6 +183,35 @@ def test_default_off(s):
     assert output(on) == output(r), (output(on), output(r))
 
 
+def test_draft_model(s):
+    """The Q4_0 demo model drafts for the F32 one: every answer equals plain decoding's, its
+    drafts are accepted, and prompts that reuse a slot's cache (the draft model's cache is cut
+    with it) answer as from scratch."""
+    d0, a0 = spec_counts(s)
+    for p in PROMPTS[:4]:
+        same_with_and_without(s, p, max_tokens=60)
+        same_with_and_without(s, p, max_tokens=40, temperature=0.8, seed=3)
+    d1, a1 = spec_counts(s)
+    assert d1 - d0 > 100 and a1 - a0 > (d1 - d0) // 3, (d1 - d0, a1 - a0)
+    for p in PROMPTS[:3]:
+        r = s.post(C, comp(p, 8, max_tokens=30, stop="the"))
+        text = p + r["choices"][0]["text"]
+        for q in (text, text + " the LORD", p):
+            warm = s.post(C, comp(q, 8, max_tokens=20))
+            cold = s.post(C, comp(q, 0, max_tokens=20, cache_prompt=False))
+            assert output(warm) == output(cold), (q, output(warm), output(cold))
+
+
+def test_draft_model_other_vocabulary():
+    """A draft model with another vocabulary (stories260K: 512 tokens) ends startup with a
+    message that says so, and a non-zero exit."""
+    draft = os.path.join(MODELS, "stories260K.bin")
+    p = subprocess.run([BIN, "serve", "-m", MODEL, "--model-draft", draft, "--port", "0"],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    assert p.returncode != 0, p
+    assert "--model-draft" in p.stderr and "same vocabulary" in p.stderr, p.stderr
+
+
 def main():
     runner = Runner("test_server_spec")
     run_with_server(runner, [test_greedy_identical_and_accepted, test_plain_requests_draft_nothing,
@@ -188,6 +221,9 @@ def main():
                     "--parallel", "3")
     run_with_server(runner, [test_prompt_cache_after_rejected_drafts], "--parallel", "1")
     run_with_server(runner, [test_default_off], "--spec-ngram", "0")
+    run_with_server(runner, [test_draft_model], "--parallel", "1", "--model-draft",
+                    os.path.join(MODELS, "kjv-demo-q4_0.gguf"))
+    runner.run(test_draft_model_other_vocabulary)
     runner.finish()
 
 
