@@ -174,7 +174,7 @@ static void mean_sd(const double *x, int n, double *mean, double *sd) {
 static double run_pp(fwd_ctx *f, kv_cache *kv, const int32_t *tok, const int32_t *pos,
                      const int32_t *seq, int n, float *logits, char *err, size_t errlen) {
     kv_clear(kv);
-    fwd_batch b = {n, tok, pos, seq, NULL};
+    fwd_batch b = {.n_tokens = n, .token = tok, .pos = pos, .seq = seq};
     double t0 = ls_now();
     if (fwd_decode(f, &kv, 1, &b, logits, err, errlen) != 0) return -1;
     return ls_now() - t0;
@@ -186,7 +186,7 @@ static double run_tg(fwd_ctx *f, kv_cache *kv, const int32_t *tok, const int32_t
     kv_clear(kv);
     double t0 = ls_now();
     for (int i = 0; i < n; i++) {
-        fwd_batch b = {1, &tok[i], &pos[i], seq, NULL};
+        fwd_batch b = {.n_tokens = 1, .token = &tok[i], .pos = &pos[i], .seq = seq};
         if (fwd_decode(f, &kv, 1, &b, logits, err, errlen) != 0) return -1;
     }
     return ls_now() - t0;
@@ -262,10 +262,65 @@ typedef struct {
 
 /* n constrained steps: decode (or random logits), mask, sample at temperature 1, advance; a
  * finished or stuck grammar starts again. */
+/* The grammar file at path, parsed; NULL with a message. */
+static gram_rules *load_grammar(const char *path, char *err, size_t errlen) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        ls_fail(err, errlen, "cannot open %s", path);
+        return NULL;
+    }
+    fseek(fp, 0, SEEK_END);
+    long len = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    char *text = malloc((size_t)len + 1);
+    gram_rules *g = NULL;
+    if (!text || fread(text, 1, (size_t)len, fp) != (size_t)len)
+        ls_fail(err, errlen, "cannot read %s", path);
+    else
+        g = gram_parse(text, (size_t)len, err, errlen);
+    fclose(fp);
+    free(text);
+    return g;
+}
+
+/* The vocabulary trie the grammar runs against: --vocab's (a byte-level BPE GGUF's, or any
+ * other tokenizer's), else the model's; *build_ms the trie's build time. What it loads for
+ * --vocab goes to *tok or *gf, for the caller to free. NULL on failure (err may be empty: out
+ * of memory). */
+static gram_vocab *grammar_vocab(const bench_opts *o, const model *m, tokenizer **tok,
+                                 gguf_file **gf, double *build_ms, char *err, size_t errlen) {
+    gram_vocab *v;
+    double t0 = ls_now();
+    if (o->vocab) {
+        if (!(*gf = gguf_open(o->vocab, err, errlen))) return NULL;
+        gguf_str kind = {0};
+        gguf_get_str(*gf, "tokenizer.ggml.model", &kind, err, errlen);
+        if (gguf_str_eq(kind, "gpt2")) {
+            t0 = ls_now();
+            v = vocab_bpe(*gf, err, errlen);
+        } else {
+            if (!(*tok = model_load_tokenizer(o->vocab, err, errlen))) return NULL;
+            t0 = ls_now();
+            v = gram_vocab_from_tokenizer(*tok);
+        }
+    } else {
+        v = gram_vocab_from_tokenizer(m->tok);
+    }
+    *build_ms = (ls_now() - t0) * 1e3;
+    return v;
+}
+
+/* The median, 95th percentile and maximum of the n steps' times (sorted here). */
+static void step_stats(grammar_result *res, double *step_ms, int n) {
+    qsort(step_ms, (size_t)n, sizeof *step_ms, cmp_double);
+    res->p50_ms = step_ms[n / 2];
+    res->p95_ms = step_ms[(n * 95) / 100 < n ? (n * 95) / 100 : n - 1];
+    res->max_ms = step_ms[n - 1];
+}
+
 static int run_grammar(const bench_opts *o, const model *m, fwd_ctx *f, kv_cache *kv,
                        float *logits, grammar_result *res, char *err, size_t errlen) {
     int rc = -1;
-    char *text = NULL;
     gram_rules *g = NULL;
     gram_vocab *v = NULL;
     gram_state *st = NULL;
@@ -275,40 +330,11 @@ static int run_grammar(const bench_opts *o, const model *m, fwd_ctx *f, kv_cache
     double *step_ms = NULL;
     tokenizer *tok = NULL;
     gguf_file *gf = NULL;
-    FILE *fp = fopen(o->grammar, "rb");
-    if (!fp) return ls_fail(err, errlen, "cannot open %s", o->grammar);
-    fseek(fp, 0, SEEK_END);
-    long len = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    text = malloc((size_t)len + 1);
-    if (!text || fread(text, 1, (size_t)len, fp) != (size_t)len) {
-        fclose(fp);
-        ls_fail(err, errlen, "cannot read %s", o->grammar);
-        goto out;
-    }
-    fclose(fp);
-    if (!(g = gram_parse(text, (size_t)len, err, errlen))) goto out;
-    double t0 = ls_now();
-    if (o->vocab) {
-        if (!(gf = gguf_open(o->vocab, err, errlen))) goto out;
-        gguf_str kind = {0};
-        gguf_get_str(gf, "tokenizer.ggml.model", &kind, err, errlen);
-        if (gguf_str_eq(kind, "gpt2")) {
-            t0 = ls_now();
-            v = vocab_bpe(gf, err, errlen);
-        } else {
-            if (!(tok = model_load_tokenizer(o->vocab, err, errlen))) goto out;
-            t0 = ls_now();
-            v = gram_vocab_from_tokenizer(tok);
-        }
-    } else {
-        v = gram_vocab_from_tokenizer(m->tok);
-    }
-    if (!v) {
+    if (!(g = load_grammar(o->grammar, err, errlen))) return -1;
+    if (!(v = grammar_vocab(o, m, &tok, &gf, &res->build_ms, err, errlen))) {
         if (!err[0]) ls_fail(err, errlen, "out of memory for the vocabulary trie");
         goto out;
     }
-    res->build_ms = (ls_now() - t0) * 1e3;
     int nv = gram_vocab_n(v);
     res->n_vocab = nv;
     res->random_logits = nv != m->cfg.vocab_size;
@@ -332,7 +358,7 @@ static int run_grammar(const bench_opts *o, const model *m, fwd_ctx *f, kv_cache
         const float *lg = rnd;
         if (!res->random_logits) {
             int32_t pos = i;
-            fwd_batch b = {1, &id, &pos, &seq, NULL};
+            fwd_batch b = {.n_tokens = 1, .token = &id, .pos = &pos, .seq = &seq};
             if (fwd_decode(f, &kv, 1, &b, logits, err, errlen) != 0) goto out;
             lg = logits;
         } else {
@@ -361,10 +387,7 @@ static int run_grammar(const bench_opts *o, const model *m, fwd_ctx *f, kv_cache
     }
     res->n_steps = o->n_gen;
     res->mask_ms /= o->n_gen;
-    qsort(step_ms, (size_t)o->n_gen, sizeof *step_ms, cmp_double);
-    res->p50_ms = step_ms[o->n_gen / 2];
-    res->p95_ms = step_ms[(o->n_gen * 95) / 100 < o->n_gen ? (o->n_gen * 95) / 100 : o->n_gen - 1];
-    res->max_ms = step_ms[o->n_gen - 1];
+    step_stats(res, step_ms, o->n_gen);
     rc = 0;
 out:
     gram_state_free(st);
@@ -376,7 +399,6 @@ out:
     gram_rules_free(g);
     tok_free(tok);
     gguf_close(gf);
-    free(text);
     return rc;
 }
 
@@ -392,18 +414,70 @@ static void json_str(const char *s) {
     putchar('"');
 }
 
+/* What a run measured, for the report. */
+typedef struct {
+    const char *wtype, *kernels; /* the weights' type, the kernels used */
+    size_t wbytes;               /* weights read per token */
+    double pp, pp_sd, tg, tg_sd; /* tokens per second, mean and standard deviation */
+    double bw, roof;             /* read bandwidth (GB/s), the decode roofline (tok/s) */
+} bench_result;
+
+static void print_json(const bench_opts *o, const bench_result *r, const grammar_result *gr) {
+    printf("{\"model\": ");
+    json_str(o->model);
+    printf(", \"type\": \"%s\", \"kernels\": \"%s\", \"threads\": %d, \"n_prompt\": %d, "
+           "\"n_gen\": %d, \"reps\": %d, \"kv\": \"%s\", \"weights_bytes\": %zu, "
+           "\"pp_tok_s\": %.3f, \"pp_tok_s_sd\": %.3f, \"tg_tok_s\": %.3f, "
+           "\"tg_tok_s_sd\": %.3f, \"bandwidth_gb_s\": %.3f, \"roofline_tg_tok_s\": %.3f, "
+           "\"tg_roofline_frac\": %.4f",
+           r->wtype, r->kernels, o->threads, o->n_prompt, o->n_gen, o->reps,
+           o->kv_f16 ? "f16" : "f32", r->wbytes, r->pp, r->pp_sd, r->tg, r->tg_sd, r->bw, r->roof,
+           r->roof > 0 ? r->tg / r->roof : 0.0);
+    if (o->grammar) {
+        printf(", \"grammar\": {\"file\": ");
+        json_str(o->grammar);
+        printf(", \"n_vocab\": %d, \"random_logits\": %s, \"trie_build_ms\": %.3f, "
+               "\"grammar_ms_per_token\": %.4f, \"grammar_p50_ms\": %.4f, "
+               "\"grammar_p95_ms\": %.4f, \"grammar_max_ms\": %.4f, "
+               "\"decode_ms_per_token\": %.3f, \"overhead_frac\": %.4f, "
+               "\"completions\": %d}",
+               gr->n_vocab, gr->random_logits ? "true" : "false", gr->build_ms, gr->mask_ms,
+               gr->p50_ms, gr->p95_ms, gr->max_ms, gr->decode_ms,
+               gr->decode_ms > 0 ? gr->mask_ms / gr->decode_ms : 0.0, gr->n_done);
+    }
+    printf("}\n");
+}
+
+static void print_text(const bench_opts *o, const bench_result *r, const grammar_result *gr) {
+    printf("model: %s (%s, %.3f GB of weights per token), %d threads, %s kernels\n", o->model,
+           r->wtype, (double)r->wbytes / 1e9, o->threads, r->kernels);
+    if (o->n_prompt > 0)
+        printf("pp%-5d %10.2f ± %.2f tok/s\n", o->n_prompt, r->pp, r->pp_sd);
+    if (o->n_gen > 0) {
+        printf("tg%-5d %10.2f ± %.2f tok/s", o->n_gen, r->tg, r->tg_sd);
+        if (r->roof > 0) printf("   (%.0f%% of the roofline)", 100 * r->tg / r->roof);
+        putchar('\n');
+    }
+    if (r->bw > 0)
+        printf("read bandwidth %.2f GB/s with %d threads: roofline %.2f tok/s\n", r->bw,
+               o->threads, r->roof);
+    if (o->grammar)
+        printf("grammar %s, %d-token vocabulary%s: mask + advance %.3f ms/token (median "
+               "%.3f, p95 %.3f, max %.3f), "
+               "decode %.2f ms/token: %.2f%% overhead; trie built in %.1f ms; %d "
+               "completions in %d steps\n",
+               o->grammar, gr->n_vocab, gr->random_logits ? " (random logits)" : "",
+               gr->mask_ms, gr->p50_ms, gr->p95_ms, gr->max_ms, gr->decode_ms,
+               gr->decode_ms > 0 ? 100 * gr->mask_ms / gr->decode_ms : 0.0, gr->build_ms,
+               gr->n_done, gr->n_steps);
+}
+
 int cmd_bench(int argc, char **argv) {
     char err[LS_ERR_LEN] = "";
     bench_opts o;
     int prc = parse(&o, argc, argv, err, sizeof err);
-    if (prc == 1) {
-        usage(stdout);
-        return 0;
-    }
-    if (prc != 0) {
-        fprintf(stderr, "llamaserve bench: %s\n", err);
-        return 2;
-    }
+    int parsed = cli_parsed(prc, "bench", usage, err);
+    if (parsed >= 0) return parsed;
     int status = 1;
     model *m = NULL;
     pool *p = NULL;
@@ -431,10 +505,7 @@ int cmd_bench(int argc, char **argv) {
         tok[i] = (int32_t)((r >> 8) % (uint32_t)m->cfg.vocab_size);
         pos[i] = i;
     }
-    if (!(p = pool_create(o.threads))) {
-        snprintf(err, sizeof err, "cannot start %d threads", o.threads);
-        goto fail;
-    }
+    if (!(p = cli_pool(o.threads, err, sizeof err))) goto fail;
     mm_force_scalar(o.scalar);
     int max_tokens = o.n_prompt > 1 ? o.n_prompt : 1;
     if (!(f = fwd_create(m, max_tokens, p, err, sizeof err))) goto fail;
@@ -473,52 +544,11 @@ int cmd_bench(int argc, char **argv) {
     const char *kernels = mm_kernels();
     const char *wtype = dtype_name(m->layers[0].wq.type);
 
-    if (o.json) {
-        printf("{\"model\": ");
-        json_str(o.model);
-        printf(", \"type\": \"%s\", \"kernels\": \"%s\", \"threads\": %d, \"n_prompt\": %d, "
-               "\"n_gen\": %d, \"reps\": %d, \"kv\": \"%s\", \"weights_bytes\": %zu, "
-               "\"pp_tok_s\": %.3f, \"pp_tok_s_sd\": %.3f, \"tg_tok_s\": %.3f, "
-               "\"tg_tok_s_sd\": %.3f, \"bandwidth_gb_s\": %.3f, \"roofline_tg_tok_s\": %.3f, "
-               "\"tg_roofline_frac\": %.4f",
-               wtype, kernels, o.threads, o.n_prompt, o.n_gen, o.reps, o.kv_f16 ? "f16" : "f32",
-               wbytes, pp, pp_sd, tg, tg_sd, bw, roof, roof > 0 ? tg / roof : 0.0);
-        if (o.grammar) {
-            printf(", \"grammar\": {\"file\": ");
-            json_str(o.grammar);
-            printf(", \"n_vocab\": %d, \"random_logits\": %s, \"trie_build_ms\": %.3f, "
-                   "\"grammar_ms_per_token\": %.4f, \"grammar_p50_ms\": %.4f, "
-                   "\"grammar_p95_ms\": %.4f, \"grammar_max_ms\": %.4f, "
-                   "\"decode_ms_per_token\": %.3f, \"overhead_frac\": %.4f, "
-                   "\"completions\": %d}",
-                   gr.n_vocab, gr.random_logits ? "true" : "false", gr.build_ms, gr.mask_ms,
-                   gr.p50_ms, gr.p95_ms, gr.max_ms, gr.decode_ms, gr.decode_ms > 0 ? gr.mask_ms / gr.decode_ms : 0.0,
-                   gr.n_done);
-        }
-        printf("}\n");
-    } else {
-        printf("model: %s (%s, %.3f GB of weights per token), %d threads, %s kernels\n", o.model,
-               wtype, (double)wbytes / 1e9, o.threads, kernels);
-        if (o.n_prompt > 0)
-            printf("pp%-5d %10.2f ± %.2f tok/s\n", o.n_prompt, pp, pp_sd);
-        if (o.n_gen > 0) {
-            printf("tg%-5d %10.2f ± %.2f tok/s", o.n_gen, tg, tg_sd);
-            if (roof > 0) printf("   (%.0f%% of the roofline)", 100 * tg / roof);
-            putchar('\n');
-        }
-        if (bw > 0)
-            printf("read bandwidth %.2f GB/s with %d threads: roofline %.2f tok/s\n", bw,
-                   o.threads, roof);
-        if (o.grammar)
-            printf("grammar %s, %d-token vocabulary%s: mask + advance %.3f ms/token (median "
-                   "%.3f, p95 %.3f, max %.3f), "
-                   "decode %.2f ms/token: %.2f%% overhead; trie built in %.1f ms; %d "
-                   "completions in %d steps\n",
-                   o.grammar, gr.n_vocab, gr.random_logits ? " (random logits)" : "",
-                   gr.mask_ms, gr.p50_ms, gr.p95_ms, gr.max_ms, gr.decode_ms,
-                   gr.decode_ms > 0 ? 100 * gr.mask_ms / gr.decode_ms : 0.0, gr.build_ms,
-                   gr.n_done, gr.n_steps);
-    }
+    const bench_result res = {wtype, kernels, wbytes, pp, pp_sd, tg, tg_sd, bw, roof};
+    if (o.json)
+        print_json(&o, &res, &gr);
+    else
+        print_text(&o, &res, &gr);
     status = 0;
     goto done;
 fail:

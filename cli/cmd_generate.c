@@ -97,7 +97,7 @@ static int parse(gen_opts *o, int argc, char **argv, char *err, size_t errlen) {
             o->seed_set = true;
             break;
         case O_BEAMS:
-            rc = cfg_parse_int(optarg, 1, 64, &v, "--beams", err, errlen);
+            rc = cfg_parse_int(optarg, 1, BEAM_MAX_WIDTH, &v, "--beams", err, errlen);
             o->beams = (int)v;
             break;
         case O_LP:
@@ -153,155 +153,161 @@ static void finish(const gen_opts *o, tok_stream *ts, char *buf, size_t cap) {
     fflush(stdout);
 }
 
+/* What a generation holds from setup to the end: the model, its threads and forward context,
+ * the prompt's ids (then the generated ones) and the output state. */
+typedef struct {
+    model *m;
+    pool *p;
+    fwd_ctx *f;
+    int32_t *ids;   /* (cap) prompt, then generated tokens */
+    float *logits;  /* (vocab_size) */
+    char *piece;    /* (piece_cap) a token's text, whole */
+    size_t piece_cap;
+    int n_ctx, n_prompt, cap, n_gen;
+    tok_stream ts;
+    double t_prefill, t_gen0;
+} gen_run;
+
+static void gen_free(gen_run *g) {
+    fwd_free(g->f);
+    pool_destroy(g->p);
+    model_free(g->m);
+    free(g->ids);
+    free(g->logits);
+    free(g->piece);
+}
+
+/* Loads the model, tokenizes the prompt into g->ids and starts the threads. */
+static int gen_setup(gen_run *g, const gen_opts *o, char *err, size_t errlen) {
+    if (!(g->m = cli_load_model(o->model, o->tokenizer, true, err, errlen))) return -1;
+    const model *m = g->m;
+    g->n_ctx = o->ctx_size ? o->ctx_size : m->cfg.ctx_len;
+    const char *prompt = o->prompt ? o->prompt : "";
+    g->n_prompt = tok_encode(m->tok, prompt, strlen(prompt), true, NULL, 0);
+    if (g->n_prompt < 1) return ls_fail(err, errlen, "cannot tokenize the prompt");
+    if (g->n_prompt >= g->n_ctx)
+        return ls_fail(err, errlen, "the prompt has %d tokens; the context holds %d", g->n_prompt,
+                       g->n_ctx);
+    g->cap = g->n_prompt + o->n_predict;
+    if (g->cap > g->n_ctx) g->cap = g->n_ctx;
+    g->ids = malloc((size_t)g->cap * sizeof *g->ids);
+    g->logits = malloc((size_t)m->cfg.vocab_size * sizeof *g->logits);
+    g->piece_cap = tok_stream_cap(m->tok);
+    g->piece = malloc(g->piece_cap);
+    if (!g->ids || !g->logits || !g->piece) return ls_fail(err, errlen, "out of memory");
+    tok_encode(m->tok, prompt, strlen(prompt), true, g->ids, g->cap);
+    if (!(g->p = cli_pool(o->threads, err, errlen))) return -1;
+    if (!(g->f = fwd_create(m, FWD_STEP_ROWS, g->p, err, errlen))) return -1;
+    tok_stream_init(&g->ts, m->tok, g->n_prompt == 1);
+    return 0;
+}
+
+/* --beams: the best of o->beams beams, written once the search ends. */
+static int gen_beams(gen_run *g, const gen_opts *o, char *err, size_t errlen) {
+    if (g->cap - g->n_prompt < 1)
+        return ls_fail(err, errlen, "--beams needs at least one token to generate (-n)");
+    beam_params bp;
+    beam_params_default(&bp);
+    bp.width = o->beams;
+    bp.n_best = 1;
+    bp.max_new_tokens = g->cap - g->n_prompt;
+    bp.length_penalty = (float)o->length_penalty;
+    bp.eos_id = tok_eos(g->m->tok);
+    beam_result best;
+    int n_out = 0;
+    g->t_gen0 = ls_now();
+    if (beam_search(g->m, g->f, g->ids, g->n_prompt, &bp, &best, &n_out, err, errlen) != 0)
+        return -1;
+    for (int i = 0; i < best.n_tokens; i++)
+        emit(o, &g->ts, best.tokens[i], g->n_gen++, g->piece, g->piece_cap);
+    finish(o, &g->ts, g->piece, g->piece_cap);
+    fprintf(stderr, "beam search: %d beams, log-probability %.4f, score %.4f\n", o->beams,
+            best.logprob, best.score);
+    beam_results_free(&best, n_out);
+    return 0;
+}
+
+/* The sampler o asks for; its seed is printed when it is random and matters. */
+static sampler *gen_sampler(const gen_opts *o, int vocab_size) {
+    sampler_params sp;
+    sampler_params_default(&sp);
+    sp.temperature = (float)o->temperature;
+    sp.top_k = o->top_k;
+    sp.top_p = (float)o->top_p;
+    sp.min_p = (float)o->min_p;
+    sp.repeat_penalty = (float)o->repeat_penalty;
+    sp.penalty_last_n = 64;
+    sp.seed = o->seed_set ? o->seed : ((uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32));
+    if (!o->seed_set && o->temperature > 0)
+        fprintf(stderr, "seed: %llu\n", (unsigned long long)sp.seed);
+    return sampler_create(&sp, vocab_size);
+}
+
+/* Sampling: the prompt as one batch (logits for its last row only), then one token per step
+ * until an end-of-generation token or g->cap tokens in all. */
+static int gen_sample(gen_run *g, const gen_opts *o, char *err, size_t errlen) {
+    const model *m = g->m;
+    int rc = -1;
+    int32_t *pos = NULL, *seq = NULL;
+    sampler *smp = NULL;
+    kv_cache *kv = kv_create(&m->cfg, g->n_ctx, KV_F32, err, errlen);
+    if (!kv) return -1;
+    if (!(smp = gen_sampler(o, m->cfg.vocab_size))) {
+        ls_fail(err, errlen, "out of memory");
+        goto done;
+    }
+    pos = malloc((size_t)g->cap * sizeof *pos);
+    seq = calloc((size_t)g->cap, sizeof *seq);
+    if (!pos || !seq) {
+        ls_fail(err, errlen, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < g->cap; i++) pos[i] = i;
+    double tp = ls_now();
+    fwd_batch b = {.n_tokens = g->n_prompt, .token = g->ids, .pos = pos, .seq = seq};
+    rc = fwd_decode(g->f, &kv, 1, &b, g->logits, err, errlen);
+    g->t_prefill = ls_now() - tp;
+    g->t_gen0 = ls_now();
+    int n = g->n_prompt;
+    while (rc == 0 && n < g->cap) {
+        int id = sampler_sample(smp, g->logits, g->ids, n, 0, NULL);
+        if (tok_is_eog(m->tok, id)) break; /* EOS, <|eot_id|>, <|im_end|>, ... */
+        g->ids[n] = id;
+        emit(o, &g->ts, id, g->n_gen++, g->piece, g->piece_cap);
+        if (++n == g->cap) break;
+        fwd_batch step = {.n_tokens = 1, .token = &g->ids[n - 1], .pos = &pos[n - 1], .seq = seq};
+        rc = fwd_decode(g->f, &kv, 1, &step, g->logits, err, errlen);
+    }
+    finish(o, &g->ts, g->piece, g->piece_cap);
+done:
+    free(pos);
+    free(seq);
+    sampler_free(smp);
+    kv_free(kv);
+    return rc;
+}
+
 int cmd_generate(int argc, char **argv) {
     char err[LS_ERR_LEN] = "";
     gen_opts o;
     int prc = parse(&o, argc, argv, err, sizeof err);
-    if (prc == 1) {
-        usage(stdout);
-        return 0;
-    }
-    if (prc != 0) {
-        fprintf(stderr, "llamaserve generate: %s\n", err);
-        return 2;
-    }
-    int status = 1;
-    model *m = NULL;
-    pool *p = NULL;
-    fwd_ctx *f = NULL;
-    kv_cache *kv = NULL;
-    sampler *smp = NULL;
-    int32_t *ids = NULL;
-    float *logits = NULL;
-    char *piece = NULL;
-    size_t piece_cap = 0;
-
+    int parsed = cli_parsed(prc, "generate", usage, err);
+    if (parsed >= 0) return parsed;
+    gen_run g = {0};
     double t0 = ls_now();
-    m = model_load(o.model, o.tokenizer, err, sizeof err);
-    if (!m) goto fail;
-    if (!m->tok) {
-        snprintf(err, sizeof err, "%s has no tokenizer: pass --tokenizer", o.model);
-        goto fail;
-    }
-    int n_ctx = o.ctx_size ? o.ctx_size : m->cfg.ctx_len;
-    const char *prompt = o.prompt ? o.prompt : "";
-    int n_prompt = tok_encode(m->tok, prompt, strlen(prompt), true, NULL, 0);
-    if (n_prompt < 1) {
-        snprintf(err, sizeof err, "cannot tokenize the prompt");
-        goto fail;
-    }
-    if (n_prompt >= n_ctx) {
-        snprintf(err, sizeof err, "the prompt has %d tokens; the context holds %d", n_prompt,
-                 n_ctx);
-        goto fail;
-    }
-    int cap = n_prompt + o.n_predict;
-    if (cap > n_ctx) cap = n_ctx;
-    ids = malloc((size_t)cap * sizeof *ids);
-    logits = malloc((size_t)m->cfg.vocab_size * sizeof *logits);
-    piece_cap = tok_stream_cap(m->tok);
-    piece = malloc(piece_cap);
-    if (!ids || !logits || !piece) {
-        snprintf(err, sizeof err, "out of memory");
-        goto fail;
-    }
-    tok_encode(m->tok, prompt, strlen(prompt), true, ids, cap);
-    if (!(p = pool_create(o.threads))) {
-        snprintf(err, sizeof err, "cannot start %d threads", o.threads);
-        goto fail;
-    }
-    if (!(f = fwd_create(m, 64, p, err, sizeof err))) goto fail;
+    int rc = gen_setup(&g, &o, err, sizeof err);
     double t_load = ls_now() - t0;
-    tok_stream ts;
-    tok_stream_init(&ts, m->tok, n_prompt == 1);
-    int n_gen = 0;
-    double t_prefill = 0, t_gen0 = 0;
-
-    if (o.beams > 0) {
-        if (cap - n_prompt < 1) {
-            snprintf(err, sizeof err, "--beams needs at least one token to generate (-n)");
-            goto fail;
-        }
-        beam_params bp;
-        beam_params_default(&bp);
-        bp.width = o.beams;
-        bp.n_best = 1;
-        bp.max_new_tokens = cap - n_prompt;
-        bp.length_penalty = (float)o.length_penalty;
-        bp.eos_id = tok_eos(m->tok);
-        beam_result best;
-        int n_out = 0;
-        t_gen0 = ls_now();
-        if (beam_search(m, f, ids, n_prompt, &bp, &best, &n_out, err, sizeof err) != 0)
-            goto fail;
-        for (int i = 0; i < best.n_tokens; i++)
-            emit(&o, &ts, best.tokens[i], n_gen++, piece, piece_cap);
-        finish(&o, &ts, piece, piece_cap);
-        fprintf(stderr, "beam search: %d beams, log-probability %.4f, score %.4f\n", o.beams,
-                best.logprob, best.score);
-        beam_results_free(&best, n_out);
+    if (rc == 0)
+        rc = o.beams > 0 ? gen_beams(&g, &o, err, sizeof err) : gen_sample(&g, &o, err, sizeof err);
+    if (rc == 0) {
+        double t_gen = ls_now() - g.t_gen0;
+        fprintf(stderr,
+                "load %.3f s | prompt %d tokens, %.1f tok/s | generated %d tokens, %.1f tok/s\n",
+                t_load, g.n_prompt, g.t_prefill > 0 ? g.n_prompt / g.t_prefill : 0.0, g.n_gen,
+                t_gen > 0 ? g.n_gen / t_gen : 0.0);
     } else {
-        if (!(kv = kv_create(&m->cfg, n_ctx, KV_F32, err, sizeof err))) goto fail;
-        sampler_params sp;
-        sampler_params_default(&sp);
-        sp.temperature = (float)o.temperature;
-        sp.top_k = o.top_k;
-        sp.top_p = (float)o.top_p;
-        sp.min_p = (float)o.min_p;
-        sp.repeat_penalty = (float)o.repeat_penalty;
-        sp.penalty_last_n = 64;
-        sp.seed = o.seed_set ? o.seed : ((uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32));
-        if (!o.seed_set && o.temperature > 0)
-            fprintf(stderr, "seed: %llu\n", (unsigned long long)sp.seed);
-        if (!(smp = sampler_create(&sp, m->cfg.vocab_size))) {
-            snprintf(err, sizeof err, "out of memory");
-            goto fail;
-        }
-        /* prefill: the whole prompt as one batch, logits for its last row only */
-        int32_t *pos = malloc((size_t)cap * sizeof *pos), *seq = calloc((size_t)cap, sizeof *seq);
-        if (!pos || !seq) {
-            free(pos);
-            free(seq);
-            snprintf(err, sizeof err, "out of memory");
-            goto fail;
-        }
-        for (int i = 0; i < cap; i++) pos[i] = i;
-        double tp = ls_now();
-        fwd_batch b = {n_prompt, ids, pos, seq, NULL};
-        int rc = fwd_decode(f, &kv, 1, &b, logits, err, sizeof err);
-        t_prefill = ls_now() - tp;
-        t_gen0 = ls_now();
-        int n = n_prompt;
-        while (rc == 0 && n < cap) {
-            int id = sampler_sample(smp, logits, ids, n, 0, NULL);
-            if (tok_is_eog(m->tok, id)) break; /* EOS, <|eot_id|>, <|im_end|>, ... */
-            ids[n] = id;
-            emit(&o, &ts, id, n_gen++, piece, piece_cap);
-            if (++n == cap) break;
-            fwd_batch step = {1, &ids[n - 1], &pos[n - 1], seq, NULL};
-            rc = fwd_decode(f, &kv, 1, &step, logits, err, sizeof err);
-        }
-        free(pos);
-        free(seq);
-        finish(&o, &ts, piece, piece_cap);
-        if (rc != 0) goto fail;
+        fprintf(stderr, "llamaserve generate: %s\n", err);
     }
-    double t_gen = ls_now() - t_gen0;
-    fprintf(stderr, "load %.3f s | prompt %d tokens, %.1f tok/s | generated %d tokens, %.1f tok/s\n",
-            t_load, n_prompt, t_prefill > 0 ? n_prompt / t_prefill : 0.0, n_gen,
-            t_gen > 0 ? n_gen / t_gen : 0.0);
-    status = 0;
-    goto done;
-fail:
-    fprintf(stderr, "llamaserve generate: %s\n", err);
-done:
-    sampler_free(smp);
-    kv_free(kv);
-    fwd_free(f);
-    pool_destroy(p);
-    model_free(m);
-    free(ids);
-    free(logits);
-    free(piece);
-    return status;
+    gen_free(&g);
+    return rc == 0 ? 0 : 1;
 }

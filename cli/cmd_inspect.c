@@ -129,7 +129,7 @@ static int inspect_gguf(const char *path) {
         uint64_t total = 0;
         for (uint64_t i = 0; i < f->n_tensors; i++) {
             const gguf_tensor *t = &f->tensors[i];
-            printf("  %-32.*s %-6s ", (int)t->name.len, t->name.s, gguf_ggml_type_name(t->type));
+            printf("  %-32.*s %-6s ", (int)t->name.len, t->name.s, dtype_ggml_name(t->type));
             print_shape(t->ne, t->n_dims);
             printf(" %12llu %12llu\n", (unsigned long long)t->offset,
                    (unsigned long long)t->nbytes);

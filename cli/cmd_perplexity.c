@@ -136,56 +136,70 @@ static double nll(const float *logits, int vocab, int target) {
     return log(sum) + mx - (double)logits[target];
 }
 
+/* The file's text at path as token ids (BOS first; caller frees), *n_tok of them. */
+static int32_t *file_ids(const char *path, const tokenizer *tok, int *n_tok, char *err,
+                         size_t errlen) {
+    size_t len = 0;
+    int32_t *ids = NULL;
+    char *text = read_text(path, &len, err, errlen);
+    if (!text) return NULL;
+    if (len > (size_t)1 << 30) {
+        ls_fail(err, errlen, "%s: too large", path);
+        goto done;
+    }
+    *n_tok = tok_encode(tok, text, len, true, NULL, 0);
+    if (*n_tok < 0) {
+        ls_fail(err, errlen, "%s: cannot tokenize (not UTF-8 text?)", path);
+        goto done;
+    }
+    ids = malloc(((size_t)*n_tok + 1) * sizeof *ids);
+    if (!ids || tok_encode(tok, text, len, true, ids, *n_tok + 1) != *n_tok) {
+        free(ids);
+        ids = NULL;
+        ls_fail(err, errlen, "%s: cannot tokenize", path);
+    }
+done:
+    free(text);
+    return ids;
+}
+
+/* The result from the sums of the count scored tokens' negative log-likelihoods (and of
+ * their squares): the perplexity with its standard error, and with json a JSON line too. */
+static void print_ppl(double sum, double sum2, long long count, int n_chunks, int c, bool json) {
+    const double mean = sum / count, ppl = exp(mean);
+    const double var = sum2 / count - mean * mean;
+    const double se = count > 1 && var > 0 ? sqrt(var / (count - 1)) * ppl : 0;
+    printf("PPL = %.4f +/- %.5f (%d windows of %d, %lld tokens scored)\n", ppl, se, n_chunks, c,
+           count);
+    if (json)
+        printf("{\"ppl\": %.6f, \"ppl_stderr\": %.6f, \"chunks\": %d, \"tokens_scored\": %lld}\n",
+               ppl, se, n_chunks, count);
+}
+
 int cmd_perplexity(int argc, char **argv) {
     char err[LS_ERR_LEN] = "";
     ppl_opts o;
     int prc = parse(&o, argc, argv, err, sizeof err);
-    if (prc == 1) {
-        usage(stdout);
-        return 0;
-    }
-    if (prc != 0) {
-        fprintf(stderr, "llamaserve perplexity: %s\n", err);
-        return 2;
-    }
+    int parsed = cli_parsed(prc, "perplexity", usage, err);
+    if (parsed >= 0) return parsed;
     int status = 1;
     model *m = NULL;
     pool *p = NULL;
     fwd_ctx *f = NULL;
     kv_cache *kv = NULL;
-    char *text = NULL;
     int32_t *ids = NULL, *pos = NULL, *seq = NULL;
     bool *want = NULL;
     float *logits = NULL;
 
-    m = model_load(o.model, o.tokenizer, err, sizeof err);
-    if (!m) goto fail;
-    if (!m->tok) {
-        snprintf(err, sizeof err, "%.200s has no tokenizer: pass --tokenizer", o.model);
-        goto fail;
-    }
+    if (!(m = cli_load_model(o.model, o.tokenizer, true, err, sizeof err))) goto fail;
     const int c = o.ctx ? o.ctx : (m->cfg.ctx_len < 512 ? m->cfg.ctx_len : 512);
     if (c > m->cfg.ctx_len) {
         snprintf(err, sizeof err, "--ctx-size %d exceeds the model's context length %d", c,
                  m->cfg.ctx_len);
         goto fail;
     }
-    size_t len = 0;
-    if (!(text = read_text(o.file, &len, err, sizeof err))) goto fail;
-    if (len > (size_t)1 << 30) {
-        snprintf(err, sizeof err, "%s: too large", o.file);
-        goto fail;
-    }
-    int n_tok = tok_encode(m->tok, text, len, true, NULL, 0);
-    if (n_tok < 0) {
-        snprintf(err, sizeof err, "%s: cannot tokenize (not UTF-8 text?)", o.file);
-        goto fail;
-    }
-    ids = malloc(((size_t)n_tok + 1) * sizeof *ids);
-    if (!ids || tok_encode(m->tok, text, len, true, ids, n_tok + 1) != n_tok) {
-        snprintf(err, sizeof err, "%s: cannot tokenize", o.file);
-        goto fail;
-    }
+    int n_tok;
+    if (!(ids = file_ids(o.file, m->tok, &n_tok, err, sizeof err))) goto fail;
     int n_chunks = n_tok / c;
     if (o.max_chunks > 0 && n_chunks > o.max_chunks) n_chunks = o.max_chunks;
     if (n_chunks < 1) {
@@ -197,11 +211,8 @@ int cmd_perplexity(int argc, char **argv) {
     fprintf(stderr, "perplexity: %d tokens, %d windows of %d, %d scored per window\n", n_tok,
             n_chunks, c, n_scored);
 
-    if (!(p = pool_create(o.threads))) {
-        snprintf(err, sizeof err, "cannot start %d threads", o.threads);
-        goto fail;
-    }
-    if (!(f = fwd_create(m, 64, p, err, sizeof err))) goto fail;
+    if (!(p = cli_pool(o.threads, err, sizeof err))) goto fail;
+    if (!(f = fwd_create(m, FWD_STEP_ROWS, p, err, sizeof err))) goto fail;
     if (!(kv = kv_create(&m->cfg, c, KV_F16, err, sizeof err))) goto fail;
     pos = malloc((size_t)c * sizeof *pos);
     seq = calloc((size_t)c, sizeof *seq);
@@ -235,14 +246,7 @@ int cmd_perplexity(int argc, char **argv) {
         fprintf(stderr, "[%d/%d] ppl %.4f (%.1f s)\n", k + 1, n_chunks, exp(sum / count),
                 ls_now() - t0);
     }
-    const double mean = sum / count, ppl = exp(mean);
-    const double var = sum2 / count - mean * mean;
-    const double se = count > 1 && var > 0 ? sqrt(var / (count - 1)) * ppl : 0;
-    printf("PPL = %.4f +/- %.5f (%d windows of %d, %lld tokens scored)\n", ppl, se, n_chunks, c,
-           count);
-    if (o.json)
-        printf("{\"ppl\": %.6f, \"ppl_stderr\": %.6f, \"chunks\": %d, \"tokens_scored\": %lld}\n",
-               ppl, se, n_chunks, count);
+    print_ppl(sum, sum2, count, n_chunks, c, o.json);
     status = 0;
     goto done;
 fail:
@@ -253,7 +257,6 @@ done:
     free(seq);
     free(pos);
     free(ids);
-    free(text);
     if (kv) kv_free(kv);
     if (f) fwd_free(f);
     if (p) pool_destroy(p);

@@ -10,6 +10,7 @@
 #include "chat.h"
 #include "common.h"
 #include "config.h"
+#include "fingerprint.h"
 #include "gguf.h"
 #include "http.h"
 #include "kv_cache.h"
@@ -168,6 +169,23 @@ static void guard_mapping(const model *m, const char *path) {
     sigaction(SIGBUS, &sa, NULL);
 }
 
+/* --model-draft into *out (NULL when none is set), refused unless its vocabulary is m's.
+ * 0, or -1 with a message. */
+static int load_draft(const cfg_server *c, const model *m, model **out, char *err,
+                      size_t errlen) {
+    char why[LS_ERR_LEN];
+    *out = NULL;
+    if (!c->model_draft[0]) return 0;
+    model *d = model_load(c->model_draft, NULL, why, sizeof why);
+    if (d && spec_check_draft_vocab(m, d, why, sizeof why) != 0) {
+        model_free(d);
+        d = NULL;
+    }
+    if (!d) return ls_fail(err, errlen, "--model-draft %.60s: %.170s", c->model_draft, why);
+    *out = d;
+    return 0;
+}
+
 int cmd_serve(int argc, char **argv) {
     static cfg_server cfg; /* large (paths): not on the stack */
     char err[LS_ERR_LEN] = "";
@@ -204,17 +222,7 @@ int cmd_serve(int argc, char **argv) {
         snprintf(err, sizeof err, "%.200s has no tokenizer: pass --tokenizer", cfg.model);
         goto fail;
     }
-    if (cfg.model_draft[0]) {
-        char derr[LS_ERR_LEN];
-        if (!(draft = model_load(cfg.model_draft, NULL, derr, sizeof derr))) {
-            snprintf(err, sizeof err, "--model-draft %.60s: %.170s", cfg.model_draft, derr);
-            goto fail;
-        }
-        if (spec_check_draft_vocab(m, draft, derr, sizeof derr)) {
-            snprintf(err, sizeof err, "--model-draft %.60s: %.170s", cfg.model_draft, derr);
-            goto fail;
-        }
-    }
+    if (load_draft(&cfg, m, &draft, err, sizeof err)) goto fail;
     sched_params sp = {
         .parallel = cfg.parallel,
         .ctx_size = cfg.ctx_size ? cfg.ctx_size : m->cfg.ctx_len,
@@ -225,12 +233,15 @@ int cmd_serve(int argc, char **argv) {
         .prompt_cache = cfg.prompt_cache,
         .spec_ngram = cfg.spec_ngram,
         .draft = draft,
+        .pooling = cfg.pooling == CFG_POOL_LAST ? EMBD_POOL_LAST : EMBD_POOL_MEAN,
         .on_progress = http_progress, /* the scheduler wakes the connections waiting on it */
         .progress_arg = h,
     };
     if (check_kv_memory(m, &sp)) goto done; /* logged with its numbers */
     if (!(s = sched_create(m, &sp, err, sizeof err))) goto fail;
     if (!(ct = load_chat_template(&cfg, m, err, sizeof err))) goto fail;
+    char fingerprint[FP_LEN];
+    if (fp_model_fingerprint(cfg.model, fingerprint, err, sizeof err)) goto fail;
     api_ctx ctx = {
         .m = m,
         .model_id = cfg.alias,
@@ -240,6 +251,8 @@ int cmd_serve(int argc, char **argv) {
         .default_seed = (long long)cfg.seed,
         .chat_fmt = chat_template_family(ct),
         .chat = ct,
+        .fingerprint = fingerprint,
+        .model_path = cfg.model,
     };
     http_set_ready(h, s, &ctx);
     summary_log_ready(&(summary_in){&cfg, m, &sp, http_port(h), chat_template_name(ct),

@@ -105,14 +105,8 @@ int cmd_tokenize(int argc, char **argv) {
     char err[LS_ERR_LEN];
     tok_opts o;
     int prc = parse(&o, argc, argv, err, sizeof err);
-    if (prc == 1) {
-        usage(stdout);
-        return 0;
-    }
-    if (prc != 0) {
-        fprintf(stderr, "llamaserve tokenize: %s\n", err);
-        return 2;
-    }
+    int parsed = cli_parsed(prc, "tokenize", usage, err);
+    if (parsed >= 0) return parsed;
     int status = 1;
     char *input = NULL;
     int32_t *ids = NULL;

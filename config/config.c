@@ -60,11 +60,13 @@ typedef struct {
 static const char *const template_names[] = {"auto", "llama2", "chatml", "zephyr", "llama3", NULL};
 static const char *const kv_names[] = {"f16", "f32", NULL};
 static const char *const log_names[] = {"text", "json", NULL};
+static const char *const pooling_names[] = {"mean", "last", NULL};
 
 /* Enum fields are written through an int (memcpy); they must be int-sized. */
 _Static_assert(sizeof(cfg_chat_template) == sizeof(int), "enum size");
 _Static_assert(sizeof(cfg_kv_type) == sizeof(int), "enum size");
 _Static_assert(sizeof(cfg_log_format) == sizeof(int), "enum size");
+_Static_assert(sizeof(cfg_pooling) == sizeof(int), "enum size");
 
 static int check_origins(const char *v, const char *what, char *err, size_t errlen);
 
@@ -97,6 +99,9 @@ static const setting settings[] = {
     INT(threads, 2, 1, 256, 't', "threads for the matrix work"),
     INT(batch_size, 64, 1, 4096, 'b', "most token rows in one forward step (the prefill chunk)"),
     ENUM(kv_type, CFG_KV_F16, kv_names, "KV cache element type"),
+    ENUM(pooling, CFG_POOL_MEAN, pooling_names,
+         "embeddings: mean = the average of every token's final\n"
+         "hidden state, last = the last token's; then unit length"),
     {"mmap", K_BOOL, FIELD(mmap), 0, 0, NULL, 1, NULL, 0, "BOOL",
      "map the model file (shared, read-only); --no-mmap reads it\n"
      "into private memory, immune to the file being replaced", 0, NULL},
@@ -123,8 +128,15 @@ static const setting settings[] = {
      .metavar = "BOOL",
      .help = "serve the chat page at / (--no-webui turns it off: / is 404)"},
     STR(api_key, "", 0, "KEY", SECRET,
-        "clients must send 'Authorization: Bearer KEY'; empty =\n"
-        "no auth (prefer the variable: ps shows flags)"),
+        "clients must send 'Authorization: Bearer KEY' (or\n"
+        "'X-Api-Key: KEY'); empty = no auth (prefer the variable:\n"
+        "ps shows flags)"),
+    {"public_models", K_BOOL, FIELD(public_models), 0, 0, NULL, 1, NULL, 0, "BOOL",
+     "answer GET /v1/models and /models without the API key, as\n"
+     "/health is (--no-public-models asks for the key)",
+     0, NULL},
+    {"slots", K_BOOL, FIELD(slots), 0, 0, NULL, 1, NULL, 0, "BOOL",
+     "serve GET /slots, each slot's state (--no-slots: 501)", 0, NULL},
     {"cors_origin", K_STR, FIELD(cors_origin), 0, 0, "", 0, NULL, 0, "ORIGIN",
      "let browser pages from ORIGIN (scheme://host[:port], or *)\n"
      "call the API (CORS); repeat the flag for several, or give a\n"
@@ -624,35 +636,154 @@ static int apply_ctx_total(cfg_server *c, const char *v, char *err, size_t errle
     return 0;
 }
 
-int cfg_load(cfg_server *c, int argc, char **argv, FILE *out, char *err, size_t errlen) {
+/* getopt_long's tables for every setting: --name (and --no-name for booleans) and the short
+ * flags, plus --help and --print-config. */
+typedef struct {
     struct option opts[2 * N_SETTINGS + 3];
     char names[2 * N_SETTINGS][48];
-    char shorts[2 * N_SETTINGS + 8] = ":hc:";
+    char shorts[2 * N_SETTINGS + 8];
+} flag_table;
+
+static void build_flag_table(flag_table *ft) {
     size_t n_opts = 0;
+    strcpy(ft->shorts, ":hc:");
     for (size_t i = 0; i < N_SETTINGS; i++) {
         const setting *s = &settings[i];
-        flag_name(s, names[n_opts], sizeof names[n_opts]);
-        opts[n_opts] = (struct option){names[n_opts],
-                                       s->kind == K_BOOL ? optional_argument : required_argument,
-                                       NULL, OPT_SET + (int)i};
+        flag_name(s, ft->names[n_opts], sizeof ft->names[n_opts]);
+        ft->opts[n_opts] = (struct option){
+            ft->names[n_opts], s->kind == K_BOOL ? optional_argument : required_argument, NULL,
+            OPT_SET + (int)i};
         n_opts++;
         if (s->kind == K_BOOL) {
-            memcpy(names[n_opts], "no-", 3);
-            flag_name(s, names[n_opts] + 3, sizeof names[n_opts] - 3);
-            opts[n_opts] = (struct option){names[n_opts], no_argument, NULL, OPT_NEG + (int)i};
+            memcpy(ft->names[n_opts], "no-", 3);
+            flag_name(s, ft->names[n_opts] + 3, sizeof ft->names[n_opts] - 3);
+            ft->opts[n_opts] =
+                (struct option){ft->names[n_opts], no_argument, NULL, OPT_NEG + (int)i};
             n_opts++;
         }
         if (s->short_flag) {
-            size_t n = strlen(shorts);
-            shorts[n] = s->short_flag;
-            shorts[n + 1] = ':';
-            shorts[n + 2] = '\0';
+            size_t n = strlen(ft->shorts);
+            ft->shorts[n] = s->short_flag;
+            ft->shorts[n + 1] = ':';
+            ft->shorts[n + 2] = '\0';
         }
     }
-    opts[n_opts++] = (struct option){"help", no_argument, NULL, OPT_HELP};
-    opts[n_opts++] = (struct option){"print-config", no_argument, NULL, OPT_PRINT};
-    opts[n_opts] = (struct option){0, 0, 0, 0};
+    ft->opts[n_opts++] = (struct option){"help", no_argument, NULL, OPT_HELP};
+    ft->opts[n_opts++] = (struct option){"print-config", no_argument, NULL, OPT_PRINT};
+    ft->opts[n_opts] = (struct option){0, 0, 0, 0};
+}
 
+/* The flag use of getopt's answer ch (a setting's, -c's, or a short flag's) into *u; -1 with a
+ * message for an unknown or incomplete one. */
+static int flag_use_of(int ch, char **args, flag_use *u, char *err, size_t errlen) {
+    if (ch == OPT_CTX_TOTAL) {
+        *u = (flag_use){NULL, optarg, false};
+    } else if (ch >= OPT_SET && ch < OPT_SET + (int)N_SETTINGS) {
+        *u = (flag_use){&settings[ch - OPT_SET], optarg, false};
+    } else if (ch >= OPT_NEG && ch < OPT_NEG + (int)N_SETTINGS) {
+        *u = (flag_use){&settings[ch - OPT_NEG], NULL, true};
+    } else if (ch == ':') {
+        return cfg_fail(err, errlen, "%s needs a value", args[optind - 1]);
+    } else if (ch == '?') {
+        if (optopt && optopt < 256) return cfg_fail(err, errlen, "unknown option '-%c'", optopt);
+        return cfg_fail(err, errlen, "unknown option '%s'", args[optind - 1]);
+    } else {
+        const setting *s = NULL;
+        for (size_t i = 0; i < N_SETTINGS; i++)
+            if (settings[i].short_flag == ch) s = &settings[i];
+        if (!s) return cfg_fail(err, errlen, "unknown option '-%c'", ch);
+        *u = (flag_use){s, optarg, false};
+    }
+    return 0;
+}
+
+/* Pass 1: the flags of args (argc words) into uses (*n_uses), --help and --print-config into
+ * *help and *print, so that --config is known before the file is read and the file and
+ * environment are applied beneath the flags whatever their order. */
+static int collect_flags(int argc, char **args, const flag_table *ft, flag_use *uses,
+                         size_t *n_uses, bool *help, bool *print, char *err, size_t errlen) {
+    int ch, li = -1;
+    opterr = 0;
+    optind = 0; /* glibc: 0 also resets getopt's state left from an earlier call */
+    while ((ch = getopt_long(argc, args, ft->shorts, ft->opts, &li)) != -1) {
+        if (li >= 0 && ch != '?' && ch != ':') {
+            /* getopt_long takes unambiguous prefixes (--par for --parallel); we do not, so that
+             * adding a flag never changes what an old command line means. */
+            const struct option *o = &ft->opts[li];
+            bool separate = o->has_arg == required_argument && optarg == args[optind - 1];
+            const char *arg = args[optind - (separate ? 2 : 1)];
+            size_t n = strcspn(arg + 2, "=");
+            if (strncmp(arg, "--", 2) || strlen(o->name) != n)
+                return cfg_fail(err, errlen, "unknown option '%.*s' (did you mean --%s?)",
+                                (int)strcspn(arg, "="), arg, o->name);
+        }
+        li = -1;
+        if (ch == OPT_HELP)
+            *help = true;
+        else if (ch == OPT_PRINT)
+            *print = true;
+        else if (flag_use_of(ch, args, &uses[(*n_uses)++], err, errlen))
+            return -1;
+    }
+    if (optind < argc) return cfg_fail(err, errlen, "unexpected argument '%s'", args[optind]);
+    return 0;
+}
+
+/* The file's path: the last --config, else LLAMASERVE_CONFIG; reads the file when there is
+ * one. */
+static int apply_config_file(cfg_server *c, const flag_use *uses, size_t n_uses, char *err,
+                             size_t errlen) {
+    const setting *config = find_key("config");
+    char config_env[64];
+    env_name(config, config_env, sizeof config_env);
+    const char *path = getenv(config_env);
+    const char *path_what = config_env;
+    for (size_t i = 0; i < n_uses; i++)
+        if (uses[i].s == config) path = uses[i].value, path_what = "--config";
+    if (!path || !*path) return 0;
+    char what[96];
+    snprintf(what, sizeof what, "%s%s", path_what == config_env ? "environment variable " : "",
+             path_what);
+    if (set_str(c, config, path, what, err, errlen) || load_file(c, path, err, errlen)) return -1;
+    return 0;
+}
+
+/* The flags, above the file and the environment, in command-line order; *ctx_total is the last
+ * -c, unless a later --ctx-size overrode it. */
+static int apply_flags(cfg_server *c, const flag_use *uses, size_t n_uses,
+                       const char **ctx_total, char *err, size_t errlen) {
+    bool appended[N_SETTINGS] = {0};
+    *ctx_total = NULL;
+    for (size_t i = 0; i < n_uses; i++) {
+        const flag_use *u = &uses[i];
+        if (!u->s) {
+            *ctx_total = u->value;
+            continue;
+        }
+        char what[64] = "--";
+        flag_name(u->s, what + 2, sizeof what - 2);
+        if (!strcmp(u->s->key, "ctx_size")) *ctx_total = NULL;
+        if (u->s->kind == K_BOOL && !u->value) {
+            set_int(c, u->s, !u->negate);
+        } else if ((u->s->flags & APPEND) && appended[u->s - settings]) {
+            /* the flag's earlier values (not the file's or the environment's) plus this one */
+            char list[CFG_PATH_LEN];
+            const char *prev = cfield(c, u->s);
+            if ((size_t)snprintf(list, sizeof list, "%s,%s", prev, u->value) >= sizeof list)
+                return cfg_fail(err, errlen, "%s: the values together are longer than %zu bytes",
+                                what, sizeof list - 1);
+            if (set_text(c, u->s, list, what, err, errlen)) return -1;
+        } else if (set_text(c, u->s, u->value, what, err, errlen)) {
+            return -1;
+        }
+        appended[u->s - settings] = true;
+    }
+    return 0;
+}
+
+int cfg_load(cfg_server *c, int argc, char **argv, FILE *out, char *err, size_t errlen) {
+    flag_table ft;
+    build_flag_table(&ft);
     cfg_defaults(c);
     int rc = -1;
     bool help = false, print = false;
@@ -667,111 +798,17 @@ int cfg_load(cfg_server *c, int argc, char **argv, FILE *out, char *err, size_t 
     }
     for (int i = 0; i < argc; i++)
         args[i] = argv[i];
-    if (rewrite_llamacpp(argc, args, opts, shorts, err, errlen)) goto done;
-
-    /* Pass 1: collect the flags, so that --config is known before the file is read and the file
-     * and environment are applied beneath the flags whatever their order. */
-    int ch, li = -1;
-    opterr = 0;
-    optind = 0; /* glibc: 0 also resets getopt's state left from an earlier call */
-    while ((ch = getopt_long(argc, args, shorts, opts, &li)) != -1) {
-        if (li >= 0 && ch != '?' && ch != ':') {
-            /* getopt_long takes unambiguous prefixes (--par for --parallel); we do not, so that
-             * adding a flag never changes what an old command line means. */
-            bool separate = opts[li].has_arg == required_argument && optarg == args[optind - 1];
-            const char *arg = args[optind - (separate ? 2 : 1)];
-            size_t n = strcspn(arg + 2, "=");
-            if (strncmp(arg, "--", 2) || strlen(opts[li].name) != n) {
-                cfg_fail(err, errlen, "unknown option '%.*s' (did you mean --%s?)",
-                     (int)strcspn(arg, "="), arg, opts[li].name);
-                goto done;
-            }
-        }
-        li = -1;
-        if (ch == OPT_HELP) {
-            help = true;
-        } else if (ch == OPT_PRINT) {
-            print = true;
-        } else if (ch == OPT_CTX_TOTAL) {
-            uses[n_uses++] = (flag_use){NULL, optarg, false};
-        } else if (ch >= OPT_SET && ch < OPT_SET + (int)N_SETTINGS) {
-            uses[n_uses++] = (flag_use){&settings[ch - OPT_SET], optarg, false};
-        } else if (ch >= OPT_NEG && ch < OPT_NEG + (int)N_SETTINGS) {
-            uses[n_uses++] = (flag_use){&settings[ch - OPT_NEG], NULL, true};
-        } else if (ch == ':') {
-            cfg_fail(err, errlen, "%s needs a value", args[optind - 1]);
-            goto done;
-        } else if (ch == '?') {
-            if (optopt && optopt < 256)
-                cfg_fail(err, errlen, "unknown option '-%c'", optopt);
-            else
-                cfg_fail(err, errlen, "unknown option '%s'", args[optind - 1]);
-            goto done;
-        } else {
-            const setting *s = NULL;
-            for (size_t i = 0; i < N_SETTINGS; i++)
-                if (settings[i].short_flag == ch) s = &settings[i];
-            if (!s) {
-                cfg_fail(err, errlen, "unknown option '-%c'", ch);
-                goto done;
-            }
-            uses[n_uses++] = (flag_use){s, optarg, false};
-        }
-    }
-    if (optind < argc) {
-        cfg_fail(err, errlen, "unexpected argument '%s'", args[optind]);
-        goto done;
-    }
+    if (rewrite_llamacpp(argc, args, ft.opts, ft.shorts, err, errlen)) goto done;
+    if (collect_flags(argc, args, &ft, uses, &n_uses, &help, &print, err, errlen)) goto done;
     if (help) {
         cfg_print_help(out);
         rc = 1;
         goto done;
     }
-
-    /* The file's path: the last --config, else LLAMASERVE_CONFIG. */
-    const setting *config = find_key("config");
-    char config_env[64];
-    env_name(config, config_env, sizeof config_env);
-    const char *path = getenv(config_env);
-    const char *path_what = config_env;
-    for (size_t i = 0; i < n_uses; i++)
-        if (uses[i].s == config) path = uses[i].value, path_what = "--config";
-    if (path && *path) {
-        char what[96];
-        snprintf(what, sizeof what, "%s%s", path_what == config_env ? "environment variable " : "",
-                 path_what);
-        if (set_str(c, config, path, what, err, errlen) || load_file(c, path, err, errlen))
-            goto done;
-    }
-    if (load_env(c, err, errlen)) goto done;
-    const char *ctx_total = NULL; /* the last -c, unless a later --ctx-size overrode it */
-    bool appended[N_SETTINGS] = {0};
-    for (size_t i = 0; i < n_uses; i++) {
-        const flag_use *u = &uses[i];
-        if (!u->s) {
-            ctx_total = u->value;
-            continue;
-        }
-        char what[64] = "--";
-        flag_name(u->s, what + 2, sizeof what - 2);
-        if (!strcmp(u->s->key, "ctx_size")) ctx_total = NULL;
-        if (u->s->kind == K_BOOL && !u->value) {
-            set_int(c, u->s, !u->negate);
-        } else if ((u->s->flags & APPEND) && appended[u->s - settings]) {
-            /* the flag's earlier values (not the file's or the environment's) plus this one */
-            char list[CFG_PATH_LEN];
-            const char *prev = cfield(c, u->s);
-            if ((size_t)snprintf(list, sizeof list, "%s,%s", prev, u->value) >= sizeof list) {
-                cfg_fail(err, errlen, "%s: the values together are longer than %zu bytes", what,
-                         sizeof list - 1);
-                goto done;
-            }
-            if (set_text(c, u->s, list, what, err, errlen)) goto done;
-        } else if (set_text(c, u->s, u->value, what, err, errlen)) {
-            goto done;
-        }
-        appended[u->s - settings] = true;
-    }
+    const char *ctx_total;
+    if (apply_config_file(c, uses, n_uses, err, errlen) || load_env(c, err, errlen) ||
+        apply_flags(c, uses, n_uses, &ctx_total, err, errlen))
+        goto done;
     /* after every layer, so that the division uses the final --parallel */
     if (ctx_total && apply_ctx_total(c, ctx_total, err, errlen)) goto done;
     if (!c->model[0] && !print && default_model(c, err, errlen)) goto done;

@@ -25,6 +25,7 @@ typedef enum {
 } cfg_chat_template;
 
 typedef enum { CFG_KV_F16, CFG_KV_F32 } cfg_kv_type;
+typedef enum { CFG_POOL_MEAN, CFG_POOL_LAST } cfg_pooling;
 /* Where the model path came from. */
 typedef enum {
     CFG_MODEL_GIVEN,      /* --model, LLAMASERVE_MODEL or the config file */
@@ -52,6 +53,7 @@ typedef struct {
     int threads;             /* 1..256 */
     int batch_size;          /* most rows of one forward step (prefill chunk), 1..4096 */
     cfg_kv_type kv_type;
+    cfg_pooling pooling;        /* how /v1/embeddings pools a sequence's hidden states */
     bool mmap;                  /* map the model file; false: read it into private memory */
     bool prompt_cache;          /* reuse a free slot's cached prompt prefix */
     int spec_ngram;             /* prompt-lookup draft tokens per step, 0..32; 0 = off */
@@ -61,6 +63,8 @@ typedef struct {
     int max_tokens_limit;       /* the largest max_tokens a request may ask, 1..1048576 */
     bool webui;                 /* serve the chat page at / (server/webui.h) */
     char api_key[CFG_NAME_LEN]; /* "" = no authentication; never print it */
+    bool public_models;         /* GET /v1/models and /models need no API key */
+    bool slots;                 /* serve GET /slots */
     char cors_origin[CFG_PATH_LEN]; /* origins allowed by CORS, comma-separated, each "*" or
                                        scheme://host[:port]; "" = CORS off */
     int timeout;                /* idle timeout, seconds, 1..86400 (see config.c) */

@@ -35,8 +35,9 @@ static const struct {
     {"--cache-type-k -ctk --cache-type-v -ctv",
      "use --kv-type f16|f32: one type for keys and values"},
     {"--mlock", "not supported: the weights are memory-mapped read-only; drop it"},
-    {"--embedding --embeddings --pooling --reranking --rerank",
-     "llamaserve serves completions and chat, no embeddings or reranking"},
+    {"--embedding --embeddings",
+     "llamaserve always serves /v1/embeddings beside completions and chat; drop it"},
+    {"--reranking --rerank", "reranking is not supported"},
     {"--jinja --no-jinja --chat-template-kwargs",
      "the model's Jinja chat template is always rendered; --chat-template-file PATH or "
      "--chat-template auto|llama2|chatml|zephyr|llama3 override it"},
@@ -50,7 +51,9 @@ static const struct {
     {"--api-key-file", "use LLAMASERVE_API_KEY or the config file's api_key"},
     {"--ssl-key-file --ssl-cert-file", "TLS is not built in: put a proxy such as nginx in front"},
     {"--lora --lora-scaled --control-vector", "adapters are not supported"},
-    {"--slots --slot-save-path --props --no-slots", "llamaserve has no slot endpoints; drop it"},
+    {"--slot-save-path --props",
+     "llamaserve cannot save slots or change properties; drop it (GET /slots and /props are "
+     "served)"},
     {"--path --api-prefix", "llamaserve serves its own chat page at / and the API at /v1; drop it"},
     {"--verbose -v --verbosity -lv --log-verbosity --log-disable --log-colors",
      "use --log-format, --log-file and --no-log-requests"},

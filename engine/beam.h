@@ -29,6 +29,8 @@
 #include <stdint.h>
 
 #define BEAM_MAX_WIDTH 64
+/* one token of every beam is one forward step of an FWD_STEP_ROWS context */
+_Static_assert(BEAM_MAX_WIDTH <= FWD_STEP_ROWS, "a beam step must fit one forward step");
 
 /* Streaming: called with each token of the best hypothesis, in order, as soon as it is certain
  * (every live beam and every kept finished hypothesis starts with it, so every result will).

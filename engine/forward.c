@@ -5,9 +5,10 @@
  * same operations whatever the thread count or the batch's other rows (see matmul.h). */
 #include "forward.h"
 #include "common.h"
-#include "attention_avx2.h"
-#include "matmul_avx2.h"
+#include "x86/attention_avx2.h"
+#include "x86/x86.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -312,6 +313,7 @@ static void attention_block(float *const *out /* nq x (head_dim) */,
                             const float *const *q /* nq x (head_dim) */, int nq,
                             const kv_cache *kv, int layer, int kv_head, int pos0, int step,
                             int head_dim, bool simd) {
+    assert(nq >= 1 && nq <= ATTN_QB && (!simd || head_dim <= ATTN_MAX_HEAD_DIM));
     const float scale = 1.0f / sqrtf((float)head_dim);
     const bool f16 = kv->type == KV_F16;
     const size_t esz = f16 ? 2 : 4, off = (size_t)kv_head * head_dim;
@@ -524,6 +526,7 @@ static bool group_rows(fwd_ctx *f, const int32_t *seq, int T) {
  * normalised by out_norm, in f->xb. */
 static void forward_chunk(fwd_ctx *f, kv_cache *const *caches, const int32_t *token,
                           const int32_t *pos, const int32_t *seq, int T) {
+    assert(T >= 1 && T <= f->max_tokens); /* the scratch's rows */
     const model *m = f->m;
     const model_config *c = &m->cfg;
     const int dim = c->dim;
@@ -605,7 +608,7 @@ int fwd_decode(fwd_ctx *f, kv_cache *const *caches, int n_caches, const fwd_batc
     const int dim = m->cfg.dim, vocab = m->cfg.vocab_size;
     if (check_batch(f, caches, n_caches, b, err, errlen) != 0) return -1;
 
-    size_t n_out = 0;
+    size_t n_out = 0, n_hidden = 0;
     for (int start = 0; start < b->n_tokens; start += f->max_tokens) {
         int T = b->n_tokens - start < f->max_tokens ? b->n_tokens - start : f->max_tokens;
         forward_chunk(f, caches, b->token + start, b->pos + start, b->seq + start, T);
@@ -613,6 +616,11 @@ int fwd_decode(fwd_ctx *f, kv_cache *const *caches, int n_caches, const fwd_batc
             kv_cache *kv = caches[b->seq[start + t]];
             kv->n = b->pos[start + t] + 1;
         }
+        if (b->hidden) /* before the gather below overwrites rows of xb */
+            for (int t = 0; t < T; t++)
+                if (b->hidden[start + t])
+                    memcpy(b->hidden_out + n_hidden++ * dim, f->xb + (size_t)t * dim,
+                           (size_t)dim * sizeof(float));
         /* gather the normalised rows whose logits are wanted (in order), classify */
         int n_sel = 0;
         for (int t = 0; t < T; t++) {

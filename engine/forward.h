@@ -19,9 +19,17 @@ typedef struct {
     const int32_t *pos;   /* (n_tokens) position of each token in its sequence */
     const int32_t *seq;   /* (n_tokens) index of the token's sequence in caches[] */
     const bool *logits;   /* (n_tokens) rows whose logits are wanted; NULL: only the last row */
+    /* Embeddings: rows whose final hidden state (after the output norm, before the output
+     * matrix) is wanted; NULL (a decode step): none, and nothing below is touched. */
+    const bool *hidden; /* (n_tokens) */
+    float *hidden_out;  /* (n_hidden, dim) out: the flagged rows' states, in batch order */
 } fwd_batch;
 
 typedef struct fwd_ctx fwd_ctx;
+
+/* Rows per step of the forward contexts that generate, perplexity and beam search make (the
+ * server sizes its own by --batch-size): a prompt's chunk, or one token of every beam. */
+#define FWD_STEP_ROWS 64
 
 /* Scratch for batches of up to max_tokens rows (longer batches are processed in chunks).
  * The pool is borrowed, not owned. NULL with a message on failure. */
@@ -31,7 +39,9 @@ void fwd_free(fwd_ctx *f);
 /* Runs the batch. Tokens of one sequence must appear in increasing position order, and each
  * token's position must be at most its cache's current length (no gaps) and below its n_ctx.
  * Writes K/V for every token, then stores the logits (n_out, vocab_size) of the flagged rows,
- * in batch order, into logits. Returns 0, or -1 with a message (bad id, position, cache). */
+ * in batch order, into logits (NULL when no row is flagged), and the hidden states of the rows
+ * b->hidden flags into b->hidden_out. Returns 0, or -1 with a message (bad id, position,
+ * cache). */
 int fwd_decode(fwd_ctx *f, kv_cache *const *caches, int n_caches, const fwd_batch *b,
                float *logits, char *err, size_t errlen);
 

@@ -5,6 +5,7 @@
  * in the file, and never interprets what the keys mean (that is model.c's job). */
 #include "gguf.h"
 #include "common.h"
+#include "tensor.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,47 +16,6 @@
 #define GGUF_MAX_KEY_LEN 65535
 #define GGUF_MAX_NAME_LEN 255
 
-/* ---- ggml tensor types ------------------------------------------------------------------- */
-
-static const struct {
-    uint32_t type;
-    const char *name;
-    int block_elems;
-    size_t block_bytes;
-} ggml_types[] = {
-    {0, "F32", 1, 4},         {1, "F16", 1, 2},       {2, "Q4_0", 32, 18},
-    {3, "Q4_1", 32, 20},      {6, "Q5_0", 32, 22},    {7, "Q5_1", 32, 24},
-    {8, "Q8_0", 32, 34},      {9, "Q8_1", 32, 36},    {10, "Q2_K", 256, 84},
-    {11, "Q3_K", 256, 110},   {12, "Q4_K", 256, 144}, {13, "Q5_K", 256, 176},
-    {14, "Q6_K", 256, 210},   {15, "Q8_K", 256, 292}, {16, "IQ2_XXS", 256, 66},
-    {17, "IQ2_XS", 256, 74},  {18, "IQ3_XXS", 256, 98}, {19, "IQ1_S", 256, 50},
-    {20, "IQ4_NL", 32, 18},   {21, "IQ3_S", 256, 110}, {22, "IQ2_S", 256, 82},
-    {23, "IQ4_XS", 256, 136}, {24, "I8", 1, 1},       {25, "I16", 1, 2},
-    {26, "I32", 1, 4},        {27, "I64", 1, 8},      {28, "F64", 1, 8},
-    {30, "BF16", 1, 2},
-};
-
-static int ggml_type_index(uint32_t type) {
-    for (size_t i = 0; i < sizeof ggml_types / sizeof ggml_types[0]; i++)
-        if (ggml_types[i].type == type) return (int)i;
-    return -1;
-}
-
-const char *gguf_ggml_type_name(uint32_t type) {
-    int i = ggml_type_index(type);
-    return i < 0 ? NULL : ggml_types[i].name;
-}
-
-int gguf_ggml_block_elems(uint32_t type) {
-    int i = ggml_type_index(type);
-    return i < 0 ? 0 : ggml_types[i].block_elems;
-}
-
-size_t gguf_ggml_block_bytes(uint32_t type) {
-    int i = ggml_type_index(type);
-    return i < 0 ? 0 : ggml_types[i].block_bytes;
-}
-
 const char *gguf_type_name(gguf_type t) {
     static const char *names[] = {"uint8",  "int8",    "uint16", "int16",  "uint32",
                                   "int32",  "float32", "bool",   "string", "array",
@@ -63,26 +23,48 @@ const char *gguf_type_name(gguf_type t) {
     return (unsigned)t < sizeof names / sizeof names[0] ? names[t] : "?";
 }
 
+/* How each scalar type is stored: its size in bytes and the gguf_value field it widens into. */
+enum { SC_UNSIGNED = 1, SC_SIGNED, SC_FLOAT, SC_BOOL };
+static const struct {
+    uint8_t size, kind;
+} scalars[] = {
+    [GGUF_UINT8] = {1, SC_UNSIGNED},   [GGUF_INT8] = {1, SC_SIGNED},
+    [GGUF_UINT16] = {2, SC_UNSIGNED},  [GGUF_INT16] = {2, SC_SIGNED},
+    [GGUF_UINT32] = {4, SC_UNSIGNED},  [GGUF_INT32] = {4, SC_SIGNED},
+    [GGUF_UINT64] = {8, SC_UNSIGNED},  [GGUF_INT64] = {8, SC_SIGNED},
+    [GGUF_FLOAT32] = {4, SC_FLOAT},    [GGUF_FLOAT64] = {8, SC_FLOAT},
+    [GGUF_BOOL] = {1, SC_BOOL},
+    /* GGUF_STRING, GGUF_ARRAY: {0, 0} */
+};
+
 /* Bytes of a scalar value of type t; 0 for string/array/unknown. */
 static size_t scalar_size(gguf_type t) {
-    switch (t) {
-    case GGUF_UINT8:
-    case GGUF_INT8:
-    case GGUF_BOOL:
-        return 1;
-    case GGUF_UINT16:
-    case GGUF_INT16:
-        return 2;
-    case GGUF_UINT32:
-    case GGUF_INT32:
-    case GGUF_FLOAT32:
-        return 4;
-    case GGUF_UINT64:
-    case GGUF_INT64:
-    case GGUF_FLOAT64:
-        return 8;
-    default:
-        return 0;
+    return (unsigned)t < sizeof scalars / sizeof scalars[0] ? scalars[t].size : 0;
+}
+
+/* The scalar of type t (scalar_size(t) > 0) stored at p into v's field for it, v zeroed. GGUF
+ * is little-endian, as the host is assumed to be: the size's low bytes of a 64-bit field. */
+static void scalar_decode(const uint8_t *p, gguf_type t, gguf_value *v) {
+    const size_t sz = scalars[t].size;
+    uint64_t u = 0;
+    memcpy(&u, p, sz);
+    switch (scalars[t].kind) {
+    case SC_UNSIGNED: v->u = u; break;
+    case SC_SIGNED: { /* sign-extend from bit 8 * sz - 1 */
+        const uint64_t sign = (uint64_t)1 << (8 * sz - 1);
+        v->i = (int64_t)((u ^ sign) - sign);
+        break;
+    }
+    case SC_FLOAT:
+        if (sz == 4) {
+            float x;
+            memcpy(&x, p, 4);
+            v->f = x;
+        } else {
+            memcpy(&v->f, p, 8);
+        }
+        break;
+    case SC_BOOL: v->b = u != 0; break;
     }
 }
 
@@ -184,152 +166,26 @@ static uint64_t value_size(const uint8_t *p, gguf_type t) {
 static void decode_at(const uint8_t *p, gguf_type t, gguf_value *v) {
     memset(v, 0, sizeof *v);
     v->type = t;
-    switch (t) {
-    case GGUF_UINT8:
-        v->u = p[0];
-        break;
-    case GGUF_INT8:
-        v->i = (int8_t)p[0];
-        break;
-    case GGUF_BOOL:
-        v->b = p[0] != 0;
-        break;
-    case GGUF_UINT16: {
-        uint16_t x;
-        memcpy(&x, p, 2);
-        v->u = x;
-        break;
-    }
-    case GGUF_INT16: {
-        int16_t x;
-        memcpy(&x, p, 2);
-        v->i = x;
-        break;
-    }
-    case GGUF_UINT32: {
-        uint32_t x;
-        memcpy(&x, p, 4);
-        v->u = x;
-        break;
-    }
-    case GGUF_INT32: {
-        int32_t x;
-        memcpy(&x, p, 4);
-        v->i = x;
-        break;
-    }
-    case GGUF_FLOAT32: {
-        float x;
-        memcpy(&x, p, 4);
-        v->f = x;
-        break;
-    }
-    case GGUF_UINT64:
-        memcpy(&v->u, p, 8);
-        break;
-    case GGUF_INT64:
-        memcpy(&v->i, p, 8);
-        break;
-    case GGUF_FLOAT64:
-        memcpy(&v->f, p, 8);
-        break;
-    case GGUF_STRING:
+    if (t == GGUF_STRING) {
         memcpy(&v->str.len, p, 8);
         v->str.s = (const char *)p + 8;
-        break;
-    case GGUF_ARRAY: {
+    } else if (t == GGUF_ARRAY) {
         uint32_t elem;
         memcpy(&elem, p, 4);
         v->arr.elem = (gguf_type)elem;
         memcpy(&v->arr.n, p + 4, 8);
         v->arr.data = p + 12;
         v->arr.nbytes = elems_size(v->arr.data, v->arr.elem, v->arr.n);
-        break;
-    }
+    } else {
+        scalar_decode(p, t, v);
     }
 }
 
-/* Reads one value of type t into v; depth counts enclosing arrays. On error v holds nothing
- * that needs freeing. */
-static int read_value(cursor *c, gguf_type t, gguf_value *v, int depth, const char *key) {
-    memset(v, 0, sizeof *v);
-    v->type = t;
-    switch (t) {
-    case GGUF_UINT8: {
-        uint8_t x;
-        if (cur_read(c, &x, 1, key)) return -1;
-        v->u = x;
-        return 0;
-    }
-    case GGUF_UINT16: {
-        uint16_t x;
-        if (cur_read(c, &x, 2, key)) return -1;
-        v->u = x;
-        return 0;
-    }
-    case GGUF_UINT32: {
-        uint32_t x;
-        if (cur_read(c, &x, 4, key)) return -1;
-        v->u = x;
-        return 0;
-    }
-    case GGUF_UINT64: {
-        uint64_t x;
-        if (cur_read(c, &x, 8, key)) return -1;
-        v->u = x;
-        return 0;
-    }
-    case GGUF_INT8: {
-        int8_t x;
-        if (cur_read(c, &x, 1, key)) return -1;
-        v->i = x;
-        return 0;
-    }
-    case GGUF_INT16: {
-        int16_t x;
-        if (cur_read(c, &x, 2, key)) return -1;
-        v->i = x;
-        return 0;
-    }
-    case GGUF_INT32: {
-        int32_t x;
-        if (cur_read(c, &x, 4, key)) return -1;
-        v->i = x;
-        return 0;
-    }
-    case GGUF_INT64: {
-        int64_t x;
-        if (cur_read(c, &x, 8, key)) return -1;
-        v->i = x;
-        return 0;
-    }
-    case GGUF_FLOAT32: {
-        float x;
-        if (cur_read(c, &x, 4, key)) return -1;
-        v->f = x;
-        return 0;
-    }
-    case GGUF_FLOAT64: {
-        double x;
-        if (cur_read(c, &x, 8, key)) return -1;
-        v->f = x;
-        return 0;
-    }
-    case GGUF_BOOL: {
-        uint8_t x;
-        if (cur_read(c, &x, 1, key)) return -1;
-        if (x > 1)
-            return ls_fail(c->err, c->errlen, "%s: bool value %u is neither 0 nor 1", key, x);
-        v->b = x;
-        return 0;
-    }
-    case GGUF_STRING:
-        return cur_str(c, &v->str, UINT64_MAX, key);
-    case GGUF_ARRAY:
-        break;
-    default:
-        return ls_fail(c->err, c->errlen, "%s: unknown value type %u", key, (unsigned)t);
-    }
+static int read_value(cursor *c, gguf_type t, gguf_value *v, int depth, const char *key);
+
+/* Reads the rest of an array value (its element type, count and elements) into v; depth counts
+ * enclosing arrays. */
+static int read_array(cursor *c, gguf_value *v, int depth, const char *key) {
     if (depth >= GGUF_MAX_DEPTH)
         return ls_fail(c->err, c->errlen, "%s: arrays nested deeper than %d", key, GGUF_MAX_DEPTH);
     uint32_t elem;
@@ -378,6 +234,23 @@ static int read_value(cursor *c, gguf_type t, gguf_value *v, int depth, const ch
     }
     v->arr.index = index;
     v->arr.nbytes = c->pos - start;
+    return 0;
+}
+
+/* Reads one value of type t into v; depth counts enclosing arrays. On error v holds nothing
+ * that needs freeing. */
+static int read_value(cursor *c, gguf_type t, gguf_value *v, int depth, const char *key) {
+    memset(v, 0, sizeof *v);
+    v->type = t;
+    if (t == GGUF_STRING) return cur_str(c, &v->str, UINT64_MAX, key);
+    if (t == GGUF_ARRAY) return read_array(c, v, depth, key);
+    const size_t sz = scalar_size(t);
+    if (sz == 0) return ls_fail(c->err, c->errlen, "%s: unknown value type %u", key, (unsigned)t);
+    uint8_t bytes[8];
+    if (cur_read(c, bytes, sz, key)) return -1;
+    if (t == GGUF_BOOL && bytes[0] > 1)
+        return ls_fail(c->err, c->errlen, "%s: bool value %u is neither 0 nor 1", key, bytes[0]);
+    scalar_decode(bytes, t, v);
     return 0;
 }
 
@@ -506,15 +379,13 @@ static int read_tensor_infos(gguf_file *f, cursor *c) {
             t->ne[d] = (int64_t)ne;
         }
         if (cur_u32(c, &t->type, nm) != 0 || cur_u64(c, &t->offset, nm) != 0) return -1;
-        int bi = ggml_type_index(t->type);
-        if (bi < 0) return ls_fail(err, errlen, "%s: unknown tensor type %u", nm, t->type);
-        if (t->ne[0] % ggml_types[bi].block_elems != 0)
+        const int be = dtype_ggml_block_elems(t->type);
+        if (be == 0) return ls_fail(err, errlen, "%s: unknown tensor type %u", nm, t->type);
+        if (t->ne[0] % be != 0)
             return ls_fail(err, errlen, "%s: row length %lld is not a multiple of %s's block of %d",
-                           nm, (long long)t->ne[0], ggml_types[bi].name,
-                           ggml_types[bi].block_elems);
+                           nm, (long long)t->ne[0], dtype_ggml_name(t->type), be);
         size_t nb;
-        if (ls_mul_size(nelem / (size_t)ggml_types[bi].block_elems, ggml_types[bi].block_bytes,
-                        &nb))
+        if (ls_mul_size(nelem / (size_t)be, dtype_ggml_block_bytes(t->type), &nb))
             return ls_fail(err, errlen, "%s: byte size overflows", nm);
         t->nbytes = nb;
     }

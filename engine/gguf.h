@@ -117,10 +117,5 @@ bool gguf_str_eq(gguf_str s, const char *c);
 /* "uint32", "string", ...; "?" for a number outside the enum. */
 const char *gguf_type_name(gguf_type t);
 
-/* The ggml tensor types the format defines (a superset of what the engine computes with):
- * name ("F32", "Q4_K", ...) or NULL when unknown; elements and bytes per block (0 if unknown). */
-const char *gguf_ggml_type_name(uint32_t type);
-int gguf_ggml_block_elems(uint32_t type);
-size_t gguf_ggml_block_bytes(uint32_t type);
 
 #endif

@@ -335,61 +335,115 @@ static long read_uint(parser *p) {
     return v;
 }
 
+/* A "..." literal, p->pos at its opening quote: one single-character class per character
+ * into atom (none for ""). */
+static bool parse_literal(parser *p, size_t start, seq *atom) {
+    p->pos++;
+    while (p->pos < p->n && p->s[p->pos] != '"') {
+        long ch = read_char(p);
+        g_elem e;
+        uint32_t pr[2] = {(uint32_t)ch, (uint32_t)ch};
+        if (ch < 0 || !add_class(p, pr, 1, false, &e) || !seq_push(p, atom, e)) return false;
+    }
+    if (p->pos >= p->n) {
+        fail_at(p, start, "unterminated string literal");
+        return false;
+    }
+    p->pos++;
+    return true;
+}
+
+/* A [...] or [^...] class, p->pos at its '[': one element into atom. */
+static bool parse_class(parser *p, size_t start, seq *atom) {
+    p->pos++;
+    bool neg = peek(p, 0) == '^';
+    if (neg) p->pos++;
+    uint32_t *pairs = NULL;
+    int n = 0, cap = 0;
+    while (p->pos < p->n && p->s[p->pos] != ']') {
+        long lo = read_char(p), hi = lo;
+        if (lo >= 0 && peek(p, 0) == '-' && peek(p, 1) != ']' && peek(p, 1) >= 0) {
+            p->pos++;
+            hi = read_char(p);
+            if (hi >= 0 && hi < lo) fail_at(p, start, "character range out of order");
+        }
+        if (p->failed || !gram_grow((void **)&pairs, &cap, n + 1, 2 * sizeof *pairs)) {
+            if (!p->failed) fail_at(p, p->pos, "out of memory");
+            free(pairs);
+            return false;
+        }
+        pairs[2 * n] = (uint32_t)lo;
+        pairs[2 * n + 1] = (uint32_t)hi;
+        n++;
+    }
+    if (p->pos >= p->n) {
+        free(pairs);
+        fail_at(p, start, "unterminated character class");
+        return false;
+    }
+    p->pos++;
+    g_elem e;
+    bool ok = add_class(p, pairs ? pairs : (uint32_t[2]){0, 0}, n, neg, &e);
+    free(pairs);
+    return ok && seq_push(p, atom, e);
+}
+
+/* The postfix operator after an atom (*, +, ?, {m}, {m,} or {m,n}) into *min and *max (-1: no
+ * upper bound); 1 and 1 when there is none. */
+static bool parse_repeat(parser *p, long *min, long *max) {
+    int c = peek(p, 0);
+    *min = 1, *max = 1;
+    if (c == '*') *min = 0, *max = -1;
+    else if (c == '+') *min = 1, *max = -1;
+    else if (c == '?') *min = 0, *max = 1;
+    if (c == '*' || c == '+' || c == '?') {
+        p->pos++;
+        return true;
+    }
+    if (c != '{') return true;
+    size_t bpos = p->pos;
+    p->pos++;
+    skip_space(p);
+    *min = read_uint(p);
+    skip_space(p);
+    *max = *min;
+    if (peek(p, 0) == ',') {
+        p->pos++;
+        skip_space(p);
+        *max = peek(p, 0) == '}' ? -1 : read_uint(p);
+        if (*max == -1 && peek(p, 0) != '}') *min = -1;
+        skip_space(p);
+    }
+    if (*min < 0 || peek(p, 0) != '}') {
+        fail_at(p, bpos, "malformed repetition {m}, {m,} or {m,n}");
+        return false;
+    }
+    p->pos++;
+    if (*min > GRAM_MAX_REPEAT || *max > GRAM_MAX_REPEAT) {
+        fail_at(p, bpos, "repetition bound over %d", GRAM_MAX_REPEAT);
+        return false;
+    }
+    if (*max >= 0 && *max < *min) {
+        fail_at(p, bpos, "repetition {%ld,%ld} has max below min", *min, *max);
+        return false;
+    }
+    return true;
+}
+
 /* One atom (literal, class, '.', group or rule name) with its postfix operator, into s. */
 static bool parse_item(parser *p, seq *s) {
     size_t start = p->pos;
     int c = peek(p, 0);
     seq atom = {0};
     if (c == '"') {
-        p->pos++;
-        while (p->pos < p->n && p->s[p->pos] != '"') {
-            long ch = read_char(p);
-            g_elem e;
-            uint32_t pr[2] = {(uint32_t)ch, (uint32_t)ch};
-            if (ch < 0 || !add_class(p, pr, 1, false, &e) || !seq_push(p, &atom, e)) goto fail;
-        }
-        if (p->pos >= p->n) {
-            fail_at(p, start, "unterminated string literal");
-            goto fail;
-        }
-        p->pos++;
+        if (!parse_literal(p, start, &atom)) goto fail;
         if (atom.n == 0) { /* "" matches the empty string: nothing to add */
             skip_space(p);
             free(atom.e);
             return true;
         }
     } else if (c == '[') {
-        p->pos++;
-        bool neg = peek(p, 0) == '^';
-        if (neg) p->pos++;
-        uint32_t *pairs = NULL;
-        int n = 0, cap = 0;
-        while (p->pos < p->n && p->s[p->pos] != ']') {
-            long lo = read_char(p), hi = lo;
-            if (lo >= 0 && peek(p, 0) == '-' && peek(p, 1) != ']' && peek(p, 1) >= 0) {
-                p->pos++;
-                hi = read_char(p);
-                if (hi >= 0 && hi < lo) fail_at(p, start, "character range out of order");
-            }
-            if (p->failed || !gram_grow((void **)&pairs, &cap, n + 1, 2 * sizeof *pairs)) {
-                if (!p->failed) fail_at(p, p->pos, "out of memory");
-                free(pairs);
-                goto fail;
-            }
-            pairs[2 * n] = (uint32_t)lo;
-            pairs[2 * n + 1] = (uint32_t)hi;
-            n++;
-        }
-        if (p->pos >= p->n) {
-            free(pairs);
-            fail_at(p, start, "unterminated character class");
-            goto fail;
-        }
-        p->pos++;
-        g_elem e;
-        bool ok = add_class(p, pairs ? pairs : (uint32_t[2]){0, 0}, n, neg, &e);
-        free(pairs);
-        if (!ok || !seq_push(p, &atom, e)) goto fail;
+        if (!parse_class(p, start, &atom)) goto fail;
     } else if (c == '.') {
         p->pos++;
         g_elem e;
@@ -416,41 +470,8 @@ static bool parse_item(parser *p, seq *s) {
         goto fail;
     }
     skip_space(p);
-    c = peek(p, 0);
-    long min = 1, max = 1;
-    if (c == '*') min = 0, max = -1;
-    else if (c == '+') min = 1, max = -1;
-    else if (c == '?') min = 0, max = 1;
-    if (c == '*' || c == '+' || c == '?') {
-        p->pos++;
-    } else if (c == '{') {
-        size_t bpos = p->pos;
-        p->pos++;
-        skip_space(p);
-        min = read_uint(p);
-        skip_space(p);
-        max = min;
-        if (peek(p, 0) == ',') {
-            p->pos++;
-            skip_space(p);
-            max = peek(p, 0) == '}' ? -1 : read_uint(p);
-            if (max == -1 && peek(p, 0) != '}') min = -1;
-            skip_space(p);
-        }
-        if (min < 0 || peek(p, 0) != '}') {
-            fail_at(p, bpos, "malformed repetition {m}, {m,} or {m,n}");
-            goto fail;
-        }
-        p->pos++;
-        if (min > GRAM_MAX_REPEAT || max > GRAM_MAX_REPEAT) {
-            fail_at(p, bpos, "repetition bound over %d", GRAM_MAX_REPEAT);
-            goto fail;
-        }
-        if (max >= 0 && max < min) {
-            fail_at(p, bpos, "repetition {%ld,%ld} has max below min", min, max);
-            goto fail;
-        }
-    }
+    long min, max;
+    if (!parse_repeat(p, &min, &max)) goto fail;
     if (min == 1 && max == 1) {
         for (int i = 0; i < atom.n; i++)
             if (!seq_push(p, s, atom.e[i])) goto fail;

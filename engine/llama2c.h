@@ -31,7 +31,4 @@ int llama2c_parse(const uint8_t *data, size_t size, llama2c_layout *out, char *e
  * On error m may hold partial state: the caller frees it with model_free. */
 int llama2c_load_weights(model *m, const char *path, char *err, size_t errlen);
 
-/* Checks a config's ranges and divisibility (in model.c; shared by both formats). */
-int model_check_config(const model_config *c, char *err, size_t errlen);
-
 #endif

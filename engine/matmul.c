@@ -1,15 +1,16 @@
 /* matmul: out (T, n_out) = x (T, n_in) @ W^T for W of any stored type. Holds the scalar
- * kernels (the readable reference and the test oracle) and the dispatch to the SIMD kernels of
- * matmul_avx2.c when the CPU has them. Each output element is one dot product of a weight row
- * with an activation row, accumulated in a fixed order, so the result never depends on the
- * thread count or on which other rows share the call. Never allocates: the quantized-activation
- * buffer comes from mm_scratch. */
+ * kernels (the readable reference and the test oracle) and the dispatch to the SIMD kernels
+ * of engine/x86/ and engine/arm/ when the CPU has them. Each output element is one dot product
+ * of a weight row with an activation row, accumulated in a fixed order, so the result never
+ * depends on the thread count or on which other rows share the call. Never allocates: the
+ * quantized-activation buffer comes from mm_scratch. */
 #include "matmul.h"
 #include "common.h"
-#include "matmul_avx2.h"
-#include "matmul_neon.h"
-#include "quant_dot_avx2.h"
+#include "arm/neon.h"
+#include "x86/quant_avx2.h"
+#include "x86/x86.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -134,8 +135,8 @@ float dot_row(const void *w, dtype t, const block_q8_act *xq, const block_q8_K *
     }
 }
 
-/* The types the SIMD kernels (matmul_avx2.c, matmul_neon.c) compute; the rest go to the scalar
- * kernels whatever the CPU. */
+/* The types the SIMD kernels (x86/avx2.c, x86/avx512.c, arm/neon.c) compute; the rest go to
+ * the scalar kernels whatever the CPU. */
 static bool simd_type(dtype t) {
     return t == DT_F32 || t == DT_F16 || t == DT_BF16 || t == DT_Q8_0 || t == DT_Q4_0;
 }
@@ -161,12 +162,12 @@ static void mm_rows(void *arg, int ith, int nth) {
     const int r1 = r0 + per < n_out ? r0 + per : n_out;
     if (j->simd) {
         if (r0 >= r1) return;
-        if (!simd_type(j->w->type)) /* a type only quant_dot_avx2.c has kernels for */
+        if (!simd_type(j->w->type)) /* a type only x86/quant_avx2.c has kernels for */
             qdot_rows_avx2(j->out, j->xq, j->xk, j->w, j->T, r0, r1);
         else if (mm_neon_supported())
             mm_rows_neon(j->out, j->x, j->xq, j->w, j->T, r0, r1);
         else
-            mm_rows_avx2(j->out, j->x, j->xq, j->xr, j->w, j->T, r0, r1);
+            mm_rows_x86(j->out, j->x, j->xq, j->xr, j->w, j->T, r0, r1);
         return;
     }
     for (int r = r0; r < r1; r++) {
@@ -186,17 +187,27 @@ static void mm_rows(void *arg, int ith, int nth) {
     }
 }
 
+/* A row quantizer to block_q8_act: quantize_row_q8_act or its twin for this ISA. */
+typedef void (*q8_act_quantizer)(block_q8_act *out, const float *x, int64_t n);
+
+/* The activation quantizer matmul uses: each ISA's own when simd, else the scalar one. All of
+ * them write the same bytes; the SIMD ones are only faster. */
+static q8_act_quantizer act_quantizer(bool simd) {
+    if (simd && mm_avx2_supported()) return quantize_row_q8_act_avx2;
+    if (simd && mm_neon_supported()) return quantize_row_q8_act_neon;
+    return quantize_row_q8_act;
+}
+
 typedef struct {
     block_q8_act *xq;
     q8_act_x4 *xr;  /* also repack into this (groups of 4 rows), or NULL */
     block_q8_K *xk; /* instead of xq: 256-element blocks */
     const float *x;
     int T, n_in;
-    bool simd;
+    q8_act_quantizer quantize; /* for xq */
 } quant_job;
 
-/* Both quantizers give the same bytes; the SIMD one is only faster. Work goes by groups of 4
- * rows, so a thread repacks the rows it has just quantized. */
+/* Work goes by groups of 4 rows, so a thread repacks the rows it has just quantized. */
 static void quant_rows(void *arg, int ith, int nth) {
     const quant_job *j = arg;
     const int nb = j->n_in / QK;
@@ -204,14 +215,8 @@ static void quant_rows(void *arg, int ith, int nth) {
         for (int t = 4 * g; j->xk && t < 4 * g + 4 && t < j->T; t++)
             quantize_row_q8_K(j->xk + (size_t)t * (j->n_in / QK_K), j->x + (size_t)t * j->n_in,
                               j->n_in);
-        for (int t = 4 * g; j->xq && t < 4 * g + 4 && t < j->T; t++) {
-            block_q8_act *dst = j->xq + (size_t)t * nb;
-            const float *src = j->x + (size_t)t * j->n_in;
-            if (j->simd)
-                quantize_row_q8_act_avx2(dst, src, j->n_in);
-            else
-                quantize_row_q8_act(dst, src, j->n_in);
-        }
+        for (int t = 4 * g; j->xq && t < 4 * g + 4 && t < j->T; t++)
+            j->quantize(j->xq + (size_t)t * nb, j->x + (size_t)t * j->n_in, j->n_in);
         if (j->xq && j->xr) mm_repack_x4(j->xr + (size_t)g * nb, j->xq, j->T, 4 * g, nb);
     }
 }
@@ -222,10 +227,11 @@ void mm_set_inline_macs(int64_t macs) { inline_macs = macs; }
 int64_t mm_inline_macs(void) { return inline_macs; }
 
 void matmul(float *out, const float *x, const tensor *w, int T, mm_scratch *s, pool *p) {
+    assert(T >= 0 && T <= s->max_T && w->ne[0] <= s->max_n_in); /* the scratch's size */
     const bool simd = mm_using_simd() && (simd_type(w->type) || qdot_avx2_has(w->type));
     mm_job j = {out, x, NULL, NULL, NULL, w, T, simd};
     if (dtype_uses_q8_K(w->type)) {
-        quant_job q = {NULL, NULL, s->xk, x, T, (int)w->ne[0], false};
+        quant_job q = {NULL, NULL, s->xk, x, T, (int)w->ne[0], NULL};
         if (T < 2 * pool_size(p))
             quant_rows(&q, 0, 1);
         else
@@ -236,7 +242,8 @@ void matmul(float *out, const float *x, const tensor *w, int T, mm_scratch *s, p
          * decode tiles read xq */
         const bool dec = w->type == DT_Q4_0 && T <= MM_DEC_T_MAX;
         q8_act_x4 *xr = simd && T >= 2 && !dec && mm_avx512_supported() ? s->xr : NULL;
-        quant_job q = {s->xq, simd_type(w->type) ? xr : NULL, NULL, x, T, (int)w->ne[0], simd};
+        quant_job q = {s->xq, simd_type(w->type) ? xr : NULL, NULL, x, T, (int)w->ne[0],
+                       act_quantizer(simd)};
         /* a few rows are quicker to quantize here than to hand to the pool */
         if (T < 2 * pool_size(p))
             quant_rows(&q, 0, 1);

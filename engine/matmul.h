@@ -31,17 +31,17 @@ int64_t mm_inline_macs(void);
 /* out (T, n_out) = x (T, n_in) @ w^T with w->ne = {n_in, n_out}. T <= s->max_T. */
 void matmul(float *out, const float *x, const tensor *w, int T, mm_scratch *s, pool *p);
 
-/* Kernel choice. By default matmul uses the AVX2+FMA+F16C kernels (engine/matmul_avx2.c) when
+/* Kernel choice. By default matmul uses the AVX2+FMA+F16C kernels (engine/x86/) when
  * the CPU reports all three (and, for blocks of T >= 2 rows on CPUs with AVX-512 F/BW/VL and
  * VNNI, the AVX-512 kernels there, which give the same bits), the NEON kernels
- * (engine/matmul_neon.c) on AArch64, else the scalar row kernels below. mm_force_scalar(true) makes
+ * (engine/arm/neon.c) on AArch64, else the scalar row kernels below. mm_force_scalar(true) makes
  * every later matmul call use the scalar kernels (tests use it to check both paths; it is a
  * process-wide switch, meant to be flipped between forward steps, not during one).
  * SIMD results differ from the scalar ones by float rounding only (a few ulps of
  * sum |w * x|; the integer block sums of Q8_0/Q4_0 are exact), and are just as deterministic. */
 void mm_force_scalar(bool on);
 /* True when matmul would use the SIMD kernels now (AVX2 and AVX-512 on x86-64, NEON on
- * AArch64: engine/matmul_neon.c, the same contract). */
+ * AArch64: engine/arm/neon.c, the same contract). */
 bool mm_using_simd(void);
 /* The kernels matmul uses now: "scalar", "avx2", "avx2+avx512" or "neon". */
 const char *mm_kernels(void);

@@ -80,93 +80,111 @@ static int bool_key(const gguf_file *f, const char *key, bool def, bool *out, ch
     return r < 0 ? -1 : 0;
 }
 
+/* The vocabulary arrays of a GGUF's metadata: tokens (1..MODEL_MAX_COUNT entries), and scores
+ * and token types (NULL when absent) with as many; *bpe when tokenizer.ggml.model is gpt2. */
+static int vocab_arrays(const gguf_file *f, bool *bpe, const gguf_value **tokens,
+                        const gguf_value **sc, const gguf_value **ty, char *err, size_t errlen) {
+    gguf_str model_name;
+    int r = gguf_get_str(f, "tokenizer.ggml.model", &model_name, err, errlen);
+    if (r < 0) return -1;
+    if (r == 1) return ls_fail(err, errlen, "no tokenizer: missing key tokenizer.ggml.model");
+    *bpe = gguf_str_eq(model_name, "gpt2");
+    if (!*bpe && !gguf_str_eq(model_name, "llama"))
+        return ls_fail(err, errlen,
+                       "unsupported tokenizer.ggml.model '%.*s' (supported: 'llama', 'gpt2')",
+                       (int)(model_name.len < 64 ? model_name.len : 64), model_name.s);
+    r = gguf_get_array(f, "tokenizer.ggml.tokens", GGUF_STRING, tokens, err, errlen);
+    if (r < 0) return -1;
+    if (r == 1) return ls_fail(err, errlen, "missing key tokenizer.ggml.tokens");
+    const uint64_t n = (*tokens)->arr.n;
+    if (n == 0 || n > MODEL_MAX_COUNT)
+        return ls_fail(err, errlen, "tokenizer.ggml.tokens has %llu entries (1..%d allowed)",
+                       (unsigned long long)n, MODEL_MAX_COUNT);
+    r = gguf_get_array(f, "tokenizer.ggml.scores", GGUF_FLOAT32, sc, err, errlen);
+    if (r < 0) return -1;
+    if (r == 0 && (*sc)->arr.n != n)
+        return ls_fail(err, errlen, "tokenizer.ggml.scores has %llu entries, tokens has %d",
+                       (unsigned long long)(*sc)->arr.n, (int)n);
+    r = gguf_get_array(f, "tokenizer.ggml.token_type", GGUF_INT32, ty, err, errlen);
+    if (r < 0) return -1;
+    if (r == 0 && (*ty)->arr.n != n)
+        return ls_fail(err, errlen, "tokenizer.ggml.token_type has %llu entries, tokens has %d",
+                       (unsigned long long)(*ty)->arr.n, (int)n);
+    return 0;
+}
+
+/* The special ids and flags into v (v->n_vocab set), and the end-of-generation ids besides EOS
+ * into eog (-1 marks an absent key). */
+static int vocab_ids(const gguf_file *f, bool bpe, tok_vocab *v, int eog[2], char *err,
+                     size_t errlen) {
+    const int n = v->n_vocab;
+    if (token_id(f, "tokenizer.ggml.bos_token_id", 1 < n ? 1 : -1, n, &v->bos_id, err, errlen) ||
+        token_id(f, "tokenizer.ggml.eos_token_id", 2 < n ? 2 : -1, n, &v->eos_id, err, errlen) ||
+        token_id(f, "tokenizer.ggml.unknown_token_id", 0, n, &v->unk_id, err, errlen) ||
+        token_id(f, "tokenizer.ggml.padding_token_id", -1, n, &v->pad_id, err, errlen) ||
+        bool_key(f, "tokenizer.ggml.add_bos_token", true, &v->add_bos, err, errlen) ||
+        bool_key(f, "tokenizer.ggml.add_space_prefix", !bpe, &v->add_dummy_prefix, err, errlen))
+        return -1;
+    if (token_id(f, "tokenizer.ggml.eot_token_id", -1, n, &eog[0], err, errlen) ||
+        token_id(f, "tokenizer.ggml.eom_token_id", -1, n, &eog[1], err, errlen))
+        return -1;
+    v->eog_ids = eog;
+    v->n_eog = 2;
+    return 0;
+}
+
+/* Byte-level BPE: the kind and its defaults into v, the merges array into *mg (at most
+ * MODEL_MAX_COUNT entries) and the pre-tokenizer's name into v->pre. */
+static int vocab_bpe(const gguf_file *f, tok_vocab *v, const gguf_value **mg, char *err,
+                     size_t errlen) {
+    v->kind = TOK_BPE;
+    v->add_dummy_prefix = false; /* byte-level BPE encodes spaces as they are */
+    if (v->unk_id == 0 && gguf_get(f, "tokenizer.ggml.unknown_token_id") == NULL)
+        v->unk_id = -1; /* SentencePiece's default id 0 is an ordinary piece here */
+    int r = gguf_get_array(f, "tokenizer.ggml.merges", GGUF_STRING, mg, err, errlen);
+    if (r < 0) return -1;
+    if (r == 1)
+        return ls_fail(err, errlen,
+                       "missing key tokenizer.ggml.merges (tokenizer.ggml.model gpt2)");
+    if ((*mg)->arr.n > MODEL_MAX_COUNT)
+        return ls_fail(err, errlen, "tokenizer.ggml.merges has %llu entries (at most %d)",
+                       (unsigned long long)(*mg)->arr.n, MODEL_MAX_COUNT);
+    gguf_str pre = {0};
+    if (gguf_get_str(f, "tokenizer.ggml.pre", &pre, err, errlen) < 0) return -1;
+    v->pre = pre.s;
+    v->pre_len = (size_t)pre.len;
+    return 0;
+}
+
+/* The n strings of array a into s and lens (views into the mapping); what names it in a
+ * message. */
+static int copy_strings(const gguf_value *a, int n, const char **s, size_t *lens,
+                        const char *what, char *err, size_t errlen) {
+    gguf_value e; /* one walk over the array: each element follows the previous one */
+    for (int i = 0; i < n; i++) {
+        if (gguf_arr_get(a, (uint64_t)i, &e) != 0)
+            return ls_fail(err, errlen, "%s: no entry %d", what, i);
+        s[i] = e.str.s;
+        lens[i] = (size_t)e.str.len;
+    }
+    return 0;
+}
+
 /* Builds the tokenizer a GGUF's metadata describes. err gets no path prefix. */
 static tokenizer *tok_from_gguf(const gguf_file *f, char *err, size_t errlen) {
     tokenizer *tok = NULL;
-    const char **pieces = NULL;
-    size_t *lens = NULL;
+    const char **pieces = NULL, **merges = NULL;
+    size_t *lens = NULL, *merge_lens = NULL;
     float *scores = NULL;
     int32_t *types = NULL;
-    const char **merges = NULL;
-    size_t *merge_lens = NULL;
-    gguf_str model_name, pre = {0};
-    int r = gguf_get_str(f, "tokenizer.ggml.model", &model_name, err, errlen);
-    if (r < 0) return NULL;
-    if (r == 1) {
-        ls_fail(err, errlen, "no tokenizer: missing key tokenizer.ggml.model");
-        return NULL;
-    }
-    bool bpe = gguf_str_eq(model_name, "gpt2");
-    if (!bpe && !gguf_str_eq(model_name, "llama")) {
-        ls_fail(err, errlen,
-                "unsupported tokenizer.ggml.model '%.*s' (supported: 'llama', 'gpt2')",
-                (int)(model_name.len < 64 ? model_name.len : 64), model_name.s);
-        return NULL;
-    }
-    const gguf_value *tokens, *sc = NULL, *ty = NULL;
-    r = gguf_get_array(f, "tokenizer.ggml.tokens", GGUF_STRING, &tokens, err, errlen);
-    if (r < 0) return NULL;
-    if (r == 1) {
-        ls_fail(err, errlen, "missing key tokenizer.ggml.tokens");
-        return NULL;
-    }
-    if (tokens->arr.n == 0 || tokens->arr.n > MODEL_MAX_COUNT) {
-        ls_fail(err, errlen, "tokenizer.ggml.tokens has %llu entries (1..%d allowed)",
-                (unsigned long long)tokens->arr.n, MODEL_MAX_COUNT);
-        return NULL;
-    }
-    int n = (int)tokens->arr.n;
-    r = gguf_get_array(f, "tokenizer.ggml.scores", GGUF_FLOAT32, &sc, err, errlen);
-    if (r < 0) return NULL;
-    if (r == 0 && sc->arr.n != (uint64_t)n) {
-        ls_fail(err, errlen, "tokenizer.ggml.scores has %llu entries, tokens has %d",
-                (unsigned long long)sc->arr.n, n);
-        return NULL;
-    }
-    r = gguf_get_array(f, "tokenizer.ggml.token_type", GGUF_INT32, &ty, err, errlen);
-    if (r < 0) return NULL;
-    if (r == 0 && ty->arr.n != (uint64_t)n) {
-        ls_fail(err, errlen, "tokenizer.ggml.token_type has %llu entries, tokens has %d",
-                (unsigned long long)ty->arr.n, n);
-        return NULL;
-    }
+    bool bpe = false;
+    const gguf_value *tokens, *sc = NULL, *ty = NULL, *mg = NULL;
+    if (vocab_arrays(f, &bpe, &tokens, &sc, &ty, err, errlen)) return NULL;
+    const int n = (int)tokens->arr.n;
     tok_vocab v = {.n_vocab = n};
-    if (token_id(f, "tokenizer.ggml.bos_token_id", 1 < n ? 1 : -1, n, &v.bos_id, err, errlen) ||
-        token_id(f, "tokenizer.ggml.eos_token_id", 2 < n ? 2 : -1, n, &v.eos_id, err, errlen) ||
-        token_id(f, "tokenizer.ggml.unknown_token_id", 0, n, &v.unk_id, err, errlen) ||
-        token_id(f, "tokenizer.ggml.padding_token_id", -1, n, &v.pad_id, err, errlen) ||
-        bool_key(f, "tokenizer.ggml.add_bos_token", true, &v.add_bos, err, errlen) ||
-        bool_key(f, "tokenizer.ggml.add_space_prefix", !bpe, &v.add_dummy_prefix, err, errlen))
-        return NULL;
-    /* end of generation besides EOS: -1 marks an absent key */
     int eog[2];
-    if (token_id(f, "tokenizer.ggml.eot_token_id", -1, n, &eog[0], err, errlen) ||
-        token_id(f, "tokenizer.ggml.eom_token_id", -1, n, &eog[1], err, errlen))
+    if (vocab_ids(f, bpe, &v, eog, err, errlen) || (bpe && vocab_bpe(f, &v, &mg, err, errlen)))
         return NULL;
-    v.eog_ids = eog;
-    v.n_eog = 2;
-    const gguf_value *mg = NULL;
-    if (bpe) {
-        v.kind = TOK_BPE;
-        v.add_dummy_prefix = false; /* byte-level BPE encodes spaces as they are */
-        if (v.unk_id == 0 && gguf_get(f, "tokenizer.ggml.unknown_token_id") == NULL)
-            v.unk_id = -1; /* SentencePiece's default id 0 is an ordinary piece here */
-        r = gguf_get_array(f, "tokenizer.ggml.merges", GGUF_STRING, &mg, err, errlen);
-        if (r < 0) return NULL;
-        if (r == 1) {
-            ls_fail(err, errlen, "missing key tokenizer.ggml.merges (tokenizer.ggml.model gpt2)");
-            return NULL;
-        }
-        if (mg->arr.n > MODEL_MAX_COUNT) {
-            ls_fail(err, errlen, "tokenizer.ggml.merges has %llu entries (at most %d)",
-                    (unsigned long long)mg->arr.n, MODEL_MAX_COUNT);
-            return NULL;
-        }
-        r = gguf_get_str(f, "tokenizer.ggml.pre", &pre, err, errlen);
-        if (r < 0) return NULL;
-        v.pre = pre.s;
-        v.pre_len = (size_t)pre.len;
-    }
     pieces = malloc((size_t)n * sizeof *pieces);
     lens = malloc((size_t)n * sizeof *lens);
     scores = calloc((size_t)n, sizeof *scores); /* no scores: every merge ranks alike */
@@ -175,14 +193,10 @@ static tokenizer *tok_from_gguf(const gguf_file *f, char *err, size_t errlen) {
         ls_fail(err, errlen, "out of memory for a vocabulary of %d", n);
         goto done;
     }
-    for (int i = 0; i < n; i++) { /* every index is in range: the counts were checked above */
+    /* every index is in range: the counts were checked */
+    if (copy_strings(tokens, n, pieces, lens, "tokenizer.ggml.tokens", err, errlen)) goto done;
+    for (int i = 0; i < n; i++) {
         gguf_value e;
-        if (gguf_arr_get(tokens, (uint64_t)i, &e) != 0) {
-            ls_fail(err, errlen, "tokenizer.ggml.tokens: no entry %d", i);
-            goto done;
-        }
-        pieces[i] = e.str.s;
-        lens[i] = (size_t)e.str.len;
         if (sc && gguf_arr_get(sc, (uint64_t)i, &e) == 0) scores[i] = (float)e.f;
         if (ty && gguf_arr_get(ty, (uint64_t)i, &e) == 0) types[i] = (int32_t)e.i;
     }
@@ -194,16 +208,8 @@ static tokenizer *tok_from_gguf(const gguf_file *f, char *err, size_t errlen) {
             ls_fail(err, errlen, "out of memory for %d merges", nm);
             goto done;
         }
-        /* one walk over the array: each element follows the previous one in the mapping */
-        gguf_value e;
-        for (int i = 0; i < nm; i++) {
-            if (gguf_arr_get(mg, (uint64_t)i, &e) != 0) {
-                ls_fail(err, errlen, "tokenizer.ggml.merges: no entry %d", i);
-                goto done;
-            }
-            merges[i] = e.str.s;
-            merge_lens[i] = (size_t)e.str.len;
-        }
+        if (copy_strings(mg, nm, merges, merge_lens, "tokenizer.ggml.merges", err, errlen))
+            goto done;
         v.merges = merges;
         v.merge_lens = merge_lens;
         v.n_merges = nm;
@@ -239,7 +245,7 @@ static int take(const gguf_file *f, const char *name, int64_t ne0, int64_t ne1, 
             "tensor '%s' has shape [%lld, %lld, %lld, %lld], the header implies [%lld, %lld]", name,
             (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3],
             (long long)ne0, (long long)ne1);
-    const char *tn = gguf_ggml_type_name(t->type);
+    const char *tn = dtype_ggml_name(t->type);
     if (vector && t->type != DT_F32)
         return ls_fail(err, errlen, "tensor '%s' has type %s, norms must be F32", name, tn);
     if (!engine_type(t->type))
@@ -514,10 +520,10 @@ void model_free(model *m) {
 
 /* Bytes of a tensor as stored. */
 static size_t tensor_bytes(const tensor *t) {
-    int be = gguf_ggml_block_elems(t->type);
+    int be = dtype_ggml_block_elems(t->type);
     if (be <= 0) return 0;
     int64_t n = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
-    return (size_t)(n / be) * gguf_ggml_block_bytes(t->type);
+    return (size_t)(n / be) * dtype_ggml_block_bytes(t->type);
 }
 
 size_t model_weight_bytes(const model *m) {

@@ -67,6 +67,10 @@ tokenizer *model_load_tokenizer(const char *path, char *err, size_t errlen);
 /* Bytes of weights read to generate one token (every matrix once). */
 size_t model_weight_bytes(const model *m);
 
+/* Checks a config's ranges and divisibility, for the loaders of both formats (gguf in model.c,
+ * llama2.c in llama2c.c). 0, or -1 with a message. */
+int model_check_config(const model_config *c, char *err, size_t errlen);
+
 /* What the weights hold: parameters and bytes in all, and per element type (a tied output
  * matrix counted once, as it is stored once). */
 #define MODEL_MAX_TYPES 8

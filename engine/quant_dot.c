@@ -46,14 +46,6 @@ float dot_q4_1(const block_q4_1 *w, const block_q8_act *x, int n) {
     return sum;
 }
 
-/* Q5_0/Q5_1 code j of a block (0..31). */
-static int q5_code(const uint8_t qh[4], const uint8_t qs[QK / 2], int j) {
-    const uint32_t h = (uint32_t)qh[0] | (uint32_t)qh[1] << 8 | (uint32_t)qh[2] << 16 |
-                       (uint32_t)qh[3] << 24;
-    const int lo = j < QK / 2 ? qs[j] & 0x0f : qs[j - QK / 2] >> 4;
-    return lo | (int)((h >> j) & 1) << 4;
-}
-
 float dot_q5_0(const block_q5_0 *w, const block_q8_act *x, int n) {
     float sum = 0.0f;
     for (int b = 0; b < n / QK; b++) {

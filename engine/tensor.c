@@ -12,34 +12,45 @@ _Static_assert(sizeof(block_q2_K) == 84 && sizeof(block_q3_K) == 110, "ggml bloc
 _Static_assert(sizeof(block_q4_K) == 144 && sizeof(block_q5_K) == 176, "ggml block sizes");
 _Static_assert(sizeof(block_q6_K) == 210 && sizeof(block_iq4_xs) == 136, "ggml block sizes");
 
-/* Every supported type: its name, elements per block and bytes per block. */
+/* Every ggml tensor type a GGUF file may hold: its name, elements per block and bytes per
+ * block, the ones this engine computes with first (the lookups scan from the top). gguf.c checks
+ * a file's layout with the sizes of the others too. */
 static const struct {
-    dtype type;
+    uint32_t type;
     const char *name;
     int block_elems;
     size_t block_bytes;
+    bool supported;
 } types[] = {
-    {DT_F32, "F32", 1, 4},
-    {DT_F16, "F16", 1, 2},
-    {DT_BF16, "BF16", 1, 2},
-    {DT_Q8_0, "Q8_0", QK, sizeof(block_q8_0)},
-    {DT_Q4_0, "Q4_0", QK, sizeof(block_q4_0)},
-    {DT_Q4_1, "Q4_1", QK, sizeof(block_q4_1)},
-    {DT_Q5_0, "Q5_0", QK, sizeof(block_q5_0)},
-    {DT_Q5_1, "Q5_1", QK, sizeof(block_q5_1)},
-    {DT_Q2_K, "Q2_K", QK_K, sizeof(block_q2_K)},
-    {DT_Q3_K, "Q3_K", QK_K, sizeof(block_q3_K)},
-    {DT_Q4_K, "Q4_K", QK_K, sizeof(block_q4_K)},
-    {DT_Q5_K, "Q5_K", QK_K, sizeof(block_q5_K)},
-    {DT_Q6_K, "Q6_K", QK_K, sizeof(block_q6_K)},
-    {DT_IQ4_NL, "IQ4_NL", QK, sizeof(block_iq4_nl)},
-    {DT_IQ4_XS, "IQ4_XS", QK_K, sizeof(block_iq4_xs)},
+    {DT_F32, "F32", 1, 4, true},
+    {DT_F16, "F16", 1, 2, true},
+    {DT_BF16, "BF16", 1, 2, true},
+    {DT_Q8_0, "Q8_0", QK, sizeof(block_q8_0), true},
+    {DT_Q4_0, "Q4_0", QK, sizeof(block_q4_0), true},
+    {DT_Q4_1, "Q4_1", QK, sizeof(block_q4_1), true},
+    {DT_Q5_0, "Q5_0", QK, sizeof(block_q5_0), true},
+    {DT_Q5_1, "Q5_1", QK, sizeof(block_q5_1), true},
+    {DT_Q2_K, "Q2_K", QK_K, sizeof(block_q2_K), true},
+    {DT_Q3_K, "Q3_K", QK_K, sizeof(block_q3_K), true},
+    {DT_Q4_K, "Q4_K", QK_K, sizeof(block_q4_K), true},
+    {DT_Q5_K, "Q5_K", QK_K, sizeof(block_q5_K), true},
+    {DT_Q6_K, "Q6_K", QK_K, sizeof(block_q6_K), true},
+    {DT_IQ4_NL, "IQ4_NL", QK, sizeof(block_iq4_nl), true},
+    {DT_IQ4_XS, "IQ4_XS", QK_K, sizeof(block_iq4_xs), true},
+    {9, "Q8_1", 32, 36, false},       {15, "Q8_K", 256, 292, false},
+    {16, "IQ2_XXS", 256, 66, false},  {17, "IQ2_XS", 256, 74, false},
+    {18, "IQ3_XXS", 256, 98, false},  {19, "IQ1_S", 256, 50, false},
+    {21, "IQ3_S", 256, 110, false},   {22, "IQ2_S", 256, 82, false},
+    {24, "I8", 1, 1, false},          {25, "I16", 1, 2, false},
+    {26, "I32", 1, 4, false},         {27, "I64", 1, 8, false},
+    {28, "F64", 1, 8, false},
 };
 #define N_TYPES (sizeof types / sizeof types[0])
 
-static int type_index(uint32_t type) {
+/* The row of type in the table; -1 when it is not there or, unless any, not supported. */
+static int type_index(uint32_t type, bool any) {
     for (size_t i = 0; i < N_TYPES; i++)
-        if ((uint32_t)types[i].type == type) return (int)i;
+        if (types[i].type == type) return any || types[i].supported ? (int)i : -1;
     return -1;
 }
 
@@ -57,19 +68,34 @@ const int *dtype_f16_fields(dtype t) {
 }
 
 const char *dtype_name(uint32_t type) {
-    int i = type_index(type);
+    int i = type_index(type, false);
     return i < 0 ? NULL : types[i].name;
 }
 
-bool dtype_supported(uint32_t type) { return type_index(type) >= 0; }
+bool dtype_supported(uint32_t type) { return type_index(type, false) >= 0; }
 
 int dtype_block_elems(dtype t) {
-    int i = type_index(t);
+    int i = type_index(t, false);
     return i < 0 ? 0 : types[i].block_elems;
 }
 
 size_t dtype_block_bytes(dtype t) {
-    int i = type_index(t);
+    int i = type_index(t, false);
+    return i < 0 ? 0 : types[i].block_bytes;
+}
+
+const char *dtype_ggml_name(uint32_t type) {
+    int i = type_index(type, true);
+    return i < 0 ? NULL : types[i].name;
+}
+
+int dtype_ggml_block_elems(uint32_t type) {
+    int i = type_index(type, true);
+    return i < 0 ? 0 : types[i].block_elems;
+}
+
+size_t dtype_ggml_block_bytes(uint32_t type) {
+    int i = type_index(type, true);
     return i < 0 ? 0 : types[i].block_bytes;
 }
 
@@ -153,63 +179,9 @@ void q3_K_scales(int out[16], const uint8_t *s) {
     }
 }
 
-static void dequantize_block(float *y, const uint8_t *blk, dtype t) {
+/* One block of the K-quants Q2_K..Q6_K (QK_K elements) into y; dequantize_block's share. */
+static void dequantize_k_block(float *y, const uint8_t *blk, dtype t) {
     switch (t) {
-    case DT_Q4_1: {
-        const block_q4_1 *b = (const block_q4_1 *)blk;
-        const float d = f16_to_f32(b->d), m = f16_to_f32(b->m);
-        for (int j = 0; j < QK / 2; j++) {
-            y[j] = d * (float)(b->qs[j] & 0x0f) + m;
-            y[j + QK / 2] = d * (float)(b->qs[j] >> 4) + m;
-        }
-        return;
-    }
-    case DT_Q5_0:
-    case DT_Q5_1: {
-        const bool q51 = t == DT_Q5_1;
-        const block_q5_1 *b1 = (const block_q5_1 *)blk;
-        const block_q5_0 *b0 = (const block_q5_0 *)blk;
-        const float d = f16_to_f32(q51 ? b1->d : b0->d), m = q51 ? f16_to_f32(b1->m) : 0.0f;
-        const uint8_t *qh8 = q51 ? b1->qh : b0->qh, *qs = q51 ? b1->qs : b0->qs;
-        const uint32_t qh = (uint32_t)qh8[0] | (uint32_t)qh8[1] << 8 | (uint32_t)qh8[2] << 16 |
-                            (uint32_t)qh8[3] << 24;
-        for (int j = 0; j < QK / 2; j++) {
-            int lo = (qs[j] & 0x0f) | (int)((qh >> j) & 1) << 4;
-            int hi = (qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4;
-            if (q51) {
-                y[j] = d * (float)lo + m;
-                y[j + QK / 2] = d * (float)hi + m;
-            } else {
-                y[j] = d * (float)(lo - 16);
-                y[j + QK / 2] = d * (float)(hi - 16);
-            }
-        }
-        return;
-    }
-    case DT_IQ4_NL: {
-        const block_iq4_nl *b = (const block_iq4_nl *)blk;
-        const float d = f16_to_f32(b->d);
-        for (int j = 0; j < QK / 2; j++) {
-            y[j] = d * (float)iq4_levels[b->qs[j] & 0x0f];
-            y[j + QK / 2] = d * (float)iq4_levels[b->qs[j] >> 4];
-        }
-        return;
-    }
-    case DT_IQ4_XS: {
-        const block_iq4_xs *b = (const block_iq4_xs *)blk;
-        const float d = f16_to_f32(b->d);
-        for (int ib = 0; ib < QK_K / 32; ib++) {
-            int ls = ((b->scales_l[ib / 2] >> (4 * (ib % 2))) & 0x0f) |
-                     (((b->scales_h >> (2 * ib)) & 3) << 4);
-            const float dl = d * (float)(ls - 32);
-            const uint8_t *qs = b->qs + 16 * ib;
-            for (int j = 0; j < 16; j++) {
-                y[32 * ib + j] = dl * (float)iq4_levels[qs[j] & 0x0f];
-                y[32 * ib + j + 16] = dl * (float)iq4_levels[qs[j] >> 4];
-            }
-        }
-        return;
-    }
     case DT_Q2_K: {
         /* element 128 * h + 32 * k + l (k < 4, l < 32) is bits 2k..2k+1 of qs[32 * h + l], in
          * sub-block 8 * h + 2 * k + l / 16 */
@@ -277,6 +249,64 @@ static void dequantize_block(float *y, const uint8_t *blk, dtype t) {
         return;
     }
     default: return;
+    }
+}
+
+static void dequantize_block(float *y, const uint8_t *blk, dtype t) {
+    switch (t) {
+    case DT_Q4_1: {
+        const block_q4_1 *b = (const block_q4_1 *)blk;
+        const float d = f16_to_f32(b->d), m = f16_to_f32(b->m);
+        for (int j = 0; j < QK / 2; j++) {
+            y[j] = d * (float)(b->qs[j] & 0x0f) + m;
+            y[j + QK / 2] = d * (float)(b->qs[j] >> 4) + m;
+        }
+        return;
+    }
+    case DT_Q5_0:
+    case DT_Q5_1: {
+        const bool q51 = t == DT_Q5_1;
+        const block_q5_1 *b1 = (const block_q5_1 *)blk;
+        const block_q5_0 *b0 = (const block_q5_0 *)blk;
+        const float d = f16_to_f32(q51 ? b1->d : b0->d), m = q51 ? f16_to_f32(b1->m) : 0.0f;
+        const uint8_t *qh = q51 ? b1->qh : b0->qh, *qs = q51 ? b1->qs : b0->qs;
+        for (int j = 0; j < QK / 2; j++) {
+            int lo = q5_code(qh, qs, j), hi = q5_code(qh, qs, j + QK / 2);
+            if (q51) {
+                y[j] = d * (float)lo + m;
+                y[j + QK / 2] = d * (float)hi + m;
+            } else {
+                y[j] = d * (float)(lo - 16);
+                y[j + QK / 2] = d * (float)(hi - 16);
+            }
+        }
+        return;
+    }
+    case DT_IQ4_NL: {
+        const block_iq4_nl *b = (const block_iq4_nl *)blk;
+        const float d = f16_to_f32(b->d);
+        for (int j = 0; j < QK / 2; j++) {
+            y[j] = d * (float)iq4_levels[b->qs[j] & 0x0f];
+            y[j + QK / 2] = d * (float)iq4_levels[b->qs[j] >> 4];
+        }
+        return;
+    }
+    case DT_IQ4_XS: {
+        const block_iq4_xs *b = (const block_iq4_xs *)blk;
+        const float d = f16_to_f32(b->d);
+        for (int ib = 0; ib < QK_K / 32; ib++) {
+            int ls = ((b->scales_l[ib / 2] >> (4 * (ib % 2))) & 0x0f) |
+                     (((b->scales_h >> (2 * ib)) & 3) << 4);
+            const float dl = d * (float)(ls - 32);
+            const uint8_t *qs = b->qs + 16 * ib;
+            for (int j = 0; j < 16; j++) {
+                y[32 * ib + j] = dl * (float)iq4_levels[qs[j] & 0x0f];
+                y[32 * ib + j + 16] = dl * (float)iq4_levels[qs[j] >> 4];
+            }
+        }
+        return;
+    }
+    default: dequantize_k_block(y, blk, t); return;
     }
 }
 

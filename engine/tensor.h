@@ -143,6 +143,14 @@ static inline void k4_scale_min(int j, const uint8_t *q, int *sc, int *m) {
 }
 /* Q3_K: the sixteen 6-bit scales, minus 32, from the 12 packed scale bytes. */
 void q3_K_scales(int out[16], const uint8_t *scales);
+/* Q5_0/Q5_1: code j (0..31) of a block: the nibble (element j < 16 low in qs[j], j >= 16 high in
+ * qs[j - 16]) with bit j of the little-endian 32-bit qh as its fifth bit. */
+static inline int q5_code(const uint8_t qh[4], const uint8_t qs[QK / 2], int j) {
+    const uint32_t h = (uint32_t)qh[0] | (uint32_t)qh[1] << 8 | (uint32_t)qh[2] << 16 |
+                       (uint32_t)qh[3] << 24;
+    const int lo = j < QK / 2 ? qs[j] & 0x0f : qs[j - QK / 2] >> 4;
+    return lo | (int)((h >> j) & 1) << 4;
+}
 
 /* Activations quantized for the K-quants and IQ4_XS: 256 values as 8-bit codes with an F32
  * scale (d = max|x| / 127, as block_q8_act), and the sum of each 16 codes (for the mins).
@@ -175,6 +183,12 @@ int dtype_block_elems(dtype t);
 size_t dtype_block_bytes(dtype t);
 /* Bytes of a row of n elements; n must be a multiple of the block size. */
 size_t dtype_row_bytes(dtype t, int64_t n);
+/* The same for every ggml tensor type a GGUF file may hold (a superset of what the engine
+ * computes with; gguf.c checks a file's layout with them): name ("F32", "IQ2_XS", ...) or NULL
+ * when unknown; elements and bytes per block (0 if unknown). */
+const char *dtype_ggml_name(uint32_t type);
+int dtype_ggml_block_elems(uint32_t type);
+size_t dtype_ggml_block_bytes(uint32_t type);
 
 int64_t tensor_nelements(const tensor *t);
 /* Pointer to row r of a matrix. */

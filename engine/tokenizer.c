@@ -175,51 +175,45 @@ static bool id_ok(int id, int n) {
     return id >= -1 && id < n;
 }
 
-tokenizer *tok_create(const tok_vocab *v, char *err, size_t errlen) {
-    tokenizer *t = NULL;
+/* Checks what tok_create is given: counts, special ids, every piece (present, UTF-8, a score,
+ * a known type). Sets *raw_total to the bytes of all pieces with their NULs. */
+static int check_vocab(const tok_vocab *v, size_t *raw_total, char *err, size_t errlen) {
     int n = v ? v->n_vocab : 0;
-    if (!v || n <= 0 || !v->pieces || !v->piece_lens || !v->scores) {
-        ls_fail(err, errlen, "tokenizer: empty or incomplete vocabulary");
-        return NULL;
-    }
-    if (n > INT32_MAX / 4) {
-        ls_fail(err, errlen, "tokenizer: vocabulary of %d pieces is too large", n);
-        return NULL;
-    }
+    if (!v || n <= 0 || !v->pieces || !v->piece_lens || !v->scores)
+        return ls_fail(err, errlen, "tokenizer: empty or incomplete vocabulary");
+    if (n > INT32_MAX / 4)
+        return ls_fail(err, errlen, "tokenizer: vocabulary of %d pieces is too large", n);
     if (!id_ok(v->bos_id, n) || !id_ok(v->eos_id, n) || !id_ok(v->unk_id, n) ||
-        !id_ok(v->pad_id, n)) {
-        ls_fail(err, errlen, "tokenizer: special token id out of range (vocabulary of %d)", n);
-        return NULL;
-    }
-    size_t raw_total = 0;
+        !id_ok(v->pad_id, n))
+        return ls_fail(err, errlen, "tokenizer: special token id out of range (vocabulary of %d)",
+                       n);
+    *raw_total = 0;
     for (int i = 0; i < n; i++) {
-        if (!v->pieces[i] && v->piece_lens[i]) {
-            ls_fail(err, errlen, "tokenizer: piece %d is missing", i);
-            return NULL;
-        }
-        if (ls_add_size(raw_total, v->piece_lens[i], &raw_total) ||
-            ls_add_size(raw_total, 1, &raw_total)) {
-            ls_fail(err, errlen, "tokenizer: vocabulary too large");
-            return NULL;
-        }
-        if (!ls_utf8_valid(v->pieces[i], v->piece_lens[i])) {
-            ls_fail(err, errlen, "tokenizer: piece %d is not valid UTF-8", i);
-            return NULL;
-        }
-        if (isnan(v->scores[i])) {
-            ls_fail(err, errlen, "tokenizer: piece %d has a NaN score", i);
-            return NULL;
-        }
-        if (v->types && (v->types[i] < TOK_NORMAL || v->types[i] > TOK_BYTE)) {
-            ls_fail(err, errlen, "tokenizer: piece %d has unknown type %d", i, (int)v->types[i]);
-            return NULL;
-        }
+        if (!v->pieces[i] && v->piece_lens[i])
+            return ls_fail(err, errlen, "tokenizer: piece %d is missing", i);
+        if (ls_add_size(*raw_total, v->piece_lens[i], raw_total) ||
+            ls_add_size(*raw_total, 1, raw_total))
+            return ls_fail(err, errlen, "tokenizer: vocabulary too large");
+        if (!ls_utf8_valid(v->pieces[i], v->piece_lens[i]))
+            return ls_fail(err, errlen, "tokenizer: piece %d is not valid UTF-8", i);
+        if (isnan(v->scores[i]))
+            return ls_fail(err, errlen, "tokenizer: piece %d has a NaN score", i);
+        if (v->types && (v->types[i] < TOK_NORMAL || v->types[i] > TOK_BYTE))
+            return ls_fail(err, errlen, "tokenizer: piece %d has unknown type %d", i,
+                           (int)v->types[i]);
     }
+    return 0;
+}
+
+/* A tokenizer for v's n pieces with every table allocated (raw_total bytes of pieces), the hash
+ * slots empty and the special ids copied; NULL when out of memory. */
+static tokenizer *alloc_tokenizer(const tok_vocab *v, size_t raw_total) {
+    const int n = v->n_vocab;
     size_t text_cap = raw_total + sizeof UNK_TEXT, n_slots = 16;
     while (n_slots < 2 * (size_t)n)
         n_slots *= 2;
-    t = calloc(1, sizeof *t);
-    if (!t) goto oom;
+    tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
     t->n_vocab = n;
     t->raw = malloc(raw_total ? raw_total : 1);
     t->raw_off = malloc(((size_t)n + 1) * sizeof *t->raw_off);
@@ -230,8 +224,10 @@ tokenizer *tok_create(const tok_vocab *v, char *err, size_t errlen) {
     t->slots = malloc(n_slots * sizeof *t->slots);
     t->eog = calloc((size_t)n, 1);
     if (!t->raw || !t->raw_off || !t->text || !t->text_off || !t->scores || !t->types ||
-        !t->slots || !t->eog)
-        goto oom;
+        !t->slots || !t->eog) {
+        tok_free(t);
+        return NULL;
+    }
     t->kind = v->kind;
     t->n_slots = n_slots;
     for (size_t k = 0; k < n_slots; k++)
@@ -244,97 +240,124 @@ tokenizer *tok_create(const tok_vocab *v, char *err, size_t errlen) {
     t->pad_id = v->pad_id;
     t->add_bos = v->add_bos;
     t->add_dummy_prefix = v->add_dummy_prefix;
+    return t;
+}
 
-    size_t roff = 0, toff = 0;
-    for (int i = 0; i < n; i++) {
-        const char *p = v->pieces[i];
-        size_t len = v->piece_lens[i];
-        int byte = parse_byte_piece(p, len);
-        int type;
-        if (v->types)
-            type = v->types[i];
-        else if (i == v->unk_id)
-            type = TOK_UNKNOWN;
-        else if (i == v->bos_id || i == v->eos_id || i == v->pad_id)
-            type = TOK_CONTROL;
-        else if (byte >= 0)
-            type = TOK_BYTE;
-        else
-            type = TOK_NORMAL;
-        t->types[i] = (unsigned char)type;
-        t->scores[i] = v->scores[i] + 0.0f; /* -0.0 -> +0.0: they tie, as in SentencePiece */
+/* Piece i's type: the vocabulary's own, else guessed from the special ids and the <0xNN> form
+ * (byte >= 0) as llama2.c vocabularies need. */
+static int piece_type(const tok_vocab *v, int i, int byte) {
+    if (v->types) return v->types[i];
+    if (i == v->unk_id) return TOK_UNKNOWN;
+    if (i == v->bos_id || i == v->eos_id || i == v->pad_id) return TOK_CONTROL;
+    return byte >= 0 ? TOK_BYTE : TOK_NORMAL;
+}
 
-        t->raw_off[i] = roff;
-        if (len) memcpy(t->raw + roff, p, len);
-        t->raw[roff + len] = '\0';
-        roff += len + 1;
-
-        /* The decoded text. Byte pieces are handled byte by byte when decoding, so their text
-         * here is empty; control pieces print nothing. */
-        t->text_off[i] = toff;
-        if (type == TOK_UNKNOWN && t->kind == TOK_SPM) {
-            memcpy(t->text + toff, UNK_TEXT, sizeof UNK_TEXT - 1);
-            toff += sizeof UNK_TEXT - 1;
-        } else if (t->kind == TOK_BPE) {
-            if (type != TOK_CONTROL) toff += bpe_piece_to_bytes(p, len, t->text + toff);
-        } else if (type != TOK_CONTROL && type != TOK_BYTE) {
-            for (size_t j = 0; j < len;) {
-                if (len - j >= 3 && memcmp(p + j, SPACE_MARK, 3) == 0) {
-                    t->text[toff++] = ' ';
-                    j += 3;
-                } else {
-                    t->text[toff++] = p[j++];
-                }
+/* Appends piece p (len bytes) of the given type as decoded text at t->text + *toff. Byte pieces
+ * are handled byte by byte when decoding, so their text here is empty; control pieces print
+ * nothing. */
+static void add_piece_text(tokenizer *t, int type, const char *p, size_t len, size_t *toff) {
+    if (type == TOK_UNKNOWN && t->kind == TOK_SPM) {
+        memcpy(t->text + *toff, UNK_TEXT, sizeof UNK_TEXT - 1);
+        *toff += sizeof UNK_TEXT - 1;
+    } else if (t->kind == TOK_BPE) {
+        if (type != TOK_CONTROL) *toff += bpe_piece_to_bytes(p, len, t->text + *toff);
+    } else if (type != TOK_CONTROL && type != TOK_BYTE) {
+        for (size_t j = 0; j < len;) {
+            if (len - j >= 3 && memcmp(p + j, SPACE_MARK, 3) == 0) {
+                t->text[(*toff)++] = ' ';
+                j += 3;
+            } else {
+                t->text[(*toff)++] = p[j++];
             }
-        }
-        size_t tlen = toff - t->text_off[i];
-        if (tlen > t->max_text_len) t->max_text_len = tlen;
-
-        if (type == TOK_BYTE) {
-            if (byte < 0) {
-                ls_fail(err, errlen, "tokenizer: byte piece %d is not of the form <0xNN>", i);
-                goto fail;
-            }
-            if (t->byte_id[byte] >= 0) {
-                ls_fail(err, errlen, "tokenizer: byte piece <0x%02X> appears twice (%d, %d)", byte,
-                        t->byte_id[byte], i);
-                goto fail;
-            }
-            t->byte_id[byte] = i;
-            t->has_bytes = true;
-        }
-        if (type == TOK_USER_DEFINED && len > t->max_user_len) t->max_user_len = len;
-        if ((type == TOK_USER_DEFINED || type == TOK_CONTROL) && len >= 2) {
-            if (len > t->max_special_len) t->max_special_len = len;
-            t->special_first[(unsigned char)p[0]] = true;
-        }
-
-        /* A duplicate piece keeps its first id, as the later one could never be produced. */
-        uint32_t h = hash_bytes(p, len);
-        for (size_t mask = n_slots - 1, k = h & mask;; k = (k + 1) & mask) {
-            int32_t other = t->slots[k].id;
-            if (other < 0) {
-                t->slots[k] = (tok_slot){.hash = h, .id = i};
-                break;
-            }
-            size_t olen;
-            const char *op = raw_of(t, other, &olen);
-            if (olen == len && memcmp(op, p, len) == 0) break;
         }
     }
-    t->raw_off[n] = roff;
-    t->text_off[n] = toff;
+}
 
+/* Piece i into the lookup table. A duplicate piece keeps its first id, as the later one could
+ * never be produced. */
+static void hash_insert(tokenizer *t, int i, const char *p, size_t len) {
+    uint32_t h = hash_bytes(p, len);
+    for (size_t mask = t->n_slots - 1, k = h & mask;; k = (k + 1) & mask) {
+        int32_t other = t->slots[k].id;
+        if (other < 0) {
+            t->slots[k] = (tok_slot){.hash = h, .id = i};
+            return;
+        }
+        size_t olen;
+        const char *op = raw_of(t, other, &olen);
+        if (olen == len && memcmp(op, p, len) == 0) return;
+    }
+}
+
+/* Piece i of v into every table of t (raw and text at *roff and *toff, which it advances), and
+ * into the byte and special-piece summaries. -1 with a message on a bad byte piece. */
+static int add_piece(tokenizer *t, const tok_vocab *v, int i, size_t *roff, size_t *toff,
+                     char *err, size_t errlen) {
+    const char *p = v->pieces[i];
+    size_t len = v->piece_lens[i];
+    int byte = parse_byte_piece(p, len);
+    int type = piece_type(v, i, byte);
+    t->types[i] = (unsigned char)type;
+    t->scores[i] = v->scores[i] + 0.0f; /* -0.0 -> +0.0: they tie, as in SentencePiece */
+
+    t->raw_off[i] = *roff;
+    if (len) memcpy(t->raw + *roff, p, len);
+    t->raw[*roff + len] = '\0';
+    *roff += len + 1;
+
+    t->text_off[i] = *toff;
+    add_piece_text(t, type, p, len, toff);
+    size_t tlen = *toff - t->text_off[i];
+    if (tlen > t->max_text_len) t->max_text_len = tlen;
+
+    if (type == TOK_BYTE) {
+        if (byte < 0)
+            return ls_fail(err, errlen, "tokenizer: byte piece %d is not of the form <0xNN>", i);
+        if (t->byte_id[byte] >= 0)
+            return ls_fail(err, errlen, "tokenizer: byte piece <0x%02X> appears twice (%d, %d)",
+                           byte, t->byte_id[byte], i);
+        t->byte_id[byte] = i;
+        t->has_bytes = true;
+    }
+    if (type == TOK_USER_DEFINED && len > t->max_user_len) t->max_user_len = len;
+    if ((type == TOK_USER_DEFINED || type == TOK_CONTROL) && len >= 2) {
+        if (len > t->max_special_len) t->max_special_len = len;
+        t->special_first[(unsigned char)p[0]] = true;
+    }
+    hash_insert(t, i, p, len);
+    return 0;
+}
+
+/* The end-of-generation ids: EOS, the vocabulary's list, and the known end-of-turn pieces
+ * where they are special. */
+static void mark_eog(tokenizer *t, const tok_vocab *v) {
     if (t->eos_id >= 0) t->eog[t->eos_id] = 1;
     for (int i = 0; i < v->n_eog; i++)
-        if (v->eog_ids && v->eog_ids[i] >= 0 && v->eog_ids[i] < n) t->eog[v->eog_ids[i]] = 1;
+        if (v->eog_ids && v->eog_ids[i] >= 0 && v->eog_ids[i] < t->n_vocab)
+            t->eog[v->eog_ids[i]] = 1;
     for (size_t k = 0; k < sizeof eog_pieces / sizeof eog_pieces[0]; k++) {
         int id = lookup(t, eog_pieces[k], strlen(eog_pieces[k]));
         if (id >= 0 && (t->types[id] == TOK_CONTROL || t->types[id] == TOK_USER_DEFINED))
             t->eog[id] = 1;
     }
+}
+
+tokenizer *tok_create(const tok_vocab *v, char *err, size_t errlen) {
+    size_t raw_total;
+    if (check_vocab(v, &raw_total, err, errlen) != 0) return NULL;
+    tokenizer *t = alloc_tokenizer(v, raw_total);
+    if (!t) {
+        ls_fail(err, errlen, "tokenizer: out of memory");
+        return NULL;
+    }
+    size_t roff = 0, toff = 0;
+    for (int i = 0; i < v->n_vocab; i++)
+        if (add_piece(t, v, i, &roff, &toff, err, errlen) != 0) goto fail;
+    t->raw_off[v->n_vocab] = roff;
+    t->text_off[v->n_vocab] = toff;
+    mark_eog(t, v);
     if (t->kind == TOK_BPE) {
-        if (n > 0 && (!v->merges || !v->merge_lens) && v->n_merges > 0) {
+        if ((!v->merges || !v->merge_lens) && v->n_merges > 0) {
             ls_fail(err, errlen, "tokenizer: merges missing");
             goto fail;
         }
@@ -343,8 +366,6 @@ tokenizer *tok_create(const tok_vocab *v, char *err, size_t errlen) {
         if (!t->bpe) goto fail;
     }
     return t;
-oom:
-    ls_fail(err, errlen, "tokenizer: out of memory");
 fail:
     tok_free(t);
     return NULL;
@@ -495,6 +516,110 @@ static void put_id_cb(void *ctx, int id) {
     put_id(ctx, id);
 }
 
+/* SentencePiece step 1: text (len) normalized into norm (<= 3 bytes per input byte + 3):
+ * spaces to U+2581, the dummy prefix, invalid bytes to U+FFFD. Returns norm's length. */
+static size_t spm_normalize(const tokenizer *t, const char *text, size_t len, char *norm) {
+    const unsigned char *s = (const unsigned char *)text;
+    size_t pos = 0;
+    if (t->add_dummy_prefix) {
+        memcpy(norm, SPACE_MARK, 3);
+        pos = 3;
+    }
+    for (size_t i = 0; i < len;) {
+        int c = utf8_check(s + i, len - i);
+        if (c <= 0) {
+            memcpy(norm + pos, REPLACEMENT, 3);
+            pos += 3;
+            i++;
+        } else if (s[i] == ' ') {
+            memcpy(norm + pos, SPACE_MARK, 3);
+            pos += 3;
+            i++;
+        } else {
+            memcpy(norm + pos, s + i, (size_t)c);
+            pos += (size_t)c;
+            i += (size_t)c;
+        }
+    }
+    return pos;
+}
+
+/* Step 2: norm (pos bytes) split into characters, user-defined pieces (longest first) as
+ * frozen single symbols, linked in order in sym. Returns the symbol count. */
+static int32_t spm_split(const tokenizer *t, const char *norm, size_t pos, tok_sym *sym,
+                         unsigned char *frozen) {
+    int32_t n_sym = 0;
+    for (size_t p = 0; p < pos;) {
+        size_t l = 0;
+        bool fz = false;
+        for (size_t m = t->max_user_len < pos - p ? t->max_user_len : pos - p; m > 0; m--) {
+            int id = lookup(t, norm + p, m);
+            if (id >= 0 && t->types[id] == TOK_USER_DEFINED) {
+                l = m;
+                fz = true;
+                break;
+            }
+        }
+        if (!l) l = (size_t)utf8_check((const unsigned char *)norm + p, pos - p);
+        sym[n_sym] =
+            (tok_sym){.start = (int32_t)p, .len = (int32_t)l, .prev = n_sym - 1, .next = -1};
+        if (n_sym > 0) sym[n_sym - 1].next = n_sym;
+        frozen[n_sym] = fz;
+        n_sym++;
+        p += l;
+    }
+    return n_sym;
+}
+
+/* Step 3: merge the best pair until no adjacent pair forms a piece (heap: room for 3 * n_sym
+ * candidates). */
+static void spm_merge(const tokenizer *t, const char *norm, tok_sym *sym,
+                      const unsigned char *frozen, int32_t n_sym, tok_pair *heap) {
+    size_t n_heap = 0;
+    for (int32_t i = 0; i + 1 < n_sym; i++)
+        try_pair(t, norm, sym, frozen, i, heap, &n_heap);
+    while (n_heap > 0) {
+        tok_pair best = heap_pop(heap, &n_heap);
+        int32_t l = pair_left(&best), r = sym[l].next;
+        if (sym[l].len == 0 || r < 0 || sym[l].len + sym[r].len != best.len) continue;
+        sym[l].len += sym[r].len;
+        sym[r].len = 0;
+        sym[l].next = sym[r].next;
+        if (sym[l].next >= 0) sym[sym[l].next].prev = l;
+        try_pair(t, norm, sym, frozen, sym[l].prev, heap, &n_heap);
+        try_pair(t, norm, sym, frozen, l, heap, &n_heap);
+    }
+}
+
+/* Step 4: the ids of the merged symbols into o: pieces as they are, anything else through the
+ * byte pieces (or <unk>). -1 when nothing can stand for some text. */
+static int spm_emit(const tokenizer *t, const char *norm, const tok_sym *sym, int32_t n_sym,
+                    id_out *o) {
+    int rc = 0;
+    for (int32_t i = n_sym > 0 ? 0 : -1; i >= 0; i = sym[i].next) {
+        const char *p = norm + sym[i].start;
+        int id = lookup(t, p, (size_t)sym[i].len);
+        int type = id >= 0 ? t->types[id] : 0;
+        if (type == TOK_NORMAL || type == TOK_USER_DEFINED || type == TOK_UNUSED) {
+            put_id(o, id);
+            o->last_unk = false;
+        } else if (t->has_bytes) {
+            for (int32_t j = 0; j < sym[i].len; j++) {
+                int b = t->byte_id[(unsigned char)p[j]];
+                if (b < 0) b = t->unk_id;
+                if (b < 0) rc = -1;
+                put_id(o, b);
+            }
+        } else if (t->unk_id >= 0) {
+            if (!o->last_unk) put_id(o, t->unk_id);
+            o->last_unk = true;
+        } else {
+            rc = -1; /* nothing can stand for this text */
+        }
+    }
+    return rc;
+}
+
 int tok_encode(const tokenizer *t, const char *text, size_t len, bool add_bos, int32_t *ids,
                int cap) {
     id_out o = {.ids = ids, .cap = ids ? cap : 0};
@@ -521,91 +646,10 @@ int tok_encode(const tokenizer *t, const char *text, size_t len, bool add_bos, i
     unsigned char *frozen = (unsigned char *)(heap + 3 * n_max);
     char *norm = (char *)frozen + n_max;
 
-    /* Normalize: spaces to U+2581, the dummy prefix, invalid bytes to U+FFFD. */
-    const unsigned char *s = (const unsigned char *)text;
-    size_t pos = 0;
-    if (t->add_dummy_prefix) {
-        memcpy(norm, SPACE_MARK, 3);
-        pos = 3;
-    }
-    for (size_t i = 0; i < len;) {
-        int c = utf8_check(s + i, len - i);
-        if (c <= 0) {
-            memcpy(norm + pos, REPLACEMENT, 3);
-            pos += 3;
-            i++;
-        } else if (s[i] == ' ') {
-            memcpy(norm + pos, SPACE_MARK, 3);
-            pos += 3;
-            i++;
-        } else {
-            memcpy(norm + pos, s + i, (size_t)c);
-            pos += (size_t)c;
-            i += (size_t)c;
-        }
-    }
-
-    /* Split into characters, user-defined pieces (longest first) as frozen single symbols. */
-    int32_t n_sym = 0;
-    for (size_t p = 0; p < pos;) {
-        size_t l = 0;
-        bool fz = false;
-        for (size_t m = t->max_user_len < pos - p ? t->max_user_len : pos - p; m > 0; m--) {
-            int id = lookup(t, norm + p, m);
-            if (id >= 0 && t->types[id] == TOK_USER_DEFINED) {
-                l = m;
-                fz = true;
-                break;
-            }
-        }
-        if (!l) l = (size_t)utf8_check((const unsigned char *)norm + p, pos - p);
-        sym[n_sym] =
-            (tok_sym){.start = (int32_t)p, .len = (int32_t)l, .prev = n_sym - 1, .next = -1};
-        if (n_sym > 0) sym[n_sym - 1].next = n_sym;
-        frozen[n_sym] = fz;
-        n_sym++;
-        p += l;
-    }
-
-    /* Merge the best pair until no adjacent pair forms a piece. */
-    size_t n_heap = 0;
-    for (int32_t i = 0; i + 1 < n_sym; i++)
-        try_pair(t, norm, sym, frozen, i, heap, &n_heap);
-    while (n_heap > 0) {
-        tok_pair best = heap_pop(heap, &n_heap);
-        int32_t l = pair_left(&best), r = sym[l].next;
-        if (sym[l].len == 0 || r < 0 || sym[l].len + sym[r].len != best.len) continue;
-        sym[l].len += sym[r].len;
-        sym[r].len = 0;
-        sym[l].next = sym[r].next;
-        if (sym[l].next >= 0) sym[sym[l].next].prev = l;
-        try_pair(t, norm, sym, frozen, sym[l].prev, heap, &n_heap);
-        try_pair(t, norm, sym, frozen, l, heap, &n_heap);
-    }
-
-    /* Emit: pieces as they are, anything else through the byte pieces (or <unk>). */
-    int rc = 0;
-    for (int32_t i = n_sym > 0 ? 0 : -1; i >= 0; i = sym[i].next) {
-        const char *p = norm + sym[i].start;
-        int id = lookup(t, p, (size_t)sym[i].len);
-        int type = id >= 0 ? t->types[id] : 0;
-        if (type == TOK_NORMAL || type == TOK_USER_DEFINED || type == TOK_UNUSED) {
-            put_id(&o, id);
-            o.last_unk = false;
-        } else if (t->has_bytes) {
-            for (int32_t j = 0; j < sym[i].len; j++) {
-                int b = t->byte_id[(unsigned char)p[j]];
-                if (b < 0) b = t->unk_id;
-                if (b < 0) rc = -1;
-                put_id(&o, b);
-            }
-        } else if (t->unk_id >= 0) {
-            if (!o.last_unk) put_id(&o, t->unk_id);
-            o.last_unk = true;
-        } else {
-            rc = -1; /* nothing can stand for this text */
-        }
-    }
+    const size_t n_norm = spm_normalize(t, text, len, norm);
+    const int32_t n_sym = spm_split(t, norm, n_norm, sym, frozen);
+    spm_merge(t, norm, sym, frozen, n_sym, heap);
+    int rc = spm_emit(t, norm, sym, n_sym, &o);
     free(block);
     if (rc < 0 || o.n > INT_MAX) return -1;
     return (int)o.n;
@@ -765,6 +809,86 @@ size_t tok_decode(const tokenizer *t, const int32_t *ids, int n, char *out, size
  * piece bytes. llama2.c's exporter writes U+2581 as ' ' and BOS/EOS as "\n<s>\n" and
  * "\n</s>\n"; both are undone here so that pieces read as the SentencePiece model spells them
  * and encoding matches it. */
+/* tokenizer.bin at path, whole, into *data (caller frees) and *size. */
+static int read_tokenizer_bin(const char *path, unsigned char **data, size_t *size, char *err,
+                              size_t errlen) {
+    long n = 0;
+    int rc = -1;
+    FILE *f = fopen(path, "rb");
+    if (!f) return ls_fail(err, errlen, "%s: %s", path, strerror(errno));
+    if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        ls_fail(err, errlen, "%s: cannot determine the file size", path);
+        goto done;
+    }
+    if (n < 4 || n > (1L << 30)) {
+        /* the largest real vocabularies (~250k pieces) take a few MB */
+        ls_fail(err, errlen, "%s: %ld bytes is not the size of a tokenizer.bin", path, n);
+        goto done;
+    }
+    *data = malloc((size_t)n);
+    if (!*data || fread(*data, 1, (size_t)n, f) != (size_t)n) {
+        ls_fail(err, errlen, "%s: cannot read %ld bytes", path, n);
+        goto done;
+    }
+    *size = (size_t)n;
+    rc = 0;
+done:
+    fclose(f);
+    return rc;
+}
+
+/* First pass over tokenizer.bin's entries (data, size): each checked against the file size;
+ * *count entries (n_vocab of them when n_vocab >= 0), *text_total the bytes their pieces may
+ * take once converted. */
+static int count_llama2c_entries(const char *path, const unsigned char *data, size_t size,
+                                 int n_vocab, size_t *count, size_t *text_total, char *err,
+                                 size_t errlen) {
+    int32_t max_len;
+    memcpy(&max_len, data, 4);
+    if (max_len <= 0)
+        return ls_fail(err, errlen, "%s: bad max_token_length %d", path, (int)max_len);
+    size_t off = 4;
+    *count = 0;
+    *text_total = 0;
+    while (off < size && (n_vocab < 0 || *count < (size_t)n_vocab)) {
+        int32_t len;
+        if (size - off < 8) return ls_fail(err, errlen, "%s: entry %zu is truncated", path, *count);
+        memcpy(&len, data + off + 4, 4);
+        if (len < 0 || (size_t)len > size - off - 8)
+            return ls_fail(err, errlen, "%s: entry %zu has length %d past the end of the file",
+                           path, *count, (int)len);
+        off += 8 + (size_t)len;
+        *text_total += 3 * (size_t)len; /* ' ' may grow into U+2581 */
+        if (++*count > INT32_MAX / 4) return ls_fail(err, errlen, "%s: too many entries", path);
+    }
+    if (*count == 0 || (n_vocab >= 0 && *count < (size_t)n_vocab))
+        return ls_fail(err, errlen, "%s: has %zu entries, expected %d", path, *count, n_vocab);
+    return 0;
+}
+
+/* Entry i's piece p (len bytes) as the tokenizer stores it, at out: llama2.c's "\n<s>\n" and
+ * "\n</s>\n" as <s> and </s>, spaces as U+2581. Returns the bytes written (<= 3 * len). */
+static size_t llama2c_piece(char *out, size_t i, const unsigned char *p, int32_t len) {
+    if (i == 1 && len == 5 && memcmp(p, "\n<s>\n", 5) == 0) {
+        memcpy(out, "<s>", 3);
+        return 3;
+    }
+    if (i == 2 && len == 6 && memcmp(p, "\n</s>\n", 6) == 0) {
+        memcpy(out, "</s>", 4);
+        return 4;
+    }
+    size_t n = 0;
+    for (int32_t j = 0; j < len; j++) {
+        if (p[j] == ' ') {
+            memcpy(out + n, SPACE_MARK, 3);
+            n += 3;
+        } else {
+            out[n++] = (char)p[j];
+        }
+    }
+    return n;
+}
+
 tokenizer *tok_load_llama2c(const char *path, int n_vocab, char *err, size_t errlen) {
     tokenizer *t = NULL;
     unsigned char *data = NULL;
@@ -772,57 +896,10 @@ tokenizer *tok_load_llama2c(const char *path, int n_vocab, char *err, size_t err
     const char **pieces = NULL;
     size_t *lens = NULL;
     float *scores = NULL;
-    long size = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        ls_fail(err, errlen, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        ls_fail(err, errlen, "%s: cannot determine the file size", path);
+    size_t size = 0, count = 0, text_total = 0;
+    if (read_tokenizer_bin(path, &data, &size, err, errlen) ||
+        count_llama2c_entries(path, data, size, n_vocab, &count, &text_total, err, errlen))
         goto done;
-    }
-    if (size < 4 || size > (1L << 30)) {
-        /* the largest real vocabularies (~250k pieces) take a few MB */
-        ls_fail(err, errlen, "%s: %ld bytes is not the size of a tokenizer.bin", path, size);
-        goto done;
-    }
-    data = malloc((size_t)size);
-    if (!data || fread(data, 1, (size_t)size, f) != (size_t)size) {
-        ls_fail(err, errlen, "%s: cannot read %ld bytes", path, size);
-        goto done;
-    }
-    int32_t max_len;
-    memcpy(&max_len, data, 4);
-    if (max_len <= 0) {
-        ls_fail(err, errlen, "%s: bad max_token_length %d", path, (int)max_len);
-        goto done;
-    }
-    /* First pass: count and check every entry against the file size. */
-    size_t off = 4, count = 0, text_total = 0;
-    while (off < (size_t)size && (n_vocab < 0 || count < (size_t)n_vocab)) {
-        int32_t len;
-        if ((size_t)size - off < 8) {
-            ls_fail(err, errlen, "%s: entry %zu is truncated", path, count);
-            goto done;
-        }
-        memcpy(&len, data + off + 4, 4);
-        if (len < 0 || (size_t)len > (size_t)size - off - 8) {
-            ls_fail(err, errlen, "%s: entry %zu has length %d past the end of the file", path,
-                    count, (int)len);
-            goto done;
-        }
-        off += 8 + (size_t)len;
-        text_total += 3 * (size_t)len; /* ' ' may grow into U+2581 */
-        if (++count > INT32_MAX / 4) {
-            ls_fail(err, errlen, "%s: too many entries", path);
-            goto done;
-        }
-    }
-    if (count == 0 || (n_vocab >= 0 && count < (size_t)n_vocab)) {
-        ls_fail(err, errlen, "%s: has %zu entries, expected %d", path, count, n_vocab);
-        goto done;
-    }
     pieces = malloc(count * sizeof *pieces);
     lens = malloc(count * sizeof *lens);
     scores = malloc(count * sizeof *scores);
@@ -831,32 +908,15 @@ tokenizer *tok_load_llama2c(const char *path, int n_vocab, char *err, size_t err
         ls_fail(err, errlen, "%s: out of memory", path);
         goto done;
     }
-    off = 4;
-    size_t boff = 0;
+    size_t off = 4, boff = 0;
     for (size_t i = 0; i < count; i++) {
         int32_t len;
         memcpy(&scores[i], data + off, 4);
         memcpy(&len, data + off + 4, 4);
-        const unsigned char *p = data + off + 8;
-        off += 8 + (size_t)len;
         pieces[i] = blob + boff;
-        if (i == 1 && len == 5 && memcmp(p, "\n<s>\n", 5) == 0) {
-            memcpy(blob + boff, "<s>", 3);
-            boff += 3;
-        } else if (i == 2 && len == 6 && memcmp(p, "\n</s>\n", 6) == 0) {
-            memcpy(blob + boff, "</s>", 4);
-            boff += 4;
-        } else {
-            for (int32_t j = 0; j < len; j++) {
-                if (p[j] == ' ') {
-                    memcpy(blob + boff, SPACE_MARK, 3);
-                    boff += 3;
-                } else {
-                    blob[boff++] = (char)p[j];
-                }
-            }
-        }
-        lens[i] = (size_t)(blob + boff - pieces[i]);
+        lens[i] = llama2c_piece(blob + boff, i, data + off + 8, len);
+        boff += lens[i];
+        off += 8 + (size_t)len;
     }
     tok_vocab v = {.n_vocab = (int)count,
                    .pieces = pieces,
@@ -873,7 +933,6 @@ tokenizer *tok_load_llama2c(const char *path, int n_vocab, char *err, size_t err
     t = tok_create(&v, why, sizeof why);
     if (!t) ls_fail(err, errlen, "%s: %s", path, why);
 done:
-    fclose(f);
     free(data);
     free(blob);
     free(pieces);

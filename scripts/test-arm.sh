@@ -1,7 +1,7 @@
 #!/bin/sh
 # test-arm.sh [OUT_DIR]: builds the matmul kernel test (tests/test_matmul.c with the engine) for
 # AArch64 with Debian's cross compiler and runs it under qemu-user, so that the NEON kernels
-# (engine/matmul_neon.c) are checked against their scalar twins on an x86-64 machine. The meson
+# (engine/arm/neon.c) are checked against their scalar twins on an x86-64 machine. The meson
 # suite runs it as `neon_kernels`. Exit 77 (meson's "skipped") when the cross compiler or qemu
 # is missing (scripts/setup.sh installs both) or when this machine is AArch64 itself, where the
 # native test_matmul already runs the NEON kernels.
@@ -24,9 +24,9 @@ mkdir -p "$out"
 # is not installed for AArch64 here (and the matrix test has no tokenizer).
 flags="-std=c17 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -ffp-contract=off -I$src/engine -I$src/tests"
 rm -f "$out/libengine_aarch64.a"
-for f in "$src"/engine/*.c; do
+for f in "$src"/engine/*.c "$src"/engine/x86/*.c "$src"/engine/arm/*.c; do
     [ "$(basename "$f")" = tokenizer_bpe.c ] && continue
-    o="$out/$(basename "$f" .c).o"
+    o="$out/$(basename "$(dirname "$f")")_$(basename "$f" .c).o"
     "$cc" $flags -c "$f" -o "$o"
     aarch64-linux-gnu-ar rcs "$out/libengine_aarch64.a" "$o"
 done

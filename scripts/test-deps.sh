@@ -29,7 +29,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# the Node tests drive the server with the official openai package and the chat page with
+# the Node tests drive the server with real clients (openai, LangChain, the AI SDK) and the chat page with
 # puppeteer-core, which drives the Debian chromium above and never downloads a browser of its own
 # (pinned by package-lock.json); without Node.js those tests are skipped
 if command -v npm >/dev/null 2>&1; then

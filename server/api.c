@@ -2,7 +2,7 @@
  * in api_response.c). Validation is strict on the fields we know (type and range, with the
  * offending field named in `param`) and lenient on fields we do not (ignored, as llama.cpp and
  * vLLM do, so newer clients work). */
-#include "api.h"
+#include "api_internal.h"
 
 #include "common.h"
 #include "json_schema.h"
@@ -98,7 +98,10 @@ char *api_error_json(const api_error *e) {
 }
 
 void api_call_free(api_call *c) {
+    for (int i = 0; i < c->n_echo; i++) free(c->echo_text[i]);
     free(c->echo_text);
+    cJSON_Delete(c->resp_echo);
+    tools_req_free(c->tools);
     gen_request_free(&c->req);
     memset(c, 0, sizeof *c);
 }
@@ -203,9 +206,9 @@ static uint64_t fresh_seed(void) {
     return x;
 }
 
-/* "speculative": {"n_max": N, "n_min": M}, llama.cpp's per-request draft bounds for prompt
- * lookup (engine/spec.h); without it the server's --spec-ngram applies. Any other member (a
- * draft model's p_min, ...) is refused: it would be ignored. */
+/* "speculative": {"n_max": N, "n_min": M}, llama.cpp's per-request draft bounds (prompt lookup,
+ * engine/spec.h, or --model-draft); without it the server's --spec-ngram applies. Any other
+ * member (p_min, ...) is refused: it would be ignored. */
 static int parse_speculative(const cJSON *o, gen_request *r, api_error *e) {
     r->spec_n_max = -1;
     r->spec_n_min = 0;
@@ -215,8 +218,8 @@ static int parse_speculative(const cJSON *o, gen_request *r, api_error *e) {
     const cJSON *it;
     cJSON_ArrayForEach(it, sp) {
         if (strcmp(it->string, "n_max") && strcmp(it->string, "n_min"))
-            return BAD("speculative", "'speculative.%s' is not supported (only n_max and n_min: "
-                       "drafts come from prompt lookup, not a draft model)", it->string);
+            return BAD("speculative", "'speculative.%s' is not supported (only n_max and n_min)",
+                       it->string);
     }
     long long n_max = -1, n_min = 0;
     if (get_int(sp, "n_max", 0, SCHED_MAX_DRAFT, &n_max, e) ||
@@ -227,6 +230,137 @@ static int parse_speculative(const cJSON *o, gen_request *r, api_error *e) {
                    n_max);
     r->spec_n_max = (int)n_max;
     r->spec_n_min = (int)n_min;
+    return 0;
+}
+
+/* Sampling fields that beam search does not use (it ranks by the model's own log-probabilities):
+ * given with any other value than these, they would be ignored without a word. */
+static const struct {
+    const char *field;
+    double neutral, also;
+} beam_unused[] = {
+    {"temperature", 1, 0}, {"top_p", 1, 1}, {"top_k", 0, 0}, {"min_p", 0, 0},
+    {"presence_penalty", 0, 0}, {"frequency_penalty", 0, 0}, {"repeat_penalty", 1, 1},
+};
+
+/* Beam search (an extension llama.cpp and vLLM dropped): use_beam_search with best_of beams,
+ * the n best returned, ranked with length_penalty. Without it, best_of other than n and
+ * length_penalty other than 1 would be silently ignored: they are refused. The sampling
+ * fields' types and ranges are checked already. */
+static int parse_beam(const cJSON *o, api_call *c, long long n, api_error *e) {
+    bool beam = false;
+    long long best_of = n;
+    double length_penalty = 1.0;
+    if (get_bool(o, "use_beam_search", &beam, e) || get_int(o, "best_of", 1, API_MAX_BEST_OF, &best_of, e) ||
+        get_num(o, "length_penalty", -10, 10, &length_penalty, e))
+        return -1;
+    if (!beam) {
+        if (best_of != n)
+            return BAD("best_of", "'best_of' other than 'n' needs 'use_beam_search': true (this "
+                                  "server returns every sampled choice)");
+        if (length_penalty != 1.0)
+            return BAD("length_penalty", "'length_penalty' applies only with 'use_beam_search'");
+        return 0;
+    }
+    if (best_of < n)
+        return BAD("best_of", "'best_of' (%lld) must be at least 'n' (%lld)", best_of, n);
+    for (size_t i = 0; i < sizeof beam_unused / sizeof beam_unused[0]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, beam_unused[i].field);
+        if (cJSON_IsNumber(v) && v->valuedouble != beam_unused[i].neutral &&
+            v->valuedouble != beam_unused[i].also)
+            return BAD(beam_unused[i].field, "'%s' has no effect on beam search, which ranks by "
+                       "the model's log-probabilities; leave it out", beam_unused[i].field);
+    }
+    const cJSON *lb = cJSON_GetObjectItemCaseSensitive(o, "logit_bias");
+    if ((cJSON_IsObject(lb) || cJSON_IsArray(lb)) && lb->child)
+        return BAD("logit_bias", "'logit_bias' is not supported with beam search");
+    c->beam_width = (int)best_of;
+    c->length_penalty = (float)length_penalty;
+    return 0;
+}
+
+/* Appends one bias entry to r->bias (grown as needed). */
+static int add_bias(gen_request *r, int *cap, int32_t id, float bias, api_error *e) {
+    if (r->n_bias == *cap) {
+        int nc = *cap ? 2 * *cap : 16;
+        logit_bias *nb = realloc(r->bias, (size_t)nc * sizeof *nb);
+        if (!nb) return oom(e);
+        r->bias = nb;
+        *cap = nc;
+    }
+    r->bias[r->n_bias].id = id;
+    r->bias[r->n_bias].bias = bias;
+    r->n_bias++;
+    return 0;
+}
+
+/* A bias value: a number in [-100, 100], or (pairs only) false, which bans the token. */
+static int bias_value(const cJSON *v, bool pairs, float *out, api_error *e) {
+    if (pairs && cJSON_IsFalse(v)) {
+        *out = -100.0f; /* the sampler bans a token at -100 or less */
+        return 0;
+    }
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < -100 ||
+        v->valuedouble > 100)
+        return BAD("logit_bias", pairs ? "logit_bias biases must be numbers in [-100, 100] or false"
+                                       : "logit_bias values must be numbers in [-100, 100]");
+    *out = (float)v->valuedouble;
+    return 0;
+}
+
+/* One [token, bias] pair of llama.cpp's list form: the token an id, or a string whose every
+ * token (encoded without BOS) gets the bias. */
+static int bias_pair(const api_ctx *ctx, const cJSON *pair, gen_request *r, int *cap,
+                     api_error *e) {
+    int vocab = ctx->m->cfg.vocab_size;
+    if (!cJSON_IsArray(pair) || cJSON_GetArraySize(pair) != 2)
+        return BAD("logit_bias", "logit_bias list entries must be [token, bias] pairs");
+    const cJSON *tok = pair->child, *val = tok->next;
+    float bias = 0;
+    if (bias_value(val, true, &bias, e)) return -1;
+    if (cJSON_IsNumber(tok)) {
+        double id = tok->valuedouble;
+        if (id != floor(id) || id < 0 || id >= vocab)
+            return BAD("logit_bias", "logit_bias token %g is not a token id in [0, %d)", id, vocab);
+        return add_bias(r, cap, (int32_t)id, bias, e);
+    }
+    if (!cJSON_IsString(tok) || !tok->valuestring[0])
+        return BAD("logit_bias", "a logit_bias token must be an id or a non-empty string");
+    size_t len = strlen(tok->valuestring);
+    int n = tok_encode(ctx->m->tok, tok->valuestring, len, false, NULL, 0);
+    if (n == TOK_ENOMEM) return oom(e);
+    if (n < 0) return BAD("logit_bias", "a logit_bias string cannot be tokenized");
+    int32_t *ids = malloc((size_t)(n ? n : 1) * sizeof *ids);
+    if (!ids) return oom(e);
+    int rc = tok_encode(ctx->m->tok, tok->valuestring, len, false, ids, n) == n ? 0 : oom(e);
+    for (int i = 0; rc == 0 && i < n; i++) rc = add_bias(r, cap, ids[i], bias, e);
+    free(ids);
+    return rc;
+}
+
+/* logit_bias: OpenAI's {"token id": bias in [-100, 100]}, or llama.cpp's list of [token, bias]
+ * pairs (token an id or a string, bias a number or false). Fills r->bias. */
+static int parse_bias(const api_ctx *ctx, const cJSON *lb, gen_request *r, api_error *e) {
+    if (is_null(lb)) return 0;
+    int cap = 0;
+    const cJSON *it;
+    if (cJSON_IsArray(lb)) {
+        cJSON_ArrayForEach(it, lb) if (bias_pair(ctx, it, r, &cap, e)) return -1;
+        return 0;
+    }
+    if (!cJSON_IsObject(lb))
+        return BAD("logit_bias", "'logit_bias' must be an object or a list of [token, bias] pairs");
+    if (cJSON_GetArraySize(lb) > ctx->m->cfg.vocab_size)
+        return BAD("logit_bias", "'logit_bias' has more entries than the vocabulary");
+    cJSON_ArrayForEach(it, lb) {
+        char *end = NULL;
+        long id = strtol(it->string, &end, 10);
+        float bias = 0;
+        if (!*it->string || *end || id < 0 || id >= ctx->m->cfg.vocab_size)
+            return BAD("logit_bias", "logit_bias key '%s' is not a token id in [0, %d)",
+                       it->string, ctx->m->cfg.vocab_size);
+        if (bias_value(it, false, &bias, e) || add_bias(r, &cap, (int32_t)id, bias, e)) return -1;
+    }
     return 0;
 }
 
@@ -261,7 +395,7 @@ static int parse_common(const api_ctx *ctx, const cJSON *o, api_call *c, int def
         seed_given = true;
     }
     if (max_tokens > ctx->max_tokens_limit)
-        return BAD(c->chat ? "max_tokens" : "max_tokens",
+        return BAD("max_tokens",
                    "'max_tokens' is %lld; this server allows at most %d", max_tokens,
                    ctx->max_tokens_limit);
     if (n > ctx->parallel)
@@ -299,43 +433,10 @@ static int parse_common(const api_ctx *ctx, const cJSON *o, api_call *c, int def
             r->n_stop++;
         }
     }
-    /* logit_bias: {"token id": bias in [-100, 100]} */
-    const cJSON *lb = cJSON_GetObjectItemCaseSensitive(o, "logit_bias");
-    if (!is_null(lb)) {
-        if (!cJSON_IsObject(lb)) return BAD("logit_bias", "'logit_bias' must be an object");
-        int cnt = cJSON_GetArraySize(lb);
-        if (cnt > ctx->m->cfg.vocab_size)
-            return BAD("logit_bias", "'logit_bias' has more entries than the vocabulary");
-        r->bias = calloc((size_t)(cnt ? cnt : 1), sizeof *r->bias);
-        if (!r->bias) return oom(e);
-        const cJSON *it;
-        cJSON_ArrayForEach(it, lb) {
-            char *end = NULL;
-            long id = strtol(it->string, &end, 10);
-            if (!*it->string || *end || id < 0 || id >= ctx->m->cfg.vocab_size)
-                return BAD("logit_bias", "logit_bias key '%s' is not a token id in [0, %d)",
-                           it->string, ctx->m->cfg.vocab_size);
-            if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble) || it->valuedouble < -100 ||
-                it->valuedouble > 100)
-                return BAD("logit_bias", "logit_bias values must be numbers in [-100, 100]");
-            r->bias[r->n_bias].id = (int32_t)id;
-            r->bias[r->n_bias].bias = (float)it->valuedouble;
-            r->n_bias++;
-        }
-    }
-    /* beam search (an extension llama.cpp and vLLM dropped): best_of beams, the n best returned */
-    bool beam = false;
-    long long best_of = n;
-    double length_penalty = 1.0;
-    if (get_bool(o, "use_beam_search", &beam, e) || get_int(o, "best_of", 1, 16, &best_of, e) ||
-        get_num(o, "length_penalty", -10, 10, &length_penalty, e))
-        return -1;
-    if (beam) {
-        if (best_of < n) return BAD("best_of", "'best_of' (%lld) must be at least 'n' (%lld)",
-                                    best_of, n);
-        c->beam_width = (int)best_of;
-        c->length_penalty = (float)length_penalty;
-    }
+    if (parse_bias(ctx, cJSON_GetObjectItemCaseSensitive(o, "logit_bias"), r, e)) return -1;
+    if (get_bool(o, "timings_per_token", &c->timings_per_token, e)) return -1;
+    if (parse_beam(o, c, n, e)) return -1;
+    bool beam = c->beam_width > 0;
     /* constrained output: grammar, json_schema, response_format (json_schema.c) */
     char gparam[64], gmsg[512];
     int grc = json_request_grammar(o, &r->grammar, gparam, sizeof gparam, gmsg, sizeof gmsg);
@@ -362,41 +463,123 @@ static int parse_common(const api_ctx *ctx, const cJSON *o, api_call *c, int def
     return 0;
 }
 
-static int check_context(const api_ctx *ctx, api_call *c, bool max_given, api_error *e) {
+/* Checks that a prompt of n_prompt tokens leaves room for the completion (called once per
+ * prompt; without max_tokens given, the completion shrinks to the room left). */
+static int check_context(const api_ctx *ctx, api_call *c, int n_prompt, bool max_given,
+                         api_error *e) {
     gen_request *r = &c->req;
-    if (r->n_prompt >= ctx->ctx_size) {
+    if (n_prompt >= ctx->ctx_size) {
         api_error_set(e, 400, "invalid_request_error", c->chat ? "messages" : "prompt",
                       "context_length_exceeded",
                       "This model's maximum context length is %d tokens per slot; the prompt "
                       "has %d tokens, leaving no room to generate",
-                      ctx->ctx_size, r->n_prompt);
+                      ctx->ctx_size, n_prompt);
         return -1;
     }
-    int room = ctx->ctx_size - r->n_prompt;
+    int room = ctx->ctx_size - n_prompt;
     if (!max_given) {
         if (r->max_tokens > room) r->max_tokens = room;
     } else if (r->max_tokens > room) {
         api_error_set(e, 400, "invalid_request_error", "max_tokens", "context_length_exceeded",
                       "This model's maximum context length is %d tokens per slot; you requested "
                       "%d tokens (%d in the prompt, %d for the completion)",
-                      ctx->ctx_size, r->n_prompt + r->max_tokens, r->n_prompt, r->max_tokens);
+                      ctx->ctx_size, n_prompt + r->max_tokens, n_prompt, r->max_tokens);
         return -1;
     }
     return 0;
 }
 
-static int encode_text(const api_ctx *ctx, const char *text, bool add_bos, gen_request *r,
-                       api_error *e) {
-    /* A prompt longer than the context is refused anyway (check_context), so one pass into a
-     * buffer of ctx_size + 1 ids suffices: a larger count means "too long", not "encode again". */
-    size_t len = strlen(text);
-    int cap = ctx->ctx_size + 1;
-    r->prompt = malloc((size_t)cap * sizeof *r->prompt);
-    if (!r->prompt) return oom(e);
-    int n = tok_encode(ctx->m->tok, text, len, add_bos, r->prompt, cap);
-    if (n == TOK_ENOMEM) return oom(e);
-    if (n < 0) return BAD("prompt", "the prompt cannot be tokenized");
-    r->n_prompt = n; /* n > cap: check_context reports the full count, nothing reads past cap */
+/* One prompt, a string or an array of token ids, into *ids (malloc'ed; caller frees, also on
+ * failure) and *n (more than ctx_size ids: too long, check_context refuses it; only the first
+ * ctx_size + 1 are stored). With echo, its text into *echo (caller frees). */
+static int parse_prompt(const api_ctx *ctx, const cJSON *p, int32_t **ids, int *n, char **echo,
+                        api_error *e) {
+    if (cJSON_IsString(p)) {
+        if (!ls_utf8_valid(p->valuestring, strlen(p->valuestring)))
+            return BAD("prompt", "'prompt' is not valid UTF-8");
+        /* A prompt longer than the context is refused anyway (check_context), so one pass into
+         * a buffer of ctx_size + 1 ids suffices: a larger count means "too long". */
+        int cap = ctx->ctx_size + 1;
+        if (!(*ids = malloc((size_t)cap * sizeof **ids))) return oom(e);
+        *n = tok_encode(ctx->m->tok, p->valuestring, strlen(p->valuestring),
+                        tok_add_bos(ctx->m->tok), *ids, cap);
+        if (*n == TOK_ENOMEM) return oom(e);
+        if (*n < 0) return BAD("prompt", "the prompt cannot be tokenized");
+        if (echo && !(*echo = strdup(p->valuestring))) return oom(e);
+        return 0;
+    }
+    if (!cJSON_IsArray(p))
+        return BAD("prompt", "'prompt' must be a string, an array of token ids, or an array of "
+                             "those");
+    int len = cJSON_GetArraySize(p);
+    if (len == 0) return BAD("prompt", "'prompt' must not be empty");
+    if (len > ctx->ctx_size) {
+        BAD("prompt", "'prompt' has more tokens than the context holds");
+        e->code = "context_length_exceeded";
+        return -1;
+    }
+    if (!(*ids = malloc((size_t)len * sizeof **ids))) return oom(e);
+    *n = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, p) {
+        if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) ||
+            it->valuedouble < 0 || it->valuedouble >= ctx->m->cfg.vocab_size)
+            return BAD("prompt", "'prompt' token ids must be integers in [0, %d)",
+                       ctx->m->cfg.vocab_size);
+        (*ids)[(*n)++] = (int32_t)it->valuedouble;
+    }
+    if (echo) { /* the prompt's text, only for echo */
+        size_t cap = tok_decode(ctx->m->tok, *ids, *n, NULL, 0) + 1;
+        if (!(*echo = malloc(cap))) return oom(e);
+        tok_decode(ctx->m->tok, *ids, *n, *echo, cap);
+    }
+    return 0;
+}
+
+/* Appends ids to the request's prompt, ending prompt i of np. */
+static int add_prompt(gen_request *r, const int32_t *ids, int n, int i, int np, api_error *e) {
+    int32_t *all = realloc(r->prompt, (size_t)(r->n_prompt + n) * sizeof *all);
+    if (!all) return oom(e);
+    r->prompt = all;
+    memcpy(all + r->n_prompt, ids, (size_t)n * sizeof *ids);
+    r->n_prompt += n;
+    if (np > 1) {
+        if (!r->prompt_end && !(r->prompt_end = calloc((size_t)np, sizeof *r->prompt_end)))
+            return oom(e);
+        r->prompt_end[i] = r->n_prompt;
+    }
+    return 0;
+}
+
+/* `prompt`: a string, an array of ids, or an array of several of those, each its own prompt
+ * with n choices (the request's choices become n for each prompt, in order). */
+static int parse_prompts(const api_ctx *ctx, const cJSON *o, api_call *c, api_error *e) {
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "prompt");
+    if (is_null(p)) return BAD("prompt", "'prompt' is required");
+    /* a string or an array of ids is one prompt; otherwise each item is one */
+    bool several = cJSON_IsArray(p) && p->child && !cJSON_IsNumber(p->child);
+    int np = several ? cJSON_GetArraySize(p) : 1, n = c->req.n;
+    if ((long long)np * n > ctx->parallel)
+        return BAD("prompt", "%d prompts with n = %d need %lld slots at once; this server has %d",
+                   np, n, (long long)np * n, ctx->parallel);
+    if (np > 1 && c->beam_width > 0)
+        return BAD("prompt", "several prompts with 'use_beam_search' are not supported");
+    bool max_given = !is_null(cJSON_GetObjectItemCaseSensitive(o, "max_tokens"));
+    if (c->echo && !(c->echo_text = calloc((size_t)np, sizeof *c->echo_text))) return oom(e);
+    const cJSON *it = several ? p->child : p;
+    for (int i = 0; i < np; i++, it = it->next) {
+        int32_t *ids = NULL;
+        int len = 0;
+        char *echo = NULL;
+        int rc = parse_prompt(ctx, it, &ids, &len, c->echo ? &echo : NULL, e);
+        if (c->echo) c->echo_text[c->n_echo++] = echo;
+        rc = rc ? rc : check_context(ctx, c, len, max_given, e);
+        rc = rc ? rc : add_prompt(&c->req, ids, len, i, np, e);
+        free(ids);
+        if (rc) return rc;
+    }
+    c->req.n_prompts = np;
+    c->req.n = np * n;
     return 0;
 }
 
@@ -412,66 +595,24 @@ int api_parse_completion(const api_ctx *ctx, const char *body, size_t len, api_c
     if (get_int(o, "logprobs", 0, 5, &logprobs, e) || get_bool(o, "echo", &c->echo, e)) goto done;
     c->logprobs = (int)logprobs;
     c->req.n_top_logprobs = (int)logprobs;
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "prompt");
-    if (is_null(p)) {
-        BAD("prompt", "'prompt' is required");
+    const char *suffix = NULL;
+    if (get_str(o, "suffix", &suffix, e)) goto done;
+    if (suffix && suffix[0]) { /* "" is what some clients send for none */
+        BAD("suffix", "'suffix' (text after the insertion) is not supported: this server "
+                      "continues the prompt only");
         goto done;
     }
-    /* a string; [string]; [ids]; [[ids]]: one prompt per request */
-    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 &&
-        (cJSON_IsString(p->child) || cJSON_IsArray(p->child)))
-        p = p->child;
-    if (cJSON_IsString(p)) {
-        if (!ls_utf8_valid(p->valuestring, strlen(p->valuestring))) {
-            BAD("prompt", "'prompt' is not valid UTF-8");
+    const char *chat_only[] = {"tools", "tool_choice", "parallel_tool_calls"};
+    for (int i = 0; i < 3; i++)
+        if (!is_null(cJSON_GetObjectItemCaseSensitive(o, chat_only[i]))) {
+            BAD(chat_only[i], "'%s' is supported on /v1/chat/completions only", chat_only[i]);
             goto done;
         }
-        if (encode_text(ctx, p->valuestring, tok_add_bos(ctx->m->tok), &c->req, e)) goto done;
-        if (c->echo && !(c->echo_text = strdup(p->valuestring))) {
-            oom(e);
-            goto done;
-        }
-    } else if (cJSON_IsArray(p)) {
-        int n = cJSON_GetArraySize(p);
-        if (n == 0 || n > ctx->ctx_size) {
-            BAD("prompt", n ? "'prompt' has more tokens than the context holds"
-                            : "'prompt' must not be empty");
-            if (n) e->code = "context_length_exceeded";
-            goto done;
-        }
-        if (cJSON_IsString(p->child)) {
-            BAD("prompt", "only one prompt per request is supported; send one request each");
-            goto done;
-        }
-        c->req.prompt = malloc((size_t)n * sizeof *c->req.prompt);
-        if (!c->req.prompt) {
-            oom(e);
-            goto done;
-        }
-        const cJSON *it;
-        cJSON_ArrayForEach(it, p) {
-            if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) ||
-                it->valuedouble < 0 || it->valuedouble >= ctx->m->cfg.vocab_size) {
-                BAD("prompt", "'prompt' token ids must be integers in [0, %d)",
-                    ctx->m->cfg.vocab_size);
-                goto done;
-            }
-            c->req.prompt[c->req.n_prompt++] = (int32_t)it->valuedouble;
-        }
-        if (c->echo) { /* the prompt's text, only for echo */
-            size_t cap = tok_decode(ctx->m->tok, c->req.prompt, n, NULL, 0) + 1;
-            if (!(c->echo_text = malloc(cap))) {
-                oom(e);
-                goto done;
-            }
-            tok_decode(ctx->m->tok, c->req.prompt, n, c->echo_text, cap);
-        }
-    } else {
-        BAD("prompt", "'prompt' must be a string, an array of strings or an array of token ids");
+    if (c->beam_width > 0 && c->logprobs >= 0) {
+        BAD("logprobs", "'logprobs' is not supported with beam search");
         goto done;
     }
-    bool max_given = !is_null(cJSON_GetObjectItemCaseSensitive(o, "max_tokens"));
-    if (check_context(ctx, c, max_given, e)) goto done;
+    if (parse_prompts(ctx, o, c, e)) goto done;
     rc = 0;
 done:
     cJSON_Delete(o);
@@ -479,12 +620,36 @@ done:
     return rc;
 }
 
+/* Chat fields for what this server cannot do (audio output): a 400 naming them, unless they
+ * ask for nothing. (The legacy functions/function_call are tools.c's to refuse.) */
+static int refuse_chat_extras(const cJSON *o, api_error *e) {
+    const cJSON *mod = cJSON_GetObjectItemCaseSensitive(o, "modalities"),
+                *audio = cJSON_GetObjectItemCaseSensitive(o, "audio");
+    if (!is_null(audio)) return BAD("audio", "audio output is not supported");
+    if (is_null(mod)) return 0;
+    const cJSON *it;
+    if (!cJSON_IsArray(mod)) return BAD("modalities", "'modalities' must be an array");
+    cJSON_ArrayForEach(it, mod) {
+        if (!cJSON_IsString(it) || strcmp(it->valuestring, "text") != 0)
+            return BAD("modalities", "the only output modality supported is \"text\"");
+    }
+    return 0;
+}
+
 int api_parse_chat(const api_ctx *ctx, const char *body, size_t len, api_call *c, api_error *e) {
     memset(c, 0, sizeof *c);
-    c->chat = true;
     preset(e);
     cJSON *o = parse_body(body, len, e);
     if (!o) return -1;
+    int rc = api_parse_chat_object(ctx, o, c, e);
+    cJSON_Delete(o);
+    return rc;
+}
+
+int api_parse_chat_object(const api_ctx *ctx, const cJSON *o, api_call *c, api_error *e) {
+    memset(c, 0, sizeof *c);
+    c->chat = true;
+    preset(e);
     int rc = -1;
     if (parse_common(ctx, o, c, ctx->max_tokens_limit, e)) goto done;
     bool logprobs = false;
@@ -497,27 +662,53 @@ int api_parse_chat(const api_ctx *ctx, const char *body, size_t len, api_call *c
     }
     c->logprobs = logprobs ? (int)top : -1;
     c->req.n_top_logprobs = c->logprobs;
-    /* the template and the message shapes are chat_template.c's (shared with /apply-template) */
+    if (c->beam_width > 0 && c->logprobs >= 0) {
+        BAD("logprobs", "'logprobs' is not supported with beam search");
+        goto done;
+    }
+    if (refuse_chat_extras(o, e)) goto done;
+    /* the template and the message shapes are chat_template.c's (shared with /apply-template);
+     * tools, tool_choice and the grammar that forces a call are tools.c's */
     chat_error ce;
     int nt;
-    if (chat_prompt_tokenize(api_chat_template(ctx), ctx->m->tok,
-                             cJSON_GetObjectItemCaseSensitive(o, "messages"),
-                             cJSON_GetObjectItemCaseSensitive(o, "tools"), &c->req.prompt, &nt,
-                             &ce)) {
+    cJSON *msgs = NULL, *tools = NULL;
+    gram_rules *tg = NULL;
+    int trc = tools_setup(api_chat_template(ctx), o, true, &c->tools, &msgs, &tools, &tg, &ce);
+    if (trc == 0 && tg && (c->req.grammar || c->beam_width)) {
+        gram_rules_free(tg);
+        snprintf(ce.param, sizeof ce.param, "tool_choice");
+        snprintf(ce.message, sizeof ce.message, "'tool_choice' \"required\" or a named "
+                 "function cannot be combined with %s", c->beam_width ? "beam search"
+                 : "'grammar', 'json_schema' or a JSON 'response_format'");
+        ce.status = 400;
+        trc = -1;
+    } else if (tg) {
+        c->req.grammar = tg;
+    }
+    if (trc == 0)
+        trc = chat_prompt_tokenize(api_chat_template(ctx), ctx->m->tok, msgs, tools,
+                                   &c->req.prompt, &nt, &ce);
+    cJSON_Delete(msgs);
+    cJSON_Delete(tools);
+    if (trc) {
         api_error_set(e, ce.status, ce.status == 400 ? "invalid_request_error" : "server_error",
                       ce.param[0] ? ce.param : NULL, NULL, "%s", ce.message);
         goto done;
     }
     c->req.n_prompt = nt;
-    c->req.n_stop_ids = chat_stop_ids(ctx->m->tok, ctx->chat_fmt, c->req.stop_ids, 4);
+    c->req.n_stop_ids = chat_stop_ids(ctx->m->tok, ctx->chat_fmt, c->req.stop_ids, SCHED_MAX_STOP_IDS);
     bool max_given = !is_null(cJSON_GetObjectItemCaseSensitive(o, "max_tokens")) ||
                      !is_null(cJSON_GetObjectItemCaseSensitive(o, "max_completion_tokens"));
-    if (check_context(ctx, c, max_given, e)) goto done;
+    if (check_context(ctx, c, c->req.n_prompt, max_given, e)) goto done;
     rc = 0;
 done:
-    cJSON_Delete(o);
     if (rc) api_call_free(c);
     return rc;
+}
+
+cJSON *api_body_parse(const char *body, size_t len, api_error *e) {
+    preset(e);
+    return parse_body(body, len, e);
 }
 
 const chat_template *api_chat_template(const api_ctx *ctx) {
@@ -542,8 +733,14 @@ int api_parse_apply_template(const api_ctx *ctx, const char *body, size_t len, c
     bool agp = true;
     chat_error ce;
     if (get_bool(o, "add_generation_prompt", &agp, e)) goto done;
-    if (chat_apply(api_chat_template(ctx), cJSON_GetObjectItemCaseSensitive(o, "messages"),
-                   cJSON_GetObjectItemCaseSensitive(o, "tools"), agp, &text, &ce)) {
+    cJSON *msgs = NULL, *tools = NULL;
+    tools_req *t = NULL;
+    int trc = tools_setup(api_chat_template(ctx), o, false, &t, &msgs, &tools, NULL, &ce);
+    tools_req_free(t);
+    if (trc == 0) trc = chat_apply(api_chat_template(ctx), msgs, tools, agp, &text, &ce);
+    cJSON_Delete(msgs);
+    cJSON_Delete(tools);
+    if (trc) {
         api_error_set(e, ce.status, ce.status == 400 ? "invalid_request_error" : "server_error",
                       ce.param[0] ? ce.param : NULL, NULL, "%s", ce.message);
         goto done;
@@ -568,9 +765,10 @@ int api_parse_tokenize(const api_ctx *ctx, const char *body, size_t len, char **
     if (!o) return -1;
     int rc = -1;
     const char *content = NULL;
-    bool add_special = false;
+    bool add_special = false, with_pieces = false;
     int32_t *ids = NULL;
-    if (get_str(o, "content", &content, e) || get_bool(o, "add_special", &add_special, e))
+    if (get_str(o, "content", &content, e) || get_bool(o, "add_special", &add_special, e) ||
+        get_bool(o, "with_pieces", &with_pieces, e))
         goto done;
     if (!content) {
         BAD("content", "'content' is required");
@@ -590,7 +788,16 @@ int api_parse_tokenize(const api_ctx *ctx, const char *body, size_t len, char **
         oom(e); /* the same text encoded once already: only memory can fail now */
         goto done;
     }
-    cJSON *out = cJSON_CreateObject(), *arr = out ? cJSON_AddArrayToObject(out, "tokens") : NULL;
+    cJSON *out = cJSON_CreateObject(), *arr = NULL;
+    if (with_pieces) {
+        if (out && (arr = api_token_pieces(ctx, ids, n)) && !cJSON_AddItemToObject(out, "tokens", arr)) {
+            cJSON_Delete(arr);
+            arr = NULL;
+        }
+        n = 0; /* the pieces are in */
+    } else if (out) {
+        arr = cJSON_AddArrayToObject(out, "tokens");
+    }
     bool built = arr != NULL;
     for (int i = 0; built && i < n; i++) {
         cJSON *num = cJSON_CreateNumber(ids[i]);
@@ -655,5 +862,150 @@ done:
     free(ids);
     free(text);
     cJSON_Delete(o);
+    return rc;
+}
+
+/* --- what api_native.c shares (api_internal.h) --- */
+
+int api_common_parse(const api_ctx *ctx, const cJSON *o, api_call *c, int default_max,
+                     api_error *e) {
+    return parse_common(ctx, o, c, default_max, e);
+}
+
+int api_context_check(const api_ctx *ctx, api_call *c, bool max_given, api_error *e) {
+    return check_context(ctx, c, c->req.n_prompt, max_given, e);
+}
+
+int api_get_int(const cJSON *o, const char *k, double lo, double hi, long long *out,
+                api_error *e) {
+    return get_int(o, k, lo, hi, out, e);
+}
+
+int api_get_bool(const cJSON *o, const char *k, bool *out, api_error *e) {
+    return get_bool(o, k, out, e);
+}
+
+uint64_t api_fresh_seed(void) {
+    return fresh_seed();
+}
+
+int api_oom(api_error *e) {
+    return oom(e);
+}
+
+/* --- embeddings --- */
+
+/* Appends input number c->req.n (a string, or an array of ids) to the embedding request:
+ * its ids at the end of req.prompt (grown to hold *cap), its end in req.input_off. */
+static int add_input(const api_ctx *ctx, const cJSON *v, api_call *c, int *cap, api_error *e) {
+    gen_request *r = &c->req;
+    const int idx = r->n, room = ctx->ctx_size + 1; /* one more: "too long" shows as a count */
+    if (idx >= SCHED_MAX_INPUTS)
+        return BAD("input", "'input' has more than %d inputs", SCHED_MAX_INPUTS);
+    if (r->n_prompt + room > *cap) {
+        int ncap = *cap * 2 > r->n_prompt + room ? *cap * 2 : r->n_prompt + room;
+        int32_t *np = realloc(r->prompt, (size_t)ncap * sizeof *np);
+        if (!np) return oom(e);
+        r->prompt = np;
+        *cap = ncap;
+    }
+    int32_t *ids = r->prompt + r->n_prompt;
+    int n = 0;
+    if (cJSON_IsString(v)) {
+        size_t len = strlen(v->valuestring);
+        if (len == 0) return BAD("input", "'input' %d is an empty string", idx);
+        if (!ls_utf8_valid(v->valuestring, len))
+            return BAD("input", "'input' %d is not valid UTF-8", idx);
+        n = tok_encode(ctx->m->tok, v->valuestring, len, tok_add_bos(ctx->m->tok), ids, room);
+        if (n == TOK_ENOMEM) return oom(e);
+        if (n < 0) return BAD("input", "'input' %d cannot be tokenized", idx);
+    } else if (cJSON_IsArray(v)) {
+        const cJSON *it;
+        cJSON_ArrayForEach(it, v) {
+            if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) ||
+                it->valuedouble < 0 || it->valuedouble >= ctx->m->cfg.vocab_size)
+                return BAD("input", "'input' token ids must be integers in [0, %d)",
+                           ctx->m->cfg.vocab_size);
+            if (n < room) ids[n] = (int32_t)it->valuedouble;
+            n++;
+        }
+        if (n == 0) return BAD("input", "'input' %d is an empty array of token ids", idx);
+    } else {
+        return BAD("input", "'input' must be a string, an array of strings, an array of token "
+                            "ids or an array of arrays of token ids");
+    }
+    if (n > ctx->ctx_size) {
+        api_error_set(e, 400, "invalid_request_error", "input", "context_length_exceeded",
+                      "'input' %d has %d tokens; this model's context holds %d tokens per slot",
+                      idx, n, ctx->ctx_size);
+        return -1;
+    }
+    r->n_prompt += n;
+    r->input_off[++r->n] = r->n_prompt;
+    return 0;
+}
+
+int api_parse_embeddings(const api_ctx *ctx, const char *body, size_t len, bool llama, api_call *c,
+                         api_error *e) {
+    memset(c, 0, sizeof *c);
+    c->embed = c->req.embed = true;
+    c->embed_llama = llama;
+    preset(e);
+    cJSON *o = parse_body(body, len, e);
+    if (!o) return -1;
+    int rc = -1, cap = 0;
+    const char *fmt = NULL;
+    if (get_str(o, "encoding_format", &fmt, e)) goto done;
+    if (fmt && strcmp(fmt, "float") != 0 && strcmp(fmt, "base64") != 0) {
+        BAD("encoding_format", "'encoding_format' must be \"float\" or \"base64\"");
+        goto done;
+    }
+    c->base64 = fmt && !strcmp(fmt, "base64");
+    if (c->base64 && llama) { /* llama.cpp ignores it here; a silent float would mislead */
+        BAD("encoding_format", "'encoding_format' \"base64\" is served on /v1/embeddings only");
+        goto done;
+    }
+    if (!is_null(cJSON_GetObjectItemCaseSensitive(o, "dimensions"))) {
+        BAD("dimensions", "'dimensions' is not supported: embeddings have the model's %d",
+            ctx->m->cfg.dim);
+        goto done;
+    }
+    const cJSON *in = cJSON_GetObjectItemCaseSensitive(o, "input");
+    if (is_null(in) && llama) in = cJSON_GetObjectItemCaseSensitive(o, "content");
+    if (is_null(in)) {
+        BAD("input", "'input' is required");
+        goto done;
+    }
+    /* one input: a string or an array of ids; else an array of them */
+    bool many = cJSON_IsArray(in) && in->child && !cJSON_IsNumber(in->child);
+    int n = many ? cJSON_GetArraySize(in) : 1;
+    if (cJSON_IsArray(in) && !in->child) {
+        BAD("input", "'input' must not be empty");
+        goto done;
+    }
+    if (n > SCHED_MAX_INPUTS) {
+        BAD("input", "'input' has %d inputs; at most %d are accepted", n, SCHED_MAX_INPUTS);
+        goto done;
+    }
+    if (!(c->req.input_off = calloc((size_t)n + 1, sizeof *c->req.input_off))) {
+        oom(e);
+        goto done;
+    }
+    if (!many) {
+        if (add_input(ctx, in, c, &cap, e)) goto done;
+    } else {
+        const cJSON *it;
+        cJSON_ArrayForEach(it, in) {
+            if (cJSON_IsNumber(it)) {
+                BAD("input", "'input' mixes token ids with other inputs");
+                goto done;
+            }
+            if (add_input(ctx, it, c, &cap, e)) goto done;
+        }
+    }
+    rc = 0;
+done:
+    cJSON_Delete(o);
+    if (rc) api_call_free(c);
     return rc;
 }

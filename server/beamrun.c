@@ -47,7 +47,7 @@ job *beamrun(const api_ctx *ctx, api_call *c, int threads, int (*gone)(void *), 
     job *j = NULL;
     pool *p = NULL;
     fwd_ctx *f = NULL;
-    beam_result res[16];
+    beam_result res[API_MAX_BEST_OF]; /* n_best = n <= best_of */
     int n_out = 0;
     if (pthread_mutex_trylock(&busy) != 0) {
         *status = 503;
@@ -71,7 +71,7 @@ job *beamrun(const api_ctx *ctx, api_call *c, int threads, int (*gone)(void *), 
     bp.eos_id = r->ignore_eos ? -1 : tok_eos(ctx->m->tok);
     bp.should_stop = gone;
     bp.ctx = gone_ctx;
-    if (!(p = pool_create(threads)) || !(f = fwd_create(ctx->m, 64, p, err, errlen))) {
+    if (!(p = pool_create(threads)) || !(f = fwd_create(ctx->m, FWD_STEP_ROWS, p, err, errlen))) {
         if (!p) ls_fail(err, errlen, "cannot start threads");
         goto fail;
     }

@@ -129,6 +129,9 @@ const char *chat_template_source(const chat_template *ct);
  * the Jinja source. */
 chat_format chat_template_family(const chat_template *ct);
 bool chat_template_is_jinja(const chat_template *ct);
+/* The Jinja source, NUL-terminated (GET /props shows it; tools.c reads its tool-call syntax);
+ * NULL for a built-in format. Owned by ct. */
+const char *chat_template_text(const chat_template *ct);
 
 /* The messages a client sent (a JSON array), as templates see them: 'developer' is read as
  * 'system'; content may be a string, null (assistant only) or a list of {"type":"text"} parts,

@@ -23,6 +23,8 @@ struct chat_template {
     jinja_template *jinja;   /* NULL: the built-in format fmt */
     chat_format fmt;         /* built-in format, or the family guessed from the Jinja source */
     const char *source;      /* where it came from, for the startup summary */
+    char *text;              /* the Jinja source (GET /props shows it, tools.c reads its tool
+                              * syntax); NULL for a built-in format */
     char *bos, *eos;         /* the vocabulary's BOS/EOS pieces (template variables) */
     special_piece *specials; /* control and user-defined pieces, by first byte, longest first */
     int n_specials;
@@ -83,6 +85,7 @@ static int collect_specials(chat_template *ct, const tokenizer *t) {
 void chat_template_free(chat_template *ct) {
     if (!ct) return;
     jinja_free(ct->jinja);
+    free(ct->text);
     free(ct->bos);
     free(ct->eos);
     free(ct->specials);
@@ -140,6 +143,10 @@ chat_template *chat_template_load(const model *m, chat_format setting, const cha
                 OVERRIDE_HINT);
         goto fail;
     }
+    if (!(ct->text = dup_n(src, len))) {
+        ls_fail(err, errlen, "out of memory for the chat template");
+        goto fail;
+    }
     ct->fmt = chat_format_detect(src, len);
     return ct;
 fail:
@@ -163,6 +170,9 @@ const char *chat_template_name(const chat_template *ct) {
 }
 const char *chat_template_source(const chat_template *ct) {
     return ct->source;
+}
+const char *chat_template_text(const chat_template *ct) {
+    return ct->text;
 }
 chat_format chat_template_family(const chat_template *ct) {
     return ct->fmt;
@@ -414,7 +424,10 @@ int chat_apply(const chat_template *ct, const cJSON *messages, const cJSON *tool
         if (cm) {
             char err[LS_ERR_LEN];
             *text = chat_render(ct->fmt, cm, n, err, sizeof err);
-            rc = *text ? 0 : bad(e, 400, "messages", "%s", err);
+            /* chat_render's only failures besides the request's: "out of memory ..." */
+            rc = *text                                     ? 0
+                 : strncmp(err, "out of memory", 13) == 0 ? OOM(e)
+                                                          : bad(e, 400, "messages", "%s", err);
             free(cm);
         }
     }

@@ -39,6 +39,7 @@
 #include "common.h"
 #include "log.h"
 #include "metrics.h"
+#include "routes.h"
 #include "webui.h"
 
 #include <microhttpd.h>
@@ -120,12 +121,8 @@ static enum MHD_Result fail(req_ctx *r, int status, const char *type, const char
     return send_error(r, &e);
 }
 
-/* Compares the Authorization header with the key in time that depends only on their lengths. */
-static bool authorized(const http_server *h, struct MHD_Connection *c) {
-    if (!h->cfg.api_key[0]) return true;
-    const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-    if (!auth || strncmp(auth, "Bearer ", 7) != 0) return false;
-    const char *given = auth + 7, *key = h->cfg.api_key;
+/* Compares given with the key in time that depends only on their lengths. */
+static bool key_matches(const char *given, const char *key) {
     size_t gl = strlen(given), kl = strlen(key), n = gl > kl ? gl : kl;
     unsigned char diff = (unsigned char)(gl != kl);
     for (size_t i = 0; i < n; i++) {
@@ -134,6 +131,16 @@ static bool authorized(const http_server *h, struct MHD_Connection *c) {
         diff |= (unsigned char)(a ^ b);
     }
     return diff == 0;
+}
+
+/* The key as "Authorization: Bearer KEY", or as "X-Api-Key: KEY" (llama.cpp and Anthropic's
+ * clients send that one). */
+static bool authorized(const http_server *h, struct MHD_Connection *c) {
+    if (!h->cfg.api_key[0]) return true;
+    const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    const char *xkey = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Api-Key");
+    bool ok = auth && !strncmp(auth, "Bearer ", 7) && key_matches(auth + 7, h->cfg.api_key);
+    return ok || (xkey && key_matches(xkey, h->cfg.api_key));
 }
 
 static void make_id(http_server *h, const char *prefix, char *out, size_t cap) {
@@ -378,14 +385,16 @@ static enum MHD_Result beam_finished(req_ctx *r) {
     return respond_job(r);
 }
 
-static enum MHD_Result run_generation(req_ctx *r, bool chat) {
+typedef int (*api_parser)(const api_ctx *, const char *, size_t, api_call *, api_error *);
+
+/* Completions, chat, responses and llama.cpp's /completion: parse, then a job (or a beam
+ * search) answered as parse made the call; ids are id_prefix and 24 random characters. */
+static enum MHD_Result run_generation(req_ctx *r, api_parser parse, const char *id_prefix) {
     http_server *h = r->h;
     api_error e;
-    if ((chat ? api_parse_chat : api_parse_completion)(h->ctx, r->body, r->body_len, &r->call,
-                                                       &e) != 0)
-        return send_error(r, &e);
+    if (parse(h->ctx, r->body, r->body_len, &r->call, &e) != 0) return send_error(r, &e);
     r->prompt_tokens = r->call.req.n_prompt;
-    make_id(h, chat ? "chatcmpl-" : "cmpl-", r->id, sizeof r->id);
+    make_id(h, id_prefix, r->id, sizeof r->id);
     r->created = (long)time(NULL);
     if (r->call.beam_width > 0) return start_beam(r);
     char err[LS_ERR_LEN];
@@ -395,6 +404,28 @@ static enum MHD_Result run_generation(req_ctx *r, bool chat) {
         /* api.c has already refused prompts that do not fit (context_length_exceeded) */
         api_error_set(&e, status, status == 503 ? "server_error" : "invalid_request_error", NULL,
                       NULL, "%s", err);
+        return send_error(r, &e);
+    }
+    pthread_mutex_lock(&h->mu);
+    h->n_gen++;
+    r->counted = true;
+    pthread_mutex_unlock(&h->mu);
+    return respond_job(r);
+}
+
+/* An embedding request (llama: llama.cpp's /embeddings): its inputs run as one prefill-only
+ * job (scheduler.h). */
+static enum MHD_Result run_embeddings(req_ctx *r, bool llama) {
+    http_server *h = r->h;
+    api_error e;
+    if (api_parse_embeddings(h->ctx, r->body, r->body_len, llama, &r->call, &e) != 0)
+        return send_error(r, &e);
+    r->prompt_tokens = r->call.req.n_prompt;
+    char err[LS_ERR_LEN];
+    int status;
+    if (!(r->j = sched_submit(h->s, &r->call.req, &status, err, sizeof err))) {
+        api_error_set(&e, status, status == 503 ? "server_error" : "invalid_request_error",
+                      status == 503 ? NULL : "input", NULL, "%s", err);
         return send_error(r, &e);
     }
     pthread_mutex_lock(&h->mu);
@@ -443,21 +474,43 @@ static enum MHD_Result send_preflight(req_ctx *r) {
 
 typedef struct {
     const char *path, *method;
-    int kind;
+    int kind, pub; /* pub: PUB_* (routes.h) */
 } route;
 
-enum { R_HEALTH, R_MODELS, R_METRICS, R_COMPLETIONS, R_CHAT, R_TOKENIZE, R_DETOKENIZE,
-       R_APPLY_TEMPLATE };
-static const route routes[] = {
-    {"/health", "GET", R_HEALTH},
-    {"/v1/models", "GET", R_MODELS},
-    {"/metrics", "GET", R_METRICS},
-    {"/v1/completions", "POST", R_COMPLETIONS},
-    {"/v1/chat/completions", "POST", R_CHAT},
-    {"/tokenize", "POST", R_TOKENIZE},
-    {"/detokenize", "POST", R_DETOKENIZE},
-    {"/apply-template", "POST", R_APPLY_TEMPLATE},
-};
+enum { R_HEALTH, R_MODELS, R_METRICS, R_COMPLETIONS, R_CHAT, R_NATIVE, R_TOKENIZE, R_DETOKENIZE,
+       R_APPLY_TEMPLATE, R_PROPS, R_SLOTS, R_RESPONSES, R_EMBEDDINGS, R_EMBEDDINGS_LLAMA };
+#define ROUTE_ROW(path, method, kind, pub) {path, method, kind, pub},
+static const route routes[] = {HTTP_ROUTES(ROUTE_ROW)};
+
+/* Whether rt is answered without the API key. */
+static bool route_public(const http_server *h, const route *rt) {
+    return rt->pub == PUB_ALWAYS || (rt->pub == PUB_MODELS && h->cfg.public_models);
+}
+
+#define KEY_HINT "missing or invalid API key (send 'Authorization: Bearer KEY' or 'X-Api-Key: KEY')"
+
+/* GET /slots: a snapshot of every slot, or llama.cpp's 501 when --no-slots turned it off. */
+static enum MHD_Result send_slots(req_ctx *r) {
+    http_server *h = r->h;
+    if (!h->cfg.slots)
+        return fail(r, 501, "not_supported_error", NULL, "%s",
+                    "This server does not support slots endpoint. Start it with `--slots`");
+    sched_slot_info *info = calloc((size_t)h->ctx->parallel, sizeof *info);
+    if (!info) return fail(r, 503, "server_error", NULL, "%s", "out of memory");
+    int n = sched_get_slots(h->s, info, h->ctx->parallel), idle = 0;
+    n = n < h->ctx->parallel ? n : h->ctx->parallel;
+    for (int i = 0; i < n; i++) idle += !info[i].busy;
+    /* llama.cpp's ?fail_on_no_slot (any value): 503 while every slot is busy, for balancers */
+    if (!idle && MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "fail_on_no_slot")) {
+        free(info);
+        api_error e;
+        api_error_set(&e, 503, "unavailable_error", NULL, NULL, "no slot available");
+        return send_error(r, &e);
+    }
+    char *json = api_slots_json(h->ctx, info, n);
+    free(info);
+    return json ? send_json(r, 200, json) : fail(r, 503, "server_error", NULL, "%s", "out of memory");
+}
 
 static enum MHD_Result dispatch(req_ctx *r, const char *url, const char *method) {
     http_server *h = r->h;
@@ -497,9 +550,8 @@ static enum MHD_Result dispatch(req_ctx *r, const char *url, const char *method)
         }
         return send_json(r, 200, strdup("{\"status\":\"ok\"}"));
     }
-    if (!authorized(h, r->conn))
-        return fail(r, 401, "authentication_error", "invalid_api_key", "%s",
-                    "missing or invalid API key (send 'Authorization: Bearer KEY')");
+    if (!route_public(h, rt) && !authorized(h, r->conn))
+        return fail(r, 401, "authentication_error", "invalid_api_key", "%s", KEY_HINT);
     if (!atomic_load(&h->ready)) {
         api_error e;
         api_error_set(&e, 503, "unavailable_error", NULL, NULL, "Loading model");
@@ -522,9 +574,22 @@ static enum MHD_Result dispatch(req_ctx *r, const char *url, const char *method)
             false);
     }
     case R_COMPLETIONS:
-        return run_generation(r, false);
+        return run_generation(r, api_parse_completion, "cmpl-");
     case R_CHAT:
-        return run_generation(r, true);
+        return run_generation(r, api_parse_chat, "chatcmpl-");
+    case R_RESPONSES:
+        return run_generation(r, api_parse_responses, "resp_");
+    case R_NATIVE:
+        return run_generation(r, api_parse_native, "cmpl-");
+    case R_PROPS:
+        json = api_props_json(h->ctx);
+        return json ? send_json(r, 200, json)
+                    : fail(r, 503, "server_error", NULL, "%s", "out of memory");
+    case R_SLOTS:
+        return send_slots(r);
+    case R_EMBEDDINGS:
+    case R_EMBEDDINGS_LLAMA:
+        return run_embeddings(r, rt->kind == R_EMBEDDINGS_LLAMA);
     case R_TOKENIZE:
         if (api_parse_tokenize(h->ctx, r->body, r->body_len, &json, &e)) return send_error(r, &e);
         return send_json(r, 200, json);
@@ -549,7 +614,7 @@ static bool needs_key(const req_ctx *r, const char *url, const char *method) {
         return false;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (!strcmp(url, routes[i].path) && !strcmp(method, routes[i].method))
-            return routes[i].kind != R_HEALTH;
+            return !route_public(h, &routes[i]);
     return false;
 }
 
@@ -562,10 +627,8 @@ static enum MHD_Result on_headers(req_ctx *r, const char *url, const char *metho
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (!strcmp(url, routes[i].path)) r->route = routes[i].path; /* as dispatch sets it */
     if (check_framing(r, &rc)) return rc;
-    if (needs_key(r, url, method) && !authorized(h, r->conn)) {
-        return fail(r, 401, "authentication_error", "invalid_api_key", "%s",
-                    "missing or invalid API key (send 'Authorization: Bearer KEY')");
-    }
+    if (needs_key(r, url, method) && !authorized(h, r->conn))
+        return fail(r, 401, "authentication_error", "invalid_api_key", "%s", KEY_HINT);
     const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Length");
     if (cl && strtoull(cl, NULL, 10) > (unsigned long long)h->cfg.max_body) {
         r->too_large = true;

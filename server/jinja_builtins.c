@@ -714,34 +714,144 @@ static jv sort_list(R *r, jv seq, bool reverse, bool ci, jv attribute) {
 
 /* ---- filters ---- */
 
+/* default(value, boolean=false): value when v is undefined (or falsy, with boolean). */
+static jv filter_default(R *r, jv v, const jv *args, const char *const *kw, int n) {
+    bool boolean = jv_truthy(arg(args, kw, n, 1, "boolean", NULL)), given;
+    jv dflt = arg(args, kw, n, 0, "default_value", &given);
+    if (v.k == JV_UNDEF || (boolean && !jv_truthy(v)))
+        return given ? dflt : jr_str(r, "", NULL, 0);
+    return v;
+}
+
+/* length: characters of a string, items of a list or dict, 0 for undefined. */
+static jv filter_length(R *r, jv v) {
+    switch (v.k) {
+    case JV_STR:
+        return jr_int((int64_t)utf8_count(v.str.s, v.str.n));
+    case JV_LIST:
+        return jr_int((int64_t)v.list.n);
+    case JV_DICT:
+    case JV_NS:
+        return jr_int((int64_t)v.dict->n);
+    case JV_UNDEF:
+        return jr_int(0);
+    default:
+        return jr_fail(r, JINJA_EFAIL, "object of type '%s' has no len()", jv_type_name(v));
+    }
+}
+
+/* reverse: a string backwards (by character) or a list's items in reverse order. */
+static jv filter_reverse(R *r, jv v) {
+    if (v.k == JV_STR) {
+        jv l = as_list(r, v), out = jr_list(r, l.list.n);
+        for (size_t i = 0; i < l.list.n && !r->rc; i++)
+            out.list.items[i] = l.list.items[l.list.n - 1 - i];
+        return join(r, out, jr_str(r, "", NULL, 0), NULL);
+    }
+    jv l = as_list(r, v), out = jr_list(r, l.list.n);
+    for (size_t i = 0; i < l.list.n && !r->rc; i++)
+        out.list.items[i] = l.list.items[l.list.n - 1 - i];
+    return out;
+}
+
+/* unique: the items in order, each first occurrence only. */
+static jv filter_unique(R *r, jv v) {
+    jv l = as_list(r, v), out = jr_list(r, l.list.n);
+    size_t m = 0;
+    for (size_t i = 0; i < l.list.n && !r->rc; i++) {
+        bool dup = false;
+        for (size_t j = 0; j < m && !dup; j++)
+            dup = jv_eq(out.list.items[j], l.list.items[i]);
+        if (!dup) out.list.items[m++] = l.list.items[i];
+    }
+    out.list.n = m;
+    return out;
+}
+
+/* min / max: the smallest or largest item (the first of equals); undefined when empty. */
+static jv filter_min_max(R *r, const char *name, jv v) {
+    jv l = as_list(r, v);
+    if (r->rc || l.list.n == 0) return jr_undef(NULL);
+    jv best = l.list.items[0];
+    for (size_t i = 1; i < l.list.n && !r->rc; i++) {
+        int c = jv_cmp(r, l.list.items[i], best);
+        if (name[1] == 'i' ? c < 0 : c > 0) best = l.list.items[i];
+    }
+    return best;
+}
+
+/* sum(start=0): the items added, an int while every one is an int. */
+static jv filter_sum(R *r, jv v, const jv *args, const char *const *kw, int n) {
+    jv l = as_list(r, v), acc = arg(args, kw, n, 1, "start", NULL);
+    if (acc.k == JV_UNDEF) acc = jr_int(0);
+    for (size_t i = 0; i < l.list.n && !r->rc; i++)
+        acc = (jv_is_num(acc) && jv_is_num(l.list.items[i]))
+                  ? (acc.k == JV_FLOAT || l.list.items[i].k == JV_FLOAT
+                         ? (jv){.k = JV_FLOAT, .f = jv_num(acc) + jv_num(l.list.items[i])}
+                         : jr_int((int64_t)jv_num(acc) + (int64_t)jv_num(l.list.items[i])))
+                  : jr_fail(r, JINJA_EFAIL, "sum() needs numbers");
+    return acc;
+}
+
+/* int / float(default): v as a number (a string parsed as far as it goes), else a0. */
+static jv filter_number(const char *name, jv v, jv a0) {
+    double d = 0;
+    bool ok = true;
+    if (jv_is_num(v)) {
+        d = jv_num(v);
+    } else if (v.k == JV_STR) {
+        char *end;
+        char buf[64];
+        snprintf(buf, sizeof buf, "%.*s", (int)(v.str.n < 63 ? v.str.n : 63), v.str.s);
+        d = strtod(buf, &end);
+        ok = end != buf;
+    } else {
+        ok = false;
+    }
+    if (!ok) d = jv_num(a0);
+    if (name[0] == 'i') return jr_int((int64_t)d);
+    return (jv){.k = JV_FLOAT, .f = d};
+}
+
+/* indent(width=4, first=false, blank=false): every line but the first (and, with first, the
+ * first too) after pad (width spaces, or the string width); blank lines only with blank. */
+static jv filter_indent(R *r, jv s, const jv *args, const char *const *kw, int n) {
+    jv w = arg(args, kw, n, 0, "width", NULL);
+    bool first = jv_truthy(arg(args, kw, n, 1, "first", NULL));
+    bool blank = jv_truthy(arg(args, kw, n, 2, "blank", NULL));
+    jv pad = w;
+    if (w.k != JV_STR) {
+        int64_t k = w.k == JV_INT ? w.i : 4;
+        if (k < 0 || k > 1024) k = 0;
+        char sp[1025];
+        memset(sp, ' ', (size_t)k);
+        pad = jr_str(r, sp, NULL, (size_t)k);
+    }
+    jbuf b = {0};
+    size_t i = 0;
+    bool first_line = true;
+    while (i < s.str.n && !r->rc) {
+        size_t e = i;
+        while (e < s.str.n && s.str.s[e] != '\n')
+            e++;
+        bool empty = e == i;
+        if ((!first_line || first) && (blank || !empty))
+            jbuf_put(r, &b, pad.str.s, pad.str.u, pad.str.n);
+        jbuf_put(r, &b, s.str.s + i, s.str.u ? s.str.u + i : NULL, e - i + (e < s.str.n));
+        first_line = false;
+        i = e + 1;
+    }
+    return jbuf_take(r, &b);
+}
+
 jv jinja_filter(R *r, const char *name, jv v, const jv *args, const char *const *kw, int n) {
     jv a0 = arg(args, kw, n, 0, NULL, NULL);
-    if (!strcmp(name, "default") || !strcmp(name, "d")) {
-        bool boolean = jv_truthy(arg(args, kw, n, 1, "boolean", NULL)), given;
-        jv dflt = arg(args, kw, n, 0, "default_value", &given);
-        if (v.k == JV_UNDEF || (boolean && !jv_truthy(v)))
-            return given ? dflt : jr_str(r, "", NULL, 0);
-        return v;
-    }
+    if (!strcmp(name, "default") || !strcmp(name, "d")) return filter_default(r, v, args, kw, n);
     if (!strcmp(name, "safe") || !strcmp(name, "e") || !strcmp(name, "escape")) {
         if (name[0] == 's') return v;
         return jr_fail(r, JINJA_EFAIL, "the escape filter is not supported (no autoescape)");
     }
-    if (!strcmp(name, "length") || !strcmp(name, "count")) {
-        switch (v.k) {
-        case JV_STR:
-            return jr_int((int64_t)utf8_count(v.str.s, v.str.n));
-        case JV_LIST:
-            return jr_int((int64_t)v.list.n);
-        case JV_DICT:
-        case JV_NS:
-            return jr_int((int64_t)v.dict->n);
-        case JV_UNDEF:
-            return jr_int(0);
-        default:
-            return jr_fail(r, JINJA_EFAIL, "object of type '%s' has no len()", jv_type_name(v));
-        }
-    }
+    if (!strcmp(name, "length") || !strcmp(name, "count")) return filter_length(r, v);
     if (!strcmp(name, "tojson")) {
         jv ind = arg(args, kw, n, 1, "indent", NULL);
         jv sk = arg(args, kw, n, 4, "sort_keys", NULL);
@@ -762,18 +872,7 @@ jv jinja_filter(R *r, const char *name, jv v, const jv *args, const char *const 
         if (r->rc || l.list.n == 0) return jr_undef(NULL);
         return l.list.items[name[0] == 'f' ? 0 : l.list.n - 1];
     }
-    if (!strcmp(name, "reverse")) {
-        if (v.k == JV_STR) {
-            jv l = as_list(r, v), out = jr_list(r, l.list.n);
-            for (size_t i = 0; i < l.list.n && !r->rc; i++)
-                out.list.items[i] = l.list.items[l.list.n - 1 - i];
-            return join(r, out, jr_str(r, "", NULL, 0), NULL);
-        }
-        jv l = as_list(r, v), out = jr_list(r, l.list.n);
-        for (size_t i = 0; i < l.list.n && !r->rc; i++)
-            out.list.items[i] = l.list.items[l.list.n - 1 - i];
-        return out;
-    }
+    if (!strcmp(name, "reverse")) return filter_reverse(r, v);
     if (!strcmp(name, "select") || !strcmp(name, "reject") || !strcmp(name, "selectattr") ||
         !strcmp(name, "rejectattr") || !strcmp(name, "map"))
         return select_items(r, name, v, args, kw, n);
@@ -788,62 +887,15 @@ jv jinja_filter(R *r, const char *name, jv v, const jv *args, const char *const 
         return sort_list(r, v, jv_truthy(arg(args, kw, n, 0, "reverse", NULL)), !cs,
                          arg(args, kw, n, 2, "attribute", NULL));
     }
-    if (!strcmp(name, "unique")) {
-        jv l = as_list(r, v), out = jr_list(r, l.list.n);
-        size_t m = 0;
-        for (size_t i = 0; i < l.list.n && !r->rc; i++) {
-            bool dup = false;
-            for (size_t j = 0; j < m && !dup; j++)
-                dup = jv_eq(out.list.items[j], l.list.items[i]);
-            if (!dup) out.list.items[m++] = l.list.items[i];
-        }
-        out.list.n = m;
-        return out;
-    }
-    if (!strcmp(name, "min") || !strcmp(name, "max")) {
-        jv l = as_list(r, v);
-        if (r->rc || l.list.n == 0) return jr_undef(NULL);
-        jv best = l.list.items[0];
-        for (size_t i = 1; i < l.list.n && !r->rc; i++) {
-            int c = jv_cmp(r, l.list.items[i], best);
-            if (name[1] == 'i' ? c < 0 : c > 0) best = l.list.items[i];
-        }
-        return best;
-    }
-    if (!strcmp(name, "sum")) {
-        jv l = as_list(r, v), acc = arg(args, kw, n, 1, "start", NULL);
-        if (acc.k == JV_UNDEF) acc = jr_int(0);
-        for (size_t i = 0; i < l.list.n && !r->rc; i++)
-            acc = (jv_is_num(acc) && jv_is_num(l.list.items[i]))
-                      ? (acc.k == JV_FLOAT || l.list.items[i].k == JV_FLOAT
-                             ? (jv){.k = JV_FLOAT, .f = jv_num(acc) + jv_num(l.list.items[i])}
-                             : jr_int((int64_t)jv_num(acc) + (int64_t)jv_num(l.list.items[i])))
-                      : jr_fail(r, JINJA_EFAIL, "sum() needs numbers");
-        return acc;
-    }
+    if (!strcmp(name, "unique")) return filter_unique(r, v);
+    if (!strcmp(name, "min") || !strcmp(name, "max")) return filter_min_max(r, name, v);
+    if (!strcmp(name, "sum")) return filter_sum(r, v, args, kw, n);
     if (!strcmp(name, "abs")) {
         if (v.k == JV_INT) return jr_int(v.i < 0 ? -v.i : v.i);
         if (v.k == JV_FLOAT) return (jv){.k = JV_FLOAT, .f = fabs(v.f)};
         return jr_fail(r, JINJA_EFAIL, "bad operand type for abs()");
     }
-    if (!strcmp(name, "int") || !strcmp(name, "float")) {
-        double d = 0;
-        bool ok = true;
-        if (jv_is_num(v)) {
-            d = jv_num(v);
-        } else if (v.k == JV_STR) {
-            char *end;
-            char buf[64];
-            snprintf(buf, sizeof buf, "%.*s", (int)(v.str.n < 63 ? v.str.n : 63), v.str.s);
-            d = strtod(buf, &end);
-            ok = end != buf;
-        } else {
-            ok = false;
-        }
-        if (!ok) d = jv_num(a0);
-        if (name[0] == 'i') return jr_int((int64_t)d);
-        return (jv){.k = JV_FLOAT, .f = d};
-    }
+    if (!strcmp(name, "int") || !strcmp(name, "float")) return filter_number(name, v, a0);
     if (!strcmp(name, "round")) {
         int64_t prec = a0.k == JV_INT ? a0.i : 0;
         double p = pow(10, (double)prec), x = jv_num(v) * p;
@@ -867,37 +919,7 @@ jv jinja_filter(R *r, const char *name, jv v, const jv *args, const char *const 
         return replace(r, s, jv_to_str(r, a0), jv_to_str(r, arg(args, kw, n, 1, "new", NULL)),
                        c.k == JV_INT ? c.i : -1);
     }
-    if (!strcmp(name, "indent")) {
-        jv w = arg(args, kw, n, 0, "width", NULL);
-        bool first = jv_truthy(arg(args, kw, n, 1, "first", NULL));
-        bool blank = jv_truthy(arg(args, kw, n, 2, "blank", NULL));
-        jv pad = w;
-        if (w.k != JV_STR) {
-            int64_t k = w.k == JV_INT ? w.i : 4;
-            if (k < 0 || k > 1024) k = 0;
-            char sp[1025];
-            memset(sp, ' ', (size_t)k);
-            pad = jr_str(r, sp, NULL, (size_t)k);
-        }
-        jbuf b = {0};
-        size_t i = 0;
-        bool line_start = true;
-        bool first_line = true;
-        while (i < s.str.n && !r->rc) {
-            size_t e = i;
-            while (e < s.str.n && s.str.s[e] != '\n')
-                e++;
-            bool empty = e == i;
-            if ((!first_line || first) && (blank || !empty))
-                jbuf_put(r, &b, pad.str.s, pad.str.u, pad.str.n);
-            jbuf_put(r, &b, s.str.s + i, s.str.u ? s.str.u + i : NULL, e - i + (e < s.str.n));
-            first_line = false;
-            line_start = true;
-            i = e + 1;
-        }
-        (void)line_start;
-        return jbuf_take(r, &b);
-    }
+    if (!strcmp(name, "indent")) return filter_indent(r, s, args, kw, n);
     return jr_fail(r, JINJA_EFAIL, "unsupported Jinja filter '%s'", name);
 }
 

@@ -385,6 +385,66 @@ static bool tag_is(const char *s, size_t left, const char *w) {
     return i < left && (s[i] == '%' || s[i] == '-');
 }
 
+/* A {# comment #} whose body starts at P->pos (in the source's first len bytes): skipped,
+ * with trim_blocks. 1 when it ends with -#}, 0 when not, -1 when it is unterminated. */
+static int lex_comment(P *P, size_t len) {
+    const char *src = P->src, *e = NULL;
+    for (size_t i = P->pos; i + 1 < len; i++)
+        if (src[i] == '#' && src[i + 1] == '}') {
+            e = src + i;
+            break;
+        }
+    if (!e) return fail(P, P->line, "unterminated comment"), -1;
+    const bool strip_after = e > src + P->pos && e[-1] == '-';
+    P->line += count_lines(src + P->pos, (size_t)(e - src) - P->pos);
+    P->pos = (size_t)(e - src) + 2;
+    if (!strip_after && P->pos < len && src[P->pos] == '\n') P->pos++; /* trim_blocks */
+    return strip_after;
+}
+
+/* {% raw %}...{% endraw %}, the raw tag's body starting at P->pos: the text between,
+ * untouched, as one text token. 1 when the end tag ends with -%}, 0 when not, -1 on an error.
+ * The source need not be NUL-terminated (a GGUF string): searches stay within len. */
+static int lex_raw(P *P, size_t len) {
+    const char *src = P->src;
+    const char *e = memmem(src + P->pos, len - P->pos, "%}", 2);
+    if (!e) return fail(P, P->line, "unterminated raw tag"), -1;
+    bool strip_in = e[-1] == '-';
+    size_t body = (size_t)(e - src) + 2;
+    size_t i = body, endtag = 0, endclose = 0;
+    for (; i + 2 < len; i++) {
+        if (src[i] == '{' && src[i + 1] == '%') {
+            size_t j = i + 2 + (src[i + 2] == '-' || src[i + 2] == '+');
+            if (tag_is(src + j, len - j, "endraw")) {
+                endtag = i;
+                const char *c = memmem(src + j, len - j, "%}", 2);
+                endclose = c ? (size_t)(c - src) : 0;
+                break;
+            }
+        }
+    }
+    if (!endclose) return fail(P, P->line, "{%% raw %%} without {%% endraw %%}"), -1;
+    size_t ra = body, rb = endtag;
+    if (strip_in) /* no trim_blocks after {% raw %}, as in jinja2 */
+        while (ra < rb && is_ws(src[ra]))
+            ra++;
+    if (src[endtag + 2] == '-') {
+        while (rb > ra && is_ws(src[rb - 1]))
+            rb--;
+    } else if (src[endtag + 2] != '+') {
+        size_t l = rb;
+        while (l > ra && (src[l - 1] == ' ' || src[l - 1] == '\t'))
+            l--;
+        if (l > ra && src[l - 1] == '\n') rb = l;
+    }
+    add_text(P, src + ra, rb - ra);
+    P->line += count_lines(src + P->pos, endclose - P->pos);
+    const bool strip_after = src[endclose - 1] == '-';
+    P->pos = endclose + 2;
+    if (!strip_after && P->pos < len && src[P->pos] == '\n') P->pos++;
+    return strip_after;
+}
+
 static int lex(P *P) {
     const char *src = P->src;
     size_t len = P->len;
@@ -422,66 +482,21 @@ static int lex(P *P) {
         P->line = line_at(P, text_end);
         if (!open) break;
         P->pos = text_end + 2 + (mod == '-' || mod == '+');
-        bool strip_after;
+        int strip;
         if (kind == '#') {
-            const char *e = NULL;
-            for (size_t i = P->pos; i + 1 < len; i++)
-                if (src[i] == '#' && src[i + 1] == '}') {
-                    e = src + i;
-                    break;
-                }
-            if (!e) return fail(P, P->line, "unterminated comment"), -1;
-            strip_after = e > src + P->pos && e[-1] == '-';
-            P->line += count_lines(src + P->pos, (size_t)(e - src) - P->pos);
-            P->pos = (size_t)(e - src) + 2;
-            if (!strip_after && P->pos < len && src[P->pos] == '\n') P->pos++; /* trim_blocks */
+            strip = lex_comment(P, len);
         } else if (kind == '%' && tag_is(src + P->pos, len - P->pos, "raw")) {
-            /* {% raw %}...{% endraw %}: the text between, untouched */
-            /* the source need not be NUL-terminated (a GGUF string): searches stay within len */
-            const char *e = memmem(src + P->pos, len - P->pos, "%}", 2);
-            if (!e) return fail(P, P->line, "unterminated raw tag"), -1;
-            bool strip_in = e[-1] == '-';
-            size_t body = (size_t)(e - src) + 2;
-            size_t i = body, endtag = 0, endclose = 0;
-            for (; i + 2 < len; i++) {
-                if (src[i] == '{' && src[i + 1] == '%') {
-                    size_t j = i + 2 + (src[i + 2] == '-' || src[i + 2] == '+');
-                    if (tag_is(src + j, len - j, "endraw")) {
-                        endtag = i;
-                        const char *c = memmem(src + j, len - j, "%}", 2);
-                        endclose = c ? (size_t)(c - src) : 0;
-                        break;
-                    }
-                }
-            }
-            if (!endclose) return fail(P, P->line, "{%% raw %%} without {%% endraw %%}"), -1;
-            size_t ra = body, rb = endtag;
-            if (strip_in) /* no trim_blocks after {% raw %}, as in jinja2 */
-                while (ra < rb && is_ws(src[ra]))
-                    ra++;
-            if (src[endtag + 2] == '-') {
-                while (rb > ra && is_ws(src[rb - 1]))
-                    rb--;
-            } else if (src[endtag + 2] != '+') {
-                size_t l = rb;
-                while (l > ra && (src[l - 1] == ' ' || src[l - 1] == '\t'))
-                    l--;
-                if (l > ra && src[l - 1] == '\n') rb = l;
-            }
-            add_text(P, src + ra, rb - ra);
-            P->line += count_lines(src + P->pos, endclose - P->pos);
-            strip_after = src[endclose - 1] == '-';
-            P->pos = endclose + 2;
-            if (!strip_after && P->pos < len && src[P->pos] == '\n') P->pos++;
+            strip = lex_raw(P, len);
         } else {
             if (!push(P, kind == '{' ? T_VAR_BEGIN : T_BLOCK_BEGIN)) return -1;
-            int r = lex_tag(P, kind == '{' ? '}' : '%');
-            if (r < 0) return -1;
-            strip_after = r == 1;
+            strip = lex_tag(P, kind == '{' ? '}' : '%');
+            if (strip < 0) return -1;
             if (!push(P, kind == '{' ? T_VAR_END : T_BLOCK_END)) return -1;
-            if (kind == '%' && !strip_after && P->pos < len && src[P->pos] == '\n')
+            if (kind == '%' && strip != 1 && P->pos < len && src[P->pos] == '\n')
                 P->pos++; /* trim_blocks */
         }
+        if (strip < 0) return -1;
+        const bool strip_after = strip == 1;
         strip_next = strip_after;
         line_starting = P->pos > 0 && src[P->pos - 1] == '\n';
         if (strip_after) {

@@ -4,6 +4,7 @@
 #include "json_schema.h"
 
 #include "grammar.h"
+#include "json_regex.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -24,6 +25,9 @@
     "char ::= [^\"\\\\\\x00-\\x1f] | \"\\\\\" ( [\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4} )\n" \
     "integer ::= \"-\"? ( \"0\" | [1-9] [0-9]{0,15} )\n" \
     "number ::= integer ( \".\" [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,2} )?\n" \
+    "frac ::= \".\" [0-9]{1,16}\n" \
+    "nzfrac ::= \".\" \"0\"{0,15} [1-9] [0-9]{0,15}\n" \
+    "zfrac ::= \".\" \"0\"{1,16}\n" \
     "boolean ::= \"true\" | \"false\"\n" \
     "null ::= \"null\"\n" \
     "date ::= [1-9] [0-9]{3} \"-\" ( ( \"0\" [13578] | \"1\" [02] ) \"-\" ( \"0\" [1-9] | [12] " \
@@ -126,7 +130,7 @@ static const char *const annotations[] = {"title", "description", "$schema", "$i
 static const char *const handled[] = {"type", "enum", "const", "anyOf", "oneOf", "allOf", "$ref",
                                       "properties", "required", "additionalProperties", "items",
                                       "prefixItems", "minItems", "maxItems", "minLength",
-                                      "maxLength", "format", "minimum", "maximum",
+                                      "maxLength", "format", "pattern", "minimum", "maximum",
                                       "exclusiveMinimum", "exclusiveMaximum", NULL};
 
 static bool in_list(const char *const *list, const char *k) {
@@ -276,8 +280,99 @@ static int gen_integer(conv *c, const cJSON *node, const char *path, sbuf *b) {
     return 0;
 }
 
+/* Alternatives for a magnitude m = I[.F] in [lo, hi] (hi < 0: no upper bound; exclusive ends
+ * where elo/ehi), integers 0 <= lo, hi <= INT_LIMIT; "I" alone, "I" frac (any), "I" nzfrac
+ * (above I) or "I" zfrac (equal to I). No exponents: tighter than JSON, always valid. */
+static void magnitude_range(sbuf *b, long long lo, bool elo, long long hi, bool ehi, int *n) {
+    long long top = hi < 0 ? INT_LIMIT : hi - 1; /* integer parts with any fraction */
+    long long from = lo;
+    if (hi >= 0 && lo > hi) return;
+    if (hi >= 0 && hi == lo) {
+        if (!elo && !ehi) sb_add(b, "%s\"%lld\" zfrac?", (*n)++ ? " | " : "", lo);
+        return;
+    }
+    if (elo) { /* m > lo: lo only with a fraction that is not zero */
+        sb_add(b, "%s\"%lld\" nzfrac", (*n)++ ? " | " : "", lo);
+        from = lo + 1;
+    }
+    if (from <= top) {
+        sb_add(b, "%s", (*n)++ ? " | " : "");
+        uint_range(b, from, top);
+        sb_add(b, " frac?");
+    }
+    if (hi >= 0 && !ehi) sb_add(b, "%s\"%lld\" zfrac?", (*n)++ ? " | " : "", hi);
+}
+
+/* type number with minimum/maximum/exclusive bounds, when the bounds are whole numbers. */
+static int gen_number(conv *c, const cJSON *node, const char *path, sbuf *b) {
+    const char *keys[4] = {"minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"};
+    bool has_lo = false, has_hi = false, elo = false, ehi = false;
+    long long lo = 0, hi = 0;
+    for (int i = 0; i < 4; i++) {
+        const cJSON *v = get(node, keys[i]);
+        if (!v) continue;
+        char sub[512];
+        snprintf(sub, sizeof sub, "%s/%s", path, keys[i]);
+        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+            return fail(c, sub, "'%s' must be a number", keys[i]);
+        double d = v->valuedouble;
+        if (d != floor(d))
+            return fail(c, sub, "'%s' with a fraction on a number is not supported (whole "
+                        "numbers are)", keys[i]);
+        if (fabs(d) >= (double)INT_LIMIT)
+            return fail(c, sub, "'%s' beyond 16 digits is not supported", keys[i]);
+        long long x = (long long)d;
+        bool ex = i == 1 || i == 3;
+        if (i < 2 && (!has_lo || x > lo || (x == lo && ex))) lo = x, elo = ex, has_lo = true;
+        if (i >= 2 && (!has_hi || x < hi || (x == hi && ex))) hi = x, ehi = ex, has_hi = true;
+    }
+    if (!has_lo && !has_hi) {
+        sb_add(b, "number");
+        return 0;
+    }
+    int n = 0;
+    sbuf pos = {0}, neg = {0};
+    if (!has_hi || hi >= 0) /* x >= 0 */
+        magnitude_range(&pos, has_lo && lo > 0 ? lo : 0, has_lo && lo >= 0 && elo,
+                        has_hi ? hi : -1, ehi, &n);
+    int n_pos = n;
+    n = 0;
+    if (!has_lo || lo < 0) /* x < 0: its magnitude above 0, at least -hi, at most -lo */
+        magnitude_range(&neg, has_hi && hi < 0 ? -hi : 0, has_hi && hi < 0 ? ehi : true,
+                        has_lo ? -lo : -1, elo, &n);
+    if (pos.oom || neg.oom) b->oom = true;
+    if (n_pos + n == 0) {
+        free(pos.s);
+        free(neg.s);
+        return fail(c, path, "no number satisfies the bounds");
+    }
+    sb_add(b, "( %s%s%s%s%s )", n_pos ? pos.s : "", n_pos && n ? " | " : "", n ? "\"-\" ( " : "",
+           n ? neg.s : "", n ? " )" : "");
+    free(pos.s);
+    free(neg.s);
+    return 0;
+}
+
+/* A string that matches `pattern` (json_regex.h), alone: with a length or format it is
+ * refused, as the two cannot be combined in one grammar here. */
+static int gen_pattern(conv *c, const cJSON *node, const cJSON *pat, const char *path,
+                       sbuf *b) {
+    char sub[512], err[256];
+    snprintf(sub, sizeof sub, "%s/pattern", path);
+    if (!cJSON_IsString(pat)) return fail(c, sub, "'pattern' must be a string");
+    if (get(node, "format") || get(node, "minLength") || get(node, "maxLength"))
+        return fail(c, sub, "'pattern' together with format, minLength or maxLength is not "
+                            "supported");
+    char *expr = json_regex_gbnf(pat->valuestring, err, sizeof err);
+    if (!expr) return fail(c, sub, "%s%s", strcmp(err, "out of memory") ? "pattern: " : "", err);
+    sb_add(b, "\"\\\"\" %s \"\\\"\"", expr);
+    free(expr);
+    return 0;
+}
+
 static int gen_string(conv *c, const cJSON *node, const char *path, sbuf *b) {
-    const cJSON *f = get(node, "format");
+    const cJSON *f = get(node, "format"), *pat = get(node, "pattern");
+    if (pat) return gen_pattern(c, node, pat, path, b);
     long long mn = get_count(c, node, "minLength", 0, path);
     long long mx = get_count(c, node, "maxLength", -1, path);
     if (mn == -2 || mx == -2) return -1;
@@ -463,18 +558,7 @@ static int gen_typed(conv *c, const cJSON *node, const char *t, const char *path
     if (strcmp(t, "array") == 0) return gen_array(c, node, path, b);
     if (strcmp(t, "string") == 0) return gen_string(c, node, path, b);
     if (strcmp(t, "integer") == 0) return gen_integer(c, node, path, b);
-    if (strcmp(t, "number") == 0) {
-        const char *keys[4] = {"minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"};
-        for (int i = 0; i < 4; i++)
-            if (get(node, keys[i])) {
-                char sub[512];
-                snprintf(sub, sizeof sub, "%s/%s", path, keys[i]);
-                return fail(c, sub, "'%s' on a number (not an integer) is not supported",
-                            keys[i]);
-            }
-        sb_add(b, "number");
-        return 0;
-    }
+    if (strcmp(t, "number") == 0) return gen_number(c, node, path, b);
     if (strcmp(t, "boolean") == 0) {
         sb_add(b, "boolean");
         return 0;
@@ -722,7 +806,8 @@ static int gen(conv *c, const cJSON *node, const char *path) {
     } else if (get(node, "items") || get(node, "prefixItems") || get(node, "minItems") ||
                get(node, "maxItems")) {
         gen_array(c, node, path, &b);
-    } else if (get(node, "minLength") || get(node, "maxLength") || get(node, "format")) {
+    } else if (get(node, "minLength") || get(node, "maxLength") || get(node, "format") ||
+               get(node, "pattern")) {
         gen_string(c, node, path, &b);
     } else if (get(node, "minimum") || get(node, "maximum") || get(node, "exclusiveMinimum") ||
                get(node, "exclusiveMaximum")) {
@@ -736,10 +821,10 @@ out:
     return c->failed ? -1 : rule;
 }
 
-char *json_schema_to_gbnf(const cJSON *schema, bool strict, char *err, size_t errlen,
-                          char *path, size_t pathlen) {
+char *json_schema_gbnf_rules(const cJSON *schema, bool strict, int *next_rule, int *top,
+                            char *err, size_t errlen, char *path, size_t pathlen) {
     conv c = {.root = schema, .strict = strict, .err = err, .errlen = errlen, .path = path,
-              .pathlen = pathlen};
+              .pathlen = pathlen, .n_rules = *next_rule};
     if (err && errlen) err[0] = 0;
     if (path && pathlen) path[0] = 0;
     int r = gen(&c, schema, "#");
@@ -748,12 +833,25 @@ char *json_schema_to_gbnf(const cJSON *schema, bool strict, char *err, size_t er
         free(c.rules.s);
         return NULL;
     }
+    *next_rule = c.n_rules;
+    *top = r;
+    return c.rules.s;
+}
+
+const char *json_schema_fixed_gbnf(void) { return fixed_rules; }
+
+char *json_schema_to_gbnf(const cJSON *schema, bool strict, char *err, size_t errlen,
+                          char *path, size_t pathlen) {
+    int next = 0, r;
+    char *rules = json_schema_gbnf_rules(schema, strict, &next, &r, err, errlen, path, pathlen);
+    if (!rules) return NULL;
     sbuf out = {0};
-    sb_add(&out, "root ::= r%d\n%s%s", r, fixed_rules, c.rules.s);
-    free(c.rules.s);
+    sb_add(&out, "root ::= r%d\n%s%s", r, fixed_rules, rules);
+    free(rules);
     if (out.oom) {
         free(out.s);
-        fail(&c, "#", "out of memory");
+        if (err && errlen) snprintf(err, errlen, "out of memory at #");
+        if (path && pathlen) snprintf(path, pathlen, "#");
         return NULL;
     }
     return out.s;
@@ -776,14 +874,6 @@ static int req_fail(char *param, size_t paramlen, const char *p, char *msg, size
 int json_request_grammar(const cJSON *body, gram_rules **out, char *param, size_t paramlen,
                          char *msg, size_t msglen) {
     *out = NULL;
-    const cJSON *tools = get(body, "tools"), *choice = get(body, "tool_choice");
-    if (tools && !cJSON_IsNull(tools))
-        return req_fail(param, paramlen, "tools", msg, msglen,
-                        "'tools' (function calling) is not supported by this server yet");
-    if (choice && !cJSON_IsNull(choice) &&
-        !(cJSON_IsString(choice) && strcmp(choice->valuestring, "none") == 0))
-        return req_fail(param, paramlen, "tool_choice", msg, msglen,
-                        "'tool_choice' other than \"none\" is not supported by this server yet");
     const cJSON *g = get(body, "grammar"), *js = get(body, "json_schema"),
                 *rf = get(body, "response_format");
     if (cJSON_IsNull(g) || (cJSON_IsString(g) && !g->valuestring[0])) g = NULL; /* llama.cpp:
@@ -797,9 +887,12 @@ int json_request_grammar(const cJSON *body, gram_rules **out, char *param, size_
     bool strict = false;
     if (rf) {
         const cJSON *t = get(rf, "type");
-        if (!cJSON_IsObject(rf) || !cJSON_IsString(t))
+        if (!cJSON_IsObject(rf))
             return req_fail(param, paramlen, "response_format", msg, msglen,
                             "'response_format' must be an object with a string 'type'");
+        if (!cJSON_IsString(t))
+            return req_fail(param, paramlen, "response_format.type", msg, msglen,
+                            "'response_format.type' must be a string");
         if (strcmp(t->valuestring, "json_object") == 0) {
             field = "response_format";
             gtext = json_object_gbnf();
@@ -808,15 +901,15 @@ int json_request_grammar(const cJSON *body, gram_rules **out, char *param, size_
             const cJSON *st = cJSON_IsObject(j) ? get(j, "strict") : NULL;
             schema = cJSON_IsObject(j) ? get(j, "schema") : NULL;
             if (!schema)
-                return req_fail(param, paramlen, "response_format", msg, msglen,
+                return req_fail(param, paramlen, "response_format.json_schema", msg, msglen,
                                 "'response_format.json_schema.schema' is required");
             if (st && !cJSON_IsNull(st) && !cJSON_IsBool(st))
-                return req_fail(param, paramlen, "response_format", msg, msglen,
-                                "'response_format.json_schema.strict' must be a boolean");
+                return req_fail(param, paramlen, "response_format.json_schema.strict", msg,
+                                msglen, "'response_format.json_schema.strict' must be a boolean");
             strict = cJSON_IsTrue(st);
             field = "response_format";
         } else if (strcmp(t->valuestring, "text") != 0) {
-            return req_fail(param, paramlen, "response_format", msg, msglen,
+            return req_fail(param, paramlen, "response_format.type", msg, msglen,
                             "'response_format.type' must be 'text', 'json_object' or "
                             "'json_schema', got '%s'", t->valuestring);
         }

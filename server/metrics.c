@@ -2,14 +2,16 @@
  * fixed set, so requests are counted in a table indexed by (route, status class). */
 #include "metrics.h"
 
+#include "routes.h"
+
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const routes[] = {"/v1/completions", "/v1/chat/completions", "/v1/models",
-                                     "/health", "/metrics", "/tokenize", "/detokenize", "other"};
+#define ROUTE_PATH(path, method, kind, pub) path,
+static const char *const routes[] = {HTTP_ROUTES(ROUTE_PATH) "other"}; /* routes.h's paths */
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 /* 408: the request did not arrive within --request-timeout; 499: the client left first */
 static const int statuses[] = {200, 400, 401, 404, 405, 408, 413, 429, 499, 500, 501, 503};

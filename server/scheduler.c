@@ -23,6 +23,8 @@ typedef struct {
     tok_stream ts;     /* complete UTF-8 characters only */
     int32_t *hist;     /* (ctx_size) prompt then generated ids: penalties and positions */
     int n_hist;
+    int n_prompt;      /* the choice's prompt: hist[0 .. n_prompt) */
+    double *embd_acc;  /* (dim) an embedding choice's pooled hidden states so far */
     int n_fed;         /* ids of hist already in the KV cache (or scheduled this step) */
     bool fed_this_step; /* prefill rows of this slot are in the step being built */
     int n_gen;
@@ -59,33 +61,54 @@ struct sched {
     kv_cache **caches;  /* (parallel) slots[i].kv, the fwd_decode view */
     int32_t *b_token, *b_pos, *b_seq, *b_slot; /* (max_rows) one forward step's rows */
     bool *b_logits;     /* (max_rows) */
+    sched_slot_info *pub; /* (parallel) what GET /slots shows; under mu */
+    bool *b_hidden;     /* (max_rows) rows of embedding choices */
     float *logits;      /* (max_rows, vocab) */
+    float *hidden;      /* (max_rows, dim) their final hidden states */
     int max_rows;
     pthread_t thread;
 
     pthread_mutex_t mu; /* guards the fields below */
     pthread_cond_t cv;  /* the scheduler waits here for work */
     job *q_head, *q_tail;
-    int n_queued, n_queued_choices;
+    int n_queued;
     int n_busy;         /* slots holding a job */
     bool stopping, draining;
     bool cancel_all;    /* end every running and queued job at the next step */
     unsigned long long n_steps;
+    unsigned long long next_task; /* the last id_task given */
     long long kv_tokens; /* sum of the slots' kv->n after the last step (for /metrics) */
 };
 
 void gen_request_free(gen_request *r) {
     free(r->prompt);
+    free(r->prompt_end);
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
     free(r->bias);
+    free(r->input_off);
     gram_rules_free(r->grammar);
     memset(r, 0, sizeof *r);
+}
+
+const int32_t *gen_request_prompt(const gen_request *r, int c, int *len, int *k) {
+    if (r->embed) { /* each input its own choice */
+        *len = r->input_off[c + 1] - r->input_off[c];
+        if (k) *k = 0;
+        return r->prompt + r->input_off[c];
+    }
+    int np = r->n_prompts > 1 ? r->n_prompts : 1, per = r->n / np, p = c / per;
+    assert(np == 1 || r->prompt_end);
+    int start = p > 0 ? r->prompt_end[p - 1] : 0, end = np > 1 ? r->prompt_end[p] : r->n_prompt;
+    *len = end - start;
+    if (k) *k = c % per;
+    return r->prompt + start;
 }
 
 static void job_free(job *j) {
     for (int c = 0; c < j->req.n && j->choices; c++) {
         free(j->choices[c].text);
         free(j->choices[c].toks);
+        free(j->choices[c].embd);
     }
     free(j->choices);
     gen_request_free(&j->req);
@@ -134,6 +157,7 @@ void job_finish_choice(job *j, int c, const char *text, size_t len, int n_gen, f
     }
     j->choices[c].n_gen = n_gen;
     j->choices[c].finish = why;
+    j->t_end = ls_now();
     j->n_finished++;
     pthread_cond_broadcast(&j->cv);
     pthread_mutex_unlock(&j->mu);
@@ -173,18 +197,24 @@ static bool out_token(choice_out *o, const gen_token *t) {
 /* --- slots --- */
 
 static long find_stop(const gen_request *r, const char *t, size_t n, size_t *keep);
+static int stop_at(const gen_request *r, const char *t, size_t n, size_t cut);
 
 static void slot_finish(sched *s, slot *sl, finish_reason why) {
     job *j = sl->job;
     /* counted before the client is woken, so a /metrics scrape sent after the response
      * already includes this request's tokens */
-    metrics_tokens(sl->choice == 0 ? (unsigned long long)j->req.n_prompt : 0,
-                   (unsigned long long)sl->n_gen);
+    unsigned long long prompt = (unsigned long long)sl->n_prompt;
+    if (!j->req.embed) { /* a prompt's tokens count once, with its first choice */
+        int first_of_prompt;
+        gen_request_prompt(&j->req, sl->choice, &(int){0}, &first_of_prompt);
+        if (first_of_prompt != 0) prompt = 0;
+    }
+    metrics_tokens(prompt, (unsigned long long)sl->n_gen);
     pthread_mutex_lock(&j->mu);
     choice_out *o = &j->choices[sl->choice];
     o->n_drafted = sl->n_drafted;
     o->n_accepted = sl->n_accepted;
-    if (why == FINISH_LENGTH || why == FINISH_STOP) {
+    if (!j->req.embed && (why == FINISH_LENGTH || why == FINISH_STOP)) {
         /* held text could have begun a stop string; it did not, so it is output, with the
          * flushed bytes (U+FFFD for an incomplete character), which may complete one */
         size_t n = tok_stream_flush(&sl->ts, sl->piece, sl->piece_cap), keep;
@@ -193,6 +223,7 @@ static void slot_finish(sched *s, slot *sl, finish_reason why) {
         sl->n_held += n;
         long cut = find_stop(&j->req, sl->held, sl->n_held, &keep);
         if (cut >= 0) {
+            o->stop_word = 1 + stop_at(&j->req, sl->held, sl->n_held, (size_t)cut);
             sl->n_held = (size_t)cut;
             why = FINISH_STOP;
         }
@@ -202,6 +233,7 @@ static void slot_finish(sched *s, slot *sl, finish_reason why) {
         }
     }
     o->finish = why;
+    j->t_end = ls_now();
     j->n_finished++;
     pthread_cond_broadcast(&j->cv);
     pthread_mutex_unlock(&j->mu);
@@ -212,6 +244,10 @@ static void slot_finish(sched *s, slot *sl, finish_reason why) {
     sl->job = NULL;
     pthread_mutex_lock(&s->mu);
     s->n_busy--;
+    sched_slot_info *pub = &s->pub[sl - s->slots];
+    pub->busy = false;
+    pub->id_task = 0;
+    pub->n_past = sl->kv->n;
     pthread_mutex_unlock(&s->mu);
     job_release(j); /* the scheduler's reference is held once per choice */
 }
@@ -233,6 +269,15 @@ static long find_stop(const gen_request *r, const char *t, size_t n, size_t *kee
             }
     }
     return cut;
+}
+
+/* The index of the stop string found at t + cut (find_stop's cut); the first that fits. */
+static int stop_at(const gen_request *r, const char *t, size_t n, size_t cut) {
+    for (int i = 0; i < r->n_stop; i++) {
+        size_t sl = strlen(r->stop[i]);
+        if (cut + sl <= n && !memcmp(t + cut, r->stop[i], sl)) return i;
+    }
+    return 0; /* not reached: cut is where one of them begins */
 }
 
 static void fail_slot(sched *s, slot *sl, const char *msg);
@@ -299,9 +344,11 @@ static bool slot_accept(sched *s, slot *sl, const float *logits, double now, int
     o->n_gen = sl->n_gen;
     o->n_drafted = sl->n_drafted;
     o->n_accepted = sl->n_accepted;
+    if (cut >= 0) o->stop_word = 1 + stop_at(r, sl->held, sl->n_held, (size_t)cut);
     bool kept = true;
     if (n_top >= 0) {
-        gen_token t = {.id = id, .logprob = info.logprob, .n_top = info.n_top};
+        gen_token t = {.id = id, .logprob = info.logprob, .n_top = info.n_top,
+                       .text_end = o->len + sl->n_held}; /* released plus held text */
         memcpy(t.top_id, info.top_id, sizeof t.top_id);
         memcpy(t.top_logprob, info.top_logprob, sizeof t.top_logprob);
         kept = out_token(o, &t);
@@ -356,10 +403,17 @@ static int cached_prefix(const slot *sl, const int32_t *prompt, int n) {
 /* reuse: positions of the slot's KV cache kept (a prefix of the prompt, shorter than it). */
 static int slot_admit(sched *s, slot *sl, job *j, int choice, int reuse, char *err,
                       size_t errlen) {
-    sampler_params sp = j->req.sp;
-    sp.seed += (uint64_t)choice; /* each choice its own stream, reproducible */
-    sl->smp = sampler_create(&sp, s->m->cfg.vocab_size);
-    if (!sl->smp) return ls_fail(err, errlen, "out of memory for a sampler");
+    int n_prompt, k;
+    const int32_t *prompt = gen_request_prompt(&j->req, choice, &n_prompt, &k);
+    if (j->req.embed) { /* its own input; every row's hidden state is pooled: none reused */
+        reuse = 0;
+        embd_reset(sl->embd_acc, s->m->cfg.dim);
+    } else {
+        sampler_params sp = j->req.sp;
+        sp.seed += (uint64_t)k; /* each choice of a prompt its own stream, reproducible */
+        sl->smp = sampler_create(&sp, s->m->cfg.vocab_size);
+        if (!sl->smp) return ls_fail(err, errlen, "out of memory for a sampler");
+    }
     if (j->req.grammar && !(sl->gs = gram_state_create(j->req.grammar, s->gvocab))) {
         sampler_free(sl->smp);
         sl->smp = NULL;
@@ -369,11 +423,12 @@ static int slot_admit(sched *s, slot *sl, job *j, int choice, int reuse, char *e
     sl->choice = choice;
     kv_truncate(sl->kv, reuse);
     if (sl->dkv && sl->dkv->n > reuse) kv_truncate(sl->dkv, reuse);
-    memcpy(sl->hist, j->req.prompt, (size_t)j->req.n_prompt * sizeof *sl->hist);
-    sl->n_hist = j->req.n_prompt;
+    memcpy(sl->hist, prompt, (size_t)n_prompt * sizeof *sl->hist);
+    sl->n_hist = sl->n_prompt = n_prompt;
     sl->n_fed = reuse;
     pthread_mutex_lock(&j->mu);
     j->choices[choice].n_cached = reuse;
+    j->choices[choice].slot = 1 + (int)(sl - s->slots);
     pthread_mutex_unlock(&j->mu);
     metrics_prompt_cached((unsigned long long)reuse);
     sl->n_gen = 0;
@@ -388,7 +443,7 @@ static int slot_admit(sched *s, slot *sl, job *j, int choice, int reuse, char *e
     sl->spec_misses = sl->spec_wait = 0;
     sl->n_draft = sl->n_drafted = sl->n_accepted = 0;
     /* the prompt's last token is BOS alone: the first piece's space is the dummy prefix */
-    tok_stream_init(&sl->ts, s->m->tok, j->req.n_prompt == 1);
+    tok_stream_init(&sl->ts, s->m->tok, n_prompt == 1);
     return 0;
 }
 
@@ -397,26 +452,48 @@ static int slot_admit(sched *s, slot *sl, job *j, int choice, int reuse, char *e
 static void finish_unadmitted(job *j, finish_reason why);
 static void dequeue_cancelled(sched *s, job *j);
 
+/* Free slots queued job q needs before it can start: every choice of a generation job at once,
+ * one for an embedding job, which then takes what is free (start_take) and the rest later. */
+static int start_need(const job *q) {
+    return q->req.embed ? 1 : q->req.n - q->n_admitted;
+}
+
+static int start_take(const job *q, int free_slots) {
+    int left = q->req.n - q->n_admitted;
+    return q->req.embed && left > free_slots ? free_slots : left;
+}
+
+/* Takes the queue's head out of the queue. Called with s->mu held. */
+static void unlink_head_locked(sched *s) {
+    job *j = s->q_head;
+    s->q_head = j->next;
+    if (!s->q_head) s->q_tail = NULL;
+    s->n_queued--;
+}
+
 /* Moves queued jobs into free slots, first come first served. Called with s->mu held. */
 static void admit_locked(sched *s, double now) {
     while (s->q_head) {
         job *j = s->q_head;
         int free_slots = s->p.parallel - s->n_busy;
-        if (free_slots < j->req.n) break;
-        s->q_head = j->next;
-        if (!s->q_head) s->q_tail = NULL;
-        s->n_queued--;
-        s->n_queued_choices -= j->req.n;
+        bool cancelled = atomic_load(&j->cancelled);
+        if (!cancelled && start_need(j) > free_slots) break;
+        int first = j->n_admitted, end = first + start_take(j, free_slots);
         pthread_mutex_lock(&j->mu); /* read by the request's thread for its log line */
-        j->t_admit = now;
+        if (first == 0) j->t_admit = now;
         pthread_mutex_unlock(&j->mu);
-        if (atomic_load(&j->cancelled) || j->req.max_tokens == 0) {
-            finish_unadmitted(j, atomic_load(&j->cancelled) ? FINISH_CANCEL : FINISH_LENGTH);
+        if (cancelled || (!j->req.embed && j->req.max_tokens == 0)) {
+            unlink_head_locked(s);
+            finish_unadmitted(j, cancelled ? FINISH_CANCEL : FINISH_LENGTH);
             continue;
         }
-        int c = 0;
-        const bool cache = s->p.prompt_cache && j->req.cache_prompt;
-        for (; c < j->req.n; c++) {
+        j->n_admitted = end;
+        if (end == j->req.n) unlink_head_locked(s); /* subtracts no more choices */
+        int c = first;
+        const bool cache = s->p.prompt_cache && j->req.cache_prompt && !j->req.embed;
+        for (; c < end; c++) {
+            int n_prompt;
+            const int32_t *prompt = gen_request_prompt(&j->req, c, &n_prompt, NULL);
             /* the free slot with the longest cached prefix; among equals the one whose cache
              * holds least (what it drops is the cheapest to lose). The last prompt token is
              * always computed: its logits start the generation. */
@@ -424,7 +501,7 @@ static void admit_locked(sched *s, double now) {
             for (int i = 0; i < s->p.parallel; i++) {
                 const slot *sl = &s->slots[i];
                 if (sl->job) continue;
-                int k = cache ? cached_prefix(sl, j->req.prompt, j->req.n_prompt - 1) : 0;
+                int k = cache ? cached_prefix(sl, prompt, n_prompt - 1) : 0;
                 if (k > best_k || (k == best_k && sl->kv->n < s->slots[best].kv->n))
                     best = i, best_k = k;
             }
@@ -432,8 +509,12 @@ static void admit_locked(sched *s, double now) {
             if (best < 0 || slot_admit(s, &s->slots[best], j, c, best_k, err, sizeof err) != 0)
                 break;
             s->n_busy++;
+            s->pub[best].busy = true;
+            s->pub[best].id_task = j->id_task;
+            s->pub[best].n_past = best_k;
+            s->pub[best].n_decoded = 0;
         }
-        for (int n = j->req.n; c < n; c++) { /* could not get a sampler: fail the rest */
+        for (; c < end; c++) { /* could not get a sampler: fail the rest */
             pthread_mutex_lock(&j->mu);
             j->choices[c].finish = FINISH_ERROR;
             snprintf(j->error, sizeof j->error, "out of memory");
@@ -450,6 +531,18 @@ static void fail_slot(sched *s, slot *sl, const char *msg) {
     snprintf(sl->job->error, sizeof sl->job->error, "%s", msg);
     pthread_mutex_unlock(&sl->job->mu);
     slot_finish(s, sl, FINISH_ERROR);
+}
+
+/* An embedding choice whose last row has run: its embedding, then the end of the choice. The
+ * request's thread reads embd only after slot_finish has counted the choice (under j->mu). */
+static void embed_finish(sched *s, slot *sl, double now) {
+    job *j = sl->job;
+    embd_finish(j->choices[sl->choice].embd, sl->embd_acc, sl->n_prompt, s->m->cfg.dim,
+                s->p.pooling);
+    pthread_mutex_lock(&j->mu);
+    if (j->t_first == 0) j->t_first = now;
+    pthread_mutex_unlock(&j->mu);
+    slot_finish(s, sl, FINISH_STOP);
 }
 
 /* Prefill rows one step may add beside n_decode decoding rows: what the batch leaves, but at
@@ -490,7 +583,8 @@ static int draft_model_propose(sched *s, slot *sl, int n) {
             s->d_pos[rows] = p;
             s->d_seq[rows] = 0;
         }
-        fwd_batch b = {rows, s->d_token, s->d_pos, s->d_seq, NULL}; /* the last row's logits */
+        fwd_batch b = {.n_tokens = rows, .token = s->d_token, .pos = s->d_pos, .seq = s->d_seq};
+        /* .logits NULL: the last row's only */
         if (rows < 1 || fwd_decode(s->dfwd, &sl->dkv, 1, &b, s->d_logits, err, sizeof err)) {
             kv_clear(dkv);
             return 0;
@@ -533,7 +627,21 @@ static int add_decode_rows(sched *s, int i, int rows, int *draft_budget) {
         s->b_seq[rows] = i;
         s->b_slot[rows] = i;
         s->b_logits[rows] = true;
+        s->b_hidden[rows] = false;
         rows++;
+    }
+    return rows;
+}
+
+/* Adds the rows of every decoding slot (n_decode of them): its last sampled token, and drafts
+ * where the batch has room to spare beyond the decoding rows and SCHED_MIN_PREFILL prefill
+ * rows. Returns the step's rows so far. */
+static int add_decoding_slots(sched *s, int n_decode) {
+    int rows = 0, draft_budget = s->p.batch_size - SCHED_MIN_PREFILL - n_decode;
+    for (int i = 0; i < s->p.parallel; i++) {
+        slot *sl = &s->slots[i];
+        if (sl->job && sl->n_fed >= sl->n_prompt)
+            rows = add_decode_rows(s, i, rows, &draft_budget);
     }
     return rows;
 }
@@ -579,6 +687,7 @@ static void slot_verify(sched *s, slot *sl, const float *logits, double now) {
 /* One batched forward step over every busy slot. */
 static void step(sched *s) {
     int rows = 0, n_decode = 0;
+    bool any_hidden = false;
     pthread_mutex_lock(&s->mu);
     bool cancel_all = s->cancel_all;
     pthread_mutex_unlock(&s->mu);
@@ -589,16 +698,9 @@ static void step(sched *s) {
             slot_finish(s, sl, FINISH_CANCEL);
             continue;
         }
-        if (sl->n_fed >= sl->job->req.n_prompt) n_decode++;
+        if (sl->n_fed >= sl->n_prompt) n_decode++;
     }
-    /* decoding: feed each slot's last sampled token, and drafts where the batch has room to
-     * spare beyond the decoding rows and SCHED_MIN_PREFILL prefill rows */
-    int draft_budget = s->p.batch_size - SCHED_MIN_PREFILL - n_decode;
-    for (int i = 0; i < s->p.parallel; i++) {
-        slot *sl = &s->slots[i];
-        if (sl->job && sl->n_fed >= sl->job->req.n_prompt)
-            rows = add_decode_rows(s, i, rows, &draft_budget);
-    }
+    rows = add_decoding_slots(s, n_decode);
     /* prefill fills what the decoding rows leave of the batch, oldest admission first; with
      * drafts, rows <= batch_size - SCHED_MIN_PREFILL, so the step stays within max_rows */
     int budget = prefill_budget(s->p.batch_size, rows);
@@ -608,21 +710,24 @@ static void step(sched *s) {
         int best_i = -1;
         for (int i = 0; i < s->p.parallel; i++) {
             slot *sl = &s->slots[i];
-            if (!sl->job || sl->n_fed >= sl->job->req.n_prompt || sl->fed_this_step) continue;
+            if (!sl->job || sl->n_fed >= sl->n_prompt || sl->fed_this_step) continue;
             if (!best || sl->job->t_admit < best->job->t_admit) best = sl, best_i = i;
         }
         if (!best) break;
-        int left = best->job->req.n_prompt - best->n_fed;
+        int left = best->n_prompt - best->n_fed;
         int take = left < budget ? left : budget;
+        const bool embed = best->job->req.embed;
         for (int k = 0; k < take; k++) {
             int pos = best->n_fed + k;
             s->b_token[rows] = best->hist[pos];
             s->b_pos[rows] = pos;
             s->b_seq[rows] = best_i;
             s->b_slot[rows] = best_i;
-            s->b_logits[rows] = pos == best->job->req.n_prompt - 1;
+            s->b_logits[rows] = !embed && pos == best->n_prompt - 1;
+            s->b_hidden[rows] = embed;
             rows++;
         }
+        any_hidden |= embed;
         best->n_fed += take;
         best->fed_this_step = true;
         budget -= take;
@@ -632,7 +737,13 @@ static void step(sched *s) {
     if (rows == 0) return;
 
     char err[LS_ERR_LEN];
-    fwd_batch b = {rows, s->b_token, s->b_pos, s->b_seq, s->b_logits};
+    fwd_batch b = {.n_tokens = rows,
+                   .token = s->b_token,
+                   .pos = s->b_pos,
+                   .seq = s->b_seq,
+                   .logits = s->b_logits,
+                   .hidden = any_hidden ? s->b_hidden : NULL,
+                   .hidden_out = s->hidden};
     if (fwd_decode(s->fwd, s->caches, s->p.parallel, &b, s->logits, err, sizeof err) != 0) {
         for (int r = 0; r < rows; r++) {
             slot *sl = &s->slots[s->b_slot[r]];
@@ -643,10 +754,17 @@ static void step(sched *s) {
         return;
     }
     double now = ls_now();
-    int out = 0;
+    int out = 0, n_hidden = 0;
     /* a slot's logits rows are consecutive: its last token's (decoding) or its prompt's last
      * (prefill), then one per draft token */
     for (int r = 0; r < rows; r++) {
+        if (any_hidden && s->b_hidden[r]) { /* an embedding's rows come in position order */
+            slot *sl = &s->slots[s->b_slot[r]];
+            const int dim = s->m->cfg.dim;
+            embd_add(sl->embd_acc, s->hidden + (size_t)n_hidden++ * dim, dim, s->p.pooling);
+            if (s->b_pos[r] == sl->n_prompt - 1 && sl->job) embed_finish(s, sl, now);
+            continue;
+        }
         if (!s->b_logits[r]) continue;
         slot *sl = &s->slots[s->b_slot[r]];
         int n = 1 + sl->n_draft;
@@ -657,6 +775,10 @@ static void step(sched *s) {
     long long kv_tokens = 0;
     for (int i = 0; i < s->p.parallel; i++) kv_tokens += s->slots[i].kv->n;
     pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < s->p.parallel; i++) {
+        s->pub[i].n_past = s->slots[i].kv->n;
+        s->pub[i].n_decoded = s->slots[i].job ? s->slots[i].n_gen : 0;
+    }
     s->n_steps++;
     s->kv_tokens = kv_tokens;
     pthread_mutex_unlock(&s->mu);
@@ -706,6 +828,7 @@ static void sched_free(sched *s) {
         free(s->slots[i].held);
         free(s->slots[i].piece);
         free(s->slots[i].mask);
+        free(s->slots[i].embd_acc);
     }
     gram_vocab_free(s->gvocab);
     fwd_free(s->fwd);
@@ -722,7 +845,10 @@ static void sched_free(sched *s) {
     free(s->b_seq);
     free(s->b_slot);
     free(s->b_logits);
+    free(s->pub);
+    free(s->b_hidden);
     free(s->logits);
+    free(s->hidden);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s);
@@ -747,12 +873,17 @@ sched *sched_create(const model *m, const sched_params *p, char *err, size_t err
     s->b_seq = calloc((size_t)s->max_rows, sizeof(int32_t));
     s->b_slot = calloc((size_t)s->max_rows, sizeof(int32_t));
     s->b_logits = calloc((size_t)s->max_rows, sizeof(bool));
+    s->pub = calloc((size_t)p->parallel, sizeof *s->pub);
+    s->b_hidden = calloc((size_t)s->max_rows, sizeof(bool));
     s->logits = ls_alloc((size_t)s->max_rows * m->cfg.vocab_size * sizeof(float));
+    s->hidden = ls_alloc((size_t)s->max_rows * m->cfg.dim * sizeof(float));
     if (!s->slots || !s->caches || !s->b_token || !s->b_pos || !s->b_seq || !s->b_slot ||
-        !s->b_logits || !s->logits)
+        !s->b_logits || !s->b_hidden || !s->pub || !s->logits || !s->hidden)
         goto oom;
     for (int i = 0; i < p->parallel; i++) {
         slot *sl = &s->slots[i];
+        s->pub[i].id = i;
+        s->pub[i].n_ctx = p->ctx_size;
         sl->kv = kv_create(&m->cfg, p->ctx_size, p->kv, err, errlen);
         if (!sl->kv) goto fail;
         s->caches[i] = sl->kv;
@@ -767,7 +898,8 @@ sched *sched_create(const model *m, const sched_params *p, char *err, size_t err
                                                              : tok_n_vocab(m->tok);
         sl->mask = calloc(((size_t)n_mask + 31) / 32, sizeof *sl->mask); /* ids past the
             tokenizer's stay 0: never allowed */
-        if (!sl->hist || !sl->held || !sl->piece || !sl->mask) goto oom;
+        sl->embd_acc = calloc((size_t)m->cfg.dim, sizeof *sl->embd_acc);
+        if (!sl->hist || !sl->held || !sl->piece || !sl->mask || !sl->embd_acc) goto oom;
         if (p->draft && !(sl->dkv = kv_create(&p->draft->cfg, p->ctx_size, p->kv, err, errlen)))
             goto fail;
     }
@@ -812,31 +944,56 @@ void sched_destroy(sched *s) {
  * Admission is first come first served and stops at the first job that does not fit, so
  * the walk below mirrors admit_locked. Called with s->mu held; the queue is short (bounded
  * by parallel + max_queue). */
-static bool queue_full_locked(const sched *s, int n) {
+static bool queue_full_locked(const sched *s, const job *j) {
     int free_slots = s->p.parallel - s->n_busy, waiting = 0;
     for (const job *q = s->q_head; q; q = q->next) {
-        if (waiting == 0 && q->req.n <= free_slots) free_slots -= q->req.n;
+        if (waiting == 0 && start_need(q) <= free_slots)
+            free_slots -= start_take(q, free_slots);
         else waiting++;
     }
-    bool would_wait = waiting > 0 || n > free_slots;
+    bool would_wait = waiting > 0 || start_need(j) > free_slots;
     return would_wait && waiting >= s->p.max_queue;
+}
+
+/* An embedding request's inputs: 1..SCHED_MAX_INPUTS of them, each 1..ctx_size ids. */
+static int check_inputs(const sched *s, const gen_request *req, char *err, size_t errlen) {
+    if (req->n < 1 || req->n > SCHED_MAX_INPUTS || !req->input_off)
+        return ls_fail(err, errlen, "%d inputs; 1 to %d are accepted", req->n, SCHED_MAX_INPUTS);
+    for (int c = 0; c < req->n; c++) {
+        int n = req->input_off[c + 1] - req->input_off[c];
+        if (n < 1 || n > s->p.ctx_size)
+            return ls_fail(err, errlen, "input %d has %d tokens; a slot's context holds %d", c, n,
+                           s->p.ctx_size);
+    }
+    return 0;
 }
 
 job *sched_submit(sched *s, gen_request *req, int *status, char *err, size_t errlen) {
     job *j = NULL;
     *status = 400;
-    if (req->n < 1 || req->n > s->p.parallel) {
+    if (req->embed) {
+        if (check_inputs(s, req, err, errlen) != 0) goto fail;
+    } else if (req->n < 1 || req->n > s->p.parallel) {
         ls_fail(err, errlen, "n = %d needs %d slots; this server has %d", req->n, req->n,
                 s->p.parallel);
         goto fail;
     }
-    if (req->n_prompt < 1 || req->n_prompt >= s->p.ctx_size) {
-        ls_fail(err, errlen,
-                "the prompt has %d tokens; a slot's context holds %d (prompt plus at least one "
-                "generated token)",
-                req->n_prompt, s->p.ctx_size);
-        *status = 400;
+    int np = req->n_prompts > 1 ? req->n_prompts : 1;
+    if (!req->embed && (req->n % np != 0 ||
+        (np > 1 && (!req->prompt_end || req->prompt_end[np - 1] != req->n_prompt)))) {
+        ls_fail(err, errlen, "%d choices do not divide among %d prompts", req->n, np);
         goto fail;
+    }
+    for (int c = 0; !req->embed && c < req->n; c++) {
+        int len;
+        gen_request_prompt(req, c, &len, NULL);
+        if (len < 1 || len >= s->p.ctx_size) {
+            ls_fail(err, errlen,
+                    "the prompt has %d tokens; a slot's context holds %d (prompt plus at least "
+                    "one generated token)",
+                    len, s->p.ctx_size);
+            goto fail;
+        }
     }
     j = calloc(1, sizeof *j);
     if (!j || !(j->choices = calloc((size_t)req->n, sizeof *j->choices))) {
@@ -844,6 +1001,14 @@ job *sched_submit(sched *s, gen_request *req, int *status, char *err, size_t err
         ls_fail(err, errlen, "out of memory");
         goto fail;
     }
+    for (int c = 0; req->embed && c < req->n; c++)
+        if (!(j->choices[c].embd = malloc((size_t)s->m->cfg.dim * sizeof(float)))) {
+            for (int k = 0; k < c; k++)
+                free(j->choices[k].embd);
+            *status = 503;
+            ls_fail(err, errlen, "out of memory");
+            goto fail;
+        }
     j->req = *req;
     memset(req, 0, sizeof *req);
     pthread_mutex_init(&j->mu, NULL);
@@ -859,17 +1024,17 @@ job *sched_submit(sched *s, gen_request *req, int *status, char *err, size_t err
         ls_fail(err, errlen, "the server is shutting down");
         goto fail_job;
     }
-    if (queue_full_locked(s, j->req.n)) {
+    if (queue_full_locked(s, j)) {
         pthread_mutex_unlock(&s->mu);
         *status = 503;
         ls_fail(err, errlen, "the queue is full (%d waiting); try again later", s->p.max_queue);
         goto fail_job;
     }
+    j->id_task = ++s->next_task; /* j->mu not needed: nobody else has j yet */
     if (s->q_tail) s->q_tail->next = j;
     else s->q_head = j;
     s->q_tail = j;
     s->n_queued++;
-    s->n_queued_choices += j->req.n;
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
     return j;
@@ -884,15 +1049,21 @@ fail:
     return NULL;
 }
 
-/* Ends a job that never got a slot. Called with s->mu held, the job already unlinked. */
+/* Ends the choices of a job that never got a slot (those of an embedding job's inputs beyond
+ * n_admitted; the admitted ones end in their slots). Called with s->mu held, the job already
+ * unlinked. */
 static void finish_unadmitted(job *j, finish_reason why) {
+    const int first = j->n_admitted, n = j->req.n; /* j may be freed by the last release */
+    j->n_admitted = n;
     pthread_mutex_lock(&j->mu);
-    for (int c = 0; c < j->req.n; c++) j->choices[c].finish = why;
-    j->n_finished = j->req.n;
+    for (int c = first; c < n; c++)
+        j->choices[c].finish = why;
+    j->n_finished += n - first;
+    j->t_end = ls_now();
     pthread_cond_broadcast(&j->cv);
     pthread_mutex_unlock(&j->mu);
-    int n = j->req.n; /* j may be freed by the last release */
-    for (int c = 0; c < n; c++) job_release(j);
+    for (int c = first; c < n; c++)
+        job_release(j);
 }
 
 /* Unlinks queued job j (or every queued job when j is NULL). Called with s->mu held. */
@@ -908,7 +1079,6 @@ static void dequeue_cancelled(sched *s, job *j) {
         *link = q->next;
         if (s->q_tail == q) s->q_tail = prev;
         s->n_queued--;
-        s->n_queued_choices -= q->req.n;
         finish_unadmitted(q, FINISH_CANCEL);
         if (j) break;
     }
@@ -951,6 +1121,14 @@ void sched_drain(sched *s) {
 int sched_active(sched *s) {
     pthread_mutex_lock(&s->mu);
     int n = s->n_busy + s->n_queued;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+int sched_get_slots(sched *s, sched_slot_info *out, int cap) {
+    pthread_mutex_lock(&s->mu);
+    int n = s->p.parallel;
+    memcpy(out, s->pub, (size_t)(cap < n ? cap : n) * sizeof *out);
     pthread_mutex_unlock(&s->mu);
     return n;
 }

@@ -16,11 +16,15 @@
  * either way, so the output is the same token for token as without drafts, greedy or seeded.
  * With a draft model (sched_params.draft), each slot also keeps that model's KV cache, and the
  * draft is the draft model's greedy continuation instead.
+ * Embedding jobs are prefill only: each input is a choice in a slot of its own, batched with
+ * everything else, its rows' final hidden states pooled (embed.h) instead of sampled. A job with
+ * more inputs than slots takes slots as they free up, oldest job first, in input order.
  * Thread-safety: sched_submit/sched_cancel/job_* are called from any thread; everything else
  * in sched.c runs on the scheduler thread. */
 #ifndef LS_SCHED_H
 #define LS_SCHED_H
 
+#include "embed.h"
 #include "grammar.h"
 #include "kv_cache.h"
 #include "model.h"
@@ -34,15 +38,21 @@
 #define SCHED_MAX_STOP_BYTES 256 /* the longest stop string (api.c refuses longer ones) */
 #define SCHED_MAX_N 16
 #define SCHED_MAX_DRAFT 32 /* draft tokens one slot verifies in a step at most */
+#define SCHED_MAX_INPUTS 2048 /* embedding inputs per job (OpenAI's limit) */
+#define SCHED_MAX_STOP_IDS 4 /* token ids besides EOS that end a choice (chat_stop_ids' cap) */
 
 typedef enum { FINISH_NONE = 0, FINISH_STOP, FINISH_LENGTH, FINISH_ERROR, FINISH_CANCEL } finish_reason;
 
 /* A validated generation request (built by api.c). Owns prompt, stop strings and bias. */
 typedef struct {
-    int32_t *prompt; /* (n_prompt) token ids, BOS included where wanted */
-    int n_prompt;
+    int32_t *prompt; /* (n_prompt) token ids, BOS included where wanted: every prompt, one
+                        after another */
+    int n_prompt;    /* in all prompts */
+    int n_prompts;   /* prompts; 0 means 1 */
+    int *prompt_end; /* (n_prompts) where each prompt ends in prompt; NULL for one prompt */
     int max_tokens;  /* tokens to generate at most (>= 0) */
-    int n;           /* choices, each its own sequence and slot; 1..SCHED_MAX_N */
+    int n;           /* choices in all, each its own sequence and slot; n / n_prompts for each
+                        prompt, prompt p's being choices p * (n / n_prompts) onwards */
     char *stop[SCHED_MAX_STOP];
     int n_stop;
     sampler_params sp; /* sp.bias points at bias below */
@@ -50,21 +60,33 @@ typedef struct {
     int n_bias;
     int n_top_logprobs; /* alternatives recorded per token; -1: no logprobs at all */
     bool ignore_eos;
-    int32_t stop_ids[4]; /* besides EOS: ids that end the choice (a chat format's end of turn) */
+    int32_t stop_ids[SCHED_MAX_STOP_IDS]; /* besides EOS: ids that end the choice (a chat format's end of turn) */
     int n_stop_ids;
     bool cache_prompt;   /* may reuse a slot's cached prefix (sched_params.prompt_cache too) */
     gram_rules *grammar; /* NULL, or the grammar every choice's text must follow */
     int spec_n_max;      /* draft tokens verified per step at most (0..SCHED_MAX_DRAFT); 0: no
                             speculative decoding; -1: sched_params.spec_ngram */
     int spec_n_min;      /* a shorter draft is not verified (0..spec_n_max) */
+    /* Embeddings: prefill only, no sampling. Choice c is input c, the ids
+     * prompt[input_off[c] .. input_off[c + 1]); n (1..SCHED_MAX_INPUTS) may exceed the slots.
+     * max_tokens, stop, sp and the rest are unused. */
+    bool embed;
+    int *input_off; /* (n + 1) when embed, else NULL */
 } gen_request;
 
 void gen_request_free(gen_request *r);
+/* The prompt that choice c runs: its ids, their count in *len, and in *k (may be NULL) c's
+ * place among that prompt's choices (its sampler's seed offset, so that a prompt's choices are
+ * the same whether it comes alone or with others). An embedding job's choice c runs input c
+ * (k 0). */
+const int32_t *gen_request_prompt(const gen_request *r, int c, int *len, int *k);
 
 /* One generated token as recorded for logprobs. */
 typedef struct {
     int32_t id;
     float logprob;
+    size_t text_end; /* bytes of the choice's decoded text through this token, before any stop
+                        string cut it: the token's text begins where the previous one's ends */
     int n_top;
     int32_t top_id[SAMPLER_MAX_TOP];
     float top_logprob[SAMPLER_MAX_TOP];
@@ -81,6 +103,9 @@ typedef struct {
     int n_gen;       /* tokens generated (the end-of-sequence token not counted) */
     int n_cached;    /* prompt tokens found in the slot's KV cache at admission (not computed) */
     int n_drafted, n_accepted; /* speculative decoding: draft tokens verified, and accepted */
+    int slot;        /* 1 + the index of the slot that runs it; 0 until admitted */
+    int stop_word;   /* 1 + the index in req.stop of the stop string that ended it; 0 none */
+    float *embd;     /* (dim) embedding jobs: the pooled embedding, complete once finished */
     finish_reason finish;
 } choice_out;
 
@@ -93,8 +118,11 @@ struct job {
     int n_finished;           /* choices with finish != FINISH_NONE */
     char error[256];          /* set with finish FINISH_ERROR */
     double t_submit, t_admit, t_first; /* monotonic seconds; 0 until reached */
+    double t_end;             /* when a choice last finished (monotonic seconds); 0 until then */
+    unsigned long long id_task; /* the scheduler's number for it (from 1; 0: detached) */
     atomic_bool cancelled;    /* set by the client's thread; honoured at the next step */
     atomic_int refs;          /* the submitter's reference and the scheduler's */
+    int n_admitted;           /* choices given a slot so far (under the scheduler's mutex) */
     job *next;                /* queue link, scheduler-owned */
 };
 
@@ -113,6 +141,7 @@ typedef struct {
     const model *draft; /* NULL, or a model with the same vocabulary (spec_check_draft_vocab)
                            whose greedy tokens are the drafts instead of prompt lookup; borrowed,
                            must outlive the scheduler */
+    embd_pooling pooling; /* embedding jobs' pooling */
     /* Called on the scheduler thread with no lock held after every step and whenever that
      * thread has ended jobs, so that the HTTP front end can wake the connections waiting on
      * them. Must be quick and must not call sched_*. NULL: none. */
@@ -127,7 +156,8 @@ void sched_destroy(sched *s);
 
 /* Takes ownership of *req (also on failure). Returns a job holding one reference for the
  * caller, or NULL with *status 503 (queue full or shutting down) or 400 (the request can never
- * run here: n > slots, prompt + 1 > ctx_size) and a message. */
+ * run here: n > slots, a prompt + 1 > ctx_size; embeddings: an input empty or over ctx_size)
+ * and a message. */
 job *sched_submit(sched *s, gen_request *req, int *status, char *err, size_t errlen);
 /* A job that no scheduler runs (beam search fills it whole): takes ownership of *req; the
  * caller holds the one reference. NULL when out of memory. */
@@ -148,6 +178,19 @@ typedef struct {
     long long kv_tokens, kv_capacity; /* positions held in the slots' KV caches, and the most */
 } sched_stats;
 void sched_get_stats(sched *s, sched_stats *out);
+
+/* One slot as GET /slots shows it: a snapshot, taken under the scheduler's lock. n_past and
+ * n_decoded are as of the last finished step. */
+typedef struct {
+    int id;                     /* the slot's index */
+    bool busy;                  /* holds a running choice */
+    unsigned long long id_task; /* its job's id_task; 0 when idle */
+    int n_ctx;                  /* KV positions of the slot */
+    int n_past;                 /* positions its KV cache holds (kept after a request ends) */
+    int n_decoded;              /* tokens generated for the running choice */
+} sched_slot_info;
+/* Fills out[0..min(cap, slots)) and returns the number of slots. Any thread. */
+int sched_get_slots(sched *s, sched_slot_info *out, int cap);
 
 /* Ends every queued and running job (FINISH_CANCEL) within one step, and admits no more. */
 void sched_cancel_all(sched *s);

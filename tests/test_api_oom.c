@@ -9,7 +9,8 @@
  *   the request must fail with "out of memory" (503 at submission, or its choice ending with
  *   FINISH_ERROR), never end as a normal answer with text or logprobs silently missing; and
  *   the scheduler must serve a clean request afterwards.
- * - The same for a chat request and /apply-template rendered by a Jinja template (jinja*.c).
+ * - The same for a chat request and /apply-template rendered by a Jinja template (jinja*.c),
+ *   and for llama.cpp's /completion (api_native.c) and /tokenize's with_pieces.
  * Not covered: the response writers (api_response.c) and http.c. */
 #include "api.h"
 #include "check.h"
@@ -88,7 +89,8 @@ void __wrap_free(void *p) {
 
 /* --- the requests --- */
 
-typedef enum { K_COMPLETION, K_CHAT, K_TOKENIZE, K_DETOKENIZE, K_APPLY } kind;
+typedef enum { K_COMPLETION, K_CHAT, K_TOKENIZE, K_DETOKENIZE, K_APPLY, K_RESPONSES, K_NATIVE,
+               K_EMBED } kind;
 
 static const struct {
     kind k;
@@ -111,17 +113,48 @@ static const struct {
                    "\"minimum\":3,\"maximum\":77}},\"required\":[\"a\"]}}}}"},
     {K_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
              "\"grammar\":\"root ::= (\\\"a\\\" | [b-d]{1,3})+\"}"},
+    {K_RESPONSES, "{\"input\":[{\"role\":\"developer\",\"content\":\"Be brief.\"},"
+                  "{\"type\":\"message\",\"role\":\"user\",\"content\":[{\"type\":"
+                  "\"input_text\",\"text\":\"Who\"},{\"type\":\"input_text\",\"text\":\"made it?\"}]}],"
+                  "\"max_output_tokens\":5,\"metadata\":{\"k\":\"v\"},"
+                  "\"text\":{\"format\":{\"type\":\"json_schema\",\"name\":\"x\",\"schema\":"
+                  "{\"type\":\"object\"}}},\"store\":false,\"stream\":true}"},
     {K_TOKENIZE, "{\"content\":\"In the beginning was the Word\",\"add_special\":true}"},
     {K_DETOKENIZE, "{\"tokens\":[1,450,3,100,200]}"},
-    /* rendered by a Jinja template (main sets ctx.chat for these two) */
+    {K_TOKENIZE, "{\"content\":\"And \\u00e1\",\"with_pieces\":true}"},
+    /* llama.cpp's /completion: a mixed prompt, bias pairs with a string and false */
+    {K_NATIVE, "{\"prompt\":[1,\"In the beginning\",450],\"n_predict\":4,\"n_probs\":2,"
+               "\"logit_bias\":[[5,1.5],[\"light\",false]],\"stop\":[\"And\"]}"},
+    {K_EMBED, "{\"input\":[\"In the beginning\",[1,450,3],\"And the earth\",\"a\",\"b\"],"
+              "\"encoding_format\":\"base64\"}"},
+    /* tools (tools.c): the generic format's offer and history, the forcing grammar */
+    {K_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"Ur?\"}],\"tools\":[{\"type\":"
+             "\"function\",\"function\":{\"name\":\"w\",\"parameters\":{\"type\":\"object\","
+             "\"properties\":{\"c\":{\"type\":\"string\",\"maxLength\":8}},\"required\":"
+             "[\"c\"]}}}],\"tool_choice\":\"required\",\"parallel_tool_calls\":false}"},
+    {K_APPLY, "{\"messages\":[{\"role\":\"system\",\"content\":\"S\"},{\"role\":\"user\","
+              "\"content\":\"Hi\"},{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{"
+              "\"id\":\"1\",\"type\":\"function\",\"function\":{\"name\":\"w\",\"arguments\":"
+              "\"{\\\"c\\\":1}\"}},{\"id\":\"2\",\"type\":\"function\",\"function\":{\"name\":"
+              "\"w\",\"arguments\":{\"c\":2}}}]},{\"role\":\"tool\",\"content\":\"r1\"},"
+              "{\"role\":\"tool\",\"content\":\"r2\"}],\"tools\":[{\"type\":\"function\","
+              "\"function\":{\"name\":\"w\"}}]}"},
+    /* rendered by a Jinja template (main sets ctx.chat for the last N_JINJA_REQUESTS) */
     {K_CHAT, "{\"messages\":[{\"role\":\"developer\",\"content\":\"Be brief.\"},"
              "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"Who\"},"
              "{\"type\":\"text\",\"text\":\"made it?\"}]}]}"},
     {K_APPLY, "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"},{\"role\":"
               "\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"1\"}]},"
               "{\"role\":\"tool\",\"content\":\"r\"}]}"},
+    {K_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"},{\"role\":"
+             "\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"1\",\"type\":\"function\","
+             "\"function\":{\"name\":\"w\",\"arguments\":\"{\\\"c\\\":1}\"}}]},{\"role\":"
+             "\"tool\",\"content\":\"r\"}],\"tools\":[{\"type\":\"function\",\"function\":{"
+             "\"name\":\"w\",\"parameters\":{\"type\":\"object\",\"properties\":{\"c\":{"
+             "\"type\":\"integer\"}}}}}],\"tool_choice\":{\"type\":\"function\",\"function\":{"
+             "\"name\":\"w\"}}}"},
 };
-#define N_JINJA_REQUESTS 2 /* the last ones */
+#define N_JINJA_REQUESTS 3 /* the last ones */
 
 /* Runs request r once; returns the parser's result and fills *e. */
 static int run(const api_ctx *ctx, int r, api_error *e) {
@@ -139,6 +172,10 @@ static int run(const api_ctx *ctx, int r, api_error *e) {
         rc = api_parse_chat(ctx, b, len, &call, e);
         if (rc == 0) api_call_free(&call);
         break;
+    case K_RESPONSES:
+        rc = api_parse_responses(ctx, b, len, &call, e);
+        if (rc == 0) api_call_free(&call);
+        break;
     case K_TOKENIZE:
         rc = api_parse_tokenize(ctx, b, len, &json, e);
         break;
@@ -147,6 +184,14 @@ static int run(const api_ctx *ctx, int r, api_error *e) {
         break;
     case K_APPLY:
         rc = api_parse_apply_template(ctx, b, len, &json, e);
+        break;
+    case K_NATIVE:
+        rc = api_parse_native(ctx, b, len, &call, e);
+        if (rc == 0) api_call_free(&call);
+        break;
+    case K_EMBED:
+        rc = api_parse_embeddings(ctx, b, len, false, &call, e);
+        if (rc == 0) api_call_free(&call);
         break;
     }
     free(json);

@@ -109,7 +109,9 @@ static void test_defaults(void) {
     CHECK(c.chat_template == CFG_TEMPLATE_AUTO, "chat_template");
     CHECK(!strcmp(c.host, "127.0.0.1"), "host %s", c.host);
     CHECK(c.port == 8080 && c.parallel == 4 && c.ctx_size == 0 && c.threads == 2, "ints");
-    CHECK(c.batch_size == 64 && c.kv_type == CFG_KV_F16 && c.max_queue == 64, "ints");
+    CHECK(c.batch_size == 64 && c.kv_type == CFG_KV_F16 && c.pooling == CFG_POOL_MEAN &&
+              c.max_queue == 64,
+          "ints");
     CHECK(c.max_body == 1048576 && c.max_tokens_limit == 4096 && !strcmp(c.api_key, ""), "ints");
     CHECK(c.timeout == 10 && c.request_timeout == 30 && c.shutdown_timeout == 10 &&
               c.log_format == CFG_LOG_TEXT,
@@ -244,6 +246,7 @@ static void test_bad_values(void) {
         {"seed", "1e300", "99999999999999999999"},
         {"kv_type", "\"q8_0\"", "q8_0"},
         {"kv_type", "16", "F16 "},
+        {"pooling", "\"cls\"", "none"},
         {"log_format", "\"xml\"", "xml"},
         {"chat_template", "\"vicuna\"", "vicuna"},
         {"log_requests", "1", "maybe"},
@@ -307,10 +310,10 @@ static void test_bad_values(void) {
               c.seed == 0 && c.port == 65535 && c.timeout == 86400,
           "%s", err);
     CHECK(load(&c, "-m", "m", "--chat-template", "llama3", "--log-format", "json", "--kv-type",
-               "f32") == 0,
+               "f32", "--pooling", "last") == 0,
           "%s", err);
     CHECK(c.chat_template == CFG_TEMPLATE_LLAMA3 && c.log_format == CFG_LOG_JSON &&
-              c.kv_type == CFG_KV_F32,
+              c.kv_type == CFG_KV_F32 && c.pooling == CFG_POOL_LAST,
           "enums");
     cfg_free(&c);
 }
@@ -418,7 +421,8 @@ static void test_llamacpp_flags(void) {
         {"-cb", "always on"},
         {"--metrics", "always"},
         {"--mlock", "drop it"},
-        {"--embedding", "no embeddings"},
+        {"--embedding", "always serves /v1/embeddings"},
+        {"--rerank", "not supported"},
         {"--jinja", "--chat-template"},
         {"--rope-freq-base", "model file"},
         {"-ctk", "--kv-type"},

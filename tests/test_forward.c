@@ -34,6 +34,7 @@
  * Determinism: logits bit-identical with 1, 2 and 3 threads, batched with other sequences vs
  * alone, and prefill in chunks (the engine's or the caller's) vs whole. */
 #include "check.h"
+#include "embed.h"
 #include "matmul.h"
 #include "forward.h"
 #include "kv_cache.h"
@@ -653,6 +654,91 @@ static void check_kernels(void) {
            "kernels", n_cmp, a_cmp);
 }
 
+/* ---- final hidden states (embeddings) ----------------------------------------------------- */
+
+/* fwd_batch.hidden: the states come out in batch order, asking for them changes no logit bit,
+ * they are the same bits whether the sequence runs alone or beside another one, and they are
+ * what the output matrix turns into the logits (F32 model: the product within 1e-4). */
+static void check_hidden(const char *path, const char *golden_name) {
+    rig r;
+    if (rig_open(&r, path, NULL, golden_name, 2, KV_F32) || r.g.n_cases < 3) {
+        CHECK(0, "hidden: cannot set up");
+        rig_close(&r);
+        return;
+    }
+    const int nv = r.vocab, dim = r.m->cfg.dim;
+    const gcase *a = &r.g.cases[1], *o = &r.g.cases[2];
+    kv_cache *kv2 = kv_create(&r.m->cfg, r.m->cfg.ctx_len, KV_F32, err, sizeof err);
+    float *plain = malloc((size_t)a->n_tokens * nv * sizeof(float));
+    float *lg = malloc((size_t)MAX_ROWS * nv * sizeof(float));
+    float *alone = malloc((size_t)a->n_tokens * dim * sizeof(float));
+    float *mixed = malloc((size_t)MAX_ROWS * dim * sizeof(float));
+    float *wrow = malloc((size_t)dim * sizeof(float));
+    int32_t pos[MAX_ROWS], seq[MAX_ROWS], tok[MAX_ROWS];
+    bool all[MAX_ROWS], want[MAX_ROWS];
+    kv_clear(r.kv);
+    run_seq(r.f, r.kv, a->tokens, a->n_tokens, true, plain);
+    for (int i = 0; i < a->n_tokens; i++)
+        pos[i] = i, seq[i] = 0, all[i] = true;
+    fwd_batch b = {.n_tokens = a->n_tokens, .token = a->tokens, .pos = pos, .seq = seq,
+                   .logits = all, .hidden = all, .hidden_out = alone};
+    kv_clear(r.kv);
+    CHECK(fwd_decode(r.f, &r.kv, 1, &b, lg, err, sizeof err) == 0, "hidden: %s", err);
+    CHECK(!memcmp(lg, plain, (size_t)a->n_tokens * nv * sizeof(float)),
+          "hidden: asking for the states changed the logits");
+    double worst = 0;
+    for (int t = 0; t < a->n_tokens; t++)
+        for (int v = 0; v < nv; v++) {
+            dequantize_row(wrow, tensor_row(&r.m->output, v), r.m->output.type, dim);
+            double dot = 0;
+            for (int i = 0; i < dim; i++)
+                dot += (double)alone[(size_t)t * dim + i] * wrow[i];
+            double d = fabs(dot - plain[(size_t)t * nv + v]);
+            if (!(d <= worst)) worst = d;
+        }
+    CHECK(worst < 1e-4, "hidden: output matrix x states differs from the logits by %g", worst);
+    /* interleaved with sequence 1 (whose rows are not asked for), in one batch */
+    int n = 0;
+    for (int i = 0; i < MAX_PROMPT && n < MAX_ROWS - 1; i++) {
+        if (i < o->n_tokens) tok[n] = o->tokens[i], pos[n] = i, seq[n] = 1, want[n] = false, n++;
+        if (i < a->n_tokens) tok[n] = a->tokens[i], pos[n] = i, seq[n] = 0, want[n] = true, n++;
+    }
+    kv_cache *kvs[2] = {r.kv, kv2};
+    fwd_batch bm = {.n_tokens = n, .token = tok, .pos = pos, .seq = seq, .hidden = want,
+                    .hidden_out = mixed};
+    kv_clear(r.kv);
+    CHECK(kv2 && fwd_decode(r.f, kvs, 2, &bm, lg, err, sizeof err) == 0, "hidden mix: %s", err);
+    CHECK(!memcmp(mixed, alone, (size_t)a->n_tokens * dim * sizeof(float)),
+          "hidden: states differ when batched with another sequence");
+    free(plain), free(lg), free(alone), free(mixed), free(wrow);
+    kv_free(kv2);
+    rig_close(&r);
+}
+
+/* embed.c on vectors whose answers are known by hand. */
+static void check_pooling(void) {
+    const float rows[3][2] = {{3, 0}, {0, 4}, {6, 8}};
+    double acc[2];
+    float out[2];
+    embd_reset(acc, 2);
+    for (int i = 0; i < 3; i++)
+        embd_add(acc, rows[i], 2, EMBD_POOL_MEAN);
+    embd_finish(out, acc, 3, 2, EMBD_POOL_MEAN); /* mean (3, 4): norm 5 */
+    CHECK(fabsf(out[0] - 0.6f) < 1e-7f && fabsf(out[1] - 0.8f) < 1e-7f, "mean %g %g", out[0],
+          out[1]);
+    embd_reset(acc, 2);
+    for (int i = 0; i < 3; i++)
+        embd_add(acc, rows[i], 2, EMBD_POOL_LAST);
+    embd_finish(out, acc, 3, 2, EMBD_POOL_LAST); /* (6, 8): norm 10 */
+    CHECK(fabsf(out[0] - 0.6f) < 1e-7f && fabsf(out[1] - 0.8f) < 1e-7f, "last %g %g", out[0],
+          out[1]);
+    const float zero[2] = {0, 0};
+    embd_reset(acc, 2);
+    embd_add(acc, zero, 2, EMBD_POOL_MEAN);
+    embd_finish(out, acc, 1, 2, EMBD_POOL_MEAN);
+    CHECK(out[0] == 0.0f && out[1] == 0.0f, "a zero vector stays zero");
+}
+
 int main(int argc, char **argv) {
     mm_set_inline_macs(0); /* every product through the pool: the thread tests mean it */
     const char *bf16 = argc > 1 ? argv[1] : NULL;
@@ -706,6 +792,8 @@ int main(int argc, char **argv) {
                    "kjv-demo-q4_k_m.gguf");
     check_kv_f16(kjv_gguf, "golden/forward-kjv-f32.txt", 5e-3);
     check_errors(kjv_gguf);
+    check_hidden(kjv_gguf, "golden/forward-kjv-f32.txt");
+    check_pooling();
     check_kernels();
     return check_summary();
 }

@@ -57,6 +57,93 @@ static void test_integers(void) {
     range(137, 1099, "{\"type\":\"integer\",\"minimum\":137,\"maximum\":1099}");
 }
 
+static void expect_error(const char *schema, const char *path);
+
+/* A number in [lo, hi] (ends exclusive where said; no bound: +-1e9): every hundredth from -30
+ * to 30, written as "x.xx", "x.x" and, when whole, "x", accepted exactly when in range. */
+static void number_range(const char *schema, double lo, bool elo, double hi, bool ehi) {
+    char err[256];
+    gram_rules *g = conv(schema, err, sizeof err);
+    CHECK(g != NULL, "%s: %s", schema, err);
+    if (!g) return;
+    int bad = 0;
+    for (int k = -3000; k <= 3000; k++) {
+        double x = k / 100.0;
+        bool want = (elo ? x > lo : x >= lo) && (ehi ? x < hi : x <= hi);
+        char forms[3][32];
+        int nf = 0;
+        snprintf(forms[nf++], sizeof forms[0], "%.2f", x);
+        if (k % 10 == 0) snprintf(forms[nf++], sizeof forms[0], "%.1f", x);
+        if (k % 100 == 0) snprintf(forms[nf++], sizeof forms[0], "%d", k / 100);
+        for (int f = 0; f < nf; f++)
+            if (accepts(g, forms[f]) != want && bad++ < 5)
+                CHECK(0, "%s: %s %s", schema, forms[f], want ? "rejected" : "taken");
+    }
+    CHECK(bad == 0, "%s: %d wrong", schema, bad);
+    CHECK(!accepts(g, "1e1") && !accepts(g, "01") && !accepts(g, "1."), "%s: forms", schema);
+    gram_rules_free(g);
+}
+
+static void test_numbers(void) {
+    number_range("{\"type\":\"number\",\"minimum\":0,\"maximum\":10}", 0, false, 10, false);
+    number_range("{\"type\":\"number\",\"exclusiveMinimum\":0,\"exclusiveMaximum\":10}", 0,
+                 true, 10, true);
+    number_range("{\"type\":\"number\",\"minimum\":-12,\"exclusiveMaximum\":-3}", -12, false,
+                 -3, true);
+    number_range("{\"type\":\"number\",\"exclusiveMinimum\":-7,\"maximum\":0}", -7, true, 0,
+                 false);
+    number_range("{\"type\":\"number\",\"minimum\":2}", 2, false, 1e9, false);
+    number_range("{\"type\":\"number\",\"exclusiveMaximum\":-1}", -1e9, false, -1, true);
+    number_range("{\"type\":\"number\",\"minimum\":-1,\"exclusiveMinimum\":-1,\"maximum\":5,"
+                 "\"exclusiveMaximum\":9}", -1, true, 5, false);
+    number_range("{\"type\":\"number\",\"minimum\":4,\"maximum\":4}", 4, false, 4, false);
+    expect_error("{\"type\":\"number\",\"minimum\":0.5}", "at #/minimum");
+    expect_error("{\"type\":\"number\",\"minimum\":3,\"exclusiveMaximum\":3}", "at #");
+}
+
+/* pattern: the strings a schema's regular expression matches, as JSON text. */
+static void pattern(const char *re_json, const char *const *yes, const char *const *no) {
+    char schema[512], err[256];
+    snprintf(schema, sizeof schema, "{\"type\":\"string\",\"pattern\":%s}", re_json);
+    gram_rules *g = conv(schema, err, sizeof err);
+    CHECK(g != NULL, "%s: %s", schema, err);
+    if (!g) return;
+    for (; *yes; yes++) CHECK(accepts(g, *yes), "%s: %s rejected", schema, *yes);
+    for (; *no; no++) CHECK(!accepts(g, *no), "%s: %s taken", schema, *no);
+    gram_rules_free(g);
+}
+
+static void test_patterns(void) {
+    pattern("\"^[A-Z]{3}-\\\\d{2,4}$\"", (const char *[]){"\"ABC-12\"", "\"XYZ-9999\"", NULL},
+            (const char *[]){"\"AB-12\"", "\"ABC-1\"", "\"ABC-12345\"", "\"abc-12\"", NULL});
+    pattern("\"^(yea|nay)( verily)?$\"", (const char *[]){"\"yea\"", "\"nay verily\"", NULL},
+            (const char *[]){"\"yea verily verily\"", "\"nay \"", "\"\"", NULL});
+    /* unanchored: anywhere in the string */
+    pattern("\"LORD\"", (const char *[]){"\"LORD\"", "\"the LORD God\"", "\"LORDS\"", NULL},
+            (const char *[]){"\"Lord\"", "\"\"", NULL});
+    pattern("\"^a\"", (const char *[]){"\"a\"", "\"abc\"", NULL}, (const char *[]){"\"ba\"", NULL});
+    pattern("\"b$\"", (const char *[]){"\"b\"", "\"ab\"", NULL}, (const char *[]){"\"ba\"", NULL});
+    /* a quote and a backslash in the pattern are escaped in the JSON text */
+    pattern("\"^\\\"[a-z]*\\\"$\"", (const char *[]){"\"\\\"ab\\\"\"", NULL},
+            (const char *[]){"\"\\\"ab\"", "\"ab\"", NULL});
+    pattern("\"^\\\\\\\\[.]$\"", (const char *[]){"\"\\\\.\"", NULL},
+            (const char *[]){"\"\\\\a\"", NULL});
+    /* classes: negation never yields '"', '\\' or a control character; \\s its escapes */
+    pattern("\"^[^a]{2}$\"", (const char *[]){"\"bc\"", "\"\u00e9\u00e8\"", NULL},
+            (const char *[]){"\"ab\"", "\"b\\\"\"", "\"b\\\\\\\\\"", NULL});
+    pattern("\"^x\\\\sy$\"", (const char *[]){"\"x y\"", "\"x\\ty\"", NULL},
+            (const char *[]){"\"xy\"", NULL});
+    pattern("\"^[\u00e0-\u00ff]+\\\\.?$\"", (const char *[]){"\"\u00e9\u00e8.\"", NULL},
+            (const char *[]){"\"e\"", NULL});
+    pattern("\"^(?:ab|c)+?$\"", (const char *[]){"\"abcab\"", NULL}, (const char *[]){"\"abb\"", NULL});
+    expect_error("{\"type\":\"string\",\"pattern\":\"(?=x)\"}", "at #/pattern");
+    expect_error("{\"type\":\"string\",\"pattern\":\"(a)\\\\1\"}", "at #/pattern");
+    expect_error("{\"type\":\"string\",\"pattern\":\"^a|b$\"}", "at #/pattern");
+    expect_error("{\"type\":\"string\",\"pattern\":\"a{2,1}\"}", "at #/pattern");
+    expect_error("{\"type\":\"string\",\"pattern\":\"[a\"}", "at #/pattern");
+    expect_error("{\"type\":\"string\",\"pattern\":\"a\",\"maxLength\":3}", "at #/pattern");
+}
+
 static void test_objects(void) {
     char err[256];
     gram_rules *g = conv("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},"
@@ -127,7 +214,8 @@ static void expect_error(const char *schema, const char *path) {
 }
 
 static void test_errors_and_refs(void) {
-    expect_error("{\"properties\":{\"a\":{\"pattern\":\"x\"}}}", "at #/properties/a/pattern");
+    expect_error("{\"properties\":{\"a\":{\"pattern\":\"\\\\bx\"}}}",
+                 "at #/properties/a/pattern");
     expect_error("{\"type\":\"string\",\"format\":\"email\"}", "at #/format");
     expect_error("{\"type\":\"thing\"}", "at #/type");
     expect_error("{\"$ref\":\"http://x/y\"}", "at #/$ref");
@@ -165,6 +253,8 @@ static void test_errors_and_refs(void) {
 
 int main(void) {
     test_integers();
+    test_numbers();
+    test_patterns();
     test_objects();
     test_arrays_strings();
     test_errors_and_refs();

@@ -4,9 +4,10 @@
  * dequantized operands. Sizes are deliberately awkward (not multiples of the vector width, the
  * block or the register tile). */
 #include "check.h"
+#include "arm/neon.h"
 #include "matmul.h"
-#include "attention_avx2.h"
-#include "matmul_avx2.h"
+#include "x86/attention_avx2.h"
+#include "x86/x86.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -169,7 +170,10 @@ static void test_type(dtype t, int n_in, int n_out, int T) {
 /* The SIMD activation quantizer writes the same bytes as the scalar one (zero blocks,
  * ties at .5, large and tiny magnitudes). */
 static void test_quantize_act(void) {
-    if (!mm_avx2_supported()) return;
+    void (*simd)(block_q8_act *, const float *, int64_t) =
+        mm_avx2_supported() ? quantize_row_q8_act_avx2
+        : mm_neon_supported() ? quantize_row_q8_act_neon : NULL;
+    if (!simd) return;
     enum { N = QK * 40 };
     float x[N];
     block_q8_act a[N / QK], b[N / QK];
@@ -179,7 +183,7 @@ static void test_quantize_act(void) {
     for (int i = QK; i < 2 * QK; i++) x[i] = (float)(i - QK - 16) + 0.5f; /* .5 ties */
     x[2 * QK] = 127.0f;
     quantize_row_q8_act(a, x, N);
-    quantize_row_q8_act_avx2(b, x, N);
+    simd(b, x, N);
     int diff = 0;
     for (int i = 0; i < N / QK; i++)
         diff += a[i].d != b[i].d || memcmp(a[i].qs, b[i].qs, QK) != 0;

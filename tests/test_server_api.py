@@ -33,7 +33,8 @@ def chat_body(**kw):
 
 
 def check_completion_shape(r, n=1):
-    assert set(r) == {"id", "object", "created", "model", "choices", "usage"}, sorted(r)
+    assert set(r) == {"id", "object", "created", "model", "system_fingerprint", "choices",
+                      "usage"}, sorted(r)
     assert r["id"].startswith("cmpl-") and len(r["id"]) > 5, r["id"]
     assert r["object"] == "text_completion", r["object"]
     assert isinstance(r["created"], int) and r["created"] > 1_600_000_000, r["created"]
@@ -306,7 +307,8 @@ def test_chat_shape_and_stream(s):
                                                          "max_tokens": None}):
         body = chat_body(**extra)
         r = s.post("/v1/chat/completions", body)
-        assert set(r) == {"id", "object", "created", "model", "choices", "usage"}, sorted(r)
+        assert set(r) == {"id", "object", "created", "model", "system_fingerprint", "choices",
+                          "usage"}, sorted(r)
         assert r["id"].startswith("chatcmpl-") and r["object"] == "chat.completion", r
         assert r["model"] == ALIAS
         c = r["choices"][0]

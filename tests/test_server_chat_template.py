@@ -97,11 +97,12 @@ def test_tools_pass_through(s):
 
 
 def test_builtin_fallback(s):
-    """kjv-demo carries no template: the Llama-2 built-in format, which has no tool role."""
+    """kjv-demo carries no template: the Llama-2 built-in format, which has no tool role: tool
+    results become a user turn (tools.c's generic format)."""
     st, obj, _ = s.json("POST", AT, {"messages": [{"role": "user", "content": " hi "}]})
     assert st == 200 and obj == {"prompt": "[INST] hi [/INST]"}, obj
     st, obj, _ = s.json("POST", AT, {"messages": [{"role": "tool", "content": "x"}]})
-    check_error(st, obj, 400, param="messages[0]")
+    assert st == 200 and obj == {"prompt": "[INST] <tool_response>\nx\n</tool_response> [/INST]"}, obj
 
 
 def test_unsupported_at_startup(runner):

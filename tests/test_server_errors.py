@@ -175,10 +175,16 @@ def test_auth(s):
              ("key prefix", {"Authorization": "Bearer " + KEY[:-1]}),
              ("key longer", {"Authorization": "Bearer " + KEY + "x"}),
              ("basic scheme", {"Authorization": "Basic " + KEY}),
-             ("bare key", {"Authorization": KEY})]
+             ("bare key", {"Authorization": KEY}),
+             ("wrong X-Api-Key", {"X-Api-Key": "nope"}),
+             ("X-Api-Key prefix", {"X-Api-Key": KEY[:-1]}),
+             ("X-Api-Key bearer", {"X-Api-Key": "Bearer " + KEY})]
+    # /v1/models is public by default (public_models; test_server_native checks both ways)
     for label, hd in cases:
-        for method, path, b in (("POST", C, body), ("GET", "/v1/models", None),
-                                ("GET", "/metrics", None), ("POST", "/tokenize", {"content": "a"})):
+        for method, path, b in (("POST", C, body), ("GET", "/props", None),
+                                ("GET", "/metrics", None), ("POST", "/tokenize", {"content": "a"}),
+                                ("POST", "/completion", {"prompt": "a"}),
+                                ("POST", "/chat/completions", {"messages": []})):
             st, obj, rh = s.json(method, path, b, hd)
             check_error(st, obj, 401, what="%s %s" % (label, path))
             assert "www-authenticate" in rh, rh

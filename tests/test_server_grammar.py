@@ -158,7 +158,7 @@ def test_errors(srv):
     bad(dict(p, grammar="root ::= [a-"), "grammar", "unterminated character class")
     bad(dict(p, grammar="x ::= \"a\""), "grammar", "no 'root' rule")
     bad(dict(p, grammar=5), "grammar", "must be a string")
-    bad(dict(p, json_schema={"type": "object", "properties": {"a": {"pattern": "x+"}}}),
+    bad(dict(p, json_schema={"type": "object", "properties": {"a": {"pattern": "(?=x)"}}}),
         "json_schema", "#/properties/a/pattern")
     bad(dict(p, json_schema={"type": "string", "format": "email"}), "json_schema",
         "#/format")
@@ -173,15 +173,17 @@ def test_errors(srv):
         "name": "x", "schema": {"type": "object", "properties": {
             "a": {"type": "array", "items": {"not": {}}}}}}}), "response_format",
         "#/properties/a/items/not")
-    bad(dict(p, response_format={"type": "xml"}), "response_format", "'xml'")
-    bad(dict(p, response_format={"type": "json_schema"}), "response_format", "schema")
+    bad(dict(p, response_format={"type": "xml"}), "response_format.type", "'xml'")
+    bad(dict(p, response_format={"type": "json_schema"}), "response_format.json_schema",
+        "schema")
     bad(dict(p, grammar='root ::= "a"', json_schema={}), "grammar", "at most one")
     bad(dict(p, grammar='root ::= "a"', use_beam_search=True, best_of=2), "use_beam_search",
         "beam")
     m = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
-    bad(dict(m, tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}]),
-        "tools", "not supported", CH)
-    bad(dict(m, tool_choice="required"), "tool_choice", "not supported", CH)
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
+    bad(dict(p, tools=tools), "tools", "chat/completions only")  # tools: test_server_tools.py
+    bad(dict(m, tools=tools, tool_choice="required", grammar='root ::= "a"'), "tool_choice",
+        "cannot be combined", CH)
     r = srv.post(C, dict(p, grammar=""))  # llama.cpp's clients send an empty grammar for none
     assert r["choices"][0]["finish_reason"] in ("stop", "length"), r
     r = srv.post(CH, dict(m, tool_choice="none"))

@@ -81,7 +81,8 @@ def test_cors_every_response(s):
     o = {"Origin": "http://ok.test"}
     key = {"Authorization": "Bearer k"}
     cases = [("GET", "/health", {}, 200), ("GET", "/v1/models", key, 200),
-             ("GET", "/v1/models", {}, 401), ("GET", "/nowhere", key, 404),
+             ("GET", "/v1/models", {}, 200), ("GET", "/metrics", {}, 401),
+             ("GET", "/nowhere", key, 404),
              ("DELETE", "/v1/models", key, 405), ("GET", "/metrics", key, 200),
              ("POST", "/v1/completions", key, 400)]
     for method, path, h, want in cases:

@@ -83,7 +83,7 @@ def test_revalidate_and_methods(s):
 def test_public_page_with_key(s):
     st, hd, body = s.request("GET", "/")
     assert st == 200 and b"/webui/app.js" in body, st
-    st, obj, _ = s.json("GET", "/v1/models")
+    st, obj, _ = s.json("GET", "/props")  # (/v1/models is public: public_models)
     check_error(st, obj, 401, what="the API still wants the key")
 
 

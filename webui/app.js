@@ -1,5 +1,6 @@
-// app.js: the chat page. Talks only to the server that served it: GET /v1/models for the
-// model's name and POST /v1/chat/completions with stream: true, read as Server-Sent Events
+// app.js: the chat page. Talks only to the server that served it: GET /props for the
+// model's name (it needs the API key where one is set, so a 401 there asks for it; /v1/models
+// is public) and POST /v1/chat/completions with stream: true, read as Server-Sent Events
 // through fetch and a ReadableStream so the answer appears as it is generated.
 // What it must never do: put text from the user, the model or the server into the page as
 // HTML. Every string goes in as a Text node or textContent. The server's Content-Security-Policy
@@ -102,7 +103,7 @@ function askForKey() {
 async function loadModel(attempt = 0) {
   let res;
   try {
-    res = await fetch("/v1/models", { headers: headers() });
+    res = await fetch("/props", { headers: headers() });
   } catch (e) {
     ui.model.textContent = "server unreachable";
     return;
@@ -122,7 +123,7 @@ async function loadModel(attempt = 0) {
     return;
   }
   const body = await res.json();
-  modelName = (body.data && body.data[0] && body.data[0].id) || "model";
+  modelName = body.model_alias || "model";
   ui.model.textContent = modelName;
   ui.keyForm.hidden = true;
 }

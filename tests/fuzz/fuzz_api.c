@@ -1,10 +1,11 @@
 /* fuzz_api: every endpoint's request parser (server/api.c: api_parse_completion, _chat,
- * _tokenize, _detokenize) on each input, as a request body, with the kjv-demo model's tokenizer
- * and a small context (so the length checks are reached); the input's length picks the chat
- * format. Properties: no crash, no leak; a refused body fills the error (status 400, a message,
- * an error JSON that parses); an accepted one is within every limit the scheduler relies on
- * (ids in the vocabulary, prompt plus max_tokens within the context, n, stop strings), and a
- * tokenize/detokenize answer is JSON. */
+ * _tokenize, _detokenize, _embeddings; api_responses.c: api_parse_responses) on each input, as
+ * a request body, with the kjv-demo model's tokenizer and a small context (so the length checks
+ * are reached); the input's length picks the chat format. Properties: no crash, no leak; a
+ * refused body fills the error (status 400, a message, an error JSON that parses); an accepted
+ * one is within every limit the scheduler relies on (ids in the vocabulary, prompt plus
+ * max_tokens within the context, n, stop strings), and a tokenize/detokenize answer is JSON;
+ * accepted embedding inputs are each 1..ctx_size ids in the vocabulary. */
 #include "fuzz.h"
 
 #include "api.h"
@@ -55,22 +56,29 @@ static void check_error(const api_error *e) {
 
 static void check_call(const api_ctx *ctx, const api_call *c) {
     const gen_request *r = &c->req;
-    FUZZ_CHECK(r->n_prompt >= 1 && r->n_prompt < ctx->ctx_size && r->prompt);
+    FUZZ_CHECK(r->n_prompt >= 1 && r->prompt);
     for (int i = 0; i < r->n_prompt; i++)
         FUZZ_CHECK(r->prompt[i] >= 0 && r->prompt[i] < ctx->m->cfg.vocab_size);
     FUZZ_CHECK(r->max_tokens >= 0 && r->max_tokens <= ctx->max_tokens_limit);
-    FUZZ_CHECK(r->n_prompt + r->max_tokens <= ctx->ctx_size);
-    FUZZ_CHECK(r->n >= 1 && r->n <= SCHED_MAX_N);
+    FUZZ_CHECK(r->n >= 1 && r->n <= ctx->parallel);
+    int np = r->n_prompts > 1 ? r->n_prompts : 1;
+    FUZZ_CHECK(r->n % np == 0 && (np == 1 || r->prompt_end[np - 1] == r->n_prompt));
+    FUZZ_CHECK(!c->echo || c->chat || c->n_echo == np);
+    for (int c = 0; c < r->n; c++) { /* each choice's prompt fits with its completion */
+        int len;
+        gen_request_prompt(r, c, &len, NULL);
+        FUZZ_CHECK(len >= 1 && len + r->max_tokens <= ctx->ctx_size);
+    }
     FUZZ_CHECK(r->n_stop >= 0 && r->n_stop <= SCHED_MAX_STOP);
     for (int i = 0; i < r->n_stop; i++) {
         size_t n = strlen(r->stop[i]);
-        FUZZ_CHECK(n >= 1 && n <= 256 && ls_utf8_valid(r->stop[i], n));
+        FUZZ_CHECK(n >= 1 && n <= SCHED_MAX_STOP_BYTES && ls_utf8_valid(r->stop[i], n));
     }
     FUZZ_CHECK(r->n_bias >= 0 && (r->n_bias == 0 || r->bias));
     for (int i = 0; i < r->n_bias; i++)
         FUZZ_CHECK(r->bias[i].id >= 0 && r->bias[i].id < ctx->m->cfg.vocab_size);
     FUZZ_CHECK(c->logprobs >= -1 && c->logprobs <= 20 && r->n_top_logprobs <= SAMPLER_MAX_TOP);
-    FUZZ_CHECK(r->n_stop_ids >= 0 && r->n_stop_ids <= 4);
+    FUZZ_CHECK(r->n_stop_ids >= 0 && r->n_stop_ids <= SCHED_MAX_STOP_IDS);
 }
 
 static void check_json(char *s) {
@@ -97,6 +105,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (api_parse_chat(ctx, body, size, &c, &e) == 0) {
         check_call(ctx, &c);
         FUZZ_CHECK(c.chat);
+        api_call_free(&c);
+    } else {
+        check_error(&e);
+    }
+    memset(&e, 0, sizeof e);
+    if (api_parse_responses(ctx, body, size, &c, &e) == 0) {
+        check_call(ctx, &c);
+        FUZZ_CHECK(c.chat && c.responses && c.resp_echo && c.req.n == 1);
+        api_call_free(&c);
+    } else {
+        check_error(&e);
+    }
+    memset(&e, 0, sizeof e);
+    if (api_parse_embeddings(ctx, body, size, size % 2, &c, &e) == 0) {
+        const gen_request *r = &c.req;
+        FUZZ_CHECK(r->embed && r->n >= 1 && r->n <= SCHED_MAX_INPUTS && r->input_off[0] == 0 &&
+                   r->input_off[r->n] == r->n_prompt);
+        for (int i = 0; i < r->n; i++) {
+            int len = r->input_off[i + 1] - r->input_off[i];
+            FUZZ_CHECK(len >= 1 && len <= ctx->ctx_size);
+        }
+        for (int i = 0; i < r->n_prompt; i++)
+            FUZZ_CHECK(r->prompt[i] >= 0 && r->prompt[i] < ctx->m->cfg.vocab_size);
         api_call_free(&c);
     } else {
         check_error(&e);

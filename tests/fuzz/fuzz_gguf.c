@@ -63,7 +63,7 @@ static void walk(const gguf_file *f) {
         memcpy(name, t->name.s, t->name.len);
         name[t->name.len] = '\0';
         FUZZ_CHECK(gguf_find_tensor(f, name) == t);
-        gguf_ggml_type_name(t->type);
+        dtype_ggml_name(t->type);
     }
 }
 

@@ -8,7 +8,8 @@
  * BOS-only prompt, ignore_eos, logprobs), the stop strings (a length byte, then the bytes), then
  * token ids (two bytes each). Property: the choice's text is exactly what the request asks for: the
  * streamed text up to the first stop string seen after some token (cut where it starts), else all
- * of it with the held bytes flushed; an EOS ends it without its text. */
+ * of it with the held bytes flushed; an EOS ends it without its text; and the stream events
+ * (chat, completions or Responses API) carry exactly that text. */
 #include "fuzz.h"
 
 #include "../../server/scheduler.c"
@@ -77,11 +78,55 @@ static char *expected(const gen_request *r, const int32_t *ids, int n, bool stri
     return text;
 }
 
+/* A Responses API stream (api_responses.c): "event: T" and "data: {...}" blocks, each data's
+ * type T and sequence_number its place; the deltas join into the choice's text, which
+ * output_text.done repeats, and the last event ends the response. */
+static void check_responses_events(const char *sse, size_t len, const char *expect,
+                                   size_t n_expect) {
+    char *joined = malloc(n_expect + 1);
+    FUZZ_CHECK(joined);
+    size_t n_joined = 0;
+    int seq = 0;
+    bool ended = false;
+    const char *p = sse, *end = sse + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *sep = memmem(p, (size_t)(end - p), "\n\n", 2);
+        FUZZ_CHECK(nl && sep && !ended && strncmp(p, "event: ", 7) == 0 &&
+                   strncmp(nl + 1, "data: ", 6) == 0);
+        char *name = strndup(p + 7, (size_t)(nl - p - 7)), *data = strndup(nl + 7, (size_t)(sep - nl - 7));
+        cJSON *e = cJSON_Parse(data);
+        FUZZ_CHECK(name && data && e);
+        const cJSON *type = cJSON_GetObjectItem(e, "type");
+        FUZZ_CHECK(cJSON_IsString(type) && !strcmp(type->valuestring, name));
+        FUZZ_CHECK(cJSON_GetObjectItem(e, "sequence_number")->valueint == seq++);
+        const cJSON *t = cJSON_GetObjectItem(e, !strcmp(name, "response.output_text.delta") ? "delta"
+                                                 : !strcmp(name, "response.output_text.done") ? "text"
+                                                                                               : "");
+        if (!strcmp(name, "response.output_text.delta")) {
+            size_t k = strlen(t->valuestring);
+            FUZZ_CHECK(k > 0 && n_joined + k <= n_expect);
+            memcpy(joined + n_joined, t->valuestring, k);
+            n_joined += k;
+        } else if (!strcmp(name, "response.output_text.done")) {
+            FUZZ_CHECK(strlen(t->valuestring) == n_expect &&
+                       memcmp(t->valuestring, expect, n_expect) == 0);
+        }
+        ended = !strcmp(name, "response.completed") || !strcmp(name, "response.incomplete");
+        cJSON_Delete(e);
+        free(name);
+        free(data);
+        p = sep + 2;
+    }
+    FUZZ_CHECK(ended && n_joined == n_expect && memcmp(joined, expect, n_expect) == 0);
+    free(joined);
+}
+
 /* The stream's events: JSON chunks whose texts join into the choice's text (a NUL byte reads
  * as U+FFFD: JSON strings here cannot hold one), one finish reason, the usage chunk when asked,
- * then [DONE]. */
-static void check_events(const char *sse, size_t len, bool chat, bool usage, const char *want,
-                         size_t want_len) {
+ * then [DONE]; or a Responses stream's events. */
+static void check_events(const char *sse, size_t len, bool chat, bool usage, bool responses,
+                         const char *want, size_t want_len) {
     char *joined = malloc(3 * want_len + 1), *expect = malloc(3 * want_len + 1);
     FUZZ_CHECK(joined && expect);
     size_t n_joined = 0, n_expect = 0;
@@ -93,8 +138,15 @@ static void check_events(const char *sse, size_t len, bool chat, bool usage, con
             n_expect += 3;
         }
     }
+    if (responses) {
+        check_responses_events(sse, len, expect, n_expect);
+        free(joined);
+        free(expect);
+        return;
+    }
     int finishes = 0, usages = 0;
     bool done = false;
+    FUZZ_CHECK(sse); /* a complete stream has sent its last event */
     const char *p = sse, *end = sse + len;
     while (p < end) {
         const char *sep = memmem(p, (size_t)(end - p), "\n\n", 2);
@@ -175,6 +227,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     pthread_mutex_init(&s.mu, NULL);
     pthread_cond_init(&s.cv, NULL);
     slot sl = {0};
+    sched_slot_info pub = {0}; /* what /slots shows of it: slot_finish updates it */
+    s.slots = &sl;
+    s.pub = &pub;
     sl.kv = kv_create(&fake.cfg, s.p.ctx_size, KV_F32, err, sizeof err);
     sl.hist = calloc((size_t)s.p.ctx_size, sizeof *sl.hist);
     sl.piece_cap = tok_stream_cap(fake.tok); /* as sched_create sizes them */
@@ -197,12 +252,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                     .max_tokens_limit = n_ids,
                     .default_seed = 1,
                     .chat_fmt = CHAT_LLAMA2};
+    /* chat with include_usage, which the Responses API has no use for: a Responses stream */
+    bool responses = (data[0] & 0x88) == 0x88;
     api_call call = {.chat = data[0] & 0x80,
+                     .responses = responses,
                      .stream = true,
                      .include_usage = data[0] & 0x08,
                      .logprobs = j->req.n_top_logprobs};
     api_stream st;
-    FUZZ_CHECK(api_stream_init(&st, &actx, &call, j, "cmpl-fuzz", 1) == 0);
+    FUZZ_CHECK(api_stream_init(&st, &actx, &call, j, responses ? "resp_fuzz" : "cmpl-fuzz", 1) == 0);
     char *sse = NULL;
     size_t sse_len = 0, sse_cap = 0;
     bool done = false, complete = false;
@@ -216,7 +274,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         pthread_mutex_unlock(&j->mu);
     }
     FUZZ_CHECK(complete);
-    check_events(sse, sse_len, call.chat, call.include_usage, want, want_len);
+    check_events(sse, sse_len, call.chat, call.include_usage, responses, want, want_len);
     free(sse);
     api_stream_free(&st);
     FUZZ_CHECK(done && s.n_busy == 0 && j->n_finished == 1);

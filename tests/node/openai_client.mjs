@@ -3,7 +3,10 @@
 // Checks that streaming chat and completions parse in the SDK and concatenate to the
 // non-streamed text, that models.list works, and that a bad request surfaces as the SDK's
 // BadRequestError with the server's error fields, and that response_format json_schema gives
-// parseable objects that follow the schema. Exits 1 on the first failure.
+// parseable objects that follow the schema (more of that, and tool calls, with other clients
+// too: structured_clients.mjs), that responses.create (the Responses API), streamed and not,
+// gives the chat route's text, and that embeddings.create gives the same vectors as floats, as
+// base64 and as the SDK's default (base64 it decodes). Exits 1 on the first failure.
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 
@@ -132,7 +135,11 @@ await check("bad request surfaces as BadRequestError", async () => {
 
 await check("wrong key surfaces as AuthenticationError", async () => {
   const bad = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: "wrong", maxRetries: 0 });
-  await assert.rejects(bad.models.list(), (e) => e instanceof OpenAI.AuthenticationError);
+  // (models.list needs no key: /v1/models is public by default, for model pickers)
+  await assert.rejects(
+    bad.completions.create({ model: "m", prompt: "a", max_tokens: 1 }),
+    (e) => e instanceof OpenAI.AuthenticationError,
+  );
 });
 
 await check("response_format json_schema returns parseable, valid objects", async () => {
@@ -180,13 +187,128 @@ await check("response_format json_schema streams a JSON object", async () => {
   assert.equal(typeof JSON.parse(got).ok, "boolean");
 });
 
-await check("tools are refused by name until supported", async () => {
-  await assert.rejects(
-    client.chat.completions.create({
+
+// The Responses API: the same prompt as a chat request, so the same text (greedy).
+const QUESTION = "Who made the heaven?";
+const chatText = async (max_tokens) =>
+  (
+    await client.chat.completions.create({
       model: "m",
-      messages: [{ role: "user", content: "hi" }],
-      tools: [{ type: "function", function: { name: "f", parameters: { type: "object" } } }],
+      messages: [
+        { role: "system", content: "Answer briefly." },
+        { role: "user", content: QUESTION },
+      ],
+      max_tokens,
+      temperature: 0,
+    })
+  ).choices[0].message.content;
+
+await check("responses.create gives the chat route's text", async () => {
+  const r = await client.responses.create({
+    model: "gpt-4.1-mini",
+    instructions: "Answer briefly.",
+    input: [{ role: "user", content: [{ type: "input_text", text: QUESTION }] }],
+    max_output_tokens: 12,
+    temperature: 0,
+    store: false,
+  });
+  assert.equal(r.object, "response");
+  assert.ok(r.id.startsWith("resp_"), r.id);
+  assert.equal(r.model, "kjv-node");
+  assert.equal(r.status, "incomplete");
+  assert.deepEqual(r.incomplete_details, { reason: "max_output_tokens" });
+  assert.equal(r.output_text, await chatText(12)); // output_text: the SDK joins output[]
+  assert.equal(r.output[0].content[0].text, r.output_text);
+  assert.equal(r.usage.output_tokens, 12);
+  assert.equal(r.usage.total_tokens, r.usage.input_tokens + r.usage.output_tokens);
+});
+
+await check("responses.create streaming events add up", async () => {
+  const stream = await client.responses.create({
+    model: "m",
+    instructions: "Answer briefly.",
+    input: QUESTION,
+    max_output_tokens: 10,
+    temperature: 0,
+    stream: true,
+  });
+  const types = [];
+  let text = "";
+  let last = null;
+  for await (const ev of stream) {
+    assert.equal(ev.sequence_number, types.length);
+    types.push(ev.type);
+    if (ev.type === "response.output_text.delta") text += ev.delta;
+    last = ev;
+  }
+  assert.equal(types[0], "response.created");
+  assert.equal(last.type, "response.incomplete");
+  assert.equal(text, await chatText(10));
+  assert.equal(last.response.output[0].content[0].text, text);
+});
+
+await check("responses.stream helper: final response", async () => {
+  const runner = client.responses.stream({
+    model: "m",
+    instructions: "Answer briefly.",
+    input: QUESTION,
+    max_output_tokens: 8,
+    temperature: 0,
+  });
+  let deltas = "";
+  runner.on("response.output_text.delta", (ev) => (deltas += ev.delta));
+  const final = await runner.finalResponse();
+  assert.equal(final.output_text, await chatText(8));
+  assert.equal(deltas, final.output_text);
+});
+
+await check("responses: unsupported input is a BadRequestError naming it", async () => {
+  await assert.rejects(
+    client.responses.create({
+      model: "m",
+      input: [{ role: "user", content: [{ type: "input_image", image_url: "https://example.com/a.png" }] }],
     }),
-    (e) => e instanceof OpenAI.BadRequestError && e.param === "tools",
+    (e) => e instanceof OpenAI.BadRequestError && e.param === "input[0].content[0].type",
+  );
+  await assert.rejects(
+    client.responses.create({ model: "m", input: "hi", store: true }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === "store",
+  );
+});
+
+await check("embeddings.create: a string and an array, float and base64", async () => {
+  const texts = ["In the beginning", "Jesus wept.", "And the LORD said unto Moses"];
+  const floats = await client.embeddings.create({
+    model: "m",
+    input: texts,
+    encoding_format: "float",
+  });
+  assert.equal(floats.object, "list");
+  assert.equal(floats.model, "kjv-node");
+  assert.deepEqual(floats.data.map((d) => d.index), [0, 1, 2]);
+  assert.ok(floats.usage.prompt_tokens > 3 && floats.usage.total_tokens === floats.usage.prompt_tokens);
+  for (const d of floats.data) {
+    assert.equal(d.object, "embedding");
+    assert.equal(d.embedding.length, 256);
+    const norm = Math.hypot(...d.embedding);
+    assert.ok(Math.abs(norm - 1) < 1e-5, String(norm));
+  }
+  // the JSON numbers have the 9 digits that give each float32 back exactly
+  const f32 = floats.data.map((d) => d.embedding.map(Math.fround));
+  // without encoding_format the SDK asks for base64 and decodes it: the same numbers
+  const dflt = await client.embeddings.create({ model: "m", input: texts[1] });
+  assert.equal(dflt.data.length, 1);
+  assert.deepEqual(dflt.data[0].embedding, f32[1]);
+  // asked for base64 itself, it gets the string: little-endian float32 bytes
+  const b64 = await client.embeddings.create({ model: "m", input: texts, encoding_format: "base64" });
+  for (const [i, d] of b64.data.entries()) {
+    assert.equal(typeof d.embedding, "string");
+    const buf = Buffer.from(d.embedding, "base64");
+    const got = Array.from({ length: buf.length / 4 }, (_, k) => buf.readFloatLE(4 * k));
+    assert.deepEqual(got, f32[i]);
+  }
+  await assert.rejects(
+    client.embeddings.create({ model: "m", input: "a", dimensions: 16 }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === "dimensions",
   );
 });

@@ -4,7 +4,8 @@ causal attention, SwiGLU), not from the engine's code, and computed in float64. 
 files (only what a llama model needs: metadata, tensor infos, and the data of every tensor type
 the engine reads, which it dequantizes: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K,
 IQ4_NL, IQ4_XS, each written from the block layout ggml documents) and llama2.c .bin checkpoints. It is slow and simple on purpose; never a model
-for the engine's speed.
+for the engine's speed. embedding() pools the final hidden states as llama.cpp does for
+embeddings (mean or last, then unit length).
 
 Usage as a script:  python3 llama_ref.py MODEL [TOKEN_ID ...] [-n STEPS]
 prints the greedy continuation's token ids."""
@@ -468,6 +469,26 @@ def forward(model, tokens, cache, act_quant=False):
     """Runs tokens (T ids) at positions cache.n.. and appends their K/V to cache.
     Returns logits (T, vocab) float64. act_quant: the inputs of matrices stored in a block type
     go through quantize_act first (a model of the engine's integer dot products)."""
+    w = model.w
+    x = hidden(model, tokens, cache, act_quant)
+    if act_quant and "output" in w["quant"]:
+        x = quantize_act(x, w["quant"]["output"])
+    return x @ w["output"].T                                             # (T, vocab)
+
+
+def embedding(model, tokens, pooling="mean"):
+    """A sequence's embedding as llama.cpp computes it for a decoder model: the final hidden
+    states of every token of tokens (BOS included when it is there), averaged ("mean") or the
+    last one ("last"), then divided by its Euclidean norm. float64 (dim,)."""
+    h = hidden(model, tokens, Cache(model.cfg["n_layers"]))
+    v = h.mean(axis=0) if pooling == "mean" else h[-1]
+    n = np.linalg.norm(v)
+    return v / n if n > 0 else v
+
+
+def hidden(model, tokens, cache, act_quant=False):
+    """forward's work up to the output matrix: the final hidden states (T, dim) float64, the
+    residual stream after the output RMSNorm."""
     c, w = model.cfg, model.w
 
     def mm(x, W, name):  # x (T, n) @ W^T, W (out, n)
@@ -511,8 +532,7 @@ def forward(model, tokens, cache, act_quant=False):
         ffn = silu(mm(h, L["w1"], "%d.w1" % li)) * mm(h, L["w3"], "%d.w3" % li)
         x = x + mm(ffn, L["w2"], "%d.w2" % li)
     cache.n = p0 + T
-    x = rmsnorm(x, w["out_norm"], c["norm_eps"])
-    return mm(x, w["output"], "output")                                     # (T, vocab)
+    return rmsnorm(x, w["out_norm"], c["norm_eps"])                        # (T, dim)
 
 
 def greedy(model, prompt, n_steps):

@@ -1,4 +1,4 @@
-/* matmul_neon: the AArch64 Advanced SIMD (NEON) kernels behind matmul (internal to
+/* arm/neon: the AArch64 Advanced SIMD (NEON) kernels behind matmul (internal to
  * engine/matmul.c and its tests). Advanced SIMD and the F16 <-> F32 conversions are part of
  * every AArch64 CPU, so nothing is probed at run time; on other architectures
  * mm_neon_supported() is false and nothing else is called.
@@ -8,8 +8,8 @@
  * the thread count; the results differ from the scalar kernels by float rounding only. For
  * Q8_0/Q4_0 the block sums are exact integers and the float steps per block are the scalar
  * kernel's, so the results are dot_q8_0/dot_q4_0's bits. */
-#ifndef LS_MATMUL_NEON_H
-#define LS_MATMUL_NEON_H
+#ifndef LS_ARM_NEON_H
+#define LS_ARM_NEON_H
 
 #include "tensor.h"
 
@@ -22,5 +22,9 @@ bool mm_neon_supported(void);
  * n_out}; x (T, n_in) F32 for F32/F16/BF16 weights, xq (T, n_in / QK) for Q8_0/Q4_0. */
 void mm_rows_neon(float *out, const float *x, const block_q8_act *xq, const tensor *w, int T,
                   int r0, int r1);
+
+/* Same result as quantize_row_q8_act, bit for bit (same rounding, same scale): out (n / QK)
+ * from x (n), n a multiple of QK. Call only when mm_neon_supported(). */
+void quantize_row_q8_act_neon(block_q8_act *out, const float *x, int64_t n);
 
 #endif

@@ -1,6 +1,7 @@
-/* matmul_avx2: the x86-64 AVX2+FMA+F16C kernels behind matmul (internal to engine/matmul.c and
- * its tests). Compiled with function-level target attributes, so the library still runs on any
- * x86-64 (and builds elsewhere: then mm_avx2_supported() is false and nothing else is called).
+/* x86: the x86-64 kernels behind matmul (internal to engine/matmul.c, engine/forward.c and the
+ * tests): AVX2+FMA+F16C in x86/avx2.c, AVX-512 VNNI and zmm tiles in x86/avx512.c. Compiled with
+ * function-level target attributes, so the library still runs on any x86-64 (and builds
+ * elsewhere: then mm_avx2_supported() is false and nothing else is called).
  * Determinism: for F32/F16/BF16 every (weight row, activation row) pair is accumulated in its
  * own 8-lane register, in increasing k, with one fixed horizontal reduction at the end, whether
  * it is computed in a 4x2 register tile or alone and however K is chunked; so an output never
@@ -8,8 +9,8 @@
  * kernels by float rounding only. For Q8_0/Q4_0 the block sums are exact integers and the float
  * steps per block are the scalar kernel's (one pair per vector lane): bit-identical to
  * dot_q8_0/dot_q4_0 (for finite F16 scales). */
-#ifndef LS_MATMUL_AVX2_H
-#define LS_MATMUL_AVX2_H
+#ifndef LS_X86_H
+#define LS_X86_H
 
 #include "tensor.h"
 
@@ -52,8 +53,8 @@ void mm_repack_x4(q8_act_x4 *xr, const block_q8_act *xq, int T, int t0, int nb);
  * MM_DEC_T_MAX runs the VNNI decode tiles when mm_avx512_supported(), whatever xr is);
  * F32/F16/BF16 with T >= 2 use the zmm tiles when mm_avx512_supported(). The results are the
  * same bits whichever runs. */
-void mm_rows_avx2(float *out, const float *x, const block_q8_act *xq, const q8_act_x4 *xr,
-                  const tensor *w, int T, int r0, int r1);
+void mm_rows_x86(float *out, const float *x, const block_q8_act *xq, const q8_act_x4 *xr,
+                 const tensor *w, int T, int r0, int r1);
 
 /* Same result as quantize_row_q8_act, bit for bit (same rounding, same scale): out (n / QK)
  * from x (n), n a multiple of QK. */

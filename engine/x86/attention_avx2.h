@@ -1,10 +1,10 @@
-/* attention_avx2: the AVX2 helpers of forward.c's blockwise attention (internal to the engine
+/* x86/attention_avx2: the AVX2 helpers of forward.c's blockwise attention (internal to the engine
  * and its tests). Each does exactly the float operations of forward.c's scalar loops, in the
  * same order (mul, then add; no FMA), so the SIMD attention gives the scalar one's bits. Call
  * only when mm_avx2_supported(); elsewhere they are empty stubs and forward.c runs its loops.
  * No allocation, no state. */
-#ifndef LS_ATTENTION_AVX2_H
-#define LS_ATTENTION_AVX2_H
+#ifndef LS_X86_ATTENTION_AVX2_H
+#define LS_X86_ATTENTION_AVX2_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-/* quant_dot_avx2: AVX2 twins of the scalar dot products in quant_dot.c, for the types of the
+/* x86/quant_avx2: AVX2 twins of the scalar dot products in quant_dot.c, for the types of the
  * mixes people download most (Q4_K_M: Q4_K, Q6_K, Q5_0; Q5_K_M: Q5_K, Q6_K, Q5_1; Q4_1).
  * Each computes the same exact integers per block as its scalar twin (codes times activation
  * codes with maddubs/madd, then the block's scales), and then the scalar twin's float steps per
@@ -6,9 +6,9 @@
  * block once for a group of up to 8 activation rows (prefill); the 32-element types go one
  * weight row against one activation row (a prefill's later rows find the row in cache).
  * Never allocates. */
-#include "quant_dot_avx2.h"
+#include "quant_avx2.h"
 
-#include "matmul_avx2.h"
+#include "x86.h"
 
 #include <string.h>
 
@@ -99,24 +99,30 @@ typedef struct {
     float d, dmin;
 } k4_block;
 
+/* The 32 codes (0..31) of Q4_K/Q5_K sub-block s = 2p + half: the low (half 0) or high nibbles
+ * of q (bytes 32p .. 32p + 31 of qs) and, for Q5_K, bit s of each qh byte as the fifth bit. */
+INLINE __m256i q45_K_codes(__m256i q, __m256i qh, int s, bool q5) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), x10 = _mm256_set1_epi8(0x10);
+    __m256i c = s % 2 ? _mm256_and_si256(_mm256_srli_epi16(q, 4), m4) : _mm256_and_si256(q, m4);
+    if (q5) {
+        const __m256i bit = _mm256_set1_epi8((char)(1 << s));
+        const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(qh, bit), bit);
+        c = _mm256_or_si256(c, _mm256_and_si256(set, x10));
+    }
+    return c;
+}
+
 INLINE void decode_q45_K(k4_block *kb, bool q5, const uint8_t *blk) {
     const block_q4_K *b4 = (const block_q4_K *)blk;
     const block_q5_K *b5 = (const block_q5_K *)blk;
     const uint8_t *scales = q5 ? b5->scales : b4->scales, *qs = q5 ? b5->qs : b4->qs;
-    const __m256i m4 = _mm256_set1_epi8(0x0f), x10 = _mm256_set1_epi8(0x10);
     const __m256i qh = q5 ? _mm256_loadu_si256((const __m256i *)b5->qh) : _mm256_setzero_si256();
     for (int p = 0; p < 4; p++) {
         const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * p));
         for (int half = 0; half < 2; half++) {
             const int s = 2 * p + half;
             k4_scale_min(s, scales, &kb->sc[s], &kb->m[s]);
-            __m256i c = half ? _mm256_and_si256(_mm256_srli_epi16(q, 4), m4) : _mm256_and_si256(q, m4);
-            if (q5) {
-                const __m256i bit = _mm256_set1_epi8((char)(1 << s));
-                const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(qh, bit), bit);
-                c = _mm256_or_si256(c, _mm256_and_si256(set, x10));
-            }
-            kb->c[s] = c;
+            kb->c[s] = q45_K_codes(q, qh, s, q5);
         }
     }
     kb->d = h2f(q5 ? b5->d : b4->d);
@@ -144,24 +150,28 @@ typedef struct {
     float d;
 } k6_block;
 
-INLINE void decode_q6_K(k6_block *kb, const block_q6_K *w) {
+/* The codes (0..63) of Q6_K elements 128h + 32k .. 128h + 32k + 31 into c[k], k < 4: low 4
+ * bits from ql, high 2 from qh. */
+INLINE void q6_K_codes(__m256i c[4], const block_q6_K *w, int h) {
     const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
-    for (int h = 0; h < 2; h++) {
-        const __m256i A = _mm256_loadu_si256((const __m256i *)(w->ql + 64 * h));
-        const __m256i B = _mm256_loadu_si256((const __m256i *)(w->ql + 64 * h + 32));
-        const __m256i H = _mm256_loadu_si256((const __m256i *)(w->qh + 32 * h));
-        kb->c[4 * h + 0] = _mm256_or_si256(_mm256_and_si256(A, m4),
-                                           _mm256_and_si256(_mm256_slli_epi16(H, 4), m30));
-        kb->c[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(B, m4),
-                                           _mm256_and_si256(_mm256_slli_epi16(H, 2), m30));
-        kb->c[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(A, 4), m4),
-                                           _mm256_and_si256(H, m30));
-        kb->c[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(B, 4), m4),
-                                           _mm256_and_si256(_mm256_srli_epi16(H, 2), m30));
-    }
-    for (int j = 0; j < 8; j++)
-        kb->sc[j] = _mm256_set_m128i(_mm_set1_epi16(w->scales[2 * j + 1]),
-                                     _mm_set1_epi16(w->scales[2 * j]));
+    const __m256i A = _mm256_loadu_si256((const __m256i *)(w->ql + 64 * h));
+    const __m256i B = _mm256_loadu_si256((const __m256i *)(w->ql + 64 * h + 32));
+    const __m256i H = _mm256_loadu_si256((const __m256i *)(w->qh + 32 * h));
+    c[0] = _mm256_or_si256(_mm256_and_si256(A, m4), _mm256_and_si256(_mm256_slli_epi16(H, 4), m30));
+    c[1] = _mm256_or_si256(_mm256_and_si256(B, m4), _mm256_and_si256(_mm256_slli_epi16(H, 2), m30));
+    c[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(A, 4), m4), _mm256_and_si256(H, m30));
+    c[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(B, 4), m4),
+                           _mm256_and_si256(_mm256_srli_epi16(H, 2), m30));
+}
+
+/* The scales of Q6_K sub-blocks 2j (low 128 bits) and 2j + 1 (high), 8 int16 lanes each. */
+INLINE __m256i q6_K_scale_pair(const block_q6_K *w, int j) {
+    return _mm256_set_m128i(_mm_set1_epi16(w->scales[2 * j + 1]), _mm_set1_epi16(w->scales[2 * j]));
+}
+
+INLINE void decode_q6_K(k6_block *kb, const block_q6_K *w) {
+    for (int h = 0; h < 2; h++) q6_K_codes(kb->c + 4 * h, w, h);
+    for (int j = 0; j < 8; j++) kb->sc[j] = q6_K_scale_pair(w, j);
     kb->scales = w->scales;
     kb->d = h2f(w->d);
 }
@@ -183,7 +193,6 @@ INLINE void acc_q6_K(const k6_block *kb, const block_q8_K *x, float *sum) {
  * from the block without storing it decoded. */
 INLINE float dot1_q45_K(bool q5, const uint8_t *row, const block_q8_K *x, int nb) {
     const size_t bb = q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
-    const __m256i m4 = _mm256_set1_epi8(0x0f), x10 = _mm256_set1_epi8(0x10);
     float sum = 0.0f;
     for (int b = 0; b < nb; b++) {
         const block_q4_K *b4 = (const block_q4_K *)(row + (size_t)b * bb);
@@ -204,12 +213,7 @@ INLINE float dot1_q45_K(bool q5, const uint8_t *row, const block_q8_K *x, int nb
                 const int s = 2 * p + half;
                 int sc, m;
                 k4_scale_min(s, scales, &sc, &m);
-                __m256i c = half ? _mm256_and_si256(_mm256_srli_epi16(q, 4), m4) : _mm256_and_si256(q, m4);
-                if (q5) {
-                    const __m256i bit = _mm256_set1_epi8((char)(1 << s));
-                    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(qh, bit), bit);
-                    c = _mm256_or_si256(c, _mm256_and_si256(set, x10));
-                }
+                const __m256i c = q45_K_codes(q, qh, s, q5);
                 const __m256i xv = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * s));
                 acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(c, xv),
                                                               _mm256_set1_epi16((short)sc)));
@@ -223,7 +227,6 @@ INLINE float dot1_q45_K(bool q5, const uint8_t *row, const block_q8_K *x, int nb
 }
 
 INLINE float dot1_q6_K(const block_q6_K *w, const block_q8_K *x, int nb) {
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
     float sum = 0.0f;
     for (int b = 0; b < nb; b++) {
         for (size_t ahead = PF_AHEAD; ahead < PF_AHEAD + sizeof *w; ahead += 64)
@@ -233,22 +236,13 @@ INLINE float dot1_q6_K(const block_q6_K *w, const block_q8_K *x, int nb) {
         for (int s = 0; s < 16; s++) ssum += w[b].scales[s] * x[b].bsums[s];
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
-            const __m256i A = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h));
-            const __m256i B = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h + 32));
-            const __m256i H = _mm256_loadu_si256((const __m256i *)(w[b].qh + 32 * h));
-            const __m256i c[4] = {
-                _mm256_or_si256(_mm256_and_si256(A, m4), _mm256_and_si256(_mm256_slli_epi16(H, 4), m30)),
-                _mm256_or_si256(_mm256_and_si256(B, m4), _mm256_and_si256(_mm256_slli_epi16(H, 2), m30)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(A, 4), m4), _mm256_and_si256(H, m30)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(B, 4), m4),
-                                _mm256_and_si256(_mm256_srli_epi16(H, 2), m30)),
-            };
+            __m256i c[4];
+            q6_K_codes(c, &w[b], h);
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) {
                 const int j = 4 * h + k;
                 const __m256i xv = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * j));
-                const __m256i sc = _mm256_set_m128i(_mm_set1_epi16(w[b].scales[2 * j + 1]),
-                                                    _mm_set1_epi16(w[b].scales[2 * j]));
+                const __m256i sc = q6_K_scale_pair(&w[b], j);
                 acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(c[k], xv), sc));
             }
         }

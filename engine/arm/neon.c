@@ -1,4 +1,4 @@
-/* matmul_neon: AArch64 Advanced SIMD kernels for out (T, n_out) = x (T, n_in) @ W^T, kept
+/* arm/neon: AArch64 Advanced SIMD kernels for out (T, n_out) = x (T, n_in) @ W^T, kept
  * small: plain register tiles, no cache blocking.
  * F32/F16/BF16: a tile is up to 4 weight rows x 2 activation rows; each weight vector is
  * loaded (and converted) once per 8-element step and used for both activation rows. A pair's
@@ -9,7 +9,7 @@
  * block are the scalar kernel's, so bit-identical to matmul.c.
  * The scalar kernels in matmul.c are the reference these are tested against (tests/test_matmul.c,
  * run on AArch64 under qemu by scripts/test-arm.sh). Never allocates. */
-#include "matmul_neon.h"
+#include "neon.h"
 
 #if defined(__aarch64__) && defined(__ARM_NEON) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #include <arm_neon.h>
@@ -176,11 +176,35 @@ void mm_rows_neon(float *out, const float *x, const block_q8_act *xq, const tens
     case DT_Q8_0:
     case DT_Q4_0:
         rows_quant(w->type, out, xq, w, T, r0, r1);
-        break;    default: break; /* matmul sends only the types above here (simd_type in matmul.c) */
+        break;
+    default: break; /* matmul sends only the types above here (simd_type in matmul.c) */
     }
 }
 
-#else /* not AArch64: the kernels of matmul_avx2.c or the scalar ones */
+/* Per block: d = max|x| / 127 and q = round-to-nearest-even(x * (1/d)), exactly the scalar
+ * quantizer's operations (vmaxnm ignores NaN as fmaxf does; vcvtn rounds like lrintf in the
+ * default rounding mode; |q| <= 127, so the narrowing never saturates). */
+void quantize_row_q8_act_neon(block_q8_act *out, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n / QK; i++) {
+        const float *xb = x + i * QK;
+        float32x4_t v[8], m = vdupq_n_f32(0.0f);
+        for (int j = 0; j < 8; j++) {
+            v[j] = vld1q_f32(xb + 4 * j);
+            m = vmaxnmq_f32(m, vabsq_f32(v[j]));
+        }
+        float d = vmaxnmvq_f32(m) / 127.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        out[i].d = d;
+        const float32x4_t vid = vdupq_n_f32(id);
+        for (int j = 0; j < 4; j++) {
+            int32x4_t a = vcvtnq_s32_f32(vmulq_f32(v[2 * j], vid));
+            int32x4_t b = vcvtnq_s32_f32(vmulq_f32(v[2 * j + 1], vid));
+            vst1_s8(out[i].qs + 8 * j, vqmovn_s16(vcombine_s16(vqmovn_s32(a), vqmovn_s32(b))));
+        }
+    }
+}
+
+#else /* not AArch64: the kernels of engine/x86/ or the scalar ones */
 
 bool mm_neon_supported(void) {
     return false;
@@ -189,6 +213,10 @@ bool mm_neon_supported(void) {
 void mm_rows_neon(float *out, const float *x, const block_q8_act *xq, const tensor *w, int T,
                   int r0, int r1) {
     (void)out, (void)x, (void)xq, (void)w, (void)T, (void)r0, (void)r1;
+}
+
+void quantize_row_q8_act_neon(block_q8_act *out, const float *x, int64_t n) {
+    (void)out, (void)x, (void)n;
 }
 
 #endif

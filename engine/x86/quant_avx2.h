@@ -1,7 +1,7 @@
-/* quant_dot_avx2: AVX2 kernels for some of the block types beyond Q8_0/Q4_0 (internal to
+/* x86/quant_avx2: AVX2 kernels for some of the block types beyond Q8_0/Q4_0 (internal to
  * engine/matmul.c and its tests); the same bits as their scalar twins in quant_dot.c. */
-#ifndef LS_QUANT_DOT_AVX2_H
-#define LS_QUANT_DOT_AVX2_H
+#ifndef LS_X86_QUANT_AVX2_H
+#define LS_X86_QUANT_AVX2_H
 
 #include "matmul.h"
 

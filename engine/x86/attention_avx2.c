@@ -1,4 +1,4 @@
-/* attention_avx2: AVX2 helpers for forward.c's blockwise attention (see attention_avx2.h):
+/* x86/attention_avx2: AVX2 helpers for forward.c's blockwise attention (see attention_avx2.h):
  * a block of 8 keys transposed once, scores over it for several query rows, and the block's
  * 8 value rows added to a row's output in one pass. Bit-identical to forward.c's scalar loops
  * (tests/test_matmul.c compares every helper with its loop). */

@@ -1,0 +1,334 @@
+/* x86/avx2: AVX2+FMA+F16C register-tiled kernels for out (T, n_out) = x (T, n_in) @ W^T, the
+ * Q8 activation quantizer, and mm_rows_x86, which sends each call to these or to the AVX-512
+ * kernels of x86/avx512.c.
+
+ * F32/F16/BF16: a tile is RW (<= 4) consecutive weight rows times RT (<= 2) activation rows;
+ * each weight vector is loaded (and converted) once per k-step and used for RT activation rows,
+ * and with many activation rows K is cut into L1-sized chunks, so a prefill or a batched decode
+ * step reads each weight row from memory once for the whole block. A pair's accumulation never
+ * depends on RW, RT or the chunking (see matmul_avx2.h).
+ * Q8_0/Q4_0: 8 pairs per tile (8x1 for one activation row, 4x2 for several), exact integer
+ * block sums, and per block the scalar kernel's float steps, so bit-identical to matmul.c.
+ * The scalar kernels in matmul.c are the reference these are tested against (tests/test_matmul.c).
+ * Never allocates on the heap; no global state besides the CPU-feature answer. */
+#include "x86.h"
+
+#include <stddef.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include "x86_simd.h"
+
+#include <cpuid.h>
+
+bool mm_avx2_supported(void) {
+    static int cached = -1; /* benign race: every thread computes the same answer */
+    int c = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (c < 0) {
+        /* CPUID leaf 1: ECX bit 12 FMA, 27 OSXSAVE, 29 F16C; leaf 7: EBX bit 5 AVX2; and the OS
+         * saves the ymm state (XCR0 bits 1, 2). Read directly: __builtin_cpu_supports has no
+         * "f16c" on clang. */
+        unsigned a, b, cx, d;
+        c = 0;
+        if (__get_cpuid(1, &a, &b, &cx, &d) && (cx & (1u << 12)) && (cx & (1u << 27)) &&
+            (cx & (1u << 29))) {
+            unsigned lo, hi;
+            __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+            c = (lo & 0x6) == 0x6 && __get_cpuid_count(7, 0, &a, &b, &cx, &d) && (b & (1u << 5));
+        }
+        __atomic_store_n(&cached, c, __ATOMIC_RELAXED);
+    }
+    return c;
+}
+
+/* ---- F32 / F16 / BF16 weights: F32 activations, FMA into one 8-lane accumulator per pair --- */
+/* Every tile of columns [r0, r1) and rows [0, T). */
+INLINE void rows_float(dtype type, float *out, const float *x, const tensor *w, int T, int r0,
+                       int r1) {
+    const int n = (int)w->ne[0], n_out = (int)w->ne[1];
+    const size_t rb = dtype_row_bytes(type, n);
+    const uint8_t *base = w->data;
+    for (int t0 = 0; t0 < T; t0 += TG) {
+        int t1 = t0 + TG < T ? t0 + TG : T, r = r0;
+        for (; r + RW_MAX <= r1; r += RW_MAX)
+            rows_float_block(type, out + r, x, base + r * rb, rb, n, n_out, t0, t1, RW_MAX);
+        for (; r < r1; r++)
+            rows_float_block(type, out + r, x, base + r * rb, rb, n, n_out, t0, t1, 1);
+    }
+}
+
+TARGET static void rows_f32(float *out, const float *x, const tensor *w, int T, int r0, int r1) {
+    rows_float(DT_F32, out, x, w, T, r0, r1);
+}
+TARGET static void rows_f16(float *out, const float *x, const tensor *w, int T, int r0, int r1) {
+    rows_float(DT_F16, out, x, w, T, r0, r1);
+}
+TARGET static void rows_bf16(float *out, const float *x, const tensor *w, int T, int r0, int r1) {
+    rows_float(DT_BF16, out, x, w, T, r0, r1);
+}
+
+/* ---- Q8_0 / Q4_0 weights: 8-bit activations, exact integer sums per block ------------------
+ * A block's 32 products are summed exactly in integers (maddubs into 16 int16, which cannot
+ * saturate here, then madd with ones into 8 int32, then a horizontal add). The float part then
+ * does, per pair and per block, exactly what dot_q8_0/dot_q4_0 do:
+ *     sum = sum + (float)isum * (d_w * d_x)     (mul, mul, add: three roundings, no FMA)
+ * with up to 8 pairs side by side in the lanes of one vector. So these kernels are bit-identical
+ * to the scalar ones, not merely close. A tile is RW x RT pairs with RW * RT <= 8: 8x1 for one
+ * activation row (decode), 4x2 for a block of rows (prefill, batched decode). */
+#define QP_MAX 8 /* pairs per quantized tile */
+
+/* Q8_0: a block's 32 signed weights. sign(w, x) negates w where x < 0, so a weight of -128
+ * (never written by quantize_row_q8_0, whose range is [-127, 127]) would wrap. */
+INLINE __m256i load_q8_0(const block_q8_0 *b) {
+    return _mm256_loadu_si256((const __m256i *)b->qs);
+}
+
+/* Q4_0: the 32 nibbles 0..15 (unsigned; element i < 16 in byte i, i + 16 in byte 16 + i). */
+INLINE __m256i load_q4_0(const block_q4_0 *b) {
+    /* both halves get the 16 bytes; the high half is shifted right by 4 (no lane-crossing
+     * shuffle: those compete with the reduction below for the one shuffle port) */
+    __m256i q = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)b->qs));
+    q = _mm256_srlv_epi32(q, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4));
+    return _mm256_and_si256(q, _mm256_set1_epi8(0x0f));
+}
+
+/* a's even 32-bit lanes + b's odd ones, each summed with its neighbour: [a0+a1, b0+b1, a2+a3,
+ * b2+b3, ...]. Shifts, adds and a blend: no shuffle-port work. */
+INLINE __m256i pairsum_epi32(__m256i a, __m256i b) {
+    __m256i ea = _mm256_add_epi32(a, _mm256_srli_epi64(a, 32));
+    __m256i ob = _mm256_add_epi32(b, _mm256_slli_epi64(b, 32));
+    return _mm256_blend_epi32(ea, ob, 0xaa);
+}
+
+/* pairsum(v0, v1) = [v0 01, v1 01, v0 23, v1 23 | 45, 67] and pairsum(v2, v3) alike: the low
+ * 64-bit halves of both plus the high halves give [v0 0-3, v1 0-3, v2 0-3, v3 0-3 | 4-7]. */
+INLINE __m256i quadsum_epi32(__m256i a, __m256i b) {
+    return _mm256_add_epi32(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b));
+}
+
+/* Lane i of the result = the sum of the 8 int32 lanes of v[i] (exact). */
+INLINE __m256i hsum8x8_epi32(const __m256i v[QP_MAX]) {
+    __m256i a = quadsum_epi32(pairsum_epi32(v[0], v[1]), pairsum_epi32(v[2], v[3]));
+    __m256i b = quadsum_epi32(pairsum_epi32(v[4], v[5]), pairsum_epi32(v[6], v[7]));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20),
+                            _mm256_permute2x128_si256(a, b, 0x31));
+}
+
+/* One RW x RT tile over nb blocks: out[t * ldo + r] = dot(w row r, x row t). Pair (r, t) lives
+ * in lane r * RT + t. Q8_0: sum w*x = maddubs(|x|, sign(w, x)), widened by madd. Q4_0 with
+ * nibbles q = w + 8: the int16 pair sums maddubs(q, x) - maddubs(8, x) (q <= 15: no saturation),
+ * summed in int16 (hsum8x8_epi16). */
+/* Lane i of the result = the sum of the 16 int16 lanes of v[i] (exact while every partial sum
+ * fits in int16: true for Q4_0, whose pair sums are at most 2 * 8 * 127 = 2032 in magnitude, so
+ * a 128-bit half sums to at most 16256 and both halves to 32512). Three levels of hadd leave
+ * [v0 .. v7] summed over each 128-bit half; the halves are added and widened once. Cheaper than
+ * widening every vector with madd first. */
+INLINE __m256i hsum8x8_epi16(const __m256i v[QP_MAX]) {
+    __m256i a = _mm256_hadd_epi16(_mm256_hadd_epi16(v[0], v[1]), _mm256_hadd_epi16(v[2], v[3]));
+    __m256i b = _mm256_hadd_epi16(_mm256_hadd_epi16(v[4], v[5]), _mm256_hadd_epi16(v[6], v[7]));
+    __m256i h = _mm256_hadd_epi16(a, b);
+    return _mm256_cvtepi16_epi32(
+        _mm_add_epi16(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
+}
+
+/* F16 scales in the low 16 bits of each 32-bit lane, as F32: exact for every finite F16 (the
+ * exponent and mantissa move into F32 position, then a multiply by 2^112 rebiases the exponent,
+ * which also makes F16 subnormals exact normals). Infinity and NaN scales (never written by a
+ * quantizer) come out as large finite numbers, unlike f16_to_f32. Integer and multiply ports
+ * only: the shuffle port is kept for the sums. */
+INLINE __m256 f16_lo_to_f32(__m256i h) {
+    __m256i mag = _mm256_slli_epi32(_mm256_and_si256(h, _mm256_set1_epi32(0x7fff)), 13);
+    __m256 f = _mm256_mul_ps(_mm256_castsi256_ps(mag), _mm256_set1_ps(0x1p112f));
+    __m256i sign = _mm256_slli_epi32(_mm256_and_si256(h, _mm256_set1_epi32(0x8000)), 16);
+    return _mm256_or_ps(f, _mm256_castsi256_ps(sign));
+}
+
+/* b's 32-bit lanes of pair group k, a's elsewhere. Groups: the lanes i = r * RT + t of weight
+ * row k (by_row) or of activation row k (!by_row). vpblendd needs an immediate mask, hence the
+ * switch; it folds away once the tile shape is a constant. */
+INLINE __m256i blend_group(__m256i a, __m256i b, int RT, bool by_row, int k) {
+    if (!by_row) return RT == 2 && k == 1 ? _mm256_blend_epi32(a, b, 0xaa) : b;
+    if (RT == 2) {
+        switch (k) {
+        case 1: return _mm256_blend_epi32(a, b, 0x0c);
+        case 2: return _mm256_blend_epi32(a, b, 0x30);
+        case 3: return _mm256_blend_epi32(a, b, 0xc0);
+        }
+        return b;
+    }
+    switch (k) {
+    case 1: return _mm256_blend_epi32(a, b, 0x02);
+    case 2: return _mm256_blend_epi32(a, b, 0x04);
+    case 3: return _mm256_blend_epi32(a, b, 0x08);
+    case 4: return _mm256_blend_epi32(a, b, 0x10);
+    case 5: return _mm256_blend_epi32(a, b, 0x20);
+    case 6: return _mm256_blend_epi32(a, b, 0x40);
+    case 7: return _mm256_blend_epi32(a, b, 0x80);
+    }
+    return b;
+}
+
+INLINE void tile_quant(dtype type, float *out, int ldo, const uint8_t *w, size_t wstride,
+                       const block_q8_act *x, int ldx, int nb, int RW, int RT) {
+    const __m256i ones = _mm256_set1_epi16(1), eights = _mm256_set1_epi8(8);
+    const size_t bb = type == DT_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
+    __m256 sum = _mm256_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        __m256i xv[RT_MAX], xs[RT_MAX]; /* Q8_0: |x|; Q4_0: 8 * (x[2i] + x[2i+1]) in int16 */
+        __m256 dx = _mm256_setzero_ps(); /* per lane: the activation row's scale */
+#pragma GCC unroll 2
+        for (int t = 0; t < RT; t++) {
+            const block_q8_act *xb = x + (size_t)t * ldx + b;
+            xv[t] = _mm256_loadu_si256((const __m256i *)xb->qs);
+            xs[t] = type == DT_Q8_0 ? _mm256_sign_epi8(xv[t], xv[t])
+                                    : _mm256_maddubs_epi16(eights, xv[t]);
+            __m256 d = _mm256_broadcast_ss(&xb->d);
+            dx = t == 0 ? d
+                        : _mm256_castsi256_ps(blend_group(_mm256_castps_si256(dx),
+                                                          _mm256_castps_si256(d), RT, false, t));
+        }
+        __m256i p[QP_MAX];
+        __m256i dwh = _mm256_setzero_si256(); /* per lane: the weight row's scale (F16 bits) */
+#pragma GCC unroll 8
+        for (int i = RW * RT; i < QP_MAX; i++) p[i] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int r = 0; r < RW; r++) {
+            const uint8_t *blk = w + r * wstride + (size_t)b * bb; /* d, then the quants */
+            /* the same block of the next tile's row: rows are short (a few cache lines), too
+             * short for the hardware prefetcher to ramp up on each */
+            _mm_prefetch((const char *)blk + RW * wstride, _MM_HINT_T1);
+            __m256i wq = type == DT_Q8_0 ? load_q8_0((const block_q8_0 *)blk)
+                                         : load_q4_0((const block_q4_0 *)blk);
+            int32_t d32;
+            memcpy(&d32, blk, 4); /* d and the first quant bytes; the high half is masked off */
+            __m256i d = _mm256_set1_epi32(d32);
+            dwh = r == 0 ? d : blend_group(dwh, d, RT, true, r);
+#pragma GCC unroll 2
+            for (int t = 0; t < RT; t++) {
+                if (type == DT_Q8_0)
+                    p[r * RT + t] = _mm256_madd_epi16(
+                        _mm256_maddubs_epi16(xs[t], _mm256_sign_epi8(wq, xv[t])), ones);
+                else /* int16 (q - 8) * x pair sums, |.| <= 2032 */
+                    p[r * RT + t] = _mm256_sub_epi16(_mm256_maddubs_epi16(wq, xv[t]), xs[t]);
+            }
+        }
+        /* scale = d_w * d_x lane by lane: the same float product as the scalar kernel's */
+        __m256 scale = _mm256_mul_ps(f16_lo_to_f32(dwh), dx);
+        __m256i is = type == DT_Q8_0 ? hsum8x8_epi32(p) : hsum8x8_epi16(p);
+        __m256 isum = _mm256_cvtepi32_ps(is); /* exact: |isum| < 2^24 */
+        sum = _mm256_add_ps(sum, _mm256_mul_ps(isum, scale));
+    }
+    float res[QP_MAX];
+    _mm256_storeu_ps(res, sum);
+#pragma GCC unroll 8
+    for (int r = 0; r < RW; r++)
+#pragma GCC unroll 2
+        for (int t = 0; t < RT; t++) out[(size_t)t * ldo + r] = res[r * RT + t];
+}
+
+INLINE void rows_quant(dtype type, float *out, const block_q8_act *xq, const tensor *w, int T,
+                       int r0, int r1) {
+    const int n = (int)w->ne[0], n_out = (int)w->ne[1], nb = n / QK;
+    const size_t rb = dtype_row_bytes(type, n);
+    const uint8_t *base = w->data;
+    int r = r0;
+    if (T == 1)
+        for (; r + 8 <= r1; r += 8)
+            tile_quant(type, out + r, n_out, base + r * rb, rb, xq, nb, nb, 8, 1);
+    for (; r + 4 <= r1; r += 4) {
+        int t = 0;
+        for (; t + 2 <= T; t += 2)
+            tile_quant(type, out + (size_t)t * n_out + r, n_out, base + r * rb, rb,
+                       xq + (size_t)t * nb, nb, nb, 4, 2);
+        for (; t < T; t++)
+            tile_quant(type, out + (size_t)t * n_out + r, n_out, base + r * rb, rb,
+                       xq + (size_t)t * nb, nb, nb, 4, 1);
+    }
+    for (; r < r1; r++)
+        for (int t = 0; t < T; t++)
+            tile_quant(type, out + (size_t)t * n_out + r, n_out, base + r * rb, rb,
+                       xq + (size_t)t * nb, nb, nb, 1, 1);
+}
+
+TARGET static void rows_q8_0(float *out, const block_q8_act *xq, const tensor *w, int T, int r0,
+                             int r1) {
+    rows_quant(DT_Q8_0, out, xq, w, T, r0, r1);
+}
+TARGET void x86_rows_q4_0_avx2(float *out, const block_q8_act *xq, const tensor *w, int T, int r0,
+                              int r1) {
+    rows_quant(DT_Q4_0, out, xq, w, T, r0, r1);
+}
+
+void mm_rows_x86(float *out, const float *x, const block_q8_act *xq, const q8_act_x4 *xr,
+                 const tensor *w, int T, int r0, int r1) {
+    /* the zmm float tiles where the quantized ones would use VNNI: same bits */
+    const bool vl = T >= 2 && mm_avx512_supported();
+    /* up to MM_DEC_T_MAX activation rows of Q4_0: the VNNI decode tiles (16 weight rows), same
+     * bits; Q8_0 decode stays on the AVX2 8x1 tiles (memory-bound; see tile_vnni_dec) */
+    const bool dec = T <= MM_DEC_T_MAX && mm_avx512_supported();
+    switch (w->type) {
+    case DT_F32:
+        if (vl) x86_rows_f32_zmm(out, x, w, T, r0, r1);
+        else rows_f32(out, x, w, T, r0, r1);
+        break;
+    case DT_F16:
+        if (vl) x86_rows_f16_zmm(out, x, w, T, r0, r1);
+        else rows_f16(out, x, w, T, r0, r1);
+        break;
+    case DT_BF16:
+        if (vl) x86_rows_bf16_zmm(out, x, w, T, r0, r1);
+        else rows_bf16(out, x, w, T, r0, r1);
+        break;
+    case DT_Q8_0:
+        if (xr) x86_rows_q8_0_vnni(out, xr, w, T, r0, r1);
+        else rows_q8_0(out, xq, w, T, r0, r1);
+        break;
+    case DT_Q4_0:
+        if (dec) x86_rows_q4_0_vnni_dec(out, xq, w, T, r0, r1);
+        else if (xr) x86_rows_q4_0_vnni(out, xr, w, T, r0, r1);
+        else x86_rows_q4_0_avx2(out, xq, w, T, r0, r1);
+        break;
+    default: break; /* matmul sends only the types above here (simd_type in matmul.c) */
+    }
+}
+
+/* Per block: d = max|x| / 127 and q = round-to-nearest-even(x * (1/d)), exactly the scalar
+ * quantizer's operations (cvtps rounds like lrintf in the default rounding mode). */
+TARGET void quantize_row_q8_act_avx2(block_q8_act *out, const float *x, int64_t n) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t i = 0; i < n / QK; i++) {
+        const float *xb = x + i * QK;
+        __m256 v[4], m = _mm256_setzero_ps();
+        for (int j = 0; j < 4; j++) {
+            v[j] = _mm256_loadu_ps(xb + 8 * j);
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[j]));
+        }
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        float d = _mm_cvtss_f32(h) / 127.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        out[i].d = d;
+        __m256 vid = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int j = 0; j < 4; j++) q[j] = _mm256_cvtps_epi32(_mm256_mul_ps(v[j], vid));
+        /* packs works within 128-bit lanes; the permute puts the 32-bit groups back in order */
+        __m256i q16a = _mm256_packs_epi32(q[0], q[1]), q16b = _mm256_packs_epi32(q[2], q[3]);
+        __m256i q8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(q16a, q16b), order);
+        _mm256_storeu_si256((__m256i *)out[i].qs, q8);
+    }
+}
+
+#else /* not x86: the scalar kernels are the only ones */
+
+bool mm_avx2_supported(void) { return false; }
+void mm_rows_x86(float *out, const float *x, const block_q8_act *xq, const q8_act_x4 *xr,
+                 const tensor *w, int T, int r0, int r1) {
+    (void)out, (void)x, (void)xq, (void)xr, (void)w, (void)T, (void)r0, (void)r1;
+}
+void quantize_row_q8_act_avx2(block_q8_act *out, const float *x, int64_t n) {
+    (void)out, (void)x, (void)n;
+}
+
+#endif

@@ -1,0 +1,461 @@
+/* x86/avx512: the kernels for CPUs with AVX-512 F/BW/VL + VNNI: Q8_0/Q4_0 VNNI tiles on
+ * repacked activations (T >= 2), Q4_0 VNNI decode tiles (T <= MM_DEC_T_MAX) and zmm float tiles
+ * of 8 weight rows x 6 activation rows holding two AVX2 pairs per register, weights converted
+ * once per K chunk into an L1 buffer. All give the bits of the AVX2 kernels (x86/avx2.c), which
+ * give those of the scalar ones (tests/test_matmul.c checks both). mm_rows_x86 (x86/avx2.c)
+ * chooses between them. Never allocates on the heap; no global state besides the CPU-feature
+ * answer and the test switch mm_avx512_allow. */
+#include "x86.h"
+
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include "x86_simd.h"
+
+#include <cpuid.h>
+#include <stdatomic.h>
+
+/* ---- Q8_0 / Q4_0 with AVX-512 VNNI (T >= 2) ------------------------------------------------
+ * A tile is 4 weight rows x NG groups of 4 activation rows; group g's 16 pairs sit in the 16
+ * int32/float lanes of one zmm, pair (weight row i, activation row 4g + t) in lane 4i + t. For
+ * each 4-byte column c of a block, vpshufd puts dword c of weight row i in all of 128-bit lane
+ * i and a 16-byte broadcast of the repacked activations puts dword c of row t in lane t of
+ * every 128-bit lane; one vpdpbusd adds the four products of every pair. Eight of them give the
+ * exact block sum of every pair with no horizontal reduction, and one weight unpack serves all
+ * 4 * NG activation rows. vpdpbusd multiplies unsigned by signed bytes, so the weights go in
+ * offset to unsigned (Q4_0: the nibble q = w + 8; Q8_0: w ^ 0x80 = w + 128) and the offset
+ * times the activation block's sum (q8_act_x4.s) is taken off: exact integers. The float steps
+ * per pair and block are then the scalar kernel's (mul, mul, add), so the results are the bits
+ * of dot_q8_0/dot_q4_0, as on the AVX2 path. */
+#define NG_MAX 4 /* activation groups (of 4 rows) per tile */
+
+static atomic_int avx512_allowed = 1;
+
+void mm_avx512_allow(bool on) { atomic_store_explicit(&avx512_allowed, on, memory_order_relaxed); }
+
+bool mm_avx512_supported(void) {
+    static int cached = -1; /* benign race: every thread computes the same answer */
+    int c = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (c < 0) {
+        /* CPUID leaf 7: EBX bit 16 AVX512F, 30 AVX512BW, 31 AVX512VL; ECX bit 11 VNNI; and the
+         * OS must save the opmask and zmm state (XCR0 bits 1, 2, 5, 6, 7). Read directly rather
+         * than through __builtin_cpu_supports, whose feature names differ between compilers. */
+        unsigned a, b, cx, d;
+        c = 0;
+        if (mm_avx2_supported() && __get_cpuid_count(7, 0, &a, &b, &cx, &d)) {
+            bool has = (b & (1u << 16)) && (b & (1u << 30)) && (b & (1u << 31)) &&
+                       (cx & (1u << 11));
+            if (has) {
+                unsigned lo, hi;
+                __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+                c = (lo & 0xe6) == 0xe6;
+            }
+        }
+        __atomic_store_n(&cached, c, __ATOMIC_RELAXED);
+    }
+    return c && atomic_load_explicit(&avx512_allowed, memory_order_relaxed);
+}
+
+void mm_repack_x4(q8_act_x4 *xr, const block_q8_act *xq, int T, int t0, int nb) {
+    for (int b = 0; b < nb; b++) {
+        q8_act_x4 *o = &xr[b];
+        for (int t = 0; t < 4; t++) {
+            const block_q8_act *src = t0 + t < T ? &xq[(size_t)(t0 + t) * nb + b] : NULL;
+            int32_t sum = 0;
+            for (int c = 0; c < 8; c++) {
+                int32_t v = 0;
+                if (src) {
+                    memcpy(&v, src->qs + 4 * c, 4);
+                    for (int j = 0; j < 4; j++) sum += src->qs[4 * c + j];
+                }
+                o->q[c][t] = v;
+            }
+            o->d[t] = src ? src->d : 0.0f;
+            o->s[t] = sum;
+        }
+    }
+}
+
+/* Weight rows w[0..3], rb bytes long (a tail repeats the last row; its outputs are dropped) x groups
+ * xr[0 .. NG) (gstride blocks apart) over nb blocks; out[t * ldo + i] for i < nw, t < nt. */
+INLINE512 void tile_vnni(dtype type, float *out, int ldo, const uint8_t *const w[4], size_t rb,
+                         int nw, const q8_act_x4 *xr, size_t gstride, int nt, int nb, int NG) {
+    const size_t bb = type == DT_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
+    const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    const __m512i low4 = _mm512_set1_epi8(0x0f), bias = _mm512_set1_epi8((char)0x80);
+    const int sh = type == DT_Q8_0 ? 7 : 3; /* the weight offset, 128 or 8, as a shift */
+    __m512 sum[NG_MAX];
+#pragma GCC unroll 4
+    for (int g = 0; g < NG; g++) sum[g] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *blk[4];
+        uint16_t dh[4];
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            blk[i] = w[i] + (size_t)b * bb; /* d (F16), then the quants */
+            _mm_prefetch((const char *)blk[i] + 4 * rb, _MM_HINT_T0); /* the next tile's */
+            memcpy(&dh[i], blk[i], 2);
+        }
+        uint64_t d4 = (uint64_t)dh[0] | (uint64_t)dh[1] << 16 | (uint64_t)dh[2] << 32 |
+                      (uint64_t)dh[3] << 48;
+        /* exact F16 -> F32 (finite scales), the weight row's scale in lanes 4i .. 4i + 3 */
+        __m512 dw = _mm512_permutexvar_ps(
+            idx, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)d4))));
+        __m512i lo, hi; /* 128-bit lane i: weight row i's unsigned quants 0-15 / 16-31 */
+        __m512i z = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(blk[0] + 2)));
+        z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(blk[1] + 2)), 1);
+        z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(blk[2] + 2)), 2);
+        z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(blk[3] + 2)), 3);
+        if (type == DT_Q4_0) {
+            lo = _mm512_and_si512(z, low4);
+            hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), low4);
+        } else {
+            __m512i h = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(blk[0] + 18)));
+            h = _mm512_inserti32x4(h, _mm_loadu_si128((const __m128i *)(blk[1] + 18)), 1);
+            h = _mm512_inserti32x4(h, _mm_loadu_si128((const __m128i *)(blk[2] + 18)), 2);
+            h = _mm512_inserti32x4(h, _mm_loadu_si128((const __m128i *)(blk[3] + 18)), 3);
+            lo = _mm512_xor_si512(z, bias);
+            hi = _mm512_xor_si512(h, bias);
+        }
+        __m512i acc[NG_MAX];
+#pragma GCC unroll 4
+        for (int g = 0; g < NG; g++) acc[g] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; c++) {
+            __m512i a;
+            switch (c & 3) { /* vpshufd needs an immediate */
+            case 0: a = _mm512_shuffle_epi32(c < 4 ? lo : hi, (_MM_PERM_ENUM)0x00); break;
+            case 1: a = _mm512_shuffle_epi32(c < 4 ? lo : hi, (_MM_PERM_ENUM)0x55); break;
+            case 2: a = _mm512_shuffle_epi32(c < 4 ? lo : hi, (_MM_PERM_ENUM)0xaa); break;
+            default: a = _mm512_shuffle_epi32(c < 4 ? lo : hi, (_MM_PERM_ENUM)0xff); break;
+            }
+#pragma GCC unroll 4
+            for (int g = 0; g < NG; g++)
+                acc[g] = _mm512_dpbusd_epi32(
+                    acc[g], a,
+                    _mm512_broadcast_i32x4(
+                        _mm_loadu_si128((const __m128i *)xr[g * gstride + b].q[c])));
+        }
+#pragma GCC unroll 4
+        for (int g = 0; g < NG; g++) {
+            const q8_act_x4 *xb = &xr[g * gstride + b];
+            __m512i off = _mm512_slli_epi32(
+                _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)xb->s)), sh);
+            __m512 isum = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[g], off)); /* exact */
+            __m512 scale = _mm512_mul_ps(dw, _mm512_broadcast_f32x4(_mm_loadu_ps(xb->d)));
+            sum[g] = _mm512_add_ps(sum[g], _mm512_mul_ps(isum, scale));
+        }
+    }
+    for (int g = 0; g < NG; g++) {
+        float res[16];
+        _mm512_storeu_ps(res, sum[g]);
+        for (int t = 0; t < 4 && 4 * g + t < nt; t++)
+            for (int i = 0; i < nw; i++) out[(size_t)(4 * g + t) * ldo + i] = res[4 * i + t];
+    }
+}
+
+INLINE512 void rows_vnni(dtype type, float *out, const q8_act_x4 *xr, const tensor *w, int T,
+                         int r0, int r1) {
+    const int n = (int)w->ne[0], n_out = (int)w->ne[1], nb = n / QK, G = (T + 3) / 4;
+    const size_t rb = dtype_row_bytes(type, n);
+    const uint8_t *base = w->data;
+    for (int r = r0; r < r1; r += 4) {
+        int nw = r1 - r < 4 ? r1 - r : 4;
+        const uint8_t *wr[4];
+        for (int i = 0; i < 4; i++) wr[i] = base + (size_t)(r + (i < nw ? i : nw - 1)) * rb;
+        for (int g = 0; g < G; g += NG_MAX) {
+            float *o = out + (size_t)4 * g * n_out + r;
+            const q8_act_x4 *x = xr + (size_t)g * nb;
+            int nt = T - 4 * g;
+            switch (G - g < NG_MAX ? G - g : NG_MAX) {
+            case 1: tile_vnni(type, o, n_out, wr, rb, nw, x, nb, nt, nb, 1); break;
+            case 2: tile_vnni(type, o, n_out, wr, rb, nw, x, nb, nt, nb, 2); break;
+            case 3: tile_vnni(type, o, n_out, wr, rb, nw, x, nb, nt, nb, 3); break;
+            default: tile_vnni(type, o, n_out, wr, rb, nw, x, nb, nt, nb, 4); break;
+            }
+        }
+    }
+}
+
+/* ---- Q4_0 decode (T <= MM_DEC_T_MAX) with AVX-512 VNNI ---------------------------------------
+ * A tile is 16 weight rows x NT (1 to 3) activation rows: one weight unpack serves them all
+ * (the VNNI GEMM tiles below, built for 16 activation rows, would waste most lanes). For each
+ * activation row: group g (rows 4g .. 4g + 3) has one zmm:
+ * 128-bit lane i holds a block of weight row 4g + i (its 16 quant bytes: the low nibbles are
+ * elements 0-15, the high ones 16-31), the activation block's two halves are broadcast
+ * to every 128-bit lane, and two vpdpbusd leave in dword c of lane i the sum of the 8 products
+ * of weight row 4g + i at bytes 4c .. 4c + 3 of both halves. The weight offset (8) times
+ * the activation's sums is taken off first (the accumulators start at -offset * x dwords: exact
+ * integers). One 4 x 4 transpose-and-add of the 4 groups then gives, in lane 4i + j, the exact
+ * block sum of weight row 4j + i, so the float steps per block (mul, mul, add: the scalar
+ * kernel's) run for 16 pairs in one zmm; the 16 scales come in one gather. Bit-identical to
+ * dot_q4_0 and to the AVX2 8x1 tiles, which still take the rows past the last full tile of 16.
+ * (The same layout for Q8_0, two 16-byte halves per row offset by 128, ran slower than the AVX2
+ * tiles on the memory-bound Q8_0 decode: tg 2 threads 23.8 -> 21-22 tok/s; not kept.)
+ * out[t * ldo + i]: activation row t (x + t * nb), weight row i. */
+INLINE512 void tile_vnni_dec(float *out, size_t ldo, const uint8_t *w, size_t rb,
+                             const block_q8_act *x, int nb, int NT) {
+    const size_t bb = sizeof(block_q4_0);
+    const __m512i gidx = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15),
+        _mm512_set1_epi32((int)rb));
+    const __m512i low4 = _mm512_set1_epi8(0x0f), woff = _mm512_set1_epi8(8);
+    __m512 sum[MM_DEC_T_MAX];
+#pragma GCC unroll 3
+    for (int t = 0; t < NT; t++) sum[t] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *wb = w + (size_t)b * bb; /* row 0's block b: d (F16), then the quants */
+        /* the next tile's rows, every other block (36 bytes: every line is touched; every
+         * block was slower, and so was every fourth), into L2 only: with T0 (into L1) tg ran
+         * at 38.5 tok/s on 2 threads, with T1 at 43-44 (the L1 fill buffers are too few for
+         * 16 streams) */
+        if ((b & 1) == 0)
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++)
+                _mm_prefetch((const char *)wb + (size_t)(16 + i) * rb, _MM_HINT_T1);
+        __m512i xlo[MM_DEC_T_MAX], xhi[MM_DEC_T_MAX], noff[MM_DEC_T_MAX], acc[MM_DEC_T_MAX][4];
+        const __m512i zero = _mm512_setzero_si512();
+#pragma GCC unroll 3
+        for (int t = 0; t < NT; t++) {
+            const block_q8_act *xb = &x[(size_t)t * nb + b];
+            xlo[t] = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)xb->qs));
+            xhi[t] = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(xb->qs + 16)));
+            noff[t] = _mm512_sub_epi32(
+                zero, _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, woff, xlo[t]), woff, xhi[t]));
+        }
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++) {
+            const uint8_t *r = wb + (size_t)4 * g * rb + 2;
+            __m512i z = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)r));
+            z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(r + rb)), 1);
+            z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(r + 2 * rb)), 2);
+            z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(r + 3 * rb)), 3);
+            __m512i lo = _mm512_and_si512(z, low4);
+            __m512i hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), low4);
+#pragma GCC unroll 3
+            for (int t = 0; t < NT; t++)
+                acc[t][g] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(noff[t], lo, xlo[t]), hi, xhi[t]);
+        }
+        /* the 16 weight scales (F16 in the low half of the gathered dwords), exact to F32 */
+        __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(gidx, wb, 1)));
+#pragma GCC unroll 3
+        for (int t = 0; t < NT; t++) {
+            /* per 128-bit lane i: [A0+A2, B0+B2, A1+A3, B1+B3], then the 64-bit halves:
+             * [A, B, C, D] */
+            __m512i t0 = _mm512_add_epi32(_mm512_unpacklo_epi32(acc[t][0], acc[t][1]),
+                                          _mm512_unpackhi_epi32(acc[t][0], acc[t][1]));
+            __m512i t1 = _mm512_add_epi32(_mm512_unpacklo_epi32(acc[t][2], acc[t][3]),
+                                          _mm512_unpackhi_epi32(acc[t][2], acc[t][3]));
+            __m512i is = _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1),
+                                          _mm512_unpackhi_epi64(t0, t1));
+            __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(x[(size_t)t * nb + b].d));
+            sum[t] = _mm512_add_ps(sum[t], _mm512_mul_ps(_mm512_cvtepi32_ps(is), scale)); /* exact cvt */
+        }
+    }
+    for (int t = 0; t < NT; t++) {
+        float res[16];
+        _mm512_storeu_ps(res, sum[t]);
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++) out[(size_t)t * ldo + 4 * j + i] = res[4 * i + j];
+    }
+}
+
+TARGET512 void x86_rows_q4_0_vnni_dec(float *out, const block_q8_act *xq, const tensor *w, int T,
+                                     int r0, int r1) {
+    const int n = (int)w->ne[0], nb = n / QK;
+    const size_t rb = dtype_row_bytes(DT_Q4_0, n), ldo = (size_t)w->ne[1];
+    const uint8_t *base = w->data;
+    int r = r0;
+    for (; r + 16 <= r1; r += 16) {
+        const uint8_t *wr = base + (size_t)r * rb;
+        if (T == 1) tile_vnni_dec(out + r, ldo, wr, rb, xq, nb, 1);
+        else if (T == 2) tile_vnni_dec(out + r, ldo, wr, rb, xq, nb, 2);
+        else tile_vnni_dec(out + r, ldo, wr, rb, xq, nb, 3);
+    }
+    if (r < r1) x86_rows_q4_0_avx2(out, xq, w, T, r, r1);
+}
+
+/* ---- F32 / F16 / BF16 with AVX-512 (T >= 2) -------------------------------------------------
+ * Two AVX2 pairs per zmm: the low 8 lanes hold pair (row r, row t) and the high 8 lanes pair
+ * (row r + 1, row t), so one 512-bit FMA does two of the AVX2 kernel's 256-bit FMAs, on the same
+ * lanes in the same k order; the tail is zero-padded the same way and each half ends with the
+ * same hsum8. So every output is the AVX2 kernel's bits, while this CPU class issues two 512-bit
+ * FMAs per cycle (twice the ymm rate). A tile is 2 * RP weight rows (RP zmm of two rows each)
+ * times RT activation rows; the 8-lane activation vector is broadcast to both halves by a
+ * plain load. */
+#define RP_MAX 4 /* zmm weight vectors (row pairs) per tile */
+#define RT_ZMM 6 /* activation rows per tile: 4 x 6 accumulators + 4 weight vectors + 1 */
+
+/* 8 weights from element k of row a (low half) and row b (high half), as F32. */
+INLINE512 __m512 load8x2(dtype type, const uint8_t *a, const uint8_t *b, int k) {
+    if (type == DT_F32)
+        return _mm512_castpd_ps(_mm512_insertf64x4(
+            _mm512_castpd256_pd512(_mm256_loadu_pd((const double *)((const float *)a + k))),
+            _mm256_loadu_pd((const double *)((const float *)b + k)), 1));
+    __m256i h = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)((const uint16_t *)a + k))),
+        _mm_loadu_si128((const __m128i *)((const uint16_t *)b + k)), 1);
+    if (type == DT_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); /* BF16 */
+}
+
+/* x[k .. k + 8) in both halves. */
+INLINE512 __m512 bcast8(const float *x) {
+    return _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_loadu_pd((const double *)x)));
+}
+
+/* tile_float's contract for 2 * RP weight rows: the same operations per pair, two pairs per
+ * register. The full 8-element steps read the weights from wp when it is given (the chunk
+ * [k0, k1) packed by rows_float512_block: pair p's step j at wp[p * (KC / 8) + j]), else from
+ * w; the tail always from w. save holds RT x RP_MAX zmm. */
+INLINE512 void tile_float512(dtype type, float *out, int ldo, const uint8_t *w, size_t wstride,
+                             const __m512 *wp, const float *x, int ldx, int k0, int k1, int n,
+                             __m512 *save, bool first, bool last, int RP, int RT) {
+    const int esz = type == DT_F32 ? 4 : 2;
+    __m512 acc[RP_MAX][RT_ZMM];
+#pragma GCC unroll 4
+    for (int p = 0; p < RP; p++)
+#pragma GCC unroll 12
+        for (int t = 0; t < RT; t++)
+            acc[p][t] = first ? _mm512_setzero_ps() : save[t * RP_MAX + p];
+    int k = k0;
+    if (wp) { /* the weights from the packed L1 buffer */
+        for (; k + 8 <= k1; k += 8, wp++) {
+#pragma GCC unroll 12
+            for (int t = 0; t < RT; t++) {
+                __m512 xv = bcast8(x + (size_t)t * ldx + k);
+#pragma GCC unroll 4
+                for (int p = 0; p < RP; p++)
+                    acc[p][t] = _mm512_fmadd_ps(wp[p * (KC / 8)], xv, acc[p][t]);
+            }
+        }
+    }
+    for (; k + 8 <= k1; k += 8) {
+        __m512 wv[RP_MAX];
+#pragma GCC unroll 4
+        for (int p = 0; p < RP; p++) {
+            const uint8_t *a = w + 2 * p * wstride;
+            wv[p] = load8x2(type, a, a + wstride, k);
+            if ((k * esz) % 64 == 0) { /* the next tile's rows */
+                _mm_prefetch((const char *)(a + 2 * RP * wstride) + k * esz, _MM_HINT_T0);
+                _mm_prefetch((const char *)(a + (2 * RP + 1) * wstride) + k * esz, _MM_HINT_T0);
+            }
+        }
+#pragma GCC unroll 12
+        for (int t = 0; t < RT; t++) {
+            __m512 xv = bcast8(x + (size_t)t * ldx + k);
+#pragma GCC unroll 4
+            for (int p = 0; p < RP; p++) acc[p][t] = _mm512_fmadd_ps(wv[p], xv, acc[p][t]);
+        }
+    }
+    if (!last) {
+        for (int p = 0; p < RP; p++)
+            for (int t = 0; t < RT; t++) save[t * RP_MAX + p] = acc[p][t];
+        return;
+    }
+    if (k < n) {
+        __m512 wv[RP_MAX];
+        for (int p = 0; p < RP; p++) {
+            const uint8_t *a = w + 2 * p * wstride;
+            wv[p] = _mm512_castpd_ps(_mm512_insertf64x4(
+                _mm512_castpd256_pd512(_mm256_castps_pd(load8_tail(type, a, k, n))),
+                _mm256_castps_pd(load8_tail(type, a + wstride, k, n)), 1));
+        }
+        for (int t = 0; t < RT; t++) {
+            float buf[8] = {0};
+            memcpy(buf, x + (size_t)t * ldx + k, (size_t)(n - k) * sizeof(float));
+            __m512 xv = bcast8(buf);
+            for (int p = 0; p < RP; p++) acc[p][t] = _mm512_fmadd_ps(wv[p], xv, acc[p][t]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int p = 0; p < RP; p++)
+#pragma GCC unroll 12
+        for (int t = 0; t < RT; t++) {
+            __m512d v = _mm512_castps_pd(acc[p][t]);
+            out[(size_t)t * ldo + 2 * p] = hsum8(_mm256_castpd_ps(_mm512_castpd512_pd256(v)));
+            out[(size_t)t * ldo + 2 * p + 1] = hsum8(_mm256_castpd_ps(_mm512_extractf64x4_pd(v, 1)));
+        }
+}
+
+/* rows_float_block with zmm tiles: columns [r, r + 2 * RP) x rows [t0, t1). With many
+ * activation rows, each K chunk of the weight rows is first converted to F32 pairs in an L1
+ * buffer (exact: F16 and BF16 are subsets of F32), which every tile of the group then reads. */
+INLINE512 void rows_float512_block(dtype type, float *out, const float *x, const uint8_t *wr,
+                                   size_t rb, int n, int n_out, int t0, int t1, int RP) {
+    __m512 save[TG * RP_MAX];
+    __m512 wbuf[RP_MAX * (KC / 8)]; /* 16 KiB, 64-byte aligned as every __m512 */
+    const bool many = t1 - t0 > RT_MAX;
+    const int kstep = many ? KC : n;
+    for (int k0 = 0; k0 < n; k0 += kstep) {
+        int k1 = k0 + kstep < n ? k0 + kstep : n;
+        bool first = k0 == 0, last = k1 == n;
+        const __m512 *wp = NULL;
+        if (many) {
+            for (int p = 0; p < RP; p++) {
+                const uint8_t *a = wr + 2 * p * rb;
+                for (int k = k0; k + 8 <= k1; k += 8)
+                    wbuf[p * (KC / 8) + (k - k0) / 8] = load8x2(type, a, a + rb, k);
+            }
+            wp = wbuf;
+        }
+        int t = t0;
+        for (; t + RT_ZMM <= t1; t += RT_ZMM)
+            tile_float512(type, out + (size_t)t * n_out, n_out, wr, rb, wp, x + (size_t)t * n, n,
+                          k0, k1, n, save + (t - t0) * RP_MAX, first, last, RP, RT_ZMM);
+        for (; t + 2 <= t1; t += 2)
+            tile_float512(type, out + (size_t)t * n_out, n_out, wr, rb, wp, x + (size_t)t * n, n,
+                          k0, k1, n, save + (t - t0) * RP_MAX, first, last, RP, 2);
+        for (; t < t1; t++)
+            tile_float512(type, out + (size_t)t * n_out, n_out, wr, rb, wp, x + (size_t)t * n, n,
+                          k0, k1, n, save + (t - t0) * RP_MAX, first, last, RP, 1);
+    }
+}
+
+/* rows_float with zmm tiles of 2 * RP_MAX weight rows; the last rows in pairs, then alone
+ * (an AVX2 tile: the same bits). */
+INLINE512 void rows_float512(dtype type, float *out, const float *x, const tensor *w, int T,
+                             int r0, int r1) {
+    const int n = (int)w->ne[0], n_out = (int)w->ne[1];
+    const size_t rb = dtype_row_bytes(type, n);
+    const uint8_t *base = w->data;
+    for (int t0 = 0; t0 < T; t0 += TG) {
+        int t1 = t0 + TG < T ? t0 + TG : T, r = r0;
+        for (; r + 2 * RP_MAX <= r1; r += 2 * RP_MAX)
+            rows_float512_block(type, out + r, x, base + r * rb, rb, n, n_out, t0, t1, RP_MAX);
+        for (; r + 2 <= r1; r += 2)
+            rows_float512_block(type, out + r, x, base + r * rb, rb, n, n_out, t0, t1, 1);
+        for (; r < r1; r++)
+            rows_float_block(type, out + r, x, base + r * rb, rb, n, n_out, t0, t1, 1);
+    }
+}
+
+TARGET512 void x86_rows_f32_zmm(float *out, const float *x, const tensor *w, int T, int r0, int r1) {
+    rows_float512(DT_F32, out, x, w, T, r0, r1);
+}
+TARGET512 void x86_rows_f16_zmm(float *out, const float *x, const tensor *w, int T, int r0, int r1) {
+    rows_float512(DT_F16, out, x, w, T, r0, r1);
+}
+TARGET512 void x86_rows_bf16_zmm(float *out, const float *x, const tensor *w, int T, int r0,
+                                 int r1) {
+    rows_float512(DT_BF16, out, x, w, T, r0, r1);
+}
+
+TARGET512 void x86_rows_q8_0_vnni(float *out, const q8_act_x4 *xr, const tensor *w, int T, int r0,
+                                 int r1) {
+    rows_vnni(DT_Q8_0, out, xr, w, T, r0, r1);
+}
+TARGET512 void x86_rows_q4_0_vnni(float *out, const q8_act_x4 *xr, const tensor *w, int T, int r0,
+                                 int r1) {
+    rows_vnni(DT_Q4_0, out, xr, w, T, r0, r1);
+}
+
+#else /* not x86 */
+
+bool mm_avx512_supported(void) { return false; }
+void mm_avx512_allow(bool on) { (void)on; }
+void mm_repack_x4(q8_act_x4 *xr, const block_q8_act *xq, int T, int t0, int nb) {
+    (void)xr, (void)xq, (void)T, (void)t0, (void)nb;
+}
+
+#endif

@@ -1,0 +1,146 @@
+/* x86_simd: what the x86 kernel files share (internal to the files of engine/x86/): the target
+ * attributes, the tile sizes, the weight loads and the one horizontal reduction every float pair
+ * ends with, the AVX2 float tile (the zmm kernels end an odd number of weight rows with one),
+ * and the row kernels that one file calls in the other. Include it only under
+ * #if defined(__x86_64__) || defined(__i386__). No state. */
+#ifndef LS_X86_SIMD_H
+#define LS_X86_SIMD_H
+
+#include "x86.h"
+
+#include <immintrin.h>
+
+/* Function-level targets rather than per-file -m flags: with -mavx2 on a file the compiler may
+ * use AVX2 (or VEX encodings) anywhere in it, the CPUID probes included, and the library must
+ * start on any x86-64. */
+#define TARGET __attribute__((target("avx2,fma,f16c")))
+#define INLINE static inline __attribute__((always_inline)) TARGET
+#define TARGET512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define INLINE512 static inline __attribute__((always_inline)) TARGET512
+
+#define RW_MAX 4 /* weight rows per tile */
+#define RT_MAX 2 /* activation rows per tile: 4x2 accumulators + 4 weight vectors fit 16 ymm */
+#define KC 512 /* K chunk: the tile's weight rows of it stay in L1 across a row group */
+#define TG 64  /* activation rows per group: their parked accumulators take 8 KB */
+
+/* The one horizontal reduction every pair ends with: (lanes 0-3 + lanes 4-7), then pairwise. */
+INLINE float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* 8 weights of row `row` from element k, as F32. */
+INLINE __m256 load8(dtype type, const void *row, int k) {
+    if (type == DT_F32) return _mm256_loadu_ps((const float *)row + k);
+    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)row + k));
+    if (type == DT_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)); /* BF16 */
+}
+
+/* The last n - k (< 8) weights, zero-padded to 8: the padded lanes add 0 * 0 to their sum. */
+INLINE __m256 load8_tail(dtype type, const void *row, int k, int n) {
+    float buf[8] = {0};
+    for (int i = k; i < n; i++)
+        buf[i - k] = type == DT_F32   ? ((const float *)row)[i]
+                     : type == DT_F16 ? f16_to_f32(((const uint16_t *)row)[i])
+                                      : bf16_to_f32(((const uint16_t *)row)[i]);
+    return _mm256_loadu_ps(buf);
+}
+
+/* The AVX2 float tiles (x86/avx2.c), here because the zmm kernels end an odd number of weight
+ * rows with one. */
+/* One RW x RT tile over k in [k0, k1): out[t * ldo + r] = dot(w row r, x row t) for r < RW,
+ * t < RT. w: RW rows of n elements, wstride bytes apart; x: RT rows of n floats, ldx apart.
+ * The K loop may be cut into chunks (first/last): between chunks the accumulators are parked
+ * in save (RT x RW_MAX vectors), which changes no operation, so a pair's result is the same
+ * whatever the chunking. The tail (n % 8 elements) belongs to the last chunk. */
+INLINE void tile_float(dtype type, float *out, int ldo, const uint8_t *w, size_t wstride,
+                       const float *x, int ldx, int k0, int k1, int n, __m256 *save, bool first,
+                       bool last, int RW, int RT) {
+    const int esz = type == DT_F32 ? 4 : 2;
+    __m256 acc[RW_MAX][RT_MAX];
+#pragma GCC unroll 4
+    for (int r = 0; r < RW; r++)
+#pragma GCC unroll 6
+        for (int t = 0; t < RT; t++)
+            acc[r][t] = first ? _mm256_setzero_ps() : save[t * RW_MAX + r];
+    int k = k0;
+    for (; k + 8 <= k1; k += 8) {
+        __m256 wv[RW_MAX];
+#pragma GCC unroll 4
+        for (int r = 0; r < RW; r++) {
+            wv[r] = load8(type, w + r * wstride, k);
+            /* the next tile's rows, one cache line per 64 bytes of weights, into L2 (see
+             * tile_vnni_dec) */
+            if ((k * esz) % 64 == 0)
+                _mm_prefetch((const char *)(w + (r + RW) * wstride) + k * esz, _MM_HINT_T1);
+        }
+#pragma GCC unroll 6
+        for (int t = 0; t < RT; t++) {
+            __m256 xv = _mm256_loadu_ps(x + (size_t)t * ldx + k);
+#pragma GCC unroll 4
+            for (int r = 0; r < RW; r++) acc[r][t] = _mm256_fmadd_ps(wv[r], xv, acc[r][t]);
+        }
+    }
+    if (!last) {
+        for (int r = 0; r < RW; r++)
+            for (int t = 0; t < RT; t++) save[t * RW_MAX + r] = acc[r][t];
+        return;
+    }
+    if (k < n) {
+        __m256 wv[RW_MAX];
+        for (int r = 0; r < RW; r++) wv[r] = load8_tail(type, w + r * wstride, k, n);
+        for (int t = 0; t < RT; t++) {
+            float buf[8] = {0};
+            memcpy(buf, x + (size_t)t * ldx + k, (size_t)(n - k) * sizeof(float));
+            __m256 xv = _mm256_loadu_ps(buf);
+            for (int r = 0; r < RW; r++) acc[r][t] = _mm256_fmadd_ps(wv[r], xv, acc[r][t]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < RW; r++)
+#pragma GCC unroll 6
+        for (int t = 0; t < RT; t++) out[(size_t)t * ldo + r] = hsum8(acc[r][t]);
+}
+
+
+/* Columns [r, r + RW) x rows [t0, t1) of out, K cut into chunks of KC when several activation
+ * rows share the weights (so the weight chunk is reused from L1 while x streams from L2). Tiles
+ * of RT_MAX activation rows, then of 1 for the rest. */
+INLINE void rows_float_block(dtype type, float *out, const float *x, const uint8_t *wr, size_t rb,
+                             int n, int n_out, int t0, int t1, int RW) {
+    __m256 save[TG * RW_MAX];
+    const int kstep = t1 - t0 > RT_MAX ? KC : n;
+    for (int k0 = 0; k0 < n; k0 += kstep) {
+        int k1 = k0 + kstep < n ? k0 + kstep : n;
+        bool first = k0 == 0, last = k1 == n;
+        int t = t0;
+        for (; t + RT_MAX <= t1; t += RT_MAX)
+            tile_float(type, out + (size_t)t * n_out, n_out, wr, rb, x + (size_t)t * n, n, k0,
+                       k1, n, save + (t - t0) * RW_MAX, first, last, RW, RT_MAX);
+        for (; t < t1; t++)
+            tile_float(type, out + (size_t)t * n_out, n_out, wr, rb, x + (size_t)t * n, n, k0,
+                       k1, n, save + (t - t0) * RW_MAX, first, last, RW, 1);
+    }
+}
+
+/* Row kernels of avx512.c that mm_rows_x86 (avx2.c) dispatches to: out (T, n_out), columns
+ * [r0, r1), as mm_rows_x86. Call only when mm_avx512_supported(). The zmm float tiles
+ * (T >= 2): */
+void x86_rows_f32_zmm(float *out, const float *x, const tensor *w, int T, int r0, int r1);
+void x86_rows_f16_zmm(float *out, const float *x, const tensor *w, int T, int r0, int r1);
+void x86_rows_bf16_zmm(float *out, const float *x, const tensor *w, int T, int r0, int r1);
+/* VNNI on activations repacked by mm_repack_x4 (xr): */
+void x86_rows_q8_0_vnni(float *out, const q8_act_x4 *xr, const tensor *w, int T, int r0, int r1);
+void x86_rows_q4_0_vnni(float *out, const q8_act_x4 *xr, const tensor *w, int T, int r0, int r1);
+/* Q4_0 decode, T <= MM_DEC_T_MAX, on xq as it is: */
+void x86_rows_q4_0_vnni_dec(float *out, const block_q8_act *xq, const tensor *w, int T, int r0,
+                            int r1);
+
+/* avx2.c's Q4_0 tiles, which also take the columns past the VNNI decode tiles' last full 16. */
+void x86_rows_q4_0_avx2(float *out, const block_q8_act *xq, const tensor *w, int T, int r0,
+                        int r1);
+
+#endif
