@@ -39,7 +39,8 @@ int main(int argc, char **argv) {
     int32_t tok[100], pos[100], seq[100];
     bool want[100];
     for (int i = 0; i < 100; i++) tok[i] = 300 + i % 500, pos[i] = i, seq[i] = 0, want[i] = i == 99;
-    fwd_batch fill = {100, tok, pos, seq, want}; /* the context the steps attend to */
+    /* the context the steps attend to */
+    fwd_batch fill = {.n_tokens = 100, .token = tok, .pos = pos, .seq = seq, .logits = want};
     if (fwd_decode(f, &kv, 1, &fill, logits, err, sizeof err) != 0) {
         fprintf(stderr, "%s\n", err);
         return 1;
@@ -52,7 +53,8 @@ int main(int argc, char **argv) {
             bool w_step[9];
             for (int t = 0; t < Ts[i]; t++) p_step[t] = 100 + t, w_step[t] = true;
             kv->n = 100;
-            fwd_batch b = {Ts[i], tok, p_step, s_step, w_step};
+            fwd_batch b = {.n_tokens = Ts[i], .token = tok, .pos = p_step, .seq = s_step,
+                           .logits = w_step};
             double t0 = now();
             fwd_decode(f, &kv, 1, &b, logits, err, sizeof err);
             double dt = now() - t0;
