@@ -16,6 +16,7 @@
 #include "kv_cache.h"
 #include "log.h"
 #include "scheduler.h"
+#include "spec.h"
 #include "summary.h"
 #include "sysmem.h"
 
@@ -168,6 +169,23 @@ static void guard_mapping(const model *m, const char *path) {
     sigaction(SIGBUS, &sa, NULL);
 }
 
+/* --model-draft into *out (NULL when none is set), refused unless its vocabulary is m's.
+ * 0, or -1 with a message. */
+static int load_draft(const cfg_server *c, const model *m, model **out, char *err,
+                      size_t errlen) {
+    char why[LS_ERR_LEN];
+    *out = NULL;
+    if (!c->model_draft[0]) return 0;
+    model *d = model_load(c->model_draft, NULL, why, sizeof why);
+    if (d && spec_check_draft_vocab(m, d, why, sizeof why) != 0) {
+        model_free(d);
+        d = NULL;
+    }
+    if (!d) return ls_fail(err, errlen, "--model-draft %.60s: %.170s", c->model_draft, why);
+    *out = d;
+    return 0;
+}
+
 int cmd_serve(int argc, char **argv) {
     static cfg_server cfg; /* large (paths): not on the stack */
     char err[LS_ERR_LEN] = "";
@@ -190,7 +208,7 @@ int cmd_serve(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
 
     int status = 1;
-    model *m = NULL;
+    model *m = NULL, *draft = NULL;
     sched *s = NULL;
     chat_template *ct = NULL;
     http_server *h = http_start(&cfg, err, sizeof err);
@@ -204,6 +222,7 @@ int cmd_serve(int argc, char **argv) {
         snprintf(err, sizeof err, "%.200s has no tokenizer: pass --tokenizer", cfg.model);
         goto fail;
     }
+    if (load_draft(&cfg, m, &draft, err, sizeof err)) goto fail;
     sched_params sp = {
         .parallel = cfg.parallel,
         .ctx_size = cfg.ctx_size ? cfg.ctx_size : m->cfg.ctx_len,
@@ -212,6 +231,8 @@ int cmd_serve(int argc, char **argv) {
         .max_queue = cfg.max_queue,
         .kv = cfg.kv_type == CFG_KV_F32 ? KV_F32 : KV_F16,
         .prompt_cache = cfg.prompt_cache,
+        .spec_ngram = cfg.spec_ngram,
+        .draft = draft,
         .pooling = cfg.pooling == CFG_POOL_LAST ? EMBD_POOL_LAST : EMBD_POOL_MEAN,
         .on_progress = http_progress, /* the scheduler wakes the connections waiting on it */
         .progress_arg = h,
@@ -261,6 +282,7 @@ done:
     http_free(h);
     chat_template_free(ct); /* after http_free: no request renders with it any more */
     model_free(m);
+    model_free(draft);
     cfg_free(&cfg);
     log_close();
     return status;

@@ -109,6 +109,12 @@ static const setting settings[] = {
      "a new prompt reuses the longest prefix a free slot's KV\n"
      "cache holds (--no-prompt-cache turns it off)",
      0, NULL},
+    INT(spec_ngram, 8, 0, 32, 0,
+        "speculative decoding by prompt lookup: draft tokens verified\n"
+        "per step at most, for requests that do not say; 0 = off"),
+    STR(model_draft, "", 0, "PATH", 0,
+        "a small model with the same vocabulary that drafts instead of\n"
+        "prompt lookup (its own KV cache per slot); empty = none"),
     INT(max_queue, 64, 0, 100000, 0,
         "requests that may wait beyond the busy slots; more are refused"),
     INT(max_body, 1048576, 1024, 1073741824, 0, "largest request body in bytes"),

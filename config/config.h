@@ -56,6 +56,8 @@ typedef struct {
     cfg_pooling pooling;        /* how /v1/embeddings pools a sequence's hidden states */
     bool mmap;                  /* map the model file; false: read it into private memory */
     bool prompt_cache;          /* reuse a free slot's cached prompt prefix */
+    int spec_ngram;             /* prompt-lookup draft tokens per step, 0..32; 0 = off */
+    char model_draft[CFG_PATH_LEN]; /* a draft model with the same vocabulary; "" = none */
     int max_queue;              /* requests waiting beyond the busy slots, 0..100000 */
     int max_body;               /* bytes, 1024..1073741824 */
     int max_tokens_limit;       /* the largest max_tokens a request may ask, 1..1048576 */

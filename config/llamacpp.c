@@ -14,6 +14,7 @@ static const struct {
 } aliases[] = {
     {"-np", "--parallel"},
     {"-to", "--timeout"},
+    {"-md", "--model-draft"},
 };
 
 /* Flags we do not take. `names`: the spellings, space-separated, llama.cpp's long one first. */
@@ -58,8 +59,9 @@ static const struct {
      "use --log-format, --log-file and --no-log-requests"},
     {"--cache-reuse", "the prompt cache is on by default (--prompt-cache)"},
     {"--numa", "not supported; drop it"},
-    {"--ctx-size-draft -cd --model-draft -md --draft-max --draft-min",
-     "speculative decoding is not supported"},
+    {"--ctx-size-draft -cd --draft-max --draft-min",
+     "the draft's length is --spec-ngram N (or the request's speculative.n_max), its context "
+     "the model's"},
 };
 
 const char *cfg_llamacpp_alias(const char *arg) {

@@ -206,6 +206,33 @@ static uint64_t fresh_seed(void) {
     return x;
 }
 
+/* "speculative": {"n_max": N, "n_min": M}, llama.cpp's per-request draft bounds (prompt lookup,
+ * engine/spec.h, or --model-draft); without it the server's --spec-ngram applies. Any other
+ * member (p_min, ...) is refused: it would be ignored. */
+static int parse_speculative(const cJSON *o, gen_request *r, api_error *e) {
+    r->spec_n_max = -1;
+    r->spec_n_min = 0;
+    const cJSON *sp = cJSON_GetObjectItemCaseSensitive(o, "speculative");
+    if (is_null(sp)) return 0;
+    if (!cJSON_IsObject(sp)) return BAD("speculative", "'speculative' must be an object");
+    const cJSON *it;
+    cJSON_ArrayForEach(it, sp) {
+        if (strcmp(it->string, "n_max") && strcmp(it->string, "n_min"))
+            return BAD("speculative", "'speculative.%s' is not supported (only n_max and n_min)",
+                       it->string);
+    }
+    long long n_max = -1, n_min = 0;
+    if (get_int(sp, "n_max", 0, SCHED_MAX_DRAFT, &n_max, e) ||
+        get_int(sp, "n_min", 0, SCHED_MAX_DRAFT, &n_min, e))
+        return -1;
+    if (n_max >= 0 && n_min > n_max)
+        return BAD("speculative", "'speculative.n_min' (%lld) exceeds 'n_max' (%lld)", n_min,
+                   n_max);
+    r->spec_n_max = (int)n_max;
+    r->spec_n_min = (int)n_min;
+    return 0;
+}
+
 /* Sampling fields that beam search does not use (it ranks by the model's own log-probabilities):
  * given with any other value than these, they would be ignored without a word. */
 static const struct {
@@ -361,6 +388,7 @@ static int parse_common(const api_ctx *ctx, const cJSON *o, api_call *c, int def
     r->cache_prompt = true;
     if (get_bool(o, "cache_prompt", &r->cache_prompt, e)) return -1;
     if (c->chat && get_int(o, "max_completion_tokens", 0, 1e15, &max_tokens, e)) return -1;
+    if (parse_speculative(o, r, e)) return -1;
     const cJSON *sv = cJSON_GetObjectItemCaseSensitive(o, "seed");
     if (!is_null(sv)) {
         if (get_int(o, "seed", -9.2e18, 9.2e18, &seed, e)) return -1;

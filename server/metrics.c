@@ -18,6 +18,7 @@ static const int statuses[] = {200, 400, 401, 404, 405, 408, 413, 429, 499, 500,
 #define N_STATUS (sizeof statuses / sizeof statuses[0])
 static atomic_ullong requests[N_ROUTES][N_STATUS + 1]; /* last column: any other status */
 static atomic_ullong prompt_tokens, generated_tokens, cached_tokens;
+static atomic_ullong spec_drafted, spec_accepted;
 static atomic_int beam_running;
 static atomic_int connections; /* open HTTP connections */
 
@@ -45,6 +46,11 @@ void metrics_prompt_cached(unsigned long long n) {
 void metrics_tokens(unsigned long long prompt, unsigned long long generated) {
     atomic_fetch_add_explicit(&prompt_tokens, prompt, memory_order_relaxed);
     atomic_fetch_add_explicit(&generated_tokens, generated, memory_order_relaxed);
+}
+
+void metrics_spec(unsigned long long drafted, unsigned long long accepted) {
+    atomic_fetch_add_explicit(&spec_drafted, drafted, memory_order_relaxed);
+    atomic_fetch_add_explicit(&spec_accepted, accepted, memory_order_relaxed);
 }
 
 static void observe(histogram *h, double s) {
@@ -127,6 +133,16 @@ char *metrics_render(int busy_slots, int slots, int queued, long long kv_tokens,
             "# TYPE llamaserve_generated_tokens_total counter\n"
             "llamaserve_generated_tokens_total %llu\n",
         atomic_load(&generated_tokens));
+    put(&t, "# HELP llamaserve_spec_draft_tokens_total Draft tokens verified by speculative "
+            "decoding.\n"
+            "# TYPE llamaserve_spec_draft_tokens_total counter\n"
+            "llamaserve_spec_draft_tokens_total %llu\n",
+        atomic_load(&spec_drafted));
+    put(&t, "# HELP llamaserve_spec_accepted_tokens_total Draft tokens accepted (the acceptance "
+            "rate is this over llamaserve_spec_draft_tokens_total).\n"
+            "# TYPE llamaserve_spec_accepted_tokens_total counter\n"
+            "llamaserve_spec_accepted_tokens_total %llu\n",
+        atomic_load(&spec_accepted));
     put(&t, "# HELP llamaserve_queue_depth Requests waiting for a slot.\n"
             "# TYPE llamaserve_queue_depth gauge\nllamaserve_queue_depth %d\n", queued);
     put(&t, "# HELP llamaserve_slots_busy Slots running a request.\n"

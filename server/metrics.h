@@ -10,6 +10,8 @@ void metrics_request(const char *route, int status);
 void metrics_tokens(unsigned long long prompt, unsigned long long generated);
 /* Prompt tokens a request found in its slot's KV cache (the prompt cache). */
 void metrics_prompt_cached(unsigned long long n);
+/* Speculative decoding: draft tokens verified in a step, and how many of them were accepted. */
+void metrics_spec(unsigned long long drafted, unsigned long long accepted);
 void metrics_ttft(double seconds);
 void metrics_itl(double seconds);
 /* A completions or chat request answered 200, from arrival to its last byte. */

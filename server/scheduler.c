@@ -8,6 +8,7 @@
 #include "common.h"
 #include "forward.h"
 #include "metrics.h"
+#include "spec.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -34,6 +35,17 @@ typedef struct {
     double t_last;     /* when this slot's previous token came out */
     gram_state *gs;    /* the request's grammar state, or NULL */
     uint32_t *mask;    /* ((vocab + 31) / 32) tokens the grammar allows next */
+    /* speculative decoding: the draft fed after the last token this step, the request's
+     * bounds, the adaptive length, and the counts reported in the choice's output */
+    int32_t draft[SCHED_MAX_DRAFT]; /* (n_draft) */
+    int n_draft;
+    int spec_n_max, spec_n_min;
+    int spec_len;      /* draft tokens tried next step: grows on success, shrinks on misses */
+    int spec_misses;   /* verifications in a row that accepted less than half their draft */
+    int spec_wait;     /* steps to decode without a draft before trying again */
+    int n_drafted, n_accepted;
+    kv_cache *dkv;     /* (n_layers, ctx_size, kv_dim) of the draft model, or NULL: a prefix of
+                          hist (positions past hist's are dropped as the main cache's are) */
 } slot;
 
 struct sched {
@@ -42,6 +54,9 @@ struct sched {
     gram_vocab *gvocab; /* the vocabulary's token trie for grammars, read-only */
     pool *pool;
     fwd_ctx *fwd;
+    fwd_ctx *dfwd;      /* the draft model's forward context, or NULL */
+    int32_t *d_token, *d_pos, *d_seq; /* (ctx_size) one draft-model call's rows */
+    float *d_logits;    /* (vocab) its last row's logits */
     slot *slots;        /* (parallel) */
     kv_cache **caches;  /* (parallel) slots[i].kv, the fwd_decode view */
     int32_t *b_token, *b_pos, *b_seq, *b_slot; /* (max_rows) one forward step's rows */
@@ -197,6 +212,8 @@ static void slot_finish(sched *s, slot *sl, finish_reason why) {
     metrics_tokens(prompt, (unsigned long long)sl->n_gen);
     pthread_mutex_lock(&j->mu);
     choice_out *o = &j->choices[sl->choice];
+    o->n_drafted = sl->n_drafted;
+    o->n_accepted = sl->n_accepted;
     if (!j->req.embed && (why == FINISH_LENGTH || why == FINISH_STOP)) {
         /* held text could have begun a stop string; it did not, so it is output, with the
          * flushed bytes (U+FFFD for an incomplete character), which may complete one */
@@ -265,12 +282,16 @@ static int stop_at(const gen_request *r, const char *t, size_t n, size_t cut) {
 
 static void fail_slot(sched *s, slot *sl, const char *msg);
 
-/* Handles one sampled token for a slot; returns true when the choice has finished. */
-static bool slot_accept(sched *s, slot *sl, const float *logits, double now) {
+/* Samples one token for a slot from logits and handles it; returns true when the choice has
+ * finished. draft: the token fed after this row (its logits are next), or -1; *matched is set
+ * when the sampled token equals it, so that the next row's logits are this sequence's. */
+static bool slot_accept(sched *s, slot *sl, const float *logits, double now, int32_t draft,
+                        bool *matched) {
     job *j = sl->job;
     const gen_request *r = &j->req;
     sample_info info;
     int n_top = r->n_top_logprobs;
+    *matched = false;
     if (sl->gs) { /* the grammar allows these tokens; none: it cannot go on in this vocabulary */
         int allowed = gram_state_mask(sl->gs, sl->mask);
         if (allowed < 0) {
@@ -284,6 +305,8 @@ static bool slot_accept(sched *s, slot *sl, const float *logits, double now) {
     }
     int id = sampler_sample_masked(sl->smp, logits, sl->gs ? sl->mask : NULL, sl->hist,
                                    sl->n_hist, n_top > 0 ? n_top : 0, n_top >= 0 ? &info : NULL);
+    *matched = draft >= 0 && id == draft;
+    sl->n_accepted += *matched;
     pthread_mutex_lock(&j->mu); /* t_first is read by the request's thread */
     bool first = j->t_first == 0;
     if (first) j->t_first = now;
@@ -319,6 +342,8 @@ static bool slot_accept(sched *s, slot *sl, const float *logits, double now) {
     pthread_mutex_lock(&j->mu);
     choice_out *o = &j->choices[sl->choice];
     o->n_gen = sl->n_gen;
+    o->n_drafted = sl->n_drafted;
+    o->n_accepted = sl->n_accepted;
     if (cut >= 0) o->stop_word = 1 + stop_at(r, sl->held, sl->n_held, (size_t)cut);
     bool kept = true;
     if (n_top >= 0) {
@@ -365,6 +390,16 @@ static int cached_prefix(const slot *sl, const int32_t *prompt, int n) {
     return k;
 }
 
+/* Speculative decoding's adaptive draft length (slot_verify): a slot's first draft has at most
+ * SCHED_SPEC_START tokens; after k verifications in a row that accepted less than half their
+ * draft (a draft token must be accepted about half the time to pay for its row), the slot
+ * decodes 2^k steps (at most SCHED_SPEC_MAX_WAIT) without drafting. A rejected draft row costs
+ * a fraction of a step (about half of one on the small demo model, whose rows are compute
+ * bound), so text that does not repeat itself pays for a draft once per SCHED_SPEC_MAX_WAIT
+ * steps at most. */
+#define SCHED_SPEC_START 1
+#define SCHED_SPEC_MAX_WAIT 32
+
 /* reuse: positions of the slot's KV cache kept (a prefix of the prompt, shorter than it). */
 static int slot_admit(sched *s, slot *sl, job *j, int choice, int reuse, char *err,
                       size_t errlen) {
@@ -387,6 +422,7 @@ static int slot_admit(sched *s, slot *sl, job *j, int choice, int reuse, char *e
     sl->job = j;
     sl->choice = choice;
     kv_truncate(sl->kv, reuse);
+    if (sl->dkv && sl->dkv->n > reuse) kv_truncate(sl->dkv, reuse);
     memcpy(sl->hist, prompt, (size_t)n_prompt * sizeof *sl->hist);
     sl->n_hist = sl->n_prompt = n_prompt;
     sl->n_fed = reuse;
@@ -398,6 +434,14 @@ static int slot_admit(sched *s, slot *sl, job *j, int choice, int reuse, char *e
     sl->n_gen = 0;
     sl->n_held = 0;
     sl->t_last = 0;
+    sl->spec_n_max = j->req.spec_n_max < 0 ? s->p.spec_ngram : j->req.spec_n_max;
+    if (sl->spec_n_max > SCHED_MAX_DRAFT) sl->spec_n_max = SCHED_MAX_DRAFT;
+    sl->spec_n_min = j->req.spec_n_min;
+    sl->spec_len = sl->spec_n_max < SCHED_SPEC_START ? sl->spec_n_max : SCHED_SPEC_START;
+    if (sl->spec_len < sl->spec_n_min && sl->spec_n_min <= sl->spec_n_max)
+        sl->spec_len = sl->spec_n_min; /* else (n_min above the server's n_max) no draft fits */
+    sl->spec_misses = sl->spec_wait = 0;
+    sl->n_draft = sl->n_drafted = sl->n_accepted = 0;
     /* the prompt's last token is BOS alone: the first piece's space is the dummy prefix */
     tok_stream_init(&sl->ts, s->m->tok, n_prompt == 1);
     return 0;
@@ -517,6 +561,129 @@ static int step_max_rows(int batch_size, int parallel) {
     return parallel + prefill_budget(batch_size, parallel);
 }
 
+/* --- speculative decoding --- */
+
+/* The n-gram length below which prompt lookup proposes nothing. 1 (any repeated token) drafts
+ * far more often in text that does not copy, where the rows are mostly wasted. */
+#define SCHED_SPEC_NGRAM_MIN 2
+
+/* Proposes up to n tokens with the draft model: feeds it the tokens of hist its cache lacks
+ * (a whole prompt at a slot's first draft), then its own greedy tokens one at a time. Returns
+ * how many (0 when its forward pass fails: the step goes on without a draft). */
+static int draft_model_propose(sched *s, slot *sl, int n) {
+    kv_cache *dkv = sl->dkv;
+    char err[LS_ERR_LEN];
+    int k = 0;
+    if (dkv->n >= sl->n_hist) kv_truncate(dkv, sl->n_hist - 1); /* the last token's logits */
+    while (k < n) {
+        int rows = 0, from = k == 0 ? dkv->n : sl->n_hist + k - 1;
+        int to = k == 0 ? sl->n_hist : from + 1; /* positions [from, to) */
+        for (int p = from; p < to; p++, rows++) {
+            s->d_token[rows] = p < sl->n_hist ? sl->hist[p] : sl->draft[p - sl->n_hist];
+            s->d_pos[rows] = p;
+            s->d_seq[rows] = 0;
+        }
+        fwd_batch b = {.n_tokens = rows, .token = s->d_token, .pos = s->d_pos, .seq = s->d_seq};
+        /* .logits NULL: the last row's only */
+        if (rows < 1 || fwd_decode(s->dfwd, &sl->dkv, 1, &b, s->d_logits, err, sizeof err)) {
+            kv_clear(dkv);
+            return 0;
+        }
+        sl->draft[k++] = sample_greedy(s->d_logits, s->p.draft->cfg.vocab_size);
+    }
+    return k;
+}
+
+/* The draft a decoding slot verifies this step: prompt lookup over its tokens, at most limit
+ * tokens, none when the request turned speculation off or when the draft would be shorter than
+ * the request's n_min. Never more than the request may still generate after its bonus token,
+ * nor past the end of the slot's context. */
+static int slot_draft(sched *s, slot *sl, int limit) {
+    const gen_request *r = &sl->job->req;
+    int n = sl->spec_len < limit ? sl->spec_len : limit;
+    if (n > r->max_tokens - sl->n_gen - 1) n = r->max_tokens - sl->n_gen - 1;
+    if (n > s->p.ctx_size - sl->n_hist) n = s->p.ctx_size - sl->n_hist;
+    if (sl->spec_wait > 0) {
+        sl->spec_wait--;
+        return 0;
+    }
+    if (n <= 0 || n < sl->spec_n_min) return 0;
+    int k = sl->dkv ? draft_model_propose(s, sl, n)
+                    : spec_ngram_draft(sl->hist, sl->n_hist, SCHED_SPEC_NGRAM_MIN,
+                                       SPEC_NGRAM_MAX, sl->draft, n);
+    return k < sl->spec_n_min ? 0 : k;
+}
+
+/* Adds decoding slot i's rows to the step at rows: its last sampled token, then the draft
+ * tokens (at most *draft_budget, which shrinks by as many), every row with logits. Returns
+ * the new row count. */
+static int add_decode_rows(sched *s, int i, int rows, int *draft_budget) {
+    slot *sl = &s->slots[i];
+    sl->n_draft = *draft_budget > 0 ? slot_draft(s, sl, *draft_budget) : 0;
+    *draft_budget -= sl->n_draft;
+    for (int k = 0; k <= sl->n_draft; k++) {
+        s->b_token[rows] = k == 0 ? sl->hist[sl->n_hist - 1] : sl->draft[k - 1];
+        s->b_pos[rows] = sl->n_hist - 1 + k;
+        s->b_seq[rows] = i;
+        s->b_slot[rows] = i;
+        s->b_logits[rows] = true;
+        s->b_hidden[rows] = false;
+        rows++;
+    }
+    return rows;
+}
+
+/* Adds the rows of every decoding slot (n_decode of them): its last sampled token, and drafts
+ * where the batch has room to spare beyond the decoding rows and SCHED_MIN_PREFILL prefill
+ * rows. Returns the step's rows so far. */
+static int add_decoding_slots(sched *s, int n_decode) {
+    int rows = 0, draft_budget = s->p.batch_size - SCHED_MIN_PREFILL - n_decode;
+    for (int i = 0; i < s->p.parallel; i++) {
+        slot *sl = &s->slots[i];
+        if (sl->job && sl->n_fed >= sl->n_prompt)
+            rows = add_decode_rows(s, i, rows, &draft_budget);
+    }
+    return rows;
+}
+
+/* Samples a slot's logits rows in order: the row of its last fed token, then one more per
+ * draft token as long as the sampled token equals that draft token (a later row was computed
+ * from a token the sequence does not have). Each token is sampled exactly as plain decoding
+ * samples it, one draw from the request's RNG: for a draft that is one fixed token, this is
+ * the standard rejection scheme (accepted with probability p(draft), else a token from p with
+ * the draft removed), with the same output as without the draft. Then the KV entries of the
+ * rejected draft tokens are dropped, so that the cache holds only hist's tokens (the prompt
+ * cache compares them), and the next draft's length adapts: doubled after a full acceptance,
+ * else as many as were accepted (at least 1, and n_min). logits: (1 + n_draft, vocab). */
+static void slot_verify(sched *s, slot *sl, const float *logits, double now) {
+    const int vocab = s->m->cfg.vocab_size, n_old = sl->n_hist, k = sl->n_draft;
+    int accepted = 0;
+    sl->n_draft = 0;
+    sl->n_drafted += k;
+    for (int r = 0; r <= k && sl->job; r++) {
+        bool matched;
+        bool done = slot_accept(s, sl, logits + (size_t)r * vocab, now,
+                                r < k ? sl->draft[r] : -1, &matched);
+        accepted += matched;
+        if (done || !matched) break;
+    }
+    if (k == 0) return;
+    int valid = n_old; /* positions whose KV entry is hist's token */
+    while (valid - n_old < k && valid < sl->n_hist && sl->hist[valid] == sl->draft[valid - n_old])
+        valid++;
+    if (sl->kv->n > valid) kv_truncate(sl->kv, valid);
+    if (sl->dkv && sl->dkv->n > valid) kv_truncate(sl->dkv, valid);
+    metrics_spec((unsigned long long)k, (unsigned long long)accepted);
+    int lo = sl->spec_n_min > 1 ? sl->spec_n_min : 1;
+    if (accepted == k) sl->spec_len = 2 * sl->spec_len < sl->spec_n_max ? 2 * sl->spec_len
+                                                                         : sl->spec_n_max;
+    else sl->spec_len = accepted > lo ? accepted : lo;
+    sl->spec_misses = 2 * accepted >= k ? 0 : sl->spec_misses + 1;
+    sl->spec_wait = 0;
+    if (sl->spec_misses > 0)
+        sl->spec_wait = sl->spec_misses >= 5 ? SCHED_SPEC_MAX_WAIT : 1 << sl->spec_misses;
+}
+
 /* One batched forward step over every busy slot. */
 static void step(sched *s) {
     int rows = 0, n_decode = 0;
@@ -531,20 +698,13 @@ static void step(sched *s) {
             slot_finish(s, sl, FINISH_CANCEL);
             continue;
         }
-        if (sl->n_fed < sl->n_prompt) continue;
-        /* decoding: feed the last sampled token */
-        s->b_token[rows] = sl->hist[sl->n_hist - 1];
-        s->b_pos[rows] = sl->n_hist - 1;
-        s->b_seq[rows] = i;
-        s->b_slot[rows] = i;
-        s->b_logits[rows] = true;
-        s->b_hidden[rows] = false;
-        rows++;
-        n_decode++;
+        if (sl->n_fed >= sl->n_prompt) n_decode++;
     }
-    /* prefill fills what the decoding rows leave of the batch, oldest admission first */
-    int budget = prefill_budget(s->p.batch_size, n_decode);
-    assert(n_decode + budget <= s->max_rows);
+    rows = add_decoding_slots(s, n_decode);
+    /* prefill fills what the decoding rows leave of the batch, oldest admission first; with
+     * drafts, rows <= batch_size - SCHED_MIN_PREFILL, so the step stays within max_rows */
+    int budget = prefill_budget(s->p.batch_size, rows);
+    assert(rows + budget <= s->max_rows);
     for (int pass = 0; pass < s->p.parallel && budget > 0; pass++) {
         slot *best = NULL;
         int best_i = -1;
@@ -588,12 +748,15 @@ static void step(sched *s) {
         for (int r = 0; r < rows; r++) {
             slot *sl = &s->slots[s->b_slot[r]];
             kv_clear(sl->kv); /* nothing in it is trusted for a later prompt */
+            sl->n_draft = 0;
             if (sl->job) fail_slot(s, sl, err);
         }
         return;
     }
     double now = ls_now();
     int out = 0, n_hidden = 0;
+    /* a slot's logits rows are consecutive: its last token's (decoding) or its prompt's last
+     * (prefill), then one per draft token */
     for (int r = 0; r < rows; r++) {
         if (any_hidden && s->b_hidden[r]) { /* an embedding's rows come in position order */
             slot *sl = &s->slots[s->b_slot[r]];
@@ -604,8 +767,10 @@ static void step(sched *s) {
         }
         if (!s->b_logits[r]) continue;
         slot *sl = &s->slots[s->b_slot[r]];
-        const float *lg = s->logits + (size_t)out++ * s->m->cfg.vocab_size;
-        if (sl->job) slot_accept(s, sl, lg, now);
+        int n = 1 + sl->n_draft;
+        slot_verify(s, sl, s->logits + (size_t)out * s->m->cfg.vocab_size, now);
+        out += n;
+        r += n - 1;
     }
     long long kv_tokens = 0;
     for (int i = 0; i < s->p.parallel; i++) kv_tokens += s->slots[i].kv->n;
@@ -658,6 +823,7 @@ static void sched_free(sched *s) {
     if (!s) return;
     for (int i = 0; s->slots && i < s->p.parallel; i++) {
         kv_free(s->slots[i].kv);
+        kv_free(s->slots[i].dkv);
         free(s->slots[i].hist);
         free(s->slots[i].held);
         free(s->slots[i].piece);
@@ -666,6 +832,11 @@ static void sched_free(sched *s) {
     }
     gram_vocab_free(s->gvocab);
     fwd_free(s->fwd);
+    fwd_free(s->dfwd);
+    free(s->d_token);
+    free(s->d_pos);
+    free(s->d_seq);
+    free(s->d_logits);
     pool_destroy(s->pool);
     free(s->slots);
     free(s->caches);
@@ -729,10 +900,21 @@ sched *sched_create(const model *m, const sched_params *p, char *err, size_t err
             tokenizer's stay 0: never allowed */
         sl->embd_acc = calloc((size_t)m->cfg.dim, sizeof *sl->embd_acc);
         if (!sl->hist || !sl->held || !sl->piece || !sl->mask || !sl->embd_acc) goto oom;
+        if (p->draft && !(sl->dkv = kv_create(&p->draft->cfg, p->ctx_size, p->kv, err, errlen)))
+            goto fail;
     }
     if (!(s->gvocab = gram_vocab_from_tokenizer(m->tok))) goto oom;
     if (!(s->pool = pool_create(p->threads))) goto oom;
     if (!(s->fwd = fwd_create(m, p->batch_size, s->pool, err, errlen))) goto fail;
+    if (p->draft) {
+        if (spec_check_draft_vocab(m, p->draft, err, errlen)) goto fail;
+        if (!(s->dfwd = fwd_create(p->draft, p->batch_size, s->pool, err, errlen))) goto fail;
+        s->d_token = calloc((size_t)p->ctx_size, sizeof(int32_t));
+        s->d_pos = calloc((size_t)p->ctx_size, sizeof(int32_t));
+        s->d_seq = calloc((size_t)p->ctx_size, sizeof(int32_t));
+        s->d_logits = ls_alloc((size_t)p->draft->cfg.vocab_size * sizeof(float));
+        if (!s->d_token || !s->d_pos || !s->d_seq || !s->d_logits) goto oom;
+    }
     if (pthread_create(&s->thread, NULL, sched_main, s) != 0) {
         ls_fail(err, errlen, "cannot start the scheduler thread");
         goto fail;

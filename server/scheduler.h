@@ -9,6 +9,13 @@
  * is computed (at least its last token, whose logits start the generation). The forward pass
  * gives every row the same bits however the rows are batched or chunked, so the output is the
  * same as from an empty cache.
+ * Speculative decoding (prompt lookup, engine/spec.h): a decoding slot may also feed draft
+ * tokens after its last one, as further rows of the same step; each row's logits are sampled in
+ * turn exactly as plain decoding would, and the slot advances while the sampled token equals
+ * the draft. The rows' bits do not depend on the batch, and the sampler draws once per token
+ * either way, so the output is the same token for token as without drafts, greedy or seeded.
+ * With a draft model (sched_params.draft), each slot also keeps that model's KV cache, and the
+ * draft is the draft model's greedy continuation instead.
  * Embedding jobs are prefill only: each input is a choice in a slot of its own, batched with
  * everything else, its rows' final hidden states pooled (embed.h) instead of sampled. A job with
  * more inputs than slots takes slots as they free up, oldest job first, in input order.
@@ -30,6 +37,7 @@
 #define SCHED_MAX_STOP 4
 #define SCHED_MAX_STOP_BYTES 256 /* the longest stop string (api.c refuses longer ones) */
 #define SCHED_MAX_N 16
+#define SCHED_MAX_DRAFT 32 /* draft tokens one slot verifies in a step at most */
 #define SCHED_MAX_INPUTS 2048 /* embedding inputs per job (OpenAI's limit) */
 #define SCHED_MAX_STOP_IDS 4 /* token ids besides EOS that end a choice (chat_stop_ids' cap) */
 
@@ -56,6 +64,9 @@ typedef struct {
     int n_stop_ids;
     bool cache_prompt;   /* may reuse a slot's cached prefix (sched_params.prompt_cache too) */
     gram_rules *grammar; /* NULL, or the grammar every choice's text must follow */
+    int spec_n_max;      /* draft tokens verified per step at most (0..SCHED_MAX_DRAFT); 0: no
+                            speculative decoding; -1: sched_params.spec_ngram */
+    int spec_n_min;      /* a shorter draft is not verified (0..spec_n_max) */
     /* Embeddings: prefill only, no sampling. Choice c is input c, the ids
      * prompt[input_off[c] .. input_off[c + 1]); n (1..SCHED_MAX_INPUTS) may exceed the slots.
      * max_tokens, stop, sp and the rest are unused. */
@@ -91,6 +102,7 @@ typedef struct {
     int n_toks, cap_toks;
     int n_gen;       /* tokens generated (the end-of-sequence token not counted) */
     int n_cached;    /* prompt tokens found in the slot's KV cache at admission (not computed) */
+    int n_drafted, n_accepted; /* speculative decoding: draft tokens verified, and accepted */
     int slot;        /* 1 + the index of the slot that runs it; 0 until admitted */
     int stop_word;   /* 1 + the index in req.stop of the stop string that ended it; 0 none */
     float *embd;     /* (dim) embedding jobs: the pooled embedding, complete once finished */
@@ -124,6 +136,11 @@ typedef struct {
     int max_queue;  /* jobs waiting beyond the busy slots; 0 = none may wait */
     kv_type kv;
     bool prompt_cache; /* a free slot keeps its KV cache; a new prompt reuses its longest prefix */
+    int spec_ngram;    /* prompt-lookup draft tokens per step for requests that do not say;
+                          0: off (0..SCHED_MAX_DRAFT) */
+    const model *draft; /* NULL, or a model with the same vocabulary (spec_check_draft_vocab)
+                           whose greedy tokens are the drafts instead of prompt lookup; borrowed,
+                           must outlive the scheduler */
     embd_pooling pooling; /* embedding jobs' pooling */
     /* Called on the scheduler thread with no lock held after every step and whenever that
      * thread has ended jobs, so that the HTTP front end can wake the connections waiting on

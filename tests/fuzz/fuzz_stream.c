@@ -266,7 +266,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     bool done = false, complete = false;
     for (int i = 0; i < n_ids && !done; i++) {
         logits[ids[i]] = 10.0f;
-        done = slot_accept(&s, &sl, logits, ls_now());
+        bool matched;
+        done = slot_accept(&s, &sl, logits, ls_now(), -1, &matched);
         logits[ids[i]] = 0.0f;
         pthread_mutex_lock(&j->mu);
         complete = api_stream_events(&st, &sse, &sse_len, &sse_cap);
