@@ -204,9 +204,11 @@ static double per(double n, double ms, double unit) {
 }
 
 cJSON *api_timings_json(const job *j, double now) {
-    int gen = 0, cached = j->req.n_prompt;
+    int gen = 0, cached = j->req.n_prompt, drafted = 0, accepted = 0;
     for (int c = 0; c < j->req.n; c++) {
         gen += j->choices[c].n_gen;
+        drafted += j->choices[c].n_drafted;
+        accepted += j->choices[c].n_accepted;
         if (j->choices[c].n_cached < cached) cached = j->choices[c].n_cached;
     }
     /* the prompt: admission to the first token; the rest: first token to the end (or now) */
@@ -224,6 +226,10 @@ cJSON *api_timings_json(const job *j, double now) {
     cJSON_AddNumberToObject(t, "predicted_n", gen);
     cJSON_AddNumberToObject(t, "predicted_ms", predicted_ms);
     cJSON_AddNumberToObject(t, "predicted_per_token_ms", per(predicted_ms, gen, 1));
+    if (drafted > 0) { /* speculative decoding, as llama.cpp reports it */
+        cJSON_AddNumberToObject(t, "draft_n", drafted);
+        cJSON_AddNumberToObject(t, "draft_n_accepted", accepted);
+    }
     if (!cJSON_AddNumberToObject(t, "predicted_per_second", per(gen, predicted_ms, 1e3))) {
         cJSON_Delete(t);
         return NULL;

@@ -63,6 +63,15 @@ def test_greedy_identical_and_accepted(s):
     assert drafted > 200 and accepted > drafted // 2, (drafted, accepted)
 
 
+def test_timings_report_drafts(s):
+    # llama.cpp's timings carry draft_n and draft_n_accepted once anything was drafted
+    r = s.post(C, comp(PROMPTS[-1], 8, timings_per_token=True))
+    t = r["timings"]
+    assert t["draft_n"] > 0 and 0 < t["draft_n_accepted"] <= t["draft_n"], t
+    t = s.post(C, comp(PROMPTS[-1], 0, timings_per_token=True))["timings"]
+    assert "draft_n" not in t and "draft_n_accepted" not in t, t
+
+
 def test_plain_requests_draft_nothing(s):
     d0, _ = spec_counts(s)
     s.post(C, comp(PROMPTS[0], 0))
@@ -214,7 +223,8 @@ def test_draft_model_other_vocabulary():
 
 def main():
     runner = Runner("test_server_spec")
-    run_with_server(runner, [test_greedy_identical_and_accepted, test_plain_requests_draft_nothing,
+    run_with_server(runner, [test_greedy_identical_and_accepted, test_timings_report_drafts,
+                             test_plain_requests_draft_nothing,
                              test_seeded_sampling_identical, test_n_choices_identical,
                              test_stop_and_max_tokens_mid_draft, test_grammar_identical,
                              test_stream_identical, test_batched_identical, test_bad_fields],
