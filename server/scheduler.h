@@ -18,6 +18,7 @@
 #define LS_SCHED_H
 
 #include "embed.h"
+#include "forward.h"
 #include "grammar.h"
 #include "kv_cache.h"
 #include "model.h"
@@ -130,6 +131,12 @@ typedef struct {
      * them. Must be quick and must not call sched_*. NULL: none. */
     void (*on_progress)(void *arg);
     void *progress_arg;
+    /* Runs each step's batch in place of fwd_decode, with its contract (caches: the slots',
+     * by slot index; it must advance each cache's n as fwd_decode does). Called on the
+     * scheduler thread with no lock held. For tests (a fake model); NULL: fwd_decode. */
+    int (*forward)(void *arg, kv_cache *const *caches, int n_caches, const fwd_batch *b,
+                   float *logits, char *err, size_t errlen);
+    void *forward_arg;
 } sched_params;
 
 /* Starts the scheduler thread. The model is borrowed and must outlive the scheduler. */
