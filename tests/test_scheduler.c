@@ -36,10 +36,10 @@ typedef struct {
 typedef struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    bool gated;    /* each step waits until the test has released it */
-    int entered;   /* steps begun */
-    int released;  /* steps the test has let go */
-    int bad;       /* rows that broke fwd_decode's contract (a gap, a seq out of range) */
+    bool gated;      /* each step waits until the test has released it */
+    int entered;     /* steps begun */
+    int released;    /* steps the test has let go */
+    int bad;         /* rows that broke fwd_decode's contract (a gap, a seq out of range) */
     step_rec *steps; /* (MAX_STEPS) */
     int vocab, dim;
 } fake;
@@ -67,12 +67,13 @@ static int fake_forward(void *arg, kv_cache *const *caches, int n_caches, const 
         step_rec *s = &f->steps[k];
         s->n = b->n_tokens < MAX_ROWS ? b->n_tokens : MAX_ROWS;
         for (int i = 0; i < s->n; i++)
-            s->r[i] = (row){b->token[i], b->pos[i], b->seq[i],
-                            b->logits ? b->logits[i] : i == b->n_tokens - 1,
-                            b->hidden && b->hidden[i]};
+            s->r[i] =
+                (row){b->token[i], b->pos[i], b->seq[i],
+                      b->logits ? b->logits[i] : i == b->n_tokens - 1, b->hidden && b->hidden[i]};
     }
     pthread_cond_broadcast(&f->cv);
-    while (f->gated && f->released <= k) pthread_cond_wait(&f->cv, &f->mu);
+    while (f->gated && f->released <= k)
+        pthread_cond_wait(&f->cv, &f->mu);
     pthread_mutex_unlock(&f->mu);
     int out = 0, nh = 0;
     for (int i = 0; i < b->n_tokens; i++) {
@@ -112,7 +113,8 @@ static void fake_free(fake *f) {
 /* Waits until step k (from 1) has begun: the scheduler is then inside it. */
 static void wait_entered(fake *f, int k) {
     pthread_mutex_lock(&f->mu);
-    while (f->entered < k) pthread_cond_wait(&f->cv, &f->mu);
+    while (f->entered < k)
+        pthread_cond_wait(&f->cv, &f->mu);
     pthread_mutex_unlock(&f->mu);
 }
 
@@ -148,9 +150,16 @@ static step_rec get_step(fake *f, int k) {
 
 static sched *make_sched(const model *m, fake *f, int parallel, int batch, int max_queue,
                          bool cache) {
-    sched_params p = {.parallel = parallel, .ctx_size = 64, .batch_size = batch, .threads = 1,
-                      .max_queue = max_queue, .kv = KV_F32, .prompt_cache = cache,
-                      .pooling = EMBD_POOL_MEAN, .forward = fake_forward, .forward_arg = f};
+    sched_params p = {.parallel = parallel,
+                      .ctx_size = 64,
+                      .batch_size = batch,
+                      .threads = 1,
+                      .max_queue = max_queue,
+                      .kv = KV_F32,
+                      .prompt_cache = cache,
+                      .pooling = EMBD_POOL_MEAN,
+                      .forward = fake_forward,
+                      .forward_arg = f};
     char err[LS_ERR_LEN] = "";
     sched *s = sched_create(m, &p, err, sizeof err);
     CHECK(s != NULL, "sched_create: %s", err);
@@ -219,7 +228,8 @@ static int finished(job *j) {
 /* Rows of step st whose token is t. */
 static int rows_with(const step_rec *st, int t) {
     int n = 0;
-    for (int i = 0; i < st->n; i++) n += st->r[i].token == t;
+    for (int i = 0; i < st->n; i++)
+        n += st->r[i].token == t;
     return n;
 }
 
@@ -292,7 +302,8 @@ static void test_cancel(const model *m) {
     if (!s) return fake_free(&f);
     int32_t pa[] = {1, 10, TOK('a')}, pb[20], pq[] = {1, 30, TOK('a')};
     pb[0] = 1;
-    for (int i = 1; i < 20; i++) pb[i] = 20;
+    for (int i = 1; i < 20; i++)
+        pb[i] = 20;
     job *a = submit(s, gen_req(pa, 3, 1, 50));
     wait_entered(&f, 1);
     job *b = submit(s, gen_req(pb, 20, 1, 50)); /* 20 prompt rows: three steps of prefill */
@@ -385,7 +396,7 @@ static void test_prompt_cache(const model *m) {
         job_release(j1);
     }
     const int32_t p2[] = {1, 50, 51, 52, 53, TOK('a'), TOK('b'), 99};
-    choice_view v2 = run_cached(s, &f, p2, 8, true, 7); /* the prompt and the generated token */
+    choice_view v2 = run_cached(s, &f, p2, 8, true, 7);    /* the prompt and the generated token */
     CHECK(!strcmp(v2.text, "a"), "second: '%s'", v2.text); /* after 99: 100, 'a' */
     const int32_t p3[] = {1, 50, 51, 70, TOK('m')};
     choice_view v3 = run_cached(s, &f, p3, 5, true, 3);
@@ -432,7 +443,8 @@ static void test_queue_limits(const model *m) {
     for (int k = 0; k < 4; k++)
         if (j[k]) {
             job_wait(j[k]);
-            CHECK(view(j[k], 0).finish == FINISH_CANCEL, "job %d: %d", k, (int)view(j[k], 0).finish);
+            CHECK(view(j[k], 0).finish == FINISH_CANCEL, "job %d: %d", k,
+                  (int)view(j[k], 0).finish);
             job_release(j[k]);
         }
     sched_destroy(s);
@@ -458,7 +470,8 @@ static void test_embeddings(const model *m) {
     r.prompt = calloc(64, sizeof *r.prompt);
     for (int c = 0; c < N_INPUTS; c++) {
         r.prompt[n_ids++] = 1;
-        for (int k = 0; k <= c; k++) r.prompt[n_ids++] = INPUT_TAG + c;
+        for (int k = 0; k <= c; k++)
+            r.prompt[n_ids++] = INPUT_TAG + c;
         r.input_off[c + 1] = n_ids;
     }
     r.n_prompt = n_ids;
@@ -478,7 +491,8 @@ static void test_embeddings(const model *m) {
         double mean = (1.0 + (c + 1) * (INPUT_TAG + c)) / (c + 2), norm = sqrt(mean * mean + 1);
         bool ok = e->choices[c].finish == FINISH_STOP && fabs(v[0] - mean / norm) < 1e-5 &&
                   fabs(v[1] - 1 / norm) < 1e-5;
-        for (int d = 2; d < dim; d++) ok = ok && v[d] == 0;
+        for (int d = 2; d < dim; d++)
+            ok = ok && v[d] == 0;
         CHECK(ok, "input %d: finish %d, embedding (%g, %g), want (%g, %g)", c,
               (int)e->choices[c].finish, v[0], v[1], mean / norm, 1 / norm);
         pthread_mutex_unlock(&e->mu);
@@ -486,8 +500,10 @@ static void test_embeddings(const model *m) {
     /* the step where each input (and the generation) first ran, and where its rows went: a
      * row past BOS carries its input's tag */
     int first[N_INPUTS + 1], seq_of[N_INPUTS], next_pos[N_INPUTS];
-    for (int c = 0; c <= N_INPUTS; c++) first[c] = -1;
-    for (int c = 0; c < N_INPUTS; c++) next_pos[c] = 1;
+    for (int c = 0; c <= N_INPUTS; c++)
+        first[c] = -1;
+    for (int c = 0; c < N_INPUTS; c++)
+        next_pos[c] = 1;
     for (int k = 1; k <= n_entered(&f); k++) {
         step_rec st = get_step(&f, k);
         bool in_step[N_INPUTS] = {false};
@@ -503,8 +519,8 @@ static void test_embeddings(const model *m) {
             if (!tagged) continue;
             int c = w->token - INPUT_TAG;
             if (first[c] < 0) first[c] = k, seq_of[c] = w->seq;
-            CHECK(w->seq == seq_of[c] && w->pos == next_pos[c], "input %d: row at %d in seq %d",
-                  c, w->pos, w->seq);
+            CHECK(w->seq == seq_of[c] && w->pos == next_pos[c], "input %d: row at %d in seq %d", c,
+                  w->pos, w->seq);
             next_pos[c] = w->pos + 1;
             inputs += !in_step[c];
             in_step[c] = true;
@@ -585,7 +601,8 @@ static void test_row_budget(const model *m, int batch) {
     for (int k = 0; k < N_JOBS; k++) {
         int32_t p[32];
         p[0] = 1;
-        for (int i = 1; i < lens[k]; i++) p[i] = TOK('a');
+        for (int i = 1; i < lens[k]; i++)
+            p[i] = TOK('a');
         j[k] = submit(s, gen_req(p, lens[k], 1, MAX_TOK));
     }
     for (int k = 0; k < N_JOBS; k++)
@@ -598,7 +615,8 @@ static void test_row_budget(const model *m, int batch) {
     for (int k = 1; k <= n_entered(&f); k++) {
         step_rec st = get_step(&f, k);
         int n_decode = 0, has[3] = {0};
-        for (int i = 0; i < st.n; i++) has[st.r[i].seq]++;
+        for (int i = 0; i < st.n; i++)
+            has[st.r[i].seq]++;
         for (int q = 0; q < 3; q++) {
             if (!seq[q].decoding) continue;
             n_decode++;
@@ -606,8 +624,8 @@ static void test_row_budget(const model *m, int batch) {
             for (int i = 0; i < st.n; i++)
                 found |= st.r[i].seq == q && st.r[i].pos == seq[q].next_pos &&
                          st.r[i].token == seq[q].next_tok && st.r[i].logits;
-            CHECK(found && has[q] == 1, "step %d: slot %d's decoding row missing (%d rows)", k,
-                  q, has[q]);
+            CHECK(found && has[q] == 1, "step %d: slot %d's decoding row missing (%d rows)", k, q,
+                  has[q]);
         }
         int prefill = st.n - n_decode, allowed = batch - n_decode;
         if (allowed < MIN_PREFILL) allowed = MIN_PREFILL;
