@@ -459,11 +459,7 @@ static void test_queue_limits(const model *m) {
 /* Five inputs on two slots: each runs whole in one slot, at most two at a time, in input order;
  * each pooled embedding is the mean of its fake hidden states; a job behind waits until the
  * last input has a slot. */
-static void test_embeddings(const model *m) {
-    fake f;
-    fake_init(&f, m, false);
-    sched *s = make_sched(m, &f, 2, 16, 4, true);
-    if (!s) return fake_free(&f);
+static gen_request embed_req(void) {
     gen_request r = {0};
     int n_ids = 0;
     r.input_off = calloc(N_INPUTS + 1, sizeof *r.input_off);
@@ -478,6 +474,15 @@ static void test_embeddings(const model *m) {
     r.n = N_INPUTS;
     r.embed = true;
     r.n_top_logprobs = -1;
+    return r;
+}
+
+static void test_embeddings(const model *m) {
+    fake f;
+    fake_init(&f, m, false);
+    sched *s = make_sched(m, &f, 2, 16, 4, true);
+    if (!s) return fake_free(&f);
+    gen_request r = embed_req();
     job *e = submit(s, r);
     const int32_t pg[] = {1, 10, TOK('a')};
     job *g = submit(s, gen_req(pg, 3, 1, 1));
@@ -535,6 +540,37 @@ static void test_embeddings(const model *m) {
 done:
     job_release(e);
     job_release(g);
+    sched_destroy(s);
+    fake_free(&f);
+}
+
+/* Cancelled while two inputs run and three wait: the waiting ones end at once, the running
+ * ones in their slots, and nothing more runs. */
+static void test_embeddings_cancel(const model *m) {
+    fake f;
+    fake_init(&f, m, true);
+    sched *s = make_sched(m, &f, 2, 16, 4, true);
+    if (!s) return fake_free(&f);
+    job *e = submit(s, embed_req());
+    if (e) {
+        wait_entered(&f, 1);
+        step_rec st = get_step(&f, 1);
+        CHECK(st.n == 5 && rows_with(&st, INPUT_TAG) == 1 && rows_with(&st, INPUT_TAG + 1) == 2,
+              "step 1: inputs 0 and 1 (%d rows)", st.n);
+        sched_cancel(s, e);
+        CHECK(finished(e) == 3, "%d inputs ended at the cancel; the 3 unadmitted expected",
+              finished(e));
+        release_step(&f);
+        job_wait(e);
+        for (int c = 0; c < N_INPUTS; c++) {
+            choice_view v = view(e, c);
+            CHECK(v.finish == (c < 2 ? FINISH_STOP : FINISH_CANCEL) && (c < 2) == (v.slot != 0),
+                  "input %d: finish %d, slot %d", c, (int)v.finish, v.slot);
+        }
+        CHECK(n_entered(&f) == 1, "%d steps", n_entered(&f));
+        job_release(e);
+    }
+    ungate(&f);
     sched_destroy(s);
     fake_free(&f);
 }
@@ -682,6 +718,7 @@ int main(void) {
         test_prompt_cache(m);
         test_queue_limits(m);
         test_embeddings(m);
+        test_embeddings_cancel(m);
         test_prompts(m);
         test_row_budget(m, 12);
         test_row_budget(m, 4);
