@@ -140,8 +140,9 @@ static int n_entered(fake *f) {
     return n;
 }
 
-/* A copy of step k's rows (k from 1). */
+/* A copy of step k's rows (k from 1); none past MAX_STEPS (fake_free fails the test then). */
 static step_rec get_step(fake *f, int k) {
+    if (k > MAX_STEPS) return (step_rec){0};
     pthread_mutex_lock(&f->mu);
     step_rec s = f->steps[k - 1];
     pthread_mutex_unlock(&f->mu);
@@ -379,6 +380,9 @@ static choice_view run_cached(sched *s, fake *f, const int32_t *p, int n, bool c
     return v;
 }
 
+/* A prompt that extends a finished one (generated token included) reuses all of it; one that
+ * shares a shorter prefix reuses that prefix; cache_prompt false reuses nothing; the same
+ * prompt again computes only its last token, and the text is the same as the first time. */
 static void test_prompt_cache(const model *m) {
     fake f;
     fake_init(&f, m, false);
