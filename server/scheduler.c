@@ -744,7 +744,11 @@ static void step(sched *s) {
                    .logits = s->b_logits,
                    .hidden = any_hidden ? s->b_hidden : NULL,
                    .hidden_out = s->hidden};
-    if (fwd_decode(s->fwd, s->caches, s->p.parallel, &b, s->logits, err, sizeof err) != 0) {
+    int rc = s->p.forward ? s->p.forward(s->p.forward_arg, s->caches, s->p.parallel, &b,
+                                         s->logits, err, sizeof err)
+                          : fwd_decode(s->fwd, s->caches, s->p.parallel, &b, s->logits, err,
+                                       sizeof err);
+    if (rc != 0) {
         for (int r = 0; r < rows; r++) {
             slot *sl = &s->slots[s->b_slot[r]];
             kv_clear(sl->kv); /* nothing in it is trusted for a later prompt */

@@ -2,8 +2,10 @@
  * cache, a sampler and the text state of one sequence); HTTP threads hand it jobs through a
  * bounded queue and read results back through the job's own mutex and condition variable.
  * Each step admits queued jobs into free slots, then runs one batched forward pass that
- * advances every decoding slot by one token and feeds newly admitted prompts in chunks
- * (at most batch_size rows in all), so a long prompt never freezes running streams.
+ * advances every decoding slot by one token and feeds newly admitted prompts in chunks, oldest
+ * admission first, so a long prompt never freezes running streams. A step has batch_size rows
+ * at most, except that prompts always get at least 8 rows beside the decoding ones
+ * (SCHED_MIN_PREFILL): with n decoding slots, max(batch_size, n + 8) rows.
  * Prompt cache: a slot's KV cache outlives its request. A new request goes to the free slot
  * whose cached tokens share the longest prefix with its prompt, and only the rest of the prompt
  * is computed (at least its last token, whose logits start the generation). The forward pass
@@ -19,12 +21,26 @@
  * Embedding jobs are prefill only: each input is a choice in a slot of its own, batched with
  * everything else, its rows' final hidden states pooled (embed.h) instead of sampled. A job with
  * more inputs than slots takes slots as they free up, oldest job first, in input order.
- * Thread-safety: sched_submit/sched_cancel/job_* are called from any thread; everything else
- * in sched.c runs on the scheduler thread. */
+ * Thread-safety: sched_submit, sched_cancel, sched_get_* and job_* are called from any thread;
+ * everything else in scheduler.c runs on the scheduler thread, the only one that touches slots.
+ * Locks, outermost first (holding one, a thread takes only locks below it):
+ *   1. s->mu (the scheduler's: queue, busy count, /slots snapshot, job.n_admitted and .next)
+ *      or h->mu (http_internal.h: the HTTP notifier's). The two are never held together: HTTP
+ *      code calls sched_* without h->mu, and the scheduler calls on_progress (which takes
+ *      h->mu) and forward with no lock held. Under s->mu the scheduler admits jobs and
+ *      sched_cancel ends queued ones, both taking j->mu; under h->mu the notifier reads a
+ *      job's progress (http_wait.c's has_news) with j->mu.
+ *   2. j->mu, one job's: innermost. Nothing else is locked under it, and no thread holds two
+ *      jobs' mutexes. The scheduler takes it per token (slot_accept) and per finished choice,
+ *      each time after releasing s->mu; HTTP threads take it to read and format output.
+ * Every field of job and choice_out below names its rule: immutable (written before
+ * sched_submit publishes the job under s->mu, read by any thread without a lock), guarded by
+ * a mutex, or atomic. */
 #ifndef LS_SCHED_H
 #define LS_SCHED_H
 
 #include "embed.h"
+#include "forward.h"
 #include "grammar.h"
 #include "kv_cache.h"
 #include "model.h"
@@ -92,9 +108,12 @@ typedef struct {
     float top_logprob[SAMPLER_MAX_TOP];
 } gen_token;
 
-/* What one choice has produced so far. Written by the scheduler, read by the HTTP thread, both
- * under job->mu. text only ever grows; it holds released text (complete UTF-8 characters, with
- * anything that might begin a stop string held back until it cannot). */
+/* What one choice has produced so far. Every field is guarded by job->mu: written by the
+ * scheduler thread (or a detached job's owner), read by HTTP threads, both holding it; text
+ * and toks move when they grow, so a reader uses them only while it holds job->mu. The one
+ * exception is embd's contents (see there). text only ever grows; it holds released text
+ * (complete UTF-8 characters, with anything that might begin a stop string held back until it
+ * cannot). */
 typedef struct {
     char *text;
     size_t len, cap;
@@ -105,25 +124,30 @@ typedef struct {
     int n_drafted, n_accepted; /* speculative decoding: draft tokens verified, and accepted */
     int slot;        /* 1 + the index of the slot that runs it; 0 until admitted */
     int stop_word;   /* 1 + the index in req.stop of the stop string that ended it; 0 none */
-    float *embd;     /* (dim) embedding jobs: the pooled embedding, complete once finished */
+    float *embd;     /* (dim) embedding jobs: the pooled embedding. The pointer is immutable;
+                        the scheduler writes the values without job->mu before it sets finish,
+                        and readers read them only after seeing finish set under job->mu */
     finish_reason finish;
 } choice_out;
 
 typedef struct job job;
 struct job {
-    gen_request req;
-    pthread_mutex_t mu;       /* guards everything below it */
-    pthread_cond_t cv;        /* signalled on every change */
-    choice_out *choices;      /* (req.n) */
-    int n_finished;           /* choices with finish != FINISH_NONE */
-    char error[256];          /* set with finish FINISH_ERROR */
-    double t_submit, t_admit, t_first; /* monotonic seconds; 0 until reached */
-    double t_end;             /* when a choice last finished (monotonic seconds); 0 until then */
-    unsigned long long id_task; /* the scheduler's number for it (from 1; 0: detached) */
-    atomic_bool cancelled;    /* set by the client's thread; honoured at the next step */
-    atomic_int refs;          /* the submitter's reference and the scheduler's */
-    int n_admitted;           /* choices given a slot so far (under the scheduler's mutex) */
-    job *next;                /* queue link, scheduler-owned */
+    gen_request req;          /* immutable */
+    pthread_mutex_t mu;       /* guards the fields marked "mu" (lock order: see the top) */
+    pthread_cond_t cv;        /* with mu: broadcast when output grows or a choice finishes */
+    choice_out *choices;      /* (req.n) the array is immutable; its elements: mu */
+    int n_finished;           /* mu: choices with finish != FINISH_NONE */
+    char error[256];          /* mu: set with finish FINISH_ERROR */
+    double t_submit;          /* immutable: monotonic seconds */
+    double t_admit, t_first;  /* mu, monotonic seconds, 0 until reached; written by the
+                                 scheduler thread (a detached job's owner), which alone may
+                                 also read them without mu */
+    double t_end;             /* mu: when a choice last finished (monotonic seconds); 0 before */
+    unsigned long long id_task; /* immutable: the scheduler's number (from 1; 0: detached) */
+    atomic_bool cancelled;    /* atomic: set by any thread; honoured at the next step */
+    atomic_int refs;          /* atomic: the submitter's reference and one per unfinished choice */
+    int n_admitted;           /* s->mu: choices given a slot so far */
+    job *next;                /* s->mu: queue link */
 };
 
 typedef struct sched sched;
@@ -147,6 +171,12 @@ typedef struct {
      * them. Must be quick and must not call sched_*. NULL: none. */
     void (*on_progress)(void *arg);
     void *progress_arg;
+    /* Runs each step's batch in place of fwd_decode, with its contract (caches: the slots',
+     * by slot index; it must advance each cache's n as fwd_decode does). Called on the
+     * scheduler thread with no lock held. For tests (a fake model); NULL: fwd_decode. */
+    int (*forward)(void *arg, kv_cache *const *caches, int n_caches, const fwd_batch *b,
+                   float *logits, char *err, size_t errlen);
+    void *forward_arg;
 } sched_params;
 
 /* Starts the scheduler thread. The model is borrowed and must outlive the scheduler. */

@@ -1,0 +1,734 @@
+/* test_scheduler: server/scheduler.c driven by a fake forward step (sched_params.forward) on the
+ * tiny gguf_builder model, which only lends its tokenizer and shapes. The fake records every
+ * step's rows, advances the caches as fwd_decode does and makes token t + 1 the argmax after
+ * token t (EOS after FAKE_EOS_AFTER, 'z'). Gated, it holds each step until the test releases
+ * it, so what is queued, admitted or cancelled between two steps is deterministic without a
+ * sleep. Covers admission order, cancellation in every state, prompt-cache reuse, queue limits,
+ * embedding jobs wider than the slots, several prompts per job and the per-step row budget. */
+#include "check.h"
+#include "common.h"
+#include "gguf_builder.h"
+#include "model.h"
+#include "scheduler.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_STEPS 1024
+#define MAX_ROWS 64
+#define EOS_ID 2
+#define TOK(ch) (3 + (ch)) /* the byte piece of an ASCII character */
+#define FAKE_EOS_AFTER TOK('z')
+#define MIN_PREFILL 8 /* scheduler.c's SCHED_MIN_PREFILL: prefill rows a step may always add */
+
+typedef struct {
+    int token, pos, seq;
+    bool logits, hidden;
+} row;
+
+typedef struct {
+    int n;
+    row r[MAX_ROWS];
+} step_rec;
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool gated;      /* each step waits until the test has released it */
+    int entered;     /* steps begun */
+    int released;    /* steps the test has let go */
+    int bad;         /* rows that broke fwd_decode's contract (a gap, a seq out of range) */
+    step_rec *steps; /* (MAX_STEPS) */
+    int vocab, dim;
+} fake;
+
+static int next_token(int t) {
+    return t == FAKE_EOS_AFTER ? EOS_ID : t + 1;
+}
+
+static int fake_forward(void *arg, kv_cache *const *caches, int n_caches, const fwd_batch *b,
+                        float *logits, char *err, size_t errlen) {
+    (void)err, (void)errlen;
+    fake *f = arg;
+    int bad = 0;
+    for (int i = 0; i < b->n_tokens; i++) { /* the caches are the scheduler thread's */
+        if (b->seq[i] < 0 || b->seq[i] >= n_caches || b->pos[i] > caches[b->seq[i]]->n) {
+            bad++;
+            continue;
+        }
+        caches[b->seq[i]]->n = b->pos[i] + 1;
+    }
+    pthread_mutex_lock(&f->mu);
+    int k = f->entered++;
+    f->bad += bad + (b->n_tokens > MAX_ROWS);
+    if (k < MAX_STEPS) {
+        step_rec *s = &f->steps[k];
+        s->n = b->n_tokens < MAX_ROWS ? b->n_tokens : MAX_ROWS;
+        for (int i = 0; i < s->n; i++)
+            s->r[i] =
+                (row){b->token[i], b->pos[i], b->seq[i],
+                      b->logits ? b->logits[i] : i == b->n_tokens - 1, b->hidden && b->hidden[i]};
+    }
+    pthread_cond_broadcast(&f->cv);
+    while (f->gated && f->released <= k)
+        pthread_cond_wait(&f->cv, &f->mu);
+    pthread_mutex_unlock(&f->mu);
+    int out = 0, nh = 0;
+    for (int i = 0; i < b->n_tokens; i++) {
+        if (b->logits ? b->logits[i] : i == b->n_tokens - 1) {
+            float *lg = logits + (size_t)out++ * f->vocab;
+            memset(lg, 0, (size_t)f->vocab * sizeof *lg);
+            lg[next_token(b->token[i])] = 10;
+        }
+        if (b->hidden && b->hidden[i]) { /* (token, 1, 0, ...): mean pooling keeps the mean id */
+            float *h = b->hidden_out + (size_t)nh++ * f->dim;
+            memset(h, 0, (size_t)f->dim * sizeof *h);
+            h[0] = (float)b->token[i];
+            h[1] = 1;
+        }
+    }
+    return 0;
+}
+
+static void fake_init(fake *f, const model *m, bool gated) {
+    memset(f, 0, sizeof *f);
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_cond_init(&f->cv, NULL);
+    f->gated = gated;
+    f->steps = calloc(MAX_STEPS, sizeof *f->steps);
+    f->vocab = m->cfg.vocab_size;
+    f->dim = m->cfg.dim;
+}
+
+static void fake_free(fake *f) {
+    CHECK(f->bad == 0, "%d rows broke the forward contract or overflowed the record", f->bad);
+    CHECK(f->entered <= MAX_STEPS, "%d steps, more than recorded", f->entered);
+    free(f->steps);
+    pthread_mutex_destroy(&f->mu);
+    pthread_cond_destroy(&f->cv);
+}
+
+/* Waits until step k (from 1) has begun: the scheduler is then inside it. */
+static void wait_entered(fake *f, int k) {
+    pthread_mutex_lock(&f->mu);
+    while (f->entered < k)
+        pthread_cond_wait(&f->cv, &f->mu);
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* Lets the oldest held step finish. */
+static void release_step(fake *f) {
+    pthread_mutex_lock(&f->mu);
+    f->released++;
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+}
+
+static void ungate(fake *f) {
+    pthread_mutex_lock(&f->mu);
+    f->gated = false;
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+}
+
+static int n_entered(fake *f) {
+    pthread_mutex_lock(&f->mu);
+    int n = f->entered;
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
+/* A copy of step k's rows (k from 1); none past MAX_STEPS (fake_free fails the test then). */
+static step_rec get_step(fake *f, int k) {
+    if (k > MAX_STEPS) return (step_rec){0};
+    pthread_mutex_lock(&f->mu);
+    step_rec s = f->steps[k - 1];
+    pthread_mutex_unlock(&f->mu);
+    return s;
+}
+
+static sched *make_sched(const model *m, fake *f, int parallel, int batch, int max_queue,
+                         bool cache) {
+    sched_params p = {.parallel = parallel,
+                      .ctx_size = 64,
+                      .batch_size = batch,
+                      .threads = 1,
+                      .max_queue = max_queue,
+                      .kv = KV_F32,
+                      .prompt_cache = cache,
+                      .pooling = EMBD_POOL_MEAN,
+                      .forward = fake_forward,
+                      .forward_arg = f};
+    char err[LS_ERR_LEN] = "";
+    sched *s = sched_create(m, &p, err, sizeof err);
+    CHECK(s != NULL, "sched_create: %s", err);
+    return s;
+}
+
+/* Greedy generation of max_tokens from prompt (n_prompt ids), as n choices. */
+static gen_request gen_req(const int32_t *prompt, int n_prompt, int n, int max_tokens) {
+    gen_request r = {0};
+    r.prompt = malloc((size_t)n_prompt * sizeof *r.prompt);
+    memcpy(r.prompt, prompt, (size_t)n_prompt * sizeof *r.prompt);
+    r.n_prompt = n_prompt;
+    r.n = n;
+    r.max_tokens = max_tokens;
+    sampler_params_default(&r.sp);
+    r.sp.temperature = 0;
+    r.n_top_logprobs = -1;
+    r.cache_prompt = true;
+    return r;
+}
+
+static job *submit(sched *s, gen_request r) {
+    int status = 0;
+    char err[LS_ERR_LEN] = "";
+    job *j = sched_submit(s, &r, &status, err, sizeof err);
+    CHECK(j != NULL, "sched_submit: %d %s", status, err);
+    return j;
+}
+
+/* sched_submit's status for a request it must refuse (0 when it accepted it), err its message. */
+static int refused(sched *s, gen_request r, char *err, size_t errlen) {
+    int status = 0;
+    job *j = sched_submit(s, &r, &status, err, errlen);
+    if (!j) return status;
+    sched_cancel(s, j);
+    job_release(j);
+    return 0;
+}
+
+typedef struct {
+    int slot, n_cached, n_gen;
+    finish_reason finish;
+    char text[64];
+} choice_view;
+
+static choice_view view(job *j, int c) {
+    choice_view v = {0};
+    pthread_mutex_lock(&j->mu);
+    const choice_out *o = &j->choices[c];
+    v.slot = o->slot;
+    v.n_cached = o->n_cached;
+    v.n_gen = o->n_gen;
+    v.finish = o->finish;
+    snprintf(v.text, sizeof v.text, "%.*s", (int)o->len, o->text ? o->text : "");
+    pthread_mutex_unlock(&j->mu);
+    return v;
+}
+
+static int finished(job *j) {
+    pthread_mutex_lock(&j->mu);
+    int n = j->n_finished;
+    pthread_mutex_unlock(&j->mu);
+    return n;
+}
+
+/* Rows of step st whose token is t. */
+static int rows_with(const step_rec *st, int t) {
+    int n = 0;
+    for (int i = 0; i < st->n; i++)
+        n += st->r[i].token == t;
+    return n;
+}
+
+/* --- admission --- */
+
+/* First come first served: a job that needs more slots than are free waits, and so does every
+ * job behind it, even one that would fit. */
+static void test_admission_order(const model *m) {
+    fake f;
+    fake_init(&f, m, true);
+    sched *s = make_sched(m, &f, 3, 16, 4, false);
+    if (!s) return fake_free(&f);
+    const int32_t pa[] = {1, 10, TOK('a')}, pb[] = {1, 20, TOK('a')}, pc[] = {1, 30, TOK('a')};
+    job *a = submit(s, gen_req(pa, 3, 1, 2));
+    wait_entered(&f, 1); /* A's prompt; the scheduler now waits inside step 1 */
+    job *b = submit(s, gen_req(pb, 3, 3, 1)); /* needs all three slots; two are free */
+    job *c = submit(s, gen_req(pc, 3, 1, 1)); /* would fit, but comes after B */
+    sched_stats st;
+    sched_get_stats(s, &st);
+    CHECK(st.busy_slots == 1 && st.queued == 2, "busy %d, queued %d", st.busy_slots, st.queued);
+    step_rec r = get_step(&f, 1);
+    CHECK(r.n == 3 && rows_with(&r, 10) == 1, "step 1: %d rows", r.n);
+    release_step(&f);
+    wait_entered(&f, 2);
+    r = get_step(&f, 2);
+    CHECK(r.n == 1 && r.r[0].token == TOK('b') && r.r[0].pos == 3 && r.r[0].logits,
+          "step 2: A's decoding row alone (%d rows)", r.n);
+    CHECK(view(b, 0).slot == 0 && view(c, 0).slot == 0, "B or C admitted with two slots free");
+    release_step(&f); /* A ends: max_tokens 2 */
+    wait_entered(&f, 3);
+    r = get_step(&f, 3);
+    CHECK(r.n == 9 && rows_with(&r, 20) == 3 && rows_with(&r, 30) == 0,
+          "step 3: B's three prompts and not C (%d rows)", r.n);
+    int sb[3] = {view(b, 0).slot, view(b, 1).slot, view(b, 2).slot};
+    CHECK(sb[0] && sb[1] && sb[2] && sb[0] != sb[1] && sb[1] != sb[2] && sb[0] != sb[2],
+          "B's slots %d %d %d", sb[0], sb[1], sb[2]);
+    CHECK(view(c, 0).slot == 0, "C admitted beside B");
+    release_step(&f);
+    wait_entered(&f, 4);
+    r = get_step(&f, 4);
+    CHECK(r.n == 3 && rows_with(&r, 30) == 1, "step 4: C (%d rows)", r.n);
+    release_step(&f);
+    job_wait(a);
+    job_wait(b);
+    job_wait(c);
+    choice_view va = view(a, 0), vc = view(c, 0);
+    CHECK(va.finish == FINISH_LENGTH && va.n_gen == 2 && !strcmp(va.text, "bc"), "A: %d %d '%s'",
+          (int)va.finish, va.n_gen, va.text);
+    CHECK(vc.finish == FINISH_LENGTH && !strcmp(vc.text, "b"), "C: '%s'", vc.text);
+    for (int k = 0; k < 3; k++)
+        CHECK(view(b, k).finish == FINISH_LENGTH && !strcmp(view(b, k).text, "b"), "B %d", k);
+    CHECK(n_entered(&f) == 4, "%d steps; 4 expected", n_entered(&f));
+    job_release(a);
+    job_release(b);
+    job_release(c);
+    ungate(&f);
+    sched_destroy(s);
+    fake_free(&f);
+}
+
+/* --- cancellation --- */
+
+/* A queued job ends at once; a prefilling and a decoding one at the next step, keeping what
+ * they generated; a finished one is untouched. No slot leaks: a job that needs every slot runs
+ * afterwards. */
+static void test_cancel(const model *m) {
+    fake f;
+    fake_init(&f, m, true);
+    sched *s = make_sched(m, &f, 2, 8, 4, false);
+    if (!s) return fake_free(&f);
+    int32_t pa[] = {1, 10, TOK('a')}, pb[20], pq[] = {1, 30, TOK('a')};
+    pb[0] = 1;
+    for (int i = 1; i < 20; i++)
+        pb[i] = 20;
+    job *a = submit(s, gen_req(pa, 3, 1, 50));
+    wait_entered(&f, 1);
+    job *b = submit(s, gen_req(pb, 20, 1, 50)); /* 20 prompt rows: three steps of prefill */
+    job *q = submit(s, gen_req(pq, 3, 2, 50));  /* needs both slots: queued */
+    sched_cancel(s, q);                         /* queued: ends now, with no step */
+    CHECK(finished(q) == 2 && view(q, 0).finish == FINISH_CANCEL &&
+              view(q, 1).finish == FINISH_CANCEL && view(q, 0).slot == 0,
+          "queued job: %d finished", finished(q));
+    release_step(&f);
+    wait_entered(&f, 2);
+    step_rec r = get_step(&f, 2);
+    CHECK(r.n == 1 + MIN_PREFILL && rows_with(&r, 20) == MIN_PREFILL - 1,
+          "step 2: A's row and 8 of B's prompt (%d rows)", r.n);
+    sched_cancel(s, b); /* prefilling */
+    CHECK(finished(b) == 0, "a running job ended before the next step");
+    release_step(&f);
+    wait_entered(&f, 3);
+    r = get_step(&f, 3);
+    CHECK(r.n == 1 && r.r[0].token == TOK('c'), "step 3: A's row alone (%d rows)", r.n);
+    choice_view vb = view(b, 0);
+    CHECK(finished(b) == 1 && vb.finish == FINISH_CANCEL && vb.n_gen == 0 && !vb.text[0],
+          "prefilling job: finish %d, %d tokens", (int)vb.finish, vb.n_gen);
+    sched_cancel(s, a); /* decoding: step 3's token still counts */
+    release_step(&f);
+    job_wait(a);
+    choice_view va = view(a, 0);
+    CHECK(va.finish == FINISH_CANCEL && va.n_gen == 3 && !strcmp(va.text, "bcd"),
+          "decoding job: finish %d, %d tokens, '%s'", (int)va.finish, va.n_gen, va.text);
+    CHECK(n_entered(&f) == 3, "%d steps after the cancellations", n_entered(&f));
+    ungate(&f);
+    job *all = submit(s, gen_req(pa, 3, 2, 2)); /* both slots: none leaked */
+    job_wait(all);
+    choice_view v0 = view(all, 0);
+    CHECK(v0.finish == FINISH_LENGTH && !strcmp(v0.text, "bc"), "after: '%s'", v0.text);
+    sched_cancel(s, all); /* finished: nothing changes */
+    CHECK(finished(all) == 2 && view(all, 1).finish == FINISH_LENGTH &&
+              !strcmp(view(all, 1).text, "bc"),
+          "a finished job changed when cancelled");
+    job_release(a);
+    job_release(b);
+    job_release(q);
+    job_release(all);
+    sched_destroy(s);
+    fake_free(&f);
+}
+
+/* --- prompt cache --- */
+
+/* Submits prompt, waits, and checks its n_cached and that the forward pass saw exactly the
+ * rows past the cached prefix. Returns the choice. */
+static choice_view run_cached(sched *s, fake *f, const int32_t *p, int n, bool cache_prompt,
+                              int want_cached) {
+    int mark = n_entered(f);
+    gen_request r = gen_req(p, n, 1, 1);
+    r.cache_prompt = cache_prompt;
+    job *j = submit(s, r);
+    if (!j) return (choice_view){0};
+    job_wait(j);
+    choice_view v = view(j, 0);
+    job_release(j);
+    CHECK(v.n_cached == want_cached, "n_cached %d, want %d", v.n_cached, want_cached);
+    int fed = 0, next = want_cached;
+    for (int k = mark + 1; k <= n_entered(f); k++) {
+        step_rec st = get_step(f, k);
+        for (int i = 0; i < st.n; i++, fed++) {
+            CHECK(st.r[i].pos == next && st.r[i].token == p[next],
+                  "row at %d: token %d, want position %d token %d", st.r[i].pos, st.r[i].token,
+                  next, next < n ? p[next] : -1);
+            next++;
+        }
+    }
+    CHECK(fed == n - want_cached, "%d rows computed for %d new tokens", fed, n - want_cached);
+    return v;
+}
+
+/* A prompt that extends a finished one (generated token included) reuses all of it; one that
+ * shares a shorter prefix reuses that prefix; cache_prompt false reuses nothing; the same
+ * prompt again computes only its last token, and the text is the same as the first time. */
+static void test_prompt_cache(const model *m) {
+    fake f;
+    fake_init(&f, m, false);
+    sched *s = make_sched(m, &f, 2, 16, 4, true);
+    if (!s) return fake_free(&f);
+    const int32_t p1[] = {1, 50, 51, 52, 53, TOK('a')};
+    int mark = n_entered(&f);
+    job *j1 = submit(s, gen_req(p1, 6, 1, 2)); /* cache: p1 and 'b' (the second token is not fed) */
+    if (j1) {
+        job_wait(j1);
+        choice_view v = view(j1, 0);
+        CHECK(v.n_cached == 0 && !strcmp(v.text, "bc"), "first: %d cached, '%s'", v.n_cached,
+              v.text);
+        CHECK(n_entered(&f) - mark == 2, "first: %d steps", n_entered(&f) - mark);
+        job_release(j1);
+    }
+    const int32_t p2[] = {1, 50, 51, 52, 53, TOK('a'), TOK('b'), 99};
+    choice_view v2 = run_cached(s, &f, p2, 8, true, 7);    /* the prompt and the generated token */
+    CHECK(!strcmp(v2.text, "a"), "second: '%s'", v2.text); /* after 99: 100, 'a' */
+    const int32_t p3[] = {1, 50, 51, 70, TOK('m')};
+    choice_view v3 = run_cached(s, &f, p3, 5, true, 3);
+    CHECK(!strcmp(v3.text, "n"), "third: '%s'", v3.text);
+    run_cached(s, &f, p3, 5, false, 0); /* the request's cache_prompt false: all of it again */
+    choice_view v5 = run_cached(s, &f, p3, 5, true, 4); /* the same prompt: its last token only */
+    CHECK(!strcmp(v5.text, v3.text), "repeat: '%s', first time '%s'", v5.text, v3.text);
+    sched_destroy(s);
+    fake_free(&f);
+}
+
+/* --- queue limits --- */
+
+/* max_queue counts jobs that wait beyond the free slots: jobs the scheduler has not yet moved
+ * into free slots do not count; past the limit sched_submit answers 503. */
+static void test_queue_limits(const model *m) {
+    fake f;
+    fake_init(&f, m, true);
+    sched *s = make_sched(m, &f, 3, 16, 1, false);
+    if (!s) return fake_free(&f);
+    const int32_t p[] = {1, 10, TOK('a')};
+    job *j[4] = {submit(s, gen_req(p, 3, 1, 50))};
+    wait_entered(&f, 1); /* held inside step 1: nothing is admitted until it ends */
+    j[1] = submit(s, gen_req(p, 3, 1, 50)); /* two free slots: neither of these waits */
+    j[2] = submit(s, gen_req(p, 3, 1, 50));
+    j[3] = submit(s, gen_req(p, 3, 1, 50)); /* waits: the one place in the queue */
+    char err[LS_ERR_LEN] = "";
+    int status = refused(s, gen_req(p, 3, 1, 50), err, sizeof err);
+    CHECK(status == 503 && strstr(err, "queue is full"), "a fifth job: %d %s", status, err);
+    status = refused(s, gen_req(p, 3, 4, 50), err, sizeof err);
+    CHECK(status == 400, "n = 4 on 3 slots: %d %s", status, err);
+    int32_t longp[64] = {1};
+    status = refused(s, gen_req(longp, 64, 1, 1), err, sizeof err);
+    CHECK(status == 400, "a prompt of 64 in a context of 64: %d %s", status, err);
+    sched_stats st;
+    sched_get_stats(s, &st);
+    CHECK(st.queued == 3 && st.busy_slots == 1, "queued %d, busy %d", st.queued, st.busy_slots);
+    sched_drain(s);
+    status = refused(s, gen_req(p, 3, 1, 1), err, sizeof err);
+    CHECK(status == 503 && strstr(err, "shutting down"), "draining: %d %s", status, err);
+    for (int k = 0; k < 4; k++)
+        if (j[k]) sched_cancel(s, j[k]);
+    ungate(&f);
+    for (int k = 0; k < 4; k++)
+        if (j[k]) {
+            job_wait(j[k]);
+            CHECK(view(j[k], 0).finish == FINISH_CANCEL, "job %d: %d", k,
+                  (int)view(j[k], 0).finish);
+            job_release(j[k]);
+        }
+    sched_destroy(s);
+    fake_free(&f);
+}
+
+/* --- embeddings --- */
+
+#define N_INPUTS 5
+#define INPUT_TAG 150 /* input c is {1, INPUT_TAG + c, ..., INPUT_TAG + c}, c + 2 ids */
+
+/* Five inputs on two slots: each runs whole in one slot, at most two at a time, in input order;
+ * each pooled embedding is the mean of its fake hidden states; a job behind waits until the
+ * last input has a slot. */
+static gen_request embed_req(void) {
+    gen_request r = {0};
+    int n_ids = 0;
+    r.input_off = calloc(N_INPUTS + 1, sizeof *r.input_off);
+    r.prompt = calloc(64, sizeof *r.prompt);
+    for (int c = 0; c < N_INPUTS; c++) {
+        r.prompt[n_ids++] = 1;
+        for (int k = 0; k <= c; k++)
+            r.prompt[n_ids++] = INPUT_TAG + c;
+        r.input_off[c + 1] = n_ids;
+    }
+    r.n_prompt = n_ids;
+    r.n = N_INPUTS;
+    r.embed = true;
+    r.n_top_logprobs = -1;
+    return r;
+}
+
+static void test_embeddings(const model *m) {
+    fake f;
+    fake_init(&f, m, false);
+    sched *s = make_sched(m, &f, 2, 16, 4, true);
+    if (!s) return fake_free(&f);
+    gen_request r = embed_req();
+    job *e = submit(s, r);
+    const int32_t pg[] = {1, 10, TOK('a')};
+    job *g = submit(s, gen_req(pg, 3, 1, 1));
+    if (!e || !g) goto done;
+    job_wait(e);
+    job_wait(g);
+    const int dim = m->cfg.dim;
+    for (int c = 0; c < N_INPUTS; c++) {
+        pthread_mutex_lock(&e->mu);
+        const float *v = e->choices[c].embd;
+        double mean = (1.0 + (c + 1) * (INPUT_TAG + c)) / (c + 2), norm = sqrt(mean * mean + 1);
+        bool ok = e->choices[c].finish == FINISH_STOP && fabs(v[0] - mean / norm) < 1e-5 &&
+                  fabs(v[1] - 1 / norm) < 1e-5;
+        for (int d = 2; d < dim; d++)
+            ok = ok && v[d] == 0;
+        CHECK(ok, "input %d: finish %d, embedding (%g, %g), want (%g, %g)", c,
+              (int)e->choices[c].finish, v[0], v[1], mean / norm, 1 / norm);
+        pthread_mutex_unlock(&e->mu);
+    }
+    /* the step where each input (and the generation) first ran, and where its rows went: a
+     * row past BOS carries its input's tag */
+    int first[N_INPUTS + 1], seq_of[N_INPUTS], next_pos[N_INPUTS];
+    for (int c = 0; c <= N_INPUTS; c++)
+        first[c] = -1;
+    for (int c = 0; c < N_INPUTS; c++)
+        next_pos[c] = 1;
+    for (int k = 1; k <= n_entered(&f); k++) {
+        step_rec st = get_step(&f, k);
+        bool in_step[N_INPUTS] = {false};
+        int inputs = 0;
+        for (int i = 0; i < st.n; i++) {
+            const row *w = &st.r[i];
+            if (w->token == 10 && first[N_INPUTS] < 0) first[N_INPUTS] = k;
+            bool tagged = w->token >= INPUT_TAG && w->token < INPUT_TAG + N_INPUTS;
+            CHECK(!(w->hidden && w->logits) && (!tagged || w->hidden) &&
+                      (w->token != 10 || !w->hidden),
+                  "row %d of step %d: token %d, hidden %d, logits %d", i, k, w->token, w->hidden,
+                  w->logits);
+            if (!tagged) continue;
+            int c = w->token - INPUT_TAG;
+            if (first[c] < 0) first[c] = k, seq_of[c] = w->seq;
+            CHECK(w->seq == seq_of[c] && w->pos == next_pos[c], "input %d: row at %d in seq %d", c,
+                  w->pos, w->seq);
+            next_pos[c] = w->pos + 1;
+            inputs += !in_step[c];
+            in_step[c] = true;
+        }
+        CHECK(inputs <= 2, "step %d: %d inputs on two slots", k, inputs);
+    }
+    for (int c = 0; c < N_INPUTS; c++) {
+        CHECK(next_pos[c] == c + 2, "input %d: %d rows", c, next_pos[c]);
+        CHECK(c == 0 || first[c] >= first[c - 1], "input %d began before input %d", c, c - 1);
+    }
+    CHECK(first[N_INPUTS] >= first[N_INPUTS - 1], "the job behind began before the last input");
+done:
+    job_release(e);
+    job_release(g);
+    sched_destroy(s);
+    fake_free(&f);
+}
+
+/* Cancelled while two inputs run and three wait: the waiting ones end at once, the running
+ * ones in their slots, and nothing more runs. */
+static void test_embeddings_cancel(const model *m) {
+    fake f;
+    fake_init(&f, m, true);
+    sched *s = make_sched(m, &f, 2, 16, 4, true);
+    if (!s) return fake_free(&f);
+    job *e = submit(s, embed_req());
+    if (e) {
+        wait_entered(&f, 1);
+        step_rec st = get_step(&f, 1);
+        CHECK(st.n == 5 && rows_with(&st, INPUT_TAG) == 1 && rows_with(&st, INPUT_TAG + 1) == 2,
+              "step 1: inputs 0 and 1 (%d rows)", st.n);
+        sched_cancel(s, e);
+        CHECK(finished(e) == 3, "%d inputs ended at the cancel; the 3 unadmitted expected",
+              finished(e));
+        release_step(&f);
+        job_wait(e);
+        for (int c = 0; c < N_INPUTS; c++) {
+            choice_view v = view(e, c);
+            CHECK(v.finish == (c < 2 ? FINISH_STOP : FINISH_CANCEL) && (c < 2) == (v.slot != 0),
+                  "input %d: finish %d, slot %d", c, (int)v.finish, v.slot);
+        }
+        CHECK(n_entered(&f) == 1, "%d steps", n_entered(&f));
+        job_release(e);
+    }
+    ungate(&f);
+    sched_destroy(s);
+    fake_free(&f);
+}
+
+/* --- several prompts --- */
+
+/* Two prompts, two choices each: each choice prefills its own prompt and continues it. */
+static void test_prompts(const model *m) {
+    fake f;
+    fake_init(&f, m, false);
+    sched *s = make_sched(m, &f, 4, 16, 4, false);
+    if (!s) return fake_free(&f);
+    const int32_t p[] = {1, 40, TOK('a'), 1, 41, TOK('w')};
+    gen_request r = gen_req(p, 6, 4, 5);
+    r.n_prompts = 2;
+    r.prompt_end = malloc(2 * sizeof *r.prompt_end);
+    r.prompt_end[0] = 3;
+    r.prompt_end[1] = 6;
+    job *j = submit(s, r);
+    if (j) {
+        job_wait(j);
+        for (int c = 0; c < 4; c++) {
+            choice_view v = view(j, c);
+            bool second = c >= 2; /* after 'w': x y z, then EOS */
+            CHECK(v.finish == (second ? FINISH_STOP : FINISH_LENGTH) &&
+                      !strcmp(v.text, second ? "xyz" : "bcdef") && v.n_gen == (second ? 3 : 5),
+                  "choice %d: finish %d, '%s'", c, (int)v.finish, v.text);
+        }
+        int tag_rows[2] = {0};
+        for (int k = 1; k <= n_entered(&f); k++) {
+            step_rec st = get_step(&f, k);
+            for (int i = 0; i < st.n; i++)
+                if (st.r[i].pos == 1) tag_rows[st.r[i].token - 40]++;
+        }
+        CHECK(tag_rows[0] == 2 && tag_rows[1] == 2, "prompt rows: %d and %d", tag_rows[0],
+              tag_rows[1]);
+        job_release(j);
+    }
+    gen_request odd = gen_req(p, 6, 3, 5); /* three choices do not divide among two prompts */
+    odd.n_prompts = 2;
+    odd.prompt_end = malloc(2 * sizeof *odd.prompt_end);
+    odd.prompt_end[0] = 3;
+    odd.prompt_end[1] = 6;
+    char err[LS_ERR_LEN];
+    CHECK(refused(s, odd, err, sizeof err) == 400, "n 3 on two prompts: %s", err);
+    sched_destroy(s);
+    fake_free(&f);
+}
+
+/* --- the row budget --- */
+
+/* Five jobs with prompts of several lengths on three slots. In every step each decoding slot has
+ * its one row (the token it sampled, at the next position), and the prefill rows beside n
+ * decoding rows are at most max(batch - n, MIN_PREFILL): at most batch rows in all while
+ * batch >= n + MIN_PREFILL. */
+static void test_row_budget(const model *m, int batch) {
+    fake f;
+    fake_init(&f, m, false);
+    sched *s = make_sched(m, &f, 3, batch, 8, false);
+    if (!s) return fake_free(&f);
+    enum { N_JOBS = 5, MAX_TOK = 6 };
+    const int lens[N_JOBS] = {30, 25, 3, 17, 9};
+    job *j[N_JOBS];
+    for (int k = 0; k < N_JOBS; k++) {
+        int32_t p[32];
+        p[0] = 1;
+        for (int i = 1; i < lens[k]; i++)
+            p[i] = TOK('a');
+        j[k] = submit(s, gen_req(p, lens[k], 1, MAX_TOK));
+    }
+    for (int k = 0; k < N_JOBS; k++)
+        if (j[k]) job_wait(j[k]);
+    struct {
+        bool decoding;
+        int next_pos, next_tok, gen;
+    } seq[3] = {{0}};
+    int mixed = 0, most = 0;
+    for (int k = 1; k <= n_entered(&f); k++) {
+        step_rec st = get_step(&f, k);
+        int n_decode = 0, has[3] = {0};
+        for (int i = 0; i < st.n; i++)
+            has[st.r[i].seq]++;
+        for (int q = 0; q < 3; q++) {
+            if (!seq[q].decoding) continue;
+            n_decode++;
+            bool found = false;
+            for (int i = 0; i < st.n; i++)
+                found |= st.r[i].seq == q && st.r[i].pos == seq[q].next_pos &&
+                         st.r[i].token == seq[q].next_tok && st.r[i].logits;
+            CHECK(found && has[q] == 1, "step %d: slot %d's decoding row missing (%d rows)", k, q,
+                  has[q]);
+        }
+        int prefill = st.n - n_decode, allowed = batch - n_decode;
+        if (allowed < MIN_PREFILL) allowed = MIN_PREFILL;
+        CHECK(prefill <= allowed, "step %d: %d prefill rows beside %d decoding, batch %d", k,
+              prefill, n_decode, batch);
+        if (batch >= n_decode + MIN_PREFILL)
+            CHECK(st.n <= batch, "step %d: %d rows, batch %d", k, st.n, batch);
+        mixed += n_decode > 0 && prefill > 0;
+        most = st.n > most ? st.n : most;
+        for (int i = 0; i < st.n; i++) {
+            const row *w = &st.r[i];
+            if (w->pos == 0) seq[w->seq].gen = 0, seq[w->seq].decoding = false;
+            if (!w->logits) continue;
+            int gen = ++seq[w->seq].gen;
+            seq[w->seq].decoding = gen < MAX_TOK;
+            seq[w->seq].next_pos = w->pos + 1;
+            seq[w->seq].next_tok = next_token(w->token);
+        }
+    }
+    CHECK(mixed > 0, "batch %d: no step mixed decoding and prefill rows", batch);
+    for (int k = 0; k < N_JOBS; k++) {
+        if (!j[k]) continue;
+        choice_view v = view(j[k], 0);
+        CHECK(v.finish == FINISH_LENGTH && !strcmp(v.text, "bcdefg"), "job %d: '%s'", k, v.text);
+        job_release(j[k]);
+    }
+    printf("batch %d: %d steps, at most %d rows, %d mixing decode and prefill\n", batch,
+           n_entered(&f), most, mixed);
+    sched_destroy(s);
+    fake_free(&f);
+}
+
+int main(void) {
+    char dir[] = "/tmp/ls-test-sched-XXXXXX";
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    char path[64];
+    snprintf(path, sizeof path, "%s/tiny.gguf", dir);
+    gspec g;
+    tiny_model(&g, 0, false);
+    gbuf out = {0};
+    gspec_write(&g, &out);
+    CHECK(write_bytes(path, out.p, out.n) == 0, "writing %s", path);
+    gb_free(&out);
+    gspec_free(&g);
+    char err[LS_ERR_LEN] = "";
+    model *m = model_load(path, NULL, err, sizeof err);
+    CHECK(m != NULL, "model_load: %s", err);
+    if (m) {
+        test_admission_order(m);
+        test_cancel(m);
+        test_prompt_cache(m);
+        test_queue_limits(m);
+        test_embeddings(m);
+        test_embeddings_cancel(m);
+        test_prompts(m);
+        test_row_budget(m, 12);
+        test_row_budget(m, 4);
+        model_free(m);
+    }
+    unlink(path);
+    rmdir(dir);
+    return check_summary();
+}
