@@ -24,6 +24,10 @@ BIN = os.environ.get("LS_BIN", os.path.join(os.path.dirname(__file__), "..", "bu
 MODELS = os.environ.get("LS_MODELS_DIR",
                         os.path.join(os.path.dirname(__file__), "..", "..", "shared", "models"))
 MODEL = os.path.join(MODELS, "kjv-demo.gguf")
+# How much slower this build runs than a release build (LS_SANITIZE, set by tests/meson.build):
+# a limit on a client a test starts (a Node script, say) is multiplied by it. ThreadSanitizer
+# slows the server's threads far more than AddressSanitizer does.
+SLOW = {"none": 1, "": 1, "thread": 10}.get(os.environ.get("LS_SANITIZE", "none"), 3)
 START_TIMEOUT = 120   # seconds until "ready"; generous for sanitizer builds
 IO_TIMEOUT = 120      # per socket operation
 # the startup summary's first line (text) or its msg (JSON): the server takes requests

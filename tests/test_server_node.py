@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 
-from server_harness import Runner, Server
+from server_harness import SLOW, Runner, Server
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NODE_DIR = os.path.join(HERE, "node")
@@ -28,7 +28,7 @@ def main():
             env = dict(os.environ, LS_PORT=str(s.port), LS_API_KEY=KEY)
             p = subprocess.run([node, os.path.join(NODE_DIR, "openai_client.mjs")], cwd=NODE_DIR,
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               timeout=120)
+                               timeout=120 * SLOW)
             out = p.stdout.decode("utf-8", "replace")
             print(out, end="")
             assert p.returncode == 0, "node exited %d" % p.returncode
@@ -42,7 +42,7 @@ def main():
             env = dict(os.environ, LS_PORT=str(s.port), LS_API_KEY=KEY)
             p = subprocess.run([node, os.path.join(NODE_DIR, "structured_clients.mjs")],
                                cwd=NODE_DIR, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, timeout=240)
+                               stderr=subprocess.STDOUT, timeout=240 * SLOW)
             out = p.stdout.decode("utf-8", "replace")
             print(out, end="")
             assert p.returncode == 0, "node exited %d" % p.returncode
