@@ -119,7 +119,8 @@ INLINE void decode_q23(k_block *kb, bool q3, const uint8_t *blk) {
     if (q3) {
         int sc[16];
         q3_K_scales(sc, b3->scales);
-        for (int i = 0; i < 16; i++) kb->sc[i] = (int16_t)sc[i], kb->mn[i] = 0;
+        for (int i = 0; i < 16; i++)
+            kb->sc[i] = (int16_t)sc[i], kb->mn[i] = 0;
         kb->d = f16_to_f32(b3->d);
         kb->dmin = 0.0f;
     } else {
@@ -173,13 +174,12 @@ INLINE void decode_q6(k_block *kb, const block_q6_K *w) {
                 const uint8x16_t lb = vld1q_u8(w->ql + 64 * h + 32 * (k % 2) + 16 * half);
                 const uint8x16_t hb = vld1q_u8(w->qh + 32 * h + 16 * half);
                 const uint8x16_t lo = k < 2 ? vandq_u8(lb, m4) : vshrq_n_u8(lb, 4);
-                const uint8x16_t hi =
-                    vandq_u8(vshlq_u8(hb, vdupq_n_s8((int8_t)(-2 * k))), three);
+                const uint8x16_t hi = vandq_u8(vshlq_u8(hb, vdupq_n_s8((int8_t)(-2 * k))), three);
                 const uint8x16_t c = vorrq_u8(lo, vshlq_n_u8(hi, 4));
-                kb->c[8 * h + 2 * k + half] =
-                    vsubq_s8(vreinterpretq_s8_u8(c), vdupq_n_s8(32));
+                kb->c[8 * h + 2 * k + half] = vsubq_s8(vreinterpretq_s8_u8(c), vdupq_n_s8(32));
             }
-    for (int i = 0; i < 16; i++) kb->sc[i] = w->scales[i], kb->mn[i] = 0;
+    for (int i = 0; i < 16; i++)
+        kb->sc[i] = w->scales[i], kb->mn[i] = 0;
     kb->d = f16_to_f32(w->d);
     kb->dmin = 0.0f;
     kb->has_min = false;
@@ -194,8 +194,8 @@ INLINE void decode_xs(k_block *kb, const block_iq4_xs *w) {
         const uint8x16_t q = vld1q_u8(w->qs + 16 * s);
         kb->c[2 * s] = vqtbl1q_s8(tbl, vandq_u8(q, m4));
         kb->c[2 * s + 1] = vqtbl1q_s8(tbl, vshrq_n_u8(q, 4));
-        const int ls = ((w->scales_l[s / 2] >> (4 * (s % 2))) & 0x0f) |
-                       (((w->scales_h >> (2 * s)) & 3) << 4);
+        const int ls =
+            ((w->scales_l[s / 2] >> (4 * (s % 2))) & 0x0f) | (((w->scales_h >> (2 * s)) & 3) << 4);
         kb->sc[2 * s] = kb->sc[2 * s + 1] = (int16_t)(ls - 32);
         kb->mn[2 * s] = kb->mn[2 * s + 1] = 0;
     }
@@ -206,12 +206,24 @@ INLINE void decode_xs(k_block *kb, const block_iq4_xs *w) {
 
 INLINE void decode_k(k_block *kb, dtype t, const uint8_t *blk) {
     switch (t) {
-    case DT_Q2_K: decode_q23(kb, false, blk); break;
-    case DT_Q3_K: decode_q23(kb, true, blk); break;
-    case DT_Q4_K: decode_q45(kb, false, blk); break;
-    case DT_Q5_K: decode_q45(kb, true, blk); break;
-    case DT_Q6_K: decode_q6(kb, (const block_q6_K *)blk); break;
-    default: decode_xs(kb, (const block_iq4_xs *)blk); break;
+    case DT_Q2_K:
+        decode_q23(kb, false, blk);
+        break;
+    case DT_Q3_K:
+        decode_q23(kb, true, blk);
+        break;
+    case DT_Q4_K:
+        decode_q45(kb, false, blk);
+        break;
+    case DT_Q5_K:
+        decode_q45(kb, true, blk);
+        break;
+    case DT_Q6_K:
+        decode_q6(kb, (const block_q6_K *)blk);
+        break;
+    default:
+        decode_xs(kb, (const block_iq4_xs *)blk);
+        break;
     }
 }
 
@@ -222,8 +234,8 @@ INLINE void acc_k(const k_block *kb, const block_q8_K *x, float *sum) {
     int32x4_t acc = vdupq_n_s32(0);
     for (int i = 0; i < 16; i++) {
         const int8x16_t xv = vld1q_s8(x->qs + 16 * i);
-        const int16x8_t p = vmlal_high_s8(vmull_s8(vget_low_s8(kb->c[i]), vget_low_s8(xv)),
-                                          kb->c[i], xv);
+        const int16x8_t p =
+            vmlal_high_s8(vmull_s8(vget_low_s8(kb->c[i]), vget_low_s8(xv)), kb->c[i], xv);
         acc = vmlaq_n_s32(acc, vpaddlq_s16(p), kb->sc[i]);
     }
     const int32_t isum = vaddvq_s32(acc);
@@ -268,7 +280,8 @@ void qdot_rows_neon(float *out, const block_q8_act *xq, const block_q8_K *xk, co
                         acc_q32(&kb, xq + (size_t)(t0 + i) * nb + b, &sum[i]);
                 }
             }
-            for (int i = 0; i < tn; i++) out[(size_t)(t0 + i) * n_out + r] = sum[i];
+            for (int i = 0; i < tn; i++)
+                out[(size_t)(t0 + i) * n_out + r] = sum[i];
         }
     }
 }
@@ -284,8 +297,10 @@ bool qdot_neon_has(dtype t) {
     case DT_Q4_K:
     case DT_Q5_K:
     case DT_Q6_K:
-    case DT_IQ4_XS: return true;
-    default: return false;
+    case DT_IQ4_XS:
+        return true;
+    default:
+        return false;
     }
 }
 

@@ -92,9 +92,11 @@ INLINE void decode_q23(k23_block *kb, bool q3, const uint8_t *blk) {
     const uint8_t *qs = q3 ? b3->qs : b2->qs;
     for (int h = 0; h < 2; h++) {
         const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * h));
-        for (int k = 0; k < 4; k++) kb->c[4 * h + k] = q23_codes(q, hm, 4 * h + k, q3);
+        for (int k = 0; k < 4; k++)
+            kb->c[4 * h + k] = q23_codes(q, hm, 4 * h + k, q3);
     }
-    for (int j = 0; j < 8; j++) kb->sc[j] = scale_pair(sc8, j);
+    for (int j = 0; j < 8; j++)
+        kb->sc[j] = scale_pair(sc8, j);
     kb->v16 = q3 ? _mm256_cvtepi8_epi16(sc8) : q2_K_mins16(b2);
     kb->d = k2_h2f(q3 ? b3->d : b2->d);
     kb->dmin = q3 ? 0.0f : k2_h2f(b2->dmin);
@@ -105,7 +107,8 @@ INLINE void acc_q23(const k23_block *kb, bool q3, const block_q8_K *x, float *su
     __m256i acc = _mm256_setzero_si256();
     for (int j = 0; j < 8; j++) {
         const __m256i xv = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * j));
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(kb->c[j], xv), kb->sc[j]));
+        acc =
+            _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(kb->c[j], xv), kb->sc[j]));
     }
     const int32_t bs = dot_bsums(kb->v16, x);
     if (q3)
@@ -174,8 +177,8 @@ INLINE float dot_iq4_nl_avx2(const block_iq4_nl *w, const block_q8_act *x, int n
     for (int b = 0; b < nb; b++) {
         _mm_prefetch((const char *)&w[b] + K2_PF_AHEAD, _MM_HINT_T0);
         const __m256i xv = _mm256_loadu_si256((const __m256i *)x[b].qs);
-        const __m256i p = _mm256_madd_epi16(dot_signed16(iq4_values32(w[b].qs), xv),
-                                            _mm256_set1_epi16(1));
+        const __m256i p =
+            _mm256_madd_epi16(dot_signed16(iq4_values32(w[b].qs), xv), _mm256_set1_epi16(1));
         sum += (float)k2_hsum(p) * (k2_h2f(w[b].d) * x[b].d);
     }
     return sum;
@@ -183,13 +186,14 @@ INLINE float dot_iq4_nl_avx2(const block_iq4_nl *w, const block_q8_act *x, int n
 
 /* IQ4_XS sub-block s's scale minus 32. */
 INLINE int iq4_xs_scale(const block_iq4_xs *w, int s) {
-    return (((w->scales_l[s / 2] >> (4 * (s % 2))) & 0x0f) | (((w->scales_h >> (2 * s)) & 3) << 4)) -
+    return (((w->scales_l[s / 2] >> (4 * (s % 2))) & 0x0f) |
+            (((w->scales_h >> (2 * s)) & 3) << 4)) -
            32;
 }
 
 typedef struct {
-    __m256i v[8];   /* sub-block s's 32 table values */
-    __m256i sc[8];  /* its scale, 16 int16 lanes */
+    __m256i v[8];  /* sub-block s's 32 table values */
+    __m256i sc[8]; /* its scale, 16 int16 lanes */
     float d;
 } xs_block;
 
@@ -261,7 +265,8 @@ INLINE void rows_k2(dtype t, float *out, const block_q8_K *xk, const tensor *w, 
                         acc_q23(&kb, t == DT_Q3_K, xk + (size_t)(t0 + i) * nb + b, &sum[i]);
                 }
             }
-            for (int i = 0; i < tn; i++) out[(size_t)(t0 + i) * n_out + r] = sum[i];
+            for (int i = 0; i < tn; i++)
+                out[(size_t)(t0 + i) * n_out + r] = sum[i];
         }
     }
 }
@@ -281,8 +286,8 @@ TARGET static void rows_iq4_xs(float *out, const block_q8_K *xk, const tensor *w
 
 /* IQ4_NL: one weight row against one activation row, as the other 32-element types (a
  * prefill's later rows find the weight row in cache). */
-TARGET static void rows_iq4_nl(float *out, const block_q8_act *xq, const tensor *w, int T,
-                               int r0, int r1) {
+TARGET static void rows_iq4_nl(float *out, const block_q8_act *xq, const tensor *w, int T, int r0,
+                               int r1) {
     const int n = (int)w->ne[0], n_out = (int)w->ne[1], nb = n / QK;
     for (int r = r0; r < r1; r++) {
         const block_iq4_nl *row = (const block_iq4_nl *)tensor_row(w, r);
@@ -299,11 +304,20 @@ bool qdot_avx2_k2_has(dtype t) {
 void qdot_rows_avx2_k2(float *out, const block_q8_act *xq, const block_q8_K *xk, const tensor *w,
                        int T, int r0, int r1) {
     switch (w->type) {
-    case DT_Q2_K: rows_q2_K(out, xk, w, T, r0, r1); return;
-    case DT_Q3_K: rows_q3_K(out, xk, w, T, r0, r1); return;
-    case DT_IQ4_XS: rows_iq4_xs(out, xk, w, T, r0, r1); return;
-    case DT_IQ4_NL: rows_iq4_nl(out, xq, w, T, r0, r1); return;
-    default: return; /* qdot_avx2_k2_has says which */
+    case DT_Q2_K:
+        rows_q2_K(out, xk, w, T, r0, r1);
+        return;
+    case DT_Q3_K:
+        rows_q3_K(out, xk, w, T, r0, r1);
+        return;
+    case DT_IQ4_XS:
+        rows_iq4_xs(out, xk, w, T, r0, r1);
+        return;
+    case DT_IQ4_NL:
+        rows_iq4_nl(out, xq, w, T, r0, r1);
+        return;
+    default:
+        return; /* qdot_avx2_k2_has says which */
     }
 }
 
