@@ -135,8 +135,8 @@ float dot_row(const void *w, dtype t, const block_q8_act *xq, const block_q8_K *
     }
 }
 
-/* The types the SIMD kernels (x86/avx2.c, x86/avx512.c, arm/neon.c) compute; the rest go to
- * the scalar kernels whatever the CPU. */
+/* The types the SIMD kernels of x86/avx2.c, x86/avx512.c and arm/neon.c compute; the other
+ * block types go to x86/quant_avx2*.c or arm/neon_quant.c (qdot_avx2_has, qdot_neon_has). */
 static bool simd_type(dtype t) {
     return t == DT_F32 || t == DT_F16 || t == DT_BF16 || t == DT_Q8_0 || t == DT_Q4_0;
 }
