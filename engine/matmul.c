@@ -135,8 +135,8 @@ float dot_row(const void *w, dtype t, const block_q8_act *xq, const block_q8_K *
     }
 }
 
-/* The types the SIMD kernels (x86/avx2.c, x86/avx512.c, arm/neon.c) compute; the rest go to
- * the scalar kernels whatever the CPU. */
+/* The types the SIMD kernels of x86/avx2.c, x86/avx512.c and arm/neon.c compute; the other
+ * block types go to x86/quant_avx2*.c or arm/neon_quant.c (qdot_avx2_has, qdot_neon_has). */
 static bool simd_type(dtype t) {
     return t == DT_F32 || t == DT_F16 || t == DT_BF16 || t == DT_Q8_0 || t == DT_Q4_0;
 }
@@ -162,7 +162,9 @@ static void mm_rows(void *arg, int ith, int nth) {
     const int r1 = r0 + per < n_out ? r0 + per : n_out;
     if (j->simd) {
         if (r0 >= r1) return;
-        if (!simd_type(j->w->type)) /* a type only x86/quant_avx2.c has kernels for */
+        if (!simd_type(j->w->type) && mm_neon_supported()) /* arm/neon_quant.c */
+            qdot_rows_neon(j->out, j->xq, j->xk, j->w, j->T, r0, r1);
+        else if (!simd_type(j->w->type)) /* x86/quant_avx2.c, x86/quant_avx2_k2.c */
             qdot_rows_avx2(j->out, j->xq, j->xk, j->w, j->T, r0, r1);
         else if (mm_neon_supported())
             mm_rows_neon(j->out, j->x, j->xq, j->w, j->T, r0, r1);
@@ -228,7 +230,8 @@ int64_t mm_inline_macs(void) { return inline_macs; }
 
 void matmul(float *out, const float *x, const tensor *w, int T, mm_scratch *s, pool *p) {
     assert(T >= 0 && T <= s->max_T && w->ne[0] <= s->max_n_in); /* the scratch's size */
-    const bool simd = mm_using_simd() && (simd_type(w->type) || qdot_avx2_has(w->type));
+    const bool simd = mm_using_simd() && (simd_type(w->type) || qdot_avx2_has(w->type) ||
+                                          qdot_neon_has(w->type));
     mm_job j = {out, x, NULL, NULL, NULL, w, T, simd};
     if (dtype_uses_q8_K(w->type)) {
         quant_job q = {NULL, NULL, s->xk, x, T, (int)w->ne[0], NULL};

@@ -27,4 +27,14 @@ void mm_rows_neon(float *out, const float *x, const block_q8_act *xq, const tens
  * from x (n), n a multiple of QK. Call only when mm_neon_supported(). */
 void quantize_row_q8_act_neon(block_q8_act *out, const float *x, int64_t n);
 
+/* arm/neon_quant.c: true on AArch64 for the block types beyond Q8_0/Q4_0 that have a kernel
+ * there (Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K..Q6_K, IQ4_XS). */
+bool qdot_neon_has(dtype t);
+
+/* out (T, n_out), columns [r0, r1) only: out[t][r] = dot(w row r, activation row t), with xq
+ * (T, n_in / QK) for the 32-element types and xk (T, n_in / QK_K) for the 256-element ones; the
+ * bits of the scalar twins in quant_dot.c. Call only when qdot_neon_has(w->type). */
+void qdot_rows_neon(float *out, const block_q8_act *xq, const block_q8_K *xk, const tensor *w,
+                    int T, int r0, int r1);
+
 #endif

@@ -311,14 +311,19 @@ TARGET static float row_dot(dtype t, const uint8_t *row, const block_q8_act *xq,
 }
 
 bool qdot_avx2_has(dtype t) {
-    return mm_avx2_supported() && (t == DT_Q4_1 || t == DT_Q5_0 || t == DT_Q5_1 || t == DT_Q4_K ||
-                                   t == DT_Q5_K || t == DT_Q6_K);
+    return qdot_avx2_k2_has(t) ||
+           (mm_avx2_supported() && (t == DT_Q4_1 || t == DT_Q5_0 || t == DT_Q5_1 ||
+                                    t == DT_Q4_K || t == DT_Q5_K || t == DT_Q6_K));
 }
 
 void qdot_rows_avx2(float *out, const block_q8_act *xq, const block_q8_K *xk, const tensor *w,
                     int T, int r0, int r1) {
     const int n = (int)w->ne[0], n_out = (int)w->ne[1];
     const int nbq = n / QK;
+    if (qdot_avx2_k2_has(w->type)) {
+        qdot_rows_avx2_k2(out, xq, xk, w, T, r0, r1);
+        return;
+    }
     switch (w->type) {
     case DT_Q4_K: rows_q4_K(out, xk, w, T, r0, r1); return;
     case DT_Q5_K: rows_q5_K(out, xk, w, T, r0, r1); return;

@@ -8,7 +8,7 @@
 #include <stdbool.h>
 
 /* True when this CPU has AVX2 and there is a kernel here for type t (Q4_1, Q5_0, Q5_1, Q4_K,
- * Q5_K, Q6_K). */
+ * Q5_K, Q6_K, and those of qdot_avx2_k2_has). */
 bool qdot_avx2_has(dtype t);
 
 /* out (T, n_out), columns [r0, r1) only: out[t][r] = dot(w row r, activation row t), with xq
@@ -16,5 +16,11 @@ bool qdot_avx2_has(dtype t);
  * when qdot_avx2_has(w->type). */
 void qdot_rows_avx2(float *out, const block_q8_act *xq, const block_q8_K *xk, const tensor *w,
                     int T, int r0, int r1);
+
+/* x86/quant_avx2_k2.c: the same contract for Q2_K, Q3_K, IQ4_NL and IQ4_XS (qdot_rows_avx2
+ * sends those types there). */
+bool qdot_avx2_k2_has(dtype t);
+void qdot_rows_avx2_k2(float *out, const block_q8_act *xq, const block_q8_K *xk, const tensor *w,
+                       int T, int r0, int r1);
 
 #endif
