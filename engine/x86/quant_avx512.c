@@ -1,8 +1,8 @@
-/* x86/quant_avx512: K-quant prefill on AVX-512 VNNI. A weight super-block is decoded once into
- * four zmm of 64 unsigned codes and its scales into four zmm of int16 lanes, then multiplied with
- * up to KG activation rows (vpmaddubsw, then vpdpwssd by the scales); the KG rows' lane sums are
- * reduced together. Exact integers per block and the scalar twin's float steps per block, in
- * order: the bits of dot_q4_K, dot_q5_K and dot_q6_K. */
+/* x86/quant_avx512: K-quant prefill (Q4_K, Q5_K, Q6_K) on AVX-512 VNNI. Super-blocks of 16
+ * weight rows are decoded once and transposed (lane = weight row), then every activation row
+ * passes over them with broadcast vpdpbusd, 8 activation rows at a time. Exact integers per
+ * block and the scalar twin's float steps per block, in order: the bits of dot_q4_K, dot_q5_K
+ * and dot_q6_K. */
 #include "quant_avx512.h"
 
 #include "x86.h"
@@ -12,14 +12,9 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include "x86_simd.h"
 
-#define KG 8 /* activation rows per group: 8 accumulators + 8 weight zmm + temporaries */
-
-/* One decoded super-block. Element 64k + e is byte e of c[k]; vpmaddubsw's int16 lane l of it
- * (elements 64k + 2l, + 1) is multiplied by int16 lane l of sc[k]. */
+/* One row's decoded super-block: element 64k + e is byte e of c[k] (unsigned codes). */
 typedef struct {
     __m512i c[4];
-    __m512i sc[4];
-    __m256i mins; /* int16 lane j: what bsums[j] is multiplied by (Q4_K/Q5_K min, Q6_K scale) */
     float d, dmin;
 } kblock;
 
@@ -30,10 +25,8 @@ INLINE512 __m512i join256(__m256i lo, __m256i hi) {
 INLINE512 void decode_q45(kblock *kb, bool q5, const uint8_t *blk) {
     const block_q4_K *b4 = (const block_q4_K *)blk;
     const block_q5_K *b5 = (const block_q5_K *)blk;
-    const uint8_t *scales = q5 ? b5->scales : b4->scales, *qs = q5 ? b5->qs : b4->qs;
+    const uint8_t *qs = q5 ? b5->qs : b4->qs;
     const __m256i m4 = _mm256_set1_epi8(0x0f);
-    int sc[8], m[8];
-    for (int s = 0; s < 8; s++) k4_scale_min(s, scales, &sc[s], &m[s]);
     const __m512i qh =
         q5 ? _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)b5->qh)) : _mm512_setzero_si512();
     for (int k = 0; k < 4; k++) { /* sub-blocks 2k (low nibbles) and 2k + 1 (high) */
@@ -45,19 +38,13 @@ INLINE512 void decode_q45(kblock *kb, bool q5, const uint8_t *blk) {
             c = _mm512_mask_add_epi8(c, _mm512_test_epi8_mask(qh, bit), c, _mm512_set1_epi8(0x10));
         }
         kb->c[k] = c;
-        kb->sc[k] = join256(_mm256_set1_epi16((short)sc[2 * k]), _mm256_set1_epi16((short)sc[2 * k + 1]));
     }
-    kb->mins = _mm256_setr_epi16((short)m[0], (short)m[0], (short)m[1], (short)m[1], (short)m[2],
-                                 (short)m[2], (short)m[3], (short)m[3], (short)m[4], (short)m[4],
-                                 (short)m[5], (short)m[5], (short)m[6], (short)m[6], (short)m[7],
-                                 (short)m[7]);
     kb->d = _cvtsh_ss(q5 ? b5->d : b4->d);
     kb->dmin = _cvtsh_ss(q5 ? b5->dmin : b4->dmin);
 }
 
 INLINE512 void decode_q6(kblock *kb, const block_q6_K *w) {
     const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
-    const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w->scales));
     for (int h = 0; h < 2; h++) { /* elements 128h + 32k .. + 31 in c[k]: low 4 bits from ql,
                                    * high 2 from qh */
         const __m256i A = _mm256_loadu_si256((const __m256i *)(w->ql + 64 * h));
@@ -74,114 +61,151 @@ INLINE512 void decode_q6(kblock *kb, const block_q6_K *w) {
         kb->c[2 * h] = join256(c0, c1);
         kb->c[2 * h + 1] = join256(c2, c3);
     }
-    /* int16 lane l of zmm k covers elements 64k + 2l, + 1: sub-block 4k + l / 8 */
-    const __m512i s = _mm512_castsi256_si512(s16);
-    for (int k = 0; k < 4; k++) {
-        const __m512i idx = _mm512_set_epi16(
-            4 * k + 3, 4 * k + 3, 4 * k + 3, 4 * k + 3, 4 * k + 3, 4 * k + 3, 4 * k + 3, 4 * k + 3,
-            4 * k + 2, 4 * k + 2, 4 * k + 2, 4 * k + 2, 4 * k + 2, 4 * k + 2, 4 * k + 2, 4 * k + 2,
-            4 * k + 1, 4 * k + 1, 4 * k + 1, 4 * k + 1, 4 * k + 1, 4 * k + 1, 4 * k + 1, 4 * k + 1,
-            4 * k, 4 * k, 4 * k, 4 * k, 4 * k, 4 * k, 4 * k, 4 * k);
-        kb->sc[k] = _mm512_permutexvar_epi16(idx, s);
-    }
-    kb->mins = s16;
     kb->d = _cvtsh_ss(w->d);
     kb->dmin = 0.0f;
 }
 
-/* The scaled code . activation sums of one block and activation row, as 16 int32 lanes. */
-INLINE512 __m512i dot_block(const kblock *kb, const int8_t *xq) {
-    __m512i acc = _mm512_setzero_si512();
-    for (int k = 0; k < 4; k++)
-        acc = _mm512_dpwssd_epi32(
-            acc, _mm512_maddubs_epi16(kb->c[k], _mm512_loadu_si512((const void *)(xq + 64 * k))),
-            kb->sc[k]);
-    return acc;
+/* ---- weight-row tiles: lanes are 16 weight rows --------------------------------------------
+ * A tile holds NBC super-blocks of 16 weight rows transposed: w[c] has dword c (codes 4c .. 4c +
+ * 3) of row i's block in lane i. One activation row's dword c, broadcast, goes into vpdpbusd
+ * (unsigned codes times signed activations): eight (Q4_K/Q5_K) or four (Q6_K) of them give
+ * every row's exact sub-block sum, times the sub-block scales (vpmulld); the bsums share goes
+ * through vpdpwssd with the scales or mins in int16 pairs. The float steps then run on 16 lanes,
+ * one per weight row, as the scalar twin does them (mul, mul, sub/none, add). No horizontal sum;
+ * the decode is paid once per 16 rows for all activation rows. */
+#define TR 16 /* weight rows per tile */
+#define NBT 4 /* super-blocks per tile (23 KB, in L1 while every activation row passes) */
+
+typedef struct {
+    __m512i w[64];  /* dword c of each row's codes */
+    __m512i sc[16]; /* sub-block scales (Q4_K/Q5_K: 8 of 32 elements; Q6_K: 16 of 16) */
+    __m512i mp[8];  /* int16 pair (u, u + 1 of bsums) multipliers: mins or Q6_K scales */
+    __m512 d, dmin;
+} ktile;
+
+INLINE512 __m512i bcast4(const int8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm512_set1_epi32(v);
 }
 
-/* Two rows' 16 lanes each to 8 partial sums each: row a in the low 256 bits, row b high. */
-INLINE512 __m512i fold_pair(__m512i a, __m512i b) {
-    return _mm512_add_epi32(_mm512_shuffle_i32x4(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
-                            _mm512_shuffle_i32x4(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
-}
-
-/* Eight rows' 8 partial sums (two rows per zmm, as fold_pair leaves them) to their totals: row
- * i < 4 in out[4i], row i >= 4 in out[4(i - 4) + 2]. Exact integers. */
-INLINE512 void reduce8(int32_t out[16], const __m512i x[4]) {
-    const __m512i y0 = _mm512_add_epi32(_mm512_shuffle_i32x4(x[0], x[1], _MM_SHUFFLE(2, 0, 2, 0)),
-                                        _mm512_shuffle_i32x4(x[0], x[1], _MM_SHUFFLE(3, 1, 3, 1)));
-    const __m512i y1 = _mm512_add_epi32(_mm512_shuffle_i32x4(x[2], x[3], _MM_SHUFFLE(2, 0, 2, 0)),
-                                        _mm512_shuffle_i32x4(x[2], x[3], _MM_SHUFFLE(3, 1, 3, 1)));
-    const __m512i z = _mm512_add_epi32(_mm512_unpacklo_epi64(y0, y1), _mm512_unpackhi_epi64(y0, y1));
-    _mm512_storeu_si512((void *)out,
-                        _mm512_add_epi32(z, _mm512_shuffle_epi32(z, _MM_PERM_CDAB)));
-}
-
-/* One block against the KG activation rows xs[i] (rows past the group's end repeat its last):
- * the exact block sums isum[i] and the bsums products msum[i] (the mins' share for Q4_K/Q5_K,
- * the scales' for Q6_K), in the lanes reduce8 leaves them. */
-INLINE512 void block_sums(const kblock *kb, const block_q8_K *const xs[KG], int32_t isum[16],
-                          int32_t msum[16]) {
-    __m512i xi[KG / 2], xm[KG / 2];
-    const __m512i mins = join256(kb->mins, kb->mins);
-    for (int i = 0; i < KG; i += 2) {
-        xi[i / 2] = fold_pair(dot_block(kb, xs[i]->qs), dot_block(kb, xs[i + 1]->qs));
-        const __m512i bs = join256(_mm256_loadu_si256((const __m256i *)xs[i]->bsums),
-                                   _mm256_loadu_si256((const __m256i *)xs[i + 1]->bsums));
-        xm[i / 2] = _mm512_madd_epi16(bs, mins);
-    }
-    reduce8(isum, xi);
-    reduce8(msum, xm);
-}
-
-#define LANE(i) ((i) < 4 ? 4 * (i) : 4 * ((i) - 4) + 2)
-
-INLINE512 void rows_k512(dtype t, float *out, const block_q8_K *xk, const tensor *w, int T,
-                         int r0, int r1) {
-    const int n = (int)w->ne[0], n_out = (int)w->ne[1], nb = n / QK_K;
+/* Block b of rows r .. r + TR - 1 (rows past r1 - 1 repeat it) into kt. */
+INLINE512 void tile_decode(ktile *kt, dtype t, const tensor *w, int r, int r1, int b) {
     const size_t bb = dtype_block_bytes(t);
-    for (int r = r0; r < r1; r++) {
-        const uint8_t *row = tensor_row(w, r);
-        for (int t0 = 0; t0 < T; t0 += KG) {
-            const int tn = T - t0 < KG ? T - t0 : KG;
-            float sum[KG] = {0};
-            for (int b = 0; b < nb; b++) {
-                const block_q8_K *xs[KG];
-                for (int i = 0; i < KG; i++)
-                    xs[i] = xk + (size_t)(t0 + (i < tn ? i : tn - 1)) * nb + b;
-                kblock kb;
-                if (t == DT_Q6_K)
-                    decode_q6(&kb, (const block_q6_K *)(row + (size_t)b * bb));
-                else
-                    decode_q45(&kb, t == DT_Q5_K, row + (size_t)b * bb);
-                int32_t isum[16], msum[16];
-                block_sums(&kb, xs, isum, msum);
-                /* the scalar twins' float steps (dot_q45_K, dot_q6_K) */
-                for (int i = 0; i < tn; i++) {
-                    const float dx = xs[i]->d;
-                    if (t == DT_Q6_K)
-                        sum[i] += (float)(isum[LANE(i)] - 32 * msum[LANE(i)]) * (kb.d * dx);
-                    else
-                        sum[i] += (float)isum[LANE(i)] * (kb.d * dx) -
-                                  (float)msum[LANE(i)] * (kb.dmin * dx);
-                }
+    int32_t codes[TR][64], sc[16][TR], mp[8][TR];
+    float d[TR], dmin[TR];
+    for (int i = 0; i < TR; i++) {
+        const uint8_t *blk = (const uint8_t *)tensor_row(w, r + i < r1 ? r + i : r1 - 1) + (size_t)b * bb;
+        kblock kb;
+        if (t == DT_Q6_K) {
+            const block_q6_K *q6 = (const block_q6_K *)blk;
+            decode_q6(&kb, q6);
+            for (int s = 0; s < 16; s++) sc[s][i] = q6->scales[s];
+            for (int u = 0; u < 8; u++)
+                mp[u][i] = (int32_t)((uint32_t)(uint16_t)q6->scales[2 * u] |
+                                     (uint32_t)(uint16_t)q6->scales[2 * u + 1] << 16);
+        } else {
+            const bool q5 = t == DT_Q5_K;
+            decode_q45(&kb, q5, blk);
+            const uint8_t *scales = q5 ? ((const block_q5_K *)blk)->scales
+                                       : ((const block_q4_K *)blk)->scales;
+            for (int s = 0; s < 8; s++) {
+                int m;
+                k4_scale_min(s, scales, &sc[s][i], &m);
+                mp[s][i] = (int32_t)((uint32_t)m | (uint32_t)m << 16);
             }
-            for (int i = 0; i < tn; i++) out[(size_t)(t0 + i) * n_out + r] = sum[i];
+        }
+        for (int k = 0; k < 4; k++) _mm512_storeu_si512((void *)&codes[i][16 * k], kb.c[k]);
+        d[i] = kb.d;
+        dmin[i] = kb.dmin;
+    }
+    const __m512i rows = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
+                                                               11, 12, 13, 14, 15),
+                                            _mm512_set1_epi32(64));
+    for (int c = 0; c < 64; c++) kt->w[c] = _mm512_i32gather_epi32(rows, &codes[0][c], 4);
+    for (int s = 0; s < (t == DT_Q6_K ? 16 : 8); s++) kt->sc[s] = _mm512_loadu_si512(sc[s]);
+    for (int u = 0; u < 8; u++) kt->mp[u] = _mm512_loadu_si512(mp[u]);
+    kt->d = _mm512_loadu_ps(d);
+    kt->dmin = _mm512_loadu_ps(dmin);
+}
+
+#define NA 8 /* activation rows per pass: each weight load serves NA vpdpbusd */
+
+/* NA activation rows' block against a tile block: sum[a] += the block's share, per lane. */
+INLINE512 void tile_block(const ktile *kt, bool q6, const block_q8_K *const x[NA], __m512 sum[NA]) {
+    const int ns = q6 ? 16 : 8, dw = 64 / ns; /* sub-blocks, dwords per sub-block */
+    __m512i isum[NA], msum[NA];
+    for (int a = 0; a < NA; a++) isum[a] = msum[a] = _mm512_setzero_si512();
+    for (int s = 0; s < ns; s++) {
+        __m512i acc[NA];
+        for (int a = 0; a < NA; a++) acc[a] = _mm512_setzero_si512();
+        for (int c = s * dw; c < s * dw + dw; c++) {
+            const __m512i wc = _mm512_load_si512((const void *)&kt->w[c]);
+            for (int a = 0; a < NA; a++)
+                acc[a] = _mm512_dpbusd_epi32(acc[a], wc, bcast4(x[a]->qs + 4 * c));
+        }
+        for (int a = 0; a < NA; a++)
+            isum[a] = _mm512_add_epi32(isum[a], _mm512_mullo_epi32(acc[a], kt->sc[s]));
+    }
+    for (int a = 0; a < NA; a++) {
+        for (int u = 0; u < 8; u++)
+            msum[a] = _mm512_dpwssd_epi32(msum[a], kt->mp[u],
+                                          bcast4((const int8_t *)(x[a]->bsums + 2 * u)));
+        const __m512 dx = _mm512_set1_ps(x[a]->d);
+        if (q6) {
+            const __m512i q = _mm512_sub_epi32(isum[a], _mm512_slli_epi32(msum[a], 5));
+            sum[a] = _mm512_add_ps(sum[a], _mm512_mul_ps(_mm512_cvtepi32_ps(q), _mm512_mul_ps(kt->d, dx)));
+        } else {
+            const __m512 i = _mm512_mul_ps(_mm512_cvtepi32_ps(isum[a]), _mm512_mul_ps(kt->d, dx));
+            const __m512 m = _mm512_mul_ps(_mm512_cvtepi32_ps(msum[a]), _mm512_mul_ps(kt->dmin, dx));
+            sum[a] = _mm512_add_ps(sum[a], _mm512_sub_ps(i, m));
+        }
+    }
+}
+
+/* Tiles of TR rows; per tile, NBT blocks decoded at a time; NA activation rows at a time (the
+ * last pass repeats its last row), their 16 running sums each parked in out between block chunks
+ * (a stored float loads back the same). */
+INLINE512 void rows_tile(dtype t, float *out, const block_q8_K *xk, const tensor *w, int T,
+                         int r0, int r1) {
+    const int nb = (int)w->ne[0] / QK_K, n_out = (int)w->ne[1];
+    ktile kt[NBT];
+    for (int r = r0; r < r1; r += TR) {
+        const __mmask16 keep = (__mmask16)(r1 - r >= TR ? 0xffff : (1u << (r1 - r)) - 1);
+        for (int b0 = 0; b0 < nb; b0 += NBT) {
+            const int bn = nb - b0 < NBT ? nb - b0 : NBT;
+            for (int b = 0; b < bn; b++) tile_decode(&kt[b], t, w, r, r1, b0 + b);
+            for (int t0 = 0; t0 < T; t0 += NA) {
+                const int tn = T - t0 < NA ? T - t0 : NA;
+                __m512 sum[NA];
+                for (int a = 0; a < NA; a++) {
+                    const float *o = out + (size_t)(t0 + (a < tn ? a : tn - 1)) * n_out + r;
+                    sum[a] = b0 ? _mm512_maskz_loadu_ps(keep, o) : _mm512_setzero_ps();
+                }
+                for (int b = 0; b < bn; b++) {
+                    const block_q8_K *x[NA];
+                    for (int a = 0; a < NA; a++)
+                        x[a] = xk + (size_t)(t0 + (a < tn ? a : tn - 1)) * nb + b0 + b;
+                    tile_block(&kt[b], t == DT_Q6_K, x, sum);
+                }
+                for (int a = 0; a < tn; a++)
+                    _mm512_mask_storeu_ps(out + (size_t)(t0 + a) * n_out + r, keep, sum[a]);
+            }
         }
     }
 }
 
 TARGET512 static void rows_q4_K(float *out, const block_q8_K *xk, const tensor *w, int T, int r0,
                                 int r1) {
-    rows_k512(DT_Q4_K, out, xk, w, T, r0, r1);
+    rows_tile(DT_Q4_K, out, xk, w, T, r0, r1);
 }
 TARGET512 static void rows_q5_K(float *out, const block_q8_K *xk, const tensor *w, int T, int r0,
                                 int r1) {
-    rows_k512(DT_Q5_K, out, xk, w, T, r0, r1);
+    rows_tile(DT_Q5_K, out, xk, w, T, r0, r1);
 }
 TARGET512 static void rows_q6_K(float *out, const block_q8_K *xk, const tensor *w, int T, int r0,
                                 int r1) {
-    rows_k512(DT_Q6_K, out, xk, w, T, r0, r1);
+    rows_tile(DT_Q6_K, out, xk, w, T, r0, r1);
 }
 
 bool qdot_avx512_has(dtype t) {
