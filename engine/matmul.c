@@ -163,7 +163,7 @@ static void mm_rows(void *arg, int ith, int nth) {
     const int r1 = r0 + per < n_out ? r0 + per : n_out;
     if (j->simd) {
         if (r0 >= r1) return;
-        if (j->T >= 2 && qdot_avx512_has(j->w->type)) /* K-quant prefill tiles */
+        if (qdot_avx512_has(j->w->type)) /* K-quant VNNI kernels */
             qdot_rows_avx512(j->out, j->xk, j->w, j->T, r0, r1);
         else if (!simd_type(j->w->type)) /* a type only x86/quant_avx2.c has kernels for */
             qdot_rows_avx2(j->out, j->xq, j->xk, j->w, j->T, r0, r1);

@@ -1,6 +1,7 @@
-/* x86/quant_avx512: K-quant prefill (Q4_K, Q5_K, Q6_K) on AVX-512 VNNI. Super-blocks of 16
- * weight rows are decoded once and transposed (lane = weight row), then every activation row
- * passes over them with broadcast vpdpbusd, 8 activation rows at a time. Exact integers per
+/* x86/quant_avx512: K-quant (Q4_K, Q5_K, Q6_K) kernels on AVX-512 VNNI. Prefill: super-blocks
+ * of 16 weight rows are decoded once and transposed (lane = weight row), then every activation
+ * row passes over them with broadcast vpdpbusd, 8 activation rows at a time. Decode: row by row
+ * with zmm codes and vpdpwssd by the scales. Exact integers per
  * block and the scalar twin's float steps per block, in order: the bits of dot_q4_K, dot_q5_K
  * and dot_q6_K. */
 #include "quant_avx512.h"
@@ -195,17 +196,121 @@ INLINE512 void rows_tile(dtype t, float *out, const block_q8_K *xk, const tensor
     }
 }
 
+/* ---- one activation row (decode) ------------------------------------------------------------
+ * Row by row, block by block as the scalar twin: codes in four zmm, vpmaddubsw by the activation
+ * and vpdpwssd by the sub-block scales (int16, spread with vpermw); the bsums share with vpmaddwd;
+ * both sums reduced together. */
+#define ONE_T_MAX 4 /* fewer activation rows than this go row by row */
+#define PF_AHEAD 1024 /* bytes of weights prefetched ahead of the block being read */
+
+/* The int16 lanes idx(k, l) = base + l / span of a permutation that spreads scale bytes. */
+INLINE512 __m512i spread_idx(int base, int span) {
+    int16_t v[32];
+    for (int l = 0; l < 32; l++) v[l] = (int16_t)(base + l / span);
+    return _mm512_loadu_si512(v);
+}
+
+/* isum (16 lanes) and msum (8 lanes) to their exact totals. */
+INLINE512 void sum2(__m512i isum, __m256i msum, int32_t *is, int32_t *ms) {
+    const __m256i i8 = _mm256_add_epi32(_mm512_castsi512_si256(isum), _mm512_extracti64x4_epi64(isum, 1));
+    const __m256i t = _mm256_hadd_epi32(i8, msum); /* per 128 bits: i i m m */
+    const __m256i u = _mm256_hadd_epi32(t, t);      /* per 128 bits: i m i m */
+    const __m128i v = _mm_add_epi32(_mm256_castsi256_si128(u), _mm256_extracti128_si256(u, 1));
+    *is = _mm_cvtsi128_si32(v);
+    *ms = _mm_extract_epi32(v, 1);
+}
+
+INLINE512 float dot1_q45(bool q5, const uint8_t *row, const block_q8_K *x, int nb) {
+    const size_t bb = q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    const __m512i idx[4] = {spread_idx(0, 16), spread_idx(2, 16), spread_idx(4, 16), spread_idx(6, 16)};
+    const __m256i pairs = _mm512_castsi512_si256(spread_idx(0, 2));
+    float sum = 0.0f;
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *blk = row + (size_t)b * bb;
+        for (size_t ahead = PF_AHEAD; ahead < PF_AHEAD + bb; ahead += 64)
+            _mm_prefetch((const char *)blk + ahead, _MM_HINT_T0);
+        /* the 8 scales and 8 mins of k4_scale_min as bytes, four at a time */
+        const uint8_t *sb = q5 ? ((const block_q5_K *)blk)->scales : ((const block_q4_K *)blk)->scales;
+        uint32_t a, m, c;
+        memcpy(&a, sb, 4);
+        memcpy(&m, sb + 4, 4);
+        memcpy(&c, sb + 8, 4);
+        const uint64_t scb = (uint64_t)(a & 0x3f3f3f3fu) |
+                             (uint64_t)((c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u)) << 32;
+        const uint64_t mnb = (uint64_t)(m & 0x3f3f3f3fu) |
+                             (uint64_t)(((c >> 4) & 0x0f0f0f0fu) | ((m >> 2) & 0x30303030u)) << 32;
+        const __m512i sc = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)scb)));
+        const __m256i mn = _mm256_castsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mnb)));
+        kblock kb;
+        decode_q45(&kb, q5, blk);
+        __m512i acc = _mm512_setzero_si512();
+        for (int k = 0; k < 4; k++)
+            acc = _mm512_dpwssd_epi32(
+                acc, _mm512_maddubs_epi16(kb.c[k], _mm512_loadu_si512((const void *)(x[b].qs + 64 * k))),
+                _mm512_permutexvar_epi16(idx[k], sc));
+        const __m256i msum = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)x[b].bsums),
+                                               _mm256_permutexvar_epi16(pairs, mn));
+        int32_t is, ms;
+        sum2(acc, msum, &is, &ms);
+        sum += (float)is * (kb.d * x[b].d) - (float)ms * (kb.dmin * x[b].d);
+    }
+    return sum;
+}
+
+INLINE512 float dot1_q6(const block_q6_K *w, const block_q8_K *x, int nb) {
+    const __m512i idx[4] = {spread_idx(0, 8), spread_idx(4, 8), spread_idx(8, 8), spread_idx(12, 8)};
+    float sum = 0.0f;
+    for (int b = 0; b < nb; b++) {
+        for (size_t ahead = PF_AHEAD; ahead < PF_AHEAD + sizeof *w; ahead += 64)
+            _mm_prefetch((const char *)&w[b] + ahead, _MM_HINT_T0);
+        const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[b].scales));
+        const __m512i sc = _mm512_castsi256_si512(s16);
+        kblock kb;
+        decode_q6(&kb, &w[b]);
+        __m512i acc = _mm512_setzero_si512();
+        for (int k = 0; k < 4; k++)
+            acc = _mm512_dpwssd_epi32(
+                acc, _mm512_maddubs_epi16(kb.c[k], _mm512_loadu_si512((const void *)(x[b].qs + 64 * k))),
+                _mm512_permutexvar_epi16(idx[k], sc));
+        const __m256i ssum = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)x[b].bsums), s16);
+        int32_t is, ss;
+        sum2(acc, ssum, &is, &ss);
+        sum += (float)(is - 32 * ss) * (kb.d * x[b].d);
+    }
+    return sum;
+}
+
+/* T activation rows one at a time: for T below a tile's worth the transposing costs more. */
+INLINE512 void rows_one(dtype t, float *out, const block_q8_K *xk, const tensor *w, int T, int r0,
+                        int r1) {
+    const int nb = (int)w->ne[0] / QK_K, n_out = (int)w->ne[1];
+    for (int r = r0; r < r1; r++)
+        for (int ti = 0; ti < T; ti++)
+            out[(size_t)ti * n_out + r] =
+                t == DT_Q6_K ? dot1_q6((const block_q6_K *)tensor_row(w, r), xk + (size_t)ti * nb, nb)
+                             : dot1_q45(t == DT_Q5_K, tensor_row(w, r), xk + (size_t)ti * nb, nb);
+}
+
 TARGET512 static void rows_q4_K(float *out, const block_q8_K *xk, const tensor *w, int T, int r0,
                                 int r1) {
-    rows_tile(DT_Q4_K, out, xk, w, T, r0, r1);
+    if (T < ONE_T_MAX)
+        rows_one(DT_Q4_K, out, xk, w, T, r0, r1);
+    else
+        rows_tile(DT_Q4_K, out, xk, w, T, r0, r1);
 }
 TARGET512 static void rows_q5_K(float *out, const block_q8_K *xk, const tensor *w, int T, int r0,
                                 int r1) {
-    rows_tile(DT_Q5_K, out, xk, w, T, r0, r1);
+    if (T < ONE_T_MAX)
+        rows_one(DT_Q5_K, out, xk, w, T, r0, r1);
+    else
+        rows_tile(DT_Q5_K, out, xk, w, T, r0, r1);
 }
 TARGET512 static void rows_q6_K(float *out, const block_q8_K *xk, const tensor *w, int T, int r0,
                                 int r1) {
-    rows_tile(DT_Q6_K, out, xk, w, T, r0, r1);
+    if (T < ONE_T_MAX)
+        rows_one(DT_Q6_K, out, xk, w, T, r0, r1);
+    else
+        rows_tile(DT_Q6_K, out, xk, w, T, r0, r1);
 }
 
 bool qdot_avx512_has(dtype t) {
