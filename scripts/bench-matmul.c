@@ -25,7 +25,8 @@ static tensor random_weights(dtype t, int n_in, int n_out) {
     const size_t nbytes = dtype_row_bytes(t, n_in) * (size_t)n_out, bb = dtype_block_bytes(t);
     uint8_t *data = malloc(nbytes + 64);
     unsigned s = 1;
-    for (size_t i = 0; i < nbytes; i++) data[i] = (uint8_t)(frand(&s) * 128.0f + 128.0f);
+    for (size_t i = 0; i < nbytes; i++)
+        data[i] = (uint8_t)(frand(&s) * 128.0f + 128.0f);
     for (size_t b = 0; b < nbytes / bb; b++)
         for (const int *f = dtype_f16_fields(t); *f >= 0; f++) {
             uint16_t h = f32_to_f16(frand(&s) * 0.05f);
@@ -57,13 +58,15 @@ int main(int argc, char **argv) {
     tensor w[2] = {random_weights(types[ti], 2048, 5632), random_weights(types[ti], 5632, 2048)};
     float *x = malloc((size_t)T * 5632 * sizeof *x), *out = malloc((size_t)T * 5632 * sizeof *out);
     unsigned s = 9;
-    for (int i = 0; i < T * 5632; i++) x[i] = frand(&s);
+    for (int i = 0; i < T * 5632; i++)
+        x[i] = frand(&s);
     mm_scratch ms;
     if (!p || !x || !out || mm_scratch_init(&ms, T, 5632) != 0) return 1;
     double best = 1e30;
     for (int rep = 0; rep < reps; rep++) {
         const double t0 = cpu_seconds();
-        for (int k = 0; k < 2; k++) matmul(out, x, &w[k], T, &ms, p);
+        for (int k = 0; k < 2; k++)
+            matmul(out, x, &w[k], T, &ms, p);
         const double dt = cpu_seconds() - t0;
         if (dt < best) best = dt;
     }

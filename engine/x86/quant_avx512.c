@@ -8,6 +8,7 @@
 
 #include "x86.h"
 
+#include <assert.h>
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -28,8 +29,8 @@ INLINE512 void decode_q45(kblock *kb, bool q5, const uint8_t *blk) {
     const block_q5_K *b5 = (const block_q5_K *)blk;
     const uint8_t *qs = q5 ? b5->qs : b4->qs;
     const __m256i m4 = _mm256_set1_epi8(0x0f);
-    const __m512i qh =
-        q5 ? _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)b5->qh)) : _mm512_setzero_si512();
+    const __m512i qh = q5 ? _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)b5->qh))
+                          : _mm512_setzero_si512();
     for (int k = 0; k < 4; k++) { /* sub-blocks 2k (low nibbles) and 2k + 1 (high) */
         const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * k));
         __m512i c = join256(_mm256_and_si256(q, m4), _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
@@ -96,36 +97,42 @@ INLINE512 void tile_decode(ktile *kt, dtype t, const tensor *w, int r, int r1, i
     int32_t codes[TR][64], sc[16][TR], mp[8][TR];
     float d[TR], dmin[TR];
     for (int i = 0; i < TR; i++) {
-        const uint8_t *blk = (const uint8_t *)tensor_row(w, r + i < r1 ? r + i : r1 - 1) + (size_t)b * bb;
+        const uint8_t *blk =
+            (const uint8_t *)tensor_row(w, r + i < r1 ? r + i : r1 - 1) + (size_t)b * bb;
         kblock kb;
         if (t == DT_Q6_K) {
             const block_q6_K *q6 = (const block_q6_K *)blk;
             decode_q6(&kb, q6);
-            for (int s = 0; s < 16; s++) sc[s][i] = q6->scales[s];
+            for (int s = 0; s < 16; s++)
+                sc[s][i] = q6->scales[s];
             for (int u = 0; u < 8; u++)
                 mp[u][i] = (int32_t)((uint32_t)(uint16_t)q6->scales[2 * u] |
                                      (uint32_t)(uint16_t)q6->scales[2 * u + 1] << 16);
         } else {
             const bool q5 = t == DT_Q5_K;
             decode_q45(&kb, q5, blk);
-            const uint8_t *scales = q5 ? ((const block_q5_K *)blk)->scales
-                                       : ((const block_q4_K *)blk)->scales;
+            const uint8_t *scales =
+                q5 ? ((const block_q5_K *)blk)->scales : ((const block_q4_K *)blk)->scales;
             for (int s = 0; s < 8; s++) {
                 int m;
                 k4_scale_min(s, scales, &sc[s][i], &m);
                 mp[s][i] = (int32_t)((uint32_t)m | (uint32_t)m << 16);
             }
         }
-        for (int k = 0; k < 4; k++) _mm512_storeu_si512((void *)&codes[i][16 * k], kb.c[k]);
+        for (int k = 0; k < 4; k++)
+            _mm512_storeu_si512((void *)&codes[i][16 * k], kb.c[k]);
         d[i] = kb.d;
         dmin[i] = kb.dmin;
     }
-    const __m512i rows = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
-                                                               11, 12, 13, 14, 15),
-                                            _mm512_set1_epi32(64));
-    for (int c = 0; c < 64; c++) kt->w[c] = _mm512_i32gather_epi32(rows, &codes[0][c], 4);
-    for (int s = 0; s < (t == DT_Q6_K ? 16 : 8); s++) kt->sc[s] = _mm512_loadu_si512(sc[s]);
-    for (int u = 0; u < 8; u++) kt->mp[u] = _mm512_loadu_si512(mp[u]);
+    const __m512i rows =
+        _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                           _mm512_set1_epi32(64));
+    for (int c = 0; c < 64; c++)
+        kt->w[c] = _mm512_i32gather_epi32(rows, &codes[0][c], 4);
+    for (int s = 0; s < (t == DT_Q6_K ? 16 : 8); s++)
+        kt->sc[s] = _mm512_loadu_si512(sc[s]);
+    for (int u = 0; u < 8; u++)
+        kt->mp[u] = _mm512_loadu_si512(mp[u]);
     kt->d = _mm512_loadu_ps(d);
     kt->dmin = _mm512_loadu_ps(dmin);
 }
@@ -136,10 +143,12 @@ INLINE512 void tile_decode(ktile *kt, dtype t, const tensor *w, int r, int r1, i
 INLINE512 void tile_block(const ktile *kt, bool q6, const block_q8_K *const x[NA], __m512 sum[NA]) {
     const int ns = q6 ? 16 : 8, dw = 64 / ns; /* sub-blocks, dwords per sub-block */
     __m512i isum[NA], msum[NA];
-    for (int a = 0; a < NA; a++) isum[a] = msum[a] = _mm512_setzero_si512();
+    for (int a = 0; a < NA; a++)
+        isum[a] = msum[a] = _mm512_setzero_si512();
     for (int s = 0; s < ns; s++) {
         __m512i acc[NA];
-        for (int a = 0; a < NA; a++) acc[a] = _mm512_setzero_si512();
+        for (int a = 0; a < NA; a++)
+            acc[a] = _mm512_setzero_si512();
         for (int c = s * dw; c < s * dw + dw; c++) {
             const __m512i wc = _mm512_load_si512((const void *)&kt->w[c]);
             for (int a = 0; a < NA; a++)
@@ -155,10 +164,12 @@ INLINE512 void tile_block(const ktile *kt, bool q6, const block_q8_K *const x[NA
         const __m512 dx = _mm512_set1_ps(x[a]->d);
         if (q6) {
             const __m512i q = _mm512_sub_epi32(isum[a], _mm512_slli_epi32(msum[a], 5));
-            sum[a] = _mm512_add_ps(sum[a], _mm512_mul_ps(_mm512_cvtepi32_ps(q), _mm512_mul_ps(kt->d, dx)));
+            sum[a] = _mm512_add_ps(sum[a],
+                                   _mm512_mul_ps(_mm512_cvtepi32_ps(q), _mm512_mul_ps(kt->d, dx)));
         } else {
             const __m512 i = _mm512_mul_ps(_mm512_cvtepi32_ps(isum[a]), _mm512_mul_ps(kt->d, dx));
-            const __m512 m = _mm512_mul_ps(_mm512_cvtepi32_ps(msum[a]), _mm512_mul_ps(kt->dmin, dx));
+            const __m512 m =
+                _mm512_mul_ps(_mm512_cvtepi32_ps(msum[a]), _mm512_mul_ps(kt->dmin, dx));
             sum[a] = _mm512_add_ps(sum[a], _mm512_sub_ps(i, m));
         }
     }
@@ -167,15 +178,16 @@ INLINE512 void tile_block(const ktile *kt, bool q6, const block_q8_K *const x[NA
 /* Tiles of TR rows; per tile, NBT blocks decoded at a time; NA activation rows at a time (the
  * last pass repeats its last row), their 16 running sums each parked in out between block chunks
  * (a stored float loads back the same). */
-INLINE512 void rows_tile(dtype t, float *out, const block_q8_K *xk, const tensor *w, int T,
-                         int r0, int r1) {
+INLINE512 void rows_tile(dtype t, float *out, const block_q8_K *xk, const tensor *w, int T, int r0,
+                         int r1) {
     const int nb = (int)w->ne[0] / QK_K, n_out = (int)w->ne[1];
     ktile kt[NBT];
     for (int r = r0; r < r1; r += TR) {
         const __mmask16 keep = (__mmask16)(r1 - r >= TR ? 0xffff : (1u << (r1 - r)) - 1);
         for (int b0 = 0; b0 < nb; b0 += NBT) {
             const int bn = nb - b0 < NBT ? nb - b0 : NBT;
-            for (int b = 0; b < bn; b++) tile_decode(&kt[b], t, w, r, r1, b0 + b);
+            for (int b = 0; b < bn; b++)
+                tile_decode(&kt[b], t, w, r, r1, b0 + b);
             for (int t0 = 0; t0 < T; t0 += NA) {
                 const int tn = T - t0 < NA ? T - t0 : NA;
                 __m512 sum[NA];
@@ -200,21 +212,23 @@ INLINE512 void rows_tile(dtype t, float *out, const block_q8_K *xk, const tensor
  * Row by row, block by block as the scalar twin: codes in four zmm, vpmaddubsw by the activation
  * and vpdpwssd by the sub-block scales (int16, spread with vpermw); the bsums share with vpmaddwd;
  * both sums reduced together. */
-#define ONE_T_MAX 4 /* fewer activation rows than this go row by row */
+#define ONE_T_MAX 4   /* fewer activation rows than this go row by row */
 #define PF_AHEAD 1024 /* bytes of weights prefetched ahead of the block being read */
 
 /* The int16 lanes idx(k, l) = base + l / span of a permutation that spreads scale bytes. */
 INLINE512 __m512i spread_idx(int base, int span) {
     int16_t v[32];
-    for (int l = 0; l < 32; l++) v[l] = (int16_t)(base + l / span);
+    for (int l = 0; l < 32; l++)
+        v[l] = (int16_t)(base + l / span);
     return _mm512_loadu_si512(v);
 }
 
 /* isum (16 lanes) and msum (8 lanes) to their exact totals. */
 INLINE512 void sum2(__m512i isum, __m256i msum, int32_t *is, int32_t *ms) {
-    const __m256i i8 = _mm256_add_epi32(_mm512_castsi512_si256(isum), _mm512_extracti64x4_epi64(isum, 1));
+    const __m256i i8 =
+        _mm256_add_epi32(_mm512_castsi512_si256(isum), _mm512_extracti64x4_epi64(isum, 1));
     const __m256i t = _mm256_hadd_epi32(i8, msum); /* per 128 bits: i i m m */
-    const __m256i u = _mm256_hadd_epi32(t, t);      /* per 128 bits: i m i m */
+    const __m256i u = _mm256_hadd_epi32(t, t);     /* per 128 bits: i m i m */
     const __m128i v = _mm_add_epi32(_mm256_castsi256_si128(u), _mm256_extracti128_si256(u, 1));
     *is = _mm_cvtsi128_si32(v);
     *ms = _mm_extract_epi32(v, 1);
@@ -222,7 +236,8 @@ INLINE512 void sum2(__m512i isum, __m256i msum, int32_t *is, int32_t *ms) {
 
 INLINE512 float dot1_q45(bool q5, const uint8_t *row, const block_q8_K *x, int nb) {
     const size_t bb = q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
-    const __m512i idx[4] = {spread_idx(0, 16), spread_idx(2, 16), spread_idx(4, 16), spread_idx(6, 16)};
+    const __m512i idx[4] = {spread_idx(0, 16), spread_idx(2, 16), spread_idx(4, 16),
+                            spread_idx(6, 16)};
     const __m256i pairs = _mm512_castsi512_si256(spread_idx(0, 2));
     float sum = 0.0f;
     for (int b = 0; b < nb; b++) {
@@ -230,7 +245,8 @@ INLINE512 float dot1_q45(bool q5, const uint8_t *row, const block_q8_K *x, int n
         for (size_t ahead = PF_AHEAD; ahead < PF_AHEAD + bb; ahead += 64)
             _mm_prefetch((const char *)blk + ahead, _MM_HINT_T0);
         /* the 8 scales and 8 mins of k4_scale_min as bytes, four at a time */
-        const uint8_t *sb = q5 ? ((const block_q5_K *)blk)->scales : ((const block_q4_K *)blk)->scales;
+        const uint8_t *sb =
+            q5 ? ((const block_q5_K *)blk)->scales : ((const block_q4_K *)blk)->scales;
         uint32_t a, m, c;
         memcpy(&a, sb, 4);
         memcpy(&m, sb + 4, 4);
@@ -239,14 +255,17 @@ INLINE512 float dot1_q45(bool q5, const uint8_t *row, const block_q8_K *x, int n
                              (uint64_t)((c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u)) << 32;
         const uint64_t mnb = (uint64_t)(m & 0x3f3f3f3fu) |
                              (uint64_t)(((c >> 4) & 0x0f0f0f0fu) | ((m >> 2) & 0x30303030u)) << 32;
-        const __m512i sc = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)scb)));
-        const __m256i mn = _mm256_castsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mnb)));
+        const __m512i sc =
+            _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)scb)));
+        const __m256i mn =
+            _mm256_castsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mnb)));
         kblock kb;
         decode_q45(&kb, q5, blk);
         __m512i acc = _mm512_setzero_si512();
         for (int k = 0; k < 4; k++)
             acc = _mm512_dpwssd_epi32(
-                acc, _mm512_maddubs_epi16(kb.c[k], _mm512_loadu_si512((const void *)(x[b].qs + 64 * k))),
+                acc,
+                _mm512_maddubs_epi16(kb.c[k], _mm512_loadu_si512((const void *)(x[b].qs + 64 * k))),
                 _mm512_permutexvar_epi16(idx[k], sc));
         const __m256i msum = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)x[b].bsums),
                                                _mm256_permutexvar_epi16(pairs, mn));
@@ -258,7 +277,8 @@ INLINE512 float dot1_q45(bool q5, const uint8_t *row, const block_q8_K *x, int n
 }
 
 INLINE512 float dot1_q6(const block_q6_K *w, const block_q8_K *x, int nb) {
-    const __m512i idx[4] = {spread_idx(0, 8), spread_idx(4, 8), spread_idx(8, 8), spread_idx(12, 8)};
+    const __m512i idx[4] = {spread_idx(0, 8), spread_idx(4, 8), spread_idx(8, 8),
+                            spread_idx(12, 8)};
     float sum = 0.0f;
     for (int b = 0; b < nb; b++) {
         for (size_t ahead = PF_AHEAD; ahead < PF_AHEAD + sizeof *w; ahead += 64)
@@ -270,9 +290,11 @@ INLINE512 float dot1_q6(const block_q6_K *w, const block_q8_K *x, int nb) {
         __m512i acc = _mm512_setzero_si512();
         for (int k = 0; k < 4; k++)
             acc = _mm512_dpwssd_epi32(
-                acc, _mm512_maddubs_epi16(kb.c[k], _mm512_loadu_si512((const void *)(x[b].qs + 64 * k))),
+                acc,
+                _mm512_maddubs_epi16(kb.c[k], _mm512_loadu_si512((const void *)(x[b].qs + 64 * k))),
                 _mm512_permutexvar_epi16(idx[k], sc));
-        const __m256i ssum = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)x[b].bsums), s16);
+        const __m256i ssum =
+            _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)x[b].bsums), s16);
         int32_t is, ss;
         sum2(acc, ssum, &is, &ss);
         sum += (float)(is - 32 * ss) * (kb.d * x[b].d);
@@ -287,8 +309,9 @@ INLINE512 void rows_one(dtype t, float *out, const block_q8_K *xk, const tensor 
     for (int r = r0; r < r1; r++)
         for (int ti = 0; ti < T; ti++)
             out[(size_t)ti * n_out + r] =
-                t == DT_Q6_K ? dot1_q6((const block_q6_K *)tensor_row(w, r), xk + (size_t)ti * nb, nb)
-                             : dot1_q45(t == DT_Q5_K, tensor_row(w, r), xk + (size_t)ti * nb, nb);
+                t == DT_Q6_K
+                    ? dot1_q6((const block_q6_K *)tensor_row(w, r), xk + (size_t)ti * nb, nb)
+                    : dot1_q45(t == DT_Q5_K, tensor_row(w, r), xk + (size_t)ti * nb, nb);
 }
 
 TARGET512 static void rows_q4_K(float *out, const block_q8_K *xk, const tensor *w, int T, int r0,
@@ -318,11 +341,19 @@ bool qdot_avx512_has(dtype t) {
 }
 
 void qdot_rows_avx512(float *out, const block_q8_K *xk, const tensor *w, int T, int r0, int r1) {
+    assert(w->ne[0] % QK_K == 0 && T >= 0 && 0 <= r0 && r0 <= r1 && r1 <= w->ne[1]);
     switch (w->type) {
-    case DT_Q4_K: rows_q4_K(out, xk, w, T, r0, r1); return;
-    case DT_Q5_K: rows_q5_K(out, xk, w, T, r0, r1); return;
-    case DT_Q6_K: rows_q6_K(out, xk, w, T, r0, r1); return;
-    default: return;
+    case DT_Q4_K:
+        rows_q4_K(out, xk, w, T, r0, r1);
+        return;
+    case DT_Q5_K:
+        rows_q5_K(out, xk, w, T, r0, r1);
+        return;
+    case DT_Q6_K:
+        rows_q6_K(out, xk, w, T, r0, r1);
+        return;
+    default:
+        return;
     }
 }
 

@@ -1,6 +1,6 @@
 /* x86/quant_avx512: AVX-512 VNNI kernels for the K-quants, prefill tiles and row-by-row decode
- * (internal to engine/matmul.c and its tests); the same bits as the scalar twins in quant_dot.c and the AVX2 kernels in
- * x86/quant_avx2.c. Stateless and thread-safe; never allocates. */
+ * (internal to engine/matmul.c and its tests); the same bits as the scalar twins in quant_dot.c and
+ * the AVX2 kernels in x86/quant_avx2.c. Stateless and thread-safe; never allocates. */
 #ifndef LS_X86_QUANT_AVX512_H
 #define LS_X86_QUANT_AVX512_H
 
