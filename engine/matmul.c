@@ -8,6 +8,7 @@
 #include "common.h"
 #include "arm/neon.h"
 #include "x86/quant_avx2.h"
+#include "x86/quant_avx512.h"
 #include "x86/x86.h"
 
 #include <assert.h>
@@ -162,7 +163,9 @@ static void mm_rows(void *arg, int ith, int nth) {
     const int r1 = r0 + per < n_out ? r0 + per : n_out;
     if (j->simd) {
         if (r0 >= r1) return;
-        if (!simd_type(j->w->type) && mm_neon_supported()) /* arm/neon_quant.c */
+        if (qdot_avx512_has(j->w->type)) /* x86/quant_avx512.c: K-quant VNNI kernels */
+            qdot_rows_avx512(j->out, j->xk, j->w, j->T, r0, r1);
+        else if (!simd_type(j->w->type) && mm_neon_supported()) /* arm/neon_quant.c */
             qdot_rows_neon(j->out, j->xq, j->xk, j->w, j->T, r0, r1);
         else if (!simd_type(j->w->type)) /* x86/quant_avx2.c, x86/quant_avx2_k2.c */
             qdot_rows_avx2(j->out, j->xq, j->xk, j->w, j->T, r0, r1);

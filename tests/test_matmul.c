@@ -295,12 +295,51 @@ static void test_avx512_matches_avx2(void) {
     pool_destroy(p);
 }
 
+/* The K-quant prefill tiles of x86/quant_avx512.c give the AVX2 kernels' bits (which are the
+ * scalar twins'): passes of 8 activation rows, whole and ragged (T = 2, 5, 8, 9, 12, 17, 21),
+ * tiles of 16 weight rows, whole and ragged (n_out 37 and 70 over 2 threads, and fewer than
+ * 16), rows of more than one chunk of 4 super-blocks (n_in 1280, 2048), and the row-by-row
+ * kernels for T = 1 and 3. */
+static void test_kquant_avx512_matches_avx2(void) {
+    if (!mm_avx512_supported()) return;
+    const dtype types[] = {DT_Q4_K, DT_Q5_K, DT_Q6_K};
+    const int shapes[][3] = {{256, 7, 2}, {768, 9, 8}, {512, 5, 9}, {1280, 13, 17}, {256, 3, 21},
+                             {1280, 37, 5}, {2048, 70, 12}, {768, 21, 1}, {1280, 37, 3}};
+    pool *p = pool_create(2);
+    for (int i = 0; i < 3; i++)
+        for (int s = 0; s < 9; s++) {
+            int n_in = shapes[s][0], n_out = shapes[s][1], T = shapes[s][2];
+            tensor w = make_weights(types[i], n_in, n_out, 11u + (unsigned)s);
+            float *x = malloc((size_t)T * n_in * sizeof *x);
+            float *a = malloc((size_t)T * n_out * sizeof *a);
+            float *b = malloc((size_t)T * n_out * sizeof *b);
+            unsigned seed = 3u + (unsigned)s;
+            for (int k = 0; k < T * n_in; k++) x[k] = frand(&seed) * 2.0f;
+            mm_scratch ms;
+            CHECK(mm_scratch_init(&ms, T, n_in) == 0, "scratch");
+            matmul(a, x, &w, T, &ms, p);
+            mm_avx512_allow(false);
+            matmul(b, x, &w, T, &ms, p);
+            mm_avx512_allow(true);
+            CHECK(memcmp(a, b, (size_t)T * n_out * sizeof *a) == 0,
+                  "%s %dx%d T=%d: AVX-512 and AVX2 K-quant kernels differ", dtype_name(types[i]),
+                  n_out, n_in, T);
+            mm_scratch_free(&ms);
+            free((void *)w.data);
+            free(x);
+            free(a);
+            free(b);
+        }
+    pool_destroy(p);
+}
+
 int main(void) {
     mm_set_inline_macs(0); /* every product through the pool: the thread tests mean it */
     printf("SIMD kernels: %s\n", mm_kernels());
     test_quantize_act();
     test_attention_helpers();
     test_avx512_matches_avx2();
+    test_kquant_avx512_matches_avx2();
     const dtype types[] = {DT_F32, DT_F16, DT_BF16, DT_Q8_0, DT_Q4_0, DT_Q8_0, DT_Q4_0};
     printf("AVX-512 VNNI kernels: %s\n", mm_avx512_supported() ? "yes" : "no");
     for (int i = 0; i < 7; i++) {

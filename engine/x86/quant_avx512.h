@@ -1,0 +1,19 @@
+/* x86/quant_avx512: AVX-512 VNNI kernels for the K-quants, prefill tiles and row-by-row decode
+ * (internal to engine/matmul.c and its tests); the same bits as the scalar twins in quant_dot.c and
+ * the AVX2 kernels in x86/quant_avx2.c. Stateless and thread-safe; never allocates. */
+#ifndef LS_X86_QUANT_AVX512_H
+#define LS_X86_QUANT_AVX512_H
+
+#include "matmul.h"
+
+#include <stdbool.h>
+
+/* True when mm_avx512_supported() and there is a tile here for type t (Q4_K, Q5_K, Q6_K). */
+bool qdot_avx512_has(dtype t);
+
+/* out (T, n_out), columns [r0, r1) only: out[t][r] = dot(w row r, xk row t), xk (T, n_in /
+ * QK_K): tiles of 16 weight rows for T >= 4, row by row below. Call only when
+ * qdot_avx512_has(w->type). */
+void qdot_rows_avx512(float *out, const block_q8_K *xk, const tensor *w, int T, int r0, int r1);
+
+#endif
