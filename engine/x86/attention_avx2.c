@@ -124,6 +124,18 @@ TARGET void attn_accum8_avx2(float *out, const unsigned char rescale[8], const f
     }
 }
 
+TARGET void attn_dequant_q8_0_avx2(float *out, const void *blocks, int n) {
+    const block_q8_0 *b = blocks;
+    for (int i = 0; i < n / QK; i++, b++) {
+        const __m256 d = _mm256_set1_ps(f16_to_f32(b->d));
+        for (int c = 0; c < QK; c += 8) {
+            __m128i q8 = _mm_loadl_epi64((const __m128i *)(b->qs + c));
+            __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8));
+            _mm256_storeu_ps(out + (size_t)i * QK + c, _mm256_mul_ps(d, q));
+        }
+    }
+}
+
 TARGET void attn_scale_avx2(float *out, float c, int n) {
     int i = 0;
     for (; i + 8 <= n; i += 8)
@@ -161,6 +173,9 @@ void attn_accum8_avx2(float *out, const unsigned char rescale[8], const float sh
                       const float w[8], const void *v, bool f16, size_t stride, int head_dim) {
     (void)out, (void)rescale, (void)shrink, (void)w, (void)v, (void)f16, (void)stride;
     (void)head_dim;
+}
+void attn_dequant_q8_0_avx2(float *out, const void *blocks, int n) {
+    (void)out, (void)blocks, (void)n;
 }
 void attn_scale_avx2(float *out, float c, int n) {
     (void)out, (void)c, (void)n;
