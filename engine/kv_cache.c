@@ -18,6 +18,15 @@ const char *kv_type_name(kv_type type) {
     return type == KV_F32 ? "f32" : type == KV_F16 ? "f16" : "q8_0";
 }
 
+int kv_type_parse(const char *name, kv_type *out) {
+    for (int t = KV_F32; t <= KV_Q8_0; t++)
+        if (!strcmp(name, kv_type_name((kv_type)t))) {
+            *out = (kv_type)t;
+            return 0;
+        }
+    return -1;
+}
+
 kv_cache *kv_create(const model_config *c, int n_ctx, kv_type type, char *err, size_t errlen) {
     if (n_ctx <= 0) {
         ls_fail(err, errlen, "context size must be positive, got %d", n_ctx);

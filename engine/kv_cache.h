@@ -31,6 +31,8 @@ size_t kv_bytes_per_token(const model_config *c, kv_type type);
 size_t kv_row_bytes(kv_type type, int n);
 /* "f32", "f16", "q8_0". */
 const char *kv_type_name(kv_type type);
+/* The type of one of those names into *out: 0, or -1 when name is none of them. */
+int kv_type_parse(const char *name, kv_type *out);
 
 void kv_clear(kv_cache *kv);
 /* Keeps positions 0..n-1 (n <= kv->n). */
