@@ -345,7 +345,8 @@ static void attention_block(float *const *out /* nq x (head_dim) */,
     const size_t row_bytes = kv_row_bytes(kv->type, kv->kv_dim);
     float max[ATTN_QB], sum[ATTN_QB], scores[ATTN_QB * ATTN_KB];
     float kt[ATTN_KB * ATTN_MAX_HEAD_DIM];
-    /* Q8_0: a full block's 8 key rows, then its 8 value rows, dequantized (ATTN_KB, head_dim) */
+    /* Q8_0: a full block's 8 key rows, then its 8 value rows, dequantized (ATTN_KB, head_dim);
+     * a partial block's value rows */
     float dq[ATTN_KB * ATTN_MAX_HEAD_DIM];
     for (int r = 0; r < nq; r++) {
         max[r] = -INFINITY;
@@ -373,6 +374,14 @@ static void attention_block(float *const *out /* nq x (head_dim) */,
             if (r_full < nq)
                 attn_scores8t_rows_avx2(scores + r_full * ATTN_KB, q + r_full, nq - r_full, kt,
                                         head_dim);
+        }
+        /* Q8_0 outside the SIMD full-block path: the block's keys and values as F32 once (in
+         * kt, unused then, and dq), not each element through kv_get for every row */
+        const float *kf = NULL, *vf = NULL; /* (kbn, head_dim) */
+        if (q8 && !full && head_dim <= ATTN_MAX_HEAD_DIM) { /* the buffers' size */
+            kv_dequant_q8_0(kt, k0, row_bytes, kbn, head_dim, simd);
+            kv_dequant_q8_0(dq, v0, row_bytes, kbn, head_dim, simd);
+            kf = kt, vf = dq;
         }
         /* rows that see position t0 (with step 0, every row sees every position) */
         const int r_first = step && t0 > pos0 ? t0 - pos0 : 0;
@@ -411,7 +420,11 @@ static void attention_block(float *const *out /* nq x (head_dim) */,
                 const int t = t0 + j;
                 const void *krow = kv_k_row(kv, layer, t);
                 float score = 0.0f;
-                for (int i = 0; i < head_dim; i++) score += qr[i] * kv_get(krow, kv->type, off + i);
+                if (kf)
+                    for (int i = 0; i < head_dim; i++) score += qr[i] * kf[j * head_dim + i];
+                else
+                    for (int i = 0; i < head_dim; i++)
+                        score += qr[i] * kv_get(krow, kv->type, off + i);
                 score *= scale;
                 if (score > max[r]) {
                     float shrink = expf(max[r] - score); /* 0 on the first position */
@@ -425,9 +438,13 @@ static void attention_block(float *const *out /* nq x (head_dim) */,
                 float w = expf(score - max[r]);
                 sum[r] += w;
                 const void *vrow = kv_v_row(kv, layer, t);
-                if (simd && !q8) /* Q8_0 takes the loop: only the diagonal's partial blocks */
+                if (simd && vf)
+                    attn_axpy_avx2(o, w, vf + (size_t)j * head_dim, false, head_dim);
+                else if (simd && !q8)
                     attn_axpy_avx2(o, w, (const char *)vrow + off_bytes, f16, head_dim);
-                else
+                else if (vf)
+                    for (int i = 0; i < head_dim; i++) o[i] += w * vf[j * head_dim + i];
+                else /* F32, F16 without SIMD; Q8_0 rows that miss part of a full block */
                     for (int i = 0; i < head_dim; i++) o[i] += w * kv_get(vrow, kv->type, off + i);
             }
         }
