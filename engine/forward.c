@@ -330,7 +330,8 @@ static void rope_heads(float *x, const float *cs, int head_dim, int rope_dim, in
  * (attn_accum8_avx2). Each row keeps its own online softmax and sees the
  * positions in increasing order with attention_head's float operations, so every row's result
  * is bit-identical to attention_head's, whatever nq. nq <= ATTN_QB. A Q8_0 cache's full blocks
- * are dequantized (exactly) into F32 first and then take the F32 helpers. Longer than 100 lines:
+ * go through Q8_0 twins of the helpers (d * q is exact in F32, so the same bits); its partial
+ * blocks are dequantized once into F32. Longer than 100 lines:
  * the block loop's two paths share their softmax state and read best in one place. */
 #define ATTN_KB 8
 #define ATTN_QB 8
@@ -345,8 +346,7 @@ static void attention_block(float *const *out /* nq x (head_dim) */,
     const size_t row_bytes = kv_row_bytes(kv->type, kv->kv_dim);
     float max[ATTN_QB], sum[ATTN_QB], scores[ATTN_QB * ATTN_KB];
     float kt[ATTN_KB * ATTN_MAX_HEAD_DIM];
-    /* Q8_0: a full block's 8 key rows, then its 8 value rows, dequantized (ATTN_KB, head_dim);
-     * a partial block's value rows */
+    /* Q8_0: a partial block's value rows, dequantized (ATTN_KB, head_dim) */
     float dq[ATTN_KB * ATTN_MAX_HEAD_DIM];
     for (int r = 0; r < nq; r++) {
         max[r] = -INFINITY;
@@ -358,16 +358,13 @@ static void attention_block(float *const *out /* nq x (head_dim) */,
         const int kbn = n_max - t0 < ATTN_KB ? n_max - t0 : ATTN_KB;
         const char *k0 = (const char *)kv_k_row(kv, layer, t0) + off_bytes;
         const char *v0 = (const char *)kv_v_row(kv, layer, t0) + off_bytes;
-        size_t v_stride = (size_t)kv->kv_dim; /* elements between the value rows at v0 */
         const bool full = simd && kbn == ATTN_KB;
-        bool v_ready = !q8; /* Q8_0: the block's values dequantized into dq yet */
         /* rows that see all 8 positions of a full block: r_full .. nq - 1 */
         int r_full = step ? t0 + ATTN_KB - 1 - pos0 : 0;
         if (r_full < 0) r_full = 0;
         if (full) { /* the keys transposed once, then the 8-wide scores of those rows */
             if (q8) {
-                kv_dequant_q8_0(dq, k0, row_bytes, ATTN_KB, head_dim, true);
-                attn_keys8_t_avx2(kt, dq, false, (size_t)head_dim, head_dim);
+                attn_keys8_t_q8_0_avx2(kt, k0, row_bytes, head_dim);
             } else {
                 attn_keys8_t_avx2(kt, k0, f16, (size_t)kv->kv_dim, head_dim);
             }
@@ -407,13 +404,11 @@ static void attention_block(float *const *out /* nq x (head_dim) */,
                     w[j] = expf(score - max[r]);
                     sum[r] += w[j];
                 }
-                if (!v_ready) { /* once per block, for every row that takes all 8 */
-                    kv_dequant_q8_0(dq, v0, row_bytes, ATTN_KB, head_dim, true);
-                    v0 = (const char *)dq;
-                    v_stride = (size_t)head_dim;
-                    v_ready = true;
-                }
-                attn_accum8_avx2(o, rescale, shrink, w, v0, f16, v_stride, head_dim);
+                if (q8)
+                    attn_accum8_q8_0_avx2(o, rescale, shrink, w, v0, row_bytes, head_dim);
+                else
+                    attn_accum8_avx2(o, rescale, shrink, w, v0, f16, (size_t)kv->kv_dim,
+                                     head_dim);
                 continue;
             }
             for (int j = 0; j < cnt; j++) {
