@@ -464,7 +464,8 @@ static void print_json(const bench_opts *o, const bench_result *r, const grammar
            "\"tg_tok_s_sd\": %.3f, \"bandwidth_gb_s\": %.3f, \"roofline_tg_tok_s\": %.3f, "
            "\"tg_roofline_frac\": %.4f",
            r->wtype, r->kernels, o->threads, o->n_prompt, o->n_gen, o->n_depth, o->reps,
-           o->cpu_clock ? "cpu" : "wall", kv_type_name(o->kv), r->kv_per_token, r->wbytes, r->pp, r->pp_sd, r->tg, r->tg_sd, r->bw, r->roof,
+           o->cpu_clock ? "cpu" : "wall", kv_type_name(o->kv), r->kv_per_token, r->wbytes, r->pp,
+           r->pp_sd, r->tg, r->tg_sd, r->bw, r->roof,
            r->roof > 0 ? r->tg / r->roof : 0.0);
     if (o->grammar) {
         printf(", \"grammar\": {\"file\": ");

@@ -1,5 +1,5 @@
-/* kv_cache: one sequence's keys and values, (layer, n_ctx, kv_dim), in F32, F16 or Q8_0 blocks. Allocated
- * once; clear/truncate only move the fill mark, copy moves just the filled positions. */
+/* kv_cache: one sequence's keys and values, (layer, n_ctx, kv_dim), in F32, F16 or Q8_0 blocks.
+ * Allocated once; clear/truncate only move the fill mark, copy moves just the filled positions. */
 #include "kv_cache.h"
 #include "common.h"
 
@@ -37,8 +37,10 @@ kv_cache *kv_create(const model_config *c, int n_ctx, kv_type type, char *err, s
         return NULL;
     }
     if (type == KV_Q8_0 && c->head_dim % QK != 0) { /* blocks must not straddle two heads */
-        ls_fail(err, errlen, "a q8_0 KV cache needs a head size that is a multiple of %d; this "
-                "model's is %d (use f16 or f32)", QK, c->head_dim);
+        ls_fail(err, errlen,
+                "a q8_0 KV cache needs a head size that is a multiple of %d; this "
+                "model's is %d (use f16 or f32)",
+                QK, c->head_dim);
         return NULL;
     }
     kv_cache *kv = calloc(1, sizeof *kv);

@@ -50,8 +50,8 @@ int main(void) {
     CHECK(kv_create(&c, 4, KV_Q8_0, err, sizeof err) == NULL && strstr(err, "multiple of 32"),
           "q8_0 with head_dim 8 is refused: %s", err);
     model_config c32 = {.dim = 128, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .head_dim = 32};
-    kv_cache *q = kv_create(&c32, 5, KV_Q8_0, err, sizeof err), *q2 = kv_create(&c32, 5, KV_Q8_0,
-                                                                               err, sizeof err);
+    kv_cache *q = kv_create(&c32, 5, KV_Q8_0, err, sizeof err),
+             *q2 = kv_create(&c32, 5, KV_Q8_0, err, sizeof err);
     CHECK(q && q2, "q8_0 create: %s", err);
     if (q && q2) {
         CHECK(kv_bytes_per_token(&c32, KV_Q8_0) == 2 * 2 * 2 * 34, "q8_0 bytes per token %zu",
@@ -68,7 +68,8 @@ int main(void) {
                 memset(kv_v_row(q, l, p), 50 + 7 * l + p, 68);
             }
         q->n = 3;
-        CHECK(kv_copy(q2, q) == 0 && q2->n == 3 && !memcmp(kv_k_row(q2, 1, 2), kv_k_row(q, 1, 2), 68) &&
+        CHECK(kv_copy(q2, q) == 0 && q2->n == 3 &&
+                  !memcmp(kv_k_row(q2, 1, 2), kv_k_row(q, 1, 2), 68) &&
                   !memcmp(kv_v_row(q2, 1, 0), kv_v_row(q, 1, 0), 68),
               "q8_0 copy");
         CHECK(!strcmp(kv_type_name(KV_Q8_0), "q8_0") && !strcmp(kv_type_name(KV_F16), "f16"),

@@ -160,7 +160,8 @@ TARGET void attn_accum8_q8_0_avx2(float *out, const unsigned char rescale[8],
         for (int c = 0; c < 4; c++)
             o[c] = _mm256_loadu_ps(out + b * QK + 8 * c);
         for (int j = 0; j < 8; j++) {
-            const block_q8_0 *blk = (const block_q8_0 *)((const char *)v + (size_t)j * row_bytes) + b;
+            const block_q8_0 *blk =
+                (const block_q8_0 *)((const char *)v + (size_t)j * row_bytes) + b;
             const __m256 d = q8_0_scale(blk);
             const __m256 sh = _mm256_set1_ps(shrink[j]), wj = _mm256_set1_ps(w[j]);
             for (int c = 0; c < 4; c++) {
