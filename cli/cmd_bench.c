@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static void usage(FILE *f) {
     fprintf(f, "usage: llamaserve bench --model PATH [options]\n"
@@ -36,7 +37,13 @@ static void usage(FILE *f) {
                "  -n, --n-gen N        tokens generated one at a time (default 64; 0 = skip)\n"
                "  -t, --threads N      threads (default 2)\n"
                "  -r, --reps N         repetitions; mean and standard deviation (default 3)\n"
-               "      --kv-f16         F16 KV cache (default F32)\n"
+               "  -d, --n-depth N      tokens already in the KV cache before each pp and tg run,\n"
+               "                       as llama-bench's -d (default 0; within the model's context)\n"
+               "      --kv-type T      KV cache type: f32 (default), f16 or q8_0\n"
+               "      --kv-f16         the same as --kv-type f16\n"
+               "      --cpu-clock      time pp and tg by the process's CPU time, not the wall\n"
+               "                       clock: with -t 1 on a shared host, the speed it would\n"
+               "                       have alone (with more threads, their spinning counts)\n"
                "      --scalar         use the scalar kernels, not the SIMD ones\n"
                "      --bw-mib N       size of the bandwidth probe's buffer (default 1024; 0 = skip)\n"
                "      --grammar FILE   also time a GBNF grammar's mask and advance per token\n"
@@ -48,12 +55,13 @@ static void usage(FILE *f) {
 
 typedef struct {
     const char *model, *grammar, *vocab;
-    int n_prompt, n_gen, threads, reps, bw_mib;
-    bool json, scalar, kv_f16;
+    int n_prompt, n_gen, n_depth, threads, reps, bw_mib;
+    bool json, scalar, cpu_clock;
+    kv_type kv;
 } bench_opts;
 
 static int parse(bench_opts *o, int argc, char **argv, char *err, size_t errlen) {
-    enum { O_JSON = 256, O_SCALAR, O_KVF16, O_BW, O_GRAMMAR, O_VOCAB };
+    enum { O_JSON = 256, O_SCALAR, O_KVF16, O_KVTYPE, O_CPU, O_BW, O_GRAMMAR, O_VOCAB };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"n-prompt", required_argument, 0, 'p'},
         {"n-gen", required_argument, 0, 'n'}, {"threads", required_argument, 0, 't'},
@@ -61,13 +69,16 @@ static int parse(bench_opts *o, int argc, char **argv, char *err, size_t errlen)
         {"scalar", no_argument, 0, O_SCALAR}, {"kv-f16", no_argument, 0, O_KVF16},
         {"bw-mib", required_argument, 0, O_BW}, {"help", no_argument, 0, 'h'},
         {"grammar", required_argument, 0, O_GRAMMAR}, {"vocab", required_argument, 0, O_VOCAB},
+        {"kv-type", required_argument, 0, O_KVTYPE}, {"n-depth", required_argument, 0, 'd'},
+        {"cpu-clock", no_argument, 0, O_CPU},
         {0, 0, 0, 0}};
-    *o = (bench_opts){.n_prompt = 128, .n_gen = 64, .threads = 2, .reps = 3, .bw_mib = 1024};
+    *o = (bench_opts){.n_prompt = 128, .n_gen = 64, .threads = 2, .reps = 3, .bw_mib = 1024,
+                      .kv = KV_F32};
     long long v;
     int c;
     opterr = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, ":m:p:n:t:r:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":m:p:n:d:t:r:h", opts, NULL)) != -1) {
         int rc = 0;
         switch (c) {
         case 'm': o->model = optarg; break;
@@ -78,6 +89,10 @@ static int parse(bench_opts *o, int argc, char **argv, char *err, size_t errlen)
         case 'n':
             rc = cfg_parse_int(optarg, 0, 1 << 16, &v, "--n-gen", err, errlen);
             o->n_gen = (int)v;
+            break;
+        case 'd':
+            rc = cfg_parse_int(optarg, 0, 1 << 20, &v, "--n-depth", err, errlen);
+            o->n_depth = (int)v;
             break;
         case 't':
             rc = cfg_parse_int(optarg, 1, 256, &v, "--threads", err, errlen);
@@ -95,7 +110,12 @@ static int parse(bench_opts *o, int argc, char **argv, char *err, size_t errlen)
         case O_GRAMMAR: o->grammar = optarg; break;
         case O_VOCAB: o->vocab = optarg; break;
         case O_SCALAR: o->scalar = true; break;
-        case O_KVF16: o->kv_f16 = true; break;
+        case O_KVF16: o->kv = KV_F16; break;
+        case O_CPU: o->cpu_clock = true; break;
+        case O_KVTYPE:
+            if (kv_type_parse(optarg, &o->kv))
+                return ls_fail(err, errlen, "--kv-type: '%s' is not one of f32, f16, q8_0", optarg);
+            break;
         case 'h': return 1;
         case ':': return ls_fail(err, errlen, "%s needs a value", argv[optind - 1]);
         default: return ls_fail(err, errlen, "unknown option '%s'", argv[optind - 1]);
@@ -162,6 +182,16 @@ static double probe_bandwidth(pool *p, size_t bytes) {
 
 /* ---- pp and tg ------------------------------------------------------------------------- */
 
+static bool use_cpu_clock; /* --cpu-clock: set once before the runs */
+
+/* Seconds on the clock the runs are timed by: monotonic wall time, or the process's CPU time. */
+static double bench_now(void) {
+    if (!use_cpu_clock) return ls_now();
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 static void mean_sd(const double *x, int n, double *mean, double *sd) {
     double s = 0, ss = 0;
     for (int i = 0; i < n; i++) s += x[i];
@@ -170,26 +200,27 @@ static void mean_sd(const double *x, int n, double *mean, double *sd) {
     *sd = n > 1 ? sqrt(ss / (n - 1)) : 0;
 }
 
-/* One prompt of n tokens as a single batch from an empty cache; seconds, or -1. */
-static double run_pp(fwd_ctx *f, kv_cache *kv, const int32_t *tok, const int32_t *pos,
+/* One prompt of n tokens as a single batch after the cache's first depth positions (filled by
+ * the caller); seconds, or -1. tok and pos start at position depth. */
+static double run_pp(fwd_ctx *f, kv_cache *kv, int depth, const int32_t *tok, const int32_t *pos,
                      const int32_t *seq, int n, float *logits, char *err, size_t errlen) {
-    kv_clear(kv);
+    kv_truncate(kv, depth);
     fwd_batch b = {.n_tokens = n, .token = tok, .pos = pos, .seq = seq};
-    double t0 = ls_now();
+    double t0 = bench_now();
     if (fwd_decode(f, &kv, 1, &b, logits, err, errlen) != 0) return -1;
-    return ls_now() - t0;
+    return bench_now() - t0;
 }
 
-/* n single-token steps from an empty cache; seconds, or -1. */
-static double run_tg(fwd_ctx *f, kv_cache *kv, const int32_t *tok, const int32_t *pos,
+/* n single-token steps after the cache's first depth positions; seconds, or -1. */
+static double run_tg(fwd_ctx *f, kv_cache *kv, int depth, const int32_t *tok, const int32_t *pos,
                      const int32_t *seq, int n, float *logits, char *err, size_t errlen) {
-    kv_clear(kv);
-    double t0 = ls_now();
+    kv_truncate(kv, depth);
+    double t0 = bench_now();
     for (int i = 0; i < n; i++) {
         fwd_batch b = {.n_tokens = 1, .token = &tok[i], .pos = &pos[i], .seq = seq};
         if (fwd_decode(f, &kv, 1, &b, logits, err, errlen) != 0) return -1;
     }
-    return ls_now() - t0;
+    return bench_now() - t0;
 }
 
 /* ---- grammar ----------------------------------------------------------------------------- */
@@ -420,18 +451,21 @@ typedef struct {
     size_t wbytes;               /* weights read per token */
     double pp, pp_sd, tg, tg_sd; /* tokens per second, mean and standard deviation */
     double bw, roof;             /* read bandwidth (GB/s), the decode roofline (tok/s) */
+    size_t kv_per_token;         /* KV cache bytes per position */
 } bench_result;
 
 static void print_json(const bench_opts *o, const bench_result *r, const grammar_result *gr) {
     printf("{\"model\": ");
     json_str(o->model);
     printf(", \"type\": \"%s\", \"kernels\": \"%s\", \"threads\": %d, \"n_prompt\": %d, "
-           "\"n_gen\": %d, \"reps\": %d, \"kv\": \"%s\", \"weights_bytes\": %zu, "
+           "\"n_gen\": %d, \"n_depth\": %d, \"reps\": %d, \"clock\": \"%s\", \"kv\": \"%s\", "
+           "\"kv_bytes_per_token\": %zu, \"weights_bytes\": %zu, "
            "\"pp_tok_s\": %.3f, \"pp_tok_s_sd\": %.3f, \"tg_tok_s\": %.3f, "
            "\"tg_tok_s_sd\": %.3f, \"bandwidth_gb_s\": %.3f, \"roofline_tg_tok_s\": %.3f, "
            "\"tg_roofline_frac\": %.4f",
-           r->wtype, r->kernels, o->threads, o->n_prompt, o->n_gen, o->reps,
-           o->kv_f16 ? "f16" : "f32", r->wbytes, r->pp, r->pp_sd, r->tg, r->tg_sd, r->bw, r->roof,
+           r->wtype, r->kernels, o->threads, o->n_prompt, o->n_gen, o->n_depth, o->reps,
+           o->cpu_clock ? "cpu" : "wall", kv_type_name(o->kv), r->kv_per_token, r->wbytes, r->pp,
+           r->pp_sd, r->tg, r->tg_sd, r->bw, r->roof,
            r->roof > 0 ? r->tg / r->roof : 0.0);
     if (o->grammar) {
         printf(", \"grammar\": {\"file\": ");
@@ -451,10 +485,14 @@ static void print_json(const bench_opts *o, const bench_result *r, const grammar
 static void print_text(const bench_opts *o, const bench_result *r, const grammar_result *gr) {
     printf("model: %s (%s, %.3f GB of weights per token), %d threads, %s kernels\n", o->model,
            r->wtype, (double)r->wbytes / 1e9, o->threads, r->kernels);
+    printf("kv cache: %s, %zu bytes per token; timed by the %s clock\n", kv_type_name(o->kv),
+           r->kv_per_token, o->cpu_clock ? "process's CPU" : "wall");
+    char at[32] = "";
+    if (o->n_depth > 0) snprintf(at, sizeof at, " @ d%d", o->n_depth);
     if (o->n_prompt > 0)
-        printf("pp%-5d %10.2f ± %.2f tok/s\n", o->n_prompt, r->pp, r->pp_sd);
+        printf("pp%-5d%s %10.2f ± %.2f tok/s\n", o->n_prompt, at, r->pp, r->pp_sd);
     if (o->n_gen > 0) {
-        printf("tg%-5d %10.2f ± %.2f tok/s", o->n_gen, r->tg, r->tg_sd);
+        printf("tg%-5d%s %10.2f ± %.2f tok/s", o->n_gen, at, r->tg, r->tg_sd);
         if (r->roof > 0) printf("   (%.0f%% of the roofline)", 100 * r->tg / r->roof);
         putchar('\n');
     }
@@ -488,7 +526,14 @@ int cmd_bench(int argc, char **argv) {
     double *pp_s = NULL, *tg_s = NULL;
 
     if (!(m = model_load(o.model, NULL, err, sizeof err))) goto fail;
-    int n_max = o.n_prompt > o.n_gen ? o.n_prompt : o.n_gen;
+    const int depth = o.n_depth;
+    int n_max = depth + (o.n_prompt > o.n_gen ? o.n_prompt : o.n_gen);
+    if (n_max > m->cfg.ctx_len) {
+        snprintf(err, sizeof err,
+                 "--n-depth %d plus %d tokens exceeds the model's context length %d", depth,
+                 n_max - depth, m->cfg.ctx_len);
+        goto fail;
+    }
     tok = malloc((size_t)n_max * sizeof *tok);
     pos = malloc((size_t)n_max * sizeof *pos);
     seq = calloc((size_t)n_max, sizeof *seq);
@@ -507,25 +552,33 @@ int cmd_bench(int argc, char **argv) {
     }
     if (!(p = cli_pool(o.threads, err, sizeof err))) goto fail;
     mm_force_scalar(o.scalar);
+    use_cpu_clock = o.cpu_clock;
     int max_tokens = o.n_prompt > 1 ? o.n_prompt : 1;
     if (!(f = fwd_create(m, max_tokens, p, err, sizeof err))) goto fail;
-    if (!(kv = kv_create(&m->cfg, n_max + 1, o.kv_f16 ? KV_F16 : KV_F32, err, sizeof err)))
-        goto fail;
+    if (!(kv = kv_create(&m->cfg, n_max + 1, o.kv, err, sizeof err))) goto fail;
+    /* the context every run starts from: filled once, untimed; each run truncates back to it */
+    if (depth > 0) {
+        fwd_batch b = {.n_tokens = depth, .token = tok, .pos = pos, .seq = seq};
+        if (fwd_decode(f, &kv, 1, &b, logits, err, sizeof err) != 0) goto fail;
+    }
+    const int32_t *tok_d = tok + depth, *pos_d = pos + depth;
 
     /* the probe runs before and after the timed runs; the better figure is kept (on a shared
      * machine the load changes during a run) */
     double bw = o.bw_mib > 0 ? probe_bandwidth(p, (size_t)o.bw_mib << 20) : 0;
     /* warm-up: pages the weights in and settles the clocks */
-    if (o.n_prompt > 0 && run_pp(f, kv, tok, pos, seq, o.n_prompt, logits, err, sizeof err) < 0)
+    if (o.n_prompt > 0 &&
+        run_pp(f, kv, depth, tok_d, pos_d, seq, o.n_prompt, logits, err, sizeof err) < 0)
         goto fail;
-    if (run_tg(f, kv, tok, pos, seq, o.n_gen < 4 ? o.n_gen : 4, logits, err, sizeof err) < 0)
+    if (run_tg(f, kv, depth, tok_d, pos_d, seq, o.n_gen < 4 ? o.n_gen : 4, logits, err,
+               sizeof err) < 0)
         goto fail;
     for (int i = 0; i < o.reps; i++) {
-        if (o.n_prompt > 0 &&
-            (pp_s[i] = run_pp(f, kv, tok, pos, seq, o.n_prompt, logits, err, sizeof err)) < 0)
+        if (o.n_prompt > 0 && (pp_s[i] = run_pp(f, kv, depth, tok_d, pos_d, seq, o.n_prompt,
+                                                logits, err, sizeof err)) < 0)
             goto fail;
-        if (o.n_gen > 0 &&
-            (tg_s[i] = run_tg(f, kv, tok, pos, seq, o.n_gen, logits, err, sizeof err)) < 0)
+        if (o.n_gen > 0 && (tg_s[i] = run_tg(f, kv, depth, tok_d, pos_d, seq, o.n_gen, logits,
+                                             err, sizeof err)) < 0)
             goto fail;
         pp_s[i] = o.n_prompt > 0 ? o.n_prompt / pp_s[i] : 0; /* now tokens per second */
         tg_s[i] = o.n_gen > 0 ? o.n_gen / tg_s[i] : 0;
@@ -544,7 +597,8 @@ int cmd_bench(int argc, char **argv) {
     const char *kernels = mm_kernels();
     const char *wtype = dtype_name(m->layers[0].wq.type);
 
-    const bench_result res = {wtype, kernels, wbytes, pp, pp_sd, tg, tg_sd, bw, roof};
+    const bench_result res = {wtype, kernels, wbytes, pp, pp_sd, tg, tg_sd,
+                              bw,    roof,    kv_bytes_per_token(&m->cfg, o.kv)};
     if (o.json)
         print_json(&o, &res, &gr);
     else

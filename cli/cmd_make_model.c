@@ -38,6 +38,8 @@ static void usage(FILE *f) {
                "                    norms are always F32)\n"
                "  --format FORMAT   gguf (default) or llama2c (F32 only, shared classifier)\n"
                "  --seed S          random seed (default 1)\n"
+               "  --ctx-len N       the context length written in the file (default: the\n"
+               "                    shape's), e.g. to benchmark a small shape at 4k tokens\n"
                "  -h, --help        this help\n");
 }
 
@@ -282,10 +284,12 @@ int cmd_make_model(int argc, char **argv) {
                                           {"format", required_argument, 0, 'F'},
                                           {"seed", required_argument, 0, 's'},
                                           {"vocab", required_argument, 0, 'V'},
+                                          {"ctx-len", required_argument, 0, 'C'},
                                           {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};
     const char *shape_name = NULL, *type_name = "f16", *format = "gguf", *vocab_path = NULL;
     uint64_t seed = 1;
+    long long ctx_len = 0; /* 0: the shape's */
     char err[LS_ERR_LEN];
     int c;
     opterr = 0;
@@ -298,6 +302,12 @@ int cmd_make_model(int argc, char **argv) {
         case 'V': vocab_path = optarg; break;
         case 's':
             if (cfg_parse_u64(optarg, &seed, "--seed", err, sizeof err) != 0) {
+                fprintf(stderr, "llamaserve make-model: %s\n", err);
+                return 2;
+            }
+            break;
+        case 'C':
+            if (cfg_parse_int(optarg, 1, 1 << 20, &ctx_len, "--ctx-len", err, sizeof err) != 0) {
                 fprintf(stderr, "llamaserve make-model: %s\n", err);
                 return 2;
             }
@@ -334,7 +344,8 @@ int cmd_make_model(int argc, char **argv) {
                         "only; see --help)\n");
         return 2;
     }
-    shape sv = *s; /* the vocabulary size follows --vocab */
+    shape sv = *s; /* the vocabulary size follows --vocab, the context --ctx-len */
+    if (ctx_len > 0) sv.ctx_len = (int)ctx_len;
     gguf_file *vocab = NULL;
     if (vocab_path) {
         const gguf_value *tokens;

@@ -32,6 +32,7 @@ static void usage(FILE *f) {
             "                       context length)\n"
             "  -t, --threads N      threads (default 2)\n"
             "      --chunks N       score at most N windows (default: all)\n"
+            "      --kv-type T      KV cache type: f16 (default, as serve), f32 or q8_0\n"
             "      --json           end stdout with one JSON line {\"ppl\", \"ppl_stderr\",\n"
             "                       \"chunks\", \"tokens_scored\"}\n"
             "  -h, --help           this help\n");
@@ -41,17 +42,18 @@ typedef struct {
     const char *model, *tokenizer, *file;
     int ctx, threads, max_chunks;
     bool json;
+    kv_type kv;
 } ppl_opts;
 
 static int parse(ppl_opts *o, int argc, char **argv, char *err, size_t errlen) {
-    enum { O_TOKENIZER = 256, O_CHUNKS, O_JSON };
+    enum { O_TOKENIZER = 256, O_CHUNKS, O_JSON, O_KVTYPE };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},    {"tokenizer", required_argument, 0, O_TOKENIZER},
         {"file", required_argument, 0, 'f'},     {"ctx-size", required_argument, 0, 'c'},
         {"threads", required_argument, 0, 't'},  {"chunks", required_argument, 0, O_CHUNKS},
         {"json", no_argument, 0, O_JSON},        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
-    *o = (ppl_opts){.ctx = 0, .threads = 2, .max_chunks = -1};
+        {"kv-type", required_argument, 0, O_KVTYPE}, {0, 0, 0, 0}};
+    *o = (ppl_opts){.ctx = 0, .threads = 2, .max_chunks = -1, .kv = KV_F16};
     long long v;
     int c;
     opterr = 0;
@@ -75,6 +77,10 @@ static int parse(ppl_opts *o, int argc, char **argv, char *err, size_t errlen) {
             o->max_chunks = (int)v;
             break;
         case O_JSON: o->json = true; break;
+        case O_KVTYPE:
+            if (kv_type_parse(optarg, &o->kv))
+                return ls_fail(err, errlen, "--kv-type: '%s' is not one of f32, f16, q8_0", optarg);
+            break;
         case 'h': return 1;
         case ':': return ls_fail(err, errlen, "%s needs a value", argv[optind - 1]);
         default:
@@ -208,12 +214,12 @@ int cmd_perplexity(int argc, char **argv) {
         goto fail;
     }
     const int first = c / 2, n_scored = c - 1 - first, vocab = m->cfg.vocab_size;
-    fprintf(stderr, "perplexity: %d tokens, %d windows of %d, %d scored per window\n", n_tok,
-            n_chunks, c, n_scored);
+    fprintf(stderr, "perplexity: %d tokens, %d windows of %d, %d scored per window, KV %s\n",
+            n_tok, n_chunks, c, n_scored, kv_type_name(o.kv));
 
     if (!(p = cli_pool(o.threads, err, sizeof err))) goto fail;
     if (!(f = fwd_create(m, FWD_STEP_ROWS, p, err, sizeof err))) goto fail;
-    if (!(kv = kv_create(&m->cfg, c, KV_F16, err, sizeof err))) goto fail;
+    if (!(kv = kv_create(&m->cfg, c, o.kv, err, sizeof err))) goto fail;
     pos = malloc((size_t)c * sizeof *pos);
     seq = calloc((size_t)c, sizeof *seq);
     want = malloc((size_t)c * sizeof *want);

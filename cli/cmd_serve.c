@@ -88,7 +88,7 @@ static int check_kv_memory(const model *m, const sched_params *sp) {
     sysmem_fit fit;
     uint64_t per_token = kv_bytes_per_token(&m->cfg, sp->kv);
     if (!sysmem_kv_fit(per_token, sp->parallel, sp->ctx_size, mi.available, &fit)) return 0;
-    const char *kv_type = sp->kv == KV_F32 ? "f32" : "f16";
+    const char *kv_type = kv_type_name(sp->kv);
     char msg[1024];
     sysmem_kv_message(&fit, &mi, sp->parallel, sp->ctx_size, kv_type, msg, sizeof msg);
     cJSON *f = cJSON_CreateObject();
@@ -229,7 +229,9 @@ int cmd_serve(int argc, char **argv) {
         .batch_size = cfg.batch_size,
         .threads = cfg.threads,
         .max_queue = cfg.max_queue,
-        .kv = cfg.kv_type == CFG_KV_F32 ? KV_F32 : KV_F16,
+        .kv = cfg.kv_type == CFG_KV_F32    ? KV_F32
+              : cfg.kv_type == CFG_KV_Q8_0 ? KV_Q8_0
+                                           : KV_F16,
         .prompt_cache = cfg.prompt_cache,
         .spec_ngram = cfg.spec_ngram,
         .draft = draft,

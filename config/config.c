@@ -58,7 +58,7 @@ typedef struct {
     { #f, K_ENUM, FIELD(f), 0, 0, NULL, def, names, 0, "NAME", h, 0, NULL }
 
 static const char *const template_names[] = {"auto", "llama2", "chatml", "zephyr", "llama3", NULL};
-static const char *const kv_names[] = {"f16", "f32", NULL};
+static const char *const kv_names[] = {"f16", "f32", "q8_0", NULL};
 static const char *const log_names[] = {"text", "json", NULL};
 static const char *const pooling_names[] = {"mean", "last", NULL};
 
@@ -98,7 +98,9 @@ static const setting settings[] = {
         "llama.cpp's --ctx-size is the TOTAL: use -c for that"),
     INT(threads, 2, 1, 256, 't', "threads for the matrix work"),
     INT(batch_size, 64, 1, 4096, 'b', "most token rows in one forward step (the prefill chunk)"),
-    ENUM(kv_type, CFG_KV_F16, kv_names, "KV cache element type"),
+    ENUM(kv_type, CFG_KV_F16, kv_names,
+         "KV cache element type, keys and values alike; q8_0 = 8-bit\n"
+         "blocks, half of f16's memory (-ctk/-ctv are aliases)"),
     ENUM(pooling, CFG_POOL_MEAN, pooling_names,
          "embeddings: mean = the average of every token's final\n"
          "hidden state, last = the last token's; then unit length"),
@@ -572,10 +574,21 @@ enum { OPT_HELP = 'h', OPT_CTX_TOTAL = 'c', OPT_PRINT = 1000, OPT_SET = 1100, OP
  * taken for a flag. */
 static int rewrite_llamacpp(int argc, char **args, const struct option *opts, const char *shorts,
                             char *err, size_t errlen) {
+    const char *cache_type = NULL; /* the value of a -ctk/-ctv seen before */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(args[i], "--")) break;
         if (args[i][0] != '-' || !args[i][1]) continue; /* an operand: getopt reports it */
         const char *ours = cfg_llamacpp_alias(args[i]);
+        /* llama.cpp's separate key and value types: we keep one, so they must agree */
+        if (ours && (!strncmp(args[i], "-ct", 3) || !strncmp(args[i], "--cache-type-", 13))) {
+            const char *v = i + 1 < argc ? args[i + 1] : NULL;
+            if (v && cache_type && strcmp(v, cache_type))
+                return cfg_fail(err, errlen,
+                                "%s %s: keys and values have one type in llamaserve, and %s was "
+                                "given before",
+                                args[i], v, cache_type);
+            if (v) cache_type = v;
+        }
         if (ours) args[i] = (char *)ours; /* getopt permutes the pointers, never writes the text */
         const char *a = args[i];
         /* before our short flags: "-tb" is llama.cpp's --threads-batch, not "-t b" */

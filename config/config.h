@@ -24,7 +24,7 @@ typedef enum {
     CFG_TEMPLATE_LLAMA3,
 } cfg_chat_template;
 
-typedef enum { CFG_KV_F16, CFG_KV_F32 } cfg_kv_type;
+typedef enum { CFG_KV_F16, CFG_KV_F32, CFG_KV_Q8_0 } cfg_kv_type;
 typedef enum { CFG_POOL_MEAN, CFG_POOL_LAST } cfg_pooling;
 /* Where the model path came from. */
 typedef enum {

@@ -8,13 +8,19 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Single-dash spellings of flags we have, rewritten to our long name before getopt sees them. */
+/* llama.cpp spellings of flags we have (-np, --cache-type-k), rewritten to our long name before
+ * getopt sees them. */
 static const struct {
     const char *arg, *ours;
 } aliases[] = {
     {"-np", "--parallel"},
     {"-to", "--timeout"},
     {"-md", "--model-draft"},
+    /* one type for keys and values: either spelling sets both (the last one given wins) */
+    {"-ctk", "--kv-type"},
+    {"-ctv", "--kv-type"},
+    {"--cache-type-k", "--kv-type"},
+    {"--cache-type-v", "--kv-type"},
 };
 
 /* Flags we do not take. `names`: the spellings, space-separated, llama.cpp's long one first. */
@@ -32,8 +38,6 @@ static const struct {
     {"--n-predict -n --predict",
      "the request's max_tokens sets it; --max-tokens-limit caps what a request may ask"},
     {"--ubatch-size -ub", "use -b/--batch-size: one batch size (the prefill chunk)"},
-    {"--cache-type-k -ctk --cache-type-v -ctv",
-     "use --kv-type f16|f32: one type for keys and values"},
     {"--mlock", "not supported: the weights are memory-mapped read-only; drop it"},
     {"--embedding --embeddings",
      "llamaserve always serves /v1/embeddings beside completions and chat; drop it"},

@@ -7,8 +7,8 @@
 
 #include <stddef.h>
 
-/* Our long option for a llama.cpp single-dash spelling ("-np" -> "--parallel"); NULL when arg
- * is not one. arg is one whole command-line word (no "=value": llama.cpp takes none there). */
+/* Our long option for a llama.cpp spelling ("-np" -> "--parallel", "-ctk" -> "--kv-type"); NULL
+ * when arg is not one. arg is one whole command-line word ("--cache-type-k=q8_0" is none). */
 const char *cfg_llamacpp_alias(const char *arg);
 
 /* For a llama.cpp flag that llamaserve does not take: a one-line hint naming our nearest

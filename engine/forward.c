@@ -153,16 +153,39 @@ void swiglu(float *out, const float *gate, const float *up, int n) {
     for (int i = 0; i < n; i++) out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
 }
 
-/* Reads one cached key or value element as F32. */
+/* Reads one cached key or value element as F32 (Q8_0: d * q, exact in F32). */
 static inline float kv_get(const void *row, kv_type type, int i) {
+    if (type == KV_Q8_0) {
+        const block_q8_0 *b = (const block_q8_0 *)row + i / QK;
+        return f16_to_f32(b->d) * (float)b->qs[i % QK];
+    }
     return type == KV_F16 ? f16_to_f32(((const uint16_t *)row)[i]) : ((const float *)row)[i];
 }
 
+/* n elements into a cache row at row (Q8_0: n a multiple of 32, row at a block's start). */
 static void kv_put(void *row, kv_type type, const float *src, int n) {
-    if (type == KV_F16)
+    if (type == KV_Q8_0) {
+        assert(n % QK == 0);
+        quantize_row_q8_0(row, src, n);
+    } else if (type == KV_F16) {
         for (int i = 0; i < n; i++) ((uint16_t *)row)[i] = f32_to_f16(src[i]);
-    else
+    } else {
         memcpy(row, src, (size_t)n * sizeof(float));
+    }
+}
+
+/* out (nr, n): n elements of nr Q8_0 cache rows, row j at (char *)row + j * stride, as F32 with
+ * kv_get's values (attn_dequant_q8_0_avx2 with simd: the same bits, the products being exact). */
+static void kv_dequant_q8_0(float *out, const void *row, size_t stride, int nr, int n,
+                            bool simd) {
+    for (int j = 0; j < nr; j++) {
+        const void *r = (const char *)row + (size_t)j * stride;
+        if (simd) {
+            attn_dequant_q8_0_avx2(out + (size_t)j * n, r, n);
+            continue;
+        }
+        for (int i = 0; i < n; i++) out[(size_t)j * n + i] = kv_get(r, KV_Q8_0, i);
+    }
 }
 
 /* One (row, head) of causal attention over its sequence's cache, positions 0..pos, with an
@@ -306,7 +329,10 @@ static void rope_heads(float *x, const float *cs, int head_dim, int rope_dim, in
  * for all its query rows, and each row takes the block's 8 values in one pass over its output
  * (attn_accum8_avx2). Each row keeps its own online softmax and sees the
  * positions in increasing order with attention_head's float operations, so every row's result
- * is bit-identical to attention_head's, whatever nq. nq <= ATTN_QB. */
+ * is bit-identical to attention_head's, whatever nq. nq <= ATTN_QB. A Q8_0 cache's full blocks
+ * go through Q8_0 twins of the helpers (d * q is exact in F32, so the same bits); its partial
+ * blocks are dequantized once into F32. Longer than 100 lines:
+ * the block loop's two paths share their softmax state and read best in one place. */
 #define ATTN_KB 8
 #define ATTN_QB 8
 static void attention_block(float *const *out /* nq x (head_dim) */,
@@ -315,10 +341,13 @@ static void attention_block(float *const *out /* nq x (head_dim) */,
                             int head_dim, bool simd) {
     assert(nq >= 1 && nq <= ATTN_QB && (!simd || head_dim <= ATTN_MAX_HEAD_DIM));
     const float scale = 1.0f / sqrtf((float)head_dim);
-    const bool f16 = kv->type == KV_F16;
-    const size_t esz = f16 ? 2 : 4, off = (size_t)kv_head * head_dim;
+    const bool f16 = kv->type == KV_F16, q8 = kv->type == KV_Q8_0;
+    const size_t off = (size_t)kv_head * head_dim, off_bytes = kv_row_bytes(kv->type, (int)off);
+    const size_t row_bytes = kv_row_bytes(kv->type, kv->kv_dim);
     float max[ATTN_QB], sum[ATTN_QB], scores[ATTN_QB * ATTN_KB];
     float kt[ATTN_KB * ATTN_MAX_HEAD_DIM];
+    /* Q8_0: a partial block's value rows, dequantized (ATTN_KB, head_dim) */
+    float dq[ATTN_KB * ATTN_MAX_HEAD_DIM];
     for (int r = 0; r < nq; r++) {
         max[r] = -INFINITY;
         sum[r] = 0.0f;
@@ -327,16 +356,29 @@ static void attention_block(float *const *out /* nq x (head_dim) */,
     const int n_max = pos0 + (nq - 1) * step + 1;
     for (int t0 = 0; t0 < n_max; t0 += ATTN_KB) {
         const int kbn = n_max - t0 < ATTN_KB ? n_max - t0 : ATTN_KB;
-        const char *k0 = (const char *)kv_k_row(kv, layer, t0) + off * esz;
+        const char *k0 = (const char *)kv_k_row(kv, layer, t0) + off_bytes;
+        const char *v0 = (const char *)kv_v_row(kv, layer, t0) + off_bytes;
         const bool full = simd && kbn == ATTN_KB;
         /* rows that see all 8 positions of a full block: r_full .. nq - 1 */
         int r_full = step ? t0 + ATTN_KB - 1 - pos0 : 0;
         if (r_full < 0) r_full = 0;
         if (full) { /* the keys transposed once, then the 8-wide scores of those rows */
-            attn_keys8_t_avx2(kt, k0, f16, (size_t)kv->kv_dim, head_dim);
+            if (q8) {
+                attn_keys8_t_q8_0_avx2(kt, k0, row_bytes, head_dim);
+            } else {
+                attn_keys8_t_avx2(kt, k0, f16, (size_t)kv->kv_dim, head_dim);
+            }
             if (r_full < nq)
                 attn_scores8t_rows_avx2(scores + r_full * ATTN_KB, q + r_full, nq - r_full, kt,
                                         head_dim);
+        }
+        /* Q8_0 outside the SIMD full-block path: the block's keys and values as F32 once (in
+         * kt, unused then, and dq), not each element through kv_get for every row */
+        const float *kf = NULL, *vf = NULL; /* (kbn, head_dim) */
+        if (q8 && !full && head_dim <= ATTN_MAX_HEAD_DIM) { /* the buffers' size */
+            kv_dequant_q8_0(kt, k0, row_bytes, kbn, head_dim, simd);
+            kv_dequant_q8_0(dq, v0, row_bytes, kbn, head_dim, simd);
+            kf = kt, vf = dq;
         }
         /* rows that see position t0 (with step 0, every row sees every position) */
         const int r_first = step && t0 > pos0 ? t0 - pos0 : 0;
@@ -362,16 +404,22 @@ static void attention_block(float *const *out /* nq x (head_dim) */,
                     w[j] = expf(score - max[r]);
                     sum[r] += w[j];
                 }
-                attn_accum8_avx2(o, rescale, shrink, w,
-                                 (const char *)kv_v_row(kv, layer, t0) + off * esz, f16,
-                                 (size_t)kv->kv_dim, head_dim);
+                if (q8)
+                    attn_accum8_q8_0_avx2(o, rescale, shrink, w, v0, row_bytes, head_dim);
+                else
+                    attn_accum8_avx2(o, rescale, shrink, w, v0, f16, (size_t)kv->kv_dim,
+                                     head_dim);
                 continue;
             }
             for (int j = 0; j < cnt; j++) {
                 const int t = t0 + j;
                 const void *krow = kv_k_row(kv, layer, t);
                 float score = 0.0f;
-                for (int i = 0; i < head_dim; i++) score += qr[i] * kv_get(krow, kv->type, off + i);
+                if (kf)
+                    for (int i = 0; i < head_dim; i++) score += qr[i] * kf[j * head_dim + i];
+                else
+                    for (int i = 0; i < head_dim; i++)
+                        score += qr[i] * kv_get(krow, kv->type, off + i);
                 score *= scale;
                 if (score > max[r]) {
                     float shrink = expf(max[r] - score); /* 0 on the first position */
@@ -385,9 +433,13 @@ static void attention_block(float *const *out /* nq x (head_dim) */,
                 float w = expf(score - max[r]);
                 sum[r] += w;
                 const void *vrow = kv_v_row(kv, layer, t);
-                if (simd)
-                    attn_axpy_avx2(o, w, (const char *)vrow + off * esz, f16, head_dim);
-                else
+                if (simd && vf)
+                    attn_axpy_avx2(o, w, vf + (size_t)j * head_dim, false, head_dim);
+                else if (simd && !q8)
+                    attn_axpy_avx2(o, w, (const char *)vrow + off_bytes, f16, head_dim);
+                else if (vf)
+                    for (int i = 0; i < head_dim; i++) o[i] += w * vf[j * head_dim + i];
+                else /* F32, F16 without SIMD; Q8_0 rows that miss part of a full block */
                     for (int i = 0; i < head_dim; i++) o[i] += w * kv_get(vrow, kv->type, off + i);
             }
         }
@@ -436,7 +488,7 @@ static void rope_kv_row(const attn_job *j, int t, int g0, int g1, float *cs) {
     rope_heads(qt, cs, hd, c->rope_dim, g0 * group, g1 * group);
     rope_heads(kt, cs, hd, c->rope_dim, g0, g1);
     kv_cache *kv = j->caches[j->seq[t]];
-    const size_t esz = kv->type == KV_F16 ? 2 : 4, off = (size_t)g0 * hd * esz;
+    const size_t off = kv_row_bytes(kv->type, g0 * hd);
     kv_put((char *)kv_k_row(kv, j->layer, j->pos[t]) + off, kv->type, kt + (size_t)g0 * hd,
            (g1 - g0) * hd);
     kv_put((char *)kv_v_row(kv, j->layer, j->pos[t]) + off, kv->type, vt + (size_t)g0 * hd,

@@ -1,20 +1,46 @@
-/* kv_cache: one sequence's keys and values, (layer, n_ctx, kv_dim), in F32 or F16. Allocated
- * once; clear/truncate only move the fill mark, copy moves just the filled positions. */
+/* kv_cache: one sequence's keys and values, (layer, n_ctx, kv_dim), in F32, F16 or Q8_0 blocks.
+ * Allocated once; clear/truncate only move the fill mark, copy moves just the filled positions. */
 #include "kv_cache.h"
 #include "common.h"
+
+#include "tensor.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-static size_t elem_bytes(kv_type t) { return t == KV_F16 ? 2 : 4; }
+size_t kv_row_bytes(kv_type type, int n) {
+    if (type == KV_Q8_0) /* a partial block counts whole (kv_create refuses such shapes) */
+        return (size_t)((n + QK - 1) / QK) * sizeof(block_q8_0);
+    return (size_t)n * (type == KV_F16 ? 2 : 4);
+}
+
+const char *kv_type_name(kv_type type) {
+    return type == KV_F32 ? "f32" : type == KV_F16 ? "f16" : "q8_0";
+}
+
+int kv_type_parse(const char *name, kv_type *out) {
+    for (int t = KV_F32; t <= KV_Q8_0; t++)
+        if (!strcmp(name, kv_type_name((kv_type)t))) {
+            *out = (kv_type)t;
+            return 0;
+        }
+    return -1;
+}
 
 kv_cache *kv_create(const model_config *c, int n_ctx, kv_type type, char *err, size_t errlen) {
     if (n_ctx <= 0) {
         ls_fail(err, errlen, "context size must be positive, got %d", n_ctx);
         return NULL;
     }
-    if (type != KV_F32 && type != KV_F16) {
+    if (type != KV_F32 && type != KV_F16 && type != KV_Q8_0) {
         ls_fail(err, errlen, "unknown KV cache type %d", (int)type);
+        return NULL;
+    }
+    if (type == KV_Q8_0 && c->head_dim % QK != 0) { /* blocks must not straddle two heads */
+        ls_fail(err, errlen,
+                "a q8_0 KV cache needs a head size that is a multiple of %d; this "
+                "model's is %d (use f16 or f32)",
+                QK, c->head_dim);
         return NULL;
     }
     kv_cache *kv = calloc(1, sizeof *kv);
@@ -24,8 +50,7 @@ kv_cache *kv_create(const model_config *c, int n_ctx, kv_type type, char *err, s
     kv->kv_dim = c->n_kv_heads * c->head_dim;
     kv->type = type;
     size_t n;
-    if (ls_mul_size((size_t)kv->n_layers * (size_t)kv->kv_dim, (size_t)n_ctx, &n) ||
-        ls_mul_size(n, elem_bytes(type), &n))
+    if (ls_mul_size((size_t)kv->n_layers * kv_row_bytes(type, kv->kv_dim), (size_t)n_ctx, &n))
         goto oom;
     kv->k = ls_alloc(n);
     kv->v = ls_alloc(n);
@@ -45,13 +70,11 @@ void kv_free(kv_cache *kv) {
 }
 
 size_t kv_bytes_per_token(const model_config *c, kv_type type) {
-    return 2 * (size_t)c->n_layers * (size_t)c->n_kv_heads * (size_t)c->head_dim *
-           elem_bytes(type);
+    return 2 * (size_t)c->n_layers * kv_row_bytes(type, c->n_kv_heads * c->head_dim);
 }
 
 size_t kv_bytes(const kv_cache *kv) {
-    return 2 * (size_t)kv->n_layers * (size_t)kv->n_ctx * (size_t)kv->kv_dim *
-           elem_bytes(kv->type);
+    return 2 * (size_t)kv->n_layers * (size_t)kv->n_ctx * kv_row_bytes(kv->type, kv->kv_dim);
 }
 
 void kv_clear(kv_cache *kv) { kv->n = 0; }
@@ -64,7 +87,7 @@ int kv_copy(kv_cache *dst, const kv_cache *src) {
     if (dst->n_layers != src->n_layers || dst->kv_dim != src->kv_dim || dst->type != src->type ||
         dst->n_ctx < src->n)
         return -1;
-    size_t row = (size_t)src->kv_dim * elem_bytes(src->type);
+    size_t row = kv_row_bytes(src->type, src->kv_dim);
     for (int l = 0; l < src->n_layers; l++) {
         memcpy(kv_k_row(dst, l, 0), kv_k_row(src, l, 0), row * (size_t)src->n);
         memcpy(kv_v_row(dst, l, 0), kv_v_row(src, l, 0), row * (size_t)src->n);
@@ -74,8 +97,8 @@ int kv_copy(kv_cache *dst, const kv_cache *src) {
 }
 
 static void *row_of(void *base, const kv_cache *kv, int layer, int pos) {
-    size_t idx = ((size_t)layer * (size_t)kv->n_ctx + (size_t)pos) * (size_t)kv->kv_dim;
-    return (uint8_t *)base + idx * elem_bytes(kv->type);
+    size_t idx = (size_t)layer * (size_t)kv->n_ctx + (size_t)pos;
+    return (uint8_t *)base + idx * kv_row_bytes(kv->type, kv->kv_dim);
 }
 
 void *kv_k_row(const kv_cache *kv, int layer, int pos) { return row_of(kv->k, kv, layer, pos); }

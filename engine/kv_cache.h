@@ -6,23 +6,33 @@
 
 #include "model.h"
 
-typedef enum { KV_F32 = 0, KV_F16 = 1 } kv_type;
+/* KV_Q8_0: each head's keys and values as Q8_0 blocks (32 values, one F16 scale, 34 bytes),
+ * quantized when a row is written (quantize_row_q8_0); needs head_dim a multiple of 32. */
+typedef enum { KV_F32 = 0, KV_F16 = 1, KV_Q8_0 = 2 } kv_type;
 
 typedef struct {
     int n_layers, n_ctx, kv_dim; /* kv_dim = n_kv_heads * head_dim */
     kv_type type;
-    void *k;   /* (n_layers, n_ctx, kv_dim) of type */
+    void *k;   /* (n_layers, n_ctx, kv_dim) of type (Q8_0: kv_dim / 32 blocks a row) */
     void *v;   /* (n_layers, n_ctx, kv_dim) of type */
     int n;     /* positions 0..n-1 hold valid entries */
 } kv_cache;
 
-/* NULL with a message when n_ctx is not positive or the memory cannot be had. */
+/* NULL with a message when n_ctx is not positive, the type is unknown or does not fit the
+ * model's head_dim (Q8_0), or the memory cannot be had. */
 kv_cache *kv_create(const model_config *c, int n_ctx, kv_type type, char *err, size_t errlen);
 void kv_free(kv_cache *kv);
 size_t kv_bytes(const kv_cache *kv);
 /* Bytes one position takes in a cache of this model and type (keys and values, every layer):
  * kv_bytes of a cache of n_ctx positions is n_ctx times this. */
 size_t kv_bytes_per_token(const model_config *c, kv_type type);
+/* Bytes taken by the first n elements of a row of this type: the byte offset of element n
+ * within a row (Q8_0: n a multiple of 32 for an offset; otherwise rounded up to whole blocks). */
+size_t kv_row_bytes(kv_type type, int n);
+/* "f32", "f16", "q8_0". */
+const char *kv_type_name(kv_type type);
+/* The type of one of those names into *out: 0, or -1 when name is none of them. */
+int kv_type_parse(const char *name, kv_type *out);
 
 void kv_clear(kv_cache *kv);
 /* Keeps positions 0..n-1 (n <= kv->n). */

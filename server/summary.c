@@ -68,7 +68,7 @@ void summary_log_ready(const summary_in *in) {
     /* an IPv6 address goes in brackets in a URL */
     snprintf(address, sizeof address, strchr(cfg->host, ':') ? "http://[%s]:%d" : "http://%s:%d",
              cfg->host, in->port);
-    const char *kv_type = sp->kv == KV_F32 ? "f32" : "f16";
+    const char *kv_type = kv_type_name(sp->kv);
     uint64_t kv_total = (uint64_t)kv_bytes_per_token(&m->cfg, sp->kv) * (uint64_t)sp->parallel *
                         (uint64_t)sp->ctx_size;
     const char *kernels = mm_kernels();

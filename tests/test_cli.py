@@ -127,4 +127,22 @@ for bad in (("-n", "-5"), ("-n", "12abc"), ("--temperature", "-1"), ("--top-p", 
 rc, out, err = run("generate", "-m", KJV, "-p", "And " * 400, "-n", "4")
 check(rc != 0 and "context" in err, f"a prompt longer than the context is refused: {err!r}")
 
+# bench: the KV type and a prefilled context depth (llama-bench's -d)
+import json  # noqa: E402
+rc, out, err = run("bench", "-m", KJV, "-p", "8", "-n", "4", "-r", "1", "--bw-mib", "0", "-d",
+                   "100", "--kv-type", "q8_0", "--cpu-clock", "--json")
+b = json.loads(out) if rc == 0 else {}
+# kjv-demo: 4 layers, 4 kv heads of 32: per layer K and V one 34-byte block per head
+check(rc == 0 and b.get("kv") == "q8_0" and b.get("n_depth") == 100 and b.get("clock") == "cpu" and
+      b.get("kv_bytes_per_token") == 4 * 2 * 4 * 34 and b.get("pp_tok_s", 0) > 0 and
+      b.get("tg_tok_s", 0) > 0, f"bench -d 100 --kv-type q8_0: {rc} {out!r} {err!r}")
+rc, out, err = run("bench", "-m", KJV, "-p", "8", "-n", "4", "-r", "1", "--bw-mib", "0",
+                   "--kv-f16", "--json")
+check(rc == 0 and json.loads(out).get("kv_bytes_per_token") == 4 * 2 * 128 * 2 and
+      json.loads(out).get("clock") == "wall",
+      f"bench --kv-f16: {rc} {out!r}")
+for bad, words in [(("-d", "250"), "context length"), (("--kv-type", "q4"), "--kv-type")]:
+    rc, out, err = run("bench", "-m", KJV, "-p", "8", "-n", "4", "-r", "1", "--bw-mib", "0", *bad)
+    check(rc != 0 and words in err and out == "", f"bench {bad}: {rc} {err!r}")
+
 sys.exit(summary())

@@ -244,7 +244,7 @@ static void test_bad_values(void) {
         {"shutdown_timeout", "3601", " 5"},
         {"seed", "-2", "-2"},
         {"seed", "1e300", "99999999999999999999"},
-        {"kv_type", "\"q8_0\"", "q8_0"},
+        {"kv_type", "\"q4_0\"", "q4_0"},
         {"kv_type", "16", "F16 "},
         {"pooling", "\"cls\"", "none"},
         {"log_format", "\"xml\"", "xml"},
@@ -400,6 +400,18 @@ static void test_llamacpp_flags(void) {
           err);
     /* a value that looks like a llama.cpp flag is still a value */
     CHECK(load(&c, "-m", "m", "--api-key", "-np") == 0 && !strcmp(c.api_key, "-np"), "%s", err);
+    /* llama.cpp's cache types: aliases of --kv-type, keys and values alike */
+    CHECK(load(&c, "-m", "m", "--kv-type", "q8_0") == 0 && c.kv_type == CFG_KV_Q8_0, "%s", err);
+    CHECK(load(&c, "-m", "m", "-ctk", "q8_0", "-ctv", "q8_0") == 0 && c.kv_type == CFG_KV_Q8_0,
+          "%s", err);
+    CHECK(load(&c, "-m", "m", "--cache-type-k", "f32", "--cache-type-v", "f32") == 0 &&
+              c.kv_type == CFG_KV_F32,
+          "%s", err);
+    CHECK(load(&c, "-m", "m", "-ctv", "q8_0") == 0 && c.kv_type == CFG_KV_Q8_0, "%s", err);
+    CHECK(load(&c, "-m", "m", "-ctk", "q8_0", "-ctv", "f16") == -1 && strstr(err, "one type") &&
+              strstr(err, "-ctv f16"),
+          "different key and value types are refused: %s", err);
+    CHECK(load(&c, "-m", "m", "-ctk", "q4_0") == -1 && strstr(err, "q4_0"), "%s", err);
     CHECK(load(&c, "-m", "m", "--alias", "-ngl") == 0 && !strcmp(c.alias, "-ngl"), "%s", err);
     CHECK(load(&c, "-m", "-fa") == 0 && !strcmp(c.model, "-fa"), "%s", err);
     /* the caller's argv is left as it was */
@@ -425,7 +437,6 @@ static void test_llamacpp_flags(void) {
         {"--rerank", "not supported"},
         {"--jinja", "--chat-template"},
         {"--rope-freq-base", "model file"},
-        {"-ctk", "--kv-type"},
         {"-ub", "--batch-size"},
         {"-hf", "-m PATH"},
         {"-v", "--log-format"},

@@ -1,4 +1,4 @@
-/* test_kv_cache: sizes, clear, truncate and copy of a sequence's KV cache. */
+/* test_kv_cache: sizes, clear, truncate and copy of a sequence's KV cache (F32, F16, Q8_0). */
 #include "check.h"
 #include "kv_cache.h"
 
@@ -46,5 +46,36 @@ int main(void) {
         kv_free(b);
         kv_free(small);
     }
+    /* Q8_0: 34-byte blocks of 32; a head size that splits a block is refused */
+    CHECK(kv_create(&c, 4, KV_Q8_0, err, sizeof err) == NULL && strstr(err, "multiple of 32"),
+          "q8_0 with head_dim 8 is refused: %s", err);
+    model_config c32 = {.dim = 128, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .head_dim = 32};
+    kv_cache *q = kv_create(&c32, 5, KV_Q8_0, err, sizeof err),
+             *q2 = kv_create(&c32, 5, KV_Q8_0, err, sizeof err);
+    CHECK(q && q2, "q8_0 create: %s", err);
+    if (q && q2) {
+        CHECK(kv_bytes_per_token(&c32, KV_Q8_0) == 2 * 2 * 2 * 34, "q8_0 bytes per token %zu",
+              kv_bytes_per_token(&c32, KV_Q8_0));
+        CHECK(kv_bytes(q) == 5 * kv_bytes_per_token(&c32, KV_Q8_0), "q8_0 bytes");
+        CHECK(kv_row_bytes(KV_Q8_0, 32) == 34 && kv_row_bytes(KV_F16, 32) == 64 &&
+                  kv_row_bytes(KV_F32, 32) == 128,
+              "row bytes");
+        CHECK((char *)kv_v_row(q, 1, 3) - (char *)kv_v_row(q, 0, 0) == (5 + 3) * 2 * 34,
+              "q8_0 row offsets");
+        for (int l = 0; l < 2; l++)
+            for (int p = 0; p < 3; p++) {
+                memset(kv_k_row(q, l, p), 7 * l + p + 1, 68);
+                memset(kv_v_row(q, l, p), 50 + 7 * l + p, 68);
+            }
+        q->n = 3;
+        CHECK(kv_copy(q2, q) == 0 && q2->n == 3 &&
+                  !memcmp(kv_k_row(q2, 1, 2), kv_k_row(q, 1, 2), 68) &&
+                  !memcmp(kv_v_row(q2, 1, 0), kv_v_row(q, 1, 0), 68),
+              "q8_0 copy");
+        CHECK(!strcmp(kv_type_name(KV_Q8_0), "q8_0") && !strcmp(kv_type_name(KV_F16), "f16"),
+              "names");
+    }
+    kv_free(q);
+    kv_free(q2);
     return check_summary();
 }

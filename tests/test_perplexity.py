@@ -3,7 +3,8 @@
 number: the text tokenized by sentencepiece (kjv-demo-tokenizer.model, with BOS), cut into
 windows of c tokens whose first token becomes BOS, each run through the float64 numpy reference
 (tests/reference/llama_ref.py) from an empty cache, the second half scored (llama.cpp's method).
-Also: the JSON line's fields, and clear errors for bad arguments."""
+Also --kv-type q8_0 against the reference whose cache quantizes keys and values the same way
+(llama_ref.q8_0_roundtrip), the JSON line's fields, and clear errors for bad arguments."""
 import json
 import math
 import os
@@ -27,7 +28,7 @@ def ours(*args):
     return subprocess.run([BIN, "perplexity", *args], capture_output=True, text=True, timeout=300)
 
 
-def reference():
+def reference(kv="f32"):
     import sentencepiece as spm
     sp = spm.SentencePieceProcessor(model_file=os.path.join(MODELS, "kjv-demo-tokenizer.model"))
     ids = [1] + sp.encode(open(TEXT, encoding="utf-8").read())
@@ -36,7 +37,7 @@ def reference():
     for k in range(CHUNKS):
         window = ids[k * C:(k + 1) * C]
         window[0] = 1
-        logits = R.forward(model, window, R.Cache(model.cfg["n_layers"]))
+        logits = R.forward(model, window, R.Cache(model.cfg["n_layers"], kv))
         for j in range(C // 2, C - 1):
             row = logits[j]
             mx = row.max()
@@ -57,10 +58,26 @@ got = last.get("ppl", float("nan"))
 check(abs(got - want) / want < 2e-3, f"ppl {got} vs the reference {want} ({n} tokens)")
 print(f"ppl: ours {got:.5f}, reference {want:.5f}, relative difference {abs(got - want) / want:.2e}")
 
+# a Q8_0 KV cache: against the reference that rounds K and V through Q8_0 blocks as they are
+# appended. Seen: 6e-6 from it, 1.8e-3 from the unquantized reference; the bound 5e-4 tells the
+# two apart and leaves room for the few values that round to the other step (test_forward.c).
+q = ours("-m", MODEL, "-f", TEXT, "-c", str(C), "--chunks", str(CHUNKS), "--json", "--kv-type",
+         "q8_0")
+check(q.returncode == 0 and "KV q8_0" in q.stderr, f"--kv-type q8_0 exits 0: {q.stderr[-500:]}")
+got_q = json.loads(q.stdout.strip().splitlines()[-1]).get("ppl") if q.returncode == 0 else None
+want_q, _ = reference("q8_0")
+check(got_q is not None and abs(got_q - want_q) / want_q < 5e-4,
+      f"q8_0 KV ppl {got_q} vs its reference {want_q}")
+print(f"ppl, KV q8_0: ours {got_q}, reference {want_q:.5f} (unquantized reference {want:.5f})")
+
 # errors: a message and a non-zero status, nothing on stdout
 for args, words in [((), "--file"), (("-f", "/nonexistent/x.txt"), "cannot open"),
                     (("-m", MODEL, "-f", TEXT, "-c", "100000"), "context length"),
                     (("-m", MODEL, "-f", TEXT, "-c", "2"), "--ctx-size"),
+                    (("-m", MODEL, "-f", TEXT, "--kv-type", "q4_0"), "--kv-type"),
+                    (("-m", os.path.join(MODELS, "stories260K.bin"), "--tokenizer",
+                      os.path.join(MODELS, "stories260K-tok512-placeholder.bin"), "-f", TEXT,
+                      "-c", "64", "--kv-type", "q8_0"), "multiple of 32"),
                     (("-m", MODEL, "-f", os.path.join(MODELS, "README.md"), "-c", "256",
                       "--bogus"), "unknown option")]:
     q = ours(*args)

@@ -298,6 +298,20 @@ def test_llamacpp_flags():
     assert "'-ngl' (llama.cpp's --n-gpu-layers): llamaserve runs on the CPU" in p.stderr, p.stderr
 
 
+def test_kv_q8_0():
+    """llama.cpp's -ctk/-ctv q8_0: a Q8_0 KV cache of 17/32 of F16's bytes that serves, and
+    whose prompt cache (a second request on the same prefix) gives the same greedy text."""
+    with Server("--log-format", "json", "--parallel", "2", "--ctx-size", "64", "-ctk", "q8_0",
+                "-ctv", "q8_0") as s:
+        st1, a, _ = s.json("POST", "/v1/completions", SIMPLE)
+        st2, b, _ = s.json("POST", "/v1/completions", SIMPLE)
+    assert st1 == 200 and st2 == 200 and a["usage"]["completion_tokens"] == 4, a
+    assert a["choices"][0]["text"] == b["choices"][0]["text"], (a, b)
+    r = [o for o in json_lines(s.stderr_lines) if o["msg"].startswith("ready: serving")][0]
+    # 4 layers x keys and values x 4 KV heads of 32 = one 34-byte block each, per token
+    assert r["kv_type"] == "q8_0" and r["kv_cache_bytes"] == 2 * 64 * 4 * 2 * 4 * 34, r
+
+
 def main():
     runner = Runner("test_server_ux")
     from server_harness import run_with_server
@@ -307,7 +321,7 @@ def main():
                     "--cors-origin", "https://two.test:8443")
     run_with_server(runner, [test_cors_star], env={"LLAMASERVE_CORS_ORIGIN": "*"})
     for t in (test_text_logs, test_json_logs_and_summary, test_json_startup_error, test_log_file,
-              test_memory_refusal, test_llamacpp_flags):
+              test_memory_refusal, test_llamacpp_flags, test_kv_q8_0):
         runner.run(t)
     runner.finish()
 

@@ -124,6 +124,69 @@ TARGET void attn_accum8_avx2(float *out, const unsigned char rescale[8], const f
     }
 }
 
+/* A block's F16 scale as F32 by F16C: exact, as f16_to_f32 (every half is a float). */
+INLINE __m256 q8_0_scale(const block_q8_0 *b) {
+    return _mm256_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(b->d)));
+}
+
+/* 8 elements c.. of a Q8_0 block as F32: d * q, exact. */
+INLINE __m256 q8_0_8(const block_q8_0 *b, __m256 d, int c) {
+    __m128i q8 = _mm_loadl_epi64((const __m128i *)(b->qs + c));
+    return _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8)));
+}
+
+TARGET void attn_keys8_t_q8_0_avx2(float *kt, const void *k, size_t row_bytes, int head_dim) {
+    for (int b = 0; b < head_dim / QK; b++) {
+        const block_q8_0 *blk[8];
+        __m256 d[8];
+        for (int j = 0; j < 8; j++) {
+            blk[j] = (const block_q8_0 *)((const char *)k + (size_t)j * row_bytes) + b;
+            d[j] = q8_0_scale(blk[j]);
+        }
+        for (int c = 0; c < QK; c += 8) {
+            __m256 r[8];
+            for (int j = 0; j < 8; j++)
+                r[j] = q8_0_8(blk[j], d[j], c);
+            transpose8(kt + (size_t)(b * QK + c) * 8, r);
+        }
+    }
+}
+
+TARGET void attn_accum8_q8_0_avx2(float *out, const unsigned char rescale[8],
+                                  const float shrink[8], const float w[8], const void *v,
+                                  size_t row_bytes, int head_dim) {
+    for (int b = 0; b < head_dim / QK; b++) { /* one block: four chains of 8 in flight */
+        __m256 o[4];
+        for (int c = 0; c < 4; c++)
+            o[c] = _mm256_loadu_ps(out + b * QK + 8 * c);
+        for (int j = 0; j < 8; j++) {
+            const block_q8_0 *blk =
+                (const block_q8_0 *)((const char *)v + (size_t)j * row_bytes) + b;
+            const __m256 d = q8_0_scale(blk);
+            const __m256 sh = _mm256_set1_ps(shrink[j]), wj = _mm256_set1_ps(w[j]);
+            for (int c = 0; c < 4; c++) {
+                __m256 x = q8_0_8(blk, d, 8 * c);
+                if (rescale[j]) o[c] = _mm256_mul_ps(o[c], sh);
+                o[c] = _mm256_add_ps(o[c], _mm256_mul_ps(wj, x));
+            }
+        }
+        for (int c = 0; c < 4; c++)
+            _mm256_storeu_ps(out + b * QK + 8 * c, o[c]);
+    }
+}
+
+TARGET void attn_dequant_q8_0_avx2(float *out, const void *blocks, int n) {
+    const block_q8_0 *b = blocks;
+    for (int i = 0; i < n / QK; i++, b++) {
+        const __m256 d = _mm256_set1_ps(f16_to_f32(b->d));
+        for (int c = 0; c < QK; c += 8) {
+            __m128i q8 = _mm_loadl_epi64((const __m128i *)(b->qs + c));
+            __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8));
+            _mm256_storeu_ps(out + (size_t)i * QK + c, _mm256_mul_ps(d, q));
+        }
+    }
+}
+
 TARGET void attn_scale_avx2(float *out, float c, int n) {
     int i = 0;
     for (; i + 8 <= n; i += 8)
@@ -161,6 +224,16 @@ void attn_accum8_avx2(float *out, const unsigned char rescale[8], const float sh
                       const float w[8], const void *v, bool f16, size_t stride, int head_dim) {
     (void)out, (void)rescale, (void)shrink, (void)w, (void)v, (void)f16, (void)stride;
     (void)head_dim;
+}
+void attn_keys8_t_q8_0_avx2(float *kt, const void *k, size_t row_bytes, int head_dim) {
+    (void)kt, (void)k, (void)row_bytes, (void)head_dim;
+}
+void attn_accum8_q8_0_avx2(float *out, const unsigned char rescale[8], const float shrink[8],
+                           const float w[8], const void *v, size_t row_bytes, int head_dim) {
+    (void)out, (void)rescale, (void)shrink, (void)w, (void)v, (void)row_bytes, (void)head_dim;
+}
+void attn_dequant_q8_0_avx2(float *out, const void *blocks, int n) {
+    (void)out, (void)blocks, (void)n;
 }
 void attn_scale_avx2(float *out, float c, int n) {
     (void)out, (void)c, (void)n;

@@ -24,6 +24,16 @@ void attn_scores8t_rows_avx2(float *s, const float *const *q, int nq, const floa
  * stays in registers across the 8 rows. */
 void attn_accum8_avx2(float *out, const unsigned char rescale[8], const float shrink[8],
                       const float w[8], const void *v, bool f16, size_t stride, int head_dim);
+/* attn_keys8_t_avx2 for 8 rows of Q8_0 blocks, row j at (char *)k + j * row_bytes, head_dim a
+ * multiple of 32: kt[i * 8 + j] = d * q of element i of row j (exact in F32). */
+void attn_keys8_t_q8_0_avx2(float *kt, const void *k, size_t row_bytes, int head_dim);
+/* attn_accum8_avx2 for 8 value rows of Q8_0 blocks (row j at (char *)v + j * row_bytes,
+ * head_dim a multiple of 32), each value d * q: the same operations, the same bits. */
+void attn_accum8_q8_0_avx2(float *out, const unsigned char rescale[8], const float shrink[8],
+                           const float w[8], const void *v, size_t row_bytes, int head_dim);
+/* out (n) = d * q of n / 32 Q8_0 blocks at blocks (n a multiple of 32): exact in F32, so the
+ * same bits as any scalar dequantization. */
+void attn_dequant_q8_0_avx2(float *out, const void *blocks, int n);
 /* out (n) *= c. */
 void attn_scale_avx2(float *out, float c, int n);
 /* out (n) += w * v (n), v F32 or F16. */

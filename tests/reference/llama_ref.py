@@ -456,10 +456,30 @@ def silu(x):
     return x / (1.0 + np.exp(-x))
 
 
-class Cache:
-    """One sequence's keys and values: per layer a list of (T, n_kv_heads, head_dim) blocks."""
+def q8_0_roundtrip(x):
+    """x (..., n) with n a multiple of 32 -> the values a Q8_0 block keeps, from the GGUF format
+    (block: an F16 scale d and 32 int8 q; value d * q), quantized as llama.cpp's reference
+    quantize_row_q8_0 does: per block of 32, in float32, amax = max|x|, d = amax / 127,
+    q = round(x * (1 / d)) (half to even here; C's lrintf in the default rounding mode), and d
+    stored as F16 (round to nearest even). The value is then f16(d) * q, exact in float32."""
+    shape = x.shape
+    b = x.astype(np.float32).reshape(-1, QK)
+    d = np.abs(b).max(axis=-1, keepdims=True) / np.float32(127.0)
+    inv = np.divide(np.float32(1.0), d, out=np.zeros_like(d), where=d > 0)
+    q = np.clip(np.rint(b * inv), -127, 127)
+    dh = d.astype(np.float16).astype(np.float32)
+    return (dh.astype(np.float64) * q.astype(np.float64)).reshape(shape)
 
-    def __init__(self, n_layers):
+
+class Cache:
+    """One sequence's keys and values: per layer a list of (T, n_kv_heads, head_dim) blocks.
+    kv "q8_0": each head's keys and values go through q8_0_roundtrip when they are appended
+    (head_dim a multiple of 32), as an engine's Q8_0 KV cache stores them; "f32": kept as
+    computed (float64 here)."""
+
+    def __init__(self, n_layers, kv="f32"):
+        assert kv in ("f32", "q8_0")
+        self.kv = kv
         self.k = [np.zeros((0, 0, 0)) for _ in range(n_layers)]
         self.v = [np.zeros((0, 0, 0)) for _ in range(n_layers)]
         self.n = 0
@@ -510,6 +530,8 @@ def hidden(model, tokens, cache, act_quant=False):
         rs = (c["rope_dim"], c["rope_theta"], c.get("rope_scale", 1.0), c.get("rope_factors"))
         q = rope(q, pos, *rs)
         k = rope(k, pos, *rs)
+        if cache.kv == "q8_0":
+            k, v = q8_0_roundtrip(k), q8_0_roundtrip(v)
         if p0 == 0:
             cache.k[li], cache.v[li] = k, v
         else:
