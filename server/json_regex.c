@@ -2,6 +2,7 @@
  * json_regex.h). A recursive-descent parser of the supported subset that writes GBNF as it
  * goes; anything outside the subset stops it with the offset. Owns nothing after a call. */
 #include "json_regex.h"
+#include "strbuf.h"
 
 #include <stdarg.h>
 #include <stdbool.h>
@@ -14,39 +15,6 @@
 #define MAX_RANGES 128  /* ranges in one class */
 #define MAX_DEPTH 64    /* nested groups */
 
-typedef struct {
-    char *s;
-    size_t n, cap;
-    bool oom;
-} obuf;
-
-static void put(obuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(obuf *b, const char *fmt, ...) {
-    if (b->oom) return;
-    va_list ap;
-    va_start(ap, fmt);
-    int k = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (k < 0) {
-        b->oom = true;
-        return;
-    }
-    if (b->n + (size_t)k + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap * 2 : 128;
-        while (nc < b->n + (size_t)k + 1) nc *= 2;
-        char *q = realloc(b->s, nc);
-        if (!q) {
-            b->oom = true;
-            return;
-        }
-        b->s = q;
-        b->cap = nc;
-    }
-    va_start(ap, fmt);
-    vsnprintf(b->s + b->n, b->cap - b->n, fmt, ap);
-    va_end(ap);
-    b->n += (size_t)k;
-}
 
 typedef struct {
     const char *s;
@@ -80,28 +48,28 @@ static long utf8_at(const char *s, size_t n, size_t *i) {
 
 /* Code point cp as it appears in JSON text, as a GBNF literal: `"` and `\` escaped, the
  * control characters that have short escapes as them; other control characters fail. */
-static bool put_char(obuf *o, long cp) {
+static bool put_char(strbuf *o, long cp) {
     switch (cp) {
-    case '"': put(o, "\"\\\\\\\"\""); return true;   /* JSON \" */
-    case '\\': put(o, "\"\\\\\\\\\""); return true;  /* JSON \\ */
-    case '\n': put(o, "\"\\\\n\""); return true;
-    case '\t': put(o, "\"\\\\t\""); return true;
-    case '\r': put(o, "\"\\\\r\""); return true;
-    case '\f': put(o, "\"\\\\f\""); return true;
+    case '"': strbuf_add(o, "\"\\\\\\\"\""); return true;   /* JSON \" */
+    case '\\': strbuf_add(o, "\"\\\\\\\\\""); return true;  /* JSON \\ */
+    case '\n': strbuf_add(o, "\"\\\\n\""); return true;
+    case '\t': strbuf_add(o, "\"\\\\t\""); return true;
+    case '\r': strbuf_add(o, "\"\\\\r\""); return true;
+    case '\f': strbuf_add(o, "\"\\\\f\""); return true;
     default: break;
     }
     if (cp < 0x20) return false;
-    if (cp < 0x80 && cp != '"' && cp != '\\') put(o, "\"%c\"", (int)cp);
-    else put(o, cp <= 0xffff ? "\"\\u%04lx\"" : "\"\\U%08lx\"", cp);
+    if (cp < 0x80 && cp != '"' && cp != '\\') strbuf_add(o, "\"%c\"", (int)cp);
+    else strbuf_add(o, cp <= 0xffff ? "\"\\u%04lx\"" : "\"\\U%08lx\"", cp);
     return true;
 }
 
 /* A class bound, written so that the GBNF class parser reads it back whatever it is. */
-static void put_class_char(obuf *o, long cp) {
+static void put_class_char(strbuf *o, long cp) {
     if ((cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z'))
-        put(o, "%c", (int)cp);
-    else if (cp < 0x80) put(o, "\\x%02lx", cp);
-    else put(o, cp <= 0xffff ? "\\u%04lx" : "\\U%08lx", cp);
+        strbuf_add(o, "%c", (int)cp);
+    else if (cp < 0x80) strbuf_add(o, "\\x%02lx", cp);
+    else strbuf_add(o, cp <= 0xffff ? "\\u%04lx" : "\\U%08lx", cp);
 }
 
 typedef struct {
@@ -152,23 +120,23 @@ static long escaped_char(rx *r) {
 /* Writes a set of code points as GBNF: a class of the printable ones and, for `"`, `\` and
  * the escapable controls, their JSON escapes. neg: everything else (but never a control
  * character, `"` or `\`). */
-static bool put_set(rx *r, obuf *o, const ranges *set, bool neg) {
+static bool put_set(rx *r, strbuf *o, const ranges *set, bool neg) {
     if (neg) {
-        put(o, "[^");
+        strbuf_add(o, "[^");
         for (int k = 0; k < set->n; k++) {
             put_class_char(o, set->lo[k]);
-            if (set->hi[k] != set->lo[k]) put(o, "-"), put_class_char(o, set->hi[k]);
+            if (set->hi[k] != set->lo[k]) strbuf_add(o, "-"), put_class_char(o, set->hi[k]);
         }
-        put(o, "\\x22\\x5c\\x00-\\x1f]");
+        strbuf_add(o, "\\x22\\x5c\\x00-\\x1f]");
         return true;
     }
     int alts = 0;
-    put(o, "( ");
+    strbuf_add(o, "( ");
     static const long specials[] = {'"', '\\', '\n', '\t', '\r', '\f'};
     for (size_t k = 0; k < sizeof specials / sizeof *specials; k++)
         for (int j = 0; j < set->n; j++)
             if (specials[k] >= set->lo[j] && specials[k] <= set->hi[j]) {
-                put(o, "%s", alts++ ? " | " : "");
+                strbuf_add(o, "%s", alts++ ? " | " : "");
                 put_char(o, specials[k]);
                 break;
             }
@@ -180,22 +148,22 @@ static bool put_set(rx *r, obuf *o, const ranges *set, bool neg) {
             if (a <= '"' && '"' <= b) b = '"' - 1;
             else if (a <= '\\' && '\\' <= b) b = '\\' - 1;
             if (b >= a) {
-                put(o, any ? "" : alts++ ? " | [" : "[");
+                strbuf_add(o, any ? "" : alts++ ? " | [" : "[");
                 any = true;
                 put_class_char(o, a);
-                if (b != a) put(o, "-"), put_class_char(o, b);
+                if (b != a) strbuf_add(o, "-"), put_class_char(o, b);
             }
             if (b == hi) break;
             a = b + 2; /* past the character left out */
         }
     }
-    if (any) put(o, "]");
-    put(o, " )");
+    if (any) strbuf_add(o, "]");
+    strbuf_add(o, " )");
     return alts > 0 || fail(r, r->i, "a character class that matches nothing");
 }
 
 /* [...] from just past its '['. */
-static bool parse_class(rx *r, obuf *o) {
+static bool parse_class(rx *r, strbuf *o) {
     ranges set = {.n = 0};
     bool neg = r->i < r->n && r->s[r->i] == '^';
     if (neg) r->i++;
@@ -232,10 +200,10 @@ static bool parse_class(rx *r, obuf *o) {
     return put_set(r, o, &set, neg);
 }
 
-static bool parse_alt(rx *r, obuf *o, int depth, bool *top_bar);
+static bool parse_alt(rx *r, strbuf *o, int depth, bool *top_bar);
 
 /* One atom (a character, class, group or escape), written to o. */
-static bool parse_atom(rx *r, obuf *o, int depth) {
+static bool parse_atom(rx *r, strbuf *o, int depth) {
     size_t at = r->i;
     char c = r->s[r->i];
     if (c == '(') {
@@ -244,11 +212,11 @@ static bool parse_atom(rx *r, obuf *o, int depth) {
         else if (r->i < r->n && r->s[r->i] == '?')
             return fail(r, at, "lookaround and named groups are not supported");
         if (depth >= MAX_DEPTH) return fail(r, at, "groups nested too deep");
-        put(o, "( ");
+        strbuf_add(o, "( ");
         if (!parse_alt(r, o, depth + 1, NULL)) return false;
         if (r->i >= r->n || r->s[r->i] != ')') return fail(r, at, "an unclosed group");
         r->i++;
-        put(o, " )");
+        strbuf_add(o, " )");
         return true;
     }
     if (c == '[') {
@@ -257,7 +225,7 @@ static bool parse_atom(rx *r, obuf *o, int depth) {
     }
     if (c == '.') {
         r->i++;
-        put(o, "[^\\x22\\x5c\\x00-\\x1f]");
+        strbuf_add(o, "[^\\x22\\x5c\\x00-\\x1f]");
         return true;
     }
     if (c == '^' || c == '$')
@@ -282,13 +250,13 @@ static bool parse_atom(rx *r, obuf *o, int depth) {
 }
 
 /* A quantifier after an atom, if any: 0 none, 1 written, -1 failed. */
-static int parse_quantifier(rx *r, obuf *o) {
+static int parse_quantifier(rx *r, strbuf *o) {
     if (r->i >= r->n) return 0;
     char c = r->s[r->i];
     size_t at = r->i;
     if (c == '*' || c == '+' || c == '?') {
         r->i++;
-        put(o, "%c", c);
+        strbuf_add(o, "%c", c);
     } else if (c == '{') {
         char *end;
         long lo = strtol(r->s + r->i + 1, &end, 10), hi = lo;
@@ -304,8 +272,8 @@ static int parse_quantifier(rx *r, obuf *o) {
         if (lo < 0 || lo > MAX_REPEAT || hi > MAX_REPEAT || (hi >= 0 && hi < lo))
             return fail(r, at, "a repetition bound out of range (0..256, n <= m)"), -1;
         r->i = (size_t)(end - r->s) + 1;
-        if (hi < 0) put(o, "{%ld,}", lo);
-        else put(o, "{%ld,%ld}", lo, hi);
+        if (hi < 0) strbuf_add(o, "{%ld,}", lo);
+        else strbuf_add(o, "{%ld,%ld}", lo, hi);
     } else {
         return 0;
     }
@@ -316,36 +284,36 @@ static int parse_quantifier(rx *r, obuf *o) {
 }
 
 /* Atoms up to '|', ')' or the end. An empty sequence matches the empty string. */
-static bool parse_seq(rx *r, obuf *o, int depth) {
+static bool parse_seq(rx *r, strbuf *o, int depth) {
     int n = 0;
     while (r->i < r->n && r->s[r->i] != '|' && r->s[r->i] != ')') {
-        obuf atom = {0}, quant = {0};
+        strbuf atom = {0}, quant = {0};
         bool ok = parse_atom(r, &atom, depth);
         int q = ok ? parse_quantifier(r, &quant) : -1;
-        if (q > 0) put(o, "%s( %s )%s", n ? " " : "", atom.s ? atom.s : "", quant.s);
-        else if (q == 0) put(o, "%s%s", n ? " " : "", atom.s ? atom.s : "");
+        if (q > 0) strbuf_add(o, "%s( %s )%s", n ? " " : "", atom.s ? atom.s : "", quant.s);
+        else if (q == 0) strbuf_add(o, "%s%s", n ? " " : "", atom.s ? atom.s : "");
         if (atom.oom || quant.oom) o->oom = true;
         free(atom.s);
         free(quant.s);
         if (q < 0) return false;
         n++;
     }
-    if (n == 0) put(o, "\"\"");
+    if (n == 0) strbuf_add(o, "\"\"");
     return true;
 }
 
 /* Sequences separated by '|'. *top_bar (when not NULL) says whether there was one. */
-static bool parse_alt(rx *r, obuf *o, int depth, bool *top_bar) {
+static bool parse_alt(rx *r, strbuf *o, int depth, bool *top_bar) {
     bool bar = false;
-    put(o, "( ");
+    strbuf_add(o, "( ");
     for (;;) {
         if (!parse_seq(r, o, depth)) return false;
         if (r->i >= r->n || r->s[r->i] != '|') break;
         r->i++;
         bar = true;
-        put(o, " | ");
+        strbuf_add(o, " | ");
     }
-    put(o, " )");
+    strbuf_add(o, " )");
     if (top_bar) *top_bar = bar;
     return true;
 }
@@ -360,14 +328,14 @@ char *json_regex_gbnf(const char *pattern, char *err, size_t errlen) {
         if (bs % 2 == 0) anchor_end = true, n--;
     }
     rx r = {.s = pattern, .i = i, .n = n, .err = err, .errlen = errlen};
-    obuf o = {0};
+    strbuf o = {0};
     bool bar = false;
-    if (!anchor_start) put(&o, "char* ");
+    if (!anchor_start) strbuf_add(&o, "char* ");
     bool ok = parse_alt(&r, &o, 0, &bar);
     if (ok && r.i < r.n) ok = fail(&r, r.i, "an unmatched ')'");
     if (ok && bar && (anchor_start || anchor_end))
         ok = fail(&r, 0, "with '|' at the top, anchors must wrap a group: ^(a|b)$");
-    if (!anchor_end) put(&o, " char*");
+    if (!anchor_end) strbuf_add(&o, " char*");
     if (ok && o.oom) {
         if (err && errlen) snprintf(err, errlen, "out of memory");
         ok = false;

@@ -5,6 +5,7 @@
 
 #include "grammar.h"
 #include "json_regex.h"
+#include "strbuf.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -44,49 +45,20 @@ const char *json_object_gbnf(void) { return "root ::= object\n" FIXED_RULES; }
 
 /* --------------------------------------------------------------- string builder */
 
-typedef struct {
-    char *s;
-    size_t n, cap;
-    bool oom;
-} sbuf;
-
-static void sb_add(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_add(sbuf *b, const char *fmt, ...) {
-    if (b->oom) return;
-    va_list ap;
-    va_start(ap, fmt);
-    int k = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (b->n + (size_t)k + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap * 2 : 256;
-        while (nc < b->n + (size_t)k + 1) nc *= 2;
-        char *q = realloc(b->s, nc);
-        if (!q) {
-            b->oom = true;
-            return;
-        }
-        b->s = q;
-        b->cap = nc;
-    }
-    va_start(ap, fmt);
-    vsnprintf(b->s + b->n, (size_t)k + 1, fmt, ap);
-    va_end(ap);
-    b->n += (size_t)k;
-}
 
 /* A GBNF string literal matching exactly the bytes of text. */
-static void sb_literal(sbuf *b, const char *text) {
-    sb_add(b, "\"");
+static void sb_literal(strbuf *b, const char *text) {
+    strbuf_add(b, "\"");
     for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
-        if (*p == '"' || *p == '\\') sb_add(b, "\\%c", *p);
-        else if (*p < 0x20 || *p == 0x7f) sb_add(b, "\\x%02x", *p);
-        else sb_add(b, "%c", *p);
+        if (*p == '"' || *p == '\\') strbuf_add(b, "\\%c", *p);
+        else if (*p < 0x20 || *p == 0x7f) strbuf_add(b, "\\x%02x", *p);
+        else strbuf_add(b, "%c", *p);
     }
-    sb_add(b, "\"");
+    strbuf_add(b, "\"");
 }
 
 /* The literal of a JSON value as cJSON prints it compactly. */
-static bool sb_json_literal(sbuf *b, const cJSON *v) {
+static bool sb_json_literal(strbuf *b, const cJSON *v) {
     char *t = cJSON_PrintUnformatted(v);
     if (!t) return false;
     sb_literal(b, t);
@@ -97,7 +69,7 @@ static bool sb_json_literal(sbuf *b, const cJSON *v) {
 /* ------------------------------------------------------------------- converter */
 
 typedef struct {
-    sbuf rules;
+    strbuf rules;
     int n_rules;
     const cJSON *root;
     struct {
@@ -161,9 +133,9 @@ static long long get_count(conv *c, const cJSON *node, const char *k, long long 
 
 static int new_rule(conv *c) { return c->n_rules++; }
 
-static void emit(conv *c, int rule, const sbuf *body) {
+static void emit(conv *c, int rule, const strbuf *body) {
     if (body->oom) c->rules.oom = true;
-    sb_add(&c->rules, "r%d ::= %s\n", rule, body->s ? body->s : "\"\"");
+    strbuf_add(&c->rules, "r%d ::= %s\n", rule, body->s ? body->s : "\"\"");
 }
 
 /* Whether JSON value v has JSON Schema type t. */
@@ -183,13 +155,13 @@ static bool has_type(const cJSON *v, const char *t) {
 /* --- integers in a range, digit by digit --- */
 
 /* x, y: decimal strings of the same length n, x <= y. */
-static void fixed_range(sbuf *b, const char *x, const char *y, int n) {
+static void fixed_range(strbuf *b, const char *x, const char *y, int n) {
     if (n == 1) {
-        sb_add(b, "[%c-%c]", x[0], y[0]);
+        strbuf_add(b, "[%c-%c]", x[0], y[0]);
         return;
     }
     if (x[0] == y[0]) {
-        sb_add(b, "\"%c\" ", x[0]);
+        strbuf_add(b, "\"%c\" ", x[0]);
         fixed_range(b, x + 1, y + 1, n - 1);
         return;
     }
@@ -200,46 +172,46 @@ static void fixed_range(sbuf *b, const char *x, const char *y, int n) {
     memset(nines, '9', sizeof nines);
     memset(zeros, '0', sizeof zeros);
     bool first = true;
-    sb_add(b, "( ");
+    strbuf_add(b, "( ");
     if (!xz) {
-        sb_add(b, "\"%c\" ", x[0]);
+        strbuf_add(b, "\"%c\" ", x[0]);
         fixed_range(b, x + 1, nines, n - 1);
         lo++;
         first = false;
     }
     if (!y9) hi--;
     if (lo <= hi) {
-        sb_add(b, "%s[%c-%c] [0-9]{%d}", first ? "" : " | ", lo, hi, n - 1);
+        strbuf_add(b, "%s[%c-%c] [0-9]{%d}", first ? "" : " | ", lo, hi, n - 1);
         first = false;
     }
     if (!y9) {
-        sb_add(b, "%s\"%c\" ", first ? "" : " | ", y[0]);
+        strbuf_add(b, "%s\"%c\" ", first ? "" : " | ", y[0]);
         fixed_range(b, zeros, y + 1, n - 1);
     }
-    sb_add(b, " )");
+    strbuf_add(b, " )");
 }
 
 /* 0 <= a <= b <= INT_LIMIT */
-static void uint_range(sbuf *b, long long a, long long bb) {
+static void uint_range(strbuf *b, long long a, long long bb) {
     char x[24], y[24];
     int da = snprintf(x, sizeof x, "%lld", a), db = snprintf(y, sizeof y, "%lld", bb);
     if (da == db) {
         fixed_range(b, x, y, da);
         return;
     }
-    sb_add(b, "( ");
+    strbuf_add(b, "( ");
     char top[24], bottom[24];
     memset(top, '9', sizeof top);
     fixed_range(b, x, top, da);
-    for (int d = da + 1; d < db; d++) sb_add(b, " | [1-9] [0-9]{%d}", d - 1);
+    for (int d = da + 1; d < db; d++) strbuf_add(b, " | [1-9] [0-9]{%d}", d - 1);
     bottom[0] = '1';
     memset(bottom + 1, '0', sizeof bottom - 1);
-    sb_add(b, " | ");
+    strbuf_add(b, " | ");
     fixed_range(b, bottom, y, db);
-    sb_add(b, " )");
+    strbuf_add(b, " )");
 }
 
-static int gen_integer(conv *c, const cJSON *node, const char *path, sbuf *b) {
+static int gen_integer(conv *c, const cJSON *node, const char *path, strbuf *b) {
     long long lo = -INT_LIMIT, hi = INT_LIMIT;
     const char *keys[4] = {"minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"};
     bool any = false;
@@ -260,51 +232,51 @@ static int gen_integer(conv *c, const cJSON *node, const char *path, sbuf *b) {
         if (i == 3) hi = hi < (long long)ceil(d) - 1 ? hi : (long long)ceil(d) - 1;
     }
     if (!any) {
-        sb_add(b, "integer");
+        strbuf_add(b, "integer");
         return 0;
     }
     if (lo > hi) return fail(c, path, "no integer satisfies minimum and maximum");
-    sb_add(b, "( ");
+    strbuf_add(b, "( ");
     bool first = true;
     if (lo < 0) {
         long long top = hi < -1 ? hi : -1; /* negatives in [lo, top] */
-        sb_add(b, "\"-\" ");
+        strbuf_add(b, "\"-\" ");
         uint_range(b, -top, -lo);
         first = false;
     }
     if (hi >= 0) {
-        if (!first) sb_add(b, " | ");
+        if (!first) strbuf_add(b, " | ");
         uint_range(b, lo > 0 ? lo : 0, hi);
     }
-    sb_add(b, " )");
+    strbuf_add(b, " )");
     return 0;
 }
 
 /* Alternatives for a magnitude m = I[.F] in [lo, hi] (hi < 0: no upper bound; exclusive ends
  * where elo/ehi), integers 0 <= lo, hi <= INT_LIMIT; "I" alone, "I" frac (any), "I" nzfrac
  * (above I) or "I" zfrac (equal to I). No exponents: tighter than JSON, always valid. */
-static void magnitude_range(sbuf *b, long long lo, bool elo, long long hi, bool ehi, int *n) {
+static void magnitude_range(strbuf *b, long long lo, bool elo, long long hi, bool ehi, int *n) {
     long long top = hi < 0 ? INT_LIMIT : hi - 1; /* integer parts with any fraction */
     long long from = lo;
     if (hi >= 0 && lo > hi) return;
     if (hi >= 0 && hi == lo) {
-        if (!elo && !ehi) sb_add(b, "%s\"%lld\" zfrac?", (*n)++ ? " | " : "", lo);
+        if (!elo && !ehi) strbuf_add(b, "%s\"%lld\" zfrac?", (*n)++ ? " | " : "", lo);
         return;
     }
     if (elo) { /* m > lo: lo only with a fraction that is not zero */
-        sb_add(b, "%s\"%lld\" nzfrac", (*n)++ ? " | " : "", lo);
+        strbuf_add(b, "%s\"%lld\" nzfrac", (*n)++ ? " | " : "", lo);
         from = lo + 1;
     }
     if (from <= top) {
-        sb_add(b, "%s", (*n)++ ? " | " : "");
+        strbuf_add(b, "%s", (*n)++ ? " | " : "");
         uint_range(b, from, top);
-        sb_add(b, " frac?");
+        strbuf_add(b, " frac?");
     }
-    if (hi >= 0 && !ehi) sb_add(b, "%s\"%lld\" zfrac?", (*n)++ ? " | " : "", hi);
+    if (hi >= 0 && !ehi) strbuf_add(b, "%s\"%lld\" zfrac?", (*n)++ ? " | " : "", hi);
 }
 
 /* type number with minimum/maximum/exclusive bounds, when the bounds are whole numbers. */
-static int gen_number(conv *c, const cJSON *node, const char *path, sbuf *b) {
+static int gen_number(conv *c, const cJSON *node, const char *path, strbuf *b) {
     const char *keys[4] = {"minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"};
     bool has_lo = false, has_hi = false, elo = false, ehi = false;
     long long lo = 0, hi = 0;
@@ -327,11 +299,11 @@ static int gen_number(conv *c, const cJSON *node, const char *path, sbuf *b) {
         if (i >= 2 && (!has_hi || x < hi || (x == hi && ex))) hi = x, ehi = ex, has_hi = true;
     }
     if (!has_lo && !has_hi) {
-        sb_add(b, "number");
+        strbuf_add(b, "number");
         return 0;
     }
     int n = 0;
-    sbuf pos = {0}, neg = {0};
+    strbuf pos = {0}, neg = {0};
     if (!has_hi || hi >= 0) /* x >= 0 */
         magnitude_range(&pos, has_lo && lo > 0 ? lo : 0, has_lo && lo >= 0 && elo,
                         has_hi ? hi : -1, ehi, &n);
@@ -346,7 +318,7 @@ static int gen_number(conv *c, const cJSON *node, const char *path, sbuf *b) {
         free(neg.s);
         return fail(c, path, "no number satisfies the bounds");
     }
-    sb_add(b, "( %s%s%s%s%s )", n_pos ? pos.s : "", n_pos && n ? " | " : "", n ? "\"-\" ( " : "",
+    strbuf_add(b, "( %s%s%s%s%s )", n_pos ? pos.s : "", n_pos && n ? " | " : "", n ? "\"-\" ( " : "",
            n ? neg.s : "", n ? " )" : "");
     free(pos.s);
     free(neg.s);
@@ -356,7 +328,7 @@ static int gen_number(conv *c, const cJSON *node, const char *path, sbuf *b) {
 /* A string that matches `pattern` (json_regex.h), alone: with a length or format it is
  * refused, as the two cannot be combined in one grammar here. */
 static int gen_pattern(conv *c, const cJSON *node, const cJSON *pat, const char *path,
-                       sbuf *b) {
+                       strbuf *b) {
     char sub[512], err[256];
     snprintf(sub, sizeof sub, "%s/pattern", path);
     if (!cJSON_IsString(pat)) return fail(c, sub, "'pattern' must be a string");
@@ -365,12 +337,12 @@ static int gen_pattern(conv *c, const cJSON *node, const cJSON *pat, const char 
                             "supported");
     char *expr = json_regex_gbnf(pat->valuestring, err, sizeof err);
     if (!expr) return fail(c, sub, "%s%s", strcmp(err, "out of memory") ? "pattern: " : "", err);
-    sb_add(b, "\"\\\"\" %s \"\\\"\"", expr);
+    strbuf_add(b, "\"\\\"\" %s \"\\\"\"", expr);
     free(expr);
     return 0;
 }
 
-static int gen_string(conv *c, const cJSON *node, const char *path, sbuf *b) {
+static int gen_string(conv *c, const cJSON *node, const char *path, strbuf *b) {
     const cJSON *f = get(node, "format"), *pat = get(node, "pattern");
     if (pat) return gen_pattern(c, node, pat, path, b);
     long long mn = get_count(c, node, "minLength", 0, path);
@@ -388,13 +360,13 @@ static int gen_string(conv *c, const cJSON *node, const char *path, sbuf *b) {
         if (!rule) return fail(c, sub, "string format '%s' is not supported", fs);
         if (get(node, "minLength") || get(node, "maxLength"))
             return fail(c, path, "minLength/maxLength together with format are not supported");
-        sb_add(b, "\"\\\"\" %s \"\\\"\"", rule);
+        strbuf_add(b, "\"\\\"\" %s \"\\\"\"", rule);
         return 0;
     }
     if (mx >= 0 && mx < mn) return fail(c, path, "maxLength is below minLength");
-    if (mx >= 0) sb_add(b, "\"\\\"\" char{%lld,%lld} \"\\\"\"", mn, mx);
-    else if (mn > 0) sb_add(b, "\"\\\"\" char{%lld,} \"\\\"\"", mn);
-    else sb_add(b, "string");
+    if (mx >= 0) strbuf_add(b, "\"\\\"\" char{%lld,%lld} \"\\\"\"", mn, mx);
+    else if (mn > 0) strbuf_add(b, "\"\\\"\" char{%lld,} \"\\\"\"", mn);
+    else strbuf_add(b, "string");
     return 0;
 }
 
@@ -405,7 +377,7 @@ static int sub_rule(conv *c, const cJSON *v, const char *path, const char *suffi
     return gen(c, v, sub);
 }
 
-static int gen_object(conv *c, const cJSON *node, const char *path, sbuf *b) {
+static int gen_object(conv *c, const cJSON *node, const char *path, strbuf *b) {
     const cJSON *props = get(node, "properties"), *req = get(node, "required"),
                 *ap = get(node, "additionalProperties");
     char sub[512];
@@ -432,7 +404,7 @@ static int gen_object(conv *c, const cJSON *node, const char *path, sbuf *b) {
         if (c->failed) return -1;
         char val[32];
         snprintf(val, sizeof val, vr < 0 ? "value" : "r%d", vr);
-        sb_add(b, "\"{\" ws ( string ws \":\" ws %s ( ws \",\" ws string ws \":\" ws %s )* )? ws "
+        strbuf_add(b, "\"{\" ws ( string ws \":\" ws %s ( ws \",\" ws string ws \":\" ws %s )* )? ws "
                   "\"}\"", val, val);
         return 0;
     }
@@ -454,11 +426,11 @@ static int gen_object(conv *c, const cJSON *node, const char *path, sbuf *b) {
         int vr = gen(c, it, sub);
         if (vr < 0) break;
         kv[i] = new_rule(c);
-        sbuf kb = {0};
+        strbuf kb = {0};
         cJSON *key = cJSON_CreateString(it->string);
         if (!key || !sb_json_literal(&kb, key)) kb.oom = true;
         cJSON_Delete(key);
-        sb_add(&kb, " ws \":\" ws r%d", vr);
+        strbuf_add(&kb, " ws \":\" ws r%d", vr);
         emit(c, kv[i], &kb);
         free(kb.s);
         i++;
@@ -470,24 +442,24 @@ static int gen_object(conv *c, const cJSON *node, const char *path, sbuf *b) {
     }
     int next_first = -1; /* first[i+1] */
     for (i = n - 1; i >= 0; i--) {
-        sbuf fb = {0};
-        sb_add(&fb, "r%d", kv[i]);
+        strbuf fb = {0};
+        strbuf_add(&fb, "r%d", kv[i]);
         for (int j = i + 1; j < n; j++)
-            sb_add(&fb, must[j] ? " ws \",\" ws r%d" : " ( ws \",\" ws r%d )?", kv[j]);
-        if (!must[i]) sb_add(&fb, next_first >= 0 ? " | r%d" : " | \"\"", next_first);
+            strbuf_add(&fb, must[j] ? " ws \",\" ws r%d" : " ( ws \",\" ws r%d )?", kv[j]);
+        if (!must[i]) strbuf_add(&fb, next_first >= 0 ? " | r%d" : " | \"\"", next_first);
         int fr = new_rule(c);
         emit(c, fr, &fb);
         free(fb.s);
         next_first = fr;
     }
-    if (next_first >= 0) sb_add(b, "\"{\" ws r%d ws \"}\"", next_first);
-    else sb_add(b, "\"{\" ws \"}\"");
+    if (next_first >= 0) strbuf_add(b, "\"{\" ws r%d ws \"}\"", next_first);
+    else strbuf_add(b, "\"{\" ws \"}\"");
     free(kv);
     free(must);
     return 0;
 }
 
-static int gen_array(conv *c, const cJSON *node, const char *path, sbuf *b) {
+static int gen_array(conv *c, const cJSON *node, const char *path, strbuf *b) {
     const cJSON *items = get(node, "items"), *prefix = get(node, "prefixItems");
     char sub[512];
     if (prefix && !cJSON_IsArray(prefix)) return fail(c, path, "'prefixItems' must be an array");
@@ -524,47 +496,47 @@ static int gen_array(conv *c, const cJSON *node, const char *path, sbuf *b) {
 #define ELEM(i) ((i) < k ? pr[i] : -1)
     /* required elements 0 .. mn-1, then the optional tail (nested, since each needs the ones
      * before it) */
-    sb_add(b, "\"[\" ws");
+    strbuf_add(b, "\"[\" ws");
     for (long long i = 0; i < mn; i++) {
-        if (i > 0) sb_add(b, " ws \",\" ws");
-        if (ELEM(i) >= 0) sb_add(b, " r%d", ELEM(i));
-        else sb_add(b, " %s", item_name);
+        if (i > 0) strbuf_add(b, " ws \",\" ws");
+        if (ELEM(i) >= 0) strbuf_add(b, " r%d", ELEM(i));
+        else strbuf_add(b, " %s", item_name);
     }
     int opened = 0;
     long long i = mn;
     for (; i < k && (mx < 0 || i < mx); i++, opened++)
-        sb_add(b, " ( %sr%d", i > 0 ? "ws \",\" ws " : "", pr[i]);
+        strbuf_add(b, " ( %sr%d", i > 0 ? "ws \",\" ws " : "", pr[i]);
     if (mx < 0 || i < mx) { /* elements past the prefix */
         long long left = mx < 0 ? -1 : mx - i;
         if (i == 0) {
-            sb_add(b, " ( %s ( ws \",\" ws %s )", item_name, item_name);
-            if (left < 0) sb_add(b, "* )?");
-            else sb_add(b, "{0,%lld} )?", left - 1);
+            strbuf_add(b, " ( %s ( ws \",\" ws %s )", item_name, item_name);
+            if (left < 0) strbuf_add(b, "* )?");
+            else strbuf_add(b, "{0,%lld} )?", left - 1);
         } else {
-            sb_add(b, " ( ws \",\" ws %s )", item_name);
-            if (left < 0) sb_add(b, "*");
-            else sb_add(b, "{0,%lld}", left);
+            strbuf_add(b, " ( ws \",\" ws %s )", item_name);
+            if (left < 0) strbuf_add(b, "*");
+            else strbuf_add(b, "{0,%lld}", left);
         }
     }
-    for (int j = 0; j < opened; j++) sb_add(b, " )?");
-    sb_add(b, " ws \"]\"");
+    for (int j = 0; j < opened; j++) strbuf_add(b, " )?");
+    strbuf_add(b, " ws \"]\"");
 #undef ELEM
     free(pr);
     return 0;
 }
 
-static int gen_typed(conv *c, const cJSON *node, const char *t, const char *path, sbuf *b) {
+static int gen_typed(conv *c, const cJSON *node, const char *t, const char *path, strbuf *b) {
     if (strcmp(t, "object") == 0) return gen_object(c, node, path, b);
     if (strcmp(t, "array") == 0) return gen_array(c, node, path, b);
     if (strcmp(t, "string") == 0) return gen_string(c, node, path, b);
     if (strcmp(t, "integer") == 0) return gen_integer(c, node, path, b);
     if (strcmp(t, "number") == 0) return gen_number(c, node, path, b);
     if (strcmp(t, "boolean") == 0) {
-        sb_add(b, "boolean");
+        strbuf_add(b, "boolean");
         return 0;
     }
     if (strcmp(t, "null") == 0) {
-        sb_add(b, "null");
+        strbuf_add(b, "null");
         return 0;
     }
     char sub[512];
@@ -691,7 +663,7 @@ static int gen(conv *c, const cJSON *node, const char *path) {
     if (c->failed) return -1;
     if (cJSON_IsTrue(node)) {
         int r = new_rule(c);
-        sb_add(&c->rules, "r%d ::= value\n", r);
+        strbuf_add(&c->rules, "r%d ::= value\n", r);
         return r;
     }
     if (cJSON_IsFalse(node)) return fail(c, path, "the schema 'false' matches nothing");
@@ -711,7 +683,7 @@ static int gen(conv *c, const cJSON *node, const char *path) {
     c->memo[c->n_memo].node = node;
     c->memo[c->n_memo].rule = rule;
     c->n_memo++;
-    sbuf b = {0};
+    strbuf b = {0};
     const cJSON *ref = get(node, "$ref"), *cst = get(node, "const"), *en = get(node, "enum"),
                 *any = get(node, "anyOf"), *one = get(node, "oneOf"), *all = get(node, "allOf"),
                 *type = get(node, "type");
@@ -728,7 +700,7 @@ static int gen(conv *c, const cJSON *node, const char *path) {
         const cJSON *t = resolve_ref(c, ref->valuestring, path);
         if (!t) goto out;
         int r = gen(c, t, ref->valuestring);
-        sb_add(&b, "r%d", r);
+        strbuf_add(&b, "r%d", r);
     } else if (cst || en) {
         const cJSON *vals = cst ? NULL : en;
         if (en && (!cJSON_IsArray(en) || cJSON_GetArraySize(en) == 0)) {
@@ -740,7 +712,7 @@ static int gen(conv *c, const cJSON *node, const char *path) {
             bool ok = true; /* with a type, only the values of that type */
             if (cJSON_IsString(type)) ok = has_type(v, type->valuestring);
             if (!ok) continue;
-            if (n++) sb_add(&b, " | ");
+            if (n++) strbuf_add(&b, " | ");
             if (!sb_json_literal(&b, v)) b.oom = true;
         }
         if (n == 0) {
@@ -777,7 +749,7 @@ static int gen(conv *c, const cJSON *node, const char *path) {
             snprintf(sub, sizeof sub, "%s/%s/%d", path, kw, i);
             int r = gen(c, k, sub);
             if (r < 0) goto out;
-            sb_add(&b, "%sr%d", i++ ? " | " : "", r);
+            strbuf_add(&b, "%sr%d", i++ ? " | " : "", r);
         }
     } else if (type) {
         if (cJSON_IsString(type)) {
@@ -790,10 +762,10 @@ static int gen(conv *c, const cJSON *node, const char *path) {
                     fail(c, sub, "'type' entries must be strings");
                     goto out;
                 }
-                if (i++) sb_add(&b, " | ");
-                sb_add(&b, "( ");
+                if (i++) strbuf_add(&b, " | ");
+                strbuf_add(&b, "( ");
                 if (gen_typed(c, node, k->valuestring, path, &b) < 0) goto out;
-                sb_add(&b, " )");
+                strbuf_add(&b, " )");
             }
         } else {
             snprintf(sub, sizeof sub, "%s/type", path);
@@ -813,7 +785,7 @@ static int gen(conv *c, const cJSON *node, const char *path) {
                get(node, "exclusiveMaximum")) {
         fail(c, path, "numeric bounds without a 'type' are not supported");
     } else {
-        sb_add(&b, "value");
+        strbuf_add(&b, "value");
     }
 out:
     if (!c->failed) emit(c, rule, &b);
@@ -845,8 +817,8 @@ char *json_schema_to_gbnf(const cJSON *schema, bool strict, char *err, size_t er
     int next = 0, r;
     char *rules = json_schema_gbnf_rules(schema, strict, &next, &r, err, errlen, path, pathlen);
     if (!rules) return NULL;
-    sbuf out = {0};
-    sb_add(&out, "root ::= r%d\n%s%s", r, fixed_rules, rules);
+    strbuf out = {0};
+    strbuf_add(&out, "root ::= r%d\n%s%s", r, fixed_rules, rules);
     free(rules);
     if (out.oom) {
         free(out.s);

@@ -5,6 +5,7 @@
 
 #include "common.h"
 #include "json_schema.h"
+#include "strbuf.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -37,40 +38,9 @@ static const cJSON *get(const cJSON *o, const char *k) {
 
 static bool absent(const cJSON *v) { return !v || cJSON_IsNull(v); }
 
-/* A growing string; oom set once an allocation failed (the text is then dropped). */
-typedef struct {
-    char *s;
-    size_t n, cap;
-    bool oom;
-} sbuf;
-
-static void sb_add(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_add(sbuf *b, const char *fmt, ...) {
-    if (b->oom) return;
-    va_list ap;
-    va_start(ap, fmt);
-    int k = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (k < 0 || b->n + (size_t)k + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap * 2 : 256;
-        while (k >= 0 && nc < b->n + (size_t)k + 1) nc *= 2;
-        char *q = k < 0 ? NULL : realloc(b->s, nc);
-        if (!q) {
-            b->oom = true;
-            return;
-        }
-        b->s = q;
-        b->cap = nc;
-    }
-    va_start(ap, fmt);
-    vsnprintf(b->s + b->n, b->cap - b->n, fmt, ap);
-    va_end(ap);
-    b->n += (size_t)k;
-}
-
 /* The text (caller frees; "" when nothing was added), or NULL after an allocation failed. */
-static char *sb_take(sbuf *b) {
-    if (!b->oom && !b->s) sb_add(b, "%s", "");
+static char *sb_take(strbuf *b) {
+    if (!b->oom && !b->s) strbuf_add(b, "%s", "");
     if (b->oom) {
         free(b->s);
         b->s = NULL;
@@ -368,43 +338,43 @@ static int args_to_objects(cJSON *msgs, chat_error *e) {
 
 /* One earlier call as a <tool_call> block. Arguments sent as JSON text (the wire form) go in
  * as written; anything else is printed as JSON. */
-static void put_call(sbuf *f, const char *name, const cJSON *args) {
+static void put_call(strbuf *f, const char *name, const cJSON *args) {
     const char *raw = cJSON_IsString(args) ? args->valuestring : NULL;
     while (raw && (*raw == ' ' || *raw == '\n' || *raw == '\t' || *raw == '\r')) raw++;
     char *a = NULL;
     if (!raw || *raw != '{') {
         if (args && !(a = cJSON_PrintUnformatted(args))) f->oom = true;
     }
-    sb_add(f, "<tool_call>\n{\"name\": \"%s\", \"arguments\": %s}\n</tool_call>", name,
+    strbuf_add(f, "<tool_call>\n{\"name\": \"%s\", \"arguments\": %s}\n</tool_call>", name,
            raw && *raw == '{' ? cJSON_GetStringValue(args) : a ? a : "{}");
     free(a);
 }
 
 /* The system text that offers t's tools in the generic format: short, as a small model's
  * context is (the demo model has 256 positions). */
-static void put_offer(sbuf *f, const tools_req *t) {
-    sb_add(f, "%s", "You may call these functions:\n<tools>\n");
+static void put_offer(strbuf *f, const tools_req *t) {
+    strbuf_add(f, "%s", "You may call these functions:\n<tools>\n");
     const cJSON *it;
     cJSON_ArrayForEach(it, t->tools) {
         char *s = cJSON_PrintUnformatted(get(it, "function"));
         if (!s) f->oom = true;
-        sb_add(f, "%s\n", s ? s : "");
+        strbuf_add(f, "%s\n", s ? s : "");
         free(s);
     }
-    sb_add(f, "%s", "</tools>\nTo call one, answer <tool_call>\n{\"name\": ..., \"arguments\": "
+    strbuf_add(f, "%s", "</tools>\nTo call one, answer <tool_call>\n{\"name\": ..., \"arguments\": "
                     "{...}}\n</tool_call>");
 }
 
 /* One message of the generic format: {role, content} with content as text. NULL when memory
  * is short or the history is malformed (e names which). */
 static char *generic_text(const cJSON *m, int i, chat_error *e) {
-    sbuf b = {0}, *f = &b;
+    strbuf b = {0}, *f = &b;
     const cJSON *content = get(m, "content"), *calls = get(m, "tool_calls"), *call;
     const char *role = get(m, "role")->valuestring;
     bool tool = strcmp(role, "tool") == 0;
-    if (tool) sb_add(f, "%s", "<tool_response>\n");
-    if (cJSON_IsString(content)) sb_add(f, "%s", content->valuestring);
-    if (tool) sb_add(f, "%s", "\n</tool_response>");
+    if (tool) strbuf_add(f, "%s", "<tool_response>\n");
+    if (cJSON_IsString(content)) strbuf_add(f, "%s", content->valuestring);
+    if (tool) strbuf_add(f, "%s", "\n</tool_response>");
     int k = 0;
     cJSON_ArrayForEach(call, calls) {
         const cJSON *fn = get(call, "function"), *name = get(fn, "name");
@@ -414,7 +384,7 @@ static char *generic_text(const cJSON *m, int i, chat_error *e) {
             snprintf(p, sizeof p, "messages[%d].tool_calls[%d]", i, k);
             return bad(e, p, "%s.function.name must be a function's name", p), NULL;
         }
-        if (f->n > 0) sb_add(f, "%c", '\n');
+        if (f->n > 0) strbuf_add(f, "%c", '\n');
         put_call(f, name->valuestring, get(fn, "arguments"));
         k++;
     }
@@ -442,10 +412,10 @@ static cJSON *generic_messages(const cJSON *msgs, const tools_req *offer, chat_e
     if (!out) goto oom;
     const cJSON *m = msgs->child;
     if (offer) {
-        sbuf b = {0}, *f = &b;
+        strbuf b = {0}, *f = &b;
         const cJSON *first = get(m, "content");
         if (strcmp(get(m, "role")->valuestring, "system") == 0) {
-            if (cJSON_IsString(first)) sb_add(f, "%s\n\n", first->valuestring);
+            if (cJSON_IsString(first)) strbuf_add(f, "%s\n\n", first->valuestring);
             m = m->next;
         }
         put_offer(f, offer);
@@ -496,19 +466,19 @@ fail:
 /* ------------------------------------------------------------------ the forcing grammar */
 
 /* text as a GBNF string literal. */
-static void put_lit(sbuf *f, const char *text) {
-    sb_add(f, "%c", '"');
+static void put_lit(strbuf *f, const char *text) {
+    strbuf_add(f, "%c", '"');
     for (const char *s = text; *s; s++) {
-        if (*s == '"' || *s == '\\') sb_add(f, "\\%c", *s);
-        else if (*s == '\n') sb_add(f, "%s", "\\n");
-        else sb_add(f, "%c", *s);
+        if (*s == '"' || *s == '\\') strbuf_add(f, "\\%c", *s);
+        else if (*s == '\n') strbuf_add(f, "%s", "\\n");
+        else strbuf_add(f, "%c", *s);
     }
-    sb_add(f, "%c", '"');
+    strbuf_add(f, "%c", '"');
 }
 
 /* The rule "callK ::= ..." for tool k: its name and arguments that follow its parameters'
  * schema (none: an empty object), in t's syntax. *next: json_schema's rule counter. */
-static int put_call_rule(sbuf *f, const tools_req *t, const cJSON *tool, int k, int *next,
+static int put_call_rule(strbuf *f, const tools_req *t, const cJSON *tool, int k, int *next,
                          chat_error *e) {
     const cJSON *params = get(get(tool, "function"), "parameters");
     char args[32] = "\"{\" ws \"}\"", head[160];
@@ -521,7 +491,7 @@ static int put_call_rule(sbuf *f, const tools_req *t, const cJSON *tool, int k, 
         if (!rules)
             return bad(e, "tools", "tools[%d].function.parameters: invalid or unsupported JSON "
                        "Schema: %s", k, err);
-        sb_add(f, "%s", rules);
+        strbuf_add(f, "%s", rules);
         free(rules);
         snprintf(args, sizeof args, "r%d", top);
     }
@@ -536,26 +506,26 @@ static int put_call_rule(sbuf *f, const tools_req *t, const cJSON *tool, int k, 
     default:
         snprintf(head, sizeof head, "<tool_call>\n{\"name\": \"%s\", \"arguments\": ", name);
     }
-    sb_add(f, "call%d ::= ", k);
+    strbuf_add(f, "call%d ::= ", k);
     put_lit(f, head);
-    sb_add(f, " %s ", args);
+    strbuf_add(f, " %s ", args);
     put_lit(f, t->syntax == TOOLS_HERMES ? "}\n</tool_call>" : "}");
-    sb_add(f, "%c", '\n');
+    strbuf_add(f, "%c", '\n');
     return 0;
 }
 
 /* The GBNF text of tool_choice required / named (see tools.h). Caller frees. */
 static char *call_gbnf(const tools_req *t, chat_error *e) {
-    sbuf b = {0}, *f = &b;
+    strbuf b = {0}, *f = &b;
     int next = 0, k = 0, n_alt = 0;
     const cJSON *it;
-    sb_add(f, "%s", "call ::=");
+    strbuf_add(f, "%s", "call ::=");
     cJSON_ArrayForEach(it, t->tools) {
         if (t->choice != TOOL_CHOICE_NAMED || strcmp(tool_name(it), t->forced) == 0)
-            sb_add(f, "%s call%d", n_alt++ ? " |" : "", k);
+            strbuf_add(f, "%s call%d", n_alt++ ? " |" : "", k);
         k++;
     }
-    sb_add(f, "%c", '\n');
+    strbuf_add(f, "%c", '\n');
     k = 0;
     cJSON_ArrayForEach(it, t->tools) {
         if ((t->choice != TOOL_CHOICE_NAMED || strcmp(tool_name(it), t->forced) == 0) &&
@@ -567,11 +537,11 @@ static char *call_gbnf(const tools_req *t, chat_error *e) {
     }
     int more = t->parallel ? TOOLS_MAX_CALLS - 1 : 0;
     if (t->syntax == TOOLS_MISTRAL)
-        sb_add(f, "root ::= \"[\" call ( \", \" call ){0,%d} \"]\"\n", more); /* the
+        strbuf_add(f, "root ::= \"[\" call ( \", \" call ){0,%d} \"]\"\n", more); /* the
             [TOOL_CALLS] marker is a control token: the model may not spell it in text */
     else
-        sb_add(f, "root ::= call ( \"\\n\" call ){0,%d}\n", more);
-    sb_add(f, "%s", json_schema_fixed_gbnf());
+        strbuf_add(f, "root ::= call ( \"\\n\" call ){0,%d}\n", more);
+    strbuf_add(f, "%s", json_schema_fixed_gbnf());
     char *text = sb_take(f);
     if (!text) return oom(e), NULL;
     return text;
