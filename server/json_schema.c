@@ -659,6 +659,95 @@ static bool branches_disjoint(conv *c, const cJSON *list) {
     return true;
 }
 
+/* const or enum: the values as JSON literals, only those of the schema's type when it names
+ * one. */
+static int gen_values(conv *c, const cJSON *node, const char *path, strbuf *b) {
+    const cJSON *cst = get(node, "const"), *en = get(node, "enum"), *type = get(node, "type");
+    if (en && (!cJSON_IsArray(en) || cJSON_GetArraySize(en) == 0))
+        return fail(c, path, "'enum' must be a non-empty array");
+    int n = 0;
+    for (const cJSON *v = cst ? cst : en->child; v; v = cst ? NULL : v->next) {
+        if (cJSON_IsString(type) && !has_type(v, type->valuestring)) continue;
+        if (n++) strbuf_add(b, " | ");
+        if (!sb_json_literal(b, v)) b->oom = true;
+    }
+    if (n == 0) return fail(c, path, "no 'enum'/'const' value has the schema's type");
+    return 0;
+}
+
+/* anyOf, oneOf (branches that cannot overlap) or allOf (of one schema): an alternation of the
+ * branches' rules. */
+static int gen_combinator(conv *c, const cJSON *node, const char *path, strbuf *b) {
+    const cJSON *any = get(node, "anyOf"), *one = get(node, "oneOf"), *all = get(node, "allOf");
+    const cJSON *list = any ? any : one ? one : all, *k;
+    const char *kw = any ? "anyOf" : one ? "oneOf" : "allOf";
+    char sub[512];
+    if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) == 0)
+        return fail(c, path, "'%s' must be a non-empty array", kw);
+    if (all && cJSON_GetArraySize(list) > 1) {
+        snprintf(sub, sizeof sub, "%s/allOf", path);
+        return fail(c, sub, "'allOf' with more than one schema is not supported");
+    }
+    cJSON_ArrayForEach(k, node) {
+        if (in_list(annotations, k->string) || strcmp(k->string, kw) == 0) continue;
+        snprintf(sub, sizeof sub, "%s/%s", path, k->string);
+        return fail(c, sub, "'%s' beside '%s' is not supported", k->string, kw);
+    }
+    if (one && !branches_disjoint(c, one)) {
+        snprintf(sub, sizeof sub, "%s/oneOf", path);
+        return fail(c, sub, "'oneOf' whose branches may overlap cannot be enforced (a value that "
+                            "matches two is invalid); branches of different types or values are "
+                            "supported, or use anyOf");
+    }
+    int i = 0;
+    cJSON_ArrayForEach(k, list) {
+        snprintf(sub, sizeof sub, "%s/%s/%d", path, kw, i);
+        int r = gen(c, k, sub);
+        if (r < 0) return -1;
+        strbuf_add(b, "%sr%d", i++ ? " | " : "", r);
+    }
+    return 0;
+}
+
+/* "type": one name, or an alternation over a list of names. */
+static int gen_type(conv *c, const cJSON *node, const cJSON *type, const char *path, strbuf *b) {
+    char sub[512];
+    if (cJSON_IsString(type)) return gen_typed(c, node, type->valuestring, path, b);
+    snprintf(sub, sizeof sub, "%s/type", path);
+    if (!cJSON_IsArray(type) || cJSON_GetArraySize(type) == 0)
+        return fail(c, sub, "'type' must be a string or a non-empty array of strings");
+    int i = 0;
+    const cJSON *k;
+    cJSON_ArrayForEach(k, type) {
+        if (!cJSON_IsString(k)) return fail(c, sub, "'type' entries must be strings");
+        if (i++) strbuf_add(b, " | ");
+        strbuf_add(b, "( ");
+        if (gen_typed(c, node, k->valuestring, path, b) < 0) return -1;
+        strbuf_add(b, " )");
+    }
+    return 0;
+}
+
+/* A schema without combinators, const or enum: by its type, else by the keywords it has. */
+static int gen_plain(conv *c, const cJSON *node, const char *path, strbuf *b) {
+    const cJSON *type = get(node, "type");
+    if (type) return gen_type(c, node, type, path, b);
+    if (get(node, "properties") || get(node, "required") || get(node, "additionalProperties"))
+        return gen_object(c, node, path, b);
+    if (get(node, "items") || get(node, "prefixItems") || get(node, "minItems") ||
+        get(node, "maxItems"))
+        return gen_array(c, node, path, b);
+    if (get(node, "minLength") || get(node, "maxLength") || get(node, "format") ||
+        get(node, "pattern"))
+        return gen_string(c, node, path, b);
+    if (get(node, "minimum") || get(node, "maximum") || get(node, "exclusiveMinimum") ||
+        get(node, "exclusiveMaximum"))
+        return fail(c, path, "numeric bounds without a 'type' are not supported");
+    strbuf_add(b, "value");
+    return 0;
+}
+
+/* The rule for one schema node (memoised, so recursive $refs end), or -1 with c->failed. */
 static int gen(conv *c, const cJSON *node, const char *path) {
     if (c->failed) return -1;
     if (cJSON_IsTrue(node)) {
@@ -685,109 +774,22 @@ static int gen(conv *c, const cJSON *node, const char *path) {
     c->n_memo++;
     strbuf b = {0};
     const cJSON *ref = get(node, "$ref"), *cst = get(node, "const"), *en = get(node, "enum"),
-                *any = get(node, "anyOf"), *one = get(node, "oneOf"), *all = get(node, "allOf"),
-                *type = get(node, "type");
+                *any = get(node, "anyOf"), *one = get(node, "oneOf"), *all = get(node, "allOf");
     int n_comb = !!ref + !!cst + !!en + !!any + !!one + !!all;
     if (n_comb > 1) {
         fail(c, path, "combining $ref, const, enum, anyOf, oneOf and allOf is not supported");
-        goto out;
-    }
-    if (ref) {
-        if (!cJSON_IsString(ref)) {
-            fail(c, path, "'$ref' must be a string");
-            goto out;
-        }
+    } else if (ref && !cJSON_IsString(ref)) {
+        fail(c, path, "'$ref' must be a string");
+    } else if (ref) {
         const cJSON *t = resolve_ref(c, ref->valuestring, path);
-        if (!t) goto out;
-        int r = gen(c, t, ref->valuestring);
-        strbuf_add(&b, "r%d", r);
+        if (t) strbuf_add(&b, "r%d", gen(c, t, ref->valuestring));
     } else if (cst || en) {
-        const cJSON *vals = cst ? NULL : en;
-        if (en && (!cJSON_IsArray(en) || cJSON_GetArraySize(en) == 0)) {
-            fail(c, path, "'enum' must be a non-empty array");
-            goto out;
-        }
-        int n = 0;
-        for (const cJSON *v = cst ? cst : vals->child; v; v = cst ? NULL : v->next) {
-            bool ok = true; /* with a type, only the values of that type */
-            if (cJSON_IsString(type)) ok = has_type(v, type->valuestring);
-            if (!ok) continue;
-            if (n++) strbuf_add(&b, " | ");
-            if (!sb_json_literal(&b, v)) b.oom = true;
-        }
-        if (n == 0) {
-            fail(c, path, "no 'enum'/'const' value has the schema's type");
-            goto out;
-        }
+        gen_values(c, node, path, &b);
     } else if (any || one || all) {
-        const cJSON *list = any ? any : one ? one : all;
-        const char *kw = any ? "anyOf" : one ? "oneOf" : "allOf";
-        if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) == 0) {
-            fail(c, path, "'%s' must be a non-empty array", kw);
-            goto out;
-        }
-        if (all && cJSON_GetArraySize(list) > 1) {
-            snprintf(sub, sizeof sub, "%s/allOf", path);
-            fail(c, sub, "'allOf' with more than one schema is not supported");
-            goto out;
-        }
-        cJSON_ArrayForEach(k, node) {
-            if (in_list(annotations, k->string) || strcmp(k->string, kw) == 0) continue;
-            snprintf(sub, sizeof sub, "%s/%s", path, k->string);
-            fail(c, sub, "'%s' beside '%s' is not supported", k->string, kw);
-            goto out;
-        }
-        if (one && !branches_disjoint(c, one)) {
-            snprintf(sub, sizeof sub, "%s/oneOf", path);
-            fail(c, sub, "'oneOf' whose branches may overlap cannot be enforced (a value that "
-                         "matches two is invalid); branches of different types or values are "
-                         "supported, or use anyOf");
-            goto out;
-        }
-        int i = 0;
-        cJSON_ArrayForEach(k, list) {
-            snprintf(sub, sizeof sub, "%s/%s/%d", path, kw, i);
-            int r = gen(c, k, sub);
-            if (r < 0) goto out;
-            strbuf_add(&b, "%sr%d", i++ ? " | " : "", r);
-        }
-    } else if (type) {
-        if (cJSON_IsString(type)) {
-            if (gen_typed(c, node, type->valuestring, path, &b) < 0) goto out;
-        } else if (cJSON_IsArray(type) && cJSON_GetArraySize(type) > 0) {
-            int i = 0;
-            cJSON_ArrayForEach(k, type) {
-                if (!cJSON_IsString(k)) {
-                    snprintf(sub, sizeof sub, "%s/type", path);
-                    fail(c, sub, "'type' entries must be strings");
-                    goto out;
-                }
-                if (i++) strbuf_add(&b, " | ");
-                strbuf_add(&b, "( ");
-                if (gen_typed(c, node, k->valuestring, path, &b) < 0) goto out;
-                strbuf_add(&b, " )");
-            }
-        } else {
-            snprintf(sub, sizeof sub, "%s/type", path);
-            fail(c, sub, "'type' must be a string or a non-empty array of strings");
-            goto out;
-        }
-    } else if (get(node, "properties") || get(node, "required") ||
-               get(node, "additionalProperties")) {
-        gen_object(c, node, path, &b);
-    } else if (get(node, "items") || get(node, "prefixItems") || get(node, "minItems") ||
-               get(node, "maxItems")) {
-        gen_array(c, node, path, &b);
-    } else if (get(node, "minLength") || get(node, "maxLength") || get(node, "format") ||
-               get(node, "pattern")) {
-        gen_string(c, node, path, &b);
-    } else if (get(node, "minimum") || get(node, "maximum") || get(node, "exclusiveMinimum") ||
-               get(node, "exclusiveMaximum")) {
-        fail(c, path, "numeric bounds without a 'type' are not supported");
+        gen_combinator(c, node, path, &b);
     } else {
-        strbuf_add(&b, "value");
+        gen_plain(c, node, path, &b);
     }
-out:
     if (!c->failed) emit(c, rule, &b);
     free(b.s);
     return c->failed ? -1 : rule;
