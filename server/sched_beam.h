@@ -23,7 +23,8 @@ typedef struct {
 
 typedef struct sched_beam {
     beam_state *bs;
-    int width;                            /* B: beams, and slots the job holds */
+    int width; /* B: beams, and slots the job holds; immutable (queue_full_locked reads it from
+                  the submitting threads under s->mu) */
     int n_prompt;
     int slot[BEAM_MAX_WIDTH];             /* (B) beam i's slot index, fixed at admission */
     const float *rows[BEAM_MAX_WIDTH];    /* (n_live) this step's logits of beam i */
