@@ -31,7 +31,6 @@ typedef struct sched_beam {
     int n_rows;                           /* beams whose row this step has produced */
     int n_live;                           /* live beams: the first n_live slots decode */
     int n_tok;                            /* tokens every live beam holds */
-    long long bytes_copied;               /* KV bytes kv_copy moved for this job so far */
     /* text: the certain prefix, decoded and released to every choice */
     int n_streamed;                       /* tokens of the certain prefix already decoded */
     tok_stream ts;

@@ -829,7 +829,7 @@ static void beam_job_step(sched *s, job *j, double now) {
         const slot *sl = &s->slots[b->slot[i]];
         seq[i] = (sched_beam_seq){.kv = sl->kv, .hist = sl->hist, .n_hist = sl->n_hist};
     }
-    long long bytes = sched_beam_reorder(&next, b->width, seq);
+    bool copied = sched_beam_reorder(&next, b->width, seq) >= 0;
     for (int i = 0; i < b->width; i++) {
         slot *sl = &s->slots[b->slot[i]];
         sl->kv = s->caches[b->slot[i]] = seq[i].kv;
@@ -841,11 +841,7 @@ static void beam_job_step(sched *s, job *j, double now) {
         sl->n_prompt = sl->n_fed = b->n_prompt;
         sl->n_gen = b->n_tok;
     }
-    if (bytes < 0) {
-        fail_slot(s, &s->slots[b->slot[0]], "beam search: a KV cache copy failed");
-        return;
-    }
-    b->bytes_copied += bytes;
+    if (!copied) fail_slot(s, &s->slots[b->slot[0]], "beam search: a KV cache copy failed");
 }
 
 /* Hands beam slot sl's logits row (vocab) to its job, which ranks once all its rows are in. */
