@@ -762,7 +762,8 @@ static void beam_slot_admit(sched *s, slot *sl, job *j, int beam, int reuse) {
 }
 
 /* Admits beam job j, the queue's head, into beam_width free slots: beam 0 into the one whose
- * cache shares the longest prefix with the prompt, the others into the first free ones. Called
+ * cache shares the longest prefix with the prompt, the others (whose caches the first fork
+ * overwrites) into those whose caches hold least, so that the prompt cache loses least. Called
  * with s->mu held. */
 static void beam_admit_locked(sched *s, job *j) {
     j->n_admitted = j->req.n;
@@ -772,10 +773,12 @@ static void beam_admit_locked(sched *s, job *j) {
     int best = pick_free_slot(s, prompt, n_prompt, s->p.prompt_cache && j->req.cache_prompt,
                               &reuse);
     beam_slot_admit(s, &s->slots[best], j, 0, reuse);
-    for (int beam = 1, i = 0; beam < j->beam->width; beam++) {
-        while (s->slots[i].job)
-            i++;
-        beam_slot_admit(s, &s->slots[i], j, beam, 0);
+    for (int beam = 1; beam < j->beam->width; beam++) {
+        int pick = -1;
+        for (int i = 0; i < s->p.parallel; i++)
+            if (!s->slots[i].job && (pick < 0 || s->slots[i].kv->n < s->slots[pick].kv->n))
+                pick = i;
+        beam_slot_admit(s, &s->slots[pick], j, beam, 0);
     }
     s->n_busy += j->beam->width;
     metrics_beam_running(1);

@@ -5,7 +5,8 @@
  * sleep. Shows: two beam searches and two ordinary requests fed in the same forward steps, the
  * searches' n best equal (text, token count, finish) to engine/beam.c's beam_search, which
  * `generate --beams` runs; a search waits in the queue for width free slots; a cancelled search
- * is gone, its slots free, by the next step; more beams than slots is a 400. */
+ * is gone, its slots free, by the next step; more beams than slots is a 400; a search's beams
+ * leave other prompts' cached slots alone where they can. */
 #include "beam.h"
 #include "check.h"
 #include "common.h"
@@ -239,6 +240,35 @@ static void test_queue_and_cancel(const model *m, pool *p) {
     end_sched(s, &r);
 }
 
+/* A search's beams take the free slots whose caches hold least: a finished request's cached
+ * prompt survives a search beside it and is reused by the same prompt afterwards. */
+static void test_cache_kept(const model *m, pool *p) {
+    recorder r;
+    sched *s = make_sched(m, &r, p, 3);
+    release(&r, MAX_STEPS, true);
+    job *g = submit(s, req_for(m, "Blessed are the poor", 1, 4, 0));
+    job_wait(g);
+    int g_slot = g->choices[0].slot - 1;
+    gen_request q = req_for(m, "In the beginning God", 1, 8, 2);
+    q.cache_prompt = false; /* else beam 0 would take the slot sharing BOS with it */
+    job *a = submit(s, q);
+    job_wait(a);
+    CHECK(a->choices[0].slot - 1 != g_slot, "beam 0 avoided the cached slot");
+    job_release(a);
+    job *again = submit(s, req_for(m, "Blessed are the poor", 1, 4, 0));
+    job_wait(again);
+    CHECK(again->choices[0].slot - 1 == g_slot &&
+              again->choices[0].n_cached == again->req.n_prompt - 1,
+          "the prompt is still cached after a 2-beam search on 3 slots: slot %d, %d cached",
+          again->choices[0].slot - 1, again->choices[0].n_cached);
+    CHECK(again->choices[0].len == g->choices[0].len &&
+              memcmp(again->choices[0].text, g->choices[0].text, g->choices[0].len) == 0,
+          "the same text from the cache");
+    job_release(g);
+    job_release(again);
+    end_sched(s, &r);
+}
+
 int main(void) {
     char err[LS_ERR_LEN] = "";
     model *m = model_load(check_model_path("kjv-demo.gguf"), NULL, err, sizeof err);
@@ -250,6 +280,7 @@ int main(void) {
     if (p && ref) {
         test_together(m, p, ref);
         test_queue_and_cancel(m, p);
+        test_cache_kept(m, p);
     }
     fwd_free(ref);
     pool_destroy(p);
