@@ -4,7 +4,8 @@ A server with 16 slots and f32 KV caches (generate --beams computes in f32; a be
 the slots', of --kv-type) runs two beam searches of different prompts and widths beside
 ordinary requests, all at once: every answer is 200, and each search's n best equal what the
 CLI's search returns (its best on stdout; n = 1 and n = 2 must agree on the best), streamed or
-not. A client that leaves ends its search and frees its slots. tests/test_sched_beam.c shows
+not. Stop strings cut every result; max_tokens 0 is an empty answer. A client that leaves ends
+its search and frees its slots. tests/test_sched_beam.c shows
 the beams and other requests in the same forward steps.
 """
 import json
@@ -78,6 +79,18 @@ def test_stop_in_beam(s):
     assert st.text() == full[:full.index(word)], st.text()
 
 
+def test_max_tokens_zero_and_one(s):
+    """max_tokens 0 is an empty answer, as for any request (the old search made one token);
+    max_tokens 1 is one token per result, the CLI's first."""
+    body = {"prompt": PROMPTS[0], "use_beam_search": True, "best_of": 3, "n": 2}
+    r = s.post("/v1/completions", dict(body, max_tokens=0))
+    assert [c["text"] for c in r["choices"]] == ["", ""], r
+    assert r["usage"]["completion_tokens"] == 0 and r["choices"][0]["finish_reason"] == "length"
+    r = s.post("/v1/completions", dict(body, max_tokens=1))
+    assert r["usage"]["completion_tokens"] == 2, r
+    assert r["choices"][0]["text"] == cli_beams(PROMPTS[0], 3, 1), r
+
+
 def test_beam_search_client_leaves(s):
     """A client that leaves during a long beam search ends it: /metrics shows the search
     running, then, once the client has gone, not running and every slot free, with the request
@@ -104,7 +117,7 @@ def test_beam_search_client_leaves(s):
 def main():
     runner = Runner("test_server_beam")
     run_with_server(runner, [test_beams_beside_requests, test_stop_in_beam,
-                             test_beam_search_client_leaves],
+                             test_max_tokens_zero_and_one, test_beam_search_client_leaves],
                     "--parallel", "16", "--kv-type", "f32", "--ctx-size", "256")
     runner.finish()
 
