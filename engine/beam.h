@@ -68,6 +68,37 @@ void beam_params_default(beam_params *p);
 /* The score of a hypothesis of len generated tokens (EOS included) and log-probability lp. */
 double beam_score(double logprob, int len, float length_penalty);
 
+/* --- one search, step by step, for a driver that runs the forward pass itself (the server's
+ * scheduler batches beams with other sequences). The state ranks; the driver owns the caches. */
+typedef struct beam_state beam_state;
+
+/* What one step decided: the live beams after it, each extending a beam from before it. */
+typedef struct {
+    int n_live;                    /* 0 when the search has ended */
+    int parent[BEAM_MAX_WIDTH];    /* (n_live) the live beam, before the step, that beam j extends */
+    int32_t token[BEAM_MAX_WIDTH]; /* (n_live) beam j's newest token: the next row to feed */
+} beam_next;
+
+/* A search with p's width, n_best, max_new_tokens, length_penalty and eos_id (and m's
+ * tokenizer's end-of-generation ids) over m's vocabulary; the rest of p is unused. Allocates
+ * everything the steps need. NULL with a message (bad parameters, memory). Caller frees. */
+beam_state *beam_state_create(const model *m, const beam_params *p, char *err, size_t errlen);
+void beam_state_free(beam_state *s);
+/* One step. logits: a (vocab) row for every live beam, in order (at the first step the one
+ * live beam is the prompt, its row the prompt's last token's). Ranks the proposals as above.
+ * Returns 1 when the search goes on: then beam j must continue from a copy of live beam
+ * next->parent[j]'s cache (several beams may share a parent; beams that are no one's parent
+ * die) and next feed next->token[j] at position n_prompt + step index. Returns 0 when it has
+ * ended (next->n_live 0): beam_results then holds the answer. Allocates nothing. */
+int beam_step(beam_state *s, const float *const *logits, beam_next *next);
+/* The tokens of the best result that are already certain (every live beam and every kept
+ * hypothesis starts with them): their count, and in *tokens where they are (valid until the
+ * next beam_step). The count only grows; once the search has ended it is the whole best
+ * result, out[0] of beam_results. */
+int beam_final(const beam_state *s, const int32_t **tokens);
+/* After the last step: out[0 .. *n_out) as beam_search fills it. 0, or -1 (memory). */
+int beam_results(const beam_state *s, beam_result *out, int *n_out, char *err, size_t errlen);
+
 /* Searches from prompt (n_prompt >= 1 tokens, usually starting with BOS) with the forward
  * context f (made for m; its pool decides the threads). Allocates the width KV caches
  * (n_prompt + max_new_tokens positions each) and all scratch before the first step, nothing
@@ -76,7 +107,8 @@ double beam_score(double logprob, int len, float length_penalty);
  * when the vocabulary is too small to fill it).
  * Returns 0, or -1 with a message (bad parameters, memory, a forward error, on_token cancelled)
  * and *n_out == 0.
- * Not thread-safe with respect to f. */
+ * Not thread-safe with respect to f. Drives a beam_state: a prefill, then a beam_step and a
+ * batched fwd_decode of the live beams per step, forked caches copied (kv_copy). */
 int beam_search(const model *m, fwd_ctx *f, const int32_t *prompt, int n_prompt,
                 const beam_params *p, beam_result *out, int *n_out, char *err, size_t errlen);
 

@@ -276,6 +276,8 @@ static int parse_beam(const cJSON *o, api_call *c, long long n, api_error *e) {
         return BAD("logit_bias", "'logit_bias' is not supported with beam search");
     c->beam_width = (int)best_of;
     c->length_penalty = (float)length_penalty;
+    c->req.beam_width = c->beam_width; /* the scheduler runs it (sched_beam.c) */
+    c->req.length_penalty = c->length_penalty;
     return 0;
 }
 

@@ -18,10 +18,7 @@
  *    the socket of any that is still there at its deadline; the worker then sees the end of the
  *    stream and closes it. The idle timeout (--timeout) is libmicrohttpd's own; suspended
  *    connections are exempt from it.
- *  - One thread per running beam search (beam_main): the search runs there on its own forward
- *    context while the connection is suspended; the thread resumes it when done.
- * Who resumes whom: only the notifier (job progress, client gone, shutdown), a beam thread (its
- * own connection, once) and http_stop. A connection is suspended only by its own worker, and
+ * Who resumes whom: only the notifier (job progress, client gone, shutdown) and http_stop. A connection is suspended only by its own worker, and
  * only with h->mu held after checking that nothing it waits for has happened yet, so a wakeup
  * cannot be lost; r->suspended (under h->mu) says whether it is suspended, so a connection is
  * never resumed twice.
@@ -35,7 +32,6 @@
  * Owns: the daemon, per-connection and per-request contexts, the notifier thread. */
 #include "http_internal.h"
 
-#include "beamrun.h"
 #include "common.h"
 #include "log.h"
 #include "metrics.h"
@@ -324,71 +320,11 @@ static enum MHD_Result respond_job(req_ctx *r) {
     return send_json(r, 200, api_response_json(h->ctx, &r->call, j, r->id, r->created));
 }
 
-static void *beam_main(void *arg) {
-    req_ctx *r = arg;
-    http_server *h = r->h;
-    job *j = beamrun(h->ctx, &r->call, h->cfg.threads, http_beam_gone, r, &r->beam_status,
-                     r->beam_err, sizeof r->beam_err);
-    pthread_mutex_lock(&h->mu);
-    r->j = j;
-    r->beam_done = true;
-    h->n_beams--;
-    http_wake_locked(h, r);
-    pthread_cond_broadcast(&h->cv);
-    pthread_mutex_unlock(&h->mu);
-    return NULL;
-}
-
-/* Starts r's beam search on a thread of its own and suspends the connection until it ends. */
-static enum MHD_Result start_beam(req_ctx *r) {
-    http_server *h = r->h;
-    pthread_mutex_lock(&h->mu);
-    if (atomic_load(&h->stopping)) {
-        pthread_mutex_unlock(&h->mu);
-        return fail(r, 503, "server_error", NULL, "%s", "the server is shutting down");
-    }
-    r->wait = W_BEAM;
-    MHD_suspend_connection(r->conn);
-    r->suspended = true;
-    h->n_beams++;
-    h->n_gen++;
-    r->counted = true;
-    if (pthread_create(&r->beam, NULL, beam_main, r) == 0) {
-        r->beam_started = true;
-    } else {
-        r->beam_done = true;
-        r->beam_status = 503;
-        snprintf(r->beam_err, sizeof r->beam_err, "cannot start a thread for the beam search");
-        h->n_beams--;
-        http_wake_locked(h, r);
-    }
-    pthread_mutex_unlock(&h->mu);
-    return MHD_YES;
-}
-
-/* on_request once the beam thread has resumed the connection. */
-static enum MHD_Result beam_finished(req_ctx *r) {
-    if (r->beam_started && !r->beam_joined) {
-        pthread_join(r->beam, NULL);
-        r->beam_joined = true;
-    }
-    r->wait = W_NONE;
-    if (!r->j) {
-        if (r->beam_status == 499) return MHD_NO; /* the client left during its search */
-        if (!r->beam_err[0]) snprintf(r->beam_err, sizeof r->beam_err, "beam search failed");
-        api_error e;
-        api_error_set(&e, r->beam_status,
-                      r->beam_status == 503 ? "server_error" : "invalid_request_error", NULL, NULL,
-                      "%s", r->beam_err);
-        return send_error(r, &e);
-    }
-    return respond_job(r);
-}
-
 typedef int (*api_parser)(const api_ctx *, const char *, size_t, api_call *, api_error *);
 
-/* Completions, chat, responses and llama.cpp's /completion: parse, then a job (or a beam
- * search) answered as parse made the call; ids are id_prefix and 24 random characters. */
+/* Completions, chat, responses and llama.cpp's /completion: parse, then a job (a beam search
+ * too: sched_beam.c) answered as parse made the call; ids are id_prefix and 24 random
+ * characters. */
 static enum MHD_Result run_generation(req_ctx *r, api_parser parse, const char *id_prefix) {
     http_server *h = r->h;
     api_error e;
@@ -396,14 +332,15 @@ static enum MHD_Result run_generation(req_ctx *r, api_parser parse, const char *
     r->prompt_tokens = r->call.req.n_prompt;
     make_id(h, id_prefix, r->id, sizeof r->id);
     r->created = (long)time(NULL);
-    if (r->call.beam_width > 0) return start_beam(r);
     char err[LS_ERR_LEN];
     int status;
     r->j = sched_submit(h->s, &r->call.req, &status, err, sizeof err);
     if (!r->j) {
-        /* api.c has already refused prompts that do not fit (context_length_exceeded) */
-        api_error_set(&e, status, status == 503 ? "server_error" : "invalid_request_error", NULL,
-                      NULL, "%s", err);
+        /* api.c has already refused prompts that do not fit (context_length_exceeded): a beam
+         * search's 400 here is more beams (best_of) than the server has slots */
+        const char *param = status == 400 && r->call.beam_width > 0 ? "best_of" : NULL;
+        api_error_set(&e, status, status == 503 ? "server_error" : "invalid_request_error",
+                      param, NULL, "%s", err);
         return send_error(r, &e);
     }
     pthread_mutex_lock(&h->mu);
@@ -687,7 +624,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (r->dispatched) { /* resumed */
-        if (r->wait == W_BEAM) return beam_finished(r);
         if (r->wait == W_WHOLE) return respond_job(r);
         return MHD_NO; /* nothing else suspends in on_request */
     }
@@ -735,7 +671,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     req_ctx *r = *con_cls;
     if (!r) return;
     *con_cls = NULL;
-    if (r->beam_started && !r->beam_joined) pthread_join(r->beam, NULL); /* it has resumed us */
     pthread_mutex_lock(&h->mu);
     bool timed_out = r->cc && r->cc->timed_out;
     if (r->suspended) http_wake_locked(h, r); /* never expected: unlink before r is freed */
@@ -919,13 +854,11 @@ void http_stop(http_server *h) {
     atomic_store(&h->stopping, true); /* from here on nothing suspends */
     while (h->waiting)
         http_wake_locked(h, h->waiting);
-    /* Beam searches end within a step (http_beam_gone); each resumes its own connection, and
-     * libmicrohttpd must not be stopped while one is still suspended. Requests whose job has
-     * ended get a moment to write their last bytes. */
+    /* Requests whose job has ended get a moment to write their last bytes. */
     double until = ls_now() + 5;
-    while (h->n_beams > 0 || (h->n_gen > 0 && ls_now() < until)) {
+    while (h->n_gen > 0 && ls_now() < until) {
         struct timespec ts;
-        http_timespec_at(&ts, h->n_beams > 0 ? ls_now() + 1 : until);
+        http_timespec_at(&ts, until);
         pthread_cond_timedwait(&h->cv, &h->mu, &ts);
         while (h->waiting)
             http_wake_locked(h, h->waiting);

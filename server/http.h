@@ -1,7 +1,7 @@
 /* http: the libmicrohttpd front end. Parses and routes requests, checks the API key, hands
  * generation to the scheduler and writes results back (JSON, or Server-Sent Events over chunked
  * HTTP). Never touches the model's tensors. Threads: a small pool of event-loop workers, a
- * notifier and one thread per running beam search (see the top of http.c); http_* functions
+ * notifier (see the top of http.c); http_* functions
  * are called from the main thread only, except http_progress (the scheduler thread). */
 #ifndef LS_HTTP_H
 #define LS_HTTP_H
@@ -26,7 +26,7 @@ void http_limits(const http_server *h, unsigned long long *open_files, int *max_
 /* The scheduler's on_progress hook (sched_params): wakes the connections waiting on jobs.
  * Any thread; quick; callable from http_start until http_free. */
 void http_progress(void *h);
-/* Stops serving: resumes every waiting request, lets beam searches end and finished requests
+/* Stops serving: resumes every waiting request, lets finished requests
  * write their last bytes (up to 5 s), then closes every connection. After it no request calls
  * the scheduler. Idempotent. */
 void http_stop(http_server *h);

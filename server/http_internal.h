@@ -29,7 +29,7 @@ typedef struct conn_ctx {
     struct conn_ctx *prev, *next; /* deadline FIFO, oldest first (under h->mu) */
 } conn_ctx;
 
-enum { W_NONE, W_STREAM, W_WHOLE, W_BEAM }; /* what a suspended request waits for */
+enum { W_NONE, W_STREAM, W_WHOLE }; /* what a suspended request waits for */
 
 struct http_server {
     struct MHD_Daemon *d;
@@ -44,12 +44,11 @@ struct http_server {
 
     /* Lock order: mu, then j->mu, then libmicrohttpd's locks (see the top of this file). */
     pthread_mutex_t mu;          /* guards everything below */
-    pthread_cond_t cv;           /* the notifier waits here; http_stop waits here for beams */
+    pthread_cond_t cv;           /* the notifier waits here; http_stop waits here for requests */
     bool progress;               /* http_progress was called since the notifier last looked */
     bool quit;                   /* the notifier ends */
     atomic_bool stopping;        /* http_stop began: nothing suspends any more (written under mu) */
-    int n_beams;                 /* beam threads running */
-    int n_gen;                   /* open requests that hold a job or run a beam search */
+    int n_gen;                   /* open requests that hold a job */
     req_ctx *waiting;            /* suspended requests that wait on a job (W_STREAM, W_WHOLE) */
     conn_ctx *dl_head, *dl_tail; /* deadline FIFO */
     struct pollfd *pfd;          /* (pfd_cap) the notifier's poll set */
@@ -81,7 +80,7 @@ struct req_ctx {
     bool st_init;
     char *out; /* pending event bytes */
     size_t out_len, out_cap, out_pos;
-    /* waiting: under h->mu (a beam thread owns probed while its search runs) */
+    /* waiting: under h->mu */
     int wait; /* W_* */
     bool suspended;
     bool gone;               /* the client reset the connection or a probe failed */
@@ -89,12 +88,7 @@ struct req_ctx {
     bool probe_pending;      /* a stream must write PROBE_SSE */
     unsigned long long seen; /* job_mark when it suspended */
     req_ctx *wprev, *wnext;  /* h->waiting */
-    /* beam search */
-    pthread_t beam;
-    bool beam_started, beam_joined, beam_done;
     bool counted; /* in h->n_gen */
-    int beam_status;
-    char beam_err[LS_ERR_LEN];
 };
 
 /* --- http_wait.c: all "locked" functions are called with h->mu held --- */
@@ -107,8 +101,6 @@ void http_wake_locked(http_server *h, req_ctx *r);
  * the job finished) happens, the client leaves, or shutdown; false, without suspending, when
  * one of them has already happened. Called on r's worker, without h->mu. */
 bool http_suspend_wait(req_ctx *r, int wait, unsigned long long seen);
-/* beamrun's per-step "stop?" for r's search: shutdown, or its client gone (probed). */
-int http_beam_gone(void *r);
 /* The request deadline FIFO: (re)arms c at now + request_timeout, or takes it out. */
 void http_arm_locked(http_server *h, conn_ctx *c);
 void http_disarm_locked(http_server *h, conn_ctx *c);

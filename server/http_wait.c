@@ -68,25 +68,6 @@ bool http_suspend_wait(req_ctx *r, int wait, unsigned long long seen) {
     return !now;
 }
 
-/* beamrun's per-step question, on the beam thread (which owns the suspended connection): the
- * server stops, or the client has gone. A reset is gone; an end of stream alone may be a
- * half-closed client that still reads, so the first one is probed with an interim response
- * (nothing else has been written yet), which a client that left answers with a reset. */
-int http_beam_gone(void *arg) {
-    req_ctx *r = arg;
-    if (atomic_load(&r->h->stopping)) return 1;
-    if (!r->cc) return 0;
-    struct pollfd p = {.fd = r->cc->fd, .events = POLLRDHUP};
-    if (poll(&p, 1, 0) <= 0) return 0;
-    if (p.revents & (POLLERR | POLLHUP | POLLNVAL)) return 1;
-    if ((p.revents & POLLRDHUP) && !r->probed) {
-        r->probed = true;
-        return !r->http10 &&
-               send(r->cc->fd, PROBE_HTTP, strlen(PROBE_HTTP), MSG_NOSIGNAL | MSG_DONTWAIT) < 0;
-    }
-    return 0;
-}
-
 /* The notifier's look at every waiting request: resume those whose job has news or whose
  * client has gone, probe those that half-closed. Called with h->mu held. */
 static void scan_waiting(http_server *h) {

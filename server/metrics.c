@@ -147,7 +147,7 @@ char *metrics_render(int busy_slots, int slots, int queued, long long kv_tokens,
             "# TYPE llamaserve_queue_depth gauge\nllamaserve_queue_depth %d\n", queued);
     put(&t, "# HELP llamaserve_slots_busy Slots running a request.\n"
             "# TYPE llamaserve_slots_busy gauge\nllamaserve_slots_busy %d\n", busy_slots);
-    put(&t, "# HELP llamaserve_beam_searches_running Beam searches running (outside the slots).\n"
+    put(&t, "# HELP llamaserve_beam_searches_running Beam-search jobs running (each holds a slot per beam).\n"
             "# TYPE llamaserve_beam_searches_running gauge\nllamaserve_beam_searches_running %d\n",
         atomic_load(&beam_running));
     put(&t, "# HELP llamaserve_http_connections Open HTTP connections (idle ones included).\n"

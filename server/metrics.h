@@ -18,7 +18,7 @@ void metrics_itl(double seconds);
 void metrics_duration(double seconds);
 /* An HTTP connection opened (+1) or closed (-1). */
 void metrics_connections(int delta);
-/* A beam search started (+1) or ended (-1). */
+/* A beam-search job took its slots (+1) or ended (-1): the scheduler thread. */
 void metrics_beam_running(int delta);
 
 /* Appends the exposition text (counters, histograms, and the given gauges) to a malloc'ed

@@ -8,6 +8,7 @@
 #include "common.h"
 #include "forward.h"
 #include "metrics.h"
+#include "sched_beam.h"
 #include "spec.h"
 
 #include <assert.h>
@@ -46,6 +47,10 @@ typedef struct {
     int n_drafted, n_accepted;
     kv_cache *dkv;     /* (n_layers, ctx_size, kv_dim) of the draft model, or NULL: a prefix of
                           hist (positions past hist's are dropped as the main cache's are) */
+    /* a beam job's slot (job->beam): beam_i is its beam, fixed while the job runs; kv, hist
+     * and n_hist move between the job's slots after each step (beam_job_step) */
+    int beam_i;
+    bool beam_idle;    /* no live beam here (before the first fork, or a beam died): no rows */
 } slot;
 
 struct sched {
@@ -111,6 +116,7 @@ static void job_free(job *j) {
         free(j->choices[c].embd);
     }
     free(j->choices);
+    sched_beam_free(j->beam);
     gen_request_free(&j->req);
     pthread_mutex_destroy(&j->mu);
     pthread_cond_destroy(&j->cv);
@@ -198,9 +204,14 @@ static bool out_token(choice_out *o, const gen_token *t) {
 
 static long find_stop(const gen_request *r, const char *t, size_t n, size_t *keep);
 static int stop_at(const gen_request *r, const char *t, size_t n, size_t cut);
+static void beam_job_end(sched *s, job *j, finish_reason why);
 
 static void slot_finish(sched *s, slot *sl, finish_reason why) {
     job *j = sl->job;
+    if (j->beam) { /* a beam job's slots end together */
+        beam_job_end(s, j, why);
+        return;
+    }
     /* counted before the client is woken, so a /metrics scrape sent after the response
      * already includes this request's tokens */
     unsigned long long prompt = (unsigned long long)sl->n_prompt;
@@ -455,10 +466,12 @@ static void dequeue_cancelled(sched *s, job *j);
 /* Free slots queued job q needs before it can start: every choice of a generation job at once,
  * one for an embedding job, which then takes what is free (start_take) and the rest later. */
 static int start_need(const job *q) {
+    if (q->beam) return q->beam->width; /* a slot per beam, all at once */
     return q->req.embed ? 1 : q->req.n - q->n_admitted;
 }
 
 static int start_take(const job *q, int free_slots) {
+    if (q->beam) return q->beam->width;
     int left = q->req.n - q->n_admitted;
     return q->req.embed && left > free_slots ? free_slots : left;
 }
@@ -470,6 +483,25 @@ static void unlink_head_locked(sched *s) {
     if (!s->q_head) s->q_tail = NULL;
     s->n_queued--;
 }
+
+/* The free slot for a prompt (n ids): the one with the longest cached prefix (in *reuse; 0
+ * when cache is false); among equals the one whose cache holds least (what it drops is the
+ * cheapest to lose). The last prompt token is always computed: its logits start the
+ * generation. -1 when no slot is free. */
+static int pick_free_slot(const sched *s, const int32_t *prompt, int n, bool cache, int *reuse) {
+    int best = -1, best_k = -1;
+    for (int i = 0; i < s->p.parallel; i++) {
+        const slot *sl = &s->slots[i];
+        if (sl->job) continue;
+        int k = cache ? cached_prefix(sl, prompt, n - 1) : 0;
+        if (k > best_k || (k == best_k && sl->kv->n < s->slots[best].kv->n))
+            best = i, best_k = k;
+    }
+    *reuse = best_k;
+    return best;
+}
+
+static void beam_admit_locked(sched *s, job *j);
 
 /* Moves queued jobs into free slots, first come first served. Called with s->mu held. */
 static void admit_locked(sched *s, double now) {
@@ -487,6 +519,10 @@ static void admit_locked(sched *s, double now) {
             finish_unadmitted(j, cancelled ? FINISH_CANCEL : FINISH_LENGTH);
             continue;
         }
+        if (j->beam) {
+            beam_admit_locked(s, j);
+            continue;
+        }
         j->n_admitted = end;
         if (end == j->req.n) unlink_head_locked(s); /* subtracts no more choices */
         int c = first;
@@ -494,17 +530,7 @@ static void admit_locked(sched *s, double now) {
         for (; c < end; c++) {
             int n_prompt;
             const int32_t *prompt = gen_request_prompt(&j->req, c, &n_prompt, NULL);
-            /* the free slot with the longest cached prefix; among equals the one whose cache
-             * holds least (what it drops is the cheapest to lose). The last prompt token is
-             * always computed: its logits start the generation. */
-            int best = -1, best_k = -1;
-            for (int i = 0; i < s->p.parallel; i++) {
-                const slot *sl = &s->slots[i];
-                if (sl->job) continue;
-                int k = cache ? cached_prefix(sl, prompt, n_prompt - 1) : 0;
-                if (k > best_k || (k == best_k && sl->kv->n < s->slots[best].kv->n))
-                    best = i, best_k = k;
-            }
+            int best_k, best = pick_free_slot(s, prompt, n_prompt, cache, &best_k);
             char err[LS_ERR_LEN];
             if (best < 0 || slot_admit(s, &s->slots[best], j, c, best_k, err, sizeof err) != 0)
                 break;
@@ -640,7 +666,7 @@ static int add_decoding_slots(sched *s, int n_decode) {
     int rows = 0, draft_budget = s->p.batch_size - SCHED_MIN_PREFILL - n_decode;
     for (int i = 0; i < s->p.parallel; i++) {
         slot *sl = &s->slots[i];
-        if (sl->job && sl->n_fed >= sl->n_prompt)
+        if (sl->job && !sl->beam_idle && sl->n_fed >= sl->n_prompt)
             rows = add_decode_rows(s, i, rows, &draft_budget);
     }
     return rows;
@@ -684,6 +710,159 @@ static void slot_verify(sched *s, slot *sl, const float *logits, double now) {
         sl->spec_wait = sl->spec_misses >= 5 ? SCHED_SPEC_MAX_WAIT : 1 << sl->spec_misses;
 }
 
+/* --- beam-search jobs (their search and text: sched_beam.c) --- */
+
+bool sched_job_append_all(job *j, const char *text, size_t n) {
+    bool ok = true;
+    pthread_mutex_lock(&j->mu);
+    for (int c = 0; c < j->req.n && ok; c++)
+        ok = out_append(&j->choices[c], text, n);
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    return ok;
+}
+
+long sched_find_stop(const gen_request *r, const char *t, size_t n, size_t *keep) {
+    return find_stop(r, t, n, keep);
+}
+
+/* Makes sl beam `beam` of job j. Beam 0 computes the prompt (its first reuse positions already
+ * cached); the others idle until the first step forks beam 0 into them, keeping meanwhile what
+ * they hold. No sampler, grammar or draft: beam_step ranks, and the draft model's cache is
+ * dropped because hist moves between the job's slots. Called with s->mu held. */
+static void beam_slot_admit(sched *s, slot *sl, job *j, int beam, int reuse) {
+    sl->job = j;
+    sl->choice = 0;
+    sl->beam_i = beam;
+    sl->beam_idle = beam > 0;
+    sl->n_gen = 0;
+    sl->n_held = 0;
+    sl->t_last = 0;
+    sl->n_draft = sl->n_drafted = sl->n_accepted = 0;
+    sl->spec_n_max = sl->spec_n_min = sl->spec_len = sl->spec_misses = sl->spec_wait = 0;
+    if (sl->dkv) kv_clear(sl->dkv);
+    int idx = (int)(sl - s->slots);
+    j->beam->slot[beam] = idx;
+    s->pub[idx] = (sched_slot_info){.id = idx, .busy = true, .id_task = j->id_task,
+                                    .n_ctx = s->p.ctx_size, .n_past = sl->kv->n};
+    if (beam > 0) return;
+    int n_prompt;
+    const int32_t *prompt = gen_request_prompt(&j->req, 0, &n_prompt, NULL);
+    kv_truncate(sl->kv, reuse);
+    memcpy(sl->hist, prompt, (size_t)n_prompt * sizeof *sl->hist);
+    sl->n_hist = sl->n_prompt = n_prompt;
+    sl->n_fed = reuse;
+    s->pub[idx].n_past = reuse;
+    pthread_mutex_lock(&j->mu);
+    j->choices[0].n_cached = reuse;
+    for (int c = 0; c < j->req.n; c++)
+        j->choices[c].slot = 1 + idx;
+    pthread_mutex_unlock(&j->mu);
+    metrics_prompt_cached((unsigned long long)reuse);
+}
+
+/* Admits beam job j, the queue's head, into beam_width free slots: beam 0 into the one whose
+ * cache shares the longest prefix with the prompt, the others (whose caches the first fork
+ * overwrites) into those whose caches hold least, so that the prompt cache loses least. Called
+ * with s->mu held. */
+static void beam_admit_locked(sched *s, job *j) {
+    j->n_admitted = j->req.n;
+    unlink_head_locked(s);
+    int n_prompt, reuse;
+    const int32_t *prompt = gen_request_prompt(&j->req, 0, &n_prompt, NULL);
+    int best = pick_free_slot(s, prompt, n_prompt, s->p.prompt_cache && j->req.cache_prompt,
+                              &reuse);
+    beam_slot_admit(s, &s->slots[best], j, 0, reuse);
+    for (int beam = 1; beam < j->beam->width; beam++) {
+        int pick = -1;
+        for (int i = 0; i < s->p.parallel; i++)
+            if (!s->slots[i].job && (pick < 0 || s->slots[i].kv->n < s->slots[pick].kv->n))
+                pick = i;
+        beam_slot_admit(s, &s->slots[pick], j, beam, 0);
+    }
+    s->n_busy += j->beam->width;
+    metrics_beam_running(1);
+}
+
+/* Ends beam job j: its choices with why unless FINISH_NONE (sched_beam_advance finished them),
+ * then frees its slots, each keeping its KV cache and hist for the prompt cache. */
+static void beam_job_end(sched *s, job *j, finish_reason why) {
+    sched_beam *b = j->beam;
+    if (why != FINISH_NONE) sched_beam_abort(b, j, why);
+    unsigned long long gen = 0;
+    pthread_mutex_lock(&j->mu);
+    for (int c = 0; c < j->req.n; c++)
+        gen += (unsigned long long)j->choices[c].n_gen;
+    pthread_mutex_unlock(&j->mu);
+    metrics_tokens((unsigned long long)b->n_prompt, gen);
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < b->width; i++) {
+        slot *sl = &s->slots[b->slot[i]];
+        sl->job = NULL;
+        sl->beam_idle = false;
+        s->pub[b->slot[i]].busy = false;
+        s->pub[b->slot[i]].id_task = 0;
+        s->pub[b->slot[i]].n_past = sl->kv->n;
+    }
+    s->n_busy -= b->width;
+    pthread_mutex_unlock(&s->mu);
+    metrics_beam_running(-1);
+    for (int c = 0, n = j->req.n; c < n; c++) /* j may be freed by the last */
+        job_release(j);
+}
+
+/* After a step that gave beam job j its rows: the ranking, then the caches moved so that new
+ * beam i lives in the job's slot i, holding its parent's positions, with its newest token in
+ * hist to feed next step. */
+static void beam_job_step(sched *s, job *j, double now) {
+    sched_beam *b = j->beam;
+    pthread_mutex_lock(&j->mu);
+    bool first = j->t_first == 0;
+    if (first) j->t_first = now;
+    pthread_mutex_unlock(&j->mu);
+    if (first) metrics_ttft(now - j->t_submit);
+    beam_next next;
+    int rc = sched_beam_advance(b, j, &next);
+    if (rc <= 0) {
+        beam_job_end(s, j, rc < 0 ? FINISH_ERROR : FINISH_NONE);
+        return;
+    }
+    sched_beam_seq seq[BEAM_MAX_WIDTH];
+    for (int i = 0; i < b->width; i++) {
+        const slot *sl = &s->slots[b->slot[i]];
+        seq[i] = (sched_beam_seq){.kv = sl->kv, .hist = sl->hist, .n_hist = sl->n_hist};
+    }
+    bool copied = sched_beam_reorder(&next, b->width, seq) >= 0;
+    for (int i = 0; i < b->width; i++) {
+        slot *sl = &s->slots[b->slot[i]];
+        sl->kv = s->caches[b->slot[i]] = seq[i].kv;
+        sl->hist = seq[i].hist;
+        sl->n_hist = seq[i].n_hist;
+        sl->beam_idle = i >= next.n_live;
+        if (sl->beam_idle) continue;
+        sl->hist[sl->n_hist++] = next.token[i];
+        sl->n_prompt = sl->n_fed = b->n_prompt;
+        sl->n_gen = b->n_tok;
+    }
+    if (!copied) fail_slot(s, &s->slots[b->slot[0]], "beam search: a KV cache copy failed");
+}
+
+/* Hands beam slot sl's logits row (vocab) to its job, which ranks once all its rows are in. */
+static void beam_take_row(slot *sl, const float *row) {
+    sched_beam *b = sl->job->beam;
+    b->rows[sl->beam_i] = row;
+    b->n_rows++;
+}
+
+/* Ranks every beam job whose rows this step produced (each once: at its beam 0's slot). */
+static void beam_jobs_step(sched *s, double now) {
+    for (int i = 0; i < s->p.parallel; i++) {
+        slot *sl = &s->slots[i];
+        if (sl->job && sl->job->beam && sl->beam_i == 0 && sl->job->beam->n_rows > 0)
+            beam_job_step(s, sl->job, now);
+    }
+}
+
 /* One batched forward step over every busy slot. */
 static void step(sched *s) {
     int rows = 0, n_decode = 0;
@@ -698,6 +877,7 @@ static void step(sched *s) {
             slot_finish(s, sl, FINISH_CANCEL);
             continue;
         }
+        if (sl->beam_idle) continue;
         if (sl->n_fed >= sl->n_prompt) n_decode++;
     }
     rows = add_decoding_slots(s, n_decode);
@@ -710,7 +890,8 @@ static void step(sched *s) {
         int best_i = -1;
         for (int i = 0; i < s->p.parallel; i++) {
             slot *sl = &s->slots[i];
-            if (!sl->job || sl->n_fed >= sl->n_prompt || sl->fed_this_step) continue;
+            if (!sl->job || sl->beam_idle || sl->n_fed >= sl->n_prompt || sl->fed_this_step)
+                continue;
             if (!best || sl->job->t_admit < best->job->t_admit) best = sl, best_i = i;
         }
         if (!best) break;
@@ -771,11 +952,16 @@ static void step(sched *s) {
         }
         if (!s->b_logits[r]) continue;
         slot *sl = &s->slots[s->b_slot[r]];
+        if (sl->job && sl->job->beam) {
+            beam_take_row(sl, s->logits + (size_t)out++ * s->m->cfg.vocab_size);
+            continue;
+        }
         int n = 1 + sl->n_draft;
         slot_verify(s, sl, s->logits + (size_t)out * s->m->cfg.vocab_size, now);
         out += n;
         r += n - 1;
     }
+    beam_jobs_step(s, now);
     long long kv_tokens = 0;
     for (int i = 0; i < s->p.parallel; i++) kv_tokens += s->slots[i].kv->n;
     pthread_mutex_lock(&s->mu);
@@ -972,11 +1158,27 @@ static int check_inputs(const sched *s, const gen_request *req, char *err, size_
     return 0;
 }
 
+/* A beam search's request: one prompt, beam_width (1..BEAM_MAX_WIDTH) slots at most as many as
+ * the server has, n (1..beam_width) results. */
+static int check_beam(const sched *s, const gen_request *req, char *err, size_t errlen) {
+    if (req->beam_width > s->p.parallel || req->beam_width > BEAM_MAX_WIDTH)
+        return ls_fail(err, errlen,
+                       "a beam search of %d beams needs %d slots; this server has %d",
+                       req->beam_width, req->beam_width, s->p.parallel);
+    if (req->n < 1 || req->n > req->beam_width)
+        return ls_fail(err, errlen, "n = %d results of %d beams", req->n, req->beam_width);
+    if (req->n_prompts > 1)
+        return ls_fail(err, errlen, "a beam search takes one prompt");
+    return 0;
+}
+
 job *sched_submit(sched *s, gen_request *req, int *status, char *err, size_t errlen) {
     job *j = NULL;
     *status = 400;
     if (req->embed) {
         if (check_inputs(s, req, err, errlen) != 0) goto fail;
+    } else if (req->beam_width > 0) {
+        if (check_beam(s, req, err, errlen) != 0) goto fail;
     } else if (req->n < 1 || req->n > s->p.parallel) {
         ls_fail(err, errlen, "n = %d needs %d slots; this server has %d", req->n, req->n,
                 s->p.parallel);
@@ -1013,6 +1215,11 @@ job *sched_submit(sched *s, gen_request *req, int *status, char *err, size_t err
             ls_fail(err, errlen, "out of memory");
             goto fail;
         }
+    if (req->beam_width > 0 && !(j->beam = sched_beam_create(s->m, req, s->p.ctx_size, err,
+                                                             errlen))) {
+        *status = 503;
+        goto fail;
+    }
     j->req = *req;
     memset(req, 0, sizeof *req);
     pthread_mutex_init(&j->mu, NULL);

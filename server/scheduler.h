@@ -18,6 +18,10 @@
  * either way, so the output is the same token for token as without drafts, greedy or seeded.
  * With a draft model (sched_params.draft), each slot also keeps that model's KV cache, and the
  * draft is the draft model's greedy continuation instead.
+ * Beam-search jobs (gen_request.beam_width, sched_beam.c): a job of width B holds B slots, one
+ * per beam, admitted together in queue order; its beams are decoding rows of the same steps as
+ * every other slot. After each step it ranks its beams' next tokens (engine/beam.c's beam_step)
+ * and moves the slots' KV caches so that beam i lives in the job's slot i again.
  * Embedding jobs are prefill only: each input is a choice in a slot of its own, batched with
  * everything else, its rows' final hidden states pooled (embed.h) instead of sampled. A job with
  * more inputs than slots takes slots as they free up, oldest job first, in input order.
@@ -88,6 +92,13 @@ typedef struct {
      * max_tokens, stop, sp and the rest are unused. */
     bool embed;
     int *input_off; /* (n + 1) when embed, else NULL */
+    /* Beam search (engine/beam.h's rules): beam_width > 0 runs one prompt as a search of that
+     * many beams, each in a slot of its own (the job needs beam_width free slots at once), and
+     * returns its n (<= beam_width) best hypotheses as the choices. The text that every live
+     * beam agrees on streams to every choice as it becomes final. Sampling fields, grammar and
+     * logprobs are unused (api.c refuses them). */
+    int beam_width;
+    float length_penalty; /* beam score = logprob / length^length_penalty */
 } gen_request;
 
 void gen_request_free(gen_request *r);
@@ -146,6 +157,8 @@ struct job {
     unsigned long long id_task; /* immutable: the scheduler's number (from 1; 0: detached) */
     atomic_bool cancelled;    /* atomic: set by any thread; honoured at the next step */
     atomic_int refs;          /* atomic: the submitter's reference and one per unfinished choice */
+    struct sched_beam *beam;  /* the pointer is immutable: a beam job's search (sched_beam.h),
+                                 NULL for others; what it points at: the scheduler thread */
     int n_admitted;           /* s->mu: choices given a slot so far */
     job *next;                /* s->mu: queue link */
 };
@@ -186,10 +199,10 @@ void sched_destroy(sched *s);
 
 /* Takes ownership of *req (also on failure). Returns a job holding one reference for the
  * caller, or NULL with *status 503 (queue full or shutting down) or 400 (the request can never
- * run here: n > slots, a prompt + 1 > ctx_size; embeddings: an input empty or over ctx_size)
- * and a message. */
+ * run here: n > slots, beam_width > slots, a prompt + 1 > ctx_size; embeddings: an input empty
+ * or over ctx_size) and a message. */
 job *sched_submit(sched *s, gen_request *req, int *status, char *err, size_t errlen);
-/* A job that no scheduler runs (beam search fills it whole): takes ownership of *req; the
+/* A job that no scheduler runs (its owner fills it whole): takes ownership of *req; the
  * caller holds the one reference. NULL when out of memory. */
 job *job_create_detached(gen_request *req);
 /* Sets choice c's final text, token count and finish reason (any thread). */
