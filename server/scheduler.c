@@ -342,7 +342,9 @@ static void slot_release(sched *s, slot *sl) {
 
 /* Ends sl's choice: its held text (with what the stream still pends) is output, unless the
  * choice failed (error: the message) or was cancelled. t_token: when the token that ended it
- * was sampled, 0 when none was. */
+ * was sampled, 0 when none was. The slot is marked free before the choice is published as
+ * finished, so a client that sends its next request as soon as it has its answer finds the
+ * slot free (with every slot busy and no queue, it would be refused with 503). */
 static void slot_finish(sched *s, slot *sl, finish_reason why, const char *error,
                         double t_token) {
     job *j = sl->job;
@@ -378,8 +380,8 @@ static void slot_finish(sched *s, slot *sl, finish_reason why, const char *error
         }
     }
     st.stop_word = sl->stop_word;
+    slot_release(s, sl); /* before the client can learn that its answer is complete */
     out_commit(j, c, &st);
-    slot_release(s, sl);
     job_release(j); /* the scheduler's reference is held once per choice */
 }
 

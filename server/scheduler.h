@@ -41,6 +41,9 @@
  *      jobs' mutexes. The scheduler takes it once per token (out_commit) and per admission,
  *      never while holding s->mu except to admit; readers take it for job_view_sync's reads
  *      only. Nothing is formatted, copied in bulk or allocated under it.
+ * A finished choice's slot is marked free (s->mu) before the choice is published as finished
+ * (j->mu), so a client that sends its next request as soon as it has its answer finds the slot
+ * free.
  * Every field of job and choice_log below names its rule: immutable (written before
  * sched_submit publishes the job under s->mu, read by any thread without a lock), guarded by
  * a mutex, atomic, or the writer's (the scheduler thread's, or a detached job's owner's). */
