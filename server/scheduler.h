@@ -39,8 +39,9 @@
  *      sched_cancel ends queued ones, both taking j->mu. Nothing takes j->mu under h->mu.
  *   2. j->mu, one job's: innermost. Nothing else is locked under it, and no thread holds two
  *      jobs' mutexes. The scheduler takes it once per token (out_commit) and per admission,
- *      never while holding s->mu except to admit; readers take it for job_view_sync's reads
- *      only. Nothing is formatted, copied in bulk or allocated under it.
+ *      under s->mu only to admit or to end queued jobs; readers take it only to read fields
+ *      (job_view_sync, http.c's log line). Nothing is formatted, copied in bulk or allocated
+ *      under it.
  * A finished choice's slot is marked free (s->mu) before the choice is published as finished
  * (j->mu), so a client that sends its next request as soon as it has its answer finds the slot
  * free.
