@@ -4,7 +4,9 @@ reports, per concurrency level, the aggregate generated tokens per second (wall 
 included), the steady decode rate (clients / median inter-token latency), time to first token
 (p50, p99) and inter-token latency (p50, p99), measured on the client side from the SSE events.
 Prompts are token ids (the benchmark models carry a placeholder vocabulary), ignore_eos keeps
-every stream at exactly max_tokens. Usage: bench_server.py PORT [MAX_TOKENS] [PROMPT_LEN]"""
+every stream at exactly max_tokens. Usage: bench_server.py PORT [MAX_TOKENS] [PROMPT_LEN] [VOCAB] [LOGPROBS]
+(VOCAB: prompt ids are drawn below it, 30000 by default; 1024 for kjv-demo. LOGPROBS: ask for
+that many top log-probabilities per token, 0..5; none by default)."""
 import random
 import sys
 import threading
@@ -15,13 +17,17 @@ from sse_client import post_stream
 port = int(sys.argv[1])
 max_tokens = int(sys.argv[2]) if len(sys.argv) > 2 else 64
 prompt_len = int(sys.argv[3]) if len(sys.argv) > 3 else 32
+vocab = int(sys.argv[4]) if len(sys.argv) > 4 else 30000
+logprobs = int(sys.argv[5]) if len(sys.argv) > 5 else None
 
 
 def stream(seed, out):
     rnd = random.Random(seed)
-    t0, events = post_stream(port, {
-        "prompt": [1] + [rnd.randrange(300, 30000) for _ in range(prompt_len - 1)],
-        "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True, "stream": True})
+    body = {"prompt": [1] + [rnd.randrange(300, vocab) for _ in range(prompt_len - 1)],
+            "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True, "stream": True}
+    if logprobs is not None:
+        body["logprobs"] = logprobs
+    t0, events = post_stream(port, body)
     out.append((t0, [t for t, e in events if e["choices"] and e["choices"][0].get("text")]))
 
 

@@ -3,7 +3,8 @@
  * OpenAI's exact shapes (see shared/notes/wire-formats.md); the Responses API's requests and
  * answers are api_responses.c's, llama.cpp's native routes are api_native.c's, on the same
  * parsing.
- * No I/O and no threads of its own: http.c calls it; it reads a job only under job->mu. */
+ * No I/O and no threads of its own: http.c calls it; it reads a job only through a job_view
+ * (scheduler.h: the caller's private copy), so it formats nothing under any lock. */
 #ifndef LS_API_H
 #define LS_API_H
 
@@ -106,16 +107,17 @@ char *api_error_json(const api_error *e);
 void api_error_set(api_error *e, int status, const char *type, const char *param,
                    const char *code, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
-/* The whole response of a finished job (non-streaming; an embedding job's list of embeddings
- * when c->embed). Caller frees. */
-char *api_response_json(const api_ctx *ctx, const api_call *c, job *j, const char *id,
+/* The whole response of a finished job, as j shows it (job_view_sync'ed after the job
+ * finished; non-streaming; an embedding job's list of embeddings when c->embed). Caller frees;
+ * NULL when memory runs out. */
+char *api_response_json(const api_ctx *ctx, const api_call *c, const job_view *j, const char *id,
                         long created);
 
 /* Streaming: the state of one stream, and the next events. */
 typedef struct {
     const api_ctx *ctx;
     const api_call *call;
-    job *j;
+    job_view *j; /* the stream's copy of its job's output (the caller syncs it) */
     const char *id;
     long created;
     size_t *sent_len;   /* (n) bytes of each choice's text already sent */
@@ -126,22 +128,24 @@ typedef struct {
     int seq; /* responses: the next event's sequence_number */
 } api_stream;
 
+/* -1 when out of memory (nothing to free). st->j views j, which must outlive st; the caller
+ * brings it up to date with job_view_sync(st->j, ...) before each api_stream_events. */
 int api_stream_init(api_stream *st, const api_ctx *ctx, const api_call *c, job *j,
                     const char *id, long created);
 void api_stream_free(api_stream *st);
-/* Appends to *buf (malloc'ed, grown as needed) the SSE events for everything new in the job
+/* Appends to *buf (malloc'ed, grown as needed) the SSE events for everything new in st->j
  * since the last call, ending with the usage chunk and "data: [DONE]" once every choice has
- * finished. Call with j->mu held. Returns true when the stream is complete. */
+ * finished. Takes no lock. Returns true when the stream is complete. */
 bool api_stream_events(api_stream *st, char **buf, size_t *len, size_t *cap);
 
 /* GET /v1/models body. Caller frees. */
 char *api_models_json(const api_ctx *ctx, long created);
 
-/* llama.cpp's "timings" object of job j at monotonic time now (a job that runs is timed up to
- * now): cache_n, prompt_n, prompt_ms, prompt_per_token_ms, prompt_per_second, predicted_n,
- * predicted_ms, predicted_per_token_ms, predicted_per_second, over all of j's choices. Call
- * with j->mu held. NULL when memory runs out. */
-cJSON *api_timings_json(const job *j, double now);
+/* llama.cpp's "timings" object of job j (as last synced) at monotonic time now (a job that
+ * runs is timed up to now): cache_n, prompt_n, prompt_ms, prompt_per_token_ms,
+ * prompt_per_second, predicted_n, predicted_ms, predicted_per_token_ms, predicted_per_second,
+ * over all of j's choices. NULL when memory runs out. */
+cJSON *api_timings_json(const job_view *j, double now);
 
 /* --- llama.cpp's native API (api_native.c) --- */
 
@@ -153,7 +157,7 @@ int api_parse_native(const api_ctx *ctx, const char *body, size_t len, api_call 
                      api_error *e);
 /* The whole answer of a finished native job (content, tokens, stop_type, timings, ...). Caller
  * frees; NULL when memory runs out. */
-char *api_native_json(const api_ctx *ctx, const api_call *c, job *j);
+char *api_native_json(const api_ctx *ctx, const api_call *c, const job_view *j);
 /* The native stream's events ("data: {json}", one per new piece of output, the last with
  * "stop": true and the stats; no [DONE]). As api_stream_events, which calls it for native
  * calls. */

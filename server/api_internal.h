@@ -2,8 +2,7 @@
  * nothing else includes: body parsing, the common generation fields (so that llama.cpp's
  * native route validates sampling, stop strings and logit_bias exactly as the OpenAI routes
  * do), the chat parser on a parsed object, text and SSE writing, and the Responses API's
- * formatters. Same rules as api.h: no I/O, no threads; a job is read only under job->mu, which
- * the callers hold where it says so. Parsers return 0, or -1 with *e filled. */
+ * formatters. Same rules as api.h: no I/O, no threads; a job is read only through a job_view. Parsers return 0, or -1 with *e filled. */
 #ifndef LS_API_INTERNAL_H
 #define LS_API_INTERNAL_H
 
@@ -40,8 +39,8 @@ void api_sse_append(char **buf, size_t *len, size_t *cap, const char *event, cJS
 
 /* The Responses API's answers (api_responses.c), for api_response_json and api_stream_events
  * when c->responses: the response object of a finished job (caller frees), and the stream's
- * next events (called with j->mu held; true once the stream is complete). */
-char *api_responses_json(const api_ctx *ctx, const api_call *c, job *j, const char *id,
+ * next events (true once the stream is complete). */
+char *api_responses_json(const api_ctx *ctx, const api_call *c, const job_view *j, const char *id,
                          long created);
 bool api_responses_stream_events(api_stream *st, char **buf, size_t *len, size_t *cap);
 

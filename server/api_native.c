@@ -2,7 +2,7 @@
  * POST /completion (its request fields, response, stream), GET /props, GET /slots and
  * /tokenize's pieces, in the shapes of llama.cpp's tools/server/README.md. Sampling, stop
  * strings and logit_bias are parsed by api.c's common code (api_internal.h), never twice.
- * No I/O, no threads; reads a job only under job->mu. */
+ * No I/O, no threads; reads a job only through a job_view. */
 #include "api_internal.h"
 
 #include "common.h"
@@ -307,8 +307,8 @@ static void add_prompt(const api_ctx *ctx, cJSON *r, const gen_request *req) {
 }
 
 /* The last object of a native answer: everything, with content and tokens only when it is not
- * a stream (a stream has sent them already). Called with j->mu held. */
-static cJSON *final_json(const api_ctx *ctx, const api_call *c, const job *j, bool stream) {
+ * a stream (a stream has sent them already). */
+static cJSON *final_json(const api_ctx *ctx, const api_call *c, const job_view *j, bool stream) {
     const choice_out *o = &j->choices[0];
     const gen_request *r = &j->req;
     cJSON *res = cJSON_CreateObject();
@@ -336,11 +336,9 @@ static cJSON *final_json(const api_ctx *ctx, const api_call *c, const job *j, bo
     return res;
 }
 
-char *api_native_json(const api_ctx *ctx, const api_call *c, job *j) {
+char *api_native_json(const api_ctx *ctx, const api_call *c, const job_view *j) {
     api_json_init();
-    pthread_mutex_lock(&j->mu);
     cJSON *res = final_json(ctx, c, j, false);
-    pthread_mutex_unlock(&j->mu);
     char *s = cJSON_PrintUnformatted(res);
     cJSON_Delete(res);
     return s;
@@ -368,7 +366,7 @@ static void emit(char **buf, size_t *len, size_t *cap, cJSON *event) {
 
 bool api_native_stream_events(api_stream *st, char **buf, size_t *len, size_t *cap) {
     const api_call *c = st->call;
-    const job *j = st->j;
+    const job_view *j = st->j;
     const choice_out *o = &j->choices[0];
     if (st->sent_done) return true;
     if (o->finish == FINISH_ERROR || o->finish == FINISH_CANCEL) {

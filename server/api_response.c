@@ -1,6 +1,7 @@
 /* api_response: OpenAI-compatible responses (see api.h): the whole JSON answer of a finished
  * job, /v1/models, and the Server-Sent Events of a stream, in the exact shapes of
- * shared/notes/wire-formats.md. Reads a job only under job->mu (the callers hold it); no I/O. */
+ * shared/notes/wire-formats.md. Reads a job only through a job_view (the caller's copy, read
+ * without locks: nothing is formatted under a lock); no I/O. */
 #include "api.h"
 
 #include "api_internal.h"
@@ -131,7 +132,7 @@ static cJSON *logprobs_json(const api_ctx *ctx, const api_call *c, const choice_
 /* OpenAI's usage object. prompt_tokens counts each prompt once whatever n is; its
  * cached_tokens are, summed over the prompts, the prompt tokens every choice of that prompt
  * found in its slot's cache. */
-static cJSON *usage_json(const job *j) {
+static cJSON *usage_json(const job_view *j) {
     int gen = 0, cached = 0, least = 0;
     for (int c = 0; c < j->req.n; c++) {
         int len, k;
@@ -187,13 +188,13 @@ static void add_text(cJSON *obj, const char *key, const char *s, size_t n) {
 }
 
 /* The echoed prompt before choice i's text (NULL: none). c->req is the job's now. */
-static const char *echo_of(const api_call *c, const job *j, int i) {
+static const char *echo_of(const api_call *c, const job_view *j, int i) {
     if (c->chat || !c->echo || !c->echo_text) return NULL;
     int np = j->req.n_prompts > 1 ? j->req.n_prompts : 1;
     return c->echo_text[i / (j->req.n / np)];
 }
 
-static size_t echo_len(const api_call *c, const job *j, int i) {
+static size_t echo_len(const api_call *c, const job_view *j, int i) {
     const char *e = echo_of(c, j, i);
     return e ? strlen(e) : 0;
 }
@@ -203,7 +204,7 @@ static double per(double n, double ms, double unit) {
     return ms > 0 ? n * unit / ms : 0;
 }
 
-cJSON *api_timings_json(const job *j, double now) {
+cJSON *api_timings_json(const job_view *j, double now) {
     int gen = 0, cached = j->req.n_prompt, drafted = 0, accepted = 0;
     for (int c = 0; c < j->req.n; c++) {
         gen += j->choices[c].n_gen;
@@ -237,11 +238,11 @@ cJSON *api_timings_json(const job *j, double now) {
     return t;
 }
 
-/* "timings" on obj when the call asked for it (timings_per_token). Called with j->mu held. */
-static void add_timings(cJSON *obj, const api_call *c, const job *j) {
+/* "timings" on obj when the call asked for it (timings_per_token). */
+static void add_timings(cJSON *obj, const api_call *c, const job_view *j) {
     if (c->timings_per_token) cJSON_AddItemToObject(obj, "timings", api_timings_json(j, ls_now()));
 }
-static char *embeddings_json(const api_ctx *ctx, const api_call *c, job *j);
+static char *embeddings_json(const api_ctx *ctx, const api_call *c, const job_view *j);
 
 /* --- tool calls (tools.h reads them; these put them in OpenAI's shapes) --- */
 
@@ -306,13 +307,12 @@ static void tool_message(const api_call *c, const char *id, int i, const choice_
     tools_parsed_free(&p);
 }
 
-char *api_response_json(const api_ctx *ctx, const api_call *c, job *j, const char *id,
+char *api_response_json(const api_ctx *ctx, const api_call *c, const job_view *j, const char *id,
                         long created) {
     if (c->responses) return api_responses_json(ctx, c, j, id, created);
     api_json_init();
     if (c->native) return api_native_json(ctx, c, j);
     if (c->embed) return embeddings_json(ctx, c, j);
-    pthread_mutex_lock(&j->mu);
     cJSON *r = envelope(ctx, c, id, created, false);
     cJSON *choices = cJSON_AddArrayToObject(r, "choices");
     for (int i = 0; i < j->req.n; i++) {
@@ -349,7 +349,6 @@ char *api_response_json(const api_ctx *ctx, const api_call *c, job *j, const cha
     }
     cJSON_AddItemToObject(r, "usage", usage_json(j));
     add_timings(r, c, j);
-    pthread_mutex_unlock(&j->mu);
     char *s = cJSON_PrintUnformatted(r);
     cJSON_Delete(r);
     return s;
@@ -381,7 +380,6 @@ int api_stream_init(api_stream *st, const api_ctx *ctx, const api_call *c, job *
     memset(st, 0, sizeof *st);
     st->ctx = ctx;
     st->call = c;
-    st->j = j;
     st->id = id;
     st->created = created;
     int n = j->req.n;
@@ -389,7 +387,14 @@ int api_stream_init(api_stream *st, const api_ctx *ctx, const api_call *c, job *
     st->sent_toks = calloc((size_t)n, sizeof *st->sent_toks);
     st->sent_finish = calloc((size_t)n, sizeof *st->sent_finish);
     st->sent_calls = calloc((size_t)n, sizeof *st->sent_calls);
-    return st->sent_len && st->sent_toks && st->sent_finish && st->sent_calls ? 0 : -1;
+    st->j = malloc(sizeof *st->j);
+    if (st->j && job_view_init(st->j, j) != 0) {
+        free(st->j);
+        st->j = NULL;
+    }
+    if (st->sent_len && st->sent_toks && st->sent_finish && st->sent_calls && st->j) return 0;
+    api_stream_free(st);
+    return -1;
 }
 
 void api_stream_free(api_stream *st) {
@@ -397,6 +402,9 @@ void api_stream_free(api_stream *st) {
     free(st->sent_toks);
     free(st->sent_finish);
     free(st->sent_calls);
+    if (st->j) job_view_free(st->j);
+    free(st->j);
+    memset(st, 0, sizeof *st);
 }
 
 static void emit(char **buf, size_t *len, size_t *cap, cJSON *event) {
@@ -534,7 +542,7 @@ static void stream_tool_choice(api_stream *st, int i, char **buf, size_t *len, s
 bool api_stream_events(api_stream *st, char **buf, size_t *len, size_t *cap) {
     api_json_init();
     const api_call *c = st->call;
-    job *j = st->j;
+    const job_view *j = st->j;
     if (c->responses) return api_responses_stream_events(st, buf, len, cap);
     if (c->native) return api_native_stream_events(st, buf, len, cap);
     if (st->sent_done) return true;
@@ -679,14 +687,13 @@ done:
 /* {"object":"list","data":[{"object":"embedding","index":i,"embedding":...}],"model",
  * "usage":{"prompt_tokens","total_tokens"}}, the inputs in request order; llama.cpp's
  * /embeddings: [{"index":i,"embedding":[[...]]}] (one pooled vector per input). */
-static char *embeddings_json(const api_ctx *ctx, const api_call *c, job *j) {
+static char *embeddings_json(const api_ctx *ctx, const api_call *c, const job_view *j) {
     const int dim = ctx->m->cfg.dim;
     const bool llama = c->embed_llama;
     cJSON *r = llama ? cJSON_CreateArray() : cJSON_CreateObject();
     bool ok = r && (llama || cJSON_AddStringToObject(r, "object", "list"));
     cJSON *data = !ok ? NULL : llama ? r : cJSON_AddArrayToObject(r, "data");
     ok = data != NULL;
-    pthread_mutex_lock(&j->mu);
     for (int i = 0; ok && i < j->req.n; i++) {
         cJSON *e = cJSON_CreateObject(), *v = embedding_value(j->choices[i].embd, dim, c->base64);
         cJSON *outer = llama ? cJSON_CreateArray() : NULL;
@@ -705,7 +712,6 @@ static char *embeddings_json(const api_ctx *ctx, const api_call *c, job *j) {
         if (e) cJSON_AddItemToArray(data, e);
     }
     int n_prompt = j->req.n_prompt;
-    pthread_mutex_unlock(&j->mu);
     if (llama) {
         char *s = ok ? cJSON_PrintUnformatted(r) : NULL;
         cJSON_Delete(r);

@@ -370,7 +370,7 @@ static cJSON *message_item(const choice_out *o, const char *mid, bool done) {
     return m;
 }
 
-static cJSON *usage_object(const job *j) {
+static cJSON *usage_object(const job_view *j) {
     const choice_out *o = &j->choices[0];
     cJSON *u = cJSON_CreateObject();
     cJSON_AddNumberToObject(u, "input_tokens", j->req.n_prompt);
@@ -385,8 +385,8 @@ static cJSON *usage_object(const job *j) {
 
 /* The response object: in progress (no output yet), or the finished job's: "completed", or
  * "incomplete" when the output was cut at max_output_tokens (or at the context's end). */
-static cJSON *response_object(const api_ctx *ctx, const api_call *c, const job *j, const char *id,
-                              long created, bool done) {
+static cJSON *response_object(const api_ctx *ctx, const api_call *c, const job_view *j,
+                              const char *id, long created, bool done) {
     const choice_out *o = &j->choices[0];
     bool cut = done && o->finish == FINISH_LENGTH;
     char mid[64];
@@ -414,12 +414,10 @@ static cJSON *response_object(const api_ctx *ctx, const api_call *c, const job *
     return r;
 }
 
-char *api_responses_json(const api_ctx *ctx, const api_call *c, job *j, const char *id,
+char *api_responses_json(const api_ctx *ctx, const api_call *c, const job_view *j, const char *id,
                          long created) {
     api_json_init();
-    pthread_mutex_lock(&j->mu);
     cJSON *r = response_object(ctx, c, j, id, created, true);
-    pthread_mutex_unlock(&j->mu);
     char *s = cJSON_PrintUnformatted(r);
     cJSON_Delete(r);
     return s;

@@ -26,9 +26,10 @@
  * client that shut down its sending side and still reads (shutdown(SHUT_WR)), so it is probed
  * once: an SSE comment on a stream, an interim "100 Continue" on a waiting HTTP/1.1 request. A
  * client that really left answers the probe with a reset, seen at the next poll.
- * Lock order: h->mu, then a job's j->mu, then libmicrohttpd's own locks (MHD_suspend/resume
- * under h->mu). The scheduler calls http_progress holding none of its locks. Nothing is
- * formatted under h->mu.
+ * Lock order: h->mu, then libmicrohttpd's own locks (MHD_suspend/resume under h->mu). No job's
+ * j->mu is taken under h->mu: the notifier reads a job's progress and done atomics. The
+ * scheduler calls http_progress holding none of its locks. Nothing is formatted under any
+ * lock: a worker copies its job's new output (job_view_sync) and formats the copy.
  * Owns: the daemon, per-connection and per-request contexts, the notifier thread. */
 #include "http_internal.h"
 
@@ -253,10 +254,12 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
             memcpy(buf, PROBE_SSE, strlen(PROBE_SSE));
             return (ssize_t)strlen(PROBE_SSE);
         }
-        pthread_mutex_lock(&j->mu);
-        unsigned long long mark = http_job_mark_locked(j);
+        unsigned long long mark; /* the job's progress as of the copy the events are made of */
+        if (job_view_sync(r->st.j, &mark) != 0) { /* out of memory: never a shorter answer */
+            sched_cancel(r->h->s, j);
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
         bool done = api_stream_events(&r->st, &r->out, &r->out_len, &r->out_cap);
-        pthread_mutex_unlock(&j->mu);
         if (done || r->out_len > 0) continue;
         if (stopping) {
             sched_cancel(r->h->s, j);
@@ -264,6 +267,31 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
         }
         if (http_suspend_wait(r, W_STREAM, mark)) return 0; /* resumed when there is more */
     }
+}
+
+/* The whole answer of r's job, which has finished: a copy of its output formatted with no lock
+ * held, or the error that ended it. */
+static enum MHD_Result respond_finished(req_ctx *r) {
+    job_view v;
+    if (job_view_init(&v, r->j) != 0 || job_view_sync(&v, NULL) != 0) {
+        job_view_free(&v);
+        return fail(r, 503, "server_error", NULL, "%s", "out of memory");
+    }
+    bool failed = false;
+    for (int c = 0; c < v.req.n; c++)
+        failed = failed || v.choices[c].finish == FINISH_ERROR ||
+                 v.choices[c].finish == FINISH_CANCEL;
+    enum MHD_Result rc;
+    if (failed) {
+        api_error e;
+        api_error_set(&e, 503, "server_error", NULL, NULL, "%s",
+                      v.error[0] ? v.error : "the request was cancelled (server shutting down)");
+        rc = send_error(r, &e);
+    } else {
+        rc = send_json(r, 200, api_response_json(r->h->ctx, &r->call, &v, r->id, r->created));
+    }
+    job_view_free(&v);
+    return rc;
 }
 
 /* The answer of a job that has finished (or a stream of one that runs). */
@@ -294,10 +322,7 @@ static enum MHD_Result respond_job(req_ctx *r) {
             sched_cancel(h->s, j);
             return MHD_NO; /* on_completed counts 499 */
         }
-        pthread_mutex_lock(&j->mu);
-        bool finished = j->n_finished == j->req.n;
-        pthread_mutex_unlock(&j->mu);
-        if (finished) break;
+        if (atomic_load_explicit(&j->done, memory_order_acquire)) break;
         if (stopping) {
             sched_cancel(h->s, j);
             return fail(r, 503, "server_error", NULL, "%s",
@@ -305,19 +330,7 @@ static enum MHD_Result respond_job(req_ctx *r) {
         }
         if (http_suspend_wait(r, W_WHOLE, 0)) return MHD_YES; /* on_request again once resumed */
     }
-    bool failed = false;
-    pthread_mutex_lock(&j->mu);
-    for (int c = 0; c < j->req.n; c++)
-        failed =
-            failed || j->choices[c].finish == FINISH_ERROR || j->choices[c].finish == FINISH_CANCEL;
-    pthread_mutex_unlock(&j->mu);
-    if (failed) {
-        api_error e;
-        api_error_set(&e, 503, "server_error", NULL, NULL, "%s",
-                      j->error[0] ? j->error : "the request was cancelled (server shutting down)");
-        return send_error(r, &e);
-    }
-    return send_json(r, 200, api_response_json(h->ctx, &r->call, j, r->id, r->created));
+    return respond_finished(r);
 }
 
 typedef int (*api_parser)(const api_ctx *, const char *, size_t, api_call *, api_error *);

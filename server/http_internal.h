@@ -42,7 +42,7 @@ struct http_server {
     unsigned max_conns;        /* the connection limit after RLIMIT_NOFILE */
     unsigned long long nofile; /* RLIMIT_NOFILE's soft limit at startup */
 
-    /* Lock order: mu, then j->mu, then libmicrohttpd's locks (see the top of this file). */
+    /* Lock order: mu, then libmicrohttpd's locks; never a job's j->mu (the top of http.c). */
     pthread_mutex_t mu;          /* guards everything below */
     pthread_cond_t cv;           /* the notifier waits here; http_stop waits here for requests */
     bool progress;               /* http_progress was called since the notifier last looked */
@@ -86,18 +86,16 @@ struct req_ctx {
     bool gone;               /* the client reset the connection or a probe failed */
     bool probed;             /* an end of stream was seen and probed */
     bool probe_pending;      /* a stream must write PROBE_SSE */
-    unsigned long long seen; /* job_mark when it suspended */
+    unsigned long long seen; /* its job's progress (scheduler.h) when it suspended */
     req_ctx *wprev, *wnext;  /* h->waiting */
     bool counted; /* in h->n_gen */
 };
 
 /* --- http_wait.c: all "locked" functions are called with h->mu held --- */
 
-/* A number that grows whenever j has something new for its client. Called with j->mu held. */
-unsigned long long http_job_mark_locked(const job *j);
 /* Resumes a suspended request (no-op when it is not suspended). */
 void http_wake_locked(http_server *h, req_ctx *r);
-/* Suspends r's connection until what `wait` (W_STREAM: a job mark other than seen; W_WHOLE:
+/* Suspends r's connection until what `wait` (W_STREAM: j->progress other than seen; W_WHOLE:
  * the job finished) happens, the client leaves, or shutdown; false, without suspending, when
  * one of them has already happened. Called on r's worker, without h->mu. */
 bool http_suspend_wait(req_ctx *r, int wait, unsigned long long seen);

@@ -14,22 +14,11 @@
 
 /* --- waiting for the scheduler --- */
 
-/* A number that grows whenever j has something new for its client: text, logprob tokens or a
- * finished choice. Called with j->mu held. */
-unsigned long long http_job_mark_locked(const job *j) {
-    unsigned long long m = (unsigned long long)j->n_finished;
-    for (int c = 0; c < j->req.n; c++)
-        m += (unsigned long long)j->choices[c].len + (unsigned long long)j->choices[c].n_toks;
-    return m;
-}
-
-/* Whether what r waits for has happened since it recorded r->seen. Called with h->mu held. */
+/* Whether what r waits for has happened since it recorded r->seen: the job's atomics, so the
+ * notifier takes no job's lock under h->mu. Called with h->mu held. */
 static bool has_news(req_ctx *r) {
-    pthread_mutex_lock(&r->j->mu);
-    bool news = r->wait == W_WHOLE ? r->j->n_finished == r->j->req.n
-                                   : http_job_mark_locked(r->j) != r->seen;
-    pthread_mutex_unlock(&r->j->mu);
-    return news;
+    if (r->wait == W_WHOLE) return atomic_load_explicit(&r->j->done, memory_order_acquire);
+    return atomic_load_explicit(&r->j->progress, memory_order_acquire) != r->seen;
 }
 
 /* Resumes a suspended request. Called with h->mu held. */

@@ -1,8 +1,9 @@
 /* scheduler: the scheduler thread, its slots and its queue (see sched.h for the contract).
  * Owns: the forward context and pool, every slot's KV cache, the queue. The scheduler thread is
- * the only one that touches slots; HTTP threads touch a job only under job->mu, and the queue
- * only under s->mu. Requests never share a slot, so a request's output depends only on its own
- * tokens, parameters and seed: never on what runs beside it (forward.h's promise). */
+ * the only one that touches slots; HTTP threads read a job's output log through a job_view
+ * (the lock rules: scheduler.h), and touch the queue only under s->mu. Requests never share a
+ * slot, so a request's output depends only on its own tokens, parameters and seed: never on
+ * what runs beside it (forward.h's promise). */
 #include "scheduler.h"
 
 #include "common.h"
@@ -34,6 +35,7 @@ typedef struct {
     char *piece;       /* (piece_cap) the text one token completes: tok_stream_cap bytes */
     size_t piece_cap;
     double t_last;     /* when this slot's previous token came out */
+    int stop_word;     /* 1 + the index of the stop string that ended the choice; 0 none */
     gram_state *gs;    /* the request's grammar state, or NULL */
     uint32_t *mask;    /* ((vocab + 31) / 32) tokens the grammar allows next */
     /* speculative decoding: the draft fed after the last token this step, the request's
@@ -111,8 +113,8 @@ const int32_t *gen_request_prompt(const gen_request *r, int c, int *len, int *k)
 
 static void job_free(job *j) {
     for (int c = 0; c < j->req.n && j->choices; c++) {
-        free(j->choices[c].text);
-        free(j->choices[c].toks);
+        outlog_free(&j->choices[c].text);
+        outlog_free(&j->choices[c].toks);
         free(j->choices[c].embd);
     }
     free(j->choices);
@@ -133,6 +135,21 @@ void job_wait(job *j) {
     pthread_mutex_unlock(&j->mu);
 }
 
+/* The parts of a job that sched_submit and job_create_detached share, once j->req is set. */
+static void job_init(job *j, int refs) {
+    for (int c = 0; c < j->req.n; c++) {
+        outlog_init(&j->choices[c].text, 1);
+        outlog_init(&j->choices[c].toks, sizeof(gen_token));
+    }
+    pthread_mutex_init(&j->mu, NULL);
+    ls_cond_init_monotonic(&j->cv); /* http.c times its waits on it */
+    j->t_submit = ls_now();
+    atomic_init(&j->cancelled, false);
+    atomic_init(&j->refs, refs);
+    atomic_init(&j->progress, 0);
+    atomic_init(&j->done, false);
+}
+
 job *job_create_detached(gen_request *req) {
     job *j = calloc(1, sizeof *j);
     if (!j || !(j->choices = calloc((size_t)(req->n > 0 ? req->n : 1), sizeof *j->choices))) {
@@ -142,62 +159,170 @@ job *job_create_detached(gen_request *req) {
     }
     j->req = *req;
     memset(req, 0, sizeof *req);
-    pthread_mutex_init(&j->mu, NULL);
-    ls_cond_init_monotonic(&j->cv); /* http.c times its waits on it */
-    j->t_submit = j->t_admit = ls_now();
-    atomic_init(&j->cancelled, false);
-    atomic_init(&j->refs, 1);
+    job_init(j, 1);
+    j->t_admit = j->t_submit;
     return j;
 }
 
-static bool out_append(choice_out *o, const char *text, size_t n);
+/* --- the output log (choice_log in scheduler.h): append without a lock, publish under mu --- */
 
 #define OUT_OF_MEMORY_TEXT "out of memory for the generated text"
 
-void job_finish_choice(job *j, int c, const char *text, size_t len, int n_gen, finish_reason why) {
-    pthread_mutex_lock(&j->mu);
-    if (j->t_first == 0) j->t_first = ls_now();
-    if (!out_append(&j->choices[c], text, len)) { /* an error, never a shorter text */
-        why = FINISH_ERROR;
-        snprintf(j->error, sizeof j->error, OUT_OF_MEMORY_TEXT);
-    }
-    j->choices[c].n_gen = n_gen;
-    j->choices[c].finish = why;
+/* Each appends past the published end (the writer alone touches it) and returns false when
+ * memory ran out; the caller then ends the choice with an error (text or logprobs that stop
+ * growing would pass for a complete answer). */
+static bool out_append(choice_log *o, const char *text, size_t n) {
+    return outlog_write(&o->text, text, n);
+}
+
+static bool out_token(choice_log *o, const gen_token *t) {
+    return outlog_write(&o->toks, t, 1);
+}
+
+/* What out_commit publishes besides the appended text and tokens. */
+typedef struct {
+    int n_gen, n_drafted, n_accepted, stop_word;
+    finish_reason finish; /* FINISH_NONE: the choice goes on */
+    const char *error;    /* with FINISH_ERROR: the job's message (NULL: keep it) */
+    double t_token;       /* when a token was sampled (sets t_first once); 0: none */
+} out_state;
+
+/* Counts k more finished choices and wakes whoever waits. Called with j->mu held. */
+static void finished_locked(job *j, int k) {
+    j->n_finished += k;
     j->t_end = ls_now();
-    j->n_finished++;
+    if (j->n_finished == j->req.n) atomic_store_explicit(&j->done, true, memory_order_release);
+    atomic_fetch_add_explicit(&j->progress, 1, memory_order_release);
     pthread_cond_broadcast(&j->cv);
+}
+
+/* Publishes what the writer appended to choice c and st, under j->mu: the one lock a token
+ * costs the writer, held for a few stores (no copying, no allocation, no formatting). */
+static void out_commit(job *j, int c, const out_state *st) {
+    choice_log *o = &j->choices[c];
+    pthread_mutex_lock(&j->mu);
+    if (st->t_token > 0 && j->t_first == 0) j->t_first = st->t_token;
+    bool grew = o->len != o->text.n || o->n_toks != (int)o->toks.n;
+    o->len = o->text.n;
+    o->n_toks = (int)o->toks.n;
+    o->n_gen = st->n_gen;
+    o->n_drafted = st->n_drafted;
+    o->n_accepted = st->n_accepted;
+    o->stop_word = st->stop_word;
+    if (st->finish == FINISH_ERROR && st->error)
+        snprintf(j->error, sizeof j->error, "%s", st->error);
+    if (st->finish != FINISH_NONE) {
+        o->finish = st->finish;
+        finished_locked(j, 1);
+    } else if (grew) {
+        atomic_fetch_add_explicit(&j->progress, 1, memory_order_release);
+        pthread_cond_broadcast(&j->cv);
+    }
     pthread_mutex_unlock(&j->mu);
 }
 
-/* --- output of one choice (scheduler thread, under job->mu) --- */
+void job_finish_choice(job *j, int c, const char *text, size_t len, int n_gen, finish_reason why) {
+    out_state st = {.n_gen = n_gen, .finish = why, .t_token = ls_now()};
+    if (!out_append(&j->choices[c], text, len)) { /* an error, never a shorter text */
+        st.finish = FINISH_ERROR;
+        st.error = OUT_OF_MEMORY_TEXT;
+    }
+    out_commit(j, c, &st);
+}
 
-/* Each returns false when memory ran out; the caller then ends the choice with an error
- * (text or logprobs that stop growing would pass for a complete answer). */
-static bool out_append(choice_out *o, const char *text, size_t n) {
-    if (n == 0) return true;
-    if (o->len + n + 1 > o->cap) {
-        size_t cap = (o->cap ? o->cap * 2 : 256) + n;
-        char *nt = realloc(o->text, cap);
-        if (!nt) return false;
-        o->text = nt;
+/* --- what readers see: job_view --- */
+
+int job_view_init(job_view *v, job *j) {
+    memset(v, 0, sizeof *v);
+    size_t n = j->req.n > 0 ? (size_t)j->req.n : 1;
+    v->choices = calloc(n, sizeof *v->choices);
+    v->next = calloc(n, sizeof *v->next);
+    v->cur = calloc(2 * n, sizeof *v->cur);
+    if (!v->choices || !v->next || !v->cur) {
+        job_view_free(v);
+        return -1;
+    }
+    v->req = j->req; /* immutable: the pointers stay the job's */
+    v->job = j;
+    v->t_submit = j->t_submit;
+    v->id_task = j->id_task;
+    for (int c = 0; c < j->req.n; c++) v->choices[c].embd = j->choices[c].embd;
+    return 0;
+}
+
+void job_view_free(job_view *v) {
+    for (int c = 0; v->choices && c < v->req.n; c++) {
+        free(v->choices[c].text);
+        free(v->choices[c].toks);
+    }
+    free(v->choices);
+    free(v->next);
+    free(v->cur);
+    memset(v, 0, sizeof *v);
+}
+
+/* Room in o for len bytes of text (and a NUL) and n_toks tokens. text stays NULL while it has
+ * no byte (formatters tell "no text yet" by it). */
+static bool view_reserve(choice_out *o, size_t len, int n_toks) {
+    if (len > 0 && len + 1 > o->cap) {
+        size_t cap = len + 1 > 2 * o->cap ? len + 1 : 2 * o->cap;
+        char *t = realloc(o->text, cap);
+        if (!t) return false;
+        o->text = t;
         o->cap = cap;
     }
-    memcpy(o->text + o->len, text, n);
-    o->len += n;
-    o->text[o->len] = '\0';
+    if (n_toks > o->cap_toks) {
+        int cap = n_toks > 2 * o->cap_toks ? n_toks : 2 * o->cap_toks;
+        gen_token *t = realloc(o->toks, (size_t)cap * sizeof *t);
+        if (!t) return false;
+        o->toks = t;
+        o->cap_toks = cap;
+    }
     return true;
 }
 
-static bool out_token(choice_out *o, const gen_token *t) {
-    if (o->n_toks == o->cap_toks) {
-        int cap = o->cap_toks ? o->cap_toks * 2 : 64;
-        gen_token *nt = realloc(o->toks, (size_t)cap * sizeof *nt);
-        if (!nt) return false;
-        o->toks = nt;
-        o->cap_toks = cap;
+int job_view_sync(job_view *v, unsigned long long *progress) {
+    job *j = v->job;
+    const int n = v->req.n;
+    int n_finished;
+    char error[sizeof j->error];
+    double t_admit, t_first, t_end;
+    pthread_mutex_lock(&j->mu);
+    for (int c = 0; c < n; c++) {
+        const choice_log *o = &j->choices[c];
+        v->next[c] = (choice_out){.len = o->len, .n_toks = o->n_toks, .n_gen = o->n_gen,
+                                  .n_cached = o->n_cached, .n_drafted = o->n_drafted,
+                                  .n_accepted = o->n_accepted, .slot = o->slot,
+                                  .stop_word = o->stop_word, .finish = o->finish};
     }
-    o->toks[o->n_toks++] = *t;
-    return true;
+    n_finished = j->n_finished;
+    memcpy(error, j->error, sizeof error);
+    t_admit = j->t_admit, t_first = j->t_first, t_end = j->t_end;
+    if (progress) *progress = atomic_load_explicit(&j->progress, memory_order_relaxed);
+    pthread_mutex_unlock(&j->mu);
+    for (int c = 0; c < n; c++) /* all room first: a failure leaves v as it was */
+        if (!view_reserve(&v->choices[c], v->next[c].len, v->next[c].n_toks)) return -1;
+    for (int c = 0; c < n; c++) {
+        choice_out *o = &v->choices[c];
+        const choice_out *nx = &v->next[c];
+        if (nx->len > 0) {
+            outlog_read(&j->choices[c].text, &v->cur[2 * c], nx->len, o->text + o->len);
+            o->text[nx->len] = '\0';
+        }
+        outlog_read(&j->choices[c].toks, &v->cur[2 * c + 1], (size_t)nx->n_toks,
+                    o->toks + o->n_toks);
+        char *text = o->text;
+        gen_token *toks = o->toks;
+        size_t cap = o->cap;
+        int cap_toks = o->cap_toks;
+        const float *embd = o->embd;
+        *o = *nx;
+        o->text = text, o->toks = toks, o->cap = cap, o->cap_toks = cap_toks, o->embd = embd;
+    }
+    v->n_finished = n_finished;
+    memcpy(v->error, error, sizeof error);
+    v->t_admit = t_admit, v->t_first = t_first, v->t_end = t_end;
+    return 0;
 }
 
 /* --- slots --- */
@@ -206,48 +331,8 @@ static long find_stop(const gen_request *r, const char *t, size_t n, size_t *kee
 static int stop_at(const gen_request *r, const char *t, size_t n, size_t cut);
 static void beam_job_end(sched *s, job *j, finish_reason why);
 
-static void slot_finish(sched *s, slot *sl, finish_reason why) {
-    job *j = sl->job;
-    if (j->beam) { /* a beam job's slots end together */
-        beam_job_end(s, j, why);
-        return;
-    }
-    /* counted before the client is woken, so a /metrics scrape sent after the response
-     * already includes this request's tokens */
-    unsigned long long prompt = (unsigned long long)sl->n_prompt;
-    if (!j->req.embed) { /* a prompt's tokens count once, with its first choice */
-        int first_of_prompt;
-        gen_request_prompt(&j->req, sl->choice, &(int){0}, &first_of_prompt);
-        if (first_of_prompt != 0) prompt = 0;
-    }
-    metrics_tokens(prompt, (unsigned long long)sl->n_gen);
-    pthread_mutex_lock(&j->mu);
-    choice_out *o = &j->choices[sl->choice];
-    o->n_drafted = sl->n_drafted;
-    o->n_accepted = sl->n_accepted;
-    if (!j->req.embed && (why == FINISH_LENGTH || why == FINISH_STOP)) {
-        /* held text could have begun a stop string; it did not, so it is output, with the
-         * flushed bytes (U+FFFD for an incomplete character), which may complete one */
-        size_t n = tok_stream_flush(&sl->ts, sl->piece, sl->piece_cap), keep;
-        assert(n < sl->piece_cap && sl->n_held + n <= sl->held_cap);
-        memcpy(sl->held + sl->n_held, sl->piece, n);
-        sl->n_held += n;
-        long cut = find_stop(&j->req, sl->held, sl->n_held, &keep);
-        if (cut >= 0) {
-            o->stop_word = 1 + stop_at(&j->req, sl->held, sl->n_held, (size_t)cut);
-            sl->n_held = (size_t)cut;
-            why = FINISH_STOP;
-        }
-        if (!out_append(o, sl->held, sl->n_held)) {
-            why = FINISH_ERROR;
-            snprintf(j->error, sizeof j->error, OUT_OF_MEMORY_TEXT);
-        }
-    }
-    o->finish = why;
-    j->t_end = ls_now();
-    j->n_finished++;
-    pthread_cond_broadcast(&j->cv);
-    pthread_mutex_unlock(&j->mu);
+/* Frees sl's per-request state and marks it free for /slots and for admission (s->mu). */
+static void slot_release(sched *s, slot *sl) {
     sampler_free(sl->smp);
     sl->smp = NULL;
     gram_state_free(sl->gs);
@@ -260,6 +345,54 @@ static void slot_finish(sched *s, slot *sl, finish_reason why) {
     pub->id_task = 0;
     pub->n_past = sl->kv->n;
     pthread_mutex_unlock(&s->mu);
+}
+
+/* Ends sl's choice: its held text (with what the stream still pends) is output, unless the
+ * choice failed (error: the message) or was cancelled. t_token: when the token that ended it
+ * was sampled, 0 when none was. The slot is marked free before the choice is published as
+ * finished, so a client that sends its next request as soon as it has its answer finds the
+ * slot free (with every slot busy and no queue, it would be refused with 503). */
+static void slot_finish(sched *s, slot *sl, finish_reason why, const char *error,
+                        double t_token) {
+    job *j = sl->job;
+    if (j->beam) { /* a beam job's slots end together */
+        beam_job_end(s, j, why);
+        return;
+    }
+    const int c = sl->choice;
+    /* counted before the client is woken, so a /metrics scrape sent after the response
+     * already includes this request's tokens */
+    unsigned long long prompt = (unsigned long long)sl->n_prompt;
+    if (!j->req.embed) { /* a prompt's tokens count once, with its first choice */
+        int first_of_prompt;
+        gen_request_prompt(&j->req, c, &(int){0}, &first_of_prompt);
+        if (first_of_prompt != 0) prompt = 0;
+    }
+    metrics_tokens(prompt, (unsigned long long)sl->n_gen);
+    out_state st = {.n_gen = sl->n_gen, .n_drafted = sl->n_drafted,
+                    .n_accepted = sl->n_accepted, .finish = why, .error = error,
+                    .t_token = t_token};
+    if (!j->req.embed && (why == FINISH_LENGTH || why == FINISH_STOP)) {
+        /* held text could have begun a stop string; it did not, so it is output, with the
+         * flushed bytes (U+FFFD for an incomplete character), which may complete one */
+        size_t n = tok_stream_flush(&sl->ts, sl->piece, sl->piece_cap), keep;
+        assert(n < sl->piece_cap && sl->n_held + n <= sl->held_cap);
+        memcpy(sl->held + sl->n_held, sl->piece, n);
+        sl->n_held += n;
+        long cut = find_stop(&j->req, sl->held, sl->n_held, &keep);
+        if (cut >= 0) {
+            sl->stop_word = 1 + stop_at(&j->req, sl->held, sl->n_held, (size_t)cut);
+            sl->n_held = (size_t)cut;
+            st.finish = FINISH_STOP;
+        }
+        if (!out_append(&j->choices[c], sl->held, sl->n_held)) {
+            st.finish = FINISH_ERROR;
+            st.error = OUT_OF_MEMORY_TEXT;
+        }
+    }
+    st.stop_word = sl->stop_word;
+    slot_release(s, sl); /* before the client can learn that its answer is complete */
+    out_commit(j, c, &st);
     job_release(j); /* the scheduler's reference is held once per choice */
 }
 
@@ -295,7 +428,8 @@ static void fail_slot(sched *s, slot *sl, const char *msg);
 
 /* Samples one token for a slot from logits and handles it; returns true when the choice has
  * finished. draft: the token fed after this row (its logits are next), or -1; *matched is set
- * when the sampled token equals it, so that the next row's logits are this sequence's. */
+ * when the sampled token equals it, so that the next row's logits are this sequence's. The
+ * token's output is published with one lock of j->mu (out_commit, or slot_finish's). */
 static bool slot_accept(sched *s, slot *sl, const float *logits, double now, int32_t draft,
                         bool *matched) {
     job *j = sl->job;
@@ -310,7 +444,7 @@ static bool slot_accept(sched *s, slot *sl, const float *logits, double now, int
             return true;
         }
         if (allowed == 0) {
-            slot_finish(s, sl, FINISH_STOP);
+            slot_finish(s, sl, FINISH_STOP, NULL, 0);
             return true;
         }
     }
@@ -318,11 +452,7 @@ static bool slot_accept(sched *s, slot *sl, const float *logits, double now, int
                                    sl->n_hist, n_top > 0 ? n_top : 0, n_top >= 0 ? &info : NULL);
     *matched = draft >= 0 && id == draft;
     sl->n_accepted += *matched;
-    pthread_mutex_lock(&j->mu); /* t_first is read by the request's thread */
-    bool first = j->t_first == 0;
-    if (first) j->t_first = now;
-    pthread_mutex_unlock(&j->mu);
-    if (first) {
+    if (j->t_first == 0) { /* this thread alone writes t_first (out_commit sets it) */
         metrics_ttft(now - j->t_submit);
     } else if (sl->t_last > 0) {
         metrics_itl(now - sl->t_last);
@@ -331,17 +461,16 @@ static bool slot_accept(sched *s, slot *sl, const float *logits, double now, int
     bool end = tok_is_eog(s->m->tok, id) && (!r->ignore_eos || sl->gs); /* EOS, <|eot_id|>... */
     for (int i = 0; i < r->n_stop_ids; i++) end = end || id == r->stop_ids[i];
     if (sl->gs && !end && gram_state_accept_token(sl->gs, id) < 0) { /* allowed: only memory */
-        fail_slot(s, sl, "out of memory for the grammar");
+        slot_finish(s, sl, FINISH_ERROR, "out of memory for the grammar", now);
         return true;
     }
     if (end) {
-        slot_finish(s, sl, FINISH_STOP);
+        slot_finish(s, sl, FINISH_STOP, NULL, now);
         return true;
     }
     sl->hist[sl->n_hist++] = id;
     sl->n_gen++;
     size_t n = tok_stream_feed(&sl->ts, id, sl->piece, sl->piece_cap);
-    bool stopped = false;
     /* append to the held text, then release what can no longer begin a stop string: what
      * stays held is shorter than the longest stop string (see sched_create) */
     assert(n < sl->piece_cap && sl->n_held + n <= sl->held_cap);
@@ -350,47 +479,41 @@ static bool slot_accept(sched *s, slot *sl, const float *logits, double now, int
     size_t keep;
     long cut = find_stop(r, sl->held, sl->n_held, &keep);
     size_t release = cut >= 0 ? (size_t)cut : sl->n_held - keep;
-    pthread_mutex_lock(&j->mu);
-    choice_out *o = &j->choices[sl->choice];
-    o->n_gen = sl->n_gen;
-    o->n_drafted = sl->n_drafted;
-    o->n_accepted = sl->n_accepted;
-    if (cut >= 0) o->stop_word = 1 + stop_at(r, sl->held, sl->n_held, (size_t)cut);
+    choice_log *o = &j->choices[sl->choice];
     bool kept = true;
     if (n_top >= 0) {
         gen_token t = {.id = id, .logprob = info.logprob, .n_top = info.n_top,
-                       .text_end = o->len + sl->n_held}; /* released plus held text */
+                       .text_end = o->text.n + sl->n_held}; /* released plus held text */
         memcpy(t.top_id, info.top_id, sizeof t.top_id);
         memcpy(t.top_logprob, info.top_logprob, sizeof t.top_logprob);
         kept = out_token(o, &t);
     }
     kept = kept && out_append(o, sl->held, release);
-    pthread_cond_broadcast(&j->cv);
-    pthread_mutex_unlock(&j->mu);
     if (!kept) {
-        fail_slot(s, sl, OUT_OF_MEMORY_TEXT);
+        slot_finish(s, sl, FINISH_ERROR, OUT_OF_MEMORY_TEXT, now);
         return true;
     }
+    finish_reason why = FINISH_NONE;
     if (cut >= 0) {
+        sl->stop_word = 1 + stop_at(r, sl->held, sl->n_held, (size_t)cut);
         sl->n_held = 0;
-        stopped = true;
+        sl->ts.n_pending = 0; /* what follows the stop string is not output */
+        why = FINISH_STOP;
     } else {
         memmove(sl->held, sl->held + release, sl->n_held - release);
         sl->n_held -= release;
+        if (sl->gs && gram_state_done(sl->gs)) /* complete, and nothing else may follow */
+            why = FINISH_STOP;
+        else if (sl->n_gen >= r->max_tokens || sl->n_hist >= s->p.ctx_size)
+            why = FINISH_LENGTH;
     }
-    if (stopped) {
-        sl->ts.n_pending = 0; /* what follows the stop string is not output */
-        slot_finish(s, sl, FINISH_STOP);
+    if (why != FINISH_NONE) {
+        slot_finish(s, sl, why, NULL, now); /* publishes this token's output too */
         return true;
     }
-    if (sl->gs && gram_state_done(sl->gs)) { /* complete, and nothing else may follow */
-        slot_finish(s, sl, FINISH_STOP);
-        return true;
-    }
-    if (sl->n_gen >= r->max_tokens || sl->n_hist >= s->p.ctx_size) {
-        slot_finish(s, sl, FINISH_LENGTH);
-        return true;
-    }
+    out_commit(j, sl->choice,
+               &(out_state){.n_gen = sl->n_gen, .n_drafted = sl->n_drafted,
+                            .n_accepted = sl->n_accepted, .t_token = now});
     return false;
 }
 
@@ -445,6 +568,7 @@ static int slot_admit(sched *s, slot *sl, job *j, int choice, int reuse, char *e
     sl->n_gen = 0;
     sl->n_held = 0;
     sl->t_last = 0;
+    sl->stop_word = 0;
     sl->spec_n_max = j->req.spec_n_max < 0 ? s->p.spec_ngram : j->req.spec_n_max;
     if (sl->spec_n_max > SCHED_MAX_DRAFT) sl->spec_n_max = SCHED_MAX_DRAFT;
     sl->spec_n_min = j->req.spec_n_min;
@@ -544,8 +668,7 @@ static void admit_locked(sched *s, double now) {
             pthread_mutex_lock(&j->mu);
             j->choices[c].finish = FINISH_ERROR;
             snprintf(j->error, sizeof j->error, "out of memory");
-            j->n_finished++;
-            pthread_cond_broadcast(&j->cv);
+            finished_locked(j, 1);
             pthread_mutex_unlock(&j->mu);
             job_release(j);
         }
@@ -553,10 +676,7 @@ static void admit_locked(sched *s, double now) {
 }
 
 static void fail_slot(sched *s, slot *sl, const char *msg) {
-    pthread_mutex_lock(&sl->job->mu);
-    snprintf(sl->job->error, sizeof sl->job->error, "%s", msg);
-    pthread_mutex_unlock(&sl->job->mu);
-    slot_finish(s, sl, FINISH_ERROR);
+    slot_finish(s, sl, FINISH_ERROR, msg, 0);
 }
 
 /* An embedding choice whose last row has run: its embedding, then the end of the choice. The
@@ -565,10 +685,7 @@ static void embed_finish(sched *s, slot *sl, double now) {
     job *j = sl->job;
     embd_finish(j->choices[sl->choice].embd, sl->embd_acc, sl->n_prompt, s->m->cfg.dim,
                 s->p.pooling);
-    pthread_mutex_lock(&j->mu);
-    if (j->t_first == 0) j->t_first = now;
-    pthread_mutex_unlock(&j->mu);
-    slot_finish(s, sl, FINISH_STOP);
+    slot_finish(s, sl, FINISH_STOP, NULL, now); /* sets t_first */
 }
 
 /* Prefill rows one step may add beside n_decode decoding rows: what the batch leaves, but at
@@ -713,13 +830,13 @@ static void slot_verify(sched *s, slot *sl, const float *logits, double now) {
 /* --- beam-search jobs (their search and text: sched_beam.c) --- */
 
 bool sched_job_append_all(job *j, const char *text, size_t n) {
-    bool ok = true;
-    pthread_mutex_lock(&j->mu);
-    for (int c = 0; c < j->req.n && ok; c++)
-        ok = out_append(&j->choices[c], text, n);
-    pthread_cond_broadcast(&j->cv);
-    pthread_mutex_unlock(&j->mu);
-    return ok;
+    for (int c = 0; c < j->req.n; c++) {
+        if (!out_append(&j->choices[c], text, n)) return false;
+        /* n_gen: the writer's own last published value (it alone writes it) */
+        out_state st = {.n_gen = j->choices[c].n_gen};
+        out_commit(j, c, &st);
+    }
+    return true;
 }
 
 long sched_find_stop(const gen_request *r, const char *t, size_t n, size_t *keep) {
@@ -874,7 +991,7 @@ static void step(sched *s) {
         slot *sl = &s->slots[i];
         if (!sl->job) continue;
         if (cancel_all || atomic_load(&sl->job->cancelled)) {
-            slot_finish(s, sl, FINISH_CANCEL);
+            slot_finish(s, sl, FINISH_CANCEL, NULL, 0);
             continue;
         }
         if (sl->beam_idle) continue;
@@ -1000,7 +1117,7 @@ static void *sched_main(void *arg) {
     }
     /* shutting down: end what runs and what waits */
     for (int i = 0; i < s->p.parallel; i++)
-        if (s->slots[i].job) slot_finish(s, &s->slots[i], FINISH_CANCEL);
+        if (s->slots[i].job) slot_finish(s, &s->slots[i], FINISH_CANCEL, NULL, 0);
     pthread_mutex_lock(&s->mu);
     dequeue_cancelled(s, NULL);
     pthread_mutex_unlock(&s->mu);
@@ -1222,11 +1339,7 @@ job *sched_submit(sched *s, gen_request *req, int *status, char *err, size_t err
     }
     j->req = *req;
     memset(req, 0, sizeof *req);
-    pthread_mutex_init(&j->mu, NULL);
-    ls_cond_init_monotonic(&j->cv); /* http.c times its waits on it */
-    j->t_submit = ls_now();
-    atomic_init(&j->cancelled, false);
-    atomic_init(&j->refs, 1 + j->req.n); /* the caller's and one per choice */
+    job_init(j, 1 + j->req.n); /* the caller's reference and one per choice */
 
     pthread_mutex_lock(&s->mu);
     if (s->stopping || s->draining) {
@@ -1269,9 +1382,7 @@ static void finish_unadmitted(job *j, finish_reason why) {
     pthread_mutex_lock(&j->mu);
     for (int c = first; c < n; c++)
         j->choices[c].finish = why;
-    j->n_finished += n - first;
-    j->t_end = ls_now();
-    pthread_cond_broadcast(&j->cv);
+    finished_locked(j, n - first);
     pthread_mutex_unlock(&j->mu);
     for (int c = first; c < n; c++)
         job_release(j);

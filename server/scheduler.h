@@ -25,21 +25,33 @@
  * Embedding jobs are prefill only: each input is a choice in a slot of its own, batched with
  * everything else, its rows' final hidden states pooled (embed.h) instead of sampled. A job with
  * more inputs than slots takes slots as they free up, oldest job first, in input order.
- * Thread-safety: sched_submit, sched_cancel, sched_get_* and job_* are called from any thread;
- * everything else in scheduler.c runs on the scheduler thread, the only one that touches slots.
+ * Thread-safety: sched_submit, sched_cancel, sched_get_*, job_* and job_view_* are called from
+ * any thread; everything else in scheduler.c runs on the scheduler thread, the only one that
+ * touches slots.
+ * Output: each job keeps an append-only log per choice (choice_log: released text, token
+ * records, counts and finish reason, in chunks that never move). The scheduler appends past the
+ * published end with no lock, then publishes under j->mu once per token: a few stores, no
+ * copying, no allocation. A reader (an HTTP thread) copies what is new into its own job_view
+ * (job_view_sync: the counts under j->mu, the bytes after releasing it) and formats the copy
+ * with no lock held. A job's progress and done atomics tell the HTTP notifier that there is
+ * something new without its taking j->mu.
  * Locks, outermost first (holding one, a thread takes only locks below it):
  *   1. s->mu (the scheduler's: queue, busy count, /slots snapshot, job.n_admitted and .next)
  *      or h->mu (http_internal.h: the HTTP notifier's). The two are never held together: HTTP
  *      code calls sched_* without h->mu, and the scheduler calls on_progress (which takes
  *      h->mu) and forward with no lock held. Under s->mu the scheduler admits jobs and
- *      sched_cancel ends queued ones, both taking j->mu; under h->mu the notifier reads a
- *      job's progress (http_wait.c's has_news) with j->mu.
+ *      sched_cancel ends queued ones, both taking j->mu. Nothing takes j->mu under h->mu.
  *   2. j->mu, one job's: innermost. Nothing else is locked under it, and no thread holds two
- *      jobs' mutexes. The scheduler takes it per token (slot_accept) and per finished choice,
- *      each time after releasing s->mu; HTTP threads take it to read and format output.
- * Every field of job and choice_out below names its rule: immutable (written before
+ *      jobs' mutexes. The scheduler takes it once per token (out_commit) and per admission,
+ *      under s->mu only to admit or to end queued jobs; readers take it only to read fields
+ *      (job_view_sync, http.c's log line). Nothing is formatted, copied in bulk or allocated
+ *      under it.
+ * A finished choice's slot is marked free (s->mu) before the choice is published as finished
+ * (j->mu), so a client that sends its next request as soon as it has its answer finds the slot
+ * free.
+ * Every field of job and choice_log below names its rule: immutable (written before
  * sched_submit publishes the job under s->mu, read by any thread without a lock), guarded by
- * a mutex, or atomic. */
+ * a mutex, atomic, or the writer's (the scheduler thread's, or a detached job's owner's). */
 #ifndef LS_SCHED_H
 #define LS_SCHED_H
 
@@ -48,6 +60,7 @@
 #include "grammar.h"
 #include "kv_cache.h"
 #include "model.h"
+#include "outlog.h"
 #include "sampler.h"
 
 #include <pthread.h>
@@ -119,34 +132,48 @@ typedef struct {
     float top_logprob[SAMPLER_MAX_TOP];
 } gen_token;
 
-/* What one choice has produced so far. Every field is guarded by job->mu: written by the
- * scheduler thread (or a detached job's owner), read by HTTP threads, both holding it; text
- * and toks move when they grow, so a reader uses them only while it holds job->mu. The one
- * exception is embd's contents (see there). text only ever grows; it holds released text
- * (complete UTF-8 characters, with anything that might begin a stop string held back until it
- * cannot). */
+/* A reader's copy of what one choice has produced (job_view_sync fills it; the reader owns text
+ * and toks, and reads every field without a lock). text only ever grows; it holds released
+ * text (complete UTF-8 characters, with anything that might begin a stop string held back
+ * until it cannot), NUL-terminated once it has a byte. */
 typedef struct {
     char *text;
     size_t len, cap;
-    gen_token *toks; /* (n_toks) generated tokens, in order */
+    gen_token *toks; /* (n_toks) generated tokens, in order: with logprobs only */
     int n_toks, cap_toks;
     int n_gen;       /* tokens generated (the end-of-sequence token not counted) */
     int n_cached;    /* prompt tokens found in the slot's KV cache at admission (not computed) */
     int n_drafted, n_accepted; /* speculative decoding: draft tokens verified, and accepted */
     int slot;        /* 1 + the index of the slot that runs it; 0 until admitted */
     int stop_word;   /* 1 + the index in req.stop of the stop string that ended it; 0 none */
-    float *embd;     /* (dim) embedding jobs: the pooled embedding. The pointer is immutable;
-                        the scheduler writes the values without job->mu before it sets finish,
-                        and readers read them only after seeing finish set under job->mu */
+    const float *embd; /* (dim) embedding jobs: the pooled embedding, the job's (not copied):
+                          its values are final once finish is set */
     finish_reason finish;
 } choice_out;
+
+/* One choice's output log, in its job: an append-only record of released text and token
+ * records (outlog.h: chunks that never move) and the counts that say how much of it is
+ * published. The writer (the scheduler thread, or a detached job's owner) appends past the
+ * published end without a lock (out_append, out_token), then publishes the new lengths and the
+ * fields below under j->mu, once per token (out_commit). Readers copy it with job_view_sync. */
+typedef struct {
+    outlog text;     /* (bytes) the writer's; readers read below len */
+    outlog toks;     /* (gen_token) the writer's; readers read below n_toks */
+    size_t len;      /* mu: text bytes published */
+    int n_toks;      /* mu: token records published */
+    int n_gen, n_cached, n_drafted, n_accepted, slot, stop_word; /* mu: as choice_out's */
+    float *embd;     /* (dim) embedding jobs: the pointer is immutable; the scheduler writes the
+                        values without mu before it sets finish, and readers read them only
+                        after seeing finish set under mu */
+    finish_reason finish; /* mu */
+} choice_log;
 
 typedef struct job job;
 struct job {
     gen_request req;          /* immutable */
     pthread_mutex_t mu;       /* guards the fields marked "mu" (lock order: see the top) */
     pthread_cond_t cv;        /* with mu: broadcast when output grows or a choice finishes */
-    choice_out *choices;      /* (req.n) the array is immutable; its elements: mu */
+    choice_log *choices;      /* (req.n) the array is immutable; its elements: see choice_log */
     int n_finished;           /* mu: choices with finish != FINISH_NONE */
     char error[256];          /* mu: set with finish FINISH_ERROR */
     double t_submit;          /* immutable: monotonic seconds */
@@ -159,9 +186,37 @@ struct job {
     atomic_int refs;          /* atomic: the submitter's reference and one per unfinished choice */
     struct sched_beam *beam;  /* the pointer is immutable: a beam job's search (sched_beam.h),
                                  NULL for others; what it points at: the scheduler thread */
+    atomic_ullong progress;   /* atomic, written under mu: grows whenever published text or
+                                 tokens grow or a choice finishes (the HTTP notifier's test) */
+    atomic_bool done;         /* atomic, written under mu: every choice has finished */
     int n_admitted;           /* s->mu: choices given a slot so far */
     job *next;                /* s->mu: queue link */
 };
+
+/* What a reader (an HTTP thread) sees of a job: the request (a shallow copy of the job's, which
+ * is immutable: its pointers are the job's, so the job must outlive the view) and a private
+ * copy of the output as of the last job_view_sync, with the same field names as job's so that
+ * formatters read either alike. Owned by one thread; no lock needed to read it. */
+typedef struct {
+    gen_request req;
+    choice_out *choices; /* (req.n) */
+    int n_finished;
+    char error[256];
+    double t_submit, t_admit, t_first, t_end;
+    unsigned long long id_task;
+    job *job;            /* the job viewed (the caller holds a reference) */
+    outlog_cursor *cur;  /* (2 * req.n) where each choice's text, then tokens, were copied to */
+    choice_out *next;    /* (req.n) scratch: the published counts read under mu */
+} job_view;
+
+/* An empty view of j (nothing copied yet). -1 when out of memory. */
+int job_view_init(job_view *v, job *j);
+/* Copies what j has published since the last call: reads the counts and fields under j->mu
+ * (O(choices), no copying, no allocation under it), then copies the new text and tokens with
+ * no lock held. *progress (may be NULL) receives j->progress as of that read. -1 when out of
+ * memory: v is as it was. */
+int job_view_sync(job_view *v, unsigned long long *progress);
+void job_view_free(job_view *v);
 
 typedef struct sched sched;
 

@@ -92,12 +92,13 @@ static void test_generated_text(const model *m) {
         job_wait(j);
         char want[3 * sizeof long_piece];
         snprintf(want, sizeof want, "%s%s%s", long_piece, long_piece, long_piece);
-        pthread_mutex_lock(&j->mu);
-        const choice_out *o = &j->choices[0];
+        job_view v;
+        CHECK(job_view_init(&v, j) == 0 && job_view_sync(&v, NULL) == 0, "view");
+        const choice_out *o = &v.choices[0];
         CHECK(o->len == strlen(want) && o->text && !strcmp(o->text, want),
               "generated %zu bytes, want %zu", o->len, strlen(want));
-        pthread_mutex_unlock(&j->mu);
-        char *json = api_response_json(&ctx, &call, j, "cmpl-test", 0); /* locks j->mu */
+        char *json = api_response_json(&ctx, &call, &v, "cmpl-test", 0);
+        job_view_free(&v);
         cJSON *root = json ? cJSON_Parse(json) : NULL;
         const cJSON *toks = cJSON_GetObjectItemCaseSensitive(
             cJSON_GetObjectItemCaseSensitive(
@@ -149,13 +150,14 @@ static void test_eog(const model *m) {
         CHECK(j != NULL, "submit: %d %s", status, err);
         if (j) {
             job_wait(j);
-            pthread_mutex_lock(&j->mu);
-            const choice_out *o = &j->choices[0];
+            job_view v;
+            CHECK(job_view_init(&v, j) == 0 && job_view_sync(&v, NULL) == 0, "view");
+            const choice_out *o = &v.choices[0];
             bool text_ok = cases[k].id == LONG_ID ? o->len == 3 * strlen(long_piece) : o->len == 0;
             CHECK(o->finish == cases[k].finish && o->n_gen == cases[k].n_gen && text_ok,
                   "eog case %zu (id %d): finish %d, %d tokens, %zu bytes of text", k,
                   cases[k].id, (int)o->finish, o->n_gen, o->len);
-            pthread_mutex_unlock(&j->mu);
+            job_view_free(&v);
             job_release(j);
         }
         api_call_free(&call);

@@ -251,7 +251,7 @@ static long generate(const api_ctx *ctx, sched *s, long fail, bool *ok) {
         if (!*ok) CHECK(0, "allocation %ld failing: submit %d \"%s\"", fail, status, err);
     } else {
         pthread_mutex_lock(&j->mu);
-        const choice_out *o = &j->choices[0];
+        const choice_log *o = &j->choices[0]; /* the published counts */
         if (fail == 0)
             *ok = o->finish == FINISH_LENGTH && o->n_gen == 120 && o->n_toks == 120 && o->len > 0;
         else

@@ -125,6 +125,8 @@ static void check_same_as_engine(const model *m, fwd_ctx *f, job *j, const char 
     char err[LS_ERR_LEN] = "";
     int rc = beam_search(m, f, q->prompt, q->n_prompt, &bp, res, &n_out, err, sizeof err);
     CHECK(rc == 0 && n_out == q->n, "%s: beam_search: %s", what, err);
+    job_view v;
+    CHECK(job_view_init(&v, j) == 0 && job_view_sync(&v, NULL) == 0, "%s: job_view", what);
     for (int c = 0; rc == 0 && c < n_out; c++) {
         char text[4096];
         size_t len = 0;
@@ -133,7 +135,7 @@ static void check_same_as_engine(const model *m, fwd_ctx *f, job *j, const char 
         for (int i = 0; i < res[c].n_tokens; i++)
             len += tok_stream_feed(&ts, res[c].tokens[i], text + len, sizeof text - len);
         len += tok_stream_flush(&ts, text + len, sizeof text - len);
-        const choice_out *o = &j->choices[c];
+        const choice_out *o = &v.choices[c];
         CHECK(o->len == len && memcmp(o->text, text, len) == 0, "%s choice %d: '%.*s' vs '%.*s'",
               what, c, (int)o->len, o->text ? o->text : "", (int)len, text);
         CHECK(o->n_gen == res[c].n_tokens, "%s choice %d: %d tokens vs %d", what, c, o->n_gen,
@@ -142,6 +144,7 @@ static void check_same_as_engine(const model *m, fwd_ctx *f, job *j, const char 
         CHECK(o->finish == want, "%s choice %d: finish %d vs %d", what, c, o->finish, want);
     }
     beam_results_free(res, n_out);
+    job_view_free(&v);
 }
 
 /* Slots (by their bits in a step's fed mask) that job j holds now. */
@@ -261,9 +264,14 @@ static void test_cache_kept(const model *m, pool *p) {
               again->choices[0].n_cached == again->req.n_prompt - 1,
           "the prompt is still cached after a 2-beam search on 3 slots: slot %d, %d cached",
           again->choices[0].slot - 1, again->choices[0].n_cached);
-    CHECK(again->choices[0].len == g->choices[0].len &&
-              memcmp(again->choices[0].text, g->choices[0].text, g->choices[0].len) == 0,
+    job_view va, vg;
+    CHECK(job_view_init(&va, again) == 0 && job_view_sync(&va, NULL) == 0 &&
+              job_view_init(&vg, g) == 0 && job_view_sync(&vg, NULL) == 0, "job_view");
+    CHECK(va.choices[0].len == vg.choices[0].len &&
+              memcmp(va.choices[0].text, vg.choices[0].text, vg.choices[0].len) == 0,
           "the same text from the cache");
+    job_view_free(&va);
+    job_view_free(&vg);
     job_release(g);
     job_release(again);
     end_sched(s, &r);

@@ -208,14 +208,15 @@ typedef struct {
 
 static choice_view view(job *j, int c) {
     choice_view v = {0};
-    pthread_mutex_lock(&j->mu);
-    const choice_out *o = &j->choices[c];
+    job_view jv;
+    CHECK(job_view_init(&jv, j) == 0 && job_view_sync(&jv, NULL) == 0, "job_view");
+    const choice_out *o = &jv.choices[c];
     v.slot = o->slot;
     v.n_cached = o->n_cached;
     v.n_gen = o->n_gen;
     v.finish = o->finish;
     snprintf(v.text, sizeof v.text, "%.*s", (int)o->len, o->text ? o->text : "");
-    pthread_mutex_unlock(&j->mu);
+    job_view_free(&jv);
     return v;
 }
 

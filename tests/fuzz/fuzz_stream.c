@@ -269,19 +269,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         bool matched;
         done = slot_accept(&s, &sl, logits, ls_now(), -1, &matched);
         logits[ids[i]] = 0.0f;
-        pthread_mutex_lock(&j->mu);
+        FUZZ_CHECK(job_view_sync(st.j, NULL) == 0);
         complete = api_stream_events(&st, &sse, &sse_len, &sse_cap);
-        pthread_mutex_unlock(&j->mu);
     }
     FUZZ_CHECK(complete);
     check_events(sse, sse_len, call.chat, call.include_usage, responses, want, want_len);
     free(sse);
-    api_stream_free(&st);
-    FUZZ_CHECK(done && s.n_busy == 0 && j->n_finished == 1);
-    const choice_out *o = &j->choices[0];
+    FUZZ_CHECK(done && s.n_busy == 0 && st.j->n_finished == 1);
+    const choice_out *o = &st.j->choices[0];
     FUZZ_CHECK(o->finish == FINISH_STOP || o->finish == FINISH_LENGTH);
     FUZZ_CHECK(o->len == want_len && (want_len == 0 || memcmp(o->text, want, want_len) == 0));
     if (want_len) FUZZ_CHECK(ls_utf8_valid(o->text, o->len));
+    api_stream_free(&st);
 
     free(logits);
     free(want);
