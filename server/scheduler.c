@@ -9,6 +9,7 @@
 #include "forward.h"
 #include "metrics.h"
 #include "spec.h"
+#include "step_cost.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -66,6 +67,7 @@ struct sched {
     float *logits;      /* (max_rows, vocab) */
     float *hidden;      /* (max_rows, dim) their final hidden states */
     int max_rows;
+    step_cost cost;     /* the fit of a step's time against its rows, from the steps run */
     pthread_t thread;
 
     pthread_mutex_t mu; /* guards the fields below */
@@ -561,6 +563,22 @@ static int step_max_rows(int batch_size, int parallel) {
     return parallel + prefill_budget(batch_size, parallel);
 }
 
+/* Prefill rows a step with step_rows decoding rows (drafts included) may add with
+ * sched_params.prefill_step_pct set: as many as keep the step within that share of a
+ * decode-only step's time, by the cost measured over the past steps (step_cost.h), but at least
+ * SCHED_MIN_CHUNK so that prompts progress; and never more than prefill_budget allows. */
+#define SCHED_MIN_CHUNK 4
+static int step_prefill_rows(const sched *s, int step_rows) {
+    int cap = prefill_budget(s->p.batch_size, step_rows);
+    return step_cost_prefill_rows(&s->cost, step_rows, s->p.prefill_step_pct, SCHED_MIN_CHUNK,
+                                  cap);
+}
+
+/* The time now on the clock that times steps: sched_params.clock (a test's) or ls_now. */
+static double step_clock(const sched *s) {
+    return s->p.clock ? s->p.clock(s->p.forward_arg) : ls_now();
+}
+
 /* --- speculative decoding --- */
 
 /* The n-gram length below which prompt lookup proposes nothing. 1 (any repeated token) drafts
@@ -701,9 +719,10 @@ static void step(sched *s) {
         if (sl->n_fed >= sl->n_prompt) n_decode++;
     }
     rows = add_decoding_slots(s, n_decode);
-    /* prefill fills what the decoding rows leave of the batch, oldest admission first; with
-     * drafts, rows <= batch_size - SCHED_MIN_PREFILL, so the step stays within max_rows */
-    int budget = prefill_budget(s->p.batch_size, rows);
+    /* prefill fills what the decoding rows leave of the batch and of the step's time budget,
+     * oldest admission first; with drafts, rows <= batch_size - SCHED_MIN_PREFILL, so the step
+     * stays within max_rows */
+    int budget = step_prefill_rows(s, rows);
     assert(rows + budget <= s->max_rows);
     for (int pass = 0; pass < s->p.parallel && budget > 0; pass++) {
         slot *best = NULL;
@@ -744,10 +763,12 @@ static void step(sched *s) {
                    .logits = s->b_logits,
                    .hidden = any_hidden ? s->b_hidden : NULL,
                    .hidden_out = s->hidden};
+    double t0 = step_clock(s);
     int rc = s->p.forward ? s->p.forward(s->p.forward_arg, s->caches, s->p.parallel, &b,
                                          s->logits, err, sizeof err)
                           : fwd_decode(s->fwd, s->caches, s->p.parallel, &b, s->logits, err,
                                        sizeof err);
+    if (rc == 0) step_cost_add(&s->cost, rows, step_clock(s) - t0);
     if (rc != 0) {
         for (int r = 0; r < rows; r++) {
             slot *sl = &s->slots[s->b_slot[r]];
