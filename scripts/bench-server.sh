@@ -4,7 +4,7 @@
 # aggregate tokens/s, time to first token and inter-token latency. A benchmark, not a test.
 # Environment: MAX_TOKENS (128), PROMPT_LEN (32), ROUNDS (1: see bench_server.py; e.g. ROUNDS=3
 # PROMPT_LEN=200 MAX_TOKENS=64 is the admission-heavy load), CTX (--ctx-size, 256), and
-# SERVER_ARGS (more flags for the server, e.g. "--prefill-step-pct 0").
+# SERVER_ARGS (more flags for the server, e.g. "--prefill-step-pct 0"); CLIENTS (bench_server.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:?usage: bench-server.sh MODEL [BIN] [THREADS]}

@@ -9,7 +9,9 @@ Usage: bench_server.py PORT [MAX_TOKENS] [PROMPT_LEN] [ROUNDS]
 ROUNDS (default 1): each client sends ROUNDS requests one after another, each a new prompt, so
 that with ROUNDS > 1 new prompts keep being admitted while the other clients stream (the
 admission-heavy load of issue 14); their max_tokens are then drawn from [MAX_TOKENS / 2,
-3 * MAX_TOKENS / 2] so that the streams end, and the next prompts arrive, at different times."""
+3 * MAX_TOKENS / 2] so that the streams end, and the next prompts arrive, at different times.
+CLIENTS (environment, default 1,2,4,8): the concurrency levels to run."""
+import os
 import random
 import sys
 import threading
@@ -41,7 +43,7 @@ def pct(xs, p):
 print("| clients | aggregate tok/s | decode tok/s | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | "
       "ITL p99 ms | ITL p99/p50 |")
 print("|---|---|---|---|---|---|---|---|")
-for clients in (1, 2, 4, 8):
+for clients in [int(c) for c in os.environ.get("CLIENTS", "1,2,4,8").split(",")]:
     results = []
     threads = [threading.Thread(target=client, args=(i, results)) for i in range(clients)]
     t0 = time.monotonic()
