@@ -702,26 +702,11 @@ static void slot_verify(sched *s, slot *sl, const float *logits, double now) {
         sl->spec_wait = sl->spec_misses >= 5 ? SCHED_SPEC_MAX_WAIT : 1 << sl->spec_misses;
 }
 
-/* One batched forward step over every busy slot. */
-static void step(sched *s) {
-    int rows = 0, n_decode = 0;
-    bool any_hidden = false;
-    pthread_mutex_lock(&s->mu);
-    bool cancel_all = s->cancel_all;
-    pthread_mutex_unlock(&s->mu);
-    for (int i = 0; i < s->p.parallel; i++) {
-        slot *sl = &s->slots[i];
-        if (!sl->job) continue;
-        if (cancel_all || atomic_load(&sl->job->cancelled)) {
-            slot_finish(s, sl, FINISH_CANCEL);
-            continue;
-        }
-        if (sl->n_fed >= sl->n_prompt) n_decode++;
-    }
-    rows = add_decoding_slots(s, n_decode);
-    /* prefill fills what the decoding rows leave of the batch and of the step's time budget,
-     * oldest admission first; with drafts, rows <= batch_size - SCHED_MIN_PREFILL, so the step
-     * stays within max_rows */
+/* Adds prompt rows after the step's first rows (the decoding ones): what these leave of the
+ * batch and of the step's time budget (step_prefill_rows), oldest admission first. With drafts,
+ * rows <= batch_size - SCHED_MIN_PREFILL, so the step stays within max_rows. Sets *any_hidden
+ * when an embedding's rows are among them. Returns the step's rows. */
+static int add_prefill_rows(sched *s, int rows, bool *any_hidden) {
     int budget = step_prefill_rows(s, rows);
     assert(rows + budget <= s->max_rows);
     for (int pass = 0; pass < s->p.parallel && budget > 0; pass++) {
@@ -746,11 +731,32 @@ static void step(sched *s) {
             s->b_hidden[rows] = embed;
             rows++;
         }
-        any_hidden |= embed;
+        *any_hidden |= embed;
         best->n_fed += take;
         best->fed_this_step = true;
         budget -= take;
     }
+    return rows;
+}
+
+/* One batched forward step over every busy slot. */
+static void step(sched *s) {
+    int rows = 0, n_decode = 0;
+    bool any_hidden = false;
+    pthread_mutex_lock(&s->mu);
+    bool cancel_all = s->cancel_all;
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < s->p.parallel; i++) {
+        slot *sl = &s->slots[i];
+        if (!sl->job) continue;
+        if (cancel_all || atomic_load(&sl->job->cancelled)) {
+            slot_finish(s, sl, FINISH_CANCEL);
+            continue;
+        }
+        if (sl->n_fed >= sl->n_prompt) n_decode++;
+    }
+    rows = add_decoding_slots(s, n_decode);
+    rows = add_prefill_rows(s, rows, &any_hidden);
     for (int i = 0; i < s->p.parallel; i++) s->slots[i].fed_this_step = false;
     assert(rows <= s->max_rows);
     if (rows == 0) return;
