@@ -227,6 +227,7 @@ int cmd_serve(int argc, char **argv) {
         .parallel = cfg.parallel,
         .ctx_size = cfg.ctx_size ? cfg.ctx_size : m->cfg.ctx_len,
         .batch_size = cfg.batch_size,
+        .prefill_step_pct = cfg.prefill_step_pct,
         .threads = cfg.threads,
         .max_queue = cfg.max_queue,
         .kv = cfg.kv_type == CFG_KV_F32    ? KV_F32

@@ -52,6 +52,8 @@ typedef struct {
                                 llama.cpp's total, is stored here as N / parallel) */
     int threads;             /* 1..256 */
     int batch_size;          /* most rows of one forward step (prefill chunk), 1..4096 */
+    int prefill_step_pct;    /* a step with prompt rows beside decoding ones: at most this % of
+                                a decode-only step's measured time, 0..10000; 0 = no limit */
     cfg_kv_type kv_type;
     cfg_pooling pooling;        /* how /v1/embeddings pools a sequence's hidden states */
     bool mmap;                  /* map the model file; false: read it into private memory */

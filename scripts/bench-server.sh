@@ -2,14 +2,18 @@
 # bench-server.sh MODEL [BIN] [THREADS]: starts `llamaserve serve --parallel 8` on MODEL and drives
 # it with 1, 2, 4 and 8 concurrent streaming clients (scripts/bench_server.py); prints a table of
 # aggregate tokens/s, time to first token and inter-token latency. A benchmark, not a test.
+# Environment: MAX_TOKENS (128), PROMPT_LEN (32), ROUNDS (1: see bench_server.py; e.g. ROUNDS=3
+# PROMPT_LEN=200 MAX_TOKENS=64 is the admission-heavy load), CTX (--ctx-size, 256), and
+# SERVER_ARGS (more flags for the server, e.g. "--prefill-step-pct 0"); CLIENTS (bench_server.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:?usage: bench-server.sh MODEL [BIN] [THREADS]}
 bin=${2:-build/llamaserve}
 threads=${3:-2}
 log=$(mktemp)
-"$bin" serve -m "$model" --port 0 --parallel 8 --threads "$threads" --ctx-size 256 \
-    --no-log-requests 2>"$log" &
+# shellcheck disable=SC2086 # SERVER_ARGS is a list of flags
+"$bin" serve -m "$model" --port 0 --parallel 8 --threads "$threads" --ctx-size "${CTX:-256}" \
+    --no-log-requests ${SERVER_ARGS:-} 2>"$log" &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -f "$log"' EXIT
 for _ in $(seq 600); do
@@ -18,7 +22,8 @@ for _ in $(seq 600); do
     sleep 0.1
 done
 port=$(sed -n 's/.*listening on http:\/\/[^:]*:\([0-9]*\).*/\1/p' "$log" | head -n 1)
-echo "model $model, $threads threads, 8 slots, $(date -u +%Y-%m-%dT%H:%MZ), $(lscpu | sed -n 's/^Model name: *//p')"
-/usr/bin/python3 scripts/bench_server.py "$port" "${MAX_TOKENS:-128}" 32
+echo "model $model, $threads threads, 8 slots, ${SERVER_ARGS:-} load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%Y-%m-%dT%H:%MZ), $(lscpu | sed -n 's/^Model name: *//p')"
+/usr/bin/python3 scripts/bench_server.py "$port" "${MAX_TOKENS:-128}" "${PROMPT_LEN:-32}" \
+    "${ROUNDS:-1}"
 rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
 echo "server resident memory after the sweep: $((rss / 1024)) MiB (mapped weights included)"

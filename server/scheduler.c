@@ -11,6 +11,7 @@
 #include "metrics.h"
 #include "sched_beam.h"
 #include "spec.h"
+#include "step_cost.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -73,6 +74,7 @@ struct sched {
     float *logits;      /* (max_rows, vocab) */
     float *hidden;      /* (max_rows, dim) their final hidden states */
     int max_rows;
+    step_cost cost;     /* the fit of a step's time against its rows, from the steps run */
     pthread_t thread;
 
     pthread_mutex_t mu; /* guards the fields below */
@@ -704,6 +706,22 @@ static int step_max_rows(int batch_size, int parallel) {
     return parallel + prefill_budget(batch_size, parallel);
 }
 
+/* Prefill rows a step with step_rows decoding rows (drafts included) may add with
+ * sched_params.prefill_step_pct set: as many as keep the step within that share of a
+ * decode-only step's time, by the cost measured over the past steps (step_cost.h), but at least
+ * SCHED_MIN_CHUNK so that prompts progress; and never more than prefill_budget allows. */
+#define SCHED_MIN_CHUNK 4
+static int step_prefill_rows(const sched *s, int step_rows) {
+    int cap = prefill_budget(s->p.batch_size, step_rows);
+    return step_cost_prefill_rows(&s->cost, step_rows, s->p.prefill_step_pct, SCHED_MIN_CHUNK,
+                                  cap);
+}
+
+/* The time now on the clock that times steps: sched_params.clock (a test's) or ls_now. */
+static double step_clock(const sched *s) {
+    return s->p.clock ? s->p.clock(s->p.forward_arg) : ls_now();
+}
+
 /* --- speculative decoding --- */
 
 /* The n-gram length below which prompt lookup proposes nothing. 1 (any repeated token) drafts
@@ -980,27 +998,12 @@ static void beam_jobs_step(sched *s, double now) {
     }
 }
 
-/* One batched forward step over every busy slot. */
-static void step(sched *s) {
-    int rows = 0, n_decode = 0;
-    bool any_hidden = false;
-    pthread_mutex_lock(&s->mu);
-    bool cancel_all = s->cancel_all;
-    pthread_mutex_unlock(&s->mu);
-    for (int i = 0; i < s->p.parallel; i++) {
-        slot *sl = &s->slots[i];
-        if (!sl->job) continue;
-        if (cancel_all || atomic_load(&sl->job->cancelled)) {
-            slot_finish(s, sl, FINISH_CANCEL, NULL, 0);
-            continue;
-        }
-        if (sl->beam_idle) continue;
-        if (sl->n_fed >= sl->n_prompt) n_decode++;
-    }
-    rows = add_decoding_slots(s, n_decode);
-    /* prefill fills what the decoding rows leave of the batch, oldest admission first; with
-     * drafts, rows <= batch_size - SCHED_MIN_PREFILL, so the step stays within max_rows */
-    int budget = prefill_budget(s->p.batch_size, rows);
+/* Adds prompt rows after the step's first rows (the decoding ones): what these leave of the
+ * batch and of the step's time budget (step_prefill_rows), oldest admission first. With drafts,
+ * rows <= batch_size - SCHED_MIN_PREFILL, so the step stays within max_rows. Sets *any_hidden
+ * when an embedding's rows are among them. Returns the step's rows. */
+static int add_prefill_rows(sched *s, int rows, bool *any_hidden) {
+    int budget = step_prefill_rows(s, rows);
     assert(rows + budget <= s->max_rows);
     for (int pass = 0; pass < s->p.parallel && budget > 0; pass++) {
         slot *best = NULL;
@@ -1025,11 +1028,33 @@ static void step(sched *s) {
             s->b_hidden[rows] = embed;
             rows++;
         }
-        any_hidden |= embed;
+        *any_hidden |= embed;
         best->n_fed += take;
         best->fed_this_step = true;
         budget -= take;
     }
+    return rows;
+}
+
+/* One batched forward step over every busy slot. */
+static void step(sched *s) {
+    int rows = 0, n_decode = 0;
+    bool any_hidden = false;
+    pthread_mutex_lock(&s->mu);
+    bool cancel_all = s->cancel_all;
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < s->p.parallel; i++) {
+        slot *sl = &s->slots[i];
+        if (!sl->job) continue;
+        if (cancel_all || atomic_load(&sl->job->cancelled)) {
+            slot_finish(s, sl, FINISH_CANCEL, NULL, 0);
+            continue;
+        }
+        if (sl->beam_idle) continue;
+        if (sl->n_fed >= sl->n_prompt) n_decode++;
+    }
+    rows = add_decoding_slots(s, n_decode);
+    rows = add_prefill_rows(s, rows, &any_hidden);
     for (int i = 0; i < s->p.parallel; i++) s->slots[i].fed_this_step = false;
     assert(rows <= s->max_rows);
     if (rows == 0) return;
@@ -1042,10 +1067,12 @@ static void step(sched *s) {
                    .logits = s->b_logits,
                    .hidden = any_hidden ? s->b_hidden : NULL,
                    .hidden_out = s->hidden};
+    double t0 = step_clock(s);
     int rc = s->p.forward ? s->p.forward(s->p.forward_arg, s->caches, s->p.parallel, &b,
                                          s->logits, err, sizeof err)
                           : fwd_decode(s->fwd, s->caches, s->p.parallel, &b, s->logits, err,
                                        sizeof err);
+    if (rc == 0) step_cost_add(&s->cost, rows, step_clock(s) - t0);
     if (rc != 0) {
         for (int r = 0; r < rows; r++) {
             slot *sl = &s->slots[s->b_slot[r]];

@@ -5,7 +5,10 @@
  * advances every decoding slot by one token and feeds newly admitted prompts in chunks, oldest
  * admission first, so a long prompt never freezes running streams. A step has batch_size rows
  * at most, except that prompts always get at least 8 rows beside the decoding ones
- * (SCHED_MIN_PREFILL): with n decoding slots, max(batch_size, n + 8) rows.
+ * (SCHED_MIN_PREFILL): with n decoding slots, max(batch_size, n + 8) rows. With
+ * prefill_step_pct set, the prompt rows beside decoding ones are fewer still: as many as keep
+ * the step within that percentage of a decode-only step's time, by a fit of step time against
+ * rows over the steps run so far (step_cost.h), but at least 4.
  * Prompt cache: a slot's KV cache outlives its request. A new request goes to the free slot
  * whose cached tokens share the longest prefix with its prompt, and only the rest of the prompt
  * is computed (at least its last token, whose logits start the generation). The forward pass
@@ -245,6 +248,13 @@ typedef struct {
     int (*forward)(void *arg, kv_cache *const *caches, int n_caches, const fwd_batch *b,
                    float *logits, char *err, size_t errlen);
     void *forward_arg;
+    /* Percent of a decode-only step's time that a step may take when it also feeds prompt
+     * rows: its prefill chunk is sized by the step cost measured so far (step_cost.h), at
+     * least 4 rows; 0: no limit but batch_size (cfg prefill_step_pct). */
+    int prefill_step_pct;
+    /* The clock that times forward steps for that cost, in seconds, called with forward_arg
+     * on the scheduler thread. For tests (a fake forward's virtual time); NULL: ls_now. */
+    double (*clock)(void *arg);
 } sched_params;
 
 /* Starts the scheduler thread. The model is borrowed and must outlive the scheduler. */

@@ -4,12 +4,15 @@
  * token t (EOS after FAKE_EOS_AFTER, 'z'). Gated, it holds each step until the test releases
  * it, so what is queued, admitted or cancelled between two steps is deterministic without a
  * sleep. Covers admission order, cancellation in every state, prompt-cache reuse, queue limits,
- * embedding jobs wider than the slots, several prompts per job and the per-step row budget. */
+ * embedding jobs wider than the slots, several prompts per job, the per-step row budget, and
+ * the per-step token budget: step_cost.c's fit and chunk size from given step times, and the
+ * scheduler's chunks on a fake whose steps take a virtual time that grows with their rows. */
 #include "check.h"
 #include "common.h"
 #include "gguf_builder.h"
 #include "model.h"
 #include "scheduler.h"
+#include "step_cost.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -42,6 +45,8 @@ typedef struct {
     int bad;         /* rows that broke fwd_decode's contract (a gap, a seq out of range) */
     step_rec *steps; /* (MAX_STEPS) */
     int vocab, dim;
+    double fixed, per_row; /* a step of n rows advances vclock by fixed + per_row * n */
+    double vclock;         /* virtual seconds: the scheduler's step clock (fake_clock) */
 } fake;
 
 static int next_token(int t) {
@@ -63,6 +68,7 @@ static int fake_forward(void *arg, kv_cache *const *caches, int n_caches, const 
     pthread_mutex_lock(&f->mu);
     int k = f->entered++;
     f->bad += bad + (b->n_tokens > MAX_ROWS);
+    f->vclock += f->fixed + f->per_row * b->n_tokens;
     if (k < MAX_STEPS) {
         step_rec *s = &f->steps[k];
         s->n = b->n_tokens < MAX_ROWS ? b->n_tokens : MAX_ROWS;
@@ -90,6 +96,14 @@ static int fake_forward(void *arg, kv_cache *const *caches, int n_caches, const 
         }
     }
     return 0;
+}
+
+static double fake_clock(void *arg) {
+    fake *f = arg;
+    pthread_mutex_lock(&f->mu);
+    double t = f->vclock;
+    pthread_mutex_unlock(&f->mu);
+    return t;
 }
 
 static void fake_init(fake *f, const model *m, bool gated) {
@@ -149,8 +163,9 @@ static step_rec get_step(fake *f, int k) {
     return s;
 }
 
-static sched *make_sched(const model *m, fake *f, int parallel, int batch, int max_queue,
-                         bool cache) {
+/* A scheduler on the fake, its steps timed by the fake's virtual clock, prefill_step_pct pct. */
+static sched *make_sched_pct(const model *m, fake *f, int parallel, int batch, int max_queue,
+                             bool cache, int pct) {
     sched_params p = {.parallel = parallel,
                       .ctx_size = 64,
                       .batch_size = batch,
@@ -160,11 +175,18 @@ static sched *make_sched(const model *m, fake *f, int parallel, int batch, int m
                       .prompt_cache = cache,
                       .pooling = EMBD_POOL_MEAN,
                       .forward = fake_forward,
-                      .forward_arg = f};
+                      .forward_arg = f,
+                      .prefill_step_pct = pct,
+                      .clock = fake_clock};
     char err[LS_ERR_LEN] = "";
     sched *s = sched_create(m, &p, err, sizeof err);
     CHECK(s != NULL, "sched_create: %s", err);
     return s;
+}
+
+static sched *make_sched(const model *m, fake *f, int parallel, int batch, int max_queue,
+                         bool cache) {
+    return make_sched_pct(m, f, parallel, batch, max_queue, cache, 0);
 }
 
 /* Greedy generation of max_tokens from prompt (n_prompt ids), as n choices. */
@@ -699,7 +721,180 @@ static void test_row_budget(const model *m, int batch) {
     fake_free(&f);
 }
 
+/* --- the token budget: step_cost.c --- */
+
+#define FLOOR 4 /* scheduler.c's SCHED_MIN_CHUNK */
+
+/* Seconds a step of n rows takes on a machine with this fixed and per-row cost. */
+static double line(double fixed, double per_row, int n) {
+    return fixed + per_row * n;
+}
+
+/* The reference chunk, counted row by row on the true cost line: the most prefill rows beside
+ * d decoding rows whose step takes at most pct % of the step without them, within [floor, cap]. */
+static int want_rows(double fixed, double per_row, int d, int pct, int floor, int cap) {
+    double limit = pct / 100.0 * line(fixed, per_row, d);
+    int p = 0;
+    while (p < cap && line(fixed, per_row, d + p + 1) <= limit)
+        p++;
+    return p < floor ? (floor < cap ? floor : cap) : p;
+}
+
+/* Rows of the steps fed to the fit: several sizes, as decode-only and mixed steps give. */
+static int sample_rows(int k) {
+    static const int rows[] = {1, 2, 3, 5, 8, 9, 13, 21};
+    return rows[k % 8];
+}
+
+static void train(step_cost *c, double fixed, double per_row, int steps) {
+    for (int k = 0; k < steps; k++)
+        step_cost_add(c, sample_rows(k), line(fixed, per_row, sample_rows(k)));
+}
+
+/* Checks c's chunk against the reference for decoding rows 1..16 and several limits. */
+static void check_chunks(const step_cost *c, double fixed, double per_row, const char *what) {
+    static const int pcts[] = {101, 110, 150, 200, 300, 1000};
+    int bad = 0;
+    for (int d = 1; d <= 16; d++)
+        for (int i = 0; i < 6; i++) {
+            int got = step_cost_prefill_rows(c, d, pcts[i], FLOOR, 64);
+            int want = want_rows(fixed, per_row, d, pcts[i], FLOOR, 64);
+            if (got != want && bad++ < 5)
+                CHECK(got == want, "%s: %d rows beside %d at %d%%, want %d", what, got, d,
+                      pcts[i], want);
+        }
+    CHECK(bad == 0, "%s: %d chunks differ from the reference", what, bad);
+}
+
+/* Before any fit the chunk is the floor; with no decoding rows or no limit, the cap; a cap
+ * below the floor wins. Exact step times on a line give back the line, and chunks that match
+ * the row-by-row reference. */
+static void test_budget_fit(void) {
+    step_cost c = {0};
+    CHECK(step_cost_prefill_rows(&c, 8, 150, FLOOR, 64) == FLOOR, "untrained: not the floor");
+    CHECK(step_cost_prefill_rows(&c, 0, 150, FLOOR, 64) == 64, "no decoding rows: not the cap");
+    CHECK(step_cost_prefill_rows(&c, 8, 0, FLOOR, 56) == 56, "no limit: not the cap");
+    CHECK(step_cost_prefill_rows(&c, 8, 150, FLOOR, 3) == 3, "a cap below the floor");
+    CHECK(step_cost_prefill_rows(&c, 8, 150, FLOOR, 0) == 0, "cap 0");
+    /* TinyLlama Q4_0 on 2 Zen 4 cores, roughly: 20 ms to read the weights, 5.5 ms a row */
+    train(&c, 0.020, 0.0055, 40);
+    CHECK(fabs(c.fixed - 0.020) < 1e-9 && fabs(c.per_row - 0.0055) < 1e-12,
+          "fit %.9f + %.9f n, want 0.020 + 0.0055 n", c.fixed, c.per_row);
+    check_chunks(&c, 0.020, 0.0055, "cpu");
+    /* GPU-like: the weights' read dominates, rows are nearly free: the batch is the limit */
+    step_cost g = {0};
+    train(&g, 0.010, 1e-7, 40);
+    CHECK(step_cost_prefill_rows(&g, 8, 150, FLOOR, 64) == 64, "gpu-like: not the cap");
+    check_chunks(&g, 0.010, 1e-7, "gpu-like");
+    /* no fixed cost: a chunk as large as the decoding rows doubles the step */
+    step_cost z = {0};
+    train(&z, 0, 0.004, 40);
+    check_chunks(&z, 0, 0.004, "no fixed cost");
+    CHECK(step_cost_prefill_rows(&z, 8, 200, FLOOR, 64) == 8, "no fixed cost: 200%% of 8 rows");
+}
+
+/* What the fit cannot use leaves it as it was: steps of one size only (no slope to see), times
+ * that fall with more rows, and samples that are not steps. */
+static void test_budget_degenerate(void) {
+    step_cost c = {0};
+    for (int k = 0; k < 100; k++)
+        step_cost_add(&c, 8, 0.060);
+    CHECK(c.per_row == 0 && step_cost_prefill_rows(&c, 8, 150, FLOOR, 64) == FLOOR,
+          "one step size: a fit %g + %g n", c.fixed, c.per_row);
+    step_cost d = {0};
+    for (int k = 0; k < 20; k++)
+        step_cost_add(&d, sample_rows(k), 0.1 - 0.001 * sample_rows(k));
+    CHECK(d.per_row == 0, "time falling with rows: fit %g per row", d.per_row);
+    train(&c, 0.020, 0.0055, 40);
+    step_cost before = c;
+    step_cost_add(&c, 0, 0.05);
+    step_cost_add(&c, -3, 0.05);
+    step_cost_add(&c, 4, 0);
+    step_cost_add(&c, 4, -1);
+    step_cost_add(&c, 4, NAN);
+    step_cost_add(&c, 4, INFINITY);
+    CHECK(!memcmp(&before, &c, sizeof c), "a sample that is no step changed the fit");
+}
+
+/* The fit follows a machine that slows down (another job starts), and step times with noise
+ * give chunks within a row of the reference. */
+static void test_budget_drift_and_noise(void) {
+    step_cost c = {0};
+    train(&c, 0.020, 0.0055, 100);
+    train(&c, 0.030, 0.011, 400); /* 0.98^400: the old machine weighs 3e-4 */
+    CHECK(fabs(c.per_row - 0.011) < 0.011 * 0.01 && fabs(c.fixed - 0.030) < 0.030 * 0.01,
+          "after the slowdown: %.6f + %.6f n, want 0.030 + 0.011 n", c.fixed, c.per_row);
+    check_chunks(&c, 0.030, 0.011, "slowed down");
+    step_cost n = {0};
+    unsigned long long rnd = 12345;
+    int worst = 0;
+    for (int k = 0; k < 500; k++) {
+        rnd = rnd * 6364136223846793005ULL + 1442695040888963407ULL;
+        double noise = 1 + 0.05 * ((double)(rnd >> 11) / 9007199254740992.0 * 2 - 1); /* ±5% */
+        step_cost_add(&n, sample_rows(k), line(0.020, 0.0055, sample_rows(k)) * noise);
+        if (k < 100) continue;
+        for (int d = 1; d <= 16; d++) {
+            int off = step_cost_prefill_rows(&n, d, 150, FLOOR, 64) -
+                      want_rows(0.020, 0.0055, d, 150, FLOOR, 64);
+            off = off < 0 ? -off : off;
+            worst = off > worst ? off : worst;
+        }
+    }
+    CHECK(worst <= 1, "with 5%% noise a chunk was %d rows off the reference", worst);
+}
+
+/* The scheduler sizes prefill chunks from the time its steps took: on a fake whose steps take
+ * fixed + per_row * rows virtual seconds, a prompt admitted beside a decoding stream goes in
+ * chunks of the reference size (16 rows at 200%), where without the limit it goes whole. */
+static void test_prefill_time_budget(const model *m, int pct, const int *want, int n_want) {
+    fake f;
+    fake_init(&f, m, true);
+    f.fixed = 0.031, f.per_row = 0.002; /* 200% beside 1 row: 16 rows (16.5 by the formula) */
+    sched *s = make_sched_pct(m, &f, 2, 64, 4, false, pct);
+    if (!s) return fake_free(&f);
+    int32_t pa[10], pb[50];
+    for (int i = 0; i < 50; i++) {
+        if (i < 10) pa[i] = i ? TOK('a') : 1;
+        pb[i] = i ? TOK('a') : 1;
+    }
+    job *a = submit(s, gen_req(pa, 10, 1, 20));
+    wait_entered(&f, 1); /* A's prompt, alone: a whole batch */
+    release_step(&f);
+    wait_entered(&f, 2); /* A decodes; two step sizes timed */
+    job *b = submit(s, gen_req(pb, 50, 1, 4));
+    release_step(&f);
+    ungate(&f);
+    job_wait(b);
+    job_wait(a);
+    int a_seq = get_step(&f, 1).r[0].seq, chunks[8], n_chunks = 0;
+    for (int k = 3; k <= n_entered(&f) && n_chunks < 8; k++) {
+        step_rec st = get_step(&f, k);
+        int rows_b = 0, rows_a = 0;
+        for (int i = 0; i < st.n; i++) {
+            rows_a += st.r[i].seq == a_seq;
+            rows_b += st.r[i].seq != a_seq && st.r[i].pos < 50;
+        }
+        if (rows_b) chunks[n_chunks++] = rows_b;
+        CHECK(rows_a == 1, "step %d: A's %d rows", k, rows_a);
+    }
+    bool same = n_chunks == n_want;
+    for (int i = 0; same && i < n_chunks; i++)
+        same = chunks[i] == want[i];
+    CHECK(same, "pct %d: %d chunks, first %d, want %d chunks, first %d", pct, n_chunks,
+          n_chunks ? chunks[0] : 0, n_want, want[0]);
+    choice_view va = view(a, 0), vb = view(b, 0);
+    CHECK(!strcmp(va.text, "bcdefghijklmnopqrstu") && !strcmp(vb.text, "bcde"), "'%s' '%s'",
+          va.text, vb.text);
+    job_release(a);
+    job_release(b);
+    sched_destroy(s);
+    fake_free(&f);
+}
+
 int main(void) {
+    test_budget_fit();
+    test_budget_degenerate();
+    test_budget_drift_and_noise();
     char dir[] = "/tmp/ls-test-sched-XXXXXX";
     if (!mkdtemp(dir)) {
         perror("mkdtemp");
@@ -727,6 +922,8 @@ int main(void) {
         test_prompts(m);
         test_row_budget(m, 12);
         test_row_budget(m, 4);
+        test_prefill_time_budget(m, 200, (const int[]){16, 16, 16, 2}, 4);
+        test_prefill_time_budget(m, 0, (const int[]){50}, 1);
         model_free(m);
     }
     unlink(path);

@@ -6,7 +6,9 @@ build. With --batch-size 1..6 and a prompt longer than the batch, a step used to
 them (a heap overflow that ASan reports, and that corrupts the heap in a release build). What
 must hold: every small batch size answers, and answers exactly what the default batch size
 answers (text and log-probabilities, to the last bit of the JSON), alone and with a second
-request decoding beside a prefill; the server exits cleanly afterwards.
+request decoding beside a prefill; the server exits cleanly afterwards. The same holds for any
+--prefill-step-pct (the per-step time budget that sizes the prefill chunk beside decoding rows:
+0 = the whole batch, 101 = 4 rows, the least).
 """
 import sys
 import threading
@@ -59,9 +61,9 @@ def main():
         ref = answers(s)
     assert n_prompt > 20, n_prompt
 
-    def small_batch(parallel, b):
+    def small_batch(parallel, b, *more):
         def test(_=None):
-            srv = Server("--parallel", parallel, "--batch-size", b)
+            srv = Server("--parallel", parallel, "--batch-size", b, *more)
             try:
                 got = answers(srv)
                 assert srv.alive(), "server died"
@@ -70,12 +72,14 @@ def main():
                 raise AssertionError("%s; server stderr:\n%s" % (ex, srv.tail()))
             srv.stop()  # a sanitizer report or a bad exit status fails here
             assert got == ref, "batch size %d: %s\nwant %s" % (b, got, ref)
-        test.__name__ = "parallel_%d_batch_size_%d" % (parallel, b)
+        test.__name__ = "parallel_%d_batch_size_%d%s" % (parallel, b, "_".join(("",) + more))
         return test
 
     runner.run(small_batch(1, 1))
     for b in range(1, 7):
         runner.run(small_batch(2, b))
+    for pct in ("0", "101", "10000"):
+        runner.run(small_batch(2, 64, "--prefill-step-pct", pct))
     runner.finish()
 
 

@@ -1,0 +1,35 @@
+/* step_cost: a running estimate of how long one forward step takes as a function of its rows,
+ * fitted to the scheduler's own timings, and the prefill chunk that estimate allows beside a
+ * step's decoding rows (the per-step token budget of chunked prefill, as in vLLM).
+ * Pure arithmetic: no clock, no allocation, no locking; the caller times its steps and owns
+ * the struct (the scheduler thread's alone). No errors: a sample it cannot use is ignored. */
+#ifndef LS_STEP_COST_H
+#define LS_STEP_COST_H
+
+/* The model: seconds = fixed + per_row * rows. `fixed` is what every step pays whatever its
+ * rows (reading every weight once: a memory-bound CPU's decode cost), `per_row` what each row
+ * adds (its arithmetic). It is fitted by least squares over the timed steps, each older step
+ * weighing STEP_COST_DECAY times less than the next, so the fit follows a machine whose speed
+ * changes (other load, a longer context) within a few dozen steps. Zero-initialise. */
+typedef struct {
+    double w, n, t, nn, nt; /* weighted sums over steps: 1, rows, seconds, rows^2, rows*seconds */
+    double fixed, per_row;  /* the last well-determined fit; per_row 0 until there is one */
+} step_cost;
+
+#define STEP_COST_DECAY 0.98 /* a step's weight after the next step (half-life 34 steps) */
+
+/* Records one step of `rows` rows that took `seconds`, and refits when the steps in memory
+ * span enough row counts to tell the fixed cost from the per-row cost (a spread of rows below
+ * half a row keeps the previous fit, as does a fit whose per-row cost is not positive: noise).
+ * rows < 1 or seconds not > 0: ignored. */
+void step_cost_add(step_cost *c, int rows, double seconds);
+
+/* Prefill rows a step may add beside its step_rows decoding rows (drafts included) so that it
+ * takes at most limit_pct percent of the time of the same step without them, by c's fit: the
+ * largest p with fixed + per_row * (step_rows + p) <= limit_pct / 100 * (fixed + per_row *
+ * step_rows), i.e. p = (limit_pct / 100 - 1) * (fixed / per_row + step_rows). Never below
+ * floor (so that prompts progress; also the answer before any fit) nor above cap (the batch).
+ * With no decoding rows or limit_pct 0 there is no stream to hold up: cap. */
+int step_cost_prefill_rows(const step_cost *c, int step_rows, int limit_pct, int floor, int cap);
+
+#endif
