@@ -295,6 +295,50 @@ static void test_avx512_matches_avx2(void) {
     pool_destroy(p);
 }
 
+/* Every shape of the Q4_0 VNNI decode tile (8, 16 and 32 rows, each prefetch distance) gives
+ * the scalar twin's bits, whichever one this CPU would pick: T = 1-3 (32-row tiles take T = 1
+ * only), row counts that leave ragged rests after 32-, 16- and 8-row tiles, split over 1 and 2
+ * threads (each thread's share starts its own run of tiles). */
+static void test_dec_tiles(void) {
+    if (!mm_avx512_supported()) return;
+    const int shapes[][3] = {{32 * 23, 77, 1}, {32 * 23, 77, 2}, {32 * 23, 77, 3},
+                             {64, 100, 1},     {32, 45, 3},      {32 * 5, 8, 1}};
+    printf("Q4_0 decode tile on this CPU: variant %d (%d rows, prefetch %d ahead)\n",
+           mm_dec_tile_default(), mm_dec_tiles[mm_dec_tile_default()].rows,
+           mm_dec_tiles[mm_dec_tile_default()].pf_tiles);
+    CHECK(mm_dec_tile_default() >= 0 && mm_dec_tile_default() < MM_DEC_TILES, "default tile");
+    for (int s = 0; s < 6; s++) {
+        int n_in = shapes[s][0], n_out = shapes[s][1], T = shapes[s][2];
+        tensor w = make_weights(DT_Q4_0, n_in, n_out, 21u + (unsigned)s);
+        float *x = malloc((size_t)T * n_in * sizeof *x);
+        float *want = malloc((size_t)T * n_out * sizeof *want);
+        float *got = malloc((size_t)T * n_out * sizeof *got);
+        unsigned seed = 5u + (unsigned)s;
+        for (int k = 0; k < T * n_in; k++) x[k] = frand(&seed) * 2.0f;
+        mm_scratch ms;
+        CHECK(mm_scratch_init(&ms, T, n_in) == 0, "scratch");
+        run(want, x, &w, T, &ms, 1, true);
+        for (int v = 0; v < MM_DEC_TILES; v++)
+            for (int threads = 1; threads <= 2; threads++) {
+                mm_set_dec_tile(v);
+                CHECK(mm_dec_tile() == v, "variant %d not in force", v);
+                memset(got, 0xff, (size_t)T * n_out * sizeof *got);
+                run(got, x, &w, T, &ms, threads, false);
+                CHECK(memcmp(want, got, (size_t)T * n_out * sizeof *got) == 0,
+                      "Q4_0 %dx%d T=%d: decode tile %d (%d rows, prefetch %d) on %d threads "
+                      "differs from the scalar kernel",
+                      n_out, n_in, T, v, mm_dec_tiles[v].rows, mm_dec_tiles[v].pf_tiles, threads);
+            }
+        mm_set_dec_tile(-1);
+        mm_scratch_free(&ms);
+        free((void *)w.data);
+        free(x);
+        free(want);
+        free(got);
+    }
+    CHECK(mm_dec_tile() == mm_dec_tile_default(), "back to the CPU's tile");
+}
+
 /* The K-quant prefill tiles of x86/quant_avx512.c give the AVX2 kernels' bits (which are the
  * scalar twins'): passes of 8 activation rows, whole and ragged (T = 2, 5, 8, 9, 12, 17, 21),
  * tiles of 16 weight rows, whole and ragged (n_out 37 and 70 over 2 threads, and fewer than
@@ -339,6 +383,7 @@ int main(void) {
     test_quantize_act();
     test_attention_helpers();
     test_avx512_matches_avx2();
+    test_dec_tiles();
     test_kquant_avx512_matches_avx2();
     const dtype types[] = {DT_F32, DT_F16, DT_BF16, DT_Q8_0, DT_Q4_0, DT_Q8_0, DT_Q4_0};
     printf("AVX-512 VNNI kernels: %s\n", mm_avx512_supported() ? "yes" : "no");

@@ -30,6 +30,24 @@ bool mm_avx512_supported(void);
 /* Q4_0 with up to this many activation rows (decode, small batched steps) runs the VNNI decode
  * tiles on xq when mm_avx512_supported(), and needs no repacked xr. */
 #define MM_DEC_T_MAX 3
+/* The shapes of the Q4_0 VNNI decode tile: weight rows per tile (8, 16 or 32; 32 only for one
+ * activation row, T = 2-3 then take 16) and how many tiles ahead each tile prefetches its rows
+ * into L2 (0: no prefetch). Every variant gives the same bits (dot_q4_0's); only the speed
+ * depends on the CPU. */
+typedef struct {
+    int rows, pf_tiles;
+    int hint; /* the prefetch: 0 into L2 (T1), 1 into L1 (T0), 2 non-temporal (NTA); 16 rows */
+} mm_dec_shape;
+#define MM_DEC_TILES 11
+extern const mm_dec_shape mm_dec_tiles[MM_DEC_TILES];
+/* The variant this CPU runs: a table keyed by CPUID vendor, family and model (x86/avx512.c),
+ * variant 0 for CPUs not in it. Checked once; thread-safe. */
+int mm_dec_tile_default(void);
+/* The variant matmul uses now: mm_set_dec_tile's, else mm_dec_tile_default(). */
+int mm_dec_tile(void);
+/* Process-wide override for tests and benchmarks (-1 or out of range: back to the default);
+ * flip it between matmul calls, not during one. */
+void mm_set_dec_tile(int variant);
 /* Process-wide switch (default on) so that tests can check the AVX2 kernels on AVX-512 CPUs;
  * flip it between matmul calls, not during one. */
 void mm_avx512_allow(bool on);
