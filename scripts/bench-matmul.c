@@ -36,7 +36,7 @@ static tensor random_weights(dtype t, int n_in, int n_out) {
             uint16_t h = f32_to_f16(frand(&s) * 0.05f);
             memcpy(data + b * bb + *f, &h, 2);
         }
-    return (tensor){data, t, 2, {n_in, n_out, 1, 1}};
+    return (tensor){data, t, 2, {n_in, n_out, 1, 1}, NULL};
 }
 
 static double cpu_seconds(void) {

@@ -33,13 +33,13 @@ static tensor make_weights(dtype t, int n_in, int n_out, unsigned seed) {
                 memcpy(data + b * bb + *f, &h, 2);
             }
         free(w);
-        return (tensor){data, t, 2, {n_in, n_out, 1, 1}};
+        return (tensor){data, t, 2, {n_in, n_out, 1, 1}, NULL};
     }
     for (int i = 0; i < n_in * n_out; i++) w[i] = frand(&s);
     for (int r = 0; r < n_out; r++)
         quantize_row(data + dtype_row_bytes(t, n_in) * r, w + (size_t)r * n_in, t, n_in);
     free(w);
-    tensor ten = {data, t, 2, {n_in, n_out, 1, 1}};
+    tensor ten = {data, t, 2, {n_in, n_out, 1, 1}, NULL};
     return ten;
 }
 
@@ -339,6 +339,52 @@ static void test_dec_tiles(void) {
     CHECK(mm_dec_tile() == mm_dec_tile_default(), "back to the CPU's tile");
 }
 
+/* Q4_0 weights repacked for the decode tiles (--repack) give the scalar twin's bits, T = 1-3
+ * and (prefill and batched steps, which read the weights in place) T = 4 and 7, on 1-3
+ * threads: row counts with a ragged rest after the groups of 16, thread shares that start
+ * and end inside a group (53 rows over 2 and 3 threads), fewer than 16 rows (nothing to
+ * repack). */
+static void test_q4_0_repack(void) {
+    if (!mm_avx512_supported()) return;
+    const int shapes[][2] = {{32 * 23, 53}, {64, 48}, {32, 13}, {32 * 7, 100}};
+    const int Ts[] = {1, 2, 3, 4, 7};
+    for (int s = 0; s < 4; s++) {
+        int n_in = shapes[s][0], n_out = shapes[s][1];
+        tensor w = make_weights(DT_Q4_0, n_in, n_out, 31u + (unsigned)s);
+        size_t nbytes = mm_q4_0_packed_bytes(&w);
+        CHECK(nbytes == (size_t)(n_out / 16) * (size_t)(n_in / QK) * 288, "packed size %zu",
+              nbytes);
+        void *packed = nbytes ? malloc(nbytes) : NULL;
+        if (packed) mm_q4_0_repack(packed, &w);
+        tensor wp = w;
+        wp.packed = packed;
+        for (int ti = 0; ti < 5; ti++) {
+            int T = Ts[ti];
+            float *x = malloc((size_t)T * n_in * sizeof *x);
+            float *want = malloc((size_t)T * n_out * sizeof *want);
+            float *got = malloc((size_t)T * n_out * sizeof *got);
+            unsigned seed = 13u + (unsigned)(s * 7 + T);
+            for (int k = 0; k < T * n_in; k++) x[k] = frand(&seed) * 2.0f;
+            mm_scratch ms;
+            CHECK(mm_scratch_init(&ms, T, n_in) == 0, "scratch");
+            run(want, x, &w, T, &ms, 1, true);
+            for (int threads = 1; threads <= 3; threads++) {
+                memset(got, 0xff, (size_t)T * n_out * sizeof *got);
+                run(got, x, &wp, T, &ms, threads, false);
+                CHECK(memcmp(want, got, (size_t)T * n_out * sizeof *got) == 0,
+                      "Q4_0 %dx%d T=%d repacked, %d threads: differs from the scalar kernel",
+                      n_out, n_in, T, threads);
+            }
+            mm_scratch_free(&ms);
+            free(x);
+            free(want);
+            free(got);
+        }
+        free(packed);
+        free((void *)w.data);
+    }
+}
+
 /* The K-quant prefill tiles of x86/quant_avx512.c give the AVX2 kernels' bits (which are the
  * scalar twins'): passes of 8 activation rows, whole and ragged (T = 2, 5, 8, 9, 12, 17, 21),
  * tiles of 16 weight rows, whole and ragged (n_out 37 and 70 over 2 threads, and fewer than
@@ -384,6 +430,7 @@ int main(void) {
     test_attention_helpers();
     test_avx512_matches_avx2();
     test_dec_tiles();
+    test_q4_0_repack();
     test_kquant_avx512_matches_avx2();
     const dtype types[] = {DT_F32, DT_F16, DT_BF16, DT_Q8_0, DT_Q4_0, DT_Q8_0, DT_Q4_0};
     printf("AVX-512 VNNI kernels: %s\n", mm_avx512_supported() ? "yes" : "no");

@@ -272,9 +272,12 @@ INLINE512 __m256i dec_sums8(const __m512i acc[2]) {
 }
 
 /* out[t * ldo + i]: activation row t (x + t * nb), weight row i < 4 * NG of w (rows rb bytes
- * apart); the rows pf bytes further on (the next tiles') are prefetched into L2 when pf > 0. */
+ * apart); the rows pf bytes further on (the next tiles') are prefetched into L2 when pf > 0.
+ * PACKED (NG = 4 only): w is instead a group of 16 rows in mm_q4_0_repack's layout, one stream
+ * of 288-byte block groups that need no inserts and no gather (rb and pf unused). */
 INLINE512 void tile_vnni_dec(float *out, size_t ldo, const uint8_t *w, size_t rb,
-                             const block_q8_act *x, int nb, size_t pf, int NT, int NG, int HINT) {
+                             const block_q8_act *x, int nb, size_t pf, int NT, int NG, int HINT,
+                             bool PACKED) {
     const size_t bb = sizeof(block_q4_0);
     const __m512i gidx = _mm512_mullo_epi32(
         _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15),
@@ -290,12 +293,13 @@ INLINE512 void tile_vnni_dec(float *out, size_t ldo, const uint8_t *w, size_t rb
         sum8[t] = _mm256_setzero_ps();
     }
     for (int b = 0; b < nb; b++) {
-        const uint8_t *wb = w + (size_t)b * bb; /* row 0's block b: d (F16), then the quants */
+        /* row 0's block b: d (F16), then the quants; PACKED: the 16 rows' block group b */
+        const uint8_t *wb = w + (size_t)b * (PACKED ? Q4_0_PACK_BYTES : bb);
         /* the rows ahead, every other block (36 bytes: every line is touched; every block was
          * slower, and so was every fourth), into L2 only: with T0 (into L1) tg ran at 38.5
          * tok/s on 2 threads, with T1 at 43-44 (the L1 fill buffers are too few for 16
          * streams) */
-        if (pf && (b & 1) == 0)
+        if (!PACKED && pf && (b & 1) == 0)
 #pragma GCC unroll 32
             for (int i = 0; i < 4 * NG; i++) {
                 const char *a = (const char *)wb + pf + (size_t)i * rb;
@@ -317,10 +321,15 @@ INLINE512 void tile_vnni_dec(float *out, size_t ldo, const uint8_t *w, size_t rb
 #pragma GCC unroll 8
         for (int g = 0; g < NG; g++) {
             const uint8_t *r = wb + (size_t)4 * g * rb + 2;
-            __m512i z = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)r));
-            z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(r + rb)), 1);
-            z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(r + 2 * rb)), 2);
-            z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(r + 3 * rb)), 3);
+            __m512i z;
+            if (PACKED) {
+                z = _mm512_loadu_si512(wb + 32 + 64 * g);
+            } else {
+                z = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)r));
+                z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(r + rb)), 1);
+                z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(r + 2 * rb)), 2);
+                z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(r + 3 * rb)), 3);
+            }
             __m512i lo = _mm512_and_si512(z, low4);
             __m512i hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), low4);
 #pragma GCC unroll 3
@@ -341,9 +350,10 @@ INLINE512 void tile_vnni_dec(float *out, size_t ldo, const uint8_t *w, size_t rb
         }
 #pragma GCC unroll 2
         for (int h = 0; h < NG / 4; h++) {
-            /* the 16 weight scales of rows 16h .. 16h + 15 */
-            __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(
-                _mm512_i32gather_epi32(gidx, wb + (size_t)16 * h * rb, 1)));
+            /* the 16 weight scales of rows 16h .. 16h + 15 (PACKED: stored in lane order) */
+            __m512 dw = PACKED ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)wb))
+                               : _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(
+                                     gidx, wb + (size_t)16 * h * rb, 1)));
 #pragma GCC unroll 3
             for (int t = 0; t < NT; t++) {
                 __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(x[(size_t)t * nb + b].d));
@@ -377,9 +387,9 @@ INLINE512 int rows_vnni_dec(float *out, const block_q8_act *xq, const uint8_t *b
     const size_t pf = (size_t)pf_tiles * rows * rb;
     for (; r + rows <= r1; r += rows) {
         const uint8_t *wr = base + (size_t)r * rb;
-        if (T == 1) tile_vnni_dec(out + r, ldo, wr, rb, xq, nb, pf, 1, NG, HINT);
-        else if (T == 2) tile_vnni_dec(out + r, ldo, wr, rb, xq, nb, pf, 2, NG, HINT);
-        else tile_vnni_dec(out + r, ldo, wr, rb, xq, nb, pf, 3, NG, HINT);
+        if (T == 1) tile_vnni_dec(out + r, ldo, wr, rb, xq, nb, pf, 1, NG, HINT, false);
+        else if (T == 2) tile_vnni_dec(out + r, ldo, wr, rb, xq, nb, pf, 2, NG, HINT, false);
+        else tile_vnni_dec(out + r, ldo, wr, rb, xq, nb, pf, 3, NG, HINT, false);
     }
     return r;
 }
@@ -390,6 +400,22 @@ TARGET512 void x86_rows_q4_0_vnni_dec(float *out, const block_q8_act *xq, const 
     const size_t rb = dtype_row_bytes(DT_Q4_0, n), ldo = (size_t)w->ne[1];
     const mm_dec_shape tile = mm_dec_tiles[mm_dec_tile()];
     int r = r0;
+    if (w->packed) { /* whole groups of 16 from the repacked copy; the rest in place */
+        const int g0 = (r0 + 15) / 16, g1 = r1 / 16;
+        if (g0 < g1) {
+            if (16 * g0 > r0) x86_rows_q4_0_avx2(out, xq, w, T, r0, 16 * g0);
+            for (int g = g0; g < g1; g++) {
+                const uint8_t *wg = (const uint8_t *)w->packed + (size_t)g * nb * Q4_0_PACK_BYTES;
+                float *o = out + 16 * g;
+                if (T == 1) tile_vnni_dec(o, ldo, wg, 0, xq, nb, 0, 1, 4, 0, true);
+                else if (T == 2) tile_vnni_dec(o, ldo, wg, 0, xq, nb, 0, 2, 4, 0, true);
+                else tile_vnni_dec(o, ldo, wg, 0, xq, nb, 0, 3, 4, 0, true);
+            }
+            r = 16 * g1;
+            if (r < r1) x86_rows_q4_0_avx2(out, xq, w, T, r, r1);
+            return;
+        }
+    }
     /* 3 activation rows on 32 weight rows would need 24 accumulators: T >= 2 takes 16-row tiles;
      * the rows past the last 32-row tile go through 16-row ones, then all through AVX2 tiles */
     if (tile.rows == 32 && T == 1)
@@ -403,6 +429,29 @@ TARGET512 void x86_rows_q4_0_vnni_dec(float *out, const block_q8_act *xq, const 
     else
         r = rows_vnni_dec(out, xq, w->data, rb, ldo, nb, T, r, r1, tile.pf_tiles, 4, 0);
     if (r < r1) x86_rows_q4_0_avx2(out, xq, w, T, r, r1);
+}
+
+size_t mm_q4_0_packed_bytes(const tensor *w) {
+    if (w->type != DT_Q4_0 || w->ne[1] < 16 || !mm_avx512_supported()) return 0;
+    return (size_t)(w->ne[1] / 16) * (size_t)(w->ne[0] / QK) * Q4_0_PACK_BYTES;
+}
+
+/* mm_q4_0_repack's layout, per group of 16 rows g and block b, at (g * nb + b) * 288 bytes:
+ * the 16 F16 scales in the order the decode tile's sums come out (slot 4i + j: row 4j + i),
+ * then rows 4k .. 4k + 3's 16 quant bytes side by side (64 bytes per k): a zmm load each. */
+void mm_q4_0_repack(void *dst, const tensor *w) {
+    const int nb = (int)(w->ne[0] / QK), n_out = (int)w->ne[1];
+    const size_t rb = dtype_row_bytes(DT_Q4_0, w->ne[0]);
+    const uint8_t *src = w->data;
+    for (int g = 0; g < n_out / 16; g++)
+        for (int b = 0; b < nb; b++) {
+            uint8_t *o = (uint8_t *)dst + ((size_t)g * nb + b) * Q4_0_PACK_BYTES;
+            for (int r = 0; r < 16; r++) {
+                const uint8_t *blk = src + (size_t)(16 * g + r) * rb + (size_t)b * sizeof(block_q4_0);
+                memcpy(o + 2 * (4 * (r % 4) + r / 4), blk, 2);
+                memcpy(o + 32 + 16 * r, blk + 2, QK / 2);
+            }
+        }
 }
 
 /* ---- F32 / F16 / BF16 with AVX-512 (T >= 2) -------------------------------------------------
@@ -585,6 +634,8 @@ TARGET512 void x86_rows_q4_0_vnni(float *out, const q8_act_x4 *xr, const tensor 
 bool mm_avx512_supported(void) { return false; }
 void mm_avx512_allow(bool on) { (void)on; }
 int mm_dec_tile_default(void) { return 0; }
+size_t mm_q4_0_packed_bytes(const tensor *w) { (void)w; return 0; }
+void mm_q4_0_repack(void *dst, const tensor *w) { (void)dst, (void)w; }
 void mm_repack_x4(q8_act_x4 *xr, const block_q8_act *xq, int T, int t0, int nb) {
     (void)xr, (void)xq, (void)T, (void)t0, (void)nb;
 }
