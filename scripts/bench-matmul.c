@@ -7,7 +7,7 @@
  * build:
  *   cc -O2 -std=c17 -Iengine scripts/bench-matmul.c build/libengine.a -lm -lpthread -o /tmp/bm
  *   /tmp/bm TYPE [T [AVX512 [R [TILE [COPIES]]]]]
- * (TYPE q4_0, q8_0, q4_K, q5_K or q6_K; AVX512 0 turns it off) */
+ * (TYPE q4_0, q8_0, q4_K, q5_K, q6_K, f16, f32 or bf16; AVX512 0 turns it off) */
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
 #include "matmul.h"
@@ -24,11 +24,23 @@ static float frand(unsigned *s) {
     return (float)((*s >> 8) & 0xffff) / 32768.0f - 1.0f;
 }
 
-/* Random bytes with small finite F16 scales: speed does not depend on the values. */
+/* Random bytes with small finite F16 scales (float types: random values in [-1, 1)): speed does
+ * not depend on the values. */
 static tensor random_weights(dtype t, int n_in, int n_out) {
     const size_t nbytes = dtype_row_bytes(t, n_in) * (size_t)n_out, bb = dtype_block_bytes(t);
     uint8_t *data = malloc(nbytes + 64);
     unsigned s = 1;
+    if (t == DT_F32 || t == DT_F16 || t == DT_BF16) {
+        for (size_t i = 0; i < (size_t)n_in * n_out; i++) {
+            float v = frand(&s);
+            if (t == DT_F32) memcpy(data + 4 * i, &v, 4);
+            else {
+                uint16_t h = t == DT_F16 ? f32_to_f16(v) : f32_to_bf16(v);
+                memcpy(data + 2 * i, &h, 2);
+            }
+        }
+        return (tensor){data, t, 2, {n_in, n_out, 1, 1}, NULL};
+    }
     for (size_t i = 0; i < nbytes; i++)
         data[i] = (uint8_t)(frand(&s) * 128.0f + 128.0f);
     for (size_t b = 0; b < nbytes / bb; b++)
@@ -46,13 +58,14 @@ static double cpu_seconds(void) {
 }
 
 int main(int argc, char **argv) {
-    const char *names[] = {"q4_0", "q8_0", "q4_K", "q5_K", "q6_K"};
-    const dtype types[] = {DT_Q4_0, DT_Q8_0, DT_Q4_K, DT_Q5_K, DT_Q6_K};
+    const char *names[] = {"q4_0", "q8_0", "q4_K", "q5_K", "q6_K", "f16", "f32", "bf16"};
+    const dtype types[] = {DT_Q4_0, DT_Q8_0, DT_Q4_K, DT_Q5_K, DT_Q6_K, DT_F16, DT_F32, DT_BF16};
     int ti = -1;
-    for (int i = 0; argc > 1 && i < 5; i++)
+    for (int i = 0; argc > 1 && i < 8; i++)
         if (strcmp(argv[1], names[i]) == 0) ti = i;
     if (ti < 0) {
-        fprintf(stderr, "usage: %s q4_0|q8_0|q4_K|q5_K|q6_K [T [AVX512 [R [TILE [COPIES]]]]]\n",
+        fprintf(stderr,
+                "usage: %s q4_0|q8_0|q4_K|q5_K|q6_K|f16|f32|bf16 [T [AVX512 [R [TILE [COPIES]]]]]\n",
                 argv[0]);
         return 2;
     }

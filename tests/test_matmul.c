@@ -257,41 +257,51 @@ static void test_attention_helpers(void) {
  * float ones hold two AVX2 pairs per zmm, the quantized ones sum blocks exactly. Shapes cover
  * the K chunks (n_in > 512, packed weights when T > 2), the groups of activation rows (T > 64),
  * ragged tiles (row counts not a multiple of 8 or 2, T not a multiple of 6) and tails of n_in
- * (n_in % 8 != 0, and n_in < 8), and the Q4_0 decode tiles for T = 1, 2 and 3. */
+ * (n_in % 8 != 0, and n_in < 8), and the Q4_0 decode tiles for T = 1, 2 and 3; the float tiles
+ * with each K chunk a CPU may use (512, 4096) and a short one, rows longer than the longest
+ * chunk (4100) and more activation rows than a group (T = 150 > TG). */
 static void test_avx512_matches_avx2(void) {
     if (!mm_avx512_supported()) return;
     const dtype types[] = {DT_F32, DT_F16, DT_BF16, DT_Q8_0, DT_Q4_0};
     /* T = 1 with n_out 53: tiles of 16 decode rows (VNNI) and a ragged rest */
     const int shapes[][3] = {{701, 13, 75}, {37, 29, 2}, {37, 7, 9}, {1030, 9, 21}, {701, 53, 1},
-                             {37, 16, 1}, {5, 11, 12}, {2048, 19, 13}, {701, 35, 3}};
+                             {37, 16, 1}, {5, 11, 12}, {2048, 19, 13}, {701, 35, 3},
+                             {4100, 9, 7}, {300, 17, 150}};
     const int n_shapes = (int)(sizeof shapes / sizeof shapes[0]);
+    /* the zmm float tiles' K chunk: Intel's, Zen 4's (whole rows up to 4096) and a short one */
+    const int kcs[] = {512, 4096, 64};
     pool *p = pool_create(2);
-    for (int i = 0; i < 5; i++)
-        for (int s = 0; s < n_shapes; s++) {
-            bool quant = types[i] == DT_Q8_0 || types[i] == DT_Q4_0;
-            int n_in = quant ? (shapes[s][0] / QK + 1) * QK : shapes[s][0];
-            int n_out = shapes[s][1], T = shapes[s][2];
-            tensor w = make_weights(types[i], n_in, n_out, 5u + (unsigned)s);
-            float *x = malloc((size_t)T * n_in * sizeof *x);
-            float *a = malloc((size_t)T * n_out * sizeof *a);
-            float *b = malloc((size_t)T * n_out * sizeof *b);
-            unsigned seed = 7u + (unsigned)s;
-            for (int k = 0; k < T * n_in; k++) x[k] = frand(&seed) * 2.0f;
-            mm_scratch ms;
-            CHECK(mm_scratch_init(&ms, T, n_in) == 0, "scratch");
-            matmul(a, x, &w, T, &ms, p);
-            mm_avx512_allow(false);
-            matmul(b, x, &w, T, &ms, p);
-            mm_avx512_allow(true);
-            CHECK(memcmp(a, b, (size_t)T * n_out * sizeof *a) == 0,
-                  "%s %dx%d T=%d: AVX-512 and AVX2 kernels differ", dtype_name(types[i]), n_out,
-                  n_in, T);
-            mm_scratch_free(&ms);
-            free((void *)w.data);
-            free(x);
-            free(a);
-            free(b);
-        }
+    for (int kc = 0; kc < 3; kc++) {
+        for (int i = 0; i < 5; i++)
+            for (int s = 0; s < n_shapes; s++) {
+                bool quant = types[i] == DT_Q8_0 || types[i] == DT_Q4_0;
+                if (kc > 0 && quant) continue; /* the chunk is the float tiles' only */
+                mm_set_float_kc(kcs[kc]);
+                int n_in = quant ? (shapes[s][0] / QK + 1) * QK : shapes[s][0];
+                int n_out = shapes[s][1], T = shapes[s][2];
+                tensor w = make_weights(types[i], n_in, n_out, 5u + (unsigned)s);
+                float *x = malloc((size_t)T * n_in * sizeof *x);
+                float *a = malloc((size_t)T * n_out * sizeof *a);
+                float *b = malloc((size_t)T * n_out * sizeof *b);
+                unsigned seed = 7u + (unsigned)s;
+                for (int k = 0; k < T * n_in; k++) x[k] = frand(&seed) * 2.0f;
+                mm_scratch ms;
+                CHECK(mm_scratch_init(&ms, T, n_in) == 0, "scratch");
+                matmul(a, x, &w, T, &ms, p);
+                mm_avx512_allow(false);
+                matmul(b, x, &w, T, &ms, p);
+                mm_avx512_allow(true);
+                CHECK(memcmp(a, b, (size_t)T * n_out * sizeof *a) == 0,
+                      "%s %dx%d T=%d, K chunk %d: AVX-512 and AVX2 kernels differ",
+                      dtype_name(types[i]), n_out, n_in, T, kcs[kc]);
+                mm_scratch_free(&ms);
+                free((void *)w.data);
+                free(x);
+                free(a);
+                free(b);
+            }
+    }
+    mm_set_float_kc(0);
     pool_destroy(p);
 }
 

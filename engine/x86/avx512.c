@@ -214,19 +214,22 @@ INLINE512 void rows_vnni(dtype type, float *out, const q8_act_x4 *xr, const tens
  * (The same layout for Q8_0, two 16-byte halves per row offset by 128, ran slower than the AVX2
  * tiles on the memory-bound Q8_0 decode: tg 2 threads 23.8 -> 21-22 tok/s; not kept.) */
 
-/* Per CPU (vendor, family, model) the variant that ran fastest there; others get variant 0.
- * Derived from scripts/bench-matmul.c (one core, weights beyond L3) and `llamaserve bench -p 1
- * -n 64 -t 2` with each variant (docs/PERFORMANCE.md, "Q4_0 decode tile per CPU"). */
+/* Per CPU (vendor, family, model) what ran fastest there: the Q4_0 decode tile variant, and
+ * the K chunk of the zmm float tiles (float_kc); other CPUs get the first row's choices.
+ * Derived from scripts/bench-matmul.c (one core) and `llamaserve bench` (docs/PERFORMANCE.md,
+ * "Q4_0 decode tile per CPU" and "F16 and F32 prefill on Zen 4"). */
 static const struct {
     bool amd;
     int family, model; /* model -1: any model of the family */
-    int tile;
-} dec_tile_table[] = {
-    {false, 6, 207, 0}, /* Intel Emerald Rapids: tuned there, 16 rows, next tile */
-    {true, 25, 17, 0},  /* AMD Zen 4 (Genoa): measured 2026-11-29, 16 rows also best there */
+    int dec_tile, float_kc;
+} cpu_table[] = {
+    {false, 6, 207, 0, 512}, /* Intel Emerald Rapids: tuned there; the L1 holds a 512 chunk */
+    {true, 25, 17, 0, 4096}, /* AMD Zen 4 (Genoa), measured 2026-11-29: 16-row decode tile;
+                                whole rows beat 512-element chunks by 8-13% */
 };
 
-int mm_dec_tile_default(void) {
+/* The row of cpu_table for this CPU (0 when it is not there). */
+static int cpu_row(void) {
     static int cached = -1; /* benign race: every thread computes the same answer */
     int c = __atomic_load_n(&cached, __ATOMIC_RELAXED);
     if (c < 0) {
@@ -242,15 +245,28 @@ int mm_dec_tile_default(void) {
             if (family == 0xf) family += (a >> 20) & 0xff;
             if (family == 6 || family >= 0xf) model |= ((a >> 16) & 0xf) << 4;
         }
-        for (size_t i = 0; i < sizeof dec_tile_table / sizeof dec_tile_table[0]; i++)
-            if (dec_tile_table[i].amd == amd && dec_tile_table[i].family == (int)family &&
-                (dec_tile_table[i].model < 0 || dec_tile_table[i].model == (int)model))
-                c = dec_tile_table[i].tile;
+        for (size_t i = 0; i < sizeof cpu_table / sizeof cpu_table[0]; i++)
+            if (cpu_table[i].amd == amd && cpu_table[i].family == (int)family &&
+                (cpu_table[i].model < 0 || cpu_table[i].model == (int)model))
+                c = (int)i;
         __atomic_store_n(&cached, c, __ATOMIC_RELAXED);
     }
     return c;
 }
 
+int mm_dec_tile_default(void) { return cpu_table[cpu_row()].dec_tile; }
+
+static atomic_int float_kc_forced; /* mm_set_float_kc's choice, or 0 */
+
+void mm_set_float_kc(int kc) {
+    atomic_store_explicit(&float_kc_forced, kc >= 8 && kc <= 4096 && kc % 8 == 0 ? kc : 0,
+                          memory_order_relaxed);
+}
+
+int mm_float_kc(void) {
+    int f = atomic_load_explicit(&float_kc_forced, memory_order_relaxed);
+    return f ? f : cpu_table[cpu_row()].float_kc;
+}
 
 /* The exact block sums of 16 rows from the 4 groups' accumulators: lane 4i + j = row 4j + i. */
 INLINE512 __m512i dec_sums16(const __m512i acc[4]) {
@@ -463,6 +479,7 @@ void mm_q4_0_repack(void *dst, const tensor *w) {
  * times RT activation rows; the 8-lane activation vector is broadcast to both halves by a
  * plain load. */
 #define RP_MAX 4 /* zmm weight vectors (row pairs) per tile */
+#define KC_ZMM_MAX 4096 /* the longest K chunk of the zmm tiles' weight buffer */
 #define RT_ZMM 6 /* activation rows per tile: 4 x 6 accumulators + 4 weight vectors + 1 */
 
 /* 8 weights from element k of row a (low half) and row b (high half), as F32. */
@@ -485,7 +502,7 @@ INLINE512 __m512 bcast8(const float *x) {
 
 /* tile_float's contract for 2 * RP weight rows: the same operations per pair, two pairs per
  * register. The full 8-element steps read the weights from wp when it is given (the chunk
- * [k0, k1) packed by rows_float512_block: pair p's step j at wp[p * (KC / 8) + j]), else from
+ * [k0, k1) packed by rows_float512_block: pair p's step j at wp[p * (KC_ZMM_MAX / 8) + j]), else from
  * w; the tail always from w. save holds RT x RP_MAX zmm. */
 INLINE512 void tile_float512(dtype type, float *out, int ldo, const uint8_t *w, size_t wstride,
                              const __m512 *wp, const float *x, int ldx, int k0, int k1, int n,
@@ -505,7 +522,7 @@ INLINE512 void tile_float512(dtype type, float *out, int ldo, const uint8_t *w, 
                 __m512 xv = bcast8(x + (size_t)t * ldx + k);
 #pragma GCC unroll 4
                 for (int p = 0; p < RP; p++)
-                    acc[p][t] = _mm512_fmadd_ps(wp[p * (KC / 8)], xv, acc[p][t]);
+                    acc[p][t] = _mm512_fmadd_ps(wp[p * (KC_ZMM_MAX / 8)], xv, acc[p][t]);
             }
         }
     }
@@ -558,14 +575,15 @@ INLINE512 void tile_float512(dtype type, float *out, int ldo, const uint8_t *w, 
 }
 
 /* rows_float_block with zmm tiles: columns [r, r + 2 * RP) x rows [t0, t1). With many
- * activation rows, each K chunk of the weight rows is first converted to F32 pairs in an L1
- * buffer (exact: F16 and BF16 are subsets of F32), which every tile of the group then reads. */
+ * activation rows, each K chunk (mm_float_kc() elements) of the weight rows is first converted to
+ * F32 pairs in a buffer (exact: F16 and BF16 are subsets of F32), which every tile of the group
+ * then reads. The buffer is on the stack: up to 128 KiB. */
 INLINE512 void rows_float512_block(dtype type, float *out, const float *x, const uint8_t *wr,
                                    size_t rb, int n, int n_out, int t0, int t1, int RP) {
     __m512 save[TG * RP_MAX];
-    __m512 wbuf[RP_MAX * (KC / 8)]; /* 16 KiB, 64-byte aligned as every __m512 */
+    __m512 wbuf[RP_MAX * (KC_ZMM_MAX / 8)]; /* 64-byte aligned as every __m512 */
     const bool many = t1 - t0 > RT_MAX;
-    const int kstep = many ? KC : n;
+    const int kstep = many ? mm_float_kc() : n;
     for (int k0 = 0; k0 < n; k0 += kstep) {
         int k1 = k0 + kstep < n ? k0 + kstep : n;
         bool first = k0 == 0, last = k1 == n;
@@ -574,7 +592,7 @@ INLINE512 void rows_float512_block(dtype type, float *out, const float *x, const
             for (int p = 0; p < RP; p++) {
                 const uint8_t *a = wr + 2 * p * rb;
                 for (int k = k0; k + 8 <= k1; k += 8)
-                    wbuf[p * (KC / 8) + (k - k0) / 8] = load8x2(type, a, a + rb, k);
+                    wbuf[p * (KC_ZMM_MAX / 8) + (k - k0) / 8] = load8x2(type, a, a + rb, k);
             }
             wp = wbuf;
         }
@@ -634,6 +652,8 @@ TARGET512 void x86_rows_q4_0_vnni(float *out, const q8_act_x4 *xr, const tensor 
 bool mm_avx512_supported(void) { return false; }
 void mm_avx512_allow(bool on) { (void)on; }
 int mm_dec_tile_default(void) { return 0; }
+void mm_set_float_kc(int kc) { (void)kc; }
+int mm_float_kc(void) { return 512; }
 size_t mm_q4_0_packed_bytes(const tensor *w) { (void)w; return 0; }
 void mm_q4_0_repack(void *dst, const tensor *w) { (void)dst, (void)w; }
 void mm_repack_x4(q8_act_x4 *xr, const block_q8_act *xq, int T, int t0, int nb) {

@@ -48,6 +48,14 @@ int mm_dec_tile(void);
 /* Process-wide override for tests and benchmarks (-1 or out of range: back to the default);
  * flip it between matmul calls, not during one. */
 void mm_set_dec_tile(int variant);
+/* The K chunk (elements) of the zmm float tiles for T > 2: each chunk of 8 weight rows is
+ * converted once into a buffer that a group of TG activation rows reads. 512 keeps it in an
+ * Intel L1; Zen 4 runs faster on whole rows (up to 4096). Chosen per CPU from the same table as
+ * the decode tile; the results are the same bits whatever the chunk. mm_set_float_kc overrides
+ * it for tests (a multiple of 8 in 8..4096; anything else: back to the CPU's); flip it between
+ * matmul calls. */
+int mm_float_kc(void);
+void mm_set_float_kc(int kc);
 /* Q4_0 weights repacked for the decode tiles (the opt-in --repack): each group of 16 rows
  * becomes one stream of 288-byte block groups (16 scales, then 16 x 16 quant bytes), so a tile
  * reads one contiguous stream, with no inserts and no gather. Only whole groups of 16 rows are
