@@ -287,6 +287,18 @@ INLINE512 __m256i dec_sums8(const __m512i acc[2]) {
     return _mm512_castsi512_si256(_mm512_permutexvar_epi32(pick, s));
 }
 
+/* Prefetch the same block of `rows` rows from w on (rows rb bytes apart), with the hint of
+ * mm_dec_shape.hint. */
+INLINE512 void dec_prefetch(const uint8_t *w, size_t rb, int rows, int HINT) {
+#pragma GCC unroll 32
+    for (int i = 0; i < rows; i++) {
+        const char *a = (const char *)w + (size_t)i * rb;
+        if (HINT == 0) _mm_prefetch(a, _MM_HINT_T1);
+        else if (HINT == 1) _mm_prefetch(a, _MM_HINT_T0);
+        else _mm_prefetch(a, _MM_HINT_NTA);
+    }
+}
+
 /* out[t * ldo + i]: activation row t (x + t * nb), weight row i < 4 * NG of w (rows rb bytes
  * apart); the rows pf bytes further on (the next tiles') are prefetched into L2 when pf > 0.
  * PACKED (NG = 4 only): w is instead a group of 16 rows in mm_q4_0_repack's layout, one stream
@@ -315,14 +327,7 @@ INLINE512 void tile_vnni_dec(float *out, size_t ldo, const uint8_t *w, size_t rb
          * slower, and so was every fourth), into L2 only: with T0 (into L1) tg ran at 38.5
          * tok/s on 2 threads, with T1 at 43-44 (the L1 fill buffers are too few for 16
          * streams) */
-        if (!PACKED && pf && (b & 1) == 0)
-#pragma GCC unroll 32
-            for (int i = 0; i < 4 * NG; i++) {
-                const char *a = (const char *)wb + pf + (size_t)i * rb;
-                if (HINT == 0) _mm_prefetch(a, _MM_HINT_T1);
-                else if (HINT == 1) _mm_prefetch(a, _MM_HINT_T0);
-                else _mm_prefetch(a, _MM_HINT_NTA);
-            }
+        if (!PACKED && pf && (b & 1) == 0) dec_prefetch(wb + pf, rb, 4 * NG, HINT);
         __m512i xlo[MM_DEC_T_MAX], xhi[MM_DEC_T_MAX], noff[MM_DEC_T_MAX];
         __m512i acc[MM_DEC_T_MAX][8];
         const __m512i zero = _mm512_setzero_si512();
