@@ -45,6 +45,8 @@ static void usage(FILE *f) {
                "                       clock: with -t 1 on a shared host, the speed it would\n"
                "                       have alone (with more threads, their spinning counts)\n"
                "      --scalar         use the scalar kernels, not the SIMD ones\n"
+               "      --repack         repack Q4_0 matrices for the decode tiles (as serve's\n"
+               "                       --repack: private memory, same results)\n"
                "      --bw-mib N       size of the bandwidth probe's buffer (default 1024; 0 = skip)\n"
                "      --grammar FILE   also time a GBNF grammar's mask and advance per token\n"
                "      --vocab PATH     the grammar's vocabulary from this GGUF (default: the\n"
@@ -56,17 +58,18 @@ static void usage(FILE *f) {
 typedef struct {
     const char *model, *grammar, *vocab;
     int n_prompt, n_gen, n_depth, threads, reps, bw_mib;
-    bool json, scalar, cpu_clock;
+    bool json, scalar, cpu_clock, repack;
     kv_type kv;
 } bench_opts;
 
 static int parse(bench_opts *o, int argc, char **argv, char *err, size_t errlen) {
-    enum { O_JSON = 256, O_SCALAR, O_KVF16, O_KVTYPE, O_CPU, O_BW, O_GRAMMAR, O_VOCAB };
+    enum { O_JSON = 256, O_SCALAR, O_KVF16, O_KVTYPE, O_CPU, O_BW, O_GRAMMAR, O_VOCAB, O_REPACK };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"n-prompt", required_argument, 0, 'p'},
         {"n-gen", required_argument, 0, 'n'}, {"threads", required_argument, 0, 't'},
         {"reps", required_argument, 0, 'r'},  {"json", no_argument, 0, O_JSON},
         {"scalar", no_argument, 0, O_SCALAR}, {"kv-f16", no_argument, 0, O_KVF16},
+        {"repack", no_argument, 0, O_REPACK},
         {"bw-mib", required_argument, 0, O_BW}, {"help", no_argument, 0, 'h'},
         {"grammar", required_argument, 0, O_GRAMMAR}, {"vocab", required_argument, 0, O_VOCAB},
         {"kv-type", required_argument, 0, O_KVTYPE}, {"n-depth", required_argument, 0, 'd'},
@@ -110,6 +113,7 @@ static int parse(bench_opts *o, int argc, char **argv, char *err, size_t errlen)
         case O_GRAMMAR: o->grammar = optarg; break;
         case O_VOCAB: o->vocab = optarg; break;
         case O_SCALAR: o->scalar = true; break;
+        case O_REPACK: o->repack = true; break;
         case O_KVF16: o->kv = KV_F16; break;
         case O_CPU: o->cpu_clock = true; break;
         case O_KVTYPE:
@@ -526,6 +530,14 @@ int cmd_bench(int argc, char **argv) {
     double *pp_s = NULL, *tg_s = NULL;
 
     if (!(m = model_load(o.model, NULL, err, sizeof err))) goto fail;
+    size_t repacked = 0;
+    if (o.repack && model_repack(m, &repacked) != 0) {
+        snprintf(err, sizeof err, "out of memory repacking the weights");
+        goto fail;
+    }
+    if (o.repack && !o.json)
+        printf("repacked for the decode tiles: %.1f MiB of private memory\n",
+               (double)repacked / (1 << 20));
     const int depth = o.n_depth;
     int n_max = depth + (o.n_prompt > o.n_gen ? o.n_prompt : o.n_gen);
     if (n_max > m->cfg.ctx_len) {

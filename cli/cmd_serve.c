@@ -218,6 +218,14 @@ int cmd_serve(int argc, char **argv) {
     m = model_load(cfg.model, cfg.tokenizer[0] ? cfg.tokenizer : NULL, err, sizeof err);
     if (!m) goto fail;
     if (cfg.mmap) guard_mapping(m, cfg.model);
+    size_t repacked = 0;
+    if (cfg.repack && model_repack(m, &repacked) != 0) {
+        snprintf(err, sizeof err, "out of memory repacking the weights (--repack)");
+        goto fail;
+    }
+    if (cfg.repack)
+        log_msg(LOG_INFO, "repack: %.1f MiB of Q4_0 weights copied for the decode kernel",
+                (double)repacked / (1 << 20));
     if (!m->tok) {
         snprintf(err, sizeof err, "%.200s has no tokenizer: pass --tokenizer", cfg.model);
         goto fail;

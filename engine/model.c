@@ -5,6 +5,7 @@
 #include "model.h"
 #include "common.h"
 #include "llama2c.h"
+#include "x86/x86.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -511,11 +512,54 @@ fail:
 
 void model_free(model *m) {
     if (!m) return;
+    free(m->packed);
     tok_free(m->tok);
     free(m->layers);
     gguf_close(m->gguf);
     map_close(&m->map);
     free(m);
+}
+
+/* The matrices matmul multiplies by, for model_repack: every layer's seven and the classifier
+ * (the embedding is only looked up by rows). */
+static int matmul_tensors(model *m, tensor **ts, int max) {
+    int n = 0;
+    for (int l = 0; l < m->cfg.n_layers && n + 7 <= max; l++) {
+        layer_weights *w = &m->layers[l];
+        tensor *lt[] = {&w->wq, &w->wk, &w->wv, &w->wo, &w->w_gate, &w->w_down, &w->w_up};
+        for (int k = 0; k < 7; k++) ts[n++] = lt[k];
+    }
+    if (n < max) ts[n++] = &m->output;
+    return n;
+}
+
+int model_repack(model *m, size_t *bytes) {
+    *bytes = 0;
+    if (m->packed) return 0;
+    const int max = 7 * m->cfg.n_layers + 1;
+    tensor **ts = malloc((size_t)max * sizeof *ts);
+    if (!ts) return -1;
+    const int n = matmul_tensors(m, ts, max);
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += mm_q4_0_packed_bytes(ts[i]);
+    if (total == 0) goto done;
+    m->packed = ls_alloc(total);
+    if (!m->packed) {
+        free(ts);
+        return -1;
+    }
+    uint8_t *p = m->packed;
+    for (int i = 0; i < n; i++) {
+        size_t nb = mm_q4_0_packed_bytes(ts[i]);
+        if (!nb) continue;
+        mm_q4_0_repack(p, ts[i]);
+        ts[i]->packed = p;
+        p += nb;
+    }
+done:
+    free(ts);
+    *bytes = total;
+    return 0;
 }
 
 /* Bytes of a tensor as stored. */

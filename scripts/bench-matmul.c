@@ -1,9 +1,13 @@
 /* bench-matmul: the single-core speed of one kernel, away from the rest of the forward pass:
  * matmul 2048 -> 5632 then 5632 -> 2048 (TinyLlama's FFN shapes) on random codes, T activation
  * rows, one thread, best of R runs in process CPU time (less sensitive to a loaded host than
- * wall time). Not part of the build:
+ * wall time). TILE picks the Q4_0 decode tile variant (x86.h mm_dec_tiles; -1: this CPU's);
+ * COPIES > 1 cycles through that many copies of the weights (13 MB each for Q4_0), so that
+ * with enough of them the weights come from DRAM, as in decode, not from L3. Not part of the
+ * build:
  *   cc -O2 -std=c17 -Iengine scripts/bench-matmul.c build/libengine.a -lm -lpthread -o /tmp/bm
- *   /tmp/bm TYPE [T [AVX512 [R]]]   (TYPE q4_0, q8_0, q4_K, q5_K or q6_K; AVX512 0 turns it off) */
+ *   /tmp/bm TYPE [T [AVX512 [R [TILE [COPIES]]]]]
+ * (TYPE q4_0, q8_0, q4_K, q5_K, q6_K, f16, f32 or bf16; AVX512 0 turns it off) */
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
 #include "matmul.h"
@@ -20,11 +24,23 @@ static float frand(unsigned *s) {
     return (float)((*s >> 8) & 0xffff) / 32768.0f - 1.0f;
 }
 
-/* Random bytes with small finite F16 scales: speed does not depend on the values. */
+/* Random bytes with small finite F16 scales (float types: random values in [-1, 1)): speed does
+ * not depend on the values. */
 static tensor random_weights(dtype t, int n_in, int n_out) {
     const size_t nbytes = dtype_row_bytes(t, n_in) * (size_t)n_out, bb = dtype_block_bytes(t);
     uint8_t *data = malloc(nbytes + 64);
     unsigned s = 1;
+    if (t == DT_F32 || t == DT_F16 || t == DT_BF16) {
+        for (size_t i = 0; i < (size_t)n_in * n_out; i++) {
+            float v = frand(&s);
+            if (t == DT_F32) memcpy(data + 4 * i, &v, 4);
+            else {
+                uint16_t h = t == DT_F16 ? f32_to_f16(v) : f32_to_bf16(v);
+                memcpy(data + 2 * i, &h, 2);
+            }
+        }
+        return (tensor){data, t, 2, {n_in, n_out, 1, 1}, NULL};
+    }
     for (size_t i = 0; i < nbytes; i++)
         data[i] = (uint8_t)(frand(&s) * 128.0f + 128.0f);
     for (size_t b = 0; b < nbytes / bb; b++)
@@ -32,7 +48,7 @@ static tensor random_weights(dtype t, int n_in, int n_out) {
             uint16_t h = f32_to_f16(frand(&s) * 0.05f);
             memcpy(data + b * bb + *f, &h, 2);
         }
-    return (tensor){data, t, 2, {n_in, n_out, 1, 1}};
+    return (tensor){data, t, 2, {n_in, n_out, 1, 1}, NULL};
 }
 
 static double cpu_seconds(void) {
@@ -42,41 +58,56 @@ static double cpu_seconds(void) {
 }
 
 int main(int argc, char **argv) {
-    const char *names[] = {"q4_0", "q8_0", "q4_K", "q5_K", "q6_K"};
-    const dtype types[] = {DT_Q4_0, DT_Q8_0, DT_Q4_K, DT_Q5_K, DT_Q6_K};
+    const char *names[] = {"q4_0", "q8_0", "q4_K", "q5_K", "q6_K", "f16", "f32", "bf16"};
+    const dtype types[] = {DT_Q4_0, DT_Q8_0, DT_Q4_K, DT_Q5_K, DT_Q6_K, DT_F16, DT_F32, DT_BF16};
     int ti = -1;
-    for (int i = 0; argc > 1 && i < 5; i++)
+    for (int i = 0; argc > 1 && i < 8; i++)
         if (strcmp(argv[1], names[i]) == 0) ti = i;
     if (ti < 0) {
-        fprintf(stderr, "usage: %s q4_0|q8_0|q4_K|q5_K|q6_K [T [AVX512 [R]]]\n", argv[0]);
+        fprintf(stderr,
+                "usage: %s q4_0|q8_0|q4_K|q5_K|q6_K|f16|f32|bf16 [T [AVX512 [R [TILE [COPIES]]]]]\n",
+                argv[0]);
         return 2;
     }
     const int T = argc > 2 ? atoi(argv[2]) : 128, reps = argc > 4 ? atoi(argv[4]) : 5;
+    const int copies = argc > 6 && atoi(argv[6]) > 1 ? atoi(argv[6]) : 1;
     if (argc > 3) mm_avx512_allow(atoi(argv[3]) != 0);
+    if (argc > 5) mm_set_dec_tile(atoi(argv[5]));
     mm_set_inline_macs(INT64_MAX); /* everything on this thread */
     pool *p = pool_create(1);
-    tensor w[2] = {random_weights(types[ti], 2048, 5632), random_weights(types[ti], 5632, 2048)};
+    tensor *w = malloc(2 * (size_t)copies * sizeof *w);
+    for (int c = 0; w && c < copies; c++) {
+        w[2 * c] = random_weights(types[ti], 2048, 5632);
+        w[2 * c + 1] = random_weights(types[ti], 5632, 2048);
+    }
     float *x = malloc((size_t)T * 5632 * sizeof *x), *out = malloc((size_t)T * 5632 * sizeof *out);
     unsigned s = 9;
     for (int i = 0; i < T * 5632; i++)
         x[i] = frand(&s);
     mm_scratch ms;
-    if (!p || !x || !out || mm_scratch_init(&ms, T, 5632) != 0) return 1;
+    if (!p || !w || !x || !out || mm_scratch_init(&ms, T, 5632) != 0) return 1;
     double best = 1e30;
     for (int rep = 0; rep < reps; rep++) {
         const double t0 = cpu_seconds();
-        for (int k = 0; k < 2; k++)
+        for (int k = 0; k < 2 * copies; k++)
             matmul(out, x, &w[k], T, &ms, p);
         const double dt = cpu_seconds() - t0;
         if (dt < best) best = dt;
     }
-    printf("%s T=%d kernels=%s: %.3f ms, %.1f GMAC/s\n", names[ti], T, mm_kernels(), best * 1e3,
-           2.0 * 2048 * 5632 * T / best * 1e-9);
+    const mm_dec_shape sh = mm_dec_tiles[mm_dec_tile()];
+    printf("%s T=%d kernels=%s tile=%d (%d rows, prefetch %d ahead, hint %s) copies=%d: %.3f ms, "
+           "%.1f GMAC/s\n",
+           names[ti], T, mm_kernels(), mm_dec_tile(), sh.rows, sh.pf_tiles,
+           sh.hint == 0   ? "T1"
+           : sh.hint == 1 ? "T0"
+                          : "NTA",
+           copies, best * 1e3, 2.0 * copies * 2048 * 5632 * T / best * 1e-9);
     mm_scratch_free(&ms);
     pool_destroy(p);
     free(x);
     free(out);
-    free((void *)w[0].data);
-    free((void *)w[1].data);
+    for (int k = 0; k < 2 * copies; k++)
+        free((void *)w[k].data);
+    free(w);
     return 0;
 }

@@ -134,6 +134,11 @@ static void test_defaults(void) {
           "%s %s", c.model, c.alias);
     CHECK(load(&c, "-m", "given.gguf") == 0 && c.model_origin == CFG_MODEL_GIVEN, "%s", c.model);
     CHECK(c.mmap && load(&c, "--no-mmap") == 0 && !c.mmap, "--no-mmap: %s", err);
+    CHECK(!c.repack && load(&c, "--repack") == 0 && c.repack, "--repack: %s", err);
+    setenv("LLAMASERVE_REPACK", "on", 1);
+    CHECK(load(&c, "--port", "1") == 0 && c.repack, "LLAMASERVE_REPACK: %s", err);
+    CHECK(load(&c, "--no-repack") == 0 && !c.repack, "--no-repack over the variable: %s", err);
+    unsetenv("LLAMASERVE_REPACK");
     cfg_free(&c);
 }
 

@@ -33,13 +33,13 @@ static tensor make_weights(dtype t, int n_in, int n_out, unsigned seed) {
                 memcpy(data + b * bb + *f, &h, 2);
             }
         free(w);
-        return (tensor){data, t, 2, {n_in, n_out, 1, 1}};
+        return (tensor){data, t, 2, {n_in, n_out, 1, 1}, NULL};
     }
     for (int i = 0; i < n_in * n_out; i++) w[i] = frand(&s);
     for (int r = 0; r < n_out; r++)
         quantize_row(data + dtype_row_bytes(t, n_in) * r, w + (size_t)r * n_in, t, n_in);
     free(w);
-    tensor ten = {data, t, 2, {n_in, n_out, 1, 1}};
+    tensor ten = {data, t, 2, {n_in, n_out, 1, 1}, NULL};
     return ten;
 }
 
@@ -257,42 +257,142 @@ static void test_attention_helpers(void) {
  * float ones hold two AVX2 pairs per zmm, the quantized ones sum blocks exactly. Shapes cover
  * the K chunks (n_in > 512, packed weights when T > 2), the groups of activation rows (T > 64),
  * ragged tiles (row counts not a multiple of 8 or 2, T not a multiple of 6) and tails of n_in
- * (n_in % 8 != 0, and n_in < 8), and the Q4_0 decode tiles for T = 1, 2 and 3. */
+ * (n_in % 8 != 0, and n_in < 8), and the Q4_0 decode tiles for T = 1, 2 and 3; the float tiles
+ * with each K chunk a CPU may use (512, 4096) and a short one, rows longer than the longest
+ * chunk (4100) and more activation rows than a group (T = 150 > TG). */
 static void test_avx512_matches_avx2(void) {
     if (!mm_avx512_supported()) return;
     const dtype types[] = {DT_F32, DT_F16, DT_BF16, DT_Q8_0, DT_Q4_0};
     /* T = 1 with n_out 53: tiles of 16 decode rows (VNNI) and a ragged rest */
     const int shapes[][3] = {{701, 13, 75}, {37, 29, 2}, {37, 7, 9}, {1030, 9, 21}, {701, 53, 1},
-                             {37, 16, 1}, {5, 11, 12}, {2048, 19, 13}, {701, 35, 3}};
+                             {37, 16, 1}, {5, 11, 12}, {2048, 19, 13}, {701, 35, 3},
+                             {4100, 9, 7}, {300, 17, 150}};
     const int n_shapes = (int)(sizeof shapes / sizeof shapes[0]);
+    /* the zmm float tiles' K chunk: Intel's, Zen 4's (whole rows up to 4096) and a short one */
+    const int kcs[] = {512, 4096, 64};
     pool *p = pool_create(2);
-    for (int i = 0; i < 5; i++)
-        for (int s = 0; s < n_shapes; s++) {
-            bool quant = types[i] == DT_Q8_0 || types[i] == DT_Q4_0;
-            int n_in = quant ? (shapes[s][0] / QK + 1) * QK : shapes[s][0];
-            int n_out = shapes[s][1], T = shapes[s][2];
-            tensor w = make_weights(types[i], n_in, n_out, 5u + (unsigned)s);
+    for (int kc = 0; kc < 3; kc++) {
+        for (int i = 0; i < 5; i++)
+            for (int s = 0; s < n_shapes; s++) {
+                bool quant = types[i] == DT_Q8_0 || types[i] == DT_Q4_0;
+                if (kc > 0 && quant) continue; /* the chunk is the float tiles' only */
+                mm_set_float_kc(kcs[kc]);
+                int n_in = quant ? (shapes[s][0] / QK + 1) * QK : shapes[s][0];
+                int n_out = shapes[s][1], T = shapes[s][2];
+                tensor w = make_weights(types[i], n_in, n_out, 5u + (unsigned)s);
+                float *x = malloc((size_t)T * n_in * sizeof *x);
+                float *a = malloc((size_t)T * n_out * sizeof *a);
+                float *b = malloc((size_t)T * n_out * sizeof *b);
+                unsigned seed = 7u + (unsigned)s;
+                for (int k = 0; k < T * n_in; k++) x[k] = frand(&seed) * 2.0f;
+                mm_scratch ms;
+                CHECK(mm_scratch_init(&ms, T, n_in) == 0, "scratch");
+                matmul(a, x, &w, T, &ms, p);
+                mm_avx512_allow(false);
+                matmul(b, x, &w, T, &ms, p);
+                mm_avx512_allow(true);
+                CHECK(memcmp(a, b, (size_t)T * n_out * sizeof *a) == 0,
+                      "%s %dx%d T=%d, K chunk %d: AVX-512 and AVX2 kernels differ",
+                      dtype_name(types[i]), n_out, n_in, T, kcs[kc]);
+                mm_scratch_free(&ms);
+                free((void *)w.data);
+                free(x);
+                free(a);
+                free(b);
+            }
+    }
+    mm_set_float_kc(0);
+    pool_destroy(p);
+}
+
+/* Every shape of the Q4_0 VNNI decode tile (8, 16 and 32 rows, each prefetch distance) gives
+ * the scalar twin's bits, whichever one this CPU would pick: T = 1-3 (32-row tiles take T = 1
+ * only), row counts that leave ragged rests after 32-, 16- and 8-row tiles, split over 1 and 2
+ * threads (each thread's share starts its own run of tiles). */
+static void test_dec_tiles(void) {
+    if (!mm_avx512_supported()) return;
+    const int shapes[][3] = {{32 * 23, 77, 1}, {32 * 23, 77, 2}, {32 * 23, 77, 3},
+                             {64, 100, 1},     {32, 45, 3},      {32 * 5, 8, 1}};
+    printf("Q4_0 decode tile on this CPU: variant %d (%d rows, prefetch %d ahead)\n",
+           mm_dec_tile_default(), mm_dec_tiles[mm_dec_tile_default()].rows,
+           mm_dec_tiles[mm_dec_tile_default()].pf_tiles);
+    CHECK(mm_dec_tile_default() >= 0 && mm_dec_tile_default() < MM_DEC_TILES, "default tile");
+    for (int s = 0; s < 6; s++) {
+        int n_in = shapes[s][0], n_out = shapes[s][1], T = shapes[s][2];
+        tensor w = make_weights(DT_Q4_0, n_in, n_out, 21u + (unsigned)s);
+        float *x = malloc((size_t)T * n_in * sizeof *x);
+        float *want = malloc((size_t)T * n_out * sizeof *want);
+        float *got = malloc((size_t)T * n_out * sizeof *got);
+        unsigned seed = 5u + (unsigned)s;
+        for (int k = 0; k < T * n_in; k++) x[k] = frand(&seed) * 2.0f;
+        mm_scratch ms;
+        CHECK(mm_scratch_init(&ms, T, n_in) == 0, "scratch");
+        run(want, x, &w, T, &ms, 1, true);
+        for (int v = 0; v < MM_DEC_TILES; v++)
+            for (int threads = 1; threads <= 2; threads++) {
+                mm_set_dec_tile(v);
+                CHECK(mm_dec_tile() == v, "variant %d not in force", v);
+                memset(got, 0xff, (size_t)T * n_out * sizeof *got);
+                run(got, x, &w, T, &ms, threads, false);
+                CHECK(memcmp(want, got, (size_t)T * n_out * sizeof *got) == 0,
+                      "Q4_0 %dx%d T=%d: decode tile %d (%d rows, prefetch %d) on %d threads "
+                      "differs from the scalar kernel",
+                      n_out, n_in, T, v, mm_dec_tiles[v].rows, mm_dec_tiles[v].pf_tiles, threads);
+            }
+        mm_set_dec_tile(-1);
+        mm_scratch_free(&ms);
+        free((void *)w.data);
+        free(x);
+        free(want);
+        free(got);
+    }
+    CHECK(mm_dec_tile() == mm_dec_tile_default(), "back to the CPU's tile");
+}
+
+/* Q4_0 weights repacked for the decode tiles (--repack) give the scalar twin's bits, T = 1-3
+ * and (prefill and batched steps, which read the weights in place) T = 4 and 7, on 1-3
+ * threads: row counts with a ragged rest after the groups of 16, thread shares that start
+ * and end inside a group (53 rows over 2 and 3 threads), fewer than 16 rows (nothing to
+ * repack). */
+static void test_q4_0_repack(void) {
+    if (!mm_avx512_supported()) return;
+    const int shapes[][2] = {{32 * 23, 53}, {64, 48}, {32, 13}, {32 * 7, 100}};
+    const int Ts[] = {1, 2, 3, 4, 7};
+    for (int s = 0; s < 4; s++) {
+        int n_in = shapes[s][0], n_out = shapes[s][1];
+        tensor w = make_weights(DT_Q4_0, n_in, n_out, 31u + (unsigned)s);
+        size_t nbytes = mm_q4_0_packed_bytes(&w);
+        CHECK(nbytes == (size_t)(n_out / 16) * (size_t)(n_in / QK) * 288, "packed size %zu",
+              nbytes);
+        void *packed = nbytes ? malloc(nbytes) : NULL;
+        if (packed) mm_q4_0_repack(packed, &w);
+        tensor wp = w;
+        wp.packed = packed;
+        for (int ti = 0; ti < 5; ti++) {
+            int T = Ts[ti];
             float *x = malloc((size_t)T * n_in * sizeof *x);
-            float *a = malloc((size_t)T * n_out * sizeof *a);
-            float *b = malloc((size_t)T * n_out * sizeof *b);
-            unsigned seed = 7u + (unsigned)s;
+            float *want = malloc((size_t)T * n_out * sizeof *want);
+            float *got = malloc((size_t)T * n_out * sizeof *got);
+            unsigned seed = 13u + (unsigned)(s * 7 + T);
             for (int k = 0; k < T * n_in; k++) x[k] = frand(&seed) * 2.0f;
             mm_scratch ms;
             CHECK(mm_scratch_init(&ms, T, n_in) == 0, "scratch");
-            matmul(a, x, &w, T, &ms, p);
-            mm_avx512_allow(false);
-            matmul(b, x, &w, T, &ms, p);
-            mm_avx512_allow(true);
-            CHECK(memcmp(a, b, (size_t)T * n_out * sizeof *a) == 0,
-                  "%s %dx%d T=%d: AVX-512 and AVX2 kernels differ", dtype_name(types[i]), n_out,
-                  n_in, T);
+            run(want, x, &w, T, &ms, 1, true);
+            for (int threads = 1; threads <= 3; threads++) {
+                memset(got, 0xff, (size_t)T * n_out * sizeof *got);
+                run(got, x, &wp, T, &ms, threads, false);
+                CHECK(memcmp(want, got, (size_t)T * n_out * sizeof *got) == 0,
+                      "Q4_0 %dx%d T=%d repacked, %d threads: differs from the scalar kernel",
+                      n_out, n_in, T, threads);
+            }
             mm_scratch_free(&ms);
-            free((void *)w.data);
             free(x);
-            free(a);
-            free(b);
+            free(want);
+            free(got);
         }
-    pool_destroy(p);
+        free(packed);
+        free((void *)w.data);
+    }
 }
 
 /* The K-quant prefill tiles of x86/quant_avx512.c give the AVX2 kernels' bits (which are the
@@ -339,6 +439,8 @@ int main(void) {
     test_quantize_act();
     test_attention_helpers();
     test_avx512_matches_avx2();
+    test_dec_tiles();
+    test_q4_0_repack();
     test_kquant_avx512_matches_avx2();
     const dtype types[] = {DT_F32, DT_F16, DT_BF16, DT_Q8_0, DT_Q4_0, DT_Q8_0, DT_Q4_0};
     printf("AVX-512 VNNI kernels: %s\n", mm_avx512_supported() ? "yes" : "no");

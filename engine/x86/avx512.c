@@ -4,16 +4,36 @@
  * once per K chunk into an L1 buffer. All give the bits of the AVX2 kernels (x86/avx2.c), which
  * give those of the scalar ones (tests/test_matmul.c checks both). mm_rows_x86 (x86/avx2.c)
  * chooses between them. Never allocates on the heap; no global state besides the CPU-feature
- * answer and the test switch mm_avx512_allow. */
+ * answers and the test switches mm_avx512_allow and mm_set_dec_tile. */
 #include "x86.h"
 
+#include <stdatomic.h>
 #include <string.h>
+
+/* The Q4_0 decode tile variants: rows per tile, how many tiles ahead the rows are prefetched
+ * (0: none) and with which hint. Which one a CPU runs comes from dec_tile_table (measured;
+ * docs/PERFORMANCE.md). */
+const mm_dec_shape mm_dec_tiles[MM_DEC_TILES] = {
+    {16, 1, 0}, {16, 2, 0}, {8, 1, 0}, {8, 2, 0}, {8, 4, 0}, {32, 1, 0}, {16, 0, 0},
+    {16, 1, 1}, {16, 2, 1}, {16, 1, 2}, {16, 2, 2},
+};
+
+static atomic_int dec_tile_forced = -1; /* mm_set_dec_tile's choice, or -1 */
+
+void mm_set_dec_tile(int variant) {
+    atomic_store_explicit(&dec_tile_forced, variant >= 0 && variant < MM_DEC_TILES ? variant : -1,
+                          memory_order_relaxed);
+}
+
+int mm_dec_tile(void) {
+    int f = atomic_load_explicit(&dec_tile_forced, memory_order_relaxed);
+    return f >= 0 ? f : mm_dec_tile_default();
+}
 
 #if defined(__x86_64__) || defined(__i386__)
 #include "x86_simd.h"
 
 #include <cpuid.h>
-#include <stdatomic.h>
 
 /* ---- Q8_0 / Q4_0 with AVX-512 VNNI (T >= 2) ------------------------------------------------
  * A tile is 4 weight rows x NG groups of 4 activation rows; group g's 16 pairs sit in the 16
@@ -178,42 +198,138 @@ INLINE512 void rows_vnni(dtype type, float *out, const q8_act_x4 *xr, const tens
 }
 
 /* ---- Q4_0 decode (T <= MM_DEC_T_MAX) with AVX-512 VNNI ---------------------------------------
- * A tile is 16 weight rows x NT (1 to 3) activation rows: one weight unpack serves them all
- * (the VNNI GEMM tiles below, built for 16 activation rows, would waste most lanes). For each
- * activation row: group g (rows 4g .. 4g + 3) has one zmm:
+ * A tile is 4 * NG weight rows (NG = 2, 4 or 8 groups of 4) x NT (1 to 3) activation rows: one
+ * weight unpack serves them all (the VNNI GEMM tiles below, built for 16 activation rows, would
+ * waste most lanes). For each activation row: group g (rows 4g .. 4g + 3) has one zmm:
  * 128-bit lane i holds a block of weight row 4g + i (its 16 quant bytes: the low nibbles are
  * elements 0-15, the high ones 16-31), the activation block's two halves are broadcast
  * to every 128-bit lane, and two vpdpbusd leave in dword c of lane i the sum of the 8 products
  * of weight row 4g + i at bytes 4c .. 4c + 3 of both halves. The weight offset (8) times
  * the activation's sums is taken off first (the accumulators start at -offset * x dwords: exact
- * integers). One 4 x 4 transpose-and-add of the 4 groups then gives, in lane 4i + j, the exact
- * block sum of weight row 4j + i, so the float steps per block (mul, mul, add: the scalar
- * kernel's) run for 16 pairs in one zmm; the 16 scales come in one gather. Bit-identical to
- * dot_q4_0 and to the AVX2 8x1 tiles, which still take the rows past the last full tile of 16.
+ * integers). A 4 x 4 transpose-and-add of 4 groups then gives, in lane 4i + j, the exact
+ * block sum of weight row 4j + i (2 groups: a 2 x 4 one, 8 sums), so the float steps per block
+ * (mul, mul, add: the scalar kernel's) run for 16 (8) pairs in one register; the scales come in
+ * one gather. Bit-identical to dot_q4_0 and to the AVX2 8x1 tiles, which still take the rows past
+ * the last full tile, whatever the tile's shape and prefetch distance (mm_dec_tile).
  * (The same layout for Q8_0, two 16-byte halves per row offset by 128, ran slower than the AVX2
- * tiles on the memory-bound Q8_0 decode: tg 2 threads 23.8 -> 21-22 tok/s; not kept.)
- * out[t * ldo + i]: activation row t (x + t * nb), weight row i. */
+ * tiles on the memory-bound Q8_0 decode: tg 2 threads 23.8 -> 21-22 tok/s; not kept.) */
+
+/* Per CPU (vendor, family, model) what ran fastest there: the Q4_0 decode tile variant, and
+ * the K chunk of the zmm float tiles (float_kc); other CPUs get the first row's choices.
+ * Derived from scripts/bench-matmul.c (one core) and `llamaserve bench` (docs/PERFORMANCE.md,
+ * "Q4_0 decode tile per CPU" and "F16 and F32 prefill on Zen 4"). */
+static const struct {
+    bool amd;
+    int family, model; /* model -1: any model of the family */
+    int dec_tile, float_kc;
+} cpu_table[] = {
+    {false, 6, 207, 0, 512}, /* Intel Emerald Rapids: tuned there; the L1 holds a 512 chunk */
+    {true, 25, 17, 0, 4096}, /* AMD Zen 4 (Genoa), measured 2026-11-29: 16-row decode tile;
+                                whole rows beat 512-element chunks by 8-13% */
+};
+
+/* The row of cpu_table for this CPU (0 when it is not there). */
+static int cpu_row(void) {
+    static int cached = -1; /* benign race: every thread computes the same answer */
+    int c = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (c < 0) {
+        unsigned a, b, cx, d, family = 0, model = 0;
+        bool amd = false;
+        c = 0;
+        /* "AuthenticAMD": EBX "Auth", EDX "enti", ECX "cAMD" */
+        if (__get_cpuid(0, &a, &b, &cx, &d))
+            amd = b == 0x68747541u && d == 0x69746e65u && cx == 0x444d4163u;
+        if (__get_cpuid(1, &a, &b, &cx, &d)) {
+            family = (a >> 8) & 0xf;
+            model = (a >> 4) & 0xf;
+            if (family == 0xf) family += (a >> 20) & 0xff;
+            if (family == 6 || family >= 0xf) model |= ((a >> 16) & 0xf) << 4;
+        }
+        for (size_t i = 0; i < sizeof cpu_table / sizeof cpu_table[0]; i++)
+            if (cpu_table[i].amd == amd && cpu_table[i].family == (int)family &&
+                (cpu_table[i].model < 0 || cpu_table[i].model == (int)model))
+                c = (int)i;
+        __atomic_store_n(&cached, c, __ATOMIC_RELAXED);
+    }
+    return c;
+}
+
+int mm_dec_tile_default(void) { return cpu_table[cpu_row()].dec_tile; }
+
+static atomic_int float_kc_forced; /* mm_set_float_kc's choice, or 0 */
+
+void mm_set_float_kc(int kc) {
+    atomic_store_explicit(&float_kc_forced, kc >= 8 && kc <= 4096 && kc % 8 == 0 ? kc : 0,
+                          memory_order_relaxed);
+}
+
+int mm_float_kc(void) {
+    int f = atomic_load_explicit(&float_kc_forced, memory_order_relaxed);
+    return f ? f : cpu_table[cpu_row()].float_kc;
+}
+
+/* The exact block sums of 16 rows from the 4 groups' accumulators: lane 4i + j = row 4j + i. */
+INLINE512 __m512i dec_sums16(const __m512i acc[4]) {
+    /* per 128-bit lane i: [A0+A2, B0+B2, A1+A3, B1+B3], then the 64-bit halves: [A, B, C, D] */
+    __m512i t0 = _mm512_add_epi32(_mm512_unpacklo_epi32(acc[0], acc[1]),
+                                  _mm512_unpackhi_epi32(acc[0], acc[1]));
+    __m512i t1 = _mm512_add_epi32(_mm512_unpacklo_epi32(acc[2], acc[3]),
+                                  _mm512_unpackhi_epi32(acc[2], acc[3]));
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1), _mm512_unpackhi_epi64(t0, t1));
+}
+
+/* The same for 2 groups, 8 rows: lane 2i + j (of 8) = row 4j + i. */
+INLINE512 __m256i dec_sums8(const __m512i acc[2]) {
+    __m512i t0 = _mm512_add_epi32(_mm512_unpacklo_epi32(acc[0], acc[1]),
+                                  _mm512_unpackhi_epi32(acc[0], acc[1]));
+    __m512i s = _mm512_add_epi32(t0, _mm512_shuffle_epi32(t0, (_MM_PERM_ENUM)0x4e));
+    const __m512i pick = _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 0, 0, 0, 0, 0, 0, 0, 0);
+    return _mm512_castsi512_si256(_mm512_permutexvar_epi32(pick, s));
+}
+
+/* Prefetch the same block of `rows` rows from w on (rows rb bytes apart), with the hint of
+ * mm_dec_shape.hint. */
+INLINE512 void dec_prefetch(const uint8_t *w, size_t rb, int rows, int HINT) {
+#pragma GCC unroll 32
+    for (int i = 0; i < rows; i++) {
+        const char *a = (const char *)w + (size_t)i * rb;
+        if (HINT == 0) _mm_prefetch(a, _MM_HINT_T1);
+        else if (HINT == 1) _mm_prefetch(a, _MM_HINT_T0);
+        else _mm_prefetch(a, _MM_HINT_NTA);
+    }
+}
+
+/* out[t * ldo + i]: activation row t (x + t * nb), weight row i < 4 * NG of w (rows rb bytes
+ * apart); the rows pf bytes further on (the next tiles') are prefetched into L2 when pf > 0.
+ * PACKED (NG = 4 only): w is instead a group of 16 rows in mm_q4_0_repack's layout, one stream
+ * of 288-byte block groups that need no inserts and no gather (rb and pf unused). */
 INLINE512 void tile_vnni_dec(float *out, size_t ldo, const uint8_t *w, size_t rb,
-                             const block_q8_act *x, int nb, int NT) {
+                             const block_q8_act *x, int nb, size_t pf, int NT, int NG, int HINT,
+                             bool PACKED) {
     const size_t bb = sizeof(block_q4_0);
     const __m512i gidx = _mm512_mullo_epi32(
         _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15),
         _mm512_set1_epi32((int)rb));
+    const __m256i gidx8 =
+        _mm256_mullo_epi32(_mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7), _mm256_set1_epi32((int)rb));
     const __m512i low4 = _mm512_set1_epi8(0x0f), woff = _mm512_set1_epi8(8);
-    __m512 sum[MM_DEC_T_MAX];
+    __m512 sum[MM_DEC_T_MAX][2];
+    __m256 sum8[MM_DEC_T_MAX];
 #pragma GCC unroll 3
-    for (int t = 0; t < NT; t++) sum[t] = _mm512_setzero_ps();
+    for (int t = 0; t < NT; t++) {
+        sum[t][0] = sum[t][1] = _mm512_setzero_ps();
+        sum8[t] = _mm256_setzero_ps();
+    }
     for (int b = 0; b < nb; b++) {
-        const uint8_t *wb = w + (size_t)b * bb; /* row 0's block b: d (F16), then the quants */
-        /* the next tile's rows, every other block (36 bytes: every line is touched; every
-         * block was slower, and so was every fourth), into L2 only: with T0 (into L1) tg ran
-         * at 38.5 tok/s on 2 threads, with T1 at 43-44 (the L1 fill buffers are too few for
-         * 16 streams) */
-        if ((b & 1) == 0)
-#pragma GCC unroll 16
-            for (int i = 0; i < 16; i++)
-                _mm_prefetch((const char *)wb + (size_t)(16 + i) * rb, _MM_HINT_T1);
-        __m512i xlo[MM_DEC_T_MAX], xhi[MM_DEC_T_MAX], noff[MM_DEC_T_MAX], acc[MM_DEC_T_MAX][4];
+        /* row 0's block b: d (F16), then the quants; PACKED: the 16 rows' block group b */
+        const uint8_t *wb = w + (size_t)b * (PACKED ? Q4_0_PACK_BYTES : bb);
+        /* the rows ahead, every other block (36 bytes: every line is touched; every block was
+         * slower, and so was every fourth), into L2 only: with T0 (into L1) tg ran at 38.5
+         * tok/s on 2 threads, with T1 at 43-44 (the L1 fill buffers are too few for 16
+         * streams) */
+        if (!PACKED && pf && (b & 1) == 0) dec_prefetch(wb + pf, rb, 4 * NG, HINT);
+        __m512i xlo[MM_DEC_T_MAX], xhi[MM_DEC_T_MAX], noff[MM_DEC_T_MAX];
+        __m512i acc[MM_DEC_T_MAX][8];
         const __m512i zero = _mm512_setzero_si512();
 #pragma GCC unroll 3
         for (int t = 0; t < NT; t++) {
@@ -223,56 +339,140 @@ INLINE512 void tile_vnni_dec(float *out, size_t ldo, const uint8_t *w, size_t rb
             noff[t] = _mm512_sub_epi32(
                 zero, _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, woff, xlo[t]), woff, xhi[t]));
         }
-#pragma GCC unroll 4
-        for (int g = 0; g < 4; g++) {
+#pragma GCC unroll 8
+        for (int g = 0; g < NG; g++) {
             const uint8_t *r = wb + (size_t)4 * g * rb + 2;
-            __m512i z = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)r));
-            z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(r + rb)), 1);
-            z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(r + 2 * rb)), 2);
-            z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(r + 3 * rb)), 3);
+            __m512i z;
+            if (PACKED) {
+                z = _mm512_loadu_si512(wb + 32 + 64 * g);
+            } else {
+                z = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)r));
+                z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(r + rb)), 1);
+                z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(r + 2 * rb)), 2);
+                z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(r + 3 * rb)), 3);
+            }
             __m512i lo = _mm512_and_si512(z, low4);
             __m512i hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), low4);
 #pragma GCC unroll 3
             for (int t = 0; t < NT; t++)
                 acc[t][g] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(noff[t], lo, xlo[t]), hi, xhi[t]);
         }
-        /* the 16 weight scales (F16 in the low half of the gathered dwords), exact to F32 */
-        __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(gidx, wb, 1)));
+        if (NG == 2) {
+            /* the 8 weight scales (F16 in the low half of the gathered dwords), exact to F32 */
+            __m256 dw = _mm256_cvtph_ps(
+                _mm256_cvtepi32_epi16(_mm256_i32gather_epi32((const int *)wb, gidx8, 1)));
 #pragma GCC unroll 3
-        for (int t = 0; t < NT; t++) {
-            /* per 128-bit lane i: [A0+A2, B0+B2, A1+A3, B1+B3], then the 64-bit halves:
-             * [A, B, C, D] */
-            __m512i t0 = _mm512_add_epi32(_mm512_unpacklo_epi32(acc[t][0], acc[t][1]),
-                                          _mm512_unpackhi_epi32(acc[t][0], acc[t][1]));
-            __m512i t1 = _mm512_add_epi32(_mm512_unpacklo_epi32(acc[t][2], acc[t][3]),
-                                          _mm512_unpackhi_epi32(acc[t][2], acc[t][3]));
-            __m512i is = _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1),
-                                          _mm512_unpackhi_epi64(t0, t1));
-            __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(x[(size_t)t * nb + b].d));
-            sum[t] = _mm512_add_ps(sum[t], _mm512_mul_ps(_mm512_cvtepi32_ps(is), scale)); /* exact cvt */
+            for (int t = 0; t < NT; t++) {
+                __m256 scale = _mm256_mul_ps(dw, _mm256_set1_ps(x[(size_t)t * nb + b].d));
+                __m256 isum = _mm256_cvtepi32_ps(dec_sums8(acc[t])); /* exact */
+                sum8[t] = _mm256_add_ps(sum8[t], _mm256_mul_ps(isum, scale));
+            }
+            continue;
+        }
+#pragma GCC unroll 2
+        for (int h = 0; h < NG / 4; h++) {
+            /* the 16 weight scales of rows 16h .. 16h + 15 (PACKED: stored in lane order) */
+            __m512 dw = PACKED ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)wb))
+                               : _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(
+                                     gidx, wb + (size_t)16 * h * rb, 1)));
+#pragma GCC unroll 3
+            for (int t = 0; t < NT; t++) {
+                __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(x[(size_t)t * nb + b].d));
+                __m512 isum = _mm512_cvtepi32_ps(dec_sums16(acc[t] + 4 * h)); /* exact */
+                sum[t][h] = _mm512_add_ps(sum[t][h], _mm512_mul_ps(isum, scale));
+            }
         }
     }
     for (int t = 0; t < NT; t++) {
         float res[16];
-        _mm512_storeu_ps(res, sum[t]);
-        for (int i = 0; i < 4; i++)
-            for (int j = 0; j < 4; j++) out[(size_t)t * ldo + 4 * j + i] = res[4 * i + j];
+        if (NG == 2) {
+            _mm256_storeu_ps(res, sum8[t]);
+            for (int i = 0; i < 4; i++)
+                for (int j = 0; j < 2; j++) out[(size_t)t * ldo + 4 * j + i] = res[2 * i + j];
+            continue;
+        }
+        for (int h = 0; h < NG / 4; h++) {
+            _mm512_storeu_ps(res, sum[t][h]);
+            for (int i = 0; i < 4; i++)
+                for (int j = 0; j < 4; j++)
+                    out[(size_t)t * ldo + 16 * h + 4 * j + i] = res[4 * i + j];
+        }
     }
+}
+
+/* Rows [r, r1) in tiles of 4 * NG rows; returns the first row not done. */
+INLINE512 int rows_vnni_dec(float *out, const block_q8_act *xq, const uint8_t *base, size_t rb,
+                            size_t ldo, int nb, int T, int r, int r1, int pf_tiles, int NG,
+                            int HINT) {
+    const int rows = 4 * NG;
+    const size_t pf = (size_t)pf_tiles * rows * rb;
+    for (; r + rows <= r1; r += rows) {
+        const uint8_t *wr = base + (size_t)r * rb;
+        if (T == 1) tile_vnni_dec(out + r, ldo, wr, rb, xq, nb, pf, 1, NG, HINT, false);
+        else if (T == 2) tile_vnni_dec(out + r, ldo, wr, rb, xq, nb, pf, 2, NG, HINT, false);
+        else tile_vnni_dec(out + r, ldo, wr, rb, xq, nb, pf, 3, NG, HINT, false);
+    }
+    return r;
 }
 
 TARGET512 void x86_rows_q4_0_vnni_dec(float *out, const block_q8_act *xq, const tensor *w, int T,
                                      int r0, int r1) {
     const int n = (int)w->ne[0], nb = n / QK;
     const size_t rb = dtype_row_bytes(DT_Q4_0, n), ldo = (size_t)w->ne[1];
-    const uint8_t *base = w->data;
+    const mm_dec_shape tile = mm_dec_tiles[mm_dec_tile()];
     int r = r0;
-    for (; r + 16 <= r1; r += 16) {
-        const uint8_t *wr = base + (size_t)r * rb;
-        if (T == 1) tile_vnni_dec(out + r, ldo, wr, rb, xq, nb, 1);
-        else if (T == 2) tile_vnni_dec(out + r, ldo, wr, rb, xq, nb, 2);
-        else tile_vnni_dec(out + r, ldo, wr, rb, xq, nb, 3);
+    if (w->packed) { /* whole groups of 16 from the repacked copy; the rest in place */
+        const int g0 = (r0 + 15) / 16, g1 = r1 / 16;
+        if (g0 < g1) {
+            if (16 * g0 > r0) x86_rows_q4_0_avx2(out, xq, w, T, r0, 16 * g0);
+            for (int g = g0; g < g1; g++) {
+                const uint8_t *wg = (const uint8_t *)w->packed + (size_t)g * nb * Q4_0_PACK_BYTES;
+                float *o = out + 16 * g;
+                if (T == 1) tile_vnni_dec(o, ldo, wg, 0, xq, nb, 0, 1, 4, 0, true);
+                else if (T == 2) tile_vnni_dec(o, ldo, wg, 0, xq, nb, 0, 2, 4, 0, true);
+                else tile_vnni_dec(o, ldo, wg, 0, xq, nb, 0, 3, 4, 0, true);
+            }
+            r = 16 * g1;
+            if (r < r1) x86_rows_q4_0_avx2(out, xq, w, T, r, r1);
+            return;
+        }
     }
+    /* 3 activation rows on 32 weight rows would need 24 accumulators: T >= 2 takes 16-row tiles;
+     * the rows past the last 32-row tile go through 16-row ones, then all through AVX2 tiles */
+    if (tile.rows == 32 && T == 1)
+        r = rows_vnni_dec(out, xq, w->data, rb, ldo, nb, T, r, r1, tile.pf_tiles, 8, 0);
+    if (tile.rows == 8)
+        r = rows_vnni_dec(out, xq, w->data, rb, ldo, nb, T, r, r1, tile.pf_tiles, 2, 0);
+    else if (tile.hint == 1)
+        r = rows_vnni_dec(out, xq, w->data, rb, ldo, nb, T, r, r1, tile.pf_tiles, 4, 1);
+    else if (tile.hint == 2)
+        r = rows_vnni_dec(out, xq, w->data, rb, ldo, nb, T, r, r1, tile.pf_tiles, 4, 2);
+    else
+        r = rows_vnni_dec(out, xq, w->data, rb, ldo, nb, T, r, r1, tile.pf_tiles, 4, 0);
     if (r < r1) x86_rows_q4_0_avx2(out, xq, w, T, r, r1);
+}
+
+size_t mm_q4_0_packed_bytes(const tensor *w) {
+    if (w->type != DT_Q4_0 || w->ne[1] < 16 || !mm_avx512_supported()) return 0;
+    return (size_t)(w->ne[1] / 16) * (size_t)(w->ne[0] / QK) * Q4_0_PACK_BYTES;
+}
+
+/* mm_q4_0_repack's layout, per group of 16 rows g and block b, at (g * nb + b) * 288 bytes:
+ * the 16 F16 scales in the order the decode tile's sums come out (slot 4i + j: row 4j + i),
+ * then rows 4k .. 4k + 3's 16 quant bytes side by side (64 bytes per k): a zmm load each. */
+void mm_q4_0_repack(void *dst, const tensor *w) {
+    const int nb = (int)(w->ne[0] / QK), n_out = (int)w->ne[1];
+    const size_t rb = dtype_row_bytes(DT_Q4_0, w->ne[0]);
+    const uint8_t *src = w->data;
+    for (int g = 0; g < n_out / 16; g++)
+        for (int b = 0; b < nb; b++) {
+            uint8_t *o = (uint8_t *)dst + ((size_t)g * nb + b) * Q4_0_PACK_BYTES;
+            for (int r = 0; r < 16; r++) {
+                const uint8_t *blk = src + (size_t)(16 * g + r) * rb + (size_t)b * sizeof(block_q4_0);
+                memcpy(o + 2 * (4 * (r % 4) + r / 4), blk, 2);
+                memcpy(o + 32 + 16 * r, blk + 2, QK / 2);
+            }
+        }
 }
 
 /* ---- F32 / F16 / BF16 with AVX-512 (T >= 2) -------------------------------------------------
@@ -284,6 +484,7 @@ TARGET512 void x86_rows_q4_0_vnni_dec(float *out, const block_q8_act *xq, const 
  * times RT activation rows; the 8-lane activation vector is broadcast to both halves by a
  * plain load. */
 #define RP_MAX 4 /* zmm weight vectors (row pairs) per tile */
+#define KC_ZMM_MAX 4096 /* the longest K chunk of the zmm tiles' weight buffer */
 #define RT_ZMM 6 /* activation rows per tile: 4 x 6 accumulators + 4 weight vectors + 1 */
 
 /* 8 weights from element k of row a (low half) and row b (high half), as F32. */
@@ -306,7 +507,7 @@ INLINE512 __m512 bcast8(const float *x) {
 
 /* tile_float's contract for 2 * RP weight rows: the same operations per pair, two pairs per
  * register. The full 8-element steps read the weights from wp when it is given (the chunk
- * [k0, k1) packed by rows_float512_block: pair p's step j at wp[p * (KC / 8) + j]), else from
+ * [k0, k1) packed by rows_float512_block: pair p's step j at wp[p * (KC_ZMM_MAX / 8) + j]), else from
  * w; the tail always from w. save holds RT x RP_MAX zmm. */
 INLINE512 void tile_float512(dtype type, float *out, int ldo, const uint8_t *w, size_t wstride,
                              const __m512 *wp, const float *x, int ldx, int k0, int k1, int n,
@@ -326,7 +527,7 @@ INLINE512 void tile_float512(dtype type, float *out, int ldo, const uint8_t *w, 
                 __m512 xv = bcast8(x + (size_t)t * ldx + k);
 #pragma GCC unroll 4
                 for (int p = 0; p < RP; p++)
-                    acc[p][t] = _mm512_fmadd_ps(wp[p * (KC / 8)], xv, acc[p][t]);
+                    acc[p][t] = _mm512_fmadd_ps(wp[p * (KC_ZMM_MAX / 8)], xv, acc[p][t]);
             }
         }
     }
@@ -379,14 +580,15 @@ INLINE512 void tile_float512(dtype type, float *out, int ldo, const uint8_t *w, 
 }
 
 /* rows_float_block with zmm tiles: columns [r, r + 2 * RP) x rows [t0, t1). With many
- * activation rows, each K chunk of the weight rows is first converted to F32 pairs in an L1
- * buffer (exact: F16 and BF16 are subsets of F32), which every tile of the group then reads. */
+ * activation rows, each K chunk (mm_float_kc() elements) of the weight rows is first converted to
+ * F32 pairs in a buffer (exact: F16 and BF16 are subsets of F32), which every tile of the group
+ * then reads. The buffer is on the stack: up to 128 KiB. */
 INLINE512 void rows_float512_block(dtype type, float *out, const float *x, const uint8_t *wr,
                                    size_t rb, int n, int n_out, int t0, int t1, int RP) {
     __m512 save[TG * RP_MAX];
-    __m512 wbuf[RP_MAX * (KC / 8)]; /* 16 KiB, 64-byte aligned as every __m512 */
+    __m512 wbuf[RP_MAX * (KC_ZMM_MAX / 8)]; /* 64-byte aligned as every __m512 */
     const bool many = t1 - t0 > RT_MAX;
-    const int kstep = many ? KC : n;
+    const int kstep = many ? mm_float_kc() : n;
     for (int k0 = 0; k0 < n; k0 += kstep) {
         int k1 = k0 + kstep < n ? k0 + kstep : n;
         bool first = k0 == 0, last = k1 == n;
@@ -395,7 +597,7 @@ INLINE512 void rows_float512_block(dtype type, float *out, const float *x, const
             for (int p = 0; p < RP; p++) {
                 const uint8_t *a = wr + 2 * p * rb;
                 for (int k = k0; k + 8 <= k1; k += 8)
-                    wbuf[p * (KC / 8) + (k - k0) / 8] = load8x2(type, a, a + rb, k);
+                    wbuf[p * (KC_ZMM_MAX / 8) + (k - k0) / 8] = load8x2(type, a, a + rb, k);
             }
             wp = wbuf;
         }
@@ -454,6 +656,11 @@ TARGET512 void x86_rows_q4_0_vnni(float *out, const q8_act_x4 *xr, const tensor 
 
 bool mm_avx512_supported(void) { return false; }
 void mm_avx512_allow(bool on) { (void)on; }
+int mm_dec_tile_default(void) { return 0; }
+void mm_set_float_kc(int kc) { (void)kc; }
+int mm_float_kc(void) { return 512; }
+size_t mm_q4_0_packed_bytes(const tensor *w) { (void)w; return 0; }
+void mm_q4_0_repack(void *dst, const tensor *w) { (void)dst, (void)w; }
 void mm_repack_x4(q8_act_x4 *xr, const block_q8_act *xq, int T, int t0, int nb) {
     (void)xr, (void)xq, (void)T, (void)t0, (void)nb;
 }

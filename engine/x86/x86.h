@@ -30,6 +30,42 @@ bool mm_avx512_supported(void);
 /* Q4_0 with up to this many activation rows (decode, small batched steps) runs the VNNI decode
  * tiles on xq when mm_avx512_supported(), and needs no repacked xr. */
 #define MM_DEC_T_MAX 3
+/* The shapes of the Q4_0 VNNI decode tile: weight rows per tile (8, 16 or 32; 32 only for one
+ * activation row, T = 2-3 then take 16) and how many tiles ahead each tile prefetches its rows
+ * into L2 (0: no prefetch). Every variant gives the same bits (dot_q4_0's); only the speed
+ * depends on the CPU. */
+typedef struct {
+    int rows, pf_tiles;
+    int hint; /* the prefetch: 0 into L2 (T1), 1 into L1 (T0), 2 non-temporal (NTA); 16 rows */
+} mm_dec_shape;
+#define MM_DEC_TILES 11
+extern const mm_dec_shape mm_dec_tiles[MM_DEC_TILES];
+/* The variant this CPU runs: a table keyed by CPUID vendor, family and model (x86/avx512.c),
+ * variant 0 for CPUs not in it. Checked once; thread-safe. */
+int mm_dec_tile_default(void);
+/* The variant matmul uses now: mm_set_dec_tile's, else mm_dec_tile_default(). */
+int mm_dec_tile(void);
+/* Process-wide override for tests and benchmarks (-1 or out of range: back to the default);
+ * flip it between matmul calls, not during one. */
+void mm_set_dec_tile(int variant);
+/* The K chunk (elements) of the zmm float tiles for T > 2: each chunk of 8 weight rows is
+ * converted once into a buffer that a group of TG activation rows reads. 512 keeps it in an
+ * Intel L1; Zen 4 runs faster on whole rows (up to 4096). Chosen per CPU from the same table as
+ * the decode tile; the results are the same bits whatever the chunk. mm_set_float_kc overrides
+ * it for tests (a multiple of 8 in 8..4096; anything else: back to the CPU's); flip it between
+ * matmul calls. */
+int mm_float_kc(void);
+void mm_set_float_kc(int kc);
+/* Q4_0 weights repacked for the decode tiles (the opt-in --repack): each group of 16 rows
+ * becomes one stream of 288-byte block groups (16 scales, then 16 x 16 quant bytes), so a tile
+ * reads one contiguous stream, with no inserts and no gather. Only whole groups of 16 rows are
+ * repacked (the rest of a tensor is read in place); the results are the in-place tiles' bits.
+ * The bytes a tensor's copy takes (0 when it has no whole group, or is not Q4_0, or the CPU
+ * lacks AVX-512 VNNI: then there is nothing to gain), and the copy itself into dst (caller
+ * allocates those bytes, any alignment; set w->packed = dst afterwards). */
+#define Q4_0_PACK_BYTES (16 * sizeof(uint16_t) + 16 * QK / 2)
+size_t mm_q4_0_packed_bytes(const tensor *w);
+void mm_q4_0_repack(void *dst, const tensor *w);
 /* Process-wide switch (default on) so that tests can check the AVX2 kernels on AVX-512 CPUs;
  * flip it between matmul calls, not during one. */
 void mm_avx512_allow(bool on);
