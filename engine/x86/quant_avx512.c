@@ -390,6 +390,34 @@ INLINE512 float dot1_q6(const block_q6_K *w, const block_q8_K *x, int nb) {
     return sum;
 }
 
+/* Q3_K's sixteen scales minus 32 as int8 (q3_K_scales, vectorised): the low 4 bits from bytes
+ * 0-7 (scales 0-7 low nibbles, 8-15 high), the top 2 from byte 8 + i % 4, bits 2 (i / 4). */
+INLINE512 __m128i q3_scales8(const uint8_t *s) {
+    const __m128i v = _mm_loadl_epi64((const __m128i *)s), m4 = _mm_set1_epi8(0x0f);
+    const __m128i lo = _mm_and_si128(_mm_unpacklo_epi64(v, _mm_srli_epi16(v, 4)), m4);
+    uint32_t h32;
+    memcpy(&h32, s + 8, 4);
+    __m128i hi = _mm_srlv_epi32(_mm_set1_epi32((int)h32), _mm_setr_epi32(0, 2, 4, 6));
+    hi = _mm_slli_epi16(_mm_and_si128(hi, _mm_set1_epi8(3)), 4);
+    return _mm_sub_epi8(_mm_or_si128(lo, hi), _mm_set1_epi8(32));
+}
+
+/* IQ4_XS's eight scales minus 32 as int32 (iq4xs_scale, vectorised): nibble s of the 32-bit
+ * scales_l, bits 2s, 2s + 1 of scales_h on top. */
+INLINE512 __m256i iq4xs_scales32(const block_iq4_xs *w) {
+    uint32_t l32;
+    memcpy(&l32, w->scales_l, 4);
+    const __m256i lo =
+        _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)l32),
+                                           _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
+                         _mm256_set1_epi32(0x0f));
+    const __m256i hi =
+        _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(w->scales_h),
+                                           _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
+                         _mm256_set1_epi32(3));
+    return _mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)), _mm256_set1_epi32(32));
+}
+
 /* Q2_K/Q3_K row by row: codes of 64 elements per zmm, vpmaddubsw by the activation (codes < 8:
  * no saturation) and vpdpwssd by the 16 sub-block scales spread with vpermw; the bsums share
  * (Q2_K: the mins; Q3_K: the scales, times the codes' offset 4) with vpmaddwd. */
@@ -405,9 +433,7 @@ INLINE512 float dot1_q23(bool q3, const uint8_t *row, const block_q8_K *x, int n
             _mm_prefetch((const char *)blk + ahead, _MM_HINT_T0);
         __m256i s16, v16; /* the scales; the multipliers of the bsums */
         if (q3) {
-            int sc[16];
-            q3_K_scales(sc, ((const block_q3_K *)blk)->scales);
-            s16 = v16 = _mm512_cvtepi32_epi16(_mm512_loadu_si512(sc));
+            s16 = v16 = _mm256_cvtepi8_epi16(q3_scales8(((const block_q3_K *)blk)->scales));
         } else {
             const __m128i s = _mm_loadu_si128((const __m128i *)((const block_q2_K *)blk)->scales);
             s16 = _mm256_cvtepu8_epi16(_mm_and_si128(s, m4));
@@ -434,39 +460,33 @@ INLINE512 float dot1_q23(bool q3, const uint8_t *row, const block_q8_K *x, int n
     return sum;
 }
 
-/* IQ4_XS row by row: the codes (level + 128, up to 241) are too large for vpmaddubsw, so
- * vpdpbusd gives the dword sums, vpmulld the scales (8 dwords per sub-block), and the 128 x
- * scales . bsums share comes off. */
+/* IQ4_XS row by row: the signed levels (|level| <= 127) times the activations as vpmaddubsw of
+ * |level| by the activation with the level's sign (no saturation: 2 x 127 x 127 < 2^15), then
+ * vpdpwssd by the 8 sub-block scales spread with vpermw. */
 INLINE512 float dot1_iq4xs(const block_iq4_xs *w, const block_q8_K *x, int nb) {
-    __m512i sidx[4]; /* dword lanes 0-7: sub-block 2k's scale, 8-15: 2k + 1's */
-    for (int k = 0; k < 4; k++)
-        sidx[k] =
-            _mm512_mask_blend_epi32(0xff00, _mm512_set1_epi32(2 * k), _mm512_set1_epi32(2 * k + 1));
-    const __m256i pairs = _mm256_setr_epi16(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i tbl = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)iq4_levels));
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m512i idx[4] = {spread_idx(0, 16), spread_idx(2, 16), spread_idx(4, 16),
+                            spread_idx(6, 16)};
     float sum = 0.0f;
     for (int b = 0; b < nb; b++) {
         for (size_t ahead = PF_AHEAD; ahead < PF_AHEAD + sizeof *w; ahead += 64)
             _mm_prefetch((const char *)&w[b] + ahead, _MM_HINT_T0);
-        int32_t sc[16] = {0};
-        for (int s = 0; s < 8; s++)
-            sc[s] = iq4xs_scale(&w[b], s);
-        const __m512i sc32 = _mm512_loadu_si512(sc);
-        kblock kb;
-        decode_iq4xs(&kb, &w[b]);
+        const __m512i sc = _mm512_castsi128_si512(_mm256_cvtepi32_epi16(iq4xs_scales32(&w[b])));
         __m512i acc = _mm512_setzero_si512();
-        for (int k = 0; k < 4; k++) {
-            const __m512i p =
-                _mm512_dpbusd_epi32(_mm512_setzero_si512(), kb.c[k],
-                                    _mm512_loadu_si512((const void *)(x[b].qs + 64 * k)));
-            acc = _mm512_add_epi32(acc,
-                                   _mm512_mullo_epi32(p, _mm512_permutexvar_epi32(sidx[k], sc32)));
+        for (int k = 0; k < 4; k++) { /* sub-blocks 2k, 2k + 1: 128-bit lanes lo, hi, lo, hi */
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * k));
+            __m512i n =
+                join256(_mm256_and_si256(q, m4), _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
+            n = _mm512_shuffle_i64x2(n, n, _MM_SHUFFLE(3, 1, 2, 0));
+            const __m512i v = _mm512_shuffle_epi8(tbl, n);
+            const __m512i xv = _mm512_loadu_si512((const void *)(x[b].qs + 64 * k));
+            const __m512i xs =
+                _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(v), _mm512_setzero_si512(), xv);
+            acc = _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(_mm512_abs_epi8(v), xs),
+                                      _mm512_permutexvar_epi16(idx[k], sc));
         }
-        const __m256i s16 = _mm256_permutexvar_epi16(pairs, _mm512_cvtepi32_epi16(sc32));
-        const __m256i vsum =
-            _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)x[b].bsums), s16);
-        int32_t is, vs;
-        sum2(acc, vsum, &is, &vs);
-        sum += (float)(is - 128 * vs) * (kb.d * x[b].d);
+        sum += (float)_mm512_reduce_add_epi32(acc) * (_cvtsh_ss(w[b].d) * x[b].d);
     }
     return sum;
 }
