@@ -7,6 +7,7 @@
 #include "arm/neon.h"
 #include "matmul.h"
 #include "x86/attention_avx2.h"
+#include "x86/quant_avx2.h"
 #include "x86/x86.h"
 
 #include <math.h>
@@ -190,6 +191,32 @@ static void test_quantize_act(void) {
     CHECK(diff == 0, "SIMD activation quantizer differs from the scalar one in %d blocks", diff);
 }
 
+/* The AVX2 256-element activation quantizer writes the same bytes as quantize_row_q8_K: zero
+ * blocks, ties at .5, +-127 at the maximum, large, tiny and mixed magnitudes, and the bsums. */
+static void test_quantize_act_K(void) {
+    if (!mm_avx2_supported()) return;
+    enum { NB = 12, N = QK_K * NB };
+    static float x[N];
+    static block_q8_K a[NB], b[NB];
+    unsigned s = 23;
+    for (int i = 0; i < N; i++)
+        x[i] = frand(&s) * (i < N / 3 ? 10.0f : i < 2 * N / 3 ? 1e-3f : 3e4f);
+    for (int i = 0; i < QK_K; i++) x[i] = 0.0f; /* block 0: all zero */
+    for (int i = QK_K; i < 2 * QK_K; i++) x[i] = (float)(i - QK_K - 128) + 0.5f; /* ties */
+    x[2 * QK_K + 7] = 127.0f;
+    x[3 * QK_K + 255] = -1e6f;
+    for (int i = 4 * QK_K; i < 5 * QK_K; i++) x[i] = i % 2 ? 127.0f : -127.0f; /* bsums at 0 */
+    for (int i = 5 * QK_K; i < 6 * QK_K; i++) x[i] = 1.0f; /* every bsum at 16 x 127 */
+    quantize_row_q8_K(a, x, N);
+    quantize_row_q8_K_avx2(b, x, N);
+    int diff = 0;
+    for (int i = 0; i < NB; i++)
+        diff += a[i].d != b[i].d || memcmp(a[i].qs, b[i].qs, QK_K) != 0 ||
+                memcmp(a[i].bsums, b[i].bsums, sizeof a[i].bsums) != 0;
+    CHECK(diff == 0, "AVX2 q8_K activation quantizer differs from the scalar one in %d blocks",
+          diff);
+}
+
 /* The attention helpers do the scalar loops' float operations exactly: bit-identical results
  * for F32 and F16 rows, head_dim not a multiple of 8. */
 static void test_attention_helpers(void) {
@@ -337,6 +364,7 @@ int main(void) {
     mm_set_inline_macs(0); /* every product through the pool: the thread tests mean it */
     printf("SIMD kernels: %s\n", mm_kernels());
     test_quantize_act();
+    test_quantize_act_K();
     test_attention_helpers();
     test_avx512_matches_avx2();
     test_kquant_avx512_matches_avx2();
