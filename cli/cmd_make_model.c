@@ -33,8 +33,9 @@ static void usage(FILE *f) {
                "                    2 KV heads, FFN 160, vocab 512, rope_freqs)\n"
                "  --vocab GGUF      copy the tokenizer (every tokenizer.* key) from this GGUF;\n"
                "                    the vocabulary size is then its token count\n"
-               "  --type TYPE       f32, f16, bf16, q8_0, q4_0, q5_0, q4_k, q5_k or q6_k for the\n"
-               "                    matrices (default f16; the last four get random codes;\n"
+               "  --type TYPE       f32, f16, bf16, q8_0, q4_0, q5_0, q2_k, q3_k, q4_k, q5_k,\n"
+               "                    q6_k or iq4_xs for the matrices (default f16; the K-quants\n"
+               "                    and iq4_xs get random codes;\n"
                "                    norms are always F32)\n"
                "  --format FORMAT   gguf (default) or llama2c (F32 only, shared classifier)\n"
                "  --seed S          random seed (default 1)\n"
@@ -333,7 +334,8 @@ int cmd_make_model(int argc, char **argv) {
         dtype t;
     } types[] = {{"f32", DT_F32},   {"f16", DT_F16},   {"bf16", DT_BF16},
                  {"q8_0", DT_Q8_0}, {"q4_0", DT_Q4_0}, {"q5_0", DT_Q5_0},
-                 {"q4_k", DT_Q4_K}, {"q5_k", DT_Q5_K}, {"q6_k", DT_Q6_K}};
+                 {"q2_k", DT_Q2_K}, {"q3_k", DT_Q3_K}, {"q4_k", DT_Q4_K},
+                 {"q5_k", DT_Q5_K}, {"q6_k", DT_Q6_K}, {"iq4_xs", DT_IQ4_XS}};
     int ti = -1;
     for (int i = 0; i < (int)(sizeof types / sizeof types[0]); i++)
         if (!strcmp(types[i].name, type_name)) ti = i;

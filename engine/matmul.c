@@ -203,13 +203,21 @@ static q8_act_quantizer act_quantizer(bool simd) {
     return quantize_row_q8_act;
 }
 
+/* The same for block_q8_K: quantize_row_q8_K or its AVX2 twin (x86/quant_avx2.c). */
+typedef void (*q8_K_quantizer)(block_q8_K *out, const float *x, int64_t n);
+
+static q8_K_quantizer act_quantizer_K(bool simd) {
+    return simd && mm_avx2_supported() ? quantize_row_q8_K_avx2 : quantize_row_q8_K;
+}
+
 typedef struct {
     block_q8_act *xq;
     q8_act_x4 *xr;  /* also repack into this (groups of 4 rows), or NULL */
     block_q8_K *xk; /* instead of xq: 256-element blocks */
     const float *x;
     int T, n_in;
-    q8_act_quantizer quantize; /* for xq */
+    q8_act_quantizer quantize;  /* for xq */
+    q8_K_quantizer quantize_K; /* for xk */
 } quant_job;
 
 /* Work goes by groups of 4 rows, so a thread repacks the rows it has just quantized. */
@@ -218,8 +226,8 @@ static void quant_rows(void *arg, int ith, int nth) {
     const int nb = j->n_in / QK;
     for (int g = ith; 4 * g < j->T; g += nth) {
         for (int t = 4 * g; j->xk && t < 4 * g + 4 && t < j->T; t++)
-            quantize_row_q8_K(j->xk + (size_t)t * (j->n_in / QK_K), j->x + (size_t)t * j->n_in,
-                              j->n_in);
+            j->quantize_K(j->xk + (size_t)t * (j->n_in / QK_K), j->x + (size_t)t * j->n_in,
+                          j->n_in);
         for (int t = 4 * g; j->xq && t < 4 * g + 4 && t < j->T; t++)
             j->quantize(j->xq + (size_t)t * nb, j->x + (size_t)t * j->n_in, j->n_in);
         if (j->xq && j->xr) mm_repack_x4(j->xr + (size_t)g * nb, j->xq, j->T, 4 * g, nb);
@@ -237,7 +245,7 @@ void matmul(float *out, const float *x, const tensor *w, int T, mm_scratch *s, p
                                           qdot_neon_has(w->type));
     mm_job j = {out, x, NULL, NULL, NULL, w, T, simd};
     if (dtype_uses_q8_K(w->type)) {
-        quant_job q = {NULL, NULL, s->xk, x, T, (int)w->ne[0], NULL};
+        quant_job q = {NULL, NULL, s->xk, x, T, (int)w->ne[0], NULL, act_quantizer_K(simd)};
         if (T < 2 * pool_size(p))
             quant_rows(&q, 0, 1);
         else
@@ -249,7 +257,7 @@ void matmul(float *out, const float *x, const tensor *w, int T, mm_scratch *s, p
         const bool dec = w->type == DT_Q4_0 && T <= MM_DEC_T_MAX;
         q8_act_x4 *xr = simd && T >= 2 && !dec && mm_avx512_supported() ? s->xr : NULL;
         quant_job q = {s->xq, simd_type(w->type) ? xr : NULL, NULL, x, T, (int)w->ne[0],
-                       act_quantizer(simd)};
+                       act_quantizer(simd), NULL};
         /* a few rows are quicker to quantize here than to hand to the pool */
         if (T < 2 * pool_size(p))
             quant_rows(&q, 0, 1);

@@ -7,6 +7,7 @@
 #include "arm/neon.h"
 #include "matmul.h"
 #include "x86/attention_avx2.h"
+#include "x86/quant_avx2.h"
 #include "x86/x86.h"
 
 #include <math.h>
@@ -188,6 +189,32 @@ static void test_quantize_act(void) {
     for (int i = 0; i < N / QK; i++)
         diff += a[i].d != b[i].d || memcmp(a[i].qs, b[i].qs, QK) != 0;
     CHECK(diff == 0, "SIMD activation quantizer differs from the scalar one in %d blocks", diff);
+}
+
+/* The AVX2 256-element activation quantizer writes the same bytes as quantize_row_q8_K: zero
+ * blocks, ties at .5, +-127 at the maximum, large, tiny and mixed magnitudes, and the bsums. */
+static void test_quantize_act_K(void) {
+    if (!mm_avx2_supported()) return;
+    enum { NB = 12, N = QK_K * NB };
+    static float x[N];
+    static block_q8_K a[NB], b[NB];
+    unsigned s = 23;
+    for (int i = 0; i < N; i++)
+        x[i] = frand(&s) * (i < N / 3 ? 10.0f : i < 2 * N / 3 ? 1e-3f : 3e4f);
+    for (int i = 0; i < QK_K; i++) x[i] = 0.0f; /* block 0: all zero */
+    for (int i = QK_K; i < 2 * QK_K; i++) x[i] = (float)(i - QK_K - 128) + 0.5f; /* ties */
+    x[2 * QK_K + 7] = 127.0f;
+    x[3 * QK_K + 255] = -1e6f;
+    for (int i = 4 * QK_K; i < 5 * QK_K; i++) x[i] = i % 2 ? 127.0f : -127.0f; /* bsums at 0 */
+    for (int i = 5 * QK_K; i < 6 * QK_K; i++) x[i] = 1.0f; /* every bsum at 16 x 127 */
+    quantize_row_q8_K(a, x, N);
+    quantize_row_q8_K_avx2(b, x, N);
+    int diff = 0;
+    for (int i = 0; i < NB; i++)
+        diff += a[i].d != b[i].d || memcmp(a[i].qs, b[i].qs, QK_K) != 0 ||
+                memcmp(a[i].bsums, b[i].bsums, sizeof a[i].bsums) != 0;
+    CHECK(diff == 0, "AVX2 q8_K activation quantizer differs from the scalar one in %d blocks",
+          diff);
 }
 
 /* The attention helpers do the scalar loops' float operations exactly: bit-identical results
@@ -395,18 +422,18 @@ static void test_q4_0_repack(void) {
     }
 }
 
-/* The K-quant prefill tiles of x86/quant_avx512.c give the AVX2 kernels' bits (which are the
- * scalar twins'): passes of 8 activation rows, whole and ragged (T = 2, 5, 8, 9, 12, 17, 21),
+/* The K-quant and IQ4_XS kernels of x86/quant_avx512.c give the AVX2 kernels' bits (which are
+ * the scalar twins'), every type of dtype_uses_q8_K: passes of 8 activation rows, whole and ragged (T = 2, 5, 8, 9, 12, 17, 21),
  * tiles of 16 weight rows, whole and ragged (n_out 37 and 70 over 2 threads, and fewer than
  * 16), rows of more than one chunk of 4 super-blocks (n_in 1280, 2048), and the row-by-row
  * kernels for T = 1 and 3. */
 static void test_kquant_avx512_matches_avx2(void) {
     if (!mm_avx512_supported()) return;
-    const dtype types[] = {DT_Q4_K, DT_Q5_K, DT_Q6_K};
+    const dtype types[] = {DT_Q2_K, DT_Q3_K, DT_Q4_K, DT_Q5_K, DT_Q6_K, DT_IQ4_XS};
     const int shapes[][3] = {{256, 7, 2}, {768, 9, 8}, {512, 5, 9}, {1280, 13, 17}, {256, 3, 21},
                              {1280, 37, 5}, {2048, 70, 12}, {768, 21, 1}, {1280, 37, 3}};
     pool *p = pool_create(2);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 6; i++)
         for (int s = 0; s < 9; s++) {
             int n_in = shapes[s][0], n_out = shapes[s][1], T = shapes[s][2];
             tensor w = make_weights(types[i], n_in, n_out, 11u + (unsigned)s);
@@ -437,6 +464,7 @@ int main(void) {
     mm_set_inline_macs(0); /* every product through the pool: the thread tests mean it */
     printf("SIMD kernels: %s\n", mm_kernels());
     test_quantize_act();
+    test_quantize_act_K();
     test_attention_helpers();
     test_avx512_matches_avx2();
     test_dec_tiles();

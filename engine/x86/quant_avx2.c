@@ -338,6 +338,55 @@ void qdot_rows_avx2(float *out, const block_q8_act *xq, const block_q8_K *xk, co
     }
 }
 
+/* The sums of 8 vectors of 8 int32 lanes, v[j]'s in lane j, exact: two rounds of hadd, then
+ * the 128-bit halves added. */
+INLINE __m256i hsum8x8(const __m256i v[8]) {
+    const __m256i a =
+        _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    const __m256i b =
+        _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+    /* a: v0..v3 low-half sums | v0..v3 high-half sums; b the same for v4..v7 */
+    return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20),
+                            _mm256_permute2x128_si256(a, b, 0x31));
+}
+
+/* quantize_row_q8_K with AVX2: the same max, the same scale and reciprocal, the same product
+ * rounded to nearest even (vcvtps2dq under the default rounding mode, as lrintf), and the same
+ * exact 16-element sums: the same bytes. */
+TARGET void quantize_row_q8_K_avx2(block_q8_K *out, const float *x, int64_t n) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float *xb = x + i * QK_K;
+        __m256 m = _mm256_setzero_ps();
+        for (int j = 0; j < QK_K / 8; j++) /* max(|x|, m): a NaN is skipped, as by fmaxf */
+            m = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(xb + 8 * j)), m);
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        const float d = _mm_cvtss_f32(h) / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        out[i].d = d;
+        const __m256 vid = _mm256_set1_ps(id);
+        __m256i gs[16]; /* group g's 16 codes, summed lane-wise in 8 int32 lanes */
+        for (int j = 0; j < QK_K / 32; j++) {
+            __m256i q[4];
+            for (int k = 0; k < 4; k++)
+                q[k] =
+                    _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + 32 * j + 8 * k), vid));
+            gs[2 * j] = _mm256_add_epi32(q[0], q[1]);
+            gs[2 * j + 1] = _mm256_add_epi32(q[2], q[3]);
+            const __m256i q16a = _mm256_packs_epi32(q[0], q[1]);
+            const __m256i q16b = _mm256_packs_epi32(q[2], q[3]);
+            _mm256_storeu_si256((__m256i *)(out[i].qs + 32 * j),
+                                _mm256_permutevar8x32_epi32(_mm256_packs_epi16(q16a, q16b), order));
+        }
+        const __m256i lo = hsum8x8(gs), hi = hsum8x8(gs + 8);
+        /* packs interleaves 128-bit halves: lo0-3 hi0-3 | lo4-7 hi4-7; put them back in order */
+        const __m256i s16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(lo, hi), 0xd8);
+        _mm256_storeu_si256((__m256i *)out[i].bsums, s16);
+    }
+}
+
 #else /* not x86: the scalar kernels */
 
 bool qdot_avx2_has(dtype t) {
@@ -348,6 +397,10 @@ bool qdot_avx2_has(dtype t) {
 void qdot_rows_avx2(float *out, const block_q8_act *xq, const block_q8_K *xk, const tensor *w,
                     int T, int r0, int r1) {
     (void)out, (void)xq, (void)xk, (void)w, (void)T, (void)r0, (void)r1;
+}
+
+void quantize_row_q8_K_avx2(block_q8_K *out, const float *x, int64_t n) {
+    (void)out, (void)x, (void)n;
 }
 
 #endif

@@ -1,9 +1,8 @@
-/* x86/quant_avx512: K-quant (Q4_K, Q5_K, Q6_K) kernels on AVX-512 VNNI. Prefill: super-blocks
- * of 16 weight rows are decoded once and transposed (lane = weight row), then every activation
- * row passes over them with broadcast vpdpbusd, 8 activation rows at a time. Decode: row by row
- * with zmm codes and vpdpwssd by the scales. Exact integers per
- * block and the scalar twin's float steps per block, in order: the bits of dot_q4_K, dot_q5_K
- * and dot_q6_K. */
+/* x86/quant_avx512: kernels on AVX-512 VNNI for the 256-element block types (Q2_K, Q3_K, Q4_K,
+ * Q5_K, Q6_K, IQ4_XS). Prefill: super-blocks of 16 weight rows are decoded once and transposed
+ * (lane = weight row), then every activation row passes over them with broadcast vpdpbusd, 8
+ * activation rows at a time. Decode: row by row with zmm codes. Exact integers per block and
+ * the scalar twin's float steps per block, in order: the bits of dot_q2_K .. dot_iq4_xs. */
 #include "quant_avx512.h"
 
 #include "x86.h"
@@ -67,12 +66,77 @@ INLINE512 void decode_q6(kblock *kb, const block_q6_K *w) {
     kb->dmin = 0.0f;
 }
 
+/* Q2_K/Q3_K: element 128h + 32k + l (k < 4) is bits 2k, 2k + 1 of qs[32h + l]; Q3_K's third
+ * bit is bit 4h + k of hmask[l], and the code kept is the stored one + 4 (0..7: a clear bit
+ * subtracts 4 in the file's terms, so a set bit adds 4 here; the 4 x bsums come off later). */
+INLINE512 void decode_q23(kblock *kb, bool q3, const uint8_t *blk) {
+    const block_q2_K *b2 = (const block_q2_K *)blk;
+    const block_q3_K *b3 = (const block_q3_K *)blk;
+    const uint8_t *qs = q3 ? b3->qs : b2->qs;
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m512i hm = q3 ? _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)b3->hmask))
+                          : _mm512_setzero_si512();
+    for (int h = 0; h < 2; h++) {
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * h));
+        for (int k2 = 0; k2 < 2; k2++) { /* k = 2 k2 (low half of the zmm) and 2 k2 + 1 */
+            __m512i c = join256(_mm256_and_si256(_mm256_srli_epi16(q, 4 * k2), m3),
+                                _mm256_and_si256(_mm256_srli_epi16(q, 4 * k2 + 2), m3));
+            if (q3) {
+                const __m512i bit = join256(_mm256_set1_epi8((char)(1 << (4 * h + 2 * k2))),
+                                            _mm256_set1_epi8((char)(1 << (4 * h + 2 * k2 + 1))));
+                c = _mm512_mask_add_epi8(c, _mm512_test_epi8_mask(hm, bit), c, _mm512_set1_epi8(4));
+            }
+            kb->c[2 * h + k2] = c;
+        }
+    }
+    kb->d = _cvtsh_ss(q3 ? b3->d : b2->d);
+    kb->dmin = q3 ? 0.0f : _cvtsh_ss(b2->dmin);
+}
+
+/* IQ4_XS: sub-block s (elements 32s ..) is the low then the high nibbles of qs[16s .. 16s + 15],
+ * each an index into iq4_levels; the code kept is the level + 128 (1..241, unsigned; the 128 x
+ * bsums come off later). */
+INLINE512 void decode_iq4xs(kblock *kb, const block_iq4_xs *w) {
+    int8_t lv[16];
+    for (int i = 0; i < 16; i++)
+        lv[i] = (int8_t)(iq4_levels[i] + 128);
+    const __m512i tbl = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)lv));
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    for (int k = 0; k < 4; k++) { /* sub-blocks 2k, 2k + 1: 128-bit lanes lo, hi, lo, hi */
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * k));
+        const __m512i n =
+            join256(_mm256_and_si256(q, m4), _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
+        kb->c[k] = _mm512_shuffle_epi8(tbl, _mm512_shuffle_i64x2(n, n, _MM_SHUFFLE(3, 1, 2, 0)));
+    }
+    kb->d = _cvtsh_ss(w->d);
+    kb->dmin = 0.0f;
+}
+
+/* IQ4_XS sub-block s's scale minus 32. */
+static inline int iq4xs_scale(const block_iq4_xs *w, int s) {
+    return (((w->scales_l[s / 2] >> (4 * (s % 2))) & 0x0f) |
+            (((w->scales_h >> (2 * s)) & 3) << 4)) -
+           32;
+}
+
+/* How a type's block sum is put together (the scalar twin's order):
+ *  ns   sub-blocks per super-block (8 of 32 elements or 16 of 16);
+ *  off  log2 of the offset added to the codes (Q6_K 32, Q3_K 4, IQ4_XS 128), taken off as
+ *       off x (scales . bsums); 0 for the types with mins (Q2_K, Q4_K, Q5_K), whose mins . bsums
+ *       share is scaled by dmin. */
+INLINE512 int kind_ns(dtype t) {
+    return t == DT_Q4_K || t == DT_Q5_K || t == DT_IQ4_XS ? 8 : 16;
+}
+INLINE512 int kind_off(dtype t) {
+    return t == DT_Q6_K ? 5 : t == DT_Q3_K ? 2 : t == DT_IQ4_XS ? 7 : 0;
+}
+
 /* ---- weight-row tiles: lanes are 16 weight rows --------------------------------------------
  * A tile holds NBC super-blocks of 16 weight rows transposed: w[c] has dword c (codes 4c .. 4c +
  * 3) of row i's block in lane i. One activation row's dword c, broadcast, goes into vpdpbusd
- * (unsigned codes times signed activations): eight (Q4_K/Q5_K) or four (Q6_K) of them give
- * every row's exact sub-block sum, times the sub-block scales (vpmulld); the bsums share goes
- * through vpdpwssd with the scales or mins in int16 pairs. The float steps then run on 16 lanes,
+ * (unsigned codes times signed activations): 64 / ns of them give every row's exact sub-block
+ * sum, times the sub-block scales (vpmulld); the bsums share (mins, or the scales times the
+ * codes' offset) goes through vpdpwssd with int16 pairs. The float steps then run on 16 lanes,
  * one per weight row, as the scalar twin does them (mul, mul, sub/none, add). No horizontal sum;
  * the decode is paid once per 16 rows for all activation rows. */
 #define TR 16 /* weight rows per tile */
@@ -80,8 +144,8 @@ INLINE512 void decode_q6(kblock *kb, const block_q6_K *w) {
 
 typedef struct {
     __m512i w[64];  /* dword c of each row's codes */
-    __m512i sc[16]; /* sub-block scales (Q4_K/Q5_K: 8 of 32 elements; Q6_K: 16 of 16) */
-    __m512i mp[8];  /* int16 pair (u, u + 1 of bsums) multipliers: mins or Q6_K scales */
+    __m512i sc[16]; /* sub-block scales (ns of them) */
+    __m512i mp[8];  /* int16 pair (u, u + 1 of bsums) multipliers: mins or scales */
     __m512 d, dmin;
 } ktile;
 
@@ -89,6 +153,48 @@ INLINE512 __m512i bcast4(const int8_t *p) {
     int32_t v;
     memcpy(&v, p, 4);
     return _mm512_set1_epi32(v);
+}
+
+/* One row's block into kb, its ns sub-block scales into sc[s] and the multipliers of the bsums
+ * into mp[u] (the int16 pair for bsums 2u, 2u + 1) at lane i. */
+INLINE512 void row_decode(kblock *kb, int32_t sc[16][TR], int32_t mp[8][TR], int i, dtype t,
+                          const uint8_t *blk) {
+    int v16[16]; /* the multiplier of bsums[j] */
+    if (t == DT_Q6_K || t == DT_Q3_K) {
+        if (t == DT_Q6_K) {
+            decode_q6(kb, (const block_q6_K *)blk);
+            for (int s = 0; s < 16; s++)
+                v16[s] = ((const block_q6_K *)blk)->scales[s];
+        } else {
+            decode_q23(kb, true, blk);
+            q3_K_scales(v16, ((const block_q3_K *)blk)->scales);
+        }
+        for (int s = 0; s < 16; s++)
+            sc[s][i] = v16[s];
+    } else if (t == DT_Q2_K) {
+        const block_q2_K *b2 = (const block_q2_K *)blk;
+        decode_q23(kb, false, blk);
+        for (int s = 0; s < 16; s++) {
+            sc[s][i] = b2->scales[s] & 0x0f;
+            v16[s] = b2->scales[s] >> 4;
+        }
+    } else if (t == DT_IQ4_XS) {
+        decode_iq4xs(kb, (const block_iq4_xs *)blk);
+        for (int s = 0; s < 8; s++)
+            sc[s][i] = v16[2 * s] = v16[2 * s + 1] = iq4xs_scale((const block_iq4_xs *)blk, s);
+    } else {
+        const bool q5 = t == DT_Q5_K;
+        decode_q45(kb, q5, blk);
+        const uint8_t *scales =
+            q5 ? ((const block_q5_K *)blk)->scales : ((const block_q4_K *)blk)->scales;
+        for (int s = 0; s < 8; s++) {
+            k4_scale_min(s, scales, &sc[s][i], &v16[2 * s]);
+            v16[2 * s + 1] = v16[2 * s];
+        }
+    }
+    for (int u = 0; u < 8; u++)
+        mp[u][i] =
+            (int32_t)((uint32_t)(uint16_t)v16[2 * u] | (uint32_t)(uint16_t)v16[2 * u + 1] << 16);
 }
 
 /* Block b of rows r .. r + TR - 1 (rows past r1 - 1 repeat it) into kt. */
@@ -100,25 +206,7 @@ INLINE512 void tile_decode(ktile *kt, dtype t, const tensor *w, int r, int r1, i
         const uint8_t *blk =
             (const uint8_t *)tensor_row(w, r + i < r1 ? r + i : r1 - 1) + (size_t)b * bb;
         kblock kb;
-        if (t == DT_Q6_K) {
-            const block_q6_K *q6 = (const block_q6_K *)blk;
-            decode_q6(&kb, q6);
-            for (int s = 0; s < 16; s++)
-                sc[s][i] = q6->scales[s];
-            for (int u = 0; u < 8; u++)
-                mp[u][i] = (int32_t)((uint32_t)(uint16_t)q6->scales[2 * u] |
-                                     (uint32_t)(uint16_t)q6->scales[2 * u + 1] << 16);
-        } else {
-            const bool q5 = t == DT_Q5_K;
-            decode_q45(&kb, q5, blk);
-            const uint8_t *scales =
-                q5 ? ((const block_q5_K *)blk)->scales : ((const block_q4_K *)blk)->scales;
-            for (int s = 0; s < 8; s++) {
-                int m;
-                k4_scale_min(s, scales, &sc[s][i], &m);
-                mp[s][i] = (int32_t)((uint32_t)m | (uint32_t)m << 16);
-            }
-        }
+        row_decode(&kb, sc, mp, i, t, blk);
         for (int k = 0; k < 4; k++)
             _mm512_storeu_si512((void *)&codes[i][16 * k], kb.c[k]);
         d[i] = kb.d;
@@ -129,7 +217,7 @@ INLINE512 void tile_decode(ktile *kt, dtype t, const tensor *w, int r, int r1, i
                            _mm512_set1_epi32(64));
     for (int c = 0; c < 64; c++)
         kt->w[c] = _mm512_i32gather_epi32(rows, &codes[0][c], 4);
-    for (int s = 0; s < (t == DT_Q6_K ? 16 : 8); s++)
+    for (int s = 0; s < kind_ns(t); s++)
         kt->sc[s] = _mm512_loadu_si512(sc[s]);
     for (int u = 0; u < 8; u++)
         kt->mp[u] = _mm512_loadu_si512(mp[u]);
@@ -140,8 +228,8 @@ INLINE512 void tile_decode(ktile *kt, dtype t, const tensor *w, int r, int r1, i
 #define NA 8 /* activation rows per pass: each weight load serves NA vpdpbusd */
 
 /* NA activation rows' block against a tile block: sum[a] += the block's share, per lane. */
-INLINE512 void tile_block(const ktile *kt, bool q6, const block_q8_K *const x[NA], __m512 sum[NA]) {
-    const int ns = q6 ? 16 : 8, dw = 64 / ns; /* sub-blocks, dwords per sub-block */
+INLINE512 void tile_block(const ktile *kt, dtype t, const block_q8_K *const x[NA], __m512 sum[NA]) {
+    const int ns = kind_ns(t), dw = 64 / ns, off = kind_off(t); /* dw: dwords per sub-block */
     __m512i isum[NA], msum[NA];
     for (int a = 0; a < NA; a++)
         isum[a] = msum[a] = _mm512_setzero_si512();
@@ -162,8 +250,8 @@ INLINE512 void tile_block(const ktile *kt, bool q6, const block_q8_K *const x[NA
             msum[a] = _mm512_dpwssd_epi32(msum[a], kt->mp[u],
                                           bcast4((const int8_t *)(x[a]->bsums + 2 * u)));
         const __m512 dx = _mm512_set1_ps(x[a]->d);
-        if (q6) {
-            const __m512i q = _mm512_sub_epi32(isum[a], _mm512_slli_epi32(msum[a], 5));
+        if (off) {
+            const __m512i q = _mm512_sub_epi32(isum[a], _mm512_slli_epi32(msum[a], off));
             sum[a] = _mm512_add_ps(sum[a],
                                    _mm512_mul_ps(_mm512_cvtepi32_ps(q), _mm512_mul_ps(kt->d, dx)));
         } else {
@@ -199,7 +287,7 @@ INLINE512 void rows_tile(dtype t, float *out, const block_q8_K *xk, const tensor
                     const block_q8_K *x[NA];
                     for (int a = 0; a < NA; a++)
                         x[a] = xk + (size_t)(t0 + (a < tn ? a : tn - 1)) * nb + b0 + b;
-                    tile_block(&kt[b], t == DT_Q6_K, x, sum);
+                    tile_block(&kt[b], t, x, sum);
                 }
                 for (int a = 0; a < tn; a++)
                     _mm512_mask_storeu_ps(out + (size_t)(t0 + a) * n_out + r, keep, sum[a]);
@@ -302,47 +390,166 @@ INLINE512 float dot1_q6(const block_q6_K *w, const block_q8_K *x, int nb) {
     return sum;
 }
 
+/* Q3_K's sixteen scales minus 32 as int8 (q3_K_scales, vectorised): the low 4 bits from bytes
+ * 0-7 (scales 0-7 low nibbles, 8-15 high), the top 2 from byte 8 + i % 4, bits 2 (i / 4). */
+INLINE512 __m128i q3_scales8(const uint8_t *s) {
+    const __m128i v = _mm_loadl_epi64((const __m128i *)s), m4 = _mm_set1_epi8(0x0f);
+    const __m128i lo = _mm_and_si128(_mm_unpacklo_epi64(v, _mm_srli_epi16(v, 4)), m4);
+    uint32_t h32;
+    memcpy(&h32, s + 8, 4);
+    __m128i hi = _mm_srlv_epi32(_mm_set1_epi32((int)h32), _mm_setr_epi32(0, 2, 4, 6));
+    hi = _mm_slli_epi16(_mm_and_si128(hi, _mm_set1_epi8(3)), 4);
+    return _mm_sub_epi8(_mm_or_si128(lo, hi), _mm_set1_epi8(32));
+}
+
+/* IQ4_XS's eight scales minus 32 as int32 (iq4xs_scale, vectorised): nibble s of the 32-bit
+ * scales_l, bits 2s, 2s + 1 of scales_h on top. */
+INLINE512 __m256i iq4xs_scales32(const block_iq4_xs *w) {
+    uint32_t l32;
+    memcpy(&l32, w->scales_l, 4);
+    const __m256i lo =
+        _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)l32),
+                                           _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
+                         _mm256_set1_epi32(0x0f));
+    const __m256i hi =
+        _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(w->scales_h),
+                                           _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
+                         _mm256_set1_epi32(3));
+    return _mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)), _mm256_set1_epi32(32));
+}
+
+/* Q2_K/Q3_K row by row: codes of 64 elements per zmm, vpmaddubsw by the activation (codes < 8:
+ * no saturation) and vpdpwssd by the 16 sub-block scales spread with vpermw; the bsums share
+ * (Q2_K: the mins; Q3_K: the scales, times the codes' offset 4) with vpmaddwd. */
+INLINE512 float dot1_q23(bool q3, const uint8_t *row, const block_q8_K *x, int nb) {
+    const size_t bb = q3 ? sizeof(block_q3_K) : sizeof(block_q2_K);
+    const __m512i idx[4] = {spread_idx(0, 8), spread_idx(4, 8), spread_idx(8, 8),
+                            spread_idx(12, 8)};
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    float sum = 0.0f;
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *blk = row + (size_t)b * bb;
+        for (size_t ahead = PF_AHEAD; ahead < PF_AHEAD + bb; ahead += 64)
+            _mm_prefetch((const char *)blk + ahead, _MM_HINT_T0);
+        __m256i s16, v16; /* the scales; the multipliers of the bsums */
+        if (q3) {
+            s16 = v16 = _mm256_cvtepi8_epi16(q3_scales8(((const block_q3_K *)blk)->scales));
+        } else {
+            const __m128i s = _mm_loadu_si128((const __m128i *)((const block_q2_K *)blk)->scales);
+            s16 = _mm256_cvtepu8_epi16(_mm_and_si128(s, m4));
+            v16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s, 4), m4));
+        }
+        const __m512i sc = _mm512_castsi256_si512(s16);
+        kblock kb;
+        decode_q23(&kb, q3, blk);
+        __m512i acc = _mm512_setzero_si512();
+        for (int k = 0; k < 4; k++)
+            acc = _mm512_dpwssd_epi32(
+                acc,
+                _mm512_maddubs_epi16(kb.c[k], _mm512_loadu_si512((const void *)(x[b].qs + 64 * k))),
+                _mm512_permutexvar_epi16(idx[k], sc));
+        const __m256i vsum =
+            _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)x[b].bsums), v16);
+        int32_t is, vs;
+        sum2(acc, vsum, &is, &vs);
+        if (q3)
+            sum += (float)(is - 4 * vs) * (kb.d * x[b].d);
+        else
+            sum += (float)is * (kb.d * x[b].d) - (float)vs * (kb.dmin * x[b].d);
+    }
+    return sum;
+}
+
+/* IQ4_XS row by row: the signed levels (|level| <= 127) times the activations as vpmaddubsw of
+ * |level| by the activation with the level's sign (no saturation: 2 x 127 x 127 < 2^15), then
+ * vpdpwssd by the 8 sub-block scales spread with vpermw. */
+INLINE512 float dot1_iq4xs(const block_iq4_xs *w, const block_q8_K *x, int nb) {
+    const __m512i tbl = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)iq4_levels));
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m512i idx[4] = {spread_idx(0, 16), spread_idx(2, 16), spread_idx(4, 16),
+                            spread_idx(6, 16)};
+    float sum = 0.0f;
+    for (int b = 0; b < nb; b++) {
+        for (size_t ahead = PF_AHEAD; ahead < PF_AHEAD + sizeof *w; ahead += 64)
+            _mm_prefetch((const char *)&w[b] + ahead, _MM_HINT_T0);
+        const __m512i sc = _mm512_castsi128_si512(_mm256_cvtepi32_epi16(iq4xs_scales32(&w[b])));
+        __m512i acc = _mm512_setzero_si512();
+        for (int k = 0; k < 4; k++) { /* sub-blocks 2k, 2k + 1: 128-bit lanes lo, hi, lo, hi */
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * k));
+            __m512i n =
+                join256(_mm256_and_si256(q, m4), _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
+            n = _mm512_shuffle_i64x2(n, n, _MM_SHUFFLE(3, 1, 2, 0));
+            const __m512i v = _mm512_shuffle_epi8(tbl, n);
+            const __m512i xv = _mm512_loadu_si512((const void *)(x[b].qs + 64 * k));
+            const __m512i xs =
+                _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(v), _mm512_setzero_si512(), xv);
+            acc = _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(_mm512_abs_epi8(v), xs),
+                                      _mm512_permutexvar_epi16(idx[k], sc));
+        }
+        sum += (float)_mm512_reduce_add_epi32(acc) * (_cvtsh_ss(w[b].d) * x[b].d);
+    }
+    return sum;
+}
+
 /* T activation rows one at a time: for T below a tile's worth the transposing costs more. */
 INLINE512 void rows_one(dtype t, float *out, const block_q8_K *xk, const tensor *w, int T, int r0,
                         int r1) {
     const int nb = (int)w->ne[0] / QK_K, n_out = (int)w->ne[1];
-    for (int r = r0; r < r1; r++)
-        for (int ti = 0; ti < T; ti++)
-            out[(size_t)ti * n_out + r] =
-                t == DT_Q6_K
-                    ? dot1_q6((const block_q6_K *)tensor_row(w, r), xk + (size_t)ti * nb, nb)
-                    : dot1_q45(t == DT_Q5_K, tensor_row(w, r), xk + (size_t)ti * nb, nb);
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *row = tensor_row(w, r);
+        for (int ti = 0; ti < T; ti++) {
+            const block_q8_K *x = xk + (size_t)ti * nb;
+            float *o = &out[(size_t)ti * n_out + r];
+            switch (t) {
+            case DT_Q2_K:
+                *o = dot1_q23(false, row, x, nb);
+                break;
+            case DT_Q3_K:
+                *o = dot1_q23(true, row, x, nb);
+                break;
+            case DT_Q6_K:
+                *o = dot1_q6((const block_q6_K *)row, x, nb);
+                break;
+            case DT_IQ4_XS:
+                *o = dot1_iq4xs((const block_iq4_xs *)row, x, nb);
+                break;
+            default:
+                *o = dot1_q45(t == DT_Q5_K, row, x, nb);
+                break;
+            }
+        }
+    }
 }
 
-TARGET512 static void rows_q4_K(float *out, const block_q8_K *xk, const tensor *w, int T, int r0,
-                                int r1) {
-    if (T < ONE_T_MAX)
-        rows_one(DT_Q4_K, out, xk, w, T, r0, r1);
-    else
-        rows_tile(DT_Q4_K, out, xk, w, T, r0, r1);
-}
-TARGET512 static void rows_q5_K(float *out, const block_q8_K *xk, const tensor *w, int T, int r0,
-                                int r1) {
-    if (T < ONE_T_MAX)
-        rows_one(DT_Q5_K, out, xk, w, T, r0, r1);
-    else
-        rows_tile(DT_Q5_K, out, xk, w, T, r0, r1);
-}
-TARGET512 static void rows_q6_K(float *out, const block_q8_K *xk, const tensor *w, int T, int r0,
-                                int r1) {
-    if (T < ONE_T_MAX)
-        rows_one(DT_Q6_K, out, xk, w, T, r0, r1);
-    else
-        rows_tile(DT_Q6_K, out, xk, w, T, r0, r1);
-}
+/* One function per type, so that each kernel is compiled for its type. */
+#define ROWS_FN(name, type)                                                                        \
+    TARGET512 static void name(float *out, const block_q8_K *xk, const tensor *w, int T, int r0,   \
+                               int r1) {                                                           \
+        if (T < ONE_T_MAX)                                                                         \
+            rows_one(type, out, xk, w, T, r0, r1);                                                 \
+        else                                                                                       \
+            rows_tile(type, out, xk, w, T, r0, r1);                                                \
+    }
+ROWS_FN(rows_q2_K, DT_Q2_K)
+ROWS_FN(rows_q3_K, DT_Q3_K)
+ROWS_FN(rows_q4_K, DT_Q4_K)
+ROWS_FN(rows_q5_K, DT_Q5_K)
+ROWS_FN(rows_q6_K, DT_Q6_K)
+ROWS_FN(rows_iq4_xs, DT_IQ4_XS)
 
 bool qdot_avx512_has(dtype t) {
-    return (t == DT_Q4_K || t == DT_Q5_K || t == DT_Q6_K) && mm_avx512_supported();
+    return dtype_uses_q8_K(t) && mm_avx512_supported();
 }
 
 void qdot_rows_avx512(float *out, const block_q8_K *xk, const tensor *w, int T, int r0, int r1) {
     assert(w->ne[0] % QK_K == 0 && T >= 0 && 0 <= r0 && r0 <= r1 && r1 <= w->ne[1]);
     switch (w->type) {
+    case DT_Q2_K:
+        rows_q2_K(out, xk, w, T, r0, r1);
+        return;
+    case DT_Q3_K:
+        rows_q3_K(out, xk, w, T, r0, r1);
+        return;
     case DT_Q4_K:
         rows_q4_K(out, xk, w, T, r0, r1);
         return;
@@ -352,8 +559,11 @@ void qdot_rows_avx512(float *out, const block_q8_K *xk, const tensor *w, int T, 
     case DT_Q6_K:
         rows_q6_K(out, xk, w, T, r0, r1);
         return;
-    default:
+    case DT_IQ4_XS:
+        rows_iq4_xs(out, xk, w, T, r0, r1);
         return;
+    default:
+        return; /* qdot_avx512_has says which */
     }
 }
 

@@ -1,6 +1,7 @@
-/* x86/quant_avx512: AVX-512 VNNI kernels for the K-quants, prefill tiles and row-by-row decode
- * (internal to engine/matmul.c and its tests); the same bits as the scalar twins in quant_dot.c and
- * the AVX2 kernels in x86/quant_avx2.c. Stateless and thread-safe; never allocates. */
+/* x86/quant_avx512: AVX-512 VNNI kernels for the K-quants and IQ4_XS, prefill tiles and row-by-row
+ * decode (internal to engine/matmul.c and its tests); the same bits as the scalar twins in
+ * quant_dot.c and the AVX2 kernels in x86/quant_avx2.c. Stateless and thread-safe; never allocates.
+ */
 #ifndef LS_X86_QUANT_AVX512_H
 #define LS_X86_QUANT_AVX512_H
 
@@ -8,7 +9,8 @@
 
 #include <stdbool.h>
 
-/* True when mm_avx512_supported() and there is a tile here for type t (Q4_K, Q5_K, Q6_K). */
+/* True when mm_avx512_supported() and there is a tile here for type t (the types of
+ * dtype_uses_q8_K: Q2_K .. Q6_K, IQ4_XS). */
 bool qdot_avx512_has(dtype t);
 
 /* out (T, n_out), columns [r0, r1) only: out[t][r] = dot(w row r, xk row t), xk (T, n_in /
