@@ -192,10 +192,10 @@ static void test_quantize_act(void) {
 }
 
 /* The attention helpers do the scalar loops' float operations exactly: bit-identical results
- * for F32 and F16 rows, head_dim not a multiple of 8. */
+ * for F32 and F16 rows, head_dim (64 + 32 + 8 + 5) going through every chunk width. */
 static void test_attention_helpers(void) {
     if (!mm_avx2_supported()) return;
-    enum { HD = 45, STRIDE = 3 * HD + 7 };
+    enum { HD = 109, STRIDE = 3 * HD + 7 };
     float q[HD], kf[8 * STRIDE], out_a[HD], out_b[HD], s8[8];
     uint16_t kh[8 * STRIDE];
     unsigned s = 17;
@@ -247,16 +247,16 @@ static void test_attention_helpers(void) {
                     diff += memcmp(&want, &rows[j * HD + i], 4) != 0;
                 }
         }
-        /* seven query rows at once (a group of four, then three alone) */
+        /* fifteen query rows at once (groups of eight and four, then three alone) */
         float s8t[8];
-        float qs[7][HD], srows[7 * 8];
-        const float *qp[7];
-        for (int r = 0; r < 7; r++) {
+        float qs[15][HD], srows[15 * 8];
+        const float *qp[15];
+        for (int r = 0; r < 15; r++) {
             for (int i = 0; i < HD; i++) qs[r][i] = frand(&s);
             qp[r] = qs[r];
         }
-        attn_scores8t_rows_avx2(srows, qp, 7, kt, HD);
-        for (int r = 0; r < 7; r++) {
+        attn_scores8t_rows_avx2(srows, qp, 15, kt, HD);
+        for (int r = 0; r < 15; r++) {
             attn_scores8t_avx2(s8t, qs[r], kt, HD);
             diff += memcmp(s8t, srows + 8 * r, sizeof s8t) != 0;
         }

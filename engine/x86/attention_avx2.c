@@ -61,6 +61,18 @@ TARGET void attn_scores8t_avx2(float s[8], const float *q, const float *kt, int 
 TARGET void attn_scores8t_rows_avx2(float *s, const float *const *q, int nq, const float *kt,
                                     int head_dim) {
     int r = 0;
+    for (; r + 8 <= nq; r += 8) { /* eight chains: an add's latency hidden by the other seven */
+        __m256 a[8];
+        for (int c = 0; c < 8; c++)
+            a[c] = _mm256_setzero_ps();
+        for (int i = 0; i < head_dim; i++) {
+            __m256 k = _mm256_loadu_ps(kt + 8 * i);
+            for (int c = 0; c < 8; c++)
+                a[c] = _mm256_add_ps(a[c], _mm256_mul_ps(_mm256_set1_ps(q[r + c][i]), k));
+        }
+        for (int c = 0; c < 8; c++)
+            _mm256_storeu_ps(s + 8 * (r + c), a[c]);
+    }
     for (; r + 4 <= nq; r += 4) { /* four independent chains of adds in flight */
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         for (int i = 0; i < head_dim; i++) {
@@ -85,6 +97,24 @@ TARGET void attn_accum8_avx2(float *out, bool rescale, float shrink, const float
     const uint16_t *vh = v;
     const __m256 sh = _mm256_set1_ps(shrink);
     int i = 0;
+    for (; i + 64 <= head_dim; i += 64) { /* eight chunks: eight independent chains in flight */
+        __m256 o[8];
+        for (int c = 0; c < 8; c++) {
+            o[c] = _mm256_loadu_ps(out + i + 8 * c);
+            if (rescale) o[c] = _mm256_mul_ps(o[c], sh);
+        }
+        for (int j = 0; j < n; j++) {
+            const __m256 wj = _mm256_set1_ps(w[j]);
+            for (int c = 0; c < 8; c++) {
+                const size_t at = (size_t)j * stride + i + 8 * c;
+                __m256 x = f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vh + at)))
+                               : _mm256_loadu_ps(vf + at);
+                o[c] = _mm256_add_ps(o[c], _mm256_mul_ps(wj, x));
+            }
+        }
+        for (int c = 0; c < 8; c++)
+            _mm256_storeu_ps(out + i + 8 * c, o[c]);
+    }
     for (; i + 32 <= head_dim; i += 32) { /* four chunks: four independent chains in flight */
         __m256 o[4];
         for (int c = 0; c < 4; c++) {
