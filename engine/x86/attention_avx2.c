@@ -1,7 +1,7 @@
 /* x86/attention_avx2: AVX2 helpers for forward.c's blockwise attention (see attention_avx2.h):
- * a block of 8 keys transposed once, scores over it for several query rows, and the block's
- * 8 value rows added to a row's output in one pass. Bit-identical to forward.c's scalar loops
- * (tests/test_matmul.c compares every helper with its loop). */
+ * a block of 8 keys transposed once, scores over it for several query rows, a row's softmax
+ * step over the block with an 8-lane exp, and the block's value rows added to a row's output in
+ * one pass. Bit-identical to forward.c's scalar twins (tests/test_matmul.c compares them). */
 #include "attention_avx2.h"
 
 #include "tensor.h"
