@@ -507,7 +507,8 @@ static void attention_block(float *const *out /* nq x (head_dim) */,
                 if (vf)
                     for (int i = 0; i < head_dim; i++) o[i] += w[j] * vf[j * head_dim + i];
                 else
-                    for (int i = 0; i < head_dim; i++) o[i] += w[j] * kv_get(vrow, kv->type, off + i);
+                    for (int i = 0; i < head_dim; i++)
+                        o[i] += w[j] * kv_get(vrow, kv->type, off + i);
             }
         }
     }

@@ -170,8 +170,8 @@ TARGET void attn_f16_rows_avx2(float *out, const uint16_t *v, size_t stride, int
 /* attn_exp (forward.c) on 8 lanes, step for step. */
 INLINE __m256 exp8(__m256 x) {
     const __m256 round = _mm256_set1_ps(ATTN_EXP_ROUND);
-    __m256 xc = _mm256_min_ps(_mm256_set1_ps(ATTN_EXP_HI),
-                              _mm256_max_ps(_mm256_set1_ps(ATTN_EXP_LO), x));
+    __m256 xc =
+        _mm256_min_ps(_mm256_set1_ps(ATTN_EXP_HI), _mm256_max_ps(_mm256_set1_ps(ATTN_EXP_LO), x));
     __m256 t = _mm256_add_ps(_mm256_mul_ps(xc, _mm256_set1_ps(ATTN_EXP_LOG2E)), round);
     __m256 n = _mm256_sub_ps(t, round);
     __m256 r = _mm256_sub_ps(xc, _mm256_mul_ps(n, _mm256_set1_ps(ATTN_EXP_LN2_HI)));
@@ -184,8 +184,8 @@ INLINE __m256 exp8(__m256 x) {
     p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(ATTN_EXP_C2));
     p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f));
     p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(127)),
-                                  23);
+    __m256i e =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(127)), 23);
     __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
     __m256 under = _mm256_cmp_ps(x, _mm256_set1_ps(ATTN_EXP_LO), _CMP_LT_OQ);
     return _mm256_andnot_ps(under, y);
@@ -243,8 +243,8 @@ TARGET void attn_keys8_t_q8_0_avx2(float *kt, const void *k, size_t row_bytes, i
     }
 }
 
-TARGET void attn_accum8_q8_0_avx2(float *out, bool rescale, float shrink, const float w[8],
-                                  int n, const void *v, size_t row_bytes, int head_dim) {
+TARGET void attn_accum8_q8_0_avx2(float *out, bool rescale, float shrink, const float w[8], int n,
+                                  const void *v, size_t row_bytes, int head_dim) {
     const __m256 sh = _mm256_set1_ps(shrink);
     for (int b = 0; b < head_dim / QK; b++) { /* one block: four chains of 8 in flight */
         __m256 o[4];
