@@ -188,31 +188,101 @@ static void kv_dequant_q8_0(float *out, const void *row, size_t stride, int nr, 
     }
 }
 
-/* One (row, head) of causal attention over its sequence's cache, positions 0..pos, with an
- * online softmax (running max and sum) so no score buffer of context length is needed. The
- * plain reference: attention_block computes the same bits blockwise. */
+static inline uint32_t f32_bits(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return u;
+}
+
+static inline float bits_f32(uint32_t u) {
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+/* The operand order of x86's maxps/minps (NaN in b gives b): the SIMD twin's bits. */
+static inline float max_ps(float a, float b) { return a > b ? a : b; }
+static inline float min_ps(float a, float b) { return a < b ? a : b; }
+
+float attn_exp(float x) {
+    /* each step is one IEEE operation, as in attn_exp8_avx2 (no FMA: -ffp-contract=off) */
+    float xc = min_ps(ATTN_EXP_HI, max_ps(ATTN_EXP_LO, x));
+    float t = xc * ATTN_EXP_LOG2E + ATTN_EXP_ROUND; /* n in its low mantissa bits */
+    float n = t - ATTN_EXP_ROUND;
+    float r = xc - n * ATTN_EXP_LN2_HI;
+    r = r - n * ATTN_EXP_LN2_LO;
+    float p = ATTN_EXP_C7;
+    p = p * r + ATTN_EXP_C6;
+    p = p * r + ATTN_EXP_C5;
+    p = p * r + ATTN_EXP_C4;
+    p = p * r + ATTN_EXP_C3;
+    p = p * r + ATTN_EXP_C2;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    /* 2^n: n + 127 into the exponent field (bits(t) = bits(1.5 * 2^23) + n, whose high bits
+     * the shift drops); n is in [-126, 127] after the clamp */
+    float pow2 = bits_f32((f32_bits(t) + 127u) << 23);
+    float e = p * pow2;
+    return x < ATTN_EXP_LO ? 0.0f : e;
+}
+
+bool attn_softmax8(float w[8], float *shrink, float *max, float sum[8], const float s[8],
+                   float scale) {
+    float v[8], m4[4];
+    for (int j = 0; j < 8; j++) v[j] = s[j] * scale;
+    for (int j = 0; j < 4; j++) m4[j] = max_ps(v[j], v[j + 4]);
+    float m2a = max_ps(m4[0], m4[2]), m2b = max_ps(m4[1], m4[3]);
+    float bm = max_ps(m2a, m2b);
+    bool rescale = bm > *max;
+    if (rescale) {
+        *shrink = attn_exp(*max - bm); /* 0 on the first block */
+        for (int j = 0; j < 8; j++) sum[j] *= *shrink;
+        *max = bm;
+    }
+    for (int j = 0; j < 8; j++) {
+        w[j] = attn_exp(v[j] - *max);
+        sum[j] += w[j];
+    }
+    return rescale;
+}
+
+/* The 8 partial sums of attn_softmax8, added in lane order. */
+static float attn_sum8(const float sum[8]) {
+    float total = 0.0f;
+    for (int j = 0; j < 8; j++) total += sum[j];
+    return total;
+}
+
+/* One (row, head) of causal attention over its sequence's cache, positions 0..n_pos - 1, in
+ * blocks of 8 positions with an online softmax (running max and sum) so no score buffer of
+ * context length is needed. The plain reference: attention_block computes the same bits with
+ * its SIMD helpers. */
 void attention_head(float *out /* (head_dim) */, const float *q /* (head_dim) */,
                     const kv_cache *kv, int layer, int kv_head, int n_pos, int head_dim) {
     const float scale = 1.0f / sqrtf((float)head_dim);
     const size_t off = (size_t)kv_head * head_dim;
-    float max = -INFINITY, sum = 0.0f;
+    float max = -INFINITY, sum[8] = {0};
     for (int i = 0; i < head_dim; i++) out[i] = 0.0f;
-    for (int t = 0; t < n_pos; t++) {
-        const void *krow = kv_k_row(kv, layer, t), *vrow = kv_v_row(kv, layer, t);
-        float score = 0.0f;
-        for (int i = 0; i < head_dim; i++) score += q[i] * kv_get(krow, kv->type, off + i);
-        score *= scale;
-        if (score > max) {
-            float shrink = expf(max - score); /* 0 on the first position */
-            sum *= shrink;
-            for (int i = 0; i < head_dim; i++) out[i] *= shrink;
-            max = score;
+    for (int t0 = 0; t0 < n_pos; t0 += 8) {
+        const int cnt = n_pos - t0 < 8 ? n_pos - t0 : 8;
+        float s[8], w[8], shrink;
+        for (int j = 0; j < 8; j++) {
+            s[j] = -INFINITY; /* a position past the end: weight 0 */
+            if (j >= cnt) continue;
+            const void *krow = kv_k_row(kv, layer, t0 + j);
+            float score = 0.0f;
+            for (int i = 0; i < head_dim; i++) score += q[i] * kv_get(krow, kv->type, off + i);
+            s[j] = score;
         }
-        float w = expf(score - max);
-        sum += w;
-        for (int i = 0; i < head_dim; i++) out[i] += w * kv_get(vrow, kv->type, off + i);
+        if (attn_softmax8(w, &shrink, &max, sum, s, scale))
+            for (int i = 0; i < head_dim; i++) out[i] *= shrink;
+        for (int j = 0; j < cnt; j++) {
+            const void *vrow = kv_v_row(kv, layer, t0 + j);
+            for (int i = 0; i < head_dim; i++) out[i] += w[j] * kv_get(vrow, kv->type, off + i);
+        }
     }
-    for (int i = 0; i < head_dim; i++) out[i] /= sum;
+    const float total = attn_sum8(sum);
+    for (int i = 0; i < head_dim; i++) out[i] /= total;
 }
 
 /* --- the step's work besides the matrix products, split over the pool ---
@@ -323,18 +393,23 @@ static void rope_heads(float *x, const float *cs, int head_dim, int rope_dim, in
 
 /* Attention of nq query rows of one sequence and one kv head at positions pos0 + r * step (row
  * r sees positions 0 .. pos0 + r * step): step 1 for consecutive prompt rows of one query head,
- * step 0 for the query heads of one kv head at one position (a decode row). Blockwise: each block of
- * ATTN_KB cached keys and values is used by every query row of the block while it is in L1;
+ * step 0 for the query heads of one kv head at one position (a decode row). Blockwise: each block
+ * of ATTN_KB cached keys and values is used by every query row of the block while it is in L1;
  * with the SIMD helpers a full block's keys are laid out transposed once (attn_keys8_t_avx2)
- * for all its query rows, and each row takes the block's 8 values in one pass over its output
- * (attn_accum8_avx2). Each row keeps its own online softmax and sees the
- * positions in increasing order with attention_head's float operations, so every row's result
- * is bit-identical to attention_head's, whatever nq. nq <= ATTN_QB. A Q8_0 cache's full blocks
- * go through Q8_0 twins of the helpers (d * q is exact in F32, so the same bits); its partial
- * blocks are dequantized once into F32. Longer than 100 lines:
- * the block loop's two paths share their softmax state and read best in one place. */
+ * and scored for all its rows, an F16 or Q8_0 block's values converted to F32 once when several
+ * rows share them, and each row takes the block's values in one pass over its output
+ * (attn_accum8_avx2). Each row keeps its own softmax state and goes through attention_head's
+ * blocks of 8 positions with its float operations (attn_softmax8 or its SIMD twin), so every
+ * row's result is bit-identical to attention_head's, whatever nq. nq <= ATTN_QB. Longer than
+ * 100 lines: the block loop's SIMD and scalar paths share their softmax state and read best in
+ * one place. */
 #define ATTN_KB 8
 #define ATTN_QB 8
+/* Blocks ahead whose K/V slices are prefetched: a kv head's slice of each cached row is a short
+ * stretch (128 bytes for 64 F16 values) every row_bytes, which the hardware prefetchers do not
+ * follow well; at 4k tokens the first touch of K and V (in the key transpose and the value
+ * conversion) was half of the attention's time in a profile (TinyLlama shape, F16 cache). */
+#define ATTN_PF 4
 static void attention_block(float *const *out /* nq x (head_dim) */,
                             const float *const *q /* nq x (head_dim) */, int nq,
                             const kv_cache *kv, int layer, int kv_head, int pos0, int step,
@@ -344,13 +419,14 @@ static void attention_block(float *const *out /* nq x (head_dim) */,
     const bool f16 = kv->type == KV_F16, q8 = kv->type == KV_Q8_0;
     const size_t off = (size_t)kv_head * head_dim, off_bytes = kv_row_bytes(kv->type, (int)off);
     const size_t row_bytes = kv_row_bytes(kv->type, kv->kv_dim);
-    float max[ATTN_QB], sum[ATTN_QB], scores[ATTN_QB * ATTN_KB];
-    float kt[ATTN_KB * ATTN_MAX_HEAD_DIM];
-    /* Q8_0: a partial block's value rows, dequantized (ATTN_KB, head_dim) */
-    float dq[ATTN_KB * ATTN_MAX_HEAD_DIM];
+    const size_t head_bytes = kv_row_bytes(kv->type, head_dim);
+    float max[ATTN_QB], sum[ATTN_QB][ATTN_KB], scores[ATTN_QB * ATTN_KB];
+    /* a full block's keys transposed (head_dim, ATTN_KB), or a Q8_0 partial block's keys as F32
+     * (ATTN_KB, head_dim); the block's values as F32 (ATTN_KB, head_dim) */
+    float kt[ATTN_KB * ATTN_MAX_HEAD_DIM], vt[ATTN_KB * ATTN_MAX_HEAD_DIM];
     for (int r = 0; r < nq; r++) {
         max[r] = -INFINITY;
-        sum[r] = 0.0f;
+        for (int j = 0; j < ATTN_KB; j++) sum[r][j] = 0.0f;
         for (int i = 0; i < head_dim; i++) out[r][i] = 0.0f;
     }
     const int n_max = pos0 + (nq - 1) * step + 1;
@@ -359,93 +435,87 @@ static void attention_block(float *const *out /* nq x (head_dim) */,
         const char *k0 = (const char *)kv_k_row(kv, layer, t0) + off_bytes;
         const char *v0 = (const char *)kv_v_row(kv, layer, t0) + off_bytes;
         const bool full = simd && kbn == ATTN_KB;
-        /* rows that see all 8 positions of a full block: r_full .. nq - 1 */
-        int r_full = step ? t0 + ATTN_KB - 1 - pos0 : 0;
-        if (r_full < 0) r_full = 0;
-        if (full) { /* the keys transposed once, then the 8-wide scores of those rows */
-            if (q8) {
-                attn_keys8_t_q8_0_avx2(kt, k0, row_bytes, head_dim);
-            } else {
-                attn_keys8_t_avx2(kt, k0, f16, (size_t)kv->kv_dim, head_dim);
-            }
-            if (r_full < nq)
-                attn_scores8t_rows_avx2(scores + r_full * ATTN_KB, q + r_full, nq - r_full, kt,
-                                        head_dim);
-        }
-        /* Q8_0 outside the SIMD full-block path: the block's keys and values as F32 once (in
-         * kt, unused then, and dq), not each element through kv_get for every row */
-        const float *kf = NULL, *vf = NULL; /* (kbn, head_dim) */
-        if (q8 && !full && head_dim <= ATTN_MAX_HEAD_DIM) { /* the buffers' size */
-            kv_dequant_q8_0(kt, k0, row_bytes, kbn, head_dim, simd);
-            kv_dequant_q8_0(dq, v0, row_bytes, kbn, head_dim, simd);
-            kf = kt, vf = dq;
+        if (t0 + ATTN_PF * ATTN_KB < n_max) { /* a later block's slices on their way */
+            const int tp = t0 + ATTN_PF * ATTN_KB, np = n_max - tp < ATTN_KB ? n_max - tp : ATTN_KB;
+            const size_t ahead = (size_t)(ATTN_PF * ATTN_KB) * row_bytes;
+            for (int j = 0; j < np; j++)
+                for (size_t b = 0; b < head_bytes; b += 64) {
+                    __builtin_prefetch(k0 + ahead + (size_t)j * row_bytes + b);
+                    __builtin_prefetch(v0 + ahead + (size_t)j * row_bytes + b);
+                }
         }
         /* rows that see position t0 (with step 0, every row sees every position) */
         const int r_first = step && t0 > pos0 ? t0 - pos0 : 0;
+        const float *kf = NULL, *vf = NULL; /* the block as F32 (kbn, head_dim), or NULL */
+        if (full) { /* the keys transposed once, then the 8-wide scores of every row */
+            if (q8)
+                attn_keys8_t_q8_0_avx2(kt, k0, row_bytes, head_dim);
+            else
+                attn_keys8_t_avx2(kt, k0, f16, (size_t)kv->kv_dim, head_dim);
+            attn_scores8t_rows_avx2(scores + r_first * ATTN_KB, q + r_first, nq - r_first, kt,
+                                    head_dim);
+            if (f16 && nq - r_first > 1) {
+                attn_f16_rows_avx2(vt, (const uint16_t *)v0, (size_t)kv->kv_dim, kbn, head_dim);
+                vf = vt;
+            } else if (q8 && nq - r_first > 1) {
+                kv_dequant_q8_0(vt, v0, row_bytes, kbn, head_dim, simd);
+                vf = vt;
+            }
+        } else if (q8 && head_dim <= ATTN_MAX_HEAD_DIM) {
+            /* Q8_0 outside the SIMD full-block path: the block's keys and values as F32 once,
+             * not each element through kv_get for every row */
+            kv_dequant_q8_0(kt, k0, row_bytes, kbn, head_dim, simd);
+            kv_dequant_q8_0(vt, v0, row_bytes, kbn, head_dim, simd);
+            kf = kt, vf = vt;
+        }
         for (int r = r_first; r < nq; r++) {
             const float *qr = q[r];
-            float *o = out[r];
+            float *o = out[r], *s = scores + r * ATTN_KB;
             const int last = pos0 + r * step; /* the row's own position */
             const int cnt = last + 1 - t0 < kbn ? last + 1 - t0 : kbn;
-            const bool s8 = full && cnt == ATTN_KB;
-            if (s8) {
-                /* the row's softmax steps for the 8 positions first (scalar, in order), then
-                 * the 8 value rows in one pass over out: per element the same operations */
-                float shrink[ATTN_KB], w[ATTN_KB];
-                unsigned char rescale[ATTN_KB];
-                for (int j = 0; j < ATTN_KB; j++) {
-                    float score = scores[r * ATTN_KB + j] * scale;
-                    rescale[j] = score > max[r];
-                    if (rescale[j]) {
-                        shrink[j] = expf(max[r] - score); /* 0 on the first position */
-                        sum[r] *= shrink[j];
-                        max[r] = score;
-                    }
-                    w[j] = expf(score - max[r]);
-                    sum[r] += w[j];
+            for (int j = 0; j < ATTN_KB; j++) {
+                if (j >= cnt) {
+                    s[j] = -INFINITY; /* not seen by this row: weight 0 */
+                } else if (!full) {
+                    const void *krow = kv_k_row(kv, layer, t0 + j);
+                    float score = 0.0f;
+                    if (kf)
+                        for (int i = 0; i < head_dim; i++) score += qr[i] * kf[j * head_dim + i];
+                    else
+                        for (int i = 0; i < head_dim; i++)
+                            score += qr[i] * kv_get(krow, kv->type, off + i);
+                    s[j] = score;
                 }
-                if (q8)
-                    attn_accum8_q8_0_avx2(o, rescale, shrink, w, v0, row_bytes, head_dim);
+            }
+            float w[ATTN_KB], shrink = 1.0f;
+            if (simd) {
+                bool rescale = attn_softmax8_avx2(w, &shrink, &max[r], sum[r], s, scale);
+                if (vf)
+                    attn_accum8_avx2(o, rescale, shrink, w, cnt, vf, false, (size_t)head_dim,
+                                     head_dim);
+                else if (q8)
+                    attn_accum8_q8_0_avx2(o, rescale, shrink, w, cnt, v0, row_bytes, head_dim);
                 else
-                    attn_accum8_avx2(o, rescale, shrink, w, v0, f16, (size_t)kv->kv_dim,
+                    attn_accum8_avx2(o, rescale, shrink, w, cnt, v0, f16, (size_t)kv->kv_dim,
                                      head_dim);
                 continue;
             }
+            if (attn_softmax8(w, &shrink, &max[r], sum[r], s, scale))
+                for (int i = 0; i < head_dim; i++) o[i] *= shrink;
             for (int j = 0; j < cnt; j++) {
-                const int t = t0 + j;
-                const void *krow = kv_k_row(kv, layer, t);
-                float score = 0.0f;
-                if (kf)
-                    for (int i = 0; i < head_dim; i++) score += qr[i] * kf[j * head_dim + i];
+                const void *vrow = kv_v_row(kv, layer, t0 + j);
+                if (vf)
+                    for (int i = 0; i < head_dim; i++) o[i] += w[j] * vf[j * head_dim + i];
                 else
                     for (int i = 0; i < head_dim; i++)
-                        score += qr[i] * kv_get(krow, kv->type, off + i);
-                score *= scale;
-                if (score > max[r]) {
-                    float shrink = expf(max[r] - score); /* 0 on the first position */
-                    sum[r] *= shrink;
-                    if (simd)
-                        attn_scale_avx2(o, shrink, head_dim);
-                    else
-                        for (int i = 0; i < head_dim; i++) o[i] *= shrink;
-                    max[r] = score;
-                }
-                float w = expf(score - max[r]);
-                sum[r] += w;
-                const void *vrow = kv_v_row(kv, layer, t);
-                if (simd && vf)
-                    attn_axpy_avx2(o, w, vf + (size_t)j * head_dim, false, head_dim);
-                else if (simd && !q8)
-                    attn_axpy_avx2(o, w, (const char *)vrow + off_bytes, f16, head_dim);
-                else if (vf)
-                    for (int i = 0; i < head_dim; i++) o[i] += w * vf[j * head_dim + i];
-                else /* F32, F16 without SIMD; Q8_0 rows that miss part of a full block */
-                    for (int i = 0; i < head_dim; i++) o[i] += w * kv_get(vrow, kv->type, off + i);
+                        o[i] += w[j] * kv_get(vrow, kv->type, off + i);
             }
         }
     }
-    for (int r = 0; r < nq; r++)
-        for (int i = 0; i < head_dim; i++) out[r][i] /= sum[r];
+    for (int r = 0; r < nq; r++) {
+        const float total = attn_sum8(sum[r]);
+        for (int i = 0; i < head_dim; i++) out[r][i] /= total;
+    }
 }
 
 /* The attention helpers are x86 (AVX2) only; elsewhere the scalar loops, the same bits. */

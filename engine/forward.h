@@ -55,8 +55,22 @@ void rope(float *x, int n_heads, int head_dim, int rope_dim, int pos, float thet
 void softmax(float *x, int n);
 /* out (hidden) = silu(gate) * up, elementwise. */
 void swiglu(float *out, const float *gate, const float *up, int n);
+/* exp(x) by attention's own algorithm (x86/attention_avx2.h lists its steps), so that the SIMD
+ * attention's exp gives these bits: within 2 ulp of exp for x in [-87, 88] (tests/test_forward
+ * measures it against libm), 0 below -87, exp(88) above 88, NaN for NaN. */
+float attn_exp(float x);
+/* One query row's online-softmax step over a block of 8 positions: s (8) are its raw scores
+ * (-INFINITY for positions it does not see), scaled by scale; m = the larger of *max and the
+ * block's largest scaled score (a fixed tree of comparisons). When m > *max: *shrink =
+ * attn_exp(*max - m), every sum[j] *= *shrink, and it returns true (the row's output must be
+ * multiplied by *shrink before this block's values go in). Then w[j] = attn_exp(s[j] * scale -
+ * m), sum[j] += w[j] (sum: 8 partial sums, lane j takes positions j mod 8), *max = m. */
+bool attn_softmax8(float w[8], float *shrink, float *max, float sum[8], const float s[8],
+                   float scale);
 /* out (head_dim): one query head q (head_dim) attending to positions 0 .. n_pos - 1 of kv_head
- * in layer's cache, online softmax, scalar loops. */
+ * in layer's cache, scalar loops: blocks of 8 positions at multiples of 8 through
+ * attn_softmax8 (an online softmax, so no score buffer of context length), then the values
+ * weighted in position order; at the end the 8 partial sums added in lane order. */
 void attention_head(float *out, const float *q, const kv_cache *kv, int layer, int kv_head,
                     int n_pos, int head_dim);
 

@@ -678,6 +678,33 @@ static void check_kernels(void) {
            "kernels", n_cmp, a_cmp);
 }
 
+/* attn_exp, attention's own exp, against the C library's exp in double: within 2 ulp (of the
+ * float result) from -87 to 88 on a dense sweep and on every float of [-1, 0] at steps of 2^-20,
+ * exactly 1 at 0, 0 below -87 and for -INFINITY, NaN for NaN. */
+static void check_attn_exp(void) {
+    double worst = 0.0;
+    float worst_x = 0.0f;
+    int n = 0;
+    for (int k = 0; k <= 2000000 + (1 << 20); k++) {
+        float x = k <= 2000000 ? -87.0f + 175.0f * (float)k / 2000000.0f
+                               : -(float)(k - 2000001) / (float)(1 << 20);
+        double want = exp((double)x), got = (double)attn_exp(x);
+        /* the float result's ulp (2^(e - 23) for a result in [2^e, 2^(e + 1))) */
+        int e;
+        frexp(want, &e);
+        double ulp = ldexp(1.0, e - 24), err = fabs(got - want) / ulp;
+        if (err > worst) worst = err, worst_x = x;
+        n++;
+    }
+    CHECK(worst <= 2.0, "attn_exp is %.2f ulp from exp at x = %.9g", worst, (double)worst_x);
+    CHECK(attn_exp(0.0f) == 1.0f && attn_exp(-0.0f) == 1.0f, "attn_exp(0) = %.9g",
+          (double)attn_exp(0.0f));
+    CHECK(attn_exp(-87.5f) == 0.0f && attn_exp(-INFINITY) == 0.0f && isnan(attn_exp(NAN)),
+          "attn_exp below -87 / of -inf / of NaN: %g %g %g", (double)attn_exp(-87.5f),
+          (double)attn_exp(-INFINITY), (double)attn_exp(NAN));
+    printf("%-22s within %.2f ulp of exp over %d points of [-87, 88]\n", "attn_exp", worst, n);
+}
+
 /* ---- final hidden states (embeddings) ----------------------------------------------------- */
 
 /* fwd_batch.hidden: the states come out in batch order, asking for them changes no logit bit,
@@ -829,5 +856,6 @@ int main(int argc, char **argv) {
     check_hidden(kjv_gguf, "golden/forward-kjv-f32.txt");
     check_pooling();
     check_kernels();
+    check_attn_exp();
     return check_summary();
 }

@@ -5,6 +5,7 @@
  * block or the register tile). */
 #include "check.h"
 #include "arm/neon.h"
+#include "forward.h"
 #include "matmul.h"
 #include "x86/attention_avx2.h"
 #include "x86/quant_avx2.h"
@@ -218,10 +219,10 @@ static void test_quantize_act_K(void) {
 }
 
 /* The attention helpers do the scalar loops' float operations exactly: bit-identical results
- * for F32 and F16 rows, head_dim not a multiple of 8. */
+ * for F32 and F16 rows, head_dim (64 + 32 + 8 + 5) going through every chunk width. */
 static void test_attention_helpers(void) {
     if (!mm_avx2_supported()) return;
-    enum { HD = 45, STRIDE = 3 * HD + 7 };
+    enum { HD = 109, STRIDE = 3 * HD + 7 };
     float q[HD], kf[8 * STRIDE], out_a[HD], out_b[HD], s8[8];
     uint16_t kh[8 * STRIDE];
     unsigned s = 17;
@@ -249,35 +250,91 @@ static void test_attention_helpers(void) {
             out_b[i] += 0.81f * (f16 ? f16_to_f32(kh[i]) : kf[i]);
         }
         diff += memcmp(out_a, out_b, sizeof out_a) != 0;
-        /* the block form: 8 value rows in one pass, rescaling before rows 0, 3 and 6 */
-        const unsigned char rescale[8] = {1, 0, 0, 1, 0, 0, 1, 0};
-        const float shrink[8] = {0.0f, 1, 1, 0.61f, 1, 1, 0.093f, 1};
+        /* the block form: the first n value rows in one pass, rescaled first or not */
         float w[8];
         for (int j = 0; j < 8; j++) w[j] = frand(&s) + 0.5f;
-        for (int i = 0; i < HD; i++) out_a[i] = out_b[i] = q[i];
-        attn_accum8_avx2(out_a, rescale, shrink, w, f16 ? (const void *)kh : (const void *)kf,
-                         f16, STRIDE, HD);
-        for (int j = 0; j < 8; j++)
-            for (int i = 0; i < HD; i++) {
-                if (rescale[j]) out_b[i] *= shrink[j];
-                out_b[i] += w[j] * (f16 ? f16_to_f32(kh[j * STRIDE + i]) : kf[j * STRIDE + i]);
+        for (int n = 1; n <= 8; n++)
+            for (int rescale = 0; rescale <= 1; rescale++) {
+                for (int i = 0; i < HD; i++) out_a[i] = out_b[i] = q[i];
+                attn_accum8_avx2(out_a, rescale, 0.61f, w, n,
+                                 f16 ? (const void *)kh : (const void *)kf, f16, STRIDE, HD);
+                for (int i = 0; i < HD && rescale; i++) out_b[i] *= 0.61f;
+                for (int j = 0; j < n; j++)
+                    for (int i = 0; i < HD; i++)
+                        out_b[i] += w[j] * (f16 ? f16_to_f32(kh[j * STRIDE + i])
+                                                : kf[j * STRIDE + i]);
+                diff += memcmp(out_a, out_b, sizeof out_a) != 0;
             }
-        diff += memcmp(out_a, out_b, sizeof out_a) != 0;
-        /* seven query rows at once (a group of four, then three alone) */
+        if (f16) {
+            float rows[3 * HD];
+            attn_f16_rows_avx2(rows, kh + 1, STRIDE, 3, HD);
+            for (int j = 0; j < 3; j++)
+                for (int i = 0; i < HD; i++) {
+                    float want = f16_to_f32(kh[1 + j * STRIDE + i]);
+                    diff += memcmp(&want, &rows[j * HD + i], 4) != 0;
+                }
+        }
+        /* fifteen query rows at once (groups of eight and four, then three alone) */
         float s8t[8];
-        float qs[7][HD], srows[7 * 8];
-        const float *qp[7];
-        for (int r = 0; r < 7; r++) {
+        float qs[15][HD], srows[15 * 8];
+        const float *qp[15];
+        for (int r = 0; r < 15; r++) {
             for (int i = 0; i < HD; i++) qs[r][i] = frand(&s);
             qp[r] = qs[r];
         }
-        attn_scores8t_rows_avx2(srows, qp, 7, kt, HD);
-        for (int r = 0; r < 7; r++) {
+        attn_scores8t_rows_avx2(srows, qp, 15, kt, HD);
+        for (int r = 0; r < 15; r++) {
             attn_scores8t_avx2(s8t, qs[r], kt, HD);
             diff += memcmp(s8t, srows + 8 * r, sizeof s8t) != 0;
         }
     }
     CHECK(diff == 0, "attention helpers differ from the scalar loops in %d places", diff);
+}
+
+/* attn_exp8_avx2 and attn_softmax8_avx2 give attn_exp's and attn_softmax8's bits: exp on a
+ * sweep of [-100, 100] in steps that hit every binade, the edges, infinities and NaN; the
+ * softmax step on random blocks (some lanes -INFINITY, as a row's partial block), starting from
+ * no state and from states that do or do not need a rescale. */
+static void test_attention_softmax(void) {
+    if (!mm_avx2_supported()) return;
+    int diff = 0, n_exp = 0;
+    float x[8], a[8];
+    const float edges[] = {0.0f, -0.0f, -87.0f, -87.00001f, -86.99999f, 88.0f, 88.5f, 1e-30f,
+                           -1e-30f, -INFINITY, INFINITY, NAN, -0.34657359f, 0.34657359f,
+                           -0.3465736f, 0.3465736f, -103.97f, 89.0f};
+    const int n_edges = (int)(sizeof edges / sizeof edges[0]);
+    for (int k = 0; k < n_edges + 200000; k += 8) {
+        for (int j = 0; j < 8; j++) {
+            int i = k + j;
+            x[j] = i < n_edges ? edges[i] : -100.0f + 200.0f * (float)(i - n_edges) / 200000.0f;
+        }
+        attn_exp8_avx2(a, x);
+        for (int j = 0; j < 8; j++) {
+            float want = attn_exp(x[j]);
+            diff += memcmp(&want, &a[j], 4) != 0;
+            n_exp++;
+        }
+    }
+    unsigned s = 99;
+    int n_soft = 0;
+    for (int trial = 0; trial < 3000; trial++) {
+        float sc[8], w_a[8], w_b[8], sum_a[8], sum_b[8], max_a, max_b, sh_a = 7, sh_b = 7;
+        int cnt = 1 + trial % 8, start = trial % 3;
+        for (int j = 0; j < 8; j++) {
+            sc[j] = j < cnt ? 20.0f * frand(&s) : -INFINITY;
+            sum_a[j] = sum_b[j] = start ? 4.0f * (frand(&s) + 1.0f) : 0.0f;
+        }
+        /* no state; a max below the block's (rescale); one above it (none) */
+        max_a = max_b = start == 0 ? -INFINITY : start == 1 ? -30.0f : 30.0f;
+        bool ra = attn_softmax8_avx2(w_a, &sh_a, &max_a, sum_a, sc, 0.125f);
+        bool rb = attn_softmax8(w_b, &sh_b, &max_b, sum_b, sc, 0.125f);
+        diff += ra != rb || memcmp(w_a, w_b, sizeof w_a) != 0 ||
+                memcmp(sum_a, sum_b, sizeof sum_a) != 0 || memcmp(&max_a, &max_b, 4) != 0 ||
+                memcmp(&sh_a, &sh_b, 4) != 0;
+        n_soft++;
+    }
+    CHECK(diff == 0, "attn_exp8_avx2 / attn_softmax8_avx2 differ from attn_exp / attn_softmax8 "
+                     "in %d of %d cases", diff, n_exp + n_soft);
 }
 
 /* The AVX-512 kernels (when the CPU has them) give the AVX2 kernels' bits, every type: the
@@ -466,6 +523,7 @@ int main(void) {
     test_quantize_act();
     test_quantize_act_K();
     test_attention_helpers();
+    test_attention_softmax();
     test_avx512_matches_avx2();
     test_dec_tiles();
     test_q4_0_repack();

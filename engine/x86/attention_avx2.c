@@ -1,7 +1,7 @@
 /* x86/attention_avx2: AVX2 helpers for forward.c's blockwise attention (see attention_avx2.h):
- * a block of 8 keys transposed once, scores over it for several query rows, and the block's
- * 8 value rows added to a row's output in one pass. Bit-identical to forward.c's scalar loops
- * (tests/test_matmul.c compares every helper with its loop). */
+ * a block of 8 keys transposed once, scores over it for several query rows, a row's softmax
+ * step over the block with an 8-lane exp, and the block's value rows added to a row's output in
+ * one pass. Bit-identical to forward.c's scalar twins (tests/test_matmul.c compares them). */
 #include "attention_avx2.h"
 
 #include "tensor.h"
@@ -61,6 +61,18 @@ TARGET void attn_scores8t_avx2(float s[8], const float *q, const float *kt, int 
 TARGET void attn_scores8t_rows_avx2(float *s, const float *const *q, int nq, const float *kt,
                                     int head_dim) {
     int r = 0;
+    for (; r + 8 <= nq; r += 8) { /* eight chains: an add's latency hidden by the other seven */
+        __m256 a[8];
+        for (int c = 0; c < 8; c++)
+            a[c] = _mm256_setzero_ps();
+        for (int i = 0; i < head_dim; i++) {
+            __m256 k = _mm256_loadu_ps(kt + 8 * i);
+            for (int c = 0; c < 8; c++)
+                a[c] = _mm256_add_ps(a[c], _mm256_mul_ps(_mm256_set1_ps(q[r + c][i]), k));
+        }
+        for (int c = 0; c < 8; c++)
+            _mm256_storeu_ps(s + 8 * (r + c), a[c]);
+    }
     for (; r + 4 <= nq; r += 4) { /* four independent chains of adds in flight */
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         for (int i = 0; i < head_dim; i++) {
@@ -79,23 +91,42 @@ TARGET void attn_scores8t_rows_avx2(float *s, const float *const *q, int nq, con
         attn_scores8t_avx2(s + 8 * r, q[r], kt, head_dim);
 }
 
-TARGET void attn_accum8_avx2(float *out, const unsigned char rescale[8], const float shrink[8],
-                             const float w[8], const void *v, bool f16, size_t stride,
-                             int head_dim) {
+TARGET void attn_accum8_avx2(float *out, bool rescale, float shrink, const float w[8], int n,
+                             const void *v, bool f16, size_t stride, int head_dim) {
     const float *vf = v;
     const uint16_t *vh = v;
+    const __m256 sh = _mm256_set1_ps(shrink);
     int i = 0;
+    for (; i + 64 <= head_dim; i += 64) { /* eight chunks: eight independent chains in flight */
+        __m256 o[8];
+        for (int c = 0; c < 8; c++) {
+            o[c] = _mm256_loadu_ps(out + i + 8 * c);
+            if (rescale) o[c] = _mm256_mul_ps(o[c], sh);
+        }
+        for (int j = 0; j < n; j++) {
+            const __m256 wj = _mm256_set1_ps(w[j]);
+            for (int c = 0; c < 8; c++) {
+                const size_t at = (size_t)j * stride + i + 8 * c;
+                __m256 x = f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vh + at)))
+                               : _mm256_loadu_ps(vf + at);
+                o[c] = _mm256_add_ps(o[c], _mm256_mul_ps(wj, x));
+            }
+        }
+        for (int c = 0; c < 8; c++)
+            _mm256_storeu_ps(out + i + 8 * c, o[c]);
+    }
     for (; i + 32 <= head_dim; i += 32) { /* four chunks: four independent chains in flight */
         __m256 o[4];
-        for (int c = 0; c < 4; c++)
+        for (int c = 0; c < 4; c++) {
             o[c] = _mm256_loadu_ps(out + i + 8 * c);
-        for (int j = 0; j < 8; j++) {
-            const __m256 sh = _mm256_set1_ps(shrink[j]), wj = _mm256_set1_ps(w[j]);
+            if (rescale) o[c] = _mm256_mul_ps(o[c], sh);
+        }
+        for (int j = 0; j < n; j++) {
+            const __m256 wj = _mm256_set1_ps(w[j]);
             for (int c = 0; c < 4; c++) {
                 const size_t at = (size_t)j * stride + i + 8 * c;
                 __m256 x = f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vh + at)))
                                : _mm256_loadu_ps(vf + at);
-                if (rescale[j]) o[c] = _mm256_mul_ps(o[c], sh);
                 o[c] = _mm256_add_ps(o[c], _mm256_mul_ps(wj, x));
             }
         }
@@ -104,24 +135,84 @@ TARGET void attn_accum8_avx2(float *out, const unsigned char rescale[8], const f
     }
     for (; i + 8 <= head_dim; i += 8) {
         __m256 o = _mm256_loadu_ps(out + i);
-        for (int j = 0; j < 8; j++) {
+        if (rescale) o = _mm256_mul_ps(o, sh);
+        for (int j = 0; j < n; j++) {
             const size_t at = (size_t)j * stride + i;
             __m256 x = f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vh + at)))
                            : _mm256_loadu_ps(vf + at);
-            if (rescale[j]) o = _mm256_mul_ps(o, _mm256_set1_ps(shrink[j]));
             o = _mm256_add_ps(o, _mm256_mul_ps(_mm256_set1_ps(w[j]), x));
         }
         _mm256_storeu_ps(out + i, o);
     }
     for (; i < head_dim; i++) {
         float x = out[i];
-        for (int j = 0; j < 8; j++) {
+        if (rescale) x *= shrink;
+        for (int j = 0; j < n; j++) {
             const size_t at = (size_t)j * stride + i;
-            if (rescale[j]) x *= shrink[j];
             x += w[j] * (f16 ? f16_to_f32(vh[at]) : vf[at]);
         }
         out[i] = x;
     }
+}
+
+TARGET void attn_f16_rows_avx2(float *out, const uint16_t *v, size_t stride, int nr, int n) {
+    for (int j = 0; j < nr; j++) {
+        const uint16_t *row = v + (size_t)j * stride;
+        float *o = out + (size_t)j * n;
+        int i = 0;
+        for (; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(o + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + i))));
+        for (; i < n; i++)
+            o[i] = f16_to_f32(row[i]);
+    }
+}
+
+/* attn_exp (forward.c) on 8 lanes, step for step. */
+INLINE __m256 exp8(__m256 x) {
+    const __m256 round = _mm256_set1_ps(ATTN_EXP_ROUND);
+    __m256 xc =
+        _mm256_min_ps(_mm256_set1_ps(ATTN_EXP_HI), _mm256_max_ps(_mm256_set1_ps(ATTN_EXP_LO), x));
+    __m256 t = _mm256_add_ps(_mm256_mul_ps(xc, _mm256_set1_ps(ATTN_EXP_LOG2E)), round);
+    __m256 n = _mm256_sub_ps(t, round);
+    __m256 r = _mm256_sub_ps(xc, _mm256_mul_ps(n, _mm256_set1_ps(ATTN_EXP_LN2_HI)));
+    r = _mm256_sub_ps(r, _mm256_mul_ps(n, _mm256_set1_ps(ATTN_EXP_LN2_LO)));
+    __m256 p = _mm256_set1_ps(ATTN_EXP_C7);
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(ATTN_EXP_C6));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(ATTN_EXP_C5));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(ATTN_EXP_C4));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(ATTN_EXP_C3));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(ATTN_EXP_C2));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f));
+    __m256i e =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(127)), 23);
+    __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+    __m256 under = _mm256_cmp_ps(x, _mm256_set1_ps(ATTN_EXP_LO), _CMP_LT_OQ);
+    return _mm256_andnot_ps(under, y);
+}
+
+TARGET void attn_exp8_avx2(float out[8], const float x[8]) {
+    _mm256_storeu_ps(out, exp8(_mm256_loadu_ps(x)));
+}
+
+TARGET bool attn_softmax8_avx2(float w[8], float *shrink, float *max, float sum[8],
+                               const float s[8], float scale) {
+    const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(s), _mm256_set1_ps(scale));
+    /* attn_softmax8's tree: lanes j and j + 4, then j and j + 2, then 0 and 1 */
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    __m128 m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    const float bm = _mm_cvtss_f32(_mm_max_ss(m2, _mm_shuffle_ps(m2, m2, 1)));
+    __m256 sm = _mm256_loadu_ps(sum);
+    const bool rescale = bm > *max;
+    if (rescale) {
+        *shrink = _mm_cvtss_f32(_mm256_castps256_ps128(exp8(_mm256_set1_ps(*max - bm))));
+        sm = _mm256_mul_ps(sm, _mm256_set1_ps(*shrink));
+        *max = bm;
+    }
+    const __m256 wv = exp8(_mm256_sub_ps(v, _mm256_set1_ps(*max)));
+    _mm256_storeu_ps(w, wv);
+    _mm256_storeu_ps(sum, _mm256_add_ps(sm, wv));
+    return rescale;
 }
 
 /* A block's F16 scale as F32 by F16C: exact, as f16_to_f32 (every half is a float). */
@@ -152,21 +243,22 @@ TARGET void attn_keys8_t_q8_0_avx2(float *kt, const void *k, size_t row_bytes, i
     }
 }
 
-TARGET void attn_accum8_q8_0_avx2(float *out, const unsigned char rescale[8],
-                                  const float shrink[8], const float w[8], const void *v,
-                                  size_t row_bytes, int head_dim) {
+TARGET void attn_accum8_q8_0_avx2(float *out, bool rescale, float shrink, const float w[8], int n,
+                                  const void *v, size_t row_bytes, int head_dim) {
+    const __m256 sh = _mm256_set1_ps(shrink);
     for (int b = 0; b < head_dim / QK; b++) { /* one block: four chains of 8 in flight */
         __m256 o[4];
-        for (int c = 0; c < 4; c++)
+        for (int c = 0; c < 4; c++) {
             o[c] = _mm256_loadu_ps(out + b * QK + 8 * c);
-        for (int j = 0; j < 8; j++) {
+            if (rescale) o[c] = _mm256_mul_ps(o[c], sh);
+        }
+        for (int j = 0; j < n; j++) {
             const block_q8_0 *blk =
                 (const block_q8_0 *)((const char *)v + (size_t)j * row_bytes) + b;
             const __m256 d = q8_0_scale(blk);
-            const __m256 sh = _mm256_set1_ps(shrink[j]), wj = _mm256_set1_ps(w[j]);
+            const __m256 wj = _mm256_set1_ps(w[j]);
             for (int c = 0; c < 4; c++) {
                 __m256 x = q8_0_8(blk, d, 8 * c);
-                if (rescale[j]) o[c] = _mm256_mul_ps(o[c], sh);
                 o[c] = _mm256_add_ps(o[c], _mm256_mul_ps(wj, x));
             }
         }
@@ -220,17 +312,29 @@ void attn_scores8t_rows_avx2(float *s, const float *const *q, int nq, const floa
                              int head_dim) {
     (void)s, (void)q, (void)nq, (void)kt, (void)head_dim;
 }
-void attn_accum8_avx2(float *out, const unsigned char rescale[8], const float shrink[8],
-                      const float w[8], const void *v, bool f16, size_t stride, int head_dim) {
-    (void)out, (void)rescale, (void)shrink, (void)w, (void)v, (void)f16, (void)stride;
+void attn_accum8_avx2(float *out, bool rescale, float shrink, const float w[8], int n,
+                      const void *v, bool f16, size_t stride, int head_dim) {
+    (void)out, (void)rescale, (void)shrink, (void)w, (void)n, (void)v, (void)f16, (void)stride;
     (void)head_dim;
+}
+void attn_f16_rows_avx2(float *out, const uint16_t *v, size_t stride, int nr, int n) {
+    (void)out, (void)v, (void)stride, (void)nr, (void)n;
+}
+void attn_exp8_avx2(float out[8], const float x[8]) {
+    (void)out, (void)x;
+}
+bool attn_softmax8_avx2(float w[8], float *shrink, float *max, float sum[8], const float s[8],
+                        float scale) {
+    (void)w, (void)shrink, (void)max, (void)sum, (void)s, (void)scale;
+    return false;
 }
 void attn_keys8_t_q8_0_avx2(float *kt, const void *k, size_t row_bytes, int head_dim) {
     (void)kt, (void)k, (void)row_bytes, (void)head_dim;
 }
-void attn_accum8_q8_0_avx2(float *out, const unsigned char rescale[8], const float shrink[8],
-                           const float w[8], const void *v, size_t row_bytes, int head_dim) {
-    (void)out, (void)rescale, (void)shrink, (void)w, (void)v, (void)row_bytes, (void)head_dim;
+void attn_accum8_q8_0_avx2(float *out, bool rescale, float shrink, const float w[8], int n,
+                           const void *v, size_t row_bytes, int head_dim) {
+    (void)out, (void)rescale, (void)shrink, (void)w, (void)n, (void)v, (void)row_bytes;
+    (void)head_dim;
 }
 void attn_dequant_q8_0_avx2(float *out, const void *blocks, int n) {
     (void)out, (void)blocks, (void)n;

@@ -8,8 +8,27 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define ATTN_MAX_HEAD_DIM 512
+
+/* attn_exp's constants (forward.c has the algorithm; the SIMD twin uses the same ones).
+ * exp(x) = 2^n * exp(r), n = round(x / ln 2) by adding and subtracting 1.5 * 2^23, r = x - n *
+ * ln 2 in two steps (ln 2 = LN2_HI + LN2_LO, LN2_HI with 9 significant bits so n * LN2_HI is
+ * exact), exp(r) by its Taylor polynomial to degree 7 (|r| <= ln 2 / 2: truncation error
+ * below 4e-9, under a float's half ulp). */
+#define ATTN_EXP_LO (-87.0f) /* below: 0 (exp would be under 1.7e-38, near FLT_MIN) */
+#define ATTN_EXP_HI 88.0f    /* above: exp(88), finite (attention only takes x <= 0) */
+#define ATTN_EXP_LOG2E 1.44269504088896341f
+#define ATTN_EXP_ROUND 12582912.0f /* 1.5 * 2^23 */
+#define ATTN_EXP_LN2_HI 0.693359375f
+#define ATTN_EXP_LN2_LO (-2.12194440e-4f)
+#define ATTN_EXP_C7 (1.0f / 5040.0f)
+#define ATTN_EXP_C6 (1.0f / 720.0f)
+#define ATTN_EXP_C5 (1.0f / 120.0f)
+#define ATTN_EXP_C4 (1.0f / 24.0f)
+#define ATTN_EXP_C3 (1.0f / 6.0f)
+#define ATTN_EXP_C2 0.5f
 
 /* A block of 8 keys laid out once for many query rows: kt (head_dim, 8), kt[i * 8 + j] =
  * k[j * stride + i] as F32 (exact; k F32 or F16). */
@@ -19,21 +38,28 @@ void attn_scores8t_avx2(float s[8], const float *q, const float *kt, int head_di
 /* attn_scores8t_avx2 for nq query rows q[r] into s (nq, 8), four at a time (the same bits). */
 void attn_scores8t_rows_avx2(float *s, const float *const *q, int nq, const float *kt,
                              int head_dim);
-/* Eight value rows v + j * stride (F32 or F16) into out (head_dim), in j order, each element
- * as the scalar loops do it: out *= shrink[j] when rescale[j], then out += w[j] * v[j]. out
- * stays in registers across the 8 rows. */
-void attn_accum8_avx2(float *out, const unsigned char rescale[8], const float shrink[8],
-                      const float w[8], const void *v, bool f16, size_t stride, int head_dim);
+/* The first n (<= 8) value rows v + j * stride (F32 or F16) into out (head_dim), each element
+ * as the scalar loops do it: out *= shrink when rescale, then out += w[j] * v[j] for j < n in
+ * order. out stays in registers across the rows; rows j >= n are not read. */
+void attn_accum8_avx2(float *out, bool rescale, float shrink, const float w[8], int n,
+                      const void *v, bool f16, size_t stride, int head_dim);
+/* out (nr, n) = nr F16 rows of n elements, row j at v + j * stride, as F32 (exact). */
+void attn_f16_rows_avx2(float *out, const uint16_t *v, size_t stride, int nr, int n);
 /* attn_keys8_t_avx2 for 8 rows of Q8_0 blocks, row j at (char *)k + j * row_bytes, head_dim a
  * multiple of 32: kt[i * 8 + j] = d * q of element i of row j (exact in F32). */
 void attn_keys8_t_q8_0_avx2(float *kt, const void *k, size_t row_bytes, int head_dim);
-/* attn_accum8_avx2 for 8 value rows of Q8_0 blocks (row j at (char *)v + j * row_bytes,
- * head_dim a multiple of 32), each value d * q: the same operations, the same bits. */
-void attn_accum8_q8_0_avx2(float *out, const unsigned char rescale[8], const float shrink[8],
-                           const float w[8], const void *v, size_t row_bytes, int head_dim);
+/* attn_accum8_avx2 for the first n (<= 8) value rows of Q8_0 blocks (row j at (char *)v + j *
+ * row_bytes, head_dim a multiple of 32), each value d * q: the same operations, the same bits. */
+void attn_accum8_q8_0_avx2(float *out, bool rescale, float shrink, const float w[8], int n,
+                           const void *v, size_t row_bytes, int head_dim);
 /* out (n) = d * q of n / 32 Q8_0 blocks at blocks (n a multiple of 32): exact in F32, so the
  * same bits as any scalar dequantization. */
 void attn_dequant_q8_0_avx2(float *out, const void *blocks, int n);
+/* attn_exp's steps on 8 lanes: out[j] = attn_exp(x[j]), the same bits (see forward.h). */
+void attn_exp8_avx2(float out[8], const float x[8]);
+/* attn_softmax8 (forward.h) with AVX2: the same operations, the same bits. */
+bool attn_softmax8_avx2(float w[8], float *shrink, float *max, float sum[8], const float s[8],
+                        float scale);
 /* out (n) *= c. */
 void attn_scale_avx2(float *out, float c, int n);
 /* out (n) += w * v (n), v F32 or F16. */
