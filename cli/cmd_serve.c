@@ -186,6 +186,67 @@ static int load_draft(const cfg_server *c, const model *m, model **out, char *er
     return 0;
 }
 
+/* The model of cfg, mapped (or copied: --no-mmap), its mapping guarded, repacked when
+ * --repack asks; NULL with a message when it cannot load or has no tokenizer. */
+static model *load_model(const cfg_server *cfg, char *err, size_t errlen) {
+    map_set_private_copy(!cfg->mmap);
+    model *m = model_load(cfg->model, cfg->tokenizer[0] ? cfg->tokenizer : NULL, err, errlen);
+    if (!m) return NULL;
+    if (cfg->mmap) guard_mapping(m, cfg->model);
+    size_t repacked = 0;
+    if (cfg->repack && model_repack(m, &repacked) != 0) {
+        ls_fail(err, errlen, "out of memory repacking the weights (--repack)");
+        model_free(m);
+        return NULL;
+    }
+    if (cfg->repack)
+        log_msg(LOG_INFO, "repack: %.1f MiB of Q4_0 weights copied for the decode kernel",
+                (double)repacked / (1 << 20));
+    if (!m->tok) {
+        ls_fail(err, errlen, "%.200s has no tokenizer: pass --tokenizer", cfg->model);
+        model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* The scheduler's parameters from the settings; its progress callback wakes h's connections. */
+static sched_params sched_params_of(const cfg_server *cfg, const model *m, const model *draft,
+                                    http_server *h) {
+    return (sched_params){
+        .parallel = cfg->parallel,
+        .ctx_size = cfg->ctx_size ? cfg->ctx_size : m->cfg.ctx_len,
+        .batch_size = cfg->batch_size,
+        .prefill_step_pct = cfg->prefill_step_pct,
+        .threads = cfg->threads,
+        .max_queue = cfg->max_queue,
+        .kv = cfg->kv_type == CFG_KV_F32    ? KV_F32
+              : cfg->kv_type == CFG_KV_Q8_0 ? KV_Q8_0
+                                            : KV_F16,
+        .prompt_cache = cfg->prompt_cache,
+        .spec_ngram = cfg->spec_ngram,
+        .draft = draft,
+        .pooling = cfg->pooling == CFG_POOL_LAST ? EMBD_POOL_LAST : EMBD_POOL_MEAN,
+        .on_progress = http_progress, /* the scheduler wakes the connections waiting on it */
+        .progress_arg = h,
+    };
+}
+
+/* After SIGINT or SIGTERM (sig): stops taking requests, lets running ones finish for up to
+ * shutdown_timeout seconds, cancels the rest, then stops HTTP and the scheduler (freed). */
+static void drain_and_stop(const cfg_server *cfg, http_server *h, sched *s, int sig) {
+    log_msg(LOG_INFO, "%s: draining (up to %d s)", sig == SIGINT ? "SIGINT" : "SIGTERM",
+            cfg->shutdown_timeout);
+    http_quiesce(h);
+    sched_drain(s);
+    wait_idle(s, ls_now() + cfg->shutdown_timeout);
+    sched_cancel_all(s);
+    wait_idle(s, ls_now() + 5);
+    http_stop(h); /* no request touches the scheduler after this */
+    sched_destroy(s);
+    log_msg(LOG_INFO, "stopped");
+}
+
 int cmd_serve(int argc, char **argv) {
     static cfg_server cfg; /* large (paths): not on the stack */
     char err[LS_ERR_LEN] = "";
@@ -214,40 +275,9 @@ int cmd_serve(int argc, char **argv) {
     http_server *h = http_start(&cfg, err, sizeof err);
     if (!h) goto fail;
     log_listening(&cfg, h);
-    map_set_private_copy(!cfg.mmap);
-    m = model_load(cfg.model, cfg.tokenizer[0] ? cfg.tokenizer : NULL, err, sizeof err);
-    if (!m) goto fail;
-    if (cfg.mmap) guard_mapping(m, cfg.model);
-    size_t repacked = 0;
-    if (cfg.repack && model_repack(m, &repacked) != 0) {
-        snprintf(err, sizeof err, "out of memory repacking the weights (--repack)");
-        goto fail;
-    }
-    if (cfg.repack)
-        log_msg(LOG_INFO, "repack: %.1f MiB of Q4_0 weights copied for the decode kernel",
-                (double)repacked / (1 << 20));
-    if (!m->tok) {
-        snprintf(err, sizeof err, "%.200s has no tokenizer: pass --tokenizer", cfg.model);
-        goto fail;
-    }
+    if (!(m = load_model(&cfg, err, sizeof err))) goto fail;
     if (load_draft(&cfg, m, &draft, err, sizeof err)) goto fail;
-    sched_params sp = {
-        .parallel = cfg.parallel,
-        .ctx_size = cfg.ctx_size ? cfg.ctx_size : m->cfg.ctx_len,
-        .batch_size = cfg.batch_size,
-        .prefill_step_pct = cfg.prefill_step_pct,
-        .threads = cfg.threads,
-        .max_queue = cfg.max_queue,
-        .kv = cfg.kv_type == CFG_KV_F32    ? KV_F32
-              : cfg.kv_type == CFG_KV_Q8_0 ? KV_Q8_0
-                                           : KV_F16,
-        .prompt_cache = cfg.prompt_cache,
-        .spec_ngram = cfg.spec_ngram,
-        .draft = draft,
-        .pooling = cfg.pooling == CFG_POOL_LAST ? EMBD_POOL_LAST : EMBD_POOL_MEAN,
-        .on_progress = http_progress, /* the scheduler wakes the connections waiting on it */
-        .progress_arg = h,
-    };
+    sched_params sp = sched_params_of(&cfg, m, draft, h);
     if (check_kv_memory(m, &sp)) goto done; /* logged with its numbers */
     if (!(s = sched_create(m, &sp, err, sizeof err))) goto fail;
     if (!(ct = load_chat_template(&cfg, m, err, sizeof err))) goto fail;
@@ -272,18 +302,9 @@ int cmd_serve(int argc, char **argv) {
 
     int sig = 0;
     sigwait(&sigs, &sig);
-    log_msg(LOG_INFO, "%s: draining (up to %d s)", sig == SIGINT ? "SIGINT" : "SIGTERM",
-            cfg.shutdown_timeout);
-    http_quiesce(h);
-    sched_drain(s);
-    wait_idle(s, ls_now() + cfg.shutdown_timeout);
-    sched_cancel_all(s);
-    wait_idle(s, ls_now() + 5);
-    http_stop(h); /* no request touches the scheduler after this */
-    sched_destroy(s);
+    drain_and_stop(&cfg, h, s, sig);
     s = NULL;
     status = 0;
-    log_msg(LOG_INFO, "stopped");
     goto done;
 fail:
     log_msg(LOG_ERROR, "llamaserve serve: %s", err);
