@@ -514,6 +514,40 @@ static void print_text(const bench_opts *o, const bench_result *r, const grammar
                gr->n_done, gr->n_steps);
 }
 
+/* Random token ids below vocab (a fixed sequence) at positions 0 .. n-1. */
+static void fill_tokens(int32_t *tok, int32_t *pos, int n, int vocab) {
+    uint32_t r = 12345;
+    for (int i = 0; i < n; i++) {
+        r = r * 1664525u + 1013904223u;
+        tok[i] = (int32_t)((r >> 8) % (uint32_t)vocab);
+        pos[i] = i;
+    }
+}
+
+/* A warm-up (pages the weights in, settles the clocks), then o->reps runs of pp and tg from
+ * depth cached tokens; pp_s and tg_s (o->reps) receive tokens per second. -1 on an error. */
+static int timed_runs(const bench_opts *o, fwd_ctx *f, kv_cache *kv, int depth,
+                      const int32_t *tok_d, const int32_t *pos_d, const int32_t *seq,
+                      float *logits, double *pp_s, double *tg_s, char *err, size_t errlen) {
+    if (o->n_prompt > 0 &&
+        run_pp(f, kv, depth, tok_d, pos_d, seq, o->n_prompt, logits, err, errlen) < 0)
+        return -1;
+    if (run_tg(f, kv, depth, tok_d, pos_d, seq, o->n_gen < 4 ? o->n_gen : 4, logits, err,
+               errlen) < 0)
+        return -1;
+    for (int i = 0; i < o->reps; i++) {
+        if (o->n_prompt > 0 && (pp_s[i] = run_pp(f, kv, depth, tok_d, pos_d, seq, o->n_prompt,
+                                                 logits, err, errlen)) < 0)
+            return -1;
+        if (o->n_gen > 0 && (tg_s[i] = run_tg(f, kv, depth, tok_d, pos_d, seq, o->n_gen,
+                                              logits, err, errlen)) < 0)
+            return -1;
+        pp_s[i] = o->n_prompt > 0 ? o->n_prompt / pp_s[i] : 0; /* now tokens per second */
+        tg_s[i] = o->n_gen > 0 ? o->n_gen / tg_s[i] : 0;
+    }
+    return 0;
+}
+
 int cmd_bench(int argc, char **argv) {
     char err[LS_ERR_LEN] = "";
     bench_opts o;
@@ -556,12 +590,7 @@ int cmd_bench(int argc, char **argv) {
         snprintf(err, sizeof err, "out of memory");
         goto fail;
     }
-    uint32_t r = 12345;
-    for (int i = 0; i < n_max; i++) {
-        r = r * 1664525u + 1013904223u;
-        tok[i] = (int32_t)((r >> 8) % (uint32_t)m->cfg.vocab_size);
-        pos[i] = i;
-    }
+    fill_tokens(tok, pos, n_max, m->cfg.vocab_size);
     if (!(p = cli_pool(o.threads, err, sizeof err))) goto fail;
     mm_force_scalar(o.scalar);
     use_cpu_clock = o.cpu_clock;
@@ -578,23 +607,8 @@ int cmd_bench(int argc, char **argv) {
     /* the probe runs before and after the timed runs; the better figure is kept (on a shared
      * machine the load changes during a run) */
     double bw = o.bw_mib > 0 ? probe_bandwidth(p, (size_t)o.bw_mib << 20) : 0;
-    /* warm-up: pages the weights in and settles the clocks */
-    if (o.n_prompt > 0 &&
-        run_pp(f, kv, depth, tok_d, pos_d, seq, o.n_prompt, logits, err, sizeof err) < 0)
+    if (timed_runs(&o, f, kv, depth, tok_d, pos_d, seq, logits, pp_s, tg_s, err, sizeof err))
         goto fail;
-    if (run_tg(f, kv, depth, tok_d, pos_d, seq, o.n_gen < 4 ? o.n_gen : 4, logits, err,
-               sizeof err) < 0)
-        goto fail;
-    for (int i = 0; i < o.reps; i++) {
-        if (o.n_prompt > 0 && (pp_s[i] = run_pp(f, kv, depth, tok_d, pos_d, seq, o.n_prompt,
-                                                logits, err, sizeof err)) < 0)
-            goto fail;
-        if (o.n_gen > 0 && (tg_s[i] = run_tg(f, kv, depth, tok_d, pos_d, seq, o.n_gen, logits,
-                                             err, sizeof err)) < 0)
-            goto fail;
-        pp_s[i] = o.n_prompt > 0 ? o.n_prompt / pp_s[i] : 0; /* now tokens per second */
-        tg_s[i] = o.n_gen > 0 ? o.n_gen / tg_s[i] : 0;
-    }
     double pp, pp_sd, tg, tg_sd;
     mean_sd(pp_s, o.reps, &pp, &pp_sd);
     mean_sd(tg_s, o.reps, &tg, &tg_sd);
