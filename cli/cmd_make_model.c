@@ -279,6 +279,37 @@ static int write_llama2c(gw_file *o, const shape *s, float *row) {
     return o->failed ? -1 : 0;
 }
 
+/* --vocab: the vocabulary GGUF whose tokens the output carries (*out, sv->vocab its size);
+ * without it, *out is NULL. 0, or the exit status after a message: 2 for a bad combination
+ * (llama2c output, or a shape that needs a vocabulary), 1 for a file that cannot be read. */
+static int open_vocab(const char *path, bool llama2c, const shape *s, shape *sv,
+                      gguf_file **out) {
+    char err[LS_ERR_LEN] = "";
+    const gguf_value *tokens;
+    *out = NULL;
+    if (!path) {
+        if (!s->needs_vocab) return 0;
+        fprintf(stderr, "llamaserve make-model: --shape %s needs --vocab (a vocabulary GGUF such "
+                        "as llama3-vocab.gguf)\n", s->name);
+        return 2;
+    }
+    if (llama2c) {
+        fprintf(stderr, "llamaserve make-model: --vocab is for GGUF output\n");
+        return 2;
+    }
+    gguf_file *v = gguf_open(path, err, sizeof err);
+    if (!v || gguf_get_array(v, "tokenizer.ggml.tokens", GGUF_STRING, &tokens, err,
+                             sizeof err) != 0) {
+        fprintf(stderr, "llamaserve make-model: %s: %s\n", path,
+                v ? (err[0] ? err : "no tokenizer.ggml.tokens") : err);
+        gguf_close(v);
+        return 1;
+    }
+    sv->vocab = (int)tokens->arr.n;
+    *out = v;
+    return 0;
+}
+
 int cmd_make_model(int argc, char **argv) {
     static const struct option opts[] = {{"shape", required_argument, 0, 'S'},
                                           {"type", required_argument, 0, 'T'},
@@ -349,26 +380,8 @@ int cmd_make_model(int argc, char **argv) {
     shape sv = *s; /* the vocabulary size follows --vocab, the context --ctx-len */
     if (ctx_len > 0) sv.ctx_len = (int)ctx_len;
     gguf_file *vocab = NULL;
-    if (vocab_path) {
-        const gguf_value *tokens;
-        if (llama2c) {
-            fprintf(stderr, "llamaserve make-model: --vocab is for GGUF output\n");
-            return 2;
-        }
-        vocab = gguf_open(vocab_path, err, sizeof err);
-        if (!vocab || gguf_get_array(vocab, "tokenizer.ggml.tokens", GGUF_STRING, &tokens, err,
-                                     sizeof err) != 0) {
-            fprintf(stderr, "llamaserve make-model: %s: %s\n", vocab_path,
-                    vocab ? (err[0] ? err : "no tokenizer.ggml.tokens") : err);
-            gguf_close(vocab);
-            return 1;
-        }
-        sv.vocab = (int)tokens->arr.n;
-    } else if (s->needs_vocab) {
-        fprintf(stderr, "llamaserve make-model: --shape %s needs --vocab (a vocabulary GGUF such "
-                        "as llama3-vocab.gguf)\n", s->name);
-        return 2;
-    }
+    int vrc = open_vocab(vocab_path, llama2c, s, &sv, &vocab);
+    if (vrc) return vrc;
     s = &sv;
     const char *path = argv[optind];
     rng_state = seed * 0x9E3779B97F4A7C15ull + 1;
