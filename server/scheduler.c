@@ -311,8 +311,9 @@ int job_view_sync(job_view *v, unsigned long long *progress) {
             outlog_read(&j->choices[c].text, &v->cur[2 * c], nx->len, o->text + o->len);
             o->text[nx->len] = '\0';
         }
-        outlog_read(&j->choices[c].toks, &v->cur[2 * c + 1], (size_t)nx->n_toks,
-                    o->toks + o->n_toks);
+        if (nx->n_toks > 0) /* o->toks stays NULL until a token is recorded */
+            outlog_read(&j->choices[c].toks, &v->cur[2 * c + 1], (size_t)nx->n_toks,
+                        o->toks + o->n_toks);
         char *text = o->text;
         gen_token *toks = o->toks;
         size_t cap = o->cap;
