@@ -32,4 +32,20 @@ for f in "$src"/engine/*.c "$src"/engine/x86/*.c "$src"/engine/arm/*.c; do
 done
 "$cc" $flags "$src/tests/test_matmul.c" "$out/libengine_aarch64.a" -lm -lpthread \
     -o "$out/test_matmul_aarch64"
-QEMU_LD_PREFIX=/usr/aarch64-linux-gnu "$qemu" "$out/test_matmul_aarch64"
+# The test itself takes 10-30 s under qemu. Once in a CI run (2026-11-29) qemu-user sat with
+# no output until meson killed it at 300 s, and six reruns at once ran normally: qemu-user's
+# multithreaded guests can hang. So a run that exceeds 240 s is reported and retried once; a
+# second hang, or any failed check, fails the test. test_matmul's output is line-buffered, so a
+# hang shows the last check that ran.
+run() {
+    QEMU_LD_PREFIX=/usr/aarch64-linux-gnu timeout -k 5 240 "$qemu" \
+        "$out/test_matmul_aarch64"
+}
+rc=0
+run || rc=$?
+if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    echo "test-arm.sh: qemu-user ran past 240 s (hung); running it once more"
+    rc=0
+    run || rc=$?
+fi
+exit "$rc"

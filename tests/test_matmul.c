@@ -518,6 +518,7 @@ static void test_kquant_avx512_matches_avx2(void) {
 }
 
 int main(void) {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* under qemu (test-arm.sh), a hang shows the last check */
     mm_set_inline_macs(0); /* every product through the pool: the thread tests mean it */
     printf("SIMD kernels: %s\n", mm_kernels());
     test_quantize_act();
