@@ -707,14 +707,14 @@ static int step_max_rows(int batch_size, int parallel) {
     return parallel + prefill_budget(batch_size, parallel);
 }
 
-/* Prefill rows a step with step_rows decoding rows (drafts included) may add with
- * sched_params.prefill_step_pct set: as many as keep the step within that share of a
+/* Rows a step with n_decode decoding rows may add beside them, prompt and draft rows together,
+ * with sched_params.prefill_step_pct set: as many as keep the step within that share of a
  * decode-only step's time, by the cost measured over the past steps (step_cost.h), but at least
  * SCHED_MIN_CHUNK so that prompts progress; and never more than prefill_budget allows. */
 #define SCHED_MIN_CHUNK 4
-static int step_prefill_rows(const sched *s, int step_rows) {
-    int cap = prefill_budget(s->p.batch_size, step_rows);
-    return step_cost_prefill_rows(&s->cost, step_rows, s->p.prefill_step_pct, SCHED_MIN_CHUNK,
+static int step_extra_rows(const sched *s, int n_decode) {
+    int cap = prefill_budget(s->p.batch_size, n_decode);
+    return step_cost_prefill_rows(&s->cost, n_decode, s->p.prefill_step_pct, SCHED_MIN_CHUNK,
                                   cap);
 }
 
@@ -795,11 +795,10 @@ static int add_decode_rows(sched *s, int i, int rows, int *draft_budget) {
     return rows;
 }
 
-/* Adds the rows of every decoding slot (n_decode of them): its last sampled token, and drafts
- * where the batch has room to spare beyond the decoding rows and SCHED_MIN_PREFILL prefill
- * rows. Returns the step's rows so far. */
-static int add_decoding_slots(sched *s, int n_decode) {
-    int rows = 0, draft_budget = s->p.batch_size - SCHED_MIN_PREFILL - n_decode;
+/* Adds the rows of every decoding slot: its last sampled token, and drafts of draft_budget
+ * rows at most in all. Returns the step's rows so far. */
+static int add_decoding_slots(sched *s, int draft_budget) {
+    int rows = 0;
     for (int i = 0; i < s->p.parallel; i++) {
         slot *sl = &s->slots[i];
         if (sl->job && !sl->beam_idle && sl->n_fed >= sl->n_prompt)
@@ -999,12 +998,20 @@ static void beam_jobs_step(sched *s, double now) {
     }
 }
 
-/* Adds prompt rows after the step's first rows (the decoding ones): what these leave of the
- * batch and of the step's time budget (step_prefill_rows), oldest admission first. With drafts,
- * rows <= batch_size - SCHED_MIN_PREFILL, so the step stays within max_rows. Sets *any_hidden
- * when an embedding's rows are among them. Returns the step's rows. */
-static int add_prefill_rows(sched *s, int rows, bool *any_hidden) {
-    int budget = step_prefill_rows(s, rows);
+/* Prompt rows the prefilling slots still need. */
+static int prompt_rows_left(const sched *s) {
+    int n = 0;
+    for (int i = 0; i < s->p.parallel; i++) {
+        const slot *sl = &s->slots[i];
+        if (sl->job && !sl->beam_idle && sl->n_fed < sl->n_prompt) n += sl->n_prompt - sl->n_fed;
+    }
+    return n;
+}
+
+/* Adds at most budget prompt rows after the step's first rows (decoding and draft ones), oldest
+ * admission first. Sets *any_hidden when an embedding's rows are among them. Returns the step's
+ * rows. */
+static int add_prefill_rows(sched *s, int rows, int budget, bool *any_hidden) {
     assert(rows + budget <= s->max_rows);
     for (int pass = 0; pass < s->p.parallel && budget > 0; pass++) {
         slot *best = NULL;
@@ -1054,8 +1061,18 @@ static void step(sched *s) {
         if (sl->beam_idle) continue;
         if (sl->n_fed >= sl->n_prompt) n_decode++;
     }
-    rows = add_decoding_slots(s, n_decode);
-    rows = add_prefill_rows(s, rows, &any_hidden);
+    /* Beside the decoding rows, one budget of rows (step_extra_rows: the batch, and the time a
+     * step may take) for prompts and drafts together, prompts first: a prompt row is work that
+     * must be done, and delaying it delays that request's first token, where a draft row is a
+     * bet that pays only if accepted (about half the time pays for it) and its slot decodes
+     * anyway. Drafts get what the prompts leave, and never push the step past batch_size. */
+    int extra = step_extra_rows(s, n_decode), for_prompts = prompt_rows_left(s);
+    if (for_prompts > extra) for_prompts = extra;
+    int for_drafts = extra - for_prompts;
+    if (for_drafts > s->p.batch_size - n_decode - for_prompts)
+        for_drafts = s->p.batch_size - n_decode - for_prompts;
+    rows = add_decoding_slots(s, for_drafts);
+    rows = add_prefill_rows(s, rows, extra - (rows - n_decode), &any_hidden);
     for (int i = 0; i < s->p.parallel; i++) s->slots[i].fed_this_step = false;
     assert(rows <= s->max_rows);
     if (rows == 0) return;

@@ -891,6 +891,84 @@ static void test_prefill_time_budget(const model *m, int pct, const int *want, i
     fake_free(&f);
 }
 
+/* Draft rows share the prompts' time budget: on a fake whose steps take fixed + per_row * rows
+ * virtual seconds, two drafting choices decode while a third request's prompt arrives. Every
+ * step with d decoding slots carries at most the reference number of extra rows beside them
+ * (the most that keep it within pct % of the d-row step), drafts and prompt rows together; the
+ * prompt takes its share first (min(budget, what it has left)), drafts what remains; drafts do
+ * run (the text repeats, so they are accepted), and the text is plain greedy decoding's. */
+static void test_draft_time_budget(const model *m) {
+    enum { PCT = 200, LA = 22, LC = 40, BATCH = 64 };
+    const double fixed = 0.009, per_row = 0.002; /* budget 4.5 + d rows: 6 beside 2 */
+    fake f;
+    fake_init(&f, m, true);
+    f.fixed = fixed, f.per_row = per_row;
+    sched *s = make_sched_pct(m, &f, 3, BATCH, 4, false, PCT);
+    if (!s) return fake_free(&f);
+    int32_t pa[LA], pc[LC];
+    pa[0] = pc[0] = 1;
+    for (int i = 1; i < LA - 1; i++) /* a..t, then a: "a b" recurs once 'b' is generated */
+        pa[i] = TOK('a' + i - 1);
+    pa[LA - 1] = TOK('a');
+    for (int i = 1; i < LC; i++)
+        pc[i] = TOK('a');
+    gen_request ra = gen_req(pa, LA, 2, 20);
+    ra.spec_n_max = 8;
+    job *a = submit(s, ra);
+    wait_entered(&f, 1); /* both choices' prompts, alone: a whole batch */
+    release_step(&f);
+    wait_entered(&f, 2); /* they decode; C is admitted before step 3 */
+    job *c = submit(s, gen_req(pc, LC, 1, 4));
+    release_step(&f);
+    ungate(&f);
+    job_wait(a);
+    job_wait(c);
+    int plen[3] = {0}, c_seq = view(c, 0).slot - 1, c_left = LC, drafts = 0, shared = 0;
+    for (int k = 0; k < 2; k++)
+        if (view(a, k).slot > 0) plen[view(a, k).slot - 1] = LA;
+    if (c_seq >= 0) plen[c_seq] = LC;
+    for (int k = 1; k <= n_entered(&f); k++) {
+        step_rec st = get_step(&f, k);
+        bool decoding[3] = {false};
+        int n_dec = 0, prompt_rows = 0, c_prompt = 0;
+        for (int i = 0; i < st.n; i++) {
+            const row *w = &st.r[i];
+            if (w->pos < plen[w->seq]) {
+                prompt_rows++;
+                c_prompt += w->seq == c_seq;
+            } else if (!decoding[w->seq]) {
+                decoding[w->seq] = true;
+                n_dec++;
+            }
+        }
+        int extra = st.n - n_dec, draft_rows = extra - prompt_rows;
+        if (n_dec == 0) continue; /* no stream to hold up: a whole batch */
+        int cap = BATCH - n_dec > MIN_PREFILL ? BATCH - n_dec : MIN_PREFILL;
+        int want = want_rows(fixed, per_row, n_dec, PCT, FLOOR, cap);
+        CHECK(extra <= want, "step %d: %d extra rows (%d drafts) beside %d decoding; budget %d",
+              k, extra, draft_rows, n_dec, want);
+        if (c_prompt > 0) {
+            int first = c_left < want ? c_left : want;
+            CHECK(c_prompt == first, "step %d: C's prompt got %d rows, want min(%d, %d left)", k,
+                  c_prompt, want, c_left);
+            c_left -= c_prompt;
+            shared += draft_rows > 0;
+        }
+        drafts += draft_rows;
+    }
+    CHECK(c_left == 0, "C's prompt: %d rows never fed", c_left);
+    CHECK(drafts > 0 && shared > 0, "%d draft rows, %d beside C's prompt", drafts, shared);
+    for (int k = 0; k < 2; k++)
+        CHECK(!strcmp(view(a, k).text, "bcdefghijklmnopqrstu"), "A %d: '%s'", k,
+              view(a, k).text);
+    CHECK(!strcmp(view(c, 0).text, "bcde"), "C: '%s'", view(c, 0).text);
+    printf("drafts under the time budget: %d steps, %d draft rows\n", n_entered(&f), drafts);
+    job_release(a);
+    job_release(c);
+    sched_destroy(s);
+    fake_free(&f);
+}
+
 int main(void) {
     test_budget_fit();
     test_budget_degenerate();
@@ -924,6 +1002,7 @@ int main(void) {
         test_row_budget(m, 4);
         test_prefill_time_budget(m, 200, (const int[]){16, 16, 16, 2}, 4);
         test_prefill_time_budget(m, 0, (const int[]){50}, 1);
+        test_draft_time_budget(m);
         model_free(m);
     }
     unlink(path);
