@@ -54,6 +54,7 @@ typedef struct {
      * and n_hist move between the job's slots after each step (beam_job_step) */
     int beam_i;
     bool beam_idle;    /* no live beam here (before the first fork, or a beam died): no rows */
+    unsigned long long freed_at; /* sched.n_frees when its last request ended; 0: never used */
 } slot;
 
 struct sched {
@@ -75,6 +76,7 @@ struct sched {
     float *hidden;      /* (max_rows, dim) their final hidden states */
     int max_rows;
     step_cost cost;     /* the fit of a step's time against its rows, from the steps run */
+    unsigned long long n_frees; /* slots freed so far: the clock of slot.freed_at */
     pthread_t thread;
 
     pthread_mutex_t mu; /* guards the fields below */
@@ -341,6 +343,7 @@ static void slot_release(sched *s, slot *sl) {
     gram_state_free(sl->gs);
     sl->gs = NULL;
     sl->job = NULL;
+    sl->freed_at = ++s->n_frees;
     pthread_mutex_lock(&s->mu);
     s->n_busy--;
     sched_slot_info *pub = &s->pub[sl - s->slots];
@@ -611,18 +614,35 @@ static void unlink_head_locked(sched *s) {
     s->n_queued--;
 }
 
+/* A cached prefix shorter than this is no cache hit, and is not reused: every prompt begins
+ * with BOS, so one token in common says nothing, and taking a slot for it would drop that
+ * slot's cache for a saving of one row. */
+#define SCHED_MIN_CACHE_HIT 2
+
+/* Whether free slot a is a better place than free slot b for a prompt that shares ka and kb
+ * tokens (each 0 or at least SCHED_MIN_CACHE_HIT) with their caches: the longer hit; among
+ * equal hits the cache that holds least (the cheapest to lose); with no hit at all an empty
+ * slot, then the least recently used (a cache just used is the likeliest to be asked for
+ * again: the next turn of a conversation). */
+static bool slot_better(const slot *a, int ka, const slot *b, int kb) {
+    if (ka != kb) return ka > kb;
+    if (ka > 0) return a->kv->n < b->kv->n;
+    if ((a->kv->n == 0) != (b->kv->n == 0)) return a->kv->n == 0;
+    return a->freed_at < b->freed_at;
+}
+
 /* The free slot for a prompt (n ids): the one with the longest cached prefix (in *reuse; 0
- * when cache is false); among equals the one whose cache holds least (what it drops is the
- * cheapest to lose). The last prompt token is always computed: its logits start the
- * generation. -1 when no slot is free. */
+ * when cache is false or no slot holds SCHED_MIN_CACHE_HIT tokens of it), by slot_better. The
+ * last prompt token is always computed: its logits start the generation. -1 when no slot is
+ * free. */
 static int pick_free_slot(const sched *s, const int32_t *prompt, int n, bool cache, int *reuse) {
-    int best = -1, best_k = -1;
+    int best = -1, best_k = 0;
     for (int i = 0; i < s->p.parallel; i++) {
         const slot *sl = &s->slots[i];
         if (sl->job) continue;
         int k = cache ? cached_prefix(sl, prompt, n - 1) : 0;
-        if (k > best_k || (k == best_k && sl->kv->n < s->slots[best].kv->n))
-            best = i, best_k = k;
+        if (k < SCHED_MIN_CACHE_HIT) k = 0;
+        if (best < 0 || slot_better(sl, k, &s->slots[best], best_k)) best = i, best_k = k;
     }
     *reuse = best_k;
     return best;
@@ -935,6 +955,7 @@ static void beam_job_end(sched *s, job *j, finish_reason why) {
         slot *sl = &s->slots[b->slot[i]];
         sl->job = NULL;
         sl->beam_idle = false;
+        sl->freed_at = ++s->n_frees;
         s->pub[b->slot[i]].busy = false;
         s->pub[b->slot[i]].id_task = 0;
         s->pub[b->slot[i]].n_past = sl->kv->n;

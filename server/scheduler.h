@@ -12,7 +12,9 @@
  * share that one budget, prompts first; drafts take what is left, within batch_size.
  * Prompt cache: a slot's KV cache outlives its request. A new request goes to the free slot
  * whose cached tokens share the longest prefix with its prompt, and only the rest of the prompt
- * is computed (at least its last token, whose logits start the generation). The forward pass
+ * is computed (at least its last token, whose logits start the generation). A prefix under 2
+ * tokens (BOS, which every prompt shares) is no hit: then an empty slot, else the least
+ * recently used. The forward pass
  * gives every row the same bits however the rows are batched or chunked, so the output is the
  * same as from an empty cache.
  * Speculative decoding (prompt lookup, engine/spec.h): a decoding slot may also feed draft

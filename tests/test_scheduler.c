@@ -3,10 +3,11 @@
  * step's rows, advances the caches as fwd_decode does and makes token t + 1 the argmax after
  * token t (EOS after FAKE_EOS_AFTER, 'z'). Gated, it holds each step until the test releases
  * it, so what is queued, admitted or cancelled between two steps is deterministic without a
- * sleep. Covers admission order, cancellation in every state, prompt-cache reuse, queue limits,
- * embedding jobs wider than the slots, several prompts per job, the per-step row budget, and
- * the per-step token budget: step_cost.c's fit and chunk size from given step times, and the
- * scheduler's chunks on a fake whose steps take a virtual time that grows with their rows. */
+ * sleep. Covers admission order, cancellation in every state, prompt-cache reuse and slot
+ * choice, queue limits, embedding jobs wider than the slots, several prompts per job, the
+ * per-step row budget, and the per-step token budget: step_cost.c's fit and chunk size from
+ * given step times, and the scheduler's chunks (prompt and draft rows) on a fake whose steps
+ * take a virtual time that grows with their rows. */
 #include "check.h"
 #include "common.h"
 #include "gguf_builder.h"
@@ -431,6 +432,34 @@ static void test_prompt_cache(const model *m) {
     run_cached(s, &f, p3, 5, false, 0); /* the request's cache_prompt false: all of it again */
     choice_view v5 = run_cached(s, &f, p3, 5, true, 4); /* the same prompt: its last token only */
     CHECK(!strcmp(v5.text, v3.text), "repeat: '%s', first time '%s'", v5.text, v3.text);
+    sched_destroy(s);
+    fake_free(&f);
+}
+
+/* Slot of the choice run_cached returns (1 + index), for prompt p run once more. */
+static int run_slot(sched *s, fake *f, const int32_t *p, int n, int want_cached) {
+    return run_cached(s, f, p, n, true, want_cached).slot;
+}
+
+/* Every prompt begins with BOS, so every cached slot shares one token with a new prompt: that
+ * is no cache hit. Different prompts in turn take the empty slot first, then the least recently
+ * used one (not the one holding least), so each prompt sent again finds its cache. */
+static void test_prompt_cache_bos(const model *m) {
+    fake f;
+    fake_init(&f, m, false);
+    sched *s = make_sched(m, &f, 2, 16, 4, true);
+    if (!s) return fake_free(&f);
+    const int32_t pa[] = {1, 60, 61, 62, 63, 64, TOK('a')}, pb[] = {1, 70, 71, TOK('a')};
+    const int32_t pc[] = {1, 80, 81, TOK('a')};
+    int sa = run_slot(s, &f, pa, 7, 0);
+    int sb = run_slot(s, &f, pb, 4, 0); /* BOS alone in common: the empty slot */
+    CHECK(sa > 0 && sb > 0 && sa != sb, "B took slot %d, A's cache is in %d", sb, sa);
+    CHECK(run_slot(s, &f, pa, 7, 6) == sa, "A again: not its own slot"); /* all but its last */
+    CHECK(run_slot(s, &f, pb, 4, 3) == sb, "B again: not its own slot");
+    /* no free slot shares more than BOS with C: A's is the least recently used (B's holds
+     * less, and used to be dropped for that) */
+    CHECK(run_slot(s, &f, pc, 4, 0) == sa, "C did not take the least recently used slot");
+    CHECK(run_slot(s, &f, pb, 4, 3) == sb, "B after C: its cache is gone");
     sched_destroy(s);
     fake_free(&f);
 }
@@ -994,6 +1023,7 @@ int main(void) {
         test_admission_order(m);
         test_cancel(m);
         test_prompt_cache(m);
+        test_prompt_cache_bos(m);
         test_queue_limits(m);
         test_embeddings(m);
         test_embeddings_cancel(m);
