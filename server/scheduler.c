@@ -77,6 +77,7 @@ struct sched {
     int max_rows;
     step_cost cost;     /* the fit of a step's time against its rows, from the steps run */
     unsigned long long n_frees; /* slots freed so far: the clock of slot.freed_at */
+    int draft_first;    /* the slot that proposes its draft first next step */
     pthread_t thread;
 
     pthread_mutex_t mu; /* guards the fields below */
@@ -796,13 +797,10 @@ static int slot_draft(sched *s, slot *sl, int limit) {
     return k < sl->spec_n_min ? 0 : k;
 }
 
-/* Adds decoding slot i's rows to the step at rows: its last sampled token, then the draft
- * tokens (at most *draft_budget, which shrinks by as many), every row with logits. Returns
- * the new row count. */
-static int add_decode_rows(sched *s, int i, int rows, int *draft_budget) {
+/* Adds decoding slot i's rows to the step at rows: its last sampled token, then its draft
+ * tokens (sl->n_draft), every row with logits. Returns the new row count. */
+static int add_decode_rows(sched *s, int i, int rows) {
     slot *sl = &s->slots[i];
-    sl->n_draft = *draft_budget > 0 ? slot_draft(s, sl, *draft_budget) : 0;
-    *draft_budget -= sl->n_draft;
     for (int k = 0; k <= sl->n_draft; k++) {
         s->b_token[rows] = k == 0 ? sl->hist[sl->n_hist - 1] : sl->draft[k - 1];
         s->b_pos[rows] = sl->n_hist - 1 + k;
@@ -815,15 +813,26 @@ static int add_decode_rows(sched *s, int i, int rows, int *draft_budget) {
     return rows;
 }
 
+static bool slot_decoding(const slot *sl) {
+    return sl->job && !sl->beam_idle && sl->n_fed >= sl->n_prompt;
+}
+
 /* Adds the rows of every decoding slot: its last sampled token, and drafts of draft_budget
- * rows at most in all. Returns the step's rows so far. */
+ * rows at most in all. The slots draft in turn from s->draft_first, which moves on by one each
+ * step, so that a budget too small for every draft goes to each slot in its turn, not always
+ * to the lowest ones; the rows then go in slot order. Returns the step's rows so far. */
 static int add_decoding_slots(sched *s, int draft_budget) {
-    int rows = 0;
-    for (int i = 0; i < s->p.parallel; i++) {
-        slot *sl = &s->slots[i];
-        if (sl->job && !sl->beam_idle && sl->n_fed >= sl->n_prompt)
-            rows = add_decode_rows(s, i, rows, &draft_budget);
+    const int n = s->p.parallel;
+    for (int k = 0; k < n; k++) {
+        slot *sl = &s->slots[(s->draft_first + k) % n];
+        if (!slot_decoding(sl)) continue;
+        sl->n_draft = draft_budget > 0 ? slot_draft(s, sl, draft_budget) : 0;
+        draft_budget -= sl->n_draft;
     }
+    s->draft_first = (s->draft_first + 1) % n;
+    int rows = 0;
+    for (int i = 0; i < n; i++)
+        if (slot_decoding(&s->slots[i])) rows = add_decode_rows(s, i, rows);
     return rows;
 }
 

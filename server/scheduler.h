@@ -22,7 +22,8 @@
  * turn exactly as plain decoding would, and the slot advances while the sampled token equals
  * the draft. The rows' bits do not depend on the batch, and the sampler draws once per token
  * either way, so the output is the same token for token as without drafts, greedy or seeded.
- * Draft rows count against the step's budget of extra rows (above), after the prompts' rows.
+ * Draft rows count against the step's budget of extra rows (above), after the prompts' rows;
+ * the slots take turns to draft first, so a small budget is shared.
  * With a draft model (sched_params.draft), each slot also keeps that model's KV cache, and the
  * draft is the draft model's greedy continuation instead.
  * Beam-search jobs (gen_request.beam_width, sched_beam.c): a job of width B holds B slots, one

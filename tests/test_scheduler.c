@@ -998,6 +998,50 @@ static void test_draft_time_budget(const model *m) {
     fake_free(&f);
 }
 
+/* A draft budget too small for every slot's draft is shared: which slot drafts first turns
+ * from step to step, so two choices copying the same text get about as many draft rows while
+ * both decode, where the lower slot used to take the whole budget every step. */
+static void test_draft_budget_shared(const model *m) {
+    enum { L = 32, GEN = 30 };
+    fake f;
+    fake_init(&f, m, false);
+    f.fixed = 0.001, f.per_row = 0.002; /* 200%: 2.5 rows beside 2, so the floor: 4 */
+    sched *s = make_sched_pct(m, &f, 2, 64, 4, false, 200);
+    if (!s) return fake_free(&f);
+    int32_t p[L];
+    p[0] = 1;
+    for (int i = 1; i < L - 1; i++) /* 10..39, then 10: the output 11..40 copies it */
+        p[i] = 9 + i;
+    p[L - 1] = 10;
+    gen_request r = gen_req(p, L, 2, GEN);
+    r.spec_n_max = 8;
+    job *j = submit(s, r);
+    job_wait(j);
+    int per_seq[2] = {0}, both = 0;
+    for (int k = 1; k <= n_entered(&f); k++) {
+        step_rec st = get_step(&f, k);
+        int rows[2] = {0};
+        for (int i = 0; i < st.n; i++)
+            if (st.r[i].pos >= L) rows[st.r[i].seq]++;
+        if (!rows[0] || !rows[1]) continue; /* only steps where both decode */
+        both++;
+        per_seq[0] += rows[0] - 1;
+        per_seq[1] += rows[1] - 1;
+    }
+    int lo = per_seq[0] < per_seq[1] ? per_seq[0] : per_seq[1];
+    int hi = per_seq[0] < per_seq[1] ? per_seq[1] : per_seq[0];
+    CHECK(both > 2 && hi > 0 && 3 * lo >= 2 * hi,
+          "%d steps with both decoding: %d and %d draft rows", both, per_seq[0], per_seq[1]);
+    choice_view v0 = view(j, 0), v1 = view(j, 1);
+    CHECK(v0.n_gen == GEN && v1.n_gen == GEN && !strcmp(v0.text, v1.text), "%d, %d tokens",
+          v0.n_gen, v1.n_gen);
+    printf("shared draft budget: %d steps with both decoding, %d and %d draft rows\n", both,
+           per_seq[0], per_seq[1]);
+    job_release(j);
+    sched_destroy(s);
+    fake_free(&f);
+}
+
 int main(void) {
     test_budget_fit();
     test_budget_degenerate();
@@ -1033,6 +1077,7 @@ int main(void) {
         test_prefill_time_budget(m, 200, (const int[]){16, 16, 16, 2}, 4);
         test_prefill_time_budget(m, 0, (const int[]){50}, 1);
         test_draft_time_budget(m);
+        test_draft_budget_shared(m);
         model_free(m);
     }
     unlink(path);
