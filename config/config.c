@@ -100,8 +100,9 @@ static const setting settings[] = {
     INT(batch_size, 64, 1, 4096, 'b', "most token rows in one forward step (the prefill chunk)"),
     INT(prefill_step_pct, 200, 0, 10000, 0,
         "a step that feeds prompt or draft rows beside decoding\n"
-        "streams may take this % of a decode-only step's time at most\n"
-        "(from the measured cost per row; >= 4 rows); 0 = only batch_size"),
+        "streams may take this % of a decode-only step's time at\n"
+        "most (from the measured cost per row; >= 4 rows);\n"
+        "0 = only batch_size"),
     ENUM(kv_type, CFG_KV_F16, kv_names,
          "KV cache element type, keys and values alike; q8_0 = 8-bit\n"
          "blocks, half of f16's memory (-ctk/-ctv are aliases)"),

@@ -14,9 +14,8 @@
  * whose cached tokens share the longest prefix with its prompt, and only the rest of the prompt
  * is computed (at least its last token, whose logits start the generation). A prefix under 2
  * tokens (BOS, which every prompt shares) is no hit: then an empty slot, else the least
- * recently used. The forward pass
- * gives every row the same bits however the rows are batched or chunked, so the output is the
- * same as from an empty cache.
+ * recently used. The forward pass gives every row the same bits however the rows are batched
+ * or chunked, so the output is the same as from an empty cache.
  * Speculative decoding (prompt lookup, engine/spec.h): a decoding slot may also feed draft
  * tokens after its last one, as further rows of the same step; each row's logits are sampled in
  * turn exactly as plain decoding would, and the slot advances while the sampled token equals
