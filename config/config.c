@@ -99,9 +99,10 @@ static const setting settings[] = {
     INT(threads, 2, 1, 256, 't', "threads for the matrix work"),
     INT(batch_size, 64, 1, 4096, 'b', "most token rows in one forward step (the prefill chunk)"),
     INT(prefill_step_pct, 200, 0, 10000, 0,
-        "a step that feeds prompt rows beside decoding streams may\n"
-        "take this % of a decode-only step's time at most (from the\n"
-        "measured cost per row; >= 4 rows); 0 = only batch_size"),
+        "a step that feeds prompt or draft rows beside decoding\n"
+        "streams may take this % of a decode-only step's time at\n"
+        "most (from the measured cost per row; >= 4 rows);\n"
+        "0 = only batch_size"),
     ENUM(kv_type, CFG_KV_F16, kv_names,
          "KV cache element type, keys and values alike; q8_0 = 8-bit\n"
          "blocks, half of f16's memory (-ctk/-ctv are aliases)"),

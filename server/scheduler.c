@@ -54,6 +54,7 @@ typedef struct {
      * and n_hist move between the job's slots after each step (beam_job_step) */
     int beam_i;
     bool beam_idle;    /* no live beam here (before the first fork, or a beam died): no rows */
+    unsigned long long freed_at; /* sched.n_frees when its last request ended; 0: never used */
 } slot;
 
 struct sched {
@@ -75,6 +76,8 @@ struct sched {
     float *hidden;      /* (max_rows, dim) their final hidden states */
     int max_rows;
     step_cost cost;     /* the fit of a step's time against its rows, from the steps run */
+    unsigned long long n_frees; /* slots freed so far: the clock of slot.freed_at */
+    int draft_first;    /* the slot that proposes its draft first next step */
     pthread_t thread;
 
     pthread_mutex_t mu; /* guards the fields below */
@@ -341,6 +344,7 @@ static void slot_release(sched *s, slot *sl) {
     gram_state_free(sl->gs);
     sl->gs = NULL;
     sl->job = NULL;
+    sl->freed_at = ++s->n_frees;
     pthread_mutex_lock(&s->mu);
     s->n_busy--;
     sched_slot_info *pub = &s->pub[sl - s->slots];
@@ -611,18 +615,35 @@ static void unlink_head_locked(sched *s) {
     s->n_queued--;
 }
 
+/* A cached prefix shorter than this is no cache hit, and is not reused: every prompt begins
+ * with BOS, so one token in common says nothing, and taking a slot for it would drop that
+ * slot's cache for a saving of one row. */
+#define SCHED_MIN_CACHE_HIT 2
+
+/* Whether free slot a is a better place than free slot b for a prompt that shares ka and kb
+ * tokens (each 0 or at least SCHED_MIN_CACHE_HIT) with their caches: the longer hit; among
+ * equal hits the cache that holds least (the cheapest to lose); with no hit at all an empty
+ * slot, then the least recently used (a cache just used is the likeliest to be asked for
+ * again: the next turn of a conversation). */
+static bool slot_better(const slot *a, int ka, const slot *b, int kb) {
+    if (ka != kb) return ka > kb;
+    if (ka > 0) return a->kv->n < b->kv->n;
+    if ((a->kv->n == 0) != (b->kv->n == 0)) return a->kv->n == 0;
+    return a->freed_at < b->freed_at;
+}
+
 /* The free slot for a prompt (n ids): the one with the longest cached prefix (in *reuse; 0
- * when cache is false); among equals the one whose cache holds least (what it drops is the
- * cheapest to lose). The last prompt token is always computed: its logits start the
- * generation. -1 when no slot is free. */
+ * when cache is false or no slot holds SCHED_MIN_CACHE_HIT tokens of it), by slot_better. The
+ * last prompt token is always computed: its logits start the generation. -1 when no slot is
+ * free. */
 static int pick_free_slot(const sched *s, const int32_t *prompt, int n, bool cache, int *reuse) {
-    int best = -1, best_k = -1;
+    int best = -1, best_k = 0;
     for (int i = 0; i < s->p.parallel; i++) {
         const slot *sl = &s->slots[i];
         if (sl->job) continue;
         int k = cache ? cached_prefix(sl, prompt, n - 1) : 0;
-        if (k > best_k || (k == best_k && sl->kv->n < s->slots[best].kv->n))
-            best = i, best_k = k;
+        if (k < SCHED_MIN_CACHE_HIT) k = 0;
+        if (best < 0 || slot_better(sl, k, &s->slots[best], best_k)) best = i, best_k = k;
     }
     *reuse = best_k;
     return best;
@@ -707,14 +728,14 @@ static int step_max_rows(int batch_size, int parallel) {
     return parallel + prefill_budget(batch_size, parallel);
 }
 
-/* Prefill rows a step with step_rows decoding rows (drafts included) may add with
- * sched_params.prefill_step_pct set: as many as keep the step within that share of a
+/* Rows a step with n_decode decoding rows may add beside them, prompt and draft rows together,
+ * with sched_params.prefill_step_pct set: as many as keep the step within that share of a
  * decode-only step's time, by the cost measured over the past steps (step_cost.h), but at least
  * SCHED_MIN_CHUNK so that prompts progress; and never more than prefill_budget allows. */
 #define SCHED_MIN_CHUNK 4
-static int step_prefill_rows(const sched *s, int step_rows) {
-    int cap = prefill_budget(s->p.batch_size, step_rows);
-    return step_cost_prefill_rows(&s->cost, step_rows, s->p.prefill_step_pct, SCHED_MIN_CHUNK,
+static int step_extra_rows(const sched *s, int n_decode) {
+    int cap = prefill_budget(s->p.batch_size, n_decode);
+    return step_cost_prefill_rows(&s->cost, n_decode, s->p.prefill_step_pct, SCHED_MIN_CHUNK,
                                   cap);
 }
 
@@ -776,13 +797,10 @@ static int slot_draft(sched *s, slot *sl, int limit) {
     return k < sl->spec_n_min ? 0 : k;
 }
 
-/* Adds decoding slot i's rows to the step at rows: its last sampled token, then the draft
- * tokens (at most *draft_budget, which shrinks by as many), every row with logits. Returns
- * the new row count. */
-static int add_decode_rows(sched *s, int i, int rows, int *draft_budget) {
+/* Adds decoding slot i's rows to the step at rows: its last sampled token, then its draft
+ * tokens (sl->n_draft), every row with logits. Returns the new row count. */
+static int add_decode_rows(sched *s, int i, int rows) {
     slot *sl = &s->slots[i];
-    sl->n_draft = *draft_budget > 0 ? slot_draft(s, sl, *draft_budget) : 0;
-    *draft_budget -= sl->n_draft;
     for (int k = 0; k <= sl->n_draft; k++) {
         s->b_token[rows] = k == 0 ? sl->hist[sl->n_hist - 1] : sl->draft[k - 1];
         s->b_pos[rows] = sl->n_hist - 1 + k;
@@ -795,16 +813,26 @@ static int add_decode_rows(sched *s, int i, int rows, int *draft_budget) {
     return rows;
 }
 
-/* Adds the rows of every decoding slot (n_decode of them): its last sampled token, and drafts
- * where the batch has room to spare beyond the decoding rows and SCHED_MIN_PREFILL prefill
- * rows. Returns the step's rows so far. */
-static int add_decoding_slots(sched *s, int n_decode) {
-    int rows = 0, draft_budget = s->p.batch_size - SCHED_MIN_PREFILL - n_decode;
-    for (int i = 0; i < s->p.parallel; i++) {
-        slot *sl = &s->slots[i];
-        if (sl->job && !sl->beam_idle && sl->n_fed >= sl->n_prompt)
-            rows = add_decode_rows(s, i, rows, &draft_budget);
+static bool slot_decoding(const slot *sl) {
+    return sl->job && !sl->beam_idle && sl->n_fed >= sl->n_prompt;
+}
+
+/* Adds the rows of every decoding slot: its last sampled token, and drafts of draft_budget
+ * rows at most in all. The slots draft in turn from s->draft_first, which moves on by one each
+ * step, so that a budget too small for every draft goes to each slot in its turn, not always
+ * to the lowest ones; the rows then go in slot order. Returns the step's rows so far. */
+static int add_decoding_slots(sched *s, int draft_budget) {
+    const int n = s->p.parallel;
+    for (int k = 0; k < n; k++) {
+        slot *sl = &s->slots[(s->draft_first + k) % n];
+        if (!slot_decoding(sl)) continue;
+        sl->n_draft = draft_budget > 0 ? slot_draft(s, sl, draft_budget) : 0;
+        draft_budget -= sl->n_draft;
     }
+    s->draft_first = (s->draft_first + 1) % n;
+    int rows = 0;
+    for (int i = 0; i < n; i++)
+        if (slot_decoding(&s->slots[i])) rows = add_decode_rows(s, i, rows);
     return rows;
 }
 
@@ -936,6 +964,7 @@ static void beam_job_end(sched *s, job *j, finish_reason why) {
         slot *sl = &s->slots[b->slot[i]];
         sl->job = NULL;
         sl->beam_idle = false;
+        sl->freed_at = ++s->n_frees;
         s->pub[b->slot[i]].busy = false;
         s->pub[b->slot[i]].id_task = 0;
         s->pub[b->slot[i]].n_past = sl->kv->n;
@@ -999,12 +1028,20 @@ static void beam_jobs_step(sched *s, double now) {
     }
 }
 
-/* Adds prompt rows after the step's first rows (the decoding ones): what these leave of the
- * batch and of the step's time budget (step_prefill_rows), oldest admission first. With drafts,
- * rows <= batch_size - SCHED_MIN_PREFILL, so the step stays within max_rows. Sets *any_hidden
- * when an embedding's rows are among them. Returns the step's rows. */
-static int add_prefill_rows(sched *s, int rows, bool *any_hidden) {
-    int budget = step_prefill_rows(s, rows);
+/* Prompt rows the prefilling slots still need. */
+static int prompt_rows_left(const sched *s) {
+    int n = 0;
+    for (int i = 0; i < s->p.parallel; i++) {
+        const slot *sl = &s->slots[i];
+        if (sl->job && !sl->beam_idle && sl->n_fed < sl->n_prompt) n += sl->n_prompt - sl->n_fed;
+    }
+    return n;
+}
+
+/* Adds at most budget prompt rows after the step's first rows (decoding and draft ones), oldest
+ * admission first. Sets *any_hidden when an embedding's rows are among them. Returns the step's
+ * rows. */
+static int add_prefill_rows(sched *s, int rows, int budget, bool *any_hidden) {
     assert(rows + budget <= s->max_rows);
     for (int pass = 0; pass < s->p.parallel && budget > 0; pass++) {
         slot *best = NULL;
@@ -1054,8 +1091,18 @@ static void step(sched *s) {
         if (sl->beam_idle) continue;
         if (sl->n_fed >= sl->n_prompt) n_decode++;
     }
-    rows = add_decoding_slots(s, n_decode);
-    rows = add_prefill_rows(s, rows, &any_hidden);
+    /* Beside the decoding rows, one budget of rows (step_extra_rows: the batch, and the time a
+     * step may take) for prompts and drafts together, prompts first: a prompt row is work that
+     * must be done, and delaying it delays that request's first token, where a draft row is a
+     * bet that pays only if accepted (about half the time pays for it) and its slot decodes
+     * anyway. Drafts get what the prompts leave, and never push the step past batch_size. */
+    int extra = step_extra_rows(s, n_decode), for_prompts = prompt_rows_left(s);
+    if (for_prompts > extra) for_prompts = extra;
+    int for_drafts = extra - for_prompts;
+    if (for_drafts > s->p.batch_size - n_decode - for_prompts)
+        for_drafts = s->p.batch_size - n_decode - for_prompts;
+    rows = add_decoding_slots(s, for_drafts);
+    rows = add_prefill_rows(s, rows, extra - (rows - n_decode), &any_hidden);
     for (int i = 0; i < s->p.parallel; i++) s->slots[i].fed_this_step = false;
     assert(rows <= s->max_rows);
     if (rows == 0) return;

@@ -6,19 +6,23 @@
  * admission first, so a long prompt never freezes running streams. A step has batch_size rows
  * at most, except that prompts always get at least 8 rows beside the decoding ones
  * (SCHED_MIN_PREFILL): with n decoding slots, max(batch_size, n + 8) rows. With
- * prefill_step_pct set, the prompt rows beside decoding ones are fewer still: as many as keep
- * the step within that percentage of a decode-only step's time, by a fit of step time against
- * rows over the steps run so far (step_cost.h), but at least 4.
+ * prefill_step_pct set, the rows beside decoding ones are fewer still: as many as keep the step
+ * within that percentage of a decode-only step's time, by a fit of step time against rows over
+ * the steps run so far (step_cost.h), but at least 4. Prompt rows and speculative draft rows
+ * share that one budget, prompts first; drafts take what is left, within batch_size.
  * Prompt cache: a slot's KV cache outlives its request. A new request goes to the free slot
  * whose cached tokens share the longest prefix with its prompt, and only the rest of the prompt
- * is computed (at least its last token, whose logits start the generation). The forward pass
- * gives every row the same bits however the rows are batched or chunked, so the output is the
- * same as from an empty cache.
+ * is computed (at least its last token, whose logits start the generation). A prefix under 2
+ * tokens (BOS, which every prompt shares) is no hit: then an empty slot, else the least
+ * recently used. The forward pass gives every row the same bits however the rows are batched
+ * or chunked, so the output is the same as from an empty cache.
  * Speculative decoding (prompt lookup, engine/spec.h): a decoding slot may also feed draft
  * tokens after its last one, as further rows of the same step; each row's logits are sampled in
  * turn exactly as plain decoding would, and the slot advances while the sampled token equals
  * the draft. The rows' bits do not depend on the batch, and the sampler draws once per token
  * either way, so the output is the same token for token as without drafts, greedy or seeded.
+ * Draft rows count against the step's budget of extra rows (above), after the prompts' rows;
+ * the slots take turns to draft first, so a small budget is shared.
  * With a draft model (sched_params.draft), each slot also keeps that model's KV cache, and the
  * draft is the draft model's greedy continuation instead.
  * Beam-search jobs (gen_request.beam_width, sched_beam.c): a job of width B holds B slots, one
@@ -249,8 +253,8 @@ typedef struct {
                    float *logits, char *err, size_t errlen);
     void *forward_arg;
     /* Percent of a decode-only step's time that a step may take when it also feeds prompt
-     * rows: its prefill chunk is sized by the step cost measured so far (step_cost.h), at
-     * least 4 rows; 0: no limit but batch_size (cfg prefill_step_pct). */
+     * or draft rows: those rows together are sized by the step cost measured so far
+     * (step_cost.h), at least 4; 0: no limit but batch_size (cfg prefill_step_pct). */
     int prefill_step_pct;
     /* The clock that times forward steps for that cost, in seconds, called with forward_arg
      * on the scheduler thread. For tests (a fake forward's virtual time); NULL: ls_now. */

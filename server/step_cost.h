@@ -24,7 +24,7 @@ typedef struct {
  * rows < 1 or seconds not > 0: ignored. */
 void step_cost_add(step_cost *c, int rows, double seconds);
 
-/* Prefill rows a step may add beside its step_rows decoding rows (drafts included) so that it
+/* Extra rows (prompt or draft) a step may add beside its step_rows decoding rows so that it
  * takes at most limit_pct percent of the time of the same step without them, by c's fit: the
  * largest p with fixed + per_row * (step_rows + p) <= limit_pct / 100 * (fixed + per_row *
  * step_rows), i.e. p = (limit_pct / 100 - 1) * (fixed / per_row + step_rows). Never below

@@ -3,10 +3,11 @@
  * step's rows, advances the caches as fwd_decode does and makes token t + 1 the argmax after
  * token t (EOS after FAKE_EOS_AFTER, 'z'). Gated, it holds each step until the test releases
  * it, so what is queued, admitted or cancelled between two steps is deterministic without a
- * sleep. Covers admission order, cancellation in every state, prompt-cache reuse, queue limits,
- * embedding jobs wider than the slots, several prompts per job, the per-step row budget, and
- * the per-step token budget: step_cost.c's fit and chunk size from given step times, and the
- * scheduler's chunks on a fake whose steps take a virtual time that grows with their rows. */
+ * sleep. Covers admission order, cancellation in every state, prompt-cache reuse and slot
+ * choice, queue limits, embedding jobs wider than the slots, several prompts per job, the
+ * per-step row budget, and the per-step token budget: step_cost.c's fit and chunk size from
+ * given step times, and the scheduler's chunks (prompt and draft rows) on a fake whose steps
+ * take a virtual time that grows with their rows. */
 #include "check.h"
 #include "common.h"
 #include "gguf_builder.h"
@@ -431,6 +432,34 @@ static void test_prompt_cache(const model *m) {
     run_cached(s, &f, p3, 5, false, 0); /* the request's cache_prompt false: all of it again */
     choice_view v5 = run_cached(s, &f, p3, 5, true, 4); /* the same prompt: its last token only */
     CHECK(!strcmp(v5.text, v3.text), "repeat: '%s', first time '%s'", v5.text, v3.text);
+    sched_destroy(s);
+    fake_free(&f);
+}
+
+/* Slot of the choice run_cached returns (1 + index), for prompt p run once more. */
+static int run_slot(sched *s, fake *f, const int32_t *p, int n, int want_cached) {
+    return run_cached(s, f, p, n, true, want_cached).slot;
+}
+
+/* Every prompt begins with BOS, so every cached slot shares one token with a new prompt: that
+ * is no cache hit. Different prompts in turn take the empty slot first, then the least recently
+ * used one (not the one holding least), so each prompt sent again finds its cache. */
+static void test_prompt_cache_bos(const model *m) {
+    fake f;
+    fake_init(&f, m, false);
+    sched *s = make_sched(m, &f, 2, 16, 4, true);
+    if (!s) return fake_free(&f);
+    const int32_t pa[] = {1, 60, 61, 62, 63, 64, TOK('a')}, pb[] = {1, 70, 71, TOK('a')};
+    const int32_t pc[] = {1, 80, 81, TOK('a')};
+    int sa = run_slot(s, &f, pa, 7, 0);
+    int sb = run_slot(s, &f, pb, 4, 0); /* BOS alone in common: the empty slot */
+    CHECK(sa > 0 && sb > 0 && sa != sb, "B took slot %d, A's cache is in %d", sb, sa);
+    CHECK(run_slot(s, &f, pa, 7, 6) == sa, "A again: not its own slot"); /* all but its last */
+    CHECK(run_slot(s, &f, pb, 4, 3) == sb, "B again: not its own slot");
+    /* no free slot shares more than BOS with C: A's is the least recently used (B's holds
+     * less, and used to be dropped for that) */
+    CHECK(run_slot(s, &f, pc, 4, 0) == sa, "C did not take the least recently used slot");
+    CHECK(run_slot(s, &f, pb, 4, 3) == sb, "B after C: its cache is gone");
     sched_destroy(s);
     fake_free(&f);
 }
@@ -891,6 +920,128 @@ static void test_prefill_time_budget(const model *m, int pct, const int *want, i
     fake_free(&f);
 }
 
+/* Draft rows share the prompts' time budget: on a fake whose steps take fixed + per_row * rows
+ * virtual seconds, two drafting choices decode while a third request's prompt arrives. Every
+ * step with d decoding slots carries at most the reference number of extra rows beside them
+ * (the most that keep it within pct % of the d-row step), drafts and prompt rows together; the
+ * prompt takes its share first (min(budget, what it has left)), drafts what remains; drafts do
+ * run (the text repeats, so they are accepted), and the text is plain greedy decoding's. */
+static void test_draft_time_budget(const model *m) {
+    enum { PCT = 200, LA = 22, LC = 40, BATCH = 64 };
+    const double fixed = 0.009, per_row = 0.002; /* budget 4.5 + d rows: 6 beside 2 */
+    fake f;
+    fake_init(&f, m, true);
+    f.fixed = fixed, f.per_row = per_row;
+    sched *s = make_sched_pct(m, &f, 3, BATCH, 4, false, PCT);
+    if (!s) return fake_free(&f);
+    int32_t pa[LA], pc[LC];
+    pa[0] = pc[0] = 1;
+    for (int i = 1; i < LA - 1; i++) /* a..t, then a: "a b" recurs once 'b' is generated */
+        pa[i] = TOK('a' + i - 1);
+    pa[LA - 1] = TOK('a');
+    for (int i = 1; i < LC; i++)
+        pc[i] = TOK('a');
+    gen_request ra = gen_req(pa, LA, 2, 20);
+    ra.spec_n_max = 8;
+    job *a = submit(s, ra);
+    wait_entered(&f, 1); /* both choices' prompts, alone: a whole batch */
+    release_step(&f);
+    wait_entered(&f, 2); /* they decode; C is admitted before step 3 */
+    job *c = submit(s, gen_req(pc, LC, 1, 4));
+    release_step(&f);
+    ungate(&f);
+    job_wait(a);
+    job_wait(c);
+    int plen[3] = {0}, c_seq = view(c, 0).slot - 1, c_left = LC, drafts = 0, shared = 0;
+    for (int k = 0; k < 2; k++)
+        if (view(a, k).slot > 0) plen[view(a, k).slot - 1] = LA;
+    if (c_seq >= 0) plen[c_seq] = LC;
+    for (int k = 1; k <= n_entered(&f); k++) {
+        step_rec st = get_step(&f, k);
+        bool decoding[3] = {false};
+        int n_dec = 0, prompt_rows = 0, c_prompt = 0;
+        for (int i = 0; i < st.n; i++) {
+            const row *w = &st.r[i];
+            if (w->pos < plen[w->seq]) {
+                prompt_rows++;
+                c_prompt += w->seq == c_seq;
+            } else if (!decoding[w->seq]) {
+                decoding[w->seq] = true;
+                n_dec++;
+            }
+        }
+        int extra = st.n - n_dec, draft_rows = extra - prompt_rows;
+        if (n_dec == 0) continue; /* no stream to hold up: a whole batch */
+        int cap = BATCH - n_dec > MIN_PREFILL ? BATCH - n_dec : MIN_PREFILL;
+        int want = want_rows(fixed, per_row, n_dec, PCT, FLOOR, cap);
+        CHECK(extra <= want, "step %d: %d extra rows (%d drafts) beside %d decoding; budget %d",
+              k, extra, draft_rows, n_dec, want);
+        if (c_prompt > 0) {
+            int first = c_left < want ? c_left : want;
+            CHECK(c_prompt == first, "step %d: C's prompt got %d rows, want min(%d, %d left)", k,
+                  c_prompt, want, c_left);
+            c_left -= c_prompt;
+            shared += draft_rows > 0;
+        }
+        drafts += draft_rows;
+    }
+    CHECK(c_left == 0, "C's prompt: %d rows never fed", c_left);
+    CHECK(drafts > 0 && shared > 0, "%d draft rows, %d beside C's prompt", drafts, shared);
+    for (int k = 0; k < 2; k++)
+        CHECK(!strcmp(view(a, k).text, "bcdefghijklmnopqrstu"), "A %d: '%s'", k,
+              view(a, k).text);
+    CHECK(!strcmp(view(c, 0).text, "bcde"), "C: '%s'", view(c, 0).text);
+    printf("drafts under the time budget: %d steps, %d draft rows\n", n_entered(&f), drafts);
+    job_release(a);
+    job_release(c);
+    sched_destroy(s);
+    fake_free(&f);
+}
+
+/* A draft budget too small for every slot's draft is shared: which slot drafts first turns
+ * from step to step, so two choices copying the same text get about as many draft rows while
+ * both decode, where the lower slot used to take the whole budget every step. */
+static void test_draft_budget_shared(const model *m) {
+    enum { L = 32, GEN = 30 };
+    fake f;
+    fake_init(&f, m, false);
+    f.fixed = 0.001, f.per_row = 0.002; /* 200%: 2.5 rows beside 2, so the floor: 4 */
+    sched *s = make_sched_pct(m, &f, 2, 64, 4, false, 200);
+    if (!s) return fake_free(&f);
+    int32_t p[L];
+    p[0] = 1;
+    for (int i = 1; i < L - 1; i++) /* 10..39, then 10: the output 11..40 copies it */
+        p[i] = 9 + i;
+    p[L - 1] = 10;
+    gen_request r = gen_req(p, L, 2, GEN);
+    r.spec_n_max = 8;
+    job *j = submit(s, r);
+    job_wait(j);
+    int per_seq[2] = {0}, both = 0;
+    for (int k = 1; k <= n_entered(&f); k++) {
+        step_rec st = get_step(&f, k);
+        int rows[2] = {0};
+        for (int i = 0; i < st.n; i++)
+            if (st.r[i].pos >= L) rows[st.r[i].seq]++;
+        if (!rows[0] || !rows[1]) continue; /* only steps where both decode */
+        both++;
+        per_seq[0] += rows[0] - 1;
+        per_seq[1] += rows[1] - 1;
+    }
+    int lo = per_seq[0] < per_seq[1] ? per_seq[0] : per_seq[1];
+    int hi = per_seq[0] < per_seq[1] ? per_seq[1] : per_seq[0];
+    CHECK(both > 2 && hi > 0 && 3 * lo >= 2 * hi,
+          "%d steps with both decoding: %d and %d draft rows", both, per_seq[0], per_seq[1]);
+    choice_view v0 = view(j, 0), v1 = view(j, 1);
+    CHECK(v0.n_gen == GEN && v1.n_gen == GEN && !strcmp(v0.text, v1.text), "%d, %d tokens",
+          v0.n_gen, v1.n_gen);
+    printf("shared draft budget: %d steps with both decoding, %d and %d draft rows\n", both,
+           per_seq[0], per_seq[1]);
+    job_release(j);
+    sched_destroy(s);
+    fake_free(&f);
+}
+
 int main(void) {
     test_budget_fit();
     test_budget_degenerate();
@@ -916,6 +1067,7 @@ int main(void) {
         test_admission_order(m);
         test_cancel(m);
         test_prompt_cache(m);
+        test_prompt_cache_bos(m);
         test_queue_limits(m);
         test_embeddings(m);
         test_embeddings_cancel(m);
@@ -924,6 +1076,8 @@ int main(void) {
         test_row_budget(m, 4);
         test_prefill_time_budget(m, 200, (const int[]){16, 16, 16, 2}, 4);
         test_prefill_time_budget(m, 0, (const int[]){50}, 1);
+        test_draft_time_budget(m);
+        test_draft_budget_shared(m);
         model_free(m);
     }
     unlink(path);
