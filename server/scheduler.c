@@ -1095,10 +1095,12 @@ static void step(sched *s) {
      * step may take) for prompts and drafts together, prompts first: a prompt row is work that
      * must be done, and delaying it delays that request's first token, where a draft row is a
      * bet that pays only if accepted (about half the time pays for it) and its slot decodes
-     * anyway. Drafts get what the prompts leave, and never push the step past batch_size. */
+     * anyway. Drafts get what the prompts leave, and never push the step past batch_size.
+     * A lone decoding stream with no prompt waiting holds up nobody but itself, and a longer
+     * draft is its own gain: its drafts take the whole batch. */
     int extra = step_extra_rows(s, n_decode), for_prompts = prompt_rows_left(s);
     if (for_prompts > extra) for_prompts = extra;
-    int for_drafts = extra - for_prompts;
+    int for_drafts = n_decode == 1 && for_prompts == 0 ? s->p.batch_size : extra - for_prompts;
     if (for_drafts > s->p.batch_size - n_decode - for_prompts)
         for_drafts = s->p.batch_size - n_decode - for_prompts;
     rows = add_decoding_slots(s, for_drafts);

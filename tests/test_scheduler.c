@@ -1042,6 +1042,40 @@ static void test_draft_budget_shared(const model *m) {
     fake_free(&f);
 }
 
+/* A lone decoding stream with no prompt waiting holds up nobody: its drafts are not cut to the
+ * step budget (here the floor, 4 rows), so a copying stream's draft grows to its n_max of 8. */
+static void test_lone_stream_drafts(const model *m) {
+    enum { L = 32, GEN = 30 };
+    fake f;
+    fake_init(&f, m, false);
+    f.fixed = 0.001, f.per_row = 0.002; /* 200%: 1.5 rows beside 1, so the floor: 4 */
+    sched *s = make_sched_pct(m, &f, 2, 64, 4, false, 200);
+    if (!s) return fake_free(&f);
+    int32_t p[L];
+    p[0] = 1;
+    for (int i = 1; i < L - 1; i++) /* 10..39, then 10: the output 11..40 copies it */
+        p[i] = 9 + i;
+    p[L - 1] = 10;
+    gen_request r = gen_req(p, L, 1, GEN);
+    r.spec_n_max = 8;
+    job *j = submit(s, r);
+    job_wait(j);
+    int most = 0;
+    for (int k = 1; k <= n_entered(&f); k++) {
+        step_rec st = get_step(&f, k);
+        int drafts = -1; /* the rows past the prompt, less the token being decoded */
+        for (int i = 0; i < st.n; i++) drafts += st.r[i].pos >= L;
+        if (drafts > most) most = drafts;
+    }
+    choice_view v = view(j, 0);
+    CHECK(most == 8, "a lone stream's longest draft: %d rows, want its n_max 8", most);
+    CHECK(v.n_gen == GEN, "%d tokens", v.n_gen);
+    printf("lone stream: drafts of up to %d rows in %d steps\n", most, n_entered(&f));
+    job_release(j);
+    sched_destroy(s);
+    fake_free(&f);
+}
+
 int main(void) {
     test_budget_fit();
     test_budget_degenerate();
@@ -1078,6 +1112,7 @@ int main(void) {
         test_prefill_time_budget(m, 0, (const int[]){50}, 1);
         test_draft_time_budget(m);
         test_draft_budget_shared(m);
+        test_lone_stream_drafts(m);
         model_free(m);
     }
     unlink(path);
