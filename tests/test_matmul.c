@@ -518,7 +518,7 @@ static void test_kquant_avx512_matches_avx2(void) {
 }
 
 /* The decode kernels of x86/quant_avx512.c (T < 4) give the scalar twins' bits, every type of
- * dtype_uses_q8_K: groups of 4 or 8 weight rows reduced together with the float steps in vector
+ * dtype_uses_q8_K: groups of 8 weight rows reduced together with the float steps in vector
  * lanes, whole and ragged (n_out 1 .. 37: fewer rows than a group, a remainder row by row, a
  * thread's share that ends inside a group), rows of 1, 5 and 8 super-blocks, T = 1, 2, 3. */
 static void test_kquant_decode_rows(void) {

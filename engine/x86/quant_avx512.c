@@ -1,8 +1,9 @@
 /* x86/quant_avx512: kernels on AVX-512 VNNI for the 256-element block types (Q2_K, Q3_K, Q4_K,
  * Q5_K, Q6_K, IQ4_XS). Prefill: super-blocks of 16 weight rows are decoded once and transposed
  * (lane = weight row), then every activation row passes over them with broadcast vpdpbusd, 8
- * activation rows at a time. Decode: row by row with zmm codes. Exact integers per block and
- * the scalar twin's float steps per block, in order: the bits of dot_q2_K .. dot_iq4_xs. */
+ * activation rows at a time. Decode: 8 weight rows per pass with zmm codes, their sums reduced
+ * together. Exact integers per block and the scalar twin's float steps per block, in order:
+ * the bits of dot_q2_K .. dot_iq4_xs. */
 #include "quant_avx512.h"
 
 #include "x86.h"
@@ -306,9 +307,9 @@ INLINE512 void rows_tile(dtype t, float *out, const block_q8_K *xk, const tensor
  * order. The rows past the last group of DEC_R go row by row (sum2 and scalar steps). */
 #define ONE_T_MAX 4   /* fewer activation rows than this take the decode kernels */
 #define PF_AHEAD 1024 /* bytes of weights prefetched ahead of the block being read */
-#ifndef DEC_R
-#define DEC_R 4 /* weight rows per decode pass (4 or 8; docs/PERFORMANCE.md) */
-#endif
+/* weight rows per decode pass: 8 (Q4_K from DRAM, one core: 4 rows 24.8 GMAC/s, 8 rows 33.4,
+ * row by row 26.5; docs/PERFORMANCE.md); sums_rows and dot_rows assume 8 */
+#define DEC_R 8
 
 /* The int16 lanes idx(k, l) = base + l / span of a permutation that spreads scale bytes. */
 INLINE512 __m512i spread_idx(int base, int span) {
@@ -334,7 +335,8 @@ INLINE512 void dconst_init(dconst *k) {
 }
 
 /* acc += the four zmm of codes times the activation, times the scales sc (int16) spread by idx. */
-INLINE512 __m512i codes_dot(const kblock *kb, const block_q8_K *x, __m512i sc, const __m512i idx[4]) {
+INLINE512 __m512i codes_dot(const kblock *kb, const block_q8_K *x, __m512i sc,
+                            const __m512i idx[4]) {
     __m512i acc = _mm512_setzero_si512();
     for (int k = 0; k < 4; k++)
         acc = _mm512_dpwssd_epi32(
@@ -422,8 +424,8 @@ INLINE512 void blk_q23(bool q3, const uint8_t *blk, const block_q8_K *x, const d
 
 /* IQ4_XS: the signed levels (|level| <= 127) times the activations as vpmaddubsw of |level| by
  * the activation with the level's sign (no saturation: 2 x 127 x 127 < 2^15); no bsums term. */
-INLINE512 void blk_iq4xs(const block_iq4_xs *w, const block_q8_K *x, const dconst *k,
-                         __m512i *acc, __m256i *vs) {
+INLINE512 void blk_iq4xs(const block_iq4_xs *w, const block_q8_K *x, const dconst *k, __m512i *acc,
+                         __m256i *vs) {
     const __m512i tbl = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)iq4_levels));
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     const __m512i sc = _mm512_castsi128_si512(_mm256_cvtepi32_epi16(iq4xs_scales32(w)));
@@ -443,7 +445,7 @@ INLINE512 void blk_iq4xs(const block_iq4_xs *w, const block_q8_K *x, const dcons
     *vs = _mm256_setzero_si256();
 }
 
-/* One weight row's block blk against x: acc sums to the scalar twin's isum, vs to its bsums term. */
+/* One row's block blk against x: acc sums to the scalar twin's isum, vs to its bsums term. */
 INLINE512 void blk_int(dtype t, const uint8_t *blk, const block_q8_K *x, const dconst *k,
                        __m512i *acc, __m256i *vs) {
     if (t == DT_Q4_K || t == DT_Q5_K)
@@ -468,7 +470,7 @@ INLINE512 int dec_off(dtype t) {
 /* Where d (F16) lies in a block, as a dword read that stays inside the block: its low half,
  * dmin the high half (Q2_K, Q4_K, Q5_K, IQ4_XS); the high half (Q3_K, Q6_K: d is last). */
 INLINE512 size_t d_dword(dtype t) {
-    return t == DT_Q2_K ? offsetof(block_q2_K, d)
+    return t == DT_Q2_K   ? offsetof(block_q2_K, d)
            : t == DT_Q3_K ? offsetof(block_q3_K, d) - 2
            : t == DT_Q6_K ? offsetof(block_q6_K, d) - 2
                           : 0;
@@ -521,30 +523,31 @@ INLINE512 float dot1(dtype t, const uint8_t *row, const block_q8_K *x, int nb, c
     return sum;
 }
 
-/* The totals of R = 4 or 8 rows' acc and vs: row i's in lane i of *is and *vs. */
+/* The totals of the DEC_R rows' acc and vs: row i's in lane i of *is and *vsum. */
 INLINE512 void sums_rows(const __m512i acc[DEC_R], const __m256i vs[DEC_R], __m256i *is,
                          __m256i *vsum) {
-    __m256i v[16];
-    for (int i = 0; i < DEC_R; i++) {
-        v[i] = _mm256_add_epi32(_mm512_castsi512_si256(acc[i]), _mm512_extracti64x4_epi64(acc[i], 1));
-        v[DEC_R + i] = vs[i];
-    }
+    __m256i v[DEC_R];
+    for (int i = 0; i < DEC_R; i++)
+        v[i] =
+            _mm256_add_epi32(_mm512_castsi512_si256(acc[i]), _mm512_extracti64x4_epi64(acc[i], 1));
     *is = hsum8x8(v);
-    if (DEC_R == 4)
-        *vsum = _mm256_permute2x128_si256(*is, *is, 0x01); /* lanes 4-7 to 0-3 */
-    else
-        *vsum = hsum8x8(v + 8);
+    *vsum = hsum8x8(vs);
+}
+
+/* The F16 in the high (or low) half of each dword, exact to F32. */
+INLINE512 __m256 half_ps(__m256i dd, bool high) {
+    const __m256i h =
+        high ? _mm256_srli_epi32(dd, 16) : _mm256_and_si256(dd, _mm256_set1_epi32(0xffff));
+    return _mm256_cvtph_ps(_mm256_cvtepi32_epi16(h));
 }
 
 /* out[i] for rows row0 + i * rb, i < DEC_R, against one activation row. Each lane runs its
- * row's float steps in the scalar twin's order (lanes past DEC_R are not stored). */
+ * row's float steps in the scalar twin's order. */
 INLINE512 void dot_rows(dtype t, float *out, const uint8_t *row0, size_t rb, const block_q8_K *x,
                         int nb, const dconst *k) {
     const size_t bb = dtype_block_bytes(t);
-    const __m256i gidx = _mm256_mullo_epi32(
-        _mm256_setr_epi32(0, 1, 2, 3, DEC_R > 4 ? 4 : 0, DEC_R > 5 ? 5 : 1, DEC_R > 6 ? 6 : 2,
-                          DEC_R > 7 ? 7 : 3),
-        _mm256_set1_epi32((int)rb));
+    const __m256i gidx =
+        _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)rb));
     __m256 sum = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++) {
         const uint8_t *wb = row0 + (size_t)b * bb;
@@ -552,8 +555,11 @@ INLINE512 void dot_rows(dtype t, float *out, const uint8_t *row0, size_t rb, con
         __m256i vs[DEC_R];
         for (int i = 0; i < DEC_R; i++) {
             const uint8_t *blk = wb + (size_t)i * rb;
-            for (size_t ahead = PF_AHEAD; ahead < PF_AHEAD + bb; ahead += 64)
-                _mm_prefetch((const char *)blk + ahead, _MM_HINT_T0);
+            /* the next group's rows, into L2, as the Q4_0 decode tile does (Zen 4, one core,
+             * Q4_K 2048 x 5632 from DRAM: 34.9 GMAC/s; 1 KiB ahead in the row itself, into L1,
+             * as dot1: 17.2; the next group into L1: 21.3; two groups ahead into L2: 33.5) */
+            for (size_t ahead = 0; ahead < bb; ahead += 64)
+                _mm_prefetch((const char *)blk + DEC_R * rb + ahead, _MM_HINT_T1);
             blk_int(t, blk, &x[b], k, &acc[i], &vs[i]);
         }
         __m256i is, vsum;
@@ -561,19 +567,17 @@ INLINE512 void dot_rows(dtype t, float *out, const uint8_t *row0, size_t rb, con
         const __m256i dd = _mm256_i32gather_epi32((const int *)(wb + d_dword(t)), gidx, 1);
         const __m256 xd = _mm256_set1_ps(x[b].d);
         if (has_min(t)) {
-            const __m256 d = _mm256_cvtph_ps(_mm256_cvtepi32_epi16(_mm256_and_si256(dd, _mm256_set1_epi32(0xffff))));
-            const __m256 dmin = _mm256_cvtph_ps(_mm256_cvtepi32_epi16(_mm256_srli_epi32(dd, 16)));
+            const __m256 d = half_ps(dd, false), dmin = half_ps(dd, true);
             const __m256 a = _mm256_mul_ps(_mm256_cvtepi32_ps(is), _mm256_mul_ps(d, xd));
             const __m256 m = _mm256_mul_ps(_mm256_cvtepi32_ps(vsum), _mm256_mul_ps(dmin, xd));
             sum = _mm256_add_ps(sum, _mm256_sub_ps(a, m));
         } else {
-            const __m256i dh = d_dword(t) ? _mm256_srli_epi32(dd, 16) : _mm256_and_si256(dd, _mm256_set1_epi32(0xffff));
-            const __m256 d = _mm256_cvtph_ps(_mm256_cvtepi32_epi16(dh));
+            const __m256 d = half_ps(dd, d_dword(t) != 0);
             const __m256i q = _mm256_sub_epi32(is, _mm256_slli_epi32(vsum, dec_off(t)));
             sum = _mm256_add_ps(sum, _mm256_mul_ps(_mm256_cvtepi32_ps(q), _mm256_mul_ps(d, xd)));
         }
     }
-    _mm256_mask_storeu_ps(out, (__mmask8)((1u << DEC_R) - 1), sum);
+    _mm256_storeu_ps(out, sum);
 }
 
 /* T < ONE_T_MAX activation rows: groups of DEC_R weight rows, then the rest row by row. */
