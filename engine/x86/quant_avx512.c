@@ -114,13 +114,6 @@ INLINE512 void decode_iq4xs(kblock *kb, const block_iq4_xs *w) {
     kb->dmin = 0.0f;
 }
 
-/* IQ4_XS sub-block s's scale minus 32. */
-static inline int iq4xs_scale(const block_iq4_xs *w, int s) {
-    return (((w->scales_l[s / 2] >> (4 * (s % 2))) & 0x0f) |
-            (((w->scales_h >> (2 * s)) & 3) << 4)) -
-           32;
-}
-
 /* How a type's block sum is put together (the scalar twin's order):
  *  ns   sub-blocks per super-block (8 of 32 elements or 16 of 16);
  *  off  log2 of the offset added to the codes (Q6_K 32, Q3_K 4, IQ4_XS 128), taken off as
@@ -183,7 +176,7 @@ INLINE512 void row_decode(kblock *kb, int32_t sc[16][TR], int32_t mp[8][TR], int
     } else if (t == DT_IQ4_XS) {
         decode_iq4xs(kb, (const block_iq4_xs *)blk);
         for (int s = 0; s < 8; s++)
-            sc[s][i] = v16[2 * s] = v16[2 * s + 1] = iq4xs_scale((const block_iq4_xs *)blk, s);
+            sc[s][i] = v16[2 * s] = v16[2 * s + 1] = iq4_xs_scale((const block_iq4_xs *)blk, s);
     } else {
         const bool q5 = t == DT_Q5_K;
         decode_q45(kb, q5, blk);
@@ -375,19 +368,7 @@ INLINE512 void blk_q6(const block_q6_K *w, const block_q8_K *x, const dconst *k,
     *vs = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)x->bsums), s16);
 }
 
-/* Q3_K's sixteen scales minus 32 as int8 (q3_K_scales, vectorised): the low 4 bits from bytes
- * 0-7 (scales 0-7 low nibbles, 8-15 high), the top 2 from byte 8 + i % 4, bits 2 (i / 4). */
-INLINE512 __m128i q3_scales8(const uint8_t *s) {
-    const __m128i v = _mm_loadl_epi64((const __m128i *)s), m4 = _mm_set1_epi8(0x0f);
-    const __m128i lo = _mm_and_si128(_mm_unpacklo_epi64(v, _mm_srli_epi16(v, 4)), m4);
-    uint32_t h32;
-    memcpy(&h32, s + 8, 4);
-    __m128i hi = _mm_srlv_epi32(_mm_set1_epi32((int)h32), _mm_setr_epi32(0, 2, 4, 6));
-    hi = _mm_slli_epi16(_mm_and_si128(hi, _mm_set1_epi8(3)), 4);
-    return _mm_sub_epi8(_mm_or_si128(lo, hi), _mm_set1_epi8(32));
-}
-
-/* IQ4_XS's eight scales minus 32 as int32 (iq4xs_scale, vectorised): nibble s of the 32-bit
+/* IQ4_XS's eight scales minus 32 as int32 (iq4_xs_scale, vectorised): nibble s of the 32-bit
  * scales_l, bits 2s, 2s + 1 of scales_h on top. */
 INLINE512 __m256i iq4xs_scales32(const block_iq4_xs *w) {
     uint32_t l32;
@@ -409,7 +390,7 @@ INLINE512 void blk_q23(bool q3, const uint8_t *blk, const block_q8_K *x, const d
                        __m512i *acc, __m256i *vs) {
     __m256i s16, v16; /* the scales; the multipliers of the bsums */
     if (q3) {
-        s16 = v16 = _mm256_cvtepi8_epi16(q3_scales8(((const block_q3_K *)blk)->scales));
+        s16 = v16 = _mm256_cvtepi8_epi16(q3_K_scales8(((const block_q3_K *)blk)->scales));
     } else {
         const __m128i s = _mm_loadu_si128((const __m128i *)((const block_q2_K *)blk)->scales);
         const __m128i m4 = _mm_set1_epi8(0x0f);
@@ -474,17 +455,6 @@ INLINE512 size_t d_dword(dtype t) {
            : t == DT_Q3_K ? offsetof(block_q3_K, d) - 2
            : t == DT_Q6_K ? offsetof(block_q6_K, d) - 2
                           : 0;
-}
-
-/* The sums of 8 vectors of 8 int32 lanes, v[j]'s in lane j, exact: two rounds of hadd, then
- * the 128-bit halves added. */
-INLINE512 __m256i hsum8x8(const __m256i v[8]) {
-    const __m256i a =
-        _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
-    const __m256i b =
-        _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
-    return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20),
-                            _mm256_permute2x128_si256(a, b, 0x31));
 }
 
 /* isum (16 lanes) and msum (8 lanes) to their exact totals. */
