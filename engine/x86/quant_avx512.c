@@ -440,7 +440,7 @@ INLINE512 void blk_int(dtype t, const uint8_t *blk, const block_q8_K *x, const d
 }
 
 /* The float steps: types with mins (Q2_K, Q4_K, Q5_K) subtract vs x dmin; the others take the
- * codes' offset (Q6_K 32, Q3_K 4) off the integer: (is - (vs << dec_off)) x d. */
+ * codes' offset (Q6_K 32, Q3_K 4) off the integer: (is - vs x 2^dec_off) x d. */
 INLINE512 bool has_min(dtype t) {
     return t == DT_Q2_K || t == DT_Q4_K || t == DT_Q5_K;
 }
@@ -487,7 +487,7 @@ INLINE512 float dot1(dtype t, const uint8_t *row, const block_q8_K *x, int nb, c
             sum += (float)is * (_cvtsh_ss((uint16_t)dd) * x[b].d) -
                    (float)vs * (_cvtsh_ss((uint16_t)(dd >> 16)) * x[b].d);
         else
-            sum += (float)(is - (vs << dec_off(t))) *
+            sum += (float)(is - vs * (1 << dec_off(t))) *
                    (_cvtsh_ss((uint16_t)(d_dword(t) ? dd >> 16 : dd)) * x[b].d);
     }
     return sum;
