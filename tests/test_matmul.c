@@ -517,6 +517,50 @@ static void test_kquant_avx512_matches_avx2(void) {
     pool_destroy(p);
 }
 
+/* The decode kernels of x86/quant_avx512.c (T < 4) give the scalar twins' bits, every type of
+ * dtype_uses_q8_K: groups of 8 weight rows reduced together with the float steps in vector
+ * lanes, whole and ragged (n_out 1 .. 37: fewer rows than a group, a remainder row by row, a
+ * thread's share that ends inside a group), rows of 1, 5 and 8 super-blocks, T = 1, 2, 3. */
+static void test_kquant_decode_rows(void) {
+    const dtype types[] = {DT_Q2_K, DT_Q3_K, DT_Q4_K, DT_Q5_K, DT_Q6_K, DT_IQ4_XS};
+    const int n_ins[] = {256, 1280, 2048}, n_outs[] = {1, 3, 4, 7, 8, 9, 13, 21, 37};
+    pool *p[2] = {pool_create(1), pool_create(2)};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        int bad = 0;
+        for (int a = 0; a < 3; a++)
+            for (int o = 0; o < 9; o++) {
+                const int n_in = n_ins[a], n_out = n_outs[o], T = 1 + (a + o) % 3;
+                tensor w = make_weights(types[i], n_in, n_out, 5u + (unsigned)(a * 9 + o));
+                float *x = malloc((size_t)T * n_in * sizeof *x);
+                float *got = malloc((size_t)T * n_out * sizeof *got);
+                block_q8_K *xk = malloc((size_t)(n_in / QK_K) * sizeof *xk);
+                unsigned seed = 7u + (unsigned)o;
+                for (int k = 0; k < T * n_in; k++) x[k] = frand(&seed) * 2.0f;
+                mm_scratch ms;
+                CHECK(mm_scratch_init(&ms, T, n_in) == 0, "scratch");
+                for (int th = 0; th < 2; th++) {
+                    matmul(got, x, &w, T, &ms, p[th]);
+                    for (int tt = 0; tt < T; tt++) {
+                        quantize_row_q8_K(xk, x + (size_t)tt * n_in, n_in);
+                        for (int r = 0; r < n_out; r++) {
+                            float want = dot_row(tensor_row(&w, r), types[i], NULL, xk, n_in);
+                            bad += memcmp(&want, &got[(size_t)tt * n_out + r], 4) != 0;
+                        }
+                    }
+                }
+                mm_scratch_free(&ms);
+                free((void *)w.data);
+                free(x);
+                free(got);
+                free(xk);
+            }
+        CHECK(bad == 0, "%s decode: %d outputs differ from the scalar twin", dtype_name(types[i]),
+              bad);
+    }
+    pool_destroy(p[0]);
+    pool_destroy(p[1]);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0); /* under qemu (test-arm.sh), a hang shows the last check */
     mm_set_inline_macs(0); /* every product through the pool: the thread tests mean it */
@@ -529,6 +573,7 @@ int main(void) {
     test_dec_tiles();
     test_q4_0_repack();
     test_kquant_avx512_matches_avx2();
+    test_kquant_decode_rows();
     const dtype types[] = {DT_F32, DT_F16, DT_BF16, DT_Q8_0, DT_Q4_0, DT_Q8_0, DT_Q4_0};
     printf("AVX-512 VNNI kernels: %s\n", mm_avx512_supported() ? "yes" : "no");
     for (int i = 0; i < 7; i++) {

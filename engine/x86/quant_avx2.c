@@ -13,23 +13,12 @@
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-
-#define TARGET __attribute__((target("avx2,fma,f16c")))
-#define INLINE static inline __attribute__((always_inline)) TARGET
+#include "x86_simd.h"
 
 /* F16 bits to F32 with F16C: the same value as f16_to_f32 (exact for every finite half), without
  * a call (which would cost a vzeroupper and spills in these loops). */
 INLINE float h2f(uint16_t h) {
     return _cvtsh_ss(h);
-}
-
-/* The exact sum of 8 int32 lanes. */
-INLINE int32_t hsum_i32(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
-    return _mm_cvtsi128_si32(s);
 }
 
 /* 32 unsigned codes (each < 64) times 32 signed activation codes, as 8 int32 partial sums. */
@@ -336,18 +325,6 @@ void qdot_rows_avx2(float *out, const block_q8_act *xq, const block_q8_K *xk, co
             out[(size_t)t * n_out + r] =
                 row_dot(w->type, row, xq + (size_t)t * nbq, n);
     }
-}
-
-/* The sums of 8 vectors of 8 int32 lanes, v[j]'s in lane j, exact: two rounds of hadd, then
- * the 128-bit halves added. */
-INLINE __m256i hsum8x8(const __m256i v[8]) {
-    const __m256i a =
-        _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
-    const __m256i b =
-        _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
-    /* a: v0..v3 low-half sums | v0..v3 high-half sums; b the same for v4..v7 */
-    return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20),
-                            _mm256_permute2x128_si256(a, b, 0x31));
 }
 
 /* quantize_row_q8_K with AVX2: the same max, the same scale and reciprocal, the same product

@@ -11,21 +11,10 @@
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-
-#define TARGET __attribute__((target("avx2,fma,f16c")))
-#define INLINE static inline __attribute__((always_inline)) TARGET
+#include "x86_simd.h"
 
 INLINE float k2_h2f(uint16_t h) { /* exact, as f16_to_f32 (see quant_avx2.c) */
     return _cvtsh_ss(h);
-}
-
-/* The exact sum of 8 int32 lanes. */
-INLINE int32_t k2_hsum(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
-    return _mm_cvtsi128_si32(s);
 }
 
 /* Sub-block scales 2j (low 128 bits) and 2j + 1 (high) as 8 int16 lanes each, from 16 int8
@@ -50,18 +39,6 @@ INLINE __m256i q23_codes(__m256i q, __m256i hm, int j, bool q3) {
     return c;
 }
 
-/* Q3_K's sixteen scales minus 32 as int8 (q3_K_scales, vectorised): the low 4 bits from bytes
- * 0-7 (scales 0-7 low nibbles, 8-15 high), the top 2 from byte 8 + i % 4, bits 2 * (i / 4). */
-INLINE __m128i q3_K_scales8(const uint8_t *s) {
-    const __m128i v = _mm_loadl_epi64((const __m128i *)s), m4 = _mm_set1_epi8(0x0f);
-    const __m128i lo = _mm_and_si128(_mm_unpacklo_epi64(v, _mm_srli_epi16(v, 4)), m4);
-    uint32_t h32;
-    memcpy(&h32, s + 8, 4);
-    __m128i hi = _mm_srlv_epi32(_mm_set1_epi32((int)h32), _mm_setr_epi32(0, 2, 4, 6));
-    hi = _mm_slli_epi16(_mm_and_si128(hi, _mm_set1_epi8(3)), 4);
-    return _mm_sub_epi8(_mm_or_si128(lo, hi), _mm_set1_epi8(32));
-}
-
 /* Q2_K: the 4-bit scales (low nibbles) as int8, and the mins (high nibbles) as 16 int16. */
 INLINE __m128i q2_K_scales8(const block_q2_K *w) {
     return _mm_and_si128(_mm_loadu_si128((const __m128i *)w->scales), _mm_set1_epi8(0x0f));
@@ -73,7 +50,7 @@ INLINE __m256i q2_K_mins16(const block_q2_K *w) {
 
 /* sum over the 16 sub-blocks of v[s] * bsums[s] (exact). */
 INLINE int32_t dot_bsums(__m256i v16, const block_q8_K *x) {
-    return k2_hsum(_mm256_madd_epi16(v16, _mm256_loadu_si256((const __m256i *)x->bsums)));
+    return hsum_i32(_mm256_madd_epi16(v16, _mm256_loadu_si256((const __m256i *)x->bsums)));
 }
 
 /* A Q2_K/Q3_K block decoded once for a group of activation rows. */
@@ -112,9 +89,9 @@ INLINE void acc_q23(const k23_block *kb, bool q3, const block_q8_K *x, float *su
     }
     const int32_t bs = dot_bsums(kb->v16, x);
     if (q3)
-        *sum += (float)(k2_hsum(acc) - 4 * bs) * (kb->d * x->d);
+        *sum += (float)(hsum_i32(acc) - 4 * bs) * (kb->d * x->d);
     else
-        *sum += (float)k2_hsum(acc) * (kb->d * x->d) - (float)bs * (kb->dmin * x->d);
+        *sum += (float)hsum_i32(acc) * (kb->d * x->d) - (float)bs * (kb->dmin * x->d);
 }
 
 #define K2_PF_AHEAD 1024 /* bytes of weights prefetched ahead of the block being read */
@@ -148,9 +125,9 @@ INLINE float dot1_q23(bool q3, const uint8_t *row, const block_q8_K *x, int nb) 
         }
         const int32_t bs = dot_bsums(q3 ? _mm256_cvtepi8_epi16(sc8) : q2_K_mins16(b2), &x[b]);
         if (q3)
-            sum += (float)(k2_hsum(acc) - 4 * bs) * (k2_h2f(b3->d) * x[b].d);
+            sum += (float)(hsum_i32(acc) - 4 * bs) * (k2_h2f(b3->d) * x[b].d);
         else
-            sum += (float)k2_hsum(acc) * (k2_h2f(b2->d) * x[b].d) -
+            sum += (float)hsum_i32(acc) * (k2_h2f(b2->d) * x[b].d) -
                    (float)bs * (k2_h2f(b2->dmin) * x[b].d);
     }
     return sum;
@@ -179,16 +156,9 @@ INLINE float dot_iq4_nl_avx2(const block_iq4_nl *w, const block_q8_act *x, int n
         const __m256i xv = _mm256_loadu_si256((const __m256i *)x[b].qs);
         const __m256i p =
             _mm256_madd_epi16(dot_signed16(iq4_values32(w[b].qs), xv), _mm256_set1_epi16(1));
-        sum += (float)k2_hsum(p) * (k2_h2f(w[b].d) * x[b].d);
+        sum += (float)hsum_i32(p) * (k2_h2f(w[b].d) * x[b].d);
     }
     return sum;
-}
-
-/* IQ4_XS sub-block s's scale minus 32. */
-INLINE int iq4_xs_scale(const block_iq4_xs *w, int s) {
-    return (((w->scales_l[s / 2] >> (4 * (s % 2))) & 0x0f) |
-            (((w->scales_h >> (2 * s)) & 3) << 4)) -
-           32;
 }
 
 typedef struct {
@@ -211,7 +181,7 @@ INLINE void acc_iq4_xs(const xs_block *kb, const block_q8_K *x, float *sum) {
         const __m256i xv = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * s));
         acc = _mm256_add_epi32(acc, _mm256_madd_epi16(dot_signed16(kb->v[s], xv), kb->sc[s]));
     }
-    *sum += (float)k2_hsum(acc) * (kb->d * x->d);
+    *sum += (float)hsum_i32(acc) * (kb->d * x->d);
 }
 
 INLINE float dot1_iq4_xs(const block_iq4_xs *w, const block_q8_K *x, int nb) {
@@ -227,7 +197,7 @@ INLINE float dot1_iq4_xs(const block_iq4_xs *w, const block_q8_K *x, int nb) {
             acc = _mm256_add_epi32(
                 acc, _mm256_madd_epi16(dot_signed16(iq4_values32(w[b].qs + 16 * s), xv), sc));
         }
-        sum += (float)k2_hsum(acc) * (k2_h2f(w[b].d) * x[b].d);
+        sum += (float)hsum_i32(acc) * (k2_h2f(w[b].d) * x[b].d);
     }
     return sum;
 }

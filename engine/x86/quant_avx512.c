@@ -1,13 +1,15 @@
 /* x86/quant_avx512: kernels on AVX-512 VNNI for the 256-element block types (Q2_K, Q3_K, Q4_K,
  * Q5_K, Q6_K, IQ4_XS). Prefill: super-blocks of 16 weight rows are decoded once and transposed
  * (lane = weight row), then every activation row passes over them with broadcast vpdpbusd, 8
- * activation rows at a time. Decode: row by row with zmm codes. Exact integers per block and
- * the scalar twin's float steps per block, in order: the bits of dot_q2_K .. dot_iq4_xs. */
+ * activation rows at a time. Decode: 8 weight rows per pass with zmm codes, their sums reduced
+ * together. Exact integers per block and the scalar twin's float steps per block, in order:
+ * the bits of dot_q2_K .. dot_iq4_xs. */
 #include "quant_avx512.h"
 
 #include "x86.h"
 
 #include <assert.h>
+#include <stddef.h>
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -112,13 +114,6 @@ INLINE512 void decode_iq4xs(kblock *kb, const block_iq4_xs *w) {
     kb->dmin = 0.0f;
 }
 
-/* IQ4_XS sub-block s's scale minus 32. */
-static inline int iq4xs_scale(const block_iq4_xs *w, int s) {
-    return (((w->scales_l[s / 2] >> (4 * (s % 2))) & 0x0f) |
-            (((w->scales_h >> (2 * s)) & 3) << 4)) -
-           32;
-}
-
 /* How a type's block sum is put together (the scalar twin's order):
  *  ns   sub-blocks per super-block (8 of 32 elements or 16 of 16);
  *  off  log2 of the offset added to the codes (Q6_K 32, Q3_K 4, IQ4_XS 128), taken off as
@@ -181,7 +176,7 @@ INLINE512 void row_decode(kblock *kb, int32_t sc[16][TR], int32_t mp[8][TR], int
     } else if (t == DT_IQ4_XS) {
         decode_iq4xs(kb, (const block_iq4_xs *)blk);
         for (int s = 0; s < 8; s++)
-            sc[s][i] = v16[2 * s] = v16[2 * s + 1] = iq4xs_scale((const block_iq4_xs *)blk, s);
+            sc[s][i] = v16[2 * s] = v16[2 * s + 1] = iq4_xs_scale((const block_iq4_xs *)blk, s);
     } else {
         const bool q5 = t == DT_Q5_K;
         decode_q45(kb, q5, blk);
@@ -297,11 +292,17 @@ INLINE512 void rows_tile(dtype t, float *out, const block_q8_K *xk, const tensor
 }
 
 /* ---- one activation row (decode) ------------------------------------------------------------
- * Row by row, block by block as the scalar twin: codes in four zmm, vpmaddubsw by the activation
- * and vpdpwssd by the sub-block scales (int16, spread with vpermw); the bsums share with vpmaddwd;
- * both sums reduced together. */
-#define ONE_T_MAX 4   /* fewer activation rows than this go row by row */
+ * Per super-block and weight row, the exact integers as the scalar twin: codes in four zmm,
+ * vpmaddubsw by the activation and vpdpwssd by the sub-block scales (int16, spread with vpermw)
+ * into acc (16 lanes); the bsums term (mins, or the scales for the offset types) with vpmaddwd
+ * into vs (8 lanes). DEC_R weight rows at a time: their acc and vs are reduced together by one
+ * hadd tree, and the float steps run in vector lanes, one lane per row, in the scalar twin's
+ * order. The rows past the last group of DEC_R go row by row (sum2 and scalar steps). */
+#define ONE_T_MAX 4   /* fewer activation rows than this take the decode kernels */
 #define PF_AHEAD 1024 /* bytes of weights prefetched ahead of the block being read */
+/* weight rows per decode pass: 8 (Q4_K from DRAM, one core: 4 rows 24.8 GMAC/s, 8 rows 33.4,
+ * row by row 26.5; docs/PERFORMANCE.md); sums_rows and dot_rows assume 8 */
+#define DEC_R 8
 
 /* The int16 lanes idx(k, l) = base + l / span of a permutation that spreads scale bytes. */
 INLINE512 __m512i spread_idx(int base, int span) {
@@ -311,98 +312,63 @@ INLINE512 __m512i spread_idx(int base, int span) {
     return _mm512_loadu_si512(v);
 }
 
-/* isum (16 lanes) and msum (8 lanes) to their exact totals. */
-INLINE512 void sum2(__m512i isum, __m256i msum, int32_t *is, int32_t *ms) {
-    const __m256i i8 =
-        _mm256_add_epi32(_mm512_castsi512_si256(isum), _mm512_extracti64x4_epi64(isum, 1));
-    const __m256i t = _mm256_hadd_epi32(i8, msum); /* per 128 bits: i i m m */
-    const __m256i u = _mm256_hadd_epi32(t, t);     /* per 128 bits: i m i m */
-    const __m128i v = _mm_add_epi32(_mm256_castsi256_si128(u), _mm256_extracti128_si256(u, 1));
-    *is = _mm_cvtsi128_si32(v);
-    *ms = _mm_extract_epi32(v, 1);
-}
+/* The decode kernels' constants, made once per call. */
+typedef struct {
+    __m512i idx8[4];  /* 8 sub-blocks of 32: scales 2k, 2k + 1 over the 64 codes of c[k] */
+    __m512i idx16[4]; /* 16 sub-blocks of 16: scales 4k .. 4k + 3 */
+    __m256i pairs;    /* the 8 mins over the 16 bsums (one per 16 elements) */
+} dconst;
 
-INLINE512 float dot1_q45(bool q5, const uint8_t *row, const block_q8_K *x, int nb) {
-    const size_t bb = q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
-    const __m512i idx[4] = {spread_idx(0, 16), spread_idx(2, 16), spread_idx(4, 16),
-                            spread_idx(6, 16)};
-    const __m256i pairs = _mm512_castsi512_si256(spread_idx(0, 2));
-    float sum = 0.0f;
-    for (int b = 0; b < nb; b++) {
-        const uint8_t *blk = row + (size_t)b * bb;
-        for (size_t ahead = PF_AHEAD; ahead < PF_AHEAD + bb; ahead += 64)
-            _mm_prefetch((const char *)blk + ahead, _MM_HINT_T0);
-        /* the 8 scales and 8 mins of k4_scale_min as bytes, four at a time */
-        const uint8_t *sb =
-            q5 ? ((const block_q5_K *)blk)->scales : ((const block_q4_K *)blk)->scales;
-        uint32_t a, m, c;
-        memcpy(&a, sb, 4);
-        memcpy(&m, sb + 4, 4);
-        memcpy(&c, sb + 8, 4);
-        const uint64_t scb = (uint64_t)(a & 0x3f3f3f3fu) |
-                             (uint64_t)((c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u)) << 32;
-        const uint64_t mnb = (uint64_t)(m & 0x3f3f3f3fu) |
-                             (uint64_t)(((c >> 4) & 0x0f0f0f0fu) | ((m >> 2) & 0x30303030u)) << 32;
-        const __m512i sc =
-            _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)scb)));
-        const __m256i mn =
-            _mm256_castsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mnb)));
-        kblock kb;
-        decode_q45(&kb, q5, blk);
-        __m512i acc = _mm512_setzero_si512();
-        for (int k = 0; k < 4; k++)
-            acc = _mm512_dpwssd_epi32(
-                acc,
-                _mm512_maddubs_epi16(kb.c[k], _mm512_loadu_si512((const void *)(x[b].qs + 64 * k))),
-                _mm512_permutexvar_epi16(idx[k], sc));
-        const __m256i msum = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)x[b].bsums),
-                                               _mm256_permutexvar_epi16(pairs, mn));
-        int32_t is, ms;
-        sum2(acc, msum, &is, &ms);
-        sum += (float)is * (kb.d * x[b].d) - (float)ms * (kb.dmin * x[b].d);
+INLINE512 void dconst_init(dconst *k) {
+    for (int i = 0; i < 4; i++) {
+        k->idx8[i] = spread_idx(2 * i, 16);
+        k->idx16[i] = spread_idx(4 * i, 8);
     }
-    return sum;
+    k->pairs = _mm512_castsi512_si256(spread_idx(0, 2));
 }
 
-INLINE512 float dot1_q6(const block_q6_K *w, const block_q8_K *x, int nb) {
-    const __m512i idx[4] = {spread_idx(0, 8), spread_idx(4, 8), spread_idx(8, 8),
-                            spread_idx(12, 8)};
-    float sum = 0.0f;
-    for (int b = 0; b < nb; b++) {
-        for (size_t ahead = PF_AHEAD; ahead < PF_AHEAD + sizeof *w; ahead += 64)
-            _mm_prefetch((const char *)&w[b] + ahead, _MM_HINT_T0);
-        const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[b].scales));
-        const __m512i sc = _mm512_castsi256_si512(s16);
-        kblock kb;
-        decode_q6(&kb, &w[b]);
-        __m512i acc = _mm512_setzero_si512();
-        for (int k = 0; k < 4; k++)
-            acc = _mm512_dpwssd_epi32(
-                acc,
-                _mm512_maddubs_epi16(kb.c[k], _mm512_loadu_si512((const void *)(x[b].qs + 64 * k))),
-                _mm512_permutexvar_epi16(idx[k], sc));
-        const __m256i ssum =
-            _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)x[b].bsums), s16);
-        int32_t is, ss;
-        sum2(acc, ssum, &is, &ss);
-        sum += (float)(is - 32 * ss) * (kb.d * x[b].d);
-    }
-    return sum;
+/* acc += the four zmm of codes times the activation, times the scales sc (int16) spread by idx. */
+INLINE512 __m512i codes_dot(const kblock *kb, const block_q8_K *x, __m512i sc,
+                            const __m512i idx[4]) {
+    __m512i acc = _mm512_setzero_si512();
+    for (int k = 0; k < 4; k++)
+        acc = _mm512_dpwssd_epi32(
+            acc, _mm512_maddubs_epi16(kb->c[k], _mm512_loadu_si512((const void *)(x->qs + 64 * k))),
+            _mm512_permutexvar_epi16(idx[k], sc));
+    return acc;
 }
 
-/* Q3_K's sixteen scales minus 32 as int8 (q3_K_scales, vectorised): the low 4 bits from bytes
- * 0-7 (scales 0-7 low nibbles, 8-15 high), the top 2 from byte 8 + i % 4, bits 2 (i / 4). */
-INLINE512 __m128i q3_scales8(const uint8_t *s) {
-    const __m128i v = _mm_loadl_epi64((const __m128i *)s), m4 = _mm_set1_epi8(0x0f);
-    const __m128i lo = _mm_and_si128(_mm_unpacklo_epi64(v, _mm_srli_epi16(v, 4)), m4);
-    uint32_t h32;
-    memcpy(&h32, s + 8, 4);
-    __m128i hi = _mm_srlv_epi32(_mm_set1_epi32((int)h32), _mm_setr_epi32(0, 2, 4, 6));
-    hi = _mm_slli_epi16(_mm_and_si128(hi, _mm_set1_epi8(3)), 4);
-    return _mm_sub_epi8(_mm_or_si128(lo, hi), _mm_set1_epi8(32));
+/* Q4_K/Q5_K: the 8 scales and 8 mins of k4_scale_min as bytes, four at a time. */
+INLINE512 void blk_q45(bool q5, const uint8_t *blk, const block_q8_K *x, const dconst *k,
+                       __m512i *acc, __m256i *vs) {
+    const uint8_t *sb = q5 ? ((const block_q5_K *)blk)->scales : ((const block_q4_K *)blk)->scales;
+    uint32_t a, m, c;
+    memcpy(&a, sb, 4);
+    memcpy(&m, sb + 4, 4);
+    memcpy(&c, sb + 8, 4);
+    const uint64_t scb = (uint64_t)(a & 0x3f3f3f3fu) |
+                         (uint64_t)((c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u)) << 32;
+    const uint64_t mnb = (uint64_t)(m & 0x3f3f3f3fu) |
+                         (uint64_t)(((c >> 4) & 0x0f0f0f0fu) | ((m >> 2) & 0x30303030u)) << 32;
+    const __m512i sc = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)scb)));
+    const __m256i mn = _mm256_castsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mnb)));
+    kblock kb;
+    decode_q45(&kb, q5, blk);
+    *acc = codes_dot(&kb, x, sc, k->idx8);
+    *vs = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)x->bsums),
+                            _mm256_permutexvar_epi16(k->pairs, mn));
 }
 
-/* IQ4_XS's eight scales minus 32 as int32 (iq4xs_scale, vectorised): nibble s of the 32-bit
+INLINE512 void blk_q6(const block_q6_K *w, const block_q8_K *x, const dconst *k, __m512i *acc,
+                      __m256i *vs) {
+    const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w->scales));
+    kblock kb;
+    decode_q6(&kb, w);
+    *acc = codes_dot(&kb, x, _mm512_castsi256_si512(s16), k->idx16);
+    *vs = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)x->bsums), s16);
+}
+
+/* IQ4_XS's eight scales minus 32 as int32 (iq4_xs_scale, vectorised): nibble s of the 32-bit
  * scales_l, bits 2s, 2s + 1 of scales_h on top. */
 INLINE512 __m256i iq4xs_scales32(const block_iq4_xs *w) {
     uint32_t l32;
@@ -418,107 +384,187 @@ INLINE512 __m256i iq4xs_scales32(const block_iq4_xs *w) {
     return _mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)), _mm256_set1_epi32(32));
 }
 
-/* Q2_K/Q3_K row by row: codes of 64 elements per zmm, vpmaddubsw by the activation (codes < 8:
- * no saturation) and vpdpwssd by the 16 sub-block scales spread with vpermw; the bsums share
- * (Q2_K: the mins; Q3_K: the scales, times the codes' offset 4) with vpmaddwd. */
-INLINE512 float dot1_q23(bool q3, const uint8_t *row, const block_q8_K *x, int nb) {
-    const size_t bb = q3 ? sizeof(block_q3_K) : sizeof(block_q2_K);
-    const __m512i idx[4] = {spread_idx(0, 8), spread_idx(4, 8), spread_idx(8, 8),
-                            spread_idx(12, 8)};
-    const __m128i m4 = _mm_set1_epi8(0x0f);
+/* Q2_K/Q3_K: codes < 8, so vpmaddubsw does not saturate; the bsums term is Q2_K's mins or
+ * Q3_K's scales (times the codes' offset 4, taken off in the float step). */
+INLINE512 void blk_q23(bool q3, const uint8_t *blk, const block_q8_K *x, const dconst *k,
+                       __m512i *acc, __m256i *vs) {
+    __m256i s16, v16; /* the scales; the multipliers of the bsums */
+    if (q3) {
+        s16 = v16 = _mm256_cvtepi8_epi16(q3_K_scales8(((const block_q3_K *)blk)->scales));
+    } else {
+        const __m128i s = _mm_loadu_si128((const __m128i *)((const block_q2_K *)blk)->scales);
+        const __m128i m4 = _mm_set1_epi8(0x0f);
+        s16 = _mm256_cvtepu8_epi16(_mm_and_si128(s, m4));
+        v16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s, 4), m4));
+    }
+    kblock kb;
+    decode_q23(&kb, q3, blk);
+    *acc = codes_dot(&kb, x, _mm512_castsi256_si512(s16), k->idx16);
+    *vs = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)x->bsums), v16);
+}
+
+/* IQ4_XS: the signed levels (|level| <= 127) times the activations as vpmaddubsw of |level| by
+ * the activation with the level's sign (no saturation: 2 x 127 x 127 < 2^15); no bsums term. */
+INLINE512 void blk_iq4xs(const block_iq4_xs *w, const block_q8_K *x, const dconst *k, __m512i *acc,
+                         __m256i *vs) {
+    const __m512i tbl = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)iq4_levels));
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m512i sc = _mm512_castsi128_si512(_mm256_cvtepi32_epi16(iq4xs_scales32(w)));
+    __m512i a = _mm512_setzero_si512();
+    for (int j = 0; j < 4; j++) { /* sub-blocks 2j, 2j + 1: 128-bit lanes lo, hi, lo, hi */
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * j));
+        __m512i n = join256(_mm256_and_si256(q, m4), _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
+        n = _mm512_shuffle_i64x2(n, n, _MM_SHUFFLE(3, 1, 2, 0));
+        const __m512i v = _mm512_shuffle_epi8(tbl, n);
+        const __m512i xv = _mm512_loadu_si512((const void *)(x->qs + 64 * j));
+        const __m512i xs =
+            _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(v), _mm512_setzero_si512(), xv);
+        a = _mm512_dpwssd_epi32(a, _mm512_maddubs_epi16(_mm512_abs_epi8(v), xs),
+                                _mm512_permutexvar_epi16(k->idx8[j], sc));
+    }
+    *acc = a;
+    *vs = _mm256_setzero_si256();
+}
+
+/* One row's block blk against x: acc sums to the scalar twin's isum, vs to its bsums term. */
+INLINE512 void blk_int(dtype t, const uint8_t *blk, const block_q8_K *x, const dconst *k,
+                       __m512i *acc, __m256i *vs) {
+    if (t == DT_Q4_K || t == DT_Q5_K)
+        blk_q45(t == DT_Q5_K, blk, x, k, acc, vs);
+    else if (t == DT_Q6_K)
+        blk_q6((const block_q6_K *)blk, x, k, acc, vs);
+    else if (t == DT_IQ4_XS)
+        blk_iq4xs((const block_iq4_xs *)blk, x, k, acc, vs);
+    else
+        blk_q23(t == DT_Q3_K, blk, x, k, acc, vs);
+}
+
+/* The float steps: types with mins (Q2_K, Q4_K, Q5_K) subtract vs x dmin; the others take the
+ * codes' offset (Q6_K 32, Q3_K 4) off the integer: (is - vs x 2^dec_off) x d. */
+INLINE512 bool has_min(dtype t) {
+    return t == DT_Q2_K || t == DT_Q4_K || t == DT_Q5_K;
+}
+INLINE512 int dec_off(dtype t) {
+    return t == DT_Q6_K ? 5 : t == DT_Q3_K ? 2 : 0;
+}
+
+/* Where d (F16) lies in a block, as a dword read that stays inside the block: its low half,
+ * dmin the high half (Q2_K, Q4_K, Q5_K, IQ4_XS); the high half (Q3_K, Q6_K: d is last). */
+INLINE512 size_t d_dword(dtype t) {
+    return t == DT_Q2_K   ? offsetof(block_q2_K, d)
+           : t == DT_Q3_K ? offsetof(block_q3_K, d) - 2
+           : t == DT_Q6_K ? offsetof(block_q6_K, d) - 2
+                          : 0;
+}
+
+/* isum (16 lanes) and msum (8 lanes) to their exact totals. */
+INLINE512 void sum2(__m512i isum, __m256i msum, int32_t *is, int32_t *ms) {
+    const __m256i i8 =
+        _mm256_add_epi32(_mm512_castsi512_si256(isum), _mm512_extracti64x4_epi64(isum, 1));
+    const __m256i t = _mm256_hadd_epi32(i8, msum); /* per 128 bits: i i m m */
+    const __m256i u = _mm256_hadd_epi32(t, t);     /* per 128 bits: i m i m */
+    const __m128i v = _mm_add_epi32(_mm256_castsi256_si128(u), _mm256_extracti128_si256(u, 1));
+    *is = _mm_cvtsi128_si32(v);
+    *ms = _mm_extract_epi32(v, 1);
+}
+
+/* One weight row against one activation row: the scalar twin's steps, block by block. */
+INLINE512 float dot1(dtype t, const uint8_t *row, const block_q8_K *x, int nb, const dconst *k) {
+    const size_t bb = dtype_block_bytes(t);
     float sum = 0.0f;
     for (int b = 0; b < nb; b++) {
         const uint8_t *blk = row + (size_t)b * bb;
         for (size_t ahead = PF_AHEAD; ahead < PF_AHEAD + bb; ahead += 64)
             _mm_prefetch((const char *)blk + ahead, _MM_HINT_T0);
-        __m256i s16, v16; /* the scales; the multipliers of the bsums */
-        if (q3) {
-            s16 = v16 = _mm256_cvtepi8_epi16(q3_scales8(((const block_q3_K *)blk)->scales));
-        } else {
-            const __m128i s = _mm_loadu_si128((const __m128i *)((const block_q2_K *)blk)->scales);
-            s16 = _mm256_cvtepu8_epi16(_mm_and_si128(s, m4));
-            v16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s, 4), m4));
-        }
-        const __m512i sc = _mm512_castsi256_si512(s16);
-        kblock kb;
-        decode_q23(&kb, q3, blk);
-        __m512i acc = _mm512_setzero_si512();
-        for (int k = 0; k < 4; k++)
-            acc = _mm512_dpwssd_epi32(
-                acc,
-                _mm512_maddubs_epi16(kb.c[k], _mm512_loadu_si512((const void *)(x[b].qs + 64 * k))),
-                _mm512_permutexvar_epi16(idx[k], sc));
-        const __m256i vsum =
-            _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)x[b].bsums), v16);
+        __m512i acc;
+        __m256i vsum;
+        blk_int(t, blk, &x[b], k, &acc, &vsum);
         int32_t is, vs;
         sum2(acc, vsum, &is, &vs);
-        if (q3)
-            sum += (float)(is - 4 * vs) * (kb.d * x[b].d);
+        uint32_t dd;
+        memcpy(&dd, blk + d_dword(t), 4);
+        if (has_min(t))
+            sum += (float)is * (_cvtsh_ss((uint16_t)dd) * x[b].d) -
+                   (float)vs * (_cvtsh_ss((uint16_t)(dd >> 16)) * x[b].d);
         else
-            sum += (float)is * (kb.d * x[b].d) - (float)vs * (kb.dmin * x[b].d);
+            sum += (float)(is - vs * (1 << dec_off(t))) *
+                   (_cvtsh_ss((uint16_t)(d_dword(t) ? dd >> 16 : dd)) * x[b].d);
     }
     return sum;
 }
 
-/* IQ4_XS row by row: the signed levels (|level| <= 127) times the activations as vpmaddubsw of
- * |level| by the activation with the level's sign (no saturation: 2 x 127 x 127 < 2^15), then
- * vpdpwssd by the 8 sub-block scales spread with vpermw. */
-INLINE512 float dot1_iq4xs(const block_iq4_xs *w, const block_q8_K *x, int nb) {
-    const __m512i tbl = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)iq4_levels));
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
-    const __m512i idx[4] = {spread_idx(0, 16), spread_idx(2, 16), spread_idx(4, 16),
-                            spread_idx(6, 16)};
-    float sum = 0.0f;
+/* The totals of the DEC_R rows' acc and vs: row i's in lane i of *is and *vsum. */
+INLINE512 void sums_rows(const __m512i acc[DEC_R], const __m256i vs[DEC_R], __m256i *is,
+                         __m256i *vsum) {
+    __m256i v[DEC_R];
+    for (int i = 0; i < DEC_R; i++)
+        v[i] =
+            _mm256_add_epi32(_mm512_castsi512_si256(acc[i]), _mm512_extracti64x4_epi64(acc[i], 1));
+    *is = hsum8x8(v);
+    *vsum = hsum8x8(vs);
+}
+
+/* The F16 in the high (or low) half of each dword, exact to F32. */
+INLINE512 __m256 half_ps(__m256i dd, bool high) {
+    const __m256i h =
+        high ? _mm256_srli_epi32(dd, 16) : _mm256_and_si256(dd, _mm256_set1_epi32(0xffff));
+    return _mm256_cvtph_ps(_mm256_cvtepi32_epi16(h));
+}
+
+/* out[i] for rows row0 + i * rb, i < DEC_R, against one activation row. Each lane runs its
+ * row's float steps in the scalar twin's order. */
+INLINE512 void dot_rows(dtype t, float *out, const uint8_t *row0, size_t rb, const block_q8_K *x,
+                        int nb, const dconst *k) {
+    const size_t bb = dtype_block_bytes(t);
+    const __m256i gidx =
+        _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)rb));
+    __m256 sum = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++) {
-        for (size_t ahead = PF_AHEAD; ahead < PF_AHEAD + sizeof *w; ahead += 64)
-            _mm_prefetch((const char *)&w[b] + ahead, _MM_HINT_T0);
-        const __m512i sc = _mm512_castsi128_si512(_mm256_cvtepi32_epi16(iq4xs_scales32(&w[b])));
-        __m512i acc = _mm512_setzero_si512();
-        for (int k = 0; k < 4; k++) { /* sub-blocks 2k, 2k + 1: 128-bit lanes lo, hi, lo, hi */
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * k));
-            __m512i n =
-                join256(_mm256_and_si256(q, m4), _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
-            n = _mm512_shuffle_i64x2(n, n, _MM_SHUFFLE(3, 1, 2, 0));
-            const __m512i v = _mm512_shuffle_epi8(tbl, n);
-            const __m512i xv = _mm512_loadu_si512((const void *)(x[b].qs + 64 * k));
-            const __m512i xs =
-                _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(v), _mm512_setzero_si512(), xv);
-            acc = _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(_mm512_abs_epi8(v), xs),
-                                      _mm512_permutexvar_epi16(idx[k], sc));
+        const uint8_t *wb = row0 + (size_t)b * bb;
+        __m512i acc[DEC_R];
+        __m256i vs[DEC_R];
+        for (int i = 0; i < DEC_R; i++) {
+            const uint8_t *blk = wb + (size_t)i * rb;
+            /* the next group's rows, into L2, as the Q4_0 decode tile does (Zen 4, one core,
+             * Q4_K 2048 x 5632 from DRAM: 34.9 GMAC/s; 1 KiB ahead in the row itself, into L1,
+             * as dot1: 17.2; the next group into L1: 21.3; two groups ahead into L2: 33.5) */
+            for (size_t ahead = 0; ahead < bb; ahead += 64)
+                _mm_prefetch((const char *)blk + DEC_R * rb + ahead, _MM_HINT_T1);
+            blk_int(t, blk, &x[b], k, &acc[i], &vs[i]);
         }
-        sum += (float)_mm512_reduce_add_epi32(acc) * (_cvtsh_ss(w[b].d) * x[b].d);
+        __m256i is, vsum;
+        sums_rows(acc, vs, &is, &vsum);
+        const __m256i dd = _mm256_i32gather_epi32((const int *)(wb + d_dword(t)), gidx, 1);
+        const __m256 xd = _mm256_set1_ps(x[b].d);
+        if (has_min(t)) {
+            const __m256 d = half_ps(dd, false), dmin = half_ps(dd, true);
+            const __m256 a = _mm256_mul_ps(_mm256_cvtepi32_ps(is), _mm256_mul_ps(d, xd));
+            const __m256 m = _mm256_mul_ps(_mm256_cvtepi32_ps(vsum), _mm256_mul_ps(dmin, xd));
+            sum = _mm256_add_ps(sum, _mm256_sub_ps(a, m));
+        } else {
+            const __m256 d = half_ps(dd, d_dword(t) != 0);
+            const __m256i q = _mm256_sub_epi32(is, _mm256_slli_epi32(vsum, dec_off(t)));
+            sum = _mm256_add_ps(sum, _mm256_mul_ps(_mm256_cvtepi32_ps(q), _mm256_mul_ps(d, xd)));
+        }
     }
-    return sum;
+    _mm256_storeu_ps(out, sum);
 }
 
-/* T activation rows one at a time: for T below a tile's worth the transposing costs more. */
+/* T < ONE_T_MAX activation rows: groups of DEC_R weight rows, then the rest row by row. */
 INLINE512 void rows_one(dtype t, float *out, const block_q8_K *xk, const tensor *w, int T, int r0,
                         int r1) {
     const int nb = (int)w->ne[0] / QK_K, n_out = (int)w->ne[1];
-    for (int r = r0; r < r1; r++) {
-        const uint8_t *row = tensor_row(w, r);
-        for (int ti = 0; ti < T; ti++) {
-            const block_q8_K *x = xk + (size_t)ti * nb;
-            float *o = &out[(size_t)ti * n_out + r];
-            switch (t) {
-            case DT_Q2_K:
-                *o = dot1_q23(false, row, x, nb);
-                break;
-            case DT_Q3_K:
-                *o = dot1_q23(true, row, x, nb);
-                break;
-            case DT_Q6_K:
-                *o = dot1_q6((const block_q6_K *)row, x, nb);
-                break;
-            case DT_IQ4_XS:
-                *o = dot1_iq4xs((const block_iq4_xs *)row, x, nb);
-                break;
-            default:
-                *o = dot1_q45(t == DT_Q5_K, row, x, nb);
-                break;
-            }
-        }
-    }
+    const size_t rb = dtype_row_bytes(t, w->ne[0]);
+    dconst k;
+    dconst_init(&k);
+    int r = r0;
+    for (; r + DEC_R <= r1; r += DEC_R)
+        for (int ti = 0; ti < T; ti++)
+            dot_rows(t, &out[(size_t)ti * n_out + r], tensor_row(w, r), rb, xk + (size_t)ti * nb,
+                     nb, &k);
+    for (; r < r1; r++)
+        for (int ti = 0; ti < T; ti++)
+            out[(size_t)ti * n_out + r] = dot1(t, tensor_row(w, r), xk + (size_t)ti * nb, nb, &k);
 }
 
 /* One function per type, so that each kernel is compiled for its type. */

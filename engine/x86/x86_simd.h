@@ -1,7 +1,8 @@
 /* x86_simd: what the x86 kernel files share (internal to the files of engine/x86/): the target
  * attributes, the tile sizes, the weight loads and the one horizontal reduction every float pair
  * ends with, the AVX2 float tile (the zmm kernels end an odd number of weight rows with one),
- * and the row kernels that one file calls in the other. Include it only under
+ * the integer reductions and scale unpacking of the K-quant kernels, and the row kernels that
+ * one file calls in the other. Include it only under
  * #if defined(__x86_64__) || defined(__i386__). No state. */
 #ifndef LS_X86_SIMD_H
 #define LS_X86_SIMD_H
@@ -9,6 +10,7 @@
 #include "x86.h"
 
 #include <immintrin.h>
+#include <string.h>
 
 /* Function-level targets rather than per-file -m flags: with -mavx2 on a file the compiler may
  * use AVX2 (or VEX encodings) anywhere in it, the CPUID probes included, and the library must
@@ -54,6 +56,48 @@ INLINE __m256 load8_tail(dtype type, const void *row, int k, int n) {
 
 /* The AVX2 float tiles (x86/avx2.c), here because the zmm kernels end an odd number of weight
  * rows with one. */
+/* Exact integer reductions and K-quant scale unpacking shared by quant_avx2.c, quant_avx2_k2.c
+ * and quant_avx512.c (the scalar forms are in quant_dot.c). */
+
+/* The exact sum of 8 int32 lanes. */
+INLINE int32_t hsum_i32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* The sums of 8 vectors of 8 int32 lanes, v[j]'s in lane j, exact: two rounds of hadd, then
+ * the 128-bit halves added. */
+INLINE __m256i hsum8x8(const __m256i v[8]) {
+    const __m256i a =
+        _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    const __m256i b =
+        _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+    /* a: v0..v3 low-half sums | v0..v3 high-half sums; b the same for v4..v7 */
+    return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20),
+                            _mm256_permute2x128_si256(a, b, 0x31));
+}
+
+/* Q3_K's sixteen scales minus 32 as int8 (q3_K_scales, vectorised): the low 4 bits from bytes
+ * 0-7 (scales 0-7 low nibbles, 8-15 high), the top 2 from byte 8 + i % 4, bits 2 * (i / 4). */
+INLINE __m128i q3_K_scales8(const uint8_t *s) {
+    const __m128i v = _mm_loadl_epi64((const __m128i *)s), m4 = _mm_set1_epi8(0x0f);
+    const __m128i lo = _mm_and_si128(_mm_unpacklo_epi64(v, _mm_srli_epi16(v, 4)), m4);
+    uint32_t h32;
+    memcpy(&h32, s + 8, 4);
+    __m128i hi = _mm_srlv_epi32(_mm_set1_epi32((int)h32), _mm_setr_epi32(0, 2, 4, 6));
+    hi = _mm_slli_epi16(_mm_and_si128(hi, _mm_set1_epi8(3)), 4);
+    return _mm_sub_epi8(_mm_or_si128(lo, hi), _mm_set1_epi8(32));
+}
+
+/* IQ4_XS sub-block s's scale minus 32. */
+static inline int iq4_xs_scale(const block_iq4_xs *w, int s) {
+    return (((w->scales_l[s / 2] >> (4 * (s % 2))) & 0x0f) |
+            (((w->scales_h >> (2 * s)) & 3) << 4)) -
+           32;
+}
+
 /* One RW x RT tile over k in [k0, k1): out[t * ldo + r] = dot(w row r, x row t) for r < RW,
  * t < RT. w: RW rows of n elements, wstride bytes apart; x: RT rows of n floats, ldx apart.
  * The K loop may be cut into chunks (first/last): between chunks the accumulators are parked
