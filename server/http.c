@@ -83,12 +83,26 @@ static void add_cors(const req_ctx *r, struct MHD_Response *res) {
                                 MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin"));
 }
 
+/* What a response whose body could not be formatted (out of memory) gets instead: static, so
+ * that it needs no allocation; the same fields as api_error_json writes. */
+static const char OOM_BODY[] = "{\"error\":{\"message\":\"out of memory\",\"type\":"
+                               "\"server_error\",\"param\":null,\"code\":null}}";
+
+/* Queues status with body (taken: freed here) as type. A NULL body is a body that ran out of
+ * memory while it was formatted, so whatever status was meant, the answer is 500 with
+ * OOM_BODY: never a 200 with an empty body. */
 static enum MHD_Result send_text(req_ctx *r, int status, const char *type, char *body,
                                  bool retry_after) {
+    if (!body) {
+        status = 500;
+        type = "application/json";
+        retry_after = false;
+    }
     r->status = status;
     struct MHD_Response *res =
-        MHD_create_response_from_buffer(body ? strlen(body) : 0, body ? body : (void *)"",
-                                        body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+        body ? MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE)
+             : MHD_create_response_from_buffer(sizeof OOM_BODY - 1, (void *)OOM_BODY,
+                                               MHD_RESPMEM_PERSISTENT);
     if (!res) {
         free(body);
         return MHD_NO;
