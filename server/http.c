@@ -116,13 +116,24 @@ static enum MHD_Result send_text(req_ctx *r, int status, const char *type, char 
     return rc;
 }
 
+/* A 200 with json, formatted during this on_request call (r->json_mark): when any of cJSON's
+ * allocations failed meanwhile, an item is missing from it, so it is dropped for a 500. */
 static enum MHD_Result send_json(req_ctx *r, int status, char *json) {
+    if (json && api_json_failures() != r->json_mark) {
+        free(json);
+        json = NULL;
+    }
     return send_text(r, status, "application/json", json, false);
 }
 
 static enum MHD_Result send_error(req_ctx *r, const api_error *e) {
-    return send_text(r, e->status, "application/json", api_error_json(e),
-                     e->status == 503 || e->status == 429);
+    unsigned long mark = api_json_failures();
+    char *json = api_error_json(e);
+    if (json && api_json_failures() != mark) { /* a field is missing */
+        free(json);
+        json = NULL;
+    }
+    return send_text(r, e->status, "application/json", json, e->status == 503 || e->status == 429);
 }
 
 static enum MHD_Result fail(req_ctx *r, int status, const char *type, const char *code,
@@ -607,9 +618,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   size_t *upload_size, void **con_cls) {
     http_server *h = cls;
     req_ctx *r = *con_cls;
+    unsigned long json_mark = api_json_failures();
+    if (r) r->json_mark = json_mark;
     if (!r) {
         r = calloc(1, sizeof *r);
         if (!r) return MHD_NO;
+        r->json_mark = json_mark;
         r->h = h;
         r->conn = conn;
         r->route = "other";
