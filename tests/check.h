@@ -95,7 +95,8 @@ static inline void check_tmp_on_signal(int sig) {
     raise(sig);
 }
 
-/* A path named name in this test's temporary folder, made on the first call. The file is the
+/* The path of name in this test's temporary folder, made on the first call (the same name gives
+ * the same path). The file is the
  * caller's to create (or a child's); it and the folder are removed at exit and when SIGTERM,
  * SIGINT or SIGHUP ends the test, so a killed test leaves nothing under /tmp. NULL, with a
  * message on stderr, when the folder cannot be made or after CHECK_TMP_MAX paths. Main thread
@@ -116,6 +117,8 @@ static inline const char *check_tmp_path(const char *name) {
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGHUP, &sa, NULL);
     }
+    for (int i = 0; i < a->n; i++) /* the same name again: the same path */
+        if (!strcmp(strrchr(a->paths[i], '/') + 1, name)) return a->paths[i];
     if (a->n >= CHECK_TMP_MAX) {
         fprintf(stderr, "check_tmp_path: more than %d paths\n", CHECK_TMP_MAX);
         return NULL;

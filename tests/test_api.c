@@ -181,13 +181,8 @@ static void test_echo(const model *m) {
 
 int main(void) {
     make_long_piece();
-    char dir[] = "/tmp/ls-test-api-XXXXXX";
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
-    char path[64];
-    snprintf(path, sizeof path, "%s/long-piece.gguf", dir);
+    const char *path = check_tmp_path("long-piece.gguf"); /* removed at exit (check.h) */
+    if (!path) return 1;
     CHECK(write_model(path) == 0, "writing %s", path);
     char err[LS_ERR_LEN] = "";
     model *m = model_load(path, NULL, err, sizeof err);
@@ -198,7 +193,5 @@ int main(void) {
         test_eog(m);
         model_free(m);
     }
-    unlink(path);
-    rmdir(dir);
     return check_summary();
 }

@@ -95,13 +95,8 @@ static int busy_when_published(sched *s, int max_tokens) {
 }
 
 int main(void) {
-    char dir[] = "/tmp/ls-test-order-XXXXXX";
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
-    char path[64];
-    snprintf(path, sizeof path, "%s/tiny.gguf", dir);
+    const char *path = check_tmp_path("tiny.gguf"); /* removed at exit (check.h) */
+    if (!path) return 1;
     gspec g;
     tiny_model(&g, 0, false);
     gbuf out = {0};
@@ -132,7 +127,5 @@ int main(void) {
         sched_destroy(s);
         model_free(m);
     }
-    unlink(path);
-    rmdir(dir);
     return check_summary();
 }
