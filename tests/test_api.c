@@ -45,10 +45,7 @@ static int write_model(const char *path) {
     for (int i = 0; i < TM_VOCAB; i++)
         gb_u32(b, i == 0 ? 2 : i < 3 || i == EOT_ID ? 3 : i < 259 ? 6 : 1);
     kv_u32(&s, "tokenizer.ggml.eot_token_id", EOT_KEY_ID);
-    gbuf out = {0};
-    gspec_write(&s, &out);
-    int rc = write_bytes(path, out.p, out.n);
-    gb_free(&out);
+    int rc = gspec_save(&s, path);
     gspec_free(&s);
     return rc;
 }

@@ -150,10 +150,7 @@ static void check_scaling_keys(const char *path) {
             kv_str(&s, "llama.rope.scaling.type", cases[k].type);
             kv_f32(&s, "llama.rope.scaling.factor", cases[k].factor);
         }
-        gbuf out = {0};
-        gspec_write(&s, &out);
-        CHECK(write_bytes(path, out.p, out.n) == 0, "write %s", path);
-        gb_free(&out);
+        CHECK(gspec_save(&s, path) == 0, "write %s", path);
         gspec_free(&s);
         err[0] = '\0';
         model *m = model_load(path, NULL, err, sizeof err);
