@@ -206,7 +206,7 @@ static void test_together(const model *m, pool *p, fwd_ctx *ref) {
     end_sched(s, &r);
 }
 
-/* A 4-beam search on 4 slots waits behind a running request (FIFO, all its slots at once),
+/* A 5-beam search on 5 slots waits behind a running request (FIFO, all its slots at once),
  * then runs; cancelled mid-search, it is gone by the next step, which feeds only the request
  * beside it; more beams than slots is refused. */
 static void test_queue_and_cancel(const model *m, pool *p) {
