@@ -314,8 +314,9 @@ static const struct {
     {"GET", "/props", NULL},
     {"POST", "/tokenize", "{\"content\":\"In the beginning\"}"},
     {"POST", "/v1/completions", "{\"prompt\":\"In the beginning\",\"max_tokens\":2}"},
-    {"POST", "/v1/chat/completions", "{\"messages\":[{\"role\":\"user\",\"content\":"
-                                     "\"Who?\"}],\"max_tokens\":2}"},
+    {"POST", "/v1/chat/completions",
+     "{\"messages\":[{\"role\":\"user\",\"content\":"
+     "\"Who?\"}],\"max_tokens\":2}"},
 };
 
 /* One request on a fresh connection (Connection: close), its answer read to the end into out
@@ -339,7 +340,8 @@ static long http_call(int port, int r, char *out, size_t cap) {
     }
     size_t len = 0;
     ssize_t got;
-    while ((got = read(fd, out + len, cap - 1 - len)) > 0) len += (size_t)got;
+    while ((got = read(fd, out + len, cap - 1 - len)) > 0)
+        len += (size_t)got;
     out[len] = '\0';
     close(fd);
     return (long)len;
@@ -357,8 +359,8 @@ static int http_status(const char *answer, const char **body) {
 static bool is_error_object(const char *body) {
     cJSON *root = cJSON_Parse(body), *e = cJSON_GetObjectItem(root, "error");
     bool ok = cJSON_IsString(cJSON_GetObjectItem(e, "message")) &&
-              cJSON_IsString(cJSON_GetObjectItem(e, "type")) &&
-              cJSON_HasObjectItem(e, "param") && cJSON_HasObjectItem(e, "code");
+              cJSON_IsString(cJSON_GetObjectItem(e, "type")) && cJSON_HasObjectItem(e, "param") &&
+              cJSON_HasObjectItem(e, "code");
     cJSON_Delete(root);
     return ok;
 }
@@ -386,8 +388,7 @@ static void test_http_request(int port, int r) {
         len = http_call(port, r, got, sizeof got);
         count_stop();
         int status = len > 0 ? http_status(got, &body) : 0;
-        bool ok = len == 0 ||
-                  (status == 200 && body[0] && (!exact || !strcmp(body, clean_body))) ||
+        bool ok = len == 0 || (status == 200 && body[0] && (!exact || !strcmp(body, clean_body))) ||
                   ((status == 500 || status == 503) && is_error_object(body));
         n_err += status == 500 || status == 503;
         if (!ok && bad++ < 5)
@@ -407,8 +408,14 @@ static void test_http(const model *m, const api_ctx *ctx) {
     char err[LS_ERR_LEN] = "";
     http_server *h = http_start(&cfg, err, sizeof err);
     CHECK(h != NULL, "http_start: %s", err);
-    sched_params sp = {.parallel = 1, .ctx_size = 256, .batch_size = 64, .threads = 1,
-                       .max_queue = 1, .kv = KV_F32, .on_progress = http_progress, .progress_arg = h};
+    sched_params sp = {.parallel = 1,
+                       .ctx_size = 256,
+                       .batch_size = 64,
+                       .threads = 1,
+                       .max_queue = 1,
+                       .kv = KV_F32,
+                       .on_progress = http_progress,
+                       .progress_arg = h};
     sched *s = h ? sched_create(m, &sp, err, sizeof err) : NULL;
     CHECK(!h || s != NULL, "sched_create: %s", err);
     if (s) {

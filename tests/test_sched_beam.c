@@ -194,8 +194,8 @@ static void test_together(const model *m, pool *p, fwd_ctx *ref) {
     CHECK(together >= 8, "%d steps fed both searches' beams and both requests", together);
     for (int i = 0; i < N; i++) {
         int beams = reqs[i].beams ? reqs[i].beams : 1;
-        CHECK(__builtin_popcount(slots[i]) == beams, "%s holds a slot per beam: %#x",
-              reqs[i].what, slots[i]);
+        CHECK(__builtin_popcount(slots[i]) == beams, "%s holds a slot per beam: %#x", reqs[i].what,
+              slots[i]);
         if (reqs[i].beams)
             check_same_as_engine(m, ref, j[i], reqs[i].what);
         else
