@@ -91,6 +91,18 @@ void api_json_init(void) {
     pthread_once(&once, json_hooks);
 }
 
+bool api_json_put(cJSON *obj, const char *key, cJSON *item) {
+    if (cJSON_AddItemToObject(obj, key, item)) return true;
+    cJSON_Delete(item);
+    return false;
+}
+
+bool api_json_append(cJSON *arr, cJSON *item) {
+    if (cJSON_AddItemToArray(arr, item)) return true;
+    cJSON_Delete(item);
+    return false;
+}
+
 char *api_error_json(const api_error *e) {
     api_json_init();
     cJSON *root = cJSON_CreateObject(), *err = cJSON_AddObjectToObject(root, "error");
