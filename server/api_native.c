@@ -314,8 +314,7 @@ static cJSON *final_json(const api_ctx *ctx, const api_call *c, const job_view *
     cJSON *res = cJSON_CreateObject();
     cJSON_AddNumberToObject(res, "index", 0);
     api_text_add(res, "content", o->text && !stream ? o->text : "", stream ? 0 : o->len);
-    api_json_put(res, "tokens",
-                          ids_json(o, 0, c->return_tokens && !stream ? o->n_toks : 0));
+    api_json_put(res, "tokens", ids_json(o, 0, c->return_tokens && !stream ? o->n_toks : 0));
     cJSON_AddNumberToObject(res, "id_slot", o->slot - 1);
     cJSON_AddBoolToObject(res, "stop", true);
     cJSON_AddStringToObject(res, "model", ctx->model_id);
@@ -332,7 +331,7 @@ static cJSON *final_json(const api_ctx *ctx, const api_call *c, const job_view *
     api_json_put(res, "timings", api_timings_json(j, ls_now()));
     if (c->logprobs > 0 && !stream)
         api_json_put(res, "completion_probabilities",
-                              probs_json(ctx, o, 0, tokens_in_text(ctx, r, o)));
+                     probs_json(ctx, o, 0, tokens_in_text(ctx, r, o)));
     return res;
 }
 
@@ -394,9 +393,8 @@ bool api_native_stream_events(api_stream *st, char **buf, size_t *len, size_t *c
         cJSON_AddNumberToObject(ev, "tokens_evaluated", j->req.n_prompt);
         if (c->logprobs > 0)
             api_json_put(ev, "completion_probabilities",
-                                  probs_json(st->ctx, o, st->sent_toks[0], o->n_toks));
-        if (c->timings_per_token)
-            api_json_put(ev, "timings", api_timings_json(j, ls_now()));
+                         probs_json(st->ctx, o, st->sent_toks[0], o->n_toks));
+        if (c->timings_per_token) api_json_put(ev, "timings", api_timings_json(j, ls_now()));
         emit(buf, len, cap, ev);
         st->sent_len[0] = o->len;
         st->sent_toks[0] = o->n_toks;

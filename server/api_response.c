@@ -340,8 +340,8 @@ char *api_response_json(const api_ctx *ctx, const api_call *c, const job_view *j
         }
         if (c->logprobs >= 0)
             api_json_put(ch, "logprobs",
-                                  logprobs_json(ctx, c, o, 0, toks_within(o, 0, o->len, true),
-                                                o->len, echo_len(c, j, i)));
+                         logprobs_json(ctx, c, o, 0, toks_within(o, 0, o->len, true), o->len,
+                                       echo_len(c, j, i)));
         else cJSON_AddNullToObject(ch, "logprobs");
         if (fr) cJSON_AddStringToObject(ch, "finish_reason", fr);
         else cJSON_AddNullToObject(ch, "finish_reason");
