@@ -2,7 +2,8 @@
  * (GGUF, or a llama2.c checkpoint with its tokenizer.bin) with its matrices quantized: the types
  * per tensor from engine/quant_mix.c, the codes from engine/quantize.c, rows split between
  * threads. All metadata is copied (general.file_type set); the file is written beside OUT under
- * a temporary name and renamed into place, so OUT is either whole or untouched. */
+ * a temporary name and renamed into place, so OUT is either whole or untouched, and the
+ * temporary file is removed on failure and on SIGINT, SIGTERM and SIGHUP. */
 #include "cli.h"
 
 #include "args.h"
@@ -17,6 +18,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -331,14 +333,43 @@ static int put_data(gw_file *o, const qinput *in, pool *p, const char *out_path,
     return rc;
 }
 
+/* The temporary file while it may exist (tmp_armed), for the signal handler: the path is whole
+ * before tmp_armed is set, and tmp_armed is cleared once the name is gone (renamed or
+ * unlinked). */
+static char tmp[4096];
+static volatile sig_atomic_t tmp_armed;
+
+/* SIGINT, SIGTERM, SIGHUP while the file is written: remove it (unlink is async-signal-safe),
+ * then die of the same signal, so the caller sees the usual status of an interrupted command. */
+static void on_signal(int sig) {
+    if (tmp_armed) unlink(tmp);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* Installs on_signal for the signals that interrupt a command (old: the three previous
+ * actions), or puts old back (install false). */
+static void interrupt_handlers(bool install, struct sigaction old[3]) {
+    static const int sigs[3] = {SIGINT, SIGTERM, SIGHUP};
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    for (int i = 0; i < 3; i++)
+        sigaction(sigs[i], install ? &sa : &old[i], install ? &old[i] : NULL);
+}
+
 /* Writes the whole file to a temporary name beside out_path and renames it into place. */
 static int write_file(const char *out_path, const qinput *in, const quant_ftype *ft,
                       const char *in_path, pool *p, char *err, size_t errlen) {
-    char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", out_path) >= (int)sizeof tmp)
         return snprintf(err, errlen, "output path too long"), -1;
+    struct sigaction old[3];
+    interrupt_handlers(true, old);
     int fd = mkstemp(tmp);
-    if (fd < 0) return snprintf(err, errlen, "cannot write %s: %s", out_path, strerror(errno)), -1;
+    if (fd < 0) {
+        interrupt_handlers(false, old);
+        return snprintf(err, errlen, "cannot write %s: %s", out_path, strerror(errno)), -1;
+    }
+    tmp_armed = 1;
     mode_t um = umask(0);
     umask(um);
     fchmod(fd, 0666 & ~um); /* as an ordinary new file, not mkstemp's 0600 */
@@ -374,6 +405,8 @@ fail:
         rc = -1;
     }
     if (rc != 0) unlink(tmp);
+    tmp_armed = 0; /* a signal before this unlinks a name that is gone: harmless */
+    interrupt_handlers(false, old);
     return rc;
 }
 

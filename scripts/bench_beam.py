@@ -3,11 +3,11 @@
 (max_tokens N, ignore_eos) at once, beside G greedy requests of N tokens, all started together;
 reports per request its HTTP status, the time to its first streamed text and to its end, and
 the batch's wall time. Usage: bench_beam.py PORT [K] [B] [N] [G] [PROMPT]"""
-import http.client
-import json
 import sys
 import threading
 import time
+
+from sse_client import post_stream
 
 port = int(sys.argv[1])
 k = int(sys.argv[2]) if len(sys.argv) > 2 else 2
@@ -18,25 +18,11 @@ prompt = sys.argv[6] if len(sys.argv) > 6 else "And the LORD said unto Moses"
 
 
 def run(body, out, i, t0):
-    """Streams body; out[i] = (status, seconds to the first text, seconds to the end)."""
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-    c.request("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
-    r = c.getresponse()
-    first = None
-    buf = b""
-    while True:
-        chunk = r.read1(65536)
-        if not chunk:
-            break
-        buf += chunk
-        while b"\n\n" in buf:
-            ev, buf = buf.split(b"\n\n", 1)
-            if first is None and ev.startswith(b"data: {"):
-                ch = json.loads(ev[6:]).get("choices") or [{}]
-                if ch[0].get("text"):
-                    first = time.monotonic() - t0
-    out[i] = (r.status, first, time.monotonic() - t0)
-    c.close()
+    """Streams body; out[i] = (status, seconds to the first text, seconds to the end), both
+    counted from t0, the start of the batch."""
+    status, _, events = post_stream(port, body)
+    texts = [t for t, e in events if (e.get("choices") or [{}])[0].get("text")]
+    out[i] = (status, texts[0] - t0 if texts else None, time.monotonic() - t0)
 
 
 bodies = [dict(prompt=prompt, max_tokens=n, use_beam_search=True, best_of=beams, stream=True,

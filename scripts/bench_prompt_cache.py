@@ -19,9 +19,11 @@ answer = int(sys.argv[5]) if len(sys.argv) > 5 else 16
 
 def turn(prompt, cache):
     """(seconds to the first token, cached_tokens, the answer's token count)."""
-    t0, events = post_stream(port, {"prompt": prompt, "max_tokens": answer, "temperature": 0,
+    status, t0, events = post_stream(port, {"prompt": prompt, "max_tokens": answer, "temperature": 0,
                                     "ignore_eos": True, "stream": True, "cache_prompt": cache,
                                     "stream_options": {"include_usage": True}})
+    if status != 200:
+        sys.exit(f"HTTP {status}: a failed request is no measurement")
     ttft = next(t for t, e in events if e["choices"]) - t0
     usage = events[-1][1]["usage"]  # include_usage: the last event carries it
     return ttft, usage["prompt_tokens_details"]["cached_tokens"], usage["completion_tokens"]

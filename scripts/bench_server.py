@@ -37,7 +37,9 @@ def client(seed, out):
                 "max_tokens": n, "temperature": 0, "ignore_eos": True, "stream": True}
         if logprobs is not None:
             body["logprobs"] = logprobs
-        t0, events = post_stream(port, body)
+        status, t0, events = post_stream(port, body)
+        if status != 200:
+            raise RuntimeError(f"HTTP {status}: a failed request is no measurement")
         out.append((t0, [t for t, e in events if e["choices"] and e["choices"][0].get("text")]))
 
 

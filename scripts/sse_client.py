@@ -1,5 +1,5 @@
 """sse_client: the one streaming client of the benchmark scripts (bench_server.py,
-bench_prompt_cache.py). Stdlib only."""
+bench_prompt_cache.py, bench_beam.py). Stdlib only."""
 import http.client
 import json
 import time
@@ -7,8 +7,9 @@ import time
 
 def post_stream(port, body, path="/v1/completions"):
     """POSTs body (a dict, with "stream": true) to a llamaserve on 127.0.0.1:port and reads
-    the Server-Sent Events to the end. Returns (t0, events): t0 the monotonic time the request
-    was sent, events [(monotonic arrival time, parsed JSON)] without the final [DONE]."""
+    the Server-Sent Events to the end. Returns (status, t0, events): status the HTTP status, t0
+    the monotonic time the request was sent, events [(monotonic arrival time, parsed JSON)]
+    without the final [DONE] (none when the answer is an error, which is not a stream)."""
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     t0 = time.monotonic()
     c.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
@@ -24,4 +25,4 @@ def post_stream(port, body, path="/v1/completions"):
             if ev.startswith(b"data: ") and ev != b"data: [DONE]":
                 events.append((time.monotonic(), json.loads(ev[6:])))
     c.close()
-    return t0, events
+    return r.status, t0, events

@@ -60,13 +60,21 @@ static void preset(api_error *e) {
 
 /* cJSON allocates through json_malloc, so that a parse that ran out of memory can be told
  * from a body that is not JSON (cJSON returns NULL for both). json_oom is per thread, cleared
- * before each parse. */
+ * before each parse; json_failures counts every failure of this thread (api_json_failures). */
 static _Thread_local bool json_oom;
+static _Thread_local unsigned long json_failures;
 
 static void *json_malloc(size_t n) {
     void *p = malloc(n);
-    if (!p) json_oom = true;
+    if (!p) {
+        json_oom = true;
+        json_failures++;
+    }
     return p;
+}
+
+unsigned long api_json_failures(void) {
+    return json_failures;
 }
 
 static void json_free(void *p) {
@@ -81,6 +89,18 @@ static void json_hooks(void) {
 void api_json_init(void) {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, json_hooks);
+}
+
+bool api_json_put(cJSON *obj, const char *key, cJSON *item) {
+    if (cJSON_AddItemToObject(obj, key, item)) return true;
+    cJSON_Delete(item);
+    return false;
+}
+
+bool api_json_append(cJSON *arr, cJSON *item) {
+    if (cJSON_AddItemToArray(arr, item)) return true;
+    cJSON_Delete(item);
+    return false;
 }
 
 char *api_error_json(const api_error *e) {

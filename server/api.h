@@ -101,6 +101,10 @@ int api_parse_detokenize(const api_ctx *ctx, const char *body, size_t len, char 
 /* Routes cJSON's allocations through api.c, so that a parse that runs out of memory is told
  * from a body that is not JSON. Every api function calls it first; idempotent, thread-safe. */
 void api_json_init(void);
+/* How many of cJSON's allocations have failed on the calling thread so far. cJSON leaves out
+ * an item it cannot allocate and says nothing (cJSON_Add* of a NULL item), so a writer's output
+ * is whole only when this did not move while it ran. Thread-safe: per thread. */
+unsigned long api_json_failures(void);
 
 /* Error body; caller frees. NULL when memory runs out. */
 char *api_error_json(const api_error *e);

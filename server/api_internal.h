@@ -30,6 +30,11 @@ uint64_t api_fresh_seed(void);
 /* A 503 "out of memory"; returns -1. */
 int api_oom(api_error *e);
 
+/* obj[key] = item and arr += item, taking item: when it cannot be added (memory ran out, or
+ * obj/arr is NULL because making it failed) item is freed, as cJSON leaves it to the caller,
+ * and the result is false. The writers' output then lacks it, which api_json_failures shows. */
+bool api_json_put(cJSON *obj, const char *key, cJSON *item);
+bool api_json_append(cJSON *arr, cJSON *item);
 /* obj[key] = the n bytes at s as a JSON string, a NUL byte written as U+FFFD. Silently
  * nothing when memory runs out (the caller's print then fails or lacks the key). */
 void api_text_add(cJSON *obj, const char *key, const char *s, size_t n);

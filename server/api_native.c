@@ -203,7 +203,7 @@ static cJSON *token_json(const tokenizer *t, int32_t id, float logprob) {
     else
         cJSON_AddStringToObject(o, "token", "\xef\xbf\xbd");
     for (size_t i = 0; i < n; i++)
-        cJSON_AddItemToArray(bytes, cJSON_CreateNumber((unsigned char)p[i]));
+        api_json_append(bytes, cJSON_CreateNumber((unsigned char)p[i]));
     cJSON_AddNumberToObject(o, "logprob", logprob);
     return o;
 }
@@ -216,8 +216,8 @@ static cJSON *probs_json(const api_ctx *ctx, const choice_out *o, int from, int 
         cJSON *item = token_json(ctx->m->tok, g->id, g->logprob);
         cJSON *tops = cJSON_AddArrayToObject(item, "top_logprobs");
         for (int k = 0; k < g->n_top; k++)
-            cJSON_AddItemToArray(tops, token_json(ctx->m->tok, g->top_id[k], g->top_logprob[k]));
-        cJSON_AddItemToArray(arr, item);
+            api_json_append(tops, token_json(ctx->m->tok, g->top_id[k], g->top_logprob[k]));
+        api_json_append(arr, item);
     }
     return arr;
 }
@@ -225,7 +225,7 @@ static cJSON *probs_json(const api_ctx *ctx, const choice_out *o, int from, int 
 static cJSON *ids_json(const choice_out *o, int from, int to) {
     cJSON *arr = cJSON_CreateArray();
     for (int i = from; i < to; i++)
-        cJSON_AddItemToArray(arr, cJSON_CreateNumber(o->toks[i].id));
+        api_json_append(arr, cJSON_CreateNumber(o->toks[i].id));
     return arr;
 }
 
@@ -246,7 +246,7 @@ static cJSON *params_json(const api_ctx *ctx, const api_call *c, const gen_reque
     cJSON_AddNumberToObject(p, "frequency_penalty", r ? r->sp.frequency_penalty : 0.0);
     cJSON *stop = cJSON_AddArrayToObject(p, "stop");
     for (int i = 0; r && i < r->n_stop; i++)
-        cJSON_AddItemToArray(stop, cJSON_CreateString(r->stop[i]));
+        api_json_append(stop, cJSON_CreateString(r->stop[i]));
     cJSON_AddNumberToObject(p, "max_tokens", r ? r->max_tokens : -1);
     cJSON_AddBoolToObject(p, "ignore_eos", r && r->ignore_eos);
     cJSON_AddBoolToObject(p, "stream", c && c->stream);
@@ -257,7 +257,7 @@ static cJSON *params_json(const api_ctx *ctx, const api_call *c, const gen_reque
     static const char *const chain[] = {"logit_bias", "penalties", "temperature",
                                         "top_k",      "top_p",     "min_p"};
     for (size_t i = 0; i < sizeof chain / sizeof chain[0]; i++)
-        cJSON_AddItemToArray(smp, cJSON_CreateString(chain[i]));
+        api_json_append(smp, cJSON_CreateString(chain[i]));
     cJSON_AddBoolToObject(p, "timings_per_token", c && c->timings_per_token);
     return p;
 }
@@ -314,14 +314,13 @@ static cJSON *final_json(const api_ctx *ctx, const api_call *c, const job_view *
     cJSON *res = cJSON_CreateObject();
     cJSON_AddNumberToObject(res, "index", 0);
     api_text_add(res, "content", o->text && !stream ? o->text : "", stream ? 0 : o->len);
-    cJSON_AddItemToObject(res, "tokens",
-                          ids_json(o, 0, c->return_tokens && !stream ? o->n_toks : 0));
+    api_json_put(res, "tokens", ids_json(o, 0, c->return_tokens && !stream ? o->n_toks : 0));
     cJSON_AddNumberToObject(res, "id_slot", o->slot - 1);
     cJSON_AddBoolToObject(res, "stop", true);
     cJSON_AddStringToObject(res, "model", ctx->model_id);
     cJSON_AddNumberToObject(res, "tokens_predicted", o->n_gen);
     cJSON_AddNumberToObject(res, "tokens_evaluated", r->n_prompt);
-    cJSON_AddItemToObject(res, "generation_settings", params_json(ctx, c, r));
+    api_json_put(res, "generation_settings", params_json(ctx, c, r));
     add_prompt(ctx, res, r);
     cJSON_AddBoolToObject(res, "has_new_line", o->len && memchr(o->text, '\n', o->len));
     cJSON_AddBoolToObject(res, "truncated",
@@ -329,10 +328,10 @@ static cJSON *final_json(const api_ctx *ctx, const api_call *c, const job_view *
     cJSON_AddStringToObject(res, "stop_type", stop_type(o));
     cJSON_AddStringToObject(res, "stopping_word", o->stop_word ? r->stop[o->stop_word - 1] : "");
     cJSON_AddNumberToObject(res, "tokens_cached", o->n_cached);
-    cJSON_AddItemToObject(res, "timings", api_timings_json(j, ls_now()));
+    api_json_put(res, "timings", api_timings_json(j, ls_now()));
     if (c->logprobs > 0 && !stream)
-        cJSON_AddItemToObject(res, "completion_probabilities",
-                              probs_json(ctx, o, 0, tokens_in_text(ctx, r, o)));
+        api_json_put(res, "completion_probabilities",
+                     probs_json(ctx, o, 0, tokens_in_text(ctx, r, o)));
     return res;
 }
 
@@ -387,16 +386,15 @@ bool api_native_stream_events(api_stream *st, char **buf, size_t *len, size_t *c
         cJSON_AddNumberToObject(ev, "index", 0);
         api_text_add(ev, "content", o->text ? o->text + st->sent_len[0] : "",
                      o->len - st->sent_len[0]);
-        cJSON_AddItemToObject(ev, "tokens", ids_json(o, st->sent_toks[0], o->n_toks));
+        api_json_put(ev, "tokens", ids_json(o, st->sent_toks[0], o->n_toks));
         cJSON_AddBoolToObject(ev, "stop", false);
         cJSON_AddNumberToObject(ev, "id_slot", o->slot - 1);
         cJSON_AddNumberToObject(ev, "tokens_predicted", o->n_gen);
         cJSON_AddNumberToObject(ev, "tokens_evaluated", j->req.n_prompt);
         if (c->logprobs > 0)
-            cJSON_AddItemToObject(ev, "completion_probabilities",
-                                  probs_json(st->ctx, o, st->sent_toks[0], o->n_toks));
-        if (c->timings_per_token)
-            cJSON_AddItemToObject(ev, "timings", api_timings_json(j, ls_now()));
+            api_json_put(ev, "completion_probabilities",
+                         probs_json(st->ctx, o, st->sent_toks[0], o->n_toks));
+        if (c->timings_per_token) api_json_put(ev, "timings", api_timings_json(j, ls_now()));
         emit(buf, len, cap, ev);
         st->sent_len[0] = o->len;
         st->sent_toks[0] = o->n_toks;
@@ -418,7 +416,7 @@ char *api_props_json(const api_ctx *ctx) {
     cJSON_AddNumberToObject(d, "n_ctx", ctx->ctx_size);
     cJSON_AddBoolToObject(d, "speculative", false);
     cJSON_AddBoolToObject(d, "is_processing", false);
-    cJSON_AddItemToObject(d, "params", params_json(ctx, NULL, NULL));
+    api_json_put(d, "params", params_json(ctx, NULL, NULL));
     cJSON_AddNumberToObject(r, "n_ctx", ctx->ctx_size);
     cJSON_AddNumberToObject(r, "total_slots", ctx->parallel);
     cJSON_AddStringToObject(r, "model_path", ctx->model_path ? ctx->model_path : "");
@@ -450,7 +448,7 @@ char *api_slots_json(const api_ctx *ctx, const sched_slot_info *slots, int n) {
         cJSON *nt = cJSON_AddObjectToObject(o, "next_token");
         cJSON_AddBoolToObject(nt, "has_next_token", s->busy);
         cJSON_AddNumberToObject(nt, "n_decoded", s->n_decoded);
-        cJSON_AddItemToArray(arr, o);
+        api_json_append(arr, o);
     }
     char *out = cJSON_PrintUnformatted(arr);
     cJSON_Delete(arr);
@@ -477,7 +475,7 @@ cJSON *api_token_pieces(const api_ctx *ctx, const int32_t *ids, int n) {
             piece = cJSON_CreateArray();
             for (size_t k = 0; piece && k < len; k++) {
                 cJSON *b = cJSON_CreateNumber((unsigned char)p[k]);
-                if (!b || !cJSON_AddItemToArray(piece, b)) {
+                if (!b || !api_json_append(piece, b)) {
                     cJSON_Delete(piece);
                     piece = NULL;
                 }

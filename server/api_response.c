@@ -39,7 +39,7 @@ static void token_text(const tokenizer *t, int id, size_t keep, char *out, size_
     if (bytes) {
         *bytes = cJSON_CreateArray();
         for (size_t i = 0; i < n; i++)
-            cJSON_AddItemToArray(*bytes, cJSON_CreateNumber((unsigned char)p[i]));
+            api_json_append(*bytes, cJSON_CreateNumber((unsigned char)p[i]));
     }
     if (ls_utf8_valid(p, n)) {
         snprintf(out, cap, "%.*s", (int)n, p);
@@ -91,17 +91,17 @@ static cJSON *logprobs_json(const api_ctx *ctx, const api_call *c, const choice_
             token_text(t, g->id, token_bytes(o, i, len), txt, cap, &bytes);
             cJSON_AddStringToObject(item, "token", txt);
             cJSON_AddNumberToObject(item, "logprob", g->logprob);
-            cJSON_AddItemToObject(item, "bytes", bytes);
+            api_json_put(item, "bytes", bytes);
             cJSON *tops = cJSON_AddArrayToObject(item, "top_logprobs");
             for (int k = 0; k < g->n_top; k++) {
                 cJSON *top = cJSON_CreateObject(), *tb;
                 token_text(t, g->top_id[k], SIZE_MAX, txt, cap, &tb);
                 cJSON_AddStringToObject(top, "token", txt);
                 cJSON_AddNumberToObject(top, "logprob", g->top_logprob[k]);
-                cJSON_AddItemToObject(top, "bytes", tb);
-                cJSON_AddItemToArray(tops, top);
+                api_json_put(top, "bytes", tb);
+                api_json_append(tops, top);
             }
-            cJSON_AddItemToArray(content, item);
+            api_json_append(content, item);
         }
         free(txt);
         return lp;
@@ -114,16 +114,16 @@ static cJSON *logprobs_json(const api_ctx *ctx, const api_call *c, const choice_
     for (int i = from; i < to; i++) {
         const gen_token *g = &o->toks[i];
         token_text(t, g->id, token_bytes(o, i, len), txt, cap, NULL);
-        cJSON_AddItemToArray(toks, cJSON_CreateString(txt));
-        cJSON_AddItemToArray(tlp, cJSON_CreateNumber(g->logprob));
+        api_json_append(toks, cJSON_CreateString(txt));
+        api_json_append(tlp, cJSON_CreateNumber(g->logprob));
         cJSON *top = cJSON_CreateObject();
         for (int k = 0; k < g->n_top; k++) {
             token_text(t, g->top_id[k], SIZE_MAX, txt, cap, NULL);
             if (!cJSON_GetObjectItemCaseSensitive(top, txt))
                 cJSON_AddNumberToObject(top, txt, g->top_logprob[k]);
         }
-        cJSON_AddItemToArray(tops, top);
-        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)(base + tok_start(o, i))));
+        api_json_append(tops, top);
+        api_json_append(offs, cJSON_CreateNumber((double)(base + tok_start(o, i))));
     }
     free(txt);
     return lp;
@@ -240,7 +240,7 @@ cJSON *api_timings_json(const job_view *j, double now) {
 
 /* "timings" on obj when the call asked for it (timings_per_token). */
 static void add_timings(cJSON *obj, const api_call *c, const job_view *j) {
-    if (c->timings_per_token) cJSON_AddItemToObject(obj, "timings", api_timings_json(j, ls_now()));
+    if (c->timings_per_token) api_json_put(obj, "timings", api_timings_json(j, ls_now()));
 }
 static char *embeddings_json(const api_ctx *ctx, const api_call *c, const job_view *j);
 
@@ -301,7 +301,7 @@ static void tool_message(const api_call *c, const char *id, int i, const choice_
     if (p.n_calls) {
         cJSON *arr = cJSON_AddArrayToObject(msg, "tool_calls");
         for (int k = 0; k < p.n_calls; k++)
-            cJSON_AddItemToArray(arr, call_json(c, id, i, k, &p.calls[k], false));
+            api_json_append(arr, call_json(c, id, i, k, &p.calls[k], false));
         if (o->finish == FINISH_STOP) *fr = "tool_calls";
     }
     tools_parsed_free(&p);
@@ -339,15 +339,15 @@ char *api_response_json(const api_ctx *ctx, const api_call *c, const job_view *j
             add_text(ch, "text", o->text ? o->text : "", o->len);
         }
         if (c->logprobs >= 0)
-            cJSON_AddItemToObject(ch, "logprobs",
-                                  logprobs_json(ctx, c, o, 0, toks_within(o, 0, o->len, true),
-                                                o->len, echo_len(c, j, i)));
+            api_json_put(ch, "logprobs",
+                         logprobs_json(ctx, c, o, 0, toks_within(o, 0, o->len, true), o->len,
+                                       echo_len(c, j, i)));
         else cJSON_AddNullToObject(ch, "logprobs");
         if (fr) cJSON_AddStringToObject(ch, "finish_reason", fr);
         else cJSON_AddNullToObject(ch, "finish_reason");
-        cJSON_AddItemToArray(choices, ch);
+        api_json_append(choices, ch);
     }
-    cJSON_AddItemToObject(r, "usage", usage_json(j));
+    api_json_put(r, "usage", usage_json(j));
     add_timings(r, c, j);
     char *s = cJSON_PrintUnformatted(r);
     cJSON_Delete(r);
@@ -367,7 +367,7 @@ char *api_models_json(const api_ctx *ctx, long created) {
     cJSON_AddNumberToObject(meta, "n_ctx_train", ctx->m->cfg.ctx_len);
     cJSON_AddNumberToObject(meta, "n_ctx_slot", ctx->ctx_size);
     cJSON_AddNumberToObject(meta, "n_vocab", ctx->m->cfg.vocab_size);
-    cJSON_AddItemToArray(data, m);
+    api_json_append(data, m);
     char *s = cJSON_PrintUnformatted(r);
     cJSON_Delete(r);
     return s;
@@ -453,11 +453,11 @@ static cJSON *chunk(api_stream *st, int i, const char *text, size_t n, bool role
     } else {
         add_text(ch, "text", text ? text : "", text ? n : 0);
     }
-    if (logprobs) cJSON_AddItemToObject(ch, "logprobs", logprobs);
+    if (logprobs) api_json_put(ch, "logprobs", logprobs);
     else cJSON_AddNullToObject(ch, "logprobs");
     if (finish) cJSON_AddStringToObject(ch, "finish_reason", finish);
     else cJSON_AddNullToObject(ch, "finish_reason");
-    cJSON_AddItemToArray(choices, ch);
+    api_json_append(choices, ch);
     if (c->include_usage) cJSON_AddNullToObject(r, "usage");
     add_timings(r, c, st->j);
     return r;
@@ -611,7 +611,7 @@ bool api_stream_events(api_stream *st, char **buf, size_t *len, size_t *cap) {
     if (c->include_usage && !st->sent_usage && !failed) {
         cJSON *r = envelope(st->ctx, c, st->id, st->created, true);
         cJSON_AddArrayToObject(r, "choices");
-        cJSON_AddItemToObject(r, "usage", usage_json(j));
+        api_json_put(r, "usage", usage_json(j));
         emit(buf, len, cap, r);
         st->sent_usage = true;
     }
@@ -701,15 +701,15 @@ static char *embeddings_json(const api_ctx *ctx, const api_call *c, const job_vi
              (llama || cJSON_AddStringToObject(e, "object", "embedding")) &&
              cJSON_AddNumberToObject(e, "index", i);
         if (ok && llama) {
-            cJSON_AddItemToArray(outer, v);
+            api_json_append(outer, v);
             v = outer, outer = NULL;
         }
         if (ok)
-            cJSON_AddItemToObject(e, "embedding", v);
+            api_json_put(e, "embedding", v);
         else
             cJSON_Delete(v);
         cJSON_Delete(outer);
-        if (e) cJSON_AddItemToArray(data, e);
+        if (e) api_json_append(data, e);
     }
     int n_prompt = j->req.n_prompt;
     if (llama) {
@@ -721,7 +721,7 @@ static char *embeddings_json(const api_ctx *ctx, const api_call *c, const job_vi
     ok = ok && u && cJSON_AddStringToObject(r, "model", ctx->model_id) &&
          cJSON_AddNumberToObject(u, "prompt_tokens", n_prompt) &&
          cJSON_AddNumberToObject(u, "total_tokens", n_prompt);
-    if (u) cJSON_AddItemToObject(r, "usage", u);
+    if (u) api_json_put(r, "usage", u);
     char *s = ok ? cJSON_PrintUnformatted(r) : NULL;
     cJSON_Delete(r);
     return s;

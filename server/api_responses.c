@@ -26,22 +26,6 @@ static bool given(const cJSON *v) {
     return v && !cJSON_IsNull(v);
 }
 
-/* obj[k] = v, taking v; false (v freed) when v is NULL or memory runs out. */
-static bool put(cJSON *obj, const char *k, cJSON *v) {
-    if (!v) return false;
-    if (cJSON_AddItemToObject(obj, k, v)) return true;
-    cJSON_Delete(v);
-    return false;
-}
-
-/* arr += v, taking v; false (v freed) as put's. */
-static bool append(cJSON *arr, cJSON *v) {
-    if (!v) return false;
-    if (cJSON_AddItemToArray(arr, v)) return true;
-    cJSON_Delete(v);
-    return false;
-}
-
 /* --- the request --- */
 
 /* The Responses API's fields that need what this server does not have (stored responses,
@@ -117,8 +101,8 @@ static int add_part(const cJSON *p, const char *param, cJSON *parts, api_error *
     }
     if (!cJSON_IsString(text)) return BAD(param, "%s.text must be a string", param);
     cJSON *q = cJSON_CreateObject();
-    if (!append(parts, q) || !put(q, "type", cJSON_CreateString("text")) ||
-        !put(q, "text", cJSON_CreateString(text->valuestring)))
+    if (!api_json_append(parts, q) || !api_json_put(q, "type", cJSON_CreateString("text")) ||
+        !api_json_put(q, "text", cJSON_CreateString(text->valuestring)))
         return oom(e);
     return 0;
 }
@@ -151,15 +135,16 @@ static int add_item(const cJSON *it, int i, cJSON *msgs, api_error *e) {
         return BAD(param, "%s must be one of user, system, developer, assistant", param);
     }
     cJSON *m = cJSON_CreateObject();
-    if (!append(msgs, m) || !put(m, "role", cJSON_CreateString(roles[r]))) return oom(e);
+    if (!api_json_append(msgs, m) || !api_json_put(m, "role", cJSON_CreateString(roles[r])))
+        return oom(e);
     const cJSON *content = cJSON_GetObjectItemCaseSensitive(it, "content");
     if (cJSON_IsString(content))
-        return put(m, "content", cJSON_CreateString(content->valuestring)) ? 0 : oom(e);
+        return api_json_put(m, "content", cJSON_CreateString(content->valuestring)) ? 0 : oom(e);
     snprintf(param, sizeof param, "input[%d].content", i);
     if (!cJSON_IsArray(content))
         return BAD(param, "%s must be a string or a list of input_text parts", param);
     cJSON *parts = cJSON_CreateArray();
-    if (!put(m, "content", parts)) return oom(e);
+    if (!api_json_put(m, "content", parts)) return oom(e);
     int k = 0;
     const cJSON *p;
     cJSON_ArrayForEach(p, content) {
@@ -183,15 +168,16 @@ static int add_format(const cJSON *o, cJSON *q, api_error *e) {
                                   "json_object or json_schema");
     if (!strcmp(type->valuestring, "text")) return 0;
     cJSON *rf = cJSON_CreateObject();
-    if (!put(q, "response_format", rf) || !put(rf, "type", cJSON_CreateString(type->valuestring)))
+    if (!api_json_put(q, "response_format", rf) ||
+        !api_json_put(rf, "type", cJSON_CreateString(type->valuestring)))
         return oom(e);
     if (!strcmp(type->valuestring, "json_object")) return 0;
     cJSON *js = cJSON_CreateObject();
-    if (!put(rf, "json_schema", js)) return oom(e);
+    if (!api_json_put(rf, "json_schema", js)) return oom(e);
     static const char *const keys[] = {"name", "schema", "strict"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(f, keys[i]);
-        if (given(v) && !put(js, keys[i], cJSON_Duplicate(v, true))) return oom(e);
+        if (given(v) && !api_json_put(js, keys[i], cJSON_Duplicate(v, true))) return oom(e);
     }
     return 0;
 }
@@ -205,7 +191,7 @@ static int to_chat(const api_ctx *ctx, const cJSON *o, cJSON *q, api_error *e) {
                                        "seed",  "top_k",       "min_p", "stop"};
     for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, same[i]);
-        if (given(v) && !put(q, same[i], cJSON_Duplicate(v, true))) return oom(e);
+        if (given(v) && !api_json_put(q, same[i], cJSON_Duplicate(v, true))) return oom(e);
     }
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "max_output_tokens");
     if (given(v)) {
@@ -215,25 +201,25 @@ static int to_chat(const api_ctx *ctx, const cJSON *o, cJSON *q, api_error *e) {
             return BAD("max_output_tokens",
                        "'max_output_tokens' is %.0f; this server allows at most %d", v->valuedouble,
                        ctx->max_tokens_limit);
-        if (!put(q, "max_tokens", cJSON_CreateNumber(v->valuedouble))) return oom(e);
+        if (!api_json_put(q, "max_tokens", cJSON_CreateNumber(v->valuedouble))) return oom(e);
     }
     if (add_format(o, q, e)) return -1;
     cJSON *msgs = cJSON_CreateArray();
-    if (!put(q, "messages", msgs)) return oom(e);
+    if (!api_json_put(q, "messages", msgs)) return oom(e);
     v = cJSON_GetObjectItemCaseSensitive(o, "instructions");
     if (given(v)) {
         if (!cJSON_IsString(v)) return BAD("instructions", "'instructions' must be a string");
         cJSON *m = cJSON_CreateObject();
-        if (!append(msgs, m) || !put(m, "role", cJSON_CreateString("system")) ||
-            !put(m, "content", cJSON_CreateString(v->valuestring)))
+        if (!api_json_append(msgs, m) || !api_json_put(m, "role", cJSON_CreateString("system")) ||
+            !api_json_put(m, "content", cJSON_CreateString(v->valuestring)))
             return oom(e);
     }
     const cJSON *in = cJSON_GetObjectItemCaseSensitive(o, "input");
     if (!given(in)) return BAD("input", "'input' is required");
     if (cJSON_IsString(in)) {
         cJSON *m = cJSON_CreateObject();
-        if (!append(msgs, m) || !put(m, "role", cJSON_CreateString("user")) ||
-            !put(m, "content", cJSON_CreateString(in->valuestring)))
+        if (!api_json_append(msgs, m) || !api_json_put(m, "role", cJSON_CreateString("user")) ||
+            !api_json_put(m, "content", cJSON_CreateString(in->valuestring)))
             return oom(e);
         return 0;
     }
@@ -255,34 +241,34 @@ static cJSON *echo_fields(const cJSON *o) {
     bool ok = r != NULL;
 #define ECHO(key, otherwise)                                                                       \
     (v = cJSON_GetObjectItemCaseSensitive(o, key),                                                 \
-     put(r, key, given(v) ? cJSON_Duplicate(v, true) : (otherwise)))
-    ok = ok && put(r, "background", cJSON_CreateFalse());
+     api_json_put(r, key, given(v) ? cJSON_Duplicate(v, true) : (otherwise)))
+    ok = ok && api_json_put(r, "background", cJSON_CreateFalse());
     ok = ok && ECHO("instructions", cJSON_CreateNull());
     ok = ok && ECHO("max_output_tokens", cJSON_CreateNull());
-    ok = ok && put(r, "max_tool_calls", cJSON_CreateNull());
+    ok = ok && api_json_put(r, "max_tool_calls", cJSON_CreateNull());
     ok = ok && ECHO("metadata", cJSON_CreateObject());
     ok = ok && ECHO("parallel_tool_calls", cJSON_CreateTrue());
-    ok = ok && put(r, "previous_response_id", cJSON_CreateNull());
+    ok = ok && api_json_put(r, "previous_response_id", cJSON_CreateNull());
     cJSON *reasoning = ok ? cJSON_AddObjectToObject(r, "reasoning") : NULL;
-    ok = reasoning && put(reasoning, "effort", cJSON_CreateNull()) &&
-         put(reasoning, "summary", cJSON_CreateNull());
-    ok = ok && put(r, "service_tier", cJSON_CreateString("default"));
-    ok = ok && put(r, "store", cJSON_CreateFalse());
+    ok = reasoning && api_json_put(reasoning, "effort", cJSON_CreateNull()) &&
+         api_json_put(reasoning, "summary", cJSON_CreateNull());
+    ok = ok && api_json_put(r, "service_tier", cJSON_CreateString("default"));
+    ok = ok && api_json_put(r, "store", cJSON_CreateFalse());
     ok = ok && ECHO("temperature", cJSON_CreateNumber(1));
     v = cJSON_GetObjectItemCaseSensitive(o, "text");
     v = cJSON_IsObject(v) ? cJSON_GetObjectItemCaseSensitive(v, "format") : NULL;
     cJSON *text = ok ? cJSON_AddObjectToObject(r, "text") : NULL;
     if (given(v)) {
-        ok = text && put(text, "format", cJSON_Duplicate(v, true));
+        ok = text && api_json_put(text, "format", cJSON_Duplicate(v, true));
     } else {
         cJSON *format = text ? cJSON_AddObjectToObject(text, "format") : NULL;
-        ok = format && put(format, "type", cJSON_CreateString("text"));
+        ok = format && api_json_put(format, "type", cJSON_CreateString("text"));
     }
     ok = ok && ECHO("tool_choice", cJSON_CreateString("auto"));
-    ok = ok && put(r, "tools", cJSON_CreateArray());
-    ok = ok && put(r, "top_logprobs", cJSON_CreateNumber(0));
+    ok = ok && api_json_put(r, "tools", cJSON_CreateArray());
+    ok = ok && api_json_put(r, "top_logprobs", cJSON_CreateNumber(0));
     ok = ok && ECHO("top_p", cJSON_CreateNumber(1));
-    ok = ok && put(r, "truncation", cJSON_CreateString("disabled"));
+    ok = ok && api_json_put(r, "truncation", cJSON_CreateString("disabled"));
     ok = ok && ECHO("user", cJSON_CreateNull());
 #undef ECHO
     if (ok) return r;
@@ -406,7 +392,7 @@ static cJSON *response_object(const api_ctx *ctx, const api_call *c, const job_v
     cJSON *output = cJSON_AddArrayToObject(r, "output");
     if (done) cJSON_AddItemToArray(output, message_item(o, mid, true));
     const cJSON *it;
-    cJSON_ArrayForEach(it, c->resp_echo) put(r, it->string, cJSON_Duplicate(it, true));
+    cJSON_ArrayForEach(it, c->resp_echo) api_json_put(r, it->string, cJSON_Duplicate(it, true));
     if (done)
         cJSON_AddItemToObject(r, "usage", usage_object(j));
     else

@@ -83,12 +83,26 @@ static void add_cors(const req_ctx *r, struct MHD_Response *res) {
                                 MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin"));
 }
 
+/* What a response whose body could not be formatted (out of memory) gets instead: static, so
+ * that it needs no allocation; the same fields as api_error_json writes. */
+static const char OOM_BODY[] = "{\"error\":{\"message\":\"out of memory\",\"type\":"
+                               "\"server_error\",\"param\":null,\"code\":null}}";
+
+/* Queues status with body (taken: freed here) as type. A NULL body is a body that ran out of
+ * memory while it was formatted, so whatever status was meant, the answer is 500 with
+ * OOM_BODY: never a 200 with an empty body. */
 static enum MHD_Result send_text(req_ctx *r, int status, const char *type, char *body,
                                  bool retry_after) {
+    if (!body) {
+        status = 500;
+        type = "application/json";
+        retry_after = false;
+    }
     r->status = status;
     struct MHD_Response *res =
-        MHD_create_response_from_buffer(body ? strlen(body) : 0, body ? body : (void *)"",
-                                        body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+        body ? MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE)
+             : MHD_create_response_from_buffer(sizeof OOM_BODY - 1, (void *)OOM_BODY,
+                                               MHD_RESPMEM_PERSISTENT);
     if (!res) {
         free(body);
         return MHD_NO;
@@ -102,13 +116,24 @@ static enum MHD_Result send_text(req_ctx *r, int status, const char *type, char 
     return rc;
 }
 
+/* A 200 with json, formatted during this on_request call (r->json_mark): when any of cJSON's
+ * allocations failed meanwhile, an item is missing from it, so it is dropped for a 500. */
 static enum MHD_Result send_json(req_ctx *r, int status, char *json) {
+    if (json && api_json_failures() != r->json_mark) {
+        free(json);
+        json = NULL;
+    }
     return send_text(r, status, "application/json", json, false);
 }
 
 static enum MHD_Result send_error(req_ctx *r, const api_error *e) {
-    return send_text(r, e->status, "application/json", api_error_json(e),
-                     e->status == 503 || e->status == 429);
+    unsigned long mark = api_json_failures();
+    char *json = api_error_json(e);
+    if (json && api_json_failures() != mark) { /* a field is missing */
+        free(json);
+        json = NULL;
+    }
+    return send_text(r, e->status, "application/json", json, e->status == 503 || e->status == 429);
 }
 
 static enum MHD_Result fail(req_ctx *r, int status, const char *type, const char *code,
@@ -593,9 +618,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   size_t *upload_size, void **con_cls) {
     http_server *h = cls;
     req_ctx *r = *con_cls;
+    unsigned long json_mark = api_json_failures();
+    if (r) r->json_mark = json_mark;
     if (!r) {
         r = calloc(1, sizeof *r);
         if (!r) return MHD_NO;
+        r->json_mark = json_mark;
         r->h = h;
         r->conn = conn;
         r->route = "other";

@@ -67,6 +67,7 @@ struct req_ctx {
     bool http10;     /* an HTTP/1.0 client: no interim (1xx) responses */
     bool dispatched; /* the whole request has arrived and was routed */
     int status;
+    unsigned long json_mark; /* api_json_failures() when this on_request call began */
     int prompt_tokens, completion_tokens;
     double t_start, t_queue, t_first; /* seconds: arrival, admission wait, first token */
     int cors; /* cfg_cors_match of the request's Origin: 0 none, 1 listed, 2 "*" */

@@ -1,11 +1,15 @@
 /* check: the smallest test harness that does the job. CHECK records a failure with its location
  * and goes on; a test program ends with `return check_summary();`, which prints the counts and
- * returns non-zero when anything failed. Header-only; each test is one executable. */
+ * returns non-zero when anything failed. check_tmp_path hands out temporary files that are gone
+ * after the test, even one killed by meson's timeout. Header-only; each test is one executable. */
 #ifndef LS_CHECK_H
 #define LS_CHECK_H
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 static int check_n_pass, check_n_fail;
 
@@ -58,6 +62,72 @@ static inline const char *check_test_path(const char *name) {
     char *out = buf[next++ % 8];
     snprintf(out, 1024, "%s/%s", dir ? dir : "tests", name);
     return out;
+}
+
+/* --- temporary files --- */
+
+#define CHECK_TMP_MAX 32 /* paths one test may ask for */
+
+typedef struct {
+    char dir[32];                   /* /tmp/ls-test-XXXXXX; "" until the first check_tmp_path */
+    char paths[CHECK_TMP_MAX][160]; /* (n) handed out, removed at the end */
+    volatile sig_atomic_t n;
+} check_tmp_area;
+
+static inline check_tmp_area *check_tmp_get(void) {
+    static check_tmp_area a;
+    return &a;
+}
+
+/* Removes every path handed out, then the folder: unlink and rmdir only, both
+ * async-signal-safe, so the signal handler may call it too. */
+static inline void check_tmp_remove(void) {
+    check_tmp_area *a = check_tmp_get();
+    for (int i = a->n; i-- > 0;)
+        unlink(a->paths[i]);
+    if (a->dir[0]) rmdir(a->dir);
+}
+
+/* SIGTERM (meson's timeout), SIGINT, SIGHUP: clean up, then die of the same signal. */
+static inline void check_tmp_on_signal(int sig) {
+    check_tmp_remove();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* The path of name in this test's temporary folder, made on the first call (the same name gives
+ * the same path). The file is the
+ * caller's to create (or a child's); it and the folder are removed at exit and when SIGTERM,
+ * SIGINT or SIGHUP ends the test, so a killed test leaves nothing under /tmp. NULL, with a
+ * message on stderr, when the folder cannot be made or after CHECK_TMP_MAX paths. Main thread
+ * only, before the test starts threads. */
+static inline const char *check_tmp_path(const char *name) {
+    check_tmp_area *a = check_tmp_get();
+    if (!a->dir[0]) {
+        snprintf(a->dir, sizeof a->dir, "/tmp/ls-test-XXXXXX");
+        if (!mkdtemp(a->dir)) {
+            perror("mkdtemp");
+            a->dir[0] = '\0';
+            return NULL;
+        }
+        atexit(check_tmp_remove);
+        struct sigaction sa = {.sa_handler = check_tmp_on_signal};
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGHUP, &sa, NULL);
+    }
+    for (int i = 0; i < a->n; i++) /* the same name again: the same path */
+        if (!strcmp(strrchr(a->paths[i], '/') + 1, name)) return a->paths[i];
+    if (a->n >= CHECK_TMP_MAX) {
+        fprintf(stderr, "check_tmp_path: more than %d paths\n", CHECK_TMP_MAX);
+        return NULL;
+    }
+    char path[sizeof a->paths[0]];
+    snprintf(path, sizeof path, "%s/%s", a->dir, name);
+    memcpy(a->paths[a->n], path, sizeof path);
+    a->n = a->n + 1; /* after the path is whole: a signal in between sees n paths, all whole */
+    return a->paths[a->n - 1];
 }
 
 static inline int check_summary(void) {

@@ -1,8 +1,9 @@
-/* gguf_builder: a small in-test GGUF writer for test_gguf. A gspec lists metadata pairs (whose
- * values are raw encoded bytes, so a test can write anything, malformed included) and tensor
- * infos; gspec_write serializes it with the data section. tiny_model() fills a spec with a valid
- * two-layer llama model and a 264-token vocabulary; a test then corrupts one thing. Header-only,
- * test code: aborts on out-of-memory rather than carrying error paths. */
+/* gguf_builder: a small in-test GGUF writer for test_gguf and the tests that need a tiny model
+ * file. A gspec lists metadata pairs (whose values are raw encoded bytes, so a test can write
+ * anything, malformed included) and tensor infos; gspec_write serializes it with the data
+ * section, gspec_save writes it to a file. tiny_model() fills a spec with a valid two-layer llama
+ * model and a 264-token vocabulary; a test then corrupts one thing, or tiny_model_save writes it
+ * as it is. Header-only, test code: aborts on out-of-memory rather than carrying error paths. */
 #ifndef LS_GGUF_BUILDER_H
 #define LS_GGUF_BUILDER_H
 
@@ -334,6 +335,25 @@ static inline void tiny_model(gspec *s, uint32_t mat_type, bool untied) {
         TM_T("ffn_up", mat_type, TM_DIM, TM_HIDDEN);
 #undef TM_T
     }
+}
+
+/* Writes the file of spec s (kept: the caller still frees it) to path: 0, or -1 when it cannot
+ * be written. */
+static inline int gspec_save(gspec *s, const char *path) {
+    gbuf out = {0};
+    gspec_write(s, &out);
+    int rc = write_bytes(path, out.p, out.n);
+    gb_free(&out);
+    return rc;
+}
+
+/* Writes tiny_model(F32 matrices, tied output) to path: 0, or -1 when it cannot be written. */
+static inline int tiny_model_save(const char *path) {
+    gspec s;
+    tiny_model(&s, 0, false);
+    int rc = gspec_save(&s, path);
+    gspec_free(&s);
+    return rc;
 }
 
 #endif

@@ -20,6 +20,8 @@ import threading
 import time
 import traceback
 
+import checklib  # noqa: F401  on import, SIGTERM raises SystemExit: a killed test cleans up
+
 BIN = os.environ.get("LS_BIN", os.path.join(os.path.dirname(__file__), "..", "build", "llamaserve"))
 MODELS = os.environ.get("LS_MODELS_DIR",
                         os.path.join(os.path.dirname(__file__), "..", "..", "shared", "models"))

@@ -45,10 +45,7 @@ static int write_model(const char *path) {
     for (int i = 0; i < TM_VOCAB; i++)
         gb_u32(b, i == 0 ? 2 : i < 3 || i == EOT_ID ? 3 : i < 259 ? 6 : 1);
     kv_u32(&s, "tokenizer.ggml.eot_token_id", EOT_KEY_ID);
-    gbuf out = {0};
-    gspec_write(&s, &out);
-    int rc = write_bytes(path, out.p, out.n);
-    gb_free(&out);
+    int rc = gspec_save(&s, path);
     gspec_free(&s);
     return rc;
 }
@@ -181,13 +178,8 @@ static void test_echo(const model *m) {
 
 int main(void) {
     make_long_piece();
-    char dir[] = "/tmp/ls-test-api-XXXXXX";
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
-    char path[64];
-    snprintf(path, sizeof path, "%s/long-piece.gguf", dir);
+    const char *path = check_tmp_path("long-piece.gguf"); /* removed at exit (check.h) */
+    if (!path) return 1;
     CHECK(write_model(path) == 0, "writing %s", path);
     char err[LS_ERR_LEN] = "";
     model *m = model_load(path, NULL, err, sizeof err);
@@ -198,7 +190,5 @@ int main(void) {
         test_eog(m);
         model_free(m);
     }
-    unlink(path);
-    rmdir(dir);
     return check_summary();
 }

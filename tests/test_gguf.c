@@ -2,8 +2,8 @@
  * valid tiny model in several variants, one malformed file per kind of damage (each must fail
  * with a message naming the problem), every metadata value type round-tripping, large arrays
  * read as views (opening them allocates in proportion to a small fraction of the file), and
- * every prefix class of the real kjv-demo.gguf (truncation must fail cleanly). Files live in a
- * mkdtemp directory that is removed at the end. */
+ * every prefix class of the real kjv-demo.gguf (truncation must fail cleanly). Files live in
+ * check_tmp_path's folder (check.h), removed at exit even when the test is killed. */
 #include "check.h"
 #include "common.h"
 #include "gguf.h"
@@ -16,23 +16,10 @@
 #include <string.h>
 #include <unistd.h>
 
-static char tmpdir[64];
-static char written[64][160];
-static int n_written;
-
-/* A path in the temp dir, remembered for cleanup. */
-static const char *tmp_path(const char *name) {
-    for (int i = 0; i < n_written; i++)
-        if (!strcmp(strrchr(written[i], '/') + 1, name)) return written[i];
-    if (n_written == 64) abort();
-    snprintf(written[n_written], sizeof written[0], "%s/%s", tmpdir, name);
-    return written[n_written++];
-}
-
 static const char *write_spec(gspec *s, const char *name, size_t cut) {
     gbuf b = {0};
     gspec_write(s, &b);
-    const char *path = tmp_path(name);
+    const char *path = check_tmp_path(name);
     CHECK(write_bytes(path, b.p, b.n > cut ? b.n - cut : 0) == 0, "writing %s", path);
     gb_free(&b);
     return path;
@@ -564,7 +551,7 @@ static void test_large_arrays(void) {
     gbuf out = {0};
     gspec_write(&s, &out);
     size_t file_size = out.n;
-    const char *path = tmp_path("large-arrays.gguf");
+    const char *path = check_tmp_path("large-arrays.gguf");
     CHECK(write_bytes(path, out.p, out.n) == 0, "writing %s", path);
     gb_free(&out);
     gspec_free(&s);
@@ -619,7 +606,7 @@ static void test_truncated_real(void) {
         CHECK(0, "%s", err);
         return;
     }
-    const char *path = tmp_path("cut.gguf");
+    const char *path = check_tmp_path("cut.gguf");
     CHECK(write_bytes(path, src.data, src.size) == 0, "copy");
     /* every byte of the fixed header, every 37th of the metadata and tensor infos, then the data */
     size_t cuts[1200], n = 0;
@@ -649,19 +636,12 @@ static void test_truncated_real(void) {
 #include "test_gguf_llama2c.h"
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/ls-test-gguf-XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (!check_tmp_path("good.gguf")) return 1; /* the folder: removed at exit (check.h) */
     test_good_gguf();
     test_bad_gguf();
     test_roundtrip();
     test_large_arrays();
     test_truncated_real();
     test_llama2c();
-    for (int i = n_written; i-- > 0;)
-        unlink(written[i]);
-    CHECK(rmdir(tmpdir) == 0, "removing %s", tmpdir);
     return check_summary();
 }

@@ -50,7 +50,7 @@ static const char *l2_write(const char *name, const int32_t h[7], int extra) {
     for (int i = 0; i < extra; i++)
         gb_f32(&b, 0.0f);
     if (extra < 0) b.n -= (size_t)-extra * 4;
-    const char *path = tmp_path(name);
+    const char *path = check_tmp_path(name);
     CHECK(write_bytes(path, b.p, b.n) == 0, "writing %s", path);
     gb_free(&b);
     return path;
@@ -120,16 +120,16 @@ static void test_llama2c(void) {
 
     /* the tokenizer: tokenizer.bin beside the model, or a path given */
     path = l2_write("model.bin", good, 0);
-    l2_write_tokenizer(tmp_path("tokenizer.bin"), L2_VOCAB);
+    l2_write_tokenizer(check_tmp_path("tokenizer.bin"), L2_VOCAB);
     m = model_load(path, NULL, err, sizeof err);
     CHECK(m && m->tok && tok_n_vocab(m->tok) == L2_VOCAB, "tokenizer.bin beside: %s", m ? "" : err);
     model_free(m);
-    unlink(tmp_path("tokenizer.bin"));
-    l2_write_tokenizer(tmp_path("tok.bin"), L2_VOCAB);
-    m = model_load(path, tmp_path("tok.bin"), err, sizeof err);
+    unlink(check_tmp_path("tokenizer.bin"));
+    l2_write_tokenizer(check_tmp_path("tok.bin"), L2_VOCAB);
+    m = model_load(path, check_tmp_path("tok.bin"), err, sizeof err);
     CHECK(m && m->tok && tok_n_vocab(m->tok) == L2_VOCAB, "tokenizer given: %s", m ? "" : err);
     model_free(m);
-    tokenizer *t = model_load_tokenizer(tmp_path("tok.bin"), err, sizeof err);
+    tokenizer *t = model_load_tokenizer(check_tmp_path("tok.bin"), err, sizeof err);
     CHECK(t && tok_n_vocab(t) == L2_VOCAB, "model_load_tokenizer(tok.bin): %s", t ? "" : err);
     tok_free(t);
     err[0] = 0;
@@ -142,9 +142,9 @@ static void test_llama2c(void) {
     CHECK(m == NULL && strstr(err, "checkpoint"), "checkpoint as tokenizer: %s", err);
     model_free(m);
     /* a tokenizer with fewer entries than the vocabulary */
-    l2_write_tokenizer(tmp_path("tok.bin"), L2_VOCAB - 10);
+    l2_write_tokenizer(check_tmp_path("tok.bin"), L2_VOCAB - 10);
     err[0] = 0;
-    m = model_load(path, tmp_path("tok.bin"), err, sizeof err);
+    m = model_load(path, check_tmp_path("tok.bin"), err, sizeof err);
     CHECK(m == NULL && err[0], "short tokenizer must fail");
     model_free(m);
 
@@ -197,7 +197,7 @@ static void test_llama2c(void) {
         model_free(m);
     }
     /* shorter than its header */
-    path = tmp_path("bad.bin");
+    path = check_tmp_path("bad.bin");
     CHECK(write_bytes(path, good, 10) == 0, "write");
     m = model_load(path, NULL, err, sizeof err);
     CHECK(m == NULL && strstr(err, "truncated"), "10-byte checkpoint: %s", err);

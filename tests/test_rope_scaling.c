@@ -136,9 +136,8 @@ static void check_golden(const char *path) {
 
 /* llama.rope.scaling.type on the test-side tiny model: linear reads its factor, none is 1, an
  * unknown kind is refused by name. */
-static void check_scaling_keys(const char *dir) {
-    char path[256], err[LS_ERR_LEN];
-    snprintf(path, sizeof path, "%s/scaled.gguf", dir);
+static void check_scaling_keys(const char *path) {
+    char err[LS_ERR_LEN];
     const struct {
         const char *type;
         float factor;
@@ -151,10 +150,7 @@ static void check_scaling_keys(const char *dir) {
             kv_str(&s, "llama.rope.scaling.type", cases[k].type);
             kv_f32(&s, "llama.rope.scaling.factor", cases[k].factor);
         }
-        gbuf out = {0};
-        gspec_write(&s, &out);
-        CHECK(write_bytes(path, out.p, out.n) == 0, "write %s", path);
-        gb_free(&out);
+        CHECK(gspec_save(&s, path) == 0, "write %s", path);
         gspec_free(&s);
         err[0] = '\0';
         model *m = model_load(path, NULL, err, sizeof err);
@@ -170,23 +166,20 @@ static void check_scaling_keys(const char *dir) {
         }
         model_free(m);
     }
-    unlink(path);
 }
 
 int main(void) {
     const char *bin = getenv("LS_BIN");
-    char dir[] = "/tmp/ls-test-rope-XXXXXX";
-    if (!bin || !mkdtemp(dir)) {
+    /* both removed at exit, even when the test is killed (check.h) */
+    const char *path = check_tmp_path("tiny-llama3.gguf"), *scaled = check_tmp_path("scaled.gguf");
+    if (!bin || !path || !scaled) {
         fprintf(stderr, "needs LS_BIN (the built llamaserve) and a temporary folder\n");
         return 1;
     }
-    char path[256], cmd[1024];
-    snprintf(path, sizeof path, "%s/tiny-llama3.gguf", dir);
+    char cmd[1024];
     snprintf(cmd, sizeof cmd, "'%s' make-model --shape tiny-llama3 --type f32 '%s'", bin, path);
     CHECK(system(cmd) == 0, "%s failed", cmd);
     check_golden(path);
-    unlink(path);
-    check_scaling_keys(dir);
-    rmdir(dir);
+    check_scaling_keys(scaled);
     return check_summary();
 }

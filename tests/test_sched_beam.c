@@ -160,44 +160,53 @@ static unsigned busy_mask(sched *s, unsigned long long id_task) {
 /* Two searches (3 and 2 beams) and two greedy requests, 7 slots: after the prompts, every step
  * feeds all seven, and the searches answer as beam_search does. */
 static void test_together(const model *m, pool *p, fwd_ctx *ref) {
+    static const struct {
+        const char *prompt, *what;
+        int n, max_tokens, beams; /* beams 0: a greedy request */
+    } reqs[] = {{"And the LORD said unto Moses", "3 beams", 2, 16, 3},
+                {"In the beginning God", "2 beams", 1, 14, 2},
+                {"Blessed are", "greedy 1", 1, 20, 0},
+                {"And Jesus", "greedy 2", 1, 20, 0}};
+    enum { N = sizeof reqs / sizeof reqs[0] };
     recorder r;
     sched *s = make_sched(m, &r, p, 7);
-    job *a = submit(s, req_for(m, "And the LORD said unto Moses", 2, 16, 3));
-    wait_entered(&r, 1); /* step 1 holds a's prompt; the rest queue meanwhile */
-    job *b = submit(s, req_for(m, "In the beginning God", 1, 14, 2));
-    job *g1 = submit(s, req_for(m, "Blessed are", 1, 20, 0));
-    job *g2 = submit(s, req_for(m, "And Jesus", 1, 20, 0));
+    job *j[N];
+    for (int i = 0; i < N; i++) {
+        j[i] = submit(s, req_for(m, reqs[i].prompt, reqs[i].n, reqs[i].max_tokens, reqs[i].beams));
+        if (i == 0) wait_entered(&r, 1); /* step 1 holds the first prompt; the rest queue */
+    }
     wait_entered(&r, 1);
     unsigned busy_before = busy_mask(s, 0);
     release(&r, 2, false);
     wait_entered(&r, 2); /* step 2: everything admitted */
     unsigned busy_all = busy_mask(s, 0);
-    unsigned a_slots = busy_mask(s, a->id_task), b_slots = busy_mask(s, b->id_task);
+    unsigned slots[N];
+    for (int i = 0; i < N; i++)
+        slots[i] = busy_mask(s, j[i]->id_task);
     release(&r, MAX_STEPS, true);
-    job_wait(a);
-    job_wait(b);
-    job_wait(g1);
-    job_wait(g2);
+    for (int i = 0; i < N; i++)
+        job_wait(j[i]);
     CHECK(busy_before == 7u, "before step 2 only the first search's 3 slots: %#x", busy_before);
     CHECK(busy_all == 0x7fu, "step 2 holds every job: slots %#x", busy_all);
-    CHECK(__builtin_popcount(a_slots) == 3 && __builtin_popcount(b_slots) == 2,
-          "a search holds a slot per beam: %#x %#x", a_slots, b_slots);
     int together = 0;
     for (int k = 0; k < r.entered && k < MAX_STEPS; k++)
         together += r.fed[k] == 0x7fu;
     CHECK(together >= 8, "%d steps fed both searches' beams and both requests", together);
-    check_same_as_engine(m, ref, a, "3 beams");
-    check_same_as_engine(m, ref, b, "2 beams");
-    CHECK(g1->choices[0].finish != FINISH_NONE && g1->choices[0].n_gen > 0, "greedy 1 ran");
-    CHECK(g2->choices[0].finish != FINISH_NONE && g2->choices[0].n_gen > 0, "greedy 2 ran");
-    job_release(a);
-    job_release(b);
-    job_release(g1);
-    job_release(g2);
+    for (int i = 0; i < N; i++) {
+        int beams = reqs[i].beams ? reqs[i].beams : 1;
+        CHECK(__builtin_popcount(slots[i]) == beams, "%s holds a slot per beam: %#x", reqs[i].what,
+              slots[i]);
+        if (reqs[i].beams)
+            check_same_as_engine(m, ref, j[i], reqs[i].what);
+        else
+            CHECK(j[i]->choices[0].finish != FINISH_NONE && j[i]->choices[0].n_gen > 0, "%s ran",
+                  reqs[i].what);
+        job_release(j[i]);
+    }
     end_sched(s, &r);
 }
 
-/* A 4-beam search on 4 slots waits behind a running request (FIFO, all its slots at once),
+/* A 5-beam search on 5 slots waits behind a running request (FIFO, all its slots at once),
  * then runs; cancelled mid-search, it is gone by the next step, which feeds only the request
  * beside it; more beams than slots is refused. */
 static void test_queue_and_cancel(const model *m, pool *p) {

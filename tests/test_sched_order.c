@@ -95,20 +95,9 @@ static int busy_when_published(sched *s, int max_tokens) {
 }
 
 int main(void) {
-    char dir[] = "/tmp/ls-test-order-XXXXXX";
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
-    char path[64];
-    snprintf(path, sizeof path, "%s/tiny.gguf", dir);
-    gspec g;
-    tiny_model(&g, 0, false);
-    gbuf out = {0};
-    gspec_write(&g, &out);
-    CHECK(write_bytes(path, out.p, out.n) == 0, "writing %s", path);
-    gb_free(&out);
-    gspec_free(&g);
+    const char *path = check_tmp_path("tiny.gguf"); /* removed at exit (check.h) */
+    if (!path) return 1;
+    CHECK(tiny_model_save(path) == 0, "writing %s", path);
     char err[LS_ERR_LEN] = "";
     model *m = model_load(path, NULL, err, sizeof err);
     CHECK(m != NULL, "model_load: %s", err);
@@ -132,7 +121,5 @@ int main(void) {
         sched_destroy(s);
         model_free(m);
     }
-    unlink(path);
-    rmdir(dir);
     return check_summary();
 }

@@ -376,14 +376,10 @@ static void check_small_vocab(void) {
 
 /* Writes a tokenizer.bin from parts and tries to load it. */
 static tokenizer *load_bytes(const void *data, size_t n, int n_vocab, char *err) {
-    char path[] = "/tmp/ls-test-tok-XXXXXX";
-    int fd = mkstemp(path);
-    if (fd < 0) return NULL;
-    CHECK(write(fd, data, n) == (ssize_t)n, "write");
-    close(fd);
-    tokenizer *t = tok_load_llama2c(path, n_vocab, err, LS_ERR_LEN);
-    unlink(path);
-    return t;
+    const char *path = check_tmp_path("tokenizer.bin"); /* removed at exit (check.h) */
+    if (!path) return NULL;
+    CHECK(write_bytes(path, data, n) == 0, "write %s", path);
+    return tok_load_llama2c(path, n_vocab, err, LS_ERR_LEN);
 }
 
 static void check_hostile_bin(void) {
@@ -515,10 +511,8 @@ static void check_llama3(void) {
 static void check_pre_tokenizers(void) {
     const char *pres[] = {"llama-bpe", "gpt2", "smollm", "default"};
     const int want_n[] = {4, 4, 3, -1};
-    char path[] = "/tmp/ls-test-pre-XXXXXX";
-    int fd = mkstemp(path);
-    if (fd < 0) return;
-    close(fd);
+    const char *path = check_tmp_path("pre.gguf"); /* removed at exit (check.h) */
+    if (!path) return;
     for (int k = 0; k < 4; k++) {
         gspec s;
         gspec_init(&s);
@@ -544,10 +538,7 @@ static void check_pre_tokenizers(void) {
         gb_u32(b, 8);
         gb_u64(b, 1);
         gb_str(b, "\xc4\xa0 \xc4\xa0");
-        gbuf out = {0};
-        gspec_write(&s, &out);
-        CHECK(write_bytes(path, out.p, out.n) == 0, "write %s", path);
-        gb_free(&out);
+        CHECK(gspec_save(&s, path) == 0, "write %s", path);
         gspec_free(&s);
         char err[LS_ERR_LEN] = "";
         tokenizer *t = model_load_tokenizer(path, err, sizeof err);
@@ -565,7 +556,6 @@ static void check_pre_tokenizers(void) {
               "pre %s: %d ids [%d %d %d]", pres[k], n, ids[0], ids[1], ids[2]);
         tok_free(t);
     }
-    unlink(path);
 }
 
 int main(void) {
