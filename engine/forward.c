@@ -260,7 +260,6 @@ static float attn_sum8(const float sum[8]) {
 void attention_head(float *out /* (head_dim) */, const float *q /* (head_dim) */,
                     const kv_cache *kv, int layer, int kv_head, int n_pos, int head_dim) {
     const float scale = 1.0f / sqrtf((float)head_dim);
-    const size_t off = (size_t)kv_head * head_dim;
     float max = -INFINITY, sum[8] = {0};
     for (int i = 0; i < head_dim; i++) out[i] = 0.0f;
     for (int t0 = 0; t0 < n_pos; t0 += 8) {
@@ -269,16 +268,16 @@ void attention_head(float *out /* (head_dim) */, const float *q /* (head_dim) */
         for (int j = 0; j < 8; j++) {
             s[j] = -INFINITY; /* a position past the end: weight 0 */
             if (j >= cnt) continue;
-            const void *krow = kv_k_row(kv, layer, t0 + j);
+            const void *krow = kv_k_head(kv, layer, kv_head, t0 + j);
             float score = 0.0f;
-            for (int i = 0; i < head_dim; i++) score += q[i] * kv_get(krow, kv->type, off + i);
+            for (int i = 0; i < head_dim; i++) score += q[i] * kv_get(krow, kv->type, i);
             s[j] = score;
         }
         if (attn_softmax8(w, &shrink, &max, sum, s, scale))
             for (int i = 0; i < head_dim; i++) out[i] *= shrink;
         for (int j = 0; j < cnt; j++) {
-            const void *vrow = kv_v_row(kv, layer, t0 + j);
-            for (int i = 0; i < head_dim; i++) out[i] += w[j] * kv_get(vrow, kv->type, off + i);
+            const void *vrow = kv_v_head(kv, layer, kv_head, t0 + j);
+            for (int i = 0; i < head_dim; i++) out[i] += w[j] * kv_get(vrow, kv->type, i);
         }
     }
     const float total = attn_sum8(sum);
@@ -417,8 +416,7 @@ static void attention_block(float *const *out /* nq x (head_dim) */,
     assert(nq >= 1 && nq <= ATTN_QB && (!simd || head_dim <= ATTN_MAX_HEAD_DIM));
     const float scale = 1.0f / sqrtf((float)head_dim);
     const bool f16 = kv->type == KV_F16, q8 = kv->type == KV_Q8_0;
-    const size_t off = (size_t)kv_head * head_dim, off_bytes = kv_row_bytes(kv->type, (int)off);
-    const size_t row_bytes = kv_row_bytes(kv->type, kv->kv_dim);
+    /* the kv head's positions follow each other at head_bytes (its elements: head_dim) */
     const size_t head_bytes = kv_row_bytes(kv->type, head_dim);
     float max[ATTN_QB], sum[ATTN_QB][ATTN_KB], scores[ATTN_QB * ATTN_KB];
     /* a full block's keys transposed (head_dim, ATTN_KB), or a Q8_0 partial block's keys as F32
@@ -432,40 +430,39 @@ static void attention_block(float *const *out /* nq x (head_dim) */,
     const int n_max = pos0 + (nq - 1) * step + 1;
     for (int t0 = 0; t0 < n_max; t0 += ATTN_KB) {
         const int kbn = n_max - t0 < ATTN_KB ? n_max - t0 : ATTN_KB;
-        const char *k0 = (const char *)kv_k_row(kv, layer, t0) + off_bytes;
-        const char *v0 = (const char *)kv_v_row(kv, layer, t0) + off_bytes;
+        const char *k0 = kv_k_head(kv, layer, kv_head, t0);
+        const char *v0 = kv_v_head(kv, layer, kv_head, t0);
         const bool full = simd && kbn == ATTN_KB;
         if (t0 + ATTN_PF * ATTN_KB < n_max) { /* a later block's slices on their way */
             const int tp = t0 + ATTN_PF * ATTN_KB, np = n_max - tp < ATTN_KB ? n_max - tp : ATTN_KB;
-            const size_t ahead = (size_t)(ATTN_PF * ATTN_KB) * row_bytes;
-            for (int j = 0; j < np; j++)
-                for (size_t b = 0; b < head_bytes; b += 64) {
-                    __builtin_prefetch(k0 + ahead + (size_t)j * row_bytes + b);
-                    __builtin_prefetch(v0 + ahead + (size_t)j * row_bytes + b);
-                }
+            const size_t ahead = (size_t)(ATTN_PF * ATTN_KB) * head_bytes;
+            for (size_t b = 0; b < (size_t)np * head_bytes; b += 64) {
+                __builtin_prefetch(k0 + ahead + b);
+                __builtin_prefetch(v0 + ahead + b);
+            }
         }
         /* rows that see position t0 (with step 0, every row sees every position) */
         const int r_first = step && t0 > pos0 ? t0 - pos0 : 0;
         const float *kf = NULL, *vf = NULL; /* the block as F32 (kbn, head_dim), or NULL */
         if (full) { /* the keys transposed once, then the 8-wide scores of every row */
             if (q8)
-                attn_keys8_t_q8_0_avx2(kt, k0, row_bytes, head_dim);
+                attn_keys8_t_q8_0_avx2(kt, k0, head_bytes, head_dim);
             else
-                attn_keys8_t_avx2(kt, k0, f16, (size_t)kv->kv_dim, head_dim);
+                attn_keys8_t_avx2(kt, k0, f16, (size_t)head_dim, head_dim);
             attn_scores8t_rows_avx2(scores + r_first * ATTN_KB, q + r_first, nq - r_first, kt,
                                     head_dim);
             if (f16 && nq - r_first > 1) {
-                attn_f16_rows_avx2(vt, (const uint16_t *)v0, (size_t)kv->kv_dim, kbn, head_dim);
+                attn_f16_rows_avx2(vt, (const uint16_t *)v0, (size_t)head_dim, kbn, head_dim);
                 vf = vt;
             } else if (q8 && nq - r_first > 1) {
-                kv_dequant_q8_0(vt, v0, row_bytes, kbn, head_dim, simd);
+                kv_dequant_q8_0(vt, v0, head_bytes, kbn, head_dim, simd);
                 vf = vt;
             }
         } else if (q8 && head_dim <= ATTN_MAX_HEAD_DIM) {
             /* Q8_0 outside the SIMD full-block path: the block's keys and values as F32 once,
              * not each element through kv_get for every row */
-            kv_dequant_q8_0(kt, k0, row_bytes, kbn, head_dim, simd);
-            kv_dequant_q8_0(vt, v0, row_bytes, kbn, head_dim, simd);
+            kv_dequant_q8_0(kt, k0, head_bytes, kbn, head_dim, simd);
+            kv_dequant_q8_0(vt, v0, head_bytes, kbn, head_dim, simd);
             kf = kt, vf = vt;
         }
         for (int r = r_first; r < nq; r++) {
@@ -477,13 +474,13 @@ static void attention_block(float *const *out /* nq x (head_dim) */,
                 if (j >= cnt) {
                     s[j] = -INFINITY; /* not seen by this row: weight 0 */
                 } else if (!full) {
-                    const void *krow = kv_k_row(kv, layer, t0 + j);
+                    const void *krow = k0 + (size_t)j * head_bytes;
                     float score = 0.0f;
                     if (kf)
                         for (int i = 0; i < head_dim; i++) score += qr[i] * kf[j * head_dim + i];
                     else
                         for (int i = 0; i < head_dim; i++)
-                            score += qr[i] * kv_get(krow, kv->type, off + i);
+                            score += qr[i] * kv_get(krow, kv->type, i);
                     s[j] = score;
                 }
             }
@@ -494,21 +491,21 @@ static void attention_block(float *const *out /* nq x (head_dim) */,
                     attn_accum8_avx2(o, rescale, shrink, w, cnt, vf, false, (size_t)head_dim,
                                      head_dim);
                 else if (q8)
-                    attn_accum8_q8_0_avx2(o, rescale, shrink, w, cnt, v0, row_bytes, head_dim);
+                    attn_accum8_q8_0_avx2(o, rescale, shrink, w, cnt, v0, head_bytes, head_dim);
                 else
-                    attn_accum8_avx2(o, rescale, shrink, w, cnt, v0, f16, (size_t)kv->kv_dim,
+                    attn_accum8_avx2(o, rescale, shrink, w, cnt, v0, f16, (size_t)head_dim,
                                      head_dim);
                 continue;
             }
             if (attn_softmax8(w, &shrink, &max[r], sum[r], s, scale))
                 for (int i = 0; i < head_dim; i++) o[i] *= shrink;
             for (int j = 0; j < cnt; j++) {
-                const void *vrow = kv_v_row(kv, layer, t0 + j);
+                const void *vrow = v0 + (size_t)j * head_bytes;
                 if (vf)
                     for (int i = 0; i < head_dim; i++) o[i] += w[j] * vf[j * head_dim + i];
                 else
                     for (int i = 0; i < head_dim; i++)
-                        o[i] += w[j] * kv_get(vrow, kv->type, off + i);
+                        o[i] += w[j] * kv_get(vrow, kv->type, i);
             }
         }
     }
@@ -558,11 +555,10 @@ static void rope_kv_row(const attn_job *j, int t, int g0, int g1, float *cs) {
     rope_heads(qt, cs, hd, c->rope_dim, g0 * group, g1 * group);
     rope_heads(kt, cs, hd, c->rope_dim, g0, g1);
     kv_cache *kv = j->caches[j->seq[t]];
-    const size_t off = kv_row_bytes(kv->type, g0 * hd);
-    kv_put((char *)kv_k_row(kv, j->layer, j->pos[t]) + off, kv->type, kt + (size_t)g0 * hd,
-           (g1 - g0) * hd);
-    kv_put((char *)kv_v_row(kv, j->layer, j->pos[t]) + off, kv->type, vt + (size_t)g0 * hd,
-           (g1 - g0) * hd);
+    for (int g = g0; g < g1; g++) {
+        kv_put(kv_k_head(kv, j->layer, g, j->pos[t]), kv->type, kt + (size_t)g * hd, hd);
+        kv_put(kv_v_head(kv, j->layer, g, j->pos[t]), kv->type, vt + (size_t)g * hd, hd);
+    }
 }
 
 /* Prefill: RoPE and K/V writes for whole rows (rows of one sequence need each other's K/V). */

@@ -641,19 +641,23 @@ static void check_kernels(void) {
                 for (int l = 0; l < 2 && type == KV_Q8_0; l++)
                     for (int t = 0; t < 64; t++) {
                         for (int i = 0; i < kv_dim; i++) kr[i] = 2 * frand(), vr[i] = frand();
-                        quantize_row_q8_0(kv_k_row(kv, l, t), kr, kv_dim);
-                        quantize_row_q8_0(kv_v_row(kv, l, t), vr, kv_dim);
+                        for (int h = 0; h < 3; h++) {
+                            quantize_row_q8_0(kv_k_head(kv, l, h, t), kr + h * hd, hd);
+                            quantize_row_q8_0(kv_v_head(kv, l, h, t), vr + h * hd, hd);
+                        }
                     }
                 for (int l = 0; l < 2 && type != KV_Q8_0; l++)
                     for (int t = 0; t < 64; t++)
                         for (int i = 0; i < kv_dim; i++) {
                             float k = 2 * frand(), v = frand();
+                            void *kh = kv_k_head(kv, l, i / hd, t);
+                            void *vh = kv_v_head(kv, l, i / hd, t);
                             if (type) {
-                                ((uint16_t *)kv_k_row(kv, l, t))[i] = f32_to_f16(k);
-                                ((uint16_t *)kv_v_row(kv, l, t))[i] = f32_to_f16(v);
+                                ((uint16_t *)kh)[i % hd] = f32_to_f16(k);
+                                ((uint16_t *)vh)[i % hd] = f32_to_f16(v);
                             } else {
-                                ((float *)kv_k_row(kv, l, t))[i] = k;
-                                ((float *)kv_v_row(kv, l, t))[i] = v;
+                                ((float *)kh)[i % hd] = k;
+                                ((float *)vh)[i % hd] = v;
                             }
                         }
                 static const int pos0s[] = {0, 3, 8, 21}, nqs[] = {1, 5, 8, 11, 30};
