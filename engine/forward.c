@@ -390,20 +390,22 @@ static void rope_heads(float *x, const float *cs, int head_dim, int rope_dim, in
     }
 }
 
-/* Attention of nq query rows of one sequence and one kv head at positions pos0 + r * step (row
- * r sees positions 0 .. pos0 + r * step): step 1 for consecutive prompt rows of one query head,
- * step 0 for the query heads of one kv head at one position (a decode row). Blockwise: each block
+/* Attention of nq query rows of one sequence and one kv head at positions pos0 + (r / rep) *
+ * step (row r sees positions 0 .. its own): step 1 for consecutive prompt rows, rep of them
+ * (the kv head's query heads, or 1) at each position; step 0 for the query heads of one kv head
+ * at one position (a decode row). Blockwise: each block
  * of ATTN_KB cached keys and values is used by every query row of the block while it is in L1;
  * with the SIMD helpers a full block's keys are laid out transposed once (attn_keys8_t_avx2)
  * and scored for all its rows, an F16 or Q8_0 block's values converted to F32 once when several
  * rows share them, and each row takes the block's values in one pass over its output
  * (attn_accum8_avx2). Each row keeps its own softmax state and goes through attention_head's
  * blocks of 8 positions with its float operations (attn_softmax8 or its SIMD twin), so every
- * row's result is bit-identical to attention_head's, whatever nq. nq <= ATTN_QB. Longer than
+ * row's result is bit-identical to attention_head's, whatever nq. nq <= ATTN_QMAX. Longer than
  * 100 lines: the block loop's SIMD and scalar paths share their softmax state and read best in
  * one place. */
 #define ATTN_KB 8
 #define ATTN_QB 8
+#define ATTN_QMAX 32 /* rows one attention_block call can take */
 /* Blocks ahead whose K/V slices are prefetched: a kv head's slice of each cached row is a short
  * stretch (128 bytes for 64 F16 values) every row_bytes, which the hardware prefetchers do not
  * follow well; at 4k tokens the first touch of K and V (in the key transpose and the value
@@ -412,13 +414,13 @@ static void rope_heads(float *x, const float *cs, int head_dim, int rope_dim, in
 static void attention_block(float *const *out /* nq x (head_dim) */,
                             const float *const *q /* nq x (head_dim) */, int nq,
                             const kv_cache *kv, int layer, int kv_head, int pos0, int step,
-                            int head_dim, bool simd) {
-    assert(nq >= 1 && nq <= ATTN_QB && (!simd || head_dim <= ATTN_MAX_HEAD_DIM));
+                            int rep, int head_dim, bool simd) {
+    assert(nq >= 1 && nq <= ATTN_QMAX && rep >= 1 && (!simd || head_dim <= ATTN_MAX_HEAD_DIM));
     const float scale = 1.0f / sqrtf((float)head_dim);
     const bool f16 = kv->type == KV_F16, q8 = kv->type == KV_Q8_0;
     /* the kv head's positions follow each other at head_bytes (its elements: head_dim) */
     const size_t head_bytes = kv_row_bytes(kv->type, head_dim);
-    float max[ATTN_QB], sum[ATTN_QB][ATTN_KB], scores[ATTN_QB * ATTN_KB];
+    float max[ATTN_QMAX], sum[ATTN_QMAX][ATTN_KB], scores[ATTN_QMAX * ATTN_KB];
     /* a full block's keys transposed (head_dim, ATTN_KB), or a Q8_0 partial block's keys as F32
      * (ATTN_KB, head_dim); the block's values as F32 (ATTN_KB, head_dim) */
     float kt[ATTN_KB * ATTN_MAX_HEAD_DIM], vt[ATTN_KB * ATTN_MAX_HEAD_DIM];
@@ -427,7 +429,7 @@ static void attention_block(float *const *out /* nq x (head_dim) */,
         for (int j = 0; j < ATTN_KB; j++) sum[r][j] = 0.0f;
         for (int i = 0; i < head_dim; i++) out[r][i] = 0.0f;
     }
-    const int n_max = pos0 + (nq - 1) * step + 1;
+    const int n_max = pos0 + (nq - 1) / rep * step + 1;
     for (int t0 = 0; t0 < n_max; t0 += ATTN_KB) {
         const int kbn = n_max - t0 < ATTN_KB ? n_max - t0 : ATTN_KB;
         const char *k0 = kv_k_head(kv, layer, kv_head, t0);
@@ -442,7 +444,7 @@ static void attention_block(float *const *out /* nq x (head_dim) */,
             }
         }
         /* rows that see position t0 (with step 0, every row sees every position) */
-        const int r_first = step && t0 > pos0 ? t0 - pos0 : 0;
+        const int r_first = step && t0 > pos0 ? (t0 - pos0) * rep : 0;
         const float *kf = NULL, *vf = NULL; /* the block as F32 (kbn, head_dim), or NULL */
         if (full) { /* the keys transposed once, then the 8-wide scores of every row */
             if (q8)
@@ -468,7 +470,7 @@ static void attention_block(float *const *out /* nq x (head_dim) */,
         for (int r = r_first; r < nq; r++) {
             const float *qr = q[r];
             float *o = out[r], *s = scores + r * ATTN_KB;
-            const int last = pos0 + r * step; /* the row's own position */
+            const int last = pos0 + r / rep * step; /* the row's own position */
             const int cnt = last + 1 - t0 < kbn ? last + 1 - t0 : kbn;
             for (int j = 0; j < ATTN_KB; j++) {
                 if (j >= cnt) {
@@ -531,7 +533,7 @@ void attention_rows(float *out, const float *q, size_t q_stride, int nq, const k
             o[r] = out + (size_t)(r0 + r) * q_stride;
             qr[r] = q + (size_t)(r0 + r) * q_stride;
         }
-        attention_block(o, qr, n, kv, layer, kv_head, pos0 + r0, 1, head_dim, simd);
+        attention_block(o, qr, n, kv, layer, kv_head, pos0 + r0, 1, 1, head_dim, simd);
     }
 }
 
@@ -588,30 +590,46 @@ static void rope_kv_attention_items(void *arg, int ith, int nth) {
                 o[r] = j->f->att + (size_t)t * q_dim + (size_t)(h0 + r) * hd;
                 qh[r] = j->f->q + (size_t)t * q_dim + (size_t)(h0 + r) * hd;
             }
-            attention_block(o, qh, n, j->caches[j->seq[t]], j->layer, g, j->pos[t], 0, hd, simd);
+            attention_block(o, qh, n, j->caches[j->seq[t]], j->layer, g, j->pos[t], 0, 1, hd,
+                            simd);
         }
     }
 }
 
-/* Prefill: items (block of up to ATTN_QB rows of one sequence, head), dealt round-robin so
- * that the long late blocks are shared. */
+/* Prefill: items (block of up to ATTN_QB rows of one sequence, kv head), dealt round-robin so
+ * that the long late blocks are shared. The kv head's query heads go through attention_block
+ * together, as many whole positions (all group heads of each) as ATTN_QMAX allows, so that
+ * they share each transposed key block; a group wider than ATTN_QMAX goes a position at a time
+ * in slices of heads. */
 static void attention_items(void *arg, int ith, int nth) {
     const attn_job *j = arg;
     const fwd_ctx *f = j->f;
     const model_config *c = &f->m->cfg;
     const int hd = c->head_dim, q_dim = c->n_heads * hd, group = c->n_heads / c->n_kv_heads;
     const bool simd = attn_simd(hd);
-    for (int it = ith; it < f->n_qblocks * c->n_heads; it += nth) {
-        int b = it / c->n_heads, h = it % c->n_heads, n = f->qblock_n[b];
+    /* positions per call, and query heads per call at one position */
+    const int per = group <= ATTN_QMAX ? ATTN_QMAX / group : 1;
+    const int heads = group <= ATTN_QMAX ? group : ATTN_QMAX;
+    for (int it = ith; it < f->n_qblocks * c->n_kv_heads; it += nth) {
+        const int b = it / c->n_kv_heads, g = it % c->n_kv_heads, n = f->qblock_n[b];
         const int *rows = f->qblock_rows + f->qblock_first[b];
-        float *o[ATTN_QB];
-        const float *qr[ATTN_QB];
-        for (int r = 0; r < n; r++) {
-            o[r] = f->att + (size_t)rows[r] * q_dim + (size_t)h * hd;
-            qr[r] = f->q + (size_t)rows[r] * q_dim + (size_t)h * hd;
-        }
-        attention_block(o, qr, n, j->caches[j->seq[rows[0]]], j->layer, h / group,
-                        j->pos[rows[0]], 1, hd, simd);
+        const kv_cache *kv = j->caches[j->seq[rows[0]]];
+        for (int r0 = 0; r0 < n; r0 += per)
+            for (int h0 = 0; h0 < group; h0 += heads) {
+                const int np = n - r0 < per ? n - r0 : per;
+                const int nh = group - h0 < heads ? group - h0 : heads;
+                float *o[ATTN_QMAX];
+                const float *qr[ATTN_QMAX];
+                for (int r = 0; r < np; r++) /* row r0 + r's heads, in order */
+                    for (int h = 0; h < nh; h++) {
+                        size_t at = (size_t)rows[r0 + r] * q_dim +
+                                    (size_t)(g * group + h0 + h) * hd;
+                        o[r * nh + h] = f->att + at;
+                        qr[r * nh + h] = f->q + at;
+                    }
+                attention_block(o, qr, np * nh, kv, j->layer, g, j->pos[rows[r0]], 1, nh, hd,
+                                simd);
+            }
     }
 }
 
