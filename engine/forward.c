@@ -522,18 +522,20 @@ static bool attn_simd(int head_dim) {
     return mm_using_simd() && mm_avx2_supported() && head_dim <= ATTN_MAX_HEAD_DIM;
 }
 
-void attention_rows(float *out, const float *q, size_t q_stride, int nq, const kv_cache *kv,
-                    int layer, int kv_head, int pos0, int head_dim) {
+void attention_rows(float *out, const float *q, size_t q_stride, int nq, int rep,
+                    const kv_cache *kv, int layer, int kv_head, int pos0, int head_dim) {
+    assert(rep >= 1 && rep <= ATTN_QMAX);
     const bool simd = attn_simd(head_dim);
-    for (int r0 = 0; r0 < nq; r0 += ATTN_QB) {
-        int n = nq - r0 < ATTN_QB ? nq - r0 : ATTN_QB;
-        float *o[ATTN_QB];
-        const float *qr[ATTN_QB];
+    const int chunk = ATTN_QMAX / rep * rep; /* whole positions */
+    for (int r0 = 0; r0 < nq; r0 += chunk) {
+        int n = nq - r0 < chunk ? nq - r0 : chunk;
+        float *o[ATTN_QMAX];
+        const float *qr[ATTN_QMAX];
         for (int r = 0; r < n; r++) {
             o[r] = out + (size_t)(r0 + r) * q_stride;
             qr[r] = q + (size_t)(r0 + r) * q_stride;
         }
-        attention_block(o, qr, n, kv, layer, kv_head, pos0 + r0, 1, 1, head_dim, simd);
+        attention_block(o, qr, n, kv, layer, kv_head, pos0 + r0 / rep, 1, rep, head_dim, simd);
     }
 }
 
