@@ -404,13 +404,12 @@ static void rope_heads(float *x, const float *cs, int head_dim, int rope_dim, in
  * 100 lines: the block loop's SIMD and scalar paths share their softmax state and read best in
  * one place. */
 #define ATTN_KB 8
-#define ATTN_QB 8
-#define ATTN_QMAX 32 /* rows one attention_block call can take */
-/* Blocks ahead whose K/V slices are prefetched: a kv head's slice of each cached row is a short
- * stretch (128 bytes for 64 F16 values) every row_bytes, which the hardware prefetchers do not
- * follow well; at 4k tokens the first touch of K and V (in the key transpose and the value
- * conversion) was half of the attention's time in a profile (TinyLlama shape, F16 cache). */
-#define ATTN_PF 4
+#define ATTN_QB 8    /* prompt rows per prefill block (group_rows); heads per decode call */
+#define ATTN_QMAX 32 /* rows one attention_block call can take (rows x heads in prefill) */
+/* No software prefetch: a kv head's keys and values are each one contiguous stream (kv_cache.h),
+ * which the hardware prefetchers follow; prefetching 4 blocks ahead, useful when the slices
+ * were 128 bytes every 512, made decode at 4k slower (11.4 against 12.1 tok/s, TinyLlama shape,
+ * F16 cache, docs/PERFORMANCE.md). */
 static void attention_block(float *const *out /* nq x (head_dim) */,
                             const float *const *q /* nq x (head_dim) */, int nq,
                             const kv_cache *kv, int layer, int kv_head, int pos0, int step,
@@ -435,14 +434,6 @@ static void attention_block(float *const *out /* nq x (head_dim) */,
         const char *k0 = kv_k_head(kv, layer, kv_head, t0);
         const char *v0 = kv_v_head(kv, layer, kv_head, t0);
         const bool full = simd && kbn == ATTN_KB;
-        if (t0 + ATTN_PF * ATTN_KB < n_max) { /* a later block's slices on their way */
-            const int tp = t0 + ATTN_PF * ATTN_KB, np = n_max - tp < ATTN_KB ? n_max - tp : ATTN_KB;
-            const size_t ahead = (size_t)(ATTN_PF * ATTN_KB) * head_bytes;
-            for (size_t b = 0; b < (size_t)np * head_bytes; b += 64) {
-                __builtin_prefetch(k0 + ahead + b);
-                __builtin_prefetch(v0 + ahead + b);
-            }
-        }
         /* rows that see position t0 (with step 0, every row sees every position) */
         const int r_first = step && t0 > pos0 ? (t0 - pos0) * rep : 0;
         const float *kf = NULL, *vf = NULL; /* the block as F32 (kbn, head_dim), or NULL */
