@@ -260,7 +260,6 @@ static float attn_sum8(const float sum[8]) {
 void attention_head(float *out /* (head_dim) */, const float *q /* (head_dim) */,
                     const kv_cache *kv, int layer, int kv_head, int n_pos, int head_dim) {
     const float scale = 1.0f / sqrtf((float)head_dim);
-    const size_t off = (size_t)kv_head * head_dim;
     float max = -INFINITY, sum[8] = {0};
     for (int i = 0; i < head_dim; i++) out[i] = 0.0f;
     for (int t0 = 0; t0 < n_pos; t0 += 8) {
@@ -269,16 +268,16 @@ void attention_head(float *out /* (head_dim) */, const float *q /* (head_dim) */
         for (int j = 0; j < 8; j++) {
             s[j] = -INFINITY; /* a position past the end: weight 0 */
             if (j >= cnt) continue;
-            const void *krow = kv_k_row(kv, layer, t0 + j);
+            const void *krow = kv_k_head(kv, layer, kv_head, t0 + j);
             float score = 0.0f;
-            for (int i = 0; i < head_dim; i++) score += q[i] * kv_get(krow, kv->type, off + i);
+            for (int i = 0; i < head_dim; i++) score += q[i] * kv_get(krow, kv->type, i);
             s[j] = score;
         }
         if (attn_softmax8(w, &shrink, &max, sum, s, scale))
             for (int i = 0; i < head_dim; i++) out[i] *= shrink;
         for (int j = 0; j < cnt; j++) {
-            const void *vrow = kv_v_row(kv, layer, t0 + j);
-            for (int i = 0; i < head_dim; i++) out[i] += w[j] * kv_get(vrow, kv->type, off + i);
+            const void *vrow = kv_v_head(kv, layer, kv_head, t0 + j);
+            for (int i = 0; i < head_dim; i++) out[i] += w[j] * kv_get(vrow, kv->type, i);
         }
     }
     const float total = attn_sum8(sum);
@@ -391,36 +390,36 @@ static void rope_heads(float *x, const float *cs, int head_dim, int rope_dim, in
     }
 }
 
-/* Attention of nq query rows of one sequence and one kv head at positions pos0 + r * step (row
- * r sees positions 0 .. pos0 + r * step): step 1 for consecutive prompt rows of one query head,
- * step 0 for the query heads of one kv head at one position (a decode row). Blockwise: each block
+/* Attention of nq query rows of one sequence and one kv head at positions pos0 + (r / rep) *
+ * step (row r sees positions 0 .. its own): step 1 for consecutive prompt rows, rep of them
+ * (the kv head's query heads, or 1) at each position; step 0 for the query heads of one kv head
+ * at one position (a decode row). Blockwise: each block
  * of ATTN_KB cached keys and values is used by every query row of the block while it is in L1;
  * with the SIMD helpers a full block's keys are laid out transposed once (attn_keys8_t_avx2)
  * and scored for all its rows, an F16 or Q8_0 block's values converted to F32 once when several
  * rows share them, and each row takes the block's values in one pass over its output
  * (attn_accum8_avx2). Each row keeps its own softmax state and goes through attention_head's
  * blocks of 8 positions with its float operations (attn_softmax8 or its SIMD twin), so every
- * row's result is bit-identical to attention_head's, whatever nq. nq <= ATTN_QB. Longer than
+ * row's result is bit-identical to attention_head's, whatever nq. nq <= ATTN_QMAX. Longer than
  * 100 lines: the block loop's SIMD and scalar paths share their softmax state and read best in
  * one place. */
 #define ATTN_KB 8
-#define ATTN_QB 8
-/* Blocks ahead whose K/V slices are prefetched: a kv head's slice of each cached row is a short
- * stretch (128 bytes for 64 F16 values) every row_bytes, which the hardware prefetchers do not
- * follow well; at 4k tokens the first touch of K and V (in the key transpose and the value
- * conversion) was half of the attention's time in a profile (TinyLlama shape, F16 cache). */
-#define ATTN_PF 4
+#define ATTN_QB 8    /* prompt rows per prefill block (group_rows); heads per decode call */
+#define ATTN_QMAX 32 /* rows one attention_block call can take (rows x heads in prefill) */
+/* No software prefetch: a kv head's keys and values are each one contiguous stream (kv_cache.h),
+ * which the hardware prefetchers follow; prefetching 4 blocks ahead, useful when the slices
+ * were 128 bytes every 512, made decode at 4k slower (11.4 against 12.1 tok/s, TinyLlama shape,
+ * F16 cache, docs/PERFORMANCE.md). */
 static void attention_block(float *const *out /* nq x (head_dim) */,
                             const float *const *q /* nq x (head_dim) */, int nq,
                             const kv_cache *kv, int layer, int kv_head, int pos0, int step,
-                            int head_dim, bool simd) {
-    assert(nq >= 1 && nq <= ATTN_QB && (!simd || head_dim <= ATTN_MAX_HEAD_DIM));
+                            int rep, int head_dim, bool simd) {
+    assert(nq >= 1 && nq <= ATTN_QMAX && rep >= 1 && (!simd || head_dim <= ATTN_MAX_HEAD_DIM));
     const float scale = 1.0f / sqrtf((float)head_dim);
     const bool f16 = kv->type == KV_F16, q8 = kv->type == KV_Q8_0;
-    const size_t off = (size_t)kv_head * head_dim, off_bytes = kv_row_bytes(kv->type, (int)off);
-    const size_t row_bytes = kv_row_bytes(kv->type, kv->kv_dim);
+    /* the kv head's positions follow each other at head_bytes (its elements: head_dim) */
     const size_t head_bytes = kv_row_bytes(kv->type, head_dim);
-    float max[ATTN_QB], sum[ATTN_QB][ATTN_KB], scores[ATTN_QB * ATTN_KB];
+    float max[ATTN_QMAX], sum[ATTN_QMAX][ATTN_KB], scores[ATTN_QMAX * ATTN_KB];
     /* a full block's keys transposed (head_dim, ATTN_KB), or a Q8_0 partial block's keys as F32
      * (ATTN_KB, head_dim); the block's values as F32 (ATTN_KB, head_dim) */
     float kt[ATTN_KB * ATTN_MAX_HEAD_DIM], vt[ATTN_KB * ATTN_MAX_HEAD_DIM];
@@ -429,61 +428,52 @@ static void attention_block(float *const *out /* nq x (head_dim) */,
         for (int j = 0; j < ATTN_KB; j++) sum[r][j] = 0.0f;
         for (int i = 0; i < head_dim; i++) out[r][i] = 0.0f;
     }
-    const int n_max = pos0 + (nq - 1) * step + 1;
+    const int n_max = pos0 + (nq - 1) / rep * step + 1;
     for (int t0 = 0; t0 < n_max; t0 += ATTN_KB) {
         const int kbn = n_max - t0 < ATTN_KB ? n_max - t0 : ATTN_KB;
-        const char *k0 = (const char *)kv_k_row(kv, layer, t0) + off_bytes;
-        const char *v0 = (const char *)kv_v_row(kv, layer, t0) + off_bytes;
+        const char *k0 = kv_k_head(kv, layer, kv_head, t0);
+        const char *v0 = kv_v_head(kv, layer, kv_head, t0);
         const bool full = simd && kbn == ATTN_KB;
-        if (t0 + ATTN_PF * ATTN_KB < n_max) { /* a later block's slices on their way */
-            const int tp = t0 + ATTN_PF * ATTN_KB, np = n_max - tp < ATTN_KB ? n_max - tp : ATTN_KB;
-            const size_t ahead = (size_t)(ATTN_PF * ATTN_KB) * row_bytes;
-            for (int j = 0; j < np; j++)
-                for (size_t b = 0; b < head_bytes; b += 64) {
-                    __builtin_prefetch(k0 + ahead + (size_t)j * row_bytes + b);
-                    __builtin_prefetch(v0 + ahead + (size_t)j * row_bytes + b);
-                }
-        }
         /* rows that see position t0 (with step 0, every row sees every position) */
-        const int r_first = step && t0 > pos0 ? t0 - pos0 : 0;
+        const int r_first = step && t0 > pos0 ? (t0 - pos0) * rep : 0;
         const float *kf = NULL, *vf = NULL; /* the block as F32 (kbn, head_dim), or NULL */
         if (full) { /* the keys transposed once, then the 8-wide scores of every row */
             if (q8)
-                attn_keys8_t_q8_0_avx2(kt, k0, row_bytes, head_dim);
+                attn_keys8_t_q8_0_avx2(kt, k0, head_bytes, head_dim);
             else
-                attn_keys8_t_avx2(kt, k0, f16, (size_t)kv->kv_dim, head_dim);
+                attn_keys8_t_avx2(kt, k0, f16, (size_t)head_dim, head_dim);
             attn_scores8t_rows_avx2(scores + r_first * ATTN_KB, q + r_first, nq - r_first, kt,
                                     head_dim);
             if (f16 && nq - r_first > 1) {
-                attn_f16_rows_avx2(vt, (const uint16_t *)v0, (size_t)kv->kv_dim, kbn, head_dim);
+                attn_f16_rows_avx2(vt, (const uint16_t *)v0, (size_t)head_dim, kbn, head_dim);
                 vf = vt;
             } else if (q8 && nq - r_first > 1) {
-                kv_dequant_q8_0(vt, v0, row_bytes, kbn, head_dim, simd);
+                kv_dequant_q8_0(vt, v0, head_bytes, kbn, head_dim, simd);
                 vf = vt;
             }
         } else if (q8 && head_dim <= ATTN_MAX_HEAD_DIM) {
             /* Q8_0 outside the SIMD full-block path: the block's keys and values as F32 once,
              * not each element through kv_get for every row */
-            kv_dequant_q8_0(kt, k0, row_bytes, kbn, head_dim, simd);
-            kv_dequant_q8_0(vt, v0, row_bytes, kbn, head_dim, simd);
+            kv_dequant_q8_0(kt, k0, head_bytes, kbn, head_dim, simd);
+            kv_dequant_q8_0(vt, v0, head_bytes, kbn, head_dim, simd);
             kf = kt, vf = vt;
         }
         for (int r = r_first; r < nq; r++) {
             const float *qr = q[r];
             float *o = out[r], *s = scores + r * ATTN_KB;
-            const int last = pos0 + r * step; /* the row's own position */
+            const int last = pos0 + r / rep * step; /* the row's own position */
             const int cnt = last + 1 - t0 < kbn ? last + 1 - t0 : kbn;
             for (int j = 0; j < ATTN_KB; j++) {
                 if (j >= cnt) {
                     s[j] = -INFINITY; /* not seen by this row: weight 0 */
                 } else if (!full) {
-                    const void *krow = kv_k_row(kv, layer, t0 + j);
+                    const void *krow = k0 + (size_t)j * head_bytes;
                     float score = 0.0f;
                     if (kf)
                         for (int i = 0; i < head_dim; i++) score += qr[i] * kf[j * head_dim + i];
                     else
                         for (int i = 0; i < head_dim; i++)
-                            score += qr[i] * kv_get(krow, kv->type, off + i);
+                            score += qr[i] * kv_get(krow, kv->type, i);
                     s[j] = score;
                 }
             }
@@ -494,21 +484,21 @@ static void attention_block(float *const *out /* nq x (head_dim) */,
                     attn_accum8_avx2(o, rescale, shrink, w, cnt, vf, false, (size_t)head_dim,
                                      head_dim);
                 else if (q8)
-                    attn_accum8_q8_0_avx2(o, rescale, shrink, w, cnt, v0, row_bytes, head_dim);
+                    attn_accum8_q8_0_avx2(o, rescale, shrink, w, cnt, v0, head_bytes, head_dim);
                 else
-                    attn_accum8_avx2(o, rescale, shrink, w, cnt, v0, f16, (size_t)kv->kv_dim,
+                    attn_accum8_avx2(o, rescale, shrink, w, cnt, v0, f16, (size_t)head_dim,
                                      head_dim);
                 continue;
             }
             if (attn_softmax8(w, &shrink, &max[r], sum[r], s, scale))
                 for (int i = 0; i < head_dim; i++) o[i] *= shrink;
             for (int j = 0; j < cnt; j++) {
-                const void *vrow = kv_v_row(kv, layer, t0 + j);
+                const void *vrow = v0 + (size_t)j * head_bytes;
                 if (vf)
                     for (int i = 0; i < head_dim; i++) o[i] += w[j] * vf[j * head_dim + i];
                 else
                     for (int i = 0; i < head_dim; i++)
-                        o[i] += w[j] * kv_get(vrow, kv->type, off + i);
+                        o[i] += w[j] * kv_get(vrow, kv->type, i);
             }
         }
     }
@@ -523,18 +513,20 @@ static bool attn_simd(int head_dim) {
     return mm_using_simd() && mm_avx2_supported() && head_dim <= ATTN_MAX_HEAD_DIM;
 }
 
-void attention_rows(float *out, const float *q, size_t q_stride, int nq, const kv_cache *kv,
-                    int layer, int kv_head, int pos0, int head_dim) {
+void attention_rows(float *out, const float *q, size_t q_stride, int nq, int rep,
+                    const kv_cache *kv, int layer, int kv_head, int pos0, int head_dim) {
+    assert(rep >= 1 && rep <= ATTN_QMAX);
     const bool simd = attn_simd(head_dim);
-    for (int r0 = 0; r0 < nq; r0 += ATTN_QB) {
-        int n = nq - r0 < ATTN_QB ? nq - r0 : ATTN_QB;
-        float *o[ATTN_QB];
-        const float *qr[ATTN_QB];
+    const int chunk = ATTN_QMAX / rep * rep; /* whole positions */
+    for (int r0 = 0; r0 < nq; r0 += chunk) {
+        int n = nq - r0 < chunk ? nq - r0 : chunk;
+        float *o[ATTN_QMAX];
+        const float *qr[ATTN_QMAX];
         for (int r = 0; r < n; r++) {
             o[r] = out + (size_t)(r0 + r) * q_stride;
             qr[r] = q + (size_t)(r0 + r) * q_stride;
         }
-        attention_block(o, qr, n, kv, layer, kv_head, pos0 + r0, 1, head_dim, simd);
+        attention_block(o, qr, n, kv, layer, kv_head, pos0 + r0 / rep, 1, rep, head_dim, simd);
     }
 }
 
@@ -558,11 +550,10 @@ static void rope_kv_row(const attn_job *j, int t, int g0, int g1, float *cs) {
     rope_heads(qt, cs, hd, c->rope_dim, g0 * group, g1 * group);
     rope_heads(kt, cs, hd, c->rope_dim, g0, g1);
     kv_cache *kv = j->caches[j->seq[t]];
-    const size_t off = kv_row_bytes(kv->type, g0 * hd);
-    kv_put((char *)kv_k_row(kv, j->layer, j->pos[t]) + off, kv->type, kt + (size_t)g0 * hd,
-           (g1 - g0) * hd);
-    kv_put((char *)kv_v_row(kv, j->layer, j->pos[t]) + off, kv->type, vt + (size_t)g0 * hd,
-           (g1 - g0) * hd);
+    for (int g = g0; g < g1; g++) {
+        kv_put(kv_k_head(kv, j->layer, g, j->pos[t]), kv->type, kt + (size_t)g * hd, hd);
+        kv_put(kv_v_head(kv, j->layer, g, j->pos[t]), kv->type, vt + (size_t)g * hd, hd);
+    }
 }
 
 /* Prefill: RoPE and K/V writes for whole rows (rows of one sequence need each other's K/V). */
@@ -592,30 +583,46 @@ static void rope_kv_attention_items(void *arg, int ith, int nth) {
                 o[r] = j->f->att + (size_t)t * q_dim + (size_t)(h0 + r) * hd;
                 qh[r] = j->f->q + (size_t)t * q_dim + (size_t)(h0 + r) * hd;
             }
-            attention_block(o, qh, n, j->caches[j->seq[t]], j->layer, g, j->pos[t], 0, hd, simd);
+            attention_block(o, qh, n, j->caches[j->seq[t]], j->layer, g, j->pos[t], 0, 1, hd,
+                            simd);
         }
     }
 }
 
-/* Prefill: items (block of up to ATTN_QB rows of one sequence, head), dealt round-robin so
- * that the long late blocks are shared. */
+/* Prefill: items (block of up to ATTN_QB rows of one sequence, kv head), dealt round-robin so
+ * that the long late blocks are shared. The kv head's query heads go through attention_block
+ * together, as many whole positions (all group heads of each) as ATTN_QMAX allows, so that
+ * they share each transposed key block; a group wider than ATTN_QMAX goes a position at a time
+ * in slices of heads. */
 static void attention_items(void *arg, int ith, int nth) {
     const attn_job *j = arg;
     const fwd_ctx *f = j->f;
     const model_config *c = &f->m->cfg;
     const int hd = c->head_dim, q_dim = c->n_heads * hd, group = c->n_heads / c->n_kv_heads;
     const bool simd = attn_simd(hd);
-    for (int it = ith; it < f->n_qblocks * c->n_heads; it += nth) {
-        int b = it / c->n_heads, h = it % c->n_heads, n = f->qblock_n[b];
+    /* positions per call, and query heads per call at one position */
+    const int per = group <= ATTN_QMAX ? ATTN_QMAX / group : 1;
+    const int heads = group <= ATTN_QMAX ? group : ATTN_QMAX;
+    for (int it = ith; it < f->n_qblocks * c->n_kv_heads; it += nth) {
+        const int b = it / c->n_kv_heads, g = it % c->n_kv_heads, n = f->qblock_n[b];
         const int *rows = f->qblock_rows + f->qblock_first[b];
-        float *o[ATTN_QB];
-        const float *qr[ATTN_QB];
-        for (int r = 0; r < n; r++) {
-            o[r] = f->att + (size_t)rows[r] * q_dim + (size_t)h * hd;
-            qr[r] = f->q + (size_t)rows[r] * q_dim + (size_t)h * hd;
-        }
-        attention_block(o, qr, n, j->caches[j->seq[rows[0]]], j->layer, h / group,
-                        j->pos[rows[0]], 1, hd, simd);
+        const kv_cache *kv = j->caches[j->seq[rows[0]]];
+        for (int r0 = 0; r0 < n; r0 += per)
+            for (int h0 = 0; h0 < group; h0 += heads) {
+                const int np = n - r0 < per ? n - r0 : per;
+                const int nh = group - h0 < heads ? group - h0 : heads;
+                float *o[ATTN_QMAX];
+                const float *qr[ATTN_QMAX];
+                for (int r = 0; r < np; r++) /* row r0 + r's heads, in order */
+                    for (int h = 0; h < nh; h++) {
+                        size_t at = (size_t)rows[r0 + r] * q_dim +
+                                    (size_t)(g * group + h0 + h) * hd;
+                        o[r * nh + h] = f->att + at;
+                        qr[r * nh + h] = f->q + at;
+                    }
+                attention_block(o, qr, np * nh, kv, j->layer, g, j->pos[rows[r0]], 1, nh, hd,
+                                simd);
+            }
     }
 }
 

@@ -83,9 +83,10 @@ void fwd_add_rmsnorm(float *x_out, float *out, const float *x, const float *y, c
                      int T, int C, float eps, pool *p);
 /* out (n) = swiglu(gate, up); out may be gate. */
 void fwd_swiglu(float *out, const float *gate, const float *up, size_t n, pool *p);
-/* out (nq, q_stride): attention_head for nq query rows q (nq, q_stride) of one head at
- * positions pos0 .. pos0 + nq - 1, blockwise over the cache (SIMD when matmul uses it). */
-void attention_rows(float *out, const float *q, size_t q_stride, int nq, const kv_cache *kv,
-                    int layer, int kv_head, int pos0, int head_dim);
+/* out (nq, q_stride): attention_head for nq query rows q (nq, q_stride) of kv_head, rep rows
+ * at each position (as prefill groups a kv head's query heads): row r at position pos0 + r /
+ * rep, blockwise over the cache (SIMD when matmul uses it). 1 <= rep <= 32. */
+void attention_rows(float *out, const float *q, size_t q_stride, int nq, int rep,
+                    const kv_cache *kv, int layer, int kv_head, int pos0, int head_dim);
 
 #endif

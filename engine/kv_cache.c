@@ -1,10 +1,12 @@
-/* kv_cache: one sequence's keys and values, (layer, n_ctx, kv_dim), in F32, F16 or Q8_0 blocks.
+/* kv_cache: one sequence's keys and values, (layer, kv head, n_ctx, head_dim), in F32, F16 or
+ * Q8_0 blocks.
  * Allocated once; clear/truncate only move the fill mark, copy moves just the filled positions. */
 #include "kv_cache.h"
 #include "common.h"
 
 #include "tensor.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,6 +50,8 @@ kv_cache *kv_create(const model_config *c, int n_ctx, kv_type type, char *err, s
     kv->n_layers = c->n_layers;
     kv->n_ctx = n_ctx;
     kv->kv_dim = c->n_kv_heads * c->head_dim;
+    kv->n_kv_heads = c->n_kv_heads;
+    kv->head_dim = c->head_dim;
     kv->type = type;
     size_t n;
     if (ls_mul_size((size_t)kv->n_layers * kv_row_bytes(type, kv->kv_dim), (size_t)n_ctx, &n))
@@ -84,22 +88,31 @@ void kv_truncate(kv_cache *kv, int n) {
 }
 
 int kv_copy(kv_cache *dst, const kv_cache *src) {
-    if (dst->n_layers != src->n_layers || dst->kv_dim != src->kv_dim || dst->type != src->type ||
-        dst->n_ctx < src->n)
+    if (dst->n_layers != src->n_layers || dst->n_kv_heads != src->n_kv_heads ||
+        dst->head_dim != src->head_dim || dst->type != src->type || dst->n_ctx < src->n)
         return -1;
-    size_t row = kv_row_bytes(src->type, src->kv_dim);
-    for (int l = 0; l < src->n_layers; l++) {
-        memcpy(kv_k_row(dst, l, 0), kv_k_row(src, l, 0), row * (size_t)src->n);
-        memcpy(kv_v_row(dst, l, 0), kv_v_row(src, l, 0), row * (size_t)src->n);
-    }
+    /* each (layer, head) slice's filled positions: the caches' n_ctx may differ */
+    size_t bytes = kv_row_bytes(src->type, src->head_dim) * (size_t)src->n;
+    for (int l = 0; l < src->n_layers; l++)
+        for (int h = 0; h < src->n_kv_heads; h++) {
+            memcpy(kv_k_head(dst, l, h, 0), kv_k_head(src, l, h, 0), bytes);
+            memcpy(kv_v_head(dst, l, h, 0), kv_v_head(src, l, h, 0), bytes);
+        }
     dst->n = src->n;
     return 0;
 }
 
-static void *row_of(void *base, const kv_cache *kv, int layer, int pos) {
-    size_t idx = (size_t)layer * (size_t)kv->n_ctx + (size_t)pos;
-    return (uint8_t *)base + idx * kv_row_bytes(kv->type, kv->kv_dim);
+static void *head_of(void *base, const kv_cache *kv, int layer, int kv_head, int pos) {
+    assert(layer >= 0 && layer < kv->n_layers && kv_head >= 0 && kv_head < kv->n_kv_heads &&
+           pos >= 0 && pos <= kv->n_ctx);
+    size_t slice = (size_t)layer * (size_t)kv->n_kv_heads + (size_t)kv_head;
+    size_t idx = slice * (size_t)kv->n_ctx + (size_t)pos;
+    return (uint8_t *)base + idx * kv_row_bytes(kv->type, kv->head_dim);
 }
 
-void *kv_k_row(const kv_cache *kv, int layer, int pos) { return row_of(kv->k, kv, layer, pos); }
-void *kv_v_row(const kv_cache *kv, int layer, int pos) { return row_of(kv->v, kv, layer, pos); }
+void *kv_k_head(const kv_cache *kv, int layer, int kv_head, int pos) {
+    return head_of(kv->k, kv, layer, kv_head, pos);
+}
+void *kv_v_head(const kv_cache *kv, int layer, int kv_head, int pos) {
+    return head_of(kv->v, kv, layer, kv_head, pos);
+}

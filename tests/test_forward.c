@@ -586,7 +586,7 @@ static float frand(void) { /* uniform in [-1, 1) */
 }
 
 static void check_kernels(void) {
-    enum { MAXN = 4096 };
+    enum { MAXN = 8192 };
     static float x[MAXN], y[MAXN], w[MAXN], ref[MAXN], ref_x[MAXN], out[MAXN], out_x[MAXN];
     int bad = 0, n_cmp = 0;
     for (int nt = 1; nt <= 3; nt++) {
@@ -641,29 +641,38 @@ static void check_kernels(void) {
                 for (int l = 0; l < 2 && type == KV_Q8_0; l++)
                     for (int t = 0; t < 64; t++) {
                         for (int i = 0; i < kv_dim; i++) kr[i] = 2 * frand(), vr[i] = frand();
-                        quantize_row_q8_0(kv_k_row(kv, l, t), kr, kv_dim);
-                        quantize_row_q8_0(kv_v_row(kv, l, t), vr, kv_dim);
+                        for (int h = 0; h < 3; h++) {
+                            quantize_row_q8_0(kv_k_head(kv, l, h, t), kr + h * hd, hd);
+                            quantize_row_q8_0(kv_v_head(kv, l, h, t), vr + h * hd, hd);
+                        }
                     }
                 for (int l = 0; l < 2 && type != KV_Q8_0; l++)
                     for (int t = 0; t < 64; t++)
                         for (int i = 0; i < kv_dim; i++) {
                             float k = 2 * frand(), v = frand();
+                            void *kh = kv_k_head(kv, l, i / hd, t);
+                            void *vh = kv_v_head(kv, l, i / hd, t);
                             if (type) {
-                                ((uint16_t *)kv_k_row(kv, l, t))[i] = f32_to_f16(k);
-                                ((uint16_t *)kv_v_row(kv, l, t))[i] = f32_to_f16(v);
+                                ((uint16_t *)kh)[i % hd] = f32_to_f16(k);
+                                ((uint16_t *)vh)[i % hd] = f32_to_f16(v);
                             } else {
-                                ((float *)kv_k_row(kv, l, t))[i] = k;
-                                ((float *)kv_v_row(kv, l, t))[i] = v;
+                                ((float *)kh)[i % hd] = k;
+                                ((float *)vh)[i % hd] = v;
                             }
                         }
-                static const int pos0s[] = {0, 3, 8, 21}, nqs[] = {1, 5, 8, 11, 30};
+                /* rep 1: consecutive rows; 3 and 8: query heads sharing a position, as
+                 * prefill groups them; 40 rows take a second call (32 + 8, 30 + 10) */
+                static const int pos0s[] = {0, 3, 8, 21}, nqs[] = {1, 5, 8, 11, 40};
+                static const int reps[] = {1, 3, 8};
                 for (size_t pi = 0; pi < 4; pi++)
-                    for (size_t qi = 0; qi < 5; qi++) {
-                        int pos0 = pos0s[pi], nq = nqs[qi], stride = hd + 3;
+                    for (size_t qi = 0; qi < 15; qi++) {
+                        int pos0 = pos0s[pi], nq = nqs[qi % 5], rep = reps[qi / 5];
+                        int stride = hd + 3;
                         for (int i = 0; i < nq * stride; i++) x[i] = frand();
-                        attention_rows(out, x, (size_t)stride, nq, kv, 1, 2, pos0, hd);
+                        attention_rows(out, x, (size_t)stride, nq, rep, kv, 1, 2, pos0, hd);
                         for (int r = 0; r < nq; r++) {
-                            attention_head(ref, x + r * stride, kv, 1, 2, pos0 + r + 1, hd);
+                            attention_head(ref, x + r * stride, kv, 1, 2, pos0 + r / rep + 1,
+                                           hd);
                             abad += memcmp(ref, out + r * stride, (size_t)hd * sizeof(float)) != 0;
                             a_cmp++;
                         }

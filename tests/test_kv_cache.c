@@ -1,8 +1,63 @@
-/* test_kv_cache: sizes, clear, truncate and copy of a sequence's KV cache (F32, F16, Q8_0). */
+/* test_kv_cache: sizes, the (layer, kv head, position) layout, clear, truncate and copy of a
+ * sequence's KV cache (F32, F16, Q8_0). */
 #include "check.h"
 #include "kv_cache.h"
 
 #include <string.h>
+
+/* Every (layer, head) slice of n_ctx positions starts where the one before it ended, each
+ * position kv_row_bytes(head_dim) after the last, K and V alike: contiguous, no overlap, and
+ * together exactly the cache's bytes. */
+static bool slices_tile(const kv_cache *kv) {
+    const size_t hb = kv_row_bytes(kv->type, kv->head_dim);
+    const char *k = kv_k_head(kv, 0, 0, 0), *v = kv_v_head(kv, 0, 0, 0);
+    for (int l = 0; l < kv->n_layers; l++)
+        for (int h = 0; h < kv->n_kv_heads; h++)
+            for (int p = 0; p <= kv->n_ctx; p++, k += hb, v += hb) {
+                if ((char *)kv_k_head(kv, l, h, p) != k || (char *)kv_v_head(kv, l, h, p) != v)
+                    return false;
+                if (p == kv->n_ctx) k -= hb, v -= hb; /* the end is the next slice's start */
+            }
+    return k == (char *)kv_k_head(kv, 0, 0, 0) + kv_bytes(kv) / 2 &&
+           v == (char *)kv_v_head(kv, 0, 0, 0) + kv_bytes(kv) / 2;
+}
+
+/* Sets each (layer, head, pos < n) slice's bytes to its own value (base + a small tag). */
+static void fill(kv_cache *kv, int n, int base) {
+    const size_t hb = kv_row_bytes(kv->type, kv->head_dim);
+    for (int l = 0; l < kv->n_layers; l++)
+        for (int h = 0; h < kv->n_kv_heads; h++)
+            for (int p = 0; p < n; p++) {
+                int tag = base + (l * kv->n_kv_heads + h) * 8 + p + 1;
+                memset(kv_k_head(kv, l, h, p), tag, hb);
+                memset(kv_v_head(kv, l, h, p), tag ^ 0x80, hb);
+            }
+}
+
+/* a and b hold the same keys and values at positions 0..n-1 of every (layer, head). */
+static bool same_prefix(const kv_cache *a, const kv_cache *b, int n) {
+    const size_t hb = kv_row_bytes(a->type, a->head_dim);
+    for (int l = 0; l < a->n_layers; l++)
+        for (int h = 0; h < a->n_kv_heads; h++)
+            for (int p = 0; p < n; p++)
+                if (memcmp(kv_k_head(a, l, h, p), kv_k_head(b, l, h, p), hb) ||
+                    memcmp(kv_v_head(a, l, h, p), kv_v_head(b, l, h, p), hb))
+                    return false;
+    return true;
+}
+
+/* Position p of every (layer, head) still holds what fill(kv, n > p, base) put there. */
+static bool untouched(const kv_cache *kv, int p, int base) {
+    const size_t hb = kv_row_bytes(kv->type, kv->head_dim);
+    for (int l = 0; l < kv->n_layers; l++)
+        for (int h = 0; h < kv->n_kv_heads; h++) {
+            int tag = (base + (l * kv->n_kv_heads + h) * 8 + p + 1) & 0xff;
+            const unsigned char *k = kv_k_head(kv, l, h, p), *v = kv_v_head(kv, l, h, p);
+            for (size_t i = 0; i < hb; i++)
+                if (k[i] != tag || v[i] != (tag ^ 0x80)) return false;
+        }
+    return true;
+}
 
 int main(void) {
     model_config c = {.dim = 64, .n_layers = 3, .n_heads = 8, .n_kv_heads = 2, .head_dim = 8};
@@ -19,24 +74,27 @@ int main(void) {
         if (!a || !b || !small) return check_summary();
         CHECK(a->kv_dim == 16 && a->n == 0, "shape");
         CHECK(kv_bytes(a) == 2 * 3 * 10 * 16 * el, "bytes %zu", kv_bytes(a));
-        /* rows are distinct and laid out (layer, pos, kv_dim) */
-        CHECK((char *)kv_k_row(a, 1, 2) - (char *)kv_k_row(a, 0, 0) == (10 + 2) * 16 * (long)el,
-              "row offsets");
-        for (int l = 0; l < 3; l++)
-            for (int p = 0; p < 6; p++) {
-                memset(kv_k_row(a, l, p), l * 16 + p + 1, 16 * el);
-                memset(kv_v_row(a, l, p), 100 + l * 16 + p, 16 * el);
-            }
+        CHECK(a->n_kv_heads == 2 && a->head_dim == 8, "heads");
+        CHECK(slices_tile(a), "(layer, head, pos) slices tile K and V in order");
+        fill(a, 6, 0);
         a->n = 6;
-        CHECK(kv_copy(b, a) == 0 && b->n == 6, "copy");
-        bool same = true;
-        for (int l = 0; l < 3; l++)
-            for (int p = 0; p < 6; p++)
-                same = same && !memcmp(kv_k_row(a, l, p), kv_k_row(b, l, p), 16 * el) &&
-                       !memcmp(kv_v_row(a, l, p), kv_v_row(b, l, p), 16 * el);
-        CHECK(same, "copied rows equal");
-        CHECK(kv_copy(small, a) != 0, "a copy that does not fit is refused");
+        CHECK(kv_copy(b, a) == 0 && b->n == 6 && same_prefix(a, b, 6), "copy");
         kv_truncate(b, 4);
+        /* a copy into a cache of another n_ctx moves each (layer, head) slice on its own */
+        kv_cache *seven = kv_create(&c, 7, t, err, sizeof err);
+        CHECK(seven != NULL, "create 7: %s", err);
+        if (seven) {
+            fill(seven, 7, 200);
+            CHECK(kv_copy(seven, a) == 0 && seven->n == 6 && same_prefix(a, seven, 6),
+                  "copy into a longer-or-shorter cache");
+            CHECK(untouched(seven, 6, 200), "copy leaves positions past n alone");
+            fill(seven, 7, 200);
+            CHECK(kv_copy(seven, b) == 0 && seven->n == 4 && same_prefix(a, seven, 4) &&
+                      untouched(seven, 4, 200) && untouched(seven, 5, 200),
+                  "a truncated cache copies only its kept positions");
+            kv_free(seven);
+        }
+        CHECK(kv_copy(small, a) != 0, "a copy that does not fit is refused");
         CHECK(b->n == 4, "truncate to 4");
         kv_truncate(b, 9);
         CHECK(b->n == 4, "truncate never grows");
@@ -60,18 +118,13 @@ int main(void) {
         CHECK(kv_row_bytes(KV_Q8_0, 32) == 34 && kv_row_bytes(KV_F16, 32) == 64 &&
                   kv_row_bytes(KV_F32, 32) == 128,
               "row bytes");
-        CHECK((char *)kv_v_row(q, 1, 3) - (char *)kv_v_row(q, 0, 0) == (5 + 3) * 2 * 34,
-              "q8_0 row offsets");
-        for (int l = 0; l < 2; l++)
-            for (int p = 0; p < 3; p++) {
-                memset(kv_k_row(q, l, p), 7 * l + p + 1, 68);
-                memset(kv_v_row(q, l, p), 50 + 7 * l + p, 68);
-            }
+        CHECK((char *)kv_v_head(q, 1, 1, 3) - (char *)kv_v_head(q, 0, 0, 0) ==
+                  ((1 * 2 + 1) * 5 + 3) * 34,
+              "q8_0 head offsets");
+        CHECK(slices_tile(q), "q8_0 slices tile K and V in order");
+        fill(q, 3, 0);
         q->n = 3;
-        CHECK(kv_copy(q2, q) == 0 && q2->n == 3 &&
-                  !memcmp(kv_k_row(q2, 1, 2), kv_k_row(q, 1, 2), 68) &&
-                  !memcmp(kv_v_row(q2, 1, 0), kv_v_row(q, 1, 0), 68),
-              "q8_0 copy");
+        CHECK(kv_copy(q2, q) == 0 && q2->n == 3 && same_prefix(q, q2, 3), "q8_0 copy");
         CHECK(!strcmp(kv_type_name(KV_Q8_0), "q8_0") && !strcmp(kv_type_name(KV_F16), "f16"),
               "names");
     }
