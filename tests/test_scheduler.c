@@ -998,25 +998,40 @@ static void test_draft_time_budget(const model *m) {
     fake_free(&f);
 }
 
+/* The copying request of the draft-budget tests, run to its end: a prompt of L tokens whose
+ * greedy output copies it, n choices of GEN tokens with drafts of up to 8, on 2 slots at 200%
+ * with a step cost (1 ms + 2 ms a row) whose budget is the 4-row floor. NULL when the
+ * scheduler cannot be made (f is then freed). */
+enum { COPY_L = 32, COPY_GEN = 30 };
+static job *copying_job(const model *m, fake *f, sched **s, int n) {
+    fake_init(f, m, false);
+    f->fixed = 0.001, f->per_row = 0.002;
+    *s = make_sched_pct(m, f, 2, 64, 4, false, 200);
+    if (!*s) {
+        fake_free(f);
+        return NULL;
+    }
+    int32_t p[COPY_L];
+    p[0] = 1;
+    for (int i = 1; i < COPY_L - 1; i++) /* 10..39, then 10: the output 11..40 copies it */
+        p[i] = 9 + i;
+    p[COPY_L - 1] = 10;
+    gen_request r = gen_req(p, COPY_L, n, COPY_GEN);
+    r.spec_n_max = 8;
+    job *j = submit(*s, r);
+    job_wait(j);
+    return j;
+}
+
 /* A draft budget too small for every slot's draft is shared: which slot drafts first turns
  * from step to step, so two choices copying the same text get about as many draft rows while
  * both decode, where the lower slot used to take the whole budget every step. */
 static void test_draft_budget_shared(const model *m) {
-    enum { L = 32, GEN = 30 };
+    enum { L = COPY_L, GEN = COPY_GEN };
     fake f;
-    fake_init(&f, m, false);
-    f.fixed = 0.001, f.per_row = 0.002; /* 200%: 2.5 rows beside 2, so the floor: 4 */
-    sched *s = make_sched_pct(m, &f, 2, 64, 4, false, 200);
-    if (!s) return fake_free(&f);
-    int32_t p[L];
-    p[0] = 1;
-    for (int i = 1; i < L - 1; i++) /* 10..39, then 10: the output 11..40 copies it */
-        p[i] = 9 + i;
-    p[L - 1] = 10;
-    gen_request r = gen_req(p, L, 2, GEN);
-    r.spec_n_max = 8;
-    job *j = submit(s, r);
-    job_wait(j);
+    sched *s;
+    job *j = copying_job(m, &f, &s, 2);
+    if (!j) return;
     int per_seq[2] = {0}, both = 0;
     for (int k = 1; k <= n_entered(&f); k++) {
         step_rec st = get_step(&f, k);
@@ -1045,21 +1060,11 @@ static void test_draft_budget_shared(const model *m) {
 /* A lone decoding stream with no prompt waiting holds up nobody: its drafts are not cut to the
  * step budget (here the floor, 4 rows), so a copying stream's draft grows to its n_max of 8. */
 static void test_lone_stream_drafts(const model *m) {
-    enum { L = 32, GEN = 30 };
+    enum { L = COPY_L, GEN = COPY_GEN };
     fake f;
-    fake_init(&f, m, false);
-    f.fixed = 0.001, f.per_row = 0.002; /* 200%: 1.5 rows beside 1, so the floor: 4 */
-    sched *s = make_sched_pct(m, &f, 2, 64, 4, false, 200);
-    if (!s) return fake_free(&f);
-    int32_t p[L];
-    p[0] = 1;
-    for (int i = 1; i < L - 1; i++) /* 10..39, then 10: the output 11..40 copies it */
-        p[i] = 9 + i;
-    p[L - 1] = 10;
-    gen_request r = gen_req(p, L, 1, GEN);
-    r.spec_n_max = 8;
-    job *j = submit(s, r);
-    job_wait(j);
+    sched *s;
+    job *j = copying_job(m, &f, &s, 1);
+    if (!j) return;
     int most = 0;
     for (int k = 1; k <= n_entered(&f); k++) {
         step_rec st = get_step(&f, k);
