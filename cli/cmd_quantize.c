@@ -342,9 +342,11 @@ static volatile sig_atomic_t tmp_armed;
 /* SIGINT, SIGTERM, SIGHUP while the file is written: remove it (unlink is async-signal-safe),
  * then die of the same signal, so the caller sees the usual status of an interrupted command. */
 static void on_signal(int sig) {
+    const int saved = errno; /* the raised signal may be delivered after we return (TSan) */
     if (tmp_armed) unlink(tmp);
     signal(sig, SIG_DFL);
     raise(sig);
+    errno = saved;
 }
 
 /* Installs on_signal for the signals that interrupt a command (old: the three previous

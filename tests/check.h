@@ -5,6 +5,7 @@
 #ifndef LS_CHECK_H
 #define LS_CHECK_H
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,11 +89,15 @@ static inline void check_tmp_remove(void) {
     if (a->dir[0]) rmdir(a->dir);
 }
 
-/* SIGTERM (meson's timeout), SIGINT, SIGHUP: clean up, then die of the same signal. */
+/* SIGTERM (meson's timeout), SIGINT, SIGHUP: clean up, then die of the same signal. errno is
+ * put back: under TSan the raised signal is delivered after the handler returns, into code
+ * that may still read errno (TSan reports a handler that changes it). */
 static inline void check_tmp_on_signal(int sig) {
+    const int saved = errno;
     check_tmp_remove();
     signal(sig, SIG_DFL);
     raise(sig);
+    errno = saved;
 }
 
 /* The path of name in this test's temporary folder, made on the first call (the same name gives
