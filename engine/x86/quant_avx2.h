@@ -27,4 +27,10 @@ bool qdot_avx2_k2_has(dtype t);
 void qdot_rows_avx2_k2(float *out, const block_q8_act *xq, const block_q8_K *xk, const tensor *w,
                        int T, int r0, int r1);
 
+/* x86/quant_avx2_q32.c: the same contract for Q4_1, Q5_0, Q5_1 and IQ4_NL (qdot_rows_avx2
+ * sends those types there; they read only xq). */
+bool qdot_avx2_q32_has(dtype t);
+void qdot_rows_avx2_q32(float *out, const block_q8_act *xq, const tensor *w, int T, int r0,
+                        int r1);
+
 #endif
