@@ -1,9 +1,9 @@
 /* x86/quant_avx2_q32: AVX2 twins of the scalar dot products of the 32-element block types beyond
- * Q4_0 (quant_dot.c: Q4_1, Q5_0, Q5_1, IQ4_NL). A pass computes 8 (weight row, activation row)
- * pairs at once: 8 weight rows against one activation row (decode) or 4 against 2 (prefill).
- * Each weight block is decoded once per pass, the 8 exact integer sums share one reduction tree,
- * and the twin's float steps per block run in 8 lanes, one per pair, in its order: the same
- * bits. Never allocates. */
+ * Q4_0 (quant_dot.c: Q4_1, Q5_0, Q5_1, IQ4_NL). A pass computes 8 or 16 (weight row,
+ * activation row) pairs: 8 weight rows against one activation row (decode), 4 against 2 or 4
+ * (prefill). Each weight block is decoded once per pass, each 8 exact integer sums share one
+ * reduction tree, and the twin's float steps per block run in lanes, one per pair, in its
+ * order: the same bits. Never allocates. */
 #include "quant_avx2.h"
 
 #include "x86.h"
@@ -62,68 +62,81 @@ INLINE __m256i q32_isum(dtype t, __m256i v, __m256i x) {
     return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
 }
 
-/* One pass over the nb blocks: R weight rows against TT activation rows, R * TT = 8; lane l is
- * the pair (rows[l % R], xs[l / R]). Per block and lane, the twin's float steps:
- * sum += (float)isum * (d * x.d) [+ (float)asum * (m * x.d)]. */
-INLINE __m256 q32_pass(dtype t, const uint8_t *const rows[], const block_q8_act *const xs[],
-                       int R, int TT, int nb) {
+/* The twin's float steps of one block for 8 lanes: sum + ((float)isum * (d * x.d)), plus
+ * (float)asum * (m * x.d) inside the parentheses for the types with a min. */
+INLINE __m256 q32_steps(dtype t, __m256 sum, __m256i isum, __m128i d16, __m128i m16, __m256i asum,
+                        __m256 xd) {
+    __m256 s = _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(_mm256_cvtph_ps(d16), xd));
+    if (q32_has_min(t))
+        s = _mm256_add_ps(s, _mm256_mul_ps(_mm256_cvtepi32_ps(asum),
+                                           _mm256_mul_ps(_mm256_cvtph_ps(m16), xd)));
+    return _mm256_add_ps(sum, s);
+}
+
+/* One pass over the nb blocks: R weight rows against TT activation rows (R * TT = 8 or 16) into
+ * R * TT / 8 vectors of sums; pair k = 8 g + l, in lane l of sum[g], is (rows[k % R],
+ * xs[k / R]). R divides 8, so every vector has the same weight rows in the same lanes. */
+INLINE void q32_pass(dtype t, __m256 sum[2], const uint8_t *const rows[],
+                     const block_q8_act *const xs[], int R, int TT, int nb) {
     const size_t bb = q32_block_bytes(t);
-    __m256 sum = _mm256_setzero_ps();
+    const int nv = R * TT / 8;
+    for (int g = 0; g < nv; g++) sum[g] = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++) {
-        __m256i v[8], xv[2], p[8];
+        __m256i v[8], xv[4];
         uint16_t dh[8], mh[8];
+        int32_t as[4] = {0, 0, 0, 0};
         for (int i = 0; i < R; i++) {
             const uint8_t *blk = rows[i] + (size_t)b * bb;
             v[i] = q32_values(t, blk);
             memcpy(&dh[i], blk, 2);
             if (q32_has_min(t)) memcpy(&mh[i], blk + 2, 2);
         }
-        for (int j = 0; j < TT; j++) xv[j] = _mm256_loadu_si256((const __m256i *)xs[j][b].qs);
-        for (int j = 0; j < TT; j++)
-            for (int i = 0; i < R; i++) p[j * R + i] = q32_isum(t, v[i], xv[j]);
-        float xd[8];
-        for (int l = 0; l < 8; l++) xd[l] = xs[l / R][b].d;
-        const __m256 vxd = _mm256_loadu_ps(xd);
+        for (int j = 0; j < TT; j++) {
+            xv[j] = _mm256_loadu_si256((const __m256i *)xs[j][b].qs);
+            if (q32_has_min(t)) /* the activation block's sum, once for the R rows */
+                as[j] = hsum_i32(_mm256_madd_epi16(
+                    _mm256_maddubs_epi16(_mm256_set1_epi8(1), xv[j]), _mm256_set1_epi16(1)));
+        }
         const __m128i d16 = _mm_setr_epi16((short)dh[0 % R], (short)dh[1 % R], (short)dh[2 % R],
                                            (short)dh[3 % R], (short)dh[4 % R], (short)dh[5 % R],
                                            (short)dh[6 % R], (short)dh[7 % R]);
-        __m256 s = _mm256_mul_ps(_mm256_cvtepi32_ps(hsum8x8(p)),
-                                 _mm256_mul_ps(_mm256_cvtph_ps(d16), vxd));
-        if (q32_has_min(t)) {
-            int32_t as[2] = {0, 0};
-            for (int j = 0; j < TT; j++)
-                as[j] = hsum_i32(_mm256_madd_epi16(
-                    _mm256_maddubs_epi16(_mm256_set1_epi8(1), xv[j]), _mm256_set1_epi16(1)));
-            const __m256i va = _mm256_setr_epi32(as[0 / R], as[1 / R], as[2 / R], as[3 / R],
-                                                 as[4 / R], as[5 / R], as[6 / R], as[7 / R]);
-            const __m128i m16 =
-                _mm_setr_epi16((short)mh[0 % R], (short)mh[1 % R], (short)mh[2 % R],
-                               (short)mh[3 % R], (short)mh[4 % R], (short)mh[5 % R],
-                               (short)mh[6 % R], (short)mh[7 % R]);
-            s = _mm256_add_ps(s, _mm256_mul_ps(_mm256_cvtepi32_ps(va),
-                                               _mm256_mul_ps(_mm256_cvtph_ps(m16), vxd)));
+        const __m128i m16 = _mm_setr_epi16((short)mh[0 % R], (short)mh[1 % R], (short)mh[2 % R],
+                                           (short)mh[3 % R], (short)mh[4 % R], (short)mh[5 % R],
+                                           (short)mh[6 % R], (short)mh[7 % R]);
+        for (int g = 0; g < nv; g++) {
+            const int k0 = 8 * g;
+            __m256i p[8];
+            for (int l = 0; l < 8; l++) p[l] = q32_isum(t, v[(k0 + l) % R], xv[(k0 + l) / R]);
+            const __m256 xd = _mm256_setr_ps(
+                xs[(k0 + 0) / R][b].d, xs[(k0 + 1) / R][b].d, xs[(k0 + 2) / R][b].d,
+                xs[(k0 + 3) / R][b].d, xs[(k0 + 4) / R][b].d, xs[(k0 + 5) / R][b].d,
+                xs[(k0 + 6) / R][b].d, xs[(k0 + 7) / R][b].d);
+            const __m256i va = _mm256_setr_epi32(
+                as[(k0 + 0) / R], as[(k0 + 1) / R], as[(k0 + 2) / R], as[(k0 + 3) / R],
+                as[(k0 + 4) / R], as[(k0 + 5) / R], as[(k0 + 6) / R], as[(k0 + 7) / R]);
+            sum[g] = q32_steps(t, sum[g], hsum8x8(p), d16, m16, va, xd);
         }
-        sum = _mm256_add_ps(sum, s);
     }
-    return sum;
 }
 
-/* Rows [r0, r1) against the T activation rows in passes of R x (8 / R); a ragged pass repeats
- * its last weight or activation row and keeps only the lanes that exist. */
-INLINE void q32_rows(dtype t, int R, float *out, const block_q8_act *xq, const tensor *w, int T,
-                     int r0, int r1) {
-    const int n_out = (int)w->ne[1], nb = (int)w->ne[0] / QK, TT = 8 / R;
+/* Rows [r0, r1) against the T activation rows in passes of R x TT; a ragged pass repeats its
+ * last weight or activation row and keeps only the lanes that exist. */
+INLINE void q32_rows(dtype t, int R, int TT, float *out, const block_q8_act *xq, const tensor *w,
+                     int T, int r0, int r1) {
+    const int n_out = (int)w->ne[1], nb = (int)w->ne[0] / QK;
     for (int r = r0; r < r1; r += R) {
         const uint8_t *rows[8];
         for (int i = 0; i < R; i++) rows[i] = tensor_row(w, r + i < r1 ? r + i : r1 - 1);
         for (int t0 = 0; t0 < T; t0 += TT) {
-            const block_q8_act *xs[2];
+            const block_q8_act *xs[4];
             for (int j = 0; j < TT; j++) xs[j] = xq + (size_t)(t0 + j < T ? t0 + j : T - 1) * nb;
-            float o[8];
-            _mm256_storeu_ps(o, q32_pass(t, rows, xs, R, TT, nb));
-            for (int l = 0; l < 8; l++)
-                if (r + l % R < r1 && t0 + l / R < T)
-                    out[(size_t)(t0 + l / R) * n_out + r + l % R] = o[l];
+            __m256 sum[2];
+            float o[16];
+            q32_pass(t, sum, rows, xs, R, TT, nb);
+            for (int g = 0; g < R * TT / 8; g++) _mm256_storeu_ps(o + 8 * g, sum[g]);
+            for (int k = 0; k < R * TT; k++)
+                if (r + k % R < r1 && t0 + k / R < T)
+                    out[(size_t)(t0 + k / R) * n_out + r + k % R] = o[k];
         }
     }
 }
@@ -133,9 +146,11 @@ INLINE void q32_rows(dtype t, int R, float *out, const block_q8_act *xq, const t
     TARGET static void name(float *out, const block_q8_act *xq, const tensor *w, int T, int r0, \
                             int r1) {                                                           \
         if (T == 1)                                                                             \
-            q32_rows(type, 8, out, xq, w, T, r0, r1);                                           \
+            q32_rows(type, 8, 1, out, xq, w, T, r0, r1);                                        \
+        else if (T < 4)                                                                         \
+            q32_rows(type, 4, 2, out, xq, w, T, r0, r1);                                        \
         else                                                                                    \
-            q32_rows(type, 4, out, xq, w, T, r0, r1);                                           \
+            q32_rows(type, 4, 4, out, xq, w, T, r0, r1);                                        \
     }
 Q32_KERNELS(rows_q4_1, DT_Q4_1)
 Q32_KERNELS(rows_q5_0, DT_Q5_0)
