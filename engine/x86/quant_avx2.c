@@ -1,11 +1,10 @@
 /* x86/quant_avx2: AVX2 twins of the scalar dot products in quant_dot.c, for the types of the
- * mixes people download most (Q4_K_M: Q4_K, Q6_K, Q5_0; Q5_K_M: Q5_K, Q6_K, Q5_1; Q4_1).
+ * K-quant mixes people download most (Q4_K, Q5_K, Q6_K; the 32-element types of those mixes
+ * are in quant_avx2_q32.c, where qdot_rows_avx2 sends them).
  * Each computes the same exact integers per block as its scalar twin (codes times activation
  * codes with maddubs/madd, then the block's scales), and then the scalar twin's float steps per
  * block, in the same order: the results are the same bits. The K-quants decode each weight
- * block once for a group of up to 8 activation rows (prefill); the 32-element types go one
- * weight row against one activation row (a prefill's later rows find the row in cache).
- * Never allocates. */
+ * block once for a group of up to 8 activation rows (prefill). Never allocates. */
 #include "quant_avx2.h"
 
 #include "x86.h"

@@ -1,4 +1,4 @@
-/* x86/quant_avx2_k2: AVX2 twins of the scalar dot products of Q2_K, Q3_K, IQ4_NL and IQ4_XS
+/* x86/quant_avx2_k2: AVX2 twins of the scalar dot products of Q2_K, Q3_K and IQ4_XS
  * (quant_dot.c), the types of the small mixes (Q2_K, Q3_K_M) and the non-linear 4-bit ones.
  * As in quant_avx2.c: the same exact integers per block as the scalar twin, then its float
  * steps per block in the same order, so the same bits. One activation row (decode) reads each
