@@ -607,6 +607,14 @@ int main(void) {
         test_type(deq[i], be, 13, 1);
         test_type(deq[i], 3 * be, 29, 7);
         test_type(deq[i], 2 * be, 9, 11);
+        if (be != QK) continue;
+        /* the 32-element types' passes: 8 weight rows for one activation row, 4 for two; row
+         * counts off the 8 and 4 (ragged passes) and odd and larger T */
+        test_type(deq[i], 7 * be, 19, 1);
+        test_type(deq[i], 5 * be, 23, 2);
+        test_type(deq[i], 4 * be, 10, 3);
+        test_type(deq[i], 3 * be, 13, 17);
+        test_type(deq[i], 2 * be, 6, 64);
     }
     return check_summary();
 }

@@ -1,11 +1,10 @@
 /* x86/quant_avx2: AVX2 twins of the scalar dot products in quant_dot.c, for the types of the
- * mixes people download most (Q4_K_M: Q4_K, Q6_K, Q5_0; Q5_K_M: Q5_K, Q6_K, Q5_1; Q4_1).
+ * K-quant mixes people download most (Q4_K, Q5_K, Q6_K; the 32-element types of those mixes
+ * are in quant_avx2_q32.c, where qdot_rows_avx2 sends them).
  * Each computes the same exact integers per block as its scalar twin (codes times activation
  * codes with maddubs/madd, then the block's scales), and then the scalar twin's float steps per
  * block, in the same order: the results are the same bits. The K-quants decode each weight
- * block once for a group of up to 8 activation rows (prefill); the 32-element types go one
- * weight row against one activation row (a prefill's later rows find the row in cache).
- * Never allocates. */
+ * block once for a group of up to 8 activation rows (prefill). Never allocates. */
 #include "quant_avx2.h"
 
 #include "x86.h"
@@ -24,60 +23,6 @@ INLINE float h2f(uint16_t h) {
 /* 32 unsigned codes (each < 64) times 32 signed activation codes, as 8 int32 partial sums. */
 INLINE __m256i dot32(__m256i codes, __m256i x) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(codes, x), _mm256_set1_epi16(1));
-}
-
-/* The 32 nibbles of a 16-byte Q4_0-style block in element order (low nibbles first). */
-INLINE __m256i nibbles32(const uint8_t *qs) {
-    const __m128i q = _mm_loadu_si128((const __m128i *)qs), m4 = _mm_set1_epi8(0x0f);
-    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4), _mm_and_si128(q, m4));
-}
-
-/* 0x10 in byte j where bit j of the 32-bit little-endian qh is set: Q5_0/Q5_1's fifth bits. */
-INLINE __m256i fifth_bits(const uint8_t qh[4]) {
-    uint32_t h;
-    memcpy(&h, qh, 4);
-    const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
-                                          2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
-    __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32((int)h), shuf);
-    b = _mm256_cmpeq_epi8(_mm256_and_si256(b, bit), bit);
-    return _mm256_and_si256(b, _mm256_set1_epi8(0x10));
-}
-
-INLINE int32_t act_sum32(__m256i x) {
-    return hsum_i32(dot32(_mm256_set1_epi8(1), x));
-}
-
-/* Q4_1, Q5_0, Q5_1 against 32-element activation blocks. */
-INLINE float dot_q32(dtype t, const uint8_t *w, const block_q8_act *x, int n) {
-    const size_t bb = t == DT_Q4_1 ? sizeof(block_q4_1)
-                      : t == DT_Q5_0 ? sizeof(block_q5_0) : sizeof(block_q5_1);
-    float sum = 0.0f;
-    for (int b = 0; b < n / QK; b++) {
-        const uint8_t *blk = w + (size_t)b * bb;
-        const __m256i xv = _mm256_loadu_si256((const __m256i *)x[b].qs);
-        uint16_t d16, m16 = 0;
-        memcpy(&d16, blk, 2);
-        __m256i codes;
-        if (t == DT_Q4_1) {
-            memcpy(&m16, blk + 2, 2);
-            codes = nibbles32(blk + 4);
-        } else if (t == DT_Q5_0) {
-            codes = _mm256_or_si256(nibbles32(blk + 6), fifth_bits(blk + 2));
-        } else {
-            memcpy(&m16, blk + 2, 2);
-            codes = _mm256_or_si256(nibbles32(blk + 8), fifth_bits(blk + 4));
-        }
-        int32_t isum = hsum_i32(dot32(codes, xv));
-        const float d = h2f(d16);
-        if (t == DT_Q5_0) {
-            isum -= 16 * act_sum32(xv); /* codes - 16 */
-            sum += (float)isum * (d * x[b].d);
-        } else {
-            sum += (float)isum * (d * x[b].d) + (float)act_sum32(xv) * (h2f(m16) * x[b].d);
-        }
-    }
-    return sum;
 }
 
 /* Q4_K and Q5_K: eight sub-blocks of 32 with 6-bit scales and mins. A block is decoded once
@@ -290,25 +235,17 @@ TARGET static void rows_q6_K(float *out, const block_q8_K *xk, const tensor *w, 
     rows_k(DT_Q6_K, out, xk, w, T, r0, r1);
 }
 
-TARGET static float row_dot(dtype t, const uint8_t *row, const block_q8_act *xq, int n) {
-    switch (t) {
-    case DT_Q4_1:
-    case DT_Q5_0:
-    case DT_Q5_1: return dot_q32(t, row, xq, n);
-    default: return 0.0f; /* the K-quants: rows_k */
-    }
-}
-
 bool qdot_avx2_has(dtype t) {
-    return qdot_avx2_k2_has(t) ||
-           (mm_avx2_supported() && (t == DT_Q4_1 || t == DT_Q5_0 || t == DT_Q5_1 ||
-                                    t == DT_Q4_K || t == DT_Q5_K || t == DT_Q6_K));
+    return qdot_avx2_k2_has(t) || qdot_avx2_q32_has(t) ||
+           (mm_avx2_supported() && (t == DT_Q4_K || t == DT_Q5_K || t == DT_Q6_K));
 }
 
 void qdot_rows_avx2(float *out, const block_q8_act *xq, const block_q8_K *xk, const tensor *w,
                     int T, int r0, int r1) {
-    const int n = (int)w->ne[0], n_out = (int)w->ne[1];
-    const int nbq = n / QK;
+    if (qdot_avx2_q32_has(w->type)) {
+        qdot_rows_avx2_q32(out, xq, w, T, r0, r1);
+        return;
+    }
     if (qdot_avx2_k2_has(w->type)) {
         qdot_rows_avx2_k2(out, xq, xk, w, T, r0, r1);
         return;
@@ -317,13 +254,7 @@ void qdot_rows_avx2(float *out, const block_q8_act *xq, const block_q8_K *xk, co
     case DT_Q4_K: rows_q4_K(out, xk, w, T, r0, r1); return;
     case DT_Q5_K: rows_q5_K(out, xk, w, T, r0, r1); return;
     case DT_Q6_K: rows_q6_K(out, xk, w, T, r0, r1); return;
-    default: break;
-    }
-    for (int r = r0; r < r1; r++) {
-        const uint8_t *row = tensor_row(w, r);
-        for (int t = 0; t < T; t++)
-            out[(size_t)t * n_out + r] =
-                row_dot(w->type, row, xq + (size_t)t * nbq, n);
+    default: return; /* qdot_avx2_has says which */
     }
 }
 

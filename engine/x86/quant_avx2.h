@@ -21,10 +21,16 @@ void qdot_rows_avx2(float *out, const block_q8_act *xq, const block_q8_K *xk, co
  * QK_K. Call only when mm_avx2_supported(). */
 void quantize_row_q8_K_avx2(block_q8_K *out, const float *x, int64_t n);
 
-/* x86/quant_avx2_k2.c: the same contract for Q2_K, Q3_K, IQ4_NL and IQ4_XS (qdot_rows_avx2
+/* x86/quant_avx2_k2.c: the same contract for Q2_K, Q3_K and IQ4_XS (qdot_rows_avx2
  * sends those types there). */
 bool qdot_avx2_k2_has(dtype t);
 void qdot_rows_avx2_k2(float *out, const block_q8_act *xq, const block_q8_K *xk, const tensor *w,
                        int T, int r0, int r1);
+
+/* x86/quant_avx2_q32.c: the same contract for Q4_1, Q5_0, Q5_1 and IQ4_NL (qdot_rows_avx2
+ * sends those types there; they read only xq). */
+bool qdot_avx2_q32_has(dtype t);
+void qdot_rows_avx2_q32(float *out, const block_q8_act *xq, const tensor *w, int T, int r0,
+                        int r1);
 
 #endif

@@ -1,4 +1,4 @@
-/* x86/quant_avx2_k2: AVX2 twins of the scalar dot products of Q2_K, Q3_K, IQ4_NL and IQ4_XS
+/* x86/quant_avx2_k2: AVX2 twins of the scalar dot products of Q2_K, Q3_K and IQ4_XS
  * (quant_dot.c), the types of the small mixes (Q2_K, Q3_K_M) and the non-linear 4-bit ones.
  * As in quant_avx2.c: the same exact integers per block as the scalar twin, then its float
  * steps per block in the same order, so the same bits. One activation row (decode) reads each
@@ -133,34 +133,6 @@ INLINE float dot1_q23(bool q3, const uint8_t *row, const block_q8_K *x, int nb) 
     return sum;
 }
 
-/* IQ4_NL/IQ4_XS: the 32 table values (signed) of 16 bytes of nibbles, in element order (low
- * nibbles first). */
-INLINE __m256i iq4_values32(const uint8_t *qs) {
-    const __m128i tbl = _mm_loadu_si128((const __m128i *)iq4_levels), m4 = _mm_set1_epi8(0x0f);
-    const __m128i q = _mm_loadu_si128((const __m128i *)qs);
-    const __m128i lo = _mm_shuffle_epi8(tbl, _mm_and_si128(q, m4));
-    const __m128i hi = _mm_shuffle_epi8(tbl, _mm_and_si128(_mm_srli_epi16(q, 4), m4));
-    return _mm256_set_m128i(hi, lo);
-}
-
-/* 32 signed values times 32 signed activation codes as 16 int16 pair sums: |v| * sign(x, v),
- * at most 2 * 127 * 127 in magnitude (no saturation: both are within -127..127). */
-INLINE __m256i dot_signed16(__m256i v, __m256i x) {
-    return _mm256_maddubs_epi16(_mm256_sign_epi8(v, v), _mm256_sign_epi8(x, v));
-}
-
-INLINE float dot_iq4_nl_avx2(const block_iq4_nl *w, const block_q8_act *x, int nb) {
-    float sum = 0.0f;
-    for (int b = 0; b < nb; b++) {
-        _mm_prefetch((const char *)&w[b] + K2_PF_AHEAD, _MM_HINT_T0);
-        const __m256i xv = _mm256_loadu_si256((const __m256i *)x[b].qs);
-        const __m256i p =
-            _mm256_madd_epi16(dot_signed16(iq4_values32(w[b].qs), xv), _mm256_set1_epi16(1));
-        sum += (float)hsum_i32(p) * (k2_h2f(w[b].d) * x[b].d);
-    }
-    return sum;
-}
-
 typedef struct {
     __m256i v[8];  /* sub-block s's 32 table values */
     __m256i sc[8]; /* its scale, 16 int16 lanes */
@@ -254,25 +226,14 @@ TARGET static void rows_iq4_xs(float *out, const block_q8_K *xk, const tensor *w
     rows_k2(DT_IQ4_XS, out, xk, w, T, r0, r1);
 }
 
-/* IQ4_NL: one weight row against one activation row, as the other 32-element types (a
- * prefill's later rows find the weight row in cache). */
-TARGET static void rows_iq4_nl(float *out, const block_q8_act *xq, const tensor *w, int T, int r0,
-                               int r1) {
-    const int n = (int)w->ne[0], n_out = (int)w->ne[1], nb = n / QK;
-    for (int r = r0; r < r1; r++) {
-        const block_iq4_nl *row = (const block_iq4_nl *)tensor_row(w, r);
-        for (int t = 0; t < T; t++)
-            out[(size_t)t * n_out + r] = dot_iq4_nl_avx2(row, xq + (size_t)t * nb, nb);
-    }
-}
-
 bool qdot_avx2_k2_has(dtype t) {
     return mm_avx2_supported() &&
-           (t == DT_Q2_K || t == DT_Q3_K || t == DT_IQ4_NL || t == DT_IQ4_XS);
+           (t == DT_Q2_K || t == DT_Q3_K || t == DT_IQ4_XS);
 }
 
 void qdot_rows_avx2_k2(float *out, const block_q8_act *xq, const block_q8_K *xk, const tensor *w,
                        int T, int r0, int r1) {
+    (void)xq; /* the 32-element types: x86/quant_avx2_q32.c */
     switch (w->type) {
     case DT_Q2_K:
         rows_q2_K(out, xk, w, T, r0, r1);
@@ -282,9 +243,6 @@ void qdot_rows_avx2_k2(float *out, const block_q8_act *xq, const block_q8_K *xk,
         return;
     case DT_IQ4_XS:
         rows_iq4_xs(out, xk, w, T, r0, r1);
-        return;
-    case DT_IQ4_NL:
-        rows_iq4_nl(out, xq, w, T, r0, r1);
         return;
     default:
         return; /* qdot_avx2_k2_has says which */

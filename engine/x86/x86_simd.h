@@ -79,6 +79,22 @@ INLINE __m256i hsum8x8(const __m256i v[8]) {
                             _mm256_permute2x128_si256(a, b, 0x31));
 }
 
+/* IQ4_NL/IQ4_XS: the 32 table values (signed) of 16 bytes of nibbles, in element order (low
+ * nibbles first). */
+INLINE __m256i iq4_values32(const uint8_t *qs) {
+    const __m128i tbl = _mm_loadu_si128((const __m128i *)iq4_levels), m4 = _mm_set1_epi8(0x0f);
+    const __m128i q = _mm_loadu_si128((const __m128i *)qs);
+    const __m128i lo = _mm_shuffle_epi8(tbl, _mm_and_si128(q, m4));
+    const __m128i hi = _mm_shuffle_epi8(tbl, _mm_and_si128(_mm_srli_epi16(q, 4), m4));
+    return _mm256_set_m128i(hi, lo);
+}
+
+/* 32 signed values times 32 signed activation codes as 16 int16 pair sums: |v| * sign(x, v),
+ * at most 2 * 127 * 127 in magnitude (no saturation: both are within -127..127). */
+INLINE __m256i dot_signed16(__m256i v, __m256i x) {
+    return _mm256_maddubs_epi16(_mm256_sign_epi8(v, v), _mm256_sign_epi8(x, v));
+}
+
 /* Q3_K's sixteen scales minus 32 as int8 (q3_K_scales, vectorised): the low 4 bits from bytes
  * 0-7 (scales 0-7 low nibbles, 8-15 high), the top 2 from byte 8 + i % 4, bits 2 * (i / 4). */
 INLINE __m128i q3_K_scales8(const uint8_t *s) {
