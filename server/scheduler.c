@@ -1088,8 +1088,7 @@ static void step(sched *s) {
             slot_finish(s, sl, FINISH_CANCEL, NULL, 0);
             continue;
         }
-        if (sl->beam_idle) continue;
-        if (sl->n_fed >= sl->n_prompt) n_decode++;
+        n_decode += slot_decoding(sl);
     }
     /* Beside the decoding rows, one budget of rows (step_extra_rows: the batch, and the time a
      * step may take) for prompts and drafts together, prompts first: a prompt row is work that
