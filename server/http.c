@@ -808,6 +808,7 @@ http_server *http_start(const cfg_server *cfg, char *err, size_t errlen) {
         return NULL;
     }
     h->cfg = *cfg;
+    h->quiesced_fd = -1;
     /* a counter alone repeats in every process (replicas behind one balancer started in the
      * same second gave the same ids): salt it with random bits */
     if (getrandom(&h->id_salt, sizeof h->id_salt, 0) != (ssize_t)sizeof h->id_salt)
@@ -884,9 +885,13 @@ void http_set_ready(http_server *h, sched *s, const api_ctx *ctx) {
     atomic_store(&h->ready, true);
 }
 
+/* libmicrohttpd's manual: with its own threads, the socket MHD_quiesce_daemon returns must stay
+ * open until MHD_stop_daemon, because a worker may still poll it. Closing it here raced with
+ * those workers (TSan saw it in CI). */
 void http_quiesce(http_server *h) {
+    if (h->quiesced_fd >= 0) return;
     MHD_socket fd = MHD_quiesce_daemon(h->d);
-    if (fd != MHD_INVALID_SOCKET) close(fd);
+    if (fd != MHD_INVALID_SOCKET) h->quiesced_fd = fd;
 }
 
 void http_stop(http_server *h) {
@@ -907,6 +912,8 @@ void http_stop(http_server *h) {
     pthread_mutex_unlock(&h->mu);
     MHD_stop_daemon(h->d);
     h->d = NULL;
+    if (h->quiesced_fd >= 0) close(h->quiesced_fd);
+    h->quiesced_fd = -1;
 }
 
 void http_free(http_server *h) {
