@@ -136,10 +136,12 @@ float dot_row(const void *w, dtype t, const block_q8_act *xq, const block_q8_K *
     }
 }
 
-/* The types the SIMD kernels of x86/avx2.c, x86/avx512.c and arm/neon.c compute; the other
- * block types go to x86/quant_avx2*.c or arm/neon_quant.c (qdot_avx2_has, qdot_neon_has). */
+/* The types the SIMD kernels of x86/avx2.c, x86/avx512.c and arm/neon.c compute (with
+ * AVX-512 VNNI also Q4_1, Q5_0, Q5_1 and IQ4_NL: mm_q32_vnni); the other block types go to
+ * x86/quant_avx2*.c or arm/neon_quant.c (qdot_avx2_has, qdot_neon_has). */
 static bool simd_type(dtype t) {
-    return t == DT_F32 || t == DT_F16 || t == DT_BF16 || t == DT_Q8_0 || t == DT_Q4_0;
+    return t == DT_F32 || t == DT_F16 || t == DT_BF16 || t == DT_Q8_0 || t == DT_Q4_0 ||
+           mm_q32_vnni(t);
 }
 
 typedef struct {
@@ -254,7 +256,7 @@ void matmul(float *out, const float *x, const tensor *w, int T, mm_scratch *s, p
     } else if (uses_q8_act(w->type)) {
         /* one activation row needs no repacking, nor up to MM_DEC_T_MAX of Q4_0: the VNNI
          * decode tiles read xq */
-        const bool dec = w->type == DT_Q4_0 && T <= MM_DEC_T_MAX;
+        const bool dec = (w->type == DT_Q4_0 || mm_q32_vnni(w->type)) && T <= MM_DEC_T_MAX;
         q8_act_x4 *xr = simd && T >= 2 && !dec && mm_avx512_supported() ? s->xr : NULL;
         quant_job q = {s->xq, simd_type(w->type) ? xr : NULL, NULL, x, T, (int)w->ne[0],
                        act_quantizer(simd), NULL};

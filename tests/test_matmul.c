@@ -608,13 +608,22 @@ int main(void) {
         test_type(deq[i], 3 * be, 29, 7);
         test_type(deq[i], 2 * be, 9, 11);
         if (be != QK) continue;
-        /* the 32-element types' passes: 8 weight rows for one activation row, 4 for two; row
-         * counts off the 8 and 4 (ragged passes) and odd and larger T */
-        test_type(deq[i], 7 * be, 19, 1);
-        test_type(deq[i], 5 * be, 23, 2);
-        test_type(deq[i], 4 * be, 10, 3);
-        test_type(deq[i], 3 * be, 13, 17);
-        test_type(deq[i], 2 * be, 6, 64);
+        /* the 32-element types twice: with the AVX-512 VNNI tiles (when the CPU has them: 16-row
+         * decode tiles up to 3 activation rows, 4 x 4 tiles on repacked rows beyond), then with
+         * the AVX2 passes (8 weight rows for one activation row, 4 for two or more); row counts
+         * off the 16, 8 and 4 (ragged tiles and passes) and odd and larger T */
+        for (int v = 0; v < 2; v++) {
+            mm_avx512_allow(v == 0);
+            test_type(deq[i], 7 * be, 19, 1);
+            test_type(deq[i], 5 * be, 23, 2);
+            test_type(deq[i], 4 * be, 10, 3);
+            test_type(deq[i], 23 * be, 53, 1);
+            test_type(deq[i], 3 * be, 35, 3);
+            test_type(deq[i], 3 * be, 13, 17);
+            test_type(deq[i], 2 * be, 31, 21);
+            test_type(deq[i], 2 * be, 6, 64);
+        }
+        mm_avx512_allow(true);
     }
     return check_summary();
 }

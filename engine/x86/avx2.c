@@ -263,8 +263,9 @@ void mm_rows_x86(float *out, const float *x, const block_q8_act *xq, const q8_ac
                  const tensor *w, int T, int r0, int r1) {
     /* the zmm float tiles where the quantized ones would use VNNI: same bits */
     const bool vl = T >= 2 && mm_avx512_supported();
-    /* up to MM_DEC_T_MAX activation rows of Q4_0: the VNNI decode tiles (16 weight rows), same
-     * bits; Q8_0 decode stays on the AVX2 8x1 tiles (memory-bound; see tile_vnni_dec) */
+    /* up to MM_DEC_T_MAX activation rows of Q4_0 (and mm_q32_vnni's types): the VNNI decode
+     * tiles (16 weight rows), same bits; Q8_0 decode stays on the AVX2 8x1 tiles (memory-bound;
+     * see tile_vnni_dec) */
     const bool dec = T <= MM_DEC_T_MAX && mm_avx512_supported();
     switch (w->type) {
     case DT_F32:
@@ -287,6 +288,13 @@ void mm_rows_x86(float *out, const float *x, const block_q8_act *xq, const q8_ac
         if (dec) x86_rows_q4_0_vnni_dec(out, xq, w, T, r0, r1);
         else if (xr) x86_rows_q4_0_vnni(out, xr, w, T, r0, r1);
         else x86_rows_q4_0_avx2(out, xq, w, T, r0, r1);
+        break;
+    case DT_Q4_1:
+    case DT_Q5_0:
+    case DT_Q5_1:
+    case DT_IQ4_NL: /* only when mm_q32_vnni(w->type): xr is there for T > MM_DEC_T_MAX */
+        if (dec) x86_rows_q32_vnni_dec(out, xq, w, T, r0, r1);
+        else x86_rows_q32_vnni(out, xr, w, T, r0, r1);
         break;
     default: break; /* matmul sends only the types above here (simd_type in matmul.c) */
     }

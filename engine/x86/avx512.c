@@ -1,11 +1,14 @@
-/* x86/avx512: the kernels for CPUs with AVX-512 F/BW/VL + VNNI: Q8_0/Q4_0 VNNI tiles on
- * repacked activations (T >= 2), Q4_0 VNNI decode tiles (T <= MM_DEC_T_MAX) and zmm float tiles
+/* x86/avx512: the kernels for CPUs with AVX-512 F/BW/VL + VNNI: VNNI tiles on repacked
+ * activations (T >= 2) for Q8_0 and the 32-element 4- and 5-bit types (Q4_0, Q4_1, Q5_0, Q5_1,
+ * IQ4_NL), VNNI decode tiles for the latter (T <= MM_DEC_T_MAX) and zmm float tiles
  * of 8 weight rows x 6 activation rows holding two AVX2 pairs per register, weights converted
  * once per K chunk into an L1 buffer. All give the bits of the AVX2 kernels (x86/avx2.c), which
  * give those of the scalar ones (tests/test_matmul.c checks both). mm_rows_x86 (x86/avx2.c)
  * chooses between them. Never allocates on the heap; no global state besides the CPU-feature
  * answers and the test switches mm_avx512_allow and mm_set_dec_tile. */
 #include "x86.h"
+
+#include "quant_avx2.h"
 
 #include <stdatomic.h>
 #include <string.h>
@@ -76,6 +79,11 @@ bool mm_avx512_supported(void) {
     return c && atomic_load_explicit(&avx512_allowed, memory_order_relaxed);
 }
 
+bool mm_q32_vnni(dtype t) {
+    return (t == DT_Q4_1 || t == DT_Q5_0 || t == DT_Q5_1 || t == DT_IQ4_NL) &&
+           mm_avx512_supported();
+}
+
 void mm_repack_x4(q8_act_x4 *xr, const block_q8_act *xq, int T, int t0, int nb) {
     for (int b = 0; b < nb; b++) {
         q8_act_x4 *o = &xr[b];
@@ -96,40 +104,102 @@ void mm_repack_x4(q8_act_x4 *xr, const block_q8_act *xq, int T, int t0, int nb) 
     }
 }
 
+/* ---- The 32-element block types in the VNNI tiles -------------------------------------------
+ * Q4_0, Q4_1, Q5_0, Q5_1 and IQ4_NL blocks start with an F16 d, then (Q4_1, Q5_1) an F16 min m,
+ * then (Q5_0, Q5_1) the 32 fifth bits, then 16 bytes of nibbles: element j < 16 in the low
+ * nibble of byte j, element 16 + j in its high nibble. vpdpbusd takes the values as unsigned
+ * bytes u = value + off: Q4_0's nibble (off 8), Q5_0's 5-bit code (16), IQ4_NL's level + 128;
+ * Q4_1 and Q5_1's codes as they are (off 0), their min term being a float step of its own
+ * (dot_q4_1/dot_q5_1: sum += isum * (d * x.d) + asum * (m * x.d)). */
+INLINE512 int q32_qs(dtype t) {
+    return t == DT_Q4_1 ? 4 : t == DT_Q5_0 ? 6 : t == DT_Q5_1 ? 8 : 2;
+}
+INLINE512 int q32_off_shift(dtype t) { /* off = 1 << shift; -1: off 0 */
+    return t == DT_Q4_0 ? 3 : t == DT_Q5_0 ? 4 : t == DT_IQ4_NL ? 7 : -1;
+}
+INLINE512 bool q32_min(dtype t) { return t == DT_Q4_1 || t == DT_Q5_1; }
+INLINE512 size_t q32_bytes(dtype t) {
+    return t == DT_Q4_0   ? sizeof(block_q4_0)
+           : t == DT_Q4_1 ? sizeof(block_q4_1)
+           : t == DT_Q5_0 ? sizeof(block_q5_0)
+           : t == DT_Q5_1 ? sizeof(block_q5_1)
+                          : sizeof(block_iq4_nl);
+}
+
+/* The blocks blk[0..3] (one per weight row) as u: 128-bit lane i of *lo holds row i's elements
+ * 0-15, of *hi its elements 16-31. */
+INLINE512 void q32_codes4(dtype t, const uint8_t *const blk[4], __m512i *lo, __m512i *hi) {
+    const int qs = q32_qs(t);
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
+    __m512i z = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(blk[0] + qs)));
+    z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(blk[1] + qs)), 1);
+    z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(blk[2] + qs)), 2);
+    z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(blk[3] + qs)), 3);
+    *lo = _mm512_and_si512(z, low4);
+    *hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), low4);
+    if (t == DT_Q5_0 || t == DT_Q5_1) { /* bit j of qh is element j's 16 */
+        const int qh = t == DT_Q5_0 ? 2 : 4;
+        uint64_t ml = 0, mh = 0;
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            uint32_t h;
+            memcpy(&h, blk[i] + qh, 4);
+            ml |= (uint64_t)(h & 0xffff) << 16 * i;
+            mh |= (uint64_t)(h >> 16) << 16 * i;
+        }
+        const __m512i b4 = _mm512_set1_epi8(0x10);
+        *lo = _mm512_mask_add_epi8(*lo, (__mmask64)ml, *lo, b4);
+        *hi = _mm512_mask_add_epi8(*hi, (__mmask64)mh, *hi, b4);
+    } else if (t == DT_IQ4_NL) { /* the levels + 128, looked up by nibble */
+        const __m512i lv = _mm512_broadcast_i32x4(_mm_xor_si128(
+            _mm_loadu_si128((const __m128i *)iq4_levels), _mm_set1_epi8((char)0x80)));
+        *lo = _mm512_shuffle_epi8(lv, *lo);
+        *hi = _mm512_shuffle_epi8(lv, *hi);
+    }
+}
+
 /* Weight rows w[0..3], rb bytes long (a tail repeats the last row; its outputs are dropped) x groups
  * xr[0 .. NG) (gstride blocks apart) over nb blocks; out[t * ldo + i] for i < nw, t < nt. */
 INLINE512 void tile_vnni(dtype type, float *out, int ldo, const uint8_t *const w[4], size_t rb,
                          int nw, const q8_act_x4 *xr, size_t gstride, int nt, int nb, int NG) {
-    const size_t bb = type == DT_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
+    const size_t bb = type == DT_Q8_0 ? sizeof(block_q8_0) : q32_bytes(type);
     const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    const __m512i low4 = _mm512_set1_epi8(0x0f), bias = _mm512_set1_epi8((char)0x80);
-    const int sh = type == DT_Q8_0 ? 7 : 3; /* the weight offset, 128 or 8, as a shift */
+    const __m512i bias = _mm512_set1_epi8((char)0x80);
+    /* the weight offset (128 for Q8_0) as a shift; -1: none (the types with a min) */
+    const int sh = type == DT_Q8_0 ? 7 : q32_off_shift(type);
     __m512 sum[NG_MAX];
 #pragma GCC unroll 4
     for (int g = 0; g < NG; g++) sum[g] = _mm512_setzero_ps();
     for (int b = 0; b < nb; b++) {
         const uint8_t *blk[4];
-        uint16_t dh[4];
+        uint16_t dh[4], mh[4] = {0, 0, 0, 0};
 #pragma GCC unroll 4
         for (int i = 0; i < 4; i++) {
             blk[i] = w[i] + (size_t)b * bb; /* d (F16), then the quants */
             _mm_prefetch((const char *)blk[i] + 4 * rb, _MM_HINT_T0); /* the next tile's */
             memcpy(&dh[i], blk[i], 2);
+            if (q32_min(type)) memcpy(&mh[i], blk[i] + 2, 2);
         }
         uint64_t d4 = (uint64_t)dh[0] | (uint64_t)dh[1] << 16 | (uint64_t)dh[2] << 32 |
                       (uint64_t)dh[3] << 48;
         /* exact F16 -> F32 (finite scales), the weight row's scale in lanes 4i .. 4i + 3 */
         __m512 dw = _mm512_permutexvar_ps(
             idx, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)d4))));
+        __m512 mw = _mm512_setzero_ps();
+        if (q32_min(type)) {
+            uint64_t m4 = (uint64_t)mh[0] | (uint64_t)mh[1] << 16 | (uint64_t)mh[2] << 32 |
+                          (uint64_t)mh[3] << 48;
+            mw = _mm512_permutexvar_ps(
+                idx, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)m4))));
+        }
         __m512i lo, hi; /* 128-bit lane i: weight row i's unsigned quants 0-15 / 16-31 */
-        __m512i z = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(blk[0] + 2)));
-        z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(blk[1] + 2)), 1);
-        z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(blk[2] + 2)), 2);
-        z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(blk[3] + 2)), 3);
-        if (type == DT_Q4_0) {
-            lo = _mm512_and_si512(z, low4);
-            hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), low4);
+        if (type != DT_Q8_0) {
+            q32_codes4(type, blk, &lo, &hi);
         } else {
+            __m512i z = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(blk[0] + 2)));
+            z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(blk[1] + 2)), 1);
+            z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(blk[2] + 2)), 2);
+            z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(blk[3] + 2)), 3);
             __m512i h = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(blk[0] + 18)));
             h = _mm512_inserti32x4(h, _mm_loadu_si128((const __m128i *)(blk[1] + 18)), 1);
             h = _mm512_inserti32x4(h, _mm_loadu_si128((const __m128i *)(blk[2] + 18)), 2);
@@ -159,11 +229,15 @@ INLINE512 void tile_vnni(dtype type, float *out, int ldo, const uint8_t *const w
 #pragma GCC unroll 4
         for (int g = 0; g < NG; g++) {
             const q8_act_x4 *xb = &xr[g * gstride + b];
-            __m512i off = _mm512_slli_epi32(
-                _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)xb->s)), sh);
-            __m512 isum = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[g], off)); /* exact */
-            __m512 scale = _mm512_mul_ps(dw, _mm512_broadcast_f32x4(_mm_loadu_ps(xb->d)));
-            sum[g] = _mm512_add_ps(sum[g], _mm512_mul_ps(isum, scale));
+            const __m512i xs = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)xb->s));
+            const __m512 xd = _mm512_broadcast_f32x4(_mm_loadu_ps(xb->d));
+            __m512i is = acc[g];
+            if (sh >= 0) is = _mm512_sub_epi32(is, _mm512_slli_epi32(xs, sh));
+            __m512 s = _mm512_mul_ps(_mm512_cvtepi32_ps(is), _mm512_mul_ps(dw, xd)); /* exact */
+            if (q32_min(type)) /* + asum * (m * x.d) */
+                s = _mm512_add_ps(s,
+                                  _mm512_mul_ps(_mm512_cvtepi32_ps(xs), _mm512_mul_ps(mw, xd)));
+            sum[g] = _mm512_add_ps(sum[g], s);
         }
     }
     for (int g = 0; g < NG; g++) {
@@ -299,20 +373,48 @@ INLINE512 void dec_prefetch(const uint8_t *w, size_t rb, int rows, int HINT) {
     }
 }
 
+/* The exact sum of an activation block's 32 codes (xlo, xhi: its halves broadcast), for the min
+ * term of Q4_1/Q5_1. */
+INLINE512 int32_t act_sum32(__m512i xlo, __m512i xhi) {
+    const __m512i one = _mm512_set1_epi8(1);
+    __m128i v = _mm512_castsi512_si128(
+        _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), one, xlo), one, xhi));
+    v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0x4e));
+    v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0xb1));
+    return _mm_cvtsi128_si32(v);
+}
+
+/* An activation block for the decode tile: its halves broadcast to every 128-bit lane, the
+ * accumulators' start (minus the weight offset times its codes, per dword: exact) and, for
+ * Q4_1/Q5_1, the sum of its codes. */
+INLINE512 void dec_act(dtype type, const block_q8_act *xb, __m512i *xlo, __m512i *xhi,
+                       __m512i *noff, float *asum) {
+    const int sh = q32_off_shift(type);
+    const __m512i zero = _mm512_setzero_si512(), woff = _mm512_set1_epi8((char)(1 << (sh & 7)));
+    *xlo = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)xb->qs));
+    *xhi = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(xb->qs + 16)));
+    *noff = zero;
+    if (sh >= 0)
+        *noff = _mm512_sub_epi32(
+            zero, _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, woff, *xlo), woff, *xhi));
+    *asum = q32_min(type) ? (float)act_sum32(*xlo, *xhi) : 0.0f; /* exact */
+}
+
 /* out[t * ldo + i]: activation row t (x + t * nb), weight row i < 4 * NG of w (rows rb bytes
- * apart); the rows pf bytes further on (the next tiles') are prefetched into L2 when pf > 0.
- * PACKED (NG = 4 only): w is instead a group of 16 rows in mm_q4_0_repack's layout, one stream
- * of 288-byte block groups that need no inserts and no gather (rb and pf unused). */
-INLINE512 void tile_vnni_dec(float *out, size_t ldo, const uint8_t *w, size_t rb,
+ * apart), w of a 32-element type (q32_codes4; NG = 2 and 8 only for Q4_0); the rows pf bytes
+ * further on (the next tiles') are prefetched into L2 when pf > 0.
+ * PACKED (Q4_0, NG = 4 only): w is instead a group of 16 rows in mm_q4_0_repack's layout, one
+ * stream of 288-byte block groups that need no inserts and no gather (rb and pf unused). */
+INLINE512 void tile_vnni_dec(dtype type, float *out, size_t ldo, const uint8_t *w, size_t rb,
                              const block_q8_act *x, int nb, size_t pf, int NT, int NG, int HINT,
                              bool PACKED) {
-    const size_t bb = sizeof(block_q4_0);
+    const size_t bb = q32_bytes(type);
     const __m512i gidx = _mm512_mullo_epi32(
         _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15),
         _mm512_set1_epi32((int)rb));
     const __m256i gidx8 =
         _mm256_mullo_epi32(_mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7), _mm256_set1_epi32((int)rb));
-    const __m512i low4 = _mm512_set1_epi8(0x0f), woff = _mm512_set1_epi8(8);
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
     __m512 sum[MM_DEC_T_MAX][2];
     __m256 sum8[MM_DEC_T_MAX];
 #pragma GCC unroll 3
@@ -330,34 +432,27 @@ INLINE512 void tile_vnni_dec(float *out, size_t ldo, const uint8_t *w, size_t rb
         if (!PACKED && pf && (b & 1) == 0) dec_prefetch(wb + pf, rb, 4 * NG, HINT);
         __m512i xlo[MM_DEC_T_MAX], xhi[MM_DEC_T_MAX], noff[MM_DEC_T_MAX];
         __m512i acc[MM_DEC_T_MAX][8];
-        const __m512i zero = _mm512_setzero_si512();
+        float asum[MM_DEC_T_MAX];
 #pragma GCC unroll 3
-        for (int t = 0; t < NT; t++) {
-            const block_q8_act *xb = &x[(size_t)t * nb + b];
-            xlo[t] = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)xb->qs));
-            xhi[t] = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(xb->qs + 16)));
-            noff[t] = _mm512_sub_epi32(
-                zero, _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, woff, xlo[t]), woff, xhi[t]));
-        }
+        for (int t = 0; t < NT; t++)
+            dec_act(type, &x[(size_t)t * nb + b], &xlo[t], &xhi[t], &noff[t], &asum[t]);
 #pragma GCC unroll 8
         for (int g = 0; g < NG; g++) {
-            const uint8_t *r = wb + (size_t)4 * g * rb + 2;
-            __m512i z;
+            const uint8_t *r = wb + (size_t)4 * g * rb;
+            __m512i lo, hi;
             if (PACKED) {
-                z = _mm512_loadu_si512(wb + 32 + 64 * g);
+                const __m512i z = _mm512_loadu_si512(wb + 32 + 64 * g);
+                lo = _mm512_and_si512(z, low4);
+                hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), low4);
             } else {
-                z = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)r));
-                z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(r + rb)), 1);
-                z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(r + 2 * rb)), 2);
-                z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(r + 3 * rb)), 3);
+                const uint8_t *const blk[4] = {r, r + rb, r + 2 * rb, r + 3 * rb};
+                q32_codes4(type, blk, &lo, &hi);
             }
-            __m512i lo = _mm512_and_si512(z, low4);
-            __m512i hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), low4);
 #pragma GCC unroll 3
             for (int t = 0; t < NT; t++)
                 acc[t][g] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(noff[t], lo, xlo[t]), hi, xhi[t]);
         }
-        if (NG == 2) {
+        if (NG == 2) { /* Q4_0 only */
             /* the 8 weight scales (F16 in the low half of the gathered dwords), exact to F32 */
             __m256 dw = _mm256_cvtph_ps(
                 _mm256_cvtepi32_epi16(_mm256_i32gather_epi32((const int *)wb, gidx8, 1)));
@@ -371,15 +466,24 @@ INLINE512 void tile_vnni_dec(float *out, size_t ldo, const uint8_t *w, size_t rb
         }
 #pragma GCC unroll 2
         for (int h = 0; h < NG / 4; h++) {
-            /* the 16 weight scales of rows 16h .. 16h + 15 (PACKED: stored in lane order) */
+            /* the 16 weight scales of rows 16h .. 16h + 15 (PACKED: stored in lane order); the
+             * gathered dwords hold d in their low half and, for Q4_1/Q5_1, m in the high one */
+            __m512i dm = _mm512_setzero_si512();
+            if (!PACKED) dm = _mm512_i32gather_epi32(gidx, wb + (size_t)16 * h * rb, 1);
             __m512 dw = PACKED ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)wb))
-                               : _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(
-                                     gidx, wb + (size_t)16 * h * rb, 1)));
+                               : _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
+            __m512 mw = _mm512_setzero_ps();
+            if (q32_min(type))
+                mw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)));
 #pragma GCC unroll 3
             for (int t = 0; t < NT; t++) {
-                __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(x[(size_t)t * nb + b].d));
+                const __m512 xd = _mm512_set1_ps(x[(size_t)t * nb + b].d);
                 __m512 isum = _mm512_cvtepi32_ps(dec_sums16(acc[t] + 4 * h)); /* exact */
-                sum[t][h] = _mm512_add_ps(sum[t][h], _mm512_mul_ps(isum, scale));
+                __m512 s = _mm512_mul_ps(isum, _mm512_mul_ps(dw, xd));
+                if (q32_min(type))
+                    s = _mm512_add_ps(
+                        s, _mm512_mul_ps(_mm512_set1_ps(asum[t]), _mm512_mul_ps(mw, xd)));
+                sum[t][h] = _mm512_add_ps(sum[t][h], s);
             }
         }
     }
@@ -401,16 +505,16 @@ INLINE512 void tile_vnni_dec(float *out, size_t ldo, const uint8_t *w, size_t rb
 }
 
 /* Rows [r, r1) in tiles of 4 * NG rows; returns the first row not done. */
-INLINE512 int rows_vnni_dec(float *out, const block_q8_act *xq, const uint8_t *base, size_t rb,
-                            size_t ldo, int nb, int T, int r, int r1, int pf_tiles, int NG,
-                            int HINT) {
+INLINE512 int rows_vnni_dec(dtype type, float *out, const block_q8_act *xq, const uint8_t *base,
+                            size_t rb, size_t ldo, int nb, int T, int r, int r1, int pf_tiles,
+                            int NG, int HINT) {
     const int rows = 4 * NG;
     const size_t pf = (size_t)pf_tiles * rows * rb;
     for (; r + rows <= r1; r += rows) {
         const uint8_t *wr = base + (size_t)r * rb;
-        if (T == 1) tile_vnni_dec(out + r, ldo, wr, rb, xq, nb, pf, 1, NG, HINT, false);
-        else if (T == 2) tile_vnni_dec(out + r, ldo, wr, rb, xq, nb, pf, 2, NG, HINT, false);
-        else tile_vnni_dec(out + r, ldo, wr, rb, xq, nb, pf, 3, NG, HINT, false);
+        if (T == 1) tile_vnni_dec(type, out + r, ldo, wr, rb, xq, nb, pf, 1, NG, HINT, false);
+        else if (T == 2) tile_vnni_dec(type, out + r, ldo, wr, rb, xq, nb, pf, 2, NG, HINT, false);
+        else tile_vnni_dec(type, out + r, ldo, wr, rb, xq, nb, pf, 3, NG, HINT, false);
     }
     return r;
 }
@@ -428,9 +532,9 @@ TARGET512 void x86_rows_q4_0_vnni_dec(float *out, const block_q8_act *xq, const 
             for (int g = g0; g < g1; g++) {
                 const uint8_t *wg = (const uint8_t *)w->packed + (size_t)g * nb * Q4_0_PACK_BYTES;
                 float *o = out + 16 * g;
-                if (T == 1) tile_vnni_dec(o, ldo, wg, 0, xq, nb, 0, 1, 4, 0, true);
-                else if (T == 2) tile_vnni_dec(o, ldo, wg, 0, xq, nb, 0, 2, 4, 0, true);
-                else tile_vnni_dec(o, ldo, wg, 0, xq, nb, 0, 3, 4, 0, true);
+                if (T == 1) tile_vnni_dec(DT_Q4_0, o, ldo, wg, 0, xq, nb, 0, 1, 4, 0, true);
+                else if (T == 2) tile_vnni_dec(DT_Q4_0, o, ldo, wg, 0, xq, nb, 0, 2, 4, 0, true);
+                else tile_vnni_dec(DT_Q4_0, o, ldo, wg, 0, xq, nb, 0, 3, 4, 0, true);
             }
             r = 16 * g1;
             if (r < r1) x86_rows_q4_0_avx2(out, xq, w, T, r, r1);
@@ -440,16 +544,43 @@ TARGET512 void x86_rows_q4_0_vnni_dec(float *out, const block_q8_act *xq, const 
     /* 3 activation rows on 32 weight rows would need 24 accumulators: T >= 2 takes 16-row tiles;
      * the rows past the last 32-row tile go through 16-row ones, then all through AVX2 tiles */
     if (tile.rows == 32 && T == 1)
-        r = rows_vnni_dec(out, xq, w->data, rb, ldo, nb, T, r, r1, tile.pf_tiles, 8, 0);
+        r = rows_vnni_dec(DT_Q4_0, out, xq, w->data, rb, ldo, nb, T, r, r1, tile.pf_tiles, 8, 0);
     if (tile.rows == 8)
-        r = rows_vnni_dec(out, xq, w->data, rb, ldo, nb, T, r, r1, tile.pf_tiles, 2, 0);
+        r = rows_vnni_dec(DT_Q4_0, out, xq, w->data, rb, ldo, nb, T, r, r1, tile.pf_tiles, 2, 0);
     else if (tile.hint == 1)
-        r = rows_vnni_dec(out, xq, w->data, rb, ldo, nb, T, r, r1, tile.pf_tiles, 4, 1);
+        r = rows_vnni_dec(DT_Q4_0, out, xq, w->data, rb, ldo, nb, T, r, r1, tile.pf_tiles, 4, 1);
     else if (tile.hint == 2)
-        r = rows_vnni_dec(out, xq, w->data, rb, ldo, nb, T, r, r1, tile.pf_tiles, 4, 2);
+        r = rows_vnni_dec(DT_Q4_0, out, xq, w->data, rb, ldo, nb, T, r, r1, tile.pf_tiles, 4, 2);
     else
-        r = rows_vnni_dec(out, xq, w->data, rb, ldo, nb, T, r, r1, tile.pf_tiles, 4, 0);
+        r = rows_vnni_dec(DT_Q4_0, out, xq, w->data, rb, ldo, nb, T, r, r1, tile.pf_tiles, 4, 0);
     if (r < r1) x86_rows_q4_0_avx2(out, xq, w, T, r, r1);
+}
+
+/* Q4_1, Q5_0, Q5_1 and IQ4_NL decode: the 16-row tiles with the next tile's rows prefetched into
+ * L2 (variant 0's shape, which ran fastest for Q4_0 on both CPUs of the table); the rows past
+ * the last full tile go through the AVX2 passes (x86/quant_avx2_q32.c), the same bits. */
+#define Q32_DEC_FN(name, type)                                                                    \
+    TARGET512 static void name(float *out, const block_q8_act *xq, const tensor *w, int T,        \
+                               int r0, int r1) {                                                  \
+        const int nb = (int)w->ne[0] / QK;                                                        \
+        const size_t rb = dtype_row_bytes(type, w->ne[0]), ldo = (size_t)w->ne[1];                \
+        int r = rows_vnni_dec(type, out, xq, w->data, rb, ldo, nb, T, r0, r1, 1, 4, 0);           \
+        if (r < r1) qdot_rows_avx2_q32(out, xq, w, T, r, r1);                                     \
+    }
+Q32_DEC_FN(rows_q4_1_dec, DT_Q4_1)
+Q32_DEC_FN(rows_q5_0_dec, DT_Q5_0)
+Q32_DEC_FN(rows_q5_1_dec, DT_Q5_1)
+Q32_DEC_FN(rows_iq4_nl_dec, DT_IQ4_NL)
+
+void x86_rows_q32_vnni_dec(float *out, const block_q8_act *xq, const tensor *w, int T, int r0,
+                           int r1) {
+    switch (w->type) {
+    case DT_Q4_1: rows_q4_1_dec(out, xq, w, T, r0, r1); return;
+    case DT_Q5_0: rows_q5_0_dec(out, xq, w, T, r0, r1); return;
+    case DT_Q5_1: rows_q5_1_dec(out, xq, w, T, r0, r1); return;
+    case DT_IQ4_NL: rows_iq4_nl_dec(out, xq, w, T, r0, r1); return;
+    default: return; /* mm_rows_x86 sends only these */
+    }
 }
 
 size_t mm_q4_0_packed_bytes(const tensor *w) {
@@ -652,9 +783,40 @@ TARGET512 void x86_rows_q4_0_vnni(float *out, const q8_act_x4 *xr, const tensor 
     rows_vnni(DT_Q4_0, out, xr, w, T, r0, r1);
 }
 
+TARGET512 static void rows_q4_1_vnni(float *out, const q8_act_x4 *xr, const tensor *w, int T,
+                                     int r0, int r1) {
+    rows_vnni(DT_Q4_1, out, xr, w, T, r0, r1);
+}
+TARGET512 static void rows_q5_0_vnni(float *out, const q8_act_x4 *xr, const tensor *w, int T,
+                                     int r0, int r1) {
+    rows_vnni(DT_Q5_0, out, xr, w, T, r0, r1);
+}
+TARGET512 static void rows_q5_1_vnni(float *out, const q8_act_x4 *xr, const tensor *w, int T,
+                                     int r0, int r1) {
+    rows_vnni(DT_Q5_1, out, xr, w, T, r0, r1);
+}
+TARGET512 static void rows_iq4_nl_vnni(float *out, const q8_act_x4 *xr, const tensor *w, int T,
+                                       int r0, int r1) {
+    rows_vnni(DT_IQ4_NL, out, xr, w, T, r0, r1);
+}
+
+void x86_rows_q32_vnni(float *out, const q8_act_x4 *xr, const tensor *w, int T, int r0, int r1) {
+    switch (w->type) {
+    case DT_Q4_1: rows_q4_1_vnni(out, xr, w, T, r0, r1); return;
+    case DT_Q5_0: rows_q5_0_vnni(out, xr, w, T, r0, r1); return;
+    case DT_Q5_1: rows_q5_1_vnni(out, xr, w, T, r0, r1); return;
+    case DT_IQ4_NL: rows_iq4_nl_vnni(out, xr, w, T, r0, r1); return;
+    default: return; /* mm_rows_x86 sends only these */
+    }
+}
+
 #else /* not x86 */
 
 bool mm_avx512_supported(void) { return false; }
+bool mm_q32_vnni(dtype t) {
+    (void)t;
+    return false;
+}
 void mm_avx512_allow(bool on) { (void)on; }
 int mm_dec_tile_default(void) { return 0; }
 void mm_set_float_kc(int kc) { (void)kc; }

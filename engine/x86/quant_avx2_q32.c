@@ -3,7 +3,8 @@
  * activation row) pairs: 8 weight rows against one activation row (decode), 4 against 2 or 4
  * (prefill). Each weight block is decoded once per pass, each 8 exact integer sums share one
  * reduction tree, and the twin's float steps per block run in lanes, one per pair, in its
- * order: the same bits. Never allocates. */
+ * order: the same bits. With AVX-512 VNNI, x86/avx512.c's tiles take these types instead and
+ * send here only the rows past their last 16-row decode tile. Never allocates. */
 #include "quant_avx2.h"
 
 #include "x86.h"

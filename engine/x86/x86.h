@@ -27,6 +27,10 @@ bool mm_avx2_supported(void);
  * (decode) uses VNNI tiles of 16 weight rows on xq as it is. The results are the AVX2 kernels'
  * bits. */
 bool mm_avx512_supported(void);
+/* True when mm_avx512_supported() and t is Q4_1, Q5_0, Q5_1 or IQ4_NL: then mm_rows_x86 takes t
+ * as it takes Q4_0 (the VNNI decode tiles up to MM_DEC_T_MAX activation rows, else the VNNI
+ * tiles on xr), with the bits of their scalar twins (quant_dot.c). */
+bool mm_q32_vnni(dtype t);
 /* Q4_0 with up to this many activation rows (decode, small batched steps) runs the VNNI decode
  * tiles on xq when mm_avx512_supported(), and needs no repacked xr. */
 #define MM_DEC_T_MAX 3
@@ -83,7 +87,8 @@ typedef struct q8_act_x4 {
 void mm_repack_x4(q8_act_x4 *xr, const block_q8_act *xq, int T, int t0, int nb);
 
 /* out (T, n_out), columns [r0, r1) only: out[t][r] = dot(w row r, x row t), w->ne = {n_in,
- * n_out}. x (T, n_in) F32 for F32/F16/BF16 weights; xq (T, n_in / QK) for Q8_0/Q4_0, and xr
+ * n_out}. x (T, n_in) F32 for F32/F16/BF16 weights; xq (T, n_in / QK) for Q8_0/Q4_0 (and the
+ * types of mm_q32_vnni), and xr
  * (ceil(T / 4), n_in / QK) the same through mm_repack_x4 or NULL. With xr the VNNI kernels run
  * (give it only when mm_avx512_supported()), else the AVX2 ones (but Q4_0 with T <=
  * MM_DEC_T_MAX runs the VNNI decode tiles when mm_avx512_supported(), whatever xr is);

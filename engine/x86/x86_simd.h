@@ -201,6 +201,10 @@ void x86_rows_q4_0_vnni(float *out, const q8_act_x4 *xr, const tensor *w, int T,
 /* Q4_0 decode, T <= MM_DEC_T_MAX, on xq as it is: */
 void x86_rows_q4_0_vnni_dec(float *out, const block_q8_act *xq, const tensor *w, int T, int r0,
                             int r1);
+/* The same two for Q4_1, Q5_0, Q5_1 and IQ4_NL (mm_q32_vnni says when): */
+void x86_rows_q32_vnni(float *out, const q8_act_x4 *xr, const tensor *w, int T, int r0, int r1);
+void x86_rows_q32_vnni_dec(float *out, const block_q8_act *xq, const tensor *w, int T, int r0,
+                           int r1);
 
 /* avx2.c's Q4_0 tiles, which also take the columns past the VNNI decode tiles' last full 16. */
 void x86_rows_q4_0_avx2(float *out, const block_q8_act *xq, const tensor *w, int T, int r0,
