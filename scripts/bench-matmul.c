@@ -7,7 +7,8 @@
  * build:
  *   cc -O2 -std=c17 -Iengine scripts/bench-matmul.c build/libengine.a -lm -lpthread -o /tmp/bm
  *   /tmp/bm TYPE [T [AVX512 [R [TILE [COPIES]]]]]
- * (TYPE q4_0, q8_0, q2_K .. q6_K, iq4_xs, f16, f32 or bf16; AVX512 0 turns it off) */
+ * (TYPE q4_0, q4_1, q5_0, q5_1, iq4_nl, q8_0, q2_K .. q6_K, iq4_xs, f16, f32 or bf16;
+ * AVX512 0 turns it off) */
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
 #include "matmul.h"
@@ -58,16 +59,17 @@ static double cpu_seconds(void) {
 }
 
 int main(int argc, char **argv) {
-    const char *names[] = {"q4_0", "q8_0", "q2_K", "q3_K", "q4_K", "q5_K",
-                           "q6_K", "iq4_xs", "f16", "f32", "bf16"};
-    const dtype types[] = {DT_Q4_0, DT_Q8_0, DT_Q2_K, DT_Q3_K, DT_Q4_K, DT_Q5_K,
-                           DT_Q6_K, DT_IQ4_XS, DT_F16, DT_F32, DT_BF16};
+    const char *names[] = {"q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl", "q8_0", "q2_K", "q3_K",
+                           "q4_K", "q5_K", "q6_K", "iq4_xs", "f16", "f32", "bf16"};
+    const dtype types[] = {DT_Q4_0, DT_Q4_1, DT_Q5_0, DT_Q5_1, DT_IQ4_NL, DT_Q8_0, DT_Q2_K,
+                           DT_Q3_K, DT_Q4_K, DT_Q5_K, DT_Q6_K, DT_IQ4_XS, DT_F16, DT_F32, DT_BF16};
     int ti = -1;
     for (int i = 0; argc > 1 && i < (int)(sizeof names / sizeof *names); i++)
         if (strcmp(argv[1], names[i]) == 0) ti = i;
     if (ti < 0) {
         fprintf(stderr,
-                "usage: %s q4_0|q8_0|q2_K..q6_K|iq4_xs|f16|f32|bf16 [T [AVX512 [R [TILE "
+                "usage: %s q4_0|q4_1|q5_0|q5_1|iq4_nl|q8_0|q2_K..q6_K|iq4_xs|f16|f32|bf16 [T "
+                "[AVX512 [R [TILE "
                 "[COPIES]]]]]\n", argv[0]);
         return 2;
     }
