@@ -446,8 +446,8 @@ static void attention_block512(float *const *out, const float *const *q, int nq,
         const char *v0 = kv_v_head(kv, layer, kv_head, t0);
         const float *kf = (const float *)k0, *vf = (const float *)v0;
         if (kv->type == KV_F16) {
-            attn_f16_rows_avx2(kbuf, (const uint16_t *)k0, (size_t)head_dim, ATTN_KB, head_dim);
-            attn_f16_rows_avx2(vbuf, (const uint16_t *)v0, (size_t)head_dim, ATTN_KB, head_dim);
+            attn_f16_to_f32_avx512(kbuf, (const uint16_t *)k0, ATTN_KB * head_dim);
+            attn_f16_to_f32_avx512(vbuf, (const uint16_t *)v0, ATTN_KB * head_dim);
             kf = kbuf, vf = vbuf;
         } else if (kv->type == KV_Q8_0) {
             kv_dequant_q8_0(kbuf, k0, head_bytes, ATTN_KB, head_dim, true);

@@ -7,8 +7,6 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include "attention_x86.h"
 
-#include <stdint.h>
-
 /* s[j] (lanes: rows) = sum over i in order of qt[i] * k[j][i]: 8 add chains in flight. */
 INLINE512 void scores_rows8(__m256 s[8], const float *qt, const float *k, int head_dim) {
     for (int j = 0; j < 8; j++)
@@ -102,12 +100,21 @@ TARGET512 void attn_block8_avx512(float *const *out, int nr, const float *qt, fl
     }
 }
 
+TARGET512 void attn_f16_to_f32_avx512(float *out, const uint16_t *h, int n) {
+    for (int i = 0; i < n; i += 16)
+        _mm512_storeu_ps(out + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h + i))));
+}
+
 #else /* not x86: forward.c runs its scalar loops */
 
 void attn_block8_avx512(float *const *out, int nr, const float *qt, float max[8], float sumt[64],
                         const float *k, const float *v, int head_dim, float scale) {
     (void)out, (void)nr, (void)qt, (void)max, (void)sumt, (void)k, (void)v, (void)head_dim;
     (void)scale;
+}
+
+void attn_f16_to_f32_avx512(float *out, const uint16_t *h, int n) {
+    (void)out, (void)h, (void)n;
 }
 
 #endif

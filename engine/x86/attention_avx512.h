@@ -6,6 +6,8 @@
 #ifndef LS_X86_ATTENTION_AVX512_H
 #define LS_X86_ATTENTION_AVX512_H
 
+#include <stdint.h>
+
 #define ATTN512_MAX_HEAD_DIM 128
 
 /* One block of 8 positions, keys k and values v (8, head_dim) as F32, for nr (1..8) query rows
@@ -17,5 +19,9 @@
  * head_dim a multiple of 16, at most ATTN512_MAX_HEAD_DIM. */
 void attn_block8_avx512(float *const *out, int nr, const float *qt, float max[8], float sumt[64],
                         const float *k, const float *v, int head_dim, float scale);
+
+/* out (n) = the n halves at h as F32 (exact), n a multiple of 16: a block's contiguous keys or
+ * values at once. */
+void attn_f16_to_f32_avx512(float *out, const uint16_t *h, int n);
 
 #endif
