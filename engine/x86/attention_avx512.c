@@ -56,9 +56,9 @@ INLINE512 void values_group(float *const *out, int r0, int NR, int resc, const f
         values_rows(out, r0, NR, 1, resc, shrink, w, v, head_dim, c0);
 }
 
-TARGET512 void attn_block8_avx512(float *const *out, int nr, const float *qt, float max[8],
-                                  float sumt[64], const float *k, const float *v, int head_dim,
-                                  float scale) {
+/* attn_block8_avx512's body, inlined once per head_dim the models use (see there). */
+INLINE512 void block8(float *const *out, int nr, const float *qt, float max[8], float sumt[64],
+                      const float *k, const float *v, int head_dim, float scale) {
     __m256 s[8], sm[8];
     scores_rows8(s, qt, k, head_dim);
     /* attn_softmax8, row r in lane r: the same operations on each lane */
@@ -103,6 +103,19 @@ TARGET512 void attn_block8_avx512(float *const *out, int nr, const float *qt, fl
 TARGET512 void attn_f16_to_f32_avx512(float *out, const uint16_t *h, int n) {
     for (int i = 0; i < n; i += 16)
         _mm512_storeu_ps(out + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h + i))));
+}
+
+TARGET512 void attn_block8_avx512(float *const *out, int nr, const float *qt, float max[8],
+                                  float sumt[64], const float *k, const float *v, int head_dim,
+                                  float scale) {
+    /* a constant head_dim lets the scores address the 8 key rows from one base register (a
+     * variable one took 8 pointers, more than the free registers) and unroll the loops */
+    if (head_dim == 64)
+        block8(out, nr, qt, max, sumt, k, v, 64, scale);
+    else if (head_dim == 128)
+        block8(out, nr, qt, max, sumt, k, v, 128, scale);
+    else
+        block8(out, nr, qt, max, sumt, k, v, head_dim, scale);
 }
 
 #else /* not x86: forward.c runs its scalar loops */
