@@ -626,7 +626,7 @@ static void check_kernels(void) {
     int abad = 0, a_cmp = 0;
     enum { CTX = 160 }; /* cache positions: pos0 + (nq - 1) / rep < CTX */
     /* head dims off the vector widths, and (multiples of 16 up to 128) the AVX-512 path's */
-    static const int hds[] = {4, 20, 36, 72, 48, 80}, hds_q8[] = {32, 64, 96, 128, 160, 256};
+    static const int hds[] = {4, 20, 36, 72, 48, 80}, hds_q8[] = {32, 64, 96, 128, 160, 192};
     /* mode 0: scalar; 1: the AVX2 helpers; 2: the AVX-512 block (where the CPU has it) */
     for (int mode = 0; mode < 3; mode++) {
         mm_force_scalar(mode == 0);
@@ -642,7 +642,7 @@ static void check_kernels(void) {
                     continue;
                 }
                 int kv_dim = kv->kv_dim;
-                static float kr[3 * 256], vr[3 * 256];
+                static float kr[3 * 192], vr[3 * 192];
                 for (int l = 0; l < 2 && type == KV_Q8_0; l++)
                     for (int t = 0; t < CTX; t++) {
                         for (int i = 0; i < kv_dim; i++) kr[i] = 2 * frand(), vr[i] = frand();
