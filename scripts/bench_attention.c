@@ -2,9 +2,8 @@
  * attention_rows for one decode item of the TinyLlama shape (8 query heads of one kv head, head
  * dim 64) over N cached positions of a random F16 (or F32, Q8_0) cache, one thread, every kv
  * head of L layers in turn (L = 22, as TinyLlama: the cache then streams from DRAM), and prints
- * ns per call, cycles per 8-position block at the given clock, and GMAC/s (QK and PV). The
- * minimum over the repetitions is kept, since a loaded host only ever adds time. Not built by
- * meson:
+ * us per item, ns per 8-position block and GMAC/s (QK and PV). The minimum over the repetitions
+ * is kept, since a loaded host only ever adds time. Not built by meson:
  *   gcc -O2 -std=gnu17 -Iengine scripts/bench_attention.c build/libengine.a -lm -lpthread \
  *       -lpcre2-8 -o /tmp/bench_attention && /tmp/bench_attention [N] [REPS] [f32|f16|q8_0] [L]
  * Environment: LS_AVX512=0 runs the AVX2 helpers, LS_SCALAR=1 the scalar loops. */
@@ -80,10 +79,10 @@ int main(int argc, char **argv) {
         double dt = (now() - t0) / (NKV * n_layers);
         if (dt < best) best = dt;
     }
-    const double macs = 2.0 * NH * n * HD, ghz = 2.6;
-    printf("%s n=%d L=%d: %.1f us per item, %.0f cycles per 8-position block at %.1f GHz, %.2f "
-           "GMAC/s (out[0] %.6g)\n",
-           ty, n, n_layers, best * 1e6, best * ghz * 1e9 / (n / 8.0), ghz, macs / best * 1e-9,
+    const double macs = 2.0 * NH * n * HD;
+    printf("%s n=%d L=%d: %.1f us per item, %.1f ns per 8-position block, %.2f GMAC/s (out[0] "
+           "%.6g)\n",
+           ty, n, n_layers, best * 1e6, best * 1e9 / (n / 8.0), macs / best * 1e-9,
            (double)out[0]);
     kv_free(kv);
     return 0;
