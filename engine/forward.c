@@ -391,26 +391,9 @@ static void rope_heads(float *x, const float *cs, int head_dim, int rope_dim, in
     }
 }
 
-/* Attention of nq query rows of one sequence and one kv head at positions pos0 + (r / rep) *
- * step (row r sees positions 0 .. its own): step 1 for consecutive prompt rows, rep of them
- * (the kv head's query heads, or 1) at each position; step 0 for the query heads of one kv head
- * at one position (a decode row). Blockwise: each block
- * of ATTN_KB cached keys and values is used by every query row of the block while it is in L1;
- * with the SIMD helpers a full block's keys are laid out transposed once (attn_keys8_t_avx2)
- * and scored for all its rows, an F16 or Q8_0 block's values converted to F32 once when several
- * rows share them, and each row takes the block's values in one pass over its output
- * (attn_accum8_avx2). Each row keeps its own softmax state and goes through attention_head's
- * blocks of 8 positions with its float operations (attn_softmax8 or its SIMD twin), so every
- * row's result is bit-identical to attention_head's, whatever nq. nq <= ATTN_QMAX. Longer than
- * 100 lines: the block loop's SIMD and scalar paths share their softmax state and read best in
- * one place. */
-#define ATTN_KB 8
+#define ATTN_KB 8    /* positions per block of the online softmax */
 #define ATTN_QB 8    /* prompt rows per prefill block (group_rows); heads per decode call */
 #define ATTN_QMAX 32 /* rows one attention_block call can take (rows x heads in prefill) */
-/* No software prefetch: a kv head's keys and values are each one contiguous stream (kv_cache.h),
- * which the hardware prefetchers follow; prefetching 4 blocks ahead, useful when the slices
- * were 128 bytes every 512, made decode at 4k slower (11.4 against 12.1 tok/s, TinyLlama shape,
- * F16 cache, docs/PERFORMANCE.md). */
 /* The AVX-512 phase of attention_block (its arguments, and its state max, sum, out as it sets
  * them up): for each group of 8 consecutive query rows with at least 4 of them, the full blocks
  * of 8 positions from position 0 that every row of the group sees go through
@@ -466,6 +449,26 @@ static void attention_block512(float *const *out, const float *const *q, int nq,
         }
 }
 
+/* Attention of nq query rows of one sequence and one kv head at positions pos0 + (r / rep) *
+ * step (row r sees positions 0 .. its own): step 1 for consecutive prompt rows, rep of them
+ * (the kv head's query heads, or 1) at each position; step 0 for the query heads of one kv head
+ * at one position (a decode row). Blockwise: each block
+ * of ATTN_KB cached keys and values is used by every query row of the block while it is in L1;
+ * with the SIMD helpers a full block's keys are laid out transposed once (attn_keys8_t_avx2)
+ * and scored for all its rows, an F16 or Q8_0 block's values converted to F32 once when several
+ * rows share them, and each row takes the block's values in one pass over its output
+ * (attn_accum8_avx2); with AVX-512, attention_block512 first takes each group of 4-8 rows
+ * over the full blocks all its rows see, the rows in lanes. Each row keeps its own softmax
+ * state and goes through attention_head's blocks of 8 positions with its float operations
+ * (attn_softmax8 or its SIMD twins), so every row's result is bit-identical to
+ * attention_head's, whatever nq and whichever path. nq <= ATTN_QMAX. Longer than
+ * 100 lines: the block loop's SIMD and scalar paths share their softmax state and read best in
+ * one place. */
+/* No software prefetch: a kv head's keys and values are each one contiguous stream (kv_cache.h),
+ * which the hardware prefetchers follow; prefetching 4 blocks ahead, useful when the slices
+ * were 128 bytes every 512, made decode at 4k slower (11.4 against 12.1 tok/s, TinyLlama shape,
+ * F16 cache, docs/PERFORMANCE.md); in attention_block512, 2-16 blocks ahead gave nothing this
+ * host could measure. */
 static void attention_block(float *const *out /* nq x (head_dim) */,
                             const float *const *q /* nq x (head_dim) */, int nq,
                             const kv_cache *kv, int layer, int kv_head, int pos0, int step,
