@@ -6,6 +6,7 @@
 #include "forward.h"
 #include "common.h"
 #include "x86/attention_avx2.h"
+#include "x86/attention_avx512.h"
 #include "x86/x86.h"
 
 #include <assert.h>
@@ -390,6 +391,64 @@ static void rope_heads(float *x, const float *cs, int head_dim, int rope_dim, in
     }
 }
 
+#define ATTN_KB 8    /* positions per block of the online softmax */
+#define ATTN_QB 8    /* prompt rows per prefill block (group_rows); heads per decode call */
+#define ATTN_QMAX 32 /* rows one attention_block call can take (rows x heads in prefill) */
+/* The AVX-512 phase of attention_block (its arguments, and its state max, sum, out as it sets
+ * them up): for each group of 8 consecutive query rows with at least 4 of them, the full blocks
+ * of 8 positions from position 0 that every row of the group sees go through
+ * attn_block8_avx512 (the rows in lanes, for the scores and the softmax step), each block's keys
+ * and values converted to F32 once (into kbuf, vbuf: (ATTN_KB, head_dim)) for all the groups.
+ * done[g] = the positions group g took (a multiple of ATTN_KB; 0 for a group of fewer than 4
+ * rows); each row's max, sum and out are then what attention_block's loop leaves after those
+ * blocks, so that it goes on from there. */
+static void attention_block512(float *const *out, const float *const *q, int nq,
+                               const kv_cache *kv, int layer, int kv_head, int pos0, int step,
+                               int rep, int head_dim, float *max, float (*sum)[ATTN_KB],
+                               int *done, float *kbuf, float *vbuf) {
+    enum { NG = ATTN_QMAX / 8 };
+    const float scale = 1.0f / sqrtf((float)head_dim);
+    const size_t head_bytes = kv_row_bytes(kv->type, head_dim);
+    /* group g: its rows as lanes (head_dim, 8), its maxima and its sums (sumt layout) */
+    float qt[NG][ATTN512_MAX_HEAD_DIM * 8], mx[NG][8], st[NG][ATTN_KB * 8];
+    int t_end = 0;
+    for (int g = 0; g < (nq + 7) / 8; g++) {
+        const int r0 = 8 * g, nr = nq - r0 < 8 ? nq - r0 : 8;
+        const int last = pos0 + r0 / rep * step; /* the position of the group's first row */
+        done[g] = nr >= 4 ? (last + 1) / ATTN_KB * ATTN_KB : 0;
+        if (!done[g]) continue;
+        t_end = done[g] > t_end ? done[g] : t_end;
+        for (int r = 0; r < 8; r++) {
+            for (int i = 0; i < head_dim; i++) qt[g][i * 8 + r] = r < nr ? q[r0 + r][i] : 0.0f;
+            mx[g][r] = r < nr ? max[r0 + r] : -INFINITY;
+            for (int j = 0; j < ATTN_KB; j++) st[g][j * 8 + r] = r < nr ? sum[r0 + r][j] : 0.0f;
+        }
+    }
+    for (int t0 = 0; t0 < t_end; t0 += ATTN_KB) {
+        const char *k0 = kv_k_head(kv, layer, kv_head, t0);
+        const char *v0 = kv_v_head(kv, layer, kv_head, t0);
+        const float *kf = (const float *)k0, *vf = (const float *)v0;
+        if (kv->type == KV_F16) {
+            attn_f16_to_f32_avx512(kbuf, (const uint16_t *)k0, ATTN_KB * head_dim);
+            attn_f16_to_f32_avx512(vbuf, (const uint16_t *)v0, ATTN_KB * head_dim);
+            kf = kbuf, vf = vbuf;
+        } else if (kv->type == KV_Q8_0) {
+            kv_dequant_q8_0(kbuf, k0, head_bytes, ATTN_KB, head_dim, true);
+            kv_dequant_q8_0(vbuf, v0, head_bytes, ATTN_KB, head_dim, true);
+            kf = kbuf, vf = vbuf;
+        }
+        for (int g = 0; g < (nq + 7) / 8; g++)
+            if (t0 < done[g])
+                attn_block8_avx512(out + 8 * g, nq - 8 * g < 8 ? nq - 8 * g : 8, qt[g], mx[g],
+                                   st[g], kf, vf, head_dim, scale);
+    }
+    for (int g = 0; g < (nq + 7) / 8; g++)
+        for (int r = 0; done[g] && r < 8 && 8 * g + r < nq; r++) {
+            max[8 * g + r] = mx[g][r];
+            for (int j = 0; j < ATTN_KB; j++) sum[8 * g + r][j] = st[g][j * 8 + r];
+        }
+}
+
 /* Attention of nq query rows of one sequence and one kv head at positions pos0 + (r / rep) *
  * step (row r sees positions 0 .. its own): step 1 for consecutive prompt rows, rep of them
  * (the kv head's query heads, or 1) at each position; step 0 for the query heads of one kv head
@@ -398,18 +457,18 @@ static void rope_heads(float *x, const float *cs, int head_dim, int rope_dim, in
  * with the SIMD helpers a full block's keys are laid out transposed once (attn_keys8_t_avx2)
  * and scored for all its rows, an F16 or Q8_0 block's values converted to F32 once when several
  * rows share them, and each row takes the block's values in one pass over its output
- * (attn_accum8_avx2). Each row keeps its own softmax state and goes through attention_head's
- * blocks of 8 positions with its float operations (attn_softmax8 or its SIMD twin), so every
- * row's result is bit-identical to attention_head's, whatever nq. nq <= ATTN_QMAX. Longer than
+ * (attn_accum8_avx2); with AVX-512, attention_block512 first takes each group of 4-8 rows
+ * over the full blocks all its rows see, the rows in lanes. Each row keeps its own softmax
+ * state and goes through attention_head's blocks of 8 positions with its float operations
+ * (attn_softmax8 or its SIMD twins), so every row's result is bit-identical to
+ * attention_head's, whatever nq and whichever path. nq <= ATTN_QMAX. Longer than
  * 100 lines: the block loop's SIMD and scalar paths share their softmax state and read best in
  * one place. */
-#define ATTN_KB 8
-#define ATTN_QB 8    /* prompt rows per prefill block (group_rows); heads per decode call */
-#define ATTN_QMAX 32 /* rows one attention_block call can take (rows x heads in prefill) */
 /* No software prefetch: a kv head's keys and values are each one contiguous stream (kv_cache.h),
  * which the hardware prefetchers follow; prefetching 4 blocks ahead, useful when the slices
  * were 128 bytes every 512, made decode at 4k slower (11.4 against 12.1 tok/s, TinyLlama shape,
- * F16 cache, docs/PERFORMANCE.md). */
+ * F16 cache, docs/PERFORMANCE.md); in attention_block512, 2-16 blocks ahead gave nothing this
+ * host could measure. */
 static void attention_block(float *const *out /* nq x (head_dim) */,
                             const float *const *q /* nq x (head_dim) */, int nq,
                             const kv_cache *kv, int layer, int kv_head, int pos0, int step,
@@ -429,7 +488,16 @@ static void attention_block(float *const *out /* nq x (head_dim) */,
         for (int i = 0; i < head_dim; i++) out[r][i] = 0.0f;
     }
     const int n_max = pos0 + (nq - 1) / rep * step + 1;
-    for (int t0 = 0; t0 < n_max; t0 += ATTN_KB) {
+    /* done[r / 8]: the positions row r took in attention_block512 */
+    int done[ATTN_QMAX / 8] = {0}, t_start = 0;
+    if (simd && head_dim % 16 == 0 && head_dim <= ATTN512_MAX_HEAD_DIM &&
+        mm_avx512_supported()) {
+        attention_block512(out, q, nq, kv, layer, kv_head, pos0, step, rep, head_dim, max, sum,
+                           done, kt, vt);
+        t_start = n_max;
+        for (int g = 0; g < (nq + 7) / 8; g++) t_start = done[g] < t_start ? done[g] : t_start;
+    }
+    for (int t0 = t_start; t0 < n_max; t0 += ATTN_KB) {
         const int kbn = n_max - t0 < ATTN_KB ? n_max - t0 : ATTN_KB;
         const char *k0 = kv_k_head(kv, layer, kv_head, t0);
         const char *v0 = kv_v_head(kv, layer, kv_head, t0);
@@ -459,6 +527,7 @@ static void attention_block(float *const *out /* nq x (head_dim) */,
             kf = kt, vf = vt;
         }
         for (int r = r_first; r < nq; r++) {
+            if (t0 < done[r / 8]) continue; /* taken by attention_block512 */
             const float *qr = q[r];
             float *o = out[r], *s = scores + r * ATTN_KB;
             const int last = pos0 + r / rep * step; /* the row's own position */

@@ -40,6 +40,7 @@
 #include "kv_cache.h"
 #include "model.h"
 #include "threadpool.h"
+#include "x86/x86.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -623,23 +624,27 @@ static void check_kernels(void) {
           bad, n_cmp);
 
     int abad = 0, a_cmp = 0;
-    static const int hds[] = {4, 20, 36, 72}, hds_q8[] = {32, 64, 96, 128};
-    for (int simd = 0; simd < 2; simd++) {
-        mm_force_scalar(!simd);
+    enum { CTX = 160 }; /* cache positions: pos0 + (nq - 1) / rep < CTX */
+    /* head dims off the vector widths, and (multiples of 16 up to 128) the AVX-512 path's */
+    static const int hds[] = {4, 20, 36, 72, 48, 80}, hds_q8[] = {32, 64, 96, 128, 160, 192};
+    /* mode 0: scalar; 1: the AVX2 helpers; 2: the AVX-512 block (where the CPU has it) */
+    for (int mode = 0; mode < 3; mode++) {
+        mm_force_scalar(mode == 0);
+        mm_avx512_allow(mode == 2);
         for (int type = 0; type < 3; type++) /* KV_F32, KV_F16, KV_Q8_0 */
-            for (size_t hi = 0; hi < 4; hi++) {
+            for (size_t hi = 0; hi < 6; hi++) {
                 int hd = type == KV_Q8_0 ? hds_q8[hi] : hds[hi];
                 model_config c = {.dim = 3 * hd, .n_layers = 2, .n_heads = 3, .n_kv_heads = 3,
                                   .head_dim = hd, .rope_dim = hd};
-                kv_cache *kv = kv_create(&c, 64, (kv_type)type, err, sizeof err);
+                kv_cache *kv = kv_create(&c, CTX, (kv_type)type, err, sizeof err);
                 if (!kv) {
                     CHECK(0, "kv_create: %s", err);
                     continue;
                 }
                 int kv_dim = kv->kv_dim;
-                static float kr[3 * 128], vr[3 * 128];
+                static float kr[3 * 192], vr[3 * 192];
                 for (int l = 0; l < 2 && type == KV_Q8_0; l++)
-                    for (int t = 0; t < 64; t++) {
+                    for (int t = 0; t < CTX; t++) {
                         for (int i = 0; i < kv_dim; i++) kr[i] = 2 * frand(), vr[i] = frand();
                         for (int h = 0; h < 3; h++) {
                             quantize_row_q8_0(kv_k_head(kv, l, h, t), kr + h * hd, hd);
@@ -647,7 +652,7 @@ static void check_kernels(void) {
                         }
                     }
                 for (int l = 0; l < 2 && type != KV_Q8_0; l++)
-                    for (int t = 0; t < 64; t++)
+                    for (int t = 0; t < CTX; t++)
                         for (int i = 0; i < kv_dim; i++) {
                             float k = 2 * frand(), v = frand();
                             void *kh = kv_k_head(kv, l, i / hd, t);
@@ -661,10 +666,11 @@ static void check_kernels(void) {
                             }
                         }
                 /* rep 1: consecutive rows; 3 and 8: query heads sharing a position, as
-                 * prefill groups them; 40 rows take a second call (32 + 8, 30 + 10) */
-                static const int pos0s[] = {0, 3, 8, 21}, nqs[] = {1, 5, 8, 11, 40};
+                 * prefill groups them; 40 rows take a second call (32 + 8, 30 + 10); 8 rows of
+                 * rep 8 at 117: a decode item of the TinyLlama shape past many blocks */
+                static const int pos0s[] = {0, 3, 8, 21, 117}, nqs[] = {1, 5, 8, 11, 40};
                 static const int reps[] = {1, 3, 8};
-                for (size_t pi = 0; pi < 4; pi++)
+                for (size_t pi = 0; pi < 5; pi++)
                     for (size_t qi = 0; qi < 15; qi++) {
                         int pos0 = pos0s[pi], nq = nqs[qi % 5], rep = reps[qi / 5];
                         int stride = hd + 3;
@@ -681,9 +687,10 @@ static void check_kernels(void) {
             }
     }
     mm_force_scalar(false);
+    mm_avx512_allow(true);
     CHECK(abad == 0, "attention_rows differs from attention_head in %d of %d rows", abad, a_cmp);
-    printf("%-22s fwd_add_rmsnorm, fwd_swiglu (1-3 threads) and blockwise attention (SIMD and "
-           "scalar, KV F32/F16/Q8_0): bit-identical to the scalar twins (%d + %d cases)\n",
+    printf("%-22s fwd_add_rmsnorm, fwd_swiglu (1-3 threads) and blockwise attention (AVX-512, "
+           "AVX2 and scalar, KV F32/F16/Q8_0): bit-identical to the scalar twins (%d + %d cases)\n",
            "kernels", n_cmp, a_cmp);
 }
 

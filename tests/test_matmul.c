@@ -8,6 +8,7 @@
 #include "forward.h"
 #include "matmul.h"
 #include "x86/attention_avx2.h"
+#include "x86/attention_avx512.h"
 #include "x86/quant_avx2.h"
 #include "x86/x86.h"
 
@@ -337,6 +338,63 @@ static void test_attention_softmax(void) {
                      "in %d of %d cases", diff, n_exp + n_soft);
 }
 
+/* attn_block8_avx512 (when the CPU has AVX-512) gives the scalar block step's bits for each of
+ * its 1..8 rows: the scores loop, attn_softmax8, the rescale and the weighted values, over 7
+ * blocks in a row (the first from no state; scores that grow, so that some rows rescale in later
+ * blocks and others not), head_dim 16 to 128 through the 64- and 16-element value chunks. */
+static void test_attention_block512(void) {
+    if (!mm_avx512_supported()) return;
+    enum { MAXD = ATTN512_MAX_HEAD_DIM };
+    static const int hds[] = {16, 48, 64, 80, 128};
+    unsigned s = 5;
+    int diff = 0, n_cmp = 0;
+    for (size_t hi = 0; hi < sizeof hds / sizeof hds[0]; hi++)
+        for (int nr = 1; nr <= 8; nr++) {
+            const int hd = hds[hi];
+            static float q[8][MAXD], qt[MAXD * 8], k[8 * MAXD], v[8 * MAXD];
+            static float out_a[8][MAXD], out_b[8][MAXD];
+            float max_a[8], sumt[64], max_b[8], sum_b[8][8];
+            float *oa[8];
+            for (int r = 0; r < 8; r++) {
+                for (int i = 0; i < hd; i++) {
+                    q[r][i] = r < nr ? 2.0f * frand(&s) : 0.0f;
+                    qt[i * 8 + r] = q[r][i];
+                    out_a[r][i] = out_b[r][i] = 0.0f;
+                }
+                max_a[r] = max_b[r] = -INFINITY;
+                for (int j = 0; j < 8; j++) sumt[j * 8 + r] = sum_b[r][j] = 0.0f;
+                oa[r] = out_a[r];
+            }
+            const float scale = 1.0f / sqrtf((float)hd);
+            for (int blk = 0; blk < 7; blk++) {
+                for (int i = 0; i < 8 * hd; i++) {
+                    k[i] = (1.0f + 0.5f * (float)blk) * frand(&s);
+                    v[i] = frand(&s);
+                }
+                attn_block8_avx512(oa, nr, qt, max_a, sumt, k, v, hd, scale);
+                for (int r = 0; r < nr; r++) {
+                    float sc[8], w[8], shrink;
+                    for (int j = 0; j < 8; j++) {
+                        sc[j] = 0.0f;
+                        for (int i = 0; i < hd; i++) sc[j] += q[r][i] * k[j * hd + i];
+                    }
+                    if (attn_softmax8(w, &shrink, &max_b[r], sum_b[r], sc, scale))
+                        for (int i = 0; i < hd; i++) out_b[r][i] *= shrink;
+                    for (int j = 0; j < 8; j++)
+                        for (int i = 0; i < hd; i++) out_b[r][i] += w[j] * v[j * hd + i];
+                    float sum_a[8];
+                    for (int j = 0; j < 8; j++) sum_a[j] = sumt[j * 8 + r];
+                    diff += memcmp(out_a[r], out_b[r], (size_t)hd * sizeof(float)) != 0 ||
+                            memcmp(sum_a, sum_b[r], sizeof sum_a) != 0 ||
+                            memcmp(&max_a[r], &max_b[r], 4) != 0;
+                    n_cmp++;
+                }
+            }
+        }
+    CHECK(diff == 0, "attn_block8_avx512 differs from the scalar block step in %d of %d rows",
+          diff, n_cmp);
+}
+
 /* The AVX-512 kernels (when the CPU has them) give the AVX2 kernels' bits, every type: the
  * float ones hold two AVX2 pairs per zmm, the quantized ones sum blocks exactly. Shapes cover
  * the K chunks (n_in > 512, packed weights when T > 2), the groups of activation rows (T > 64),
@@ -569,6 +627,7 @@ int main(void) {
     test_quantize_act_K();
     test_attention_helpers();
     test_attention_softmax();
+    test_attention_block512();
     test_avx512_matches_avx2();
     test_dec_tiles();
     test_q4_0_repack();

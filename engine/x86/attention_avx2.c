@@ -9,10 +9,7 @@
 #include <stdint.h>
 
 #if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-
-#define TARGET __attribute__((target("avx2,fma,f16c")))
-#define INLINE static inline __attribute__((always_inline)) TARGET
+#include "attention_x86.h"
 
 /* 8 rows of 8 floats (rows r[0..7], each from element i) stored transposed: kt[c * 8 + j] =
  * r[j][i + c] for c < 8. */
@@ -165,30 +162,6 @@ TARGET void attn_f16_rows_avx2(float *out, const uint16_t *v, size_t stride, int
         for (; i < n; i++)
             o[i] = f16_to_f32(row[i]);
     }
-}
-
-/* attn_exp (forward.c) on 8 lanes, step for step. */
-INLINE __m256 exp8(__m256 x) {
-    const __m256 round = _mm256_set1_ps(ATTN_EXP_ROUND);
-    __m256 xc =
-        _mm256_min_ps(_mm256_set1_ps(ATTN_EXP_HI), _mm256_max_ps(_mm256_set1_ps(ATTN_EXP_LO), x));
-    __m256 t = _mm256_add_ps(_mm256_mul_ps(xc, _mm256_set1_ps(ATTN_EXP_LOG2E)), round);
-    __m256 n = _mm256_sub_ps(t, round);
-    __m256 r = _mm256_sub_ps(xc, _mm256_mul_ps(n, _mm256_set1_ps(ATTN_EXP_LN2_HI)));
-    r = _mm256_sub_ps(r, _mm256_mul_ps(n, _mm256_set1_ps(ATTN_EXP_LN2_LO)));
-    __m256 p = _mm256_set1_ps(ATTN_EXP_C7);
-    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(ATTN_EXP_C6));
-    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(ATTN_EXP_C5));
-    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(ATTN_EXP_C4));
-    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(ATTN_EXP_C3));
-    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(ATTN_EXP_C2));
-    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f));
-    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.0f));
-    __m256i e =
-        _mm256_slli_epi32(_mm256_add_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(127)), 23);
-    __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-    __m256 under = _mm256_cmp_ps(x, _mm256_set1_ps(ATTN_EXP_LO), _CMP_LT_OQ);
-    return _mm256_andnot_ps(under, y);
 }
 
 TARGET void attn_exp8_avx2(float out[8], const float x[8]) {

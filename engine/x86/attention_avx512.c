@@ -1,0 +1,133 @@
+/* x86/attention_avx512: one block of 8 positions for up to 8 query rows of a kv head (see
+ * attention_avx512.h). The rows are the lanes of the scores and of the softmax step, so neither
+ * needs a transposed key block nor a horizontal reduction; the values go in zmm, four rows of 64
+ * elements at a time. Bit-identical to forward.c's scalar loops (tests/test_matmul.c). */
+#include "attention_avx512.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include "attention_x86.h"
+
+/* s[j] (lanes: rows) = sum over i in order of qt[i] * k[j][i]: 8 add chains in flight. */
+INLINE512 void scores_rows8(__m256 s[8], const float *qt, const float *k, int head_dim) {
+    for (int j = 0; j < 8; j++)
+        s[j] = _mm256_setzero_ps();
+    for (int i = 0; i < head_dim; i++) {
+        const __m256 qi = _mm256_loadu_ps(qt + 8 * i);
+        for (int j = 0; j < 8; j++)
+            s[j] = _mm256_add_ps(s[j], _mm256_mul_ps(qi, _mm256_set1_ps(k[j * head_dim + i])));
+    }
+}
+
+/* Rows r0 .. r0 + NR - 1, elements c0 .. c0 + 16 * NZ - 1 of out: the rescale (rows whose bit
+ * is set in resc), then the 8 weighted value rows, each element's operations in the scalar
+ * order; the NR x NZ outputs stay in registers across the 8 rows. */
+INLINE512 void values_rows(float *const *out, int r0, int NR, int NZ, int resc,
+                           const float shrink[8], const float w[64], const float *v, int head_dim,
+                           int c0) {
+    __m512 o[4][4];
+    for (int r = 0; r < NR; r++)
+        for (int z = 0; z < NZ; z++) {
+            o[r][z] = _mm512_loadu_ps(out[r0 + r] + c0 + 16 * z);
+            if (resc >> (r0 + r) & 1)
+                o[r][z] = _mm512_mul_ps(o[r][z], _mm512_set1_ps(shrink[r0 + r]));
+        }
+    for (int j = 0; j < 8; j++) {
+        __m512 x[4];
+        for (int z = 0; z < NZ; z++)
+            x[z] = _mm512_loadu_ps(v + (size_t)j * head_dim + c0 + 16 * z);
+        for (int r = 0; r < NR; r++) {
+            const __m512 wr = _mm512_set1_ps(w[j * 8 + r0 + r]);
+            for (int z = 0; z < NZ; z++)
+                o[r][z] = _mm512_add_ps(o[r][z], _mm512_mul_ps(wr, x[z]));
+        }
+    }
+    for (int r = 0; r < NR; r++)
+        for (int z = 0; z < NZ; z++)
+            _mm512_storeu_ps(out[r0 + r] + c0 + 16 * z, o[r][z]);
+}
+
+/* values_rows over the whole row (64 elements at a time, then 16) with NR a constant. */
+INLINE512 void values_group(float *const *out, int r0, int NR, int resc, const float shrink[8],
+                            const float w[64], const float *v, int head_dim) {
+    int c0 = 0;
+    for (; c0 + 64 <= head_dim; c0 += 64)
+        values_rows(out, r0, NR, 4, resc, shrink, w, v, head_dim, c0);
+    for (; c0 < head_dim; c0 += 16)
+        values_rows(out, r0, NR, 1, resc, shrink, w, v, head_dim, c0);
+}
+
+/* attn_block8_avx512's body, inlined once per head_dim the models use (see there). */
+INLINE512 void block8(float *const *out, int nr, const float *qt, float max[8], float sumt[64],
+                      const float *k, const float *v, int head_dim, float scale) {
+    __m256 s[8], sm[8];
+    scores_rows8(s, qt, k, head_dim);
+    /* attn_softmax8, row r in lane r: the same operations on each lane */
+    const __m256 sc = _mm256_set1_ps(scale);
+    for (int j = 0; j < 8; j++) {
+        s[j] = _mm256_mul_ps(s[j], sc);
+        sm[j] = _mm256_loadu_ps(sumt + 8 * j);
+    }
+    /* its max tree: j and j + 4, then 0 and 2, 1 and 3, then the two */
+    __m256 m4[4];
+    for (int j = 0; j < 4; j++)
+        m4[j] = _mm256_max_ps(s[j], s[j + 4]);
+    const __m256 bm = _mm256_max_ps(_mm256_max_ps(m4[0], m4[2]), _mm256_max_ps(m4[1], m4[3]));
+    __m256 mx = _mm256_loadu_ps(max);
+    const __m256 up = _mm256_cmp_ps(bm, mx, _CMP_GT_OQ);
+    const int resc = _mm256_movemask_ps(up);
+    float shrink[8], w[64];
+    if (resc) { /* lanes that do not rescale keep their sums and max */
+        const __m256 sh = exp8(_mm256_sub_ps(mx, bm));
+        _mm256_storeu_ps(shrink, sh);
+        for (int j = 0; j < 8; j++)
+            sm[j] = _mm256_blendv_ps(sm[j], _mm256_mul_ps(sm[j], sh), up);
+        mx = _mm256_blendv_ps(mx, bm, up);
+        _mm256_storeu_ps(max, mx);
+    }
+    for (int j = 0; j < 8; j++) {
+        const __m256 wj = exp8(_mm256_sub_ps(s[j], mx));
+        _mm256_storeu_ps(w + 8 * j, wj);
+        _mm256_storeu_ps(sumt + 8 * j, _mm256_add_ps(sm[j], wj));
+    }
+    int r0 = 0;
+    for (; r0 + 4 <= nr; r0 += 4)
+        values_group(out, r0, 4, resc, shrink, w, v, head_dim);
+    switch (nr - r0) {
+    case 3: values_group(out, r0, 3, resc, shrink, w, v, head_dim); break;
+    case 2: values_group(out, r0, 2, resc, shrink, w, v, head_dim); break;
+    case 1: values_group(out, r0, 1, resc, shrink, w, v, head_dim); break;
+    default: break;
+    }
+}
+
+TARGET512 void attn_f16_to_f32_avx512(float *out, const uint16_t *h, int n) {
+    for (int i = 0; i < n; i += 16)
+        _mm512_storeu_ps(out + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h + i))));
+}
+
+TARGET512 void attn_block8_avx512(float *const *out, int nr, const float *qt, float max[8],
+                                  float sumt[64], const float *k, const float *v, int head_dim,
+                                  float scale) {
+    /* a constant head_dim lets the scores address the 8 key rows from one base register (a
+     * variable one took 8 pointers, more than the free registers) and unroll the loops */
+    if (head_dim == 64)
+        block8(out, nr, qt, max, sumt, k, v, 64, scale);
+    else if (head_dim == 128)
+        block8(out, nr, qt, max, sumt, k, v, 128, scale);
+    else
+        block8(out, nr, qt, max, sumt, k, v, head_dim, scale);
+}
+
+#else /* not x86: forward.c runs its scalar loops */
+
+void attn_block8_avx512(float *const *out, int nr, const float *qt, float max[8], float sumt[64],
+                        const float *k, const float *v, int head_dim, float scale) {
+    (void)out, (void)nr, (void)qt, (void)max, (void)sumt, (void)k, (void)v, (void)head_dim;
+    (void)scale;
+}
+
+void attn_f16_to_f32_avx512(float *out, const uint16_t *h, int n) {
+    (void)out, (void)h, (void)n;
+}
+
+#endif
