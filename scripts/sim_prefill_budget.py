@@ -6,9 +6,7 @@ prompt rows oldest first: batch_size - decoding rows, at least 8, or with a limi
 (PCT/100 - 1) * (fixed/per_row + decoding rows), at least 4) on a step cost taken from the
 2026-11-28 server sweep of this host (TinyLlama Q4_0, 2 Zen 4 cores: 1 row 23.8 ms, 2: 27,
 3: 30, n >= 4: 20 + 5 n), and prints what bench_server.py would: aggregate tok/s, TTFT p50,
-ITL p50 and p99. A model, not a measurement: no HTTP, no sampling, no noise. (It keeps the rule
-of 2026-11-29 as first built: the line alone and a 4-row floor. The scheduler now also uses each
-row count's own recent step time and a 1-row floor: server/step_cost.h.)
+ITL p50 and p99. A model, not a measurement: no HTTP, no sampling, no noise.
 Usage: sim_prefill_budget.py [PROMPT_LEN [MAX_TOKENS [ROUNDS]]]"""
 import random
 import sys

@@ -731,10 +731,8 @@ static int step_max_rows(int batch_size, int parallel) {
 /* Rows a step with n_decode decoding rows may add beside them, prompt and draft rows together,
  * with sched_params.prefill_step_pct set: as many as keep the step within that share of a
  * decode-only step's time, by the cost measured over the past steps (step_cost.h), but at least
- * SCHED_MIN_CHUNK so that prompts progress; and never more than prefill_budget allows. One row:
- * on a CPU the step of a few rows more can cost far more than the line says (step_cost.h), and
- * a larger floor was itself what broke the limit (4 rows beside 2: 2.7x the decode step). */
-#define SCHED_MIN_CHUNK 1
+ * SCHED_MIN_CHUNK so that prompts progress; and never more than prefill_budget allows. */
+#define SCHED_MIN_CHUNK 4
 static int step_extra_rows(const sched *s, int n_decode) {
     int cap = prefill_budget(s->p.batch_size, n_decode);
     return step_cost_prefill_rows(&s->cost, n_decode, s->p.prefill_step_pct, SCHED_MIN_CHUNK,

@@ -3,17 +3,10 @@
 #include "step_cost.h"
 
 #include <math.h>
-#include <stdbool.h>
 
 void step_cost_add(step_cost *c, int rows, double seconds) {
     if (rows < 1 || !(seconds > 0) || !isfinite(seconds)) return;
     const double n = rows;
-    c->steps++;
-    if (rows <= STEP_COST_ROWS) {
-        bool fresh = c->at_step[rows] && c->steps - c->at_step[rows] < STEP_COST_STALE;
-        c->at[rows] = fresh ? c->at[rows] + STEP_COST_AT_GAIN * (seconds - c->at[rows]) : seconds;
-        c->at_step[rows] = c->steps;
-    }
     c->w = STEP_COST_DECAY * c->w + 1;
     c->n = STEP_COST_DECAY * c->n + n;
     c->t = STEP_COST_DECAY * c->t + seconds;
@@ -30,30 +23,13 @@ void step_cost_add(step_cost *c, int rows, double seconds) {
     c->fixed = fixed > 0 ? fixed : 0; /* a negative intercept is noise: no fixed cost */
 }
 
-/* The estimated seconds of a step of n rows: the row count's own recent time, else the line. */
-static double step_seconds(const step_cost *c, int n) {
-    if (n > STEP_COST_ROWS || !c->at_step[n] || c->steps - c->at_step[n] >= STEP_COST_STALE)
-        return c->fixed + c->per_row * n;
-    return c->at[n];
-}
-
 int step_cost_prefill_rows(const step_cost *c, int step_rows, int limit_pct, int floor, int cap) {
     if (cap <= 0) return 0;
     if (floor > cap) floor = cap;
     if (limit_pct <= 0 || step_rows <= 0) return cap;
     if (!(c->per_row > 0)) return floor;
     /* 1e-9: a budget that is exactly a whole number of rows is not lost to rounding */
-    const double limit = limit_pct / 100.0 * step_seconds(c, step_rows) * (1 + 1e-9);
-    int p = 0;
-    /* row by row while the own times may differ from the line; past them, the line's answer */
-    while (p < cap && step_rows + p + 1 <= STEP_COST_ROWS) {
-        if (!(step_seconds(c, step_rows + p + 1) <= limit)) return p < floor ? floor : p;
-        p++;
-    }
-    if (p < cap) {
-        double q = (limit - c->fixed) / c->per_row - step_rows; /* the line's largest p */
-        if (!(q < cap)) return cap; /* also NaN and huge values: no conversion overflow */
-        if (q > p) p = (int)q;
-    }
-    return p < floor ? floor : p;
+    double p = (limit_pct / 100.0 - 1) * (c->fixed / c->per_row + step_rows) + 1e-9;
+    if (!(p < cap)) return cap; /* also NaN and huge values: no conversion overflow */
+    return p < floor ? floor : (int)p;
 }

@@ -752,7 +752,7 @@ static void test_row_budget(const model *m, int batch) {
 
 /* --- the token budget: step_cost.c --- */
 
-#define FLOOR 1 /* scheduler.c's SCHED_MIN_CHUNK */
+#define FLOOR 4 /* scheduler.c's SCHED_MIN_CHUNK */
 
 /* Seconds a step of n rows takes on a machine with this fixed and per-row cost. */
 static double line(double fixed, double per_row, int n) {
@@ -803,7 +803,7 @@ static void test_budget_fit(void) {
     CHECK(step_cost_prefill_rows(&c, 8, 150, FLOOR, 64) == FLOOR, "untrained: not the floor");
     CHECK(step_cost_prefill_rows(&c, 0, 150, FLOOR, 64) == 64, "no decoding rows: not the cap");
     CHECK(step_cost_prefill_rows(&c, 8, 0, FLOOR, 56) == 56, "no limit: not the cap");
-    CHECK(step_cost_prefill_rows(&c, 8, 150, 4, 3) == 3, "a cap below the floor");
+    CHECK(step_cost_prefill_rows(&c, 8, 150, FLOOR, 3) == 3, "a cap below the floor");
     CHECK(step_cost_prefill_rows(&c, 8, 150, FLOOR, 0) == 0, "cap 0");
     /* TinyLlama Q4_0 on 2 Zen 4 cores, roughly: 20 ms to read the weights, 5.5 ms a row */
     train(&c, 0.020, 0.0055, 40);
@@ -870,53 +870,6 @@ static void test_budget_drift_and_noise(void) {
         }
     }
     CHECK(worst <= 1, "with 5%% noise a chunk was %d rows off the reference", worst);
-}
-
-/* A step time that is no line: one to 3 rows read the weights once (18 ms + 3.5 ms a row), from
- * 4 rows on the tiles take rows 4 at a time (18 ms + 7.5 ms per 4-row group), so 5 rows cost
- * what 8 do (bench-matmul's Q4_0 shape on Zen 4, one core, roughly). */
-static double tiled(int n) {
-    return n <= 3 ? 0.018 + 0.0035 * n : 0.018 + 0.0075 * 4 * ((n + 3) / 4);
-}
-
-/* The reference on that curve: the most extra rows beside d whose steps all stay within pct %
- * of the step of d rows. */
-static int want_tiled(int d, int pct, int cap) {
-    int p = 0;
-    while (p < cap && tiled(d + p + 1) <= pct / 100.0 * tiled(d) * (1 + 1e-9))
-        p++;
-    return p < 1 ? 1 : p;
-}
-
-/* Steps whose time is no line in their rows: each row count's own recent time sizes the chunk,
- * so that no step goes past the limit (with the line alone, 2 decoding rows at 200% got 4 more:
- * a step of 6 rows, 2.8x the 2-row one); an own time not seen for STEP_COST_STALE steps is
- * forgotten, and the line answers again. */
-static void test_budget_own_times(void) {
-    step_cost c = {0};
-    for (int k = 0; k < 200; k++) { /* every row count up to 64, decode-only steps most */
-        int n = k % 3 ? 1 + k % 4 : 1 + (k * 7) % 64;
-        step_cost_add(&c, n, tiled(n));
-    }
-    int bad = 0;
-    for (int d = 1; d <= 16; d++)
-        for (int pct = 150; pct <= 300; pct += 50) {
-            int got = step_cost_prefill_rows(&c, d, pct, 1, 64), want = want_tiled(d, pct, 64);
-            double ratio = tiled(d + got) / tiled(d);
-            if ((got != want || (got > 1 && ratio > pct / 100.0 + 1e-9)) && bad++ < 5)
-                CHECK(0, "%d rows beside %d at %d%%: a step %.2fx the decode step, want %d rows",
-                      got, d, pct, ratio, want);
-        }
-    CHECK(bad == 0, "%d chunks past the limit of a step time that is no line", bad);
-    int two = step_cost_prefill_rows(&c, 2, 200, 1, 64);
-    CHECK(two == 2, "2 decoding rows at 200%%: %d extra rows, want 2 (4 rows: 1.94x)", two);
-    /* steps of 1 .. 3 rows only from now on: the own times of 4 .. 40 rows go stale */
-    for (int k = 0; k < STEP_COST_STALE; k++)
-        step_cost_add(&c, 1 + k % 3, tiled(1 + k % 3));
-    double line = c.fixed / c.per_row + 2; /* the line's answer at 200% beside 2 rows */
-    int after = step_cost_prefill_rows(&c, 2, 200, 1, 64);
-    CHECK(after == (line < 64 ? (int)(line + 1e-9) : 64) && after > 2,
-          "stale own times still used: %d rows, the line gives %.2f", after, line);
 }
 
 /* The scheduler sizes prefill chunks from the time its steps took: on a fake whose steps take
@@ -1047,7 +1000,7 @@ static void test_draft_time_budget(const model *m) {
 
 /* The copying request of the draft-budget tests, run to its end: a prompt of L tokens whose
  * greedy output copies it, n choices of GEN tokens with drafts of up to 8, on 2 slots at 200%
- * with a step cost (1 ms + 2 ms a row) whose budget is 2 rows beside 2. NULL when the
+ * with a step cost (1 ms + 2 ms a row) whose budget is the 4-row floor. NULL when the
  * scheduler cannot be made (f is then freed). */
 enum { COPY_L = 32, COPY_GEN = 30 };
 static job *copying_job(const model *m, fake *f, sched **s, int n) {
@@ -1132,7 +1085,6 @@ int main(void) {
     test_budget_fit();
     test_budget_degenerate();
     test_budget_drift_and_noise();
-    test_budget_own_times();
     char dir[] = "/tmp/ls-test-sched-XXXXXX";
     if (!mkdtemp(dir)) {
         perror("mkdtemp");
