@@ -126,15 +126,29 @@ INLINE512 size_t q32_bytes(dtype t) {
                           : sizeof(block_iq4_nl);
 }
 
+/* The 16 bytes at off of blk[i] in 128-bit lane i, i < 4. */
+INLINE512 __m512i lanes4(const uint8_t *const blk[4], int off) {
+    __m512i z = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(blk[0] + off)));
+    z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(blk[1] + off)), 1);
+    z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(blk[2] + off)), 2);
+    return _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(blk[3] + off)), 3);
+}
+
+/* The F16 at off of blk[i] (a weight row's scale or min), exact to F32, in lanes 4i .. 4i + 3. */
+INLINE512 __m512 f16_lanes4(const uint8_t *const blk[4], int off) {
+    uint16_t h[4];
+    for (int i = 0; i < 4; i++) memcpy(&h[i], blk[i] + off, 2);
+    const uint64_t h4 =
+        (uint64_t)h[0] | (uint64_t)h[1] << 16 | (uint64_t)h[2] << 32 | (uint64_t)h[3] << 48;
+    const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    return _mm512_permutexvar_ps(
+        idx, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)h4))));
+}
+
 /* The blocks blk[0..3] (one per weight row) as u: 128-bit lane i of *lo holds row i's elements
  * 0-15, of *hi its elements 16-31. */
 INLINE512 void q32_codes4(dtype t, const uint8_t *const blk[4], __m512i *lo, __m512i *hi) {
-    const int qs = q32_qs(t);
-    const __m512i low4 = _mm512_set1_epi8(0x0f);
-    __m512i z = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(blk[0] + qs)));
-    z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(blk[1] + qs)), 1);
-    z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(blk[2] + qs)), 2);
-    z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(blk[3] + qs)), 3);
+    const __m512i low4 = _mm512_set1_epi8(0x0f), z = lanes4(blk, q32_qs(t));
     *lo = _mm512_and_si512(z, low4);
     *hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), low4);
     if (t == DT_Q5_0 || t == DT_Q5_1) { /* bit j of qh is element j's 16 */
@@ -163,7 +177,6 @@ INLINE512 void q32_codes4(dtype t, const uint8_t *const blk[4], __m512i *lo, __m
 INLINE512 void tile_vnni(dtype type, float *out, int ldo, const uint8_t *const w[4], size_t rb,
                          int nw, const q8_act_x4 *xr, size_t gstride, int nt, int nb, int NG) {
     const size_t bb = type == DT_Q8_0 ? sizeof(block_q8_0) : q32_bytes(type);
-    const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
     const __m512i bias = _mm512_set1_epi8((char)0x80);
     /* the weight offset (128 for Q8_0) as a shift; -1: none (the types with a min) */
     const int sh = type == DT_Q8_0 ? 7 : q32_off_shift(type);
@@ -172,40 +185,20 @@ INLINE512 void tile_vnni(dtype type, float *out, int ldo, const uint8_t *const w
     for (int g = 0; g < NG; g++) sum[g] = _mm512_setzero_ps();
     for (int b = 0; b < nb; b++) {
         const uint8_t *blk[4];
-        uint16_t dh[4], mh[4] = {0, 0, 0, 0};
 #pragma GCC unroll 4
         for (int i = 0; i < 4; i++) {
             blk[i] = w[i] + (size_t)b * bb; /* d (F16), then the quants */
             _mm_prefetch((const char *)blk[i] + 4 * rb, _MM_HINT_T0); /* the next tile's */
-            memcpy(&dh[i], blk[i], 2);
-            if (q32_min(type)) memcpy(&mh[i], blk[i] + 2, 2);
         }
-        uint64_t d4 = (uint64_t)dh[0] | (uint64_t)dh[1] << 16 | (uint64_t)dh[2] << 32 |
-                      (uint64_t)dh[3] << 48;
-        /* exact F16 -> F32 (finite scales), the weight row's scale in lanes 4i .. 4i + 3 */
-        __m512 dw = _mm512_permutexvar_ps(
-            idx, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)d4))));
-        __m512 mw = _mm512_setzero_ps();
-        if (q32_min(type)) {
-            uint64_t m4 = (uint64_t)mh[0] | (uint64_t)mh[1] << 16 | (uint64_t)mh[2] << 32 |
-                          (uint64_t)mh[3] << 48;
-            mw = _mm512_permutexvar_ps(
-                idx, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)m4))));
-        }
+        /* the weight rows' scales (and Q4_1/Q5_1's mins), exact (finite F16) */
+        const __m512 dw = f16_lanes4(blk, 0);
+        const __m512 mw = q32_min(type) ? f16_lanes4(blk, 2) : _mm512_setzero_ps();
         __m512i lo, hi; /* 128-bit lane i: weight row i's unsigned quants 0-15 / 16-31 */
         if (type != DT_Q8_0) {
             q32_codes4(type, blk, &lo, &hi);
         } else {
-            __m512i z = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(blk[0] + 2)));
-            z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(blk[1] + 2)), 1);
-            z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(blk[2] + 2)), 2);
-            z = _mm512_inserti32x4(z, _mm_loadu_si128((const __m128i *)(blk[3] + 2)), 3);
-            __m512i h = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(blk[0] + 18)));
-            h = _mm512_inserti32x4(h, _mm_loadu_si128((const __m128i *)(blk[1] + 18)), 1);
-            h = _mm512_inserti32x4(h, _mm_loadu_si128((const __m128i *)(blk[2] + 18)), 2);
-            h = _mm512_inserti32x4(h, _mm_loadu_si128((const __m128i *)(blk[3] + 18)), 3);
-            lo = _mm512_xor_si512(z, bias);
-            hi = _mm512_xor_si512(h, bias);
+            lo = _mm512_xor_si512(lanes4(blk, 2), bias);
+            hi = _mm512_xor_si512(lanes4(blk, 18), bias);
         }
         __m512i acc[NG_MAX];
 #pragma GCC unroll 4
@@ -556,21 +549,27 @@ TARGET512 void x86_rows_q4_0_vnni_dec(float *out, const block_q8_act *xq, const 
     if (r < r1) x86_rows_q4_0_avx2(out, xq, w, T, r, r1);
 }
 
-/* Q4_1, Q5_0, Q5_1 and IQ4_NL decode: the 16-row tiles with the next tile's rows prefetched into
- * L2 (variant 0's shape, which ran fastest for Q4_0 on both CPUs of the table); the rows past
- * the last full tile go through the AVX2 passes (x86/quant_avx2_q32.c), the same bits. */
-#define Q32_DEC_FN(name, type)                                                                    \
-    TARGET512 static void name(float *out, const block_q8_act *xq, const tensor *w, int T,        \
-                               int r0, int r1) {                                                  \
+/* Q4_1, Q5_0, Q5_1 and IQ4_NL, one pair of functions per type so that each compiles for its
+ * type: decode (_dec) on the 16-row tiles with the next tile's rows prefetched into L2 (variant
+ * 0's shape, which ran fastest for Q4_0 on both CPUs of the table), the rows past the last full
+ * tile through the AVX2 passes (x86/quant_avx2_q32.c); T > MM_DEC_T_MAX (_vnni) on the 4 x 4
+ * tiles. The same bits. */
+#define Q32_FNS(name, type)                                                                       \
+    TARGET512 static void name##_dec(float *out, const block_q8_act *xq, const tensor *w, int T,  \
+                                     int r0, int r1) {                                            \
         const int nb = (int)w->ne[0] / QK;                                                        \
         const size_t rb = dtype_row_bytes(type, w->ne[0]), ldo = (size_t)w->ne[1];                \
         int r = rows_vnni_dec(type, out, xq, w->data, rb, ldo, nb, T, r0, r1, 1, 4, 0);           \
         if (r < r1) qdot_rows_avx2_q32(out, xq, w, T, r, r1);                                     \
+    }                                                                                             \
+    TARGET512 static void name##_vnni(float *out, const q8_act_x4 *xr, const tensor *w, int T,    \
+                                      int r0, int r1) {                                           \
+        rows_vnni(type, out, xr, w, T, r0, r1);                                                   \
     }
-Q32_DEC_FN(rows_q4_1_dec, DT_Q4_1)
-Q32_DEC_FN(rows_q5_0_dec, DT_Q5_0)
-Q32_DEC_FN(rows_q5_1_dec, DT_Q5_1)
-Q32_DEC_FN(rows_iq4_nl_dec, DT_IQ4_NL)
+Q32_FNS(rows_q4_1, DT_Q4_1)
+Q32_FNS(rows_q5_0, DT_Q5_0)
+Q32_FNS(rows_q5_1, DT_Q5_1)
+Q32_FNS(rows_iq4_nl, DT_IQ4_NL)
 
 void x86_rows_q32_vnni_dec(float *out, const block_q8_act *xq, const tensor *w, int T, int r0,
                            int r1) {
@@ -579,6 +578,16 @@ void x86_rows_q32_vnni_dec(float *out, const block_q8_act *xq, const tensor *w, 
     case DT_Q5_0: rows_q5_0_dec(out, xq, w, T, r0, r1); return;
     case DT_Q5_1: rows_q5_1_dec(out, xq, w, T, r0, r1); return;
     case DT_IQ4_NL: rows_iq4_nl_dec(out, xq, w, T, r0, r1); return;
+    default: return; /* mm_rows_x86 sends only these */
+    }
+}
+
+void x86_rows_q32_vnni(float *out, const q8_act_x4 *xr, const tensor *w, int T, int r0, int r1) {
+    switch (w->type) {
+    case DT_Q4_1: rows_q4_1_vnni(out, xr, w, T, r0, r1); return;
+    case DT_Q5_0: rows_q5_0_vnni(out, xr, w, T, r0, r1); return;
+    case DT_Q5_1: rows_q5_1_vnni(out, xr, w, T, r0, r1); return;
+    case DT_IQ4_NL: rows_iq4_nl_vnni(out, xr, w, T, r0, r1); return;
     default: return; /* mm_rows_x86 sends only these */
     }
 }
@@ -781,33 +790,6 @@ TARGET512 void x86_rows_q8_0_vnni(float *out, const q8_act_x4 *xr, const tensor 
 TARGET512 void x86_rows_q4_0_vnni(float *out, const q8_act_x4 *xr, const tensor *w, int T, int r0,
                                  int r1) {
     rows_vnni(DT_Q4_0, out, xr, w, T, r0, r1);
-}
-
-TARGET512 static void rows_q4_1_vnni(float *out, const q8_act_x4 *xr, const tensor *w, int T,
-                                     int r0, int r1) {
-    rows_vnni(DT_Q4_1, out, xr, w, T, r0, r1);
-}
-TARGET512 static void rows_q5_0_vnni(float *out, const q8_act_x4 *xr, const tensor *w, int T,
-                                     int r0, int r1) {
-    rows_vnni(DT_Q5_0, out, xr, w, T, r0, r1);
-}
-TARGET512 static void rows_q5_1_vnni(float *out, const q8_act_x4 *xr, const tensor *w, int T,
-                                     int r0, int r1) {
-    rows_vnni(DT_Q5_1, out, xr, w, T, r0, r1);
-}
-TARGET512 static void rows_iq4_nl_vnni(float *out, const q8_act_x4 *xr, const tensor *w, int T,
-                                       int r0, int r1) {
-    rows_vnni(DT_IQ4_NL, out, xr, w, T, r0, r1);
-}
-
-void x86_rows_q32_vnni(float *out, const q8_act_x4 *xr, const tensor *w, int T, int r0, int r1) {
-    switch (w->type) {
-    case DT_Q4_1: rows_q4_1_vnni(out, xr, w, T, r0, r1); return;
-    case DT_Q5_0: rows_q5_0_vnni(out, xr, w, T, r0, r1); return;
-    case DT_Q5_1: rows_q5_1_vnni(out, xr, w, T, r0, r1); return;
-    case DT_IQ4_NL: rows_iq4_nl_vnni(out, xr, w, T, r0, r1); return;
-    default: return; /* mm_rows_x86 sends only these */
-    }
 }
 
 #else /* not x86 */
