@@ -276,14 +276,20 @@ static long generate(const api_ctx *ctx, sched *s, long fail, bool *ok) {
     return total;
 }
 
+/* One slot of 256 tokens, one thread, a queue of one: what both the scheduler and the HTTP
+ * checks run on. */
+static sched_params one_slot(void) {
+    return (sched_params){.parallel = 1,
+                          .ctx_size = 256,
+                          .batch_size = 64,
+                          .threads = 1,
+                          .max_queue = 1,
+                          .kv = KV_F32};
+}
+
 static void test_scheduler(const model *m, const api_ctx *ctx) {
-    sched_params sp = {.parallel = 1,
-                       .ctx_size = 256,
-                       .batch_size = 64,
-                       .threads = 1,
-                       .max_queue = 1,
-                       .kv = KV_F32,
-                       .prompt_cache = false};
+    sched_params sp = one_slot();
+    sp.prompt_cache = false;
     char err[LS_ERR_LEN] = "";
     sched *s = sched_create(m, &sp, err, sizeof err);
     CHECK(s != NULL, "sched_create: %s", err);
@@ -408,14 +414,9 @@ static void test_http(const model *m, const api_ctx *ctx) {
     char err[LS_ERR_LEN] = "";
     http_server *h = http_start(&cfg, err, sizeof err);
     CHECK(h != NULL, "http_start: %s", err);
-    sched_params sp = {.parallel = 1,
-                       .ctx_size = 256,
-                       .batch_size = 64,
-                       .threads = 1,
-                       .max_queue = 1,
-                       .kv = KV_F32,
-                       .on_progress = http_progress,
-                       .progress_arg = h};
+    sched_params sp = one_slot();
+    sp.on_progress = http_progress;
+    sp.progress_arg = h;
     sched *s = h ? sched_create(m, &sp, err, sizeof err) : NULL;
     CHECK(!h || s != NULL, "sched_create: %s", err);
     if (s) {
