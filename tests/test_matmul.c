@@ -538,18 +538,21 @@ static void test_q4_0_repack(void) {
 }
 
 /* The K-quant and IQ4_XS kernels of x86/quant_avx512.c give the AVX2 kernels' bits (which are
- * the scalar twins'), every type of dtype_uses_q8_K: passes of 8 activation rows, whole and ragged (T = 2, 5, 8, 9, 12, 17, 21),
- * tiles of 16 weight rows, whole and ragged (n_out 37 and 70 over 2 threads, and fewer than
- * 16), rows of more than one chunk of 4 super-blocks (n_in 1280, 2048), and the row-by-row
- * kernels for T = 1 and 3. */
+ * the scalar twins'), every type of dtype_uses_q8_K: the tiles' passes of 8 activation rows,
+ * whole and ragged (T = 24, 33, and 17 and 21 for the types that tile below 18), tiles of 16
+ * weight rows, whole and ragged (n_out 37 and 70 over 2 threads, and fewer than 16), rows of more
+ * than one chunk of 4 super-blocks (n_in 1280, 2048), and the row-by-row kernels on both sides of
+ * each type's switch to the tiles (T = 1 .. 12; one_t_max in x86/quant_avx512.c). */
 static void test_kquant_avx512_matches_avx2(void) {
     if (!mm_avx512_supported()) return;
     const dtype types[] = {DT_Q2_K, DT_Q3_K, DT_Q4_K, DT_Q5_K, DT_Q6_K, DT_IQ4_XS};
-    const int shapes[][3] = {{256, 7, 2}, {768, 9, 8}, {512, 5, 9}, {1280, 13, 17}, {256, 3, 21},
-                             {1280, 37, 5}, {2048, 70, 12}, {768, 21, 1}, {1280, 37, 3}};
+    const int shapes[][3] = {{256, 7, 2},    {768, 9, 8},   {512, 5, 9},   {1280, 13, 17},
+                             {256, 3, 21},   {1280, 37, 5}, {2048, 70, 12}, {768, 21, 1},
+                             {1280, 37, 3},  {512, 19, 24}, {768, 37, 33}, {256, 16, 11}};
+    const int n_shapes = (int)(sizeof shapes / sizeof shapes[0]);
     pool *p = pool_create(2);
     for (int i = 0; i < 6; i++)
-        for (int s = 0; s < 9; s++) {
+        for (int s = 0; s < n_shapes; s++) {
             int n_in = shapes[s][0], n_out = shapes[s][1], T = shapes[s][2];
             tensor w = make_weights(types[i], n_in, n_out, 11u + (unsigned)s);
             float *x = malloc((size_t)T * n_in * sizeof *x);

@@ -298,7 +298,6 @@ INLINE512 void rows_tile(dtype t, float *out, const block_q8_K *xk, const tensor
  * into vs (8 lanes). DEC_R weight rows at a time: their acc and vs are reduced together by one
  * hadd tree, and the float steps run in vector lanes, one lane per row, in the scalar twin's
  * order. The rows past the last group of DEC_R go row by row (sum2 and scalar steps). */
-#define ONE_T_MAX 4   /* fewer activation rows than this take the decode kernels */
 #define PF_AHEAD 1024 /* bytes of weights prefetched ahead of the block being read */
 /* weight rows per decode pass: 8 (Q4_K from DRAM, one core: 4 rows 24.8 GMAC/s, 8 rows 33.4,
  * row by row 26.5; docs/PERFORMANCE.md); sums_rows and dot_rows assume 8 */
@@ -550,7 +549,27 @@ INLINE512 void dot_rows(dtype t, float *out, const uint8_t *row0, size_t rb, con
     _mm256_storeu_ps(out, sum);
 }
 
-/* T < ONE_T_MAX activation rows: groups of DEC_R weight rows, then the rest row by row. */
+/* Fewer activation rows than this take the decode kernels (rows_one), the rest the tiles.
+ * rows_one reads each weight block once per activation row (about 17 ms per row of the Q4_K
+ * matrix below); a tile first decodes its weight blocks for the vpdpbusd passes, which costs
+ * about 8 rows' worth, then about 4 ms per row. Where they cross, from bench-matmul (Q4_K etc.,
+ * one core, weights from DRAM, AMD EPYC Zen 4, 2026-11-30; ms per 30 copies, rows_one / tile):
+ *   Q2_K T=12 219/250, T=16 285/258;  Q3_K T=12 254/317, T=16 357/332;
+ *   Q4_K T=10 176/217, T=12 213/222, T=16 289/222;  Q5_K T=10 217/261, T=12 263/258;
+ *   Q6_K T=16 328/354, T=24 603/428;  IQ4_XS T=6 174/267, T=8 230/211.
+ * (At 4, where all types switched before, a Q4_K step of 4 rows took 2.3x one of 3.) Both
+ * paths give the scalar twins' bits, so the switch point changes only the speed. */
+INLINE512 int one_t_max(dtype t) {
+    switch (t) {
+    case DT_Q2_K: return 14;
+    case DT_Q3_K: return 15;
+    case DT_Q6_K: return 18;
+    case DT_IQ4_XS: return 8;
+    default: return 12; /* Q4_K, Q5_K */
+    }
+}
+
+/* T < one_t_max(t) activation rows: groups of DEC_R weight rows, then the rest row by row. */
 INLINE512 void rows_one(dtype t, float *out, const block_q8_K *xk, const tensor *w, int T, int r0,
                         int r1) {
     const int nb = (int)w->ne[0] / QK_K, n_out = (int)w->ne[1];
@@ -571,7 +590,7 @@ INLINE512 void rows_one(dtype t, float *out, const block_q8_K *xk, const tensor 
 #define ROWS_FN(name, type)                                                                        \
     TARGET512 static void name(float *out, const block_q8_K *xk, const tensor *w, int T, int r0,   \
                                int r1) {                                                           \
-        if (T < ONE_T_MAX)                                                                         \
+        if (T < one_t_max(type))                                                                   \
             rows_one(type, out, xk, w, T, r0, r1);                                                 \
         else                                                                                       \
             rows_tile(type, out, xk, w, T, r0, r1);                                                \
