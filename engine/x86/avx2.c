@@ -261,8 +261,8 @@ TARGET void x86_rows_q4_0_avx2(float *out, const block_q8_act *xq, const tensor 
 
 void mm_rows_x86(float *out, const float *x, const block_q8_act *xq, const q8_act_x4 *xr,
                  const tensor *w, int T, int r0, int r1) {
-    /* the zmm float tiles where the quantized ones would use VNNI: same bits */
-    const bool vl = T >= 2 && mm_avx512_supported();
+    /* the zmm float tiles where they are faster on this CPU: same bits */
+    const bool vl = T >= 2 && mm_avx512_supported() && T >= mm_float_zmm_min(w->type);
     /* up to MM_DEC_T_MAX activation rows of Q4_0 (and mm_q32_vnni's types): the VNNI decode
      * tiles (16 weight rows), same bits; Q8_0 decode stays on the AVX2 8x1 tiles (memory-bound;
      * see tile_vnni_dec) */

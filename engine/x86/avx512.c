@@ -289,10 +289,16 @@ static const struct {
     bool amd;
     int family, model; /* model -1: any model of the family */
     int dec_tile, float_kc;
+    int zmm_min[3]; /* the fewest activation rows that take the zmm float tiles: F32, F16, BF16 */
 } cpu_table[] = {
-    {false, 6, 207, 0, 512}, /* Intel Emerald Rapids: tuned there; the L1 holds a 512 chunk */
-    {true, 25, 17, 0, 4096}, /* AMD Zen 4 (Genoa), measured 2026-11-29: 16-row decode tile;
-                                whole rows beat 512-element chunks by 8-13% */
+    /* Intel Emerald Rapids: tuned there; the L1 holds a 512 chunk; two 512-bit FMA ports */
+    {false, 6, 207, 0, 512, {2, 2, 2}},
+    /* AMD Zen 4 (Genoa), measured 2026-11-29: 16-row decode tile; whole rows beat 512-element
+     * chunks by 8-13%. Zen 4 splits a 512-bit FMA in two, so the zmm tiles win only where their
+     * converted weight chunk serves many rows; below these row counts the AVX2 tiles are faster
+     * (bench-matmul, one core, from DRAM, 2026-11-30, ms AVX2 / zmm: F16 T=8 89/157, T=32
+     * 354/361, T=48 544/485; F32 T=16 248/271, T=24 366/327; BF16 T=16 223/240, T=24 317/286) */
+    {true, 25, 17, 0, 4096, {20, 36, 20}},
 };
 
 /* The row of cpu_table for this CPU (0 when it is not there). */
@@ -322,6 +328,19 @@ static int cpu_row(void) {
 }
 
 int mm_dec_tile_default(void) { return cpu_table[cpu_row()].dec_tile; }
+
+static atomic_int zmm_min_forced; /* mm_set_float_zmm_min's choice, or 0 */
+
+void mm_set_float_zmm_min(int t) {
+    atomic_store_explicit(&zmm_min_forced, t >= 1 ? t : 0, memory_order_relaxed);
+}
+
+int mm_float_zmm_min(dtype type) {
+    int f = atomic_load_explicit(&zmm_min_forced, memory_order_relaxed);
+    if (f) return f;
+    const int *m = cpu_table[cpu_row()].zmm_min;
+    return type == DT_F16 ? m[1] : type == DT_BF16 ? m[2] : m[0];
+}
 
 static atomic_int float_kc_forced; /* mm_set_float_kc's choice, or 0 */
 
@@ -803,6 +822,11 @@ void mm_avx512_allow(bool on) { (void)on; }
 int mm_dec_tile_default(void) { return 0; }
 void mm_set_float_kc(int kc) { (void)kc; }
 int mm_float_kc(void) { return 512; }
+void mm_set_float_zmm_min(int t) { (void)t; }
+int mm_float_zmm_min(dtype type) {
+    (void)type;
+    return 2;
+}
 size_t mm_q4_0_packed_bytes(const tensor *w) { (void)w; return 0; }
 void mm_q4_0_repack(void *dst, const tensor *w) { (void)dst, (void)w; }
 void mm_repack_x4(q8_act_x4 *xr, const block_q8_act *xq, int T, int t0, int nb) {

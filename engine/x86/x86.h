@@ -60,6 +60,12 @@ void mm_set_dec_tile(int variant);
  * matmul calls. */
 int mm_float_kc(void);
 void mm_set_float_kc(int kc);
+/* The fewest activation rows for which type's matmul (F32, F16 or BF16) takes the zmm float
+ * tiles rather than the AVX2 ones (the same bits): from the same table; 2 where the CPU has two
+ * 512-bit FMA ports. mm_set_float_zmm_min overrides it for every type (tests; 0: back to the
+ * CPU's); flip it between matmul calls. */
+int mm_float_zmm_min(dtype type);
+void mm_set_float_zmm_min(int t);
 /* Q4_0 weights repacked for the decode tiles (the opt-in --repack): each group of 16 rows
  * becomes one stream of 288-byte block groups (16 scales, then 16 x 16 quant bytes), so a tile
  * reads one contiguous stream, with no inserts and no gather. Only whole groups of 16 rows are
