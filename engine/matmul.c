@@ -236,6 +236,15 @@ static void quant_rows(void *arg, int ith, int nth) {
     }
 }
 
+void mm_row_tiling(dtype t, int *exact, int *group) {
+    *exact = 1, *group = 1;
+    if (!mm_using_simd() || !mm_avx512_supported()) return;
+    if (t == DT_Q4_0 || mm_q32_vnni(t))
+        *exact = MM_DEC_T_MAX, *group = 4;
+    else if (t == DT_Q8_0)
+        *group = 4;
+}
+
 static int64_t inline_macs = 1 << 18; /* see matmul(); tests set 0 to exercise the pool */
 
 void mm_set_inline_macs(int64_t macs) { inline_macs = macs; }

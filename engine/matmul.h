@@ -45,6 +45,13 @@ void mm_force_scalar(bool on);
 bool mm_using_simd(void);
 /* The kernels matmul uses now: "scalar", "avx2", "avx2+avx512" or "neon". */
 const char *mm_kernels(void);
+/* How matmul's kernels for weights of type t take activation rows now, for a caller that
+ * models a step's cost (the server's token budget): each of the first *exact rows costs its
+ * own, and beyond them rows go in whole groups of *group, a ragged group costing a full one.
+ * On AVX-512 VNNI, Q4_0 and the other 32-element 4/5-bit types run the decode tiles up to
+ * MM_DEC_T_MAX rows, then 4 x 4 tiles (exact 3, group 4), and Q8_0 the 4 x 4 tiles from 2 rows
+ * (exact 1, group 4); every other case is near enough to linear: group 1. */
+void mm_row_tiling(dtype t, int *exact, int *group);
 
 /* Row kernels, the scalar reference of each type: dot product of one stored row (n elements)
  * with F32 (or quantized) activations. */
