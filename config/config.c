@@ -101,7 +101,7 @@ static const setting settings[] = {
     INT(prefill_step_pct, 200, 0, 10000, 0,
         "a step that feeds prompt or draft rows beside decoding\n"
         "streams may take this % of a decode-only step's time at\n"
-        "most (from the measured cost per row; >= 4 rows);\n"
+        "most (from the measured cost per row; >= 1 row);\n"
         "0 = only batch_size"),
     ENUM(kv_type, CFG_KV_F16, kv_names,
          "KV cache element type, keys and values alike; q8_0 = 8-bit\n"

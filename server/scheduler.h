@@ -8,7 +8,7 @@
  * (SCHED_MIN_PREFILL): with n decoding slots, max(batch_size, n + 8) rows. With
  * prefill_step_pct set, the rows beside decoding ones are fewer still: as many as keep the step
  * within that percentage of a decode-only step's time, by a fit of step time against rows over
- * the steps run so far (step_cost.h), but at least 4. Prompt rows and speculative draft rows
+ * the steps run so far (step_cost.h), but at least 1. Prompt rows and speculative draft rows
  * share that one budget, prompts first; drafts take what is left, within batch_size.
  * Prompt cache: a slot's KV cache outlives its request. A new request goes to the free slot
  * whose cached tokens share the longest prefix with its prompt, and only the rest of the prompt
@@ -254,7 +254,8 @@ typedef struct {
     void *forward_arg;
     /* Percent of a decode-only step's time that a step may take when it also feeds prompt
      * or draft rows: those rows together are sized by the step cost measured so far
-     * (step_cost.h), at least 4; 0: no limit but batch_size (cfg prefill_step_pct). */
+     * (step_cost.h), at least 1 and then the rest of the kernels' row group (mm_row_tiling);
+     * 0: no limit but batch_size (cfg prefill_step_pct). */
     int prefill_step_pct;
     /* The clock that times forward steps for that cost, in seconds, called with forward_arg
      * on the scheduler thread. For tests (a fake forward's virtual time); NULL: ls_now. */

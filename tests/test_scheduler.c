@@ -752,7 +752,7 @@ static void test_row_budget(const model *m, int batch) {
 
 /* --- the token budget: step_cost.c --- */
 
-#define FLOOR 4 /* scheduler.c's SCHED_MIN_CHUNK */
+#define FLOOR 4 /* a floor above scheduler.c's SCHED_MIN_CHUNK (1), to see it work */
 
 /* Seconds a step of n rows takes on a machine with this fixed and per-row cost. */
 static double line(double fixed, double per_row, int n) {
@@ -870,6 +870,65 @@ static void test_budget_drift_and_noise(void) {
         }
     }
     CHECK(worst <= 1, "with 5%% noise a chunk was %d rows off the reference", worst);
+}
+
+/* The kernels' rows on AVX-512 VNNI for Q4_0 (mm_row_tiling): each of the first 3 its own,
+ * then whole groups of 4. Written here from that rule, not from step_cost.c. */
+static int tiled_work(int n) {
+    return n <= 3 ? n : (n + 3) / 4 * 4;
+}
+
+/* Seconds a step of n rows takes on such a machine: 5 rows cost what 8 do. */
+static double tiled_line(double fixed, double per_row, int n) {
+    return fixed + per_row * tiled_work(n);
+}
+
+/* The reference on the tiled machine, row by row: the most extra rows beside d whose step
+ * takes at most pct % of the d-row step, at least floor, then every row that costs nothing
+ * more (the rest of the group the step pays for), at most cap. */
+static int want_tiled(double fixed, double per_row, int d, int pct, int floor, int cap) {
+    double limit = pct / 100.0 * tiled_line(fixed, per_row, d);
+    int p = 0;
+    while (p < cap && tiled_line(fixed, per_row, d + p + 1) <= limit + 1e-12)
+        p++;
+    if (p < floor) p = floor < cap ? floor : cap;
+    while (p < cap && tiled_work(d + p + 1) == tiled_work(d + p))
+        p++;
+    return p;
+}
+
+/* On a machine whose step cost is a staircase (Zen 4's Q4_0 tiles: 20 ms, 5.5 ms a computed
+ * row), the fit in computed rows gives back the line, the chunks match the row-by-row reference
+ * for 1..16 decoding rows and several limits, and so no step the budget allows (floor aside)
+ * is over its limit. With the rows counted one by one (group 1, as before), steps of 2 decoding
+ * rows got 3 more at 200%: 5 rows computed as 8, 2.2x the 2-row step. */
+static void test_budget_tiled(void) {
+    const double fixed = 0.020, per_row = 0.0055;
+    step_cost c = {.exact = 3, .group = 4};
+    for (int k = 0; k < 40; k++)
+        step_cost_add(&c, sample_rows(k), tiled_line(fixed, per_row, sample_rows(k)));
+    CHECK(fabs(c.fixed - fixed) < 1e-9 && fabs(c.per_row - per_row) < 1e-12,
+          "tiled fit %.9f + %.9f n, want 0.020 + 0.0055 n", c.fixed, c.per_row);
+    static const int pcts[] = {101, 110, 150, 200, 300, 1000};
+    int bad = 0, over = 0;
+    for (int d = 1; d <= 16; d++)
+        for (int i = 0; i < 6; i++) {
+            int got = step_cost_prefill_rows(&c, d, pcts[i], 1, 64);
+            int want = want_tiled(fixed, per_row, d, pcts[i], 1, 64);
+            if (got != want && bad++ < 5)
+                CHECK(got == want, "tiled: %d rows beside %d at %d%%, want %d", got, d, pcts[i],
+                      want);
+            /* over the limit, and more work than the floor's one row brings */
+            over += tiled_work(d + got) > tiled_work(d + 1) &&
+                    tiled_line(fixed, per_row, d + got) >
+                        pcts[i] / 100.0 * tiled_line(fixed, per_row, d) + 1e-12;
+        }
+    CHECK(bad == 0 && over == 0, "tiled: %d chunks differ from the reference, %d over the limit",
+          bad, over);
+    CHECK(step_cost_prefill_rows(&c, 2, 200, 1, 64) == 2, "2 beside 2 at 200%%: a step of 4");
+    CHECK(step_cost_prefill_rows(&c, 5, 101, 1, 64) == 3, "the floor fills 5 decoding rows' group");
+    CHECK(step_cost_work(&c, 3) == 3 && step_cost_work(&c, 5) == 8 && step_cost_work(&c, 8) == 8,
+          "work rows");
 }
 
 /* The scheduler sizes prefill chunks from the time its steps took: on a fake whose steps take
@@ -1085,6 +1144,7 @@ int main(void) {
     test_budget_fit();
     test_budget_degenerate();
     test_budget_drift_and_noise();
+    test_budget_tiled();
     char dir[] = "/tmp/ls-test-sched-XXXXXX";
     if (!mkdtemp(dir)) {
         perror("mkdtemp");
