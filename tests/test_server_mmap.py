@@ -7,7 +7,7 @@
 - The same with --no-mmap: the weights are a private copy, so the server keeps serving, and
   answers exactly as before the file changed.
 - A broken file given with --no-mmap is still refused with a message.
-- --repack (a private copy of the Q4_0 matrices in the decode kernel's layout) answers with
+- --repack (a private copy of the Q4_0/IQ4_NL matrices in the decode kernel's layout) answers with
   the same tokens and log-probabilities as the mapped weights, and logs what it copied.
 """
 import json
