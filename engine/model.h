@@ -69,8 +69,8 @@ tokenizer *model_load_tokenizer(const char *path, char *err, size_t errlen);
  * private memory in the layout of the AVX-512 VNNI decode tiles (x86.h mm_dec_repack) and
  * points each tensor's `packed` at its copy; the mapped weights stay in use for everything else
  * (prefill, other CPUs). Costs *bytes (returned; 0 when there is nothing to repack: no Q4_0 or
- * IQ4_NL matrix, or no AVX-512 VNNI) of private memory, freed by model_free. The results are the same
- * bits. Call once, before any forward pass, from one thread. -1 when the memory is lacking
+ * IQ4_NL matrix, or no AVX-512 VNNI) of private memory, freed by model_free. The results are the
+ * same bits. Call once, before any forward pass, from one thread. -1 when the memory is lacking
  * (the model is unchanged). */
 int model_repack(model *m, size_t *bytes);
 

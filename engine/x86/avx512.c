@@ -596,7 +596,7 @@ TARGET512 void x86_rows_q4_0_vnni_dec(float *out, const block_q8_act *xq, const 
 #define Q32_FNS(name, type)                                                                       \
     TARGET512 static void name##_dec(float *out, const block_q8_act *xq, const tensor *w, int T,  \
                                      int r0, int r1) {                                            \
-        if (dec_packable(type) && w->packed) { /* as x86_rows_q4_0_vnni_dec */                   \
+        if (dec_packable(type) && w->packed) { /* as x86_rows_q4_0_vnni_dec */                    \
             int e, a = rows_packed_dec(type, out, xq, w, T, r0, r1, &e);                          \
             if (a < e) {                                                                          \
                 if (r0 < a) qdot_rows_avx2_q32(out, xq, w, T, r0, a);                             \
