@@ -541,7 +541,7 @@ int model_repack(model *m, size_t *bytes) {
     if (!ts) return -1;
     const int n = matmul_tensors(m, ts, max);
     size_t total = 0;
-    for (int i = 0; i < n; i++) total += mm_q4_0_packed_bytes(ts[i]);
+    for (int i = 0; i < n; i++) total += mm_dec_packed_bytes(ts[i]);
     if (total == 0) goto done;
     m->packed = ls_alloc(total);
     if (!m->packed) {
@@ -550,9 +550,9 @@ int model_repack(model *m, size_t *bytes) {
     }
     uint8_t *p = m->packed;
     for (int i = 0; i < n; i++) {
-        size_t nb = mm_q4_0_packed_bytes(ts[i]);
+        size_t nb = mm_dec_packed_bytes(ts[i]);
         if (!nb) continue;
-        mm_q4_0_repack(p, ts[i]);
+        mm_dec_repack(p, ts[i]);
         ts[i]->packed = p;
         p += nb;
     }

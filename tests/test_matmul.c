@@ -494,23 +494,23 @@ static void test_dec_tiles(void) {
     CHECK(mm_dec_tile() == mm_dec_tile_default(), "back to the CPU's tile");
 }
 
-/* Q4_0 weights repacked for the decode tiles (--repack) give the scalar twin's bits, T = 1-3
- * and (prefill and batched steps, which read the weights in place) T = 4 and 7, on 1-3
- * threads: row counts with a ragged rest after the groups of 16, thread shares that start
- * and end inside a group (53 rows over 2 and 3 threads), fewer than 16 rows (nothing to
- * repack). */
-static void test_q4_0_repack(void) {
+/* Q4_0 and IQ4_NL weights repacked for the decode tiles (--repack) give the scalar twins'
+ * bits (dot_q4_0, dot_iq4_nl), T = 1-3 and (prefill and batched steps, which read the weights
+ * in place) T = 4 and 7, on 1-3 threads: row counts with a ragged rest after the groups of 16,
+ * thread shares that start and end inside a group (53 rows over 2 and 3 threads), fewer than
+ * 16 rows (nothing to repack). The other 32-element types are not repacked. */
+static void test_dec_repack(dtype type) {
     if (!mm_avx512_supported()) return;
     const int shapes[][2] = {{32 * 23, 53}, {64, 48}, {32, 13}, {32 * 7, 100}};
     const int Ts[] = {1, 2, 3, 4, 7};
     for (int s = 0; s < 4; s++) {
         int n_in = shapes[s][0], n_out = shapes[s][1];
-        tensor w = make_weights(DT_Q4_0, n_in, n_out, 31u + (unsigned)s);
-        size_t nbytes = mm_q4_0_packed_bytes(&w);
-        CHECK(nbytes == (size_t)(n_out / 16) * (size_t)(n_in / QK) * 288, "packed size %zu",
-              nbytes);
+        tensor w = make_weights(type, n_in, n_out, 31u + (unsigned)s);
+        size_t nbytes = mm_dec_packed_bytes(&w);
+        CHECK(nbytes == (size_t)(n_out / 16) * (size_t)(n_in / QK) * 288, "%s packed size %zu",
+              dtype_name(type), nbytes);
         void *packed = nbytes ? malloc(nbytes) : NULL;
-        if (packed) mm_q4_0_repack(packed, &w);
+        if (packed) mm_dec_repack(packed, &w);
         tensor wp = w;
         wp.packed = packed;
         for (int ti = 0; ti < 5; ti++) {
@@ -527,8 +527,8 @@ static void test_q4_0_repack(void) {
                 memset(got, 0xff, (size_t)T * n_out * sizeof *got);
                 run(got, x, &wp, T, &ms, threads, false);
                 CHECK(memcmp(want, got, (size_t)T * n_out * sizeof *got) == 0,
-                      "Q4_0 %dx%d T=%d repacked, %d threads: differs from the scalar kernel",
-                      n_out, n_in, T, threads);
+                      "%s %dx%d T=%d repacked, %d threads: differs from the scalar kernel",
+                      dtype_name(type), n_out, n_in, T, threads);
             }
             mm_scratch_free(&ms);
             free(x);
@@ -536,6 +536,12 @@ static void test_q4_0_repack(void) {
             free(got);
         }
         free(packed);
+        free((void *)w.data);
+    }
+    const dtype other[] = {DT_Q4_1, DT_Q5_0, DT_Q5_1, DT_Q8_0};
+    for (int i = 0; i < 4; i++) {
+        tensor w = make_weights(other[i], 64, 48, 41u);
+        CHECK(mm_dec_packed_bytes(&w) == 0, "%s would be repacked", dtype_name(other[i]));
         free((void *)w.data);
     }
 }
@@ -636,7 +642,8 @@ int main(void) {
     test_attention_block512();
     test_avx512_matches_avx2();
     test_dec_tiles();
-    test_q4_0_repack();
+    test_dec_repack(DT_Q4_0);
+    test_dec_repack(DT_IQ4_NL);
     test_kquant_avx512_matches_avx2();
     test_kquant_decode_rows();
     const dtype types[] = {DT_F32, DT_F16, DT_BF16, DT_Q8_0, DT_Q4_0, DT_Q8_0, DT_Q4_0};

@@ -7,17 +7,19 @@
 - The same with --no-mmap: the weights are a private copy, so the server keeps serving, and
   answers exactly as before the file changed.
 - A broken file given with --no-mmap is still refused with a message.
-- --repack (a private copy of the Q4_0 matrices in the decode kernel's layout) answers with
-  the same tokens and log-probabilities as the mapped weights, and logs what it copied.
+- --repack (a private copy of the Q4_0/IQ4_NL matrices in the decode kernel's layout) answers with
+  the same tokens and log-probabilities as the mapped weights, and logs what it copied: on
+  kjv-demo-q4_0.gguf and on an IQ4_NL copy of kjv-demo that `llamaserve quantize --pure` writes.
 """
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 
 from checklib import MODELS
-from server_harness import Runner, Server, ServerError
+from server_harness import BIN, Runner, Server, ServerError
 
 REQ = {"prompt": "And the LORD said unto Moses", "max_tokens": 12, "temperature": 0}
 
@@ -105,7 +107,20 @@ def cpu_has_vnni():
 
 
 def test_repack_same_output(r):
-    model = os.path.join(MODELS, "kjv-demo-q4_0.gguf")  # Q4_0 matrices of 256 and 704 rows
+    # Q4_0 matrices of 256 and 704 rows
+    repack_same_output(os.path.join(MODELS, "kjv-demo-q4_0.gguf"))
+
+
+def test_repack_iq4_nl_same_output(r):
+    with tempfile.TemporaryDirectory() as tmp:
+        model = os.path.join(tmp, "kjv-iq4_nl.gguf")  # every matrix IQ4_NL
+        p = subprocess.run([BIN, "quantize", os.path.join(MODELS, "kjv-demo.gguf"), model,
+                            "IQ4_NL", "--pure"], capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr[-300:]
+        repack_same_output(model)
+
+
+def repack_same_output(model):
     req = dict(REQ, max_tokens=24, logprobs=3)
     answers = []
     for args in ((), ("--repack",)):
@@ -127,6 +142,6 @@ def test_repack_same_output(r):
 
 r = Runner("test_server_mmap")
 for t in (test_truncated_while_mapped, test_truncated_json_log, test_no_mmap_keeps_serving,
-          test_no_mmap_bad_file, test_repack_same_output):
+          test_no_mmap_bad_file, test_repack_same_output, test_repack_iq4_nl_same_output):
     r.run(t, r)
 r.finish()

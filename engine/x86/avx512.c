@@ -145,12 +145,25 @@ INLINE512 __m512 f16_lanes4(const uint8_t *const blk[4], int off) {
         idx, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)h4))));
 }
 
+/* Four rows' 16 nibble bytes z (one row per 128-bit lane) as u: *lo the low nibbles (elements
+ * 0-15), *hi the high ones (16-31); for IQ4_NL the levels + 128 they index, looked up by
+ * vpshufb; for the 5-bit types still without their fifth bits. */
+INLINE512 void q32_nibbles(dtype t, __m512i z, __m512i *lo, __m512i *hi) {
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
+    *lo = _mm512_and_si512(z, low4);
+    *hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), low4);
+    if (t == DT_IQ4_NL) {
+        const __m512i lv = _mm512_broadcast_i32x4(_mm_xor_si128(
+            _mm_loadu_si128((const __m128i *)iq4_levels), _mm_set1_epi8((char)0x80)));
+        *lo = _mm512_shuffle_epi8(lv, *lo);
+        *hi = _mm512_shuffle_epi8(lv, *hi);
+    }
+}
+
 /* The blocks blk[0..3] (one per weight row) as u: 128-bit lane i of *lo holds row i's elements
  * 0-15, of *hi its elements 16-31. */
 INLINE512 void q32_codes4(dtype t, const uint8_t *const blk[4], __m512i *lo, __m512i *hi) {
-    const __m512i low4 = _mm512_set1_epi8(0x0f), z = lanes4(blk, q32_qs(t));
-    *lo = _mm512_and_si512(z, low4);
-    *hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), low4);
+    q32_nibbles(t, lanes4(blk, q32_qs(t)), lo, hi);
     if (t == DT_Q5_0 || t == DT_Q5_1) { /* bit j of qh is element j's 16 */
         const int qh = t == DT_Q5_0 ? 2 : 4;
         uint64_t ml = 0, mh = 0;
@@ -164,11 +177,6 @@ INLINE512 void q32_codes4(dtype t, const uint8_t *const blk[4], __m512i *lo, __m
         const __m512i b4 = _mm512_set1_epi8(0x10);
         *lo = _mm512_mask_add_epi8(*lo, (__mmask64)ml, *lo, b4);
         *hi = _mm512_mask_add_epi8(*hi, (__mmask64)mh, *hi, b4);
-    } else if (t == DT_IQ4_NL) { /* the levels + 128, looked up by nibble */
-        const __m512i lv = _mm512_broadcast_i32x4(_mm_xor_si128(
-            _mm_loadu_si128((const __m128i *)iq4_levels), _mm_set1_epi8((char)0x80)));
-        *lo = _mm512_shuffle_epi8(lv, *lo);
-        *hi = _mm512_shuffle_epi8(lv, *hi);
     }
 }
 
@@ -415,8 +423,9 @@ INLINE512 void dec_act(dtype type, const block_q8_act *xb, __m512i *xlo, __m512i
 /* out[t * ldo + i]: activation row t (x + t * nb), weight row i < 4 * NG of w (rows rb bytes
  * apart), w of a 32-element type (q32_codes4; NG = 2 and 8 only for Q4_0); the rows pf bytes
  * further on (the next tiles') are prefetched into L2 when pf > 0.
- * PACKED (Q4_0, NG = 4 only): w is instead a group of 16 rows in mm_q4_0_repack's layout, one
- * stream of 288-byte block groups that need no inserts and no gather (rb and pf unused). */
+ * PACKED (Q4_0 and IQ4_NL, NG = 4 only): w is instead a group of 16 rows in mm_dec_repack's
+ * layout, one stream of 288-byte block groups that need no inserts and no gather (rb and pf
+ * unused); the nibbles become codes as in place (q32_nibbles: IQ4_NL's lookup). */
 INLINE512 void tile_vnni_dec(dtype type, float *out, size_t ldo, const uint8_t *w, size_t rb,
                              const block_q8_act *x, int nb, size_t pf, int NT, int NG, int HINT,
                              bool PACKED) {
@@ -426,7 +435,6 @@ INLINE512 void tile_vnni_dec(dtype type, float *out, size_t ldo, const uint8_t *
         _mm512_set1_epi32((int)rb));
     const __m256i gidx8 =
         _mm256_mullo_epi32(_mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7), _mm256_set1_epi32((int)rb));
-    const __m512i low4 = _mm512_set1_epi8(0x0f);
     __m512 sum[MM_DEC_T_MAX][2];
     __m256 sum8[MM_DEC_T_MAX];
 #pragma GCC unroll 3
@@ -436,7 +444,7 @@ INLINE512 void tile_vnni_dec(dtype type, float *out, size_t ldo, const uint8_t *
     }
     for (int b = 0; b < nb; b++) {
         /* row 0's block b: d (F16), then the quants; PACKED: the 16 rows' block group b */
-        const uint8_t *wb = w + (size_t)b * (PACKED ? Q4_0_PACK_BYTES : bb);
+        const uint8_t *wb = w + (size_t)b * (PACKED ? MM_DEC_PACK_BYTES : bb);
         /* the rows ahead, every other block (36 bytes: every line is touched; every block was
          * slower, and so was every fourth), into L2 only: with T0 (into L1) tg ran at 38.5
          * tok/s on 2 threads, with T1 at 43-44 (the L1 fill buffers are too few for 16
@@ -453,9 +461,7 @@ INLINE512 void tile_vnni_dec(dtype type, float *out, size_t ldo, const uint8_t *
             const uint8_t *r = wb + (size_t)4 * g * rb;
             __m512i lo, hi;
             if (PACKED) {
-                const __m512i z = _mm512_loadu_si512(wb + 32 + 64 * g);
-                lo = _mm512_and_si512(z, low4);
-                hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), low4);
+                q32_nibbles(type, _mm512_loadu_si512(wb + 32 + 64 * g), &lo, &hi);
             } else {
                 const uint8_t *const blk[4] = {r, r + rb, r + 2 * rb, r + 3 * rb};
                 q32_codes4(type, blk, &lo, &hi);
@@ -531,6 +537,27 @@ INLINE512 int rows_vnni_dec(dtype type, float *out, const block_q8_act *xq, cons
     return r;
 }
 
+/* The types mm_dec_repack copies: an F16 d and 16 nibble bytes per block, no min, no fifth bit. */
+static inline bool dec_packable(dtype t) { return t == DT_Q4_0 || t == DT_IQ4_NL; }
+
+/* The whole groups of 16 rows in [r0, r1) from w->packed (mm_dec_repack's layout); returns the
+ * first row of the first such group, and *end the row after the last (== the first when no
+ * group fits: then nothing was done). The caller does the rows around them in place. */
+INLINE512 int rows_packed_dec(dtype type, float *out, const block_q8_act *xq, const tensor *w,
+                              int T, int r0, int r1, int *end) {
+    const int nb = (int)w->ne[0] / QK, g0 = (r0 + 15) / 16, g1 = r1 / 16;
+    const size_t ldo = (size_t)w->ne[1];
+    for (int g = g0; g < g1; g++) {
+        const uint8_t *wg = (const uint8_t *)w->packed + (size_t)g * nb * MM_DEC_PACK_BYTES;
+        float *o = out + 16 * g;
+        if (T == 1) tile_vnni_dec(type, o, ldo, wg, 0, xq, nb, 0, 1, 4, 0, true);
+        else if (T == 2) tile_vnni_dec(type, o, ldo, wg, 0, xq, nb, 0, 2, 4, 0, true);
+        else tile_vnni_dec(type, o, ldo, wg, 0, xq, nb, 0, 3, 4, 0, true);
+    }
+    *end = g0 < g1 ? 16 * g1 : 16 * g0;
+    return 16 * g0;
+}
+
 TARGET512 void x86_rows_q4_0_vnni_dec(float *out, const block_q8_act *xq, const tensor *w, int T,
                                      int r0, int r1) {
     const int n = (int)w->ne[0], nb = n / QK;
@@ -538,18 +565,10 @@ TARGET512 void x86_rows_q4_0_vnni_dec(float *out, const block_q8_act *xq, const 
     const mm_dec_shape tile = mm_dec_tiles[mm_dec_tile()];
     int r = r0;
     if (w->packed) { /* whole groups of 16 from the repacked copy; the rest in place */
-        const int g0 = (r0 + 15) / 16, g1 = r1 / 16;
-        if (g0 < g1) {
-            if (16 * g0 > r0) x86_rows_q4_0_avx2(out, xq, w, T, r0, 16 * g0);
-            for (int g = g0; g < g1; g++) {
-                const uint8_t *wg = (const uint8_t *)w->packed + (size_t)g * nb * Q4_0_PACK_BYTES;
-                float *o = out + 16 * g;
-                if (T == 1) tile_vnni_dec(DT_Q4_0, o, ldo, wg, 0, xq, nb, 0, 1, 4, 0, true);
-                else if (T == 2) tile_vnni_dec(DT_Q4_0, o, ldo, wg, 0, xq, nb, 0, 2, 4, 0, true);
-                else tile_vnni_dec(DT_Q4_0, o, ldo, wg, 0, xq, nb, 0, 3, 4, 0, true);
-            }
-            r = 16 * g1;
-            if (r < r1) x86_rows_q4_0_avx2(out, xq, w, T, r, r1);
+        int e, a = rows_packed_dec(DT_Q4_0, out, xq, w, T, r0, r1, &e);
+        if (a < e) {
+            if (r0 < a) x86_rows_q4_0_avx2(out, xq, w, T, r0, a);
+            if (e < r1) x86_rows_q4_0_avx2(out, xq, w, T, e, r1);
             return;
         }
     }
@@ -570,12 +589,21 @@ TARGET512 void x86_rows_q4_0_vnni_dec(float *out, const block_q8_act *xq, const 
 
 /* Q4_1, Q5_0, Q5_1 and IQ4_NL, one pair of functions per type so that each compiles for its
  * type: decode (_dec) on the 16-row tiles with the next tile's rows prefetched into L2 (variant
- * 0's shape, which ran fastest for Q4_0 on both CPUs of the table), the rows past the last full
- * tile through the AVX2 passes (x86/quant_avx2_q32.c); T > MM_DEC_T_MAX (_vnni) on the 4 x 4
- * tiles. The same bits. */
+ * 0's shape, which ran fastest for Q4_0 on both CPUs of the table), or (IQ4_NL under --repack)
+ * the packed tiles on whole groups of 16, the rows past the last full tile or group through the
+ * AVX2 passes (x86/quant_avx2_q32.c); T > MM_DEC_T_MAX (_vnni) on the 4 x 4 tiles. The same
+ * bits. */
 #define Q32_FNS(name, type)                                                                       \
     TARGET512 static void name##_dec(float *out, const block_q8_act *xq, const tensor *w, int T,  \
                                      int r0, int r1) {                                            \
+        if (dec_packable(type) && w->packed) { /* as x86_rows_q4_0_vnni_dec */                    \
+            int e, a = rows_packed_dec(type, out, xq, w, T, r0, r1, &e);                          \
+            if (a < e) {                                                                          \
+                if (r0 < a) qdot_rows_avx2_q32(out, xq, w, T, r0, a);                             \
+                if (e < r1) qdot_rows_avx2_q32(out, xq, w, T, e, r1);                             \
+                return;                                                                           \
+            }                                                                                     \
+        }                                                                                         \
         const int nb = (int)w->ne[0] / QK;                                                        \
         const size_t rb = dtype_row_bytes(type, w->ne[0]), ldo = (size_t)w->ne[1];                \
         int r = rows_vnni_dec(type, out, xq, w->data, rb, ldo, nb, T, r0, r1, 1, 4, 0);           \
@@ -611,23 +639,24 @@ void x86_rows_q32_vnni(float *out, const q8_act_x4 *xr, const tensor *w, int T, 
     }
 }
 
-size_t mm_q4_0_packed_bytes(const tensor *w) {
-    if (w->type != DT_Q4_0 || w->ne[1] < 16 || !mm_avx512_supported()) return 0;
-    return (size_t)(w->ne[1] / 16) * (size_t)(w->ne[0] / QK) * Q4_0_PACK_BYTES;
+size_t mm_dec_packed_bytes(const tensor *w) {
+    if (!dec_packable(w->type) || w->ne[1] < 16 || !mm_avx512_supported()) return 0;
+    return (size_t)(w->ne[1] / 16) * (size_t)(w->ne[0] / QK) * MM_DEC_PACK_BYTES;
 }
 
-/* mm_q4_0_repack's layout, per group of 16 rows g and block b, at (g * nb + b) * 288 bytes:
+/* mm_dec_repack's layout, per group of 16 rows g and block b, at (g * nb + b) * 288 bytes:
  * the 16 F16 scales in the order the decode tile's sums come out (slot 4i + j: row 4j + i),
- * then rows 4k .. 4k + 3's 16 quant bytes side by side (64 bytes per k): a zmm load each. */
-void mm_q4_0_repack(void *dst, const tensor *w) {
+ * then rows 4k .. 4k + 3's 16 nibble bytes side by side (64 bytes per k): a zmm load each.
+ * Q4_0 and IQ4_NL blocks are both d then those 16 bytes, so one layout carries both. */
+void mm_dec_repack(void *dst, const tensor *w) {
     const int nb = (int)(w->ne[0] / QK), n_out = (int)w->ne[1];
-    const size_t rb = dtype_row_bytes(DT_Q4_0, w->ne[0]);
+    const size_t rb = dtype_row_bytes(w->type, w->ne[0]), bb = dtype_block_bytes(w->type);
     const uint8_t *src = w->data;
     for (int g = 0; g < n_out / 16; g++)
         for (int b = 0; b < nb; b++) {
-            uint8_t *o = (uint8_t *)dst + ((size_t)g * nb + b) * Q4_0_PACK_BYTES;
+            uint8_t *o = (uint8_t *)dst + ((size_t)g * nb + b) * MM_DEC_PACK_BYTES;
             for (int r = 0; r < 16; r++) {
-                const uint8_t *blk = src + (size_t)(16 * g + r) * rb + (size_t)b * sizeof(block_q4_0);
+                const uint8_t *blk = src + (size_t)(16 * g + r) * rb + (size_t)b * bb;
                 memcpy(o + 2 * (4 * (r % 4) + r / 4), blk, 2);
                 memcpy(o + 32 + 16 * r, blk + 2, QK / 2);
             }
@@ -827,8 +856,8 @@ int mm_float_zmm_min(dtype type) {
     (void)type;
     return 2;
 }
-size_t mm_q4_0_packed_bytes(const tensor *w) { (void)w; return 0; }
-void mm_q4_0_repack(void *dst, const tensor *w) { (void)dst, (void)w; }
+size_t mm_dec_packed_bytes(const tensor *w) { (void)w; return 0; }
+void mm_dec_repack(void *dst, const tensor *w) { (void)dst, (void)w; }
 void mm_repack_x4(q8_act_x4 *xr, const block_q8_act *xq, int T, int t0, int nb) {
     (void)xr, (void)xq, (void)T, (void)t0, (void)nb;
 }
