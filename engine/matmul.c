@@ -242,7 +242,7 @@ void mm_row_tiling(dtype t, int *exact, int *group) {
     if (t == DT_Q4_0 || mm_q32_vnni(t))
         *exact = MM_DEC_T_MAX, *group = 4;
     else if (t == DT_Q8_0)
-        *group = 4;
+        *exact = 2, *group = 4;
 }
 
 static int64_t inline_macs = 1 << 18; /* see matmul(); tests set 0 to exercise the pool */
@@ -266,7 +266,10 @@ void matmul(float *out, const float *x, const tensor *w, int T, mm_scratch *s, p
         /* one activation row needs no repacking, nor up to MM_DEC_T_MAX of Q4_0: the VNNI
          * decode tiles read xq */
         const bool dec = (w->type == DT_Q4_0 || mm_q32_vnni(w->type)) && T <= MM_DEC_T_MAX;
-        q8_act_x4 *xr = simd && T >= 2 && !dec && mm_avx512_supported() ? s->xr : NULL;
+        /* Q8_0 takes the 4 x 4 VNNI tiles from 3 rows: 2 rows cost 4 there, and the AVX2 tiles
+         * did 2 in 41-46 ms against 51-54 (bench-matmul, one core, from DRAM, Zen 4) */
+        const int vnni_min = w->type == DT_Q8_0 ? 3 : 2;
+        q8_act_x4 *xr = simd && T >= vnni_min && !dec && mm_avx512_supported() ? s->xr : NULL;
         quant_job q = {s->xq, simd_type(w->type) ? xr : NULL, NULL, x, T, (int)w->ne[0],
                        act_quantizer(simd), NULL};
         /* a few rows are quicker to quantize here than to hand to the pool */

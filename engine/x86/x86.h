@@ -20,8 +20,8 @@
 bool mm_avx2_supported(void);
 
 /* True when the CPU (and the OS) also give AVX-512 F/BW/VL with VNNI (checked once) and
- * mm_avx512_allow has not turned them off. Then the kernels for T >= 2 activation rows use
- * AVX-512: Q8_0/Q4_0 vpdpbusd on activations repacked by mm_repack_x4 (exact integer block
+ * mm_avx512_allow has not turned them off. Then the kernels for several activation rows (from
+ * 2, 3 or more by type and CPU: matmul.c's xr, mm_float_zmm_min) use AVX-512: Q8_0/Q4_0 vpdpbusd on activations repacked by mm_repack_x4 (exact integer block
  * sums, the scalar kernel's float steps per block); F32/F16/BF16 512-bit FMAs that each do two
  * pairs' AVX2 operations (lanes 0-7 and 8-15). Q4_0 with up to MM_DEC_T_MAX activation rows
  * (decode) uses VNNI tiles of 16 weight rows on xq as it is. The results are the AVX2 kernels'
@@ -99,7 +99,8 @@ void mm_repack_x4(q8_act_x4 *xr, const block_q8_act *xq, int T, int t0, int nb);
  * (ceil(T / 4), n_in / QK) the same through mm_repack_x4 or NULL. With xr the VNNI kernels run
  * (give it only when mm_avx512_supported()), else the AVX2 ones (but Q4_0 with T <=
  * MM_DEC_T_MAX runs the VNNI decode tiles when mm_avx512_supported(), whatever xr is);
- * F32/F16/BF16 with T >= 2 use the zmm tiles when mm_avx512_supported(). The results are the
+ * F32/F16/BF16 use the zmm tiles from mm_float_zmm_min(type) rows when mm_avx512_supported()
+ * (and T >= 2). The results are the
  * same bits whichever runs. */
 void mm_rows_x86(float *out, const float *x, const block_q8_act *xq, const q8_act_x4 *xr,
                  const tensor *w, int T, int r0, int r1);
