@@ -236,13 +236,19 @@ static void quant_rows(void *arg, int ith, int nth) {
     }
 }
 
+/* With AVX-512 VNNI, the fewest activation rows for which a type on block_q8_act activations
+ * takes the 4 x 4 tiles on repacked activations (xr): Q4_0 and mm_q32_vnni's types run the
+ * decode tiles on xq up to MM_DEC_T_MAX rows; Q8_0 runs the AVX2 tiles for 1 and 2 rows (the
+ * 4 x 4 tiles compute 2 rows as 4: 51-54 ms against 41-46, bench-matmul, one core, from DRAM,
+ * Zen 4). matmul picks the kernels by it and mm_row_tiling reports it. */
+static int vnni_tile_min(dtype t) {
+    return t == DT_Q8_0 ? 3 : MM_DEC_T_MAX + 1;
+}
+
 void mm_row_tiling(dtype t, int *exact, int *group) {
     *exact = 1, *group = 1;
     if (!mm_using_simd() || !mm_avx512_supported()) return;
-    if (t == DT_Q4_0 || mm_q32_vnni(t))
-        *exact = MM_DEC_T_MAX, *group = 4;
-    else if (t == DT_Q8_0)
-        *exact = 2, *group = 4;
+    if (t == DT_Q4_0 || t == DT_Q8_0 || mm_q32_vnni(t)) *exact = vnni_tile_min(t) - 1, *group = 4;
 }
 
 static int64_t inline_macs = 1 << 18; /* see matmul(); tests set 0 to exercise the pool */
@@ -263,13 +269,10 @@ void matmul(float *out, const float *x, const tensor *w, int T, mm_scratch *s, p
             pool_run(p, quant_rows, &q);
         j.xk = s->xk;
     } else if (uses_q8_act(w->type)) {
-        /* one activation row needs no repacking, nor up to MM_DEC_T_MAX of Q4_0: the VNNI
-         * decode tiles read xq */
-        const bool dec = (w->type == DT_Q4_0 || mm_q32_vnni(w->type)) && T <= MM_DEC_T_MAX;
-        /* Q8_0 takes the 4 x 4 VNNI tiles from 3 rows: 2 rows cost 4 there, and the AVX2 tiles
-         * did 2 in 41-46 ms against 51-54 (bench-matmul, one core, from DRAM, Zen 4) */
-        const int vnni_min = w->type == DT_Q8_0 ? 3 : 2;
-        q8_act_x4 *xr = simd && T >= vnni_min && !dec && mm_avx512_supported() ? s->xr : NULL;
+        /* fewer rows than vnni_tile_min need no repacking: the decode tiles read xq, and
+         * Q8_0's AVX2 tiles too */
+        q8_act_x4 *xr =
+            simd && mm_avx512_supported() && T >= vnni_tile_min(w->type) ? s->xr : NULL;
         quant_job q = {s->xq, simd_type(w->type) ? xr : NULL, NULL, x, T, (int)w->ne[0],
                        act_quantizer(simd), NULL};
         /* a few rows are quicker to quantize here than to hand to the pool */
