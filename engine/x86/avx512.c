@@ -540,13 +540,23 @@ INLINE512 int rows_vnni_dec(dtype type, float *out, const block_q8_act *xq, cons
 /* The types mm_dec_repack copies: an F16 d and 16 nibble bytes per block, no min, no fifth bit. */
 static inline bool dec_packable(dtype t) { return t == DT_Q4_0 || t == DT_IQ4_NL; }
 
-/* The whole groups of 16 rows in [r0, r1) from w->packed (mm_dec_repack's layout); returns the
- * first row of the first such group, and *end the row after the last (== the first when no
- * group fits: then nothing was done). The caller does the rows around them in place. */
-INLINE512 int rows_packed_dec(dtype type, float *out, const block_q8_act *xq, const tensor *w,
-                              int T, int r0, int r1, int *end) {
+/* Rows [r0, r1) of a 32-element type through its AVX2 kernels: the rows the VNNI decode
+ * tiles leave (the same bits). */
+INLINE512 void rows_dec_rest(dtype type, float *out, const block_q8_act *xq, const tensor *w,
+                             int T, int r0, int r1) {
+    if (r0 >= r1) return;
+    if (type == DT_Q4_0) x86_rows_q4_0_avx2(out, xq, w, T, r0, r1);
+    else qdot_rows_avx2_q32(out, xq, w, T, r0, r1);
+}
+
+/* Rows [r0, r1) with w->packed (mm_dec_repack's layout): the whole groups of 16 from it, the
+ * rows around them in place (rows_dec_rest). False, with nothing done, when no group fits. */
+INLINE512 bool rows_packed_dec(dtype type, float *out, const block_q8_act *xq, const tensor *w,
+                               int T, int r0, int r1) {
     const int nb = (int)w->ne[0] / QK, g0 = (r0 + 15) / 16, g1 = r1 / 16;
     const size_t ldo = (size_t)w->ne[1];
+    if (g0 >= g1) return false;
+    rows_dec_rest(type, out, xq, w, T, r0, 16 * g0);
     for (int g = g0; g < g1; g++) {
         const uint8_t *wg = (const uint8_t *)w->packed + (size_t)g * nb * MM_DEC_PACK_BYTES;
         float *o = out + 16 * g;
@@ -554,8 +564,8 @@ INLINE512 int rows_packed_dec(dtype type, float *out, const block_q8_act *xq, co
         else if (T == 2) tile_vnni_dec(type, o, ldo, wg, 0, xq, nb, 0, 2, 4, 0, true);
         else tile_vnni_dec(type, o, ldo, wg, 0, xq, nb, 0, 3, 4, 0, true);
     }
-    *end = g0 < g1 ? 16 * g1 : 16 * g0;
-    return 16 * g0;
+    rows_dec_rest(type, out, xq, w, T, 16 * g1, r1);
+    return true;
 }
 
 TARGET512 void x86_rows_q4_0_vnni_dec(float *out, const block_q8_act *xq, const tensor *w, int T,
@@ -564,14 +574,8 @@ TARGET512 void x86_rows_q4_0_vnni_dec(float *out, const block_q8_act *xq, const 
     const size_t rb = dtype_row_bytes(DT_Q4_0, n), ldo = (size_t)w->ne[1];
     const mm_dec_shape tile = mm_dec_tiles[mm_dec_tile()];
     int r = r0;
-    if (w->packed) { /* whole groups of 16 from the repacked copy; the rest in place */
-        int e, a = rows_packed_dec(DT_Q4_0, out, xq, w, T, r0, r1, &e);
-        if (a < e) {
-            if (r0 < a) x86_rows_q4_0_avx2(out, xq, w, T, r0, a);
-            if (e < r1) x86_rows_q4_0_avx2(out, xq, w, T, e, r1);
-            return;
-        }
-    }
+    /* whole groups of 16 from the repacked copy; the rest in place */
+    if (w->packed && rows_packed_dec(DT_Q4_0, out, xq, w, T, r0, r1)) return;
     /* 3 activation rows on 32 weight rows would need 24 accumulators: T >= 2 takes 16-row tiles;
      * the rows past the last 32-row tile go through 16-row ones, then all through AVX2 tiles */
     if (tile.rows == 32 && T == 1)
@@ -584,7 +588,7 @@ TARGET512 void x86_rows_q4_0_vnni_dec(float *out, const block_q8_act *xq, const 
         r = rows_vnni_dec(DT_Q4_0, out, xq, w->data, rb, ldo, nb, T, r, r1, tile.pf_tiles, 4, 2);
     else
         r = rows_vnni_dec(DT_Q4_0, out, xq, w->data, rb, ldo, nb, T, r, r1, tile.pf_tiles, 4, 0);
-    if (r < r1) x86_rows_q4_0_avx2(out, xq, w, T, r, r1);
+    rows_dec_rest(DT_Q4_0, out, xq, w, T, r, r1);
 }
 
 /* Q4_1, Q5_0, Q5_1 and IQ4_NL, one pair of functions per type so that each compiles for its
@@ -596,18 +600,12 @@ TARGET512 void x86_rows_q4_0_vnni_dec(float *out, const block_q8_act *xq, const 
 #define Q32_FNS(name, type)                                                                       \
     TARGET512 static void name##_dec(float *out, const block_q8_act *xq, const tensor *w, int T,  \
                                      int r0, int r1) {                                            \
-        if (dec_packable(type) && w->packed) { /* as x86_rows_q4_0_vnni_dec */                    \
-            int e, a = rows_packed_dec(type, out, xq, w, T, r0, r1, &e);                          \
-            if (a < e) {                                                                          \
-                if (r0 < a) qdot_rows_avx2_q32(out, xq, w, T, r0, a);                             \
-                if (e < r1) qdot_rows_avx2_q32(out, xq, w, T, e, r1);                             \
-                return;                                                                           \
-            }                                                                                     \
-        }                                                                                         \
+        if (dec_packable(type) && w->packed && rows_packed_dec(type, out, xq, w, T, r0, r1))    \
+            return;                                                                               \
         const int nb = (int)w->ne[0] / QK;                                                        \
         const size_t rb = dtype_row_bytes(type, w->ne[0]), ldo = (size_t)w->ne[1];                \
         int r = rows_vnni_dec(type, out, xq, w->data, rb, ldo, nb, T, r0, r1, 1, 4, 0);           \
-        if (r < r1) qdot_rows_avx2_q32(out, xq, w, T, r, r1);                                     \
+        rows_dec_rest(type, out, xq, w, T, r, r1);                                                \
     }                                                                                             \
     TARGET512 static void name##_vnni(float *out, const q8_act_x4 *xr, const tensor *w, int T,    \
                                       int r0, int r1) {                                           \
