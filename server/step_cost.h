@@ -8,9 +8,10 @@
 
 /* The model: seconds = fixed + per_row * work rows (step_cost_work: the rows the kernels
  * compute). `fixed` is what every step pays whatever its rows (reading every weight once: a
- * memory-bound CPU's decode cost), `per_row` what each row adds (its arithmetic). It is fitted by least squares over the timed steps, each older step
- * weighing STEP_COST_DECAY times less than the next, so the fit follows a machine whose speed
- * changes (other load, a longer context) within a few dozen steps. Zero-initialise, then set
+ * memory-bound CPU's decode cost), `per_row` what each row adds (its arithmetic). It is fitted
+ * by least squares over the timed steps, each older step weighing STEP_COST_DECAY times less
+ * than the next, so the fit follows a machine whose speed changes (other load, a longer
+ * context) within a few dozen steps. Zero-initialise, then set
  * exact and group. */
 typedef struct {
     double w, n, t, nn, nt; /* weighted sums over steps: 1, work rows, seconds, their products */

@@ -21,9 +21,10 @@ bool mm_avx2_supported(void);
 
 /* True when the CPU (and the OS) also give AVX-512 F/BW/VL with VNNI (checked once) and
  * mm_avx512_allow has not turned them off. Then the kernels for several activation rows (from
- * 2, 3 or more by type and CPU: matmul.c's xr, mm_float_zmm_min) use AVX-512: Q8_0/Q4_0 vpdpbusd on activations repacked by mm_repack_x4 (exact integer block
- * sums, the scalar kernel's float steps per block); F32/F16/BF16 512-bit FMAs that each do two
- * pairs' AVX2 operations (lanes 0-7 and 8-15). Q4_0 with up to MM_DEC_T_MAX activation rows
+ * 2, 3 or more by type and CPU: matmul.c's xr, mm_float_zmm_min) use AVX-512: Q8_0/Q4_0
+ * vpdpbusd on activations repacked by mm_repack_x4 (exact integer block sums, the scalar
+ * kernel's float steps per block); F32/F16/BF16 512-bit FMAs that each do two pairs' AVX2
+ * operations (lanes 0-7 and 8-15). Q4_0 with up to MM_DEC_T_MAX activation rows
  * (decode) uses VNNI tiles of 16 weight rows on xq as it is. The results are the AVX2 kernels'
  * bits. */
 bool mm_avx512_supported(void);
