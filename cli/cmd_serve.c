@@ -200,7 +200,7 @@ static model *load_model(const cfg_server *cfg, char *err, size_t errlen) {
         return NULL;
     }
     if (cfg->repack)
-        log_msg(LOG_INFO, "repack: %.1f MiB of Q4_0/IQ4_NL weights copied for the decode kernel",
+        log_msg(LOG_INFO, "repack: %.1f MiB of quantized weights copied for the decode kernels",
                 (double)repacked / (1 << 20));
     if (!m->tok) {
         ls_fail(err, errlen, "%.200s has no tokenizer: pass --tokenizer", cfg->model);

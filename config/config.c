@@ -113,9 +113,9 @@ static const setting settings[] = {
      "map the model file (shared, read-only); --no-mmap reads it\n"
      "into private memory, immune to the file being replaced", 0, NULL},
     {"repack", K_BOOL, FIELD(repack), 0, 0, NULL, 0, NULL, 0, "BOOL",
-     "copy the Q4_0 and IQ4_NL matrices into private memory in the\n"
-     "decode kernel's layout: faster decode, the weights' size again\n"
-     "in RAM",
+     "copy the Q4_0, IQ4_NL, K-quant and IQ4_XS matrices into\n"
+     "private memory in the decode kernels' layout: faster decode,\n"
+     "the weights' size again in RAM",
      0, NULL},
     {"prompt_cache", K_BOOL, FIELD(prompt_cache), 0, 0, NULL, 1, NULL, 0, "BOOL",
      "a new prompt reuses the longest prefix a free slot's KV\n"

@@ -57,7 +57,7 @@ typedef struct {
     cfg_kv_type kv_type;
     cfg_pooling pooling;        /* how /v1/embeddings pools a sequence's hidden states */
     bool mmap;                  /* map the model file; false: read it into private memory */
-    bool repack;                /* Q4_0/IQ4_NL matrices also copied in the decode tiles' layout */
+    bool repack;                /* quantized matrices also copied in the decode kernels' layout */
     bool prompt_cache;          /* reuse a free slot's cached prompt prefix */
     int spec_ngram;             /* prompt-lookup draft tokens per step, 0..32; 0 = off */
     char model_draft[CFG_PATH_LEN]; /* a draft model with the same vocabulary; "" = none */

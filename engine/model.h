@@ -49,7 +49,7 @@ typedef struct {
     tokenizer *tok;   /* NULL when the file carries none and none was given */
     gguf_file *gguf;  /* the parsed GGUF file, or NULL for a llama2.c checkpoint */
     mapfile map;      /* the llama2.c checkpoint mapping (GGUF files own theirs) */
-    void *packed;     /* model_repack's private copy of the Q4_0/IQ4_NL matrices, or NULL */
+    void *packed;     /* model_repack's private copy of the quantized matrices, or NULL */
     char path[512];
 } model;
 
@@ -65,11 +65,12 @@ void model_free(model *m);
  * llama2.c tokenizer.bin. NULL with a message on error; caller frees with tok_free. */
 tokenizer *model_load_tokenizer(const char *path, char *err, size_t errlen);
 
-/* The opt-in --repack: copies every Q4_0 and IQ4_NL matrix (by whole groups of 16 rows) into
- * private memory in the layout of the AVX-512 VNNI decode tiles (x86.h mm_dec_repack) and
- * points each tensor's `packed` at its copy; the mapped weights stay in use for everything else
- * (prefill, other CPUs). Costs *bytes (returned; 0 when there is nothing to repack: no Q4_0 or
- * IQ4_NL matrix, or no AVX-512 VNNI) of private memory, freed by model_free. The results are the
+/* The opt-in --repack: copies every Q4_0 and IQ4_NL matrix (by whole groups of 16 rows) and
+ * every K-quant and IQ4_XS one (groups of 8) into private memory in the layout of the AVX-512
+ * VNNI decode kernels (x86.h mm_dec_repack) and points each tensor's `packed` at its copy; the
+ * mapped weights stay in use for everything else (prefill, other CPUs). Costs *bytes (returned;
+ * 0 when there is nothing to repack: none of those types, or no AVX-512 VNNI) of private
+ * memory, freed by model_free. The results are the
  * same bits. Call once, before any forward pass, from one thread. -1 when the memory is lacking
  * (the model is unchanged). */
 int model_repack(model *m, size_t *bytes);

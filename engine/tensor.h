@@ -173,8 +173,9 @@ typedef struct {
     dtype type;
     int n_dims;
     int64_t ne[4]; /* ne[0] is the row length (the fastest-moving dimension), as in GGUF */
-    /* Q4_0 and IQ4_NL only, or NULL: the same weights repacked for the decode tiles in private
-     * memory (model_repack, x86.h mm_dec_repack), owned by the model; data stays valid beside it */
+    /* Q4_0, IQ4_NL, the K-quants and IQ4_XS only, or NULL: the same weights repacked for the
+     * decode kernels in private memory (model_repack, x86.h mm_dec_repack), owned by the model;
+     * data stays valid beside it */
     const void *packed;
 } tensor;
 

@@ -3,10 +3,11 @@
  * rows, one thread, best of R runs in process CPU time (less sensitive to a loaded host than
  * wall time). TILE picks the Q4_0 decode tile variant (x86.h mm_dec_tiles; -1: this CPU's);
  * COPIES > 1 cycles through that many copies of the weights (13 MB each for Q4_0), so that
- * with enough of them the weights come from DRAM, as in decode, not from L3. Not part of the
+ * with enough of them the weights come from DRAM, as in decode, not from L3. REPACK 1 gives
+ * every copy its --repack layout (x86.h mm_dec_repack) where the type has one. Not part of the
  * build:
  *   cc -O2 -std=c17 -Iengine scripts/bench-matmul.c build/libengine.a -lm -lpthread -o /tmp/bm
- *   /tmp/bm TYPE [T [AVX512 [R [TILE [COPIES]]]]]
+ *   /tmp/bm TYPE [T [AVX512 [R [TILE [COPIES [REPACK]]]]]]
  * (TYPE q4_0, q4_1, q5_0, q5_1, iq4_nl, q8_0, q2_K .. q6_K, iq4_xs, f16, f32 or bf16;
  * AVX512 0 turns it off) */
 #define _POSIX_C_SOURCE 200809L
@@ -70,19 +71,26 @@ int main(int argc, char **argv) {
         fprintf(stderr,
                 "usage: %s q4_0|q4_1|q5_0|q5_1|iq4_nl|q8_0|q2_K..q6_K|iq4_xs|f16|f32|bf16 [T "
                 "[AVX512 [R [TILE "
-                "[COPIES]]]]]\n", argv[0]);
+                "[COPIES [REPACK]]]]]]\n", argv[0]);
         return 2;
     }
     const int T = argc > 2 ? atoi(argv[2]) : 128, reps = argc > 4 ? atoi(argv[4]) : 5;
     const int copies = argc > 6 && atoi(argv[6]) > 1 ? atoi(argv[6]) : 1;
     if (argc > 3) mm_avx512_allow(atoi(argv[3]) != 0);
     if (argc > 5) mm_set_dec_tile(atoi(argv[5]));
+    const bool repack = argc > 7 && atoi(argv[7]) != 0;
     mm_set_inline_macs(INT64_MAX); /* everything on this thread */
     pool *p = pool_create(1);
     tensor *w = malloc(2 * (size_t)copies * sizeof *w);
     for (int c = 0; w && c < copies; c++) {
         w[2 * c] = random_weights(types[ti], 2048, 5632);
         w[2 * c + 1] = random_weights(types[ti], 5632, 2048);
+        for (int k = 2 * c; repack && k < 2 * c + 2; k++) {
+            const size_t nb = mm_dec_packed_bytes(&w[k]);
+            void *packed = nb ? malloc(nb) : NULL;
+            if (packed) mm_dec_repack(packed, &w[k]);
+            w[k].packed = packed;
+        }
     }
     float *x = malloc((size_t)T * 5632 * sizeof *x), *out = malloc((size_t)T * 5632 * sizeof *out);
     unsigned s = 9;
@@ -99,19 +107,21 @@ int main(int argc, char **argv) {
         if (dt < best) best = dt;
     }
     const mm_dec_shape sh = mm_dec_tiles[mm_dec_tile()];
-    printf("%s T=%d kernels=%s tile=%d (%d rows, prefetch %d ahead, hint %s) copies=%d: %.3f ms, "
+    printf("%s T=%d kernels=%s tile=%d (%d rows, prefetch %d ahead, hint %s) copies=%d%s: %.3f ms, "
            "%.1f GMAC/s\n",
            names[ti], T, mm_kernels(), mm_dec_tile(), sh.rows, sh.pf_tiles,
            sh.hint == 0   ? "T1"
            : sh.hint == 1 ? "T0"
                           : "NTA",
-           copies, best * 1e3, 2.0 * copies * 2048 * 5632 * T / best * 1e-9);
+           copies, repack && w[0].packed ? " repacked" : "", best * 1e3, 2.0 * copies * 2048 * 5632 * T / best * 1e-9);
     mm_scratch_free(&ms);
     pool_destroy(p);
     free(x);
     free(out);
-    for (int k = 0; k < 2 * copies; k++)
+    for (int k = 0; k < 2 * copies; k++) {
         free((void *)w[k].data);
+        free((void *)w[k].packed);
+    }
     free(w);
     return 0;
 }

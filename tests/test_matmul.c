@@ -494,21 +494,26 @@ static void test_dec_tiles(void) {
     CHECK(mm_dec_tile() == mm_dec_tile_default(), "back to the CPU's tile");
 }
 
-/* Q4_0 and IQ4_NL weights repacked for the decode tiles (--repack) give the scalar twins'
- * bits (dot_q4_0, dot_iq4_nl), T = 1-3 and (prefill and batched steps, which read the weights
- * in place) T = 4 and 7, on 1-3 threads: row counts with a ragged rest after the groups of 16,
- * thread shares that start and end inside a group (53 rows over 2 and 3 threads), fewer than
- * 16 rows (nothing to repack). The other 32-element types are not repacked. */
+/* Weights repacked for --repack give the scalar twins' bits: Q4_0 and IQ4_NL for the decode
+ * tiles (groups of 16 rows; dot_q4_0, dot_iq4_nl) at T = 1-3 and (prefill and batched steps,
+ * which read the weights in place) T = 4 and 7; the K-quants and IQ4_XS for the row-by-row
+ * decode kernels (groups of 8) at T = 1-3 and 7 and past every type's switch to the tiles (T =
+ * 19, in place). On 1-3 threads: row counts with a ragged rest after the groups, thread shares
+ * that start and end inside a group (53 rows over 2 and 3 threads), fewer rows than a group
+ * (nothing to repack). The other 32-element types are not repacked. */
 static void test_dec_repack(dtype type) {
     if (!mm_avx512_supported()) return;
-    const int shapes[][2] = {{32 * 23, 53}, {64, 48}, {32, 13}, {32 * 7, 100}};
-    const int Ts[] = {1, 2, 3, 4, 7};
+    const bool kq = dtype_uses_q8_K(type);
+    const int blk = kq ? QK_K : QK, group = kq ? 8 : 16;
+    const int shapes[][2] = {{blk * 23, 53}, {blk * 2, 48}, {blk, kq ? 5 : 13}, {blk * 7, 100}};
+    const int Ts[] = {1, 2, 3, kq ? 7 : 4, kq ? 19 : 7};
     for (int s = 0; s < 4; s++) {
         int n_in = shapes[s][0], n_out = shapes[s][1];
         tensor w = make_weights(type, n_in, n_out, 31u + (unsigned)s);
         size_t nbytes = mm_dec_packed_bytes(&w);
-        CHECK(nbytes == (size_t)(n_out / 16) * (size_t)(n_in / QK) * 288, "%s packed size %zu",
-              dtype_name(type), nbytes);
+        size_t want_bytes = kq ? (size_t)(n_out / group) * group * dtype_row_bytes(type, n_in)
+                               : (size_t)(n_out / group) * (size_t)(n_in / QK) * 288;
+        CHECK(nbytes == want_bytes, "%s packed size %zu", dtype_name(type), nbytes);
         void *packed = nbytes ? malloc(nbytes) : NULL;
         if (packed) mm_dec_repack(packed, &w);
         tensor wp = w;
@@ -644,6 +649,10 @@ int main(void) {
     test_dec_tiles();
     test_dec_repack(DT_Q4_0);
     test_dec_repack(DT_IQ4_NL);
+    {
+        const dtype kq[] = {DT_Q2_K, DT_Q3_K, DT_Q4_K, DT_Q5_K, DT_Q6_K, DT_IQ4_XS};
+        for (int i = 0; i < 6; i++) test_dec_repack(kq[i]);
+    }
     test_kquant_avx512_matches_avx2();
     test_kquant_decode_rows();
     const dtype types[] = {DT_F32, DT_F16, DT_BF16, DT_Q8_0, DT_Q4_0, DT_Q8_0, DT_Q4_0};

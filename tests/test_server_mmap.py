@@ -7,9 +7,10 @@
 - The same with --no-mmap: the weights are a private copy, so the server keeps serving, and
   answers exactly as before the file changed.
 - A broken file given with --no-mmap is still refused with a message.
-- --repack (a private copy of the Q4_0/IQ4_NL matrices in the decode kernel's layout) answers with
+- --repack (a private copy of the quantized matrices in the decode kernels' layout) answers with
   the same tokens and log-probabilities as the mapped weights, and logs what it copied: on
-  kjv-demo-q4_0.gguf and on an IQ4_NL copy of kjv-demo that `llamaserve quantize --pure` writes.
+  kjv-demo-q4_0.gguf, kjv-demo-q4_k_m.gguf (Q4_K and Q6_K) and on an IQ4_NL copy of kjv-demo that
+  `llamaserve quantize --pure` writes.
 """
 import json
 import os
@@ -111,6 +112,11 @@ def test_repack_same_output(r):
     repack_same_output(os.path.join(MODELS, "kjv-demo-q4_0.gguf"))
 
 
+def test_repack_q4_k_m_same_output(r):
+    # Q4_K and Q6_K matrices of 256 rows (ffn_down, 704 columns, is not a K-quant)
+    repack_same_output(os.path.join(MODELS, "kjv-demo-q4_k_m.gguf"))
+
+
 def test_repack_iq4_nl_same_output(r):
     with tempfile.TemporaryDirectory() as tmp:
         model = os.path.join(tmp, "kjv-iq4_nl.gguf")  # every matrix IQ4_NL
@@ -142,6 +148,7 @@ def repack_same_output(model):
 
 r = Runner("test_server_mmap")
 for t in (test_truncated_while_mapped, test_truncated_json_log, test_no_mmap_keeps_serving,
-          test_no_mmap_bad_file, test_repack_same_output, test_repack_iq4_nl_same_output):
+          test_no_mmap_bad_file, test_repack_same_output, test_repack_q4_k_m_same_output,
+          test_repack_iq4_nl_same_output):
     r.run(t, r)
 r.finish()

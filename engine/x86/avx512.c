@@ -9,6 +9,7 @@
 #include "x86.h"
 
 #include "quant_avx2.h"
+#include "quant_avx512.h"
 
 #include <stdatomic.h>
 #include <string.h>
@@ -638,6 +639,7 @@ void x86_rows_q32_vnni(float *out, const q8_act_x4 *xr, const tensor *w, int T, 
 }
 
 size_t mm_dec_packed_bytes(const tensor *w) {
+    if (dtype_uses_q8_K(w->type)) return qdot_avx512_packed_bytes(w);
     if (!dec_packable(w->type) || w->ne[1] < 16 || !mm_avx512_supported()) return 0;
     return (size_t)(w->ne[1] / 16) * (size_t)(w->ne[0] / QK) * MM_DEC_PACK_BYTES;
 }
@@ -647,6 +649,10 @@ size_t mm_dec_packed_bytes(const tensor *w) {
  * then rows 4k .. 4k + 3's 16 nibble bytes side by side (64 bytes per k): a zmm load each.
  * Q4_0 and IQ4_NL blocks are both d then those 16 bytes, so one layout carries both. */
 void mm_dec_repack(void *dst, const tensor *w) {
+    if (dtype_uses_q8_K(w->type)) {
+        qdot_avx512_repack(dst, w);
+        return;
+    }
     const int nb = (int)(w->ne[0] / QK), n_out = (int)w->ne[1];
     const size_t rb = dtype_row_bytes(w->type, w->ne[0]), bb = dtype_block_bytes(w->type);
     const uint8_t *src = w->data;

@@ -510,16 +510,19 @@ INLINE512 __m256 half_ps(__m256i dd, bool high) {
     return _mm256_cvtph_ps(_mm256_cvtepi32_epi16(h));
 }
 
-/* out[i] for rows row0 + i * rb, i < DEC_R, against one activation row. Each lane runs its
- * row's float steps in the scalar twin's order. */
-INLINE512 void dot_rows(dtype t, float *out, const uint8_t *row0, size_t rb, const block_q8_K *x,
-                        int nb, const dconst *k) {
+/* out[i] for rows row0 + i * rb, i < DEC_R, against one activation row; block b of row i at
+ * row0 + b * bs + i * rb: in place bs is the block's bytes and rb the row's, in qdot_avx512_repack's
+ * layout rb is the block's bytes and bs DEC_R blocks. Each lane runs its row's float steps in the
+ * scalar twin's order. packed: one stream, which the hardware prefetchers follow (software
+ * prefetch 1-16 block groups ahead into L2 gave nothing this host could measure, 2026-11-30). */
+INLINE512 void dot_rows(dtype t, float *out, const uint8_t *row0, size_t rb, size_t bs,
+                        bool packed, const block_q8_K *x, int nb, const dconst *k) {
     const size_t bb = dtype_block_bytes(t);
     const __m256i gidx =
         _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)rb));
     __m256 sum = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++) {
-        const uint8_t *wb = row0 + (size_t)b * bb;
+        const uint8_t *wb = row0 + (size_t)b * bs;
         __m512i acc[DEC_R];
         __m256i vs[DEC_R];
         for (int i = 0; i < DEC_R; i++) {
@@ -527,7 +530,7 @@ INLINE512 void dot_rows(dtype t, float *out, const uint8_t *row0, size_t rb, con
             /* the next group's rows, into L2, as the Q4_0 decode tile does (Zen 4, one core,
              * Q4_K 2048 x 5632 from DRAM: 34.9 GMAC/s; 1 KiB ahead in the row itself, into L1,
              * as dot1: 17.2; the next group into L1: 21.3; two groups ahead into L2: 33.5) */
-            for (size_t ahead = 0; ahead < bb; ahead += 64)
+            for (size_t ahead = 0; !packed && ahead < bb; ahead += 64)
                 _mm_prefetch((const char *)blk + DEC_R * rb + ahead, _MM_HINT_T1);
             blk_int(t, blk, &x[b], k, &acc[i], &vs[i]);
         }
@@ -569,21 +572,40 @@ INLINE512 int one_t_max(dtype t) {
     }
 }
 
-/* T < one_t_max(t) activation rows: groups of DEC_R weight rows, then the rest row by row. */
+/* Rows [r, r1) one at a time, in place. */
+INLINE512 void rows_dot1(dtype t, float *out, const block_q8_K *xk, const tensor *w, int T, int r,
+                         int r1, const dconst *k) {
+    const int nb = (int)w->ne[0] / QK_K, n_out = (int)w->ne[1];
+    for (; r < r1; r++)
+        for (int ti = 0; ti < T; ti++)
+            out[(size_t)ti * n_out + r] = dot1(t, tensor_row(w, r), xk + (size_t)ti * nb, nb, k);
+}
+
+/* T < one_t_max(t) activation rows: groups of DEC_R weight rows, then the rest row by row. With
+ * w->packed, the whole groups within [r0, r1) come from it and the rows around them in place. */
 INLINE512 void rows_one(dtype t, float *out, const block_q8_K *xk, const tensor *w, int T, int r0,
                         int r1) {
     const int nb = (int)w->ne[0] / QK_K, n_out = (int)w->ne[1];
-    const size_t rb = dtype_row_bytes(t, w->ne[0]);
+    const size_t rb = dtype_row_bytes(t, w->ne[0]), bb = dtype_block_bytes(t);
     dconst k;
     dconst_init(&k);
     int r = r0;
+    const int g0 = (r0 + DEC_R - 1) / DEC_R, g1 = r1 / DEC_R;
+    if (w->packed && g0 < g1) {
+        rows_dot1(t, out, xk, w, T, r0, DEC_R * g0, &k);
+        for (int g = g0; g < g1; g++) {
+            const uint8_t *wg = (const uint8_t *)w->packed + (size_t)g * DEC_R * rb;
+            for (int ti = 0; ti < T; ti++)
+                dot_rows(t, &out[(size_t)ti * n_out + DEC_R * g], wg, bb, DEC_R * bb, true,
+                         xk + (size_t)ti * nb, nb, &k);
+        }
+        r = DEC_R * g1;
+    }
     for (; r + DEC_R <= r1; r += DEC_R)
         for (int ti = 0; ti < T; ti++)
-            dot_rows(t, &out[(size_t)ti * n_out + r], tensor_row(w, r), rb, xk + (size_t)ti * nb,
-                     nb, &k);
-    for (; r < r1; r++)
-        for (int ti = 0; ti < T; ti++)
-            out[(size_t)ti * n_out + r] = dot1(t, tensor_row(w, r), xk + (size_t)ti * nb, nb, &k);
+            dot_rows(t, &out[(size_t)ti * n_out + r], tensor_row(w, r), rb, bb, false,
+                     xk + (size_t)ti * nb, nb, &k);
+    rows_dot1(t, out, xk, w, T, r, r1, &k);
 }
 
 /* One function per type, so that each kernel is compiled for its type. */
@@ -604,6 +626,23 @@ ROWS_FN(rows_iq4_xs, DT_IQ4_XS)
 
 bool qdot_avx512_has(dtype t) {
     return dtype_uses_q8_K(t) && mm_avx512_supported();
+}
+
+size_t qdot_avx512_packed_bytes(const tensor *w) {
+    if (!qdot_avx512_has(w->type) || w->ne[1] < DEC_R) return 0;
+    return (size_t)(w->ne[1] / DEC_R) * DEC_R * dtype_row_bytes(w->type, w->ne[0]);
+}
+
+/* Per group g of DEC_R rows, at g * DEC_R * (row bytes): block 0 of its rows in order, then
+ * block 1 of its rows, and so on. */
+void qdot_avx512_repack(void *dst, const tensor *w) {
+    const int nb = (int)(w->ne[0] / QK_K), n_out = (int)w->ne[1];
+    const size_t bb = dtype_block_bytes(w->type);
+    uint8_t *o = dst;
+    for (int g = 0; g < n_out / DEC_R; g++)
+        for (int b = 0; b < nb; b++)
+            for (int r = 0; r < DEC_R; r++, o += bb)
+                memcpy(o, (const uint8_t *)tensor_row(w, DEC_R * g + r) + (size_t)b * bb, bb);
 }
 
 void qdot_rows_avx512(float *out, const block_q8_K *xk, const tensor *w, int T, int r0, int r1) {
@@ -637,6 +676,15 @@ void qdot_rows_avx512(float *out, const block_q8_K *xk, const tensor *w, int T, 
 bool qdot_avx512_has(dtype t) {
     (void)t;
     return false;
+}
+
+size_t qdot_avx512_packed_bytes(const tensor *w) {
+    (void)w;
+    return 0;
+}
+
+void qdot_avx512_repack(void *dst, const tensor *w) {
+    (void)dst, (void)w;
 }
 void qdot_rows_avx512(float *out, const block_q8_K *xk, const tensor *w, int T, int r0, int r1) {
     (void)out, (void)xk, (void)w, (void)T, (void)r0, (void)r1;

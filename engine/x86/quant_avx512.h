@@ -18,4 +18,12 @@ bool qdot_avx512_has(dtype t);
  * qdot_avx512_has(w->type). */
 void qdot_rows_avx512(float *out, const block_q8_K *xk, const tensor *w, int T, int r0, int r1);
 
+/* The opt-in --repack for these types (through x86.h mm_dec_packed_bytes and mm_dec_repack):
+ * each group of 8 rows becomes one stream, block 0 of the 8 rows, then block 1, and so on, which
+ * the row-by-row decode kernels read with w->packed set (fewer than one_t_max activation rows;
+ * the tiles read w->data). The same bits. The bytes a tensor's copy takes (whole groups of 8
+ * only; 0 when qdot_avx512_has(w->type) is false), and the copy itself into dst. */
+size_t qdot_avx512_packed_bytes(const tensor *w);
+void qdot_avx512_repack(void *dst, const tensor *w);
+
 #endif

@@ -67,14 +67,15 @@ void mm_set_float_kc(int kc);
  * CPU's); flip it between matmul calls. */
 int mm_float_zmm_min(dtype type);
 void mm_set_float_zmm_min(int t);
-/* Q4_0 and IQ4_NL weights repacked for the decode tiles (the opt-in --repack): each group of
+/* Weights repacked for the decode kernels (the opt-in --repack). Q4_0 and IQ4_NL: each group of
  * 16 rows becomes one stream of 288-byte block groups (16 scales, then 16 x 16 nibble bytes),
- * so a tile reads one contiguous stream, with no inserts and no gather. Only whole groups of 16
- * rows are repacked (the rest of a tensor is read in place); the results are the in-place
- * tiles' bits. The bytes a tensor's copy takes (0 when it has no whole group, or is neither
- * Q4_0 nor IQ4_NL, or the CPU lacks AVX-512 VNNI: then there is nothing to gain), and the copy
- * itself into dst (caller allocates those bytes, any alignment; set w->packed = dst
- * afterwards). Pure functions of w; thread-safe. */
+ * so a tile reads one contiguous stream, with no inserts and no gather. The K-quants and IQ4_XS:
+ * each group of 8 rows becomes one stream of its rows' blocks (quant_avx512.h
+ * qdot_avx512_repack). Only whole groups are repacked (the rest of a tensor is read in place);
+ * the results are the in-place kernels' bits. The bytes a tensor's copy takes (0 when it has no
+ * whole group, or is none of those types, or the CPU lacks AVX-512 VNNI: then there is nothing
+ * to gain), and the copy itself into dst (caller allocates those bytes, any alignment; set
+ * w->packed = dst afterwards). Pure functions of w; thread-safe. */
 #define MM_DEC_PACK_BYTES (16 * sizeof(uint16_t) + 16 * QK / 2)
 size_t mm_dec_packed_bytes(const tensor *w);
 void mm_dec_repack(void *dst, const tensor *w);
