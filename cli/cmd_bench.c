@@ -45,6 +45,8 @@ static void usage(FILE *f) {
                "                       clock: with -t 1 on a shared host, the speed it would\n"
                "                       have alone (with more threads, their spinning counts)\n"
                "      --scalar         use the scalar kernels, not the SIMD ones\n"
+               "      --no-avx512      the AVX2 kernels only, as a CPU without AVX-512 VNNI\n"
+               "                       runs them (the same results)\n"
                "      --repack         repack the quantized matrices for the decode kernels\n"
                "                       (as serve's --repack: private memory, same results)\n"
                "      --bw-mib N       size of the bandwidth probe's buffer (default 1024; 0 = skip)\n"
@@ -58,18 +60,19 @@ static void usage(FILE *f) {
 typedef struct {
     const char *model, *grammar, *vocab;
     int n_prompt, n_gen, n_depth, threads, reps, bw_mib;
-    bool json, scalar, cpu_clock, repack;
+    bool json, scalar, cpu_clock, repack, no_avx512;
     kv_type kv;
 } bench_opts;
 
 static int parse(bench_opts *o, int argc, char **argv, char *err, size_t errlen) {
-    enum { O_JSON = 256, O_SCALAR, O_KVF16, O_KVTYPE, O_CPU, O_BW, O_GRAMMAR, O_VOCAB, O_REPACK };
+    enum { O_JSON = 256, O_SCALAR, O_KVF16, O_KVTYPE, O_CPU, O_BW, O_GRAMMAR, O_VOCAB, O_REPACK,
+           O_NO512 };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"n-prompt", required_argument, 0, 'p'},
         {"n-gen", required_argument, 0, 'n'}, {"threads", required_argument, 0, 't'},
         {"reps", required_argument, 0, 'r'},  {"json", no_argument, 0, O_JSON},
         {"scalar", no_argument, 0, O_SCALAR}, {"kv-f16", no_argument, 0, O_KVF16},
-        {"repack", no_argument, 0, O_REPACK},
+        {"repack", no_argument, 0, O_REPACK}, {"no-avx512", no_argument, 0, O_NO512},
         {"bw-mib", required_argument, 0, O_BW}, {"help", no_argument, 0, 'h'},
         {"grammar", required_argument, 0, O_GRAMMAR}, {"vocab", required_argument, 0, O_VOCAB},
         {"kv-type", required_argument, 0, O_KVTYPE}, {"n-depth", required_argument, 0, 'd'},
@@ -114,6 +117,7 @@ static int parse(bench_opts *o, int argc, char **argv, char *err, size_t errlen)
         case O_VOCAB: o->vocab = optarg; break;
         case O_SCALAR: o->scalar = true; break;
         case O_REPACK: o->repack = true; break;
+        case O_NO512: o->no_avx512 = true; break;
         case O_KVF16: o->kv = KV_F16; break;
         case O_CPU: o->cpu_clock = true; break;
         case O_KVTYPE:
@@ -564,6 +568,7 @@ int cmd_bench(int argc, char **argv) {
     double *pp_s = NULL, *tg_s = NULL;
 
     if (!(m = model_load(o.model, NULL, err, sizeof err))) goto fail;
+    mm_force_avx2(o.no_avx512); /* before the repack, which is for the AVX-512 kernels */
     size_t repacked = 0;
     if (o.repack && model_repack(m, &repacked) != 0) {
         snprintf(err, sizeof err, "out of memory repacking the weights");

@@ -20,6 +20,8 @@ static atomic_bool force_scalar; /* set by tests and benchmarks; read once per m
 
 void mm_force_scalar(bool on) { atomic_store_explicit(&force_scalar, on, memory_order_relaxed); }
 
+void mm_force_avx2(bool on) { mm_avx512_allow(!on); }
+
 bool mm_using_simd(void) {
     return !atomic_load_explicit(&force_scalar, memory_order_relaxed) &&
            (mm_avx2_supported() || mm_neon_supported());

@@ -40,6 +40,9 @@ void matmul(float *out, const float *x, const tensor *w, int T, mm_scratch *s, p
  * SIMD results differ from the scalar ones by float rounding only (a few ulps of
  * sum |w * x|; the integer block sums of Q8_0/Q4_0 are exact), and are just as deterministic. */
 void mm_force_scalar(bool on);
+/* mm_force_avx2(true): on x86, the AVX2 kernels only (attention too), as a CPU without AVX-512
+ * VNNI runs them; the same bits. Process-wide, like mm_force_scalar; nothing elsewhere. */
+void mm_force_avx2(bool on);
 /* True when matmul would use the SIMD kernels now (AVX2 and AVX-512 on x86-64, NEON on
  * AArch64: engine/arm/neon.c, the same contract). */
 bool mm_using_simd(void);

@@ -129,6 +129,7 @@ check(rc != 0 and "context" in err, f"a prompt longer than the context is refuse
 
 # bench: the KV type and a prefilled context depth (llama-bench's -d)
 import json  # noqa: E402
+import platform  # noqa: E402
 rc, out, err = run("bench", "-m", KJV, "-p", "8", "-n", "4", "-r", "1", "--bw-mib", "0", "-d",
                    "100", "--kv-type", "q8_0", "--cpu-clock", "--json")
 b = json.loads(out) if rc == 0 else {}
@@ -141,6 +142,12 @@ rc, out, err = run("bench", "-m", KJV, "-p", "8", "-n", "4", "-r", "1", "--bw-mi
 check(rc == 0 and json.loads(out).get("kv_bytes_per_token") == 4 * 2 * 128 * 2 and
       json.loads(out).get("clock") == "wall",
       f"bench --kv-f16: {rc} {out!r}")
+# --no-avx512: the AVX2 kernels, named in the JSON, on any x86-64 CPU with AVX2
+if platform.machine() in ("x86_64", "AMD64"):
+    rc, out, err = run("bench", "-m", KJV, "-p", "8", "-n", "4", "-r", "1", "--bw-mib", "0",
+                       "--no-avx512", "--json")
+    check(rc == 0 and json.loads(out).get("kernels") in ("avx2", "scalar"),
+          f"bench --no-avx512: {rc} {out!r} {err!r}")
 for bad, words in [(("-d", "250"), "context length"), (("--kv-type", "q4"), "--kv-type")]:
     rc, out, err = run("bench", "-m", KJV, "-p", "8", "-n", "4", "-r", "1", "--bw-mib", "0", *bad)
     check(rc != 0 and words in err and out == "", f"bench {bad}: {rc} {err!r}")
