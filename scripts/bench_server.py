@@ -4,7 +4,8 @@ reports, per concurrency level, the aggregate generated tokens per second (wall 
 included), the steady decode rate (clients / median inter-token latency), time to first token
 (p50, p99) and inter-token latency (p50, p99, and p99 / p50), measured on the client side from
 the SSE events. Prompts are token ids (the benchmark models carry a placeholder vocabulary),
-ignore_eos keeps every stream at exactly its max_tokens.
+ignore_eos keeps every stream at exactly its max_tokens. Every level draws new prompts, so none
+hits the prompt cache that an earlier level filled.
 Usage: bench_server.py PORT [MAX_TOKENS] [PROMPT_LEN] [ROUNDS] [VOCAB] [LOGPROBS]
 ROUNDS (default 1): each client sends ROUNDS requests one after another, each a new prompt, so
 that with ROUNDS > 1 new prompts keep being admitted while the other clients stream (the
@@ -53,7 +54,9 @@ print("| clients | aggregate tok/s | decode tok/s | TTFT p50 ms | TTFT p99 ms | 
 print("|---|---|---|---|---|---|---|---|")
 for clients in [int(c) for c in os.environ.get("CLIENTS", "1,2,4,8").split(",")]:
     results = []
-    threads = [threading.Thread(target=client, args=(i, results)) for i in range(clients)]
+    # seeds of their own per level: a prompt of an earlier level would hit the prompt cache
+    threads = [threading.Thread(target=client, args=(1000 * clients + i, results))
+               for i in range(clients)]
     t0 = time.monotonic()
     for t in threads:
         t.start()
