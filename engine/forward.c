@@ -394,18 +394,19 @@ static void rope_heads(float *x, const float *cs, int head_dim, int rope_dim, in
 #define ATTN_KB 8    /* positions per block of the online softmax */
 #define ATTN_QB 8    /* prompt rows per prefill block (group_rows); heads per decode call */
 #define ATTN_QMAX 32 /* rows one attention_block call can take (rows x heads in prefill) */
-/* The AVX-512 phase of attention_block (its arguments, and its state max, sum, out as it sets
- * them up): for each group of 8 consecutive query rows with at least 4 of them, the full blocks
- * of 8 positions from position 0 that every row of the group sees go through
- * attn_block8_avx512 (the rows in lanes, for the scores and the softmax step), each block's keys
- * and values converted to F32 once (into kbuf, vbuf: (ATTN_KB, head_dim)) for all the groups.
+/* The rows-in-lanes phase of attention_block (its arguments, and its state max, sum, out as it
+ * sets them up): for each group of 8 consecutive query rows with at least 4 of them, the full
+ * blocks of 8 positions from position 0 that every row of the group sees go through
+ * attn_block8_avx512, or attn_block8_avx2 without z512 (the rows in lanes, for the scores and the
+ * softmax step), each block's keys and values converted to F32 once (into kbuf, vbuf:
+ * (ATTN_KB, head_dim)) for all the groups.
  * done[g] = the positions group g took (a multiple of ATTN_KB; 0 for a group of fewer than 4
  * rows); each row's max, sum and out are then what attention_block's loop leaves after those
  * blocks, so that it goes on from there. */
-static void attention_block512(float *const *out, const float *const *q, int nq,
-                               const kv_cache *kv, int layer, int kv_head, int pos0, int step,
-                               int rep, int head_dim, float *max, float (*sum)[ATTN_KB],
-                               int *done, float *kbuf, float *vbuf) {
+static void attention_block_lanes(float *const *out, const float *const *q, int nq,
+                                  const kv_cache *kv, int layer, int kv_head, int pos0, int step,
+                                  int rep, int head_dim, float *max, float (*sum)[ATTN_KB],
+                                  int *done, float *kbuf, float *vbuf, bool z512) {
     enum { NG = ATTN_QMAX / 8 };
     const float scale = 1.0f / sqrtf((float)head_dim);
     const size_t head_bytes = kv_row_bytes(kv->type, head_dim);
@@ -428,9 +429,13 @@ static void attention_block512(float *const *out, const float *const *q, int nq,
         const char *k0 = kv_k_head(kv, layer, kv_head, t0);
         const char *v0 = kv_v_head(kv, layer, kv_head, t0);
         const float *kf = (const float *)k0, *vf = (const float *)v0;
-        if (kv->type == KV_F16) {
+        if (kv->type == KV_F16 && z512) {
             attn_f16_to_f32_avx512(kbuf, (const uint16_t *)k0, ATTN_KB * head_dim);
             attn_f16_to_f32_avx512(vbuf, (const uint16_t *)v0, ATTN_KB * head_dim);
+            kf = kbuf, vf = vbuf;
+        } else if (kv->type == KV_F16) { /* the block as one row of ATTN_KB * head_dim */
+            attn_f16_rows_avx2(kbuf, (const uint16_t *)k0, 0, 1, ATTN_KB * head_dim);
+            attn_f16_rows_avx2(vbuf, (const uint16_t *)v0, 0, 1, ATTN_KB * head_dim);
             kf = kbuf, vf = vbuf;
         } else if (kv->type == KV_Q8_0) {
             kv_dequant_q8_0(kbuf, k0, head_bytes, ATTN_KB, head_dim, true);
@@ -438,9 +443,12 @@ static void attention_block512(float *const *out, const float *const *q, int nq,
             kf = kbuf, vf = vbuf;
         }
         for (int g = 0; g < (nq + 7) / 8; g++)
-            if (t0 < done[g])
+            if (t0 < done[g] && z512)
                 attn_block8_avx512(out + 8 * g, nq - 8 * g < 8 ? nq - 8 * g : 8, qt[g], mx[g],
                                    st[g], kf, vf, head_dim, scale);
+            else if (t0 < done[g])
+                attn_block8_avx2(out + 8 * g, nq - 8 * g < 8 ? nq - 8 * g : 8, qt[g], mx[g],
+                                 st[g], kf, vf, head_dim, scale);
     }
     for (int g = 0; g < (nq + 7) / 8; g++)
         for (int r = 0; done[g] && r < 8 && 8 * g + r < nq; r++) {
@@ -457,8 +465,8 @@ static void attention_block512(float *const *out, const float *const *q, int nq,
  * with the SIMD helpers a full block's keys are laid out transposed once (attn_keys8_t_avx2)
  * and scored for all its rows, an F16 or Q8_0 block's values converted to F32 once when several
  * rows share them, and each row takes the block's values in one pass over its output
- * (attn_accum8_avx2); with AVX-512, attention_block512 first takes each group of 4-8 rows
- * over the full blocks all its rows see, the rows in lanes. Each row keeps its own softmax
+ * (attn_accum8_avx2); first, attention_block_lanes takes each group of 4-8 rows over the full
+ * blocks all its rows see, the rows in lanes (head_dim a multiple of 16 up to 128). Each row keeps its own softmax
  * state and goes through attention_head's blocks of 8 positions with its float operations
  * (attn_softmax8 or its SIMD twins), so every row's result is bit-identical to
  * attention_head's, whatever nq and whichever path. nq <= ATTN_QMAX. Longer than
@@ -467,7 +475,7 @@ static void attention_block512(float *const *out, const float *const *q, int nq,
 /* No software prefetch: a kv head's keys and values are each one contiguous stream (kv_cache.h),
  * which the hardware prefetchers follow; prefetching 4 blocks ahead, useful when the slices
  * were 128 bytes every 512, made decode at 4k slower (11.4 against 12.1 tok/s, TinyLlama shape,
- * F16 cache, docs/PERFORMANCE.md); in attention_block512, 2-16 blocks ahead gave nothing this
+ * F16 cache, docs/PERFORMANCE.md); in attention_block_lanes, 2-16 blocks ahead gave nothing this
  * host could measure. */
 static void attention_block(float *const *out /* nq x (head_dim) */,
                             const float *const *q /* nq x (head_dim) */, int nq,
@@ -488,12 +496,11 @@ static void attention_block(float *const *out /* nq x (head_dim) */,
         for (int i = 0; i < head_dim; i++) out[r][i] = 0.0f;
     }
     const int n_max = pos0 + (nq - 1) / rep * step + 1;
-    /* done[r / 8]: the positions row r took in attention_block512 */
+    /* done[r / 8]: the positions row r took in attention_block_lanes */
     int done[ATTN_QMAX / 8] = {0}, t_start = 0;
-    if (simd && head_dim % 16 == 0 && head_dim <= ATTN512_MAX_HEAD_DIM &&
-        mm_avx512_supported()) {
-        attention_block512(out, q, nq, kv, layer, kv_head, pos0, step, rep, head_dim, max, sum,
-                           done, kt, vt);
+    if (simd && head_dim % 16 == 0 && head_dim <= ATTN512_MAX_HEAD_DIM) {
+        attention_block_lanes(out, q, nq, kv, layer, kv_head, pos0, step, rep, head_dim, max, sum,
+                              done, kt, vt, mm_avx512_supported());
         t_start = n_max;
         for (int g = 0; g < (nq + 7) / 8; g++) t_start = done[g] < t_start ? done[g] : t_start;
     }
@@ -527,7 +534,7 @@ static void attention_block(float *const *out /* nq x (head_dim) */,
             kf = kt, vf = vt;
         }
         for (int r = r_first; r < nq; r++) {
-            if (t0 < done[r / 8]) continue; /* taken by attention_block512 */
+            if (t0 < done[r / 8]) continue; /* taken by attention_block_lanes */
             const float *qr = q[r];
             float *o = out[r], *s = scores + r * ATTN_KB;
             const int last = pos0 + r / rep * step; /* the row's own position */

@@ -338,12 +338,15 @@ static void test_attention_softmax(void) {
                      "in %d of %d cases", diff, n_exp + n_soft);
 }
 
-/* attn_block8_avx512 (when the CPU has AVX-512) gives the scalar block step's bits for each of
- * its 1..8 rows: the scores loop, attn_softmax8, the rescale and the weighted values, over 7
- * blocks in a row (the first from no state; scores that grow, so that some rows rescale in later
- * blocks and others not), head_dim 16 to 128 through the 64- and 16-element value chunks. */
-static void test_attention_block512(void) {
-    if (!mm_avx512_supported()) return;
+/* attn_block8_avx512 (when the CPU has AVX-512) and attn_block8_avx2 (AVX2) give the scalar
+ * block step's bits for each of their 1..8 rows: the scores loop, attn_softmax8, the rescale and
+ * the weighted values, over 7 blocks in a row (the first from no state; scores that grow, so
+ * that some rows rescale in later blocks and others not), head_dim 16 to 128 through the 64-
+ * and 16-element (32 and 8) value chunks. */
+typedef void attn_block8_fn(float *const *out, int nr, const float *qt, float max[8],
+                            float sumt[64], const float *k, const float *v, int head_dim,
+                            float scale);
+static void test_attention_block8(attn_block8_fn *step, const char *name) {
     enum { MAXD = ATTN512_MAX_HEAD_DIM };
     static const int hds[] = {16, 48, 64, 80, 128};
     unsigned s = 5;
@@ -371,7 +374,7 @@ static void test_attention_block512(void) {
                     k[i] = (1.0f + 0.5f * (float)blk) * frand(&s);
                     v[i] = frand(&s);
                 }
-                attn_block8_avx512(oa, nr, qt, max_a, sumt, k, v, hd, scale);
+                step(oa, nr, qt, max_a, sumt, k, v, hd, scale);
                 for (int r = 0; r < nr; r++) {
                     float sc[8], w[8], shrink;
                     for (int j = 0; j < 8; j++) {
@@ -391,8 +394,8 @@ static void test_attention_block512(void) {
                 }
             }
         }
-    CHECK(diff == 0, "attn_block8_avx512 differs from the scalar block step in %d of %d rows",
-          diff, n_cmp);
+    CHECK(diff == 0, "%s differs from the scalar block step in %d of %d rows", name, diff,
+          n_cmp);
 }
 
 /* The AVX-512 kernels (when the CPU has them) give the AVX2 kernels' bits, every type: the
@@ -644,7 +647,8 @@ int main(void) {
     test_quantize_act_K();
     test_attention_helpers();
     test_attention_softmax();
-    test_attention_block512();
+    if (mm_avx512_supported()) test_attention_block8(attn_block8_avx512, "attn_block8_avx512");
+    if (mm_avx2_supported()) test_attention_block8(attn_block8_avx2, "attn_block8_avx2");
     test_avx512_matches_avx2();
     test_dec_tiles();
     test_dec_repack(DT_Q4_0);

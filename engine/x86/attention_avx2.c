@@ -273,6 +273,69 @@ TARGET void attn_axpy_avx2(float *out, float w, const void *v, bool f16, int n) 
         out[i] += w * (f16 ? f16_to_f32(((const uint16_t *)v)[i]) : ((const float *)v)[i]);
 }
 
+/* Rows r0 .. r0 + NR - 1, elements c0 .. c0 + 8 * NZ - 1 of out: the rescale (rows whose bit
+ * is set in resc), then the 8 weighted value rows, each element's operations in the scalar
+ * order; the NR x NZ outputs stay in registers across the 8 rows (NR <= 2, NZ <= 4: with the 4
+ * value vectors and a weight, 13 of the 16 ymm registers). */
+INLINE void values_rows8(float *const *out, int r0, int NR, int NZ, int resc,
+                         const float shrink[8], const float w[64], const float *v, int head_dim,
+                         int c0) {
+    __m256 o[2][4];
+    for (int r = 0; r < NR; r++)
+        for (int z = 0; z < NZ; z++) {
+            o[r][z] = _mm256_loadu_ps(out[r0 + r] + c0 + 8 * z);
+            if (resc >> (r0 + r) & 1)
+                o[r][z] = _mm256_mul_ps(o[r][z], _mm256_set1_ps(shrink[r0 + r]));
+        }
+    for (int j = 0; j < 8; j++) {
+        __m256 x[4];
+        for (int z = 0; z < NZ; z++)
+            x[z] = _mm256_loadu_ps(v + (size_t)j * head_dim + c0 + 8 * z);
+        for (int r = 0; r < NR; r++) {
+            const __m256 wr = _mm256_set1_ps(w[j * 8 + r0 + r]);
+            for (int z = 0; z < NZ; z++)
+                o[r][z] = _mm256_add_ps(o[r][z], _mm256_mul_ps(wr, x[z]));
+        }
+    }
+    for (int r = 0; r < NR; r++)
+        for (int z = 0; z < NZ; z++)
+            _mm256_storeu_ps(out[r0 + r] + c0 + 8 * z, o[r][z]);
+}
+
+/* values_rows8 over the whole row (32 elements at a time, then 8) with NR a constant. */
+INLINE void values_group8(float *const *out, int r0, int NR, int resc, const float shrink[8],
+                          const float w[64], const float *v, int head_dim) {
+    int c0 = 0;
+    for (; c0 + 32 <= head_dim; c0 += 32)
+        values_rows8(out, r0, NR, 4, resc, shrink, w, v, head_dim, c0);
+    for (; c0 < head_dim; c0 += 8)
+        values_rows8(out, r0, NR, 1, resc, shrink, w, v, head_dim, c0);
+}
+
+/* attn_block8_avx2's body, inlined once per head_dim the models use (see there). */
+INLINE void block8_avx2(float *const *out, int nr, const float *qt, float max[8], float sumt[64],
+                        const float *k, const float *v, int head_dim, float scale) {
+    float shrink[8], w[64];
+    const int resc = attn_lanes_weights(shrink, w, qt, max, sumt, k, head_dim, scale);
+    int r0 = 0;
+    for (; r0 + 2 <= nr; r0 += 2)
+        values_group8(out, r0, 2, resc, shrink, w, v, head_dim);
+    if (r0 < nr)
+        values_group8(out, r0, 1, resc, shrink, w, v, head_dim);
+}
+
+TARGET void attn_block8_avx2(float *const *out, int nr, const float *qt, float max[8],
+                             float sumt[64], const float *k, const float *v, int head_dim,
+                             float scale) {
+    /* a constant head_dim unrolls the scores' loop and addresses the key rows from one base */
+    if (head_dim == 64)
+        block8_avx2(out, nr, qt, max, sumt, k, v, 64, scale);
+    else if (head_dim == 128)
+        block8_avx2(out, nr, qt, max, sumt, k, v, 128, scale);
+    else
+        block8_avx2(out, nr, qt, max, sumt, k, v, head_dim, scale);
+}
+
 #else /* not x86: forward.c runs its scalar loops */
 
 void attn_keys8_t_avx2(float *kt, const void *k, bool f16, size_t stride, int head_dim) {
@@ -317,6 +380,12 @@ void attn_scale_avx2(float *out, float c, int n) {
 }
 void attn_axpy_avx2(float *out, float w, const void *v, bool f16, int n) {
     (void)out, (void)w, (void)v, (void)f16, (void)n;
+}
+
+void attn_block8_avx2(float *const *out, int nr, const float *qt, float max[8], float sumt[64],
+                      const float *k, const float *v, int head_dim, float scale) {
+    (void)out, (void)nr, (void)qt, (void)max, (void)sumt, (void)k, (void)v, (void)head_dim;
+    (void)scale;
 }
 
 #endif

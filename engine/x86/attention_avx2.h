@@ -60,6 +60,10 @@ void attn_exp8_avx2(float out[8], const float x[8]);
 /* attn_softmax8 (forward.h) with AVX2: the same operations, the same bits. */
 bool attn_softmax8_avx2(float w[8], float *shrink, float *max, float sum[8], const float s[8],
                         float scale);
+/* attn_block8_avx512 (attention_avx512.h: the rows in lanes) with AVX2 alone, the values in
+ * ymm two rows at a time: the same operations, the same bits. head_dim a multiple of 8. */
+void attn_block8_avx2(float *const *out, int nr, const float *qt, float max[8], float sumt[64],
+                      const float *k, const float *v, int head_dim, float scale);
 /* out (n) *= c. */
 void attn_scale_avx2(float *out, float c, int n);
 /* out (n) += w * v (n), v F32 or F16. */
