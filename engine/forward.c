@@ -466,12 +466,11 @@ static void attention_block_lanes(float *const *out, const float *const *q, int 
  * and scored for all its rows, an F16 or Q8_0 block's values converted to F32 once when several
  * rows share them, and each row takes the block's values in one pass over its output
  * (attn_accum8_avx2); first, attention_block_lanes takes each group of 4-8 rows over the full
- * blocks all its rows see, the rows in lanes (head_dim a multiple of 16 up to 128). Each row keeps its own softmax
- * state and goes through attention_head's blocks of 8 positions with its float operations
- * (attn_softmax8 or its SIMD twins), so every row's result is bit-identical to
- * attention_head's, whatever nq and whichever path. nq <= ATTN_QMAX. Longer than
- * 100 lines: the block loop's SIMD and scalar paths share their softmax state and read best in
- * one place. */
+ * blocks all its rows see, the rows in lanes (head_dim a multiple of 16 up to 128). Each row
+ * keeps its own softmax state and goes through attention_head's blocks of 8 positions with its
+ * float operations (attn_softmax8 or its SIMD twins), so every row's result is bit-identical to
+ * attention_head's, whatever nq and whichever path. nq <= ATTN_QMAX. Longer than 100 lines:
+ * the block loop's SIMD and scalar paths share their softmax state and read best in one place. */
 /* No software prefetch: a kv head's keys and values are each one contiguous stream (kv_cache.h),
  * which the hardware prefetchers follow; prefetching 4 blocks ahead, useful when the slices
  * were 128 bytes every 512, made decode at 4k slower (11.4 against 12.1 tok/s, TinyLlama shape,

@@ -511,10 +511,11 @@ INLINE512 __m256 half_ps(__m256i dd, bool high) {
 }
 
 /* out[i] for rows row0 + i * rb, i < DEC_R, against one activation row; block b of row i at
- * row0 + b * bs + i * rb: in place bs is the block's bytes and rb the row's, in qdot_avx512_repack's
- * layout rb is the block's bytes and bs DEC_R blocks. Each lane runs its row's float steps in the
- * scalar twin's order. packed: one stream, which the hardware prefetchers follow (software
- * prefetch 1-16 block groups ahead into L2 gave nothing this host could measure, 2026-11-30). */
+ * row0 + b * bs + i * rb: in place bs is the block's bytes and rb the row's, in
+ * qdot_avx512_repack's layout rb is the block's bytes and bs DEC_R blocks. Each lane runs its
+ * row's float steps in the scalar twin's order. packed: one stream, which the hardware
+ * prefetchers follow (software prefetch 1-16 block groups ahead into L2 gave nothing this host
+ * could measure, 2026-11-30). */
 INLINE512 void dot_rows(dtype t, float *out, const uint8_t *row0, size_t rb, size_t bs,
                         bool packed, const block_q8_K *x, int nb, const dconst *k) {
     const size_t bb = dtype_block_bytes(t);
