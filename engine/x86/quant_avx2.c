@@ -123,10 +123,33 @@ INLINE void acc_q6_K(const k6_block *kb, const block_q8_K *x, float *sum) {
 
 #define PF_AHEAD 1024 /* bytes of weights prefetched ahead of the block being read */
 
+/* The 8 scales and 8 mins of a Q4_K/Q5_K block (k4_scale_min's, j = 0..7) as bytes, from the 12
+ * scale bytes as three little-endian words: scales 0-3 and mins 0-3 are the low 6 bits of words
+ * 0 and 1; scales 4-7 take their low 4 bits from word 2's low nibbles and their top 2 from the
+ * top bits of word 0's bytes, mins 4-7 word 2's high nibbles and word 1's top bits. */
+INLINE void k4_scales_mins(const uint8_t *q, uint64_t *sc, uint64_t *m) {
+    uint32_t w0, w1, w2;
+    memcpy(&w0, q, 4);
+    memcpy(&w1, q + 4, 4);
+    memcpy(&w2, q + 8, 4);
+    const uint32_t lo6 = 0x3f3f3f3fu, lo4 = 0x0f0f0f0fu, lo2 = 0x03030303u;
+    const uint32_t sc_hi = (w2 & lo4) | ((w0 >> 6) & lo2) << 4;
+    const uint32_t m_hi = ((w2 >> 4) & lo4) | ((w1 >> 6) & lo2) << 4;
+    *sc = (uint64_t)(w0 & lo6) | (uint64_t)sc_hi << 32;
+    *m = (uint64_t)(w1 & lo6) | (uint64_t)m_hi << 32;
+}
+
 /* One activation row (decode): the same integers and float steps as acc_q45_K, computed straight
- * from the block without storing it decoded. */
+ * from the block without storing it decoded. The scales reach the lanes by a byte shuffle of
+ * the 8 int16 scales (in both 128-bit halves), the mins' term is one madd of the mins (each
+ * twice) with the 16 bsums, and both sums are reduced together: exact integers, as the scalar
+ * twin's. */
 INLINE float dot1_q45_K(bool q5, const uint8_t *row, const block_q8_K *x, int nb) {
     const size_t bb = q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    /* pat[s]: bytes 2s, 2s + 1 (int16 lane s) in every int16 lane */
+    __m256i pat[8];
+    for (int s = 0; s < 8; s++)
+        pat[s] = _mm256_set1_epi16((short)((2 * s) | (2 * s + 1) << 8));
     float sum = 0.0f;
     for (int b = 0; b < nb; b++) {
         const block_q4_K *b4 = (const block_q4_K *)(row + (size_t)b * bb);
@@ -137,37 +160,59 @@ INLINE float dot1_q45_K(bool q5, const uint8_t *row, const block_q8_K *x, int nb
             _mm_prefetch((const char *)b4 + ahead, _MM_HINT_T0);
         const uint8_t *scales = q5 ? b5->scales : b4->scales, *qs = q5 ? b5->qs : b4->qs;
         const __m256i qh = q5 ? _mm256_loadu_si256((const __m256i *)b5->qh) : _mm256_setzero_si256();
+        uint64_t sc8, m8;
+        k4_scales_mins(scales, &sc8, &m8);
+        const __m256i scw =
+            _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8)));
+        const __m128i m16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)m8));
+        const __m256i m2 =
+            _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
+        const __m256i msum =
+            _mm256_madd_epi16(m2, _mm256_loadu_si256((const __m256i *)x[b].bsums));
         __m256i acc = _mm256_setzero_si256();
-        int32_t msum = 0;
 #pragma GCC unroll 4
         for (int p = 0; p < 4; p++) {
             const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * p));
 #pragma GCC unroll 2
             for (int half = 0; half < 2; half++) {
                 const int s = 2 * p + half;
-                int sc, m;
-                k4_scale_min(s, scales, &sc, &m);
                 const __m256i c = q45_K_codes(q, qh, s, q5);
                 const __m256i xv = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * s));
                 acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(c, xv),
-                                                              _mm256_set1_epi16((short)sc)));
-                msum += m * (x[b].bsums[2 * s] + x[b].bsums[2 * s + 1]);
+                                                              _mm256_shuffle_epi8(scw, pat[s])));
             }
         }
+        /* [acc 01, acc 23, msum 01, msum 23 | 45, 67], then [acc 0-3, msum 0-3 | 4-7] */
+        __m256i t = _mm256_hadd_epi32(acc, msum);
+        t = _mm256_hadd_epi32(t, t);
+        const __m128i u = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+        const int32_t isum = _mm_cvtsi128_si32(u), ms = _mm_extract_epi32(u, 1);
         const float d = h2f(q5 ? b5->d : b4->d), dmin = h2f(q5 ? b5->dmin : b4->dmin);
-        sum += (float)hsum_i32(acc) * (d * x[b].d) - (float)msum * (dmin * x[b].d);
+        sum += (float)isum * (d * x[b].d) - (float)ms * (dmin * x[b].d);
     }
     return sum;
 }
 
+/* One activation row of Q6_K: as acc_q6_K, the 16 scales widened once per block and shuffled
+ * into the lanes (pair j: scale 2j in the low half, 2j + 1 in the high), and the scales' term
+ * one madd with the 16 bsums, reduced together with the codes' sum: exact integers. */
 INLINE float dot1_q6_K(const block_q6_K *w, const block_q8_K *x, int nb) {
+    /* pat[k]: int16 lane 2k of a half in the low half's lanes, 2k + 1 in the high half's */
+    __m256i pat[4];
+    for (int k = 0; k < 4; k++)
+        pat[k] = _mm256_set_m128i(_mm_set1_epi16((short)((4 * k + 2) | (4 * k + 3) << 8)),
+                                  _mm_set1_epi16((short)((4 * k) | (4 * k + 1) << 8)));
     float sum = 0.0f;
     for (int b = 0; b < nb; b++) {
         for (size_t ahead = PF_AHEAD; ahead < PF_AHEAD + sizeof *w; ahead += 64)
             _mm_prefetch((const char *)&w[b] + ahead, _MM_HINT_T0);
+        const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[b].scales));
+        const __m256i ssum =
+            _mm256_madd_epi16(s16, _mm256_loadu_si256((const __m256i *)x[b].bsums));
+        /* scales 0-7, and 8-15, in both halves */
+        const __m256i sA = _mm256_permute2x128_si256(s16, s16, 0x00);
+        const __m256i sB = _mm256_permute2x128_si256(s16, s16, 0x11);
         __m256i acc = _mm256_setzero_si256();
-        int32_t ssum = 0;
-        for (int s = 0; s < 16; s++) ssum += w[b].scales[s] * x[b].bsums[s];
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             __m256i c[4];
@@ -176,11 +221,15 @@ INLINE float dot1_q6_K(const block_q6_K *w, const block_q8_K *x, int nb) {
             for (int k = 0; k < 4; k++) {
                 const int j = 4 * h + k;
                 const __m256i xv = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * j));
-                const __m256i sc = q6_K_scale_pair(&w[b], j);
+                const __m256i sc = _mm256_shuffle_epi8(h ? sB : sA, pat[k]);
                 acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(c[k], xv), sc));
             }
         }
-        sum += (float)(hsum_i32(acc) - 32 * ssum) * (h2f(w[b].d) * x[b].d);
+        __m256i t = _mm256_hadd_epi32(acc, ssum);
+        t = _mm256_hadd_epi32(t, t);
+        const __m128i u = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+        const int32_t isum = _mm_cvtsi128_si32(u), ss = _mm_extract_epi32(u, 1);
+        sum += (float)(isum - 32 * ss) * (h2f(w[b].d) * x[b].d);
     }
     return sum;
 }
