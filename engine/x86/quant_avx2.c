@@ -28,10 +28,52 @@ INLINE __m256i dot32(__m256i codes, __m256i x) {
 /* Q4_K and Q5_K: eight sub-blocks of 32 with 6-bit scales and mins. A block is decoded once
  * (k4_block) and then multiplied with each activation row of a group. */
 typedef struct {
-    __m256i c[8]; /* sub-block s's 32 codes (0..31) */
-    int sc[8], m[8];
+    __m256i c[8];  /* sub-block s's 32 codes (0..31) */
+    __m256i sc[8]; /* sub-block s's scale in every int16 lane */
+    __m256i m2;    /* the mins as int16, each twice: min s in lanes 2s and 2s + 1 */
     float d, dmin;
 } k4_block;
+
+/* The 8 scales and 8 mins of a Q4_K/Q5_K block (k4_scale_min's, j = 0..7) as bytes, from the 12
+ * scale bytes as three little-endian words: scales 0-3 and mins 0-3 are the low 6 bits of words
+ * 0 and 1; scales 4-7 take their low 4 bits from word 2's low nibbles and their top 2 from the
+ * top bits of word 0's bytes, mins 4-7 word 2's high nibbles and word 1's top bits. */
+INLINE void k4_scales_mins(const uint8_t *q, uint64_t *sc, uint64_t *m) {
+    uint32_t w0, w1, w2;
+    memcpy(&w0, q, 4);
+    memcpy(&w1, q + 4, 4);
+    memcpy(&w2, q + 8, 4);
+    const uint32_t lo6 = 0x3f3f3f3fu, lo4 = 0x0f0f0f0fu, lo2 = 0x03030303u;
+    const uint32_t sc_hi = (w2 & lo4) | ((w0 >> 6) & lo2) << 4;
+    const uint32_t m_hi = ((w2 >> 4) & lo4) | ((w1 >> 6) & lo2) << 4;
+    *sc = (uint64_t)(w0 & lo6) | (uint64_t)sc_hi << 32;
+    *m = (uint64_t)(w1 & lo6) | (uint64_t)m_hi << 32;
+}
+
+/* The 8 scales as int16 in both 128-bit halves (for a byte shuffle into the lanes), and the
+ * mins each twice (m2: min s in int16 lanes 2s and 2s + 1, for one madd with the 16 bsums). */
+INLINE void k4_scale_vectors(const uint8_t *scales, __m256i *scw, __m256i *m2) {
+    uint64_t sc8, m8;
+    k4_scales_mins(scales, &sc8, &m8);
+    *scw = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8)));
+    const __m128i m16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)m8));
+    *m2 = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
+}
+
+/* pat: bytes 2s, 2s + 1 (int16 lane s) in every int16 lane, for _mm256_shuffle_epi8. */
+INLINE __m256i k4_lane_pattern(int s) {
+    return _mm256_set1_epi16((short)((2 * s) | (2 * s + 1) << 8));
+}
+
+/* The exact totals of a (8 int32 lanes) and b: [a 01, a 23, b 01, b 23 | 45, 67], then
+ * [a 0-3, b 0-3 | 4-7], then the halves. */
+INLINE void hsum2_i32(__m256i a, __m256i b, int32_t *sa, int32_t *sb) {
+    __m256i t = _mm256_hadd_epi32(a, b);
+    t = _mm256_hadd_epi32(t, t);
+    const __m128i u = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+    *sa = _mm_cvtsi128_si32(u);
+    *sb = _mm_extract_epi32(u, 1);
+}
 
 /* The 32 codes (0..31) of Q4_K/Q5_K sub-block s = 2p + half: the low (half 0) or high nibbles
  * of q (bytes 32p .. 32p + 31 of qs) and, for Q5_K, bit s of each qh byte as the fifth bit. */
@@ -51,11 +93,13 @@ INLINE void decode_q45_K(k4_block *kb, bool q5, const uint8_t *blk) {
     const block_q5_K *b5 = (const block_q5_K *)blk;
     const uint8_t *scales = q5 ? b5->scales : b4->scales, *qs = q5 ? b5->qs : b4->qs;
     const __m256i qh = q5 ? _mm256_loadu_si256((const __m256i *)b5->qh) : _mm256_setzero_si256();
+    __m256i scw;
+    k4_scale_vectors(scales, &scw, &kb->m2);
     for (int p = 0; p < 4; p++) {
         const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * p));
         for (int half = 0; half < 2; half++) {
             const int s = 2 * p + half;
-            k4_scale_min(s, scales, &kb->sc[s], &kb->m[s]);
+            kb->sc[s] = _mm256_shuffle_epi8(scw, k4_lane_pattern(s));
             kb->c[s] = q45_K_codes(q, qh, s, q5);
         }
     }
@@ -66,21 +110,22 @@ INLINE void decode_q45_K(k4_block *kb, bool q5, const uint8_t *blk) {
 /* sum += this block's share, the float steps of dot_q4_K/dot_q5_K. */
 INLINE void acc_q45_K(const k4_block *kb, const block_q8_K *x, float *sum) {
     __m256i acc = _mm256_setzero_si256();
-    int32_t msum = 0;
     for (int s = 0; s < 8; s++) {
         const __m256i xv = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * s));
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(kb->c[s], xv),
-                                                      _mm256_set1_epi16((short)kb->sc[s])));
-        msum += kb->m[s] * (x->bsums[2 * s] + x->bsums[2 * s + 1]);
+        acc = _mm256_add_epi32(acc,
+                               _mm256_madd_epi16(_mm256_maddubs_epi16(kb->c[s], xv), kb->sc[s]));
     }
-    *sum += (float)hsum_i32(acc) * (kb->d * x->d) - (float)msum * (kb->dmin * x->d);
+    const __m256i mv = _mm256_madd_epi16(kb->m2, _mm256_loadu_si256((const __m256i *)x->bsums));
+    int32_t isum, msum;
+    hsum2_i32(acc, mv, &isum, &msum);
+    *sum += (float)isum * (kb->d * x->d) - (float)msum * (kb->dmin * x->d);
 }
 
 /* Q6_K: 16 sub-blocks of 16 with int8 scales; codes - 32 as codes, minus 32 x the sums. */
 typedef struct {
     __m256i c[8]; /* elements 32j .. 32j + 31 (sub-blocks 2j, 2j + 1) */
     __m256i sc[8]; /* the two sub-blocks' scales, 8 int16 lanes each */
-    const int8_t *scales;
+    __m256i s16;   /* the 16 scales as int16 */
     float d;
 } k6_block;
 
@@ -106,38 +151,24 @@ INLINE __m256i q6_K_scale_pair(const block_q6_K *w, int j) {
 INLINE void decode_q6_K(k6_block *kb, const block_q6_K *w) {
     for (int h = 0; h < 2; h++) q6_K_codes(kb->c + 4 * h, w, h);
     for (int j = 0; j < 8; j++) kb->sc[j] = q6_K_scale_pair(w, j);
-    kb->scales = w->scales;
+    kb->s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w->scales));
     kb->d = h2f(w->d);
 }
 
 INLINE void acc_q6_K(const k6_block *kb, const block_q8_K *x, float *sum) {
     __m256i acc = _mm256_setzero_si256();
-    int32_t ssum = 0; /* sum over sub-blocks of scale x activation sum */
-    for (int s = 0; s < 16; s++) ssum += kb->scales[s] * x->bsums[s];
     for (int j = 0; j < 8; j++) {
         const __m256i xv = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * j));
         acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(kb->c[j], xv), kb->sc[j]));
     }
-    *sum += (float)(hsum_i32(acc) - 32 * ssum) * (kb->d * x->d);
+    /* the sum over sub-blocks of scale x activation sum */
+    const __m256i sv = _mm256_madd_epi16(kb->s16, _mm256_loadu_si256((const __m256i *)x->bsums));
+    int32_t isum, ssum;
+    hsum2_i32(acc, sv, &isum, &ssum);
+    *sum += (float)(isum - 32 * ssum) * (kb->d * x->d);
 }
 
 #define PF_AHEAD 1024 /* bytes of weights prefetched ahead of the block being read */
-
-/* The 8 scales and 8 mins of a Q4_K/Q5_K block (k4_scale_min's, j = 0..7) as bytes, from the 12
- * scale bytes as three little-endian words: scales 0-3 and mins 0-3 are the low 6 bits of words
- * 0 and 1; scales 4-7 take their low 4 bits from word 2's low nibbles and their top 2 from the
- * top bits of word 0's bytes, mins 4-7 word 2's high nibbles and word 1's top bits. */
-INLINE void k4_scales_mins(const uint8_t *q, uint64_t *sc, uint64_t *m) {
-    uint32_t w0, w1, w2;
-    memcpy(&w0, q, 4);
-    memcpy(&w1, q + 4, 4);
-    memcpy(&w2, q + 8, 4);
-    const uint32_t lo6 = 0x3f3f3f3fu, lo4 = 0x0f0f0f0fu, lo2 = 0x03030303u;
-    const uint32_t sc_hi = (w2 & lo4) | ((w0 >> 6) & lo2) << 4;
-    const uint32_t m_hi = ((w2 >> 4) & lo4) | ((w1 >> 6) & lo2) << 4;
-    *sc = (uint64_t)(w0 & lo6) | (uint64_t)sc_hi << 32;
-    *m = (uint64_t)(w1 & lo6) | (uint64_t)m_hi << 32;
-}
 
 /* One activation row (decode): the same integers and float steps as acc_q45_K, computed straight
  * from the block without storing it decoded. The scales reach the lanes by a byte shuffle of
@@ -146,10 +177,9 @@ INLINE void k4_scales_mins(const uint8_t *q, uint64_t *sc, uint64_t *m) {
  * twin's. */
 INLINE float dot1_q45_K(bool q5, const uint8_t *row, const block_q8_K *x, int nb) {
     const size_t bb = q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
-    /* pat[s]: bytes 2s, 2s + 1 (int16 lane s) in every int16 lane */
     __m256i pat[8];
     for (int s = 0; s < 8; s++)
-        pat[s] = _mm256_set1_epi16((short)((2 * s) | (2 * s + 1) << 8));
+        pat[s] = k4_lane_pattern(s);
     float sum = 0.0f;
     for (int b = 0; b < nb; b++) {
         const block_q4_K *b4 = (const block_q4_K *)(row + (size_t)b * bb);
@@ -160,13 +190,8 @@ INLINE float dot1_q45_K(bool q5, const uint8_t *row, const block_q8_K *x, int nb
             _mm_prefetch((const char *)b4 + ahead, _MM_HINT_T0);
         const uint8_t *scales = q5 ? b5->scales : b4->scales, *qs = q5 ? b5->qs : b4->qs;
         const __m256i qh = q5 ? _mm256_loadu_si256((const __m256i *)b5->qh) : _mm256_setzero_si256();
-        uint64_t sc8, m8;
-        k4_scales_mins(scales, &sc8, &m8);
-        const __m256i scw =
-            _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8)));
-        const __m128i m16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)m8));
-        const __m256i m2 =
-            _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
+        __m256i scw, m2;
+        k4_scale_vectors(scales, &scw, &m2);
         const __m256i msum =
             _mm256_madd_epi16(m2, _mm256_loadu_si256((const __m256i *)x[b].bsums));
         __m256i acc = _mm256_setzero_si256();
@@ -182,11 +207,8 @@ INLINE float dot1_q45_K(bool q5, const uint8_t *row, const block_q8_K *x, int nb
                                                               _mm256_shuffle_epi8(scw, pat[s])));
             }
         }
-        /* [acc 01, acc 23, msum 01, msum 23 | 45, 67], then [acc 0-3, msum 0-3 | 4-7] */
-        __m256i t = _mm256_hadd_epi32(acc, msum);
-        t = _mm256_hadd_epi32(t, t);
-        const __m128i u = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
-        const int32_t isum = _mm_cvtsi128_si32(u), ms = _mm_extract_epi32(u, 1);
+        int32_t isum, ms;
+        hsum2_i32(acc, msum, &isum, &ms);
         const float d = h2f(q5 ? b5->d : b4->d), dmin = h2f(q5 ? b5->dmin : b4->dmin);
         sum += (float)isum * (d * x[b].d) - (float)ms * (dmin * x[b].d);
     }
@@ -225,10 +247,8 @@ INLINE float dot1_q6_K(const block_q6_K *w, const block_q8_K *x, int nb) {
                 acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(c[k], xv), sc));
             }
         }
-        __m256i t = _mm256_hadd_epi32(acc, ssum);
-        t = _mm256_hadd_epi32(t, t);
-        const __m128i u = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
-        const int32_t isum = _mm_cvtsi128_si32(u), ss = _mm_extract_epi32(u, 1);
+        int32_t isum, ss;
+        hsum2_i32(acc, ssum, &isum, &ss);
         sum += (float)(isum - 32 * ss) * (h2f(w[b].d) * x[b].d);
     }
     return sum;
