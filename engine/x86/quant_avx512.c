@@ -337,18 +337,12 @@ INLINE512 __m512i codes_dot(const kblock *kb, const block_q8_K *x, __m512i sc,
     return acc;
 }
 
-/* Q4_K/Q5_K: the 8 scales and 8 mins of k4_scale_min as bytes, four at a time. */
+/* Q4_K/Q5_K: the 8 scales and 8 mins of k4_scale_min as bytes (k4_scales_mins). */
 INLINE512 void blk_q45(bool q5, const uint8_t *blk, const block_q8_K *x, const dconst *k,
                        __m512i *acc, __m256i *vs) {
     const uint8_t *sb = q5 ? ((const block_q5_K *)blk)->scales : ((const block_q4_K *)blk)->scales;
-    uint32_t a, m, c;
-    memcpy(&a, sb, 4);
-    memcpy(&m, sb + 4, 4);
-    memcpy(&c, sb + 8, 4);
-    const uint64_t scb = (uint64_t)(a & 0x3f3f3f3fu) |
-                         (uint64_t)((c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u)) << 32;
-    const uint64_t mnb = (uint64_t)(m & 0x3f3f3f3fu) |
-                         (uint64_t)(((c >> 4) & 0x0f0f0f0fu) | ((m >> 2) & 0x30303030u)) << 32;
+    uint64_t scb, mnb;
+    k4_scales_mins(sb, &scb, &mnb);
     const __m512i sc = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)scb)));
     const __m256i mn = _mm256_castsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mnb)));
     kblock kb;
@@ -460,11 +454,7 @@ INLINE512 size_t d_dword(dtype t) {
 INLINE512 void sum2(__m512i isum, __m256i msum, int32_t *is, int32_t *ms) {
     const __m256i i8 =
         _mm256_add_epi32(_mm512_castsi512_si256(isum), _mm512_extracti64x4_epi64(isum, 1));
-    const __m256i t = _mm256_hadd_epi32(i8, msum); /* per 128 bits: i i m m */
-    const __m256i u = _mm256_hadd_epi32(t, t);     /* per 128 bits: i m i m */
-    const __m128i v = _mm_add_epi32(_mm256_castsi256_si128(u), _mm256_extracti128_si256(u, 1));
-    *is = _mm_cvtsi128_si32(v);
-    *ms = _mm_extract_epi32(v, 1);
+    hsum2_i32(i8, msum, is, ms);
 }
 
 /* One weight row against one activation row: the scalar twin's steps, block by block. */

@@ -79,6 +79,16 @@ INLINE __m256i hsum8x8(const __m256i v[8]) {
                             _mm256_permute2x128_si256(a, b, 0x31));
 }
 
+/* The exact totals of a (8 int32 lanes) and b: [a 01, a 23, b 01, b 23 | 45, 67], then
+ * [a 0-3, b 0-3 | 4-7], then the halves. */
+INLINE void hsum2_i32(__m256i a, __m256i b, int32_t *sa, int32_t *sb) {
+    __m256i t = _mm256_hadd_epi32(a, b);
+    t = _mm256_hadd_epi32(t, t);
+    const __m128i u = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+    *sa = _mm_cvtsi128_si32(u);
+    *sb = _mm_extract_epi32(u, 1);
+}
+
 /* IQ4_NL/IQ4_XS: the 32 table values (signed) of 16 bytes of nibbles, in element order (low
  * nibbles first). */
 INLINE __m256i iq4_values32(const uint8_t *qs) {
@@ -105,6 +115,22 @@ INLINE __m128i q3_K_scales8(const uint8_t *s) {
     __m128i hi = _mm_srlv_epi32(_mm_set1_epi32((int)h32), _mm_setr_epi32(0, 2, 4, 6));
     hi = _mm_slli_epi16(_mm_and_si128(hi, _mm_set1_epi8(3)), 4);
     return _mm_sub_epi8(_mm_or_si128(lo, hi), _mm_set1_epi8(32));
+}
+
+/* The 8 scales and 8 mins of a Q4_K/Q5_K block (k4_scale_min's, j = 0..7) as bytes, from the 12
+ * scale bytes as three little-endian words: scales 0-3 and mins 0-3 are the low 6 bits of words
+ * 0 and 1; scales 4-7 take their low 4 bits from word 2's low nibbles and their top 2 from the
+ * top bits of word 0's bytes, mins 4-7 word 2's high nibbles and word 1's top bits. */
+INLINE void k4_scales_mins(const uint8_t *q, uint64_t *sc, uint64_t *m) {
+    uint32_t w0, w1, w2;
+    memcpy(&w0, q, 4);
+    memcpy(&w1, q + 4, 4);
+    memcpy(&w2, q + 8, 4);
+    const uint32_t lo6 = 0x3f3f3f3fu, lo4 = 0x0f0f0f0fu, lo2 = 0x03030303u;
+    const uint32_t sc_hi = (w2 & lo4) | ((w0 >> 6) & lo2) << 4;
+    const uint32_t m_hi = ((w2 >> 4) & lo4) | ((w1 >> 6) & lo2) << 4;
+    *sc = (uint64_t)(w0 & lo6) | (uint64_t)sc_hi << 32;
+    *m = (uint64_t)(w1 & lo6) | (uint64_t)m_hi << 32;
 }
 
 /* IQ4_XS sub-block s's scale minus 32. */
