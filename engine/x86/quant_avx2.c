@@ -117,15 +117,26 @@ INLINE void q6_K_codes(__m256i c[4], const block_q6_K *w, int h) {
                            _mm256_and_si256(_mm256_srli_epi16(H, 2), m30));
 }
 
-/* The scales of Q6_K sub-blocks 2j (low 128 bits) and 2j + 1 (high), 8 int16 lanes each. */
-INLINE __m256i q6_K_scale_pair(const block_q6_K *w, int j) {
-    return _mm256_set_m128i(_mm_set1_epi16(w->scales[2 * j + 1]), _mm_set1_epi16(w->scales[2 * j]));
+/* The 16 scales of a Q6_K block as int16 lanes. */
+INLINE __m256i q6_K_scales16(const block_q6_K *w) {
+    return _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w->scales));
+}
+
+/* The scales of Q6_K sub-blocks 2j (low 128 bits) and 2j + 1 (high), 8 int16 lanes each, from
+ * s16 = q6_K_scales16: the half holding them in both halves, then a byte shuffle. */
+INLINE __m256i q6_K_scale_pair(__m256i s16, int j) {
+    const __m256i half = j < 4 ? _mm256_permute2x128_si256(s16, s16, 0x00)
+                               : _mm256_permute2x128_si256(s16, s16, 0x11);
+    const int k = j % 4; /* int16 lanes 2k and 2k + 1 of that half: bytes 4k .. 4k + 3 */
+    const __m128i lo = _mm_set1_epi16((short)((4 * k) | (4 * k + 1) << 8));
+    const __m128i hi = _mm_set1_epi16((short)((4 * k + 2) | (4 * k + 3) << 8));
+    return _mm256_shuffle_epi8(half, _mm256_set_m128i(hi, lo));
 }
 
 INLINE void decode_q6_K(k6_block *kb, const block_q6_K *w) {
     for (int h = 0; h < 2; h++) q6_K_codes(kb->c + 4 * h, w, h);
-    for (int j = 0; j < 8; j++) kb->sc[j] = q6_K_scale_pair(w, j);
-    kb->s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w->scales));
+    kb->s16 = q6_K_scales16(w);
+    for (int j = 0; j < 8; j++) kb->sc[j] = q6_K_scale_pair(kb->s16, j);
     kb->d = h2f(w->d);
 }
 
@@ -151,9 +162,6 @@ INLINE void acc_q6_K(const k6_block *kb, const block_q8_K *x, float *sum) {
  * twin's. */
 INLINE float dot1_q45_K(bool q5, const uint8_t *row, const block_q8_K *x, int nb) {
     const size_t bb = q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
-    __m256i pat[8];
-    for (int s = 0; s < 8; s++)
-        pat[s] = k4_lane_pattern(s);
     float sum = 0.0f;
     for (int b = 0; b < nb; b++) {
         const block_q4_K *b4 = (const block_q4_K *)(row + (size_t)b * bb);
@@ -177,8 +185,8 @@ INLINE float dot1_q45_K(bool q5, const uint8_t *row, const block_q8_K *x, int nb
                 const int s = 2 * p + half;
                 const __m256i c = q45_K_codes(q, qh, s, q5);
                 const __m256i xv = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * s));
-                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(c, xv),
-                                                              _mm256_shuffle_epi8(scw, pat[s])));
+                const __m256i sc = _mm256_shuffle_epi8(scw, k4_lane_pattern(s));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(c, xv), sc));
             }
         }
         int32_t isum, ms;
@@ -190,24 +198,16 @@ INLINE float dot1_q45_K(bool q5, const uint8_t *row, const block_q8_K *x, int nb
 }
 
 /* One activation row of Q6_K: as acc_q6_K, the 16 scales widened once per block and shuffled
- * into the lanes (pair j: scale 2j in the low half, 2j + 1 in the high), and the scales' term
- * one madd with the 16 bsums, reduced together with the codes' sum: exact integers. */
+ * into the lanes (q6_K_scale_pair), and the scales' term one madd with the 16 bsums, reduced
+ * together with the codes' sum: exact integers. */
 INLINE float dot1_q6_K(const block_q6_K *w, const block_q8_K *x, int nb) {
-    /* pat[k]: int16 lane 2k of a half in the low half's lanes, 2k + 1 in the high half's */
-    __m256i pat[4];
-    for (int k = 0; k < 4; k++)
-        pat[k] = _mm256_set_m128i(_mm_set1_epi16((short)((4 * k + 2) | (4 * k + 3) << 8)),
-                                  _mm_set1_epi16((short)((4 * k) | (4 * k + 1) << 8)));
     float sum = 0.0f;
     for (int b = 0; b < nb; b++) {
         for (size_t ahead = PF_AHEAD; ahead < PF_AHEAD + sizeof *w; ahead += 64)
             _mm_prefetch((const char *)&w[b] + ahead, _MM_HINT_T0);
-        const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[b].scales));
+        const __m256i s16 = q6_K_scales16(&w[b]);
         const __m256i ssum =
             _mm256_madd_epi16(s16, _mm256_loadu_si256((const __m256i *)x[b].bsums));
-        /* scales 0-7, and 8-15, in both halves */
-        const __m256i sA = _mm256_permute2x128_si256(s16, s16, 0x00);
-        const __m256i sB = _mm256_permute2x128_si256(s16, s16, 0x11);
         __m256i acc = _mm256_setzero_si256();
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
@@ -217,7 +217,7 @@ INLINE float dot1_q6_K(const block_q6_K *w, const block_q8_K *x, int nb) {
             for (int k = 0; k < 4; k++) {
                 const int j = 4 * h + k;
                 const __m256i xv = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * j));
-                const __m256i sc = _mm256_shuffle_epi8(h ? sB : sA, pat[k]);
+                const __m256i sc = q6_K_scale_pair(s16, j);
                 acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(c[k], xv), sc));
             }
         }
