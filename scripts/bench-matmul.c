@@ -113,7 +113,8 @@ int main(int argc, char **argv) {
            sh.hint == 0   ? "T1"
            : sh.hint == 1 ? "T0"
                           : "NTA",
-           copies, repack && w[0].packed ? " repacked" : "", best * 1e3, 2.0 * copies * 2048 * 5632 * T / best * 1e-9);
+           copies, repack && w[0].packed ? " repacked" : "", best * 1e3,
+           2.0 * copies * 2048 * 5632 * T / best * 1e-9);
     mm_scratch_free(&ms);
     pool_destroy(p);
     free(x);
