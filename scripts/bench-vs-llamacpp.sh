@@ -34,8 +34,8 @@ for m in "$@"; do
             2>/dev/null | tail -1 | /usr/bin/python3 -c \
             'import json,sys; d=json.load(sys.stdin); print(d["pp_tok_s"], d["tg_tok_s"])')
         ours_pp+=("$a") ours_tg+=("$b")
-        read -r a b < <(LD_LIBRARY_PATH=$bin "$bin/llama-bench" -m "$m" -p "$p" -n "$n" -d "$d" -r 1 -t 2 \
-            -o jsonl 2>/dev/null | /usr/bin/python3 -c '
+        read -r a b < <(LD_LIBRARY_PATH=$bin "$bin/llama-bench" -m "$m" -p "$p" -n "$n" -d "$d" \
+            -r 1 -t 2 -o jsonl 2>/dev/null | /usr/bin/python3 -c '
 import json,sys
 r={}
 for l in sys.stdin:
