@@ -238,19 +238,26 @@ static void quant_rows(void *arg, int ith, int nth) {
     }
 }
 
-/* With AVX-512 VNNI, the fewest activation rows for which a type on block_q8_act activations
- * takes the 4 x 4 tiles on repacked activations (xr): Q4_0 and mm_q32_vnni's types run the
- * decode tiles on xq up to MM_DEC_T_MAX rows; Q8_0 runs the AVX2 tiles for 1 and 2 rows (the
- * 4 x 4 tiles compute 2 rows as 4: 51-54 ms against 41-46, bench-matmul, one core, from DRAM,
- * Zen 4). matmul picks the kernels by it and mm_row_tiling reports it. */
-static int vnni_tile_min(dtype t) {
-    return t == DT_Q8_0 ? 3 : MM_DEC_T_MAX + 1;
+/* The fewest activation rows for which weights of type t take the tiles on repacked
+ * activations (xr), or 0 where none does. With AVX-512 VNNI: the 4 x 4 tiles, from
+ * MM_DEC_T_MAX + 1 rows for Q4_0 and mm_q32_vnni's types (the decode tiles read xq up to
+ * there), from 3 for Q8_0 (its AVX2 tiles are quicker for 1 and 2 rows: the 4 x 4 tiles compute
+ * 2 rows as 4, 51-54 ms against 41-46, bench-matmul, one core, from DRAM, Zen 4). With AVX2
+ * alone: Q4_0's lanes tiles from 3 rows (2 rows as 4 would waste half of them). matmul picks the
+ * kernels by it and mm_row_tiling reports it. */
+static int xr_tile_min(dtype t) {
+    if (mm_avx512_supported()) {
+        if (t == DT_Q8_0) return 3;
+        return t == DT_Q4_0 || mm_q32_vnni(t) ? MM_DEC_T_MAX + 1 : 0;
+    }
+    return t == DT_Q4_0 && mm_avx2_supported() ? 3 : 0;
 }
 
 void mm_row_tiling(dtype t, int *exact, int *group) {
     *exact = 1, *group = 1;
-    if (!mm_using_simd() || !mm_avx512_supported()) return;
-    if (t == DT_Q4_0 || t == DT_Q8_0 || mm_q32_vnni(t)) *exact = vnni_tile_min(t) - 1, *group = 4;
+    if (!mm_using_simd()) return;
+    const int min = xr_tile_min(t);
+    if (min > 0) *exact = min - 1, *group = 4;
 }
 
 static int64_t inline_macs = 1 << 18; /* see matmul(); tests set 0 to exercise the pool */
@@ -271,10 +278,10 @@ void matmul(float *out, const float *x, const tensor *w, int T, mm_scratch *s, p
             pool_run(p, quant_rows, &q);
         j.xk = s->xk;
     } else if (uses_q8_act(w->type)) {
-        /* fewer rows than vnni_tile_min need no repacking: the decode tiles read xq, and
-         * Q8_0's AVX2 tiles too */
-        q8_act_x4 *xr =
-            simd && mm_avx512_supported() && T >= vnni_tile_min(w->type) ? s->xr : NULL;
+        /* fewer rows than xr_tile_min need no repacking: the decode tiles read xq, and
+         * the AVX2 4 x 2 and 8 x 1 tiles too */
+        const int min = xr_tile_min(w->type);
+        q8_act_x4 *xr = simd && min > 0 && T >= min ? s->xr : NULL;
         quant_job q = {s->xq, simd_type(w->type) ? xr : NULL, NULL, x, T, (int)w->ne[0],
                        act_quantizer(simd), NULL};
         /* a few rows are quicker to quantize here than to hand to the pool */

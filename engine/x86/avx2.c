@@ -76,6 +76,7 @@ TARGET static void rows_bf16(float *out, const float *x, const tensor *w, int T,
  * to the scalar ones, not merely close. A tile is RW x RT pairs with RW * RT <= 8: 8x1 for one
  * activation row (decode), 4x2 for a block of rows (prefill, batched decode). */
 #define QP_MAX 8 /* pairs per quantized tile */
+#define NG_LANES 4 /* activation groups (of 4 rows) per lanes tile */
 
 /* Q8_0: a block's 32 signed weights. sign(w, x) negates w where x < 0, so a weight of -128
  * (never written by quantize_row_q8_0, whose range is [-127, 127]) would wrap. */
@@ -250,6 +251,118 @@ INLINE void rows_quant(dtype type, float *out, const block_q8_act *xq, const ten
                        xq + (size_t)t * nb, nb, nb, 1, 1);
 }
 
+/* ---- Q4_0 with AVX2 on repacked activations (T >= 3): the sums in lanes -------------------
+ * tile_vnni's layout (x86/avx512.c) in ymm: 128-bit lane i of register p holds weight row
+ * 2p + i, dword t of it activation row t of a group of 4, so one register holds 8 pairs. For
+ * each 4-byte column c of a block, vpshufd puts the row's dword c in all of its lane, a 16-byte
+ * broadcast of the repacked activations puts row t's dword c in dword t, and vpmaddubsw adds
+ * the products pairwise into int16. The int16 sums of a pair's 8 columns stay exact (each term
+ * is at most 2 * 15 * 127 = 3810 in magnitude, 8 of them 30480 < 32767), so one vpmaddwd per
+ * block widens them: no horizontal reduction, and one weight unpack serves every activation
+ * group. The nibble offset (8) times the activation block's sum (q8_act_x4.s) is taken off,
+ * then the float steps are the scalar kernel's: the same bits as dot_q4_0. */
+INLINE void tile_q4_0_lanes(float *out, int ldo, const uint8_t *const w[4], size_t rb, int nw,
+                            const q8_act_x4 *xr, size_t gstride, int nt, int nb, int NG) {
+    const __m256i low4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    __m256 sum[2][NG_LANES];
+#pragma GCC unroll 4
+    for (int g = 0; g < NG; g++) sum[0][g] = sum[1][g] = _mm256_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *blk[4];
+        uint16_t dh[4];
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            blk[i] = w[i] + (size_t)b * sizeof(block_q4_0);
+            _mm_prefetch((const char *)blk[i] + 4 * rb, _MM_HINT_T0); /* the next tile's */
+            memcpy(&dh[i], blk[i], 2);
+        }
+        __m256i lo[2], hi[2];
+        __m256 dw[2]; /* lane i of register p: weight row 2p + i's scale */
+#pragma GCC unroll 2
+        for (int p = 0; p < 2; p++) {
+            const __m256i z = _mm256_inserti128_si256(
+                _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(blk[2 * p] + 2))),
+                _mm_loadu_si128((const __m128i *)(blk[2 * p + 1] + 2)), 1);
+            lo[p] = _mm256_and_si256(z, low4);
+            hi[p] = _mm256_and_si256(_mm256_srli_epi16(z, 4), low4);
+            dw[p] = _mm256_cvtph_ps(_mm_setr_epi16((short)dh[2 * p], (short)dh[2 * p],
+                                                   (short)dh[2 * p], (short)dh[2 * p],
+                                                   (short)dh[2 * p + 1], (short)dh[2 * p + 1],
+                                                   (short)dh[2 * p + 1], (short)dh[2 * p + 1]));
+        }
+        __m256i acc[2][NG_LANES];
+#pragma GCC unroll 4
+        for (int g = 0; g < NG; g++) acc[0][g] = acc[1][g] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; c++) {
+            __m256i a[2];
+#pragma GCC unroll 2
+            for (int p = 0; p < 2; p++) {
+                const __m256i v = c < 4 ? lo[p] : hi[p];
+                switch (c & 3) { /* vpshufd needs an immediate */
+                case 0: a[p] = _mm256_shuffle_epi32(v, 0x00); break;
+                case 1: a[p] = _mm256_shuffle_epi32(v, 0x55); break;
+                case 2: a[p] = _mm256_shuffle_epi32(v, 0xaa); break;
+                default: a[p] = _mm256_shuffle_epi32(v, 0xff); break;
+                }
+            }
+#pragma GCC unroll 4
+            for (int g = 0; g < NG; g++) {
+                const __m256i x = _mm256_broadcastsi128_si256(
+                    _mm_loadu_si128((const __m128i *)xr[g * gstride + b].q[c]));
+#pragma GCC unroll 2
+                for (int p = 0; p < 2; p++)
+                    acc[p][g] = _mm256_add_epi16(acc[p][g], _mm256_maddubs_epi16(a[p], x));
+            }
+        }
+#pragma GCC unroll 4
+        for (int g = 0; g < NG; g++) {
+            const q8_act_x4 *xb = &xr[g * gstride + b];
+            const __m256i xs8 = _mm256_slli_epi32(
+                _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)xb->s)), 3);
+            const __m256 xd = _mm256_broadcast_ps((const __m128 *)xb->d);
+#pragma GCC unroll 2
+            for (int p = 0; p < 2; p++) {
+                const __m256i is = _mm256_sub_epi32(_mm256_madd_epi16(acc[p][g], ones), xs8);
+                sum[p][g] = _mm256_add_ps(
+                    sum[p][g], _mm256_mul_ps(_mm256_cvtepi32_ps(is), _mm256_mul_ps(dw[p], xd)));
+            }
+        }
+    }
+    for (int g = 0; g < NG; g++) {
+        float res[16];
+        _mm256_storeu_ps(res, sum[0][g]);
+        _mm256_storeu_ps(res + 8, sum[1][g]);
+        for (int t = 0; t < 4 && 4 * g + t < nt; t++)
+            for (int i = 0; i < nw; i++) out[(size_t)(4 * g + t) * ldo + i] = res[4 * i + t];
+    }
+}
+
+/* Columns [r0, r1) x the T activation rows of xr, in tiles of 4 weight rows x NG_LANES groups;
+ * a last ragged tile repeats its last weight row and drops those outputs. */
+TARGET static void rows_q4_0_lanes(float *out, const q8_act_x4 *xr, const tensor *w, int T,
+                                   int r0, int r1) {
+    const int n = (int)w->ne[0], n_out = (int)w->ne[1], nb = n / QK, G = (T + 3) / 4;
+    const size_t rb = dtype_row_bytes(DT_Q4_0, n);
+    const uint8_t *base = w->data;
+    for (int r = r0; r < r1; r += 4) {
+        const int nw = r1 - r < 4 ? r1 - r : 4;
+        const uint8_t *wr[4];
+        for (int i = 0; i < 4; i++) wr[i] = base + (size_t)(r + (i < nw ? i : nw - 1)) * rb;
+        for (int g = 0; g < G; g += NG_LANES) {
+            float *o = out + (size_t)4 * g * n_out + r;
+            const q8_act_x4 *x = xr + (size_t)g * nb;
+            const int nt = T - 4 * g;
+            switch (G - g < NG_LANES ? G - g : NG_LANES) {
+            case 1: tile_q4_0_lanes(o, n_out, wr, rb, nw, x, nb, nt, nb, 1); break;
+            case 2: tile_q4_0_lanes(o, n_out, wr, rb, nw, x, nb, nt, nb, 2); break;
+            case 3: tile_q4_0_lanes(o, n_out, wr, rb, nw, x, nb, nt, nb, 3); break;
+            default: tile_q4_0_lanes(o, n_out, wr, rb, nw, x, nb, nt, nb, 4); break;
+            }
+        }
+    }
+}
+
 TARGET static void rows_q8_0(float *out, const block_q8_act *xq, const tensor *w, int T, int r0,
                              int r1) {
     rows_quant(DT_Q8_0, out, xq, w, T, r0, r1);
@@ -286,7 +399,8 @@ void mm_rows_x86(float *out, const float *x, const block_q8_act *xq, const q8_ac
         break;
     case DT_Q4_0:
         if (dec) x86_rows_q4_0_vnni_dec(out, xq, w, T, r0, r1);
-        else if (xr) x86_rows_q4_0_vnni(out, xr, w, T, r0, r1);
+        else if (xr && mm_avx512_supported()) x86_rows_q4_0_vnni(out, xr, w, T, r0, r1);
+        else if (xr) rows_q4_0_lanes(out, xr, w, T, r0, r1);
         else x86_rows_q4_0_avx2(out, xq, w, T, r0, r1);
         break;
     case DT_Q4_1:
