@@ -42,6 +42,7 @@ int mm_scratch_init(mm_scratch *s, int max_T, int max_n_in) {
     s->xq = ls_alloc(n);
     s->xr = NULL;
     s->xk = NULL;
+    s->xkr = NULL;
     if (!s->xq) return -1;
     if (ls_mul_size((size_t)max_T * (size_t)((max_n_in + QK_K - 1) / QK_K), sizeof(block_q8_K), &n))
         goto fail;
@@ -52,6 +53,11 @@ int mm_scratch_init(mm_scratch *s, int max_T, int max_n_in) {
         goto fail;
     s->xr = ls_alloc(n);
     if (!s->xr) goto fail;
+    if (ls_mul_size((size_t)((max_T + 3) / 4) * (size_t)((max_n_in + QK_K - 1) / QK_K),
+                    sizeof(q8_K_x4), &n))
+        goto fail;
+    s->xkr = ls_alloc(n);
+    if (!s->xkr) goto fail;
     return 0;
 fail:
     mm_scratch_free(s);
@@ -62,9 +68,11 @@ void mm_scratch_free(mm_scratch *s) {
     free(s->xq);
     free(s->xr);
     free(s->xk);
+    free(s->xkr);
     s->xq = NULL;
     s->xr = NULL;
     s->xk = NULL;
+    s->xkr = NULL;
 }
 
 float dot_f32(const float *w, const float *x, int n) {
@@ -152,6 +160,7 @@ typedef struct {
     const block_q8_act *xq;
     const block_q8_K *xk; /* the activations in 256-element blocks, or NULL */
     const q8_act_x4 *xr;  /* xq repacked for the VNNI kernels, or NULL */
+    const q8_K_x4 *xkr;   /* xk repacked for the AVX2 lanes tiles, or NULL */
     const tensor *w;
     int T;
     bool simd;
@@ -172,7 +181,7 @@ static void mm_rows(void *arg, int ith, int nth) {
         else if (!simd_type(j->w->type) && mm_neon_supported()) /* arm/neon_quant.c */
             qdot_rows_neon(j->out, j->xq, j->xk, j->w, j->T, r0, r1);
         else if (!simd_type(j->w->type)) /* x86/quant_avx2.c, x86/quant_avx2_k2.c */
-            qdot_rows_avx2(j->out, j->xq, j->xk, j->w, j->T, r0, r1);
+            qdot_rows_avx2(j->out, j->xq, j->xk, j->xkr, j->w, j->T, r0, r1);
         else if (mm_neon_supported())
             mm_rows_neon(j->out, j->x, j->xq, j->w, j->T, r0, r1);
         else
@@ -218,6 +227,7 @@ typedef struct {
     block_q8_act *xq;
     q8_act_x4 *xr;  /* also repack into this (groups of 4 rows), or NULL */
     block_q8_K *xk; /* instead of xq: 256-element blocks */
+    q8_K_x4 *xkr;   /* also repack xk into this (groups of 4 rows), or NULL */
     const float *x;
     int T, n_in;
     q8_act_quantizer quantize;  /* for xq */
@@ -232,6 +242,9 @@ static void quant_rows(void *arg, int ith, int nth) {
         for (int t = 4 * g; j->xk && t < 4 * g + 4 && t < j->T; t++)
             j->quantize_K(j->xk + (size_t)t * (j->n_in / QK_K), j->x + (size_t)t * j->n_in,
                           j->n_in);
+        if (j->xk && j->xkr)
+            mm_repack_K_x4(j->xkr + (size_t)g * (j->n_in / QK_K), j->xk, j->T, 4 * g,
+                           j->n_in / QK_K);
         for (int t = 4 * g; j->xq && t < 4 * g + 4 && t < j->T; t++)
             j->quantize(j->xq + (size_t)t * nb, j->x + (size_t)t * j->n_in, j->n_in);
         if (j->xq && j->xr) mm_repack_x4(j->xr + (size_t)g * nb, j->xq, j->T, 4 * g, nb);
@@ -256,7 +269,7 @@ static int xr_tile_min(dtype t) {
 void mm_row_tiling(dtype t, int *exact, int *group) {
     *exact = 1, *group = 1;
     if (!mm_using_simd()) return;
-    const int min = xr_tile_min(t);
+    const int min = xr_tile_min(t) > 0 ? xr_tile_min(t) : qdot_avx2_lanes_min(t);
     if (min > 0) *exact = min - 1, *group = 4;
 }
 
@@ -269,20 +282,23 @@ void matmul(float *out, const float *x, const tensor *w, int T, mm_scratch *s, p
     assert(T >= 0 && T <= s->max_T && w->ne[0] <= s->max_n_in); /* the scratch's size */
     const bool simd = mm_using_simd() && (simd_type(w->type) || qdot_avx2_has(w->type) ||
                                           qdot_neon_has(w->type));
-    mm_job j = {out, x, NULL, NULL, NULL, w, T, simd};
+    mm_job j = {out, x, NULL, NULL, NULL, NULL, w, T, simd};
     if (dtype_uses_q8_K(w->type)) {
-        quant_job q = {NULL, NULL, s->xk, x, T, (int)w->ne[0], NULL, act_quantizer_K(simd)};
+        const int min = qdot_avx2_lanes_min(w->type);
+        quant_job q = {NULL, NULL, s->xk, simd && min > 0 && T >= min ? s->xkr : NULL, x, T,
+                       (int)w->ne[0], NULL, act_quantizer_K(simd)};
         if (T < 2 * pool_size(p))
             quant_rows(&q, 0, 1);
         else
             pool_run(p, quant_rows, &q);
         j.xk = s->xk;
+        j.xkr = q.xkr;
     } else if (uses_q8_act(w->type)) {
         /* fewer rows than xr_tile_min need no repacking: the decode tiles read xq, and
          * the AVX2 4 x 2 and 8 x 1 tiles too */
         const int min = xr_tile_min(w->type);
         q8_act_x4 *xr = simd && min > 0 && T >= min ? s->xr : NULL;
-        quant_job q = {s->xq, simd_type(w->type) ? xr : NULL, NULL, x, T, (int)w->ne[0],
+        quant_job q = {s->xq, simd_type(w->type) ? xr : NULL, NULL, NULL, x, T, (int)w->ne[0],
                        act_quantizer(simd), NULL};
         /* a few rows are quicker to quantize here than to hand to the pool */
         if (T < 2 * pool_size(p))

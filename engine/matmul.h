@@ -15,6 +15,7 @@ typedef struct {
     block_q8_act *xq;      /* (max_T, max_n_in / QK) */
     block_q8_K *xk;        /* (max_T, max_n_in / QK_K): for the K-quants and IQ4_XS */
     struct q8_act_x4 *xr;  /* (ceil(max_T / 4), max_n_in / QK): xq repacked for the VNNI kernels */
+    struct q8_K_x4 *xkr;   /* (ceil(max_T / 4), max_n_in / QK_K): xk repacked for the AVX2 ones */
     int max_T, max_n_in;
 } mm_scratch;
 
@@ -53,8 +54,8 @@ const char *mm_kernels(void);
  * own, and beyond them rows go in whole groups of *group, a ragged group costing a full one.
  * On AVX-512 VNNI, Q4_0 and the other 32-element 4/5-bit types run the decode tiles up to
  * MM_DEC_T_MAX rows, then 4 x 4 tiles (exact 3, group 4), and Q8_0 the 4 x 4 tiles from 3 rows
- * (exact 2, group 4); with AVX2 alone, Q4_0 runs 4 x 2 tiles for 2 rows and lanes tiles of
- * groups of 4 from 3 (exact 2, group 4); every other case is near enough to linear: group 1. */
+ * (exact 2, group 4); with AVX2 alone, Q4_0 and Q4_K run lanes tiles of groups of 4 from 3
+ * rows (exact 2, group 4); every other case is near enough to linear: group 1. */
 void mm_row_tiling(dtype t, int *exact, int *group);
 
 /* Row kernels, the scalar reference of each type: dot product of one stored row (n elements)

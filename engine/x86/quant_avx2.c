@@ -11,7 +11,28 @@
 
 #include <string.h>
 
+void mm_repack_K_x4(q8_K_x4 *xr, const block_q8_K *xk, int T, int t0, int nb) {
+    for (int b = 0; b < nb; b++) {
+        q8_K_x4 *o = &xr[b];
+        for (int t = 0; t < 4; t++) {
+            const block_q8_K *src = t0 + t < T ? &xk[(size_t)(t0 + t) * nb + b] : NULL;
+            for (int c = 0; c < QK_K / 4; c++) {
+                int32_t v = 0;
+                if (src) memcpy(&v, src->qs + 4 * c, 4);
+                o->q[c][t] = v;
+            }
+            for (int j = 0; j < 4; j++) { /* sub-blocks 2j and 2j + 1: |sum| <= 32 * 128 */
+                const int s0 = src ? src->bsums[4 * j] + src->bsums[4 * j + 1] : 0;
+                const int s1 = src ? src->bsums[4 * j + 2] + src->bsums[4 * j + 3] : 0;
+                o->m[j][t] = (int32_t)((uint32_t)(uint16_t)s0 | (uint32_t)(uint16_t)s1 << 16);
+            }
+            o->d[t] = src ? src->d : 0.0f;
+        }
+    }
+}
+
 #if defined(__x86_64__) || defined(__i386__)
+#include "quant_avx512.h"
 #include "x86_simd.h"
 
 /* F16 bits to F32 with F16C: the same value as f16_to_f32 (exact for every finite half), without
@@ -278,19 +299,185 @@ TARGET static void rows_q6_K(float *out, const block_q8_K *xk, const tensor *w, 
     rows_k(DT_Q6_K, out, xk, w, T, r0, r1);
 }
 
+/* ---- Q4_K with several activation rows: the sums in lanes ----------------------------------
+ * x86/avx2.c's Q4_0 lanes tiles for Q4_K, on activations repacked by mm_repack_K_x4: 128-bit lane
+ * i of register p holds weight row 2p + i, dword t activation row t of a group of 4. For each
+ * 4-byte column c of a sub-block, vpshufd puts the row's codes 4c .. 4c + 3 in all of its lane,
+ * a 16-byte broadcast puts row t's activation codes in dword t, and vpmaddubsw adds the products
+ * pairwise into int16; a sub-block's 8 columns stay exact in int16 (8 x 2 x 15 x 127 = 30480),
+ * so one vpmaddwd with the sub-block's scale (k4_lane_pattern's shuffle, per lane) adds it to
+ * the block's int32 sum. The mins' term is four vpmaddwd of the mins (int16 pairs, per lane)
+ * with the activation sums (m). The same integers as dot_q4_K, then its float steps per block:
+ * the same bits, with no horizontal reduction. */
+#define NG_K 4 /* activation groups (of 4 rows) per tile */
+
+/* The 8 scales (sc) and mins (m) of row pair p's blocks as int16, row 2p's in the low 128-bit
+ * lane, 2p + 1's in the high one. */
+INLINE void k4_pair_scales(const uint8_t *scales0, const uint8_t *scales1, __m256i *sc,
+                           __m256i *m) {
+    uint64_t s0, m0, s1, m1;
+    k4_scales_mins(scales0, &s0, &m0);
+    k4_scales_mins(scales1, &s1, &m1);
+    *sc = _mm256_cvtepu8_epi16(_mm_set_epi64x((long long)s1, (long long)s0));
+    *m = _mm256_cvtepu8_epi16(_mm_set_epi64x((long long)m1, (long long)m0));
+}
+
+/* A row pair's two F16 scales, lane i's in its 4 dwords, as F32. */
+INLINE __m256 pair_f16(uint16_t h0, uint16_t h1) {
+    return _mm256_cvtph_ps(_mm_setr_epi16((short)h0, (short)h0, (short)h0, (short)h0, (short)h1,
+                                          (short)h1, (short)h1, (short)h1));
+}
+
+INLINE __m256i dword_bcast(__m256i v, int c) { /* vpshufd needs an immediate */
+    switch (c & 3) {
+    case 0: return _mm256_shuffle_epi32(v, 0x00);
+    case 1: return _mm256_shuffle_epi32(v, 0x55);
+    case 2: return _mm256_shuffle_epi32(v, 0xaa);
+    default: return _mm256_shuffle_epi32(v, 0xff);
+    }
+}
+
+INLINE void tile_k4_lanes(float *out, int ldo, const uint8_t *const w[4], int nw,
+                          const q8_K_x4 *xr, size_t gstride, int nt, int nb, int NG) {
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    __m256 sum[2][NG_K];
+#pragma GCC unroll 4
+    for (int g = 0; g < NG; g++) sum[0][g] = sum[1][g] = _mm256_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const block_q4_K *blk[4];
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            blk[i] = (const block_q4_K *)w[i] + b;
+            _mm_prefetch((const char *)(blk[i] + 1), _MM_HINT_T0);
+        }
+        __m256i sc[2], mn[2], isum[2][NG_K], msum[2][NG_K];
+#pragma GCC unroll 2
+        for (int p = 0; p < 2; p++) {
+            k4_pair_scales(blk[2 * p]->scales, blk[2 * p + 1]->scales, &sc[p], &mn[p]);
+#pragma GCC unroll 4
+            for (int g = 0; g < NG; g++) {
+                isum[p][g] = _mm256_setzero_si256();
+                msum[p][g] = _mm256_setzero_si256();
+            }
+        }
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) /* the mins' term: sub-blocks 2j, 2j + 1 */
+#pragma GCC unroll 4
+            for (int g = 0; g < NG; g++) {
+                const __m256i xm = _mm256_broadcastsi128_si256(
+                    _mm_loadu_si128((const __m128i *)xr[g * gstride + b].m[j]));
+#pragma GCC unroll 2
+                for (int p = 0; p < 2; p++)
+                    msum[p][g] = _mm256_add_epi32(
+                        msum[p][g], _mm256_madd_epi16(dword_bcast(mn[p], j), xm));
+            }
+        for (int s = 0; s < 8; s++) { /* sub-block s: codes in qs[32 (s / 2) ..] */
+            __m256i codes[2][2]; /* [p][half]: elements 0-15 / 16-31 of row 2p + i in lane i */
+#pragma GCC unroll 2
+            for (int p = 0; p < 2; p++)
+#pragma GCC unroll 2
+                for (int h = 0; h < 2; h++) {
+                    const int off = 32 * (s / 2) + 16 * h;
+                    const __m256i z = _mm256_inserti128_si256(
+                        _mm256_castsi128_si256(
+                            _mm_loadu_si128((const __m128i *)(blk[2 * p]->qs + off))),
+                        _mm_loadu_si128((const __m128i *)(blk[2 * p + 1]->qs + off)), 1);
+                    codes[p][h] = s % 2 ? _mm256_and_si256(_mm256_srli_epi16(z, 4), low4)
+                                        : _mm256_and_si256(z, low4);
+                }
+            __m256i acc[2][NG_K];
+#pragma GCC unroll 4
+            for (int g = 0; g < NG; g++) acc[0][g] = acc[1][g] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+            for (int c = 0; c < 8; c++) {
+                __m256i a[2];
+#pragma GCC unroll 2
+                for (int p = 0; p < 2; p++) a[p] = dword_bcast(codes[p][c / 4], c);
+#pragma GCC unroll 4
+                for (int g = 0; g < NG; g++) {
+                    const __m256i x = _mm256_broadcastsi128_si256(
+                        _mm_loadu_si128((const __m128i *)xr[g * gstride + b].q[8 * s + c]));
+#pragma GCC unroll 2
+                    for (int p = 0; p < 2; p++)
+                        acc[p][g] = _mm256_add_epi16(acc[p][g], _mm256_maddubs_epi16(a[p], x));
+                }
+            }
+#pragma GCC unroll 2
+            for (int p = 0; p < 2; p++) {
+                const __m256i scs = _mm256_shuffle_epi8(sc[p], k4_lane_pattern(s));
+#pragma GCC unroll 4
+                for (int g = 0; g < NG; g++)
+                    isum[p][g] = _mm256_add_epi32(isum[p][g], _mm256_madd_epi16(acc[p][g], scs));
+            }
+        }
+#pragma GCC unroll 2
+        for (int p = 0; p < 2; p++) {
+            const __m256 d = pair_f16(blk[2 * p]->d, blk[2 * p + 1]->d);
+            const __m256 dmin = pair_f16(blk[2 * p]->dmin, blk[2 * p + 1]->dmin);
+#pragma GCC unroll 4
+            for (int g = 0; g < NG; g++) {
+                const __m256 xd = _mm256_broadcast_ps((const __m128 *)xr[g * gstride + b].d);
+                const __m256 a =
+                    _mm256_mul_ps(_mm256_cvtepi32_ps(isum[p][g]), _mm256_mul_ps(d, xd));
+                const __m256 m =
+                    _mm256_mul_ps(_mm256_cvtepi32_ps(msum[p][g]), _mm256_mul_ps(dmin, xd));
+                sum[p][g] = _mm256_add_ps(sum[p][g], _mm256_sub_ps(a, m));
+            }
+        }
+    }
+    for (int g = 0; g < NG; g++) {
+        float res[16];
+        _mm256_storeu_ps(res, sum[0][g]);
+        _mm256_storeu_ps(res + 8, sum[1][g]);
+        for (int t = 0; t < 4 && 4 * g + t < nt; t++)
+            for (int i = 0; i < nw; i++) out[(size_t)(4 * g + t) * ldo + i] = res[4 * i + t];
+    }
+}
+
+/* Columns [r0, r1) x the T activation rows of xr, in tiles of 4 weight rows x NG_K groups; a
+ * last ragged tile repeats its last weight row and drops those outputs. */
+TARGET static void rows_k4_lanes(float *out, const q8_K_x4 *xr, const tensor *w, int T, int r0,
+                                 int r1) {
+    const int n_out = (int)w->ne[1], nb = (int)w->ne[0] / QK_K, G = (T + 3) / 4;
+    for (int r = r0; r < r1; r += 4) {
+        const int nw = r1 - r < 4 ? r1 - r : 4;
+        const uint8_t *wr[4];
+        for (int i = 0; i < 4; i++) wr[i] = tensor_row(w, r + (i < nw ? i : nw - 1));
+        for (int g = 0; g < G; g += NG_K) {
+            float *o = out + (size_t)4 * g * n_out + r;
+            const q8_K_x4 *x = xr + (size_t)g * nb;
+            const int nt = T - 4 * g;
+            switch (G - g < NG_K ? G - g : NG_K) {
+            case 1: tile_k4_lanes(o, n_out, wr, nw, x, nb, nt, nb, 1); break;
+            case 2: tile_k4_lanes(o, n_out, wr, nw, x, nb, nt, nb, 2); break;
+            case 3: tile_k4_lanes(o, n_out, wr, nw, x, nb, nt, nb, 3); break;
+            default: tile_k4_lanes(o, n_out, wr, nw, x, nb, nt, nb, 4); break;
+            }
+        }
+    }
+}
+
+int qdot_avx2_lanes_min(dtype t) {
+    return t == DT_Q4_K && mm_avx2_supported() && !qdot_avx512_has(t) ? 3 : 0;
+}
+
 bool qdot_avx2_has(dtype t) {
     return qdot_avx2_k2_has(t) || qdot_avx2_q32_has(t) ||
            (mm_avx2_supported() && (t == DT_Q4_K || t == DT_Q5_K || t == DT_Q6_K));
 }
 
-void qdot_rows_avx2(float *out, const block_q8_act *xq, const block_q8_K *xk, const tensor *w,
-                    int T, int r0, int r1) {
+void qdot_rows_avx2(float *out, const block_q8_act *xq, const block_q8_K *xk, const q8_K_x4 *xkr,
+                    const tensor *w, int T, int r0, int r1) {
     if (qdot_avx2_q32_has(w->type)) {
         qdot_rows_avx2_q32(out, xq, w, T, r0, r1);
         return;
     }
     if (qdot_avx2_k2_has(w->type)) {
         qdot_rows_avx2_k2(out, xq, xk, w, T, r0, r1);
+        return;
+    }
+    if (xkr) {
+        rows_k4_lanes(out, xkr, w, T, r0, r1);
         return;
     }
     switch (w->type) {
@@ -345,9 +532,14 @@ bool qdot_avx2_has(dtype t) {
     return false;
 }
 
-void qdot_rows_avx2(float *out, const block_q8_act *xq, const block_q8_K *xk, const tensor *w,
-                    int T, int r0, int r1) {
-    (void)out, (void)xq, (void)xk, (void)w, (void)T, (void)r0, (void)r1;
+void qdot_rows_avx2(float *out, const block_q8_act *xq, const block_q8_K *xk, const q8_K_x4 *xkr,
+                    const tensor *w, int T, int r0, int r1) {
+    (void)out, (void)xq, (void)xk, (void)xkr, (void)w, (void)T, (void)r0, (void)r1;
+}
+
+int qdot_avx2_lanes_min(dtype t) {
+    (void)t;
+    return 0;
 }
 
 void quantize_row_q8_K_avx2(block_q8_K *out, const float *x, int64_t n) {

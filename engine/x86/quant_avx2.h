@@ -11,11 +11,31 @@
  * Q5_K, Q6_K, and those of qdot_avx2_k2_has). */
 bool qdot_avx2_has(dtype t);
 
+/* The Q8_K blocks of 4 activation rows (rows past T are zero), one block position, laid out for
+ * the AVX2 K-quant lanes tiles: a 16-byte broadcast of q[c] puts dword c (codes 4c .. 4c + 3) of
+ * the 4 rows in every 128-bit lane, and one of m[j] puts in dword t row t's sums of sub-blocks
+ * 2j and 2j + 1 (32 codes each: the bsums pairwise) as an int16 pair, for one madd with the
+ * mins. */
+typedef struct q8_K_x4 {
+    int32_t q[QK_K / 4][4];
+    float d[4];
+    int32_t m[4][4];
+} q8_K_x4;
+
+/* xr (nb) for rows [t0, t0 + 4) of xk (T, nb); rows >= T are zero. */
+void mm_repack_K_x4(q8_K_x4 *xr, const block_q8_K *xk, int T, int t0, int nb);
+
+/* The fewest activation rows for which weights of type t take the lanes tiles on activations
+ * repacked by mm_repack_K_x4, or 0 where they do not (a type without them, or AVX-512 VNNI,
+ * whose kernels take the K-quants). */
+int qdot_avx2_lanes_min(dtype t);
+
 /* out (T, n_out), columns [r0, r1) only: out[t][r] = dot(w row r, activation row t), with xq
- * (T, n_in / QK) for the 32-element types and xk (T, n_in / QK_K) for the K-quants. Call only
- * when qdot_avx2_has(w->type). */
-void qdot_rows_avx2(float *out, const block_q8_act *xq, const block_q8_K *xk, const tensor *w,
-                    int T, int r0, int r1);
+ * (T, n_in / QK) for the 32-element types and xk (T, n_in / QK_K) for the K-quants, and xkr
+ * (ceil(T / 4), n_in / QK_K) xk through mm_repack_K_x4 when T >= qdot_avx2_lanes_min(w->type),
+ * else NULL. Call only when qdot_avx2_has(w->type). */
+void qdot_rows_avx2(float *out, const block_q8_act *xq, const block_q8_K *xk, const q8_K_x4 *xkr,
+                    const tensor *w, int T, int r0, int r1);
 
 /* The same bytes as quantize_row_q8_K (matmul.h): out (n / QK_K) from x (n), n a multiple of
  * QK_K. Call only when mm_avx2_supported(). */
