@@ -559,7 +559,9 @@ static void test_dec_repack(dtype type) {
  * whole and ragged (T = 24, 33, and 17 and 21 for the types that tile below 18), tiles of 16
  * weight rows, whole and ragged (n_out 37 and 70 over 2 threads, and fewer than 16), rows of more
  * than one chunk of 4 super-blocks (n_in 1280, 2048), and the row-by-row kernels on both sides of
- * each type's switch to the tiles (T = 1 .. 12; one_t_max in x86/quant_avx512.c). */
+ * each type's switch to the tiles (T = 1 .. 12; one_t_max in x86/quant_avx512.c). On the AVX2
+ * side, Q4_K, Q5_K and Q6_K take the lanes tiles from 3, 6 and 12 rows (qdot_avx2_lanes_min):
+ * 1 to 4 groups of 4 per tile, ragged groups and ragged 4-row tiles. */
 static void test_kquant_avx512_matches_avx2(void) {
     if (!mm_avx512_supported()) return;
     const dtype types[] = {DT_Q2_K, DT_Q3_K, DT_Q4_K, DT_Q5_K, DT_Q6_K, DT_IQ4_XS};

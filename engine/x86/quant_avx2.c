@@ -11,6 +11,11 @@
 
 #include <string.h>
 
+/* Two int16 values as a little-endian pair in one int32. */
+static int32_t pack16(int lo, int hi) {
+    return (int32_t)((uint32_t)(uint16_t)lo | (uint32_t)(uint16_t)hi << 16);
+}
+
 void mm_repack_K_x4(q8_K_x4 *xr, const block_q8_K *xk, int T, int t0, int nb) {
     for (int b = 0; b < nb; b++) {
         q8_K_x4 *o = &xr[b];
@@ -24,8 +29,10 @@ void mm_repack_K_x4(q8_K_x4 *xr, const block_q8_K *xk, int T, int t0, int nb) {
             for (int j = 0; j < 4; j++) { /* sub-blocks 2j and 2j + 1: |sum| <= 32 * 128 */
                 const int s0 = src ? src->bsums[4 * j] + src->bsums[4 * j + 1] : 0;
                 const int s1 = src ? src->bsums[4 * j + 2] + src->bsums[4 * j + 3] : 0;
-                o->m[j][t] = (int32_t)((uint32_t)(uint16_t)s0 | (uint32_t)(uint16_t)s1 << 16);
+                o->m[j][t] = pack16(s0, s1);
             }
+            for (int j = 0; j < 8; j++)
+                o->b[j][t] = src ? pack16(src->bsums[2 * j], src->bsums[2 * j + 1]) : 0;
             o->d[t] = src ? src->d : 0.0f;
         }
     }
@@ -299,27 +306,25 @@ TARGET static void rows_q6_K(float *out, const block_q8_K *xk, const tensor *w, 
     rows_k(DT_Q6_K, out, xk, w, T, r0, r1);
 }
 
-/* ---- Q4_K with several activation rows: the sums in lanes ----------------------------------
- * x86/avx2.c's Q4_0 lanes tiles for Q4_K, on activations repacked by mm_repack_K_x4: 128-bit lane
- * i of register p holds weight row 2p + i, dword t activation row t of a group of 4. For each
- * 4-byte column c of a sub-block, vpshufd puts the row's codes 4c .. 4c + 3 in all of its lane,
- * a 16-byte broadcast puts row t's activation codes in dword t, and vpmaddubsw adds the products
- * pairwise into int16; a sub-block's 8 columns stay exact in int16 (8 x 2 x 15 x 127 = 30480),
- * so one vpmaddwd with the sub-block's scale (k4_lane_pattern's shuffle, per lane) adds it to
- * the block's int32 sum. The mins' term is four vpmaddwd of the mins (int16 pairs, per lane)
- * with the activation sums (m). The same integers as dot_q4_K, then its float steps per block:
- * the same bits, with no horizontal reduction. */
+/* ---- Q4_K, Q5_K, Q6_K with several activation rows: the sums in lanes ----------------------
+ * x86/avx2.c's Q4_0 lanes tiles for the K-quants, on activations repacked by mm_repack_K_x4:
+ * 128-bit lane i of register p holds weight row 2p + i, dword t activation row t of a group of
+ * 4. For each 4-byte column c, vpshufd puts the row's codes 4c .. 4c + 3 in all of its lane, a
+ * 16-byte broadcast puts row t's activation codes in dword t, and vpmaddubsw adds the products
+ * pairwise into int16. Columns stay exact in int16 while their sum fits (Q4_K's codes < 16: a
+ * sub-block's 8 columns, 8 x 2 x 15 x 127 = 30480; Q5_K's < 32: 4 columns, 31496; Q6_K's < 64:
+ * 2 columns, 32004), then one vpmaddwd applies the sub-block's scale (a byte shuffle puts it in
+ * every int16 of the row's lane) and adds pairs into the block's int32 sum. The mins' term of
+ * Q4_K/Q5_K is four vpmaddwd of the mins with the 32-code sums (m), Q6_K's codes' offset (32)
+ * times the scales eight with the 16-code sums (b). The same integers as the scalar twins, then
+ * their float steps per block: the same bits, with no horizontal reduction. */
 #define NG_K 4 /* activation groups (of 4 rows) per tile */
 
-/* The 8 scales (sc) and mins (m) of row pair p's blocks as int16, row 2p's in the low 128-bit
- * lane, 2p + 1's in the high one. */
-INLINE void k4_pair_scales(const uint8_t *scales0, const uint8_t *scales1, __m256i *sc,
-                           __m256i *m) {
-    uint64_t s0, m0, s1, m1;
-    k4_scales_mins(scales0, &s0, &m0);
-    k4_scales_mins(scales1, &s1, &m1);
-    *sc = _mm256_cvtepu8_epi16(_mm_set_epi64x((long long)s1, (long long)s0));
-    *m = _mm256_cvtepu8_epi16(_mm_set_epi64x((long long)m1, (long long)m0));
+/* Bytes [off, off + 16) of two weight rows' blocks: row 2p's in the low 128-bit lane. */
+INLINE __m256i pair16(const uint8_t *a, const uint8_t *b, int off) {
+    const __m128i lo = _mm_loadu_si128((const __m128i *)(a + off));
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(lo),
+                                   _mm_loadu_si128((const __m128i *)(b + off)), 1);
 }
 
 /* A row pair's two F16 scales, lane i's in its 4 dwords, as F32. */
@@ -337,74 +342,142 @@ INLINE __m256i dword_bcast(__m256i v, int c) { /* vpshufd needs an immediate */
     }
 }
 
-INLINE void tile_k4_lanes(float *out, int ldo, const uint8_t *const w[4], int nw,
-                          const q8_K_x4 *xr, size_t gstride, int nt, int nb, int NG) {
-    const __m256i low4 = _mm256_set1_epi8(0x0f);
+/* Columns 4u .. 4u + 3 of a block (16 codes, unit u < 16) of the row pair a (low lane), b. */
+INLINE __m256i k_unit_codes(dtype t, const uint8_t *a, const uint8_t *b, int u) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    if (t == DT_Q6_K) { /* elements 16u ..: ql's low or high nibbles, qh's 2 bits at 2k */
+        const int h = u / 8, k = u % 8 / 2, l0 = 16 * (u % 2);
+        const __m256i ql = pair16(a, b, offsetof(block_q6_K, ql) + 64 * h + 32 * (k % 2) + l0);
+        const __m256i qh = pair16(a, b, offsetof(block_q6_K, qh) + 32 * h + l0);
+        const __m256i lo = k < 2 ? _mm256_and_si256(ql, m4)
+                                 : _mm256_and_si256(_mm256_srli_epi16(ql, 4), m4);
+        __m256i hi;
+        switch (k) { /* the 2 bits at 2k, to bits 4-5 */
+        case 0: hi = _mm256_slli_epi16(qh, 4); break;
+        case 1: hi = _mm256_slli_epi16(qh, 2); break;
+        case 2: hi = qh; break;
+        default: hi = _mm256_srli_epi16(qh, 2); break;
+        }
+        return _mm256_or_si256(lo, _mm256_and_si256(hi, _mm256_set1_epi8(0x30)));
+    }
+    /* Q4_K/Q5_K sub-block s = u / 2, its elements 16 (u % 2) ..: the low (s even) or high
+     * nibbles of qs[32 (s / 2) + 16 (u % 2) ..], and Q5_K's fifth bit, bit s of
+     * qh[16 (u % 2) ..] */
+    const int s = u / 2, half = u % 2;
+    const size_t qs = t == DT_Q5_K ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
+    const __m256i q = pair16(a, b, (int)qs + 32 * (s / 2) + 16 * half);
+    __m256i c = s % 2 ? _mm256_and_si256(_mm256_srli_epi16(q, 4), m4) : _mm256_and_si256(q, m4);
+    if (t == DT_Q5_K) {
+        const __m256i qh = pair16(a, b, offsetof(block_q5_K, qh) + 16 * half);
+        const __m256i bit = _mm256_set1_epi8((char)(1 << s));
+        const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(qh, bit), bit);
+        c = _mm256_or_si256(c, _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
+    }
+    return c;
+}
+
+/* Columns per vpmaddwd (see above), and the block's columns per scale. */
+INLINE int k_cols_exact(dtype t) { return t == DT_Q4_K ? 8 : t == DT_Q5_K ? 4 : 2; }
+INLINE int k_cols_scale(dtype t) { return t == DT_Q6_K ? 4 : 8; }
+
+/* Row pair p's scales as int16, row 2p's in the low lane: Q4_K/Q5_K's 8 in sc[0] and mins in
+ * *mn; Q6_K's 16 in sc[0] (0-7) and sc[1] (8-15). */
+INLINE void k_pair_scales(dtype t, const uint8_t *a, const uint8_t *b, __m256i sc[2],
+                          __m256i *mn) {
+    if (t == DT_Q6_K) {
+        const int8_t *sa = ((const block_q6_K *)a)->scales, *sb = ((const block_q6_K *)b)->scales;
+        const __m128i a16 = _mm_loadu_si128((const __m128i *)sa);
+        const __m128i b16 = _mm_loadu_si128((const __m128i *)sb);
+        sc[0] = _mm256_cvtepi8_epi16(_mm_unpacklo_epi64(a16, b16));
+        sc[1] = _mm256_cvtepi8_epi16(_mm_unpackhi_epi64(a16, b16));
+        return;
+    }
+    const size_t so = t == DT_Q5_K ? offsetof(block_q5_K, scales) : offsetof(block_q4_K, scales);
+    uint64_t s0, m0, s1, m1;
+    k4_scales_mins(a + so, &s0, &m0);
+    k4_scales_mins(b + so, &s1, &m1);
+    sc[0] = _mm256_cvtepu8_epi16(_mm_set_epi64x((long long)s1, (long long)s0));
+    *mn = _mm256_cvtepu8_epi16(_mm_set_epi64x((long long)m1, (long long)m0));
+}
+
+INLINE uint16_t k_f16(dtype t, const uint8_t *blk, bool dmin) {
+    uint16_t h;
+    memcpy(&h, blk + (t == DT_Q6_K ? offsetof(block_q6_K, d)
+                      : dmin       ? offsetof(block_q4_K, dmin) /* Q5_K's too */
+                                   : offsetof(block_q4_K, d)),
+           2);
+    return h;
+}
+
+INLINE void tile_k_lanes(dtype type, float *out, int ldo, const uint8_t *const w[4], int nw,
+                         const q8_K_x4 *xr, size_t gstride, int nt, int nb, int NG) {
+    const size_t bb = dtype_block_bytes(type);
+    const int ce = k_cols_exact(type), cs = k_cols_scale(type);
     __m256 sum[2][NG_K];
 #pragma GCC unroll 4
     for (int g = 0; g < NG; g++) sum[0][g] = sum[1][g] = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++) {
-        const block_q4_K *blk[4];
+        const uint8_t *blk[4];
 #pragma GCC unroll 4
         for (int i = 0; i < 4; i++) {
-            blk[i] = (const block_q4_K *)w[i] + b;
-            _mm_prefetch((const char *)(blk[i] + 1), _MM_HINT_T0);
+            blk[i] = w[i] + (size_t)b * bb;
+            for (size_t l = 0; l < bb; l += 64) /* the next block */
+                _mm_prefetch((const char *)blk[i] + bb + l, _MM_HINT_T0);
         }
-        __m256i sc[2], mn[2], isum[2][NG_K], msum[2][NG_K];
+        __m256i sc[2][2], mn[2], isum[2][NG_K], osum[2][NG_K];
 #pragma GCC unroll 2
         for (int p = 0; p < 2; p++) {
-            k4_pair_scales(blk[2 * p]->scales, blk[2 * p + 1]->scales, &sc[p], &mn[p]);
+            k_pair_scales(type, blk[2 * p], blk[2 * p + 1], sc[p], &mn[p]);
 #pragma GCC unroll 4
             for (int g = 0; g < NG; g++) {
                 isum[p][g] = _mm256_setzero_si256();
-                msum[p][g] = _mm256_setzero_si256();
+                osum[p][g] = _mm256_setzero_si256();
             }
         }
-#pragma GCC unroll 4
-        for (int j = 0; j < 4; j++) /* the mins' term: sub-blocks 2j, 2j + 1 */
+        /* Q4_K/Q5_K: the mins times the 32-code sums; Q6_K: the scales times the 16-code sums */
+        const int nj = type == DT_Q6_K ? 8 : 4;
+#pragma GCC unroll 8
+        for (int j = 0; j < nj; j++) {
 #pragma GCC unroll 4
             for (int g = 0; g < NG; g++) {
-                const __m256i xm = _mm256_broadcastsi128_si256(
-                    _mm_loadu_si128((const __m128i *)xr[g * gstride + b].m[j]));
+                const q8_K_x4 *xb = &xr[g * gstride + b];
+                const __m256i xs = _mm256_broadcastsi128_si256(
+                    _mm_loadu_si128((const __m128i *)(type == DT_Q6_K ? xb->b[j] : xb->m[j])));
 #pragma GCC unroll 2
-                for (int p = 0; p < 2; p++)
-                    msum[p][g] = _mm256_add_epi32(
-                        msum[p][g], _mm256_madd_epi16(dword_bcast(mn[p], j), xm));
-            }
-        for (int s = 0; s < 8; s++) { /* sub-block s: codes in qs[32 (s / 2) ..] */
-            __m256i codes[2][2]; /* [p][half]: elements 0-15 / 16-31 of row 2p + i in lane i */
-#pragma GCC unroll 2
-            for (int p = 0; p < 2; p++)
-#pragma GCC unroll 2
-                for (int h = 0; h < 2; h++) {
-                    const int off = 32 * (s / 2) + 16 * h;
-                    const __m256i z = _mm256_inserti128_si256(
-                        _mm256_castsi128_si256(
-                            _mm_loadu_si128((const __m128i *)(blk[2 * p]->qs + off))),
-                        _mm_loadu_si128((const __m128i *)(blk[2 * p + 1]->qs + off)), 1);
-                    codes[p][h] = s % 2 ? _mm256_and_si256(_mm256_srli_epi16(z, 4), low4)
-                                        : _mm256_and_si256(z, low4);
+                for (int p = 0; p < 2; p++) {
+                    const __m256i v = type == DT_Q6_K ? dword_bcast(sc[p][j / 4], j)
+                                                      : dword_bcast(mn[p], j);
+                    osum[p][g] = _mm256_add_epi32(osum[p][g], _mm256_madd_epi16(v, xs));
                 }
+            }
+        }
+        for (int c0 = 0; c0 < QK_K / 4; c0 += ce) { /* ce columns, exact in int16 */
             __m256i acc[2][NG_K];
 #pragma GCC unroll 4
             for (int g = 0; g < NG; g++) acc[0][g] = acc[1][g] = _mm256_setzero_si256();
+            __m256i codes[2][2];
 #pragma GCC unroll 8
-            for (int c = 0; c < 8; c++) {
+            for (int c = c0; c < c0 + ce; c++) {
+                if (c % 4 == 0 || c == c0)
+#pragma GCC unroll 2
+                    for (int p = 0; p < 2; p++)
+                        codes[p][c / 4 % 2] = k_unit_codes(type, blk[2 * p], blk[2 * p + 1], c / 4);
                 __m256i a[2];
 #pragma GCC unroll 2
-                for (int p = 0; p < 2; p++) a[p] = dword_bcast(codes[p][c / 4], c);
+                for (int p = 0; p < 2; p++) a[p] = dword_bcast(codes[p][c / 4 % 2], c);
 #pragma GCC unroll 4
                 for (int g = 0; g < NG; g++) {
                     const __m256i x = _mm256_broadcastsi128_si256(
-                        _mm_loadu_si128((const __m128i *)xr[g * gstride + b].q[8 * s + c]));
+                        _mm_loadu_si128((const __m128i *)xr[g * gstride + b].q[c]));
 #pragma GCC unroll 2
                     for (int p = 0; p < 2; p++)
                         acc[p][g] = _mm256_add_epi16(acc[p][g], _mm256_maddubs_epi16(a[p], x));
                 }
             }
+            const int s = c0 / cs; /* the scale of these columns */
 #pragma GCC unroll 2
             for (int p = 0; p < 2; p++) {
-                const __m256i scs = _mm256_shuffle_epi8(sc[p], k4_lane_pattern(s));
+                const __m256i scs = _mm256_shuffle_epi8(sc[p][s / 8], k4_lane_pattern(s % 8));
 #pragma GCC unroll 4
                 for (int g = 0; g < NG; g++)
                     isum[p][g] = _mm256_add_epi32(isum[p][g], _mm256_madd_epi16(acc[p][g], scs));
@@ -412,15 +485,24 @@ INLINE void tile_k4_lanes(float *out, int ldo, const uint8_t *const w[4], int nw
         }
 #pragma GCC unroll 2
         for (int p = 0; p < 2; p++) {
-            const __m256 d = pair_f16(blk[2 * p]->d, blk[2 * p + 1]->d);
-            const __m256 dmin = pair_f16(blk[2 * p]->dmin, blk[2 * p + 1]->dmin);
+            const __m256 d =
+                pair_f16(k_f16(type, blk[2 * p], false), k_f16(type, blk[2 * p + 1], false));
 #pragma GCC unroll 4
             for (int g = 0; g < NG; g++) {
                 const __m256 xd = _mm256_broadcast_ps((const __m128 *)xr[g * gstride + b].d);
+                if (type == DT_Q6_K) { /* (isum - 32 ssum) * (d * x.d) */
+                    const __m256i is =
+                        _mm256_sub_epi32(isum[p][g], _mm256_slli_epi32(osum[p][g], 5));
+                    sum[p][g] = _mm256_add_ps(
+                        sum[p][g], _mm256_mul_ps(_mm256_cvtepi32_ps(is), _mm256_mul_ps(d, xd)));
+                    continue;
+                }
+                const __m256 dmin = pair_f16(k_f16(type, blk[2 * p], true),
+                                             k_f16(type, blk[2 * p + 1], true));
                 const __m256 a =
                     _mm256_mul_ps(_mm256_cvtepi32_ps(isum[p][g]), _mm256_mul_ps(d, xd));
                 const __m256 m =
-                    _mm256_mul_ps(_mm256_cvtepi32_ps(msum[p][g]), _mm256_mul_ps(dmin, xd));
+                    _mm256_mul_ps(_mm256_cvtepi32_ps(osum[p][g]), _mm256_mul_ps(dmin, xd));
                 sum[p][g] = _mm256_add_ps(sum[p][g], _mm256_sub_ps(a, m));
             }
         }
@@ -436,8 +518,8 @@ INLINE void tile_k4_lanes(float *out, int ldo, const uint8_t *const w[4], int nw
 
 /* Columns [r0, r1) x the T activation rows of xr, in tiles of 4 weight rows x NG_K groups; a
  * last ragged tile repeats its last weight row and drops those outputs. */
-TARGET static void rows_k4_lanes(float *out, const q8_K_x4 *xr, const tensor *w, int T, int r0,
-                                 int r1) {
+INLINE void rows_k_lanes(dtype type, float *out, const q8_K_x4 *xr, const tensor *w, int T,
+                         int r0, int r1) {
     const int n_out = (int)w->ne[1], nb = (int)w->ne[0] / QK_K, G = (T + 3) / 4;
     for (int r = r0; r < r1; r += 4) {
         const int nw = r1 - r < 4 ? r1 - r : 4;
@@ -448,17 +530,36 @@ TARGET static void rows_k4_lanes(float *out, const q8_K_x4 *xr, const tensor *w,
             const q8_K_x4 *x = xr + (size_t)g * nb;
             const int nt = T - 4 * g;
             switch (G - g < NG_K ? G - g : NG_K) {
-            case 1: tile_k4_lanes(o, n_out, wr, nw, x, nb, nt, nb, 1); break;
-            case 2: tile_k4_lanes(o, n_out, wr, nw, x, nb, nt, nb, 2); break;
-            case 3: tile_k4_lanes(o, n_out, wr, nw, x, nb, nt, nb, 3); break;
-            default: tile_k4_lanes(o, n_out, wr, nw, x, nb, nt, nb, 4); break;
+            case 1: tile_k_lanes(type, o, n_out, wr, nw, x, nb, nt, nb, 1); break;
+            case 2: tile_k_lanes(type, o, n_out, wr, nw, x, nb, nt, nb, 2); break;
+            case 3: tile_k_lanes(type, o, n_out, wr, nw, x, nb, nt, nb, 3); break;
+            default: tile_k_lanes(type, o, n_out, wr, nw, x, nb, nt, nb, 4); break;
             }
         }
     }
 }
 
+TARGET static void rows_q4_K_lanes(float *out, const q8_K_x4 *xr, const tensor *w, int T, int r0,
+                                   int r1) {
+    rows_k_lanes(DT_Q4_K, out, xr, w, T, r0, r1);
+}
+TARGET static void rows_q5_K_lanes(float *out, const q8_K_x4 *xr, const tensor *w, int T, int r0,
+                                   int r1) {
+    rows_k_lanes(DT_Q5_K, out, xr, w, T, r0, r1);
+}
+TARGET static void rows_q6_K_lanes(float *out, const q8_K_x4 *xr, const tensor *w, int T, int r0,
+                                   int r1) {
+    rows_k_lanes(DT_Q6_K, out, xr, w, T, r0, r1);
+}
+
+/* Where the lanes tiles overtake the per-row passes (bench-matmul, one core, AVX-512 off, Zen 4,
+ * GMAC/s, passes -> lanes): Q4_K T=3 37.2 -> 42.0; Q5_K T=4 30.9 -> 28.2, T=6 24.5-35.9 ->
+ * 34.3-37.0, T=8 38.6 -> 46.4; Q6_K T=8 40.6 -> 32.4, T=12 37.0-37.6 -> 40.3-41.2, T=16 39.7 ->
+ * 47.1. Q6_K's columns stay exact in int16 only in pairs and its codes cost more to unpack, so
+ * its tiles need more activation rows to pay for each block's fixed work. */
 int qdot_avx2_lanes_min(dtype t) {
-    return t == DT_Q4_K && mm_avx2_supported() && !qdot_avx512_has(t) ? 3 : 0;
+    if (!mm_avx2_supported() || qdot_avx512_has(t)) return 0;
+    return t == DT_Q4_K ? 3 : t == DT_Q5_K ? 6 : t == DT_Q6_K ? 12 : 0;
 }
 
 bool qdot_avx2_has(dtype t) {
@@ -476,9 +577,11 @@ void qdot_rows_avx2(float *out, const block_q8_act *xq, const block_q8_K *xk, co
         qdot_rows_avx2_k2(out, xq, xk, w, T, r0, r1);
         return;
     }
-    if (xkr) {
-        rows_k4_lanes(out, xkr, w, T, r0, r1);
-        return;
+    switch (xkr ? w->type : DT_F32) { /* qdot_avx2_lanes_min's types */
+    case DT_Q4_K: rows_q4_K_lanes(out, xkr, w, T, r0, r1); return;
+    case DT_Q5_K: rows_q5_K_lanes(out, xkr, w, T, r0, r1); return;
+    case DT_Q6_K: rows_q6_K_lanes(out, xkr, w, T, r0, r1); return;
+    default: break;
     }
     switch (w->type) {
     case DT_Q4_K: rows_q4_K(out, xk, w, T, r0, r1); return;

@@ -13,13 +13,14 @@ bool qdot_avx2_has(dtype t);
 
 /* The Q8_K blocks of 4 activation rows (rows past T are zero), one block position, laid out for
  * the AVX2 K-quant lanes tiles: a 16-byte broadcast of q[c] puts dword c (codes 4c .. 4c + 3) of
- * the 4 rows in every 128-bit lane, and one of m[j] puts in dword t row t's sums of sub-blocks
- * 2j and 2j + 1 (32 codes each: the bsums pairwise) as an int16 pair, for one madd with the
- * mins. */
+ * the 4 rows in every 128-bit lane; one of m[j] puts in dword t row t's sums of codes 64j ..
+ * 64j + 31 and 64j + 32 .. 64j + 63 (the bsums pairwise) as an int16 pair, for one madd with
+ * Q4_K/Q5_K's mins, and one of b[j] its bsums 2j and 2j + 1, for one with Q6_K's scales. */
 typedef struct q8_K_x4 {
     int32_t q[QK_K / 4][4];
     float d[4];
     int32_t m[4][4];
+    int32_t b[8][4];
 } q8_K_x4;
 
 /* xr (nb) for rows [t0, t0 + 4) of xk (T, nb); rows >= T are zero. */
