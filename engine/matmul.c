@@ -151,7 +151,7 @@ float dot_row(const void *w, dtype t, const block_q8_act *xq, const block_q8_K *
  * x86/quant_avx2*.c or arm/neon_quant.c (qdot_avx2_has, qdot_neon_has). */
 static bool simd_type(dtype t) {
     return t == DT_F32 || t == DT_F16 || t == DT_BF16 || t == DT_Q8_0 || t == DT_Q4_0 ||
-           mm_q32_vnni(t);
+           mm_q32_x86(t);
 }
 
 typedef struct {
@@ -256,14 +256,14 @@ static void quant_rows(void *arg, int ith, int nth) {
  * MM_DEC_T_MAX + 1 rows for Q4_0 and mm_q32_vnni's types (the decode tiles read xq up to
  * there), from 3 for Q8_0 (its AVX2 tiles are quicker for 1 and 2 rows: the 4 x 4 tiles compute
  * 2 rows as 4, 51-54 ms against 41-46, bench-matmul, one core, from DRAM, Zen 4). With AVX2
- * alone: Q4_0's lanes tiles from 3 rows (2 rows as 4 would waste half of them). matmul picks the
- * kernels by it and mm_row_tiling reports it. */
+ * alone: the 32-element types' lanes tiles from 3 rows (2 rows as 4 would waste half of them).
+ * matmul picks the kernels by it and mm_row_tiling reports it. */
 static int xr_tile_min(dtype t) {
     if (mm_avx512_supported()) {
         if (t == DT_Q8_0) return 3;
         return t == DT_Q4_0 || mm_q32_vnni(t) ? MM_DEC_T_MAX + 1 : 0;
     }
-    return t == DT_Q4_0 && mm_avx2_supported() ? 3 : 0;
+    return (t == DT_Q4_0 || t == DT_Q8_0 || mm_q32_x86(t)) && mm_avx2_supported() ? 3 : 0;
 }
 
 void mm_row_tiling(dtype t, int *exact, int *group) {

@@ -54,8 +54,9 @@ const char *mm_kernels(void);
  * own, and beyond them rows go in whole groups of *group, a ragged group costing a full one.
  * On AVX-512 VNNI, Q4_0 and the other 32-element 4/5-bit types run the decode tiles up to
  * MM_DEC_T_MAX rows, then 4 x 4 tiles (exact 3, group 4), and Q8_0 the 4 x 4 tiles from 3 rows
- * (exact 2, group 4); with AVX2 alone, Q4_0 and Q4_K run lanes tiles of groups of 4 from 3
- * rows (exact 2, group 4); every other case is near enough to linear: group 1. */
+ * (exact 2, group 4); with AVX2 alone, the 32-element types run lanes tiles of groups of 4 from
+ * 3 rows (exact 2, group 4), and Q4_K, Q5_K and Q6_K from 3, 6 and 12 (exact 2, 5, 11, group
+ * 4); every other case is near enough to linear: group 1. */
 void mm_row_tiling(dtype t, int *exact, int *group);
 
 /* Row kernels, the scalar reference of each type: dot product of one stored row (n elements)

@@ -697,8 +697,9 @@ int main(void) {
         if (be != QK) continue;
         /* the 32-element types twice: with the AVX-512 VNNI tiles (when the CPU has them: 16-row
          * decode tiles up to 3 activation rows, 4 x 4 tiles on repacked rows beyond), then with
-         * the AVX2 passes (8 weight rows for one activation row, 4 for two or more); row counts
-         * off the 16, 8 and 4 (ragged tiles and passes) and odd and larger T */
+         * the AVX2 passes (8 weight rows for one activation row, 4 for two) and lanes tiles (from
+         * 3 rows, on repacked rows); row counts off the 16, 8 and 4 (ragged tiles and passes) and
+         * odd and larger T */
         for (int v = 0; v < 2; v++) {
             mm_avx512_allow(v == 0);
             test_type(deq[i], 7 * be, 19, 1);

@@ -7,11 +7,14 @@
  * and with many activation rows K is cut into L1-sized chunks, so a prefill or a batched decode
  * step reads each weight row from memory once for the whole block. A pair's accumulation never
  * depends on RW, RT or the chunking (see matmul_avx2.h).
- * Q8_0/Q4_0: 8 pairs per tile (8x1 for one activation row, 4x2 for several), exact integer
- * block sums, and per block the scalar kernel's float steps, so bit-identical to matmul.c.
+ * Q8_0/Q4_0: 8 pairs per tile (8x1 for one activation row, 4x2 for two), exact integer block
+ * sums, and per block the scalar kernel's float steps, so bit-identical to matmul.c. From 3
+ * activation rows, those and the other 32-element types (Q4_1, Q5_0, Q5_1, IQ4_NL) take the
+ * lanes tiles, on activations repacked in groups of 4 rows: the same bits.
  * The scalar kernels in matmul.c are the reference these are tested against (tests/test_matmul.c).
  * Never allocates on the heap; no global state besides the CPU-feature answer. */
 #include "x86.h"
+#include "quant_avx2.h"
 
 #include <stddef.h>
 #include <string.h>
@@ -76,7 +79,6 @@ TARGET static void rows_bf16(float *out, const float *x, const tensor *w, int T,
  * to the scalar ones, not merely close. A tile is RW x RT pairs with RW * RT <= 8: 8x1 for one
  * activation row (decode), 4x2 for a block of rows (prefill, batched decode). */
 #define QP_MAX 8 /* pairs per quantized tile */
-#define NG_LANES 4 /* activation groups (of 4 rows) per lanes tile */
 
 /* Q8_0: a block's 32 signed weights. sign(w, x) negates w where x < 0, so a weight of -128
  * (never written by quantize_row_q8_0, whose range is [-127, 127]) would wrap. */
@@ -251,81 +253,187 @@ INLINE void rows_quant(dtype type, float *out, const block_q8_act *xq, const ten
                        xq + (size_t)t * nb, nb, nb, 1, 1);
 }
 
-/* ---- Q4_0 with AVX2 on repacked activations (T >= 3): the sums in lanes -------------------
+/* ---- The 32-element block types with AVX2 on repacked activations: the sums in lanes -------
  * tile_vnni's layout (x86/avx512.c) in ymm: 128-bit lane i of register p holds weight row
- * 2p + i, dword t of it activation row t of a group of 4, so one register holds 8 pairs. For
- * each 4-byte column c of a block, vpshufd puts the row's dword c in all of its lane, a 16-byte
+ * 2p + i, dword t activation row t of a group of 4, so one register holds 8 pairs. For each
+ * 4-byte column c of a block, vpshufd puts the row's dword c in all of its lane, a 16-byte
  * broadcast of the repacked activations puts row t's dword c in dword t, and vpmaddubsw adds
- * the products pairwise into int16. The int16 sums of a pair's 8 columns stay exact (each term
- * is at most 2 * 15 * 127 = 3810 in magnitude, 8 of them 30480 < 32767), so one vpmaddwd per
- * block widens them: no horizontal reduction, and one weight unpack serves every activation
- * group. The nibble offset (8) times the activation block's sum (q8_act_x4.s) is taken off,
- * then the float steps are the scalar kernel's: the same bits as dot_q4_0. */
-INLINE void tile_q4_0_lanes(float *out, int ldo, const uint8_t *const w[4], size_t rb, int nw,
-                            const q8_act_x4 *xr, size_t gstride, int nt, int nb, int NG) {
-    const __m256i low4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+ * the products pairwise into int16, which stay exact over as many columns as their sum fits
+ * (lanes_cols), so one vpmaddwd per that many columns widens them: no horizontal reduction, and
+ * one weight unpack serves every activation group. The types with codes offset to unsigned
+ * (Q4_0's nibble q = w + 8, Q5_0's 5-bit code w + 16) take the offset times the activation
+ * block's sum (q8_act_x4.s) off; Q4_1 and Q5_1 add that sum times m * x.d as a float step, as
+ * their scalar twins do; Q8_0 and IQ4_NL's signed values move their signs onto the activations
+ * (vpsignb), one column per vpmaddwd. The float steps are the scalar kernels': the same bits. */
+#define NG_LANES 4 /* activation groups (of 4 rows) per lanes tile */
+
+/* Bytes [off, off + 16) of two weight rows' blocks: row a's in the low 128-bit lane. */
+INLINE __m256i pair16(const uint8_t *a, const uint8_t *b, size_t off) {
+    const __m128i lo = _mm_loadu_si128((const __m128i *)(a + off));
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(lo),
+                                   _mm_loadu_si128((const __m128i *)(b + off)), 1);
+}
+
+INLINE __m256i dword_bcast(__m256i v, int c) { /* vpshufd needs an immediate */
+    switch (c & 3) {
+    case 0: return _mm256_shuffle_epi32(v, 0x00);
+    case 1: return _mm256_shuffle_epi32(v, 0x55);
+    case 2: return _mm256_shuffle_epi32(v, 0xaa);
+    default: return _mm256_shuffle_epi32(v, 0xff);
+    }
+}
+
+/* Columns per vpmaddwd: int16 pair sums of codes < 16 (8 columns: 8 x 2 x 15 x 127 = 30480),
+ * of codes < 32 (4: 31496), or of signed bytes (1: 2 x 127 x 127 = 32258). */
+INLINE int lanes_cols(dtype t) {
+    return t == DT_Q4_0 || t == DT_Q4_1 ? 8 : t == DT_Q5_0 || t == DT_Q5_1 ? 4 : 1;
+}
+INLINE bool lanes_signed(dtype t) { return t == DT_Q8_0 || t == DT_IQ4_NL; }
+INLINE bool lanes_min(dtype t) { return t == DT_Q4_1 || t == DT_Q5_1; }
+
+INLINE size_t lanes_block_bytes(dtype t) {
+    switch (t) {
+    case DT_Q8_0: return sizeof(block_q8_0);
+    case DT_Q4_0: return sizeof(block_q4_0);
+    case DT_Q4_1: return sizeof(block_q4_1);
+    case DT_Q5_0: return sizeof(block_q5_0);
+    case DT_Q5_1: return sizeof(block_q5_1);
+    default: return sizeof(block_iq4_nl);
+    }
+}
+
+/* 0x10 in byte j of lane i where bit 16 * half + j of row i's qh is set (Q5_0/Q5_1's fifth
+ * bits of elements 16 * half + j). */
+INLINE __m256i lanes_fifth_bits(const uint8_t *a, const uint8_t *b, size_t qh, int half) {
+    uint32_t ha, hb;
+    memcpy(&ha, a + qh, 4);
+    memcpy(&hb, b + qh, 4);
+    const __m256i h = _mm256_setr_epi32((int)ha, 0, 0, 0, (int)hb, 0, 0, 0);
+    const char k0 = (char)(2 * half), k1 = (char)(2 * half + 1);
+    const __m256i shuf = _mm256_setr_epi8(k0, k0, k0, k0, k0, k0, k0, k0, k1, k1, k1, k1, k1, k1,
+                                          k1, k1, k0, k0, k0, k0, k0, k0, k0, k0, k1, k1, k1, k1,
+                                          k1, k1, k1, k1);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(h, shuf), bit), bit);
+    return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+}
+
+/* A row pair's blocks as the values the tile multiplies, row a's in the low lane: *lo elements
+ * 0-15, *hi 16-31 (codes for the unsigned types, signed values for Q8_0 and IQ4_NL). */
+INLINE void lanes_values(dtype t, const uint8_t *a, const uint8_t *b, __m256i *lo, __m256i *hi) {
+    if (t == DT_Q8_0) {
+        *lo = pair16(a, b, offsetof(block_q8_0, qs));
+        *hi = pair16(a, b, offsetof(block_q8_0, qs) + 16);
+        return;
+    }
+    const size_t qs = t == DT_Q4_0   ? offsetof(block_q4_0, qs)
+                      : t == DT_Q4_1 ? offsetof(block_q4_1, qs)
+                      : t == DT_Q5_0 ? offsetof(block_q5_0, qs)
+                      : t == DT_Q5_1 ? offsetof(block_q5_1, qs)
+                                     : offsetof(block_iq4_nl, qs);
+    const __m256i z = pair16(a, b, qs), m4 = _mm256_set1_epi8(0x0f);
+    *lo = _mm256_and_si256(z, m4);
+    *hi = _mm256_and_si256(_mm256_srli_epi16(z, 4), m4);
+    if (t == DT_IQ4_NL) {
+        const __m256i lv =
+            _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)iq4_levels));
+        *lo = _mm256_shuffle_epi8(lv, *lo);
+        *hi = _mm256_shuffle_epi8(lv, *hi);
+    } else if (t == DT_Q5_0 || t == DT_Q5_1) {
+        const size_t qh = t == DT_Q5_0 ? offsetof(block_q5_0, qh) : offsetof(block_q5_1, qh);
+        *lo = _mm256_or_si256(*lo, lanes_fifth_bits(a, b, qh, 0));
+        *hi = _mm256_or_si256(*hi, lanes_fifth_bits(a, b, qh, 1));
+    }
+}
+
+/* A row pair's F16 at off (d, or Q4_1/Q5_1's m), lane i's in its 4 dwords, as F32. */
+INLINE __m256 lanes_f16(const uint8_t *a, const uint8_t *b, size_t off) {
+    uint16_t h0, h1;
+    memcpy(&h0, a + off, 2);
+    memcpy(&h1, b + off, 2);
+    return _mm256_cvtph_ps(_mm_setr_epi16((short)h0, (short)h0, (short)h0, (short)h0, (short)h1,
+                                          (short)h1, (short)h1, (short)h1));
+}
+
+INLINE void tile_lanes(dtype type, float *out, int ldo, const uint8_t *const w[4], size_t rb,
+                       int nw, const q8_act_x4 *xr, size_t gstride, int nt, int nb, int NG) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    const size_t bb = lanes_block_bytes(type);
+    const int ce = lanes_cols(type);
+    /* the unsigned codes' offset as a shift (8: 3, 16: 4), -1: none */
+    const int sh = type == DT_Q4_0 ? 3 : type == DT_Q5_0 ? 4 : -1;
     __m256 sum[2][NG_LANES];
 #pragma GCC unroll 4
     for (int g = 0; g < NG; g++) sum[0][g] = sum[1][g] = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++) {
         const uint8_t *blk[4];
-        uint16_t dh[4];
 #pragma GCC unroll 4
         for (int i = 0; i < 4; i++) {
-            blk[i] = w[i] + (size_t)b * sizeof(block_q4_0);
+            blk[i] = w[i] + (size_t)b * bb;
             _mm_prefetch((const char *)blk[i] + 4 * rb, _MM_HINT_T0); /* the next tile's */
-            memcpy(&dh[i], blk[i], 2);
         }
-        __m256i lo[2], hi[2];
-        __m256 dw[2]; /* lane i of register p: weight row 2p + i's scale */
+        __m256i lo[2], hi[2], abs_lo[2], abs_hi[2], isum[2][NG_LANES];
 #pragma GCC unroll 2
         for (int p = 0; p < 2; p++) {
-            const __m256i z = _mm256_inserti128_si256(
-                _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(blk[2 * p] + 2))),
-                _mm_loadu_si128((const __m128i *)(blk[2 * p + 1] + 2)), 1);
-            lo[p] = _mm256_and_si256(z, low4);
-            hi[p] = _mm256_and_si256(_mm256_srli_epi16(z, 4), low4);
-            dw[p] = _mm256_cvtph_ps(_mm_setr_epi16((short)dh[2 * p], (short)dh[2 * p],
-                                                   (short)dh[2 * p], (short)dh[2 * p],
-                                                   (short)dh[2 * p + 1], (short)dh[2 * p + 1],
-                                                   (short)dh[2 * p + 1], (short)dh[2 * p + 1]));
-        }
-        __m256i acc[2][NG_LANES];
+            lanes_values(type, blk[2 * p], blk[2 * p + 1], &lo[p], &hi[p]);
+            if (lanes_signed(type)) {
+                abs_lo[p] = _mm256_abs_epi8(lo[p]);
+                abs_hi[p] = _mm256_abs_epi8(hi[p]);
+            }
 #pragma GCC unroll 4
-        for (int g = 0; g < NG; g++) acc[0][g] = acc[1][g] = _mm256_setzero_si256();
+            for (int g = 0; g < NG; g++) isum[p][g] = _mm256_setzero_si256();
+        }
 #pragma GCC unroll 8
-        for (int c = 0; c < 8; c++) {
-            __m256i a[2];
+        for (int c0 = 0; c0 < 8; c0 += ce) {
+            __m256i acc[2][NG_LANES];
+#pragma GCC unroll 4
+            for (int g = 0; g < NG; g++) acc[0][g] = acc[1][g] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+            for (int c = c0; c < c0 + ce; c++) {
+                __m256i a[2], u[2];
 #pragma GCC unroll 2
-            for (int p = 0; p < 2; p++) {
-                const __m256i v = c < 4 ? lo[p] : hi[p];
-                switch (c & 3) { /* vpshufd needs an immediate */
-                case 0: a[p] = _mm256_shuffle_epi32(v, 0x00); break;
-                case 1: a[p] = _mm256_shuffle_epi32(v, 0x55); break;
-                case 2: a[p] = _mm256_shuffle_epi32(v, 0xaa); break;
-                default: a[p] = _mm256_shuffle_epi32(v, 0xff); break;
+                for (int p = 0; p < 2; p++) {
+                    a[p] = dword_bcast(c < 4 ? lo[p] : hi[p], c);
+                    u[p] = lanes_signed(type) ? dword_bcast(c < 4 ? abs_lo[p] : abs_hi[p], c)
+                                              : a[p];
+                }
+#pragma GCC unroll 4
+                for (int g = 0; g < NG; g++) {
+                    const __m256i x = _mm256_broadcastsi128_si256(
+                        _mm_loadu_si128((const __m128i *)xr[g * gstride + b].q[c]));
+#pragma GCC unroll 2
+                    for (int p = 0; p < 2; p++)
+                        acc[p][g] = _mm256_add_epi16(
+                            acc[p][g],
+                            _mm256_maddubs_epi16(u[p], lanes_signed(type)
+                                                           ? _mm256_sign_epi8(x, a[p])
+                                                           : x));
                 }
             }
+#pragma GCC unroll 2
+            for (int p = 0; p < 2; p++)
+#pragma GCC unroll 4
+                for (int g = 0; g < NG; g++)
+                    isum[p][g] = _mm256_add_epi32(isum[p][g], _mm256_madd_epi16(acc[p][g], ones));
+        }
+#pragma GCC unroll 2
+        for (int p = 0; p < 2; p++) {
+            const __m256 dw = lanes_f16(blk[2 * p], blk[2 * p + 1], 0); /* d leads every block */
+            const __m256 mw = lanes_min(type) ? lanes_f16(blk[2 * p], blk[2 * p + 1], 2)
+                                              : _mm256_setzero_ps();
 #pragma GCC unroll 4
             for (int g = 0; g < NG; g++) {
-                const __m256i x = _mm256_broadcastsi128_si256(
-                    _mm_loadu_si128((const __m128i *)xr[g * gstride + b].q[c]));
-#pragma GCC unroll 2
-                for (int p = 0; p < 2; p++)
-                    acc[p][g] = _mm256_add_epi16(acc[p][g], _mm256_maddubs_epi16(a[p], x));
-            }
-        }
-#pragma GCC unroll 4
-        for (int g = 0; g < NG; g++) {
-            const q8_act_x4 *xb = &xr[g * gstride + b];
-            const __m256i xs8 = _mm256_slli_epi32(
-                _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)xb->s)), 3);
-            const __m256 xd = _mm256_broadcast_ps((const __m128 *)xb->d);
-#pragma GCC unroll 2
-            for (int p = 0; p < 2; p++) {
-                const __m256i is = _mm256_sub_epi32(_mm256_madd_epi16(acc[p][g], ones), xs8);
-                sum[p][g] = _mm256_add_ps(
-                    sum[p][g], _mm256_mul_ps(_mm256_cvtepi32_ps(is), _mm256_mul_ps(dw[p], xd)));
+                const q8_act_x4 *xb = &xr[g * gstride + b];
+                const __m256i xs =
+                    _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)xb->s));
+                const __m256 xd = _mm256_broadcast_ps((const __m128 *)xb->d);
+                __m256i is = isum[p][g];
+                if (sh >= 0) is = _mm256_sub_epi32(is, _mm256_slli_epi32(xs, sh));
+                __m256 st = _mm256_mul_ps(_mm256_cvtepi32_ps(is), _mm256_mul_ps(dw, xd));
+                if (lanes_min(type)) /* + asum * (m * x.d) */
+                    st = _mm256_add_ps(
+                        st, _mm256_mul_ps(_mm256_cvtepi32_ps(xs), _mm256_mul_ps(mw, xd)));
+                sum[p][g] = _mm256_add_ps(sum[p][g], st);
             }
         }
     }
@@ -340,10 +448,10 @@ INLINE void tile_q4_0_lanes(float *out, int ldo, const uint8_t *const w[4], size
 
 /* Columns [r0, r1) x the T activation rows of xr, in tiles of 4 weight rows x NG_LANES groups;
  * a last ragged tile repeats its last weight row and drops those outputs. */
-TARGET static void rows_q4_0_lanes(float *out, const q8_act_x4 *xr, const tensor *w, int T,
-                                   int r0, int r1) {
+INLINE void rows_lanes(dtype type, float *out, const q8_act_x4 *xr, const tensor *w, int T,
+                       int r0, int r1) {
     const int n = (int)w->ne[0], n_out = (int)w->ne[1], nb = n / QK, G = (T + 3) / 4;
-    const size_t rb = dtype_row_bytes(DT_Q4_0, n);
+    const size_t rb = dtype_row_bytes(type, n);
     const uint8_t *base = w->data;
     for (int r = r0; r < r1; r += 4) {
         const int nw = r1 - r < 4 ? r1 - r : 4;
@@ -354,12 +462,39 @@ TARGET static void rows_q4_0_lanes(float *out, const q8_act_x4 *xr, const tensor
             const q8_act_x4 *x = xr + (size_t)g * nb;
             const int nt = T - 4 * g;
             switch (G - g < NG_LANES ? G - g : NG_LANES) {
-            case 1: tile_q4_0_lanes(o, n_out, wr, rb, nw, x, nb, nt, nb, 1); break;
-            case 2: tile_q4_0_lanes(o, n_out, wr, rb, nw, x, nb, nt, nb, 2); break;
-            case 3: tile_q4_0_lanes(o, n_out, wr, rb, nw, x, nb, nt, nb, 3); break;
-            default: tile_q4_0_lanes(o, n_out, wr, rb, nw, x, nb, nt, nb, 4); break;
+            case 1: tile_lanes(type, o, n_out, wr, rb, nw, x, nb, nt, nb, 1); break;
+            case 2: tile_lanes(type, o, n_out, wr, rb, nw, x, nb, nt, nb, 2); break;
+            case 3: tile_lanes(type, o, n_out, wr, rb, nw, x, nb, nt, nb, 3); break;
+            default: tile_lanes(type, o, n_out, wr, rb, nw, x, nb, nt, nb, 4); break;
             }
         }
+    }
+}
+
+bool mm_q32_x86(dtype t) {
+    return (t == DT_Q4_1 || t == DT_Q5_0 || t == DT_Q5_1 || t == DT_IQ4_NL) && mm_avx2_supported();
+}
+
+/* One function per type, so that each inlines its type's constant steps. */
+#define LANES_ROWS(name, type)                                                                   \
+    TARGET static void name(float *out, const q8_act_x4 *xr, const tensor *w, int T, int r0,    \
+                            int r1) {                                                           \
+        rows_lanes(type, out, xr, w, T, r0, r1);                                                \
+    }
+LANES_ROWS(rows_q8_0_lanes, DT_Q8_0)
+LANES_ROWS(rows_q4_0_lanes, DT_Q4_0)
+LANES_ROWS(rows_q4_1_lanes, DT_Q4_1)
+LANES_ROWS(rows_q5_0_lanes, DT_Q5_0)
+LANES_ROWS(rows_q5_1_lanes, DT_Q5_1)
+LANES_ROWS(rows_iq4_nl_lanes, DT_IQ4_NL)
+
+static void rows_q32_lanes(float *out, const q8_act_x4 *xr, const tensor *w, int T, int r0,
+                           int r1) {
+    switch (w->type) {
+    case DT_Q4_1: rows_q4_1_lanes(out, xr, w, T, r0, r1); return;
+    case DT_Q5_0: rows_q5_0_lanes(out, xr, w, T, r0, r1); return;
+    case DT_Q5_1: rows_q5_1_lanes(out, xr, w, T, r0, r1); return;
+    default: rows_iq4_nl_lanes(out, xr, w, T, r0, r1); return; /* IQ4_NL */
     }
 }
 
@@ -394,7 +529,8 @@ void mm_rows_x86(float *out, const float *x, const block_q8_act *xq, const q8_ac
         else rows_bf16(out, x, w, T, r0, r1);
         break;
     case DT_Q8_0:
-        if (xr) x86_rows_q8_0_vnni(out, xr, w, T, r0, r1);
+        if (xr && mm_avx512_supported()) x86_rows_q8_0_vnni(out, xr, w, T, r0, r1);
+        else if (xr) rows_q8_0_lanes(out, xr, w, T, r0, r1);
         else rows_q8_0(out, xq, w, T, r0, r1);
         break;
     case DT_Q4_0:
@@ -406,9 +542,11 @@ void mm_rows_x86(float *out, const float *x, const block_q8_act *xq, const q8_ac
     case DT_Q4_1:
     case DT_Q5_0:
     case DT_Q5_1:
-    case DT_IQ4_NL: /* only when mm_q32_vnni(w->type): xr is there for T > MM_DEC_T_MAX */
+    case DT_IQ4_NL: /* with AVX-512 VNNI, xr is there for T > MM_DEC_T_MAX */
         if (dec) x86_rows_q32_vnni_dec(out, xq, w, T, r0, r1);
-        else x86_rows_q32_vnni(out, xr, w, T, r0, r1);
+        else if (xr && mm_avx512_supported()) x86_rows_q32_vnni(out, xr, w, T, r0, r1);
+        else if (xr) rows_q32_lanes(out, xr, w, T, r0, r1);
+        else qdot_rows_avx2_q32(out, xq, w, T, r0, r1);
         break;
     default: break; /* matmul sends only the types above here (simd_type in matmul.c) */
     }
@@ -445,6 +583,10 @@ TARGET void quantize_row_q8_act_avx2(block_q8_act *out, const float *x, int64_t 
 #else /* not x86: the scalar kernels are the only ones */
 
 bool mm_avx2_supported(void) { return false; }
+bool mm_q32_x86(dtype t) {
+    (void)t;
+    return false;
+}
 void mm_rows_x86(float *out, const float *x, const block_q8_act *xq, const q8_act_x4 *xr,
                  const tensor *w, int T, int r0, int r1) {
     (void)out, (void)x, (void)xq, (void)xr, (void)w, (void)T, (void)r0, (void)r1;

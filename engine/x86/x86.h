@@ -32,6 +32,10 @@ bool mm_avx512_supported(void);
  * as it takes Q4_0 (the VNNI decode tiles up to MM_DEC_T_MAX activation rows, else the VNNI
  * tiles on xr), with the bits of their scalar twins (quant_dot.c). */
 bool mm_q32_vnni(dtype t);
+/* True when mm_avx2_supported() and t is Q4_1, Q5_0, Q5_1 or IQ4_NL: then mm_rows_x86 takes t
+ * (with AVX-512 VNNI as mm_q32_vnni says; else the AVX2 lanes tiles on xr, or without xr the
+ * passes of x86/quant_avx2_q32.c). */
+bool mm_q32_x86(dtype t);
 /* Q4_0 with up to this many activation rows (decode, small batched steps) runs the VNNI decode
  * tiles on xq when mm_avx512_supported(), and needs no repacked xr. */
 #define MM_DEC_T_MAX 3
@@ -97,12 +101,12 @@ void mm_repack_x4(q8_act_x4 *xr, const block_q8_act *xq, int T, int t0, int nb);
 
 /* out (T, n_out), columns [r0, r1) only: out[t][r] = dot(w row r, x row t), w->ne = {n_in,
  * n_out}. x (T, n_in) F32 for F32/F16/BF16 weights; xq (T, n_in / QK) for Q8_0/Q4_0 (and the
- * types of mm_q32_vnni), and xr (ceil(T / 4), n_in / QK) the same through mm_repack_x4 or NULL.
- * With xr the VNNI kernels run when mm_avx512_supported(), else Q4_0's AVX2 lanes tiles (give
- * xr for Q8_0 and mm_q32_vnni's types only with AVX-512); without it the AVX2 ones (but Q4_0
- * with T <= MM_DEC_T_MAX runs the VNNI decode tiles when mm_avx512_supported(), whatever xr
- * is); F32/F16/BF16 use the zmm tiles from mm_float_zmm_min(type) rows when
- * mm_avx512_supported() (and T >= 2). The results are the same bits whichever runs. */
+ * types of mm_q32_x86), and xr (ceil(T / 4), n_in / QK) the same through mm_repack_x4 or NULL.
+ * With xr the VNNI kernels run when mm_avx512_supported(), else the AVX2 lanes tiles; without
+ * it the AVX2 8x1 and 4x2 tiles (but Q4_0 and mm_q32_vnni's types with T <= MM_DEC_T_MAX run
+ * the VNNI decode tiles when mm_avx512_supported(), whatever xr is); F32/F16/BF16 use the zmm
+ * tiles from mm_float_zmm_min(type) rows when mm_avx512_supported() (and T >= 2). The results
+ * are the same bits whichever runs. */
 void mm_rows_x86(float *out, const float *x, const block_q8_act *xq, const q8_act_x4 *xr,
                  const tensor *w, int T, int r0, int r1);
 
