@@ -78,7 +78,7 @@ INLINE __m256 q32_steps(dtype t, __m256 sum, __m256i isum, __m128i d16, __m128i 
 /* One pass over the nb blocks: R weight rows against TT activation rows (R * TT = 8 or 16) into
  * R * TT / 8 vectors of sums; pair k = 8 g + l, in lane l of sum[g], is (rows[k % R],
  * xs[k / R]). R divides 8, so every vector has the same weight rows in the same lanes. */
-INLINE void q32_pass(dtype t, __m256 sum[2], const uint8_t *const rows[],
+INLINE void q32_pass(dtype t, __m256 sum[2], const uint8_t *const rows[], size_t rb,
                      const block_q8_act *const xs[], int R, int TT, int nb) {
     const size_t bb = q32_block_bytes(t);
     const int nv = R * TT / 8;
@@ -89,6 +89,9 @@ INLINE void q32_pass(dtype t, __m256 sum[2], const uint8_t *const rows[],
         int32_t as[4] = {0, 0, 0, 0};
         for (int i = 0; i < R; i++) {
             const uint8_t *blk = rows[i] + (size_t)b * bb;
+            /* the same block of the next pass's row (rows are contiguous, R apart): rows are
+             * too short for the hardware prefetcher to ramp up on each (see tile_quant) */
+            _mm_prefetch((const char *)blk + (size_t)R * rb, _MM_HINT_T1);
             v[i] = q32_values(t, blk);
             memcpy(&dh[i], blk, 2);
             if (q32_has_min(t)) memcpy(&mh[i], blk + 2, 2);
@@ -134,7 +137,7 @@ INLINE void q32_rows(dtype t, int R, int TT, float *out, const block_q8_act *xq,
             for (int j = 0; j < TT; j++) xs[j] = xq + (size_t)(t0 + j < T ? t0 + j : T - 1) * nb;
             __m256 sum[2];
             float o[16];
-            q32_pass(t, sum, rows, xs, R, TT, nb);
+            q32_pass(t, sum, rows, dtype_row_bytes(t, (int)w->ne[0]), xs, R, TT, nb);
             for (int g = 0; g < R * TT / 8; g++) _mm256_storeu_ps(o + 8 * g, sum[g]);
             for (int k = 0; k < R * TT; k++)
                 if (r + k % R < r1 && t0 + k / R < T)
