@@ -7,8 +7,8 @@
  * and with many activation rows K is cut into L1-sized chunks, so a prefill or a batched decode
  * step reads each weight row from memory once for the whole block. A pair's accumulation never
  * depends on RW, RT or the chunking (see matmul_avx2.h).
- * Q8_0/Q4_0: 8 pairs per tile (8x1 for one activation row, 4x2 for two), exact integer block
- * sums, and per block the scalar kernel's float steps, so bit-identical to matmul.c. From 3
+ * Q8_0/Q4_0/IQ4_NL: 8 pairs per tile (8x1 for one activation row, 4x2 for two), exact integer
+ * block sums, and per block the scalar kernel's float steps, so bit-identical to matmul.c. From 3
  * activation rows, those and the other 32-element types (Q4_1, Q5_0, Q5_1, IQ4_NL) take the
  * lanes tiles, on activations repacked in groups of 4 rows: the same bits.
  * The scalar kernels in matmul.c are the reference these are tested against (tests/test_matmul.c).
@@ -118,9 +118,9 @@ INLINE __m256i hsum8x8_epi32(const __m256i v[QP_MAX]) {
 }
 
 /* One RW x RT tile over nb blocks: out[t * ldo + r] = dot(w row r, x row t). Pair (r, t) lives
- * in lane r * RT + t. Q8_0: sum w*x = maddubs(|x|, sign(w, x)), widened by madd. Q4_0 with
- * nibbles q = w + 8: the int16 pair sums maddubs(q, x) - maddubs(8, x) (q <= 15: no saturation),
- * summed in int16 (hsum8x8_epi16). */
+ * in lane r * RT + t. Q8_0, and IQ4_NL with its nibbles looked up as its signed levels: sum w*x
+ * = maddubs(|x|, sign(w, x)), widened by madd. Q4_0 with nibbles q = w + 8: the int16 pair sums
+ * maddubs(q, x) - maddubs(8, x) (q <= 15: no saturation), summed in int16 (hsum8x8_epi16). */
 /* Lane i of the result = the sum of the 16 int16 lanes of v[i] (exact while every partial sum
  * fits in int16: true for Q4_0, whose pair sums are at most 2 * 8 * 127 = 2032 in magnitude, so
  * a 128-bit half sums to at most 16256 and both halves to 32512). Three levels of hadd leave
@@ -174,17 +174,17 @@ INLINE __m256i blend_group(__m256i a, __m256i b, int RT, bool by_row, int k) {
 INLINE void tile_quant(dtype type, float *out, int ldo, const uint8_t *w, size_t wstride,
                        const block_q8_act *x, int ldx, int nb, int RW, int RT) {
     const __m256i ones = _mm256_set1_epi16(1), eights = _mm256_set1_epi8(8);
-    const size_t bb = type == DT_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
+    const size_t bb = type == DT_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0); /* IQ4_NL's too */
+    const bool sgn = type != DT_Q4_0; /* signed values: Q8_0's codes, IQ4_NL's levels */
     __m256 sum = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++) {
-        __m256i xv[RT_MAX], xs[RT_MAX]; /* Q8_0: |x|; Q4_0: 8 * (x[2i] + x[2i+1]) in int16 */
+        __m256i xv[RT_MAX], xs[RT_MAX]; /* signed: |x|; Q4_0: 8 * (x[2i] + x[2i+1]) in int16 */
         __m256 dx = _mm256_setzero_ps(); /* per lane: the activation row's scale */
 #pragma GCC unroll 2
         for (int t = 0; t < RT; t++) {
             const block_q8_act *xb = x + (size_t)t * ldx + b;
             xv[t] = _mm256_loadu_si256((const __m256i *)xb->qs);
-            xs[t] = type == DT_Q8_0 ? _mm256_sign_epi8(xv[t], xv[t])
-                                    : _mm256_maddubs_epi16(eights, xv[t]);
+            xs[t] = sgn ? _mm256_sign_epi8(xv[t], xv[t]) : _mm256_maddubs_epi16(eights, xv[t]);
             __m256 d = _mm256_broadcast_ss(&xb->d);
             dx = t == 0 ? d
                         : _mm256_castsi256_ps(blend_group(_mm256_castps_si256(dx),
@@ -202,13 +202,16 @@ INLINE void tile_quant(dtype type, float *out, int ldo, const uint8_t *w, size_t
             _mm_prefetch((const char *)blk + RW * wstride, _MM_HINT_T1);
             __m256i wq = type == DT_Q8_0 ? load_q8_0((const block_q8_0 *)blk)
                                          : load_q4_0((const block_q4_0 *)blk);
+            if (type == DT_IQ4_NL) /* the nibbles index IQ4_NL's levels */
+                wq = _mm256_shuffle_epi8(
+                    _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)iq4_levels)), wq);
             int32_t d32;
             memcpy(&d32, blk, 4); /* d and the first quant bytes; the high half is masked off */
             __m256i d = _mm256_set1_epi32(d32);
             dwh = r == 0 ? d : blend_group(dwh, d, RT, true, r);
 #pragma GCC unroll 2
             for (int t = 0; t < RT; t++) {
-                if (type == DT_Q8_0)
+                if (sgn)
                     p[r * RT + t] = _mm256_madd_epi16(
                         _mm256_maddubs_epi16(xs[t], _mm256_sign_epi8(wq, xv[t])), ones);
                 else /* int16 (q - 8) * x pair sums, |.| <= 2032 */
@@ -217,7 +220,7 @@ INLINE void tile_quant(dtype type, float *out, int ldo, const uint8_t *w, size_t
         }
         /* scale = d_w * d_x lane by lane: the same float product as the scalar kernel's */
         __m256 scale = _mm256_mul_ps(f16_lo_to_f32(dwh), dx);
-        __m256i is = type == DT_Q8_0 ? hsum8x8_epi32(p) : hsum8x8_epi16(p);
+        __m256i is = sgn ? hsum8x8_epi32(p) : hsum8x8_epi16(p);
         __m256 isum = _mm256_cvtepi32_ps(is); /* exact: |isum| < 2^24 */
         sum = _mm256_add_ps(sum, _mm256_mul_ps(isum, scale));
     }
@@ -502,6 +505,10 @@ TARGET static void rows_q8_0(float *out, const block_q8_act *xq, const tensor *w
                              int r1) {
     rows_quant(DT_Q8_0, out, xq, w, T, r0, r1);
 }
+TARGET static void rows_iq4_nl(float *out, const block_q8_act *xq, const tensor *w, int T, int r0,
+                               int r1) {
+    rows_quant(DT_IQ4_NL, out, xq, w, T, r0, r1);
+}
 TARGET void x86_rows_q4_0_avx2(float *out, const block_q8_act *xq, const tensor *w, int T, int r0,
                               int r1) {
     rows_quant(DT_Q4_0, out, xq, w, T, r0, r1);
@@ -546,6 +553,7 @@ void mm_rows_x86(float *out, const float *x, const block_q8_act *xq, const q8_ac
         if (dec) x86_rows_q32_vnni_dec(out, xq, w, T, r0, r1);
         else if (xr && mm_avx512_supported()) x86_rows_q32_vnni(out, xr, w, T, r0, r1);
         else if (xr) rows_q32_lanes(out, xr, w, T, r0, r1);
+        else if (w->type == DT_IQ4_NL) rows_iq4_nl(out, xq, w, T, r0, r1);
         else qdot_rows_avx2_q32(out, xq, w, T, r0, r1);
         break;
     default: break; /* matmul sends only the types above here (simd_type in matmul.c) */

@@ -1,11 +1,11 @@
 /* x86/quant_avx2_q32: AVX2 twins of the scalar dot products of the 32-element block types beyond
- * Q4_0 (quant_dot.c: Q4_1, Q5_0, Q5_1, IQ4_NL) for one or two activation rows. A pass computes
- * 8 (weight row, activation row) pairs: 8 weight rows against one activation row (decode), 4
+ * Q4_0 (quant_dot.c: Q4_1, Q5_0, Q5_1, IQ4_NL) for one or two activation rows. A pass computes 8
+ * (weight row, activation row) pairs: 8 weight rows against one activation row (decode), 4
  * against 2. Each weight block is decoded once per pass, each 8 exact integer sums share one
  * reduction tree, and the twin's float steps per block run in lanes, one per pair, in its
- * order: the same bits. More activation rows take x86/avx2.c's lanes tiles; with AVX-512 VNNI,
- * x86/avx512.c's tiles take these types instead and send here only the rows past their last
- * 16-row decode tile. Never allocates. */
+ * order: the same bits. More activation rows take x86/avx2.c's lanes tiles, and IQ4_NL its 8x1
+ * and 4x2 tiles too; with AVX-512 VNNI, x86/avx512.c's tiles take these types instead and send
+ * here only the rows past their last 16-row decode tile. Never allocates. */
 #include "quant_avx2.h"
 
 #include "x86.h"
