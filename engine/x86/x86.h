@@ -59,7 +59,8 @@ int mm_dec_tile(void);
 void mm_set_dec_tile(int variant);
 /* The K chunk (elements) of the zmm float tiles for T > 2: each chunk of 8 weight rows is
  * converted once into a buffer that a group of TG activation rows reads. 512 keeps it in an
- * Intel L1; Zen 4 runs faster on whole rows (up to 4096). Chosen per CPU from the same table as
+ * Intel L1; Zen 4 runs faster on whole rows (up to 4096). The AVX2 float tiles take it too
+ * (F32 at most 512). Chosen per CPU from the same table as
  * the decode tile; the results are the same bits whatever the chunk. mm_set_float_kc overrides
  * it for tests (a multiple of 8 in 8..4096; anything else: back to the CPU's); flip it between
  * matmul calls. */

@@ -22,7 +22,6 @@
 
 #define RW_MAX 4 /* weight rows per tile */
 #define RT_MAX 2 /* activation rows per tile: 4x2 accumulators + 4 weight vectors fit 16 ymm */
-#define KC 512 /* K chunk: the tile's weight rows of it stay in L1 across a row group */
 /* activation rows per group: their parked accumulators take 16 KB (32 KB for the zmm tiles).
  * 128 rather than 64: pp128 then converts each weight chunk once, not twice (Zen 4, one core,
  * with whole-row chunks: F16 44-45 -> 49-50 GMAC/s, F32 42 -> 47) */
@@ -195,13 +194,18 @@ INLINE void tile_float(dtype type, float *out, int ldo, const uint8_t *w, size_t
 }
 
 
-/* Columns [r, r + RW) x rows [t0, t1) of out, K cut into chunks of KC when several activation
- * rows share the weights (so the weight chunk is reused from L1 while x streams from L2). Tiles
- * of RT_MAX activation rows, then of 1 for the rest. */
+/* Columns [r, r + RW) x rows [t0, t1) of out, K cut into chunks when several activation rows
+ * share the weights (so the weight chunk is reused from L1 while x streams from L2): the zmm
+ * tiles' chunk (mm_float_kc: on Zen 4 whole rows, which spare the L2 the 128 activation rows'
+ * chunks at one row's stride apart: F16 T=128 38.0-38.1 -> 41.0-42.4 GMAC/s, BF16 33.1-34.1 ->
+ * 36.4-36.9, bench-matmul, one core, AVX-512 off, 2026-11-30), but at most 512 for F32, whose
+ * 4 rows of 4096 would not fit in L1 (26.8-27.2 against 30.3 for 512 or 1024). Tiles of RT_MAX
+ * activation rows, then of 1 for the rest. */
 INLINE void rows_float_block(dtype type, float *out, const float *x, const uint8_t *wr, size_t rb,
                              int n, int n_out, int t0, int t1, int RW) {
     __m256 save[TG * RW_MAX];
-    const int kstep = t1 - t0 > RT_MAX ? KC : n;
+    const int kc = type == DT_F32 && mm_float_kc() > 512 ? 512 : mm_float_kc();
+    const int kstep = t1 - t0 > RT_MAX ? kc : n;
     for (int k0 = 0; k0 < n; k0 += kstep) {
         int k1 = k0 + kstep < n ? k0 + kstep : n;
         bool first = k0 == 0, last = k1 == n;
