@@ -270,22 +270,6 @@ INLINE void rows_quant(dtype type, float *out, const block_q8_act *xq, const ten
  * (vpsignb), one column per vpmaddwd. The float steps are the scalar kernels': the same bits. */
 #define NG_LANES 4 /* activation groups (of 4 rows) per lanes tile */
 
-/* Bytes [off, off + 16) of two weight rows' blocks: row a's in the low 128-bit lane. */
-INLINE __m256i pair16(const uint8_t *a, const uint8_t *b, size_t off) {
-    const __m128i lo = _mm_loadu_si128((const __m128i *)(a + off));
-    return _mm256_inserti128_si256(_mm256_castsi128_si256(lo),
-                                   _mm_loadu_si128((const __m128i *)(b + off)), 1);
-}
-
-INLINE __m256i dword_bcast(__m256i v, int c) { /* vpshufd needs an immediate */
-    switch (c & 3) {
-    case 0: return _mm256_shuffle_epi32(v, 0x00);
-    case 1: return _mm256_shuffle_epi32(v, 0x55);
-    case 2: return _mm256_shuffle_epi32(v, 0xaa);
-    default: return _mm256_shuffle_epi32(v, 0xff);
-    }
-}
-
 /* Columns per vpmaddwd: int16 pair sums of codes < 16 (8 columns: 8 x 2 x 15 x 127 = 30480),
  * of codes < 32 (4: 31496), or of signed bytes (1: 2 x 127 x 127 = 32258). */
 INLINE int lanes_cols(dtype t) {
@@ -325,8 +309,8 @@ INLINE __m256i lanes_fifth_bits(const uint8_t *a, const uint8_t *b, size_t qh, i
  * 0-15, *hi 16-31 (codes for the unsigned types, signed values for Q8_0 and IQ4_NL). */
 INLINE void lanes_values(dtype t, const uint8_t *a, const uint8_t *b, __m256i *lo, __m256i *hi) {
     if (t == DT_Q8_0) {
-        *lo = pair16(a, b, offsetof(block_q8_0, qs));
-        *hi = pair16(a, b, offsetof(block_q8_0, qs) + 16);
+        *lo = lanes_pair16(a, b, offsetof(block_q8_0, qs));
+        *hi = lanes_pair16(a, b, offsetof(block_q8_0, qs) + 16);
         return;
     }
     const size_t qs = t == DT_Q4_0   ? offsetof(block_q4_0, qs)
@@ -334,7 +318,7 @@ INLINE void lanes_values(dtype t, const uint8_t *a, const uint8_t *b, __m256i *l
                       : t == DT_Q5_0 ? offsetof(block_q5_0, qs)
                       : t == DT_Q5_1 ? offsetof(block_q5_1, qs)
                                      : offsetof(block_iq4_nl, qs);
-    const __m256i z = pair16(a, b, qs), m4 = _mm256_set1_epi8(0x0f);
+    const __m256i z = lanes_pair16(a, b, qs), m4 = _mm256_set1_epi8(0x0f);
     *lo = _mm256_and_si256(z, m4);
     *hi = _mm256_and_si256(_mm256_srli_epi16(z, 4), m4);
     if (t == DT_IQ4_NL) {
@@ -347,15 +331,6 @@ INLINE void lanes_values(dtype t, const uint8_t *a, const uint8_t *b, __m256i *l
         *lo = _mm256_or_si256(*lo, lanes_fifth_bits(a, b, qh, 0));
         *hi = _mm256_or_si256(*hi, lanes_fifth_bits(a, b, qh, 1));
     }
-}
-
-/* A row pair's F16 at off (d, or Q4_1/Q5_1's m), lane i's in its 4 dwords, as F32. */
-INLINE __m256 lanes_f16(const uint8_t *a, const uint8_t *b, size_t off) {
-    uint16_t h0, h1;
-    memcpy(&h0, a + off, 2);
-    memcpy(&h1, b + off, 2);
-    return _mm256_cvtph_ps(_mm_setr_epi16((short)h0, (short)h0, (short)h0, (short)h0, (short)h1,
-                                          (short)h1, (short)h1, (short)h1));
 }
 
 INLINE void tile_lanes(dtype type, float *out, int ldo, const uint8_t *const w[4], size_t rb,
@@ -396,8 +371,8 @@ INLINE void tile_lanes(dtype type, float *out, int ldo, const uint8_t *const w[4
                 __m256i a[2], u[2];
 #pragma GCC unroll 2
                 for (int p = 0; p < 2; p++) {
-                    a[p] = dword_bcast(c < 4 ? lo[p] : hi[p], c);
-                    u[p] = lanes_signed(type) ? dword_bcast(c < 4 ? abs_lo[p] : abs_hi[p], c)
+                    a[p] = lanes_dword(c < 4 ? lo[p] : hi[p], c);
+                    u[p] = lanes_signed(type) ? lanes_dword(c < 4 ? abs_lo[p] : abs_hi[p], c)
                                               : a[p];
                 }
 #pragma GCC unroll 4
@@ -440,13 +415,7 @@ INLINE void tile_lanes(dtype type, float *out, int ldo, const uint8_t *const w[4
             }
         }
     }
-    for (int g = 0; g < NG; g++) {
-        float res[16];
-        _mm256_storeu_ps(res, sum[0][g]);
-        _mm256_storeu_ps(res + 8, sum[1][g]);
-        for (int t = 0; t < 4 && 4 * g + t < nt; t++)
-            for (int i = 0; i < nw; i++) out[(size_t)(4 * g + t) * ldo + i] = res[4 * i + t];
-    }
+    for (int g = 0; g < NG; g++) lanes_store(out, ldo, sum[0][g], sum[1][g], g, nw, nt);
 }
 
 /* Columns [r0, r1) x the T activation rows of xr, in tiles of 4 weight rows x NG_LANES groups;

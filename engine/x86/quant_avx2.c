@@ -320,35 +320,14 @@ TARGET static void rows_q6_K(float *out, const block_q8_K *xk, const tensor *w, 
  * their float steps per block: the same bits, with no horizontal reduction. */
 #define NG_K 4 /* activation groups (of 4 rows) per tile */
 
-/* Bytes [off, off + 16) of two weight rows' blocks: row 2p's in the low 128-bit lane. */
-INLINE __m256i pair16(const uint8_t *a, const uint8_t *b, int off) {
-    const __m128i lo = _mm_loadu_si128((const __m128i *)(a + off));
-    return _mm256_inserti128_si256(_mm256_castsi128_si256(lo),
-                                   _mm_loadu_si128((const __m128i *)(b + off)), 1);
-}
-
-/* A row pair's two F16 scales, lane i's in its 4 dwords, as F32. */
-INLINE __m256 pair_f16(uint16_t h0, uint16_t h1) {
-    return _mm256_cvtph_ps(_mm_setr_epi16((short)h0, (short)h0, (short)h0, (short)h0, (short)h1,
-                                          (short)h1, (short)h1, (short)h1));
-}
-
-INLINE __m256i dword_bcast(__m256i v, int c) { /* vpshufd needs an immediate */
-    switch (c & 3) {
-    case 0: return _mm256_shuffle_epi32(v, 0x00);
-    case 1: return _mm256_shuffle_epi32(v, 0x55);
-    case 2: return _mm256_shuffle_epi32(v, 0xaa);
-    default: return _mm256_shuffle_epi32(v, 0xff);
-    }
-}
-
 /* Columns 4u .. 4u + 3 of a block (16 codes, unit u < 16) of the row pair a (low lane), b. */
 INLINE __m256i k_unit_codes(dtype t, const uint8_t *a, const uint8_t *b, int u) {
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     if (t == DT_Q6_K) { /* elements 16u ..: ql's low or high nibbles, qh's 2 bits at 2k */
         const int h = u / 8, k = u % 8 / 2, l0 = 16 * (u % 2);
-        const __m256i ql = pair16(a, b, offsetof(block_q6_K, ql) + 64 * h + 32 * (k % 2) + l0);
-        const __m256i qh = pair16(a, b, offsetof(block_q6_K, qh) + 32 * h + l0);
+        const __m256i ql =
+            lanes_pair16(a, b, offsetof(block_q6_K, ql) + 64 * h + 32 * (k % 2) + l0);
+        const __m256i qh = lanes_pair16(a, b, offsetof(block_q6_K, qh) + 32 * h + l0);
         const __m256i lo = k < 2 ? _mm256_and_si256(ql, m4)
                                  : _mm256_and_si256(_mm256_srli_epi16(ql, 4), m4);
         __m256i hi;
@@ -365,10 +344,10 @@ INLINE __m256i k_unit_codes(dtype t, const uint8_t *a, const uint8_t *b, int u) 
      * qh[16 (u % 2) ..] */
     const int s = u / 2, half = u % 2;
     const size_t qs = t == DT_Q5_K ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
-    const __m256i q = pair16(a, b, (int)qs + 32 * (s / 2) + 16 * half);
+    const __m256i q = lanes_pair16(a, b, qs + 32 * (s / 2) + 16 * half);
     __m256i c = s % 2 ? _mm256_and_si256(_mm256_srli_epi16(q, 4), m4) : _mm256_and_si256(q, m4);
     if (t == DT_Q5_K) {
-        const __m256i qh = pair16(a, b, offsetof(block_q5_K, qh) + 16 * half);
+        const __m256i qh = lanes_pair16(a, b, offsetof(block_q5_K, qh) + 16 * half);
         const __m256i bit = _mm256_set1_epi8((char)(1 << s));
         const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(qh, bit), bit);
         c = _mm256_or_si256(c, _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
@@ -400,13 +379,11 @@ INLINE void k_pair_scales(dtype t, const uint8_t *a, const uint8_t *b, __m256i s
     *mn = _mm256_cvtepu8_epi16(_mm_set_epi64x((long long)m1, (long long)m0));
 }
 
-INLINE uint16_t k_f16(dtype t, const uint8_t *blk, bool dmin) {
-    uint16_t h;
-    memcpy(&h, blk + (t == DT_Q6_K ? offsetof(block_q6_K, d)
-                      : dmin       ? offsetof(block_q4_K, dmin) /* Q5_K's too */
-                                   : offsetof(block_q4_K, d)),
-           2);
-    return h;
+/* Where a block's F16 d (or Q4_K/Q5_K's dmin) is. */
+INLINE size_t k_f16_at(dtype t, bool dmin) {
+    return t == DT_Q6_K ? offsetof(block_q6_K, d)
+           : dmin       ? offsetof(block_q4_K, dmin) /* Q5_K's too */
+                        : offsetof(block_q4_K, d);
 }
 
 INLINE void tile_k_lanes(dtype type, float *out, int ldo, const uint8_t *const w[4], int nw,
@@ -445,8 +422,8 @@ INLINE void tile_k_lanes(dtype type, float *out, int ldo, const uint8_t *const w
                     _mm_loadu_si128((const __m128i *)(type == DT_Q6_K ? xb->b[j] : xb->m[j])));
 #pragma GCC unroll 2
                 for (int p = 0; p < 2; p++) {
-                    const __m256i v = type == DT_Q6_K ? dword_bcast(sc[p][j / 4], j)
-                                                      : dword_bcast(mn[p], j);
+                    const __m256i v = type == DT_Q6_K ? lanes_dword(sc[p][j / 4], j)
+                                                      : lanes_dword(mn[p], j);
                     osum[p][g] = _mm256_add_epi32(osum[p][g], _mm256_madd_epi16(v, xs));
                 }
             }
@@ -464,7 +441,7 @@ INLINE void tile_k_lanes(dtype type, float *out, int ldo, const uint8_t *const w
                         codes[p][c / 4 % 2] = k_unit_codes(type, blk[2 * p], blk[2 * p + 1], c / 4);
                 __m256i a[2];
 #pragma GCC unroll 2
-                for (int p = 0; p < 2; p++) a[p] = dword_bcast(codes[p][c / 4 % 2], c);
+                for (int p = 0; p < 2; p++) a[p] = lanes_dword(codes[p][c / 4 % 2], c);
 #pragma GCC unroll 4
                 for (int g = 0; g < NG; g++) {
                     const __m256i x = _mm256_broadcastsi128_si256(
@@ -485,8 +462,7 @@ INLINE void tile_k_lanes(dtype type, float *out, int ldo, const uint8_t *const w
         }
 #pragma GCC unroll 2
         for (int p = 0; p < 2; p++) {
-            const __m256 d =
-                pair_f16(k_f16(type, blk[2 * p], false), k_f16(type, blk[2 * p + 1], false));
+            const __m256 d = lanes_f16(blk[2 * p], blk[2 * p + 1], k_f16_at(type, false));
 #pragma GCC unroll 4
             for (int g = 0; g < NG; g++) {
                 const __m256 xd = _mm256_broadcast_ps((const __m128 *)xr[g * gstride + b].d);
@@ -497,8 +473,8 @@ INLINE void tile_k_lanes(dtype type, float *out, int ldo, const uint8_t *const w
                         sum[p][g], _mm256_mul_ps(_mm256_cvtepi32_ps(is), _mm256_mul_ps(d, xd)));
                     continue;
                 }
-                const __m256 dmin = pair_f16(k_f16(type, blk[2 * p], true),
-                                             k_f16(type, blk[2 * p + 1], true));
+                const __m256 dmin =
+                    lanes_f16(blk[2 * p], blk[2 * p + 1], k_f16_at(type, true));
                 const __m256 a =
                     _mm256_mul_ps(_mm256_cvtepi32_ps(isum[p][g]), _mm256_mul_ps(d, xd));
                 const __m256 m =
@@ -507,13 +483,7 @@ INLINE void tile_k_lanes(dtype type, float *out, int ldo, const uint8_t *const w
             }
         }
     }
-    for (int g = 0; g < NG; g++) {
-        float res[16];
-        _mm256_storeu_ps(res, sum[0][g]);
-        _mm256_storeu_ps(res + 8, sum[1][g]);
-        for (int t = 0; t < 4 && 4 * g + t < nt; t++)
-            for (int i = 0; i < nw; i++) out[(size_t)(4 * g + t) * ldo + i] = res[4 * i + t];
-    }
+    for (int g = 0; g < NG; g++) lanes_store(out, ldo, sum[0][g], sum[1][g], g, nw, nt);
 }
 
 /* Columns [r0, r1) x the T activation rows of xr, in tiles of 4 weight rows x NG_K groups; a

@@ -55,6 +55,48 @@ INLINE __m256 load8_tail(dtype type, const void *row, int k, int n) {
 
 /* The AVX2 float tiles (x86/avx2.c), here because the zmm kernels end an odd number of weight
  * rows with one. */
+/* The lanes tiles of x86/avx2.c (32-element types) and x86/quant_avx2.c (K-quants) with AVX2:
+ * 128-bit lane i of a register holds weight row 2p + i, dword t activation row t of a group of
+ * 4. These are the steps they share. */
+
+/* Bytes [off, off + 16) of two weight rows' blocks: row a's in the low 128-bit lane. */
+INLINE __m256i lanes_pair16(const uint8_t *a, const uint8_t *b, size_t off) {
+    const __m128i lo = _mm_loadu_si128((const __m128i *)(a + off));
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(lo),
+                                   _mm_loadu_si128((const __m128i *)(b + off)), 1);
+}
+
+/* Dword c % 4 of each 128-bit lane of v in all 4 of that lane's dwords (a row's column c). */
+INLINE __m256i lanes_dword(__m256i v, int c) {
+    switch (c & 3) { /* vpshufd needs an immediate */
+    case 0: return _mm256_shuffle_epi32(v, 0x00);
+    case 1: return _mm256_shuffle_epi32(v, 0x55);
+    case 2: return _mm256_shuffle_epi32(v, 0xaa);
+    default: return _mm256_shuffle_epi32(v, 0xff);
+    }
+}
+
+/* The F16 at off of two rows' blocks (a scale or min), row a's in the low lane's 4 dwords, as
+ * F32 (exact). */
+INLINE __m256 lanes_f16(const uint8_t *a, const uint8_t *b, size_t off) {
+    uint16_t h0, h1;
+    memcpy(&h0, a + off, 2);
+    memcpy(&h1, b + off, 2);
+    return _mm256_cvtph_ps(_mm_setr_epi16((short)h0, (short)h0, (short)h0, (short)h0, (short)h1,
+                                          (short)h1, (short)h1, (short)h1));
+}
+
+/* Group g's results of a tile: s0 holds weight rows 0-1, s1 rows 2-3 (lane i, dword t: row
+ * 2p + i, activation row 4g + t); out[t * ldo + i] for the nw < = 4 rows and the activation rows
+ * below nt that exist. */
+INLINE void lanes_store(float *out, int ldo, __m256 s0, __m256 s1, int g, int nw, int nt) {
+    float res[16];
+    _mm256_storeu_ps(res, s0);
+    _mm256_storeu_ps(res + 8, s1);
+    for (int t = 0; t < 4 && 4 * g + t < nt; t++)
+        for (int i = 0; i < nw; i++) out[(size_t)(4 * g + t) * ldo + i] = res[4 * i + t];
+}
+
 /* Exact integer reductions and K-quant scale unpacking shared by quant_avx2.c, quant_avx2_k2.c
  * and quant_avx512.c (the scalar forms are in quant_dot.c). */
 
