@@ -568,7 +568,7 @@ int cmd_bench(int argc, char **argv) {
     double *pp_s = NULL, *tg_s = NULL;
 
     if (!(m = model_load(o.model, NULL, err, sizeof err))) goto fail;
-    mm_force_avx2(o.no_avx512); /* before the repack, which is for the AVX-512 kernels */
+    mm_force_avx2(o.no_avx512); /* before the repack, whose types depend on the kernels */
     size_t repacked = 0;
     if (o.repack && model_repack(m, &repacked) != 0) {
         snprintf(err, sizeof err, "out of memory repacking the weights");

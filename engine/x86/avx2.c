@@ -86,14 +86,17 @@ INLINE __m256i load_q8_0(const block_q8_0 *b) {
     return _mm256_loadu_si256((const __m256i *)b->qs);
 }
 
-/* Q4_0: the 32 nibbles 0..15 (unsigned; element i < 16 in byte i, i + 16 in byte 16 + i). */
-INLINE __m256i load_q4_0(const block_q4_0 *b) {
+/* The 32 nibbles 0..15 of 16 bytes (element i < 16 in byte i, i + 16 in byte 16 + i). */
+INLINE __m256i load_nibbles(const uint8_t *qs) {
     /* both halves get the 16 bytes; the high half is shifted right by 4 (no lane-crossing
      * shuffle: those compete with the reduction below for the one shuffle port) */
-    __m256i q = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)b->qs));
+    __m256i q = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
     q = _mm256_srlv_epi32(q, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4));
     return _mm256_and_si256(q, _mm256_set1_epi8(0x0f));
 }
+
+/* Q4_0: the 32 nibbles 0..15 (unsigned). */
+INLINE __m256i load_q4_0(const block_q4_0 *b) { return load_nibbles(b->qs); }
 
 /* a's even 32-bit lanes + b's odd ones, each summed with its neighbour: [a0+a1, b0+b1, a2+a3,
  * b2+b3, ...]. Shifts, adds and a blend: no shuffle-port work. */
@@ -232,8 +235,54 @@ INLINE void tile_quant(dtype type, float *out, int ldo, const uint8_t *w, size_t
         for (int t = 0; t < RT; t++) out[(size_t)t * ldo + r] = res[r * RT + t];
 }
 
-INLINE void rows_quant(dtype type, float *out, const block_q8_act *xq, const tensor *w, int T,
-                       int r0, int r1) {
+/* One activation row against a group of 16 rows in mm_dec_repack's layout (--repack; Q4_0 and
+ * IQ4_NL): tile_quant's 8x1 steps twice per block, reading one stream of 288-byte blocks instead
+ * of 16 row streams. Slot s of a block's scales belongs to row 4 (s % 4) + s / 4, so the rows go
+ * into the reductions in slot order: lane l of half h is slot 8h + l, whose scale is the
+ * block's F16 there. The same integers and float steps as tile_quant: the same bits. */
+INLINE void tile_packed16(dtype type, float *out, const uint8_t *wg, const block_q8_act *x,
+                          int nb) {
+    const __m256i ones = _mm256_set1_epi16(1), eights = _mm256_set1_epi8(8);
+    const __m256i lv =
+        _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)iq4_levels));
+    __m256 sum[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *wb = wg + (size_t)b * MM_DEC_PACK_BYTES;
+        const __m256i xv = _mm256_loadu_si256((const __m256i *)x[b].qs);
+        /* IQ4_NL: |x| (its signed levels' sign goes onto it); Q4_0: 8 * (x[2i] + x[2i+1]) */
+        const __m256i xs = type == DT_IQ4_NL ? _mm256_sign_epi8(xv, xv)
+                                             : _mm256_maddubs_epi16(eights, xv);
+        const __m256 dx = _mm256_broadcast_ss(&x[b].d);
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m256i p[8];
+#pragma GCC unroll 8
+            for (int l = 0; l < 8; l++) {
+                const int slot = 8 * h + l, row = 4 * (slot % 4) + slot / 4;
+                const __m256i q = load_nibbles(wb + 32 + 16 * row); /* after the 16 scales */
+                if (type == DT_IQ4_NL)
+                    p[l] = _mm256_madd_epi16(
+                        _mm256_maddubs_epi16(xs,
+                                             _mm256_sign_epi8(_mm256_shuffle_epi8(lv, q), xv)),
+                        ones);
+                else
+                    p[l] = _mm256_sub_epi16(_mm256_maddubs_epi16(q, xv), xs);
+            }
+            const __m256i is = type == DT_IQ4_NL ? hsum8x8_epi32(p) : hsum8x8_epi16(p);
+            const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(wb + 16 * h)));
+            sum[h] = _mm256_add_ps(sum[h],
+                                   _mm256_mul_ps(_mm256_cvtepi32_ps(is), _mm256_mul_ps(d, dx)));
+        }
+    }
+    float res[16];
+    _mm256_storeu_ps(res, sum[0]);
+    _mm256_storeu_ps(res + 8, sum[1]);
+    for (int slot = 0; slot < 16; slot++) out[4 * (slot % 4) + slot / 4] = res[slot];
+}
+
+/* Columns [r0, r1) from the weights in place (w->data). */
+INLINE void rows_mapped(dtype type, float *out, const block_q8_act *xq, const tensor *w, int T,
+                        int r0, int r1) {
     const int n = (int)w->ne[0], n_out = (int)w->ne[1], nb = n / QK;
     const size_t rb = dtype_row_bytes(type, n);
     const uint8_t *base = w->data;
@@ -254,6 +303,22 @@ INLINE void rows_quant(dtype type, float *out, const block_q8_act *xq, const ten
         for (int t = 0; t < T; t++)
             tile_quant(type, out + (size_t)t * n_out + r, n_out, base + r * rb, rb,
                        xq + (size_t)t * nb, nb, nb, 1, 1);
+}
+
+/* Columns [r0, r1): with one activation row and a repacked copy (w->packed: Q4_0, IQ4_NL), the
+ * whole groups of 16 from it and the rows around them in place; else all in place. */
+INLINE void rows_quant(dtype type, float *out, const block_q8_act *xq, const tensor *w, int T,
+                       int r0, int r1) {
+    const int nb = (int)w->ne[0] / QK, g0 = (r0 + 15) / 16, g1 = r1 / 16;
+    if (T != 1 || !w->packed || g0 >= g1) {
+        rows_mapped(type, out, xq, w, T, r0, r1);
+        return;
+    }
+    rows_mapped(type, out, xq, w, T, r0, 16 * g0);
+    for (int g = g0; g < g1; g++)
+        tile_packed16(type, out + 16 * g,
+                      (const uint8_t *)w->packed + (size_t)g * nb * MM_DEC_PACK_BYTES, xq, nb);
+    rows_mapped(type, out, xq, w, T, 16 * g1, r1);
 }
 
 /* ---- The 32-element block types with AVX2 on repacked activations: the sums in lanes -------

@@ -640,7 +640,7 @@ void x86_rows_q32_vnni(float *out, const q8_act_x4 *xr, const tensor *w, int T, 
 
 size_t mm_dec_packed_bytes(const tensor *w) {
     if (dtype_uses_q8_K(w->type)) return qdot_avx512_packed_bytes(w);
-    if (!dec_packable(w->type) || w->ne[1] < 16 || !mm_avx512_supported()) return 0;
+    if (!dec_packable(w->type) || w->ne[1] < 16 || !mm_avx2_supported()) return 0;
     return (size_t)(w->ne[1] / 16) * (size_t)(w->ne[0] / QK) * MM_DEC_PACK_BYTES;
 }
 
