@@ -605,11 +605,7 @@ static void test_kquant_avx512_matches_avx2(void) {
     pool_destroy(p);
 }
 
-/* The decode kernels of x86/quant_avx512.c (T < 4) give the scalar twins' bits, every type of
- * dtype_uses_q8_K: groups of 8 weight rows reduced together with the float steps in vector
- * lanes, whole and ragged (n_out 1 .. 37: fewer rows than a group, a remainder row by row, a
- * thread's share that ends inside a group), rows of 1, 5 and 8 super-blocks, T = 1, 2, 3. */
-static void test_kquant_decode_rows(void) {
+static void test_kquant_decode_rows_once(const char *isa) {
     const dtype types[] = {DT_Q2_K, DT_Q3_K, DT_Q4_K, DT_Q5_K, DT_Q6_K, DT_IQ4_XS};
     const int n_ins[] = {256, 1280, 2048}, n_outs[] = {1, 3, 4, 7, 8, 9, 13, 21, 37};
     pool *p[2] = {pool_create(1), pool_create(2)};
@@ -642,11 +638,25 @@ static void test_kquant_decode_rows(void) {
                 free(got);
                 free(xk);
             }
-        CHECK(bad == 0, "%s decode: %d outputs differ from the scalar twin", dtype_name(types[i]),
-              bad);
+        CHECK(bad == 0, "%s decode (%s): %d outputs differ from the scalar twin",
+              dtype_name(types[i]), isa, bad);
     }
     pool_destroy(p[0]);
     pool_destroy(p[1]);
+}
+
+/* The decode kernels of x86/quant_avx512.c (T < 4) give the scalar twins' bits, every type of
+ * dtype_uses_q8_K: groups of 8 weight rows reduced together with the float steps in vector
+ * lanes, whole and ragged (n_out 1 .. 37: fewer rows than a group, a remainder row by row, a
+ * thread's share that ends inside a group), rows of 1, 5 and 8 super-blocks, T = 1, 2, 3. Then
+ * the same with AVX-512 off: x86/quant_avx2.c's 8-row passes (Q4_K, Q5_K, Q6_K) and row kernels. */
+static void test_kquant_decode_rows(void) {
+    for (int v = 0; v < 2; v++) {
+        if (v == 0 && !mm_avx512_supported()) continue;
+        mm_avx512_allow(v == 0);
+        test_kquant_decode_rows_once(v ? "AVX2" : "AVX-512");
+    }
+    mm_avx512_allow(true);
 }
 
 int main(void) {

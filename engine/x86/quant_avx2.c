@@ -183,77 +183,136 @@ INLINE void acc_q6_K(const k6_block *kb, const block_q8_K *x, float *sum) {
 
 #define PF_AHEAD 1024 /* bytes of weights prefetched ahead of the block being read */
 
-/* One activation row (decode): the same integers and float steps as acc_q45_K, computed straight
+/* One block of one activation row (decode): the same integers as acc_q45_K, computed straight
  * from the block without storing it decoded. The scales reach the lanes by a byte shuffle of
- * the 8 int16 scales (in both 128-bit halves), the mins' term is one madd of the mins (each
- * twice) with the 16 bsums, and both sums are reduced together: exact integers, as the scalar
- * twin's. */
-INLINE float dot1_q45_K(bool q5, const uint8_t *row, const block_q8_K *x, int nb) {
-    const size_t bb = q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
+ * the 8 int16 scales (in both 128-bit halves), and the mins' term is one madd of the mins (each
+ * twice) with the 16 bsums: *acc and *msum hold the codes' and the mins' sums in 8 lanes each
+ * (exact integers, as the scalar twin's). */
+INLINE void blk_q45_K(bool q5, const uint8_t *blk, const block_q8_K *x, __m256i *acc_out,
+                      __m256i *msum) {
+    const block_q4_K *b4 = (const block_q4_K *)blk;
+    const block_q5_K *b5 = (const block_q5_K *)blk;
+    const uint8_t *scales = q5 ? b5->scales : b4->scales, *qs = q5 ? b5->qs : b4->qs;
+    const __m256i qh = q5 ? _mm256_loadu_si256((const __m256i *)b5->qh) : _mm256_setzero_si256();
+    __m256i scw, m2;
+    k4_scale_vectors(scales, &scw, &m2);
+    *msum = _mm256_madd_epi16(m2, _mm256_loadu_si256((const __m256i *)x->bsums));
+    __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 4
+    for (int p = 0; p < 4; p++) {
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * p));
+#pragma GCC unroll 2
+        for (int half = 0; half < 2; half++) {
+            const int s = 2 * p + half;
+            const __m256i c = q45_K_codes(q, qh, s, q5);
+            const __m256i xv = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * s));
+            const __m256i sc = _mm256_shuffle_epi8(scw, k4_lane_pattern(s));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(c, xv), sc));
+        }
+    }
+    *acc_out = acc;
+}
+
+/* One block of Q6_K against one activation row: as acc_q6_K, the 16 scales widened once and
+ * shuffled into the lanes (q6_K_scale_pair); *acc the codes' sum, *ssum the scales times the 16
+ * bsums (one madd), in 8 lanes each: exact integers. */
+INLINE void blk_q6_K(const block_q6_K *w, const block_q8_K *x, __m256i *acc_out, __m256i *ssum) {
+    const __m256i s16 = q6_K_scales16(w);
+    *ssum = _mm256_madd_epi16(s16, _mm256_loadu_si256((const __m256i *)x->bsums));
+    __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+        __m256i c[4];
+        q6_K_codes(c, w, h);
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            const int j = 4 * h + k;
+            const __m256i xv = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * j));
+            const __m256i sc = q6_K_scale_pair(s16, j);
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(c[k], xv), sc));
+        }
+    }
+    *acc_out = acc;
+}
+
+/* One weight row against one activation row: the blocks' sums reduced together (hsum2_i32),
+ * then the scalar twin's float steps. */
+INLINE float dot1_k(dtype t, const uint8_t *row, const block_q8_K *x, int nb) {
+    const size_t bb = dtype_block_bytes(t);
     float sum = 0.0f;
     for (int b = 0; b < nb; b++) {
-        const block_q4_K *b4 = (const block_q4_K *)(row + (size_t)b * bb);
-        const block_q5_K *b5 = (const block_q5_K *)b4;
+        const uint8_t *blk = row + (size_t)b * bb;
         /* the weights a few blocks ahead (the next row's, at the end of this one: rows are
          * contiguous): one row at a time is too few streams for the hardware prefetcher */
         for (size_t ahead = PF_AHEAD; ahead < PF_AHEAD + bb; ahead += 64)
-            _mm_prefetch((const char *)b4 + ahead, _MM_HINT_T0);
-        const uint8_t *scales = q5 ? b5->scales : b4->scales, *qs = q5 ? b5->qs : b4->qs;
-        const __m256i qh = q5 ? _mm256_loadu_si256((const __m256i *)b5->qh) : _mm256_setzero_si256();
-        __m256i scw, m2;
-        k4_scale_vectors(scales, &scw, &m2);
-        const __m256i msum =
-            _mm256_madd_epi16(m2, _mm256_loadu_si256((const __m256i *)x[b].bsums));
-        __m256i acc = _mm256_setzero_si256();
-#pragma GCC unroll 4
-        for (int p = 0; p < 4; p++) {
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * p));
-#pragma GCC unroll 2
-            for (int half = 0; half < 2; half++) {
-                const int s = 2 * p + half;
-                const __m256i c = q45_K_codes(q, qh, s, q5);
-                const __m256i xv = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * s));
-                const __m256i sc = _mm256_shuffle_epi8(scw, k4_lane_pattern(s));
-                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(c, xv), sc));
-            }
+            _mm_prefetch((const char *)blk + ahead, _MM_HINT_T0);
+        __m256i acc, vs;
+        int32_t isum, v;
+        if (t == DT_Q6_K) {
+            const block_q6_K *w = (const block_q6_K *)blk;
+            blk_q6_K(w, &x[b], &acc, &vs);
+            hsum2_i32(acc, vs, &isum, &v);
+            sum += (float)(isum - 32 * v) * (h2f(w->d) * x[b].d);
+        } else {
+            const block_q4_K *w = (const block_q4_K *)blk; /* Q5_K's d and dmin lie alike */
+            blk_q45_K(t == DT_Q5_K, blk, &x[b], &acc, &vs);
+            hsum2_i32(acc, vs, &isum, &v);
+            sum += (float)isum * (h2f(w->d) * x[b].d) - (float)v * (h2f(w->dmin) * x[b].d);
         }
-        int32_t isum, ms;
-        hsum2_i32(acc, msum, &isum, &ms);
-        const float d = h2f(q5 ? b5->d : b4->d), dmin = h2f(q5 ? b5->dmin : b4->dmin);
-        sum += (float)isum * (d * x[b].d) - (float)ms * (dmin * x[b].d);
     }
     return sum;
 }
 
-/* One activation row of Q6_K: as acc_q6_K, the 16 scales widened once per block and shuffled
- * into the lanes (q6_K_scale_pair), and the scales' term one madd with the 16 bsums, reduced
- * together with the codes' sum: exact integers. */
-INLINE float dot1_q6_K(const block_q6_K *w, const block_q8_K *x, int nb) {
-    float sum = 0.0f;
+/* The F16 in the high (or low) half of each of 8 dwords, exact to F32. */
+INLINE __m256 half8_ps(__m256i dd, bool high) {
+    const __m256i h =
+        high ? _mm256_srli_epi32(dd, 16) : _mm256_and_si256(dd, _mm256_set1_epi32(0xffff));
+    const __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(h, h), 0x08);
+    return _mm256_cvtph_ps(_mm256_castsi256_si128(p));
+}
+
+/* out[i] for the 8 rows row0 + i * rb against one activation row, block b of row i at row0 +
+ * b * bs + i * rb (in place: bs the block's bytes, rb the row's). Each row's block is dot1_k's,
+ * the 8 rows' sums are reduced together (hsum8x8: lane i is row i), and each lane runs its row's
+ * float steps in the scalar twin's order: the same bits as dot1_k, with one reduction tree per
+ * 8 rows instead of one per row. The next 8 rows are prefetched into L2 (as x86/avx2.c's
+ * tile_quant does). */
+INLINE void rows8_k(dtype t, float *out, const uint8_t *row0, size_t rb, size_t bs,
+                    const block_q8_K *x, int nb) {
+    const size_t bb = dtype_block_bytes(t);
+    /* the dword holding d (and Q4_K/Q5_K's dmin above it; Q6_K's d is its block's last bytes,
+     * so the dword before, d in its high half) */
+    const size_t dd_at = t == DT_Q6_K ? offsetof(block_q6_K, d) - 2 : offsetof(block_q4_K, d);
+    const __m256i gidx =
+        _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)rb));
+    __m256 sum = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++) {
-        for (size_t ahead = PF_AHEAD; ahead < PF_AHEAD + sizeof *w; ahead += 64)
-            _mm_prefetch((const char *)&w[b] + ahead, _MM_HINT_T0);
-        const __m256i s16 = q6_K_scales16(&w[b]);
-        const __m256i ssum =
-            _mm256_madd_epi16(s16, _mm256_loadu_si256((const __m256i *)x[b].bsums));
-        __m256i acc = _mm256_setzero_si256();
-#pragma GCC unroll 2
-        for (int h = 0; h < 2; h++) {
-            __m256i c[4];
-            q6_K_codes(c, &w[b], h);
-#pragma GCC unroll 4
-            for (int k = 0; k < 4; k++) {
-                const int j = 4 * h + k;
-                const __m256i xv = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * j));
-                const __m256i sc = q6_K_scale_pair(s16, j);
-                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(c[k], xv), sc));
-            }
+        const uint8_t *wb = row0 + (size_t)b * bs;
+        __m256i acc[8], vs[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) {
+            const uint8_t *blk = wb + (size_t)i * rb;
+            for (size_t l = 0; l < bb; l += 64)
+                _mm_prefetch((const char *)blk + 8 * rb + l, _MM_HINT_T1);
+            if (t == DT_Q6_K) blk_q6_K((const block_q6_K *)blk, &x[b], &acc[i], &vs[i]);
+            else blk_q45_K(t == DT_Q5_K, blk, &x[b], &acc[i], &vs[i]);
         }
-        int32_t isum, ss;
-        hsum2_i32(acc, ssum, &isum, &ss);
-        sum += (float)(isum - 32 * ss) * (h2f(w[b].d) * x[b].d);
+        const __m256i is = hsum8x8(acc), v = hsum8x8(vs);
+        const __m256i dd = _mm256_i32gather_epi32((const int *)(wb + dd_at), gidx, 1);
+        const __m256 xd = _mm256_set1_ps(x[b].d);
+        if (t == DT_Q6_K) { /* (isum - 32 ssum) * (d * x.d) */
+            const __m256i q = _mm256_sub_epi32(is, _mm256_slli_epi32(v, 5));
+            sum = _mm256_add_ps(
+                sum, _mm256_mul_ps(_mm256_cvtepi32_ps(q), _mm256_mul_ps(half8_ps(dd, true), xd)));
+        } else { /* isum * (d * x.d) - msum * (dmin * x.d) */
+            const __m256 a =
+                _mm256_mul_ps(_mm256_cvtepi32_ps(is), _mm256_mul_ps(half8_ps(dd, false), xd));
+            const __m256 m =
+                _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_mul_ps(half8_ps(dd, true), xd));
+            sum = _mm256_add_ps(sum, _mm256_sub_ps(a, m));
+        }
     }
-    return sum;
+    _mm256_storeu_ps(out, sum);
 }
 
 /* The K-quant rows: each weight block decoded once for a group of up to KT activation rows,
@@ -264,9 +323,10 @@ INLINE void rows_k(dtype t, float *out, const block_q8_K *xk, const tensor *w, i
     const int n = (int)w->ne[0], n_out = (int)w->ne[1], nb = n / QK_K;
     const size_t bb = dtype_block_bytes(t);
     if (T == 1) {
-        for (int r = r0; r < r1; r++)
-            out[r] = t == DT_Q6_K ? dot1_q6_K((const block_q6_K *)tensor_row(w, r), xk, nb)
-                                  : dot1_q45_K(t == DT_Q5_K, tensor_row(w, r), xk, nb);
+        const size_t rb = dtype_row_bytes(t, n);
+        int r = r0;
+        for (; r + 8 <= r1; r += 8) rows8_k(t, out + r, tensor_row(w, r), rb, bb, xk, nb);
+        for (; r < r1; r++) out[r] = dot1_k(t, tensor_row(w, r), xk, nb);
         return;
     }
     for (int r = r0; r < r1; r++) {
