@@ -503,12 +503,13 @@ static void test_dec_tiles(void) {
  * decode kernels (groups of 8) at T = 1-3 and 7 and past every type's switch to the tiles (T =
  * 19, in place). On 1-3 threads: row counts with a ragged rest after the groups, thread shares
  * that start and end inside a group (53 rows over 2 and 3 threads), fewer rows than a group
- * (nothing to repack). Q4_0 and IQ4_NL also with the AVX2 kernels (their one-row tiles read the
- * copy). The other 32-element types are not repacked. */
+ * (nothing to repack). Also with the AVX2 kernels, whose one-row tiles and passes read the copy
+ * of Q4_0, IQ4_NL, Q4_K, Q5_K and Q6_K. The other 32-element types are not repacked. */
 static void test_dec_repack(dtype type) {
     if (!mm_avx2_supported()) return;
     const bool kq = dtype_uses_q8_K(type);
-    if (kq && !mm_avx512_supported()) return; /* their layout is the AVX-512 kernels' only */
+    /* without AVX-512 VNNI, only Q4_K, Q5_K and Q6_K of the K-quants have a reader */
+    if (kq && !mm_avx512_supported() && !qdot_avx2_packed(type)) return;
     const int blk = kq ? QK_K : QK, group = kq ? 8 : 16;
     const int shapes[][2] = {{blk * 23, 53}, {blk * 2, 48}, {blk, kq ? 5 : 13}, {blk * 7, 100}};
     const int Ts[] = {1, 2, 3, kq ? 7 : 4, kq ? 19 : 7};
@@ -533,9 +534,9 @@ static void test_dec_repack(dtype type) {
             mm_scratch ms;
             CHECK(mm_scratch_init(&ms, T, n_in) == 0, "scratch");
             run(want, x, &w, T, &ms, 1, true);
-            /* Q4_0 and IQ4_NL twice: the AVX-512 tiles, then the AVX2 ones (AVX2's read the
-             * copy for one activation row) */
-            for (int v = 0; v < (kq ? 1 : 2); v++) {
+            /* twice: the AVX-512 kernels, then the AVX2 ones (which read the copy of Q4_0,
+             * IQ4_NL, Q4_K, Q5_K and Q6_K for one activation row, and ignore the others') */
+            for (int v = 0; v < 2; v++) {
                 mm_avx512_allow(v == 0);
                 for (int threads = 1; threads <= 3; threads++) {
                     memset(got, 0xff, (size_t)T * n_out * sizeof *got);

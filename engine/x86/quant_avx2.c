@@ -275,9 +275,10 @@ INLINE __m256 half8_ps(__m256i dd, bool high) {
  * b * bs + i * rb (in place: bs the block's bytes, rb the row's). Each row's block is dot1_k's,
  * the 8 rows' sums are reduced together (hsum8x8: lane i is row i), and each lane runs its row's
  * float steps in the scalar twin's order: the same bits as dot1_k, with one reduction tree per
- * 8 rows instead of one per row. The next 8 rows are prefetched into L2 (as x86/avx2.c's
- * tile_quant does). */
-INLINE void rows8_k(dtype t, float *out, const uint8_t *row0, size_t rb, size_t bs,
+ * 8 rows instead of one per row. In place, the next 8 rows are prefetched into L2 (as
+ * x86/avx2.c's tile_quant does); packed (qdot_avx512_repack's layout: rb the block's bytes, bs 8
+ * blocks), the rows are one stream, which the hardware prefetchers follow. */
+INLINE void rows8_k(dtype t, float *out, const uint8_t *row0, size_t rb, size_t bs, bool packed,
                     const block_q8_K *x, int nb) {
     const size_t bb = dtype_block_bytes(t);
     /* the dword holding d (and Q4_K/Q5_K's dmin above it; Q6_K's d is its block's last bytes,
@@ -292,7 +293,7 @@ INLINE void rows8_k(dtype t, float *out, const uint8_t *row0, size_t rb, size_t 
 #pragma GCC unroll 8
         for (int i = 0; i < 8; i++) {
             const uint8_t *blk = wb + (size_t)i * rb;
-            for (size_t l = 0; l < bb; l += 64)
+            for (size_t l = 0; !packed && l < bb; l += 64)
                 _mm_prefetch((const char *)blk + 8 * rb + l, _MM_HINT_T1);
             if (t == DT_Q6_K) blk_q6_K((const block_q6_K *)blk, &x[b], &acc[i], &vs[i]);
             else blk_q45_K(t == DT_Q5_K, blk, &x[b], &acc[i], &vs[i]);
@@ -325,7 +326,15 @@ INLINE void rows_k(dtype t, float *out, const block_q8_K *xk, const tensor *w, i
     if (T == 1) {
         const size_t rb = dtype_row_bytes(t, n);
         int r = r0;
-        for (; r + 8 <= r1; r += 8) rows8_k(t, out + r, tensor_row(w, r), rb, bb, xk, nb);
+        if (w->packed) /* the whole groups of 8 from the repacked copy (--repack) */
+            for (; r < r1 && r % 8; r++) out[r] = dot1_k(t, tensor_row(w, r), xk, nb);
+        for (; r + 8 <= r1; r += 8) {
+            if (w->packed)
+                rows8_k(t, out + r, (const uint8_t *)w->packed + (size_t)r * rb, bb, 8 * bb, true,
+                        xk, nb);
+            else
+                rows8_k(t, out + r, tensor_row(w, r), rb, bb, false, xk, nb);
+        }
         for (; r < r1; r++) out[r] = dot1_k(t, tensor_row(w, r), xk, nb);
         return;
     }
@@ -587,6 +596,11 @@ TARGET static void rows_q6_K_lanes(float *out, const q8_K_x4 *xr, const tensor *
  * 34.3-37.0, T=8 38.6 -> 46.4; Q6_K T=8 40.6 -> 32.4, T=12 37.0-37.6 -> 40.3-41.2, T=16 39.7 ->
  * 47.1. Q6_K's columns stay exact in int16 only in pairs and its codes cost more to unpack, so
  * its tiles need more activation rows to pay for each block's fixed work. */
+bool qdot_avx2_packed(dtype t) {
+    return (t == DT_Q4_K || t == DT_Q5_K || t == DT_Q6_K) && mm_avx2_supported() &&
+           !qdot_avx512_has(t);
+}
+
 int qdot_avx2_lanes_min(dtype t) {
     if (!mm_avx2_supported() || qdot_avx512_has(t)) return 0;
     return t == DT_Q4_K ? 3 : t == DT_Q5_K ? 6 : t == DT_Q6_K ? 12 : 0;
@@ -673,6 +687,11 @@ void qdot_rows_avx2(float *out, const block_q8_act *xq, const block_q8_K *xk, co
 int qdot_avx2_lanes_min(dtype t) {
     (void)t;
     return 0;
+}
+
+bool qdot_avx2_packed(dtype t) {
+    (void)t;
+    return false;
 }
 
 void quantize_row_q8_K_avx2(block_q8_K *out, const float *x, int64_t n) {

@@ -31,6 +31,10 @@ void mm_repack_K_x4(q8_K_x4 *xr, const block_q8_K *xk, int T, int t0, int nb);
  * whose kernels take the K-quants). */
 int qdot_avx2_lanes_min(dtype t);
 
+/* True when this CPU's AVX2 decode of type t reads --repack's copy of the K-quants
+ * (qdot_avx512_repack's layout, groups of 8 rows): Q4_K, Q5_K and Q6_K without AVX-512 VNNI. */
+bool qdot_avx2_packed(dtype t);
+
 /* out (T, n_out), columns [r0, r1) only: out[t][r] = dot(w row r, activation row t), with xq
  * (T, n_in / QK) for the 32-element types and xk (T, n_in / QK_K) for the K-quants, and xkr
  * (ceil(T / 4), n_in / QK_K) xk through mm_repack_K_x4 when T >= qdot_avx2_lanes_min(w->type),

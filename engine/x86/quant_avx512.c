@@ -5,6 +5,7 @@
  * together. Exact integers per block and the scalar twin's float steps per block, in order:
  * the bits of dot_q2_K .. dot_iq4_xs. */
 #include "quant_avx512.h"
+#include "quant_avx2.h"
 
 #include "x86.h"
 
@@ -620,7 +621,8 @@ bool qdot_avx512_has(dtype t) {
 }
 
 size_t qdot_avx512_packed_bytes(const tensor *w) {
-    if (!qdot_avx512_has(w->type) || w->ne[1] < DEC_R) return 0;
+    /* the same layout serves x86/quant_avx2.c's 8-row passes (qdot_avx2_packed) */
+    if (!(qdot_avx512_has(w->type) || qdot_avx2_packed(w->type)) || w->ne[1] < DEC_R) return 0;
     return (size_t)(w->ne[1] / DEC_R) * DEC_R * dtype_row_bytes(w->type, w->ne[0]);
 }
 

@@ -21,8 +21,10 @@ void qdot_rows_avx512(float *out, const block_q8_K *xk, const tensor *w, int T, 
 /* The opt-in --repack for these types (through x86.h mm_dec_packed_bytes and mm_dec_repack):
  * each group of 8 rows becomes one stream, block 0 of the 8 rows, then block 1, and so on, which
  * the row-by-row decode kernels read with w->packed set (fewer than one_t_max activation rows;
- * the tiles read w->data). The same bits. The bytes a tensor's copy takes (whole groups of 8
- * only; 0 when qdot_avx512_has(w->type) is false), and the copy itself into dst. */
+ * the tiles read w->data), and so do x86/quant_avx2.c's 8-row decode passes of Q4_K, Q5_K and
+ * Q6_K without AVX-512 (qdot_avx2_packed). The same bits. The bytes a tensor's copy takes
+ * (whole groups of 8 only; 0 when neither qdot_avx512_has(w->type) nor qdot_avx2_packed), and
+ * the copy itself into dst. */
 size_t qdot_avx512_packed_bytes(const tensor *w);
 void qdot_avx512_repack(void *dst, const tensor *w);
 

@@ -77,11 +77,12 @@ void mm_set_float_zmm_min(int t);
  * so a tile reads one contiguous stream, with no inserts and no gather. The K-quants and IQ4_XS:
  * each group of 8 rows becomes one stream of its rows' blocks (quant_avx512.h
  * qdot_avx512_repack). Only whole groups are repacked (the rest of a tensor is read in place);
- * the results are the in-place kernels' bits. The AVX2 decode tiles read the Q4_0/IQ4_NL layout
- * too (x86/avx2.c tile_packed16). The bytes a tensor's copy takes (0 when it has no whole group,
- * or is none of those types, or the CPU lacks AVX2, or AVX-512 VNNI for the K-quants and IQ4_XS:
- * then there is nothing to gain), and the copy itself into dst (caller allocates those bytes,
- * any alignment; set w->packed = dst afterwards). Pure functions of w; thread-safe. */
+ * the results are the in-place kernels' bits. The AVX2 decode reads the Q4_0/IQ4_NL layout too
+ * (x86/avx2.c tile_packed16), and Q4_K/Q5_K/Q6_K's (x86/quant_avx2.c rows8_k). The bytes a
+ * tensor's copy takes (0 when it has no whole group, or is none of those types, or the CPU lacks
+ * AVX2, or AVX-512 VNNI for Q2_K, Q3_K and IQ4_XS: then there is nothing to gain), and the copy
+ * itself into dst (caller allocates those bytes, any alignment; set w->packed = dst afterwards).
+ * Pure functions of w; thread-safe. */
 #define MM_DEC_PACK_BYTES (16 * sizeof(uint16_t) + 16 * QK / 2)
 size_t mm_dec_packed_bytes(const tensor *w);
 void mm_dec_repack(void *dst, const tensor *w);
