@@ -596,14 +596,14 @@ TARGET static void rows_q6_K_lanes(float *out, const q8_K_x4 *xr, const tensor *
  * 34.3-37.0, T=8 38.6 -> 46.4; Q6_K T=8 40.6 -> 32.4, T=12 37.0-37.6 -> 40.3-41.2, T=16 39.7 ->
  * 47.1. Q6_K's columns stay exact in int16 only in pairs and its codes cost more to unpack, so
  * its tiles need more activation rows to pay for each block's fixed work. */
-bool qdot_avx2_packed(dtype t) {
-    return (t == DT_Q4_K || t == DT_Q5_K || t == DT_Q6_K) && mm_avx2_supported() &&
-           !qdot_avx512_has(t);
-}
-
 int qdot_avx2_lanes_min(dtype t) {
     if (!mm_avx2_supported() || qdot_avx512_has(t)) return 0;
     return t == DT_Q4_K ? 3 : t == DT_Q5_K ? 6 : t == DT_Q6_K ? 12 : 0;
+}
+
+bool qdot_avx2_packed(dtype t) {
+    return (t == DT_Q4_K || t == DT_Q5_K || t == DT_Q6_K) && mm_avx2_supported() &&
+           !qdot_avx512_has(t);
 }
 
 bool qdot_avx2_has(dtype t) {
