@@ -177,7 +177,7 @@ INLINE __m256i blend_group(__m256i a, __m256i b, int RT, bool by_row, int k) {
 INLINE void tile_quant(dtype type, float *out, int ldo, const uint8_t *w, size_t wstride,
                        const block_q8_act *x, int ldx, int nb, int RW, int RT) {
     const __m256i ones = _mm256_set1_epi16(1), eights = _mm256_set1_epi8(8);
-    const size_t bb = type == DT_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0); /* IQ4_NL's too */
+    const size_t bb = q32_bytes(type);
     const bool sgn = type != DT_Q4_0; /* signed values: Q8_0's codes, IQ4_NL's levels */
     __m256 sum = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++) {
@@ -343,17 +343,6 @@ INLINE int lanes_cols(dtype t) {
 INLINE bool lanes_signed(dtype t) { return t == DT_Q8_0 || t == DT_IQ4_NL; }
 INLINE bool lanes_min(dtype t) { return t == DT_Q4_1 || t == DT_Q5_1; }
 
-INLINE size_t lanes_block_bytes(dtype t) {
-    switch (t) {
-    case DT_Q8_0: return sizeof(block_q8_0);
-    case DT_Q4_0: return sizeof(block_q4_0);
-    case DT_Q4_1: return sizeof(block_q4_1);
-    case DT_Q5_0: return sizeof(block_q5_0);
-    case DT_Q5_1: return sizeof(block_q5_1);
-    default: return sizeof(block_iq4_nl);
-    }
-}
-
 /* 0x10 in byte j of lane i where bit 16 * half + j of row i's qh is set (Q5_0/Q5_1's fifth
  * bits of elements 16 * half + j). */
 INLINE __m256i lanes_fifth_bits(const uint8_t *a, const uint8_t *b, size_t qh, int half) {
@@ -401,7 +390,7 @@ INLINE void lanes_values(dtype t, const uint8_t *a, const uint8_t *b, __m256i *l
 INLINE void tile_lanes(dtype type, float *out, int ldo, const uint8_t *const w[4], size_t rb,
                        int nw, const q8_act_x4 *xr, size_t gstride, int nt, int nb, int NG) {
     const __m256i ones = _mm256_set1_epi16(1);
-    const size_t bb = lanes_block_bytes(type);
+    const size_t bb = q32_bytes(type);
     const int ce = lanes_cols(type);
     /* the unsigned codes' offset as a shift (8: 3, 16: 4), -1: none */
     const int sh = type == DT_Q4_0 ? 3 : type == DT_Q5_0 ? 4 : -1;

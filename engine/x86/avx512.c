@@ -119,13 +119,6 @@ INLINE512 int q32_off_shift(dtype t) { /* off = 1 << shift; -1: off 0 */
     return t == DT_Q4_0 ? 3 : t == DT_Q5_0 ? 4 : t == DT_IQ4_NL ? 7 : -1;
 }
 INLINE512 bool q32_min(dtype t) { return t == DT_Q4_1 || t == DT_Q5_1; }
-INLINE512 size_t q32_bytes(dtype t) {
-    return t == DT_Q4_0   ? sizeof(block_q4_0)
-           : t == DT_Q4_1 ? sizeof(block_q4_1)
-           : t == DT_Q5_0 ? sizeof(block_q5_0)
-           : t == DT_Q5_1 ? sizeof(block_q5_1)
-                          : sizeof(block_iq4_nl);
-}
 
 /* The 16 bytes at off of blk[i] in 128-bit lane i, i < 4. */
 INLINE512 __m512i lanes4(const uint8_t *const blk[4], int off) {
@@ -185,7 +178,7 @@ INLINE512 void q32_codes4(dtype t, const uint8_t *const blk[4], __m512i *lo, __m
  * xr[0 .. NG) (gstride blocks apart) over nb blocks; out[t * ldo + i] for i < nw, t < nt. */
 INLINE512 void tile_vnni(dtype type, float *out, int ldo, const uint8_t *const w[4], size_t rb,
                          int nw, const q8_act_x4 *xr, size_t gstride, int nt, int nb, int NG) {
-    const size_t bb = type == DT_Q8_0 ? sizeof(block_q8_0) : q32_bytes(type);
+    const size_t bb = q32_bytes(type);
     const __m512i bias = _mm512_set1_epi8((char)0x80);
     /* the weight offset (128 for Q8_0) as a shift; -1: none (the types with a min) */
     const int sh = type == DT_Q8_0 ? 7 : q32_off_shift(type);

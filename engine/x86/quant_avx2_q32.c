@@ -33,11 +33,6 @@ INLINE __m256i fifth_bits(const uint8_t qh[4]) {
     return _mm256_and_si256(b, _mm256_set1_epi8(0x10));
 }
 
-INLINE size_t q32_block_bytes(dtype t) {
-    return t == DT_Q4_1 ? sizeof(block_q4_1)
-           : t == DT_Q5_0 ? sizeof(block_q5_0)
-           : t == DT_Q5_1 ? sizeof(block_q5_1) : sizeof(block_iq4_nl);
-}
 
 /* Q4_1 and Q5_1 have a min: the twin adds the activation block's sum times m * x.d. */
 INLINE bool q32_has_min(dtype t) {
@@ -80,7 +75,7 @@ INLINE __m256 q32_steps(dtype t, __m256 sum, __m256i isum, __m128i d16, __m128i 
  * xs[k / R]). R divides 8, so every vector has the same weight rows in the same lanes. */
 INLINE void q32_pass(dtype t, __m256 sum[2], const uint8_t *const rows[], size_t rb,
                      const block_q8_act *const xs[], int R, int TT, int nb) {
-    const size_t bb = q32_block_bytes(t);
+    const size_t bb = q32_bytes(t);
     const int nv = R * TT / 8;
     for (int g = 0; g < nv; g++) sum[g] = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++) {
