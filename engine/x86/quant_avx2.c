@@ -1,6 +1,7 @@
 /* x86/quant_avx2: AVX2 twins of the scalar dot products in quant_dot.c, for the types of the
- * K-quant mixes people download most (Q4_K, Q5_K, Q6_K; the 32-element types of those mixes
- * are in quant_avx2_q32.c, where qdot_rows_avx2 sends them).
+ * K-quant mixes people download most (Q4_K, Q5_K, Q6_K; Q2_K, Q3_K and IQ4_XS are in
+ * quant_avx2_k2.c, where qdot_rows_avx2 sends them; the 32-element types go through
+ * x86/avx2.c's mm_rows_x86).
  * Each computes the same exact integers per block as its scalar twin (codes times activation
  * codes with maddubs/madd, then the block's scales), and then the scalar twin's float steps per
  * block, in the same order: the results are the same bits. The K-quants decode each weight
@@ -607,16 +608,12 @@ bool qdot_avx2_packed(dtype t) {
 }
 
 bool qdot_avx2_has(dtype t) {
-    return qdot_avx2_k2_has(t) || qdot_avx2_q32_has(t) ||
+    return qdot_avx2_k2_has(t) ||
            (mm_avx2_supported() && (t == DT_Q4_K || t == DT_Q5_K || t == DT_Q6_K));
 }
 
 void qdot_rows_avx2(float *out, const block_q8_act *xq, const block_q8_K *xk, const q8_K_x4 *xkr,
                     const tensor *w, int T, int r0, int r1) {
-    if (qdot_avx2_q32_has(w->type)) {
-        qdot_rows_avx2_q32(out, xq, w, T, r0, r1);
-        return;
-    }
     if (qdot_avx2_k2_has(w->type)) {
         qdot_rows_avx2_k2(out, xq, xk, w, T, r0, r1);
         return;

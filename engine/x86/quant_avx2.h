@@ -7,8 +7,8 @@
 
 #include <stdbool.h>
 
-/* True when this CPU has AVX2 and there is a kernel here for type t (Q4_1, Q5_0, Q5_1, Q4_K,
- * Q5_K, Q6_K, and those of qdot_avx2_k2_has). */
+/* True when this CPU has AVX2 and there is a kernel here for type t (Q4_K, Q5_K, Q6_K, and
+ * those of qdot_avx2_k2_has; the 32-element types are x86.h mm_q32_x86's). */
 bool qdot_avx2_has(dtype t);
 
 /* The Q8_K blocks of 4 activation rows (rows past T are zero), one block position, laid out for
@@ -52,9 +52,9 @@ bool qdot_avx2_k2_has(dtype t);
 void qdot_rows_avx2_k2(float *out, const block_q8_act *xq, const block_q8_K *xk, const tensor *w,
                        int T, int r0, int r1);
 
-/* x86/quant_avx2_q32.c: the same contract for Q4_1, Q5_0, Q5_1 and IQ4_NL (qdot_rows_avx2
- * sends those types there; they read only xq). */
-bool qdot_avx2_q32_has(dtype t);
+/* x86/quant_avx2_q32.c: the same contract for Q4_1, Q5_0, Q5_1 and IQ4_NL with up to 3
+ * activation rows, on xq only: the rows x86/avx2.c's and x86/avx512.c's tiles leave to it
+ * (mm_rows_x86). Call only when mm_q32_x86(w->type). */
 void qdot_rows_avx2_q32(float *out, const block_q8_act *xq, const tensor *w, int T, int r0,
                         int r1);
 

@@ -155,11 +155,6 @@ Q32_KERNELS(rows_q5_0, DT_Q5_0)
 Q32_KERNELS(rows_q5_1, DT_Q5_1)
 Q32_KERNELS(rows_iq4_nl, DT_IQ4_NL)
 
-bool qdot_avx2_q32_has(dtype t) {
-    return mm_avx2_supported() &&
-           (t == DT_Q4_1 || t == DT_Q5_0 || t == DT_Q5_1 || t == DT_IQ4_NL);
-}
-
 void qdot_rows_avx2_q32(float *out, const block_q8_act *xq, const tensor *w, int T, int r0,
                         int r1) {
     switch (w->type) {
@@ -167,16 +162,11 @@ void qdot_rows_avx2_q32(float *out, const block_q8_act *xq, const tensor *w, int
     case DT_Q5_0: rows_q5_0(out, xq, w, T, r0, r1); return;
     case DT_Q5_1: rows_q5_1(out, xq, w, T, r0, r1); return;
     case DT_IQ4_NL: rows_iq4_nl(out, xq, w, T, r0, r1); return;
-    default: return; /* qdot_avx2_q32_has says which */
+    default: return; /* mm_q32_x86 says which */
     }
 }
 
 #else /* not x86 */
-
-bool qdot_avx2_q32_has(dtype t) {
-    (void)t;
-    return false;
-}
 
 void qdot_rows_avx2_q32(float *out, const block_q8_act *xq, const tensor *w, int T, int r0,
                         int r1) {
