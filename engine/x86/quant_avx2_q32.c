@@ -70,18 +70,16 @@ INLINE __m256 q32_steps(dtype t, __m256 sum, __m256i isum, __m128i d16, __m128i 
     return _mm256_add_ps(sum, s);
 }
 
-/* One pass over the nb blocks: R weight rows against TT activation rows (R * TT = 8 or 16) into
- * R * TT / 8 vectors of sums; pair k = 8 g + l, in lane l of sum[g], is (rows[k % R],
- * xs[k / R]). R divides 8, so every vector has the same weight rows in the same lanes. */
-INLINE void q32_pass(dtype t, __m256 sum[2], const uint8_t *const rows[], size_t rb,
-                     const block_q8_act *const xs[], int R, int TT, int nb) {
+/* One pass over the nb blocks: R weight rows against TT activation rows (R * TT = 8) into one
+ * vector of sums; pair l, in lane l, is (rows[l % R], xs[l / R]). */
+INLINE __m256 q32_pass(dtype t, const uint8_t *const rows[], size_t rb,
+                       const block_q8_act *const xs[], int R, int TT, int nb) {
     const size_t bb = q32_bytes(t);
-    const int nv = R * TT / 8;
-    for (int g = 0; g < nv; g++) sum[g] = _mm256_setzero_ps();
+    __m256 sum = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++) {
-        __m256i v[8], xv[4];
+        __m256i v[8], xv[2];
         uint16_t dh[8], mh[8];
-        int32_t as[4] = {0, 0, 0, 0};
+        int32_t as[2] = {0, 0};
         for (int i = 0; i < R; i++) {
             const uint8_t *blk = rows[i] + (size_t)b * bb;
             /* the same block of the next pass's row (rows are contiguous, R apart): rows are
@@ -103,20 +101,16 @@ INLINE void q32_pass(dtype t, __m256 sum[2], const uint8_t *const rows[], size_t
         const __m128i m16 = _mm_setr_epi16((short)mh[0 % R], (short)mh[1 % R], (short)mh[2 % R],
                                            (short)mh[3 % R], (short)mh[4 % R], (short)mh[5 % R],
                                            (short)mh[6 % R], (short)mh[7 % R]);
-        for (int g = 0; g < nv; g++) {
-            const int k0 = 8 * g;
-            __m256i p[8];
-            for (int l = 0; l < 8; l++) p[l] = q32_isum(t, v[(k0 + l) % R], xv[(k0 + l) / R]);
-            const __m256 xd = _mm256_setr_ps(
-                xs[(k0 + 0) / R][b].d, xs[(k0 + 1) / R][b].d, xs[(k0 + 2) / R][b].d,
-                xs[(k0 + 3) / R][b].d, xs[(k0 + 4) / R][b].d, xs[(k0 + 5) / R][b].d,
-                xs[(k0 + 6) / R][b].d, xs[(k0 + 7) / R][b].d);
-            const __m256i va = _mm256_setr_epi32(
-                as[(k0 + 0) / R], as[(k0 + 1) / R], as[(k0 + 2) / R], as[(k0 + 3) / R],
-                as[(k0 + 4) / R], as[(k0 + 5) / R], as[(k0 + 6) / R], as[(k0 + 7) / R]);
-            sum[g] = q32_steps(t, sum[g], hsum8x8(p), d16, m16, va, xd);
-        }
+        __m256i p[8];
+        for (int l = 0; l < 8; l++) p[l] = q32_isum(t, v[l % R], xv[l / R]);
+        const __m256 xd = _mm256_setr_ps(xs[0 / R][b].d, xs[1 / R][b].d, xs[2 / R][b].d,
+                                         xs[3 / R][b].d, xs[4 / R][b].d, xs[5 / R][b].d,
+                                         xs[6 / R][b].d, xs[7 / R][b].d);
+        const __m256i va = _mm256_setr_epi32(as[0 / R], as[1 / R], as[2 / R], as[3 / R],
+                                             as[4 / R], as[5 / R], as[6 / R], as[7 / R]);
+        sum = q32_steps(t, sum, hsum8x8(p), d16, m16, va, xd);
     }
+    return sum;
 }
 
 /* Rows [r0, r1) against the T activation rows in passes of R x TT; a ragged pass repeats its
@@ -124,17 +118,16 @@ INLINE void q32_pass(dtype t, __m256 sum[2], const uint8_t *const rows[], size_t
 INLINE void q32_rows(dtype t, int R, int TT, float *out, const block_q8_act *xq, const tensor *w,
                      int T, int r0, int r1) {
     const int n_out = (int)w->ne[1], nb = (int)w->ne[0] / QK;
+    const size_t rb = dtype_row_bytes(t, (int)w->ne[0]);
     for (int r = r0; r < r1; r += R) {
         const uint8_t *rows[8];
         for (int i = 0; i < R; i++) rows[i] = tensor_row(w, r + i < r1 ? r + i : r1 - 1);
         for (int t0 = 0; t0 < T; t0 += TT) {
-            const block_q8_act *xs[4];
+            const block_q8_act *xs[2];
             for (int j = 0; j < TT; j++) xs[j] = xq + (size_t)(t0 + j < T ? t0 + j : T - 1) * nb;
-            __m256 sum[2];
-            float o[16];
-            q32_pass(t, sum, rows, dtype_row_bytes(t, (int)w->ne[0]), xs, R, TT, nb);
-            for (int g = 0; g < R * TT / 8; g++) _mm256_storeu_ps(o + 8 * g, sum[g]);
-            for (int k = 0; k < R * TT; k++)
+            float o[8];
+            _mm256_storeu_ps(o, q32_pass(t, rows, rb, xs, R, TT, nb));
+            for (int k = 0; k < 8; k++)
                 if (r + k % R < r1 && t0 + k / R < T)
                     out[(size_t)(t0 + k / R) * n_out + r + k % R] = o[k];
         }
