@@ -137,6 +137,34 @@ INLINE __m256i hsum8x8_epi16(const __m256i v[QP_MAX]) {
         _mm_add_epi16(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
 }
 
+/* IQ4_NL's signed levels for nibbles 0..15 in each byte. */
+INLINE __m256i iq4_levels_of(__m256i nibbles) {
+    const __m256i lv =
+        _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)iq4_levels));
+    return _mm256_shuffle_epi8(lv, nibbles);
+}
+
+/* The steps above, shared by tile_quant and tile_packed16. sgn: signed weight values (Q8_0's
+ * codes, IQ4_NL's levels), else Q4_0's nibbles. What an activation block contributes to every
+ * pair: |x| for the signed values, 8 * (x[2i] + x[2i+1]) in int16 for Q4_0. */
+INLINE __m256i quant_xs(bool sgn, __m256i xv) {
+    return sgn ? _mm256_sign_epi8(xv, xv) : _mm256_maddubs_epi16(_mm256_set1_epi8(8), xv);
+}
+
+/* One pair's partial sums of weight values w times activations x: int32 for the signed values,
+ * int16 (q - 8) * x pair sums (|.| <= 2032) for Q4_0. */
+INLINE __m256i quant_pair(bool sgn, __m256i w, __m256i xv, __m256i xs) {
+    if (sgn)
+        return _mm256_madd_epi16(_mm256_maddubs_epi16(xs, _mm256_sign_epi8(w, xv)),
+                                 _mm256_set1_epi16(1));
+    return _mm256_sub_epi16(_mm256_maddubs_epi16(w, xv), xs);
+}
+
+/* The exact sums of 8 pairs (lane i: pair i) from quant_pair's partial sums. */
+INLINE __m256i quant_sums(bool sgn, const __m256i p[QP_MAX]) {
+    return sgn ? hsum8x8_epi32(p) : hsum8x8_epi16(p);
+}
+
 /* F16 scales in the low 16 bits of each 32-bit lane, as F32: exact for every finite F16 (the
  * exponent and mantissa move into F32 position, then a multiply by 2^112 rebiases the exponent,
  * which also makes F16 subnormals exact normals). Infinity and NaN scales (never written by a
@@ -176,7 +204,6 @@ INLINE __m256i blend_group(__m256i a, __m256i b, int RT, bool by_row, int k) {
 
 INLINE void tile_quant(dtype type, float *out, int ldo, const uint8_t *w, size_t wstride,
                        const block_q8_act *x, int ldx, int nb, int RW, int RT) {
-    const __m256i ones = _mm256_set1_epi16(1), eights = _mm256_set1_epi8(8);
     const size_t bb = q32_bytes(type);
     const bool sgn = type != DT_Q4_0; /* signed values: Q8_0's codes, IQ4_NL's levels */
     __m256 sum = _mm256_setzero_ps();
@@ -187,7 +214,7 @@ INLINE void tile_quant(dtype type, float *out, int ldo, const uint8_t *w, size_t
         for (int t = 0; t < RT; t++) {
             const block_q8_act *xb = x + (size_t)t * ldx + b;
             xv[t] = _mm256_loadu_si256((const __m256i *)xb->qs);
-            xs[t] = sgn ? _mm256_sign_epi8(xv[t], xv[t]) : _mm256_maddubs_epi16(eights, xv[t]);
+            xs[t] = quant_xs(sgn, xv[t]);
             __m256 d = _mm256_broadcast_ss(&xb->d);
             dx = t == 0 ? d
                         : _mm256_castsi256_ps(blend_group(_mm256_castps_si256(dx),
@@ -205,25 +232,17 @@ INLINE void tile_quant(dtype type, float *out, int ldo, const uint8_t *w, size_t
             _mm_prefetch((const char *)blk + RW * wstride, _MM_HINT_T1);
             __m256i wq = type == DT_Q8_0 ? load_q8_0((const block_q8_0 *)blk)
                                          : load_q4_0((const block_q4_0 *)blk);
-            if (type == DT_IQ4_NL) /* the nibbles index IQ4_NL's levels */
-                wq = _mm256_shuffle_epi8(
-                    _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)iq4_levels)), wq);
+            if (type == DT_IQ4_NL) wq = iq4_levels_of(wq); /* the nibbles index its levels */
             int32_t d32;
             memcpy(&d32, blk, 4); /* d and the first quant bytes; the high half is masked off */
             __m256i d = _mm256_set1_epi32(d32);
             dwh = r == 0 ? d : blend_group(dwh, d, RT, true, r);
 #pragma GCC unroll 2
-            for (int t = 0; t < RT; t++) {
-                if (sgn)
-                    p[r * RT + t] = _mm256_madd_epi16(
-                        _mm256_maddubs_epi16(xs[t], _mm256_sign_epi8(wq, xv[t])), ones);
-                else /* int16 (q - 8) * x pair sums, |.| <= 2032 */
-                    p[r * RT + t] = _mm256_sub_epi16(_mm256_maddubs_epi16(wq, xv[t]), xs[t]);
-            }
+            for (int t = 0; t < RT; t++) p[r * RT + t] = quant_pair(sgn, wq, xv[t], xs[t]);
         }
         /* scale = d_w * d_x lane by lane: the same float product as the scalar kernel's */
         __m256 scale = _mm256_mul_ps(f16_lo_to_f32(dwh), dx);
-        __m256i is = sgn ? hsum8x8_epi32(p) : hsum8x8_epi16(p);
+        __m256i is = quant_sums(sgn, p);
         __m256 isum = _mm256_cvtepi32_ps(is); /* exact: |isum| < 2^24 */
         sum = _mm256_add_ps(sum, _mm256_mul_ps(isum, scale));
     }
@@ -242,16 +261,12 @@ INLINE void tile_quant(dtype type, float *out, int ldo, const uint8_t *w, size_t
  * block's F16 there. The same integers and float steps as tile_quant: the same bits. */
 INLINE void tile_packed16(dtype type, float *out, const uint8_t *wg, const block_q8_act *x,
                           int nb) {
-    const __m256i ones = _mm256_set1_epi16(1), eights = _mm256_set1_epi8(8);
-    const __m256i lv =
-        _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)iq4_levels));
+    const bool sgn = type == DT_IQ4_NL;
     __m256 sum[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
     for (int b = 0; b < nb; b++) {
         const uint8_t *wb = wg + (size_t)b * MM_DEC_PACK_BYTES;
         const __m256i xv = _mm256_loadu_si256((const __m256i *)x[b].qs);
-        /* IQ4_NL: |x| (its signed levels' sign goes onto it); Q4_0: 8 * (x[2i] + x[2i+1]) */
-        const __m256i xs = type == DT_IQ4_NL ? _mm256_sign_epi8(xv, xv)
-                                             : _mm256_maddubs_epi16(eights, xv);
+        const __m256i xs = quant_xs(sgn, xv);
         const __m256 dx = _mm256_broadcast_ss(&x[b].d);
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
@@ -260,15 +275,9 @@ INLINE void tile_packed16(dtype type, float *out, const uint8_t *wg, const block
             for (int l = 0; l < 8; l++) {
                 const int slot = 8 * h + l, row = 4 * (slot % 4) + slot / 4;
                 const __m256i q = load_nibbles(wb + 32 + 16 * row); /* after the 16 scales */
-                if (type == DT_IQ4_NL)
-                    p[l] = _mm256_madd_epi16(
-                        _mm256_maddubs_epi16(xs,
-                                             _mm256_sign_epi8(_mm256_shuffle_epi8(lv, q), xv)),
-                        ones);
-                else
-                    p[l] = _mm256_sub_epi16(_mm256_maddubs_epi16(q, xv), xs);
+                p[l] = quant_pair(sgn, sgn ? iq4_levels_of(q) : q, xv, xs);
             }
-            const __m256i is = type == DT_IQ4_NL ? hsum8x8_epi32(p) : hsum8x8_epi16(p);
+            const __m256i is = quant_sums(sgn, p);
             const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(wb + 16 * h)));
             sum[h] = _mm256_add_ps(sum[h],
                                    _mm256_mul_ps(_mm256_cvtepi32_ps(is), _mm256_mul_ps(d, dx)));
@@ -376,10 +385,8 @@ INLINE void lanes_values(dtype t, const uint8_t *a, const uint8_t *b, __m256i *l
     *lo = _mm256_and_si256(z, m4);
     *hi = _mm256_and_si256(_mm256_srli_epi16(z, 4), m4);
     if (t == DT_IQ4_NL) {
-        const __m256i lv =
-            _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)iq4_levels));
-        *lo = _mm256_shuffle_epi8(lv, *lo);
-        *hi = _mm256_shuffle_epi8(lv, *hi);
+        *lo = iq4_levels_of(*lo);
+        *hi = iq4_levels_of(*hi);
     } else if (t == DT_Q5_0 || t == DT_Q5_1) {
         const size_t qh = t == DT_Q5_0 ? offsetof(block_q5_0, qh) : offsetof(block_q5_1, qh);
         *lo = _mm256_or_si256(*lo, lanes_fifth_bits(a, b, qh, 0));
