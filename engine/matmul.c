@@ -269,7 +269,8 @@ static int xr_tile_min(dtype t) {
 void mm_row_tiling(dtype t, int *exact, int *group) {
     *exact = 1, *group = 1;
     if (!mm_using_simd()) return;
-    const int min = xr_tile_min(t) > 0 ? xr_tile_min(t) : qdot_avx2_lanes_min(t);
+    int min = xr_tile_min(t);
+    if (min == 0) min = qdot_avx2_lanes_min(t);
     if (min > 0) *exact = min - 1, *group = 4;
 }
 
@@ -298,8 +299,7 @@ void matmul(float *out, const float *x, const tensor *w, int T, mm_scratch *s, p
          * the AVX2 4 x 2 and 8 x 1 tiles too */
         const int min = xr_tile_min(w->type);
         q8_act_x4 *xr = simd && min > 0 && T >= min ? s->xr : NULL;
-        quant_job q = {s->xq, simd_type(w->type) ? xr : NULL, NULL, NULL, x, T, (int)w->ne[0],
-                       act_quantizer(simd), NULL};
+        quant_job q = {s->xq, xr, NULL, NULL, x, T, (int)w->ne[0], act_quantizer(simd), NULL};
         /* a few rows are quicker to quantize here than to hand to the pool */
         if (T < 2 * pool_size(p))
             quant_rows(&q, 0, 1);
