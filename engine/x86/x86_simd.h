@@ -260,7 +260,7 @@ INLINE void tile_float(dtype type, float *out, int ldo, const uint8_t *w, size_t
 INLINE void rows_float_block(dtype type, float *out, const float *x, const uint8_t *wr, size_t rb,
                              int n, int n_out, int t0, int t1, int RW) {
     __m256 save[TG * RW_MAX];
-    const int kc = type == DT_F32 && mm_float_kc() > 512 ? 512 : mm_float_kc();
+    const int kc0 = mm_float_kc(), kc = type == DT_F32 && kc0 > 512 ? 512 : kc0;
     const int kstep = t1 - t0 > RT_MAX ? kc : n;
     for (int k0 = 0; k0 < n; k0 += kstep) {
         int k1 = k0 + kstep < n ? k0 + kstep : n;
