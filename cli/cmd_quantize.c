@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -349,6 +350,16 @@ static void on_signal(int sig) {
     errno = saved;
 }
 
+/* SIGINT, SIGTERM and SIGHUP: the signals that interrupt a command. */
+static const sigset_t *interrupt_signals(void) {
+    static sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    return &set;
+}
+
 /* Installs on_signal for the signals that interrupt a command (old: the three previous
  * actions), or puts old back (install false). */
 static void interrupt_handlers(bool install, struct sigaction old[3]) {
@@ -366,12 +377,20 @@ static int write_file(const char *out_path, const qinput *in, const quant_ftype 
         return snprintf(err, errlen, "output path too long"), -1;
     struct sigaction old[3];
     interrupt_handlers(true, old);
+    /* the signals wait while the file is made and armed: one that came between mkstemp and
+     * tmp_armed = 1 would leave the file behind (test_quantize_interrupt hit that window under
+     * load). The pool's threads block them for good (cmd_quantize), so only this thread can
+     * take them. */
+    sigset_t prev;
+    pthread_sigmask(SIG_BLOCK, interrupt_signals(), &prev);
     int fd = mkstemp(tmp);
+    const int mk_errno = errno;
+    if (fd >= 0) tmp_armed = 1;
+    pthread_sigmask(SIG_SETMASK, &prev, NULL);
     if (fd < 0) {
         interrupt_handlers(false, old);
-        return snprintf(err, errlen, "cannot write %s: %s", out_path, strerror(errno)), -1;
+        return snprintf(err, errlen, "cannot write %s: %s", out_path, strerror(mk_errno)), -1;
     }
-    tmp_armed = 1;
     mode_t um = umask(0);
     umask(um);
     fchmod(fd, 0666 & ~um); /* as an ordinary new file, not mkstemp's 0600 */
@@ -479,7 +498,12 @@ int cmd_quantize(int argc, char **argv) {
     }
     const uint64_t data_bytes = plan(&in, ft, pure);
     subject = NULL; /* write_file's messages name OUT */
+    /* the pool's threads start with the interrupting signals blocked, so that they reach this
+     * thread, which arms write_file's clean-up */
+    sigset_t prev;
+    pthread_sigmask(SIG_BLOCK, interrupt_signals(), &prev);
     p = pool_create((int)n_threads);
+    pthread_sigmask(SIG_SETMASK, &prev, NULL);
     if (!p) {
         snprintf(err, sizeof err, "cannot start %d threads", (int)n_threads);
         goto done;
