@@ -9,7 +9,10 @@
  *   cc -O2 -std=c17 -Iengine scripts/bench-matmul.c build/libengine.a -lm -lpthread -o /tmp/bm
  *   /tmp/bm TYPE [T [AVX512 [R [TILE [COPIES [REPACK]]]]]]
  * (TYPE q4_0, q4_1, q5_0, q5_1, iq4_nl, q8_0, q2_K .. q6_K, iq4_xs, f16, f32 or bf16;
- * AVX512 0 turns it off) */
+ * AVX512 0 turns it off). For the per-CPU table in x86/avx512.c, the environment can override
+ * the float tiles' K chunk (BM_KC, x86.h mm_set_float_kc), the fewest rows that take the zmm
+ * float tiles (BM_ZMM_MIN, mm_set_float_zmm_min) and the fewest for which they convert the
+ * weights into a buffer first (BM_BUF_MIN, mm_set_float_buf_min). */
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
 #include "matmul.h"
@@ -78,6 +81,9 @@ int main(int argc, char **argv) {
     const int copies = argc > 6 && atoi(argv[6]) > 1 ? atoi(argv[6]) : 1;
     if (argc > 3) mm_avx512_allow(atoi(argv[3]) != 0);
     if (argc > 5) mm_set_dec_tile(atoi(argv[5]));
+    if (getenv("BM_KC")) mm_set_float_kc(atoi(getenv("BM_KC")));
+    if (getenv("BM_ZMM_MIN")) mm_set_float_zmm_min(atoi(getenv("BM_ZMM_MIN")));
+    if (getenv("BM_BUF_MIN")) mm_set_float_buf_min(atoi(getenv("BM_BUF_MIN")));
     const bool repack = argc > 7 && atoi(argv[7]) != 0;
     mm_set_inline_macs(INT64_MAX); /* everything on this thread */
     pool *p = pool_create(1);

@@ -404,8 +404,9 @@ static void test_attention_block8(attn_block8_fn *step, const char *name) {
  * ragged tiles (row counts not a multiple of 8 or 2, T not a multiple of 6) and tails of n_in
  * (n_in % 8 != 0, and n_in < 8), and the Q4_0 decode tiles for T = 1, 2 and 3; the float tiles
  * with each K chunk a CPU may use (512, 4096) and a short one, rows longer than the longest
- * chunk (4100) and more activation rows than a group (T = 150 > TG). The float tiles take every
- * T >= 2 here, whatever this CPU's mm_float_zmm_min. */
+ * chunk (4100) and more activation rows than a group (T = 150 > TG), both with the weights
+ * converted into a buffer from 3 rows and converted in registers by each tile. The float tiles
+ * take every T >= 2 here, whatever this CPU's mm_float_zmm_min and mm_float_buf_min. */
 static void test_avx512_matches_avx2(void) {
     if (!mm_avx512_supported()) return;
     const dtype types[] = {DT_F32, DT_F16, DT_BF16, DT_Q8_0, DT_Q4_0};
@@ -418,12 +419,14 @@ static void test_avx512_matches_avx2(void) {
     const int kcs[] = {512, 4096, 64};
     pool *p = pool_create(2);
     mm_set_float_zmm_min(2);
-    for (int kc = 0; kc < 3; kc++) {
+    for (int kc = 0; kc < 4; kc++) {
         for (int i = 0; i < 5; i++)
             for (int s = 0; s < n_shapes; s++) {
                 bool quant = types[i] == DT_Q8_0 || types[i] == DT_Q4_0;
                 if (kc > 0 && quant) continue; /* the chunk is the float tiles' only */
-                mm_set_float_kc(kcs[kc]);
+                /* kc 3: no buffer (each tile converts its weights), with Intel's chunk */
+                mm_set_float_kc(kcs[kc % 3]);
+                mm_set_float_buf_min(kc == 3 ? 1000 : 3);
                 int n_in = quant ? (shapes[s][0] / QK + 1) * QK : shapes[s][0];
                 int n_out = shapes[s][1], T = shapes[s][2];
                 tensor w = make_weights(types[i], n_in, n_out, 5u + (unsigned)s);
@@ -439,8 +442,9 @@ static void test_avx512_matches_avx2(void) {
                 matmul(b, x, &w, T, &ms, p);
                 mm_avx512_allow(true);
                 CHECK(memcmp(a, b, (size_t)T * n_out * sizeof *a) == 0,
-                      "%s %dx%d T=%d, K chunk %d: AVX-512 and AVX2 kernels differ",
-                      dtype_name(types[i]), n_out, n_in, T, kcs[kc]);
+                      "%s %dx%d T=%d, K chunk %d%s: AVX-512 and AVX2 kernels differ",
+                      dtype_name(types[i]), n_out, n_in, T, kcs[kc % 3],
+                      kc == 3 ? ", no buffer" : "");
                 mm_scratch_free(&ms);
                 free((void *)w.data);
                 free(x);
@@ -450,6 +454,7 @@ static void test_avx512_matches_avx2(void) {
     }
     mm_set_float_kc(0);
     mm_set_float_zmm_min(0);
+    mm_set_float_buf_min(0);
     pool_destroy(p);
 }
 

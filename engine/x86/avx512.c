@@ -284,23 +284,32 @@ INLINE512 void rows_vnni(dtype type, float *out, const q8_act_x4 *xr, const tens
  * tiles on the memory-bound Q8_0 decode: tg 2 threads 23.8 -> 21-22 tok/s; not kept.) */
 
 /* Per CPU (vendor, family, model) what ran fastest there: the Q4_0 decode tile variant, and
- * the K chunk of the zmm float tiles (float_kc); other CPUs get the first row's choices.
- * Derived from scripts/bench-matmul.c (one core) and `llamaserve bench` (docs/PERFORMANCE.md,
- * "Q4_0 decode tile per CPU" and "F16 and F32 prefill on Zen 4"). */
+ * for the zmm float tiles the K chunk (float_kc), the fewest activation rows that take them
+ * (zmm_min) and the fewest that convert the weights into a buffer first (buf_min; below it each
+ * tile converts its weights in registers); other CPUs get the first row's choices. Derived
+ * from scripts/bench-matmul.c (one core) and `llamaserve bench` (docs/PERFORMANCE.md, "Q4_0
+ * decode tile per CPU", "F16 and F32 prefill on Zen 4" and "The per-CPU table on Zen 5"). */
 static const struct {
     bool amd;
     int family, model; /* model -1: any model of the family */
     int dec_tile, float_kc;
-    int zmm_min[3]; /* the fewest activation rows that take the zmm float tiles: F32, F16, BF16 */
+    int zmm_min[3]; /* by type: F32, F16, BF16 */
+    int buf_min[3];
 } cpu_table[] = {
     /* Intel Emerald Rapids: tuned there; the L1 holds a 512 chunk; two 512-bit FMA ports */
-    {false, 6, 207, 0, 512, {2, 2, 2}},
+    {false, 6, 207, 0, 512, {2, 2, 2}, {3, 3, 3}},
     /* AMD Zen 4 (Genoa), measured 2026-11-29: 16-row decode tile; whole rows beat 512-element
      * chunks by 8-13%. Zen 4 splits a 512-bit FMA in two, so the zmm tiles win only where their
      * converted weight chunk serves many rows; below these row counts the AVX2 tiles are faster
      * (bench-matmul, one core, from DRAM, 2026-11-30, ms AVX2 / zmm: F16 T=8 89/157, T=32
      * 354/361, T=48 544/485; F32 T=16 248/271, T=24 366/327; BF16 T=16 223/240, T=24 317/286) */
-    {true, 25, 17, 0, 4096, {20, 36, 20}},
+    {true, 25, 17, 0, 4096, {20, 36, 20}, {3, 3, 3}},
+    /* AMD Zen 5 (Turin, family 26 model 2), measured 2026-11-30: two full 512-bit FMA pipes
+     * (108 GMAC/s per core in zmm, 54 in ymm). Converting the weights in registers beats the
+     * buffer up to 24 rows for F32 and 48 for F16 and BF16 (T = 16: F16 43-44 -> 62-68 GMAC/s);
+     * with it the zmm tiles win from 6 rows (one full 6-row tile); whole rows as the K chunk
+     * (F32 T = 128 55-56 -> 58-62); decode tile variants within the noise of variant 0. */
+    {true, 26, 2, 0, 4096, {6, 6, 6}, {32, 64, 64}},
 };
 
 /* The row of cpu_table for this CPU (0 when it is not there). */
@@ -337,11 +346,25 @@ void mm_set_float_zmm_min(int t) {
     atomic_store_explicit(&zmm_min_forced, t >= 1 ? t : 0, memory_order_relaxed);
 }
 
+/* type's entry of a by-type triple of cpu_table */
+static int by_type(const int m[3], dtype type) {
+    return type == DT_F16 ? m[1] : type == DT_BF16 ? m[2] : m[0];
+}
+
 int mm_float_zmm_min(dtype type) {
     int f = atomic_load_explicit(&zmm_min_forced, memory_order_relaxed);
-    if (f) return f;
-    const int *m = cpu_table[cpu_row()].zmm_min;
-    return type == DT_F16 ? m[1] : type == DT_BF16 ? m[2] : m[0];
+    return f ? f : by_type(cpu_table[cpu_row()].zmm_min, type);
+}
+
+static atomic_int buf_min_forced; /* mm_set_float_buf_min's choice, or 0 */
+
+void mm_set_float_buf_min(int t) {
+    atomic_store_explicit(&buf_min_forced, t >= 1 ? t : 0, memory_order_relaxed);
+}
+
+int mm_float_buf_min(dtype type) {
+    int f = atomic_load_explicit(&buf_min_forced, memory_order_relaxed);
+    return f ? f : by_type(cpu_table[cpu_row()].buf_min, type);
 }
 
 static atomic_int float_kc_forced; /* mm_set_float_kc's choice, or 0 */
@@ -765,14 +788,15 @@ INLINE512 void tile_float512(dtype type, float *out, int ldo, const uint8_t *w, 
 }
 
 /* rows_float_block with zmm tiles: columns [r, r + 2 * RP) x rows [t0, t1). With many
- * activation rows, each K chunk (mm_float_kc() elements) of the weight rows is first converted to
- * F32 pairs in a buffer (exact: F16 and BF16 are subsets of F32), which every tile of the group
- * then reads. The buffer is on the stack: up to 128 KiB. */
+ * activation rows (mm_float_buf_min, at least 3), each K chunk (mm_float_kc() elements) of the
+ * weight rows is first converted to F32 pairs in a buffer (exact: F16 and BF16 are subsets of
+ * F32), which every tile of the group then reads; with fewer, each tile converts the weights in
+ * registers. The buffer is on the stack: up to 128 KiB. */
 INLINE512 void rows_float512_block(dtype type, float *out, const float *x, const uint8_t *wr,
                                    size_t rb, int n, int n_out, int t0, int t1, int RP) {
     __m512 save[TG * RP_MAX];
     __m512 wbuf[RP_MAX * (KC_ZMM_MAX / 8)]; /* 64-byte aligned as every __m512 */
-    const bool many = t1 - t0 > RT_MAX;
+    const bool many = t1 - t0 > RT_MAX && t1 - t0 >= mm_float_buf_min(type);
     const int kstep = many ? mm_float_kc() : n;
     for (int k0 = 0; k0 < n; k0 += kstep) {
         int k1 = k0 + kstep < n ? k0 + kstep : n;
@@ -852,6 +876,11 @@ void mm_set_float_zmm_min(int t) { (void)t; }
 int mm_float_zmm_min(dtype type) {
     (void)type;
     return 2;
+}
+void mm_set_float_buf_min(int t) { (void)t; }
+int mm_float_buf_min(dtype type) {
+    (void)type;
+    return 3;
 }
 size_t mm_dec_packed_bytes(const tensor *w) { (void)w; return 0; }
 void mm_dec_repack(void *dst, const tensor *w) { (void)dst, (void)w; }

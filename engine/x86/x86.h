@@ -72,6 +72,14 @@ void mm_set_float_kc(int kc);
  * CPU's); flip it between matmul calls. */
 int mm_float_zmm_min(dtype type);
 void mm_set_float_zmm_min(int t);
+/* The fewest activation rows (of a group of TG) for which the zmm float tiles convert each K
+ * chunk of the weights into a buffer first; below it (and always for 1-2 rows) each tile
+ * converts its weights in registers. 3 on the Intel host and Zen 4; on Zen 5 the buffer's
+ * extra pass costs more than it saves below 32 (F32) or 64 (F16, BF16) rows. The same bits
+ * either way. mm_set_float_buf_min overrides it for every type (tests; 0: back to the CPU's);
+ * flip it between matmul calls. */
+int mm_float_buf_min(dtype type);
+void mm_set_float_buf_min(int t);
 /* Weights repacked for the decode kernels (the opt-in --repack). Q4_0 and IQ4_NL: each group of
  * 16 rows becomes one stream of 288-byte block groups (16 scales, then 16 x 16 nibble bytes),
  * so a tile reads one contiguous stream, with no inserts and no gather. The K-quants and IQ4_XS:
