@@ -176,7 +176,8 @@ static void mm_rows(void *arg, int ith, int nth) {
     const int r1 = r0 + per < n_out ? r0 + per : n_out;
     if (j->simd) {
         if (r0 >= r1) return;
-        if (qdot_avx512_has(j->w->type)) /* x86/quant_avx512.c: K-quant VNNI kernels */
+        /* x86/quant_avx512.c: the K-quant VNNI kernels, but where xkr is set for the lanes */
+        if (qdot_avx512_has(j->w->type) && !j->xkr)
             qdot_rows_avx512(j->out, j->xk, j->w, j->T, r0, r1);
         else if (!simd_type(j->w->type) && mm_neon_supported()) /* arm/neon_quant.c */
             qdot_rows_neon(j->out, j->xq, j->xk, j->w, j->T, r0, r1);
@@ -286,8 +287,9 @@ void matmul(float *out, const float *x, const tensor *w, int T, mm_scratch *s, p
     mm_job j = {out, x, NULL, NULL, NULL, NULL, w, T, simd};
     if (dtype_uses_q8_K(w->type)) {
         const int min = qdot_avx2_lanes_min(w->type);
-        quant_job q = {NULL, NULL, s->xk, simd && min > 0 && T >= min ? s->xkr : NULL, x, T,
-                       (int)w->ne[0], NULL, act_quantizer_K(simd)};
+        const bool lanes = simd && min > 0 && T >= min && T < qdot_avx2_lanes_max(w->type);
+        quant_job q = {NULL, NULL, s->xk, lanes ? s->xkr : NULL, x, T, (int)w->ne[0], NULL,
+                       act_quantizer_K(simd)};
         if (T < 2 * pool_size(p))
             quant_rows(&q, 0, 1);
         else

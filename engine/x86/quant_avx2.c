@@ -10,6 +10,7 @@
 
 #include "x86.h"
 
+#include <limits.h>
 #include <string.h>
 
 /* Two int16 values as a little-endian pair in one int32. */
@@ -606,8 +607,13 @@ TARGET static void rows_q6_K_lanes(float *out, const q8_K_x4 *xr, const tensor *
  * 47.1. Q6_K's columns stay exact in int16 only in pairs and its codes cost more to unpack, so
  * its tiles need more activation rows to pay for each block's fixed work. */
 int qdot_avx2_lanes_min(dtype t) {
-    if (!mm_avx2_supported() || qdot_avx512_has(t)) return 0;
-    return t == DT_Q4_K ? 3 : t == DT_Q5_K ? 6 : t == DT_Q6_K ? 12 : 0;
+    if (!mm_avx2_supported()) return 0;
+    const int min = t == DT_Q4_K ? 3 : t == DT_Q5_K ? 6 : t == DT_Q6_K ? 12 : 0;
+    return qdot_avx512_has(t) && mm_kq_lanes_max(t) <= min ? 0 : min;
+}
+
+int qdot_avx2_lanes_max(dtype t) {
+    return qdot_avx512_has(t) ? mm_kq_lanes_max(t) : INT_MAX;
 }
 
 bool qdot_avx2_packed(dtype t) {
@@ -690,6 +696,11 @@ void qdot_rows_avx2(float *out, const block_q8_act *xq, const block_q8_K *xk, co
 }
 
 int qdot_avx2_lanes_min(dtype t) {
+    (void)t;
+    return 0;
+}
+
+int qdot_avx2_lanes_max(dtype t) {
     (void)t;
     return 0;
 }

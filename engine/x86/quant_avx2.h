@@ -26,10 +26,12 @@ typedef struct q8_K_x4 {
 /* xr (nb) for rows [t0, t0 + 4) of xk (T, nb); rows >= T are zero. */
 void mm_repack_K_x4(q8_K_x4 *xr, const block_q8_K *xk, int T, int t0, int nb);
 
-/* The fewest activation rows for which weights of type t take the lanes tiles on activations
- * repacked by mm_repack_K_x4, or 0 where they do not (a type without them, or AVX-512 VNNI,
- * whose kernels take the K-quants). */
+/* The activation rows [qdot_avx2_lanes_min, qdot_avx2_lanes_max) for which weights of type t
+ * take the lanes tiles on activations repacked by mm_repack_K_x4; min 0 where they never do (a
+ * type without them, or AVX-512 VNNI, whose kernels take the K-quants, unless the CPU table's
+ * x86.h mm_kq_lanes_max says the lanes tiles win below some row count there). */
 int qdot_avx2_lanes_min(dtype t);
+int qdot_avx2_lanes_max(dtype t);
 
 /* True when this CPU's AVX2 decode of type t reads --repack's copy of the K-quants
  * (qdot_avx512_repack's layout, groups of 8 rows): Q4_K, Q5_K and Q6_K without AVX-512 VNNI. */
@@ -37,7 +39,7 @@ bool qdot_avx2_packed(dtype t);
 
 /* out (T, n_out), columns [r0, r1) only: out[t][r] = dot(w row r, activation row t), with xq
  * (T, n_in / QK) for the 32-element types and xk (T, n_in / QK_K) for the K-quants, and xkr
- * (ceil(T / 4), n_in / QK_K) xk through mm_repack_K_x4 when T >= qdot_avx2_lanes_min(w->type),
+ * (ceil(T / 4), n_in / QK_K) xk through mm_repack_K_x4 when T is in the lanes range above,
  * else NULL. Call only when qdot_avx2_has(w->type). */
 void qdot_rows_avx2(float *out, const block_q8_act *xq, const block_q8_K *xk, const q8_K_x4 *xkr,
                     const tensor *w, int T, int r0, int r1);

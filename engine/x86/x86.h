@@ -80,6 +80,11 @@ void mm_set_float_zmm_min(int t);
  * flip it between matmul calls. */
 int mm_float_buf_min(dtype type);
 void mm_set_float_buf_min(int t);
+/* With AVX-512 VNNI, the activation rows below which Q4_K, Q5_K and Q6_K take the AVX2 lanes
+ * tiles (quant_avx2.h qdot_avx2_lanes_min, from 3, 6 and 12 rows) rather than the VNNI kernels:
+ * 0 (never) but where the CPU table says otherwise (Zen 5: 24 for Q4_K, 16 for Q5_K). The same
+ * bits either way. */
+int mm_kq_lanes_max(dtype type);
 /* Weights repacked for the decode kernels (the opt-in --repack). Q4_0 and IQ4_NL: each group of
  * 16 rows becomes one stream of 288-byte block groups (16 scales, then 16 x 16 nibble bytes),
  * so a tile reads one contiguous stream, with no inserts and no gather. The K-quants and IQ4_XS:
