@@ -296,15 +296,16 @@ static const struct {
     int zmm_min[3]; /* by type: F32, F16, BF16 */
     int buf_min[3];
     int kq_lanes_max[3]; /* Q4_K, Q5_K, Q6_K: the AVX2 lanes tiles below this many rows */
+    int kq_tile_min[3];  /* Q4_K, Q5_K, Q6_K: the VNNI tiles from this many rows (0: default) */
 } cpu_table[] = {
     /* Intel Emerald Rapids: tuned there; the L1 holds a 512 chunk; two 512-bit FMA ports */
-    {false, 6, 207, 0, 512, {2, 2, 2}, {3, 3, 3}, {0, 0, 0}},
+    {false, 6, 207, 0, 512, {2, 2, 2}, {3, 3, 3}, {0, 0, 0}, {0, 0, 0}},
     /* AMD Zen 4 (Genoa), measured 2026-11-29: 16-row decode tile; whole rows beat 512-element
      * chunks by 8-13%. Zen 4 splits a 512-bit FMA in two, so the zmm tiles win only where their
      * converted weight chunk serves many rows; below these row counts the AVX2 tiles are faster
      * (bench-matmul, one core, from DRAM, 2026-11-30, ms AVX2 / zmm: F16 T=8 89/157, T=32
      * 354/361, T=48 544/485; F32 T=16 248/271, T=24 366/327; BF16 T=16 223/240, T=24 317/286) */
-    {true, 25, 17, 0, 4096, {20, 36, 20}, {3, 3, 3}, {0, 0, 0}},
+    {true, 25, 17, 0, 4096, {20, 36, 20}, {3, 3, 3}, {0, 0, 0}, {0, 0, 0}},
     /* AMD Zen 5 (Turin, family 26 model 2), measured 2026-11-30: two full 512-bit FMA pipes
      * (108 GMAC/s per core in zmm, 54 in ymm). Converting the weights in registers beats the
      * buffer up to 24 rows for F32 and 48 for F16 and BF16 (T = 16: F16 43-44 -> 62-68 GMAC/s);
@@ -312,8 +313,9 @@ static const struct {
      * (F32 T = 128 55-56 -> 58-62); decode tile variants within the noise of variant 0. The
      * K-quant VNNI tiles unpack 16 weight rows per pass and win only where many rows share it:
      * below 24 rows (Q4_K) and 16 (Q5_K) the AVX2 lanes tiles are faster (Q4_K T = 12 41-53 ->
-     * 88-95 GMAC/s, T = 16 63-67 -> 87); Q6_K keeps the VNNI kernels. */
-    {true, 26, 2, 0, 4096, {6, 6, 6}, {32, 64, 64}, {24, 16, 0}},
+     * 88-95 GMAC/s, T = 16 63-67 -> 87); Q6_K keeps the VNNI kernels, whose tiles beat its
+     * decode kernels from 10 rows here, not 18 (T = 12 28-30 -> 52-54, T = 16 29-30 -> 46-66). */
+    {true, 26, 2, 0, 4096, {6, 6, 6}, {32, 64, 64}, {24, 16, 0}, {0, 0, 10}},
 };
 
 /* The row of cpu_table for this CPU (0 when it is not there). */
@@ -360,10 +362,13 @@ int mm_float_zmm_min(dtype type) {
     return f ? f : by_type(cpu_table[cpu_row()].zmm_min, type);
 }
 
-int mm_kq_lanes_max(dtype type) {
-    const int *m = cpu_table[cpu_row()].kq_lanes_max;
+/* type's entry of a K-quant triple of cpu_table (Q4_K, Q5_K, Q6_K); 0 for other types */
+static int by_kquant(const int m[3], dtype type) {
     return type == DT_Q4_K ? m[0] : type == DT_Q5_K ? m[1] : type == DT_Q6_K ? m[2] : 0;
 }
+
+int mm_kq_lanes_max(dtype type) { return by_kquant(cpu_table[cpu_row()].kq_lanes_max, type); }
+int mm_kq_tile_min(dtype type) { return by_kquant(cpu_table[cpu_row()].kq_tile_min, type); }
 
 static atomic_int buf_min_forced; /* mm_set_float_buf_min's choice, or 0 */
 
@@ -892,6 +897,10 @@ int mm_float_buf_min(dtype type) {
     return 3;
 }
 int mm_kq_lanes_max(dtype type) {
+    (void)type;
+    return 0;
+}
+int mm_kq_tile_min(dtype type) {
     (void)type;
     return 0;
 }

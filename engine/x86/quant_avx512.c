@@ -553,8 +553,11 @@ INLINE512 void dot_rows(dtype t, float *out, const uint8_t *row0, size_t rb, siz
  *   Q4_K T=10 176/217, T=12 213/222, T=16 289/222;  Q5_K T=10 217/261, T=12 263/258;
  *   Q6_K T=16 328/354, T=24 603/428;  IQ4_XS T=6 174/267, T=8 230/211.
  * (At 4, where all types switched before, a Q4_K step of 4 rows took 2.3x one of 3.) Both
- * paths give the scalar twins' bits, so the switch point changes only the speed. */
+ * paths give the scalar twins' bits, so the switch point changes only the speed. A CPU in
+ * x86/avx512.c's table may set its own (mm_kq_tile_min: Zen 5 takes Q6_K's tiles from 10). */
 INLINE512 int one_t_max(dtype t) {
+    const int m = mm_kq_tile_min(t);
+    if (m > 0) return m;
     switch (t) {
     case DT_Q2_K: return 14;
     case DT_Q3_K: return 15;

@@ -85,6 +85,10 @@ void mm_set_float_buf_min(int t);
  * 0 (never) but where the CPU table says otherwise (Zen 5: 24 for Q4_K, 16 for Q5_K). The same
  * bits either way. */
 int mm_kq_lanes_max(dtype type);
+/* With AVX-512 VNNI, the activation rows from which the K-quants' VNNI tiles take over from
+ * their decode kernels, where the CPU table sets it (Zen 5: 10 for Q6_K); 0: quant_avx512.c's
+ * default. The same bits either way. */
+int mm_kq_tile_min(dtype type);
 /* Weights repacked for the decode kernels (the opt-in --repack). Q4_0 and IQ4_NL: each group of
  * 16 rows becomes one stream of 288-byte block groups (16 scales, then 16 x 16 nibble bytes),
  * so a tile reads one contiguous stream, with no inserts and no gather. The K-quants and IQ4_XS:
