@@ -685,13 +685,17 @@ int main(void) {
     }
     test_kquant_avx512_matches_avx2();
     test_kquant_decode_rows();
-    const dtype types[] = {DT_F32, DT_F16, DT_BF16, DT_Q8_0, DT_Q4_0, DT_Q8_0, DT_Q4_0};
+    const dtype types[] = {DT_F32,  DT_F16,  DT_BF16, DT_Q8_0, DT_Q4_0,
+                           DT_Q8_0, DT_Q4_0, DT_F32,  DT_F16,  DT_BF16};
     printf("AVX-512 VNNI kernels: %s\n", mm_avx512_supported() ? "yes" : "no");
-    for (int i = 0; i < 7; i++) {
+    for (int i = 0; i < 10; i++) {
         bool quant = types[i] == DT_Q8_0 || types[i] == DT_Q4_0;
         /* the quantized types twice: with the AVX-512 VNNI kernels (when the CPU has them),
-         * then with the AVX2 ones; both must equal the scalar twins bit for bit */
-        mm_avx512_allow(i < 5);
+         * then with the AVX2 ones; both must equal the scalar twins bit for bit. The float
+         * types twice: decode tiles on consecutive rows, then spread (mm_float_dec_spread); a
+         * row alone (T = 1) must equal it in a block of T, bit for bit */
+        mm_avx512_allow(i < 5 || i >= 7);
+        mm_set_float_dec_spread(i >= 7);
         /* n_in: below, at and off the vector width; n_out: not a multiple of the 4-row tile */
         int n_in_a = quant ? 32 : 37, n_in_b = quant ? 32 * 23 : 701, n_in_c = quant ? 64 : 8;
         test_type(types[i], n_in_a, 13, 1);
@@ -709,6 +713,7 @@ int main(void) {
         test_type(types[i], n_in_c, 31, 21); /* 4 groups of 4 rows per tile, and a ragged one */
     }
     mm_avx512_allow(true);
+    mm_set_float_dec_spread(-1);
     /* the other block types (engine/quant_dot.c): one block, several, and 11 activation rows
      * (the K-quant kernels take groups of 8: one group and a remainder) */
     const dtype deq[] = {DT_Q4_1, DT_Q5_0, DT_Q5_1, DT_Q2_K, DT_Q3_K,

@@ -51,6 +51,17 @@ INLINE void rows_float(dtype type, float *out, const float *x, const tensor *w, 
     const int n = (int)w->ne[0], n_out = (int)w->ne[1];
     const size_t rb = dtype_row_bytes(type, n);
     const uint8_t *base = w->data;
+    if (T == 1 && mm_float_dec_spread()) {
+        /* tile i: rows r0 + i + j * q, j < RW_MAX; then the rows past the last 4 q alone */
+        const int q = (r1 - r0) / RW_MAX;
+        __m256 save[RW_MAX];
+        for (int i = 0; i < q; i++)
+            tile_float(type, out + r0 + i, n_out, base + (size_t)(r0 + i) * rb, (size_t)q * rb, rb,
+                       q, x, n, 0, n, n, save, true, true, RW_MAX, 1);
+        for (int r = r0 + RW_MAX * q; r < r1; r++)
+            rows_float_block(type, out + r, x, base + r * rb, rb, n, n_out, 0, 1, 1);
+        return;
+    }
     for (int t0 = 0; t0 < T; t0 += TG) {
         int t1 = t0 + TG < T ? t0 + TG : T, r = r0;
         for (; r + RW_MAX <= r1; r += RW_MAX)

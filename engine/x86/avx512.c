@@ -297,15 +297,16 @@ static const struct {
     int buf_min[3];
     int kq_lanes_max[3]; /* Q4_K, Q5_K, Q6_K: the AVX2 lanes tiles below this many rows */
     int kq_tile_min[3];  /* Q4_K, Q5_K, Q6_K: the VNNI tiles from this many rows (0: default) */
+    bool dec_spread; /* float decode tiles take rows a quarter of the thread's share apart */
 } cpu_table[] = {
     /* Intel Emerald Rapids: tuned there; the L1 holds a 512 chunk; two 512-bit FMA ports */
-    {false, 6, 207, 0, 512, {2, 2, 2}, {3, 3, 3}, {0, 0, 0}, {0, 0, 0}},
+    {false, 6, 207, 0, 512, {2, 2, 2}, {3, 3, 3}, {0, 0, 0}, {0, 0, 0}, false},
     /* AMD Zen 4 (Genoa), measured 2026-11-29: 16-row decode tile; whole rows beat 512-element
      * chunks by 8-13%. Zen 4 splits a 512-bit FMA in two, so the zmm tiles win only where their
      * converted weight chunk serves many rows; below these row counts the AVX2 tiles are faster
      * (bench-matmul, one core, from DRAM, 2026-11-30, ms AVX2 / zmm: F16 T=8 89/157, T=32
      * 354/361, T=48 544/485; F32 T=16 248/271, T=24 366/327; BF16 T=16 223/240, T=24 317/286) */
-    {true, 25, 17, 0, 4096, {20, 36, 20}, {3, 3, 3}, {0, 0, 0}, {0, 0, 0}},
+    {true, 25, 17, 0, 4096, {20, 36, 20}, {3, 3, 3}, {0, 0, 0}, {0, 0, 0}, false},
     /* AMD Zen 5 (Turin, family 26 model 2), measured 2026-11-30: two full 512-bit FMA pipes
      * (108 GMAC/s per core in zmm, 54 in ymm). Converting the weights in registers beats the
      * buffer up to 24 rows for F32 and 48 for F16 and BF16 (T = 16: F16 43-44 -> 62-68 GMAC/s);
@@ -314,8 +315,10 @@ static const struct {
      * K-quant VNNI tiles unpack 16 weight rows per pass and win only where many rows share it:
      * below 24 rows (Q4_K) and 16 (Q5_K) the AVX2 lanes tiles are faster (Q4_K T = 12 41-53 ->
      * 88-95 GMAC/s, T = 16 63-67 -> 87); Q6_K keeps the VNNI kernels, whose tiles beat its
-     * decode kernels from 10 rows here, not 18 (T = 12 28-30 -> 52-54, T = 16 29-30 -> 46-66). */
-    {true, 26, 2, 0, 4096, {6, 6, 6}, {32, 64, 64}, {24, 16, 0}, {0, 0, 10}},
+     * decode kernels from 10 rows here, not 18 (T = 12 28-30 -> 52-54, T = 16 29-30 -> 46-66).
+     * One core reads 38-40 GB/s as four long streams but 25 as tiles of four consecutive 4 KiB
+     * rows, so the float decode tiles spread their rows (BF16 tg 13-17 -> 18-21 tok/s). */
+    {true, 26, 2, 0, 4096, {6, 6, 6}, {32, 64, 64}, {24, 16, 0}, {0, 0, 10}, true},
 };
 
 /* The row of cpu_table for this CPU (0 when it is not there). */
@@ -369,6 +372,17 @@ static int by_kquant(const int m[3], dtype type) {
 
 int mm_kq_lanes_max(dtype type) { return by_kquant(cpu_table[cpu_row()].kq_lanes_max, type); }
 int mm_kq_tile_min(dtype type) { return by_kquant(cpu_table[cpu_row()].kq_tile_min, type); }
+
+static atomic_int spread_forced = -1; /* mm_set_float_dec_spread's choice, or -1 */
+
+void mm_set_float_dec_spread(int on) {
+    atomic_store_explicit(&spread_forced, on < 0 ? -1 : on != 0, memory_order_relaxed);
+}
+
+bool mm_float_dec_spread(void) {
+    int f = atomic_load_explicit(&spread_forced, memory_order_relaxed);
+    return f >= 0 ? f != 0 : cpu_table[cpu_row()].dec_spread;
+}
 
 static atomic_int buf_min_forced; /* mm_set_float_buf_min's choice, or 0 */
 
@@ -904,6 +918,8 @@ int mm_kq_tile_min(dtype type) {
     (void)type;
     return 0;
 }
+void mm_set_float_dec_spread(int on) { (void)on; }
+bool mm_float_dec_spread(void) { return false; }
 size_t mm_dec_packed_bytes(const tensor *w) { (void)w; return 0; }
 void mm_dec_repack(void *dst, const tensor *w) { (void)dst, (void)w; }
 void mm_repack_x4(q8_act_x4 *xr, const block_q8_act *xq, int T, int t0, int nb) {

@@ -89,6 +89,13 @@ int mm_kq_lanes_max(dtype type);
  * their decode kernels, where the CPU table sets it (Zen 5: 10 for Q6_K); 0: quant_avx512.c's
  * default. The same bits either way. */
 int mm_kq_tile_min(dtype type);
+/* Whether the AVX2 float tiles for one activation row (F32, F16, BF16 decode) take weight rows a
+ * quarter of the thread's share apart (rows r, r + q, r + 2q, r + 3q: four long sequential
+ * streams) rather than four consecutive rows, whose short streams the CPU's prefetchers follow
+ * less well. From the CPU table (Zen 5: yes); the same bits either way. mm_set_float_dec_spread
+ * overrides it (tests: 0 or 1; -1: back to the CPU's); flip it between matmul calls. */
+bool mm_float_dec_spread(void);
+void mm_set_float_dec_spread(int on);
 /* Weights repacked for the decode kernels (the opt-in --repack). Q4_0 and IQ4_NL: each group of
  * 16 rows becomes one stream of 288-byte block groups (16 scales, then 16 x 16 nibble bytes),
  * so a tile reads one contiguous stream, with no inserts and no gather. The K-quants and IQ4_XS:

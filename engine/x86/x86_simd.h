@@ -201,8 +201,8 @@ static inline int iq4_xs_scale(const block_iq4_xs *w, int s) {
  * in save (RT x RW_MAX vectors), which changes no operation, so a pair's result is the same
  * whatever the chunking. The tail (n % 8 elements) belongs to the last chunk. */
 INLINE void tile_float(dtype type, float *out, int ldo, const uint8_t *w, size_t wstride,
-                       const float *x, int ldx, int k0, int k1, int n, __m256 *save, bool first,
-                       bool last, int RW, int RT) {
+                       size_t wnext, int ostride, const float *x, int ldx, int k0, int k1, int n,
+                       __m256 *save, bool first, bool last, int RW, int RT) {
     const int esz = type == DT_F32 ? 4 : 2;
     __m256 acc[RW_MAX][RT_MAX];
 #pragma GCC unroll 4
@@ -219,7 +219,7 @@ INLINE void tile_float(dtype type, float *out, int ldo, const uint8_t *w, size_t
             /* the next tile's rows, one cache line per 64 bytes of weights, into L2 (see
              * tile_vnni_dec) */
             if ((k * esz) % 64 == 0)
-                _mm_prefetch((const char *)(w + (r + RW) * wstride) + k * esz, _MM_HINT_T1);
+                _mm_prefetch((const char *)(w + r * wstride + wnext) + k * esz, _MM_HINT_T1);
         }
 #pragma GCC unroll 6
         for (int t = 0; t < RT; t++) {
@@ -246,7 +246,7 @@ INLINE void tile_float(dtype type, float *out, int ldo, const uint8_t *w, size_t
 #pragma GCC unroll 4
     for (int r = 0; r < RW; r++)
 #pragma GCC unroll 6
-        for (int t = 0; t < RT; t++) out[(size_t)t * ldo + r] = hsum8(acc[r][t]);
+        for (int t = 0; t < RT; t++) out[(size_t)t * ldo + r * ostride] = hsum8(acc[r][t]);
 }
 
 
@@ -267,11 +267,11 @@ INLINE void rows_float_block(dtype type, float *out, const float *x, const uint8
         bool first = k0 == 0, last = k1 == n;
         int t = t0;
         for (; t + RT_MAX <= t1; t += RT_MAX)
-            tile_float(type, out + (size_t)t * n_out, n_out, wr, rb, x + (size_t)t * n, n, k0,
-                       k1, n, save + (t - t0) * RW_MAX, first, last, RW, RT_MAX);
+            tile_float(type, out + (size_t)t * n_out, n_out, wr, rb, RW * rb, 1, x + (size_t)t * n,
+                       n, k0, k1, n, save + (t - t0) * RW_MAX, first, last, RW, RT_MAX);
         for (; t < t1; t++)
-            tile_float(type, out + (size_t)t * n_out, n_out, wr, rb, x + (size_t)t * n, n, k0,
-                       k1, n, save + (t - t0) * RW_MAX, first, last, RW, 1);
+            tile_float(type, out + (size_t)t * n_out, n_out, wr, rb, RW * rb, 1, x + (size_t)t * n,
+                       n, k0, k1, n, save + (t - t0) * RW_MAX, first, last, RW, 1);
     }
 }
 
