@@ -288,13 +288,13 @@ INLINE512 void rows_vnni(dtype type, float *out, const q8_act_x4 *xr, const tens
  * (zmm_min) and the fewest that convert the weights into a buffer first (buf_min; below it each
  * tile converts its weights in registers); other CPUs get the first row's choices. Derived
  * from scripts/bench-matmul.c (one core) and `llamaserve bench` (docs/PERFORMANCE.md, "Q4_0
- * decode tile per CPU", "F16 and F32 prefill on Zen 4" and "The per-CPU table on Zen 5"). */
+ * decode tile per CPU", "F16 and F32 prefill on Zen 4" and "Zen 5: a second kind of CPU"). */
 static const struct {
     bool amd;
     int family, model; /* model -1: any model of the family */
     int dec_tile, float_kc;
-    int zmm_min[3]; /* by type: F32, F16, BF16 */
-    int buf_min[3];
+    int zmm_min[3]; /* F32, F16, BF16: the fewest activation rows that take the zmm tiles */
+    int buf_min[3]; /* F32, F16, BF16: the fewest that convert the weights into a buffer */
     int kq_lanes_max[3]; /* Q4_K, Q5_K, Q6_K: the AVX2 lanes tiles below this many rows */
     int kq_tile_min[3];  /* Q4_K, Q5_K, Q6_K: the VNNI tiles from this many rows (0: default) */
     bool dec_spread; /* float decode tiles take rows a quarter of the thread's share apart */
