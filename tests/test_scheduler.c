@@ -684,7 +684,7 @@ static void test_prompts(const model *m) {
  * batch >= n + MIN_PREFILL. */
 static void test_row_budget(const model *m, int batch) {
     fake f;
-    fake_init(&f, m, false);
+    fake_init(&f, m, true);
     sched *s = make_sched(m, &f, 3, batch, 8, false);
     if (!s) return fake_free(&f);
     enum { N_JOBS = 5, MAX_TOK = 6 };
@@ -696,7 +696,12 @@ static void test_row_budget(const model *m, int batch) {
         for (int i = 1; i < lens[k]; i++)
             p[i] = TOK('a');
         j[k] = submit(s, gen_req(p, lens[k], 1, MAX_TOK));
+        /* the others queue while the first step is held, so they meet the first job's decoding
+         * however the threads are scheduled (without it, a slow submitter under TSan once saw
+         * each job run alone) */
+        if (k == 0) wait_entered(&f, 1);
     }
+    ungate(&f);
     for (int k = 0; k < N_JOBS; k++)
         if (j[k]) job_wait(j[k]);
     struct {
