@@ -12,6 +12,7 @@
 #include "x86/x86.h"
 
 #include <assert.h>
+#include <float.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -43,6 +44,7 @@ int mm_scratch_init(mm_scratch *s, int max_T, int max_n_in) {
     s->xr = NULL;
     s->xk = NULL;
     s->xkr = NULL;
+    s->xb = NULL;
     if (!s->xq) return -1;
     if (ls_mul_size((size_t)max_T * (size_t)((max_n_in + QK_K - 1) / QK_K), sizeof(block_q8_K), &n))
         goto fail;
@@ -58,6 +60,10 @@ int mm_scratch_init(mm_scratch *s, int max_T, int max_n_in) {
         goto fail;
     s->xkr = ls_alloc(n);
     if (!s->xkr) goto fail;
+    /* untouched (so not resident) unless mm_bf16_dot is on */
+    if (ls_mul_size((size_t)max_T * (size_t)max_n_in, sizeof(uint16_t), &n)) goto fail;
+    s->xb = ls_alloc(n);
+    if (!s->xb) goto fail;
     return 0;
 fail:
     mm_scratch_free(s);
@@ -69,10 +75,12 @@ void mm_scratch_free(mm_scratch *s) {
     free(s->xr);
     free(s->xk);
     free(s->xkr);
+    free(s->xb);
     s->xq = NULL;
     s->xr = NULL;
     s->xk = NULL;
     s->xkr = NULL;
+    s->xb = NULL;
 }
 
 float dot_f32(const float *w, const float *x, int n) {
@@ -91,6 +99,42 @@ float dot_bf16(const uint16_t *w, const float *x, int n) {
     float sum = 0.0f;
     for (int i = 0; i < n; i++) sum += bf16_to_f32(w[i]) * x[i];
     return sum;
+}
+
+/* A BF16 input or an F32 value as vdpbf16ps reads it: denormals as zero (of their sign). */
+static float daz(float f) {
+    return fabsf(f) < FLT_MIN ? copysignf(0.0f, f) : f;
+}
+
+float bf16_pair_step(float acc, uint16_t w0, uint16_t x0, uint16_t w1, uint16_t x1) {
+    const float a = daz(fmaf(daz(bf16_to_f32(w1)), daz(bf16_to_f32(x1)), daz(acc)));
+    return daz(fmaf(daz(bf16_to_f32(w0)), daz(bf16_to_f32(x0)), a));
+}
+
+float dot_bf16_pairs(const uint16_t *w, const uint16_t *x, int n) {
+    float lane[16] = {0};
+    for (int k = 0; k < n; k += 32)
+        for (int l = 0; l < 16; l++)
+            lane[l] = bf16_pair_step(lane[l], w[k + 2 * l], x[k + 2 * l], w[k + 2 * l + 1],
+                                     x[k + 2 * l + 1]);
+    for (int h = 8; h >= 1; h /= 2)
+        for (int l = 0; l < h; l++) lane[l] += lane[l + h];
+    return lane[0];
+}
+
+static atomic_bool bf16_dot_on;
+
+bool mm_bf16_dot_supported(void) { return mm_avx512bf16_supported(); }
+
+bool mm_set_bf16_dot(bool on) {
+    if (on && !mm_bf16_dot_supported()) return false;
+    atomic_store_explicit(&bf16_dot_on, on, memory_order_relaxed);
+    return true;
+}
+
+bool mm_bf16_dot(void) {
+    /* off again while mm_avx512_allow(false) stands in for a CPU without AVX-512 */
+    return atomic_load_explicit(&bf16_dot_on, memory_order_relaxed) && mm_bf16_dot_supported();
 }
 
 /* Quantized kernels: an exact integer sum per block, scaled once per block. */
@@ -161,6 +205,7 @@ typedef struct {
     const block_q8_K *xk; /* the activations in 256-element blocks, or NULL */
     const q8_act_x4 *xr;  /* xq repacked for the VNNI kernels, or NULL */
     const q8_K_x4 *xkr;   /* xk repacked for the AVX2 lanes tiles, or NULL */
+    const uint16_t *xb;   /* the activations in BF16 for mm_bf16_dot, or NULL */
     const tensor *w;
     int T;
     bool simd;
@@ -176,6 +221,10 @@ static void mm_rows(void *arg, int ith, int nth) {
     const int r1 = r0 + per < n_out ? r0 + per : n_out;
     if (j->simd) {
         if (r0 >= r1) return;
+        if (j->xb) { /* x86/bf16_avx512.c */
+            x86_rows_bf16_dot(j->out, j->xb, j->w, j->T, r0, r1);
+            return;
+        }
         /* x86/quant_avx512.c: the K-quant VNNI kernels, but where xkr is set for the lanes */
         if (qdot_avx512_has(j->w->type) && !j->xkr)
             qdot_rows_avx512(j->out, j->xk, j->w, j->T, r0, r1);
@@ -199,7 +248,10 @@ static void mm_rows(void *arg, int ith, int nth) {
             switch (j->w->type) {
             case DT_F32: *o = dot_f32(row, xt, n_in); break;
             case DT_F16: *o = dot_f16(row, xt, n_in); break;
-            case DT_BF16: *o = dot_bf16(row, xt, n_in); break;
+            case DT_BF16:
+                *o = j->xb ? dot_bf16_pairs(row, j->xb + (size_t)t * n_in, n_in)
+                           : dot_bf16(row, xt, n_in);
+                break;
             default: *o = dot_row(row, j->w->type, xqt, xkt, n_in); break;
             }
         }
@@ -284,8 +336,11 @@ void matmul(float *out, const float *x, const tensor *w, int T, mm_scratch *s, p
     assert(T >= 0 && T <= s->max_T && w->ne[0] <= s->max_n_in); /* the scratch's size */
     const bool simd = mm_using_simd() && (simd_type(w->type) || qdot_avx2_has(w->type) ||
                                           qdot_neon_has(w->type));
-    mm_job j = {out, x, NULL, NULL, NULL, NULL, w, T, simd};
-    if (dtype_uses_q8_K(w->type)) {
+    mm_job j = {out, x, NULL, NULL, NULL, NULL, NULL, w, T, simd};
+    if (w->type == DT_BF16 && mm_bf16_dot() && w->ne[0] % 32 == 0) {
+        x86_round_bf16(s->xb, x, (int64_t)T * w->ne[0]); /* f32_to_bf16's bits, any path */
+        j.xb = s->xb;
+    } else if (dtype_uses_q8_K(w->type)) {
         const int min = qdot_avx2_lanes_min(w->type);
         const bool lanes = simd && min > 0 && T >= min && T < qdot_avx2_lanes_max(w->type);
         quant_job q = {NULL, NULL, s->xk, lanes ? s->xkr : NULL, x, T, (int)w->ne[0], NULL,

@@ -16,6 +16,7 @@ typedef struct {
     block_q8_K *xk;        /* (max_T, max_n_in / QK_K): for the K-quants and IQ4_XS */
     struct q8_act_x4 *xr;  /* (ceil(max_T / 4), max_n_in / QK): xq repacked for the VNNI kernels */
     struct q8_K_x4 *xkr;   /* (ceil(max_T / 4), max_n_in / QK_K): xk repacked for the AVX2 ones */
+    uint16_t *xb;          /* (max_T, max_n_in): the activations in BF16, for mm_bf16_dot */
     int max_T, max_n_in;
 } mm_scratch;
 
@@ -28,6 +29,27 @@ void mm_scratch_free(mm_scratch *s);
 void mm_set_inline_macs(int64_t macs);
 /* The threshold in force; the forward pass applies it to its other jobs too. */
 int64_t mm_inline_macs(void);
+
+/* BF16 weights on BF16 activations (opt-in, --bf16-dot). By default BF16 weights multiply the
+ * F32 activations. With mm_set_bf16_dot(true), matmul rounds the activations of BF16 weights to
+ * BF16 (f32_to_bf16) and multiplies them as AVX512_BF16's vdpbf16ps does, 32 elements at a time
+ * in 16 float lanes (dot_bf16_pairs, the scalar twin, says exactly how): about twice the
+ * multiply-adds per instruction, at the price of the activations' low 16 bits. Rows whose length
+ * is not a multiple of 32 keep the default. The scalar path (mm_force_scalar) computes the twin,
+ * the SIMD path the instruction: the same bits, whatever the thread count or the batch. Process-
+ * wide; set it before the first matmul. mm_bf16_dot_supported() says whether this CPU has the
+ * instruction (and it passed a probe of its semantics); the switch is refused (false) without
+ * it, so that a machine never runs the twin where users expect speed. */
+bool mm_bf16_dot_supported(void);
+bool mm_set_bf16_dot(bool on);
+bool mm_bf16_dot(void);
+/* One lane step of vdpbf16ps: fma(w0, x0, fma(w1, x1, acc)), BF16 denormal inputs and acc read
+ * as zero, denormal results flushed to zero. */
+float bf16_pair_step(float acc, uint16_t w0, uint16_t x0, uint16_t w1, uint16_t x1);
+/* Weight row w times activation row x, both BF16, n a multiple of 32: lane l of 16 takes the
+ * pairs (32s + 2l, 32s + 2l + 1) in increasing s through bf16_pair_step, then the lanes add as
+ * l + l + 8, then + 4, + 2, + 1. */
+float dot_bf16_pairs(const uint16_t *w, const uint16_t *x, int n);
 
 /* out (T, n_out) = x (T, n_in) @ w^T with w->ne = {n_in, n_out}. T <= s->max_T. */
 void matmul(float *out, const float *x, const tensor *w, int T, mm_scratch *s, pool *p);

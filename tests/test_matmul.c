@@ -46,9 +46,21 @@ static tensor make_weights(dtype t, int n_in, int n_out, unsigned seed) {
     return ten;
 }
 
+/* True when matmul takes w's BF16 rows through dot_bf16_pairs (mm_bf16_dot). */
+static bool bf16_pairs(const tensor *w) {
+    return w->type == DT_BF16 && mm_bf16_dot() && w->ne[0] % 32 == 0;
+}
+
 static float row_kernel(const tensor *w, int r, const float *x, const block_q8_act *xq,
                         const block_q8_K *xk, int n) {
     const void *row = tensor_row(w, r);
+    if (bf16_pairs(w)) {
+        uint16_t *xb = malloc((size_t)n * sizeof *xb);
+        for (int i = 0; i < n; i++) xb[i] = f32_to_bf16(x[i]);
+        const float v = dot_bf16_pairs(row, xb, n);
+        free(xb);
+        return v;
+    }
     switch (w->type) {
     case DT_F32: return dot_f32(row, x, n);
     case DT_F16: return dot_f16(row, x, n);
@@ -93,6 +105,8 @@ static void test_type(dtype t, int n_in, int n_out, int T) {
     /* every block type computes on quantized activations: 256-element blocks (kq) or 32 */
     bool kq = dtype_uses_q8_K(t), quant = dtype_block_elems(t) > 1 && !kq;
     bool has_simd = mm_using_simd();
+    /* BF16 through vdpbf16ps: on the activations rounded to BF16, bit for bit with the twin */
+    const bool pairs = bf16_pairs(&w);
     mm_scratch ms;
     CHECK(mm_scratch_init(&ms, T, n_in) == 0, "scratch");
     int mismatches = 0, alone_mismatch = 0, inaccurate = 0;
@@ -128,16 +142,17 @@ static void test_type(dtype t, int n_in, int n_out, int T) {
                 dequantize_row(wrow, tensor_row(&w, r), t, n_in);
                 double ref = 0, mag = 0;
                 for (int i = 0; i < n_in; i++) {
-                    double xi = quant ? (double)xq[i / QK].d * xq[i / QK].qs[i % QK]
-                                : kq  ? (double)xk[i / QK_K].d * xk[i / QK_K].qs[i % QK_K]
-                                      : xt[i];
+                    double xi = quant   ? (double)xq[i / QK].d * xq[i / QK].qs[i % QK]
+                                : kq    ? (double)xk[i / QK_K].d * xk[i / QK_K].qs[i % QK_K]
+                                : pairs ? (double)bf16_to_f32(f32_to_bf16(xt[i]))
+                                        : xt[i];
                     ref += (double)wrow[i] * xi;
                     mag += fabs((double)wrow[i] * xi);
                 }
                 if (fabs(ref - got) > 1e-5 * mag + 1e-6) inaccurate++;
                 if (!has_simd) continue;
                 double diff = fabs((double)simd[(size_t)tt * n_out + r] - got);
-                if (quant || kq ? diff != 0 : diff > SIMD_TOL * mag + 1e-6) simd_far++;
+                if (quant || kq || pairs ? diff != 0 : diff > SIMD_TOL * mag + 1e-6) simd_far++;
                 if (mag > 0 && diff / mag > worst) worst = diff / mag;
             }
         }
@@ -154,7 +169,7 @@ static void test_type(dtype t, int n_in, int n_out, int T) {
     CHECK(simd_alone == 0, "%s %dx%d T=%d: SIMD outputs of %d rows depend on the block's other rows",
           tn, n_out, n_in, T, simd_alone);
     CHECK(simd_far == 0, "%s %dx%d T=%d: %d SIMD outputs %s the scalar ones", tn, n_out, n_in, T,
-          simd_far, quant || kq ? "differ from" : "beyond 1e-5 of sum|w*x| from");
+          simd_far, quant || kq || pairs ? "differ from" : "beyond 1e-5 of sum|w*x| from");
     if (has_simd && T == 7)
         printf("%-5s %4dx%-4d T=%d: SIMD within %.2g of sum|w*x| of scalar\n", tn, n_out, n_in, T,
                worst);
@@ -714,6 +729,27 @@ int main(void) {
     }
     mm_avx512_allow(true);
     mm_set_float_dec_spread(-1);
+    /* BF16 on BF16 activations (--bf16-dot), where the CPU has vdpbf16ps: the 4 x 6 tiles and
+     * their ragged edges (n_out off 4, T off 6), blocks of activation rows (2048 elements: 60
+     * rows per block), rows not a multiple of 32 (the default path), every thread count */
+    printf("AVX512_BF16 (--bf16-dot): %s\n", mm_bf16_dot_supported() ? "yes" : "no");
+    /* a CPU whose vdpbf16ps computes otherwise than the twin would lose --bf16-dot silently */
+    CHECK(mm_bf16_dot_supported() == mm_avx512bf16_cpuid(),
+          "the CPU has AVX512_BF16, but its vdpbf16ps differs from dot_bf16_pairs (the probe)");
+    CHECK(mm_set_bf16_dot(true) == mm_bf16_dot_supported(), "mm_set_bf16_dot");
+    if (mm_bf16_dot()) {
+        test_type(DT_BF16, 32, 13, 1);
+        test_type(DT_BF16, 64, 6, 3);
+        test_type(DT_BF16, 32 * 23, 29, 7);
+        test_type(DT_BF16, 32 * 23, 53, 1);
+        test_type(DT_BF16, 96, 31, 13);
+        test_type(DT_BF16, 2048, 9, 67);
+        test_type(DT_BF16, 701, 21, 5);
+        mm_avx512_allow(false); /* a CPU without AVX-512: the default path again */
+        CHECK(!mm_bf16_dot(), "--bf16-dot stays on without AVX-512");
+        mm_avx512_allow(true);
+    }
+    mm_set_bf16_dot(false);
     /* the other block types (engine/quant_dot.c): one block, several, and 11 activation rows
      * (the K-quant kernels take groups of 8: one group and a remainder) */
     const dtype deq[] = {DT_Q4_1, DT_Q5_0, DT_Q5_1, DT_Q2_K, DT_Q3_K,

@@ -32,6 +32,16 @@ bool mm_avx512_supported(void);
  * as it takes Q4_0 (the VNNI decode tiles up to MM_DEC_T_MAX activation rows, else the VNNI
  * tiles on xr), with the bits of their scalar twins (quant_dot.c). */
 bool mm_q32_vnni(dtype t);
+/* True when mm_avx512_supported(), the CPU has AVX512_BF16 and its vdpbf16ps passed a probe of
+ * the semantics dot_bf16_pairs (matmul.h) gives (checked once). */
+bool mm_avx512bf16_supported(void);
+/* The CPUID answer alone (with mm_avx512_supported()), probe or not: tests hold the two equal. */
+bool mm_avx512bf16_cpuid(void);
+/* x86/bf16_avx512.c: rows [r0, r1) of BF16 weights against T activation rows already in BF16
+ * (xb, T x n), dot_bf16_pairs's bits; only where mm_avx512bf16_supported(). */
+void x86_rows_bf16_dot(float *out, const uint16_t *xb, const tensor *w, int T, int r0, int r1);
+/* f32_to_bf16 over n values (AVX-512 where mm_avx512bf16_supported(); the same bits). */
+void x86_round_bf16(uint16_t *out, const float *x, int64_t n);
 /* True when mm_avx2_supported() and t is Q4_1, Q5_0, Q5_1 or IQ4_NL: then mm_rows_x86 takes t
  * (with AVX-512 VNNI as mm_q32_vnni says; else the AVX2 lanes tiles on xr, or without xr the
  * passes of x86/quant_avx2_q32.c). */
