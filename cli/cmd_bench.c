@@ -49,6 +49,8 @@ static void usage(FILE *f) {
                "                       runs them (the same results)\n"
                "      --repack         repack the quantized matrices for the decode kernels\n"
                "                       (as serve's --repack: private memory, same results)\n"
+               "      --bf16-dot       BF16 weights on BF16-rounded activations with the CPU's\n"
+               "                       vdpbf16ps (as serve's --bf16-dot; AVX512_BF16 only)\n"
                "      --bw-mib N       size of the bandwidth probe's buffer (default 1024; 0 = skip)\n"
                "      --grammar FILE   also time a GBNF grammar's mask and advance per token\n"
                "      --vocab PATH     the grammar's vocabulary from this GGUF (default: the\n"
@@ -60,13 +62,13 @@ static void usage(FILE *f) {
 typedef struct {
     const char *model, *grammar, *vocab;
     int n_prompt, n_gen, n_depth, threads, reps, bw_mib;
-    bool json, scalar, cpu_clock, repack, no_avx512;
+    bool json, scalar, cpu_clock, repack, no_avx512, bf16_dot;
     kv_type kv;
 } bench_opts;
 
 static int parse(bench_opts *o, int argc, char **argv, char *err, size_t errlen) {
     enum { O_JSON = 256, O_SCALAR, O_KVF16, O_KVTYPE, O_CPU, O_BW, O_GRAMMAR, O_VOCAB, O_REPACK,
-           O_NO512 };
+           O_NO512, O_BF16DOT };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"n-prompt", required_argument, 0, 'p'},
         {"n-gen", required_argument, 0, 'n'}, {"threads", required_argument, 0, 't'},
@@ -76,7 +78,7 @@ static int parse(bench_opts *o, int argc, char **argv, char *err, size_t errlen)
         {"bw-mib", required_argument, 0, O_BW}, {"help", no_argument, 0, 'h'},
         {"grammar", required_argument, 0, O_GRAMMAR}, {"vocab", required_argument, 0, O_VOCAB},
         {"kv-type", required_argument, 0, O_KVTYPE}, {"n-depth", required_argument, 0, 'd'},
-        {"cpu-clock", no_argument, 0, O_CPU},
+        {"cpu-clock", no_argument, 0, O_CPU}, {"bf16-dot", no_argument, 0, O_BF16DOT},
         {0, 0, 0, 0}};
     *o = (bench_opts){.n_prompt = 128, .n_gen = 64, .threads = 2, .reps = 3, .bw_mib = 1024,
                       .kv = KV_F32};
@@ -118,6 +120,7 @@ static int parse(bench_opts *o, int argc, char **argv, char *err, size_t errlen)
         case O_SCALAR: o->scalar = true; break;
         case O_REPACK: o->repack = true; break;
         case O_NO512: o->no_avx512 = true; break;
+        case O_BF16DOT: o->bf16_dot = true; break;
         case O_KVF16: o->kv = KV_F16; break;
         case O_CPU: o->cpu_clock = true; break;
         case O_KVTYPE:
@@ -134,6 +137,8 @@ static int parse(bench_opts *o, int argc, char **argv, char *err, size_t errlen)
     if (!o->model) return ls_fail(err, errlen, "--model is required");
     if (o->n_prompt + o->n_gen < 1) return ls_fail(err, errlen, "nothing to do: -p 0 -n 0");
     if (o->grammar && o->n_gen < 1) return ls_fail(err, errlen, "--grammar needs -n > 0");
+    if (o->bf16_dot && (o->no_avx512 || !mm_set_bf16_dot(true)))
+        return ls_fail(err, errlen, "--bf16-dot needs a CPU with AVX512_BF16 (and no --no-avx512)");
     return 0;
 }
 

@@ -10,6 +10,7 @@
 #include "common.h"
 #include "config.h"
 #include "forward.h"
+#include "matmul.h"
 #include "model.h"
 
 #include <getopt.h>
@@ -33,6 +34,8 @@ static void usage(FILE *f) {
             "  -t, --threads N      threads (default 2)\n"
             "      --chunks N       score at most N windows (default: all)\n"
             "      --kv-type T      KV cache type: f16 (default, as serve), f32 or q8_0\n"
+            "      --bf16-dot       BF16 weights on BF16-rounded activations (as serve's\n"
+            "                       --bf16-dot; a CPU with AVX512_BF16 only)\n"
             "      --json           end stdout with one JSON line {\"ppl\", \"ppl_stderr\",\n"
             "                       \"chunks\", \"tokens_scored\"}\n"
             "  -h, --help           this help\n");
@@ -41,18 +44,19 @@ static void usage(FILE *f) {
 typedef struct {
     const char *model, *tokenizer, *file;
     int ctx, threads, max_chunks;
-    bool json;
+    bool json, bf16_dot;
     kv_type kv;
 } ppl_opts;
 
 static int parse(ppl_opts *o, int argc, char **argv, char *err, size_t errlen) {
-    enum { O_TOKENIZER = 256, O_CHUNKS, O_JSON, O_KVTYPE };
+    enum { O_TOKENIZER = 256, O_CHUNKS, O_JSON, O_KVTYPE, O_BF16DOT };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},    {"tokenizer", required_argument, 0, O_TOKENIZER},
         {"file", required_argument, 0, 'f'},     {"ctx-size", required_argument, 0, 'c'},
         {"threads", required_argument, 0, 't'},  {"chunks", required_argument, 0, O_CHUNKS},
         {"json", no_argument, 0, O_JSON},        {"help", no_argument, 0, 'h'},
-        {"kv-type", required_argument, 0, O_KVTYPE}, {0, 0, 0, 0}};
+        {"kv-type", required_argument, 0, O_KVTYPE}, {"bf16-dot", no_argument, 0, O_BF16DOT},
+        {0, 0, 0, 0}};
     *o = (ppl_opts){.ctx = 0, .threads = 2, .max_chunks = -1, .kv = KV_F16};
     long long v;
     int c;
@@ -77,6 +81,7 @@ static int parse(ppl_opts *o, int argc, char **argv, char *err, size_t errlen) {
             o->max_chunks = (int)v;
             break;
         case O_JSON: o->json = true; break;
+        case O_BF16DOT: o->bf16_dot = true; break;
         case O_KVTYPE:
             if (kv_type_parse(optarg, &o->kv))
                 return ls_fail(err, errlen, "--kv-type: '%s' is not one of f32, f16, q8_0", optarg);
@@ -91,6 +96,8 @@ static int parse(ppl_opts *o, int argc, char **argv, char *err, size_t errlen) {
     }
     if (optind < argc) return ls_fail(err, errlen, "unexpected argument '%s'", argv[optind]);
     if (!o->file) return ls_fail(err, errlen, "--file is required");
+    if (o->bf16_dot && !mm_set_bf16_dot(true))
+        return ls_fail(err, errlen, "--bf16-dot needs a CPU with AVX512_BF16");
     if (!o->model) {
         static char demo[4096];
         if (cfg_find_demo_model(demo, sizeof demo, err, errlen)) return -1;

@@ -15,6 +15,7 @@
 #include "http.h"
 #include "kv_cache.h"
 #include "log.h"
+#include "matmul.h"
 #include "scheduler.h"
 #include "spec.h"
 #include "summary.h"
@@ -196,6 +197,11 @@ static model *load_model(const cfg_server *cfg, char *err, size_t errlen) {
     size_t repacked = 0;
     if (cfg->repack && model_repack(m, &repacked) != 0) {
         ls_fail(err, errlen, "out of memory repacking the weights (--repack)");
+        model_free(m);
+        return NULL;
+    }
+    if (cfg->bf16_dot && !mm_set_bf16_dot(true)) {
+        ls_fail(err, errlen, "--bf16-dot needs a CPU with AVX512_BF16");
         model_free(m);
         return NULL;
     }

@@ -117,6 +117,10 @@ static const setting settings[] = {
      "private memory in the decode kernels' layout: faster decode,\n"
      "the weights' size again in RAM",
      0, NULL},
+    {"bf16_dot", K_BOOL, FIELD(bf16_dot), 0, 0, NULL, 0, NULL, 0, "BOOL",
+     "BF16 weights on activations rounded to BF16, with the CPU's\n"
+     "vdpbf16ps (AVX512_BF16 only): faster prefill, less exact",
+     0, NULL},
     {"prompt_cache", K_BOOL, FIELD(prompt_cache), 0, 0, NULL, 1, NULL, 0, "BOOL",
      "a new prompt reuses the longest prefix a free slot's KV\n"
      "cache holds (--no-prompt-cache turns it off)",

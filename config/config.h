@@ -58,6 +58,7 @@ typedef struct {
     cfg_pooling pooling;        /* how /v1/embeddings pools a sequence's hidden states */
     bool mmap;                  /* map the model file; false: read it into private memory */
     bool repack;                /* quantized matrices also copied in the decode kernels' layout */
+    bool bf16_dot;              /* BF16 weights on BF16 activations (matmul.h mm_set_bf16_dot) */
     bool prompt_cache;          /* reuse a free slot's cached prompt prefix */
     int spec_ngram;             /* prompt-lookup draft tokens per step, 0..32; 0 = off */
     char model_draft[CFG_PATH_LEN]; /* a draft model with the same vocabulary; "" = none */

@@ -4,12 +4,17 @@ number: the text tokenized by sentencepiece (kjv-demo-tokenizer.model, with BOS)
 windows of c tokens whose first token becomes BOS, each run through the float64 numpy reference
 (tests/reference/llama_ref.py) from an empty cache, the second half scored (llama.cpp's method).
 Also --kv-type q8_0 against the reference whose cache quantizes keys and values the same way
-(llama_ref.q8_0_roundtrip), the JSON line's fields, and clear errors for bad arguments."""
+(llama_ref.q8_0_roundtrip), --bf16-dot on a BF16 copy of the model (made here by
+tests/reference/write_gguf.py) against the reference that rounds the activations of BF16
+matrices to BF16 (llama_ref.round_bf16), the JSON line's fields, and clear errors for bad
+arguments."""
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 
@@ -28,16 +33,16 @@ def ours(*args):
     return subprocess.run([BIN, "perplexity", *args], capture_output=True, text=True, timeout=300)
 
 
-def reference(kv="f32"):
+def reference(kv="f32", path=MODEL, act_quant=False):
     import sentencepiece as spm
     sp = spm.SentencePieceProcessor(model_file=os.path.join(MODELS, "kjv-demo-tokenizer.model"))
     ids = [1] + sp.encode(open(TEXT, encoding="utf-8").read())
-    model = R.load(MODEL)
+    model = R.load(path)
     nlls = []
     for k in range(CHUNKS):
         window = ids[k * C:(k + 1) * C]
         window[0] = 1
-        logits = R.forward(model, window, R.Cache(model.cfg["n_layers"], kv))
+        logits = R.forward(model, window, R.Cache(model.cfg["n_layers"], kv), act_quant)
         for j in range(C // 2, C - 1):
             row = logits[j]
             mx = row.max()
@@ -69,6 +74,34 @@ want_q, _ = reference("q8_0")
 check(got_q is not None and abs(got_q - want_q) / want_q < 5e-4,
       f"q8_0 KV ppl {got_q} vs its reference {want_q}")
 print(f"ppl, KV q8_0: ours {got_q}, reference {want_q:.5f} (unquantized reference {want:.5f})")
+
+# --bf16-dot: a BF16 copy of the model, its activations rounded to BF16 before every BF16
+# matrix, where the CPU has AVX512_BF16 (elsewhere the flag must be refused)
+tmp = tempfile.mkdtemp(prefix="ls_ppl_bf16_")
+try:
+    bf16 = os.path.join(tmp, "kjv-demo-bf16.gguf")
+    subprocess.run([sys.executable, "-B", os.path.join(TESTS, "reference", "write_gguf.py"),
+                    MODEL, bf16], check=True)
+    b = ours("-m", bf16, "-f", TEXT, "-c", str(C), "--chunks", str(CHUNKS), "--json",
+             "--bf16-dot", "--kv-type", "f32")
+    if b.returncode != 0:
+        check("needs a CPU with AVX512_BF16" in b.stderr and b.stdout == "",
+              f"--bf16-dot refused with a reason: {b.stderr[-500:]}")
+        print("--bf16-dot: this CPU has no AVX512_BF16; refused as it should be")
+    else:
+        got_b = json.loads(b.stdout.strip().splitlines()[-1]).get("ppl")
+        want_b, _ = reference("f32", bf16, "bf16")
+        plain_b, _ = reference("f32", bf16)
+        # seen: 6e-5 from it, 3.7e-4 from the reference without the rounding; the bound tells
+        # the two apart (the second check: a flag that changed nothing would pass the first)
+        check(abs(got_b - want_b) / want_b < 1.5e-4,
+              f"--bf16-dot ppl {got_b} vs its reference {want_b} (plain {plain_b})")
+        check(abs(got_b - plain_b) / plain_b > 1.5e-4,
+              f"--bf16-dot ppl {got_b} as close to the unrounded reference {plain_b}")
+        print(f"ppl, BF16 --bf16-dot: ours {got_b}, reference {want_b:.5f} "
+              f"(without the rounding {plain_b:.5f})")
+finally:
+    shutil.rmtree(tmp, ignore_errors=True)
 
 # errors: a message and a non-zero status, nothing on stdout
 for args, words in [((), "--file"), (("-f", "/nonexistent/x.txt"), "cannot open"),

@@ -313,11 +313,15 @@ def load_gguf(path):
             L[key] = g.tensor(full)
             if g.by_name[full]["type"] in BLOCKS:
                 quant["%d.%s" % (i, key)] = act_block(g.by_name[full]["type"])
+            elif g.by_name[full]["type"] == GGML_BF16:
+                quant["%d.%s" % (i, key)] = "bf16"
         layers.append(L)
     out_name = "output.weight" if "output.weight" in g.by_name else "token_embd.weight"
     output = g.tensor(out_name) if out_name == "output.weight" else tok_embd
     if g.by_name[out_name]["type"] in BLOCKS:
         quant["output"] = act_block(g.by_name[out_name]["type"])
+    elif g.by_name[out_name]["type"] == GGML_BF16:
+        quant["output"] = "bf16"
     w = {"tok_embd": tok_embd, "out_norm": g.tensor("output_norm.weight"), "output": output,
          "layers": layers, "quant": quant}
     return Model(cfg, w)
@@ -452,6 +456,20 @@ def quantize_act(x, block=QK):
     return (q.astype(np.float64) * d.astype(np.float64)).reshape(T, n)
 
 
+def round_bf16(x):
+    """x -> float32 -> BF16, rounded to nearest even (finite values), as the engine's --bf16-dot
+    rounds the activations of BF16 matrices (tensor.c f32_to_bf16)."""
+    u = np.asarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    r = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) << 16
+    return r.astype(np.uint32).view(np.float32).astype(np.float64)
+
+
+def act_round(x, how):
+    """The activations a matrix meets: quantize_act's 8-bit blocks (how = block length) or BF16
+    (how = "bf16": only with act_quant="bf16", the engine's --bf16-dot)."""
+    return round_bf16(x) if how == "bf16" else quantize_act(x, how)
+
+
 def silu(x):
     return x / (1.0 + np.exp(-x))
 
@@ -488,12 +506,18 @@ class Cache:
 def forward(model, tokens, cache, act_quant=False):
     """Runs tokens (T ids) at positions cache.n.. and appends their K/V to cache.
     Returns logits (T, vocab) float64. act_quant: the inputs of matrices stored in a block type
-    go through quantize_act first (a model of the engine's integer dot products)."""
+    go through quantize_act first (a model of the engine's integer dot products); "bf16": also
+    those of BF16 matrices through round_bf16 (the engine's --bf16-dot)."""
     w = model.w
     x = hidden(model, tokens, cache, act_quant)
-    if act_quant and "output" in w["quant"]:
-        x = quantize_act(x, w["quant"]["output"])
+    if _rounds(act_quant, w["quant"].get("output")):
+        x = act_round(x, w["quant"]["output"])
     return x @ w["output"].T                                             # (T, vocab)
+
+
+def _rounds(act_quant, how):
+    """Whether forward(act_quant) rounds the activations of a matrix marked how in quant."""
+    return how is not None and bool(act_quant) and (how != "bf16" or act_quant == "bf16")
 
 
 def embedding(model, tokens, pooling="mean"):
@@ -512,8 +536,8 @@ def hidden(model, tokens, cache, act_quant=False):
     c, w = model.cfg, model.w
 
     def mm(x, W, name):  # x (T, n) @ W^T, W (out, n)
-        if act_quant and name in w["quant"]:
-            x = quantize_act(x, w["quant"][name])
+        if _rounds(act_quant, w["quant"].get(name)):
+            x = act_round(x, w["quant"][name])
         return x @ W.T
 
     T = len(tokens)

@@ -112,7 +112,7 @@ def write_golden(path, model_files, model, prompts, greedy_names, fmt, note, dec
             lines.append("margin %.6g" % margin)
             print("  %s: greedy margin %.3g%s" % (name, margin,
                   ("  " + repr(decode(toks)[:100])) if decode else ""))
-        if model.w["quant"]:
+        if any(how != "bf16" for how in model.w["quant"].values()):  # block types only
             q = R.forward(model, ids, R.Cache(model.cfg["n_layers"]), act_quant=True)
             lines.append("qlogits %d %s" % (len(ids) - 1, " ".join(fmt % v for v in q[-1])))
             if name in greedy_names:
