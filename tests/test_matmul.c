@@ -738,10 +738,14 @@ int main(void) {
           "the CPU has AVX512_BF16, but its vdpbf16ps differs from dot_bf16_pairs (the probe)");
     CHECK(mm_set_bf16_dot(true) == mm_bf16_dot_supported(), "mm_set_bf16_dot");
     if (mm_bf16_dot()) {
-        test_type(DT_BF16, 32, 13, 1);
+        for (int spread = 0; spread < 2; spread++) { /* decode: rows consecutive, or spread */
+            mm_set_float_dec_spread(spread);
+            test_type(DT_BF16, 32, 13, 1);
+            test_type(DT_BF16, 32 * 23, 53, 1);
+        }
+        mm_set_float_dec_spread(-1);
         test_type(DT_BF16, 64, 6, 3);
         test_type(DT_BF16, 32 * 23, 29, 7);
-        test_type(DT_BF16, 32 * 23, 53, 1);
         test_type(DT_BF16, 96, 31, 13);
         test_type(DT_BF16, 2048, 9, 67);
         test_type(DT_BF16, 701, 21, 5);
