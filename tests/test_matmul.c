@@ -56,7 +56,7 @@ static float row_kernel(const tensor *w, int r, const float *x, const block_q8_a
     const void *row = tensor_row(w, r);
     if (bf16_pairs(w)) {
         uint16_t *xb = malloc((size_t)n * sizeof *xb);
-        for (int i = 0; i < n; i++) xb[i] = f32_to_bf16(x[i]);
+        quantize_row(xb, x, DT_BF16, n);
         const float v = dot_bf16_pairs(row, xb, n);
         free(xb);
         return v;

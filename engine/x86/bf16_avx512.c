@@ -142,7 +142,7 @@ TARGETBF16 static void round_avx512(uint16_t *out, const float *x, int64_t n) {
         r = _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), quiet);
         _mm256_storeu_si256((__m256i *)(out + i), _mm512_cvtepi32_epi16(r));
     }
-    for (; i < n; i++) out[i] = f32_to_bf16(x[i]);
+    quantize_row(out + i, x + i, DT_BF16, n - i);
 }
 
 /* Lanes whose results tell the candidate semantics apart: products that overflow F32 (the
@@ -198,8 +198,7 @@ bool mm_avx512bf16_supported(void) {
 
 void x86_round_bf16(uint16_t *out, const float *x, int64_t n) {
     if (mm_avx512bf16_supported()) round_avx512(out, x, n);
-    else
-        for (int64_t i = 0; i < n; i++) out[i] = f32_to_bf16(x[i]);
+    else quantize_row(out, x, DT_BF16, n);
 }
 
 #else
@@ -212,7 +211,7 @@ void x86_rows_bf16_dot(float *out, const uint16_t *xb, const tensor *w, int T, i
 }
 
 void x86_round_bf16(uint16_t *out, const float *x, int64_t n) {
-    for (int64_t i = 0; i < n; i++) out[i] = f32_to_bf16(x[i]);
+    quantize_row(out, x, DT_BF16, n);
 }
 
 #endif

@@ -138,6 +138,15 @@ def bf16_to_f32(u16):
     return (u16.astype(np.uint32) << 16).view(np.float32)
 
 
+def f32_to_bf16(x):
+    """float32 array -> uint16 BF16 bits, rounding to nearest even (NaN stays a quiet NaN)."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    rounded = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+    nan = np.isnan(x)
+    rounded[nan] = ((u[nan] >> 16) | 0x40).astype(np.uint16)
+    return rounded
+
+
 def dequantize(data, ttype, n):
     """n elements of type ttype in the bytes data -> float64 array (n)."""
     if ttype == GGML_F32:
@@ -457,11 +466,9 @@ def quantize_act(x, block=QK):
 
 
 def round_bf16(x):
-    """x -> float32 -> BF16, rounded to nearest even (finite values), as the engine's --bf16-dot
-    rounds the activations of BF16 matrices (tensor.c f32_to_bf16)."""
-    u = np.asarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    r = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) << 16
-    return r.astype(np.uint32).view(np.float32).astype(np.float64)
+    """x -> float32 -> BF16 (f32_to_bf16), as the engine's --bf16-dot rounds the activations of
+    BF16 matrices (tensor.c f32_to_bf16)."""
+    return bf16_to_f32(f32_to_bf16(np.asarray(x, dtype=np.float32))).astype(np.float64)
 
 
 def act_round(x, how):

@@ -19,13 +19,8 @@ import llama_ref as R  # noqa: E402
 LLAMA_FTYPE_MOSTLY_BF16 = 32
 
 
-def f32_to_bf16(x):
-    """float32 array -> uint16 BF16 bits, rounding to nearest even (NaN stays a quiet NaN)."""
-    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    rounded = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
-    nan = np.isnan(x)
-    rounded[nan] = ((u[nan] >> 16) | 0x40).astype(np.uint16)
-    return rounded
+# float32 -> BF16 bits, nearest even: llama_ref's, which its activation rounding shares
+f32_to_bf16 = R.f32_to_bf16
 
 
 def _str(s):
