@@ -844,16 +844,24 @@ INLINE512 void rows_float512_block(dtype type, float *out, const float *x, const
             }
             wp = wbuf;
         }
-        int t = t0;
-        for (; t + RT_ZMM <= t1; t += RT_ZMM)
-            tile_float512(type, out + (size_t)t * n_out, n_out, wr, rb, wp, x + (size_t)t * n, n,
-                          k0, k1, n, save + (t - t0) * RP_MAX, first, last, t == t0, RP, RT_ZMM);
-        for (; t + 2 <= t1; t += 2)
-            tile_float512(type, out + (size_t)t * n_out, n_out, wr, rb, wp, x + (size_t)t * n, n,
-                          k0, k1, n, save + (t - t0) * RP_MAX, first, last, t == t0, RP, 2);
-        for (; t < t1; t++)
-            tile_float512(type, out + (size_t)t * n_out, n_out, wr, rb, wp, x + (size_t)t * n, n,
-                          k0, k1, n, save + (t - t0) * RP_MAX, first, last, t == t0, RP, 1);
+        /* Tiles as even as RT_ZMM allows (16 rows: 6 + 5 + 5, not 6 + 6 + 2 + 2): a short tile
+         * converts or loads the same weights for fewer FMAs. */
+        for (int t = t0; t < t1;) {
+            const int tiles = (t1 - t + RT_ZMM - 1) / RT_ZMM, rt = (t1 - t + tiles - 1) / tiles;
+            float *o = out + (size_t)t * n_out;
+            const float *xt = x + (size_t)t * n;
+            __m512 *sv = save + (t - t0) * RP_MAX;
+            switch (rt) {
+#define TILE_RT(R)                                                                          \
+    case R:                                                                                 \
+        tile_float512(type, o, n_out, wr, rb, wp, xt, n, k0, k1, n, sv, first, last,        \
+                      t == t0, RP, R);                                                      \
+        break;
+                TILE_RT(6) TILE_RT(5) TILE_RT(4) TILE_RT(3) TILE_RT(2) TILE_RT(1)
+#undef TILE_RT
+            }
+            t += rt;
+        }
     }
 }
 
