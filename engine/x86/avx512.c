@@ -310,7 +310,9 @@ static const struct {
     /* AMD Zen 5 (Turin, family 26 model 2), measured 2026-11-30: two full 512-bit FMA pipes
      * (108 GMAC/s per core in zmm, 54 in ymm). Converting the weights in registers beats the
      * buffer up to 24 rows for F32 and 48 for F16 and BF16 (T = 16: F16 43-44 -> 62-68 GMAC/s);
-     * with it the zmm tiles win from 6 rows (one full 6-row tile); whole rows as the K chunk
+     * with it the zmm tiles win from 6 rows (one full 6-row tile), and for F16 and BF16 from 3
+     * since the rows split into even tiles (F16 T = 5 25.6 -> 39.0 GMAC/s, BF16 34.2 -> 57.7;
+     * F32 level, T = 2 level for all); whole rows as the K chunk
      * (F32 T = 128 55-56 -> 58-62); decode tile variants within the noise of variant 0. The
      * K-quant VNNI tiles unpack 16 weight rows per pass and win only where many rows share it:
      * below 24 rows (Q4_K) and 16 (Q5_K) the AVX2 lanes tiles are faster (Q4_K T = 12 41-53 ->
@@ -318,7 +320,7 @@ static const struct {
      * decode kernels from 10 rows here, not 18 (T = 12 28-30 -> 52-54, T = 16 29-30 -> 46-66).
      * One core reads 38-40 GB/s as four long streams but 25 as tiles of four consecutive 4 KiB
      * rows, so the float decode tiles spread their rows (BF16 tg 13-17 -> 18-21 tok/s). */
-    {true, 26, 2, 0, 4096, {6, 6, 6}, {32, 64, 64}, {24, 16, 0}, {0, 0, 10}, true},
+    {true, 26, 2, 0, 4096, {6, 3, 3}, {32, 64, 64}, {24, 16, 0}, {0, 0, 10}, true},
 };
 
 /* The row of cpu_table for this CPU (0 when it is not there). */
