@@ -4,6 +4,7 @@
 #ifndef LS_CLI_H
 #define LS_CLI_H
 
+#include "config.h"
 #include "model.h"
 #include "threadpool.h"
 
@@ -29,5 +30,11 @@ model *cli_load_model(const char *path, const char *tokenizer_path, bool need_to
                       char *err, size_t errlen);
 /* pool_create(threads); NULL with "cannot start N threads". */
 pool *cli_pool(int threads, char *err, size_t errlen);
+/* BF16 weights on BF16 activations (matmul.h mm_set_bf16_dot) as mode asks: auto = on where
+ * the CPU has AVX512_BF16 (and AVX-512 is allowed), on = the same or an error, off = F32
+ * activations. 0, or -1 with a message. */
+int cli_bf16_dot(cfg_bf16_dot mode, char *err, size_t errlen);
+/* --bf16-dot's value: auto, on or off. 0, or -1 with a message. */
+int cli_bf16_dot_parse(const char *s, cfg_bf16_dot *mode, char *err, size_t errlen);
 
 #endif

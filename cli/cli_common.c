@@ -3,6 +3,9 @@
 #include "cli.h"
 
 #include "common.h"
+#include "matmul.h"
+
+#include <string.h>
 
 int cli_parsed(int prc, const char *name, void (*usage)(FILE *), const char *err) {
     if (prc == 1) {
@@ -31,4 +34,25 @@ pool *cli_pool(int threads, char *err, size_t errlen) {
     pool *p = pool_create(threads);
     if (!p) ls_fail(err, errlen, "cannot start %d threads", threads);
     return p;
+}
+
+int cli_bf16_dot(cfg_bf16_dot mode, char *err, size_t errlen) {
+    if (mode == CFG_BF16_DOT_OFF) {
+        mm_set_bf16_dot(false);
+        return 0;
+    }
+    if (!mm_set_bf16_dot(true) && mode == CFG_BF16_DOT_ON)
+        return ls_fail(err, errlen, "--bf16-dot on needs a CPU with AVX512_BF16 (and AVX-512 "
+                                    "allowed)");
+    return 0;
+}
+
+int cli_bf16_dot_parse(const char *s, cfg_bf16_dot *mode, char *err, size_t errlen) {
+    static const char *const names[] = {"auto", "on", "off"};
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(s, names[i])) {
+            *mode = (cfg_bf16_dot)i;
+            return 0;
+        }
+    return ls_fail(err, errlen, "--bf16-dot: '%s' is not one of auto, on, off", s);
 }

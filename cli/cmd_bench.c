@@ -49,8 +49,9 @@ static void usage(FILE *f) {
                "                       runs them (the same results)\n"
                "      --repack         repack the quantized matrices for the decode kernels\n"
                "                       (as serve's --repack: private memory, same results)\n"
-               "      --bf16-dot       BF16 weights on BF16-rounded activations with the CPU's\n"
-               "                       vdpbf16ps (as serve's --bf16-dot; AVX512_BF16 only)\n"
+               "      --bf16-dot M     BF16 weights on BF16-rounded activations with the CPU's\n"
+               "                       vdpbf16ps, as serve's: auto (default; where the CPU has\n"
+               "                       AVX512_BF16, not with --scalar or --no-avx512), on, off\n"
                "      --bw-mib N       size of the bandwidth probe's buffer (default 1024; 0 = skip)\n"
                "      --grammar FILE   also time a GBNF grammar's mask and advance per token\n"
                "      --vocab PATH     the grammar's vocabulary from this GGUF (default: the\n"
@@ -62,7 +63,8 @@ static void usage(FILE *f) {
 typedef struct {
     const char *model, *grammar, *vocab;
     int n_prompt, n_gen, n_depth, threads, reps, bw_mib;
-    bool json, scalar, cpu_clock, repack, no_avx512, bf16_dot;
+    bool json, scalar, cpu_clock, repack, no_avx512;
+    cfg_bf16_dot bf16_dot;
     kv_type kv;
 } bench_opts;
 
@@ -78,7 +80,7 @@ static int parse(bench_opts *o, int argc, char **argv, char *err, size_t errlen)
         {"bw-mib", required_argument, 0, O_BW}, {"help", no_argument, 0, 'h'},
         {"grammar", required_argument, 0, O_GRAMMAR}, {"vocab", required_argument, 0, O_VOCAB},
         {"kv-type", required_argument, 0, O_KVTYPE}, {"n-depth", required_argument, 0, 'd'},
-        {"cpu-clock", no_argument, 0, O_CPU}, {"bf16-dot", no_argument, 0, O_BF16DOT},
+        {"cpu-clock", no_argument, 0, O_CPU}, {"bf16-dot", required_argument, 0, O_BF16DOT},
         {0, 0, 0, 0}};
     *o = (bench_opts){.n_prompt = 128, .n_gen = 64, .threads = 2, .reps = 3, .bw_mib = 1024,
                       .kv = KV_F32};
@@ -120,7 +122,7 @@ static int parse(bench_opts *o, int argc, char **argv, char *err, size_t errlen)
         case O_SCALAR: o->scalar = true; break;
         case O_REPACK: o->repack = true; break;
         case O_NO512: o->no_avx512 = true; break;
-        case O_BF16DOT: o->bf16_dot = true; break;
+        case O_BF16DOT: rc = cli_bf16_dot_parse(optarg, &o->bf16_dot, err, errlen); break;
         case O_KVF16: o->kv = KV_F16; break;
         case O_CPU: o->cpu_clock = true; break;
         case O_KVTYPE:
@@ -137,9 +139,11 @@ static int parse(bench_opts *o, int argc, char **argv, char *err, size_t errlen)
     if (!o->model) return ls_fail(err, errlen, "--model is required");
     if (o->n_prompt + o->n_gen < 1) return ls_fail(err, errlen, "nothing to do: -p 0 -n 0");
     if (o->grammar && o->n_gen < 1) return ls_fail(err, errlen, "--grammar needs -n > 0");
-    if (o->bf16_dot && (o->no_avx512 || !mm_set_bf16_dot(true)))
-        return ls_fail(err, errlen, "--bf16-dot needs a CPU with AVX512_BF16 (and no --no-avx512)");
-    return 0;
+    if (o->bf16_dot == CFG_BF16_DOT_ON && o->no_avx512)
+        return ls_fail(err, errlen, "--bf16-dot on and --no-avx512 exclude each other");
+    if (o->bf16_dot == CFG_BF16_DOT_AUTO && (o->scalar || o->no_avx512))
+        o->bf16_dot = CFG_BF16_DOT_OFF;
+    return cli_bf16_dot(o->bf16_dot, err, errlen);
 }
 
 /* ---- memory bandwidth probe -------------------------------------------------------------- */
@@ -465,6 +469,7 @@ typedef struct {
     double pp, pp_sd, tg, tg_sd; /* tokens per second, mean and standard deviation */
     double bw, roof;             /* read bandwidth (GB/s), the decode roofline (tok/s) */
     size_t kv_per_token;         /* KV cache bytes per position */
+    bool bf16_dot;               /* BF16 weights on BF16-rounded activations (--bf16-dot) */
 } bench_result;
 
 static void print_json(const bench_opts *o, const bench_result *r, const grammar_result *gr) {
@@ -475,11 +480,11 @@ static void print_json(const bench_opts *o, const bench_result *r, const grammar
            "\"kv_bytes_per_token\": %zu, \"weights_bytes\": %zu, "
            "\"pp_tok_s\": %.3f, \"pp_tok_s_sd\": %.3f, \"tg_tok_s\": %.3f, "
            "\"tg_tok_s_sd\": %.3f, \"bandwidth_gb_s\": %.3f, \"roofline_tg_tok_s\": %.3f, "
-           "\"tg_roofline_frac\": %.4f",
+           "\"tg_roofline_frac\": %.4f, \"bf16_dot\": %s",
            r->wtype, r->kernels, o->threads, o->n_prompt, o->n_gen, o->n_depth, o->reps,
            o->cpu_clock ? "cpu" : "wall", kv_type_name(o->kv), r->kv_per_token, r->wbytes, r->pp,
            r->pp_sd, r->tg, r->tg_sd, r->bw, r->roof,
-           r->roof > 0 ? r->tg / r->roof : 0.0);
+           r->roof > 0 ? r->tg / r->roof : 0.0, r->bf16_dot ? "true" : "false");
     if (o->grammar) {
         printf(", \"grammar\": {\"file\": ");
         json_str(o->grammar);
@@ -496,8 +501,9 @@ static void print_json(const bench_opts *o, const bench_result *r, const grammar
 }
 
 static void print_text(const bench_opts *o, const bench_result *r, const grammar_result *gr) {
-    printf("model: %s (%s, %.3f GB of weights per token), %d threads, %s kernels\n", o->model,
-           r->wtype, (double)r->wbytes / 1e9, o->threads, r->kernels);
+    printf("model: %s (%s, %.3f GB of weights per token), %d threads, %s kernels%s\n", o->model,
+           r->wtype, (double)r->wbytes / 1e9, o->threads, r->kernels,
+           r->bf16_dot ? " (BF16 on BF16-rounded activations)" : "");
     printf("kv cache: %s, %zu bytes per token; timed by the %s clock\n", kv_type_name(o->kv),
            r->kv_per_token, o->cpu_clock ? "process's CPU" : "wall");
     char at[32] = "";
@@ -634,7 +640,8 @@ int cmd_bench(int argc, char **argv) {
     const char *wtype = dtype_name(m->layers[0].wq.type);
 
     const bench_result res = {wtype, kernels, wbytes, pp, pp_sd, tg, tg_sd,
-                              bw,    roof,    kv_bytes_per_token(&m->cfg, o.kv)};
+                              bw,    roof,    kv_bytes_per_token(&m->cfg, o.kv),
+                              mm_bf16_dot() && m->layers[0].wq.type == DT_BF16};
     if (o.json)
         print_json(&o, &res, &gr);
     else

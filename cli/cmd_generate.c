@@ -39,6 +39,8 @@ static void usage(FILE *f) {
             "      --length-penalty L  beam score = logprob / length^L (default 1)\n"
             "  -t, --threads N         threads for the matrix work (default 2)\n"
             "      --ctx-size N        KV cache size in tokens (default: the model's context)\n"
+            "      --bf16-dot M        BF16 weights on BF16-rounded activations, as serve's:\n"
+            "                          auto (default; where the CPU has AVX512_BF16), on, off\n"
             "      --token-ids         print the generated token ids, separated by spaces\n"
             "  -h, --help              this help\n");
 }
@@ -49,10 +51,12 @@ typedef struct {
     double temperature, top_p, min_p, repeat_penalty, length_penalty;
     uint64_t seed;
     bool seed_set, token_ids;
+    cfg_bf16_dot bf16_dot;
 } gen_opts;
 
 static int parse(gen_opts *o, int argc, char **argv, char *err, size_t errlen) {
-    enum { O_TOKENIZER = 256, O_TEMP, O_TOPK, O_TOPP, O_MINP, O_REP, O_BEAMS, O_LP, O_CTX, O_IDS };
+    enum { O_TOKENIZER = 256, O_TEMP, O_TOPK, O_TOPP, O_MINP, O_REP, O_BEAMS, O_LP, O_CTX, O_IDS,
+           O_BF16DOT };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},      {"tokenizer", required_argument, 0, O_TOKENIZER},
         {"prompt", required_argument, 0, 'p'},     {"n-predict", required_argument, 0, 'n'},
@@ -62,7 +66,7 @@ static int parse(gen_opts *o, int argc, char **argv, char *err, size_t errlen) {
         {"beams", required_argument, 0, O_BEAMS},  {"length-penalty", required_argument, 0, O_LP},
         {"threads", required_argument, 0, 't'},    {"ctx-size", required_argument, 0, O_CTX},
         {"token-ids", no_argument, 0, O_IDS},      {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+        {"bf16-dot", required_argument, 0, O_BF16DOT}, {0, 0, 0, 0}};
     *o = (gen_opts){.n_predict = 128, .top_k = 40, .threads = 2, .temperature = 0.8,
                     .top_p = 0.95, .min_p = 0.05, .repeat_penalty = 1.0, .length_penalty = 1.0};
     long long v;
@@ -113,6 +117,7 @@ static int parse(gen_opts *o, int argc, char **argv, char *err, size_t errlen) {
             o->ctx_size = (int)v;
             break;
         case O_IDS: o->token_ids = true; break;
+        case O_BF16DOT: rc = cli_bf16_dot_parse(optarg, &o->bf16_dot, err, errlen); break;
         case 'h': return 1;
         case ':': return ls_fail(err, errlen, "%s needs a value", argv[optind - 1]);
         default: /* optopt names an unknown short option, even inside a cluster like -xq */
@@ -122,6 +127,7 @@ static int parse(gen_opts *o, int argc, char **argv, char *err, size_t errlen) {
         if (rc) return -1;
     }
     if (optind < argc) return ls_fail(err, errlen, "unexpected argument '%s'", argv[optind]);
+    if (cli_bf16_dot(o->bf16_dot, err, errlen)) return -1;
     if (!o->model) {
         static char demo[4096]; /* the embedded demo model, when no --model is given */
         if (cfg_find_demo_model(demo, sizeof demo, err, errlen)) return -1;

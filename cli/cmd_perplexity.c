@@ -34,8 +34,8 @@ static void usage(FILE *f) {
             "  -t, --threads N      threads (default 2)\n"
             "      --chunks N       score at most N windows (default: all)\n"
             "      --kv-type T      KV cache type: f16 (default, as serve), f32 or q8_0\n"
-            "      --bf16-dot       BF16 weights on BF16-rounded activations (as serve's\n"
-            "                       --bf16-dot; a CPU with AVX512_BF16 only)\n"
+            "      --bf16-dot M     BF16 weights on BF16-rounded activations, as serve's:\n"
+            "                       auto (default; where the CPU has AVX512_BF16), on, off\n"
             "      --json           end stdout with one JSON line {\"ppl\", \"ppl_stderr\",\n"
             "                       \"chunks\", \"tokens_scored\"}\n"
             "  -h, --help           this help\n");
@@ -44,7 +44,8 @@ static void usage(FILE *f) {
 typedef struct {
     const char *model, *tokenizer, *file;
     int ctx, threads, max_chunks;
-    bool json, bf16_dot;
+    bool json;
+    cfg_bf16_dot bf16_dot;
     kv_type kv;
 } ppl_opts;
 
@@ -55,7 +56,7 @@ static int parse(ppl_opts *o, int argc, char **argv, char *err, size_t errlen) {
         {"file", required_argument, 0, 'f'},     {"ctx-size", required_argument, 0, 'c'},
         {"threads", required_argument, 0, 't'},  {"chunks", required_argument, 0, O_CHUNKS},
         {"json", no_argument, 0, O_JSON},        {"help", no_argument, 0, 'h'},
-        {"kv-type", required_argument, 0, O_KVTYPE}, {"bf16-dot", no_argument, 0, O_BF16DOT},
+        {"kv-type", required_argument, 0, O_KVTYPE}, {"bf16-dot", required_argument, 0, O_BF16DOT},
         {0, 0, 0, 0}};
     *o = (ppl_opts){.ctx = 0, .threads = 2, .max_chunks = -1, .kv = KV_F16};
     long long v;
@@ -81,7 +82,7 @@ static int parse(ppl_opts *o, int argc, char **argv, char *err, size_t errlen) {
             o->max_chunks = (int)v;
             break;
         case O_JSON: o->json = true; break;
-        case O_BF16DOT: o->bf16_dot = true; break;
+        case O_BF16DOT: rc = cli_bf16_dot_parse(optarg, &o->bf16_dot, err, errlen); break;
         case O_KVTYPE:
             if (kv_type_parse(optarg, &o->kv))
                 return ls_fail(err, errlen, "--kv-type: '%s' is not one of f32, f16, q8_0", optarg);
@@ -96,8 +97,7 @@ static int parse(ppl_opts *o, int argc, char **argv, char *err, size_t errlen) {
     }
     if (optind < argc) return ls_fail(err, errlen, "unexpected argument '%s'", argv[optind]);
     if (!o->file) return ls_fail(err, errlen, "--file is required");
-    if (o->bf16_dot && !mm_set_bf16_dot(true))
-        return ls_fail(err, errlen, "--bf16-dot needs a CPU with AVX512_BF16");
+    if (cli_bf16_dot(o->bf16_dot, err, errlen)) return -1;
     if (!o->model) {
         static char demo[4096];
         if (cfg_find_demo_model(demo, sizeof demo, err, errlen)) return -1;

@@ -200,8 +200,7 @@ static model *load_model(const cfg_server *cfg, char *err, size_t errlen) {
         model_free(m);
         return NULL;
     }
-    if (cfg->bf16_dot && !mm_set_bf16_dot(true)) {
-        ls_fail(err, errlen, "--bf16-dot needs a CPU with AVX512_BF16");
+    if (cli_bf16_dot(cfg->bf16_dot, err, errlen)) {
         model_free(m);
         return NULL;
     }

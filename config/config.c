@@ -61,12 +61,14 @@ static const char *const template_names[] = {"auto", "llama2", "chatml", "zephyr
 static const char *const kv_names[] = {"f16", "f32", "q8_0", NULL};
 static const char *const log_names[] = {"text", "json", NULL};
 static const char *const pooling_names[] = {"mean", "last", NULL};
+static const char *const bf16_dot_names[] = {"auto", "on", "off", NULL};
 
 /* Enum fields are written through an int (memcpy); they must be int-sized. */
 _Static_assert(sizeof(cfg_chat_template) == sizeof(int), "enum size");
 _Static_assert(sizeof(cfg_kv_type) == sizeof(int), "enum size");
 _Static_assert(sizeof(cfg_log_format) == sizeof(int), "enum size");
 _Static_assert(sizeof(cfg_pooling) == sizeof(int), "enum size");
+_Static_assert(sizeof(cfg_bf16_dot) == sizeof(int), "enum size");
 
 static int check_origins(const char *v, const char *what, char *err, size_t errlen);
 
@@ -117,10 +119,10 @@ static const setting settings[] = {
      "private memory in the decode kernels' layout: faster decode,\n"
      "the weights' size again in RAM",
      0, NULL},
-    {"bf16_dot", K_BOOL, FIELD(bf16_dot), 0, 0, NULL, 0, NULL, 0, "BOOL",
-     "BF16 weights on activations rounded to BF16, with the CPU's\n"
-     "vdpbf16ps (AVX512_BF16 only): faster prefill, less exact",
-     0, NULL},
+    ENUM(bf16_dot, CFG_BF16_DOT_AUTO, bf16_dot_names,
+         "BF16 weights on activations rounded to BF16 with the CPU's\n"
+         "vdpbf16ps: faster prefill, less exact; auto = where the CPU\n"
+         "has AVX512_BF16, on = refuse to start without, off = F32"),
     {"prompt_cache", K_BOOL, FIELD(prompt_cache), 0, 0, NULL, 1, NULL, 0, "BOOL",
      "a new prompt reuses the longest prefix a free slot's KV\n"
      "cache holds (--no-prompt-cache turns it off)",

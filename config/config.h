@@ -26,6 +26,8 @@ typedef enum {
 
 typedef enum { CFG_KV_F16, CFG_KV_F32, CFG_KV_Q8_0 } cfg_kv_type;
 typedef enum { CFG_POOL_MEAN, CFG_POOL_LAST } cfg_pooling;
+/* BF16 weights on BF16 activations: auto = where the CPU has AVX512_BF16. */
+typedef enum { CFG_BF16_DOT_AUTO, CFG_BF16_DOT_ON, CFG_BF16_DOT_OFF } cfg_bf16_dot;
 /* Where the model path came from. */
 typedef enum {
     CFG_MODEL_GIVEN,      /* --model, LLAMASERVE_MODEL or the config file */
@@ -58,7 +60,7 @@ typedef struct {
     cfg_pooling pooling;        /* how /v1/embeddings pools a sequence's hidden states */
     bool mmap;                  /* map the model file; false: read it into private memory */
     bool repack;                /* quantized matrices also copied in the decode kernels' layout */
-    bool bf16_dot;              /* BF16 weights on BF16 activations (matmul.h mm_set_bf16_dot) */
+    cfg_bf16_dot bf16_dot;      /* BF16 weights on BF16 activations (matmul.h mm_set_bf16_dot) */
     bool prompt_cache;          /* reuse a free slot's cached prompt prefix */
     int spec_ngram;             /* prompt-lookup draft tokens per step, 0..32; 0 = off */
     char model_draft[CFG_PATH_LEN]; /* a draft model with the same vocabulary; "" = none */

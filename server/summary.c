@@ -72,6 +72,11 @@ void summary_log_ready(const summary_in *in) {
     uint64_t kv_total = (uint64_t)kv_bytes_per_token(&m->cfg, sp->kv) * (uint64_t)sp->parallel *
                         (uint64_t)sp->ctx_size;
     const char *kernels = mm_kernels();
+    /* whether BF16 matrices multiply BF16-rounded activations (--bf16-dot; auto where the CPU
+     * has AVX512_BF16) */
+    bool bf16_dot = false;
+    for (int i = 0; i < st.n_types; i++)
+        if (st.types[i].type == DT_BF16) bf16_dot = mm_bf16_dot();
 
     cJSON *f = cJSON_CreateObject();
     cJSON *types = cJSON_CreateObject();
@@ -99,6 +104,7 @@ void summary_log_ready(const summary_in *in) {
     cJSON_AddNumberToObject(f, "kv_cache_bytes", (double)kv_total);
     cJSON_AddNumberToObject(f, "threads", sp->threads);
     cJSON_AddStringToObject(f, "kernels", kernels);
+    cJSON_AddBoolToObject(f, "bf16_dot", bf16_dot);
     cJSON_AddNumberToObject(f, "batch_size", sp->batch_size);
     cJSON_AddStringToObject(f, "chat_template", in->chat_template);
     cJSON_AddBoolToObject(f, "chat_template_detected", in->chat_detected);
@@ -124,8 +130,9 @@ void summary_log_ready(const summary_in *in) {
          sp->ctx_size, (long long)sp->parallel * sp->ctx_size);
     line(block, sizeof block, "  kv cache   %s of %s in total (%s per slot)", kvbytes, kv_type,
          slotbytes);
-    line(block, sizeof block, "  compute    %d threads, %s kernels, batches of up to %d rows",
-         sp->threads, kernels, sp->batch_size);
+    line(block, sizeof block, "  compute    %d threads, %s kernels%s, batches of up to %d rows",
+         sp->threads, kernels, bf16_dot ? " (BF16 on BF16-rounded activations)" : "",
+         sp->batch_size);
     line(block, sizeof block, "  chat       %s template (%s)", in->chat_template,
          in->chat_source ? in->chat_source
          : in->chat_detected ? "from the model file" : "fallback: the model file names none");

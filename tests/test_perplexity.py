@@ -6,8 +6,8 @@ windows of c tokens whose first token becomes BOS, each run through the float64 
 Also --kv-type q8_0 against the reference whose cache quantizes keys and values the same way
 (llama_ref.q8_0_roundtrip), --bf16-dot on a BF16 copy of the model (made here by
 tests/reference/write_gguf.py) against the reference that rounds the activations of BF16
-matrices to BF16 (llama_ref.round_bf16), the JSON line's fields, and clear errors for bad
-arguments."""
+matrices to BF16 (llama_ref.round_bf16), and its default (auto) and off, the JSON line's fields,
+and clear errors for bad arguments."""
 import json
 import math
 import os
@@ -76,30 +76,43 @@ check(got_q is not None and abs(got_q - want_q) / want_q < 5e-4,
 print(f"ppl, KV q8_0: ours {got_q}, reference {want_q:.5f} (unquantized reference {want:.5f})")
 
 # --bf16-dot: a BF16 copy of the model, its activations rounded to BF16 before every BF16
-# matrix, where the CPU has AVX512_BF16 (elsewhere the flag must be refused)
+# matrix, where the CPU has AVX512_BF16: "on" insists (refused elsewhere), "auto" (the default)
+# is "on" where the CPU has it and "off" elsewhere, "off" keeps F32 activations everywhere
 tmp = tempfile.mkdtemp(prefix="ls_ppl_bf16_")
 try:
     bf16 = os.path.join(tmp, "kjv-demo-bf16.gguf")
     subprocess.run([sys.executable, "-B", os.path.join(TESTS, "reference", "write_gguf.py"),
                     MODEL, bf16], check=True)
-    b = ours("-m", bf16, "-f", TEXT, "-c", str(C), "--chunks", str(CHUNKS), "--json",
-             "--bf16-dot", "--kv-type", "f32")
+
+    def bf16_ppl(*mode):
+        r = ours("-m", bf16, "-f", TEXT, "-c", str(C), "--chunks", str(CHUNKS), "--json",
+                 "--kv-type", "f32", *mode)
+        return r, json.loads(r.stdout.strip().splitlines()[-1]).get("ppl") if r.returncode == 0 \
+            else None
+
+    b, got_b = bf16_ppl("--bf16-dot", "on")
+    got_auto = bf16_ppl()[1]
+    got_off = bf16_ppl("--bf16-dot", "off")[1]
+    want_b, _ = reference("f32", bf16, "bf16")
+    plain_b, _ = reference("f32", bf16)
+    # without the rounding the engine is within F32 rounding of the plain reference (seen 2e-7)
+    check(got_off is not None and abs(got_off - plain_b) / plain_b < 2e-5,
+          f"--bf16-dot off ppl {got_off} vs the reference {plain_b}")
     if b.returncode != 0:
         check("needs a CPU with AVX512_BF16" in b.stderr and b.stdout == "",
-              f"--bf16-dot refused with a reason: {b.stderr[-500:]}")
-        print("--bf16-dot: this CPU has no AVX512_BF16; refused as it should be")
+              f"--bf16-dot on refused with a reason: {b.stderr[-500:]}")
+        check(got_auto == got_off, f"auto without AVX512_BF16: {got_auto}, off: {got_off}")
+        print("--bf16-dot: this CPU has no AVX512_BF16; 'on' refused, 'auto' is 'off'")
     else:
-        got_b = json.loads(b.stdout.strip().splitlines()[-1]).get("ppl")
-        want_b, _ = reference("f32", bf16, "bf16")
-        plain_b, _ = reference("f32", bf16)
         # seen: 6e-5 from it, 3.7e-4 from the reference without the rounding; the bound tells
         # the two apart (the second check: a flag that changed nothing would pass the first)
         check(abs(got_b - want_b) / want_b < 1.5e-4,
               f"--bf16-dot ppl {got_b} vs its reference {want_b} (plain {plain_b})")
         check(abs(got_b - plain_b) / plain_b > 1.5e-4,
               f"--bf16-dot ppl {got_b} as close to the unrounded reference {plain_b}")
-        print(f"ppl, BF16 --bf16-dot: ours {got_b}, reference {want_b:.5f} "
-              f"(without the rounding {plain_b:.5f})")
+        check(got_auto == got_b, f"auto with AVX512_BF16: {got_auto}, on: {got_b}")
+        print(f"ppl, BF16 --bf16-dot on (and auto): ours {got_b}, reference {want_b:.5f} "
+              f"(without the rounding {plain_b:.5f}; off: {got_off})")
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 
@@ -108,6 +121,7 @@ for args, words in [((), "--file"), (("-f", "/nonexistent/x.txt"), "cannot open"
                     (("-m", MODEL, "-f", TEXT, "-c", "100000"), "context length"),
                     (("-m", MODEL, "-f", TEXT, "-c", "2"), "--ctx-size"),
                     (("-m", MODEL, "-f", TEXT, "--kv-type", "q4_0"), "--kv-type"),
+                    (("-m", MODEL, "-f", TEXT, "--bf16-dot", "yes"), "auto, on, off"),
                     (("-m", os.path.join(MODELS, "stories260K.bin"), "--tokenizer",
                       os.path.join(MODELS, "stories260K-tok512-placeholder.bin"), "-f", TEXT,
                       "-c", "64", "--kv-type", "q8_0"), "multiple of 32"),

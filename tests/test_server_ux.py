@@ -181,6 +181,7 @@ def test_json_logs_and_summary():
     # 4 layers x (4 KV heads x 32) x keys and values x 4 bytes, per token
     assert r["kv_type"] == "f32" and r["kv_cache_bytes"] == 3 * 64 * 4 * 128 * 2 * 4, r
     assert r["threads"] == 2 and r["kernels"] in ("scalar", "avx2", "avx2+avx512", "neon"), r
+    assert r["bf16_dot"] is False, r  # no BF16 matrices in a Q8_0 file, whatever the CPU
     assert r["address"] == "http://127.0.0.1:%d" % s.port, r
     assert r["model_path"] == model and r["model_origin"] == "given", r
     req = [o for o in objs if o["msg"] == "request"]
