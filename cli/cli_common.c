@@ -48,9 +48,8 @@ int cli_bf16_dot(cfg_bf16_dot mode, char *err, size_t errlen) {
 }
 
 int cli_bf16_dot_parse(const char *s, cfg_bf16_dot *mode, char *err, size_t errlen) {
-    static const char *const names[] = {"auto", "on", "off"};
-    for (int i = 0; i < 3; i++)
-        if (!strcmp(s, names[i])) {
+    for (int i = 0; cfg_bf16_dot_names[i]; i++)
+        if (!strcmp(s, cfg_bf16_dot_names[i])) {
             *mode = (cfg_bf16_dot)i;
             return 0;
         }

@@ -61,7 +61,7 @@ static const char *const template_names[] = {"auto", "llama2", "chatml", "zephyr
 static const char *const kv_names[] = {"f16", "f32", "q8_0", NULL};
 static const char *const log_names[] = {"text", "json", NULL};
 static const char *const pooling_names[] = {"mean", "last", NULL};
-static const char *const bf16_dot_names[] = {"auto", "on", "off", NULL};
+const char *const cfg_bf16_dot_names[] = {"auto", "on", "off", NULL};
 
 /* Enum fields are written through an int (memcpy); they must be int-sized. */
 _Static_assert(sizeof(cfg_chat_template) == sizeof(int), "enum size");
@@ -119,7 +119,7 @@ static const setting settings[] = {
      "private memory in the decode kernels' layout: faster decode,\n"
      "the weights' size again in RAM",
      0, NULL},
-    ENUM(bf16_dot, CFG_BF16_DOT_AUTO, bf16_dot_names,
+    ENUM(bf16_dot, CFG_BF16_DOT_AUTO, cfg_bf16_dot_names,
          "BF16 weights on activations rounded to BF16 with the CPU's\n"
          "vdpbf16ps: faster prefill, less exact; auto = where the CPU\n"
          "has AVX512_BF16, on = refuse to start without, off = F32"),

@@ -28,6 +28,7 @@ typedef enum { CFG_KV_F16, CFG_KV_F32, CFG_KV_Q8_0 } cfg_kv_type;
 typedef enum { CFG_POOL_MEAN, CFG_POOL_LAST } cfg_pooling;
 /* BF16 weights on BF16 activations: auto = where the CPU has AVX512_BF16. */
 typedef enum { CFG_BF16_DOT_AUTO, CFG_BF16_DOT_ON, CFG_BF16_DOT_OFF } cfg_bf16_dot;
+extern const char *const cfg_bf16_dot_names[]; /* by value, NULL-terminated */
 /* Where the model path came from. */
 typedef enum {
     CFG_MODEL_GIVEN,      /* --model, LLAMASERVE_MODEL or the config file */
