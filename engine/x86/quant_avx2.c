@@ -570,10 +570,12 @@ INLINE void tile_k_lanes(dtype type, float *out, int ldo, const uint8_t *const w
 INLINE void rows_k_lanes(dtype type, float *out, const q8_K_x4 *xr, const tensor *w, int T,
                          int r0, int r1) {
     const int n_out = (int)w->ne[1], nb = (int)w->ne[0] / QK_K, G = (T + 3) / 4;
+    const size_t rb = dtype_row_bytes(type, w->ne[0]); /* once: a lookup and a division */
+    const uint8_t *base = w->data;
     for (int r = r0; r < r1; r += 4) {
         const int nw = r1 - r < 4 ? r1 - r : 4;
         const uint8_t *wr[4];
-        for (int i = 0; i < 4; i++) wr[i] = tensor_row(w, r + (i < nw ? i : nw - 1));
+        for (int i = 0; i < 4; i++) wr[i] = base + (size_t)(r + (i < nw ? i : nw - 1)) * rb;
         for (int g = 0; g < G; g += NG_K) {
             float *o = out + (size_t)4 * g * n_out + r;
             const q8_K_x4 *x = xr + (size_t)g * nb;

@@ -181,15 +181,17 @@ INLINE float dot1_iq4_xs(const block_iq4_xs *w, const block_q8_K *x, int nb) {
 INLINE void rows_k2(dtype t, float *out, const block_q8_K *xk, const tensor *w, int T, int r0,
                     int r1) {
     const int n = (int)w->ne[0], n_out = (int)w->ne[1], nb = n / QK_K;
-    const size_t bb = dtype_block_bytes(t);
+    const size_t bb = dtype_block_bytes(t), rb = dtype_row_bytes(t, n); /* once: lookups */
+    const uint8_t *base = w->data;
     if (T == 1) {
         for (int r = r0; r < r1; r++)
-            out[r] = t == DT_IQ4_XS ? dot1_iq4_xs((const block_iq4_xs *)tensor_row(w, r), xk, nb)
-                                    : dot1_q23(t == DT_Q3_K, tensor_row(w, r), xk, nb);
+            out[r] = t == DT_IQ4_XS
+                         ? dot1_iq4_xs((const block_iq4_xs *)(base + (size_t)r * rb), xk, nb)
+                         : dot1_q23(t == DT_Q3_K, base + (size_t)r * rb, xk, nb);
         return;
     }
     for (int r = r0; r < r1; r++) {
-        const uint8_t *row = tensor_row(w, r);
+        const uint8_t *row = base + (size_t)r * rb;
         for (int t0 = 0; t0 < T; t0 += K2T) {
             const int tn = T - t0 < K2T ? T - t0 : K2T;
             float sum[K2T] = {0};

@@ -119,9 +119,10 @@ INLINE void q32_rows(dtype t, int R, int TT, float *out, const block_q8_act *xq,
                      int T, int r0, int r1) {
     const int n_out = (int)w->ne[1], nb = (int)w->ne[0] / QK;
     const size_t rb = dtype_row_bytes(t, (int)w->ne[0]);
+    const uint8_t *base = w->data;
     for (int r = r0; r < r1; r += R) {
         const uint8_t *rows[8];
-        for (int i = 0; i < R; i++) rows[i] = tensor_row(w, r + i < r1 ? r + i : r1 - 1);
+        for (int i = 0; i < R; i++) rows[i] = base + (size_t)(r + i < r1 ? r + i : r1 - 1) * rb;
         for (int t0 = 0; t0 < T; t0 += TT) {
             const block_q8_act *xs[2];
             for (int j = 0; j < TT; j++) xs[j] = xq + (size_t)(t0 + j < T ? t0 + j : T - 1) * nb;

@@ -193,14 +193,14 @@ INLINE512 void row_decode(kblock *kb, int32_t sc[16][TR], int32_t mp[8][TR], int
             (int32_t)((uint32_t)(uint16_t)v16[2 * u] | (uint32_t)(uint16_t)v16[2 * u + 1] << 16);
 }
 
-/* Block b of rows r .. r + TR - 1 (rows past r1 - 1 repeat it) into kt. */
-INLINE512 void tile_decode(ktile *kt, dtype t, const tensor *w, int r, int r1, int b) {
-    const size_t bb = dtype_block_bytes(t);
+/* Block b of rows r .. r + TR - 1 of base (rows rb bytes apart, blocks bb; rows past r1 - 1
+ * repeat it) into kt. */
+INLINE512 void tile_decode(ktile *kt, dtype t, const uint8_t *base, size_t rb, size_t bb, int r,
+                           int r1, int b) {
     int32_t codes[TR][64], sc[16][TR], mp[8][TR];
     float d[TR], dmin[TR];
     for (int i = 0; i < TR; i++) {
-        const uint8_t *blk =
-            (const uint8_t *)tensor_row(w, r + i < r1 ? r + i : r1 - 1) + (size_t)b * bb;
+        const uint8_t *blk = base + (size_t)(r + i < r1 ? r + i : r1 - 1) * rb + (size_t)b * bb;
         kblock kb;
         row_decode(&kb, sc, mp, i, t, blk);
         for (int k = 0; k < 4; k++)
@@ -265,13 +265,16 @@ INLINE512 void tile_block(const ktile *kt, dtype t, const block_q8_K *const x[NA
 INLINE512 void rows_tile(dtype t, float *out, const block_q8_K *xk, const tensor *w, int T, int r0,
                          int r1) {
     const int nb = (int)w->ne[0] / QK_K, n_out = (int)w->ne[1];
+    /* once per call: each is a table lookup (and a division), too dear per block */
+    const size_t rb = dtype_row_bytes(t, w->ne[0]), bb = dtype_block_bytes(t);
+    const uint8_t *base = w->data;
     ktile kt[NBT];
     for (int r = r0; r < r1; r += TR) {
         const __mmask16 keep = (__mmask16)(r1 - r >= TR ? 0xffff : (1u << (r1 - r)) - 1);
         for (int b0 = 0; b0 < nb; b0 += NBT) {
             const int bn = nb - b0 < NBT ? nb - b0 : NBT;
             for (int b = 0; b < bn; b++)
-                tile_decode(&kt[b], t, w, r, r1, b0 + b);
+                tile_decode(&kt[b], t, base, rb, bb, r, r1, b0 + b);
             for (int t0 = 0; t0 < T; t0 += NA) {
                 const int tn = T - t0 < NA ? T - t0 : NA;
                 __m512 sum[NA];
