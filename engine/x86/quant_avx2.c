@@ -44,13 +44,6 @@ void mm_repack_K_x4(q8_K_x4 *xr, const block_q8_K *xk, int T, int t0, int nb) {
 #include "quant_avx512.h"
 #include "x86_simd.h"
 
-/* The bytes of a Q4_K, Q5_K or Q6_K block, as a constant the kernels' address arithmetic folds
- * (dtype_block_bytes, a table lookup, cost the Q4_K lanes tile 3-5%, as q32_bytes explains for
- * the 32-element types). */
-INLINE size_t k_bytes(dtype t) {
-    return t == DT_Q4_K ? sizeof(block_q4_K) : t == DT_Q5_K ? sizeof(block_q5_K)
-                                                            : sizeof(block_q6_K);
-}
 
 /* F16 bits to F32 with F16C: the same value as f16_to_f32 (exact for every finite half), without
  * a call (which would cost a vzeroupper and spills in these loops). */
@@ -248,7 +241,7 @@ INLINE void blk_q6_K(const block_q6_K *w, const block_q8_K *x, __m256i *acc_out,
 /* One weight row against one activation row: the blocks' sums reduced together (hsum2_i32),
  * then the scalar twin's float steps. */
 INLINE float dot1_k(dtype t, const uint8_t *row, const block_q8_K *x, int nb) {
-    const size_t bb = k_bytes(t);
+    const size_t bb = kq_bytes(t);
     float sum = 0.0f;
     for (int b = 0; b < nb; b++) {
         const uint8_t *blk = row + (size_t)b * bb;
@@ -290,7 +283,7 @@ INLINE __m256 half8_ps(__m256i dd, bool high) {
  * blocks), the rows are one stream, which the hardware prefetchers follow. */
 INLINE void rows8_k(dtype t, float *out, const uint8_t *row0, size_t rb, size_t bs, bool packed,
                     const block_q8_K *x, int nb) {
-    const size_t bb = k_bytes(t);
+    const size_t bb = kq_bytes(t);
     /* the dword holding d (and Q4_K/Q5_K's dmin above it; Q6_K's d is its block's last bytes,
      * so the dword before, d in its high half) */
     const size_t dd_at = t == DT_Q6_K ? offsetof(block_q6_K, d) - 2 : offsetof(block_q4_K, d);
@@ -332,20 +325,21 @@ INLINE void rows8_k(dtype t, float *out, const uint8_t *row0, size_t rb, size_t 
 INLINE void rows_k(dtype t, float *out, const block_q8_K *xk, const tensor *w, int T, int r0,
                    int r1) {
     const int n = (int)w->ne[0], n_out = (int)w->ne[1], nb = n / QK_K;
-    const size_t bb = k_bytes(t);
+    const size_t bb = kq_bytes(t);
     if (T == 1) {
         const size_t rb = dtype_row_bytes(t, n);
+        const uint8_t *base = w->data;
         int r = r0;
         if (w->packed) /* the whole groups of 8 from the repacked copy (--repack) */
-            for (; r < r1 && r % 8; r++) out[r] = dot1_k(t, tensor_row(w, r), xk, nb);
+            for (; r < r1 && r % 8; r++) out[r] = dot1_k(t, base + (size_t)r * rb, xk, nb);
         for (; r + 8 <= r1; r += 8) {
             if (w->packed)
                 rows8_k(t, out + r, (const uint8_t *)w->packed + (size_t)r * rb, bb, 8 * bb, true,
                         xk, nb);
             else
-                rows8_k(t, out + r, tensor_row(w, r), rb, bb, false, xk, nb);
+                rows8_k(t, out + r, base + (size_t)r * rb, rb, bb, false, xk, nb);
         }
-        for (; r < r1; r++) out[r] = dot1_k(t, tensor_row(w, r), xk, nb);
+        for (; r < r1; r++) out[r] = dot1_k(t, base + (size_t)r * rb, xk, nb);
         return;
     }
     for (int r = r0; r < r1; r++) {
@@ -467,7 +461,7 @@ INLINE size_t k_f16_at(dtype t, bool dmin) {
 
 INLINE void tile_k_lanes(dtype type, float *out, int ldo, const uint8_t *const w[4], int nw,
                          const q8_K_x4 *xr, size_t gstride, int nt, int nb, int NG) {
-    const size_t bb = k_bytes(type);
+    const size_t bb = kq_bytes(type);
     const int ce = k_cols_exact(type), cs = k_cols_scale(type);
     __m256 sum[2][NG_K];
 #pragma GCC unroll 4

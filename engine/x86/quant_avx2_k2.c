@@ -181,7 +181,7 @@ INLINE float dot1_iq4_xs(const block_iq4_xs *w, const block_q8_K *x, int nb) {
 INLINE void rows_k2(dtype t, float *out, const block_q8_K *xk, const tensor *w, int T, int r0,
                     int r1) {
     const int n = (int)w->ne[0], n_out = (int)w->ne[1], nb = n / QK_K;
-    const size_t bb = dtype_block_bytes(t), rb = dtype_row_bytes(t, n); /* once: lookups */
+    const size_t bb = kq_bytes(t), rb = dtype_row_bytes(t, n); /* rb once: a lookup */
     const uint8_t *base = w->data;
     if (T == 1) {
         for (int r = r0; r < r1; r++)

@@ -266,7 +266,7 @@ INLINE512 void rows_tile(dtype t, float *out, const block_q8_K *xk, const tensor
                          int r1) {
     const int nb = (int)w->ne[0] / QK_K, n_out = (int)w->ne[1];
     /* once per call: each is a table lookup (and a division), too dear per block */
-    const size_t rb = dtype_row_bytes(t, w->ne[0]), bb = dtype_block_bytes(t);
+    const size_t rb = dtype_row_bytes(t, w->ne[0]), bb = kq_bytes(t);
     const uint8_t *base = w->data;
     ktile kt[NBT];
     for (int r = r0; r < r1; r += TR) {
@@ -463,7 +463,7 @@ INLINE512 void sum2(__m512i isum, __m256i msum, int32_t *is, int32_t *ms) {
 
 /* One weight row against one activation row: the scalar twin's steps, block by block. */
 INLINE512 float dot1(dtype t, const uint8_t *row, const block_q8_K *x, int nb, const dconst *k) {
-    const size_t bb = dtype_block_bytes(t);
+    const size_t bb = kq_bytes(t);
     float sum = 0.0f;
     for (int b = 0; b < nb; b++) {
         const uint8_t *blk = row + (size_t)b * bb;
@@ -512,7 +512,7 @@ INLINE512 __m256 half_ps(__m256i dd, bool high) {
  * could measure, 2026-11-30). */
 INLINE512 void dot_rows(dtype t, float *out, const uint8_t *row0, size_t rb, size_t bs,
                         bool packed, const block_q8_K *x, int nb, const dconst *k) {
-    const size_t bb = dtype_block_bytes(t);
+    const size_t bb = kq_bytes(t);
     const __m256i gidx =
         _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)rb));
     __m256 sum = _mm256_setzero_ps();
@@ -574,9 +574,11 @@ INLINE512 int one_t_max(dtype t) {
 INLINE512 void rows_dot1(dtype t, float *out, const block_q8_K *xk, const tensor *w, int T, int r,
                          int r1, const dconst *k) {
     const int nb = (int)w->ne[0] / QK_K, n_out = (int)w->ne[1];
+    const size_t rb = dtype_row_bytes(t, w->ne[0]);
     for (; r < r1; r++)
         for (int ti = 0; ti < T; ti++)
-            out[(size_t)ti * n_out + r] = dot1(t, tensor_row(w, r), xk + (size_t)ti * nb, nb, k);
+            out[(size_t)ti * n_out + r] =
+                dot1(t, (const uint8_t *)w->data + (size_t)r * rb, xk + (size_t)ti * nb, nb, k);
 }
 
 /* T < one_t_max(t) activation rows: groups of DEC_R weight rows, then the rest row by row. With
@@ -584,7 +586,7 @@ INLINE512 void rows_dot1(dtype t, float *out, const block_q8_K *xk, const tensor
 INLINE512 void rows_one(dtype t, float *out, const block_q8_K *xk, const tensor *w, int T, int r0,
                         int r1) {
     const int nb = (int)w->ne[0] / QK_K, n_out = (int)w->ne[1];
-    const size_t rb = dtype_row_bytes(t, w->ne[0]), bb = dtype_block_bytes(t);
+    const size_t rb = dtype_row_bytes(t, w->ne[0]), bb = kq_bytes(t);
     dconst k;
     dconst_init(&k);
     int r = r0;
@@ -601,8 +603,8 @@ INLINE512 void rows_one(dtype t, float *out, const block_q8_K *xk, const tensor 
     }
     for (; r + DEC_R <= r1; r += DEC_R)
         for (int ti = 0; ti < T; ti++)
-            dot_rows(t, &out[(size_t)ti * n_out + r], tensor_row(w, r), rb, bb, false,
-                     xk + (size_t)ti * nb, nb, &k);
+            dot_rows(t, &out[(size_t)ti * n_out + r], (const uint8_t *)w->data + (size_t)r * rb,
+                     rb, bb, false, xk + (size_t)ti * nb, nb, &k);
     rows_dot1(t, out, xk, w, T, r, r1, &k);
 }
 
