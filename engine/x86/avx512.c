@@ -846,10 +846,9 @@ INLINE512 void rows_float512_block(dtype type, float *out, const float *x, const
             }
             wp = wbuf;
         }
-        /* Tiles as even as RT_ZMM allows (16 rows: 6 + 5 + 5, not 6 + 6 + 2 + 2): a short tile
-         * converts or loads the same weights for fewer FMAs. */
+        /* even tiles (16 rows: 6 + 5 + 5, not 6 + 6 + 2 + 2), each converting its weights once */
         for (int t = t0; t < t1;) {
-            const int tiles = (t1 - t + RT_ZMM - 1) / RT_ZMM, rt = (t1 - t + tiles - 1) / tiles;
+            const int rt = mm_even_tile(t1 - t, RT_ZMM);
             float *o = out + (size_t)t * n_out;
             const float *xt = x + (size_t)t * n;
             __m512 *sv = save + (t - t0) * RP_MAX;

@@ -118,10 +118,8 @@ void x86_rows_bf16_dot(float *out, const uint16_t *xb, const tensor *w, int T, i
         for (int r = r0; r < r1;) {
             const int rw = r1 - r >= 4 ? 4 : 1;
             const uint16_t *wr = base + (size_t)r * n;
-            /* tiles as even as RT_MAX allows (16 rows: 6 + 5 + 5, not 6 + 6 + 4) */
-            for (int t = t0, rt; t < t1; t += rt) {
-                const int tiles = (t1 - t + RT_MAX - 1) / RT_MAX;
-                rt = (t1 - t + tiles - 1) / tiles;
+            for (int t = t0, rt; t < t1; t += rt) { /* 16 rows: 6 + 5 + 5, not 6 + 6 + 4 */
+                rt = mm_even_tile(t1 - t, RT_MAX);
                 (rw == 4 ? tiles4 : tiles1)[rt](out + (size_t)t * n_out + r, (size_t)n_out, 1,
                                                  wr, (size_t)n, xb + (size_t)t * n, n);
             }

@@ -44,7 +44,6 @@ void mm_repack_K_x4(q8_K_x4 *xr, const block_q8_K *xk, int T, int t0, int nb) {
 #include "quant_avx512.h"
 #include "x86_simd.h"
 
-
 /* F16 bits to F32 with F16C: the same value as f16_to_f32 (exact for every finite half), without
  * a call (which would cost a vzeroupper and spills in these loops). */
 INLINE float h2f(uint16_t h) {

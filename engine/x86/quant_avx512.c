@@ -570,15 +570,13 @@ INLINE512 int one_t_max(dtype t) {
     }
 }
 
-/* Rows [r, r1) one at a time, in place. */
-INLINE512 void rows_dot1(dtype t, float *out, const block_q8_K *xk, const tensor *w, int T, int r,
-                         int r1, const dconst *k) {
-    const int nb = (int)w->ne[0] / QK_K, n_out = (int)w->ne[1];
-    const size_t rb = dtype_row_bytes(t, w->ne[0]);
+/* Rows [r, r1) of base (rb bytes apart) one at a time, in place; nb blocks, n_out outputs. */
+INLINE512 void rows_dot1(dtype t, float *out, const block_q8_K *xk, const uint8_t *base,
+                         size_t rb, int nb, int n_out, int T, int r, int r1, const dconst *k) {
     for (; r < r1; r++)
         for (int ti = 0; ti < T; ti++)
             out[(size_t)ti * n_out + r] =
-                dot1(t, (const uint8_t *)w->data + (size_t)r * rb, xk + (size_t)ti * nb, nb, k);
+                dot1(t, base + (size_t)r * rb, xk + (size_t)ti * nb, nb, k);
 }
 
 /* T < one_t_max(t) activation rows: groups of DEC_R weight rows, then the rest row by row. With
@@ -587,12 +585,13 @@ INLINE512 void rows_one(dtype t, float *out, const block_q8_K *xk, const tensor 
                         int r1) {
     const int nb = (int)w->ne[0] / QK_K, n_out = (int)w->ne[1];
     const size_t rb = dtype_row_bytes(t, w->ne[0]), bb = kq_bytes(t);
+    const uint8_t *base = w->data;
     dconst k;
     dconst_init(&k);
     int r = r0;
     const int g0 = (r0 + DEC_R - 1) / DEC_R, g1 = r1 / DEC_R;
     if (w->packed && g0 < g1) {
-        rows_dot1(t, out, xk, w, T, r0, DEC_R * g0, &k);
+        rows_dot1(t, out, xk, base, rb, nb, n_out, T, r0, DEC_R * g0, &k);
         for (int g = g0; g < g1; g++) {
             const uint8_t *wg = (const uint8_t *)w->packed + (size_t)g * DEC_R * rb;
             for (int ti = 0; ti < T; ti++)
@@ -603,9 +602,9 @@ INLINE512 void rows_one(dtype t, float *out, const block_q8_K *xk, const tensor 
     }
     for (; r + DEC_R <= r1; r += DEC_R)
         for (int ti = 0; ti < T; ti++)
-            dot_rows(t, &out[(size_t)ti * n_out + r], (const uint8_t *)w->data + (size_t)r * rb,
-                     rb, bb, false, xk + (size_t)ti * nb, nb, &k);
-    rows_dot1(t, out, xk, w, T, r, r1, &k);
+            dot_rows(t, &out[(size_t)ti * n_out + r], base + (size_t)r * rb, rb, bb, false,
+                     xk + (size_t)ti * nb, nb, &k);
+    rows_dot1(t, out, xk, base, rb, nb, n_out, T, r, r1, &k);
 }
 
 /* One function per type, so that each kernel is compiled for its type. */

@@ -151,4 +151,12 @@ void mm_rows_x86(float *out, const float *x, const block_q8_act *xq, const q8_ac
  * from x (n), n a multiple of QK. */
 void quantize_row_q8_act_avx2(block_q8_act *out, const float *x, int64_t n);
 
+/* The activation rows of the next tile, with left rows to go in tiles of at most max: as even as
+ * max allows (16 in tiles of 6: 6, 5, 5), since filling each tile would leave a short last one
+ * (6, 6, 4) that loads the same weights for fewer products. */
+static inline int mm_even_tile(int left, int max) {
+    const int tiles = (left + max - 1) / max;
+    return (left + tiles - 1) / tiles;
+}
+
 #endif

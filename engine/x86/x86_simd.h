@@ -177,7 +177,16 @@ INLINE void k4_scales_mins(const uint8_t *q, uint64_t *sc, uint64_t *m) {
 /* The bytes of a block of the 32-element types (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL), as a
  * constant the kernels' address arithmetic folds (dtype_block_bytes is a table lookup: a
  * variable stride cost the Q4_0 lanes tile 3%). No target: it inlines into every kernel. */
-static inline __attribute__((always_inline)) size_t q32_bytes(dtype t);
+static inline __attribute__((always_inline)) size_t q32_bytes(dtype t) {
+    switch (t) {
+    case DT_Q8_0: return sizeof(block_q8_0);
+    case DT_Q4_0: return sizeof(block_q4_0);
+    case DT_Q4_1: return sizeof(block_q4_1);
+    case DT_Q5_0: return sizeof(block_q5_0);
+    case DT_Q5_1: return sizeof(block_q5_1);
+    default: return sizeof(block_iq4_nl);
+    }
+}
 
 /* The same for the 256-element types (Q2_K .. Q6_K, IQ4_XS): dtype_block_bytes, a table lookup,
  * cost the Q4_K lanes tile 3-5%, and with tensor_row per row 2.9% of Q4_K_M decode's samples. */
@@ -189,17 +198,6 @@ static inline __attribute__((always_inline)) size_t kq_bytes(dtype t) {
     case DT_Q5_K: return sizeof(block_q5_K);
     case DT_IQ4_XS: return sizeof(block_iq4_xs);
     default: return sizeof(block_q6_K);
-    }
-}
-
-static inline __attribute__((always_inline)) size_t q32_bytes(dtype t) {
-    switch (t) {
-    case DT_Q8_0: return sizeof(block_q8_0);
-    case DT_Q4_0: return sizeof(block_q4_0);
-    case DT_Q4_1: return sizeof(block_q4_1);
-    case DT_Q5_0: return sizeof(block_q5_0);
-    case DT_Q5_1: return sizeof(block_q5_1);
-    default: return sizeof(block_iq4_nl);
     }
 }
 
