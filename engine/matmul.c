@@ -322,6 +322,7 @@ static int xr_tile_min(dtype t) {
 void mm_row_tiling(dtype t, int *exact, int *group) {
     *exact = 1, *group = 1;
     if (!mm_using_simd()) return;
+    if (t == DT_Q4_0 && mm_avx512_supported()) return; /* the 16-row tiles take rows one by one */
     int min = xr_tile_min(t);
     if (min == 0) min = qdot_avx2_lanes_min(t);
     if (min > 0) *exact = min - 1, *group = 4;

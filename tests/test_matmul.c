@@ -420,7 +420,9 @@ static void test_attention_block8(attn_block8_fn *step, const char *name) {
  * (n_in % 8 != 0, and n_in < 8), and the Q4_0 decode tiles for T = 1, 2 and 3; the float tiles
  * with each K chunk a CPU may use (512, 4096) and a short one, rows longer than the longest
  * chunk (4100) and more activation rows than a group (T = 150 > TG), both with the weights
- * converted into a buffer from 3 rows and converted in registers by each tile. The float tiles
+ * converted into a buffer from 3 rows and converted in registers by each tile; Q4_0's 16-row
+ * tiles with 4 to 150 activation rows in one tile or several, beside the 4-row tiles that take
+ * the rows past the last 16 of a thread's share. The float tiles
  * take every T >= 2 here, whatever this CPU's mm_float_zmm_min and mm_float_buf_min. */
 static void test_avx512_matches_avx2(void) {
     if (!mm_avx512_supported()) return;
@@ -428,7 +430,8 @@ static void test_avx512_matches_avx2(void) {
     /* T = 1 with n_out 53: tiles of 16 decode rows (VNNI) and a ragged rest */
     const int shapes[][3] = {{701, 13, 75}, {37, 29, 2}, {37, 7, 9}, {1030, 9, 21}, {701, 53, 1},
                              {37, 16, 1}, {5, 11, 12}, {2048, 19, 13}, {701, 35, 3},
-                             {4100, 9, 7}, {300, 17, 150}};
+                             {4100, 9, 7}, {300, 17, 150}, {701, 40, 4}, {300, 67, 24},
+                             {96, 33, 10}};
     const int n_shapes = (int)(sizeof shapes / sizeof shapes[0]);
     /* the zmm float tiles' K chunk: Intel's, Zen 4's (whole rows up to 4096) and a short one */
     const int kcs[] = {512, 4096, 64};

@@ -583,7 +583,7 @@ void mm_rows_x86(float *out, const float *x, const block_q8_act *xq, const q8_ac
         break;
     case DT_Q4_0:
         if (dec) x86_rows_q4_0_vnni_dec(out, xq, w, T, r0, r1);
-        else if (xr && mm_avx512_supported()) x86_rows_q4_0_vnni(out, xr, w, T, r0, r1);
+        else if (xr && mm_avx512_supported()) x86_rows_q4_0_vnni(out, xq, xr, w, T, r0, r1);
         else if (xr) rows_q4_0_lanes(out, xr, w, T, r0, r1);
         else x86_rows_q4_0_avx2(out, xq, w, T, r0, r1);
         break;

@@ -1,8 +1,8 @@
 /* x86/avx512: the kernels for CPUs with AVX-512 F/BW/VL + VNNI: VNNI tiles on repacked
  * activations (T >= 2) for Q8_0 and the 32-element 4- and 5-bit types (Q4_0, Q4_1, Q5_0, Q5_1,
- * IQ4_NL), VNNI decode tiles for the latter (T <= MM_DEC_T_MAX) and zmm float tiles
- * of 8 weight rows x 6 activation rows holding two AVX2 pairs per register, weights converted
- * once per K chunk into an L1 buffer. All give the bits of the AVX2 kernels (x86/avx2.c), which
+ * IQ4_NL; Q4_0's on 16 weight rows), VNNI decode tiles for the latter (T <= MM_DEC_T_MAX) and
+ * zmm float tiles of 8 weight rows x 6 activation rows holding two AVX2 pairs per register,
+ * weights converted once per K chunk into an L1 buffer. All give the bits of the AVX2 kernels (x86/avx2.c), which
  * give those of the scalar ones (tests/test_matmul.c checks both). mm_rows_x86 (x86/avx2.c)
  * chooses between them. Never allocates on the heap; no global state besides the CPU-feature
  * answers and the test switches mm_avx512_allow and mm_set_dec_tile. */
@@ -243,6 +243,194 @@ INLINE512 void tile_vnni(dtype type, float *out, int ldo, const uint8_t *const w
     }
 }
 
+/* Prefetch the same block of `rows` rows from w on (rows rb bytes apart), with the hint of
+ * mm_dec_shape.hint. */
+INLINE512 void dec_prefetch(const uint8_t *w, size_t rb, int rows, int HINT) {
+#pragma GCC unroll 32
+    for (int i = 0; i < rows; i++) {
+        const char *a = (const char *)w + (size_t)i * rb;
+        if (HINT == 0) _mm_prefetch(a, _MM_HINT_T1);
+        else if (HINT == 1) _mm_prefetch(a, _MM_HINT_T0);
+        else _mm_prefetch(a, _MM_HINT_NTA);
+    }
+}
+
+/* ---- Q4_0 with AVX-512 VNNI on 16 weight rows (T > MM_DEC_T_MAX) ---------------------------
+ * A tile is 16 weight rows x NT activation rows (NT <= Q4_0_NT); activation row t has one zmm of
+ * sums, lane 4i + k for weight row 4k + i. Per block, z[k] holds rows 4k .. 4k + 3 (one per
+ * 128-bit lane, their 16 nibble bytes), and a 64-bit unpack of z[2q] and z[2q + 1] puts two
+ * rows' bytes 8h .. 8h + 7 side by side in each 128-bit lane: their low nibbles are elements
+ * 8h .. 8h + 7, the high ones 16 + 8h .., so one broadcast of the activation's 8 bytes there
+ * (vpbroadcastq from xq) meets both rows in one vpdpbusd. Pair q's four vpdpbusd go into one
+ * accumulator; a vshufps pair then adds each row's even and odd dwords into the exact block sums
+ * of all 16 rows in one register. The 4 x 4 tiles (tile_vnni) instead load a 16-byte broadcast
+ * per vpdpbusd and shuffle the weights per column; these load one activation qword per two.
+ * The weight offset 8 times the activation's sum (q8_act_x4.s) is then taken off, and the float
+ * steps per lane are dot_q4_0's (mul, mul, add): the same bits. One core, from DRAM (Zen 5,
+ * bench-matmul, GMAC/s, 4 x 4 tiles -> these): T = 4 95 -> 132, T = 8 136 -> 170, T = 12 150 ->
+ * 192, T = 32 159 -> 196, T = 128 166 -> 225; T = 16, which fills the 4 x 4 tiles' four groups,
+ * level (166-178 -> 167). */
+#define Q4_0_KB 64 /* blocks per K chunk: a 36 KiB buffer */
+#define Q4_0_NT 12 /* 12 sums beside 8 weight registers (16 spilled: T = 128 172 -> 195 GMAC/s
+                    * from 16 to 12) */
+
+/* The F16 scales of rows 4k + i, in lane 4i + k, exact to F32; p[k] is row 4k's block, rows rb
+ * bytes apart. */
+INLINE512 __m512 f16_rows16(const uint8_t *const p[4], size_t rb) {
+    uint64_t h4[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        uint16_t h[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) memcpy(&h[k], p[k] + i * rb, 2);
+        h4[i] = (uint64_t)h[0] | (uint64_t)h[1] << 16 | (uint64_t)h[2] << 32 |
+                (uint64_t)h[3] << 48;
+    }
+    return _mm512_cvtph_ps(_mm256_setr_epi64x((long long)h4[0], (long long)h4[1],
+                                              (long long)h4[2], (long long)h4[3]));
+}
+
+/* Block b of 16 weight rows as the Q4_0 16-row tiles take it: lo[2q + h] and hi[2q + h] hold
+ * rows 8q + i and 8q + 4 + i (128-bit lane i), their bytes 8h .. 8h + 7 as the low and the high
+ * nibbles; dw the rows' scales (lane 4i + k: row 4k + i). 576 bytes, a zmm load each. */
+typedef struct {
+    __m512i lo[4], hi[4];
+    __m512 dw;
+} q4_0_blk16;
+
+/* The block at wb of 16 rows rb bytes apart; the 16 rows after them are prefetched into L2 at
+ * even blocks b (as the decode tiles do: without it T = 8 ran at half the speed from DRAM). */
+INLINE512 void unpack_q4_0_16(q4_0_blk16 *o, const uint8_t *wb, size_t rb, int b) {
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
+    if ((b & 1) == 0) dec_prefetch(wb + 16 * rb, rb, 16, 0);
+    const uint8_t *const p[4] = {wb, wb + 4 * rb, wb + 8 * rb, wb + 12 * rb};
+    o->dw = f16_rows16(p, rb);
+#pragma GCC unroll 2
+    for (int q = 0; q < 2; q++) {
+        __m512i z[2];
+#pragma GCC unroll 2
+        for (int k = 0; k < 2; k++) {
+            const uint8_t *r = p[2 * q + k];
+            const uint8_t *const blk[4] = {r, r + rb, r + 2 * rb, r + 3 * rb};
+            z[k] = lanes4(blk, 2);
+        }
+        const __m512i a = _mm512_unpacklo_epi64(z[0], z[1]);
+        const __m512i c = _mm512_unpackhi_epi64(z[0], z[1]);
+        o->lo[2 * q] = _mm512_and_si512(a, low4);
+        o->hi[2 * q] = _mm512_and_si512(_mm512_srli_epi16(a, 4), low4);
+        o->lo[2 * q + 1] = _mm512_and_si512(c, low4);
+        o->hi[2 * q + 1] = _mm512_and_si512(_mm512_srli_epi16(c, 4), low4);
+    }
+}
+
+/* sum[t] += block wb against activation rows t < NT from xb (rows nb blocks apart) with their
+ * sums from xs (groups of 4 rows, nb apart; xb's row is a group's first). */
+INLINE512 void step_q4_0_16(__m512 *sum, const q4_0_blk16 *wb, const block_q8_act *xb,
+                            const q8_act_x4 *xs, int nb, int NT) {
+#pragma GCC unroll 12
+    for (int t = 0; t < NT; t++) {
+        __m512i xv[4]; /* bytes 8j .. 8j + 7 in every qword */
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            long long v;
+            memcpy(&v, xb->qs + 8 * j, 8);
+            xv[j] = _mm512_set1_epi64(v);
+        }
+        __m512i a[2];
+#pragma GCC unroll 2
+        for (int q = 0; q < 2; q++) {
+            a[q] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wb->lo[2 * q], xv[0]);
+            a[q] = _mm512_dpbusd_epi32(a[q], wb->lo[2 * q + 1], xv[1]);
+            a[q] = _mm512_dpbusd_epi32(a[q], wb->hi[2 * q], xv[2]);
+            a[q] = _mm512_dpbusd_epi32(a[q], wb->hi[2 * q + 1], xv[3]);
+        }
+        const __m512 f0 = _mm512_castsi512_ps(a[0]), f1 = _mm512_castsi512_ps(a[1]);
+        __m512i is = _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(f0, f1, 0x88)),
+                                      _mm512_castps_si512(_mm512_shuffle_ps(f0, f1, 0xdd)));
+        /* the weight offset 8 times the activation's sum */
+        is = _mm512_sub_epi32(is, _mm512_slli_epi32(_mm512_set1_epi32(xs->s[t % 4]), 3));
+        const __m512 scale = _mm512_mul_ps(wb->dw, _mm512_set1_ps(xb->d));
+        sum[t] = _mm512_add_ps(sum[t], _mm512_mul_ps(_mm512_cvtepi32_ps(is), scale));
+        xb += nb;
+        if (t % 4 == 3) xs += nb;
+    }
+}
+
+/* acc[t * 16 + lane] (lane 4i + k: weight row 4k + i) for activation rows t < NT of xq (rows nb
+ * blocks apart; sums in xg as step_q4_0_16 takes them), blocks [b0, b1) of the 16 weight rows:
+ * unpacked here from w (rows rb bytes apart; buf NULL) or already in buf[0 ..); first: from 0,
+ * else added to acc. */
+INLINE512 void tile_q4_0_16(float *acc, const uint8_t *w, size_t rb, const q4_0_blk16 *buf,
+                            const block_q8_act *xq, const q8_act_x4 *xg, int nb, int b0, int b1,
+                            bool first, int NT) {
+    const size_t bb = q32_bytes(DT_Q4_0);
+    __m512 sum[Q4_0_NT];
+#pragma GCC unroll 12
+    for (int t = 0; t < NT; t++)
+        sum[t] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(acc + 16 * t);
+    for (int b = b0; b < b1; b++) {
+        q4_0_blk16 blk;
+        if (!buf) unpack_q4_0_16(&blk, w + (size_t)b * bb, rb, b);
+        step_q4_0_16(sum, buf ? &buf[b - b0] : &blk, xq + b, xg + b, nb, NT);
+    }
+#pragma GCC unroll 12
+    for (int t = 0; t < NT; t++) _mm512_storeu_ps(acc + 16 * t, sum[t]);
+}
+
+/* Rows [r, r1) in 16-row tiles, returning the first row not done. Up to Q4_0_NT activation rows
+ * take one tile that unpacks the weights in registers; more go in tiles of at most Q4_0_NT that
+ * start at multiples of 4 (xr's groups), as evenly as that allows, and K in chunks of Q4_0_KB
+ * blocks unpacked once into a buffer on the stack for all of them: T = 128 ran at 185 GMAC/s
+ * unpacking per tile and 236 from the buffer, T = 12 at 180 and 150 (bench-matmul, one core,
+ * Zen 5). Between chunks a tile's sums wait in out; they are put in row order at the end. */
+INLINE512 int rows_q4_0_16(float *out, const block_q8_act *xq, const q8_act_x4 *xr,
+                           const tensor *w, int T, int r, int r1) {
+    const int nb = (int)w->ne[0] / QK, n_out = (int)w->ne[1];
+    const size_t rb = dtype_row_bytes(DT_Q4_0, w->ne[0]);
+    const bool buffered = T > Q4_0_NT;
+    const int kb = buffered ? Q4_0_KB : nb;
+    q4_0_blk16 buf[Q4_0_KB];
+    float acc[Q4_0_NT * 16];
+    const __m512i rows = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    for (; r + 16 <= r1; r += 16) {
+        const uint8_t *wr = (const uint8_t *)w->data + (size_t)r * rb;
+        for (int b0 = 0; b0 < nb; b0 += kb) {
+            const int b1 = b0 + kb < nb ? b0 + kb : nb;
+            const q4_0_blk16 *bp = NULL;
+            if (buffered) {
+                for (int b = b0; b < b1; b++)
+                    unpack_q4_0_16(&buf[b - b0], wr + (size_t)b * q32_bytes(DT_Q4_0), rb, b);
+                bp = buf;
+            }
+            for (int t0 = 0; t0 < T;) {
+                const int nt =
+                    T - t0 < Q4_0_NT ? T - t0 : (mm_even_tile(T - t0, Q4_0_NT) + 3) & ~3;
+                const block_q8_act *x = xq + (size_t)t0 * nb;
+                const q8_act_x4 *xg = xr + (size_t)(t0 / 4) * nb;
+                float *o = out + (size_t)t0 * n_out + r;
+                if (b0 > 0) /* this tile's sums so far */
+                    for (int t = 0; t < nt; t++)
+                        _mm512_storeu_ps(acc + 16 * t, _mm512_loadu_ps(o + (size_t)t * n_out));
+                switch (nt) {
+#define Q4_0_TILE(n)                                                                              \
+    case n: tile_q4_0_16(acc, wr, rb, bp, x, xg, nb, b0, b1, b0 == 0, n); break;
+                    Q4_0_TILE(1) Q4_0_TILE(2) Q4_0_TILE(3) Q4_0_TILE(4) Q4_0_TILE(5) Q4_0_TILE(6)
+                    Q4_0_TILE(7) Q4_0_TILE(8) Q4_0_TILE(9) Q4_0_TILE(10) Q4_0_TILE(11)
+#undef Q4_0_TILE
+                default: tile_q4_0_16(acc, wr, rb, bp, x, xg, nb, b0, b1, b0 == 0, 12); break;
+                }
+                for (int t = 0; t < nt; t++) {
+                    const __m512 v = _mm512_loadu_ps(acc + 16 * t);
+                    _mm512_storeu_ps(o + (size_t)t * n_out,
+                                     b1 == nb ? _mm512_permutexvar_ps(rows, v) : v);
+                }
+                t0 += nt;
+            }
+        }
+    }
+    return r;
+}
+
 INLINE512 void rows_vnni(dtype type, float *out, const q8_act_x4 *xr, const tensor *w, int T,
                          int r0, int r1) {
     const int n = (int)w->ne[0], n_out = (int)w->ne[1], nb = n / QK, G = (T + 3) / 4;
@@ -426,18 +614,6 @@ INLINE512 __m256i dec_sums8(const __m512i acc[2]) {
     __m512i s = _mm512_add_epi32(t0, _mm512_shuffle_epi32(t0, (_MM_PERM_ENUM)0x4e));
     const __m512i pick = _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 0, 0, 0, 0, 0, 0, 0, 0);
     return _mm512_castsi512_si256(_mm512_permutexvar_epi32(pick, s));
-}
-
-/* Prefetch the same block of `rows` rows from w on (rows rb bytes apart), with the hint of
- * mm_dec_shape.hint. */
-INLINE512 void dec_prefetch(const uint8_t *w, size_t rb, int rows, int HINT) {
-#pragma GCC unroll 32
-    for (int i = 0; i < rows; i++) {
-        const char *a = (const char *)w + (size_t)i * rb;
-        if (HINT == 0) _mm_prefetch(a, _MM_HINT_T1);
-        else if (HINT == 1) _mm_prefetch(a, _MM_HINT_T0);
-        else _mm_prefetch(a, _MM_HINT_NTA);
-    }
 }
 
 /* The exact sum of an activation block's 32 codes (xlo, xhi: its halves broadcast), for the min
@@ -899,9 +1075,12 @@ TARGET512 void x86_rows_q8_0_vnni(float *out, const q8_act_x4 *xr, const tensor 
                                  int r1) {
     rows_vnni(DT_Q8_0, out, xr, w, T, r0, r1);
 }
-TARGET512 void x86_rows_q4_0_vnni(float *out, const q8_act_x4 *xr, const tensor *w, int T, int r0,
-                                 int r1) {
-    rows_vnni(DT_Q4_0, out, xr, w, T, r0, r1);
+TARGET512 void x86_rows_q4_0_vnni(float *out, const block_q8_act *xq, const q8_act_x4 *xr,
+                                 const tensor *w, int T, int r0, int r1) {
+    /* 16 rows fill the 4 x 4 tiles' four groups, where they ran 2-6% faster than two 16-row
+     * tiles of 8 (bench-matmul, one core, from DRAM, Zen 5); elsewhere the 16-row tiles win */
+    r0 = rows_q4_0_16(out, xq, xr, w, T, r0, r1);
+    rows_vnni(DT_Q4_0, out, xr, w, T, r0, r1); /* the rows past the last 16-row tile */
 }
 
 #else /* not x86 */

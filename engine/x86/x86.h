@@ -139,7 +139,8 @@ void mm_repack_x4(q8_act_x4 *xr, const block_q8_act *xq, int T, int t0, int nb);
 /* out (T, n_out), columns [r0, r1) only: out[t][r] = dot(w row r, x row t), w->ne = {n_in,
  * n_out}. x (T, n_in) F32 for F32/F16/BF16 weights; xq (T, n_in / QK) for Q8_0/Q4_0 (and the
  * types of mm_q32_x86), and xr (ceil(T / 4), n_in / QK) the same through mm_repack_x4 or NULL.
- * With xr the VNNI kernels run when mm_avx512_supported(), else the AVX2 lanes tiles; without
+ * With xr the VNNI kernels run when mm_avx512_supported() (Q4_0's read xq too), else the AVX2
+ * lanes tiles; without
  * it the AVX2 8x1 and 4x2 tiles (but Q4_0 and mm_q32_vnni's types with T <= MM_DEC_T_MAX run
  * the VNNI decode tiles when mm_avx512_supported(), whatever xr is); F32/F16/BF16 use the zmm
  * tiles from mm_float_zmm_min(type) rows when mm_avx512_supported() (and T >= 2). The results
