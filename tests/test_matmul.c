@@ -417,13 +417,13 @@ static void test_attention_block8(attn_block8_fn *step, const char *name) {
  * float ones hold two AVX2 pairs per zmm, the quantized ones sum blocks exactly. Shapes cover
  * the K chunks (n_in > 512, packed weights when T > 2), the groups of activation rows (T > 64),
  * ragged tiles (row counts not a multiple of 8 or 2, T not a multiple of 6) and tails of n_in
- * (n_in % 8 != 0, and n_in < 8), and the Q4_0 decode tiles for T = 1, 2 and 3; the float tiles
- * with each K chunk a CPU may use (512, 4096) and a short one, rows longer than the longest
- * chunk (4100) and more activation rows than a group (T = 150 > TG), both with the weights
- * converted into a buffer from 3 rows and converted in registers by each tile; Q4_0's 16-row
- * tiles with 4 to 150 activation rows in one tile or several, beside the 4-row tiles that take
- * the rows past the last 16 of a thread's share. The float tiles
- * take every T >= 2 here, whatever this CPU's mm_float_zmm_min and mm_float_buf_min. */
+ * (n_in % 8 != 0, and n_in < 8), Q4_0's decode tiles for T = 1 and its 16-row tiles from 2
+ * activation rows to 150, in one tile or several, beside the 4-row tiles that take the rows
+ * past the last 16 of a thread's share; the float tiles with each K chunk a CPU may use (512,
+ * 4096) and a short one, rows longer than the longest chunk (4100) and more activation rows
+ * than a group (T = 150 > TG), both with the weights converted into a buffer from 3 rows and
+ * converted in registers by each tile. The float tiles take every T >= 2 here, whatever this
+ * CPU's mm_float_zmm_min and mm_float_buf_min. */
 static void test_avx512_matches_avx2(void) {
     if (!mm_avx512_supported()) return;
     const dtype types[] = {DT_F32, DT_F16, DT_BF16, DT_Q8_0, DT_Q4_0};
@@ -727,7 +727,7 @@ int main(void) {
         test_type(types[i], n_in_c, 9, 7);
         if (!quant) test_type(types[i], 5, 7, 3);
         test_type(types[i], n_in_b, 30, 2);  /* a group of 4 activation rows, half empty */
-        test_type(types[i], n_in_b, 53, 3);  /* Q4_0: 16-row decode tiles for 3 rows */
+        test_type(types[i], n_in_b, 53, 3);  /* Q4_0: its 16-row tiles for 3 rows */
         test_type(types[i], n_in_c, 31, 21); /* 4 groups of 4 rows per tile, and a ragged one */
     }
     mm_avx512_allow(true);

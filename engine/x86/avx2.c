@@ -559,9 +559,9 @@ void mm_rows_x86(float *out, const float *x, const block_q8_act *xq, const q8_ac
                  const tensor *w, int T, int r0, int r1) {
     /* the zmm float tiles where they are faster on this CPU: same bits */
     const bool vl = T >= 2 && mm_avx512_supported() && T >= mm_float_zmm_min(w->type);
-    /* up to MM_DEC_T_MAX activation rows of Q4_0 (and mm_q32_vnni's types): the VNNI decode
-     * tiles (16 weight rows), same bits; Q8_0 decode stays on the AVX2 8x1 tiles (memory-bound;
-     * see tile_vnni_dec) */
+    /* up to MM_DEC_T_MAX activation rows of mm_q32_vnni's types, and one of Q4_0 (up to
+     * MM_DEC_T_MAX with --repack's copy, or without xr): the VNNI decode tiles (16 weight rows),
+     * same bits; Q8_0 decode stays on the AVX2 8x1 tiles (memory-bound; see tile_vnni_dec) */
     const bool dec = T <= MM_DEC_T_MAX && mm_avx512_supported();
     switch (w->type) {
     case DT_F32:
@@ -582,7 +582,7 @@ void mm_rows_x86(float *out, const float *x, const block_q8_act *xq, const q8_ac
         else rows_q8_0(out, xq, w, T, r0, r1);
         break;
     case DT_Q4_0:
-        if (dec) x86_rows_q4_0_vnni_dec(out, xq, w, T, r0, r1);
+        if (dec && (T == 1 || w->packed || !xr)) x86_rows_q4_0_vnni_dec(out, xq, w, T, r0, r1);
         else if (xr && mm_avx512_supported()) x86_rows_q4_0_vnni(out, xq, xr, w, T, r0, r1);
         else if (xr) rows_q4_0_lanes(out, xr, w, T, r0, r1);
         else x86_rows_q4_0_avx2(out, xq, w, T, r0, r1);

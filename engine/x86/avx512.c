@@ -255,7 +255,7 @@ INLINE512 void dec_prefetch(const uint8_t *w, size_t rb, int rows, int HINT) {
     }
 }
 
-/* ---- Q4_0 with AVX-512 VNNI on 16 weight rows (T > MM_DEC_T_MAX) ---------------------------
+/* ---- Q4_0 with AVX-512 VNNI on 16 weight rows (T >= 2) ------------------------------------
  * A tile is 16 weight rows x NT activation rows (NT <= Q4_0_NT); activation row t has one zmm of
  * sums, lane 4i + k for weight row 4k + i. Per block, z[k] holds rows 4k .. 4k + 3 (one per
  * 128-bit lane, their 16 nibble bytes), and a 64-bit unpack of z[2q] and z[2q + 1] puts two

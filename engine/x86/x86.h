@@ -24,12 +24,12 @@ bool mm_avx2_supported(void);
  * 2, 3 or more by type and CPU: matmul.c's xr, mm_float_zmm_min) use AVX-512: Q8_0/Q4_0
  * vpdpbusd on activations repacked by mm_repack_x4 (exact integer block sums, the scalar
  * kernel's float steps per block); F32/F16/BF16 512-bit FMAs that each do two pairs' AVX2
- * operations (lanes 0-7 and 8-15). Q4_0 with up to MM_DEC_T_MAX activation rows
- * (decode) uses VNNI tiles of 16 weight rows on xq as it is. The results are the AVX2 kernels'
- * bits. */
+ * operations (lanes 0-7 and 8-15). Q4_0 with one activation row (decode; up to MM_DEC_T_MAX
+ * with --repack's copy) uses VNNI decode tiles of 16 weight rows on xq as it is. The results
+ * are the AVX2 kernels' bits. */
 bool mm_avx512_supported(void);
 /* True when mm_avx512_supported() and t is Q4_1, Q5_0, Q5_1 or IQ4_NL: then mm_rows_x86 takes t
- * as it takes Q4_0 (the VNNI decode tiles up to MM_DEC_T_MAX activation rows, else the VNNI
+ * as Q4_0 (the VNNI decode tiles up to MM_DEC_T_MAX activation rows, else the 4 x 4 VNNI
  * tiles on xr), with the bits of their scalar twins (quant_dot.c). */
 bool mm_q32_vnni(dtype t);
 /* True when mm_avx512_supported(), the CPU has AVX512_BF16 and its vdpbf16ps passed a probe of
@@ -46,8 +46,9 @@ void x86_round_bf16(uint16_t *out, const float *x, int64_t n);
  * (with AVX-512 VNNI as mm_q32_vnni says; else the AVX2 lanes tiles on xr, or without xr the
  * passes of x86/quant_avx2_q32.c). */
 bool mm_q32_x86(dtype t);
-/* Q4_0 with up to this many activation rows (decode, small batched steps) runs the VNNI decode
- * tiles on xq when mm_avx512_supported(), and needs no repacked xr. */
+/* mm_q32_vnni's types with up to this many activation rows (decode, small batched steps) run
+ * the VNNI decode tiles on xq when mm_avx512_supported(), and need no repacked xr; Q4_0 does
+ * for one row (and up to this many on --repack's copy), its 16-row tiles from 2. */
 #define MM_DEC_T_MAX 3
 /* The shapes of the Q4_0 VNNI decode tile: weight rows per tile (8, 16 or 32; 32 only for one
  * activation row, T = 2-3 then take 16) and how many tiles ahead each tile prefetches its rows
@@ -140,9 +141,9 @@ void mm_repack_x4(q8_act_x4 *xr, const block_q8_act *xq, int T, int t0, int nb);
  * n_out}. x (T, n_in) F32 for F32/F16/BF16 weights; xq (T, n_in / QK) for Q8_0/Q4_0 (and the
  * types of mm_q32_x86), and xr (ceil(T / 4), n_in / QK) the same through mm_repack_x4 or NULL.
  * With xr the VNNI kernels run when mm_avx512_supported() (Q4_0's read xq too), else the AVX2
- * lanes tiles; without
- * it the AVX2 8x1 and 4x2 tiles (but Q4_0 and mm_q32_vnni's types with T <= MM_DEC_T_MAX run
- * the VNNI decode tiles when mm_avx512_supported(), whatever xr is); F32/F16/BF16 use the zmm
+ * lanes tiles; without it the AVX2 8x1 and 4x2 tiles (but mm_q32_vnni's types with T <=
+ * MM_DEC_T_MAX, and Q4_0 as MM_DEC_T_MAX says, run the VNNI decode tiles when
+ * mm_avx512_supported()); F32/F16/BF16 use the zmm
  * tiles from mm_float_zmm_min(type) rows when mm_avx512_supported() (and T >= 2). The results
  * are the same bits whichever runs. */
 void mm_rows_x86(float *out, const float *x, const block_q8_act *xq, const q8_act_x4 *xr,

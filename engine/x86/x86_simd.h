@@ -298,7 +298,7 @@ void x86_rows_bf16_zmm(float *out, const float *x, const tensor *w, int T, int r
 void x86_rows_q8_0_vnni(float *out, const q8_act_x4 *xr, const tensor *w, int T, int r0, int r1);
 void x86_rows_q4_0_vnni(float *out, const block_q8_act *xq, const q8_act_x4 *xr,
                         const tensor *w, int T, int r0, int r1);
-/* Q4_0 decode, T <= MM_DEC_T_MAX, on xq as it is: */
+/* Q4_0 decode, T <= MM_DEC_T_MAX (x86.h says when), on xq as it is: */
 void x86_rows_q4_0_vnni_dec(float *out, const block_q8_act *xq, const tensor *w, int T, int r0,
                             int r1);
 /* The same two for Q4_1, Q5_0, Q5_1 and IQ4_NL (mm_q32_vnni says when): */
