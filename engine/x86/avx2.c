@@ -592,7 +592,7 @@ void mm_rows_x86(float *out, const float *x, const block_q8_act *xq, const q8_ac
     case DT_Q5_1:
     case DT_IQ4_NL: /* with AVX-512 VNNI, xr is there for T > MM_DEC_T_MAX */
         if (dec) x86_rows_q32_vnni_dec(out, xq, w, T, r0, r1);
-        else if (xr && mm_avx512_supported()) x86_rows_q32_vnni(out, xr, w, T, r0, r1);
+        else if (xr && mm_avx512_supported()) x86_rows_q32_vnni(out, xq, xr, w, T, r0, r1);
         else if (xr) rows_q32_lanes(out, xr, w, T, r0, r1);
         else if (w->type == DT_IQ4_NL) rows_iq4_nl(out, xq, w, T, r0, r1);
         else qdot_rows_avx2_q32(out, xq, w, T, r0, r1);

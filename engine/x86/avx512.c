@@ -255,24 +255,26 @@ INLINE512 void dec_prefetch(const uint8_t *w, size_t rb, int rows, int HINT) {
     }
 }
 
-/* ---- Q4_0 with AVX-512 VNNI on 16 weight rows (T >= 2) ------------------------------------
- * A tile is 16 weight rows x NT activation rows (NT <= Q4_0_NT); activation row t has one zmm of
+/* ---- Q4_0 (T >= 2) and IQ4_NL (T > MM_DEC_T_MAX) with AVX-512 VNNI on 16 weight rows -------
+ * A tile is 16 weight rows x NT activation rows (NT <= NT16_MAX); activation row t has one zmm of
  * sums, lane 4i + k for weight row 4k + i. Per block, z[k] holds rows 4k .. 4k + 3 (one per
  * 128-bit lane, their 16 nibble bytes), and a 64-bit unpack of z[2q] and z[2q + 1] puts two
  * rows' bytes 8h .. 8h + 7 side by side in each 128-bit lane: their low nibbles are elements
- * 8h .. 8h + 7, the high ones 16 + 8h .., so one broadcast of the activation's 8 bytes there
+ * 8h .. 8h + 7, the high ones 16 + 8h .. (IQ4_NL's then looked up as q32_nibbles does), so one
+ * broadcast of the activation's 8 bytes there
  * (vpbroadcastq from xq) meets both rows in one vpdpbusd. Pair q's four vpdpbusd go into one
  * accumulator; a vshufps pair then adds each row's even and odd dwords into the exact block sums
  * of all 16 rows in one register. The 4 x 4 tiles (tile_vnni) instead load a 16-byte broadcast
  * per vpdpbusd and shuffle the weights per column; these load one activation qword per two.
- * The weight offset 8 times the activation's sum (q8_act_x4.s) is then taken off, and the float
- * steps per lane are dot_q4_0's (mul, mul, add): the same bits. One core, from DRAM (Zen 5,
+ * The weight offset (Q4_0 8, IQ4_NL 128) times the activation's sum (q8_act_x4.s) is then taken
+ * off, and the float steps per lane are dot_q4_0's or dot_iq4_nl's (mul, mul, add): the same
+ * bits. Q4_0, one core, from DRAM (Zen 5,
  * bench-matmul, GMAC/s, 4 x 4 tiles -> these): T = 4 95 -> 132, T = 8 136 -> 170, T = 12 150 ->
  * 192, T = 32 159 -> 196, T = 128 166 -> 225; T = 16, which fills the 4 x 4 tiles' four groups,
  * level (166-178 -> 167). */
-#define Q4_0_KB 64 /* blocks per K chunk: a 36 KiB buffer */
-#define Q4_0_NT 12 /* 12 sums beside 8 weight registers (16 spilled: T = 128 172 -> 195 GMAC/s
-                    * from 16 to 12) */
+#define KB16 64 /* blocks per K chunk: a 36 KiB buffer */
+#define NT16_MAX 12 /* 12 sums beside 8 weight registers (16 spilled: T = 128 172 -> 195 GMAC/s
+                     * from 16 to 12) */
 
 /* The F16 scales of rows 4k + i, in lane 4i + k, exact to F32; p[k] is row 4k's block, rows rb
  * bytes apart. */
@@ -290,18 +292,17 @@ INLINE512 __m512 f16_rows16(const uint8_t *const p[4], size_t rb) {
                                               (long long)h4[2], (long long)h4[3]));
 }
 
-/* Block b of 16 weight rows as the Q4_0 16-row tiles take it: lo[2q + h] and hi[2q + h] hold
- * rows 8q + i and 8q + 4 + i (128-bit lane i), their bytes 8h .. 8h + 7 as the low and the high
- * nibbles; dw the rows' scales (lane 4i + k: row 4k + i). 576 bytes, a zmm load each. */
+/* Block b of 16 weight rows as the 16-row tiles take it: lo[2q + h] and hi[2q + h] hold rows
+ * 8q + i and 8q + 4 + i (128-bit lane i), their bytes 8h .. 8h + 7 as the low and the high
+ * nibbles' codes; dw the rows' scales (lane 4i + k: row 4k + i). 576 bytes, a zmm load each. */
 typedef struct {
     __m512i lo[4], hi[4];
     __m512 dw;
-} q4_0_blk16;
+} blk16;
 
 /* The block at wb of 16 rows rb bytes apart; the 16 rows after them are prefetched into L2 at
  * even blocks b (as the decode tiles do: without it T = 8 ran at half the speed from DRAM). */
-INLINE512 void unpack_q4_0_16(q4_0_blk16 *o, const uint8_t *wb, size_t rb, int b) {
-    const __m512i low4 = _mm512_set1_epi8(0x0f);
+INLINE512 void unpack16(dtype type, blk16 *o, const uint8_t *wb, size_t rb, int b) {
     if ((b & 1) == 0) dec_prefetch(wb + 16 * rb, rb, 16, 0);
     const uint8_t *const p[4] = {wb, wb + 4 * rb, wb + 8 * rb, wb + 12 * rb};
     o->dw = f16_rows16(p, rb);
@@ -314,19 +315,17 @@ INLINE512 void unpack_q4_0_16(q4_0_blk16 *o, const uint8_t *wb, size_t rb, int b
             const uint8_t *const blk[4] = {r, r + rb, r + 2 * rb, r + 3 * rb};
             z[k] = lanes4(blk, 2);
         }
-        const __m512i a = _mm512_unpacklo_epi64(z[0], z[1]);
-        const __m512i c = _mm512_unpackhi_epi64(z[0], z[1]);
-        o->lo[2 * q] = _mm512_and_si512(a, low4);
-        o->hi[2 * q] = _mm512_and_si512(_mm512_srli_epi16(a, 4), low4);
-        o->lo[2 * q + 1] = _mm512_and_si512(c, low4);
-        o->hi[2 * q + 1] = _mm512_and_si512(_mm512_srli_epi16(c, 4), low4);
+        q32_nibbles(type, _mm512_unpacklo_epi64(z[0], z[1]), &o->lo[2 * q], &o->hi[2 * q]);
+        q32_nibbles(type, _mm512_unpackhi_epi64(z[0], z[1]), &o->lo[2 * q + 1],
+                    &o->hi[2 * q + 1]);
     }
 }
 
 /* sum[t] += block wb against activation rows t < NT from xb (rows nb blocks apart) with their
  * sums from xs (groups of 4 rows, nb apart; xb's row is a group's first). */
-INLINE512 void step_q4_0_16(__m512 *sum, const q4_0_blk16 *wb, const block_q8_act *xb,
-                            const q8_act_x4 *xs, int nb, int NT) {
+INLINE512 void step16(dtype type, __m512 *sum, const blk16 *wb, const block_q8_act *xb,
+                      const q8_act_x4 *xs, int nb, int NT) {
+    const int sh = q32_off_shift(type);
 #pragma GCC unroll 12
     for (int t = 0; t < NT; t++) {
         __m512i xv[4]; /* bytes 8j .. 8j + 7 in every qword */
@@ -347,8 +346,8 @@ INLINE512 void step_q4_0_16(__m512 *sum, const q4_0_blk16 *wb, const block_q8_ac
         const __m512 f0 = _mm512_castsi512_ps(a[0]), f1 = _mm512_castsi512_ps(a[1]);
         __m512i is = _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(f0, f1, 0x88)),
                                       _mm512_castps_si512(_mm512_shuffle_ps(f0, f1, 0xdd)));
-        /* the weight offset 8 times the activation's sum */
-        is = _mm512_sub_epi32(is, _mm512_slli_epi32(_mm512_set1_epi32(xs->s[t % 4]), 3));
+        /* the weight offset times the activation's sum */
+        is = _mm512_sub_epi32(is, _mm512_slli_epi32(_mm512_set1_epi32(xs->s[t % 4]), sh));
         const __m512 scale = _mm512_mul_ps(wb->dw, _mm512_set1_ps(xb->d));
         sum[t] = _mm512_add_ps(sum[t], _mm512_mul_ps(_mm512_cvtepi32_ps(is), scale));
         xb += nb;
@@ -357,54 +356,55 @@ INLINE512 void step_q4_0_16(__m512 *sum, const q4_0_blk16 *wb, const block_q8_ac
 }
 
 /* acc[t * 16 + lane] (lane 4i + k: weight row 4k + i) for activation rows t < NT of xq (rows nb
- * blocks apart; sums in xg as step_q4_0_16 takes them), blocks [b0, b1) of the 16 weight rows:
+ * blocks apart; sums in xg as step16 takes them), blocks [b0, b1) of the 16 weight rows:
  * unpacked here from w (rows rb bytes apart; buf NULL) or already in buf[0 ..); first: from 0,
  * else added to acc. */
-INLINE512 void tile_q4_0_16(float *acc, const uint8_t *w, size_t rb, const q4_0_blk16 *buf,
-                            const block_q8_act *xq, const q8_act_x4 *xg, int nb, int b0, int b1,
-                            bool first, int NT) {
-    const size_t bb = q32_bytes(DT_Q4_0);
-    __m512 sum[Q4_0_NT];
+INLINE512 void tile16(dtype type, float *acc, const uint8_t *w, size_t rb, const blk16 *buf,
+                      const block_q8_act *xq, const q8_act_x4 *xg, int nb, int b0, int b1,
+                      bool first, int NT) {
+    const size_t bb = q32_bytes(type);
+    __m512 sum[NT16_MAX];
 #pragma GCC unroll 12
     for (int t = 0; t < NT; t++)
         sum[t] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(acc + 16 * t);
     for (int b = b0; b < b1; b++) {
-        q4_0_blk16 blk;
-        if (!buf) unpack_q4_0_16(&blk, w + (size_t)b * bb, rb, b);
-        step_q4_0_16(sum, buf ? &buf[b - b0] : &blk, xq + b, xg + b, nb, NT);
+        blk16 blk;
+        if (!buf) unpack16(type, &blk, w + (size_t)b * bb, rb, b);
+        step16(type, sum, buf ? &buf[b - b0] : &blk, xq + b, xg + b, nb, NT);
     }
 #pragma GCC unroll 12
     for (int t = 0; t < NT; t++) _mm512_storeu_ps(acc + 16 * t, sum[t]);
 }
 
-/* Rows [r, r1) in 16-row tiles, returning the first row not done. Up to Q4_0_NT activation rows
- * take one tile that unpacks the weights in registers; more go in tiles of at most Q4_0_NT that
- * start at multiples of 4 (xr's groups), as evenly as that allows, and K in chunks of Q4_0_KB
- * blocks unpacked once into a buffer on the stack for all of them: T = 128 ran at 185 GMAC/s
- * unpacking per tile and 236 from the buffer, T = 12 at 180 and 150 (bench-matmul, one core,
- * Zen 5). Between chunks a tile's sums wait in out; they are put in row order at the end. */
-INLINE512 int rows_q4_0_16(float *out, const block_q8_act *xq, const q8_act_x4 *xr,
-                           const tensor *w, int T, int r, int r1) {
+/* Rows [r, r1) of type (Q4_0 or IQ4_NL) in 16-row tiles, returning the first row not done. Up to
+ * NT16_MAX activation rows take one tile that unpacks the weights in registers; more go in tiles of
+ * at most NT16_MAX that start at multiples of 4 (xr's groups), as evenly as that allows, and K in
+ * chunks of KB16 blocks unpacked once into a buffer on the stack for all of them: Q4_0 T = 128 ran
+ * at 185 GMAC/s unpacking per tile and 236 from the buffer, T = 12 at 180 and 150 (bench-matmul,
+ * one core, Zen 5). Between chunks a tile's sums wait in out; they are put in row order at the end.
+ */
+INLINE512 int rows16(dtype type, float *out, const block_q8_act *xq, const q8_act_x4 *xr,
+                     const tensor *w, int T, int r, int r1) {
     const int nb = (int)w->ne[0] / QK, n_out = (int)w->ne[1];
-    const size_t rb = dtype_row_bytes(DT_Q4_0, w->ne[0]);
-    const bool buffered = T > Q4_0_NT;
-    const int kb = buffered ? Q4_0_KB : nb;
-    q4_0_blk16 buf[Q4_0_KB];
-    float acc[Q4_0_NT * 16];
+    const size_t rb = dtype_row_bytes(type, w->ne[0]);
+    const bool buffered = T > NT16_MAX;
+    const int kb = buffered ? KB16 : nb;
+    blk16 buf[KB16];
+    float acc[NT16_MAX * 16];
     const __m512i rows = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     for (; r + 16 <= r1; r += 16) {
         const uint8_t *wr = (const uint8_t *)w->data + (size_t)r * rb;
         for (int b0 = 0; b0 < nb; b0 += kb) {
             const int b1 = b0 + kb < nb ? b0 + kb : nb;
-            const q4_0_blk16 *bp = NULL;
+            const blk16 *bp = NULL;
             if (buffered) {
                 for (int b = b0; b < b1; b++)
-                    unpack_q4_0_16(&buf[b - b0], wr + (size_t)b * q32_bytes(DT_Q4_0), rb, b);
+                    unpack16(type, &buf[b - b0], wr + (size_t)b * q32_bytes(type), rb, b);
                 bp = buf;
             }
             for (int t0 = 0; t0 < T;) {
                 const int nt =
-                    T - t0 < Q4_0_NT ? T - t0 : (mm_even_tile(T - t0, Q4_0_NT) + 3) & ~3;
+                    T - t0 < NT16_MAX ? T - t0 : (mm_even_tile(T - t0, NT16_MAX) + 3) & ~3;
                 const block_q8_act *x = xq + (size_t)t0 * nb;
                 const q8_act_x4 *xg = xr + (size_t)(t0 / 4) * nb;
                 float *o = out + (size_t)t0 * n_out + r;
@@ -412,12 +412,12 @@ INLINE512 int rows_q4_0_16(float *out, const block_q8_act *xq, const q8_act_x4 *
                     for (int t = 0; t < nt; t++)
                         _mm512_storeu_ps(acc + 16 * t, _mm512_loadu_ps(o + (size_t)t * n_out));
                 switch (nt) {
-#define Q4_0_TILE(n)                                                                              \
-    case n: tile_q4_0_16(acc, wr, rb, bp, x, xg, nb, b0, b1, b0 == 0, n); break;
-                    Q4_0_TILE(1) Q4_0_TILE(2) Q4_0_TILE(3) Q4_0_TILE(4) Q4_0_TILE(5) Q4_0_TILE(6)
-                    Q4_0_TILE(7) Q4_0_TILE(8) Q4_0_TILE(9) Q4_0_TILE(10) Q4_0_TILE(11)
-#undef Q4_0_TILE
-                default: tile_q4_0_16(acc, wr, rb, bp, x, xg, nb, b0, b1, b0 == 0, 12); break;
+#define TILE16(n)                                                                                 \
+    case n: tile16(type, acc, wr, rb, bp, x, xg, nb, b0, b1, b0 == 0, n); break;
+                    TILE16(1) TILE16(2) TILE16(3) TILE16(4) TILE16(5) TILE16(6) TILE16(7)
+                    TILE16(8) TILE16(9) TILE16(10) TILE16(11)
+#undef TILE16
+                default: tile16(type, acc, wr, rb, bp, x, xg, nb, b0, b1, b0 == 0, 12); break;
                 }
                 for (int t = 0; t < nt; t++) {
                     const __m512 v = _mm512_loadu_ps(acc + 16 * t);
@@ -818,8 +818,8 @@ TARGET512 void x86_rows_q4_0_vnni_dec(float *out, const block_q8_act *xq, const 
  * type: decode (_dec) on the 16-row tiles with the next tile's rows prefetched into L2 (variant
  * 0's shape, which ran fastest for Q4_0 on both CPUs of the table), or (IQ4_NL under --repack)
  * the packed tiles on whole groups of 16, the rows past the last full tile or group through the
- * AVX2 passes (x86/quant_avx2_q32.c); T > MM_DEC_T_MAX (_vnni) on the 4 x 4 tiles. The same
- * bits. */
+ * AVX2 passes (x86/quant_avx2_q32.c); T > MM_DEC_T_MAX (_vnni) on the 4 x 4 tiles, IQ4_NL on
+ * the 16-row tiles (as Q4_0). The same bits. */
 #define Q32_FNS(name, type)                                                                       \
     TARGET512 static void name##_dec(float *out, const block_q8_act *xq, const tensor *w, int T,  \
                                      int r0, int r1) {                                            \
@@ -830,8 +830,9 @@ TARGET512 void x86_rows_q4_0_vnni_dec(float *out, const block_q8_act *xq, const 
         int r = rows_vnni_dec(type, out, xq, w->data, rb, ldo, nb, T, r0, r1, 1, 4, 0);           \
         rows_dec_rest(type, out, xq, w, T, r, r1);                                                \
     }                                                                                             \
-    TARGET512 static void name##_vnni(float *out, const q8_act_x4 *xr, const tensor *w, int T,    \
-                                      int r0, int r1) {                                           \
+    TARGET512 static void name##_vnni(float *out, const block_q8_act *xq, const q8_act_x4 *xr,   \
+                                      const tensor *w, int T, int r0, int r1) {                   \
+        if (type == DT_IQ4_NL) r0 = rows16(type, out, xq, xr, w, T, r0, r1);                      \
         rows_vnni(type, out, xr, w, T, r0, r1);                                                   \
     }
 Q32_FNS(rows_q4_1, DT_Q4_1)
@@ -850,12 +851,13 @@ void x86_rows_q32_vnni_dec(float *out, const block_q8_act *xq, const tensor *w, 
     }
 }
 
-void x86_rows_q32_vnni(float *out, const q8_act_x4 *xr, const tensor *w, int T, int r0, int r1) {
+void x86_rows_q32_vnni(float *out, const block_q8_act *xq, const q8_act_x4 *xr, const tensor *w,
+                       int T, int r0, int r1) {
     switch (w->type) {
-    case DT_Q4_1: rows_q4_1_vnni(out, xr, w, T, r0, r1); return;
-    case DT_Q5_0: rows_q5_0_vnni(out, xr, w, T, r0, r1); return;
-    case DT_Q5_1: rows_q5_1_vnni(out, xr, w, T, r0, r1); return;
-    case DT_IQ4_NL: rows_iq4_nl_vnni(out, xr, w, T, r0, r1); return;
+    case DT_Q4_1: rows_q4_1_vnni(out, xq, xr, w, T, r0, r1); return;
+    case DT_Q5_0: rows_q5_0_vnni(out, xq, xr, w, T, r0, r1); return;
+    case DT_Q5_1: rows_q5_1_vnni(out, xq, xr, w, T, r0, r1); return;
+    case DT_IQ4_NL: rows_iq4_nl_vnni(out, xq, xr, w, T, r0, r1); return;
     default: return; /* mm_rows_x86 sends only these */
     }
 }
@@ -1077,9 +1079,7 @@ TARGET512 void x86_rows_q8_0_vnni(float *out, const q8_act_x4 *xr, const tensor 
 }
 TARGET512 void x86_rows_q4_0_vnni(float *out, const block_q8_act *xq, const q8_act_x4 *xr,
                                  const tensor *w, int T, int r0, int r1) {
-    /* 16 rows fill the 4 x 4 tiles' four groups, where they ran 2-6% faster than two 16-row
-     * tiles of 8 (bench-matmul, one core, from DRAM, Zen 5); elsewhere the 16-row tiles win */
-    r0 = rows_q4_0_16(out, xq, xr, w, T, r0, r1);
+    r0 = rows16(DT_Q4_0, out, xq, xr, w, T, r0, r1);
     rows_vnni(DT_Q4_0, out, xr, w, T, r0, r1); /* the rows past the last 16-row tile */
 }
 

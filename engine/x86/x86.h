@@ -28,9 +28,9 @@ bool mm_avx2_supported(void);
  * with --repack's copy) uses VNNI decode tiles of 16 weight rows on xq as it is. The results
  * are the AVX2 kernels' bits. */
 bool mm_avx512_supported(void);
-/* True when mm_avx512_supported() and t is Q4_1, Q5_0, Q5_1 or IQ4_NL: then mm_rows_x86 takes t
- * as Q4_0 (the VNNI decode tiles up to MM_DEC_T_MAX activation rows, else the 4 x 4 VNNI
- * tiles on xr), with the bits of their scalar twins (quant_dot.c). */
+/* True when mm_avx512_supported() and t is Q4_1, Q5_0, Q5_1 or IQ4_NL: then mm_rows_x86 takes t as
+ * Q4_0 (the VNNI decode tiles up to MM_DEC_T_MAX activation rows, else the 4 x 4 VNNI tiles on xr;
+ * IQ4_NL's on 16 weight rows, as Q4_0's), with the bits of their scalar twins (quant_dot.c). */
 bool mm_q32_vnni(dtype t);
 /* True when mm_avx512_supported(), the CPU has AVX512_BF16 and its vdpbf16ps passed a probe of
  * the semantics dot_bf16_pairs (matmul.h) gives (checked once). */

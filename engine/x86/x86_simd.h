@@ -302,7 +302,8 @@ void x86_rows_q4_0_vnni(float *out, const block_q8_act *xq, const q8_act_x4 *xr,
 void x86_rows_q4_0_vnni_dec(float *out, const block_q8_act *xq, const tensor *w, int T, int r0,
                             int r1);
 /* The same two for Q4_1, Q5_0, Q5_1 and IQ4_NL (mm_q32_vnni says when): */
-void x86_rows_q32_vnni(float *out, const q8_act_x4 *xr, const tensor *w, int T, int r0, int r1);
+void x86_rows_q32_vnni(float *out, const block_q8_act *xq, const q8_act_x4 *xr, const tensor *w,
+                       int T, int r0, int r1);
 void x86_rows_q32_vnni_dec(float *out, const block_q8_act *xq, const tensor *w, int T, int r0,
                            int r1);
 
