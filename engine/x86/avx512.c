@@ -261,14 +261,13 @@ INLINE512 void dec_prefetch(const uint8_t *w, size_t rb, int rows, int HINT) {
  * 128-bit lane, their 16 nibble bytes), and a 64-bit unpack of z[2q] and z[2q + 1] puts two
  * rows' bytes 8h .. 8h + 7 side by side in each 128-bit lane: their low nibbles are elements
  * 8h .. 8h + 7, the high ones 16 + 8h .. (IQ4_NL's then looked up as q32_nibbles does), so one
- * broadcast of the activation's 8 bytes there
- * (vpbroadcastq from xq) meets both rows in one vpdpbusd. Pair q's four vpdpbusd go into one
- * accumulator; a vshufps pair then adds each row's even and odd dwords into the exact block sums
- * of all 16 rows in one register. The 4 x 4 tiles (tile_vnni) instead load a 16-byte broadcast
- * per vpdpbusd and shuffle the weights per column; these load one activation qword per two.
- * The weight offset (Q4_0 8, IQ4_NL 128) times the activation's sum (q8_act_x4.s) is then taken
- * off, and the float steps per lane are dot_q4_0's or dot_iq4_nl's (mul, mul, add): the same
- * bits. Q4_0, one core, from DRAM (Zen 5,
+ * broadcast of the activation's 8 bytes there (vpbroadcastq from xq) meets both rows in one
+ * vpdpbusd. Pair q's four vpdpbusd go into one accumulator; a vshufps pair then adds each row's
+ * even and odd dwords into the exact block sums of all 16 rows in one register. The 4 x 4 tiles
+ * (tile_vnni) instead load a 16-byte broadcast per vpdpbusd and shuffle the weights per column;
+ * these load one activation qword per two. The weight offset (Q4_0 8, IQ4_NL 128) times the
+ * activation's sum (q8_act_x4.s) is then taken off, and the float steps per lane are dot_q4_0's
+ * or dot_iq4_nl's (mul, mul, add): the same bits. Q4_0, one core, from DRAM (Zen 5,
  * bench-matmul, GMAC/s, 4 x 4 tiles -> these): T = 4 95 -> 132, T = 8 136 -> 170, T = 12 150 ->
  * 192, T = 32 159 -> 196, T = 128 166 -> 225; T = 16, which fills the 4 x 4 tiles' four groups,
  * level (166-178 -> 167). */
@@ -381,8 +380,7 @@ INLINE512 void tile16(dtype type, float *acc, const uint8_t *w, size_t rb, const
  * at most NT16_MAX that start at multiples of 4 (xr's groups), as evenly as that allows, and K in
  * chunks of KB16 blocks unpacked once into a buffer on the stack for all of them: Q4_0 T = 128 ran
  * at 185 GMAC/s unpacking per tile and 236 from the buffer, T = 12 at 180 and 150 (bench-matmul,
- * one core, Zen 5). Between chunks a tile's sums wait in out; they are put in row order at the end.
- */
+ * one core, Zen 5). Between chunks a tile's sums wait in out, and at the end go in row order. */
 INLINE512 int rows16(dtype type, float *out, const block_q8_act *xq, const q8_act_x4 *xr,
                      const tensor *w, int T, int r, int r1) {
     const int nb = (int)w->ne[0] / QK, n_out = (int)w->ne[1];
