@@ -418,8 +418,8 @@ static void test_attention_block8(attn_block8_fn *step, const char *name) {
  * the K chunks (n_in > 512, packed weights when T > 2), the groups of activation rows (T > 64),
  * ragged tiles (row counts not a multiple of 8 or 2, T not a multiple of 6) and tails of n_in
  * (n_in % 8 != 0, and n_in < 8), Q4_0's decode tiles for T = 1 and its 16-row tiles from 2
- * activation rows to 150, in one tile or several, beside the 4-row tiles that take the rows
- * past the last 16 of a thread's share; the float tiles with each K chunk a CPU may use (512,
+ * activation rows to 150, in one tile or several (and over K in two chunks: n_in 2100, T 14),
+ * beside the 4-row tiles that take the rows past the last 16 of a thread's share; the float tiles with each K chunk a CPU may use (512,
  * 4096) and a short one, rows longer than the longest chunk (4100) and more activation rows
  * than a group (T = 150 > TG), both with the weights converted into a buffer from 3 rows and
  * converted in registers by each tile. The float tiles take every T >= 2 here, whatever this
@@ -431,7 +431,7 @@ static void test_avx512_matches_avx2(void) {
     const int shapes[][3] = {{701, 13, 75}, {37, 29, 2}, {37, 7, 9}, {1030, 9, 21}, {701, 53, 1},
                              {37, 16, 1}, {5, 11, 12}, {2048, 19, 13}, {701, 35, 3},
                              {4100, 9, 7}, {300, 17, 150}, {701, 40, 4}, {300, 67, 24},
-                             {96, 33, 10}};
+                             {96, 33, 10}, {2100, 40, 14}};
     const int n_shapes = (int)(sizeof shapes / sizeof shapes[0]);
     /* the zmm float tiles' K chunk: Intel's, Zen 4's (whole rows up to 4096) and a short one */
     const int kcs[] = {512, 4096, 64};
