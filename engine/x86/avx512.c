@@ -1,9 +1,9 @@
-/* x86/avx512: the kernels for CPUs with AVX-512 F/BW/VL + VNNI: VNNI tiles on repacked
- * activations (T >= 2) for Q8_0 and the 32-element 4- and 5-bit types (Q4_0, Q4_1, Q5_0, Q5_1,
- * IQ4_NL; Q4_0's on 16 weight rows), VNNI decode tiles for the latter (T <= MM_DEC_T_MAX) and
- * zmm float tiles of 8 weight rows x 6 activation rows holding two AVX2 pairs per register,
- * weights converted once per K chunk into an L1 buffer. All give the bits of the AVX2 kernels (x86/avx2.c), which
- * give those of the scalar ones (tests/test_matmul.c checks both). mm_rows_x86 (x86/avx2.c)
+/* x86/avx512: the kernels for CPUs with AVX-512 F/BW/VL + VNNI: VNNI tiles on repacked activations
+ * (T >= 2) for Q8_0 and the 32-element 4- and 5-bit types (Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL; Q4_0's
+ * and IQ4_NL's on 16 weight rows), VNNI decode tiles for the latter (T <= MM_DEC_T_MAX) and zmm
+ * float tiles of 8 weight rows x 6 activation rows holding two AVX2 pairs per register, weights
+ * converted once per K chunk into an L1 buffer. All give the bits of the AVX2 kernels (x86/avx2.c),
+ * which give those of the scalar ones (tests/test_matmul.c checks both). mm_rows_x86 (x86/avx2.c)
  * chooses between them. Never allocates on the heap; no global state besides the CPU-feature
  * answers and the test switches mm_avx512_allow and mm_set_dec_tile. */
 #include "x86.h"
@@ -354,25 +354,29 @@ INLINE512 void step16(dtype type, __m512 *sum, const blk16 *wb, const block_q8_a
     }
 }
 
-/* acc[t * 16 + lane] (lane 4i + k: weight row 4k + i) for activation rows t < NT of xq (rows nb
- * blocks apart; sums in xg as step16 takes them), blocks [b0, b1) of the 16 weight rows:
- * unpacked here from w (rows rb bytes apart; buf NULL) or already in buf[0 ..); first: from 0,
- * else added to acc. */
-INLINE512 void tile16(dtype type, float *acc, const uint8_t *w, size_t rb, const blk16 *buf,
-                      const block_q8_act *xq, const q8_act_x4 *xg, int nb, int b0, int b1,
-                      bool first, int NT) {
+/* out[t * ldo + j], j < 16, for activation rows t < NT of xq (rows nb blocks apart; sums in xg
+ * as step16 takes them), blocks [b0, b1) of the 16 weight rows: unpacked here from w (rows rb
+ * bytes apart; buf NULL) or already in buf[0 ..). Between K chunks the sums wait in out in
+ * step16's lane order (lane 4i + k: weight row 4k + i): b0 > 0 adds to them, and the last chunk
+ * (b1 == nb) leaves them in row order. */
+INLINE512 void tile16(dtype type, float *out, size_t ldo, const uint8_t *w, size_t rb,
+                      const blk16 *buf, const block_q8_act *xq, const q8_act_x4 *xg, int nb,
+                      int b0, int b1, int NT) {
     const size_t bb = q32_bytes(type);
+    const __m512i rows = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     __m512 sum[NT16_MAX];
 #pragma GCC unroll 12
     for (int t = 0; t < NT; t++)
-        sum[t] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(acc + 16 * t);
+        sum[t] = b0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(out + (size_t)t * ldo);
     for (int b = b0; b < b1; b++) {
         blk16 blk;
         if (!buf) unpack16(type, &blk, w + (size_t)b * bb, rb, b);
         step16(type, sum, buf ? &buf[b - b0] : &blk, xq + b, xg + b, nb, NT);
     }
 #pragma GCC unroll 12
-    for (int t = 0; t < NT; t++) _mm512_storeu_ps(acc + 16 * t, sum[t]);
+    for (int t = 0; t < NT; t++)
+        _mm512_storeu_ps(out + (size_t)t * ldo,
+                         b1 == nb ? _mm512_permutexvar_ps(rows, sum[t]) : sum[t]);
 }
 
 /* Rows [r, r1) of type (Q4_0 or IQ4_NL) in 16-row tiles, returning the first row not done. Up to
@@ -380,7 +384,7 @@ INLINE512 void tile16(dtype type, float *acc, const uint8_t *w, size_t rb, const
  * at most NT16_MAX that start at multiples of 4 (xr's groups), as evenly as that allows, and K in
  * chunks of KB16 blocks unpacked once into a buffer on the stack for all of them: Q4_0 T = 128 ran
  * at 185 GMAC/s unpacking per tile and 236 from the buffer, T = 12 at 180 and 150 (bench-matmul,
- * one core, Zen 5). Between chunks a tile's sums wait in out, and at the end go in row order. */
+ * one core, Zen 5). */
 INLINE512 int rows16(dtype type, float *out, const block_q8_act *xq, const q8_act_x4 *xr,
                      const tensor *w, int T, int r, int r1) {
     const int nb = (int)w->ne[0] / QK, n_out = (int)w->ne[1];
@@ -388,8 +392,6 @@ INLINE512 int rows16(dtype type, float *out, const block_q8_act *xq, const q8_ac
     const bool buffered = T > NT16_MAX;
     const int kb = buffered ? KB16 : nb;
     blk16 buf[KB16];
-    float acc[NT16_MAX * 16];
-    const __m512i rows = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     for (; r + 16 <= r1; r += 16) {
         const uint8_t *wr = (const uint8_t *)w->data + (size_t)r * rb;
         for (int b0 = 0; b0 < nb; b0 += kb) {
@@ -406,21 +408,13 @@ INLINE512 int rows16(dtype type, float *out, const block_q8_act *xq, const q8_ac
                 const block_q8_act *x = xq + (size_t)t0 * nb;
                 const q8_act_x4 *xg = xr + (size_t)(t0 / 4) * nb;
                 float *o = out + (size_t)t0 * n_out + r;
-                if (b0 > 0) /* this tile's sums so far */
-                    for (int t = 0; t < nt; t++)
-                        _mm512_storeu_ps(acc + 16 * t, _mm512_loadu_ps(o + (size_t)t * n_out));
                 switch (nt) {
 #define TILE16(n)                                                                                 \
-    case n: tile16(type, acc, wr, rb, bp, x, xg, nb, b0, b1, b0 == 0, n); break;
+    case n: tile16(type, o, (size_t)n_out, wr, rb, bp, x, xg, nb, b0, b1, n); break;
                     TILE16(1) TILE16(2) TILE16(3) TILE16(4) TILE16(5) TILE16(6) TILE16(7)
                     TILE16(8) TILE16(9) TILE16(10) TILE16(11)
 #undef TILE16
-                default: tile16(type, acc, wr, rb, bp, x, xg, nb, b0, b1, b0 == 0, 12); break;
-                }
-                for (int t = 0; t < nt; t++) {
-                    const __m512 v = _mm512_loadu_ps(acc + 16 * t);
-                    _mm512_storeu_ps(o + (size_t)t * n_out,
-                                     b1 == nb ? _mm512_permutexvar_ps(rows, v) : v);
+                default: tile16(type, o, (size_t)n_out, wr, rb, bp, x, xg, nb, b0, b1, 12); break;
                 }
                 t0 += nt;
             }

@@ -143,9 +143,8 @@ void mm_repack_x4(q8_act_x4 *xr, const block_q8_act *xq, int T, int t0, int nb);
  * With xr the VNNI kernels run when mm_avx512_supported() (Q4_0's read xq too), else the AVX2
  * lanes tiles; without it the AVX2 8x1 and 4x2 tiles (but mm_q32_vnni's types with T <=
  * MM_DEC_T_MAX, and Q4_0 as MM_DEC_T_MAX says, run the VNNI decode tiles when
- * mm_avx512_supported()); F32/F16/BF16 use the zmm
- * tiles from mm_float_zmm_min(type) rows when mm_avx512_supported() (and T >= 2). The results
- * are the same bits whichever runs. */
+ * mm_avx512_supported()); F32/F16/BF16 use the zmm tiles from mm_float_zmm_min(type) rows when
+ * mm_avx512_supported() (and T >= 2). The results are the same bits whichever runs. */
 void mm_rows_x86(float *out, const float *x, const block_q8_act *xq, const q8_act_x4 *xr,
                  const tensor *w, int T, int r0, int r1);
 
