@@ -240,10 +240,11 @@ static sched_params sched_params_of(const cfg_server *cfg, const model *m, const
 /* After SIGINT or SIGTERM (sig): stops taking requests, lets running ones finish for up to
  * shutdown_timeout seconds, cancels the rest, then stops HTTP and the scheduler (freed). */
 static void drain_and_stop(const cfg_server *cfg, http_server *h, sched *s, int sig) {
+    http_drain(h);
+    sched_drain(s);
+    /* after both: once this line is out, new requests get 503 (tests wait for it) */
     log_msg(LOG_INFO, "%s: draining (up to %d s)", sig == SIGINT ? "SIGINT" : "SIGTERM",
             cfg->shutdown_timeout);
-    http_quiesce(h);
-    sched_drain(s);
     wait_idle(s, ls_now() + cfg->shutdown_timeout);
     sched_cancel_all(s);
     wait_idle(s, ls_now() + 5);

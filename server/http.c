@@ -83,6 +83,12 @@ static void add_cors(const req_ctx *r, struct MHD_Response *res) {
                                 MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin"));
 }
 
+/* Headers of every response: CORS, and Connection: close once the server drains. */
+static void add_common(const req_ctx *r, struct MHD_Response *res) {
+    add_cors(r, res);
+    if (atomic_load(&r->h->draining)) MHD_add_response_header(res, "Connection", "close");
+}
+
 /* What a response whose body could not be formatted (out of memory) gets instead: static, so
  * that it needs no allocation; the same fields as api_error_json writes. */
 static const char OOM_BODY[] = "{\"error\":{\"message\":\"out of memory\",\"type\":"
@@ -108,7 +114,7 @@ static enum MHD_Result send_text(req_ctx *r, int status, const char *type, char 
         return MHD_NO;
     }
     MHD_add_response_header(res, "Content-Type", type);
-    add_cors(r, res);
+    add_common(r, res);
     if (retry_after) MHD_add_response_header(res, "Retry-After", "1");
     if (status == 401) MHD_add_response_header(res, "WWW-Authenticate", "Bearer");
     enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)status, res);
@@ -335,7 +341,7 @@ static enum MHD_Result respond_job(req_ctx *r) {
         if (!res) return MHD_NO;
         MHD_add_response_header(res, "Content-Type", "text/event-stream");
         MHD_add_response_header(res, "Cache-Control", "no-cache");
-        add_cors(r, res);
+        add_common(r, res);
         enum MHD_Result rc = MHD_queue_response(r->conn, 200, res);
         MHD_destroy_response(res);
         return rc;
@@ -431,7 +437,7 @@ static enum MHD_Result send_preflight(req_ctx *r) {
     struct MHD_Response *res =
         MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     if (!res) return MHD_NO;
-    add_cors(r, res);
+    add_common(r, res);
     MHD_add_response_header(res, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
     const char *asked =
         MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Access-Control-Request-Headers");
@@ -494,7 +500,7 @@ static enum MHD_Result dispatch(req_ctx *r, const char *url, const char *method)
     if (page) {
         r->route = page->path;
         if (!strcmp(method, "GET") || !strcmp(method, "HEAD"))
-            return webui_respond(r->conn, page, &r->status);
+            return webui_respond(r->conn, page, atomic_load(&h->draining), &r->status);
         return fail(r, 405, "invalid_request_error", NULL, "%s is not allowed here", method);
     }
     const route *rt = NULL;
@@ -518,9 +524,10 @@ static enum MHD_Result dispatch(req_ctx *r, const char *url, const char *method)
         return send_error(r, &e);
     }
     if (rt->kind == R_HEALTH) {
-        if (!atomic_load(&h->ready)) {
+        if (!atomic_load(&h->ready) || atomic_load(&h->draining)) {
             api_error e;
-            api_error_set(&e, 503, "unavailable_error", NULL, NULL, "Loading model");
+            api_error_set(&e, 503, "unavailable_error", NULL, NULL,
+                          atomic_load(&h->draining) ? "Shutting down" : "Loading model");
             return send_error(r, &e);
         }
         return send_json(r, 200, strdup("{\"status\":\"ok\"}"));
@@ -808,12 +815,12 @@ http_server *http_start(const cfg_server *cfg, char *err, size_t errlen) {
         return NULL;
     }
     h->cfg = *cfg;
-    h->quiesced_fd = -1;
     /* a counter alone repeats in every process (replicas behind one balancer started in the
      * same second gave the same ids): salt it with random bits */
     if (getrandom(&h->id_salt, sizeof h->id_salt, 0) != (ssize_t)sizeof h->id_salt)
         h->id_salt = (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid() << 32;
     atomic_init(&h->ready, false);
+    atomic_init(&h->draining, false);
     atomic_init(&h->stopping, false);
     if (ls_cond_init_monotonic(&h->cv) != 0) { /* ls_now's clock: a clock step is no wait */
         free(h);
@@ -885,13 +892,12 @@ void http_set_ready(http_server *h, sched *s, const api_ctx *ctx) {
     atomic_store(&h->ready, true);
 }
 
-/* libmicrohttpd's manual: with its own threads, the socket MHD_quiesce_daemon returns must stay
- * open until MHD_stop_daemon, because a worker may still poll it. Closing it here raced with
- * those workers (TSan saw it in CI). */
-void http_quiesce(http_server *h) {
-    if (h->quiesced_fd >= 0) return;
-    MHD_socket fd = MHD_quiesce_daemon(h->d);
-    if (fd != MHD_INVALID_SOCKET) h->quiesced_fd = fd;
+/* Not MHD_quiesce_daemon: with a thread pool on epoll, libmicrohttpd 0.9.75 removes the listening
+ * socket from each worker's epoll set while the workers may remove it themselves, and aborts
+ * the process when it loses that race ("Failed to remove listen FD from epoll set"; it did in
+ * CI on SIGTERM). */
+void http_drain(http_server *h) {
+    atomic_store(&h->draining, true);
 }
 
 void http_stop(http_server *h) {
@@ -912,8 +918,6 @@ void http_stop(http_server *h) {
     pthread_mutex_unlock(&h->mu);
     MHD_stop_daemon(h->d);
     h->d = NULL;
-    if (h->quiesced_fd >= 0) close(h->quiesced_fd);
-    h->quiesced_fd = -1;
 }
 
 void http_free(http_server *h) {

@@ -19,8 +19,11 @@ http_server *http_start(const cfg_server *cfg, char *err, size_t errlen);
 int http_port(const http_server *h);
 /* From now on requests are served with this scheduler and context (both borrowed). */
 void http_set_ready(http_server *h, sched *s, const api_ctx *ctx);
-/* Stops accepting new connections; open ones are served until http_stop. */
-void http_quiesce(http_server *h);
+/* The drain before http_stop: /health answers 503 from now on, so that balancers route
+ * elsewhere, and every answer closes its connection, so that a kept-alive client reconnects
+ * elsewhere. The listening socket stays open: a request that still comes is answered (the
+ * scheduler refuses new jobs with 503), never left waiting in the backlog. */
+void http_drain(http_server *h);
 /* RLIMIT_NOFILE's soft limit as raised at startup, and the connection limit under it. */
 void http_limits(const http_server *h, unsigned long long *open_files, int *max_connections);
 /* The scheduler's on_progress hook (sched_params): wakes the connections waiting on jobs.

@@ -33,9 +33,9 @@ enum { W_NONE, W_STREAM, W_WHOLE }; /* what a suspended request waits for */
 
 struct http_server {
     struct MHD_Daemon *d;
-    int quiesced_fd; /* the listening socket after http_quiesce, closed after MHD_stop_daemon */
     cfg_server cfg;
     atomic_bool ready;
+    atomic_bool draining; /* http_drain was called: /health says 503, every answer closes */
     sched *s; /* set once by http_set_ready, before ready becomes true */
     const api_ctx *ctx;
     atomic_ullong next_id;

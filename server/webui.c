@@ -11,7 +11,8 @@ const webui_file *webui_find(const char *path) {
     return NULL;
 }
 
-enum MHD_Result webui_respond(struct MHD_Connection *c, const webui_file *f, int *status) {
+enum MHD_Result webui_respond(struct MHD_Connection *c, const webui_file *f, bool close,
+                              int *status) {
     const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-None-Match");
     bool fresh = inm && strstr(inm, f->etag);
     *status = fresh ? 304 : 200;
@@ -25,6 +26,7 @@ enum MHD_Result webui_respond(struct MHD_Connection *c, const webui_file *f, int
     MHD_add_response_header(res, "Cache-Control", "no-cache");
     MHD_add_response_header(res, "X-Content-Type-Options", "nosniff");
     MHD_add_response_header(res, "Referrer-Policy", "no-referrer");
+    if (close) MHD_add_response_header(res, "Connection", "close");
     enum MHD_Result rc = MHD_queue_response(c, (unsigned)*status, res);
     MHD_destroy_response(res);
     return rc;

@@ -5,6 +5,7 @@
 #define LS_WEBUI_H
 
 #include <microhttpd.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct {
@@ -32,7 +33,9 @@ extern const size_t webui_n_files;
 const webui_file *webui_find(const char *path);
 
 /* Queues f as the answer on c: 200 with the file, or 304 when the request's If-None-Match holds
- * its ETag; *status gets which. The caller has checked the method (GET or HEAD). */
-enum MHD_Result webui_respond(struct MHD_Connection *c, const webui_file *f, int *status);
+ * its ETag; *status gets which. With close, the connection closes after it (the server drains).
+ * The caller has checked the method (GET or HEAD). */
+enum MHD_Result webui_respond(struct MHD_Connection *c, const webui_file *f, bool close,
+                              int *status);
 
 #endif

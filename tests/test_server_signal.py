@@ -5,6 +5,9 @@
 - SIGTERM with --shutdown-timeout 0 during a long stream: the stream ends with an error event
   and a properly terminated body; a waiting non-streaming request gets an error response;
   exit 0.
+- While the server drains: /health says 503, a new request gets 503 with Retry-After, and
+  every answer closes its connection, a kept-alive one included (before, new connections
+  waited unanswered in the listen backlog until the process exited).
 - SIGINT on an idle server: exit 0.
 - /health says 503 while the model loads: the model path is a FIFO, so loading blocks in
   open() until the test writes to it, a state the test controls without any timing.
@@ -77,6 +80,37 @@ def test_sigterm_cuts_stream_with_error_event(r):
         s.kill()
 
 
+def test_drain_answers_and_closes(r):
+    # a stream far from done holds the drain open until the test disconnects it
+    with Server("--shutdown-timeout", "60", "--parallel", "2", "--ctx-size", "4096") as s:
+        kept = s.conn()  # kept alive from before the signal
+        kept.request("GET", "/v1/models")
+        first = kept.getresponse()
+        first.read()
+        assert first.status == 200 and first.getheader("Connection") != "close"
+        st = Stream(s, "/v1/completions", dict(LONG, max_tokens=4000))
+        assert st.status == 200 and st.next_event() is not None
+        s.signal(signal.SIGTERM)
+        s.wait_line(r"SIGTERM: draining")
+        status, obj, hd = s.json("GET", "/health")
+        check_error(status, obj, 503, what="/health while draining")
+        assert obj["error"]["message"] == "Shutting down", obj
+        assert hd.get("connection") == "close", hd
+        status, obj, hd = s.json("POST", "/v1/completions", {"prompt": "a", "max_tokens": 1})
+        check_error(status, obj, 503, what="a completion while draining")
+        assert "shutting down" in obj["error"]["message"], obj
+        assert hd.get("retry-after") == "1" and hd.get("connection") == "close", hd
+        kept.request("GET", "/v1/models")
+        second = kept.getresponse()
+        second.read()
+        assert second.status == 200 and second.getheader("Connection") == "close"
+        kept.close()
+        st.close()  # the slot frees within a step, so the drain ends
+        rc = s.wait_exit()
+        assert rc == 0, "exit %d\n%s" % (rc, s.tail())
+        assert not s.sanitizer_report(), s.tail()
+
+
 def test_sigint_idle(r):
     s = Server()
     try:
@@ -136,7 +170,7 @@ def test_health_503_while_loading(r):
 def main():
     runner = Runner("test_server_signal")
     for t in (test_sigterm_stream_completes, test_sigterm_cuts_stream_with_error_event,
-              test_sigint_idle, test_health_503_while_loading):
+              test_drain_answers_and_closes, test_sigint_idle, test_health_503_while_loading):
         runner.run(t, runner)
     runner.finish()
 
