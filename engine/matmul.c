@@ -308,16 +308,14 @@ static void quant_rows(void *arg, int ith, int nth) {
  * (xr), or 0 where none does. With AVX-512 VNNI: Q4_0's 16-row tiles from 2 rows (they beat the
  * decode tiles there: T = 3 88-103 -> 108-113 GMAC/s, T = 2 75-80 -> 78-81, bench-matmul, one core,
  * from DRAM, Zen 5; IQ4_NL's, whose codes take a lookup, lost there: T = 3 93-97 -> 87-88, T = 2
- * 72-73 -> 67-69); the 4 x 4 tiles (IQ4_NL: its 16-row tiles) from MM_DEC_T_MAX + 1 rows for
- * mm_q32_vnni's types (the decode tiles read xq up to there), from 3 for Q8_0 (its AVX2 tiles are
- * quicker for 1 and 2 rows: the 4 x 4 tiles compute 2 rows as 4, 51-54 ms against 41-46,
- * bench-matmul, one core, from DRAM, Zen 4). With AVX2 alone: the 32-element types' lanes tiles
- * from 3 rows (2 rows as 4 would waste half of them). matmul picks the kernels by it and
- * mm_row_tiling reports it. */
+ * 72-73 -> 67-69); Q8_0's from 2 (they beat its AVX2 tiles there, T = 2 24-30 -> 33-47, but not for
+ * one row, 23-24 -> 17-21); the 4 x 4 tiles (IQ4_NL: its 16-row tiles) from MM_DEC_T_MAX + 1 rows
+ * for mm_q32_vnni's types (the decode tiles read xq up to there). With AVX2 alone: the 32-element
+ * types' lanes tiles from 3 rows (2 rows as 4 would waste half of them). matmul picks the kernels
+ * by it and mm_row_tiling reports it. */
 static int xr_tile_min(dtype t) {
     if (mm_avx512_supported()) {
-        if (t == DT_Q8_0) return 3;
-        if (t == DT_Q4_0) return 2;
+        if (t == DT_Q8_0 || t == DT_Q4_0) return 2;
         return mm_q32_vnni(t) ? MM_DEC_T_MAX + 1 : 0;
     }
     return (t == DT_Q4_0 || t == DT_Q8_0 || mm_q32_x86(t)) && mm_avx2_supported() ? 3 : 0;
@@ -327,7 +325,7 @@ void mm_row_tiling(dtype t, int *exact, int *group) {
     *exact = 1, *group = 1;
     if (!mm_using_simd()) return;
     /* the 16-row tiles take rows one by one */
-    if ((t == DT_Q4_0 || t == DT_IQ4_NL) && mm_avx512_supported()) return;
+    if ((t == DT_Q4_0 || t == DT_Q8_0 || t == DT_IQ4_NL) && mm_avx512_supported()) return;
     int min = xr_tile_min(t);
     if (min == 0) min = qdot_avx2_lanes_min(t);
     if (min > 0) *exact = min - 1, *group = 4;

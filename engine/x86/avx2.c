@@ -577,7 +577,7 @@ void mm_rows_x86(float *out, const float *x, const block_q8_act *xq, const q8_ac
         else rows_bf16(out, x, w, T, r0, r1);
         break;
     case DT_Q8_0:
-        if (xr && mm_avx512_supported()) x86_rows_q8_0_vnni(out, xr, w, T, r0, r1);
+        if (xr && mm_avx512_supported()) x86_rows_q8_0_vnni(out, xq, xr, w, T, r0, r1);
         else if (xr) rows_q8_0_lanes(out, xr, w, T, r0, r1);
         else rows_q8_0(out, xq, w, T, r0, r1);
         break;

@@ -1,7 +1,7 @@
 /* x86/avx512: the kernels for CPUs with AVX-512 F/BW/VL + VNNI: VNNI tiles on repacked activations
- * (T >= 2) for Q8_0 and the 32-element 4- and 5-bit types (Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL; Q4_0's
- * and IQ4_NL's on 16 weight rows), VNNI decode tiles for the latter (T <= MM_DEC_T_MAX) and zmm
- * float tiles of 8 weight rows x 6 activation rows holding two AVX2 pairs per register, weights
+ * (T >= 2) for Q8_0 and the 32-element 4- and 5-bit types (Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL; Q8_0's,
+ * Q4_0's and IQ4_NL's on 16 weight rows), VNNI decode tiles for the latter (T <= MM_DEC_T_MAX) and
+ * zmm float tiles of 8 weight rows x 6 activation rows holding two AVX2 pairs per register, weights
  * converted once per K chunk into an L1 buffer. All give the bits of the AVX2 kernels (x86/avx2.c),
  * which give those of the scalar ones (tests/test_matmul.c checks both). mm_rows_x86 (x86/avx2.c)
  * chooses between them. Never allocates on the heap; no global state besides the CPU-feature
@@ -255,22 +255,25 @@ INLINE512 void dec_prefetch(const uint8_t *w, size_t rb, int rows, int HINT) {
     }
 }
 
-/* ---- Q4_0 (T >= 2) and IQ4_NL (T > MM_DEC_T_MAX) with AVX-512 VNNI on 16 weight rows -------
+/* ---- Q4_0, Q8_0 (T >= 2) and IQ4_NL (T > MM_DEC_T_MAX) with AVX-512 VNNI on 16 weight rows ---
  * A tile is 16 weight rows x NT activation rows (NT <= NT16_MAX); activation row t has one zmm of
- * sums, lane 4i + k for weight row 4k + i. Per block, z[k] holds rows 4k .. 4k + 3 (one per
- * 128-bit lane, their 16 nibble bytes), and a 64-bit unpack of z[2q] and z[2q + 1] puts two
- * rows' bytes 8h .. 8h + 7 side by side in each 128-bit lane: their low nibbles are elements
- * 8h .. 8h + 7, the high ones 16 + 8h .. (IQ4_NL's then looked up as q32_nibbles does), so one
- * broadcast of the activation's 8 bytes there (vpbroadcastq from xq) meets both rows in one
- * vpdpbusd. Pair q's four vpdpbusd go into one accumulator; a vshufps pair then adds each row's
- * even and odd dwords into the exact block sums of all 16 rows in one register. The 4 x 4 tiles
- * (tile_vnni) instead load a 16-byte broadcast per vpdpbusd and shuffle the weights per column;
- * these load one activation qword per two. The weight offset (Q4_0 8, IQ4_NL 128) times the
- * activation's sum (q8_act_x4.s) is then taken off, and the float steps per lane are dot_q4_0's
- * or dot_iq4_nl's (mul, mul, add): the same bits. Q4_0, one core, from DRAM (Zen 5,
- * bench-matmul, GMAC/s, 4 x 4 tiles -> these): T = 4 95 -> 132, T = 8 136 -> 170, T = 12 150 ->
- * 192, T = 32 159 -> 196, T = 128 166 -> 225; T = 16, which fills the 4 x 4 tiles' four groups,
- * level (166-178 -> 167). */
+ * sums, lane 4i + k for weight row 4k + i. Per block, z[k] holds rows 4k .. 4k + 3 (one per 128-bit
+ * lane, their 16 nibble bytes), and a 64-bit unpack of z[2q] and z[2q + 1] puts two rows' bytes 8h
+ * .. 8h + 7 side by side in each 128-bit lane: their low nibbles are elements 8h .. 8h + 7, the
+ * high ones 16 + 8h .. (IQ4_NL's then looked up as q32_nibbles does), so one broadcast of the
+ * activation's 8 bytes there (vpbroadcastq from xq) meets both rows in one vpdpbusd. Q8_0's 32
+ * quant bytes per row go in as two such halves, elements 0-15 in place of the low nibbles and 16-31
+ * of the high ones, offset to unsigned (w ^ 0x80) as in tile_vnni. Pair q's four vpdpbusd go into
+ * one accumulator; a vshufps pair then adds each row's even and odd dwords into the exact block
+ * sums of all 16 rows in one register. The 4 x 4 tiles (tile_vnni) instead load a 16-byte broadcast
+ * per vpdpbusd and shuffle the weights per column; these load one activation qword per two. The
+ * weight offset (Q4_0 8, Q8_0 and IQ4_NL 128) times the activation's sum (q8_act_x4.s) is then
+ * taken off, and the float steps per lane are dot_q4_0's, dot_q8_0's or dot_iq4_nl's (mul, mul,
+ * add): the same bits. Q4_0, one core, from DRAM (Zen 5, bench-matmul, GMAC/s, 4 x 4 tiles ->
+ * these): T = 4 95 -> 132, T = 8 136 -> 170, T = 12 150 -> 192, T = 32 159 -> 196, T = 128 166 ->
+ * 225; T = 16, which fills the 4 x 4 tiles' four groups, level (166-178 -> 167). Q8_0: T = 2 24-30
+ * (its AVX2 tiles) -> 33-47, T = 8 115-131 -> 129-145, T = 24 141-144 -> 160-165, T = 128 158-169
+ * -> 212-227, but T = 16 149-151 -> 136-140. */
 #define KB16 64 /* blocks per K chunk: a 36 KiB buffer */
 #define NT16_MAX 12 /* 12 sums beside 8 weight registers (16 spilled: T = 128 172 -> 195 GMAC/s
                      * from 16 to 12) */
@@ -299,20 +302,34 @@ typedef struct {
     __m512 dw;
 } blk16;
 
-/* The block at wb of 16 rows rb bytes apart; the 16 rows after them are prefetched into L2 at
- * even blocks b (as the decode tiles do: without it T = 8 ran at half the speed from DRAM). */
+/* The block at wb of 16 rows rb bytes apart; the 16 rows after them are prefetched into L2 at even
+ * blocks b (as the decode tiles do: without it T = 8 ran at half the speed from DRAM), at every
+ * block for Q8_0, whose two blocks span more than a line (T = 8 85-88 -> 129-145 GMAC/s). */
 INLINE512 void unpack16(dtype type, blk16 *o, const uint8_t *wb, size_t rb, int b) {
-    if ((b & 1) == 0) dec_prefetch(wb + 16 * rb, rb, 16, 0);
+    if (type == DT_Q8_0 || (b & 1) == 0) dec_prefetch(wb + 16 * rb, rb, 16, 0);
     const uint8_t *const p[4] = {wb, wb + 4 * rb, wb + 8 * rb, wb + 12 * rb};
     o->dw = f16_rows16(p, rb);
+    const __m512i bias = _mm512_set1_epi8((char)0x80);
 #pragma GCC unroll 2
     for (int q = 0; q < 2; q++) {
-        __m512i z[2];
+        __m512i z[2], z2[2];
 #pragma GCC unroll 2
         for (int k = 0; k < 2; k++) {
             const uint8_t *r = p[2 * q + k];
             const uint8_t *const blk[4] = {r, r + rb, r + 2 * rb, r + 3 * rb};
             z[k] = lanes4(blk, 2);
+            /* Q8_0: elements 0-15 and 16-31, offset to unsigned (w ^ 0x80 = w + 128) */
+            if (type == DT_Q8_0) {
+                z[k] = _mm512_xor_si512(z[k], bias);
+                z2[k] = _mm512_xor_si512(lanes4(blk, 18), bias);
+            }
+        }
+        if (type == DT_Q8_0) {
+            o->lo[2 * q] = _mm512_unpacklo_epi64(z[0], z[1]);
+            o->lo[2 * q + 1] = _mm512_unpackhi_epi64(z[0], z[1]);
+            o->hi[2 * q] = _mm512_unpacklo_epi64(z2[0], z2[1]);
+            o->hi[2 * q + 1] = _mm512_unpackhi_epi64(z2[0], z2[1]);
+            continue;
         }
         q32_nibbles(type, _mm512_unpacklo_epi64(z[0], z[1]), &o->lo[2 * q], &o->hi[2 * q]);
         q32_nibbles(type, _mm512_unpackhi_epi64(z[0], z[1]), &o->lo[2 * q + 1],
@@ -324,7 +341,7 @@ INLINE512 void unpack16(dtype type, blk16 *o, const uint8_t *wb, size_t rb, int 
  * sums from xs (groups of 4 rows, nb apart; xb's row is a group's first). */
 INLINE512 void step16(dtype type, __m512 *sum, const blk16 *wb, const block_q8_act *xb,
                       const q8_act_x4 *xs, int nb, int NT) {
-    const int sh = q32_off_shift(type);
+    const int sh = type == DT_Q8_0 ? 7 : q32_off_shift(type);
 #pragma GCC unroll 12
     for (int t = 0; t < NT; t++) {
         __m512i xv[4]; /* bytes 8j .. 8j + 7 in every qword */
@@ -1065,9 +1082,12 @@ TARGET512 void x86_rows_bf16_zmm(float *out, const float *x, const tensor *w, in
     rows_float512(DT_BF16, out, x, w, T, r0, r1);
 }
 
-TARGET512 void x86_rows_q8_0_vnni(float *out, const q8_act_x4 *xr, const tensor *w, int T, int r0,
-                                 int r1) {
-    rows_vnni(DT_Q8_0, out, xr, w, T, r0, r1);
+TARGET512 void x86_rows_q8_0_vnni(float *out, const block_q8_act *xq, const q8_act_x4 *xr,
+                                 const tensor *w, int T, int r0, int r1) {
+    /* 16 rows fill the 4 x 4 tiles' four groups: they ran T = 16 at 149-151 GMAC/s, these at
+     * 136-140 (Q4_0's were level there) */
+    if (T != 16) r0 = rows16(DT_Q8_0, out, xq, xr, w, T, r0, r1);
+    rows_vnni(DT_Q8_0, out, xr, w, T, r0, r1); /* the rows past the last 16-row tile */
 }
 TARGET512 void x86_rows_q4_0_vnni(float *out, const block_q8_act *xq, const q8_act_x4 *xr,
                                  const tensor *w, int T, int r0, int r1) {

@@ -295,7 +295,8 @@ void x86_rows_f32_zmm(float *out, const float *x, const tensor *w, int T, int r0
 void x86_rows_f16_zmm(float *out, const float *x, const tensor *w, int T, int r0, int r1);
 void x86_rows_bf16_zmm(float *out, const float *x, const tensor *w, int T, int r0, int r1);
 /* VNNI on activations repacked by mm_repack_x4 (xr): */
-void x86_rows_q8_0_vnni(float *out, const q8_act_x4 *xr, const tensor *w, int T, int r0, int r1);
+void x86_rows_q8_0_vnni(float *out, const block_q8_act *xq, const q8_act_x4 *xr,
+                        const tensor *w, int T, int r0, int r1);
 void x86_rows_q4_0_vnni(float *out, const block_q8_act *xq, const q8_act_x4 *xr,
                         const tensor *w, int T, int r0, int r1);
 /* Q4_0 decode, T <= MM_DEC_T_MAX (x86.h says when), on xq as it is: */
