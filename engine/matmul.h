@@ -73,12 +73,13 @@ bool mm_using_simd(void);
 const char *mm_kernels(void);
 /* How matmul's kernels for weights of type t take activation rows now, for a caller that models a
  * step's cost (the server's token budget): each of the first *exact rows costs its own, and beyond
- * them rows go in whole groups of *group, a ragged group costing a full one. On AVX-512 VNNI,
- * Q4_1, Q5_0 and Q5_1 run the decode tiles up to MM_DEC_T_MAX rows, then 4 x 4 tiles (exact 3,
- * group 4; IQ4_NL's decode tiles and then its 16-row tiles, Q4_0's and Q8_0's 16-row tiles from 2
- * rows take any number: group 1); with AVX2 alone, the 32-element types run lanes tiles of groups
- * of 4 from 3 rows (exact 2, group 4), and Q4_K, Q5_K and Q6_K from 3, 6 and 12 (exact 2, 5, 11,
- * group 4); every other case is near enough to linear: group 1. */
+ * them rows go in whole groups of *group, a ragged group costing a full one. On AVX-512 VNNI, Q4_1,
+ * Q5_0 and Q5_1 run the decode tiles up to MM_DEC_T_MAX rows, then 4 x 4 tiles (exact 3, group 4;
+ * past 16 rows their 16-row tiles, which this overcounts by under a group; IQ4_NL's decode tiles
+ * and then its 16-row tiles, Q4_0's and Q8_0's 16-row tiles from 2 rows take any number: group 1);
+ * with AVX2 alone, the 32-element types run lanes tiles of groups of 4 from 3 rows (exact 2, group
+ * 4), and Q4_K, Q5_K and Q6_K from 3, 6 and 12 (exact 2, 5, 11, group 4); every other case is near
+ * enough to linear: group 1. */
 void mm_row_tiling(dtype t, int *exact, int *group);
 
 /* Row kernels, the scalar reference of each type: dot product of one stored row (n elements)

@@ -768,10 +768,11 @@ int main(void) {
         test_type(deq[i], 2 * be, 9, 11);
         if (be != QK) continue;
         /* the 32-element types twice: with the AVX-512 VNNI tiles (when the CPU has them: 16-row
-         * decode tiles up to 3 activation rows, 4 x 4 tiles on repacked rows beyond), then with
-         * the AVX2 passes (8 weight rows for one activation row, 4 for two) and lanes tiles (from
-         * 3 rows, on repacked rows); row counts off the 16, 8 and 4 (ragged tiles and passes) and
-         * odd and larger T */
+         * decode tiles up to 3 activation rows, 16-row tiles on repacked rows beyond, in
+         * registers up to 12 rows, from a buffer over K in chunks of 64 blocks past that, and 4
+         * x 4 tiles for the rows past a thread's last 16), then with the AVX2 passes (8 weight
+         * rows for one activation row, 4 for two) and lanes tiles (from 3 rows, on repacked
+         * rows); row counts off the 16, 8 and 4 (ragged tiles and passes) and odd and larger T */
         for (int v = 0; v < 2; v++) {
             mm_avx512_allow(v == 0);
             test_type(deq[i], 7 * be, 19, 1);
@@ -782,6 +783,8 @@ int main(void) {
             test_type(deq[i], 3 * be, 13, 17);
             test_type(deq[i], 2 * be, 31, 21);
             test_type(deq[i], 2 * be, 6, 64);
+            test_type(deq[i], 3 * be, 35, 9);
+            test_type(deq[i], 70 * be, 20, 18);
         }
         mm_avx512_allow(true);
     }

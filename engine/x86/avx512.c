@@ -1,11 +1,11 @@
 /* x86/avx512: the kernels for CPUs with AVX-512 F/BW/VL + VNNI: VNNI tiles on repacked activations
- * (T >= 2) for Q8_0 and the 32-element 4- and 5-bit types (Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL; Q8_0's,
- * Q4_0's and IQ4_NL's on 16 weight rows), VNNI decode tiles for the latter (T <= MM_DEC_T_MAX) and
- * zmm float tiles of 8 weight rows x 6 activation rows holding two AVX2 pairs per register, weights
- * converted once per K chunk into an L1 buffer. All give the bits of the AVX2 kernels (x86/avx2.c),
- * which give those of the scalar ones (tests/test_matmul.c checks both). mm_rows_x86 (x86/avx2.c)
- * chooses between them. Never allocates on the heap; no global state besides the CPU-feature
- * answers and the test switches mm_avx512_allow and mm_set_dec_tile. */
+ * (T >= 2) for Q8_0 and the 32-element 4- and 5-bit types (Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL; all on
+ * 16 weight rows from some T), VNNI decode tiles for the latter (T <= MM_DEC_T_MAX) and zmm float
+ * tiles of 8 weight rows x 6 activation rows holding two AVX2 pairs per register, weights converted
+ * once per K chunk into an L1 buffer. All give the bits of the AVX2 kernels (x86/avx2.c), which
+ * give those of the scalar ones (tests/test_matmul.c checks both). mm_rows_x86 (x86/avx2.c) chooses
+ * between them. Never allocates on the heap; no global state besides the CPU-feature answers and
+ * the test switches mm_avx512_allow and mm_set_dec_tile. */
 #include "x86.h"
 
 #include "quant_avx2.h"
@@ -255,38 +255,41 @@ INLINE512 void dec_prefetch(const uint8_t *w, size_t rb, int rows, int HINT) {
     }
 }
 
-/* ---- Q4_0, Q8_0 (T >= 2) and IQ4_NL (T > MM_DEC_T_MAX) with AVX-512 VNNI on 16 weight rows ---
+/* ---- 16 weight rows with AVX-512 VNNI: Q4_0, Q8_0, IQ4_NL, Q4_1, Q5_0 and Q5_1 -----------------
  * A tile is 16 weight rows x NT activation rows (NT <= NT16_MAX); activation row t has one zmm of
  * sums, lane 4i + k for weight row 4k + i. Per block, z[k] holds rows 4k .. 4k + 3 (one per 128-bit
  * lane, their 16 nibble bytes), and a 64-bit unpack of z[2q] and z[2q + 1] puts two rows' bytes 8h
  * .. 8h + 7 side by side in each 128-bit lane: their low nibbles are elements 8h .. 8h + 7, the
- * high ones 16 + 8h .. (IQ4_NL's then looked up as q32_nibbles does), so one broadcast of the
- * activation's 8 bytes there (vpbroadcastq from xq) meets both rows in one vpdpbusd. Q8_0's 32
- * quant bytes per row go in as two such halves, elements 0-15 in place of the low nibbles and 16-31
- * of the high ones, offset to unsigned (w ^ 0x80) as in tile_vnni. Pair q's four vpdpbusd go into
- * one accumulator; a vshufps pair then adds each row's even and odd dwords into the exact block
- * sums of all 16 rows in one register. The 4 x 4 tiles (tile_vnni) instead load a 16-byte broadcast
- * per vpdpbusd and shuffle the weights per column; these load one activation qword per two. The
- * weight offset (Q4_0 8, Q8_0 and IQ4_NL 128) times the activation's sum (q8_act_x4.s) is then
- * taken off, and the float steps per lane are dot_q4_0's, dot_q8_0's or dot_iq4_nl's (mul, mul,
- * add): the same bits. Q4_0, one core, from DRAM (Zen 5, bench-matmul, GMAC/s, 4 x 4 tiles ->
- * these): T = 4 95 -> 132, T = 8 136 -> 170, T = 12 150 -> 192, T = 32 159 -> 196, T = 128 166 ->
- * 225; T = 16, which fills the 4 x 4 tiles' four groups, level (166-178 -> 167). Q8_0: T = 2 24-30
- * (its AVX2 tiles) -> 33-47, T = 8 115-131 -> 129-145, T = 24 141-144 -> 160-165, T = 128 158-169
- * -> 212-227, but T = 16 149-151 -> 136-140. */
-#define KB16 64 /* blocks per K chunk: a 36 KiB buffer */
+ * high ones 16 + 8h .. (IQ4_NL's then looked up as q32_nibbles does, the 5-bit types' fifth bits
+ * added by masks built from the 16 rows' qh), so one broadcast of the activation's 8 bytes there
+ * (vpbroadcastq from xq) meets both rows in one vpdpbusd. Q8_0's 32 quant bytes per row go in as
+ * two such halves, elements 0-15 in place of the low nibbles and 16-31 of the high ones, offset to
+ * unsigned (w ^ 0x80) as in tile_vnni. Pair q's four vpdpbusd go into one accumulator; a vshufps
+ * pair then adds each row's even and odd dwords into the exact block sums of all 16 rows in one
+ * register. The 4 x 4 tiles (tile_vnni) instead load a 16-byte broadcast per vpdpbusd and shuffle
+ * the weights per column; these load one activation qword per two. The weight offset (Q4_0 8, Q5_0
+ * 16, Q8_0 and IQ4_NL 128) times the activation's sum (q8_act_x4.s) is then taken off, and the
+ * float steps per lane are the scalar kernels' (mul, mul, add; Q4_1 and Q5_1 add their min term as
+ * tile_vnni does): the same bits. Which T takes them: xr_tile_min (matmul.c) for Q4_0 and Q8_0
+ * (from 2, but 16 rows exactly keep Q8_0's 4 x 4 tiles), MM_DEC_T_MAX + 1 for IQ4_NL, Q32_T16_MIN +
+ * 1 for the others. Q4_0, one core, from DRAM (Zen 5, bench-matmul, GMAC/s, 4 x 4 tiles -> these):
+ * T = 4 95 -> 132, T = 8 136 -> 170, T = 12 150 -> 192, T = 32 159 -> 196, T = 128 166 -> 225; T =
+ * 16, which fills the 4 x 4 tiles' four groups, level (166-178 -> 167). Q8_0: T = 2 24-30 (its AVX2
+ * tiles) -> 33-47, T = 8 115-131 -> 129-145, T = 24 141-144 -> 160-165, T = 128 158-169 -> 212-227,
+ * but T = 16 149-151 -> 136-140. */
+#define KB16 64 /* blocks per K chunk: a 40 KiB buffer */
 #define NT16_MAX 12 /* 12 sums beside 8 weight registers (16 spilled: T = 128 172 -> 195 GMAC/s
                      * from 16 to 12) */
 
-/* The F16 scales of rows 4k + i, in lane 4i + k, exact to F32; p[k] is row 4k's block, rows rb
- * bytes apart. */
-INLINE512 __m512 f16_rows16(const uint8_t *const p[4], size_t rb) {
+/* The F16 at off (a scale or a min) of rows 4k + i, in lane 4i + k, exact to F32; p[k] is row
+ * 4k's block, rows rb bytes apart. */
+INLINE512 __m512 f16_rows16(const uint8_t *const p[4], size_t rb, int off) {
     uint64_t h4[4];
 #pragma GCC unroll 4
     for (int i = 0; i < 4; i++) {
         uint16_t h[4];
 #pragma GCC unroll 4
-        for (int k = 0; k < 4; k++) memcpy(&h[k], p[k] + i * rb, 2);
+        for (int k = 0; k < 4; k++) memcpy(&h[k], p[k] + i * rb + off, 2);
         h4[i] = (uint64_t)h[0] | (uint64_t)h[1] << 16 | (uint64_t)h[2] << 32 |
                 (uint64_t)h[3] << 48;
     }
@@ -296,10 +299,11 @@ INLINE512 __m512 f16_rows16(const uint8_t *const p[4], size_t rb) {
 
 /* Block b of 16 weight rows as the 16-row tiles take it: lo[2q + h] and hi[2q + h] hold rows
  * 8q + i and 8q + 4 + i (128-bit lane i), their bytes 8h .. 8h + 7 as the low and the high
- * nibbles' codes; dw the rows' scales (lane 4i + k: row 4k + i). 576 bytes, a zmm load each. */
+ * nibbles' codes; dw the rows' scales and mw their mins (lane 4i + k: row 4k + i). 640 bytes, a
+ * zmm load each. */
 typedef struct {
     __m512i lo[4], hi[4];
-    __m512 dw;
+    __m512 dw, mw; /* mw: Q4_1's and Q5_1's mins (else unset) */
 } blk16;
 
 /* The block at wb of 16 rows rb bytes apart; the 16 rows after them are prefetched into L2 at even
@@ -308,16 +312,22 @@ typedef struct {
 INLINE512 void unpack16(dtype type, blk16 *o, const uint8_t *wb, size_t rb, int b) {
     if (type == DT_Q8_0 || (b & 1) == 0) dec_prefetch(wb + 16 * rb, rb, 16, 0);
     const uint8_t *const p[4] = {wb, wb + 4 * rb, wb + 8 * rb, wb + 12 * rb};
-    o->dw = f16_rows16(p, rb);
+    o->dw = f16_rows16(p, rb, 0);
+    if (q32_min(type)) o->mw = f16_rows16(p, rb, 2);
     const __m512i bias = _mm512_set1_epi8((char)0x80);
 #pragma GCC unroll 2
     for (int q = 0; q < 2; q++) {
         __m512i z[2], z2[2];
+        uint32_t qh[2][4]; /* Q5_0, Q5_1: bit j is element j's 16 */
 #pragma GCC unroll 2
         for (int k = 0; k < 2; k++) {
             const uint8_t *r = p[2 * q + k];
             const uint8_t *const blk[4] = {r, r + rb, r + 2 * rb, r + 3 * rb};
-            z[k] = lanes4(blk, 2);
+            z[k] = lanes4(blk, q32_qs(type));
+            if (type == DT_Q5_0 || type == DT_Q5_1)
+#pragma GCC unroll 4
+                for (int i = 0; i < 4; i++)
+                    memcpy(&qh[k][i], blk[i] + (type == DT_Q5_0 ? 2 : 4), 4);
             /* Q8_0: elements 0-15 and 16-31, offset to unsigned (w ^ 0x80 = w + 128) */
             if (type == DT_Q8_0) {
                 z[k] = _mm512_xor_si512(z[k], bias);
@@ -334,6 +344,23 @@ INLINE512 void unpack16(dtype type, blk16 *o, const uint8_t *wb, size_t rb, int 
         q32_nibbles(type, _mm512_unpacklo_epi64(z[0], z[1]), &o->lo[2 * q], &o->hi[2 * q]);
         q32_nibbles(type, _mm512_unpackhi_epi64(z[0], z[1]), &o->lo[2 * q + 1],
                     &o->hi[2 * q + 1]);
+        if (type != DT_Q5_0 && type != DT_Q5_1) continue;
+        /* byte j of lane i is element 8h + j of row 8q + i (j < 8), of row 8q + 4 + i (j >= 8) */
+        const __m512i b4 = _mm512_set1_epi8(0x10);
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            uint64_t ml = 0, mh = 0;
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++) {
+                ml |= (uint64_t)((qh[0][i] >> 8 * h & 0xff) | (qh[1][i] >> 8 * h & 0xff) << 8)
+                      << 16 * i;
+                mh |= (uint64_t)((qh[0][i] >> (16 + 8 * h) & 0xff) |
+                                 (qh[1][i] >> (16 + 8 * h) & 0xff) << 8)
+                      << 16 * i;
+            }
+            o->lo[2 * q + h] = _mm512_mask_add_epi8(o->lo[2 * q + h], ml, o->lo[2 * q + h], b4);
+            o->hi[2 * q + h] = _mm512_mask_add_epi8(o->hi[2 * q + h], mh, o->hi[2 * q + h], b4);
+        }
     }
 }
 
@@ -362,10 +389,15 @@ INLINE512 void step16(dtype type, __m512 *sum, const blk16 *wb, const block_q8_a
         const __m512 f0 = _mm512_castsi512_ps(a[0]), f1 = _mm512_castsi512_ps(a[1]);
         __m512i is = _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(f0, f1, 0x88)),
                                       _mm512_castps_si512(_mm512_shuffle_ps(f0, f1, 0xdd)));
+        const __m512i xsum = _mm512_set1_epi32(xs->s[t % 4]);
+        const __m512 xd = _mm512_set1_ps(xb->d);
         /* the weight offset times the activation's sum */
-        is = _mm512_sub_epi32(is, _mm512_slli_epi32(_mm512_set1_epi32(xs->s[t % 4]), sh));
-        const __m512 scale = _mm512_mul_ps(wb->dw, _mm512_set1_ps(xb->d));
-        sum[t] = _mm512_add_ps(sum[t], _mm512_mul_ps(_mm512_cvtepi32_ps(is), scale));
+        if (sh >= 0) is = _mm512_sub_epi32(is, _mm512_slli_epi32(xsum, sh));
+        __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(is), _mm512_mul_ps(wb->dw, xd));
+        if (q32_min(type)) /* + asum * (m * x.d), as tile_vnni */
+            v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_cvtepi32_ps(xsum),
+                                               _mm512_mul_ps(wb->mw, xd)));
+        sum[t] = _mm512_add_ps(sum[t], v);
         xb += nb;
         if (t % 4 == 3) xs += nb;
     }
@@ -829,6 +861,16 @@ TARGET512 void x86_rows_q4_0_vnni_dec(float *out, const block_q8_act *xq, const 
  * the packed tiles on whole groups of 16, the rows past the last full tile or group through the
  * AVX2 passes (x86/quant_avx2_q32.c); T > MM_DEC_T_MAX (_vnni) on the 4 x 4 tiles, IQ4_NL on
  * the 16-row tiles (as Q4_0). The same bits. */
+/* Q4_1, Q5_0 and Q5_1 take the 16-row tiles above this many activation rows, the 4 x 4 tiles up
+ * to it: the fifth bits' masks (built per block from 16 rows' qh) and the mins cost more than
+ * the tiles save on a few rows. bench-matmul, one core, from DRAM, Zen 5, while another build
+ * ran on the other core, GMAC/s, 4 x 4 -> 16-row tiles: T = 128 Q4_1 163-164 -> 221-224, Q5_0
+ * 165-167 -> 225-226, Q5_1 148-150 -> 210-216; T = 24 Q5_0 110-144 -> 124-167, Q5_1 99-133 ->
+ * 146-155; but T = 16 Q4_1 144-167 -> 126-153, Q5_1 112-115 -> 88-91, T = 8 Q5_1 124-125 ->
+ * 82-85, T = 4 Q4_1 65-66 -> 58-61. IQ4_NL, whose codes are a lookup, takes them from
+ * MM_DEC_T_MAX + 1. */
+#define Q32_T16_MIN 16
+
 #define Q32_FNS(name, type)                                                                       \
     TARGET512 static void name##_dec(float *out, const block_q8_act *xq, const tensor *w, int T,  \
                                      int r0, int r1) {                                            \
@@ -841,7 +883,7 @@ TARGET512 void x86_rows_q4_0_vnni_dec(float *out, const block_q8_act *xq, const 
     }                                                                                             \
     TARGET512 static void name##_vnni(float *out, const block_q8_act *xq, const q8_act_x4 *xr,   \
                                       const tensor *w, int T, int r0, int r1) {                   \
-        if (type == DT_IQ4_NL) r0 = rows16(type, out, xq, xr, w, T, r0, r1);                      \
+        if (type == DT_IQ4_NL || T > Q32_T16_MIN) r0 = rows16(type, out, xq, xr, w, T, r0, r1);   \
         rows_vnni(type, out, xr, w, T, r0, r1);                                                   \
     }
 Q32_FNS(rows_q4_1, DT_Q4_1)
