@@ -1240,11 +1240,11 @@ static void sched_free(sched *s) {
     free(s);
 }
 
-/* One step of one token through f into kv, which is then cleared, before the first request.
- * It maps every weight page and wakes the thread pool: the first request's first step was
- * otherwise the slowest by far (TinyLlama Q4_0, 32 prompt rows: 323 ms, against about 110
- * later), and the step cost fit, which weighs that step most for its many rows, then gave prompts
- * 1 row a step beside decoding streams until it was forgotten. */
+/* One step of one token through f into kv, which is then cleared, before the first request. It maps
+ * every weight page and wakes the thread pool: the first request's first step was otherwise the
+ * slowest by far (TinyLlama Q4_0, 32 prompt rows: 323 ms, against 131 after a warm-up), and the
+ * step cost fit, which weighs that step most for its many rows, then gave prompts 1 row a step
+ * beside decoding streams until it was forgotten. */
 static int warm_up(fwd_ctx *f, kv_cache *kv, float *logits, char *err, size_t errlen) {
     const int32_t zero = 0;
     fwd_batch b = {.n_tokens = 1, .token = &zero, .pos = &zero, .seq = &zero};

@@ -413,17 +413,17 @@ static void test_attention_block8(attn_block8_fn *step, const char *name) {
           n_cmp);
 }
 
-/* The AVX-512 kernels (when the CPU has them) give the AVX2 kernels' bits, every type: the
- * float ones hold two AVX2 pairs per zmm, the quantized ones sum blocks exactly. Shapes cover
- * the K chunks (n_in > 512, packed weights when T > 2), the groups of activation rows (T > 64),
- * ragged tiles (row counts not a multiple of 8 or 2, T not a multiple of 6) and tails of n_in
- * (n_in % 8 != 0, and n_in < 8), Q4_0's decode tiles for T = 1 and its 16-row tiles from 2
+/* The AVX-512 kernels (when the CPU has them) give the AVX2 kernels' bits, every type: the float
+ * ones hold two AVX2 pairs per zmm, the quantized ones sum blocks exactly. Shapes cover the K
+ * chunks (n_in > 512, packed weights when T > 2), the groups of activation rows (T > 64), ragged
+ * tiles (row counts not a multiple of 8 or 2, T not a multiple of 6) and tails of n_in (n_in % 8 !=
+ * 0, and n_in < 8), Q4_0's decode tiles for T = 1, and Q4_0's and Q8_0's 16-row tiles from 2
  * activation rows to 150, in one tile or several (and over K in two chunks: n_in 2100, T 14),
- * beside the 4-row tiles that take the rows past the last 16 of a thread's share; the float tiles with each K chunk a CPU may use (512,
- * 4096) and a short one, rows longer than the longest chunk (4100) and more activation rows
- * than a group (T = 150 > TG), both with the weights converted into a buffer from 3 rows and
- * converted in registers by each tile. The float tiles take every T >= 2 here, whatever this
- * CPU's mm_float_zmm_min and mm_float_buf_min. */
+ * beside the 4-row tiles that take the rows past the last 16 of a thread's share; the float tiles
+ * with each K chunk a CPU may use (512, 4096) and a short one, rows longer than the longest chunk
+ * (4100) and more activation rows than a group (T = 150 > TG), both with the weights converted into
+ * a buffer from 3 rows and converted in registers by each tile. The float tiles take every T >= 2
+ * here, whatever this CPU's mm_float_zmm_min and mm_float_buf_min. */
 static void test_avx512_matches_avx2(void) {
     if (!mm_avx512_supported()) return;
     const dtype types[] = {DT_F32, DT_F16, DT_BF16, DT_Q8_0, DT_Q4_0};

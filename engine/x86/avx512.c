@@ -428,12 +428,12 @@ INLINE512 void tile16(dtype type, float *out, size_t ldo, const uint8_t *w, size
                          b1 == nb ? _mm512_permutexvar_ps(rows, sum[t]) : sum[t]);
 }
 
-/* Rows [r, r1) of type (Q4_0 or IQ4_NL) in 16-row tiles, returning the first row not done. Up to
- * NT16_MAX activation rows take one tile that unpacks the weights in registers; more go in tiles of
- * at most NT16_MAX that start at multiples of 4 (xr's groups), as evenly as that allows, and K in
- * chunks of KB16 blocks unpacked once into a buffer on the stack for all of them: Q4_0 T = 128 ran
- * at 185 GMAC/s unpacking per tile and 236 from the buffer, T = 12 at 180 and 150 (bench-matmul,
- * one core, Zen 5). */
+/* Rows [r, r1) of type (any unpack16 takes) in 16-row tiles, returning the first row not done. Up
+ * to NT16_MAX activation rows take one tile that unpacks the weights in registers; more go in tiles
+ * of at most NT16_MAX that start at multiples of 4 (xr's groups), as evenly as that allows, and K
+ * in chunks of KB16 blocks unpacked once into a buffer on the stack for all of them: Q4_0 T = 128
+ * ran at 185 GMAC/s unpacking per tile and 236 from the buffer, T = 12 at 180 and 150
+ * (bench-matmul, one core, Zen 5). */
 INLINE512 int rows16(dtype type, float *out, const block_q8_act *xq, const q8_act_x4 *xr,
                      const tensor *w, int T, int r, int r1) {
     const int nb = (int)w->ne[0] / QK, n_out = (int)w->ne[1];
@@ -859,8 +859,9 @@ TARGET512 void x86_rows_q4_0_vnni_dec(float *out, const block_q8_act *xq, const 
  * type: decode (_dec) on the 16-row tiles with the next tile's rows prefetched into L2 (variant
  * 0's shape, which ran fastest for Q4_0 on both CPUs of the table), or (IQ4_NL under --repack)
  * the packed tiles on whole groups of 16, the rows past the last full tile or group through the
- * AVX2 passes (x86/quant_avx2_q32.c); T > MM_DEC_T_MAX (_vnni) on the 4 x 4 tiles, IQ4_NL on
- * the 16-row tiles (as Q4_0). The same bits. */
+ * AVX2 passes (x86/quant_avx2_q32.c); T > MM_DEC_T_MAX (_vnni) on the 16-row tiles (IQ4_NL, and
+ * the others above Q32_T16_MIN rows), the rows past a thread's last 16 and the other T on the 4
+ * x 4 tiles. The same bits. */
 /* Q4_1, Q5_0 and Q5_1 take the 16-row tiles above this many activation rows, the 4 x 4 tiles up
  * to it: the fifth bits' masks (built per block from 16 rows' qh) and the mins cost more than
  * the tiles save on a few rows. bench-matmul, one core, from DRAM, Zen 5, while another build
