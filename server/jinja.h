@@ -39,6 +39,15 @@ typedef struct {
 /* 1 MiB of output, 64 MiB of values, 100,000 iterations, depth 32. */
 jinja_limits jinja_default_limits(void);
 
+/* Nesting, which bounds the stack that parsing and rendering use, whatever the limits above.
+ * jinja_parse refuses a template whose brackets, unary operators, block tags or elif chains
+ * nest deeper than JINJA_MAX_NESTING levels (jinja2 itself stops short of 100 nested brackets
+ * or blocks). jinja_render stops with JINJA_ELIMIT past JINJA_MAX_RECURSION levels of its own
+ * recursion: the expressions and blocks it is inside, those of the macros that called it, and
+ * the lists and dicts that ==, <, str() and tojson walk (a namespace may hold itself). */
+#define JINJA_MAX_NESTING 100
+#define JINJA_MAX_RECURSION 500
+
 /* One span of the output: [start, start+len) came from the template (from_template) or from
  * the data variables. Adjacent segments always differ in from_template. */
 typedef struct {

@@ -78,7 +78,25 @@ bool jv_truthy(jv v) {
     }
 }
 
-bool jv_eq(jv a, jv b) {
+static bool eq_items(R *r, jv a, jv b) {
+    if (a.k == JV_LIST) {
+        if (a.list.n != b.list.n) return false;
+        for (size_t i = 0; i < a.list.n; i++)
+            if (!jv_eq(r, a.list.items[i], b.list.items[i])) return false;
+        return true;
+    }
+    if (a.dict->n != b.dict->n) return false;
+    for (size_t i = 0; i < a.dict->n; i++) {
+        jv k = a.dict->keys[i];
+        bool found = false;
+        for (size_t j = 0; j < b.dict->n && !found; j++)
+            if (jv_eq(r, k, b.dict->keys[j])) found = jv_eq(r, a.dict->vals[i], b.dict->vals[j]);
+        if (!found) return false;
+    }
+    return true;
+}
+
+bool jv_eq(R *r, jv a, jv b) {
     if (jv_is_num(a) && jv_is_num(b)) {
         if (a.k != JV_FLOAT && b.k != JV_FLOAT)
             return (a.k == JV_BOOL ? a.b : a.i) == (b.k == JV_BOOL ? b.b : b.i);
@@ -92,20 +110,12 @@ bool jv_eq(jv a, jv b) {
     case JV_STR:
         return a.str.n == b.str.n && !memcmp(a.str.s, b.str.s, a.str.n);
     case JV_LIST:
-        if (a.list.n != b.list.n) return false;
-        for (size_t i = 0; i < a.list.n; i++)
-            if (!jv_eq(a.list.items[i], b.list.items[i])) return false;
-        return true;
-    case JV_DICT:
-        if (a.dict->n != b.dict->n) return false;
-        for (size_t i = 0; i < a.dict->n; i++) {
-            jv k = a.dict->keys[i];
-            bool found = false;
-            for (size_t j = 0; j < b.dict->n && !found; j++)
-                if (jv_eq(k, b.dict->keys[j])) found = jv_eq(a.dict->vals[i], b.dict->vals[j]);
-            if (!found) return false;
-        }
-        return true;
+    case JV_DICT: {
+        if (!jr_enter(r)) return false;
+        bool eq = eq_items(r, a, b);
+        jr_leave(r);
+        return eq && !r->rc;
+    }
     case JV_NS:
         return a.dict == b.dict;
     case JV_MACRO:
@@ -133,10 +143,12 @@ int jv_cmp(R *r, jv a, jv b) {
         return a.str.n < b.str.n ? -1 : a.str.n > b.str.n;
     }
     if (a.k == JV_LIST && b.k == JV_LIST) {
-        for (size_t i = 0; i < a.list.n && i < b.list.n; i++) {
-            int c = jv_cmp(r, a.list.items[i], b.list.items[i]);
-            if (c) return c;
-        }
+        if (!jr_enter(r)) return 2;
+        int c = 0;
+        for (size_t i = 0; i < a.list.n && i < b.list.n && !c; i++)
+            c = jv_cmp(r, a.list.items[i], b.list.items[i]);
+        jr_leave(r);
+        if (c) return c;
         return a.list.n < b.list.n ? -1 : a.list.n > b.list.n;
     }
     jr_fail(r, JINJA_EFAIL, "'<' not supported between instances of '%s' and '%s'", jv_type_name(a),
@@ -256,23 +268,27 @@ static void write_py(R *r, jbuf *b, jv v, bool quote) {
             return;
         }
     case JV_LIST:
+        if (!jr_enter(r)) return;
         put(r, b, "[");
-        for (size_t i = 0; i < v.list.n; i++) {
+        for (size_t i = 0; i < v.list.n && !r->rc; i++) {
             if (i) put(r, b, ", ");
             write_py(r, b, v.list.items[i], true);
         }
         put(r, b, "]");
+        jr_leave(r);
         return;
     case JV_DICT:
     case JV_NS:
+        if (!jr_enter(r)) return;
         put(r, b, v.k == JV_NS ? "<Namespace {" : "{");
-        for (size_t i = 0; i < v.dict->n; i++) {
+        for (size_t i = 0; i < v.dict->n && !r->rc; i++) {
             if (i) put(r, b, ", ");
             write_py(r, b, v.dict->keys[i], true);
             put(r, b, ": ");
             write_py(r, b, v.dict->vals[i], true);
         }
         put(r, b, v.k == JV_NS ? "}>" : "}");
+        jr_leave(r);
         return;
     default:
         put(r, b, v.k == JV_MACRO ? "<Macro>" : "<function>");
@@ -293,6 +309,21 @@ jv jv_repr(R *r, jv v) {
 }
 
 /* ---- tojson ---- */
+
+/* The order of d's keys sorted (NULL with r->rc set when they cannot be compared). */
+static size_t *key_order(R *r, const jdict *d) {
+    size_t *order = jr_alloc(r, d->n * sizeof *order);
+    if (!order) return NULL;
+    for (size_t i = 0; i < d->n; i++) /* insertion sort: dicts here are small */
+        order[i] = i;
+    for (size_t i = 1; i < d->n; i++)
+        for (size_t j = i; j > 0 && jv_cmp(r, d->keys[order[j - 1]], d->keys[order[j]]) > 0; j--) {
+            size_t t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    return order;
+}
 
 static void write_json(R *r, jbuf *b, jv v, int indent, int level, bool sort) {
     char num[48];
@@ -348,21 +379,8 @@ static void write_json(R *r, jbuf *b, jv v, int indent, int level, bool sort) {
             put(r, b, list ? "]" : "}");
             return;
         }
-        size_t *order = NULL;
-        if (!list && sort) {
-            order = jr_alloc(r, n * sizeof *order);
-            if (!order) return;
-            for (size_t i = 0; i < n; i++) /* insertion sort: dicts here are small */
-                order[i] = i;
-            for (size_t i = 1; i < n; i++)
-                for (size_t j = i;
-                     j > 0 && jv_cmp(r, v.dict->keys[order[j - 1]], v.dict->keys[order[j]]) > 0;
-                     j--) {
-                    size_t t = order[j];
-                    order[j] = order[j - 1];
-                    order[j - 1] = t;
-                }
-        }
+        size_t *order = !list && sort ? key_order(r, v.dict) : NULL;
+        if (r->rc || !jr_enter(r)) return;
         for (size_t i = 0; i < n && !r->rc; i++) {
             if (i) put(r, b, indent >= 0 ? "," : ", ");
             if (indent >= 0) {
@@ -387,6 +405,7 @@ static void write_json(R *r, jbuf *b, jv v, int indent, int level, bool sort) {
                 put(r, b, " ");
         }
         put(r, b, list ? "]" : "}");
+        jr_leave(r);
         return;
     }
     default:
@@ -761,7 +780,7 @@ static jv filter_unique(R *r, jv v) {
     for (size_t i = 0; i < l.list.n && !r->rc; i++) {
         bool dup = false;
         for (size_t j = 0; j < m && !dup; j++)
-            dup = jv_eq(out.list.items[j], l.list.items[i]);
+            dup = jv_eq(r, out.list.items[j], l.list.items[i]);
         if (!dup) out.list.items[m++] = l.list.items[i];
     }
     out.list.n = m;
@@ -957,11 +976,11 @@ jv jinja_test(R *r, const char *name, jv v, const jv *args, int n) {
     else if (!strcmp(name, "callable"))
         t = v.k == JV_MACRO || v.k == JV_FUNC;
     else if (!strcmp(name, "eq") || !strcmp(name, "equalto") || !strcmp(name, "=="))
-        t = jv_eq(v, a);
+        t = jv_eq(r, v, a);
     else if (!strcmp(name, "ne") || !strcmp(name, "!="))
-        t = !jv_eq(v, a);
+        t = !jv_eq(r, v, a);
     else if (!strcmp(name, "sameas"))
-        t = v.k == a.k && (v.k == JV_NONE || v.k == JV_UNDEF || jv_eq(v, a));
+        t = v.k == a.k && (v.k == JV_NONE || v.k == JV_UNDEF || jv_eq(r, v, a));
     else if (!strcmp(name, "lt") || !strcmp(name, "le") || !strcmp(name, "gt") ||
              !strcmp(name, "ge")) {
         int c = jv_cmp(r, v, a);
@@ -973,7 +992,7 @@ jv jinja_test(R *r, const char *name, jv v, const jv *args, int n) {
             t = v.str.n == 0 || memmem(l.str.s, l.str.n, v.str.s, v.str.n);
         else if (l.k == JV_LIST)
             for (size_t i = 0; i < l.list.n && !t; i++)
-                t = jv_eq(l.list.items[i], v);
+                t = jv_eq(r, l.list.items[i], v);
         else if (l.k == JV_DICT)
             t = jr_dict_get(l.dict, v.k == JV_STR ? v.str.s : "", v.k == JV_STR ? v.str.n : 0) &&
                 v.k == JV_STR;
@@ -1020,7 +1039,7 @@ jv jinja_method(R *r, jv self, const char *name, const jv *args, const char *con
         }
         if (!strcmp(name, "get")) {
             for (size_t i = 0; i < self.dict->n; i++)
-                if (jv_eq(self.dict->keys[i], a0)) return self.dict->vals[i];
+                if (jv_eq(r, self.dict->keys[i], a0)) return self.dict->vals[i];
             return a1.k == JV_UNDEF ? jr_none() : a1;
         }
     } else if (self.k == JV_STR) {

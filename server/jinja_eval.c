@@ -1,7 +1,8 @@
-/* jinja_eval: runs a parsed template. Values live in an arena that the render frees at once;
- * the arena, the output, the loop iterations and the macro depth are all bounded by the
- * caller's jinja_limits. Python's semantics where templates can tell the difference (str() of
- * values, truthiness, floored division, negative indices, undefined attributes). */
+/* jinja_eval: runs a parsed template. Values live in an arena that the render frees at once; the
+ * arena, the output, the loop iterations and the macro depth are all bounded by the caller's
+ * jinja_limits, and the renderer's recursion by JINJA_MAX_RECURSION. Python's semantics where
+ * templates can tell the difference (str() of values, truthiness, floored division, negative
+ * indices, undefined attributes). */
 #include "jinja_int.h"
 
 #include <math.h>
@@ -32,6 +33,20 @@ jv jr_fail(R *r, int code, const char *fmt, ...) {
         }
     }
     return jr_undef(NULL);
+}
+
+bool jr_enter(R *r) {
+    if (r->rc) return false;
+    if (r->nest >= JINJA_MAX_RECURSION) {
+        jr_fail(r, JINJA_ELIMIT, "the template nests deeper than %d levels", JINJA_MAX_RECURSION);
+        return false;
+    }
+    r->nest++;
+    return true;
+}
+
+void jr_leave(R *r) {
+    r->nest--;
 }
 
 void *jr_alloc(R *r, size_t n) {
@@ -117,7 +132,7 @@ jv *jr_dict_get(const jdict *d, const char *key, size_t n) {
 
 bool jr_dict_set(R *r, jdict *d, jv key, jv val) {
     for (size_t i = 0; i < d->n; i++) {
-        if (jv_eq(d->keys[i], key)) {
+        if (jv_eq(r, d->keys[i], key)) {
             d->vals[i] = val;
             return true;
         }
@@ -244,7 +259,7 @@ static jv getitem(R *r, jv obj, jv key) {
     if (obj.k == JV_UNDEF) return undefined_error(r, obj);
     if (obj.k == JV_DICT || obj.k == JV_NS) {
         for (size_t i = 0; i < obj.dict->n; i++)
-            if (jv_eq(obj.dict->keys[i], key)) return obj.dict->vals[i];
+            if (jv_eq(r, obj.dict->keys[i], key)) return obj.dict->vals[i];
         return jr_undef(key.k == JV_STR ? key.str.s : NULL);
     }
     if ((obj.k == JV_LIST || obj.k == JV_STR) && (key.k == JV_INT || key.k == JV_BOOL)) {
@@ -436,12 +451,12 @@ static bool contains(R *r, jv hay, jv needle) {
     }
     if (hay.k == JV_LIST) {
         for (size_t i = 0; i < hay.list.n; i++)
-            if (jv_eq(hay.list.items[i], needle)) return true;
+            if (jv_eq(r, hay.list.items[i], needle)) return true;
         return false;
     }
     if (hay.k == JV_DICT || hay.k == JV_NS) {
         for (size_t i = 0; i < hay.dict->n; i++)
-            if (jv_eq(hay.dict->keys[i], needle)) return true;
+            if (jv_eq(r, hay.dict->keys[i], needle)) return true;
         return false;
     }
     if (hay.k == JV_UNDEF) return false;
@@ -456,9 +471,9 @@ static jv binary(R *r, int op, jv a, jv b) {
         return r->rc ? x : concat_str(r, x, y);
     }
     case BIN_EQ:
-        return jr_bool(jv_eq(a, b));
+        return jr_bool(jv_eq(r, a, b));
     case BIN_NE:
-        return jr_bool(!jv_eq(a, b));
+        return jr_bool(!jv_eq(r, a, b));
     case BIN_LT:
     case BIN_LE:
     case BIN_GT:
@@ -553,8 +568,7 @@ static jv call(R *r, frame *f, const jnode *n) {
     return jr_fail(r, JINJA_EFAIL, "'%s' object is not callable", jv_type_name(fn));
 }
 
-static jv ev(R *r, frame *f, const jnode *n) {
-    if (r->rc) return jr_undef(NULL);
+static jv ev_node(R *r, frame *f, const jnode *n) {
     switch (n->kind) {
     case E_LIT:
         return n->lit;
@@ -639,6 +653,13 @@ static jv ev(R *r, frame *f, const jnode *n) {
     default:
         return jr_fail(r, JINJA_EFAIL, "internal error: statement used as an expression");
     }
+}
+
+static jv ev(R *r, frame *f, const jnode *n) {
+    if (!jr_enter(r)) return jr_undef(NULL);
+    jv v = ev_node(r, f, n);
+    jr_leave(r);
+    return v;
 }
 
 /* ---- statements ---- */
@@ -773,6 +794,7 @@ static void exec_set(R *r, frame *f, const jnode *n) {
 }
 
 static void exec_body(R *r, frame *f, jnode *const *body, int n) {
+    if (!jr_enter(r)) return;
     for (int i = 0; i < n && !r->rc && !r->ctl; i++) {
         const jnode *s = body[i];
         switch (s->kind) {
@@ -811,6 +833,7 @@ static void exec_body(R *r, frame *f, jnode *const *body, int n) {
             jr_fail(r, JINJA_EFAIL, "internal error: expression used as a statement");
         }
     }
+    jr_leave(r);
 }
 
 /* ---- JSON in ---- */
@@ -832,6 +855,7 @@ static jv from_json(R *r, const cJSON *j, bool data) {
         if (d == floor(d) && fabs(d) < 9007199254740992.0) return jr_int((int64_t)d);
         return (jv){.k = JV_FLOAT, .f = d};
     }
+    if ((cJSON_IsArray(j) || cJSON_IsObject(j)) && !jr_enter(r)) return jr_undef(NULL);
     if (cJSON_IsArray(j)) {
         jv l = jr_list(r, (size_t)cJSON_GetArraySize(j));
         size_t i = 0;
@@ -840,6 +864,7 @@ static jv from_json(R *r, const cJSON *j, bool data) {
             if (r->rc) break;
             l.list.items[i++] = from_json(r, c, data);
         }
+        jr_leave(r);
         return l;
     }
     if (cJSON_IsObject(j)) {
@@ -850,6 +875,7 @@ static jv from_json(R *r, const cJSON *j, bool data) {
             jv k = jr_cstr(r, c->string ? c->string : "");
             jr_dict_set(r, d.dict, k, from_json(r, c, data));
         }
+        jr_leave(r);
         return d;
     }
     return jr_none();

@@ -151,7 +151,8 @@ typedef struct {
     size_t used; /* bytes the arena holds */
     jinja_limits lim;
     long iterations;
-    int depth;
+    int depth; /* macro calls in progress */
+    int nest;  /* recursion levels in progress: see jr_enter */
     int rc; /* 0, or the first JINJA_E* code */
     char *err;
     size_t errlen;
@@ -162,6 +163,13 @@ typedef struct {
 
 /* Records the first error (later ones are dropped) and returns an undefined value. */
 jv jr_fail(R *r, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Every recursion of the renderer enters a level here: an expression or block evaluated, a list
+ * or dict walked by ==, <, str() or tojson, a JSON value read in. False with r->rc set (or
+ * already set) past JINJA_MAX_RECURSION levels, so that neither a deep template, nor macros
+ * calling each other, nor a deep or self-containing value can overflow the thread's stack;
+ * true, and the caller calls jr_leave when it returns. */
+bool jr_enter(R *r);
+void jr_leave(R *r);
 void *jr_alloc(R *r, size_t n);                             /* zeroed; NULL with r->rc set */
 jv jr_str(R *r, const char *s, const uint8_t *u, size_t n); /* copies */
 jv jr_cstr(R *r, const char *s);                            /* a template-text copy */
@@ -174,7 +182,7 @@ jv jr_dict(R *r);
 bool jr_dict_set(R *r, jdict *d, jv key, jv val);
 jv *jr_dict_get(const jdict *d, const char *key, size_t n);
 bool jv_truthy(jv v);
-bool jv_eq(jv a, jv b);
+bool jv_eq(R *r, jv a, jv b); /* false with r->rc set past the recursion limit */
 int jv_cmp(R *r, jv a, jv b); /* -1, 0, 1; 2 with r->rc set when unordered */
 jv jv_to_str(R *r, jv v);     /* Python's str() */
 jv jv_repr(R *r, jv v);       /* Python's repr() */

@@ -88,6 +88,7 @@ typedef struct {
     /* parser */
     int at;
     int loop_depth, macro_depth;
+    int nest; /* brackets, unary operators and blocks open: see nest_in */
     size_t lc_pos; /* line_at's cursor: src[0..lc_pos) holds lc_line - 1 newlines */
     int lc_line;
 } P;
@@ -602,6 +603,18 @@ static bool nv_push(P *P, nvec *v, jnode *x, const char *kw) {
 static jnode *expr(P *P);
 static jnode *or_expr(P *P);
 
+/* The parser's recursions (a bracketed or unary operand, a block, an elif) each enter a level:
+ * past JINJA_MAX_NESTING the template is refused, so that the parser's stack and the tree the
+ * renderer walks stay shallow. The caller of a true nest_in decrements P->nest afterwards. */
+static bool nest_in(P *P, int line) {
+    if (P->nest >= JINJA_MAX_NESTING) {
+        fail(P, line, "expressions or blocks nested deeper than %d levels", JINJA_MAX_NESTING);
+        return false;
+    }
+    P->nest++;
+    return true;
+}
+
 static bool kw_any(const nvec *v) {
     for (int i = 0; i < v->n; i++)
         if (v->kw[i]) return true;
@@ -832,13 +845,17 @@ static jnode *filters(P *P, jnode *n) {
 
 static jnode *unary(P *P) {
     token *t = peek(P);
+    if (!nest_in(P, t->line)) return NULL;
+    jnode *n;
     if (is_op(t, "-") || is_op(t, "+")) {
         next(P);
-        jnode *n = mk(P, is_op(t, "-") ? E_NEG : E_POS, t->line);
-        if (!n || !(n->a = unary(P))) return NULL;
-        return n;
+        n = mk(P, is_op(t, "-") ? E_NEG : E_POS, t->line);
+        if (n && !(n->a = unary(P))) n = NULL;
+    } else {
+        n = filters(P, postfix(P, primary(P)));
     }
-    return filters(P, postfix(P, primary(P)));
+    P->nest--;
+    return n;
 }
 
 static jnode *bin(P *P, int op, jnode *a, jnode *b, int line) {
@@ -928,13 +945,13 @@ static jnode *compare(P *P) {
 
 static jnode *not_expr(P *P) {
     token *t = peek(P);
-    if (is_name(t, "not")) {
-        next(P);
-        jnode *n = mk(P, E_NOT, t->line);
-        if (!n || !(n->a = not_expr(P))) return NULL;
-        return n;
-    }
-    return compare(P);
+    if (!is_name(t, "not")) return compare(P);
+    if (!nest_in(P, t->line)) return NULL;
+    next(P);
+    jnode *n = mk(P, E_NOT, t->line);
+    if (n && !(n->a = not_expr(P))) n = NULL;
+    P->nest--;
+    return n;
 }
 
 static jnode *and_expr(P *P) {
@@ -1047,7 +1064,10 @@ static jnode *stmt_if(P *P, int line) {
     if (!body(P, ends, &b, &ended)) return NULL;
     set_bodies(n, &b, NULL);
     if (!strcmp(ended, "elif")) {
-        jnode *m = stmt_if(P, peek(P)->line); /* consumes through endif */
+        int eline = peek(P)->line;
+        if (!nest_in(P, eline)) return NULL;
+        jnode *m = stmt_if(P, eline); /* consumes through endif */
+        P->nest--;
         if (!m || !nv_push(P, &e, m, NULL)) return NULL;
         set_bodies(n, &b, &e);
         return n;
@@ -1148,7 +1168,7 @@ static jnode *stmt_macro(P *P, int line) {
     return end_tag(P) ? n : NULL;
 }
 
-static jnode *statement(P *P) {
+static jnode *statement_kind(P *P) {
     token *t = next(P);
     if (t->k != T_NAME) return fail(P, t->line, "expected a tag name, found '%s'", describe(t));
     const char *w = t->s;
@@ -1171,6 +1191,13 @@ static jnode *statement(P *P) {
         return end_tag(P) ? n : NULL;
     }
     return fail(P, t->line, "unsupported Jinja construct '{%% %s %%}'", w);
+}
+
+static jnode *statement(P *P) {
+    if (!nest_in(P, peek(P)->line)) return NULL;
+    jnode *n = statement_kind(P);
+    P->nest--;
+    return n;
 }
 
 static bool body(P *P, const char *const *ends, nvec *out, const char **ended) {

@@ -7,6 +7,7 @@
 #include "jinja.h"
 
 #include <cjson/cJSON.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -202,6 +203,101 @@ static void test_limits(void) {
                   NULL, JINJA_ELIMIT, "memory");
 }
 
+/* src with `open` and `close` each repeated n times around `mid` (caller frees). */
+static char *nested(const char *pre, const char *open, const char *mid, const char *close, int n,
+                    const char *post) {
+    size_t len = strlen(pre) + strlen(mid) + strlen(post);
+    len += (size_t)n * (strlen(open) + strlen(close));
+    char *s = malloc(len + 1);
+    if (!s) return NULL;
+    char *p = s + sprintf(s, "%s", pre);
+    for (int i = 0; i < n; i++)
+        p += sprintf(p, "%s", open);
+    p += sprintf(p, "%s", mid);
+    for (int i = 0; i < n; i++)
+        p += sprintf(p, "%s", close);
+    sprintf(p, "%s", post);
+    return s;
+}
+
+static void expect_nested(const char *pre, const char *open, const char *mid, const char *close,
+                          int n, const char *post, int want_rc, const char *needle) {
+    char *src = nested(pre, open, mid, close, n, post);
+    CHECK(src, "out of memory");
+    if (!src) return;
+    if (want_rc == 1)
+        expect_parse_error(src, needle);
+    else
+        expect_render(src, NULL, want_rc, needle);
+    free(src);
+}
+
+/* Deep templates and deep or self-containing values: a clear error, never a stack overflow
+ * (before JINJA_MAX_NESTING and JINJA_MAX_RECURSION, each of these crashed the process). Run on
+ * a 4 MiB thread stack, half what Linux gives a thread; the worst case here used 0.55 MiB built
+ * with -O3, 1.8 MiB with ASan and 1.3 MiB with TSan. */
+static void *nesting_cases(void *arg) {
+    (void)arg;
+    /* brackets, unary operators, blocks and elifs: the parser counts one level for each */
+    expect_nested("{{ ", "(", "7", ")", 99, " }}", 0, "7");
+    expect_nested("{{ ", "(", "7", ")", 100, " }}", 1, "nested deeper than 100 levels");
+    expect_nested("{{ ", "[", "", "]", 5000, " }}", 1, "nested deeper than 100 levels");
+    expect_nested("{{ ", "-", "1", "", 5000, " }}", 1, "nested deeper than 100 levels");
+    expect_nested("{{ ", "not ", "1", "", 5000, " }}", 1, "nested deeper than 100 levels");
+    expect_nested("", "{% if 1 %}", "x", "{% endif %}", 99, "", 0, "x"); /* + the condition */
+    expect_nested("", "{% if 1 %}", "x", "{% endif %}", 100, "", 1, "nested deeper than 100");
+    expect_nested("{% if 0 %}", "{% elif 0 %}", "{% else %}e", "", 98, "{% endif %}", 0, "e");
+    expect_nested("{% if 0 %}", "{% elif 0 %}", "{% else %}e", "", 99, "{% endif %}", 1,
+                  "nested deeper than 100");
+    /* the renderer: left-nested chains the parser builds in a loop, and macros that recurse
+     * from deep inside an expression (the shape fuzz_jinja found) */
+    expect_nested("{{ 0", " + 1", "", "", 400, " }}", 0, "400");
+    expect_nested("{{ 0", " + 1", "", "", 600, " }}", JINJA_ELIMIT, "nests deeper than 500");
+    expect_nested("{{ 'a'", " | string", "", "", 600, " }}", JINJA_ELIMIT, "nests deeper");
+    expect_nested("{% macro m(n) %}{% if n > 0 %}{{ ", "[", "m(n - 1)", "]", 95,
+                  " }}{% endif %}{% endmacro %}{{ m(30) }}", JINJA_ELIMIT, "nests deeper");
+    /* values: a list or a dict wrapped 600 times, a namespace that holds itself */
+    static const char *const wraps[] = {"[ns.x]", "{'a': ns.x}"};
+    static const char *const uses[] = {"{{ ns.x }}",           "{{ ns.x | tojson }}",
+                                       "{{ ns.x == ns.x }}",   "{{ ns.x < ns.x }}",
+                                       "{{ ns.x in [ns.x] }}", "{{ [ns.x, ns.x] | unique | list }}",
+                                       "{{ ns.x | tojson(sort_keys=true) }}"};
+    for (int w = 0; w < 2; w++) {
+        for (size_t i = 0; i < sizeof uses / sizeof uses[0]; i++) {
+            if (w == 1 && strstr(uses[i], "<")) continue; /* dicts are unordered */
+            char src[256];
+            snprintf(src, sizeof src,
+                     "{%% set ns = namespace(x=1) %%}{%% for i in range(600) %%}"
+                     "{%% set ns.x = %s %%}{%% endfor %%}%s",
+                     wraps[w], uses[i]);
+            expect_render(src, NULL, JINJA_ELIMIT, "nests deeper than 500");
+        }
+    }
+    const char *cycle = "{% set ns = namespace(x=1) %}{% set ns.x = ns %}{{ ns }}";
+    jinja_template *t = jinja_parse(cycle, strlen(cycle), NULL, 0);
+    jinja_output out;
+    char err[256] = "";
+    int rc = t ? jinja_render(t, NULL, NULL, NULL, &out, err, sizeof err) : 1;
+    CHECK(rc == JINJA_ELIMIT && strstr(err, "nests deeper"), "%s: rc %d \"%s\"", cycle, rc, err);
+    jinja_free(t);
+    /* data: a message nested deeper than the limit */
+    char *deep = nested("{\"x\": ", "[", "1", "]", 600, "}");
+    CHECK(deep, "out of memory");
+    if (deep) expect_render("{{ x | length }}", deep, JINJA_ELIMIT, "nests deeper");
+    free(deep);
+    return NULL;
+}
+
+static void test_nesting(void) {
+    pthread_attr_t attr;
+    pthread_t th;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 4u << 20);
+    CHECK(pthread_create(&th, &attr, nesting_cases, NULL) == 0, "pthread_create");
+    pthread_join(th, NULL);
+    pthread_attr_destroy(&attr);
+}
+
 /* Message content stays data even when it spells a special token, and after trim/concat. */
 static void test_provenance(void) {
     const char *src = "{% for m in messages %}{{ '<|start|>' + m.role + '\\n' + m.content | trim + "
@@ -307,6 +403,7 @@ int main(void) {
     test_unsupported();
     test_runtime();
     test_limits();
+    test_nesting();
     test_provenance();
     test_mutations();
     return check_summary();
