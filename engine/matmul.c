@@ -305,28 +305,26 @@ static void quant_rows(void *arg, int ith, int nth) {
 }
 
 /* The fewest activation rows for which weights of type t take the tiles on repacked activations
- * (xr), or 0 where none does. With AVX-512 VNNI: Q4_0's 16-row tiles from 2 rows (they beat the
- * decode tiles there: T = 3 88-103 -> 108-113 GMAC/s, T = 2 75-80 -> 78-81, bench-matmul, one core,
- * from DRAM, Zen 5; IQ4_NL's, whose codes take a lookup, lost there: T = 3 93-97 -> 87-88, T = 2
- * 72-73 -> 67-69); Q8_0's from 2 (they beat its AVX2 tiles there, T = 2 24-30 -> 33-47, but not for
- * one row, 23-24 -> 17-21); the 4 x 4 tiles (IQ4_NL: its 16-row tiles) from MM_DEC_T_MAX + 1 rows
- * for mm_q32_vnni's types (the decode tiles read xq up to there). With AVX2 alone: the 32-element
- * types' lanes tiles from 3 rows (2 rows as 4 would waste half of them). matmul picks the kernels
- * by it and mm_row_tiling reports it. */
+ * (xr), or 0 where none does. With AVX-512 VNNI: the 16-row tiles from x86_rows16_min (Q4_0's
+ * beat the decode tiles from 2 rows: T = 3 88-103 -> 108-113 GMAC/s, T = 2 75-80 -> 78-81,
+ * bench-matmul, one core, from DRAM, Zen 5; Q8_0's its AVX2 tiles from 2, T = 2 24-30 -> 33-47,
+ * but not for one row, 23-24 -> 17-21), and for mm_q32_vnni's types the 4 x 4 tiles from
+ * MM_DEC_T_MAX + 1 (the decode tiles read xq up to there; IQ4_NL's 16-row tiles lost to them at
+ * T = 3, 93-97 -> 87-88, T = 2 72-73 -> 67-69). With AVX2 alone: the 32-element types' lanes
+ * tiles from 3 rows (2 rows as 4 would waste half of them). matmul picks the kernels by it and
+ * mm_row_tiling reports it. */
 static int xr_tile_min(dtype t) {
-    if (mm_avx512_supported()) {
-        if (t == DT_Q8_0 || t == DT_Q4_0) return 2;
-        return mm_q32_vnni(t) ? MM_DEC_T_MAX + 1 : 0;
-    }
+    if (mm_avx512_supported()) return mm_q32_vnni(t) ? MM_DEC_T_MAX + 1 : x86_rows16_min(t);
     return (t == DT_Q4_0 || t == DT_Q8_0 || mm_q32_x86(t)) && mm_avx2_supported() ? 3 : 0;
 }
 
 void mm_row_tiling(dtype t, int *exact, int *group) {
     *exact = 1, *group = 1;
     if (!mm_using_simd()) return;
-    /* the 16-row tiles take rows one by one */
-    if ((t == DT_Q4_0 || t == DT_Q8_0 || t == DT_IQ4_NL) && mm_avx512_supported()) return;
     int min = xr_tile_min(t);
+    /* the 16-row tiles take rows one by one: where they take every T the repacked activations
+     * serve (Q4_0, Q8_0, IQ4_NL), so does the kernel */
+    if (min > 0 && mm_avx512_supported() && x86_rows16_min(t) == min) return;
     if (min == 0) min = qdot_avx2_lanes_min(t);
     if (min > 0) *exact = min - 1, *group = 4;
 }

@@ -85,6 +85,35 @@ bool mm_q32_vnni(dtype t) {
            mm_avx512_supported();
 }
 
+/* Q4_1, Q5_0 and Q5_1 take the 16-row tiles above this many activation rows, the 4 x 4 tiles up
+ * to it: the fifth bits' masks (built per block from 16 rows' qh) and the mins cost more than
+ * the tiles save on a few rows. bench-matmul, one core, from DRAM, Zen 5, while another build
+ * ran on the other core, GMAC/s, 4 x 4 -> 16-row tiles: T = 128 Q4_1 163-164 -> 221-224, Q5_0
+ * 165-167 -> 225-226, Q5_1 148-150 -> 210-216; T = 24 Q5_0 110-144 -> 124-167, Q5_1 99-133 ->
+ * 146-155; but T = 16 Q4_1 144-167 -> 126-153, Q5_1 112-115 -> 88-91, T = 8 Q5_1 124-125 ->
+ * 82-85, T = 4 Q4_1 65-66 -> 58-61. IQ4_NL, whose codes are a lookup, takes them from
+ * MM_DEC_T_MAX + 1. */
+#define Q32_T16_MIN 16
+
+int x86_rows16_min(dtype t) {
+    switch (t) {
+    case DT_Q4_0:
+    case DT_Q8_0: return 2;
+    case DT_IQ4_NL: return MM_DEC_T_MAX + 1;
+    case DT_Q4_1:
+    case DT_Q5_0:
+    case DT_Q5_1: return Q32_T16_MIN + 1;
+    default: return 0;
+    }
+}
+
+bool x86_rows16(dtype t, int T) {
+    const int min = x86_rows16_min(t);
+    /* 16 rows fill Q8_0's 4 x 4 tiles' four groups: they ran T = 16 at 149-151 GMAC/s, the
+     * 16-row tiles at 136-140 (Q4_0's were level there) */
+    return min > 0 && T >= min && !(t == DT_Q8_0 && T == 16) && mm_avx512_supported();
+}
+
 void mm_repack_x4(q8_act_x4 *xr, const block_q8_act *xq, int T, int t0, int nb) {
     for (int b = 0; b < nb; b++) {
         q8_act_x4 *o = &xr[b];
@@ -270,13 +299,12 @@ INLINE512 void dec_prefetch(const uint8_t *w, size_t rb, int rows, int HINT) {
  * the weights per column; these load one activation qword per two. The weight offset (Q4_0 8, Q5_0
  * 16, Q8_0 and IQ4_NL 128) times the activation's sum (q8_act_x4.s) is then taken off, and the
  * float steps per lane are the scalar kernels' (mul, mul, add; Q4_1 and Q5_1 add their min term as
- * tile_vnni does): the same bits. Which T takes them: xr_tile_min (matmul.c) for Q4_0 and Q8_0
- * (from 2, but 16 rows exactly keep Q8_0's 4 x 4 tiles), MM_DEC_T_MAX + 1 for IQ4_NL, Q32_T16_MIN +
- * 1 for the others. Q4_0, one core, from DRAM (Zen 5, bench-matmul, GMAC/s, 4 x 4 tiles -> these):
- * T = 4 95 -> 132, T = 8 136 -> 170, T = 12 150 -> 192, T = 32 159 -> 196, T = 128 166 -> 225; T =
- * 16, which fills the 4 x 4 tiles' four groups, level (166-178 -> 167). Q8_0: T = 2 24-30 (its AVX2
- * tiles) -> 33-47, T = 8 115-131 -> 129-145, T = 24 141-144 -> 160-165, T = 128 158-169 -> 212-227,
- * but T = 16 149-151 -> 136-140. */
+ * tile_vnni does): the same bits. Which T takes them: x86_rows16 (x86.h), which every caller asks.
+ * Q4_0, one core, from DRAM (Zen 5, bench-matmul, GMAC/s, 4 x 4 tiles -> these):
+ * T = 4 95 -> 132, T = 8 136 -> 170, T = 12 150 -> 192, T = 32 159 -> 196, T = 128 166 -> 225;
+ * T = 16, which fills the 4 x 4 tiles' four groups, level (166-178 -> 167). Q8_0: T = 2 24-30 (its
+ * AVX2 tiles) -> 33-47, T = 8 115-131 -> 129-145, T = 24 141-144 -> 160-165, T = 128 158-169 ->
+ * 212-227, but T = 16 149-151 -> 136-140. */
 #define KB16 64 /* blocks per K chunk: a 40 KiB buffer */
 #define NT16_MAX 12 /* 12 sums beside 8 weight registers (16 spilled: T = 128 172 -> 195 GMAC/s
                      * from 16 to 12) */
@@ -855,23 +883,12 @@ TARGET512 void x86_rows_q4_0_vnni_dec(float *out, const block_q8_act *xq, const 
     rows_dec_rest(DT_Q4_0, out, xq, w, T, r, r1);
 }
 
-/* Q4_1, Q5_0, Q5_1 and IQ4_NL, one pair of functions per type so that each compiles for its
- * type: decode (_dec) on the 16-row tiles with the next tile's rows prefetched into L2 (variant
- * 0's shape, which ran fastest for Q4_0 on both CPUs of the table), or (IQ4_NL under --repack)
- * the packed tiles on whole groups of 16, the rows past the last full tile or group through the
- * AVX2 passes (x86/quant_avx2_q32.c); T > MM_DEC_T_MAX (_vnni) on the 16-row tiles (IQ4_NL, and
- * the others above Q32_T16_MIN rows), the rows past a thread's last 16 and the other T on the 4
- * x 4 tiles. The same bits. */
-/* Q4_1, Q5_0 and Q5_1 take the 16-row tiles above this many activation rows, the 4 x 4 tiles up
- * to it: the fifth bits' masks (built per block from 16 rows' qh) and the mins cost more than
- * the tiles save on a few rows. bench-matmul, one core, from DRAM, Zen 5, while another build
- * ran on the other core, GMAC/s, 4 x 4 -> 16-row tiles: T = 128 Q4_1 163-164 -> 221-224, Q5_0
- * 165-167 -> 225-226, Q5_1 148-150 -> 210-216; T = 24 Q5_0 110-144 -> 124-167, Q5_1 99-133 ->
- * 146-155; but T = 16 Q4_1 144-167 -> 126-153, Q5_1 112-115 -> 88-91, T = 8 Q5_1 124-125 ->
- * 82-85, T = 4 Q4_1 65-66 -> 58-61. IQ4_NL, whose codes are a lookup, takes them from
- * MM_DEC_T_MAX + 1. */
-#define Q32_T16_MIN 16
-
+/* Q4_1, Q5_0, Q5_1 and IQ4_NL, one pair of functions per type so that each compiles for its type:
+ * decode (_dec) on the 16-row tiles with the next tile's rows prefetched into L2 (variant 0's
+ * shape, which ran fastest for Q4_0 on both CPUs of the table), or (IQ4_NL under --repack) the
+ * packed tiles on whole groups of 16, the rows past the last full tile or group through the AVX2
+ * passes (x86/quant_avx2_q32.c); T > MM_DEC_T_MAX (_vnni) on the 16-row tiles where x86_rows16
+ * says, the rows past a thread's last 16 and the other T on the 4 x 4 tiles. The same bits. */
 #define Q32_FNS(name, type)                                                                       \
     TARGET512 static void name##_dec(float *out, const block_q8_act *xq, const tensor *w, int T,  \
                                      int r0, int r1) {                                            \
@@ -884,7 +901,7 @@ TARGET512 void x86_rows_q4_0_vnni_dec(float *out, const block_q8_act *xq, const 
     }                                                                                             \
     TARGET512 static void name##_vnni(float *out, const block_q8_act *xq, const q8_act_x4 *xr,   \
                                       const tensor *w, int T, int r0, int r1) {                   \
-        if (type == DT_IQ4_NL || T > Q32_T16_MIN) r0 = rows16(type, out, xq, xr, w, T, r0, r1);   \
+        if (x86_rows16(type, T)) r0 = rows16(type, out, xq, xr, w, T, r0, r1);                    \
         rows_vnni(type, out, xr, w, T, r0, r1);                                                   \
     }
 Q32_FNS(rows_q4_1, DT_Q4_1)
@@ -1127,14 +1144,12 @@ TARGET512 void x86_rows_bf16_zmm(float *out, const float *x, const tensor *w, in
 
 TARGET512 void x86_rows_q8_0_vnni(float *out, const block_q8_act *xq, const q8_act_x4 *xr,
                                  const tensor *w, int T, int r0, int r1) {
-    /* 16 rows fill the 4 x 4 tiles' four groups: they ran T = 16 at 149-151 GMAC/s, these at
-     * 136-140 (Q4_0's were level there) */
-    if (T != 16) r0 = rows16(DT_Q8_0, out, xq, xr, w, T, r0, r1);
+    if (x86_rows16(DT_Q8_0, T)) r0 = rows16(DT_Q8_0, out, xq, xr, w, T, r0, r1);
     rows_vnni(DT_Q8_0, out, xr, w, T, r0, r1); /* the rows past the last 16-row tile */
 }
 TARGET512 void x86_rows_q4_0_vnni(float *out, const block_q8_act *xq, const q8_act_x4 *xr,
                                  const tensor *w, int T, int r0, int r1) {
-    r0 = rows16(DT_Q4_0, out, xq, xr, w, T, r0, r1);
+    if (x86_rows16(DT_Q4_0, T)) r0 = rows16(DT_Q4_0, out, xq, xr, w, T, r0, r1);
     rows_vnni(DT_Q4_0, out, xr, w, T, r0, r1); /* the rows past the last 16-row tile */
 }
 
@@ -1143,6 +1158,14 @@ TARGET512 void x86_rows_q4_0_vnni(float *out, const block_q8_act *xq, const q8_a
 bool mm_avx512_supported(void) { return false; }
 bool mm_q32_vnni(dtype t) {
     (void)t;
+    return false;
+}
+int x86_rows16_min(dtype t) {
+    (void)t;
+    return 0;
+}
+bool x86_rows16(dtype t, int T) {
+    (void)t, (void)T;
     return false;
 }
 void mm_avx512_allow(bool on) { (void)on; }

@@ -29,9 +29,18 @@ bool mm_avx2_supported(void);
  * are the AVX2 kernels' bits. */
 bool mm_avx512_supported(void);
 /* True when mm_avx512_supported() and t is Q4_1, Q5_0, Q5_1 or IQ4_NL: then mm_rows_x86 takes t as
- * Q4_0 (the VNNI decode tiles up to MM_DEC_T_MAX activation rows, else the 4 x 4 VNNI tiles on xr;
- * IQ4_NL's on 16 weight rows, as Q4_0's), with the bits of their scalar twins (quant_dot.c). */
+ * Q4_0 (the VNNI decode tiles up to MM_DEC_T_MAX activation rows, else the VNNI tiles on xr: 16
+ * weight rows where x86_rows16 says, 4 x 4 otherwise), with the bits of their scalar twins
+ * (quant_dot.c). */
 bool mm_q32_vnni(dtype t);
+/* Whether T activation rows of type t take the 16-row VNNI tiles of x86/avx512.c (only where
+ * mm_avx512_supported()): Q4_0 and Q8_0 from 2 rows, except Q8_0 at exactly 16, which fill its
+ * 4 x 4 tiles; IQ4_NL past MM_DEC_T_MAX; Q4_1, Q5_0 and Q5_1 past 16, below which the fifth
+ * bits' masks and the mins cost more than the tiles save. The kernels, matmul's repacking of the
+ * activations and mm_row_tiling's cost shape all ask it. x86_rows16_min(t): the fewest rows that
+ * take them, 0 for a type that has none. */
+bool x86_rows16(dtype t, int T);
+int x86_rows16_min(dtype t);
 /* True when mm_avx512_supported(), the CPU has AVX512_BF16 and its vdpbf16ps passed a probe of
  * the semantics dot_bf16_pairs (matmul.h) gives (checked once). */
 bool mm_avx512bf16_supported(void);
