@@ -29,6 +29,10 @@ typedef struct {
     atomic_ullong sum_us;
 } histogram;
 static histogram ttft, itl, duration;
+enum { STEP_DECODE, STEP_MIXED, STEP_PREFILL, N_STEP_KINDS };
+static const char *const step_kinds[N_STEP_KINDS] = {"decode", "mixed", "prefill"};
+static histogram steps[N_STEP_KINDS];
+static atomic_ullong step_rows[N_STEP_KINDS][2]; /* decoding rows, prompt rows */
 
 void metrics_request(const char *route, int status) {
     size_t r = N_ROUTES - 1, c = N_STATUS;
@@ -68,6 +72,14 @@ void metrics_beam_running(int delta) { atomic_fetch_add_explicit(&beam_running, 
 void metrics_itl(double seconds) { observe(&itl, seconds); }
 void metrics_duration(double seconds) { observe(&duration, seconds); }
 
+void metrics_step(double seconds, int decode_rows, int prompt_rows) {
+    if (decode_rows < 0 || prompt_rows < 0 || decode_rows + prompt_rows == 0) return;
+    const int k = prompt_rows == 0 ? STEP_DECODE : decode_rows == 0 ? STEP_PREFILL : STEP_MIXED;
+    observe(&steps[k], seconds);
+    atomic_fetch_add_explicit(&step_rows[k][0], (unsigned)decode_rows, memory_order_relaxed);
+    atomic_fetch_add_explicit(&step_rows[k][1], (unsigned)prompt_rows, memory_order_relaxed);
+}
+
 typedef struct {
     char *buf;
     size_t len, cap;
@@ -93,16 +105,46 @@ static void put(text *t, const char *fmt, ...) {
     }
 }
 
-static void put_histogram(text *t, const char *name, const char *help, histogram *h) {
-    put(t, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+/* h's series; label: "" or one label pair, e.g. kind="decode" */
+static void put_series(text *t, const char *name, const char *label, histogram *h) {
+    const char *sep = *label ? "," : "";
     unsigned long long cum = 0;
     for (size_t b = 0; b <= N_BUCKETS; b++) {
         cum += atomic_load_explicit(&h->count[b], memory_order_relaxed);
-        if (b < N_BUCKETS) put(t, "%s_bucket{le=\"%g\"} %llu\n", name, buckets[b], cum);
-        else put(t, "%s_bucket{le=\"+Inf\"} %llu\n", name, cum);
+        if (b < N_BUCKETS)
+            put(t, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, label, sep, buckets[b], cum);
+        else
+            put(t, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, label, sep, cum);
     }
-    put(t, "%s_sum %.6f\n%s_count %llu\n", name,
-        (double)atomic_load_explicit(&h->sum_us, memory_order_relaxed) * 1e-6, name, cum);
+    char braced[40] = "";
+    if (*label) snprintf(braced, sizeof braced, "{%s}", label);
+    put(t, "%s_sum%s %.6f\n%s_count%s %llu\n", name, braced,
+        (double)atomic_load_explicit(&h->sum_us, memory_order_relaxed) * 1e-6, name, braced, cum);
+}
+
+static void put_histogram(text *t, const char *name, const char *help, histogram *h) {
+    put(t, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    put_series(t, name, "", h);
+}
+
+static void put_steps(text *t) {
+    const char *name = "llamaserve_step_seconds";
+    put(t, "# HELP %s Time of the scheduler's forward steps, by kind: decode (decoding rows "
+           "only), mixed (decoding and prompt rows), prefill (prompt rows only).\n"
+           "# TYPE %s histogram\n", name, name);
+    for (int k = 0; k < N_STEP_KINDS; k++) {
+        char label[32];
+        snprintf(label, sizeof label, "kind=\"%s\"", step_kinds[k]);
+        put_series(t, name, label, &steps[k]);
+    }
+    put(t, "# HELP llamaserve_step_rows_total Rows the scheduler's forward steps computed, by "
+           "step kind and row kind (decode: a decoding slot's token and drafts; prompt).\n"
+           "# TYPE llamaserve_step_rows_total counter\n");
+    for (int k = 0; k < N_STEP_KINDS; k++)
+        for (int r = 0; r < 2; r++)
+            put(t, "llamaserve_step_rows_total{kind=\"%s\",rows=\"%s\"} %llu\n", step_kinds[k],
+                r ? "prompt" : "decode",
+                atomic_load_explicit(&step_rows[k][r], memory_order_relaxed));
 }
 
 char *metrics_render(int busy_slots, int slots, int queued, long long kv_tokens,
@@ -172,5 +214,6 @@ char *metrics_render(int busy_slots, int slots, int queued, long long kv_tokens,
                   "Time from arrival to the end of the answer, completions and chat requests "
                   "answered 200.",
                   &duration);
+    put_steps(&t);
     return t.buf;
 }

@@ -14,6 +14,11 @@ void metrics_prompt_cached(unsigned long long n);
 void metrics_spec(unsigned long long drafted, unsigned long long accepted);
 void metrics_ttft(double seconds);
 void metrics_itl(double seconds);
+/* One forward step of the scheduler: its time, its decoding rows (one per decoding slot, and
+ * its draft tokens) and its prompt rows. Counted by kind, so that an operator can see what
+ * admitting prompts costs the running streams (--prefill-step-pct): "decode" steps have no
+ * prompt rows, "prefill" ones nothing else, "mixed" ones both. */
+void metrics_step(double seconds, int decode_rows, int prompt_rows);
 /* A completions or chat request answered 200, from arrival to its last byte. */
 void metrics_duration(double seconds);
 /* An HTTP connection opened (+1) or closed (-1). */

@@ -1106,6 +1106,7 @@ static void step(sched *s) {
     if (for_drafts > s->p.batch_size - n_decode - for_prompts)
         for_drafts = s->p.batch_size - n_decode - for_prompts;
     rows = add_decoding_slots(s, for_drafts);
+    const int decode_rows = rows; /* the decoding slots' tokens and drafts */
     rows = add_prefill_rows(s, rows, extra - (rows - n_decode), &any_hidden);
     for (int i = 0; i < s->p.parallel; i++) s->slots[i].fed_this_step = false;
     assert(rows <= s->max_rows);
@@ -1124,7 +1125,11 @@ static void step(sched *s) {
                                          s->logits, err, sizeof err)
                           : fwd_decode(s->fwd, s->caches, s->p.parallel, &b, s->logits, err,
                                        sizeof err);
-    if (rc == 0) step_cost_add(&s->cost, rows, step_clock(s) - t0);
+    if (rc == 0) {
+        const double dt = step_clock(s) - t0;
+        step_cost_add(&s->cost, rows, dt);
+        metrics_step(dt, decode_rows, rows - decode_rows);
+    }
     if (rc != 0) {
         for (int r = 0; r < rows; r++) {
             slot *sl = &s->slots[s->b_slot[r]];

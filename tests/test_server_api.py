@@ -164,6 +164,25 @@ def test_metrics_format(s):
         assert vals == sorted(vals), "buckets not cumulative: %s" % buckets
         assert vals[-1] == after[h + "_count"], (vals[-1], after[h + "_count"])
         assert after[h + "_count"] >= 1
+    # the scheduler's steps by kind: this request's prompt went in alone (a prefill step), its
+    # later tokens came from decode steps; each kind's buckets are cumulative up to its count
+    assert "# TYPE llamaserve_step_seconds histogram" in text
+    assert "# TYPE llamaserve_step_rows_total counter" in text
+    for kind in ("decode", "mixed", "prefill"):
+        count = 'llamaserve_step_seconds_count{kind="%s"}' % kind
+        buckets = [v for k, v in after.items()
+                   if k.startswith('llamaserve_step_seconds_bucket{kind="%s",' % kind)]
+        assert len(buckets) >= 2 and buckets == sorted(buckets), (kind, buckets)
+        assert buckets[-1] == after[count], (kind, buckets, after[count])
+    step = lambda m, kind: m.get('llamaserve_step_seconds_count{kind="%s"}' % kind, 0)
+    rows = lambda m, kind, r: m.get('llamaserve_step_rows_total{kind="%s",rows="%s"}' % (kind, r),
+                                    0)
+    assert gen >= 2, r["usage"]
+    assert step(after, "prefill") >= step(before, "prefill") + 1, (before, after)
+    assert step(after, "decode") >= step(before, "decode") + 1, (before, after)
+    assert rows(after, "prefill", "prompt") >= rows(before, "prefill", "prompt") + 1
+    assert rows(after, "decode", "decode") >= rows(before, "decode", "decode") + 1
+    assert rows(after, "prefill", "decode") == 0 and rows(after, "decode", "prompt") == 0
     # every sample's family has a TYPE line
     types = set(re.findall(r"^# TYPE (\S+) (counter|gauge|histogram)$", text, re.M))
     fams = {t[0] for t in types}
