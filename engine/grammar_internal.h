@@ -10,6 +10,10 @@
 #include <stdint.h>
 
 #define GRAM_MAX_ELEMS 200000
+/* Groups nested deeper than this are refused: the parser recurses per group (a client's 100 KB
+ * of parentheses overflowed the stack), and the matcher's stacks (GRAM_MAX_STACK elements) could
+ * not follow them anyway. */
+#define GRAM_MAX_NESTING 512
 #define GRAM_MAX_REPEAT 10000
 #define CP_MAX 0x10FFFFu
 

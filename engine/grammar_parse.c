@@ -34,6 +34,7 @@ typedef struct {
     char *err;
     size_t errlen;
     bool failed;
+    int depth; /* groups open */
 } parser;
 
 static void fail_at(parser *p, size_t pos, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -450,9 +451,16 @@ static bool parse_item(parser *p, seq *s) {
         uint32_t pr[2] = {0, CP_MAX};
         if (!add_class(p, pr, 1, false, &e) || !seq_push(p, &atom, e)) goto fail;
     } else if (c == '(') {
+        if (p->depth >= GRAM_MAX_NESTING) {
+            fail_at(p, start, "groups nested deeper than %d", GRAM_MAX_NESTING);
+            goto fail;
+        }
         p->pos++;
         int r = rule_new_synthetic(p, start);
-        if (r < 0 || parse_alternates(p, r, true) < 0) goto fail;
+        p->depth++;
+        int rc = r < 0 ? -1 : parse_alternates(p, r, true);
+        p->depth--;
+        if (rc < 0) goto fail;
         if (peek(p, 0) != ')') {
             fail_at(p, p->pos, "expected ')' to close the group opened at offset %zu", start);
             goto fail;
@@ -537,20 +545,40 @@ static void compute_nullable(const gram_rules *g, bool *nullable) {
     }
 }
 
-/* Depth-first search for a rule that can reach itself without consuming input. */
-static int left_cycle(const gram_rules *g, const bool *nullable, int r, char *color) {
-    color[r] = 1;
-    for (int a = 0; a < g->rules[r].n_alt; a++) {
-        for (const g_elem *e = &g->el[g->alt[g->rules[r].alt0 + a]]; e->type == E_REF; e++) {
-            if (color[e->a] == 1) return e->a;
-            if (color[e->a] == 0) {
-                int c = left_cycle(g, nullable, e->a, color);
-                if (c >= 0) return c;
-            }
-            if (!nullable[e->a]) break;
+/* Depth-first search from rule r0 for a rule that can reach itself without consuming input:
+ * its index, or -1. color[r]: 0 unseen, 1 on the search path, 2 done. Iterative, with stk (room
+ * for every rule) holding the path, since a grammar may chain 100,000 rules. */
+typedef struct {
+    int rule, alt, elem; /* where the walk of this rule stands */
+} dfs_at;
+
+static int left_cycle(const gram_rules *g, const bool *nullable, int r0, char *color,
+                      dfs_at *stk) {
+    int n = 0;
+    stk[n++] = (dfs_at){r0, 0, 0};
+    color[r0] = 1;
+    while (n > 0) {
+        dfs_at *f = &stk[n - 1];
+        const g_rule *rule = &g->rules[f->rule];
+        if (f->alt == rule->n_alt) { /* every alternative walked */
+            color[f->rule] = 2;
+            n--;
+            continue;
         }
+        const g_elem *e = &g->el[g->alt[rule->alt0 + f->alt] + f->elem];
+        if (e->type != E_REF) { /* consumes input (or ends): the next alternative */
+            f->alt++, f->elem = 0;
+            continue;
+        }
+        if (color[e->a] == 1) return e->a;
+        if (color[e->a] == 0) { /* walk it first; then this element again, as done */
+            color[e->a] = 1;
+            stk[n++] = (dfs_at){e->a, 0, 0};
+            continue;
+        }
+        if (nullable[e->a]) f->elem++; /* past an empty match: the next element leads too */
+        else f->alt++, f->elem = 0;
     }
-    color[r] = 2;
     return -1;
 }
 
@@ -560,6 +588,7 @@ gram_rules *gram_parse(const char *text, size_t len, char *err, size_t errlen) {
     parser p = {.s = text, .n = text ? len : 0, .g = g, .err = err, .errlen = errlen};
     bool *nullable = NULL;
     char *color = NULL;
+    dfs_at *stk = NULL;
     if (!g) {
         fail_at(&p, 0, "out of memory");
         return NULL;
@@ -599,14 +628,15 @@ gram_rules *gram_parse(const char *text, size_t len, char *err, size_t errlen) {
     }
     nullable = malloc((size_t)g->n_rules * sizeof *nullable);
     color = calloc((size_t)g->n_rules, 1);
-    if (!nullable || !color) {
+    stk = malloc((size_t)g->n_rules * sizeof *stk);
+    if (!nullable || !color || !stk) {
         fail_at(&p, 0, "out of memory");
         goto fail;
     }
     compute_nullable(g, nullable);
     for (int r = 0; r < g->n_rules; r++) {
         if (color[r]) continue;
-        int c = left_cycle(g, nullable, r, color);
+        int c = left_cycle(g, nullable, r, color, stk);
         if (c >= 0) {
             if (g->rules[c].name)
                 fail_at(&p, g->rules[c].pos, "rule '%s' is left-recursive", g->rules[c].name);
@@ -618,10 +648,12 @@ gram_rules *gram_parse(const char *text, size_t len, char *err, size_t errlen) {
     }
     free(nullable);
     free(color);
+    free(stk);
     return g;
 fail:
     free(nullable);
     free(color);
+    free(stk);
     gram_rules_free(g);
     return NULL;
 }

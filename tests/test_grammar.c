@@ -8,6 +8,7 @@
 #include "sampler.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 static gram_rules *parse(const char *text) {
@@ -51,6 +52,54 @@ static void test_errors(void) {
     expect_error("root ::= \"a\"{1,99999}", "repetition bound");
     expect_error("root ::= @", "unexpected character '@'");
     expect_error("", "no 'root' rule");
+}
+
+/* A client's grammar is untrusted: 100 KB of parentheses overflowed the parser's stack and
+ * took the server down (a 120 KB request). Groups nest at most 512 deep; a chain of 90,000
+ * rules (not a recursion in the parser, but in the left-recursion search before) is walked
+ * without recursing, and a left recursion at its far end is still found. */
+static void test_nesting(void) {
+    enum { DEEP = 50000, CHAIN = 90000 };
+    char *text = malloc((size_t)CHAIN * 24 + 64);
+    CHECK(text != NULL, "malloc");
+    if (!text) return;
+    for (int depth = 512; depth <= 513; depth++) {
+        char *q = text + sprintf(text, "root ::= ");
+        memset(q, '(', (size_t)depth);
+        q += depth;
+        q += sprintf(q, "\"a\"");
+        memset(q, ')', (size_t)depth);
+        q[depth] = '\0';
+        if (depth == 512) {
+            gram_rules *g = parse(text);
+            CHECK(g && match(g, "a") == 1 && match(g, "b") == -1, "512 groups deep");
+            gram_rules_free(g);
+        } else {
+            expect_error(text, "groups nested deeper than 512 at line 1, column 522");
+        }
+    }
+    memset(text, '(', DEEP);
+    text[DEEP] = '\0';
+    char *src = malloc(DEEP + 16);
+    CHECK(src != NULL, "malloc");
+    if (src) {
+        snprintf(src, DEEP + 16, "root ::= %s", text);
+        expect_error(src, "groups nested deeper than 512");
+    }
+    free(src);
+    for (int cycle = 0; cycle < 2; cycle++) {
+        char *q = text + sprintf(text, "root ::= r0\n");
+        for (int i = 0; i < CHAIN; i++) q += sprintf(q, "r%d ::= r%d\n", i, i + 1);
+        sprintf(q, cycle ? "r%d ::= root \"a\"\n" : "r%d ::= \"a\"\n", CHAIN);
+        if (cycle) {
+            expect_error(text, "left-recursive");
+        } else {
+            gram_rules *g = parse(text);
+            CHECK(g && match(g, "a") == 1, "a chain of %d rules", CHAIN);
+            gram_rules_free(g);
+        }
+    }
+    free(text);
 }
 
 static void test_match(void) {
@@ -336,6 +385,7 @@ static void test_sampler_mask(void) {
 
 int main(void) {
     test_errors();
+    test_nesting();
     test_match();
     test_utf8();
     test_masks_synthetic();
