@@ -35,6 +35,10 @@ typedef struct {
     size_t errlen;
     bool failed;
     int depth; /* groups open */
+    /* the named rules by name: open addressing, rule index + 1 per slot (0: empty), a power of
+     * two at least twice the names (a linear search made 90,000 rules take a minute) */
+    int *names;
+    int names_cap, n_names;
 } parser;
 
 static void fail_at(parser *p, size_t pos, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -95,12 +99,52 @@ static bool at_rule_start(const parser *p) {
     return i + 3 <= p->n && memcmp(p->s + i, "::=", 3) == 0;
 }
 
+static size_t name_hash(const char *name, size_t len) { /* FNV-1a */
+    size_t h = 2166136261u;
+    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)name[i]) * 16777619u;
+    return h;
+}
+
+/* The slot of names where rule `name` is, or the empty slot where it would go. */
+static int *name_slot(parser *p, const char *name, size_t len) {
+    const size_t mask = (size_t)p->names_cap - 1;
+    for (size_t i = name_hash(name, len) & mask;; i = (i + 1) & mask) {
+        int *slot = &p->names[i];
+        if (*slot == 0) return slot;
+        const char *other = p->g->rules[*slot - 1].name;
+        if (strlen(other) == len && memcmp(other, name, len) == 0) return slot;
+    }
+}
+
+/* Room in names for one more: doubles it (and rehashes) when it would be half full. */
+static bool names_reserve(parser *p) {
+    if (2 * (p->n_names + 1) <= p->names_cap) return true;
+    int cap = p->names_cap ? 2 * p->names_cap : 64;
+    int *old = p->names, old_cap = p->names_cap;
+    if (!(p->names = calloc((size_t)cap, sizeof *p->names))) {
+        p->names = old;
+        return false;
+    }
+    p->names_cap = cap;
+    for (int i = 0; i < old_cap; i++) {
+        if (!old[i]) continue;
+        const char *name = p->g->rules[old[i] - 1].name;
+        *name_slot(p, name, strlen(name)) = old[i];
+    }
+    free(old);
+    return true;
+}
+
+/* The rule named name (len bytes), made (undefined, first used at pos) when new; name NULL: a
+ * new unnamed rule (a group or repetition). -1 when memory is short. */
 static int rule_find(parser *p, const char *name, size_t len, size_t pos) {
     gram_rules *g = p->g;
-    for (int i = 0; i < g->n_rules; i++)
-        if (g->rules[i].name && strlen(g->rules[i].name) == len &&
-            memcmp(g->rules[i].name, name, len) == 0)
-            return i;
+    int *slot = NULL;
+    if (name) {
+        if (!names_reserve(p)) goto oom;
+        slot = name_slot(p, name, len);
+        if (*slot) return *slot - 1;
+    }
     if (!gram_grow((void **)&g->rules, &g->cap_rules, g->n_rules + 1, sizeof *g->rules)) goto oom;
     g_rule *r = &g->rules[g->n_rules];
     memset(r, 0, sizeof *r);
@@ -109,6 +153,8 @@ static int rule_find(parser *p, const char *name, size_t len, size_t pos) {
         if (!r->name) goto oom;
         memcpy(r->name, name, len);
         r->name[len] = 0;
+        *slot = g->n_rules + 1;
+        p->n_names++;
     }
     r->pos = pos;
     return g->n_rules++;
@@ -649,11 +695,13 @@ gram_rules *gram_parse(const char *text, size_t len, char *err, size_t errlen) {
     free(nullable);
     free(color);
     free(stk);
+    free(p.names);
     return g;
 fail:
     free(nullable);
     free(color);
     free(stk);
+    free(p.names);
     gram_rules_free(g);
     return NULL;
 }
