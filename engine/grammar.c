@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define GRAM_MAX_STACK 512  /* elements deep one stack may grow (nesting of the text) */
 #define GRAM_CACHE 8        /* masks remembered per state */
 #define GRAM_MEMO 256       /* advances remembered during one trie walk */
 #define GRAM_MEMO_SCAN 48   /* how many of the most recent a lookup looks at */
@@ -228,10 +227,13 @@ static int set_add(arena *w, int set0, const int *stk, int len) {
  * stack to the set at set0: an ended alternative pops, a reference is replaced by where to
  * continue after it and each of the rule's alternatives is pushed in turn. A reference that
  * ends its alternative is popped before pushing (tail position), so right recursion such as
- * x* never grows the stack. */
+ * x* never grows the stack. A stack that would grow past GRAM_MAX_STACK elements, or need more
+ * than 4 x GRAM_MAX_STACK nested calls here (alternatives that each begin with a reference), is
+ * dropped: the text cannot nest deeper than the matcher follows, so what would is not allowed.
+ * -1 only when memory is short. */
 static int expand(const gram_rules *g, arena *w, int set0, const int *src, int len, int depth) {
     int buf[GRAM_MAX_STACK];
-    if (depth > 4 * GRAM_MAX_STACK) return -1;
+    if (depth > 4 * GRAM_MAX_STACK) return 0;
     memcpy(buf, src, (size_t)len * sizeof *buf);
     for (;;) {
         while (len > 0 && g->el[buf[len - 1]].type == E_END) len--;
@@ -240,7 +242,7 @@ static int expand(const gram_rules *g, arena *w, int set0, const int *src, int l
         const g_rule *r = &g->rules[g->el[pos].a];
         if (g->el[pos + 1].type == E_END) len--;
         else buf[len - 1] = pos + 1;
-        if (len + 1 > GRAM_MAX_STACK) return -1;
+        if (len + 1 > GRAM_MAX_STACK) return 0;
         for (int a = 0; a < r->n_alt; a++) {
             buf[len] = g->alt[r->alt0 + a];
             if (a + 1 == r->n_alt) { /* the last alternative continues in this frame */

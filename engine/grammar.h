@@ -20,7 +20,10 @@ typedef struct gram_state gram_state;
 
 /* Parses GBNF text (len bytes; need not be NUL-terminated). The start rule is `root`. NULL on
  * error with a message naming the line, column and byte offset of the problem (syntax errors,
- * undefined rules, missing root, left recursion, repetition bounds too large). */
+ * undefined rules, missing root, left recursion, repetition bounds too large, groups nested
+ * deeper than 512, a start that nests deeper than the matcher follows). The matcher follows
+ * text nested up to 512 stack elements deep: a continuation that would go deeper is not
+ * allowed, as a character the grammar does not allow is not. */
 gram_rules *gram_parse(const char *text, size_t len, char *err, size_t errlen);
 void gram_rules_free(gram_rules *g);
 /* Number of rules after desugaring (repetitions and groups become rules of their own). */

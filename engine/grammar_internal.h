@@ -14,6 +14,7 @@
  * of parentheses overflowed the stack), and the matcher's stacks (GRAM_MAX_STACK elements) could
  * not follow them anyway. */
 #define GRAM_MAX_NESTING 512
+#define GRAM_MAX_STACK 512 /* elements deep one matcher stack may grow (nesting of the text) */
 #define GRAM_MAX_REPEAT 10000
 #define CP_MAX 0x10FFFFu
 

@@ -692,6 +692,15 @@ gram_rules *gram_parse(const char *text, size_t len, char *err, size_t errlen) {
             goto fail;
         }
     }
+    /* the start, expanded as the matcher will: nothing left means it nests too deep */
+    gram_state *st = gram_state_create(g, NULL);
+    if (!st) fail_at(&p, 0, "out of memory");
+    else if (gram_state_n_stacks(st) == 0)
+        fail_at(&p, g->rules[g->root].pos,
+                "the grammar nests deeper than %d elements before its first character",
+                GRAM_MAX_STACK);
+    gram_state_free(st);
+    if (p.failed) goto fail;
     free(nullable);
     free(color);
     free(stk);

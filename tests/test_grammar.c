@@ -102,6 +102,44 @@ static void test_nesting(void) {
     free(text);
 }
 
+/* The matcher follows text nested at most 512 stack elements deep: what would go deeper is not
+ * allowed (it was an error, answered as "out of memory for the grammar"), and a grammar whose
+ * start alone nests deeper is refused when it is parsed (a 503 "out of memory" before). */
+static void test_depth_limit(void) {
+    char *text = malloc(600 * 32 + 64);
+    CHECK(text != NULL, "malloc");
+    if (!text) return;
+    char *q = text + sprintf(text, "root ::= a0 \"z\"\n");
+    for (int i = 0; i < 600; i++) q += sprintf(q, "a%d ::= a%d \"z\"\n", i, i + 1);
+    sprintf(q, "a600 ::= \"x\"\n");
+    expect_error(text, "nests deeper than 512 elements before its first character at line 1");
+    free(text);
+
+    gram_rules *g = parse("root ::= \"[\" root \"]\" | \"a\"");
+    const char *bytes[] = {"[", "]", "a"};
+    const size_t lens[] = {1, 1, 1};
+    gram_vocab *v = gram_vocab_create(3, bytes, lens, -1);
+    gram_state *st = g && v ? gram_state_create(g, v) : NULL;
+    CHECK(st != NULL, "state");
+    if (st) {
+        uint32_t mask = 0;
+        int depth = 0, k;
+        while ((k = gram_state_mask(st, &mask)) > 0 && (mask & 1) && depth < 1000) {
+            CHECK(gram_state_accept_token(st, 0) == 0, "'[' at depth %d", depth);
+            depth++;
+        }
+        CHECK(k == 1 && mask == 4u, "at depth %d: %d allowed, mask %x (want 'a' alone)", depth,
+              k, (unsigned)mask);
+        CHECK(depth > 400 && depth < 512, "'[' nested %d deep", depth);
+        CHECK(gram_state_accept_token(st, 2) == 0, "'a'");
+        for (int i = 0; i < depth; i++) CHECK(gram_state_accept_token(st, 1) == 0, "']' %d", i);
+        CHECK(gram_state_can_end(st), "balanced");
+    }
+    gram_state_free(st);
+    gram_vocab_free(v);
+    gram_rules_free(g);
+}
+
 static void test_match(void) {
     gram_rules *g = parse("# comment\nroot ::= \"ab\" c | d+  # trailing\nc ::= [x-z]?\n"
                           "d ::= [0-9]");
@@ -386,6 +424,7 @@ static void test_sampler_mask(void) {
 int main(void) {
     test_errors();
     test_nesting();
+    test_depth_limit();
     test_match();
     test_utf8();
     test_masks_synthetic();
