@@ -293,9 +293,10 @@ static void test_nesting(void) {
     pthread_t th;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, 4u << 20);
-    CHECK(pthread_create(&th, &attr, nesting_cases, NULL) == 0, "pthread_create");
-    pthread_join(th, NULL);
+    int rc = pthread_create(&th, &attr, nesting_cases, NULL);
+    if (rc == 0) pthread_join(th, NULL);
     pthread_attr_destroy(&attr);
+    CHECK(rc == 0, "pthread_create: %d", rc); /* after the join: the thread counts checks too */
 }
 
 /* Message content stays data even when it spells a special token, and after trim/concat. */
