@@ -175,10 +175,17 @@ int gram_vocab_eos(const gram_vocab *v) { return v ? v->eos_id : -1; }
 
 /* Stack sets live in a growable int arena: each stack is [len, e_0 .. e_len-1] (e_len-1 the
  * top), a set is the stacks in [start, end). Sets nest like the trie walk: a child's set is
- * appended after its parent's and dropped on return. */
+ * appended after its parent's and dropped on return. set_add keeps no stack twice in a set: it
+ * searches a set of up to SET_SCAN stacks, and past that looks stacks up in an index, since a
+ * grammar may start 40,000 stacks at once (20,000 optional groups in a row), which the search
+ * alone made 4 s of quadratic work per step. */
+#define SET_SCAN 32
 typedef struct {
     int *a;
     int n, cap;
+    int set0, end, count; /* the set set_add last added to: [set0, end), count stacks */
+    int *idx;             /* its index past SET_SCAN stacks: offset + 1 per slot, 0 empty */
+    int idx_cap;          /* a power of two, at least twice count; 0: no index */
 } arena;
 
 typedef struct {
@@ -212,14 +219,67 @@ static bool arena_reserve(arena *w, int more) {
     return gram_grow((void **)&w->a, &w->cap, w->n + more, sizeof *w->a);
 }
 
+static void arena_free(arena *w) {
+    free(w->a);
+    free(w->idx);
+}
+
+/* The index slot of stack (len), or the empty slot where it would go. */
+static int *idx_slot(const arena *w, const int *stk, int len) {
+    uint32_t h = 2166136261u; /* FNV-1a over the length and the elements */
+    h = (h ^ (uint32_t)len) * 16777619u;
+    for (int i = 0; i < len; i++) h = (h ^ (uint32_t)stk[i]) * 16777619u;
+    const uint32_t mask = (uint32_t)w->idx_cap - 1;
+    for (uint32_t i = h & mask;; i = (i + 1) & mask) {
+        int *slot = &w->idx[i];
+        if (*slot == 0) return slot;
+        const int *other = w->a + *slot - 1;
+        if (other[0] == len && memcmp(other + 1, stk, (size_t)len * sizeof *stk) == 0) return slot;
+    }
+}
+
+/* (Re)builds the index of the set [set0, n) with room for twice its stacks. */
+static bool idx_build(arena *w) {
+    int cap = 64;
+    while (cap < 4 * w->count) cap *= 2;
+    free(w->idx);
+    if (!(w->idx = calloc((size_t)cap, sizeof *w->idx))) {
+        w->idx_cap = 0;
+        return false;
+    }
+    w->idx_cap = cap;
+    for (int i = w->set0; i < w->n; i += w->a[i] + 1)
+        *idx_slot(w, w->a + i + 1, w->a[i]) = i + 1;
+    return true;
+}
+
 /* Appends stack (len) to the set that starts at set0 unless it is already there. */
 static int set_add(arena *w, int set0, const int *stk, int len) {
-    for (int i = set0; i < w->n; i += w->a[i] + 1)
-        if (w->a[i] == len && memcmp(w->a + i + 1, stk, (size_t)len * sizeof *stk) == 0) return 0;
+    if (w->set0 != set0 || w->end != w->n) { /* not the set of the last call: (re)count it */
+        free(w->idx);
+        w->idx = NULL;
+        w->idx_cap = 0;
+        w->set0 = set0;
+        w->count = 0;
+        for (int i = set0; i < w->n; i += w->a[i] + 1) w->count++;
+        if (w->count > SET_SCAN && !idx_build(w)) return -1;
+    }
+    if (w->idx_cap) {
+        if (*idx_slot(w, stk, len)) return 0;
+    } else {
+        for (int i = set0; i < w->n; i += w->a[i] + 1)
+            if (w->a[i] == len && memcmp(w->a + i + 1, stk, (size_t)len * sizeof *stk) == 0)
+                return 0;
+    }
     if (!arena_reserve(w, len + 1)) return -1;
+    const int at = w->n;
     w->a[w->n++] = len;
     memcpy(w->a + w->n, stk, (size_t)len * sizeof *stk);
     w->n += len;
+    w->end = w->n;
+    w->count++;
+    if (w->idx_cap && 2 * w->count <= w->idx_cap) *idx_slot(w, stk, len) = at + 1;
+    else if (w->count > SET_SCAN && !idx_build(w)) return -1;
     return 0;
 }
 
@@ -387,8 +447,8 @@ fail:
 
 void gram_state_free(gram_state *st) {
     if (!st) return;
-    free(st->cur.a);
-    free(st->work.a);
+    arena_free(&st->cur);
+    arena_free(&st->work);
     for (int i = 0; i < GRAM_CACHE; i++) {
         free(st->cache[i].key);
         free(st->cache[i].mask);

@@ -102,6 +102,33 @@ static void test_nesting(void) {
     free(text);
 }
 
+/* Sets of more stacks than set_add searches one by one (32): 40 optional letters start 81 stacks
+ * (each position's "a" and "b", and the final "c"), and every letter read leaves the stacks of
+ * the positions after it, each once, however many paths reached it. */
+static void test_many_stacks(void) {
+    char text[1024], *q = text + sprintf(text, "root ::= ");
+    for (int i = 0; i < 40; i++) q += sprintf(q, "x? ");
+    sprintf(q, "\"c\"\nx ::= \"a\" | \"b\"");
+    gram_rules *g = parse(text);
+    if (!g) return;
+    gram_state *st = gram_state_create(g, NULL);
+    CHECK(st && gram_state_n_stacks(st) == 81, "%d stacks at the start",
+          st ? gram_state_n_stacks(st) : -1);
+    for (int k = 1; st && k <= 40; k++) {
+        CHECK(gram_state_accept_bytes(st, k % 3 ? "a" : "b", 1) == 0, "letter %d", k);
+        CHECK(gram_state_n_stacks(st) == 2 * (40 - k) + 1, "%d stacks after %d letters",
+              gram_state_n_stacks(st), k);
+    }
+    gram_state_free(st);
+    char s[64];
+    memset(s, 'a', 41);
+    strcpy(s + 41, "c");
+    CHECK(match(g, s) == -1 && match(g, s + 1) == 1 && match(g, "c") == 1 &&
+              match(g, "abbac") == 1 && match(g, "abcc") == -1,
+          "40 optional letters, then c");
+    gram_rules_free(g);
+}
+
 /* The matcher follows text nested at most 512 stack elements deep: what would go deeper is not
  * allowed (it was an error, answered as "out of memory for the grammar"), and a grammar whose
  * start alone nests deeper is refused when it is parsed (a 503 "out of memory" before). */
@@ -425,6 +452,7 @@ int main(void) {
     test_errors();
     test_nesting();
     test_depth_limit();
+    test_many_stacks();
     test_match();
     test_utf8();
     test_masks_synthetic();
