@@ -1133,11 +1133,16 @@ jv jinja_func(R *r, int fn, const jv *args, const char *const *kw, int n) {
             if (np == 3) st = v[2];
         }
         if (st == 0) return jr_fail(r, JINJA_EFAIL, "range() step must not be zero");
-        int64_t cnt =
-            st > 0 ? (b > a ? (b - a + st - 1) / st : 0) : (a > b ? (a - b - st - 1) / -st : 0);
-        if (cnt > r->lim.max_iterations)
-            return jr_fail(r, JINJA_ELIMIT, "range() of %lld items is over the iteration limit",
-                           (long long)cnt);
+        /* the count in unsigned arithmetic: b - a overflows int64 for range(-2**62, 2**62) */
+        const bool up = st > 0;
+        const uint64_t ust = up ? (uint64_t)st : 0 - (uint64_t)st;
+        const uint64_t span = up ? (b > a ? (uint64_t)b - (uint64_t)a : 0)
+                                 : (a > b ? (uint64_t)a - (uint64_t)b : 0);
+        const uint64_t ucnt = span ? (span - 1) / ust + 1 : 0;
+        if (ucnt > (uint64_t)r->lim.max_iterations)
+            return jr_fail(r, JINJA_ELIMIT, "range() of %llu items is over the iteration limit",
+                           (unsigned long long)ucnt);
+        const int64_t cnt = (int64_t)ucnt;
         jv l = jr_list(r, (size_t)cnt);
         for (int64_t i = 0; i < cnt && !r->rc; i++)
             l.list.items[i] = jr_int(a + i * st);

@@ -197,6 +197,18 @@ static void test_limits(void) {
     expect_render("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", NULL, JINJA_ELIMIT,
                   "nested deeper");
     expect_render("{{ range(1000000000) | length }}", NULL, JINJA_ELIMIT, "iteration limit");
+    /* counts past int64 (fuzz_jinja: signed overflow in b - a), and the steps at the edges */
+    expect_render("{{ range(333333333333333333333333333) | length }}", NULL, JINJA_ELIMIT,
+                  "iteration limit");
+    expect_render("{{ range(-9223372036854775807, 9223372036854775807) | length }}", NULL,
+                  JINJA_ELIMIT, "18446744073709551614 items");
+    expect_render("{{ range(9223372036854775807, -9223372036854775807 - 1, -1) | length }}", NULL,
+                  JINJA_ELIMIT, "18446744073709551615 items");
+    expect_render("{{ range(0, 9223372036854775807, 9223372036854775807) | list }} "
+                  "{{ range(5, -9223372036854775807 - 1, -9223372036854775807 - 1) | list }} "
+                  "{{ range(5, 0, -2) | list }} {{ range(0, 10, 3) | list }} "
+                  "{{ range(3, 3) | list }}",
+                  NULL, 0, "[0] [5, -9223372036854775803] [5, 3, 1] [0, 3, 6, 9] []");
     /* doubling a string 40 times stays within the memory limit or stops */
     expect_render("{% set ns = namespace(s='xx') %}{% for i in range(40) %}{% set ns.s = ns.s + "
                   "ns.s %}{% endfor %}{{ ns.s | length }}",
