@@ -35,4 +35,13 @@ int ls_cond_init_monotonic(pthread_cond_t *cv);
  * pthread_cond_timedwait's result (0, ETIMEDOUT, ...). */
 int ls_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, long ms);
 
+/* FNV-1a over n bytes: the hash of the engine's small lookup tables (tokenizer pieces, grammar
+ * rule names and stacks). */
+static inline uint32_t ls_hash_bytes(const void *p, size_t n) {
+    const unsigned char *b = p;
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 16777619u;
+    return h;
+}
+
 #endif

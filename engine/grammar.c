@@ -9,6 +9,7 @@
  * ends; a state is the set of such stacks (alternation makes several). The empty stack means
  * the root has been matched completely. */
 #include "grammar_internal.h"
+#include "common.h"
 #include "tokenizer.h"
 
 #include <stdlib.h>
@@ -226,9 +227,7 @@ static void arena_free(arena *w) {
 
 /* The index slot of stack (len), or the empty slot where it would go. */
 static int *idx_slot(const arena *w, const int *stk, int len) {
-    uint32_t h = 2166136261u; /* FNV-1a over the length and the elements */
-    h = (h ^ (uint32_t)len) * 16777619u;
-    for (int i = 0; i < len; i++) h = (h ^ (uint32_t)stk[i]) * 16777619u;
+    const uint32_t h = ls_hash_bytes(stk, (size_t)len * sizeof *stk);
     const uint32_t mask = (uint32_t)w->idx_cap - 1;
     for (uint32_t i = h & mask;; i = (i + 1) & mask) {
         int *slot = &w->idx[i];

@@ -4,6 +4,8 @@
  * here, so the matcher's expansion always terminates. */
 #include "grammar_internal.h"
 
+#include "common.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,16 +101,10 @@ static bool at_rule_start(const parser *p) {
     return i + 3 <= p->n && memcmp(p->s + i, "::=", 3) == 0;
 }
 
-static size_t name_hash(const char *name, size_t len) { /* FNV-1a */
-    size_t h = 2166136261u;
-    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)name[i]) * 16777619u;
-    return h;
-}
-
 /* The slot of names where rule `name` is, or the empty slot where it would go. */
 static int *name_slot(parser *p, const char *name, size_t len) {
     const size_t mask = (size_t)p->names_cap - 1;
-    for (size_t i = name_hash(name, len) & mask;; i = (i + 1) & mask) {
+    for (size_t i = ls_hash_bytes(name, len) & mask;; i = (i + 1) & mask) {
         int *slot = &p->names[i];
         if (*slot == 0) return slot;
         const char *other = p->g->rules[*slot - 1].name;

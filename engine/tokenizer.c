@@ -109,13 +109,6 @@ static int utf8_check(const unsigned char *s, size_t n) {
 
 /* ---- piece lookup ---- */
 
-static uint32_t hash_bytes(const char *s, size_t n) {
-    uint32_t h = 2166136261u; /* FNV-1a: short keys, good enough spread for 32k pieces */
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return h;
-}
-
 static inline const char *raw_of(const tokenizer *t, int id, size_t *len) {
     *len = t->raw_off[id + 1] - t->raw_off[id] - 1;
     return t->raw + t->raw_off[id];
@@ -124,7 +117,7 @@ static inline const char *raw_of(const tokenizer *t, int id, size_t *len) {
 /* The id of the piece with exactly these bytes, or -1. */
 static int lookup(const tokenizer *t, const char *s, size_t n) {
     size_t mask = t->n_slots - 1;
-    uint32_t h = hash_bytes(s, n);
+    uint32_t h = ls_hash_bytes(s, n);
     for (size_t i = h & mask;; i = (i + 1) & mask) {
         int32_t id = t->slots[i].id;
         if (id < 0) return -1;
@@ -276,7 +269,7 @@ static void add_piece_text(tokenizer *t, int type, const char *p, size_t len, si
 /* Piece i into the lookup table. A duplicate piece keeps its first id, as the later one could
  * never be produced. */
 static void hash_insert(tokenizer *t, int i, const char *p, size_t len) {
-    uint32_t h = hash_bytes(p, len);
+    uint32_t h = ls_hash_bytes(p, len);
     for (size_t mask = t->n_slots - 1, k = h & mask;; k = (k + 1) & mask) {
         int32_t other = t->slots[k].id;
         if (other < 0) {
