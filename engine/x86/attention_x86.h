@@ -7,12 +7,14 @@
 
 #include "attention_avx2.h"
 
+#include "common.h"
+
 #include <immintrin.h>
 
 #define TARGET __attribute__((target("avx2,fma,f16c")))
-#define INLINE static inline __attribute__((always_inline)) TARGET
+#define INLINE static inline LS_FORCE_INLINE TARGET
 #define TARGET512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
-#define INLINE512 static inline __attribute__((always_inline)) TARGET512
+#define INLINE512 static inline LS_FORCE_INLINE TARGET512
 
 /* attn_exp (forward.c) on 8 lanes, step for step. */
 INLINE __m256 exp8(__m256 x) {

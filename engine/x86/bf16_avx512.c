@@ -8,6 +8,7 @@
  * those semantics (bf16_probe). Never allocates; no state besides the CPU answer. */
 #include "x86.h"
 
+#include "../common.h"
 #include "../matmul.h"
 
 #include <stdatomic.h>
@@ -19,7 +20,7 @@
 
 #define TARGETBF16                                                                                 \
     __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512bf16")))
-#define INLINEBF16 static inline __attribute__((always_inline)) TARGETBF16
+#define INLINEBF16 static inline LS_FORCE_INLINE TARGETBF16
 
 /* Decode prefetches its rows this many elements ahead (1 KiB): on Zen 5 from DRAM, one core,
  * 2048 x 5632 then back, 15.6-16.8 GMAC/s against 12.4-13.3 without (2026-11-30). */

@@ -9,6 +9,8 @@
 
 #include "x86.h"
 
+#include "common.h"
+
 #include <immintrin.h>
 #include <string.h>
 
@@ -16,9 +18,9 @@
  * use AVX2 (or VEX encodings) anywhere in it, the CPUID probes included, and the library must
  * start on any x86-64. */
 #define TARGET __attribute__((target("avx2,fma,f16c")))
-#define INLINE static inline __attribute__((always_inline)) TARGET
+#define INLINE static inline LS_FORCE_INLINE TARGET
 #define TARGET512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
-#define INLINE512 static inline __attribute__((always_inline)) TARGET512
+#define INLINE512 static inline LS_FORCE_INLINE TARGET512
 
 #define RW_MAX 4 /* weight rows per tile */
 #define RT_MAX 2 /* activation rows per tile: 4x2 accumulators + 4 weight vectors fit 16 ymm */
