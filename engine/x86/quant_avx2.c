@@ -50,11 +50,6 @@ INLINE float h2f(uint16_t h) {
     return _cvtsh_ss(h);
 }
 
-/* 32 unsigned codes (each < 64) times 32 signed activation codes, as 8 int32 partial sums. */
-INLINE __m256i dot32(__m256i codes, __m256i x) {
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(codes, x), _mm256_set1_epi16(1));
-}
-
 /* Q4_K and Q5_K: eight sub-blocks of 32 with 6-bit scales and mins. A block is decoded once
  * (k4_block) and then multiplied with each activation row of a group. */
 typedef struct {
