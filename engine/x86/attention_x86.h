@@ -1,20 +1,15 @@
-/* x86/attention_x86: what the attention helper files of engine/x86/ share (internal to them):
- * the target attributes, the 8-lane exp (step for step forward.c's attn_exp), and the scores and
- * softmax step of the rows-in-lanes block steps (attn_block8_avx512, attn_block8_avx2). Include
- * it only under #if defined(__x86_64__) || defined(__i386__). No state. */
+/* x86/attention_x86: what the attention helper files of engine/x86/ share (internal to them),
+ * besides x86_target.h's target attributes: the 8-lane exp (step for step forward.c's
+ * attn_exp), and the scores and softmax step of the rows-in-lanes block steps
+ * (attn_block8_avx512, attn_block8_avx2). Include it only under
+ * #if defined(__x86_64__) || defined(__i386__). No state. */
 #ifndef LS_X86_ATTENTION_X86_H
 #define LS_X86_ATTENTION_X86_H
 
 #include "attention_avx2.h"
-
-#include "common.h"
+#include "x86_target.h"
 
 #include <immintrin.h>
-
-#define TARGET __attribute__((target("avx2,fma,f16c")))
-#define INLINE static inline LS_FORCE_INLINE TARGET
-#define TARGET512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
-#define INLINE512 static inline LS_FORCE_INLINE TARGET512
 
 /* attn_exp (forward.c) on 8 lanes, step for step. */
 INLINE __m256 exp8(__m256 x) {

@@ -1,26 +1,17 @@
 /* x86_simd: what the x86 kernel files share (internal to the files of engine/x86/): the target
- * attributes, the tile sizes, the weight loads and the one horizontal reduction every float pair
- * ends with, the AVX2 float tile (the zmm kernels end an odd number of weight rows with one),
- * the integer reductions and scale unpacking of the K-quant kernels, and the row kernels that
- * one file calls in the other. Include it only under
+ * attributes (x86_target.h), the tile sizes, the weight loads and the one horizontal reduction
+ * every float pair ends with, the AVX2 float tile (the zmm kernels end an odd number of weight
+ * rows with one), the integer reductions and scale unpacking of the K-quant kernels, and the row
+ * kernels that one file calls in the other. Include it only under
  * #if defined(__x86_64__) || defined(__i386__). No state. */
 #ifndef LS_X86_SIMD_H
 #define LS_X86_SIMD_H
 
 #include "x86.h"
-
-#include "common.h"
+#include "x86_target.h"
 
 #include <immintrin.h>
 #include <string.h>
-
-/* Function-level targets rather than per-file -m flags: with -mavx2 on a file the compiler may
- * use AVX2 (or VEX encodings) anywhere in it, the CPUID probes included, and the library must
- * start on any x86-64. */
-#define TARGET __attribute__((target("avx2,fma,f16c")))
-#define INLINE static inline LS_FORCE_INLINE TARGET
-#define TARGET512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
-#define INLINE512 static inline LS_FORCE_INLINE TARGET512
 
 #define RW_MAX 4 /* weight rows per tile */
 #define RT_MAX 2 /* activation rows per tile: 4x2 accumulators + 4 weight vectors fit 16 ymm */
