@@ -46,6 +46,22 @@ int ls_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, long ms);
 #define LS_FORCE_INLINE __attribute__((always_inline))
 #endif
 
+/* ThreadSanitizer does not instrument the SIMD kernels of x86/ (meson.build, mm_kernels_lib): it
+ * checked each of their vector loads, which made the sanitizer's suite 10 times slower than the
+ * release one. Their callers tell it instead what each call reads and writes, once per call
+ * (engine/matmul.c per thread's share, forward.c per attention item), so that two threads'
+ * shares that overlap are still reported. The weights, read-only while threads use them, are
+ * not declared. meson defines LS_TSAN in the ThreadSanitizer build. */
+#ifdef LS_TSAN
+void __tsan_read_range(void *addr, unsigned long size);
+void __tsan_write_range(void *addr, unsigned long size);
+#define LS_TSAN_READ(p, n) __tsan_read_range((void *)(p), (unsigned long)(n))
+#define LS_TSAN_WRITE(p, n) __tsan_write_range((void *)(p), (unsigned long)(n))
+#else
+#define LS_TSAN_READ(p, n) ((void)(p), (void)(n))
+#define LS_TSAN_WRITE(p, n) ((void)(p), (void)(n))
+#endif
+
 /* FNV-1a over n bytes: the hash of the engine's small lookup tables (tokenizer pieces, grammar
  * rule names and stacks). */
 static inline uint32_t ls_hash_bytes(const void *p, size_t n) {

@@ -495,6 +495,13 @@ static void attention_block(float *const *out /* nq x (head_dim) */,
         for (int i = 0; i < head_dim; i++) out[r][i] = 0.0f;
     }
     const int n_max = pos0 + (nq - 1) / rep * step + 1;
+    /* what the SIMD helpers read and write, declared to ThreadSanitizer (engine/common.h) */
+    LS_TSAN_READ(kv_k_head(kv, layer, kv_head, 0), (size_t)n_max * head_bytes);
+    LS_TSAN_READ(kv_v_head(kv, layer, kv_head, 0), (size_t)n_max * head_bytes);
+    for (int r = 0; r < nq; r++) {
+        LS_TSAN_READ(q[r], (size_t)head_dim * sizeof **q);
+        LS_TSAN_WRITE(out[r], (size_t)head_dim * sizeof **out);
+    }
     /* done[r / 8]: the positions row r took in attention_block_lanes */
     int done[ATTN_QMAX / 8] = {0}, t_start = 0;
     if (simd && head_dim % 16 == 0 && head_dim <= ATTN512_MAX_HEAD_DIM) {

@@ -211,6 +211,22 @@ typedef struct {
     bool simd;
 } mm_job;
 
+/* What a share [r0, r1) of a SIMD product reads and writes, declared to ThreadSanitizer, which
+ * does not instrument the kernels (engine/common.h): every form of the activations the call
+ * prepared, and the share's columns of out. */
+static void mm_footprint(const mm_job *j, int r0, int r1) {
+    const size_t n_in = (size_t)j->w->ne[0], n_out = (size_t)j->w->ne[1], T = (size_t)j->T;
+    const size_t groups = (T + 3) / 4; /* xr and xkr hold the rows by groups of 4 */
+    LS_TSAN_READ(j->x, T * n_in * sizeof *j->x);
+    if (j->xq) LS_TSAN_READ(j->xq, T * (n_in / QK) * sizeof *j->xq);
+    if (j->xr) LS_TSAN_READ(j->xr, groups * (n_in / QK) * sizeof *j->xr);
+    if (j->xk) LS_TSAN_READ(j->xk, T * (n_in / QK_K) * sizeof *j->xk);
+    if (j->xkr) LS_TSAN_READ(j->xkr, groups * (n_in / QK_K) * sizeof *j->xkr);
+    if (j->xb) LS_TSAN_READ(j->xb, T * n_in * sizeof *j->xb);
+    for (size_t t = 0; t < T; t++)
+        LS_TSAN_WRITE(j->out + t * n_out + r0, (size_t)(r1 - r0) * sizeof *j->out);
+}
+
 /* Thread ith's share: a contiguous run of output columns (weight rows), rounded to whole
  * 4-row tiles; the reduction dimension is never split. */
 static void mm_rows(void *arg, int ith, int nth) {
@@ -221,6 +237,7 @@ static void mm_rows(void *arg, int ith, int nth) {
     const int r1 = r0 + per < n_out ? r0 + per : n_out;
     if (j->simd) {
         if (r0 >= r1) return;
+        mm_footprint(j, r0, r1);
         if (j->xb) { /* x86/bf16_avx512.c */
             x86_rows_bf16_dot(j->out, j->xb, j->w, j->T, r0, r1);
             return;
@@ -287,11 +304,24 @@ typedef struct {
     q8_K_quantizer quantize_K; /* for xk */
 } quant_job;
 
+/* What quant_rows does with group g (rows 4g .. 4g + 3), declared to ThreadSanitizer for the
+ * SIMD quantizers and repackers it does not instrument (engine/common.h). */
+static void quant_footprint(const quant_job *j, int g) {
+    const size_t n_in = (size_t)j->n_in, t0 = 4 * (size_t)g;
+    const size_t nt = (size_t)j->T - t0 < 4 ? (size_t)j->T - t0 : 4;
+    LS_TSAN_READ(j->x + t0 * n_in, nt * n_in * sizeof *j->x);
+    if (j->xk) LS_TSAN_WRITE(j->xk + t0 * (n_in / QK_K), nt * (n_in / QK_K) * sizeof *j->xk);
+    if (j->xkr) LS_TSAN_WRITE(j->xkr + (size_t)g * (n_in / QK_K), n_in / QK_K * sizeof *j->xkr);
+    if (j->xq) LS_TSAN_WRITE(j->xq + t0 * (n_in / QK), nt * (n_in / QK) * sizeof *j->xq);
+    if (j->xr) LS_TSAN_WRITE(j->xr + (size_t)g * (n_in / QK), n_in / QK * sizeof *j->xr);
+}
+
 /* Work goes by groups of 4 rows, so a thread repacks the rows it has just quantized. */
 static void quant_rows(void *arg, int ith, int nth) {
     const quant_job *j = arg;
     const int nb = j->n_in / QK;
     for (int g = ith; 4 * g < j->T; g += nth) {
+        quant_footprint(j, g);
         for (int t = 4 * g; j->xk && t < 4 * g + 4 && t < j->T; t++)
             j->quantize_K(j->xk + (size_t)t * (j->n_in / QK_K), j->x + (size_t)t * j->n_in,
                           j->n_in);
@@ -340,6 +370,8 @@ void matmul(float *out, const float *x, const tensor *w, int T, mm_scratch *s, p
                                           qdot_neon_has(w->type));
     mm_job j = {out, x, NULL, NULL, NULL, NULL, NULL, w, T, simd};
     if (w->type == DT_BF16 && mm_bf16_dot() && w->ne[0] % 32 == 0) {
+        LS_TSAN_READ(x, (size_t)T * w->ne[0] * sizeof *x); /* see mm_footprint */
+        LS_TSAN_WRITE(s->xb, (size_t)T * w->ne[0] * sizeof *s->xb);
         x86_round_bf16(s->xb, x, (int64_t)T * w->ne[0]); /* f32_to_bf16's bits, any path */
         j.xb = s->xb;
     } else if (dtype_uses_q8_K(w->type)) {

@@ -973,7 +973,7 @@ void mm_dec_repack(void *dst, const tensor *w) {
 #define RT_ZMM 6 /* activation rows per tile: 4 x 6 accumulators + 4 weight vectors + 1 */
 
 /* 8 weights from element k of row a (low half) and row b (high half), as F32. */
-WEIGHT_LOAD512 __m512 load8x2(dtype type, const uint8_t *a, const uint8_t *b, int k) {
+INLINE512 __m512 load8x2(dtype type, const uint8_t *a, const uint8_t *b, int k) {
     if (type == DT_F32)
         return _mm512_castpd_ps(_mm512_insertf64x4(
             _mm512_castpd256_pd512(_mm256_loadu_pd((const double *)((const float *)a + k))),

@@ -28,23 +28,8 @@ INLINE float hsum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* What the weight loads of the float tiles are declared with. ThreadSanitizer (gcc defines
- * __SANITIZE_THREAD__) checks each 32-byte load through its range check, and on the F32 demo
- * model the weights' loads made decode 30 times slower than in release (21 ms a token, 79% of it
- * in that check). The weights are read-only for as long as threads use them (mapped from the
- * file, or copied once at load), so nothing can race on them: under TSan these loads are left
- * unchecked, in a function of their own. The activations' loads and the outputs' stores stay
- * checked. */
-#ifdef __SANITIZE_THREAD__
-#define WEIGHT_LOAD static __attribute__((unused, noinline, no_sanitize_thread)) TARGET
-#define WEIGHT_LOAD512 static __attribute__((unused, noinline, no_sanitize_thread)) TARGET512
-#else
-#define WEIGHT_LOAD INLINE
-#define WEIGHT_LOAD512 INLINE512
-#endif
-
 /* 8 weights of row `row` from element k, as F32. */
-WEIGHT_LOAD __m256 load8(dtype type, const void *row, int k) {
+INLINE __m256 load8(dtype type, const void *row, int k) {
     if (type == DT_F32) return _mm256_loadu_ps((const float *)row + k);
     __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)row + k));
     if (type == DT_F16) return _mm256_cvtph_ps(h);
