@@ -67,9 +67,10 @@ tokenizer *model_load_tokenizer(const char *path, char *err, size_t errlen);
 
 /* The opt-in --repack: copies every Q4_0 and IQ4_NL matrix (by whole groups of 16 rows) and
  * every K-quant and IQ4_XS one (groups of 8) into private memory in the layout of the AVX-512
- * VNNI decode kernels (x86.h mm_dec_repack) and points each tensor's `packed` at its copy; the
- * mapped weights stay in use for everything else (prefill, other CPUs). Costs *bytes (returned;
- * 0 when there is nothing to repack: none of those types, or no AVX-512 VNNI) of private
+ * VNNI decode kernels (x86.h mm_dec_repack), which the AVX2 ones read too, and points each
+ * tensor's `packed` at its copy; the mapped weights stay in use for everything else (prefill,
+ * other CPUs). Costs *bytes (returned; 0 when there is nothing to repack: none of those types,
+ * or no AVX2) of private
  * memory, freed by model_free. The results are the
  * same bits. Call once, before any forward pass, from one thread. -1 when the memory is lacking
  * (the model is unchanged). */
