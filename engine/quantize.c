@@ -13,6 +13,16 @@
 #define N_CAND 31  /* candidate scales per fit */
 
 static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* (int)lrintf(v) (to nearest, ties to even) for |v| < 2^22, without the library call the fits
+ * made a few dozen times per element: adding 1.5 * 2^23 leaves no fraction bits, so the float
+ * add rounds v to an integer, and subtracting it again is exact. The fits' arguments stay
+ * within a code range of the scale they try (|v| <= 128.5); NaN (from NaN weights) gives 0, as
+ * lrintf's result did once cast, and larger magnitudes +-2^22, which every caller clamps. */
+static int round_small(float v) {
+    if (!(v > -0x1p22f && v < 0x1p22f)) return v > 0.0f ? 1 << 22 : v < 0.0f ? -(1 << 22) : 0;
+    return (int)((v + 0x1.8p23f) - 0x1.8p23f);
+}
 static float f16_round(float f) { return f16_to_f32(f32_to_f16(f)); }
 
 /* Symmetric codes q in [qmin, qmax] (qmin = -qmax - 1) with value = s * q: the scale that maps
@@ -34,7 +44,7 @@ static float fit_symmetric(const float *x, int n, int qmin, int qmax) {
             const float iscale = (float)sign * ((float)-qmin + 0.5f - 0.1f * (float)k) / amax;
             double sxq = 0.0, sqq = 0.0;
             for (int i = 0; i < n; i++) {
-                const int q = clampi((int)lrintf(iscale * x[i]), qmin, qmax);
+                const int q = clampi(round_small(iscale * x[i]), qmin, qmax);
                 sxq += (double)x[i] * q;
                 sqq += (double)q * q;
             }
@@ -60,6 +70,7 @@ static void fit_affine(const float *x, int n, int qmax, bool min_nonpos, float *
         mx = fmaxf(mx, x[i]);
     }
     if (min_nonpos && mn > 0.0f) mn = 0.0f;
+    assert(n <= QK);
     *s_out = 0.0f;
     *off_out = mn;
     if (mx <= mn) return; /* a constant block: the offset alone */
@@ -67,8 +78,10 @@ static void fit_affine(const float *x, int n, int qmax, bool min_nonpos, float *
     for (int k = 0; k < N_CAND; k++) {
         const float iscale = ((float)qmax - 1.0f + (2.0f * (float)k) / (N_CAND - 1)) / (mx - mn);
         double sq = 0.0, sqq = 0.0, sx = 0.0, sqx = 0.0;
+        int qs[QK]; /* the codes again for the error below */
         for (int i = 0; i < n; i++) {
-            const int q = clampi((int)lrintf(iscale * (x[i] - mn)), 0, qmax);
+            const int q = clampi(round_small(iscale * (x[i] - mn)), 0, qmax);
+            qs[i] = q;
             sq += q;
             sqq += (double)q * q;
             sx += x[i];
@@ -84,8 +97,7 @@ static void fit_affine(const float *x, int n, int qmax, bool min_nonpos, float *
         if (s <= 0.0) continue;
         double err = 0.0;
         for (int i = 0; i < n; i++) {
-            const int q = clampi((int)lrintf(iscale * (x[i] - mn)), 0, qmax);
-            const double e = x[i] - (s * q + off);
+            const double e = x[i] - (s * qs[i] + off);
             err += e * e;
         }
         if (err < best_err) {
@@ -96,8 +108,23 @@ static void fit_affine(const float *x, int n, int qmax, bool min_nonpos, float *
     }
 }
 
-/* IQ4_NL's table: value = s * iq4_levels[idx]. */
+/* IQ4_NL's table: value = s * iq4_levels[idx]; the nearest level, the lower index on a tie. */
 static int iq4_nearest(float v) {
+    if (fabsf(v) <= 256.0f) {
+        /* The levels are ascending integers at least 9 apart, so within this range the
+         * rounded distances fall towards v and rise past it, and only the level at or below v
+         * (lo: how many levels after the first are at most floor(v)) and the one above can be
+         * nearest; counting is branch-free, as the fits' several dozen tries per element need
+         * (random data mispredicts a search). The same answer as the full scan below. */
+        int f = (int)v;
+        f -= (float)f > v;                       /* floor(v) */
+        f = f < -128 ? -128 : f > 127 ? 127 : f; /* the levels lie within int8's range */
+        int lo = 0;
+        for (int i = 1; i < 16; i++) lo += iq4_levels[i] <= f;
+        const int up = lo + (lo < 15); /* (below level 0, lo = 0 is nearer than up = 1) */
+        const float d_lo = fabsf(v - (float)iq4_levels[lo]);
+        return fabsf(v - (float)iq4_levels[up]) < d_lo ? up : lo;
+    }
     int best = 0;
     for (int i = 1; i < 16; i++)
         if (fabsf(v - (float)iq4_levels[i]) < fabsf(v - (float)iq4_levels[best])) best = i;
