@@ -476,6 +476,56 @@ static void test_avx512_matches_avx2(void) {
     pool_destroy(p);
 }
 
+/* The AVX2 float tiles give the same bits whether each tile converts its F16/BF16 weights in
+ * registers or reads an F32 buffer converted once per K chunk (mm_float_avx2_buf_min), and
+ * whether every tile or only a chunk's first prefetches the next rows (mm_float_pf_once), on
+ * any CPU with AVX2 (the CPU table turns them on for Zen 1 only): K chunks of 64, 512 and 4096
+ * (the buffer holds at most 1024), rows off the vector width and longer than the buffer, T from
+ * the buffer's threshold (3) to more than a group (150), several threads. */
+static void test_avx2_float_buffer(void) {
+    if (!mm_avx2_supported()) return;
+    const dtype types[] = {DT_F32, DT_F16, DT_BF16};
+    const int shapes[][3] = {{701, 13, 3}, {37, 9, 7}, {1030, 9, 21}, {2100, 6, 5},
+                             {300, 17, 150}, {4100, 5, 4}, {5, 7, 3}};
+    const int n_shapes = (int)(sizeof shapes / sizeof shapes[0]);
+    const int kcs[] = {64, 512, 4096};
+    pool *p = pool_create(2);
+    mm_avx512_allow(false);
+    for (int i = 0; i < 3; i++)
+        for (int s = 0; s < n_shapes; s++)
+            for (int kc = 0; kc < 3; kc++) {
+                mm_set_float_kc(kcs[kc]);
+                const int n_in = shapes[s][0], n_out = shapes[s][1], T = shapes[s][2];
+                tensor w = make_weights(types[i], n_in, n_out, 31u + (unsigned)s);
+                float *x = malloc((size_t)T * n_in * sizeof *x);
+                float *a = malloc((size_t)T * n_out * sizeof *a);
+                float *b = malloc((size_t)T * n_out * sizeof *b);
+                unsigned seed = 17u + (unsigned)s;
+                for (int k = 0; k < T * n_in; k++) x[k] = frand(&seed) * 2.0f;
+                mm_scratch ms;
+                CHECK(mm_scratch_init(&ms, T, n_in) == 0, "scratch");
+                mm_set_float_avx2_buf_min(0);
+                mm_set_float_pf_once(0);
+                matmul(a, x, &w, T, &ms, p);
+                mm_set_float_avx2_buf_min(3);
+                mm_set_float_pf_once(1);
+                matmul(b, x, &w, T, &ms, p);
+                CHECK(memcmp(a, b, (size_t)T * n_out * sizeof *a) == 0,
+                      "%s %dx%d T=%d, K chunk %d: the AVX2 tiles' buffer changes the results",
+                      dtype_name(types[i]), n_out, n_in, T, kcs[kc]);
+                mm_scratch_free(&ms);
+                free((void *)w.data);
+                free(x);
+                free(a);
+                free(b);
+            }
+    mm_avx512_allow(true);
+    mm_set_float_kc(0);
+    mm_set_float_avx2_buf_min(-1);
+    mm_set_float_pf_once(-1);
+    pool_destroy(p);
+}
+
 /* Every shape of the Q4_0 VNNI decode tile (8, 16 and 32 rows, each prefetch distance) gives
  * the scalar twin's bits, whichever one this CPU would pick: T = 1-3 (32-row tiles take T = 1
  * only), row counts that leave ragged rests after 32-, 16- and 8-row tiles, split over 1 and 2
@@ -694,6 +744,7 @@ int main(void) {
     if (mm_avx512_supported()) test_attention_block8(attn_block8_avx512, "attn_block8_avx512");
     if (mm_avx2_supported()) test_attention_block8(attn_block8_avx2, "attn_block8_avx2");
     test_avx512_matches_avx2();
+    test_avx2_float_buffer();
     test_dec_tiles();
     test_dec_repack(DT_Q4_0);
     test_dec_repack(DT_IQ4_NL);

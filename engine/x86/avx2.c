@@ -57,7 +57,7 @@ INLINE void rows_float(dtype type, float *out, const float *x, const tensor *w, 
         __m256 save[RW_MAX];
         for (int i = 0; i < q; i++)
             tile_float(type, out + r0 + i, n_out, base + (size_t)(r0 + i) * rb, (size_t)q * rb, rb,
-                       q, x, n, 0, n, n, save, true, true, RW_MAX, 1);
+                       q, x, n, 0, n, n, save, true, true, true, RW_MAX, 1);
         for (int r = r0 + RW_MAX * q; r < r1; r++)
             rows_float_block(type, out + r, x, base + r * rb, rb, n, n_out, 0, 1, 1);
         return;

@@ -555,15 +555,17 @@ static const struct {
     int kq_lanes_max[3]; /* Q4_K, Q5_K, Q6_K: the AVX2 lanes tiles below this many rows */
     int kq_tile_min[3];  /* Q4_K, Q5_K, Q6_K: the VNNI tiles from this many rows (0: default) */
     bool dec_spread; /* float decode tiles take rows a quarter of the thread's share apart */
+    int avx2_buf_min; /* F16, BF16: the fewest rows whose AVX2 tiles read converted chunks */
+    bool pf_once;     /* AVX2 float tiles: only a chunk's first tile prefetches the next rows */
 } cpu_table[] = {
     /* Intel Emerald Rapids: tuned there; the L1 holds a 512 chunk; two 512-bit FMA ports */
-    {false, 6, 207, 0, 512, {2, 2, 2}, {3, 3, 3}, {0, 0, 0}, {0, 0, 0}, false},
+    {false, 6, 207, 0, 512, {2, 2, 2}, {3, 3, 3}, {0, 0, 0}, {0, 0, 0}, false, 0, false},
     /* AMD Zen 4 (Genoa), measured 2026-11-29: 16-row decode tile; whole rows beat 512-element
      * chunks by 8-13%. Zen 4 splits a 512-bit FMA in two, so the zmm tiles win only where their
      * converted weight chunk serves many rows; below these row counts the AVX2 tiles are faster
      * (bench-matmul, one core, from DRAM, 2026-11-30, ms AVX2 / zmm: F16 T=8 89/157, T=32
      * 354/361, T=48 544/485; F32 T=16 248/271, T=24 366/327; BF16 T=16 223/240, T=24 317/286) */
-    {true, 25, 17, 0, 4096, {20, 36, 20}, {3, 3, 3}, {0, 0, 0}, {0, 0, 0}, false},
+    {true, 25, 17, 0, 4096, {20, 36, 20}, {3, 3, 3}, {0, 0, 0}, {0, 0, 0}, false, 0, false},
     /* AMD Zen 5 (Turin, family 26 model 2), measured 2026-11-30: two full 512-bit FMA pipes
      * (108 GMAC/s per core in zmm, 54 in ymm). Converting the weights in registers beats the
      * buffer up to 24 rows for F32 and 48 for F16 and BF16 (T = 16: F16 43-44 -> 62-68 GMAC/s);
@@ -577,7 +579,14 @@ static const struct {
      * decode kernels from 10 rows here, not 18 (T = 12 28-30 -> 52-54, T = 16 29-30 -> 46-66).
      * One core reads 38-40 GB/s as four long streams but 25 as tiles of four consecutive 4 KiB
      * rows, so the float decode tiles spread their rows (BF16 tg 13-17 -> 18-21 tok/s). */
-    {true, 26, 2, 0, 4096, {6, 3, 3}, {32, 64, 64}, {24, 16, 0}, {0, 0, 10}, true},
+    {true, 26, 2, 0, 4096, {6, 3, 3}, {32, 64, 64}, {24, 16, 0}, {0, 0, 10}, true, 0, false},
+    /* AMD family 23 model 1 (Zen 1, as EPYC 7001, or a VM's "EPYC" CPU model), measured
+     * 2026-12-02: AVX2 only, 128-bit units (one ymm FMA per cycle); vcvtph2ps ymm takes 4.6
+     * cycles, so the F16 tiles converting in registers ran at 5.4-9.0 GMAC/s (T = 128,
+     * bench-matmul, one core) and llama.cpp's F16 pp128 was 1.43x ours; and prefetches cost:
+     * an L1-resident F32 tile ran at 15.3 GMAC/s without the next rows' prefetches and 9.6 with
+     * them. The AVX-512 columns do not apply. */
+    {true, 23, 1, 0, 512, {2, 2, 2}, {3, 3, 3}, {0, 0, 0}, {0, 0, 0}, false, 3, true},
 };
 
 /* The row of cpu_table for this CPU (0 when it is not there). */
@@ -652,6 +661,28 @@ void mm_set_float_buf_min(int t) {
 int mm_float_buf_min(dtype type) {
     int f = atomic_load_explicit(&buf_min_forced, memory_order_relaxed);
     return f ? f : by_type(cpu_table[cpu_row()].buf_min, type);
+}
+
+static atomic_int avx2_buf_min_forced = -1; /* mm_set_float_avx2_buf_min's choice, or -1 */
+
+void mm_set_float_avx2_buf_min(int t) {
+    atomic_store_explicit(&avx2_buf_min_forced, t < 0 ? -1 : t, memory_order_relaxed);
+}
+
+int mm_float_avx2_buf_min(void) {
+    int f = atomic_load_explicit(&avx2_buf_min_forced, memory_order_relaxed);
+    return f >= 0 ? f : cpu_table[cpu_row()].avx2_buf_min;
+}
+
+static atomic_int pf_once_forced = -1; /* mm_set_float_pf_once's choice, or -1 */
+
+void mm_set_float_pf_once(int on) {
+    atomic_store_explicit(&pf_once_forced, on < 0 ? -1 : on != 0, memory_order_relaxed);
+}
+
+bool mm_float_pf_once(void) {
+    int f = atomic_load_explicit(&pf_once_forced, memory_order_relaxed);
+    return f >= 0 ? f != 0 : cpu_table[cpu_row()].pf_once;
 }
 
 static atomic_int float_kc_forced; /* mm_set_float_kc's choice, or 0 */
@@ -1192,6 +1223,10 @@ int mm_kq_tile_min(dtype type) {
 }
 void mm_set_float_dec_spread(int on) { (void)on; }
 bool mm_float_dec_spread(void) { return false; }
+void mm_set_float_avx2_buf_min(int t) { (void)t; }
+int mm_float_avx2_buf_min(void) { return 0; }
+void mm_set_float_pf_once(int on) { (void)on; }
+bool mm_float_pf_once(void) { return false; }
 size_t mm_dec_packed_bytes(const tensor *w) { (void)w; return 0; }
 void mm_dec_repack(void *dst, const tensor *w) { (void)dst, (void)w; }
 void mm_repack_x4(q8_act_x4 *xr, const block_q8_act *xq, int T, int t0, int nb) {

@@ -116,6 +116,19 @@ int mm_kq_tile_min(dtype type);
  * overrides it (tests: 0 or 1; -1: back to the CPU's); flip it between matmul calls. */
 bool mm_float_dec_spread(void);
 void mm_set_float_dec_spread(int on);
+/* The fewest activation rows for which the AVX2 float tiles (F16, BF16; x86_simd.h
+ * rows_float_block) convert each K chunk of the weights into an F32 buffer once rather than in
+ * every tile; 0: never. From the CPU table (Zen 1: 3, where vcvtph2ps is slow; elsewhere 0).
+ * The same bits either way. mm_set_float_avx2_buf_min overrides it (tests: 0 never, >= 1;
+ * -1: back to the CPU's); flip it between matmul calls. */
+int mm_float_avx2_buf_min(void);
+void mm_set_float_avx2_buf_min(int t);
+/* Whether, over a K chunk that several activation tiles share, only the first AVX2 float tile
+ * prefetches the next weight rows (the others' prefetches are of lines already on their way).
+ * From the CPU table (Zen 1: yes); the same bits either way. mm_set_float_pf_once overrides it
+ * (0 or 1; -1: back to the CPU's); flip it between matmul calls. */
+bool mm_float_pf_once(void);
+void mm_set_float_pf_once(int on);
 /* Weights repacked for the decode kernels (the opt-in --repack). Q4_0 and IQ4_NL: each group of
  * 16 rows becomes one stream of 288-byte block groups (16 scales, then 16 x 16 nibble bytes),
  * so a tile reads one contiguous stream, with no inserts and no gather. The K-quants and IQ4_XS:

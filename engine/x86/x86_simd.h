@@ -208,7 +208,7 @@ static inline int iq4_xs_scale(const block_iq4_xs *w, int s) {
  * whatever the chunking. The tail (n % 8 elements) belongs to the last chunk. */
 INLINE void tile_float(dtype type, float *out, int ldo, const uint8_t *w, size_t wstride,
                        size_t wnext, int ostride, const float *x, int ldx, int k0, int k1, int n,
-                       __m256 *save, bool first, bool last, int RW, int RT) {
+                       __m256 *save, bool first, bool last, bool pf, int RW, int RT) {
     const int esz = type == DT_F32 ? 4 : 2;
     __m256 acc[RW_MAX][RT_MAX];
 #pragma GCC unroll 4
@@ -224,7 +224,7 @@ INLINE void tile_float(dtype type, float *out, int ldo, const uint8_t *w, size_t
             wv[r] = load8(type, w + r * wstride, k);
             /* the next tile's rows, one cache line per 64 bytes of weights, into L2 (see
              * tile_vnni_dec) */
-            if ((k * esz) % 64 == 0)
+            if (pf && (k * esz) % 64 == 0)
                 _mm_prefetch((const char *)(w + r * wstride + wnext) + k * esz, _MM_HINT_T1);
         }
 #pragma GCC unroll 6
@@ -256,28 +256,78 @@ INLINE void tile_float(dtype type, float *out, int ldo, const uint8_t *w, size_t
 }
 
 
+/* Rows [0, RW) of w (rb bytes apart), elements [k0, k1), converted to F32 (exactly) into buf,
+ * row r at buf + r * ldb, the tail (k1 - k0 not a multiple of 8) zero-padded to 8; the next
+ * RW rows' chunk (wnext bytes on) is prefetched into L2 as the tiles would. */
+INLINE void convert_chunk(dtype type, float *buf, int ldb, const uint8_t *w, size_t rb,
+                          size_t wnext, int k0, int k1, int RW) {
+#pragma GCC unroll 4
+    for (int r = 0; r < RW; r++) {
+        const uint8_t *wr = w + r * rb;
+        float *b = buf + (size_t)r * ldb;
+        int k = k0;
+        for (; k + 8 <= k1; k += 8) {
+            _mm256_storeu_ps(b + (k - k0), load8(type, wr, k));
+            if ((k * 2) % 64 == 0) _mm_prefetch((const char *)(wr + wnext) + k * 2, _MM_HINT_T1);
+        }
+        if (k < k1) _mm256_storeu_ps(b + (k - k0), load8_tail(type, wr, k, k1));
+    }
+}
+
+#define BUF_KC 1024 /* the longest K chunk that convert_chunk's buffer holds */
+
 /* Columns [r, r + RW) x rows [t0, t1) of out, K cut into chunks when several activation rows
  * share the weights (so the weight chunk is reused from L1 while x streams from L2): the zmm
  * tiles' chunk (mm_float_kc: on Zen 4 whole rows, which spare the L2 the 128 activation rows'
  * chunks at one row's stride apart: F16 T=128 38.0-38.1 -> 41.0-42.4 GMAC/s, BF16 33.1-34.1 ->
  * 36.4-36.9, bench-matmul, one core, AVX-512 off, 2026-11-30), but at most 512 for F32, whose
  * 4 rows of 4096 would not fit in L1 (26.8-27.2 against 30.3 for 512 or 1024). Tiles of RT_MAX
- * activation rows, then of 1 for the rest. */
+ * activation rows, then of 1 for the rest. Where the CPU table says so, F16 and BF16 weights are
+ * converted once per chunk into a buffer that every tile reads as F32 (mm_float_avx2_buf_min:
+ * on Zen 1, vcvtph2ps costs 4-5 cycles, so converting in each tile bound the F16 tile), and
+ * only the first tile of a chunk prefetches the next rows (mm_float_pf_once: on Zen 1 the
+ * other tiles' prefetches, of lines already on their way, cost F32 T = 128 a quarter of its
+ * speed). The same operations on the same values either way: the same bits. */
 INLINE void rows_float_block(dtype type, float *out, const float *x, const uint8_t *wr, size_t rb,
                              int n, int n_out, int t0, int t1, int RW) {
     __m256 save[TG * RW_MAX];
     const int kc0 = mm_float_kc(), kc = type == DT_F32 && kc0 > 512 ? 512 : kc0;
-    const int kstep = t1 - t0 > RT_MAX ? kc : n;
+    const bool many = t1 - t0 > RT_MAX, pf_once = many && mm_float_pf_once();
+    const int bmin = type == DT_F32 ? 0 : mm_float_avx2_buf_min();
+    if (many && bmin > 0 && t1 - t0 >= bmin) {
+        float buf[RW_MAX * BUF_KC] __attribute__((aligned(32)));
+        const int kstep = kc < BUF_KC ? kc : BUF_KC;
+        for (int k0 = 0; k0 < n; k0 += kstep) {
+            const int k1 = k0 + kstep < n ? k0 + kstep : n;
+            const bool first = k0 == 0, last = k1 == n;
+            convert_chunk(type, buf, BUF_KC, wr, rb, RW * rb, k0, k1, RW);
+            const uint8_t *b = (const uint8_t *)buf;
+            const size_t bs = BUF_KC * sizeof(float);
+            int t = t0;
+            for (; t + RT_MAX <= t1; t += RT_MAX)
+                tile_float(DT_F32, out + (size_t)t * n_out, n_out, b, bs, 0, 1,
+                           x + (size_t)t * n + k0, n, 0, k1 - k0, k1 - k0,
+                           save + (t - t0) * RW_MAX, first, last, false, RW, RT_MAX);
+            for (; t < t1; t++)
+                tile_float(DT_F32, out + (size_t)t * n_out, n_out, b, bs, 0, 1,
+                           x + (size_t)t * n + k0, n, 0, k1 - k0, k1 - k0,
+                           save + (t - t0) * RW_MAX, first, last, false, RW, 1);
+        }
+        return;
+    }
+    const int kstep = many ? kc : n;
     for (int k0 = 0; k0 < n; k0 += kstep) {
         int k1 = k0 + kstep < n ? k0 + kstep : n;
         bool first = k0 == 0, last = k1 == n;
         int t = t0;
         for (; t + RT_MAX <= t1; t += RT_MAX)
             tile_float(type, out + (size_t)t * n_out, n_out, wr, rb, RW * rb, 1, x + (size_t)t * n,
-                       n, k0, k1, n, save + (t - t0) * RW_MAX, first, last, RW, RT_MAX);
+                       n, k0, k1, n, save + (t - t0) * RW_MAX, first, last, !pf_once || t == t0,
+                       RW, RT_MAX);
         for (; t < t1; t++)
             tile_float(type, out + (size_t)t * n_out, n_out, wr, rb, RW * rb, 1, x + (size_t)t * n,
-                       n, k0, k1, n, save + (t - t0) * RW_MAX, first, last, RW, 1);
+                       n, k0, k1, n, save + (t - t0) * RW_MAX, first, last, !pf_once || t == t0,
+                       RW, 1);
     }
 }
 
