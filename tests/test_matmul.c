@@ -413,6 +413,33 @@ static void test_attention_block8(attn_block8_fn *step, const char *name) {
           n_cmp);
 }
 
+/* matmul of random weights (seed) and activations (seed + 2) with flip(0) in effect, then with
+ * flip(1): true when both give the same bits. */
+static bool same_both_ways(dtype t, int n_in, int n_out, int T, unsigned seed, void (*flip)(int),
+                           pool *p) {
+    tensor w = make_weights(t, n_in, n_out, seed);
+    float *x = malloc((size_t)T * n_in * sizeof *x);
+    float *a = malloc((size_t)T * n_out * sizeof *a);
+    float *b = malloc((size_t)T * n_out * sizeof *b);
+    unsigned s = seed + 2u;
+    for (int k = 0; k < T * n_in; k++) x[k] = frand(&s) * 2.0f;
+    mm_scratch ms;
+    CHECK(mm_scratch_init(&ms, T, n_in) == 0, "scratch");
+    flip(0);
+    matmul(a, x, &w, T, &ms, p);
+    flip(1);
+    matmul(b, x, &w, T, &ms, p);
+    const bool same = memcmp(a, b, (size_t)T * n_out * sizeof *a) == 0;
+    mm_scratch_free(&ms);
+    free((void *)w.data);
+    free(x);
+    free(a);
+    free(b);
+    return same;
+}
+
+static void avx512_then_avx2(int second) { mm_avx512_allow(!second); }
+
 /* The AVX-512 kernels (when the CPU has them) give the AVX2 kernels' bits, every type: the float
  * ones hold two AVX2 pairs per zmm, the quantized ones sum blocks exactly. Shapes cover the K
  * chunks (n_in > 512, packed weights when T > 2), the groups of activation rows (T > 64), ragged
@@ -447,27 +474,12 @@ static void test_avx512_matches_avx2(void) {
                 mm_set_float_buf_min(kc == 3 ? 1000 : 3);
                 int n_in = quant ? (shapes[s][0] / QK + 1) * QK : shapes[s][0];
                 int n_out = shapes[s][1], T = shapes[s][2];
-                tensor w = make_weights(types[i], n_in, n_out, 5u + (unsigned)s);
-                float *x = malloc((size_t)T * n_in * sizeof *x);
-                float *a = malloc((size_t)T * n_out * sizeof *a);
-                float *b = malloc((size_t)T * n_out * sizeof *b);
-                unsigned seed = 7u + (unsigned)s;
-                for (int k = 0; k < T * n_in; k++) x[k] = frand(&seed) * 2.0f;
-                mm_scratch ms;
-                CHECK(mm_scratch_init(&ms, T, n_in) == 0, "scratch");
-                matmul(a, x, &w, T, &ms, p);
-                mm_avx512_allow(false);
-                matmul(b, x, &w, T, &ms, p);
-                mm_avx512_allow(true);
-                CHECK(memcmp(a, b, (size_t)T * n_out * sizeof *a) == 0,
+                CHECK(same_both_ways(types[i], n_in, n_out, T, 5u + (unsigned)s,
+                                     avx512_then_avx2, p),
                       "%s %dx%d T=%d, K chunk %d%s: AVX-512 and AVX2 kernels differ",
                       dtype_name(types[i]), n_out, n_in, T, kcs[kc % 3],
                       kc == 3 ? ", no buffer" : "");
-                mm_scratch_free(&ms);
-                free((void *)w.data);
-                free(x);
-                free(a);
-                free(b);
+                mm_avx512_allow(true);
             }
     }
     mm_set_float_kc(0);
@@ -482,6 +494,11 @@ static void test_avx512_matches_avx2(void) {
  * any CPU with AVX2 (the CPU table turns them on for Zen 1 only): K chunks of 64, 512 and 4096
  * (the buffer holds at most 1024), rows off the vector width and longer than the buffer, T from
  * the buffer's threshold (3) to more than a group (150), several threads. */
+static void in_tiles_then_buffer(int second) {
+    mm_set_float_avx2_buf_min(second ? 3 : 0);
+    mm_set_float_pf_once(second);
+}
+
 static void test_avx2_float_buffer(void) {
     if (!mm_avx2_supported()) return;
     const dtype types[] = {DT_F32, DT_F16, DT_BF16};
@@ -496,28 +513,10 @@ static void test_avx2_float_buffer(void) {
             for (int kc = 0; kc < 3; kc++) {
                 mm_set_float_kc(kcs[kc]);
                 const int n_in = shapes[s][0], n_out = shapes[s][1], T = shapes[s][2];
-                tensor w = make_weights(types[i], n_in, n_out, 31u + (unsigned)s);
-                float *x = malloc((size_t)T * n_in * sizeof *x);
-                float *a = malloc((size_t)T * n_out * sizeof *a);
-                float *b = malloc((size_t)T * n_out * sizeof *b);
-                unsigned seed = 17u + (unsigned)s;
-                for (int k = 0; k < T * n_in; k++) x[k] = frand(&seed) * 2.0f;
-                mm_scratch ms;
-                CHECK(mm_scratch_init(&ms, T, n_in) == 0, "scratch");
-                mm_set_float_avx2_buf_min(0);
-                mm_set_float_pf_once(0);
-                matmul(a, x, &w, T, &ms, p);
-                mm_set_float_avx2_buf_min(3);
-                mm_set_float_pf_once(1);
-                matmul(b, x, &w, T, &ms, p);
-                CHECK(memcmp(a, b, (size_t)T * n_out * sizeof *a) == 0,
+                CHECK(same_both_ways(types[i], n_in, n_out, T, 31u + (unsigned)s,
+                                     in_tiles_then_buffer, p),
                       "%s %dx%d T=%d, K chunk %d: the AVX2 tiles' buffer changes the results",
                       dtype_name(types[i]), n_out, n_in, T, kcs[kc]);
-                mm_scratch_free(&ms);
-                free((void *)w.data);
-                free(x);
-                free(a);
-                free(b);
             }
     mm_avx512_allow(true);
     mm_set_float_kc(0);
