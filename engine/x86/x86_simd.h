@@ -291,46 +291,44 @@ INLINE void convert_chunk(dtype type, float *buf, int ldb, const uint8_t *w, siz
  * only the first tile of a chunk prefetches the next rows (mm_float_pf_once: on Zen 1 the
  * other tiles' prefetches, of lines already on their way, cost F32 T = 128 a quarter of its
  * speed). The same operations on the same values either way: the same bits. */
+/* The tiles of rows [t0, t1) over one K chunk: w and x start at the chunk (element 0 is its
+ * first), k1 its length, n its length when it is the last; pf: every tile prefetches the next
+ * rows (wnext bytes on), or only the first (pf_first), or none. */
+INLINE void chunk_tiles(dtype type, float *out, int n_out, const uint8_t *w, size_t wstride,
+                        size_t wnext, const float *x, int ldx, int k1, int n, __m256 *save,
+                        bool first, bool last, bool pf, bool pf_first, int t0, int t1, int RW) {
+    int t = t0;
+    for (; t + RT_MAX <= t1; t += RT_MAX)
+        tile_float(type, out + (size_t)t * n_out, n_out, w, wstride, wnext, 1, x + (size_t)t * ldx,
+                   ldx, 0, k1, n, save + (t - t0) * RW_MAX, first, last,
+                   pf || (pf_first && t == t0), RW, RT_MAX);
+    for (; t < t1; t++)
+        tile_float(type, out + (size_t)t * n_out, n_out, w, wstride, wnext, 1, x + (size_t)t * ldx,
+                   ldx, 0, k1, n, save + (t - t0) * RW_MAX, first, last,
+                   pf || (pf_first && t == t0), RW, 1);
+}
+
 INLINE void rows_float_block(dtype type, float *out, const float *x, const uint8_t *wr, size_t rb,
                              int n, int n_out, int t0, int t1, int RW) {
     __m256 save[TG * RW_MAX];
     const int kc0 = mm_float_kc(), kc = type == DT_F32 && kc0 > 512 ? 512 : kc0;
     const bool many = t1 - t0 > RT_MAX, pf_once = many && mm_float_pf_once();
     const int bmin = type == DT_F32 ? 0 : mm_float_avx2_buf_min();
-    if (many && bmin > 0 && t1 - t0 >= bmin) {
-        float buf[RW_MAX * BUF_KC] __attribute__((aligned(32)));
-        const int kstep = kc < BUF_KC ? kc : BUF_KC;
-        for (int k0 = 0; k0 < n; k0 += kstep) {
-            const int k1 = k0 + kstep < n ? k0 + kstep : n;
-            const bool first = k0 == 0, last = k1 == n;
-            convert_chunk(type, buf, BUF_KC, wr, rb, RW * rb, k0, k1, RW);
-            const uint8_t *b = (const uint8_t *)buf;
-            const size_t bs = BUF_KC * sizeof(float);
-            int t = t0;
-            for (; t + RT_MAX <= t1; t += RT_MAX)
-                tile_float(DT_F32, out + (size_t)t * n_out, n_out, b, bs, 0, 1,
-                           x + (size_t)t * n + k0, n, 0, k1 - k0, k1 - k0,
-                           save + (t - t0) * RW_MAX, first, last, false, RW, RT_MAX);
-            for (; t < t1; t++)
-                tile_float(DT_F32, out + (size_t)t * n_out, n_out, b, bs, 0, 1,
-                           x + (size_t)t * n + k0, n, 0, k1 - k0, k1 - k0,
-                           save + (t - t0) * RW_MAX, first, last, false, RW, 1);
-        }
-        return;
-    }
-    const int kstep = many ? kc : n;
+    const bool buffered = many && bmin > 0 && t1 - t0 >= bmin;
+    const int kstep = !many ? n : buffered && kc > BUF_KC ? BUF_KC : kc;
+    float buf[RW_MAX * BUF_KC] __attribute__((aligned(32)));
+    const size_t esz = type == DT_F32 ? 4 : 2;
     for (int k0 = 0; k0 < n; k0 += kstep) {
-        int k1 = k0 + kstep < n ? k0 + kstep : n;
-        bool first = k0 == 0, last = k1 == n;
-        int t = t0;
-        for (; t + RT_MAX <= t1; t += RT_MAX)
-            tile_float(type, out + (size_t)t * n_out, n_out, wr, rb, RW * rb, 1, x + (size_t)t * n,
-                       n, k0, k1, n, save + (t - t0) * RW_MAX, first, last, !pf_once || t == t0,
-                       RW, RT_MAX);
-        for (; t < t1; t++)
-            tile_float(type, out + (size_t)t * n_out, n_out, wr, rb, RW * rb, 1, x + (size_t)t * n,
-                       n, k0, k1, n, save + (t - t0) * RW_MAX, first, last, !pf_once || t == t0,
-                       RW, 1);
+        const int k1 = k0 + kstep < n ? k0 + kstep : n;
+        const bool first = k0 == 0, last = k1 == n;
+        if (buffered) { /* the chunk converted once; convert_chunk prefetches the next rows */
+            convert_chunk(type, buf, BUF_KC, wr, rb, RW * rb, k0, k1, RW);
+            chunk_tiles(DT_F32, out, n_out, (const uint8_t *)buf, BUF_KC * sizeof(float), 0,
+                        x + k0, n, k1 - k0, k1 - k0, save, first, last, false, false, t0, t1, RW);
+        } else {
+            chunk_tiles(type, out, n_out, wr + (size_t)k0 * esz, rb, RW * rb, x + k0, n, k1 - k0,
+                        n - k0, save, first, last, !pf_once, pf_once, t0, t1, RW);
+        }
     }
 }
 
