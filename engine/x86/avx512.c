@@ -22,17 +22,21 @@ const mm_dec_shape mm_dec_tiles[MM_DEC_TILES] = {
     {16, 1, 1}, {16, 2, 1}, {16, 1, 2}, {16, 2, 2},
 };
 
-static atomic_int dec_tile_forced = -1; /* mm_set_dec_tile's choice, or -1 */
+/* The overrides in this file (bench-matmul's BM_* settings) each hold a forced value, or -1
+ * for the table's. */
+static int forced_or(atomic_int *forced, int table_value) {
+    int f = atomic_load_explicit(forced, memory_order_relaxed);
+    return f >= 0 ? f : table_value;
+}
+
+static atomic_int dec_tile_forced = -1;
 
 void mm_set_dec_tile(int variant) {
     atomic_store_explicit(&dec_tile_forced, variant >= 0 && variant < MM_DEC_TILES ? variant : -1,
                           memory_order_relaxed);
 }
 
-int mm_dec_tile(void) {
-    int f = atomic_load_explicit(&dec_tile_forced, memory_order_relaxed);
-    return f >= 0 ? f : mm_dec_tile_default();
-}
+int mm_dec_tile(void) { return forced_or(&dec_tile_forced, mm_dec_tile_default()); }
 
 #if defined(__x86_64__) || defined(__i386__)
 #include "x86_simd.h"
@@ -617,10 +621,10 @@ static int cpu_row(void) {
 
 int mm_dec_tile_default(void) { return cpu_table[cpu_row()].dec_tile; }
 
-static atomic_int zmm_min_forced; /* mm_set_float_zmm_min's choice, or 0 */
+static atomic_int zmm_min_forced = -1;
 
 void mm_set_float_zmm_min(int t) {
-    atomic_store_explicit(&zmm_min_forced, t >= 1 ? t : 0, memory_order_relaxed);
+    atomic_store_explicit(&zmm_min_forced, t >= 1 ? t : -1, memory_order_relaxed);
 }
 
 /* type's entry of a by-type triple of cpu_table */
@@ -629,8 +633,7 @@ static int by_type(const int m[3], dtype type) {
 }
 
 int mm_float_zmm_min(dtype type) {
-    int f = atomic_load_explicit(&zmm_min_forced, memory_order_relaxed);
-    return f ? f : by_type(cpu_table[cpu_row()].zmm_min, type);
+    return forced_or(&zmm_min_forced, by_type(cpu_table[cpu_row()].zmm_min, type));
 }
 
 /* type's entry of a K-quant triple of cpu_table (Q4_K, Q5_K, Q6_K); 0 for other types */
@@ -641,61 +644,54 @@ static int by_kquant(const int m[3], dtype type) {
 int mm_kq_lanes_max(dtype type) { return by_kquant(cpu_table[cpu_row()].kq_lanes_max, type); }
 int mm_kq_tile_min(dtype type) { return by_kquant(cpu_table[cpu_row()].kq_tile_min, type); }
 
-static atomic_int spread_forced = -1; /* mm_set_float_dec_spread's choice, or -1 */
+static atomic_int spread_forced = -1;
 
 void mm_set_float_dec_spread(int on) {
     atomic_store_explicit(&spread_forced, on < 0 ? -1 : on != 0, memory_order_relaxed);
 }
 
 bool mm_float_dec_spread(void) {
-    int f = atomic_load_explicit(&spread_forced, memory_order_relaxed);
-    return f >= 0 ? f != 0 : cpu_table[cpu_row()].dec_spread;
+    return forced_or(&spread_forced, cpu_table[cpu_row()].dec_spread);
 }
 
-static atomic_int buf_min_forced; /* mm_set_float_buf_min's choice, or 0 */
+static atomic_int buf_min_forced = -1;
 
 void mm_set_float_buf_min(int t) {
-    atomic_store_explicit(&buf_min_forced, t >= 1 ? t : 0, memory_order_relaxed);
+    atomic_store_explicit(&buf_min_forced, t >= 1 ? t : -1, memory_order_relaxed);
 }
 
 int mm_float_buf_min(dtype type) {
-    int f = atomic_load_explicit(&buf_min_forced, memory_order_relaxed);
-    return f ? f : by_type(cpu_table[cpu_row()].buf_min, type);
+    return forced_or(&buf_min_forced, by_type(cpu_table[cpu_row()].buf_min, type));
 }
 
-static atomic_int avx2_buf_min_forced = -1; /* mm_set_float_avx2_buf_min's choice, or -1 */
+static atomic_int avx2_buf_min_forced = -1;
 
 void mm_set_float_avx2_buf_min(int t) {
     atomic_store_explicit(&avx2_buf_min_forced, t < 0 ? -1 : t, memory_order_relaxed);
 }
 
 int mm_float_avx2_buf_min(void) {
-    int f = atomic_load_explicit(&avx2_buf_min_forced, memory_order_relaxed);
-    return f >= 0 ? f : cpu_table[cpu_row()].avx2_buf_min;
+    return forced_or(&avx2_buf_min_forced, cpu_table[cpu_row()].avx2_buf_min);
 }
 
-static atomic_int pf_once_forced = -1; /* mm_set_float_pf_once's choice, or -1 */
+static atomic_int pf_once_forced = -1;
 
 void mm_set_float_pf_once(int on) {
     atomic_store_explicit(&pf_once_forced, on < 0 ? -1 : on != 0, memory_order_relaxed);
 }
 
 bool mm_float_pf_once(void) {
-    int f = atomic_load_explicit(&pf_once_forced, memory_order_relaxed);
-    return f >= 0 ? f != 0 : cpu_table[cpu_row()].pf_once;
+    return forced_or(&pf_once_forced, cpu_table[cpu_row()].pf_once);
 }
 
-static atomic_int float_kc_forced; /* mm_set_float_kc's choice, or 0 */
+static atomic_int float_kc_forced = -1;
 
 void mm_set_float_kc(int kc) {
-    atomic_store_explicit(&float_kc_forced, kc >= 8 && kc <= 4096 && kc % 8 == 0 ? kc : 0,
+    atomic_store_explicit(&float_kc_forced, kc >= 8 && kc <= 4096 && kc % 8 == 0 ? kc : -1,
                           memory_order_relaxed);
 }
 
-int mm_float_kc(void) {
-    int f = atomic_load_explicit(&float_kc_forced, memory_order_relaxed);
-    return f ? f : cpu_table[cpu_row()].float_kc;
-}
+int mm_float_kc(void) { return forced_or(&float_kc_forced, cpu_table[cpu_row()].float_kc); }
 
 /* The exact block sums of 16 rows from the 4 groups' accumulators: lane 4i + j = row 4j + i. */
 INLINE512 __m512i dec_sums16(const __m512i acc[4]) {
