@@ -88,9 +88,10 @@ static void test_nesting(void) {
     }
     free(src);
     for (int cycle = 0; cycle < 2; cycle++) {
-        char *q = text + sprintf(text, "root ::= r0\n");
-        for (int i = 0; i < CHAIN; i++) q += sprintf(q, "r%d ::= r%d\n", i, i + 1);
-        sprintf(q, cycle ? "r%d ::= root \"a\"\n" : "r%d ::= \"a\"\n", CHAIN);
+        size_t len = (size_t)sprintf(text, "root ::= r0\n");
+        for (int i = 0; i < CHAIN; i++)
+            len += (size_t)sprintf(text + len, "r%d ::= r%d\n", i, i + 1);
+        sprintf(text + len, cycle ? "r%d ::= root \"a\"\n" : "r%d ::= \"a\"\n", CHAIN);
         if (cycle) {
             expect_error(text, "left-recursive");
         } else {

@@ -215,6 +215,13 @@ static void test_limits(void) {
                   NULL, JINJA_ELIMIT, "memory");
 }
 
+/* Copies t to p with its terminator; returns the end of the copy. */
+static char *append(char *p, const char *t) {
+    size_t n = strlen(t);
+    memcpy(p, t, n + 1);
+    return p + n;
+}
+
 /* src with `open` and `close` each repeated n times around `mid` (caller frees). */
 static char *nested(const char *pre, const char *open, const char *mid, const char *close, int n,
                     const char *post) {
@@ -222,13 +229,13 @@ static char *nested(const char *pre, const char *open, const char *mid, const ch
     len += (size_t)n * (strlen(open) + strlen(close));
     char *s = malloc(len + 1);
     if (!s) return NULL;
-    char *p = s + sprintf(s, "%s", pre);
+    char *p = append(s, pre);
     for (int i = 0; i < n; i++)
-        p += sprintf(p, "%s", open);
-    p += sprintf(p, "%s", mid);
+        p = append(p, open);
+    p = append(p, mid);
     for (int i = 0; i < n; i++)
-        p += sprintf(p, "%s", close);
-    sprintf(p, "%s", post);
+        p = append(p, close);
+    append(p, post);
     return s;
 }
 
