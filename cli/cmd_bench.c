@@ -15,6 +15,7 @@
 #include "grammar.h"
 #include "sampler.h"
 #include "kv_cache.h"
+#include "mapfile.h"
 #include "matmul.h"
 #include "model.h"
 #include "threadpool.h"
@@ -47,6 +48,7 @@ static void usage(FILE *f) {
                "      --scalar         use the scalar kernels, not the SIMD ones\n"
                "      --no-avx512      the AVX2 kernels only, as a CPU without AVX-512 VNNI\n"
                "                       runs them (the same results)\n"
+               "      --no-mmap        read the model into private memory, as serve's --no-mmap\n"
                "      --repack         repack the quantized matrices for the decode kernels\n"
                "                       (as serve's --repack: private memory, same results)\n"
                "      --bf16-dot M     BF16 weights on BF16-rounded activations with the CPU's\n"
@@ -63,14 +65,14 @@ static void usage(FILE *f) {
 typedef struct {
     const char *model, *grammar, *vocab;
     int n_prompt, n_gen, n_depth, threads, reps, bw_mib;
-    bool json, scalar, cpu_clock, repack, no_avx512;
+    bool json, scalar, cpu_clock, repack, no_avx512, no_mmap;
     cfg_bf16_dot bf16_dot;
     kv_type kv;
 } bench_opts;
 
 static int parse(bench_opts *o, int argc, char **argv, char *err, size_t errlen) {
     enum { O_JSON = 256, O_SCALAR, O_KVF16, O_KVTYPE, O_CPU, O_BW, O_GRAMMAR, O_VOCAB, O_REPACK,
-           O_NO512, O_BF16DOT };
+           O_NO512, O_BF16DOT, O_NOMMAP };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"n-prompt", required_argument, 0, 'p'},
         {"n-gen", required_argument, 0, 'n'}, {"threads", required_argument, 0, 't'},
@@ -81,7 +83,7 @@ static int parse(bench_opts *o, int argc, char **argv, char *err, size_t errlen)
         {"grammar", required_argument, 0, O_GRAMMAR}, {"vocab", required_argument, 0, O_VOCAB},
         {"kv-type", required_argument, 0, O_KVTYPE}, {"n-depth", required_argument, 0, 'd'},
         {"cpu-clock", no_argument, 0, O_CPU}, {"bf16-dot", required_argument, 0, O_BF16DOT},
-        {0, 0, 0, 0}};
+        {"no-mmap", no_argument, 0, O_NOMMAP}, {0, 0, 0, 0}};
     *o = (bench_opts){.n_prompt = 128, .n_gen = 64, .threads = 2, .reps = 3, .bw_mib = 1024,
                       .kv = KV_F32};
     long long v;
@@ -121,6 +123,7 @@ static int parse(bench_opts *o, int argc, char **argv, char *err, size_t errlen)
         case O_VOCAB: o->vocab = optarg; break;
         case O_SCALAR: o->scalar = true; break;
         case O_REPACK: o->repack = true; break;
+        case O_NOMMAP: o->no_mmap = true; break;
         case O_NO512: o->no_avx512 = true; break;
         case O_BF16DOT: rc = cli_bf16_dot_parse(optarg, &o->bf16_dot, err, errlen); break;
         case O_KVF16: o->kv = KV_F16; break;
@@ -480,11 +483,12 @@ static void print_json(const bench_opts *o, const bench_result *r, const grammar
            "\"kv_bytes_per_token\": %zu, \"weights_bytes\": %zu, "
            "\"pp_tok_s\": %.3f, \"pp_tok_s_sd\": %.3f, \"tg_tok_s\": %.3f, "
            "\"tg_tok_s_sd\": %.3f, \"bandwidth_gb_s\": %.3f, \"roofline_tg_tok_s\": %.3f, "
-           "\"tg_roofline_frac\": %.4f, \"bf16_dot\": %s",
+           "\"tg_roofline_frac\": %.4f, \"bf16_dot\": %s, \"mmap\": %s",
            r->wtype, r->kernels, o->threads, o->n_prompt, o->n_gen, o->n_depth, o->reps,
            o->cpu_clock ? "cpu" : "wall", kv_type_name(o->kv), r->kv_per_token, r->wbytes, r->pp,
            r->pp_sd, r->tg, r->tg_sd, r->bw, r->roof,
-           r->roof > 0 ? r->tg / r->roof : 0.0, r->bf16_dot ? "true" : "false");
+           r->roof > 0 ? r->tg / r->roof : 0.0, r->bf16_dot ? "true" : "false",
+           o->no_mmap ? "false" : "true");
     if (o->grammar) {
         printf(", \"grammar\": {\"file\": ");
         json_str(o->grammar);
@@ -501,9 +505,9 @@ static void print_json(const bench_opts *o, const bench_result *r, const grammar
 }
 
 static void print_text(const bench_opts *o, const bench_result *r, const grammar_result *gr) {
-    printf("model: %s (%s, %.3f GB of weights per token), %d threads, %s kernels%s\n", o->model,
-           r->wtype, (double)r->wbytes / 1e9, o->threads, r->kernels,
-           r->bf16_dot ? " (BF16 on BF16-rounded activations)" : "");
+    printf("model: %s (%s, %.3f GB of weights per token%s), %d threads, %s kernels%s\n",
+           o->model, r->wtype, (double)r->wbytes / 1e9, o->no_mmap ? ", private copy" : "",
+           o->threads, r->kernels, r->bf16_dot ? " (BF16 on BF16-rounded activations)" : "");
     printf("kv cache: %s, %zu bytes per token; timed by the %s clock\n", kv_type_name(o->kv),
            r->kv_per_token, o->cpu_clock ? "process's CPU" : "wall");
     char at[32] = "";
@@ -578,6 +582,7 @@ int cmd_bench(int argc, char **argv) {
     float *logits = NULL;
     double *pp_s = NULL, *tg_s = NULL;
 
+    map_set_private_copy(o.no_mmap);
     if (!(m = model_load(o.model, NULL, err, sizeof err))) goto fail;
     mm_force_avx2(o.no_avx512); /* before the repack, whose types depend on the kernels */
     size_t repacked = 0;

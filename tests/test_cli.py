@@ -140,8 +140,13 @@ check(rc == 0 and b.get("kv") == "q8_0" and b.get("n_depth") == 100 and b.get("c
 rc, out, err = run("bench", "-m", KJV, "-p", "8", "-n", "4", "-r", "1", "--bw-mib", "0",
                    "--kv-f16", "--json")
 check(rc == 0 and json.loads(out).get("kv_bytes_per_token") == 4 * 2 * 128 * 2 and
-      json.loads(out).get("clock") == "wall",
+      json.loads(out).get("clock") == "wall" and json.loads(out).get("mmap") is True,
       f"bench --kv-f16: {rc} {out!r}")
+# --no-mmap: the weights read into private memory, as serve's --no-mmap
+rc, out, err = run("bench", "-m", KJV, "-p", "8", "-n", "4", "-r", "1", "--bw-mib", "0",
+                   "--no-mmap", "--json")
+check(rc == 0 and json.loads(out).get("mmap") is False and json.loads(out)["tg_tok_s"] > 0,
+      f"bench --no-mmap: {rc} {out!r} {err!r}")
 # --no-avx512: the AVX2 kernels, named in the JSON, on any x86-64 CPU with AVX2
 if platform.machine() in ("x86_64", "AMD64"):
     rc, out, err = run("bench", "-m", KJV, "-p", "8", "-n", "4", "-r", "1", "--bw-mib", "0",
