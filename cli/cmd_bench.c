@@ -1,7 +1,9 @@
 /* cmd_bench: `llamaserve bench`, prompt-processing (pp: one batched forward of p tokens) and
  * token-generation (tg: n single-token steps) speed, in the manner of llama.cpp's llama-bench,
  * plus a memory read-bandwidth probe through the same thread pool, so that tg can be stated as a
- * fraction of its roofline (bandwidth / bytes of weights read per token). Needs no tokenizer:
+ * fraction of its roofline (bandwidth / bytes of weights read per token), and three passes of
+ * the same reader over the model file's own memory (slower where the host reads those pages
+ * slowly). Needs no tokenizer:
  * the tokens are random ids. Results to stdout (a table, or one JSON object with --json).
  * With --grammar, a further run of n constrained steps measures the grammar's cost per token
  * (the mask and the advance) against the decode time, in a vocabulary of the model's or
@@ -31,7 +33,8 @@ static void usage(FILE *f) {
     fprintf(f, "usage: llamaserve bench --model PATH [options]\n"
                "\n"
                "Measures prompt processing (pp) and token generation (tg) speed, and the memory\n"
-               "read bandwidth with the same threads (the roofline of tg).\n"
+               "read bandwidth with the same threads (the roofline of tg), also over the model\n"
+               "file's own memory.\n"
                "\n"
                "  -m, --model PATH     model file (GGUF or llama2.c .bin); no tokenizer needed\n"
                "  -p, --n-prompt N     prompt tokens, processed as one batch (default 128; 0 = skip)\n"
@@ -198,6 +201,25 @@ static double probe_bandwidth(pool *p, size_t bytes) {
     }
     free(buf);
     return best;
+}
+
+enum { MAP_PASSES = 3 };
+
+/* MAP_PASSES passes over the model file's own memory (its mapping, or the --no-mmap copy), GB/s
+ * each, with the probe's reader. Below the probe's figure when the host reads those pages
+ * slowly: on one VM, page-cache pages that had sat unused read at 2-30 GB/s from pass to pass
+ * against 30 for fresh memory (docs/PERFORMANCE.md, "Zen 5 again"). */
+static void probe_mapping(pool *p, const model *m, double gbs[MAP_PASSES]) {
+    const mapfile *mf = m->gguf ? &m->gguf->map : &m->map;
+    bw_job j = {(const uint64_t *)mf->data, mf->size / 8, {0}};
+    size_t read = (j.n / (size_t)pool_size(p) & ~(size_t)31) * (size_t)pool_size(p) * 8;
+    for (int i = 0; i < MAP_PASSES; i++) {
+        gbs[i] = 0;
+        if (read == 0) continue;
+        double t0 = ls_now();
+        pool_run(p, bw_read, &j);
+        gbs[i] = (double)read / (ls_now() - t0) / 1e9;
+    }
 }
 
 /* ---- pp and tg ------------------------------------------------------------------------- */
@@ -471,6 +493,7 @@ typedef struct {
     size_t wbytes;               /* weights read per token */
     double pp, pp_sd, tg, tg_sd; /* tokens per second, mean and standard deviation */
     double bw, roof;             /* read bandwidth (GB/s), the decode roofline (tok/s) */
+    double mapped[MAP_PASSES];   /* probe_mapping's passes (GB/s; 0 when not probed) */
     size_t kv_per_token;         /* KV cache bytes per position */
     bool bf16_dot;               /* BF16 weights on BF16-rounded activations (--bf16-dot) */
 } bench_result;
@@ -489,6 +512,9 @@ static void print_json(const bench_opts *o, const bench_result *r, const grammar
            r->pp_sd, r->tg, r->tg_sd, r->bw, r->roof,
            r->roof > 0 ? r->tg / r->roof : 0.0, r->bf16_dot ? "true" : "false",
            o->no_mmap ? "false" : "true");
+    printf(", \"weights_memory_gb_s\": [");
+    for (int i = 0; i < MAP_PASSES; i++) printf("%s%.3f", i ? ", " : "", r->mapped[i]);
+    putchar(']');
     if (o->grammar) {
         printf(", \"grammar\": {\"file\": ");
         json_str(o->grammar);
@@ -519,9 +545,13 @@ static void print_text(const bench_opts *o, const bench_result *r, const grammar
         if (r->roof > 0) printf("   (%.0f%% of the roofline)", 100 * r->tg / r->roof);
         putchar('\n');
     }
-    if (r->bw > 0)
+    if (r->bw > 0) {
         printf("read bandwidth %.2f GB/s with %d threads: roofline %.2f tok/s\n", r->bw,
                o->threads, r->roof);
+        printf("the model file's memory read at");
+        for (int i = 0; i < MAP_PASSES; i++) printf("%s %.2f", i ? "," : "", r->mapped[i]);
+        printf(" GB/s (%d passes)\n", MAP_PASSES);
+    }
     if (o->grammar)
         printf("grammar %s, %d-token vocabulary%s: mask + advance %.3f ms/token (median "
                "%.3f, p95 %.3f, max %.3f), "
@@ -638,15 +668,26 @@ int cmd_bench(int argc, char **argv) {
     gr.decode_ms = tg > 0 ? 1e3 / tg : 0;
     double bw_after = o.bw_mib > 0 ? probe_bandwidth(p, (size_t)o.bw_mib << 20) : 0;
     if (bw_after > bw) bw = bw_after;
+    double mapped[MAP_PASSES] = {0};
+    if (o.bw_mib > 0) probe_mapping(p, m, mapped);
     size_t wbytes = model_weight_bytes(m);
     double roof = bw > 0 ? bw * 1e9 / (double)wbytes : 0; /* tokens per second */
     /* on x86, AVX-512 runs blocks of rows (pp) and Q4_0 decode where the CPU has it */
     const char *kernels = mm_kernels();
     const char *wtype = dtype_name(m->layers[0].wq.type);
 
-    const bench_result res = {wtype, kernels, wbytes, pp, pp_sd, tg, tg_sd,
-                              bw,    roof,    kv_bytes_per_token(&m->cfg, o.kv),
-                              mm_bf16_dot() && m->layers[0].wq.type == DT_BF16};
+    bench_result res = {.wtype = wtype,
+                        .kernels = kernels,
+                        .wbytes = wbytes,
+                        .pp = pp,
+                        .pp_sd = pp_sd,
+                        .tg = tg,
+                        .tg_sd = tg_sd,
+                        .bw = bw,
+                        .roof = roof,
+                        .kv_per_token = kv_bytes_per_token(&m->cfg, o.kv),
+                        .bf16_dot = mm_bf16_dot() && m->layers[0].wq.type == DT_BF16};
+    memcpy(res.mapped, mapped, sizeof mapped);
     if (o.json)
         print_json(&o, &res, &gr);
     else

@@ -142,11 +142,19 @@ rc, out, err = run("bench", "-m", KJV, "-p", "8", "-n", "4", "-r", "1", "--bw-mi
 check(rc == 0 and json.loads(out).get("kv_bytes_per_token") == 4 * 2 * 128 * 2 and
       json.loads(out).get("clock") == "wall" and json.loads(out).get("mmap") is True,
       f"bench --kv-f16: {rc} {out!r}")
-# --no-mmap: the weights read into private memory, as serve's --no-mmap
-rc, out, err = run("bench", "-m", KJV, "-p", "8", "-n", "4", "-r", "1", "--bw-mib", "0",
+check(rc == 0 and json.loads(out).get("weights_memory_gb_s") == [0, 0, 0],
+      f"bench --bw-mib 0 probes nothing: {out!r}")
+# --no-mmap: the weights read into private memory, as serve's --no-mmap; with the probe on,
+# three passes over the weights' own memory
+rc, out, err = run("bench", "-m", KJV, "-p", "8", "-n", "4", "-r", "1", "--bw-mib", "16",
                    "--no-mmap", "--json")
-check(rc == 0 and json.loads(out).get("mmap") is False and json.loads(out)["tg_tok_s"] > 0,
-      f"bench --no-mmap: {rc} {out!r} {err!r}")
+b = json.loads(out) if rc == 0 else {}
+check(rc == 0 and b.get("mmap") is False and b.get("tg_tok_s", 0) > 0 and
+      b.get("bandwidth_gb_s", 0) > 0 and len(b.get("weights_memory_gb_s", [])) == 3 and
+      all(g > 0 for g in b["weights_memory_gb_s"]), f"bench --no-mmap: {rc} {out!r} {err!r}")
+rc, out, err = run("bench", "-m", KJV, "-p", "0", "-n", "4", "-r", "1", "--bw-mib", "16")
+check(rc == 0 and "the model file's memory read at" in out and "(3 passes)" in out,
+      f"bench's text names the weights' memory passes: {out!r}")
 # --no-avx512: the AVX2 kernels, named in the JSON, on any x86-64 CPU with AVX2
 if platform.machine() in ("x86_64", "AMD64"):
     rc, out, err = run("bench", "-m", KJV, "-p", "8", "-n", "4", "-r", "1", "--bw-mib", "0",
