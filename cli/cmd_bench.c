@@ -493,9 +493,9 @@ typedef struct {
     size_t wbytes;               /* weights read per token */
     double pp, pp_sd, tg, tg_sd; /* tokens per second, mean and standard deviation */
     double bw, roof;             /* read bandwidth (GB/s), the decode roofline (tok/s) */
-    double mapped[MAP_PASSES];   /* probe_mapping's passes (GB/s; 0 when not probed) */
     size_t kv_per_token;         /* KV cache bytes per position */
     bool bf16_dot;               /* BF16 weights on BF16-rounded activations (--bf16-dot) */
+    double mapped[MAP_PASSES];   /* probe_mapping's passes (GB/s; 0 when not probed) */
 } bench_result;
 
 static void print_json(const bench_opts *o, const bench_result *r, const grammar_result *gr) {
@@ -668,26 +668,16 @@ int cmd_bench(int argc, char **argv) {
     gr.decode_ms = tg > 0 ? 1e3 / tg : 0;
     double bw_after = o.bw_mib > 0 ? probe_bandwidth(p, (size_t)o.bw_mib << 20) : 0;
     if (bw_after > bw) bw = bw_after;
-    double mapped[MAP_PASSES] = {0};
-    if (o.bw_mib > 0) probe_mapping(p, m, mapped);
     size_t wbytes = model_weight_bytes(m);
     double roof = bw > 0 ? bw * 1e9 / (double)wbytes : 0; /* tokens per second */
     /* on x86, AVX-512 runs blocks of rows (pp) and Q4_0 decode where the CPU has it */
     const char *kernels = mm_kernels();
     const char *wtype = dtype_name(m->layers[0].wq.type);
 
-    bench_result res = {.wtype = wtype,
-                        .kernels = kernels,
-                        .wbytes = wbytes,
-                        .pp = pp,
-                        .pp_sd = pp_sd,
-                        .tg = tg,
-                        .tg_sd = tg_sd,
-                        .bw = bw,
-                        .roof = roof,
-                        .kv_per_token = kv_bytes_per_token(&m->cfg, o.kv),
-                        .bf16_dot = mm_bf16_dot() && m->layers[0].wq.type == DT_BF16};
-    memcpy(res.mapped, mapped, sizeof mapped);
+    bench_result res = {wtype, kernels, wbytes, pp, pp_sd, tg, tg_sd,
+                        bw,    roof,    kv_bytes_per_token(&m->cfg, o.kv),
+                        mm_bf16_dot() && m->layers[0].wq.type == DT_BF16, {0}};
+    if (o.bw_mib > 0) probe_mapping(p, m, res.mapped);
     if (o.json)
         print_json(&o, &res, &gr);
     else
