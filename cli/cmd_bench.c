@@ -185,18 +185,25 @@ static void bw_read(void *arg, int ith, int nth) {
     j->sums[ith] = sa + sb + sc + sd;
 }
 
-/* Best of 5 passes over bytes of memory, in GB/s (1e9 bytes); 0 when it cannot allocate. */
+/* One pass of bw_read over j's buffer through the pool, in GB/s (1e9 bytes): the bytes the
+ * threads' shares cover over the time; 0 when the shares are empty. */
+static double read_pass(pool *p, bw_job *j) {
+    size_t read = (j->n / (size_t)pool_size(p) & ~(size_t)31) * (size_t)pool_size(p) * 8;
+    if (read == 0) return 0;
+    double t0 = ls_now();
+    pool_run(p, bw_read, j);
+    return (double)read / (ls_now() - t0) / 1e9;
+}
+
+/* Best of 5 passes over bytes of memory, in GB/s; 0 when it cannot allocate. */
 static double probe_bandwidth(pool *p, size_t bytes) {
     uint64_t *buf = ls_alloc(bytes);
     if (!buf) return 0;
     memset(buf, 1, bytes); /* commit every page before timing */
     bw_job j = {buf, bytes / 8, {0}};
-    size_t read = (j.n / (size_t)pool_size(p) & ~(size_t)31) * (size_t)pool_size(p) * 8;
     double best = 0;
     for (int rep = 0; rep < 5; rep++) {
-        double t0 = ls_now();
-        pool_run(p, bw_read, &j);
-        double gbs = (double)read / (ls_now() - t0) / 1e9;
+        double gbs = read_pass(p, &j);
         if (gbs > best) best = gbs;
     }
     free(buf);
@@ -212,14 +219,7 @@ enum { MAP_PASSES = 3 };
 static void probe_mapping(pool *p, const model *m, double gbs[MAP_PASSES]) {
     const mapfile *mf = m->gguf ? &m->gguf->map : &m->map;
     bw_job j = {(const uint64_t *)mf->data, mf->size / 8, {0}};
-    size_t read = (j.n / (size_t)pool_size(p) & ~(size_t)31) * (size_t)pool_size(p) * 8;
-    for (int i = 0; i < MAP_PASSES; i++) {
-        gbs[i] = 0;
-        if (read == 0) continue;
-        double t0 = ls_now();
-        pool_run(p, bw_read, &j);
-        gbs[i] = (double)read / (ls_now() - t0) / 1e9;
-    }
+    for (int i = 0; i < MAP_PASSES; i++) gbs[i] = read_pass(p, &j);
 }
 
 /* ---- pp and tg ------------------------------------------------------------------------- */
