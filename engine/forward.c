@@ -176,9 +176,14 @@ static void kv_put(void *row, kv_type type, const float *src, int n) {
 }
 
 /* out (nr, n): n elements of nr Q8_0 cache rows, row j at (char *)row + j * stride, as F32 with
- * kv_get's values (attn_dequant_q8_0_avx2 with simd: the same bits, the products being exact). */
+ * kv_get's values (with simd, attn_dequant_q8_0_avx512 or _avx2: the same bits, the products
+ * being exact). */
 static void kv_dequant_q8_0(float *out, const void *row, size_t stride, int nr, int n,
                             bool simd) {
+    if (simd && mm_avx512_supported()) {
+        attn_dequant_q8_0_avx512(out, row, stride, nr, n); /* n: a multiple of QK (kv_create) */
+        return;
+    }
     for (int j = 0; j < nr; j++) {
         const void *r = (const char *)row + (size_t)j * stride;
         if (simd) {

@@ -3,6 +3,7 @@
  * needs a transposed key block nor a horizontal reduction; the values go in zmm, four rows of 64
  * elements at a time. Bit-identical to forward.c's scalar loops (tests/test_matmul.c). */
 #include "attention_avx512.h"
+#include "tensor.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include "attention_x86.h"
@@ -66,6 +67,21 @@ TARGET512 void attn_f16_to_f32_avx512(float *out, const uint16_t *h, int n) {
         _mm512_storeu_ps(out + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h + i))));
 }
 
+TARGET512 void attn_dequant_q8_0_avx512(float *out, const void *rows, size_t stride, int nr,
+                                       int n) {
+    for (int j = 0; j < nr; j++) {
+        const block_q8_0 *b = (const void *)((const char *)rows + (size_t)j * stride);
+        for (int i = 0; i < n; i += QK, b++) {
+            const __m512 d = _mm512_set1_ps(_cvtsh_ss(b->d)); /* exact, as f16_to_f32 */
+            for (int c = 0; c < QK; c += 16) {
+                const __m128i q8 = _mm_loadu_si128((const __m128i *)(b->qs + c));
+                const __m512 q = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q8));
+                _mm512_storeu_ps(out + (size_t)j * n + i + c, _mm512_mul_ps(d, q));
+            }
+        }
+    }
+}
+
 TARGET512 void attn_block8_avx512(float *const *out, int nr, const float *qt, float max[8],
                                   float sumt[64], const float *k, const float *v, int head_dim,
                                   float scale) {
@@ -89,6 +105,10 @@ void attn_block8_avx512(float *const *out, int nr, const float *qt, float max[8]
 
 void attn_f16_to_f32_avx512(float *out, const uint16_t *h, int n) {
     (void)out, (void)h, (void)n;
+}
+
+void attn_dequant_q8_0_avx512(float *out, const void *rows, size_t stride, int nr, int n) {
+    (void)out, (void)rows, (void)stride, (void)nr, (void)n;
 }
 
 #endif

@@ -6,6 +6,7 @@
 #ifndef LS_X86_ATTENTION_AVX512_H
 #define LS_X86_ATTENTION_AVX512_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define ATTN512_MAX_HEAD_DIM 128
@@ -23,5 +24,10 @@ void attn_block8_avx512(float *const *out, int nr, const float *qt, float max[8]
 /* out (n) = the n halves at h as F32 (exact), n a multiple of 16: a block's contiguous keys or
  * values at once. */
 void attn_f16_to_f32_avx512(float *out, const uint16_t *h, int n);
+
+/* out (nr, n) = nr Q8_0 cache rows of n elements (row j at (char *)rows + j * stride) as F32:
+ * each element its block's scale times its code, kv_get's values (the products are exact); n a
+ * multiple of 32. */
+void attn_dequant_q8_0_avx512(float *out, const void *rows, size_t stride, int nr, int n);
 
 #endif
