@@ -47,7 +47,8 @@ INLINE void scores_rows8(__m256 s[8], const float *qt, const float *k, int head_
 }
 
 /* The scores and attn_softmax8 of one block of 8 positions for 8 query rows in lanes (the
- * block steps attn_block8_avx512 and attn_block8_avx2 share it; see attention_avx512.h): max and
+ * block step attn_block8_avx2's; attn_block8_avx512 has a twin with two positions per zmm,
+ * lanes_weights16; see attention_avx512.h): max and
  * sumt updated, w[j * 8 + r] = row r's weight of position j, shrink[r] row r's rescale where bit
  * r of the result is set (the rows that rescale). */
 INLINE int attn_lanes_weights(float shrink[8], float w[64], const float *qt, float max[8],
