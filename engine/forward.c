@@ -399,12 +399,50 @@ static void rope_heads(float *x, const float *cs, int head_dim, int rope_dim, in
 #define ATTN_KB 8    /* positions per block of the online softmax */
 #define ATTN_QB 8    /* prompt rows per prefill block (group_rows); heads per decode call */
 #define ATTN_QMAX 32 /* rows one attention_block call can take (rows x heads in prefill) */
+/* attention_block_lanes's blocks with AVX-512, two at a time: their keys and values converted to
+ * F32 once (kbuf, vbuf: (2 * ATTN_KB, head_dim), attention_block's buffers), the keys transposed once for every group
+ * (attn_keys16_t_avx512), then each group's attn_block16_avx512. qt, mx, st (the sums as sumr)
+ * as attention_block_lanes sets them up. */
+static void lanes_blocks16(float *const *out, int nq, const kv_cache *kv, int layer, int kv_head,
+                           int head_dim, const int *done, int t_end,
+                           float (*qt)[ATTN512_MAX_HEAD_DIM * 8], float (*mx)[8],
+                           float (*st)[ATTN_KB * 8], float *kbuf, float *vbuf) {
+    enum { SPAN = 2 * ATTN_KB };
+    const float scale = 1.0f / sqrtf((float)head_dim);
+    const size_t head_bytes = kv_row_bytes(kv->type, head_dim);
+    float kt[ATTN512_MAX_HEAD_DIM * SPAN];
+    assert(head_dim <= ATTN512_MAX_HEAD_DIM && SPAN * head_dim <= ATTN_KB * ATTN_MAX_HEAD_DIM);
+    for (int t0 = 0; t0 < t_end; t0 += SPAN) {
+        const int nk = t_end - t0 < SPAN ? t_end - t0 : SPAN; /* a multiple of ATTN_KB */
+        const char *k0 = kv_k_head(kv, layer, kv_head, t0);
+        const char *v0 = kv_v_head(kv, layer, kv_head, t0);
+        const float *kf = kbuf, *vf = vbuf;
+        if (kv->type == KV_F16) { /* converted front to back (transposing F16 rows read slower) */
+            attn_f16_to_f32_avx512(kbuf, (const uint16_t *)k0, nk * head_dim);
+            attn_f16_to_f32_avx512(vbuf, (const uint16_t *)v0, nk * head_dim);
+        } else if (kv->type == KV_Q8_0) {
+            kv_dequant_q8_0(kbuf, k0, head_bytes, nk, head_dim, true);
+            kv_dequant_q8_0(vbuf, v0, head_bytes, nk, head_dim, true);
+        } else {
+            kf = (const float *)k0, vf = (const float *)v0;
+        }
+        attn_keys16_t_avx512(kt, kf, nk, head_dim);
+        for (int g = 0; g < (nq + 7) / 8; g++) {
+            const int nb = (done[g] - t0) / ATTN_KB; /* the blocks group g sees here */
+            if (nb > 0)
+                attn_block16_avx512(out + 8 * g, nq - 8 * g < 8 ? nq - 8 * g : 8,
+                                    nb < 2 ? nb : 2, qt[g], mx[g], st[g], kt, vf, head_dim,
+                                    scale);
+        }
+    }
+}
+
 /* The rows-in-lanes phase of attention_block (its arguments, and its state max, sum, out as it
  * sets them up): for each group of 8 consecutive query rows with at least 4 of them, the full
  * blocks of 8 positions from position 0 that every row of the group sees go through
- * attn_block8_avx512, or attn_block8_avx2 without z512 (the rows in lanes, for the scores and the
- * softmax step), each block's keys and values converted to F32 once (into kbuf, vbuf:
- * (ATTN_KB, head_dim)) for all the groups.
+ * lanes_blocks16 two at a time (the positions in lanes), or attn_block8_avx2 one at a time
+ * without z512 (the rows in lanes), the blocks' keys and values converted to F32 once (into
+ * kbuf, vbuf: (ATTN_KB, head_dim)) for all the groups.
  * done[g] = the positions group g took (a multiple of ATTN_KB; 0 for a group of fewer than 4
  * rows); each row's max, sum and out are then what attention_block's loop leaves after those
  * blocks, so that it goes on from there. */
@@ -427,38 +465,37 @@ static void attention_block_lanes(float *const *out, const float *const *q, int 
         for (int r = 0; r < 8; r++) {
             for (int i = 0; i < head_dim; i++) qt[g][i * 8 + r] = r < nr ? q[r0 + r][i] : 0.0f;
             mx[g][r] = r < nr ? max[r0 + r] : -INFINITY;
-            for (int j = 0; j < ATTN_KB; j++) st[g][j * 8 + r] = r < nr ? sum[r0 + r][j] : 0.0f;
+            for (int j = 0; j < ATTN_KB; j++) /* z512: row-major; AVX2: rows in lanes */
+                st[g][z512 ? r * 8 + j : j * 8 + r] = r < nr ? sum[r0 + r][j] : 0.0f;
         }
     }
-    for (int t0 = 0; t0 < t_end; t0 += ATTN_KB) {
-        const char *k0 = kv_k_head(kv, layer, kv_head, t0);
-        const char *v0 = kv_v_head(kv, layer, kv_head, t0);
-        const float *kf = (const float *)k0, *vf = (const float *)v0;
-        if (kv->type == KV_F16 && z512) {
-            attn_f16_to_f32_avx512(kbuf, (const uint16_t *)k0, ATTN_KB * head_dim);
-            attn_f16_to_f32_avx512(vbuf, (const uint16_t *)v0, ATTN_KB * head_dim);
-            kf = kbuf, vf = vbuf;
-        } else if (kv->type == KV_F16) { /* the block as one row of ATTN_KB * head_dim */
-            attn_f16_rows_avx2(kbuf, (const uint16_t *)k0, 0, 1, ATTN_KB * head_dim);
-            attn_f16_rows_avx2(vbuf, (const uint16_t *)v0, 0, 1, ATTN_KB * head_dim);
-            kf = kbuf, vf = vbuf;
-        } else if (kv->type == KV_Q8_0) {
-            kv_dequant_q8_0(kbuf, k0, head_bytes, ATTN_KB, head_dim, true);
-            kv_dequant_q8_0(vbuf, v0, head_bytes, ATTN_KB, head_dim, true);
-            kf = kbuf, vf = vbuf;
+    if (z512) {
+        lanes_blocks16(out, nq, kv, layer, kv_head, head_dim, done, t_end, qt, mx, st, kbuf, vbuf);
+    } else {
+        for (int t0 = 0; t0 < t_end; t0 += ATTN_KB) {
+            const char *k0 = kv_k_head(kv, layer, kv_head, t0);
+            const char *v0 = kv_v_head(kv, layer, kv_head, t0);
+            const float *kf = (const float *)k0, *vf = (const float *)v0;
+            if (kv->type == KV_F16) { /* the block as one row of ATTN_KB * head_dim */
+                attn_f16_rows_avx2(kbuf, (const uint16_t *)k0, 0, 1, ATTN_KB * head_dim);
+                attn_f16_rows_avx2(vbuf, (const uint16_t *)v0, 0, 1, ATTN_KB * head_dim);
+                kf = kbuf, vf = vbuf;
+            } else if (kv->type == KV_Q8_0) {
+                kv_dequant_q8_0(kbuf, k0, head_bytes, ATTN_KB, head_dim, true);
+                kv_dequant_q8_0(vbuf, v0, head_bytes, ATTN_KB, head_dim, true);
+                kf = kbuf, vf = vbuf;
+            }
+            for (int g = 0; g < (nq + 7) / 8; g++)
+                if (t0 < done[g])
+                    attn_block8_avx2(out + 8 * g, nq - 8 * g < 8 ? nq - 8 * g : 8, qt[g], mx[g],
+                                     st[g], kf, vf, head_dim, scale);
         }
-        for (int g = 0; g < (nq + 7) / 8; g++)
-            if (t0 < done[g] && z512)
-                attn_block8_avx512(out + 8 * g, nq - 8 * g < 8 ? nq - 8 * g : 8, qt[g], mx[g],
-                                   st[g], kf, vf, head_dim, scale);
-            else if (t0 < done[g])
-                attn_block8_avx2(out + 8 * g, nq - 8 * g < 8 ? nq - 8 * g : 8, qt[g], mx[g],
-                                 st[g], kf, vf, head_dim, scale);
     }
     for (int g = 0; g < (nq + 7) / 8; g++)
         for (int r = 0; done[g] && r < 8 && 8 * g + r < nq; r++) {
             max[8 * g + r] = mx[g][r];
-            for (int j = 0; j < ATTN_KB; j++) sum[8 * g + r][j] = st[g][j * 8 + r];
+            for (int j = 0; j < ATTN_KB; j++)
+                sum[8 * g + r][j] = st[g][z512 ? r * 8 + j : j * 8 + r];
         }
 }
 

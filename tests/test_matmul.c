@@ -353,11 +353,10 @@ static void test_attention_softmax(void) {
                      "in %d of %d cases", diff, n_exp + n_soft);
 }
 
-/* attn_block8_avx512 (when the CPU has AVX-512) and attn_block8_avx2 (AVX2) give the scalar
- * block step's bits for each of their 1..8 rows: the scores loop, attn_softmax8, the rescale and
- * the weighted values, over 7 blocks in a row (the first from no state; scores that grow, so
- * that some rows rescale in later blocks and others not), head_dim 16 to 128 through the 64-
- * and 16-element (32 and 8) value chunks. */
+/* attn_block8_avx2 gives the scalar block step's bits for each of its 1..8 rows: the scores
+ * loop, attn_softmax8, the rescale and the weighted values, over 7 blocks in a row (the first
+ * from no state; scores that grow, so that some rows rescale in later blocks and others not),
+ * head_dim 16 to 128 through the 64- and 16-element (32 and 8) value chunks. */
 typedef void attn_block8_fn(float *const *out, int nr, const float *qt, float max[8],
                             float sumt[64], const float *k, const float *v, int head_dim,
                             float scale);
@@ -411,6 +410,69 @@ static void test_attention_block8(attn_block8_fn *step, const char *name) {
         }
     CHECK(diff == 0, "%s differs from the scalar block step in %d of %d rows", name, diff,
           n_cmp);
+}
+
+/* attn_block16_avx512 (with keys from attn_keys16_t_avx512) gives the scalar block step's bits
+ * for each of its 1..8 rows, block after block: 6 calls taking 2, 1, 2, 2, 1, 2 blocks (the
+ * first from no state; scores that grow, so that some rows rescale in later blocks, in the
+ * first or the second block of a call, and others not), head_dim 16 to 128 through the 64-
+ * and 16-element value chunks. */
+static void test_attention_blocks16(void) {
+    enum { MAXD = ATTN512_MAX_HEAD_DIM, NC = 6 };
+    static const int hds[] = {16, 48, 64, 80, 128}, nbs[NC] = {2, 1, 2, 2, 1, 2};
+    unsigned s = 9;
+    int diff = 0, n_cmp = 0;
+    for (size_t hi = 0; hi < sizeof hds / sizeof hds[0]; hi++)
+        for (int nr = 1; nr <= 8; nr++) {
+            const int hd = hds[hi];
+            static float q[8][MAXD], qt[MAXD * 8], k[NC][16 * MAXD], kt[16 * MAXD];
+            static float v[NC][16 * MAXD], out_a[8][MAXD], out_b[8][MAXD];
+            float max_a[8], sumr[64], max_b[8], sum_b[8][8];
+            float *oa[8];
+            for (int r = 0; r < 8; r++) {
+                for (int i = 0; i < hd; i++) {
+                    q[r][i] = r < nr ? 2.0f * frand(&s) : 0.0f;
+                    qt[i * 8 + r] = q[r][i];
+                    out_a[r][i] = out_b[r][i] = 0.0f;
+                }
+                max_a[r] = max_b[r] = -INFINITY;
+                for (int j = 0; j < 8; j++) sumr[r * 8 + j] = sum_b[r][j] = 0.0f;
+                oa[r] = out_a[r];
+            }
+            const float scale = 1.0f / sqrtf((float)hd);
+            for (int c = 0, blk = 0; c < NC; c++)
+                for (int i = 0; i < 16 * hd; i++) {
+                    k[c][i] = (1.0f + 0.5f * (float)(blk + i / (8 * hd))) * frand(&s);
+                    v[c][i] = frand(&s);
+                    blk += i == 16 * hd - 1 ? nbs[c] : 0;
+                }
+            for (int c = 0; c < NC; c++) {
+                attn_keys16_t_avx512(kt, k[c], 8 * nbs[c], hd);
+                attn_block16_avx512(oa, nr, nbs[c], qt, max_a, sumr, kt, v[c], hd, scale);
+            }
+            for (int c = 0; c < NC; c++)
+                for (int b = 0; b < nbs[c]; b++)
+                    for (int r = 0; r < nr; r++) {
+                        float sc[8], w[8], shrink;
+                        const float *kb = k[c] + b * 8 * hd, *vb = v[c] + b * 8 * hd;
+                        for (int j = 0; j < 8; j++) {
+                            sc[j] = 0.0f;
+                            for (int i = 0; i < hd; i++) sc[j] += q[r][i] * kb[j * hd + i];
+                        }
+                        if (attn_softmax8(w, &shrink, &max_b[r], sum_b[r], sc, scale))
+                            for (int i = 0; i < hd; i++) out_b[r][i] *= shrink;
+                        for (int j = 0; j < 8; j++)
+                            for (int i = 0; i < hd; i++) out_b[r][i] += w[j] * vb[j * hd + i];
+                    }
+            for (int r = 0; r < nr; r++) {
+                diff += memcmp(out_a[r], out_b[r], (size_t)hd * sizeof(float)) != 0 ||
+                        memcmp(sumr + 8 * r, sum_b[r], sizeof sum_b[r]) != 0 ||
+                        memcmp(&max_a[r], &max_b[r], 4) != 0;
+                n_cmp++;
+            }
+        }
+    CHECK(diff == 0, "attn_block16_avx512 differs from the scalar block step in %d of %d rows",
+          diff, n_cmp);
 }
 
 /* matmul of random weights (seed) and activations (seed + 2) with flip(0) in effect, then with
@@ -740,7 +802,7 @@ int main(void) {
     test_quantize_act_K();
     test_attention_helpers();
     test_attention_softmax();
-    if (mm_avx512_supported()) test_attention_block8(attn_block8_avx512, "attn_block8_avx512");
+    if (mm_avx512_supported()) test_attention_blocks16();
     if (mm_avx2_supported()) test_attention_block8(attn_block8_avx2, "attn_block8_avx2");
     test_avx512_matches_avx2();
     test_avx2_float_buffer();

@@ -312,6 +312,55 @@ INLINE void values_group8(float *const *out, int r0, int NR, int resc, const flo
         values_rows8(out, r0, NR, 1, resc, shrink, w, v, head_dim, c0);
 }
 
+/* s[j] (lanes: rows) = sum over i in order of qt[i] * k[j][i]: 8 add chains in flight. */
+INLINE void scores_rows8(__m256 s[8], const float *qt, const float *k, int head_dim) {
+    for (int j = 0; j < 8; j++)
+        s[j] = _mm256_setzero_ps();
+    for (int i = 0; i < head_dim; i++) {
+        const __m256 qi = _mm256_loadu_ps(qt + 8 * i);
+        for (int j = 0; j < 8; j++)
+            s[j] = _mm256_add_ps(s[j], _mm256_mul_ps(qi, _mm256_set1_ps(k[j * head_dim + i])));
+    }
+}
+
+/* The scores and attn_softmax8 of one block of 8 positions for 8 query rows in lanes (the
+ * block step attn_block8_avx2's): max and sumt updated, w[j * 8 + r] = row r's weight of
+ * position j, shrink[r] row r's rescale where bit r of the result is set (the rows that
+ * rescale). */
+INLINE int attn_lanes_weights(float shrink[8], float w[64], const float *qt, float max[8],
+                              float sumt[64], const float *k, int head_dim, float scale) {
+    __m256 s[8], sm[8];
+    scores_rows8(s, qt, k, head_dim);
+    /* attn_softmax8, row r in lane r: the same operations on each lane */
+    const __m256 sc = _mm256_set1_ps(scale);
+    for (int j = 0; j < 8; j++) {
+        s[j] = _mm256_mul_ps(s[j], sc);
+        sm[j] = _mm256_loadu_ps(sumt + 8 * j);
+    }
+    /* its max tree: j and j + 4, then 0 and 2, 1 and 3, then the two */
+    __m256 m4[4];
+    for (int j = 0; j < 4; j++)
+        m4[j] = _mm256_max_ps(s[j], s[j + 4]);
+    const __m256 bm = _mm256_max_ps(_mm256_max_ps(m4[0], m4[2]), _mm256_max_ps(m4[1], m4[3]));
+    __m256 mx = _mm256_loadu_ps(max);
+    const __m256 up = _mm256_cmp_ps(bm, mx, _CMP_GT_OQ);
+    const int resc = _mm256_movemask_ps(up);
+    if (resc) { /* lanes that do not rescale keep their sums and max */
+        const __m256 sh = exp8(_mm256_sub_ps(mx, bm));
+        _mm256_storeu_ps(shrink, sh);
+        for (int j = 0; j < 8; j++)
+            sm[j] = _mm256_blendv_ps(sm[j], _mm256_mul_ps(sm[j], sh), up);
+        mx = _mm256_blendv_ps(mx, bm, up);
+        _mm256_storeu_ps(max, mx);
+    }
+    for (int j = 0; j < 8; j++) {
+        const __m256 wj = exp8(_mm256_sub_ps(s[j], mx));
+        _mm256_storeu_ps(w + 8 * j, wj);
+        _mm256_storeu_ps(sumt + 8 * j, _mm256_add_ps(sm[j], wj));
+    }
+    return resc;
+}
+
 /* attn_block8_avx2's body, inlined once per head_dim the models use (see there). */
 INLINE void block8_avx2(float *const *out, int nr, const float *qt, float max[8], float sumt[64],
                         const float *k, const float *v, int head_dim, float scale) {

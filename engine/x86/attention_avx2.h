@@ -60,8 +60,14 @@ void attn_exp8_avx2(float out[8], const float x[8]);
 /* attn_softmax8 (forward.h) with AVX2: the same operations, the same bits. */
 bool attn_softmax8_avx2(float w[8], float *shrink, float *max, float sum[8], const float s[8],
                         float scale);
-/* attn_block8_avx512 (attention_avx512.h: the rows in lanes) with AVX2 alone, the values in
- * ymm two rows at a time: the same operations, the same bits. head_dim a multiple of 8. */
+/* One block of 8 positions, keys k and values v (8, head_dim) as F32, for nr (1..8) query rows
+ * that all see them, the rows given as qt (head_dim, 8): qt[i * 8 + r] = q[r][i] (lanes r >= nr:
+ * anything finite, e.g. 0). For each row r < nr, attention_head's block step: s[j] = the sum over
+ * i, in order, of q[r][i] * k[j][i]; attn_softmax8 on s with max[r] and the sums sumt[j * 8 + r]
+ * (the 8 partial sums of row r, one lane of each of sumt's 8 rows); then out[r] *= shrink when
+ * it rescaled, and += w[j] * v[j] for j = 0..7 in order. The rows are the lanes of the scores
+ * and the softmax step, the values in ymm two rows at a time: the same operations, the same
+ * bits. head_dim a multiple of 8. */
 void attn_block8_avx2(float *const *out, int nr, const float *qt, float max[8], float sumt[64],
                       const float *k, const float *v, int head_dim, float scale);
 /* out (n) *= c. */
