@@ -353,62 +353,83 @@ static void test_attention_softmax(void) {
                      "in %d of %d cases", diff, n_exp + n_soft);
 }
 
+/* The rows of a block-step test: q (8 rows, those past nr zero) and its lanes layout qt; the
+ * SIMD step's outputs and state (out_a, max_a, sum_a in the step's layout) and the scalar
+ * reference's (out_b, max_b, sum_b). */
+typedef struct {
+    float q[8][ATTN512_MAX_HEAD_DIM], qt[ATTN512_MAX_HEAD_DIM * 8];
+    float out_a[8][ATTN512_MAX_HEAD_DIM], out_b[8][ATTN512_MAX_HEAD_DIM];
+    float max_a[8], sum_a[64], max_b[8], sum_b[8][8];
+    float *oa[8];
+} block_rows;
+
+static void block_rows_init(block_rows *t, int nr, int hd, unsigned *s) {
+    for (int r = 0; r < 8; r++) {
+        for (int i = 0; i < hd; i++) {
+            t->q[r][i] = r < nr ? 2.0f * frand(s) : 0.0f;
+            t->qt[i * 8 + r] = t->q[r][i];
+            t->out_a[r][i] = t->out_b[r][i] = 0.0f;
+        }
+        t->max_a[r] = t->max_b[r] = -INFINITY;
+        for (int j = 0; j < 8; j++) t->sum_a[j * 8 + r] = t->sum_b[r][j] = 0.0f;
+        t->oa[r] = t->out_a[r];
+    }
+}
+
+/* attention_head's block step, scalar, for row r of t: the scores of the 8 keys k (8, hd) in
+ * order, attn_softmax8, the rescale, then the 8 weighted values v (8, hd). */
+static void ref_block_step(block_rows *t, int r, const float *k, const float *v, int hd,
+                           float scale) {
+    float sc[8], w[8], shrink;
+    for (int j = 0; j < 8; j++) {
+        sc[j] = 0.0f;
+        for (int i = 0; i < hd; i++) sc[j] += t->q[r][i] * k[j * hd + i];
+    }
+    if (attn_softmax8(w, &shrink, &t->max_b[r], t->sum_b[r], sc, scale))
+        for (int i = 0; i < hd; i++) t->out_b[r][i] *= shrink;
+    for (int j = 0; j < 8; j++)
+        for (int i = 0; i < hd; i++) t->out_b[r][i] += w[j] * v[j * hd + i];
+}
+
+/* Whether row r's output, maximum or sums differ between the step and the reference; the
+ * step's sums as rows in lanes (sum_a[j * 8 + r]) or row by row (sum_a[r * 8 + j]). */
+static bool block_row_differs(const block_rows *t, int r, int hd, bool sums_in_lanes) {
+    float sum_a[8];
+    for (int j = 0; j < 8; j++) sum_a[j] = t->sum_a[sums_in_lanes ? j * 8 + r : r * 8 + j];
+    return memcmp(t->out_a[r], t->out_b[r], (size_t)hd * sizeof(float)) != 0 ||
+           memcmp(sum_a, t->sum_b[r], sizeof sum_a) != 0 ||
+           memcmp(&t->max_a[r], &t->max_b[r], 4) != 0;
+}
+
 /* attn_block8_avx2 gives the scalar block step's bits for each of its 1..8 rows: the scores
  * loop, attn_softmax8, the rescale and the weighted values, over 7 blocks in a row (the first
  * from no state; scores that grow, so that some rows rescale in later blocks and others not),
- * head_dim 16 to 128 through the 64- and 16-element (32 and 8) value chunks. */
-typedef void attn_block8_fn(float *const *out, int nr, const float *qt, float max[8],
-                            float sumt[64], const float *k, const float *v, int head_dim,
-                            float scale);
-static void test_attention_block8(attn_block8_fn *step, const char *name) {
+ * head_dim 16 to 128 through the 32- and 8-element value chunks. */
+static void test_attention_block8(void) {
     enum { MAXD = ATTN512_MAX_HEAD_DIM };
     static const int hds[] = {16, 48, 64, 80, 128};
+    static block_rows t;
     unsigned s = 5;
     int diff = 0, n_cmp = 0;
     for (size_t hi = 0; hi < sizeof hds / sizeof hds[0]; hi++)
         for (int nr = 1; nr <= 8; nr++) {
             const int hd = hds[hi];
-            static float q[8][MAXD], qt[MAXD * 8], k[8 * MAXD], v[8 * MAXD];
-            static float out_a[8][MAXD], out_b[8][MAXD];
-            float max_a[8], sumt[64], max_b[8], sum_b[8][8];
-            float *oa[8];
-            for (int r = 0; r < 8; r++) {
-                for (int i = 0; i < hd; i++) {
-                    q[r][i] = r < nr ? 2.0f * frand(&s) : 0.0f;
-                    qt[i * 8 + r] = q[r][i];
-                    out_a[r][i] = out_b[r][i] = 0.0f;
-                }
-                max_a[r] = max_b[r] = -INFINITY;
-                for (int j = 0; j < 8; j++) sumt[j * 8 + r] = sum_b[r][j] = 0.0f;
-                oa[r] = out_a[r];
-            }
+            static float k[8 * MAXD], v[8 * MAXD];
+            block_rows_init(&t, nr, hd, &s);
             const float scale = 1.0f / sqrtf((float)hd);
             for (int blk = 0; blk < 7; blk++) {
                 for (int i = 0; i < 8 * hd; i++) {
                     k[i] = (1.0f + 0.5f * (float)blk) * frand(&s);
                     v[i] = frand(&s);
                 }
-                step(oa, nr, qt, max_a, sumt, k, v, hd, scale);
-                for (int r = 0; r < nr; r++) {
-                    float sc[8], w[8], shrink;
-                    for (int j = 0; j < 8; j++) {
-                        sc[j] = 0.0f;
-                        for (int i = 0; i < hd; i++) sc[j] += q[r][i] * k[j * hd + i];
-                    }
-                    if (attn_softmax8(w, &shrink, &max_b[r], sum_b[r], sc, scale))
-                        for (int i = 0; i < hd; i++) out_b[r][i] *= shrink;
-                    for (int j = 0; j < 8; j++)
-                        for (int i = 0; i < hd; i++) out_b[r][i] += w[j] * v[j * hd + i];
-                    float sum_a[8];
-                    for (int j = 0; j < 8; j++) sum_a[j] = sumt[j * 8 + r];
-                    diff += memcmp(out_a[r], out_b[r], (size_t)hd * sizeof(float)) != 0 ||
-                            memcmp(sum_a, sum_b[r], sizeof sum_a) != 0 ||
-                            memcmp(&max_a[r], &max_b[r], 4) != 0;
-                    n_cmp++;
+                attn_block8_avx2(t.oa, nr, t.qt, t.max_a, t.sum_a, k, v, hd, scale);
+                for (int r = 0; r < nr; r++, n_cmp++) {
+                    ref_block_step(&t, r, k, v, hd, scale);
+                    diff += block_row_differs(&t, r, hd, true);
                 }
             }
         }
-    CHECK(diff == 0, "%s differs from the scalar block step in %d of %d rows", name, diff,
+    CHECK(diff == 0, "attn_block8_avx2 differs from the scalar block step in %d of %d rows", diff,
           n_cmp);
 }
 
@@ -420,55 +441,26 @@ static void test_attention_block8(attn_block8_fn *step, const char *name) {
 static void test_attention_blocks16(void) {
     enum { MAXD = ATTN512_MAX_HEAD_DIM, NC = 6 };
     static const int hds[] = {16, 48, 64, 80, 128}, nbs[NC] = {2, 1, 2, 2, 1, 2};
+    static block_rows t;
     unsigned s = 9;
     int diff = 0, n_cmp = 0;
     for (size_t hi = 0; hi < sizeof hds / sizeof hds[0]; hi++)
         for (int nr = 1; nr <= 8; nr++) {
             const int hd = hds[hi];
-            static float q[8][MAXD], qt[MAXD * 8], k[NC][16 * MAXD], kt[16 * MAXD];
-            static float v[NC][16 * MAXD], out_a[8][MAXD], out_b[8][MAXD];
-            float max_a[8], sumr[64], max_b[8], sum_b[8][8];
-            float *oa[8];
-            for (int r = 0; r < 8; r++) {
-                for (int i = 0; i < hd; i++) {
-                    q[r][i] = r < nr ? 2.0f * frand(&s) : 0.0f;
-                    qt[i * 8 + r] = q[r][i];
-                    out_a[r][i] = out_b[r][i] = 0.0f;
-                }
-                max_a[r] = max_b[r] = -INFINITY;
-                for (int j = 0; j < 8; j++) sumr[r * 8 + j] = sum_b[r][j] = 0.0f;
-                oa[r] = out_a[r];
-            }
+            static float k[16 * MAXD], kt[16 * MAXD], v[16 * MAXD];
+            block_rows_init(&t, nr, hd, &s);
             const float scale = 1.0f / sqrtf((float)hd);
-            for (int c = 0, blk = 0; c < NC; c++)
+            for (int c = 0, blk = 0; c < NC; c++) {
                 for (int i = 0; i < 16 * hd; i++) {
-                    k[c][i] = (1.0f + 0.5f * (float)(blk + i / (8 * hd))) * frand(&s);
-                    v[c][i] = frand(&s);
-                    blk += i == 16 * hd - 1 ? nbs[c] : 0;
+                    k[i] = (1.0f + 0.5f * (float)(blk + i / (8 * hd))) * frand(&s);
+                    v[i] = frand(&s);
                 }
-            for (int c = 0; c < NC; c++) {
-                attn_keys16_t_avx512(kt, k[c], 8 * nbs[c], hd);
-                attn_block16_avx512(oa, nr, nbs[c], qt, max_a, sumr, kt, v[c], hd, scale);
-            }
-            for (int c = 0; c < NC; c++)
-                for (int b = 0; b < nbs[c]; b++)
-                    for (int r = 0; r < nr; r++) {
-                        float sc[8], w[8], shrink;
-                        const float *kb = k[c] + b * 8 * hd, *vb = v[c] + b * 8 * hd;
-                        for (int j = 0; j < 8; j++) {
-                            sc[j] = 0.0f;
-                            for (int i = 0; i < hd; i++) sc[j] += q[r][i] * kb[j * hd + i];
-                        }
-                        if (attn_softmax8(w, &shrink, &max_b[r], sum_b[r], sc, scale))
-                            for (int i = 0; i < hd; i++) out_b[r][i] *= shrink;
-                        for (int j = 0; j < 8; j++)
-                            for (int i = 0; i < hd; i++) out_b[r][i] += w[j] * vb[j * hd + i];
-                    }
-            for (int r = 0; r < nr; r++) {
-                diff += memcmp(out_a[r], out_b[r], (size_t)hd * sizeof(float)) != 0 ||
-                        memcmp(sumr + 8 * r, sum_b[r], sizeof sum_b[r]) != 0 ||
-                        memcmp(&max_a[r], &max_b[r], 4) != 0;
-                n_cmp++;
+                attn_keys16_t_avx512(kt, k, 8 * nbs[c], hd);
+                attn_block16_avx512(t.oa, nr, nbs[c], t.qt, t.max_a, t.sum_a, kt, v, hd, scale);
+                for (int b = 0; b < nbs[c]; b++, blk++)
+                    for (int r = 0; r < nr; r++)
+                        ref_block_step(&t, r, k + b * 8 * hd, v + b * 8 * hd, hd, scale);
+                for (int r = 0; r < nr; r++, n_cmp++) diff += block_row_differs(&t, r, hd, false);
             }
         }
     CHECK(diff == 0, "attn_block16_avx512 differs from the scalar block step in %d of %d rows",
@@ -803,7 +795,7 @@ int main(void) {
     test_attention_helpers();
     test_attention_softmax();
     if (mm_avx512_supported()) test_attention_blocks16();
-    if (mm_avx2_supported()) test_attention_block8(attn_block8_avx2, "attn_block8_avx2");
+    if (mm_avx2_supported()) test_attention_block8();
     test_avx512_matches_avx2();
     test_avx2_float_buffer();
     test_dec_tiles();
