@@ -399,33 +399,46 @@ static void rope_heads(float *x, const float *cs, int head_dim, int rope_dim, in
 #define ATTN_KB 8    /* positions per block of the online softmax */
 #define ATTN_QB 8    /* prompt rows per prefill block (group_rows); heads per decode call */
 #define ATTN_QMAX 32 /* rows one attention_block call can take (rows x heads in prefill) */
-/* attention_block_lanes's blocks with AVX-512, two at a time: their keys and values converted to
- * F32 once (kbuf, vbuf: (2 * ATTN_KB, head_dim), attention_block's buffers), the keys transposed once for every group
- * (attn_keys16_t_avx512), then each group's attn_block16_avx512. qt, mx, st (the sums as sumr)
- * as attention_block_lanes sets them up. */
+/* The keys and values of positions t0 .. t0 + n - 1 of a kv head as F32 (n, head_dim), for the
+ * rows-in-lanes phase: *kf, *vf point into an F32 cache, or at kbuf, vbuf, where an F16 cache's
+ * (with AVX-512 when z512) or a Q8_0 cache's are converted. */
+static void lanes_kv_f32(const float **kf, const float **vf, const kv_cache *kv, int layer,
+                         int kv_head, int t0, int n, int head_dim, bool z512, float *kbuf,
+                         float *vbuf) {
+    const char *k0 = kv_k_head(kv, layer, kv_head, t0);
+    const char *v0 = kv_v_head(kv, layer, kv_head, t0);
+    *kf = kbuf, *vf = vbuf;
+    if (kv->type == KV_F16 && z512) { /* front to back (transposing F16 rows read slower) */
+        attn_f16_to_f32_avx512(kbuf, (const uint16_t *)k0, n * head_dim);
+        attn_f16_to_f32_avx512(vbuf, (const uint16_t *)v0, n * head_dim);
+    } else if (kv->type == KV_F16) { /* the block as one row of n * head_dim */
+        attn_f16_rows_avx2(kbuf, (const uint16_t *)k0, 0, 1, n * head_dim);
+        attn_f16_rows_avx2(vbuf, (const uint16_t *)v0, 0, 1, n * head_dim);
+    } else if (kv->type == KV_Q8_0) {
+        const size_t head_bytes = kv_row_bytes(kv->type, head_dim);
+        kv_dequant_q8_0(kbuf, k0, head_bytes, n, head_dim, true);
+        kv_dequant_q8_0(vbuf, v0, head_bytes, n, head_dim, true);
+    } else {
+        *kf = (const float *)k0, *vf = (const float *)v0;
+    }
+}
+
+/* attention_block_lanes's blocks with AVX-512, two at a time: their keys and values as F32 once
+ * (lanes_kv_f32; kbuf, vbuf: (2 * ATTN_KB, head_dim), attention_block's buffers), the keys
+ * transposed once for every group (attn_keys16_t_avx512), then each group's attn_block16_avx512.
+ * qt, mx, st (the sums as sumr) as attention_block_lanes sets them up. */
 static void lanes_blocks16(float *const *out, int nq, const kv_cache *kv, int layer, int kv_head,
                            int head_dim, const int *done, int t_end,
                            float (*qt)[ATTN512_MAX_HEAD_DIM * 8], float (*mx)[8],
                            float (*st)[ATTN_KB * 8], float *kbuf, float *vbuf) {
     enum { SPAN = 2 * ATTN_KB };
     const float scale = 1.0f / sqrtf((float)head_dim);
-    const size_t head_bytes = kv_row_bytes(kv->type, head_dim);
     float kt[ATTN512_MAX_HEAD_DIM * SPAN];
     assert(head_dim <= ATTN512_MAX_HEAD_DIM && SPAN * head_dim <= ATTN_KB * ATTN_MAX_HEAD_DIM);
     for (int t0 = 0; t0 < t_end; t0 += SPAN) {
         const int nk = t_end - t0 < SPAN ? t_end - t0 : SPAN; /* a multiple of ATTN_KB */
-        const char *k0 = kv_k_head(kv, layer, kv_head, t0);
-        const char *v0 = kv_v_head(kv, layer, kv_head, t0);
-        const float *kf = kbuf, *vf = vbuf;
-        if (kv->type == KV_F16) { /* converted front to back (transposing F16 rows read slower) */
-            attn_f16_to_f32_avx512(kbuf, (const uint16_t *)k0, nk * head_dim);
-            attn_f16_to_f32_avx512(vbuf, (const uint16_t *)v0, nk * head_dim);
-        } else if (kv->type == KV_Q8_0) {
-            kv_dequant_q8_0(kbuf, k0, head_bytes, nk, head_dim, true);
-            kv_dequant_q8_0(vbuf, v0, head_bytes, nk, head_dim, true);
-        } else {
-            kf = (const float *)k0, vf = (const float *)v0;
-        }
+        const float *kf, *vf;
+        lanes_kv_f32(&kf, &vf, kv, layer, kv_head, t0, nk, head_dim, true, kbuf, vbuf);
         attn_keys16_t_avx512(kt, kf, nk, head_dim);
         for (int g = 0; g < (nq + 7) / 8; g++) {
             const int nb = (done[g] - t0) / ATTN_KB; /* the blocks group g sees here */
@@ -441,8 +454,8 @@ static void lanes_blocks16(float *const *out, int nq, const kv_cache *kv, int la
  * sets them up): for each group of 8 consecutive query rows with at least 4 of them, the full
  * blocks of 8 positions from position 0 that every row of the group sees go through
  * lanes_blocks16 two at a time (the positions in lanes), or attn_block8_avx2 one at a time
- * without z512 (the rows in lanes), the blocks' keys and values converted to F32 once (into
- * kbuf, vbuf: (ATTN_KB, head_dim)) for all the groups.
+ * without z512 (the rows in lanes), the blocks' keys and values as F32 once (lanes_kv_f32) for
+ * all the groups.
  * done[g] = the positions group g took (a multiple of ATTN_KB; 0 for a group of fewer than 4
  * rows); each row's max, sum and out are then what attention_block's loop leaves after those
  * blocks, so that it goes on from there. */
@@ -452,7 +465,6 @@ static void attention_block_lanes(float *const *out, const float *const *q, int 
                                   int *done, float *kbuf, float *vbuf, bool z512) {
     enum { NG = ATTN_QMAX / 8 };
     const float scale = 1.0f / sqrtf((float)head_dim);
-    const size_t head_bytes = kv_row_bytes(kv->type, head_dim);
     /* group g: its rows as lanes (head_dim, 8), its maxima and its sums (sumt layout) */
     float qt[NG][ATTN512_MAX_HEAD_DIM * 8], mx[NG][8], st[NG][ATTN_KB * 8];
     int t_end = 0;
@@ -473,18 +485,8 @@ static void attention_block_lanes(float *const *out, const float *const *q, int 
         lanes_blocks16(out, nq, kv, layer, kv_head, head_dim, done, t_end, qt, mx, st, kbuf, vbuf);
     } else {
         for (int t0 = 0; t0 < t_end; t0 += ATTN_KB) {
-            const char *k0 = kv_k_head(kv, layer, kv_head, t0);
-            const char *v0 = kv_v_head(kv, layer, kv_head, t0);
-            const float *kf = (const float *)k0, *vf = (const float *)v0;
-            if (kv->type == KV_F16) { /* the block as one row of ATTN_KB * head_dim */
-                attn_f16_rows_avx2(kbuf, (const uint16_t *)k0, 0, 1, ATTN_KB * head_dim);
-                attn_f16_rows_avx2(vbuf, (const uint16_t *)v0, 0, 1, ATTN_KB * head_dim);
-                kf = kbuf, vf = vbuf;
-            } else if (kv->type == KV_Q8_0) {
-                kv_dequant_q8_0(kbuf, k0, head_bytes, ATTN_KB, head_dim, true);
-                kv_dequant_q8_0(vbuf, v0, head_bytes, ATTN_KB, head_dim, true);
-                kf = kbuf, vf = vbuf;
-            }
+            const float *kf, *vf;
+            lanes_kv_f32(&kf, &vf, kv, layer, kv_head, t0, ATTN_KB, head_dim, false, kbuf, vbuf);
             for (int g = 0; g < (nq + 7) / 8; g++)
                 if (t0 < done[g])
                     attn_block8_avx2(out + 8 * g, nq - 8 * g < 8 ? nq - 8 * g : 8, qt[g], mx[g],
