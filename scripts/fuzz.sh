@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # fuzz.sh [--minutes N | --seconds N] [TARGET...]: builds the libFuzzer targets of tests/fuzz
 # (clang, -fsanitize=fuzzer,address,undefined, in build-fuzz/ or $FUZZ_BUILD_DIR) and runs each
-# in turn for a bounded time (default 25 s; every target when none is named), starting from its
-# seed corpus, its regressions and what earlier runs here found (build-fuzz/corpus/<target>).
-# Prints per target the executions, the coverage (libFuzzer's final cov/ft) and any crash, then
-# "N passed, N failed"; exits non-zero when a target crashed. A crashing input is left in
-# build-fuzz/crashes/<target>/: fix the bug, then add the input to tests/fuzz/regressions/<target>/
-# so that every test suite replays it (tests/fuzz/meson.build).
+# for a bounded time (default 25 s; every target when none is named; one per CPU at a time),
+# starting from its seed corpus, its regressions and what earlier runs here found
+# (build-fuzz/corpus/<target>). Prints per target the executions, the coverage (libFuzzer's final
+# cov/ft) and any crash, then "N passed, N failed"; exits non-zero when a target crashed. A
+# crashing input is left in build-fuzz/crashes/<target>/: fix the bug, then add the input to
+# tests/fuzz/regressions/<target>/ so that every test suite replays it (tests/fuzz/meson.build).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,31 +57,49 @@ fi
 # UndefinedBehaviorSanitizer's reports end the run (a crash), as AddressSanitizer's do
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-pass=0
-fail=0
-for t in "${targets[@]}"; do
-    work="$build/corpus/$t" crashes="$build/crashes/$t" log="$build/fuzz-$t.log"
+# one target per CPU at a time, so that each still gets a whole core for its time; the results
+# are reported in the targets' order
+fuzz_one() { # target: runs it and writes its report to $build/fuzz-<target>.report
+    local t=$1 work="$build/corpus/$1" crashes="$build/crashes/$1" log="$build/fuzz-$1.log"
     mkdir -p "$work" "$crashes"
-    dirs=("$work" "tests/fuzz/corpus/$t")
+    local dirs=("$work" "tests/fuzz/corpus/$t")
     [ -d "tests/fuzz/regressions/$t" ] && dirs+=("tests/fuzz/regressions/$t")
     "$build/tests/fuzz/fuzz_$t" -max_total_time="$seconds" -max_len="${max_len[$t]}" \
         -timeout=25 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$crashes/" \
         "${dirs[@]}" >"$log" 2>&1
-    rc=$?
+    local rc=$?
+    local execs cov corp summary
     execs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | grep -o '[0-9]*$')
     cov=$(grep -o 'cov: [0-9]* ft: [0-9]*' "$log" | tail -n 1)
     corp=$(grep -o 'corp: [0-9]*' "$log" | tail -n 1 | grep -o '[0-9]*$')
     summary="${execs:-?} executions, ${cov:-cov: ?}, corpus ${corp:-?} inputs"
     if [ $rc -eq 0 ]; then
         echo "fuzz_$t: ok: $summary in ${seconds} s"
-        pass=$((pass + 1))
     else
-        crash=$(grep -o "Test unit written to .*" "$log" | tail -n 1 | sed 's/Test unit written to //')
+        local crash
+        crash=$(grep -o "Test unit written to .*" "$log" | tail -n 1 |
+            sed 's/Test unit written to //')
         echo "fuzz_$t: FAILED (exit $rc): $summary"
-        grep -E 'ERROR: |SUMMARY: |property broken|runtime error' "$log" | head -n 5 | sed 's/^/    /'
+        grep -E 'ERROR: |SUMMARY: |property broken|runtime error' "$log" | head -n 5 |
+            sed 's/^/    /'
         echo "    input: ${crash:-none written}; log: $log"
-        fail=$((fail + 1))
-    fi
+    fi >"$build/fuzz-$t.report"
+    return $rc
+}
+jobs=$(nproc 2>/dev/null || echo 1)
+pass=0
+fail=0
+for ((i = 0; i < ${#targets[@]}; i += jobs)); do
+    batch=("${targets[@]:i:jobs}")
+    pids=()
+    for t in "${batch[@]}"; do
+        fuzz_one "$t" &
+        pids+=($!)
+    done
+    for k in "${!batch[@]}"; do
+        if wait "${pids[$k]}"; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
+        cat "$build/fuzz-${batch[$k]}.report"
+    done
 done
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
