@@ -40,9 +40,12 @@ done
 # last line shown is the last check that ran.
 quiet=${TEST_ARM_QUIET_S:-60} # seconds; the variable is for testing this script
 run() {
-    coproc guest { QEMU_LD_PREFIX=/usr/aarch64-linux-gnu exec "$qemu" \
-        "$out/test_matmul_aarch64" 2>&1; }
-    local pid=$guest_PID fd=${guest[0]} line rc
+    local pid fd line rc
+    # the guest's output on fd (a process substitution: unlike a coprocess's, the descriptor
+    # stays open after the guest exits, until its last lines are read)
+    exec {fd}< <(QEMU_LD_PREFIX=/usr/aarch64-linux-gnu exec "$qemu" \
+        "$out/test_matmul_aarch64" 2>&1)
+    pid=$!
     while true; do
         rc=0
         IFS= read -r -t "$quiet" line <&"$fd" || rc=$?
@@ -52,12 +55,14 @@ run() {
             echo "test-arm.sh: no output from qemu-user for $quiet s (hung)"
             kill -9 "$pid" 2>/dev/null
             wait "$pid" 2>/dev/null
+            exec {fd}<&-
             return 124
         else
             [ -n "$line" ] && printf '%s\n' "$line"
             break
         fi
     done
+    exec {fd}<&-
     wait "$pid"
 }
 rc=0
