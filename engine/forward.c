@@ -426,13 +426,12 @@ static void lanes_kv_f32(const float **kf, const float **vf, const kv_cache *kv,
 /* attention_block_lanes's blocks with AVX-512, two at a time: their keys and values as F32 once
  * (lanes_kv_f32; kbuf, vbuf: (2 * ATTN_KB, head_dim), attention_block's buffers), the keys
  * transposed once for every group (attn_keys16_t_avx512), then each group's attn_block16_avx512.
- * qt, mx, st (the sums as sumr) as attention_block_lanes sets them up. */
+ * qt, mx, st (the sums as sumr) and scale as attention_block_lanes sets them up. */
 static void lanes_blocks16(float *const *out, int nq, const kv_cache *kv, int layer, int kv_head,
-                           int head_dim, const int *done, int t_end,
+                           int head_dim, float scale, const int *done, int t_end,
                            float (*qt)[ATTN512_MAX_HEAD_DIM * 8], float (*mx)[8],
                            float (*st)[ATTN_KB * 8], float *kbuf, float *vbuf) {
     enum { SPAN = 2 * ATTN_KB };
-    const float scale = 1.0f / sqrtf((float)head_dim);
     float kt[ATTN512_MAX_HEAD_DIM * SPAN];
     assert(head_dim <= ATTN512_MAX_HEAD_DIM && SPAN * head_dim <= ATTN_KB * ATTN_MAX_HEAD_DIM);
     for (int t0 = 0; t0 < t_end; t0 += SPAN) {
@@ -482,7 +481,8 @@ static void attention_block_lanes(float *const *out, const float *const *q, int 
         }
     }
     if (z512) {
-        lanes_blocks16(out, nq, kv, layer, kv_head, head_dim, done, t_end, qt, mx, st, kbuf, vbuf);
+        lanes_blocks16(out, nq, kv, layer, kv_head, head_dim, scale, done, t_end, qt, mx, st, kbuf,
+                       vbuf);
     } else {
         for (int t0 = 0; t0 < t_end; t0 += ATTN_KB) {
             const float *kf, *vf;
