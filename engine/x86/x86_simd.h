@@ -15,6 +15,14 @@
 
 #define RW_MAX 4 /* weight rows per tile */
 #define RT_MAX 2 /* activation rows per tile: 4x2 accumulators + 4 weight vectors fit 16 ymm */
+/* F32 weights (F32 files, and the F16/BF16 chunks converted into a buffer) from RT_F32_MIN
+ * activation rows: tiles of 4 x 3 pairs, the 3 activation vectors in registers and each weight
+ * vector loaded once for its row's 3 products (12 accumulators + 3 + 1 fit 16 ymm; holding the
+ * weights instead spills an accumulator). With AVX2 alone on Zen 5 (bench-matmul, one core,
+ * T = 128, 2026-12-02): F32 30-31 -> 35-36 GMAC/s, F16 on the buffer 35-40 -> 43; at T = 3-5 the
+ * weights' reads bound both shapes (level within the noise), so fewer rows keep 4 x 2. */
+#define RT_F32 3
+#define RT_F32_MIN 6
 /* activation rows per group: their parked accumulators take 16 KB (32 KB for the zmm tiles).
  * 128 rather than 64: pp128 then converts each weight chunk once, not twice (Zen 4, one core,
  * with whole-row chunks: F16 44-45 -> 49-50 GMAC/s, F32 42 -> 47) */
@@ -202,7 +210,8 @@ static inline int iq4_xs_scale(const block_iq4_xs *w, int s) {
 }
 
 /* One RW x RT tile over k in [k0, k1): out[t * ldo + r] = dot(w row r, x row t) for r < RW,
- * t < RT. w: RW rows of n elements, wstride bytes apart; x: RT rows of n floats, ldx apart.
+ * t < RT (RT <= RT_MAX, or RT_F32 for F32 weights). w: RW rows of n elements, wstride bytes
+ * apart; x: RT rows of n floats, ldx apart.
  * The K loop may be cut into chunks (first/last): between chunks the accumulators are parked
  * in save (RT x RW_MAX vectors), which changes no operation, so a pair's result is the same
  * whatever the chunking. The tail (n % 8 elements) belongs to the last chunk. */
@@ -210,13 +219,27 @@ INLINE void tile_float(dtype type, float *out, int ldo, const uint8_t *w, size_t
                        size_t wnext, int ostride, const float *x, int ldx, int k0, int k1, int n,
                        __m256 *save, bool first, bool last, bool pf, int RW, int RT) {
     const int esz = type == DT_F32 ? 4 : 2;
-    __m256 acc[RW_MAX][RT_MAX];
+    __m256 acc[RW_MAX][RT_F32];
 #pragma GCC unroll 4
     for (int r = 0; r < RW; r++)
 #pragma GCC unroll 6
         for (int t = 0; t < RT; t++)
             acc[r][t] = first ? _mm256_setzero_ps() : save[t * RW_MAX + r];
     int k = k0;
+    if (type == DT_F32 && RT == RT_F32) /* RT_F32's order of loads; the same operations */
+        for (; k + 8 <= k1; k += 8) {
+            __m256 xv[RT_F32];
+#pragma GCC unroll 3
+            for (int t = 0; t < RT; t++) xv[t] = _mm256_loadu_ps(x + (size_t)t * ldx + k);
+#pragma GCC unroll 4
+            for (int r = 0; r < RW; r++) {
+                const __m256 wv = load8(type, w + r * wstride, k);
+                if (pf && (k * esz) % 64 == 0)
+                    _mm_prefetch((const char *)(w + r * wstride + wnext) + k * esz, _MM_HINT_T1);
+#pragma GCC unroll 3
+                for (int t = 0; t < RT; t++) acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
+            }
+        }
     /* two k-steps per iteration: on Zen 1 the F32 tile on convert_chunk's buffer ran 12.0-12.7
      * -> 14.3-15.2 GMAC/s (bench-matmul f16 T = 128, one core); F32 itself level */
 #pragma GCC unroll 2
@@ -298,6 +321,11 @@ INLINE void chunk_tiles(dtype type, float *out, int n_out, const uint8_t *w, siz
                         size_t wnext, const float *x, int ldx, int k1, int n, __m256 *save,
                         bool first, bool last, bool pf, bool pf_first, int t0, int t1, int RW) {
     int t = t0;
+    if (type == DT_F32 && RW == RW_MAX && t1 - t0 >= RT_F32_MIN)
+        for (; t + RT_F32 <= t1; t += RT_F32)
+            tile_float(type, out + (size_t)t * n_out, n_out, w, wstride, wnext, 1,
+                       x + (size_t)t * ldx, ldx, 0, k1, n, save + (t - t0) * RW_MAX, first, last,
+                       pf || (pf_first && t == t0), RW, RT_F32);
     for (; t + RT_MAX <= t1; t += RT_MAX)
         tile_float(type, out + (size_t)t * n_out, n_out, w, wstride, wnext, 1, x + (size_t)t * ldx,
                    ldx, 0, k1, n, save + (t - t0) * RW_MAX, first, last,
