@@ -12,7 +12,8 @@
  * AVX512 0 turns it off). For the per-CPU table in x86/avx512.c, the environment can override
  * the float tiles' K chunk (BM_KC, x86.h mm_set_float_kc), the fewest rows that take the zmm
  * float tiles (BM_ZMM_MIN, mm_set_float_zmm_min) and the fewest for which they convert the
- * weights into a buffer first (BM_BUF_MIN, mm_set_float_buf_min). BM_BF16_DOT=1 runs BF16 on
+ * weights into a buffer first (BM_BUF_MIN, mm_set_float_buf_min; for the AVX2 tiles
+ * BM_AVX2_BUF, mm_set_float_avx2_buf_min). BM_BF16_DOT=1 runs BF16 on
  * BF16 activations (matmul.h mm_set_bf16_dot, where the CPU has AVX512_BF16). */
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
@@ -85,6 +86,7 @@ int main(int argc, char **argv) {
     if (getenv("BM_KC")) mm_set_float_kc(atoi(getenv("BM_KC")));
     if (getenv("BM_ZMM_MIN")) mm_set_float_zmm_min(atoi(getenv("BM_ZMM_MIN")));
     if (getenv("BM_BUF_MIN")) mm_set_float_buf_min(atoi(getenv("BM_BUF_MIN")));
+    if (getenv("BM_AVX2_BUF")) mm_set_float_avx2_buf_min(atoi(getenv("BM_AVX2_BUF")));
     if (getenv("BM_BF16_DOT") && !mm_set_bf16_dot(atoi(getenv("BM_BF16_DOT")) != 0))
         fprintf(stderr, "BM_BF16_DOT: this CPU has no AVX512_BF16\n");
     const bool repack = argc > 7 && atoi(argv[7]) != 0;
