@@ -545,7 +545,7 @@ static void test_avx512_matches_avx2(void) {
 /* The AVX2 float tiles give the same bits whether each tile converts its F16/BF16 weights in
  * registers or reads an F32 buffer converted once per K chunk (mm_float_avx2_buf_min), and
  * whether every tile or only a chunk's first prefetches the next rows (mm_float_pf_once), on
- * any CPU with AVX2 (the CPU table turns both on for Zen 1, and the buffer from 32 rows for Zen 5
+ * any CPU with AVX2 (the CPU table turns both on for Zen 1, and the buffer from 64 rows for Zen 5
  * without AVX-512): K chunks of 64, 512 and 4096 (the buffer holds at most 1024), rows off the
  * vector width and longer than the buffer, T from the buffer's threshold (3) to more than a group
  * (150), so both the 4 x 2 and the 4 x 3 tiles, several threads. */

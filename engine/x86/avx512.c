@@ -583,10 +583,11 @@ static const struct {
      * decode kernels from 10 rows here, not 18 (T = 12 28-30 -> 52-54, T = 16 29-30 -> 46-66).
      * One core reads 38-40 GB/s as four long streams but 25 as tiles of four consecutive 4 KiB
      * rows, so the float decode tiles spread their rows (BF16 tg 13-17 -> 18-21 tok/s). With
-     * AVX2 alone (--no-avx512), F16 and BF16 from 32 rows convert their weights into the
-     * buffer for the 4 x 3 F32 tiles (T = 128: F16 30-37 -> 43 GMAC/s, BF16 26 -> 44; T = 32
-     * 37-38 -> 40-42; T <= 16 in registers, 31-35 against 22-35; 2026-12-02). */
-    {true, 26, 2, 0, 4096, {6, 3, 3}, {32, 64, 64}, {24, 16, 0}, {0, 0, 10}, true, 32, false},
+     * AVX2 alone (--no-avx512), F16 and BF16 from 64 rows convert their weights into the
+     * buffer for the 4 x 3 tiles (GMAC/s in registers / buffer, 2026-12-02: T = 128 F16
+     * 42.8-43.2 / 43.4-45.9, BF16 41.5-41.9 / 43.5-44.0; T = 64 level; T = 32 45.4-46.0 /
+     * 41.7-41.9; T = 6 31.5-44.4 / 26.6-27.9). */
+    {true, 26, 2, 0, 4096, {6, 3, 3}, {32, 64, 64}, {24, 16, 0}, {0, 0, 10}, true, 64, false},
     /* AMD family 23 model 1 (Zen 1, as EPYC 7001, or a VM's "EPYC" CPU model), measured
      * 2026-12-02: AVX2 only, 128-bit units (one ymm FMA per cycle); vcvtph2ps ymm takes 4.6
      * cycles, so the F16 tiles converting in registers ran at 5.4-9.0 GMAC/s (T = 128,

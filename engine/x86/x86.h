@@ -118,8 +118,8 @@ bool mm_float_dec_spread(void);
 void mm_set_float_dec_spread(int on);
 /* The fewest activation rows for which the AVX2 float tiles (F16, BF16; x86_simd.h
  * rows_float_block) convert each K chunk of the weights into an F32 buffer once rather than in
- * every tile; 0: never. From the CPU table (Zen 1: 3, where vcvtph2ps is slow; Zen 5: 32, for
- * the 4 x 3 F32 tiles when AVX-512 is off; elsewhere 0).
+ * every tile; 0: never. From the CPU table (Zen 1: 3, where vcvtph2ps is slow; Zen 5: 64, when
+ * AVX-512 is off; elsewhere 0).
  * The same bits either way. mm_set_float_avx2_buf_min overrides it (tests: 0 never, >= 1;
  * -1: back to the CPU's); flip it between matmul calls. */
 int mm_float_avx2_buf_min(void);

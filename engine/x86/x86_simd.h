@@ -15,14 +15,15 @@
 
 #define RW_MAX 4 /* weight rows per tile */
 #define RT_MAX 2 /* activation rows per tile: 4x2 accumulators + 4 weight vectors fit 16 ymm */
-/* F32 weights (F32 files, and the F16/BF16 chunks converted into a buffer) from RT_F32_MIN
- * activation rows: tiles of 4 x 3 pairs, the 3 activation vectors in registers and each weight
- * vector loaded once for its row's 3 products (12 accumulators + 3 + 1 fit 16 ymm; holding the
- * weights instead spills an accumulator). With AVX2 alone on Zen 5 (bench-matmul, one core,
- * T = 128, 2026-12-02): F32 30-31 -> 35-36 GMAC/s, F16 on the buffer 35-40 -> 43; at T = 3-5 the
- * weights' reads bound both shapes (level within the noise), so fewer rows keep 4 x 2. */
-#define RT_F32 3
-#define RT_F32_MIN 6
+/* From RT_XR_MIN activation rows: tiles of 4 x 3 pairs, the 3 activation vectors in registers
+ * and each weight vector loaded (and converted) once for its row's 3 products (12 accumulators
+ * + 3 + 1 fit 16 ymm; holding the 4 weight vectors instead spills an accumulator). With AVX2
+ * alone on Zen 5 (bench-matmul, one core, 2026-12-02): T = 128 F32 30-31 -> 35-36 GMAC/s, F16
+ * on the buffer 35-40 -> 43, F16 in registers 37-38 -> 43-44; T = 8-24 F16 27-38 -> 34-46; at
+ * T = 3-5 the weights' reads bound both shapes (level within the noise), so fewer rows keep
+ * 4 x 2. */
+#define RT_XR 3
+#define RT_XR_MIN 6
 /* activation rows per group: their parked accumulators take 16 KB (32 KB for the zmm tiles).
  * 128 rather than 64: pp128 then converts each weight chunk once, not twice (Zen 4, one core,
  * with whole-row chunks: F16 44-45 -> 49-50 GMAC/s, F32 42 -> 47) */
@@ -210,7 +211,7 @@ static inline int iq4_xs_scale(const block_iq4_xs *w, int s) {
 }
 
 /* One RW x RT tile over k in [k0, k1): out[t * ldo + r] = dot(w row r, x row t) for r < RW,
- * t < RT (RT <= RT_MAX, or RT_F32 for F32 weights). w: RW rows of n elements, wstride bytes
+ * t < RT (RT <= RT_MAX, or RT_XR). w: RW rows of n elements, wstride bytes
  * apart; x: RT rows of n floats, ldx apart.
  * The K loop may be cut into chunks (first/last): between chunks the accumulators are parked
  * in save (RT x RW_MAX vectors), which changes no operation, so a pair's result is the same
@@ -219,16 +220,16 @@ INLINE void tile_float(dtype type, float *out, int ldo, const uint8_t *w, size_t
                        size_t wnext, int ostride, const float *x, int ldx, int k0, int k1, int n,
                        __m256 *save, bool first, bool last, bool pf, int RW, int RT) {
     const int esz = type == DT_F32 ? 4 : 2;
-    __m256 acc[RW_MAX][RT_F32];
+    __m256 acc[RW_MAX][RT_XR];
 #pragma GCC unroll 4
     for (int r = 0; r < RW; r++)
 #pragma GCC unroll 6
         for (int t = 0; t < RT; t++)
             acc[r][t] = first ? _mm256_setzero_ps() : save[t * RW_MAX + r];
     int k = k0;
-    if (type == DT_F32 && RT == RT_F32) /* RT_F32's order of loads; the same operations */
+    if (RT == RT_XR) /* RT_XR's order of loads; the same operations */
         for (; k + 8 <= k1; k += 8) {
-            __m256 xv[RT_F32];
+            __m256 xv[RT_XR];
 #pragma GCC unroll 3
             for (int t = 0; t < RT; t++) xv[t] = _mm256_loadu_ps(x + (size_t)t * ldx + k);
 #pragma GCC unroll 4
@@ -321,11 +322,11 @@ INLINE void chunk_tiles(dtype type, float *out, int n_out, const uint8_t *w, siz
                         size_t wnext, const float *x, int ldx, int k1, int n, __m256 *save,
                         bool first, bool last, bool pf, bool pf_first, int t0, int t1, int RW) {
     int t = t0;
-    if (type == DT_F32 && RW == RW_MAX && t1 - t0 >= RT_F32_MIN)
-        for (; t + RT_F32 <= t1; t += RT_F32)
+    if (RW == RW_MAX && t1 - t0 >= RT_XR_MIN)
+        for (; t + RT_XR <= t1; t += RT_XR)
             tile_float(type, out + (size_t)t * n_out, n_out, w, wstride, wnext, 1,
                        x + (size_t)t * ldx, ldx, 0, k1, n, save + (t - t0) * RW_MAX, first, last,
-                       pf || (pf_first && t == t0), RW, RT_F32);
+                       pf || (pf_first && t == t0), RW, RT_XR);
     for (; t + RT_MAX <= t1; t += RT_MAX)
         tile_float(type, out + (size_t)t * n_out, n_out, w, wstride, wnext, 1, x + (size_t)t * ldx,
                    ldx, 0, k1, n, save + (t - t0) * RW_MAX, first, last,
