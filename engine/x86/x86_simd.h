@@ -15,13 +15,13 @@
 
 #define RW_MAX 4 /* weight rows per tile */
 #define RT_MAX 2 /* activation rows per tile: 4x2 accumulators + 4 weight vectors fit 16 ymm */
-/* From RT_XR_MIN activation rows: tiles of 4 x 3 pairs, the 3 activation vectors in registers
- * and each weight vector loaded (and converted) once for its row's 3 products (12 accumulators
- * + 3 + 1 fit 16 ymm; holding the 4 weight vectors instead spills an accumulator). With AVX2
- * alone on Zen 5 (bench-matmul, one core, 2026-12-02): T = 128 F32 30-31 -> 35-36 GMAC/s, F16
- * on the buffer 35-40 -> 43, F16 in registers 37-38 -> 43-44; T = 8-24 F16 27-38 -> 34-46; at
- * T = 3-5 the weights' reads bound both shapes (level within the noise), so fewer rows keep
- * 4 x 2. */
+/* Tiles of 4 x 3 pairs, the 3 activation vectors in registers and each weight vector loaded
+ * (and converted) once for its row's 3 products (12 accumulators + 3 + 1 fit 16 ymm; holding
+ * the 4 weight vectors instead spills an accumulator). With AVX2 alone on Zen 5 (bench-matmul,
+ * one core, 2026-12-02): T = 128 F32 30-31 -> 35-36 GMAC/s, F16 on the buffer 35-40 -> 43, F16
+ * in registers 37-38 -> 43-44; T = 8-24 F16 27-38 -> 34-46; T = 3 F16 22-27 -> 32-44, T = 5 32
+ * -> 40 (4 rows stay 2 + 2: 3 + 1 ran 27-29 against 30-32). F32 weights take them from
+ * RT_XR_MIN rows: at T = 3-5 their reads bound both shapes (level within the noise). */
 #define RT_XR 3
 #define RT_XR_MIN 6
 /* activation rows per group: their parked accumulators take 16 KB (32 KB for the zmm tiles).
@@ -322,8 +322,8 @@ INLINE void chunk_tiles(dtype type, float *out, int n_out, const uint8_t *w, siz
                         size_t wnext, const float *x, int ldx, int k1, int n, __m256 *save,
                         bool first, bool last, bool pf, bool pf_first, int t0, int t1, int RW) {
     int t = t0;
-    if (RW == RW_MAX && t1 - t0 >= RT_XR_MIN)
-        for (; t + RT_XR <= t1; t += RT_XR)
+    if (RW == RW_MAX && t1 - t0 >= (type == DT_F32 ? RT_XR_MIN : RT_XR))
+        for (; t + RT_XR <= t1 && t1 - t != 4; t += RT_XR) /* 4 rows: 2 + 2, not 3 + 1 */
             tile_float(type, out + (size_t)t * n_out, n_out, w, wstride, wnext, 1,
                        x + (size_t)t * ldx, ldx, 0, k1, n, save + (t - t0) * RW_MAX, first, last,
                        pf || (pf_first && t == t0), RW, RT_XR);
