@@ -21,7 +21,7 @@
  * one core, 2026-12-02): T = 128 F32 30-31 -> 35-36 GMAC/s, F16 on the buffer 35-40 -> 43, F16
  * in registers 37-38 -> 43-44; T = 8-24 F16 27-38 -> 34-46; T = 3 F16 22-27 -> 32-44, T = 5 32
  * -> 40 (4 rows stay 2 + 2: 3 + 1 ran 27-29 against 30-32). F32 weights take them from
- * RT_XR_MIN rows: at T = 3-5 their reads bound both shapes (level within the noise). */
+ * RT_XR_MIN rows: at T = 3-5 their reads bound both shapes (4 x 3 no faster; at 3, slower). */
 #define RT_XR 3
 #define RT_XR_MIN 6
 /* activation rows per group: their parked accumulators take 16 KB (32 KB for the zmm tiles).
